@@ -1,0 +1,297 @@
+//! The immutable, versioned snapshot the data plane reads: write key → source.
+//!
+//! Invariants:
+//! - A [`Snapshot`] never changes after it is built; a new one replaces it atomically
+//!   in the [`Store`] (an `ArcSwap`). A request loads the snapshot once and sees
+//!   either the old or the new catalog, never a mix.
+//! - Write keys are held only as SHA-256 digests; a lookup hashes the presented key
+//!   and probes a hash map, so the time taken does not depend on how many leading
+//!   characters of a real key were guessed. Plaintext keys are never logged or saved.
+//! - The request path never does I/O to read the catalog. A [`CatalogSource`] (the
+//!   file watcher today, the control plane later) feeds the store from a background
+//!   task, and every installed snapshot is saved as last-known-good so a restart
+//!   works even when the source is unreadable.
+
+mod document;
+mod file;
+mod reload;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use chrono::{DateTime, Utc};
+use sha2::{Digest as _, Sha256};
+
+pub use document::{Document, KeyDoc, RateLimitDoc, SourceDoc};
+pub use file::FileSource;
+pub use reload::{CatalogSource, LoadError, open_store, spawn_reloader};
+
+/// SHA-256 of a write key.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyDigest([u8; 32]);
+
+impl KeyDigest {
+    /// Digest of a plaintext key.
+    pub fn of(key: &str) -> Self {
+        Self(Sha256::digest(key.as_bytes()).into())
+    }
+
+    /// Parses 64 hex characters.
+    pub fn from_hex(hex: &str) -> Option<Self> {
+        if hex.len() != 64 || !hex.is_ascii() {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+        }
+        Some(Self(out))
+    }
+
+    /// Lower-case hex form.
+    pub fn to_hex(self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl fmt::Debug for KeyDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A digest is not a secret, but a short prefix is all a reader needs.
+        write!(f, "KeyDigest({}…)", &self.to_hex()[..8])
+    }
+}
+
+/// Requests per second a source may send, with a burst allowance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Sustained requests per second.
+    pub per_second: u32,
+    /// Requests that may arrive at once above the sustained rate.
+    pub burst: u32,
+}
+
+/// A source: where events come from (a website, an app, a server).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    /// Stable id, used in metrics labels and stored events.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// A disabled source's keys are refused.
+    pub enabled: bool,
+    /// Per-source request rate limit; `None` means unlimited.
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// One write key of a source.
+#[derive(Debug, Clone)]
+struct KeyEntry {
+    source: Arc<Source>,
+    revoked: bool,
+    expires_at: Option<DateTime<Utc>>,
+}
+
+/// Why a write key was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum KeyRejection {
+    /// No source has this key.
+    #[error("unknown write key")]
+    Unknown,
+    /// The key's source is disabled.
+    #[error("source disabled")]
+    SourceDisabled,
+    /// The key was revoked.
+    #[error("write key revoked")]
+    Revoked,
+    /// The key's rotation overlap has ended.
+    #[error("write key expired")]
+    Expired,
+}
+
+impl KeyRejection {
+    /// Stable reason code for metrics.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown_key",
+            Self::SourceDisabled => "source_disabled",
+            Self::Revoked => "key_revoked",
+            Self::Expired => "key_expired",
+        }
+    }
+}
+
+/// An immutable catalog version.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    version: u64,
+    sources: Vec<Arc<Source>>,
+    keys: HashMap<KeyDigest, KeyEntry>,
+}
+
+impl Snapshot {
+    /// Builds a snapshot from a validated document.
+    pub fn build(version: u64, doc: &Document) -> Self {
+        let mut sources = Vec::with_capacity(doc.sources.len());
+        let mut keys = HashMap::new();
+        for s in &doc.sources {
+            let source = Arc::new(Source {
+                id: s.id.clone(),
+                name: s.name.clone().unwrap_or_else(|| s.id.clone()),
+                enabled: s.enabled,
+                rate_limit: s.rate_limit.map(|r| RateLimit {
+                    per_second: r.requests_per_second,
+                    burst: r.burst.unwrap_or(r.requests_per_second),
+                }),
+            });
+            for k in &s.write_keys {
+                if let Some(digest) = k.digest() {
+                    keys.insert(
+                        digest,
+                        KeyEntry {
+                            source: Arc::clone(&source),
+                            revoked: k.revoked,
+                            expires_at: k.expires_at,
+                        },
+                    );
+                }
+            }
+            sources.push(source);
+        }
+        Self {
+            version,
+            sources,
+            keys,
+        }
+    }
+
+    /// The snapshot's version (increases with every installed change).
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// All sources.
+    pub fn sources(&self) -> &[Arc<Source>] {
+        &self.sources
+    }
+
+    /// Number of write keys (revoked ones included).
+    pub fn key_count(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// The source a write key belongs to, if the key may send now.
+    pub fn authenticate(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<&Arc<Source>, KeyRejection> {
+        let entry = self
+            .keys
+            .get(&KeyDigest::of(key))
+            .ok_or(KeyRejection::Unknown)?;
+        if entry.revoked {
+            return Err(KeyRejection::Revoked);
+        }
+        if entry.expires_at.is_some_and(|at| at <= now) {
+            return Err(KeyRejection::Expired);
+        }
+        if !entry.source.enabled {
+            return Err(KeyRejection::SourceDisabled);
+        }
+        Ok(&entry.source)
+    }
+}
+
+/// Holder of the current snapshot; cheap to clone, shared by every request.
+#[derive(Clone)]
+pub struct Store {
+    current: Arc<ArcSwap<Snapshot>>,
+}
+
+impl Store {
+    /// A store serving `snapshot`.
+    pub fn new(snapshot: Snapshot) -> Self {
+        Self {
+            current: Arc::new(ArcSwap::from_pointee(snapshot)),
+        }
+    }
+
+    /// The current snapshot: load it once per request and use only that.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// Replaces the snapshot atomically.
+    pub fn install(&self, snapshot: Snapshot) {
+        self.current.store(Arc::new(snapshot));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(toml_text: &str) -> Document {
+        Document::parse(toml_text).expect("valid document")
+    }
+
+    #[test]
+    fn authenticates_by_key_and_reports_each_refusal() {
+        let d = doc(r#"
+            [[sources]]
+            id = "web"
+            write_keys = [{ key = "good" }, { key = "old", revoked = true },
+                          { key = "rotated", expires_at = "2020-01-01T00:00:00Z" }]
+            [[sources]]
+            id = "off"
+            enabled = false
+            write_keys = [{ key = "off-key" }]
+        "#);
+        let s = Snapshot::build(1, &d);
+        let now = Utc::now();
+        assert_eq!(
+            s.authenticate("good", now).map(|s| s.id.as_str()),
+            Ok("web")
+        );
+        assert_eq!(
+            s.authenticate("nope", now).err(),
+            Some(KeyRejection::Unknown)
+        );
+        assert_eq!(
+            s.authenticate("old", now).err(),
+            Some(KeyRejection::Revoked)
+        );
+        assert_eq!(
+            s.authenticate("rotated", now).err(),
+            Some(KeyRejection::Expired)
+        );
+        assert_eq!(
+            s.authenticate("off-key", now).err(),
+            Some(KeyRejection::SourceDisabled)
+        );
+    }
+
+    #[test]
+    fn digest_keys_match_their_plaintext() {
+        let hex = KeyDigest::of("secret").to_hex();
+        let d = doc(&format!(
+            "[[sources]]\nid = \"s\"\nwrite_keys = [{{ sha256 = \"{hex}\" }}]\n"
+        ));
+        let s = Snapshot::build(1, &d);
+        assert!(s.authenticate("secret", Utc::now()).is_ok());
+        assert_eq!(KeyDigest::from_hex(&hex), Some(KeyDigest::of("secret")));
+        assert!(!format!("{:?}", KeyDigest::of("secret")).contains(&hex));
+    }
+
+    #[test]
+    fn store_swaps_whole_snapshots() {
+        let store = Store::new(Snapshot::default());
+        let before = store.snapshot();
+        store.install(Snapshot::build(2, &doc("[[sources]]\nid = \"a\"\n")));
+        assert_eq!(before.version(), 0);
+        assert_eq!(store.snapshot().version(), 2);
+        assert_eq!(store.snapshot().sources().len(), 1);
+    }
+}

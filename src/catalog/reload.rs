@@ -1,0 +1,174 @@
+//! Feeding the [`Store`] from a [`CatalogSource`], with a last-known-good copy on disk.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::document::Invalid;
+use super::{Document, Snapshot, Store};
+use crate::telemetry;
+
+/// Where catalog documents come from: a file today, the control plane later.
+///
+/// `load` returns the whole current document; `changed` resolves when it may have
+/// changed (spurious wake-ups are fine: an unchanged document is not reinstalled).
+pub trait CatalogSource: Send + 'static {
+    /// Human description for logs (never contains secrets).
+    fn describe(&self) -> String;
+    /// Reads the current document.
+    fn load(&mut self) -> impl Future<Output = Result<Document, LoadError>> + Send;
+    /// Waits until the document may have changed.
+    fn changed(&mut self) -> impl Future<Output = ()> + Send;
+}
+
+/// Why a catalog could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Reading failed.
+    #[error("cannot read {what}: {source}")]
+    Io {
+        /// What was being read.
+        what: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The document is invalid.
+    #[error("invalid catalog: {0}")]
+    Invalid(#[from] Invalid),
+    /// Neither the source nor a last-known-good copy could be loaded.
+    #[error("no catalog: {source_error}; and no usable last-known-good copy at {lkg}: {lkg_error}")]
+    NoCatalog {
+        /// Why the source failed.
+        source_error: Box<LoadError>,
+        /// The copy's path.
+        lkg: PathBuf,
+        /// Why the copy failed.
+        lkg_error: Box<LoadError>,
+    },
+}
+
+/// Loads the first snapshot: from the source, else from the last-known-good copy.
+pub async fn open_store(
+    source: &mut impl CatalogSource,
+    lkg: &Path,
+) -> Result<(Store, Document), LoadError> {
+    let doc = match source.load().await {
+        Ok(doc) => {
+            save_last_known_good(lkg, &doc).await;
+            doc
+        }
+        Err(source_error) => {
+            telemetry_reload_error();
+            match load_last_known_good(lkg).await {
+                Ok(doc) => {
+                    tracing::error!(error = %source_error, lkg = %lkg.display(), "catalog source unreadable; serving the last-known-good copy");
+                    doc
+                }
+                Err(lkg_error) => {
+                    return Err(LoadError::NoCatalog {
+                        source_error: Box::new(source_error),
+                        lkg: lkg.to_owned(),
+                        lkg_error: Box::new(lkg_error),
+                    });
+                }
+            }
+        }
+    };
+    let snapshot = Snapshot::build(1, &doc);
+    record_installed(&snapshot);
+    tracing::info!(source = %source.describe(), version = 1, sources = snapshot.sources().len(), "catalog loaded");
+    Ok((Store::new(snapshot), doc))
+}
+
+/// Starts the task that reloads the catalog whenever `source` reports a change.
+/// An invalid document keeps the current snapshot, is logged and counted.
+pub fn spawn_reloader(
+    mut source: impl CatalogSource,
+    store: Store,
+    mut current: Document,
+    lkg: PathBuf,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut last_error: Option<String> = None;
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = source.changed() => {}
+            }
+            match source.load().await {
+                Ok(doc) if doc == current => last_error = None,
+                Ok(doc) => {
+                    let version = store.snapshot().version() + 1;
+                    let snapshot = Snapshot::build(version, &doc);
+                    record_installed(&snapshot);
+                    store.install(snapshot);
+                    tracing::info!(source = %source.describe(), version, "catalog reloaded");
+                    save_last_known_good(&lkg, &doc).await;
+                    current = doc;
+                    last_error = None;
+                }
+                Err(error) => {
+                    telemetry_reload_error();
+                    // Log each distinct problem once, not at every poll.
+                    let text = error.to_string();
+                    if last_error.as_deref() != Some(text.as_str()) {
+                        tracing::error!(source = %source.describe(), %error, "catalog reload failed; keeping the last good snapshot");
+                        last_error = Some(text);
+                    }
+                }
+            }
+        }
+    })
+}
+
+fn record_installed(snapshot: &Snapshot) {
+    metrics::gauge!(telemetry::CATALOG_VERSION).set(snapshot.version() as f64);
+    metrics::gauge!(telemetry::CATALOG_SOURCES).set(snapshot.sources().len() as f64);
+    metrics::gauge!(telemetry::CATALOG_WRITE_KEYS).set(snapshot.key_count() as f64);
+    metrics::counter!(telemetry::CATALOG_RELOADS).increment(1);
+}
+
+fn telemetry_reload_error() {
+    metrics::counter!(telemetry::CATALOG_RELOAD_ERRORS).increment(1);
+}
+
+async fn load_last_known_good(path: &Path) -> Result<Document, LoadError> {
+    let bytes = tokio::fs::read(path)
+        .await
+        .map_err(|source| LoadError::Io {
+            what: format!("last-known-good catalog {}", path.display()),
+            source,
+        })?;
+    Ok(Document::parse_json(&bytes)?)
+}
+
+/// Writes the hashed document next to the log: temp file, fsync, rename.
+async fn save_last_known_good(path: &Path, doc: &Document) {
+    let path = path.to_owned();
+    let doc = Arc::new(doc.hashed());
+    let result = tokio::task::spawn_blocking(move || write_atomically(&path, &doc)).await;
+    match result {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "cannot save last-known-good catalog");
+        }
+        Err(error) => tracing::warn!(%error, "last-known-good save task failed"),
+    }
+}
+
+fn write_atomically(path: &Path, doc: &Document) -> std::io::Result<()> {
+    use std::io::Write as _;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::File::create(&tmp)?;
+    serde_json::to_writer_pretty(&mut file, doc)?;
+    file.write_all(b"\n")?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+}

@@ -1,0 +1,395 @@
+//! Loading and validating the TOML configuration.
+//!
+//! The shipped `config/sluice.toml` documents every key with its default; the same
+//! defaults live in the `Default` impls below, and a test keeps the two equal. Values
+//! come from, in order of precedence: environment variables `SLUICE__SECTION__KEY`
+//! (double underscores separate the path, e.g. `SLUICE__SERVER__LISTEN=0.0.0.0:80`),
+//! the config file, the defaults. Relative paths are resolved against the process's
+//! working directory.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+/// Prefix of the environment variables that override config keys.
+pub const ENV_PREFIX: &str = "SLUICE__";
+
+/// The whole configuration of one Sluice process.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Listeners, connection limits and timeouts.
+    pub server: Server,
+    /// Bounds on what a request may carry.
+    pub limits: Limits,
+    /// Where write keys and sources come from.
+    pub catalog: Catalog,
+    /// The durable event log.
+    pub log: Log,
+    /// messageId de-duplication.
+    pub dedup: Dedup,
+    /// Logging output.
+    pub telemetry: Telemetry,
+}
+
+/// `[server]`: listeners, connection limits and timeouts.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Server {
+    /// Tracking API listener. Default `0.0.0.0:8080`.
+    pub listen: SocketAddr,
+    /// Admin listener (`/metrics`, `/health`, `/ready`). Default `127.0.0.1:9090`.
+    pub admin_listen: SocketAddr,
+    /// Open connections at most; further ones wait in the kernel backlog. Default 10000.
+    pub max_connections: usize,
+    /// Requests being processed at once at most; beyond it: 503 `overloaded`. Default 4096.
+    pub max_in_flight: usize,
+    /// Time allowed to send a request's headers, in ms. Default 10000.
+    pub header_timeout_ms: u64,
+    /// Time allowed to send a request's body, in ms. Default 30000.
+    pub body_timeout_ms: u64,
+    /// A connection with no request for this long is closed, in ms. Default 60000.
+    pub idle_timeout_ms: u64,
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish, in ms. Default 30000.
+    pub shutdown_grace_ms: u64,
+    /// Peers whose `X-Forwarded-For` is trusted for `context.ip` (addresses or CIDRs). Default none.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Serve HTTPS when both `tls_cert` and `tls_key` (PEM files) are set. Default: plain HTTP.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key matching `tls_cert`. Default none.
+    pub tls_key: Option<PathBuf>,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            max_connections: 10_000,
+            max_in_flight: 4096,
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 30_000,
+            idle_timeout_ms: 60_000,
+            shutdown_grace_ms: 30_000,
+            trusted_proxies: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
+}
+
+impl Server {
+    /// Whether `peer` may set `X-Forwarded-For`.
+    pub fn is_trusted_proxy(&self, peer: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|net| net.contains(&peer))
+    }
+}
+
+/// `[limits]`: bounds on what a request may carry (Segment's published limits by default).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest request body after decompression, in bytes. Default 512000 (500 KB).
+    pub max_request_bytes: usize,
+    /// Largest single message, in bytes of JSON. Default 32768 (32 KB).
+    pub max_message_bytes: usize,
+    /// Most items in one batch. Default 2500.
+    pub max_batch_items: usize,
+    /// Longest `messageId`, in characters. Default 100.
+    pub max_message_id_chars: usize,
+    /// Deepest JSON nesting (objects and arrays) accepted; at most 128. Default 64.
+    pub max_json_depth: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_request_bytes: 512_000,
+            max_message_bytes: 32_768,
+            max_batch_items: 2500,
+            max_message_id_chars: 100,
+            max_json_depth: 64,
+        }
+    }
+}
+
+/// `[catalog]`: where write keys and sources come from.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Catalog {
+    /// The catalog file, watched for changes. Default `config/catalog.toml`.
+    pub path: PathBuf,
+    /// How often the file is checked even without a change notification, in ms. Default 1000.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for Catalog {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("config/catalog.toml"),
+            poll_interval_ms: 1000,
+        }
+    }
+}
+
+/// How an append is made durable before the request is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Written and `fdatasync`ed; appends that arrive together share one sync (group
+    /// commit). Survives a power cut.
+    Fsync,
+    /// Written to the operating system. Survives a crash of Sluice, not of the machine.
+    Os,
+}
+
+/// `[log]`: the durable event log.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Log {
+    /// Directory of the event log's segment files (and the catalog's last-known-good copy). Default `data`.
+    pub dir: PathBuf,
+    /// `fsync` or `os`. Default `fsync`.
+    pub durability: Durability,
+    /// A segment is closed and a new one started past this size, in bytes. Default 67108864 (64 MiB).
+    pub segment_bytes: u64,
+    /// Bound on the log's total size, in bytes; over it requests get 503. Default 4294967296 (4 GiB).
+    pub max_bytes: u64,
+    /// Closed segments older than this are deleted, unless a reader still needs them, in hours. Default 168.
+    pub retention_hours: u64,
+    /// Appends waiting for the writer at most; beyond it requests wait. Default 1024.
+    pub queue_depth: usize,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("data"),
+            durability: Durability::Fsync,
+            segment_bytes: 64 << 20,
+            max_bytes: 4 << 30,
+            retention_hours: 168,
+            queue_depth: 1024,
+        }
+    }
+}
+
+/// `[dedup]`: messageId de-duplication (per source).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Dedup {
+    /// How long a messageId is remembered, in seconds; 0 turns de-duplication off. Default 86400.
+    pub window_secs: u64,
+    /// Most messageIds remembered; the least recently used go first. Default 1000000.
+    pub max_entries: u64,
+}
+
+impl Default for Dedup {
+    fn default() -> Self {
+        Self {
+            window_secs: 86_400,
+            max_entries: 1_000_000,
+        }
+    }
+}
+
+/// Format of log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[telemetry]`: logging output.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Telemetry {
+    /// `tracing` filter, overridden by `RUST_LOG`. Default `info`.
+    pub log_filter: String,
+    /// `text` or `json`. Default `text`.
+    pub log_format: LogFormat,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Self {
+            log_filter: "info".to_owned(),
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML (after env overrides) does not describe a valid configuration.
+    #[error("invalid config: {0}")]
+    Parse(#[from] toml::de::Error),
+    /// An env override names a key path that cannot be set.
+    #[error("environment variable {0} does not name a config key (use SLUICE__SECTION__KEY)")]
+    BadOverride(String),
+    /// A value is out of its allowed range.
+    #[error("invalid config: {0}")]
+    Invalid(&'static str),
+}
+
+impl Config {
+    /// Loads `path` (or only defaults when `None`), applies env overrides, validates.
+    pub fn load(path: Option<&Path>) -> Result<Self, Error> {
+        let text = match path {
+            Some(path) => std::fs::read_to_string(path).map_err(|source| Error::Read {
+                path: path.to_owned(),
+                source,
+            })?,
+            None => String::new(),
+        };
+        Self::from_toml(&text, std::env::vars())
+    }
+
+    /// Parses `text`, applies the `SLUICE__…` overrides found in `env`, validates.
+    pub fn from_toml(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, Error> {
+        let mut table: toml::Table = toml::from_str(text)?;
+        for (name, value) in env {
+            if let Some(path) = name.strip_prefix(ENV_PREFIX) {
+                apply_override(&mut table, &name, path, &value)?;
+            }
+        }
+        let config: Config = toml::Value::Table(table).try_into()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        let l = &self.limits;
+        if l.max_json_depth == 0 || l.max_json_depth > 128 {
+            return Err(Error::Invalid("limits.max_json_depth must be 1..=128"));
+        }
+        if l.max_message_bytes == 0 || l.max_message_bytes > l.max_request_bytes {
+            return Err(Error::Invalid(
+                "limits.max_message_bytes must be 1..=limits.max_request_bytes",
+            ));
+        }
+        if l.max_batch_items == 0 {
+            return Err(Error::Invalid("limits.max_batch_items must be at least 1"));
+        }
+        if self.server.max_connections == 0 || self.server.max_in_flight == 0 {
+            return Err(Error::Invalid(
+                "server.max_connections and server.max_in_flight must be at least 1",
+            ));
+        }
+        if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
+            return Err(Error::Invalid(
+                "server.tls_cert and server.tls_key must be set together",
+            ));
+        }
+        if self.log.segment_bytes < 4096 || self.log.queue_depth == 0 {
+            return Err(Error::Invalid(
+                "log.segment_bytes must be at least 4096 and log.queue_depth at least 1",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Timeout for sending a request body.
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_millis(self.server.body_timeout_ms)
+    }
+}
+
+/// Sets `table[a][b]… = value` for `SLUICE__A__B=value`; the value is read as TOML
+/// (number, bool, array…) when it parses as one, else as a string.
+fn apply_override(table: &mut toml::Table, name: &str, path: &str, raw: &str) -> Result<(), Error> {
+    let keys: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
+    let Some((last, parents)) = keys.split_last() else {
+        return Err(Error::BadOverride(name.to_owned()));
+    };
+    let mut node = table;
+    for key in parents {
+        let entry = node
+            .entry(key.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        node = entry
+            .as_table_mut()
+            .ok_or_else(|| Error::BadOverride(name.to_owned()))?;
+    }
+    if last.is_empty() {
+        return Err(Error::BadOverride(name.to_owned()));
+    }
+    let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()));
+    node.insert(last.clone(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_file_matches_the_defaults() {
+        let shipped = include_str!("../config/sluice.toml");
+        let parsed = Config::from_toml(shipped, Vec::new()).expect("shipped config parses");
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn env_overrides_win_and_parse_types() {
+        let env = vec![
+            (
+                "SLUICE__SERVER__LISTEN".to_owned(),
+                "127.0.0.1:1".to_owned(),
+            ),
+            ("SLUICE__LOG__DURABILITY".to_owned(), "os".to_owned()),
+            ("SLUICE__LIMITS__MAX_BATCH_ITEMS".to_owned(), "7".to_owned()),
+            ("OTHER".to_owned(), "x".to_owned()),
+        ];
+        let c = Config::from_toml("[log]\ndurability = \"fsync\"\n", env).expect("loads");
+        assert_eq!(c.server.listen, SocketAddr::from(([127, 0, 0, 1], 1)));
+        assert_eq!(c.log.durability, Durability::Os);
+        assert_eq!(c.limits.max_batch_items, 7);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_ranges_are_rejected() {
+        assert!(Config::from_toml("[server]\nlisten_typo = 1\n", Vec::new()).is_err());
+        assert!(Config::from_toml("[limits]\nmax_json_depth = 500\n", Vec::new()).is_err());
+        assert!(
+            Config::from_toml("[server]\ntls_cert = \"a.pem\"\n", Vec::new()).is_err(),
+            "cert without key"
+        );
+    }
+
+    #[test]
+    fn trusted_proxies_match_cidrs() {
+        let c = Config::from_toml(
+            "[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"::1/128\"]\n",
+            Vec::new(),
+        )
+        .expect("loads");
+        assert!(c.server.is_trusted_proxy("10.1.2.3".parse().expect("ip")));
+        assert!(c.server.is_trusted_proxy("::1".parse().expect("ip")));
+        assert!(
+            !c.server
+                .is_trusted_proxy("192.168.0.1".parse().expect("ip"))
+        );
+    }
+}

@@ -1,0 +1,261 @@
+//! The Segment message model: decoding request bodies and normalising messages.
+//!
+//! A body is first checked for nesting depth (so parsing can never exhaust the stack),
+//! then parsed with simd-json into an order-preserving `serde_json::Value`. A
+//! single-message route's body is one message; a batch route's body is an envelope
+//! `{"batch":[…], "writeKey"?, "sentAt"?, "context"?, "integrations"?}`.
+//! [`normalize`] turns one message into the event Sluice stores, or says why not.
+
+mod depth;
+mod normalize;
+
+use serde_json::{Map, Value};
+
+use crate::config::Limits;
+
+pub use depth::exceeds_depth;
+pub use normalize::{Enrichment, Event, ItemRejection, normalize};
+
+/// The six Segment call types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `identify`: who the user is.
+    Identify,
+    /// `track`: something the user did.
+    Track,
+    /// `page`: a web page view.
+    Page,
+    /// `screen`: a mobile screen view.
+    Screen,
+    /// `group`: the user's company or team.
+    Group,
+    /// `alias`: merge two identities.
+    Alias,
+}
+
+impl Kind {
+    /// The `type` field's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Identify => "identify",
+            Self::Track => "track",
+            Self::Page => "page",
+            Self::Screen => "screen",
+            Self::Group => "group",
+            Self::Alias => "alias",
+        }
+    }
+
+    /// Parses a `type` field's value.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "identify" => Self::Identify,
+            "track" => Self::Track,
+            "page" => Self::Page,
+            "screen" => Self::Screen,
+            "group" => Self::Group,
+            "alias" => Self::Alias,
+            _ => return None,
+        })
+    }
+}
+
+/// What a route's body holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// One message of a type given by the route.
+    Single(Kind),
+    /// A batch envelope whose items carry their own `type`.
+    Batch,
+}
+
+/// A decoded request body.
+#[derive(Debug)]
+pub struct Envelope {
+    /// `writeKey` at the body's top level, if any.
+    pub write_key: Option<String>,
+    /// The messages, in order.
+    pub items: Vec<Value>,
+    /// Batch-level fields merged into every item.
+    pub defaults: Defaults,
+    /// Type given by the route (single-message routes).
+    pub kind: Option<Kind>,
+    /// Items may exceed the message bound only if the body does: skip measuring otherwise.
+    pub items_need_measuring: bool,
+}
+
+/// Batch-level `context`, `integrations` and `sentAt`.
+#[derive(Debug, Default)]
+pub struct Defaults {
+    /// Merged key by key under each item's own `context`.
+    pub context: Option<Map<String, Value>>,
+    /// Merged key by key under each item's own `integrations`.
+    pub integrations: Option<Map<String, Value>>,
+    /// Used for items without their own `sentAt`.
+    pub sent_at: Option<Value>,
+}
+
+/// Why a body could not be decoded (the whole request is refused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Nested deeper than `limits.max_json_depth`.
+    #[error("JSON nesting is deeper than the limit")]
+    TooDeep,
+    /// Not JSON (or not UTF-8).
+    #[error("body is not valid JSON")]
+    InvalidJson,
+    /// The top level is not an object.
+    #[error("body must be a JSON object")]
+    NotAnObject,
+    /// `writeKey` is present but not a string.
+    #[error("writeKey must be a string")]
+    WriteKeyNotString,
+    /// A batch body without `batch`.
+    #[error("batch body has no \"batch\" array")]
+    MissingBatch,
+    /// `batch` is not an array.
+    #[error("\"batch\" must be an array")]
+    BatchNotArray,
+    /// More items than `limits.max_batch_items`.
+    #[error("batch has more items than allowed")]
+    TooManyItems,
+    /// A single message over `limits.max_message_bytes`.
+    #[error("message is larger than allowed")]
+    MessageTooLarge,
+}
+
+/// Parses `body` for a route of `shape`.
+pub fn decode(mut body: Vec<u8>, shape: Shape, limits: &Limits) -> Result<Envelope, DecodeError> {
+    if matches!(shape, Shape::Single(_)) && body.len() > limits.max_message_bytes {
+        return Err(DecodeError::MessageTooLarge);
+    }
+    if exceeds_depth(&body, limits.max_json_depth) {
+        return Err(DecodeError::TooDeep);
+    }
+    let body_len = body.len();
+    let value: Value =
+        simd_json::serde::from_slice(&mut body).map_err(|_| DecodeError::InvalidJson)?;
+    let Value::Object(mut root) = value else {
+        return Err(DecodeError::NotAnObject);
+    };
+    let write_key = match root.remove("writeKey") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(key)) => Some(key),
+        Some(_) => return Err(DecodeError::WriteKeyNotString),
+    };
+    match shape {
+        Shape::Single(kind) => Ok(Envelope {
+            write_key,
+            items: vec![Value::Object(root)],
+            defaults: Defaults::default(),
+            kind: Some(kind),
+            items_need_measuring: false,
+        }),
+        Shape::Batch => {
+            let items = match root.remove("batch") {
+                Some(Value::Array(items)) => items,
+                None | Some(Value::Null) => return Err(DecodeError::MissingBatch),
+                Some(_) => return Err(DecodeError::BatchNotArray),
+            };
+            if items.len() > limits.max_batch_items {
+                return Err(DecodeError::TooManyItems);
+            }
+            let defaults = Defaults {
+                context: take_object(&mut root, "context"),
+                integrations: take_object(&mut root, "integrations"),
+                sent_at: root.remove("sentAt").filter(|v| !v.is_null()),
+            };
+            Ok(Envelope {
+                write_key,
+                items,
+                defaults,
+                kind: None,
+                items_need_measuring: body_len > limits.max_message_bytes,
+            })
+        }
+    }
+}
+
+/// Removes `key` if it holds an object; anything else (analytics-go sends `null`) is dropped.
+fn take_object(root: &mut Map<String, Value>, key: &str) -> Option<Map<String, Value>> {
+    match root.remove(key) {
+        Some(Value::Object(map)) => Some(map),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits::default()
+    }
+
+    #[test]
+    fn single_body_keeps_fields_and_lifts_write_key() {
+        let env = decode(
+            br#"{"writeKey":"k","userId":"u","event":"E"}"#.to_vec(),
+            Shape::Single(Kind::Track),
+            &limits(),
+        )
+        .expect("decodes");
+        assert_eq!(env.write_key.as_deref(), Some("k"));
+        assert_eq!(env.items.len(), 1);
+        assert!(env.items[0].get("writeKey").is_none());
+        assert_eq!(env.kind, Some(Kind::Track));
+    }
+
+    #[test]
+    fn batch_envelope_tolerates_null_context_and_extra_keys() {
+        let env = decode(
+            br#"{"batch":[{"type":"track"}],"context":null,"messageId":"go-batch","sentAt":"2024-01-01T00:00:00Z"}"#.to_vec(),
+            Shape::Batch,
+            &limits(),
+        )
+        .expect("decodes");
+        assert_eq!(env.items.len(), 1);
+        assert!(env.defaults.context.is_none());
+        assert!(env.defaults.sent_at.is_some());
+    }
+
+    #[test]
+    fn refusals_are_typed() {
+        let l = limits();
+        let cases: &[(&[u8], Shape, DecodeError)] = &[
+            (b"{", Shape::Batch, DecodeError::InvalidJson),
+            (b"", Shape::Batch, DecodeError::InvalidJson),
+            (b"[1]", Shape::Batch, DecodeError::NotAnObject),
+            (b"{}", Shape::Batch, DecodeError::MissingBatch),
+            (br#"{"batch":{}}"#, Shape::Batch, DecodeError::BatchNotArray),
+            (
+                br#"{"writeKey":5}"#,
+                Shape::Batch,
+                DecodeError::WriteKeyNotString,
+            ),
+            (
+                b"\xff\xfe",
+                Shape::Single(Kind::Track),
+                DecodeError::InvalidJson,
+            ),
+        ];
+        for (body, shape, want) in cases {
+            assert_eq!(decode(body.to_vec(), *shape, &l).err(), Some(*want));
+        }
+        let deep = format!("{}{}", "[".repeat(100), "]".repeat(100));
+        assert_eq!(
+            decode(deep.into_bytes(), Shape::Batch, &l).err(),
+            Some(DecodeError::TooDeep)
+        );
+        let many = format!("{{\"batch\":[{}{{}}]}}", "{},".repeat(2500));
+        assert_eq!(
+            decode(many.into_bytes(), Shape::Batch, &l).err(),
+            Some(DecodeError::TooManyItems)
+        );
+        let big = format!("{{\"event\":\"{}\"}}", "x".repeat(40_000));
+        assert_eq!(
+            decode(big.into_bytes(), Shape::Single(Kind::Track), &l).err(),
+            Some(DecodeError::MessageTooLarge)
+        );
+    }
+}

@@ -1,0 +1,311 @@
+//! The Tracking API: routing, write-key auth, limits, body decoding, responses.
+//!
+//! The request path reads top to bottom in [`ingest`]:
+//! authenticate (header) → rate limit → read body (bounded) → decode → authenticate
+//! (body key) → normalise each message → drop duplicates → append to the event log
+//! (durable) → 200. Cross-cutting work wraps it once in [`handle`]: the in-flight
+//! cap (before any work, so overload costs nothing), CORS headers, and the request
+//! metrics (after, so every answer is counted, refusals included).
+
+mod admin;
+mod auth;
+mod body;
+mod cors;
+mod dedup;
+mod listener;
+mod rate;
+mod response;
+mod route;
+mod tls;
+
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::Utc;
+use http::{HeaderMap, Method, Request};
+use hyper::body::Incoming;
+use tokio::sync::Semaphore;
+
+use crate::catalog::{self, Source};
+use crate::config::Config;
+use crate::event::{self, Enrichment};
+use crate::log::Log;
+use crate::telemetry;
+
+pub use admin::handle as handle_admin;
+pub use listener::{Settings as ListenerSettings, run as run_listener};
+pub use response::{Rejection, Reply};
+pub use route::Route;
+pub use tls::{TlsError, acceptor as tls_acceptor};
+
+use dedup::Dedup;
+use rate::Limiters;
+use response::RejectedItem;
+
+/// Header naming the client behind a proxy.
+const X_FORWARDED_FOR: &str = "x-forwarded-for";
+
+/// Everything a request needs; shared by all connections.
+pub struct State {
+    config: Arc<Config>,
+    catalog: catalog::Store,
+    log: Log,
+    dedup: Dedup,
+    limiters: Limiters,
+    in_flight: Arc<Semaphore>,
+}
+
+impl State {
+    /// Builds the shared state.
+    pub fn new(config: Arc<Config>, catalog: catalog::Store, log: Log) -> Self {
+        Self {
+            dedup: Dedup::new(&config.dedup),
+            in_flight: Arc::new(Semaphore::new(config.server.max_in_flight)),
+            limiters: Limiters::default(),
+            config,
+            catalog,
+            log,
+        }
+    }
+
+    /// The event log.
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+
+    /// The catalog store.
+    pub fn catalog(&self) -> &catalog::Store {
+        &self.catalog
+    }
+}
+
+/// Answers one request on the Tracking API listener.
+pub async fn handle(state: Arc<State>, req: Request<Incoming>, peer: SocketAddr) -> Reply {
+    let started = Instant::now();
+    let route = Route::of(req.uri().path());
+    let origin_headers = cors_request_headers(req.headers());
+    let method = req.method().clone();
+    let mut reply = match (route, &method) {
+        (Route::Ingest { .. } | Route::ClientMetrics, &Method::OPTIONS) => {
+            cors::preflight(req.headers())
+        }
+        (Route::Ingest { shape, .. }, &Method::POST) => {
+            // The in-flight cap comes first so an overloaded instance spends nothing.
+            match Arc::clone(&state.in_flight).try_acquire_owned() {
+                Ok(_permit) => {
+                    metrics::gauge!(telemetry::HTTP_IN_FLIGHT).increment(1.0);
+                    let result = ingest(&state, req, peer, shape).await;
+                    metrics::gauge!(telemetry::HTTP_IN_FLIGHT).decrement(1.0);
+                    result.unwrap_or_else(Rejection::into_reply)
+                }
+                Err(_) => Rejection::Overloaded.into_reply(),
+            }
+        }
+        (Route::ClientMetrics, &Method::POST) => client_metrics(&state, req).await,
+        (Route::Health | Route::Ready, &Method::GET | &Method::HEAD) => admin::probe(&state, route),
+        (Route::NotFound, _) => Rejection::NotFound.into_reply(),
+        (Route::Health | Route::Ready, _) => Rejection::MethodNotAllowed("GET, HEAD").into_reply(),
+        (Route::Ingest { .. } | Route::ClientMetrics, _) => {
+            Rejection::MethodNotAllowed("POST, OPTIONS").into_reply()
+        }
+    };
+    if let Some(headers) = origin_headers {
+        cors::decorate(&headers, &mut reply);
+    }
+    let status = reply.status().as_str().to_owned();
+    metrics::counter!(telemetry::HTTP_REQUESTS, telemetry::LABEL_ROUTE => route.name(), telemetry::LABEL_STATUS => status)
+        .increment(1);
+    metrics::histogram!(telemetry::HTTP_REQUEST_DURATION, telemetry::LABEL_ROUTE => route.name())
+        .record(started.elapsed().as_secs_f64());
+    reply
+}
+
+/// The request path of every Tracking API route.
+async fn ingest(
+    state: &State,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    shape: event::Shape,
+) -> Result<Reply, Rejection> {
+    let limits = &state.config.limits;
+    let (parts, body) = req.into_parts();
+    let snapshot = state.catalog.snapshot();
+    let now = Utc::now();
+
+    // 1. A key in the header is checked before the body is read: a bad key costs nothing.
+    let header_key = auth::header_key(&parts.headers).map_err(auth_failure)?;
+    if let Some(key) = &header_key {
+        let source = authenticate(&snapshot, key, now)?;
+        admit(state, source)?;
+    }
+
+    // 2. Read (bounded in size and time, gunzipped) and decode the body.
+    let body = body::read(
+        &parts.headers,
+        body,
+        limits.max_request_bytes,
+        state.config.body_timeout(),
+    )
+    .await
+    .map_err(Rejection::Body)?;
+    metrics::counter!(telemetry::HTTP_BODY_BYTES).increment(body.wire_len as u64);
+    let envelope = event::decode(body.bytes, shape, limits).map_err(Rejection::Decode)?;
+
+    // 3. The key that counts: header and body must agree; a body-only key is checked now.
+    let key = auth::resolve(header_key.as_deref(), envelope.write_key.as_deref())
+        .map_err(auth_failure)?;
+    let source = authenticate(&snapshot, &key, now)?;
+    if header_key.is_none() {
+        admit(state, source)?;
+    }
+    let source_label = source.id.clone();
+    metrics::counter!(telemetry::EVENTS_RECEIVED, telemetry::LABEL_SOURCE => source_label.clone())
+        .increment(envelope.items.len() as u64);
+
+    // 4. Normalise each message; in a batch a bad item is listed, the rest go on.
+    let enrichment = Enrichment {
+        received_at: now,
+        ip: Some(client_ip(&parts.headers, peer.ip(), state)),
+        source_id: &source.id,
+        limits,
+    };
+    let mut records = Vec::with_capacity(envelope.items.len());
+    let mut ids = Vec::with_capacity(envelope.items.len());
+    let mut in_request = HashSet::new();
+    let mut rejected = Vec::new();
+    let mut duplicates = 0u64;
+    for (index, item) in envelope.items.into_iter().enumerate() {
+        match event::normalize(
+            item,
+            envelope.kind,
+            &envelope.defaults,
+            &enrichment,
+            envelope.items_need_measuring,
+        ) {
+            Ok(event) => {
+                let key = Dedup::key(&source.id, &event.message_id);
+                if state.dedup.seen(&key) || !in_request.insert(event.message_id) {
+                    duplicates += 1;
+                    continue;
+                }
+                ids.push(key);
+                records.push(event.record);
+            }
+            Err(problem) if envelope.kind.is_some() => {
+                count_rejected(&source_label, problem.code(), 1);
+                return Err(Rejection::Message(problem));
+            }
+            Err(problem) => {
+                count_rejected(&source_label, problem.code(), 1);
+                rejected.push(RejectedItem {
+                    index,
+                    code: problem.code(),
+                    message: problem.message(),
+                });
+            }
+        }
+    }
+    if duplicates > 0 {
+        metrics::counter!(telemetry::EVENTS_DEDUPLICATED, telemetry::LABEL_SOURCE => source_label.clone())
+            .increment(duplicates);
+    }
+
+    // 5. Durable before 200.
+    if !records.is_empty() {
+        let count = records.len() as u64;
+        if let Err(error) = state.log.append(records).await {
+            let reason = Rejection::Log(error).code();
+            count_rejected(&source_label, reason, count);
+            return Err(Rejection::Log(error));
+        }
+        state.dedup.remember(ids);
+        metrics::counter!(telemetry::EVENTS_ACCEPTED, telemetry::LABEL_SOURCE => source_label)
+            .increment(count);
+    }
+    Ok(response::accepted(&rejected))
+}
+
+fn authenticate<'s>(
+    snapshot: &'s catalog::Snapshot,
+    key: &str,
+    now: chrono::DateTime<Utc>,
+) -> Result<&'s Arc<Source>, Rejection> {
+    snapshot.authenticate(key, now).map_err(|why| {
+        metrics::counter!(telemetry::AUTH_FAILURES, telemetry::LABEL_REASON => why.reason())
+            .increment(1);
+        Rejection::WriteKey(why)
+    })
+}
+
+fn auth_failure(problem: auth::Problem) -> Rejection {
+    let rejection = Rejection::Credentials(problem);
+    metrics::counter!(telemetry::AUTH_FAILURES, telemetry::LABEL_REASON => rejection.code())
+        .increment(1);
+    rejection
+}
+
+/// Applies the source's rate limit.
+fn admit(state: &State, source: &Source) -> Result<(), Rejection> {
+    state.limiters.check(source).map_err(|retry_after| {
+        metrics::counter!(telemetry::RATE_LIMITED, telemetry::LABEL_SOURCE => source.id.clone())
+            .increment(1);
+        Rejection::RateLimited { retry_after }
+    })
+}
+
+fn count_rejected(source: &str, reason: &'static str, n: u64) {
+    metrics::counter!(telemetry::EVENTS_REJECTED, telemetry::LABEL_SOURCE => source.to_owned(), telemetry::LABEL_REASON => reason)
+        .increment(n);
+}
+
+/// `/v1/m`: SDK telemetry. Read (bounded) and discarded; no write key needed.
+async fn client_metrics(state: &State, req: Request<Incoming>) -> Reply {
+    let (parts, body) = req.into_parts();
+    match body::read(
+        &parts.headers,
+        body,
+        state.config.limits.max_request_bytes,
+        state.config.body_timeout(),
+    )
+    .await
+    {
+        Ok(_) => {
+            metrics::counter!(telemetry::CLIENT_METRICS).increment(1);
+            response::accepted(&[])
+        }
+        Err(problem) => Rejection::Body(problem).into_reply(),
+    }
+}
+
+/// The client's address: the peer, or, behind a trusted proxy, the right-most
+/// `X-Forwarded-For` entry that is not itself a trusted proxy.
+fn client_ip(headers: &HeaderMap, peer: IpAddr, state: &State) -> IpAddr {
+    let server = &state.config.server;
+    if !server.is_trusted_proxy(peer) {
+        return peer;
+    }
+    let forwarded = headers
+        .get_all(X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|s| s.trim().parse::<IpAddr>().ok())
+        .collect::<Vec<_>>();
+    forwarded
+        .iter()
+        .rev()
+        .find(|ip| !server.is_trusted_proxy(**ip))
+        .or(forwarded.first())
+        .copied()
+        .unwrap_or(peer)
+}
+
+/// The request headers CORS needs after the request is consumed (only with an Origin).
+fn cors_request_headers(headers: &HeaderMap) -> Option<HeaderMap> {
+    let origin = headers.get(http::header::ORIGIN)?;
+    let mut kept = HeaderMap::new();
+    kept.insert(http::header::ORIGIN, origin.clone());
+    Some(kept)
+}

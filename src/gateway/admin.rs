@@ -1,0 +1,60 @@
+//! The admin listener: `/metrics` (Prometheus text), `/health`, `/ready`.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HeaderValue};
+use http::{Method, Request, StatusCode};
+use hyper::body::Incoming;
+
+use super::response::{self, Rejection, Reply};
+use super::{Route, State};
+use crate::telemetry;
+
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Answers one request on the admin listener.
+pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Reply {
+    let path = req.uri().path();
+    let is_read = matches!(*req.method(), Method::GET | Method::HEAD);
+    match (path, is_read) {
+        ("/metrics", true) => {
+            let mut reply =
+                response::json(StatusCode::OK, Bytes::from(telemetry::metrics().render()));
+            reply
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static(PROMETHEUS_TEXT));
+            reply
+        }
+        ("/health", true) => probe(&state, Route::Health),
+        ("/ready", true) => probe(&state, Route::Ready),
+        ("/metrics" | "/health" | "/ready", false) => {
+            Rejection::MethodNotAllowed("GET, HEAD").into_reply()
+        }
+        _ => Rejection::NotFound.into_reply(),
+    }
+}
+
+/// Liveness (always 200 while the process serves) or readiness: the catalog is
+/// loaded, the log is writable and below its high-water mark.
+pub fn probe(state: &State, route: Route) -> Reply {
+    if route != Route::Ready {
+        return response::json(StatusCode::OK, Bytes::from_static(br#"{"status":"ok"}"#));
+    }
+    let catalog_version = state.catalog.snapshot().version();
+    let log_writable = state.log.is_writable();
+    let below_high_water = !state.log.is_over_high_water();
+    let ready = catalog_version > 0 && log_writable && below_high_water;
+    let body = serde_json::json!({
+        "ready": ready,
+        "catalog_version": catalog_version,
+        "log_writable": log_writable,
+        "log_below_high_water": below_high_water,
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    response::json(status, body.to_string().into())
+}

@@ -1,0 +1,217 @@
+//! Accepting connections and serving HTTP/1.1 and HTTP/2 on them (TLS optional).
+//!
+//! Bounds: at most `max_connections` open connections (the rest wait in the kernel
+//! backlog), a header timeout (slowloris), an idle timeout, a TLS handshake timeout.
+//! On shutdown the listener stops accepting, every connection finishes its in-flight
+//! requests and closes, and [`run`] returns once all are gone or the grace period ends.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use hyper::Request;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::response::Reply;
+use crate::telemetry;
+
+/// Connection-level settings.
+#[derive(Clone)]
+pub struct Settings {
+    /// Open connections at most.
+    pub max_connections: usize,
+    /// Time to send request headers (and to finish a TLS handshake).
+    pub header_timeout: Duration,
+    /// Close a connection without requests for this long.
+    pub idle_timeout: Duration,
+    /// How long shutdown waits for connections to finish.
+    pub grace: Duration,
+    /// TLS, when configured.
+    pub tls: Option<TlsAcceptor>,
+}
+
+/// Serves `handler` on `listener` until `shutdown`, then drains connections.
+pub async fn run<H, F>(
+    listener: TcpListener,
+    settings: Settings,
+    handler: H,
+    shutdown: CancellationToken,
+) where
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Reply> + Send + 'static,
+{
+    let slots = Arc::new(Semaphore::new(settings.max_connections));
+    let tracker = TaskTracker::new();
+    loop {
+        let permit = tokio::select! {
+            () = shutdown.cancelled() => break,
+            permit = Arc::clone(&slots).acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(error) => {
+                    // Out of file descriptors and similar: back off instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let settings = settings.clone();
+        let handler = handler.clone();
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            metrics::gauge!(telemetry::HTTP_CONNECTIONS).increment(1.0);
+            serve_stream(stream, peer, &settings, handler, shutdown).await;
+            metrics::gauge!(telemetry::HTTP_CONNECTIONS).decrement(1.0);
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tracker.close();
+    if tokio::time::timeout(settings.grace, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace_ms = settings.grace.as_millis() as u64,
+            "connections still open after the grace period; closing them"
+        );
+    }
+}
+
+async fn serve_stream<H, F>(
+    stream: TcpStream,
+    peer: SocketAddr,
+    settings: &Settings,
+    handler: H,
+    shutdown: CancellationToken,
+) where
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Reply> + Send + 'static,
+{
+    match &settings.tls {
+        None => serve_io(stream, peer, settings, handler, shutdown).await,
+        Some(acceptor) => {
+            match tokio::time::timeout(settings.header_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => serve_io(tls, peer, settings, handler, shutdown).await,
+                Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            }
+        }
+    }
+}
+
+async fn serve_io<I, H, F>(
+    io: I,
+    peer: SocketAddr,
+    settings: &Settings,
+    handler: H,
+    shutdown: CancellationToken,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Reply> + Send + 'static,
+{
+    let started = Instant::now();
+    let activity = Arc::new(Activity::default());
+    let service = {
+        let activity = Arc::clone(&activity);
+        service_fn(move |req| {
+            let handler = handler.clone();
+            let activity = Arc::clone(&activity);
+            async move {
+                activity.begin(started);
+                let reply = handler(req, peer).await;
+                activity.end(started);
+                Ok::<_, Infallible>(reply)
+            }
+        })
+    };
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_timeout)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(settings.idle_timeout / 2)
+        .keep_alive_timeout(settings.header_timeout);
+    let mut conn = pin!(builder.serve_connection(TokioIo::new(io), service));
+    let mut idle_check =
+        tokio::time::interval((settings.idle_timeout / 4).max(Duration::from_millis(10)));
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(error) = result {
+                    tracing::debug!(%peer, %error, "connection ended with an error");
+                }
+                return;
+            }
+            () = shutdown.cancelled(), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = idle_check.tick(), if !closing => {
+                if activity.idle_for(started) >= settings.idle_timeout {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}
+
+/// Requests under way on a connection and when the last one ended.
+#[derive(Default)]
+struct Activity {
+    active: AtomicUsize,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn begin(&self, since: Instant) {
+        self.active.fetch_add(1, Ordering::Relaxed);
+        self.touch(since);
+    }
+
+    fn end(&self, since: Instant) {
+        self.touch(since);
+        self.active.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    fn touch(&self, since: Instant) {
+        self.last_ms
+            .store(since.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    fn idle_for(&self, since: Instant) -> Duration {
+        if self.active.load(Ordering::Relaxed) > 0 {
+            return Duration::ZERO;
+        }
+        let now = since.elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(self.last_ms.load(Ordering::Relaxed)))
+    }
+}

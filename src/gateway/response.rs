@@ -1,0 +1,248 @@
+//! Every answer the Tracking API gives, and the one place errors become responses.
+//!
+//! Error bodies are always `{"success":false,"code","message","error"}`: Python's SDK
+//! reads `code` and `message`, Ruby's reads `error` (see `sluice-decisions.md`).
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use http::{Response, StatusCode};
+use http_body_util::Full;
+use serde::Serialize;
+
+use super::{auth, body};
+use crate::catalog::KeyRejection;
+use crate::event::{DecodeError, ItemRejection};
+use crate::log;
+
+/// The response body type of every Sluice endpoint.
+pub type Reply = Response<Full<Bytes>>;
+
+/// Header carrying the seconds until a throttled client may retry.
+pub const X_RATELIMIT_RESET: &str = "x-ratelimit-reset";
+const JSON: &str = "application/json";
+const OK_BODY: &[u8] = br#"{"success":true}"#;
+
+/// Why a request was refused as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// Path not served.
+    NotFound,
+    /// Method not allowed on this path.
+    MethodNotAllowed(&'static str),
+    /// Credentials missing, malformed, or header and body disagreeing.
+    Credentials(auth::Problem),
+    /// The catalog refused the key.
+    WriteKey(KeyRejection),
+    /// The source is over its rate limit.
+    RateLimited {
+        /// Seconds until a request may succeed.
+        retry_after: u64,
+    },
+    /// Too many requests in flight on this instance.
+    Overloaded,
+    /// The body could not be read.
+    Body(body::Problem),
+    /// The body could not be decoded.
+    Decode(DecodeError),
+    /// The single message of a single-message route is invalid.
+    Message(ItemRejection),
+    /// The event log did not take the events.
+    Log(log::AppendError),
+}
+
+/// Status, code and message of a rejection: the one exhaustive mapping.
+fn describe(r: Rejection) -> (StatusCode, &'static str, &'static str) {
+    use StatusCode as S;
+    match r {
+        Rejection::NotFound => (S::NOT_FOUND, "not_found", "no such endpoint"),
+        Rejection::MethodNotAllowed(_) => (
+            S::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "method not allowed on this endpoint",
+        ),
+        Rejection::Credentials(auth::Problem::Missing) => (
+            S::UNAUTHORIZED,
+            "missing_write_key",
+            "no write key: send it as the HTTP Basic user or as writeKey in the body",
+        ),
+        Rejection::Credentials(auth::Problem::MalformedHeader) => (
+            S::UNAUTHORIZED,
+            "invalid_authorization",
+            "the Authorization header is not valid Basic credentials",
+        ),
+        Rejection::Credentials(auth::Problem::Mismatch) => (
+            S::UNAUTHORIZED,
+            "write_key_mismatch",
+            "the Authorization header and the body's writeKey name different keys",
+        ),
+        Rejection::WriteKey(
+            KeyRejection::Unknown
+            | KeyRejection::Revoked
+            | KeyRejection::Expired
+            | KeyRejection::SourceDisabled,
+        ) => (
+            S::UNAUTHORIZED,
+            "invalid_write_key",
+            "invalid write key: unknown, revoked, expired, or its source is disabled",
+        ),
+        Rejection::RateLimited { .. } => (
+            S::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "this source is over its rate limit; retry after the given seconds",
+        ),
+        Rejection::Overloaded => (
+            S::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "too many requests in flight; retry shortly",
+        ),
+        Rejection::Body(body::Problem::TooLarge) => (
+            S::PAYLOAD_TOO_LARGE,
+            "request_too_large",
+            "request body is larger than allowed",
+        ),
+        Rejection::Body(body::Problem::Timeout) => (
+            S::REQUEST_TIMEOUT,
+            "request_timeout",
+            "request body was not received in time",
+        ),
+        Rejection::Body(body::Problem::Interrupted) => (
+            S::BAD_REQUEST,
+            "body_interrupted",
+            "the request body could not be read",
+        ),
+        Rejection::Body(body::Problem::UnsupportedEncoding) => (
+            S::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_encoding",
+            "Content-Encoding must be gzip or identity",
+        ),
+        Rejection::Body(body::Problem::InvalidGzip) => (
+            S::BAD_REQUEST,
+            "invalid_gzip",
+            "body is labelled or detected as gzip but does not decompress",
+        ),
+        Rejection::Decode(DecodeError::InvalidJson) => {
+            (S::BAD_REQUEST, "invalid_json", "Invalid JSON")
+        }
+        Rejection::Decode(DecodeError::TooDeep) => (
+            S::BAD_REQUEST,
+            "json_too_deep",
+            "JSON is nested deeper than allowed",
+        ),
+        Rejection::Decode(DecodeError::NotAnObject) => {
+            (S::BAD_REQUEST, "invalid_body", "body must be a JSON object")
+        }
+        Rejection::Decode(DecodeError::WriteKeyNotString) => (
+            S::UNAUTHORIZED,
+            "invalid_write_key",
+            "writeKey must be a string",
+        ),
+        Rejection::Decode(DecodeError::MissingBatch) => (
+            S::BAD_REQUEST,
+            "missing_batch",
+            "batch body has no \"batch\" array",
+        ),
+        Rejection::Decode(DecodeError::BatchNotArray) => (
+            S::BAD_REQUEST,
+            "invalid_batch",
+            "\"batch\" must be an array",
+        ),
+        Rejection::Decode(DecodeError::TooManyItems) => (
+            S::BAD_REQUEST,
+            "batch_too_many_items",
+            "batch has more items than allowed (2500 by default)",
+        ),
+        Rejection::Decode(DecodeError::MessageTooLarge) => (
+            S::PAYLOAD_TOO_LARGE,
+            "message_too_large",
+            "message is larger than allowed (32 KB by default)",
+        ),
+        Rejection::Message(item) => (S::BAD_REQUEST, item.code(), item.message()),
+        Rejection::Log(log::AppendError::Full) => (
+            S::SERVICE_UNAVAILABLE,
+            "log_full",
+            "event storage is full; retry later",
+        ),
+        Rejection::Log(log::AppendError::Io) => (
+            S::SERVICE_UNAVAILABLE,
+            "log_unavailable",
+            "event storage failed to write; retry later",
+        ),
+        Rejection::Log(log::AppendError::Closed) => (
+            S::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the server is shutting down; retry",
+        ),
+    }
+}
+
+impl Rejection {
+    /// Stable snake_case code (also a bounded metric label).
+    pub fn code(self) -> &'static str {
+        describe(self).1
+    }
+
+    /// Seconds the client should wait before retrying, for retryable refusals.
+    fn retry_after(self) -> Option<u64> {
+        match self {
+            Self::RateLimited { retry_after } => Some(retry_after),
+            Self::Overloaded => Some(1),
+            Self::Log(_) => Some(log::RETRY_AFTER_SECS),
+            _ => None,
+        }
+    }
+
+    /// The HTTP response.
+    pub fn into_reply(self) -> Reply {
+        let (status, code, message) = describe(self);
+        let body = serde_json::json!({
+            "success": false,
+            "code": code,
+            "message": message,
+            "error": message,
+        });
+        let mut reply = json(status, body.to_string().into());
+        if let Some(secs) = self.retry_after() {
+            let headers = reply.headers_mut();
+            headers.insert(RETRY_AFTER, HeaderValue::from(secs));
+            if matches!(self, Self::RateLimited { .. }) {
+                headers.insert(X_RATELIMIT_RESET, HeaderValue::from(secs));
+            }
+        }
+        if let Self::MethodNotAllowed(allow) = self {
+            reply
+                .headers_mut()
+                .insert(http::header::ALLOW, HeaderValue::from_static(allow));
+        }
+        reply
+    }
+}
+
+/// One refused item of a batch, as listed in the 200 body.
+#[derive(Debug, Serialize)]
+pub struct RejectedItem {
+    /// Position in the batch.
+    pub index: usize,
+    /// Stable code.
+    pub code: &'static str,
+    /// Human message.
+    pub message: &'static str,
+}
+
+/// `200 {"success":true}`, plus `rejected` when some batch items were refused.
+pub fn accepted(rejected: &[RejectedItem]) -> Reply {
+    if rejected.is_empty() {
+        return json(StatusCode::OK, Bytes::from_static(OK_BODY));
+    }
+    let body = serde_json::json!({ "success": true, "rejected": rejected });
+    json(StatusCode::OK, body.to_string().into())
+}
+
+/// A JSON response.
+pub fn json(status: StatusCode, body: Bytes) -> Reply {
+    let mut reply = Response::new(Full::new(body));
+    *reply.status_mut() = status;
+    reply
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(JSON));
+    reply
+}

@@ -1,0 +1,92 @@
+//! Which route a path is. Route names are fixed strings, so they are safe metric labels.
+
+use crate::event::{Kind, Shape};
+
+/// What a request path asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// A Tracking API route that stores events.
+    Ingest {
+        /// Fixed name (the canonical path) for metrics.
+        name: &'static str,
+        /// What its body holds.
+        shape: Shape,
+    },
+    /// `/v1/m`: SDK client metrics, accepted and discarded.
+    ClientMetrics,
+    /// `GET /health`: liveness.
+    Health,
+    /// `GET /ready`: readiness.
+    Ready,
+    /// Anything else.
+    NotFound,
+}
+
+impl Route {
+    /// Resolves a path (one trailing slash is tolerated).
+    pub fn of(path: &str) -> Self {
+        let path = match path.strip_suffix('/') {
+            Some(p) if !p.is_empty() => p,
+            _ => path,
+        };
+        let single = |name, kind| Self::Ingest {
+            name,
+            shape: Shape::Single(kind),
+        };
+        let batch = |name| Self::Ingest {
+            name,
+            shape: Shape::Batch,
+        };
+        match path {
+            "/v1/identify" => single("/v1/identify", Kind::Identify),
+            "/v1/track" => single("/v1/track", Kind::Track),
+            "/v1/page" => single("/v1/page", Kind::Page),
+            "/v1/screen" => single("/v1/screen", Kind::Screen),
+            "/v1/group" => single("/v1/group", Kind::Group),
+            "/v1/alias" => single("/v1/alias", Kind::Alias),
+            "/v1/i" => single("/v1/i", Kind::Identify),
+            "/v1/t" => single("/v1/t", Kind::Track),
+            "/v1/p" => single("/v1/p", Kind::Page),
+            "/v1/s" => single("/v1/s", Kind::Screen),
+            "/v1/g" => single("/v1/g", Kind::Group),
+            "/v1/a" => single("/v1/a", Kind::Alias),
+            "/v1/batch" => batch("/v1/batch"),
+            "/v1/import" => batch("/v1/import"),
+            "/v1/b" => batch("/v1/b"),
+            "/v1/m" => Self::ClientMetrics,
+            "/health" => Self::Health,
+            "/ready" => Self::Ready,
+            _ => Self::NotFound,
+        }
+    }
+
+    /// Label value for metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ingest { name, .. } => name,
+            Self::ClientMetrics => "/v1/m",
+            Self::Health => "/health",
+            Self::Ready => "/ready",
+            Self::NotFound => "other",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_paths_map_to_their_types() {
+        assert_eq!(
+            Route::of("/v1/s"),
+            Route::Ingest {
+                name: "/v1/s",
+                shape: Shape::Single(Kind::Screen)
+            }
+        );
+        assert_eq!(Route::of("/v1/import/").name(), "/v1/import");
+        assert_eq!(Route::of("/v1/trackx"), Route::NotFound);
+        assert_eq!(Route::of("/"), Route::NotFound);
+    }
+}

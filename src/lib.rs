@@ -1,0 +1,148 @@
+//! Sluice: a self-hosted, Segment-compatible event ingestion gateway.
+//!
+//! # Layout
+//! - [`config`]: loading and validating the TOML configuration, env overrides, defaults.
+//! - [`catalog`]: the hot-reloaded, versioned snapshot of sources and write keys.
+//! - [`gateway`]: the Tracking API: HTTP, routing, auth, limits, bodies, responses.
+//! - [`event`]: the Segment message model: decoding and normalisation.
+//! - [`log`]: the durable event log (group commit, segments, recovery, retention).
+//! - [`telemetry`]: metric names and registration, tracing setup.
+//!
+//! [`serve`] runs everything in one process; `src/main.rs` only wires the command line to it.
+
+pub mod catalog;
+pub mod config;
+pub mod event;
+pub mod gateway;
+pub mod log;
+pub mod telemetry;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+
+/// Name of the catalog's last-known-good copy inside the log directory.
+pub const LAST_KNOWN_GOOD: &str = "catalog.lkg.json";
+/// How often histogram summaries are refreshed for `/metrics`.
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
+
+/// The two sockets Sluice serves on.
+pub struct Listeners {
+    /// The Tracking API.
+    pub data: TcpListener,
+    /// `/metrics`, `/health`, `/ready`.
+    pub admin: TcpListener,
+}
+
+/// Why Sluice could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The event log could not be opened.
+    #[error(transparent)]
+    Log(#[from] log::OpenError),
+    /// Neither the catalog nor its last-known-good copy could be loaded.
+    #[error(transparent)]
+    Catalog(#[from] catalog::LoadError),
+    /// TLS is configured but unusable.
+    #[error(transparent)]
+    Tls(#[from] gateway::TlsError),
+}
+
+/// Runs the gateway until `shutdown` is cancelled, then stops accepting, lets
+/// in-flight requests finish (up to `shutdown_grace_ms`), and flushes the log.
+pub async fn serve(
+    config: Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    let metrics = telemetry::metrics();
+    let config = Arc::new(config);
+    let tls = match (&config.server.tls_cert, &config.server.tls_key) {
+        (Some(cert), Some(key)) => Some(gateway::tls_acceptor(cert, key)?),
+        _ => None,
+    };
+    let event_log = log::Log::open(&config.log)?;
+
+    let lkg = config.log.dir.join(LAST_KNOWN_GOOD);
+    let mut source = catalog::FileSource::new(
+        &config.catalog.path,
+        Duration::from_millis(config.catalog.poll_interval_ms),
+    );
+    let (store, doc) = match catalog::open_store(&mut source, &lkg).await {
+        Ok(opened) => opened,
+        Err(error) => {
+            event_log.close(Duration::from_secs(5)).await;
+            return Err(error.into());
+        }
+    };
+    let background = CancellationToken::new();
+    let reloader = catalog::spawn_reloader(source, store.clone(), doc, lkg, background.clone());
+    let upkeep = tokio::spawn({
+        let background = background.clone();
+        async move {
+            let mut tick = tokio::time::interval(METRICS_UPKEEP);
+            loop {
+                tokio::select! {
+                    () = background.cancelled() => return,
+                    _ = tick.tick() => metrics.run_upkeep(),
+                }
+            }
+        }
+    });
+
+    let state = Arc::new(gateway::State::new(
+        Arc::clone(&config),
+        store,
+        event_log.clone(),
+    ));
+    let settings = gateway::ListenerSettings {
+        max_connections: config.server.max_connections,
+        header_timeout: Duration::from_millis(config.server.header_timeout_ms),
+        idle_timeout: Duration::from_millis(config.server.idle_timeout_ms),
+        grace: Duration::from_millis(config.server.shutdown_grace_ms),
+        tls,
+    };
+    let admin_settings = gateway::ListenerSettings {
+        tls: None,
+        max_connections: 64,
+        ..settings.clone()
+    };
+    tracing::info!(
+        data = %listeners.data.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        admin = %listeners.admin.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        durability = ?config.log.durability,
+        "sluice is serving"
+    );
+    let admin_stop = CancellationToken::new();
+    let admin = tokio::spawn(gateway::run_listener(
+        listeners.admin,
+        admin_settings,
+        {
+            let state = Arc::clone(&state);
+            move |req, _peer| gateway::handle_admin(Arc::clone(&state), req)
+        },
+        admin_stop.clone(),
+    ));
+    gateway::run_listener(
+        listeners.data,
+        settings,
+        {
+            let state = Arc::clone(&state);
+            move |req, peer| gateway::handle(Arc::clone(&state), req, peer)
+        },
+        shutdown,
+    )
+    .await;
+
+    tracing::info!("stopped accepting; flushing the event log");
+    event_log.close(Duration::from_secs(10)).await;
+    background.cancel();
+    admin_stop.cancel();
+    let _ = tokio::join!(reloader, upkeep, admin);
+    tracing::info!("sluice stopped");
+    Ok(())
+}

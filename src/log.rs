@@ -1,0 +1,216 @@
+//! The durable event log: append with group commit, segments, recovery, retention.
+//!
+//! # On-disk format
+//! A directory of segment files (see [`segment`] for the record layout, length +
+//! CRC32C per record). Records are numbered by a global offset; a segment is named
+//! after the offset of its first record. Only the newest segment is written to; a
+//! segment is closed (and, with `fsync` durability, synced) when it passes
+//! `segment_bytes`.
+//!
+//! # Durability
+//! One writer thread owns the files. [`Log::append`] queues a request and waits for
+//! its acknowledgement, which is sent only after the request's records are
+//! written (`os`) or written and `fdatasync`ed (`fsync`). Requests that arrive while
+//! the writer is busy are written together and share one sync: group commit.
+//!
+//! # Crash recovery
+//! On [`Log::open`] the newest segment is read from the start; the first partial or
+//! checksum-failing record and everything after it (a torn tail: a write cut short by
+//! a crash) is truncated away and counted in `sluice_log_torn_tail_*`. Such records
+//! were never acknowledged, since acknowledgement follows the write. Older segments
+//! were complete when closed and are checked by readers record by record.
+//!
+//! # Bounds and retention
+//! The log never grows past `max_bytes`: an append that would cross it fails with
+//! [`AppendError::Full`] (the gateway answers 503 + `Retry-After`). Closed segments
+//! older than `retention_hours` are deleted when a segment closes or the log opens,
+//! but never while a reader's hold ([`Log::hold`]) still needs them.
+
+mod reader;
+pub mod segment;
+mod writer;
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config;
+use crate::telemetry;
+
+pub use reader::{ReadError, Reader, Stats, stats};
+
+/// Seconds a client is asked to wait when the log is full or failing.
+pub const RETRY_AFTER_SECS: u64 = 30;
+/// Fraction of `max_bytes` above which `/ready` reports not ready.
+pub const HIGH_WATER: f64 = 0.9;
+
+/// Why an append was not acknowledged. None of its records count as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AppendError {
+    /// The log is at its byte bound.
+    #[error("event log is full")]
+    Full,
+    /// Writing or syncing failed.
+    #[error("event log write failed")]
+    Io,
+    /// The log is shut down.
+    #[error("event log is closed")]
+    Closed,
+}
+
+/// Why the log could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// I/O on the directory or a segment.
+    #[error("event log at {path}: {source}")]
+    Io {
+        /// What was being opened.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A segment is unusable.
+    #[error(transparent)]
+    Segment(#[from] segment::SegmentError),
+}
+
+/// State shared by the handle and the writer thread.
+#[derive(Debug)]
+struct Shared {
+    total_bytes: AtomicU64,
+    segments: AtomicU64,
+    next_offset: AtomicU64,
+    healthy: AtomicBool,
+    max_bytes: u64,
+    holds: Mutex<HashMap<String, u64>>,
+}
+
+impl Shared {
+    /// Lowest offset some reader still needs, if any reader holds one.
+    fn lowest_hold(&self) -> Option<u64> {
+        self.holds
+            .lock()
+            .map(|h| h.values().copied().min())
+            .unwrap_or(Some(0))
+    }
+}
+
+enum Command {
+    Append {
+        records: Vec<Vec<u8>>,
+        reply: oneshot::Sender<Result<Range<u64>, AppendError>>,
+    },
+    Close,
+}
+
+/// Handle to the log; cheap to clone. Dropping every handle does not close it:
+/// call [`Log::close`] so the writer syncs and stops.
+#[derive(Clone)]
+pub struct Log {
+    tx: mpsc::Sender<Command>,
+    shared: Arc<Shared>,
+    dir: PathBuf,
+    writer: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
+}
+
+impl Log {
+    /// Opens (creating if needed) the log in `config.dir`, recovers its tail and
+    /// starts the writer thread.
+    pub fn open(config: &config::Log) -> Result<Self, OpenError> {
+        let dir = config.dir.clone();
+        std::fs::create_dir_all(&dir).map_err(|source| OpenError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let shared = Arc::new(Shared {
+            total_bytes: AtomicU64::new(0),
+            segments: AtomicU64::new(0),
+            next_offset: AtomicU64::new(0),
+            healthy: AtomicBool::new(true),
+            max_bytes: config.max_bytes,
+            holds: Mutex::new(HashMap::new()),
+        });
+        let writer = writer::Writer::recover(config, Arc::clone(&shared))?;
+        let (tx, rx) = mpsc::channel(config.queue_depth);
+        let thread = std::thread::Builder::new()
+            .name("sluice-log-writer".to_owned())
+            .spawn(move || writer.run(rx))
+            .map_err(|source| OpenError::Io {
+                path: dir.clone(),
+                source,
+            })?;
+        Ok(Self {
+            tx,
+            shared,
+            dir,
+            writer: Arc::new(Mutex::new(Some(thread))),
+        })
+    }
+
+    /// Appends `records` and waits until they are durable; returns their offsets.
+    pub async fn append(&self, records: Vec<Vec<u8>>) -> Result<Range<u64>, AppendError> {
+        let started = Instant::now();
+        let (reply, done) = oneshot::channel();
+        self.tx
+            .send(Command::Append { records, reply })
+            .await
+            .map_err(|_| AppendError::Closed)?;
+        let result = done.await.map_err(|_| AppendError::Closed)?;
+        metrics::histogram!(telemetry::LOG_APPEND_DURATION).record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    /// Registers (or moves) a reader's hold: segments at or after `offset` are kept.
+    pub fn hold(&self, reader: &str, offset: u64) {
+        if let Ok(mut holds) = self.shared.holds.lock() {
+            holds.insert(reader.to_owned(), offset);
+        }
+    }
+
+    /// Removes a reader's hold.
+    pub fn release(&self, reader: &str) {
+        if let Ok(mut holds) = self.shared.holds.lock() {
+            holds.remove(reader);
+        }
+    }
+
+    /// The log's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Offset the next record will get.
+    pub fn next_offset(&self) -> u64 {
+        self.shared.next_offset.load(Ordering::Acquire)
+    }
+
+    /// Bytes on disk.
+    pub fn total_bytes(&self) -> u64 {
+        self.shared.total_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Whether the last write succeeded and the writer runs.
+    pub fn is_writable(&self) -> bool {
+        self.shared.healthy.load(Ordering::Relaxed) && !self.tx.is_closed()
+    }
+
+    /// Whether the log is above [`HIGH_WATER`] of its byte bound.
+    pub fn is_over_high_water(&self) -> bool {
+        self.total_bytes() as f64 >= self.shared.max_bytes as f64 * HIGH_WATER
+    }
+
+    /// Flushes, syncs and stops the writer; later appends fail with `Closed`.
+    /// Waits at most `timeout` for queued appends to be written.
+    pub async fn close(&self, timeout: Duration) {
+        let _ = tokio::time::timeout(timeout, self.tx.send(Command::Close)).await;
+        let thread = self.writer.lock().ok().and_then(|mut t| t.take());
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}
