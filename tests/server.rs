@@ -1,0 +1,112 @@
+//! Transport: TLS with HTTP/2 and HTTP/1.1, keep-alive, graceful shutdown.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{CATALOG, TestServer, basic};
+
+fn tls_client(ca_pem: &str, http2: bool) -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
+        roots.add(cert.expect("pem")).expect("add root");
+    }
+    let mut tls = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = if http2 {
+        vec![b"h2".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .build()
+        .expect("client")
+}
+
+#[tokio::test]
+async fn tls_serves_http2_and_http1() {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("cert");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cert_path = dir.path().join("cert.pem");
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&cert_path, cert.cert.pem()).expect("write");
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).expect("write");
+    let server = TestServer::start_with(CATALOG, |c| {
+        c.server.tls_cert = Some(cert_path.clone());
+        c.server.tls_key = Some(key_path.clone());
+    });
+    let url = format!("https://localhost:{}/v1/track", server.addr.port());
+    for (http2, version) in [
+        (true, reqwest::Version::HTTP_2),
+        (false, reqwest::Version::HTTP_11),
+    ] {
+        let c = tls_client(&cert.cert.pem(), http2);
+        for _ in 0..3 {
+            let r = c
+                .post(&url)
+                .header("authorization", basic("web-key"))
+                .body(r#"{"userId":"u","event":"Secure"}"#)
+                .send()
+                .await
+                .expect("send");
+            assert_eq!(r.status(), 200);
+            assert_eq!(r.version(), version);
+        }
+    }
+    assert_eq!(server.stored().len(), 6);
+}
+
+#[tokio::test]
+async fn plain_http2_with_prior_knowledge() {
+    let server = TestServer::start();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let c = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .expect("client");
+    let r = c
+        .post(server.url("/v1/track"))
+        .header("authorization", basic("web-key"))
+        .body(r#"{"userId":"u","event":"H2C"}"#)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+}
+
+#[tokio::test]
+async fn shutdown_finishes_in_flight_requests_and_keeps_their_events() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start();
+    // A request whose body is still arriving when shutdown starts.
+    let mut s = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    let body = br#"{"userId":"u","event":"In Flight"}"#;
+    let head = format!(
+        "POST /v1/track HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nContent-Length: {}\r\n\r\n",
+        basic("web-key"),
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.expect("write");
+    s.write_all(&body[..5]).await.expect("write");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stopper = std::thread::spawn(move || server.stop());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    s.write_all(&body[5..]).await.expect("write rest");
+    let mut reply = String::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut reply))
+        .await
+        .expect("answered")
+        .expect("read");
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    let (_dir, config) = stopper.join().expect("stopped");
+    let stored = common::stored_in(&config.log.dir);
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0]["event"]["event"], "In Flight");
+    drop(_dir);
+}
