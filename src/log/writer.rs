@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write as _};
+use std::io::{self, Seek as _, SeekFrom, Write as _};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -76,7 +76,7 @@ impl Writer {
                     (file, base, MAGIC.len() as u64, base)
                 } else {
                     let scan = segment::scan(&path)?;
-                    let file = OpenOptions::new()
+                    let mut file = OpenOptions::new()
                         .write(true)
                         .open(&path)
                         .map_err(io_err(&path))?;
@@ -88,6 +88,8 @@ impl Writer {
                         metrics::counter!(telemetry::LOG_TORN_TAILS).increment(1);
                         metrics::counter!(telemetry::LOG_TORN_BYTES).increment(torn);
                     }
+                    file.seek(SeekFrom::Start(scan.valid_len))
+                        .map_err(io_err(&path))?;
                     (file, base, scan.valid_len, base + scan.records)
                 }
             }
@@ -195,7 +197,8 @@ impl Writer {
         tracing::error!(%error, segment_base = self.active_base, "event log write failed; requests get 503");
         metrics::counter!(telemetry::LOG_WRITE_ERRORS).increment(1);
         self.shared.healthy.store(false, Ordering::Relaxed);
-        let rewound = self.active.set_len(self.active_len).is_ok();
+        let rewound = self.active.set_len(self.active_len).is_ok()
+            && self.active.seek(SeekFrom::Start(self.active_len)).is_ok();
         if let Some((_, first)) = done.first() {
             // Offsets are reused only when the file really went back.
             if rewound {

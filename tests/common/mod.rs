@@ -60,6 +60,7 @@ impl TestServer {
         config.catalog.poll_interval_ms = 100;
         config.log.dir = dir.path().join("log");
         config.log.durability = sluice::config::Durability::Os;
+        config.server.shutdown_grace_ms = 5_000;
         tweak(&mut config);
         Self::start_in(dir, config)
     }
