@@ -49,6 +49,9 @@ enum LogCommand {
         /// Keep printing events as they arrive.
         #[arg(short, long)]
         follow: bool,
+        /// One compact JSON object per line (for scripts) instead of pretty JSON.
+        #[arg(long)]
+        ndjson: bool,
     },
     /// Print segment, record and byte counts as JSON.
     Stats,
@@ -71,7 +74,11 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => serve(config),
         Command::Log { command } => match command {
-            LogCommand::Tail { lines, follow } => tail(&config, lines, follow),
+            LogCommand::Tail {
+                lines,
+                follow,
+                ndjson,
+            } => tail(&config, lines, follow, ndjson),
             LogCommand::Stats => {
                 let stats = sluice::log::stats(&config.log.dir)
                     .with_context(|| format!("reading {}", config.log.dir.display()))?;
@@ -127,7 +134,7 @@ async fn stop_on_signal(shutdown: CancellationToken) {
     shutdown.cancel();
 }
 
-fn tail(config: &Config, lines: u64, follow: bool) -> anyhow::Result<()> {
+fn tail(config: &Config, lines: u64, follow: bool, ndjson: bool) -> anyhow::Result<()> {
     let dir = &config.log.dir;
     let stats = sluice::log::stats(dir).with_context(|| format!("reading {}", dir.display()))?;
     let mut from = stats
@@ -139,14 +146,17 @@ fn tail(config: &Config, lines: u64, follow: bool) -> anyhow::Result<()> {
         let reader = sluice::log::Reader::open(dir, from)?;
         for item in reader {
             let (offset, payload) = item?;
-            let pretty = match serde_json::from_slice::<serde_json::Value>(&payload) {
-                Ok(value) => serde_json::to_string_pretty(
-                    &serde_json::json!({"offset": offset, "record": value}),
-                )?,
-                Err(_) => format!("{{\"offset\": {offset}, \"undecodable\": true}}"),
+            let entry = match serde_json::from_slice::<serde_json::Value>(&payload) {
+                Ok(record) => serde_json::json!({"offset": offset, "record": record}),
+                Err(_) => serde_json::json!({"offset": offset, "undecodable": true}),
+            };
+            let text = if ndjson {
+                serde_json::to_string(&entry)?
+            } else {
+                serde_json::to_string_pretty(&entry)?
             };
             let mut out = stdout.lock();
-            writeln!(out, "{pretty}")?;
+            writeln!(out, "{text}")?;
             from = offset + 1;
         }
         if !follow {
