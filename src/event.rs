@@ -219,6 +219,18 @@ mod tests {
         assert!(env.defaults.sent_at.is_some());
     }
 
+    proptest::proptest! {
+        // Arbitrary bytes (and arbitrary JSON-ish text) never panic the decoder.
+        #[test]
+        fn never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+                        text in "[\\[\\]{}\":,a-z0-9 \\\\]{0,200}") {
+            for shape in [Shape::Batch, Shape::Single(Kind::Track)] {
+                let _ = decode(bytes.clone(), shape, &limits());
+                let _ = decode(text.clone().into_bytes(), shape, &limits());
+            }
+        }
+    }
+
     #[test]
     fn refusals_are_typed() {
         let l = limits();

@@ -1,6 +1,6 @@
 //! The Tracking API: routing, write-key auth, limits, body decoding, responses.
 //!
-//! The request path reads top to bottom in [`ingest`]:
+//! The request path reads top to bottom in `ingest`:
 //! authenticate (header) → rate limit → read body (bounded) → decode → authenticate
 //! (body key) → normalise each message → drop duplicates → append to the event log
 //! (durable) → 200. Cross-cutting work wraps it once in [`handle`]: the in-flight

@@ -1,0 +1,37 @@
+//! Body decoding and normalisation on arbitrary bytes: must never panic, and every
+//! accepted message must serialise to a JSON record.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use sluice::config::Limits;
+use sluice::event::{self, Enrichment, Kind, Shape};
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&selector, body)) = data.split_first() else {
+        return;
+    };
+    let shape = match selector % 7 {
+        0 => Shape::Single(Kind::Identify),
+        1 => Shape::Single(Kind::Track),
+        2 => Shape::Single(Kind::Page),
+        3 => Shape::Single(Kind::Screen),
+        4 => Shape::Single(Kind::Group),
+        5 => Shape::Single(Kind::Alias),
+        _ => Shape::Batch,
+    };
+    let limits = Limits::default();
+    let Ok(envelope) = event::decode(body.to_vec(), shape, &limits) else {
+        return;
+    };
+    let enrichment = Enrichment {
+        received_at: chrono::Utc::now(),
+        ip: None,
+        source_id: "fuzz",
+        limits: &limits,
+    };
+    for item in envelope.items {
+        if let Ok(ev) = event::normalize(item, envelope.kind, &envelope.defaults, &enrichment, true) {
+            assert!(serde_json::from_slice::<serde_json::Value>(&ev.record).is_ok());
+        }
+    }
+});

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The whole test suite, exactly as CI runs it (.ci/run calls this script):
+# formatting, lints, docs, unit + integration + property tests, and the golden test
+# with the real SDKs (installs them from npm and PyPI on first run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+step "cargo clippy"
+cargo clippy --all-targets -- -D warnings
+step "cargo doc"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
+step "cargo test"
+cargo test
+step "golden test with the real SDKs"
+SLUICE_BIN="$(pwd)/target/debug/sluice" tests/sdk/run.sh
