@@ -121,3 +121,45 @@ async fn shutdown_finishes_in_flight_requests_and_keeps_their_events() {
     assert_eq!(stored[0]["event"]["event"], "In Flight");
     drop(_dir);
 }
+
+#[tokio::test]
+async fn slow_headers_and_idle_connections_are_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start_with(CATALOG, |c| {
+        c.server.header_timeout_ms = 300;
+        c.server.idle_timeout_ms = 400;
+    });
+    // Slowloris: headers that never finish.
+    let mut slow = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    slow.write_all(b"POST /v1/track HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    let mut buf = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut buf)).await;
+    assert!(
+        closed.is_ok(),
+        "a connection with unfinished headers stays open"
+    );
+
+    // An idle keep-alive connection after one request.
+    let mut idle = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let started = std::time::Instant::now();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), idle.read_to_end(&mut buf))
+        .await
+        .expect("idle connection closed")
+        .expect("read");
+    assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200"));
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "closed too early: {:?}",
+        started.elapsed()
+    );
+}
