@@ -10,10 +10,10 @@ step() { printf '\n== %s\n' "$*"; }
 step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy"
-cargo clippy --all-targets -- -D warnings
+cargo clippy --workspace --all-targets -- -D warnings
 step "cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
 step "cargo test"
-cargo test
+cargo test --workspace
 step "golden test with the real SDKs"
 SLUICE_BIN="$(pwd)/target/debug/sluice" tests/sdk/run.sh

@@ -186,7 +186,7 @@ async fn ingest(
         ) {
             Ok(event) => {
                 let key = Dedup::key(&source.id, &event.message_id);
-                if state.dedup.seen(&key) || !in_request.insert(event.message_id) {
+                if state.dedup.seen(key) || !in_request.insert(key) {
                     duplicates += 1;
                     continue;
                 }

@@ -8,7 +8,7 @@
 //! `segment_bytes`.
 //!
 //! # Durability
-//! One writer thread owns the files. [`Log::append`] queues a request and waits for
+//! One writer task owns the files. [`Log::append`] queues a request and waits for
 //! its acknowledgement, which is sent only after the request's records are
 //! written (`os`) or written and `fdatasync`ed (`fsync`). Requests that arrive while
 //! the writer is busy are written together and share one sync: group commit.
@@ -115,12 +115,12 @@ pub struct Log {
     tx: mpsc::Sender<Command>,
     shared: Arc<Shared>,
     dir: PathBuf,
-    writer: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
+    writer: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
 impl Log {
     /// Opens (creating if needed) the log in `config.dir`, recovers its tail and
-    /// starts the writer thread.
+    /// starts the writer task. Must be called inside a Tokio runtime.
     pub fn open(config: &config::Log) -> Result<Self, OpenError> {
         let dir = config.dir.clone();
         std::fs::create_dir_all(&dir).map_err(|source| OpenError::Io {
@@ -137,18 +137,12 @@ impl Log {
         });
         let writer = writer::Writer::recover(config, Arc::clone(&shared))?;
         let (tx, rx) = mpsc::channel(config.queue_depth);
-        let thread = std::thread::Builder::new()
-            .name("sluice-log-writer".to_owned())
-            .spawn(move || writer.run(rx))
-            .map_err(|source| OpenError::Io {
-                path: dir.clone(),
-                source,
-            })?;
+        let task = tokio::spawn(writer.run(rx));
         Ok(Self {
             tx,
             shared,
             dir,
-            writer: Arc::new(Mutex::new(Some(thread))),
+            writer: Arc::new(Mutex::new(Some(task))),
         })
     }
 
@@ -208,9 +202,9 @@ impl Log {
     /// Waits at most `timeout` for queued appends to be written.
     pub async fn close(&self, timeout: Duration) {
         let _ = tokio::time::timeout(timeout, self.tx.send(Command::Close)).await;
-        let thread = self.writer.lock().ok().and_then(|mut t| t.take());
-        if let Some(thread) = thread {
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        let task = self.writer.lock().ok().and_then(|mut t| t.take());
+        if let Some(task) = task {
+            let _ = task.await;
         }
     }
 }

@@ -38,6 +38,7 @@ proptest! {
     #[test]
     fn log_matches_model(ops in prop::collection::vec(op(), 1..40)) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+        let _runtime = rt.enter();
         let dir = tempfile::tempdir().expect("tempdir");
         let cfg = config::Log {
             dir: dir.path().to_owned(),

@@ -3,7 +3,10 @@
 //! Ids are remembered only after their events are durable, so a retry of a request
 //! that failed is never mistaken for a duplicate. Two copies racing in at the same
 //! instant may both be stored: delivery is at-least-once and keeps the messageId.
-//! Keys are per source so one source cannot suppress another's events.
+//! Keys are per source so one source cannot suppress another's events. The cache holds
+//! a 128-bit XXH3 digest of `(source, messageId)` rather than the strings: a
+//! fixed 16 bytes per id whatever the id's length, and cheap to hash and compare; a
+//! false match needs a 128-bit collision.
 
 use std::time::Duration;
 
@@ -13,7 +16,7 @@ use crate::config;
 
 /// Recently seen `(source, messageId)` pairs.
 pub struct Dedup {
-    seen: Option<Cache<String, ()>>,
+    seen: Option<Cache<u128, ()>>,
 }
 
 impl Dedup {
@@ -29,21 +32,21 @@ impl Dedup {
     }
 
     /// The cache key of a message.
-    pub fn key(source_id: &str, message_id: &str) -> String {
-        let mut key = String::with_capacity(source_id.len() + message_id.len() + 1);
-        key.push_str(source_id);
-        key.push('\0');
-        key.push_str(message_id);
-        key
+    pub fn key(source_id: &str, message_id: &str) -> u128 {
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        hasher.update(source_id.as_bytes());
+        hasher.update(&[0]);
+        hasher.update(message_id.as_bytes());
+        hasher.digest128()
     }
 
     /// Whether `key` was stored inside the window.
-    pub fn seen(&self, key: &str) -> bool {
-        self.seen.as_ref().is_some_and(|c| c.contains_key(key))
+    pub fn seen(&self, key: u128) -> bool {
+        self.seen.as_ref().is_some_and(|c| c.contains_key(&key))
     }
 
     /// Remembers durably stored keys.
-    pub fn remember(&self, keys: impl IntoIterator<Item = String>) {
+    pub fn remember(&self, keys: impl IntoIterator<Item = u128>) {
         if let Some(cache) = &self.seen {
             for key in keys {
                 cache.insert(key, ());

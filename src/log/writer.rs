@@ -1,4 +1,10 @@
-//! The writer thread: the only code that writes segment files.
+//! The writer task: the only code that writes segment files.
+//!
+//! It runs on the async runtime rather than on a thread of its own: appends reach it
+//! without a thread wake-up, and while it is busy (writing, or waiting for an
+//! `fdatasync` on the blocking pool) new appends queue up and are committed together
+//! next time: group commit. Writes go to the page cache and are short; syncs, which
+//! wait for the disk, never block a runtime thread.
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
@@ -32,7 +38,7 @@ pub(super) struct Writer {
     retention: Duration,
     shared: Arc<Shared>,
     closed: VecDeque<Closed>,
-    active: File,
+    active: Arc<File>,
     active_base: u64,
     active_len: u64,
     next_offset: u64,
@@ -102,7 +108,7 @@ impl Writer {
             retention: Duration::from_secs(config.retention_hours.saturating_mul(3600)),
             shared,
             closed,
-            active,
+            active: Arc::new(active),
             active_base,
             active_len,
             next_offset,
@@ -115,10 +121,10 @@ impl Writer {
     }
 
     /// Serves commands until `Close` or every sender is gone, then syncs.
-    pub(super) fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+    pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         let mut closing = false;
         while !closing {
-            let Some(first) = rx.blocking_recv() else {
+            let Some(first) = rx.recv().await else {
                 break;
             };
             let mut group = Vec::new();
@@ -133,7 +139,7 @@ impl Writer {
                 }
             }
             if !group.is_empty() {
-                self.commit(group);
+                self.commit(group).await;
             }
         }
         if let Err(error) = self.active.sync_all() {
@@ -143,7 +149,7 @@ impl Writer {
     }
 
     /// Writes a group of appends with one write and (for `fsync`) one sync, then replies.
-    fn commit(&mut self, group: Vec<(Vec<Vec<u8>>, Reply)>) {
+    async fn commit(&mut self, group: Vec<(Vec<Vec<u8>>, Reply)>) {
         metrics::histogram!(telemetry::LOG_GROUP_SIZE).record(group.len() as f64);
         let mut buf = Vec::new();
         let mut done: Vec<(Reply, Range<u64>)> = Vec::with_capacity(group.len());
@@ -176,7 +182,10 @@ impl Writer {
             done.push((reply, first..self.next_offset));
         }
         let written = buf.len() as u64;
-        let result = self.write_buf(&mut buf).and_then(|()| self.sync());
+        let result = match self.write_buf(&mut buf) {
+            Ok(()) => self.sync().await,
+            Err(e) => Err(e),
+        };
         match result {
             Ok(()) => {
                 self.shared.healthy.store(true, Ordering::Relaxed);
@@ -198,7 +207,9 @@ impl Writer {
         metrics::counter!(telemetry::LOG_WRITE_ERRORS).increment(1);
         self.shared.healthy.store(false, Ordering::Relaxed);
         let rewound = self.active.set_len(self.active_len).is_ok()
-            && self.active.seek(SeekFrom::Start(self.active_len)).is_ok();
+            && (&*self.active)
+                .seek(SeekFrom::Start(self.active_len))
+                .is_ok();
         if let Some((_, first)) = done.first() {
             // Offsets are reused only when the file really went back.
             if rewound {
@@ -215,7 +226,7 @@ impl Writer {
         if buf.is_empty() {
             return Ok(());
         }
-        self.active.write_all(buf)?;
+        (&*self.active).write_all(buf)?;
         self.active_len += buf.len() as u64;
         self.shared
             .total_bytes
@@ -224,10 +235,14 @@ impl Writer {
         Ok(())
     }
 
-    fn sync(&mut self) -> io::Result<()> {
+    /// With `fsync`, waits for `fdatasync` on the blocking pool.
+    async fn sync(&mut self) -> io::Result<()> {
         if self.durability == Durability::Fsync {
             let started = Instant::now();
-            self.active.sync_data()?;
+            let file = Arc::clone(&self.active);
+            tokio::task::spawn_blocking(move || file.sync_data())
+                .await
+                .map_err(io::Error::other)??;
             metrics::histogram!(telemetry::LOG_FSYNC_DURATION)
                 .record(started.elapsed().as_secs_f64());
         }
@@ -243,7 +258,7 @@ impl Writer {
             bytes: self.active_len,
             closed_at: SystemTime::now(),
         });
-        self.active = file;
+        self.active = Arc::new(file);
         self.active_base = self.next_offset;
         self.active_len = MAGIC.len() as u64;
         self.shared

@@ -1,0 +1,365 @@
+//! Baselines and Sluice configurations under the same load, back to back.
+//!
+//! Each scenario starts its server pinned to core 0 and the generator pinned to
+//! core 1 (`taskset`), runs for a fixed time, and stops the server. Scenarios are
+//! interleaved across repetitions (A B C, A B C, …) so slow phases of a noisy machine
+//! spread over all of them; the table reports medians and ratios to the baselines
+//! measured in the same run.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use serde::Serialize;
+
+use crate::payload::RouteKind;
+use crate::report::Report;
+
+/// Write key the compare command's Sluice accepts.
+const KEY: &str = "compare-write-key";
+
+/// Server under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Server {
+    /// Bare hyper, body read, 200.
+    Baseline,
+    /// Bare hyper plus simd-json parse.
+    BaselineParse,
+    /// Sluice with durability `os`.
+    SluiceOs,
+    /// Sluice with durability `fsync`.
+    SluiceFsync,
+}
+
+impl Server {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Baseline => "baseline",
+            Self::BaselineParse => "baseline --parse",
+            Self::SluiceOs => "sluice (os)",
+            Self::SluiceFsync => "sluice (fsync)",
+        }
+    }
+}
+
+/// Compare settings.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Repetitions of every scenario.
+    pub runs: usize,
+    /// Seconds per run.
+    pub seconds: f64,
+    /// Connections for single-event scenarios.
+    pub connections: usize,
+    /// Connections for batch scenarios.
+    pub batch_connections: usize,
+    /// Events per batch.
+    pub batch_size: usize,
+    /// The `sluice` binary (release build).
+    pub sluice: PathBuf,
+    /// This binary (for `baseline` and `run` children).
+    pub itself: PathBuf,
+    /// Scratch directory on the disk under test.
+    pub work: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Measured {
+    scenario: String,
+    server: Server,
+    route: RouteKind,
+    requests_per_sec: f64,
+    events_per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    rss_mb: f64,
+    non_200: u64,
+}
+
+/// Runs everything and prints the table; returns it as markdown.
+pub fn run(o: &Options) -> anyhow::Result<String> {
+    let pinned = Command::new("taskset").arg("-V").output().is_ok();
+    if !pinned {
+        eprintln!("warning: taskset not found; server and generator are not pinned");
+    }
+    std::fs::create_dir_all(&o.work)?;
+    let (fsync_p50, fsync_p99) = crate::probe::fsync_latency(&o.work, 300)?;
+    eprintln!("disk fsync latency: p50 {fsync_p50:.3} ms, p99 {fsync_p99:.3} ms");
+
+    let scenarios: Vec<(String, Server, RouteKind)> = [
+        (Server::Baseline, RouteKind::Track),
+        (Server::BaselineParse, RouteKind::Track),
+        (Server::SluiceOs, RouteKind::Track),
+        (Server::SluiceFsync, RouteKind::Track),
+        (Server::BaselineParse, RouteKind::Batch),
+        (Server::SluiceOs, RouteKind::Batch),
+        (Server::SluiceFsync, RouteKind::Batch),
+    ]
+    .into_iter()
+    .map(|(s, r)| {
+        (
+            format!("{} {}", route_label(r, o.batch_size), s.label()),
+            s,
+            r,
+        )
+    })
+    .collect();
+
+    let mut all: Vec<Vec<Measured>> = vec![Vec::new(); scenarios.len()];
+    for rep in 0..o.runs {
+        for (i, (name, server, route)) in scenarios.iter().enumerate() {
+            eprintln!("run {}/{}: {name}", rep + 1, o.runs);
+            let m = measure(o, name, *server, *route, pinned)
+                .with_context(|| format!("scenario {name}"))?;
+            eprintln!(
+                "  {:.0} req/s, {:.0} events/s, p99 {:.2} ms, rss {:.1} MB",
+                m.requests_per_sec, m.events_per_sec, m.p99_ms, m.rss_mb
+            );
+            all[i].push(m);
+        }
+    }
+    let medians: Vec<Measured> = all.iter().map(|runs| median(runs)).collect();
+    let table = table(&medians, o, fsync_p50, fsync_p99);
+    let json = serde_json::json!({
+        "runs": o.runs, "seconds": o.seconds, "connections": o.connections,
+        "fsync_ms": { "p50": fsync_p50, "p99": fsync_p99 },
+        "medians": medians, "all": all,
+    });
+    std::fs::write(
+        o.work.join("compare.json"),
+        serde_json::to_vec_pretty(&json)?,
+    )?;
+    Ok(table)
+}
+
+fn route_label(route: RouteKind, batch: usize) -> String {
+    match route {
+        RouteKind::Track => "/v1/track".to_owned(),
+        RouteKind::Mix => "/v1/{t,p,i}".to_owned(),
+        RouteKind::Batch => format!("/v1/batch x{batch}"),
+    }
+}
+
+fn median(runs: &[Measured]) -> Measured {
+    let pick = |f: &dyn Fn(&Measured) -> f64| {
+        let mut v: Vec<f64> = runs.iter().map(f).collect();
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    let mut m = runs[0].clone();
+    m.requests_per_sec = pick(&|m| m.requests_per_sec);
+    m.events_per_sec = pick(&|m| m.events_per_sec);
+    m.p50_ms = pick(&|m| m.p50_ms);
+    m.p99_ms = pick(&|m| m.p99_ms);
+    m.rss_mb = pick(&|m| m.rss_mb);
+    m.non_200 = runs.iter().map(|m| m.non_200).max().unwrap_or(0);
+    m
+}
+
+fn table(rows: &[Measured], o: &Options, fsync_p50: f64, fsync_p99: f64) -> String {
+    let find = |server: Server, route: RouteKind| {
+        rows.iter().find(|m| m.server == server && m.route == route)
+    };
+    let mut out = format!(
+        "{} runs of {:.0} s each, medians; server on core 0, generator on core 1; {} connections (batches: {}).\n\
+         Disk fsync latency (same run): p50 {:.3} ms, p99 {:.3} ms.\n\n\
+         | scenario | req/s | events/s | p50 ms | p99 ms | RSS MB | vs baseline | vs baseline --parse |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|\n",
+        o.runs, o.seconds, o.connections, o.batch_connections, fsync_p50, fsync_p99
+    );
+    for m in rows {
+        let base = find(Server::Baseline, m.route);
+        let parse = find(Server::BaselineParse, m.route);
+        let ratio = |b: Option<&Measured>| {
+            b.map_or("".to_owned(), |b| {
+                let (num, den) = if m.route == RouteKind::Batch {
+                    (m.events_per_sec, b.events_per_sec)
+                } else {
+                    (m.requests_per_sec, b.requests_per_sec)
+                };
+                format!("{:.0} %", 100.0 * num / den.max(1e-9))
+            })
+        };
+        out.push_str(&format!(
+            "| {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.1} | {} | {} |{}\n",
+            m.scenario,
+            m.requests_per_sec,
+            m.events_per_sec,
+            m.p50_ms,
+            m.p99_ms,
+            m.rss_mb,
+            ratio(base),
+            ratio(parse),
+            if m.non_200 > 0 {
+                format!(" ({} non-200)", m.non_200)
+            } else {
+                String::new()
+            }
+        ));
+    }
+    if let (Some(os), Some(fs), Some(base)) = (
+        find(Server::SluiceOs, RouteKind::Track),
+        find(Server::SluiceFsync, RouteKind::Track),
+        find(Server::Baseline, RouteKind::Track),
+    ) {
+        out.push_str(&format!(
+            "\nfsync vs os (/v1/track): {:.0} % of the throughput; fsync p99 {:.2} ms vs bound (disk fsync p99 + baseline p99) {:.2} ms.\n",
+            100.0 * fs.requests_per_sec / os.requests_per_sec.max(1e-9),
+            fs.p99_ms,
+            fsync_p99 + base.p99_ms
+        ));
+    }
+    out
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn pinned_command(pinned: bool, core: &str, program: &Path) -> Command {
+    if pinned {
+        let mut c = Command::new("taskset");
+        c.arg("-c").arg(core).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn measure(
+    o: &Options,
+    name: &str,
+    server: Server,
+    route: RouteKind,
+    pinned: bool,
+) -> anyhow::Result<Measured> {
+    let port = free_port()?;
+    let dir = o.work.join("server");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let mut cmd = match server {
+        Server::Baseline | Server::BaselineParse => {
+            let mut c = pinned_command(pinned, "0", &o.itself);
+            c.args(["baseline", "--listen", &format!("127.0.0.1:{port}")]);
+            if server == Server::BaselineParse {
+                c.arg("--parse");
+            }
+            c
+        }
+        Server::SluiceOs | Server::SluiceFsync => {
+            let durability = if server == Server::SluiceOs {
+                "os"
+            } else {
+                "fsync"
+            };
+            std::fs::write(
+                dir.join("catalog.toml"),
+                format!("[[sources]]\nid = \"compare\"\nwrite_keys = [{{ key = \"{KEY}\" }}]\n"),
+            )?;
+            let config = format!(
+                "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{}\"\n\
+                 [catalog]\npath = \"{}\"\n[log]\ndir = \"{}\"\ndurability = \"{durability}\"\n\
+                 [telemetry]\nlog_filter = \"warn\"\n",
+                free_port()?,
+                dir.join("catalog.toml").display(),
+                dir.join("log").display()
+            );
+            std::fs::write(dir.join("sluice.toml"), config)?;
+            let mut c = pinned_command(pinned, "0", &o.sluice);
+            c.arg("--config").arg(dir.join("sluice.toml")).arg("serve");
+            c
+        }
+    };
+    let child = Running(
+        cmd.stdout(Stdio::null())
+            .spawn()
+            .context("starting the server")?,
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            bail!("server did not start");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = o.work.join("report.json");
+    let connections = if route == RouteKind::Batch {
+        o.batch_connections
+    } else {
+        o.connections
+    };
+    let mut generator = pinned_command(pinned, "1", &o.itself);
+    generator
+        .args([
+            "run",
+            "--target",
+            &format!("127.0.0.1:{port}"),
+            "--connections",
+            &connections.to_string(),
+            "--seconds",
+            &o.seconds.to_string(),
+            "--route",
+            match route {
+                RouteKind::Track => "track",
+                RouteKind::Mix => "mix",
+                RouteKind::Batch => "batch",
+            },
+            "--batch-size",
+            &o.batch_size.to_string(),
+            "--key",
+            KEY,
+            "--quiet",
+            "--json-out",
+        ])
+        .arg(&out);
+    let status = generator.status().context("running the generator")?;
+    if !status.success() {
+        bail!("generator failed: {status}");
+    }
+    let rss_mb = rss_mb(child.0.id());
+    drop(child);
+    let report: Report = serde_json::from_slice(&std::fs::read(&out)?)?;
+    let non_200 = report
+        .statuses
+        .iter()
+        .filter(|(s, _)| **s != 200)
+        .map(|(_, n)| n)
+        .sum::<u64>()
+        + report.errors;
+    Ok(Measured {
+        scenario: name.to_owned(),
+        server,
+        route,
+        requests_per_sec: report.requests_per_sec,
+        events_per_sec: report.events_per_sec,
+        p50_ms: report.latency_ms.p50,
+        p99_ms: report.latency_ms.p99,
+        rss_mb,
+        non_200,
+    })
+}
+
+/// Resident set of a process in MB (0 where /proc is not available).
+pub fn rss_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
