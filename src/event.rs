@@ -1,15 +1,17 @@
 //! The Segment message model: decoding request bodies and normalising messages.
 //!
-//! A body is first checked for nesting depth (so parsing can never exhaust the stack),
-//! then parsed with simd-json into an order-preserving `serde_json::Value`. A
-//! single-message route's body is one message; a batch route's body is an envelope
-//! `{"batch":[…], "writeKey"?, "sentAt"?, "context"?, "integrations"?}`.
+//! A body is first checked for nesting depth (so parsing, which recurses, can never
+//! exhaust the stack), then parsed in place with simd-json into a borrowed DOM: strings
+//! point into the body buffer, so nested content (properties, traits, context) is never
+//! copied, only written out again. Objects keep their key order up to 32 keys (larger
+//! ones are hash maps). A single-message route's body is one message; a batch route's
+//! body is an envelope `{"batch":[…], "writeKey"?, "sentAt"?, "context"?, "integrations"?}`.
 //! [`normalize`] turns one message into the event Sluice stores, or says why not.
 
 mod depth;
 mod normalize;
 
-use serde_json::{Map, Value};
+use simd_json::borrowed::{Object, Value};
 
 use crate::config::Limits;
 
@@ -69,15 +71,15 @@ pub enum Shape {
     Batch,
 }
 
-/// A decoded request body.
+/// A decoded request body, borrowing from the body buffer.
 #[derive(Debug)]
-pub struct Envelope {
+pub struct Envelope<'a> {
     /// `writeKey` at the body's top level, if any.
     pub write_key: Option<String>,
     /// The messages, in order.
-    pub items: Vec<Value>,
+    pub items: Vec<Value<'a>>,
     /// Batch-level fields merged into every item.
-    pub defaults: Defaults,
+    pub defaults: Defaults<'a>,
     /// Type given by the route (single-message routes).
     pub kind: Option<Kind>,
     /// Items may exceed the message bound only if the body does: skip measuring otherwise.
@@ -86,13 +88,13 @@ pub struct Envelope {
 
 /// Batch-level `context`, `integrations` and `sentAt`.
 #[derive(Debug, Default)]
-pub struct Defaults {
+pub struct Defaults<'a> {
     /// Merged key by key under each item's own `context`.
-    pub context: Option<Map<String, Value>>,
+    pub context: Option<Box<Object<'a>>>,
     /// Merged key by key under each item's own `integrations`.
-    pub integrations: Option<Map<String, Value>>,
+    pub integrations: Option<Box<Object<'a>>>,
     /// Used for items without their own `sentAt`.
-    pub sent_at: Option<Value>,
+    pub sent_at: Option<Value<'a>>,
 }
 
 /// Why a body could not be decoded (the whole request is refused).
@@ -124,23 +126,27 @@ pub enum DecodeError {
     MessageTooLarge,
 }
 
-/// Parses `body` for a route of `shape`.
-pub fn decode(mut body: Vec<u8>, shape: Shape, limits: &Limits) -> Result<Envelope, DecodeError> {
+/// Parses `body` (in place: simd-json unescapes strings into the buffer) for a route
+/// of `shape`.
+pub fn decode<'a>(
+    body: &'a mut [u8],
+    shape: Shape,
+    limits: &Limits,
+) -> Result<Envelope<'a>, DecodeError> {
     if matches!(shape, Shape::Single(_)) && body.len() > limits.max_message_bytes {
         return Err(DecodeError::MessageTooLarge);
     }
-    if exceeds_depth(&body, limits.max_json_depth) {
+    if exceeds_depth(body, limits.max_json_depth) {
         return Err(DecodeError::TooDeep);
     }
     let body_len = body.len();
-    let value: Value =
-        simd_json::serde::from_slice(&mut body).map_err(|_| DecodeError::InvalidJson)?;
+    let value = simd_json::to_borrowed_value(body).map_err(|_| DecodeError::InvalidJson)?;
     let Value::Object(mut root) = value else {
         return Err(DecodeError::NotAnObject);
     };
-    let write_key = match root.remove("writeKey") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(key)) => Some(key),
+    let write_key = match take(&mut root, "writeKey") {
+        None | Some(Value::Static(simd_json::StaticNode::Null)) => None,
+        Some(Value::String(key)) => Some(key.into_owned()),
         Some(_) => return Err(DecodeError::WriteKeyNotString),
     };
     match shape {
@@ -152,9 +158,11 @@ pub fn decode(mut body: Vec<u8>, shape: Shape, limits: &Limits) -> Result<Envelo
             items_need_measuring: false,
         }),
         Shape::Batch => {
-            let items = match root.remove("batch") {
-                Some(Value::Array(items)) => items,
-                None | Some(Value::Null) => return Err(DecodeError::MissingBatch),
+            let items = match take(&mut root, "batch") {
+                Some(Value::Array(items)) => *items,
+                None | Some(Value::Static(simd_json::StaticNode::Null)) => {
+                    return Err(DecodeError::MissingBatch);
+                }
                 Some(_) => return Err(DecodeError::BatchNotArray),
             };
             if items.len() > limits.max_batch_items {
@@ -163,7 +171,8 @@ pub fn decode(mut body: Vec<u8>, shape: Shape, limits: &Limits) -> Result<Envelo
             let defaults = Defaults {
                 context: take_object(&mut root, "context"),
                 integrations: take_object(&mut root, "integrations"),
-                sent_at: root.remove("sentAt").filter(|v| !v.is_null()),
+                sent_at: take(&mut root, "sentAt")
+                    .filter(|v| !matches!(v, Value::Static(simd_json::StaticNode::Null))),
             };
             Ok(Envelope {
                 write_key,
@@ -176,9 +185,17 @@ pub fn decode(mut body: Vec<u8>, shape: Shape, limits: &Limits) -> Result<Envelo
     }
 }
 
+/// Removes every occurrence of `key` (small objects may hold a key twice) and returns
+/// the first one's value.
+pub(crate) fn take<'a>(object: &mut Object<'a>, key: &str) -> Option<Value<'a>> {
+    let first = object.remove(key)?;
+    while object.remove(key).is_some() {}
+    Some(first)
+}
+
 /// Removes `key` if it holds an object; anything else (analytics-go sends `null`) is dropped.
-fn take_object(root: &mut Map<String, Value>, key: &str) -> Option<Map<String, Value>> {
-    match root.remove(key) {
+fn take_object<'a>(root: &mut Object<'a>, key: &str) -> Option<Box<Object<'a>>> {
+    match take(root, key) {
         Some(Value::Object(map)) => Some(map),
         _ => None,
     }
@@ -192,28 +209,22 @@ mod tests {
         Limits::default()
     }
 
+    use simd_json::prelude::*;
+
     #[test]
     fn single_body_keeps_fields_and_lifts_write_key() {
-        let env = decode(
-            br#"{"writeKey":"k","userId":"u","event":"E"}"#.to_vec(),
-            Shape::Single(Kind::Track),
-            &limits(),
-        )
-        .expect("decodes");
+        let mut body = br#"{"writeKey":"k","userId":"u","event":"E","writeKey":"again"}"#.to_vec();
+        let env = decode(&mut body, Shape::Single(Kind::Track), &limits()).expect("decodes");
         assert_eq!(env.write_key.as_deref(), Some("k"));
         assert_eq!(env.items.len(), 1);
-        assert!(env.items[0].get("writeKey").is_none());
+        assert!(env.items[0].get("writeKey").is_none(), "every copy removed");
         assert_eq!(env.kind, Some(Kind::Track));
     }
 
     #[test]
     fn batch_envelope_tolerates_null_context_and_extra_keys() {
-        let env = decode(
-            br#"{"batch":[{"type":"track"}],"context":null,"messageId":"go-batch","sentAt":"2024-01-01T00:00:00Z"}"#.to_vec(),
-            Shape::Batch,
-            &limits(),
-        )
-        .expect("decodes");
+        let mut body = br#"{"batch":[{"type":"track"}],"context":null,"messageId":"go-batch","sentAt":"2024-01-01T00:00:00Z"}"#.to_vec();
+        let env = decode(&mut body, Shape::Batch, &limits()).expect("decodes");
         assert_eq!(env.items.len(), 1);
         assert!(env.defaults.context.is_none());
         assert!(env.defaults.sent_at.is_some());
@@ -225,8 +236,8 @@ mod tests {
         fn never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
                         text in "[\\[\\]{}\":,a-z0-9 \\\\]{0,200}") {
             for shape in [Shape::Batch, Shape::Single(Kind::Track)] {
-                let _ = decode(bytes.clone(), shape, &limits());
-                let _ = decode(text.clone().into_bytes(), shape, &limits());
+                let _ = decode(&mut bytes.clone(), shape, &limits());
+                let _ = decode(&mut text.clone().into_bytes(), shape, &limits());
             }
         }
     }
@@ -252,21 +263,21 @@ mod tests {
             ),
         ];
         for (body, shape, want) in cases {
-            assert_eq!(decode(body.to_vec(), *shape, &l).err(), Some(*want));
+            assert_eq!(decode(&mut body.to_vec(), *shape, &l).err(), Some(*want));
         }
         let deep = format!("{}{}", "[".repeat(100), "]".repeat(100));
         assert_eq!(
-            decode(deep.into_bytes(), Shape::Batch, &l).err(),
+            decode(&mut deep.into_bytes(), Shape::Batch, &l).err(),
             Some(DecodeError::TooDeep)
         );
         let many = format!("{{\"batch\":[{}{{}}]}}", "{},".repeat(2500));
         assert_eq!(
-            decode(many.into_bytes(), Shape::Batch, &l).err(),
+            decode(&mut many.into_bytes(), Shape::Batch, &l).err(),
             Some(DecodeError::TooManyItems)
         );
         let big = format!("{{\"event\":\"{}\"}}", "x".repeat(40_000));
         assert_eq!(
-            decode(big.into_bytes(), Shape::Single(Kind::Track), &l).err(),
+            decode(&mut big.into_bytes(), Shape::Single(Kind::Track), &l).err(),
             Some(DecodeError::MessageTooLarge)
         );
     }

@@ -18,7 +18,6 @@ mod response;
 mod route;
 mod tls;
 
-use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
@@ -40,7 +39,7 @@ pub use response::{Rejection, Reply};
 pub use route::Route;
 pub use tls::{TlsError, acceptor as tls_acceptor};
 
-use dedup::Dedup;
+use dedup::{Dedup, DigestSet};
 use rate::Limiters;
 use response::RejectedItem;
 
@@ -151,7 +150,8 @@ async fn ingest(
     .await
     .map_err(Rejection::Body)?;
     metrics::counter!(telemetry::HTTP_BODY_BYTES).increment(body.wire_len as u64);
-    let envelope = event::decode(body.bytes, shape, limits).map_err(Rejection::Decode)?;
+    let mut bytes = body.bytes;
+    let envelope = event::decode(&mut bytes, shape, limits).map_err(Rejection::Decode)?;
 
     // 3. The key that counts: header and body must agree; a body-only key is checked now.
     let key = auth::resolve(header_key.as_deref(), envelope.write_key.as_deref())
@@ -165,15 +165,15 @@ async fn ingest(
         .increment(envelope.items.len() as u64);
 
     // 4. Normalise each message; in a batch a bad item is listed, the rest go on.
-    let enrichment = Enrichment {
-        received_at: now,
-        ip: Some(client_ip(&parts.headers, peer.ip(), state)),
-        source_id: &source.id,
+    let enrichment = Enrichment::new(
+        now,
+        Some(client_ip(&parts.headers, peer.ip(), state)),
+        &source.id,
         limits,
-    };
+    );
     let mut records = Vec::with_capacity(envelope.items.len());
     let mut ids = Vec::with_capacity(envelope.items.len());
-    let mut in_request = HashSet::new();
+    let mut in_request = DigestSet::default();
     let mut rejected = Vec::new();
     let mut duplicates = 0u64;
     for (index, item) in envelope.items.into_iter().enumerate() {

@@ -38,6 +38,8 @@ pub const EVENTS_ACCEPTED: &str = "sluice_events_accepted_total";
 pub const EVENTS_REJECTED: &str = "sluice_events_rejected_total";
 /// Counter: events acknowledged but not stored again because their messageId was seen.
 pub const EVENTS_DEDUPLICATED: &str = "sluice_events_deduplicated_total";
+/// Counter: de-duplication generations dropped early to stay within `max_entries`.
+pub const DEDUP_EARLY_ROTATIONS: &str = "sluice_dedup_early_rotations_total";
 /// Counter: requests refused for their write key, by reason.
 pub const AUTH_FAILURES: &str = "sluice_auth_failures_total";
 /// Counter: requests refused by a source's rate limit.

@@ -20,15 +20,11 @@ fuzz_target!(|data: &[u8]| {
         _ => Shape::Batch,
     };
     let limits = Limits::default();
-    let Ok(envelope) = event::decode(body.to_vec(), shape, &limits) else {
+    let mut body = body.to_vec();
+    let Ok(envelope) = event::decode(&mut body, shape, &limits) else {
         return;
     };
-    let enrichment = Enrichment {
-        received_at: chrono::Utc::now(),
-        ip: None,
-        source_id: "fuzz",
-        limits: &limits,
-    };
+    let enrichment = Enrichment::new(chrono::Utc::now(), None, "fuzz", &limits);
     for item in envelope.items {
         if let Ok(ev) = event::normalize(item, envelope.kind, &envelope.defaults, &enrichment, true) {
             assert!(serde_json::from_slice::<serde_json::Value>(&ev.record).is_ok());

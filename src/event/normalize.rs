@@ -8,26 +8,49 @@
 //! skew-corrected `timestamp = receivedAt − (sentAt − originalTimestamp)`, a minted
 //! `messageId` when absent, `context.ip` from the peer when absent.
 
+use std::borrow::Cow;
 use std::io::Write as _;
 use std::net::IpAddr;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde_json::{Map, Value};
+use simd_json::StaticNode;
+use simd_json::borrowed::{Object, Value};
+use simd_json::prelude::*;
 
-use super::{Defaults, Kind};
+use super::{Defaults, Kind, take};
 use crate::config::Limits;
 
 /// Facts about the request that every message of it shares.
-#[derive(Debug, Clone, Copy)]
-pub struct Enrichment<'a> {
+#[derive(Debug, Clone)]
+pub struct Enrichment<'e> {
     /// Server clock when the request arrived.
     pub received_at: DateTime<Utc>,
-    /// Client address (peer, or `X-Forwarded-For` from a trusted proxy).
-    pub ip: Option<IpAddr>,
+    /// `received_at` as stored (formatted once per request).
+    pub received_at_text: String,
+    /// Client address (peer, or `X-Forwarded-For` from a trusted proxy), as text.
+    pub ip: Option<String>,
     /// The source that sent it.
-    pub source_id: &'a str,
+    pub source_id: &'e str,
     /// Bounds.
-    pub limits: &'a Limits,
+    pub limits: &'e Limits,
+}
+
+impl<'e> Enrichment<'e> {
+    /// The shared facts of one request.
+    pub fn new(
+        received_at: DateTime<Utc>,
+        ip: Option<IpAddr>,
+        source_id: &'e str,
+        limits: &'e Limits,
+    ) -> Self {
+        Self {
+            received_at,
+            received_at_text: format_time(received_at),
+            ip: ip.map(|ip| ip.to_string()),
+            source_id,
+            limits,
+        }
+    }
 }
 
 /// A normalised message, serialised as the log record Sluice stores:
@@ -125,10 +148,10 @@ const OBJECT_FIELDS: [&str; 4] = ["context", "integrations", "properties", "trai
 /// routes), `None` for batch items, which carry their own. `measure` asks for the
 /// item's size to be checked (batch bodies larger than one message may hold one
 /// too large).
-pub fn normalize(
-    item: Value,
+pub fn normalize<'a>(
+    item: Value<'a>,
     kind: Option<Kind>,
-    defaults: &Defaults,
+    defaults: &Defaults<'a>,
     enrichment: &Enrichment<'_>,
     measure: bool,
 ) -> Result<Event, ItemRejection> {
@@ -139,46 +162,56 @@ pub fn normalize(
         return Err(ItemRejection::TooLarge);
     }
     // A key inside a batch item is a credential too: never store it.
-    msg.remove("writeKey");
+    take(&mut msg, "writeKey");
     let kind = match kind {
         Some(kind) => kind,
         None => match msg.get("type") {
             Some(Value::String(t)) => Kind::parse(t).ok_or(ItemRejection::InvalidType)?,
-            None | Some(Value::Null) => return Err(ItemRejection::MissingType),
+            None | Some(Value::Static(StaticNode::Null)) => return Err(ItemRejection::MissingType),
             Some(_) => return Err(ItemRejection::InvalidType),
         },
     };
     check_rules(&msg, kind)?;
     let message_id = message_id(&msg, enrichment.limits)?;
 
-    msg.insert("type".to_owned(), Value::String(kind.as_str().to_owned()));
-    merge_defaults(&mut msg, "context", defaults.context.as_ref());
-    merge_defaults(&mut msg, "integrations", defaults.integrations.as_ref());
-    if !msg.contains_key("sentAt")
+    set(&mut msg, "type", Value::from(kind.as_str()));
+    merge_defaults(&mut msg, "context", defaults.context.as_deref());
+    merge_defaults(&mut msg, "integrations", defaults.integrations.as_deref());
+    if msg.get("sentAt").is_none()
         && let Some(sent_at) = &defaults.sent_at
     {
-        msg.insert("sentAt".to_owned(), sent_at.clone());
+        msg.insert(Cow::Borrowed("sentAt"), sent_at.clone());
     }
-    stamp_times(&mut msg, enrichment.received_at);
-    msg.insert("messageId".to_owned(), Value::String(message_id.clone()));
-    if let Some(ip) = enrichment.ip {
-        let context = msg
-            .entry("context")
-            .or_insert_with(|| Value::Object(Map::new()));
-        if let Value::Object(context) = context {
-            context
-                .entry("ip")
-                .or_insert_with(|| Value::String(ip.to_string()));
+    stamp_times(&mut msg, enrichment);
+    set(&mut msg, "messageId", Value::from(message_id.clone()));
+    if let Some(ip) = &enrichment.ip {
+        if !matches!(msg.get("context"), Some(Value::Object(_))) {
+            set(&mut msg, "context", Value::Object(Box::default()));
+        }
+        if let Some(Value::Object(context)) = msg.get_mut("context")
+            && context.get("ip").is_none()
+        {
+            context.insert(Cow::Borrowed("ip"), Value::from(ip.clone()));
         }
     }
 
-    let record = encode_record(enrichment.source_id, &msg);
+    let record = encode_record(enrichment.source_id, &Value::Object(msg));
     Ok(Event { message_id, record })
 }
 
-fn check_rules(msg: &Map<String, Value>, kind: Kind) -> Result<(), ItemRejection> {
+/// Replaces every occurrence of `key` with one `key: value`.
+fn set<'a>(msg: &mut Object<'a>, key: &'static str, value: Value<'a>) {
+    take(msg, key);
+    msg.insert(Cow::Borrowed(key), value);
+}
+
+fn is_null(v: &Value<'_>) -> bool {
+    matches!(v, Value::Static(StaticNode::Null))
+}
+
+fn check_rules(msg: &Object<'_>, kind: Kind) -> Result<(), ItemRejection> {
     for field in OBJECT_FIELDS {
-        if matches!(msg.get(field), Some(v) if !v.is_object() && !v.is_null()) {
+        if matches!(msg.get(field), Some(v) if !v.is_object() && !is_null(v)) {
             return Err(ItemRejection::FieldNotObject(field));
         }
     }
@@ -197,8 +230,9 @@ fn check_rules(msg: &Map<String, Value>, kind: Kind) -> Result<(), ItemRejection
         }
         Kind::Track => match msg.get("event") {
             Some(Value::String(e)) if !e.is_empty() => {}
-            None | Some(Value::Null) => return Err(ItemRejection::MissingEvent),
-            Some(Value::String(_)) => return Err(ItemRejection::MissingEvent),
+            None | Some(Value::Static(StaticNode::Null)) | Some(Value::String(_)) => {
+                return Err(ItemRejection::MissingEvent);
+            }
             Some(_) => return Err(ItemRejection::InvalidEvent),
         },
         Kind::Group if !present_id(msg.get("groupId")) => {
@@ -210,72 +244,64 @@ fn check_rules(msg: &Map<String, Value>, kind: Kind) -> Result<(), ItemRejection
 }
 
 /// An id field counts when it is a non-empty string or a number (Python allows numbers).
-fn present_id(v: Option<&Value>) -> bool {
+fn present_id(v: Option<&Value<'_>>) -> bool {
     match v {
         Some(Value::String(s)) => !s.is_empty(),
-        Some(Value::Number(_)) => true,
-        _ => false,
+        Some(v) => v.is_number(),
+        None => false,
     }
 }
 
-fn message_id(msg: &Map<String, Value>, limits: &Limits) -> Result<String, ItemRejection> {
+fn message_id(msg: &Object<'_>, limits: &Limits) -> Result<String, ItemRejection> {
     let id = match msg.get("messageId") {
-        None | Some(Value::Null) => return Ok(uuid::Uuid::new_v4().to_string()),
+        None | Some(Value::Static(StaticNode::Null)) => return Ok(uuid::Uuid::new_v4().to_string()),
         Some(Value::String(s)) if s.is_empty() => return Ok(uuid::Uuid::new_v4().to_string()),
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::String(s)) => s.to_string(),
+        Some(v) if v.is_number() => v.encode(),
         Some(_) => return Err(ItemRejection::InvalidMessageId),
     };
-    if id.chars().count() > limits.max_message_id_chars {
+    if id.len() > limits.max_message_id_chars && id.chars().count() > limits.max_message_id_chars {
         return Err(ItemRejection::MessageIdTooLong);
     }
     Ok(id)
 }
 
 /// Adds each key of the batch-level object that the item's own object lacks.
-fn merge_defaults(
-    msg: &mut Map<String, Value>,
-    field: &str,
-    defaults: Option<&Map<String, Value>>,
-) {
+fn merge_defaults<'a>(msg: &mut Object<'a>, field: &'static str, defaults: Option<&Object<'a>>) {
     let Some(defaults) = defaults else { return };
     match msg.get_mut(field) {
         Some(Value::Object(own)) => {
-            for (k, v) in defaults {
-                if !own.contains_key(k) {
+            for (k, v) in defaults.iter() {
+                if own.get(k.as_ref()).is_none() {
                     own.insert(k.clone(), v.clone());
                 }
             }
         }
-        _ => {
-            msg.insert(field.to_owned(), Value::Object(defaults.clone()));
-        }
+        _ => set(msg, field, Value::Object(Box::new(defaults.clone()))),
     }
 }
 
-fn stamp_times(msg: &mut Map<String, Value>, received_at: DateTime<Utc>) {
-    let original = msg.get("timestamp").filter(|v| !v.is_null()).cloned();
+fn stamp_times<'a>(msg: &mut Object<'a>, enrichment: &Enrichment<'_>) {
+    let original = msg.get("timestamp").filter(|v| !is_null(v)).cloned();
     let original_at = original.as_ref().and_then(parse_time);
     let sent_at = msg.get("sentAt").and_then(parse_time);
     let timestamp = match (original_at, sent_at) {
-        (Some(original), Some(sent)) => received_at - (sent - original),
-        (Some(original), None) => original,
-        (None, _) => received_at,
+        (Some(original), Some(sent)) => format_time(enrichment.received_at - (sent - original)),
+        (Some(original), None) => format_time(original),
+        (None, _) => enrichment.received_at_text.clone(),
     };
-    msg.insert(
-        "receivedAt".to_owned(),
-        Value::String(format_time(received_at)),
+    set(
+        msg,
+        "receivedAt",
+        Value::from(enrichment.received_at_text.clone()),
     );
     if let Some(original) = original {
-        msg.insert("originalTimestamp".to_owned(), original);
+        set(msg, "originalTimestamp", original);
     }
-    msg.insert(
-        "timestamp".to_owned(),
-        Value::String(format_time(timestamp)),
-    );
+    set(msg, "timestamp", Value::from(timestamp));
 }
 
-fn parse_time(v: &Value) -> Option<DateTime<Utc>> {
+fn parse_time(v: &Value<'_>) -> Option<DateTime<Utc>> {
     let s = v.as_str()?;
     DateTime::parse_from_rfc3339(s)
         .ok()
@@ -287,18 +313,18 @@ pub fn format_time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-fn encode_record(source_id: &str, msg: &Map<String, Value>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256);
+fn encode_record(source_id: &str, msg: &Value<'_>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1024);
     out.extend_from_slice(b"{\"sourceId\":");
-    // Writing into a Vec cannot fail, and a Map of Values always serialises.
-    let _ = serde_json::to_writer(&mut out, source_id);
+    // Writing into a Vec cannot fail.
+    let _ = Value::from(source_id).write(&mut out);
     out.extend_from_slice(b",\"event\":");
-    let _ = serde_json::to_writer(&mut out, msg);
+    let _ = msg.write(&mut out);
     out.push(b'}');
     out
 }
 
-fn serialized_len(msg: &Map<String, Value>) -> usize {
+fn serialized_len(msg: &Object<'_>) -> usize {
     struct Counter(usize);
     impl std::io::Write for Counter {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -310,7 +336,7 @@ fn serialized_len(msg: &Map<String, Value>) -> usize {
         }
     }
     let mut counter = Counter(0);
-    let _ = serde_json::to_writer(&mut counter, msg);
+    let _ = Value::Object(Box::new(msg.clone())).write(&mut counter);
     let _ = counter.flush();
     counter.0
 }
@@ -320,18 +346,26 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn run(item: Value, kind: Option<Kind>, defaults: &Defaults) -> Result<Value, ItemRejection> {
+    /// Runs `normalize` on `item` (given as serde_json for readability).
+    fn run(
+        item: serde_json::Value,
+        kind: Option<Kind>,
+        defaults: &Defaults<'_>,
+    ) -> Result<serde_json::Value, ItemRejection> {
         let limits = Limits::default();
-        let e = Enrichment {
-            received_at: DateTime::parse_from_rfc3339("2024-05-01T12:00:10Z")
-                .expect("time")
-                .with_timezone(&Utc),
-            ip: Some("203.0.113.9".parse().expect("ip")),
-            source_id: "web",
-            limits: &limits,
-        };
+        let received_at = DateTime::parse_from_rfc3339("2024-05-01T12:00:10Z")
+            .expect("time")
+            .with_timezone(&Utc);
+        let e = Enrichment::new(
+            received_at,
+            Some("203.0.113.9".parse().expect("ip")),
+            "web",
+            &limits,
+        );
+        let mut bytes = serde_json::to_vec(&item).expect("json");
+        let item = simd_json::to_borrowed_value(&mut bytes).expect("parses");
         let ev = normalize(item, kind, defaults, &e, true)?;
-        let stored: Value = serde_json::from_slice(&ev.record).expect("record is JSON");
+        let stored: serde_json::Value = serde_json::from_slice(&ev.record).expect("record is JSON");
         assert_eq!(stored["sourceId"], "web");
         assert_eq!(stored["event"]["messageId"], json!(ev.message_id));
         Ok(stored["event"].clone())
@@ -355,12 +389,22 @@ mod tests {
 
     #[test]
     fn batch_defaults_fill_in_under_the_items_own_fields() {
+        let mut ctx = br#"{"ip":"1.2.3.4","library":{"name":"batch"}}"#.to_vec();
+        let mut integrations = br#"{"All":false}"#.to_vec();
+        let object = |v: Value<'static>| match v {
+            Value::Object(o) => o,
+            _ => panic!("object"),
+        };
+        let ctx = simd_json::to_borrowed_value(&mut ctx)
+            .expect("ctx")
+            .into_static();
+        let integrations = simd_json::to_borrowed_value(&mut integrations)
+            .expect("integrations")
+            .into_static();
         let defaults = Defaults {
-            context: json!({"ip":"1.2.3.4","library":{"name":"batch"}})
-                .as_object()
-                .cloned(),
-            integrations: json!({"All":false}).as_object().cloned(),
-            sent_at: Some(json!("2024-05-01T12:00:10Z")),
+            context: Some(object(ctx)),
+            integrations: Some(object(integrations)),
+            sent_at: Some(Value::from("2024-05-01T12:00:10Z")),
         };
         let out = run(
             json!({"type":"identify","anonymousId":"a","context":{"library":{"name":"own"}},"writeKey":"secret","messageId":"m1"}),

@@ -3,10 +3,9 @@
 use std::io::Read as _;
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::HeaderMap;
 use http::header::{CONTENT_ENCODING, CONTENT_LENGTH};
-use http_body_util::{BodyExt as _, Limited};
+use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
@@ -58,24 +57,32 @@ pub async fn read(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(Problem::TooLarge);
     }
-    let collected = tokio::time::timeout(timeout, Limited::new(body, limit).collect())
+    let capacity = declared.map_or(8 << 10, |n| n as usize);
+    let wire = tokio::time::timeout(timeout, collect(body, limit, capacity))
         .await
-        .map_err(|_| Problem::Timeout)?
-        .map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                Problem::TooLarge
-            } else {
-                Problem::Interrupted
-            }
-        })?;
-    let wire: Bytes = collected.to_bytes();
+        .map_err(|_| Problem::Timeout)??;
     let wire_len = wire.len();
     let bytes = if labelled_gzip || wire.starts_with(&GZIP_MAGIC) {
         gunzip(&wire, limit)?
     } else {
-        wire.into()
+        wire
     };
     Ok(Body { wire_len, bytes })
+}
+
+/// Gathers the body's frames into one buffer (one copy), refusing more than `limit`.
+async fn collect(mut body: Incoming, limit: usize, capacity: usize) -> Result<Vec<u8>, Problem> {
+    let mut out = Vec::with_capacity(capacity.min(limit));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| Problem::Interrupted)?;
+        if let Some(data) = frame.data_ref() {
+            if out.len() + data.len() > limit {
+                return Err(Problem::TooLarge);
+            }
+            out.extend_from_slice(data);
+        }
+    }
+    Ok(out)
 }
 
 /// Decompresses `data`, refusing output longer than `limit`.
