@@ -8,15 +8,13 @@
 //! body is an envelope `{"batch":[…], "writeKey"?, "sentAt"?, "context"?, "integrations"?}`.
 //! [`normalize`] turns one message into the event Sluice stores, or says why not.
 
-mod depth;
 mod normalize;
 
 use simd_json::borrowed::{Object, Value};
 
 use crate::config::Limits;
 
-pub use depth::exceeds_depth;
-pub use normalize::{Enrichment, Event, ItemRejection, normalize};
+pub use normalize::{Enrichment, ItemRejection, STAMP_ALLOWANCE, normalize};
 
 /// The six Segment call types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,8 +80,6 @@ pub struct Envelope<'a> {
     pub defaults: Defaults<'a>,
     /// Type given by the route (single-message routes).
     pub kind: Option<Kind>,
-    /// Items may exceed the message bound only if the body does: skip measuring otherwise.
-    pub items_need_measuring: bool,
 }
 
 /// Batch-level `context`, `integrations` and `sentAt`.
@@ -136,11 +132,7 @@ pub fn decode<'a>(
     if matches!(shape, Shape::Single(_)) && body.len() > limits.max_message_bytes {
         return Err(DecodeError::MessageTooLarge);
     }
-    if exceeds_depth(body, limits.max_json_depth) {
-        return Err(DecodeError::TooDeep);
-    }
-    let body_len = body.len();
-    let value = simd_json::to_borrowed_value(body).map_err(|_| DecodeError::InvalidJson)?;
+    let value = parse(body, limits.max_json_depth)?;
     let Value::Object(mut root) = value else {
         return Err(DecodeError::NotAnObject);
     };
@@ -155,7 +147,6 @@ pub fn decode<'a>(
             items: vec![Value::Object(root)],
             defaults: Defaults::default(),
             kind: Some(kind),
-            items_need_measuring: false,
         }),
         Shape::Batch => {
             let items = match take(&mut root, "batch") {
@@ -179,10 +170,36 @@ pub fn decode<'a>(
                 items,
                 defaults,
                 kind: None,
-                items_need_measuring: body_len > limits.max_message_bytes,
             })
         }
     }
+}
+
+thread_local! {
+    /// simd-json's working buffers, reused by every parse on this thread.
+    static BUFFERS: std::cell::RefCell<Option<(usize, simd_json::Buffers)>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Parses with simd-json, which also enforces the depth bound (its parser keeps an
+/// explicit stack; building the DOM afterwards recurses, which the bound keeps shallow).
+fn parse(body: &mut [u8], max_depth: usize) -> Result<Value<'_>, DecodeError> {
+    let result = BUFFERS.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().is_none_or(|(depth, _)| *depth != max_depth) {
+            *slot = Some((
+                max_depth,
+                simd_json::Buffers::with_max_depth(64 << 10, max_depth),
+            ));
+        }
+        match slot.as_mut() {
+            Some((_, buffers)) => simd_json::to_borrowed_value_with_buffers(body, buffers),
+            None => simd_json::to_borrowed_value(body),
+        }
+    });
+    result.map_err(|e| match e.error() {
+        simd_json::ErrorType::DepthLimitExceeded => DecodeError::TooDeep,
+        _ => DecodeError::InvalidJson,
+    })
 }
 
 /// Removes every occurrence of `key` (small objects may hold a key twice) and returns
@@ -240,6 +257,33 @@ mod tests {
                 let _ = decode(&mut text.clone().into_bytes(), shape, &limits());
             }
         }
+    }
+
+    #[test]
+    fn depth_bound_is_exact() {
+        let l = Limits {
+            max_json_depth: 4,
+            ..Limits::default()
+        };
+        let nested = |levels: usize| {
+            let mut doc = String::new();
+            for _ in 0..levels - 1 {
+                doc.push_str("{\"a\":");
+            }
+            doc.push_str("{}");
+            for _ in 0..levels - 1 {
+                doc.push('}');
+            }
+            doc.into_bytes()
+        };
+        assert!(decode(&mut nested(4), Shape::Single(Kind::Track), &l).is_ok());
+        assert_eq!(
+            decode(&mut nested(5), Shape::Single(Kind::Track), &l).err(),
+            Some(DecodeError::TooDeep)
+        );
+        // Brackets inside strings are not structure.
+        let mut quoted = br#"{"a":"[[[[[[[[[[{{{{{{"}"#.to_vec();
+        assert!(decode(&mut quoted, Shape::Single(Kind::Track), &l).is_ok());
     }
 
     #[test]

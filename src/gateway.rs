@@ -30,7 +30,7 @@ use tokio::sync::Semaphore;
 use crate::catalog::{self, Source};
 use crate::config::Config;
 use crate::event::{self, Enrichment};
-use crate::log::Log;
+use crate::log::{self, Log};
 use crate::telemetry;
 
 pub use admin::handle as handle_admin;
@@ -78,6 +78,14 @@ impl State {
     pub fn catalog(&self) -> &catalog::Store {
         &self.catalog
     }
+}
+
+/// Why an item of a request is not stored.
+enum Skip {
+    /// It breaks a message rule.
+    Invalid(event::ItemRejection),
+    /// Its messageId was stored recently (or earlier in this request).
+    Duplicate,
 }
 
 /// Answers one request on the Tracking API listener.
@@ -151,6 +159,7 @@ async fn ingest(
     .map_err(Rejection::Body)?;
     metrics::counter!(telemetry::HTTP_BODY_BYTES).increment(body.wire_len as u64);
     let mut bytes = body.bytes;
+    let body_len = bytes.len();
     let envelope = event::decode(&mut bytes, shape, limits).map_err(Rejection::Decode)?;
 
     // 3. The key that counts: header and body must agree; a body-only key is checked now.
@@ -171,33 +180,30 @@ async fn ingest(
         &source.id,
         limits,
     );
-    let mut records = Vec::with_capacity(envelope.items.len());
-    let mut ids = Vec::with_capacity(envelope.items.len());
+    let mut batch = log::Batch::with_capacity(body_len + envelope.items.len() * 256);
+    let mut remembered = Vec::with_capacity(envelope.items.len());
     let mut in_request = DigestSet::default();
     let mut rejected = Vec::new();
     let mut duplicates = 0u64;
     for (index, item) in envelope.items.into_iter().enumerate() {
-        match event::normalize(
-            item,
-            envelope.kind,
-            &envelope.defaults,
-            &enrichment,
-            envelope.items_need_measuring,
-        ) {
-            Ok(event) => {
-                let key = Dedup::key(&source.id, &event.message_id);
-                if state.dedup.seen(key) || !in_request.insert(key) {
-                    duplicates += 1;
-                    continue;
-                }
-                ids.push(key);
-                records.push(event.record);
+        let outcome = batch.record(|buf| {
+            let message_id =
+                event::normalize(item, envelope.kind, &envelope.defaults, &enrichment, buf)
+                    .map_err(Skip::Invalid)?;
+            let key = Dedup::key(&source.id, &message_id);
+            if state.dedup.seen(key) || !in_request.insert(key) {
+                return Err(Skip::Duplicate);
             }
-            Err(problem) if envelope.kind.is_some() => {
+            Ok(key)
+        });
+        match outcome {
+            Ok(key) => remembered.push(key),
+            Err(Skip::Duplicate) => duplicates += 1,
+            Err(Skip::Invalid(problem)) if envelope.kind.is_some() => {
                 count_rejected(&source_label, problem.code(), 1);
                 return Err(Rejection::Message(problem));
             }
-            Err(problem) => {
+            Err(Skip::Invalid(problem)) => {
                 count_rejected(&source_label, problem.code(), 1);
                 rejected.push(RejectedItem {
                     index,
@@ -213,14 +219,14 @@ async fn ingest(
     }
 
     // 5. Durable before 200.
-    if !records.is_empty() {
-        let count = records.len() as u64;
-        if let Err(error) = state.log.append(records).await {
+    if !batch.is_empty() {
+        let count = batch.len();
+        if let Err(error) = state.log.append(batch).await {
             let reason = Rejection::Log(error).code();
             count_rejected(&source_label, reason, count);
             return Err(Rejection::Log(error));
         }
-        state.dedup.remember(ids);
+        state.dedup.remember(remembered);
         metrics::counter!(telemetry::EVENTS_ACCEPTED, telemetry::LABEL_SOURCE => source_label)
             .increment(count);
     }

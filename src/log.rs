@@ -100,9 +100,81 @@ impl Shared {
     }
 }
 
+/// Records framed for the log, built by the request that appends them: each record's
+/// header and payload are written straight into one buffer, so an append costs no
+/// allocation per record and the writer copies one slice per request.
+#[derive(Debug, Default)]
+pub struct Batch {
+    bytes: Vec<u8>,
+    count: u64,
+}
+
+impl Batch {
+    /// An empty batch with room for `bytes` bytes.
+    pub fn with_capacity(bytes: usize) -> Self {
+        Self {
+            bytes: Vec::with_capacity(bytes),
+            count: 0,
+        }
+    }
+
+    /// A batch of the given payloads.
+    pub fn of<I, P>(payloads: I) -> Self
+    where
+        I: IntoIterator<Item = P>,
+        P: AsRef<[u8]>,
+    {
+        let mut batch = Self::default();
+        for p in payloads {
+            let _ = batch.record(|buf| {
+                buf.extend_from_slice(p.as_ref());
+                Ok::<(), ()>(())
+            });
+        }
+        batch
+    }
+
+    /// Adds one record whose payload `write` appends to the buffer it is given. If
+    /// `write` fails, nothing of the record stays in the batch.
+    pub fn record<T, E>(
+        &mut self,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let start = self.bytes.len();
+        self.bytes
+            .extend_from_slice(&[0; segment::RECORD_HEADER as usize]);
+        match write(&mut self.bytes) {
+            Ok(value) => {
+                segment::seal(&mut self.bytes[start..]);
+                self.count += 1;
+                Ok(value)
+            }
+            Err(error) => {
+                self.bytes.truncate(start);
+                Err(error)
+            }
+        }
+    }
+
+    /// Records in the batch.
+    pub fn len(&self) -> u64 {
+        self.count
+    }
+
+    /// Whether the batch holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Bytes in the batch, headers included.
+    pub fn byte_len(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
 enum Command {
     Append {
-        records: Vec<Vec<u8>>,
+        batch: Batch,
         reply: oneshot::Sender<Result<Range<u64>, AppendError>>,
     },
     Close,
@@ -146,12 +218,12 @@ impl Log {
         })
     }
 
-    /// Appends `records` and waits until they are durable; returns their offsets.
-    pub async fn append(&self, records: Vec<Vec<u8>>) -> Result<Range<u64>, AppendError> {
+    /// Appends the batch and waits until it is durable; returns its records' offsets.
+    pub async fn append(&self, batch: Batch) -> Result<Range<u64>, AppendError> {
         let started = Instant::now();
         let (reply, done) = oneshot::channel();
         self.tx
-            .send(Command::Append { records, reply })
+            .send(Command::Append { batch, reply })
             .await
             .map_err(|_| AppendError::Closed)?;
         let result = done.await.map_err(|_| AppendError::Closed)?;

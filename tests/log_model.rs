@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use sluice::config;
-use sluice::log::{Log, Reader, segment};
+use sluice::log::{Batch, Log, Reader, segment};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -52,7 +52,7 @@ proptest! {
             match op {
                 Op::Append(records) => {
                     let n = records.len() as u64;
-                    let range = rt.block_on(log.append(records.clone())).expect("append");
+                    let range = rt.block_on(log.append(Batch::of(&records))).expect("append");
                     prop_assert_eq!(range.start, model.len() as u64);
                     prop_assert_eq!(range.end - range.start, n);
                     model.extend(records);

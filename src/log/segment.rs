@@ -45,11 +45,19 @@ pub fn list(dir: &Path) -> io::Result<Vec<u64>> {
 
 /// Appends one record (header and payload) to `buf`.
 pub fn encode(buf: &mut Vec<u8>, payload: &[u8]) {
+    let start = buf.len();
+    buf.extend_from_slice(&[0; RECORD_HEADER as usize]);
+    buf.extend_from_slice(payload);
+    seal(&mut buf[start..]);
+}
+
+/// Fills in the header of `record` (header space followed by the payload).
+pub fn seal(record: &mut [u8]) {
+    let (header, payload) = record.split_at_mut(RECORD_HEADER as usize);
     // Payloads are bounded far below 4 GiB by the request limits.
     let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
-    buf.extend_from_slice(&len.to_le_bytes());
-    buf.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
-    buf.extend_from_slice(payload);
+    header[..4].copy_from_slice(&len.to_le_bytes());
+    header[4..].copy_from_slice(&crc32c::crc32c(payload).to_le_bytes());
 }
 
 /// What reading the next record found.

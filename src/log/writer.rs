@@ -17,8 +17,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::segment::{self, MAGIC, RECORD_HEADER};
-use super::{AppendError, Command, OpenError, Shared};
+use super::segment::{self, MAGIC};
+use super::{AppendError, Batch, Command, OpenError, Shared};
 use crate::config::{self, Durability};
 use crate::telemetry;
 
@@ -131,7 +131,7 @@ impl Writer {
             let mut next = Some(first);
             while let Some(command) = next.take() {
                 match command {
-                    Command::Append { records, reply } => group.push((records, reply)),
+                    Command::Append { batch, reply } => group.push((batch, reply)),
                     Command::Close => closing = true,
                 }
                 if !closing && group.len() < MAX_GROUP {
@@ -149,13 +149,13 @@ impl Writer {
     }
 
     /// Writes a group of appends with one write and (for `fsync`) one sync, then replies.
-    async fn commit(&mut self, group: Vec<(Vec<Vec<u8>>, Reply)>) {
+    async fn commit(&mut self, group: Vec<(Batch, Reply)>) {
         metrics::histogram!(telemetry::LOG_GROUP_SIZE).record(group.len() as f64);
         let mut buf = Vec::new();
         let mut done: Vec<(Reply, Range<u64>)> = Vec::with_capacity(group.len());
         let mut records_total = 0u64;
-        for (records, reply) in group {
-            let bytes: u64 = records.iter().map(|r| RECORD_HEADER + r.len() as u64).sum();
+        for (batch, reply) in group {
+            let bytes = batch.bytes.len() as u64;
             let on_disk = self.shared.total_bytes.load(Ordering::Relaxed) + buf.len() as u64;
             if on_disk + bytes > self.shared.max_bytes {
                 metrics::counter!(telemetry::LOG_FULL).increment(1);
@@ -174,11 +174,13 @@ impl Writer {
                 }
             }
             let first = self.next_offset;
-            for r in &records {
-                segment::encode(&mut buf, r);
+            if buf.is_empty() {
+                buf = batch.bytes;
+            } else {
+                buf.extend_from_slice(&batch.bytes);
             }
-            self.next_offset += records.len() as u64;
-            records_total += records.len() as u64;
+            self.next_offset += batch.count;
+            records_total += batch.count;
             done.push((reply, first..self.next_offset));
         }
         let written = buf.len() as u64;
