@@ -8,6 +8,7 @@
 //! body is an envelope `{"batch":[…], "writeKey"?, "sentAt"?, "context"?, "integrations"?}`.
 //! [`normalize`] turns one message into the event Sluice stores, or says why not.
 
+mod encode;
 mod normalize;
 
 use simd_json::borrowed::{Object, Value};

@@ -16,6 +16,7 @@ use simd_json::StaticNode;
 use simd_json::borrowed::{Object, Value};
 use simd_json::prelude::*;
 
+use super::encode::{write_str, write_value};
 use super::{Defaults, Kind, take};
 use crate::config::Limits;
 
@@ -316,10 +317,9 @@ pub fn format_time(t: DateTime<Utc>) -> String {
 
 fn encode_record(source_id: &str, msg: &Value<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(b"{\"sourceId\":");
-    // Writing into a Vec cannot fail.
-    let _ = Value::from(source_id).write(&mut *out);
+    write_str(source_id, out);
     out.extend_from_slice(b",\"event\":");
-    let _ = msg.write(&mut *out);
+    write_value(msg, out);
     out.push(b'}');
 }
 

@@ -6,22 +6,27 @@
 //! Keys are per source so one source cannot suppress another's events.
 //!
 //! # Structure
-//! A key is the 128-bit XXH3 digest of `(source, messageId)`: 16 bytes whatever the
-//! id's length (a false match needs a 128-bit collision). Keys live in
-//! [`GENERATIONS`] hash sets, each covering `window / (GENERATIONS - 1)` of time: a
-//! lookup checks them all, an insert goes to the newest, and when the newest is full
-//! of time the oldest set is dropped whole. So an id is remembered for at least the
-//! window and at most a generation longer, at ~20 bytes an id. The sets are sharded
-//! by key to keep lock hold times and contention small.
+//! A key is the 64-bit XXH3 digest of `(source, messageId)`. Time is cut into slices
+//! of `window / (GENERATIONS - 1)`; each shard maps key → the slice (epoch) it was
+//! stored in. A lookup is one probe: the key counts while its epoch is less than
+//! `GENERATIONS` slices old, so an id is remembered for at least the window and at
+//! most one slice longer. Expired entries are swept out when the epoch advances. At
+//! ~20 bytes an id, a million ids take ~20 MB; shards keep lock hold times short.
 //!
-//! `max_entries` bounds memory: when the ids remembered would pass it, the oldest
-//! generation is dropped early (the window shrinks under extreme load) and
+//! A false match needs two different ids of one source to share a 64-bit digest:
+//! with a million ids remembered, about one request in 10^13 would be wrongly taken
+//! for a duplicate.
+//!
+//! `max_entries` bounds memory: when a shard is full, its oldest slice is dropped
+//! early (the window shrinks under extreme load) and
 //! `sluice_dedup_early_rotations_total` counts it.
 //!
 //! (moka was the first choice; under load it cost ~15 % of the request path's CPU and
-//! ~300 bytes per id, which broke the memory target, so this structure replaced it.)
+//! ~300 bytes per id, which broke the memory target. A first replacement kept one
+//! hash set per slice, but five random probes per lookup cost ~5 % of CPU in cache
+//! misses.)
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -29,8 +34,8 @@ use std::time::{Duration, Instant};
 use crate::config;
 use crate::telemetry;
 
-/// Hash sets per shard: the window is split into `GENERATIONS - 1` slices.
-pub const GENERATIONS: usize = 5;
+/// Slices an id stays remembered: the window is `GENERATIONS - 1` slices.
+pub const GENERATIONS: u32 = 5;
 const SHARDS: usize = 16;
 
 /// A hasher for keys that are already uniformly distributed digests.
@@ -50,18 +55,19 @@ impl Hasher for DigestHasher {
         }
     }
 
-    fn write_u128(&mut self, n: u128) {
-        self.0 ^= (n as u64) ^ ((n >> 64) as u64);
+    fn write_u64(&mut self, n: u64) {
+        self.0 ^= n;
     }
 }
 
 /// A set of digests hashed by [`DigestHasher`].
-pub type DigestSet = HashSet<u128, BuildHasherDefault<DigestHasher>>;
+pub type DigestSet = HashSet<u64, BuildHasherDefault<DigestHasher>>;
+type DigestMap = HashMap<u64, u32, BuildHasherDefault<DigestHasher>>;
 
 struct Shard {
-    generations: VecDeque<DigestSet>,
-    newest_since: Instant,
-    len: usize,
+    epochs: DigestMap,
+    epoch: u32,
+    epoch_since: Instant,
 }
 
 /// Recently stored `(source, messageId)` digests.
@@ -74,14 +80,14 @@ pub struct Dedup {
 impl Dedup {
     /// A window as configured (`window_secs = 0`: off).
     pub fn new(config: &config::Dedup) -> Self {
-        let slice = Duration::from_secs(config.window_secs) / (GENERATIONS as u32 - 1);
+        let slice = Duration::from_secs(config.window_secs) / (GENERATIONS - 1);
         let shards = (config.window_secs > 0).then(|| {
             (0..SHARDS)
                 .map(|_| {
                     Mutex::new(Shard {
-                        generations: (0..GENERATIONS).map(|_| DigestSet::default()).collect(),
-                        newest_since: Instant::now(),
-                        len: 0,
+                        epochs: DigestMap::default(),
+                        epoch: GENERATIONS,
+                        epoch_since: Instant::now(),
                     })
                 })
                 .collect()
@@ -94,22 +100,22 @@ impl Dedup {
     }
 
     /// The key of a message.
-    pub fn key(source_id: &str, message_id: &str) -> u128 {
+    pub fn key(source_id: &str, message_id: &str) -> u64 {
         let mut hasher = xxhash_rust::xxh3::Xxh3::new();
         hasher.update(source_id.as_bytes());
         hasher.update(&[0]);
         hasher.update(message_id.as_bytes());
-        hasher.digest128()
+        hasher.digest()
     }
 
-    fn shard(&self, key: u128) -> Option<&Mutex<Shard>> {
+    fn shard(&self, key: u64) -> Option<&Mutex<Shard>> {
         self.shards
             .as_ref()
-            .map(|s| &s[(key >> 120) as usize % SHARDS])
+            .map(|s| &s[(key >> 56) as usize % SHARDS])
     }
 
     /// Whether `key` was stored inside the window.
-    pub fn seen(&self, key: u128) -> bool {
+    pub fn seen(&self, key: u64) -> bool {
         let Some(shard) = self.shard(key) else {
             return false;
         };
@@ -117,13 +123,15 @@ impl Dedup {
             .lock()
             .map(|mut s| {
                 s.advance(Instant::now(), self.slice);
-                s.generations.iter().any(|g| g.contains(&key))
+                s.epochs
+                    .get(&key)
+                    .is_some_and(|&e| s.epoch - e < GENERATIONS)
             })
             .unwrap_or(false)
     }
 
     /// Remembers durably stored keys.
-    pub fn remember(&self, keys: impl IntoIterator<Item = u128>) {
+    pub fn remember(&self, keys: impl IntoIterator<Item = u64>) {
         if self.shards.is_none() {
             return;
         }
@@ -133,39 +141,40 @@ impl Dedup {
                 continue;
             };
             shard.advance(now, self.slice);
-            if shard.len >= self.max_per_shard {
+            if shard.epochs.len() >= self.max_per_shard && !shard.epochs.contains_key(&key) {
                 metrics::counter!(telemetry::DEDUP_EARLY_ROTATIONS).increment(1);
-                shard.rotate(now);
+                shard.drop_oldest();
             }
-            if let Some(newest) = shard.generations.back_mut()
-                && newest.insert(key)
-            {
-                shard.len += 1;
-            }
+            let epoch = shard.epoch;
+            shard.epochs.insert(key, epoch);
         }
     }
 }
 
 impl Shard {
-    /// Rotates once for every time slice that has passed (at most a full turn).
+    /// Moves to the current slice and sweeps out what has expired.
     fn advance(&mut self, now: Instant, slice: Duration) {
-        let elapsed = now.duration_since(self.newest_since);
+        let elapsed = now.duration_since(self.epoch_since);
         if elapsed < slice {
             return;
         }
-        let turns = (elapsed.as_nanos() / slice.as_nanos().max(1)).min(GENERATIONS as u128);
-        for _ in 0..turns {
-            self.rotate(now);
-        }
+        let turns = (elapsed.as_nanos() / slice.as_nanos().max(1)).min(u128::from(GENERATIONS));
+        self.epoch += turns as u32;
+        self.epoch_since = now;
+        let epoch = self.epoch;
+        self.epochs.retain(|_, e| epoch - *e < GENERATIONS);
     }
 
-    /// Drops the oldest generation and opens a new one.
-    fn rotate(&mut self, now: Instant) {
-        if let Some(oldest) = self.generations.pop_front() {
-            self.len -= oldest.len();
+    /// Forgets the oldest slice still held (to make room).
+    fn drop_oldest(&mut self) {
+        let Some(oldest) = self.epochs.values().copied().min() else {
+            return;
+        };
+        self.epochs.retain(|_, e| *e != oldest);
+        if oldest == self.epoch {
+            // Everything was from this slice: start a new one.
+            self.epoch += 1;
         }
-        self.generations.push_back(DigestSet::default());
-        self.newest_since = now;
     }
 }
 
@@ -216,7 +225,7 @@ mod tests {
             .as_ref()
             .expect("on")
             .iter()
-            .map(|s| s.lock().expect("lock").len)
+            .map(|s| s.lock().expect("lock").epochs.len())
             .sum();
         assert!(total <= 16 * 10 + 16, "{total} ids kept");
         assert!(d.seen(Dedup::key("web", "9999")), "the newest are kept");
