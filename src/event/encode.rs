@@ -70,13 +70,34 @@ fn write_static(node: StaticNode, out: &mut Vec<u8>) {
     }
 }
 
+/// Whether any of the 8 bytes in `w` needs escaping (`"`, `\\` or a control
+/// character): the classic "has zero byte" test, eight bytes per step.
+#[inline]
+fn needs_escape(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS != 0;
+    let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGHS != 0;
+    below_space || has_zero(w ^ (ONES * u64::from(b'"'))) || has_zero(w ^ (ONES * u64::from(b'\\')))
+}
+
 /// Appends `s` as a JSON string.
 pub fn write_str(s: &str, out: &mut Vec<u8>) {
     let bytes = s.as_bytes();
     out.reserve(bytes.len() + 2);
     out.push(b'"');
+    // Skip clean 8-byte words without looking at each byte.
+    let mut clean = 0;
+    while clean + 8 <= bytes.len() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&bytes[clean..clean + 8]);
+        if needs_escape(u64::from_le_bytes(word)) {
+            break;
+        }
+        clean += 8;
+    }
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    for (i, &b) in bytes.iter().enumerate().skip(clean) {
         let escape = ESCAPE[b as usize];
         if escape == 0 {
             continue;
@@ -111,6 +132,21 @@ mod tests {
         let mut out = Vec::new();
         write_value(&value, &mut out);
         serde_json::from_slice(&out).expect("our output is JSON")
+    }
+
+    #[test]
+    fn word_test_matches_the_table() {
+        for b in 0..=255u8 {
+            for pos in 0..8 {
+                let mut word = [b'a'; 8];
+                word[pos] = b;
+                assert_eq!(
+                    needs_escape(u64::from_le_bytes(word)),
+                    ESCAPE[b as usize] != 0,
+                    "byte {b} at {pos}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -1,0 +1,167 @@
+//! Per-event costs of the request path: decode + normalise (single message and a
+//! 100-event batch), write-key lookup, and a catalog swap under concurrent readers.
+//!
+//! `cargo bench --bench ingest`; compare runs with `-- --save-baseline NAME` /
+//! `-- --baseline NAME`.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use sluice::catalog::{Document, Snapshot, Store};
+use sluice::config::Limits;
+use sluice::event::{self, Enrichment, Kind, Shape};
+
+fn track_event(n: usize) -> serde_json::Value {
+    serde_json::json!({
+        "type": "track", "event": "Product Viewed", "userId": format!("user-{n}"),
+        "anonymousId": "4f9c1a2e-8b7d-4c3a-9e1f-2a6b5c8d7e90",
+        "messageId": format!("ajs-next-1732700000000-{n:08}"),
+        "timestamp": "2026-11-27T09:59:58.123Z",
+        "properties": { "product_id": "p-123", "name": "Rain Jacket", "price": 129.95,
+                        "currency": "EUR", "quantity": 1, "category": "outerwear" },
+        "context": {
+            "library": { "name": "analytics.js", "version": "next-1.84.3" },
+            "page": { "path": "/products/42", "referrer": "https://www.google.com/",
+                      "search": "?utm_source=newsletter", "title": "Acme Store",
+                      "url": "https://shop.example.com/products/42" },
+            "userAgent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36",
+            "locale": "en-US", "timezone": "Europe/Berlin",
+            "campaign": { "source": "newsletter", "medium": "email", "name": "autumn" }
+        },
+        "integrations": {}
+    })
+}
+
+fn run_request(body: &[u8], shape: Shape, limits: &Limits) -> usize {
+    let mut bytes = body.to_vec();
+    let capacity = bytes.len() * 2;
+    let envelope = event::decode(&mut bytes, shape, limits).expect("valid body");
+    let enrichment = Enrichment::new(
+        chrono::Utc::now(),
+        Some([10, 0, 0, 1].into()),
+        "web",
+        limits,
+    );
+    let mut out = Vec::with_capacity(capacity);
+    let mut stored = 0;
+    for item in envelope.items {
+        if event::normalize(
+            item,
+            envelope.kind,
+            &envelope.defaults,
+            &enrichment,
+            &mut out,
+        )
+        .is_ok()
+        {
+            stored += 1;
+        }
+    }
+    stored
+}
+
+fn decode_and_normalize(c: &mut Criterion) {
+    let limits = Limits::default();
+    let single = serde_json::to_vec(&track_event(1)).expect("json");
+    let batch = serde_json::to_vec(&serde_json::json!({
+        "batch": (0..100).map(track_event).collect::<Vec<_>>(),
+        "sentAt": "2026-11-27T10:00:00.000Z",
+    }))
+    .expect("json");
+    let mut g = c.benchmark_group("decode+normalize");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("single track (~800 B)", |b| {
+        b.iter(|| black_box(run_request(&single, Shape::Single(Kind::Track), &limits)))
+    });
+    g.throughput(Throughput::Elements(100));
+    g.bench_function("batch of 100", |b| {
+        b.iter(|| black_box(run_request(&batch, Shape::Batch, &limits)))
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("parse only (simd-json, the baseline's work)");
+    g.throughput(Throughput::Elements(100));
+    g.bench_function("batch of 100", |b| {
+        b.iter_batched(
+            || batch.clone(),
+            |mut bytes| black_box(simd_json::to_borrowed_value(&mut bytes).is_ok()),
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+fn catalog_with(sources: usize) -> Document {
+    let mut text = String::new();
+    for s in 0..sources {
+        text.push_str(&format!(
+            "[[sources]]\nid = \"s{s}\"\nwrite_keys = [{{ key = \"key-{s}-a\" }}, {{ key = \"key-{s}-b\" }}]\n"
+        ));
+    }
+    Document::parse(&text).expect("valid catalog")
+}
+
+fn write_key_lookup(c: &mut Criterion) {
+    let snapshot = Snapshot::build(1, &catalog_with(1000));
+    let now = chrono::Utc::now();
+    let mut g = c.benchmark_group("write key");
+    g.bench_function("lookup (hit, 2000 keys)", |b| {
+        b.iter(|| black_box(snapshot.authenticate(black_box("key-500-b"), now).is_ok()))
+    });
+    g.bench_function("lookup (miss)", |b| {
+        b.iter(|| {
+            black_box(
+                snapshot
+                    .authenticate(black_box("not-a-key-at-all-0123456789"), now)
+                    .is_err(),
+            )
+        })
+    });
+    g.finish();
+}
+
+fn catalog_swap(c: &mut Criterion) {
+    let doc = catalog_with(1000);
+    let store = Store::new(Snapshot::build(1, &doc));
+    let stop = Arc::new(AtomicBool::new(false));
+    // Two readers load the snapshot and look a key up continuously.
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (store, stop) = (store.clone(), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let now = chrono::Utc::now();
+                while !stop.load(Ordering::Relaxed) {
+                    black_box(store.snapshot().authenticate("key-1-a", now).is_ok());
+                }
+            })
+        })
+        .collect();
+    let mut version = 1;
+    c.bench_function(
+        "catalog swap under 2 readers (1000 sources, prebuilt)",
+        |b| {
+            b.iter_batched(
+                || {
+                    version += 1;
+                    Snapshot::build(version, &doc)
+                },
+                |snapshot| store.install(snapshot),
+                BatchSize::LargeInput,
+            )
+        },
+    );
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        let _ = r.join();
+    }
+}
+
+criterion_group!(
+    benches,
+    decode_and_normalize,
+    write_key_lookup,
+    catalog_swap
+);
+criterion_main!(benches);
