@@ -183,7 +183,8 @@ impl Default for Log {
 pub struct Dedup {
     /// How long a messageId is remembered, in seconds; 0 turns de-duplication off. Default 86400.
     pub window_secs: u64,
-    /// Most messageIds remembered; the least recently used go first. Default 1000000.
+    /// Most messageIds remembered (~20 bytes each); beyond it the oldest part of the
+    /// window is forgotten early. Default 1000000.
     pub max_entries: u64,
 }
 

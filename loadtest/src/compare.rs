@@ -324,7 +324,10 @@ fn measure(
             "--json-out",
         ])
         .arg(&out);
-    let status = generator.status().context("running the generator")?;
+    let status = generator
+        .stdout(Stdio::null())
+        .status()
+        .context("running the generator")?;
     if !status.success() {
         bail!("generator failed: {status}");
     }

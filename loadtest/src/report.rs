@@ -34,6 +34,8 @@ pub struct Report {
     pub requests_per_sec: f64,
     /// Events in 200-answered requests per second.
     pub events_per_sec: f64,
+    /// Events in 200-answered requests.
+    pub events_ok: u64,
     /// Request body bytes sent per second.
     pub bytes_per_sec: f64,
     /// Latency (open loop: from the intended start).
@@ -69,6 +71,7 @@ impl Report {
             requests,
             requests_per_sec: answered as f64 / secs,
             events_per_sec: events_ok as f64 / secs,
+            events_ok,
             bytes_per_sec: bytes as f64 / secs,
             latency_ms: Latency {
                 p50: ms(0.5),

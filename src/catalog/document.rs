@@ -126,12 +126,13 @@ impl Document {
         if text.trim().is_empty() {
             return Err(Invalid::Empty);
         }
-        let doc: Document = toml::from_str(text).map_err(|e| Invalid::Syntax(e.to_string()))?;
+        let doc: Document =
+            toml::from_str(text).map_err(|e| Invalid::Syntax(describe(&e, text)))?;
         doc.validate()?;
         Ok(doc)
     }
 
-    /// Parses and validates a last-known-good JSON copy.
+    /// Parses and validates a last-known-good JSON copy (digests only).
     pub fn parse_json(bytes: &[u8]) -> Result<Self, Invalid> {
         let doc: Document =
             serde_json::from_slice(bytes).map_err(|e| Invalid::Syntax(e.to_string()))?;
@@ -179,6 +180,19 @@ impl Document {
     }
 }
 
+/// The parser's message and the line it points at, without the snippet of the file
+/// that `toml` would quote: that line may hold a plaintext write key, and this text
+/// goes to the log.
+fn describe(error: &toml::de::Error, text: &str) -> String {
+    match error.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!("{} (line {line})", error.message().trim_end())
+        }
+        None => error.message().trim_end().to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,6 +213,15 @@ mod tests {
         ] {
             assert!(Document::parse(bad).is_err(), "accepted: {bad}");
         }
+    }
+
+    #[test]
+    fn syntax_errors_name_the_line_but_never_quote_it() {
+        let text =
+            "[[sources]]\nid = \"a\"\nwrite_keys = [{ key = \"very-secret-key\", bogus = 1 }]\n";
+        let message = Document::parse(text).expect_err("invalid").to_string();
+        assert!(!message.contains("very-secret-key"), "{message}");
+        assert!(message.contains("line 3"), "{message}");
     }
 
     #[test]

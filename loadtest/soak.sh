@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Memory soak: Sluice (release, durability os, server on core 0) under steady load from
+# the generator (core 1) for SECONDS (default 300); resident memory sampled every 10 s.
+#   loadtest/soak.sh [SECONDS] [extra loadtest run args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-300}; shift || true
+cargo build --release --workspace --quiet
+work=target/loadtest/soak; rm -rf "$work"; mkdir -p "$work"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+admin=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+printf '[[sources]]\nid = "soak"\nwrite_keys = [{ key = "soak-key" }]\n' > "$work/catalog.toml"
+cat > "$work/sluice.toml" <<TOML
+[server]
+listen = "127.0.0.1:$port"
+admin_listen = "127.0.0.1:$admin"
+[catalog]
+path = "$work/catalog.toml"
+[log]
+dir = "$work/log"
+durability = "os"
+[telemetry]
+log_filter = "warn"
+TOML
+taskset -c 0 target/release/sluice --config "$work/sluice.toml" serve & pid=$!
+trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null' EXIT
+sleep 1
+( for ((t = 0; t <= seconds; t += 10)); do
+    printf '%4ds rss %6.1f MB\n' "$t" "$(awk '/VmRSS/{print $2/1024}' /proc/$pid/status)"
+    sleep 10
+  done ) &
+sampler=$!
+taskset -c 1 target/release/loadtest run --target "127.0.0.1:$port" --key soak-key \
+  --connections 64 --seconds "$seconds" --quiet "$@"
+kill $sampler 2>/dev/null || true
+echo "log: $(du -sh "$work/log" | cut -f1)"
