@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Memory soak: Sluice (release, durability os, server on core 0) under steady load from
-# the generator (core 1) for SECONDS (default 300); resident memory sampled every 10 s.
+# Memory soak: Sluice (release, durability os, server on core 0) under a steady open-loop
+# load (RATE requests/s, default 10000) from the generator (core 1) for SECONDS (default
+# 300); resident memory sampled every 10 s. The log it writes (~1 KB per request) is
+# deleted at the end.
 #   loadtest/soak.sh [SECONDS] [extra loadtest run args...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,11 +21,12 @@ path = "$work/catalog.toml"
 [log]
 dir = "$work/log"
 durability = "os"
+max_bytes = 17179869184
 [telemetry]
 log_filter = "warn"
 TOML
 taskset -c 0 target/release/sluice --config "$work/sluice.toml" serve & pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null' EXIT
+trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$work/log"' EXIT
 sleep 1
 ( for ((t = 0; t <= seconds; t += 10)); do
     printf '%4ds rss %6.1f MB\n' "$t" "$(awk '/VmRSS/{print $2/1024}' /proc/$pid/status)"
@@ -31,6 +34,6 @@ sleep 1
   done ) &
 sampler=$!
 taskset -c 1 target/release/loadtest run --target "127.0.0.1:$port" --key soak-key \
-  --connections 64 --seconds "$seconds" --quiet "$@"
+  --connections 64 --rate "${RATE:-10000}" --requests 1000000000 --seconds "$seconds" --quiet "$@"
 kill $sampler 2>/dev/null || true
-echo "log: $(du -sh "$work/log" | cut -f1)"
+echo "log: $(du -sh "$work/log" | cut -f1) (deleted now)"

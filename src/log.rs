@@ -88,6 +88,8 @@ struct Shared {
     healthy: AtomicBool,
     max_bytes: u64,
     holds: Mutex<HashMap<String, u64>>,
+    /// The next offset, published after every commit, for tailing readers.
+    appended: tokio::sync::watch::Sender<u64>,
 }
 
 impl Shared {
@@ -206,6 +208,7 @@ impl Log {
             healthy: AtomicBool::new(true),
             max_bytes: config.max_bytes,
             holds: Mutex::new(HashMap::new()),
+            appended: tokio::sync::watch::Sender::new(0),
         });
         let writer = writer::Writer::recover(config, Arc::clone(&shared))?;
         let (tx, rx) = mpsc::channel(config.queue_depth);
@@ -248,6 +251,12 @@ impl Log {
     /// The log's directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// A receiver that changes whenever records are appended (its value is the next
+    /// offset): tailing readers wait on it instead of polling.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.shared.appended.subscribe()
     }
 
     /// Offset the next record will get.

@@ -14,6 +14,8 @@ enum Op {
     ReadFrom(usize),
     Reopen,
     TearTail(Vec<u8>),
+    /// Read what is new through one long-lived tailing reader.
+    Tail,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -22,6 +24,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0usize..200).prop_map(Op::ReadFrom),
         1 => Just(Op::Reopen),
         1 => prop::collection::vec(any::<u8>(), 1..24).prop_map(Op::TearTail),
+        2 => Just(Op::Tail),
     ]
 }
 
@@ -48,6 +51,8 @@ proptest! {
         };
         let mut log = Log::open(&cfg).expect("open");
         let mut model: Vec<Vec<u8>> = Vec::new();
+        let mut tail: Option<Reader> = None;
+        let mut tailed = 0usize;
         for op in ops {
             match op {
                 Op::Append(records) => {
@@ -70,6 +75,19 @@ proptest! {
                     rt.block_on(log.close(Duration::from_secs(5)));
                     log = Log::open(&cfg).expect("reopen");
                     prop_assert_eq!(log.next_offset(), model.len() as u64);
+                }
+                Op::Tail => {
+                    let reader = match &mut tail {
+                        Some(r) => r,
+                        None => tail.insert(Reader::open(dir.path(), 0).expect("reader")),
+                    };
+                    for item in reader.by_ref() {
+                        let (offset, payload) = item.expect("record");
+                        prop_assert_eq!(offset, tailed as u64);
+                        prop_assert_eq!(&payload, &model[tailed]);
+                        tailed += 1;
+                    }
+                    prop_assert_eq!(tailed, model.len(), "the tail reader caught up");
                 }
                 Op::TearTail(garbage) => {
                     rt.block_on(log.close(Duration::from_secs(5)));

@@ -1,7 +1,7 @@
 //! Reading records back, from any offset, while the writer may still be appending.
 
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Seek as _, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use super::segment::{self, Next, SegmentError};
@@ -30,15 +30,23 @@ pub enum ReadError {
     },
 }
 
-/// Iterates `(offset, payload)` from a starting offset to the current end.
+/// Iterates `(offset, payload)` from a starting offset to the current end, and can
+/// be resumed after the writer appends more (a tailing reader: delivery uses one per
+/// destination).
 ///
 /// A partial record at the end of the newest segment is the writer at work (or a
-/// torn tail not yet recovered): iteration stops there without error.
+/// torn tail not yet recovered): iteration stops before it without error, and the
+/// next call reads it once it is whole. When the writer has moved on to a newer
+/// segment, the reader follows.
 pub struct Reader {
     dir: PathBuf,
     bases: Vec<u64>,
     index: usize,
     current: Option<BufReader<File>>,
+    /// Byte position of the next record in the current segment.
+    pos: u64,
+    /// The current segment is known to be complete (a newer one exists).
+    sealed: bool,
     offset: u64,
     skip_to: u64,
 }
@@ -46,62 +54,106 @@ pub struct Reader {
 impl Reader {
     /// A reader over `dir` that yields records with offset ≥ `from`.
     pub fn open(dir: &Path, from: u64) -> Result<Self, ReadError> {
-        let bases = segment::list(dir).map_err(|source| ReadError::List {
-            path: dir.to_owned(),
-            source,
-        })?;
+        let bases = list(dir)?;
         // Start in the last segment whose base is ≤ from (or the first one).
         let index = bases.iter().rposition(|&b| b <= from).unwrap_or(0);
+        let bases_len = bases.len();
         Ok(Self {
             dir: dir.to_owned(),
             offset: bases.get(index).copied().unwrap_or(0),
             bases,
             index,
             current: None,
+            pos: segment::MAGIC.len() as u64,
+            sealed: index + 1 < bases_len,
             skip_to: from,
         })
     }
 
+    /// Offset of the next record this reader will yield.
+    pub fn position(&self) -> u64 {
+        self.offset.max(self.skip_to)
+    }
+
     fn next_record(&mut self) -> Result<Option<(u64, Vec<u8>)>, ReadError> {
         loop {
-            let Some(&base) = self.bases.get(self.index) else {
-                return Ok(None);
-            };
+            if self.index >= self.bases.len() {
+                if !self.refresh()? && self.bases.is_empty() {
+                    return Ok(None);
+                }
+                self.sealed = self.index + 1 < self.bases.len();
+            }
+            let base = self.bases[self.index];
             let path = segment::path(&self.dir, base);
             let reader = match &mut self.current {
                 Some(r) => r,
                 None => {
                     self.offset = base;
+                    self.pos = segment::MAGIC.len() as u64;
                     self.current.insert(segment::open_read(&path)?)
                 }
             };
-            let is_last = self.index + 1 == self.bases.len();
-            match segment::read_next(reader).map_err(|source| SegmentError::Io {
+            let io = |source| SegmentError::Io {
                 path: path.clone(),
                 source,
-            })? {
+            };
+            match segment::read_next(reader).map_err(io)? {
                 Next::Record(payload) => {
                     let offset = self.offset;
                     self.offset += 1;
+                    self.pos += segment::RECORD_HEADER + payload.len() as u64;
                     if offset >= self.skip_to {
                         return Ok(Some((offset, payload)));
                     }
                 }
-                Next::End if is_last => return Ok(None),
-                Next::Torn if is_last => return Ok(None),
-                Next::End => {
+                end @ (Next::End | Next::Torn) => {
+                    // Whatever was read of a partial record is read again later.
+                    reader.seek(SeekFrom::Start(self.pos)).map_err(io)?;
+                    if !self.sealed {
+                        // The writer may still be adding to this segment; once a newer
+                        // one exists this one is complete: read to its end once more.
+                        if self.refresh()? {
+                            self.sealed = true;
+                            continue;
+                        }
+                        return Ok(None);
+                    }
+                    if end == Next::Torn {
+                        return Err(ReadError::Corrupt {
+                            offset: self.offset,
+                            path,
+                        });
+                    }
                     self.index += 1;
                     self.current = None;
-                }
-                Next::Torn => {
-                    return Err(ReadError::Corrupt {
-                        offset: self.offset,
-                        path,
-                    });
+                    self.sealed = self.index + 1 < self.bases.len();
                 }
             }
         }
     }
+
+    /// Re-lists the directory; true if segments newer than the current one exist.
+    fn refresh(&mut self) -> Result<bool, ReadError> {
+        let current = self.bases.get(self.index).copied();
+        self.bases = list(&self.dir)?;
+        match current {
+            Some(base) => {
+                self.index = self.bases.iter().position(|&b| b == base).unwrap_or(0);
+                Ok(self.index + 1 < self.bases.len())
+            }
+            None => {
+                self.index = 0;
+                Ok(!self.bases.is_empty())
+            }
+        }
+    }
+}
+
+fn list(dir: &Path) -> Result<Vec<u64>, ReadError> {
+    segment::list(dir).map_err(|source| ReadError::List {
+        path: dir.to_owned(),
+        source,
+    })
 }
 
 impl Iterator for Reader {

@@ -308,6 +308,7 @@ impl Writer {
         self.shared
             .next_offset
             .store(self.next_offset, Ordering::Release);
+        self.shared.appended.send_replace(self.next_offset);
         metrics::gauge!(telemetry::LOG_SEGMENTS).set(segments as f64);
         metrics::gauge!(telemetry::LOG_BYTES)
             .set(self.shared.total_bytes.load(Ordering::Relaxed) as f64);
