@@ -24,7 +24,10 @@ use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 use sha2::{Digest as _, Sha256};
 
-pub use document::{Document, KeyDoc, RateLimitDoc, SourceDoc};
+pub use document::{
+    DestinationDoc, Document, FileDoc, FilterDoc, KeyDoc, KindDoc, NatsDoc, RateLimitDoc, RetryDoc,
+    SourceDoc, WebhookDoc,
+};
 pub use file::FileSource;
 pub use reload::{CatalogSource, LoadError, open_store, spawn_reloader};
 
@@ -85,6 +88,36 @@ pub struct Source {
     pub rate_limit: Option<RateLimit>,
 }
 
+/// A destination: where the events of its connected sources are forwarded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Destination {
+    /// Stable id.
+    pub id: String,
+    /// The name `integrations` objects refer to (case-sensitive).
+    pub name: String,
+    /// A disabled destination receives nothing.
+    pub enabled: bool,
+    /// Ids of the connected sources.
+    pub sources: Vec<String>,
+    /// Event type and name filters.
+    pub filter: FilterDoc,
+    /// Retry policy.
+    pub retry: RetryDoc,
+    /// Batches in flight at once at most.
+    pub max_in_flight: u32,
+    /// Request rate cap.
+    pub rate_limit: Option<RateLimit>,
+    /// Type and settings.
+    pub kind: KindDoc,
+}
+
+impl Destination {
+    /// Whether events of `source_id` go here (enabled and connected).
+    pub fn takes_from(&self, source_id: &str) -> bool {
+        self.enabled && self.sources.iter().any(|s| s == source_id)
+    }
+}
+
 /// One write key of a source.
 #[derive(Debug, Clone)]
 struct KeyEntry {
@@ -128,6 +161,7 @@ pub struct Snapshot {
     version: u64,
     sources: Vec<Arc<Source>>,
     keys: HashMap<KeyDigest, KeyEntry>,
+    destinations: Vec<Arc<Destination>>,
 }
 
 impl Snapshot {
@@ -159,11 +193,42 @@ impl Snapshot {
             }
             sources.push(source);
         }
+        let destinations = doc
+            .destinations
+            .iter()
+            .map(|d| {
+                Arc::new(Destination {
+                    id: d.id.clone(),
+                    name: d.name.clone().unwrap_or_else(|| d.id.clone()),
+                    enabled: d.enabled,
+                    sources: d.sources.clone(),
+                    filter: d.filter.clone(),
+                    retry: d.retry.clone(),
+                    max_in_flight: d.max_in_flight,
+                    rate_limit: d.rate_limit.map(|r| RateLimit {
+                        per_second: r.requests_per_second,
+                        burst: r.burst.unwrap_or(r.requests_per_second),
+                    }),
+                    kind: d.kind.clone(),
+                })
+            })
+            .collect();
         Self {
             version,
             sources,
             keys,
+            destinations,
         }
+    }
+
+    /// All destinations.
+    pub fn destinations(&self) -> &[Arc<Destination>] {
+        &self.destinations
+    }
+
+    /// The destination with this id.
+    pub fn destination(&self, id: &str) -> Option<&Arc<Destination>> {
+        self.destinations.iter().find(|d| d.id == id)
     }
 
     /// The snapshot's version (increases with every installed change).

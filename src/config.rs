@@ -31,6 +31,8 @@ pub struct Config {
     pub log: Log,
     /// messageId de-duplication.
     pub dedup: Dedup,
+    /// Forwarding to destinations.
+    pub delivery: Delivery,
     /// Logging output.
     pub telemetry: Telemetry,
 }
@@ -193,6 +195,25 @@ impl Default for Dedup {
         Self {
             window_secs: 86_400,
             max_entries: 1_000_000,
+        }
+    }
+}
+
+/// `[delivery]`: forwarding stored events to destinations.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Delivery {
+    /// Run destination workers in this process. Default true.
+    pub enabled: bool,
+    /// Let destinations reach loopback and private addresses (SSRF guard off). Default false.
+    pub allow_private_destinations: bool,
+}
+
+impl Default for Delivery {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            allow_private_destinations: false,
         }
     }
 }

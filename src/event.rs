@@ -15,7 +15,7 @@ use simd_json::borrowed::{Object, Value};
 
 use crate::config::Limits;
 
-pub use normalize::{Enrichment, ItemRejection, STAMP_ALLOWANCE, normalize};
+pub use normalize::{Enrichment, ItemRejection, STAMP_ALLOWANCE, format_time, normalize};
 
 /// The six Segment call types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

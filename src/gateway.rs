@@ -29,6 +29,7 @@ use tokio::sync::Semaphore;
 
 use crate::catalog::{self, Source};
 use crate::config::Config;
+use crate::delivery::Delivery;
 use crate::event::{self, Enrichment};
 use crate::log::{self, Log};
 use crate::telemetry;
@@ -54,12 +55,19 @@ pub struct State {
     dedup: Dedup,
     limiters: Limiters,
     in_flight: Arc<Semaphore>,
+    delivery: Option<Delivery>,
 }
 
 impl State {
     /// Builds the shared state.
-    pub fn new(config: Arc<Config>, catalog: catalog::Store, log: Log) -> Self {
+    pub fn new(
+        config: Arc<Config>,
+        catalog: catalog::Store,
+        log: Log,
+        delivery: Option<Delivery>,
+    ) -> Self {
         Self {
+            delivery,
             dedup: Dedup::new(&config.dedup),
             in_flight: Arc::new(Semaphore::new(config.server.max_in_flight)),
             limiters: Limiters::default(),

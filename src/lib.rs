@@ -6,12 +6,14 @@
 //! - [`gateway`]: the Tracking API: HTTP, routing, auth, limits, bodies, responses.
 //! - [`event`]: the Segment message model: decoding and normalisation.
 //! - [`log`]: the durable event log (group commit, segments, recovery, retention).
+//! - [`delivery`]: forwarding stored events to connected destinations, at least once.
 //! - [`telemetry`]: metric names and registration, tracing setup.
 //!
 //! [`serve`] runs everything in one process; `src/main.rs` only wires the command line to it.
 
 pub mod catalog;
 pub mod config;
+pub mod delivery;
 pub mod event;
 pub mod gateway;
 pub mod log;
@@ -94,10 +96,22 @@ pub async fn serve(
         }
     });
 
+    let delivery_stop = CancellationToken::new();
+    let delivery = config.delivery.enabled.then(|| {
+        delivery::Delivery::spawn(
+            event_log.clone(),
+            store.clone(),
+            delivery::Network {
+                allow_private: config.delivery.allow_private_destinations,
+            },
+            delivery_stop.clone(),
+        )
+    });
     let state = Arc::new(gateway::State::new(
         Arc::clone(&config),
         store,
         event_log.clone(),
+        delivery.as_ref().map(|(d, _)| d.clone()),
     ));
     let settings = gateway::ListenerSettings {
         max_connections: config.server.max_connections,
@@ -138,7 +152,11 @@ pub async fn serve(
     )
     .await;
 
-    tracing::info!("stopped accepting; flushing the event log");
+    tracing::info!("stopped accepting; stopping delivery and flushing the event log");
+    delivery_stop.cancel();
+    if let Some((_, task)) = delivery {
+        let _ = task.await;
+    }
     event_log.close(Duration::from_secs(10)).await;
     background.cancel();
     admin_stop.cancel();

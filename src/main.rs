@@ -42,6 +42,40 @@ enum Command {
         #[command(subcommand)]
         command: LogCommand,
     },
+    /// Inspect and replay the dead-letter store.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+    /// Tools for trying Sluice out.
+    Dev {
+        #[command(subcommand)]
+        command: DevCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// Dead letters per destination, or one destination's entries as NDJSON.
+    List {
+        /// Print this destination's entries.
+        destination: Option<String>,
+    },
+    /// Send a destination's dead letters again (asks the running server's admin listener).
+    Replay {
+        /// Destination id.
+        destination: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum DevCommand {
+    /// A webhook receiver that prints every request body it gets and answers 200.
+    Receiver {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8088")]
+        listen: std::net::SocketAddr,
+    },
 }
 
 #[derive(Subcommand)]
@@ -78,6 +112,10 @@ fn main() -> anyhow::Result<()> {
     let config = load_config(cli.config.as_deref())?;
     match cli.command {
         Command::Serve => serve(config),
+        Command::Dlq { command } => dlq(&config, command),
+        Command::Dev {
+            command: DevCommand::Receiver { listen },
+        } => receiver(listen),
         Command::Log { command } => match command {
             LogCommand::Tail {
                 lines,
@@ -137,6 +175,103 @@ async fn stop_on_signal(shutdown: CancellationToken) {
     let _ = ctrl_c.await;
     tracing::info!("shutdown signal received");
     shutdown.cancel();
+}
+
+fn dlq(config: &Config, command: DlqCommand) -> anyhow::Result<()> {
+    let dir = sluice::delivery::dead_letter_dir(&config.log.dir);
+    match command {
+        DlqCommand::List { destination: None } => {
+            let list = sluice::delivery::dead_letter::list(&dir)?;
+            if list.is_empty() {
+                println!("no dead letters in {}", dir.display());
+            }
+            for (id, count) in list {
+                println!("{id}\t{count}");
+            }
+        }
+        DlqCommand::List {
+            destination: Some(id),
+        } => {
+            let (entries, bad) = sluice::delivery::dead_letter::read(&dir, &id)?;
+            for e in entries {
+                println!("{}", serde_json::to_string(&e)?);
+            }
+            if bad > 0 {
+                eprintln!("{bad} unreadable lines skipped");
+            }
+        }
+        DlqCommand::Replay { destination } => {
+            let url = format!(
+                "http://{}/dlq/{destination}/replay",
+                config.server.admin_listen
+            );
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let text = runtime.block_on(async {
+                let response = reqwest::Client::new()
+                    .post(&url)
+                    .send()
+                    .await
+                    .with_context(|| {
+                        format!("asking the running server at {url} (is it running?)")
+                    })?;
+                let status = response.status();
+                let text = response.text().await?;
+                anyhow::ensure!(status.is_success(), "replay refused ({status}): {text}");
+                Ok::<_, anyhow::Error>(text)
+            })?;
+            println!("{text}");
+        }
+    }
+    Ok(())
+}
+
+/// `sluice dev receiver`: prints each request's body (one line) and answers 200.
+fn receiver(listen: std::net::SocketAddr) -> anyhow::Result<()> {
+    use http_body_util::BodyExt as _;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("binding {listen}"))?;
+        eprintln!("receiver listening on http://{listen}/ (Ctrl-C to stop)");
+        loop {
+            let (stream, _) = listener.accept().await?;
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    |req: hyper::Request<hyper::body::Incoming>| async move {
+                        let signature = req
+                            .headers()
+                            .get("x-signature")
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned);
+                        let body = req
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|c| c.to_bytes())
+                            .unwrap_or_default();
+                        let mut out = std::io::stdout().lock();
+                        let _ = match signature {
+                            Some(sig) => {
+                                writeln!(out, "{} [{sig}]", String::from_utf8_lossy(&body))
+                            }
+                            None => writeln!(out, "{}", String::from_utf8_lossy(&body)),
+                        };
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                            http_body_util::Full::new(bytes::Bytes::from_static(b"{\"ok\":true}")),
+                        ))
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    })
 }
 
 fn tail(config: &Config, lines: u64, follow: bool, ndjson: bool) -> anyhow::Result<()> {

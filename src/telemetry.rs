@@ -19,6 +19,8 @@ pub const LABEL_STATUS: &str = "status";
 pub const LABEL_SOURCE: &str = "source";
 /// Label: a snake_case reason code.
 pub const LABEL_REASON: &str = "reason";
+/// Label: the destination id from the catalog.
+pub const LABEL_DESTINATION: &str = "destination";
 
 /// Counter: HTTP requests by route and status.
 pub const HTTP_REQUESTS: &str = "sluice_http_requests_total";
@@ -70,6 +72,24 @@ pub const LOG_TORN_TAILS: &str = "sluice_log_torn_tail_truncations_total";
 pub const LOG_TORN_BYTES: &str = "sluice_log_torn_tail_bytes_total";
 /// Counter: segments removed by retention.
 pub const LOG_SEGMENTS_DELETED: &str = "sluice_log_segments_deleted_total";
+/// Counter: events delivered, by destination.
+pub const DELIVERY_DELIVERED: &str = "sluice_delivery_delivered_total";
+/// Counter: failed send attempts, by destination and reason.
+pub const DELIVERY_FAILED: &str = "sluice_delivery_failed_total";
+/// Counter: retries scheduled, by destination.
+pub const DELIVERY_RETRIED: &str = "sluice_delivery_retried_total";
+/// Counter: events written to the dead-letter store, by destination.
+pub const DELIVERY_DEAD_LETTERED: &str = "sluice_delivery_dead_lettered_total";
+/// Gauge: sends under way, by destination.
+pub const DELIVERY_IN_FLIGHT: &str = "sluice_delivery_in_flight";
+/// Histogram: time from receipt to delivery, seconds, by destination.
+pub const DELIVERY_LATENCY: &str = "sluice_delivery_latency_seconds";
+/// Gauge: log records a destination has not processed yet.
+pub const DELIVERY_LAG_EVENTS: &str = "sluice_delivery_lag_events";
+/// Gauge: age of the oldest event waiting for a destination, seconds.
+pub const DELIVERY_LAG_SECONDS: &str = "sluice_delivery_lag_seconds";
+/// Gauge: circuit state by destination (0 closed, 1 open, 2 half-open).
+pub const DELIVERY_CIRCUIT: &str = "sluice_delivery_circuit_state";
 /// Gauge: version of the catalog snapshot being served.
 pub const CATALOG_VERSION: &str = "sluice_catalog_version";
 /// Counter: catalog snapshots installed.

@@ -8,13 +8,200 @@ use serde::{Deserialize, Serialize};
 
 use super::KeyDigest;
 
-/// The whole catalog: a list of sources with their keys.
+/// The whole catalog: sources with their keys, and destinations.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Document {
     /// Every source.
     #[serde(default)]
     pub sources: Vec<SourceDoc>,
+    /// Every destination.
+    #[serde(default)]
+    pub destinations: Vec<DestinationDoc>,
+}
+
+/// `[[destinations]]`: where a source's events are forwarded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationDoc {
+    /// Unique id (metrics label, cursor and dead-letter file names).
+    pub id: String,
+    /// The name an event's `integrations` object refers to; defaults to the id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// A disabled destination receives nothing (events meanwhile are skipped).
+    #[serde(default = "enabled_default")]
+    pub enabled: bool,
+    /// Ids of the sources whose events go here.
+    #[serde(default)]
+    pub sources: Vec<String>,
+    /// Optional per-destination filter.
+    #[serde(default)]
+    pub filter: FilterDoc,
+    /// Retry policy.
+    #[serde(default)]
+    pub retry: RetryDoc,
+    /// Batches in flight at once at most. Default 1.
+    #[serde(default = "one")]
+    pub max_in_flight: u32,
+    /// Optional request rate cap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimitDoc>,
+    /// `type = "webhook" | "file" | "nats"` and its `[destinations.settings]`.
+    #[serde(flatten)]
+    pub kind: KindDoc,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// The destination type and its settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "settings", rename_all = "lowercase")]
+pub enum KindDoc {
+    /// POST JSON to a URL.
+    Webhook(WebhookDoc),
+    /// Append NDJSON to a local file.
+    File(FileDoc),
+    /// Publish to a NATS subject (JetStream when `jetstream = true`).
+    Nats(NatsDoc),
+}
+
+/// Webhook settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookDoc {
+    /// Target URL (http or https).
+    pub url: String,
+    /// Extra request headers.
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// When set, `X-Signature: sha256=<hex HMAC-SHA256 of the body>` is sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// Events per request: 1 sends the event itself, more sends `{"batch":[…]}`. Default 1.
+    #[serde(default = "one_usize")]
+    pub batch_size: usize,
+    /// Bytes per batch request at most. Default 512000.
+    #[serde(default = "batch_bytes_default")]
+    pub batch_bytes: usize,
+    /// How long to wait to fill a batch, in ms. Default 200.
+    #[serde(default = "batch_ms_default")]
+    pub batch_ms: u64,
+    /// Request timeout, in ms. Default 10000.
+    #[serde(default = "timeout_default")]
+    pub timeout_ms: u64,
+}
+
+fn one_usize() -> usize {
+    1
+}
+fn batch_bytes_default() -> usize {
+    512_000
+}
+fn batch_ms_default() -> u64 {
+    200
+}
+fn timeout_default() -> u64 {
+    10_000
+}
+
+/// File settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileDoc {
+    /// The NDJSON file (rotated to `<path>.1`, `<path>.2`…).
+    pub path: std::path::PathBuf,
+    /// Rotate past this size, in bytes. Default 67108864.
+    #[serde(default = "rotate_default")]
+    pub rotate_bytes: u64,
+    /// Rotated files kept. Default 5.
+    #[serde(default = "keep_default")]
+    pub keep: u32,
+}
+
+fn rotate_default() -> u64 {
+    64 << 20
+}
+fn keep_default() -> u32 {
+    5
+}
+
+/// NATS settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsDoc {
+    /// Server URL. Default `nats://127.0.0.1:4222`.
+    #[serde(default = "nats_url_default")]
+    pub url: String,
+    /// Subject; `{source}` and `{type}` are replaced per event.
+    pub subject: String,
+    /// Publish through JetStream and wait for its ack (the subject must belong to a
+    /// stream). Default true.
+    #[serde(default = "enabled_default")]
+    pub jetstream: bool,
+    /// Publish timeout, in ms. Default 5000.
+    #[serde(default = "nats_timeout_default")]
+    pub timeout_ms: u64,
+}
+
+fn nats_url_default() -> String {
+    "nats://127.0.0.1:4222".to_owned()
+}
+fn nats_timeout_default() -> u64 {
+    5000
+}
+
+/// `[destinations.filter]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterDoc {
+    /// Only these call types (`track`, `identify`…); empty: all.
+    #[serde(default)]
+    pub event_types: Vec<String>,
+    /// Only track events with these names; empty: all.
+    #[serde(default)]
+    pub event_names_allow: Vec<String>,
+    /// Never track events with these names.
+    #[serde(default)]
+    pub event_names_deny: Vec<String>,
+}
+
+/// `[destinations.retry]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryDoc {
+    /// First back-off, in ms. Default 500.
+    #[serde(default = "initial_default")]
+    pub initial_backoff_ms: u64,
+    /// Longest back-off, in ms. Default 60000.
+    #[serde(default = "max_backoff_default")]
+    pub max_backoff_ms: u64,
+    /// Past this age (since it was received) a failing event goes to the dead-letter
+    /// store, in seconds. Default 86400.
+    #[serde(default = "max_age_default")]
+    pub max_age_secs: u64,
+}
+
+impl Default for RetryDoc {
+    fn default() -> Self {
+        Self {
+            initial_backoff_ms: initial_default(),
+            max_backoff_ms: max_backoff_default(),
+            max_age_secs: max_age_default(),
+        }
+    }
+}
+
+fn initial_default() -> u64 {
+    500
+}
+fn max_backoff_default() -> u64 {
+    60_000
+}
+fn max_age_default() -> u64 {
+    86_400
 }
 
 /// `[[sources]]`.
@@ -118,6 +305,15 @@ pub enum Invalid {
     /// A rate limit of zero.
     #[error("source {0:?}: rate_limit values must be at least 1")]
     BadRateLimit(String),
+    /// Two destinations share an id, or an id is empty.
+    #[error("destination id {0:?} is empty or appears twice")]
+    BadDestinationId(String),
+    /// A destination names a source that does not exist.
+    #[error("destination {0:?} names unknown source {1:?}")]
+    UnknownSource(String, String),
+    /// A destination setting is out of range.
+    #[error("destination {0:?}: {1}")]
+    BadDestination(String, &'static str),
 }
 
 impl Document {
@@ -176,6 +372,51 @@ impl Document {
                 }
             }
         }
+        let mut destination_ids = HashSet::new();
+        for d in &self.destinations {
+            if d.id.is_empty() || !destination_ids.insert(d.id.as_str()) {
+                return Err(Invalid::BadDestinationId(d.id.clone()));
+            }
+            if let Some(unknown) = d.sources.iter().find(|s| !ids.contains(s.as_str())) {
+                return Err(Invalid::UnknownSource(d.id.clone(), unknown.clone()));
+            }
+            let bad = |why| Err(Invalid::BadDestination(d.id.clone(), why));
+            if d.max_in_flight == 0 {
+                return bad("max_in_flight must be at least 1");
+            }
+            if d.rate_limit
+                .is_some_and(|r| r.requests_per_second == 0 || r.burst == Some(0))
+            {
+                return bad("rate_limit values must be at least 1");
+            }
+            if d.retry.initial_backoff_ms == 0
+                || d.retry.max_backoff_ms < d.retry.initial_backoff_ms
+            {
+                return bad("retry needs 0 < initial_backoff_ms <= max_backoff_ms");
+            }
+            match &d.kind {
+                KindDoc::Webhook(w) => {
+                    if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+                        return bad("settings.url must be an http:// or https:// URL");
+                    }
+                    if w.batch_size == 0 || w.batch_bytes == 0 || w.timeout_ms == 0 {
+                        return bad(
+                            "settings.batch_size, batch_bytes and timeout_ms must be at least 1",
+                        );
+                    }
+                }
+                KindDoc::File(f) => {
+                    if f.path.as_os_str().is_empty() || f.rotate_bytes == 0 {
+                        return bad("settings.path must be set and rotate_bytes at least 1");
+                    }
+                }
+                KindDoc::Nats(n) => {
+                    if n.subject.is_empty() || n.timeout_ms == 0 {
+                        return bad("settings.subject must be set and timeout_ms at least 1");
+                    }
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -212,6 +453,59 @@ mod tests {
             "  \n",
         ] {
             assert!(Document::parse(bad).is_err(), "accepted: {bad}");
+        }
+    }
+
+    const WITH_DESTINATIONS: &str = r#"
+        [[sources]]
+        id = "web"
+        [[destinations]]
+        id = "hook"
+        type = "webhook"
+        sources = ["web"]
+        filter = { event_types = ["track"] }
+        [destinations.settings]
+        url = "https://example.com/in"
+        batch_size = 10
+        [[destinations]]
+        id = "disk"
+        type = "file"
+        settings = { path = "/tmp/x.ndjson" }
+    "#;
+
+    #[test]
+    fn destinations_parse_with_their_settings() {
+        let d = Document::parse(WITH_DESTINATIONS).expect("valid");
+        assert_eq!(d.destinations.len(), 2);
+        match &d.destinations[0].kind {
+            KindDoc::Webhook(w) => assert_eq!((w.batch_size, w.timeout_ms), (10, 10_000)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(d.destinations[0].filter.event_types, ["track"]);
+        assert!(matches!(d.destinations[1].kind, KindDoc::File(_)));
+        let json = serde_json::to_vec(&d.hashed()).expect("json");
+        assert_eq!(Document::parse_json(&json).expect("round trip"), d.hashed());
+    }
+
+    #[test]
+    fn bad_destinations_are_refused() {
+        for (from, to) in [
+            ("sources = [\"web\"]", "sources = [\"nope\"]"),
+            ("type = \"webhook\"", "type = \"carrier-pigeon\""),
+            (
+                "url = \"https://example.com/in\"",
+                "url = \"ftp://example.com\"",
+            ),
+            ("batch_size = 10", "batch_size = 0"),
+            ("id = \"disk\"", "id = \"hook\""),
+            ("batch_size = 10", "batch_size = 10\n        bogus = 1"),
+            (
+                "sources = [\"web\"]",
+                "sources = [\"web\"]\n        bogus = 1",
+            ),
+        ] {
+            let text = WITH_DESTINATIONS.replacen(from, to, 1);
+            assert!(Document::parse(&text).is_err(), "accepted: {to}");
         }
     }
 

@@ -1,4 +1,5 @@
-//! The admin listener: `/metrics` (Prometheus text), `/health`, `/ready`.
+//! The admin listener: `/metrics` (Prometheus text), `/health`, `/ready`, and the
+//! dead-letter store: `GET /dlq` (counts per destination), `POST /dlq/<id>/replay`.
 
 use std::sync::Arc;
 
@@ -28,11 +29,68 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Reply {
         }
         ("/health", true) => probe(&state, Route::Health),
         ("/ready", true) => probe(&state, Route::Ready),
-        ("/metrics" | "/health" | "/ready", false) => {
+        ("/metrics" | "/health" | "/ready" | "/dlq", false) => {
             Rejection::MethodNotAllowed("GET, HEAD").into_reply()
         }
-        _ => Rejection::NotFound.into_reply(),
+        ("/dlq", true) => dead_letters(&state),
+        _ => match path
+            .strip_prefix("/dlq/")
+            .and_then(|p| p.strip_suffix("/replay"))
+        {
+            Some(id) if *req.method() == Method::POST => replay(&state, id).await,
+            Some(_) => Rejection::MethodNotAllowed("POST").into_reply(),
+            None => Rejection::NotFound.into_reply(),
+        },
     }
+}
+
+fn dead_letters(state: &State) -> Reply {
+    let Some(delivery) = &state.delivery else {
+        return response::json(StatusCode::OK, Bytes::from_static(b"{}"));
+    };
+    match delivery.dead_letters() {
+        Ok(list) => {
+            let body: serde_json::Map<String, serde_json::Value> =
+                list.into_iter().map(|(id, n)| (id, n.into())).collect();
+            response::json(
+                StatusCode::OK,
+                serde_json::Value::Object(body).to_string().into(),
+            )
+        }
+        Err(error) => problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "dead_letters_unreadable",
+            &error.to_string(),
+        ),
+    }
+}
+
+async fn replay(state: &State, id: &str) -> Reply {
+    let Some(delivery) = &state.delivery else {
+        return problem(
+            StatusCode::NOT_FOUND,
+            "delivery_disabled",
+            "delivery is not enabled on this instance",
+        );
+    };
+    match delivery.replay(id).await {
+        Ok(result) => response::json(
+            StatusCode::OK,
+            serde_json::json!({ "destination": id, "delivered": result.delivered, "failed": result.failed })
+                .to_string()
+                .into(),
+        ),
+        Err(crate::delivery::ReplayError::UnknownDestination(_)) => {
+            problem(StatusCode::NOT_FOUND, "unknown_destination", "no running destination has this id")
+        }
+        Err(error) => problem(StatusCode::INTERNAL_SERVER_ERROR, "dead_letters_unreadable", &error.to_string()),
+    }
+}
+
+fn problem(status: StatusCode, code: &str, message: &str) -> Reply {
+    let body =
+        serde_json::json!({ "success": false, "code": code, "message": message, "error": message });
+    response::json(status, body.to_string().into())
 }
 
 /// Liveness (always 200 while the process serves) or readiness: the catalog is

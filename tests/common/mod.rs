@@ -11,6 +11,8 @@ use tokio_util::sync::CancellationToken;
 
 use sluice::config::Config;
 
+pub mod receiver;
+
 /// The catalog most tests use.
 pub const CATALOG: &str = r#"
 [[sources]]

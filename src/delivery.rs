@@ -1,0 +1,267 @@
+//! Delivery: forward each stored event to the destinations connected to its source,
+//! at least once.
+//!
+//! A supervisor keeps one [`worker`] per destination in the catalog (started,
+//! restarted with new settings, or stopped within a catalog propagation interval).
+//! Each worker reads the event log with its own persisted cursor and a hold on the
+//! log, so a slow or dead destination holds up only itself; when holds keep the log
+//! at its byte bound, the gateway answers 503 (back-pressure), never drops.
+//! Failures are retried with exponential back-off and jitter (honouring
+//! `Retry-After`); permanent failures, and retryable ones past `retry.max_age_secs`,
+//! go to a per-destination dead-letter store that can be replayed. Every delivered
+//! event keeps its `messageId`, so a duplicate after a crash is recognisable.
+//!
+//! Files, under the log directory: `delivery/<id>.cursor`, `dead-letters/<id>.ndjson`.
+
+pub mod backoff;
+pub mod cursor;
+pub mod dead_letter;
+pub mod route;
+pub mod sink;
+pub mod worker;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use metrics::{Counter, Gauge, Histogram};
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::catalog::{self, Destination};
+use crate::log::Log;
+use crate::telemetry::{self, LABEL_DESTINATION};
+
+pub use sink::{Network, Outgoing, SendError, Sink};
+
+/// How often the supervisor looks for catalog changes.
+const WATCH_EVERY: Duration = Duration::from_millis(200);
+
+/// Cursor directory inside the log directory.
+pub fn cursor_dir(log_dir: &Path) -> PathBuf {
+    log_dir.join("delivery")
+}
+
+/// Dead-letter directory inside the log directory.
+pub fn dead_letter_dir(log_dir: &Path) -> PathBuf {
+    log_dir.join("dead-letters")
+}
+
+/// Per-destination metric handles.
+pub struct Metrics {
+    /// Events delivered.
+    pub delivered: Counter,
+    /// Retries scheduled.
+    pub retried: Counter,
+    /// Events dead-lettered.
+    pub dead_lettered: Counter,
+    /// Sends under way.
+    pub in_flight: Gauge,
+    /// Received → delivered, seconds.
+    pub latency: Histogram,
+    /// Log records this destination has not processed yet.
+    pub lag_events: Gauge,
+    /// Age of the oldest event waiting for this destination, seconds.
+    pub lag_seconds: Gauge,
+    /// 0 closed, 1 open, 2 half-open.
+    pub circuit: Gauge,
+}
+
+/// The metric handles of a destination.
+pub fn metrics_for(id: &str) -> Metrics {
+    let l = || [(LABEL_DESTINATION, id.to_owned())];
+    Metrics {
+        delivered: metrics::counter!(telemetry::DELIVERY_DELIVERED, &l()),
+        retried: metrics::counter!(telemetry::DELIVERY_RETRIED, &l()),
+        dead_lettered: metrics::counter!(telemetry::DELIVERY_DEAD_LETTERED, &l()),
+        in_flight: metrics::gauge!(telemetry::DELIVERY_IN_FLIGHT, &l()),
+        latency: metrics::histogram!(telemetry::DELIVERY_LATENCY, &l()),
+        lag_events: metrics::gauge!(telemetry::DELIVERY_LAG_EVENTS, &l()),
+        lag_seconds: metrics::gauge!(telemetry::DELIVERY_LAG_SECONDS, &l()),
+        circuit: metrics::gauge!(telemetry::DELIVERY_CIRCUIT, &l()),
+    }
+}
+
+struct Running {
+    destination: Arc<Destination>,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+/// Handle to running delivery: replay and inspection for the admin API.
+#[derive(Clone)]
+pub struct Delivery {
+    sinks: Arc<DashMap<String, Arc<dyn Sink>>>,
+    locks: Arc<DashMap<String, Arc<Mutex<()>>>>,
+    dead_letter_dir: PathBuf,
+}
+
+/// Why a replay could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// No running destination has this id.
+    #[error("no destination {0:?} is running")]
+    UnknownDestination(String),
+    /// The dead-letter file could not be read or rewritten.
+    #[error("dead-letter store: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Delivery {
+    /// Starts the supervisor; it stops its workers (which save their cursors) when
+    /// `shutdown` is cancelled.
+    pub fn spawn(
+        log: Log,
+        store: catalog::Store,
+        network: Network,
+        shutdown: CancellationToken,
+    ) -> (Self, JoinHandle<()>) {
+        let delivery = Self {
+            sinks: Arc::new(DashMap::new()),
+            locks: Arc::new(DashMap::new()),
+            dead_letter_dir: dead_letter_dir(log.dir()),
+        };
+        // Destinations in the catalog at start-up get their cursors now, before the
+        // gateway accepts a request, so none of those requests can slip past them.
+        for d in store.snapshot().destinations() {
+            start_cursor(&log, &d.id);
+        }
+        let task = tokio::spawn(delivery.clone().supervise(log, store, network, shutdown));
+        (delivery, task)
+    }
+
+    async fn supervise(
+        self,
+        log: Log,
+        store: catalog::Store,
+        network: Network,
+        shutdown: CancellationToken,
+    ) {
+        let mut running: HashMap<String, Running> = HashMap::new();
+        let mut failed: HashMap<String, Arc<Destination>> = HashMap::new();
+        loop {
+            let snapshot = store.snapshot();
+            // Stop workers whose destination left or changed.
+            let changed: Vec<String> = running
+                .iter()
+                .filter(|(id, r)| {
+                    snapshot
+                        .destination(id)
+                        .is_none_or(|d| !same_delivery(d, &r.destination))
+                })
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in changed {
+                if let Some(r) = running.remove(&id) {
+                    r.stop.cancel();
+                    let _ = r.task.await;
+                    self.sinks.remove(&id);
+                    if snapshot.destination(&id).is_none() {
+                        log.release(&id);
+                    }
+                }
+            }
+            // Start workers for new or changed destinations.
+            for d in snapshot.destinations() {
+                if running.contains_key(&d.id)
+                    || failed.get(&d.id).is_some_and(|f| same_delivery(f, d))
+                {
+                    continue;
+                }
+                match sink::build(d, network) {
+                    Ok(sink) => {
+                        failed.remove(&d.id);
+                        start_cursor(&log, &d.id);
+                        self.sinks.insert(d.id.clone(), Arc::clone(&sink));
+                        let stop = shutdown.child_token();
+                        let worker = worker::Worker {
+                            id: d.id.clone(),
+                            log: log.clone(),
+                            store: store.clone(),
+                            sink,
+                            cursor_dir: cursor_dir(log.dir()),
+                            dead_letter_dir: self.dead_letter_dir.clone(),
+                            dead_letter_lock: self.lock(&d.id),
+                            stop: stop.clone(),
+                        };
+                        running.insert(
+                            d.id.clone(),
+                            Running {
+                                destination: Arc::clone(d),
+                                stop,
+                                task: tokio::spawn(worker.run()),
+                            },
+                        );
+                    }
+                    Err(error) => {
+                        tracing::error!(destination = %d.id, ?error, "destination cannot be started; fix its settings");
+                        failed.insert(d.id.clone(), Arc::clone(d));
+                    }
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(WATCH_EVERY) => {}
+            }
+        }
+        for (_, r) in running {
+            r.stop.cancel();
+            let _ = r.task.await;
+        }
+    }
+
+    fn lock(&self, id: &str) -> Arc<Mutex<()>> {
+        Arc::clone(self.locks.entry(id.to_owned()).or_default().value())
+    }
+
+    /// Dead letters per destination.
+    pub fn dead_letters(&self) -> std::io::Result<Vec<(String, usize)>> {
+        dead_letter::list(&self.dead_letter_dir)
+    }
+
+    /// Sends a destination's dead letters again; those that fail again stay.
+    pub async fn replay(&self, id: &str) -> Result<dead_letter::Replayed, ReplayError> {
+        let sink = self
+            .sinks
+            .get(id)
+            .map(|s| Arc::clone(s.value()))
+            .ok_or_else(|| ReplayError::UnknownDestination(id.to_owned()))?;
+        let lock = self.lock(id);
+        let _guard = lock.lock().await;
+        let result = dead_letter::replay(&self.dead_letter_dir, id, sink.as_ref()).await?;
+        tracing::info!(
+            destination = id,
+            delivered = result.delivered,
+            failed = result.failed,
+            "dead letters replayed"
+        );
+        Ok(result)
+    }
+}
+
+/// The cursor of a destination: the saved one, or (new destination) the log's current
+/// end, saved at once. Also places the destination's hold on the log.
+pub fn start_cursor(log: &Log, id: &str) -> u64 {
+    let dir = cursor_dir(log.dir());
+    let offset = cursor::load(&dir, id).unwrap_or_else(|| {
+        let now = log.next_offset();
+        if let Err(error) = cursor::save(&dir, id, now) {
+            tracing::warn!(destination = id, %error, "cannot save the delivery cursor");
+        }
+        now
+    });
+    log.hold(id, offset);
+    offset
+}
+
+/// Whether two versions of a destination can keep the same worker (only routing
+/// fields differ, which workers read from the catalog at every round).
+fn same_delivery(a: &Destination, b: &Destination) -> bool {
+    a.kind == b.kind
+        && a.retry == b.retry
+        && a.rate_limit == b.rate_limit
+        && a.max_in_flight == b.max_in_flight
+}

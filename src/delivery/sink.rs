@@ -1,0 +1,100 @@
+//! The destination trait: send a batch, say how it went. Errors are classified where
+//! they are made: retryable (with an optional Retry-After) or permanent.
+
+mod file;
+mod webhook;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::value::RawValue;
+
+use crate::catalog::{Destination, KindDoc};
+
+pub use file::FileSink;
+pub use webhook::{WebhookSink, is_private};
+
+/// One event on its way out.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// Its offset in the event log.
+    pub offset: u64,
+    /// The source it came from.
+    pub source_id: String,
+    /// The stored event, as JSON (it keeps its original `messageId`).
+    pub event: Box<RawValue>,
+    /// When Sluice received it (for delivery latency and max age).
+    pub received_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Why a send failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendError {
+    /// Worth retrying later (network, timeout, 408, 429, 5xx).
+    Retryable {
+        /// Stable reason label (`timeout`, `connection`, `status_5xx`, `rate_limited`…).
+        reason: &'static str,
+        /// What the destination asked for, if anything.
+        retry_after: Option<Duration>,
+    },
+    /// Will not succeed by retrying (other 4xx, refused address, bad settings).
+    Permanent {
+        /// Stable reason label.
+        reason: &'static str,
+        /// Human detail for the dead-letter store.
+        detail: String,
+    },
+}
+
+impl SendError {
+    /// The reason label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Retryable { reason, .. } | Self::Permanent { reason, .. } => reason,
+        }
+    }
+}
+
+/// A boxed send future.
+pub type Sending<'a> = Pin<Box<dyn Future<Output = Result<(), SendError>> + Send + 'a>>;
+
+/// A destination type.
+pub trait Sink: Send + Sync {
+    /// Delivers `batch` (at least one event) in order, all or nothing.
+    fn send<'a>(&'a self, batch: &'a [Outgoing]) -> Sending<'a>;
+    /// Most events per send.
+    fn batch_size(&self) -> usize {
+        1
+    }
+    /// Most bytes of events per send.
+    fn batch_bytes(&self) -> usize {
+        usize::MAX
+    }
+    /// How long to wait for a batch to fill.
+    fn batch_wait(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+/// Whether outbound requests may reach private and loopback addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network {
+    /// `delivery.allow_private_destinations`.
+    pub allow_private: bool,
+}
+
+/// Builds the sink for a destination's type and settings.
+pub fn build(destination: &Destination, network: Network) -> Result<Arc<dyn Sink>, SendError> {
+    Ok(match &destination.kind {
+        KindDoc::Webhook(settings) => Arc::new(WebhookSink::new(settings, network)?),
+        KindDoc::File(settings) => Arc::new(FileSink::new(settings)),
+        KindDoc::Nats(_) => {
+            return Err(SendError::Permanent {
+                reason: "unsupported_type",
+                detail: "nats destinations are not available in this build".to_owned(),
+            });
+        }
+    })
+}

@@ -1,0 +1,426 @@
+//! One destination's delivery loop: read the event log from the destination's cursor,
+//! pick the events it takes, send them in batches with retries, dead-letter what
+//! cannot be delivered, advance and persist the cursor.
+//!
+//! Invariants: the cursor only moves past an event once it was delivered, filtered
+//! out, or written to the dead-letter store; the log keeps every segment at or after
+//! the cursor (a hold). A slow or dead destination holds up nothing but itself.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use super::backoff::{self, Breaker, Circuit};
+use super::dead_letter::{self, Entry};
+use super::route::{self, Head};
+use super::sink::{Outgoing, SendError, Sink};
+use super::{cursor, metrics_for};
+use crate::catalog::{self, Destination};
+use crate::log::{Log, Reader};
+use crate::telemetry;
+
+/// Records read from the log per round.
+const READ_CHUNK: usize = 1000;
+/// How often the cursor is saved while events flow.
+const SAVE_EVERY: Duration = Duration::from_secs(1);
+
+/// Everything a worker needs.
+pub struct Worker {
+    /// The destination's id.
+    pub id: String,
+    /// The event log.
+    pub log: Log,
+    /// The catalog, read for routing at every round.
+    pub store: catalog::Store,
+    /// The destination's sink.
+    pub sink: Arc<dyn Sink>,
+    /// Where cursors are saved.
+    pub cursor_dir: PathBuf,
+    /// Where dead letters go.
+    pub dead_letter_dir: PathBuf,
+    /// Serialises writes to this destination's dead-letter file with replays.
+    pub dead_letter_lock: Arc<Mutex<()>>,
+    /// Stops the worker (it saves its cursor first).
+    pub stop: CancellationToken,
+}
+
+#[derive(Deserialize)]
+struct Record {
+    #[serde(rename = "sourceId")]
+    source_id: String,
+    event: Box<RawValue>,
+}
+
+/// How a batch ended.
+enum Outcome {
+    Delivered,
+    DeadLettered,
+    Stopped,
+}
+
+impl Worker {
+    /// Runs until stopped or the destination leaves the catalog.
+    pub async fn run(self) {
+        // A new destination starts with the events that arrive from now on.
+        let start = super::start_cursor(&self.log, &self.id);
+        tracing::info!(destination = %self.id, cursor = start, "delivery started");
+        let reader = match Reader::open(self.log.dir(), start) {
+            Ok(r) => r,
+            Err(error) => {
+                tracing::error!(destination = %self.id, %error, "cannot read the event log; delivery stopped");
+                return;
+            }
+        };
+        let mut appended = self.log.subscribe();
+        let mut reader = Some(reader);
+        let mut done_upto = start;
+        let mut saved = (start, Instant::now());
+        let limiter = self.limiter();
+        let metrics = metrics_for(&self.id);
+        loop {
+            // 1. Read what is new (blocking file I/O off the runtime threads).
+            let Some(r) = reader.take() else { break };
+            let (r, read) = match tokio::task::spawn_blocking(move || read_chunk(r)).await {
+                Ok(x) => x,
+                Err(_) => break,
+            };
+            reader = Some(r);
+            let records = match read {
+                Ok(records) => records,
+                Err(error) => {
+                    tracing::error!(destination = %self.id, %error, "event log unreadable; delivery paused");
+                    if self.sleep(Duration::from_secs(5)).await {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            let lag = self.log.next_offset().saturating_sub(done_upto);
+            metrics.lag_events.set(lag as f64);
+            if records.is_empty() {
+                metrics.lag_seconds.set(0.0);
+                self.save_if_due(done_upto, &mut saved, true);
+                tokio::select! {
+                    () = self.stop.cancelled() => break,
+                    _ = appended.changed() => {}
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+                continue;
+            }
+            // 2. Route with the current catalog.
+            let snapshot = self.store.snapshot();
+            let Some(destination) = snapshot.destination(&self.id).cloned() else {
+                tracing::info!(destination = %self.id, "destination removed from the catalog; delivery stopped");
+                break;
+            };
+            let last = records.last().map_or(done_upto, |(o, _)| o + 1);
+            let mut pending = Vec::new();
+            for (offset, payload) in records {
+                if let Some(out) = pick(&destination, offset, &payload) {
+                    pending.push(out);
+                }
+            }
+            if let Some(oldest) = pending.first().and_then(|o| o.received_at) {
+                let age = (chrono::Utc::now() - oldest).num_milliseconds().max(0) as f64 / 1000.0;
+                metrics.lag_seconds.set(age);
+            }
+            // 3. Wait briefly for a batch to fill when the sink batches.
+            let wait = self.sink.batch_wait();
+            if !wait.is_zero() && pending.len() < self.sink.batch_size() && !pending.is_empty() {
+                tokio::select! {
+                    () = self.stop.cancelled() => {}
+                    () = tokio::time::sleep(wait) => {}
+                }
+            }
+            // 4. Deliver in batches, up to `max_in_flight` at once.
+            let batches = split(pending, self.sink.batch_size(), self.sink.batch_bytes());
+            match self
+                .deliver_all(&destination, batches, limiter.as_ref())
+                .await
+            {
+                Outcome::Stopped => break,
+                Outcome::Delivered | Outcome::DeadLettered => {}
+            }
+            done_upto = last;
+            self.log.hold(&self.id, done_upto);
+            self.save_if_due(done_upto, &mut saved, false);
+        }
+        self.save(done_upto);
+        tracing::info!(destination = %self.id, cursor = done_upto, "delivery stopped");
+    }
+
+    fn limiter(&self) -> Option<DefaultDirectRateLimiter> {
+        let snapshot = self.store.snapshot();
+        let limit = snapshot.destination(&self.id)?.rate_limit?;
+        let per_second = std::num::NonZeroU32::new(limit.per_second)?;
+        let burst = std::num::NonZeroU32::new(limit.burst).unwrap_or(per_second);
+        Some(RateLimiter::direct(
+            Quota::per_second(per_second).allow_burst(burst),
+        ))
+    }
+
+    async fn deliver_all(
+        &self,
+        destination: &Destination,
+        batches: Vec<Vec<Outgoing>>,
+        limiter: Option<&DefaultDirectRateLimiter>,
+    ) -> Outcome {
+        let in_flight = destination.max_in_flight.max(1) as usize;
+        let mut outcome = Outcome::Delivered;
+        for group in batches.chunks(in_flight) {
+            let sends = group
+                .iter()
+                .map(|batch| self.deliver(destination, batch, limiter));
+            for result in futures_util::future::join_all(sends).await {
+                match result {
+                    Outcome::Stopped => return Outcome::Stopped,
+                    Outcome::DeadLettered => outcome = Outcome::DeadLettered,
+                    Outcome::Delivered => {}
+                }
+            }
+        }
+        outcome
+    }
+
+    /// Sends one batch until it is delivered, dead-lettered, or the worker stops.
+    async fn deliver(
+        &self,
+        destination: &Destination,
+        batch: &[Outgoing],
+        limiter: Option<&DefaultDirectRateLimiter>,
+    ) -> Outcome {
+        let metrics = metrics_for(&self.id);
+        let mut breaker = Breaker::default();
+        let mut attempts = 0u32;
+        let mut sent = 0usize;
+        loop {
+            let remaining = &batch[sent..];
+            // An open circuit probes with one event instead of hammering with all.
+            let circuit = breaker.state();
+            let probe = if circuit == Circuit::Open {
+                &remaining[..1]
+            } else {
+                remaining
+            };
+            metrics.circuit.set(if circuit == Circuit::Open {
+                Circuit::HalfOpen.gauge()
+            } else {
+                circuit.gauge()
+            });
+            if let Some(limiter) = limiter {
+                tokio::select! {
+                    () = self.stop.cancelled() => return Outcome::Stopped,
+                    () = limiter.until_ready() => {}
+                }
+            }
+            attempts += 1;
+            metrics.in_flight.increment(1.0);
+            let result = self.sink.send(probe).await;
+            metrics.in_flight.decrement(1.0);
+            let error = match result {
+                Ok(()) => {
+                    breaker.success();
+                    metrics.circuit.set(Circuit::Closed.gauge());
+                    metrics.delivered.increment(probe.len() as u64);
+                    let now = chrono::Utc::now();
+                    for o in probe {
+                        if let Some(at) = o.received_at {
+                            let secs =
+                                (now - at).num_microseconds().unwrap_or(0).max(0) as f64 / 1e6;
+                            metrics.latency.record(secs);
+                        }
+                    }
+                    sent += probe.len();
+                    if sent == batch.len() {
+                        return Outcome::Delivered;
+                    }
+                    continue;
+                }
+                Err(error) => error,
+            };
+            metrics::counter!(telemetry::DELIVERY_FAILED, telemetry::LABEL_DESTINATION => self.id.clone(), telemetry::LABEL_REASON => error.reason())
+                .increment(1);
+            breaker.failure();
+            let too_old = remaining
+                .first()
+                .and_then(|o| o.received_at)
+                .is_some_and(|at| {
+                    (chrono::Utc::now() - at).num_seconds() >= destination.retry.max_age_secs as i64
+                });
+            match error {
+                SendError::Permanent { .. } => {
+                    return self.dead_letter(remaining, &error, attempts).await;
+                }
+                SendError::Retryable { .. } if too_old => {
+                    return self.dead_letter(remaining, &error, attempts).await;
+                }
+                SendError::Retryable {
+                    retry_after,
+                    reason,
+                } => {
+                    metrics.retried.increment(1);
+                    if breaker.state() == Circuit::Open {
+                        metrics.circuit.set(Circuit::Open.gauge());
+                    }
+                    let delay =
+                        backoff::delay(&destination.retry, breaker.failures().saturating_sub(1))
+                            .max(retry_after.unwrap_or_default());
+                    tracing::debug!(destination = %self.id, reason, delay_ms = delay.as_millis() as u64, "delivery failed; retrying");
+                    if self.sleep(delay).await {
+                        return Outcome::Stopped;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn dead_letter(&self, batch: &[Outgoing], error: &SendError, attempts: u32) -> Outcome {
+        let metrics = metrics_for(&self.id);
+        let failed_at = crate::event::format_time(chrono::Utc::now());
+        let entries: Vec<Entry> = batch
+            .iter()
+            .map(|o| Entry {
+                failed_at: failed_at.clone(),
+                error: match error {
+                    SendError::Permanent { detail, .. } => detail.clone(),
+                    SendError::Retryable { reason, .. } => {
+                        format!("gave up after max_age: {reason}")
+                    }
+                },
+                reason: error.reason().to_owned(),
+                attempts,
+                offset: o.offset,
+                source_id: o.source_id.clone(),
+                event: o.event.clone(),
+            })
+            .collect();
+        let _guard = self.dead_letter_lock.lock().await;
+        loop {
+            match dead_letter::append(&self.dead_letter_dir, &self.id, &entries) {
+                Ok(()) => break,
+                Err(io) => {
+                    // Never drop: keep trying until the store takes them or we stop.
+                    tracing::error!(destination = %self.id, error = %io, "cannot write dead letters; retrying");
+                    if self.sleep(Duration::from_secs(5)).await {
+                        return Outcome::Stopped;
+                    }
+                }
+            }
+        }
+        tracing::warn!(destination = %self.id, events = batch.len(), reason = error.reason(), "events dead-lettered");
+        metrics.dead_lettered.increment(batch.len() as u64);
+        Outcome::DeadLettered
+    }
+
+    /// Sleeps; true if the worker was stopped meanwhile.
+    async fn sleep(&self, d: Duration) -> bool {
+        tokio::select! {
+            () = self.stop.cancelled() => true,
+            () = tokio::time::sleep(d) => false,
+        }
+    }
+
+    fn save_if_due(&self, offset: u64, saved: &mut (u64, Instant), idle: bool) {
+        if offset != saved.0 && (idle || saved.1.elapsed() >= SAVE_EVERY) {
+            self.save(offset);
+            *saved = (offset, Instant::now());
+        }
+    }
+
+    fn save(&self, offset: u64) {
+        if let Err(error) = cursor::save(&self.cursor_dir, &self.id, offset) {
+            tracing::warn!(destination = %self.id, %error, "cannot save the delivery cursor");
+        }
+    }
+}
+
+/// Turns a stored record into an outgoing event if `destination` takes it.
+fn pick(destination: &Destination, offset: u64, payload: &[u8]) -> Option<Outgoing> {
+    let record: Record = serde_json::from_slice(payload).ok()?;
+    let head: Head = serde_json::from_str(record.event.get()).unwrap_or_default();
+    if !route::wants(destination, &record.source_id, &head) {
+        return None;
+    }
+    let received_at = head
+        .received_at
+        .as_deref()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&chrono::Utc));
+    Some(Outgoing {
+        offset,
+        source_id: record.source_id,
+        event: record.event,
+        received_at,
+    })
+}
+
+type Read = Result<Vec<(u64, Vec<u8>)>, crate::log::ReadError>;
+
+fn read_chunk(mut reader: Reader) -> (Reader, Read) {
+    let mut out = Vec::new();
+    while out.len() < READ_CHUNK {
+        match reader.next() {
+            Some(Ok(record)) => out.push(record),
+            Some(Err(e)) => return (reader, Err(e)),
+            None => break,
+        }
+    }
+    (reader, Ok(out))
+}
+
+/// Splits events into batches of at most `size` events and `bytes` bytes (a single
+/// event larger than `bytes` travels alone).
+fn split(events: Vec<Outgoing>, size: usize, bytes: usize) -> Vec<Vec<Outgoing>> {
+    let mut batches = Vec::new();
+    let mut current: Vec<Outgoing> = Vec::new();
+    let mut current_bytes = 0;
+    for e in events {
+        let len = e.event.get().len();
+        if !current.is_empty() && (current.len() >= size.max(1) || current_bytes + len > bytes) {
+            batches.push(std::mem::take(&mut current));
+            current_bytes = 0;
+        }
+        current_bytes += len;
+        current.push(e);
+    }
+    if !current.is_empty() {
+        batches.push(current);
+    }
+    batches
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn out(n: usize, len: usize) -> Outgoing {
+        let text = format!("\"{}\"", "x".repeat(len.saturating_sub(2)));
+        Outgoing {
+            offset: n as u64,
+            source_id: "s".into(),
+            event: RawValue::from_string(text).expect("json"),
+            received_at: None,
+        }
+    }
+
+    #[test]
+    fn batches_respect_count_and_bytes() {
+        let sizes = |b: &Vec<Vec<Outgoing>>| b.iter().map(Vec::len).collect::<Vec<_>>();
+        let events = (0..7).map(|n| out(n, 10)).collect();
+        assert_eq!(sizes(&split(events, 3, usize::MAX)), [3, 3, 1]);
+        let events = (0..4).map(|n| out(n, 10)).collect();
+        assert_eq!(sizes(&split(events, 100, 25)), [2, 2]);
+        let events = vec![out(0, 100), out(1, 10)];
+        assert_eq!(
+            sizes(&split(events, 100, 50)),
+            [1, 1],
+            "an oversized event goes alone"
+        );
+    }
+}

@@ -1,0 +1,340 @@
+//! Delivery through a real server to real receivers: the shared compliance test,
+//! routing, isolation, dead letters and replay, the SSRF guard.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::receiver::{Answer, Receiver};
+use common::{TestServer, basic, client, metric};
+use serde_json::{Value, json};
+
+const SECOND: Duration = Duration::from_secs(1);
+
+fn catalog(destinations: &str) -> String {
+    format!(
+        "[[sources]]\nid = \"web\"\nwrite_keys = [{{ key = \"web-key\" }}]\n\
+         [[sources]]\nid = \"app\"\nwrite_keys = [{{ key = \"app-key\" }}]\n{destinations}"
+    )
+}
+
+fn webhook(id: &str, url: &str, extra: &str) -> String {
+    format!(
+        "[[destinations]]\nid = \"{id}\"\ntype = \"webhook\"\nsources = [\"web\"]\n\
+         retry = {{ initial_backoff_ms = 50, max_backoff_ms = 400 }}\n{extra}\n\
+         [destinations.settings]\nurl = \"{url}\"\ntimeout_ms = 400\n"
+    )
+}
+
+fn start(destinations: &str) -> TestServer {
+    TestServer::start_with(&catalog(destinations), |c| {
+        c.delivery.allow_private_destinations = true;
+    })
+}
+
+async fn send(server: &TestServer, key: &str, events: &[Value]) {
+    let batch: Vec<Value> = events
+        .iter()
+        .map(|e| {
+            let mut e = e.clone();
+            e["type"] = e.get("type").cloned().unwrap_or_else(|| "track".into());
+            e
+        })
+        .collect();
+    let r = client()
+        .post(server.url("/v1/batch"))
+        .header("authorization", basic(key))
+        .json(&json!({ "batch": batch }))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 200);
+}
+
+fn track(id: &str) -> Value {
+    json!({"userId": "u", "event": "Order Completed", "messageId": id})
+}
+
+fn ids(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| e["messageId"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+async fn dead_letters(server: &TestServer) -> Value {
+    client()
+        .get(server.admin_url("/dlq"))
+        .send()
+        .await
+        .expect("dlq")
+        .json()
+        .await
+        .expect("json")
+}
+
+async fn replay(server: &TestServer, id: &str) -> Value {
+    let r = client()
+        .post(server.admin_url(&format!("/dlq/{id}/replay")))
+        .send()
+        .await
+        .expect("replay");
+    assert_eq!(r.status(), 200);
+    r.json().await.expect("json")
+}
+
+async fn eventually(what: &str, within: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The compliance test every destination passes, here for `webhook`: 2xx; 429 with
+/// Retry-After; 500; timeout; connection refused; 400 → dead letter; replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_compliance() {
+    // Connection refused first: the port is free until the receiver binds it later.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let url = format!("http://127.0.0.1:{port}/hook");
+    let server = start(&webhook("hook", &url, ""));
+    send(&server, "web-key", &[track("refused-1")]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let receiver = Receiver::start_on(port).await;
+    assert_eq!(ids(&receiver.wait_for(1, 10 * SECOND).await), ["refused-1"]);
+
+    // 2xx, in order, with the original messageId.
+    send(&server, "web-key", &[track("ok-1"), track("ok-2")]).await;
+    assert_eq!(
+        ids(&receiver.wait_for(3, 5 * SECOND).await)[1..],
+        ["ok-1", "ok-2"]
+    );
+
+    // 429 with Retry-After: 1 → delivered after at least a second.
+    receiver.script(&[Answer::RateLimited(1)]);
+    let sent = Instant::now();
+    send(&server, "web-key", &[track("limited-1")]).await;
+    receiver.wait_for(4, 10 * SECOND).await;
+    let arrived = receiver.received().last().expect("arrived").at;
+    assert!(
+        arrived.duration_since(sent) >= Duration::from_millis(950),
+        "Retry-After ignored"
+    );
+
+    // 500 twice, then a timeout, then success.
+    receiver.script(&[Answer::Status(500), Answer::Status(503), Answer::Hang]);
+    send(&server, "web-key", &[track("flaky-1")]).await;
+    assert_eq!(ids(&receiver.wait_for(5, 10 * SECOND).await)[4], "flaky-1");
+
+    // 400 → dead letter; the next event is not held up.
+    receiver.script(&[Answer::Status(400)]);
+    send(&server, "web-key", &[track("bad-1")]).await;
+    send(&server, "web-key", &[track("after-bad")]).await;
+    let events = receiver.wait_for(6, 5 * SECOND).await;
+    assert_eq!(ids(&events)[5], "after-bad");
+    assert_eq!(dead_letters(&server).await, json!({"hook": 1}));
+
+    // Replay sends it again and empties the store.
+    assert_eq!(replay(&server, "hook").await["delivered"], 1);
+    assert_eq!(ids(&receiver.wait_for(7, 5 * SECOND).await)[6], "bad-1");
+    assert_eq!(dead_letters(&server).await, json!({"hook": 0}));
+
+    let m = server.metrics().await;
+    for series in [
+        "sluice_delivery_failed_total{destination=\"hook\",reason=\"connection\"}",
+        "sluice_delivery_failed_total{destination=\"hook\",reason=\"rate_limited\"}",
+        "sluice_delivery_failed_total{destination=\"hook\",reason=\"status_5xx\"}",
+        "sluice_delivery_failed_total{destination=\"hook\",reason=\"timeout\"}",
+        "sluice_delivery_failed_total{destination=\"hook\",reason=\"status_4xx\"}",
+    ] {
+        assert!(metric(&m, series) >= 1.0, "{series}");
+    }
+    assert_eq!(
+        metric(
+            &m,
+            "sluice_delivery_dead_lettered_total{destination=\"hook\"}"
+        ),
+        1.0
+    );
+    assert!(metric(&m, "sluice_delivery_delivered_total{destination=\"hook\"}") >= 6.0);
+    assert!(m.contains("sluice_delivery_latency_seconds_bucket{destination=\"hook\""));
+    assert!(m.contains("sluice_delivery_lag_events{destination=\"hook\"}"));
+    assert!(m.contains("sluice_delivery_circuit_state{destination=\"hook\"}"));
+}
+
+/// The same compliance for `file`: success, a failing path retried until it works,
+/// past max age → dead letter, replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_compliance() {
+    let out = tempfile::tempdir().expect("tempdir");
+    let path = out.path().join("events.ndjson");
+    let server = start(&format!(
+        "[[destinations]]\nid = \"disk\"\ntype = \"file\"\nsources = [\"web\"]\n\
+         retry = {{ initial_backoff_ms = 50, max_backoff_ms = 200, max_age_secs = 2 }}\n\
+         settings = {{ path = \"{}\" }}\n",
+        path.display()
+    ));
+    let lines = |p: &std::path::Path| -> Vec<String> {
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).expect("ndjson")["messageId"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned()
+            })
+            .collect()
+    };
+    // The path is a directory: appends fail, are retried, then dead-lettered at max age.
+    std::fs::create_dir(&path).expect("mkdir");
+    send(&server, "web-key", &[track("f-1")]).await;
+    eventually("dead-lettered after max age", 10 * SECOND, async || {
+        dead_letters(&server).await == json!({"disk": 1})
+    })
+    .await;
+    std::fs::remove_dir(&path).expect("rmdir");
+    // Later events flow; the dead letter comes back by replay.
+    send(&server, "web-key", &[track("f-2"), track("f-3")]).await;
+    eventually("file written", 5 * SECOND, async || lines(&path).len() == 2).await;
+    assert_eq!(replay(&server, "disk").await["delivered"], 1);
+    assert_eq!(lines(&path), ["f-2", "f-3", "f-1"]);
+    let m = server.metrics().await;
+    assert!(
+        metric(
+            &m,
+            "sluice_delivery_failed_total{destination=\"disk\",reason=\"io\"}"
+        ) >= 1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_follows_sources_integrations_filters_and_catalog_changes() {
+    let a = Receiver::start().await;
+    let b = Receiver::start().await;
+    let destinations = |b_enabled: bool, b_sources: &str| {
+        format!(
+            "{}{}",
+            webhook(
+                "a",
+                &a.url(),
+                "name = \"Alpha\"\nfilter = { event_names_deny = [\"Noise\"] }"
+            ),
+            webhook(
+                "b",
+                &b.url(),
+                &format!("name = \"Beta\"\nenabled = {b_enabled}")
+            )
+            .replace("sources = [\"web\"]", b_sources)
+        )
+    };
+    let server = start(&destinations(false, "sources = [\"web\"]"));
+    send(&server, "web-key", &[
+        track("to-a-only"), // b disabled
+        json!({"userId":"u","event":"Noise","messageId":"filtered"}),
+        json!({"userId":"u","event":"E","messageId":"all-off","integrations":{"All":false}}),
+        json!({"userId":"u","event":"E","messageId":"alpha-on","integrations":{"All":false,"Alpha":true}}),
+    ]).await;
+    send(&server, "app-key", &[track("app-not-connected")]).await;
+    send(&server, "web-key", &[track("marker-1")]).await;
+    assert_eq!(
+        ids(&a.wait_for(3, 5 * SECOND).await),
+        ["to-a-only", "alpha-on", "marker-1"]
+    );
+
+    // Enable b and connect it to both sources while traffic flows.
+    server.write_catalog(&catalog(&destinations(
+        true,
+        "sources = [\"web\", \"app\"]",
+    )));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    send(&server, "app-key", &[track("app-after-change")]).await;
+    send(
+        &server,
+        "web-key",
+        &[json!({"userId":"u","event":"E","messageId":"beta-off","integrations":{"Beta":false}})],
+    )
+    .await;
+    send(&server, "web-key", &[track("marker-2")]).await;
+    assert_eq!(
+        ids(&b.wait_for(2, 5 * SECOND).await),
+        ["app-after-change", "marker-2"]
+    );
+    assert_eq!(
+        ids(&a.wait_for(5, 5 * SECOND).await)[3..],
+        ["beta-off", "marker-2"]
+    );
+    assert!(b.events().is_empty() || !ids(&b.events()).contains(&"to-a-only".to_owned()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_destination_does_not_slow_the_others_and_catches_up() {
+    let down = Receiver::start().await;
+    let up = Receiver::start().await;
+    down.answer(Answer::Status(503));
+    let server = start(&format!(
+        "{}{}",
+        webhook("down", &down.url(), ""),
+        webhook("up", &up.url(), "")
+    ));
+    let n = 50;
+    let started = Instant::now();
+    for i in 0..n {
+        send(&server, "web-key", &[track(&format!("e-{i}"))]).await;
+    }
+    up.wait_for(n, 5 * SECOND).await;
+    let healthy = started.elapsed();
+    assert!(healthy < 5 * SECOND, "healthy destination took {healthy:?}");
+    assert!(down.events().is_empty());
+    let m = server.metrics().await;
+    assert!(metric(&m, "sluice_delivery_lag_events{destination=\"down\"}") >= 1.0);
+
+    // Recovery: everything arrives, in order, nothing lost.
+    down.answer(Answer::Ok);
+    let events = down.wait_for(n, 10 * SECOND).await;
+    let want: Vec<String> = (0..n).map(|i| format!("e-{i}")).collect();
+    assert_eq!(ids(&events), want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_are_signed_and_private_addresses_are_refused_by_default() {
+    let receiver = Receiver::start().await;
+    let server = start(&webhook("signed", &receiver.url(), "").replace(
+        "timeout_ms = 400",
+        "timeout_ms = 400\nbatch_size = 10\nbatch_ms = 100\nsecret = \"s3cret\"",
+    ));
+    send(
+        &server,
+        "web-key",
+        &[track("s-1"), track("s-2"), track("s-3")],
+    )
+    .await;
+    receiver.wait_for(3, 5 * SECOND).await;
+    for r in receiver.received() {
+        let want = sluice::delivery::sink::WebhookSink::signature_of(b"s3cret", &r.body);
+        assert_eq!(r.signature.as_deref(), Some(want.as_str()));
+        let body: Value = serde_json::from_slice(&r.body).expect("json");
+        assert!(body["batch"].is_array(), "batched body");
+    }
+
+    // Default settings: loopback is off limits.
+    let guarded = TestServer::start_with(&catalog(&webhook("local", &receiver.url(), "")), |_| {});
+    send(&guarded, "web-key", &[track("ssrf-1")]).await;
+    eventually(
+        "refused into the dead-letter store",
+        5 * SECOND,
+        async || dead_letters(&guarded).await == json!({"local": 1}),
+    )
+    .await;
+    let m = guarded.metrics().await;
+    assert!(
+        metric(
+            &m,
+            "sluice_delivery_failed_total{destination=\"local\",reason=\"private_address\"}"
+        ) >= 1.0
+    );
+}
