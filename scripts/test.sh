@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n== %s\n' "$*"; }
 
+step "services"
+scripts/services.sh
 step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy"

@@ -2,6 +2,7 @@
 //! they are made: retryable (with an optional Retry-After) or permanent.
 
 mod file;
+mod nats;
 mod webhook;
 
 use std::future::Future;
@@ -14,6 +15,7 @@ use serde_json::value::RawValue;
 use crate::catalog::{Destination, KindDoc};
 
 pub use file::FileSink;
+pub use nats::NatsSink;
 pub use webhook::{WebhookSink, is_private};
 
 /// One event on its way out.
@@ -90,11 +92,6 @@ pub fn build(destination: &Destination, network: Network) -> Result<Arc<dyn Sink
     Ok(match &destination.kind {
         KindDoc::Webhook(settings) => Arc::new(WebhookSink::new(settings, network)?),
         KindDoc::File(settings) => Arc::new(FileSink::new(settings)),
-        KindDoc::Nats(_) => {
-            return Err(SendError::Permanent {
-                reason: "unsupported_type",
-                detail: "nats destinations are not available in this build".to_owned(),
-            });
-        }
+        KindDoc::Nats(settings) => Arc::new(NatsSink::new(settings)),
     })
 }
