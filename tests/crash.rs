@@ -36,6 +36,10 @@ impl Drop for Sluice {
 }
 
 fn start(dir: &Path, durability: &str) -> Sluice {
+    start_with(dir, durability, &[])
+}
+
+fn start_with(dir: &Path, durability: &str, env: &[(&str, &str)]) -> Sluice {
     let (port, admin) = (free_port(), free_port());
     let config = dir.join("sluice.toml");
     std::fs::write(&config, "").expect("config");
@@ -49,6 +53,7 @@ fn start(dir: &Path, durability: &str) -> Sluice {
             .env("SLUICE__LOG__DURABILITY", durability)
             .env("SLUICE__CATALOG__PATH", dir.join("catalog.toml"))
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -179,4 +184,101 @@ async fn sigkill_loses_no_acknowledged_event_with_fsync() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_loses_no_acknowledged_event_with_os() {
     kill_while_acknowledging("os").await;
+}
+
+/// SIGKILL while events are acknowledged and delivered to a webhook receiver run by
+/// the test; after a restart every acknowledged event reaches the receiver at least
+/// once, and duplicates are the same event (same messageId).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_delivery_loses_nothing() {
+    let receiver = common::receiver::Receiver::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("catalog.toml"),
+        format!(
+            "{CATALOG}[[destinations]]\nid = \"hook\"\ntype = \"webhook\"\nsources = [\"crash\"]\n\
+             retry = {{ initial_backoff_ms = 50, max_backoff_ms = 200 }}\n\
+             settings = {{ url = \"{}\", batch_size = 20, batch_ms = 20 }}\n",
+            receiver.url()
+        ),
+    )
+    .expect("catalog");
+    let private = [("SLUICE__DELIVERY__ALLOW_PRIVATE_DESTINATIONS", "true")];
+    let mut sluice = start_with(dir.path(), "fsync", &private);
+    let url = format!("http://127.0.0.1:{}/v1/batch", sluice.port);
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let mut senders = Vec::new();
+    for worker in 0..4 {
+        let (url, acked) = (url.clone(), Arc::clone(&acked));
+        senders.push(tokio::spawn(async move {
+            let c = client();
+            for n in 0.. {
+                let ids: Vec<String> = (0..5).map(|i| format!("d{worker}-r{n}-e{i}")).collect();
+                let batch: Vec<_> = ids
+                    .iter()
+                    .map(|id| json!({"type":"track","userId":"u","event":"Crash","messageId":id}))
+                    .collect();
+                match c
+                    .post(&url)
+                    .header("authorization", basic("crash-key"))
+                    .json(&json!({ "batch": batch }))
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status() == 200 => acked.lock().expect("lock").extend(ids),
+                    Ok(r) => panic!("unexpected status {}", r.status()),
+                    Err(_) => return,
+                }
+            }
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while receiver.events().len() < 500 {
+        assert!(Instant::now() < deadline, "delivery did not get going");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    sluice.child.kill().expect("SIGKILL");
+    sluice.child.wait().expect("reap");
+    for s in senders {
+        s.await.expect("sender");
+    }
+    let acked: Vec<String> = acked.lock().expect("lock").clone();
+    let before_restart = receiver.events().len();
+
+    let _sluice = start_with(dir.path(), "fsync", &private);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got: HashSet<String> = receiver
+            .events()
+            .iter()
+            .filter_map(|e| e["messageId"].as_str().map(str::to_owned))
+            .collect();
+        let missing = acked.iter().filter(|id| !got.contains(*id)).count();
+        if missing == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{missing} of {} acknowledged events never delivered",
+            acked.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let events = receiver.events();
+    let mut by_id: std::collections::HashMap<String, &serde_json::Value> =
+        std::collections::HashMap::new();
+    let mut duplicates = 0;
+    for e in &events {
+        let id = e["messageId"].as_str().unwrap_or_default().to_owned();
+        if let Some(first) = by_id.insert(id, e) {
+            duplicates += 1;
+            assert_eq!(first, e, "a duplicate is the same event");
+        }
+    }
+    eprintln!(
+        "delivery crash: {} acknowledged, {} delivered before the kill, {} deliveries in all, {duplicates} duplicates",
+        acked.len(),
+        before_restart,
+        events.len()
+    );
 }

@@ -298,6 +298,14 @@ async fn a_dead_destination_does_not_slow_the_others_and_catches_up() {
     let events = down.wait_for(n, 10 * SECOND).await;
     let want: Vec<String> = (0..n).map(|i| format!("e-{i}")).collect();
     assert_eq!(ids(&events), want);
+    // Both cursors end past the last event once idle.
+    let dir = sluice::delivery::cursor_dir(&server.config.log.dir);
+    eventually("cursors saved", 5 * SECOND, async || {
+        ["up", "down"]
+            .iter()
+            .all(|d| sluice::delivery::cursor::load(&dir, d) == Some(n as u64))
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -36,7 +36,11 @@ async fn send(server: &TestServer, ids: &[&str]) {
 }
 
 /// Message ids in the stream, in order, waiting until `n` are there.
-async fn stream_ids(js: &async_nats::jetstream::Context, stream: &str, n: u64) -> Vec<(String, String)> {
+async fn stream_ids(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+    n: u64,
+) -> Vec<(String, String)> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let mut s = js.get_stream(stream).await.expect("stream");
@@ -46,13 +50,24 @@ async fn stream_ids(js: &async_nats::jetstream::Context, stream: &str, n: u64) -
             for seq in 1..=count {
                 let m = s.get_raw_message(seq).await.expect("message");
                 let v: Value = serde_json::from_slice(&m.payload).expect("json");
-                let id = m.headers.get("Nats-Msg-Id").map(|h| h.to_string()).unwrap_or_default();
-                assert_eq!(v["messageId"].as_str(), Some(id.as_str()), "Nats-Msg-Id carries the messageId");
+                let id = m
+                    .headers
+                    .get("Nats-Msg-Id")
+                    .map(|h| h.to_string())
+                    .unwrap_or_default();
+                assert_eq!(
+                    v["messageId"].as_str(),
+                    Some(id.as_str()),
+                    "Nats-Msg-Id carries the messageId"
+                );
                 out.push((m.subject.to_string(), id));
             }
             return out;
         }
-        assert!(Instant::now() < deadline, "only {count} of {n} messages in the stream");
+        assert!(
+            Instant::now() < deadline,
+            "only {count} of {n} messages in the stream"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
@@ -60,16 +75,25 @@ async fn stream_ids(js: &async_nats::jetstream::Context, stream: &str, n: u64) -
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishes_to_jetstream_with_acks_and_retries_until_the_stream_exists() {
     let tag = format!("t{}", std::process::id());
-    let nats = async_nats::connect(NATS).await.expect("NATS on 127.0.0.1:4222 (scripts/services.sh)");
+    let nats = async_nats::connect(NATS)
+        .await
+        .expect("NATS on 127.0.0.1:4222 (scripts/services.sh)");
     let js = async_nats::jetstream::new(nats);
     let stream = format!("SLUICE_{tag}");
     let _ = js.delete_stream(&stream).await;
 
-    let server = TestServer::start_with(&catalog(NATS, &format!("sluice.{tag}.{{source}}.{{type}}")), |_| {});
+    let server = TestServer::start_with(
+        &catalog(NATS, &format!("sluice.{tag}.{{source}}.{{type}}")),
+        |_| {},
+    );
     // No stream yet: publishes are refused and retried.
     send(&server, &["n-1", "n-2"]).await;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while metric(&server.metrics().await, "sluice_delivery_failed_total{destination=\"bus\",reason=\"no_stream\"}") < 1.0 {
+    while metric(
+        &server.metrics().await,
+        "sluice_delivery_failed_total{destination=\"bus\",reason=\"no_stream\"}",
+    ) < 1.0
+    {
         assert!(Instant::now() < deadline, "no_stream retries not seen");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
@@ -87,20 +111,39 @@ async fn publishes_to_jetstream_with_acks_and_retries_until_the_stream_exists() 
         ["n-1", "n-2", "n-3"].map(|id| (format!("sluice.{tag}.web.track"), id.to_owned()))
     );
     let m = server.metrics().await;
-    assert_eq!(metric(&m, "sluice_delivery_delivered_total{destination=\"bus\"}"), 3.0);
+    assert_eq!(
+        metric(&m, "sluice_delivery_delivered_total{destination=\"bus\"}"),
+        3.0
+    );
     let _ = js.delete_stream(&stream).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_server_is_retried_not_dropped() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
-    let server = TestServer::start_with(&catalog(&format!("nats://127.0.0.1:{port}"), "sluice.unreachable"), |_| {});
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let server = TestServer::start_with(
+        &catalog(&format!("nats://127.0.0.1:{port}"), "sluice.unreachable"),
+        |_| {},
+    );
     send(&server, &["u-1"]).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let m = server.metrics().await;
-        if metric(&m, "sluice_delivery_failed_total{destination=\"bus\",reason=\"connection\"}") >= 2.0 {
-            assert_eq!(metric(&m, "sluice_delivery_dead_lettered_total{destination=\"bus\"}"), 0.0);
+        if metric(
+            &m,
+            "sluice_delivery_failed_total{destination=\"bus\",reason=\"connection\"}",
+        ) >= 2.0
+        {
+            assert_eq!(
+                metric(
+                    &m,
+                    "sluice_delivery_dead_lettered_total{destination=\"bus\"}"
+                ),
+                0.0
+            );
             break;
         }
         assert!(Instant::now() < deadline, "connection failures not retried");

@@ -28,7 +28,7 @@ use crate::telemetry;
 /// Records read from the log per round.
 const READ_CHUNK: usize = 1000;
 /// How often the cursor is saved while events flow.
-const SAVE_EVERY: Duration = Duration::from_secs(1);
+const SAVE_EVERY: Duration = Duration::from_millis(250);
 
 /// Everything a worker needs.
 pub struct Worker {

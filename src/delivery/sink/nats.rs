@@ -64,7 +64,13 @@ impl NatsSink {
     pub fn subject(&self, source_id: &str, kind: &str) -> String {
         let token = |s: &str| -> String {
             s.chars()
-                .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
                 .collect()
         };
         self.settings
@@ -81,7 +87,10 @@ impl NatsSink {
         };
         if !self.settings.jetstream {
             for o in batch {
-                let fields: Fields<'_> = serde_json::from_str(o.event.get()).unwrap_or(Fields { kind: "", message_id: "" });
+                let fields: Fields<'_> = serde_json::from_str(o.event.get()).unwrap_or(Fields {
+                    kind: "",
+                    message_id: "",
+                });
                 let payload = Bytes::copy_from_slice(o.event.get().as_bytes());
                 client
                     .publish(self.subject(&o.source_id, fields.kind), payload)
@@ -102,7 +111,10 @@ impl NatsSink {
         let jetstream = async_nats::jetstream::new(client.clone());
         let mut acks = Vec::with_capacity(batch.len());
         for o in batch {
-            let fields: Fields<'_> = serde_json::from_str(o.event.get()).unwrap_or(Fields { kind: "", message_id: "" });
+            let fields: Fields<'_> = serde_json::from_str(o.event.get()).unwrap_or(Fields {
+                kind: "",
+                message_id: "",
+            });
             let mut headers = async_nats::HeaderMap::new();
             if !fields.message_id.is_empty() {
                 headers.insert(MSG_ID, fields.message_id);
