@@ -346,3 +346,32 @@ async fn batches_are_signed_and_private_addresses_are_refused_by_default() {
         ) >= 1.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_cap_and_concurrency_are_honoured() {
+    let receiver = Receiver::start().await;
+    // 5 requests/s with no burst: 6 single-event batches take at least a second.
+    let server = start(&webhook(
+        "capped",
+        &receiver.url(),
+        "rate_limit = { requests_per_second = 5, burst = 1 }\nmax_in_flight = 2",
+    ));
+    let ids_sent: Vec<String> = (0..6).map(|i| format!("c-{i}")).collect();
+    let events: Vec<Value> = ids_sent.iter().map(|id| track(id)).collect();
+    send(&server, "web-key", &events).await;
+    let got = receiver.wait_for(6, 10 * SECOND).await;
+    let mut got_ids = ids(&got);
+    got_ids.sort();
+    assert_eq!(
+        got_ids, ids_sent,
+        "all delivered (two in flight may swap order)"
+    );
+    let received = receiver.received();
+    let first = received.first().expect("first").at;
+    let last = received.last().expect("last").at;
+    assert!(
+        last.duration_since(first) >= Duration::from_millis(900),
+        "rate cap not applied: {:?}",
+        last.duration_since(first)
+    );
+}

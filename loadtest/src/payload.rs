@@ -97,6 +97,9 @@ pub struct Generator {
     auths: Vec<HeaderValue>,
     wrong_auth: HeaderValue,
     rng: fastrand::Rng,
+    /// Leading digits of every messageId, random per process, so separate runs
+    /// against one server never repeat ids (its de-duplication would skip them).
+    nonce: u64,
 }
 
 impl Generator {
@@ -116,6 +119,7 @@ impl Generator {
             workload: workload.clone(),
             templates,
             rng,
+            nonce: run_nonce(),
         }
     }
 
@@ -132,10 +136,9 @@ impl Generator {
         let t = &pool[self.rng.usize(..pool.len())];
         let mut body = t.bytes.clone();
         for (n, &slot) in t.id_slots.iter().enumerate() {
-            let id = seq.wrapping_mul(10_000).wrapping_add(n as u64);
-            let digits = format!("{id:0ID_WIDTH$}");
-            body[slot..slot + ID_WIDTH]
-                .copy_from_slice(&digits.as_bytes()[digits.len() - ID_WIDTH..]);
+            let id = seq.wrapping_mul(10_000).wrapping_add(n as u64) % 100_000_000_000_000;
+            let digits = format!("{:06}{id:014}", self.nonce);
+            body[slot..slot + ID_WIDTH].copy_from_slice(digits.as_bytes());
         }
         let wrong =
             self.workload.wrong_key_share > 0.0 && self.rng.f64() < self.workload.wrong_key_share;
@@ -161,6 +164,12 @@ impl Generator {
             events: t.id_slots.len() as u64,
         }
     }
+}
+
+/// Six random digits, the same for every generator of this process.
+fn run_nonce() -> u64 {
+    static NONCE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *NONCE.get_or_init(|| fastrand::u64(..1_000_000))
 }
 
 fn template(w: &Workload, rng: &mut fastrand::Rng, invalid: bool) -> Template {

@@ -265,6 +265,15 @@ impl Worker {
                     reason,
                 } => {
                     metrics.retried.increment(1);
+                    // While stuck, keep the lag gauges moving.
+                    if let Some(first) = remaining.first() {
+                        let behind = self.log.next_offset().saturating_sub(first.offset);
+                        metrics.lag_events.set(behind as f64);
+                        if let Some(at) = first.received_at {
+                            let age = (chrono::Utc::now() - at).num_milliseconds().max(0);
+                            metrics.lag_seconds.set(age as f64 / 1000.0);
+                        }
+                    }
                     if breaker.state() == Circuit::Open {
                         metrics.circuit.set(Circuit::Open.gauge());
                     }
