@@ -73,37 +73,51 @@ fn start_with(dir: &Path, durability: &str, env: &[(&str, &str)]) -> Sluice {
     }
 }
 
+type Acked = Arc<Mutex<Vec<String>>>;
+
+/// `workers` clients sending batches of 5 uniquely named events to `url` until the
+/// server goes away; every acknowledged messageId is recorded.
+fn spawn_senders(
+    url: &str,
+    workers: usize,
+    prefix: &str,
+) -> (Acked, Vec<tokio::task::JoinHandle<()>>) {
+    let acked: Acked = Arc::new(Mutex::new(Vec::new()));
+    let senders = (0..workers)
+        .map(|worker| {
+            let (url, acked, prefix) = (url.to_owned(), Arc::clone(&acked), prefix.to_owned());
+            tokio::spawn(async move {
+                let c = client();
+                for n in 0.. {
+                    let ids: Vec<String> = (0..5).map(|i| format!("{prefix}{worker}-r{n}-e{i}")).collect();
+                    let batch: Vec<_> = ids
+                        .iter()
+                        .map(|id| json!({"type":"track","userId":"u","event":"Crash","messageId":id}))
+                        .collect();
+                    let sent = c
+                        .post(&url)
+                        .header("authorization", basic("crash-key"))
+                        .json(&json!({ "batch": batch }))
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(r) if r.status() == 200 => acked.lock().expect("lock").extend(ids),
+                        Ok(r) => panic!("unexpected status {}", r.status()),
+                        Err(_) => return, // the server is gone
+                    }
+                }
+            })
+        })
+        .collect();
+    (acked, senders)
+}
+
 async fn kill_while_acknowledging(durability: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("catalog.toml"), CATALOG).expect("catalog");
     let mut sluice = start(dir.path(), durability);
     let url = format!("http://127.0.0.1:{}/v1/batch", sluice.port);
-    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
-    let mut senders = Vec::new();
-    for worker in 0..8 {
-        let (url, acked) = (url.clone(), Arc::clone(&acked));
-        senders.push(tokio::spawn(async move {
-            let c = client();
-            for n in 0.. {
-                let ids: Vec<String> = (0..5).map(|i| format!("w{worker}-r{n}-e{i}")).collect();
-                let batch: Vec<_> = ids
-                    .iter()
-                    .map(|id| json!({"type":"track","userId":"u","event":"Crash","messageId":id}))
-                    .collect();
-                let r = c
-                    .post(&url)
-                    .header("authorization", basic("crash-key"))
-                    .json(&json!({ "batch": batch }))
-                    .send()
-                    .await;
-                match r {
-                    Ok(r) if r.status() == 200 => acked.lock().expect("lock").extend(ids),
-                    Ok(r) => panic!("unexpected status {}", r.status()),
-                    Err(_) => return, // the server is gone
-                }
-            }
-        }));
-    }
+    let (acked, senders) = spawn_senders(&url, 8, "w");
     // Kill once a good number of acknowledgements are in, with requests in flight.
     let deadline = Instant::now() + Duration::from_secs(30);
     while acked.lock().expect("lock").len() < 2_000 {
@@ -206,32 +220,7 @@ async fn sigkill_during_delivery_loses_nothing() {
     let private = [("SLUICE__DELIVERY__ALLOW_PRIVATE_DESTINATIONS", "true")];
     let mut sluice = start_with(dir.path(), "fsync", &private);
     let url = format!("http://127.0.0.1:{}/v1/batch", sluice.port);
-    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
-    let mut senders = Vec::new();
-    for worker in 0..4 {
-        let (url, acked) = (url.clone(), Arc::clone(&acked));
-        senders.push(tokio::spawn(async move {
-            let c = client();
-            for n in 0.. {
-                let ids: Vec<String> = (0..5).map(|i| format!("d{worker}-r{n}-e{i}")).collect();
-                let batch: Vec<_> = ids
-                    .iter()
-                    .map(|id| json!({"type":"track","userId":"u","event":"Crash","messageId":id}))
-                    .collect();
-                match c
-                    .post(&url)
-                    .header("authorization", basic("crash-key"))
-                    .json(&json!({ "batch": batch }))
-                    .send()
-                    .await
-                {
-                    Ok(r) if r.status() == 200 => acked.lock().expect("lock").extend(ids),
-                    Ok(r) => panic!("unexpected status {}", r.status()),
-                    Err(_) => return,
-                }
-            }
-        }));
-    }
+    let (acked, senders) = spawn_senders(&url, 4, "d");
     let deadline = Instant::now() + Duration::from_secs(30);
     while receiver.events().len() < 500 {
         assert!(Instant::now() < deadline, "delivery did not get going");
