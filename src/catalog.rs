@@ -25,8 +25,8 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest as _, Sha256};
 
 pub use document::{
-    DestinationDoc, Document, FileDoc, FilterDoc, KeyDoc, KindDoc, NatsDoc, RateLimitDoc, RetryDoc,
-    SourceDoc, WebhookDoc,
+    ControlsDoc, DestinationDoc, Document, Enforcement, FileDoc, FilterDoc, KeyDoc, KindDoc,
+    NatsDoc, PlanDoc, RateLimitDoc, RetryDoc, RuleDoc, SourceDoc, WebhookDoc,
 };
 pub use file::FileSource;
 pub use reload::{CatalogSource, LoadError, open_store, spawn_reloader};
@@ -76,7 +76,7 @@ pub struct RateLimit {
 }
 
 /// A source: where events come from (a website, an app, a server).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Source {
     /// Stable id, used in metrics labels and stored events.
     pub id: String,
@@ -86,6 +86,8 @@ pub struct Source {
     pub enabled: bool,
     /// Per-source request rate limit; `None` means unlimited.
     pub rate_limit: Option<RateLimit>,
+    /// Tracking plan and enforcement; `None` when enforcement is `off` (no work at all).
+    pub protocols: Option<Arc<crate::protocols::SourceProtocols>>,
 }
 
 /// A destination: where the events of its connected sources are forwarded.
@@ -169,7 +171,35 @@ impl Snapshot {
     pub fn build(version: u64, doc: &Document) -> Self {
         let mut sources = Vec::with_capacity(doc.sources.len());
         let mut keys = HashMap::new();
+        // Plans are compiled once per catalog version (validation already proved they compile).
+        let plans: HashMap<&str, Arc<crate::protocols::Plan>> = doc
+            .tracking_plans
+            .iter()
+            .filter_map(|p| match crate::protocols::Plan::compile(p) {
+                Ok(plan) => Some((p.id.as_str(), Arc::new(plan))),
+                Err(error) => {
+                    tracing::error!(plan = %p.id, %error, "tracking plan does not compile; its sources run unvalidated");
+                    None
+                }
+            })
+            .collect();
         for s in &doc.sources {
+            let protocols = match (&s.tracking_plan, s.enforcement) {
+                (Some(plan), Enforcement::Warn | Enforcement::Block) => {
+                    plans.get(plan.as_str()).and_then(|plan| {
+                        crate::protocols::Controls::resolve(s.enforcement, &s.protocols)
+                            .ok()
+                            .map(|controls| {
+                                Arc::new(crate::protocols::SourceProtocols {
+                                    plan: Arc::clone(plan),
+                                    enforcement: s.enforcement,
+                                    controls,
+                                })
+                            })
+                    })
+                }
+                _ => None,
+            };
             let source = Arc::new(Source {
                 id: s.id.clone(),
                 name: s.name.clone().unwrap_or_else(|| s.id.clone()),
@@ -178,6 +208,7 @@ impl Snapshot {
                     per_second: r.requests_per_second,
                     burst: r.burst.unwrap_or(r.requests_per_second),
                 }),
+                protocols,
             });
             for k in &s.write_keys {
                 if let Some(digest) = k.digest() {

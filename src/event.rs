@@ -15,10 +15,14 @@ use simd_json::borrowed::{Object, Value};
 
 use crate::config::Limits;
 
-pub use normalize::{Enrichment, ItemRejection, STAMP_ALLOWANCE, format_time, normalize};
+pub use encode::write_object;
+pub use normalize::{
+    Enrichment, ItemRejection, Prepared, STAMP_ALLOWANCE, format_time, normalize, prepare, write,
+    write_forwarded,
+};
 
 /// The six Segment call types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
     /// `identify`: who the user is.
     Identify,

@@ -32,6 +32,7 @@ use crate::config::Config;
 use crate::delivery::Delivery;
 use crate::event::{self, Enrichment};
 use crate::log::{self, Log};
+use crate::protocols;
 use crate::telemetry;
 
 pub use admin::handle as handle_admin;
@@ -193,19 +194,30 @@ async fn ingest(
     let mut in_request = DigestSet::default();
     let mut rejected = Vec::new();
     let mut duplicates = 0u64;
+    let mut blocked = 0u64;
+    let mut forwarded: Vec<(String, Vec<u8>)> = Vec::new();
     for (index, item) in envelope.items.into_iter().enumerate() {
         let outcome = batch.record(|buf| {
-            let message_id =
-                event::normalize(item, envelope.kind, &envelope.defaults, &enrichment, buf)
-                    .map_err(Skip::Invalid)?;
-            let key = Dedup::key(&source.id, &message_id);
+            let mut prepared = event::prepare(item, envelope.kind, &envelope.defaults, &enrichment)
+                .map_err(Skip::Invalid)?;
+            let key = Dedup::key(&source.id, &prepared.message_id);
             if state.dedup.seen(key) || !in_request.insert(key) {
                 return Err(Skip::Duplicate);
             }
-            Ok(key)
+            // 4b. The source's tracking plan: annotate, omit, or block (stored, not delivered).
+            let verdict = source
+                .protocols
+                .as_ref()
+                .map(|sp| enforce(sp, source, &mut prepared, &mut forwarded));
+            let block = verdict.flatten();
+            event::write(&prepared, block.as_deref(), &enrichment, buf).map_err(Skip::Invalid)?;
+            Ok((key, block.is_some()))
         });
         match outcome {
-            Ok(key) => remembered.push(key),
+            Ok((key, was_blocked)) => {
+                remembered.push(key);
+                blocked += u64::from(was_blocked);
+            }
             Err(Skip::Duplicate) => duplicates += 1,
             Err(Skip::Invalid(problem)) if envelope.kind.is_some() => {
                 count_rejected(&source_label, problem.code(), 1);
@@ -226,6 +238,13 @@ async fn ingest(
             .increment(duplicates);
     }
 
+    for (target, event) in forwarded {
+        let _ = batch.record(|buf| {
+            event::write_forwarded(&target, &event, buf);
+            Ok::<(), ()>(())
+        });
+    }
+
     // 5. Durable before 200.
     if !batch.is_empty() {
         let count = batch.len();
@@ -236,9 +255,66 @@ async fn ingest(
         }
         state.dedup.remember(remembered);
         metrics::counter!(telemetry::EVENTS_ACCEPTED, telemetry::LABEL_SOURCE => source_label)
-            .increment(count);
+            .increment(count - blocked);
     }
-    Ok(response::accepted(&rejected))
+    Ok(response::accepted(&rejected, blocked))
+}
+
+/// Applies `source`'s tracking plan to one message; returns the JSON stored with a
+/// blocked event (why it was blocked), and queues forwarded copies and
+/// `Violation Generated` events.
+fn enforce(
+    sp: &protocols::SourceProtocols,
+    source: &Source,
+    prepared: &mut event::Prepared<'_>,
+    forwarded: &mut Vec<(String, Vec<u8>)>,
+) -> Option<Vec<u8>> {
+    let started = Instant::now();
+    let review = protocols::review(sp, &source.id, prepared.kind, &mut prepared.message);
+    metrics::histogram!(telemetry::PROTOCOLS_VALIDATION_DURATION)
+        .record(started.elapsed().as_secs_f64());
+    if review.violations.is_empty() && review.omitted.is_empty() {
+        return None;
+    }
+    use simd_json::prelude::ValueAsScalar as _;
+    let name = match prepared.kind {
+        event::Kind::Track => prepared
+            .message
+            .get("event")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default(),
+        _ => "",
+    };
+    let label = sp.plan.event_label(prepared.kind, name);
+    for v in &review.violations {
+        metrics::counter!(telemetry::PROTOCOLS_VIOLATIONS, telemetry::LABEL_SOURCE => source.id.clone(), telemetry::LABEL_TYPE => v.kind, telemetry::LABEL_EVENT => label.clone())
+            .increment(1);
+    }
+    let omitted = review.omitted.len() + review.omitted_on_violation.len();
+    if omitted > 0 {
+        metrics::counter!(telemetry::PROTOCOLS_OMITTED, telemetry::LABEL_SOURCE => source.id.clone())
+            .increment(omitted as u64);
+    }
+    if let Some(target) = &sp.controls.forward_violations_to {
+        for v in &review.violations {
+            let event = protocols::violation_event(&sp.plan, source, prepared, v);
+            forwarded.push((target.clone(), event));
+        }
+    }
+    let reason = review.blocked?;
+    metrics::counter!(telemetry::PROTOCOLS_BLOCKED, telemetry::LABEL_SOURCE => source.id.clone(), telemetry::LABEL_REASON => reason)
+        .increment(1);
+    if let Some(target) = &sp.controls.forward_blocked_to {
+        let mut event = Vec::new();
+        event::write_object(&prepared.message, &mut event);
+        forwarded.push((target.clone(), event));
+    }
+    Some(
+        serde_json::to_vec(
+            &serde_json::json!({ "reason": reason, "violations": review.violations }),
+        )
+        .unwrap_or_default(),
+    )
 }
 
 fn authenticate<'s>(
@@ -287,7 +363,7 @@ async fn client_metrics(state: &State, req: Request<Incoming>) -> Reply {
     {
         Ok(_) => {
             metrics::counter!(telemetry::CLIENT_METRICS).increment(1);
-            response::accepted(&[])
+            response::accepted(&[], 0)
         }
         Err(problem) => Rejection::Body(problem).into_reply(),
     }

@@ -5,6 +5,7 @@
 //! - [`catalog`]: the hot-reloaded, versioned snapshot of sources and write keys.
 //! - [`gateway`]: the Tracking API: HTTP, routing, auth, limits, bodies, responses.
 //! - [`event`]: the Segment message model: decoding and normalisation.
+//! - [`protocols`]: tracking plans, validation and enforcement at the edge.
 //! - [`log`]: the durable event log (group commit, segments, recovery, retention).
 //! - [`delivery`]: forwarding stored events to connected destinations, at least once.
 //! - [`telemetry`]: metric names and registration, tracing setup.
@@ -17,6 +18,7 @@ pub mod delivery;
 pub mod event;
 pub mod gateway;
 pub mod log;
+pub mod protocols;
 pub mod telemetry;
 
 use std::sync::Arc;

@@ -42,6 +42,11 @@ enum Command {
         #[command(subcommand)]
         command: LogCommand,
     },
+    /// Events blocked by tracking plans (kept in the event log, never delivered).
+    Blocked {
+        #[command(subcommand)]
+        command: BlockedCommand,
+    },
     /// Inspect and replay the dead-letter store.
     Dlq {
         #[command(subcommand)]
@@ -51,6 +56,19 @@ enum Command {
     Dev {
         #[command(subcommand)]
         command: DevCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BlockedCommand {
+    /// Print blocked events (NDJSON: offset, source, reason, violations, event).
+    List {
+        /// Only this source's.
+        #[arg(long)]
+        source: Option<String>,
+        /// At most this many of the newest.
+        #[arg(short = 'n', long, default_value_t = 100)]
+        lines: usize,
     },
 }
 
@@ -113,6 +131,9 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => serve(config),
         Command::Dlq { command } => dlq(&config, command),
+        Command::Blocked {
+            command: BlockedCommand::List { source, lines },
+        } => blocked(&config, source.as_deref(), lines),
         Command::Dev {
             command: DevCommand::Receiver { listen },
         } => receiver(listen),
@@ -175,6 +196,27 @@ async fn stop_on_signal(shutdown: CancellationToken) {
     let _ = ctrl_c.await;
     tracing::info!("shutdown signal received");
     shutdown.cancel();
+}
+
+fn blocked(config: &Config, source: Option<&str>, lines: usize) -> anyhow::Result<()> {
+    let mut found = std::collections::VecDeque::new();
+    for item in sluice::log::Reader::open(&config.log.dir, 0)? {
+        let (offset, payload) = item?;
+        let Ok(record) = serde_json::from_slice::<serde_json::Value>(&payload) else {
+            continue;
+        };
+        if record.get("blocked").is_none() || source.is_some_and(|s| record["sourceId"] != s) {
+            continue;
+        }
+        found.push_back(serde_json::json!({"offset": offset, "record": record}));
+        if found.len() > lines {
+            found.pop_front();
+        }
+    }
+    for entry in found {
+        println!("{entry}");
+    }
+    Ok(())
 }
 
 fn dlq(config: &Config, command: DlqCommand) -> anyhow::Result<()> {

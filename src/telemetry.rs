@@ -90,6 +90,18 @@ pub const DELIVERY_LAG_EVENTS: &str = "sluice_delivery_lag_events";
 pub const DELIVERY_LAG_SECONDS: &str = "sluice_delivery_lag_seconds";
 /// Gauge: circuit state by destination (0 closed, 1 open, 2 half-open).
 pub const DELIVERY_CIRCUIT: &str = "sluice_delivery_circuit_state";
+/// Label: a violation type (`Required`, `Invalid Type`…).
+pub const LABEL_TYPE: &str = "type";
+/// Label: a planned event name, the call type, or `unplanned`.
+pub const LABEL_EVENT: &str = "event";
+/// Counter: tracking-plan violations by source, type and (planned) event.
+pub const PROTOCOLS_VIOLATIONS: &str = "sluice_protocols_violations_total";
+/// Counter: events blocked by a tracking plan, by source and reason.
+pub const PROTOCOLS_BLOCKED: &str = "sluice_protocols_blocked_total";
+/// Counter: properties/traits omitted by a tracking plan, by source.
+pub const PROTOCOLS_OMITTED: &str = "sluice_protocols_omitted_total";
+/// Histogram: time to review one event against its plan, seconds.
+pub const PROTOCOLS_VALIDATION_DURATION: &str = "sluice_protocols_validation_duration_seconds";
 /// Gauge: version of the catalog snapshot being served.
 pub const CATALOG_VERSION: &str = "sluice_catalog_version";
 /// Counter: catalog snapshots installed.
@@ -191,6 +203,23 @@ fn describe() {
     describe_counter!(LOG_TORN_TAILS, "Torn tails truncated at start-up.");
     describe_counter!(LOG_TORN_BYTES, Unit::Bytes, "Bytes cut off torn tails.");
     describe_counter!(LOG_SEGMENTS_DELETED, "Segments removed by retention.");
+    describe_counter!(
+        PROTOCOLS_VIOLATIONS,
+        "Tracking-plan violations by source, violation type and planned event."
+    );
+    describe_counter!(
+        PROTOCOLS_BLOCKED,
+        "Events blocked by a tracking plan, by source and reason."
+    );
+    describe_counter!(
+        PROTOCOLS_OMITTED,
+        "Properties or traits omitted by a tracking plan, by source."
+    );
+    describe_histogram!(
+        PROTOCOLS_VALIDATION_DURATION,
+        Unit::Seconds,
+        "Time to review one event against its tracking plan."
+    );
     describe_gauge!(
         CATALOG_VERSION,
         "Version of the catalog snapshot being served."

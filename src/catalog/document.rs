@@ -18,6 +18,82 @@ pub struct Document {
     /// Every destination.
     #[serde(default)]
     pub destinations: Vec<DestinationDoc>,
+    /// Tracking plans, referred to by sources.
+    #[serde(default)]
+    pub tracking_plans: Vec<PlanDoc>,
+}
+
+/// `[[tracking_plans]]`: a set of rules (JSON Schema draft-07 each).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanDoc {
+    /// Unique id (sources name it in `tracking_plan`).
+    pub id: String,
+    /// Display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Plan version, recorded in `context.protocols`.
+    #[serde(default = "one")]
+    pub version: u32,
+    /// The rules.
+    #[serde(default)]
+    pub rules: Vec<RuleDoc>,
+}
+
+/// One rule: `{type, key?, version, jsonSchema}` as in Segment's Public API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleDoc {
+    /// `TRACK`, `IDENTIFY`, `GROUP`, `PAGE`, `SCREEN` or `COMMON`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Event name (TRACK) or page/screen name; none for IDENTIFY, GROUP, COMMON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Event version (chosen by `context.protocols.event_version`). Default 1.
+    #[serde(default = "one")]
+    pub version: u32,
+    /// JSON Schema (draft-07) over the whole message.
+    #[serde(rename = "jsonSchema", alias = "json_schema")]
+    pub json_schema: serde_json::Value,
+}
+
+/// Per-source enforcement of its tracking plan.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Enforcement {
+    /// No validation work at all.
+    #[default]
+    Off,
+    /// Events pass; violations are recorded in `context.protocols` and counted.
+    Warn,
+    /// Events with violations are not stored for delivery.
+    Block,
+}
+
+/// Segment's finer controls (`[sources.protocols]`); each overrides what
+/// `enforcement` implies.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlsDoc {
+    /// Track events with no rule: `allow` or `block`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unplanned_events: Option<String>,
+    /// Properties/traits not in the rule: `allow` or `omit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unplanned_properties: Option<String>,
+    /// Schema violations: `allow`, `omit` or `block`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub violations: Option<String>,
+    /// COMMON-rule violations: `allow`, `omit` or `block`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub common_violations: Option<String>,
+    /// Send blocked events, unchanged, into this source too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_blocked_to: Option<String>,
+    /// Send each violation as a `Violation Generated` track event into this source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_violations_to: Option<String>,
 }
 
 /// `[[destinations]]`: where a source's events are forwarded.
@@ -222,6 +298,15 @@ pub struct SourceDoc {
     /// Keys; several at once let a key be rotated with overlap.
     #[serde(default)]
     pub write_keys: Vec<KeyDoc>,
+    /// Id of the tracking plan validating this source's events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking_plan: Option<String>,
+    /// `off` (default), `warn` or `block`.
+    #[serde(default)]
+    pub enforcement: Enforcement,
+    /// Finer controls on top of `enforcement`.
+    #[serde(default)]
+    pub protocols: ControlsDoc,
 }
 
 fn enabled_default() -> bool {
@@ -314,6 +399,9 @@ pub enum Invalid {
     /// A destination setting is out of range.
     #[error("destination {0:?}: {1}")]
     BadDestination(String, &'static str),
+    /// A tracking plan or its use is invalid.
+    #[error("tracking plan {0:?}: {1}")]
+    BadPlan(String, String),
 }
 
 impl Document {
@@ -369,6 +457,50 @@ impl Document {
                 let digest = k.digest().ok_or_else(|| Invalid::BadKey(s.id.clone()))?;
                 if !digests.insert(digest) {
                     return Err(Invalid::DuplicateKey(s.id.clone()));
+                }
+            }
+        }
+        let mut plan_ids = HashSet::new();
+        for p in &self.tracking_plans {
+            if p.id.is_empty() || !plan_ids.insert(p.id.as_str()) {
+                return Err(Invalid::BadPlan(
+                    p.id.clone(),
+                    "id is empty or appears twice".to_owned(),
+                ));
+            }
+            crate::protocols::Plan::compile(p)
+                .map_err(|e| Invalid::BadPlan(p.id.clone(), e.to_string()))?;
+        }
+        for s in &self.sources {
+            if let Some(plan) = &s.tracking_plan
+                && !plan_ids.contains(plan.as_str())
+            {
+                return Err(Invalid::BadPlan(
+                    plan.clone(),
+                    format!("source {:?} names a plan that does not exist", s.id),
+                ));
+            }
+            crate::protocols::Controls::resolve(s.enforcement, &s.protocols).map_err(|why| {
+                Invalid::BadPlan(
+                    s.tracking_plan.clone().unwrap_or_default(),
+                    format!("source {:?}: {why}", s.id),
+                )
+            })?;
+            for target in [
+                &s.protocols.forward_blocked_to,
+                &s.protocols.forward_violations_to,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if !ids.contains(target.as_str()) || target == &s.id {
+                    return Err(Invalid::BadPlan(
+                        s.tracking_plan.clone().unwrap_or_default(),
+                        format!(
+                            "source {:?} forwards to {target:?}, which is not another source",
+                            s.id
+                        ),
+                    ));
                 }
             }
         }

@@ -54,6 +54,9 @@ pub struct Worker {
 struct Record {
     #[serde(rename = "sourceId")]
     source_id: String,
+    /// Present when a tracking plan blocked the event: it is never delivered.
+    #[serde(default)]
+    blocked: Option<Box<RawValue>>,
     event: Box<RawValue>,
 }
 
@@ -352,6 +355,9 @@ impl Worker {
 /// Turns a stored record into an outgoing event if `destination` takes it.
 fn pick(destination: &Destination, offset: u64, payload: &[u8]) -> Option<Outgoing> {
     let record: Record = serde_json::from_slice(payload).ok()?;
+    if record.blocked.is_some() {
+        return None;
+    }
     let head: Head = serde_json::from_str(record.event.get()).unwrap_or_default();
     if !route::wants(destination, &record.source_id, &head) {
         return None;

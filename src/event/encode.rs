@@ -42,19 +42,22 @@ pub fn write_value(value: &Value<'_>, out: &mut Vec<u8>) {
             }
             out.push(b']');
         }
-        Value::Object(fields) => {
-            out.push(b'{');
-            for (i, (key, item)) in fields.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_str(key, out);
-                out.push(b':');
-                write_value(item, out);
-            }
-            out.push(b'}');
-        }
+        Value::Object(fields) => write_object(fields, out),
     }
+}
+
+/// Appends an object as compact JSON.
+pub fn write_object(fields: &simd_json::borrowed::Object<'_>, out: &mut Vec<u8>) {
+    out.push(b'{');
+    for (i, (key, item)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(key, out);
+        out.push(b':');
+        write_value(item, out);
+    }
+    out.push(b'}');
 }
 
 fn write_static(node: StaticNode, out: &mut Vec<u8>) {

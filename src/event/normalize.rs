@@ -16,7 +16,7 @@ use simd_json::StaticNode;
 use simd_json::borrowed::{Object, Value};
 use simd_json::prelude::*;
 
-use super::encode::{write_str, write_value};
+use super::encode::{write_object, write_str};
 use super::{Defaults, Kind, take};
 use crate::config::Limits;
 
@@ -138,16 +138,20 @@ const OBJECT_FIELDS: [&str; 4] = ["context", "integrations", "properties", "trai
 /// `timestamp`, a minted `messageId`, `type`, `context.ip`, the record wrapper).
 pub const STAMP_ALLOWANCE: usize = 512;
 
+/// A checked, enriched message, not yet written.
+#[derive(Debug)]
+pub struct Prepared<'a> {
+    /// Its call type.
+    pub kind: Kind,
+    /// Its `messageId` (given or minted).
+    pub message_id: String,
+    /// The message, which tracking-plan enforcement may still edit.
+    pub message: Box<Object<'a>>,
+}
+
 /// Checks and enriches one message and appends the record Sluice stores,
-/// `{"sourceId":"…","event":{…}}`, to `out`; returns the `messageId` (given or
-/// minted). `kind` is the route's type (single-message routes), `None` for batch
-/// items, which carry their own. On error `out` may hold a partial record: the
-/// caller discards it (see `log::Batch::record`).
-///
-/// The size bound applies to the message as stored (batch `context` merged in), plus
-/// [`STAMP_ALLOWANCE`] for Sluice's own fields: measuring the record Sluice writes
-/// anyway costs nothing, and no request can make the log store more than
-/// `max_message_bytes` per message however large its batch context.
+/// `{"sourceId":"…","event":{…}}`, to `out`; returns the `messageId`: [`prepare`]
+/// then [`write`].
 pub fn normalize<'a>(
     item: Value<'a>,
     kind: Option<Kind>,
@@ -155,6 +159,19 @@ pub fn normalize<'a>(
     enrichment: &Enrichment<'_>,
     out: &mut Vec<u8>,
 ) -> Result<String, ItemRejection> {
+    let prepared = prepare(item, kind, defaults, enrichment)?;
+    write(&prepared, None, enrichment, out)?;
+    Ok(prepared.message_id)
+}
+
+/// Checks one message against the spec's rules and enriches it. `kind` is the route's
+/// type (single-message routes), `None` for batch items, which carry their own.
+pub fn prepare<'a>(
+    item: Value<'a>,
+    kind: Option<Kind>,
+    defaults: &Defaults<'a>,
+    enrichment: &Enrichment<'_>,
+) -> Result<Prepared<'a>, ItemRejection> {
     let Value::Object(mut msg) = item else {
         return Err(ItemRejection::NotAnObject);
     };
@@ -191,14 +208,56 @@ pub fn normalize<'a>(
             context.insert(Cow::Borrowed("ip"), Value::from(ip.clone()));
         }
     }
+    Ok(Prepared {
+        kind,
+        message_id,
+        message: msg,
+    })
+}
 
+/// Appends the stored record of `prepared` to `out`:
+/// `{"sourceId":"…","event":{…}}`, or with `blocked` (JSON describing why a tracking
+/// plan blocked it) `{"sourceId":"…","blocked":{…},"event":{…}}`, which delivery
+/// never sends.
+///
+/// The size bound applies to the message as stored (batch `context` merged in), plus
+/// [`STAMP_ALLOWANCE`] for Sluice's own fields: measuring the record Sluice writes
+/// anyway costs nothing, and no request can make the log store more than
+/// `max_message_bytes` per message however large its batch context. On error `out`
+/// may hold a partial record: the caller discards it (see `log::Batch::record`).
+pub fn write(
+    prepared: &Prepared<'_>,
+    blocked: Option<&[u8]>,
+    enrichment: &Enrichment<'_>,
+    out: &mut Vec<u8>,
+) -> Result<(), ItemRejection> {
     let start = out.len();
-    encode_record(enrichment.source_id, &Value::Object(msg), out);
-    let bound = enrichment.limits.max_message_bytes + STAMP_ALLOWANCE + enrichment.source_id.len();
+    out.extend_from_slice(b"{\"sourceId\":");
+    write_str(enrichment.source_id, out);
+    if let Some(blocked) = blocked {
+        out.extend_from_slice(b",\"blocked\":");
+        out.extend_from_slice(blocked);
+    }
+    out.extend_from_slice(b",\"event\":");
+    write_object(&prepared.message, out);
+    out.push(b'}');
+    let bound = enrichment.limits.max_message_bytes
+        + STAMP_ALLOWANCE
+        + enrichment.source_id.len()
+        + blocked.map_or(0, <[u8]>::len);
     if out.len() - start > bound {
         return Err(ItemRejection::TooLarge);
     }
-    Ok(message_id)
+    Ok(())
+}
+
+/// Appends a record for an event forwarded into another source (already JSON).
+pub fn write_forwarded(source_id: &str, event: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"sourceId\":");
+    write_str(source_id, out);
+    out.extend_from_slice(b",\"event\":");
+    out.extend_from_slice(event);
+    out.push(b'}');
 }
 
 /// Replaces every occurrence of `key` with one `key: value`.
@@ -313,14 +372,6 @@ fn parse_time(v: &Value<'_>) -> Option<DateTime<Utc>> {
 /// RFC 3339, UTC, milliseconds: `2024-01-02T03:04:05.678Z`.
 pub fn format_time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-fn encode_record(source_id: &str, msg: &Value<'_>, out: &mut Vec<u8>) {
-    out.extend_from_slice(b"{\"sourceId\":");
-    write_str(source_id, out);
-    out.extend_from_slice(b",\"event\":");
-    write_value(msg, out);
-    out.push(b'}');
 }
 
 #[cfg(test)]

@@ -64,6 +64,7 @@ mod tests {
                 per_second: 1,
                 burst: 3,
             }),
+            protocols: None,
         };
         for _ in 0..3 {
             assert_eq!(limiters.check(&source), Ok(()));

@@ -228,12 +228,19 @@ pub struct RejectedItem {
     pub message: &'static str,
 }
 
-/// `200 {"success":true}`, plus `rejected` when some batch items were refused.
-pub fn accepted(rejected: &[RejectedItem]) -> Reply {
-    if rejected.is_empty() {
+/// `200 {"success":true}`, plus `rejected` when some batch items were refused and
+/// `blocked` when a tracking plan blocked some (200 all the same, so SDKs do not retry).
+pub fn accepted(rejected: &[RejectedItem], blocked: u64) -> Reply {
+    if rejected.is_empty() && blocked == 0 {
         return json(StatusCode::OK, Bytes::from_static(OK_BODY));
     }
-    let body = serde_json::json!({ "success": true, "rejected": rejected });
+    let mut body = serde_json::json!({ "success": true });
+    if !rejected.is_empty() {
+        body["rejected"] = serde_json::to_value(rejected).unwrap_or_default();
+    }
+    if blocked > 0 {
+        body["blocked"] = blocked.into();
+    }
     json(StatusCode::OK, body.to_string().into())
 }
 
