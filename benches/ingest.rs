@@ -158,10 +158,112 @@ fn catalog_swap(c: &mut Criterion) {
     }
 }
 
+/// A typical plan: 20 track events with 10–20 typed properties (enums, required)
+/// and a COMMON rule; reviews a planned event with a few violations
+/// and a clean one.
+fn typical_plan() -> (sluice::catalog::Document, String) {
+    let mut text = String::from("[[tracking_plans]]\nid = \"tp\"\n");
+    for e in 0..20 {
+        let mut props = Vec::new();
+        let mut required = Vec::new();
+        for p in 0..(10 + e % 11) {
+            let schema = match p % 4 {
+                0 => "{ type = \"string\" }".to_owned(),
+                1 => "{ type = \"number\", minimum = 0 }".to_owned(),
+                2 => "{ type = \"string\", enum = [\"EUR\", \"USD\", \"GBP\"] }".to_owned(),
+                _ => "{ type = \"boolean\" }".to_owned(),
+            };
+            props.push(format!("p{p} = {schema}"));
+            if p < 3 {
+                required.push(format!("\"p{p}\""));
+            }
+        }
+        text.push_str(&format!(
+            "[[tracking_plans.rules]]\ntype = \"TRACK\"\nkey = \"Event {e}\"\njsonSchema = {{ type = \"object\", properties = {{ properties = {{ type = \"object\", required = [{}], properties = {{ {} }} }} }} }}\n",
+            required.join(", "),
+            props.join(", ")
+        ));
+    }
+    text.push_str("[[tracking_plans.rules]]\ntype = \"COMMON\"\njsonSchema = { type = \"object\", required = [\"type\"] }\n");
+    text.push_str("[[sources]]\nid = \"web\"\ntracking_plan = \"tp\"\nenforcement = \"warn\"\n");
+    (sluice::catalog::Document::parse(&text).expect("plan"), text)
+}
+
+fn tracking_plan_review(c: &mut Criterion) {
+    let (doc, _) = typical_plan();
+    let snapshot = Snapshot::build(1, &doc);
+    let source = std::sync::Arc::clone(&snapshot.sources()[0]);
+    let sp = source.protocols.clone().expect("plan attached");
+    let limits = Limits::default();
+    let event = |props: serde_json::Value| {
+        let mut e = track_event(1);
+        e["event"] = "Event 10".into();
+        e["properties"] = props;
+        serde_json::to_vec(&e).expect("json")
+    };
+    let clean = event(
+        serde_json::json!({"p0": "a", "p1": 1.5, "p2": "EUR", "p3": true, "p4": "b", "p5": 2, "p6": "USD", "p7": false, "p8": "c", "p9": 3, "p10": "GBP", "p11": true}),
+    );
+    let dirty =
+        event(serde_json::json!({"p0": 1, "p2": "JPY", "p3": true, "extra": "x", "p5": -1}));
+    let mut g = c.benchmark_group("tracking plan (20 events, 10-20 properties)");
+    g.throughput(Throughput::Elements(1));
+    for (name, body) in [("clean event", &clean), ("event with 5 violations", &dirty)] {
+        g.bench_function(format!("review, {name}"), |b| {
+            b.iter_batched(
+                || body.clone(),
+                |mut bytes| {
+                    let envelope = event::decode(&mut bytes, Shape::Single(Kind::Track), &limits)
+                        .expect("decodes");
+                    let enrichment = Enrichment::new(chrono::Utc::now(), None, "web", &limits);
+                    let mut prepared = envelope
+                        .items
+                        .into_iter()
+                        .map(|i| {
+                            event::prepare(i, envelope.kind, &envelope.defaults, &enrichment)
+                                .expect("valid")
+                        })
+                        .next()
+                        .expect("one");
+                    black_box(
+                        sluice::protocols::review(&sp, "web", prepared.kind, &mut prepared.message)
+                            .violations
+                            .len(),
+                    )
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    g.bench_function("decode + prepare only (the baseline for the above)", |b| {
+        b.iter_batched(
+            || clean.clone(),
+            |mut bytes| {
+                let envelope = event::decode(&mut bytes, Shape::Single(Kind::Track), &limits)
+                    .expect("decodes");
+                let enrichment = Enrichment::new(chrono::Utc::now(), None, "web", &limits);
+                black_box(
+                    envelope
+                        .items
+                        .into_iter()
+                        .map(|i| {
+                            event::prepare(i, envelope.kind, &envelope.defaults, &enrichment)
+                                .is_ok()
+                        })
+                        .count(),
+                )
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
 criterion_group!(
     benches,
     decode_and_normalize,
     write_key_lookup,
-    catalog_swap
+    catalog_swap,
+    tracking_plan_review
 );
 criterion_main!(benches);

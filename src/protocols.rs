@@ -134,6 +134,11 @@ pub struct Rule {
     key: String,
     version: u32,
     validator: jsonschema::Validator,
+    /// The top-level message keys the schema can look at, when its root uses only
+    /// `properties`/`required` (and annotations): validation then sees just those keys,
+    /// so the rest of the message (context, user agent…) is never converted.
+    /// `None`: the whole message.
+    scope: Option<Vec<String>>,
     /// Keys under `properties` (track/page/screen) or `traits` (identify/group) that
     /// the schema lists; `None` when it lists none (nothing is unplanned then).
     planned: Option<BTreeSet<String>>,
@@ -157,8 +162,8 @@ pub struct Plan {
     pub name: String,
     /// Plan version.
     pub version: u32,
-    /// Rules by (call kind, key), each list sorted by version ascending.
-    rules: HashMap<(RuleKind, String), Vec<Rule>>,
+    /// Rules by call kind, then key; each list sorted by version ascending.
+    rules: HashMap<RuleKind, HashMap<String, Vec<Rule>>>,
     /// Planned track event names (for bounded metric labels).
     events: BTreeSet<String>,
 }
@@ -166,7 +171,7 @@ pub struct Plan {
 impl Plan {
     /// Compiles every rule.
     pub fn compile(doc: &PlanDoc) -> Result<Self, PlanError> {
-        let mut rules: HashMap<(RuleKind, String), Vec<Rule>> = HashMap::new();
+        let mut rules: HashMap<RuleKind, HashMap<String, Vec<Rule>>> = HashMap::new();
         let mut events = BTreeSet::new();
         for r in &doc.rules {
             let kind = rule_kind(r)?;
@@ -192,14 +197,20 @@ impl Plan {
                 .pointer(&format!("/properties/{field}/properties"))
                 .and_then(serde_json::Value::as_object)
                 .map(|o| o.keys().cloned().collect());
-            rules.entry((kind, key.clone())).or_default().push(Rule {
-                key,
-                version: r.version,
-                validator,
-                planned,
-            });
+            rules
+                .entry(kind)
+                .or_default()
+                .entry(key.clone())
+                .or_default()
+                .push(Rule {
+                    key,
+                    version: r.version,
+                    validator,
+                    scope: scope(&r.json_schema),
+                    planned,
+                });
         }
-        for list in rules.values_mut() {
+        for list in rules.values_mut().flat_map(HashMap::values_mut) {
             list.sort_by_key(|r| r.version);
         }
         Ok(Self {
@@ -213,7 +224,7 @@ impl Plan {
 
     /// The rule for an event: `version` if the plan has it, else the oldest.
     fn rule(&self, kind: RuleKind, key: &str, version: Option<u64>) -> Option<&Rule> {
-        let list = self.rules.get(&(kind, key.to_owned()))?;
+        let list = self.rules.get(&kind)?.get(key)?;
         version
             .and_then(|v| list.iter().find(|r| u64::from(r.version) == v))
             .or_else(|| list.first())
@@ -227,6 +238,43 @@ impl Plan {
             other => other.as_str().to_owned(),
         }
     }
+}
+
+/// Root keywords that only constrain the keys they name.
+const SCOPED_KEYWORDS: &[&str] = &[
+    "type",
+    "properties",
+    "required",
+    "$schema",
+    "$id",
+    "title",
+    "description",
+    "labels",
+    "definitions",
+    "$comment",
+];
+
+fn scope(schema: &serde_json::Value) -> Option<Vec<String>> {
+    let root = schema.as_object()?;
+    if root.keys().any(|k| !SCOPED_KEYWORDS.contains(&k.as_str())) {
+        return None;
+    }
+    let mut keys: Vec<String> = root
+        .get("properties")
+        .and_then(serde_json::Value::as_object)
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default();
+    for r in root
+        .get("required")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(k) = r.as_str().filter(|k| !keys.iter().any(|have| have == k)) {
+            keys.push(k.to_owned());
+        }
+    }
+    Some(keys)
 }
 
 fn rule_kind(r: &RuleDoc) -> Result<RuleKind, PlanError> {
@@ -339,7 +387,7 @@ pub fn review(sp: &SourceProtocols, source_id: &str, kind: Kind, msg: &mut Objec
                     out.omitted.extend(unplanned);
                 }
             }
-            let found = validate(&rule.validator, msg, field);
+            let found = validate(rule, msg, field);
             apply(&mut out, msg, field, found, c.violations, "violation");
         }
     }
@@ -348,7 +396,7 @@ pub fn review(sp: &SourceProtocols, source_id: &str, kind: Kind, msg: &mut Objec
     if out.blocked.is_none()
         && let Some(common) = sp.plan.rule(RuleKind::Common, "", version)
     {
-        let found = validate(&common.validator, msg, field);
+        let found = validate(common, msg, field);
         apply(
             &mut out,
             msg,
@@ -393,13 +441,24 @@ fn apply(
     }
 }
 
-fn validate(validator: &jsonschema::Validator, msg: &Object<'_>, field: &str) -> Found {
-    let instance = to_serde_object(msg);
+fn validate(rule: &Rule, msg: &Object<'_>, field: &str) -> Found {
+    let instance = match &rule.scope {
+        Some(keys) => serde_json::Value::Object(
+            keys.iter()
+                .filter_map(|k| msg.get(k.as_str()).map(|v| (k.clone(), to_serde(v))))
+                .collect(),
+        ),
+        None => to_serde_object(msg),
+    };
     let mut found = Found {
         violations: Vec::new(),
         keys: Vec::new(),
     };
-    for error in validator.iter_errors(&instance) {
+    // The fast check first; the detailed walk only for events that fail it.
+    if rule.validator.is_valid(&instance) {
+        return found;
+    }
+    for error in rule.validator.iter_errors(&instance) {
         let pointer = error.instance_path().as_str().to_owned();
         let mut path: Vec<String> = pointer
             .split('/')

@@ -30,6 +30,10 @@ pub enum Server {
     SluiceOs,
     /// Sluice with durability `fsync`.
     SluiceFsync,
+    /// Sluice (`os`) validating against a tracking plan, enforcement `warn`.
+    SluiceWarn,
+    /// Sluice (`os`) validating against a tracking plan, enforcement `block`.
+    SluiceBlock,
 }
 
 impl Server {
@@ -39,6 +43,8 @@ impl Server {
             Self::BaselineParse => "baseline --parse",
             Self::SluiceOs => "sluice (os)",
             Self::SluiceFsync => "sluice (fsync)",
+            Self::SluiceWarn => "sluice (os, plan: warn)",
+            Self::SluiceBlock => "sluice (os, plan: block)",
         }
     }
 }
@@ -92,6 +98,8 @@ pub fn run(o: &Options) -> anyhow::Result<String> {
         (Server::BaselineParse, RouteKind::Track),
         (Server::SluiceOs, RouteKind::Track),
         (Server::SluiceFsync, RouteKind::Track),
+        (Server::SluiceWarn, RouteKind::Track),
+        (Server::SluiceBlock, RouteKind::Track),
         (Server::BaselineParse, RouteKind::Batch),
         (Server::SluiceOs, RouteKind::Batch),
         (Server::SluiceFsync, RouteKind::Batch),
@@ -213,6 +221,22 @@ fn table(rows: &[Measured], o: &Options, fsync_p50: f64, fsync_p99: f64) -> Stri
     out
 }
 
+/// A tracking plan that the generator's events satisfy: typed, with an enum and
+/// required properties (the padding properties are listed too, so every event is clean).
+fn plan() -> String {
+    let padding: Vec<String> = (0..64)
+        .map(|n| format!("attr_{n} = {{ type = \"string\" }}"))
+        .collect();
+    let track = format!(
+        "{{ type = \"object\", properties = {{ properties = {{ type = \"object\", required = [\"product_id\", \"price\"], properties = {{ product_id = {{ type = \"string\" }}, name = {{ type = \"string\" }}, price = {{ type = \"number\", minimum = 0 }}, currency = {{ type = \"string\", enum = [\"EUR\", \"USD\"] }}, quantity = {{ type = \"integer\" }}, {} }} }} }} }}",
+        padding.join(", ")
+    );
+    format!(
+        "[[tracking_plans]]\nid = \"load\"\n[[tracking_plans.rules]]\ntype = \"TRACK\"\nkey = \"Product Viewed\"\njsonSchema = {track}\n\
+         [[tracking_plans.rules]]\ntype = \"COMMON\"\njsonSchema = {{ type = \"object\", required = [\"type\", \"messageId\"] }}\n"
+    )
+}
+
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -258,15 +282,23 @@ fn measure(
             }
             c
         }
-        Server::SluiceOs | Server::SluiceFsync => {
-            let durability = if server == Server::SluiceOs {
-                "os"
-            } else {
+        Server::SluiceOs | Server::SluiceFsync | Server::SluiceWarn | Server::SluiceBlock => {
+            let durability = if server == Server::SluiceFsync {
                 "fsync"
+            } else {
+                "os"
+            };
+            let enforcement = match server {
+                Server::SluiceWarn => "warn",
+                Server::SluiceBlock => "block",
+                _ => "off",
             };
             std::fs::write(
                 dir.join("catalog.toml"),
-                format!("[[sources]]\nid = \"compare\"\nwrite_keys = [{{ key = \"{KEY}\" }}]\n"),
+                format!(
+                    "{}[[sources]]\nid = \"compare\"\nwrite_keys = [{{ key = \"{KEY}\" }}]\ntracking_plan = \"load\"\nenforcement = \"{enforcement}\"\n",
+                    plan()
+                ),
             )?;
             let config = format!(
                 "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{}\"\n\
