@@ -41,10 +41,10 @@ impl Action {
     }
 }
 
-/// The resolved controls of one source.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Controls {
-    /// Track events without a rule (`Allow` or `Block`).
+/// What a source does with each kind of finding, for one call type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallControls {
+    /// Events without a rule (`Allow` or `Block`; only track events can be unplanned).
     pub unplanned_events: Action,
     /// Properties/traits the rule does not list (`Allow` or `Omit`).
     pub unplanned_properties: Action,
@@ -52,53 +52,107 @@ pub struct Controls {
     pub violations: Action,
     /// Violations of the COMMON rule.
     pub common_violations: Action,
+}
+
+/// The resolved controls of one source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Controls {
+    /// Per call type, in `Kind` order: identify, track, page, screen, group, alias.
+    calls: [CallControls; 6],
     /// Source to forward blocked events to.
     pub forward_blocked_to: Option<String>,
     /// Source to send `Violation Generated` events to.
     pub forward_violations_to: Option<String>,
 }
 
+const KINDS: [Kind; 6] = [
+    Kind::Identify,
+    Kind::Track,
+    Kind::Page,
+    Kind::Screen,
+    Kind::Group,
+    Kind::Alias,
+];
+
 impl Controls {
     /// `enforcement` sets the defaults (warn: allow all; block: block unplanned events
-    /// and violations, keep unplanned properties); `doc` overrides each.
+    /// and violations, keep unplanned properties); the source-wide values in `doc`
+    /// override them, and the per-call-type tables override those.
     pub fn resolve(enforcement: Enforcement, doc: &ControlsDoc) -> Result<Self, String> {
         let base = match enforcement {
             Enforcement::Off | Enforcement::Warn => Action::Allow,
             Enforcement::Block => Action::Block,
         };
-        let pick =
-            |value: &Option<String>, default: Action, allowed: &[Action], name: &str| match value
-                .as_deref()
-            {
+        use Action::{Allow, Block, Omit};
+        let pick = |own: Option<&String>,
+                    shared: &Option<String>,
+                    default: Action,
+                    allowed: &[Action],
+                    name: &str| {
+            match own.or(shared.as_ref()).map(String::as_str) {
                 None => Ok(default),
                 Some(v) => Action::parse(v)
                     .filter(|a| allowed.contains(a))
                     .ok_or_else(|| format!("protocols.{name} cannot be {v:?}")),
+            }
+        };
+        let mut calls = [CallControls {
+            unplanned_events: base,
+            unplanned_properties: Allow,
+            violations: base,
+            common_violations: base,
+        }; 6];
+        for (slot, kind) in calls.iter_mut().zip(KINDS) {
+            let own = match kind {
+                Kind::Track => doc.track.as_ref(),
+                Kind::Identify => doc.identify.as_ref(),
+                Kind::Group => doc.group.as_ref(),
+                Kind::Page => doc.page.as_ref(),
+                Kind::Screen => doc.screen.as_ref(),
+                Kind::Alias => None,
             };
-        use Action::{Allow, Block, Omit};
+            *slot = CallControls {
+                unplanned_events: pick(
+                    own.and_then(|o| o.unplanned_events.as_ref()),
+                    &doc.unplanned_events,
+                    base,
+                    &[Allow, Block],
+                    "unplanned_events",
+                )?,
+                unplanned_properties: pick(
+                    own.and_then(|o| o.unplanned_properties.as_ref()),
+                    &doc.unplanned_properties,
+                    Allow,
+                    &[Allow, Omit],
+                    "unplanned_properties",
+                )?,
+                violations: pick(
+                    own.and_then(|o| o.violations.as_ref()),
+                    &doc.violations,
+                    base,
+                    &[Allow, Omit, Block],
+                    "violations",
+                )?,
+                common_violations: pick(
+                    own.and_then(|o| o.common_violations.as_ref()),
+                    &doc.common_violations,
+                    base,
+                    &[Allow, Omit, Block],
+                    "common_violations",
+                )?,
+            };
+        }
         Ok(Self {
-            unplanned_events: pick(
-                &doc.unplanned_events,
-                base,
-                &[Allow, Block],
-                "unplanned_events",
-            )?,
-            unplanned_properties: pick(
-                &doc.unplanned_properties,
-                Allow,
-                &[Allow, Omit],
-                "unplanned_properties",
-            )?,
-            violations: pick(&doc.violations, base, &[Allow, Omit, Block], "violations")?,
-            common_violations: pick(
-                &doc.common_violations,
-                base,
-                &[Allow, Omit, Block],
-                "common_violations",
-            )?,
+            calls,
             forward_blocked_to: doc.forward_blocked_to.clone(),
             forward_violations_to: doc.forward_violations_to.clone(),
         })
+    }
+
+    /// The controls of one call type.
+    pub fn for_kind(&self, kind: Kind) -> &CallControls {
+        let index = KINDS.iter().position(|k| *k == kind).unwrap_or(0);
+        &self.calls[index]
     }
 }
 
@@ -328,7 +382,7 @@ pub struct Review {
 /// Reviews (and, for omit, edits) one normalised message.
 pub fn review(sp: &SourceProtocols, source_id: &str, kind: Kind, msg: &mut Object<'_>) -> Review {
     let mut out = Review::default();
-    let c = &sp.controls;
+    let c = sp.controls.for_kind(kind);
     let field = match kind {
         Kind::Identify | Kind::Group => "traits",
         _ => "properties",
@@ -690,6 +744,9 @@ mod tests {
         type = "IDENTIFY"
         jsonSchema = { type = "object", properties = { traits = { type = "object", properties = { email = { type = "string" }, age = { type = "integer" } } } } }
         [[tracking_plans.rules]]
+        type = "GROUP"
+        jsonSchema = { type = "object", properties = { traits = { type = "object", properties = { name = { type = "string" }, employees = { type = "integer" } } } } }
+        [[tracking_plans.rules]]
         type = "COMMON"
         jsonSchema = { type = "object", required = ["userId"] }
     "#;
@@ -749,6 +806,7 @@ mod tests {
         let no_user = serde_json::json!({"anonymousId": "a", "event": "Order Completed", "properties": {"total": 1}});
         let identify_bad =
             serde_json::json!({"userId": "u", "traits": {"age": "old", "nickname": "z"}});
+        let group_bad = serde_json::json!({"userId": "u", "groupId": "g", "traits": {"name": "Acme", "employees": "many"}});
 
         type Case<'a> = (
             &'a str,
@@ -943,6 +1001,67 @@ mod tests {
                 &["Unplanned Trait", "Invalid Type"],
                 &["nickname"],
                 &["age"],
+            ),
+            (
+                "warn",
+                "",
+                Kind::Group,
+                &group_bad,
+                None,
+                &["Invalid Type"],
+                &[],
+                &[],
+            ),
+            (
+                "block",
+                "",
+                Kind::Group,
+                &group_bad,
+                Some("violation"),
+                &["Invalid Type"],
+                &[],
+                &[],
+            ),
+            // Per-call-type tables override the source-wide controls for that type only.
+            (
+                "block",
+                "group = { violations = \"omit\" }",
+                Kind::Group,
+                &group_bad,
+                None,
+                &["Invalid Type"],
+                &[],
+                &["employees"],
+            ),
+            (
+                "block",
+                "group = { violations = \"omit\" }",
+                Kind::Track,
+                &missing,
+                Some("violation"),
+                &["Required"],
+                &[],
+                &[],
+            ),
+            (
+                "warn",
+                "track = { unplanned_events = \"block\" }",
+                Kind::Track,
+                &unplanned_event,
+                Some("unplanned_event"),
+                &["Unplanned Event"],
+                &[],
+                &[],
+            ),
+            (
+                "warn",
+                "violations = \"block\", identify = { violations = \"allow\" }",
+                Kind::Identify,
+                &identify_bad,
+                None,
+                &["Unplanned Trait", "Invalid Type"],
+                &[],
+                &[],
             ),
             // Page calls without a rule are not "unplanned" (only track events are).
             (

@@ -72,10 +72,26 @@ pub enum Enforcement {
 }
 
 /// Segment's finer controls (`[sources.protocols]`); each overrides what
-/// `enforcement` implies.
+/// `enforcement` implies, for every call type, and a `track`/`identify`/`group`/
+/// `page`/`screen` table overrides them again for that call type.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ControlsDoc {
+    /// Track calls only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub track: Option<CallControlsDoc>,
+    /// Identify calls only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identify: Option<CallControlsDoc>,
+    /// Group calls only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<CallControlsDoc>,
+    /// Page calls only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<CallControlsDoc>,
+    /// Screen calls only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub screen: Option<CallControlsDoc>,
     /// Track events with no rule: `allow` or `block`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unplanned_events: Option<String>,
@@ -94,6 +110,24 @@ pub struct ControlsDoc {
     /// Send each violation as a `Violation Generated` track event into this source.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forward_violations_to: Option<String>,
+}
+
+/// The finer controls of one call type.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallControlsDoc {
+    /// Events with no rule: `allow` or `block` (track calls).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unplanned_events: Option<String>,
+    /// Properties/traits not in the rule: `allow` or `omit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unplanned_properties: Option<String>,
+    /// Schema violations: `allow`, `omit` or `block`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub violations: Option<String>,
+    /// COMMON-rule violations: `allow`, `omit` or `block`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub common_violations: Option<String>,
 }
 
 /// `[[destinations]]`: where a source's events are forwarded.
