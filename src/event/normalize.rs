@@ -151,7 +151,7 @@ pub struct Prepared<'a> {
 
 /// Checks and enriches one message and appends the record Sluice stores,
 /// `{"sourceId":"…","event":{…}}`, to `out`; returns the `messageId`: [`prepare`]
-/// then [`write`].
+/// then [`write()`].
 pub fn normalize<'a>(
     item: Value<'a>,
     kind: Option<Kind>,
