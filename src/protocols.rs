@@ -114,28 +114,28 @@ impl Controls {
             *slot = CallControls {
                 unplanned_events: pick(
                     own.and_then(|o| o.unplanned_events.as_ref()),
-                    &doc.unplanned_events,
+                    &doc.all.unplanned_events,
                     base,
                     &[Allow, Block],
                     "unplanned_events",
                 )?,
                 unplanned_properties: pick(
                     own.and_then(|o| o.unplanned_properties.as_ref()),
-                    &doc.unplanned_properties,
+                    &doc.all.unplanned_properties,
                     Allow,
                     &[Allow, Omit],
                     "unplanned_properties",
                 )?,
                 violations: pick(
                     own.and_then(|o| o.violations.as_ref()),
-                    &doc.violations,
+                    &doc.all.violations,
                     base,
                     &[Allow, Omit, Block],
                     "violations",
                 )?,
                 common_violations: pick(
                     own.and_then(|o| o.common_violations.as_ref()),
-                    &doc.common_violations,
+                    &doc.all.common_violations,
                     base,
                     &[Allow, Omit, Block],
                     "common_violations",
@@ -1196,5 +1196,15 @@ mod tests {
         let plan = "[[tracking_plans]]\nid = \"tp\"\n";
         assert!(Document::parse(&format!("{plan}[[sources]]\nid = \"web\"\ntracking_plan = \"tp\"\nprotocols = {{ unplanned_events = \"omit\" }}\n")).is_err());
         assert!(Document::parse(&format!("{plan}[[sources]]\nid = \"web\"\nprotocols = {{ forward_blocked_to = \"nowhere\" }}\n")).is_err());
+        assert!(
+            Document::parse("[[sources]]\nid = \"web\"\nprotocols = { bogus = \"x\" }\n").is_err(),
+            "unknown control"
+        );
+        assert!(
+            Document::parse(
+                "[[sources]]\nid = \"web\"\nprotocols = { track = { bogus = \"x\" } }\n"
+            )
+            .is_err()
+        );
     }
 }

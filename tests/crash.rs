@@ -112,6 +112,20 @@ fn spawn_senders(
     (acked, senders)
 }
 
+/// SIGKILLs the server, lets the senders notice, and returns what was acknowledged.
+async fn kill_and_collect(
+    sluice: &mut Sluice,
+    senders: Vec<tokio::task::JoinHandle<()>>,
+    acked: &Acked,
+) -> Vec<String> {
+    sluice.child.kill().expect("SIGKILL");
+    sluice.child.wait().expect("reap");
+    for s in senders {
+        s.await.expect("sender");
+    }
+    acked.lock().expect("lock").clone()
+}
+
 async fn kill_while_acknowledging(durability: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("catalog.toml"), CATALOG).expect("catalog");
@@ -124,12 +138,7 @@ async fn kill_while_acknowledging(durability: &str) {
         assert!(Instant::now() < deadline, "too few acknowledgements");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    sluice.child.kill().expect("SIGKILL");
-    sluice.child.wait().expect("reap");
-    for s in senders {
-        s.await.expect("sender");
-    }
-    let acked: Vec<String> = acked.lock().expect("lock").clone();
+    let acked = kill_and_collect(&mut sluice, senders, &acked).await;
 
     // A crash mid-write leaves a partial record: make sure there is one.
     let log_dir = dir.path().join("log");
@@ -226,12 +235,7 @@ async fn sigkill_during_delivery_loses_nothing() {
         assert!(Instant::now() < deadline, "delivery did not get going");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    sluice.child.kill().expect("SIGKILL");
-    sluice.child.wait().expect("reap");
-    for s in senders {
-        s.await.expect("sender");
-    }
-    let acked: Vec<String> = acked.lock().expect("lock").clone();
+    let acked = kill_and_collect(&mut sluice, senders, &acked).await;
     let before_restart = receiver.events().len();
 
     let _sluice = start_with(dir.path(), "fsync", &private);

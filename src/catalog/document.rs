@@ -92,18 +92,9 @@ pub struct ControlsDoc {
     /// Screen calls only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub screen: Option<CallControlsDoc>,
-    /// Track events with no rule: `allow` or `block`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unplanned_events: Option<String>,
-    /// Properties/traits not in the rule: `allow` or `omit`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unplanned_properties: Option<String>,
-    /// Schema violations: `allow`, `omit` or `block`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub violations: Option<String>,
-    /// COMMON-rule violations: `allow`, `omit` or `block`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub common_violations: Option<String>,
+    /// The four controls, for every call type.
+    #[serde(flatten)]
+    pub all: CallControlsDoc,
     /// Send blocked events, unchanged, into this source too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forward_blocked_to: Option<String>,
