@@ -120,6 +120,9 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>, peer: SocketAddr)
             }
         }
         (Route::ClientMetrics, &Method::POST) => client_metrics(&state, req).await,
+        (Route::Settings, &Method::GET | &Method::HEAD) => settings(&state, &req),
+        (Route::Settings, &Method::OPTIONS) => cors::preflight(req.headers()),
+        (Route::Settings, _) => Rejection::MethodNotAllowed("GET, HEAD, OPTIONS").into_reply(),
         (Route::Health | Route::Ready, &Method::GET | &Method::HEAD) => admin::probe(&state, route),
         (Route::NotFound, _) => Rejection::NotFound.into_reply(),
         (Route::Health | Route::Ready, _) => Rejection::MethodNotAllowed("GET, HEAD").into_reply(),
@@ -348,6 +351,36 @@ fn admit(state: &State, source: &Source) -> Result<(), Rejection> {
 fn count_rejected(source: &str, reason: &'static str, n: u64) {
     metrics::counter!(telemetry::EVENTS_REJECTED, telemetry::LABEL_SOURCE => source.to_owned(), telemetry::LABEL_REASON => reason)
         .increment(n);
+}
+
+/// `GET /v1/projects/{writeKey}/settings`: what analytics.js loads from Segment's CDN,
+/// pointing the browser SDK back at this gateway (`apiHost` from the request's Host,
+/// `protocol` from whether TLS is on). Unknown, revoked or disabled keys get 401.
+fn settings(state: &State, req: &Request<Incoming>) -> Reply {
+    let Some(key) = route::settings_key(req.uri().path()) else {
+        return Rejection::NotFound.into_reply();
+    };
+    if let Err(rejection) = authenticate(&state.catalog.snapshot(), key, Utc::now()) {
+        return rejection.into_reply();
+    }
+    let host = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+        .unwrap_or("localhost");
+    let protocol = if state.config.server.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let body = serde_json::json!({
+        "integrations": {
+            "Segment.io": { "apiKey": key, "apiHost": format!("{host}/v1"), "protocol": protocol }
+        },
+        "plan": { "track": { "__default": { "enabled": true } } },
+    });
+    response::json(http::StatusCode::OK, body.to_string().into())
 }
 
 /// `/v1/m`: SDK telemetry. Read (bounded) and discarded; no write key needed.

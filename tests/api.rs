@@ -701,3 +701,32 @@ async fn a_slow_body_times_out_with_408() {
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(text.contains("request_timeout"));
 }
+
+#[tokio::test]
+async fn cdn_settings_point_the_browser_sdk_back_here() {
+    let server = TestServer::start();
+    let r = client()
+        .get(server.url("/v1/projects/web-key/settings"))
+        .header("origin", "https://shop.example")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://shop.example"
+    );
+    let body: Value = r.json().await.expect("json");
+    let segment = &body["integrations"]["Segment.io"];
+    assert_eq!(segment["apiKey"], "web-key");
+    assert_eq!(segment["apiHost"], format!("{}/v1", server.addr));
+    assert_eq!(segment["protocol"], "http");
+    for key in ["nope", "web-revoked", "off-key"] {
+        let r = client()
+            .get(server.url(&format!("/v1/projects/{key}/settings")))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), 401, "{key}");
+    }
+}

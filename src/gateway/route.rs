@@ -14,6 +14,8 @@ pub enum Route {
     },
     /// `/v1/m`: SDK client metrics, accepted and discarded.
     ClientMetrics,
+    /// `GET /v1/projects/{writeKey}/settings`: the CDN settings analytics.js loads.
+    Settings,
     /// `GET /health`: liveness.
     Health,
     /// `GET /ready`: readiness.
@@ -56,6 +58,7 @@ impl Route {
             "/v1/m" => Self::ClientMetrics,
             "/health" => Self::Health,
             "/ready" => Self::Ready,
+            _ if settings_key(path).is_some() => Self::Settings,
             _ => Self::NotFound,
         }
     }
@@ -65,11 +68,19 @@ impl Route {
         match self {
             Self::Ingest { name, .. } => name,
             Self::ClientMetrics => "/v1/m",
+            Self::Settings => "/v1/projects/settings",
             Self::Health => "/health",
             Self::Ready => "/ready",
             Self::NotFound => "other",
         }
     }
+}
+
+/// The write key of a `/v1/projects/{writeKey}/settings` path.
+pub fn settings_key(path: &str) -> Option<&str> {
+    path.strip_prefix("/v1/projects/")?
+        .strip_suffix("/settings")
+        .filter(|k| !k.is_empty() && !k.contains('/'))
 }
 
 #[cfg(test)]
@@ -88,5 +99,8 @@ mod tests {
         assert_eq!(Route::of("/v1/import/").name(), "/v1/import");
         assert_eq!(Route::of("/v1/trackx"), Route::NotFound);
         assert_eq!(Route::of("/"), Route::NotFound);
+        assert_eq!(Route::of("/v1/projects/wk/settings"), Route::Settings);
+        assert_eq!(settings_key("/v1/projects/wk/settings"), Some("wk"));
+        assert_eq!(Route::of("/v1/projects//settings"), Route::NotFound);
     }
 }

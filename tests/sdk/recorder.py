@@ -30,6 +30,17 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(b'{"success":true}')
 
+    def do_GET(self):
+        # CDN settings for analytics.js, pointing it back at this recorder.
+        key = self.path.split("/")[3] if self.path.startswith("/v1/projects/") else ""
+        body = json.dumps({"integrations": {"Segment.io": {
+            "apiKey": key, "apiHost": f"{self.headers.get('host')}/v1", "protocol": "http"}}}).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("access-control-allow-origin", "*")
+        self.end_headers()
+        self.wfile.write(body)
+
     def log_message(self, *args):
         pass
 

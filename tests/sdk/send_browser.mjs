@@ -20,17 +20,21 @@ dom.window.fetch = globalThis.fetch;
 const { AnalyticsBrowser } = await import('@segment/analytics-next');
 const strategy = process.argv[2] === 'batching' ? { strategy: 'batching', config: { size: 6, timeout: 500 } } : undefined;
 const userId = strategy ? 'browser-batch-user' : 'browser-user';
-const [analytics] = await AnalyticsBrowser.load(
-  {
-    writeKey,
-    cdnSettings: {
-      integrations: {
-        'Segment.io': { apiKey: writeKey, apiHost: `${url.host}/v1`, protocol: url.protocol.replace(':', ''), ...(strategy ? { deliveryStrategy: strategy } : {}) },
+// Standard delivery loads its settings from Sluice's CDN settings endpoint, as a page
+// pointing `cdnURL` at Sluice does; the batching run passes them inline.
+const [analytics] = strategy
+  ? await AnalyticsBrowser.load(
+      {
+        writeKey,
+        cdnSettings: {
+          integrations: {
+            'Segment.io': { apiKey: writeKey, apiHost: `${url.host}/v1`, protocol: url.protocol.replace(':', ''), deliveryStrategy: strategy },
+          },
+        },
       },
-    },
-  },
-  { integrations: { 'Segment.io': { apiHost: `${url.host}/v1`, protocol: url.protocol.replace(':', ''), ...(strategy ? { deliveryStrategy: strategy } : {}) } } },
-);
+      { integrations: { 'Segment.io': { apiHost: `${url.host}/v1`, protocol: url.protocol.replace(':', ''), deliveryStrategy: strategy } } },
+    )
+  : await AnalyticsBrowser.load({ writeKey, cdnURL: url.origin });
 const sent = [];
 sent.push(await analytics.identify(userId, f.traits));
 sent.push(await analytics.track(f.event, f.properties));
