@@ -208,12 +208,14 @@ async fn ingest(
                 return Err(Skip::Duplicate);
             }
             // 4b. The source's tracking plan: annotate, omit, or block (stored, not delivered).
+            let mut forwards = Vec::new();
             let verdict = source
                 .protocols
                 .as_ref()
-                .map(|sp| enforce(sp, source, &mut prepared, &mut forwarded));
+                .map(|sp| enforce(sp, source, &mut prepared, &mut forwards));
             let block = verdict.flatten();
             event::write(&prepared, block.as_deref(), &enrichment, buf).map_err(Skip::Invalid)?;
+            forwarded.extend(forwards);
             Ok((key, block.is_some()))
         });
         match outcome {
@@ -241,6 +243,7 @@ async fn ingest(
             .increment(duplicates);
     }
 
+    let stored = remembered.len() as u64;
     for (target, event) in forwarded {
         let _ = batch.record(|buf| {
             event::write_forwarded(&target, &event, buf);
@@ -250,15 +253,14 @@ async fn ingest(
 
     // 5. Durable before 200.
     if !batch.is_empty() {
-        let count = batch.len();
         if let Err(error) = state.log.append(batch).await {
             let reason = Rejection::Log(error).code();
-            count_rejected(&source_label, reason, count);
+            count_rejected(&source_label, reason, stored);
             return Err(Rejection::Log(error));
         }
         state.dedup.remember(remembered);
         metrics::counter!(telemetry::EVENTS_ACCEPTED, telemetry::LABEL_SOURCE => source_label)
-            .increment(count - blocked);
+            .increment(stored - blocked);
     }
     Ok(response::accepted(&rejected, blocked))
 }

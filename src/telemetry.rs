@@ -34,7 +34,7 @@ pub const HTTP_IN_FLIGHT: &str = "sluice_http_in_flight_requests";
 pub const HTTP_CONNECTIONS: &str = "sluice_http_open_connections";
 /// Counter: events received by source.
 pub const EVENTS_RECEIVED: &str = "sluice_events_received_total";
-/// Counter: events stored in the log by source.
+/// Counter: events stored for delivery, by source (tracking-plan blocks excluded).
 pub const EVENTS_ACCEPTED: &str = "sluice_events_accepted_total";
 /// Counter: events rejected by source and reason.
 pub const EVENTS_REJECTED: &str = "sluice_events_rejected_total";
@@ -158,7 +158,10 @@ fn describe() {
     describe_gauge!(HTTP_IN_FLIGHT, "Requests being processed.");
     describe_gauge!(HTTP_CONNECTIONS, "Open client connections.");
     describe_counter!(EVENTS_RECEIVED, "Events received, by source.");
-    describe_counter!(EVENTS_ACCEPTED, "Events durably stored, by source.");
+    describe_counter!(
+        EVENTS_ACCEPTED,
+        "Events durably stored for delivery, by source (tracking-plan blocks excluded)."
+    );
     describe_counter!(EVENTS_REJECTED, "Events rejected, by source and reason.");
     describe_counter!(
         EVENTS_DEDUPLICATED,
