@@ -1,4 +1,5 @@
-//! The immutable, versioned snapshot the data plane reads: write key → source.
+//! The immutable, versioned snapshot the data plane reads: write key → source,
+//! source → compiled tracking plan and enforcement, and the destinations.
 //!
 //! Invariants:
 //! - A [`Snapshot`] never changes after it is built; a new one replaces it atomically
