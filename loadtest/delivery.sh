@@ -8,8 +8,8 @@ cd "$(dirname "$0")/.."
 rate=${1:-20000}; seconds=${2:-10}; backlog=${3:-200000}
 cargo build --release --workspace --quiet
 work=target/loadtest/delivery; rm -rf "$work"; mkdir -p "$work"
-free() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-port=$(free); admin=$(free); hook=$(free)
+. scripts/lib.sh
+port=$(free_port); admin=$(free_port); hook=$(free_port)
 cat > "$work/catalog.toml" <<TOML
 [[sources]]
 id = "bench"
@@ -21,20 +21,10 @@ sources = ["bench"]
 retry = { initial_backoff_ms = 50, max_backoff_ms = 500 }
 settings = { url = "http://127.0.0.1:$hook/hook", batch_size = 100, batch_ms = 20 }
 TOML
-cat > "$work/sluice.toml" <<TOML
-[server]
-listen = "127.0.0.1:$port"
-admin_listen = "127.0.0.1:$admin"
-[catalog]
-path = "$work/catalog.toml"
-[log]
-dir = "$work/log"
-durability = "os"
-[delivery]
+write_sluice_config "$work" "$port" "$admin" '[delivery]
 allow_private_destinations = true
 [telemetry]
-log_filter = "warn"
-TOML
+log_filter = "warn"' 
 metric() { curl -s "127.0.0.1:$admin/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
 delivered() { metric 'sluice_delivery_delivered_total{destination="hook"}' | sed 's/^$/0/'; }
 lag_events() { metric 'sluice_delivery_lag_events{destination="hook"}' | sed 's/^$/0/'; }

@@ -9,22 +9,12 @@ cd "$(dirname "$0")/.."
 seconds=${1:-300}; shift || true
 cargo build --release --workspace --quiet
 work=target/loadtest/soak; rm -rf "$work"; mkdir -p "$work"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-admin=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+. scripts/lib.sh
+port=$(free_port); admin=$(free_port)
 printf '[[sources]]\nid = "soak"\nwrite_keys = [{ key = "soak-key" }]\n' > "$work/catalog.toml"
-cat > "$work/sluice.toml" <<TOML
-[server]
-listen = "127.0.0.1:$port"
-admin_listen = "127.0.0.1:$admin"
-[catalog]
-path = "$work/catalog.toml"
-[log]
-dir = "$work/log"
-durability = "os"
-max_bytes = 17179869184
+write_sluice_config "$work" "$port" "$admin" 'max_bytes = 17179869184
 [telemetry]
-log_filter = "warn"
-TOML
+log_filter = "warn"' 
 taskset -c 0 target/release/sluice --config "$work/sluice.toml" serve & pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$work/log"' EXIT
 sleep 1

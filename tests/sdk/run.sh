@@ -23,8 +23,8 @@ work=$(mktemp -d)
 pid=""
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-admin=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+. "$root/scripts/lib.sh"
+port=$(free_port); admin=$(free_port)
 
 if [ "$mode" = record ]; then
   rm -rf "$root/tests/data/sdk"
@@ -32,16 +32,7 @@ if [ "$mode" = record ]; then
 else
   [ -x "$bin" ] || (cd "$root" && cargo build --quiet)
   printf '[[sources]]\nid = "golden"\nwrite_keys = [{ key = "%s" }]\n' "$key" > "$work/catalog.toml"
-  cat > "$work/sluice.toml" <<TOML
-[server]
-listen = "127.0.0.1:$port"
-admin_listen = "127.0.0.1:$admin"
-[catalog]
-path = "$work/catalog.toml"
-[log]
-dir = "$work/log"
-durability = "os"
-TOML
+  write_sluice_config "$work" "$port" "$admin"
   RUST_LOG=warn "$bin" --config "$work/sluice.toml" serve & pid=$!
 fi
 for _ in $(seq 1 200); do

@@ -1,0 +1,23 @@
+# Shell helpers shared by the test and load scripts (source it; it runs nothing).
+
+# A TCP port on 127.0.0.1 that is free right now.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# Writes DIR/sluice.toml for a throw-away Sluice: listeners on 127.0.0.1 PORT and ADMIN,
+# catalog DIR/catalog.toml, log DIR/log with durability os; EXTRA (TOML) is appended.
+write_sluice_config() {
+  local dir=$1 port=$2 admin=$3 extra=${4:-}
+  cat > "$dir/sluice.toml" <<TOML
+[server]
+listen = "127.0.0.1:$port"
+admin_listen = "127.0.0.1:$admin"
+[catalog]
+path = "$dir/catalog.toml"
+[log]
+dir = "$dir/log"
+durability = "os"
+$extra
+TOML
+}
