@@ -103,6 +103,7 @@ pub fn run(o: &Options) -> anyhow::Result<String> {
         (Server::BaselineParse, RouteKind::Batch),
         (Server::SluiceOs, RouteKind::Batch),
         (Server::SluiceFsync, RouteKind::Batch),
+        (Server::SluiceWarn, RouteKind::Batch),
     ]
     .into_iter()
     .map(|(s, r)| {
