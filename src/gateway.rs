@@ -13,6 +13,7 @@ mod body;
 mod cors;
 mod dedup;
 mod listener;
+mod meters;
 mod rate;
 mod response;
 mod route;
@@ -42,6 +43,7 @@ pub use route::Route;
 pub use tls::{TlsError, acceptor as tls_acceptor};
 
 use dedup::{Dedup, DigestSet};
+use meters::Meters;
 use rate::Limiters;
 use response::RejectedItem;
 
@@ -57,6 +59,7 @@ pub struct State {
     limiters: Limiters,
     in_flight: Arc<Semaphore>,
     delivery: Option<Delivery>,
+    meters: Meters,
 }
 
 impl State {
@@ -69,6 +72,7 @@ impl State {
     ) -> Self {
         Self {
             delivery,
+            meters: Meters::default(),
             dedup: Dedup::new(&config.dedup),
             in_flight: Arc::new(Semaphore::new(config.server.max_in_flight)),
             limiters: Limiters::default(),
@@ -111,9 +115,9 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>, peer: SocketAddr)
             // The in-flight cap comes first so an overloaded instance spends nothing.
             match Arc::clone(&state.in_flight).try_acquire_owned() {
                 Ok(_permit) => {
-                    metrics::gauge!(telemetry::HTTP_IN_FLIGHT).increment(1.0);
+                    state.meters.in_flight.increment(1.0);
                     let result = ingest(&state, req, peer, shape).await;
-                    metrics::gauge!(telemetry::HTTP_IN_FLIGHT).decrement(1.0);
+                    state.meters.in_flight.decrement(1.0);
                     result.unwrap_or_else(Rejection::into_reply)
                 }
                 Err(_) => Rejection::Overloaded.into_reply(),
@@ -133,11 +137,11 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>, peer: SocketAddr)
     if let Some(headers) = origin_headers {
         cors::decorate(&headers, &mut reply);
     }
-    let status = reply.status().as_str().to_owned();
-    metrics::counter!(telemetry::HTTP_REQUESTS, telemetry::LABEL_ROUTE => route.name(), telemetry::LABEL_STATUS => status)
-        .increment(1);
-    metrics::histogram!(telemetry::HTTP_REQUEST_DURATION, telemetry::LABEL_ROUTE => route.name())
-        .record(started.elapsed().as_secs_f64());
+    state.meters.request(
+        route.name(),
+        reply.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
     reply
 }
 
@@ -169,7 +173,7 @@ async fn ingest(
     )
     .await
     .map_err(Rejection::Body)?;
-    metrics::counter!(telemetry::HTTP_BODY_BYTES).increment(body.wire_len as u64);
+    state.meters.body_bytes.increment(body.wire_len as u64);
     let mut bytes = body.bytes;
     let body_len = bytes.len();
     let envelope = event::decode(&mut bytes, shape, limits).map_err(Rejection::Decode)?;
@@ -182,8 +186,9 @@ async fn ingest(
         admit(state, source)?;
     }
     let source_label = source.id.clone();
-    metrics::counter!(telemetry::EVENTS_RECEIVED, telemetry::LABEL_SOURCE => source_label.clone())
-        .increment(envelope.items.len() as u64);
+    state
+        .meters
+        .events(&source.id, envelope.items.len() as u64, 0);
 
     // 4. Normalise each message; in a batch a bad item is listed, the rest go on.
     let enrichment = Enrichment::new(
@@ -259,8 +264,7 @@ async fn ingest(
             return Err(Rejection::Log(error));
         }
         state.dedup.remember(remembered);
-        metrics::counter!(telemetry::EVENTS_ACCEPTED, telemetry::LABEL_SOURCE => source_label)
-            .increment(stored - blocked);
+        state.meters.events(&source.id, 0, stored - blocked);
     }
     Ok(response::accepted(&rejected, blocked))
 }

@@ -190,6 +190,7 @@ pub struct Log {
     shared: Arc<Shared>,
     dir: PathBuf,
     writer: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
+    append_duration: metrics::Histogram,
 }
 
 impl Log {
@@ -218,6 +219,7 @@ impl Log {
             shared,
             dir,
             writer: Arc::new(Mutex::new(Some(task))),
+            append_duration: metrics::histogram!(telemetry::LOG_APPEND_DURATION),
         })
     }
 
@@ -230,7 +232,7 @@ impl Log {
             .await
             .map_err(|_| AppendError::Closed)?;
         let result = done.await.map_err(|_| AppendError::Closed)?;
-        metrics::histogram!(telemetry::LOG_APPEND_DURATION).record(started.elapsed().as_secs_f64());
+        self.append_duration.record(started.elapsed().as_secs_f64());
         result
     }
 
