@@ -216,8 +216,8 @@ pub struct Plan {
     pub name: String,
     /// Plan version.
     pub version: u32,
-    /// Rules by call kind, then key; each list sorted by version ascending.
-    rules: HashMap<RuleKind, HashMap<String, Vec<Rule>>>,
+    /// Rules by call kind (see [`slot`]), then key; each list sorted by version ascending.
+    rules: [HashMap<String, Vec<Rule>>; 7],
     /// Planned track event names (for bounded metric labels).
     events: BTreeSet<String>,
 }
@@ -225,7 +225,7 @@ pub struct Plan {
 impl Plan {
     /// Compiles every rule.
     pub fn compile(doc: &PlanDoc) -> Result<Self, PlanError> {
-        let mut rules: HashMap<RuleKind, HashMap<String, Vec<Rule>>> = HashMap::new();
+        let mut rules: [HashMap<String, Vec<Rule>>; 7] = Default::default();
         let mut events = BTreeSet::new();
         for r in &doc.rules {
             let kind = rule_kind(r)?;
@@ -251,9 +251,7 @@ impl Plan {
                 .pointer(&format!("/properties/{field}/properties"))
                 .and_then(serde_json::Value::as_object)
                 .map(|o| o.keys().cloned().collect());
-            rules
-                .entry(kind)
-                .or_default()
+            rules[slot(kind)]
                 .entry(key.clone())
                 .or_default()
                 .push(Rule {
@@ -264,7 +262,7 @@ impl Plan {
                     planned,
                 });
         }
-        for list in rules.values_mut().flat_map(HashMap::values_mut) {
+        for list in rules.iter_mut().flat_map(HashMap::values_mut) {
             list.sort_by_key(|r| r.version);
         }
         Ok(Self {
@@ -278,7 +276,7 @@ impl Plan {
 
     /// The rule for an event: `version` if the plan has it, else the oldest.
     fn rule(&self, kind: RuleKind, key: &str, version: Option<u64>) -> Option<&Rule> {
-        let list = self.rules.get(&kind)?.get(key)?;
+        let list = self.rules[slot(kind)].get(key)?;
         version
             .and_then(|v| list.iter().find(|r| u64::from(r.version) == v))
             .or_else(|| list.first())
@@ -329,6 +327,19 @@ fn scope(schema: &serde_json::Value) -> Option<Vec<String>> {
         }
     }
     Some(keys)
+}
+
+/// Index of a rule kind in `Plan::rules`.
+fn slot(kind: RuleKind) -> usize {
+    match kind {
+        RuleKind::Call(Kind::Identify) => 0,
+        RuleKind::Call(Kind::Track) => 1,
+        RuleKind::Call(Kind::Page) => 2,
+        RuleKind::Call(Kind::Screen) => 3,
+        RuleKind::Call(Kind::Group) => 4,
+        RuleKind::Call(Kind::Alias) => 5,
+        RuleKind::Common => 6,
+    }
 }
 
 fn rule_kind(r: &RuleDoc) -> Result<RuleKind, PlanError> {

@@ -15,6 +15,8 @@ pub struct Meters {
     pub in_flight: Gauge,
     /// Body bytes as received.
     pub body_bytes: Counter,
+    /// Time to review one event against its tracking plan.
+    pub validation: Histogram,
     requests: DashMap<(&'static str, u16), Counter>,
     durations: DashMap<&'static str, Histogram>,
     sources: DashMap<String, (Counter, Counter)>,
@@ -25,6 +27,7 @@ impl Default for Meters {
         Self {
             in_flight: metrics::gauge!(telemetry::HTTP_IN_FLIGHT),
             body_bytes: metrics::counter!(telemetry::HTTP_BODY_BYTES),
+            validation: metrics::histogram!(telemetry::PROTOCOLS_VALIDATION_DURATION),
             requests: DashMap::new(),
             durations: DashMap::new(),
             sources: DashMap::new(),
