@@ -185,7 +185,6 @@ async fn ingest(
     if header_key.is_none() {
         admit(state, source)?;
     }
-    let source_label = source.id.clone();
     state
         .meters
         .events(&source.id, envelope.items.len() as u64, 0);
@@ -232,11 +231,11 @@ async fn ingest(
             }
             Err(Skip::Duplicate) => duplicates += 1,
             Err(Skip::Invalid(problem)) if envelope.kind.is_some() => {
-                count_rejected(&source_label, problem.code(), 1);
+                count_rejected(&source.id, problem.code(), 1);
                 return Err(Rejection::Message(problem));
             }
             Err(Skip::Invalid(problem)) => {
-                count_rejected(&source_label, problem.code(), 1);
+                count_rejected(&source.id, problem.code(), 1);
                 rejected.push(RejectedItem {
                     index,
                     code: problem.code(),
@@ -246,7 +245,7 @@ async fn ingest(
         }
     }
     if duplicates > 0 {
-        metrics::counter!(telemetry::EVENTS_DEDUPLICATED, telemetry::LABEL_SOURCE => source_label.clone())
+        metrics::counter!(telemetry::EVENTS_DEDUPLICATED, telemetry::LABEL_SOURCE => source.id.clone())
             .increment(duplicates);
     }
 
@@ -262,7 +261,7 @@ async fn ingest(
     if !batch.is_empty() {
         if let Err(error) = state.log.append(batch).await {
             let reason = Rejection::Log(error).code();
-            count_rejected(&source_label, reason, stored);
+            count_rejected(&source.id, reason, stored);
             return Err(Rejection::Log(error));
         }
         state.dedup.remember(remembered);

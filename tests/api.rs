@@ -25,6 +25,20 @@ async fn post(
     (status, body)
 }
 
+/// POSTs `body` to `path` with extra headers (no auth unless given).
+async fn post_with(
+    server: &TestServer,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<reqwest::Body>,
+) -> reqwest::Response {
+    let mut req = client().post(server.url(path)).body(body);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    req.send().await.expect("send")
+}
+
 fn body(v: Value) -> Vec<u8> {
     serde_json::to_vec(&v).expect("json")
 }
@@ -279,23 +293,16 @@ async fn malformed_bodies_get_clear_4xx_errors() {
     assert!(server.stored().is_empty());
 
     let c = client();
-    let r = c
-        .post(server.url("/v1/track"))
-        .header("authorization", basic("web-key"))
-        .header("content-encoding", "br")
-        .body("x")
-        .send()
-        .await
-        .expect("send");
+    let auth = basic("web-key");
+    let encoded = |encoding| {
+        [
+            ("authorization", auth.as_str()),
+            ("content-encoding", encoding),
+        ]
+    };
+    let r = post_with(&server, "/v1/track", &encoded("br"), "x").await;
     assert_eq!(r.status(), 415);
-    let r = c
-        .post(server.url("/v1/track"))
-        .header("authorization", basic("web-key"))
-        .header("content-encoding", "gzip")
-        .body("not gzip")
-        .send()
-        .await
-        .expect("send");
+    let r = post_with(&server, "/v1/track", &encoded("gzip"), "not gzip").await;
     assert_eq!(r.status(), 400);
     assert_eq!(
         r.json::<Value>().await.expect("json")["code"],
@@ -303,14 +310,7 @@ async fn malformed_bodies_get_clear_4xx_errors() {
     );
     // A gzip bomb: tiny on the wire, over the limit once inflated.
     let bomb = gzip(&vec![b' '; 5_000_000]);
-    let r = c
-        .post(server.url("/v1/batch"))
-        .header("authorization", basic("web-key"))
-        .header("content-encoding", "gzip")
-        .body(bomb)
-        .send()
-        .await
-        .expect("send");
+    let r = post_with(&server, "/v1/batch", &encoded("gzip"), bomb).await;
     assert_eq!(r.status(), 413);
 
     let r = c.get(server.url("/v1/track")).send().await.expect("send");
@@ -379,37 +379,24 @@ async fn a_batch_keeps_its_valid_items_and_lists_the_rest() {
 #[tokio::test]
 async fn gzip_by_header_or_by_magic_bytes() {
     let server = TestServer::start();
-    let c = client();
     let batch = body(
         json!({"writeKey":"web-key","batch":[{"type":"track","userId":"u","event":"Zipped"}]}),
     );
-    let r = c
-        .post(server.url("/v1/batch"))
-        .header("content-encoding", "gzip")
-        .body(gzip(&batch))
-        .send()
-        .await
-        .expect("send");
+    let r = post_with(
+        &server,
+        "/v1/batch",
+        &[("content-encoding", "gzip")],
+        gzip(&batch),
+    )
+    .await;
     assert_eq!(r.status(), 200);
     // RudderStack's node SDK labels gzip'd JSON as form data: found by its magic bytes.
-    let r = c
-        .post(server.url("/v1/batch"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(gzip(&batch))
-        .send()
-        .await
-        .expect("send");
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let r = post_with(&server, "/v1/batch", &form, gzip(&batch)).await;
     assert_eq!(r.status(), 200);
     // Browsers send text/plain.
-    let r = c
-        .post(server.url("/v1/t"))
-        .header("content-type", "text/plain")
-        .body(body(
-            json!({"writeKey":"web-key","userId":"u","event":"Plain"}),
-        ))
-        .send()
-        .await
-        .expect("send");
+    let plain = body(json!({"writeKey":"web-key","userId":"u","event":"Plain"}));
+    let r = post_with(&server, "/v1/t", &[("content-type", "text/plain")], plain).await;
     assert_eq!(r.status(), 200);
     let events: Vec<String> = server
         .stored()
