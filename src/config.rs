@@ -17,6 +17,11 @@ use serde::Deserialize;
 /// Prefix of the environment variables that override config keys.
 pub const ENV_PREFIX: &str = "SLUICE__";
 
+/// Room a stored record needs beyond `limits.max_message_bytes`: Sluice's stamps, the
+/// source id and a tracking-plan block annotation. Records are refused past the log's
+/// limit anyway (`event::normalize::write`); this keeps the limit out of reach.
+pub const RECORD_HEADROOM: usize = 64 << 10;
+
 /// The whole configuration of one Sluice process.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -321,6 +326,14 @@ impl Config {
                 "server.tls_cert and server.tls_key must be set together",
             ));
         }
+        // A stored record is the message plus what Sluice adds (stamps, the source id,
+        // a tracking-plan block annotation); the log cannot store a record past its
+        // limit, and would take it for a torn tail at the next start.
+        if l.max_message_bytes + RECORD_HEADROOM > crate::log::segment::MAX_RECORD as usize {
+            return Err(Error::Invalid(
+                "limits.max_message_bytes must be at most 16 MiB minus 64 KiB (the event log's record limit)",
+            ));
+        }
         if self.log.segment_bytes < 4096 || self.log.queue_depth == 0 {
             return Err(Error::Invalid(
                 "log.segment_bytes must be at least 4096 and log.queue_depth at least 1",
@@ -398,6 +411,20 @@ mod tests {
             Config::from_toml("[server]\ntls_cert = \"a.pem\"\n", Vec::new()).is_err(),
             "cert without key"
         );
+    }
+
+    #[test]
+    fn message_limits_the_log_cannot_store_are_refused() {
+        let limits = |message: usize| {
+            format!(
+                "[limits]\nmax_request_bytes = {}\nmax_message_bytes = {message}\n",
+                64 << 20
+            )
+        };
+        let too_big = crate::log::segment::MAX_RECORD as usize;
+        assert!(Config::from_toml(&limits(too_big), Vec::new()).is_err());
+        let largest = too_big - RECORD_HEADROOM;
+        assert!(Config::from_toml(&limits(largest), Vec::new()).is_ok());
     }
 
     #[test]

@@ -127,7 +127,8 @@ impl Delivery {
         // Destinations in the catalog at start-up get their cursors now, before the
         // gateway accepts a request, so none of those requests can slip past them.
         for d in store.snapshot().destinations() {
-            start_cursor(&log, &d.id);
+            // An unusable cursor is reported (and held at the start) by the worker.
+            let _ = start_cursor(&log, &d.id);
         }
         let task = tokio::spawn(delivery.clone().supervise(log, store, network, shutdown));
         (delivery, task)
@@ -174,7 +175,7 @@ impl Delivery {
                 match sink::build(d, network) {
                     Ok(sink) => {
                         failed.remove(&d.id);
-                        start_cursor(&log, &d.id);
+                        let _ = start_cursor(&log, &d.id);
                         self.sinks.insert(d.id.clone(), Arc::clone(&sink));
                         let stop = shutdown.child_token();
                         let worker = worker::Worker {
@@ -218,8 +219,13 @@ impl Delivery {
     }
 
     /// Dead letters per destination.
-    pub fn dead_letters(&self) -> std::io::Result<Vec<(String, usize)>> {
-        dead_letter::list(&self.dead_letter_dir)
+    pub fn dead_letters(&self) -> std::io::Result<Vec<dead_letter::Summary>> {
+        let list = dead_letter::list(&self.dead_letter_dir)?;
+        for s in &list {
+            metrics::gauge!(telemetry::DELIVERY_DEAD_LETTERS_UNREADABLE, LABEL_DESTINATION => s.destination.clone())
+                .set(s.unreadable as f64);
+        }
+        Ok(list)
     }
 
     /// Sends a destination's dead letters again; those that fail again stay.
@@ -236,25 +242,84 @@ impl Delivery {
             destination = id,
             delivered = result.delivered,
             failed = result.failed,
+            unreadable = result.unreadable,
             "dead letters replayed"
         );
+        if result.unreadable > 0 {
+            tracing::error!(destination = id, unreadable = result.unreadable, file = %dead_letter::path(&self.dead_letter_dir, id).display(), "dead-letter lines cannot be read; they are kept in the file for an operator");
+        }
         Ok(result)
     }
 }
 
-/// The cursor of a destination: the saved one, or (new destination) the log's current
-/// end, saved at once. Also places the destination's hold on the log.
-pub fn start_cursor(log: &Log, id: &str) -> u64 {
+/// The holds to place on the log before it opens (and so before retention first
+/// runs): every destination of the catalog at its saved cursor, or, when its cursor
+/// cannot be read, at the very start (nothing of its backlog may go). A destination
+/// with no saved cursor is new and holds nothing yet.
+pub fn saved_holds(log_dir: &Path, snapshot: &catalog::Snapshot) -> Vec<(String, u64)> {
+    let dir = cursor_dir(log_dir);
+    snapshot
+        .destinations()
+        .iter()
+        .filter_map(|d| match cursor::load(&dir, &d.id) {
+            Ok(Some(offset)) => Some((d.id.clone(), offset)),
+            Ok(None) => None,
+            Err(_) => Some((d.id.clone(), 0)),
+        })
+        .collect()
+}
+
+/// The cursor of a destination, with its hold placed on the log: the saved one
+/// (clamped, with an ERROR, when it is beyond the log's end), or for a new
+/// destination the log's current end, saved at once.
+///
+/// A cursor file that cannot be read is an error: the destination then holds the
+/// whole log (nothing of its backlog is deleted) and does not deliver until an
+/// operator repairs or removes the file.
+pub fn start_cursor(log: &Log, id: &str) -> Result<u64, cursor::CursorError> {
     let dir = cursor_dir(log.dir());
-    let offset = cursor::load(&dir, id).unwrap_or_else(|| {
-        let now = log.next_offset();
-        if let Err(error) = cursor::save(&dir, id, now) {
-            tracing::warn!(destination = id, %error, "cannot save the delivery cursor");
+    let end = log.next_offset();
+    let offset = match cursor::load(&dir, id) {
+        Ok(Some(offset)) if offset > end => {
+            tracing::error!(
+                destination = id,
+                cursor = offset,
+                log_end = end,
+                "delivery cursor is beyond the end of the event log (the log lost its tail); delivering from the end"
+            );
+            cursor_error(id, "ahead");
+            save_cursor(&dir, id, end);
+            end
         }
-        now
-    });
+        Ok(Some(offset)) => offset,
+        Ok(None) => {
+            save_cursor(&dir, id, end);
+            end
+        }
+        Err(error) => {
+            log.hold(id, 0);
+            cursor_error(
+                id,
+                match error {
+                    cursor::CursorError::Unreadable { .. } => "unreadable",
+                    cursor::CursorError::Corrupt { .. } => "corrupt",
+                },
+            );
+            return Err(error);
+        }
+    };
     log.hold(id, offset);
-    offset
+    Ok(offset)
+}
+
+fn cursor_error(id: &str, reason: &'static str) {
+    metrics::counter!(telemetry::DELIVERY_CURSOR_ERRORS, LABEL_DESTINATION => id.to_owned(), telemetry::LABEL_REASON => reason).increment(1);
+}
+
+fn save_cursor(dir: &Path, id: &str, offset: u64) {
+    if let Err(error) = cursor::save(dir, id, offset) {
+        tracing::warn!(destination = id, %error, "cannot save the delivery cursor");
+    }
 }
 
 /// Whether two versions of a destination can keep the same worker (only routing

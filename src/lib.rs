@@ -8,6 +8,7 @@
 //! - [`protocols`]: tracking plans, validation and enforcement at the edge.
 //! - [`log`]: the durable event log (group commit, segments, recovery, retention).
 //! - [`delivery`]: forwarding stored events to connected destinations, at least once.
+//! - [`disk`]: atomic, durable file replacement and the fault-injection seam.
 //! - [`telemetry`]: metric names and registration, tracing setup.
 //!
 //! [`serve`] runs everything in one process; `src/main.rs` only wires the command line to it.
@@ -15,6 +16,7 @@
 pub mod catalog;
 pub mod config;
 pub mod delivery;
+pub mod disk;
 pub mod event;
 pub mod gateway;
 pub mod log;
@@ -69,20 +71,26 @@ pub async fn serve(
         (Some(cert), Some(key)) => Some(gateway::tls_acceptor(cert, key)?),
         _ => None,
     };
-    let event_log = log::Log::open(&config.log)?;
-
+    // The catalog first: every destination's saved cursor must hold its place in the
+    // log before the log's start-up retention runs.
+    std::fs::create_dir_all(&config.log.dir).map_err(|source| log::OpenError::Io {
+        path: config.log.dir.clone(),
+        source,
+    })?;
     let lkg = config.log.dir.join(LAST_KNOWN_GOOD);
     let mut source = catalog::FileSource::new(
         &config.catalog.path,
         Duration::from_millis(config.catalog.poll_interval_ms),
     );
-    let (store, doc) = match catalog::open_store(&mut source, &lkg).await {
-        Ok(opened) => opened,
-        Err(error) => {
-            event_log.close(Duration::from_secs(5)).await;
-            return Err(error.into());
-        }
-    };
+    let (store, doc) = catalog::open_store(&mut source, &lkg).await?;
+    let holds = delivery::saved_holds(&config.log.dir, &store.snapshot());
+    let event_log = log::Log::open_with(
+        &config.log,
+        log::Opening {
+            holds,
+            ..log::Opening::default()
+        },
+    )?;
     let background = CancellationToken::new();
     let reloader = catalog::spawn_reloader(source, store.clone(), doc, lkg, background.clone());
     let upkeep = tokio::spawn({

@@ -18,13 +18,26 @@
 //! checksum-failing record and everything after it (a torn tail: a write cut short by
 //! a crash) is truncated away and counted in `sluice_log_torn_tail_*`. Such records
 //! were never acknowledged, since acknowledgement follows the write. Older segments
-//! were complete when closed and are checked by readers record by record.
+//! were complete when closed and are checked by readers record by record; a segment
+//! shorter than its header (a roll cut short by a full disk) holds no record and is
+//! removed.
+//!
+//! # Failures while running
+//! See the writer module: after a failed write, sync or roll the log refuses appends
+//! ([`AppendError::Io`], 503) until it has repaired itself from disk; offsets are never
+//! handed out twice, so the offsets of records that were refused may be missing (a
+//! gap readers step over). Readers stop at the **durable watermark**
+//! ([`Log::next_offset`]): they never see a record that is not yet acknowledged.
 //!
 //! # Bounds and retention
 //! The log never grows past `max_bytes`: an append that would cross it fails with
 //! [`AppendError::Full`] (the gateway answers 503 + `Retry-After`). Closed segments
-//! older than `retention_hours` are deleted when a segment closes or the log opens,
-//! but never while a reader's hold ([`Log::hold`]) still needs them.
+//! older than `retention_hours` are deleted (checked at every roll and once a second),
+//! and, while the log is above [`HIGH_WATER`] of `max_bytes`, closed segments are
+//! deleted oldest first whatever their age, so ingestion resumes by itself as soon as
+//! readers let go. A segment a reader's hold ([`Log::hold`]) still needs is never
+//! deleted; holds passed to [`Log::open_with`] are in place before retention first
+//! runs.
 
 mod reader;
 pub mod segment;
@@ -40,6 +53,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config;
+use crate::disk::Faults;
 use crate::telemetry;
 
 pub use reader::{ReadError, Reader, Stats, stats};
@@ -84,6 +98,9 @@ pub enum OpenError {
 struct Shared {
     total_bytes: AtomicU64,
     segments: AtomicU64,
+    /// Base of the oldest segment: records below it are gone.
+    oldest_offset: AtomicU64,
+    /// The durable watermark.
     next_offset: AtomicU64,
     healthy: AtomicBool,
     max_bytes: u64,
@@ -193,10 +210,26 @@ pub struct Log {
     append_duration: metrics::Histogram,
 }
 
+/// What [`Log::open_with`] starts with besides the configuration.
+#[derive(Debug, Default)]
+pub struct Opening {
+    /// Readers' holds to place before retention first runs (every saved delivery
+    /// cursor), as `(reader, offset)`.
+    pub holds: Vec<(String, u64)>,
+    /// Fault injection for tests; the default injects nothing.
+    pub faults: Faults,
+}
+
 impl Log {
-    /// Opens (creating if needed) the log in `config.dir`, recovers its tail and
-    /// starts the writer task. Must be called inside a Tokio runtime.
+    /// Opens the log with no holds (see [`Log::open_with`]).
     pub fn open(config: &config::Log) -> Result<Self, OpenError> {
+        Self::open_with(config, Opening::default())
+    }
+
+    /// Opens (creating if needed) the log in `config.dir`, places `opening.holds`,
+    /// recovers its tail, applies retention and starts the writer task. Must be called
+    /// inside a Tokio runtime.
+    pub fn open_with(config: &config::Log, opening: Opening) -> Result<Self, OpenError> {
         let dir = config.dir.clone();
         std::fs::create_dir_all(&dir).map_err(|source| OpenError::Io {
             path: dir.clone(),
@@ -205,13 +238,14 @@ impl Log {
         let shared = Arc::new(Shared {
             total_bytes: AtomicU64::new(0),
             segments: AtomicU64::new(0),
+            oldest_offset: AtomicU64::new(0),
             next_offset: AtomicU64::new(0),
             healthy: AtomicBool::new(true),
             max_bytes: config.max_bytes,
-            holds: Mutex::new(HashMap::new()),
+            holds: Mutex::new(opening.holds.into_iter().collect()),
             appended: tokio::sync::watch::Sender::new(0),
         });
-        let writer = writer::Writer::recover(config, Arc::clone(&shared))?;
+        let writer = writer::Writer::recover(config, Arc::clone(&shared), opening.faults)?;
         let (tx, rx) = mpsc::channel(config.queue_depth);
         let task = tokio::spawn(writer.run(rx));
         Ok(Self {
@@ -261,9 +295,15 @@ impl Log {
         self.shared.appended.subscribe()
     }
 
-    /// Offset the next record will get.
+    /// The durable watermark: every record below it is acknowledged (or was never
+    /// stored), none at or above it is visible yet. Readers stop here.
     pub fn next_offset(&self) -> u64 {
         self.shared.next_offset.load(Ordering::Acquire)
+    }
+
+    /// Offset of the oldest record the log still has (the oldest segment's base).
+    pub fn oldest_offset(&self) -> u64 {
+        self.shared.oldest_offset.load(Ordering::Relaxed)
     }
 
     /// Bytes on disk.

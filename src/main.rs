@@ -227,19 +227,26 @@ fn dlq(config: &Config, command: DlqCommand) -> anyhow::Result<()> {
             if list.is_empty() {
                 println!("no dead letters in {}", dir.display());
             }
-            for (id, count) in list {
-                println!("{id}\t{count}");
+            for s in list {
+                if s.unreadable > 0 {
+                    println!(
+                        "{}\t{}\t({} unreadable lines kept in the file)",
+                        s.destination, s.entries, s.unreadable
+                    );
+                } else {
+                    println!("{}\t{}", s.destination, s.entries);
+                }
             }
         }
         DlqCommand::List {
             destination: Some(id),
         } => {
-            let (entries, bad) = sluice::delivery::dead_letter::read(&dir, &id)?;
-            for e in entries {
+            let contents = sluice::delivery::dead_letter::read(&dir, &id)?;
+            for e in contents.entries {
                 println!("{}", serde_json::to_string(&e)?);
             }
-            if bad > 0 {
-                eprintln!("{bad} unreadable lines skipped");
+            for line in &contents.unreadable {
+                eprintln!("unreadable (kept in the file): {line}");
             }
         }
         DlqCommand::Replay { destination } => {

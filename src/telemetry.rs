@@ -90,6 +90,14 @@ pub const DELIVERY_LAG_EVENTS: &str = "sluice_delivery_lag_events";
 pub const DELIVERY_LAG_SECONDS: &str = "sluice_delivery_lag_seconds";
 /// Gauge: circuit state by destination (0 closed, 1 open, 2 half-open).
 pub const DELIVERY_CIRCUIT: &str = "sluice_delivery_circuit_state";
+/// Counter: events a destination never got because retention deleted them before it
+/// read them (its cursor was below the oldest segment), by destination.
+pub const DELIVERY_GAP: &str = "sluice_delivery_gap_events_total";
+/// Counter: saved cursors that could not be used (unreadable, corrupt, or ahead of the
+/// log), by destination and reason.
+pub const DELIVERY_CURSOR_ERRORS: &str = "sluice_delivery_cursor_errors_total";
+/// Gauge: dead-letter entries that cannot be read (kept, never replayed), by destination.
+pub const DELIVERY_DEAD_LETTERS_UNREADABLE: &str = "sluice_delivery_dead_letters_unreadable";
 /// Label: a violation type (`Required`, `Invalid Type`…).
 pub const LABEL_TYPE: &str = "type";
 /// Label: a planned event name, the call type, or `unplanned`.
@@ -206,6 +214,18 @@ fn describe() {
     describe_counter!(LOG_TORN_TAILS, "Torn tails truncated at start-up.");
     describe_counter!(LOG_TORN_BYTES, Unit::Bytes, "Bytes cut off torn tails.");
     describe_counter!(LOG_SEGMENTS_DELETED, "Segments removed by retention.");
+    describe_counter!(
+        DELIVERY_GAP,
+        "Events a destination never read because retention deleted them first, by destination."
+    );
+    describe_counter!(
+        DELIVERY_CURSOR_ERRORS,
+        "Saved delivery cursors that could not be used (unreadable, corrupt, ahead of the log), by destination and reason."
+    );
+    describe_gauge!(
+        DELIVERY_DEAD_LETTERS_UNREADABLE,
+        "Dead-letter entries that cannot be read (kept, never replayed or deleted), by destination."
+    );
     describe_counter!(
         PROTOCOLS_VIOLATIONS,
         "Tracking-plan violations by source, violation type and planned event."

@@ -160,15 +160,14 @@ async fn save_last_known_good(path: &Path, doc: &Document) {
     }
 }
 
+/// The copy holds destination settings (credentials among them): owner-only.
 fn write_atomically(path: &Path, doc: &Document) -> std::io::Result<()> {
-    use std::io::Write as _;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&tmp)?;
-    serde_json::to_writer_pretty(&mut file, doc)?;
-    file.write_all(b"\n")?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)
+    let mut text = serde_json::to_vec_pretty(doc)?;
+    text.push(b'\n');
+    crate::disk::replace(
+        path,
+        &text,
+        crate::disk::Access::Private,
+        &crate::disk::Faults::default(),
+    )
 }

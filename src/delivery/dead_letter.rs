@@ -2,14 +2,21 @@
 //! Each line: `{"failedAt","error","reason","attempts","offset","sourceId","event"}`.
 //! Replay sends the stored events again through the destination and keeps only those
 //! that fail again.
+//!
+//! Invariants: an append writes its entries whole or not at all (a write cut short by
+//! a full disk is cut off again; if even that fails, the next append starts on a new
+//! line so the fragment stays a line of its own). A line that cannot be read is never
+//! dropped: it is counted, reported, and kept verbatim by replay for an operator.
 
 use std::io::{BufRead as _, Write as _};
+use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::sink::{Outgoing, Sink};
+use crate::disk::{self, Access, Faults};
 
 /// One dead-lettered event.
 #[derive(Debug, Serialize, Deserialize)]
@@ -37,8 +44,14 @@ pub fn path(dir: &Path, destination: &str) -> PathBuf {
     dir.join(format!("{destination}.ndjson"))
 }
 
-/// Appends entries (and syncs: a dead letter is the only copy once the cursor moves on).
-pub fn append(dir: &Path, destination: &str, entries: &[Entry]) -> std::io::Result<()> {
+/// Appends entries (and syncs: a dead letter is the only copy once the cursor moves
+/// on). On failure nothing of these entries stays in the file.
+pub fn append(
+    dir: &Path,
+    destination: &str,
+    entries: &[Entry],
+    faults: &Faults,
+) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let mut text = Vec::new();
     for e in entries {
@@ -48,49 +61,90 @@ pub fn append(dir: &Path, destination: &str, entries: &[Entry]) -> std::io::Resu
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .read(true)
+        .mode(0o600)
         .open(path(dir, destination))?;
-    file.write_all(&text)?;
-    file.sync_data()
+    let start = file.metadata()?.len();
+    let mut last = [0u8; 1];
+    if start > 0 && file.read_at(&mut last, start - 1)? == 1 && last[0] != b'\n' {
+        // A fragment an earlier failure could not cut off: keep it on a line of its own.
+        text.insert(0, b'\n');
+    }
+    let written = faults
+        .write_all(&mut file, &text)
+        .and_then(|()| file.flush())
+        .and_then(|()| faults.check(disk::Op::Sync))
+        .and_then(|()| file.sync_data());
+    if let Err(error) = written {
+        let _ = file.set_len(start).and_then(|()| file.sync_data());
+        return Err(error);
+    }
+    Ok(())
 }
 
-/// Every entry of a destination (unreadable lines are skipped and counted).
-pub fn read(dir: &Path, destination: &str) -> std::io::Result<(Vec<Entry>, usize)> {
+/// What a destination's file holds.
+#[derive(Debug, Default)]
+pub struct Contents {
+    /// The readable entries, in order.
+    pub entries: Vec<Entry>,
+    /// Lines that cannot be read, verbatim (kept for an operator, never replayed).
+    pub unreadable: Vec<String>,
+}
+
+/// Every entry of a destination.
+pub fn read(dir: &Path, destination: &str) -> std::io::Result<Contents> {
     let file = match std::fs::File::open(path(dir, destination)) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Contents::default()),
         Err(e) => return Err(e),
     };
-    let mut entries = Vec::new();
-    let mut bad = 0;
-    for line in std::io::BufReader::new(file).lines() {
+    let mut contents = Contents::default();
+    for line in std::io::BufReader::new(file).split(b'\n') {
         let line = line?;
-        if line.trim().is_empty() {
+        if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        match serde_json::from_str(&line) {
-            Ok(e) => entries.push(e),
-            Err(_) => bad += 1,
+        match serde_json::from_slice(&line) {
+            Ok(e) => contents.entries.push(e),
+            Err(_) => contents
+                .unreadable
+                .push(String::from_utf8_lossy(&line).into_owned()),
         }
     }
-    Ok((entries, bad))
+    Ok(contents)
 }
 
-/// Destinations that have a dead-letter file, with their entry counts.
-pub fn list(dir: &Path) -> std::io::Result<Vec<(String, usize)>> {
+/// A destination's dead-letter counts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    /// The destination.
+    pub destination: String,
+    /// Readable entries.
+    pub entries: usize,
+    /// Unreadable lines (kept, reported).
+    pub unreadable: usize,
+}
+
+/// Destinations that have a dead-letter file, with their counts.
+pub fn list(dir: &Path) -> std::io::Result<Vec<Summary>> {
     let mut out = Vec::new();
-    let entries = match std::fs::read_dir(dir) {
+    let files = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
         Err(e) => return Err(e),
     };
-    for entry in entries {
-        let name = entry?.file_name();
+    for file in files {
+        let name = file?.file_name();
         if let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".ndjson")) {
-            let (entries, bad) = read(dir, id)?;
-            out.push((id.to_owned(), entries.len() + bad));
+            let contents = read(dir, id)?;
+            out.push(Summary {
+                destination: id.to_owned(),
+                entries: contents.entries.len(),
+                unreadable: contents.unreadable.len(),
+            });
         }
     }
-    out.sort();
+    out.sort_by(|a, b| a.destination.cmp(&b.destination));
     Ok(out)
 }
 
@@ -101,14 +155,20 @@ pub struct Replayed {
     pub delivered: usize,
     /// Events that failed again and stay.
     pub failed: usize,
+    /// Unreadable lines, kept as they were.
+    pub unreadable: usize,
 }
 
-/// Sends every dead letter of `destination` through `sink` once; keeps the failures.
+/// Sends every dead letter of `destination` through `sink` once; keeps the failures
+/// and every unreadable line.
 pub async fn replay(dir: &Path, destination: &str, sink: &dyn Sink) -> std::io::Result<Replayed> {
-    let (entries, _) = read(dir, destination)?;
+    let contents = read(dir, destination)?;
     let mut kept = Vec::new();
-    let mut result = Replayed::default();
-    for entry in entries {
+    let mut result = Replayed {
+        unreadable: contents.unreadable.len(),
+        ..Replayed::default()
+    };
+    for entry in contents.entries {
         let outgoing = Outgoing {
             offset: entry.offset,
             source_id: entry.source_id.clone(),
@@ -129,17 +189,98 @@ pub async fn replay(dir: &Path, destination: &str, sink: &dyn Sink) -> std::io::
             }
         }
     }
-    // Rewrite: the kept entries replace the file (temp + rename).
-    let target = path(dir, destination);
-    let tmp = target.with_extension("ndjson.tmp");
-    {
-        let mut file = std::fs::File::create(&tmp)?;
-        for e in &kept {
-            serde_json::to_writer(&mut file, e)?;
-            file.write_all(b"\n")?;
-        }
-        file.sync_all()?;
+    // Rewrite: the kept entries, then the unreadable lines as they were, replace the file.
+    let mut text = Vec::new();
+    for e in &kept {
+        serde_json::to_writer(&mut text, e)?;
+        text.push(b'\n');
     }
-    std::fs::rename(&tmp, &target)?;
+    for line in &contents.unreadable {
+        text.extend_from_slice(line.as_bytes());
+        text.push(b'\n');
+    }
+    disk::replace(
+        &path(dir, destination),
+        &text,
+        Access::Private,
+        &Faults::default(),
+    )?;
     Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::delivery::sink::{SendError, Sending};
+    use crate::disk::{EIO, Fault, Op};
+
+    struct Taker(Mutex<Vec<u64>>);
+
+    impl Sink for Taker {
+        fn send<'a>(&'a self, batch: &'a [Outgoing]) -> Sending<'a> {
+            Box::pin(async move {
+                let mut taken = self.0.lock().map_err(|_| SendError::Permanent {
+                    reason: "poisoned",
+                    detail: String::new(),
+                })?;
+                taken.extend(batch.iter().map(|o| o.offset));
+                Ok(())
+            })
+        }
+    }
+
+    fn entry(offset: u64) -> Entry {
+        Entry {
+            failed_at: "2026-01-01T00:00:00.000Z".into(),
+            error: "status 400".into(),
+            reason: "status_4xx".into(),
+            attempts: 1,
+            offset,
+            source_id: "web".into(),
+            event: RawValue::from_string(format!("{{\"messageId\":\"m{offset}\"}}")).expect("json"),
+        }
+    }
+
+    #[tokio::test]
+    async fn failed_appends_leave_nothing_and_unreadable_lines_survive_replay() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let faults = Faults::armed();
+        append(dir.path(), "d", &[entry(1), entry(2)], &faults).expect("append");
+        let before = std::fs::read(path(dir.path(), "d")).expect("read");
+
+        // A full disk cuts the write short, or the sync fails: nothing of it stays.
+        faults.inject(Op::Write, Fault::Partial(17));
+        assert!(append(dir.path(), "d", &[entry(3)], &faults).is_err());
+        faults.inject(Op::Sync, Fault::Fail(EIO));
+        assert!(append(dir.path(), "d", &[entry(3)], &faults).is_err());
+        assert_eq!(std::fs::read(path(dir.path(), "d")).expect("read"), before);
+
+        // A fragment nobody could cut off (a crash mid-write) stays a line of its own.
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(path(dir.path(), "d"))
+            .expect("open");
+        file.write_all(b"{\"failedAt\":\"2026").expect("fragment");
+        append(dir.path(), "d", &[entry(3)], &faults).expect("append after fragment");
+        let contents = read(dir.path(), "d").expect("read");
+        assert_eq!(contents.entries.len(), 3);
+        assert_eq!(contents.unreadable, ["{\"failedAt\":\"2026"]);
+        let summary = list(dir.path()).expect("list");
+        assert_eq!(summary[0].entries, 3);
+        assert_eq!(summary[0].unreadable, 1);
+
+        let sink = Taker(Mutex::new(Vec::new()));
+        let replayed = replay(dir.path(), "d", &sink).await.expect("replay");
+        assert_eq!((replayed.delivered, replayed.unreadable), (3, 1));
+        assert_eq!(*sink.0.lock().expect("lock"), [1, 2, 3]);
+        let left = read(dir.path(), "d").expect("read");
+        assert!(left.entries.is_empty());
+        assert_eq!(
+            left.unreadable,
+            ["{\"failedAt\":\"2026"],
+            "kept, not deleted"
+        );
+    }
 }

@@ -22,6 +22,7 @@ use super::route::{self, Head};
 use super::sink::{Outgoing, SendError, Sink};
 use super::{cursor, metrics_for};
 use crate::catalog::{self, Destination};
+use crate::disk::Faults;
 use crate::log::{Log, Reader};
 use crate::telemetry;
 
@@ -29,6 +30,8 @@ use crate::telemetry;
 const READ_CHUNK: usize = 1000;
 /// How often the cursor is saved while events flow.
 const SAVE_EVERY: Duration = Duration::from_millis(250);
+/// How often a destination whose cursor cannot be read tries it again.
+const CURSOR_RETRY: Duration = Duration::from_secs(10);
 
 /// Everything a worker needs.
 pub struct Worker {
@@ -70,8 +73,19 @@ enum Outcome {
 impl Worker {
     /// Runs until stopped or the destination leaves the catalog.
     pub async fn run(self) {
-        // A new destination starts with the events that arrive from now on.
-        let start = super::start_cursor(&self.log, &self.id);
+        // A new destination starts with the events that arrive from now on; one whose
+        // cursor cannot be read holds its place (and the log) until an operator acts.
+        let start = loop {
+            match super::start_cursor(&self.log, &self.id) {
+                Ok(start) => break start,
+                Err(error) => {
+                    tracing::error!(destination = %self.id, %error, "delivery paused: fix or remove the cursor file (removing it starts from the log's end); the log keeps everything meanwhile");
+                    if self.sleep(CURSOR_RETRY).await {
+                        return;
+                    }
+                }
+            }
+        };
         tracing::info!(destination = %self.id, cursor = start, "delivery started");
         let reader = match Reader::open(self.log.dir(), start) {
             Ok(r) => r,
@@ -80,6 +94,11 @@ impl Worker {
                 return;
             }
         };
+        if let Some(oldest) = reader.oldest().filter(|&oldest| oldest > start) {
+            tracing::error!(destination = %self.id, cursor = start, oldest, lost = oldest - start, "events this destination had not read were deleted by retention; delivering from the oldest kept event");
+            metrics::counter!(telemetry::DELIVERY_GAP, telemetry::LABEL_DESTINATION => self.id.clone())
+                .increment(oldest - start);
+        }
         let mut appended = self.log.subscribe();
         let mut reader = Some(reader);
         let mut done_upto = start;
@@ -88,7 +107,8 @@ impl Worker {
         let metrics = metrics_for(&self.id);
         loop {
             // 1. Read what is new (blocking file I/O off the runtime threads).
-            let Some(r) = reader.take() else { break };
+            let Some(mut r) = reader.take() else { break };
+            r.set_limit(self.log.next_offset());
             let (r, read) = match tokio::task::spawn_blocking(move || read_chunk(r)).await {
                 Ok(x) => x,
                 Err(_) => break,
@@ -314,7 +334,12 @@ impl Worker {
             .collect();
         let _guard = self.dead_letter_lock.lock().await;
         loop {
-            match dead_letter::append(&self.dead_letter_dir, &self.id, &entries) {
+            match dead_letter::append(
+                &self.dead_letter_dir,
+                &self.id,
+                &entries,
+                &Faults::default(),
+            ) {
                 Ok(()) => break,
                 Err(io) => {
                     // Never drop: keep trying until the store takes them or we stop.

@@ -245,7 +245,8 @@ pub fn write(
         + STAMP_ALLOWANCE
         + enrichment.source_id.len()
         + blocked.map_or(0, <[u8]>::len);
-    if out.len() - start > bound {
+    // The second bound is the log's own: a record past it could not be read back.
+    if out.len() - start > bound.min(crate::log::segment::MAX_RECORD as usize) {
         return Err(ItemRejection::TooLarge);
     }
     Ok(())

@@ -50,8 +50,20 @@ fn dead_letters(state: &State) -> Reply {
     };
     match delivery.dead_letters() {
         Ok(list) => {
-            let body: serde_json::Map<String, serde_json::Value> =
-                list.into_iter().map(|(id, n)| (id, n.into())).collect();
+            // `{destination: entries}`; unreadable lines are listed apart so an operator
+            // sees them (they are kept, never replayed).
+            let unreadable: serde_json::Map<String, serde_json::Value> = list
+                .iter()
+                .filter(|s| s.unreadable > 0)
+                .map(|s| (s.destination.clone(), s.unreadable.into()))
+                .collect();
+            let mut body: serde_json::Map<String, serde_json::Value> = list
+                .into_iter()
+                .map(|s| (s.destination, s.entries.into()))
+                .collect();
+            if !unreadable.is_empty() {
+                body.insert("unreadable".to_owned(), unreadable.into());
+            }
             response::json(
                 StatusCode::OK,
                 serde_json::Value::Object(body).to_string().into(),

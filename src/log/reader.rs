@@ -49,6 +49,8 @@ pub struct Reader {
     sealed: bool,
     offset: u64,
     skip_to: u64,
+    /// Records at or past this offset are not yielded (the durable watermark).
+    limit: u64,
 }
 
 impl Reader {
@@ -67,12 +69,26 @@ impl Reader {
             pos: segment::MAGIC.len() as u64,
             sealed: index + 1 < bases_len,
             skip_to: from,
+            limit: u64::MAX,
         })
+    }
+
+    /// Stops the reader before offset `end` until it is raised again: a reader that
+    /// serves others (delivery) sets the log's durable watermark here before each read,
+    /// so it never hands out a record that was not acknowledged.
+    pub fn set_limit(&mut self, end: u64) {
+        self.limit = end;
     }
 
     /// Offset of the next record this reader will yield.
     pub fn position(&self) -> u64 {
         self.offset.max(self.skip_to)
+    }
+
+    /// Base of the oldest segment when the reader was opened or last listed the
+    /// directory: records below it are gone.
+    pub fn oldest(&self) -> Option<u64> {
+        self.bases.first().copied()
     }
 
     fn next_record(&mut self) -> Result<Option<(u64, Vec<u8>)>, ReadError> {
@@ -85,6 +101,16 @@ impl Reader {
             }
             let base = self.bases[self.index];
             let path = segment::path(&self.dir, base);
+            if self.current.is_none() && segment::is_short(&path)? {
+                // Shorter than its header: a segment being created, or one a failed roll
+                // left empty. Neither holds a record.
+                if !self.sealed && !self.refresh()? {
+                    return Ok(None);
+                }
+                self.index += 1;
+                self.sealed = self.index + 1 < self.bases.len();
+                continue;
+            }
             let reader = match &mut self.current {
                 Some(r) => r,
                 None => {
@@ -93,6 +119,9 @@ impl Reader {
                     self.current.insert(segment::open_read(&path)?)
                 }
             };
+            if self.offset >= self.limit {
+                return Ok(None);
+            }
             let io = |source| SegmentError::Io {
                 path: path.clone(),
                 source,
@@ -197,7 +226,12 @@ pub fn stats(dir: &Path) -> Result<Stats, ReadError> {
         torn_tail_bytes: 0,
     };
     for &base in &bases {
-        let scan = segment::scan(&segment::path(dir, base))?;
+        let path = segment::path(dir, base);
+        if segment::is_short(&path)? {
+            s.next_offset = s.next_offset.max(base);
+            continue;
+        }
+        let scan = segment::scan(&path)?;
         s.records += scan.records;
         s.bytes += scan.file_len;
         s.next_offset = base + scan.records;

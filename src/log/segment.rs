@@ -132,6 +132,16 @@ pub enum SegmentError {
     },
 }
 
+/// Whether the segment is shorter than its header (being created, or left empty by a
+/// roll that failed): it holds no record.
+pub fn is_short(path: &Path) -> Result<bool, SegmentError> {
+    let meta = std::fs::metadata(path).map_err(|source| SegmentError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(meta.len() < MAGIC.len() as u64)
+}
+
 /// Opens a segment for reading, positioned after the header.
 pub fn open_read(path: &Path) -> Result<BufReader<File>, SegmentError> {
     let io_err = |source| SegmentError::Io {

@@ -5,10 +5,21 @@
 //! `fdatasync` on the blocking pool) new appends queue up and are committed together
 //! next time: group commit. Writes go to the page cache and are short; syncs, which
 //! wait for the disk, never block a runtime thread.
+//!
+//! # Failure (PostgreSQL's lesson: never trust the page cache after a failed sync)
+//! When a write, sync or roll fails, every append of the group is answered
+//! [`AppendError::Io`] and the writer is *failed*: it refuses appends until a repair
+//! succeeds (tried before the next group and once a second). The repair reopens the
+//! active segment from disk, cuts it back to the last acknowledged length (nothing past
+//! it was acknowledged, and readers never see past the durable watermark), syncs it,
+//! removes segment files a failed roll left behind, and continues in a **new** segment
+//! numbered after every offset ever handed out: offsets are never reused, and a file
+//! that failed a sync is never written again. No roll ever truncates a file
+//! (`create_new`), so acknowledged records are never destroyed.
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Seek as _, SeekFrom, Write as _};
+use std::io::{self, Seek as _, SeekFrom};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,12 +29,15 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{mpsc, oneshot};
 
 use super::segment::{self, MAGIC};
-use super::{AppendError, Batch, Command, OpenError, Shared};
+use super::{AppendError, Batch, Command, HIGH_WATER, OpenError, Shared};
 use crate::config::{self, Durability};
+use crate::disk::{self, Faults, Op};
 use crate::telemetry;
 
 /// Most appends written by one write + sync.
 const MAX_GROUP: usize = 4096;
+/// How often a failed writer retries its repair, and retention runs without traffic.
+const HOUSEKEEPING: Duration = Duration::from_secs(1);
 
 struct Closed {
     base: u64,
@@ -37,29 +51,48 @@ pub(super) struct Writer {
     segment_bytes: u64,
     retention: Duration,
     shared: Arc<Shared>,
+    faults: Faults,
     closed: VecDeque<Closed>,
     active: Arc<File>,
     active_base: u64,
+    /// Bytes written to the active segment (acknowledged or not).
     active_len: u64,
+    /// Bytes of the active segment that were acknowledged.
+    durable_len: u64,
+    /// The next offset to hand out; never goes back.
     next_offset: u64,
+    /// A write, sync or roll failed and no repair has succeeded since.
+    failed: bool,
 }
 
 type Reply = oneshot::Sender<Result<Range<u64>, AppendError>>;
 
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> OpenError {
+    let path = path.to_owned();
+    move |source| OpenError::Io { path, source }
+}
+
 impl Writer {
     /// Opens the directory, truncates a torn tail, and positions at the end.
-    pub(super) fn recover(config: &config::Log, shared: Arc<Shared>) -> Result<Self, OpenError> {
+    pub(super) fn recover(
+        config: &config::Log,
+        shared: Arc<Shared>,
+        faults: Faults,
+    ) -> Result<Self, OpenError> {
         let dir = config.dir.clone();
-        let io_err = |path: &Path| {
-            let path = path.to_owned();
-            move |source| OpenError::Io { path, source }
-        };
-        let bases = segment::list(&dir).map_err(io_err(&dir))?;
+        let mut bases = segment::list(&dir).map_err(io_err(&dir))?;
+        let newest = bases.pop();
         let mut closed = VecDeque::new();
         let mut total = 0u64;
-        for &base in bases.iter().rev().skip(1).rev() {
+        for base in bases {
             let path = segment::path(&dir, base);
             let meta = std::fs::metadata(&path).map_err(io_err(&path))?;
+            if meta.len() < MAGIC.len() as u64 {
+                // A roll that failed before its header was written: it holds no record.
+                tracing::warn!(segment = %path.display(), bytes = meta.len(), "removing an empty segment left by a failed roll");
+                std::fs::remove_file(&path).map_err(io_err(&path))?;
+                continue;
+            }
             total += meta.len();
             closed.push_back(Closed {
                 base,
@@ -67,18 +100,20 @@ impl Writer {
                 closed_at: meta.modified().unwrap_or_else(|_| SystemTime::now()),
             });
         }
-        let (active, active_base, active_len, next_offset) = match bases.last() {
+        let (active, active_base, active_len, next_offset) = match newest {
             None => {
-                let file = create_segment(&dir, 0, config.durability).map_err(io_err(&dir))?;
+                let file =
+                    create_segment(&dir, 0, config.durability, &faults).map_err(io_err(&dir))?;
                 (file, 0, MAGIC.len() as u64, 0)
             }
-            Some(&base) => {
+            Some(base) => {
                 let path = segment::path(&dir, base);
                 let len = std::fs::metadata(&path).map_err(io_err(&path))?.len();
                 if len < MAGIC.len() as u64 {
-                    // Created but its header never made it to disk: start it afresh.
-                    let file =
-                        create_segment(&dir, base, config.durability).map_err(io_err(&dir))?;
+                    // Created but its header never made it to disk: it holds no record.
+                    std::fs::remove_file(&path).map_err(io_err(&path))?;
+                    let file = create_segment(&dir, base, config.durability, &faults)
+                        .map_err(io_err(&dir))?;
                     (file, base, MAGIC.len() as u64, base)
                 } else {
                     let scan = segment::scan(&path)?;
@@ -107,26 +142,41 @@ impl Writer {
             segment_bytes: config.segment_bytes,
             retention: Duration::from_secs(config.retention_hours.saturating_mul(3600)),
             shared,
+            faults,
             closed,
             active: Arc::new(active),
             active_base,
             active_len,
+            durable_len: active_len,
             next_offset,
+            failed: false,
         };
         writer.shared.total_bytes.store(total, Ordering::Relaxed);
-        writer.apply_retention();
+        // Readers' holds (every saved delivery cursor) are already in place.
+        writer.apply_retention(0);
         writer.publish();
-        tracing::info!(dir = %writer.dir.display(), next_offset, segments = writer.closed.len() + 1, bytes = total, "event log opened");
+        tracing::info!(dir = %writer.dir.display(), next_offset, segments = writer.closed.len() + 1, bytes = writer.shared.total_bytes.load(Ordering::Relaxed), "event log opened");
         Ok(writer)
     }
 
     /// Serves commands until `Close` or every sender is gone, then syncs.
     pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
+        housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut closing = false;
         while !closing {
-            let Some(first) = rx.recv().await else {
-                break;
+            let first = tokio::select! {
+                command = rx.recv() => command,
+                _ = housekeeping.tick() => {
+                    if self.failed {
+                        self.repair();
+                    }
+                    self.apply_retention(0);
+                    self.publish();
+                    continue;
+                }
             };
+            let Some(first) = first else { break };
             let mut group = Vec::new();
             let mut next = Some(first);
             while let Some(command) = next.take() {
@@ -142,7 +192,9 @@ impl Writer {
                 self.commit(group).await;
             }
         }
-        if let Err(error) = self.active.sync_all() {
+        if !self.failed
+            && let Err(error) = self.active.sync_all()
+        {
             tracing::error!(%error, "final sync of the event log failed");
         }
         tracing::info!(next_offset = self.next_offset, "event log closed");
@@ -151,13 +203,20 @@ impl Writer {
     /// Writes a group of appends with one write and (for `fsync`) one sync, then replies.
     async fn commit(&mut self, group: Vec<(Batch, Reply)>) {
         metrics::histogram!(telemetry::LOG_GROUP_SIZE).record(group.len() as f64);
+        if self.failed && !self.repair() {
+            for (_, reply) in group {
+                let _ = reply.send(Err(AppendError::Io));
+            }
+            return;
+        }
         let mut buf = Vec::new();
         let mut done: Vec<(Reply, Range<u64>)> = Vec::with_capacity(group.len());
         let mut records_total = 0u64;
-        for (batch, reply) in group {
+        let mut group = group.into_iter();
+        let mut result = Ok(());
+        for (batch, reply) in group.by_ref() {
             let bytes = batch.bytes.len() as u64;
-            let on_disk = self.shared.total_bytes.load(Ordering::Relaxed) + buf.len() as u64;
-            if on_disk + bytes > self.shared.max_bytes {
+            if !self.has_room(buf.len() as u64 + bytes) {
                 metrics::counter!(telemetry::LOG_FULL).increment(1);
                 let _ = reply.send(Err(AppendError::Full));
                 continue;
@@ -166,11 +225,10 @@ impl Writer {
                 && self.active_len + (buf.len() as u64) > MAGIC.len() as u64
             {
                 // This append would overflow the segment: finish the current one first.
-                let result = self.write_buf(&mut buf).and_then(|()| self.roll());
-                if let Err(error) = result {
-                    self.fail(&error, &mut done);
+                if let Err(error) = self.write_buf(&mut buf).and_then(|()| self.roll()) {
                     let _ = reply.send(Err(AppendError::Io));
-                    continue;
+                    result = Err(error);
+                    break;
                 }
             }
             let first = self.next_offset;
@@ -184,12 +242,15 @@ impl Writer {
             done.push((reply, first..self.next_offset));
         }
         let written = buf.len() as u64;
-        let result = match self.write_buf(&mut buf) {
-            Ok(()) => self.sync().await,
-            Err(e) => Err(e),
-        };
+        if result.is_ok() {
+            result = match self.write_buf(&mut buf) {
+                Ok(()) => self.sync().await,
+                Err(e) => Err(e),
+            };
+        }
         match result {
             Ok(()) => {
+                self.durable_len = self.active_len;
                 self.shared.healthy.store(true, Ordering::Relaxed);
                 metrics::counter!(telemetry::LOG_APPENDED_BYTES).increment(written);
                 metrics::counter!(telemetry::LOG_APPENDED_RECORDS).increment(records_total);
@@ -198,41 +259,120 @@ impl Writer {
                     let _ = reply.send(Ok(range));
                 }
             }
-            Err(error) => self.fail(&error, &mut done),
+            Err(error) => {
+                self.fail(&error);
+                let refused = done.into_iter().map(|(reply, _)| reply);
+                for reply in refused.chain(group.map(|(_, reply)| reply)) {
+                    let _ = reply.send(Err(AppendError::Io));
+                }
+            }
         }
     }
 
-    /// Reports an I/O failure to every pending append and rewinds the active segment
-    /// to its last good length so no partial record stays behind.
-    fn fail(&mut self, error: &io::Error, done: &mut Vec<(Reply, Range<u64>)>) {
-        tracing::error!(%error, segment_base = self.active_base, "event log write failed; requests get 503");
+    /// Whether `bytes` more fit under `max_bytes`, after deleting segments no reader
+    /// needs if that makes room.
+    fn has_room(&mut self, bytes: u64) -> bool {
+        let fits =
+            |w: &Self| w.shared.total_bytes.load(Ordering::Relaxed) + bytes <= w.shared.max_bytes;
+        if fits(self) {
+            return true;
+        }
+        self.apply_retention(bytes);
+        fits(self)
+    }
+
+    /// Marks the writer failed: appends are refused until [`Writer::repair`] succeeds.
+    fn fail(&mut self, error: &io::Error) {
+        tracing::error!(%error, segment_base = self.active_base, "event log write failed; appends get 503 until the log is repaired from disk");
         metrics::counter!(telemetry::LOG_WRITE_ERRORS).increment(1);
         self.shared.healthy.store(false, Ordering::Relaxed);
-        let rewound = self.active.set_len(self.active_len).is_ok()
-            && (&*self.active)
-                .seek(SeekFrom::Start(self.active_len))
-                .is_ok();
-        if let Some((_, first)) = done.first() {
-            // Offsets are reused only when the file really went back.
-            if rewound {
-                self.next_offset = first.start.max(self.active_base);
+        self.failed = true;
+    }
+
+    /// Recovers from a failed write, sync or roll (see the module docs); true when the
+    /// log accepts appends again.
+    fn repair(&mut self) -> bool {
+        match self.try_repair() {
+            Ok(()) => {
+                self.failed = false;
+                self.shared.healthy.store(true, Ordering::Relaxed);
+                tracing::info!(
+                    segment_base = self.active_base,
+                    next_offset = self.next_offset,
+                    "event log repaired; accepting appends again"
+                );
+                self.publish();
+                true
+            }
+            Err(error) => {
+                tracing::error!(%error, "event log repair failed; appends still get 503");
+                false
             }
         }
-        for (reply, _) in done.drain(..) {
-            let _ = reply.send(Err(AppendError::Io));
+    }
+
+    fn try_repair(&mut self) -> io::Result<()> {
+        // 1. Segment files newer than the active one are leftovers of a failed roll.
+        for base in segment::list(&self.dir)? {
+            if base > self.active_base {
+                self.faults.check(Op::Remove)?;
+                std::fs::remove_file(segment::path(&self.dir, base))?;
+            }
         }
-        self.publish();
+        // 2. Back to what was acknowledged, read from disk, not from the page cache.
+        let path = segment::path(&self.dir, self.active_base);
+        let file = OpenOptions::new().write(true).open(&path)?;
+        self.faults.check(Op::Write)?;
+        file.set_len(self.durable_len)?;
+        self.faults.check(Op::Sync)?;
+        file.sync_all()?;
+        let scan = segment::scan(&path).map_err(io::Error::other)?;
+        if scan.valid_len != self.durable_len {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{} holds {} valid bytes where {} were acknowledged",
+                    path.display(),
+                    scan.valid_len,
+                    self.durable_len
+                ),
+            ));
+        }
+        self.active = Arc::new(file);
+        self.active_len = self.durable_len;
+        self.recount();
+        if self.next_offset == self.active_base {
+            // No offset was ever handed out here: the segment is just its header.
+            (&*self.active).seek(SeekFrom::Start(self.durable_len))?;
+            return Ok(());
+        }
+        // 3. Go on in a new segment after every offset handed out: none is reused, and
+        //    the file whose write or sync failed is never written again.
+        self.roll()
+    }
+
+    fn recount(&self) {
+        let closed: u64 = self.closed.iter().map(|c| c.bytes).sum();
+        self.shared
+            .total_bytes
+            .store(closed + self.active_len, Ordering::Relaxed);
     }
 
     fn write_buf(&mut self, buf: &mut Vec<u8>) -> io::Result<()> {
         if buf.is_empty() {
             return Ok(());
         }
-        (&*self.active).write_all(buf)?;
-        self.active_len += buf.len() as u64;
-        self.shared
-            .total_bytes
-            .fetch_add(buf.len() as u64, Ordering::Relaxed);
+        let result = self.faults.write_all(&*self.active, buf);
+        // Count what may have reached the file even when the write failed part-way;
+        // a repair cuts it off again.
+        let len = std::fs::metadata(segment::path(&self.dir, self.active_base))
+            .map(|m| m.len())
+            .ok()
+            .filter(|_| result.is_err())
+            .unwrap_or(self.active_len + buf.len() as u64);
+        self.active_len = len;
+        self.recount();
+        result?;
         buf.clear();
         Ok(())
     }
@@ -242,24 +382,29 @@ impl Writer {
         if self.durability == Durability::Fsync {
             let started = Instant::now();
             let file = Arc::clone(&self.active);
-            tokio::task::spawn_blocking(move || file.sync_data())
-                .await
-                .map_err(io::Error::other)??;
+            let faults = self.faults.clone();
+            tokio::task::spawn_blocking(move || {
+                faults.check(Op::Sync)?;
+                file.sync_data()
+            })
+            .await
+            .map_err(io::Error::other)??;
             metrics::histogram!(telemetry::LOG_FSYNC_DURATION)
                 .record(started.elapsed().as_secs_f64());
         }
         Ok(())
     }
 
-    /// Closes the active segment and starts the next one.
+    /// Closes the active segment and starts the next one at `next_offset`.
     /// With `fsync` the old segment is synced first: the records of the group being
     /// committed that went into it are acknowledged with the group. (`os` promises
     /// no sync; syncing a whole segment there stalled requests for milliseconds.)
     fn roll(&mut self) -> io::Result<()> {
         if self.durability == Durability::Fsync {
+            self.faults.check(Op::Sync)?;
             self.active.sync_data()?;
         }
-        let file = create_segment(&self.dir, self.next_offset, self.durability)?;
+        let file = create_segment(&self.dir, self.next_offset, self.durability, &self.faults)?;
         self.closed.push_back(Closed {
             base: self.active_base,
             bytes: self.active_len,
@@ -268,31 +413,41 @@ impl Writer {
         self.active = Arc::new(file);
         self.active_base = self.next_offset;
         self.active_len = MAGIC.len() as u64;
-        self.shared
-            .total_bytes
-            .fetch_add(MAGIC.len() as u64, Ordering::Relaxed);
-        self.apply_retention();
+        self.durable_len = self.active_len;
+        self.recount();
+        self.apply_retention(0);
         self.publish();
         Ok(())
     }
 
-    /// Deletes closed segments past retention that no reader holds.
-    fn apply_retention(&mut self) {
+    /// Deletes closed segments that no reader holds and that are past retention, or,
+    /// while the log is above its high-water mark (counting `extra` bytes about to be
+    /// written), whatever their age, oldest first.
+    fn apply_retention(&mut self, extra: u64) {
         let lowest_hold = self.shared.lowest_hold();
+        let high_water = (self.shared.max_bytes as f64 * HIGH_WATER) as u64;
         let now = SystemTime::now();
         while let Some(oldest) = self.closed.front() {
             let next_base = self.closed.get(1).map_or(self.active_base, |c| c.base);
+            let unheld = lowest_hold.is_none_or(|hold| hold >= next_base);
             let expired = now
                 .duration_since(oldest.closed_at)
                 .is_ok_and(|age| age >= self.retention);
-            let unheld = lowest_hold.is_none_or(|hold| hold >= next_base);
-            if !(expired && unheld) {
+            let pressed = self.shared.total_bytes.load(Ordering::Relaxed) + extra > high_water;
+            if !(unheld && (expired || pressed)) {
                 break;
             }
             let path = segment::path(&self.dir, oldest.base);
-            if let Err(error) = std::fs::remove_file(&path) {
-                tracing::warn!(%error, segment = %path.display(), "cannot delete expired segment");
+            let removed = self
+                .faults
+                .check(Op::Remove)
+                .and_then(|()| std::fs::remove_file(&path));
+            if let Err(error) = removed {
+                tracing::warn!(%error, segment = %path.display(), "cannot delete a segment past retention");
                 break;
+            }
+            if !expired {
+                tracing::info!(segment = %path.display(), "deleted a delivered segment early: the log is above its high-water mark");
             }
             self.shared
                 .total_bytes
@@ -302,32 +457,60 @@ impl Writer {
         }
     }
 
+    /// Publishes the durable watermark (every offset below it is durable or was never
+    /// stored) and the size gauges. Never called while failed writes are pending.
     fn publish(&self) {
         let segments = self.closed.len() as u64 + 1;
         self.shared.segments.store(segments, Ordering::Relaxed);
-        self.shared
-            .next_offset
-            .store(self.next_offset, Ordering::Release);
-        self.shared.appended.send_replace(self.next_offset);
+        self.shared.oldest_offset.store(
+            self.closed.front().map_or(self.active_base, |c| c.base),
+            Ordering::Relaxed,
+        );
+        if !self.failed {
+            self.shared
+                .next_offset
+                .store(self.next_offset, Ordering::Release);
+            self.shared.appended.send_if_modified(|current| {
+                let changed = *current != self.next_offset;
+                *current = self.next_offset;
+                changed
+            });
+        }
         metrics::gauge!(telemetry::LOG_SEGMENTS).set(segments as f64);
         metrics::gauge!(telemetry::LOG_BYTES)
             .set(self.shared.total_bytes.load(Ordering::Relaxed) as f64);
     }
 }
 
-/// Creates a segment with its header; with `fsync`, the file and its directory entry
-/// are synced so the segment survives a power cut.
-fn create_segment(dir: &Path, base: u64, durability: Durability) -> io::Result<File> {
+/// Creates a new segment with its header; never opens an existing file (a roll must
+/// not truncate anything). With `fsync`, the file and its directory entry are synced
+/// so the segment survives a power cut. On failure the file is removed again if it
+/// can be (a repair removes it otherwise).
+fn create_segment(
+    dir: &Path,
+    base: u64,
+    durability: Durability,
+    faults: &Faults,
+) -> io::Result<File> {
     let path = segment::path(dir, base);
-    let mut file = OpenOptions::new()
-        .create(true)
-        .truncate(true)
+    faults.check(Op::Create)?;
+    let file = OpenOptions::new()
+        .create_new(true)
         .write(true)
         .open(&path)?;
-    file.write_all(MAGIC)?;
-    if durability == Durability::Fsync {
-        file.sync_all()?;
-        File::open(dir)?.sync_all()?;
+    let finished = faults.write_all(&file, MAGIC).and_then(|()| {
+        if durability == Durability::Fsync {
+            faults.check(Op::Sync)?;
+            file.sync_all()?;
+            disk::sync_dir(dir, faults)?;
+        }
+        Ok(())
+    });
+    match finished {
+        Ok(()) => Ok(file),
+        Err(error) => {
+            let _ = std::fs::remove_file(&path);
+            Err(error)
+        }
     }
-    Ok(file)
 }

@@ -1,0 +1,254 @@
+//! Regression tests for the hardening review: what a restart, a damaged directory or a
+//! bad cursor must never cost (acknowledged events), and what it must say.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+
+use common::{TestServer, metric};
+use serde_json::{Value, json};
+use sluice::config::{self, Config};
+use sluice::log::{Batch, Log, Reader, segment};
+
+/// A catalog with source `web` and a file destination `id` writing to `out`.
+fn catalog(id: &str, out: &Path) -> String {
+    format!(
+        "[[sources]]\nid = \"web\"\nwrite_keys = [{{ key = \"web-key\" }}]\n\
+         [[destinations]]\nid = \"{id}\"\ntype = \"file\"\nsources = [\"web\"]\nsettings = {{ path = \"{}\" }}\n",
+        out.display()
+    )
+}
+
+fn log_config(dir: &Path) -> config::Log {
+    config::Log {
+        dir: dir.join("log"),
+        durability: config::Durability::Os,
+        segment_bytes: 4096,
+        ..config::Log::default()
+    }
+}
+
+/// Stores `n` events of source `web` (ids `old-0`…) straight into the log, then makes
+/// every segment look 8 days old (past the default 168 h retention).
+fn backlog(dir: &Path, n: usize) {
+    // On a thread of its own: async tests call this from inside their runtime.
+    let dir = dir.to_owned();
+    std::thread::spawn(move || write_backlog(&dir, n))
+        .join()
+        .expect("backlog");
+}
+
+fn write_backlog(dir: &Path, n: usize) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    let cfg = log_config(dir);
+    let log = {
+        let _guard = rt.enter();
+        Log::open(&cfg).expect("open")
+    };
+    for i in 0..n {
+        let record = json!({"sourceId":"web","event":{"type":"track","event":"E","userId":"u",
+            "messageId":format!("old-{i}"),"receivedAt":"2026-01-01T00:00:00.000Z",
+            "properties":{"padding":"p".repeat(300)}}});
+        let bytes = serde_json::to_vec(&record).expect("json");
+        rt.block_on(log.append(Batch::of([bytes]))).expect("append");
+    }
+    rt.block_on(log.close(Duration::from_secs(5)));
+    let old = SystemTime::now() - Duration::from_secs(8 * 24 * 3600);
+    for base in segment::list(&cfg.dir).expect("list") {
+        std::fs::File::options()
+            .write(true)
+            .open(segment::path(&cfg.dir, base))
+            .and_then(|f| f.set_modified(old))
+            .expect("age the segment");
+    }
+    assert!(
+        segment::list(&cfg.dir).expect("list").len() > 2,
+        "several segments"
+    );
+}
+
+fn save_cursor(dir: &Path, id: &str, text: &str) {
+    let cursors = sluice::delivery::cursor_dir(&dir.join("log"));
+    std::fs::create_dir_all(&cursors).expect("mkdir");
+    std::fs::write(cursors.join(format!("{id}.cursor")), text).expect("cursor");
+}
+
+fn start(dir: tempfile::TempDir, id: &str, out: &Path) -> TestServer {
+    std::fs::write(dir.path().join("catalog.toml"), catalog(id, out)).expect("catalog");
+    let mut config = Config::default();
+    config.catalog.path = dir.path().join("catalog.toml");
+    config.catalog.poll_interval_ms = 100;
+    config.log = log_config(dir.path());
+    config.server.shutdown_grace_ms = 5_000;
+    TestServer::start_in(dir, config)
+}
+
+fn delivered_ids(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| v["messageId"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Waits until `ok` holds for what `path` received, or fails after `secs`.
+fn wait_delivered(path: &Path, secs: u64, ok: impl Fn(&[String]) -> bool) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let ids = delivered_ids(path);
+        if ok(&ids) || Instant::now() > deadline {
+            return ids;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+async fn send(server: &TestServer, id: &str) {
+    let r = common::client()
+        .post(server.url("/v1/track"))
+        .header("authorization", common::basic("web-key"))
+        .json(&json!({"userId":"u","event":"E","messageId":id}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 200);
+}
+
+#[test]
+fn start_up_retention_keeps_what_a_saved_cursor_still_needs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out.ndjson");
+    backlog(dir.path(), 60);
+    save_cursor(dir.path(), "archive", "0\n");
+    let server = start(dir, "archive", &out);
+    let ids = wait_delivered(&out, 10, |ids| ids.len() >= 60);
+    let want: Vec<String> = (0..60).map(|i| format!("old-{i}")).collect();
+    assert_eq!(
+        ids, want,
+        "the whole backlog is delivered after the restart"
+    );
+    drop(server);
+}
+
+#[tokio::test]
+async fn a_cursor_below_the_oldest_segment_is_a_counted_gap_not_a_silent_jump() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out.ndjson");
+    backlog(dir.path(), 60);
+    let log_dir = dir.path().join("log");
+    let first = segment::list(&log_dir).expect("list")[0];
+    let lost = segment::list(&log_dir).expect("list")[1];
+    std::fs::remove_file(segment::path(&log_dir, first)).expect("lose a segment");
+    save_cursor(dir.path(), "gappy", "0\n");
+    let server = start(dir, "gappy", &out);
+    let ids = wait_delivered(&out, 10, |ids| ids.len() as u64 >= 60 - lost);
+    assert_eq!(ids.len() as u64, 60 - lost);
+    assert_eq!(
+        ids.first().map(String::as_str),
+        Some(&*format!("old-{lost}"))
+    );
+    let m = server.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            "sluice_delivery_gap_events_total{destination=\"gappy\"}"
+        ),
+        lost as f64
+    );
+}
+
+#[tokio::test]
+async fn a_corrupt_cursor_holds_the_destination_and_its_backlog_until_repaired() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out.ndjson");
+    backlog(dir.path(), 60);
+    save_cursor(dir.path(), "held", "\0\0not an offset");
+    let server = start(dir, "held", &out);
+    send(&server, "new-1").await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(delivered_ids(&out).is_empty(), "nothing guessed");
+    let m = server.metrics().await;
+    assert!(
+        metric(
+            &m,
+            "sluice_delivery_cursor_errors_total{destination=\"held\",reason=\"corrupt\"}"
+        ) >= 1.0
+    );
+    let log_dir = server.config.log.dir.clone();
+    assert_eq!(
+        segment::list(&log_dir).expect("list")[0],
+        0,
+        "the backlog is kept"
+    );
+    // The operator puts the destination back at the start of its backlog.
+    save_cursor(server.dir.path(), "held", "0\n");
+    let ids = wait_delivered(&out, 20, |ids| ids.len() >= 61);
+    assert_eq!(ids.len(), 61);
+    assert_eq!(ids.last().map(String::as_str), Some("new-1"));
+}
+
+#[tokio::test]
+async fn a_cursor_ahead_of_the_log_is_clamped_and_new_events_are_delivered() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out.ndjson");
+    save_cursor(dir.path(), "ahead", "1000000\n");
+    let server = start(dir, "ahead", &out);
+    send(&server, "after-clamp").await;
+    let ids = wait_delivered(&out, 10, |ids| !ids.is_empty());
+    assert_eq!(ids, ["after-clamp"]);
+    let m = server.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            "sluice_delivery_cursor_errors_total{destination=\"ahead\",reason=\"ahead\"}"
+        ),
+        1.0
+    );
+}
+
+#[test]
+fn empty_and_partial_header_segments_never_wedge_readers_stats_or_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    backlog(dir.path(), 30);
+    let cfg = config::Log {
+        retention_hours: 24 * 365,
+        ..log_config(dir.path())
+    };
+    let bases = segment::list(&cfg.dir).expect("list");
+    let last = *bases.last().expect("segment");
+    let records = sluice::log::stats(&cfg.dir).expect("stats").records;
+    // A roll cut short by a full disk, in the middle and at the end of the log.
+    std::fs::write(segment::path(&cfg.dir, last + 1000), b"").expect("empty");
+    std::fs::write(segment::path(&cfg.dir, last + 2000), b"SLU").expect("partial header");
+    let stats = sluice::log::stats(&cfg.dir).expect("stats with short segments");
+    assert_eq!(stats.records, records);
+    let read: Vec<_> = Reader::open(&cfg.dir, 0)
+        .expect("reader")
+        .collect::<Result<_, _>>()
+        .expect("reader steps over short segments");
+    assert_eq!(read.len() as u64, records);
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    let log = {
+        let _guard = rt.enter();
+        Log::open(&cfg).expect("open with short segments")
+    };
+    let range = rt
+        .block_on(log.append(Batch::of([b"{}".to_vec()])))
+        .expect("append");
+    assert!(range.start >= records);
+    rt.block_on(log.close(Duration::from_secs(5)));
+    let read: Vec<_> = Reader::open(&cfg.dir, 0)
+        .expect("reader")
+        .collect::<Result<_, _>>()
+        .expect("read");
+    assert_eq!(read.len() as u64, records + 1);
+}
