@@ -301,6 +301,23 @@ impl Log {
         self.shared.next_offset.load(Ordering::Acquire)
     }
 
+    /// Bytes of the log a reader at `from` still has ahead of it, counted by whole
+    /// segments (the segment holding `from` counts in full): what a destination's
+    /// backlog keeps on disk.
+    pub fn backlog_bytes(&self, from: u64) -> u64 {
+        let Ok(bases) = segment::list(&self.dir) else {
+            return 0;
+        };
+        let ends = bases.iter().skip(1).map(|&b| Some(b)).chain([None]);
+        bases
+            .iter()
+            .zip(ends)
+            .filter(|(_, end)| end.is_none_or(|end| end > from))
+            .filter_map(|(&base, _)| std::fs::metadata(segment::path(&self.dir, base)).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
     /// Offset of the oldest record the log still has (the oldest segment's base).
     pub fn oldest_offset(&self) -> u64 {
         self.shared.oldest_offset.load(Ordering::Relaxed)

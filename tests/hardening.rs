@@ -252,3 +252,118 @@ fn empty_and_partial_header_segments_never_wedge_readers_stats_or_open() {
         .expect("read");
     assert_eq!(read.len() as u64, records + 1);
 }
+
+#[test]
+fn a_full_log_frees_itself_once_readers_let_go() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config::Log {
+        max_bytes: 32 << 10,
+        ..log_config(dir.path())
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    let log = {
+        let _guard = rt.enter();
+        Log::open(&cfg).expect("open")
+    };
+    // A reader that has read nothing pins every segment: the log fills up.
+    log.hold("slow", 0);
+    let record = vec![b'x'; 1000];
+    let mut full = false;
+    for _ in 0..100 {
+        match rt.block_on(log.append(Batch::of([&record]))) {
+            Ok(_) => {}
+            Err(sluice::log::AppendError::Full) => {
+                full = true;
+                break;
+            }
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(full, "the bound is enforced");
+    // The reader catches up: the very next append gets room, whatever the segments' age
+    // (retention is 168 h; nothing here is that old).
+    log.hold("slow", log.next_offset());
+    rt.block_on(log.append(Batch::of([&record])))
+        .expect("ingestion resumes by itself");
+    assert!(log.total_bytes() <= cfg.max_bytes);
+    // And without traffic, the once-a-second housekeeping brings it under the high-water mark.
+    rt.block_on(async { tokio::time::sleep(Duration::from_millis(1500)).await });
+    assert!(!log.is_over_high_water());
+    rt.block_on(log.close(Duration::from_secs(5)));
+}
+
+#[tokio::test]
+async fn a_dead_destination_moves_its_backlog_aside_instead_of_pinning_the_log() {
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out.ndjson");
+    let catalog = format!(
+        "{}\n[[destinations]]\nid = \"dead\"\ntype = \"webhook\"\nsources = [\"web\"]\n\
+         retry = {{ initial_backoff_ms = 10, max_backoff_ms = 50, max_lag_bytes = 8192 }}\n\
+         [destinations.settings]\nurl = \"http://127.0.0.1:{closed_port}/\"\ntimeout_ms = 200\n",
+        catalog("disk", &out)
+    );
+    std::fs::write(dir.path().join("catalog.toml"), catalog).expect("catalog");
+    let mut config = Config::default();
+    config.catalog.path = dir.path().join("catalog.toml");
+    config.log = config::Log {
+        max_bytes: 96 << 10,
+        ..log_config(dir.path())
+    };
+    config.delivery.allow_private_destinations = true;
+    let server = TestServer::start_in(dir, config);
+
+    // 300 events of ~500 bytes: three times what the log may hold.
+    let client = common::client();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for batch in 0..30 {
+        let events: Vec<Value> = (0..10)
+            .map(|i| {
+                json!({"type":"track","userId":"u","event":"E",
+                "messageId":format!("m-{batch}-{i}"),"properties":{"p":"x".repeat(400)}})
+            })
+            .collect();
+        loop {
+            let r = client
+                .post(server.url("/v1/batch"))
+                .header("authorization", common::basic("web-key"))
+                .json(&json!({ "batch": events }))
+                .send()
+                .await
+                .expect("send");
+            if r.status() == 200 {
+                break;
+            }
+            assert_eq!(r.status(), 503, "only back-pressure, briefly");
+            assert!(Instant::now() < deadline, "the log stayed full");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let ids = wait_delivered(&out, 20, |ids| ids.len() >= 300);
+    assert_eq!(ids.len(), 300, "the healthy destination got everything");
+    let m = server.metrics().await;
+    assert!(
+        metric(
+            &m,
+            "sluice_delivery_dead_lettered_total{destination=\"dead\"}"
+        ) > 0.0
+    );
+    let dead_letters = sluice::delivery::dead_letter::read(
+        &sluice::delivery::dead_letter_dir(&server.config.log.dir),
+        "dead",
+    )
+    .expect("dead letters");
+    assert!(
+        dead_letters
+            .entries
+            .iter()
+            .all(|e| e.reason == "max_lag" || e.reason == "connection")
+    );
+    assert!(dead_letters.entries.iter().any(|e| e.reason == "max_lag"));
+}

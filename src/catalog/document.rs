@@ -283,6 +283,16 @@ pub struct RetryDoc {
     /// store, in seconds. Default 86400.
     #[serde(default = "max_age_default")]
     pub max_age_secs: u64,
+    /// While the destination is failing and its backlog (bytes of the event log from its
+    /// cursor on, counted by segment) is past this, its oldest events go to the
+    /// dead-letter store instead of pinning the log for everyone. Default 1073741824.
+    #[serde(default = "max_lag_bytes_default")]
+    pub max_lag_bytes: u64,
+    /// The dead-letter store of this destination holds at most this many bytes; past it,
+    /// failing events stay in the log (its hold stays: back-pressure, never a drop).
+    /// Default 1073741824.
+    #[serde(default = "max_lag_bytes_default")]
+    pub max_dead_letter_bytes: u64,
 }
 
 impl Default for RetryDoc {
@@ -291,8 +301,14 @@ impl Default for RetryDoc {
             initial_backoff_ms: initial_default(),
             max_backoff_ms: max_backoff_default(),
             max_age_secs: max_age_default(),
+            max_lag_bytes: max_lag_bytes_default(),
+            max_dead_letter_bytes: max_lag_bytes_default(),
         }
     }
+}
+
+fn max_lag_bytes_default() -> u64 {
+    1 << 30
 }
 
 fn initial_default() -> u64 {

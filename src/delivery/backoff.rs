@@ -81,7 +81,7 @@ mod tests {
     proptest! {
         #[test]
         fn delays_stay_within_bounds(initial in 1u64..5_000, extra in 0u64..100_000, attempt in 0u32..64) {
-            let policy = RetryDoc { initial_backoff_ms: initial, max_backoff_ms: initial + extra, max_age_secs: 1 };
+            let policy = RetryDoc { initial_backoff_ms: initial, max_backoff_ms: initial + extra, max_age_secs: 1, ..RetryDoc::default() };
             let d = delay(&policy, attempt).as_millis() as u64;
             let base = (initial.saturating_mul(1 << attempt.min(30))).min(initial + extra);
             prop_assert!(d >= base / 2 && d <= base, "{d} not in [{}, {base}]", base / 2);

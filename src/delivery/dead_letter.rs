@@ -50,6 +50,7 @@ pub fn append(
     dir: &Path,
     destination: &str,
     entries: &[Entry],
+    max_bytes: u64,
     faults: &Faults,
 ) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
@@ -65,6 +66,11 @@ pub fn append(
         .mode(0o600)
         .open(path(dir, destination))?;
     let start = file.metadata()?.len();
+    if start + text.len() as u64 > max_bytes {
+        return Err(std::io::Error::other(format!(
+            "the dead-letter store of {destination} is at its bound ({max_bytes} bytes)"
+        )));
+    }
     let mut last = [0u8; 1];
     if start > 0 && file.read_at(&mut last, start - 1)? == 1 && last[0] != b'\n' {
         // A fragment an earlier failure could not cut off: keep it on a line of its own.
@@ -247,14 +253,19 @@ mod tests {
     async fn failed_appends_leave_nothing_and_unreadable_lines_survive_replay() {
         let dir = tempfile::tempdir().expect("tempdir");
         let faults = Faults::armed();
-        append(dir.path(), "d", &[entry(1), entry(2)], &faults).expect("append");
+        append(dir.path(), "d", &[entry(1), entry(2)], u64::MAX, &faults).expect("append");
         let before = std::fs::read(path(dir.path(), "d")).expect("read");
 
         // A full disk cuts the write short, or the sync fails: nothing of it stays.
         faults.inject(Op::Write, Fault::Partial(17));
-        assert!(append(dir.path(), "d", &[entry(3)], &faults).is_err());
+        assert!(append(dir.path(), "d", &[entry(3)], u64::MAX, &faults).is_err());
         faults.inject(Op::Sync, Fault::Fail(EIO));
-        assert!(append(dir.path(), "d", &[entry(3)], &faults).is_err());
+        assert!(append(dir.path(), "d", &[entry(3)], u64::MAX, &faults).is_err());
+        assert_eq!(std::fs::read(path(dir.path(), "d")).expect("read"), before);
+        // The store is bounded: past its bound the entries are refused (they stay in
+        // the log), nothing is cut.
+        let bound = before.len() as u64 + 10;
+        assert!(append(dir.path(), "d", &[entry(3)], bound, &faults).is_err());
         assert_eq!(std::fs::read(path(dir.path(), "d")).expect("read"), before);
 
         // A fragment nobody could cut off (a crash mid-write) stays a line of its own.
@@ -263,7 +274,7 @@ mod tests {
             .open(path(dir.path(), "d"))
             .expect("open");
         file.write_all(b"{\"failedAt\":\"2026").expect("fragment");
-        append(dir.path(), "d", &[entry(3)], &faults).expect("append after fragment");
+        append(dir.path(), "d", &[entry(3)], u64::MAX, &faults).expect("append after fragment");
         let contents = read(dir.path(), "d").expect("read");
         assert_eq!(contents.entries.len(), 3);
         assert_eq!(contents.unreadable, ["{\"failedAt\":\"2026"]);

@@ -63,6 +63,27 @@ struct Record {
     event: Box<RawValue>,
 }
 
+/// Why events are given up on (moved to the dead-letter store).
+struct GiveUp {
+    /// Reason label.
+    reason: &'static str,
+    /// For people.
+    detail: String,
+}
+
+impl GiveUp {
+    /// The destination is failing and its backlog is past `max_lag_bytes`.
+    fn over_lag(failure: &'static str) -> Self {
+        Self {
+            reason: MAX_LAG,
+            detail: format!("backlog past max_lag_bytes while failing ({failure})"),
+        }
+    }
+}
+
+/// Reason label of events moved out of a failing destination's way.
+const MAX_LAG: &str = "max_lag";
+
 /// How a batch ended.
 enum Outcome {
     Delivered,
@@ -105,6 +126,8 @@ impl Worker {
         let mut saved = (start, Instant::now());
         let limiter = self.limiter();
         let metrics = metrics_for(&self.id);
+        // The last batch ended in the dead-letter store.
+        let mut failing = false;
         loop {
             // 1. Read what is new (blocking file I/O off the runtime threads).
             let Some(mut r) = reader.take() else { break };
@@ -161,14 +184,24 @@ impl Worker {
                     () = tokio::time::sleep(wait) => {}
                 }
             }
-            // 4. Deliver in batches, up to `max_in_flight` at once.
-            let batches = split(pending, self.sink.batch_size(), self.sink.batch_bytes());
-            match self
-                .deliver_all(&destination, batches, limiter.as_ref())
-                .await
-            {
+            // 4. Deliver in batches, up to `max_in_flight` at once; while the destination
+            //    keeps failing with a backlog past its bound, move the backlog out of the
+            //    log's way instead (one destination never pins the log for the others).
+            let outcome = match pending.first() {
+                Some(first) if failing && self.over_lag(&destination, first.offset) => {
+                    self.dead_letter(&pending, GiveUp::over_lag("still failing"), 0)
+                        .await
+                }
+                _ => {
+                    let batches = split(pending, self.sink.batch_size(), self.sink.batch_bytes());
+                    self.deliver_all(&destination, batches, limiter.as_ref())
+                        .await
+                }
+            };
+            match outcome {
                 Outcome::Stopped => break,
-                Outcome::Delivered | Outcome::DeadLettered => {}
+                Outcome::Delivered => failing = false,
+                Outcome::DeadLettered => failing = true,
             }
             done_upto = last;
             self.log.hold(&self.id, done_upto);
@@ -276,12 +309,27 @@ impl Worker {
                 .is_some_and(|at| {
                     (chrono::Utc::now() - at).num_seconds() >= destination.retry.max_age_secs as i64
                 });
+            let over_lag = || {
+                remaining
+                    .first()
+                    .is_some_and(|o| self.over_lag(destination, o.offset))
+            };
             match error {
-                SendError::Permanent { .. } => {
-                    return self.dead_letter(remaining, &error, attempts).await;
+                SendError::Permanent { reason, detail } => {
+                    let why = GiveUp { reason, detail };
+                    return self.dead_letter(remaining, why, attempts).await;
                 }
-                SendError::Retryable { .. } if too_old => {
-                    return self.dead_letter(remaining, &error, attempts).await;
+                SendError::Retryable { reason, .. } if too_old => {
+                    let why = GiveUp {
+                        reason,
+                        detail: format!("gave up after max_age_secs: {reason}"),
+                    };
+                    return self.dead_letter(remaining, why, attempts).await;
+                }
+                SendError::Retryable { reason, .. } if over_lag() => {
+                    return self
+                        .dead_letter(remaining, GiveUp::over_lag(reason), attempts)
+                        .await;
                 }
                 SendError::Retryable {
                     retry_after,
@@ -312,20 +360,15 @@ impl Worker {
         }
     }
 
-    async fn dead_letter(&self, batch: &[Outgoing], error: &SendError, attempts: u32) -> Outcome {
+    async fn dead_letter(&self, batch: &[Outgoing], why: GiveUp, attempts: u32) -> Outcome {
         let metrics = metrics_for(&self.id);
         let failed_at = crate::event::format_time(chrono::Utc::now());
         let entries: Vec<Entry> = batch
             .iter()
             .map(|o| Entry {
                 failed_at: failed_at.clone(),
-                error: match error {
-                    SendError::Permanent { detail, .. } => detail.clone(),
-                    SendError::Retryable { reason, .. } => {
-                        format!("gave up after max_age: {reason}")
-                    }
-                },
-                reason: error.reason().to_owned(),
+                error: why.detail.clone(),
+                reason: why.reason.to_owned(),
                 attempts,
                 offset: o.offset,
                 source_id: o.source_id.clone(),
@@ -338,21 +381,35 @@ impl Worker {
                 &self.dead_letter_dir,
                 &self.id,
                 &entries,
+                self.max_dead_letter_bytes(),
                 &Faults::default(),
             ) {
                 Ok(()) => break,
                 Err(io) => {
-                    // Never drop: keep trying until the store takes them or we stop.
-                    tracing::error!(destination = %self.id, error = %io, "cannot write dead letters; retrying");
+                    // Never drop: keep trying until the store takes them or we stop (the
+                    // hold stays meanwhile: back-pressure).
+                    tracing::error!(destination = %self.id, error = %io, "cannot write dead letters; the events stay in the log, retrying");
                     if self.sleep(Duration::from_secs(5)).await {
                         return Outcome::Stopped;
                     }
                 }
             }
         }
-        tracing::warn!(destination = %self.id, events = batch.len(), reason = error.reason(), "events dead-lettered");
+        tracing::warn!(destination = %self.id, events = batch.len(), reason = why.reason, "events dead-lettered");
         metrics.dead_lettered.increment(batch.len() as u64);
         Outcome::DeadLettered
+    }
+
+    /// Whether the destination's backlog from `offset` on is past its `max_lag_bytes`.
+    fn over_lag(&self, destination: &Destination, offset: u64) -> bool {
+        self.log.backlog_bytes(offset) > destination.retry.max_lag_bytes
+    }
+
+    fn max_dead_letter_bytes(&self) -> u64 {
+        self.store
+            .snapshot()
+            .destination(&self.id)
+            .map_or(u64::MAX, |d| d.retry.max_dead_letter_bytes)
     }
 
     /// Sleeps; true if the worker was stopped meanwhile.
