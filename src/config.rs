@@ -109,6 +109,10 @@ pub struct Limits {
     pub max_message_id_chars: usize,
     /// Deepest JSON nesting (objects and arrays) accepted; at most 128. Default 64.
     pub max_json_depth: usize,
+    /// Bytes one request may make the event log store, its events expanded (a batch's
+    /// `context` is copied into every event); past it: 413 `request_too_large`.
+    /// Default 2048000 (4 × `max_request_bytes`).
+    pub max_stored_request_bytes: usize,
 }
 
 impl Default for Limits {
@@ -119,6 +123,7 @@ impl Default for Limits {
             max_batch_items: 2500,
             max_message_id_chars: 100,
             max_json_depth: 64,
+            max_stored_request_bytes: 2_048_000,
         }
     }
 }
@@ -313,6 +318,11 @@ impl Config {
                 "limits.max_message_bytes must be 1..=limits.max_request_bytes",
             ));
         }
+        if l.max_stored_request_bytes < l.max_request_bytes {
+            return Err(Error::Invalid(
+                "limits.max_stored_request_bytes must be at least limits.max_request_bytes",
+            ));
+        }
         if l.max_batch_items == 0 {
             return Err(Error::Invalid("limits.max_batch_items must be at least 1"));
         }
@@ -417,7 +427,8 @@ mod tests {
     fn message_limits_the_log_cannot_store_are_refused() {
         let limits = |message: usize| {
             format!(
-                "[limits]\nmax_request_bytes = {}\nmax_message_bytes = {message}\n",
+                "[limits]\nmax_request_bytes = {}\nmax_stored_request_bytes = {}\nmax_message_bytes = {message}\n",
+                64 << 20,
                 64 << 20
             )
         };

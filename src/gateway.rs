@@ -224,6 +224,11 @@ async fn ingest(
             forwarded.extend(forwards);
             Ok((key, block.is_some()))
         });
+        // One request may not make the log store more than this, whatever it expands to.
+        if batch.byte_len() > limits.max_stored_request_bytes {
+            count_rejected(&source.id, "request_too_large", 1);
+            return Err(Rejection::StoredTooLarge);
+        }
         match outcome {
             Ok((key, was_blocked)) => {
                 remembered.push(key);

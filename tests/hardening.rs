@@ -367,3 +367,25 @@ async fn a_dead_destination_moves_its_backlog_aside_instead_of_pinning_the_log()
     );
     assert!(dead_letters.entries.iter().any(|e| e.reason == "max_lag"));
 }
+
+#[tokio::test]
+async fn a_small_batch_cannot_expand_into_megabytes_of_log() {
+    let server = TestServer::start();
+    // A 30 KB batch context copied into 100 tiny events would store 3 MB.
+    let items: Vec<Value> = (0..100)
+        .map(|i| json!({"type":"track","userId":"u","event":"E","messageId":format!("amp-{i}")}))
+        .collect();
+    let body = json!({"batch": items, "context": {"blob": "c".repeat(30_000)}});
+    let r = common::client()
+        .post(server.url("/v1/batch"))
+        .header("authorization", common::basic("web-key"))
+        .header("content-encoding", "gzip")
+        .body(common::gzip(&serde_json::to_vec(&body).expect("json")))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 413);
+    let reply: Value = r.json().await.expect("json");
+    assert_eq!(reply["code"], "request_too_large");
+    assert!(server.stored().is_empty(), "nothing of it is stored");
+}

@@ -19,6 +19,23 @@ pub fn delay(policy: &RetryDoc, attempt: u32) -> Duration {
     Duration::from_millis(jittered)
 }
 
+/// How long to wait before the next attempt: the back-off for `attempt`, or longer if
+/// the destination asked (`Retry-After`), but never more than `max_backoff_ms` (a
+/// destination answering `Retry-After: 31536000` must not stall itself for a year) and
+/// never past the moment the oldest event of the batch, now `age` old, reaches
+/// `max_age_secs` (it then goes to the dead-letter store).
+pub fn wait(
+    policy: &RetryDoc,
+    attempt: u32,
+    retry_after: Option<Duration>,
+    age: Duration,
+) -> Duration {
+    let cap = Duration::from_millis(policy.max_backoff_ms.max(1));
+    let asked = retry_after.unwrap_or_default().min(cap);
+    let left = Duration::from_secs(policy.max_age_secs).saturating_sub(age);
+    delay(policy, attempt).max(asked).min(left)
+}
+
 /// Circuit state, also exported as a gauge (0 closed, 1 open, 2 half-open).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Circuit {
@@ -85,6 +102,23 @@ mod tests {
             let d = delay(&policy, attempt).as_millis() as u64;
             let base = (initial.saturating_mul(1 << attempt.min(30))).min(initial + extra);
             prop_assert!(d >= base / 2 && d <= base, "{d} not in [{}, {base}]", base / 2);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn waits_are_capped_by_max_backoff_and_max_age(
+            asked in proptest::option::of(0u64..40_000_000),
+            age in 0u64..200_000,
+            attempt in 0u32..40,
+        ) {
+            let policy = RetryDoc { max_backoff_ms: 60_000, max_age_secs: 86_400, ..RetryDoc::default() };
+            let d = wait(&policy, attempt, asked.map(Duration::from_secs), Duration::from_secs(age));
+            prop_assert!(d <= Duration::from_millis(60_000));
+            prop_assert!(d <= Duration::from_secs(86_400u64.saturating_sub(age)));
+            if let Some(asked) = asked.filter(|&a| a <= 60 && age + 60 < 86_400) {
+                prop_assert!(d >= Duration::from_secs(asked), "Retry-After below the cap is honoured");
+            }
         }
     }
 

@@ -348,9 +348,17 @@ impl Worker {
                     if breaker.state() == Circuit::Open {
                         metrics.circuit.set(Circuit::Open.gauge());
                     }
-                    let delay =
-                        backoff::delay(&destination.retry, breaker.failures().saturating_sub(1))
-                            .max(retry_after.unwrap_or_default());
+                    let age = remaining
+                        .first()
+                        .and_then(|o| o.received_at)
+                        .and_then(|at| (chrono::Utc::now() - at).to_std().ok())
+                        .unwrap_or_default();
+                    let delay = backoff::wait(
+                        &destination.retry,
+                        breaker.failures().saturating_sub(1),
+                        retry_after,
+                        age,
+                    );
                     tracing::debug!(destination = %self.id, reason, delay_ms = delay.as_millis() as u64, "delivery failed; retrying");
                     if self.sleep(delay).await {
                         return Outcome::Stopped;

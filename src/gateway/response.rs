@@ -48,6 +48,9 @@ pub enum Rejection {
     Message(ItemRejection),
     /// The event log did not take the events.
     Log(log::AppendError),
+    /// The request would store more than `limits.max_stored_request_bytes` (a small
+    /// body can expand: its batch `context` is copied into every event).
+    StoredTooLarge,
 }
 
 /// Status, code and message of a rejection: the one exhaustive mapping.
@@ -99,6 +102,11 @@ fn describe(r: Rejection) -> (StatusCode, &'static str, &'static str) {
             S::PAYLOAD_TOO_LARGE,
             "request_too_large",
             "request body is larger than allowed",
+        ),
+        Rejection::StoredTooLarge => (
+            S::PAYLOAD_TOO_LARGE,
+            "request_too_large",
+            "the request's events, once expanded (batch context copied into each), are larger than allowed; send smaller batches",
         ),
         Rejection::Body(body::Problem::Timeout) => (
             S::REQUEST_TIMEOUT,
