@@ -14,6 +14,35 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+/// A secret from the configuration (a bearer token): redacted in `Debug`, compared in
+/// constant time.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self(secret.into())
+    }
+
+    /// Whether `presented` is this secret, in time that does not depend on where they differ.
+    pub fn matches(&self, presented: &str) -> bool {
+        use sha2::{Digest as _, Sha256};
+        use subtle::ConstantTimeEq as _;
+        // Digests first: equal lengths, so not even the length leaks.
+        let a = Sha256::digest(self.0.as_bytes());
+        let b = Sha256::digest(presented.as_bytes());
+        a.as_slice().ct_eq(b.as_slice()).into()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(redacted)")
+    }
+}
+
 /// Prefix of the environment variables that override config keys.
 pub const ENV_PREFIX: &str = "SLUICE__";
 
@@ -68,6 +97,31 @@ pub struct Server {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key matching `tls_cert`. Default none.
     pub tls_key: Option<PathBuf>,
+    /// Largest request head (request line and headers) in bytes; past it: 431. At
+    /// least 8192. Default 32768.
+    pub max_header_bytes: usize,
+    /// A request body must arrive at least this fast (bytes per second, averaged after a
+    /// 2-second grace); slower: 408. 0 turns the check off. Default 1024.
+    pub min_body_bytes_per_sec: u64,
+    /// HTTP/2 streams one connection may have open at once. Default 100.
+    pub max_streams_per_connection: u32,
+    /// Open connections one client address may hold (trusted proxies are exempt);
+    /// further ones are closed at once. Default 1024.
+    pub max_connections_per_ip: usize,
+    /// Requests without a write key in their headers (key in the body, or none) being
+    /// processed at once, from their own budget so they never crowd out requests with a
+    /// header key; beyond it: 503 `overloaded`. Default 512.
+    pub max_in_flight_keyless: usize,
+    /// Open connections on the admin listener at most. Default 128.
+    pub admin_max_connections: usize,
+    /// Bearer token the admin listener's changing routes (`POST /dlq/{id}/replay`)
+    /// require; unset: those routes are refused. `/metrics`, `/health`, `/ready` and
+    /// `GET /dlq` stay open. Default unset.
+    pub admin_token: Option<Secret>,
+    /// The public base URL of the Tracking API (`https://events.example.com`), used as
+    /// `apiHost` in `GET /v1/projects/{key}/settings`; unset: the request's `Host` if it
+    /// is a plain host name or address. Default unset.
+    pub public_url: Option<String>,
 }
 
 impl Default for Server {
@@ -84,6 +138,14 @@ impl Default for Server {
             trusted_proxies: Vec::new(),
             tls_cert: None,
             tls_key: None,
+            max_header_bytes: 32_768,
+            min_body_bytes_per_sec: 1024,
+            max_streams_per_connection: 100,
+            max_connections_per_ip: 1024,
+            max_in_flight_keyless: 512,
+            admin_max_connections: 128,
+            admin_token: None,
+            public_url: None,
         }
     }
 }
@@ -329,6 +391,22 @@ impl Config {
         if self.server.max_connections == 0 || self.server.max_in_flight == 0 {
             return Err(Error::Invalid(
                 "server.max_connections and server.max_in_flight must be at least 1",
+            ));
+        }
+        let server = &self.server;
+        if server.max_header_bytes < 8192
+            || server.max_streams_per_connection == 0
+            || server.max_connections_per_ip == 0
+            || server.max_in_flight_keyless == 0
+            || server.admin_max_connections == 0
+        {
+            return Err(Error::Invalid(
+                "server.max_header_bytes must be at least 8192; server.max_streams_per_connection, max_connections_per_ip, max_in_flight_keyless and admin_max_connections at least 1",
+            ));
+        }
+        if server.admin_token.as_ref().is_some_and(|t| t.0.len() < 16) {
+            return Err(Error::Invalid(
+                "server.admin_token must be at least 16 characters",
             ));
         }
         if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {

@@ -47,6 +47,8 @@ use meters::Meters;
 use rate::Limiters;
 use response::RejectedItem;
 
+/// Largest `/v1/m` body (SDK client metrics are a few hundred bytes).
+const CLIENT_METRICS_LIMIT: usize = 64 << 10;
 /// Header naming the client behind a proxy.
 const X_FORWARDED_FOR: &str = "x-forwarded-for";
 
@@ -58,6 +60,8 @@ pub struct State {
     dedup: Dedup,
     limiters: Limiters,
     in_flight: Arc<Semaphore>,
+    /// The smaller budget of requests without a key in their headers.
+    in_flight_keyless: Arc<Semaphore>,
     delivery: Option<Delivery>,
     meters: Meters,
 }
@@ -75,6 +79,7 @@ impl State {
             meters: Meters::default(),
             dedup: Dedup::new(&config.dedup),
             in_flight: Arc::new(Semaphore::new(config.server.max_in_flight)),
+            in_flight_keyless: Arc::new(Semaphore::new(config.server.max_in_flight_keyless)),
             limiters: Limiters::default(),
             config,
             catalog,
@@ -113,7 +118,15 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>, peer: SocketAddr)
         }
         (Route::Ingest { shape, .. }, &Method::POST) => {
             // The in-flight cap comes first so an overloaded instance spends nothing.
-            match Arc::clone(&state.in_flight).try_acquire_owned() {
+            // Requests with a key in their headers (checked before their body is read)
+            // and those without draw on separate budgets: anonymous slow bodies can
+            // never take the slots of authenticated traffic.
+            let budget = if auth::has_header_key(req.headers()) {
+                &state.in_flight
+            } else {
+                &state.in_flight_keyless
+            };
+            match Arc::clone(budget).try_acquire_owned() {
                 Ok(_permit) => {
                     state.meters.in_flight.increment(1.0);
                     let result = ingest(&state, req, peer, shape).await;
@@ -123,7 +136,12 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>, peer: SocketAddr)
                 Err(_) => Rejection::Overloaded.into_reply(),
             }
         }
-        (Route::ClientMetrics, &Method::POST) => client_metrics(&state, req).await,
+        (Route::ClientMetrics, &Method::POST) => {
+            match Arc::clone(&state.in_flight_keyless).try_acquire_owned() {
+                Ok(_permit) => client_metrics(&state, req).await,
+                Err(_) => Rejection::Overloaded.into_reply(),
+            }
+        }
         (Route::Settings, &Method::GET | &Method::HEAD) => settings(&state, &req),
         (Route::Settings, &Method::OPTIONS) => cors::preflight(req.headers()),
         (Route::Settings, _) => Rejection::MethodNotAllowed("GET, HEAD, OPTIONS").into_reply(),
@@ -165,14 +183,9 @@ async fn ingest(
     }
 
     // 2. Read (bounded in size and time, gunzipped) and decode the body.
-    let body = body::read(
-        &parts.headers,
-        body,
-        limits.max_request_bytes,
-        state.config.body_timeout(),
-    )
-    .await
-    .map_err(Rejection::Body)?;
+    let body = body::read(&parts.headers, body, limits.max_request_bytes, pace(state))
+        .await
+        .map_err(Rejection::Body)?;
     state.meters.body_bytes.increment(body.wire_len as u64);
     let mut bytes = body.bytes;
     let body_len = bytes.len();
@@ -398,16 +411,23 @@ fn settings(state: &State, req: &Request<Incoming>) -> Reply {
 }
 
 /// `/v1/m`: SDK telemetry. Read (bounded) and discarded; no write key needed.
+/// How long and how slowly a body may arrive.
+fn pace(state: &State) -> body::Pace {
+    body::Pace {
+        timeout: state.config.body_timeout(),
+        min_bytes_per_sec: state.config.server.min_body_bytes_per_sec,
+    }
+}
+
+/// Client metrics (`/v1/m`): counted and dropped while they stream in, never buffered.
 async fn client_metrics(state: &State, req: Request<Incoming>) -> Reply {
     let (parts, body) = req.into_parts();
-    match body::read(
-        &parts.headers,
-        body,
-        state.config.limits.max_request_bytes,
-        state.config.body_timeout(),
-    )
-    .await
-    {
+    let limit = state
+        .config
+        .limits
+        .max_request_bytes
+        .min(CLIENT_METRICS_LIMIT);
+    match body::discard(&parts.headers, body, limit, pace(state)).await {
         Ok(_) => {
             metrics::counter!(telemetry::CLIENT_METRICS).increment(1);
             response::accepted(&[], 0)

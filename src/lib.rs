@@ -33,6 +33,8 @@ use crate::config::Config;
 
 /// Name of the catalog's last-known-good copy inside the log directory.
 pub const LAST_KNOWN_GOOD: &str = "catalog.lkg.json";
+/// Header and idle timeout on the admin listener.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often histogram summaries are refreshed for `/metrics`.
 const METRICS_UPKEEP: Duration = Duration::from_secs(5);
 
@@ -129,10 +131,20 @@ pub async fn serve(
         idle_timeout: Duration::from_millis(config.server.idle_timeout_ms),
         grace: Duration::from_millis(config.server.shutdown_grace_ms),
         tls,
+        max_header_bytes: config.server.max_header_bytes,
+        max_streams: config.server.max_streams_per_connection,
+        max_per_ip: config.server.max_connections_per_ip,
+        exempt: config.server.trusted_proxies.clone(),
     };
+    // The admin listener has its own, tighter caps: probes and scrapes are short, and
+    // held sockets there must not blind monitoring.
     let admin_settings = gateway::ListenerSettings {
         tls: None,
-        max_connections: 64,
+        max_connections: config.server.admin_max_connections,
+        header_timeout: settings.header_timeout.min(ADMIN_TIMEOUT),
+        idle_timeout: settings.idle_timeout.min(ADMIN_TIMEOUT),
+        max_per_ip: config.server.admin_max_connections,
+        exempt: Vec::new(),
         ..settings.clone()
     };
     tracing::info!(

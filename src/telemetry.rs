@@ -32,6 +32,8 @@ pub const HTTP_BODY_BYTES: &str = "sluice_http_request_body_bytes_total";
 pub const HTTP_IN_FLIGHT: &str = "sluice_http_in_flight_requests";
 /// Gauge: open connections.
 pub const HTTP_CONNECTIONS: &str = "sluice_http_open_connections";
+/// Counter: connections closed at accept because their address had too many open.
+pub const HTTP_CONNECTIONS_REFUSED: &str = "sluice_http_connections_refused_total";
 /// Counter: events received by source.
 pub const EVENTS_RECEIVED: &str = "sluice_events_received_total";
 /// Counter: events stored for delivery, by source (tracking-plan blocks excluded).
@@ -165,6 +167,10 @@ fn describe() {
     );
     describe_gauge!(HTTP_IN_FLIGHT, "Requests being processed.");
     describe_gauge!(HTTP_CONNECTIONS, "Open client connections.");
+    describe_counter!(
+        HTTP_CONNECTIONS_REFUSED,
+        "Connections closed at accept because their client address had too many open."
+    );
     describe_counter!(EVENTS_RECEIVED, "Events received, by source.");
     describe_counter!(
         EVENTS_ACCEPTED,

@@ -21,7 +21,7 @@ fn catalog(destinations: &str) -> String {
 fn webhook(id: &str, url: &str, extra: &str) -> String {
     format!(
         "[[destinations]]\nid = \"{id}\"\ntype = \"webhook\"\nsources = [\"web\"]\n\
-         retry = {{ initial_backoff_ms = 50, max_backoff_ms = 400 }}\n{extra}\n\
+         retry = {{ initial_backoff_ms = 50, max_backoff_ms = 1500 }}\n{extra}\n\
          [destinations.settings]\nurl = \"{url}\"\ntimeout_ms = 400\n"
     )
 }
@@ -114,7 +114,7 @@ async fn webhook_compliance() {
         ["ok-1", "ok-2"]
     );
 
-    // 429 with Retry-After: 1 → delivered after at least a second.
+    // 429 with Retry-After: 1 (below max_backoff_ms) → delivered after at least a second.
     receiver.script(&[Answer::RateLimited(1)]);
     let sent = Instant::now();
     send(&server, "web-key", &[track("limited-1")]).await;

@@ -389,3 +389,165 @@ async fn a_small_batch_cannot_expand_into_megabytes_of_log() {
     assert_eq!(reply["code"], "request_too_large");
     assert!(server.stored().is_empty(), "nothing of it is stored");
 }
+
+mod hostile_clients {
+    use std::io::{Read as _, Write as _};
+    use std::net::{SocketAddr, TcpStream};
+    use std::time::{Duration, Instant};
+
+    use super::common::{self, TestServer};
+
+    /// Reads until the server closes (Ok(bytes read)) or `wait` passes (Err).
+    fn read_until_closed(s: &mut TcpStream, wait: Duration) -> std::io::Result<String> {
+        s.set_read_timeout(Some(wait))?;
+        let mut out = Vec::new();
+        s.read_to_end(&mut out)?;
+        Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+
+    fn status_of(reply: &str) -> Option<u16> {
+        reply.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    fn auth_header() -> String {
+        format!("Authorization: {}\r\n", common::basic("web-key"))
+    }
+
+    #[test]
+    fn a_connection_that_never_speaks_is_closed_after_the_header_timeout() {
+        let server = TestServer::start_with(common::CATALOG, |c| c.server.header_timeout_ms = 300);
+        let started = Instant::now();
+        let mut s = TcpStream::connect(server.addr).expect("connect");
+        let reply = read_until_closed(&mut s, Duration::from_secs(5)).expect("closed, not held");
+        assert!(reply.is_empty());
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+
+    #[test]
+    fn held_admin_sockets_do_not_blind_monitoring() {
+        let server =
+            TestServer::start_with(common::CATALOG, |c| c.server.admin_max_connections = 8);
+        let held: Vec<TcpStream> = (0..16)
+            .map(|_| TcpStream::connect(server.admin).expect("connect"))
+            .collect();
+        let started = Instant::now();
+        let mut s = TcpStream::connect(server.admin).expect("connect");
+        s.write_all(b"GET /ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .expect("send");
+        let reply = read_until_closed(&mut s, Duration::from_secs(20)).expect("answered");
+        assert_eq!(status_of(&reply), Some(200), "{reply}");
+        assert!(started.elapsed() < Duration::from_secs(15));
+        drop(held);
+    }
+
+    #[test]
+    fn an_oversized_request_head_gets_431() {
+        let server = TestServer::start();
+        let mut s = TcpStream::connect(server.addr).expect("connect");
+        let big = "x".repeat(100_000);
+        let request = format!(
+            "POST /v1/track HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n{}Content-Length: 2\r\n\r\n{{}}",
+            auth_header()
+        );
+        let _ = s.write_all(request.as_bytes());
+        let reply = read_until_closed(&mut s, Duration::from_secs(5)).expect("answered");
+        assert_eq!(status_of(&reply), Some(431), "{reply}");
+    }
+
+    /// Starts a POST with `headers` announcing a 10 KB body and sends 10 bytes of it.
+    fn trickle(addr: SocketAddr, path: &str, headers: &str) -> TcpStream {
+        let mut s = TcpStream::connect(addr).expect("connect");
+        write!(
+            s,
+            "POST {path} HTTP/1.1\r\nHost: x\r\n{headers}Content-Type: application/json\r\nContent-Length: 10000\r\n\r\n{{\"userId\":"
+        )
+        .expect("send");
+        s
+    }
+
+    #[test]
+    fn a_trickling_body_gets_408() {
+        let server = TestServer::start();
+        let started = Instant::now();
+        let mut s = trickle(server.addr, "/v1/track", &auth_header());
+        for _ in 0..40 {
+            if s.write_all(b" ").is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let reply = read_until_closed(&mut s, Duration::from_secs(10)).expect("answered");
+        assert_eq!(status_of(&reply), Some(408), "{reply}");
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "long before body_timeout_ms"
+        );
+    }
+
+    #[test]
+    fn keyless_requests_have_their_own_budget() {
+        let server =
+            TestServer::start_with(common::CATALOG, |c| c.server.max_in_flight_keyless = 2);
+        let _slow: Vec<TcpStream> = (0..2)
+            .map(|_| trickle(server.addr, "/v1/track", ""))
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
+        let post = |headers: &str| {
+            let mut s = TcpStream::connect(server.addr).expect("connect");
+            let body = r#"{"userId":"u","event":"E","writeKey":"web-key"}"#;
+            write!(
+                s,
+                "POST /v1/track HTTP/1.1\r\nHost: x\r\n{headers}Connection: close\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .expect("send");
+            status_of(&read_until_closed(&mut s, Duration::from_secs(5)).expect("answered"))
+        };
+        assert_eq!(post(""), Some(503), "the keyless budget is taken");
+        assert_eq!(
+            post(&auth_header()),
+            Some(200),
+            "a header key still gets in"
+        );
+        // Client metrics come from the keyless budget too, and are bounded in size.
+        let mut s = TcpStream::connect(server.addr).expect("connect");
+        write!(
+            s,
+            "POST /v1/m HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{{}}"
+        )
+        .expect("send");
+        let reply = read_until_closed(&mut s, Duration::from_secs(5)).expect("answered");
+        assert_eq!(status_of(&reply), Some(503), "{reply}");
+    }
+
+    #[test]
+    fn client_metrics_are_bounded_and_never_buffered() {
+        let server = TestServer::start();
+        let mut s = TcpStream::connect(server.addr).expect("connect");
+        let body = vec![b'x'; 200_000];
+        write!(
+            s,
+            "POST /v1/m HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .expect("send");
+        let _ = s.write_all(&body);
+        let reply = read_until_closed(&mut s, Duration::from_secs(5)).expect("answered");
+        assert_eq!(status_of(&reply), Some(413), "{reply}");
+    }
+
+    #[test]
+    fn one_address_cannot_take_every_connection() {
+        let server =
+            TestServer::start_with(common::CATALOG, |c| c.server.max_connections_per_ip = 4);
+        let _held: Vec<TcpStream> = (0..4)
+            .map(|_| TcpStream::connect(server.addr).expect("connect"))
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
+        let started = Instant::now();
+        let mut fifth = TcpStream::connect(server.addr).expect("connect");
+        let reply = read_until_closed(&mut fifth, Duration::from_secs(5)).expect("closed at once");
+        assert!(reply.is_empty());
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+}

@@ -1,7 +1,10 @@
-//! Reading a request body: bounded in size and time, gunzipped when gzip.
+//! Reading a request body: bounded in size and time (overall, and by a minimum data
+//! rate so a trickling client cannot hold a request slot for long), gunzipped when gzip.
 
 use std::io::Read as _;
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use http::HeaderMap;
 use http::header::{CONTENT_ENCODING, CONTENT_LENGTH};
@@ -34,13 +37,38 @@ pub struct Body {
     pub bytes: Vec<u8>,
 }
 
-/// Reads at most `limit` bytes within `timeout`, then gunzips (output bounded by
-/// `limit` too) when the body is labelled gzip or starts with gzip's magic bytes.
+/// Time before the minimum data rate starts to count (a connection's first frames may
+/// wait on TCP slow start).
+const RATE_GRACE: Duration = Duration::from_secs(2);
+
+/// How long, and how slowly, a body may arrive.
+#[derive(Debug, Clone, Copy)]
+pub struct Pace {
+    /// The whole body within this.
+    pub timeout: Duration,
+    /// At least this many bytes a second on average after [`RATE_GRACE`]; 0: no floor.
+    pub min_bytes_per_sec: u64,
+}
+
+impl Pace {
+    /// When more than `received` bytes must have arrived.
+    fn deadline(&self, started: Instant, received: usize) -> Instant {
+        let overall = started + self.timeout;
+        if self.min_bytes_per_sec == 0 {
+            return overall;
+        }
+        let earned = Duration::from_secs_f64(received as f64 / self.min_bytes_per_sec as f64);
+        (started + RATE_GRACE + earned).min(overall)
+    }
+}
+
+/// Reads at most `limit` bytes at `pace`, then gunzips (output bounded by `limit` too)
+/// when the body is labelled gzip or starts with gzip's magic bytes.
 pub async fn read(
     headers: &HeaderMap,
     body: Incoming,
     limit: usize,
-    timeout: Duration,
+    pace: Pace,
 ) -> Result<Body, Problem> {
     let encoding = headers
         .get(CONTENT_ENCODING)
@@ -58,9 +86,8 @@ pub async fn read(
         return Err(Problem::TooLarge);
     }
     let capacity = declared.map_or(8 << 10, |n| n as usize);
-    let wire = tokio::time::timeout(timeout, collect(body, limit, capacity))
-        .await
-        .map_err(|_| Problem::Timeout)??;
+    let mut wire = Vec::with_capacity(capacity.min(limit));
+    frames(body, limit, pace, |data| wire.extend_from_slice(data)).await?;
     let wire_len = wire.len();
     let bytes = if labelled_gzip || wire.starts_with(&GZIP_MAGIC) {
         gunzip(&wire, limit)?
@@ -70,19 +97,50 @@ pub async fn read(
     Ok(Body { wire_len, bytes })
 }
 
-/// Gathers the body's frames into one buffer (one copy), refusing more than `limit`.
-async fn collect(mut body: Incoming, limit: usize, capacity: usize) -> Result<Vec<u8>, Problem> {
-    let mut out = Vec::with_capacity(capacity.min(limit));
-    while let Some(frame) = body.frame().await {
+/// Reads and drops a body of at most `limit` bytes at `pace` (nothing is buffered).
+pub async fn discard(
+    headers: &HeaderMap,
+    body: Incoming,
+    limit: usize,
+    pace: Pace,
+) -> Result<usize, Problem> {
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(Problem::TooLarge);
+    }
+    frames(body, limit, pace, |_| {}).await
+}
+
+/// Hands the body's data frames to `take`, refusing more than `limit` bytes and a body
+/// slower than `pace`; returns the bytes received.
+async fn frames(
+    mut body: Incoming,
+    limit: usize,
+    pace: Pace,
+    mut take: impl FnMut(&[u8]),
+) -> Result<usize, Problem> {
+    let started = Instant::now();
+    let mut received = 0usize;
+    loop {
+        let deadline = pace.deadline(started, received);
+        let frame = tokio::time::timeout_at(deadline, body.frame())
+            .await
+            .map_err(|_| Problem::Timeout)?;
+        let Some(frame) = frame else {
+            return Ok(received);
+        };
         let frame = frame.map_err(|_| Problem::Interrupted)?;
         if let Some(data) = frame.data_ref() {
-            if out.len() + data.len() > limit {
+            if received + data.len() > limit {
                 return Err(Problem::TooLarge);
             }
-            out.extend_from_slice(data);
+            received += data.len();
+            take(data);
         }
     }
-    Ok(out)
 }
 
 /// Decompresses `data`, refusing output longer than `limit`.

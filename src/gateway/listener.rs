@@ -1,13 +1,16 @@
 //! Accepting connections and serving HTTP/1.1 and HTTP/2 on them (TLS optional).
 //!
 //! Bounds: at most `max_connections` open connections (the rest wait in the kernel
-//! backlog), a header timeout (slowloris), an idle timeout, a TLS handshake timeout.
+//! backlog) and `max_per_ip` per client address (more are closed at once), a header
+//! timeout that starts at accept (a connection that never sends a request is closed
+//! when it runs out; slowloris), a bound on the request head (431), HTTP/2 streams per
+//! connection, an idle timeout, a TLS handshake timeout.
 //! On shutdown the listener stops accepting, every connection finishes its in-flight
 //! requests and closes, and [`run`] returns once all are gone or the grace period ends.
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -41,6 +44,44 @@ pub struct Settings {
     pub grace: Duration,
     /// TLS, when configured.
     pub tls: Option<TlsAcceptor>,
+    /// Largest request head, in bytes (HTTP/1 read buffer, HTTP/2 header list).
+    pub max_header_bytes: usize,
+    /// HTTP/2 streams open at once per connection.
+    pub max_streams: u32,
+    /// Open connections per client address.
+    pub max_per_ip: usize,
+    /// Addresses the per-address cap does not apply to (trusted proxies).
+    pub exempt: Vec<ipnet::IpNet>,
+}
+
+/// Open connections per client address; an entry lives while its address has one.
+#[derive(Default)]
+struct PerIp(std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>);
+
+impl PerIp {
+    /// Counts a new connection from `ip`, unless it already has `max`.
+    fn admit(&self, ip: IpAddr, max: usize) -> bool {
+        let Ok(mut open) = self.0.lock() else {
+            return true;
+        };
+        let n = open.entry(ip).or_default();
+        if *n >= max {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn leave(&self, ip: IpAddr) {
+        if let Ok(mut open) = self.0.lock()
+            && let Some(n) = open.get_mut(&ip)
+        {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&ip);
+            }
+        }
+    }
 }
 
 /// Serves `handler` on `listener` until `shutdown`, then drains connections.
@@ -54,6 +95,7 @@ pub async fn run<H, F>(
     F: Future<Output = Reply> + Send + 'static,
 {
     let slots = Arc::new(Semaphore::new(settings.max_connections));
+    let per_ip = Arc::new(PerIp::default());
     let tracker = TaskTracker::new();
     loop {
         let permit = tokio::select! {
@@ -75,14 +117,25 @@ pub async fn run<H, F>(
                 }
             },
         };
+        let ip = peer.ip().to_canonical();
+        let capped = !settings.exempt.iter().any(|net| net.contains(&ip));
+        if capped && !per_ip.admit(ip, settings.max_per_ip) {
+            metrics::counter!(telemetry::HTTP_CONNECTIONS_REFUSED).increment(1);
+            tracing::debug!(%peer, "connection refused: too many from this address");
+            continue;
+        }
         let _ = stream.set_nodelay(true);
         let settings = settings.clone();
         let handler = handler.clone();
         let shutdown = shutdown.clone();
+        let per_ip = Arc::clone(&per_ip);
         tracker.spawn(async move {
             metrics::gauge!(telemetry::HTTP_CONNECTIONS).increment(1.0);
             serve_stream(stream, peer, &settings, handler, shutdown).await;
             metrics::gauge!(telemetry::HTTP_CONNECTIONS).decrement(1.0);
+            if capped {
+                per_ip.leave(ip);
+            }
             drop(permit);
         });
     }
@@ -152,15 +205,18 @@ async fn serve_io<I, H, F>(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(settings.header_timeout)
+        .max_buf_size(settings.max_header_bytes)
         .keep_alive(true);
     builder
         .http2()
         .timer(TokioTimer::new())
+        .max_concurrent_streams(settings.max_streams)
+        .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX))
         .keep_alive_interval(settings.idle_timeout / 2)
         .keep_alive_timeout(settings.header_timeout);
     let mut conn = pin!(builder.serve_connection(TokioIo::new(io), service));
-    let mut idle_check =
-        tokio::time::interval((settings.idle_timeout / 4).max(Duration::from_millis(10)));
+    let tick = settings.idle_timeout.min(settings.header_timeout) / 4;
+    let mut idle_check = tokio::time::interval(tick.max(Duration::from_millis(10)));
     let mut closing = false;
     loop {
         tokio::select! {
@@ -175,6 +231,12 @@ async fn serve_io<I, H, F>(
                 conn.as_mut().graceful_shutdown();
             }
             _ = idle_check.tick(), if !closing => {
+                if !activity.ever_used() && started.elapsed() >= settings.header_timeout {
+                    // Silent since accept (or still sending its first headers): a held
+                    // socket, not a client. Close it outright.
+                    tracing::debug!(%peer, "closing a connection that sent no request");
+                    return;
+                }
                 if activity.idle_for(started) >= settings.idle_timeout {
                     closing = true;
                     conn.as_mut().graceful_shutdown();
@@ -189,12 +251,19 @@ async fn serve_io<I, H, F>(
 struct Activity {
     active: AtomicUsize,
     last_ms: AtomicU64,
+    used: std::sync::atomic::AtomicBool,
 }
 
 impl Activity {
     fn begin(&self, since: Instant) {
+        self.used.store(true, Ordering::Relaxed);
         self.active.fetch_add(1, Ordering::Relaxed);
         self.touch(since);
+    }
+
+    /// Whether a request ever started on this connection.
+    fn ever_used(&self) -> bool {
+        self.used.load(Ordering::Relaxed)
     }
 
     fn end(&self, since: Instant) {
