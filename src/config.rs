@@ -26,6 +26,11 @@ impl Secret {
         Self(secret.into())
     }
 
+    /// The secret itself, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
     /// Whether `presented` is this secret, in time that does not depend on where they differ.
     pub fn matches(&self, presented: &str) -> bool {
         use sha2::{Digest as _, Sha256};

@@ -258,13 +258,13 @@ fn dlq(config: &Config, command: DlqCommand) -> anyhow::Result<()> {
                 .enable_all()
                 .build()?;
             let text = runtime.block_on(async {
-                let response = reqwest::Client::new()
-                    .post(&url)
-                    .send()
-                    .await
-                    .with_context(|| {
-                        format!("asking the running server at {url} (is it running?)")
-                    })?;
+                let mut request = reqwest::Client::new().post(&url);
+                if let Some(token) = &config.server.admin_token {
+                    request = request.bearer_auth(token.expose());
+                }
+                let response = request.send().await.with_context(|| {
+                    format!("asking the running server at {url} (is it running?)")
+                })?;
                 let status = response.status();
                 let text = response.text().await?;
                 anyhow::ensure!(status.is_success(), "replay refused ({status}): {text}");

@@ -29,6 +29,7 @@ fn webhook(id: &str, url: &str, extra: &str) -> String {
 fn start(destinations: &str) -> TestServer {
     TestServer::start_with(&catalog(destinations), |c| {
         c.delivery.allow_private_destinations = true;
+        c.server.admin_token = Some(sluice::config::Secret::new(ADMIN_TOKEN));
     })
 }
 
@@ -74,14 +75,28 @@ async fn dead_letters(server: &TestServer) -> Value {
 }
 
 async fn replay(server: &TestServer, id: &str) -> Value {
+    let url = server.admin_url(&format!("/dlq/{id}/replay"));
+    // Changing admin routes need the admin token.
+    let r = client().post(&url).send().await.expect("replay");
+    assert_eq!(r.status(), 401);
     let r = client()
-        .post(server.admin_url(&format!("/dlq/{id}/replay")))
+        .post(&url)
+        .bearer_auth("wrong-token-wrong-token")
+        .send()
+        .await
+        .expect("replay");
+    assert_eq!(r.status(), 401);
+    let r = client()
+        .post(&url)
+        .bearer_auth(ADMIN_TOKEN)
         .send()
         .await
         .expect("replay");
     assert_eq!(r.status(), 200);
     r.json().await.expect("json")
 }
+
+const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
 async fn eventually(what: &str, within: Duration, mut check: impl AsyncFnMut() -> bool) {
     let deadline = Instant::now() + within;

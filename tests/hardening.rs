@@ -441,6 +441,17 @@ mod hostile_clients {
     }
 
     #[test]
+    fn admin_changes_are_refused_while_no_admin_token_is_set() {
+        let server = TestServer::start();
+        let mut s = TcpStream::connect(server.admin).expect("connect");
+        s.write_all(b"POST /dlq/any/replay HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+            .expect("send");
+        let reply = read_until_closed(&mut s, Duration::from_secs(5)).expect("answered");
+        assert_eq!(status_of(&reply), Some(403), "{reply}");
+        assert!(reply.contains("admin_token_not_configured"));
+    }
+
+    #[test]
     fn an_oversized_request_head_gets_431() {
         let server = TestServer::start();
         let mut s = TcpStream::connect(server.addr).expect("connect");

@@ -1,5 +1,9 @@
 //! The admin listener: `/metrics` (Prometheus text), `/health`, `/ready`, and the
 //! dead-letter store: `GET /dlq` (counts per destination), `POST /dlq/<id>/replay`.
+//!
+//! Reads are open (monitoring must work without credentials); every route that changes
+//! something needs `Authorization: Bearer <server.admin_token>`, and is refused outright
+//! while no token is configured.
 
 use std::sync::Arc;
 
@@ -37,7 +41,10 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Reply {
             .strip_prefix("/dlq/")
             .and_then(|p| p.strip_suffix("/replay"))
         {
-            Some(id) if *req.method() == Method::POST => replay(&state, id).await,
+            Some(id) if *req.method() == Method::POST => match admitted(&state, &req) {
+                Ok(()) => replay(&state, id).await,
+                Err(refusal) => refusal,
+            },
             Some(_) => Rejection::MethodNotAllowed("POST").into_reply(),
             None => Rejection::NotFound.into_reply(),
         },
@@ -77,6 +84,31 @@ fn dead_letters(state: &State) -> Reply {
     }
 }
 
+/// Whether a changing request carries the admin token.
+fn admitted(state: &State, req: &Request<Incoming>) -> Result<(), Reply> {
+    let Some(token) = &state.config.server.admin_token else {
+        return Err(problem(
+            StatusCode::FORBIDDEN,
+            "admin_token_not_configured",
+            "changing admin routes are disabled: set server.admin_token (SLUICE__SERVER__ADMIN_TOKEN)",
+        ));
+    };
+    let presented = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match presented {
+        Some(presented) if token.matches(presented) => Ok(()),
+        _ => Err(problem(
+            StatusCode::UNAUTHORIZED,
+            "invalid_admin_token",
+            "send Authorization: Bearer <server.admin_token>",
+        )),
+    }
+}
+
 async fn replay(state: &State, id: &str) -> Reply {
     let Some(delivery) = &state.delivery else {
         return problem(
@@ -88,7 +120,7 @@ async fn replay(state: &State, id: &str) -> Reply {
     match delivery.replay(id).await {
         Ok(result) => response::json(
             StatusCode::OK,
-            serde_json::json!({ "destination": id, "delivered": result.delivered, "failed": result.failed })
+            serde_json::json!({ "destination": id, "delivered": result.delivered, "failed": result.failed, "unreadable": result.unreadable })
                 .to_string()
                 .into(),
         ),
