@@ -41,9 +41,9 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Reply {
             .strip_prefix("/dlq/")
             .and_then(|p| p.strip_suffix("/replay"))
         {
-            Some(id) if *req.method() == Method::POST => match admitted(&state, &req) {
-                Ok(()) => replay(&state, id).await,
-                Err(refusal) => refusal,
+            Some(id) if *req.method() == Method::POST => match refusal(&state, &req) {
+                None => replay(&state, id).await,
+                Some(refusal) => refusal,
             },
             Some(_) => Rejection::MethodNotAllowed("POST").into_reply(),
             None => Rejection::NotFound.into_reply(),
@@ -84,10 +84,10 @@ fn dead_letters(state: &State) -> Reply {
     }
 }
 
-/// Whether a changing request carries the admin token.
-fn admitted(state: &State, req: &Request<Incoming>) -> Result<(), Reply> {
+/// The answer to a changing request without the admin token; `None` lets it through.
+fn refusal(state: &State, req: &Request<Incoming>) -> Option<Reply> {
     let Some(token) = &state.config.server.admin_token else {
-        return Err(problem(
+        return Some(problem(
             StatusCode::FORBIDDEN,
             "admin_token_not_configured",
             "changing admin routes are disabled: set server.admin_token (SLUICE__SERVER__ADMIN_TOKEN)",
@@ -100,8 +100,8 @@ fn admitted(state: &State, req: &Request<Incoming>) -> Result<(), Reply> {
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     match presented {
-        Some(presented) if token.matches(presented) => Ok(()),
-        _ => Err(problem(
+        Some(presented) if token.matches(presented) => None,
+        _ => Some(problem(
             StatusCode::UNAUTHORIZED,
             "invalid_admin_token",
             "send Authorization: Bearer <server.admin_token>",
