@@ -117,6 +117,10 @@ pub struct Server {
     /// processed at once, from their own budget so they never crowd out requests with a
     /// header key; beyond it: 503 `overloaded`. Default 512.
     pub max_in_flight_keyless: usize,
+    /// Requests with a missing or invalid write key one client address may send per
+    /// minute; past it: 429 `too_many_failed_keys` (no key lookup). 0: no limit.
+    /// Default 120.
+    pub max_key_failures_per_minute: u32,
     /// Open connections on the admin listener at most. Default 128.
     pub admin_max_connections: usize,
     /// Bearer token the admin listener's changing routes (`POST /dlq/{id}/replay`)
@@ -148,6 +152,7 @@ impl Default for Server {
             max_streams_per_connection: 100,
             max_connections_per_ip: 1024,
             max_in_flight_keyless: 512,
+            max_key_failures_per_minute: 120,
             admin_max_connections: 128,
             admin_token: None,
             public_url: None,

@@ -17,6 +17,7 @@ mod meters;
 mod rate;
 mod response;
 mod route;
+mod throttle;
 mod tls;
 
 use std::net::{IpAddr, SocketAddr};
@@ -46,6 +47,7 @@ use dedup::{Dedup, DigestSet};
 use meters::Meters;
 use rate::Limiters;
 use response::RejectedItem;
+use throttle::FailedKeys;
 
 /// Largest `/v1/m` body (SDK client metrics are a few hundred bytes).
 const CLIENT_METRICS_LIMIT: usize = 64 << 10;
@@ -62,6 +64,7 @@ pub struct State {
     in_flight: Arc<Semaphore>,
     /// The smaller budget of requests without a key in their headers.
     in_flight_keyless: Arc<Semaphore>,
+    failed_keys: FailedKeys,
     delivery: Option<Delivery>,
     meters: Meters,
 }
@@ -80,6 +83,7 @@ impl State {
             dedup: Dedup::new(&config.dedup),
             in_flight: Arc::new(Semaphore::new(config.server.max_in_flight)),
             in_flight_keyless: Arc::new(Semaphore::new(config.server.max_in_flight_keyless)),
+            failed_keys: FailedKeys::new(config.server.max_key_failures_per_minute),
             limiters: Limiters::default(),
             config,
             catalog,
@@ -142,7 +146,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>, peer: SocketAddr)
                 Err(_) => Rejection::Overloaded.into_reply(),
             }
         }
-        (Route::Settings, &Method::GET | &Method::HEAD) => settings(&state, &req),
+        (Route::Settings, &Method::GET | &Method::HEAD) => settings(&state, &req, peer),
         (Route::Settings, &Method::OPTIONS) => cors::preflight(req.headers()),
         (Route::Settings, _) => Rejection::MethodNotAllowed("GET, HEAD, OPTIONS").into_reply(),
         (Route::Health | Route::Ready, &Method::GET | &Method::HEAD) => admin::probe(&state, route),
@@ -176,9 +180,21 @@ async fn ingest(
     let now = Utc::now();
 
     // 1. A key in the header is checked before the body is read: a bad key costs nothing.
-    let header_key = auth::header_key(&parts.headers).map_err(auth_failure)?;
+    //    An address that keeps presenting bad keys is stopped before any lookup.
+    let ip = client_ip(&parts.headers, peer.ip(), state);
+    state
+        .failed_keys
+        .check(ip)
+        .map_err(|retry_after| Rejection::KeyFailures { retry_after })?;
+    let failed = |rejection| {
+        state.failed_keys.fail(ip);
+        rejection
+    };
+    let header_key = auth::header_key(&parts.headers)
+        .map_err(auth_failure)
+        .map_err(failed)?;
     if let Some(key) = &header_key {
-        let source = authenticate(&snapshot, key, now)?;
+        let source = authenticate(&snapshot, key, now).map_err(failed)?;
         admit(state, source)?;
     }
 
@@ -193,8 +209,9 @@ async fn ingest(
 
     // 3. The key that counts: header and body must agree; a body-only key is checked now.
     let key = auth::resolve(header_key.as_deref(), envelope.write_key.as_deref())
-        .map_err(auth_failure)?;
-    let source = authenticate(&snapshot, &key, now)?;
+        .map_err(auth_failure)
+        .map_err(failed)?;
+    let source = authenticate(&snapshot, &key, now).map_err(failed)?;
     if header_key.is_none() {
         admit(state, source)?;
     }
@@ -203,12 +220,7 @@ async fn ingest(
         .events(&source.id, envelope.items.len() as u64, 0);
 
     // 4. Normalise each message; in a batch a bad item is listed, the rest go on.
-    let enrichment = Enrichment::new(
-        now,
-        Some(client_ip(&parts.headers, peer.ip(), state)),
-        &source.id,
-        limits,
-    );
+    let enrichment = Enrichment::new(now, Some(ip), &source.id, limits);
     let mut batch = log::Batch::with_capacity(body_len + envelope.items.len() * 256);
     let mut remembered = Vec::with_capacity(envelope.items.len());
     let mut in_request = DigestSet::default();
@@ -383,23 +395,43 @@ fn count_rejected(source: &str, reason: &'static str, n: u64) {
 /// `GET /v1/projects/{writeKey}/settings`: what analytics.js loads from Segment's CDN,
 /// pointing the browser SDK back at this gateway (`apiHost` from the request's Host,
 /// `protocol` from whether TLS is on). Unknown, revoked or disabled keys get 401.
-fn settings(state: &State, req: &Request<Incoming>) -> Reply {
+fn settings(state: &State, req: &Request<Incoming>, peer: SocketAddr) -> Reply {
     let Some(key) = route::settings_key(req.uri().path()) else {
         return Rejection::NotFound.into_reply();
     };
-    if let Err(rejection) = authenticate(&state.catalog.snapshot(), key, Utc::now()) {
-        return rejection.into_reply();
+    let ip = client_ip(req.headers(), peer.ip(), state);
+    if let Err(retry_after) = state.failed_keys.check(ip) {
+        return no_store(Rejection::KeyFailures { retry_after }.into_reply());
     }
-    let host = req
-        .headers()
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()))
-        .unwrap_or("localhost");
-    let protocol = if state.config.server.tls_cert.is_some() {
-        "https"
-    } else {
-        "http"
+    if let Err(rejection) = authenticate(&state.catalog.snapshot(), key, Utc::now()) {
+        state.failed_keys.fail(ip);
+        return no_store(rejection.into_reply());
+    }
+    let server = &state.config.server;
+    // The configured public URL, else the request's Host if it is a plain host name
+    // or address (an arbitrary Host is never reflected into a page's script config).
+    let (protocol, host) = match &server.public_url {
+        Some(url) => match url.split_once("://") {
+            Some((scheme, rest)) => (scheme.to_owned(), rest.trim_end_matches('/').to_owned()),
+            None => ("https".to_owned(), url.trim_end_matches('/').to_owned()),
+        },
+        None => {
+            let host = req
+                .headers()
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .or_else(|| req.uri().authority().map(|a| a.as_str()))
+                .filter(|h| route::is_plain_host(h));
+            let Some(host) = host else {
+                return no_store(Rejection::InvalidHost.into_reply());
+            };
+            let protocol = if server.tls_cert.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            (protocol.to_owned(), host.to_owned())
+        }
     };
     let body = serde_json::json!({
         "integrations": {
@@ -407,10 +439,23 @@ fn settings(state: &State, req: &Request<Incoming>) -> Reply {
         },
         "plan": { "track": { "__default": { "enabled": true } } },
     });
-    response::json(http::StatusCode::OK, body.to_string().into())
+    let mut reply = response::json(http::StatusCode::OK, body.to_string().into());
+    reply.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("public, max-age=300"),
+    );
+    reply
 }
 
-/// `/v1/m`: SDK telemetry. Read (bounded) and discarded; no write key needed.
+/// Marks an answer as not to be cached (refusals must not be served from a cache).
+fn no_store(mut reply: Reply) -> Reply {
+    reply.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    reply
+}
+
 /// How long and how slowly a body may arrive.
 fn pace(state: &State) -> body::Pace {
     body::Pace {

@@ -562,3 +562,69 @@ mod hostile_clients {
         assert!(started.elapsed() < Duration::from_secs(2));
     }
 }
+
+#[tokio::test]
+async fn key_guessing_is_throttled_per_address() {
+    let server = TestServer::start_with(common::CATALOG, |c| {
+        c.server.max_key_failures_per_minute = 5;
+    });
+    let client = common::client();
+    let settings = |key: &str| client.get(server.url(&format!("/v1/projects/{key}/settings")));
+    for n in 0..5 {
+        let r = settings(&format!("guess-{n}")).send().await.expect("send");
+        assert_eq!(r.status(), 401);
+        assert_eq!(r.headers()["cache-control"], "no-store");
+    }
+    for path in ["guess-6", "web-key"] {
+        let r = settings(path).send().await.expect("send");
+        assert_eq!(
+            r.status(),
+            429,
+            "{path}: the address is stopped before any lookup"
+        );
+        assert!(r.headers().contains_key("retry-after"));
+        let body: Value = r.json().await.expect("json");
+        assert_eq!(body["code"], "too_many_failed_keys");
+    }
+    let r = client
+        .post(server.url("/v1/track"))
+        .header("authorization", common::basic("another-guess"))
+        .json(&json!({"userId":"u","event":"E"}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 429, "the Tracking API routes share the budget");
+}
+
+#[tokio::test]
+async fn settings_never_reflect_an_arbitrary_host() {
+    let server = TestServer::start();
+    let mut s = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    s.write_all(b"GET /v1/projects/web-key/settings HTTP/1.1\r\nHost: evil.example/\"><script>\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("send");
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).await.expect("read");
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    assert!(!reply.contains("evil.example"));
+
+    let configured = TestServer::start_with(common::CATALOG, |c| {
+        c.server.public_url = Some("https://events.example.com/".into());
+    });
+    let r = common::client()
+        .get(configured.url("/v1/projects/web-key/settings"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "public, max-age=300");
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(
+        body["integrations"]["Segment.io"]["apiHost"],
+        "events.example.com/v1"
+    );
+    assert_eq!(body["integrations"]["Segment.io"]["protocol"], "https");
+}

@@ -38,6 +38,13 @@ pub enum Rejection {
         /// Seconds until a request may succeed.
         retry_after: u64,
     },
+    /// The client address had too many failed key lookups this minute.
+    KeyFailures {
+        /// Seconds until it may try again.
+        retry_after: u64,
+    },
+    /// The `Host` header is not a plain host name or address.
+    InvalidHost,
     /// Too many requests in flight on this instance.
     Overloaded,
     /// The body could not be read.
@@ -92,6 +99,16 @@ fn describe(r: Rejection) -> (StatusCode, &'static str, &'static str) {
             S::TOO_MANY_REQUESTS,
             "rate_limited",
             "this source is over its rate limit; retry after the given seconds",
+        ),
+        Rejection::KeyFailures { .. } => (
+            S::TOO_MANY_REQUESTS,
+            "too_many_failed_keys",
+            "too many requests with an invalid write key from this address; retry after the given seconds",
+        ),
+        Rejection::InvalidHost => (
+            S::BAD_REQUEST,
+            "invalid_host",
+            "the Host header is not a host name or address (or set server.public_url)",
         ),
         Rejection::Overloaded => (
             S::SERVICE_UNAVAILABLE,
@@ -192,7 +209,9 @@ impl Rejection {
     /// Seconds the client should wait before retrying, for retryable refusals.
     fn retry_after(self) -> Option<u64> {
         match self {
-            Self::RateLimited { retry_after } => Some(retry_after),
+            Self::RateLimited { retry_after } | Self::KeyFailures { retry_after } => {
+                Some(retry_after)
+            }
             Self::Overloaded => Some(1),
             Self::Log(_) => Some(log::RETRY_AFTER_SECS),
             _ => None,
@@ -212,7 +231,7 @@ impl Rejection {
         if let Some(secs) = self.retry_after() {
             let headers = reply.headers_mut();
             headers.insert(RETRY_AFTER, HeaderValue::from(secs));
-            if matches!(self, Self::RateLimited { .. }) {
+            if matches!(self, Self::RateLimited { .. } | Self::KeyFailures { .. }) {
                 headers.insert(X_RATELIMIT_RESET, HeaderValue::from(secs));
             }
         }

@@ -83,9 +83,42 @@ pub fn settings_key(path: &str) -> Option<&str> {
         .filter(|k| !k.is_empty() && !k.contains('/'))
 }
 
+/// Whether a `Host` value is a plain host name or address with an optional port
+/// (letters, digits, `.`, `-`, `:`, brackets; at most 255 characters): safe to put in
+/// a page's script configuration.
+pub fn is_plain_host(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 255
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_plain_hosts_are_reflected() {
+        for ok in [
+            "events.example.com",
+            "127.0.0.1:8080",
+            "[::1]:8080",
+            "localhost",
+        ] {
+            assert!(is_plain_host(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "evil.com/x",
+            "a\"b",
+            "x.com<script>",
+            "u@h",
+            &"a".repeat(300),
+        ] {
+            assert!(!is_plain_host(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn short_paths_map_to_their_types() {
