@@ -628,3 +628,84 @@ async fn settings_never_reflect_an_arbitrary_host() {
     );
     assert_eq!(body["integrations"]["Segment.io"]["protocol"], "https");
 }
+
+/// The webhook client never goes through `HTTP_PROXY`: the address guard could not see
+/// where a proxy sends the request.
+#[test]
+fn webhooks_ignore_proxy_environment_variables() {
+    use std::io::Read as _;
+    let proxy = std::net::TcpListener::bind("127.0.0.1:0").expect("proxy");
+    let receiver = std::net::TcpListener::bind("127.0.0.1:0").expect("receiver");
+    proxy.set_nonblocking(true).expect("nonblocking");
+    receiver.set_nonblocking(true).expect("nonblocking");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = |l: &std::net::TcpListener| l.local_addr().expect("addr").port();
+    std::fs::write(
+        dir.path().join("catalog.toml"),
+        format!(
+            "[[sources]]\nid = \"web\"\nwrite_keys = [{{ key = \"web-key\" }}]\n\
+             [[destinations]]\nid = \"hook\"\ntype = \"webhook\"\nsources = [\"web\"]\n\
+             [destinations.settings]\nurl = \"http://127.0.0.1:{}/hook\"\n",
+            port(&receiver)
+        ),
+    )
+    .expect("catalog");
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("port")
+    };
+    let (data, admin) = (free(), free());
+    let proxy_url = format!("http://127.0.0.1:{}", port(&proxy));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("serve")
+        .current_dir(dir.path())
+        .env("SLUICE__SERVER__LISTEN", format!("127.0.0.1:{data}"))
+        .env("SLUICE__SERVER__ADMIN_LISTEN", format!("127.0.0.1:{admin}"))
+        .env("SLUICE__LOG__DIR", dir.path().join("log"))
+        .env("SLUICE__LOG__DURABILITY", "os")
+        .env("SLUICE__CATALOG__PATH", dir.path().join("catalog.toml"))
+        .env("SLUICE__DELIVERY__ALLOW_PRIVATE_DESTINATIONS", "true")
+        .env("HTTP_PROXY", &proxy_url)
+        .env("http_proxy", &proxy_url)
+        .env("ALL_PROXY", &proxy_url)
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let sent = loop {
+        let body = r#"{"userId":"u","event":"E","writeKey":"web-key"}"#;
+        let request = format!(
+            "POST /v1/track HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let reply = std::net::TcpStream::connect(("127.0.0.1", data)).and_then(|mut s| {
+            use std::io::Write as _;
+            s.write_all(request.as_bytes())?;
+            let mut out = String::new();
+            s.read_to_string(&mut out)?;
+            Ok(out)
+        });
+        match reply {
+            Ok(out) if out.starts_with("HTTP/1.1 200") => break true,
+            _ if Instant::now() > deadline => break false,
+            _ => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    assert!(sent, "the event was accepted");
+    let mut direct = false;
+    let mut proxied = false;
+    while Instant::now() < deadline && !direct && !proxied {
+        direct |= receiver.accept().is_ok();
+        proxied |= proxy.accept().is_ok();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(!proxied, "the webhook went through HTTP_PROXY");
+    assert!(direct, "the webhook connected directly");
+}

@@ -53,6 +53,9 @@ impl WebhookSink {
             .timeout(Duration::from_millis(settings.timeout_ms))
             .connect_timeout(Duration::from_millis(settings.timeout_ms.min(5_000)))
             .redirect(reqwest::redirect::Policy::none())
+            // HTTP(S)_PROXY would send the request through a host the address guard never
+            // sees: webhooks always connect directly.
+            .no_proxy()
             .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")));
         if !network.allow_private {
             builder = builder.dns_resolver(Arc::new(PublicOnly));
@@ -197,17 +200,40 @@ pub fn is_private(ip: IpAddr) -> bool {
                 || a == 0
         }
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
+            if let Some(v4) = embedded_ipv4(v6) {
                 return is_private(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            let s = v6.segments();
             v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00 // unique local fc00::/7
-                || (first & 0xffc0) == 0xfe80 // link-local fe80::/10
+                || (s[0] & 0xfe00) == 0xfc00 // unique local fc00::/7
+                || (s[0] & 0xffc0) == 0xfe80 // link-local fe80::/10
+                || (s[0] & 0xffc0) == 0xfec0 // site-local fec0::/10 (deprecated, still routed)
+                || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation 2001:db8::/32
+                // Tunnels and translators that carry an IPv4 address we cannot vet by
+                // its v6 form alone when the embedding is obfuscated: refuse outright.
+                || (s[0] == 0x2001 && s[1] == 0) // Teredo 2001::/32
+                || s[0] == 0x2002 // 6to4 2002::/16
         }
     }
+}
+
+/// The IPv4 address an IPv6 address carries: IPv4-mapped `::ffff:a.b.c.d`, the
+/// deprecated IPv4-compatible `::a.b.c.d`, and NAT64 `64:ff9b::a.b.c.d` (and the local-use
+/// NAT64 prefix `64:ff9b:1::/48`).
+fn embedded_ipv4(v6: std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return Some(v4);
+    }
+    let s = v6.segments();
+    let tail = || {
+        let [.., a, b, c, d] = v6.octets();
+        std::net::Ipv4Addr::new(a, b, c, d)
+    };
+    let compatible = s[..6].iter().all(|&x| x == 0) && (s[6] != 0 || s[7] > 1);
+    let nat64 = s[0] == 0x64 && s[1] == 0xff9b && (s[2..6].iter().all(|&x| x == 0) || s[2] == 1);
+    (compatible || nat64).then(tail)
 }
 
 /// Refuses a URL whose host is or resolves to a private address.
@@ -285,10 +311,24 @@ mod tests {
             "fd00::1",
             "fe80::1",
             "::ffff:10.0.0.1",
+            "::127.0.0.1",
+            "::ffff:127.0.0.1",
+            "64:ff9b::7f00:1",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::a00:1",
+            "2002:7f00:1::",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "fec0::1",
         ] {
             assert!(is_private(ip.parse().expect("ip")), "{ip}");
         }
-        for ip in ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111"] {
+        for ip in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "2606:4700:4700::1111",
+            "64:ff9b::808:808",
+            "2a00:1450::1",
+        ] {
             assert!(!is_private(ip.parse().expect("ip")), "{ip}");
         }
     }
