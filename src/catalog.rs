@@ -27,7 +27,7 @@ use sha2::{Digest as _, Sha256};
 
 pub use document::{
     ControlsDoc, DestinationDoc, Document, Enforcement, FileDoc, FilterDoc, KeyDoc, KindDoc,
-    NatsDoc, PlanDoc, RateLimitDoc, RetryDoc, RuleDoc, SourceDoc, WebhookDoc,
+    NatsDoc, PlanDoc, RateLimitDoc, RetryDoc, RuleDoc, SourceDoc, WebhookDoc, redacted_url,
 };
 pub use file::FileSource;
 pub use reload::{CatalogSource, LoadError, open_store, spawn_reloader};

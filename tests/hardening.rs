@@ -709,3 +709,16 @@ fn webhooks_ignore_proxy_environment_variables() {
     assert!(!proxied, "the webhook went through HTTP_PROXY");
     assert!(direct, "the webhook connected directly");
 }
+
+#[test]
+fn the_catalog_copy_holding_destination_secrets_is_owner_only() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let server = TestServer::start();
+    let lkg = server.config.log.dir.join(sluice::LAST_KNOWN_GOOD);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !lkg.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mode = std::fs::metadata(&lkg).expect("lkg").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}

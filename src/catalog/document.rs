@@ -169,8 +169,30 @@ pub enum KindDoc {
     Nats(NatsDoc),
 }
 
-/// Webhook settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A URL as it may appear in logs, errors and dead letters: scheme, host and port only.
+/// User info, path and query are dropped: webhook URLs often carry their token there
+/// (`/services/T0/B0/XXXX`, `?token=…`).
+pub fn redacted_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let tail = if authority.len() < rest.len() {
+        "/…"
+    } else {
+        ""
+    };
+    if scheme.is_empty() {
+        format!("{host}{tail}")
+    } else {
+        format!("{scheme}://{host}{tail}")
+    }
+}
+
+/// Webhook settings. `Debug` redacts the URL's path and query, header values and the
+/// signing secret.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookDoc {
     /// Target URL (http or https).
@@ -193,6 +215,25 @@ pub struct WebhookDoc {
     /// Request timeout, in ms. Default 10000.
     #[serde(default = "timeout_default")]
     pub timeout_ms: u64,
+}
+
+impl std::fmt::Debug for WebhookDoc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .keys()
+            .map(|k| (k.as_str(), "<redacted>"))
+            .collect();
+        f.debug_struct("WebhookDoc")
+            .field("url", &redacted_url(&self.url))
+            .field("headers", &headers)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("batch_size", &self.batch_size)
+            .field("batch_bytes", &self.batch_bytes)
+            .field("batch_ms", &self.batch_ms)
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
 }
 
 fn one_usize() -> usize {
@@ -229,8 +270,8 @@ fn keep_default() -> u32 {
     5
 }
 
-/// NATS settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// NATS settings. `Debug` redacts credentials in the URL.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NatsDoc {
     /// Server URL. Default `nats://127.0.0.1:4222`.
@@ -245,6 +286,17 @@ pub struct NatsDoc {
     /// Publish timeout, in ms. Default 5000.
     #[serde(default = "nats_timeout_default")]
     pub timeout_ms: u64,
+}
+
+impl std::fmt::Debug for NatsDoc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsDoc")
+            .field("url", &redacted_url(&self.url))
+            .field("subject", &self.subject)
+            .field("jetstream", &self.jetstream)
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
 }
 
 fn nats_url_default() -> String {
@@ -610,6 +662,37 @@ fn describe(error: &toml::de::Error, text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_debug_and_urls_never_show_secrets() {
+        assert_eq!(
+            redacted_url("https://hooks.example/services/T0/B0/XXXX?token=abc"),
+            "https://hooks.example/…"
+        );
+        assert_eq!(
+            redacted_url("nats://user:pass@nats.example:4222"),
+            "nats://nats.example:4222"
+        );
+        assert_eq!(redacted_url("http://h:8080"), "http://h:8080");
+        let hook = WebhookDoc {
+            url: "https://u:pw@hooks.example/t/SECRET1?k=SECRET2".into(),
+            headers: [("Authorization".to_owned(), "Bearer SECRET3".to_owned())].into(),
+            secret: Some("SECRET4".into()),
+            batch_size: 1,
+            batch_bytes: 1,
+            batch_ms: 1,
+            timeout_ms: 1,
+        };
+        let nats = NatsDoc {
+            url: "nats://user:SECRET5@h:4222".into(),
+            subject: "s".into(),
+            jetstream: true,
+            timeout_ms: 1,
+        };
+        let text = format!("{hook:?} {nats:?}");
+        assert!(!text.contains("SECRET") && !text.contains("pw@"), "{text}");
+        assert!(text.contains("Authorization"), "header names stay: {text}");
+    }
 
     #[test]
     fn rejects_ambiguous_or_duplicate_entries() {

@@ -135,7 +135,10 @@ impl WebhookSink {
             }),
             code => Err(SendError::Permanent {
                 reason: "status_4xx",
-                detail: format!("HTTP {code} from {}", self.settings.url),
+                detail: format!(
+                    "HTTP {code} from {}",
+                    crate::catalog::redacted_url(&self.settings.url)
+                ),
             }),
         }
     }
