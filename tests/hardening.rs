@@ -722,3 +722,20 @@ fn the_catalog_copy_holding_destination_secrets_is_owner_only() {
     let mode = std::fs::metadata(&lkg).expect("lkg").permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
 }
+
+#[tokio::test]
+async fn a_key_sent_twice_is_refused_so_plans_and_destinations_read_the_same_event() {
+    let server = TestServer::start();
+    let r = common::client()
+        .post(server.url("/v1/track"))
+        .header("authorization", common::basic("web-key"))
+        .header("content-type", "application/json")
+        .body(r#"{"userId":"u","event":"E","integrations":{"All":false,"All":true}}"#)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["code"], "duplicate_key");
+    assert!(server.stored().is_empty());
+}
