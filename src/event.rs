@@ -125,10 +125,6 @@ pub enum DecodeError {
     /// A single message over `limits.max_message_bytes`.
     #[error("message is larger than allowed")]
     MessageTooLarge,
-    /// An object names the same key twice. Parsers disagree on which copy counts (the
-    /// tracking plan would check one, a destination read the other), so none is taken.
-    #[error("an object has the same key twice")]
-    DuplicateKey,
 }
 
 /// Parses `body` (in place: simd-json unescapes strings into the buffer) for a route
@@ -142,9 +138,6 @@ pub fn decode<'a>(
         return Err(DecodeError::MessageTooLarge);
     }
     let value = parse(body, limits.max_json_depth)?;
-    if has_duplicate_keys(&value) {
-        return Err(DecodeError::DuplicateKey);
-    }
     let Value::Object(mut root) = value else {
         return Err(DecodeError::NotAnObject);
     };
@@ -214,27 +207,6 @@ fn parse(body: &mut [u8], max_depth: usize) -> Result<Value<'_>, DecodeError> {
     })
 }
 
-/// Whether any object in `value` holds a key twice (simd-json keeps both copies).
-/// Small objects compare pairwise (no allocation); large ones use a set.
-fn has_duplicate_keys(value: &Value<'_>) -> bool {
-    match value {
-        Value::Object(object) => {
-            let duplicate = if object.len() <= 16 {
-                object
-                    .iter()
-                    .enumerate()
-                    .any(|(i, (key, _))| object.iter().take(i).any(|(other, _)| other == key))
-            } else {
-                let mut seen = std::collections::HashSet::with_capacity(object.len());
-                object.keys().any(|key| !seen.insert(key))
-            };
-            duplicate || object.values().any(has_duplicate_keys)
-        }
-        Value::Array(items) => items.iter().any(has_duplicate_keys),
-        _ => false,
-    }
-}
-
 /// Removes every occurrence of `key` (small objects may hold a key twice) and returns
 /// the first one's value.
 pub(crate) fn take<'a>(object: &mut Object<'a>, key: &str) -> Option<Value<'a>> {
@@ -260,35 +232,6 @@ mod tests {
     }
 
     use simd_json::prelude::*;
-
-    #[test]
-    fn duplicate_keys_anywhere_are_refused() {
-        let many: String = (0..40).map(|i| format!("\"k{i}\":1,")).collect();
-        for body in [
-            r#"{"userId":"u","event":"E","userId":"v"}"#.to_owned(),
-            r#"{"userId":"u","event":"E","properties":{"plan":"a","plan":"b"}}"#.to_owned(),
-            r#"{"batch":[{"type":"track","userId":"u","event":"E","integrations":{"All":false,"All":true}}]}"#.to_owned(),
-        ] {
-            let mut bytes = body.clone().into_bytes();
-            let shape = if body.contains("batch") { Shape::Batch } else { Shape::Single(Kind::Track) };
-            assert!(
-                matches!(decode(&mut bytes, shape, &limits()), Err(DecodeError::DuplicateKey)),
-                "{body}"
-            );
-        }
-        let mut fine =
-            br#"{"userId":"u","event":"E","properties":{"a":{"x":1},"b":{"x":1}}}"#.to_vec();
-        assert!(decode(&mut fine, Shape::Single(Kind::Track), &limits()).is_ok());
-        // Large objects are hash maps in simd-json: a repeated key keeps only its last
-        // copy, the one every later reader (plan, log, destinations) then sees, as
-        // JSON.parse and serde_json would.
-        let mut large =
-            format!(r#"{{"userId":"u","event":"E","traits":{{{many}"k7":2}}}}"#).into_bytes();
-        let env = decode(&mut large, Shape::Single(Kind::Track), &limits()).expect("decodes");
-        let traits = env.items[0].get("traits").expect("traits");
-        assert_eq!(traits.get("k7").and_then(|v| v.as_i64()), Some(2));
-        assert_eq!(traits.as_object().map(|o| o.len()), Some(40));
-    }
 
     #[test]
     fn single_body_keeps_fields_and_lifts_write_key() {

@@ -348,8 +348,10 @@ fn enforce(
         .increment(1);
     if let Some(target) = &sp.controls.forward_blocked_to {
         let mut event = Vec::new();
-        event::write_object(&prepared.message, &mut event);
-        forwarded.push((target.clone(), event));
+        // A key written twice refuses the event itself a moment later (event::write).
+        if event::write_object(&prepared.message, &mut event).is_ok() {
+            forwarded.push((target.clone(), event));
+        }
     }
     Some(
         serde_json::to_vec(

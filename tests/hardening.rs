@@ -738,4 +738,25 @@ async fn a_key_sent_twice_is_refused_so_plans_and_destinations_read_the_same_eve
     let body: Value = r.json().await.expect("json");
     assert_eq!(body["code"], "duplicate_key");
     assert!(server.stored().is_empty());
+
+    // In a batch only the offending item is refused; a repeated key in the batch's
+    // context (copied into every item) refuses them all.
+    let r = common::client()
+        .post(server.url("/v1/batch"))
+        .header("authorization", common::basic("web-key"))
+        .header("content-type", "application/json")
+        .body(
+            r#"{"batch":[{"type":"track","userId":"u","event":"A","properties":{"plan":"free","plan":"paid"}},
+                         {"type":"track","userId":"u","event":"B","properties":{"plan":"paid"}}]}"#,
+        )
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["rejected"][0]["index"], 0);
+    assert_eq!(body["rejected"][0]["code"], "duplicate_key");
+    let stored = server.stored();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0]["event"]["event"], "B");
 }

@@ -80,6 +80,8 @@ pub enum ItemRejection {
     FieldNotObject(&'static str),
     /// The message is larger than `max_message_bytes`.
     TooLarge,
+    /// An object in the message names the same key twice (see `encode::DuplicateKey`).
+    DuplicateKey,
 }
 
 impl ItemRejection {
@@ -98,6 +100,7 @@ impl ItemRejection {
             Self::MessageIdTooLong => "message_id_too_long",
             Self::FieldNotObject(_) => "field_not_object",
             Self::TooLarge => "message_too_large",
+            Self::DuplicateKey => "duplicate_key",
         }
     }
 
@@ -120,6 +123,7 @@ impl ItemRejection {
             Self::InvalidMessageId => "messageId must be a string",
             Self::MessageIdTooLong => "messageId is longer than allowed",
             Self::TooLarge => "message is larger than allowed",
+            Self::DuplicateKey => "an object in the message names the same key twice",
         }
     }
 }
@@ -239,7 +243,7 @@ pub fn write(
         out.extend_from_slice(blocked);
     }
     out.extend_from_slice(b",\"event\":");
-    write_object(&prepared.message, out);
+    write_object(&prepared.message, out).map_err(|_| ItemRejection::DuplicateKey)?;
     out.push(b'}');
     let bound = enrichment.limits.max_message_bytes
         + STAMP_ALLOWANCE

@@ -148,11 +148,6 @@ fn describe(r: Rejection) -> (StatusCode, &'static str, &'static str) {
         Rejection::Decode(DecodeError::InvalidJson) => {
             (S::BAD_REQUEST, "invalid_json", "Invalid JSON")
         }
-        Rejection::Decode(DecodeError::DuplicateKey) => (
-            S::BAD_REQUEST,
-            "duplicate_key",
-            "an object in the body names the same key twice",
-        ),
         Rejection::Decode(DecodeError::TooDeep) => (
             S::BAD_REQUEST,
             "json_too_deep",
