@@ -236,8 +236,14 @@ impl Plan {
                 }
                 events.insert(key.clone());
             }
-            let validator =
-                jsonschema::draft7::new(&r.json_schema).map_err(|e| PlanError::Schema {
+            // `pattern` and `patternProperties` use the `regex` engine: linear-time
+            // matching, so one event's validation cost is bounded whatever the plan says.
+            // A pattern it cannot compile (backreferences, lookaround) refuses the plan.
+            let validator = jsonschema::options()
+                .with_draft(jsonschema::Draft::Draft7)
+                .with_pattern_options(jsonschema::PatternOptions::regex())
+                .build(&r.json_schema)
+                .map_err(|e| PlanError::Schema {
                     key: key.clone(),
                     version: r.version,
                     reason: e.to_string(),
@@ -1198,9 +1204,17 @@ mod tests {
             "[[tracking_plans]]\nid = \"tp\"\n[[tracking_plans.rules]]\ntype = \"TRACK\"\njsonSchema = {}\n",
             "[[tracking_plans]]\nid = \"tp\"\n[[tracking_plans.rules]]\ntype = \"NOPE\"\nkey = \"x\"\njsonSchema = {}\n",
             "[[tracking_plans]]\nid = \"tp\"\n[[tracking_plans.rules]]\ntype = \"TRACK\"\nkey = \"x\"\njsonSchema = { type = 5 }\n",
+            // Backreferences and lookaround need a backtracking engine: refused, so no
+            // pattern can cost more than linear time per event.
+            "[[tracking_plans]]\nid = \"tp\"\n[[tracking_plans.rules]]\ntype = \"TRACK\"\nkey = \"x\"\njsonSchema = { properties = { properties = { properties = { sku = { type = \"string\", pattern = '^(a)\\1$' } } } } }\n",
+            "[[tracking_plans]]\nid = \"tp\"\n[[tracking_plans.rules]]\ntype = \"TRACK\"\nkey = \"x\"\njsonSchema = { patternProperties = { '(?=x)y' = {} } }\n",
         ] {
             assert!(Document::parse(&format!("{base}{bad}")).is_err(), "{bad}");
         }
+        // The classic catastrophic pattern compiles (the linear engine has no cliff).
+        let catastrophic = "[[tracking_plans]]\nid = \"tp\"\n[[tracking_plans.rules]]\ntype = \"TRACK\"\nkey = \"x\"\njsonSchema = { properties = { properties = { properties = { sku = { type = \"string\", pattern = '^(a+)+$' } } } } }\n";
+        let error = Document::parse(&format!("{base}{catastrophic}"));
+        assert!(error.is_ok(), "{:?}", error.err());
         assert!(
             Document::parse("[[sources]]\nid = \"web\"\ntracking_plan = \"missing\"\n").is_err()
         );
