@@ -49,6 +49,9 @@ fn watch(path: &Path, tx: mpsc::Sender<()>) -> notify::Result<notify::Recommende
     };
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let concerns_file = match &event {
+            // Opening and reading the file (our own reload does) changes nothing: waking
+            // on those made each reload schedule the next, dozens of times a second.
+            Ok(e) if matches!(e.kind, notify::EventKind::Access(_)) => false,
             Ok(e) => e.paths.iter().any(|p| p.file_name() == name.as_deref()),
             Err(_) => true,
         };
@@ -81,5 +84,26 @@ impl CatalogSource for FileSource {
         // Let a burst of writes (truncate, write, close) settle before reading.
         tokio::time::sleep(Duration::from_millis(20)).await;
         while self.wake.try_recv().is_ok() {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reading_the_file_does_not_wake_the_watcher_but_writing_does() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("catalog.toml");
+        std::fs::write(&path, "[[sources]]\nid = \"a\"\n").expect("write");
+        let mut source = FileSource::new(&path, Duration::from_secs(30));
+        // Whatever the creation queued.
+        let _ = tokio::time::timeout(Duration::from_millis(300), source.changed()).await;
+        source.load().await.expect("loads");
+        let woke = tokio::time::timeout(Duration::from_millis(700), source.changed()).await;
+        assert!(woke.is_err(), "its own read woke the watcher");
+        std::fs::write(&path, "[[sources]]\nid = \"b\"\n").expect("write");
+        let woke = tokio::time::timeout(Duration::from_secs(5), source.changed()).await;
+        assert!(woke.is_ok(), "a write wakes it");
     }
 }
