@@ -161,7 +161,7 @@ impl Delivery {
                     let _ = r.task.await;
                     self.sinks.remove(&id);
                     if snapshot.destination(&id).is_none() {
-                        log.release(&id);
+                        forget(&log, &id);
                     }
                 }
             }
@@ -310,6 +310,26 @@ pub fn start_cursor(log: &Log, id: &str) -> Result<u64, cursor::CursorError> {
     };
     log.hold(id, offset);
     Ok(offset)
+}
+
+/// A destination left the catalog: its backlog is released (retention may delete it),
+/// its cursor deleted, so adding it again later starts with new events. Said loudly:
+/// the undelivered events will not be delivered.
+fn forget(log: &Log, id: &str) {
+    let dir = cursor_dir(log.dir());
+    let cursor = cursor::load(&dir, id).ok().flatten();
+    let undelivered = cursor.map(|c| log.next_offset().saturating_sub(c));
+    log.release(id);
+    match std::fs::remove_file(cursor::path(&dir, id)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => {
+            tracing::warn!(destination = id, %error, "cannot delete the cursor of a removed destination")
+        }
+    }
+    metrics::counter!(telemetry::DELIVERY_DESTINATIONS_REMOVED, LABEL_DESTINATION => id.to_owned())
+        .increment(1);
+    tracing::warn!(destination = id, undelivered = ?undelivered, "destination removed from the catalog: its undelivered events will not be delivered; adding it again starts with new events (its dead letters are kept)");
 }
 
 fn cursor_error(id: &str, reason: &'static str) {

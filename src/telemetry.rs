@@ -95,6 +95,8 @@ pub const DELIVERY_CIRCUIT: &str = "sluice_delivery_circuit_state";
 /// Counter: events a destination never got because retention deleted them before it
 /// read them (its cursor was below the oldest segment), by destination.
 pub const DELIVERY_GAP: &str = "sluice_delivery_gap_events_total";
+/// Counter: destinations removed from the catalog (their backlog released), by destination.
+pub const DELIVERY_DESTINATIONS_REMOVED: &str = "sluice_delivery_destinations_removed_total";
 /// Counter: saved cursors that could not be used (unreadable, corrupt, or ahead of the
 /// log), by destination and reason.
 pub const DELIVERY_CURSOR_ERRORS: &str = "sluice_delivery_cursor_errors_total";
@@ -223,6 +225,10 @@ fn describe() {
     describe_counter!(
         DELIVERY_GAP,
         "Events a destination never read because retention deleted them first, by destination."
+    );
+    describe_counter!(
+        DELIVERY_DESTINATIONS_REMOVED,
+        "Destinations removed from the catalog; their undelivered backlog was released, by destination."
     );
     describe_counter!(
         DELIVERY_CURSOR_ERRORS,

@@ -760,3 +760,128 @@ async fn a_key_sent_twice_is_refused_so_plans_and_destinations_read_the_same_eve
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0]["event"]["event"], "B");
 }
+
+#[tokio::test]
+async fn removing_a_destination_is_explicit_and_counted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A file destination that cannot write (its path is a directory): a backlog builds.
+    let blocked = dir.path().join("not-a-file");
+    std::fs::create_dir_all(&blocked).expect("dir");
+    let server = start(dir, "gone", &blocked);
+    send(&server, "pending-1").await;
+    let cursor = sluice::delivery::cursor_dir(&server.config.log.dir).join("gone.cursor");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !cursor.exists() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(cursor.exists());
+    server.write_catalog("[[sources]]\nid = \"web\"\nwrite_keys = [{ key = \"web-key\" }]\n");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cursor.exists() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!cursor.exists(), "the cursor is forgotten");
+    let m = server.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            "sluice_delivery_destinations_removed_total{destination=\"gone\"}"
+        ),
+        1.0
+    );
+}
+
+/// A real full disk (a 1 MiB tmpfs, mounted for the test; CI runs as root): appends get
+/// 503, `/ready` turns red, nothing acknowledged is lost, and everything recovers by
+/// itself once space is freed.
+#[tokio::test]
+async fn a_full_disk_turns_ready_red_and_recovers_by_itself() {
+    struct Mount(std::path::PathBuf);
+    impl Drop for Mount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let is_root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    if !is_root {
+        eprintln!("skipped: mounting a tmpfs needs root (CI runs as root)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let disk = dir.path().join("disk");
+    std::fs::create_dir_all(&disk).expect("mkdir");
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&disk)
+        .status()
+        .expect("mount");
+    assert!(mounted.success(), "mount a tmpfs");
+    let _mount = Mount(disk.clone());
+    std::fs::write(dir.path().join("catalog.toml"), common::CATALOG).expect("catalog");
+    let mut config = Config::default();
+    config.catalog.path = dir.path().join("catalog.toml");
+    config.log = config::Log {
+        dir: disk.join("log"),
+        durability: config::Durability::Fsync,
+        segment_bytes: 64 << 10,
+        ..config::Log::default()
+    };
+    let server = TestServer::start_in(dir, config);
+    // Fill the disk.
+    let filler = disk.join("filler");
+    let _ = std::fs::write(&filler, vec![0u8; 2 << 20]);
+
+    let client = common::client();
+    let post = |id: String| {
+        client
+            .post(server.url("/v1/track"))
+            .header("authorization", common::basic("web-key"))
+            .json(&json!({"userId":"u","event":"E","messageId":id,"properties":{"p":"x".repeat(500)}}))
+            .send()
+    };
+    let ready = || async {
+        reqwest::get(server.admin_url("/ready"))
+            .await
+            .expect("ready")
+            .status()
+    };
+    let mut acked = Vec::new();
+    let mut refused = 0;
+    for n in 0..200 {
+        let r = post(format!("full-{n}")).await.expect("send");
+        match r.status().as_u16() {
+            200 => acked.push(format!("full-{n}")),
+            503 => refused += 1,
+            other => panic!("unexpected {other}"),
+        }
+        if refused > 0 {
+            break;
+        }
+    }
+    assert!(refused > 0, "a full disk refuses appends");
+    assert_eq!(ready().await, 503, "/ready is red with the disk full");
+
+    std::fs::remove_file(&filler).expect("free space");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = post("after-free".into()).await.expect("send");
+        if r.status() == 200 {
+            acked.push("after-free".into());
+            break;
+        }
+        assert!(Instant::now() < deadline, "never recovered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(ready().await, 200, "/ready is green again");
+    let stored: Vec<String> = server
+        .stored()
+        .iter()
+        .filter_map(|r| r["event"]["messageId"].as_str().map(str::to_owned))
+        .collect();
+    for id in &acked {
+        assert!(stored.contains(id), "acknowledged {id} is stored");
+    }
+}

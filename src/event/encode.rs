@@ -169,7 +169,11 @@ mod tests {
         ] {
             let mut bytes = text.as_bytes().to_vec();
             let value = simd_json::to_borrowed_value(&mut bytes).expect("parses");
-            assert_eq!(write_value(&value, &mut Vec::new()), Err(DuplicateKey), "{text}");
+            assert_eq!(
+                write_value(&value, &mut Vec::new()),
+                Err(DuplicateKey),
+                "{text}"
+            );
         }
         // Keys that only share length and first/last bytes are compared exactly.
         let mut bytes = br#"{"ab1b":1,"ab2b":2,"list":[{"k":1},{"k":1}]}"#.to_vec();

@@ -351,11 +351,19 @@ fn stamp_times<'a>(msg: &mut Object<'a>, enrichment: &Enrichment<'_>) {
     let original = msg.get("timestamp").filter(|v| !is_null(v)).cloned();
     let original_at = original.as_ref().and_then(parse_time);
     let sent_at = msg.get("sentAt").and_then(parse_time);
-    let timestamp = match (original_at, sent_at) {
-        (Some(original), Some(sent)) => format_time(enrichment.received_at - (sent - original)),
-        (Some(original), None) => format_time(original),
-        (None, _) => enrichment.received_at_text.clone(),
+    let received = enrichment.received_at;
+    let corrected = match (original_at, sent_at) {
+        (Some(original), Some(sent)) => {
+            received.checked_sub_signed(sent.signed_duration_since(original))
+        }
+        (Some(original), None) => Some(original),
+        (None, _) => None,
     };
+    // A correction (or a client clock) that lands before 1970 or more than a day after
+    // receipt is nonsense, not skew: the event happened when it arrived.
+    let timestamp = corrected
+        .filter(|t| t.timestamp() >= 0 && *t <= received + chrono::TimeDelta::days(1))
+        .map_or_else(|| enrichment.received_at_text.clone(), format_time);
     set(
         msg,
         "receivedAt",
@@ -424,6 +432,25 @@ mod tests {
         assert_eq!(out["type"], "track");
         assert_eq!(out["context"]["ip"], "203.0.113.9");
         assert_eq!(out["messageId"].as_str().map(str::len), Some(36));
+    }
+
+    #[test]
+    fn an_absurd_correction_falls_back_to_the_time_of_receipt() {
+        for (timestamp, sent_at) in [
+            // A client clock 9,999 years behind: correction would land in year −7974.
+            ("0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z"),
+            // Corrected into the far future.
+            ("9999-12-31T23:59:59Z", "0001-01-01T00:00:00Z"),
+        ] {
+            let out = run(
+                json!({"userId":"u","event":"E","timestamp":timestamp,"sentAt":sent_at}),
+                Some(Kind::Track),
+                &Defaults::default(),
+            )
+            .expect("valid");
+            assert_eq!(out["timestamp"], out["receivedAt"], "{timestamp}");
+            assert_eq!(out["originalTimestamp"], timestamp, "the original is kept");
+        }
     }
 
     #[test]
