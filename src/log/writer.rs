@@ -169,7 +169,7 @@ impl Writer {
                 command = rx.recv() => command,
                 _ = housekeeping.tick() => {
                     if self.failed {
-                        self.repair();
+                        self.repair().await;
                     }
                     self.apply_retention(0);
                     self.publish();
@@ -203,7 +203,7 @@ impl Writer {
     /// Writes a group of appends with one write and (for `fsync`) one sync, then replies.
     async fn commit(&mut self, group: Vec<(Batch, Reply)>) {
         metrics::histogram!(telemetry::LOG_GROUP_SIZE).record(group.len() as f64);
-        if self.failed && !self.repair() {
+        if self.failed && !self.repair().await {
             for (_, reply) in group {
                 let _ = reply.send(Err(AppendError::Io));
             }
@@ -225,7 +225,11 @@ impl Writer {
                 && self.active_len + (buf.len() as u64) > MAGIC.len() as u64
             {
                 // This append would overflow the segment: finish the current one first.
-                if let Err(error) = self.write_buf(&mut buf).and_then(|()| self.roll()) {
+                let rolled = match self.write_buf(&mut buf) {
+                    Ok(()) => self.roll().await,
+                    Err(error) => Err(error),
+                };
+                if let Err(error) = rolled {
                     let _ = reply.send(Err(AppendError::Io));
                     result = Err(error);
                     break;
@@ -291,8 +295,8 @@ impl Writer {
 
     /// Recovers from a failed write, sync or roll (see the module docs); true when the
     /// log accepts appends again.
-    fn repair(&mut self) -> bool {
-        match self.try_repair() {
+    async fn repair(&mut self) -> bool {
+        match self.try_repair().await {
             Ok(()) => {
                 self.failed = false;
                 self.shared.healthy.store(true, Ordering::Relaxed);
@@ -311,7 +315,7 @@ impl Writer {
         }
     }
 
-    fn try_repair(&mut self) -> io::Result<()> {
+    async fn try_repair(&mut self) -> io::Result<()> {
         // 1. Segment files newer than the active one are leftovers of a failed roll.
         for base in segment::list(&self.dir)? {
             if base > self.active_base {
@@ -348,7 +352,7 @@ impl Writer {
         }
         // 3. Go on in a new segment after every offset handed out: none is reused, and
         //    the file whose write or sync failed is never written again.
-        self.roll()
+        self.roll().await
     }
 
     fn recount(&self) {
@@ -399,12 +403,21 @@ impl Writer {
     /// With `fsync` the old segment is synced first: the records of the group being
     /// committed that went into it are acknowledged with the group. (`os` promises
     /// no sync; syncing a whole segment there stalled requests for milliseconds.)
-    fn roll(&mut self) -> io::Result<()> {
-        if self.durability == Durability::Fsync {
-            self.faults.check(Op::Sync)?;
-            self.active.sync_data()?;
-        }
-        let file = create_segment(&self.dir, self.next_offset, self.durability, &self.faults)?;
+    /// The syncs and the file creation run on the blocking pool: a roll never stalls a
+    /// runtime thread (and with it every request that thread serves).
+    async fn roll(&mut self) -> io::Result<()> {
+        let old = Arc::clone(&self.active);
+        let (dir, base, durability) = (self.dir.clone(), self.next_offset, self.durability);
+        let faults = self.faults.clone();
+        let file = tokio::task::spawn_blocking(move || {
+            if durability == Durability::Fsync {
+                faults.check(Op::Sync)?;
+                old.sync_data()?;
+            }
+            create_segment(&dir, base, durability, &faults)
+        })
+        .await
+        .map_err(io::Error::other)??;
         self.closed.push_back(Closed {
             base: self.active_base,
             bytes: self.active_len,
