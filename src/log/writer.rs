@@ -63,6 +63,9 @@ pub(super) struct Writer {
     next_offset: u64,
     /// A write, sync or roll failed and no repair has succeeded since.
     failed: bool,
+    /// The last failure was a full disk: segments no reader needs go first, whatever
+    /// their age (they were delivered; ingestion matters more than keeping them).
+    disk_full: bool,
 }
 
 type Reply = oneshot::Sender<Result<Range<u64>, AppendError>>;
@@ -150,6 +153,7 @@ impl Writer {
             durable_len: active_len,
             next_offset,
             failed: false,
+            disk_full: false,
         };
         writer.shared.total_bytes.store(total, Ordering::Relaxed);
         // Readers' holds (every saved delivery cursor) are already in place.
@@ -291,6 +295,7 @@ impl Writer {
         metrics::counter!(telemetry::LOG_WRITE_ERRORS).increment(1);
         self.shared.healthy.store(false, Ordering::Relaxed);
         self.failed = true;
+        self.disk_full = error.raw_os_error() == Some(disk::ENOSPC);
     }
 
     /// Recovers from a failed write, sync or roll (see the module docs); true when the
@@ -299,6 +304,7 @@ impl Writer {
         match self.try_repair().await {
             Ok(()) => {
                 self.failed = false;
+                self.disk_full = false;
                 self.shared.healthy.store(true, Ordering::Relaxed);
                 tracing::info!(
                     segment_base = self.active_base,
@@ -316,6 +322,10 @@ impl Writer {
     }
 
     async fn try_repair(&mut self) -> io::Result<()> {
+        // 0. A full disk: make room with what every reader has finished with.
+        if self.disk_full {
+            self.apply_retention(0);
+        }
         // 1. Segment files newer than the active one are leftovers of a failed roll.
         for base in segment::list(&self.dir)? {
             if base > self.active_base {
@@ -435,7 +445,7 @@ impl Writer {
 
     /// Deletes closed segments that no reader holds and that are past retention, or,
     /// while the log is above its high-water mark (counting `extra` bytes about to be
-    /// written), whatever their age, oldest first.
+    /// written) or its disk is full, whatever their age, oldest first.
     fn apply_retention(&mut self, extra: u64) {
         let lowest_hold = self.shared.lowest_hold();
         let high_water = (self.shared.max_bytes as f64 * HIGH_WATER) as u64;
@@ -446,7 +456,8 @@ impl Writer {
             let expired = now
                 .duration_since(oldest.closed_at)
                 .is_ok_and(|age| age >= self.retention);
-            let pressed = self.shared.total_bytes.load(Ordering::Relaxed) + extra > high_water;
+            let pressed = self.disk_full
+                || self.shared.total_bytes.load(Ordering::Relaxed) + extra > high_water;
             if !(unheld && (expired || pressed)) {
                 break;
             }
@@ -460,7 +471,7 @@ impl Writer {
                 break;
             }
             if !expired {
-                tracing::info!(segment = %path.display(), "deleted a delivered segment early: the log is above its high-water mark");
+                tracing::info!(segment = %path.display(), disk_full = self.disk_full, "deleted a delivered segment early to make room");
             }
             self.shared
                 .total_bytes
