@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`config`]: loading and validating the TOML configuration, env overrides, defaults.
+//! - [`control`]: the control plane: access policy (more to come: store, API, audit).
 //! - [`catalog`]: the hot-reloaded, versioned snapshot of sources and write keys.
 //! - [`gateway`]: the Tracking API: HTTP, routing, auth, limits, bodies, responses.
 //! - [`event`]: the Segment message model: decoding and normalisation.
@@ -15,6 +16,7 @@
 
 pub mod catalog;
 pub mod config;
+pub mod control;
 pub mod delivery;
 pub mod disk;
 pub mod event;

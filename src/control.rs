@@ -1,0 +1,18 @@
+//! The control plane: who may see and change which source, destination and tracking
+//! plan (the governance side of Sluice; design in `shared/CONTROL-PLANE.md`).
+//!
+//! # Layout
+//! - [`policy`]: `authorize(principal, action, resource, now) -> Decision`, the only
+//!   place that decides. Pure: no I/O, no clock of its own, no role tests anywhere else.
+//!
+//! # Invariants
+//! - Handlers, the console and the CLI ask [`policy::authorize`] and never test roles.
+//! - A resource the principal may not see (`no_access`) answers exactly like a missing
+//!   one: [`policy::Decision::hidden`] tells the API to say 404, never 403.
+//! - A token never does more than its owner may do now: its scopes are intersected
+//!   with the owner's current rights at every decision.
+//!
+//! The store (SQLite / PostgreSQL), the REST API, tokens, audit and the catalog feed are
+//! built on this in later steps; see the closing notes of the control-plane issue.
+
+pub mod policy;

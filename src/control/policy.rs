@@ -1,0 +1,1356 @@
+//! The access policy: one pure function, [`authorize`], and the types it reads.
+//!
+//! A decision is made in three layers (the model of `shared/CONTROL-PLANE.md`):
+//! 1. **Role baseline**: the workspace role (`owner`, `admin`, `member`, `read_only`)
+//!    allows or refuses each workspace-wide action ([`Action::role_allows`], the
+//!    reference's permission matrix, every row).
+//! 2. **Resource level** on one source or destination: the principal's own grant on
+//!    that resource, else its own label grants (highest), else the highest grant of
+//!    its groups (direct or label), else the role's default level (owner/admin `full`,
+//!    member `read_write`, read_only `read_only`). Owners and admins are never
+//!    restricted by grants; expired grants count as absent. `no_access` hides.
+//! 3. **Tokens**: a request made with a token is allowed only if one of the token's
+//!    scopes covers the action *and* the token's owner is allowed now.
+//!
+//! Every [`Decision`] lists the rules that made it, for `GET /api/v1/access/explain`.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// A workspace role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// View only.
+    ReadOnly,
+    /// Create and edit sources and destinations, edit tracking plans.
+    Member,
+    /// Everything but usage & limits (billing) and ownership transfer.
+    Admin,
+    /// Everything.
+    Owner,
+}
+
+impl Role {
+    /// The level this role has on a source or destination without any grant.
+    pub fn default_level(self) -> Level {
+        match self {
+            Self::Owner | Self::Admin => Level::Full,
+            Self::Member => Level::ReadWrite,
+            Self::ReadOnly => Level::ReadOnly,
+        }
+    }
+
+    /// Owners and admins are never restricted by resource grants.
+    pub fn is_unrestricted(self) -> bool {
+        matches!(self, Self::Owner | Self::Admin)
+    }
+}
+
+/// An access level on one source or destination, lowest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    /// Hidden: absent from lists, 404 on direct reads.
+    NoAccess,
+    /// View the configuration (secrets redacted).
+    ReadOnly,
+    /// Edit settings; on a destination, see its credentials.
+    ReadWrite,
+    /// Everything, including delete, write keys, enable/disable, connections.
+    Full,
+}
+
+/// What a grant applies to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Target {
+    /// One source.
+    Source {
+        /// Its id.
+        id: String,
+    },
+    /// One destination.
+    Destination {
+        /// Its id.
+        id: String,
+    },
+    /// Every source carrying the label `key:value` (e.g. `environment:prod`).
+    SourceLabel {
+        /// Label key.
+        key: String,
+        /// Label value.
+        value: String,
+    },
+}
+
+/// A grant of a level on a target, held by a user or by a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Grant {
+    /// What it applies to.
+    pub target: Target,
+    /// The level it gives.
+    pub level: Level,
+    /// After this it counts as absent (just-in-time access).
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl Grant {
+    fn live(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at.is_none_or(|at| now < at)
+    }
+
+    /// Whether the grant names this very resource (not through a label).
+    fn names(&self, resource: &ResourceRef<'_>) -> bool {
+        match (&self.target, resource) {
+            (Target::Source { id }, ResourceRef::Source(s)) => id == s.id,
+            (Target::Destination { id }, ResourceRef::Destination(d)) => id == d.id,
+            _ => false,
+        }
+    }
+
+    /// Whether the grant reaches the resource through one of its labels.
+    fn labels(&self, resource: &ResourceRef<'_>) -> bool {
+        match (&self.target, resource) {
+            (Target::SourceLabel { key, value }, ResourceRef::Source(s)) => {
+                s.labels.iter().any(|(k, v)| k == key && v == value)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A group the user belongs to, with its grants (and the role it maps to, if any).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Group {
+    /// Its name (for explanations).
+    pub name: String,
+    /// A workspace role every member gets at least (`segment-admins → admin`).
+    pub role: Option<Role>,
+    /// Its grants.
+    pub grants: Vec<Grant>,
+}
+
+/// A user as the policy sees them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct User {
+    /// User id.
+    pub id: String,
+    /// Their own workspace role.
+    pub role: Role,
+    /// A deactivated user may do nothing.
+    pub active: bool,
+    /// Their own grants.
+    pub grants: Vec<Grant>,
+    /// Their groups.
+    pub groups: Vec<Group>,
+}
+
+impl User {
+    /// The role that counts: their own, or a higher one one of their groups maps to.
+    pub fn effective_role(&self) -> Role {
+        self.groups
+            .iter()
+            .filter_map(|g| g.role)
+            .fold(self.role, Ord::max)
+    }
+}
+
+/// A token scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// `workspace:read`
+    WorkspaceRead,
+    /// `workspace:write`
+    WorkspaceWrite,
+    /// `sources:read`
+    SourcesRead,
+    /// `sources:write`
+    SourcesWrite,
+    /// `destinations:read`
+    DestinationsRead,
+    /// `destinations:write`
+    DestinationsWrite,
+    /// `tracking_plan:read`
+    TrackingPlanRead,
+    /// `tracking_plan:write`
+    TrackingPlanWrite,
+    /// `members:read`
+    MembersRead,
+    /// `members:write`
+    MembersWrite,
+    /// `audit:read`
+    AuditRead,
+}
+
+impl Scope {
+    /// Every scope.
+    pub const ALL: [Self; 11] = [
+        Self::WorkspaceRead,
+        Self::WorkspaceWrite,
+        Self::SourcesRead,
+        Self::SourcesWrite,
+        Self::DestinationsRead,
+        Self::DestinationsWrite,
+        Self::TrackingPlanRead,
+        Self::TrackingPlanWrite,
+        Self::MembersRead,
+        Self::MembersWrite,
+        Self::AuditRead,
+    ];
+
+    /// The scope's name on the wire (`sources:write`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::WorkspaceRead => "workspace:read",
+            Self::WorkspaceWrite => "workspace:write",
+            Self::SourcesRead => "sources:read",
+            Self::SourcesWrite => "sources:write",
+            Self::DestinationsRead => "destinations:read",
+            Self::DestinationsWrite => "destinations:write",
+            Self::TrackingPlanRead => "tracking_plan:read",
+            Self::TrackingPlanWrite => "tracking_plan:write",
+            Self::MembersRead => "members:read",
+            Self::MembersWrite => "members:write",
+            Self::AuditRead => "audit:read",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
+impl Serialize for Scope {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+/// A token as the policy sees it (its owner is the [`Principal`]'s user).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token {
+    /// Token id (for explanations).
+    pub id: String,
+    /// What it may be used for.
+    pub scopes: Vec<Scope>,
+    /// It stops working at this time.
+    pub expires_at: DateTime<Utc>,
+    /// Set once revoked.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// Who is asking: a user, directly (a console session) or through one of their tokens.
+#[derive(Debug, Clone, Copy)]
+pub struct Principal<'a> {
+    /// The user (a token's owner).
+    pub user: &'a User,
+    /// The token the request came with, if any.
+    pub token: Option<&'a Token>,
+}
+
+/// Workspace settings the policy reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Settings {
+    /// Members may publish tracking-plan changes without approval.
+    pub members_can_publish: bool,
+}
+
+/// A source as the policy sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct SourceRef<'a> {
+    /// Its id.
+    pub id: &'a str,
+    /// Its labels, `(key, value)`.
+    pub labels: &'a [(String, String)],
+}
+
+/// A destination as the policy sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct DestinationRef<'a> {
+    /// Its id.
+    pub id: &'a str,
+}
+
+/// What an action is done to.
+#[derive(Debug, Clone, Copy)]
+pub enum ResourceRef<'a> {
+    /// The workspace itself (members, settings, tokens, plans, audit, new resources).
+    Workspace,
+    /// One source.
+    Source(SourceRef<'a>),
+    /// One destination.
+    Destination(DestinationRef<'a>),
+    /// Connecting or disconnecting a destination and a source.
+    Connection(SourceRef<'a>, DestinationRef<'a>),
+}
+
+/// Something a principal wants to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// See the workspace.
+    ViewWorkspace,
+    /// See a source (or list sources: hidden ones are left out).
+    ViewSource,
+    /// Create a source.
+    CreateSource,
+    /// Change a source's settings.
+    EditSource,
+    /// Delete a source.
+    DeleteSource,
+    /// Add, rotate or revoke a source's write keys.
+    ManageWriteKeys,
+    /// See a destination (secrets redacted).
+    ViewDestination,
+    /// See a destination's credentials.
+    ViewDestinationSecrets,
+    /// Create a destination.
+    CreateDestination,
+    /// Change a destination's settings.
+    EditDestination,
+    /// Enable or disable a destination.
+    EnableDestination,
+    /// Delete a destination.
+    DeleteDestination,
+    /// Connect or disconnect a destination and a source.
+    Connect,
+    /// Invite, remove, change the role or grants of members; groups.
+    ManageMembers,
+    /// Change workspace settings.
+    ModifySettings,
+    /// Usage and limits (the reference's "billing").
+    ManageUsage,
+    /// Make another user the owner.
+    TransferOwnership,
+    /// Edit tracking plans (propose changes).
+    EditTrackingPlans,
+    /// Publish a tracking-plan version.
+    PublishTrackingPlans,
+    /// Create functions.
+    CreateFunctions,
+    /// Create, rotate and revoke API tokens.
+    ManageTokens,
+    /// Read the audit log.
+    ReadAudit,
+}
+
+impl Action {
+    /// Every action.
+    pub const ALL: [Self; 22] = [
+        Self::ViewWorkspace,
+        Self::ViewSource,
+        Self::CreateSource,
+        Self::EditSource,
+        Self::DeleteSource,
+        Self::ManageWriteKeys,
+        Self::ViewDestination,
+        Self::ViewDestinationSecrets,
+        Self::CreateDestination,
+        Self::EditDestination,
+        Self::EnableDestination,
+        Self::DeleteDestination,
+        Self::Connect,
+        Self::ManageMembers,
+        Self::ModifySettings,
+        Self::ManageUsage,
+        Self::TransferOwnership,
+        Self::EditTrackingPlans,
+        Self::PublishTrackingPlans,
+        Self::CreateFunctions,
+        Self::ManageTokens,
+        Self::ReadAudit,
+    ];
+
+    /// The role baseline for workspace-wide actions: the reference's matrix.
+    /// `None` for actions on one source or destination, which the resource level decides.
+    pub fn role_allows(self, role: Role, settings: Settings) -> Option<bool> {
+        use Role::{Admin, Member, Owner};
+        let allowed = match self {
+            Self::ViewWorkspace => true,
+            Self::CreateSource | Self::CreateDestination | Self::CreateFunctions => role >= Member,
+            Self::EditTrackingPlans => role >= Member,
+            Self::PublishTrackingPlans => {
+                role >= Admin || (role == Member && settings.members_can_publish)
+            }
+            Self::ManageMembers | Self::ModifySettings | Self::ManageTokens | Self::ReadAudit => {
+                role >= Admin
+            }
+            Self::ManageUsage | Self::TransferOwnership => role == Owner,
+            Self::ViewSource
+            | Self::EditSource
+            | Self::DeleteSource
+            | Self::ManageWriteKeys
+            | Self::ViewDestination
+            | Self::ViewDestinationSecrets
+            | Self::EditDestination
+            | Self::EnableDestination
+            | Self::DeleteDestination
+            | Self::Connect => return None,
+        };
+        Some(allowed)
+    }
+
+    /// The level a source action needs on the source.
+    fn source_level(self) -> Option<Level> {
+        match self {
+            Self::ViewSource => Some(Level::ReadOnly),
+            Self::EditSource => Some(Level::ReadWrite),
+            Self::DeleteSource | Self::ManageWriteKeys | Self::Connect => Some(Level::Full),
+            _ => None,
+        }
+    }
+
+    /// The level a destination action needs on the destination.
+    fn destination_level(self) -> Option<Level> {
+        match self {
+            Self::ViewDestination => Some(Level::ReadOnly),
+            Self::ViewDestinationSecrets | Self::EditDestination | Self::Connect => {
+                Some(Level::ReadWrite)
+            }
+            Self::EnableDestination | Self::DeleteDestination => Some(Level::Full),
+            _ => None,
+        }
+    }
+
+    /// The scope a token needs for this action.
+    pub fn scope(self) -> Scope {
+        match self {
+            Self::ViewWorkspace => Scope::WorkspaceRead,
+            Self::ModifySettings | Self::ManageUsage | Self::TransferOwnership => {
+                Scope::WorkspaceWrite
+            }
+            Self::ViewSource => Scope::SourcesRead,
+            Self::CreateSource | Self::EditSource | Self::DeleteSource | Self::ManageWriteKeys => {
+                Scope::SourcesWrite
+            }
+            Self::ViewDestination | Self::ViewDestinationSecrets => Scope::DestinationsRead,
+            Self::CreateDestination
+            | Self::EditDestination
+            | Self::EnableDestination
+            | Self::DeleteDestination
+            | Self::Connect => Scope::DestinationsWrite,
+            Self::EditTrackingPlans | Self::PublishTrackingPlans | Self::CreateFunctions => {
+                Scope::TrackingPlanWrite
+            }
+            Self::ManageMembers | Self::ManageTokens => Scope::MembersWrite,
+            Self::ReadAudit => Scope::AuditRead,
+        }
+    }
+}
+
+/// Why a decision came out as it did (the last rule that decided).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// Allowed.
+    Allowed,
+    /// The user is deactivated.
+    UserInactive,
+    /// The token has expired (API: 401 `token_expired`).
+    TokenExpired,
+    /// The token was revoked (API: 401 `token_revoked`).
+    TokenRevoked,
+    /// None of the token's scopes covers the action.
+    ScopeMissing,
+    /// The role does not allow the action.
+    RoleDenies,
+    /// The level on the resource is too low (the resource is visible).
+    LevelTooLow,
+    /// The resource is hidden from the principal (`no_access`): answer as if missing.
+    Hidden,
+    /// The action does not apply to this kind of resource.
+    NotApplicable,
+}
+
+/// One rule consulted, for explanations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "rule", rename_all = "snake_case")]
+pub enum Rule {
+    /// The role and whether its matrix cell allows the action.
+    RoleCell {
+        /// The effective role.
+        role: Role,
+        /// The action.
+        action: Action,
+        /// The cell.
+        allows: bool,
+    },
+    /// A group raised the user's role.
+    GroupRole {
+        /// The group.
+        group: String,
+        /// The role it maps to.
+        role: Role,
+    },
+    /// The level on a resource and where it came from.
+    Level {
+        /// `source` or `destination`.
+        resource: &'static str,
+        /// Its id.
+        id: String,
+        /// The level that counts.
+        level: Level,
+        /// `role_default`, `unrestricted_role`, `own_grant`, `own_label_grant`,
+        /// `group_grant:<name>`.
+        from: String,
+        /// The level the action needs.
+        needs: Level,
+    },
+    /// A grant that had expired and was ignored.
+    ExpiredGrant {
+        /// Its target.
+        target: Target,
+    },
+    /// The token check.
+    TokenScope {
+        /// Token id.
+        token: String,
+        /// The scope the action needs.
+        needs: Scope,
+        /// Whether the token has it.
+        has: bool,
+    },
+    /// The token's validity.
+    TokenState {
+        /// Token id.
+        token: String,
+        /// `expired`, `revoked` or `valid`.
+        state: &'static str,
+    },
+}
+
+/// The outcome of [`authorize`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    /// Whether the action may go ahead.
+    pub allowed: bool,
+    /// The deciding rule.
+    pub reason: Reason,
+    /// Every rule consulted, in order.
+    pub rules: Vec<Rule>,
+}
+
+impl Decision {
+    /// The resource must be answered as missing (404), not as forbidden.
+    pub fn hidden(&self) -> bool {
+        self.reason == Reason::Hidden
+    }
+
+    fn deny(reason: Reason, rules: Vec<Rule>) -> Self {
+        Self {
+            allowed: false,
+            reason,
+            rules,
+        }
+    }
+}
+
+/// The level `user` has on one source or destination, with where it comes from.
+pub fn level(
+    user: &User,
+    resource: &ResourceRef<'_>,
+    now: DateTime<Utc>,
+    rules: &mut Vec<Rule>,
+) -> (Level, String) {
+    let role = user.effective_role();
+    if role.is_unrestricted() {
+        return (Level::Full, "unrestricted_role".to_owned());
+    }
+    let mut live = |g: &Grant| {
+        if g.live(now) {
+            true
+        } else {
+            if g.names(resource) || g.labels(resource) {
+                rules.push(Rule::ExpiredGrant {
+                    target: g.target.clone(),
+                });
+            }
+            false
+        }
+    };
+    // The user's own grant on this very resource wins; then their label grants.
+    let own: Vec<&Grant> = user.grants.iter().filter(|g| live(g)).collect();
+    if let Some(g) = own.iter().find(|g| g.names(resource)) {
+        return (g.level, "own_grant".to_owned());
+    }
+    if let Some(level) = own
+        .iter()
+        .filter(|g| g.labels(resource))
+        .map(|g| g.level)
+        .max()
+    {
+        return (level, "own_label_grant".to_owned());
+    }
+    // Else the highest grant of any of their groups.
+    let best = user
+        .groups
+        .iter()
+        .flat_map(|group| group.grants.iter().map(move |g| (group, g)))
+        .filter(|(_, g)| (g.names(resource) || g.labels(resource)) && live(g))
+        .max_by_key(|(_, g)| g.level);
+    if let Some((group, g)) = best {
+        return (g.level, format!("group_grant:{}", group.name));
+    }
+    (role.default_level(), "role_default".to_owned())
+}
+
+/// Decides whether `principal` may do `action` to `resource` at `now`.
+pub fn authorize(
+    principal: Principal<'_>,
+    action: Action,
+    resource: ResourceRef<'_>,
+    settings: Settings,
+    now: DateTime<Utc>,
+) -> Decision {
+    let user = principal.user;
+    let mut rules = Vec::new();
+    if let Some(token) = principal.token {
+        let state = if token.revoked_at.is_some_and(|at| at <= now) {
+            Some((Reason::TokenRevoked, "revoked"))
+        } else if now >= token.expires_at {
+            Some((Reason::TokenExpired, "expired"))
+        } else {
+            None
+        };
+        rules.push(Rule::TokenState {
+            token: token.id.clone(),
+            state: state.map_or("valid", |(_, s)| s),
+        });
+        if let Some((reason, _)) = state {
+            return Decision::deny(reason, rules);
+        }
+    }
+    if !user.active {
+        return Decision::deny(Reason::UserInactive, rules);
+    }
+    let role = user.effective_role();
+    if role != user.role {
+        for g in &user.groups {
+            if g.role == Some(role) {
+                rules.push(Rule::GroupRole {
+                    group: g.name.clone(),
+                    role,
+                });
+                break;
+            }
+        }
+    }
+    // What the owner may do, resource by resource.
+    let user_decision = match (action.role_allows(role, settings), resource) {
+        (Some(allows), _) => {
+            rules.push(Rule::RoleCell {
+                role,
+                action,
+                allows,
+            });
+            if allows {
+                Reason::Allowed
+            } else {
+                Reason::RoleDenies
+            }
+        }
+        (None, ResourceRef::Source(s)) => match action.source_level() {
+            Some(needs) => check_level(
+                user,
+                ResourceRef::Source(s),
+                "source",
+                s.id,
+                needs,
+                now,
+                &mut rules,
+            ),
+            None => Reason::NotApplicable,
+        },
+        (None, ResourceRef::Destination(d)) => match action.destination_level() {
+            Some(needs) => check_level(
+                user,
+                ResourceRef::Destination(d),
+                "destination",
+                d.id,
+                needs,
+                now,
+                &mut rules,
+            ),
+            None => Reason::NotApplicable,
+        },
+        (None, ResourceRef::Connection(s, d)) if action == Action::Connect => {
+            let on_source = check_level(
+                user,
+                ResourceRef::Source(s),
+                "source",
+                s.id,
+                Level::Full,
+                now,
+                &mut rules,
+            );
+            if on_source == Reason::Allowed {
+                check_level(
+                    user,
+                    ResourceRef::Destination(d),
+                    "destination",
+                    d.id,
+                    Level::ReadWrite,
+                    now,
+                    &mut rules,
+                )
+            } else {
+                on_source
+            }
+        }
+        (None, _) => Reason::NotApplicable,
+    };
+    if user_decision != Reason::Allowed {
+        return Decision::deny(user_decision, rules);
+    }
+    if let Some(token) = principal.token {
+        let needs = action.scope();
+        let has = token.scopes.contains(&needs);
+        rules.push(Rule::TokenScope {
+            token: token.id.clone(),
+            needs,
+            has,
+        });
+        if !has {
+            return Decision::deny(Reason::ScopeMissing, rules);
+        }
+    }
+    Decision {
+        allowed: true,
+        reason: Reason::Allowed,
+        rules,
+    }
+}
+
+fn check_level(
+    user: &User,
+    resource: ResourceRef<'_>,
+    kind: &'static str,
+    id: &str,
+    needs: Level,
+    now: DateTime<Utc>,
+    rules: &mut Vec<Rule>,
+) -> Reason {
+    let (level, from) = level(user, &resource, now, rules);
+    rules.push(Rule::Level {
+        resource: kind,
+        id: id.to_owned(),
+        level,
+        from,
+        needs,
+    });
+    if level == Level::NoAccess {
+        Reason::Hidden
+    } else if level >= needs {
+        Reason::Allowed
+    } else {
+        Reason::LevelTooLow
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-27T12:00:00Z")
+            .expect("time")
+            .with_timezone(&Utc)
+    }
+
+    fn user(role: Role) -> User {
+        User {
+            id: "u".into(),
+            role,
+            active: true,
+            grants: Vec::new(),
+            groups: Vec::new(),
+        }
+    }
+
+    fn grant(target: Target, level: Level) -> Grant {
+        Grant {
+            target,
+            level,
+            expires_at: None,
+        }
+    }
+
+    fn source(id: &str) -> Target {
+        Target::Source { id: id.into() }
+    }
+
+    fn prod() -> Target {
+        Target::SourceLabel {
+            key: "environment".into(),
+            value: "prod".into(),
+        }
+    }
+
+    const NO_LABELS: &[(String, String)] = &[];
+
+    fn src(id: &str) -> ResourceRef<'_> {
+        ResourceRef::Source(SourceRef {
+            id,
+            labels: NO_LABELS,
+        })
+    }
+
+    fn dst(id: &str) -> ResourceRef<'_> {
+        ResourceRef::Destination(DestinationRef { id })
+    }
+
+    fn allowed(u: &User, action: Action, resource: ResourceRef<'_>) -> bool {
+        authorize(
+            Principal {
+                user: u,
+                token: None,
+            },
+            action,
+            resource,
+            Settings::default(),
+            now(),
+        )
+        .allowed
+    }
+
+    /// The reference's matrix, every row and column: (row, resource the row is about,
+    /// owner, admin, member, read_only).
+    #[test]
+    fn every_cell_of_the_role_matrix() {
+        use Action as A;
+        let rows: &[(&str, Action, ResourceRef<'_>, [bool; 4])] = &[
+            (
+                "view workspace",
+                A::ViewWorkspace,
+                ResourceRef::Workspace,
+                [true, true, true, true],
+            ),
+            (
+                "view sources",
+                A::ViewSource,
+                src("s"),
+                [true, true, true, true],
+            ),
+            (
+                "view destinations",
+                A::ViewDestination,
+                dst("d"),
+                [true, true, true, true],
+            ),
+            (
+                "create sources",
+                A::CreateSource,
+                ResourceRef::Workspace,
+                [true, true, true, false],
+            ),
+            (
+                "edit sources",
+                A::EditSource,
+                src("s"),
+                [true, true, true, false],
+            ),
+            (
+                "delete sources",
+                A::DeleteSource,
+                src("s"),
+                [true, true, false, false],
+            ),
+            (
+                "create destinations",
+                A::CreateDestination,
+                ResourceRef::Workspace,
+                [true, true, true, false],
+            ),
+            (
+                "edit destinations",
+                A::EditDestination,
+                dst("d"),
+                [true, true, true, false],
+            ),
+            (
+                "delete destinations",
+                A::DeleteDestination,
+                dst("d"),
+                [true, true, false, false],
+            ),
+            (
+                "manage team members",
+                A::ManageMembers,
+                ResourceRef::Workspace,
+                [true, true, false, false],
+            ),
+            (
+                "modify workspace settings",
+                A::ModifySettings,
+                ResourceRef::Workspace,
+                [true, true, false, false],
+            ),
+            (
+                "manage billing (usage & limits)",
+                A::ManageUsage,
+                ResourceRef::Workspace,
+                [true, false, false, false],
+            ),
+            (
+                "transfer ownership",
+                A::TransferOwnership,
+                ResourceRef::Workspace,
+                [true, false, false, false],
+            ),
+            (
+                "manage tracking plans",
+                A::EditTrackingPlans,
+                ResourceRef::Workspace,
+                [true, true, true, false],
+            ),
+            (
+                "publish tracking plans (no members_can_publish)",
+                A::PublishTrackingPlans,
+                ResourceRef::Workspace,
+                [true, true, false, false],
+            ),
+            (
+                "create functions",
+                A::CreateFunctions,
+                ResourceRef::Workspace,
+                [true, true, true, false],
+            ),
+            (
+                "manage API tokens",
+                A::ManageTokens,
+                ResourceRef::Workspace,
+                [true, true, false, false],
+            ),
+        ];
+        let roles = [Role::Owner, Role::Admin, Role::Member, Role::ReadOnly];
+        for (row, action, resource, expected) in rows {
+            for (role, want) in roles.iter().zip(expected) {
+                assert_eq!(
+                    allowed(&user(*role), *action, *resource),
+                    *want,
+                    "{row} × {role:?}"
+                );
+            }
+        }
+        // The starred cell: members publish only with members_can_publish.
+        let member = user(Role::Member);
+        let open = Settings {
+            members_can_publish: true,
+        };
+        let d = authorize(
+            Principal {
+                user: &member,
+                token: None,
+            },
+            A::PublishTrackingPlans,
+            ResourceRef::Workspace,
+            open,
+            now(),
+        );
+        assert!(d.allowed);
+    }
+
+    /// Every level × action on one source and one destination (a member, so the grant
+    /// decides).
+    #[test]
+    fn every_level_by_every_resource_action() {
+        use Action as A;
+        use Level as L;
+        let source_actions = [
+            (A::ViewSource, L::ReadOnly),
+            (A::EditSource, L::ReadWrite),
+            (A::DeleteSource, L::Full),
+            (A::ManageWriteKeys, L::Full),
+        ];
+        let destination_actions = [
+            (A::ViewDestination, L::ReadOnly),
+            (A::ViewDestinationSecrets, L::ReadWrite),
+            (A::EditDestination, L::ReadWrite),
+            (A::EnableDestination, L::Full),
+            (A::DeleteDestination, L::Full),
+        ];
+        for level in [L::NoAccess, L::ReadOnly, L::ReadWrite, L::Full] {
+            let mut u = user(Role::Member);
+            u.grants = vec![
+                grant(source("s"), level),
+                grant(Target::Destination { id: "d".into() }, level),
+            ];
+            for (action, needs) in source_actions {
+                let d = authorize(
+                    Principal {
+                        user: &u,
+                        token: None,
+                    },
+                    action,
+                    src("s"),
+                    Settings::default(),
+                    now(),
+                );
+                assert_eq!(d.allowed, level >= needs, "{level:?} {action:?}");
+                assert_eq!(
+                    d.hidden(),
+                    level == L::NoAccess,
+                    "{level:?} {action:?} hides"
+                );
+            }
+            for (action, needs) in destination_actions {
+                let d = authorize(
+                    Principal {
+                        user: &u,
+                        token: None,
+                    },
+                    action,
+                    dst("d"),
+                    Settings::default(),
+                    now(),
+                );
+                assert_eq!(d.allowed, level >= needs, "{level:?} {action:?}");
+                assert_eq!(
+                    d.hidden(),
+                    level == L::NoAccess,
+                    "{level:?} {action:?} hides"
+                );
+            }
+            // Connecting needs full on the source and write on the destination.
+            let connect = ResourceRef::Connection(
+                SourceRef {
+                    id: "s",
+                    labels: NO_LABELS,
+                },
+                DestinationRef { id: "d" },
+            );
+            assert_eq!(
+                allowed(&u, A::Connect, connect),
+                level == L::Full,
+                "{level:?} connect"
+            );
+        }
+        // Other resources keep the role default.
+        let mut u = user(Role::Member);
+        u.grants = vec![grant(source("s"), L::NoAccess)];
+        assert!(allowed(&u, A::EditSource, src("other")));
+    }
+
+    #[test]
+    fn precedence_own_then_label_then_groups_then_role() {
+        let labels = [("environment".to_owned(), "prod".to_owned())];
+        let prod_source = ResourceRef::Source(SourceRef {
+            id: "web",
+            labels: &labels,
+        });
+        let mut u = user(Role::Member);
+        u.groups = vec![
+            Group {
+                name: "viewers".into(),
+                role: None,
+                grants: vec![grant(prod(), Level::ReadOnly)],
+            },
+            Group {
+                name: "ops".into(),
+                role: None,
+                grants: vec![grant(source("web"), Level::Full)],
+            },
+        ];
+        // The highest of the groups.
+        assert!(allowed(&u, Action::DeleteSource, prod_source));
+        // A label grant of the user's own beats their groups.
+        u.grants = vec![grant(prod(), Level::ReadOnly)];
+        assert!(!allowed(&u, Action::EditSource, prod_source));
+        assert!(allowed(&u, Action::ViewSource, prod_source));
+        // Their own grant on the very source beats their label grant.
+        u.grants.push(grant(source("web"), Level::NoAccess));
+        let d = authorize(
+            Principal {
+                user: &u,
+                token: None,
+            },
+            Action::ViewSource,
+            prod_source,
+            Settings::default(),
+            now(),
+        );
+        assert!(d.hidden());
+        assert!(
+            d.rules
+                .iter()
+                .any(|r| matches!(r, Rule::Level { from, .. } if from == "own_grant"))
+        );
+        // Expired grants count as absent (and are named in the explanation).
+        u.grants = vec![Grant {
+            expires_at: Some(now()),
+            ..grant(source("web"), Level::NoAccess)
+        }];
+        u.groups.clear();
+        let d = authorize(
+            Principal {
+                user: &u,
+                token: None,
+            },
+            Action::EditSource,
+            prod_source,
+            Settings::default(),
+            now(),
+        );
+        assert!(d.allowed, "back to the member default");
+        assert!(
+            d.rules
+                .iter()
+                .any(|r| matches!(r, Rule::ExpiredGrant { .. }))
+        );
+        // Owners and admins are never restricted.
+        for role in [Role::Owner, Role::Admin] {
+            let mut boss = user(role);
+            boss.grants = vec![grant(source("web"), Level::NoAccess)];
+            boss.groups = vec![Group {
+                name: "g".into(),
+                role: None,
+                grants: vec![grant(prod(), Level::NoAccess)],
+            }];
+            assert!(allowed(&boss, Action::DeleteSource, prod_source));
+        }
+        // A group mapped to a role raises the member.
+        let mut m = user(Role::Member);
+        m.groups = vec![Group {
+            name: "segment-admins".into(),
+            role: Some(Role::Admin),
+            grants: vec![],
+        }];
+        let d = authorize(
+            Principal {
+                user: &m,
+                token: None,
+            },
+            Action::ManageMembers,
+            ResourceRef::Workspace,
+            Settings::default(),
+            now(),
+        );
+        assert!(d.allowed);
+        assert!(d.rules.contains(&Rule::GroupRole {
+            group: "segment-admins".into(),
+            role: Role::Admin
+        }));
+    }
+
+    #[test]
+    fn tokens_are_scopes_intersected_with_the_owner_now() {
+        let owner = user(Role::Admin);
+        let token = Token {
+            id: "t".into(),
+            scopes: vec![Scope::SourcesRead, Scope::MembersWrite],
+            expires_at: now() + chrono::TimeDelta::days(1),
+            revoked_at: None,
+        };
+        let ask = |u: &User, t: &Token, action, resource| {
+            authorize(
+                Principal {
+                    user: u,
+                    token: Some(t),
+                },
+                action,
+                resource,
+                Settings::default(),
+                now(),
+            )
+        };
+        assert!(ask(&owner, &token, Action::ViewSource, src("s")).allowed);
+        assert_eq!(
+            ask(&owner, &token, Action::EditSource, src("s")).reason,
+            Reason::ScopeMissing
+        );
+        assert!(
+            ask(
+                &owner,
+                &token,
+                Action::ManageMembers,
+                ResourceRef::Workspace
+            )
+            .allowed
+        );
+        // Demote the owner: the same token shrinks with them.
+        let demoted = user(Role::ReadOnly);
+        assert_eq!(
+            ask(
+                &demoted,
+                &token,
+                Action::ManageMembers,
+                ResourceRef::Workspace
+            )
+            .reason,
+            Reason::RoleDenies
+        );
+        let mut gone = user(Role::Admin);
+        gone.active = false;
+        assert_eq!(
+            ask(&gone, &token, Action::ViewSource, src("s")).reason,
+            Reason::UserInactive
+        );
+        let expired = Token {
+            expires_at: now(),
+            ..token.clone()
+        };
+        assert_eq!(
+            ask(&owner, &expired, Action::ViewSource, src("s")).reason,
+            Reason::TokenExpired
+        );
+        let revoked = Token {
+            revoked_at: Some(now() - chrono::TimeDelta::hours(1)),
+            ..token
+        };
+        assert_eq!(
+            ask(&owner, &revoked, Action::ViewSource, src("s")).reason,
+            Reason::TokenRevoked
+        );
+    }
+
+    #[test]
+    fn scopes_round_trip_their_wire_names() {
+        for s in Scope::ALL {
+            assert_eq!(Scope::parse(s.name()), Some(s));
+        }
+        assert_eq!(Scope::parse("sources:admin"), None);
+    }
+
+    fn arb_role() -> impl Strategy<Value = Role> {
+        prop_oneof![
+            Just(Role::Owner),
+            Just(Role::Admin),
+            Just(Role::Member),
+            Just(Role::ReadOnly)
+        ]
+    }
+
+    fn arb_level() -> impl Strategy<Value = Level> {
+        prop_oneof![
+            Just(Level::NoAccess),
+            Just(Level::ReadOnly),
+            Just(Level::ReadWrite),
+            Just(Level::Full)
+        ]
+    }
+
+    fn arb_grant() -> impl Strategy<Value = Grant> {
+        let target = prop_oneof![
+            (0..3u8).prop_map(|n| Target::Source {
+                id: format!("s{n}")
+            }),
+            (0..3u8).prop_map(|n| Target::Destination {
+                id: format!("d{n}")
+            }),
+            Just(prod()),
+        ];
+        (target, arb_level(), proptest::option::of(-2i64..3)).prop_map(|(target, level, h)| Grant {
+            target,
+            level,
+            expires_at: h.map(|h| now() + chrono::TimeDelta::hours(h)),
+        })
+    }
+
+    fn arb_user() -> impl Strategy<Value = User> {
+        let group = (
+            proptest::option::of(arb_role()),
+            prop::collection::vec(arb_grant(), 0..4),
+        )
+            .prop_map(|(role, grants)| Group {
+                name: "g".into(),
+                role,
+                grants,
+            });
+        (
+            arb_role(),
+            prop::collection::vec(arb_grant(), 0..5),
+            prop::collection::vec(group, 0..3),
+        )
+            .prop_map(|(role, grants, groups)| User {
+                id: "u".into(),
+                role,
+                active: true,
+                grants,
+                groups,
+            })
+    }
+
+    fn every_question<'a>(labels: &'a [(String, String)]) -> Vec<(Action, ResourceRef<'a>)> {
+        let mut out = Vec::new();
+        for action in Action::ALL {
+            out.push((action, ResourceRef::Workspace));
+            for n in 0..3 {
+                let id: &'static str = ["s0", "s1", "s2"][n];
+                let d: &'static str = ["d0", "d1", "d2"][n];
+                out.push((action, ResourceRef::Source(SourceRef { id, labels })));
+                out.push((action, ResourceRef::Destination(DestinationRef { id: d })));
+                out.push((
+                    action,
+                    ResourceRef::Connection(SourceRef { id, labels }, DestinationRef { id: d }),
+                ));
+            }
+        }
+        out
+    }
+
+    proptest! {
+        /// Workspace-wide checks of owners and admins (members, settings, usage,
+        /// ownership, tokens, audit) depend on the role alone: no grant changes them.
+        #[test]
+        fn no_grant_ever_changes_a_role_check(u in arb_user()) {
+            let mut bare = u.clone();
+            bare.grants.clear();
+            for g in &mut bare.groups { g.grants.clear(); }
+            for action in Action::ALL.into_iter().filter(|a| a.role_allows(Role::Owner, Settings::default()).is_some()) {
+                prop_assert_eq!(allowed(&u, action, ResourceRef::Workspace), allowed(&bare, action, ResourceRef::Workspace), "{:?}", action);
+            }
+        }
+
+        /// Removing a grant never widens access, except by lifting a restriction that
+        /// grant itself made: the design's precedence lets a more specific grant (the
+        /// user's own, on the very resource) set a level below what groups or the role
+        /// would give, and `no_access` must hide. Any widening must be explained by the
+        /// removed grant being the deciding rule, at a lower level than what remains.
+        #[test]
+        fn removing_a_grant_widens_only_by_lifting_its_own_restriction(
+            u in arb_user(), extra in arb_grant(), labelled in any::<bool>(), own in any::<bool>()
+        ) {
+            let labels = if labelled { vec![("environment".to_owned(), "prod".to_owned())] } else { vec![] };
+            let mut with = u.clone();
+            if own || with.groups.is_empty() {
+                with.grants.push(extra.clone());
+            } else {
+                with.groups[0].grants.push(extra.clone());
+            }
+            for (action, resource) in every_question(&labels) {
+                let ask = |who: &User| authorize(Principal { user: who, token: None }, action, resource, Settings::default(), now());
+                let (before, after) = (ask(&with), ask(&u));
+                if after.allowed && !before.allowed {
+                    let deciding = before.rules.iter().rev().find_map(|r| match r {
+                        Rule::Level { level, .. } => Some(*level),
+                        _ => None,
+                    });
+                    prop_assert_eq!(deciding, Some(extra.level), "{:?} on {:?}: widened, not by {:?}", action, resource, extra);
+                    let remaining = after.rules.iter().filter_map(|r| match r {
+                        Rule::Level { level, .. } => Some(*level),
+                        _ => None,
+                    }).min();
+                    prop_assert!(remaining.is_some_and(|l| l > extra.level));
+                }
+                // Adding `no_access` never widens anything.
+                if extra.level == Level::NoAccess {
+                    prop_assert!(!before.allowed || after.allowed);
+                }
+            }
+        }
+
+        /// A token never allows what its owner, asking directly, may not do.
+        #[test]
+        fn a_token_never_exceeds_its_owner(u in arb_user(), scopes in prop::collection::vec(prop::sample::select(Scope::ALL.to_vec()), 0..11)) {
+            let token = Token { id: "t".into(), scopes, expires_at: now() + chrono::TimeDelta::days(1), revoked_at: None };
+            for (action, resource) in every_question(&[]) {
+                let with_token = authorize(Principal { user: &u, token: Some(&token) }, action, resource, Settings::default(), now()).allowed;
+                prop_assert!(!with_token || allowed(&u, action, resource), "{:?} on {:?}", action, resource);
+            }
+        }
+    }
+}
