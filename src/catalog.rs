@@ -26,9 +26,11 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest as _, Sha256};
 
 pub use document::{
-    ControlsDoc, DestinationDoc, Document, Enforcement, FileDoc, FilterDoc, KeyDoc, KindDoc,
-    NatsDoc, PlanDoc, RateLimitDoc, RetryDoc, RuleDoc, SourceDoc, WebhookDoc, redacted_url,
+    DestinationDoc, Document, FileDoc, FilterDoc, KeyDoc, KindDoc, NatsDoc, RateLimitDoc, RetryDoc,
+    SourceDoc, WebhookDoc, redacted_url,
 };
+// The tracking-plan document types belong to `protocols`; the catalog holds them.
+pub use crate::protocols::{ControlsDoc, Enforcement, PlanDoc, RuleDoc};
 pub use file::FileSource;
 pub use reload::{CatalogSource, LoadError, open_store, spawn_reloader};
 

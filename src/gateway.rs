@@ -339,7 +339,11 @@ fn enforce(
     }
     if let Some(target) = &sp.controls.forward_violations_to {
         for v in &review.violations {
-            let event = protocols::violation_event(&sp.plan, source, prepared, v);
+            let from = protocols::SourceName {
+                id: &source.id,
+                name: &source.name,
+            };
+            let event = protocols::violation_event(&sp.plan, from, prepared, v);
             forwarded.push((target.clone(), event));
         }
     }

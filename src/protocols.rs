@@ -16,8 +16,11 @@ use simd_json::StaticNode;
 use simd_json::borrowed::{Object, Value};
 use simd_json::prelude::*;
 
-use crate::catalog::{ControlsDoc, Enforcement, PlanDoc, RuleDoc};
 use crate::event::Kind;
+
+mod document;
+
+pub use document::{CallControlsDoc, ControlsDoc, Enforcement, PlanDoc, RuleDoc};
 
 /// What to do with one kind of finding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -632,10 +635,19 @@ fn annotate(msg: &mut Object<'_>, plan: &Plan, source_id: &str, review: &Review)
     }
 }
 
+/// The source an event came from, as the violation event names it.
+#[derive(Debug, Clone, Copy)]
+pub struct SourceName<'a> {
+    /// Its id (also its slug).
+    pub id: &'a str,
+    /// Its display name.
+    pub name: &'a str,
+}
+
 /// The `Violation Generated` track event Segment forwards for one violation.
 pub fn violation_event(
     plan: &Plan,
-    source: &crate::catalog::Source,
+    source: SourceName<'_>,
     prepared: &crate::event::Prepared<'_>,
     v: &Violation,
 ) -> Vec<u8> {
