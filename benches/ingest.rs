@@ -104,7 +104,7 @@ fn catalog_with(sources: usize) -> Document {
 }
 
 fn write_key_lookup(c: &mut Criterion) {
-    let snapshot = Snapshot::build(1, &catalog_with(1000));
+    let snapshot = Snapshot::try_build(1, &catalog_with(1000)).expect("installable");
     let now = chrono::Utc::now();
     let mut g = c.benchmark_group("write key");
     g.bench_function("lookup (hit, 2000 keys)", |b| {
@@ -124,7 +124,7 @@ fn write_key_lookup(c: &mut Criterion) {
 
 fn catalog_swap(c: &mut Criterion) {
     let doc = catalog_with(1000);
-    let store = Store::new(Snapshot::build(1, &doc));
+    let store = Store::new(Snapshot::try_build(1, &doc).expect("installable"));
     let stop = Arc::new(AtomicBool::new(false));
     // Two readers load the snapshot and look a key up continuously.
     let readers: Vec<_> = (0..2)
@@ -145,7 +145,7 @@ fn catalog_swap(c: &mut Criterion) {
             b.iter_batched(
                 || {
                     version += 1;
-                    Snapshot::build(version, &doc)
+                    Snapshot::try_build(version, &doc).expect("installable")
                 },
                 |snapshot| store.install(snapshot),
                 BatchSize::LargeInput,
@@ -191,7 +191,7 @@ fn typical_plan() -> (sluice::catalog::Document, String) {
 
 fn tracking_plan_review(c: &mut Criterion) {
     let (doc, _) = typical_plan();
-    let snapshot = Snapshot::build(1, &doc);
+    let snapshot = Snapshot::try_build(1, &doc).expect("installable");
     let source = std::sync::Arc::clone(&snapshot.sources()[0]);
     let sp = source.protocols.clone().expect("plan attached");
     let limits = Limits::default();

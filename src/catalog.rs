@@ -26,8 +26,8 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest as _, Sha256};
 
 pub use document::{
-    DestinationDoc, Document, FileDoc, FilterDoc, KeyDoc, KindDoc, NatsDoc, RateLimitDoc, RetryDoc,
-    SourceDoc, WebhookDoc, redacted_url,
+    DestinationDoc, Document, FileDoc, FilterDoc, Invalid, KeyDoc, KindDoc, NatsDoc, Problems,
+    RateLimitDoc, RetryDoc, SourceDoc, WebhookDoc, redacted_url,
 };
 // The tracking-plan document types belong to `protocols`; the catalog holds them.
 pub use crate::protocols::{ControlsDoc, Enforcement, PlanDoc, RuleDoc};
@@ -170,22 +170,23 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Builds a snapshot from a validated document.
-    pub fn build(version: u64, doc: &Document) -> Self {
+    /// The one function that decides whether a catalog document can be installed: it
+    /// checks everything (every problem is reported, not the first), compiles each
+    /// tracking plan once, and builds the snapshot from the result. Every producer of
+    /// catalog documents (the file, the last-known-good copy, the control plane) goes
+    /// through it.
+    pub fn try_build(version: u64, doc: &Document) -> Result<Self, Problems> {
+        let plans = doc.check()?;
+        Ok(Self::assemble(version, doc, &plans))
+    }
+
+    fn assemble(
+        version: u64,
+        doc: &Document,
+        plans: &HashMap<&str, Arc<crate::protocols::Plan>>,
+    ) -> Self {
         let mut sources = Vec::with_capacity(doc.sources.len());
         let mut keys = HashMap::new();
-        // Plans are compiled once per catalog version (validation already proved they compile).
-        let plans: HashMap<&str, Arc<crate::protocols::Plan>> = doc
-            .tracking_plans
-            .iter()
-            .filter_map(|p| match crate::protocols::Plan::compile(p) {
-                Ok(plan) => Some((p.id.as_str(), Arc::new(plan))),
-                Err(error) => {
-                    tracing::error!(plan = %p.id, %error, "tracking plan does not compile; its sources run unvalidated");
-                    None
-                }
-            })
-            .collect();
         for s in &doc.sources {
             let protocols = match (&s.tracking_plan, s.enforcement) {
                 (Some(plan), Enforcement::Warn | Enforcement::Block) => {
@@ -348,7 +349,7 @@ mod tests {
             enabled = false
             write_keys = [{ key = "off-key" }]
         "#);
-        let s = Snapshot::build(1, &d);
+        let s = Snapshot::try_build(1, &d).expect("installable");
         let now = Utc::now();
         assert_eq!(
             s.authenticate("good", now).map(|s| s.id.as_str()),
@@ -378,7 +379,7 @@ mod tests {
         let d = doc(&format!(
             "[[sources]]\nid = \"s\"\nwrite_keys = [{{ sha256 = \"{hex}\" }}]\n"
         ));
-        let s = Snapshot::build(1, &d);
+        let s = Snapshot::try_build(1, &d).expect("installable");
         assert!(s.authenticate("secret", Utc::now()).is_ok());
         assert_eq!(KeyDigest::from_hex(&hex), Some(KeyDigest::of("secret")));
         assert!(!format!("{:?}", KeyDigest::of("secret")).contains(&hex));
@@ -388,7 +389,9 @@ mod tests {
     fn store_swaps_whole_snapshots() {
         let store = Store::new(Snapshot::default());
         let before = store.snapshot();
-        store.install(Snapshot::build(2, &doc("[[sources]]\nid = \"a\"\n")));
+        store.install(
+            Snapshot::try_build(2, &doc("[[sources]]\nid = \"a\"\n")).expect("installable"),
+        );
         assert_eq!(before.version(), 0);
         assert_eq!(store.snapshot().version(), 2);
         assert_eq!(store.snapshot().sources().len(), 1);

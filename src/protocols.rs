@@ -1209,6 +1209,14 @@ mod tests {
         );
     }
 
+    /// Whether a catalog text can be installed (parsed, then checked and built).
+    fn installable(text: &str) -> Result<(), String> {
+        let doc = Document::parse(text).map_err(|e| e.to_string())?;
+        crate::catalog::Snapshot::try_build(1, &doc)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
     #[test]
     fn bad_plans_and_controls_are_refused() {
         let base = "[[sources]]\nid = \"web\"\n";
@@ -1221,27 +1229,23 @@ mod tests {
             "[[tracking_plans]]\nid = \"tp\"\n[[tracking_plans.rules]]\ntype = \"TRACK\"\nkey = \"x\"\njsonSchema = { properties = { properties = { properties = { sku = { type = \"string\", pattern = '^(a)\\1$' } } } } }\n",
             "[[tracking_plans]]\nid = \"tp\"\n[[tracking_plans.rules]]\ntype = \"TRACK\"\nkey = \"x\"\njsonSchema = { patternProperties = { '(?=x)y' = {} } }\n",
         ] {
-            assert!(Document::parse(&format!("{base}{bad}")).is_err(), "{bad}");
+            assert!(installable(&format!("{base}{bad}")).is_err(), "{bad}");
         }
         // The classic catastrophic pattern compiles (the linear engine has no cliff).
         let catastrophic = "[[tracking_plans]]\nid = \"tp\"\n[[tracking_plans.rules]]\ntype = \"TRACK\"\nkey = \"x\"\njsonSchema = { properties = { properties = { properties = { sku = { type = \"string\", pattern = '^(a+)+$' } } } } }\n";
-        let error = Document::parse(&format!("{base}{catastrophic}"));
+        let error = installable(&format!("{base}{catastrophic}"));
         assert!(error.is_ok(), "{:?}", error.err());
-        assert!(
-            Document::parse("[[sources]]\nid = \"web\"\ntracking_plan = \"missing\"\n").is_err()
-        );
+        assert!(installable("[[sources]]\nid = \"web\"\ntracking_plan = \"missing\"\n").is_err());
         let plan = "[[tracking_plans]]\nid = \"tp\"\n";
-        assert!(Document::parse(&format!("{plan}[[sources]]\nid = \"web\"\ntracking_plan = \"tp\"\nprotocols = {{ unplanned_events = \"omit\" }}\n")).is_err());
-        assert!(Document::parse(&format!("{plan}[[sources]]\nid = \"web\"\nprotocols = {{ forward_blocked_to = \"nowhere\" }}\n")).is_err());
+        assert!(installable(&format!("{plan}[[sources]]\nid = \"web\"\ntracking_plan = \"tp\"\nprotocols = {{ unplanned_events = \"omit\" }}\n")).is_err());
+        assert!(installable(&format!("{plan}[[sources]]\nid = \"web\"\nprotocols = {{ forward_blocked_to = \"nowhere\" }}\n")).is_err());
         assert!(
-            Document::parse("[[sources]]\nid = \"web\"\nprotocols = { bogus = \"x\" }\n").is_err(),
+            installable("[[sources]]\nid = \"web\"\nprotocols = { bogus = \"x\" }\n").is_err(),
             "unknown control"
         );
         assert!(
-            Document::parse(
-                "[[sources]]\nid = \"web\"\nprotocols = { track = { bogus = \"x\" } }\n"
-            )
-            .is_err()
+            installable("[[sources]]\nid = \"web\"\nprotocols = { track = { bogus = \"x\" } }\n")
+                .is_err()
         );
     }
 }

@@ -1,13 +1,14 @@
 //! The catalog as written by people (TOML) and as saved last-known-good (JSON).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::KeyDigest;
-use crate::protocols::{ControlsDoc, Enforcement, PlanDoc};
+use crate::protocols::{ControlsDoc, Enforcement, Plan, PlanDoc};
 
 /// The whole catalog: sources with their keys, and destinations.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -400,24 +401,30 @@ pub enum Invalid {
     BadPlan(String, String),
 }
 
+/// Every reason a catalog document cannot be installed (all of them, not the first).
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+pub struct Problems(pub Vec<Invalid>);
+
+impl From<Invalid> for Problems {
+    fn from(one: Invalid) -> Self {
+        Self(vec![one])
+    }
+}
+
 impl Document {
-    /// Parses and validates a TOML catalog.
+    /// Parses a TOML catalog (its shape only: whether it can be installed is
+    /// [`super::Snapshot::try_build`]'s to say).
     pub fn parse(text: &str) -> Result<Self, Invalid> {
         if text.trim().is_empty() {
             return Err(Invalid::Empty);
         }
-        let doc: Document =
-            toml::from_str(text).map_err(|e| Invalid::Syntax(describe(&e, text)))?;
-        doc.validate()?;
-        Ok(doc)
+        toml::from_str(text).map_err(|e| Invalid::Syntax(describe(&e, text)))
     }
 
-    /// Parses and validates a last-known-good JSON copy (digests only).
+    /// Parses a last-known-good JSON copy (digests only).
     pub fn parse_json(bytes: &[u8]) -> Result<Self, Invalid> {
-        let doc: Document =
-            serde_json::from_slice(bytes).map_err(|e| Invalid::Syntax(e.to_string()))?;
-        doc.validate()?;
-        Ok(doc)
+        serde_json::from_slice(bytes).map_err(|e| Invalid::Syntax(e.to_string()))
     }
 
     /// The same catalog with every plaintext key replaced by its digest.
@@ -431,57 +438,77 @@ impl Document {
         doc
     }
 
-    fn validate(&self) -> Result<(), Invalid> {
+    /// Every reason this document cannot be installed, and its plans compiled (once).
+    pub(super) fn check(&self) -> Result<HashMap<&str, Arc<Plan>>, Problems> {
+        let mut problems = Vec::new();
+        let mut plans = HashMap::new();
+        self.check_into(&mut problems, &mut plans);
+        if problems.is_empty() {
+            Ok(plans)
+        } else {
+            Err(Problems(problems))
+        }
+    }
+
+    fn check_into<'d>(
+        &'d self,
+        problems: &mut Vec<Invalid>,
+        plans: &mut HashMap<&'d str, Arc<Plan>>,
+    ) {
         let mut ids = HashSet::new();
         let mut digests = HashSet::new();
         for s in &self.sources {
             if s.id.is_empty() {
-                return Err(Invalid::EmptySourceId);
-            }
-            if !ids.insert(s.id.as_str()) {
-                return Err(Invalid::DuplicateSource(s.id.clone()));
+                problems.push(Invalid::EmptySourceId);
+            } else if !ids.insert(s.id.as_str()) {
+                problems.push(Invalid::DuplicateSource(s.id.clone()));
             }
             if let Some(r) = s.rate_limit
                 && (r.requests_per_second == 0 || r.burst == Some(0))
             {
-                return Err(Invalid::BadRateLimit(s.id.clone()));
+                problems.push(Invalid::BadRateLimit(s.id.clone()));
             }
             for k in &s.write_keys {
-                if k.key.as_deref() == Some("") {
-                    return Err(Invalid::BadKey(s.id.clone()));
-                }
-                let digest = k.digest().ok_or_else(|| Invalid::BadKey(s.id.clone()))?;
-                if !digests.insert(digest) {
-                    return Err(Invalid::DuplicateKey(s.id.clone()));
+                match k.digest().filter(|_| k.key.as_deref() != Some("")) {
+                    None => problems.push(Invalid::BadKey(s.id.clone())),
+                    Some(digest) if !digests.insert(digest) => {
+                        problems.push(Invalid::DuplicateKey(s.id.clone()));
+                    }
+                    Some(_) => {}
                 }
             }
         }
         let mut plan_ids = HashSet::new();
         for p in &self.tracking_plans {
             if p.id.is_empty() || !plan_ids.insert(p.id.as_str()) {
-                return Err(Invalid::BadPlan(
+                problems.push(Invalid::BadPlan(
                     p.id.clone(),
                     "id is empty or appears twice".to_owned(),
                 ));
+                continue;
             }
-            crate::protocols::Plan::compile(p)
-                .map_err(|e| Invalid::BadPlan(p.id.clone(), e.to_string()))?;
+            match Plan::compile(p) {
+                Ok(plan) => {
+                    plans.insert(p.id.as_str(), Arc::new(plan));
+                }
+                Err(e) => problems.push(Invalid::BadPlan(p.id.clone(), e.to_string())),
+            }
         }
         for s in &self.sources {
             if let Some(plan) = &s.tracking_plan
                 && !plan_ids.contains(plan.as_str())
             {
-                return Err(Invalid::BadPlan(
+                problems.push(Invalid::BadPlan(
                     plan.clone(),
                     format!("source {:?} names a plan that does not exist", s.id),
                 ));
             }
-            crate::protocols::Controls::resolve(s.enforcement, &s.protocols).map_err(|why| {
-                Invalid::BadPlan(
+            if let Err(why) = crate::protocols::Controls::resolve(s.enforcement, &s.protocols) {
+                problems.push(Invalid::BadPlan(
                     s.tracking_plan.clone().unwrap_or_default(),
                     format!("source {:?}: {why}", s.id),
-                )
-            })?;
+                ));
+            }
             for target in [
                 &s.protocols.forward_blocked_to,
                 &s.protocols.forward_violations_to,
@@ -490,7 +517,7 @@ impl Document {
             .flatten()
             {
                 if !ids.contains(target.as_str()) || target == &s.id {
-                    return Err(Invalid::BadPlan(
+                    problems.push(Invalid::BadPlan(
                         s.tracking_plan.clone().unwrap_or_default(),
                         format!(
                             "source {:?} forwards to {target:?}, which is not another source",
@@ -503,49 +530,46 @@ impl Document {
         let mut destination_ids = HashSet::new();
         for d in &self.destinations {
             if d.id.is_empty() || !destination_ids.insert(d.id.as_str()) {
-                return Err(Invalid::BadDestinationId(d.id.clone()));
+                problems.push(Invalid::BadDestinationId(d.id.clone()));
             }
-            if let Some(unknown) = d.sources.iter().find(|s| !ids.contains(s.as_str())) {
-                return Err(Invalid::UnknownSource(d.id.clone(), unknown.clone()));
+            for unknown in d.sources.iter().filter(|s| !ids.contains(s.as_str())) {
+                problems.push(Invalid::UnknownSource(d.id.clone(), unknown.clone()));
             }
-            let bad = |why| Err(Invalid::BadDestination(d.id.clone(), why));
+            let mut bad = |why| problems.push(Invalid::BadDestination(d.id.clone(), why));
             if d.max_in_flight == 0 {
-                return bad("max_in_flight must be at least 1");
+                bad("max_in_flight must be at least 1");
             }
             if d.rate_limit
                 .is_some_and(|r| r.requests_per_second == 0 || r.burst == Some(0))
             {
-                return bad("rate_limit values must be at least 1");
+                bad("rate_limit values must be at least 1");
             }
             if d.retry.initial_backoff_ms == 0
                 || d.retry.max_backoff_ms < d.retry.initial_backoff_ms
             {
-                return bad("retry needs 0 < initial_backoff_ms <= max_backoff_ms");
+                bad("retry needs 0 < initial_backoff_ms <= max_backoff_ms");
             }
             match &d.kind {
                 KindDoc::Webhook(w) => {
                     if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
-                        return bad("settings.url must be an http:// or https:// URL");
+                        bad("settings.url must be an http:// or https:// URL");
                     }
                     if w.batch_size == 0 || w.batch_bytes == 0 || w.timeout_ms == 0 {
-                        return bad(
-                            "settings.batch_size, batch_bytes and timeout_ms must be at least 1",
-                        );
+                        bad("settings.batch_size, batch_bytes and timeout_ms must be at least 1");
                     }
                 }
                 KindDoc::File(f) => {
                     if f.path.as_os_str().is_empty() || f.rotate_bytes == 0 {
-                        return bad("settings.path must be set and rotate_bytes at least 1");
+                        bad("settings.path must be set and rotate_bytes at least 1");
                     }
                 }
                 KindDoc::Nats(n) => {
                     if n.subject.is_empty() || n.timeout_ms == 0 {
-                        return bad("settings.subject must be set and timeout_ms at least 1");
+                        bad("settings.subject must be set and timeout_ms at least 1");
                     }
                 }
             }
         }
-        Ok(())
     }
 }
 
@@ -597,6 +621,21 @@ mod tests {
         assert!(text.contains("Authorization"), "header names stay: {text}");
     }
 
+    /// Parsed, then checked (the way every catalog is installed).
+    fn installable(text: &str) -> Result<Document, Problems> {
+        let doc = Document::parse(text)?;
+        doc.check()?;
+        Ok(doc)
+    }
+
+    #[test]
+    fn every_problem_is_reported_not_just_the_first() {
+        let text = "[[sources]]\nid = \"a\"\n[[sources]]\nid = \"a\"\nwrite_keys = [{ key = \"\" }]\n\
+                    [[destinations]]\nid = \"d\"\ntype = \"file\"\nsources = [\"nope\"]\nmax_in_flight = 0\nsettings = { path = \"x\" }\n";
+        let problems = installable(text).expect_err("invalid").0;
+        assert_eq!(problems.len(), 4, "{problems:?}");
+    }
+
     #[test]
     fn rejects_ambiguous_or_duplicate_entries() {
         for bad in [
@@ -611,7 +650,7 @@ mod tests {
             "not toml at all [",
             "  \n",
         ] {
-            assert!(Document::parse(bad).is_err(), "accepted: {bad}");
+            assert!(installable(bad).is_err(), "accepted: {bad}");
         }
     }
 
@@ -664,7 +703,7 @@ mod tests {
             ),
         ] {
             let text = WITH_DESTINATIONS.replacen(from, to, 1);
-            assert!(Document::parse(&text).is_err(), "accepted: {to}");
+            assert!(installable(&text).is_err(), "accepted: {to}");
         }
     }
 

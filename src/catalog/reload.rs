@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::document::Invalid;
+use super::document::{Invalid, Problems};
 use super::{Document, Snapshot, Store};
 use crate::telemetry;
 
@@ -35,9 +35,9 @@ pub enum LoadError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The document is invalid.
+    /// The document is invalid (every problem found).
     #[error("invalid catalog: {0}")]
-    Invalid(#[from] Invalid),
+    Invalid(#[from] Problems),
     /// Neither the source nor a last-known-good copy could be loaded.
     #[error("no catalog: {source_error}; and no usable last-known-good copy at {lkg}: {lkg_error}")]
     NoCatalog {
@@ -50,22 +50,32 @@ pub enum LoadError {
     },
 }
 
+impl From<Invalid> for LoadError {
+    fn from(one: Invalid) -> Self {
+        Self::Invalid(one.into())
+    }
+}
+
 /// Loads the first snapshot: from the source, else from the last-known-good copy.
 pub async fn open_store(
     source: &mut impl CatalogSource,
     lkg: &Path,
 ) -> Result<(Store, Document), LoadError> {
-    let doc = match source.load().await {
-        Ok(doc) => {
+    let installable = |doc: Document| {
+        let snapshot = Snapshot::try_build(1, &doc)?;
+        Ok::<_, LoadError>((doc, snapshot))
+    };
+    let (doc, snapshot) = match source.load().await.and_then(installable) {
+        Ok((doc, snapshot)) => {
             save_last_known_good(lkg, &doc).await;
-            doc
+            (doc, snapshot)
         }
         Err(source_error) => {
             telemetry_reload_error();
-            match load_last_known_good(lkg).await {
-                Ok(doc) => {
-                    tracing::error!(error = %source_error, lkg = %lkg.display(), "catalog source unreadable; serving the last-known-good copy");
-                    doc
+            match load_last_known_good(lkg).await.and_then(installable) {
+                Ok(loaded) => {
+                    tracing::error!(error = %source_error, lkg = %lkg.display(), "catalog source unusable; serving the last-known-good copy");
+                    loaded
                 }
                 Err(lkg_error) => {
                     return Err(LoadError::NoCatalog {
@@ -77,7 +87,6 @@ pub async fn open_store(
             }
         }
     };
-    let snapshot = Snapshot::build(1, &doc);
     record_installed(&snapshot);
     tracing::info!(source = %source.describe(), version = 1, sources = snapshot.sources().len(), "catalog loaded");
     Ok((Store::new(snapshot), doc))
@@ -99,11 +108,17 @@ pub fn spawn_reloader(
                 () = shutdown.cancelled() => return,
                 () = source.changed() => {}
             }
-            match source.load().await {
-                Ok(doc) if doc == current => last_error = None,
-                Ok(doc) => {
-                    let version = store.snapshot().version() + 1;
-                    let snapshot = Snapshot::build(version, &doc);
+            let version = store.snapshot().version() + 1;
+            let loaded = source.load().await.and_then(|doc| {
+                if doc == current {
+                    return Ok(None);
+                }
+                let snapshot = Snapshot::try_build(version, &doc)?;
+                Ok(Some((doc, snapshot)))
+            });
+            match loaded {
+                Ok(None) => last_error = None,
+                Ok(Some((doc, snapshot))) => {
                     record_installed(&snapshot);
                     store.install(snapshot);
                     tracing::info!(source = %source.describe(), version, "catalog reloaded");

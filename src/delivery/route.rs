@@ -69,7 +69,8 @@ mod tests {
         let text = format!(
             "[[sources]]\nid = \"web\"\n[[sources]]\nid = \"app\"\n[[destinations]]\nid = \"d\"\nname = \"Amplitude\"\nsources = [\"web\"]\ntype = \"file\"\nsettings = {{ path = \"x\" }}\n{extra}\n"
         );
-        let snapshot = Snapshot::build(1, &Document::parse(&text).expect("valid"));
+        let snapshot =
+            Snapshot::try_build(1, &Document::parse(&text).expect("valid")).expect("installable");
         std::sync::Arc::clone(&snapshot.destinations()[0])
     }
 
