@@ -7,13 +7,13 @@
 //! cap (before any work, so overload costs nothing), CORS headers, and the request
 //! metrics (after, so every answer is counted, refusals included).
 
-mod admin;
 mod auth;
 mod body;
 mod cors;
 mod dedup;
 mod listener;
 mod meters;
+mod probe;
 mod rate;
 mod response;
 mod route;
@@ -31,14 +31,14 @@ use tokio::sync::Semaphore;
 
 use crate::catalog::{self, Source};
 use crate::config::Config;
-use crate::delivery::Delivery;
 use crate::event::{self, Enrichment};
 use crate::log::{self, Log};
 use crate::protocols;
 use crate::telemetry;
 
-pub use admin::handle as handle_admin;
 pub use listener::{Settings as ListenerSettings, run as run_listener};
+pub use probe::probe;
+pub use response::json;
 pub use response::{Rejection, Reply};
 pub use route::Route;
 pub use tls::{TlsError, acceptor as tls_acceptor};
@@ -65,20 +65,13 @@ pub struct State {
     /// The smaller budget of requests without a key in their headers.
     in_flight_keyless: Arc<Semaphore>,
     failed_keys: FailedKeys,
-    delivery: Option<Delivery>,
     meters: Meters,
 }
 
 impl State {
     /// Builds the shared state.
-    pub fn new(
-        config: Arc<Config>,
-        catalog: catalog::Store,
-        log: Log,
-        delivery: Option<Delivery>,
-    ) -> Self {
+    pub fn new(config: Arc<Config>, catalog: catalog::Store, log: Log) -> Self {
         Self {
-            delivery,
             meters: Meters::default(),
             dedup: Dedup::new(&config.dedup),
             in_flight: Arc::new(Semaphore::new(config.server.max_in_flight)),
@@ -149,7 +142,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>, peer: SocketAddr)
         (Route::Settings, &Method::GET | &Method::HEAD) => settings(&state, &req, peer),
         (Route::Settings, &Method::OPTIONS) => cors::preflight(req.headers()),
         (Route::Settings, _) => Rejection::MethodNotAllowed("GET, HEAD, OPTIONS").into_reply(),
-        (Route::Health | Route::Ready, &Method::GET | &Method::HEAD) => admin::probe(&state, route),
+        (Route::Health | Route::Ready, &Method::GET | &Method::HEAD) => probe(&state, route),
         (Route::NotFound, _) => Rejection::NotFound.into_reply(),
         (Route::Health | Route::Ready, _) => Rejection::MethodNotAllowed("GET, HEAD").into_reply(),
         (Route::Ingest { .. } | Route::ClientMetrics, _) => {

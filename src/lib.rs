@@ -8,12 +8,14 @@
 //! - [`event`]: the Segment message model: decoding and normalisation.
 //! - [`protocols`]: tracking plans, validation and enforcement at the edge.
 //! - [`log`]: the durable event log (group commit, segments, recovery, retention).
+//! - [`admin`]: the admin listener: metrics, probes, dead letters.
 //! - [`delivery`]: forwarding stored events to connected destinations, at least once.
 //! - [`disk`]: atomic, durable file replacement and the fault-injection seam.
 //! - [`telemetry`]: metric names and registration, tracing setup.
 //!
 //! [`serve`] runs everything in one process; `src/main.rs` only wires the command line to it.
 
+pub mod admin;
 pub mod catalog;
 pub mod config;
 pub mod control;
@@ -125,8 +127,12 @@ pub async fn serve(
         Arc::clone(&config),
         store,
         event_log.clone(),
-        delivery.as_ref().map(|(d, _)| d.clone()),
     ));
+    let admin_state = Arc::new(admin::State {
+        gateway: Arc::clone(&state),
+        delivery: delivery.as_ref().map(|(d, _)| d.clone()),
+        token: config.server.admin_token.clone(),
+    });
     let settings = gateway::ListenerSettings {
         max_connections: config.server.max_connections,
         header_timeout: Duration::from_millis(config.server.header_timeout_ms),
@@ -159,10 +165,7 @@ pub async fn serve(
     let admin = tokio::spawn(gateway::run_listener(
         listeners.admin,
         admin_settings,
-        {
-            let state = Arc::clone(&state);
-            move |req, _peer| gateway::handle_admin(Arc::clone(&state), req)
-        },
+        move |req, _peer| admin::handle(Arc::clone(&admin_state), req),
         admin_stop.clone(),
     ));
     gateway::run_listener(

@@ -12,9 +12,20 @@ use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
 
-use super::response::{self, Rejection, Reply};
-use super::{Route, State};
+use crate::config::Secret;
+use crate::delivery::Delivery;
+use crate::gateway::{self, Rejection, Reply, Route};
 use crate::telemetry;
+
+/// What the admin listener serves from.
+pub struct State {
+    /// The gateway's state (catalog and log, for the probes).
+    pub gateway: Arc<gateway::State>,
+    /// Delivery, when it runs in this process (dead letters).
+    pub delivery: Option<Delivery>,
+    /// `server.admin_token`.
+    pub token: Option<Secret>,
+}
 
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -25,14 +36,14 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Reply {
     match (path, is_read) {
         ("/metrics", true) => {
             let mut reply =
-                response::json(StatusCode::OK, Bytes::from(telemetry::metrics().render()));
+                gateway::json(StatusCode::OK, Bytes::from(telemetry::metrics().render()));
             reply
                 .headers_mut()
                 .insert(CONTENT_TYPE, HeaderValue::from_static(PROMETHEUS_TEXT));
             reply
         }
-        ("/health", true) => probe(&state, Route::Health),
-        ("/ready", true) => probe(&state, Route::Ready),
+        ("/health", true) => gateway::probe(&state.gateway, Route::Health),
+        ("/ready", true) => gateway::probe(&state.gateway, Route::Ready),
         ("/metrics" | "/health" | "/ready" | "/dlq", false) => {
             Rejection::MethodNotAllowed("GET, HEAD").into_reply()
         }
@@ -53,7 +64,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Reply {
 
 fn dead_letters(state: &State) -> Reply {
     let Some(delivery) = &state.delivery else {
-        return response::json(StatusCode::OK, Bytes::from_static(b"{}"));
+        return gateway::json(StatusCode::OK, Bytes::from_static(b"{}"));
     };
     match delivery.dead_letters() {
         Ok(list) => {
@@ -71,7 +82,7 @@ fn dead_letters(state: &State) -> Reply {
             if !unreadable.is_empty() {
                 body.insert("unreadable".to_owned(), unreadable.into());
             }
-            response::json(
+            gateway::json(
                 StatusCode::OK,
                 serde_json::Value::Object(body).to_string().into(),
             )
@@ -86,7 +97,7 @@ fn dead_letters(state: &State) -> Reply {
 
 /// The answer to a changing request without the admin token; `None` lets it through.
 fn refusal(state: &State, req: &Request<Incoming>) -> Option<Reply> {
-    let Some(token) = &state.config.server.admin_token else {
+    let Some(token) = &state.token else {
         return Some(problem(
             StatusCode::FORBIDDEN,
             "admin_token_not_configured",
@@ -118,7 +129,7 @@ async fn replay(state: &State, id: &str) -> Reply {
         );
     };
     match delivery.replay(id).await {
-        Ok(result) => response::json(
+        Ok(result) => gateway::json(
             StatusCode::OK,
             serde_json::json!({ "destination": id, "delivered": result.delivered, "failed": result.failed, "unreadable": result.unreadable })
                 .to_string()
@@ -134,29 +145,5 @@ async fn replay(state: &State, id: &str) -> Reply {
 fn problem(status: StatusCode, code: &str, message: &str) -> Reply {
     let body =
         serde_json::json!({ "success": false, "code": code, "message": message, "error": message });
-    response::json(status, body.to_string().into())
-}
-
-/// Liveness (always 200 while the process serves) or readiness: the catalog is
-/// loaded, the log is writable and below its high-water mark.
-pub fn probe(state: &State, route: Route) -> Reply {
-    if route != Route::Ready {
-        return response::json(StatusCode::OK, Bytes::from_static(br#"{"status":"ok"}"#));
-    }
-    let catalog_version = state.catalog.snapshot().version();
-    let log_writable = state.log.is_writable();
-    let below_high_water = !state.log.is_over_high_water();
-    let ready = catalog_version > 0 && log_writable && below_high_water;
-    let body = serde_json::json!({
-        "ready": ready,
-        "catalog_version": catalog_version,
-        "log_writable": log_writable,
-        "log_below_high_water": below_high_water,
-    });
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    response::json(status, body.to_string().into())
+    gateway::json(status, body.to_string().into())
 }
