@@ -547,6 +547,69 @@ mod hostile_clients {
         assert_eq!(status_of(&reply), Some(413), "{reply}");
     }
 
+    /// One HTTP/2 frame: length, type, flags, stream id, payload.
+    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let len = payload.len() as u32;
+        let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+        f.extend_from_slice(&stream.to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    }
+
+    #[test]
+    fn an_http2_connection_cannot_open_more_streams_than_its_cap() {
+        let server =
+            TestServer::start_with(common::CATALOG, |c| c.server.max_streams_per_connection = 2);
+        let mut s = TcpStream::connect(server.addr).expect("connect");
+        let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        out.extend(frame(0x4, 0, 0, &[])); // our SETTINGS
+        out.extend(frame(0x4, 0x1, 0, &[])); // ACK of the server's
+        // Three requests whose bodies never come (no END_STREAM): streams 1, 3, 5.
+        // HPACK: :method POST (idx 3), :scheme http (idx 6), :path /v1/track, :authority x.
+        let mut block = vec![0x83, 0x86, 0x04, 9];
+        block.extend_from_slice(b"/v1/track");
+        block.extend_from_slice(&[0x01, 1, b'x']);
+        for stream in [1u32, 3, 5] {
+            out.extend(frame(0x1, 0x4, stream, &block));
+        }
+        s.write_all(&out).expect("send");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let refused = loop {
+            let n = s.read(&mut buf).unwrap_or(0);
+            if n == 0 || Instant::now() > deadline {
+                break false;
+            }
+            seen.extend_from_slice(&buf[..n]);
+            // Walk the frames received so far: RST_STREAM(REFUSED_STREAM) on stream 5?
+            let mut at = 0;
+            let mut found = false;
+            while seen.len() >= at + 9 {
+                let len = usize::from(seen[at]) << 16
+                    | usize::from(seen[at + 1]) << 8
+                    | usize::from(seen[at + 2]);
+                if seen.len() < at + 9 + len {
+                    break;
+                }
+                let (kind, stream) = (
+                    seen[at + 3],
+                    u32::from_be_bytes([seen[at + 5], seen[at + 6], seen[at + 7], seen[at + 8]])
+                        & 0x7fff_ffff,
+                );
+                let payload = &seen[at + 9..at + 9 + len];
+                found |= kind == 0x3 && stream == 5 && payload == [0, 0, 0, 7];
+                at += 9 + len;
+            }
+            if found {
+                break true;
+            }
+        };
+        assert!(refused, "the third stream is refused (REFUSED_STREAM)");
+    }
+
     #[test]
     fn one_address_cannot_take_every_connection() {
         let server =
