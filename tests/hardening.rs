@@ -39,16 +39,22 @@ fn backlog(dir: &Path, n: usize) {
         .expect("backlog");
 }
 
-fn write_backlog(dir: &Path, n: usize) {
+/// A log of its own runtime (tests outside one).
+fn open_log(cfg: &config::Log) -> (tokio::runtime::Runtime, Log) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("rt");
-    let cfg = log_config(dir);
     let log = {
         let _guard = rt.enter();
-        Log::open(&cfg).expect("open")
+        Log::open(cfg).expect("open")
     };
+    (rt, log)
+}
+
+fn write_backlog(dir: &Path, n: usize) {
+    let cfg = log_config(dir);
+    let (rt, log) = open_log(&cfg);
     for i in 0..n {
         let record = json!({"sourceId":"web","event":{"type":"track","event":"E","userId":"u",
             "messageId":format!("old-{i}"),"receivedAt":"2026-01-01T00:00:00.000Z",
@@ -233,14 +239,7 @@ fn empty_and_partial_header_segments_never_wedge_readers_stats_or_open() {
         .expect("reader steps over short segments");
     assert_eq!(read.len() as u64, records);
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("rt");
-    let log = {
-        let _guard = rt.enter();
-        Log::open(&cfg).expect("open with short segments")
-    };
+    let (rt, log) = open_log(&cfg);
     let range = rt
         .block_on(log.append(Batch::of([b"{}".to_vec()])))
         .expect("append");
@@ -260,14 +259,7 @@ fn a_full_log_frees_itself_once_readers_let_go() {
         max_bytes: 32 << 10,
         ..log_config(dir.path())
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("rt");
-    let log = {
-        let _guard = rt.enter();
-        Log::open(&cfg).expect("open")
-    };
+    let (rt, log) = open_log(&cfg);
     // A reader that has read nothing pins every segment: the log fills up.
     log.hold("slow", 0);
     let record = vec![b'x'; 1000];

@@ -78,14 +78,7 @@ pub async fn read(
         Some("gzip" | "x-gzip") => true,
         Some(_) => return Err(Problem::UnsupportedEncoding),
     };
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(Problem::TooLarge);
-    }
-    let capacity = declared.map_or(8 << 10, |n| n as usize);
+    let capacity = declared_length(headers, limit)?.map_or(8 << 10, |n| n as usize);
     let mut wire = Vec::with_capacity(capacity.min(limit));
     frames(body, limit, pace, |data| wire.extend_from_slice(data)).await?;
     let wire_len = wire.len();
@@ -104,14 +97,20 @@ pub async fn discard(
     limit: usize,
     pace: Pace,
 ) -> Result<usize, Problem> {
+    declared_length(headers, limit)?;
+    frames(body, limit, pace, |_| {}).await
+}
+
+/// The `Content-Length` the client declared, refused at once when over `limit`.
+fn declared_length(headers: &HeaderMap, limit: usize) -> Result<Option<u64>, Problem> {
     let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(Problem::TooLarge);
+    match declared {
+        Some(n) if n > limit as u64 => Err(Problem::TooLarge),
+        _ => Ok(declared),
     }
-    frames(body, limit, pace, |_| {}).await
 }
 
 /// Hands the body's data frames to `take`, refusing more than `limit` bytes and a body
