@@ -74,14 +74,14 @@ pub struct Metrics {
 pub fn metrics_for(id: &str) -> Metrics {
     let l = || [(LABEL_DESTINATION, id.to_owned())];
     Metrics {
-        delivered: metrics::counter!(telemetry::DELIVERY_DELIVERED, &l()),
-        retried: metrics::counter!(telemetry::DELIVERY_RETRIED, &l()),
-        dead_lettered: metrics::counter!(telemetry::DELIVERY_DEAD_LETTERED, &l()),
-        in_flight: metrics::gauge!(telemetry::DELIVERY_IN_FLIGHT, &l()),
-        latency: metrics::histogram!(telemetry::DELIVERY_LATENCY, &l()),
-        lag_events: metrics::gauge!(telemetry::DELIVERY_LAG_EVENTS, &l()),
-        lag_seconds: metrics::gauge!(telemetry::DELIVERY_LAG_SECONDS, &l()),
-        circuit: metrics::gauge!(telemetry::DELIVERY_CIRCUIT, &l()),
+        delivered: telemetry::counter(telemetry::DELIVERY_DELIVERED, &l()),
+        retried: telemetry::counter(telemetry::DELIVERY_RETRIED, &l()),
+        dead_lettered: telemetry::counter(telemetry::DELIVERY_DEAD_LETTERED, &l()),
+        in_flight: telemetry::gauge(telemetry::DELIVERY_IN_FLIGHT, &l()),
+        latency: telemetry::histogram(telemetry::DELIVERY_LATENCY, &l()),
+        lag_events: telemetry::gauge(telemetry::DELIVERY_LAG_EVENTS, &l()),
+        lag_seconds: telemetry::gauge(telemetry::DELIVERY_LAG_SECONDS, &l()),
+        circuit: telemetry::gauge(telemetry::DELIVERY_CIRCUIT, &l()),
     }
 }
 
@@ -222,8 +222,11 @@ impl Delivery {
     pub fn dead_letters(&self) -> std::io::Result<Vec<dead_letter::Summary>> {
         let list = dead_letter::list(&self.dead_letter_dir)?;
         for s in &list {
-            metrics::gauge!(telemetry::DELIVERY_DEAD_LETTERS_UNREADABLE, LABEL_DESTINATION => s.destination.clone())
-                .set(s.unreadable as f64);
+            telemetry::gauge(
+                telemetry::DELIVERY_DEAD_LETTERS_UNREADABLE,
+                &[(LABEL_DESTINATION, s.destination.clone())],
+            )
+            .set(s.unreadable as f64);
         }
         Ok(list)
     }
@@ -327,13 +330,23 @@ fn forget(log: &Log, id: &str) {
             tracing::warn!(destination = id, %error, "cannot delete the cursor of a removed destination")
         }
     }
-    metrics::counter!(telemetry::DELIVERY_DESTINATIONS_REMOVED, LABEL_DESTINATION => id.to_owned())
-        .increment(1);
+    telemetry::counter(
+        telemetry::DELIVERY_DESTINATIONS_REMOVED,
+        &[(LABEL_DESTINATION, id.to_owned())],
+    )
+    .increment(1);
     tracing::warn!(destination = id, undelivered = ?undelivered, "destination removed from the catalog: its undelivered events will not be delivered; adding it again starts with new events (its dead letters are kept)");
 }
 
 fn cursor_error(id: &str, reason: &'static str) {
-    metrics::counter!(telemetry::DELIVERY_CURSOR_ERRORS, LABEL_DESTINATION => id.to_owned(), telemetry::LABEL_REASON => reason).increment(1);
+    telemetry::counter(
+        telemetry::DELIVERY_CURSOR_ERRORS,
+        &[
+            (LABEL_DESTINATION, id.to_owned()),
+            (telemetry::LABEL_REASON, reason.into()),
+        ],
+    )
+    .increment(1);
 }
 
 fn save_cursor(dir: &Path, id: &str, offset: u64) {

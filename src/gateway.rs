@@ -268,8 +268,11 @@ async fn ingest(
         }
     }
     if duplicates > 0 {
-        metrics::counter!(telemetry::EVENTS_DEDUPLICATED, telemetry::LABEL_SOURCE => source.id.clone())
-            .increment(duplicates);
+        telemetry::counter(
+            telemetry::EVENTS_DEDUPLICATED,
+            &[(telemetry::LABEL_SOURCE, source.id.clone())],
+        )
+        .increment(duplicates);
     }
 
     let stored = remembered.len() as u64;
@@ -322,13 +325,23 @@ fn enforce(
     };
     let label = sp.plan.event_label(prepared.kind, name);
     for v in &review.violations {
-        metrics::counter!(telemetry::PROTOCOLS_VIOLATIONS, telemetry::LABEL_SOURCE => source.id.clone(), telemetry::LABEL_TYPE => v.kind, telemetry::LABEL_EVENT => label.clone())
-            .increment(1);
+        telemetry::counter(
+            telemetry::PROTOCOLS_VIOLATIONS,
+            &[
+                (telemetry::LABEL_SOURCE, source.id.clone()),
+                (telemetry::LABEL_TYPE, v.kind.into()),
+                (telemetry::LABEL_EVENT, label.clone()),
+            ],
+        )
+        .increment(1);
     }
     let omitted = review.omitted.len() + review.omitted_on_violation.len();
     if omitted > 0 {
-        metrics::counter!(telemetry::PROTOCOLS_OMITTED, telemetry::LABEL_SOURCE => source.id.clone())
-            .increment(omitted as u64);
+        telemetry::counter(
+            telemetry::PROTOCOLS_OMITTED,
+            &[(telemetry::LABEL_SOURCE, source.id.clone())],
+        )
+        .increment(omitted as u64);
     }
     if let Some(target) = &sp.controls.forward_violations_to {
         for v in &review.violations {
@@ -341,8 +354,14 @@ fn enforce(
         }
     }
     let reason = review.blocked?;
-    metrics::counter!(telemetry::PROTOCOLS_BLOCKED, telemetry::LABEL_SOURCE => source.id.clone(), telemetry::LABEL_REASON => reason)
-        .increment(1);
+    telemetry::counter(
+        telemetry::PROTOCOLS_BLOCKED,
+        &[
+            (telemetry::LABEL_SOURCE, source.id.clone()),
+            (telemetry::LABEL_REASON, reason.into()),
+        ],
+    )
+    .increment(1);
     if let Some(target) = &sp.controls.forward_blocked_to {
         let mut event = Vec::new();
         // A key written twice refuses the event itself a moment later (event::write).
@@ -364,31 +383,46 @@ fn authenticate<'s>(
     now: chrono::DateTime<Utc>,
 ) -> Result<&'s Arc<Source>, Rejection> {
     snapshot.authenticate(key, now).map_err(|why| {
-        metrics::counter!(telemetry::AUTH_FAILURES, telemetry::LABEL_REASON => why.reason())
-            .increment(1);
+        telemetry::counter(
+            telemetry::AUTH_FAILURES,
+            &[(telemetry::LABEL_REASON, why.reason().into())],
+        )
+        .increment(1);
         Rejection::WriteKey(why)
     })
 }
 
 fn auth_failure(problem: auth::Problem) -> Rejection {
     let rejection = Rejection::Credentials(problem);
-    metrics::counter!(telemetry::AUTH_FAILURES, telemetry::LABEL_REASON => rejection.code())
-        .increment(1);
+    telemetry::counter(
+        telemetry::AUTH_FAILURES,
+        &[(telemetry::LABEL_REASON, rejection.code().into())],
+    )
+    .increment(1);
     rejection
 }
 
 /// Applies the source's rate limit.
 fn admit(state: &State, source: &Source) -> Result<(), Rejection> {
     state.limiters.check(source).map_err(|retry_after| {
-        metrics::counter!(telemetry::RATE_LIMITED, telemetry::LABEL_SOURCE => source.id.clone())
-            .increment(1);
+        telemetry::counter(
+            telemetry::RATE_LIMITED,
+            &[(telemetry::LABEL_SOURCE, source.id.clone())],
+        )
+        .increment(1);
         Rejection::RateLimited { retry_after }
     })
 }
 
 fn count_rejected(source: &str, reason: &'static str, n: u64) {
-    metrics::counter!(telemetry::EVENTS_REJECTED, telemetry::LABEL_SOURCE => source.to_owned(), telemetry::LABEL_REASON => reason)
-        .increment(n);
+    telemetry::counter(
+        telemetry::EVENTS_REJECTED,
+        &[
+            (telemetry::LABEL_SOURCE, source.to_owned()),
+            (telemetry::LABEL_REASON, reason.into()),
+        ],
+    )
+    .increment(n);
 }
 
 /// `GET /v1/projects/{writeKey}/settings`: what analytics.js loads from Segment's CDN,
@@ -473,7 +507,7 @@ async fn client_metrics(state: &State, req: Request<Incoming>) -> Reply {
         .min(CLIENT_METRICS_LIMIT);
     match body::discard(&parts.headers, body, limit, pace(state)).await {
         Ok(_) => {
-            metrics::counter!(telemetry::CLIENT_METRICS).increment(1);
+            telemetry::counter(telemetry::CLIENT_METRICS, &[]).increment(1);
             response::accepted(&[], 0)
         }
         Err(problem) => Rejection::Body(problem).into_reply(),

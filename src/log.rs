@@ -253,7 +253,7 @@ impl Log {
             shared,
             dir,
             writer: Arc::new(Mutex::new(Some(task))),
-            append_duration: metrics::histogram!(telemetry::LOG_APPEND_DURATION),
+            append_duration: telemetry::histogram(telemetry::LOG_APPEND_DURATION, &[]),
         })
     }
 

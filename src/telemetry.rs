@@ -1,7 +1,8 @@
 //! Metric names and registration, and tracing setup.
 //!
-//! Every metric family is declared here once, with its help text; code elsewhere uses
-//! the constants. Label values are bounded: routes are fixed names, sources come from
+//! Every metric family is declared here once ([`FAMILIES`]: name, kind, unit, help,
+//! buckets); code elsewhere builds handles with [`counter`], [`gauge`] and [`histogram`]
+//! (the `metrics` macros are banned elsewhere by `clippy.toml`). Label values are bounded: routes are fixed names, sources come from
 //! the catalog, reasons are `&'static str` codes. Never a user id, event name or raw path.
 
 use std::sync::OnceLock;
@@ -131,21 +132,374 @@ const LATENCY_BUCKETS: &[f64] = &[
 ];
 const GROUP_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
 
+/// What kind of series a family is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Only goes up.
+    Counter,
+    /// Goes up and down.
+    Gauge,
+    /// A distribution, in buckets.
+    Histogram,
+}
+
+/// One metric family, declared once: name, kind, unit, help text and (histograms)
+/// buckets. Code elsewhere builds handles with [`counter`], [`gauge`], [`histogram`].
+#[derive(Debug)]
+pub struct Family {
+    /// Exported name.
+    pub name: &'static str,
+    /// Series kind.
+    pub kind: Kind,
+    /// Unit, if any.
+    pub unit: Option<Unit>,
+    /// Help text.
+    pub help: &'static str,
+    /// Histogram buckets (empty for counters and gauges).
+    pub buckets: &'static [f64],
+}
+
+/// Every family Sluice exports.
+pub const FAMILIES: &[Family] = &[
+    Family {
+        name: HTTP_REQUESTS,
+        kind: Kind::Counter,
+        unit: None,
+        help: "HTTP requests by route and status.",
+        buckets: &[],
+    },
+    Family {
+        name: HTTP_REQUEST_DURATION,
+        kind: Kind::Histogram,
+        unit: Some(Unit::Seconds),
+        help: "Request latency by route.",
+        buckets: LATENCY_BUCKETS,
+    },
+    Family {
+        name: HTTP_BODY_BYTES,
+        kind: Kind::Counter,
+        unit: Some(Unit::Bytes),
+        help: "Request body bytes as received (before decompression).",
+        buckets: &[],
+    },
+    Family {
+        name: HTTP_IN_FLIGHT,
+        kind: Kind::Gauge,
+        unit: None,
+        help: "Requests being processed.",
+        buckets: &[],
+    },
+    Family {
+        name: HTTP_CONNECTIONS,
+        kind: Kind::Gauge,
+        unit: None,
+        help: "Open client connections.",
+        buckets: &[],
+    },
+    Family {
+        name: HTTP_CONNECTIONS_REFUSED,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Connections closed at accept because their client address had too many open.",
+        buckets: &[],
+    },
+    Family {
+        name: EVENTS_RECEIVED,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Events received, by source.",
+        buckets: &[],
+    },
+    Family {
+        name: EVENTS_ACCEPTED,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Events durably stored for delivery, by source (tracking-plan blocks excluded).",
+        buckets: &[],
+    },
+    Family {
+        name: EVENTS_REJECTED,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Events rejected, by source and reason.",
+        buckets: &[],
+    },
+    Family {
+        name: EVENTS_DEDUPLICATED,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Events acknowledged but not stored again (messageId seen), by source.",
+        buckets: &[],
+    },
+    Family {
+        name: DEDUP_EARLY_ROTATIONS,
+        kind: Kind::Counter,
+        unit: None,
+        help: "De-duplication generations dropped early to stay within `max_entries`.",
+        buckets: &[],
+    },
+    Family {
+        name: AUTH_FAILURES,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Requests refused for their write key, by reason.",
+        buckets: &[],
+    },
+    Family {
+        name: RATE_LIMITED,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Requests refused by a source's rate limit.",
+        buckets: &[],
+    },
+    Family {
+        name: CLIENT_METRICS,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Client metrics payloads (/v1/m) received and discarded.",
+        buckets: &[],
+    },
+    Family {
+        name: LOG_APPEND_DURATION,
+        kind: Kind::Histogram,
+        unit: Some(Unit::Seconds),
+        help: "Time from handing records to the log until they are durable.",
+        buckets: LATENCY_BUCKETS,
+    },
+    Family {
+        name: LOG_FSYNC_DURATION,
+        kind: Kind::Histogram,
+        unit: Some(Unit::Seconds),
+        help: "Duration of one fdatasync.",
+        buckets: LATENCY_BUCKETS,
+    },
+    Family {
+        name: LOG_APPENDED_BYTES,
+        kind: Kind::Counter,
+        unit: Some(Unit::Bytes),
+        help: "Bytes appended to the log.",
+        buckets: &[],
+    },
+    Family {
+        name: LOG_APPENDED_RECORDS,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Records appended to the log.",
+        buckets: &[],
+    },
+    Family {
+        name: LOG_GROUP_SIZE,
+        kind: Kind::Histogram,
+        unit: None,
+        help: "Appends made durable by one write and sync (group commit).",
+        buckets: GROUP_BUCKETS,
+    },
+    Family {
+        name: LOG_BYTES,
+        kind: Kind::Gauge,
+        unit: Some(Unit::Bytes),
+        help: "Bytes the log holds on disk.",
+        buckets: &[],
+    },
+    Family {
+        name: LOG_SEGMENTS,
+        kind: Kind::Gauge,
+        unit: None,
+        help: "Segment files in the log.",
+        buckets: &[],
+    },
+    Family {
+        name: LOG_FULL,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Appends refused because the log is at its byte bound.",
+        buckets: &[],
+    },
+    Family {
+        name: LOG_WRITE_ERRORS,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Appends that failed with an I/O error.",
+        buckets: &[],
+    },
+    Family {
+        name: LOG_TORN_TAILS,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Torn tails truncated at start-up.",
+        buckets: &[],
+    },
+    Family {
+        name: LOG_TORN_BYTES,
+        kind: Kind::Counter,
+        unit: Some(Unit::Bytes),
+        help: "Bytes cut off torn tails.",
+        buckets: &[],
+    },
+    Family {
+        name: LOG_SEGMENTS_DELETED,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Segments removed by retention.",
+        buckets: &[],
+    },
+    Family {
+        name: DELIVERY_DELIVERED,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Events delivered, by destination.",
+        buckets: &[],
+    },
+    Family {
+        name: DELIVERY_FAILED,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Failed send attempts, by destination and reason.",
+        buckets: &[],
+    },
+    Family {
+        name: DELIVERY_RETRIED,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Retries scheduled, by destination.",
+        buckets: &[],
+    },
+    Family {
+        name: DELIVERY_DEAD_LETTERED,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Events written to the dead-letter store, by destination.",
+        buckets: &[],
+    },
+    Family {
+        name: DELIVERY_IN_FLIGHT,
+        kind: Kind::Gauge,
+        unit: None,
+        help: "Sends under way, by destination.",
+        buckets: &[],
+    },
+    Family {
+        name: DELIVERY_LATENCY,
+        kind: Kind::Histogram,
+        unit: None,
+        help: "Time from receipt to delivery, seconds, by destination.",
+        buckets: LATENCY_BUCKETS,
+    },
+    Family {
+        name: DELIVERY_LAG_EVENTS,
+        kind: Kind::Gauge,
+        unit: None,
+        help: "Log records a destination has not processed yet.",
+        buckets: &[],
+    },
+    Family {
+        name: DELIVERY_LAG_SECONDS,
+        kind: Kind::Gauge,
+        unit: None,
+        help: "Age of the oldest event waiting for a destination, seconds.",
+        buckets: &[],
+    },
+    Family {
+        name: DELIVERY_CIRCUIT,
+        kind: Kind::Gauge,
+        unit: None,
+        help: "Circuit state by destination (0 closed, 1 open, 2 half-open).",
+        buckets: &[],
+    },
+    Family {
+        name: DELIVERY_DESTINATIONS_REMOVED,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Destinations removed from the catalog; their undelivered backlog was released, by destination.",
+        buckets: &[],
+    },
+    Family {
+        name: DELIVERY_DEAD_LETTERS_UNREADABLE,
+        kind: Kind::Gauge,
+        unit: None,
+        help: "Dead-letter entries that cannot be read (kept, never replayed or deleted), by destination.",
+        buckets: &[],
+    },
+    Family {
+        name: PROTOCOLS_VIOLATIONS,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Tracking-plan violations by source, violation type and planned event.",
+        buckets: &[],
+    },
+    Family {
+        name: PROTOCOLS_BLOCKED,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Events blocked by a tracking plan, by source and reason.",
+        buckets: &[],
+    },
+    Family {
+        name: PROTOCOLS_OMITTED,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Properties or traits omitted by a tracking plan, by source.",
+        buckets: &[],
+    },
+    Family {
+        name: PROTOCOLS_VALIDATION_DURATION,
+        kind: Kind::Histogram,
+        unit: Some(Unit::Seconds),
+        help: "Time to review one event against its tracking plan.",
+        buckets: LATENCY_BUCKETS,
+    },
+    Family {
+        name: CATALOG_VERSION,
+        kind: Kind::Gauge,
+        unit: None,
+        help: "Version of the catalog snapshot being served.",
+        buckets: &[],
+    },
+    Family {
+        name: CATALOG_RELOADS,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Catalog snapshots installed.",
+        buckets: &[],
+    },
+    Family {
+        name: CATALOG_RELOAD_ERRORS,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Catalog loads that failed; the last good snapshot stays in service.",
+        buckets: &[],
+    },
+    Family {
+        name: CATALOG_SOURCES,
+        kind: Kind::Gauge,
+        unit: None,
+        help: "Sources in the catalog.",
+        buckets: &[],
+    },
+    Family {
+        name: CATALOG_WRITE_KEYS,
+        kind: Kind::Gauge,
+        unit: None,
+        help: "Write keys in the catalog, revoked ones included.",
+        buckets: &[],
+    },
+];
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// The process-wide Prometheus recorder, installed (with every family described) on first use.
 pub fn metrics() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
-        let recorder = PrometheusBuilder::new()
-            .set_buckets(LATENCY_BUCKETS)
-            .and_then(|b| {
-                b.set_buckets_for_metric(
-                    metrics_exporter_prometheus::Matcher::Full(LOG_GROUP_SIZE.to_owned()),
-                    GROUP_BUCKETS,
+        let mut builder = PrometheusBuilder::new();
+        for family in FAMILIES.iter().filter(|f| !f.buckets.is_empty()) {
+            builder = builder
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full(family.name.to_owned()),
+                    family.buckets,
                 )
-            })
-            .expect("bucket lists are non-empty constants")
-            .build_recorder();
+                .expect("bucket lists are non-empty constants");
+        }
+        let recorder = builder.build_recorder();
         let handle = recorder.handle();
         // A second recorder (another library in the same process) keeps its own; ours
         // still renders what was recorded through it.
@@ -155,120 +509,40 @@ pub fn metrics() -> &'static PrometheusHandle {
     })
 }
 
+#[allow(clippy::disallowed_macros)] // the one place the metrics macros are used
 fn describe() {
-    describe_counter!(HTTP_REQUESTS, "HTTP requests by route and status.");
-    describe_histogram!(
-        HTTP_REQUEST_DURATION,
-        Unit::Seconds,
-        "Request latency by route."
-    );
-    describe_counter!(
-        HTTP_BODY_BYTES,
-        Unit::Bytes,
-        "Request body bytes as received (before decompression)."
-    );
-    describe_gauge!(HTTP_IN_FLIGHT, "Requests being processed.");
-    describe_gauge!(HTTP_CONNECTIONS, "Open client connections.");
-    describe_counter!(
-        HTTP_CONNECTIONS_REFUSED,
-        "Connections closed at accept because their client address had too many open."
-    );
-    describe_counter!(EVENTS_RECEIVED, "Events received, by source.");
-    describe_counter!(
-        EVENTS_ACCEPTED,
-        "Events durably stored for delivery, by source (tracking-plan blocks excluded)."
-    );
-    describe_counter!(EVENTS_REJECTED, "Events rejected, by source and reason.");
-    describe_counter!(
-        EVENTS_DEDUPLICATED,
-        "Events acknowledged but not stored again (messageId seen), by source."
-    );
-    describe_counter!(
-        AUTH_FAILURES,
-        "Requests refused for their write key, by reason."
-    );
-    describe_counter!(RATE_LIMITED, "Requests refused by a source's rate limit.");
-    describe_counter!(
-        CLIENT_METRICS,
-        "Client metrics payloads (/v1/m) received and discarded."
-    );
-    describe_histogram!(
-        LOG_APPEND_DURATION,
-        Unit::Seconds,
-        "Time from handing records to the log until they are durable."
-    );
-    describe_histogram!(
-        LOG_FSYNC_DURATION,
-        Unit::Seconds,
-        "Duration of one fdatasync."
-    );
-    describe_counter!(
-        LOG_APPENDED_BYTES,
-        Unit::Bytes,
-        "Bytes appended to the log."
-    );
-    describe_counter!(LOG_APPENDED_RECORDS, "Records appended to the log.");
-    describe_histogram!(
-        LOG_GROUP_SIZE,
-        "Appends made durable by one write and sync (group commit)."
-    );
-    describe_gauge!(LOG_BYTES, Unit::Bytes, "Bytes the log holds on disk.");
-    describe_gauge!(LOG_SEGMENTS, "Segment files in the log.");
-    describe_counter!(
-        LOG_FULL,
-        "Appends refused because the log is at its byte bound."
-    );
-    describe_counter!(LOG_WRITE_ERRORS, "Appends that failed with an I/O error.");
-    describe_counter!(LOG_TORN_TAILS, "Torn tails truncated at start-up.");
-    describe_counter!(LOG_TORN_BYTES, Unit::Bytes, "Bytes cut off torn tails.");
-    describe_counter!(LOG_SEGMENTS_DELETED, "Segments removed by retention.");
-    describe_counter!(
-        DELIVERY_GAP,
-        "Events a destination never read because retention deleted them first, by destination."
-    );
-    describe_counter!(
-        DELIVERY_DESTINATIONS_REMOVED,
-        "Destinations removed from the catalog; their undelivered backlog was released, by destination."
-    );
-    describe_counter!(
-        DELIVERY_CURSOR_ERRORS,
-        "Saved delivery cursors that could not be used (unreadable, corrupt, ahead of the log), by destination and reason."
-    );
-    describe_gauge!(
-        DELIVERY_DEAD_LETTERS_UNREADABLE,
-        "Dead-letter entries that cannot be read (kept, never replayed or deleted), by destination."
-    );
-    describe_counter!(
-        PROTOCOLS_VIOLATIONS,
-        "Tracking-plan violations by source, violation type and planned event."
-    );
-    describe_counter!(
-        PROTOCOLS_BLOCKED,
-        "Events blocked by a tracking plan, by source and reason."
-    );
-    describe_counter!(
-        PROTOCOLS_OMITTED,
-        "Properties or traits omitted by a tracking plan, by source."
-    );
-    describe_histogram!(
-        PROTOCOLS_VALIDATION_DURATION,
-        Unit::Seconds,
-        "Time to review one event against its tracking plan."
-    );
-    describe_gauge!(
-        CATALOG_VERSION,
-        "Version of the catalog snapshot being served."
-    );
-    describe_counter!(CATALOG_RELOADS, "Catalog snapshots installed.");
-    describe_counter!(
-        CATALOG_RELOAD_ERRORS,
-        "Catalog loads that failed; the last good snapshot stays in service."
-    );
-    describe_gauge!(CATALOG_SOURCES, "Sources in the catalog.");
-    describe_gauge!(
-        CATALOG_WRITE_KEYS,
-        "Write keys in the catalog, revoked ones included."
-    );
+    for f in FAMILIES {
+        match (f.kind, f.unit) {
+            (Kind::Counter, Some(unit)) => describe_counter!(f.name, unit, f.help),
+            (Kind::Counter, None) => describe_counter!(f.name, f.help),
+            (Kind::Gauge, Some(unit)) => describe_gauge!(f.name, unit, f.help),
+            (Kind::Gauge, None) => describe_gauge!(f.name, f.help),
+            (Kind::Histogram, Some(unit)) => describe_histogram!(f.name, unit, f.help),
+            (Kind::Histogram, None) => describe_histogram!(f.name, f.help),
+        }
+    }
+}
+
+/// Labels of a series: `(label key, value)`.
+pub type Labels<'a> = &'a [(&'static str, String)];
+
+/// A handle to a counter of a declared family (keep it where it is used often: building
+/// one hashes the key and searches the registry).
+#[allow(clippy::disallowed_macros)] // the one place the metrics macros are used
+pub fn counter(name: &'static str, labels: Labels<'_>) -> metrics::Counter {
+    metrics::counter!(name, labels)
+}
+
+/// A handle to a gauge of a declared family.
+#[allow(clippy::disallowed_macros)] // the one place the metrics macros are used
+pub fn gauge(name: &'static str, labels: Labels<'_>) -> metrics::Gauge {
+    metrics::gauge!(name, labels)
+}
+
+/// A handle to a histogram of a declared family.
+#[allow(clippy::disallowed_macros)] // the one place the metrics macros are used
+pub fn histogram(name: &'static str, labels: Labels<'_>) -> metrics::Histogram {
+    metrics::histogram!(name, labels)
 }
 
 /// Installs the tracing subscriber (`RUST_LOG` overrides the configured filter).
@@ -281,4 +555,28 @@ pub fn init_tracing(config: &Telemetry) {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_family_is_declared_once_with_help() {
+        let mut names = std::collections::HashSet::new();
+        for f in FAMILIES {
+            assert!(names.insert(f.name), "{} declared twice", f.name);
+            assert!(
+                f.name.starts_with("sluice_") && !f.help.is_empty(),
+                "{}",
+                f.name
+            );
+            assert_eq!(
+                f.kind == Kind::Histogram,
+                !f.buckets.is_empty(),
+                "{}",
+                f.name
+            );
+        }
+    }
 }

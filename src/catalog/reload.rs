@@ -141,14 +141,14 @@ pub fn spawn_reloader(
 }
 
 fn record_installed(snapshot: &Snapshot) {
-    metrics::gauge!(telemetry::CATALOG_VERSION).set(snapshot.version() as f64);
-    metrics::gauge!(telemetry::CATALOG_SOURCES).set(snapshot.sources().len() as f64);
-    metrics::gauge!(telemetry::CATALOG_WRITE_KEYS).set(snapshot.key_count() as f64);
-    metrics::counter!(telemetry::CATALOG_RELOADS).increment(1);
+    telemetry::gauge(telemetry::CATALOG_VERSION, &[]).set(snapshot.version() as f64);
+    telemetry::gauge(telemetry::CATALOG_SOURCES, &[]).set(snapshot.sources().len() as f64);
+    telemetry::gauge(telemetry::CATALOG_WRITE_KEYS, &[]).set(snapshot.key_count() as f64);
+    telemetry::counter(telemetry::CATALOG_RELOADS, &[]).increment(1);
 }
 
 fn telemetry_reload_error() {
-    metrics::counter!(telemetry::CATALOG_RELOAD_ERRORS).increment(1);
+    telemetry::counter(telemetry::CATALOG_RELOAD_ERRORS, &[]).increment(1);
 }
 
 async fn load_last_known_good(path: &Path) -> Result<Document, LoadError> {

@@ -117,8 +117,11 @@ impl Worker {
         };
         if let Some(oldest) = reader.oldest().filter(|&oldest| oldest > start) {
             tracing::error!(destination = %self.id, cursor = start, oldest, lost = oldest - start, "events this destination had not read were deleted by retention; delivering from the oldest kept event");
-            metrics::counter!(telemetry::DELIVERY_GAP, telemetry::LABEL_DESTINATION => self.id.clone())
-                .increment(oldest - start);
+            telemetry::counter(
+                telemetry::DELIVERY_GAP,
+                &[(telemetry::LABEL_DESTINATION, self.id.clone())],
+            )
+            .increment(oldest - start);
         }
         let mut appended = self.log.subscribe();
         let mut reader = Some(reader);
@@ -300,8 +303,14 @@ impl Worker {
                 }
                 Err(error) => error,
             };
-            metrics::counter!(telemetry::DELIVERY_FAILED, telemetry::LABEL_DESTINATION => self.id.clone(), telemetry::LABEL_REASON => error.reason())
-                .increment(1);
+            telemetry::counter(
+                telemetry::DELIVERY_FAILED,
+                &[
+                    (telemetry::LABEL_DESTINATION, self.id.clone()),
+                    (telemetry::LABEL_REASON, error.reason().into()),
+                ],
+            )
+            .increment(1);
             breaker.failure();
             let too_old = remaining
                 .first()

@@ -120,7 +120,7 @@ pub async fn run<H, F>(
         let ip = peer.ip().to_canonical();
         let capped = !settings.exempt.iter().any(|net| net.contains(&ip));
         if capped && !per_ip.admit(ip, settings.max_per_ip) {
-            metrics::counter!(telemetry::HTTP_CONNECTIONS_REFUSED).increment(1);
+            telemetry::counter(telemetry::HTTP_CONNECTIONS_REFUSED, &[]).increment(1);
             tracing::debug!(%peer, "connection refused: too many from this address");
             continue;
         }
@@ -130,9 +130,9 @@ pub async fn run<H, F>(
         let shutdown = shutdown.clone();
         let per_ip = Arc::clone(&per_ip);
         tracker.spawn(async move {
-            metrics::gauge!(telemetry::HTTP_CONNECTIONS).increment(1.0);
+            telemetry::gauge(telemetry::HTTP_CONNECTIONS, &[]).increment(1.0);
             serve_stream(stream, peer, &settings, handler, shutdown).await;
-            metrics::gauge!(telemetry::HTTP_CONNECTIONS).decrement(1.0);
+            telemetry::gauge(telemetry::HTTP_CONNECTIONS, &[]).decrement(1.0);
             if capped {
                 per_ip.leave(ip);
             }

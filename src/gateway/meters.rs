@@ -25,9 +25,9 @@ pub struct Meters {
 impl Default for Meters {
     fn default() -> Self {
         Self {
-            in_flight: metrics::gauge!(telemetry::HTTP_IN_FLIGHT),
-            body_bytes: metrics::counter!(telemetry::HTTP_BODY_BYTES),
-            validation: metrics::histogram!(telemetry::PROTOCOLS_VALIDATION_DURATION),
+            in_flight: telemetry::gauge(telemetry::HTTP_IN_FLIGHT, &[]),
+            body_bytes: telemetry::counter(telemetry::HTTP_BODY_BYTES, &[]),
+            validation: telemetry::histogram(telemetry::PROTOCOLS_VALIDATION_DURATION, &[]),
             requests: DashMap::new(),
             durations: DashMap::new(),
             sources: DashMap::new(),
@@ -41,12 +41,23 @@ impl Meters {
         self.requests
             .entry((route, status))
             .or_insert_with(|| {
-                metrics::counter!(telemetry::HTTP_REQUESTS, telemetry::LABEL_ROUTE => route, telemetry::LABEL_STATUS => status.to_string())
+                telemetry::counter(
+                    telemetry::HTTP_REQUESTS,
+                    &[
+                        (telemetry::LABEL_ROUTE, route.into()),
+                        (telemetry::LABEL_STATUS, status.to_string()),
+                    ],
+                )
             })
             .increment(1);
         self.durations
             .entry(route)
-            .or_insert_with(|| metrics::histogram!(telemetry::HTTP_REQUEST_DURATION, telemetry::LABEL_ROUTE => route))
+            .or_insert_with(|| {
+                telemetry::histogram(
+                    telemetry::HTTP_REQUEST_DURATION,
+                    &[(telemetry::LABEL_ROUTE, route.into())],
+                )
+            })
             .record(seconds);
     }
 
@@ -57,15 +68,18 @@ impl Meters {
             pair.1.increment(accepted);
             return;
         }
-        let pair = self
-            .sources
-            .entry(source.to_owned())
-            .or_insert_with(|| {
-                (
-                    metrics::counter!(telemetry::EVENTS_RECEIVED, telemetry::LABEL_SOURCE => source.to_owned()),
-                    metrics::counter!(telemetry::EVENTS_ACCEPTED, telemetry::LABEL_SOURCE => source.to_owned()),
-                )
-            });
+        let pair = self.sources.entry(source.to_owned()).or_insert_with(|| {
+            (
+                telemetry::counter(
+                    telemetry::EVENTS_RECEIVED,
+                    &[(telemetry::LABEL_SOURCE, source.to_owned())],
+                ),
+                telemetry::counter(
+                    telemetry::EVENTS_ACCEPTED,
+                    &[(telemetry::LABEL_SOURCE, source.to_owned())],
+                ),
+            )
+        });
         pair.0.increment(received);
         pair.1.increment(accepted);
     }

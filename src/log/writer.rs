@@ -39,6 +39,35 @@ const MAX_GROUP: usize = 4096;
 /// How often a failed writer retries its repair, and retention runs without traffic.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
 
+/// The writer's metric handles, built once.
+struct Meters {
+    group_size: metrics::Histogram,
+    full: metrics::Counter,
+    appended_bytes: metrics::Counter,
+    appended_records: metrics::Counter,
+    write_errors: metrics::Counter,
+    fsync: metrics::Histogram,
+    segments_deleted: metrics::Counter,
+    segments: metrics::Gauge,
+    bytes: metrics::Gauge,
+}
+
+impl Meters {
+    fn new() -> Self {
+        Self {
+            group_size: telemetry::histogram(telemetry::LOG_GROUP_SIZE, &[]),
+            full: telemetry::counter(telemetry::LOG_FULL, &[]),
+            appended_bytes: telemetry::counter(telemetry::LOG_APPENDED_BYTES, &[]),
+            appended_records: telemetry::counter(telemetry::LOG_APPENDED_RECORDS, &[]),
+            write_errors: telemetry::counter(telemetry::LOG_WRITE_ERRORS, &[]),
+            fsync: telemetry::histogram(telemetry::LOG_FSYNC_DURATION, &[]),
+            segments_deleted: telemetry::counter(telemetry::LOG_SEGMENTS_DELETED, &[]),
+            segments: telemetry::gauge(telemetry::LOG_SEGMENTS, &[]),
+            bytes: telemetry::gauge(telemetry::LOG_BYTES, &[]),
+        }
+    }
+}
+
 struct Closed {
     base: u64,
     bytes: u64,
@@ -52,6 +81,7 @@ pub(super) struct Writer {
     retention: Duration,
     shared: Arc<Shared>,
     faults: Faults,
+    meters: Meters,
     closed: VecDeque<Closed>,
     active: Arc<File>,
     active_base: u64,
@@ -129,8 +159,8 @@ impl Writer {
                         tracing::warn!(segment = %path.display(), torn_bytes = torn, "truncating torn tail of the event log");
                         file.set_len(scan.valid_len).map_err(io_err(&path))?;
                         file.sync_all().map_err(io_err(&path))?;
-                        metrics::counter!(telemetry::LOG_TORN_TAILS).increment(1);
-                        metrics::counter!(telemetry::LOG_TORN_BYTES).increment(torn);
+                        telemetry::counter(telemetry::LOG_TORN_TAILS, &[]).increment(1);
+                        telemetry::counter(telemetry::LOG_TORN_BYTES, &[]).increment(torn);
                     }
                     file.seek(SeekFrom::Start(scan.valid_len))
                         .map_err(io_err(&path))?;
@@ -146,6 +176,7 @@ impl Writer {
             retention: Duration::from_secs(config.retention_hours.saturating_mul(3600)),
             shared,
             faults,
+            meters: Meters::new(),
             closed,
             active: Arc::new(active),
             active_base,
@@ -206,7 +237,7 @@ impl Writer {
 
     /// Writes a group of appends with one write and (for `fsync`) one sync, then replies.
     async fn commit(&mut self, group: Vec<(Batch, Reply)>) {
-        metrics::histogram!(telemetry::LOG_GROUP_SIZE).record(group.len() as f64);
+        self.meters.group_size.record(group.len() as f64);
         if self.failed && !self.repair().await {
             for (_, reply) in group {
                 let _ = reply.send(Err(AppendError::Io));
@@ -221,7 +252,7 @@ impl Writer {
         for (batch, reply) in group.by_ref() {
             let bytes = batch.bytes.len() as u64;
             if !self.has_room(buf.len() as u64 + bytes) {
-                metrics::counter!(telemetry::LOG_FULL).increment(1);
+                self.meters.full.increment(1);
                 let _ = reply.send(Err(AppendError::Full));
                 continue;
             }
@@ -260,8 +291,8 @@ impl Writer {
             Ok(()) => {
                 self.durable_len = self.active_len;
                 self.shared.healthy.store(true, Ordering::Relaxed);
-                metrics::counter!(telemetry::LOG_APPENDED_BYTES).increment(written);
-                metrics::counter!(telemetry::LOG_APPENDED_RECORDS).increment(records_total);
+                self.meters.appended_bytes.increment(written);
+                self.meters.appended_records.increment(records_total);
                 self.publish();
                 for (reply, range) in done {
                     let _ = reply.send(Ok(range));
@@ -292,7 +323,7 @@ impl Writer {
     /// Marks the writer failed: appends are refused until [`Writer::repair`] succeeds.
     fn fail(&mut self, error: &io::Error) {
         tracing::error!(%error, segment_base = self.active_base, "event log write failed; appends get 503 until the log is repaired from disk");
-        metrics::counter!(telemetry::LOG_WRITE_ERRORS).increment(1);
+        self.meters.write_errors.increment(1);
         self.shared.healthy.store(false, Ordering::Relaxed);
         self.failed = true;
         self.disk_full = error.raw_os_error() == Some(disk::ENOSPC);
@@ -403,8 +434,7 @@ impl Writer {
             })
             .await
             .map_err(io::Error::other)??;
-            metrics::histogram!(telemetry::LOG_FSYNC_DURATION)
-                .record(started.elapsed().as_secs_f64());
+            self.meters.fsync.record(started.elapsed().as_secs_f64());
         }
         Ok(())
     }
@@ -476,7 +506,7 @@ impl Writer {
             self.shared
                 .total_bytes
                 .fetch_sub(oldest.bytes, Ordering::Relaxed);
-            metrics::counter!(telemetry::LOG_SEGMENTS_DELETED).increment(1);
+            self.meters.segments_deleted.increment(1);
             self.closed.pop_front();
         }
     }
@@ -500,8 +530,9 @@ impl Writer {
                 changed
             });
         }
-        metrics::gauge!(telemetry::LOG_SEGMENTS).set(segments as f64);
-        metrics::gauge!(telemetry::LOG_BYTES)
+        self.meters.segments.set(segments as f64);
+        self.meters
+            .bytes
             .set(self.shared.total_bytes.load(Ordering::Relaxed) as f64);
     }
 }
