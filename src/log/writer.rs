@@ -407,19 +407,25 @@ impl Writer {
         if buf.is_empty() {
             return Ok(());
         }
-        let result = self.faults.write_all(&*self.active, buf);
-        // Count what may have reached the file even when the write failed part-way;
-        // a repair cuts it off again.
-        let len = std::fs::metadata(segment::path(&self.dir, self.active_base))
-            .map(|m| m.len())
-            .ok()
-            .filter(|_| result.is_err())
-            .unwrap_or(self.active_len + buf.len() as u64);
-        self.active_len = len;
-        self.recount();
-        result?;
-        buf.clear();
-        Ok(())
+        match self.faults.write_all(&*self.active, buf) {
+            Ok(()) => {
+                let written = buf.len() as u64;
+                self.active_len += written;
+                self.shared
+                    .total_bytes
+                    .fetch_add(written, Ordering::Relaxed);
+                buf.clear();
+                Ok(())
+            }
+            Err(error) => {
+                // Count what may have reached the file part-way; a repair cuts it off.
+                if let Ok(meta) = self.active.metadata() {
+                    self.active_len = meta.len();
+                    self.recount();
+                }
+                Err(error)
+            }
+        }
     }
 
     /// With `fsync`, waits for `fdatasync` on the blocking pool.
