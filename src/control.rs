@@ -4,6 +4,8 @@
 //! # Layout
 //! - [`policy`]: `authorize(principal, action, resource, now) -> Decision`, the only
 //!   place that decides. Pure: no I/O, no clock of its own, no role tests anywhere else.
+//! - [`token`]: API token format (prefix + checksum), issuing, and checking a presented
+//!   one; only SHA-256 digests are stored.
 //!
 //! # Invariants
 //! - Handlers, the console and the CLI ask [`policy::authorize`] and never test roles.
@@ -16,3 +18,4 @@
 //! built on this in later steps; see the closing notes of the control-plane issue.
 
 pub mod policy;
+pub mod token;

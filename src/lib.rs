@@ -179,6 +179,12 @@ pub async fn serve(
     )
     .await;
 
+    // Shutdown order; each step needs everything after it still running:
+    // 1. the Tracking API stopped accepting and drained its requests (above);
+    // 2. delivery stops: its workers save their cursors;
+    // 3. the event log flushes and syncs (no appender or reader is left);
+    // 4. the catalog reloader and metrics upkeep stop;
+    // 5. the admin listener stops last: /metrics and /ready answer until the end.
     tracing::info!("stopped accepting; stopping delivery and flushing the event log");
     delivery_stop.cancel();
     if let Some((_, task)) = delivery {
@@ -186,8 +192,9 @@ pub async fn serve(
     }
     event_log.close(Duration::from_secs(10)).await;
     background.cancel();
+    let _ = tokio::join!(reloader, upkeep);
     admin_stop.cancel();
-    let _ = tokio::join!(reloader, upkeep, admin);
+    let _ = admin.await;
     tracing::info!("sluice stopped");
     Ok(())
 }
