@@ -4,6 +4,8 @@
 //! # Layout
 //! - [`policy`]: `authorize(principal, action, resource, now) -> Decision`, the only
 //!   place that decides. Pure: no I/O, no clock of its own, no role tests anywhere else.
+//! - [`audit`]: audit events and their SHA-256 hash chain; `verify` finds any edited,
+//!   deleted or reordered event.
 //! - [`token`]: API token format (prefix + checksum), issuing, and checking a presented
 //!   one; only SHA-256 digests are stored.
 //!
@@ -17,5 +19,6 @@
 //! The store (SQLite / PostgreSQL), the REST API, tokens, audit and the catalog feed are
 //! built on this in later steps; see the closing notes of the control-plane issue.
 
+pub mod audit;
 pub mod policy;
 pub mod token;
