@@ -6,6 +6,8 @@
 //!   place that decides. Pure: no I/O, no clock of its own, no role tests anywhere else.
 //! - [`audit`]: audit events and their SHA-256 hash chain; `verify` finds any edited,
 //!   deleted or reordered event.
+//! - [`secret`]: the AEAD key (env or a `0600` key file), sealing destination
+//!   credentials at rest, and `Sensitive` strings that never print.
 //! - [`token`]: API token format (prefix + checksum), issuing, and checking a presented
 //!   one; only SHA-256 digests are stored.
 //!
@@ -21,4 +23,5 @@
 
 pub mod audit;
 pub mod policy;
+pub mod secret;
 pub mod token;
