@@ -1293,6 +1293,8 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
         /// Workspace-wide checks of owners and admins (members, settings, usage,
         /// ownership, tokens, audit) depend on the role alone: no grant changes them.
         #[test]
@@ -1325,16 +1327,21 @@ mod tests {
                 let ask = |who: &User| authorize(Principal { user: who, token: None }, action, resource, Settings::default(), now());
                 let (before, after) = (ask(&with), ask(&u));
                 if after.allowed && !before.allowed {
+                    // The rule that refused: the last level check made with the grant.
                     let deciding = before.rules.iter().rev().find_map(|r| match r {
-                        Rule::Level { level, .. } => Some(*level),
+                        Rule::Level { resource, id, level, .. } => Some((*resource, id.clone(), *level)),
                         _ => None,
                     });
-                    prop_assert_eq!(deciding, Some(extra.level), "{:?} on {:?}: widened, not by {:?}", action, resource, extra);
-                    let remaining = after.rules.iter().filter_map(|r| match r {
-                        Rule::Level { level, .. } => Some(*level),
+                    let Some((kind, id, level)) = deciding else {
+                        return Err(TestCaseError::fail(format!("{action:?} on {resource:?}: widened without a level rule")));
+                    };
+                    prop_assert_eq!(level, extra.level, "{:?} on {:?}: widened, not by {:?}", action, resource, extra);
+                    // Without the grant, the same resource gets a higher level.
+                    let remaining = after.rules.iter().find_map(|r| match r {
+                        Rule::Level { resource, id: other, level, .. } if *resource == kind && *other == id => Some(*level),
                         _ => None,
-                    }).min();
-                    prop_assert!(remaining.is_some_and(|l| l > extra.level));
+                    });
+                    prop_assert!(remaining.is_some_and(|l| l > extra.level), "{:?} on {:?}", action, resource);
                 }
                 // Adding `no_access` never widens anything.
                 if extra.level == Level::NoAccess {
