@@ -15,7 +15,9 @@
 //! removes segment files a failed roll left behind, and continues in a **new** segment
 //! numbered after every offset ever handed out: offsets are never reused, and a file
 //! that failed a sync is never written again. No roll ever truncates a file
-//! (`create_new`), so acknowledged records are never destroyed.
+//! (`create_new`), so acknowledged records are never destroyed. (Offsets live only in
+//! memory past the durable end: if the process dies between a failure and its repair,
+//! the next start may hand out again offsets that no reader could ever have seen.)
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
