@@ -40,11 +40,9 @@ pub enum Actor {
     System,
 }
 
-/// One audited change or refusal.
+/// What happened, before it is linked into the chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Event {
-    /// Position in the chain, from 1.
-    pub seq: u64,
+pub struct Draft {
     /// When.
     pub time: DateTime<Utc>,
     /// Who.
@@ -63,6 +61,16 @@ pub struct Event {
     pub ip: Option<String>,
     /// Client user agent.
     pub user_agent: Option<String>,
+}
+
+/// One audited change or refusal, linked into the chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Position in the chain, from 1.
+    pub seq: u64,
+    /// What happened.
+    #[serde(flatten)]
+    pub what: Draft,
     /// The previous event's hash.
     #[serde(with = "hex32")]
     pub prev_hash: [u8; 32],
@@ -71,43 +79,13 @@ pub struct Event {
     pub hash: [u8; 32],
 }
 
-/// An event not yet in the chain.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Draft {
-    /// When.
-    pub time: DateTime<Utc>,
-    /// Who.
-    pub actor: Actor,
-    /// What.
-    pub action: String,
-    /// Kind of resource.
-    pub resource_type: String,
-    /// Its id.
-    pub resource_id: String,
-    /// State before.
-    pub before: Option<serde_json::Value>,
-    /// State after.
-    pub after: Option<serde_json::Value>,
-    /// Client address.
-    pub ip: Option<String>,
-    /// Client user agent.
-    pub user_agent: Option<String>,
-}
-
 impl Draft {
-    /// Links the draft after `prev` (or the genesis) as event `seq`.
+    /// Links the draft after the event whose hash is `prev_hash` (or the genesis) as
+    /// event `seq`.
     pub fn seal(self, seq: u64, prev_hash: [u8; 32]) -> Event {
         let mut event = Event {
             seq,
-            time: self.time,
-            actor: self.actor,
-            action: self.action,
-            resource_type: self.resource_type,
-            resource_id: self.resource_id,
-            before: self.before,
-            after: self.after,
-            ip: self.ip,
-            user_agent: self.user_agent,
+            what: self,
             prev_hash,
             hash: [0; 32],
         };
@@ -124,22 +102,23 @@ pub fn hash(e: &Event) -> [u8; 32] {
         h.update((bytes.len() as u64).to_le_bytes());
         h.update(bytes);
     };
+    let w = &e.what;
     field(&e.prev_hash);
     field(&e.seq.to_le_bytes());
     field(
-        e.time
+        w.time
             .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
             .as_bytes(),
     );
     field(
-        serde_json::to_string(&e.actor)
+        serde_json::to_string(&w.actor)
             .unwrap_or_default()
             .as_bytes(),
     );
-    field(e.action.as_bytes());
-    field(e.resource_type.as_bytes());
-    field(e.resource_id.as_bytes());
-    for json in [&e.before, &e.after] {
+    field(w.action.as_bytes());
+    field(w.resource_type.as_bytes());
+    field(w.resource_id.as_bytes());
+    for json in [&w.before, &w.after] {
         field(
             json.as_ref()
                 .map(ToString::to_string)
@@ -147,7 +126,7 @@ pub fn hash(e: &Event) -> [u8; 32] {
                 .as_bytes(),
         );
     }
-    for text in [&e.ip, &e.user_agent] {
+    for text in [&w.ip, &w.user_agent] {
         field(text.as_deref().unwrap_or_default().as_bytes());
     }
     h.finalize().into()
@@ -244,10 +223,10 @@ mod tests {
     fn any_edit_deletion_or_reordering_is_found() {
         let events = chain(5);
         let mut edited = events.clone();
-        edited[2].after = Some(serde_json::json!({"enabled": true}));
+        edited[2].what.after = Some(serde_json::json!({"enabled": true}));
         assert_eq!(verify(&edited), Err(Broken::Altered { seq: 3 }));
         let mut actor = events.clone();
-        actor[1].actor = Actor::System;
+        actor[1].what.actor = Actor::System;
         assert_eq!(verify(&actor), Err(Broken::Altered { seq: 2 }));
         let mut deleted = events.clone();
         deleted.remove(1);
@@ -257,7 +236,7 @@ mod tests {
         assert_eq!(verify(&swapped), Err(Broken::Unlinked { seq: 5 }));
         // Re-hashing an edited row does not help: the next one no longer links.
         let mut rehashed = events;
-        rehashed[2].resource_id = "other".into();
+        rehashed[2].what.resource_id = "other".into();
         rehashed[2].hash = hash(&rehashed[2]);
         assert_eq!(verify(&rehashed), Err(Broken::Unlinked { seq: 4 }));
     }
