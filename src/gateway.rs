@@ -118,7 +118,9 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>, peer: SocketAddr)
             // Requests with a key in their headers (checked before their body is read)
             // and those without draw on separate budgets: anonymous slow bodies can
             // never take the slots of authenticated traffic.
-            let budget = if auth::has_header_key(req.headers()) {
+            // The header is decoded once, here; `ingest` checks the key it names.
+            let header_key = auth::header_key(req.headers());
+            let budget = if matches!(header_key, Ok(Some(_))) {
                 &state.in_flight
             } else {
                 &state.in_flight_keyless
@@ -126,7 +128,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>, peer: SocketAddr)
             match Arc::clone(budget).try_acquire_owned() {
                 Ok(_permit) => {
                     state.meters.in_flight.increment(1.0);
-                    let result = ingest(&state, req, peer, shape).await;
+                    let result = ingest(&state, req, peer, shape, header_key).await;
                     state.meters.in_flight.decrement(1.0);
                     result.unwrap_or_else(Rejection::into_reply)
                 }
@@ -166,6 +168,7 @@ async fn ingest(
     req: Request<Incoming>,
     peer: SocketAddr,
     shape: event::Shape,
+    header_key: Result<Option<String>, auth::Problem>,
 ) -> Result<Reply, Rejection> {
     let limits = &state.config.limits;
     let (parts, body) = req.into_parts();
@@ -183,9 +186,7 @@ async fn ingest(
         state.failed_keys.fail(ip);
         rejection
     };
-    let header_key = auth::header_key(&parts.headers)
-        .map_err(auth_failure)
-        .map_err(failed)?;
+    let header_key = header_key.map_err(auth_failure).map_err(failed)?;
     if let Some(key) = &header_key {
         let source = authenticate(&snapshot, key, now).map_err(failed)?;
         admit(state, source)?;

@@ -41,12 +41,6 @@ pub fn header_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
     Ok((!user.is_empty()).then(|| user.to_owned()))
 }
 
-/// Whether the request names a write key in its headers (checked, cheaply, before its
-/// body is read).
-pub fn has_header_key(headers: &HeaderMap) -> bool {
-    matches!(header_key(headers), Ok(Some(_)))
-}
-
 /// The one key the request is authenticated by.
 pub fn resolve(header: Option<&str>, body: Option<&str>) -> Result<String, Problem> {
     let body = body.filter(|k| !k.is_empty());
