@@ -98,8 +98,6 @@ pub enum OpenError {
 struct Shared {
     total_bytes: AtomicU64,
     segments: AtomicU64,
-    /// Base of the oldest segment: records below it are gone.
-    oldest_offset: AtomicU64,
     /// The durable watermark.
     next_offset: AtomicU64,
     healthy: AtomicBool,
@@ -238,7 +236,6 @@ impl Log {
         let shared = Arc::new(Shared {
             total_bytes: AtomicU64::new(0),
             segments: AtomicU64::new(0),
-            oldest_offset: AtomicU64::new(0),
             next_offset: AtomicU64::new(0),
             healthy: AtomicBool::new(true),
             max_bytes: config.max_bytes,
@@ -316,11 +313,6 @@ impl Log {
             .filter_map(|(&base, _)| std::fs::metadata(segment::path(&self.dir, base)).ok())
             .map(|m| m.len())
             .sum()
-    }
-
-    /// Offset of the oldest record the log still has (the oldest segment's base).
-    pub fn oldest_offset(&self) -> u64 {
-        self.shared.oldest_offset.load(Ordering::Relaxed)
     }
 
     /// Bytes on disk.

@@ -822,116 +822,35 @@ mod tests {
     #[test]
     fn every_cell_of_the_role_matrix() {
         use Action as A;
-        let rows: &[(&str, Action, ResourceRef<'_>, [bool; 4])] = &[
-            (
-                "view workspace",
-                A::ViewWorkspace,
-                ResourceRef::Workspace,
-                [true, true, true, true],
-            ),
-            (
-                "view sources",
-                A::ViewSource,
-                src("s"),
-                [true, true, true, true],
-            ),
-            (
-                "view destinations",
-                A::ViewDestination,
-                dst("d"),
-                [true, true, true, true],
-            ),
-            (
-                "create sources",
-                A::CreateSource,
-                ResourceRef::Workspace,
-                [true, true, true, false],
-            ),
-            (
-                "edit sources",
-                A::EditSource,
-                src("s"),
-                [true, true, true, false],
-            ),
-            (
-                "delete sources",
-                A::DeleteSource,
-                src("s"),
-                [true, true, false, false],
-            ),
-            (
-                "create destinations",
-                A::CreateDestination,
-                ResourceRef::Workspace,
-                [true, true, true, false],
-            ),
-            (
-                "edit destinations",
-                A::EditDestination,
-                dst("d"),
-                [true, true, true, false],
-            ),
-            (
-                "delete destinations",
-                A::DeleteDestination,
-                dst("d"),
-                [true, true, false, false],
-            ),
-            (
-                "manage team members",
-                A::ManageMembers,
-                ResourceRef::Workspace,
-                [true, true, false, false],
-            ),
-            (
-                "modify workspace settings",
-                A::ModifySettings,
-                ResourceRef::Workspace,
-                [true, true, false, false],
-            ),
-            (
-                "manage billing (usage & limits)",
-                A::ManageUsage,
-                ResourceRef::Workspace,
-                [true, false, false, false],
-            ),
-            (
-                "transfer ownership",
-                A::TransferOwnership,
-                ResourceRef::Workspace,
-                [true, false, false, false],
-            ),
-            (
-                "manage tracking plans",
-                A::EditTrackingPlans,
-                ResourceRef::Workspace,
-                [true, true, true, false],
-            ),
-            (
-                "publish tracking plans (no members_can_publish)",
-                A::PublishTrackingPlans,
-                ResourceRef::Workspace,
-                [true, true, false, false],
-            ),
-            (
-                "create functions",
-                A::CreateFunctions,
-                ResourceRef::Workspace,
-                [true, true, true, false],
-            ),
-            (
-                "manage API tokens",
-                A::ManageTokens,
-                ResourceRef::Workspace,
-                [true, true, false, false],
-            ),
+        let ws = ResourceRef::Workspace;
+        // Cells in role order owner, admin, member, read_only: Y allowed, - refused.
+        #[rustfmt::skip]
+        let rows: &[(&str, Action, ResourceRef<'_>, &str)] = &[
+            ("view workspace", A::ViewWorkspace, ws, "YYYY"),
+            ("view sources", A::ViewSource, src("s"), "YYYY"),
+            ("view destinations", A::ViewDestination, dst("d"), "YYYY"),
+            ("create sources", A::CreateSource, ws, "YYY-"),
+            ("edit sources", A::EditSource, src("s"), "YYY-"),
+            ("delete sources", A::DeleteSource, src("s"), "YY--"),
+            ("create destinations", A::CreateDestination, ws, "YYY-"),
+            ("edit destinations", A::EditDestination, dst("d"), "YYY-"),
+            ("delete destinations", A::DeleteDestination, dst("d"), "YY--"),
+            ("manage team members", A::ManageMembers, ws, "YY--"),
+            ("modify workspace settings", A::ModifySettings, ws, "YY--"),
+            ("manage billing (usage & limits)", A::ManageUsage, ws, "Y---"),
+            ("transfer ownership", A::TransferOwnership, ws, "Y---"),
+            ("manage tracking plans", A::EditTrackingPlans, ws, "YYY-"),
+            ("publish tracking plans (no members_can_publish)", A::PublishTrackingPlans, ws, "YY--"),
+            ("create functions", A::CreateFunctions, ws, "YYY-"),
+            ("manage API tokens", A::ManageTokens, ws, "YY--"),
         ];
         let roles = [Role::Owner, Role::Admin, Role::Member, Role::ReadOnly];
         for (row, action, resource, expected) in rows {
-            for (role, want) in roles.iter().zip(expected) {
+            for (role, cell) in roles.iter().zip(expected.chars()) {
+                let want = cell == 'Y';
                 assert_eq!(
                     allowed(&user(*role), *action, *resource),
-                    *want,
+                    want,
                     "{row} × {role:?}"
                 );
             }

@@ -524,10 +524,6 @@ impl Writer {
     fn publish(&self) {
         let segments = self.closed.len() as u64 + 1;
         self.shared.segments.store(segments, Ordering::Relaxed);
-        self.shared.oldest_offset.store(
-            self.closed.front().map_or(self.active_base, |c| c.base),
-            Ordering::Relaxed,
-        );
         if !self.failed {
             self.shared
                 .next_offset
