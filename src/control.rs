@@ -25,3 +25,4 @@ pub mod audit;
 pub mod policy;
 pub mod secret;
 pub mod token;
+pub mod store;

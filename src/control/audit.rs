@@ -147,6 +147,14 @@ pub enum Broken {
         /// The first event that does not link.
         seq: u64,
     },
+    /// The chain ends before its recorded head: events at the end were deleted.
+    #[error("audit chain ends at event {found} but its head records {expected} (events were deleted)")]
+    Truncated {
+        /// The head's sequence number.
+        expected: u64,
+        /// The last event found.
+        found: u64,
+    },
 }
 
 /// Checks a whole chain, in sequence order, from the genesis.

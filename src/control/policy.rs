@@ -45,6 +45,24 @@ impl Role {
     pub fn is_unrestricted(self) -> bool {
         matches!(self, Self::Owner | Self::Admin)
     }
+
+    /// Every role, lowest first.
+    pub const ALL: [Self; 4] = [Self::ReadOnly, Self::Member, Self::Admin, Self::Owner];
+
+    /// The wire and database name (`read_only`, `member`, `admin`, `owner`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ReadOnly => "read_only",
+            Self::Member => "member",
+            Self::Admin => "admin",
+            Self::Owner => "owner",
+        }
+    }
+
+    /// The role of a wire or database name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.name() == name)
+    }
 }
 
 /// An access level on one source or destination, lowest first.
@@ -59,6 +77,41 @@ pub enum Level {
     ReadWrite,
     /// Everything, including delete, write keys, enable/disable, connections.
     Full,
+}
+
+impl Level {
+    /// Every level, lowest first.
+    pub const ALL: [Self; 4] = [Self::NoAccess, Self::ReadOnly, Self::ReadWrite, Self::Full];
+
+    /// The wire name (`no_access`, `read_only`, `read_write`, `full`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::NoAccess => "no_access",
+            Self::ReadOnly => "read_only",
+            Self::ReadWrite => "read_write",
+            Self::Full => "full",
+        }
+    }
+
+    /// The level of a wire name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|l| l.name() == name)
+    }
+
+    /// Its rank as stored (0 = `no_access` … 3 = `full`), so SQL can compare levels.
+    pub fn rank(self) -> i64 {
+        match self {
+            Self::NoAccess => 0,
+            Self::ReadOnly => 1,
+            Self::ReadWrite => 2,
+            Self::Full => 3,
+        }
+    }
+
+    /// The level of a stored rank.
+    pub fn from_rank(rank: i64) -> Option<Self> {
+        Self::ALL.into_iter().find(|l| l.rank() == rank)
+    }
 }
 
 /// What a grant applies to.

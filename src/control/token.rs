@@ -88,24 +88,36 @@ pub struct Issued {
 
 /// Makes a new token.
 pub fn issue() -> Result<Issued, NoRandomness> {
-    let mut random = String::with_capacity(RANDOM_CHARS);
-    let mut bytes = [0u8; 64];
-    while random.len() < RANDOM_CHARS {
-        getrandom::fill(&mut bytes).map_err(|e| NoRandomness(e.to_string()))?;
-        // Rejection sampling keeps every character equally likely (248 = 4 × 62).
-        for b in bytes.iter().filter(|&&b| b < 248) {
-            if random.len() == RANDOM_CHARS {
-                break;
-            }
-            random.push(char::from(ALPHABET[usize::from(*b % 62)]));
-        }
-    }
+    let random = random_base62(RANDOM_CHARS)?;
     let text = format!("{PREFIX}{random}{}", checksum(&random));
     Ok(Issued {
         digest: digest(&text),
         display: text[..PREFIX.len() + 4].to_owned(),
         plaintext: Plaintext(text),
     })
+}
+
+/// `len` characters from the operating system's CSPRNG, each of the 62 equally likely
+/// (write keys and one-time links are made of these too).
+pub fn random_base62(len: usize) -> Result<String, NoRandomness> {
+    let mut random = String::with_capacity(len);
+    let mut bytes = [0u8; 64];
+    while random.len() < len {
+        getrandom::fill(&mut bytes).map_err(|e| NoRandomness(e.to_string()))?;
+        // Rejection sampling keeps every character equally likely (248 = 4 × 62).
+        for b in bytes.iter().filter(|&&b| b < 248) {
+            if random.len() == len {
+                break;
+            }
+            random.push(char::from(ALPHABET[usize::from(*b % 62)]));
+        }
+    }
+    Ok(random)
+}
+
+/// The SHA-256 of any secret text (write keys, one-time links), for lookups.
+pub fn digest_of(text: &str) -> Digest {
+    digest(text)
 }
 
 /// Checks a presented token's shape and checksum and returns its digest for the lookup.

@@ -1,0 +1,365 @@
+//! The control plane's store: the only code that speaks SQL.
+//!
+//! One code path for SQLite (the embedded default, a WAL file in the data directory) and
+//! PostgreSQL (`control.database_url`), through sqlx's `Any` driver. To keep the SQL and
+//! the row decoding identical on both, times are Unix milliseconds, flags are 0/1 and
+//! levels are ranks, all `BIGINT`; placeholders are `$1, $2, …` (SQLite accepts them).
+//!
+//! Every change runs in a [`Change`]: it takes the audit chain's head row first (so
+//! writers queue on one row, on both databases), makes its edits, appends its audit
+//! event(s) and commits them together. The head's sequence number is also the control
+//! plane's *revision*: the catalog feed compares it to know whether anything changed.
+//!
+//! One file per resource below; row types live with their SQL.
+
+/// A query text assembled from this module's constant fragments (column lists, shared
+/// filters, table names), never from input: values are always bound.
+macro_rules! sql {
+    ($($fmt:tt)*) => {
+        sqlx::AssertSqlSafe(format!($($fmt)*))
+    };
+}
+
+pub mod audit_log;
+pub mod catalog;
+pub mod destinations;
+pub mod grants;
+pub mod groups;
+pub mod invites;
+pub mod plans;
+pub mod sources;
+pub mod tokens;
+pub mod users;
+pub mod workspaces;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::Migrator;
+use sqlx::{Any, AnyConnection, AnyPool, Row, Transaction};
+use tokio::sync::watch;
+
+use super::audit::{self, Draft};
+use super::secret::{self, Key};
+
+/// The SQLite file's name inside the data directory.
+pub const SQLITE_FILE: &str = "control.db";
+
+/// Which database the store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite (embedded).
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database refused or failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The schema could not be brought up to date.
+    #[error("cannot migrate the control-plane database: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The URL names no database Sluice supports.
+    #[error("unsupported control.database_url (use sqlite:… or postgres://…): {0}")]
+    Unsupported(String),
+    /// A unique name or id is taken.
+    #[error("{0} already exists")]
+    Conflict(String),
+    /// A stored value cannot be read back (hand-edited database, older binary).
+    #[error("corrupt control-plane row: {0}")]
+    Corrupt(String),
+    /// Sealing or opening a destination secret failed.
+    #[error(transparent)]
+    Secret(#[from] secret::SecretError),
+}
+
+impl StoreError {
+    /// Maps a unique-constraint violation to [`StoreError::Conflict`].
+    pub(crate) fn conflict_as(what: impl Into<String>) -> impl FnOnce(sqlx::Error) -> Self {
+        let what = what.into();
+        move |error| match &error {
+            sqlx::Error::Database(db) if db.is_unique_violation() => Self::Conflict(what),
+            _ => Self::Database(error),
+        }
+    }
+}
+
+/// The control plane's database.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    key: Arc<Key>,
+    revision: Arc<watch::Sender<u64>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `url` and brings its schema up to date.
+    /// `sqlite:` URLs get WAL, a busy timeout and foreign keys.
+    pub async fn open(url: &str, key: Key) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::Unsupported(scheme_of(url)));
+        };
+        let options = AnyConnectOptions::from_str(url)?;
+        let pool = match backend {
+            Backend::Sqlite => {
+                AnyPoolOptions::new()
+                    .max_connections(4)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            for pragma in [
+                                "PRAGMA journal_mode = WAL",
+                                "PRAGMA synchronous = FULL",
+                                "PRAGMA foreign_keys = ON",
+                                "PRAGMA busy_timeout = 10000",
+                            ] {
+                                sqlx::query(pragma).execute(&mut *conn).await?;
+                            }
+                            Ok(())
+                        })
+                    })
+                    .connect_with(options)
+                    .await?
+            }
+            Backend::Postgres => {
+                AnyPoolOptions::new()
+                    .max_connections(8)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(options)
+                    .await?
+            }
+        };
+        migrator(backend).run(&pool).await?;
+        let head = sqlx::query("SELECT seq FROM audit_head WHERE id = 1")
+            .fetch_one(&pool)
+            .await?
+            .try_get::<i64, _>(0)?;
+        Ok(Self {
+            pool,
+            backend,
+            key: Arc::new(key),
+            revision: Arc::new(watch::channel(as_u64(head)).0),
+        })
+    }
+
+    /// Opens the embedded SQLite store in `dir` (created if needed).
+    pub async fn open_in(dir: &Path, key: Key) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+        let url = format!("sqlite://{}?mode=rwc", dir.join(SQLITE_FILE).display());
+        Self::open(&url, key).await
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The key sealing destination secrets.
+    pub fn key(&self) -> &Key {
+        &self.key
+    }
+
+    /// A connection for reads.
+    pub async fn read(&self) -> Result<sqlx::pool::PoolConnection<Any>, StoreError> {
+        Ok(self.pool.acquire().await?)
+    }
+
+    /// Starts a change; see [`Change`].
+    pub async fn change(&self) -> Result<Change, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Taking the head row first queues writers here on both databases (a row lock
+        // on PostgreSQL, the write lock on SQLite) before anything is read.
+        let row = sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash")
+            .fetch_one(&mut *tx)
+            .await?;
+        let seq: i64 = row.try_get(0)?;
+        let hash: String = row.try_get(1)?;
+        Ok(Change {
+            tx,
+            seq: as_u64(seq),
+            prev: from_hex32(&hash)?,
+            revision: self.revision.clone(),
+        })
+    }
+
+    /// The control plane's current revision (the audit chain's length), from the
+    /// database: other processes may have changed it.
+    pub async fn revision(&self) -> Result<u64, StoreError> {
+        let seq: i64 = sqlx::query("SELECT seq FROM audit_head WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?;
+        self.revision.send_if_modified(|r| {
+            let changed = *r != as_u64(seq);
+            *r = as_u64(seq);
+            changed
+        });
+        Ok(as_u64(seq))
+    }
+
+    /// Wakes when this process commits a change (other processes: poll [`Self::revision`]).
+    pub fn watch_revision(&self) -> watch::Receiver<u64> {
+        self.revision.subscribe()
+    }
+
+    /// Closes the pool (waits for connections to be returned).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// The embedded migrations for a backend: the shared tables, then what differs.
+fn migrator(backend: Backend) -> Migrator {
+    let common = sqlx::migrate!("migrations/common");
+    let own = match backend {
+        Backend::Sqlite => sqlx::migrate!("migrations/sqlite"),
+        Backend::Postgres => sqlx::migrate!("migrations/postgres"),
+    };
+    let mut all: Vec<_> = common.iter().chain(own.iter()).cloned().collect();
+    all.sort_by_key(|m| m.version);
+    Migrator::with_migrations(all)
+}
+
+/// One transaction of changes and the audit events that record them.
+///
+/// Dropping a `Change` without [`Change::commit`] rolls everything back.
+pub struct Change {
+    tx: Transaction<'static, Any>,
+    seq: u64,
+    prev: [u8; 32],
+    revision: Arc<watch::Sender<u64>>,
+}
+
+impl Change {
+    /// The transaction's connection, for the resource files' SQL.
+    pub fn conn(&mut self) -> &mut AnyConnection {
+        &mut self.tx
+    }
+
+    /// Appends an audit event to the chain (inside this transaction).
+    pub async fn record(&mut self, draft: Draft) -> Result<u64, StoreError> {
+        let event = draft.seal(self.seq + 1, self.prev);
+        audit_log::insert(&mut self.tx, &event).await?;
+        self.seq = event.seq;
+        self.prev = event.hash;
+        Ok(event.seq)
+    }
+
+    /// Commits the edits and their events; the new revision is announced.
+    pub async fn commit(mut self) -> Result<u64, StoreError> {
+        sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+            .bind(as_i64(self.seq))
+            .bind(hex32(&self.prev))
+            .execute(&mut *self.tx)
+            .await?;
+        self.tx.commit().await?;
+        self.revision.send_if_modified(|r| {
+            let newer = self.seq > *r;
+            if newer {
+                *r = self.seq;
+            }
+            newer
+        });
+        Ok(self.seq)
+    }
+}
+
+/// Milliseconds since the epoch, as stored.
+pub fn ms(at: DateTime<Utc>) -> i64 {
+    at.timestamp_millis()
+}
+
+/// A stored time back; out-of-range values are corrupt rows.
+pub fn time(ms: i64) -> Result<DateTime<Utc>, StoreError> {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .ok_or_else(|| StoreError::Corrupt(format!("time {ms}")))
+}
+
+/// An optional stored time back.
+pub fn opt_time(ms: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
+    ms.map(time).transpose()
+}
+
+/// A new random id: `prefix` + 32 hex digits (122 random bits; never guessable).
+pub fn new_id(prefix: &str) -> String {
+    format!("{prefix}{}", uuid::Uuid::new_v4().simple())
+}
+
+fn as_u64(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+fn as_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Lower-case hex of 32 bytes.
+pub fn hex32(bytes: &[u8; 32]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// 32 bytes from 64 hex digits.
+pub fn from_hex32(text: &str) -> Result<[u8; 32], StoreError> {
+    let corrupt = || StoreError::Corrupt(format!("hash {text:?}"));
+    if text.len() != 64 {
+        return Err(corrupt());
+    }
+    let mut out = [0u8; 32];
+    for (i, slot) in out.iter_mut().enumerate() {
+        *slot = u8::from_str_radix(text.get(i * 2..i * 2 + 2).ok_or_else(corrupt)?, 16)
+            .map_err(|_| corrupt())?;
+    }
+    Ok(out)
+}
+
+fn scheme_of(url: &str) -> String {
+    url.split_once(':')
+        .map_or("no scheme", |(scheme, _)| scheme)
+        .to_owned()
+}
+
+/// Rebuilds the chain's events for `verify` (see [`audit::verify`]).
+pub async fn verify_audit(store: &Store) -> Result<Result<u64, audit::Broken>, StoreError> {
+    let mut conn = store.read().await?;
+    let events = audit_log::all(&mut conn).await?;
+    let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+        .fetch_one(&mut *conn)
+        .await?;
+    let head_seq = as_u64(head.try_get::<i64, _>(0)?);
+    let head_hash = from_hex32(&head.try_get::<String, _>(1)?)?;
+    if let Err(broken) = audit::verify(&events) {
+        return Ok(Err(broken));
+    }
+    let (last_seq, last_hash) = events
+        .last()
+        .map_or((0, audit::GENESIS), |e| (e.seq, e.hash));
+    if last_seq != head_seq || last_hash != head_hash {
+        return Ok(Err(audit::Broken::Truncated {
+            expected: head_seq,
+            found: last_seq,
+        }));
+    }
+    Ok(Ok(last_seq))
+}

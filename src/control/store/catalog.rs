@@ -1,0 +1,166 @@
+//! Between the store and the gateway's catalog document: export (what the gateway
+//! serves) and import (a catalog file into a workspace).
+
+use chrono::{DateTime, Utc};
+use sqlx::AnyConnection;
+
+use super::destinations::{self, DestinationRow};
+use super::sources::{self, SourceRow};
+use super::{StoreError, plans};
+use crate::catalog::{Document, KeyDoc, RateLimitDoc, SourceDoc};
+use crate::control::secret::Key;
+use crate::protocols::{ControlsDoc, Enforcement, PlanDoc};
+
+/// The workspace as a catalog document: every source with its key *digests* (never a
+/// key), every destination with its settings, every plan at its published version.
+pub async fn export(conn: &mut AnyConnection, key: &Key, workspace: &str) -> Result<Document, StoreError> {
+    let mut keys = sources::all_keys(conn, workspace).await?.into_iter().peekable();
+    let mut doc = Document::default();
+    for source in sources::all(conn, workspace).await? {
+        let mut write_keys = Vec::new();
+        while let Some(k) = keys.next_if(|k| k.source_id == source.id) {
+            write_keys.push(KeyDoc {
+                key: None,
+                sha256: Some(k.digest),
+                revoked: k.revoked_at.is_some(),
+                expires_at: k.expires_at,
+            });
+        }
+        doc.sources.push(source_doc(source, write_keys)?);
+    }
+    for (id, name, version, rules) in plans::published(conn, workspace).await? {
+        doc.tracking_plans.push(PlanDoc {
+            id,
+            name: Some(name),
+            version,
+            rules,
+        });
+    }
+    // A source may name a plan that was never published: it has nothing to enforce yet.
+    let published: std::collections::HashSet<&str> =
+        doc.tracking_plans.iter().map(|p| p.id.as_str()).collect();
+    let unpublished: Vec<usize> = doc
+        .sources
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.tracking_plan.as_deref().is_some_and(|p| !published.contains(p)))
+        .map(|(i, _)| i)
+        .collect();
+    for i in unpublished {
+        doc.sources[i].tracking_plan = None;
+    }
+    for row in destinations::all(conn, key, workspace).await? {
+        doc.destinations.push(row.doc);
+    }
+    Ok(doc)
+}
+
+fn source_doc(source: SourceRow, write_keys: Vec<KeyDoc>) -> Result<SourceDoc, StoreError> {
+    let enforcement: Enforcement = serde_json::from_value(serde_json::Value::String(
+        source.enforcement.clone(),
+    ))
+    .map_err(|e| StoreError::Corrupt(format!("source {} enforcement: {e}", source.id)))?;
+    let protocols: ControlsDoc = serde_json::from_value(source.controls.clone())
+        .map_err(|e| StoreError::Corrupt(format!("source {} controls: {e}", source.id)))?;
+    Ok(SourceDoc {
+        name: Some(source.name),
+        enabled: source.enabled,
+        rate_limit: source.rate_per_second.map(|rps| RateLimitDoc {
+            requests_per_second: rps,
+            burst: source.rate_burst,
+        }),
+        write_keys,
+        tracking_plan: source.tracking_plan_id,
+        enforcement,
+        protocols,
+        id: source.id,
+    })
+}
+
+/// What [`import`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Imported {
+    /// Sources created.
+    pub sources: usize,
+    /// Write keys stored (as digests).
+    pub keys: usize,
+    /// Destinations created.
+    pub destinations: usize,
+    /// Tracking plans created and published.
+    pub plans: usize,
+}
+
+/// Adds a catalog document's plans, sources (with their keys, as digests) and
+/// destinations to `workspace`. Ids already present are conflicts: nothing is replaced.
+pub async fn import(
+    conn: &mut AnyConnection,
+    key: &Key,
+    workspace: &str,
+    doc: &Document,
+    now: DateTime<Utc>,
+) -> Result<Imported, StoreError> {
+    let mut done = Imported::default();
+    for plan in &doc.tracking_plans {
+        let row = plans::PlanRow {
+            id: plan.id.clone(),
+            name: plan.name.clone().unwrap_or_else(|| plan.id.clone()),
+            plan_type: "LIVE".into(),
+            rules: plan.rules.clone(),
+            published_version: plan.version.saturating_sub(1),
+            created_at: now,
+            updated_at: now,
+        };
+        plans::insert(conn, workspace, &row).await?;
+        plans::publish(conn, &row, "import", now).await?;
+        done.plans += 1;
+    }
+    for s in &doc.sources {
+        let row = SourceRow {
+            id: s.id.clone(),
+            name: s.name.clone().unwrap_or_else(|| s.id.clone()),
+            metadata_id: String::new(),
+            enabled: s.enabled,
+            rate_per_second: s.rate_limit.map(|r| r.requests_per_second),
+            rate_burst: s.rate_limit.and_then(|r| r.burst),
+            tracking_plan_id: s.tracking_plan.clone(),
+            enforcement: enforcement_name(s.enforcement),
+            controls: serde_json::to_value(&s.protocols)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            labels: Vec::new(),
+            created_at: now,
+            updated_at: now,
+        };
+        sources::insert(conn, workspace, &row).await?;
+        done.sources += 1;
+        for k in &s.write_keys {
+            let Some(digest) = k.digest() else { continue };
+            let k_row = sources::add_key(conn, &s.id, &digest.to_hex(), "imported", "import", k.expires_at, now).await?;
+            if k.revoked {
+                sources::revoke_key(conn, &k_row.id, now).await?;
+            }
+            done.keys += 1;
+        }
+    }
+    for d in &doc.destinations {
+        let row = DestinationRow {
+            id: d.id.clone(),
+            name: d.name.clone().unwrap_or_else(|| d.id.clone()),
+            metadata_id: String::new(),
+            enabled: d.enabled,
+            doc: d.clone(),
+            created_at: now,
+            updated_at: now,
+        };
+        destinations::insert(conn, key, workspace, &row).await?;
+        done.destinations += 1;
+    }
+    Ok(done)
+}
+
+/// The stored name of an enforcement mode.
+pub fn enforcement_name(e: Enforcement) -> String {
+    match serde_json::to_value(e) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => "off".into(),
+    }
+}

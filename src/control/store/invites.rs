@@ -1,0 +1,117 @@
+//! Invites and one-time links (the first owner's setup link, invite acceptance).
+
+use chrono::{DateTime, Utc};
+use sqlx::{AnyConnection, Row};
+
+use super::{StoreError, ms, time};
+use crate::control::policy::Role;
+
+/// Records an invite (replacing an earlier one for the same email).
+pub async fn put(
+    conn: &mut AnyConnection,
+    workspace: &str,
+    email: &str,
+    role: Role,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let email = email.trim().to_lowercase();
+    remove(conn, workspace, &email).await?;
+    sqlx::query("INSERT INTO invites (workspace_id, email, role, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(workspace)
+        .bind(&email)
+        .bind(role.name())
+        .bind(ms(now))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Pending invites' emails and roles.
+pub async fn list(conn: &mut AnyConnection, workspace: &str) -> Result<Vec<(String, Role)>, StoreError> {
+    let rows = sqlx::query("SELECT email, role FROM invites WHERE workspace_id = $1 ORDER BY email")
+        .bind(workspace)
+        .fetch_all(conn)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let role: String = r.try_get(1)?;
+            Ok((
+                r.try_get(0)?,
+                Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("invite role {role}")))?,
+            ))
+        })
+        .collect()
+}
+
+/// Withdraws an invite.
+pub async fn remove(conn: &mut AnyConnection, workspace: &str, email: &str) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM invites WHERE workspace_id = $1 AND email = $2")
+        .bind(workspace)
+        .bind(email.trim().to_lowercase())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Stores a one-time link's digest (hex), valid until `expires_at`.
+pub async fn add_link(
+    conn: &mut AnyConnection,
+    workspace: &str,
+    digest: &str,
+    role: Role,
+    expires_at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO setup_links (digest, workspace_id, role, expires_at) VALUES ($1, $2, $3, $4)")
+        .bind(digest)
+        .bind(workspace)
+        .bind(role.name())
+        .bind(ms(expires_at))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Why a link cannot be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkState {
+    /// Usable: its workspace and the role it gives are returned by [`use_link`].
+    Valid,
+    /// Unknown (or never existed).
+    Unknown,
+    /// Used already.
+    Used,
+    /// Past its expiry.
+    Expired,
+}
+
+/// Uses a one-time link: marks it used and returns its workspace and role, or why not.
+pub async fn use_link(
+    conn: &mut AnyConnection,
+    digest: &str,
+    now: DateTime<Utc>,
+) -> Result<Result<(String, Role), LinkState>, StoreError> {
+    let row = sqlx::query("SELECT workspace_id, role, expires_at, used_at FROM setup_links WHERE digest = $1")
+        .bind(digest)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(row) = row else {
+        return Ok(Err(LinkState::Unknown));
+    };
+    if row.try_get::<Option<i64>, _>(3)?.is_some() {
+        return Ok(Err(LinkState::Used));
+    }
+    if time(row.try_get(2)?)? <= now {
+        return Ok(Err(LinkState::Expired));
+    }
+    let role: String = row.try_get(1)?;
+    let role = Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("link role {role}")))?;
+    let used = sqlx::query("UPDATE setup_links SET used_at = $2 WHERE digest = $1 AND used_at IS NULL")
+        .bind(digest)
+        .bind(ms(now))
+        .execute(conn)
+        .await?;
+    if used.rows_affected() != 1 {
+        return Ok(Err(LinkState::Used));
+    }
+    Ok(Ok((row.try_get(0)?, role)))
+}

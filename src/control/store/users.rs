@@ -1,0 +1,231 @@
+//! Users and their workspace memberships; loading a user as the policy sees them.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{AnyConnection, Row};
+
+use super::grants::{self, Holder};
+use super::groups;
+use super::{StoreError, ms, new_id, opt_time, time};
+use crate::control::policy::{self, Role};
+
+/// A user with their role in one workspace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserRow {
+    /// Id.
+    pub id: String,
+    /// Email, lower-cased (unique).
+    pub email: String,
+    /// First name.
+    pub first_name: String,
+    /// Last name.
+    pub last_name: String,
+    /// Deactivated users may do nothing.
+    pub active: bool,
+    /// How they came: `bootstrap`, `setup`, `invite`, `scim`, `sso`.
+    pub origin: String,
+    /// Their own role in the workspace.
+    pub role: Role,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last login (console or SSO).
+    pub last_login: Option<DateTime<Utc>>,
+}
+
+const SELECT: &str = "SELECT u.id, u.email, u.first_name, u.last_name, u.active, u.origin, m.role, u.created_at, u.last_login
+     FROM users u JOIN memberships m ON m.user_id = u.id";
+
+fn decode(row: &sqlx::any::AnyRow) -> Result<UserRow, StoreError> {
+    let role: String = row.try_get(6)?;
+    Ok(UserRow {
+        id: row.try_get(0)?,
+        email: row.try_get(1)?,
+        first_name: row.try_get(2)?,
+        last_name: row.try_get(3)?,
+        active: row.try_get::<i64, _>(4)? != 0,
+        origin: row.try_get(5)?,
+        role: Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("role {role}")))?,
+        created_at: time(row.try_get(7)?)?,
+        last_login: opt_time(row.try_get(8)?)?,
+    })
+}
+
+/// What a new user says.
+#[derive(Debug, Clone)]
+pub struct NewUser<'a> {
+    /// Email (stored lower-cased).
+    pub email: &'a str,
+    /// First name.
+    pub first_name: &'a str,
+    /// Last name.
+    pub last_name: &'a str,
+    /// Role in the workspace.
+    pub role: Role,
+    /// How they came.
+    pub origin: &'a str,
+}
+
+/// Creates a user and makes them a member of `workspace`.
+pub async fn create(
+    conn: &mut AnyConnection,
+    workspace: &str,
+    new: NewUser<'_>,
+    now: DateTime<Utc>,
+) -> Result<UserRow, StoreError> {
+    let email = new.email.trim().to_lowercase();
+    let id = new_id("usr_");
+    sqlx::query(
+        "INSERT INTO users (id, email, first_name, last_name, active, origin, created_at) VALUES ($1, $2, $3, $4, 1, $5, $6)",
+    )
+    .bind(&id)
+    .bind(&email)
+    .bind(new.first_name)
+    .bind(new.last_name)
+    .bind(new.origin)
+    .bind(ms(now))
+    .execute(&mut *conn)
+    .await
+    .map_err(StoreError::conflict_as(format!("user {email}")))?;
+    sqlx::query(
+        "INSERT INTO memberships (workspace_id, user_id, role, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(workspace)
+    .bind(&id)
+    .bind(new.role.name())
+    .bind(ms(now))
+    .execute(&mut *conn)
+    .await?;
+    Ok(UserRow {
+        id,
+        email,
+        first_name: new.first_name.to_owned(),
+        last_name: new.last_name.to_owned(),
+        active: true,
+        origin: new.origin.to_owned(),
+        role: new.role,
+        created_at: now,
+        last_login: None,
+    })
+}
+
+/// A member of `workspace` by id (`None` for users of other workspaces).
+pub async fn get(
+    conn: &mut AnyConnection,
+    workspace: &str,
+    id: &str,
+) -> Result<Option<UserRow>, StoreError> {
+    let row = sqlx::query(sql!("{SELECT} WHERE m.workspace_id = $1 AND u.id = $2"))
+        .bind(workspace)
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(decode).transpose()
+}
+
+/// A member of `workspace` by email (case-insensitive).
+pub async fn by_email(
+    conn: &mut AnyConnection,
+    workspace: &str,
+    email: &str,
+) -> Result<Option<UserRow>, StoreError> {
+    let row = sqlx::query(sql!("{SELECT} WHERE m.workspace_id = $1 AND u.email = $2"))
+        .bind(workspace)
+        .bind(email.trim().to_lowercase())
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(decode).transpose()
+}
+
+/// Members of `workspace` by id, after the cursor id, at most `limit`.
+pub async fn list(
+    conn: &mut AnyConnection,
+    workspace: &str,
+    after: &str,
+    limit: u32,
+) -> Result<Vec<UserRow>, StoreError> {
+    let rows = sqlx::query(sql!(
+        "{SELECT} WHERE m.workspace_id = $1 AND u.id > $2 ORDER BY u.id LIMIT $3"
+    ))
+    .bind(workspace)
+    .bind(after)
+    .bind(i64::from(limit))
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(decode).collect()
+}
+
+/// Number of owners in `workspace` (the last one cannot be demoted or removed).
+pub async fn owner_count(conn: &mut AnyConnection, workspace: &str) -> Result<i64, StoreError> {
+    Ok(sqlx::query(
+        "SELECT COUNT(*) FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.workspace_id = $1 AND m.role = 'owner' AND u.active = 1",
+    )
+    .bind(workspace)
+    .fetch_one(conn)
+    .await?
+    .try_get(0)?)
+}
+
+/// Changes a member's role.
+pub async fn set_role(
+    conn: &mut AnyConnection,
+    workspace: &str,
+    id: &str,
+    role: Role,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE memberships SET role = $3 WHERE workspace_id = $1 AND user_id = $2")
+        .bind(workspace)
+        .bind(id)
+        .bind(role.name())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Removes a member from `workspace` and deactivates the user: their tokens stop at
+/// the next use (the policy refuses inactive users).
+pub async fn remove(conn: &mut AnyConnection, workspace: &str, id: &str) -> Result<(), StoreError> {
+    sqlx::query("UPDATE users SET active = 0 WHERE id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM group_members WHERE user_id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM memberships WHERE workspace_id = $1 AND user_id = $2")
+        .bind(workspace)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The user as [`policy::authorize`] sees them: role, state, own grants, groups with
+/// their roles and grants. `None` when they are no member of `workspace`.
+pub async fn principal(
+    conn: &mut AnyConnection,
+    workspace: &str,
+    id: &str,
+) -> Result<Option<policy::User>, StoreError> {
+    let Some(row) = get(conn, workspace, id).await? else {
+        return Ok(None);
+    };
+    let own = grants::of(conn, &Holder::User(id.to_owned())).await?;
+    let mut groups = Vec::new();
+    for group in groups::of_user(conn, workspace, id).await? {
+        let held = grants::of(conn, &Holder::Group(group.id.clone())).await?;
+        groups.push(policy::Group {
+            name: group.name,
+            role: group.role,
+            grants: held.iter().map(grants::GrantRow::grant).collect(),
+        });
+    }
+    Ok(Some(policy::User {
+        id: row.id,
+        role: row.role,
+        active: row.active,
+        grants: own.iter().map(grants::GrantRow::grant).collect(),
+        groups,
+    }))
+}

@@ -1,0 +1,135 @@
+//! Workspaces and their settings.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{AnyConnection, Row};
+
+use super::{StoreError, ms, new_id, time};
+use crate::control::policy;
+
+/// A workspace row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Workspace {
+    /// Id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// URL-safe unique name (`default` for the first one).
+    pub slug: String,
+    /// Settings.
+    pub settings: Settings,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Workspace settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Settings {
+    /// Members may publish tracking plans without review.
+    pub members_can_publish: bool,
+    /// Longest lifetime of an API token, in days.
+    pub token_max_days: u32,
+}
+
+impl Settings {
+    /// What the policy needs of them.
+    pub fn policy(self) -> policy::Settings {
+        policy::Settings {
+            members_can_publish: self.members_can_publish,
+        }
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            members_can_publish: false,
+            token_max_days: 365,
+        }
+    }
+}
+
+const COLUMNS: &str = "id, name, slug, members_can_publish, token_max_days, created_at";
+
+fn decode(row: &sqlx::any::AnyRow) -> Result<Workspace, StoreError> {
+    Ok(Workspace {
+        id: row.try_get(0)?,
+        name: row.try_get(1)?,
+        slug: row.try_get(2)?,
+        settings: Settings {
+            members_can_publish: row.try_get::<i64, _>(3)? != 0,
+            token_max_days: u32::try_from(row.try_get::<i64, _>(4)?).unwrap_or(u32::MAX),
+        },
+        created_at: time(row.try_get(5)?)?,
+    })
+}
+
+/// Creates a workspace.
+pub async fn create(
+    conn: &mut AnyConnection,
+    name: &str,
+    slug: &str,
+    now: DateTime<Utc>,
+) -> Result<Workspace, StoreError> {
+    let ws = Workspace {
+        id: new_id("ws_"),
+        name: name.to_owned(),
+        slug: slug.to_owned(),
+        settings: Settings::default(),
+        created_at: now,
+    };
+    sqlx::query(sql!(
+        "INSERT INTO workspaces ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
+    ))
+    .bind(&ws.id)
+    .bind(&ws.name)
+    .bind(&ws.slug)
+    .bind(i64::from(ws.settings.members_can_publish))
+    .bind(i64::from(ws.settings.token_max_days))
+    .bind(ms(now))
+    .execute(conn)
+    .await
+    .map_err(StoreError::conflict_as(format!("workspace {slug}")))?;
+    Ok(ws)
+}
+
+/// A workspace by id.
+pub async fn get(conn: &mut AnyConnection, id: &str) -> Result<Option<Workspace>, StoreError> {
+    let row = sqlx::query(sql!("SELECT {COLUMNS} FROM workspaces WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(decode).transpose()
+}
+
+/// A workspace by slug.
+pub async fn by_slug(
+    conn: &mut AnyConnection,
+    slug: &str,
+) -> Result<Option<Workspace>, StoreError> {
+    let row = sqlx::query(sql!("SELECT {COLUMNS} FROM workspaces WHERE slug = $1"))
+        .bind(slug)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(decode).transpose()
+}
+
+/// Replaces a workspace's name and settings.
+pub async fn update(
+    conn: &mut AnyConnection,
+    id: &str,
+    name: &str,
+    settings: Settings,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE workspaces SET name = $2, members_can_publish = $3, token_max_days = $4 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(name)
+    .bind(i64::from(settings.members_can_publish))
+    .bind(i64::from(settings.token_max_days))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
