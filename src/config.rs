@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 /// A secret from the configuration (a bearer token): redacted in `Debug`, compared in
 /// constant time.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
 pub struct Secret(String);
 
@@ -74,6 +74,8 @@ pub struct Config {
     pub delivery: Delivery,
     /// Logging output.
     pub telemetry: Telemetry,
+    /// The control plane (`catalog.source = "control"`).
+    pub control: Control,
 }
 
 /// `[server]`: listeners, connection limits and timeouts.
@@ -204,6 +206,10 @@ impl Default for Limits {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Catalog {
+    /// Where the gateway's catalog comes from. Default `control`: the control plane's
+    /// store (the file is imported into it on first start). `file`: the file only,
+    /// watched for changes, and no control plane (GitOps).
+    pub source: CatalogSourceKind,
     /// The catalog file, watched for changes. Default `config/catalog.toml`.
     pub path: PathBuf,
     /// How often the file is checked even without a change notification, in ms. Default 1000.
@@ -213,8 +219,56 @@ pub struct Catalog {
 impl Default for Catalog {
     fn default() -> Self {
         Self {
+            source: CatalogSourceKind::Control,
             path: PathBuf::from("config/catalog.toml"),
             poll_interval_ms: 1000,
+        }
+    }
+}
+
+/// `catalog.source`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CatalogSourceKind {
+    /// The control plane's store.
+    Control,
+    /// `catalog.path` only.
+    File,
+}
+
+/// `[control]`: the control plane (API, store, feed to the gateway).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Control {
+    /// Control listener: REST API `/api/v1` and setup links. Default `127.0.0.1:8081`.
+    pub listen: SocketAddr,
+    /// `postgres://…` for PostgreSQL; empty (default): SQLite `control.db` in `log.dir`.
+    pub database_url: Secret,
+    /// The URL people reach the control listener at, for setup and invite links.
+    /// Default: `http://` + `listen`.
+    pub public_url: String,
+    /// API requests per token per minute; beyond it 429 with `Retry-After`. Default 600.
+    pub rate_limit_per_minute: u32,
+}
+
+impl Default for Control {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            database_url: Secret::default(),
+            public_url: String::new(),
+            rate_limit_per_minute: 600,
+        }
+    }
+}
+
+impl Control {
+    /// The URL links are built on.
+    pub fn public_url(&self) -> String {
+        if self.public_url.is_empty() {
+            format!("http://{}", self.listen)
+        } else {
+            self.public_url.trim_end_matches('/').to_owned()
         }
     }
 }
@@ -381,6 +435,21 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), Error> {
+        if self.control.rate_limit_per_minute == 0 {
+            return Err(Error::Invalid(
+                "control.rate_limit_per_minute must be at least 1",
+            ));
+        }
+        let url = self.control.database_url.expose();
+        if !(url.is_empty()
+            || url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            return Err(Error::Invalid(
+                "control.database_url must be empty (SQLite in log.dir), sqlite:… or postgres://…",
+            ));
+        }
         let l = &self.limits;
         if l.max_json_depth == 0 || l.max_json_depth > 128 {
             return Err(Error::Invalid("limits.max_json_depth must be 1..=128"));

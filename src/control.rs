@@ -21,8 +21,11 @@
 //! The store (SQLite / PostgreSQL), the REST API, tokens, audit and the catalog feed are
 //! built on this in later steps; see the closing notes of the control-plane issue.
 
+pub mod api;
 pub mod audit;
+pub mod bootstrap;
+pub mod feed;
 pub mod policy;
 pub mod secret;
-pub mod token;
 pub mod store;
+pub mod token;

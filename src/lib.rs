@@ -22,6 +22,7 @@ pub mod control;
 pub mod delivery;
 pub mod disk;
 pub mod event;
+pub mod feed;
 pub mod gateway;
 pub mod log;
 pub mod protocols;
@@ -48,6 +49,8 @@ pub struct Listeners {
     pub data: TcpListener,
     /// `/metrics`, `/health`, `/ready`.
     pub admin: TcpListener,
+    /// The control plane's API (with `catalog.source = "control"`; none: not served).
+    pub control: Option<TcpListener>,
 }
 
 /// Why Sluice could not start.
@@ -62,6 +65,9 @@ pub enum ServeError {
     /// TLS is configured but unusable.
     #[error(transparent)]
     Tls(#[from] gateway::TlsError),
+    /// The control plane could not start.
+    #[error(transparent)]
+    Control(#[from] feed::ControlError),
 }
 
 /// Runs the gateway until `shutdown` is cancelled, then stops accepting, lets
@@ -84,10 +90,7 @@ pub async fn serve(
         source,
     })?;
     let lkg = config.log.dir.join(LAST_KNOWN_GOOD);
-    let mut source = catalog::FileSource::new(
-        &config.catalog.path,
-        Duration::from_millis(config.catalog.poll_interval_ms),
-    );
+    let (mut source, control_store) = feed::open(&config).await?;
     let (store, doc) = catalog::open_store(&mut source, &lkg).await?;
     let holds = delivery::saved_holds(&config.log.dir, &store.snapshot());
     let event_log = log::Log::open_with(
@@ -161,6 +164,19 @@ pub async fn serve(
         durability = ?config.log.durability,
         "sluice is serving"
     );
+    let control_stop = CancellationToken::new();
+    let control_api = match (control_store, listeners.control) {
+        (Some(store), Some(listener)) => {
+            tracing::info!(control = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "control plane API listening");
+            let api = feed::api(&config, store);
+            Some(tokio::spawn(control::api::serve(
+                listener,
+                api,
+                control_stop.clone(),
+            )))
+        }
+        _ => None,
+    };
     let admin_stop = CancellationToken::new();
     let admin = tokio::spawn(gateway::run_listener(
         listeners.admin,
@@ -180,11 +196,20 @@ pub async fn serve(
     .await;
 
     // Shutdown order; each step needs everything after it still running:
-    // 1. the Tracking API stopped accepting and drained its requests (above);
+    // 1. the Tracking API stopped accepting and drained its requests (above); the
+    //    control plane's API stops with it (its changes are committed or not at all);
     // 2. delivery stops: its workers save their cursors;
     // 3. the event log flushes and syncs (no appender or reader is left);
     // 4. the catalog reloader and metrics upkeep stop;
     // 5. the admin listener stops last: /metrics and /ready answer until the end.
+    control_stop.cancel();
+    if let Some(task) = control_api {
+        match task.await {
+            Ok(Err(error)) => tracing::warn!(%error, "control plane API stopped with an error"),
+            Err(error) => tracing::warn!(%error, "control plane API task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
     tracing::info!("stopped accepting; stopping delivery and flushing the event log");
     delivery_stop.cancel();
     if let Some((_, task)) = delivery {

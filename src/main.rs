@@ -96,9 +96,22 @@ fn serve(config: Config) -> anyhow::Result<()> {
         let admin = TcpListener::bind(config.server.admin_listen)
             .await
             .with_context(|| format!("binding admin {}", config.server.admin_listen))?;
+        let control = match config.catalog.source {
+            sluice::config::CatalogSourceKind::Control => Some(
+                TcpListener::bind(config.control.listen)
+                    .await
+                    .with_context(|| format!("binding control {}", config.control.listen))?,
+            ),
+            sluice::config::CatalogSourceKind::File => None,
+        };
         let shutdown = CancellationToken::new();
         tokio::spawn(stop_on_signal(shutdown.clone()));
-        sluice::serve(config, sluice::Listeners { data, admin }, shutdown).await?;
+        let listeners = sluice::Listeners {
+            data,
+            admin,
+            control,
+        };
+        sluice::serve(config, listeners, shutdown).await?;
         Ok(())
     })
 }

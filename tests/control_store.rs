@@ -10,7 +10,9 @@ use sluice::control::policy::{self, Level, ResourceRef, Role, Target};
 use sluice::control::store::grants::{Holder, NewGrant};
 use sluice::control::store::sources::{SourceRow, Viewer};
 use sluice::control::store::users::NewUser;
-use sluice::control::store::{self, StoreError, catalog, grants, groups, sources, users, workspaces};
+use sluice::control::store::{
+    self, StoreError, catalog, grants, groups, sources, users, workspaces,
+};
 
 fn now() -> DateTime<Utc> {
     DateTime::from_timestamp(1_900_000_000, 0).expect("time")
@@ -32,8 +34,12 @@ fn draft(action: &str, id: &str) -> Draft {
 
 async fn workspace(db: &TestDb) -> String {
     let mut c = db.store.change().await.expect("change");
-    let ws = workspaces::create(c.conn(), "Default", "default", now()).await.expect("ws");
-    c.record(draft("workspace.create", &ws.id)).await.expect("audit");
+    let ws = workspaces::create(c.conn(), "Default", "default", now())
+        .await
+        .expect("ws");
+    c.record(draft("workspace.create", &ws.id))
+        .await
+        .expect("audit");
     c.commit().await.expect("commit");
     ws.id
 }
@@ -49,7 +55,10 @@ fn source(id: &str, labels: &[(&str, &str)]) -> SourceRow {
         tracking_plan_id: None,
         enforcement: "off".into(),
         controls: serde_json::json!({}),
-        labels: labels.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect(),
+        labels: labels
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect(),
         created_at: now(),
         updated_at: now(),
     }
@@ -61,26 +70,43 @@ async fn the_audit_chain_verifies_and_finds_edits_and_deletions() {
         workspace(&db).await;
         for i in 0..5 {
             let mut c = db.store.change().await.expect("change");
-            c.record(draft("thing.update", &format!("t{i}"))).await.expect("record");
+            c.record(draft("thing.update", &format!("t{i}")))
+                .await
+                .expect("record");
             c.commit().await.expect("commit");
         }
-        assert_eq!(store::verify_audit(&db.store).await.expect("read"), Ok(6), "{}", db.label);
+        assert_eq!(
+            store::verify_audit(&db.store).await.expect("read"),
+            Ok(6),
+            "{}",
+            db.label
+        );
         assert_eq!(db.store.revision().await.expect("revision"), 6);
 
         // The tables refuse UPDATE and DELETE.
         let mut raw = db.raw().await;
-        let refused = sqlx::query("UPDATE audit_events SET action = 'x' WHERE seq = 2").execute(&mut raw).await;
+        let refused = sqlx::query("UPDATE audit_events SET action = 'x' WHERE seq = 2")
+            .execute(&mut raw)
+            .await;
         assert!(refused.is_err(), "{}: update allowed", db.label);
-        let refused = sqlx::query("DELETE FROM audit_events WHERE seq = 6").execute(&mut raw).await;
+        let refused = sqlx::query("DELETE FROM audit_events WHERE seq = 6")
+            .execute(&mut raw)
+            .await;
         assert!(refused.is_err(), "{}: delete allowed", db.label);
 
         // Someone with the database's owner rights removes the guard and edits a row …
         let unguard = match db.label {
-            "sqlite" => vec!["DROP TRIGGER audit_events_no_update", "DROP TRIGGER audit_events_no_delete"],
+            "sqlite" => vec![
+                "DROP TRIGGER audit_events_no_update",
+                "DROP TRIGGER audit_events_no_delete",
+            ],
             _ => vec!["ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_change"],
         };
         for statement in unguard {
-            sqlx::query(statement).execute(&mut raw).await.expect("unguard");
+            sqlx::query(statement)
+                .execute(&mut raw)
+                .await
+                .expect("unguard");
         }
         sqlx::query("UPDATE audit_events SET body = REPLACE(body, 't2', 'tX') WHERE seq = 4")
             .execute(&mut raw)
@@ -97,15 +123,24 @@ async fn the_audit_chain_verifies_and_finds_edits_and_deletions() {
             .await
             .expect("restore");
         // … or deletes the newest events: the head remembers the chain's length.
-        sqlx::query("DELETE FROM audit_events WHERE seq >= 5").execute(&mut raw).await.expect("delete");
+        sqlx::query("DELETE FROM audit_events WHERE seq >= 5")
+            .execute(&mut raw)
+            .await
+            .expect("delete");
         assert_eq!(
             store::verify_audit(&db.store).await.expect("read"),
-            Err(Broken::Truncated { expected: 6, found: 4 }),
+            Err(Broken::Truncated {
+                expected: 6,
+                found: 4
+            }),
             "{}",
             db.label
         );
         // … or one in the middle.
-        sqlx::query("DELETE FROM audit_events WHERE seq = 2").execute(&mut raw).await.expect("delete");
+        sqlx::query("DELETE FROM audit_events WHERE seq = 2")
+            .execute(&mut raw)
+            .await
+            .expect("delete");
         assert_eq!(
             store::verify_audit(&db.store).await.expect("read"),
             Err(Broken::Unlinked { seq: 3 }),
@@ -127,7 +162,9 @@ async fn concurrent_writers_keep_one_unbroken_chain() {
             tasks.push(tokio::spawn(async move {
                 for i in 0..10 {
                     let mut c = store.change().await.expect("change");
-                    c.record(draft("thing.update", &format!("{t}-{i}"))).await.expect("record");
+                    c.record(draft("thing.update", &format!("{t}-{i}")))
+                        .await
+                        .expect("record");
                     c.commit().await.expect("commit");
                 }
             }));
@@ -135,7 +172,12 @@ async fn concurrent_writers_keep_one_unbroken_chain() {
         for t in tasks {
             t.await.expect("task");
         }
-        assert_eq!(store::verify_audit(&db.store).await.expect("read"), Ok(61), "{}", db.label);
+        assert_eq!(
+            store::verify_audit(&db.store).await.expect("read"),
+            Ok(61),
+            "{}",
+            db.label
+        );
         db.finish().await;
     }
 }
@@ -146,12 +188,21 @@ async fn a_change_not_committed_leaves_nothing() {
         let ws = workspace(&db).await;
         {
             let mut c = db.store.change().await.expect("change");
-            sources::insert(c.conn(), &ws, &source("gone", &[])).await.expect("insert");
-            c.record(draft("source.create", "gone")).await.expect("record");
+            sources::insert(c.conn(), &ws, &source("gone", &[]))
+                .await
+                .expect("insert");
+            c.record(draft("source.create", "gone"))
+                .await
+                .expect("record");
             // dropped: rolled back
         }
         let mut conn = db.store.read().await.expect("conn");
-        assert!(sources::get(&mut conn, &ws, "gone").await.expect("get").is_none());
+        assert!(
+            sources::get(&mut conn, &ws, "gone")
+                .await
+                .expect("get")
+                .is_none()
+        );
         drop(conn);
         assert_eq!(store::verify_audit(&db.store).await.expect("read"), Ok(1));
         db.finish().await;
@@ -163,21 +214,54 @@ async fn emails_are_unique_case_insensitively_and_ids_stay_in_their_workspace() 
     for db in databases::both().await {
         let ws = workspace(&db).await;
         let mut c = db.store.change().await.expect("change");
-        let other = workspaces::create(c.conn(), "Other", "other", now()).await.expect("ws");
-        let new = |email| NewUser { email, first_name: "A", last_name: "B", role: Role::Member, origin: "invite" };
-        let alice = users::create(c.conn(), &ws, new("Alice@Example.com"), now()).await.expect("user");
+        let other = workspaces::create(c.conn(), "Other", "other", now())
+            .await
+            .expect("ws");
+        let new = |email| NewUser {
+            email,
+            first_name: "A",
+            last_name: "B",
+            role: Role::Member,
+            origin: "invite",
+        };
+        let alice = users::create(c.conn(), &ws, new("Alice@Example.com"), now())
+            .await
+            .expect("user");
         assert_eq!(alice.email, "alice@example.com");
         let again = users::create(c.conn(), &ws, new("alice@EXAMPLE.com"), now()).await;
-        assert!(matches!(again, Err(StoreError::Conflict(_))), "{}: {again:?}", db.label);
+        assert!(
+            matches!(again, Err(StoreError::Conflict(_))),
+            "{}: {again:?}",
+            db.label
+        );
         drop(c);
         let mut c = db.store.change().await.expect("change");
-        let alice = users::create(c.conn(), &ws, new("alice@example.com"), now()).await.expect("user");
-        sources::insert(c.conn(), &ws, &source("web", &[])).await.expect("source");
+        let alice = users::create(c.conn(), &ws, new("alice@example.com"), now())
+            .await
+            .expect("user");
+        sources::insert(c.conn(), &ws, &source("web", &[]))
+            .await
+            .expect("source");
         c.commit().await.expect("commit");
         let mut conn = db.store.read().await.expect("conn");
-        assert!(users::get(&mut conn, &other.id, &alice.id).await.expect("get").is_none());
-        assert!(sources::get(&mut conn, &other.id, "web").await.expect("get").is_none());
-        assert!(sources::get(&mut conn, &ws, "web").await.expect("get").is_some());
+        assert!(
+            users::get(&mut conn, &other.id, &alice.id)
+                .await
+                .expect("get")
+                .is_none()
+        );
+        assert!(
+            sources::get(&mut conn, &other.id, "web")
+                .await
+                .expect("get")
+                .is_none()
+        );
+        assert!(
+            sources::get(&mut conn, &ws, "web")
+                .await
+                .expect("get")
+                .is_some()
+        );
         drop(conn);
         db.finish().await;
     }
@@ -196,15 +280,35 @@ async fn hidden_sources_never_leave_sql_and_the_filter_matches_the_policy() {
             ("d", vec![("environment", "prod"), ("team", "x")]),
             ("e", vec![("team", "x")]),
         ] {
-            sources::insert(c.conn(), &ws, &source(id, &labels)).await.expect("source");
+            sources::insert(c.conn(), &ws, &source(id, &labels))
+                .await
+                .expect("source");
         }
-        let mk = |email, role| NewUser { email, first_name: "", last_name: "", role, origin: "invite" };
-        let member = users::create(c.conn(), &ws, mk("m@x.io", Role::Member), now()).await.expect("user");
-        let reader = users::create(c.conn(), &ws, mk("r@x.io", Role::ReadOnly), now()).await.expect("user");
-        let admin = users::create(c.conn(), &ws, mk("a@x.io", Role::Admin), now()).await.expect("user");
-        let group = groups::create(c.conn(), &ws, "analysts", None, now()).await.expect("group");
-        groups::add_member(c.conn(), &group.id, &reader.id).await.expect("member");
-        groups::add_member(c.conn(), &group.id, &member.id).await.expect("member");
+        let mk = |email, role| NewUser {
+            email,
+            first_name: "",
+            last_name: "",
+            role,
+            origin: "invite",
+        };
+        let member = users::create(c.conn(), &ws, mk("m@x.io", Role::Member), now())
+            .await
+            .expect("user");
+        let reader = users::create(c.conn(), &ws, mk("r@x.io", Role::ReadOnly), now())
+            .await
+            .expect("user");
+        let admin = users::create(c.conn(), &ws, mk("a@x.io", Role::Admin), now())
+            .await
+            .expect("user");
+        let group = groups::create(c.conn(), &ws, "analysts", None, now())
+            .await
+            .expect("group");
+        groups::add_member(c.conn(), &group.id, &reader.id)
+            .await
+            .expect("member");
+        groups::add_member(c.conn(), &group.id, &member.id)
+            .await
+            .expect("member");
         let grant = |holder: Holder, target: Target, level, expires_at| NewGrant {
             principal: holder,
             resource: target,
@@ -213,13 +317,21 @@ async fn hidden_sources_never_leave_sql_and_the_filter_matches_the_policy() {
             approved_by: String::new(),
             expires_at,
         };
-        let label = |k: &str, v: &str| Target::SourceLabel { key: k.into(), value: v.into() };
+        let label = |k: &str, v: &str| Target::SourceLabel {
+            key: k.into(),
+            value: v.into(),
+        };
         let src = |id: &str| Target::Source { id: id.into() };
         let u = |row: &users::UserRow| Holder::User(row.id.clone());
         let g = Holder::Group(group.id.clone());
         for new in [
             // member: prod hidden by label, but own grant on d wins over the label; e hidden by the group.
-            grant(u(&member), label("environment", "prod"), Level::NoAccess, None),
+            grant(
+                u(&member),
+                label("environment", "prod"),
+                Level::NoAccess,
+                None,
+            ),
             grant(u(&member), src("d"), Level::ReadOnly, None),
             // member: c hidden by an own grant; a group grant cannot lift it.
             grant(u(&member), src("c"), Level::NoAccess, None),
@@ -229,7 +341,12 @@ async fn hidden_sources_never_leave_sql_and_the_filter_matches_the_policy() {
             // … but an own grant on d wins over the group.
             grant(u(&reader), src("d"), Level::ReadWrite, None),
             // an expired own grant counts as absent.
-            grant(u(&reader), src("b"), Level::NoAccess, Some(now() - Duration::hours(1))),
+            grant(
+                u(&reader),
+                src("b"),
+                Level::NoAccess,
+                Some(now() - Duration::hours(1)),
+            ),
             // admin: grants never restrict.
             grant(u(&admin), src("a"), Level::NoAccess, None),
         ] {
@@ -239,9 +356,19 @@ async fn hidden_sources_never_leave_sql_and_the_filter_matches_the_policy() {
 
         let mut conn = db.store.read().await.expect("conn");
         let all = sources::all(&mut conn, &ws).await.expect("all");
-        for (who, expected) in [(&member, "b d"), (&reader, "a b c d"), (&admin, "a b c d e")] {
-            let principal = users::principal(&mut conn, &ws, &who.id).await.expect("load").expect("member");
-            let viewer = Viewer { user: &principal, now: now() };
+        for (who, expected) in [
+            (&member, "b d"),
+            (&reader, "a b c d"),
+            (&admin, "a b c d e"),
+        ] {
+            let principal = users::principal(&mut conn, &ws, &who.id)
+                .await
+                .expect("load")
+                .expect("member");
+            let viewer = Viewer {
+                user: &principal,
+                now: now(),
+            };
             let seen: Vec<String> = sources::list_visible(&mut conn, &ws, viewer, "", 100)
                 .await
                 .expect("list")
@@ -253,7 +380,10 @@ async fn hidden_sources_never_leave_sql_and_the_filter_matches_the_policy() {
                 .iter()
                 .filter(|s| {
                     let decision = policy::authorize(
-                        policy::Principal { user: &principal, token: None },
+                        policy::Principal {
+                            user: &principal,
+                            token: None,
+                        },
                         policy::Action::ViewSource,
                         ResourceRef::Source(s.as_ref()),
                         policy::Settings::default(),
@@ -263,14 +393,35 @@ async fn hidden_sources_never_leave_sql_and_the_filter_matches_the_policy() {
                 })
                 .map(|s| s.id.as_str())
                 .collect();
-            assert_eq!(by_policy.join(" "), expected, "{}: policy for {}", db.label, who.email);
+            assert_eq!(
+                by_policy.join(" "),
+                expected,
+                "{}: policy for {}",
+                db.label,
+                who.email
+            );
         }
         // Pagination: after a cursor, at most `limit`.
-        let principal = users::principal(&mut conn, &ws, &admin.id).await.expect("load").expect("member");
-        let page = sources::list_visible(&mut conn, &ws, Viewer { user: &principal, now: now() }, "b", 2)
+        let principal = users::principal(&mut conn, &ws, &admin.id)
             .await
-            .expect("page");
-        assert_eq!(page.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["c", "d"]);
+            .expect("load")
+            .expect("member");
+        let page = sources::list_visible(
+            &mut conn,
+            &ws,
+            Viewer {
+                user: &principal,
+                now: now(),
+            },
+            "b",
+            2,
+        )
+        .await
+        .expect("page");
+        assert_eq!(
+            page.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+            ["c", "d"]
+        );
         drop(conn);
         db.finish().await;
     }
@@ -304,17 +455,31 @@ settings = { url = "https://hooks.example.com/T0/B0/SECRETPATH", secret = "hmac-
     for db in databases::both().await {
         let ws = workspace(&db).await;
         let mut c = db.store.change().await.expect("change");
-        let done = catalog::import(c.conn(), db.store.key(), &ws, &file, now()).await.expect("import");
+        let done = catalog::import(c.conn(), db.store.key(), &ws, &file, now())
+            .await
+            .expect("import");
         assert_eq!((done.sources, done.keys), (1, 1));
-        let done = catalog::import(c.conn(), db.store.key(), &ws, &extra, now()).await.expect("import");
-        assert_eq!((done.sources, done.keys, done.destinations, done.plans), (1, 2, 1, 1));
-        c.record(draft("catalog.import", "file")).await.expect("record");
+        let done = catalog::import(c.conn(), db.store.key(), &ws, &extra, now())
+            .await
+            .expect("import");
+        assert_eq!(
+            (done.sources, done.keys, done.destinations, done.plans),
+            (1, 2, 1, 1)
+        );
+        c.record(draft("catalog.import", "file"))
+            .await
+            .expect("record");
         c.commit().await.expect("commit");
 
         let mut conn = db.store.read().await.expect("conn");
-        let doc = catalog::export(&mut conn, db.store.key(), &ws).await.expect("export");
+        let doc = catalog::export(&mut conn, db.store.key(), &ws)
+            .await
+            .expect("export");
         let json = serde_json::to_string(&doc).expect("json");
-        assert!(!json.contains("demo-write-key") && !json.contains("app-key"), "plaintext key exported");
+        assert!(
+            !json.contains("demo-write-key") && !json.contains("app-key"),
+            "plaintext key exported"
+        );
         let snapshot = Snapshot::try_build(1, &doc).expect("installable");
         assert!(snapshot.authenticate("demo-write-key", now()).is_ok());
         assert!(snapshot.authenticate("app-key", now()).is_ok());
@@ -327,11 +492,16 @@ settings = { url = "https://hooks.example.com/T0/B0/SECRETPATH", secret = "hmac-
         assert_eq!(doc.tracking_plans[0].version, 3);
 
         // Destination settings are sealed at rest: the raw row shows no credential.
-        let raw: String = sqlx::query_scalar("SELECT sealed_doc FROM destinations WHERE id = 'hook'")
-            .fetch_one(&mut *conn)
-            .await
-            .expect("raw");
-        assert!(!raw.contains("SECRETPATH") && !raw.contains("hmac-secret") && !raw.contains("hooks.example.com"));
+        let raw: String =
+            sqlx::query_scalar("SELECT sealed_doc FROM destinations WHERE id = 'hook'")
+                .fetch_one(&mut *conn)
+                .await
+                .expect("raw");
+        assert!(
+            !raw.contains("SECRETPATH")
+                && !raw.contains("hmac-secret")
+                && !raw.contains("hooks.example.com")
+        );
         // A sealed document moved onto another row does not open.
         drop(conn);
         let mut raw_conn = db.raw().await;
@@ -344,7 +514,11 @@ settings = { url = "https://hooks.example.com/T0/B0/SECRETPATH", secret = "hmac-
         .expect("copy");
         let mut conn = db.store.read().await.expect("conn");
         let moved = store::destinations::get(&mut conn, db.store.key(), &ws, "copy").await;
-        assert!(matches!(moved, Err(StoreError::Secret(_))), "{}: {moved:?}", db.label);
+        assert!(
+            matches!(moved, Err(StoreError::Secret(_))),
+            "{}: {moved:?}",
+            db.label
+        );
         drop(conn);
         db.finish().await;
     }

@@ -175,6 +175,8 @@ CREATE TABLE setup_links (
     digest TEXT PRIMARY KEY,
     workspace_id TEXT NOT NULL REFERENCES workspaces(id),
     role TEXT NOT NULL,
+    -- An invite's link is for this email only; the setup link takes any.
+    email TEXT NOT NULL DEFAULT '',
     expires_at BIGINT NOT NULL,
     used_at BIGINT
 );

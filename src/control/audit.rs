@@ -148,7 +148,9 @@ pub enum Broken {
         seq: u64,
     },
     /// The chain ends before its recorded head: events at the end were deleted.
-    #[error("audit chain ends at event {found} but its head records {expected} (events were deleted)")]
+    #[error(
+        "audit chain ends at event {found} but its head records {expected} (events were deleted)"
+    )]
     Truncated {
         /// The head's sequence number.
         expected: u64,

@@ -26,6 +26,7 @@ pub mod destinations;
 pub mod grants;
 pub mod groups;
 pub mod invites;
+pub mod labels;
 pub mod plans;
 pub mod sources;
 pub mod tokens;

@@ -44,7 +44,9 @@ impl TestDb {
     /// A raw connection (to tamper with rows as an attacker with database access would).
     pub async fn raw(&self) -> sqlx::AnyConnection {
         sqlx::any::install_default_drivers();
-        sqlx::AnyConnection::connect(&self.url).await.expect("raw connection")
+        sqlx::AnyConnection::connect(&self.url)
+            .await
+            .expect("raw connection")
     }
 }
 
@@ -56,7 +58,10 @@ pub fn key() -> Key {
 /// A fresh store on SQLite.
 pub async fn sqlite() -> TestDb {
     let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("control.db").display());
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("control.db").display()
+    );
     let store = Store::open(&url, key()).await.expect("open SQLite store");
     TestDb {
         label: "sqlite",
@@ -78,9 +83,13 @@ pub async fn postgres() -> TestDb {
         .execute(&mut admin)
         .await
         .expect("create test database");
-    let (base, _) = admin_url.rsplit_once('/').expect("database URL with a path");
+    let (base, _) = admin_url
+        .rsplit_once('/')
+        .expect("database URL with a path");
     let url = format!("{base}/{name}");
-    let store = Store::open(&url, key()).await.expect("open PostgreSQL store");
+    let store = Store::open(&url, key())
+        .await
+        .expect("open PostgreSQL store");
     TestDb {
         label: "postgres",
         store,

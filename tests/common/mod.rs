@@ -47,6 +47,8 @@ pub fn catalog_with(id: &str) -> String {
 pub struct TestServer {
     pub addr: SocketAddr,
     pub admin: SocketAddr,
+    /// The control plane's API (served when `catalog.source = "control"`).
+    pub control: SocketAddr,
     pub dir: tempfile::TempDir,
     pub config: Config,
     shutdown: CancellationToken,
@@ -59,6 +61,7 @@ impl TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("catalog.toml"), catalog).expect("write catalog");
         let mut config = Config::default();
+        config.catalog.source = sluice::config::CatalogSourceKind::File;
         config.catalog.path = dir.path().join("catalog.toml");
         config.catalog.poll_interval_ms = 100;
         config.log.dir = dir.path().join("log");
@@ -78,8 +81,11 @@ impl TestServer {
         let admin = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = data.local_addr().expect("addr");
         let admin_addr = admin.local_addr().expect("addr");
+        let control = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let control_addr = control.local_addr().expect("addr");
         data.set_nonblocking(true).expect("nonblocking");
         admin.set_nonblocking(true).expect("nonblocking");
+        control.set_nonblocking(true).expect("nonblocking");
         let shutdown = CancellationToken::new();
         let thread = {
             let config = config.clone();
@@ -94,6 +100,9 @@ impl TestServer {
                     let listeners = sluice::Listeners {
                         data: tokio::net::TcpListener::from_std(data).expect("listener"),
                         admin: tokio::net::TcpListener::from_std(admin).expect("listener"),
+                        control: Some(
+                            tokio::net::TcpListener::from_std(control).expect("listener"),
+                        ),
                     };
                     if let Err(error) = sluice::serve(config, listeners, shutdown).await {
                         eprintln!("serve failed: {error}");
@@ -104,6 +113,7 @@ impl TestServer {
         let server = Self {
             addr,
             admin: admin_addr,
+            control: control_addr,
             dir,
             config,
             shutdown,

@@ -13,8 +13,15 @@ use crate::protocols::{ControlsDoc, Enforcement, PlanDoc};
 
 /// The workspace as a catalog document: every source with its key *digests* (never a
 /// key), every destination with its settings, every plan at its published version.
-pub async fn export(conn: &mut AnyConnection, key: &Key, workspace: &str) -> Result<Document, StoreError> {
-    let mut keys = sources::all_keys(conn, workspace).await?.into_iter().peekable();
+pub async fn export(
+    conn: &mut AnyConnection,
+    key: &Key,
+    workspace: &str,
+) -> Result<Document, StoreError> {
+    let mut keys = sources::all_keys(conn, workspace)
+        .await?
+        .into_iter()
+        .peekable();
     let mut doc = Document::default();
     for source in sources::all(conn, workspace).await? {
         let mut write_keys = Vec::new();
@@ -43,7 +50,11 @@ pub async fn export(conn: &mut AnyConnection, key: &Key, workspace: &str) -> Res
         .sources
         .iter()
         .enumerate()
-        .filter(|(_, s)| s.tracking_plan.as_deref().is_some_and(|p| !published.contains(p)))
+        .filter(|(_, s)| {
+            s.tracking_plan
+                .as_deref()
+                .is_some_and(|p| !published.contains(p))
+        })
         .map(|(i, _)| i)
         .collect();
     for i in unpublished {
@@ -56,10 +67,9 @@ pub async fn export(conn: &mut AnyConnection, key: &Key, workspace: &str) -> Res
 }
 
 fn source_doc(source: SourceRow, write_keys: Vec<KeyDoc>) -> Result<SourceDoc, StoreError> {
-    let enforcement: Enforcement = serde_json::from_value(serde_json::Value::String(
-        source.enforcement.clone(),
-    ))
-    .map_err(|e| StoreError::Corrupt(format!("source {} enforcement: {e}", source.id)))?;
+    let enforcement: Enforcement =
+        serde_json::from_value(serde_json::Value::String(source.enforcement.clone()))
+            .map_err(|e| StoreError::Corrupt(format!("source {} enforcement: {e}", source.id)))?;
     let protocols: ControlsDoc = serde_json::from_value(source.controls.clone())
         .map_err(|e| StoreError::Corrupt(format!("source {} controls: {e}", source.id)))?;
     Ok(SourceDoc {
@@ -134,7 +144,16 @@ pub async fn import(
         done.sources += 1;
         for k in &s.write_keys {
             let Some(digest) = k.digest() else { continue };
-            let k_row = sources::add_key(conn, &s.id, &digest.to_hex(), "imported", "import", k.expires_at, now).await?;
+            let k_row = sources::add_key(
+                conn,
+                &s.id,
+                &digest.to_hex(),
+                "imported",
+                "import",
+                k.expires_at,
+                now,
+            )
+            .await?;
             if k.revoked {
                 sources::revoke_key(conn, &k_row.id, now).await?;
             }

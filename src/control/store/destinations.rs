@@ -28,7 +28,8 @@ pub struct DestinationRow {
     pub updated_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str = "d.id, d.name, d.metadata_id, d.enabled, d.sealed_doc, d.created_at, d.updated_at";
+const COLUMNS: &str =
+    "d.id, d.name, d.metadata_id, d.enabled, d.sealed_doc, d.created_at, d.updated_at";
 
 /// The AEAD context binds a sealed document to its destination: a sealed blob copied
 /// onto another row does not open.
@@ -61,10 +62,12 @@ async fn decode(
 }
 
 async fn connected(conn: &mut AnyConnection, id: &str) -> Result<Vec<String>, StoreError> {
-    let rows = sqlx::query("SELECT source_id FROM connections WHERE destination_id = $1 ORDER BY source_id")
-        .bind(id)
-        .fetch_all(conn)
-        .await?;
+    let rows = sqlx::query(
+        "SELECT source_id FROM connections WHERE destination_id = $1 ORDER BY source_id",
+    )
+    .bind(id)
+    .fetch_all(conn)
+    .await?;
     rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
 }
 
@@ -181,7 +184,11 @@ pub async fn insert(
 }
 
 /// Replaces a destination's fields, sealed document and connections.
-pub async fn update(conn: &mut AnyConnection, key: &Key, row: &DestinationRow) -> Result<(), StoreError> {
+pub async fn update(
+    conn: &mut AnyConnection,
+    key: &Key,
+    row: &DestinationRow,
+) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE destinations SET name = $2, metadata_id = $3, enabled = $4, sealed_doc = $5, updated_at = $6 WHERE id = $1",
     )
@@ -196,7 +203,11 @@ pub async fn update(conn: &mut AnyConnection, key: &Key, row: &DestinationRow) -
     set_connections(conn, &row.id, &row.doc.sources).await
 }
 
-async fn set_connections(conn: &mut AnyConnection, id: &str, sources: &[String]) -> Result<(), StoreError> {
+async fn set_connections(
+    conn: &mut AnyConnection,
+    id: &str,
+    sources: &[String],
+) -> Result<(), StoreError> {
     sqlx::query("DELETE FROM connections WHERE destination_id = $1")
         .bind(id)
         .execute(&mut *conn)

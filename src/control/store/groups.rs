@@ -126,7 +126,11 @@ pub async fn of_user(
 }
 
 /// Adds a member (idempotent).
-pub async fn add_member(conn: &mut AnyConnection, group: &str, user: &str) -> Result<(), StoreError> {
+pub async fn add_member(
+    conn: &mut AnyConnection,
+    group: &str,
+    user: &str,
+) -> Result<(), StoreError> {
     sqlx::query("DELETE FROM group_members WHERE group_id = $1 AND user_id = $2")
         .bind(group)
         .bind(user)

@@ -16,35 +16,46 @@ pub async fn put(
 ) -> Result<(), StoreError> {
     let email = email.trim().to_lowercase();
     remove(conn, workspace, &email).await?;
-    sqlx::query("INSERT INTO invites (workspace_id, email, role, created_at) VALUES ($1, $2, $3, $4)")
-        .bind(workspace)
-        .bind(&email)
-        .bind(role.name())
-        .bind(ms(now))
-        .execute(conn)
-        .await?;
+    sqlx::query(
+        "INSERT INTO invites (workspace_id, email, role, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(workspace)
+    .bind(&email)
+    .bind(role.name())
+    .bind(ms(now))
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
 /// Pending invites' emails and roles.
-pub async fn list(conn: &mut AnyConnection, workspace: &str) -> Result<Vec<(String, Role)>, StoreError> {
-    let rows = sqlx::query("SELECT email, role FROM invites WHERE workspace_id = $1 ORDER BY email")
-        .bind(workspace)
-        .fetch_all(conn)
-        .await?;
+pub async fn list(
+    conn: &mut AnyConnection,
+    workspace: &str,
+) -> Result<Vec<(String, Role)>, StoreError> {
+    let rows =
+        sqlx::query("SELECT email, role FROM invites WHERE workspace_id = $1 ORDER BY email")
+            .bind(workspace)
+            .fetch_all(conn)
+            .await?;
     rows.iter()
         .map(|r| {
             let role: String = r.try_get(1)?;
             Ok((
                 r.try_get(0)?,
-                Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("invite role {role}")))?,
+                Role::parse(&role)
+                    .ok_or_else(|| StoreError::Corrupt(format!("invite role {role}")))?,
             ))
         })
         .collect()
 }
 
 /// Withdraws an invite.
-pub async fn remove(conn: &mut AnyConnection, workspace: &str, email: &str) -> Result<(), StoreError> {
+pub async fn remove(
+    conn: &mut AnyConnection,
+    workspace: &str,
+    email: &str,
+) -> Result<(), StoreError> {
     sqlx::query("DELETE FROM invites WHERE workspace_id = $1 AND email = $2")
         .bind(workspace)
         .bind(email.trim().to_lowercase())
@@ -59,12 +70,14 @@ pub async fn add_link(
     workspace: &str,
     digest: &str,
     role: Role,
+    email: &str,
     expires_at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO setup_links (digest, workspace_id, role, expires_at) VALUES ($1, $2, $3, $4)")
+    sqlx::query("INSERT INTO setup_links (digest, workspace_id, role, email, expires_at) VALUES ($1, $2, $3, $4, $5)")
         .bind(digest)
         .bind(workspace)
         .bind(role.name())
+        .bind(email.trim().to_lowercase())
         .bind(ms(expires_at))
         .execute(conn)
         .await?;
@@ -74,8 +87,6 @@ pub async fn add_link(
 /// Why a link cannot be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkState {
-    /// Usable: its workspace and the role it gives are returned by [`use_link`].
-    Valid,
     /// Unknown (or never existed).
     Unknown,
     /// Used already.
@@ -84,16 +95,29 @@ pub enum LinkState {
     Expired,
 }
 
-/// Uses a one-time link: marks it used and returns its workspace and role, or why not.
-pub async fn use_link(
+/// What a usable link gives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    /// Workspace joined.
+    pub workspace_id: String,
+    /// Role given.
+    pub role: Role,
+    /// The only email that may use it (empty: any).
+    pub email: String,
+}
+
+/// Looks a link up without using it (the form page).
+pub async fn peek_link(
     conn: &mut AnyConnection,
     digest: &str,
     now: DateTime<Utc>,
-) -> Result<Result<(String, Role), LinkState>, StoreError> {
-    let row = sqlx::query("SELECT workspace_id, role, expires_at, used_at FROM setup_links WHERE digest = $1")
-        .bind(digest)
-        .fetch_optional(&mut *conn)
-        .await?;
+) -> Result<Result<Link, LinkState>, StoreError> {
+    let row = sqlx::query(
+        "SELECT workspace_id, role, expires_at, used_at, email FROM setup_links WHERE digest = $1",
+    )
+    .bind(digest)
+    .fetch_optional(&mut *conn)
+    .await?;
     let Some(row) = row else {
         return Ok(Err(LinkState::Unknown));
     };
@@ -104,14 +128,31 @@ pub async fn use_link(
         return Ok(Err(LinkState::Expired));
     }
     let role: String = row.try_get(1)?;
-    let role = Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("link role {role}")))?;
-    let used = sqlx::query("UPDATE setup_links SET used_at = $2 WHERE digest = $1 AND used_at IS NULL")
-        .bind(digest)
-        .bind(ms(now))
-        .execute(conn)
-        .await?;
+    Ok(Ok(Link {
+        workspace_id: row.try_get(0)?,
+        role: Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("link role {role}")))?,
+        email: row.try_get(4)?,
+    }))
+}
+
+/// Uses a one-time link: marks it used and returns what it gives, or why not.
+pub async fn use_link(
+    conn: &mut AnyConnection,
+    digest: &str,
+    now: DateTime<Utc>,
+) -> Result<Result<Link, LinkState>, StoreError> {
+    let link = match peek_link(conn, digest, now).await? {
+        Ok(link) => link,
+        Err(state) => return Ok(Err(state)),
+    };
+    let used =
+        sqlx::query("UPDATE setup_links SET used_at = $2 WHERE digest = $1 AND used_at IS NULL")
+            .bind(digest)
+            .bind(ms(now))
+            .execute(conn)
+            .await?;
     if used.rows_affected() != 1 {
         return Ok(Err(LinkState::Used));
     }
-    Ok(Ok((row.try_get(0)?, role)))
+    Ok(Ok(link))
 }

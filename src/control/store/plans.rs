@@ -50,7 +50,11 @@ fn rules_json(rules: &[RuleDoc]) -> Result<String, StoreError> {
 }
 
 /// Inserts a plan.
-pub async fn insert(conn: &mut AnyConnection, workspace: &str, plan: &PlanRow) -> Result<(), StoreError> {
+pub async fn insert(
+    conn: &mut AnyConnection,
+    workspace: &str,
+    plan: &PlanRow,
+) -> Result<(), StoreError> {
     sqlx::query(sql!(
         "INSERT INTO tracking_plans (workspace_id, {COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
     ))
@@ -69,7 +73,11 @@ pub async fn insert(conn: &mut AnyConnection, workspace: &str, plan: &PlanRow) -
 }
 
 /// A plan of `workspace`.
-pub async fn get(conn: &mut AnyConnection, workspace: &str, id: &str) -> Result<Option<PlanRow>, StoreError> {
+pub async fn get(
+    conn: &mut AnyConnection,
+    workspace: &str,
+    id: &str,
+) -> Result<Option<PlanRow>, StoreError> {
     let row = sqlx::query(sql!(
         "SELECT {COLUMNS} FROM tracking_plans WHERE workspace_id = $1 AND id = $2"
     ))
@@ -160,4 +168,21 @@ pub async fn published(
         out.push((id, r.try_get(1)?, version, rules));
     }
     Ok(out)
+}
+
+/// Deletes a plan (its versions go with it; sources that named it enforce nothing).
+pub async fn delete(conn: &mut AnyConnection, id: &str) -> Result<(), StoreError> {
+    sqlx::query("UPDATE sources SET tracking_plan_id = NULL WHERE tracking_plan_id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM tracking_plan_versions WHERE plan_id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM tracking_plans WHERE id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
 }

@@ -175,7 +175,10 @@ pub async fn all(conn: &mut AnyConnection, workspace: &str) -> Result<Vec<Source
     Ok(out)
 }
 
-async fn labels_of(conn: &mut AnyConnection, id: &str) -> Result<Vec<(String, String)>, StoreError> {
+async fn labels_of(
+    conn: &mut AnyConnection,
+    id: &str,
+) -> Result<Vec<(String, String)>, StoreError> {
     let rows = sqlx::query(
         "SELECT label_key, label_value FROM source_labels WHERE source_id = $1 ORDER BY label_key, label_value",
     )
@@ -245,12 +248,14 @@ async fn set_labels(
         .await?;
     let mut seen = std::collections::HashSet::new();
     for (key, value) in labels.iter().filter(|l| seen.insert(*l)) {
-        sqlx::query("INSERT INTO source_labels (source_id, label_key, label_value) VALUES ($1, $2, $3)")
-            .bind(id)
-            .bind(key)
-            .bind(value)
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query(
+            "INSERT INTO source_labels (source_id, label_key, label_value) VALUES ($1, $2, $3)",
+        )
+        .bind(id)
+        .bind(key)
+        .bind(value)
+        .execute(&mut *conn)
+        .await?;
     }
     Ok(())
 }
@@ -350,7 +355,10 @@ pub async fn add_key(
 }
 
 /// A source's keys, oldest first.
-pub async fn keys_of(conn: &mut AnyConnection, source: &str) -> Result<Vec<WriteKeyRow>, StoreError> {
+pub async fn keys_of(
+    conn: &mut AnyConnection,
+    source: &str,
+) -> Result<Vec<WriteKeyRow>, StoreError> {
     let rows = sqlx::query(sql!(
         "SELECT {KEY_COLUMNS} FROM write_keys WHERE source_id = $1 ORDER BY created_at, id"
     ))
@@ -361,7 +369,10 @@ pub async fn keys_of(conn: &mut AnyConnection, source: &str) -> Result<Vec<Write
 }
 
 /// Every key of a workspace's sources (catalog export).
-pub async fn all_keys(conn: &mut AnyConnection, workspace: &str) -> Result<Vec<WriteKeyRow>, StoreError> {
+pub async fn all_keys(
+    conn: &mut AnyConnection,
+    workspace: &str,
+) -> Result<Vec<WriteKeyRow>, StoreError> {
     let rows = sqlx::query(
         "SELECT k.id, k.source_id, k.digest, k.display, k.created_by, k.created_at, k.expires_at, k.revoked_at
          FROM write_keys k JOIN sources s ON s.id = k.source_id WHERE s.workspace_id = $1 ORDER BY k.source_id, k.created_at, k.id",
@@ -373,7 +384,11 @@ pub async fn all_keys(conn: &mut AnyConnection, workspace: &str) -> Result<Vec<W
 }
 
 /// Marks a key revoked (it stays listed, refused).
-pub async fn revoke_key(conn: &mut AnyConnection, id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+pub async fn revoke_key(
+    conn: &mut AnyConnection,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
     sqlx::query("UPDATE write_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
         .bind(id)
         .bind(ms(now))

@@ -130,7 +130,10 @@ pub async fn insert(
 }
 
 /// The token with this digest (hex), whatever its state: the policy judges it.
-pub async fn by_digest(conn: &mut AnyConnection, digest: &str) -> Result<Option<TokenRow>, StoreError> {
+pub async fn by_digest(
+    conn: &mut AnyConnection,
+    digest: &str,
+) -> Result<Option<TokenRow>, StoreError> {
     let row = sqlx::query(sql!("SELECT {COLUMNS} FROM tokens WHERE digest = $1"))
         .bind(digest)
         .fetch_optional(conn)
@@ -189,7 +192,11 @@ pub async fn touch(
 }
 
 /// Revokes a token.
-pub async fn revoke(conn: &mut AnyConnection, id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+pub async fn revoke(
+    conn: &mut AnyConnection,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
     sqlx::query("UPDATE tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
         .bind(id)
         .bind(ms(now))

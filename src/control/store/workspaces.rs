@@ -133,3 +133,11 @@ pub async fn update(
     .await?;
     Ok(())
 }
+
+/// Every workspace's id, oldest first.
+pub async fn all_ids(conn: &mut AnyConnection) -> Result<Vec<String>, StoreError> {
+    let rows = sqlx::query("SELECT id FROM workspaces ORDER BY created_at, id")
+        .fetch_all(conn)
+        .await?;
+    rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+}

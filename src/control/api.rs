@@ -1,0 +1,616 @@
+//! The control plane's REST API under `/api/v1`, compatible with Segment's Public API
+//! for the resources both have (wire facts: `shared/spec/public-api.md`).
+//!
+//! A request goes: rate limit (per token) → [`Caller`] (Bearer token → user, as the
+//! policy sees them) → handler: load the resource, ask [`Api::allow`] (which asks
+//! [`policy::authorize`]), act in a store [`Change`](super::store::Change) with its audit
+//! event, answer `{"data": …}`. Every failure is an [`ApiError`], answered as
+//! `{"errors":[{"type","message","field"?}]}` with its status.
+//!
+//! One file per resource family below; wire types live with their handlers.
+
+pub mod audit;
+pub mod destinations;
+pub mod iam;
+pub mod plans;
+pub mod setup;
+pub mod sources;
+pub mod tokens;
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, request::Parts};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use governor::clock::DefaultClock;
+use governor::middleware::StateInformationMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use super::audit::{Actor, Draft};
+use super::policy::{self, Action, Decision, Reason, ResourceRef};
+use super::store::tokens::TokenRow;
+use super::store::workspaces::Workspace;
+use super::store::{self, Store, StoreError};
+use super::token;
+
+/// Largest request body the API reads (tracking plans with many rules fit).
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+/// Default and largest page size.
+pub const PAGE_DEFAULT: u32 = 10;
+/// Largest page size.
+pub const PAGE_MAX: u32 = 200;
+
+type Limiter =
+    RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
+
+/// Shared state of the API.
+#[derive(Debug)]
+pub struct Api {
+    /// The store.
+    pub store: Store,
+    /// Requests per minute per token.
+    pub rate_per_minute: NonZeroU32,
+    limiter: Limiter,
+    /// The URL people reach the control listener at (setup links).
+    pub public_url: String,
+}
+
+impl Api {
+    /// The API over `store`; `rate_per_minute` requests per token per minute.
+    pub fn new(store: Store, rate_per_minute: NonZeroU32, public_url: String) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            rate_per_minute,
+            limiter: RateLimiter::keyed(Quota::per_minute(rate_per_minute))
+                .with_middleware::<StateInformationMiddleware>(),
+            public_url,
+        })
+    }
+
+    /// Asks the policy. A refusal becomes the right error: 401 for a dead token, 404 for
+    /// a hidden resource (exactly as a missing one, `missing` says what to call it), 403
+    /// otherwise; refusals of anything but a read are written to the audit log.
+    pub async fn allow(
+        &self,
+        caller: &Caller,
+        action: Action,
+        resource: ResourceRef<'_>,
+        missing: ApiError,
+    ) -> Result<Decision, ApiError> {
+        let decision = caller.decide(action, resource);
+        if decision.allowed {
+            return Ok(decision);
+        }
+        match decision.reason {
+            Reason::TokenExpired => return Err(ApiError::Unauthorized("token_expired")),
+            Reason::TokenRevoked => return Err(ApiError::Unauthorized("token_revoked")),
+            Reason::UserInactive => return Err(ApiError::Unauthorized("invalid_token")),
+            Reason::Hidden => return Err(missing),
+            _ => {}
+        }
+        if !is_read(action) {
+            let (kind, id) = describe(resource);
+            let draft = caller.draft(
+                &format!("access.denied.{}", action_name(action)),
+                kind,
+                &id,
+                None,
+                Some(json!({"reason": decision.reason, "rules": decision.rules})),
+            );
+            let mut change = self.store.change().await?;
+            change.record(draft).await?;
+            change.commit().await?;
+        }
+        Err(ApiError::Forbidden(format!(
+            "not allowed to {} ({})",
+            action_name(action),
+            reason_name(decision.reason)
+        )))
+    }
+}
+
+fn is_read(action: Action) -> bool {
+    matches!(
+        action,
+        Action::ViewWorkspace
+            | Action::ViewSource
+            | Action::ViewDestination
+            | Action::ViewDestinationSecrets
+    )
+}
+
+fn describe(resource: ResourceRef<'_>) -> (&'static str, String) {
+    match resource {
+        ResourceRef::Workspace => ("workspace", String::new()),
+        ResourceRef::Source(s) => ("source", s.id.to_owned()),
+        ResourceRef::Destination(d) => ("destination", d.id.to_owned()),
+        ResourceRef::Connection(s, d) => ("connection", format!("{}->{}", s.id, d.id)),
+    }
+}
+
+fn action_name(action: Action) -> String {
+    serde_json::to_value(action)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn reason_name(reason: Reason) -> String {
+    serde_json::to_value(reason)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// Builds the `/api/v1` router (and the setup pages), layers listed outside in.
+pub fn router(api: Arc<Api>) -> Router {
+    // Per-token rate limit, with the X-RateLimit-* headers on every answer.
+    let limited = axum::middleware::from_fn_with_state(api.clone(), rate_limit);
+    let v1 = Router::new()
+        .merge(sources::routes())
+        .merge(destinations::routes())
+        .merge(plans::routes())
+        .merge(iam::routes())
+        .merge(tokens::routes())
+        .merge(audit::routes())
+        .layer(limited.clone());
+    Router::new()
+        .nest("/api/v1", v1)
+        // Segment's clients ask for the workspace at the base URL with its slash.
+        .route(
+            "/api/v1/",
+            axum::routing::get(iam::workspace).layer(limited),
+        )
+        .merge(setup::routes())
+        .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        // Bodies are bounded before any handler reads them.
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(api)
+}
+
+/// Serves the router on `listener` until `shutdown`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    api: Arc<Api>,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> std::io::Result<()> {
+    let app = router(api).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
+
+/// The key the rate limiter counts a request under: a well-formed token's digest, else
+/// the client address (so made-up tokens cannot each get a fresh budget).
+fn limiter_key(headers: &HeaderMap, addr: Option<SocketAddr>) -> String {
+    match bearer(headers).and_then(|t| token::parse(t).ok()) {
+        Some(digest) => digest.to_hex(),
+        None => addr.map_or_else(|| "unknown".into(), |a| a.ip().to_string()),
+    }
+}
+
+async fn rate_limit(State(api): State<Arc<Api>>, request: Request, next: Next) -> Response {
+    let addr = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    let key = limiter_key(request.headers(), addr);
+    let limit = api.rate_per_minute.get();
+    let (mut response, remaining, reset) = match api.limiter.check_key(&key) {
+        Ok(snapshot) => {
+            let remaining = snapshot.remaining_burst_capacity();
+            (next.run(request).await, remaining, 0)
+        }
+        Err(not_until) => {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ));
+            let secs = wait.as_secs() + 1;
+            let mut response = ApiError::RateLimited.into_response();
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                response.headers_mut().insert("retry-after", v);
+            }
+            (response, 0, secs)
+        }
+    };
+    let headers = response.headers_mut();
+    for (name, value) in [
+        ("x-ratelimit-limit", u64::from(limit)),
+        ("x-ratelimit-remaining", u64::from(remaining)),
+        ("x-ratelimit-reset", reset),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&value.to_string()) {
+            headers.insert(name, v);
+        }
+    }
+    response
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get("authorization")?.to_str().ok()?;
+    let (scheme, rest) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+}
+
+/// Who is calling: the token, its owner as the policy sees them, their workspace.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The token used.
+    pub token: TokenRow,
+    /// Its owner, with grants and groups, loaded for this request.
+    pub user: policy::User,
+    /// The token's workspace.
+    pub workspace: Workspace,
+    /// Client address.
+    pub ip: Option<String>,
+    /// Client user agent.
+    pub user_agent: Option<String>,
+    /// Decision time.
+    pub now: DateTime<Utc>,
+}
+
+impl Caller {
+    /// The policy's decision for this caller.
+    pub fn decide(&self, action: Action, resource: ResourceRef<'_>) -> Decision {
+        let token = self.token.policy();
+        policy::authorize(
+            policy::Principal {
+                user: &self.user,
+                token: Some(&token),
+            },
+            action,
+            resource,
+            self.workspace.settings.policy(),
+            self.now,
+        )
+    }
+
+    /// An audit draft with this caller as the actor.
+    pub fn draft(
+        &self,
+        action: &str,
+        resource_type: &str,
+        resource_id: &str,
+        before: Option<Value>,
+        after: Option<Value>,
+    ) -> Draft {
+        Draft {
+            time: self.now,
+            actor: Actor::Token {
+                id: self.token.id.clone(),
+                user: self.user.id.clone(),
+            },
+            action: action.to_owned(),
+            resource_type: resource_type.to_owned(),
+            resource_id: resource_id.to_owned(),
+            before,
+            after,
+            ip: self.ip.clone(),
+            user_agent: self.user_agent.clone(),
+        }
+    }
+}
+
+impl FromRequestParts<Arc<Api>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, api: &Arc<Api>) -> Result<Self, ApiError> {
+        let presented = bearer(&parts.headers).ok_or(ApiError::Unauthorized("invalid_token"))?;
+        let digest =
+            token::parse(presented).map_err(|_| ApiError::Unauthorized("invalid_token"))?;
+        let now = Utc::now();
+        let mut conn = api.store.read().await?;
+        let row = store::tokens::by_digest(&mut conn, &digest.to_hex())
+            .await?
+            .ok_or(ApiError::Unauthorized("invalid_token"))?;
+        let workspace = store::workspaces::get(&mut conn, &row.workspace_id)
+            .await?
+            .ok_or(ApiError::Unauthorized("invalid_token"))?;
+        let user = store::users::principal(&mut conn, &workspace.id, &row.user_id)
+            .await?
+            .ok_or(ApiError::Unauthorized("invalid_token"))?;
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip().to_string());
+        let user_agent = parts
+            .headers
+            .get("user-agent")
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(256).collect());
+        let caller = Self {
+            token: row,
+            user,
+            workspace,
+            ip,
+            user_agent,
+            now,
+        };
+        // A dead token is refused before anything else (the policy says which way).
+        let alive = caller.decide(Action::ViewWorkspace, ResourceRef::Workspace);
+        match alive.reason {
+            Reason::TokenExpired => return Err(ApiError::Unauthorized("token_expired")),
+            Reason::TokenRevoked => return Err(ApiError::Unauthorized("token_revoked")),
+            Reason::UserInactive => return Err(ApiError::Unauthorized("invalid_token")),
+            _ => {}
+        }
+        store::tokens::touch(
+            &mut conn,
+            &caller.token.id,
+            caller.ip.as_deref().unwrap_or_default(),
+            now,
+        )
+        .await?;
+        Ok(caller)
+    }
+}
+
+/// Everything the API answers with other than success.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request is malformed or a field is invalid.
+    #[error("{message}")]
+    Invalid {
+        /// What is wrong.
+        message: String,
+        /// Which field (JSON path or query key), when one is to blame.
+        field: Option<String>,
+    },
+    /// 401 with the token's state: `invalid_token`, `token_expired`, `token_revoked`.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// 403: the caller may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404: no such resource, or one the caller may not see (answered alike).
+    #[error("{0}")]
+    NotFound(String),
+    /// 409: a unique name or id is taken, or the change conflicts with the state.
+    #[error("{0}")]
+    Conflict(String),
+    /// 413: the body is larger than [`MAX_BODY_BYTES`].
+    #[error("the request body is larger than {MAX_BODY_BYTES} bytes")]
+    TooLarge,
+    /// 429: the token's request budget is spent.
+    #[error("too many requests for this token; see Retry-After")]
+    RateLimited,
+    /// 500: the store failed (details in the server's log, not in the answer).
+    #[error("internal error")]
+    Internal,
+}
+
+impl ApiError {
+    /// 400 about one field.
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            message: message.into(),
+            field: Some(field.to_owned()),
+        }
+    }
+
+    /// The 404 of a resource kind and id (the same words whether missing or hidden).
+    pub fn missing(kind: &str, id: &str) -> Self {
+        Self::NotFound(format!("{kind} {id:?} not found"))
+    }
+
+    fn status_and_type(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::Invalid { .. } => (StatusCode::BAD_REQUEST, "validation"),
+            Self::Unauthorized(kind) => (StatusCode::UNAUTHORIZED, kind),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            Self::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Conflict(what) => Self::Conflict(format!("{what} already exists")),
+            other => {
+                tracing::error!(error = %other, "control-plane store error");
+                Self::Internal
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, kind) = self.status_and_type();
+        let message = match &self {
+            Self::Unauthorized(kind) => match *kind {
+                "token_expired" => "the token has expired".to_owned(),
+                "token_revoked" => "the token has been revoked".to_owned(),
+                _ => "missing, malformed or unknown Bearer token".to_owned(),
+            },
+            other => other.to_string(),
+        };
+        let mut error = json!({"type": kind, "message": message});
+        if let Self::Invalid {
+            field: Some(field), ..
+        } = &self
+        {
+            error["field"] = json!(field);
+        }
+        let mut response = (status, Json(json!({ "errors": [error] }))).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                "www-authenticate",
+                HeaderValue::from_static("Bearer realm=\"sluice\""),
+            );
+        }
+        response
+    }
+}
+
+/// `{"data": value}` with 200.
+pub fn data(value: impl Serialize) -> Response {
+    Json(json!({ "data": value })).into_response()
+}
+
+/// `{"data":{"status":"SUCCESS"}}`, the answer to deletes and removals.
+pub fn success() -> Response {
+    data(json!({"status": "SUCCESS"}))
+}
+
+/// A JSON body that refuses unknown fields and names the field at fault.
+#[derive(Debug)]
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = axum::body::Bytes::from_request(request, state)
+            .await
+            .map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::TooLarge
+                } else {
+                    ApiError::Invalid {
+                        message: format!("cannot read the body: {e}"),
+                        field: None,
+                    }
+                }
+            })?;
+        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            &bytes
+        };
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            ApiError::Invalid {
+                message: format!("invalid body: {}", e.inner()),
+                field: (path != ".").then_some(path),
+            }
+        })?;
+        Ok(Self(value))
+    }
+}
+
+/// `pagination[count]` and `pagination[cursor]` of list requests.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct PageQuery {
+    /// Page size (1 to 200, default 10).
+    #[serde(rename = "pagination[count]", default)]
+    pub count: Option<String>,
+    /// Opaque cursor from the previous page's `pagination.next`.
+    #[serde(rename = "pagination[cursor]", default)]
+    pub cursor: Option<String>,
+}
+
+/// A validated page request.
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// Size.
+    pub count: u32,
+    /// Resume after this id (empty: from the start).
+    pub after: String,
+}
+
+impl PageQuery {
+    /// Checks the bounds and decodes the cursor.
+    pub fn page(&self) -> Result<Page, ApiError> {
+        let count = match &self.count {
+            None => PAGE_DEFAULT,
+            Some(text) => text
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=PAGE_MAX).contains(n))
+                .ok_or_else(|| {
+                    ApiError::field(
+                        "pagination[count]",
+                        format!("must be a whole number from 1 to {PAGE_MAX}"),
+                    )
+                })?,
+        };
+        let after = match &self.cursor {
+            None => String::new(),
+            Some(c) if c.is_empty() => String::new(),
+            Some(c) => decode_cursor(c).ok_or_else(|| {
+                ApiError::field("pagination[cursor]", "not a cursor this API gave")
+            })?,
+        };
+        Ok(Page { count, after })
+    }
+}
+
+fn decode_cursor(cursor: &str) -> Option<String> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    text.strip_prefix("after:").map(str::to_owned)
+}
+
+/// The `pagination` object of a page whose items' last id is `last` (when the page is full).
+pub fn pagination(page: &Page, returned: usize, last: Option<&str>) -> Value {
+    use base64::Engine as _;
+    let encode =
+        |id: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("after:{id}"));
+    let current = if page.after.is_empty() {
+        "MA".to_owned()
+    } else {
+        encode(&page.after)
+    };
+    let mut out = json!({ "current": current });
+    if returned == page.count as usize
+        && let Some(last) = last
+    {
+        out["next"] = json!(encode(last));
+    }
+    out
+}
+
+/// Checks a free-text field: present, trimmed length within bounds, no control chars.
+pub fn text_field(field: &str, value: &str, max: usize) -> Result<String, ApiError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(ApiError::field(field, "must not be empty"));
+    }
+    if value.chars().count() > max {
+        return Err(ApiError::field(field, format!("at most {max} characters")));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(ApiError::field(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+/// Checks an id-like field (slugs): 1–64 of `a-z 0-9 - _`, starting with a letter or digit.
+pub fn slug_field(field: &str, value: &str) -> Result<String, ApiError> {
+    let ok = !value.is_empty()
+        && value.len() <= 64
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && value.as_bytes()[0].is_ascii_alphanumeric();
+    if ok {
+        Ok(value.to_owned())
+    } else {
+        Err(ApiError::field(
+            field,
+            "1 to 64 characters of a-z, 0-9, '-' and '_', starting with a letter or digit",
+        ))
+    }
+}

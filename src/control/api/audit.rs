@@ -1,0 +1,230 @@
+//! `/audit-events` (JSON pages, CSV and JSON export) and `/catalog` (the revision the
+//! gateways are fed).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{Api, ApiError, Caller, PAGE_DEFAULT, PAGE_MAX, data};
+use crate::control::audit::{Actor, Event};
+use crate::control::policy::{Action, ResourceRef};
+use crate::control::store::audit_log::{self, Filter};
+
+/// Routes of this file.
+pub fn routes() -> Router<Arc<Api>> {
+    Router::new()
+        .route("/audit-events", get(list))
+        .route("/catalog", get(catalog))
+}
+
+/// Most events one export returns.
+pub const EXPORT_MAX: u32 = 100_000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    #[serde(rename = "pagination[count]", default)]
+    count: Option<String>,
+    #[serde(rename = "pagination[cursor]", default)]
+    cursor: Option<String>,
+    #[serde(default)]
+    actor: Option<String>,
+    #[serde(default)]
+    action: Option<String>,
+    #[serde(rename = "resourceType", default)]
+    resource_type: Option<String>,
+    #[serde(rename = "resourceId", default)]
+    resource_id: Option<String>,
+    #[serde(rename = "startTime", default)]
+    start: Option<DateTime<Utc>>,
+    #[serde(rename = "endTime", default)]
+    end: Option<DateTime<Utc>>,
+    /// `json` (default, paged), `csv` or `ndjson` (exports: every match, newest first).
+    #[serde(default)]
+    format: Option<String>,
+}
+
+/// An event on the wire: Segment's fields first, then Sluice's.
+pub fn wire(e: &Event) -> Value {
+    let (actor, actor_type) = match &e.what.actor {
+        Actor::User { id } => (id.clone(), "user"),
+        Actor::Token { user, .. } => (user.clone(), "token"),
+        Actor::Scim => ("scim".into(), "scim"),
+        Actor::Sso => ("sso".into(), "sso"),
+        Actor::System => ("system".into(), "system"),
+    };
+    json!({
+        "id": e.seq.to_string(),
+        "timestamp": e.what.time,
+        "type": e.what.action,
+        "actor": actor,
+        "actorType": actor_type,
+        "actorDetail": e.what.actor,
+        "resourceId": e.what.resource_id,
+        "resourceType": e.what.resource_type,
+        "resourceName": e.what.resource_id,
+        "before": e.what.before,
+        "after": e.what.after,
+        "ip": e.what.ip,
+        "userAgent": e.what.user_agent,
+        "prevHash": crate::control::store::hex32(&e.prev_hash),
+        "hash": crate::control::store::hex32(&e.hash),
+    })
+}
+
+async fn list(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Query(q): Query<AuditQuery>,
+) -> Result<Response, ApiError> {
+    let export = match q.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv" | "ndjson") => true,
+        Some(_) => return Err(ApiError::field("format", "json, csv or ndjson")),
+    };
+    let count = match &q.count {
+        None if export => EXPORT_MAX,
+        None => PAGE_DEFAULT,
+        Some(text) => text
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=PAGE_MAX).contains(n))
+            .ok_or_else(|| ApiError::field("pagination[count]", format!("from 1 to {PAGE_MAX}")))?,
+    };
+    let before_seq = match q.cursor.as_deref() {
+        None | Some("") => None,
+        Some(c) => Some(
+            c.parse::<u64>()
+                .map_err(|_| ApiError::field("pagination[cursor]", "not a cursor this API gave"))?,
+        ),
+    };
+    for (field, value) in [
+        ("actor", &q.actor),
+        ("action", &q.action),
+        ("resourceType", &q.resource_type),
+        ("resourceId", &q.resource_id),
+    ] {
+        if value.as_ref().is_some_and(|v| v.len() > 200) {
+            return Err(ApiError::field(field, "at most 200 characters"));
+        }
+    }
+    api.allow(
+        &caller,
+        Action::ReadAudit,
+        ResourceRef::Workspace,
+        ApiError::missing("workspace", ""),
+    )
+    .await?;
+    let filter = Filter {
+        actor: q.actor,
+        action: q.action,
+        resource_type: q.resource_type,
+        resource_id: q.resource_id,
+        start: q.start,
+        end: q.end,
+        before_seq,
+    };
+    let mut conn = api.store.read().await?;
+    let events = audit_log::list(&mut conn, &filter, count).await?;
+    match q.format.as_deref() {
+        Some("csv") => Ok(csv(&events)),
+        Some("ndjson") => {
+            let mut body = String::new();
+            for e in &events {
+                body.push_str(&wire(e).to_string());
+                body.push('\n');
+            }
+            Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
+        }
+        _ => {
+            let mut pagination =
+                json!({"current": before_seq.map_or_else(|| "MA".to_owned(), |s| s.to_string())});
+            if events.len() == count as usize
+                && let Some(last) = events.last()
+            {
+                pagination["next"] = json!(last.seq.to_string());
+            }
+            Ok(data(json!({
+                "events": events.iter().map(wire).collect::<Vec<_>>(),
+                "pagination": pagination,
+            })))
+        }
+    }
+}
+
+fn csv(events: &[Event]) -> Response {
+    let columns = [
+        "id",
+        "timestamp",
+        "type",
+        "actor",
+        "actorType",
+        "resourceType",
+        "resourceId",
+        "ip",
+        "userAgent",
+        "before",
+        "after",
+        "hash",
+    ];
+    let mut out = columns.join(",");
+    out.push('\n');
+    for e in events {
+        let w = wire(e);
+        let cells: Vec<String> = columns
+            .iter()
+            .map(|c| match &w[*c] {
+                Value::Null => String::new(),
+                Value::String(s) => cell(s),
+                other => cell(&other.to_string()),
+            })
+            .collect();
+        out.push_str(&cells.join(","));
+        out.push('\n');
+    }
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"audit-events.csv\"",
+            ),
+        ],
+        out,
+    )
+        .into_response()
+}
+
+/// A CSV cell: quoted when needed; a leading `= + - @` is neutralised so a spreadsheet
+/// never runs a cell as a formula.
+fn cell(text: &str) -> String {
+    let text = if text.starts_with(['=', '+', '-', '@']) {
+        format!("'{text}")
+    } else {
+        text.to_owned()
+    };
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text
+    }
+}
+
+async fn catalog(State(api): State<Arc<Api>>, caller: Caller) -> Result<Response, ApiError> {
+    api.allow(
+        &caller,
+        Action::ViewWorkspace,
+        ResourceRef::Workspace,
+        ApiError::missing("workspace", ""),
+    )
+    .await?;
+    let revision = api.store.revision().await?;
+    Ok(data(json!({"catalog": {"revision": revision}})))
+}

@@ -1,0 +1,435 @@
+//! `/destinations`: CRUD with write-only secret settings, connections to sources.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use axum::routing::get;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{
+    Api, ApiError, Body, Caller, PageQuery, data, pagination, slug_field, success, text_field,
+};
+use crate::catalog::{DestinationDoc, FilterDoc, KindDoc, RetryDoc, redacted_url};
+use crate::control::policy::{Action, DestinationRef, ResourceRef};
+use crate::control::store::destinations::{self, DestinationRow};
+use crate::control::store::sources::{self, Viewer};
+use crate::control::store::{Change, new_id};
+
+/// Routes of this file.
+pub fn routes() -> Router<Arc<Api>> {
+    Router::new()
+        .route("/destinations", get(list).post(create))
+        .route("/destinations/{id}", get(read).patch(update).delete(remove))
+}
+
+/// What replaces a secret on every read.
+pub const REDACTED: &str = "<redacted>";
+
+/// The destination's settings as anyone may read them: credentials replaced.
+fn redacted_settings(kind: &KindDoc) -> Value {
+    let mut value = serde_json::to_value(kind).unwrap_or_default();
+    let settings = &mut value["settings"];
+    match kind {
+        KindDoc::Webhook(w) => {
+            settings["url"] = json!(redacted_url(&w.url));
+            if w.secret.is_some() {
+                settings["secret"] = json!(REDACTED);
+            }
+            if let Some(headers) = settings["headers"].as_object_mut() {
+                for v in headers.values_mut() {
+                    *v = json!(REDACTED);
+                }
+            }
+        }
+        KindDoc::Nats(n) => settings["url"] = json!(redacted_url(&n.url)),
+        KindDoc::File(_) => {}
+    }
+    value["settings"].take()
+}
+
+fn type_name(kind: &KindDoc) -> &'static str {
+    match kind {
+        KindDoc::Webhook(_) => "webhook",
+        KindDoc::File(_) => "file",
+        KindDoc::Nats(_) => "nats",
+    }
+}
+
+/// A destination on the wire (Segment's `DestinationV1` plus Sluice's fields).
+pub fn wire(row: &DestinationRow, workspace: &str) -> Value {
+    let kind = type_name(&row.doc.kind);
+    json!({
+        "id": row.id,
+        "name": row.name,
+        "enabled": row.enabled,
+        "workspaceId": workspace,
+        "sourceId": row.doc.sources.first(),
+        "sources": row.doc.sources,
+        "metadata": {
+            "id": kind,
+            "slug": kind,
+            "name": kind,
+            "description": "",
+            "logos": {"default": ""},
+            "options": [],
+            "categories": [],
+            "contacts": [],
+            "components": [],
+            "previousNames": [],
+            "status": "PUBLIC",
+            "supportedFeatures": {},
+            "supportedMethods": {},
+            "supportedPlatforms": {},
+            "actions": [],
+            "presets": [],
+            "partnerOwned": false,
+            "supportedRegions": [],
+            "regionEndpoints": [],
+        },
+        "settings": redacted_settings(&row.doc.kind),
+        "filter": row.doc.filter,
+        "retry": row.doc.retry,
+        "maxInFlight": row.doc.max_in_flight,
+        "createdAt": row.created_at,
+        "updatedAt": row.updated_at,
+    })
+}
+
+async fn visible(
+    api: &Api,
+    caller: &Caller,
+    id: &str,
+    action: Action,
+) -> Result<DestinationRow, ApiError> {
+    let mut conn = api.store.read().await?;
+    let missing = || ApiError::missing("destination", id);
+    let row = destinations::get(&mut conn, api.store.key(), &caller.workspace.id, id)
+        .await?
+        .ok_or_else(missing)?;
+    drop(conn);
+    let resource = ResourceRef::Destination(DestinationRef { id });
+    api.allow(caller, Action::ViewDestination, resource, missing())
+        .await?;
+    if action != Action::ViewDestination {
+        api.allow(caller, action, resource, missing()).await?;
+    }
+    Ok(row)
+}
+
+/// Every source a connection names must exist, be visible and allow connecting.
+async fn check_connections(
+    api: &Api,
+    caller: &Caller,
+    destination: &str,
+    ids: &[String],
+    field: &str,
+) -> Result<(), ApiError> {
+    let mut conn = api.store.read().await?;
+    for (i, id) in ids.iter().enumerate() {
+        let missing =
+            || ApiError::field(&format!("{field}[{i}]"), format!("source {id:?} not found"));
+        let source = sources::get(&mut conn, &caller.workspace.id, id)
+            .await?
+            .ok_or_else(missing)?;
+        let s = source.as_ref();
+        api.allow(
+            caller,
+            Action::ViewSource,
+            ResourceRef::Source(s),
+            missing(),
+        )
+        .await?;
+        let both = ResourceRef::Connection(s, DestinationRef { id: destination });
+        api.allow(caller, Action::Connect, both, missing()).await?;
+    }
+    Ok(())
+}
+
+/// Refuses a change whose catalog the gateway could not install; every problem listed.
+pub async fn installable(api: &Api, change: &mut Change, workspace: &str) -> Result<(), ApiError> {
+    let doc =
+        crate::control::store::catalog::export(change.conn(), api.store.key(), workspace).await?;
+    crate::catalog::Snapshot::try_build(1, &doc).map_err(|problems| ApiError::Invalid {
+        message: format!("the catalog would not be installable: {problems}"),
+        field: None,
+    })?;
+    Ok(())
+}
+
+async fn list(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Query(q): Query<PageQuery>,
+) -> Result<Response, ApiError> {
+    let page = q.page()?;
+    let mut conn = api.store.read().await?;
+    let viewer = Viewer {
+        user: &caller.user,
+        now: caller.now,
+    };
+    let rows = destinations::list_visible(
+        &mut conn,
+        api.store.key(),
+        &caller.workspace.id,
+        viewer,
+        &page.after,
+        page.count,
+    )
+    .await?;
+    let out: Vec<Value> = rows
+        .iter()
+        .filter(|d| {
+            let resource = ResourceRef::Destination(DestinationRef { id: &d.id });
+            caller.decide(Action::ViewDestination, resource).allowed
+        })
+        .map(|d| wire(d, &caller.workspace.id))
+        .collect();
+    let last = rows.last().map(|r| r.id.as_str());
+    Ok(data(
+        json!({"destinations": out, "pagination": pagination(&page, rows.len(), last)}),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CreateDestination {
+    /// The first connected source (Segment's shape).
+    source_id: String,
+    /// `webhook`, `file` or `nats`.
+    metadata_id: String,
+    #[serde(default = "yes")]
+    enabled: bool,
+    #[serde(default)]
+    settings: Value,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    filter: Option<FilterDoc>,
+    #[serde(default)]
+    retry: Option<RetryDoc>,
+    #[serde(default)]
+    max_in_flight: Option<u32>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Settings of a type, checked: the type's fields only, file paths kept relative.
+fn kind(metadata_id: &str, settings: Value) -> Result<KindDoc, ApiError> {
+    if !["webhook", "file", "nats"].contains(&metadata_id) {
+        return Err(ApiError::field(
+            "metadataId",
+            "Sluice destinations are of type webhook, file or nats",
+        ));
+    }
+    let kind: KindDoc = serde_json::from_value(json!({"type": metadata_id, "settings": settings}))
+        .map_err(|e| ApiError::field("settings", format!("invalid {metadata_id} settings: {e}")))?;
+    if let KindDoc::File(f) = &kind
+        && (f.path.is_absolute() || f.path.components().any(|c| c.as_os_str() == ".."))
+    {
+        return Err(ApiError::field(
+            "settings.path",
+            "a file destination created through the API writes under Sluice's working directory: use a relative path without '..'",
+        ));
+    }
+    Ok(kind)
+}
+
+async fn create(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Body(body): Body<CreateDestination>,
+) -> Result<Response, ApiError> {
+    let id = match &body.id {
+        Some(id) => slug_field("id", id)?,
+        None => new_id("dst_"),
+    };
+    let name = match &body.name {
+        Some(name) => text_field("name", name, 200)?,
+        None => id.clone(),
+    };
+    let kind = kind(&body.metadata_id, body.settings)?;
+    if body.max_in_flight == Some(0) {
+        return Err(ApiError::field("maxInFlight", "must be at least 1"));
+    }
+    api.allow(
+        &caller,
+        Action::CreateDestination,
+        ResourceRef::Workspace,
+        ApiError::missing("workspace", ""),
+    )
+    .await?;
+    let sources = vec![body.source_id];
+    check_connections(&api, &caller, &id, &sources, "sourceId").await?;
+    let row = DestinationRow {
+        id: id.clone(),
+        name: name.clone(),
+        metadata_id: body.metadata_id.clone(),
+        enabled: body.enabled,
+        doc: DestinationDoc {
+            id: id.clone(),
+            name: Some(name),
+            enabled: body.enabled,
+            sources,
+            filter: body.filter.unwrap_or_default(),
+            retry: body.retry.unwrap_or_default(),
+            max_in_flight: body.max_in_flight.unwrap_or(1),
+            rate_limit: None,
+            kind,
+        },
+        created_at: caller.now,
+        updated_at: caller.now,
+    };
+    let mut change = api.store.change().await?;
+    destinations::insert(change.conn(), api.store.key(), &caller.workspace.id, &row).await?;
+    installable(&api, &mut change, &caller.workspace.id).await?;
+    let after = wire(&row, &caller.workspace.id);
+    change
+        .record(caller.draft(
+            "destination.create",
+            "destination",
+            &id,
+            None,
+            Some(after.clone()),
+        ))
+        .await?;
+    change.commit().await?;
+    Ok(data(json!({ "destination": after })))
+}
+
+async fn read(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let row = visible(&api, &caller, &id, Action::ViewDestination).await?;
+    Ok(data(
+        json!({"destination": wire(&row, &caller.workspace.id)}),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct UpdateDestination {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    enabled: Option<bool>,
+    /// Replaces the settings (secrets included: they are write-only).
+    #[serde(default)]
+    settings: Option<Value>,
+    /// Replaces the connected sources.
+    #[serde(default)]
+    sources: Option<Vec<String>>,
+    #[serde(default)]
+    filter: Option<FilterDoc>,
+    #[serde(default)]
+    retry: Option<RetryDoc>,
+    #[serde(default)]
+    max_in_flight: Option<u32>,
+}
+
+async fn update(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(body): Body<UpdateDestination>,
+) -> Result<Response, ApiError> {
+    let edits_config = body.name.is_some()
+        || body.settings.is_some()
+        || body.filter.is_some()
+        || body.retry.is_some()
+        || body.max_in_flight.is_some();
+    let needs = if body.enabled.is_some() {
+        Action::EnableDestination
+    } else {
+        Action::EditDestination
+    };
+    let before = visible(&api, &caller, &id, needs).await?;
+    if edits_config && needs != Action::EditDestination {
+        let missing = ApiError::missing("destination", &id);
+        let resource = ResourceRef::Destination(DestinationRef { id: &id });
+        api.allow(&caller, Action::EditDestination, resource, missing)
+            .await?;
+    }
+    let mut row = before.clone();
+    if let Some(name) = &body.name {
+        row.name = text_field("name", name, 200)?;
+        row.doc.name = Some(row.name.clone());
+    }
+    if let Some(enabled) = body.enabled {
+        row.enabled = enabled;
+        row.doc.enabled = enabled;
+    }
+    if let Some(settings) = body.settings {
+        row.doc.kind = kind(&row.metadata_id, settings)?;
+    }
+    if let Some(filter) = body.filter {
+        row.doc.filter = filter;
+    }
+    if let Some(retry) = body.retry {
+        row.doc.retry = retry;
+    }
+    if let Some(n) = body.max_in_flight {
+        if n == 0 {
+            return Err(ApiError::field("maxInFlight", "must be at least 1"));
+        }
+        row.doc.max_in_flight = n;
+    }
+    if let Some(sources) = body.sources {
+        let added: Vec<String> = sources
+            .iter()
+            .filter(|s| !before.doc.sources.contains(s))
+            .cloned()
+            .collect();
+        let removed: Vec<String> = before
+            .doc
+            .sources
+            .iter()
+            .filter(|s| !sources.contains(s))
+            .cloned()
+            .collect();
+        check_connections(&api, &caller, &id, &added, "sources").await?;
+        check_connections(&api, &caller, &id, &removed, "sources").await?;
+        row.doc.sources = sources;
+    }
+    row.updated_at = caller.now;
+    let mut change = api.store.change().await?;
+    destinations::update(change.conn(), api.store.key(), &row).await?;
+    installable(&api, &mut change, &caller.workspace.id).await?;
+    let after = wire(&row, &caller.workspace.id);
+    let was = wire(&before, &caller.workspace.id);
+    change
+        .record(caller.draft(
+            "destination.update",
+            "destination",
+            &id,
+            Some(was),
+            Some(after.clone()),
+        ))
+        .await?;
+    change.commit().await?;
+    Ok(data(json!({ "destination": after })))
+}
+
+async fn remove(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let before = visible(&api, &caller, &id, Action::DeleteDestination).await?;
+    let mut change = api.store.change().await?;
+    destinations::delete(change.conn(), &id).await?;
+    let was = wire(&before, &caller.workspace.id);
+    change
+        .record(caller.draft("destination.delete", "destination", &id, Some(was), None))
+        .await?;
+    change.commit().await?;
+    Ok(success())
+}

@@ -1,0 +1,347 @@
+//! `/tracking-plans`: plans, their rules (each publish an immutable version), and the
+//! sources they govern.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::destinations::installable;
+use super::{Api, ApiError, Body, Caller, PageQuery, data, pagination, success, text_field};
+use crate::control::policy::{Action, ResourceRef};
+use crate::control::store::plans::{self, PlanRow};
+use crate::control::store::{new_id, sources};
+use crate::protocols::RuleDoc;
+
+/// Routes of this file.
+pub fn routes() -> Router<Arc<Api>> {
+    Router::new()
+        .route("/tracking-plans", get(list).post(create))
+        .route(
+            "/tracking-plans/{id}",
+            get(read).patch(rename).delete(remove),
+        )
+        .route("/tracking-plans/{id}/rules", get(rules).put(replace_rules))
+        .route("/tracking-plans/{id}/sources", post(connect_source))
+}
+
+fn wire(plan: &PlanRow) -> Value {
+    json!({
+        "id": plan.id,
+        "name": plan.name,
+        "slug": plan.id,
+        "description": "",
+        "type": plan.plan_type,
+        "version": plan.published_version,
+        "createdAt": plan.created_at,
+        "updatedAt": plan.updated_at,
+    })
+}
+
+async fn load(api: &Api, caller: &Caller, id: &str) -> Result<PlanRow, ApiError> {
+    let mut conn = api.store.read().await?;
+    plans::get(&mut conn, &caller.workspace.id, id)
+        .await?
+        .ok_or_else(|| ApiError::missing("tracking plan", id))
+}
+
+async fn list(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Query(q): Query<PageQuery>,
+) -> Result<Response, ApiError> {
+    let page = q.page()?;
+    let ws = ApiError::missing("workspace", "");
+    api.allow(&caller, Action::ViewWorkspace, ResourceRef::Workspace, ws)
+        .await?;
+    let mut conn = api.store.read().await?;
+    let rows = plans::list(&mut conn, &caller.workspace.id, &page.after, page.count).await?;
+    let last = rows.last().map(|p| p.id.as_str());
+    let out: Vec<Value> = rows.iter().map(wire).collect();
+    Ok(data(
+        json!({"trackingPlans": out, "pagination": pagination(&page, rows.len(), last)}),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CreatePlan {
+    name: String,
+    #[serde(rename = "type", default = "live")]
+    plan_type: String,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+fn live() -> String {
+    "LIVE".into()
+}
+
+async fn create(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Body(body): Body<CreatePlan>,
+) -> Result<Response, ApiError> {
+    let name = text_field("name", &body.name, 200)?;
+    if !["LIVE", "PROPERTY_LIBRARY", "RULE_LIBRARY", "TEMPLATE"].contains(&body.plan_type.as_str())
+    {
+        return Err(ApiError::field(
+            "type",
+            "one of LIVE, PROPERTY_LIBRARY, RULE_LIBRARY, TEMPLATE",
+        ));
+    }
+    if body
+        .description
+        .as_ref()
+        .is_some_and(|d| d.chars().count() > 2000)
+    {
+        return Err(ApiError::field("description", "at most 2000 characters"));
+    }
+    let ws = ApiError::missing("workspace", "");
+    api.allow(
+        &caller,
+        Action::EditTrackingPlans,
+        ResourceRef::Workspace,
+        ws,
+    )
+    .await?;
+    let plan = PlanRow {
+        id: new_id("tp_"),
+        name,
+        plan_type: body.plan_type,
+        rules: Vec::new(),
+        published_version: 0,
+        created_at: caller.now,
+        updated_at: caller.now,
+    };
+    let mut change = api.store.change().await?;
+    plans::insert(change.conn(), &caller.workspace.id, &plan).await?;
+    let after = wire(&plan);
+    change
+        .record(caller.draft(
+            "tracking_plan.create",
+            "tracking_plan",
+            &plan.id,
+            None,
+            Some(after.clone()),
+        ))
+        .await?;
+    change.commit().await?;
+    Ok(data(json!({ "trackingPlan": after })))
+}
+
+async fn read(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let ws = ApiError::missing("workspace", "");
+    api.allow(&caller, Action::ViewWorkspace, ResourceRef::Workspace, ws)
+        .await?;
+    let plan = load(&api, &caller, &id).await?;
+    Ok(data(json!({"trackingPlan": wire(&plan)})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Rename {
+    name: String,
+}
+
+async fn rename(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(body): Body<Rename>,
+) -> Result<Response, ApiError> {
+    let name = text_field("name", &body.name, 200)?;
+    let ws = ApiError::missing("workspace", "");
+    api.allow(
+        &caller,
+        Action::EditTrackingPlans,
+        ResourceRef::Workspace,
+        ws,
+    )
+    .await?;
+    let before = load(&api, &caller, &id).await?;
+    let mut plan = before.clone();
+    plan.name = name;
+    plan.updated_at = caller.now;
+    let mut change = api.store.change().await?;
+    plans::update(change.conn(), &plan).await?;
+    change
+        .record(caller.draft(
+            "tracking_plan.update",
+            "tracking_plan",
+            &id,
+            Some(wire(&before)),
+            Some(wire(&plan)),
+        ))
+        .await?;
+    change.commit().await?;
+    Ok(data(json!({"trackingPlan": wire(&plan)})))
+}
+
+async fn remove(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let ws = ApiError::missing("workspace", "");
+    api.allow(
+        &caller,
+        Action::PublishTrackingPlans,
+        ResourceRef::Workspace,
+        ws,
+    )
+    .await?;
+    let before = load(&api, &caller, &id).await?;
+    let mut change = api.store.change().await?;
+    plans::delete(change.conn(), &id).await?;
+    change
+        .record(caller.draft(
+            "tracking_plan.delete",
+            "tracking_plan",
+            &id,
+            Some(wire(&before)),
+            None,
+        ))
+        .await?;
+    change.commit().await?;
+    Ok(success())
+}
+
+async fn rules(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let ws = ApiError::missing("workspace", "");
+    api.allow(&caller, Action::ViewWorkspace, ResourceRef::Workspace, ws)
+        .await?;
+    let plan = load(&api, &caller, &id).await?;
+    Ok(data(json!({
+        "rules": plan.rules,
+        "version": plan.published_version,
+        "pagination": {"current": "MA", "totalEntries": plan.rules.len()},
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Rules {
+    rules: Vec<RuleDoc>,
+}
+
+/// Replaces the rules. Who may publish (owners, admins; members when the workspace
+/// allows it) publishes a new immutable version at once; others save a draft.
+async fn replace_rules(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(body): Body<Rules>,
+) -> Result<Response, ApiError> {
+    if body.rules.len() > 2000 {
+        return Err(ApiError::field("rules", "at most 2000 rules"));
+    }
+    let ws = || ApiError::missing("workspace", "");
+    api.allow(
+        &caller,
+        Action::EditTrackingPlans,
+        ResourceRef::Workspace,
+        ws(),
+    )
+    .await?;
+    let publish = caller
+        .decide(Action::PublishTrackingPlans, ResourceRef::Workspace)
+        .allowed;
+    let before = load(&api, &caller, &id).await?;
+    let mut plan = before.clone();
+    plan.rules = body.rules;
+    plan.updated_at = caller.now;
+    let mut change = api.store.change().await?;
+    plans::update(change.conn(), &plan).await?;
+    let version = if publish {
+        let v = plans::publish(change.conn(), &plan, &caller.user.id, caller.now).await?;
+        plan.published_version = v;
+        installable(&api, &mut change, &caller.workspace.id).await?;
+        Some(v)
+    } else {
+        None
+    };
+    let action = if publish {
+        "tracking_plan.publish"
+    } else {
+        "tracking_plan.rules.update"
+    };
+    change
+        .record(caller.draft(
+            action,
+            "tracking_plan",
+            &id,
+            Some(json!({"rules": before.rules, "version": before.published_version})),
+            Some(json!({"rules": plan.rules, "version": plan.published_version})),
+        ))
+        .await?;
+    change.commit().await?;
+    Ok(data(json!({
+        "rules": plan.rules,
+        "published": version.is_some(),
+        "version": plan.published_version,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ConnectSource {
+    source_id: String,
+}
+
+async fn connect_source(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(body): Body<ConnectSource>,
+) -> Result<Response, ApiError> {
+    let ws = ApiError::missing("workspace", "");
+    api.allow(
+        &caller,
+        Action::EditTrackingPlans,
+        ResourceRef::Workspace,
+        ws,
+    )
+    .await?;
+    let plan = load(&api, &caller, &id).await?;
+    let mut conn = api.store.read().await?;
+    let missing = || ApiError::missing("source", &body.source_id);
+    let mut source = sources::get(&mut conn, &caller.workspace.id, &body.source_id)
+        .await?
+        .ok_or_else(missing)?;
+    drop(conn);
+    let resource = ResourceRef::Source(source.as_ref());
+    api.allow(&caller, Action::ViewSource, resource, missing())
+        .await?;
+    api.allow(&caller, Action::EditSource, resource, missing())
+        .await?;
+    let before = source.tracking_plan_id.clone();
+    source.tracking_plan_id = Some(plan.id.clone());
+    source.updated_at = caller.now;
+    let mut change = api.store.change().await?;
+    sources::update(change.conn(), &source).await?;
+    installable(&api, &mut change, &caller.workspace.id).await?;
+    change
+        .record(caller.draft(
+            "tracking_plan.source.connect",
+            "source",
+            &source.id,
+            Some(json!({"trackingPlanId": before})),
+            Some(json!({"trackingPlanId": plan.id})),
+        ))
+        .await?;
+    change.commit().await?;
+    Ok(success())
+}

@@ -1,0 +1,260 @@
+//! `/setup/{link}`: one-time links that create a user (the first owner, or an invited
+//! member) and hand them their first API token, shown once.
+//!
+//! The link's secret is the only credential: it is stored as a SHA-256 digest, used
+//! once, and expires (24 h for the first owner, 72 h for invites). The page works
+//! without JavaScript; `Accept: application/json` gets JSON instead.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use chrono::{Duration, Utc};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{Api, ApiError};
+use crate::control::audit::{Actor, Draft};
+use crate::control::policy::Scope;
+use crate::control::store::invites::{self, LinkState};
+use crate::control::store::users::{self, NewUser};
+use crate::control::store::workspaces;
+use crate::control::token;
+
+/// Days the first token made at setup lives (capped by the workspace's maximum).
+pub const SETUP_TOKEN_DAYS: i64 = 30;
+
+/// Routes of this file.
+pub fn routes() -> Router<Arc<Api>> {
+    Router::new().route("/setup/{link}", get(form).post(accept))
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t} · Sluice</title>\
+         <meta name=\"viewport\" content=\"width=device-width\"></head>\
+         <body style=\"font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto\">\
+         <h1>{t}</h1>{body}</body></html>",
+        t = escape(title)
+    );
+    let mut response = (status, Html(html)).into_response();
+    let headers = response.headers_mut();
+    headers.insert("cache-control", "no-store".parse().expect("static header"));
+    headers.insert(
+        "referrer-policy",
+        "no-referrer".parse().expect("static header"),
+    );
+    headers.insert(
+        "content-security-policy",
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"
+            .parse()
+            .expect("static header"),
+    );
+    response
+}
+
+fn refused(state: LinkState) -> (StatusCode, &'static str) {
+    match state {
+        LinkState::Unknown => (StatusCode::NOT_FOUND, "This link is not valid."),
+        LinkState::Used => (StatusCode::GONE, "This link has been used already."),
+        LinkState::Expired => (StatusCode::GONE, "This link has expired."),
+    }
+}
+
+fn wants_json(headers: &HeaderMap) -> bool {
+    headers
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/json"))
+}
+
+async fn form(State(api): State<Arc<Api>>, Path(link): Path<String>) -> Result<Response, ApiError> {
+    let digest = token::digest_of(&link).to_hex();
+    let mut conn = api.store.read().await?;
+    let link = match invites::peek_link(&mut conn, &digest, Utc::now()).await? {
+        Ok(link) => link,
+        Err(state) => {
+            let (status, text) = refused(state);
+            return Ok(page(status, "Sluice setup", &format!("<p>{text}</p>")));
+        }
+    };
+    let email = if link.email.is_empty() {
+        "<input name=\"email\" type=\"email\" required autocomplete=\"email\">".to_owned()
+    } else {
+        format!(
+            "<input name=\"email\" type=\"email\" value=\"{}\" readonly>",
+            escape(&link.email)
+        )
+    };
+    let body = format!(
+        "<p>Create your account: you will join as <b>{role}</b> and get an API token, shown once.</p>\
+         <form method=\"post\">\
+         <p><label>Email<br>{email}</label></p>\
+         <p><label>First name<br><input name=\"first_name\" maxlength=\"100\"></label></p>\
+         <p><label>Last name<br><input name=\"last_name\" maxlength=\"100\"></label></p>\
+         <p><button type=\"submit\">Create account</button></p></form>",
+        role = link.role.name()
+    );
+    Ok(page(StatusCode::OK, "Welcome to Sluice", &body))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Accept {
+    email: String,
+    #[serde(default)]
+    first_name: String,
+    #[serde(default)]
+    last_name: String,
+}
+
+fn parse_form(headers: &HeaderMap, body: &[u8]) -> Result<Accept, ApiError> {
+    let json = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/json"));
+    let parsed: Result<Accept, String> = if json {
+        serde_json::from_slice(body).map_err(|e| e.to_string())
+    } else {
+        serde_urlencoded::from_bytes(body).map_err(|e| e.to_string())
+    };
+    parsed.map_err(|e| ApiError::Invalid {
+        message: format!("invalid form: {e}"),
+        field: None,
+    })
+}
+
+async fn accept(
+    State(api): State<Arc<Api>>,
+    Path(link): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let json = wants_json(&headers);
+    let form = parse_form(&headers, &body)?;
+    let now = Utc::now();
+    let email = form.email.trim().to_lowercase();
+    if !email.contains('@') || email.len() > 254 || email.chars().any(char::is_whitespace) {
+        return Err(ApiError::field("email", "not an email address"));
+    }
+    for (field, value) in [
+        ("first_name", &form.first_name),
+        ("last_name", &form.last_name),
+    ] {
+        if value.chars().count() > 100 || value.chars().any(char::is_control) {
+            return Err(ApiError::field(
+                field,
+                "at most 100 characters, no control characters",
+            ));
+        }
+    }
+    let digest = token::digest_of(&link).to_hex();
+    let mut change = api.store.change().await?;
+    let link = match invites::use_link(change.conn(), &digest, now).await? {
+        Ok(link) => link,
+        Err(state) => {
+            drop(change);
+            let (status, text) = refused(state);
+            if json {
+                return Ok((
+                    status,
+                    axum::Json(json!({"errors": [{"type": "link", "message": text}]})),
+                )
+                    .into_response());
+            }
+            return Ok(page(status, "Sluice setup", &format!("<p>{text}</p>")));
+        }
+    };
+    if !link.email.is_empty() && link.email != email {
+        return Err(ApiError::field(
+            "email",
+            "this invite is for another email address",
+        ));
+    }
+    let workspace = workspaces::get(change.conn(), &link.workspace_id)
+        .await?
+        .ok_or(ApiError::Internal)?;
+    let origin = if link.email.is_empty() {
+        "setup"
+    } else {
+        "invite"
+    };
+    let user = users::create(
+        change.conn(),
+        &workspace.id,
+        NewUser {
+            email: &email,
+            first_name: form.first_name.trim(),
+            last_name: form.last_name.trim(),
+            role: link.role,
+            origin,
+        },
+        now,
+    )
+    .await?;
+    invites::remove(change.conn(), &workspace.id, &email).await?;
+    let days = SETUP_TOKEN_DAYS.min(i64::from(workspace.settings.token_max_days));
+    let (row, plain) = super::tokens::issue(
+        &mut change,
+        &workspace.id,
+        &user.id,
+        "setup",
+        &Scope::ALL,
+        now + Duration::days(days),
+        now,
+    )
+    .await?;
+    let ip = headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    change
+        .record(Draft {
+            time: now,
+            actor: Actor::User {
+                id: user.id.clone(),
+            },
+            action: format!("user.{origin}"),
+            resource_type: "user".into(),
+            resource_id: user.id.clone(),
+            before: None,
+            after: Some(json!({"email": user.email, "role": user.role.name(), "token": row.id})),
+            ip,
+            user_agent: headers
+                .get("user-agent")
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.chars().take(256).collect()),
+        })
+        .await?;
+    change.commit().await?;
+    if json {
+        return Ok(super::data(json!({
+            "user": {"id": user.id, "email": user.email, "role": user.role.name()},
+            "token": row,
+            "secret": plain.expose(),
+        })));
+    }
+    let body = format!(
+        "<p>Your account <b>{email}</b> ({role}) is ready.</p>\
+         <p>Your API token, shown <b>this once</b> (valid {days} days):</p>\
+         <pre style=\"background:#eee;padding:1rem;overflow-x:auto\">{token}</pre>\
+         <p>Use it as <code>Authorization: Bearer …</code> on <code>{url}/api/v1</code>, \
+         or export it as <code>SLUICE_TOKEN</code> for <code>sluice admin</code>.</p>",
+        email = escape(&user.email),
+        role = user.role.name(),
+        token = escape(plain.expose()),
+        url = escape(api.public_url.trim_end_matches('/')),
+    );
+    Ok(page(StatusCode::OK, "You're set up", &body))
+}

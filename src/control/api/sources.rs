@@ -1,0 +1,548 @@
+//! `/sources`: CRUD, labels, write keys, connected destinations.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use axum::routing::{delete, get, post};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{
+    Api, ApiError, Body, Caller, PageQuery, data, pagination, slug_field, success, text_field,
+};
+use crate::control::policy::{Action, DestinationRef, ResourceRef};
+use crate::control::store::sources::{self, SourceRow, Viewer, WriteKeyRow};
+use crate::control::store::{catalog::enforcement_name, destinations, from_hex32, plans};
+use crate::control::token;
+use crate::protocols::Enforcement;
+
+/// Routes of this file.
+pub fn routes() -> Router<Arc<Api>> {
+    Router::new()
+        .route("/sources", get(list).post(create))
+        .route("/sources/{id}", get(read).patch(update).delete(remove))
+        .route("/sources/{id}/writekey", post(add_key))
+        .route("/sources/{id}/writekey/{key}", delete(remove_key))
+        .route("/sources/{id}/writekeys", get(list_keys))
+        .route("/sources/{id}/labels", post(add_labels).put(replace_labels))
+        .route("/sources/{id}/connected-destinations", get(connected))
+}
+
+/// A source on the wire (Segment's `SourceV1` plus Sluice's fields). `writeKeys` holds
+/// display prefixes, and the plaintext of a key only in the answer that creates it.
+pub fn wire(
+    source: &SourceRow,
+    workspace: &str,
+    keys: &[WriteKeyRow],
+    new_key: Option<&str>,
+) -> Value {
+    let mut write_keys: Vec<String> = keys
+        .iter()
+        .filter(|k| k.revoked_at.is_none())
+        .map(|k| k.display.clone())
+        .collect();
+    if let Some(plain) = new_key {
+        write_keys.push(plain.to_owned());
+    }
+    json!({
+        "id": source.id,
+        "slug": source.id,
+        "name": source.name,
+        "workspaceId": workspace,
+        "enabled": source.enabled,
+        "writeKeys": write_keys,
+        "metadata": {
+            "id": source.metadata_id,
+            "slug": source.metadata_id,
+            "name": source.metadata_id,
+            "categories": [],
+            "description": "",
+            "logos": {"default": ""},
+            "options": [],
+            "isDeprecated": false,
+            "isCloudEventSource": false,
+        },
+        "settings": {},
+        "labels": source.labels.iter().map(|(k, v)| json!({"key": k, "value": v})).collect::<Vec<_>>(),
+        "trackingPlanId": source.tracking_plan_id,
+        "enforcement": source.enforcement,
+        "rateLimit": source.rate_per_second.map(|rps| json!({"requestsPerSecond": rps, "burst": source.rate_burst})),
+        "createdAt": source.created_at,
+        "updatedAt": source.updated_at,
+    })
+}
+
+/// Loads a source the caller may see and act on; hidden and missing answer alike.
+async fn visible(
+    api: &Api,
+    caller: &Caller,
+    id: &str,
+    action: Action,
+) -> Result<SourceRow, ApiError> {
+    let mut conn = api.store.read().await?;
+    let missing = || ApiError::missing("source", id);
+    let source = sources::get(&mut conn, &caller.workspace.id, id)
+        .await?
+        .ok_or_else(missing)?;
+    drop(conn);
+    let resource = ResourceRef::Source(source.as_ref());
+    api.allow(caller, Action::ViewSource, resource, missing())
+        .await?;
+    if action != Action::ViewSource {
+        api.allow(caller, action, resource, missing()).await?;
+    }
+    Ok(source)
+}
+
+async fn list(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Query(q): Query<PageQuery>,
+) -> Result<Response, ApiError> {
+    let page = q.page()?;
+    let mut conn = api.store.read().await?;
+    let viewer = Viewer {
+        user: &caller.user,
+        now: caller.now,
+    };
+    let rows = sources::list_visible(
+        &mut conn,
+        &caller.workspace.id,
+        viewer,
+        &page.after,
+        page.count,
+    )
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in &rows {
+        // The SQL filter pre-selects; the policy still decides each row.
+        if caller
+            .decide(Action::ViewSource, ResourceRef::Source(row.as_ref()))
+            .allowed
+        {
+            let keys = sources::keys_of(&mut conn, &row.id).await?;
+            out.push(wire(row, &caller.workspace.id, &keys, None));
+        }
+    }
+    let last = rows.last().map(|r| r.id.as_str());
+    Ok(data(
+        json!({"sources": out, "pagination": pagination(&page, rows.len(), last)}),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CreateSource {
+    slug: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default = "yes")]
+    enabled: bool,
+    #[serde(default)]
+    metadata_id: Option<String>,
+    #[serde(default)]
+    settings: Option<Value>,
+    #[serde(default)]
+    labels: Option<Vec<LabelWire>>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `{key, value, description?}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelWire {
+    /// Key, e.g. `environment`.
+    pub key: String,
+    /// Value, e.g. `prod`.
+    pub value: String,
+    /// Free text (accepted, not stored per source).
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// Validates labels: at most 50, keys and values slug-like.
+pub fn labels(field: &str, wire: &[LabelWire]) -> Result<Vec<(String, String)>, ApiError> {
+    if wire.len() > 50 {
+        return Err(ApiError::field(field, "at most 50 labels"));
+    }
+    wire.iter()
+        .enumerate()
+        .map(|(i, l)| {
+            Ok((
+                slug_field(&format!("{field}[{i}].key"), &l.key)?,
+                slug_field(&format!("{field}[{i}].value"), &l.value)?,
+            ))
+        })
+        .collect()
+}
+
+fn no_settings(settings: Option<&Value>) -> Result<(), ApiError> {
+    if settings.is_some_and(|s| !s.as_object().is_some_and(serde_json::Map::is_empty)) {
+        return Err(ApiError::field(
+            "settings",
+            "Sluice sources have no settings; send {} or leave it out",
+        ));
+    }
+    Ok(())
+}
+
+async fn create(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Body(body): Body<CreateSource>,
+) -> Result<Response, ApiError> {
+    let id = slug_field("slug", &body.slug)?;
+    let name = match &body.name {
+        Some(name) => text_field("name", name, 200)?,
+        None => id.clone(),
+    };
+    no_settings(body.settings.as_ref())?;
+    let labels = labels("labels", body.labels.as_deref().unwrap_or_default())?;
+    let metadata_id: String = body.metadata_id.unwrap_or_default();
+    if metadata_id.chars().count() > 100 {
+        return Err(ApiError::field("metadataId", "at most 100 characters"));
+    }
+    api.allow(
+        &caller,
+        Action::CreateSource,
+        ResourceRef::Workspace,
+        ApiError::missing("workspace", ""),
+    )
+    .await?;
+    let row = SourceRow {
+        id: id.clone(),
+        name,
+        metadata_id,
+        enabled: body.enabled,
+        rate_per_second: None,
+        rate_burst: None,
+        tracking_plan_id: None,
+        enforcement: "off".into(),
+        controls: json!({}),
+        labels,
+        created_at: caller.now,
+        updated_at: caller.now,
+    };
+    let mut change = api.store.change().await?;
+    sources::insert(change.conn(), &caller.workspace.id, &row).await?;
+    let after = wire(&row, &caller.workspace.id, &[], None);
+    change
+        .record(caller.draft("source.create", "source", &id, None, Some(after.clone())))
+        .await?;
+    change.commit().await?;
+    Ok(data(json!({ "source": after })))
+}
+
+async fn read(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let source = visible(&api, &caller, &id, Action::ViewSource).await?;
+    let mut conn = api.store.read().await?;
+    let keys = sources::keys_of(&mut conn, &id).await?;
+    Ok(data(
+        json!({"source": wire(&source, &caller.workspace.id, &keys, None)}),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct UpdateSource {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    enabled: Option<bool>,
+    #[serde(default)]
+    slug: Option<String>,
+    #[serde(default)]
+    settings: Option<Value>,
+    #[serde(default)]
+    tracking_plan_id: Option<Option<String>>,
+    #[serde(default)]
+    enforcement: Option<Enforcement>,
+    #[serde(default)]
+    rate_limit: Option<Option<RateWire>>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RateWire {
+    requests_per_second: u32,
+    #[serde(default)]
+    burst: Option<u32>,
+}
+
+async fn update(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(body): Body<UpdateSource>,
+) -> Result<Response, ApiError> {
+    let before = visible(&api, &caller, &id, Action::EditSource).await?;
+    if body.slug.as_ref().is_some_and(|s| *s != id) {
+        return Err(ApiError::field(
+            "slug",
+            "a source's slug is its id in stored events and cannot change",
+        ));
+    }
+    no_settings(body.settings.as_ref())?;
+    let mut row = before.clone();
+    if let Some(name) = &body.name {
+        row.name = text_field("name", name, 200)?;
+    }
+    if let Some(enabled) = body.enabled {
+        row.enabled = enabled;
+    }
+    if let Some(enforcement) = body.enforcement {
+        row.enforcement = enforcement_name(enforcement);
+    }
+    if let Some(rate) = body.rate_limit {
+        if rate.is_some_and(|r| r.requests_per_second == 0) {
+            return Err(ApiError::field(
+                "rateLimit.requestsPerSecond",
+                "must be at least 1",
+            ));
+        }
+        row.rate_per_second = rate.map(|r| r.requests_per_second);
+        row.rate_burst = rate.and_then(|r| r.burst);
+    }
+    if let Some(plan) = &body.tracking_plan_id {
+        if let Some(plan) = plan {
+            let mut conn = api.store.read().await?;
+            plans::get(&mut conn, &caller.workspace.id, plan)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::field("trackingPlanId", format!("no tracking plan {plan:?}"))
+                })?;
+        }
+        row.tracking_plan_id.clone_from(plan);
+    }
+    row.updated_at = caller.now;
+    let mut change = api.store.change().await?;
+    sources::update(change.conn(), &row).await?;
+    let keys = sources::keys_of(change.conn(), &id).await?;
+    let after = wire(&row, &caller.workspace.id, &keys, None);
+    let was = wire(&before, &caller.workspace.id, &keys, None);
+    change
+        .record(caller.draft(
+            "source.update",
+            "source",
+            &id,
+            Some(was),
+            Some(after.clone()),
+        ))
+        .await?;
+    change.commit().await?;
+    Ok(data(json!({ "source": after })))
+}
+
+async fn remove(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let before = visible(&api, &caller, &id, Action::DeleteSource).await?;
+    let mut change = api.store.change().await?;
+    let keys = sources::keys_of(change.conn(), &id).await?;
+    sources::delete(change.conn(), &id).await?;
+    let was = wire(&before, &caller.workspace.id, &keys, None);
+    change
+        .record(caller.draft("source.delete", "source", &id, Some(was), None))
+        .await?;
+    change.commit().await?;
+    Ok(success())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct AddKey {
+    #[serde(default)]
+    expires_at: Option<DateTime<Utc>>,
+}
+
+/// Makes a new write key: 32 random base62 characters, shown in this answer only.
+async fn add_key(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(body): Body<AddKey>,
+) -> Result<Response, ApiError> {
+    let source = visible(&api, &caller, &id, Action::ManageWriteKeys).await?;
+    if body.expires_at.is_some_and(|at| at <= caller.now) {
+        return Err(ApiError::field("expiresAt", "must be in the future"));
+    }
+    let plain = token::random_base62(32).map_err(|e| {
+        tracing::error!(error = %e, "no randomness for a write key");
+        ApiError::Internal
+    })?;
+    let digest = token::digest_of(&plain).to_hex();
+    let display = format!("{}…", &plain[..4]);
+    let mut change = api.store.change().await?;
+    let key = sources::add_key(
+        change.conn(),
+        &id,
+        &digest,
+        &display,
+        &caller.user.id,
+        body.expires_at,
+        caller.now,
+    )
+    .await?;
+    change
+        .record(caller.draft(
+            "source.writekey.create",
+            "source",
+            &id,
+            None,
+            Some(json!({ "writeKey": key })),
+        ))
+        .await?;
+    let keys = sources::keys_of(change.conn(), &id).await?;
+    change.commit().await?;
+    let shown: Vec<WriteKeyRow> = keys.into_iter().filter(|k| k.id != key.id).collect();
+    Ok(data(json!({
+        "source": wire(&source, &caller.workspace.id, &shown, Some(&plain)),
+        "writeKey": {"id": key.id, "key": plain, "expiresAt": key.expires_at},
+    })))
+}
+
+/// Revokes a key named by its plaintext (Segment's path) or its id (`wk_…`).
+async fn remove_key(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path((id, key)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    visible(&api, &caller, &id, Action::ManageWriteKeys).await?;
+    let digest = token::digest_of(&key);
+    let mut change = api.store.change().await?;
+    let keys = sources::keys_of(change.conn(), &id).await?;
+    let found = keys
+        .iter()
+        .find(|k| {
+            k.id == key || from_hex32(&k.digest).is_ok_and(|d| token::Digest(d).matches(&digest))
+        })
+        .ok_or_else(|| ApiError::missing("write key", "given"))?;
+    sources::revoke_key(change.conn(), &found.id, caller.now).await?;
+    change
+        .record(caller.draft(
+            "source.writekey.revoke",
+            "source",
+            &id,
+            Some(json!({ "writeKey": found })),
+            None,
+        ))
+        .await?;
+    change.commit().await?;
+    Ok(success())
+}
+
+async fn list_keys(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    visible(&api, &caller, &id, Action::ManageWriteKeys).await?;
+    let mut conn = api.store.read().await?;
+    let keys = sources::keys_of(&mut conn, &id).await?;
+    Ok(data(json!({ "writeKeys": keys })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LabelsBody {
+    labels: Vec<LabelWire>,
+}
+
+async fn set_labels(
+    api: &Api,
+    caller: &Caller,
+    id: &str,
+    body: &LabelsBody,
+    replace: bool,
+) -> Result<Response, ApiError> {
+    let given = labels("labels", &body.labels)?;
+    let before = visible(api, caller, id, Action::EditSource).await?;
+    let mut row = before.clone();
+    if replace {
+        row.labels = given;
+    } else {
+        for label in given {
+            if !row.labels.contains(&label) {
+                row.labels.push(label);
+            }
+        }
+    }
+    row.updated_at = caller.now;
+    let mut change = api.store.change().await?;
+    sources::update(change.conn(), &row).await?;
+    let keys = sources::keys_of(change.conn(), id).await?;
+    let after = wire(&row, &caller.workspace.id, &keys, None);
+    change
+        .record(caller.draft(
+            "source.labels.update",
+            "source",
+            id,
+            Some(json!({ "labels": before.labels })),
+            Some(json!({ "labels": row.labels })),
+        ))
+        .await?;
+    change.commit().await?;
+    Ok(data(json!({ "source": after })))
+}
+
+async fn add_labels(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(body): Body<LabelsBody>,
+) -> Result<Response, ApiError> {
+    set_labels(&api, &caller, &id, &body, false).await
+}
+
+async fn replace_labels(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(body): Body<LabelsBody>,
+) -> Result<Response, ApiError> {
+    set_labels(&api, &caller, &id, &body, true).await
+}
+
+async fn connected(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    visible(&api, &caller, &id, Action::ViewSource).await?;
+    let mut conn = api.store.read().await?;
+    let viewer = Viewer {
+        user: &caller.user,
+        now: caller.now,
+    };
+    let rows = destinations::list_visible(
+        &mut conn,
+        api.store.key(),
+        &caller.workspace.id,
+        viewer,
+        "",
+        u32::MAX,
+    )
+    .await?;
+    let out: Vec<Value> = rows
+        .iter()
+        .filter(|d| d.doc.sources.contains(&id))
+        .filter(|d| {
+            let resource = ResourceRef::Destination(DestinationRef { id: &d.id });
+            caller.decide(Action::ViewDestination, resource).allowed
+        })
+        .map(|d| super::destinations::wire(d, &caller.workspace.id))
+        .collect();
+    Ok(data(json!({ "destinations": out })))
+}

@@ -1,0 +1,279 @@
+//! `/tokens`: personal access tokens (owners and admins manage them, per the matrix).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use axum::routing::{get, post};
+use chrono::{DateTime, Duration, Utc};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{Api, ApiError, Body, Caller, PageQuery, data, pagination, success, text_field};
+use crate::control::policy::{Action, ResourceRef, Scope};
+use crate::control::store::tokens::{self, NewToken, TokenRow};
+use crate::control::store::{Change, users};
+use crate::control::token;
+
+/// Routes of this file.
+pub fn routes() -> Router<Arc<Api>> {
+    Router::new()
+        .route("/tokens", get(list).post(create))
+        .route("/tokens/{id}", get(read).delete(revoke))
+        .route("/tokens/{id}/rotate", post(rotate))
+}
+
+fn no_workspace() -> ApiError {
+    ApiError::missing("workspace", "")
+}
+
+async fn list(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Query(q): Query<PageQuery>,
+) -> Result<Response, ApiError> {
+    let page = q.page()?;
+    api.allow(
+        &caller,
+        Action::ManageTokens,
+        ResourceRef::Workspace,
+        no_workspace(),
+    )
+    .await?;
+    let mut conn = api.store.read().await?;
+    let rows = tokens::list(&mut conn, &caller.workspace.id, &page.after, page.count).await?;
+    let last = rows.last().map(|t| t.id.as_str());
+    Ok(data(
+        json!({"tokens": rows, "pagination": pagination(&page, rows.len(), last)}),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CreateToken {
+    name: String,
+    scopes: Vec<String>,
+    /// Required: `expiresAt`, or `expiresInDays`.
+    #[serde(default)]
+    expires_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    expires_in_days: Option<u32>,
+    /// Whose token (default: the caller's own). Only owners make tokens for others.
+    #[serde(default)]
+    user_id: Option<String>,
+}
+
+/// Checks scopes and expiry against the workspace's maximum.
+fn terms(caller: &Caller, body: &CreateToken) -> Result<(Vec<Scope>, DateTime<Utc>), ApiError> {
+    if body.scopes.is_empty() {
+        return Err(ApiError::field("scopes", "at least one scope"));
+    }
+    let scopes = body
+        .scopes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            Scope::parse(s).ok_or_else(|| {
+                let known: Vec<&str> = Scope::ALL.iter().map(|s| s.name()).collect();
+                ApiError::field(
+                    &format!("scopes[{i}]"),
+                    format!("unknown scope; one of {}", known.join(", ")),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let max_days = caller.workspace.settings.token_max_days;
+    let expires = match (body.expires_at, body.expires_in_days) {
+        (Some(at), None) => at,
+        (None, Some(days)) => caller.now + Duration::days(i64::from(days)),
+        _ => {
+            return Err(ApiError::field(
+                "expiresAt",
+                "a token needs an expiry: give expiresAt or expiresInDays",
+            ));
+        }
+    };
+    if expires <= caller.now {
+        return Err(ApiError::field("expiresAt", "must be in the future"));
+    }
+    if expires > caller.now + Duration::days(i64::from(max_days)) {
+        return Err(ApiError::field(
+            "expiresAt",
+            format!("at most {max_days} days ahead (the workspace's token_max_days)"),
+        ));
+    }
+    Ok((scopes, expires))
+}
+
+/// Issues a token inside `change`; returns its row and plaintext.
+pub async fn issue(
+    change: &mut Change,
+    workspace: &str,
+    user: &str,
+    name: &str,
+    scopes: &[Scope],
+    expires_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<(TokenRow, token::Plaintext), ApiError> {
+    let issued = token::issue().map_err(|e| {
+        tracing::error!(error = %e, "no randomness for a token");
+        ApiError::Internal
+    })?;
+    let row = tokens::insert(
+        change.conn(),
+        workspace,
+        NewToken {
+            user_id: user,
+            name,
+            scopes,
+            digest: &issued.digest.to_hex(),
+            display: &issued.display,
+            expires_at,
+        },
+        now,
+    )
+    .await?;
+    Ok((row, issued.plaintext))
+}
+
+async fn create(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Body(body): Body<CreateToken>,
+) -> Result<Response, ApiError> {
+    let name = text_field("name", &body.name, 100)?;
+    let (scopes, expires) = terms(&caller, &body)?;
+    api.allow(
+        &caller,
+        Action::ManageTokens,
+        ResourceRef::Workspace,
+        no_workspace(),
+    )
+    .await?;
+    let owner = body
+        .user_id
+        .clone()
+        .unwrap_or_else(|| caller.user.id.clone());
+    if owner != caller.user.id {
+        api.allow(
+            &caller,
+            Action::TransferOwnership,
+            ResourceRef::Workspace,
+            no_workspace(),
+        )
+        .await?;
+        let mut conn = api.store.read().await?;
+        users::get(&mut conn, &caller.workspace.id, &owner)
+            .await?
+            .ok_or_else(|| ApiError::field("userId", "no such member"))?;
+    }
+    let mut change = api.store.change().await?;
+    let (row, plain) = issue(
+        &mut change,
+        &caller.workspace.id,
+        &owner,
+        &name,
+        &scopes,
+        expires,
+        caller.now,
+    )
+    .await?;
+    change
+        .record(caller.draft("token.create", "token", &row.id, None, Some(json!(row))))
+        .await?;
+    change.commit().await?;
+    Ok(data(json!({"token": row, "secret": plain.expose()})))
+}
+
+async fn load(api: &Api, caller: &Caller, id: &str) -> Result<TokenRow, ApiError> {
+    let mut conn = api.store.read().await?;
+    tokens::get(&mut conn, &caller.workspace.id, id)
+        .await?
+        .ok_or_else(|| ApiError::missing("token", id))
+}
+
+async fn read(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    api.allow(
+        &caller,
+        Action::ManageTokens,
+        ResourceRef::Workspace,
+        no_workspace(),
+    )
+    .await?;
+    let row = load(&api, &caller, &id).await?;
+    Ok(data(json!({ "token": row })))
+}
+
+async fn revoke(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    api.allow(
+        &caller,
+        Action::ManageTokens,
+        ResourceRef::Workspace,
+        no_workspace(),
+    )
+    .await?;
+    let before = load(&api, &caller, &id).await?;
+    let mut change = api.store.change().await?;
+    tokens::revoke(change.conn(), &id, caller.now).await?;
+    change
+        .record(caller.draft("token.revoke", "token", &id, Some(json!(before)), None))
+        .await?;
+    change.commit().await?;
+    Ok(success())
+}
+
+/// A new token with the same owner, name, scopes and lifetime; the old one is revoked.
+async fn rotate(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    api.allow(
+        &caller,
+        Action::ManageTokens,
+        ResourceRef::Workspace,
+        no_workspace(),
+    )
+    .await?;
+    let old = load(&api, &caller, &id).await?;
+    if old.revoked_at.is_some() {
+        return Err(ApiError::Conflict(
+            "a revoked token cannot be rotated".into(),
+        ));
+    }
+    let lifetime = (old.expires_at - old.created_at).min(Duration::days(i64::from(
+        caller.workspace.settings.token_max_days,
+    )));
+    let mut change = api.store.change().await?;
+    tokens::revoke(change.conn(), &id, caller.now).await?;
+    let (row, plain) = issue(
+        &mut change,
+        &caller.workspace.id,
+        &old.user_id,
+        &old.name,
+        &old.scopes,
+        caller.now + lifetime,
+        caller.now,
+    )
+    .await?;
+    change
+        .record(caller.draft(
+            "token.rotate",
+            "token",
+            &row.id,
+            Some(json!(old)),
+            Some(json!(row)),
+        ))
+        .await?;
+    change.commit().await?;
+    Ok(data(json!({"token": row, "secret": plain.expose()})))
+}

@@ -1,0 +1,81 @@
+//! The control plane as the gateway's [`CatalogSource`]: the store's catalog, exported
+//! whenever its revision moves.
+//!
+//! In one process a commit wakes the feed at once (a `watch` channel); changes made by
+//! other processes on the same database are seen by polling the revision (one tiny
+//! query) every `poll`. Only write-key digests are in what it hands over.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::store::{Store, StoreError, catalog, workspaces};
+use crate::catalog::{CatalogSource, Document, LoadError};
+
+/// Feeds the gateway from a store.
+#[derive(Debug)]
+pub struct Feed {
+    store: Store,
+    wake: watch::Receiver<u64>,
+    poll: Duration,
+    seen: Option<u64>,
+}
+
+impl Feed {
+    /// A feed from `store`, checking for other processes' changes every `poll`.
+    pub fn new(store: Store, poll: Duration) -> Self {
+        Self {
+            wake: store.watch_revision(),
+            store,
+            poll,
+            seen: None,
+        }
+    }
+}
+
+/// Every workspace's catalog, as one document (source and destination ids are global).
+pub async fn export_all(store: &Store) -> Result<Document, StoreError> {
+    let mut conn = store.read().await?;
+    let mut doc = Document::default();
+    for ws in workspaces::all_ids(&mut conn).await? {
+        let one = catalog::export(&mut conn, store.key(), &ws).await?;
+        doc.sources.extend(one.sources);
+        doc.destinations.extend(one.destinations);
+        doc.tracking_plans.extend(one.tracking_plans);
+    }
+    Ok(doc)
+}
+
+fn io(error: StoreError) -> LoadError {
+    LoadError::Io {
+        what: "the control-plane store".into(),
+        source: std::io::Error::other(error.to_string()),
+    }
+}
+
+impl CatalogSource for Feed {
+    fn describe(&self) -> String {
+        format!("control plane ({:?})", self.store.backend())
+    }
+
+    async fn load(&mut self) -> Result<Document, LoadError> {
+        // The revision first: a change committed during the export wakes us again.
+        let revision = self.store.revision().await.map_err(io)?;
+        let doc = export_all(&self.store).await.map_err(io)?;
+        self.seen = Some(revision);
+        self.wake.mark_unchanged();
+        Ok(doc)
+    }
+
+    async fn changed(&mut self) {
+        loop {
+            let _ = tokio::time::timeout(self.poll, self.wake.changed()).await;
+            match self.store.revision().await {
+                Ok(revision) if Some(revision) != self.seen => return,
+                Ok(_) => {}
+                // Let the reloader try (and log) rather than spin here.
+                Err(_) => return,
+            }
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! Which catalog source `serve` runs on: the file (`catalog.source = "file"`) or the
+//! control plane (`"control"`: its store opened, bootstrapped on first start, and its
+//! API served on the control listener).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+
+use crate::catalog::{CatalogSource, Document, FileSource, LoadError};
+use crate::config::{CatalogSourceKind, Config};
+use crate::control::{api, bootstrap, feed::Feed, secret, store::Store};
+
+/// Why the control plane could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// The secret key is unusable.
+    #[error("control plane secret key: {0}")]
+    Secret(#[from] secret::SecretError),
+    /// The store could not be opened.
+    #[error("control plane store: {0}")]
+    Store(#[from] crate::control::store::StoreError),
+    /// First-run setup failed.
+    #[error("control plane first start: {0}")]
+    Bootstrap(#[from] bootstrap::BootstrapError),
+}
+
+/// The catalog source of a `serve`.
+pub enum Source {
+    /// The catalog file.
+    File(FileSource),
+    /// The control plane's store.
+    Control(Feed),
+}
+
+impl CatalogSource for Source {
+    fn describe(&self) -> String {
+        match self {
+            Self::File(f) => f.describe(),
+            Self::Control(c) => c.describe(),
+        }
+    }
+
+    async fn load(&mut self) -> Result<Document, LoadError> {
+        match self {
+            Self::File(f) => f.load().await,
+            Self::Control(c) => c.load().await,
+        }
+    }
+
+    async fn changed(&mut self) {
+        match self {
+            Self::File(f) => f.changed().await,
+            Self::Control(c) => c.changed().await,
+        }
+    }
+}
+
+/// Opens the control plane's store: `control.database_url`, else SQLite in `log.dir`;
+/// the secret key from `SLUICE_SECRET_KEY` or `log.dir/secret.key` (made on first use).
+pub async fn open_store(config: &Config) -> Result<Store, ControlError> {
+    let env = std::env::var(secret::ENV_KEY).ok();
+    let key = secret::Key::load(env.as_deref(), &config.log.dir)?;
+    let url = config.control.database_url.expose();
+    let store = if url.is_empty() {
+        Store::open_in(&config.log.dir, key).await?
+    } else {
+        Store::open(url, key).await?
+    };
+    Ok(store)
+}
+
+/// The source `config` asks for; with the control plane, also its store (first start
+/// done: a new store gets workspace `default`, the catalog file, and a setup link,
+/// printed once on stderr).
+pub async fn open(config: &Config) -> Result<(Source, Option<Store>), ControlError> {
+    let poll = Duration::from_millis(config.catalog.poll_interval_ms);
+    match config.catalog.source {
+        CatalogSourceKind::File => Ok((
+            Source::File(FileSource::new(&config.catalog.path, poll)),
+            None,
+        )),
+        CatalogSourceKind::Control => {
+            let store = open_store(config).await?;
+            let public = config.control.public_url();
+            if let Some(first) =
+                bootstrap::first_run(&store, &config.catalog.path, &public, Utc::now()).await?
+            {
+                let imported = first.imported.map_or_else(
+                    || "no catalog file to import".to_owned(),
+                    |i| format!("imported {} sources, {} write keys, {} destinations, {} tracking plans from {}",
+                        i.sources, i.keys, i.destinations, i.plans, config.catalog.path.display()),
+                );
+                tracing::info!(workspace = %first.workspace.slug, "control plane initialised: {imported}");
+                // The link is a credential: shown once, on the terminal, never in the log.
+                eprintln!(
+                    "\n  Sluice control plane is new. Create the first owner (one-time link, valid {} h):\n\n    {}\n\n  Or from a shell: sluice admin bootstrap --email you@example.com\n",
+                    bootstrap::SETUP_LINK_HOURS,
+                    first.setup_link
+                );
+            }
+            Ok((Source::Control(Feed::new(store.clone(), poll)), Some(store)))
+        }
+    }
+}
+
+/// The API over `store`, as `config` sets it.
+pub fn api(config: &Config, store: Store) -> Arc<api::Api> {
+    let rate = std::num::NonZeroU32::new(config.control.rate_limit_per_minute)
+        .unwrap_or(std::num::NonZeroU32::MIN);
+    api::Api::new(store, rate, config.control.public_url())
+}

@@ -1,0 +1,644 @@
+//! The control plane end to end, through `sluice serve` on each database: setup link,
+//! owner token, a source and write key made through the API, an event sent with it,
+//! the key revoked and refused within a second, a read-only user refused, a member's
+//! hidden source answered exactly like a missing one, and an intact audit chain.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::databases::{self, TestDb};
+use common::{TestServer, basic, client};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use sluice::config::{CatalogSourceKind, Secret};
+use sluice::control::{bootstrap, store};
+
+const CATALOG: &str = r#"
+[[sources]]
+id = "demo"
+write_keys = [{ key = "demo-write-key" }]
+"#;
+
+/// A server on the control plane over `db`, bootstrapped; returns it and the setup link.
+async fn server(db: &TestDb) -> (TestServer, String) {
+    let public = "http://sluice.test";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let catalog = dir.path().join("catalog.toml");
+    std::fs::write(&catalog, CATALOG).expect("catalog");
+    let first = bootstrap::first_run(&db.store, &catalog, public, chrono::Utc::now())
+        .await
+        .expect("first run")
+        .expect("a new store");
+    assert_eq!(first.imported.map(|i| (i.sources, i.keys)), Some((1, 1)));
+    let link = first
+        .setup_link
+        .strip_prefix(public)
+        .expect("link on the public URL")
+        .to_owned();
+    let url = db.url.clone();
+    let server = TestServer::start_with(CATALOG, move |config| {
+        config.catalog.source = CatalogSourceKind::Control;
+        config.catalog.path = catalog;
+        config.catalog.poll_interval_ms = 200;
+        config.control.database_url = Secret::new(url);
+        std::fs::create_dir_all(&config.log.dir).expect("log dir");
+        std::fs::write(config.log.dir.join("secret.key"), "07".repeat(32)).expect("key");
+    });
+    (server, link)
+}
+
+struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    async fn call(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .header("accept", "application/json");
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn get(&self, token: &str, path: &str) -> (StatusCode, Value) {
+        self.call(token, Method::GET, path, None).await
+    }
+
+    async fn post(&self, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(token, Method::POST, path, Some(body)).await
+    }
+
+    /// Accepts a one-time link; returns the new user's token.
+    async fn accept(&self, link: &str, email: &str) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(format!("{}{link}", self.base))
+            .header("accept", "application/json")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!(
+                "email={}&first_name=Test&last_name=User",
+                email.replace('@', "%40")
+            ))
+            .send()
+            .await
+            .expect("accept");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+}
+
+async fn track(server: &TestServer, key: &str, id: &str) -> StatusCode {
+    client()
+        .post(server.url("/v1/track"))
+        .header("authorization", basic(key))
+        .json(&json!({"event": "Signed Up", "userId": "u1", "messageId": id}))
+        .send()
+        .await
+        .expect("track")
+        .status()
+}
+
+/// Polls until `track` answers `want`; returns how long it took.
+async fn until(server: &TestServer, key: &str, want: StatusCode) -> Duration {
+    let start = Instant::now();
+    let mut n = 0;
+    loop {
+        n += 1;
+        let status = track(server, key, &format!("poll-{n}-{}", uuid::Uuid::new_v4())).await;
+        if status == want {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "still {status} after 5 s (want {want})"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn error_type(body: &Value) -> &str {
+    body["errors"][0]["type"].as_str().unwrap_or_default()
+}
+
+async fn scenario(db: TestDb) {
+    let label = db.label;
+    let (server, link) = server(&db).await;
+    let api = Api {
+        base: format!("http://{}", server.control),
+        http: client(),
+    };
+    // The imported demo key works at once.
+    assert_eq!(
+        track(&server, "demo-write-key", "demo-1").await,
+        StatusCode::OK,
+        "{label}"
+    );
+
+    // The setup link makes the first owner and their token, once.
+    let (status, body) = api.accept(&link, "Owner@Example.com").await;
+    assert_eq!(status, StatusCode::OK, "{label}: {body}");
+    assert_eq!(body["data"]["user"]["role"], "owner");
+    let owner = body["data"]["secret"].as_str().expect("token").to_owned();
+    assert!(owner.starts_with("slc_pat_"));
+    let (status, _) = api.accept(&link, "other@example.com").await;
+    assert_eq!(status, StatusCode::GONE, "{label}: a used link works again");
+
+    let (status, body) = api.get(&owner, "/api/v1/").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["workspace"]["slug"], "default");
+
+    // A source and a write key, through the API.
+    let (status, body) = api
+        .post(
+            &owner,
+            "/api/v1/sources",
+            json!({"slug": "app", "enabled": true, "metadataId": "javascript"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{label}: {body}");
+    assert_eq!(body["data"]["source"]["id"], "app");
+    let (status, body) = api
+        .post(&owner, "/api/v1/sources/app/writekey", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{label}: {body}");
+    let key = body["data"]["writeKey"]["key"]
+        .as_str()
+        .expect("key")
+        .to_owned();
+    let keys = body["data"]["source"]["writeKeys"]
+        .as_array()
+        .expect("keys");
+    assert!(
+        keys.iter().any(|k| k == &json!(key)),
+        "the new key is in writeKeys: {body}"
+    );
+    // Shown once: later reads carry only its prefix.
+    let (_, body) = api.get(&owner, "/api/v1/sources/app").await;
+    assert!(
+        !body.to_string().contains(&key),
+        "{label}: plaintext key read back"
+    );
+
+    let live = until(&server, &key, StatusCode::OK).await;
+    assert!(
+        live < Duration::from_secs(1),
+        "{label}: new key took {live:?}"
+    );
+    assert_eq!(track(&server, &key, "stored-1").await, StatusCode::OK);
+    assert!(
+        server
+            .stored()
+            .iter()
+            .any(|r| r["event"]["messageId"] == "stored-1" && r["sourceId"] == "app"),
+        "{label}: event not stored"
+    );
+
+    // Revoked: the next event is refused within a second.
+    let (status, body) = api
+        .call(
+            &owner,
+            Method::DELETE,
+            &format!("/api/v1/sources/app/writekey/{key}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{label}: {body}");
+    assert_eq!(body["data"]["status"], "SUCCESS");
+    let refused = until(&server, &key, StatusCode::UNAUTHORIZED).await;
+    assert!(
+        refused < Duration::from_secs(1),
+        "{label}: revoked key still accepted after {refused:?}"
+    );
+
+    // Invite a read-only user and a member.
+    let (status, body) = api
+        .post(
+            &owner,
+            "/api/v1/invites",
+            json!({"invites": [
+                {"email": "reader@example.com", "role": "read_only"},
+                {"email": "member@example.com", "permissions": [{"roleId": "member"}]},
+            ]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{label}: {body}");
+    let links: Vec<String> = body["data"]["invites"]
+        .as_array()
+        .expect("invites")
+        .iter()
+        .map(|i| {
+            i["link"]
+                .as_str()
+                .expect("link")
+                .trim_start_matches(&server.config.control.public_url())
+                .to_owned()
+        })
+        .collect();
+    let (status, body) = api.accept(&links[0], "someone-else@example.com").await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "{label}: an invite is for its email only: {body}"
+    );
+    let (_, body) = api.accept(&links[0], "reader@example.com").await;
+    let reader = body["data"]["secret"]
+        .as_str()
+        .expect("reader token")
+        .to_owned();
+    let (_, body) = api.accept(&links[1], "member@example.com").await;
+    assert_eq!(body["data"]["user"]["role"], "member", "{body}");
+    let member = body["data"]["secret"]
+        .as_str()
+        .expect("member token")
+        .to_owned();
+    let member_id = body["data"]["user"]["id"].as_str().expect("id").to_owned();
+
+    // Read-only: sees, cannot change.
+    let (status, body) = api.get(&reader, "/api/v1/sources").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body["data"]["sources"].as_array().map(Vec::len),
+        Some(2),
+        "{body}"
+    );
+    let (status, body) = api
+        .post(&reader, "/api/v1/sources", json!({"slug": "nope"}))
+        .await;
+    assert_eq!(
+        (status, error_type(&body)),
+        (StatusCode::FORBIDDEN, "forbidden"),
+        "{label}: {body}"
+    );
+    let (status, _) = api
+        .call(
+            &reader,
+            Method::PATCH,
+            "/api/v1/sources/app",
+            Some(json!({"name": "x"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = api
+        .post(&reader, "/api/v1/sources/app/writekey", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = api.get(&reader, "/api/v1/audit-events").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // Member with no_access on app: it does not exist for them.
+    let (status, body) = api
+        .post(
+            &owner,
+            "/api/v1/grants",
+            json!({
+                "principal": {"type": "user", "id": member_id},
+                "resource": {"kind": "source", "id": "app"},
+                "level": "no_access",
+                "justification": "contractor: demo data only",
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{label}: {body}");
+    let (_, body) = api.get(&member, "/api/v1/sources").await;
+    let ids: Vec<&str> = body["data"]["sources"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|s| s["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["demo"], "{label}");
+    let (hidden_status, hidden) = api.get(&member, "/api/v1/sources/app").await;
+    let (missing_status, missing) = api.get(&member, "/api/v1/sources/absent").await;
+    assert_eq!(hidden_status, StatusCode::NOT_FOUND);
+    assert_eq!(missing_status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        hidden.to_string().replace("app", "ID"),
+        missing.to_string().replace("absent", "ID"),
+        "{label}: a hidden source answers unlike a missing one"
+    );
+    let (status, _) = api
+        .call(&member, Method::DELETE, "/api/v1/sources/app", None)
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "{label}: delete of a hidden source"
+    );
+    // The explain endpoint says why.
+    let (status, body) = api
+        .get(&owner, &format!("/api/v1/access/explain?userId={member_id}&action=view_source&resourceType=source&resourceId=app"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["allowed"], false);
+    assert_eq!(body["data"]["reason"], "hidden");
+
+    // Every step is in the audit trail, and the chain verifies.
+    let (status, body) = api
+        .get(&owner, "/api/v1/audit-events?pagination[count]=200")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let types: Vec<&str> = body["data"]["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["type"].as_str())
+        .collect();
+    for wanted in [
+        "workspace.create",
+        "catalog.import",
+        "user.setup",
+        "source.create",
+        "source.writekey.create",
+        "source.writekey.revoke",
+        "invite.create",
+        "user.invite",
+        "access.denied.create_source",
+        "access.denied.edit_source",
+        "access.denied.manage_write_keys",
+        "grant.create",
+    ] {
+        assert!(types.contains(&wanted), "{label}: no {wanted} in {types:?}");
+    }
+    let text = body.to_string();
+    assert!(
+        !text.contains(&key) && !text.contains(&owner),
+        "{label}: a secret in the audit trail"
+    );
+    let (status, body) = api
+        .get(
+            &owner,
+            "/api/v1/audit-events?format=csv&action=source.create",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let csv = body.as_str().expect("csv text");
+    assert!(
+        csv.starts_with("id,timestamp,type,actor") && csv.lines().count() == 2,
+        "{csv}"
+    );
+    assert!(matches!(store::verify_audit(&db.store).await.expect("verify"), Ok(n) if n > 10));
+
+    drop(server);
+    db.finish().await;
+}
+
+#[tokio::test]
+async fn done_means_on_sqlite() {
+    scenario(databases::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn done_means_on_postgres() {
+    scenario(databases::postgres().await).await;
+}
+
+#[tokio::test]
+async fn every_token_refusal_says_why() {
+    let db = databases::sqlite().await;
+    let (server, link) = server(&db).await;
+    let api = Api {
+        base: format!("http://{}", server.control),
+        http: client(),
+    };
+    let (_, body) = api.accept(&link, "owner@example.com").await;
+    let owner = body["data"]["secret"].as_str().expect("token").to_owned();
+
+    for bad in [
+        "",
+        "slc_pat_short",
+        "Bearer",
+        "slc_pat_000000000000000000000000000000AAAAAA",
+    ] {
+        let (status, body) = api.get(bad, "/api/v1/sources").await;
+        assert_eq!(
+            (status, error_type(&body)),
+            (StatusCode::UNAUTHORIZED, "invalid_token"),
+            "{bad:?}"
+        );
+    }
+    // A well-formed token that was never issued.
+    let fake = sluice::control::token::issue().expect("token");
+    let (status, body) = api.get(fake.plaintext.expose(), "/api/v1/").await;
+    assert_eq!(
+        (status, error_type(&body)),
+        (StatusCode::UNAUTHORIZED, "invalid_token")
+    );
+
+    // Revoked.
+    let (status, body) = api
+        .post(
+            &owner,
+            "/api/v1/tokens",
+            json!({"name": "ci", "scopes": ["sources:read"], "expiresInDays": 1}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let ci = body["data"]["secret"].as_str().expect("secret").to_owned();
+    let ci_id = body["data"]["token"]["id"].as_str().expect("id").to_owned();
+    assert_eq!(api.get(&ci, "/api/v1/sources").await.0, StatusCode::OK);
+    // Scopes bound a token: sources:read cannot create.
+    let (status, body) = api.post(&ci, "/api/v1/sources", json!({"slug": "x"})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, _) = api
+        .call(
+            &owner,
+            Method::DELETE,
+            &format!("/api/v1/tokens/{ci_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = api.get(&ci, "/api/v1/sources").await;
+    assert_eq!(
+        (status, error_type(&body)),
+        (StatusCode::UNAUTHORIZED, "token_revoked")
+    );
+
+    // Expired: made directly in the store (the API refuses a past expiry).
+    let issued = sluice::control::token::issue().expect("token");
+    let mut conn = db.store.read().await.expect("conn");
+    let ws = store::workspaces::by_slug(&mut conn, "default")
+        .await
+        .expect("ws")
+        .expect("default");
+    let user = store::users::by_email(&mut conn, &ws.id, "owner@example.com")
+        .await
+        .expect("user")
+        .expect("owner");
+    drop(conn);
+    let mut change = db.store.change().await.expect("change");
+    let past = chrono::Utc::now() - chrono::Duration::days(1);
+    store::tokens::insert(
+        change.conn(),
+        &ws.id,
+        store::tokens::NewToken {
+            user_id: &user.id,
+            name: "old",
+            scopes: &sluice::control::policy::Scope::ALL,
+            digest: &issued.digest.to_hex(),
+            display: &issued.display,
+            expires_at: past,
+        },
+        past - chrono::Duration::days(1),
+    )
+    .await
+    .expect("insert");
+    change.commit().await.expect("commit");
+    let (status, body) = api.get(issued.plaintext.expose(), "/api/v1/").await;
+    assert_eq!(
+        (status, error_type(&body)),
+        (StatusCode::UNAUTHORIZED, "token_expired"),
+        "{body}"
+    );
+
+    // A token's expiry is required and bounded by the workspace maximum.
+    let (status, body) = api
+        .post(
+            &owner,
+            "/api/v1/tokens",
+            json!({"name": "x", "scopes": ["audit:read"]}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["errors"][0]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("expiresAt"))
+    );
+    let (status, _) = api
+        .post(
+            &owner,
+            "/api/v1/tokens",
+            json!({"name": "x", "scopes": ["audit:read"], "expiresInDays": 400}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // Input is validated, unknown fields refused, with the field named.
+    let (status, body) = api
+        .post(
+            &owner,
+            "/api/v1/sources",
+            json!({"slug": "ok", "colour": "red"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("colour"),
+        "{body}"
+    );
+    let (status, body) = api
+        .post(&owner, "/api/v1/sources", json!({"slug": "Bad Slug"}))
+        .await;
+    assert_eq!(
+        (status, body["errors"][0]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("slug"))
+    );
+    let (status, body) = api.get(&owner, "/api/v1/sources?pagination[count]=0").await;
+    assert_eq!(
+        (status, body["errors"][0]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("pagination[count]"))
+    );
+    let (status, body) = api
+        .get(&owner, "/api/v1/sources?pagination[cursor]=garbage!")
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, _) = api
+        .post(&owner, "/api/v1/sources", json!({"slug": "demo"}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let huge = "x".repeat(2 << 20);
+    let (status, _) = api
+        .post(&owner, "/api/v1/sources", json!({"slug": huge}))
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+
+    drop(server);
+    db.finish().await;
+}
+
+#[tokio::test]
+async fn pages_follow_their_cursor_and_tokens_are_rate_limited() {
+    let db = databases::sqlite().await;
+    let (server, link) = server(&db).await;
+    let api = Api {
+        base: format!("http://{}", server.control),
+        http: client(),
+    };
+    let (_, body) = api.accept(&link, "owner@example.com").await;
+    let owner = body["data"]["secret"].as_str().expect("token").to_owned();
+    for i in 0..5 {
+        let (status, _) = api
+            .post(&owner, "/api/v1/sources", json!({"slug": format!("s{i}")}))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let mut seen = Vec::new();
+    let mut path = "/api/v1/sources?pagination[count]=2".to_owned();
+    loop {
+        let (status, body) = api.get(&owner, &path).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        for s in body["data"]["sources"].as_array().expect("list") {
+            seen.push(s["id"].as_str().expect("id").to_owned());
+        }
+        match body["data"]["pagination"]["next"].as_str() {
+            Some(next) => {
+                path = format!("/api/v1/sources?pagination[count]=2&pagination[cursor]={next}")
+            }
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["demo", "s0", "s1", "s2", "s3", "s4"]);
+
+    let response = api
+        .http
+        .get(format!("{}/api/v1/", api.base))
+        .bearer_auth(&owner)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(response.headers()["x-ratelimit-limit"], "600");
+    // Spend the budget (600 a minute, refilling as we go): a 429 with Retry-After comes.
+    let mut sent = 0;
+    let response = loop {
+        let response = api
+            .http
+            .get(format!("{}/api/v1/", api.base))
+            .bearer_auth(&owner)
+            .send()
+            .await
+            .expect("get");
+        sent += 1;
+        if response.status() != StatusCode::OK || sent > 3000 {
+            break response;
+        }
+    };
+    assert_eq!(
+        response.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "after {sent} requests"
+    );
+    assert!(response.headers().contains_key("retry-after"));
+    assert_eq!(response.headers()["x-ratelimit-remaining"], "0");
+    drop(server);
+    db.finish().await;
+}
