@@ -71,6 +71,7 @@ class Sluice:
         env.update({
             "SLUICE__SERVER__LISTEN": f"127.0.0.1:{self.port}",
             "SLUICE__SERVER__ADMIN_LISTEN": f"127.0.0.1:{self.admin}",
+            "SLUICE__CATALOG__SOURCE": "file",
             "SLUICE__CATALOG__PATH": os.path.join(self.work, "catalog.toml"),
             "SLUICE__LOG__DIR": self.log_dir,
             "SLUICE__LOG__DURABILITY": "fsync",

@@ -14,6 +14,7 @@ write_sluice_config() {
 listen = "127.0.0.1:$port"
 admin_listen = "127.0.0.1:$admin"
 [catalog]
+source = "file"
 path = "$dir/catalog.toml"
 [log]
 dir = "$dir/log"

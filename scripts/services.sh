@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure the services the test suite talks to are up: NATS with JetStream on
-# 127.0.0.1:4222. Installs nats-server from Debian's packages if it is missing.
+# 127.0.0.1:4222 and PostgreSQL on 127.0.0.1:5432, installing them from Debian's packages
+# when missing.
 set -euo pipefail
 
 up() { (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -18,3 +19,32 @@ if ! up 4222; then
   up 4222 || { echo "services: NATS did not come up" >&2; exit 1; }
 fi
 echo "services: NATS up on 127.0.0.1:4222"
+
+# PostgreSQL on 127.0.0.1:5432 (trust auth) for the control-plane store tests: each test
+# makes its own throw-away database (sluice_t_<unix time>_<random>) and drops it; ones
+# left by an interrupted run over an hour ago are dropped here.
+if ! up 5432; then
+  if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+    echo "services: installing postgresql"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  fi
+  version=$(ls /etc/postgresql | sort -V | tail -1)
+  echo "services: starting PostgreSQL $version on 127.0.0.1:5432"
+  pg_ctlcluster --skip-systemctl-redirect "$version" main start
+  for _ in $(seq 1 100); do up 5432 && break; sleep 0.1; done
+  up 5432 || { echo "services: PostgreSQL did not come up" >&2; exit 1; }
+fi
+psql_admin() { psql -h 127.0.0.1 -U postgres -d postgres -Atq "$@"; }
+if ! psql_admin -c 'select 1' >/dev/null 2>&1; then
+  echo "services: PostgreSQL on 127.0.0.1:5432 does not let user postgres in without a password (trust auth expected; set SLUICE_TEST_POSTGRES to another admin URL)" >&2
+  [ -n "${SLUICE_TEST_POSTGRES:-}" ] || exit 1
+else
+  cutoff=$(( $(date +%s) - 3600 ))
+  for db in $(psql_admin -c "select datname from pg_database where datname like 'sluice_t_%'"); do
+    stamp=$(echo "$db" | cut -d_ -f3)
+    if [[ "$stamp" =~ ^[0-9]+$ ]] && [ "$stamp" -lt "$cutoff" ]; then
+      psql_admin -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null && echo "services: dropped stale test database $db"
+    fi
+  done
+fi
+echo "services: PostgreSQL up on 127.0.0.1:5432"

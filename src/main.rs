@@ -53,6 +53,11 @@ enum Command {
         #[command(subcommand)]
         command: cli::dlq::DlqCommand,
     },
+    /// The control plane: first owner, catalog import/export, explain, audit, API calls.
+    Admin {
+        #[command(subcommand)]
+        command: cli::admin::AdminCommand,
+    },
     /// Tools for trying Sluice out.
     Dev {
         #[command(subcommand)]
@@ -79,6 +84,7 @@ fn main() -> anyhow::Result<()> {
         Command::Log { command } => cli::log::run(&config, command),
         Command::Blocked { command } => cli::log::run_blocked(&config, command),
         Command::Dlq { command } => cli::dlq::run(&config, command),
+        Command::Admin { command } => cli::admin::run(&config, command),
         Command::Dev { command } => cli::dev::run(command),
     }
 }

@@ -51,6 +51,7 @@ fn start_with(dir: &Path, durability: &str, env: &[(&str, &str)]) -> Sluice {
             .env("SLUICE__SERVER__ADMIN_LISTEN", format!("127.0.0.1:{admin}"))
             .env("SLUICE__LOG__DIR", dir.join("log"))
             .env("SLUICE__LOG__DURABILITY", durability)
+            .env("SLUICE__CATALOG__SOURCE", "file")
             .env("SLUICE__CATALOG__PATH", dir.join("catalog.toml"))
             .env("RUST_LOG", "warn")
             .envs(env.iter().copied())

@@ -86,6 +86,7 @@ fn save_cursor(dir: &Path, id: &str, text: &str) {
 fn start(dir: tempfile::TempDir, id: &str, out: &Path) -> TestServer {
     std::fs::write(dir.path().join("catalog.toml"), catalog(id, out)).expect("catalog");
     let mut config = Config::default();
+    config.catalog.source = sluice::config::CatalogSourceKind::File;
     config.catalog.path = dir.path().join("catalog.toml");
     config.catalog.poll_interval_ms = 100;
     config.log = log_config(dir.path());
@@ -303,6 +304,7 @@ async fn a_dead_destination_moves_its_backlog_aside_instead_of_pinning_the_log()
     );
     std::fs::write(dir.path().join("catalog.toml"), catalog).expect("catalog");
     let mut config = Config::default();
+    config.catalog.source = sluice::config::CatalogSourceKind::File;
     config.catalog.path = dir.path().join("catalog.toml");
     config.log = config::Log {
         max_bytes: 96 << 10,
@@ -720,6 +722,7 @@ fn webhooks_ignore_proxy_environment_variables() {
         .env("SLUICE__SERVER__ADMIN_LISTEN", format!("127.0.0.1:{admin}"))
         .env("SLUICE__LOG__DIR", dir.path().join("log"))
         .env("SLUICE__LOG__DURABILITY", "os")
+        .env("SLUICE__CATALOG__SOURCE", "file")
         .env("SLUICE__CATALOG__PATH", dir.path().join("catalog.toml"))
         .env("SLUICE__DELIVERY__ALLOW_PRIVATE_DESTINATIONS", "true")
         .env("HTTP_PROXY", &proxy_url)
@@ -879,6 +882,7 @@ async fn a_full_disk_turns_ready_red_and_recovers_by_itself() {
     let out = dir.path().join("delivered.ndjson");
     std::fs::write(dir.path().join("catalog.toml"), catalog("disk-out", &out)).expect("catalog");
     let mut config = Config::default();
+    config.catalog.source = sluice::config::CatalogSourceKind::File;
     config.catalog.path = dir.path().join("catalog.toml");
     config.log = config::Log {
         dir: disk.join("log"),

@@ -303,7 +303,7 @@ fn measure(
             )?;
             let config = format!(
                 "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{}\"\n\
-                 [catalog]\npath = \"{}\"\n[log]\ndir = \"{}\"\ndurability = \"{durability}\"\n\
+                 [catalog]\nsource = \"file\"\npath = \"{}\"\n[log]\ndir = \"{}\"\ndurability = \"{durability}\"\n\
                  [telemetry]\nlog_filter = \"warn\"\n",
                 free_port()?,
                 dir.join("catalog.toml").display(),

@@ -95,6 +95,7 @@ async fn wrong_keys_and_invalid_events_are_counted_by_sluice_status() {
     )
     .expect("catalog");
     let mut config = sluice::config::Config::default();
+    config.catalog.source = sluice::config::CatalogSourceKind::File;
     config.catalog.path = dir.path().join("catalog.toml");
     config.log.dir = dir.path().join("log");
     config.log.durability = sluice::config::Durability::Os;
@@ -108,7 +109,11 @@ async fn wrong_keys_and_invalid_events_are_counted_by_sluice_status() {
     let shutdown = tokio_util::sync::CancellationToken::new();
     let server = tokio::spawn(sluice::serve(
         config,
-        sluice::Listeners { data, admin },
+        sluice::Listeners {
+            data,
+            admin,
+            control: None,
+        },
         shutdown.clone(),
     ));
 

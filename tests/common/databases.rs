@@ -78,7 +78,10 @@ pub async fn postgres() -> TestDb {
     let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {
         panic!("PostgreSQL at {admin_url} is needed by the store tests (scripts/services.sh starts it): {e}")
     });
-    let name = format!("sluice_t_{}", uuid::Uuid::new_v4().simple());
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let name = format!("sluice_t_{stamp}_{}", uuid::Uuid::new_v4().simple());
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&mut admin)
         .await
