@@ -16,6 +16,7 @@
 mod document;
 mod file;
 mod reload;
+mod remote;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -33,6 +34,7 @@ pub use document::{
 pub use crate::protocols::{ControlsDoc, Enforcement, PlanDoc, RuleDoc};
 pub use file::FileSource;
 pub use reload::{CatalogSource, LoadError, open_store, spawn_reloader};
+pub use remote::RemoteSource;
 
 /// SHA-256 of a write key.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]

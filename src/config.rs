@@ -208,8 +208,16 @@ impl Default for Limits {
 pub struct Catalog {
     /// Where the gateway's catalog comes from. Default `control`: the control plane's
     /// store (the file is imported into it on first start). `file`: the file only,
-    /// watched for changes, and no control plane (GitOps).
+    /// watched for changes, and no control plane (GitOps). `remote`: another process's
+    /// control plane at `control_url` (a gateway with no store of its own).
     pub source: CatalogSourceKind,
+    /// With `source = "remote"`: the control plane's base URL, e.g. `http://cp:8081`.
+    pub control_url: String,
+    /// With `source = "remote"`: a token with the `catalog:read` scope.
+    pub node_token: Secret,
+    /// With `source = "remote"`: this gateway's name in `/api/v1/gateways`.
+    /// Default: the host name.
+    pub node_name: String,
     /// The catalog file, watched for changes. Default `config/catalog.toml`.
     pub path: PathBuf,
     /// How often the file is checked even without a change notification, in ms. Default 1000.
@@ -220,6 +228,9 @@ impl Default for Catalog {
     fn default() -> Self {
         Self {
             source: CatalogSourceKind::Control,
+            control_url: String::new(),
+            node_token: Secret::default(),
+            node_name: String::new(),
             path: PathBuf::from("config/catalog.toml"),
             poll_interval_ms: 1000,
         }
@@ -234,6 +245,8 @@ pub enum CatalogSourceKind {
     Control,
     /// `catalog.path` only.
     File,
+    /// A control plane in another process (`catalog.control_url`).
+    Remote,
 }
 
 /// `[control]`: the control plane (API, store, feed to the gateway).
@@ -435,6 +448,13 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), Error> {
+        if self.catalog.source == CatalogSourceKind::Remote
+            && (self.catalog.control_url.is_empty() || self.catalog.node_token.expose().is_empty())
+        {
+            return Err(Error::Invalid(
+                "catalog.source = \"remote\" needs catalog.control_url and catalog.node_token (serve --control-url … --node-token …)",
+            ));
+        }
         if self.control.rate_limit_per_minute == 0 {
             return Err(Error::Invalid(
                 "control.rate_limit_per_minute must be at least 1",

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use crate::catalog::{CatalogSource, Document, FileSource, LoadError};
+use crate::catalog::{CatalogSource, Document, FileSource, LoadError, RemoteSource};
 use crate::config::{CatalogSourceKind, Config};
 use crate::control::{api, bootstrap, feed::Feed, secret, store::Store};
 
@@ -31,6 +31,8 @@ pub enum Source {
     File(FileSource),
     /// The control plane's store.
     Control(Feed),
+    /// A control plane in another process.
+    Remote(RemoteSource),
 }
 
 impl CatalogSource for Source {
@@ -38,6 +40,7 @@ impl CatalogSource for Source {
         match self {
             Self::File(f) => f.describe(),
             Self::Control(c) => c.describe(),
+            Self::Remote(r) => r.describe(),
         }
     }
 
@@ -45,6 +48,7 @@ impl CatalogSource for Source {
         match self {
             Self::File(f) => f.load().await,
             Self::Control(c) => c.load().await,
+            Self::Remote(r) => r.load().await,
         }
     }
 
@@ -52,6 +56,7 @@ impl CatalogSource for Source {
         match self {
             Self::File(f) => f.changed().await,
             Self::Control(c) => c.changed().await,
+            Self::Remote(r) => r.changed().await,
         }
     }
 }
@@ -80,6 +85,16 @@ pub async fn open(config: &Config) -> Result<(Source, Option<Store>), ControlErr
             Source::File(FileSource::new(&config.catalog.path, poll)),
             None,
         )),
+        CatalogSourceKind::Remote => {
+            let name = if config.catalog.node_name.is_empty() {
+                host_name()
+            } else {
+                config.catalog.node_name.clone()
+            };
+            let token = config.catalog.node_token.clone();
+            let remote = RemoteSource::new(&config.catalog.control_url, token, &name);
+            Ok((Source::Remote(remote), None))
+        }
         CatalogSourceKind::Control => {
             let store = open_store(config).await?;
             let public = config.control.public_url();
@@ -109,4 +124,14 @@ pub fn api(config: &Config, store: Store) -> Arc<api::Api> {
     let rate = std::num::NonZeroU32::new(config.control.rate_limit_per_minute)
         .unwrap_or(std::num::NonZeroU32::MIN);
     api::Api::new(store, rate, config.control.public_url())
+}
+
+/// This machine's name (`HOSTNAME`, else `/etc/hostname`, else `gateway`).
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "gateway".to_owned())
 }

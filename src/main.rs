@@ -36,8 +36,19 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the gateway (Tracking API and admin listener).
-    Serve,
+    /// Run the gateway (Tracking API and admin listener) and, by default, the control plane.
+    Serve {
+        /// Take the catalog from the control plane at this URL (a gateway without a store
+        /// of its own; sets catalog.source = "remote").
+        #[arg(long, env = "SLUICE_CONTROL_URL", requires = "node_token")]
+        control_url: Option<String>,
+        /// The node token (scope catalog:read) for --control-url.
+        #[arg(long, env = "SLUICE_NODE_TOKEN", hide_env_values = true)]
+        node_token: Option<String>,
+        /// This gateway's name in /api/v1/gateways [default: the host name].
+        #[arg(long)]
+        node_name: Option<String>,
+    },
     /// Inspect the event log.
     Log {
         #[command(subcommand)]
@@ -80,7 +91,22 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = load_config(cli.config.as_deref())?;
     match cli.command {
-        Command::Serve => serve(config),
+        Command::Serve {
+            control_url,
+            node_token,
+            node_name,
+        } => {
+            let mut config = config;
+            if let (Some(url), Some(token)) = (control_url, node_token) {
+                config.catalog.source = sluice::config::CatalogSourceKind::Remote;
+                config.catalog.control_url = url;
+                config.catalog.node_token = sluice::config::Secret::new(token);
+            }
+            if let Some(name) = node_name {
+                config.catalog.node_name = name;
+            }
+            serve(config)
+        }
         Command::Log { command } => cli::log::run(&config, command),
         Command::Blocked { command } => cli::log::run_blocked(&config, command),
         Command::Dlq { command } => cli::dlq::run(&config, command),
@@ -108,7 +134,9 @@ fn serve(config: Config) -> anyhow::Result<()> {
                     .await
                     .with_context(|| format!("binding control {}", config.control.listen))?,
             ),
-            sluice::config::CatalogSourceKind::File => None,
+            sluice::config::CatalogSourceKind::File | sluice::config::CatalogSourceKind::Remote => {
+                None
+            }
         };
         let shutdown = CancellationToken::new();
         tokio::spawn(stop_on_signal(shutdown.clone()));

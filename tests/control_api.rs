@@ -642,3 +642,135 @@ async fn pages_follow_their_cursor_and_tokens_are_rate_limited() {
     drop(server);
     db.finish().await;
 }
+
+#[tokio::test]
+async fn a_remote_gateway_follows_the_control_plane_and_survives_its_absence() {
+    let db = databases::sqlite().await;
+    let (control, link) = server(&db).await;
+    let api = Api {
+        base: format!("http://{}", control.control),
+        http: client(),
+    };
+    let (_, body) = api.accept(&link, "owner@example.com").await;
+    let owner = body["data"]["secret"].as_str().expect("token").to_owned();
+    // A token without catalog:read cannot fetch the catalog.
+    let (_, body) = api
+        .post(
+            &owner,
+            "/api/v1/tokens",
+            json!({"name": "reader", "scopes": ["sources:read"], "expiresInDays": 1}),
+        )
+        .await;
+    let weak = body["data"]["secret"].as_str().expect("secret").to_owned();
+    let (status, _) = api.get(&weak, "/internal/v1/catalog?wait=0").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = api
+        .post(
+            &owner,
+            "/api/v1/tokens",
+            json!({"name": "edge-1", "scopes": ["catalog:read"], "expiresInDays": 30}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let node = body["data"]["secret"].as_str().expect("secret").to_owned();
+
+    let remote_config = |url: String, node: String| {
+        move |config: &mut sluice::config::Config| {
+            config.catalog.source = CatalogSourceKind::Remote;
+            config.catalog.control_url = url;
+            config.catalog.node_token = Secret::new(node);
+            config.catalog.node_name = "edge-1".into();
+        }
+    };
+    let edge = TestServer::start_with("", remote_config(api.base.clone(), node.clone()));
+    assert_eq!(
+        track(&edge, "demo-write-key", "edge-demo").await,
+        StatusCode::OK
+    );
+
+    let (status, _) = api
+        .post(&owner, "/api/v1/sources", json!({"slug": "edge-src"}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, body) = api
+        .post(&owner, "/api/v1/sources/edge-src/writekey", json!({}))
+        .await;
+    let key = body["data"]["writeKey"]["key"]
+        .as_str()
+        .expect("key")
+        .to_owned();
+    let live = until(&edge, &key, StatusCode::OK).await;
+    assert!(
+        live < Duration::from_secs(1),
+        "new key reached the remote gateway after {live:?}"
+    );
+    let (status, _) = api
+        .call(
+            &owner,
+            Method::DELETE,
+            &format!("/api/v1/sources/edge-src/writekey/{key}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let refused = until(&edge, &key, StatusCode::UNAUTHORIZED).await;
+    assert!(
+        refused < Duration::from_secs(1),
+        "revoked key accepted by the remote gateway for {refused:?}"
+    );
+
+    // It reports the revision it applied.
+    let (_, body) = api.get(&owner, "/api/v1/gateways").await;
+    let revision = body["data"]["revision"].as_u64().expect("revision");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, body) = api.get(&owner, "/api/v1/gateways").await;
+        let edge1 = body["data"]["gateways"]
+            .as_array()
+            .and_then(|g| g.iter().find(|g| g["id"] == "edge-1"))
+            .cloned();
+        if edge1
+            .as_ref()
+            .is_some_and(|g| g["revision"].as_u64() == Some(revision))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "gateway report: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The control plane goes away: the gateway keeps serving, and restarts from its
+    // last-known-good copy.
+    drop(control);
+    assert_eq!(
+        track(&edge, "demo-write-key", "edge-alone").await,
+        StatusCode::OK
+    );
+    let (dir, _) = edge.stop();
+    let lkg = dir.path().join("log").join(sluice::LAST_KNOWN_GOOD);
+    let text = std::fs::read_to_string(&lkg).expect("last-known-good copy");
+    assert!(
+        !text.contains("demo-write-key"),
+        "plaintext key in the copy"
+    );
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&lkg).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    let mut config = sluice::config::Config::default();
+    remote_config(api.base.clone(), node)(&mut config);
+    config.log.dir = dir.path().join("log");
+    config.log.durability = sluice::config::Durability::Os;
+    let edge = TestServer::start_in(dir, config);
+    assert_eq!(
+        track(&edge, "demo-write-key", "edge-lkg").await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        track(&edge, &key, "edge-revoked").await,
+        StatusCode::UNAUTHORIZED
+    );
+    drop(edge);
+    db.finish().await;
+}

@@ -12,6 +12,7 @@
 pub mod audit;
 pub mod destinations;
 pub mod iam;
+pub mod internal;
 pub mod plans;
 pub mod setup;
 pub mod sources;
@@ -62,6 +63,8 @@ pub struct Api {
     limiter: Limiter,
     /// The URL people reach the control listener at (setup links).
     pub public_url: String,
+    /// Cancelled when the listener shuts down: long polls answer at once.
+    pub closing: tokio_util::sync::CancellationToken,
 }
 
 impl Api {
@@ -73,6 +76,7 @@ impl Api {
             limiter: RateLimiter::keyed(Quota::per_minute(rate_per_minute))
                 .with_middleware::<StateInformationMiddleware>(),
             public_url,
+            closing: tokio_util::sync::CancellationToken::new(),
         })
     }
 
@@ -162,14 +166,16 @@ pub fn router(api: Arc<Api>) -> Router {
         .merge(iam::routes())
         .merge(tokens::routes())
         .merge(audit::routes())
+        .merge(internal::routes())
         .layer(limited.clone());
     Router::new()
         .nest("/api/v1", v1)
         // Segment's clients ask for the workspace at the base URL with its slash.
         .route(
             "/api/v1/",
-            axum::routing::get(iam::workspace).layer(limited),
+            axum::routing::get(iam::workspace).layer(limited.clone()),
         )
+        .merge(internal::internal_routes().layer(limited))
         .merge(setup::routes())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         // Bodies are bounded before any handler reads them.
@@ -183,9 +189,13 @@ pub async fn serve(
     api: Arc<Api>,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> std::io::Result<()> {
+    let closing = api.closing.clone();
     let app = router(api).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .with_graceful_shutdown(async move {
+            shutdown.cancelled().await;
+            closing.cancel();
+        })
         .await
 }
 

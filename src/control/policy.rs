@@ -234,11 +234,14 @@ pub enum Scope {
     MembersWrite,
     /// `audit:read`
     AuditRead,
+    /// Read the whole catalog (write-key digests, destination settings): the node
+    /// token of a remote gateway.
+    CatalogRead,
 }
 
 impl Scope {
     /// Every scope.
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 12] = [
         Self::WorkspaceRead,
         Self::WorkspaceWrite,
         Self::SourcesRead,
@@ -250,6 +253,7 @@ impl Scope {
         Self::MembersRead,
         Self::MembersWrite,
         Self::AuditRead,
+        Self::CatalogRead,
     ];
 
     /// The scope's name on the wire (`sources:write`).
@@ -266,6 +270,7 @@ impl Scope {
             Self::MembersRead => "members:read",
             Self::MembersWrite => "members:write",
             Self::AuditRead => "audit:read",
+            Self::CatalogRead => "catalog:read",
         }
     }
 
@@ -387,11 +392,13 @@ pub enum Action {
     ManageTokens,
     /// Read the audit log.
     ReadAudit,
+    /// Fetch the gateway's catalog (a remote gateway's node token).
+    ReadCatalog,
 }
 
 impl Action {
     /// Every action.
-    pub const ALL: [Self; 22] = [
+    pub const ALL: [Self; 23] = [
         Self::ViewWorkspace,
         Self::ViewSource,
         Self::CreateSource,
@@ -414,6 +421,7 @@ impl Action {
         Self::CreateFunctions,
         Self::ManageTokens,
         Self::ReadAudit,
+        Self::ReadCatalog,
     ];
 
     /// The role baseline for workspace-wide actions: the reference's matrix.
@@ -427,9 +435,11 @@ impl Action {
             Self::PublishTrackingPlans => {
                 role >= Admin || (role == Member && settings.members_can_publish)
             }
-            Self::ManageMembers | Self::ModifySettings | Self::ManageTokens | Self::ReadAudit => {
-                role >= Admin
-            }
+            Self::ManageMembers
+            | Self::ModifySettings
+            | Self::ManageTokens
+            | Self::ReadAudit
+            | Self::ReadCatalog => role >= Admin,
             Self::ManageUsage | Self::TransferOwnership => role == Owner,
             Self::ViewSource
             | Self::EditSource
@@ -489,6 +499,7 @@ impl Action {
             }
             Self::ManageMembers | Self::ManageTokens => Scope::MembersWrite,
             Self::ReadAudit => Scope::AuditRead,
+            Self::ReadCatalog => Scope::CatalogRead,
         }
     }
 }

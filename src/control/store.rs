@@ -23,6 +23,7 @@ macro_rules! sql {
 pub mod audit_log;
 pub mod catalog;
 pub mod destinations;
+pub mod gateways;
 pub mod grants;
 pub mod groups;
 pub mod invites;
