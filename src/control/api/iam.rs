@@ -418,7 +418,8 @@ async fn invite(
         }));
     }
     change.commit().await?;
-    Ok(data(json!({ "invites": out })))
+    let emails: Vec<&Value> = out.iter().map(|i| &i["email"]).collect();
+    Ok(data(json!({ "emails": emails, "invites": out })))
 }
 
 async fn list_invites(State(api): State<Arc<Api>>, caller: Caller) -> Result<Response, ApiError> {

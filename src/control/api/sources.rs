@@ -494,7 +494,7 @@ async fn set_labels(
         ))
         .await?;
     change.commit().await?;
-    Ok(data(json!({ "source": after })))
+    Ok(data(json!({ "labels": after["labels"], "source": after })))
 }
 
 async fn add_labels(

@@ -1,0 +1,136 @@
+//! Test support for the control plane: a bootstrapped server on a store, and a small
+//! API client.
+
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use sluice::config::{CatalogSourceKind, Secret};
+use sluice::control::bootstrap;
+
+use super::databases::TestDb;
+use super::{TestServer, basic, client};
+
+pub const CATALOG: &str = r#"
+[[sources]]
+id = "demo"
+write_keys = [{ key = "demo-write-key" }]
+"#;
+
+/// A server on the control plane over `db`, bootstrapped; returns it and the setup link.
+pub async fn server(db: &TestDb) -> (TestServer, String) {
+    let public = "http://sluice.test";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let catalog = dir.path().join("catalog.toml");
+    std::fs::write(&catalog, CATALOG).expect("catalog");
+    let first = bootstrap::first_run(&db.store, &catalog, public, chrono::Utc::now())
+        .await
+        .expect("first run")
+        .expect("a new store");
+    assert_eq!(first.imported.map(|i| (i.sources, i.keys)), Some((1, 1)));
+    let link = first
+        .setup_link
+        .strip_prefix(public)
+        .expect("link on the public URL")
+        .to_owned();
+    let url = db.url.clone();
+    let server = TestServer::start_with(CATALOG, move |config| {
+        config.catalog.source = CatalogSourceKind::Control;
+        config.catalog.path = catalog;
+        config.catalog.poll_interval_ms = 200;
+        config.control.database_url = Secret::new(url);
+        std::fs::create_dir_all(&config.log.dir).expect("log dir");
+        std::fs::write(config.log.dir.join("secret.key"), "07".repeat(32)).expect("key");
+    });
+    (server, link)
+}
+
+pub struct Api {
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl Api {
+    pub async fn call(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .header("accept", "application/json");
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn get(&self, token: &str, path: &str) -> (StatusCode, Value) {
+        self.call(token, Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(token, Method::POST, path, Some(body)).await
+    }
+
+    /// Accepts a one-time link; returns the new user's token.
+    pub async fn accept(&self, link: &str, email: &str) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(format!("{}{link}", self.base))
+            .header("accept", "application/json")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!(
+                "email={}&first_name=Test&last_name=User",
+                email.replace('@', "%40")
+            ))
+            .send()
+            .await
+            .expect("accept");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+}
+
+pub async fn track(server: &TestServer, key: &str, id: &str) -> StatusCode {
+    client()
+        .post(server.url("/v1/track"))
+        .header("authorization", basic(key))
+        .json(&json!({"event": "Signed Up", "userId": "u1", "messageId": id}))
+        .send()
+        .await
+        .expect("track")
+        .status()
+}
+
+/// Polls until `track` answers `want`; returns how long it took.
+pub async fn until(server: &TestServer, key: &str, want: StatusCode) -> Duration {
+    let start = Instant::now();
+    let mut n = 0;
+    loop {
+        n += 1;
+        let status = track(server, key, &format!("poll-{n}-{}", uuid::Uuid::new_v4())).await;
+        if status == want {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "still {status} after 5 s (want {want})"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+pub fn error_type(body: &Value) -> &str {
+    body["errors"][0]["type"].as_str().unwrap_or_default()
+}
