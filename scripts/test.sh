@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly as CI runs it (.ci/run calls this script):
-# formatting, lints, docs, unit + integration + property tests, a short chaos run, and
-# the golden test with the real SDKs (installs them from npm and PyPI on first run).
+# formatting, lints, docs, unit + integration + property tests, a short chaos run,
+# schemathesis against the control plane's OpenAPI document, and the golden test with the real SDKs (installs them from npm and PyPI on first run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,5 +19,7 @@ step "cargo test"
 cargo test --workspace
 step "chaos smoke: kill -9, full disk, destination down under load (loadtest/chaos.sh runs it longer)"
 python3 loadtest/chaos.py --bin target/debug/sluice --seconds 12 --senders 2 --work target/loadtest/chaos-smoke
+step "schemathesis: the control plane against its OpenAPI document (no 5xx, answers as documented)"
+SLUICE_BIN="$(pwd)/target/debug/sluice" scripts/schemathesis.sh 25
 step "golden test with the real SDKs"
 SLUICE_BIN="$(pwd)/target/debug/sluice" tests/sdk/run.sh

@@ -13,7 +13,9 @@ pub mod audit;
 pub mod destinations;
 pub mod iam;
 pub mod internal;
+pub mod openapi;
 pub mod plans;
+pub mod schema;
 pub mod setup;
 pub mod sources;
 pub mod tokens;
@@ -176,6 +178,7 @@ pub fn router(api: Arc<Api>) -> Router {
             axum::routing::get(iam::workspace).layer(limited.clone()),
         )
         .merge(internal::internal_routes().layer(limited))
+        .route("/api/v1/openapi.json", axum::routing::get(openapi::serve))
         .merge(setup::routes())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         // Bodies are bounded before any handler reads them.
@@ -514,8 +517,45 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
     }
 }
 
+/// A query string that refuses unknown keys, answered in the error envelope.
+#[derive(Debug)]
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or_default();
+        serde_urlencoded::from_str(query)
+            .map(Self)
+            .map_err(|e| ApiError::Invalid {
+                message: format!("invalid query string: {e}"),
+                field: None,
+            })
+    }
+}
+
+/// Path parameters, answered in the error envelope when they do not decode.
+#[derive(Debug)]
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| Self(p.0))
+            .map_err(|e| ApiError::Invalid {
+                message: format!("invalid path: {e}"),
+                field: None,
+            })
+    }
+}
+
 /// `pagination[count]` and `pagination[cursor]` of list requests.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Page size (1 to 200, default 10).
     #[serde(rename = "pagination[count]", default)]

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -12,7 +12,8 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Api, ApiError, Caller, PAGE_DEFAULT, PAGE_MAX, data};
+use super::schema;
+use super::{Api, ApiError, Caller, PAGE_DEFAULT, PAGE_MAX, Query, data};
 use crate::control::audit::{Actor, Event};
 use crate::control::policy::{Action, ResourceRef};
 use crate::control::store::audit_log::{self, Filter};
@@ -27,7 +28,8 @@ pub fn routes() -> Router<Arc<Api>> {
 /// Most events one export returns.
 pub const EXPORT_MAX: u32 = 100_000;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct AuditQuery {
     #[serde(rename = "pagination[count]", default)]
@@ -79,6 +81,18 @@ pub fn wire(e: &Event) -> Value {
     })
 }
 
+/// Audit events, newest first; format=csv|ndjson exports.
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit-events",
+    tag = "Audit Trail",
+    params(AuditQuery),
+    responses((status = 200, description = "Audit events, newest first (JSON pages; `format=csv` or `format=ndjson` exports every match)", content(
+        (schema::Data<schema::AuditEventList> = "application/json"),
+        (String = "text/csv"),
+        (String = "application/x-ndjson"),
+    )))
+)]
 async fn list(
     State(api): State<Arc<Api>>,
     caller: Caller,
@@ -217,6 +231,13 @@ fn cell(text: &str) -> String {
     }
 }
 
+/// The control plane's catalog revision.
+#[utoipa::path(
+    get,
+    path = "/api/v1/catalog",
+    tag = "Catalog",
+    responses((status = 200, description = "The control plane's catalog revision.", body = schema::Data<schema::CatalogRevision>))
+)]
 async fn catalog(State(api): State<Arc<Api>>, caller: Caller) -> Result<Response, ApiError> {
     api.allow(
         &caller,

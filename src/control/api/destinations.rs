@@ -3,14 +3,16 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::schema;
 use super::{
-    Api, ApiError, Body, Caller, PageQuery, data, pagination, slug_field, success, text_field,
+    Api, ApiError, Body, Caller, PageQuery, Path, Query, data, pagination, slug_field, success,
+    text_field,
 };
 use crate::catalog::{DestinationDoc, FilterDoc, KindDoc, RetryDoc, redacted_url};
 use crate::control::policy::{Action, DestinationRef, ResourceRef};
@@ -159,6 +161,14 @@ pub async fn installable(api: &Api, change: &mut Change, workspace: &str) -> Res
     Ok(())
 }
 
+/// List the destinations the caller may see.
+#[utoipa::path(
+    get,
+    path = "/api/v1/destinations",
+    tag = "Destinations",
+    params(PageQuery),
+    responses((status = 200, description = "List the destinations the caller may see.", body = schema::Data<schema::DestinationList>))
+)]
 async fn list(
     State(api): State<Arc<Api>>,
     caller: Caller,
@@ -193,7 +203,7 @@ async fn list(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CreateDestination {
     /// The first connected source (Segment's shape).
@@ -209,8 +219,10 @@ struct CreateDestination {
     #[serde(default)]
     id: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     filter: Option<FilterDoc>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     retry: Option<RetryDoc>,
     #[serde(default)]
     max_in_flight: Option<u32>,
@@ -241,6 +253,14 @@ fn kind(metadata_id: &str, settings: Value) -> Result<KindDoc, ApiError> {
     Ok(kind)
 }
 
+/// Create a destination connected to a source.
+#[utoipa::path(
+    post,
+    path = "/api/v1/destinations",
+    tag = "Destinations",
+    request_body = CreateDestination,
+    responses((status = 200, description = "Create a destination connected to a source.", body = schema::Data<schema::DestinationOne>))
+)]
 async fn create(
     State(api): State<Arc<Api>>,
     caller: Caller,
@@ -303,6 +323,14 @@ async fn create(
     Ok(data(json!({ "destination": after })))
 }
 
+/// Get a destination (credentials redacted).
+#[utoipa::path(
+    get,
+    path = "/api/v1/destinations/{id}",
+    tag = "Destinations",
+    params(("id" = String, Path, description = "Destination id")),
+    responses((status = 200, description = "Get a destination (credentials redacted).", body = schema::Data<schema::DestinationOne>))
+)]
 async fn read(
     State(api): State<Arc<Api>>,
     caller: Caller,
@@ -314,7 +342,7 @@ async fn read(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct UpdateDestination {
     #[serde(default)]
@@ -328,13 +356,24 @@ struct UpdateDestination {
     #[serde(default)]
     sources: Option<Vec<String>>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     filter: Option<FilterDoc>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     retry: Option<RetryDoc>,
     #[serde(default)]
     max_in_flight: Option<u32>,
 }
 
+/// Update a destination: settings (write-only secrets), connections, filter, retry.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/destinations/{id}",
+    tag = "Destinations",
+    params(("id" = String, Path, description = "Destination id")),
+    request_body = UpdateDestination,
+    responses((status = 200, description = "Update a destination: settings (write-only secrets), connections, filter, retry.", body = schema::Data<schema::DestinationOne>))
+)]
 async fn update(
     State(api): State<Arc<Api>>,
     caller: Caller,
@@ -418,6 +457,14 @@ async fn update(
     Ok(data(json!({ "destination": after })))
 }
 
+/// Delete a destination.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/destinations/{id}",
+    tag = "Destinations",
+    params(("id" = String, Path, description = "Destination id")),
+    responses((status = 200, description = "Delete a destination.", body = schema::Data<schema::Status>))
+)]
 async fn remove(
     State(api): State<Arc<Api>>,
     caller: Caller,

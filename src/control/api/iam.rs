@@ -4,15 +4,17 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::response::Response;
 use axum::routing::{delete, get};
 use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::schema;
 use super::{
-    Api, ApiError, Body, Caller, PageQuery, data, pagination, slug_field, success, text_field,
+    Api, ApiError, Body, Caller, PageQuery, Path, Query, data, pagination, slug_field, success,
+    text_field,
 };
 use crate::control::policy::{
     self, Action, DestinationRef, Level, ResourceRef, Role, SourceRef, Target,
@@ -51,6 +53,12 @@ fn no_workspace() -> ApiError {
 }
 
 /// `GET /api/v1/`: the caller's workspace.
+#[utoipa::path(
+    get,
+    path = "/api/v1/",
+    tag = "Workspaces",
+    responses((status = 200, description = "The caller's workspace.", body = schema::Data<schema::WorkspaceOne>))
+)]
 pub async fn workspace(State(api): State<Arc<Api>>, caller: Caller) -> Result<Response, ApiError> {
     api.allow(
         &caller,
@@ -66,6 +74,13 @@ pub async fn workspace(State(api): State<Arc<Api>>, caller: Caller) -> Result<Re
     }})))
 }
 
+/// Workspace settings.
+#[utoipa::path(
+    get,
+    path = "/api/v1/settings",
+    tag = "Workspaces",
+    responses((status = 200, description = "Workspace settings.", body = schema::Data<schema::SettingsOne>))
+)]
 async fn settings(State(api): State<Arc<Api>>, caller: Caller) -> Result<Response, ApiError> {
     api.allow(
         &caller,
@@ -77,7 +92,7 @@ async fn settings(State(api): State<Arc<Api>>, caller: Caller) -> Result<Respons
     Ok(data(json!({"settings": caller.workspace.settings})))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct SettingsPatch {
     #[serde(default)]
@@ -88,6 +103,14 @@ struct SettingsPatch {
     token_max_days: Option<u32>,
 }
 
+/// Change workspace settings.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/settings",
+    tag = "Workspaces",
+    request_body = SettingsPatch,
+    responses((status = 200, description = "Change workspace settings.", body = schema::Data<schema::SettingsOne>))
+)]
 async fn update_settings(
     State(api): State<Arc<Api>>,
     caller: Caller,
@@ -159,6 +182,14 @@ fn role_title(role: Role) -> &'static str {
     }
 }
 
+/// List members.
+#[utoipa::path(
+    get,
+    path = "/api/v1/users",
+    tag = "IAM Users",
+    params(PageQuery),
+    responses((status = 200, description = "List members.", body = schema::Data<schema::UserList>))
+)]
 async fn list_users(
     State(api): State<Arc<Api>>,
     caller: Caller,
@@ -188,6 +219,14 @@ async fn load_user(api: &Api, caller: &Caller, id: &str) -> Result<UserRow, ApiE
         .ok_or_else(|| ApiError::missing("user", id))
 }
 
+/// Get a member.
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/{id}",
+    tag = "IAM Users",
+    params(("id" = String, Path, description = "User id")),
+    responses((status = 200, description = "Get a member.", body = schema::Data<schema::UserOne>))
+)]
 async fn read_user(
     State(api): State<Arc<Api>>,
     caller: Caller,
@@ -204,7 +243,7 @@ async fn read_user(
     Ok(data(json!({"user": user_wire(&user)})))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct UserPatch {
     role: String,
@@ -216,6 +255,14 @@ fn parse_role(field: &str, name: &str) -> Result<Role, ApiError> {
 }
 
 /// Changes a member's role. Making or unmaking an owner is an ownership transfer.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/users/{id}",
+    tag = "IAM Users",
+    params(("id" = String, Path, description = "User id")),
+    request_body = UserPatch,
+    responses((status = 200, description = "Change a member's role.", body = schema::Data<schema::UserOne>))
+)]
 async fn update_user(
     State(api): State<Arc<Api>>,
     caller: Caller,
@@ -265,6 +312,14 @@ async fn update_user(
     Ok(data(json!({"user": user_wire(&after)})))
 }
 
+/// Remove a member (their tokens stop working).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/users/{id}",
+    tag = "IAM Users",
+    params(("id" = String, Path, description = "User id")),
+    responses((status = 200, description = "Remove a member (their tokens stop working).", body = schema::Data<schema::Status>))
+)]
 async fn remove_user(
     State(api): State<Arc<Api>>,
     caller: Caller,
@@ -303,13 +358,13 @@ async fn remove_user(
     Ok(success())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Invites {
     invites: Vec<InviteWire>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct InviteWire {
     email: String,
@@ -339,6 +394,13 @@ fn valid_email(field: &str, email: &str) -> Result<String, ApiError> {
 }
 
 /// Invites people: each gets a one-time link (valid 72 h) to join with the role.
+#[utoipa::path(
+    post,
+    path = "/api/v1/invites",
+    tag = "IAM Users",
+    request_body = Invites,
+    responses((status = 200, description = "Invite people (one-time links).", body = schema::Data<schema::InvitesMade>))
+)]
 async fn invite(
     State(api): State<Arc<Api>>,
     caller: Caller,
@@ -422,6 +484,13 @@ async fn invite(
     Ok(data(json!({ "emails": emails, "invites": out })))
 }
 
+/// Pending invites.
+#[utoipa::path(
+    get,
+    path = "/api/v1/invites",
+    tag = "IAM Users",
+    responses((status = 200, description = "Pending invites.", body = schema::Data<schema::InviteList>))
+)]
 async fn list_invites(State(api): State<Arc<Api>>, caller: Caller) -> Result<Response, ApiError> {
     api.allow(
         &caller,
@@ -440,6 +509,14 @@ async fn list_invites(State(api): State<Arc<Api>>, caller: Caller) -> Result<Res
     })))
 }
 
+/// Withdraw invites.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/invites",
+    tag = "IAM Users",
+    params(("emails[0]" = String, Query, description = "Email of an invite to withdraw (emails[1], … for more)")),
+    responses((status = 200, description = "Withdraw invites.", body = schema::Data<schema::Status>))
+)]
 async fn withdraw(
     State(api): State<Arc<Api>>,
     caller: Caller,
@@ -483,6 +560,13 @@ async fn withdraw(
     Ok(success())
 }
 
+/// Workspace roles.
+#[utoipa::path(
+    get,
+    path = "/api/v1/roles",
+    tag = "IAM Roles",
+    responses((status = 200, description = "Workspace roles.", body = schema::Data<schema::RoleList>))
+)]
 async fn roles(State(api): State<Arc<Api>>, caller: Caller) -> Result<Response, ApiError> {
     api.allow(
         &caller,
@@ -509,6 +593,14 @@ fn group_wire(g: &GroupRow) -> Value {
     })
 }
 
+/// List groups.
+#[utoipa::path(
+    get,
+    path = "/api/v1/groups",
+    tag = "IAM Groups",
+    params(PageQuery),
+    responses((status = 200, description = "List groups.", body = schema::Data<schema::GroupList>))
+)]
 async fn list_groups(
     State(api): State<Arc<Api>>,
     caller: Caller,
@@ -531,7 +623,7 @@ async fn list_groups(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateGroup {
     name: String,
@@ -540,6 +632,14 @@ struct CreateGroup {
     role: Option<String>,
 }
 
+/// Create a group.
+#[utoipa::path(
+    post,
+    path = "/api/v1/groups",
+    tag = "IAM Groups",
+    request_body = CreateGroup,
+    responses((status = 200, description = "Create a group.", body = schema::Data<schema::GroupOne>))
+)]
 async fn create_group(
     State(api): State<Arc<Api>>,
     caller: Caller,
@@ -590,6 +690,14 @@ async fn load_group(api: &Api, caller: &Caller, id: &str) -> Result<GroupRow, Ap
         .ok_or_else(|| ApiError::missing("group", id))
 }
 
+/// Get a group.
+#[utoipa::path(
+    get,
+    path = "/api/v1/groups/{id}",
+    tag = "IAM Groups",
+    params(("id" = String, Path, description = "Group id")),
+    responses((status = 200, description = "Get a group.", body = schema::Data<schema::GroupOne>))
+)]
 async fn read_group(
     State(api): State<Arc<Api>>,
     caller: Caller,
@@ -606,6 +714,14 @@ async fn read_group(
     Ok(data(json!({"userGroup": group_wire(&group)})))
 }
 
+/// Delete a group.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/groups/{id}",
+    tag = "IAM Groups",
+    params(("id" = String, Path, description = "Group id")),
+    responses((status = 200, description = "Delete a group.", body = schema::Data<schema::Status>))
+)]
 async fn remove_group(
     State(api): State<Arc<Api>>,
     caller: Caller,
@@ -628,6 +744,14 @@ async fn remove_group(
     Ok(success())
 }
 
+/// A group's members.
+#[utoipa::path(
+    get,
+    path = "/api/v1/groups/{id}/users",
+    tag = "IAM Groups",
+    params(("id" = String, Path, description = "Group id")),
+    responses((status = 200, description = "A group's members.", body = schema::Data<schema::UserList>))
+)]
 async fn group_members(
     State(api): State<Arc<Api>>,
     caller: Caller,
@@ -656,12 +780,21 @@ async fn group_members(
     Ok(data(json!({"users": out})))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Members {
     emails: Vec<String>,
 }
 
+/// Add members by email.
+#[utoipa::path(
+    post,
+    path = "/api/v1/groups/{id}/users",
+    tag = "IAM Groups",
+    params(("id" = String, Path, description = "Group id")),
+    request_body = Members,
+    responses((status = 200, description = "Add members by email.", body = schema::Data<schema::Status>))
+)]
 async fn add_members(
     State(api): State<Arc<Api>>,
     caller: Caller,
@@ -710,6 +843,14 @@ async fn add_members(
     Ok(success())
 }
 
+/// Remove a member from a group.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/groups/{id}/users/{user}",
+    tag = "IAM Groups",
+    params(("id" = String, Path, description = "Group id"), ("user" = String, Path, description = "User id")),
+    responses((status = 200, description = "Remove a member from a group.", body = schema::Data<schema::Status>))
+)]
 async fn remove_member(
     State(api): State<Arc<Api>>,
     caller: Caller,
@@ -742,6 +883,13 @@ fn grant_wire(g: &GrantRow) -> Value {
     serde_json::to_value(g).unwrap_or_default()
 }
 
+/// Every grant of the workspace.
+#[utoipa::path(
+    get,
+    path = "/api/v1/grants",
+    tag = "Access",
+    responses((status = 200, description = "Every grant of the workspace.", body = schema::Data<schema::GrantList>))
+)]
 async fn list_grants(State(api): State<Arc<Api>>, caller: Caller) -> Result<Response, ApiError> {
     api.allow(
         &caller,
@@ -757,13 +905,14 @@ async fn list_grants(State(api): State<Arc<Api>>, caller: Caller) -> Result<Resp
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CreateGrant {
     /// `{"type":"user"|"group","id":…}`.
     principal: PrincipalWire,
     /// `{"kind":"source","id":…}`, `{"kind":"destination","id":…}` or
     /// `{"kind":"source_label","key":…,"value":…}`.
+    #[schema(value_type = Object)]
     resource: Target,
     /// `full`, `read_write`, `read_only`, `no_access`.
     level: String,
@@ -773,7 +922,7 @@ struct CreateGrant {
     expires_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PrincipalWire {
     #[serde(rename = "type")]
@@ -783,6 +932,13 @@ struct PrincipalWire {
 
 /// Gives a user or group a level on a source, destination or label. Managing members
 /// is the right it takes; the target must exist in the workspace.
+#[utoipa::path(
+    post,
+    path = "/api/v1/grants",
+    tag = "Access",
+    request_body = CreateGrant,
+    responses((status = 200, description = "Give a user or group a level on a source, destination or label.", body = schema::Data<schema::GrantOne>))
+)]
 async fn create_grant(
     State(api): State<Arc<Api>>,
     caller: Caller,
@@ -866,6 +1022,14 @@ async fn create_grant(
     Ok(data(json!({"grant": grant_wire(&row)})))
 }
 
+/// Remove a grant.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/grants/{id}",
+    tag = "Access",
+    params(("id" = String, Path, description = "Grant id")),
+    responses((status = 200, description = "Remove a grant.", body = schema::Data<schema::Status>))
+)]
 async fn remove_grant(
     State(api): State<Arc<Api>>,
     caller: Caller,
@@ -890,6 +1054,13 @@ async fn remove_grant(
     Ok(success())
 }
 
+/// Workspace labels.
+#[utoipa::path(
+    get,
+    path = "/api/v1/labels",
+    tag = "Labels",
+    responses((status = 200, description = "Workspace labels.", body = schema::Data<schema::LabelList>))
+)]
 async fn labels(State(api): State<Arc<Api>>, caller: Caller) -> Result<Response, ApiError> {
     api.allow(
         &caller,
@@ -907,12 +1078,20 @@ async fn labels(State(api): State<Arc<Api>>, caller: Caller) -> Result<Response,
     Ok(data(json!({ "labels": out })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateLabel {
     label: super::sources::LabelWire,
 }
 
+/// Create a label.
+#[utoipa::path(
+    post,
+    path = "/api/v1/labels",
+    tag = "Labels",
+    request_body = CreateLabel,
+    responses((status = 200, description = "Create a label.", body = schema::Data<schema::LabelOne>))
+)]
 async fn create_label(
     State(api): State<Arc<Api>>,
     caller: Caller,
@@ -957,7 +1136,8 @@ async fn create_label(
     Ok(data(json!({ "label": after })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ExplainQuery {
     /// Whose access (default: the caller).
@@ -975,6 +1155,13 @@ struct ExplainQuery {
 
 /// The decision for a user, an action and a resource, with every rule that made it.
 /// Explaining someone else's access takes the right to manage members.
+#[utoipa::path(
+    get,
+    path = "/api/v1/access/explain",
+    tag = "Access",
+    params(ExplainQuery),
+    responses((status = 200, description = "Explain a decision with every rule that made it.", body = schema::Data<schema::Explanation>))
+)]
 async fn explain(
     State(api): State<Arc<Api>>,
     caller: Caller,

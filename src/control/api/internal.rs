@@ -5,14 +5,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Api, ApiError, Caller, data};
+use super::schema;
+use super::{Api, ApiError, Caller, Query, data};
 use crate::control::feed::export_all;
 use crate::control::policy::{Action, ResourceRef};
 use crate::control::store::gateways;
@@ -32,7 +33,8 @@ pub fn routes() -> Router<Arc<Api>> {
     Router::new().route("/gateways", get(list))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct CatalogQuery {
     /// The revision the gateway has applied (0: none).
@@ -47,6 +49,13 @@ struct CatalogQuery {
 }
 
 /// Answers the catalog as soon as its revision is past `after`; else 304 after the wait.
+#[utoipa::path(
+    get,
+    path = "/internal/v1/catalog",
+    tag = "Catalog",
+    params(CatalogQuery),
+    responses((status = 200, description = "The catalog for a remote gateway (long poll; 304 when unchanged).", body = schema::Data<schema::CatalogFeed>), (status = 304, description = "Nothing newer before the wait ended"))
+)]
 async fn catalog(
     State(api): State<Arc<Api>>,
     caller: Caller,
@@ -99,6 +108,13 @@ async fn catalog(
     }
 }
 
+/// Gateways and the revision each applied.
+#[utoipa::path(
+    get,
+    path = "/api/v1/gateways",
+    tag = "Catalog",
+    responses((status = 200, description = "Gateways and the revision each applied.", body = schema::Data<schema::GatewayList>))
+)]
 async fn list(State(api): State<Arc<Api>>, caller: Caller) -> Result<Response, ApiError> {
     api.allow(
         &caller,

@@ -4,14 +4,17 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::response::Response;
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::destinations::installable;
-use super::{Api, ApiError, Body, Caller, PageQuery, data, pagination, success, text_field};
+use super::schema;
+use super::{
+    Api, ApiError, Body, Caller, PageQuery, Path, Query, data, pagination, success, text_field,
+};
 use crate::control::policy::{Action, ResourceRef};
 use crate::control::store::plans::{self, PlanRow};
 use crate::control::store::{new_id, sources};
@@ -49,6 +52,14 @@ async fn load(api: &Api, caller: &Caller, id: &str) -> Result<PlanRow, ApiError>
         .ok_or_else(|| ApiError::missing("tracking plan", id))
 }
 
+/// List tracking plans.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tracking-plans",
+    tag = "Tracking Plans",
+    params(PageQuery),
+    responses((status = 200, description = "List tracking plans.", body = schema::Data<schema::TrackingPlanList>))
+)]
 async fn list(
     State(api): State<Arc<Api>>,
     caller: Caller,
@@ -67,7 +78,7 @@ async fn list(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CreatePlan {
     name: String,
@@ -81,6 +92,14 @@ fn live() -> String {
     "LIVE".into()
 }
 
+/// Create a tracking plan.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tracking-plans",
+    tag = "Tracking Plans",
+    request_body = CreatePlan,
+    responses((status = 200, description = "Create a tracking plan.", body = schema::Data<schema::TrackingPlanOne>))
+)]
 async fn create(
     State(api): State<Arc<Api>>,
     caller: Caller,
@@ -134,6 +153,14 @@ async fn create(
     Ok(data(json!({ "trackingPlan": after })))
 }
 
+/// Get a tracking plan.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tracking-plans/{id}",
+    tag = "Tracking Plans",
+    params(("id" = String, Path, description = "Plan id")),
+    responses((status = 200, description = "Get a tracking plan.", body = schema::Data<schema::TrackingPlanOne>))
+)]
 async fn read(
     State(api): State<Arc<Api>>,
     caller: Caller,
@@ -146,12 +173,21 @@ async fn read(
     Ok(data(json!({"trackingPlan": wire(&plan)})))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Rename {
     name: String,
 }
 
+/// Rename a tracking plan.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/tracking-plans/{id}",
+    tag = "Tracking Plans",
+    params(("id" = String, Path, description = "Plan id")),
+    request_body = Rename,
+    responses((status = 200, description = "Rename a tracking plan.", body = schema::Data<schema::TrackingPlanOne>))
+)]
 async fn rename(
     State(api): State<Arc<Api>>,
     caller: Caller,
@@ -186,6 +222,14 @@ async fn rename(
     Ok(data(json!({"trackingPlan": wire(&plan)})))
 }
 
+/// Delete a tracking plan.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/tracking-plans/{id}",
+    tag = "Tracking Plans",
+    params(("id" = String, Path, description = "Plan id")),
+    responses((status = 200, description = "Delete a tracking plan.", body = schema::Data<schema::Status>))
+)]
 async fn remove(
     State(api): State<Arc<Api>>,
     caller: Caller,
@@ -215,6 +259,14 @@ async fn remove(
     Ok(success())
 }
 
+/// Get a plan's rules.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tracking-plans/{id}/rules",
+    tag = "Tracking Plans",
+    params(("id" = String, Path, description = "Plan id")),
+    responses((status = 200, description = "Get a plan's rules.", body = schema::Data<schema::Rules>))
+)]
 async fn rules(
     State(api): State<Arc<Api>>,
     caller: Caller,
@@ -231,19 +283,28 @@ async fn rules(
     })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Rules {
+struct RulesBody {
+    #[schema(value_type = Vec<Object>)]
     rules: Vec<RuleDoc>,
 }
 
 /// Replaces the rules. Who may publish (owners, admins; members when the workspace
 /// allows it) publishes a new immutable version at once; others save a draft.
+#[utoipa::path(
+    put,
+    path = "/api/v1/tracking-plans/{id}/rules",
+    tag = "Tracking Plans",
+    params(("id" = String, Path, description = "Plan id")),
+    request_body = RulesBody,
+    responses((status = 200, description = "Replace a plan's rules (published as a new version by those who may publish).", body = schema::Data<schema::Rules>))
+)]
 async fn replace_rules(
     State(api): State<Arc<Api>>,
     caller: Caller,
     Path(id): Path<String>,
-    Body(body): Body<Rules>,
+    Body(body): Body<RulesBody>,
 ) -> Result<Response, ApiError> {
     if body.rules.len() > 2000 {
         return Err(ApiError::field("rules", "at most 2000 rules"));
@@ -295,12 +356,21 @@ async fn replace_rules(
     })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ConnectSource {
     source_id: String,
 }
 
+/// Connect a source to the plan.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tracking-plans/{id}/sources",
+    tag = "Tracking Plans",
+    params(("id" = String, Path, description = "Plan id")),
+    request_body = ConnectSource,
+    responses((status = 200, description = "Connect a source to the plan.", body = schema::Data<schema::Status>))
+)]
 async fn connect_source(
     State(api): State<Arc<Api>>,
     caller: Caller,

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -16,7 +16,7 @@ use chrono::{Duration, Utc};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Api, ApiError};
+use super::{Api, ApiError, Path};
 use crate::control::audit::{Actor, Draft};
 use crate::control::policy::Scope;
 use crate::control::store::invites::{self, LinkState};

@@ -3,15 +3,17 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::response::Response;
 use axum::routing::{delete, get, post};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::schema;
 use super::{
-    Api, ApiError, Body, Caller, PageQuery, data, pagination, slug_field, success, text_field,
+    Api, ApiError, Body, Caller, PageQuery, Path, Query, data, pagination, slug_field, success,
+    text_field,
 };
 use crate::control::policy::{Action, DestinationRef, ResourceRef};
 use crate::control::store::sources::{self, SourceRow, Viewer, WriteKeyRow};
@@ -97,6 +99,14 @@ async fn visible(
     Ok(source)
 }
 
+/// List the sources the caller may see.
+#[utoipa::path(
+    get,
+    path = "/api/v1/sources",
+    tag = "Sources",
+    params(PageQuery),
+    responses((status = 200, description = "List the sources the caller may see.", body = schema::Data<schema::SourceList>))
+)]
 async fn list(
     State(api): State<Arc<Api>>,
     caller: Caller,
@@ -133,7 +143,7 @@ async fn list(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CreateSource {
     slug: String,
@@ -154,7 +164,7 @@ fn yes() -> bool {
 }
 
 /// `{key, value, description?}`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LabelWire {
     /// Key, e.g. `environment`.
@@ -192,6 +202,14 @@ fn no_settings(settings: Option<&Value>) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Create a source.
+#[utoipa::path(
+    post,
+    path = "/api/v1/sources",
+    tag = "Sources",
+    request_body = CreateSource,
+    responses((status = 200, description = "Create a source.", body = schema::Data<schema::SourceOne>))
+)]
 async fn create(
     State(api): State<Arc<Api>>,
     caller: Caller,
@@ -239,6 +257,14 @@ async fn create(
     Ok(data(json!({ "source": after })))
 }
 
+/// Get a source.
+#[utoipa::path(
+    get,
+    path = "/api/v1/sources/{id}",
+    tag = "Sources",
+    params(("id" = String, Path, description = "Source id")),
+    responses((status = 200, description = "Get a source.", body = schema::Data<schema::SourceOne>))
+)]
 async fn read(
     State(api): State<Arc<Api>>,
     caller: Caller,
@@ -252,7 +278,7 @@ async fn read(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct UpdateSource {
     #[serde(default)]
@@ -264,14 +290,17 @@ struct UpdateSource {
     #[serde(default)]
     settings: Option<Value>,
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     tracking_plan_id: Option<Option<String>>,
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     enforcement: Option<Enforcement>,
     #[serde(default)]
+    #[schema(value_type = Option<RateWire>)]
     rate_limit: Option<Option<RateWire>>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RateWire {
     requests_per_second: u32,
@@ -279,6 +308,15 @@ struct RateWire {
     burst: Option<u32>,
 }
 
+/// Update a source.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/sources/{id}",
+    tag = "Sources",
+    params(("id" = String, Path, description = "Source id")),
+    request_body = UpdateSource,
+    responses((status = 200, description = "Update a source.", body = schema::Data<schema::SourceOne>))
+)]
 async fn update(
     State(api): State<Arc<Api>>,
     caller: Caller,
@@ -343,6 +381,14 @@ async fn update(
     Ok(data(json!({ "source": after })))
 }
 
+/// Delete a source with its keys, labels, connections and grants.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/sources/{id}",
+    tag = "Sources",
+    params(("id" = String, Path, description = "Source id")),
+    responses((status = 200, description = "Delete a source with its keys, labels, connections and grants.", body = schema::Data<schema::Status>))
+)]
 async fn remove(
     State(api): State<Arc<Api>>,
     caller: Caller,
@@ -360,7 +406,7 @@ async fn remove(
     Ok(success())
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct AddKey {
     #[serde(default)]
@@ -368,6 +414,14 @@ struct AddKey {
 }
 
 /// Makes a new write key: 32 random base62 characters, shown in this answer only.
+#[utoipa::path(
+    post,
+    path = "/api/v1/sources/{id}/writekey",
+    tag = "Sources",
+    params(("id" = String, Path, description = "Source id")),
+    request_body = AddKey,
+    responses((status = 200, description = "Create a write key (shown in this answer only).", body = schema::Data<schema::WriteKeyCreated>))
+)]
 async fn add_key(
     State(api): State<Arc<Api>>,
     caller: Caller,
@@ -414,6 +468,13 @@ async fn add_key(
 }
 
 /// Revokes a key named by its plaintext (Segment's path) or its id (`wk_…`).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/sources/{id}/writekey/{key}",
+    tag = "Sources",
+    params(("id" = String, Path, description = "Source id"), ("key" = String, Path, description = "The key itself, or its id (wk_…)")),
+    responses((status = 200, description = "Revoke a write key.", body = schema::Data<schema::Status>))
+)]
 async fn remove_key(
     State(api): State<Arc<Api>>,
     caller: Caller,
@@ -443,6 +504,14 @@ async fn remove_key(
     Ok(success())
 }
 
+/// List a source's write keys (prefixes, never keys).
+#[utoipa::path(
+    get,
+    path = "/api/v1/sources/{id}/writekeys",
+    tag = "Sources",
+    params(("id" = String, Path, description = "Source id")),
+    responses((status = 200, description = "List a source's write keys (prefixes, never keys).", body = schema::Data<schema::WriteKeyList>))
+)]
 async fn list_keys(
     State(api): State<Arc<Api>>,
     caller: Caller,
@@ -454,7 +523,7 @@ async fn list_keys(
     Ok(data(json!({ "writeKeys": keys })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct LabelsBody {
     labels: Vec<LabelWire>,
@@ -497,6 +566,15 @@ async fn set_labels(
     Ok(data(json!({ "labels": after["labels"], "source": after })))
 }
 
+/// Add labels to a source.
+#[utoipa::path(
+    post,
+    path = "/api/v1/sources/{id}/labels",
+    tag = "Sources",
+    params(("id" = String, Path, description = "Source id")),
+    request_body = LabelsBody,
+    responses((status = 200, description = "Add labels to a source.", body = schema::Data<schema::LabelsSet>))
+)]
 async fn add_labels(
     State(api): State<Arc<Api>>,
     caller: Caller,
@@ -506,6 +584,15 @@ async fn add_labels(
     set_labels(&api, &caller, &id, &body, false).await
 }
 
+/// Replace a source's labels.
+#[utoipa::path(
+    put,
+    path = "/api/v1/sources/{id}/labels",
+    tag = "Sources",
+    params(("id" = String, Path, description = "Source id")),
+    request_body = LabelsBody,
+    responses((status = 200, description = "Replace a source's labels.", body = schema::Data<schema::LabelsSet>))
+)]
 async fn replace_labels(
     State(api): State<Arc<Api>>,
     caller: Caller,
@@ -515,6 +602,14 @@ async fn replace_labels(
     set_labels(&api, &caller, &id, &body, true).await
 }
 
+/// Destinations connected to a source that the caller may see.
+#[utoipa::path(
+    get,
+    path = "/api/v1/sources/{id}/connected-destinations",
+    tag = "Sources",
+    params(("id" = String, Path, description = "Source id")),
+    responses((status = 200, description = "Destinations connected to a source that the caller may see.", body = schema::Data<schema::DestinationList>))
+)]
 async fn connected(
     State(api): State<Arc<Api>>,
     caller: Caller,

@@ -3,14 +3,17 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::response::Response;
 use axum::routing::{get, post};
 use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Api, ApiError, Body, Caller, PageQuery, data, pagination, success, text_field};
+use super::schema;
+use super::{
+    Api, ApiError, Body, Caller, PageQuery, Path, Query, data, pagination, success, text_field,
+};
 use crate::control::policy::{Action, ResourceRef, Scope};
 use crate::control::store::tokens::{self, NewToken, TokenRow};
 use crate::control::store::{Change, users};
@@ -28,6 +31,14 @@ fn no_workspace() -> ApiError {
     ApiError::missing("workspace", "")
 }
 
+/// List API tokens.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tokens",
+    tag = "Tokens",
+    params(PageQuery),
+    responses((status = 200, description = "List API tokens.", body = schema::Data<schema::TokenList>))
+)]
 async fn list(
     State(api): State<Arc<Api>>,
     caller: Caller,
@@ -49,7 +60,7 @@ async fn list(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CreateToken {
     name: String,
@@ -137,6 +148,14 @@ pub async fn issue(
     Ok((row, issued.plaintext))
 }
 
+/// Create an API token (secret shown once).
+#[utoipa::path(
+    post,
+    path = "/api/v1/tokens",
+    tag = "Tokens",
+    request_body = CreateToken,
+    responses((status = 200, description = "Create an API token (secret shown once).", body = schema::Data<schema::TokenMade>))
+)]
 async fn create(
     State(api): State<Arc<Api>>,
     caller: Caller,
@@ -193,6 +212,14 @@ async fn load(api: &Api, caller: &Caller, id: &str) -> Result<TokenRow, ApiError
         .ok_or_else(|| ApiError::missing("token", id))
 }
 
+/// Get a token (never its secret).
+#[utoipa::path(
+    get,
+    path = "/api/v1/tokens/{id}",
+    tag = "Tokens",
+    params(("id" = String, Path, description = "Token id")),
+    responses((status = 200, description = "Get a token (never its secret).", body = schema::Data<schema::TokenOne>))
+)]
 async fn read(
     State(api): State<Arc<Api>>,
     caller: Caller,
@@ -209,6 +236,14 @@ async fn read(
     Ok(data(json!({ "token": row })))
 }
 
+/// Revoke a token.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/tokens/{id}",
+    tag = "Tokens",
+    params(("id" = String, Path, description = "Token id")),
+    responses((status = 200, description = "Revoke a token.", body = schema::Data<schema::Status>))
+)]
 async fn revoke(
     State(api): State<Arc<Api>>,
     caller: Caller,
@@ -232,6 +267,13 @@ async fn revoke(
 }
 
 /// A new token with the same owner, name, scopes and lifetime; the old one is revoked.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tokens/{id}/rotate",
+    tag = "Tokens",
+    params(("id" = String, Path, description = "Token id")),
+    responses((status = 200, description = "Replace a token with a new one (the old one is revoked).", body = schema::Data<schema::TokenMade>))
+)]
 async fn rotate(
     State(api): State<Arc<Api>>,
     caller: Caller,

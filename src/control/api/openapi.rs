@@ -1,0 +1,166 @@
+//! The OpenAPI 3.1 document of `/api/v1`, generated from the handlers' annotations and
+//! the shapes in [`super::schema`]; served at `/api/v1/openapi.json` and committed as
+//! `docs/openapi.json` (a test keeps the two equal; schemathesis checks the server
+//! against it in CI).
+
+use axum::response::{IntoResponse, Response};
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, RefOr, ResponseBuilder};
+
+use super::{audit, destinations, iam, internal, plans, schema, sources, tokens};
+
+/// The document.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Sluice control plane API",
+        description = "Sources, write keys, destinations, tracking plans, members, groups, grants, tokens and the audit trail of a Sluice workspace. Compatible with Segment's Public API for the resources both have. Every request needs `Authorization: Bearer <token>`; errors are `{\"errors\":[{\"type\",\"message\",\"field\"}]}`.",
+        license(name = "Apache-2.0"),
+    ),
+    paths(
+        sources::list,
+        sources::create,
+        sources::read,
+        sources::update,
+        sources::remove,
+        sources::add_key,
+        sources::remove_key,
+        sources::list_keys,
+        sources::add_labels,
+        sources::replace_labels,
+        sources::connected,
+        destinations::list,
+        destinations::create,
+        destinations::read,
+        destinations::update,
+        destinations::remove,
+        plans::list,
+        plans::create,
+        plans::read,
+        plans::rename,
+        plans::remove,
+        plans::rules,
+        plans::replace_rules,
+        plans::connect_source,
+        iam::workspace,
+        iam::settings,
+        iam::update_settings,
+        iam::list_users,
+        iam::read_user,
+        iam::update_user,
+        iam::remove_user,
+        iam::invite,
+        iam::list_invites,
+        iam::withdraw,
+        iam::roles,
+        iam::list_groups,
+        iam::create_group,
+        iam::read_group,
+        iam::remove_group,
+        iam::group_members,
+        iam::add_members,
+        iam::remove_member,
+        iam::list_grants,
+        iam::create_grant,
+        iam::remove_grant,
+        iam::labels,
+        iam::create_label,
+        iam::explain,
+        tokens::list,
+        tokens::create,
+        tokens::read,
+        tokens::revoke,
+        tokens::rotate,
+        audit::list,
+        audit::catalog,
+        internal::catalog,
+        internal::list
+    ),
+    components(schemas(schema::ErrorEnvelope)),
+    modifiers(&Refusals),
+)]
+pub struct Doc;
+
+/// The answers every operation may give besides its success, and the Bearer scheme.
+struct Refusals;
+
+impl utoipa::Modify for Refusals {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        let components = api.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("slc_pat_…")
+                    .build(),
+            ),
+        );
+        api.security = Some(vec![SecurityRequirement::new(
+            "token",
+            Vec::<String>::new(),
+        )]);
+        let refusals = [
+            ("400", "Invalid input; `field` names it"),
+            (
+                "401",
+                "Missing, malformed, unknown, expired or revoked token",
+            ),
+            ("403", "The token's owner or scopes may not do this"),
+            ("404", "No such resource, or one the caller may not see"),
+            ("409", "A name or id is taken, or the change conflicts"),
+            ("413", "Body larger than 1 MiB"),
+            (
+                "429",
+                "The token's request budget is spent; see Retry-After",
+            ),
+        ];
+        for item in api.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                for (status, description) in refusals {
+                    let response = ResponseBuilder::new()
+                        .description(description)
+                        .content(
+                            "application/json",
+                            ContentBuilder::new()
+                                .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                                    "ErrorEnvelope",
+                                ))))
+                                .build(),
+                        )
+                        .build();
+                    op.responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert(RefOr::T(response));
+                }
+            }
+        }
+    }
+}
+
+/// The document as pretty JSON (what is served and committed).
+pub fn json() -> String {
+    Doc::openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
+
+/// `GET /api/v1/openapi.json` (no token needed).
+pub async fn serve() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        json(),
+    )
+        .into_response()
+}
