@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly as CI runs it (.ci/run calls this script):
 # formatting, lints, docs, unit + integration + property tests, a short chaos run,
-# schemathesis against the control plane's OpenAPI document, and the golden test with the real SDKs (installs them from npm and PyPI on first run).
+# schemathesis against the control plane's OpenAPI document, and the golden test with
+# the real SDKs (installs them from npm and PyPI on first run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

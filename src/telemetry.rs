@@ -115,6 +115,14 @@ pub const PROTOCOLS_BLOCKED: &str = "sluice_protocols_blocked_total";
 pub const PROTOCOLS_OMITTED: &str = "sluice_protocols_omitted_total";
 /// Histogram: time to review one event against its plan, seconds.
 pub const PROTOCOLS_VALIDATION_DURATION: &str = "sluice_protocols_validation_duration_seconds";
+/// Counter: control-plane API requests by route (its path template) and status.
+pub const CONTROL_REQUESTS: &str = "sluice_control_requests_total";
+/// Histogram: control-plane API latency by route, seconds.
+pub const CONTROL_REQUEST_DURATION: &str = "sluice_control_request_duration_seconds";
+/// Counter: control-plane refusals by the policy's reason (`role_denies`, `hidden`, …).
+pub const CONTROL_DENIALS: &str = "sluice_control_denials_total";
+/// Gauge: the control plane's revision (length of the audit chain).
+pub const CONTROL_REVISION: &str = "sluice_control_revision";
 /// Gauge: version of the catalog snapshot being served.
 pub const CATALOG_VERSION: &str = "sluice_catalog_version";
 /// Counter: catalog snapshots installed.
@@ -447,6 +455,34 @@ pub const FAMILIES: &[Family] = &[
         unit: Some(Unit::Seconds),
         help: "Time to review one event against its tracking plan.",
         buckets: LATENCY_BUCKETS,
+    },
+    Family {
+        name: CONTROL_REQUESTS,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Control-plane API requests by route and status.",
+        buckets: &[],
+    },
+    Family {
+        name: CONTROL_REQUEST_DURATION,
+        kind: Kind::Histogram,
+        unit: Some(Unit::Seconds),
+        help: "Control-plane API latency by route.",
+        buckets: LATENCY_BUCKETS,
+    },
+    Family {
+        name: CONTROL_DENIALS,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Control-plane refusals by the policy's reason.",
+        buckets: &[],
+    },
+    Family {
+        name: CONTROL_REVISION,
+        kind: Kind::Gauge,
+        unit: None,
+        help: "The control plane's revision (length of its audit chain).",
+        buckets: &[],
     },
     Family {
         name: CATALOG_VERSION,

@@ -96,6 +96,11 @@ impl Api {
         if decision.allowed {
             return Ok(decision);
         }
+        crate::telemetry::counter(
+            crate::telemetry::CONTROL_DENIALS,
+            &[(crate::telemetry::LABEL_REASON, reason_name(decision.reason))],
+        )
+        .increment(1);
         match decision.reason {
             Reason::TokenExpired => return Err(ApiError::Unauthorized("token_expired")),
             Reason::TokenRevoked => return Err(ApiError::Unauthorized("token_revoked")),
@@ -183,6 +188,8 @@ pub fn router(api: Arc<Api>) -> Router {
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         // Bodies are bounded before any handler reads them.
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // Every request counted and timed by its route template.
+        .route_layer(axum::middleware::from_fn(measure))
         .with_state(api)
 }
 
@@ -209,6 +216,32 @@ fn limiter_key(headers: &HeaderMap, addr: Option<SocketAddr>) -> String {
         Some(digest) => digest.to_hex(),
         None => addr.map_or_else(|| "unknown".into(), |a| a.ip().to_string()),
     }
+}
+
+/// Counts and times every request by its route template (never the raw path).
+async fn measure(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "other".to_owned(), |p| p.as_str().to_owned());
+    let start = std::time::Instant::now();
+    let response = next.run(request).await;
+    let labels = [(crate::telemetry::LABEL_ROUTE, route)];
+    crate::telemetry::histogram(crate::telemetry::CONTROL_REQUEST_DURATION, &labels)
+        .record(start.elapsed().as_secs_f64());
+    let [(_, route)] = labels;
+    crate::telemetry::counter(
+        crate::telemetry::CONTROL_REQUESTS,
+        &[
+            (crate::telemetry::LABEL_ROUTE, route),
+            (
+                crate::telemetry::LABEL_STATUS,
+                response.status().as_u16().to_string(),
+            ),
+        ],
+    )
+    .increment(1);
+    response
 }
 
 async fn rate_limit(State(api): State<Arc<Api>>, request: Request, next: Next) -> Response {

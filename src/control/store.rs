@@ -276,6 +276,7 @@ impl Change {
             .execute(&mut *self.tx)
             .await?;
         self.tx.commit().await?;
+        crate::telemetry::gauge(crate::telemetry::CONTROL_REVISION, &[]).set(self.seq as f64);
         self.revision.send_if_modified(|r| {
             let newer = self.seq > *r;
             if newer {
