@@ -45,6 +45,9 @@ use super::store::workspaces::Workspace;
 use super::store::{self, Store, StoreError};
 use super::token;
 
+/// How stale a token's recorded last use may get before a request updates it.
+const TOUCH_EVERY: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
 /// Largest request body the API reads (tracking plans with many rules fit).
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 /// Default and largest page size.
@@ -389,13 +392,22 @@ impl FromRequestParts<Arc<Api>> for Caller {
             Reason::UserInactive => return Err(ApiError::Unauthorized("invalid_token")),
             _ => {}
         }
-        store::tokens::touch(
-            &mut conn,
-            &caller.token.id,
-            caller.ip.as_deref().unwrap_or_default(),
-            now,
-        )
-        .await?;
+        // Last use is kept to the minute: a write per request would queue every read
+        // behind the database's single writer.
+        let stale = caller
+            .token
+            .last_used_at
+            .is_none_or(|at| now - at > TOUCH_EVERY)
+            || caller.token.last_used_ip != caller.ip;
+        if stale {
+            store::tokens::touch(
+                &mut conn,
+                &caller.token.id,
+                caller.ip.as_deref().unwrap_or_default(),
+                now,
+            )
+            .await?;
+        }
         Ok(caller)
     }
 }

@@ -61,7 +61,9 @@ impl CatalogSource for Feed {
     async fn load(&mut self) -> Result<Document, LoadError> {
         // The revision first: a change committed during the export wakes us again.
         let revision = self.store.revision().await.map_err(io)?;
+        let started = std::time::Instant::now();
         let doc = export_all(&self.store).await.map_err(io)?;
+        tracing::debug!(revision, took = ?started.elapsed(), sources = doc.sources.len(), "catalog exported");
         self.seen = Some(revision);
         self.wake.mark_unchanged();
         Ok(doc)

@@ -135,6 +135,9 @@ impl Store {
                                 "PRAGMA synchronous = FULL",
                                 "PRAGMA foreign_keys = ON",
                                 "PRAGMA busy_timeout = 10000",
+                                // 64 MiB of page cache per connection, reads through mmap.
+                                "PRAGMA cache_size = -65536",
+                                "PRAGMA mmap_size = 268435456",
                             ] {
                                 sqlx::query(pragma).execute(&mut *conn).await?;
                             }

@@ -48,6 +48,12 @@ struct Args {
     /// Key revocations to time.
     #[arg(long, default_value_t = 20)]
     revocations: usize,
+    /// Page size of the list reads (half of the reads list a page, half get one source).
+    #[arg(long, default_value_t = 10)]
+    page: u32,
+    /// Only fill the store and stop (to inspect it).
+    #[arg(long)]
+    fill_only: bool,
 }
 
 fn free_port() -> anyhow::Result<SocketAddr> {
@@ -162,6 +168,12 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     builds.sort_by(f64::total_cmp);
+    if args.fill_only {
+        let kept = dir.keep();
+        println!("{}", kept.display());
+        return Ok(());
+    }
+    eprintln!("catalog builds (ms): {builds:?}");
     let (_, owner) = bootstrap::owner(&store, "bench@example.com", Utc::now()).await?;
     let owner = owner.expose().to_owned();
     store.close().await;
@@ -179,8 +191,13 @@ async fn main() -> anyhow::Result<()> {
     config.log.dir = dir.path().join("log");
     config.log.durability = sluice::config::Durability::Os;
     config.delivery.enabled = false;
+    // The revocation loop polls with unknown and revoked keys on purpose.
+    config.server.max_key_failures_per_minute = 0;
     std::fs::create_dir_all(&config.log.dir)?;
     std::fs::write(config.log.dir.join("secret.key"), &key_hex)?;
+    config.telemetry.log_filter =
+        std::env::var("BENCH_LOG").unwrap_or_else(|_| "warn,sqlx=error".into());
+    sluice::telemetry::init_tracing(&config.telemetry);
     let shutdown = tokio_util::sync::CancellationToken::new();
     let listeners = sluice::Listeners {
         data: tokio::net::TcpListener::bind(data).await?,
@@ -188,6 +205,7 @@ async fn main() -> anyhow::Result<()> {
         control: Some(tokio::net::TcpListener::bind(control).await?),
     };
     let server = tokio::spawn(sluice::serve(config, listeners, shutdown.clone()));
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
         .build()?;
@@ -210,12 +228,13 @@ async fn main() -> anyhow::Result<()> {
     let mut reads = Histogram::<u64>::new(3)?;
     let mut tasks = tokio::task::JoinSet::new();
     let total = args.rps * args.seconds;
+    let page = args.page;
     let start = tokio::time::Instant::now();
     for n in 0..total {
         tokio::time::sleep_until(start + Duration::from_micros(n * 1_000_000 / args.rps)).await;
         let (client, owner) = (client.clone(), owner.clone());
         let path = if n % 2 == 0 {
-            format!("{api}/sources?pagination[count]=50")
+            format!("{api}/sources?pagination[count]={page}")
         } else {
             format!("{api}/sources/src-{}", (n * 7919) as usize % args.sources)
         };
@@ -245,24 +264,31 @@ async fn main() -> anyhow::Result<()> {
         let (client, track, running, sent) =
             (client.clone(), track.clone(), running.clone(), sent.clone());
         tokio::spawn(async move {
+            // A steady 500 requests/s on another source's key.
             let mut n = 0;
+            let mut tick = tokio::time::interval(Duration::from_millis(2));
             while running.load(Ordering::Relaxed) {
+                tick.tick().await;
                 n += 1;
-                send(&client, &track, "key-1-0", n).await;
-                sent.fetch_add(1, Ordering::Relaxed);
+                let (client, track, sent) = (client.clone(), track.clone(), sent.clone());
+                tokio::spawn(async move {
+                    send(&client, &track, "key-1-0", n).await;
+                    sent.fetch_add(1, Ordering::Relaxed);
+                });
             }
         })
     };
     let mut revokes = Histogram::<u64>::new(3)?;
     for i in 0..args.revocations {
         let source = format!("src-{}", i + 1);
-        let made: Value = client
+        let made = client
             .post(format!("{api}/sources/{source}/writekey"))
             .bearer_auth(&owner)
             .send()
             .await?
-            .json()
+            .bytes()
             .await?;
+        let made: Value = serde_json::from_slice(&made)?;
         let key = made["data"]["writeKey"]["key"]
             .as_str()
             .context("key")?
@@ -270,7 +296,19 @@ async fn main() -> anyhow::Result<()> {
         let t = Instant::now();
         while send(&client, &track, &key, 0).await != 200 {
             if t.elapsed() > Duration::from_secs(10) {
-                bail!("new key never accepted");
+                let metrics = client
+                    .get(format!("http://{admin}/metrics"))
+                    .send()
+                    .await?
+                    .text()
+                    .await?;
+                let catalog: Vec<&str> = metrics
+                    .lines()
+                    .filter(|l| {
+                        l.starts_with("sluice_catalog") || l.starts_with("sluice_control_revision")
+                    })
+                    .collect();
+                bail!("new key never accepted: {catalog:#?}");
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }

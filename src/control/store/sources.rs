@@ -121,8 +121,54 @@ pub async fn list_visible(
     .fetch_all(&mut *conn)
     .await?;
     let mut out = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
-    for source in &mut out {
-        source.labels = labels_of(conn, &source.id).await?;
+    if let (Some(first), Some(last)) = (out.first(), out.last()) {
+        // One query for the page's labels (ids are ordered: a range covers the page).
+        let rows = sqlx::query(
+            "SELECT l.source_id, l.label_key, l.label_value FROM source_labels l JOIN sources s ON s.id = l.source_id
+             WHERE s.workspace_id = $1 AND l.source_id >= $2 AND l.source_id <= $3 ORDER BY l.label_key, l.label_value",
+        )
+        .bind(workspace)
+        .bind(&first.id)
+        .bind(&last.id)
+        .fetch_all(conn)
+        .await?;
+        let mut by_source: std::collections::HashMap<String, Vec<(String, String)>> =
+            std::collections::HashMap::new();
+        for row in &rows {
+            by_source
+                .entry(row.try_get(0)?)
+                .or_default()
+                .push((row.try_get(1)?, row.try_get(2)?));
+        }
+        for source in &mut out {
+            source.labels = by_source.remove(&source.id).unwrap_or_default();
+        }
+    }
+    Ok(out)
+}
+
+/// Keys of several sources (a page), by source id.
+pub async fn keys_of_many(
+    conn: &mut AnyConnection,
+    workspace: &str,
+    first: &str,
+    last: &str,
+) -> Result<std::collections::HashMap<String, Vec<WriteKeyRow>>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT k.id, k.source_id, k.digest, k.display, k.created_by, k.created_at, k.expires_at, k.revoked_at
+         FROM write_keys k JOIN sources s ON s.id = k.source_id
+         WHERE s.workspace_id = $1 AND k.source_id >= $2 AND k.source_id <= $3 ORDER BY k.created_at, k.id",
+    )
+    .bind(workspace)
+    .bind(first)
+    .bind(last)
+    .fetch_all(conn)
+    .await?;
+    let mut out: std::collections::HashMap<String, Vec<WriteKeyRow>> =
+        std::collections::HashMap::new();
+    for row in &rows {
+        let key = decode_key(row)?;
+        out.entry(key.source_id.clone()).or_default().push(key);
     }
     Ok(out)
 }
