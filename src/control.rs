@@ -10,16 +10,28 @@
 //!   credentials at rest, and `Sensitive` strings that never print.
 //! - [`token`]: API token format (prefix + checksum), issuing, and checking a presented
 //!   one; only SHA-256 digests are stored.
+//! - [`store`]: the only code that speaks SQL (sqlx; SQLite or PostgreSQL, one code
+//!   path); a change and its audit event(s) commit in one transaction.
+//! - [`api`]: the REST API `/api/v1` (axum), setup links, the remote gateways' feed;
+//!   one file per resource family, one error type answered as Segment's envelope.
+//! - [`feed`]: the store as the gateway's `CatalogSource` (in one process).
+//! - [`bootstrap`]: first start (workspace `default`, catalog import, setup link) and
+//!   `sluice admin bootstrap`.
 //!
 //! # Invariants
 //! - Handlers, the console and the CLI ask [`policy::authorize`] and never test roles.
 //! - A resource the principal may not see (`no_access`) answers exactly like a missing
-//!   one: [`policy::Decision::hidden`] tells the API to say 404, never 403.
+//!   one: [`policy::Decision::hidden`] tells the API to say 404, never 403. List queries
+//!   filter hidden rows in SQL (the policy still decides each row that comes back).
 //! - A token never does more than its owner may do now: its scopes are intersected
 //!   with the owner's current rights at every decision.
+//! - Every change commits together with its audit event; the chain's head row is taken
+//!   first, so writers queue on it and the chain has no gaps.
+//! - Only write-key digests leave the control plane; destination settings are sealed at
+//!   rest and redacted on every read.
 //!
-//! The store (SQLite / PostgreSQL), the REST API, tokens, audit and the catalog feed are
-//! built on this in later steps; see the closing notes of the control-plane issue.
+//! `control` depends on `catalog`, `config`, `telemetry` and `protocols`, never on
+//! `gateway`, `delivery` or `log`; only `serve` (via [`crate::feed`]) and the CLI use it.
 
 pub mod api;
 pub mod audit;

@@ -132,6 +132,35 @@ impl Api {
     }
 }
 
+impl Api {
+    /// [`Api::allow`] for a workspace-wide action.
+    pub async fn allow_workspace(
+        &self,
+        caller: &Caller,
+        action: Action,
+    ) -> Result<Decision, ApiError> {
+        self.allow(
+            caller,
+            action,
+            ResourceRef::Workspace,
+            ApiError::missing("workspace", ""),
+        )
+        .await
+    }
+}
+
+/// A page of a list: `{"<key>": items, "pagination": …}`; `last` is the id of the last
+/// row read (the next page starts after it).
+pub fn page_of(
+    key: &str,
+    items: impl Serialize,
+    page: &Page,
+    rows: usize,
+    last: Option<&str>,
+) -> Response {
+    data(json!({ key: items, "pagination": pagination(page, rows, last) }))
+}
+
 fn is_read(action: Action) -> bool {
     matches!(
         action,

@@ -86,6 +86,7 @@ const second = await sdk.unwrap(owner.sources.createWriteKeyForSource('sdk-web')
 const key2 = second.source.writeKeys.find((k) => k.length === 32);
 assert.ok(key2 && key2 !== key1, 'a new key in writeKeys');
 assert.equal(second.source.writeKeys.length, 2, 'both keys valid during the overlap');
+await until(key2, 200); // live within a second, like any change
 assert.equal(await send(key1, 'overlap-1'), 200);
 assert.equal(await send(key2, 'overlap-2'), 200);
 const removed = await sdk.unwrap(owner.sources.removeWriteKeyFromSource('sdk-web', key1));

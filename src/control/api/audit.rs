@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use super::schema;
 use super::{Api, ApiError, Caller, PAGE_DEFAULT, PAGE_MAX, Query, data};
 use crate::control::audit::{Actor, Event};
-use crate::control::policy::{Action, ResourceRef};
+use crate::control::policy::Action;
 use crate::control::store::audit_log::{self, Filter};
 
 /// Routes of this file.
@@ -129,13 +129,7 @@ async fn list(
             return Err(ApiError::field(field, "at most 200 characters"));
         }
     }
-    api.allow(
-        &caller,
-        Action::ReadAudit,
-        ResourceRef::Workspace,
-        ApiError::missing("workspace", ""),
-    )
-    .await?;
+    api.allow_workspace(&caller, Action::ReadAudit).await?;
     let filter = Filter {
         actor: q.actor,
         action: q.action,
@@ -239,13 +233,7 @@ fn cell(text: &str) -> String {
     responses((status = 200, description = "The control plane's catalog revision.", body = schema::Data<schema::CatalogRevision>))
 )]
 async fn catalog(State(api): State<Arc<Api>>, caller: Caller) -> Result<Response, ApiError> {
-    api.allow(
-        &caller,
-        Action::ViewWorkspace,
-        ResourceRef::Workspace,
-        ApiError::missing("workspace", ""),
-    )
-    .await?;
+    api.allow_workspace(&caller, Action::ViewWorkspace).await?;
     let revision = api.store.revision().await?;
     Ok(data(json!({"catalog": {"revision": revision}})))
 }

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::schema;
 use super::{
-    Api, ApiError, Body, Caller, PageQuery, Path, Query, data, pagination, slug_field, success,
+    Api, ApiError, Body, Caller, PageQuery, Path, Query, data, page_of, slug_field, success,
     text_field,
 };
 use crate::catalog::{DestinationDoc, FilterDoc, KindDoc, RetryDoc, redacted_url};
@@ -198,9 +198,7 @@ async fn list(
         .map(|d| wire(d, &caller.workspace.id))
         .collect();
     let last = rows.last().map(|r| r.id.as_str());
-    Ok(data(
-        json!({"destinations": out, "pagination": pagination(&page, rows.len(), last)}),
-    ))
+    Ok(page_of("destinations", out, &page, rows.len(), last))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -278,13 +276,8 @@ async fn create(
     if body.max_in_flight == Some(0) {
         return Err(ApiError::field("maxInFlight", "must be at least 1"));
     }
-    api.allow(
-        &caller,
-        Action::CreateDestination,
-        ResourceRef::Workspace,
-        ApiError::missing("workspace", ""),
-    )
-    .await?;
+    api.allow_workspace(&caller, Action::CreateDestination)
+        .await?;
     let sources = vec![body.source_id];
     check_connections(&api, &caller, &id, &sources, "sourceId").await?;
     let row = DestinationRow {

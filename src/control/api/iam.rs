@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::schema;
 use super::{
-    Api, ApiError, Body, Caller, PageQuery, Path, Query, data, pagination, slug_field, success,
+    Api, ApiError, Body, Caller, PageQuery, Path, Query, data, page_of, slug_field, success,
     text_field,
 };
 use crate::control::policy::{
@@ -48,10 +48,6 @@ pub fn routes() -> Router<Arc<Api>> {
         .route("/access/explain", get(explain))
 }
 
-fn no_workspace() -> ApiError {
-    ApiError::missing("workspace", "")
-}
-
 /// `GET /api/v1/`: the caller's workspace.
 #[utoipa::path(
     get,
@@ -60,13 +56,7 @@ fn no_workspace() -> ApiError {
     responses((status = 200, description = "The caller's workspace.", body = schema::Data<schema::WorkspaceOne>))
 )]
 pub async fn workspace(State(api): State<Arc<Api>>, caller: Caller) -> Result<Response, ApiError> {
-    api.allow(
-        &caller,
-        Action::ViewWorkspace,
-        ResourceRef::Workspace,
-        no_workspace(),
-    )
-    .await?;
+    api.allow_workspace(&caller, Action::ViewWorkspace).await?;
     let ws = &caller.workspace;
     Ok(data(json!({"workspace": {
         "id": ws.id, "name": ws.name, "slug": ws.slug,
@@ -82,13 +72,7 @@ pub async fn workspace(State(api): State<Arc<Api>>, caller: Caller) -> Result<Re
     responses((status = 200, description = "Workspace settings.", body = schema::Data<schema::SettingsOne>))
 )]
 async fn settings(State(api): State<Arc<Api>>, caller: Caller) -> Result<Response, ApiError> {
-    api.allow(
-        &caller,
-        Action::ViewWorkspace,
-        ResourceRef::Workspace,
-        no_workspace(),
-    )
-    .await?;
+    api.allow_workspace(&caller, Action::ViewWorkspace).await?;
     Ok(data(json!({"settings": caller.workspace.settings})))
 }
 
@@ -127,13 +111,7 @@ async fn update_settings(
     {
         return Err(ApiError::field("tokenMaxDays", "from 1 to 3650"));
     }
-    api.allow(
-        &caller,
-        Action::ModifySettings,
-        ResourceRef::Workspace,
-        no_workspace(),
-    )
-    .await?;
+    api.allow_workspace(&caller, Action::ModifySettings).await?;
     let settings = Settings {
         members_can_publish: body
             .members_can_publish
@@ -196,20 +174,12 @@ async fn list_users(
     Query(q): Query<PageQuery>,
 ) -> Result<Response, ApiError> {
     let page = q.page()?;
-    api.allow(
-        &caller,
-        Action::ViewWorkspace,
-        ResourceRef::Workspace,
-        no_workspace(),
-    )
-    .await?;
+    api.allow_workspace(&caller, Action::ViewWorkspace).await?;
     let mut conn = api.store.read().await?;
     let rows = users::list(&mut conn, &caller.workspace.id, &page.after, page.count).await?;
     let last = rows.last().map(|u| u.id.as_str());
     let out: Vec<Value> = rows.iter().map(user_wire).collect();
-    Ok(data(
-        json!({"users": out, "pagination": pagination(&page, rows.len(), last)}),
-    ))
+    Ok(page_of("users", out, &page, rows.len(), last))
 }
 
 async fn load_user(api: &Api, caller: &Caller, id: &str) -> Result<UserRow, ApiError> {
@@ -232,13 +202,7 @@ async fn read_user(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    api.allow(
-        &caller,
-        Action::ViewWorkspace,
-        ResourceRef::Workspace,
-        no_workspace(),
-    )
-    .await?;
+    api.allow_workspace(&caller, Action::ViewWorkspace).await?;
     let user = load_user(&api, &caller, &id).await?;
     Ok(data(json!({"user": user_wire(&user)})))
 }
@@ -270,22 +234,11 @@ async fn update_user(
     Body(body): Body<UserPatch>,
 ) -> Result<Response, ApiError> {
     let role = parse_role("role", &body.role)?;
-    api.allow(
-        &caller,
-        Action::ManageMembers,
-        ResourceRef::Workspace,
-        no_workspace(),
-    )
-    .await?;
+    api.allow_workspace(&caller, Action::ManageMembers).await?;
     let before = load_user(&api, &caller, &id).await?;
     if role == Role::Owner || before.role == Role::Owner {
-        api.allow(
-            &caller,
-            Action::TransferOwnership,
-            ResourceRef::Workspace,
-            no_workspace(),
-        )
-        .await?;
+        api.allow_workspace(&caller, Action::TransferOwnership)
+            .await?;
     }
     let mut change = api.store.change().await?;
     if before.role == Role::Owner
@@ -325,22 +278,11 @@ async fn remove_user(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    api.allow(
-        &caller,
-        Action::ManageMembers,
-        ResourceRef::Workspace,
-        no_workspace(),
-    )
-    .await?;
+    api.allow_workspace(&caller, Action::ManageMembers).await?;
     let before = load_user(&api, &caller, &id).await?;
     if before.role == Role::Owner {
-        api.allow(
-            &caller,
-            Action::TransferOwnership,
-            ResourceRef::Workspace,
-            no_workspace(),
-        )
-        .await?;
+        api.allow_workspace(&caller, Action::TransferOwnership)
+            .await?;
     }
     let mut change = api.store.change().await?;
     if before.role == Role::Owner
@@ -424,21 +366,10 @@ async fn invite(
         };
         wanted.push((email, role));
     }
-    api.allow(
-        &caller,
-        Action::ManageMembers,
-        ResourceRef::Workspace,
-        no_workspace(),
-    )
-    .await?;
+    api.allow_workspace(&caller, Action::ManageMembers).await?;
     if wanted.iter().any(|(_, r)| *r == Role::Owner) {
-        api.allow(
-            &caller,
-            Action::TransferOwnership,
-            ResourceRef::Workspace,
-            no_workspace(),
-        )
-        .await?;
+        api.allow_workspace(&caller, Action::TransferOwnership)
+            .await?;
     }
     let mut change = api.store.change().await?;
     let mut out = Vec::new();
@@ -492,13 +423,7 @@ async fn invite(
     responses((status = 200, description = "Pending invites.", body = schema::Data<schema::InviteList>))
 )]
 async fn list_invites(State(api): State<Arc<Api>>, caller: Caller) -> Result<Response, ApiError> {
-    api.allow(
-        &caller,
-        Action::ManageMembers,
-        ResourceRef::Workspace,
-        no_workspace(),
-    )
-    .await?;
+    api.allow_workspace(&caller, Action::ManageMembers).await?;
     let mut conn = api.store.read().await?;
     let rows = invites::list(&mut conn, &caller.workspace.id).await?;
     let emails: Vec<&str> = rows.iter().map(|(e, _)| e.as_str()).collect();
@@ -536,13 +461,7 @@ async fn withdraw(
             "name the invites to withdraw: emails[0]=…",
         ));
     }
-    api.allow(
-        &caller,
-        Action::ManageMembers,
-        ResourceRef::Workspace,
-        no_workspace(),
-    )
-    .await?;
+    api.allow_workspace(&caller, Action::ManageMembers).await?;
     let mut change = api.store.change().await?;
     for email in &emails {
         invites::remove(change.conn(), &caller.workspace.id, email).await?;
@@ -568,13 +487,7 @@ async fn withdraw(
     responses((status = 200, description = "Workspace roles.", body = schema::Data<schema::RoleList>))
 )]
 async fn roles(State(api): State<Arc<Api>>, caller: Caller) -> Result<Response, ApiError> {
-    api.allow(
-        &caller,
-        Action::ViewWorkspace,
-        ResourceRef::Workspace,
-        no_workspace(),
-    )
-    .await?;
+    api.allow_workspace(&caller, Action::ViewWorkspace).await?;
     let out: Vec<Value> = Role::ALL
         .iter()
         .rev()
@@ -607,20 +520,12 @@ async fn list_groups(
     Query(q): Query<PageQuery>,
 ) -> Result<Response, ApiError> {
     let page = q.page()?;
-    api.allow(
-        &caller,
-        Action::ViewWorkspace,
-        ResourceRef::Workspace,
-        no_workspace(),
-    )
-    .await?;
+    api.allow_workspace(&caller, Action::ViewWorkspace).await?;
     let mut conn = api.store.read().await?;
     let rows = groups::list(&mut conn, &caller.workspace.id, &page.after, page.count).await?;
     let last = rows.last().map(|g| g.id.as_str());
     let out: Vec<Value> = rows.iter().map(group_wire).collect();
-    Ok(data(
-        json!({"userGroups": out, "pagination": pagination(&page, rows.len(), last)}),
-    ))
+    Ok(page_of("userGroups", out, &page, rows.len(), last))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -651,21 +556,10 @@ async fn create_group(
         .as_deref()
         .map(|r| parse_role("role", r))
         .transpose()?;
-    api.allow(
-        &caller,
-        Action::ManageMembers,
-        ResourceRef::Workspace,
-        no_workspace(),
-    )
-    .await?;
+    api.allow_workspace(&caller, Action::ManageMembers).await?;
     if role == Some(Role::Owner) {
-        api.allow(
-            &caller,
-            Action::TransferOwnership,
-            ResourceRef::Workspace,
-            no_workspace(),
-        )
-        .await?;
+        api.allow_workspace(&caller, Action::TransferOwnership)
+            .await?;
     }
     let mut change = api.store.change().await?;
     let group =
@@ -703,13 +597,7 @@ async fn read_group(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    api.allow(
-        &caller,
-        Action::ViewWorkspace,
-        ResourceRef::Workspace,
-        no_workspace(),
-    )
-    .await?;
+    api.allow_workspace(&caller, Action::ViewWorkspace).await?;
     let group = load_group(&api, &caller, &id).await?;
     Ok(data(json!({"userGroup": group_wire(&group)})))
 }
@@ -727,13 +615,7 @@ async fn remove_group(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    api.allow(
-        &caller,
-        Action::ManageMembers,
-        ResourceRef::Workspace,
-        no_workspace(),
-    )
-    .await?;
+    api.allow_workspace(&caller, Action::ManageMembers).await?;
     let group = load_group(&api, &caller, &id).await?;
     let mut change = api.store.change().await?;
     groups::delete(change.conn(), &id).await?;
@@ -757,13 +639,7 @@ async fn group_members(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    api.allow(
-        &caller,
-        Action::ViewWorkspace,
-        ResourceRef::Workspace,
-        no_workspace(),
-    )
-    .await?;
+    api.allow_workspace(&caller, Action::ViewWorkspace).await?;
     load_group(&api, &caller, &id).await?;
     let mut conn = api.store.read().await?;
     let all = users::list(&mut conn, &caller.workspace.id, "", u32::MAX).await?;
@@ -804,22 +680,11 @@ async fn add_members(
     if body.emails.is_empty() || body.emails.len() > 100 {
         return Err(ApiError::field("emails", "1 to 100 emails"));
     }
-    api.allow(
-        &caller,
-        Action::ManageMembers,
-        ResourceRef::Workspace,
-        no_workspace(),
-    )
-    .await?;
+    api.allow_workspace(&caller, Action::ManageMembers).await?;
     let group = load_group(&api, &caller, &id).await?;
     if group.role == Some(Role::Owner) {
-        api.allow(
-            &caller,
-            Action::TransferOwnership,
-            ResourceRef::Workspace,
-            no_workspace(),
-        )
-        .await?;
+        api.allow_workspace(&caller, Action::TransferOwnership)
+            .await?;
     }
     let mut change = api.store.change().await?;
     for (i, email) in body.emails.iter().enumerate() {
@@ -856,13 +721,7 @@ async fn remove_member(
     caller: Caller,
     Path((id, user)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    api.allow(
-        &caller,
-        Action::ManageMembers,
-        ResourceRef::Workspace,
-        no_workspace(),
-    )
-    .await?;
+    api.allow_workspace(&caller, Action::ManageMembers).await?;
     load_group(&api, &caller, &id).await?;
     let mut change = api.store.change().await?;
     groups::remove_member(change.conn(), &id, &user).await?;
@@ -891,13 +750,7 @@ fn grant_wire(g: &GrantRow) -> Value {
     responses((status = 200, description = "Every grant of the workspace.", body = schema::Data<schema::GrantList>))
 )]
 async fn list_grants(State(api): State<Arc<Api>>, caller: Caller) -> Result<Response, ApiError> {
-    api.allow(
-        &caller,
-        Action::ManageMembers,
-        ResourceRef::Workspace,
-        no_workspace(),
-    )
-    .await?;
+    api.allow_workspace(&caller, Action::ManageMembers).await?;
     let mut conn = api.store.read().await?;
     let rows = grants::list(&mut conn, &caller.workspace.id).await?;
     Ok(data(
@@ -953,13 +806,7 @@ async fn create_grant(
         Some(j) => text_field("justification", j, 1000)?,
         None => String::new(),
     };
-    api.allow(
-        &caller,
-        Action::ManageMembers,
-        ResourceRef::Workspace,
-        no_workspace(),
-    )
-    .await?;
+    api.allow_workspace(&caller, Action::ManageMembers).await?;
     let mut conn = api.store.read().await?;
     let ws = &caller.workspace.id;
     let holder = match body.principal.kind.as_str() {
@@ -1035,13 +882,7 @@ async fn remove_grant(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    api.allow(
-        &caller,
-        Action::ManageMembers,
-        ResourceRef::Workspace,
-        no_workspace(),
-    )
-    .await?;
+    api.allow_workspace(&caller, Action::ManageMembers).await?;
     let mut change = api.store.change().await?;
     let row = grants::get(change.conn(), &caller.workspace.id, &id)
         .await?
@@ -1062,13 +903,7 @@ async fn remove_grant(
     responses((status = 200, description = "Workspace labels.", body = schema::Data<schema::LabelList>))
 )]
 async fn labels(State(api): State<Arc<Api>>, caller: Caller) -> Result<Response, ApiError> {
-    api.allow(
-        &caller,
-        Action::ViewWorkspace,
-        ResourceRef::Workspace,
-        no_workspace(),
-    )
-    .await?;
+    api.allow_workspace(&caller, Action::ViewWorkspace).await?;
     let mut conn = api.store.read().await?;
     let rows = crate::control::store::labels::list(&mut conn, &caller.workspace.id).await?;
     let out: Vec<Value> = rows
@@ -1106,13 +941,7 @@ async fn create_label(
             "at most 500 characters",
         ));
     }
-    api.allow(
-        &caller,
-        Action::ModifySettings,
-        ResourceRef::Workspace,
-        no_workspace(),
-    )
-    .await?;
+    api.allow_workspace(&caller, Action::ModifySettings).await?;
     let mut change = api.store.change().await?;
     crate::control::store::labels::create(
         change.conn(),
@@ -1171,13 +1000,7 @@ async fn explain(
         .map_err(|_| ApiError::field("action", "not an action name (e.g. edit_source)"))?;
     let user_id = q.user_id.clone().unwrap_or_else(|| caller.user.id.clone());
     if user_id != caller.user.id {
-        api.allow(
-            &caller,
-            Action::ManageMembers,
-            ResourceRef::Workspace,
-            no_workspace(),
-        )
-        .await?;
+        api.allow_workspace(&caller, Action::ManageMembers).await?;
     }
     let mut conn = api.store.read().await?;
     let ws = &caller.workspace.id;

@@ -15,7 +15,7 @@ use serde_json::json;
 use super::schema;
 use super::{Api, ApiError, Caller, Query, data};
 use crate::control::feed::export_all;
-use crate::control::policy::{Action, ResourceRef};
+use crate::control::policy::Action;
 use crate::control::store::gateways;
 
 /// Longest a catalog request waits for a change before answering 304.
@@ -67,13 +67,7 @@ async fn catalog(
     {
         return Err(ApiError::field("gateway", "1 to 100 printable characters"));
     }
-    api.allow(
-        &caller,
-        Action::ReadCatalog,
-        ResourceRef::Workspace,
-        ApiError::missing("workspace", ""),
-    )
-    .await?;
+    api.allow_workspace(&caller, Action::ReadCatalog).await?;
     if let Some(name) = &q.gateway {
         let mut conn = api.store.read().await?;
         gateways::report(
@@ -116,13 +110,7 @@ async fn catalog(
     responses((status = 200, description = "Gateways and the revision each applied.", body = schema::Data<schema::GatewayList>))
 )]
 async fn list(State(api): State<Arc<Api>>, caller: Caller) -> Result<Response, ApiError> {
-    api.allow(
-        &caller,
-        Action::ViewWorkspace,
-        ResourceRef::Workspace,
-        ApiError::missing("workspace", ""),
-    )
-    .await?;
+    api.allow_workspace(&caller, Action::ViewWorkspace).await?;
     let mut conn = api.store.read().await?;
     let rows = gateways::list(&mut conn).await?;
     let revision = api.store.revision().await?;

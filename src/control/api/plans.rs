@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::destinations::installable;
 use super::schema;
 use super::{
-    Api, ApiError, Body, Caller, PageQuery, Path, Query, data, pagination, success, text_field,
+    Api, ApiError, Body, Caller, PageQuery, Path, Query, data, page_of, success, text_field,
 };
 use crate::control::policy::{Action, ResourceRef};
 use crate::control::store::plans::{self, PlanRow};
@@ -66,16 +66,12 @@ async fn list(
     Query(q): Query<PageQuery>,
 ) -> Result<Response, ApiError> {
     let page = q.page()?;
-    let ws = ApiError::missing("workspace", "");
-    api.allow(&caller, Action::ViewWorkspace, ResourceRef::Workspace, ws)
-        .await?;
+    api.allow_workspace(&caller, Action::ViewWorkspace).await?;
     let mut conn = api.store.read().await?;
     let rows = plans::list(&mut conn, &caller.workspace.id, &page.after, page.count).await?;
     let last = rows.last().map(|p| p.id.as_str());
     let out: Vec<Value> = rows.iter().map(wire).collect();
-    Ok(data(
-        json!({"trackingPlans": out, "pagination": pagination(&page, rows.len(), last)}),
-    ))
+    Ok(page_of("trackingPlans", out, &page, rows.len(), last))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -166,9 +162,7 @@ async fn read(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let ws = ApiError::missing("workspace", "");
-    api.allow(&caller, Action::ViewWorkspace, ResourceRef::Workspace, ws)
-        .await?;
+    api.allow_workspace(&caller, Action::ViewWorkspace).await?;
     let plan = load(&api, &caller, &id).await?;
     Ok(data(json!({"trackingPlan": wire(&plan)})))
 }
@@ -272,9 +266,7 @@ async fn rules(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let ws = ApiError::missing("workspace", "");
-    api.allow(&caller, Action::ViewWorkspace, ResourceRef::Workspace, ws)
-        .await?;
+    api.allow_workspace(&caller, Action::ViewWorkspace).await?;
     let plan = load(&api, &caller, &id).await?;
     Ok(data(json!({
         "rules": plan.rules,

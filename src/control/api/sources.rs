@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::schema;
 use super::{
-    Api, ApiError, Body, Caller, PageQuery, Path, Query, data, pagination, slug_field, success,
+    Api, ApiError, Body, Caller, PageQuery, Path, Query, data, page_of, slug_field, success,
     text_field,
 };
 use crate::control::policy::{Action, DestinationRef, ResourceRef};
@@ -144,9 +144,7 @@ async fn list(
         }
     }
     let last = rows.last().map(|r| r.id.as_str());
-    Ok(data(
-        json!({"sources": out, "pagination": pagination(&page, rows.len(), last)}),
-    ))
+    Ok(page_of("sources", out, &page, rows.len(), last))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -232,13 +230,7 @@ async fn create(
     if metadata_id.chars().count() > 100 {
         return Err(ApiError::field("metadataId", "at most 100 characters"));
     }
-    api.allow(
-        &caller,
-        Action::CreateSource,
-        ResourceRef::Workspace,
-        ApiError::missing("workspace", ""),
-    )
-    .await?;
+    api.allow_workspace(&caller, Action::CreateSource).await?;
     let row = SourceRow {
         id: id.clone(),
         name,

@@ -12,9 +12,9 @@ use serde_json::json;
 
 use super::schema;
 use super::{
-    Api, ApiError, Body, Caller, PageQuery, Path, Query, data, pagination, success, text_field,
+    Api, ApiError, Body, Caller, PageQuery, Path, Query, data, page_of, success, text_field,
 };
-use crate::control::policy::{Action, ResourceRef, Scope};
+use crate::control::policy::{Action, Scope};
 use crate::control::store::tokens::{self, NewToken, TokenRow};
 use crate::control::store::{Change, users};
 use crate::control::token;
@@ -25,10 +25,6 @@ pub fn routes() -> Router<Arc<Api>> {
         .route("/tokens", get(list).post(create))
         .route("/tokens/{id}", get(read).delete(revoke))
         .route("/tokens/{id}/rotate", post(rotate))
-}
-
-fn no_workspace() -> ApiError {
-    ApiError::missing("workspace", "")
 }
 
 /// List API tokens.
@@ -45,19 +41,11 @@ async fn list(
     Query(q): Query<PageQuery>,
 ) -> Result<Response, ApiError> {
     let page = q.page()?;
-    api.allow(
-        &caller,
-        Action::ManageTokens,
-        ResourceRef::Workspace,
-        no_workspace(),
-    )
-    .await?;
+    api.allow_workspace(&caller, Action::ManageTokens).await?;
     let mut conn = api.store.read().await?;
     let rows = tokens::list(&mut conn, &caller.workspace.id, &page.after, page.count).await?;
     let last = rows.last().map(|t| t.id.as_str());
-    Ok(data(
-        json!({"tokens": rows, "pagination": pagination(&page, rows.len(), last)}),
-    ))
+    Ok(page_of("tokens", &rows, &page, rows.len(), last))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -163,25 +151,14 @@ async fn create(
 ) -> Result<Response, ApiError> {
     let name = text_field("name", &body.name, 100)?;
     let (scopes, expires) = terms(&caller, &body)?;
-    api.allow(
-        &caller,
-        Action::ManageTokens,
-        ResourceRef::Workspace,
-        no_workspace(),
-    )
-    .await?;
+    api.allow_workspace(&caller, Action::ManageTokens).await?;
     let owner = body
         .user_id
         .clone()
         .unwrap_or_else(|| caller.user.id.clone());
     if owner != caller.user.id {
-        api.allow(
-            &caller,
-            Action::TransferOwnership,
-            ResourceRef::Workspace,
-            no_workspace(),
-        )
-        .await?;
+        api.allow_workspace(&caller, Action::TransferOwnership)
+            .await?;
         let mut conn = api.store.read().await?;
         users::get(&mut conn, &caller.workspace.id, &owner)
             .await?
@@ -225,13 +202,7 @@ async fn read(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    api.allow(
-        &caller,
-        Action::ManageTokens,
-        ResourceRef::Workspace,
-        no_workspace(),
-    )
-    .await?;
+    api.allow_workspace(&caller, Action::ManageTokens).await?;
     let row = load(&api, &caller, &id).await?;
     Ok(data(json!({ "token": row })))
 }
@@ -249,13 +220,7 @@ async fn revoke(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    api.allow(
-        &caller,
-        Action::ManageTokens,
-        ResourceRef::Workspace,
-        no_workspace(),
-    )
-    .await?;
+    api.allow_workspace(&caller, Action::ManageTokens).await?;
     let before = load(&api, &caller, &id).await?;
     let mut change = api.store.change().await?;
     tokens::revoke(change.conn(), &id, caller.now).await?;
@@ -279,13 +244,7 @@ async fn rotate(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    api.allow(
-        &caller,
-        Action::ManageTokens,
-        ResourceRef::Workspace,
-        no_workspace(),
-    )
-    .await?;
+    api.allow_workspace(&caller, Action::ManageTokens).await?;
     let old = load(&api, &caller, &id).await?;
     if old.revoked_at.is_some() {
         return Err(ApiError::Conflict(
