@@ -651,3 +651,78 @@ async fn a_remote_gateway_follows_the_control_plane_and_survives_its_absence() {
     drop(edge);
     db.finish().await;
 }
+
+#[tokio::test]
+async fn setup_links_refuse_unknown_expired_reused_and_forged_submissions() {
+    let db = databases::sqlite().await;
+    let (server, link) = server(&db).await;
+    let api = Api {
+        base: format!("http://{}", server.control),
+        http: client(),
+    };
+    // Unknown: a made-up link, or the real one with a character changed.
+    let mut forged = link.clone();
+    let last = forged.pop().expect("non-empty");
+    forged.push(if last == 'a' { 'b' } else { 'a' });
+    for path in ["/setup/not-a-link".to_owned(), forged] {
+        let (status, _) = api.accept(&path, "intruder@example.com").await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        let page = api
+            .http
+            .get(format!("{}{path}", api.base))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(page.status(), StatusCode::NOT_FOUND);
+    }
+    // A form that is not the form: refused before the link is spent.
+    let response = api
+        .http
+        .post(format!("{}{link}", api.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("email=x%40y.z&role=owner")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let page = api
+        .http
+        .get(format!("{}{link}", api.base))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(
+        page.status(),
+        StatusCode::OK,
+        "a refused form spent the link"
+    );
+    // Expired: a link whose time has passed.
+    let secret = "expired-link-secret";
+    let mut change = db.store.change().await.expect("change");
+    let ws = store::workspaces::by_slug(change.conn(), "default")
+        .await
+        .expect("ws")
+        .expect("default");
+    store::invites::add_link(
+        change.conn(),
+        &ws.id,
+        &sluice::control::token::digest_of(secret).to_hex(),
+        sluice::control::policy::Role::Owner,
+        "",
+        chrono::Utc::now() - chrono::Duration::minutes(1),
+    )
+    .await
+    .expect("link");
+    change.commit().await.expect("commit");
+    let (status, _) = api
+        .accept(&format!("/setup/{secret}"), "late@example.com")
+        .await;
+    assert_eq!(status, StatusCode::GONE);
+    // The real one works once, then is spent.
+    let (status, _) = api.accept(&link, "owner@example.com").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = api.accept(&link, "owner2@example.com").await;
+    assert_eq!(status, StatusCode::GONE);
+    drop(server);
+    db.finish().await;
+}
