@@ -52,6 +52,14 @@ impl CatalogSource for Source {
         }
     }
 
+    fn version(&self) -> Option<u64> {
+        match self {
+            Self::File(f) => f.version(),
+            Self::Control(c) => c.version(),
+            Self::Remote(r) => r.version(),
+        }
+    }
+
     async fn changed(&mut self) {
         match self {
             Self::File(f) => f.changed().await,

@@ -11,7 +11,7 @@ use common::control::{Api, error_type, server, track, until};
 use common::databases::{self, TestDb};
 use common::{TestServer, client};
 use reqwest::{Method, StatusCode};
-use serde_json::json;
+use serde_json::{Value, json};
 use sluice::config::{CatalogSourceKind, Secret};
 use sluice::control::store;
 
@@ -86,6 +86,25 @@ async fn scenario(db: TestDb) {
             .iter()
             .any(|r| r["event"]["messageId"] == "stored-1" && r["sourceId"] == "app"),
         "{label}: event not stored"
+    );
+
+    // The gateway serves the control plane's revision as its catalog version.
+    let (_, body) = api.get(&owner, "/api/v1/catalog").await;
+    let revision = body["data"]["catalog"]["revision"]
+        .as_u64()
+        .expect("revision");
+    let ready: Value = client()
+        .get(server.admin_url("/ready"))
+        .send()
+        .await
+        .expect("ready")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        ready["catalog_version"].as_u64(),
+        Some(revision),
+        "{label}: {ready}"
     );
 
     // Revoked: the next event is refused within a second.

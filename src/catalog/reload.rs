@@ -22,6 +22,21 @@ pub trait CatalogSource: Send + 'static {
     fn load(&mut self) -> impl Future<Output = Result<Document, LoadError>> + Send;
     /// Waits until the document may have changed.
     fn changed(&mut self) -> impl Future<Output = ()> + Send;
+    /// The number the source gives the document it loaded last (the control plane's
+    /// revision), so `sluice_catalog_version` and `/ready` show it; `None` (a file): the
+    /// reloader counts installs.
+    fn version(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// The version to give a newly loaded document: the source's own number when it has one
+/// and it moves forward, else one more than the current.
+fn next_version(source: &impl CatalogSource, current: u64) -> u64 {
+    source
+        .version()
+        .filter(|v| *v > current)
+        .unwrap_or(current + 1)
 }
 
 /// Why a catalog could not be loaded.
@@ -61,18 +76,23 @@ pub async fn open_store(
     source: &mut impl CatalogSource,
     lkg: &Path,
 ) -> Result<(Store, Document), LoadError> {
-    let installable = |doc: Document| {
-        let snapshot = Snapshot::try_build(1, &doc)?;
+    let installable = |doc: Document, version: u64| {
+        let snapshot = Snapshot::try_build(version, &doc)?;
         Ok::<_, LoadError>((doc, snapshot))
     };
-    let (doc, snapshot) = match source.load().await.and_then(installable) {
+    let loaded = source.load().await;
+    let version = next_version(source, 0);
+    let (doc, snapshot) = match loaded.and_then(|doc| installable(doc, version)) {
         Ok((doc, snapshot)) => {
             save_last_known_good(lkg, &doc).await;
             (doc, snapshot)
         }
         Err(source_error) => {
             telemetry_reload_error();
-            match load_last_known_good(lkg).await.and_then(installable) {
+            match load_last_known_good(lkg)
+                .await
+                .and_then(|doc| installable(doc, 1))
+            {
                 Ok(loaded) => {
                     tracing::error!(error = %source_error, lkg = %lkg.display(), "catalog source unusable; serving the last-known-good copy");
                     loaded
@@ -88,7 +108,7 @@ pub async fn open_store(
         }
     };
     record_installed(&snapshot);
-    tracing::info!(source = %source.describe(), version = 1, sources = snapshot.sources().len(), "catalog loaded");
+    tracing::info!(source = %source.describe(), version = snapshot.version(), sources = snapshot.sources().len(), "catalog loaded");
     Ok((Store::new(snapshot), doc))
 }
 
@@ -108,8 +128,9 @@ pub fn spawn_reloader(
                 () = shutdown.cancelled() => return,
                 () = source.changed() => {}
             }
-            let version = store.snapshot().version() + 1;
-            let loaded = source.load().await.and_then(|doc| {
+            let loaded = source.load().await;
+            let version = next_version(&source, store.snapshot().version());
+            let loaded = loaded.and_then(|doc| {
                 if doc == current {
                     return Ok(None);
                 }

@@ -140,6 +140,10 @@ impl CatalogSource for RemoteSource {
         Ok(doc)
     }
 
+    fn version(&self) -> Option<u64> {
+        (self.revision > 0).then_some(self.revision)
+    }
+
     async fn changed(&mut self) {
         loop {
             match self.fetch(self.revision, 25).await {

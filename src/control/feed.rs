@@ -69,6 +69,10 @@ impl CatalogSource for Feed {
         Ok(doc)
     }
 
+    fn version(&self) -> Option<u64> {
+        self.seen
+    }
+
     async fn changed(&mut self) {
         loop {
             let _ = tokio::time::timeout(self.poll, self.wake.changed()).await;
