@@ -33,17 +33,19 @@ impl Feed {
     }
 }
 
-/// Every workspace's catalog, as one document (source and destination ids are global).
-pub async fn export_all(store: &Store) -> Result<Document, StoreError> {
-    let mut conn = store.read().await?;
+/// Every workspace's catalog, as one document (source and destination ids are global),
+/// and the revision it is exactly the state of (read in one consistent transaction).
+pub async fn export_all(store: &Store) -> Result<(u64, Document), StoreError> {
+    let (revision, mut tx) = store.consistent_read().await?;
     let mut doc = Document::default();
-    for ws in workspaces::all_ids(&mut conn).await? {
-        let one = catalog::export(&mut conn, store.key(), &ws).await?;
+    for ws in workspaces::all_ids(&mut tx).await? {
+        let one = catalog::export(&mut tx, store.key(), &ws).await?;
         doc.sources.extend(one.sources);
         doc.destinations.extend(one.destinations);
         doc.tracking_plans.extend(one.tracking_plans);
     }
-    Ok(doc)
+    tx.rollback().await?;
+    Ok((revision, doc))
 }
 
 fn io(error: StoreError) -> LoadError {
@@ -59,10 +61,8 @@ impl CatalogSource for Feed {
     }
 
     async fn load(&mut self) -> Result<Document, LoadError> {
-        // The revision first: a change committed during the export wakes us again.
-        let revision = self.store.revision().await.map_err(io)?;
         let started = std::time::Instant::now();
-        let doc = export_all(&self.store).await.map_err(io)?;
+        let (revision, doc) = export_all(&self.store).await.map_err(io)?;
         tracing::debug!(revision, took = ?started.elapsed(), sources = doc.sources.len(), "catalog exported");
         self.seen = Some(revision);
         self.wake.mark_unchanged();

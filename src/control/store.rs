@@ -190,6 +190,23 @@ impl Store {
         Ok(self.pool.acquire().await?)
     }
 
+    /// A read-only transaction that sees one state of the database throughout (a deferred
+    /// transaction on SQLite's WAL; REPEATABLE READ on PostgreSQL), with the revision of
+    /// that state: what is read in it belongs to exactly that revision.
+    pub async fn consistent_read(&self) -> Result<(u64, Transaction<'static, Any>), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                .execute(&mut *tx)
+                .await?;
+        }
+        let seq: i64 = sqlx::query("SELECT seq FROM audit_head WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        Ok((as_u64(seq), tx))
+    }
+
     /// Starts a change; see [`Change`].
     pub async fn change(&self) -> Result<Change, StoreError> {
         let mut tx = self.pool.begin().await?;

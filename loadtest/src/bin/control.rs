@@ -160,7 +160,7 @@ async fn main() -> anyhow::Result<()> {
     let mut builds = Vec::new();
     for _ in 0..5 {
         let t = Instant::now();
-        let doc = feed::export_all(&store).await?;
+        let (_, doc) = feed::export_all(&store).await?;
         let snapshot = Snapshot::try_build(1, &doc).map_err(|e| anyhow::anyhow!("{e}"))?;
         builds.push(t.elapsed().as_secs_f64() * 1000.0);
         if snapshot.key_count() != args.sources * args.keys {

@@ -84,7 +84,8 @@ async fn catalog(
     loop {
         let revision = api.store.revision().await?;
         if revision > q.after {
-            let doc = export_all(&api.store).await?;
+            // The document and its revision from one consistent read.
+            let (revision, doc) = export_all(&api.store).await?;
             return Ok(data(json!({"revision": revision, "catalog": doc.hashed()})));
         }
         let now = tokio::time::Instant::now();
