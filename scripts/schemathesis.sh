@@ -33,14 +33,15 @@ for _ in $(seq 1 200); do
   sleep 0.05
 done
 
-"$venv/bin/st" run "http://127.0.0.1:$control/api/v1/openapi.json" \
+# From the scratch directory: schemathesis keeps its cache (.schemathesis/) in the cwd.
+(cd "$work" && "$venv/bin/st" run "http://127.0.0.1:$control/api/v1/openapi.json" \
   --header "Authorization: Bearer $token" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
   --max-examples "$examples" --seed 7 --workers 2 \
   --exclude-path /internal/v1/catalog \
   --exclude-path /api/v1/tokens/{id} --exclude-path /api/v1/tokens/{id}/rotate \
   --exclude-path /api/v1/users/{id} \
-  --request-timeout 10 || { echo "schemathesis failed; server log:"; tail -50 "$work/serve.log"; exit 1; }
+  --request-timeout 10) || { echo "schemathesis failed; server log:"; tail -50 "$work/serve.log"; exit 1; }
 if grep -q 'panicked' "$work/serve.log"; then
   echo "schemathesis: the server panicked"; grep -A5 panicked "$work/serve.log"; exit 1
 fi
