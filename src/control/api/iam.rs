@@ -998,6 +998,7 @@ async fn explain(
 ) -> Result<Response, ApiError> {
     let action: Action = serde_json::from_value(json!(q.action))
         .map_err(|_| ApiError::field("action", "not an action name (e.g. edit_source)"))?;
+    api.allow_workspace(&caller, Action::ViewWorkspace).await?;
     let user_id = q.user_id.clone().unwrap_or_else(|| caller.user.id.clone());
     if user_id != caller.user.id {
         api.allow_workspace(&caller, Action::ManageMembers).await?;
