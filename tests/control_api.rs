@@ -18,10 +18,7 @@ use sluice::control::store;
 async fn scenario(db: TestDb) {
     let label = db.label;
     let (server, link) = server(&db).await;
-    let api = Api {
-        base: format!("http://{}", server.control),
-        http: client(),
-    };
+    let api = Api::of(&server);
     // The imported demo key works at once.
     assert_eq!(
         track(&server, "demo-write-key", "demo-1").await,
@@ -310,12 +307,8 @@ async fn done_means_on_postgres() {
 async fn every_token_refusal_says_why() {
     let db = databases::sqlite().await;
     let (server, link) = server(&db).await;
-    let api = Api {
-        base: format!("http://{}", server.control),
-        http: client(),
-    };
-    let (_, body) = api.accept(&link, "owner@example.com").await;
-    let owner = body["data"]["secret"].as_str().expect("token").to_owned();
+    let api = Api::of(&server);
+    let owner = api.owner(&link).await;
 
     for bad in [
         "",
@@ -476,12 +469,8 @@ async fn every_token_refusal_says_why() {
 async fn pages_follow_their_cursor_and_tokens_are_rate_limited() {
     let db = databases::sqlite().await;
     let (server, link) = server(&db).await;
-    let api = Api {
-        base: format!("http://{}", server.control),
-        http: client(),
-    };
-    let (_, body) = api.accept(&link, "owner@example.com").await;
-    let owner = body["data"]["secret"].as_str().expect("token").to_owned();
+    let api = Api::of(&server);
+    let owner = api.owner(&link).await;
     for i in 0..5 {
         let (status, _) = api
             .post(&owner, "/api/v1/sources", json!({"slug": format!("s{i}")}))
@@ -543,12 +532,8 @@ async fn pages_follow_their_cursor_and_tokens_are_rate_limited() {
 async fn a_remote_gateway_follows_the_control_plane_and_survives_its_absence() {
     let db = databases::sqlite().await;
     let (control, link) = server(&db).await;
-    let api = Api {
-        base: format!("http://{}", control.control),
-        http: client(),
-    };
-    let (_, body) = api.accept(&link, "owner@example.com").await;
-    let owner = body["data"]["secret"].as_str().expect("token").to_owned();
+    let api = Api::of(&control);
+    let owner = api.owner(&link).await;
     // A token without catalog:read cannot fetch the catalog.
     let (_, body) = api
         .post(
@@ -675,10 +660,7 @@ async fn a_remote_gateway_follows_the_control_plane_and_survives_its_absence() {
 async fn setup_links_refuse_unknown_expired_reused_and_forged_submissions() {
     let db = databases::sqlite().await;
     let (server, link) = server(&db).await;
-    let api = Api {
-        base: format!("http://{}", server.control),
-        http: client(),
-    };
+    let api = Api::of(&server);
     // Unknown: a made-up link, or the real one with a character changed.
     let mut forged = link.clone();
     let last = forged.pop().expect("non-empty");

@@ -8,7 +8,6 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::client;
 use common::control::{Api, server};
 use common::databases;
 use reqwest::StatusCode;
@@ -36,12 +35,8 @@ async fn the_official_public_api_client_works_against_sluice() {
 
     let db = databases::sqlite().await;
     let (server, link) = server(&db).await;
-    let api = Api {
-        base: format!("http://{}", server.control),
-        http: client(),
-    };
-    let (_, body) = api.accept(&link, "owner@example.com").await;
-    let owner = body["data"]["secret"].as_str().expect("owner").to_owned();
+    let api = Api::of(&server);
+    let owner = api.owner(&link).await;
     let (_, body) = api
         .post(
             &owner,

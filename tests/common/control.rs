@@ -51,6 +51,24 @@ pub struct Api {
 }
 
 impl Api {
+    /// A client of `server`'s control listener.
+    pub fn of(server: &TestServer) -> Self {
+        Self {
+            base: format!("http://{}", server.control),
+            http: client(),
+        }
+    }
+
+    /// Uses the first owner's setup link; returns their API token.
+    pub async fn owner(&self, link: &str) -> String {
+        let (status, body) = self.accept(link, "owner@example.com").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["data"]["secret"]
+            .as_str()
+            .expect("owner token")
+            .to_owned()
+    }
+
     pub async fn call(
         &self,
         token: &str,
