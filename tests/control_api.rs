@@ -727,3 +727,173 @@ async fn setup_links_refuse_unknown_expired_reused_and_forged_submissions() {
     drop(server);
     db.finish().await;
 }
+
+/// The API remembers who a token belongs to for one revision: every change, made through
+/// this server or straight in the database by another process, is seen by the next
+/// request (role, grant, revocation); expiry is decided at request time.
+async fn remembered_callers_follow_every_change(db: TestDb) {
+    let label = db.label;
+    let (server, link) = server(&db).await;
+    let api = Api::of(&server);
+    let owner = api.owner(&link).await;
+    let (status, body) = api
+        .post(
+            &owner,
+            "/api/v1/invites",
+            json!({"invites": [{"email": "ada@example.com", "role": "admin"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{label}: {body}");
+    let invite = body["data"]["invites"][0]["link"]
+        .as_str()
+        .expect("link")
+        .trim_start_matches(&server.config.control.public_url())
+        .to_owned();
+    let (_, body) = api.accept(&invite, "ada@example.com").await;
+    let ada = body["data"]["secret"].as_str().expect("token").to_owned();
+    let ada_id = body["data"]["user"]["id"].as_str().expect("id").to_owned();
+
+    // Remembered as an admin: may create, again and again.
+    for slug in ["one", "two"] {
+        let (status, body) = api
+            .post(&ada, "/api/v1/sources", json!({"slug": slug}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{label}: {body}");
+    }
+    // Demoted through the API: the very next request is a read-only user's.
+    let (status, body) = api
+        .call(
+            &owner,
+            Method::PATCH,
+            &format!("/api/v1/users/{ada_id}"),
+            Some(json!({"role": "read_only"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{label}: {body}");
+    let (status, _) = api
+        .post(&ada, "/api/v1/sources", json!({"slug": "three"}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{label}: demotion not seen");
+    assert_eq!(api.get(&ada, "/api/v1/sources/one").await.0, StatusCode::OK);
+
+    // A grant hides a source: the next read answers 404.
+    let (status, body) = api
+        .post(
+            &owner,
+            "/api/v1/grants",
+            json!({
+                "principal": {"type": "user", "id": ada_id},
+                "resource": {"kind": "source", "id": "one"},
+                "level": "no_access",
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{label}: {body}");
+    assert_eq!(
+        api.get(&ada, "/api/v1/sources/one").await.0,
+        StatusCode::NOT_FOUND,
+        "{label}: grant not seen"
+    );
+
+    // Revoked by another process on the same database (a second store, as a second
+    // control-plane replica would): refused at once, no waiting for any poll.
+    let mut conn = db.store.read().await.expect("conn");
+    let ws = store::workspaces::by_slug(&mut conn, "default")
+        .await
+        .expect("ws")
+        .expect("default");
+    let tokens = store::tokens::list(&mut conn, &ws.id, "", 200)
+        .await
+        .expect("tokens");
+    drop(conn);
+    let token = tokens
+        .iter()
+        .find(|t| t.user_id == ada_id)
+        .expect("ada's token");
+    let now = chrono::Utc::now();
+    let mut change = db.store.change().await.expect("change");
+    store::tokens::revoke(change.conn(), &token.id, now)
+        .await
+        .expect("revoke");
+    change
+        .record(sluice::control::audit::Draft {
+            time: now,
+            actor: sluice::control::audit::Actor::System,
+            action: "token.revoke".into(),
+            resource_type: "token".into(),
+            resource_id: token.id.clone(),
+            before: None,
+            after: None,
+            ip: None,
+            user_agent: None,
+        })
+        .await
+        .expect("record");
+    change.commit().await.expect("commit");
+    let (status, body) = api.get(&ada, "/api/v1/sources/two").await;
+    assert_eq!(
+        (status, error_type(&body)),
+        (StatusCode::UNAUTHORIZED, "token_revoked"),
+        "{label}: revocation by another process not seen"
+    );
+    // The owner, remembered all along, is unaffected.
+    assert_eq!(
+        api.get(&owner, "/api/v1/sources/two").await.0,
+        StatusCode::OK
+    );
+
+    // A remembered token that expires is refused from its expiry on.
+    let owner_row = tokens
+        .iter()
+        .find(|t| t.user_id != ada_id)
+        .expect("owner's token");
+    let issued = sluice::control::token::issue().expect("token");
+    let expires_at = chrono::Utc::now() + chrono::Duration::milliseconds(1500);
+    let mut change = db.store.change().await.expect("change");
+    store::tokens::insert(
+        change.conn(),
+        &ws.id,
+        store::tokens::NewToken {
+            user_id: &owner_row.user_id,
+            name: "short",
+            scopes: &sluice::control::policy::Scope::ALL,
+            digest: &issued.digest.to_hex(),
+            display: &issued.display,
+            expires_at,
+        },
+        chrono::Utc::now(),
+    )
+    .await
+    .expect("insert");
+    change.commit().await.expect("commit");
+    let short = issued.plaintext.expose();
+    assert_eq!(
+        api.get(short, "/api/v1/sources/two").await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        api.get(short, "/api/v1/sources/two").await.0,
+        StatusCode::OK
+    );
+    let wait = expires_at - chrono::Utc::now() + chrono::Duration::milliseconds(50);
+    tokio::time::sleep(wait.to_std().unwrap_or_default()).await;
+    let (status, body) = api.get(short, "/api/v1/sources/two").await;
+    assert_eq!(
+        (status, error_type(&body)),
+        (StatusCode::UNAUTHORIZED, "token_expired"),
+        "{label}: a remembered token outlived its expiry"
+    );
+
+    drop(server);
+    db.finish().await;
+}
+
+#[tokio::test]
+async fn remembered_callers_follow_every_change_on_sqlite() {
+    remembered_callers_follow_every_change(databases::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn remembered_callers_follow_every_change_on_postgres() {
+    remembered_callers_follow_every_change(databases::postgres().await).await;
+}

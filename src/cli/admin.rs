@@ -63,6 +63,22 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Sources, through the REST API (token in `SLUICE_TOKEN`).
+    Sources {
+        #[command(subcommand)]
+        command: SourcesCommand,
+        /// Base URL [default: control.public_url].
+        #[arg(long, env = "SLUICE_URL", global = true)]
+        url: Option<String>,
+    },
+    /// Write keys of a source, through the REST API (token in `SLUICE_TOKEN`).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+        /// Base URL [default: control.public_url].
+        #[arg(long, env = "SLUICE_URL", global = true)]
+        url: Option<String>,
+    },
     /// Call the REST API: `sluice admin api POST /sources --data '{"slug":"web"}'`.
     Api {
         /// GET, POST, PUT, PATCH or DELETE.
@@ -76,6 +92,63 @@ pub enum AdminCommand {
         #[arg(long, env = "SLUICE_URL")]
         url: Option<String>,
     },
+}
+
+/// `sluice admin sources`.
+#[derive(Subcommand)]
+pub enum SourcesCommand {
+    /// The sources your token may see: id, enabled, labels.
+    List,
+    /// Create a source; its id is the slug.
+    Create {
+        /// Lower-case letters, digits, `-` and `_`.
+        slug: String,
+        /// Display name [default: the slug].
+        #[arg(long)]
+        name: Option<String>,
+        /// A label `key:value` (repeat for more), e.g. `environment:prod`.
+        #[arg(long = "label", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
+    },
+    /// Delete a source with its keys, connections and grants.
+    Delete {
+        /// Source id.
+        source: String,
+    },
+}
+
+/// `sluice admin keys`.
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Make a write key and print it (shown once).
+    Add {
+        /// Source id.
+        source: String,
+        /// Refuse the key after this many days (rotation overlap).
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+    },
+    /// The source's keys: id, first characters, expiry, revocation.
+    List {
+        /// Source id.
+        source: String,
+    },
+    /// Revoke a key, named by its id (`wk_…`) or the key itself.
+    Revoke {
+        /// Source id.
+        source: String,
+        /// Key id or key.
+        key: String,
+    },
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    match text.split_once(':') {
+        Some((key, value)) if !key.is_empty() && !value.is_empty() => {
+            Ok((key.to_owned(), value.to_owned()))
+        }
+        _ => Err(format!("{text:?} is not key:value")),
+    }
 }
 
 /// `sluice admin audit`.
@@ -92,15 +165,26 @@ pub fn run(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        if let AdminCommand::Api {
-            method,
-            path,
-            data,
-            url,
-        } = command
-        {
-            let url = url.unwrap_or_else(|| config.control.public_url());
-            return api(&url, &method, &path, data.as_deref()).await;
+        let base = |url: Option<String>| url.unwrap_or_else(|| config.control.public_url());
+        match command {
+            AdminCommand::Api {
+                method,
+                path,
+                data,
+                url,
+            } => {
+                let body = data
+                    .as_deref()
+                    .map(serde_json::from_str::<Value>)
+                    .transpose()
+                    .context("--data is not JSON")?;
+                let answer = api(&base(url), &method, &path, body).await?;
+                println!("{}", serde_json::to_string_pretty(&answer)?);
+                return Ok(());
+            }
+            AdminCommand::Sources { command, url } => return sources(&base(url), command).await,
+            AdminCommand::Keys { command, url } => return keys(&base(url), command).await,
+            _ => {}
         }
         let store = sluice::feed::open_store(config)
             .await
@@ -207,7 +291,9 @@ async fn operator(store: &Store, command: AdminCommand) -> anyhow::Result<()> {
             Ok(n) => println!("audit chain intact: {n} events"),
             Err(broken) => bail!("audit chain BROKEN: {broken}"),
         },
-        AdminCommand::Api { .. } => unreachable!("handled before the store is opened"),
+        AdminCommand::Api { .. } | AdminCommand::Sources { .. } | AdminCommand::Keys { .. } => {
+            bail!("API commands do not open the store")
+        }
     }
     Ok(())
 }
@@ -219,7 +305,9 @@ async fn workspace_by_slug(store: &Store, slug: &str) -> anyhow::Result<workspac
         .with_context(|| format!("no workspace {slug:?}"))
 }
 
-async fn api(base: &str, method: &str, path: &str, data: Option<&str>) -> anyhow::Result<()> {
+/// Calls the API with the token in `SLUICE_TOKEN`; the answer's JSON, or an error with
+/// the API's own message.
+async fn api(base: &str, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
     let token = std::env::var("SLUICE_TOKEN").context("set SLUICE_TOKEN to an API token")?;
     let method: reqwest::Method = method.to_uppercase().parse().context("HTTP method")?;
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -228,8 +316,7 @@ async fn api(base: &str, method: &str, path: &str, data: Option<&str>) -> anyhow
         .request(method, &url)
         .bearer_auth(token)
         .header("accept", "application/json");
-    if let Some(data) = data {
-        let body: Value = serde_json::from_str(data).context("--data is not JSON")?;
+    if let Some(body) = body {
         request = request
             .header("content-type", "application/json")
             .body(body.to_string());
@@ -240,12 +327,147 @@ async fn api(base: &str, method: &str, path: &str, data: Option<&str>) -> anyhow
         .with_context(|| format!("calling {url}"))?;
     let status = response.status();
     let text = response.text().await?;
-    match serde_json::from_str::<Value>(&text) {
-        Ok(json) => println!("{}", serde_json::to_string_pretty(&json)?),
-        Err(_) => println!("{text}"),
-    }
+    let json = serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text));
     if !status.is_success() {
-        bail!("{url}: {status}");
+        let why = json["errors"][0]["message"]
+            .as_str()
+            .map_or_else(|| json.to_string(), str::to_owned);
+        bail!("{url}: {status}: {why}");
+    }
+    Ok(json)
+}
+
+/// A path segment (or query value) for an id typed by the user: percent-encoded but
+/// for RFC 3986's unreserved characters.
+fn segment(id: &str) -> String {
+    id.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+async fn sources(base: &str, command: SourcesCommand) -> anyhow::Result<()> {
+    match command {
+        SourcesCommand::List => {
+            let mut cursor: Option<String> = None;
+            loop {
+                let mut path = "/sources?pagination[count]=200".to_owned();
+                if let Some(c) = &cursor {
+                    path.push_str(&format!("&pagination[cursor]={}", segment(c)));
+                }
+                let answer = api(base, "GET", &path, None).await?;
+                for source in answer["data"]["sources"].as_array().into_iter().flatten() {
+                    let labels: Vec<String> = source["labels"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|l| {
+                            format!(
+                                "{}:{}",
+                                l["key"].as_str().unwrap_or_default(),
+                                l["value"].as_str().unwrap_or_default()
+                            )
+                        })
+                        .collect();
+                    println!(
+                        "{}\t{}\t{}",
+                        source["id"].as_str().unwrap_or_default(),
+                        if source["enabled"] == json!(true) {
+                            "enabled"
+                        } else {
+                            "disabled"
+                        },
+                        labels.join(",")
+                    );
+                }
+                cursor = answer["data"]["pagination"]["next"]
+                    .as_str()
+                    .map(str::to_owned);
+                if cursor.is_none() {
+                    return Ok(());
+                }
+            }
+        }
+        SourcesCommand::Create { slug, name, labels } => {
+            let labels: Vec<Value> = labels
+                .iter()
+                .map(|(key, value)| json!({"key": key, "value": value}))
+                .collect();
+            let mut body = json!({"slug": slug, "labels": labels});
+            if let Some(name) = name {
+                body["name"] = json!(name);
+            }
+            let answer = api(base, "POST", "/sources", Some(body)).await?;
+            println!(
+                "{}",
+                answer["data"]["source"]["id"].as_str().unwrap_or_default()
+            );
+        }
+        SourcesCommand::Delete { source } => {
+            api(
+                base,
+                "DELETE",
+                &format!("/sources/{}", segment(&source)),
+                None,
+            )
+            .await?;
+            eprintln!("source {source} deleted");
+        }
+    }
+    Ok(())
+}
+
+async fn keys(base: &str, command: KeysCommand) -> anyhow::Result<()> {
+    match command {
+        KeysCommand::Add {
+            source,
+            expires_in_days,
+        } => {
+            let mut body = json!({});
+            if let Some(days) = expires_in_days {
+                body["expiresAt"] = json!(Utc::now() + chrono::Duration::days(i64::from(days)));
+            }
+            let path = format!("/sources/{}/writekey", segment(&source));
+            let answer = api(base, "POST", &path, Some(body)).await?;
+            let key = &answer["data"]["writeKey"];
+            eprintln!(
+                "write key {} for {source} (shown once){}:",
+                key["id"].as_str().unwrap_or_default(),
+                key["expiresAt"]
+                    .as_str()
+                    .map(|at| format!(", refused after {at}"))
+                    .unwrap_or_default()
+            );
+            println!("{}", key["key"].as_str().unwrap_or_default());
+        }
+        KeysCommand::List { source } => {
+            let path = format!("/sources/{}/writekeys", segment(&source));
+            let answer = api(base, "GET", &path, None).await?;
+            for key in answer["data"]["writeKeys"].as_array().into_iter().flatten() {
+                let state = if key["revokedAt"].is_string() {
+                    "revoked".to_owned()
+                } else if let Some(at) = key["expiresAt"].as_str() {
+                    format!("expires {at}")
+                } else {
+                    "active".to_owned()
+                };
+                println!(
+                    "{}\t{}\t{state}",
+                    key["id"].as_str().unwrap_or_default(),
+                    key["display"].as_str().unwrap_or_default()
+                );
+            }
+        }
+        KeysCommand::Revoke { source, key } => {
+            let path = format!("/sources/{}/writekey/{}", segment(&source), segment(&key));
+            api(base, "DELETE", &path, None).await?;
+            eprintln!("key revoked: refused by every gateway within a second");
+        }
     }
     Ok(())
 }

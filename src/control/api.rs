@@ -12,6 +12,7 @@
 pub mod audit;
 pub mod destinations;
 pub mod iam;
+pub mod identities;
 pub mod internal;
 pub mod openapi;
 pub mod plans;
@@ -70,6 +71,8 @@ pub struct Api {
     pub public_url: String,
     /// Cancelled when the listener shuts down: long polls answer at once.
     pub closing: tokio_util::sync::CancellationToken,
+    /// Callers' identities, remembered per revision.
+    identities: identities::Identities,
 }
 
 impl Api {
@@ -82,6 +85,7 @@ impl Api {
                 .with_middleware::<StateInformationMiddleware>(),
             public_url,
             closing: tokio_util::sync::CancellationToken::new(),
+            identities: identities::Identities::default(),
         })
     }
 
@@ -386,14 +390,15 @@ impl FromRequestParts<Arc<Api>> for Caller {
         let digest =
             token::parse(presented).map_err(|_| ApiError::Unauthorized("invalid_token"))?;
         let now = Utc::now();
+        let digest = digest.to_hex();
         let mut conn = api.store.read().await?;
-        let row = store::tokens::by_digest(&mut conn, &digest.to_hex())
-            .await?
-            .ok_or(ApiError::Unauthorized("invalid_token"))?;
-        let workspace = store::workspaces::get(&mut conn, &row.workspace_id)
-            .await?
-            .ok_or(ApiError::Unauthorized("invalid_token"))?;
-        let user = store::users::principal(&mut conn, &workspace.id, &row.user_id)
+        let identities::Identity {
+            token,
+            workspace,
+            user,
+        } = api
+            .identities
+            .resolve(&mut conn, &digest)
             .await?
             .ok_or(ApiError::Unauthorized("invalid_token"))?;
         let ip = parts
@@ -406,7 +411,7 @@ impl FromRequestParts<Arc<Api>> for Caller {
             .and_then(|v| v.to_str().ok())
             .map(|s| s.chars().take(256).collect());
         let caller = Self {
-            token: row,
+            token,
             user,
             workspace,
             ip,
@@ -436,6 +441,7 @@ impl FromRequestParts<Arc<Api>> for Caller {
                 now,
             )
             .await?;
+            api.identities.touched(&digest, now, caller.ip.as_deref());
         }
         Ok(caller)
     }

@@ -128,6 +128,8 @@ impl Store {
             Backend::Sqlite => {
                 AnyPoolOptions::new()
                     .max_connections(4)
+                    // A file connection cannot go stale: no ping before each use.
+                    .test_before_acquire(false)
                     .after_connect(|conn, _| {
                         Box::pin(async move {
                             for pragma in [
@@ -151,6 +153,18 @@ impl Store {
                 AnyPoolOptions::new()
                     .max_connections(8)
                     .acquire_timeout(Duration::from_secs(10))
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            // Statements are prepared once per connection; their plans do
+                            // not depend on the values bound (the same indexes serve every
+                            // workspace and user), and re-planning the visibility filter's
+                            // subqueries on every execution cost more than running them.
+                            sqlx::query("SET plan_cache_mode = force_generic_plan")
+                                .execute(&mut *conn)
+                                .await?;
+                            Ok(())
+                        })
+                    })
                     .connect_with(options)
                     .await?
             }
@@ -228,16 +242,14 @@ impl Store {
     /// The control plane's current revision (the audit chain's length), from the
     /// database: other processes may have changed it.
     pub async fn revision(&self) -> Result<u64, StoreError> {
-        let seq: i64 = sqlx::query("SELECT seq FROM audit_head WHERE id = 1")
-            .fetch_one(&self.pool)
-            .await?
-            .try_get(0)?;
+        let mut conn = self.pool.acquire().await?;
+        let seq = revision_on(&mut conn).await?;
         self.revision.send_if_modified(|r| {
-            let changed = *r != as_u64(seq);
-            *r = as_u64(seq);
+            let changed = *r != seq;
+            *r = seq;
             changed
         });
-        Ok(as_u64(seq))
+        Ok(seq)
     }
 
     /// Wakes when this process commits a change (other processes: poll [`Self::revision`]).
@@ -249,6 +261,16 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// The revision as `conn` sees it now (one indexed row; every change that matters to
+/// the policy or the catalog moves it).
+pub async fn revision_on(conn: &mut AnyConnection) -> Result<u64, StoreError> {
+    let seq: i64 = sqlx::query("SELECT seq FROM audit_head WHERE id = 1")
+        .fetch_one(conn)
+        .await?
+        .try_get(0)?;
+    Ok(as_u64(seq))
 }
 
 /// The embedded migrations for a backend: the shared tables, then what differs.

@@ -127,9 +127,7 @@ async fn list(
     )
     .await?;
     let mut keys = match (rows.first(), rows.last()) {
-        (Some(first), Some(last)) => {
-            sources::keys_of_many(&mut conn, &caller.workspace.id, &first.id, &last.id).await?
-        }
+        (Some(first), Some(last)) => sources::keys_of_many(&mut conn, &first.id, &last.id).await?,
         _ => Default::default(),
     };
     let mut out = Vec::with_capacity(rows.len());

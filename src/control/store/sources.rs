@@ -122,12 +122,13 @@ pub async fn list_visible(
     .await?;
     let mut out = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
     if let (Some(first), Some(last)) = (out.first(), out.last()) {
-        // One query for the page's labels (ids are ordered: a range covers the page).
+        // One query for the page's labels (ids are ordered: a range covers the page; ids
+        // are unique across workspaces and only the page's ids are looked up, so the
+        // range needs no join, which keeps SQLite's planner on the index range).
         let rows = sqlx::query(
-            "SELECT l.source_id, l.label_key, l.label_value FROM source_labels l JOIN sources s ON s.id = l.source_id
-             WHERE s.workspace_id = $1 AND l.source_id >= $2 AND l.source_id <= $3 ORDER BY l.label_key, l.label_value",
+            "SELECT source_id, label_key, label_value FROM source_labels
+             WHERE source_id >= $1 AND source_id <= $2 ORDER BY label_key, label_value",
         )
-        .bind(workspace)
         .bind(&first.id)
         .bind(&last.id)
         .fetch_all(conn)
@@ -147,19 +148,17 @@ pub async fn list_visible(
     Ok(out)
 }
 
-/// Keys of several sources (a page), by source id.
+/// Keys of the sources with ids from `first` to `last` (a page), by source id. Ids are
+/// unique across workspaces: look up only the ids of a page already filtered by workspace.
 pub async fn keys_of_many(
     conn: &mut AnyConnection,
-    workspace: &str,
     first: &str,
     last: &str,
 ) -> Result<std::collections::HashMap<String, Vec<WriteKeyRow>>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT k.id, k.source_id, k.digest, k.display, k.created_by, k.created_at, k.expires_at, k.revoked_at
-         FROM write_keys k JOIN sources s ON s.id = k.source_id
-         WHERE s.workspace_id = $1 AND k.source_id >= $2 AND k.source_id <= $3 ORDER BY k.created_at, k.id",
-    )
-    .bind(workspace)
+    let rows = sqlx::query(sql!(
+        "SELECT {KEY_COLUMNS} FROM write_keys
+         WHERE source_id >= $1 AND source_id <= $2 ORDER BY created_at, id"
+    ))
     .bind(first)
     .bind(last)
     .fetch_all(conn)
