@@ -313,6 +313,77 @@ pub struct Log {
     pub retention_hours: u64,
     /// Appends waiting for the writer at most; beyond it requests wait. Default 1024.
     pub queue_depth: usize,
+    /// Where accepted events are made durable: `local` (the segment files above) or
+    /// `jetstream` (a NATS JetStream stream, `[log.jetstream]`). Default `local`.
+    pub backend: LogBackend,
+    /// The JetStream stream, with `backend = "jetstream"`.
+    pub jetstream: JetStream,
+}
+
+/// `log.backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogBackend {
+    /// Segment files in `log.dir` on this machine.
+    Local,
+    /// A NATS JetStream stream: 200 only after JetStream acknowledged every event.
+    Jetstream,
+}
+
+/// `[log.jetstream]`: the stream events are published to (created or updated at start).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JetStream {
+    /// NATS server URLs, comma-separated (any node of the cluster). Default `nats://127.0.0.1:4222`.
+    pub url: String,
+    /// Stream name. Default `SLUICE_EVENTS`.
+    pub stream: String,
+    /// Events go to `<subject_prefix>.<source id>`; the stream takes `<subject_prefix>.>`. Default `sluice.events`.
+    pub subject_prefix: String,
+    /// Copies of each event in the cluster: 3 in production (a 3-node cluster), 1 on one server. Default 1.
+    pub replicas: usize,
+    /// `file` or `memory` storage. Default `file`.
+    pub storage: JetStreamStorage,
+    /// Bound on the stream's size, in bytes; past it publishes are refused and requests get 503 (never a silent drop of old events). Default 4294967296 (4 GiB).
+    pub max_bytes: i64,
+    /// Events older than this are removed, delivered or not, in hours. Default 168.
+    pub max_age_hours: u64,
+    /// JetStream drops a second event with the same source and messageId within this window, in seconds. Default 120.
+    pub duplicate_window_secs: u64,
+    /// Publishes awaiting JetStream's ack at most (over all requests); beyond, requests wait. Default 4096.
+    pub max_pending_acks: usize,
+    /// How long a request waits for JetStream's acks before answering 503, in milliseconds. Default 5000.
+    pub ack_timeout_ms: u64,
+    /// How long to try reaching JetStream at start before giving up, in milliseconds. Default 10000.
+    pub connect_timeout_ms: u64,
+}
+
+/// `log.jetstream.storage`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JetStreamStorage {
+    /// On disk on each replica.
+    File,
+    /// In memory (lost when a node restarts; tests and caches only).
+    Memory,
+}
+
+impl Default for JetStream {
+    fn default() -> Self {
+        Self {
+            url: "nats://127.0.0.1:4222".into(),
+            stream: "SLUICE_EVENTS".into(),
+            subject_prefix: "sluice.events".into(),
+            replicas: 1,
+            storage: JetStreamStorage::File,
+            max_bytes: 4 << 30,
+            max_age_hours: 168,
+            duplicate_window_secs: 120,
+            max_pending_acks: 4096,
+            ack_timeout_ms: 5_000,
+            connect_timeout_ms: 10_000,
+        }
+    }
 }
 
 impl Default for Log {
@@ -324,6 +395,8 @@ impl Default for Log {
             max_bytes: 4 << 30,
             retention_hours: 168,
             queue_depth: 1024,
+            backend: LogBackend::Local,
+            jetstream: JetStream::default(),
         }
     }
 }
@@ -519,6 +592,21 @@ impl Config {
         if l.max_message_bytes + RECORD_HEADROOM > crate::log::segment::MAX_RECORD as usize {
             return Err(Error::Invalid(
                 "limits.max_message_bytes must be at most 16 MiB minus 64 KiB (the event log's record limit)",
+            ));
+        }
+        let js = &self.log.jetstream;
+        if self.log.backend == LogBackend::Jetstream
+            && (js.url.trim().is_empty()
+                || js.replicas == 0
+                || js.replicas > 5
+                || js.max_pending_acks == 0
+                || js.stream.is_empty()
+                || js.stream.contains(['.', ' ', '*', '>'])
+                || js.subject_prefix.is_empty()
+                || js.subject_prefix.contains([' ', '*', '>']))
+        {
+            return Err(Error::Invalid(
+                "log.jetstream needs a url, a stream name without '.', ' ', '*' or '>', a subject_prefix without wildcards, replicas 1..=5 and max_pending_acks at least 1",
             ));
         }
         if self.log.segment_bytes < 4096 || self.log.queue_depth == 0 {

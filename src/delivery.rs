@@ -18,6 +18,7 @@ pub mod cursor;
 pub mod dead_letter;
 pub mod route;
 pub mod sink;
+pub mod stream;
 pub mod worker;
 
 use std::collections::HashMap;

@@ -32,7 +32,7 @@ use tokio::sync::Semaphore;
 use crate::catalog::{self, Source};
 use crate::config::Config;
 use crate::event::{self, Enrichment};
-use crate::log::{self, Log};
+use crate::log::{self, EventLog};
 use crate::protocols;
 use crate::telemetry;
 
@@ -58,7 +58,7 @@ const X_FORWARDED_FOR: &str = "x-forwarded-for";
 pub struct State {
     config: Arc<Config>,
     catalog: catalog::Store,
-    log: Log,
+    log: EventLog,
     dedup: Dedup,
     limiters: Limiters,
     in_flight: Arc<Semaphore>,
@@ -70,7 +70,7 @@ pub struct State {
 
 impl State {
     /// Builds the shared state.
-    pub fn new(config: Arc<Config>, catalog: catalog::Store, log: Log) -> Self {
+    pub fn new(config: Arc<Config>, catalog: catalog::Store, log: EventLog) -> Self {
         Self {
             meters: Meters::default(),
             dedup: Dedup::new(&config.dedup),
@@ -85,7 +85,7 @@ impl State {
     }
 
     /// The event log.
-    pub fn log(&self) -> &Log {
+    pub fn log(&self) -> &EventLog {
         &self.log
     }
 
@@ -222,6 +222,8 @@ async fn ingest(
     let mut duplicates = 0u64;
     let mut blocked = 0u64;
     let mut forwarded: Vec<(String, Vec<u8>)> = Vec::new();
+    // A backend that publishes per message routes and de-duplicates by these.
+    let tagging = state.log.wants_ids();
     for (index, item) in envelope.items.into_iter().enumerate() {
         let outcome = batch.record(|buf| {
             let mut prepared = event::prepare(item, envelope.kind, &envelope.defaults, &enrichment)
@@ -241,7 +243,8 @@ async fn ingest(
             let block = verdict.flatten();
             event::write(&prepared, block.as_deref(), &enrichment, buf).map_err(Skip::Invalid)?;
             forwarded.extend(forwards);
-            Ok((key, block.is_some()))
+            let id = tagging.then(|| prepared.message_id.to_string());
+            Ok((key, block.is_some(), id))
         });
         // One request may not make the log store more than this, whatever it expands to.
         if batch.byte_len() > limits.max_stored_request_bytes {
@@ -249,7 +252,10 @@ async fn ingest(
             return Err(Rejection::StoredTooLarge);
         }
         match outcome {
-            Ok((key, was_blocked)) => {
+            Ok((key, was_blocked, id)) => {
+                if let Some(id) = id {
+                    batch.tag(&source.id, id);
+                }
                 remembered.push(key);
                 blocked += u64::from(was_blocked);
             }
@@ -282,6 +288,11 @@ async fn ingest(
             event::write_forwarded(&target, &event, buf);
             Ok::<(), ()>(())
         });
+        if tagging {
+            // A forwarded event is named by its content: a retried request forwards the same.
+            let digest = xxhash_rust::xxh3::xxh3_128(&event);
+            batch.tag(&target, format!("forwarded-{digest:032x}"));
+        }
     }
 
     // 5. Durable before 200.

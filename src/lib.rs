@@ -68,6 +68,14 @@ pub enum ServeError {
     /// The control plane could not start.
     #[error(transparent)]
     Control(#[from] feed::ControlError),
+    /// The JetStream event log could not be reached or set up.
+    #[error(transparent)]
+    JetStream(#[from] log::jetstream::JetStreamError),
+    /// `sluice deliver` reads JetStream only.
+    #[error(
+        "sluice deliver needs log.backend = \"jetstream\" (with the local log, `sluice serve` delivers)"
+    )]
+    NotJetStream,
 }
 
 /// Runs the gateway until `shutdown` is cancelled, then stops accepting, lets
@@ -92,15 +100,34 @@ pub async fn serve(
     let lkg = config.log.dir.join(LAST_KNOWN_GOOD);
     let (mut source, control_store) = feed::open(&config).await?;
     let (store, doc) = catalog::open_store(&mut source, &lkg).await?;
-    let holds = delivery::saved_holds(&config.log.dir, &store.snapshot());
-    let event_log = log::Log::open_with(
-        &config.log,
-        log::Opening {
-            holds,
-            ..log::Opening::default()
-        },
-    )?;
     let background = CancellationToken::new();
+    // Where accepted events go: this machine's segment files, or a JetStream stream.
+    let (event_log, local_log) = match config.log.backend {
+        config::LogBackend::Local => {
+            let holds = delivery::saved_holds(&config.log.dir, &store.snapshot());
+            let log = log::Log::open_with(
+                &config.log,
+                log::Opening {
+                    holds,
+                    ..log::Opening::default()
+                },
+            )?;
+            (log::EventLog::Local(log.clone()), Some(log))
+        }
+        config::LogBackend::Jetstream => {
+            let publisher =
+                log::jetstream::Publisher::open(&config.log.jetstream, background.clone()).await?;
+            // Every destination's consumer exists before the first request is accepted.
+            delivery::stream::keep_consumers(
+                publisher.context().clone(),
+                &config.log.jetstream,
+                store.clone(),
+                background.clone(),
+            )
+            .await?;
+            (log::EventLog::JetStream(Box::new(publisher)), None)
+        }
+    };
     let reloader = catalog::spawn_reloader(source, store.clone(), doc, lkg, background.clone());
     let upkeep = tokio::spawn({
         let background = background.clone();
@@ -116,16 +143,31 @@ pub async fn serve(
     });
 
     let delivery_stop = CancellationToken::new();
-    let delivery = config.delivery.enabled.then(|| {
-        delivery::Delivery::spawn(
-            event_log.clone(),
+    let network = delivery::Network {
+        allow_private: config.delivery.allow_private_destinations,
+    };
+    let delivery = match (&local_log, config.delivery.enabled) {
+        (Some(log), true) => Some(delivery::Delivery::spawn(
+            log.clone(),
             store.clone(),
-            delivery::Network {
-                allow_private: config.delivery.allow_private_destinations,
-            },
+            network,
             delivery_stop.clone(),
-        )
-    });
+        )),
+        _ => None,
+    };
+    let stream_delivery = match (config.log.backend, config.delivery.enabled) {
+        (config::LogBackend::Jetstream, true) => Some(
+            delivery::stream::spawn(
+                config.log.jetstream.clone(),
+                store.clone(),
+                network,
+                delivery::dead_letter_dir(&config.log.dir),
+                delivery_stop.clone(),
+            )
+            .await?,
+        ),
+        _ => None,
+    };
     let state = Arc::new(gateway::State::new(
         Arc::clone(&config),
         store,
@@ -215,11 +257,51 @@ pub async fn serve(
     if let Some((_, task)) = delivery {
         let _ = task.await;
     }
-    event_log.close(Duration::from_secs(10)).await;
+    if let Some(task) = stream_delivery {
+        let _ = task.await;
+    }
+    if let Some(log) = local_log {
+        log.close(Duration::from_secs(10)).await;
+    }
     background.cancel();
     let _ = tokio::join!(reloader, upkeep);
     admin_stop.cancel();
     let _ = admin.await;
     tracing::info!("sluice stopped");
+    Ok(())
+}
+
+/// Runs only delivery from the JetStream event log (`sluice deliver`) until `shutdown`:
+/// the catalog as `serve` takes it (file, control-plane store, or a remote control
+/// plane), one worker per destination sharing the destination's durable consumer with
+/// every other delivery process.
+pub async fn deliver(config: Config, shutdown: CancellationToken) -> Result<(), ServeError> {
+    if config.log.backend != config::LogBackend::Jetstream {
+        return Err(ServeError::NotJetStream);
+    }
+    std::fs::create_dir_all(&config.log.dir).map_err(|source| log::OpenError::Io {
+        path: config.log.dir.clone(),
+        source,
+    })?;
+    let lkg = config.log.dir.join(LAST_KNOWN_GOOD);
+    let (mut source, _control_store) = feed::open(&config).await?;
+    let (store, doc) = catalog::open_store(&mut source, &lkg).await?;
+    let background = CancellationToken::new();
+    let reloader = catalog::spawn_reloader(source, store.clone(), doc, lkg, background.clone());
+    let workers = delivery::stream::spawn(
+        config.log.jetstream.clone(),
+        store,
+        delivery::Network {
+            allow_private: config.delivery.allow_private_destinations,
+        },
+        delivery::dead_letter_dir(&config.log.dir),
+        shutdown.clone(),
+    )
+    .await?;
+    tracing::info!(stream = %config.log.jetstream.stream, "sluice deliver is running");
+    let _ = workers.await;
+    background.cancel();
+    let _ = reloader.await;
+    tracing::info!("sluice deliver stopped");
     Ok(())
 }

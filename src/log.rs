@@ -39,6 +39,7 @@
 //! deleted; holds passed to [`Log::open_with`] are in place before retention first
 //! runs.
 
+pub mod jetstream;
 mod reader;
 pub mod segment;
 mod writer;
@@ -124,6 +125,9 @@ impl Shared {
 pub struct Batch {
     bytes: Vec<u8>,
     count: u64,
+    /// `(index of the record, source id, de-duplication id)` for backends that route
+    /// and de-duplicate per message ([`EventLog::wants_ids`]); empty otherwise.
+    ids: Vec<(u64, String, String)>,
 }
 
 impl Batch {
@@ -132,7 +136,45 @@ impl Batch {
         Self {
             bytes: Vec::with_capacity(bytes),
             count: 0,
+            ids: Vec::new(),
         }
+    }
+
+    /// Names the last record added: its source and its de-duplication id (the source's
+    /// messageId). Only backends that publish per message need it.
+    pub fn tag(&mut self, source: &str, id: String) {
+        if let Some(last) = self.count.checked_sub(1) {
+            self.ids.push((last, source.to_owned(), id));
+        }
+    }
+
+    /// Each record's payload, with its tag if it has one.
+    pub fn records(&self) -> impl Iterator<Item = (std::ops::Range<usize>, Option<(&str, &str)>)> {
+        let mut at = 0usize;
+        let mut index = 0u64;
+        let mut tags = self.ids.iter().peekable();
+        std::iter::from_fn(move || {
+            let header = self.bytes.get(at..at + segment::RECORD_HEADER as usize)?;
+            let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+            let start = at + segment::RECORD_HEADER as usize;
+            let payload = start..start + len;
+            at = payload.end;
+            let tag = tags
+                .next_if(|(i, _, _)| *i == index)
+                .map(|(_, source, id)| (source.as_str(), id.as_str()));
+            index += 1;
+            Some((payload, tag))
+        })
+    }
+
+    /// The batch's bytes (headers and payloads).
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The batch's bytes, taken.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
     }
 
     /// A batch of the given payloads.
@@ -337,6 +379,47 @@ impl Log {
         let task = self.writer.lock().ok().and_then(|mut t| t.take());
         if let Some(task) = task {
             let _ = task.await;
+        }
+    }
+}
+
+/// Where the gateway makes accepted events durable (`log.backend`).
+#[derive(Clone)]
+pub enum EventLog {
+    /// The segment files of this machine.
+    Local(Log),
+    /// A JetStream stream.
+    JetStream(Box<jetstream::Publisher>),
+}
+
+impl EventLog {
+    /// Makes the batch durable; `Ok` only when every record of it is (on disk, or
+    /// acknowledged by JetStream).
+    pub async fn append(&self, batch: Batch) -> Result<(), AppendError> {
+        match self {
+            Self::Local(log) => log.append(batch).await.map(|_| ()),
+            Self::JetStream(publisher) => publisher.append(batch).await,
+        }
+    }
+
+    /// Whether records must be tagged with their source and messageId ([`Batch::tag`]).
+    pub fn wants_ids(&self) -> bool {
+        matches!(self, Self::JetStream(_))
+    }
+
+    /// Whether appends can currently succeed.
+    pub fn is_writable(&self) -> bool {
+        match self {
+            Self::Local(log) => log.is_writable(),
+            Self::JetStream(publisher) => publisher.is_connected(),
+        }
+    }
+
+    /// Whether the log is nearly full (readiness reports not ready).
+    pub fn is_over_high_water(&self) -> bool {
+        match self {
+            Self::Local(log) => log.is_over_high_water(),
+            Self::JetStream(publisher) => publisher.is_over_high_water(),
         }
     }
 }

@@ -48,6 +48,23 @@ enum Command {
         /// This gateway's name in /api/v1/gateways [default: the host name].
         #[arg(long)]
         node_name: Option<String>,
+        /// `all`: Tracking API and delivery; `gateway`: the Tracking API only (with
+        /// log.backend = "jetstream", `sluice deliver` processes deliver).
+        #[arg(long, value_enum, default_value_t = Role::All)]
+        role: Role,
+    },
+    /// Run only delivery, from the JetStream event log (log.backend = "jetstream"):
+    /// start as many as you like, they share each destination's consumer.
+    Deliver {
+        /// Take the catalog from the control plane at this URL (sets catalog.source = "remote").
+        #[arg(long, env = "SLUICE_CONTROL_URL", requires = "node_token")]
+        control_url: Option<String>,
+        /// The node token (scope catalog:read) for --control-url.
+        #[arg(long, env = "SLUICE_NODE_TOKEN", hide_env_values = true)]
+        node_token: Option<String>,
+        /// This process's name in /api/v1/gateways [default: the host name].
+        #[arg(long)]
+        node_name: Option<String>,
     },
     /// Inspect the event log.
     Log {
@@ -76,6 +93,32 @@ enum Command {
     },
 }
 
+/// What `sluice serve` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Role {
+    /// Tracking API, delivery (and the control plane with catalog.source = "control").
+    All,
+    /// Tracking API only (and the control plane with catalog.source = "control").
+    Gateway,
+}
+
+/// `--control-url`, `--node-token` and `--node-name` applied to the configuration.
+fn remote_catalog(
+    config: &mut Config,
+    control_url: Option<String>,
+    node_token: Option<String>,
+    node_name: Option<String>,
+) {
+    if let (Some(url), Some(token)) = (control_url, node_token) {
+        config.catalog.source = sluice::config::CatalogSourceKind::Remote;
+        config.catalog.control_url = url;
+        config.catalog.node_token = sluice::config::Secret::new(token);
+    }
+    if let Some(name) = node_name {
+        config.catalog.node_name = name;
+    }
+}
+
 fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
     let default = Path::new(DEFAULT_CONFIG);
     let path = path.or_else(|| default.exists().then_some(default));
@@ -95,17 +138,23 @@ fn main() -> anyhow::Result<()> {
             control_url,
             node_token,
             node_name,
+            role,
         } => {
             let mut config = config;
-            if let (Some(url), Some(token)) = (control_url, node_token) {
-                config.catalog.source = sluice::config::CatalogSourceKind::Remote;
-                config.catalog.control_url = url;
-                config.catalog.node_token = sluice::config::Secret::new(token);
-            }
-            if let Some(name) = node_name {
-                config.catalog.node_name = name;
+            remote_catalog(&mut config, control_url, node_token, node_name);
+            if role == Role::Gateway {
+                config.delivery.enabled = false;
             }
             serve(config)
+        }
+        Command::Deliver {
+            control_url,
+            node_token,
+            node_name,
+        } => {
+            let mut config = config;
+            remote_catalog(&mut config, control_url, node_token, node_name);
+            deliver(config)
         }
         Command::Log { command } => cli::log::run(&config, command),
         Command::Blocked { command } => cli::log::run_blocked(&config, command),
@@ -146,6 +195,20 @@ fn serve(config: Config) -> anyhow::Result<()> {
             control,
         };
         sluice::serve(config, listeners, shutdown).await?;
+        Ok(())
+    })
+}
+
+fn deliver(config: Config) -> anyhow::Result<()> {
+    sluice::telemetry::init_tracing(&config.telemetry);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(stop_on_signal(shutdown.clone()));
+        sluice::deliver(config, shutdown).await?;
         Ok(())
     })
 }

@@ -1,0 +1,498 @@
+//! Delivery from JetStream (`log.backend = "jetstream"`; `sluice deliver`, or `serve`
+//! with delivery on).
+//!
+//! One durable pull consumer per destination (`sluice-<destination id>`), explicit
+//! acks: any number of delivery processes fetch from the same consumers and JetStream
+//! hands each event to one of them; an event is acknowledged only once it was
+//! delivered, filtered out, or written to the dead-letter store, so a process that dies
+//! mid-batch leaves its events to be redelivered (at least once) after `ack_wait`.
+//! A failed send is given back with a delay (negative ack with the destination's
+//! back-off) and retried by whichever process fetches it next; past `retry.max_age_secs`
+//! or on a permanent failure it goes to this process's dead-letter store. A new
+//! destination starts with the events that arrive from then on, as with the local log.
+//! Lag per destination comes from the consumer's pending count.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
+use async_nats::jetstream::{self, AckKind, stream};
+use futures_util::StreamExt as _;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::dead_letter::{self, Entry};
+use super::route::{self, Head};
+use super::sink::{self, Network, Outgoing, SendError, Sink};
+use super::{backoff, metrics_for};
+use crate::catalog::{self, Destination};
+use crate::config;
+use crate::disk::Faults;
+use crate::log::jetstream as js;
+use crate::telemetry;
+
+/// How often the supervisor looks for catalog changes.
+const WATCH_EVERY: Duration = Duration::from_millis(500);
+/// How long one fetch waits for events.
+const FETCH_WAIT: Duration = Duration::from_secs(1);
+/// How long JetStream waits for an ack before handing an event to another process.
+const ACK_WAIT: Duration = Duration::from_secs(60);
+/// Events handed out and not yet acknowledged, per destination, at most.
+const MAX_ACK_PENDING: i64 = 10_000;
+/// How often the lag gauges are read from the consumer.
+const LAG_EVERY: Duration = Duration::from_secs(2);
+
+#[derive(Deserialize)]
+struct Record {
+    #[serde(rename = "sourceId")]
+    source_id: String,
+    #[serde(default)]
+    blocked: Option<Box<RawValue>>,
+    event: Box<RawValue>,
+}
+
+/// Why delivery from JetStream could not start.
+pub type StartError = js::JetStreamError;
+
+/// The durable consumer's name for a destination.
+pub fn consumer_name(destination: &str) -> String {
+    let token: String = destination
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("sluice-{token}")
+}
+
+/// Connects, makes sure the stream exists, and starts one worker per destination of the
+/// catalog (following its changes) until `stop`.
+pub async fn spawn(
+    settings: config::JetStream,
+    store: catalog::Store,
+    network: Network,
+    dead_letter_dir: PathBuf,
+    stop: CancellationToken,
+) -> Result<JoinHandle<()>, StartError> {
+    let client = js::connect(&settings).await?;
+    let context = jetstream::new(client);
+    js::ensure_stream(&context, &settings).await?;
+    let stream =
+        context
+            .get_stream(&settings.stream)
+            .await
+            .map_err(|e| js::JetStreamError::Stream {
+                stream: settings.stream.clone(),
+                reason: e.to_string(),
+            })?;
+    Ok(tokio::spawn(supervise(
+        stream,
+        store,
+        network,
+        dead_letter_dir,
+        stop,
+    )))
+}
+
+/// Makes sure every destination of the catalog has its consumer, now and whenever the
+/// catalog changes (until `stop`). A gateway runs this: a destination's consumer then
+/// exists before the gateway accepts an event for it, whether or not any delivery
+/// process runs yet, so nothing published waits for a consumer that starts later.
+pub async fn keep_consumers(
+    context: jetstream::Context,
+    settings: &config::JetStream,
+    store: catalog::Store,
+    stop: CancellationToken,
+) -> Result<JoinHandle<()>, StartError> {
+    let stream =
+        context
+            .get_stream(&settings.stream)
+            .await
+            .map_err(|e| js::JetStreamError::Stream {
+                stream: settings.stream.clone(),
+                reason: e.to_string(),
+            })?;
+    let mut done: HashMap<String, ()> = HashMap::new();
+    ensure_all(&stream, &store, &mut done).await;
+    Ok(tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(WATCH_EVERY) => {}
+            }
+            ensure_all(&stream, &store, &mut done).await;
+        }
+    }))
+}
+
+async fn ensure_all(
+    stream: &stream::Stream,
+    store: &catalog::Store,
+    done: &mut HashMap<String, ()>,
+) {
+    let snapshot = store.snapshot();
+    done.retain(|id, ()| snapshot.destination(id).is_some());
+    for d in snapshot.destinations() {
+        if done.contains_key(&d.id) {
+            continue;
+        }
+        match consumer_for(stream, &d.id).await {
+            Ok(_) => {
+                done.insert(d.id.clone(), ());
+            }
+            Err(error) => {
+                tracing::warn!(destination = %d.id, %error, "cannot create the destination's JetStream consumer; retrying");
+            }
+        }
+    }
+}
+
+struct Running {
+    destination: Arc<Destination>,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+async fn supervise(
+    stream: stream::Stream,
+    store: catalog::Store,
+    network: Network,
+    dead_letter_dir: PathBuf,
+    stop: CancellationToken,
+) {
+    let mut running: HashMap<String, Running> = HashMap::new();
+    loop {
+        let snapshot = store.snapshot();
+        let gone: Vec<String> = running
+            .iter()
+            .filter(|(id, r)| {
+                snapshot
+                    .destination(id)
+                    .is_none_or(|d| d.kind != r.destination.kind || d.retry != r.destination.retry)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in gone {
+            if let Some(r) = running.remove(&id) {
+                r.stop.cancel();
+                let _ = r.task.await;
+            }
+        }
+        for d in snapshot.destinations() {
+            if running.contains_key(&d.id) {
+                continue;
+            }
+            let sink = match sink::build(d, network) {
+                Ok(sink) => sink,
+                Err(error) => {
+                    tracing::error!(destination = %d.id, ?error, "destination cannot be started; fix its settings");
+                    continue;
+                }
+            };
+            let consumer = match consumer_for(&stream, &d.id).await {
+                Ok(c) => c,
+                Err(error) => {
+                    tracing::warn!(destination = %d.id, %error, "cannot open the destination's JetStream consumer; retrying");
+                    continue;
+                }
+            };
+            let worker_stop = stop.child_token();
+            let worker = Worker {
+                destination: Arc::clone(d),
+                sink,
+                consumer,
+                dead_letter_dir: dead_letter_dir.clone(),
+                stop: worker_stop.clone(),
+            };
+            tracing::info!(destination = %d.id, consumer = %consumer_name(&d.id), "delivery from JetStream started");
+            running.insert(
+                d.id.clone(),
+                Running {
+                    destination: Arc::clone(d),
+                    stop: worker_stop,
+                    task: tokio::spawn(worker.run(store.clone())),
+                },
+            );
+        }
+        tokio::select! {
+            () = stop.cancelled() => break,
+            () = tokio::time::sleep(WATCH_EVERY) => {}
+        }
+    }
+    for (_, r) in running {
+        r.stop.cancel();
+        let _ = r.task.await;
+    }
+}
+
+async fn consumer_for(stream: &stream::Stream, id: &str) -> Result<PullConsumer, String> {
+    let name = consumer_name(id);
+    stream
+        .get_or_create_consumer(
+            &name,
+            pull::Config {
+                durable_name: Some(name.clone()),
+                description: Some(format!("Sluice delivery to destination {id}")),
+                ack_policy: AckPolicy::Explicit,
+                deliver_policy: DeliverPolicy::New,
+                ack_wait: ACK_WAIT,
+                max_ack_pending: MAX_ACK_PENDING,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| e.to_string())
+}
+
+struct Worker {
+    destination: Arc<Destination>,
+    sink: Arc<dyn Sink>,
+    consumer: PullConsumer,
+    dead_letter_dir: PathBuf,
+    stop: CancellationToken,
+}
+
+/// One fetched event and what to do with it.
+struct Fetched {
+    message: jetstream::Message,
+    outgoing: Option<Outgoing>,
+    attempts: u32,
+}
+
+impl Worker {
+    async fn run(mut self, store: catalog::Store) {
+        let id = self.destination.id.clone();
+        let metrics = metrics_for(&id);
+        let mut lag_at = tokio::time::Instant::now();
+        loop {
+            if self.stop.is_cancelled() {
+                return;
+            }
+            if lag_at.elapsed() >= LAG_EVERY {
+                lag_at = tokio::time::Instant::now();
+                if let Ok(info) = self.consumer.info().await {
+                    metrics
+                        .lag_events
+                        .set((info.num_pending + info.num_ack_pending as u64) as f64);
+                }
+            }
+            let batch = self
+                .consumer
+                .fetch()
+                .max_messages(self.sink.batch_size().clamp(1, 1000))
+                .expires(FETCH_WAIT)
+                .messages()
+                .await;
+            let mut messages = match batch {
+                Ok(m) => m,
+                Err(error) => {
+                    tracing::warn!(destination = %id, %error, "fetch from JetStream failed; retrying");
+                    if self.sleep(Duration::from_secs(1)).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let destination = store
+                .snapshot()
+                .destination(&id)
+                .cloned()
+                .unwrap_or_else(|| Arc::clone(&self.destination));
+            let mut fetched = Vec::new();
+            loop {
+                let next = tokio::select! {
+                    () = self.stop.cancelled() => None,
+                    next = messages.next() => next,
+                };
+                let Some(next) = next else { break };
+                let Ok(message) = next else { break };
+                fetched.push(self.prepare(&destination, message));
+            }
+            if fetched.is_empty() {
+                continue;
+            }
+            self.deliver(&destination, fetched, &metrics).await;
+        }
+    }
+
+    /// Decodes a message; `outgoing` is `None` for what this destination does not take.
+    fn prepare(&self, destination: &Destination, message: jetstream::Message) -> Fetched {
+        let attempts = message
+            .info()
+            .map_or(1, |i| u32::try_from(i.delivered).unwrap_or(u32::MAX));
+        let offset = message.info().map_or(0, |i| i.stream_sequence);
+        let outgoing = serde_json::from_slice::<Record>(&message.payload)
+            .ok()
+            .filter(|r| r.blocked.is_none())
+            .and_then(|r| {
+                let head: Head = serde_json::from_str(r.event.get()).unwrap_or_default();
+                route::wants(destination, &r.source_id, &head).then(|| Outgoing {
+                    offset,
+                    received_at: head
+                        .received_at
+                        .as_deref()
+                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                        .map(|t| t.with_timezone(&chrono::Utc)),
+                    source_id: r.source_id,
+                    event: r.event,
+                })
+            });
+        Fetched {
+            message,
+            outgoing,
+            attempts,
+        }
+    }
+
+    async fn deliver(
+        &self,
+        destination: &Destination,
+        fetched: Vec<Fetched>,
+        metrics: &super::Metrics,
+    ) {
+        let (wanted, skipped): (Vec<_>, Vec<_>) =
+            fetched.into_iter().partition(|f| f.outgoing.is_some());
+        for f in skipped {
+            ack(&f.message, AckKind::Ack).await;
+        }
+        for chunk in wanted.chunks(self.sink.batch_size().max(1)) {
+            let outgoing: Vec<Outgoing> = chunk.iter().filter_map(|f| f.outgoing.clone()).collect();
+            metrics.in_flight.increment(1.0);
+            let sent = self.sink.send(&outgoing).await;
+            metrics.in_flight.decrement(1.0);
+            let error = match sent {
+                Ok(()) => {
+                    for f in chunk {
+                        ack(&f.message, AckKind::Ack).await;
+                    }
+                    metrics.delivered.increment(outgoing.len() as u64);
+                    let now = chrono::Utc::now();
+                    for o in &outgoing {
+                        if let Some(at) = o.received_at {
+                            let took = (now - at).num_milliseconds().max(0) as f64 / 1000.0;
+                            metrics.latency.record(took);
+                        }
+                    }
+                    continue;
+                }
+                Err(error) => error,
+            };
+            telemetry::counter(
+                telemetry::DELIVERY_FAILED,
+                &[
+                    (telemetry::LABEL_DESTINATION, destination.id.clone()),
+                    (telemetry::LABEL_REASON, error.reason().into()),
+                ],
+            )
+            .increment(1);
+            let oldest = outgoing.iter().filter_map(|o| o.received_at).min();
+            let age = oldest
+                .and_then(|at| (chrono::Utc::now() - at).to_std().ok())
+                .unwrap_or_default();
+            let attempts = chunk.iter().map(|f| f.attempts).max().unwrap_or(1);
+            let give_up = match &error {
+                SendError::Permanent { reason, detail } => Some((*reason, detail.clone())),
+                SendError::Retryable { reason, .. }
+                    if age.as_secs() >= destination.retry.max_age_secs =>
+                {
+                    Some((*reason, format!("gave up after max_age_secs: {reason}")))
+                }
+                SendError::Retryable { .. } => None,
+            };
+            match give_up {
+                Some((reason, detail)) => {
+                    if self.dead_letter(destination, &outgoing, reason, &detail, attempts) {
+                        metrics.dead_lettered.increment(outgoing.len() as u64);
+                        for f in chunk {
+                            ack(&f.message, AckKind::Ack).await;
+                        }
+                    } else {
+                        // The store refused (full, I/O): give them back, never drop.
+                        for f in chunk {
+                            ack(&f.message, AckKind::Nak(Some(Duration::from_secs(30)))).await;
+                        }
+                    }
+                }
+                None => {
+                    let retry_after = match error {
+                        SendError::Retryable { retry_after, .. } => retry_after,
+                        SendError::Permanent { .. } => None,
+                    };
+                    let delay = backoff::wait(
+                        &destination.retry,
+                        attempts.saturating_sub(1),
+                        retry_after,
+                        age,
+                    );
+                    metrics.retried.increment(1);
+                    tracing::debug!(destination = %destination.id, reason = error.reason(), delay_ms = delay.as_millis() as u64, "delivery failed; given back to JetStream");
+                    for f in chunk {
+                        ack(&f.message, AckKind::Nak(Some(delay))).await;
+                    }
+                }
+            }
+        }
+    }
+
+    fn dead_letter(
+        &self,
+        destination: &Destination,
+        batch: &[Outgoing],
+        reason: &'static str,
+        detail: &str,
+        attempts: u32,
+    ) -> bool {
+        let failed_at = chrono::Utc::now().to_rfc3339();
+        let entries: Vec<Entry> = batch
+            .iter()
+            .map(|o| Entry {
+                failed_at: failed_at.clone(),
+                error: detail.to_owned(),
+                reason: reason.to_owned(),
+                attempts,
+                offset: o.offset,
+                source_id: o.source_id.clone(),
+                event: o.event.clone(),
+            })
+            .collect();
+        match dead_letter::append(
+            &self.dead_letter_dir,
+            &destination.id,
+            &entries,
+            destination.retry.max_dead_letter_bytes,
+            &Faults::default(),
+        ) {
+            Ok(()) => {
+                tracing::warn!(destination = %destination.id, events = batch.len(), reason, "events moved to the dead-letter store");
+                true
+            }
+            Err(error) => {
+                tracing::error!(destination = %destination.id, %error, "dead-letter store refused events; they stay in JetStream");
+                false
+            }
+        }
+    }
+
+    /// Sleeps; true when stopped meanwhile.
+    async fn sleep(&self, wait: Duration) -> bool {
+        tokio::select! {
+            () = self.stop.cancelled() => true,
+            () = tokio::time::sleep(wait) => false,
+        }
+    }
+}
+
+async fn ack(message: &jetstream::Message, kind: AckKind) {
+    if let Err(error) = message.ack_with(kind).await {
+        // The event will be redelivered after ack_wait: at least once.
+        tracing::warn!(%error, "acknowledging to JetStream failed; the event will be redelivered");
+    }
+}

@@ -1,0 +1,222 @@
+//! The event log on NATS JetStream, against real nats-server processes: the gateway
+//! answers 200 only after JetStream acknowledged, two delivery processes share a
+//! destination (every acknowledged event delivered, none lost), a retried messageId is
+//! stored once, and a JetStream that goes away gets 503 + Retry-After, then recovers.
+
+mod common;
+
+use std::collections::HashSet;
+use std::net::TcpListener;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use common::receiver::Receiver;
+use common::{TestServer, basic, client};
+use serde_json::{Value, json};
+use sluice::config::{self, LogBackend};
+use tokio_util::sync::CancellationToken;
+
+fn unique() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
+}
+
+fn settings(url: &str, name: &str) -> config::JetStream {
+    config::JetStream {
+        url: url.to_owned(),
+        stream: format!("SLUICE_T_{name}"),
+        subject_prefix: format!("sluice_t.{name}"),
+        max_bytes: 256 << 20,
+        ack_timeout_ms: 1_500,
+        connect_timeout_ms: 5_000,
+        ..config::JetStream::default()
+    }
+}
+
+fn catalog(receiver: &Receiver) -> String {
+    format!(
+        "[[sources]]\nid = \"web\"\nwrite_keys = [{{ key = \"web-key\" }}]\n\
+         [[destinations]]\nid = \"hook\"\ntype = \"webhook\"\nsources = [\"web\"]\n\
+         retry = {{ initial_backoff_ms = 50, max_backoff_ms = 500 }}\n\
+         [destinations.settings]\nurl = \"{}\"\ntimeout_ms = 2000\n",
+        receiver.url()
+    )
+}
+
+fn gateway(catalog: &str, js: &config::JetStream) -> TestServer {
+    let js = js.clone();
+    TestServer::start_with(catalog, move |c| {
+        c.log.backend = LogBackend::Jetstream;
+        c.log.jetstream = js;
+        c.delivery.enabled = false;
+        c.delivery.allow_private_destinations = true;
+        c.server.max_key_failures_per_minute = 0;
+    })
+}
+
+async fn send(server: &TestServer, ids: &[String]) -> reqwest::Response {
+    let batch: Vec<Value> = ids
+        .iter()
+        .map(|id| json!({"type": "track", "userId": "u", "event": "Order Completed", "messageId": id}))
+        .collect();
+    client()
+        .post(server.url("/v1/batch"))
+        .header("authorization", basic("web-key"))
+        .json(&json!({ "batch": batch }))
+        .send()
+        .await
+        .expect("send")
+}
+
+async fn stream_messages(url: &str, stream: &str) -> u64 {
+    let client = async_nats::connect(url).await.expect("nats");
+    let js = async_nats::jetstream::new(client);
+    let mut s = js.get_stream(stream).await.expect("stream");
+    s.info().await.expect("info").state.messages
+}
+
+async fn delete_stream(url: &str, stream: &str) {
+    if let Ok(client) = async_nats::connect(url).await {
+        let _ = async_nats::jetstream::new(client)
+            .delete_stream(stream)
+            .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_events_are_delivered_by_two_delivery_processes() {
+    let url = "nats://127.0.0.1:4222";
+    let name = unique();
+    let js = settings(url, &name);
+    let receiver = Receiver::start().await;
+    let server = gateway(&catalog(&receiver), &js);
+
+    // Two delivery processes on the same destination consumer.
+    let stop = CancellationToken::new();
+    let workers: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(sluice::deliver(server.config.clone(), stop.clone())))
+        .collect();
+
+    let mut acknowledged = Vec::new();
+    for round in 0..20 {
+        let ids: Vec<String> = (0..25).map(|i| format!("{name}-{round}-{i}")).collect();
+        let response = send(&server, &ids).await;
+        assert_eq!(response.status(), 200);
+        acknowledged.extend(ids);
+    }
+    // A client retry of a whole request: JetStream's duplicate window stores it once.
+    assert_eq!(send(&server, &acknowledged[..25]).await.status(), 200);
+    let stored = stream_messages(url, &js.stream).await;
+    assert_eq!(stored, acknowledged.len() as u64, "duplicates stored");
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let wanted: HashSet<&String> = acknowledged.iter().collect();
+    loop {
+        let delivered: HashSet<String> = receiver
+            .events()
+            .iter()
+            .filter_map(|e| e["messageId"].as_str().map(str::to_owned))
+            .collect();
+        let missing = wanted.iter().filter(|id| !delivered.contains(**id)).count();
+        if missing == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{missing} of {} acknowledged events never delivered",
+            wanted.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let total = receiver.events().len();
+    assert!(
+        total >= acknowledged.len(),
+        "{total} deliveries for {} events",
+        acknowledged.len()
+    );
+
+    stop.cancel();
+    for w in workers {
+        w.await.expect("join").expect("deliver ran");
+    }
+    drop(server);
+    delete_stream(url, &js.stream).await;
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port")
+}
+
+fn nats_server(port: u16, dir: &std::path::Path) -> Child {
+    Command::new("nats-server")
+        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+        .arg(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("nats-server (scripts/services.sh installs it)")
+}
+
+async fn wait_up(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "nats-server did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_away_means_503_and_it_recovers_by_itself() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let mut nats = nats_server(port, dir.path());
+    wait_up(port).await;
+    let url = format!("nats://127.0.0.1:{port}");
+    let js = settings(&url, &unique());
+    let receiver = Receiver::start().await;
+    let server = gateway(&catalog(&receiver), &js);
+    assert_eq!(send(&server, &["before".into()]).await.status(), 200);
+
+    // JetStream goes away: requests are refused with a retry hint, never acknowledged.
+    nats.kill().expect("kill");
+    let _ = nats.wait();
+    let response = send(&server, &["during".into()]).await;
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["code"], "log_unavailable", "{body}");
+    let ready = client()
+        .get(server.admin_url("/ready"))
+        .send()
+        .await
+        .expect("ready");
+    assert_eq!(ready.status(), 503);
+
+    // Back on the same port and store: the gateway reconnects by itself.
+    let mut nats = nats_server(port, dir.path());
+    wait_up(port).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut n = 0;
+    loop {
+        n += 1;
+        let status = send(&server, &[format!("after-{n}")]).await.status();
+        if status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still {status} after NATS came back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let stored = stream_messages(&url, &js.stream).await;
+    assert!(stored >= 2, "{stored}");
+    drop(server);
+    let _ = nats.kill();
+    let _ = nats.wait();
+}
