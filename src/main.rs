@@ -38,16 +38,8 @@ struct Cli {
 enum Command {
     /// Run the gateway (Tracking API and admin listener) and, by default, the control plane.
     Serve {
-        /// Take the catalog from the control plane at this URL (a gateway without a store
-        /// of its own; sets catalog.source = "remote").
-        #[arg(long, env = "SLUICE_CONTROL_URL", requires = "node_token")]
-        control_url: Option<String>,
-        /// The node token (scope catalog:read) for --control-url.
-        #[arg(long, env = "SLUICE_NODE_TOKEN", hide_env_values = true)]
-        node_token: Option<String>,
-        /// This gateway's name in /api/v1/gateways [default: the host name].
-        #[arg(long)]
-        node_name: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
         /// `all`: Tracking API and delivery; `gateway`: the Tracking API only (with
         /// log.backend = "jetstream", `sluice deliver` processes deliver).
         #[arg(long, value_enum, default_value_t = Role::All)]
@@ -56,15 +48,8 @@ enum Command {
     /// Run only delivery, from the JetStream event log (log.backend = "jetstream"):
     /// start as many as you like, they share each destination's consumer.
     Deliver {
-        /// Take the catalog from the control plane at this URL (sets catalog.source = "remote").
-        #[arg(long, env = "SLUICE_CONTROL_URL", requires = "node_token")]
-        control_url: Option<String>,
-        /// The node token (scope catalog:read) for --control-url.
-        #[arg(long, env = "SLUICE_NODE_TOKEN", hide_env_values = true)]
-        node_token: Option<String>,
-        /// This process's name in /api/v1/gateways [default: the host name].
-        #[arg(long)]
-        node_name: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
     },
     /// Inspect the event log.
     Log {
@@ -102,20 +87,32 @@ enum Role {
     Gateway,
 }
 
-/// `--control-url`, `--node-token` and `--node-name` applied to the configuration.
-fn remote_catalog(
-    config: &mut Config,
+/// Where a process without a store of its own takes its catalog from.
+#[derive(clap::Args)]
+struct Remote {
+    /// Take the catalog from the control plane at this URL (a process without a store
+    /// of its own; sets catalog.source = "remote").
+    #[arg(long, env = "SLUICE_CONTROL_URL", requires = "node_token")]
     control_url: Option<String>,
+    /// The node token (scope catalog:read) for --control-url.
+    #[arg(long, env = "SLUICE_NODE_TOKEN", hide_env_values = true)]
     node_token: Option<String>,
+    /// This process's name in /api/v1/gateways [default: the host name].
+    #[arg(long)]
     node_name: Option<String>,
-) {
-    if let (Some(url), Some(token)) = (control_url, node_token) {
-        config.catalog.source = sluice::config::CatalogSourceKind::Remote;
-        config.catalog.control_url = url;
-        config.catalog.node_token = sluice::config::Secret::new(token);
-    }
-    if let Some(name) = node_name {
-        config.catalog.node_name = name;
+}
+
+impl Remote {
+    /// Applies the flags to the configuration.
+    fn apply(self, config: &mut Config) {
+        if let (Some(url), Some(token)) = (self.control_url, self.node_token) {
+            config.catalog.source = sluice::config::CatalogSourceKind::Remote;
+            config.catalog.control_url = url;
+            config.catalog.node_token = sluice::config::Secret::new(token);
+        }
+        if let Some(name) = self.node_name {
+            config.catalog.node_name = name;
+        }
     }
 }
 
@@ -134,26 +131,17 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = load_config(cli.config.as_deref())?;
     match cli.command {
-        Command::Serve {
-            control_url,
-            node_token,
-            node_name,
-            role,
-        } => {
+        Command::Serve { remote, role } => {
             let mut config = config;
-            remote_catalog(&mut config, control_url, node_token, node_name);
+            remote.apply(&mut config);
             if role == Role::Gateway {
                 config.delivery.enabled = false;
             }
             serve(config)
         }
-        Command::Deliver {
-            control_url,
-            node_token,
-            node_name,
-        } => {
+        Command::Deliver { remote } => {
             let mut config = config;
-            remote_catalog(&mut config, control_url, node_token, node_name);
+            remote.apply(&mut config);
             deliver(config)
         }
         Command::Log { command } => cli::log::run(&config, command),

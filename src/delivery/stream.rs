@@ -60,17 +60,7 @@ pub type StartError = js::JetStreamError;
 
 /// The durable consumer's name for a destination.
 pub fn consumer_name(destination: &str) -> String {
-    let token: String = destination
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("sluice-{token}")
+    format!("sluice-{}", js::token(destination))
 }
 
 /// Connects, makes sure the stream exists, and starts one worker per destination of the
@@ -85,14 +75,7 @@ pub async fn spawn(
     let client = js::connect(&settings).await?;
     let context = jetstream::new(client);
     js::ensure_stream(&context, &settings).await?;
-    let stream =
-        context
-            .get_stream(&settings.stream)
-            .await
-            .map_err(|e| js::JetStreamError::Stream {
-                stream: settings.stream.clone(),
-                reason: e.to_string(),
-            })?;
+    let stream = js::open_stream(&context, &settings).await?;
     Ok(tokio::spawn(supervise(
         stream,
         store,
@@ -112,14 +95,7 @@ pub async fn keep_consumers(
     store: catalog::Store,
     stop: CancellationToken,
 ) -> Result<JoinHandle<()>, StartError> {
-    let stream =
-        context
-            .get_stream(&settings.stream)
-            .await
-            .map_err(|e| js::JetStreamError::Stream {
-                stream: settings.stream.clone(),
-                reason: e.to_string(),
-            })?;
+    let stream = js::open_stream(&context, settings).await?;
     let mut done: HashMap<String, ()> = HashMap::new();
     ensure_all(&stream, &store, &mut done).await;
     Ok(tokio::spawn(async move {

@@ -120,10 +120,9 @@ pub async fn ensure_stream(
     Ok(info)
 }
 
-/// The subject of a source's events (characters a subject token cannot hold become `_`).
-pub fn subject(prefix: &str, source_id: &str) -> String {
-    let token: String = source_id
-        .chars()
+/// `text` as one subject token or consumer name: characters neither may hold become `_`.
+pub fn token(text: &str) -> String {
+    text.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
                 c
@@ -131,8 +130,26 @@ pub fn subject(prefix: &str, source_id: &str) -> String {
                 '_'
             }
         })
-        .collect();
-    format!("{prefix}.{token}")
+        .collect()
+}
+
+/// The subject of a source's events.
+pub fn subject(prefix: &str, source_id: &str) -> String {
+    format!("{prefix}.{}", token(source_id))
+}
+
+/// The stream, as configured (after [`ensure_stream`]).
+pub async fn open_stream(
+    context: &jetstream::Context,
+    settings: &config::JetStream,
+) -> Result<stream::Stream, JetStreamError> {
+    context
+        .get_stream(&settings.stream)
+        .await
+        .map_err(|e| JetStreamError::Stream {
+            stream: settings.stream.clone(),
+            reason: e.to_string(),
+        })
 }
 
 /// Publishes the gateway's batches; cheap to clone.
