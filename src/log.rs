@@ -148,33 +148,24 @@ impl Batch {
         }
     }
 
-    /// Each record's payload, with its tag if it has one.
-    pub fn records(&self) -> impl Iterator<Item = (std::ops::Range<usize>, Option<(&str, &str)>)> {
+    /// Takes the batch apart: its bytes, and each record's payload range in them with
+    /// its tag (source id, de-duplication id) if it has one.
+    pub fn into_records(self) -> (Vec<u8>, Vec<Record>) {
+        let mut out = Vec::with_capacity(usize::try_from(self.count).unwrap_or(0));
+        let mut tags = self.ids.into_iter().peekable();
         let mut at = 0usize;
         let mut index = 0u64;
-        let mut tags = self.ids.iter().peekable();
-        std::iter::from_fn(move || {
-            let header = self.bytes.get(at..at + segment::RECORD_HEADER as usize)?;
+        while let Some(header) = self.bytes.get(at..at + segment::RECORD_HEADER as usize) {
             let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
             let start = at + segment::RECORD_HEADER as usize;
-            let payload = start..start + len;
-            at = payload.end;
             let tag = tags
                 .next_if(|(i, _, _)| *i == index)
-                .map(|(_, source, id)| (source.as_str(), id.as_str()));
+                .map(|(_, source, id)| (source, id));
+            out.push((start..start + len, tag));
+            at = start + len;
             index += 1;
-            Some((payload, tag))
-        })
-    }
-
-    /// The batch's bytes (headers and payloads).
-    pub fn bytes(&self) -> &[u8] {
-        &self.bytes
-    }
-
-    /// The batch's bytes, taken.
-    pub fn into_bytes(self) -> Vec<u8> {
-        self.bytes
+        }
+        (self.bytes, out)
     }
 
     /// A batch of the given payloads.
@@ -230,6 +221,10 @@ impl Batch {
         self.bytes.len()
     }
 }
+
+/// A record's payload range in its batch's bytes, and its tag (source id,
+/// de-duplication id) if it has one.
+pub type Record = (std::ops::Range<usize>, Option<(String, String)>);
 
 enum Command {
     Append {
@@ -421,5 +416,38 @@ impl EventLog {
             Self::Local(log) => log.is_over_high_water(),
             Self::JetStream(publisher) => publisher.is_over_high_water(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_comes_apart_into_its_payloads_with_their_tags() {
+        let mut batch = Batch::default();
+        for (payload, tag) in [("one", Some("a")), ("two", None), ("three", Some("c"))] {
+            let _ = batch.record(|buf| {
+                buf.extend_from_slice(payload.as_bytes());
+                Ok::<(), ()>(())
+            });
+            if let Some(id) = tag {
+                batch.tag("web", id.to_owned());
+            }
+        }
+        let (bytes, records) = batch.into_records();
+        let seen: Vec<(&str, Option<&str>)> = records
+            .iter()
+            .map(|(range, tag)| {
+                (
+                    std::str::from_utf8(&bytes[range.clone()]).unwrap_or_default(),
+                    tag.as_ref().map(|(_, id)| id.as_str()),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [("one", Some("a")), ("two", None), ("three", Some("c"))]
+        );
     }
 }

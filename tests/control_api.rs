@@ -848,7 +848,7 @@ async fn remembered_callers_follow_every_change(db: TestDb) {
         .find(|t| t.user_id != ada_id)
         .expect("owner's token");
     let issued = sluice::control::token::issue().expect("token");
-    let expires_at = chrono::Utc::now() + chrono::Duration::milliseconds(1500);
+    let expires_at = chrono::Utc::now() + chrono::Duration::milliseconds(3000);
     let mut change = db.store.change().await.expect("change");
     store::tokens::insert(
         change.conn(),

@@ -12,7 +12,7 @@
 //! destination starts with the events that arrive from then on, as with the local log.
 //! Lag per destination comes from the consumer's pending count.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -96,7 +96,7 @@ pub async fn keep_consumers(
     stop: CancellationToken,
 ) -> Result<JoinHandle<()>, StartError> {
     let stream = js::open_stream(&context, settings).await?;
-    let mut done: HashMap<String, ()> = HashMap::new();
+    let mut done: HashSet<String> = HashSet::new();
     ensure_all(&stream, &store, &mut done).await;
     Ok(tokio::spawn(async move {
         loop {
@@ -109,20 +109,16 @@ pub async fn keep_consumers(
     }))
 }
 
-async fn ensure_all(
-    stream: &stream::Stream,
-    store: &catalog::Store,
-    done: &mut HashMap<String, ()>,
-) {
+async fn ensure_all(stream: &stream::Stream, store: &catalog::Store, done: &mut HashSet<String>) {
     let snapshot = store.snapshot();
-    done.retain(|id, ()| snapshot.destination(id).is_some());
+    done.retain(|id| snapshot.destination(id).is_some());
     for d in snapshot.destinations() {
-        if done.contains_key(&d.id) {
+        if done.contains(&d.id) {
             continue;
         }
         match consumer_for(stream, &d.id).await {
             Ok(_) => {
-                done.insert(d.id.clone(), ());
+                done.insert(d.id.clone());
             }
             Err(error) => {
                 tracing::warn!(destination = %d.id, %error, "cannot create the destination's JetStream consumer; retrying");
@@ -145,6 +141,8 @@ async fn supervise(
     stop: CancellationToken,
 ) {
     let mut running: HashMap<String, Running> = HashMap::new();
+    // Destinations whose settings cannot make a sink: said once until they change.
+    let mut failed: HashMap<String, Arc<Destination>> = HashMap::new();
     loop {
         let snapshot = store.snapshot();
         let gone: Vec<String> = running
@@ -163,16 +161,18 @@ async fn supervise(
             }
         }
         for d in snapshot.destinations() {
-            if running.contains_key(&d.id) {
+            if running.contains_key(&d.id) || failed.get(&d.id).is_some_and(|f| f.kind == d.kind) {
                 continue;
             }
             let sink = match sink::build(d, network) {
                 Ok(sink) => sink,
                 Err(error) => {
                     tracing::error!(destination = %d.id, ?error, "destination cannot be started; fix its settings");
+                    failed.insert(d.id.clone(), Arc::clone(d));
                     continue;
                 }
             };
+            failed.remove(&d.id);
             let consumer = match consumer_for(&stream, &d.id).await {
                 Ok(c) => c,
                 Err(error) => {
@@ -301,10 +301,12 @@ impl Worker {
 
     /// Decodes a message; `outgoing` is `None` for what this destination does not take.
     fn prepare(&self, destination: &Destination, message: jetstream::Message) -> Fetched {
-        let attempts = message
-            .info()
-            .map_or(1, |i| u32::try_from(i.delivered).unwrap_or(u32::MAX));
-        let offset = message.info().map_or(0, |i| i.stream_sequence);
+        let (attempts, offset) = message.info().map_or((1, 0), |i| {
+            (
+                u32::try_from(i.delivered).unwrap_or(u32::MAX),
+                i.stream_sequence,
+            )
+        });
         let outgoing = serde_json::from_slice::<Record>(&message.payload)
             .ok()
             .filter(|r| r.blocked.is_none())

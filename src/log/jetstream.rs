@@ -204,24 +204,31 @@ impl Publisher {
 
     /// Publishes every record of the batch and waits for all their acks.
     pub async fn append(&self, batch: Batch) -> Result<(), AppendError> {
-        let ranges: Vec<_> = batch
-            .records()
-            .map(|(range, tag)| (range, tag.map(|(s, id)| (s.to_owned(), id.to_owned()))))
-            .collect();
-        let bytes = Bytes::from(batch.into_bytes());
-        let mut acks = Vec::with_capacity(ranges.len());
-        for (range, tag) in ranges {
+        let (bytes, records) = batch.into_records();
+        let bytes = Bytes::from(bytes);
+        let mut acks = Vec::with_capacity(records.len());
+        // Records of one request share a source: its subject is built once per run.
+        let mut current: Option<(String, String)> = None;
+        for (range, tag) in records {
             let payload = bytes.slice(range);
             let (source, id) = tag.unwrap_or_else(|| {
                 // Untagged records (none from the gateway) are named by their content.
                 let digest = xxhash_rust::xxh3::xxh3_128(&payload);
                 ("untagged".to_owned(), format!("{digest:032x}"))
             });
+            let subject = match &current {
+                Some((s, subject)) if *s == source => subject.clone(),
+                _ => {
+                    let subject = subject(&self.prefix, &source);
+                    current = Some((source.clone(), subject.clone()));
+                    subject
+                }
+            };
             let mut headers = async_nats::HeaderMap::new();
             headers.insert(MSG_ID, format!("{source}:{id}").as_str());
             let ack = self
                 .context
-                .publish_with_headers(subject(&self.prefix, &source), headers, payload)
+                .publish_with_headers(subject, headers, payload)
                 .await
                 .map_err(|e| classify(&e.to_string(), e.kind()))?;
             acks.push(ack);
