@@ -220,7 +220,10 @@ pub struct Catalog {
     pub node_name: String,
     /// The catalog file, watched for changes. Default `config/catalog.toml`.
     pub path: PathBuf,
-    /// How often the file is checked even without a change notification, in ms. Default 1000.
+    /// How often the catalog file is checked even without a change notification, and how
+    /// often the control-plane store re-reads its revision for changes made by other
+    /// processes (the backstop for PostgreSQL's LISTEN/NOTIFY, whose notifications are
+    /// lost across reconnects), in ms. Default 1000.
     pub poll_interval_ms: u64,
 }
 

@@ -75,10 +75,11 @@ pub async fn open_store(config: &Config) -> Result<Store, ControlError> {
     let env = std::env::var(secret::ENV_KEY).ok();
     let key = secret::Key::load(env.as_deref(), &config.log.dir)?;
     let url = config.control.database_url.expose();
+    let poll = Duration::from_millis(config.catalog.poll_interval_ms);
     let store = if url.is_empty() {
-        Store::open_in(&config.log.dir, key).await?
+        Store::open_in_following(&config.log.dir, key, poll).await?
     } else {
-        Store::open(url, key).await?
+        Store::open_following(url, key, poll).await?
     };
     Ok(store)
 }
@@ -122,7 +123,7 @@ pub async fn open(config: &Config) -> Result<(Source, Option<Store>), ControlErr
                     first.setup_link
                 );
             }
-            Ok((Source::Control(Feed::new(store.clone(), poll)), Some(store)))
+            Ok((Source::Control(Feed::new(store.clone())), Some(store)))
         }
     }
 }

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::control::{Api, error_type, server, track, until};
+use common::control::{Api, error_type, replica, server, server_with, track, until};
 use common::databases::{self, TestDb};
 use common::{TestServer, client};
 use reqwest::{Method, StatusCode};
@@ -653,6 +653,90 @@ async fn a_remote_gateway_follows_the_control_plane_and_survives_its_absence() {
         StatusCode::UNAUTHORIZED
     );
     drop(edge);
+    db.finish().await;
+}
+
+#[tokio::test]
+async fn a_key_revoked_through_one_control_plane_is_refused_by_every_gateway_within_a_second() {
+    // Two control-plane processes and two remote gateways, each gateway fed by its own
+    // control plane, on one PostgreSQL database. The control planes poll the revision
+    // only every 5 s: within 1 s, only the commit's notification can carry the change
+    // from one to the other.
+    let db = databases::postgres().await;
+    let slow_poll = |config: &mut sluice::config::Config| config.catalog.poll_interval_ms = 5_000;
+    let (first, link) = server_with(&db, slow_poll).await;
+    let second = replica(&first, slow_poll);
+    let one = Api::of(&first);
+    let two = Api::of(&second);
+    let owner = one.owner(&link).await;
+    let (status, body) = two
+        .post(
+            &owner,
+            "/api/v1/tokens",
+            json!({"name": "edges", "scopes": ["catalog:read"], "expiresInDays": 1}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let node = body["data"]["secret"].as_str().expect("secret").to_owned();
+    let gateway = |api: &Api, name: &str| {
+        let (url, node, name) = (api.base.clone(), node.clone(), name.to_owned());
+        TestServer::start_with("", move |config| {
+            config.catalog.source = CatalogSourceKind::Remote;
+            config.catalog.control_url = url;
+            config.catalog.node_token = Secret::new(node);
+            config.catalog.node_name = name;
+            config.server.max_key_failures_per_minute = 0;
+        })
+    };
+    let edge_one = gateway(&one, "edge-one");
+    let edge_two = gateway(&two, "edge-two");
+
+    // A key made through the second control plane reaches both gateways.
+    let (status, _) = two
+        .post(&owner, "/api/v1/sources", json!({"slug": "shared-src"}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, body) = two
+        .post(&owner, "/api/v1/sources/shared-src/writekey", json!({}))
+        .await;
+    let key = body["data"]["writeKey"]["key"]
+        .as_str()
+        .expect("key")
+        .to_owned();
+    let (live_one, live_two) = tokio::join!(
+        until(&edge_one, &key, StatusCode::OK),
+        until(&edge_two, &key, StatusCode::OK)
+    );
+    assert!(
+        live_one.max(live_two) < Duration::from_secs(1),
+        "new key live after {live_one:?} / {live_two:?}"
+    );
+
+    // Revoked through the first: both gateways refuse it within 1 s.
+    let (status, _) = one
+        .call(
+            &owner,
+            Method::DELETE,
+            &format!("/api/v1/sources/shared-src/writekey/{key}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (refused_one, refused_two) = tokio::join!(
+        until(&edge_one, &key, StatusCode::UNAUTHORIZED),
+        until(&edge_two, &key, StatusCode::UNAUTHORIZED)
+    );
+    eprintln!(
+        "revoked key refused after {refused_one:?} (same control plane) and {refused_two:?} (other control plane)"
+    );
+    assert!(
+        refused_one < Duration::from_secs(1) && refused_two < Duration::from_secs(1),
+        "revoked key accepted for {refused_one:?} / {refused_two:?}"
+    );
+    // The control planes' own gateways follow too.
+    let own = until(&second, &key, StatusCode::UNAUTHORIZED).await;
+    assert!(own < Duration::from_secs(1), "{own:?}");
+    drop((edge_one, edge_two, second, first));
     db.finish().await;
 }
 

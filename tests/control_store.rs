@@ -156,9 +156,17 @@ async fn the_audit_chain_verifies_and_finds_edits_and_deletions() {
 async fn concurrent_writers_keep_one_unbroken_chain() {
     for db in databases::both().await {
         workspace(&db).await;
+        // Two processes' worth of writers: the second store has its own pool.
+        let other = store::Store::open(&db.url, databases::key())
+            .await
+            .expect("second store");
         let mut tasks = Vec::new();
         for t in 0..6 {
-            let store = db.store.clone();
+            let store = if t % 2 == 0 {
+                db.store.clone()
+            } else {
+                other.clone()
+            };
             tasks.push(tokio::spawn(async move {
                 for i in 0..10 {
                     let mut c = store.change().await.expect("change");
@@ -178,6 +186,7 @@ async fn concurrent_writers_keep_one_unbroken_chain() {
             "{}",
             db.label
         );
+        other.close().await;
         db.finish().await;
     }
 }
@@ -522,4 +531,68 @@ settings = { url = "https://hooks.example.com/T0/B0/SECRETPATH", secret = "hmac-
         drop(conn);
         db.finish().await;
     }
+}
+
+/// Waits up to `within` for `rx` to announce at least `seq`.
+async fn announced(rx: &mut tokio::sync::watch::Receiver<u64>, seq: u64, within: Duration) -> bool {
+    let wait = within.to_std().expect("duration");
+    tokio::time::timeout(wait, rx.wait_for(|r| *r >= seq))
+        .await
+        .is_ok_and(|r| r.is_ok())
+}
+
+#[tokio::test]
+async fn other_processes_changes_wake_a_store_by_notification_and_by_poll() {
+    let db = databases::postgres().await;
+    workspace(&db).await;
+    // Polls too slowly to matter: only the notification can wake it in time.
+    let listening = store::Store::open_following(
+        &db.url,
+        databases::key(),
+        std::time::Duration::from_secs(600),
+    )
+    .await
+    .expect("listening store");
+    // Polls quickly: finds what no notification announced.
+    let polling = store::Store::open_following(
+        &db.url,
+        databases::key(),
+        std::time::Duration::from_millis(200),
+    )
+    .await
+    .expect("polling store");
+    let mut heard = listening.watch_revision();
+    let mut polled = polling.watch_revision();
+    let before = *heard.borrow();
+
+    let mut c = db.store.change().await.expect("change");
+    c.record(draft("thing.update", "notified"))
+        .await
+        .expect("record");
+    let seq = c.commit().await.expect("commit");
+    assert!(seq > before);
+    assert!(
+        announced(&mut heard, seq, Duration::seconds(1)).await,
+        "no notification within 1 s"
+    );
+    assert!(announced(&mut polled, seq, Duration::seconds(1)).await);
+
+    // A change whose notification was lost (as across a reconnect): the poll finds it.
+    let mut raw = db.raw().await;
+    sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1")
+        .execute(&mut raw)
+        .await
+        .expect("silent change");
+    assert!(
+        announced(&mut polled, seq + 1, Duration::seconds(2)).await,
+        "the poll did not find the unannounced change"
+    );
+    assert!(
+        !announced(&mut heard, seq + 1, Duration::milliseconds(300)).await,
+        "the slow poller saw an unannounced change: the test proves nothing"
+    );
+    drop(raw);
+    listening.close().await;
+    polling.close().await;
+    db.finish().await;
 }

@@ -1,11 +1,10 @@
 //! The control plane as the gateway's [`CatalogSource`]: the store's catalog, exported
 //! whenever its revision moves.
 //!
-//! In one process a commit wakes the feed at once (a `watch` channel); changes made by
-//! other processes on the same database are seen by polling the revision (one tiny
-//! query) every `poll`. Only write-key digests are in what it hands over.
-
-use std::time::Duration;
+//! The store's revision channel wakes the feed: at once for this process's commits and
+//! (on PostgreSQL) other processes' notified ones, within the store's poll interval for
+//! the rest (see [`super::store::follow`]). Only write-key digests are in what it hands
+//! over.
 
 use tokio::sync::watch;
 
@@ -17,17 +16,15 @@ use crate::catalog::{CatalogSource, Document, LoadError};
 pub struct Feed {
     store: Store,
     wake: watch::Receiver<u64>,
-    poll: Duration,
     seen: Option<u64>,
 }
 
 impl Feed {
-    /// A feed from `store`, checking for other processes' changes every `poll`.
-    pub fn new(store: Store, poll: Duration) -> Self {
+    /// A feed from `store`.
+    pub fn new(store: Store) -> Self {
         Self {
             wake: store.watch_revision(),
             store,
-            poll,
             seen: None,
         }
     }
@@ -75,12 +72,13 @@ impl CatalogSource for Feed {
 
     async fn changed(&mut self) {
         loop {
-            let _ = tokio::time::timeout(self.poll, self.wake.changed()).await;
-            match self.store.revision().await {
-                Ok(revision) if Some(revision) != self.seen => return,
-                Ok(_) => {}
-                // Let the reloader try (and log) rather than spin here.
-                Err(_) => return,
+            let announced = *self.wake.borrow_and_update();
+            if self.seen.is_none_or(|seen| announced > seen) {
+                return;
+            }
+            if self.wake.changed().await.is_err() {
+                // The store is gone: nothing will change any more.
+                std::future::pending::<()>().await;
             }
         }
     }

@@ -23,6 +23,7 @@ macro_rules! sql {
 pub mod audit_log;
 pub mod catalog;
 pub mod destinations;
+pub mod follow;
 pub mod gateways;
 pub mod grants;
 pub mod groups;
@@ -47,6 +48,10 @@ use tokio::sync::watch;
 
 use super::audit::{self, Draft};
 use super::secret::{self, Key};
+
+/// How often the revision is read for other processes' changes when no poll interval
+/// is given (PostgreSQL also wakes at once by notification; see [`follow`]).
+pub const DEFAULT_POLL: Duration = Duration::from_secs(1);
 
 /// The SQLite file's name inside the data directory.
 pub const SQLITE_FILE: &str = "control.db";
@@ -113,8 +118,15 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     /// Opens (creating if needed) the database at `url` and brings its schema up to date.
-    /// `sqlite:` URLs get WAL, a busy timeout and foreign keys.
+    /// `sqlite:` URLs get WAL, a busy timeout and foreign keys. Other processes' changes
+    /// are followed as [`Self::open_following`] does with [`DEFAULT_POLL`].
     pub async fn open(url: &str, key: Key) -> Result<Self, StoreError> {
+        Self::open_following(url, key, DEFAULT_POLL).await
+    }
+
+    /// [`Self::open`], reading the revision every `poll` for changes made by other
+    /// processes (on PostgreSQL their notifications wake it sooner; see [`follow`]).
+    pub async fn open_following(url: &str, key: Key, poll: Duration) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -174,19 +186,30 @@ impl Store {
             .fetch_one(&pool)
             .await?
             .try_get::<i64, _>(0)?;
+        let revision = Arc::new(watch::channel(as_u64(head)).0);
+        follow::spawn(backend, url, pool.clone(), Arc::downgrade(&revision), poll);
         Ok(Self {
             pool,
             backend,
             key: Arc::new(key),
-            revision: Arc::new(watch::channel(as_u64(head)).0),
+            revision,
         })
     }
 
     /// Opens the embedded SQLite store in `dir` (created if needed).
     pub async fn open_in(dir: &Path, key: Key) -> Result<Self, StoreError> {
+        Self::open_in_following(dir, key, DEFAULT_POLL).await
+    }
+
+    /// [`Self::open_in`], reading the revision every `poll`.
+    pub async fn open_in_following(
+        dir: &Path,
+        key: Key,
+        poll: Duration,
+    ) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
         let url = format!("sqlite://{}?mode=rwc", dir.join(SQLITE_FILE).display());
-        Self::open(&url, key).await
+        Self::open_following(&url, key, poll).await
     }
 
     /// Which database this is.
@@ -236,6 +259,7 @@ impl Store {
             seq: as_u64(seq),
             prev: from_hex32(&hash)?,
             revision: self.revision.clone(),
+            notify: self.backend == Backend::Postgres,
         })
     }
 
@@ -252,7 +276,8 @@ impl Store {
         Ok(seq)
     }
 
-    /// Wakes when this process commits a change (other processes: poll [`Self::revision`]).
+    /// Wakes when the revision moves: at once for this process's commits and other
+    /// processes' notified ones, within the poll interval for the rest.
     pub fn watch_revision(&self) -> watch::Receiver<u64> {
         self.revision.subscribe()
     }
@@ -293,6 +318,8 @@ pub struct Change {
     seq: u64,
     prev: [u8; 32],
     revision: Arc<watch::Sender<u64>>,
+    /// Announce the commit to other processes (PostgreSQL's NOTIFY).
+    notify: bool,
 }
 
 impl Change {
@@ -317,6 +344,14 @@ impl Change {
             .bind(hex32(&self.prev))
             .execute(&mut *self.tx)
             .await?;
+        if self.notify {
+            // Delivered to every listener when (and only if) the transaction commits.
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(follow::CHANNEL)
+                .bind(self.seq.to_string())
+                .execute(&mut *self.tx)
+                .await?;
+        }
         self.tx.commit().await?;
         crate::telemetry::gauge(crate::telemetry::CONTROL_REVISION, &[]).set(self.seq as f64);
         self.revision.send_if_modified(|r| {

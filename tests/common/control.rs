@@ -19,6 +19,14 @@ write_keys = [{ key = "demo-write-key" }]
 
 /// A server on the control plane over `db`, bootstrapped; returns it and the setup link.
 pub async fn server(db: &TestDb) -> (TestServer, String) {
+    server_with(db, |_| {}).await
+}
+
+/// [`server`] with config tweaks applied last.
+pub async fn server_with(
+    db: &TestDb,
+    tweak: impl FnOnce(&mut sluice::config::Config),
+) -> (TestServer, String) {
     let public = "http://sluice.test";
     let dir = tempfile::tempdir().expect("tempdir");
     let catalog = dir.path().join("catalog.toml");
@@ -41,8 +49,22 @@ pub async fn server(db: &TestDb) -> (TestServer, String) {
         config.control.database_url = Secret::new(url);
         std::fs::create_dir_all(&config.log.dir).expect("log dir");
         std::fs::write(config.log.dir.join("secret.key"), "07".repeat(32)).expect("key");
+        tweak(config);
     });
     (server, link)
+}
+
+/// Another control-plane process on the store of `first` (already bootstrapped).
+pub fn replica(first: &TestServer, tweak: impl FnOnce(&mut sluice::config::Config)) -> TestServer {
+    let mut config = first.config.clone();
+    tweak(&mut config);
+    TestServer::start_with(CATALOG, move |c| {
+        let log = c.log.dir.clone();
+        *c = config;
+        c.log.dir = log;
+        std::fs::create_dir_all(&c.log.dir).expect("log dir");
+        std::fs::write(c.log.dir.join("secret.key"), "07".repeat(32)).expect("key");
+    })
 }
 
 pub struct Api {

@@ -20,8 +20,6 @@ use crate::control::store::gateways;
 
 /// Longest a catalog request waits for a change before answering 304.
 pub const LONG_POLL: Duration = Duration::from_secs(25);
-/// How often a waiting request re-reads the revision (changes made by other processes).
-const RECHECK: Duration = Duration::from_secs(1);
 
 /// `/internal/v1/catalog` (mounted at the root).
 pub fn internal_routes() -> Router<Arc<Api>> {
@@ -97,7 +95,8 @@ async fn catalog(
                 .into_response());
         }
         tokio::select! {
-            _ = tokio::time::timeout((deadline - now).min(RECHECK), wake.changed()) => {}
+            // The store's revision channel also carries other processes' changes.
+            _ = tokio::time::timeout(deadline - now, wake.changed()) => {}
             () = api.closing.cancelled() => {}
         }
     }
