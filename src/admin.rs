@@ -12,15 +12,30 @@ use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
 
+use crate::catalog;
 use crate::config::Secret;
 use crate::delivery::Delivery;
 use crate::gateway::{self, Rejection, Reply, Route};
 use crate::telemetry;
 
+/// What `/health` and `/ready` look at.
+pub enum Probes {
+    /// A gateway (`sluice serve`): its catalog and event log.
+    Gateway(Arc<gateway::State>),
+    /// A delivery process (`sluice deliver`): ready once it has a catalog and its
+    /// JetStream connection is up.
+    Deliver {
+        /// The catalog the workers follow.
+        catalog: catalog::Store,
+        /// The JetStream connection.
+        nats: async_nats::Client,
+    },
+}
+
 /// What the admin listener serves from.
 pub struct State {
-    /// The gateway's state (catalog and log, for the probes).
-    pub gateway: Arc<gateway::State>,
+    /// The probes' subject.
+    pub probes: Probes,
     /// Delivery, when it runs in this process (dead letters).
     pub delivery: Option<Delivery>,
     /// `server.admin_token`.
@@ -42,8 +57,17 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Reply {
                 .insert(CONTENT_TYPE, HeaderValue::from_static(PROMETHEUS_TEXT));
             reply
         }
-        ("/health", true) => gateway::probe(&state.gateway, Route::Health),
-        ("/ready", true) => gateway::probe(&state.gateway, Route::Ready),
+        ("/health" | "/ready", true) => {
+            let route = if path == "/ready" {
+                Route::Ready
+            } else {
+                Route::Health
+            };
+            match &state.probes {
+                Probes::Gateway(gateway) => gateway::probe(gateway, route),
+                Probes::Deliver { catalog, nats } => deliver_probe(catalog, nats, route),
+            }
+        }
         ("/metrics" | "/health" | "/ready" | "/dlq", false) => {
             Rejection::MethodNotAllowed("GET, HEAD").into_reply()
         }
@@ -60,6 +84,27 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Reply {
             None => Rejection::NotFound.into_reply(),
         },
     }
+}
+
+/// `sluice deliver`'s probes: liveness always; ready with a catalog and a connection.
+fn deliver_probe(catalog: &catalog::Store, nats: &async_nats::Client, route: Route) -> Reply {
+    if route != Route::Ready {
+        return gateway::json(StatusCode::OK, Bytes::from_static(br#"{"status":"ok"}"#));
+    }
+    let catalog_version = catalog.snapshot().version();
+    let connected = nats.connection_state() == async_nats::connection::State::Connected;
+    let ready = catalog_version > 0 && connected;
+    let body = serde_json::json!({
+        "ready": ready,
+        "catalog_version": catalog_version,
+        "jetstream_connected": connected,
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    gateway::json(status, body.to_string().into())
 }
 
 fn dead_letters(state: &State) -> Reply {

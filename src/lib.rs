@@ -155,9 +155,10 @@ pub async fn serve(
         )),
         _ => None,
     };
-    let stream_delivery = match (config.log.backend, config.delivery.enabled) {
-        (config::LogBackend::Jetstream, true) => Some(
+    let stream_delivery = match (&event_log, config.delivery.enabled) {
+        (log::EventLog::JetStream(publisher), true) => Some(
             delivery::stream::spawn(
+                publisher.context().clone(),
                 config.log.jetstream.clone(),
                 store.clone(),
                 network,
@@ -174,7 +175,7 @@ pub async fn serve(
         event_log.clone(),
     ));
     let admin_state = Arc::new(admin::State {
-        gateway: Arc::clone(&state),
+        probes: admin::Probes::Gateway(Arc::clone(&state)),
         delivery: delivery.as_ref().map(|(d, _)| d.clone()),
         token: config.server.admin_token.clone(),
     });
@@ -274,11 +275,17 @@ pub async fn serve(
 /// Runs only delivery from the JetStream event log (`sluice deliver`) until `shutdown`:
 /// the catalog as `serve` takes it (file, control-plane store, or a remote control
 /// plane), one worker per destination sharing the destination's durable consumer with
-/// every other delivery process.
-pub async fn deliver(config: Config, shutdown: CancellationToken) -> Result<(), ServeError> {
+/// every other delivery process; `/metrics`, `/health`, `/ready` and the dead-letter
+/// count on `admin`.
+pub async fn deliver(
+    config: Config,
+    admin: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
     if config.log.backend != config::LogBackend::Jetstream {
         return Err(ServeError::NotJetStream);
     }
+    let metrics = telemetry::metrics();
     std::fs::create_dir_all(&config.log.dir).map_err(|source| log::OpenError::Io {
         path: config.log.dir.clone(),
         source,
@@ -288,9 +295,12 @@ pub async fn deliver(config: Config, shutdown: CancellationToken) -> Result<(), 
     let (store, doc) = catalog::open_store(&mut source, &lkg).await?;
     let background = CancellationToken::new();
     let reloader = catalog::spawn_reloader(source, store.clone(), doc, lkg, background.clone());
+    let context = async_nats::jetstream::new(log::jetstream::connect(&config.log.jetstream).await?);
+    log::jetstream::spawn_connection_gauge(context.client(), background.clone());
     let workers = delivery::stream::spawn(
+        context.clone(),
         config.log.jetstream.clone(),
-        store,
+        store.clone(),
         delivery::Network {
             allow_private: config.delivery.allow_private_destinations,
         },
@@ -298,10 +308,54 @@ pub async fn deliver(config: Config, shutdown: CancellationToken) -> Result<(), 
         shutdown.clone(),
     )
     .await?;
-    tracing::info!(stream = %config.log.jetstream.stream, "sluice deliver is running");
+    let admin_state = Arc::new(admin::State {
+        probes: admin::Probes::Deliver {
+            catalog: store,
+            nats: context.client(),
+        },
+        delivery: None,
+        token: config.server.admin_token.clone(),
+    });
+    let admin_settings = gateway::ListenerSettings {
+        max_connections: config.server.admin_max_connections,
+        header_timeout: Duration::from_millis(config.server.header_timeout_ms).min(ADMIN_TIMEOUT),
+        idle_timeout: Duration::from_millis(config.server.idle_timeout_ms).min(ADMIN_TIMEOUT),
+        grace: Duration::from_millis(config.server.shutdown_grace_ms),
+        tls: None,
+        max_header_bytes: config.server.max_header_bytes,
+        max_streams: config.server.max_streams_per_connection,
+        max_per_ip: config.server.admin_max_connections,
+        exempt: Vec::new(),
+    };
+    tracing::info!(
+        stream = %config.log.jetstream.stream,
+        admin = %admin.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        "sluice deliver is running"
+    );
+    let admin_stop = CancellationToken::new();
+    let admin = tokio::spawn(gateway::run_listener(
+        admin,
+        admin_settings,
+        move |req, _peer| admin::handle(Arc::clone(&admin_state), req),
+        admin_stop.clone(),
+    ));
+    let upkeep = tokio::spawn({
+        let background = background.clone();
+        async move {
+            let mut tick = tokio::time::interval(METRICS_UPKEEP);
+            loop {
+                tokio::select! {
+                    () = background.cancelled() => return,
+                    _ = tick.tick() => metrics.run_upkeep(),
+                }
+            }
+        }
+    });
     let _ = workers.await;
     background.cancel();
-    let _ = reloader.await;
+    let _ = tokio::join!(reloader, upkeep);
+    admin_stop.cancel();
+    let _ = admin.await;
     tracing::info!("sluice deliver stopped");
     Ok(())
 }

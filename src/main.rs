@@ -46,7 +46,8 @@ enum Command {
         role: Role,
     },
     /// Run only delivery, from the JetStream event log (log.backend = "jetstream"):
-    /// start as many as you like, they share each destination's consumer.
+    /// start as many as you like, they share each destination's consumer. Metrics and
+    /// probes on server.admin_listen.
     Deliver {
         #[command(flatten)]
         remote: Remote,
@@ -194,9 +195,12 @@ fn deliver(config: Config) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
+        let admin = TcpListener::bind(config.server.admin_listen)
+            .await
+            .with_context(|| format!("binding admin {}", config.server.admin_listen))?;
         let shutdown = CancellationToken::new();
         tokio::spawn(stop_on_signal(shutdown.clone()));
-        sluice::deliver(config, shutdown).await?;
+        sluice::deliver(config, admin, shutdown).await?;
         Ok(())
     })
 }

@@ -123,6 +123,12 @@ pub const CONTROL_REQUEST_DURATION: &str = "sluice_control_request_duration_seco
 pub const CONTROL_DENIALS: &str = "sluice_control_denials_total";
 /// Gauge: the control plane's revision (length of the audit chain).
 pub const CONTROL_REVISION: &str = "sluice_control_revision";
+/// Gauge: 1 while the catalog's source (file, store or remote control plane) answers,
+/// 0 while the last good snapshot is served without it.
+pub const CATALOG_FEED_UP: &str = "sluice_catalog_feed_up";
+/// Gauge: 1 while the process is connected to NATS JetStream, 0 while it is not (only
+/// with `log.backend = "jetstream"`).
+pub const JETSTREAM_CONNECTED: &str = "sluice_jetstream_connected";
 /// Gauge: version of the catalog snapshot being served.
 pub const CATALOG_VERSION: &str = "sluice_catalog_version";
 /// Counter: catalog snapshots installed.
@@ -482,6 +488,20 @@ pub const FAMILIES: &[Family] = &[
         kind: Kind::Gauge,
         unit: None,
         help: "The control plane's revision (length of its audit chain).",
+        buckets: &[],
+    },
+    Family {
+        name: CATALOG_FEED_UP,
+        kind: Kind::Gauge,
+        unit: None,
+        help: "1 while the catalog's source answers, 0 while the last good snapshot is served without it.",
+        buckets: &[],
+    },
+    Family {
+        name: JETSTREAM_CONNECTED,
+        kind: Kind::Gauge,
+        unit: None,
+        help: "1 while connected to NATS JetStream, 0 while not.",
         buckets: &[],
     },
     Family {

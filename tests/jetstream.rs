@@ -92,9 +92,19 @@ async fn acknowledged_events_are_delivered_by_two_delivery_processes() {
 
     // Two delivery processes on the same destination consumer.
     let stop = CancellationToken::new();
-    let workers: Vec<_> = (0..2)
-        .map(|_| tokio::spawn(sluice::deliver(server.config.clone(), stop.clone())))
-        .collect();
+    let mut admins = Vec::new();
+    let mut workers = Vec::new();
+    for _ in 0..2 {
+        let admin = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        admins.push(admin.local_addr().expect("addr"));
+        workers.push(tokio::spawn(sluice::deliver(
+            server.config.clone(),
+            admin,
+            stop.clone(),
+        )));
+    }
 
     let mut acknowledged = Vec::new();
     for round in 0..20 {
@@ -133,6 +143,36 @@ async fn acknowledged_events_are_delivered_by_two_delivery_processes() {
         "{total} deliveries for {} events",
         acknowledged.len()
     );
+
+    // Each delivery process answers its probes and metrics on its admin listener.
+    for admin in &admins {
+        let ready = client()
+            .get(format!("http://{admin}/ready"))
+            .send()
+            .await
+            .expect("ready");
+        assert_eq!(ready.status(), 200);
+        let body: Value = ready.json().await.expect("json");
+        assert_eq!(body["jetstream_connected"], true, "{body}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = client()
+            .get(format!("http://{}/metrics", admins[0]))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        if text.contains("sluice_delivery_lag_events{destination=\"hook\"}")
+            && text.contains("sluice_jetstream_connected 1")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no lag gauge: {text}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     stop.cancel();
     for w in workers {

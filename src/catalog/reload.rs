@@ -166,10 +166,17 @@ fn record_installed(snapshot: &Snapshot) {
     telemetry::gauge(telemetry::CATALOG_SOURCES, &[]).set(snapshot.sources().len() as f64);
     telemetry::gauge(telemetry::CATALOG_WRITE_KEYS, &[]).set(snapshot.key_count() as f64);
     telemetry::counter(telemetry::CATALOG_RELOADS, &[]).increment(1);
+    feed_up(true);
 }
 
 fn telemetry_reload_error() {
     telemetry::counter(telemetry::CATALOG_RELOAD_ERRORS, &[]).increment(1);
+    feed_up(false);
+}
+
+/// Says whether the catalog's source answers (`sluice_catalog_feed_up`).
+pub fn feed_up(up: bool) {
+    telemetry::gauge(telemetry::CATALOG_FEED_UP, &[]).set(if up { 1.0 } else { 0.0 });
 }
 
 async fn load_last_known_good(path: &Path) -> Result<Document, LoadError> {

@@ -110,6 +110,7 @@ impl RemoteSource {
     }
 
     fn failed(&mut self, error: String) {
+        super::reload::feed_up(false);
         if self.last_error.as_deref() != Some(error.as_str()) {
             tracing::warn!(%error, retry_in = ?self.backoff, "catalog feed: keeping the current catalog");
             self.last_error = Some(error);
@@ -150,12 +151,18 @@ impl CatalogSource for RemoteSource {
                 Ok(Some(found)) => {
                     self.pending = Some(found);
                     self.backoff = Duration::from_secs(1);
+                    super::reload::feed_up(true);
                     if self.last_error.take().is_some() {
                         tracing::info!(url = %self.url, "catalog feed: control plane reachable again");
                     }
                     return;
                 }
-                Ok(None) => {}
+                Ok(None) => {
+                    super::reload::feed_up(true);
+                    if self.last_error.take().is_some() {
+                        tracing::info!(url = %self.url, "catalog feed: control plane reachable again");
+                    }
+                }
                 Err(error) => {
                     self.failed(error);
                     tokio::time::sleep(self.backoff).await;

@@ -63,17 +63,16 @@ pub fn consumer_name(destination: &str) -> String {
     format!("sluice-{}", js::token(destination))
 }
 
-/// Connects, makes sure the stream exists, and starts one worker per destination of the
-/// catalog (following its changes) until `stop`.
+/// Makes sure the stream exists and starts one worker per destination of the catalog
+/// (following its changes) until `stop`, on `context`'s connection.
 pub async fn spawn(
+    context: jetstream::Context,
     settings: config::JetStream,
     store: catalog::Store,
     network: Network,
     dead_letter_dir: PathBuf,
     stop: CancellationToken,
 ) -> Result<JoinHandle<()>, StartError> {
-    let client = js::connect(&settings).await?;
-    let context = jetstream::new(client);
     js::ensure_stream(&context, &settings).await?;
     let stream = js::open_stream(&context, &settings).await?;
     Ok(tokio::spawn(supervise(

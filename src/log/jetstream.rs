@@ -23,6 +23,7 @@ use bytes::Bytes;
 
 use super::{AppendError, Batch};
 use crate::config;
+use crate::telemetry;
 
 /// JetStream's de-duplication header.
 pub const MSG_ID: &str = "Nats-Msg-Id";
@@ -30,6 +31,8 @@ pub const MSG_ID: &str = "Nats-Msg-Id";
 const HIGH_WATER: f64 = 0.9;
 /// How often the stream's fullness is read for readiness.
 const FULLNESS_EVERY: Duration = Duration::from_secs(5);
+/// How often `sluice_jetstream_connected` is refreshed.
+const CONNECTION_EVERY: Duration = Duration::from_secs(1);
 
 /// Why the stream could not be reached or set up.
 #[derive(Debug, thiserror::Error)]
@@ -160,6 +163,27 @@ pub struct Publisher {
     prefix: Arc<str>,
     ack_timeout: Duration,
     over_high_water: Arc<AtomicBool>,
+    meters: Meters,
+}
+
+/// The log's metric handles (the same families as the local log's).
+#[derive(Clone)]
+struct Meters {
+    duration: metrics::Histogram,
+    records: metrics::Counter,
+    full: metrics::Counter,
+    errors: metrics::Counter,
+}
+
+impl Meters {
+    fn new() -> Self {
+        Self {
+            duration: telemetry::histogram(telemetry::LOG_APPEND_DURATION, &[]),
+            records: telemetry::counter(telemetry::LOG_APPENDED_RECORDS, &[]),
+            full: telemetry::counter(telemetry::LOG_FULL, &[]),
+            errors: telemetry::counter(telemetry::LOG_WRITE_ERRORS, &[]),
+        }
+    }
 }
 
 impl std::fmt::Debug for Publisher {
@@ -191,7 +215,9 @@ impl Publisher {
             prefix: settings.subject_prefix.as_str().into(),
             ack_timeout,
             over_high_water: Arc::new(AtomicBool::new(false)),
+            meters: Meters::new(),
         };
+        spawn_connection_gauge(publisher.client.clone(), stop.clone());
         tokio::spawn(watch_fullness(
             publisher.context.clone(),
             settings.stream.clone(),
@@ -204,6 +230,21 @@ impl Publisher {
 
     /// Publishes every record of the batch and waits for all their acks.
     pub async fn append(&self, batch: Batch) -> Result<(), AppendError> {
+        let started = Instant::now();
+        let result = self.publish(batch).await;
+        match &result {
+            Ok(n) => {
+                self.meters.records.increment(*n);
+                self.meters.duration.record(started.elapsed().as_secs_f64());
+            }
+            Err(AppendError::Full) => self.meters.full.increment(1),
+            Err(_) => self.meters.errors.increment(1),
+        }
+        result.map(|_| ())
+    }
+
+    /// [`Self::append`]'s work; the number of records acknowledged.
+    async fn publish(&self, batch: Batch) -> Result<u64, AppendError> {
         let (bytes, records) = batch.into_records();
         let bytes = Bytes::from(bytes);
         let mut acks = Vec::with_capacity(records.len());
@@ -233,6 +274,7 @@ impl Publisher {
                 .map_err(|e| classify(&e.to_string(), e.kind()))?;
             acks.push(ack);
         }
+        let n = acks.len() as u64;
         for ack in acks {
             match tokio::time::timeout(self.ack_timeout, ack).await {
                 Ok(Ok(_)) => {}
@@ -240,7 +282,7 @@ impl Publisher {
                 Err(_) => return Err(AppendError::Io),
             }
         }
-        Ok(())
+        Ok(n)
     }
 
     /// The JetStream context (for the gateway's consumer keeper).
@@ -273,6 +315,25 @@ fn classify(text: &str, kind: jetstream::context::PublishErrorKind) -> AppendErr
     AppendError::Io
 }
 
+/// Keeps `sluice_jetstream_connected` up to date for `client` until `stop`.
+pub fn spawn_connection_gauge(
+    client: async_nats::Client,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let gauge = telemetry::gauge(telemetry::JETSTREAM_CONNECTED, &[]);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(CONNECTION_EVERY);
+        loop {
+            let up = client.connection_state() == async_nats::connection::State::Connected;
+            gauge.set(if up { 1.0 } else { 0.0 });
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+        }
+    });
+}
+
 async fn watch_fullness(
     context: jetstream::Context,
     stream: String,
@@ -292,6 +353,7 @@ async fn watch_fullness(
         if let Ok(mut s) = context.get_stream(&stream).await
             && let Ok(info) = s.info().await
         {
+            telemetry::gauge(telemetry::LOG_BYTES, &[]).set(info.state.bytes as f64);
             let used = info.state.bytes as f64 / max_bytes as f64;
             over.store(used >= HIGH_WATER, Ordering::Relaxed);
         }
