@@ -6,11 +6,13 @@ set -euo pipefail
 
 up() { (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# The binary is needed even when a server already listens: the JetStream tests start
+# servers of their own (a three-node cluster, a server they kill).
+if ! command -v nats-server >/dev/null 2>&1; then
+  echo "services: installing nats-server"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null
+fi
 if ! up 4222; then
-  if ! command -v nats-server >/dev/null 2>&1; then
-    echo "services: installing nats-server"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null
-  fi
   echo "services: starting nats-server (JetStream) on 127.0.0.1:4222"
   mkdir -p /var/lib/nats-server
   start-stop-daemon --start --oknodo --background --exec "$(command -v nats-server)" -- \

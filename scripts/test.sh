@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly as CI runs it (.ci/run calls this script):
-# formatting, lints, docs, unit + integration + property tests, a short chaos run,
-# schemathesis against the control plane's OpenAPI document, and the golden test with
-# the real SDKs (installs them from npm and PyPI on first run).
+# formatting, lints, docs, unit + integration + property tests, the deploy kit's checks,
+# a short chaos run, schemathesis against the control plane's OpenAPI document, and the
+# golden test with the real SDKs (installs them from npm and PyPI on first run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +18,8 @@ step "cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
 step "cargo test"
 cargo test --workspace
+step "deploy kit: manifests, compose file, alert rules (kubernetes-validate, promtool)"
+SLUICE_BIN="$(pwd)/target/debug/sluice" scripts/deploy_check.sh
 step "chaos smoke: kill -9, full disk, destination down under load (loadtest/chaos.sh runs it longer)"
 python3 loadtest/chaos.py --bin target/debug/sluice --seconds 12 --senders 2 --work target/loadtest/chaos-smoke
 step "schemathesis: the control plane against its OpenAPI document (no 5xx, answers as documented)"

@@ -359,6 +359,10 @@ pub struct JetStream {
     pub ack_timeout_ms: u64,
     /// How long to try reaching JetStream at start before giving up, in milliseconds. Default 10000.
     pub connect_timeout_ms: u64,
+    /// An event a delivery process fetched and neither acknowledged nor gave back within
+    /// this is handed to another process (the first is presumed dead), in milliseconds.
+    /// Set when a destination's consumer is created. Default 60000.
+    pub redeliver_after_ms: u64,
 }
 
 /// `log.jetstream.storage`.
@@ -385,6 +389,7 @@ impl Default for JetStream {
             max_pending_acks: 4096,
             ack_timeout_ms: 5_000,
             connect_timeout_ms: 10_000,
+            redeliver_after_ms: 60_000,
         }
     }
 }
@@ -603,13 +608,14 @@ impl Config {
                 || js.replicas == 0
                 || js.replicas > 5
                 || js.max_pending_acks == 0
+                || js.redeliver_after_ms < 1_000
                 || js.stream.is_empty()
                 || js.stream.contains(['.', ' ', '*', '>'])
                 || js.subject_prefix.is_empty()
                 || js.subject_prefix.contains([' ', '*', '>']))
         {
             return Err(Error::Invalid(
-                "log.jetstream needs a url, a stream name without '.', ' ', '*' or '>', a subject_prefix without wildcards, replicas 1..=5 and max_pending_acks at least 1",
+                "log.jetstream needs a url, a stream name without '.', ' ', '*' or '>', a subject_prefix without wildcards, replicas 1..=5, max_pending_acks at least 1 and redeliver_after_ms at least 1000",
             ));
         }
         if self.log.segment_bytes < 4096 || self.log.queue_depth == 0 {

@@ -52,6 +52,12 @@ enum Command {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Load the configuration (file and SLUICE__… variables), check it, and print a
+    /// summary; exits non-zero with the reason when it is not valid.
+    CheckConfig {
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Inspect the event log.
     Log {
         #[command(subcommand)]
@@ -144,6 +150,28 @@ fn main() -> anyhow::Result<()> {
             let mut config = config;
             remote.apply(&mut config);
             deliver(config)
+        }
+        Command::CheckConfig { remote } => {
+            let mut config = config;
+            remote.apply(&mut config);
+            println!(
+                "configuration is valid: Tracking API {}, admin {}, catalog from {:?}, event log {:?}{}",
+                config.server.listen,
+                config.server.admin_listen,
+                config.catalog.source,
+                config.log.backend,
+                match config.log.backend {
+                    sluice::config::LogBackend::Local =>
+                        format!(" in {}", config.log.dir.display()),
+                    sluice::config::LogBackend::Jetstream => format!(
+                        " (stream {} at {}, {} replicas)",
+                        config.log.jetstream.stream,
+                        config.log.jetstream.url,
+                        config.log.jetstream.replicas
+                    ),
+                }
+            );
+            Ok(())
         }
         Command::Log { command } => cli::log::run(&config, command),
         Command::Blocked { command } => cli::log::run_blocked(&config, command),

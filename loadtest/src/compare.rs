@@ -34,6 +34,8 @@ pub enum Server {
     SluiceWarn,
     /// Sluice (`os`) validating against a tracking plan, enforcement `block`.
     SluiceBlock,
+    /// Sluice with the event log on NATS JetStream (R=1, file storage).
+    SluiceJetStream,
 }
 
 impl Server {
@@ -45,6 +47,7 @@ impl Server {
             Self::SluiceFsync => "sluice (fsync)",
             Self::SluiceWarn => "sluice (os, plan: warn)",
             Self::SluiceBlock => "sluice (os, plan: block)",
+            Self::SluiceJetStream => "sluice (jetstream R=1)",
         }
     }
 }
@@ -68,6 +71,10 @@ pub struct Options {
     pub itself: PathBuf,
     /// Scratch directory on the disk under test.
     pub work: PathBuf,
+    /// NATS URL for the JetStream scenarios (empty: skipped).
+    pub nats: String,
+    /// Only scenarios whose name contains one of these (empty: all).
+    pub only: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -100,10 +107,12 @@ pub fn run(o: &Options) -> anyhow::Result<String> {
         (Server::SluiceFsync, RouteKind::Track),
         (Server::SluiceWarn, RouteKind::Track),
         (Server::SluiceBlock, RouteKind::Track),
+        (Server::SluiceJetStream, RouteKind::Track),
         (Server::BaselineParse, RouteKind::Batch),
         (Server::SluiceOs, RouteKind::Batch),
         (Server::SluiceFsync, RouteKind::Batch),
         (Server::SluiceWarn, RouteKind::Batch),
+        (Server::SluiceJetStream, RouteKind::Batch),
     ]
     .into_iter()
     .map(|(s, r)| {
@@ -113,7 +122,14 @@ pub fn run(o: &Options) -> anyhow::Result<String> {
             r,
         )
     })
+    .filter(|(name, server, _)| {
+        (o.only.is_empty() || o.only.iter().any(|w| name.contains(w.as_str())))
+            && (*server != Server::SluiceJetStream || !o.nats.is_empty())
+    })
     .collect();
+    if o.nats.is_empty() {
+        eprintln!("--nats \"\": JetStream scenarios skipped");
+    }
 
     let mut all: Vec<Vec<Measured>> = vec![Vec::new(); scenarios.len()];
     for rep in 0..o.runs {
@@ -207,6 +223,20 @@ fn table(rows: &[Measured], o: &Options, fsync_p50: f64, fsync_p99: f64) -> Stri
             }
         ));
     }
+    for route in [RouteKind::Track, RouteKind::Batch] {
+        if let (Some(os), Some(js)) = (
+            find(Server::SluiceOs, route),
+            find(Server::SluiceJetStream, route),
+        ) {
+            out.push_str(&format!(
+                "\njetstream vs os ({}): {:.0} % of the events/s; p99 {:.2} ms vs {:.2} ms.\n",
+                route_label(route, o.batch_size),
+                100.0 * js.events_per_sec / os.events_per_sec.max(1e-9),
+                js.p99_ms,
+                os.p99_ms
+            ));
+        }
+    }
     if let (Some(os), Some(fs), Some(base)) = (
         find(Server::SluiceOs, RouteKind::Track),
         find(Server::SluiceFsync, RouteKind::Track),
@@ -283,7 +313,11 @@ fn measure(
             }
             c
         }
-        Server::SluiceOs | Server::SluiceFsync | Server::SluiceWarn | Server::SluiceBlock => {
+        Server::SluiceOs
+        | Server::SluiceFsync
+        | Server::SluiceWarn
+        | Server::SluiceBlock
+        | Server::SluiceJetStream => {
             let durability = if server == Server::SluiceFsync {
                 "fsync"
             } else {
@@ -301,10 +335,22 @@ fn measure(
                     plan()
                 ),
             )?;
+            let jetstream = if server == Server::SluiceJetStream {
+                // A stream of its own per run, deleted afterwards.
+                format!(
+                    "backend = \"jetstream\"\n[log.jetstream]\nurl = \"{}\"\nstream = \"{}\"\nsubject_prefix = \"{}\"\n",
+                    o.nats,
+                    stream_name(port),
+                    format_args!("sluice_compare.p{port}"),
+                )
+            } else {
+                String::new()
+            };
             let config = format!(
                 "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{}\"\n\
-                 [catalog]\nsource = \"file\"\npath = \"{}\"\n[log]\ndir = \"{}\"\ndurability = \"{durability}\"\n\
-                 [telemetry]\nlog_filter = \"warn\"\n",
+                 [catalog]\nsource = \"file\"\npath = \"{}\"\n\
+                 [telemetry]\nlog_filter = \"warn\"\n\
+                 [log]\ndir = \"{}\"\ndurability = \"{durability}\"\n{jetstream}",
                 free_port()?,
                 dir.join("catalog.toml").display(),
                 dir.join("log").display()
@@ -366,6 +412,9 @@ fn measure(
     }
     let rss_mb = rss_mb(child.0.id());
     drop(child);
+    if server == Server::SluiceJetStream {
+        delete_stream(&o.nats, &stream_name(port));
+    }
     let report: Report = serde_json::from_slice(&std::fs::read(&out)?)?;
     let non_200 = report
         .statuses
@@ -385,6 +434,30 @@ fn measure(
         rss_mb,
         non_200,
     })
+}
+
+fn stream_name(port: u16) -> String {
+    format!("SLUICE_COMPARE_{port}")
+}
+
+/// Deletes a run's stream (best effort: a leftover one only takes disk space).
+fn delete_stream(url: &str, stream: &str) {
+    let deleted = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| {
+            rt.block_on(async {
+                let client = async_nats::connect(url).await?;
+                async_nats::jetstream::new(client)
+                    .delete_stream(stream)
+                    .await?;
+                Ok(())
+            })
+        });
+    if let Err(error) = deleted {
+        eprintln!("warning: could not delete JetStream stream {stream}: {error}");
+    }
 }
 
 /// Resident set of a process in MB (0 where /proc is not available).

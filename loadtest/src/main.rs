@@ -56,6 +56,13 @@ enum Cmd {
         /// Scratch directory (on the disk to measure).
         #[arg(long, default_value = "target/loadtest")]
         work: PathBuf,
+        /// NATS JetStream for the `jetstream` scenarios ("" skips them).
+        #[arg(long, default_value = "nats://127.0.0.1:4222")]
+        nats: String,
+        /// Run only the scenarios whose name contains this text (repeatable), e.g.
+        /// `--only batch` or `--only jetstream --only "(os)"`.
+        #[arg(long)]
+        only: Vec<String>,
     },
     /// Measure the disk's write+fdatasync latency.
     FsyncProbe {
@@ -168,6 +175,8 @@ fn main() -> anyhow::Result<()> {
             batch_size,
             sluice,
             work,
+            nats,
+            only,
         } => {
             let options = loadtest::compare::Options {
                 runs: runs.max(1),
@@ -178,6 +187,8 @@ fn main() -> anyhow::Result<()> {
                 sluice,
                 itself: std::env::current_exe()?,
                 work,
+                nats,
+                only,
             };
             let table = loadtest::compare::run(&options)?;
             println!("{table}");

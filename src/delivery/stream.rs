@@ -39,8 +39,6 @@ use crate::telemetry;
 const WATCH_EVERY: Duration = Duration::from_millis(500);
 /// How long one fetch waits for events.
 const FETCH_WAIT: Duration = Duration::from_secs(1);
-/// How long JetStream waits for an ack before handing an event to another process.
-const ACK_WAIT: Duration = Duration::from_secs(60);
 /// Events handed out and not yet acknowledged, per destination, at most.
 const MAX_ACK_PENDING: i64 = 10_000;
 /// How often the lag gauges are read from the consumer.
@@ -75,8 +73,10 @@ pub async fn spawn(
 ) -> Result<JoinHandle<()>, StartError> {
     js::ensure_stream(&context, &settings).await?;
     let stream = js::open_stream(&context, &settings).await?;
+    let ack_wait = Duration::from_millis(settings.redeliver_after_ms);
     Ok(tokio::spawn(supervise(
         stream,
+        ack_wait,
         store,
         network,
         dead_letter_dir,
@@ -96,26 +96,32 @@ pub async fn keep_consumers(
 ) -> Result<JoinHandle<()>, StartError> {
     let stream = js::open_stream(&context, settings).await?;
     let mut done: HashSet<String> = HashSet::new();
-    ensure_all(&stream, &store, &mut done).await;
+    let ack_wait = Duration::from_millis(settings.redeliver_after_ms);
+    ensure_all(&stream, ack_wait, &store, &mut done).await;
     Ok(tokio::spawn(async move {
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(WATCH_EVERY) => {}
             }
-            ensure_all(&stream, &store, &mut done).await;
+            ensure_all(&stream, ack_wait, &store, &mut done).await;
         }
     }))
 }
 
-async fn ensure_all(stream: &stream::Stream, store: &catalog::Store, done: &mut HashSet<String>) {
+async fn ensure_all(
+    stream: &stream::Stream,
+    ack_wait: Duration,
+    store: &catalog::Store,
+    done: &mut HashSet<String>,
+) {
     let snapshot = store.snapshot();
     done.retain(|id| snapshot.destination(id).is_some());
     for d in snapshot.destinations() {
         if done.contains(&d.id) {
             continue;
         }
-        match consumer_for(stream, &d.id).await {
+        match consumer_for(stream, &d.id, ack_wait).await {
             Ok(_) => {
                 done.insert(d.id.clone());
             }
@@ -134,6 +140,7 @@ struct Running {
 
 async fn supervise(
     stream: stream::Stream,
+    ack_wait: Duration,
     store: catalog::Store,
     network: Network,
     dead_letter_dir: PathBuf,
@@ -172,7 +179,7 @@ async fn supervise(
                 }
             };
             failed.remove(&d.id);
-            let consumer = match consumer_for(&stream, &d.id).await {
+            let consumer = match consumer_for(&stream, &d.id, ack_wait).await {
                 Ok(c) => c,
                 Err(error) => {
                     tracing::warn!(destination = %d.id, %error, "cannot open the destination's JetStream consumer; retrying");
@@ -208,7 +215,12 @@ async fn supervise(
     }
 }
 
-async fn consumer_for(stream: &stream::Stream, id: &str) -> Result<PullConsumer, String> {
+/// Opens the destination's durable consumer, creating it (with `ack_wait`) if needed.
+async fn consumer_for(
+    stream: &stream::Stream,
+    id: &str,
+    ack_wait: Duration,
+) -> Result<PullConsumer, String> {
     let name = consumer_name(id);
     stream
         .get_or_create_consumer(
@@ -218,7 +230,7 @@ async fn consumer_for(stream: &stream::Stream, id: &str) -> Result<PullConsumer,
                 description: Some(format!("Sluice delivery to destination {id}")),
                 ack_policy: AckPolicy::Explicit,
                 deliver_policy: DeliverPolicy::New,
-                ack_wait: ACK_WAIT,
+                ack_wait,
                 max_ack_pending: MAX_ACK_PENDING,
                 ..Default::default()
             },

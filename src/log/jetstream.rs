@@ -77,12 +77,19 @@ pub fn stream_config(settings: &config::JetStream) -> stream::Config {
 /// Connects to NATS, retrying until `connect_timeout_ms`.
 pub async fn connect(settings: &config::JetStream) -> Result<async_nats::Client, JetStreamError> {
     let deadline = Instant::now() + Duration::from_millis(settings.connect_timeout_ms);
-    let urls = settings.url.as_str();
+    // Every listed server is a seed: the client connects to one and fails over to the
+    // others (and to those the cluster tells it of).
+    let urls: Vec<&str> = settings
+        .url
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .collect();
     loop {
         let attempt = async_nats::ConnectOptions::new()
             .connection_timeout(Duration::from_secs(2))
             .name("sluice")
-            .connect(urls)
+            .connect(urls.as_slice())
             .await;
         match attempt {
             Ok(client) => return Ok(client),
@@ -109,10 +116,22 @@ pub async fn ensure_stream(
         stream: settings.stream.clone(),
         reason,
     };
-    let info = context
-        .create_or_update_stream(stream_config(settings))
-        .await
-        .map_err(|e| failed(e.to_string()))?;
+    // A cluster that is still electing its leader answers nothing for a while: keep
+    // asking for as long as a connection is given.
+    let deadline = Instant::now() + Duration::from_millis(settings.connect_timeout_ms);
+    let info = loop {
+        match context
+            .create_or_update_stream(stream_config(settings))
+            .await
+        {
+            Ok(info) => break info,
+            Err(error) if Instant::now() < deadline => {
+                tracing::warn!(stream = %settings.stream, %error, "JetStream stream not ready yet; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(error) => return Err(failed(error.to_string())),
+        }
+    };
     tracing::info!(
         stream = %info.config.name,
         subjects = ?info.config.subjects,
