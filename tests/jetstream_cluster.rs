@@ -4,7 +4,7 @@
 //! (a new one takes its place). Every acknowledged event must be in the stream and
 //! reach the webhook (at least once).
 //!
-//! `SLUICE_CLUSTER_SECONDS` sets the length of the load (default 6);
+//! `SLUICE_CLUSTER_SECONDS` sets the length of the load (default 8);
 //! `loadtest/cluster.sh` runs the long version on release binaries.
 
 mod common;
@@ -170,7 +170,10 @@ fn sluice(dir: &Path, urls: &str, stream: &str, args: &[&str]) -> Process {
         .env("SLUICE__DELIVERY__ALLOW_PRIVATE_DESTINATIONS", "true")
         .env("SLUICE__CATALOG__SOURCE", "file")
         .env("SLUICE__CATALOG__PATH", dir.join("../catalog.toml"))
-        .env("RUST_LOG", "error")
+        .env(
+            "RUST_LOG",
+            std::env::var("SLUICE_CLUSTER_LOG").unwrap_or_else(|_| "error".into()),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -191,6 +194,8 @@ fn sluice(dir: &Path, urls: &str, stream: &str, args: &[&str]) -> Process {
 #[derive(Default)]
 struct Tally {
     acked: Mutex<Vec<String>>,
+    /// When each batch was acknowledged.
+    times: Mutex<Vec<Instant>>,
     refused: AtomicU64,
     unreachable: AtomicU64,
 }
@@ -221,6 +226,7 @@ async fn sender(n: usize, target: Arc<Mutex<String>>, stop: Arc<AtomicBool>, tal
             match sent {
                 Ok(r) if r.status() == 200 => {
                     tally.acked.lock().expect("lock").extend(ids);
+                    tally.times.lock().expect("lock").push(Instant::now());
                     break;
                 }
                 Ok(r) => {
@@ -244,10 +250,20 @@ async fn stored_ids(urls: &str, stream: &str) -> HashMap<String, u32> {
     let js = jetstream::new(client);
     let mut s = js.get_stream(stream).await.expect("stream");
     let total = s.info().await.expect("info").state.messages;
-    let consumer = s
-        .create_consumer(jetstream::consumer::pull::OrderedConfig::default())
-        .await
-        .expect("ordered consumer");
+    // Right after a node loss the cluster may still be moving leaders: ask again.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let consumer = loop {
+        match s
+            .create_consumer(jetstream::consumer::pull::OrderedConfig::default())
+            .await
+        {
+            Ok(consumer) => break consumer,
+            Err(error) => {
+                assert!(Instant::now() < deadline, "ordered consumer: {error}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    };
     let mut messages = consumer.messages().await.expect("messages");
     let mut ids = HashMap::new();
     let mut seen = 0;
@@ -296,7 +312,7 @@ async fn node_gateway_and_worker_kills_lose_nothing_acknowledged() {
     let seconds: f64 = std::env::var("SLUICE_CLUSTER_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(6.0);
+        .unwrap_or(8.0);
     let senders = 3;
     let dir = tempfile::tempdir().expect("tempdir");
     let mut nodes = start_cluster(dir.path());
@@ -315,6 +331,31 @@ async fn node_gateway_and_worker_kills_lose_nothing_acknowledged() {
     let mut worker = Some(sluice(&dir.path().join("d1"), &urls, stream, &["deliver"]));
     let _spare = sluice(&dir.path().join("d2"), &urls, stream, &["deliver"]);
 
+    // A new cluster places the stream's and the consumer's replicas over its first
+    // seconds (publishes wait meanwhile): the load starts once one event went through.
+    let warm_up = Instant::now();
+    let http = client();
+    loop {
+        let sent = http
+            .post(format!("http://127.0.0.1:{}/v1/track", gateway.port))
+            .header("authorization", basic("web-key"))
+            .json(&json!({"userId": "u", "event": "Warm Up", "messageId": "warm-up"}))
+            .send()
+            .await;
+        if sent.is_ok_and(|r| r.status() == 200) && !receiver.events().is_empty() {
+            break;
+        }
+        assert!(
+            warm_up.elapsed() < Duration::from_secs(60),
+            "the cluster never took an event"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!(
+        "cluster took its first event after {:.1} s",
+        warm_up.elapsed().as_secs_f64()
+    );
+
     let target = Arc::new(Mutex::new(format!("http://127.0.0.1:{}", gateway.port)));
     let stop = Arc::new(AtomicBool::new(false));
     let tally = Arc::new(Tally::default());
@@ -330,7 +371,6 @@ async fn node_gateway_and_worker_kills_lose_nothing_acknowledged() {
         .collect();
     let started = Instant::now();
     let at = |fraction: f64| started + Duration::from_secs_f64(seconds * fraction);
-    let mut log = Vec::new();
 
     // 1. The stream's leader node dies.
     tokio::time::sleep_until(at(0.2).into()).await;
@@ -343,30 +383,30 @@ async fn node_gateway_and_worker_kills_lose_nothing_acknowledged() {
         child.kill().expect("SIGKILL node");
         let _ = child.wait();
     }
-    log.push(format!(
+    eprintln!(
         "{:.1} s: SIGKILL nats node {leader} (stream leader), {} events acknowledged so far",
         started.elapsed().as_secs_f64(),
         tally.acked.lock().expect("lock").len()
-    ));
+    );
 
     // 2. A delivery process dies: the other one goes on, and gets what it held.
     tokio::time::sleep_until(at(0.4).into()).await;
     drop(worker.take());
-    log.push(format!(
+    eprintln!(
         "{:.1} s: SIGKILL delivery process d1",
         started.elapsed().as_secs_f64()
-    ));
+    );
 
     // 3. The gateway dies mid-load; a new one takes over (as a load balancer would send
     // the clients' retries to another replica).
     tokio::time::sleep_until(at(0.6).into()).await;
     gateway.child.kill().expect("SIGKILL gateway");
     let _ = gateway.child.wait();
-    log.push(format!(
+    eprintln!(
         "{:.1} s: SIGKILL gateway g1, {} events acknowledged so far",
         started.elapsed().as_secs_f64(),
         tally.acked.lock().expect("lock").len()
-    ));
+    );
     gateway = sluice(
         &dir.path().join("g2"),
         &urls,
@@ -381,6 +421,13 @@ async fn node_gateway_and_worker_kills_lose_nothing_acknowledged() {
         task.await.expect("sender");
     }
     let load_ended = Instant::now();
+    let mut times = tally.times.lock().expect("lock").clone();
+    times.sort();
+    let (gap, gap_at) = times
+        .windows(2)
+        .map(|w| (w[1] - w[0], w[0] - started))
+        .max()
+        .unwrap_or_default();
     let acked: Vec<String> = tally.acked.lock().expect("lock").clone();
     assert!(!acked.is_empty(), "nothing was acknowledged");
 
@@ -420,12 +467,11 @@ async fn node_gateway_and_worker_kills_lose_nothing_acknowledged() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    for line in &log {
-        eprintln!("{line}");
-    }
     eprintln!(
-        "load {seconds} s, {senders} senders: {} events acknowledged, {} answers 503 and {} connection failures (all retried), {} stored (each once), {} deliveries ({} repeats) complete {:.1} s after the load",
+        "load {seconds} s, {senders} senders: {} events acknowledged (longest pause between acknowledgements {:.1} s, from {:.1} s), {} answers 503 and {} connection failures (all retried), {} stored (each once), {} deliveries ({} repeats) complete {:.1} s after the load",
         acked.len(),
+        gap.as_secs_f64(),
+        gap_at.as_secs_f64(),
         tally.refused.load(Ordering::Relaxed),
         tally.unreachable.load(Ordering::Relaxed),
         stored.len(),
