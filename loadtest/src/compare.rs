@@ -36,6 +36,8 @@ pub enum Server {
     SluiceBlock,
     /// Sluice with the event log on NATS JetStream (R=1, file storage).
     SluiceJetStream,
+    /// Publishing to JetStream without Sluice: the stream's ceiling on this machine.
+    BaselineJetStream,
 }
 
 impl Server {
@@ -48,6 +50,7 @@ impl Server {
             Self::SluiceWarn => "sluice (os, plan: warn)",
             Self::SluiceBlock => "sluice (os, plan: block)",
             Self::SluiceJetStream => "sluice (jetstream R=1)",
+            Self::BaselineJetStream => "baseline jetstream publish",
         }
     }
 }
@@ -107,11 +110,13 @@ pub fn run(o: &Options) -> anyhow::Result<String> {
         (Server::SluiceFsync, RouteKind::Track),
         (Server::SluiceWarn, RouteKind::Track),
         (Server::SluiceBlock, RouteKind::Track),
+        (Server::BaselineJetStream, RouteKind::Track),
         (Server::SluiceJetStream, RouteKind::Track),
         (Server::BaselineParse, RouteKind::Batch),
         (Server::SluiceOs, RouteKind::Batch),
         (Server::SluiceFsync, RouteKind::Batch),
         (Server::SluiceWarn, RouteKind::Batch),
+        (Server::BaselineJetStream, RouteKind::Batch),
         (Server::SluiceJetStream, RouteKind::Batch),
     ]
     .into_iter()
@@ -124,7 +129,8 @@ pub fn run(o: &Options) -> anyhow::Result<String> {
     })
     .filter(|(name, server, _)| {
         (o.only.is_empty() || o.only.iter().any(|w| name.contains(w.as_str())))
-            && (*server != Server::SluiceJetStream || !o.nats.is_empty())
+            && (!matches!(server, Server::SluiceJetStream | Server::BaselineJetStream)
+                || !o.nats.is_empty())
     })
     .collect();
     if o.nats.is_empty() {
@@ -235,6 +241,13 @@ fn table(rows: &[Measured], o: &Options, fsync_p50: f64, fsync_p99: f64) -> Stri
                 js.p99_ms,
                 os.p99_ms
             ));
+            if let Some(bare) = find(Server::BaselineJetStream, route) {
+                out.push_str(&format!(
+                    "jetstream vs bare JetStream publishing ({}): {:.0} % of the events/s.\n",
+                    route_label(route, o.batch_size),
+                    100.0 * js.events_per_sec / bare.events_per_sec.max(1e-9),
+                ));
+            }
         }
     }
     if let (Some(os), Some(fs), Some(base)) = (
@@ -300,6 +313,9 @@ fn measure(
     route: RouteKind,
     pinned: bool,
 ) -> anyhow::Result<Measured> {
+    if server == Server::BaselineJetStream {
+        return measure_jetstream_baseline(o, name, route, pinned);
+    }
     let port = free_port()?;
     let dir = o.work.join("server");
     let _ = std::fs::remove_dir_all(&dir);
@@ -313,6 +329,7 @@ fn measure(
             }
             c
         }
+        Server::BaselineJetStream => bail!("measured apart"),
         Server::SluiceOs
         | Server::SluiceFsync
         | Server::SluiceWarn
@@ -433,6 +450,64 @@ fn measure(
         p99_ms: report.latency_ms.p99,
         rss_mb,
         non_200,
+    })
+}
+
+/// The JetStream baseline in place of the server, pinned where the server would be (the
+/// generator's core stays free, as NATS shares both cores in the Sluice scenario too).
+fn measure_jetstream_baseline(
+    o: &Options,
+    name: &str,
+    route: RouteKind,
+    pinned: bool,
+) -> anyhow::Result<Measured> {
+    let out = o.work.join("report.json");
+    let (tasks, batch) = if route == RouteKind::Batch {
+        (o.batch_connections, o.batch_size)
+    } else {
+        (o.connections, 1)
+    };
+    let mut c = pinned_command(pinned, "0", &o.itself);
+    c.args([
+        "jetstream-baseline",
+        "--url",
+        &o.nats,
+        "--stream",
+        &stream_name(free_port()?),
+        "--seconds",
+        &o.seconds.to_string(),
+        "--connections",
+        &tasks.to_string(),
+        "--batch-size",
+        &batch.to_string(),
+        "--event-bytes",
+        // The generator's events are ~700 B in batches, ~800 B alone.
+        if route == RouteKind::Batch {
+            "700"
+        } else {
+            "800"
+        },
+        "--json-out",
+    ])
+    .arg(&out);
+    let status = c
+        .stdout(Stdio::null())
+        .status()
+        .context("running the JetStream baseline")?;
+    if !status.success() {
+        bail!("JetStream baseline failed: {status}");
+    }
+    let report: Report = serde_json::from_slice(&std::fs::read(&out)?)?;
+    Ok(Measured {
+        scenario: name.to_owned(),
+        server: Server::BaselineJetStream,
+        route,
+        requests_per_sec: report.requests_per_sec,
+        events_per_sec: report.events_per_sec,
+        p50_ms: report.latency_ms.p50,
+        p99_ms: report.latency_ms.p99,
+        rss_mb: 0.0,
+        non_200: report.errors,
     })
 }
 

@@ -11,6 +11,7 @@
 pub mod baseline;
 pub mod compare;
 pub mod generator;
+pub mod jetstream_baseline;
 pub mod payload;
 pub mod probe;
 pub mod report;

@@ -64,6 +64,31 @@ enum Cmd {
         #[arg(long)]
         only: Vec<String>,
     },
+    /// The JetStream ceiling: publish to a stream of its own without Sluice (each round
+    /// publishes --batch-size messages with Nats-Msg-Id and awaits their acks).
+    JetstreamBaseline {
+        /// NATS URL (loopback only).
+        #[arg(long, default_value = "nats://127.0.0.1:4222")]
+        url: String,
+        /// Stream to create and delete afterwards.
+        #[arg(long, default_value = "SLUICE_BASELINE")]
+        stream: String,
+        /// Seconds of publishing.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Concurrent publishers.
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+        /// Messages per round.
+        #[arg(long, default_value_t = 100)]
+        batch_size: usize,
+        /// Bytes per message.
+        #[arg(long, default_value_t = 800)]
+        event_bytes: usize,
+        /// Also write the report as JSON here.
+        #[arg(long)]
+        json_out: Option<PathBuf>,
+    },
     /// Measure the disk's write+fdatasync latency.
     FsyncProbe {
         /// Directory on the disk to measure.
@@ -192,6 +217,36 @@ fn main() -> anyhow::Result<()> {
             };
             let table = loadtest::compare::run(&options)?;
             println!("{table}");
+            Ok(())
+        }
+        Cmd::JetstreamBaseline {
+            url,
+            stream,
+            seconds,
+            connections,
+            batch_size,
+            event_bytes,
+            json_out,
+        } => {
+            if !url.contains("127.0.0.1") && !url.contains("[::1]") && !url.contains("localhost") {
+                anyhow::bail!("the JetStream baseline only talks to a loopback NATS ({url})");
+            }
+            let options = loadtest::jetstream_baseline::Options {
+                url,
+                stream,
+                seconds,
+                tasks: connections.max(1),
+                batch: batch_size.max(1),
+                bytes: event_bytes,
+            };
+            let report = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(loadtest::jetstream_baseline::run(&options))?;
+            println!("{}", report.text());
+            if let Some(path) = json_out {
+                std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
+            }
             Ok(())
         }
         Cmd::FsyncProbe { dir, count } => {
