@@ -9,15 +9,12 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
+. scripts/lib.sh
 bin=${SLUICE_BIN:-$root/target/debug/sluice}
 [ -x "$bin" ] || cargo build --quiet
 
 venv="$root/target/venv-deploy"
-if [ ! -x "$venv/bin/kubernetes-validate" ]; then
-  echo "deploy check: installing kubernetes-validate into $venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet 'kubernetes-validate==1.31.0' 'PyYAML==6.0.3'
-fi
+python_tool "$venv" kubernetes-validate 'kubernetes-validate==1.31.0' 'PyYAML==6.0.3'
 
 promtool=$(command -v promtool || true)
 if [ -z "$promtool" ]; then

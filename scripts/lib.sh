@@ -22,3 +22,15 @@ durability = "os"
 $extra
 TOML
 }
+
+# Makes sure the virtualenv VENV has EXE in its bin/, installing PACKAGES (pinned pip
+# specs) into it from PyPI when not: python_tool VENV EXE PACKAGE...
+python_tool() {
+  local venv=$1 exe=$2
+  shift 2
+  if [ ! -x "$venv/bin/$exe" ]; then
+    echo "installing $* into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet "$@"
+  fi
+}

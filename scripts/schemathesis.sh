@@ -12,11 +12,7 @@ bin=${SLUICE_BIN:-$root/target/debug/sluice}
 [ -x "$bin" ] || cargo build --quiet
 
 venv="$root/target/venv-schemathesis"
-if [ ! -x "$venv/bin/st" ]; then
-  echo "schemathesis: installing into $venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet 'schemathesis==4.32.5'
-fi
+python_tool "$venv" st 'schemathesis==4.32.5'
 
 work=$(mktemp -d)
 pid=

@@ -89,22 +89,17 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Reply {
 /// `sluice deliver`'s probes: liveness always; ready with a catalog and a connection.
 fn deliver_probe(catalog: &catalog::Store, nats: &async_nats::Client, route: Route) -> Reply {
     if route != Route::Ready {
-        return gateway::json(StatusCode::OK, Bytes::from_static(br#"{"status":"ok"}"#));
+        return gateway::alive();
     }
     let catalog_version = catalog.snapshot().version();
     let connected = nats.connection_state() == async_nats::connection::State::Connected;
-    let ready = catalog_version > 0 && connected;
-    let body = serde_json::json!({
-        "ready": ready,
-        "catalog_version": catalog_version,
-        "jetstream_connected": connected,
-    });
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    gateway::json(status, body.to_string().into())
+    gateway::readiness(
+        catalog_version > 0 && connected,
+        serde_json::json!({
+            "catalog_version": catalog_version,
+            "jetstream_connected": connected,
+        }),
+    )
 }
 
 fn dead_letters(state: &State) -> Reply {

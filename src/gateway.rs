@@ -37,7 +37,7 @@ use crate::protocols;
 use crate::telemetry;
 
 pub use listener::{Settings as ListenerSettings, run as run_listener};
-pub use probe::probe;
+pub use probe::{alive, probe, readiness};
 pub use response::json;
 pub use response::{Rejection, Reply};
 pub use route::Route;

@@ -85,7 +85,8 @@ pub async fn serve(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
-    let metrics = telemetry::metrics();
+    // The recorder first: whatever is recorded before it is installed is lost.
+    let _ = telemetry::metrics();
     let config = Arc::new(config);
     let tls = match (&config.server.tls_cert, &config.server.tls_key) {
         (Some(cert), Some(key)) => Some(gateway::tls_acceptor(cert, key)?),
@@ -129,18 +130,7 @@ pub async fn serve(
         }
     };
     let reloader = catalog::spawn_reloader(source, store.clone(), doc, lkg, background.clone());
-    let upkeep = tokio::spawn({
-        let background = background.clone();
-        async move {
-            let mut tick = tokio::time::interval(METRICS_UPKEEP);
-            loop {
-                tokio::select! {
-                    () = background.cancelled() => return,
-                    _ = tick.tick() => metrics.run_upkeep(),
-                }
-            }
-        }
-    });
+    let upkeep = spawn_metrics_upkeep(background.clone());
 
     let delivery_stop = CancellationToken::new();
     let network = delivery::Network {
@@ -190,17 +180,7 @@ pub async fn serve(
         max_per_ip: config.server.max_connections_per_ip,
         exempt: config.server.trusted_proxies.clone(),
     };
-    // The admin listener has its own, tighter caps: probes and scrapes are short, and
-    // held sockets there must not blind monitoring.
-    let admin_settings = gateway::ListenerSettings {
-        tls: None,
-        max_connections: config.server.admin_max_connections,
-        header_timeout: settings.header_timeout.min(ADMIN_TIMEOUT),
-        idle_timeout: settings.idle_timeout.min(ADMIN_TIMEOUT),
-        max_per_ip: config.server.admin_max_connections,
-        exempt: Vec::new(),
-        ..settings.clone()
-    };
+    let admin_settings = admin_listener_settings(&config);
     tracing::info!(
         data = %listeners.data.local_addr().map(|a| a.to_string()).unwrap_or_default(),
         admin = %listeners.admin.local_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -285,7 +265,7 @@ pub async fn deliver(
     if config.log.backend != config::LogBackend::Jetstream {
         return Err(ServeError::NotJetStream);
     }
-    let metrics = telemetry::metrics();
+    let _ = telemetry::metrics();
     std::fs::create_dir_all(&config.log.dir).map_err(|source| log::OpenError::Io {
         path: config.log.dir.clone(),
         source,
@@ -316,17 +296,7 @@ pub async fn deliver(
         delivery: None,
         token: config.server.admin_token.clone(),
     });
-    let admin_settings = gateway::ListenerSettings {
-        max_connections: config.server.admin_max_connections,
-        header_timeout: Duration::from_millis(config.server.header_timeout_ms).min(ADMIN_TIMEOUT),
-        idle_timeout: Duration::from_millis(config.server.idle_timeout_ms).min(ADMIN_TIMEOUT),
-        grace: Duration::from_millis(config.server.shutdown_grace_ms),
-        tls: None,
-        max_header_bytes: config.server.max_header_bytes,
-        max_streams: config.server.max_streams_per_connection,
-        max_per_ip: config.server.admin_max_connections,
-        exempt: Vec::new(),
-    };
+    let admin_settings = admin_listener_settings(&config);
     tracing::info!(
         stream = %config.log.jetstream.stream,
         admin = %admin.local_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -339,18 +309,7 @@ pub async fn deliver(
         move |req, _peer| admin::handle(Arc::clone(&admin_state), req),
         admin_stop.clone(),
     ));
-    let upkeep = tokio::spawn({
-        let background = background.clone();
-        async move {
-            let mut tick = tokio::time::interval(METRICS_UPKEEP);
-            loop {
-                tokio::select! {
-                    () = background.cancelled() => return,
-                    _ = tick.tick() => metrics.run_upkeep(),
-                }
-            }
-        }
-    });
+    let upkeep = spawn_metrics_upkeep(background.clone());
     let _ = workers.await;
     background.cancel();
     let _ = tokio::join!(reloader, upkeep);
@@ -358,4 +317,35 @@ pub async fn deliver(
     let _ = admin.await;
     tracing::info!("sluice deliver stopped");
     Ok(())
+}
+
+/// The admin listener's settings: its own, tighter caps than the Tracking API's (probes
+/// and scrapes are short, and held sockets there must not blind monitoring), no TLS.
+fn admin_listener_settings(config: &Config) -> gateway::ListenerSettings {
+    let server = &config.server;
+    gateway::ListenerSettings {
+        max_connections: server.admin_max_connections,
+        header_timeout: Duration::from_millis(server.header_timeout_ms).min(ADMIN_TIMEOUT),
+        idle_timeout: Duration::from_millis(server.idle_timeout_ms).min(ADMIN_TIMEOUT),
+        grace: Duration::from_millis(server.shutdown_grace_ms),
+        tls: None,
+        max_header_bytes: server.max_header_bytes,
+        max_streams: server.max_streams_per_connection,
+        max_per_ip: server.admin_max_connections,
+        exempt: Vec::new(),
+    }
+}
+
+/// Runs the metrics recorder's upkeep (histogram windows) until `stop`.
+fn spawn_metrics_upkeep(stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+    let metrics = telemetry::metrics();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(METRICS_UPKEEP);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = tick.tick() => metrics.run_upkeep(),
+            }
+        }
+    })
 }

@@ -119,7 +119,6 @@ pub async fn run(o: &Options) -> anyhow::Result<Report> {
     let elapsed = started.elapsed().as_secs_f64().max(1e-9);
     let _ = context.delete_stream(&o.stream).await;
     let latency = latency.lock().await;
-    let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
     let rounds = rounds.load(Ordering::Relaxed);
     let messages = messages.load(Ordering::Relaxed);
     Ok(Report {
@@ -129,13 +128,7 @@ pub async fn run(o: &Options) -> anyhow::Result<Report> {
         events_per_sec: messages as f64 / elapsed,
         events_ok: messages,
         bytes_per_sec: (messages as f64 * o.bytes as f64) / elapsed,
-        latency_ms: Latency {
-            p50: ms(0.5),
-            p90: ms(0.9),
-            p99: ms(0.99),
-            p999: ms(0.999),
-            max: latency.max() as f64 / 1000.0,
-        },
+        latency_ms: Latency::of(&latency),
         statuses: BTreeMap::from([(200, rounds)]),
         errors: errors.load(Ordering::Relaxed),
         pace: "closed loop".into(),

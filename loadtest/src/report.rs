@@ -23,6 +23,20 @@ pub struct Latency {
     pub max: f64,
 }
 
+impl Latency {
+    /// The percentiles of a histogram of microseconds.
+    pub fn of(latency: &Histogram<u64>) -> Self {
+        let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
+        Self {
+            p50: ms(0.5),
+            p90: ms(0.9),
+            p99: ms(0.99),
+            p999: ms(0.999),
+            max: latency.max() as f64 / 1000.0,
+        }
+    }
+}
+
 /// One run's results.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
@@ -64,7 +78,6 @@ impl Report {
         statuses: BTreeMap<u16, u64>,
     ) -> Self {
         let secs = elapsed.as_secs_f64().max(1e-9);
-        let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
         let answered: u64 = statuses.values().sum();
         Self {
             seconds: secs,
@@ -73,13 +86,7 @@ impl Report {
             events_per_sec: events_ok as f64 / secs,
             events_ok,
             bytes_per_sec: bytes as f64 / secs,
-            latency_ms: Latency {
-                p50: ms(0.5),
-                p90: ms(0.9),
-                p99: ms(0.99),
-                p999: ms(0.999),
-                max: latency.max() as f64 / 1000.0,
-            },
+            latency_ms: Latency::of(latency),
             statuses,
             errors,
             pace: match settings.pace {
