@@ -1,7 +1,7 @@
 //! Sluice on a three-node JetStream cluster (nats-server processes on loopback ports,
 //! started here) with an R=3 stream, under load from senders that retry like an SDK:
-//! the stream's leader node is SIGKILLed, then a delivery process, then the gateway
-//! (a new one takes its place). Every acknowledged event must be in the stream and
+//! the gateway is SIGKILLed (a new one takes its place), then a delivery process, then
+//! the stream's leader node. Every acknowledged event must be in the stream and
 //! reach the webhook (at least once).
 //!
 //! `SLUICE_CLUSTER_SECONDS` sets the length of the load (default 8);
@@ -372,34 +372,9 @@ async fn node_gateway_and_worker_kills_lose_nothing_acknowledged() {
     let started = Instant::now();
     let at = |fraction: f64| started + Duration::from_secs_f64(seconds * fraction);
 
-    // 1. The stream's leader node dies.
-    tokio::time::sleep_until(at(0.2).into()).await;
-    let leader = stream_leader(&urls, stream).await.expect("a stream leader");
-    let node = nodes
-        .iter_mut()
-        .find(|n| n.name == leader)
-        .expect("leader is one of ours");
-    if let Some(mut child) = node.child.take() {
-        child.kill().expect("SIGKILL node");
-        let _ = child.wait();
-    }
-    eprintln!(
-        "{:.1} s: SIGKILL nats node {leader} (stream leader), {} events acknowledged so far",
-        started.elapsed().as_secs_f64(),
-        tally.acked.lock().expect("lock").len()
-    );
-
-    // 2. A delivery process dies: the other one goes on, and gets what it held.
-    tokio::time::sleep_until(at(0.4).into()).await;
-    drop(worker.take());
-    eprintln!(
-        "{:.1} s: SIGKILL delivery process d1",
-        started.elapsed().as_secs_f64()
-    );
-
-    // 3. The gateway dies mid-load; a new one takes over (as a load balancer would send
+    // 1. The gateway dies mid-load; a new one takes over (as a load balancer would send
     // the clients' retries to another replica).
-    tokio::time::sleep_until(at(0.6).into()).await;
+    tokio::time::sleep_until(at(0.2).into()).await;
     gateway.child.kill().expect("SIGKILL gateway");
     let _ = gateway.child.wait();
     eprintln!(
@@ -414,6 +389,31 @@ async fn node_gateway_and_worker_kills_lose_nothing_acknowledged() {
         &["serve", "--role", "gateway"],
     );
     *target.lock().expect("lock") = format!("http://127.0.0.1:{}", gateway.port);
+
+    // 2. A delivery process dies: the other one goes on, and gets what it held.
+    tokio::time::sleep_until(at(0.4).into()).await;
+    drop(worker.take());
+    eprintln!(
+        "{:.1} s: SIGKILL delivery process d1",
+        started.elapsed().as_secs_f64()
+    );
+
+    // 3. The stream's leader node dies (JetStream elects another; meanwhile 503s).
+    tokio::time::sleep_until(at(0.6).into()).await;
+    let leader = stream_leader(&urls, stream).await.expect("a stream leader");
+    let node = nodes
+        .iter_mut()
+        .find(|n| n.name == leader)
+        .expect("leader is one of ours");
+    if let Some(mut child) = node.child.take() {
+        child.kill().expect("SIGKILL node");
+        let _ = child.wait();
+    }
+    eprintln!(
+        "{:.1} s: SIGKILL nats node {leader} (stream leader), {} events acknowledged so far",
+        started.elapsed().as_secs_f64(),
+        tally.acked.lock().expect("lock").len()
+    );
 
     tokio::time::sleep_until(at(1.0).into()).await;
     stop.store(true, Ordering::Relaxed);
