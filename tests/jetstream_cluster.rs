@@ -34,7 +34,20 @@ fn free_port() -> u16 {
 struct Node {
     name: String,
     port: u16,
+    args: Vec<String>,
     child: Option<Child>,
+}
+
+impl Node {
+    fn start(&mut self) {
+        let child = Command::new("nats-server")
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server (scripts/services.sh installs it)");
+        self.child = Some(child);
+    }
 }
 
 impl Drop for Node {
@@ -58,30 +71,33 @@ fn start_cluster(dir: &Path) -> Vec<Node> {
                 .map(|(_, c)| format!("nats://127.0.0.1:{c}"))
                 .collect();
             let name = format!("n{i}");
-            let child = Command::new("nats-server")
-                .args([
-                    "-a",
-                    "127.0.0.1",
-                    "-p",
-                    &port.to_string(),
-                    "-n",
-                    &name,
-                    "-js",
-                ])
-                .arg("-sd")
-                .arg(dir.join(&name))
-                .args(["--cluster_name", "sluice_test"])
-                .args(["--cluster", &format!("nats://127.0.0.1:{cluster}")])
-                .args(["--routes", &routes.join(",")])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("nats-server (scripts/services.sh installs it)");
-            Node {
+            let args = [
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-n",
+                &name,
+                "-js",
+                "-sd",
+                &dir.join(&name).display().to_string(),
+                "--cluster_name",
+                "sluice_test",
+                "--cluster",
+                &format!("nats://127.0.0.1:{cluster}"),
+                "--routes",
+                &routes.join(","),
+            ]
+            .map(str::to_owned)
+            .to_vec();
+            let mut node = Node {
                 name,
                 port: *port,
-                child: Some(child),
-            }
+                args,
+                child: None,
+            };
+            node.start();
+            node
         })
         .collect()
 }
@@ -421,6 +437,11 @@ async fn node_gateway_and_worker_kills_lose_nothing_acknowledged() {
         task.await.expect("sender");
     }
     let load_ended = Instant::now();
+    // The dead node comes back and catches up (reading the stream back needs a healthy
+    // cluster: a consumer may be placed on any of its nodes).
+    for node in nodes.iter_mut().filter(|n| n.child.is_none()) {
+        node.start();
+    }
     let mut times = tally.times.lock().expect("lock").clone();
     times.sort();
     let (gap, gap_at) = times
