@@ -34,18 +34,26 @@ pub struct Options {
     pub batch: usize,
     /// Bytes per message.
     pub bytes: usize,
+    /// NATS connections the publishers are spread over.
+    pub clients: usize,
 }
 
 /// Publishes for `seconds` and reports rounds as requests and messages as events.
 pub async fn run(o: &Options) -> anyhow::Result<Report> {
-    let client = async_nats::connect(o.url.as_str())
-        .await
-        .with_context(|| format!("connecting to {}", o.url))?;
-    let context = jetstream::ContextBuilder::new()
-        .timeout(Duration::from_secs(5))
-        .max_ack_inflight(4096)
-        .backpressure_on_inflight(true)
-        .build(client);
+    let mut contexts = Vec::new();
+    for _ in 0..o.clients.max(1) {
+        let client = async_nats::connect(o.url.as_str())
+            .await
+            .with_context(|| format!("connecting to {}", o.url))?;
+        contexts.push(
+            jetstream::ContextBuilder::new()
+                .timeout(Duration::from_secs(5))
+                .max_ack_inflight(4096)
+                .backpressure_on_inflight(true)
+                .build(client),
+        );
+    }
+    let context = contexts[0].clone();
     let subject = format!("{}.events", o.stream.to_ascii_lowercase());
     context
         .create_stream(stream::Config {
@@ -70,7 +78,11 @@ pub async fn run(o: &Options) -> anyhow::Result<Report> {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for t in 0..o.tasks {
-        let (context, payload, subject) = (context.clone(), payload.clone(), subject.clone());
+        let (context, payload, subject) = (
+            contexts[t % contexts.len()].clone(),
+            payload.clone(),
+            subject.clone(),
+        );
         let (latency, rounds, messages, errors) = (
             Arc::clone(&latency),
             Arc::clone(&rounds),

@@ -85,6 +85,9 @@ enum Cmd {
         /// Bytes per message.
         #[arg(long, default_value_t = 800)]
         event_bytes: usize,
+        /// NATS connections to spread the publishers over.
+        #[arg(long, default_value_t = 1)]
+        clients: usize,
         /// Also write the report as JSON here.
         #[arg(long)]
         json_out: Option<PathBuf>,
@@ -226,6 +229,7 @@ fn main() -> anyhow::Result<()> {
             connections,
             batch_size,
             event_bytes,
+            clients,
             json_out,
         } => {
             if !url.contains("127.0.0.1") && !url.contains("[::1]") && !url.contains("localhost") {
@@ -238,6 +242,7 @@ fn main() -> anyhow::Result<()> {
                 tasks: connections.max(1),
                 batch: batch_size.max(1),
                 bytes: event_bytes,
+                clients,
             };
             let report = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
