@@ -10,17 +10,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{basic, client, metric};
+use common::{basic, client, free_port, metric};
 use serde_json::json;
 
 const CATALOG: &str = "[[sources]]\nid = \"crash\"\nwrite_keys = [{ key = \"crash-key\" }]\n";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
 
 struct Sluice {
     child: Child,

@@ -6,12 +6,11 @@
 mod common;
 
 use std::collections::HashSet;
-use std::net::TcpListener;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::receiver::Receiver;
-use common::{TestServer, basic, client};
+use common::{TestServer, basic, client, free_port};
 use serde_json::{Value, json};
 use sluice::config::{self, LogBackend};
 use tokio_util::sync::CancellationToken;
@@ -180,13 +179,6 @@ async fn acknowledged_events_are_delivered_by_two_delivery_processes() {
     }
     drop(server);
     delete_stream(url, &js.stream).await;
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
 }
 
 fn nats_server(port: u16, dir: &std::path::Path) -> Child {

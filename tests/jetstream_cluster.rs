@@ -10,7 +10,6 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,16 +18,9 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use common::receiver::Receiver;
-use common::{basic, client};
+use common::{basic, client, free_port};
 use futures_util::StreamExt as _;
 use serde_json::json;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
-}
 
 /// One nats-server of the cluster.
 struct Node {

@@ -235,6 +235,14 @@ pub fn basic(key: &str) -> String {
     )
 }
 
+/// A TCP port on 127.0.0.1 that is free right now (for child processes that bind it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
 pub fn client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
