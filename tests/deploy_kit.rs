@@ -2,7 +2,8 @@
 //! series in the Grafana dashboard's queries and in the alerting rules is a declared
 //! family (histograms through their `_bucket`, `_sum` and `_count` series), and every
 //! alert has a unit test. (`scripts/deploy_check.sh` validates the manifests, the
-//! compose file and the rules with kubernetes-validate and promtool.)
+//! compose file and the rules with kubernetes-validate and promtool.) And `sluice
+//! check-config`, which that script runs on every container, tells good from bad.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -122,4 +123,45 @@ fn the_name_scanner_finds_whole_names_only() {
         .map(String::from)
         .collect();
     assert_eq!(names, want);
+}
+
+fn check_config(env: &[(&str, &str)]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["--config", "/dev/null", "check-config"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
+        .output()
+        .expect("run sluice check-config")
+}
+
+#[test]
+fn check_config_accepts_a_good_configuration_and_names_what_is_wrong_with_a_bad_one() {
+    let good = check_config(&[
+        ("SLUICE__LOG__BACKEND", "jetstream"),
+        (
+            "SLUICE__LOG__JETSTREAM__URL",
+            "nats://a:4222,nats://b:4222,nats://c:4222",
+        ),
+        ("SLUICE__LOG__JETSTREAM__REPLICAS", "3"),
+    ]);
+    let out = String::from_utf8_lossy(&good.stdout);
+    assert!(good.status.success(), "{out}");
+    assert!(
+        out.contains("configuration is valid") && out.contains("3 replicas"),
+        "{out}"
+    );
+
+    let typo = check_config(&[("SLUICE__LOG__JETSTRAEM__URL", "nats://a:4222")]);
+    let err = String::from_utf8_lossy(&typo.stderr);
+    assert!(!typo.status.success());
+    assert!(err.contains("unknown field `jetstraem`"), "{err}");
+
+    let bad = check_config(&[
+        ("SLUICE__LOG__BACKEND", "jetstream"),
+        ("SLUICE__LOG__JETSTREAM__REPLICAS", "0"),
+    ]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success());
+    assert!(err.contains("replicas 1..=5"), "{err}");
 }
