@@ -355,7 +355,7 @@ pub struct JetStream {
     pub duplicate_window_secs: u64,
     /// Publishes awaiting JetStream's ack at most (over all requests); beyond, requests wait. Default 4096.
     pub max_pending_acks: usize,
-    /// How long a request waits for JetStream's acks before answering 503, in milliseconds. Default 5000.
+    /// Longest a request waits for JetStream (publishing and all its acks) before answering 503, in milliseconds. Default 5000.
     pub ack_timeout_ms: u64,
     /// How long to try reaching JetStream at start before giving up, in milliseconds. Default 10000.
     pub connect_timeout_ms: u64,

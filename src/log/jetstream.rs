@@ -247,10 +247,15 @@ impl Publisher {
         Ok(publisher)
     }
 
-    /// Publishes every record of the batch and waits for all their acks.
+    /// Publishes every record of the batch and waits for all their acks, for at most
+    /// `ack_timeout_ms` in all (waiting for room among the outstanding acks included):
+    /// past it the request is refused, and what was stored meanwhile is de-duplicated
+    /// when the client retries.
     pub async fn append(&self, batch: Batch) -> Result<(), AppendError> {
         let started = Instant::now();
-        let result = self.publish(batch).await;
+        let result = tokio::time::timeout(self.ack_timeout, self.publish(batch))
+            .await
+            .unwrap_or(Err(AppendError::Io));
         match &result {
             Ok(n) => {
                 self.meters.records.increment(*n);
