@@ -363,6 +363,19 @@ pub struct JetStream {
     /// this is handed to another process (the first is presumed dead), in milliseconds.
     /// Set when a destination's consumer is created. Default 60000.
     pub redeliver_after_ms: u64,
+    /// NATS user (with `password`). Default: none.
+    pub user: String,
+    /// NATS password for `user`. Default: none.
+    pub password: Secret,
+    /// NATS authorization token (instead of `user`/`password`). Default: none.
+    pub token: Secret,
+    /// PEM file of the CAs that sign the NATS servers' certificates; set, the connection
+    /// must use TLS. Default: none (the system's roots when a server asks for TLS).
+    pub tls_ca: Option<PathBuf>,
+    /// PEM client certificate for servers that verify clients (with `tls_key`).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 /// `log.jetstream.storage`.
@@ -390,6 +403,12 @@ impl Default for JetStream {
             ack_timeout_ms: 5_000,
             connect_timeout_ms: 10_000,
             redeliver_after_ms: 60_000,
+            user: String::new(),
+            password: Secret::default(),
+            token: Secret::default(),
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -618,6 +637,15 @@ impl Config {
                 "log.jetstream needs a url, a stream name without '.', ' ', '*' or '>', a subject_prefix without wildcards, replicas 1..=5, max_pending_acks at least 1 and redeliver_after_ms at least 1000",
             ));
         }
+        if self.log.backend == LogBackend::Jetstream
+            && ((js.user.is_empty() != js.password.expose().is_empty())
+                || (!js.user.is_empty() && !js.token.expose().is_empty())
+                || js.tls_cert.is_some() != js.tls_key.is_some())
+        {
+            return Err(Error::Invalid(
+                "log.jetstream: user and password go together, a token replaces them (not both), and tls_cert needs tls_key",
+            ));
+        }
         if self.log.segment_bytes < 4096 || self.log.queue_depth == 0 {
             return Err(Error::Invalid(
                 "log.segment_bytes must be at least 4096 and log.queue_depth at least 1",
@@ -725,5 +753,32 @@ mod tests {
             !c.server
                 .is_trusted_proxy("192.168.0.1".parse().expect("ip"))
         );
+    }
+
+    #[test]
+    fn jetstream_credentials_and_tls_files_must_make_sense_together() {
+        let js = |extra: &str| {
+            Config::from_toml(
+                &format!("[log]\nbackend = \"jetstream\"\n[log.jetstream]\n{extra}"),
+                Vec::new(),
+            )
+        };
+        assert!(js("user = \"u\"\npassword = \"p\"\n").is_ok());
+        assert!(js("token = \"t\"\n").is_ok());
+        assert!(js("tls_ca = \"/ca.pem\"\ntls_cert = \"/c.pem\"\ntls_key = \"/c.key\"\n").is_ok());
+        for bad in [
+            "user = \"u\"\n",
+            "password = \"p\"\n",
+            "user = \"u\"\npassword = \"p\"\ntoken = \"t\"\n",
+            "tls_cert = \"/c.pem\"\n",
+            "redeliver_after_ms = 10\n",
+        ] {
+            assert!(js(bad).is_err(), "{bad}");
+        }
+        let debug = format!(
+            "{:?}",
+            js("user = \"u\"\npassword = \"hunter2\"\n").expect("loads")
+        );
+        assert!(!debug.contains("hunter2"), "a password in Debug output");
     }
 }

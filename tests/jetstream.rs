@@ -182,13 +182,148 @@ async fn acknowledged_events_are_delivered_by_two_delivery_processes() {
 }
 
 fn nats_server(port: u16, dir: &std::path::Path) -> Child {
+    nats_server_with(port, dir, &[])
+}
+
+fn nats_server_with(port: u16, dir: &std::path::Path, extra: &[&str]) -> Child {
     Command::new("nats-server")
         .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
         .arg(dir)
+        .args(extra)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("nats-server (scripts/services.sh installs it)")
+}
+
+/// `sluice::serve` with `js`; its error if it stopped within `within`, else `None`
+/// (then it is stopped).
+async fn serve_outcome(js: &config::JetStream, within: Duration) -> Option<String> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("catalog.toml"), "sources = []\n").expect("catalog");
+    let mut config = config::Config::default();
+    config.catalog.source = config::CatalogSourceKind::File;
+    config.catalog.path = dir.path().join("catalog.toml");
+    config.log.dir = dir.path().join("log");
+    config.log.backend = LogBackend::Jetstream;
+    config.log.jetstream = js.clone();
+    let listeners = sluice::Listeners {
+        data: tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind"),
+        admin: tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind"),
+        control: None,
+    };
+    let stop = CancellationToken::new();
+    let serving = tokio::spawn(sluice::serve(config, listeners, stop.clone()));
+    let deadline = Instant::now() + within;
+    while !serving.is_finished() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if serving.is_finished() {
+        let result = serving.await.expect("join");
+        return Some(result.err().map(|e| e.to_string()).unwrap_or_default());
+    }
+    stop.cancel();
+    let _ = serving.await;
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_and_tls_reach_a_protected_server_and_wrong_ones_fail_fast() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A server that wants a user and password.
+    let port = free_port();
+    let mut nats = nats_server_with(
+        port,
+        &dir.path().join("auth"),
+        &["--user", "sluice", "--pass", "s3cret"],
+    );
+    wait_up(port).await;
+    let mut js = settings(&format!("nats://127.0.0.1:{port}"), &unique());
+    js.connect_timeout_ms = 20_000;
+    js.user = "sluice".into();
+    js.password = config::Secret::new("s3cret");
+    let receiver = Receiver::start().await;
+    let server = gateway(&catalog(&receiver), &js);
+    assert_eq!(send(&server, &["with-password".into()]).await.status(), 200);
+    drop(server);
+    // A wrong password is refused at once (not after connect_timeout), saying why.
+    js.password = config::Secret::new("wrong");
+    let error = serve_outcome(&js, Duration::from_secs(5))
+        .await
+        .expect("a wrong password must stop the start");
+    assert!(error.contains("authorization violation"), "{error}");
+    let _ = nats.kill();
+    let _ = nats.wait();
+
+    // A TLS server with a certificate from our own CA, verifying clients' certificates.
+    let ca_key = rcgen::KeyPair::generate().expect("key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).expect("CA");
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let write_signed = |name: &str, san: &str| {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(vec![san.to_owned()])
+            .expect("params")
+            .signed_by(&key, &issuer)
+            .expect("sign");
+        let (cert_path, key_path) = (
+            dir.path().join(format!("{name}.pem")),
+            dir.path().join(format!("{name}.key")),
+        );
+        std::fs::write(&cert_path, cert.pem()).expect("write");
+        std::fs::write(&key_path, key.serialize_pem()).expect("write");
+        (cert_path, key_path)
+    };
+    let ca_path = dir.path().join("ca.pem");
+    std::fs::write(&ca_path, ca_cert.pem()).expect("write");
+    let (cert_path, key_path) = write_signed("server", "127.0.0.1");
+    let (client_cert, client_key) = write_signed("client", "sluice-gateway");
+    let port = free_port();
+    let mut nats = nats_server_with(
+        port,
+        &dir.path().join("tls"),
+        &[
+            "--tlsverify",
+            "--tlscert",
+            cert_path.to_str().expect("utf8"),
+            "--tlskey",
+            key_path.to_str().expect("utf8"),
+            "--tlscacert",
+            ca_path.to_str().expect("utf8"),
+        ],
+    );
+    wait_up(port).await;
+    let mut js = settings(&format!("nats://127.0.0.1:{port}"), &unique());
+    js.connect_timeout_ms = 20_000;
+    js.tls_ca = Some(ca_path.clone());
+    js.tls_cert = Some(client_cert);
+    js.tls_key = Some(client_key);
+    let server = gateway(&catalog(&receiver), &js);
+    assert_eq!(send(&server, &["over-tls".into()]).await.status(), 200);
+    drop(server);
+    // Without our CA the server's certificate is not trusted: refused at once.
+    let mut untrusting = js.clone();
+    untrusting.tls_ca = None;
+    let error = serve_outcome(&untrusting, Duration::from_secs(5))
+        .await
+        .expect("an untrusted server must stop the start");
+    assert!(error.contains("invalid peer certificate"), "{error}");
+    // Without a client certificate the server refuses us: no start either.
+    let mut anonymous = js.clone();
+    anonymous.tls_cert = None;
+    anonymous.tls_key = None;
+    anonymous.connect_timeout_ms = 2_000;
+    let error = serve_outcome(&anonymous, Duration::from_secs(6))
+        .await
+        .expect("a server that wants a client certificate must stop the start");
+    assert!(error.contains("cannot reach NATS"), "{error}");
+    let _ = nats.kill();
+    let _ = nats.wait();
 }
 
 async fn wait_up(port: u16) {

@@ -86,13 +86,24 @@ pub async fn connect(settings: &config::JetStream) -> Result<async_nats::Client,
         .filter(|u| !u.is_empty())
         .collect();
     loop {
-        let attempt = async_nats::ConnectOptions::new()
-            .connection_timeout(Duration::from_secs(2))
-            .name("sluice")
-            .connect(urls.as_slice())
-            .await;
+        let attempt = options(settings).connect(urls.as_slice()).await;
         match attempt {
             Ok(client) => return Ok(client),
+            // Waiting will not fix credentials or certificates (a rejected certificate
+            // comes back as an I/O error: told apart by its text).
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    async_nats::ConnectErrorKind::AuthorizationViolation
+                        | async_nats::ConnectErrorKind::Authentication
+                        | async_nats::ConnectErrorKind::Tls
+                ) || error.to_string().contains("certificate") =>
+            {
+                return Err(JetStreamError::Connect {
+                    url: settings.url.clone(),
+                    reason: format!("{error} (check log.jetstream's credentials and TLS files)"),
+                });
+            }
             Err(error) if Instant::now() >= deadline => {
                 return Err(JetStreamError::Connect {
                     url: settings.url.clone(),
@@ -105,6 +116,29 @@ pub async fn connect(settings: &config::JetStream) -> Result<async_nats::Client,
             }
         }
     }
+}
+
+/// The connection's options: credentials and TLS as configured (secrets never logged).
+fn options(settings: &config::JetStream) -> async_nats::ConnectOptions {
+    let mut options = async_nats::ConnectOptions::new()
+        .connection_timeout(Duration::from_secs(2))
+        .name("sluice");
+    if !settings.user.is_empty() {
+        options =
+            options.user_and_password(settings.user.clone(), settings.password.expose().to_owned());
+    }
+    if !settings.token.expose().is_empty() {
+        options = options.token(settings.token.expose().to_owned());
+    }
+    if let Some(ca) = &settings.tls_ca {
+        options = options.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    if let (Some(cert), Some(key)) = (&settings.tls_cert, &settings.tls_key) {
+        options = options
+            .add_client_certificate(cert.clone(), key.clone())
+            .require_tls(true);
+    }
+    options
 }
 
 /// Creates the stream, or brings an existing one to the configured limits and replicas.
