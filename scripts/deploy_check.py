@@ -23,6 +23,7 @@ PLACEHOLDERS = {
     "secret-key": "00" * 32,
     "node-token": "sluice_placeholder_token",
     "admin-token": "placeholder-admin-token",
+    "nats-token": "placeholder-nats-token",
 }
 
 
