@@ -358,9 +358,20 @@ fn save_cursor(dir: &Path, id: &str, offset: u64) {
 
 /// Whether two versions of a destination can keep the same worker (only routing
 /// fields differ, which workers read from the catalog at every round).
-fn same_delivery(a: &Destination, b: &Destination) -> bool {
+pub(crate) fn same_delivery(a: &Destination, b: &Destination) -> bool {
     a.kind == b.kind
         && a.retry == b.retry
         && a.rate_limit == b.rate_limit
         && a.max_in_flight == b.max_in_flight
+}
+
+/// The destination's rate limit as a limiter (each delivery process, and each
+/// worker of the local log, applies it to its own sends).
+pub(crate) fn limiter_for(destination: &Destination) -> Option<governor::DefaultDirectRateLimiter> {
+    let limit = destination.rate_limit?;
+    let per_second = std::num::NonZeroU32::new(limit.per_second)?;
+    let burst = std::num::NonZeroU32::new(limit.burst).unwrap_or(per_second);
+    Some(governor::RateLimiter::direct(
+        governor::Quota::per_second(per_second).allow_burst(burst),
+    ))
 }

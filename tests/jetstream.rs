@@ -41,6 +41,42 @@ fn catalog(receiver: &Receiver) -> String {
     )
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_from_jetstream_honours_the_rate_cap() {
+    let url = "nats://127.0.0.1:4222";
+    let name = unique();
+    let js = settings(url, &name);
+    let receiver = Receiver::start().await;
+    // 5 requests/s with no burst: 6 single-event sends take at least a second.
+    let catalog = catalog(&receiver).replace(
+        "sources = [\"web\"]\n",
+        "sources = [\"web\"]\nrate_limit = { requests_per_second = 5, burst = 1 }\nmax_in_flight = 2\n",
+    );
+    assert!(catalog.contains("rate_limit"), "{catalog}");
+    let server = gateway(&catalog, &js);
+    let stop = CancellationToken::new();
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let worker = tokio::spawn(sluice::deliver(server.config.clone(), admin, stop.clone()));
+    let ids: Vec<String> = (0..6).map(|i| format!("{name}-capped-{i}")).collect();
+    assert_eq!(send(&server, &ids).await.status(), 200);
+    let got = receiver.wait_for(6, Duration::from_secs(15)).await;
+    assert_eq!(got.len(), 6, "{got:?}");
+    let received = receiver.received();
+    let first = received.first().expect("first").at;
+    let last = received.last().expect("last").at;
+    assert!(
+        last.duration_since(first) >= Duration::from_millis(900),
+        "rate cap not applied: {:?}",
+        last.duration_since(first)
+    );
+    stop.cancel();
+    worker.await.expect("join").expect("deliver ran");
+    drop(server);
+    delete_stream(url, &js.stream).await;
+}
+
 fn gateway(catalog: &str, js: &config::JetStream) -> TestServer {
     let js = js.clone();
     TestServer::start_with(catalog, move |c| {

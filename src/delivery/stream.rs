@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use super::dead_letter::{self, Entry};
 use super::route::{self, Head};
 use super::sink::{self, Network, Outgoing, SendError, Sink};
-use super::{backoff, metrics_for};
+use super::{backoff, limiter_for, metrics_for, same_delivery};
 use crate::catalog::{self, Destination};
 use crate::config;
 use crate::disk::Faults;
@@ -156,7 +156,7 @@ async fn supervise(
             .filter(|(id, r)| {
                 snapshot
                     .destination(id)
-                    .is_none_or(|d| d.kind != r.destination.kind || d.retry != r.destination.retry)
+                    .is_none_or(|d| !same_delivery(d, &r.destination))
             })
             .map(|(id, _)| id.clone())
             .collect();
@@ -190,6 +190,7 @@ async fn supervise(
             let worker = Worker {
                 destination: Arc::clone(d),
                 sink,
+                limiter: limiter_for(d),
                 consumer,
                 dead_letter_dir: dead_letter_dir.clone(),
                 stop: worker_stop.clone(),
@@ -242,6 +243,8 @@ async fn consumer_for(
 struct Worker {
     destination: Arc<Destination>,
     sink: Arc<dyn Sink>,
+    /// The destination's `rate_limit`, for this process's sends.
+    limiter: Option<governor::DefaultDirectRateLimiter>,
     consumer: PullConsumer,
     dead_letter_dir: PathBuf,
     stop: CancellationToken,
@@ -352,80 +355,104 @@ impl Worker {
         for f in skipped {
             ack(&f.message, AckKind::Ack).await;
         }
-        for chunk in wanted.chunks(self.sink.batch_size().max(1)) {
-            let outgoing: Vec<Outgoing> = chunk.iter().filter_map(|f| f.outgoing.clone()).collect();
-            metrics.in_flight.increment(1.0);
-            let sent = self.sink.send(&outgoing).await;
-            metrics.in_flight.decrement(1.0);
-            let error = match sent {
-                Ok(()) => {
+        // Up to max_in_flight sends at once, as with the local log.
+        let chunks: Vec<&[Fetched]> = wanted.chunks(self.sink.batch_size().max(1)).collect();
+        let in_flight = destination.max_in_flight.max(1) as usize;
+        for group in chunks.chunks(in_flight) {
+            let sends = group
+                .iter()
+                .map(|chunk| self.settle(destination, chunk, metrics));
+            futures_util::future::join_all(sends).await;
+        }
+    }
+
+    /// Sends one chunk (paced by the destination's rate limit) and settles its messages:
+    /// acknowledged once delivered or dead-lettered, given back with a delay otherwise.
+    async fn settle(&self, destination: &Destination, chunk: &[Fetched], metrics: &super::Metrics) {
+        let outgoing: Vec<Outgoing> = chunk.iter().filter_map(|f| f.outgoing.clone()).collect();
+        if let Some(limiter) = &self.limiter {
+            tokio::select! {
+                () = self.stop.cancelled() => {
+                    // Not sent: whichever process fetches next gets them at once.
+                    for f in chunk {
+                        ack(&f.message, AckKind::Nak(None)).await;
+                    }
+                    return;
+                }
+                () = limiter.until_ready() => {}
+            }
+        }
+        metrics.in_flight.increment(1.0);
+        let sent = self.sink.send(&outgoing).await;
+        metrics.in_flight.decrement(1.0);
+        let error = match sent {
+            Ok(()) => {
+                for f in chunk {
+                    ack(&f.message, AckKind::Ack).await;
+                }
+                metrics.delivered.increment(outgoing.len() as u64);
+                let now = chrono::Utc::now();
+                for o in &outgoing {
+                    if let Some(at) = o.received_at {
+                        let took = (now - at).num_milliseconds().max(0) as f64 / 1000.0;
+                        metrics.latency.record(took);
+                    }
+                }
+                return;
+            }
+            Err(error) => error,
+        };
+        telemetry::counter(
+            telemetry::DELIVERY_FAILED,
+            &[
+                (telemetry::LABEL_DESTINATION, destination.id.clone()),
+                (telemetry::LABEL_REASON, error.reason().into()),
+            ],
+        )
+        .increment(1);
+        let oldest = outgoing.iter().filter_map(|o| o.received_at).min();
+        let age = oldest
+            .and_then(|at| (chrono::Utc::now() - at).to_std().ok())
+            .unwrap_or_default();
+        let attempts = chunk.iter().map(|f| f.attempts).max().unwrap_or(1);
+        let give_up = match &error {
+            SendError::Permanent { reason, detail } => Some((*reason, detail.clone())),
+            SendError::Retryable { reason, .. }
+                if age.as_secs() >= destination.retry.max_age_secs =>
+            {
+                Some((*reason, format!("gave up after max_age_secs: {reason}")))
+            }
+            SendError::Retryable { .. } => None,
+        };
+        match give_up {
+            Some((reason, detail)) => {
+                if self.dead_letter(destination, &outgoing, reason, &detail, attempts) {
+                    metrics.dead_lettered.increment(outgoing.len() as u64);
                     for f in chunk {
                         ack(&f.message, AckKind::Ack).await;
                     }
-                    metrics.delivered.increment(outgoing.len() as u64);
-                    let now = chrono::Utc::now();
-                    for o in &outgoing {
-                        if let Some(at) = o.received_at {
-                            let took = (now - at).num_milliseconds().max(0) as f64 / 1000.0;
-                            metrics.latency.record(took);
-                        }
-                    }
-                    continue;
-                }
-                Err(error) => error,
-            };
-            telemetry::counter(
-                telemetry::DELIVERY_FAILED,
-                &[
-                    (telemetry::LABEL_DESTINATION, destination.id.clone()),
-                    (telemetry::LABEL_REASON, error.reason().into()),
-                ],
-            )
-            .increment(1);
-            let oldest = outgoing.iter().filter_map(|o| o.received_at).min();
-            let age = oldest
-                .and_then(|at| (chrono::Utc::now() - at).to_std().ok())
-                .unwrap_or_default();
-            let attempts = chunk.iter().map(|f| f.attempts).max().unwrap_or(1);
-            let give_up = match &error {
-                SendError::Permanent { reason, detail } => Some((*reason, detail.clone())),
-                SendError::Retryable { reason, .. }
-                    if age.as_secs() >= destination.retry.max_age_secs =>
-                {
-                    Some((*reason, format!("gave up after max_age_secs: {reason}")))
-                }
-                SendError::Retryable { .. } => None,
-            };
-            match give_up {
-                Some((reason, detail)) => {
-                    if self.dead_letter(destination, &outgoing, reason, &detail, attempts) {
-                        metrics.dead_lettered.increment(outgoing.len() as u64);
-                        for f in chunk {
-                            ack(&f.message, AckKind::Ack).await;
-                        }
-                    } else {
-                        // The store refused (full, I/O): give them back, never drop.
-                        for f in chunk {
-                            ack(&f.message, AckKind::Nak(Some(Duration::from_secs(30)))).await;
-                        }
-                    }
-                }
-                None => {
-                    let retry_after = match error {
-                        SendError::Retryable { retry_after, .. } => retry_after,
-                        SendError::Permanent { .. } => None,
-                    };
-                    let delay = backoff::wait(
-                        &destination.retry,
-                        attempts.saturating_sub(1),
-                        retry_after,
-                        age,
-                    );
-                    metrics.retried.increment(1);
-                    tracing::debug!(destination = %destination.id, reason = error.reason(), delay_ms = delay.as_millis() as u64, "delivery failed; given back to JetStream");
+                } else {
+                    // The store refused (full, I/O): give them back, never drop.
                     for f in chunk {
-                        ack(&f.message, AckKind::Nak(Some(delay))).await;
+                        ack(&f.message, AckKind::Nak(Some(Duration::from_secs(30)))).await;
                     }
+                }
+            }
+            None => {
+                let retry_after = match error {
+                    SendError::Retryable { retry_after, .. } => retry_after,
+                    SendError::Permanent { .. } => None,
+                };
+                let delay = backoff::wait(
+                    &destination.retry,
+                    attempts.saturating_sub(1),
+                    retry_after,
+                    age,
+                );
+                metrics.retried.increment(1);
+                tracing::debug!(destination = %destination.id, reason = error.reason(), delay_ms = delay.as_millis() as u64, "delivery failed; given back to JetStream");
+                for f in chunk {
+                    ack(&f.message, AckKind::Nak(Some(delay))).await;
                 }
             }
         }

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::DefaultDirectRateLimiter;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::sync::Mutex;
@@ -215,13 +215,7 @@ impl Worker {
     }
 
     fn limiter(&self) -> Option<DefaultDirectRateLimiter> {
-        let snapshot = self.store.snapshot();
-        let limit = snapshot.destination(&self.id)?.rate_limit?;
-        let per_second = std::num::NonZeroU32::new(limit.per_second)?;
-        let burst = std::num::NonZeroU32::new(limit.burst).unwrap_or(per_second);
-        Some(RateLimiter::direct(
-            Quota::per_second(per_second).allow_burst(burst),
-        ))
+        super::limiter_for(self.store.snapshot().destination(&self.id)?)
     }
 
     async fn deliver_all(
