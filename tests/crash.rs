@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{basic, client, free_port, metric};
+use common::{basic, client, free_port, metric, metrics_at};
 use serde_json::json;
 
 const CATALOG: &str = "[[sources]]\nid = \"crash\"\nwrite_keys = [{ key = \"crash-key\" }]\n";
@@ -156,14 +156,7 @@ async fn kill_while_acknowledging(durability: &str) {
         .await
         .expect("send after restart");
     assert_eq!(r.status(), 200);
-    let metrics = client()
-        .get(format!("http://127.0.0.1:{}/metrics", sluice.admin))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = metrics_at(format!("127.0.0.1:{}", sluice.admin)).await;
     assert_eq!(
         metric(&metrics, "sluice_log_torn_tail_truncations_total"),
         1.0

@@ -243,6 +243,18 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// The Prometheus text of the admin listener at `addr`.
+pub async fn metrics_at(addr: impl std::fmt::Display) -> String {
+    client()
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text")
+}
+
 pub fn client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()

@@ -149,6 +149,15 @@ impl Receiver {
         self.shared.lock().expect("lock").received.clone()
     }
 
+    /// Time from the first request received to the last.
+    pub fn span(&self) -> Duration {
+        let received = self.received();
+        match (received.first(), received.last()) {
+            (Some(first), Some(last)) => last.at.duration_since(first.at),
+            _ => Duration::ZERO,
+        }
+    }
+
     /// Events accepted so far (a batch body counts its items).
     pub fn events(&self) -> Vec<Value> {
         self.received()
