@@ -92,6 +92,88 @@ struct Running {
     task: JoinHandle<()>,
 }
 
+/// The running destination workers of a supervisor (local log or JetStream), by id.
+#[derive(Default)]
+pub(crate) struct Workers(HashMap<String, Running>);
+
+impl Workers {
+    /// Whether `id` has a worker.
+    pub(crate) fn contains(&self, id: &str) -> bool {
+        self.0.contains_key(id)
+    }
+
+    /// Records the worker started for `destination`.
+    pub(crate) fn insert(
+        &mut self,
+        destination: &Arc<Destination>,
+        stop: CancellationToken,
+        task: JoinHandle<()>,
+    ) {
+        self.0.insert(
+            destination.id.clone(),
+            Running {
+                destination: Arc::clone(destination),
+                stop,
+                task,
+            },
+        );
+    }
+
+    /// Stops (and waits for) the workers whose destination left `snapshot` or changed in
+    /// a way a worker cannot follow; returns their ids.
+    pub(crate) async fn stop_changed(&mut self, snapshot: &catalog::Snapshot) -> Vec<String> {
+        let changed: Vec<String> = self
+            .0
+            .iter()
+            .filter(|(id, r)| {
+                snapshot
+                    .destination(id)
+                    .is_none_or(|d| !same_delivery(d, &r.destination))
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &changed {
+            if let Some(r) = self.0.remove(id) {
+                r.stop.cancel();
+                let _ = r.task.await;
+            }
+        }
+        changed
+    }
+
+    /// Stops every worker and waits for them.
+    pub(crate) async fn stop_all(self) {
+        for (_, r) in self.0 {
+            r.stop.cancel();
+            let _ = r.task.await;
+        }
+    }
+}
+
+/// Counts what a send delivered, and each event's time from receipt to delivery.
+pub(crate) fn record_delivered(metrics: &Metrics, events: &[Outgoing]) {
+    metrics.delivered.increment(events.len() as u64);
+    let now = chrono::Utc::now();
+    for o in events {
+        if let Some(at) = o.received_at {
+            let secs = (now - at).num_microseconds().unwrap_or(0).max(0) as f64 / 1e6;
+            metrics.latency.record(secs);
+        }
+    }
+}
+
+/// Counts a failed send to `destination` by its reason.
+pub(crate) fn count_failed(destination: &str, error: &SendError) {
+    telemetry::counter(
+        telemetry::DELIVERY_FAILED,
+        &[
+            (LABEL_DESTINATION, destination.to_owned()),
+            (telemetry::LABEL_REASON, error.reason().into()),
+        ],
+    )
+    .increment(1);
+}
+
 /// Handle to running delivery: replay and inspection for the admin API.
 #[derive(Clone)]
 pub struct Delivery {
@@ -142,34 +224,20 @@ impl Delivery {
         network: Network,
         shutdown: CancellationToken,
     ) {
-        let mut running: HashMap<String, Running> = HashMap::new();
+        let mut running = Workers::default();
         let mut failed: HashMap<String, Arc<Destination>> = HashMap::new();
         loop {
             let snapshot = store.snapshot();
             // Stop workers whose destination left or changed.
-            let changed: Vec<String> = running
-                .iter()
-                .filter(|(id, r)| {
-                    snapshot
-                        .destination(id)
-                        .is_none_or(|d| !same_delivery(d, &r.destination))
-                })
-                .map(|(id, _)| id.clone())
-                .collect();
-            for id in changed {
-                if let Some(r) = running.remove(&id) {
-                    r.stop.cancel();
-                    let _ = r.task.await;
-                    self.sinks.remove(&id);
-                    if snapshot.destination(&id).is_none() {
-                        forget(&log, &id);
-                    }
+            for id in running.stop_changed(&snapshot).await {
+                self.sinks.remove(&id);
+                if snapshot.destination(&id).is_none() {
+                    forget(&log, &id);
                 }
             }
             // Start workers for new or changed destinations.
             for d in snapshot.destinations() {
-                if running.contains_key(&d.id)
-                    || failed.get(&d.id).is_some_and(|f| same_delivery(f, d))
+                if running.contains(&d.id) || failed.get(&d.id).is_some_and(|f| same_delivery(f, d))
                 {
                     continue;
                 }
@@ -189,14 +257,7 @@ impl Delivery {
                             dead_letter_lock: self.lock(&d.id),
                             stop: stop.clone(),
                         };
-                        running.insert(
-                            d.id.clone(),
-                            Running {
-                                destination: Arc::clone(d),
-                                stop,
-                                task: tokio::spawn(worker.run()),
-                            },
-                        );
+                        running.insert(d, stop, tokio::spawn(worker.run()));
                     }
                     Err(error) => {
                         tracing::error!(destination = %d.id, ?error, "destination cannot be started; fix its settings");
@@ -209,10 +270,7 @@ impl Delivery {
                 () = tokio::time::sleep(WATCH_EVERY) => {}
             }
         }
-        for (_, r) in running {
-            r.stop.cancel();
-            let _ = r.task.await;
-        }
+        running.stop_all().await;
     }
 
     fn lock(&self, id: &str) -> Arc<Mutex<()>> {

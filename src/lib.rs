@@ -94,13 +94,13 @@ pub async fn serve(
     };
     // The catalog first: every destination's saved cursor must hold its place in the
     // log before the log's start-up retention runs.
-    std::fs::create_dir_all(&config.log.dir).map_err(|source| log::OpenError::Io {
-        path: config.log.dir.clone(),
+    let Starting {
         source,
-    })?;
-    let lkg = config.log.dir.join(LAST_KNOWN_GOOD);
-    let (mut source, control_store) = feed::open(&config).await?;
-    let (store, doc) = catalog::open_store(&mut source, &lkg).await?;
+        control_store,
+        store,
+        doc,
+        lkg,
+    } = open_catalog(&config).await?;
     let background = CancellationToken::new();
     // Where accepted events go: this machine's segment files, or a JetStream stream.
     let (event_log, local_log) = match config.log.backend {
@@ -266,13 +266,13 @@ pub async fn deliver(
         return Err(ServeError::NotJetStream);
     }
     let _ = telemetry::metrics();
-    std::fs::create_dir_all(&config.log.dir).map_err(|source| log::OpenError::Io {
-        path: config.log.dir.clone(),
+    let Starting {
         source,
-    })?;
-    let lkg = config.log.dir.join(LAST_KNOWN_GOOD);
-    let (mut source, _control_store) = feed::open(&config).await?;
-    let (store, doc) = catalog::open_store(&mut source, &lkg).await?;
+        store,
+        doc,
+        lkg,
+        ..
+    } = open_catalog(&config).await?;
     let background = CancellationToken::new();
     let reloader = catalog::spawn_reloader(source, store.clone(), doc, lkg, background.clone());
     let context = async_nats::jetstream::new(log::jetstream::connect(&config.log.jetstream).await?);
@@ -347,5 +347,35 @@ fn spawn_metrics_upkeep(stop: CancellationToken) -> tokio::task::JoinHandle<()> 
                 _ = tick.tick() => metrics.run_upkeep(),
             }
         }
+    })
+}
+
+/// The catalog a process starts with, and where it keeps following it from.
+struct Starting {
+    source: feed::Source,
+    /// The control plane's store, with `catalog.source = "control"`.
+    control_store: Option<control::store::Store>,
+    store: catalog::Store,
+    doc: catalog::Document,
+    /// The last-known-good copy's path.
+    lkg: std::path::PathBuf,
+}
+
+/// Creates `log.dir`, opens the catalog's source and loads the catalog (or its
+/// last-known-good copy).
+async fn open_catalog(config: &Config) -> Result<Starting, ServeError> {
+    std::fs::create_dir_all(&config.log.dir).map_err(|source| log::OpenError::Io {
+        path: config.log.dir.clone(),
+        source,
+    })?;
+    let lkg = config.log.dir.join(LAST_KNOWN_GOOD);
+    let (mut source, control_store) = feed::open(config).await?;
+    let (store, doc) = catalog::open_store(&mut source, &lkg).await?;
+    Ok(Starting {
+        source,
+        control_store,
+        store,
+        doc,
+        lkg,
     })
 }

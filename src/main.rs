@@ -181,12 +181,17 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-fn serve(config: Config) -> anyhow::Result<()> {
+/// Logging as `config` says, and the multi-threaded runtime the long-running commands use.
+fn runtime_for(config: &Config) -> anyhow::Result<tokio::runtime::Runtime> {
     sluice::telemetry::init_tracing(&config.telemetry);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .context("starting the async runtime")?;
+        .context("starting the async runtime")
+}
+
+fn serve(config: Config) -> anyhow::Result<()> {
+    let runtime = runtime_for(&config)?;
     runtime.block_on(async move {
         let data = TcpListener::bind(config.server.listen)
             .await
@@ -217,11 +222,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 fn deliver(config: Config) -> anyhow::Result<()> {
-    sluice::telemetry::init_tracing(&config.telemetry);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let runtime = runtime_for(&config)?;
     runtime.block_on(async move {
         let admin = TcpListener::bind(config.server.admin_listen)
             .await

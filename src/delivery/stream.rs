@@ -28,12 +28,11 @@ use tokio_util::sync::CancellationToken;
 use super::dead_letter::{self, Entry};
 use super::route::{self, Head};
 use super::sink::{self, Network, Outgoing, SendError, Sink};
-use super::{backoff, limiter_for, metrics_for, same_delivery};
+use super::{Workers, backoff, count_failed, limiter_for, metrics_for, record_delivered};
 use crate::catalog::{self, Destination};
 use crate::config;
 use crate::disk::Faults;
 use crate::log::jetstream as js;
-use crate::telemetry;
 
 /// How often the supervisor looks for catalog changes.
 const WATCH_EVERY: Duration = Duration::from_millis(500);
@@ -132,12 +131,6 @@ async fn ensure_all(
     }
 }
 
-struct Running {
-    destination: Arc<Destination>,
-    stop: CancellationToken,
-    task: JoinHandle<()>,
-}
-
 async fn supervise(
     stream: stream::Stream,
     ack_wait: Duration,
@@ -146,28 +139,14 @@ async fn supervise(
     dead_letter_dir: PathBuf,
     stop: CancellationToken,
 ) {
-    let mut running: HashMap<String, Running> = HashMap::new();
+    let mut running = Workers::default();
     // Destinations whose settings cannot make a sink: said once until they change.
     let mut failed: HashMap<String, Arc<Destination>> = HashMap::new();
     loop {
         let snapshot = store.snapshot();
-        let gone: Vec<String> = running
-            .iter()
-            .filter(|(id, r)| {
-                snapshot
-                    .destination(id)
-                    .is_none_or(|d| !same_delivery(d, &r.destination))
-            })
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in gone {
-            if let Some(r) = running.remove(&id) {
-                r.stop.cancel();
-                let _ = r.task.await;
-            }
-        }
+        running.stop_changed(&snapshot).await;
         for d in snapshot.destinations() {
-            if running.contains_key(&d.id) || failed.get(&d.id).is_some_and(|f| f.kind == d.kind) {
+            if running.contains(&d.id) || failed.get(&d.id).is_some_and(|f| f.kind == d.kind) {
                 continue;
             }
             let sink = match sink::build(d, network) {
@@ -196,24 +175,14 @@ async fn supervise(
                 stop: worker_stop.clone(),
             };
             tracing::info!(destination = %d.id, consumer = %consumer_name(&d.id), "delivery from JetStream started");
-            running.insert(
-                d.id.clone(),
-                Running {
-                    destination: Arc::clone(d),
-                    stop: worker_stop,
-                    task: tokio::spawn(worker.run(store.clone())),
-                },
-            );
+            running.insert(d, worker_stop, tokio::spawn(worker.run(store.clone())));
         }
         tokio::select! {
             () = stop.cancelled() => break,
             () = tokio::time::sleep(WATCH_EVERY) => {}
         }
     }
-    for (_, r) in running {
-        r.stop.cancel();
-        let _ = r.task.await;
-    }
+    running.stop_all().await;
 }
 
 /// Opens the destination's durable consumer, creating it (with `ack_wait`) if needed.
@@ -390,26 +359,12 @@ impl Worker {
                 for f in chunk {
                     ack(&f.message, AckKind::Ack).await;
                 }
-                metrics.delivered.increment(outgoing.len() as u64);
-                let now = chrono::Utc::now();
-                for o in &outgoing {
-                    if let Some(at) = o.received_at {
-                        let took = (now - at).num_milliseconds().max(0) as f64 / 1000.0;
-                        metrics.latency.record(took);
-                    }
-                }
+                record_delivered(metrics, &outgoing);
                 return;
             }
             Err(error) => error,
         };
-        telemetry::counter(
-            telemetry::DELIVERY_FAILED,
-            &[
-                (telemetry::LABEL_DESTINATION, destination.id.clone()),
-                (telemetry::LABEL_REASON, error.reason().into()),
-            ],
-        )
-        .increment(1);
+        count_failed(&destination.id, &error);
         let oldest = outgoing.iter().filter_map(|o| o.received_at).min();
         let age = oldest
             .and_then(|at| (chrono::Utc::now() - at).to_std().ok())

@@ -280,15 +280,7 @@ impl Worker {
                 Ok(()) => {
                     breaker.success();
                     metrics.circuit.set(Circuit::Closed.gauge());
-                    metrics.delivered.increment(probe.len() as u64);
-                    let now = chrono::Utc::now();
-                    for o in probe {
-                        if let Some(at) = o.received_at {
-                            let secs =
-                                (now - at).num_microseconds().unwrap_or(0).max(0) as f64 / 1e6;
-                            metrics.latency.record(secs);
-                        }
-                    }
+                    super::record_delivered(&metrics, probe);
                     sent += probe.len();
                     if sent == batch.len() {
                         return Outcome::Delivered;
@@ -297,14 +289,7 @@ impl Worker {
                 }
                 Err(error) => error,
             };
-            telemetry::counter(
-                telemetry::DELIVERY_FAILED,
-                &[
-                    (telemetry::LABEL_DESTINATION, self.id.clone()),
-                    (telemetry::LABEL_REASON, error.reason().into()),
-                ],
-            )
-            .increment(1);
+            super::count_failed(&self.id, &error);
             breaker.failure();
             let too_old = remaining
                 .first()

@@ -333,12 +333,10 @@ impl Publisher {
             acks.push(ack);
         }
         let n = acks.len() as u64;
+        // `append` bounds the whole wait; each ack only needs its verdict.
         for ack in acks {
-            match tokio::time::timeout(self.ack_timeout, ack).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(error)) => return Err(classify(&error.to_string(), error.kind())),
-                Err(_) => return Err(AppendError::Io),
-            }
+            ack.await
+                .map_err(|error| classify(&error.to_string(), error.kind()))?;
         }
         Ok(n)
     }
