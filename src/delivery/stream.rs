@@ -20,15 +20,13 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
 use async_nats::jetstream::{self, AckKind, stream};
 use futures_util::StreamExt as _;
-use serde::Deserialize;
-use serde_json::value::RawValue;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::dead_letter::{self, Entry};
 use super::route::{self, Head};
 use super::sink::{self, Network, Outgoing, SendError, Sink};
-use super::{Workers, backoff, count_failed, limiter_for, metrics_for, record_delivered};
+use super::{Record, Workers, backoff, count_failed, limiter_for, metrics_for, record_delivered};
 use crate::catalog::{self, Destination};
 use crate::config;
 use crate::disk::Faults;
@@ -42,15 +40,6 @@ const FETCH_WAIT: Duration = Duration::from_secs(1);
 const MAX_ACK_PENDING: i64 = 10_000;
 /// How often the lag gauges are read from the consumer.
 const LAG_EVERY: Duration = Duration::from_secs(2);
-
-#[derive(Deserialize)]
-struct Record {
-    #[serde(rename = "sourceId")]
-    source_id: String,
-    #[serde(default)]
-    blocked: Option<Box<RawValue>>,
-    event: Box<RawValue>,
-}
 
 /// Why delivery from JetStream could not start.
 pub type StartError = js::JetStreamError;

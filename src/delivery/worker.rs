@@ -11,8 +11,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use governor::DefaultDirectRateLimiter;
-use serde::Deserialize;
-use serde_json::value::RawValue;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
@@ -20,7 +18,7 @@ use super::backoff::{self, Breaker, Circuit};
 use super::dead_letter::{self, Entry};
 use super::route::{self, Head};
 use super::sink::{Outgoing, SendError, Sink};
-use super::{cursor, metrics_for};
+use super::{Record, cursor, metrics_for};
 use crate::catalog::{self, Destination};
 use crate::disk::Faults;
 use crate::log::{Log, Reader};
@@ -51,16 +49,6 @@ pub struct Worker {
     pub dead_letter_lock: Arc<Mutex<()>>,
     /// Stops the worker (it saves its cursor first).
     pub stop: CancellationToken,
-}
-
-#[derive(Deserialize)]
-struct Record {
-    #[serde(rename = "sourceId")]
-    source_id: String,
-    /// Present when a tracking plan blocked the event: it is never delivered.
-    #[serde(default)]
-    blocked: Option<Box<RawValue>>,
-    event: Box<RawValue>,
 }
 
 /// Why events are given up on (moved to the dead-letter store).
