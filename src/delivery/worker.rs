@@ -479,6 +479,7 @@ fn split(events: Vec<Outgoing>, size: usize, bytes: usize) -> Vec<Vec<Outgoing>>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::value::RawValue;
 
     fn out(n: usize, len: usize) -> Outgoing {
         let text = format!("\"{}\"", "x".repeat(len.saturating_sub(2)));
