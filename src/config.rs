@@ -456,6 +456,11 @@ pub struct Delivery {
     pub enabled: bool,
     /// Let destinations reach loopback and private addresses (SSRF guard off). Default false.
     pub allow_private_destinations: bool,
+    /// The only directory `file` destinations write to: each writes the file its
+    /// `settings.path` names (a bare file name) inside it, never a link. It must hold
+    /// nothing else of Sluice's (not `log.dir`, not inside it, not around it).
+    /// Default `./exports`.
+    pub file_dir: PathBuf,
 }
 
 impl Default for Delivery {
@@ -463,8 +468,24 @@ impl Default for Delivery {
         Self {
             enabled: true,
             allow_private_destinations: false,
+            file_dir: PathBuf::from("./exports"),
         }
     }
+}
+
+/// Whether one of two directories (as written, `.` parts ignored) lies in the other or
+/// they are the same.
+fn nested(a: &std::path::Path, b: &std::path::Path) -> bool {
+    use std::path::Component;
+    let parts = |p: &std::path::Path| -> Vec<std::ffi::OsString> {
+        p.components()
+            .filter(|c| !matches!(c, Component::CurDir))
+            .map(|c| c.as_os_str().to_owned())
+            .collect()
+    };
+    let (a, b) = (parts(a), parts(b));
+    let n = a.len().min(b.len());
+    a[..n] == b[..n]
 }
 
 /// Format of log lines.
@@ -553,6 +574,17 @@ impl Config {
         {
             return Err(Error::Invalid(
                 "catalog.source = \"remote\" needs catalog.control_url and catalog.node_token (serve --control-url … --node-token …)",
+            ));
+        }
+        let files = &self.delivery.file_dir;
+        if files.as_os_str().is_empty()
+            || files
+                .components()
+                .any(|c| c == std::path::Component::ParentDir)
+            || nested(files, &self.log.dir)
+        {
+            return Err(Error::Invalid(
+                "delivery.file_dir must be a directory of its own: not empty, no '..', and neither log.dir nor inside or around it",
             ));
         }
         if self.control.rate_limit_per_minute == 0 {
@@ -723,6 +755,27 @@ mod tests {
             Config::from_toml("[server]\ntls_cert = \"a.pem\"\n", Vec::new()).is_err(),
             "cert without key"
         );
+    }
+
+    #[test]
+    fn the_file_destinations_directory_holds_nothing_else_of_sluices() {
+        let with = |dir: &str| {
+            Config::from_toml(
+                &format!("[log]\ndir = \"data\"\n[delivery]\nfile_dir = \"{dir}\"\n"),
+                Vec::new(),
+            )
+        };
+        for bad in ["data", "./data", "data/out", ".", "", "exports/../data"] {
+            assert!(with(bad).is_err(), "{bad:?} accepted");
+        }
+        for good in [
+            "exports",
+            "./exports",
+            "/var/lib/sluice-exports",
+            "data-out",
+        ] {
+            assert!(with(good).is_ok(), "{good:?} refused");
+        }
     }
 
     #[test]

@@ -253,7 +253,7 @@ impl Delivery {
                 {
                     continue;
                 }
-                match sink::build(d, network) {
+                match sink::build(d, &network) {
                     Ok(sink) => {
                         failed.remove(&d.id);
                         let _ = start_cursor(&log, &d.id);

@@ -133,14 +133,12 @@ pub async fn serve(
     let upkeep = spawn_metrics_upkeep(background.clone());
 
     let delivery_stop = CancellationToken::new();
-    let network = delivery::Network {
-        allow_private: config.delivery.allow_private_destinations,
-    };
+    let network = delivery::Network::of(&config.delivery);
     let delivery = match (&local_log, config.delivery.enabled) {
         (Some(log), true) => Some(delivery::Delivery::spawn(
             log.clone(),
             store.clone(),
-            network,
+            network.clone(),
             delivery_stop.clone(),
         )),
         _ => None,
@@ -281,9 +279,7 @@ pub async fn deliver(
         context.clone(),
         config.log.jetstream.clone(),
         store.clone(),
-        delivery::Network {
-            allow_private: config.delivery.allow_private_destinations,
-        },
+        delivery::Network::of(&config.delivery),
         delivery::dead_letter_dir(&config.log.dir),
         shutdown.clone(),
     )

@@ -187,12 +187,17 @@ async fn webhook_compliance() {
 async fn file_compliance() {
     let out = tempfile::tempdir().expect("tempdir");
     let path = out.path().join("events.ndjson");
-    let server = start(&format!(
-        "[[destinations]]\nid = \"disk\"\ntype = \"file\"\nsources = [\"web\"]\n\
-         retry = {{ initial_backoff_ms = 50, max_backoff_ms = 200, max_age_secs = 2 }}\n\
-         settings = {{ path = \"{}\" }}\n",
-        path.display()
-    ));
+    let server = TestServer::start_with(
+        &catalog(
+            "[[destinations]]\nid = \"disk\"\ntype = \"file\"\nsources = [\"web\"]\n\
+             retry = { initial_backoff_ms = 50, max_backoff_ms = 200, max_age_secs = 2 }\n\
+             settings = { path = \"events.ndjson\" }\n",
+        ),
+        |c| {
+            c.delivery.file_dir = out.path().to_owned();
+            c.server.admin_token = Some(sluice::config::Secret::new(ADMIN_TOKEN));
+        },
+    );
     let lines = |p: &std::path::Path| -> Vec<String> {
         std::fs::read_to_string(p)
             .unwrap_or_default()

@@ -16,7 +16,7 @@ fn catalog(id: &str, out: &Path) -> String {
     format!(
         "[[sources]]\nid = \"web\"\nwrite_keys = [{{ key = \"web-key\" }}]\n\
          [[destinations]]\nid = \"{id}\"\ntype = \"file\"\nsources = [\"web\"]\nsettings = {{ path = \"{}\" }}\n",
-        out.display()
+        out.file_name().and_then(|n| n.to_str()).unwrap_or_default()
     )
 }
 
@@ -90,6 +90,7 @@ fn start(dir: tempfile::TempDir, id: &str, out: &Path) -> TestServer {
     config.catalog.path = dir.path().join("catalog.toml");
     config.catalog.poll_interval_ms = 100;
     config.log = log_config(dir.path());
+    config.delivery.file_dir = out.parent().expect("a file in a directory").to_owned();
     config.server.shutdown_grace_ms = 5_000;
     TestServer::start_in(dir, config)
 }
@@ -311,6 +312,7 @@ async fn a_dead_destination_moves_its_backlog_aside_instead_of_pinning_the_log()
         ..log_config(dir.path())
     };
     config.delivery.allow_private_destinations = true;
+    config.delivery.file_dir = dir.path().to_owned();
     let server = TestServer::start_in(dir, config);
 
     // 300 events of ~500 bytes: three times what the log may hold.
@@ -890,6 +892,7 @@ async fn a_full_disk_turns_ready_red_and_recovers_by_itself() {
         segment_bytes: 64 << 10,
         ..config::Log::default()
     };
+    config.delivery.file_dir = dir.path().to_owned();
     let server = TestServer::start_in(dir, config);
     // Fill the disk.
     let filler = disk.join("filler");

@@ -29,7 +29,7 @@ fn catalog(source: &str, enforcement: &str, extra: &str, out: &std::path::Path) 
          enforcement = \"{enforcement}\"\nprotocols = {{ forward_blocked_to = \"quarantine\", forward_violations_to = \"violations\" {extra} }}\n\
          [[sources]]\nid = \"quarantine\"\n[[sources]]\nid = \"violations\"\n\
          [[destinations]]\nid = \"disk\"\ntype = \"file\"\nsources = [\"{source}\"]\nsettings = {{ path = \"{}\" }}\n",
-        out.display()
+        out.file_name().and_then(|n| n.to_str()).unwrap_or_default()
     )
 }
 
@@ -62,7 +62,9 @@ fn delivered(path: &std::path::Path) -> Vec<Value> {
 async fn block_mode_keeps_blocked_events_out_of_delivery() {
     let out = tempfile::tempdir().expect("tempdir");
     let file = out.path().join("delivered.ndjson");
-    let server = TestServer::start_with(&catalog("shop", "block", "", &file), |_| {});
+    let server = TestServer::start_with(&catalog("shop", "block", "", &file), |c| {
+        c.delivery.file_dir = out.path().to_owned();
+    });
     let reply = send(
         &server,
         "shop",
@@ -202,7 +204,9 @@ async fn block_mode_keeps_blocked_events_out_of_delivery() {
 async fn warn_passes_everything_and_a_plan_change_applies_to_the_next_request() {
     let out = tempfile::tempdir().expect("tempdir");
     let file = out.path().join("delivered.ndjson");
-    let server = TestServer::start_with(&catalog("web", "warn", "", &file), |_| {});
+    let server = TestServer::start_with(&catalog("web", "warn", "", &file), |c| {
+        c.delivery.file_dir = out.path().to_owned();
+    });
     let reply = send(&server, "web", vec![order("w-1", json!({"coupon": "X"}))]).await;
     assert_eq!(reply, json!({"success": true}), "warn never blocks");
     let stored = server.stored();

@@ -167,6 +167,30 @@ pub struct FileDoc {
     pub keep: u32,
 }
 
+/// Why `path` cannot name a file destination's file, or `None` when it can: it must be
+/// a bare file name (it is joined to `delivery.file_dir`): 1 to 128 characters of
+/// `A-Z a-z 0-9 . _ -`, not starting with `.`.
+pub fn file_name_problem(path: &std::path::Path) -> Option<&'static str> {
+    let Some(name) = path.to_str() else {
+        return Some("settings.path must be UTF-8");
+    };
+    if name.is_empty() || name.len() > 128 {
+        return Some("settings.path must be a file name of 1 to 128 characters");
+    }
+    if name.starts_with('.') {
+        return Some("settings.path must not start with '.'");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return Some(
+            "settings.path must be a bare file name (A-Z, a-z, 0-9, '.', '_', '-'; no '/'): it is written inside delivery.file_dir",
+        );
+    }
+    None
+}
+
 fn rotate_default() -> u64 {
     64 << 20
 }
@@ -559,8 +583,11 @@ impl Document {
                     }
                 }
                 KindDoc::File(f) => {
-                    if f.path.as_os_str().is_empty() || f.rotate_bytes == 0 {
-                        bad("settings.path must be set and rotate_bytes at least 1");
+                    if let Some(problem) = file_name_problem(&f.path) {
+                        bad(problem);
+                    }
+                    if f.rotate_bytes == 0 {
+                        bad("settings.rotate_bytes must be at least 1");
                     }
                 }
                 KindDoc::Nats(n) => {

@@ -26,6 +26,17 @@ pub enum AdminCommand {
         #[arg(long)]
         email: String,
     },
+    /// Break-glass: make EMAIL an owner and print a new owner token (once), working on
+    /// the store directly (needs this host, not the API). For when every owner token is
+    /// revoked or expired. Audited as `owner.recover`.
+    RecoverOwner {
+        /// The person to make an owner (a member is promoted; anyone else is added).
+        #[arg(long)]
+        email: String,
+        /// Workspace slug.
+        #[arg(long, default_value = "default")]
+        workspace: String,
+    },
     /// Add a catalog file's sources, keys (as digests), destinations and plans to a workspace.
     Import {
         /// The catalog file (TOML, as `config/catalog.toml`).
@@ -201,6 +212,16 @@ async fn operator(store: &Store, command: AdminCommand) -> anyhow::Result<()> {
             let (user, token) = bootstrap::owner(store, &email, Utc::now()).await?;
             eprintln!(
                 "owner {} created; their API token (shown once, valid {} days):",
+                user.email,
+                bootstrap::BOOTSTRAP_TOKEN_DAYS
+            );
+            println!("{}", token.expose());
+        }
+        AdminCommand::RecoverOwner { email, workspace } => {
+            let (user, token) =
+                bootstrap::recover_owner(store, &workspace, &email, Utc::now()).await?;
+            eprintln!(
+                "{} is an owner of {workspace:?} again (recorded in the audit log as owner.recover); their new API token (shown once, valid {} days):",
                 user.email,
                 bootstrap::BOOTSTRAP_TOKEN_DAYS
             );

@@ -181,6 +181,7 @@ fn describe(resource: ResourceRef<'_>) -> (&'static str, String) {
         ResourceRef::Source(s) => ("source", s.id.to_owned()),
         ResourceRef::Destination(d) => ("destination", d.id.to_owned()),
         ResourceRef::Connection(s, d) => ("connection", format!("{}->{}", s.id, d.id)),
+        ResourceRef::Labels(change) => ("source", change.source.id.to_owned()),
     }
 }
 

@@ -37,8 +37,13 @@ pub enum BootstrapError {
     /// No randomness for a secret.
     #[error(transparent)]
     Random(#[from] token::NoRandomness),
+    /// No workspace has this slug.
+    #[error("no workspace {0:?}")]
+    NoWorkspace(String),
     /// `sluice admin bootstrap` on a workspace that has an owner already.
-    #[error("workspace {0:?} has an owner already; ask them for access (or use their token)")]
+    #[error(
+        "workspace {0:?} has an owner already; ask them for access, or, if no owner can reach the API, run `sluice admin recover-owner --email …` on this host"
+    )]
     HasOwner(String),
 }
 
@@ -195,22 +200,7 @@ pub async fn owner(
         now,
     )
     .await?;
-    let issued = token::issue()?;
-    let row = tokens::insert(
-        change.conn(),
-        &ws.id,
-        tokens::NewToken {
-            user_id: &user.id,
-            name: "bootstrap",
-            scopes: &Scope::ALL,
-            digest: &issued.digest.to_hex(),
-            display: &issued.display,
-            expires_at: now
-                + Duration::days(BOOTSTRAP_TOKEN_DAYS.min(i64::from(ws.settings.token_max_days))),
-        },
-        now,
-    )
-    .await?;
+    let (row, plaintext) = owner_token(&mut change, &ws, &user.id, "bootstrap", now).await?;
     change
         .record(system(
             "user.bootstrap",
@@ -221,5 +211,94 @@ pub async fn owner(
         ))
         .await?;
     change.commit().await?;
-    Ok((user, issued.plaintext))
+    Ok((user, plaintext))
+}
+
+/// A token for a new or recovered owner: every scope a person holds, 30 days (capped by
+/// the workspace's maximum).
+async fn owner_token(
+    change: &mut super::store::Change,
+    ws: &workspaces::Workspace,
+    user: &str,
+    name: &str,
+    now: DateTime<Utc>,
+) -> Result<(tokens::TokenRow, token::Plaintext), BootstrapError> {
+    let issued = token::issue()?;
+    let row = tokens::insert(
+        change.conn(),
+        &ws.id,
+        tokens::NewToken {
+            user_id: user,
+            name,
+            scopes: &Scope::ALL,
+            digest: &issued.digest.to_hex(),
+            display: &issued.display,
+            expires_at: now
+                + Duration::days(BOOTSTRAP_TOKEN_DAYS.min(i64::from(ws.settings.token_max_days))),
+        },
+        now,
+    )
+    .await?;
+    Ok((row, issued.plaintext))
+}
+
+/// `sluice admin recover-owner --email`: the break-glass way back in when no owner can
+/// reach the API (every owner token revoked or expired). It needs the store, so access
+/// to the machine, never the API. The person becomes an owner of workspace `slug` (a
+/// member is promoted, a former or new person is made one) and gets a fresh token; the
+/// audit log records it as the system's act.
+pub async fn recover_owner(
+    store: &Store,
+    slug: &str,
+    email: &str,
+    now: DateTime<Utc>,
+) -> Result<(UserRow, token::Plaintext), BootstrapError> {
+    let mut change = store.change().await?;
+    let ws = workspaces::by_slug(change.conn(), slug)
+        .await?
+        .ok_or_else(|| BootstrapError::NoWorkspace(slug.to_owned()))?;
+    let (user, before) = match users::by_email(change.conn(), &ws.id, email).await? {
+        Some(member) => {
+            users::set_role(change.conn(), &ws.id, &member.id, Role::Owner).await?;
+            let before = member.role;
+            (
+                UserRow {
+                    role: Role::Owner,
+                    ..member
+                },
+                Some(before),
+            )
+        }
+        None => {
+            let user = users::create(
+                change.conn(),
+                &ws.id,
+                NewUser {
+                    email,
+                    first_name: "",
+                    last_name: "",
+                    role: Role::Owner,
+                    origin: "recovery",
+                },
+                now,
+            )
+            .await?;
+            (user, None)
+        }
+    };
+    let (row, plaintext) = owner_token(&mut change, &ws, &user.id, "recovery", now).await?;
+    change
+        .record(Draft {
+            before: before.map(|r| json!({"email": user.email, "role": r.name()})),
+            ..system(
+                "owner.recover",
+                "user",
+                &user.id,
+                json!({"email": user.email, "role": "owner", "token": row.id, "via": "sluice admin recover-owner"}),
+                now,
+            )
+        })
+        .await?;
+    change.commit().await?;
+    Ok((user, plaintext))
 }

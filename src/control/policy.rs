@@ -331,6 +331,35 @@ pub struct DestinationRef<'a> {
     pub id: &'a str,
 }
 
+/// A change of one source's labels. Labels decide access (label grants), so who may
+/// change them is itself a policy question: see [`Action::ChangeLabels`].
+#[derive(Debug, Clone, Copy)]
+pub struct LabelChange<'a> {
+    /// The source with its labels before the change (none for a source being created).
+    pub source: SourceRef<'a>,
+    /// Its labels after the change.
+    pub after: &'a [(String, String)],
+    /// Every label some grant of the workspace targets (expired grants included): the
+    /// labels that carry access.
+    pub governed: &'a [(String, String)],
+}
+
+impl LabelChange<'_> {
+    /// The governed labels the change puts on or takes off, sorted.
+    pub fn governed_changes(&self) -> Vec<String> {
+        let before = self.source.labels;
+        let mut out: Vec<String> = self
+            .governed
+            .iter()
+            .filter(|l| before.contains(l) != self.after.contains(l))
+            .map(|(k, v)| format!("{k}:{v}"))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
 /// What an action is done to.
 #[derive(Debug, Clone, Copy)]
 pub enum ResourceRef<'a> {
@@ -342,6 +371,8 @@ pub enum ResourceRef<'a> {
     Destination(DestinationRef<'a>),
     /// Connecting or disconnecting a destination and a source.
     Connection(SourceRef<'a>, DestinationRef<'a>),
+    /// Changing a source's labels.
+    Labels(LabelChange<'a>),
 }
 
 /// Something a principal wants to do.
@@ -360,6 +391,11 @@ pub enum Action {
     DeleteSource,
     /// Add, rotate or revoke a source's write keys.
     ManageWriteKeys,
+    /// Put labels on a source or take them off (at creation too). Needs `read_write` on
+    /// the source; a label that carries a grant (a *governed* label) is put on or taken
+    /// off only by owners and admins, so a change never raises anyone's level nor lifts
+    /// anyone's restriction.
+    ChangeLabels,
     /// See a destination (secrets redacted).
     ViewDestination,
     /// See a destination's credentials.
@@ -398,13 +434,14 @@ pub enum Action {
 
 impl Action {
     /// Every action.
-    pub const ALL: [Self; 23] = [
+    pub const ALL: [Self; 24] = [
         Self::ViewWorkspace,
         Self::ViewSource,
         Self::CreateSource,
         Self::EditSource,
         Self::DeleteSource,
         Self::ManageWriteKeys,
+        Self::ChangeLabels,
         Self::ViewDestination,
         Self::ViewDestinationSecrets,
         Self::CreateDestination,
@@ -445,6 +482,7 @@ impl Action {
             | Self::EditSource
             | Self::DeleteSource
             | Self::ManageWriteKeys
+            | Self::ChangeLabels
             | Self::ViewDestination
             | Self::ViewDestinationSecrets
             | Self::EditDestination
@@ -485,9 +523,11 @@ impl Action {
                 Scope::WorkspaceWrite
             }
             Self::ViewSource => Scope::SourcesRead,
-            Self::CreateSource | Self::EditSource | Self::DeleteSource | Self::ManageWriteKeys => {
-                Scope::SourcesWrite
-            }
+            Self::CreateSource
+            | Self::EditSource
+            | Self::DeleteSource
+            | Self::ManageWriteKeys
+            | Self::ChangeLabels => Scope::SourcesWrite,
             Self::ViewDestination | Self::ViewDestinationSecrets => Scope::DestinationsRead,
             Self::CreateDestination
             | Self::EditDestination
@@ -524,6 +564,9 @@ pub enum Reason {
     LevelTooLow,
     /// The resource is hidden from the principal (`no_access`): answer as if missing.
     Hidden,
+    /// The change puts on or takes off a label that carries a grant, and the role is
+    /// not owner or admin.
+    GovernedLabel,
     /// The action does not apply to this kind of resource.
     NotApplicable,
 }
@@ -575,6 +618,13 @@ pub enum Rule {
         needs: Scope,
         /// Whether the token has it.
         has: bool,
+    },
+    /// Governed labels a label change touches.
+    GovernedLabels {
+        /// The labels, `key:value`.
+        labels: Vec<String>,
+        /// Whether the role may change them (owner or admin).
+        allows: bool,
     },
     /// The token's validity.
     TokenState {
@@ -761,6 +811,32 @@ pub fn authorize(
                 )
             } else {
                 on_source
+            }
+        }
+        (None, ResourceRef::Labels(change)) if action == Action::ChangeLabels => {
+            let on_source = check_level(
+                user,
+                ResourceRef::Source(change.source),
+                "source",
+                change.source.id,
+                Level::ReadWrite,
+                now,
+                &mut rules,
+            );
+            let touched = change.governed_changes();
+            if on_source != Reason::Allowed || touched.is_empty() {
+                on_source
+            } else {
+                let allows = role.is_unrestricted();
+                rules.push(Rule::GovernedLabels {
+                    labels: touched,
+                    allows,
+                });
+                if allows {
+                    Reason::Allowed
+                } else {
+                    Reason::GovernedLabel
+                }
             }
         }
         (None, _) => Reason::NotApplicable,
@@ -1257,6 +1333,56 @@ mod tests {
             })
     }
 
+    fn label_universe() -> Vec<(String, String)> {
+        [
+            ("environment", "prod"),
+            ("environment", "dev"),
+            ("team", "web"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+    }
+
+    /// Grants over one source, one destination and the labels of [`label_universe`].
+    fn arb_labelled_grant() -> impl Strategy<Value = Grant> {
+        let target = prop_oneof![
+            Just(Target::Source { id: "s0".into() }),
+            Just(Target::Destination { id: "d0".into() }),
+            prop::sample::select(label_universe())
+                .prop_map(|(key, value)| Target::SourceLabel { key, value }),
+        ];
+        (target, arb_level(), proptest::option::of(-2i64..3)).prop_map(|(target, level, h)| Grant {
+            target,
+            level,
+            expires_at: h.map(|h| now() + chrono::TimeDelta::hours(h)),
+        })
+    }
+
+    fn arb_labelled_user() -> impl Strategy<Value = User> {
+        let group = (
+            proptest::option::of(arb_role()),
+            prop::collection::vec(arb_labelled_grant(), 0..4),
+        )
+            .prop_map(|(role, grants)| Group {
+                name: "g".into(),
+                role,
+                grants,
+            });
+        (
+            arb_role(),
+            prop::collection::vec(arb_labelled_grant(), 0..4),
+            prop::collection::vec(group, 0..3),
+        )
+            .prop_map(|(role, grants, groups)| User {
+                id: "u".into(),
+                role,
+                active: true,
+                grants,
+                groups,
+            })
+    }
+
     fn every_question<'a>(labels: &'a [(String, String)]) -> Vec<(Action, ResourceRef<'a>)> {
         let mut out = Vec::new();
         for action in Action::ALL {
@@ -1330,6 +1456,53 @@ mod tests {
                 if extra.level == Level::NoAccess {
                     prop_assert!(!before.allowed || after.allowed);
                 }
+            }
+        }
+
+        /// The label rule: whoever is allowed to change a source's labels, unless they are
+        /// an owner or admin, changes nobody's level on it: not their own (no raise), not
+        /// anyone else's (no restriction lifted, none added), whatever the grants.
+        #[test]
+        fn a_label_change_by_a_restricted_role_moves_no_ones_level(
+            caller in arb_labelled_user(),
+            others in prop::collection::vec(arb_labelled_user(), 1..4),
+            before in prop::sample::subsequence(label_universe(), 0..=3),
+            after in prop::sample::subsequence(label_universe(), 0..=3),
+        ) {
+            let everyone: Vec<&User> = std::iter::once(&caller).chain(others.iter()).collect();
+            let mut governed: Vec<(String, String)> = everyone
+                .iter()
+                .flat_map(|u| u.grants.iter().chain(u.groups.iter().flat_map(|g| g.grants.iter())))
+                .filter_map(|g| match &g.target {
+                    Target::SourceLabel { key, value } => Some((key.clone(), value.clone())),
+                    _ => None,
+                })
+                .collect();
+            governed.sort();
+            governed.dedup();
+            let change = LabelChange {
+                source: SourceRef { id: "s0", labels: &before },
+                after: &after,
+                governed: &governed,
+            };
+            let decision = authorize(
+                Principal { user: &caller, token: None },
+                Action::ChangeLabels,
+                ResourceRef::Labels(change),
+                Settings::default(),
+                now(),
+            );
+            if decision.allowed && !caller.effective_role().is_unrestricted() {
+                for u in &everyone {
+                    let at = |labels: &[(String, String)]| {
+                        level(u, &ResourceRef::Source(SourceRef { id: "s0", labels }), now(), &mut Vec::new()).0
+                    };
+                    prop_assert_eq!(at(&before), at(&after), "{:?}", u);
+                }
+            }
+            // Owners and admins may always (given the level, which they have).
+            if caller.effective_role().is_unrestricted() {
+                prop_assert!(decision.allowed);
             }
         }
 

@@ -80,18 +80,31 @@ pub trait Sink: Send + Sync {
     }
 }
 
-/// Whether outbound requests may reach private and loopback addresses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where destinations may reach: private and loopback addresses or not, and the one
+/// directory `file` destinations write in.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Network {
     /// `delivery.allow_private_destinations`.
     pub allow_private: bool,
+    /// `delivery.file_dir`.
+    pub file_dir: Arc<std::path::Path>,
+}
+
+impl Network {
+    /// What `[delivery]` says.
+    pub fn of(config: &crate::config::Delivery) -> Self {
+        Self {
+            allow_private: config.allow_private_destinations,
+            file_dir: Arc::from(config.file_dir.as_path()),
+        }
+    }
 }
 
 /// Builds the sink for a destination's type and settings.
-pub fn build(destination: &Destination, network: Network) -> Result<Arc<dyn Sink>, SendError> {
+pub fn build(destination: &Destination, network: &Network) -> Result<Arc<dyn Sink>, SendError> {
     Ok(match &destination.kind {
-        KindDoc::Webhook(settings) => Arc::new(WebhookSink::new(settings, network)?),
-        KindDoc::File(settings) => Arc::new(FileSink::new(settings)),
+        KindDoc::Webhook(settings) => Arc::new(WebhookSink::new(settings, network.clone())?),
+        KindDoc::File(settings) => Arc::new(FileSink::new(settings, &network.file_dir)?),
         KindDoc::Nats(settings) => Arc::new(NatsSink::new(settings)),
     })
 }

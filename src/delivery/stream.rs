@@ -138,7 +138,7 @@ async fn supervise(
             if running.contains(&d.id) || failed.get(&d.id).is_some_and(|f| f.kind == d.kind) {
                 continue;
             }
-            let sink = match sink::build(d, network) {
+            let sink = match sink::build(d, &network) {
                 Ok(sink) => sink,
                 Err(error) => {
                     tracing::error!(destination = %d.id, ?error, "destination cannot be started; fix its settings");

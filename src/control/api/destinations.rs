@@ -230,7 +230,8 @@ fn yes() -> bool {
     true
 }
 
-/// Settings of a type, checked: the type's fields only, file paths kept relative.
+/// Settings of a type, checked: the type's fields only, a file destination's path a bare
+/// file name (written inside `delivery.file_dir`).
 fn kind(metadata_id: &str, settings: Value) -> Result<KindDoc, ApiError> {
     if !["webhook", "file", "nats"].contains(&metadata_id) {
         return Err(ApiError::field(
@@ -241,12 +242,9 @@ fn kind(metadata_id: &str, settings: Value) -> Result<KindDoc, ApiError> {
     let kind: KindDoc = serde_json::from_value(json!({"type": metadata_id, "settings": settings}))
         .map_err(|e| ApiError::field("settings", format!("invalid {metadata_id} settings: {e}")))?;
     if let KindDoc::File(f) = &kind
-        && (f.path.is_absolute() || f.path.components().any(|c| c.as_os_str() == ".."))
+        && let Some(problem) = crate::catalog::file_name_problem(&f.path)
     {
-        return Err(ApiError::field(
-            "settings.path",
-            "a file destination created through the API writes under Sluice's working directory: use a relative path without '..'",
-        ));
+        return Err(ApiError::field("settings.path", problem));
     }
     Ok(kind)
 }

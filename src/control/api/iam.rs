@@ -292,7 +292,7 @@ async fn remove_user(
             "the last owner cannot be removed".into(),
         ));
     }
-    users::remove(change.conn(), &caller.workspace.id, &id).await?;
+    users::remove(change.conn(), &caller.workspace.id, &id, caller.now).await?;
     change
         .record(caller.draft("user.remove", "user", &id, Some(user_wire(&before)), None))
         .await?;
@@ -617,6 +617,11 @@ async fn remove_group(
 ) -> Result<Response, ApiError> {
     api.allow_workspace(&caller, Action::ManageMembers).await?;
     let group = load_group(&api, &caller, &id).await?;
+    if group.role == Some(Role::Owner) {
+        // Deleting an owner group unmakes its members' ownership: owners only.
+        api.allow_workspace(&caller, Action::TransferOwnership)
+            .await?;
+    }
     let mut change = api.store.change().await?;
     groups::delete(change.conn(), &id).await?;
     change
@@ -722,7 +727,12 @@ async fn remove_member(
     Path((id, user)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     api.allow_workspace(&caller, Action::ManageMembers).await?;
-    load_group(&api, &caller, &id).await?;
+    let group = load_group(&api, &caller, &id).await?;
+    if group.role == Some(Role::Owner) {
+        // Taking someone out of an owner group unmakes their ownership: owners only.
+        api.allow_workspace(&caller, Action::TransferOwnership)
+            .await?;
+    }
     let mut change = api.store.change().await?;
     groups::remove_member(change.conn(), &id, &user).await?;
     change

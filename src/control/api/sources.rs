@@ -15,9 +15,9 @@ use super::{
     Api, ApiError, Body, Caller, PageQuery, Path, Query, data, page_of, slug_field, success,
     text_field,
 };
-use crate::control::policy::{Action, DestinationRef, ResourceRef};
+use crate::control::policy::{Action, DestinationRef, LabelChange, ResourceRef, SourceRef};
 use crate::control::store::sources::{self, SourceRow, Viewer, WriteKeyRow};
-use crate::control::store::{catalog::enforcement_name, destinations, from_hex32, plans};
+use crate::control::store::{catalog::enforcement_name, destinations, from_hex32, grants, plans};
 use crate::control::token;
 use crate::protocols::Enforcement;
 
@@ -99,6 +99,32 @@ async fn visible(
     Ok(source)
 }
 
+/// Asks the policy whether the caller may give `source` the labels `after` (labels that
+/// carry grants are changed by owners and admins only).
+async fn allow_labels(
+    api: &Api,
+    caller: &Caller,
+    source: SourceRef<'_>,
+    after: &[(String, String)],
+) -> Result<(), ApiError> {
+    let mut conn = api.store.read().await?;
+    let governed = grants::governed_labels(&mut conn, &caller.workspace.id).await?;
+    drop(conn);
+    let change = LabelChange {
+        source,
+        after,
+        governed: &governed,
+    };
+    api.allow(
+        caller,
+        Action::ChangeLabels,
+        ResourceRef::Labels(change),
+        ApiError::missing("source", source.id),
+    )
+    .await?;
+    Ok(())
+}
+
 /// List the sources the caller may see.
 #[utoipa::path(
     get,
@@ -178,10 +204,16 @@ pub struct LabelWire {
     pub description: Option<String>,
 }
 
-/// Validates labels: at most 50, keys and values slug-like.
+/// Most labels one source carries.
+pub const MAX_LABELS: usize = 50;
+
+/// Validates labels: at most [`MAX_LABELS`], keys and values slug-like.
 pub fn labels(field: &str, wire: &[LabelWire]) -> Result<Vec<(String, String)>, ApiError> {
-    if wire.len() > 50 {
-        return Err(ApiError::field(field, "at most 50 labels"));
+    if wire.len() > MAX_LABELS {
+        return Err(ApiError::field(
+            field,
+            format!("at most {MAX_LABELS} labels"),
+        ));
     }
     wire.iter()
         .enumerate()
@@ -229,6 +261,13 @@ async fn create(
         return Err(ApiError::field("metadataId", "at most 100 characters"));
     }
     api.allow_workspace(&caller, Action::CreateSource).await?;
+    if !labels.is_empty() {
+        let new = SourceRef {
+            id: &id,
+            labels: &[],
+        };
+        allow_labels(&api, &caller, new, &labels).await?;
+    }
     let row = SourceRow {
         id: id.clone(),
         name,
@@ -533,7 +572,7 @@ async fn set_labels(
     replace: bool,
 ) -> Result<Response, ApiError> {
     let given = labels("labels", &body.labels)?;
-    let before = visible(api, caller, id, Action::EditSource).await?;
+    let before = visible(api, caller, id, Action::ViewSource).await?;
     let mut row = before.clone();
     if replace {
         row.labels = given;
@@ -543,7 +582,14 @@ async fn set_labels(
                 row.labels.push(label);
             }
         }
+        if row.labels.len() > MAX_LABELS {
+            return Err(ApiError::field(
+                "labels",
+                format!("a source has at most {MAX_LABELS} labels"),
+            ));
+        }
     }
+    allow_labels(api, caller, before.as_ref(), &row.labels).await?;
     row.updated_at = caller.now;
     let mut change = api.store.change().await?;
     sources::update(change.conn(), &row).await?;

@@ -14,7 +14,7 @@ use super::schema;
 use super::{
     Api, ApiError, Body, Caller, PageQuery, Path, Query, data, page_of, success, text_field,
 };
-use crate::control::policy::{Action, Scope};
+use crate::control::policy::{Action, Role, Scope};
 use crate::control::store::tokens::{self, NewToken, TokenRow};
 use crate::control::store::{Change, users};
 use crate::control::token;
@@ -58,7 +58,8 @@ struct CreateToken {
     expires_at: Option<DateTime<Utc>>,
     #[serde(default)]
     expires_in_days: Option<u32>,
-    /// Whose token (default: the caller's own). Only owners make tokens for others.
+    /// Whose token: only the caller's own id is accepted (a token always acts as the
+    /// person who made it; nobody holds a secret that acts as someone else).
     #[serde(default)]
     user_id: Option<String>,
 }
@@ -82,9 +83,16 @@ fn terms(caller: &Caller, body: &CreateToken) -> Result<(Vec<Scope>, DateTime<Ut
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    within_caller_scopes(caller, &scopes)?;
     let max_days = caller.workspace.settings.token_max_days;
     let expires = match (body.expires_at, body.expires_in_days) {
         (Some(at), None) => at,
+        (None, Some(days)) if days > max_days => {
+            return Err(ApiError::field(
+                "expiresInDays",
+                format!("at most {max_days} days (the workspace's token_max_days)"),
+            ));
+        }
         (None, Some(days)) => caller.now + Duration::days(i64::from(days)),
         _ => {
             return Err(ApiError::field(
@@ -103,6 +111,18 @@ fn terms(caller: &Caller, body: &CreateToken) -> Result<(Vec<Scope>, DateTime<Ut
         ));
     }
     Ok((scopes, expires))
+}
+
+/// A token never carries a scope the token that made it lacks: a narrow token cannot
+/// mint (or rotate its way to) a broader one.
+fn within_caller_scopes(caller: &Caller, scopes: &[Scope]) -> Result<(), ApiError> {
+    match scopes.iter().find(|s| !caller.token.scopes.contains(s)) {
+        Some(extra) => Err(ApiError::Forbidden(format!(
+            "the calling token lacks the scope {} it would grant",
+            extra.name()
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Issues a token inside `change`; returns its row and plaintext.
@@ -152,23 +172,17 @@ async fn create(
     let name = text_field("name", &body.name, 100)?;
     let (scopes, expires) = terms(&caller, &body)?;
     api.allow_workspace(&caller, Action::ManageTokens).await?;
-    let owner = body
-        .user_id
-        .clone()
-        .unwrap_or_else(|| caller.user.id.clone());
-    if owner != caller.user.id {
-        api.allow_workspace(&caller, Action::TransferOwnership)
-            .await?;
-        let mut conn = api.store.read().await?;
-        users::get(&mut conn, &caller.workspace.id, &owner)
-            .await?
-            .ok_or_else(|| ApiError::field("userId", "no such member"))?;
+    if body.user_id.as_ref().is_some_and(|u| *u != caller.user.id) {
+        return Err(ApiError::field(
+            "userId",
+            "a token acts only as the person who makes it; leave userId out",
+        ));
     }
     let mut change = api.store.change().await?;
     let (row, plain) = issue(
         &mut change,
         &caller.workspace.id,
-        &owner,
+        &caller.user.id,
         &name,
         &scopes,
         expires,
@@ -222,6 +236,17 @@ async fn revoke(
 ) -> Result<Response, ApiError> {
     api.allow_workspace(&caller, Action::ManageTokens).await?;
     let before = load(&api, &caller, &id).await?;
+    if before.user_id != caller.user.id {
+        let mut conn = api.store.read().await?;
+        let holder = users::principal(&mut conn, &caller.workspace.id, &before.user_id).await?;
+        drop(conn);
+        if holder.is_some_and(|u| u.effective_role() == Role::Owner) {
+            // Only an owner may cut an owner off (an admin revoking every owner token
+            // would lock the workspace out).
+            api.allow_workspace(&caller, Action::TransferOwnership)
+                .await?;
+        }
+    }
     let mut change = api.store.change().await?;
     tokens::revoke(change.conn(), &id, caller.now).await?;
     change
@@ -246,6 +271,13 @@ async fn rotate(
 ) -> Result<Response, ApiError> {
     api.allow_workspace(&caller, Action::ManageTokens).await?;
     let old = load(&api, &caller, &id).await?;
+    if old.user_id != caller.user.id {
+        // The new secret would act as the token's holder: only they may have it.
+        return Err(ApiError::Forbidden(
+            "only the person a token acts as may rotate it".into(),
+        ));
+    }
+    within_caller_scopes(&caller, &old.scopes)?;
     if old.revoked_at.is_some() {
         return Err(ApiError::Conflict(
             "a revoked token cannot be rotated".into(),
@@ -259,7 +291,7 @@ async fn rotate(
     let (row, plain) = issue(
         &mut change,
         &caller.workspace.id,
-        &old.user_id,
+        &caller.user.id,
         &old.name,
         &old.scopes,
         caller.now + lifetime,

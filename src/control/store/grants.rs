@@ -218,3 +218,20 @@ pub async fn delete(conn: &mut AnyConnection, id: &str) -> Result<(), StoreError
         .await?;
     Ok(())
 }
+
+/// Every label some grant of `workspace` targets, expired grants included: the labels
+/// that carry access (see [`crate::control::policy::Action::ChangeLabels`]).
+pub async fn governed_labels(
+    conn: &mut AnyConnection,
+    workspace: &str,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT DISTINCT target_id, target_value FROM grants WHERE workspace_id = $1 AND target_kind = 'source_label' ORDER BY target_id, target_value",
+    )
+    .bind(workspace)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
+}

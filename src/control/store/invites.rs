@@ -50,17 +50,38 @@ pub async fn list(
         .collect()
 }
 
-/// Withdraws an invite.
+/// Withdraws an invite and kills every unused link made for it (a withdrawn or
+/// superseded invite's link answers as unknown).
 pub async fn remove(
     conn: &mut AnyConnection,
     workspace: &str,
     email: &str,
 ) -> Result<(), StoreError> {
+    let email = email.trim().to_lowercase();
     sqlx::query("DELETE FROM invites WHERE workspace_id = $1 AND email = $2")
         .bind(workspace)
-        .bind(email.trim().to_lowercase())
-        .execute(conn)
+        .bind(&email)
+        .execute(&mut *conn)
         .await?;
+    sqlx::query(
+        "DELETE FROM setup_links WHERE workspace_id = $1 AND email = $2 AND used_at IS NULL",
+    )
+    .bind(workspace)
+    .bind(&email)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Kills every unused first-owner setup link of `workspace`: called whenever an owner
+/// comes to be, by whatever path.
+pub async fn kill_setup_links(conn: &mut AnyConnection, workspace: &str) -> Result<(), StoreError> {
+    sqlx::query(
+        "DELETE FROM setup_links WHERE workspace_id = $1 AND email = '' AND used_at IS NULL",
+    )
+    .bind(workspace)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -128,11 +149,35 @@ pub async fn peek_link(
         return Ok(Err(LinkState::Expired));
     }
     let role: String = row.try_get(1)?;
-    Ok(Ok(Link {
+    let link = Link {
         workspace_id: row.try_get(0)?,
         role: Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("link role {role}")))?,
         email: row.try_get(4)?,
-    }))
+    };
+    if !still_wanted(conn, &link).await? {
+        return Ok(Err(LinkState::Unknown));
+    }
+    Ok(Ok(link))
+}
+
+/// Whether what made the link still holds: an invite's link needs that very invite
+/// (same email, same role) still pending; the first-owner link needs a workspace with
+/// no owner. Links are also deleted when either changes; this check stands even if a
+/// path forgets to.
+async fn still_wanted(conn: &mut AnyConnection, link: &Link) -> Result<bool, StoreError> {
+    if link.email.is_empty() {
+        return Ok(link.role == Role::Owner
+            && super::users::owner_count(conn, &link.workspace_id).await? == 0);
+    }
+    let pending = sqlx::query("SELECT role FROM invites WHERE workspace_id = $1 AND email = $2")
+        .bind(&link.workspace_id)
+        .bind(&link.email)
+        .fetch_optional(conn)
+        .await?;
+    Ok(match pending {
+        Some(row) => row.try_get::<String, _>(0)? == link.role.name(),
+        None => false,
+    })
 }
 
 /// Uses a one-time link: marks it used and returns what it gives, or why not.

@@ -74,19 +74,47 @@ pub async fn create(
     now: DateTime<Utc>,
 ) -> Result<UserRow, StoreError> {
     let email = new.email.trim().to_lowercase();
-    let id = new_id("usr_");
-    sqlx::query(
-        "INSERT INTO users (id, email, first_name, last_name, active, origin, created_at) VALUES ($1, $2, $3, $4, 1, $5, $6)",
+    // Someone removed earlier (deactivated, member nowhere) comes back under their old
+    // id: their tokens were revoked and their grants dropped when they were removed.
+    let former = sqlx::query(
+        "SELECT u.id FROM users u WHERE u.email = $1 AND u.active = 0
+           AND NOT EXISTS (SELECT 1 FROM memberships m WHERE m.user_id = u.id)",
     )
-    .bind(&id)
     .bind(&email)
-    .bind(new.first_name)
-    .bind(new.last_name)
-    .bind(new.origin)
-    .bind(ms(now))
-    .execute(&mut *conn)
-    .await
-    .map_err(StoreError::conflict_as(format!("user {email}")))?;
+    .fetch_optional(&mut *conn)
+    .await?;
+    let id = match former {
+        Some(row) => {
+            let id: String = row.try_get(0)?;
+            sqlx::query(
+                "UPDATE users SET first_name = $2, last_name = $3, active = 1, origin = $4, created_at = $5, last_login = NULL WHERE id = $1",
+            )
+            .bind(&id)
+            .bind(new.first_name)
+            .bind(new.last_name)
+            .bind(new.origin)
+            .bind(ms(now))
+            .execute(&mut *conn)
+            .await?;
+            id
+        }
+        None => {
+            let id = new_id("usr_");
+            sqlx::query(
+                "INSERT INTO users (id, email, first_name, last_name, active, origin, created_at) VALUES ($1, $2, $3, $4, 1, $5, $6)",
+            )
+            .bind(&id)
+            .bind(&email)
+            .bind(new.first_name)
+            .bind(new.last_name)
+            .bind(new.origin)
+            .bind(ms(now))
+            .execute(&mut *conn)
+            .await
+            .map_err(StoreError::conflict_as(format!("user {email}")))?;
+            id
+        }
+    };
     sqlx::query(
         "INSERT INTO memberships (workspace_id, user_id, role, created_at) VALUES ($1, $2, $3, $4)",
     )
@@ -96,6 +124,9 @@ pub async fn create(
     .bind(ms(now))
     .execute(&mut *conn)
     .await?;
+    if new.role == Role::Owner {
+        super::invites::kill_setup_links(conn, workspace).await?;
+    }
     Ok(UserRow {
         id,
         email,
@@ -177,15 +208,33 @@ pub async fn set_role(
         .bind(workspace)
         .bind(id)
         .bind(role.name())
-        .execute(conn)
+        .execute(&mut *conn)
         .await?;
+    if role == Role::Owner {
+        super::invites::kill_setup_links(conn, workspace).await?;
+    }
     Ok(())
 }
 
-/// Removes a member from `workspace` and deactivates the user: their tokens stop at
-/// the next use (the policy refuses inactive users).
-pub async fn remove(conn: &mut AnyConnection, workspace: &str, id: &str) -> Result<(), StoreError> {
+/// Removes a member from `workspace` and deactivates the user: their tokens are
+/// revoked and their own grants dropped, so nothing of theirs comes back if they are
+/// invited again.
+pub async fn remove(
+    conn: &mut AnyConnection,
+    workspace: &str,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
     sqlx::query("UPDATE users SET active = 0 WHERE id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("UPDATE tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL")
+        .bind(id)
+        .bind(ms(now))
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM grants WHERE principal_kind = 'user' AND principal_id = $1")
         .bind(id)
         .execute(&mut *conn)
         .await?;

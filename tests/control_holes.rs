@@ -1,0 +1,473 @@
+//! Regression tests for the control plane's privilege holes (each failed before its fix):
+//! tokens acting as someone else, setup and invite links outliving their reason, labels
+//! as an access path, file destinations reaching Sluice's own files, the locked-out
+//! owner, and owners unmade by admins.
+
+mod common;
+
+use common::control::{Api, error_type, server};
+use common::databases::{self, TestDb};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use sluice::control::bootstrap;
+
+/// The path of a link the API answered with (`http://…/setup/…` → `/setup/…`).
+fn link_path(body: &Value, index: usize) -> String {
+    let link = body["data"]["invites"][index]["link"]
+        .as_str()
+        .expect("link");
+    link[link.find("/setup/").expect("setup path")..].to_owned()
+}
+
+/// Invites `email` as `role`; returns the link's path.
+async fn invite(api: &Api, token: &str, email: &str, role: &str) -> String {
+    let (status, body) = api
+        .post(
+            token,
+            "/api/v1/invites",
+            json!({"invites": [{"email": email, "role": role}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    link_path(&body, 0)
+}
+
+/// A new person of `role`; returns their token and user id.
+async fn person(api: &Api, owner: &str, email: &str, role: &str) -> (String, String) {
+    let link = invite(api, owner, email, role).await;
+    let (status, body) = api.accept(&link, email).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    (
+        body["data"]["secret"].as_str().expect("token").to_owned(),
+        body["data"]["user"]["id"].as_str().expect("id").to_owned(),
+    )
+}
+
+async fn own_token_id(api: &Api, token: &str, user: &str) -> String {
+    let (status, body) = api.get(token, "/api/v1/tokens?pagination[count]=200").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["data"]["tokens"]
+        .as_array()
+        .expect("tokens")
+        .iter()
+        .find(|t| t["userId"] == user && t["revokedAt"].is_null())
+        .and_then(|t| t["id"].as_str())
+        .expect("a live token of the user")
+        .to_owned()
+}
+
+async fn owner_id(api: &Api, owner: &str) -> String {
+    let (_, body) = api.get(owner, "/api/v1/users").await;
+    body["data"]["users"]
+        .as_array()
+        .expect("users")
+        .iter()
+        .find(|u| u["email"] == "owner@example.com")
+        .and_then(|u| u["id"].as_str())
+        .expect("owner")
+        .to_owned()
+}
+
+async fn sqlite() -> (TestDb, common::TestServer, Api, String) {
+    let db = databases::sqlite().await;
+    let (server, link) = server(&db).await;
+    let api = Api::of(&server);
+    let owner = api.owner(&link).await;
+    (db, server, api, owner)
+}
+
+#[tokio::test]
+async fn nobody_rotates_mints_or_revokes_a_token_that_acts_as_someone_else() {
+    let (_db, _server, api, owner) = sqlite().await;
+    let owner_user = owner_id(&api, &owner).await;
+    let (admin, admin_user) = person(&api, &owner, "admin@example.com", "admin").await;
+    let owner_token = own_token_id(&api, &admin, &owner_user).await;
+
+    // Rotating the owner's token would hand the admin a secret acting as the owner.
+    let (status, body) = api
+        .post(
+            &admin,
+            &format!("/api/v1/tokens/{owner_token}/rotate"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    // Minting one for the owner likewise (owners included: nobody holds another's).
+    for who in [&admin, &owner] {
+        let (status, body) = api
+            .post(
+                who,
+                "/api/v1/tokens",
+                json!({"name": "x", "scopes": ["workspace:read"], "expiresInDays": 1,
+                       "userId": if *who == owner { &admin_user } else { &owner_user }}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    }
+    // Revoking an owner's token is for owners only (else an admin locks owners out).
+    let (status, body) = api
+        .call(
+            &admin,
+            Method::DELETE,
+            &format!("/api/v1/tokens/{owner_token}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, _) = api.get(&owner, "/api/v1/").await;
+    assert_eq!(status, StatusCode::OK, "the owner's token still works");
+
+    // An admin's own token rotates; the audit actor is the caller.
+    let admin_token = own_token_id(&api, &admin, &admin_user).await;
+    let (status, body) = api
+        .post(
+            &admin,
+            &format!("/api/v1/tokens/{admin_token}/rotate"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let rotated = body["data"]["secret"].as_str().expect("secret").to_owned();
+    let wide = body["data"]["token"]["id"].as_str().expect("id").to_owned();
+    assert_eq!(body["data"]["token"]["userId"], admin_user);
+    let (status, body) = api.get(&admin, "/api/v1/").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(error_type(&body), "token_revoked");
+    let (status, body) = api
+        .get(&owner, "/api/v1/audit-events?pagination[count]=200")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let events = body["data"]["events"].as_array().expect("events");
+    let rotation = events
+        .iter()
+        .find(|e| e["type"] == "token.rotate")
+        .expect("a token.rotate event");
+    assert_eq!(
+        rotation["actor"], admin_user,
+        "actor is the caller: {rotation}"
+    );
+
+    // A narrow token cannot mint a broader one, nor rotate its way to one.
+    let (status, body) = api
+        .post(
+            &rotated,
+            "/api/v1/tokens",
+            json!({"name": "narrow", "scopes": ["members:write", "workspace:read"], "expiresInDays": 1}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let narrow = body["data"]["secret"].as_str().expect("secret").to_owned();
+    let (status, body) = api
+        .post(
+            &narrow,
+            "/api/v1/tokens",
+            json!({"name": "wide", "scopes": ["sources:write"], "expiresInDays": 1}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = api
+        .post(&narrow, &format!("/api/v1/tokens/{wide}/rotate"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+
+    // Absurd lifetimes are a 400, not a crash.
+    let (status, body) = api
+        .post(
+            &owner,
+            "/api/v1/tokens",
+            json!({"name": "x", "scopes": ["workspace:read"], "expiresInDays": 4_000_000_000u64}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}
+
+#[tokio::test]
+async fn the_setup_link_dies_once_an_owner_exists_by_any_path() {
+    let db = databases::sqlite().await;
+    let (server, link) = server(&db).await;
+    let api = Api::of(&server);
+    bootstrap::owner(&db.store, "ops@example.com", chrono::Utc::now())
+        .await
+        .expect("bootstrap");
+    let page = common::client()
+        .get(format!("{}{link}", api.base))
+        .send()
+        .await
+        .expect("form");
+    assert_eq!(page.status(), StatusCode::NOT_FOUND);
+    let (status, body) = api.accept(&link, "late@example.com").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+}
+
+#[tokio::test]
+async fn withdrawn_and_superseded_invites_are_dead() {
+    let (_db, _server, api, owner) = sqlite().await;
+    // Re-inviting with another role kills the first link.
+    let first = invite(&api, &owner, "a@example.com", "admin").await;
+    let second = invite(&api, &owner, "a@example.com", "member").await;
+    let (status, body) = api.accept(&first, "a@example.com").await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "superseded admin link: {body}"
+    );
+    // Withdrawing kills the link.
+    let withdrawn = invite(&api, &owner, "b@example.com", "admin").await;
+    let (status, body) = api
+        .call(
+            &owner,
+            Method::DELETE,
+            "/api/v1/invites?emails[0]=b@example.com",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = api.accept(&withdrawn, "b@example.com").await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "withdrawn admin link: {body}"
+    );
+    // The live one works, with its role.
+    let (status, body) = api.accept(&second, "a@example.com").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["user"]["role"], "member");
+
+    // A removed person can be invited again; their old token stays dead.
+    let old = body["data"]["secret"].as_str().expect("token").to_owned();
+    let id = body["data"]["user"]["id"].as_str().expect("id").to_owned();
+    let (status, body) = api
+        .call(&owner, Method::DELETE, &format!("/api/v1/users/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let again = invite(&api, &owner, "a@example.com", "read_only").await;
+    let (status, body) = api.accept(&again, "a@example.com").await;
+    assert_eq!(status, StatusCode::OK, "re-invited: {body}");
+    assert_eq!(body["data"]["user"]["role"], "read_only");
+    let (status, _) = api.get(&old, "/api/v1/").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the old token came back");
+}
+
+async fn grant(api: &Api, owner: &str, user: &str, label: (&str, &str), level: &str) {
+    let (status, body) = api
+        .post(
+            owner,
+            "/api/v1/grants",
+            json!({"principal": {"type": "user", "id": user},
+                   "resource": {"kind": "source_label", "key": label.0, "value": label.1},
+                   "level": level}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+async fn labels(api: &Api, token: &str, method: Method, source: &str, labels: Value) -> StatusCode {
+    let (status, _) = api
+        .call(
+            token,
+            method,
+            &format!("/api/v1/sources/{source}/labels"),
+            Some(json!({ "labels": labels })),
+        )
+        .await;
+    status
+}
+
+#[tokio::test]
+async fn labels_that_carry_grants_are_changed_by_owners_and_admins_only() {
+    let (_db, _server, api, owner) = sqlite().await;
+    for (slug, env) in [("dev-src", "dev"), ("prod-src", "prod")] {
+        let (status, body) = api
+            .post(
+                &owner,
+                "/api/v1/sources",
+                json!({"slug": slug, "labels": [{"key": "environment", "value": env}]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (member, member_id) = person(&api, &owner, "m@example.com", "member").await;
+    let (other, other_id) = person(&api, &owner, "o@example.com", "member").await;
+    grant(&api, &owner, &member_id, ("environment", "dev"), "full").await;
+    grant(
+        &api,
+        &owner,
+        &other_id,
+        ("environment", "prod"),
+        "no_access",
+    )
+    .await;
+    let (status, _) = api.get(&other, "/api/v1/sources/prod-src").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "prod is hidden from o@");
+
+    // Relabelling prod as dev would give the member `full` on it: refused.
+    let dev = json!([{"key": "environment", "value": "dev"}]);
+    assert_eq!(
+        labels(&api, &member, Method::POST, "prod-src", dev.clone()).await,
+        StatusCode::FORBIDDEN
+    );
+    // Taking prod's label off would lift o@'s restriction: refused.
+    assert_eq!(
+        labels(&api, &member, Method::PUT, "prod-src", json!([])).await,
+        StatusCode::FORBIDDEN
+    );
+    let (status, _) = api.get(&other, "/api/v1/sources/prod-src").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "still hidden");
+    // Nor can a new source start out with a governed label.
+    let (status, body) = api
+        .post(
+            &member,
+            "/api/v1/sources",
+            json!({"slug": "mine", "labels": [{"key": "environment", "value": "dev"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    // Labels no grant names are the member's to change.
+    let team = json!([{"key": "team", "value": "web"}]);
+    assert_eq!(
+        labels(&api, &member, Method::POST, "prod-src", team.clone()).await,
+        StatusCode::OK
+    );
+    // Owners may move governed labels.
+    assert_eq!(
+        labels(&api, &owner, Method::POST, "prod-src", dev).await,
+        StatusCode::OK
+    );
+
+    // The label limit holds across repeated adds.
+    let many = |from: usize| -> Value {
+        (from..from + 30)
+            .map(|n| json!({"key": "k", "value": format!("v{n}")}))
+            .collect()
+    };
+    assert_eq!(
+        labels(&api, &owner, Method::POST, "dev-src", many(0)).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        labels(&api, &owner, Method::POST, "dev-src", many(30)).await,
+        StatusCode::BAD_REQUEST
+    );
+}
+
+#[tokio::test]
+async fn file_destinations_take_a_bare_file_name_only() {
+    let (_db, _server, api, owner) = sqlite().await;
+    for path in [
+        "../control.db",
+        "/etc/passwd",
+        "data/secret.key",
+        ".hidden",
+        "a\\b",
+        "",
+    ] {
+        let (status, body) = api
+            .post(
+                &owner,
+                "/api/v1/destinations",
+                json!({"sourceId": "demo", "metadataId": "file", "settings": {"path": path}}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path:?}: {body}");
+        assert_eq!(body["errors"][0]["field"], "settings.path", "{body}");
+    }
+    let (status, body) = api
+        .post(
+            &owner,
+            "/api/v1/destinations",
+            json!({"sourceId": "demo", "metadataId": "file", "settings": {"path": "events.ndjson"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn a_locked_out_owner_comes_back_through_the_host_only() {
+    let (db, _server, api, owner) = sqlite().await;
+    let owner_user = owner_id(&api, &owner).await;
+    let token = own_token_id(&api, &owner, &owner_user).await;
+    let (status, _) = api
+        .call(
+            &owner,
+            Method::DELETE,
+            &format!("/api/v1/tokens/{token}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = api.get(&owner, "/api/v1/").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "locked out");
+    // Bootstrap refuses (there is an owner); recovery on the store works.
+    assert!(
+        bootstrap::owner(&db.store, "owner@example.com", chrono::Utc::now())
+            .await
+            .is_err()
+    );
+    let (user, fresh) = bootstrap::recover_owner(
+        &db.store,
+        "default",
+        "owner@example.com",
+        chrono::Utc::now(),
+    )
+    .await
+    .expect("recover");
+    assert_eq!(user.id, owner_user);
+    let fresh = fresh.expose().to_owned();
+    let (status, body) = api.get(&fresh, "/api/v1/audit-events").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body.to_string().contains("owner.recover"),
+        "recovery is audited: {body}"
+    );
+    // An unknown workspace is refused.
+    assert!(
+        bootstrap::recover_owner(&db.store, "nope", "x@example.com", chrono::Utc::now())
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn an_admin_cannot_unmake_an_owner_through_an_owner_group() {
+    let (_db, _server, api, owner) = sqlite().await;
+    let (admin, _) = person(&api, &owner, "admin@example.com", "admin").await;
+    let (_, member_id) = person(&api, &owner, "m@example.com", "member").await;
+    let (status, body) = api
+        .post(
+            &owner,
+            "/api/v1/groups",
+            json!({"name": "owners", "role": "owner"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let group = body["data"]["userGroup"]["id"]
+        .as_str()
+        .expect("group id")
+        .to_owned();
+    let (status, body) = api
+        .post(
+            &owner,
+            &format!("/api/v1/groups/{group}/users"),
+            json!({"emails": ["m@example.com"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = api
+        .call(
+            &admin,
+            Method::DELETE,
+            &format!("/api/v1/groups/{group}/users/{member_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = api
+        .call(
+            &admin,
+            Method::DELETE,
+            &format!("/api/v1/groups/{group}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+}
