@@ -9,7 +9,8 @@ use chrono::Utc;
 
 use crate::catalog::{CatalogSource, Document, FileSource, LoadError, RemoteSource};
 use crate::config::{CatalogSourceKind, Config};
-use crate::control::{api, bootstrap, feed::Feed, secret, store::Store};
+use crate::control::feed::{Feed, Publisher};
+use crate::control::{api, bootstrap, secret, store::Store};
 
 /// Why the control plane could not start.
 #[derive(Debug, thiserror::Error)]
@@ -84,10 +85,10 @@ pub async fn open_store(config: &Config) -> Result<Store, ControlError> {
     Ok(store)
 }
 
-/// The source `config` asks for; with the control plane, also its store (first start
-/// done: a new store gets workspace `default`, the catalog file, and a setup link,
-/// printed once on stderr).
-pub async fn open(config: &Config) -> Result<(Source, Option<Store>), ControlError> {
+/// The source `config` asks for; with the control plane, also its catalog publisher and
+/// store (first start done: a new store gets workspace `default`, the catalog file, and a
+/// setup link, printed once on stderr).
+pub async fn open(config: &Config) -> Result<(Source, Option<Publisher>), ControlError> {
     let poll = Duration::from_millis(config.catalog.poll_interval_ms);
     match config.catalog.source {
         CatalogSourceKind::File => Ok((
@@ -123,16 +124,20 @@ pub async fn open(config: &Config) -> Result<(Source, Option<Store>), ControlErr
                     first.setup_link
                 );
             }
-            Ok((Source::Control(Feed::new(store.clone())), Some(store)))
+            let publisher = Publisher::spawn(store);
+            Ok((
+                Source::Control(Feed::new(publisher.clone())),
+                Some(publisher),
+            ))
         }
     }
 }
 
-/// The API over `store`, as `config` sets it.
-pub fn api(config: &Config, store: Store) -> Arc<api::Api> {
+/// The API over `publisher`'s store, as `config` sets it.
+pub fn api(config: &Config, publisher: Publisher) -> Arc<api::Api> {
     let rate = std::num::NonZeroU32::new(config.control.rate_limit_per_minute)
         .unwrap_or(std::num::NonZeroU32::MIN);
-    api::Api::new(store, rate, config.control.public_url())
+    api::Api::new(publisher, rate, config.control.public_url())
 }
 
 /// This machine's name (`HOSTNAME`, else `/etc/hostname`, else `gateway`).

@@ -187,9 +187,9 @@ pub async fn serve(
     );
     let control_stop = CancellationToken::new();
     let control_api = match (control_store, listeners.control) {
-        (Some(store), Some(listener)) => {
+        (Some(publisher), Some(listener)) => {
             tracing::info!(control = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "control plane API listening");
-            let api = feed::api(&config, store);
+            let api = feed::api(&config, publisher);
             Some(tokio::spawn(control::api::serve(
                 listener,
                 api,
@@ -349,8 +349,9 @@ fn spawn_metrics_upkeep(stop: CancellationToken) -> tokio::task::JoinHandle<()> 
 /// The catalog a process starts with, and where it keeps following it from.
 struct Starting {
     source: feed::Source,
-    /// The control plane's store, with `catalog.source = "control"`.
-    control_store: Option<control::store::Store>,
+    /// The control plane's published catalog (and its store), with
+    /// `catalog.source = "control"`.
+    control_store: Option<control::feed::Publisher>,
     store: catalog::Store,
     doc: catalog::Document,
     /// The last-known-good copy's path.

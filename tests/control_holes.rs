@@ -471,3 +471,73 @@ async fn an_admin_cannot_unmake_an_owner_through_an_owner_group() {
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
 }
+
+async fn catalog_revision(api: &Api, token: &str) -> u64 {
+    let (status, body) = api.get(token, "/api/v1/catalog").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["data"]["catalog"]["revision"]
+        .as_u64()
+        .expect("revision")
+}
+
+#[tokio::test]
+async fn only_catalog_changes_move_the_catalog_revision() {
+    let (_db, server, api, owner) = sqlite().await;
+    let (reader, reader_id) = person(&api, &owner, "r@example.com", "read_only").await;
+    let before = catalog_revision(&api, &owner).await;
+    // Refused writes (audited), tokens and grants are no catalog change.
+    for _ in 0..3 {
+        let (status, _) = api
+            .post(&reader, "/api/v1/sources", json!({"slug": "nope"}))
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+    let (status, _) = api
+        .post(
+            &owner,
+            "/api/v1/tokens",
+            json!({"name": "ci", "scopes": ["sources:read"], "expiresInDays": 1}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    grant(
+        &api,
+        &owner,
+        &reader_id,
+        ("environment", "dev"),
+        "read_only",
+    )
+    .await;
+    assert_eq!(catalog_revision(&api, &owner).await, before);
+    // A remote gateway's long poll sees nothing new.
+    let node = common::client()
+        .get(format!(
+            "{}/internal/v1/catalog?after={before}&wait=1",
+            api.base
+        ))
+        .bearer_auth(&owner)
+        .send()
+        .await
+        .expect("long poll");
+    assert_eq!(node.status(), StatusCode::NOT_MODIFIED);
+    // A source is a catalog change: the revision moves and the poll answers at once.
+    let (status, _) = api
+        .post(&owner, "/api/v1/sources", json!({"slug": "fresh"}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let after = catalog_revision(&api, &owner).await;
+    assert!(after > before, "{after} > {before}");
+    let node = common::client()
+        .get(format!(
+            "{}/internal/v1/catalog?after={before}&wait=5",
+            api.base
+        ))
+        .bearer_auth(&owner)
+        .send()
+        .await
+        .expect("long poll");
+    assert_eq!(node.status(), StatusCode::OK);
+    let body: Value = node.json().await.expect("json");
+    assert_eq!(body["data"]["revision"], after);
+    drop(server);
+}

@@ -64,6 +64,8 @@ type Limiter =
 pub struct Api {
     /// The store.
     pub store: Store,
+    /// The published catalog (remote gateways' long polls read it).
+    pub published: super::feed::Publisher,
     /// Requests per minute per token.
     pub rate_per_minute: NonZeroU32,
     limiter: Limiter,
@@ -76,10 +78,15 @@ pub struct Api {
 }
 
 impl Api {
-    /// The API over `store`; `rate_per_minute` requests per token per minute.
-    pub fn new(store: Store, rate_per_minute: NonZeroU32, public_url: String) -> Arc<Self> {
+    /// The API over `published`'s store; `rate_per_minute` requests per token per minute.
+    pub fn new(
+        published: super::feed::Publisher,
+        rate_per_minute: NonZeroU32,
+        public_url: String,
+    ) -> Arc<Self> {
         Arc::new(Self {
-            store,
+            store: published.store().clone(),
+            published,
             rate_per_minute,
             limiter: RateLimiter::keyed(Quota::per_minute(rate_per_minute))
                 .with_middleware::<StateInformationMiddleware>(),

@@ -8,7 +8,13 @@
 //! Every change runs in a [`Change`]: it takes the audit chain's head row first (so
 //! writers queue on one row, on both databases), makes its edits, appends its audit
 //! event(s) and commits them together. The head's sequence number is also the control
-//! plane's *revision*: the catalog feed compares it to know whether anything changed.
+//! plane's *revision*: remembered callers are valid for one revision.
+//!
+//! The *catalog revision* is the revision of the last change that touched what gateways
+//! and delivery nodes are fed (sources, write keys, destinations, connections, tracking
+//! plans, workspaces): database triggers on those tables mark `catalog_head` dirty and the
+//! commit moves it. Other changes (an audited refusal, a token, a grant) leave it alone,
+//! so they cost no catalog export and wake no gateway.
 //!
 //! One file per resource below; row types live with their SQL.
 
@@ -106,6 +112,7 @@ pub struct Store {
     backend: Backend,
     key: Arc<Key>,
     revision: Arc<watch::Sender<u64>>,
+    catalog: Arc<watch::Sender<u64>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -187,12 +194,27 @@ impl Store {
             .await?
             .try_get::<i64, _>(0)?;
         let revision = Arc::new(watch::channel(as_u64(head)).0);
-        follow::spawn(backend, url, pool.clone(), Arc::downgrade(&revision), poll);
+        let catalog_head = {
+            let mut conn = pool.acquire().await?;
+            catalog_revision_on(&mut conn).await?
+        };
+        let catalog = Arc::new(watch::channel(catalog_head).0);
+        follow::spawn(
+            backend,
+            url,
+            pool.clone(),
+            follow::Heads {
+                change: Arc::downgrade(&revision),
+                catalog: Arc::downgrade(&catalog),
+            },
+            poll,
+        );
         Ok(Self {
             pool,
             backend,
             key: Arc::new(key),
             revision,
+            catalog,
         })
     }
 
@@ -228,8 +250,8 @@ impl Store {
     }
 
     /// A read-only transaction that sees one state of the database throughout (a deferred
-    /// transaction on SQLite's WAL; REPEATABLE READ on PostgreSQL), with the revision of
-    /// that state: what is read in it belongs to exactly that revision.
+    /// transaction on SQLite's WAL; REPEATABLE READ on PostgreSQL), with the *catalog*
+    /// revision of that state: the catalog read in it is exactly that revision's.
     pub async fn consistent_read(&self) -> Result<(u64, Transaction<'static, Any>), StoreError> {
         let mut tx = self.pool.begin().await?;
         if self.backend == Backend::Postgres {
@@ -237,11 +259,8 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        let seq: i64 = sqlx::query("SELECT seq FROM audit_head WHERE id = 1")
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get(0)?;
-        Ok((as_u64(seq), tx))
+        let seq = catalog_revision_on(&mut tx).await?;
+        Ok((seq, tx))
     }
 
     /// Starts a change; see [`Change`].
@@ -259,6 +278,7 @@ impl Store {
             seq: as_u64(seq),
             prev: from_hex32(&hash)?,
             revision: self.revision.clone(),
+            catalog: self.catalog.clone(),
             notify: self.backend == Backend::Postgres,
         })
     }
@@ -282,6 +302,19 @@ impl Store {
         self.revision.subscribe()
     }
 
+    /// Wakes when the catalog revision moves (as [`Self::watch_revision`] does).
+    pub fn watch_catalog(&self) -> watch::Receiver<u64> {
+        self.catalog.subscribe()
+    }
+
+    /// The catalog revision, from the database (other processes may have moved it).
+    pub async fn catalog_revision(&self) -> Result<u64, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let seq = catalog_revision_on(&mut conn).await?;
+        raise(&self.catalog, seq);
+        Ok(seq)
+    }
+
     /// Closes the pool (waits for connections to be returned).
     pub async fn close(&self) {
         self.pool.close().await;
@@ -296,6 +329,27 @@ pub async fn revision_on(conn: &mut AnyConnection) -> Result<u64, StoreError> {
         .await?
         .try_get(0)?;
     Ok(as_u64(seq))
+}
+
+/// The catalog revision as `conn` sees it now.
+pub async fn catalog_revision_on(conn: &mut AnyConnection) -> Result<u64, StoreError> {
+    let seq: i64 = sqlx::query("SELECT seq FROM catalog_head WHERE id = 1")
+        .fetch_one(conn)
+        .await?
+        .try_get(0)?;
+    Ok(as_u64(seq))
+}
+
+/// Raises an announced revision to `seq` (never lowers it: a notification may arrive
+/// after a newer read); true when it moved.
+pub(crate) fn raise(sender: &watch::Sender<u64>, seq: u64) -> bool {
+    sender.send_if_modified(|r| {
+        let newer = seq > *r;
+        if newer {
+            *r = seq;
+        }
+        newer
+    })
 }
 
 /// The embedded migrations for a backend: the shared tables, then what differs.
@@ -318,6 +372,7 @@ pub struct Change {
     seq: u64,
     prev: [u8; 32],
     revision: Arc<watch::Sender<u64>>,
+    catalog: Arc<watch::Sender<u64>>,
     /// Announce the commit to other processes (PostgreSQL's NOTIFY).
     notify: bool,
 }
@@ -344,23 +399,34 @@ impl Change {
             .bind(hex32(&self.prev))
             .execute(&mut *self.tx)
             .await?;
+        // The triggers marked the catalog dirty if this change touched it.
+        let catalog_moved = sqlx::query(
+            "UPDATE catalog_head SET seq = $1, dirty = 0 WHERE id = 1 AND dirty = 1 RETURNING seq",
+        )
+        .bind(as_i64(self.seq))
+        .fetch_optional(&mut *self.tx)
+        .await?
+        .is_some();
         if self.notify {
-            // Delivered to every listener when (and only if) the transaction commits.
+            // Delivered to every listener when (and only if) the transaction commits:
+            // `<revision>` or, when the catalog moved too, `<revision>:<catalog revision>`.
+            let payload = if catalog_moved {
+                format!("{}:{}", self.seq, self.seq)
+            } else {
+                self.seq.to_string()
+            };
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(follow::CHANNEL)
-                .bind(self.seq.to_string())
+                .bind(payload)
                 .execute(&mut *self.tx)
                 .await?;
         }
         self.tx.commit().await?;
         crate::telemetry::gauge(crate::telemetry::CONTROL_REVISION, &[]).set(self.seq as f64);
-        self.revision.send_if_modified(|r| {
-            let newer = self.seq > *r;
-            if newer {
-                *r = self.seq;
-            }
-            newer
-        });
+        raise(&self.revision, self.seq);
+        if catalog_moved {
+            raise(&self.catalog, self.seq);
+        }
         Ok(self.seq)
     }
 }

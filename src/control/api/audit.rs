@@ -234,6 +234,6 @@ fn cell(text: &str) -> String {
 )]
 async fn catalog(State(api): State<Arc<Api>>, caller: Caller) -> Result<Response, ApiError> {
     api.allow_workspace(&caller, Action::ViewWorkspace).await?;
-    let revision = api.store.revision().await?;
+    let revision = api.store.catalog_revision().await?;
     Ok(data(json!({"catalog": {"revision": revision}})))
 }

@@ -14,7 +14,6 @@ use serde_json::json;
 
 use super::schema;
 use super::{Api, ApiError, Caller, Query, data};
-use crate::control::feed::export_all;
 use crate::control::policy::Action;
 use crate::control::store::gateways;
 
@@ -77,17 +76,18 @@ async fn catalog(
         )
         .await?;
     }
-    let mut wake = api.store.watch_revision();
+    let mut wake = api.published.subscribe();
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        let revision = api.store.revision().await?;
-        if revision > q.after {
-            // The document and its revision from one consistent read.
-            let (revision, doc) = export_all(&api.store).await?;
-            return Ok(data(json!({"revision": revision, "catalog": doc.hashed()})));
+        let latest = wake.borrow_and_update().clone();
+        if let Some(published) = latest.filter(|p| p.revision > q.after) {
+            return Ok(data(
+                json!({"revision": published.revision, "catalog": published.doc.hashed()}),
+            ));
         }
         let now = tokio::time::Instant::now();
         if now >= deadline || api.closing.is_cancelled() {
+            let revision = api.store.catalog_revision().await?;
             return Ok((
                 StatusCode::NOT_MODIFIED,
                 [("x-sluice-revision", revision.to_string())],
@@ -95,7 +95,7 @@ async fn catalog(
                 .into_response());
         }
         tokio::select! {
-            // The store's revision channel also carries other processes' changes.
+            // The publisher exports once per catalog revision, for every waiting gateway.
             _ = tokio::time::timeout(deadline - now, wake.changed()) => {}
             () = api.closing.cancelled() => {}
         }
@@ -113,6 +113,6 @@ async fn list(State(api): State<Arc<Api>>, caller: Caller) -> Result<Response, A
     api.allow_workspace(&caller, Action::ViewWorkspace).await?;
     let mut conn = api.store.read().await?;
     let rows = gateways::list(&mut conn).await?;
-    let revision = api.store.revision().await?;
+    let revision = api.store.catalog_revision().await?;
     Ok(data(json!({"gateways": rows, "revision": revision})))
 }

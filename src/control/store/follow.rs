@@ -16,22 +16,24 @@ use sqlx::AnyPool;
 use sqlx::postgres::PgListener;
 use tokio::sync::watch;
 
-use super::{Backend, revision_on};
+use super::{Backend, catalog_revision_on, raise, revision_on};
 
 /// The notification channel commits announce their revision on.
 pub const CHANNEL: &str = "sluice_revision";
 
+/// The revisions a follower announces: the change revision and the catalog's.
+pub(super) struct Heads {
+    /// Every change's revision.
+    pub change: Weak<watch::Sender<u64>>,
+    /// The catalog's revision.
+    pub catalog: Weak<watch::Sender<u64>>,
+}
+
 /// Starts following the database behind `pool`; ends once the store is closed or gone.
-pub(super) fn spawn(
-    backend: Backend,
-    url: &str,
-    pool: AnyPool,
-    revision: Weak<watch::Sender<u64>>,
-    poll: Duration,
-) {
+pub(super) fn spawn(backend: Backend, url: &str, pool: AnyPool, heads: Heads, poll: Duration) {
     let follower = Follower {
         pool,
-        revision,
+        heads,
         poll: poll.max(Duration::from_millis(10)),
     };
     match backend {
@@ -46,37 +48,37 @@ pub(super) fn spawn(
 
 struct Follower {
     pool: AnyPool,
-    revision: Weak<watch::Sender<u64>>,
+    heads: Heads,
     poll: Duration,
 }
 
 impl Follower {
     /// False once the store is closed or dropped.
     fn alive(&self) -> bool {
-        !self.pool.is_closed() && self.revision.strong_count() > 0
+        !self.pool.is_closed() && self.heads.change.strong_count() > 0
     }
 
-    /// Raises the announced revision to `seq` (never lowers it: a notification may
-    /// arrive after a newer poll).
-    fn announce(&self, seq: u64) {
-        if let Some(sender) = self.revision.upgrade() {
-            sender.send_if_modified(|r| {
-                let newer = seq > *r;
-                if newer {
-                    *r = seq;
-                }
-                newer
-            });
+    /// Raises the announced revisions (never lowers them: a notification may arrive
+    /// after a newer poll).
+    fn announce(&self, seq: u64, catalog: Option<u64>) {
+        if let Some(sender) = self.heads.change.upgrade() {
+            raise(&sender, seq);
+        }
+        if let (Some(sender), Some(catalog)) = (self.heads.catalog.upgrade(), catalog) {
+            raise(&sender, catalog);
         }
     }
 
-    /// Reads the revision from the database and announces it.
+    /// Reads both revisions from the database and announces them.
     async fn read(&self) {
         let Ok(mut conn) = self.pool.acquire().await else {
             return;
         };
-        if let Ok(seq) = revision_on(&mut conn).await {
-            self.announce(seq);
+        if let (Ok(seq), Ok(catalog)) = (
+            revision_on(&mut conn).await,
+            catalog_revision_on(&mut conn).await,
+        ) {
+            self.announce(seq, Some(catalog));
         }
     }
 
@@ -112,9 +114,9 @@ impl Follower {
             while self.alive() {
                 tokio::select! {
                     received = listener.try_recv() => match received {
-                        Ok(Some(note)) => match note.payload().parse::<u64>() {
-                            Ok(seq) => self.announce(seq),
-                            Err(_) => self.read().await,
+                        Ok(Some(note)) => match parse(note.payload()) {
+                            Some((seq, catalog)) => self.announce(seq, catalog),
+                            None => self.read().await,
                         },
                         // The connection dropped (and is being re-established):
                         // anything sent meanwhile is lost, so read.
@@ -128,6 +130,14 @@ impl Follower {
                 }
             }
         }
+    }
+}
+
+/// A commit's payload: `<revision>` or `<revision>:<catalog revision>`.
+fn parse(payload: &str) -> Option<(u64, Option<u64>)> {
+    match payload.split_once(':') {
+        Some((seq, catalog)) => Some((seq.parse().ok()?, Some(catalog.parse().ok()?))),
+        None => Some((payload.parse().ok()?, None)),
     }
 }
 
