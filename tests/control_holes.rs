@@ -541,3 +541,36 @@ async fn only_catalog_changes_move_the_catalog_revision() {
     assert_eq!(body["data"]["revision"], after);
     drop(server);
 }
+
+#[tokio::test]
+async fn made_up_tokens_and_guessed_links_share_their_address_budget() {
+    let db = databases::sqlite().await;
+    let (server, link) = common::control::server_with(&db, |c| {
+        c.control.rate_limit_per_minute = 5;
+    })
+    .await;
+    let api = Api::of(&server);
+    let owner = api.owner(&link).await;
+    // Each made-up token is well formed (its checksum holds) and unknown.
+    let mut statuses = Vec::new();
+    for _ in 0..7 {
+        let fake = sluice::control::token::issue().expect("random");
+        let (status, _) = api.get(fake.plaintext.expose(), "/api/v1/").await;
+        statuses.push(status);
+    }
+    assert_eq!(statuses[0], StatusCode::UNAUTHORIZED);
+    assert!(
+        statuses.contains(&StatusCode::TOO_MANY_REQUESTS),
+        "fresh made-up tokens each got a budget: {statuses:?}"
+    );
+    // Guessing setup links and fetching the OpenAPI document count there too.
+    let guess = common::client()
+        .get(format!("{}/setup/not-a-link", api.base))
+        .send()
+        .await
+        .expect("guess");
+    assert_eq!(guess.status(), StatusCode::TOO_MANY_REQUESTS);
+    // A real token keeps a budget of its own.
+    let (status, body) = api.get(&owner, "/api/v1/").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}

@@ -75,6 +75,8 @@ pub struct Api {
     pub closing: tokio_util::sync::CancellationToken,
     /// Callers' identities, remembered per revision.
     identities: identities::Identities,
+    /// When idle rate-limit buckets were last dropped (Unix ms).
+    swept: std::sync::atomic::AtomicI64,
 }
 
 impl Api {
@@ -93,6 +95,7 @@ impl Api {
             public_url,
             closing: tokio_util::sync::CancellationToken::new(),
             identities: identities::Identities::default(),
+            swept: std::sync::atomic::AtomicI64::new(0),
         })
     }
 
@@ -226,9 +229,13 @@ pub fn router(api: Arc<Api>) -> Router {
             "/api/v1/",
             axum::routing::get(iam::workspace).layer(limited.clone()),
         )
-        .merge(internal::internal_routes().layer(limited))
-        .route("/api/v1/openapi.json", axum::routing::get(openapi::serve))
-        .merge(setup::routes())
+        .merge(internal::internal_routes().layer(limited.clone()))
+        .route(
+            "/api/v1/openapi.json",
+            axum::routing::get(openapi::serve).layer(limited.clone()),
+        )
+        // Setup and invite links: a guessed link costs the guesser's address budget.
+        .merge(setup::routes().layer(limited))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         // Bodies are bounded before any handler reads them.
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -253,12 +260,30 @@ pub async fn serve(
         .await
 }
 
-/// The key the rate limiter counts a request under: a well-formed token's digest, else
-/// the client address (so made-up tokens cannot each get a fresh budget).
-fn limiter_key(headers: &HeaderMap, addr: Option<SocketAddr>) -> String {
-    match bearer(headers).and_then(|t| token::parse(t).ok()) {
-        Some(digest) => digest.to_hex(),
-        None => addr.map_or_else(|| "unknown".into(), |a| a.ip().to_string()),
+/// Rate-limit buckets are swept of idle ones at most this often.
+const SWEEP_EVERY_MS: i64 = 1_000;
+
+/// The token a request carries, resolved once by the rate limiter for the [`Caller`].
+#[derive(Debug, Clone)]
+struct Resolved {
+    digest: String,
+    identity: Option<identities::Identity>,
+}
+
+/// The key the rate limiter counts a request under: a *known* token's id; anything else
+/// (no token, a malformed or made-up one, the setup pages, the OpenAPI document) counts
+/// under the client's address (its /64 for IPv6), so made-up tokens share one budget.
+fn limiter_key(resolved: Option<&Resolved>, addr: Option<SocketAddr>) -> String {
+    if let Some(identity) = resolved.and_then(|r| r.identity.as_ref()) {
+        return format!("token:{}", identity.token.id);
+    }
+    match addr.map(|a| a.ip().to_canonical()) {
+        Some(std::net::IpAddr::V6(v6)) => {
+            let [a, b, c, d, ..] = v6.segments();
+            format!("addr:{a:x}:{b:x}:{c:x}:{d:x}::/64")
+        }
+        Some(ip) => format!("addr:{ip}"),
+        None => "addr:unknown".into(),
     }
 }
 
@@ -288,12 +313,20 @@ async fn measure(request: Request, next: Next) -> Response {
     response
 }
 
-async fn rate_limit(State(api): State<Arc<Api>>, request: Request, next: Next) -> Response {
+async fn rate_limit(State(api): State<Arc<Api>>, mut request: Request, next: Next) -> Response {
     let addr = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
-    let key = limiter_key(request.headers(), addr);
+    let resolved = match resolve(&api, request.headers()).await {
+        Ok(resolved) => resolved,
+        Err(error) => return error.into_response(),
+    };
+    let key = limiter_key(resolved.as_ref(), addr);
+    if let Some(resolved) = resolved {
+        request.extensions_mut().insert(resolved);
+    }
+    api.sweep_buckets();
     let limit = api.rate_per_minute.get();
     let (mut response, remaining, reset) = match api.limiter.check_key(&key) {
         Ok(snapshot) => {
@@ -323,6 +356,45 @@ async fn rate_limit(State(api): State<Arc<Api>>, request: Request, next: Next) -
         }
     }
     response
+}
+
+/// The request's Bearer token, parsed and looked up once (`None` without a well-formed one).
+async fn resolve(api: &Api, headers: &HeaderMap) -> Result<Option<Resolved>, ApiError> {
+    let Some(digest) = bearer(headers).and_then(|t| token::parse(t).ok()) else {
+        return Ok(None);
+    };
+    let digest = digest.to_hex();
+    let mut conn = api.store.read().await?;
+    let identity = api.identities.resolve(&mut conn, &digest).await?;
+    Ok(Some(Resolved { digest, identity }))
+}
+
+impl Api {
+    /// Drops idle rate-limit buckets (at most once a second): a bucket that has refilled
+    /// is the same as none, so the map holds only callers seen within the last minute.
+    fn sweep_buckets(&self) {
+        let now = Utc::now().timestamp_millis();
+        let last = self.swept.load(std::sync::atomic::Ordering::Relaxed);
+        if now - last >= SWEEP_EVERY_MS
+            && self
+                .swept
+                .compare_exchange(
+                    last,
+                    now,
+                    std::sync::atomic::Ordering::Relaxed,
+                    std::sync::atomic::Ordering::Relaxed,
+                )
+                .is_ok()
+        {
+            self.limiter.retain_recent();
+            self.limiter.shrink_to_fit();
+        }
+    }
+
+    /// Rate-limit buckets held now (callers seen within about the last minute).
+    pub fn buckets(&self) -> usize {
+        self.limiter.len()
+    }
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -394,21 +466,26 @@ impl FromRequestParts<Arc<Api>> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, api: &Arc<Api>) -> Result<Self, ApiError> {
-        let presented = bearer(&parts.headers).ok_or(ApiError::Unauthorized("invalid_token"))?;
-        let digest =
-            token::parse(presented).map_err(|_| ApiError::Unauthorized("invalid_token"))?;
+        // The rate limiter resolved the token already (every route that takes a caller
+        // sits behind it); resolve here only where it did not.
+        let resolved = match parts.extensions.remove::<Resolved>() {
+            Some(resolved) => Some(resolved),
+            None => resolve(api, &parts.headers).await?,
+        };
+        let Some(Resolved {
+            digest,
+            identity: Some(identity),
+        }) = resolved
+        else {
+            return Err(ApiError::Unauthorized("invalid_token"));
+        };
         let now = Utc::now();
-        let digest = digest.to_hex();
-        let mut conn = api.store.read().await?;
         let identities::Identity {
             token,
             workspace,
             user,
-        } = api
-            .identities
-            .resolve(&mut conn, &digest)
-            .await?
-            .ok_or(ApiError::Unauthorized("invalid_token"))?;
+        } = identity;
+        let mut conn = api.store.read().await?;
         let ip = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
@@ -481,8 +558,8 @@ pub enum ApiError {
     /// 413: the body is larger than [`MAX_BODY_BYTES`].
     #[error("the request body is larger than {MAX_BODY_BYTES} bytes")]
     TooLarge,
-    /// 429: the token's request budget is spent.
-    #[error("too many requests for this token; see Retry-After")]
+    /// 429: the token's (or, without a known token, the address's) budget is spent.
+    #[error("too many requests; see Retry-After")]
     RateLimited,
     /// 500: the store failed (details in the server's log, not in the answer).
     #[error("internal error")]

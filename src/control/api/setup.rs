@@ -5,10 +5,11 @@
 //! once, and expires (24 h for the first owner, 72 h for invites). The page works
 //! without JavaScript; `Accept: application/json` gets JSON instead.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -138,6 +139,7 @@ fn parse_form(headers: &HeaderMap, body: &[u8]) -> Result<Accept, ApiError> {
 async fn accept(
     State(api): State<Arc<Api>>,
     Path(link): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
@@ -145,7 +147,10 @@ async fn accept(
     let form = parse_form(&headers, &body)?;
     let now = Utc::now();
     let email = form.email.trim().to_lowercase();
-    if !email.contains('@') || email.len() > 254 || email.chars().any(char::is_whitespace) {
+    if !email.contains('@')
+        || email.len() > 254
+        || email.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
         return Err(ApiError::field("email", "not an email address"));
     }
     for (field, value) in [
@@ -215,10 +220,9 @@ async fn accept(
         now,
     )
     .await?;
-    let ip = headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    // The peer's address, as every API request records it: a client-set header such as
+    // X-Forwarded-For is never taken at its word.
+    let ip = Some(peer.ip().to_canonical().to_string());
     change
         .record(Draft {
             time: now,
