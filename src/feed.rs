@@ -71,7 +71,8 @@ impl CatalogSource for Source {
 }
 
 /// Opens the control plane's store: `control.database_url`, else SQLite in `log.dir`;
-/// the secret key from `SLUICE_SECRET_KEY` or `log.dir/secret.key` (made on first use).
+/// the secret key from `SLUICE_SECRET_KEY` or `log.dir/secret.key` (made on first use);
+/// the audit chain's head checkpointed to `log.dir/audit.head`.
 pub async fn open_store(config: &Config) -> Result<Store, ControlError> {
     let env = std::env::var(secret::ENV_KEY).ok();
     let key = secret::Key::load(env.as_deref(), &config.log.dir)?;
@@ -82,7 +83,8 @@ pub async fn open_store(config: &Config) -> Result<Store, ControlError> {
     } else {
         Store::open_following(url, key, poll).await?
     };
-    Ok(store)
+    // The audit chain's head is checkpointed outside the database.
+    Ok(store.with_checkpoint(config.log.dir.join(crate::control::store::CHECKPOINT_FILE)))
 }
 
 /// The source `config` asks for; with the control plane, also its catalog publisher and

@@ -5,7 +5,7 @@ mod common;
 use chrono::{DateTime, Duration, Utc};
 use common::databases::{self, TestDb};
 use sluice::catalog::{Document, KeyRejection, Snapshot};
-use sluice::control::audit::{Actor, Broken, Draft};
+use sluice::control::audit::{Actor, Broken, Draft, Event};
 use sluice::control::policy::{self, Level, ResourceRef, Role, Target};
 use sluice::control::store::grants::{Holder, NewGrant};
 use sluice::control::store::sources::{SourceRow, Viewer};
@@ -595,4 +595,100 @@ async fn other_processes_changes_wake_a_store_by_notification_and_by_poll() {
     listening.close().await;
     polling.close().await;
     db.finish().await;
+}
+
+#[tokio::test]
+async fn a_chain_rewritten_without_the_key_or_behind_the_checkpoint_fails_verify() {
+    for db in databases::both().await {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = db
+            .store
+            .clone()
+            .with_checkpoint(dir.path().join(store::CHECKPOINT_FILE));
+        let mut c = store.change().await.expect("change");
+        workspaces::create(c.conn(), "W", "w", now())
+            .await
+            .expect("workspace");
+        c.record(draft("workspace.create", "w"))
+            .await
+            .expect("record");
+        c.commit().await.expect("commit");
+        for i in 0..4 {
+            let mut c = store.change().await.expect("change");
+            c.record(draft("thing.update", &format!("t{i}")))
+                .await
+                .expect("record");
+            c.commit().await.expect("commit");
+        }
+        assert_eq!(
+            store::verify_audit(&store).await.expect("read"),
+            Ok(5),
+            "{}",
+            db.label
+        );
+
+        // Someone with the database (not the key) rewrites event 2's actor and re-links
+        // the rest with plain SHA-256, marking them unkeyed, and moves the head.
+        let mut raw = db.raw().await;
+        let unguard = match db.label {
+            "sqlite" => vec![
+                "DROP TRIGGER audit_events_no_update",
+                "DROP TRIGGER audit_events_no_delete",
+            ],
+            _ => vec!["ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_change"],
+        };
+        for statement in unguard {
+            sqlx::query(statement)
+                .execute(&mut raw)
+                .await
+                .expect("unguard");
+        }
+        let mut events = Vec::new();
+        for seq in 1..=5i64 {
+            let body: String = sqlx::Row::get(
+                &sqlx::query("SELECT body FROM audit_events WHERE seq = $1")
+                    .bind(seq)
+                    .fetch_one(&mut raw)
+                    .await
+                    .expect("row"),
+                0,
+            );
+            events.push(serde_json::from_str::<Event>(&body).expect("event"));
+        }
+        events[1].what.actor = Actor::System;
+        let mut prev = sluice::control::audit::GENESIS;
+        for e in &mut events {
+            e.keyed = false;
+            e.prev_hash = prev;
+            e.hash = sluice::control::audit::hash(e);
+            prev = e.hash;
+        }
+        for e in &events {
+            sqlx::query(
+                "UPDATE audit_events SET body = $2, prev_hash = $3, hash = $4 WHERE seq = $1",
+            )
+            .bind(i64::try_from(e.seq).expect("seq"))
+            .bind(serde_json::to_string(e).expect("json"))
+            .bind(store::hex32(&e.prev_hash))
+            .bind(store::hex32(&e.hash))
+            .execute(&mut raw)
+            .await
+            .expect("rewrite");
+        }
+        sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
+            .bind(store::hex32(&prev))
+            .execute(&mut raw)
+            .await
+            .expect("head");
+        // The chain alone no longer tells (every event unkeyed and linked): the
+        // checkpoint outside the database does.
+        assert_eq!(
+            store::verify_audit(&store).await.expect("read"),
+            Err(Broken::Checkpoint { seq: 5 }),
+            "{}",
+            db.label
+        );
+        drop(raw);
+        db.finish().await;
+    }
 }

@@ -1,20 +1,48 @@
-//! The audit trail: append-only events linked by a SHA-256 hash chain.
+//! The audit trail: append-only events linked by a keyed hash chain.
 //!
-//! Each event's `hash` is SHA-256 over the previous event's hash and the event's own
-//! fields in a fixed, length-prefixed encoding. [`verify`] recomputes the chain: an
-//! edited row changes its hash, a deleted or reordered row breaks the link to the next.
-//! (A truncated tail needs an anchor outside the table: the store keeps the head hash
-//! and sequence in a separate row, checked by `sluice admin audit verify`.)
+//! Each event's `hash` is HMAC-SHA256, under a [`ChainKey`] derived from Sluice's secret
+//! key (which lives outside the database), over the previous event's hash and the
+//! event's own fields in a fixed, length-prefixed encoding. [`verify`] recomputes the
+//! chain: an edited row changes its hash, a deleted or reordered row breaks the link to
+//! the next, and someone who can write the database but lacks the key cannot forge a
+//! chain that verifies. Events written before chains were keyed carry plain SHA-256
+//! (`keyed: false`); once a keyed event appears, every later one must be keyed.
+//! (A truncated or wholly rewritten tail needs an anchor outside the table: the store
+//! keeps the head in a separate row and, where configured, checkpoints it to a file
+//! outside the database; `sluice admin audit verify` checks both.)
 //!
 //! Secrets never enter an event: `before`/`after` are written by callers from types
 //! whose `Serialize` redacts them.
 
 use chrono::{DateTime, Utc};
+use hmac::{KeyInit as _, Mac as _};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 /// The hash before the first event.
 pub const GENESIS: [u8; 32] = [0; 32];
+
+/// The key of the audit chain's MACs (derived from the secret key; never stored in the
+/// database).
+#[derive(Clone)]
+pub struct ChainKey([u8; 32]);
+
+impl std::fmt::Debug for ChainKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ChainKey(redacted)")
+    }
+}
+
+impl ChainKey {
+    /// The chain key derived from 32 secret bytes (HMAC-SHA256 with a fixed label, so it
+    /// is independent of every other use of those bytes).
+    pub fn derive(secret: &[u8; 32]) -> Self {
+        let mut mac = hmac::Hmac::<Sha256>::new_from_slice(secret)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(b"sluice audit chain v1");
+        Self(mac.finalize().into_bytes().into())
+    }
+}
 
 /// Who did it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,30 +105,50 @@ pub struct Event {
     /// This event's hash.
     #[serde(with = "hex32")]
     pub hash: [u8; 32],
+    /// Whether `hash` is a MAC under the [`ChainKey`] (false: plain SHA-256, events
+    /// written before chains were keyed).
+    #[serde(default)]
+    pub keyed: bool,
 }
 
 impl Draft {
     /// Links the draft after the event whose hash is `prev_hash` (or the genesis) as
-    /// event `seq`.
-    pub fn seal(self, seq: u64, prev_hash: [u8; 32]) -> Event {
+    /// event `seq`, its hash a MAC under `key`.
+    pub fn seal(self, seq: u64, prev_hash: [u8; 32], key: &ChainKey) -> Event {
         let mut event = Event {
             seq,
             what: self,
             prev_hash,
             hash: [0; 32],
+            keyed: true,
         };
-        event.hash = hash(&event);
+        event.hash = mac(&event, key);
         event
     }
 }
 
-/// The hash of an event: SHA-256 over the previous hash and every field, each
-/// length-prefixed so no two different events encode alike.
+/// The MAC of a keyed event: HMAC-SHA256 under `key` over [`encode`].
+pub fn mac(e: &Event, key: &ChainKey) -> [u8; 32] {
+    let mut m = hmac::Hmac::<Sha256>::new_from_slice(&key.0)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    encode(e, &mut |bytes| m.update(bytes));
+    m.finalize().into_bytes().into()
+}
+
+/// The hash of an unkeyed event (written before chains were keyed): SHA-256 over
+/// [`encode`].
 pub fn hash(e: &Event) -> [u8; 32] {
     let mut h = Sha256::new();
+    encode(e, &mut |bytes| h.update(bytes));
+    h.finalize().into()
+}
+
+/// The previous hash and every field of `e`, each length-prefixed so no two different
+/// events encode alike, fed to `sink`.
+fn encode(e: &Event, sink: &mut dyn FnMut(&[u8])) {
     let mut field = |bytes: &[u8]| {
-        h.update((bytes.len() as u64).to_le_bytes());
-        h.update(bytes);
+        sink(&(bytes.len() as u64).to_le_bytes());
+        sink(bytes);
     };
     let w = &e.what;
     field(&e.prev_hash);
@@ -129,7 +177,6 @@ pub fn hash(e: &Event) -> [u8; 32] {
     for text in [&w.ip, &w.user_agent] {
         field(text.as_deref().unwrap_or_default().as_bytes());
     }
-    h.finalize().into()
 }
 
 /// Where a chain is broken.
@@ -147,6 +194,20 @@ pub enum Broken {
         /// The first event that does not link.
         seq: u64,
     },
+    /// An unkeyed event after a keyed one: the chain was rewritten without the key.
+    #[error("audit event {seq} is not keyed though earlier ones are (the chain was rewritten)")]
+    Downgraded {
+        /// Its sequence number.
+        seq: u64,
+    },
+    /// The chain does not hold the head checkpointed outside the database.
+    #[error(
+        "audit event {seq} is not the one checkpointed outside the database (the chain was rewritten or cut)"
+    )]
+    Checkpoint {
+        /// The checkpointed sequence number.
+        seq: u64,
+    },
     /// The chain ends before its recorded head: events at the end were deleted.
     #[error(
         "audit chain ends at event {found} but its head records {expected} (events were deleted)"
@@ -159,19 +220,30 @@ pub enum Broken {
     },
 }
 
-/// Checks a whole chain, in sequence order, from the genesis.
-pub fn verify(events: &[Event]) -> Result<(), Broken> {
+/// Checks a whole chain, in sequence order, from the genesis, keyed events under `key`.
+pub fn verify(events: &[Event], key: &ChainKey) -> Result<(), Broken> {
     let mut prev = GENESIS;
+    let mut keyed = false;
     for (i, e) in events.iter().enumerate() {
         if e.prev_hash != prev || e.seq != i as u64 + 1 {
             return Err(Broken::Unlinked { seq: e.seq });
         }
-        if hash(e) != e.hash {
+        if keyed && !e.keyed {
+            return Err(Broken::Downgraded { seq: e.seq });
+        }
+        keyed = e.keyed;
+        let expected = if e.keyed { mac(e, key) } else { hash(e) };
+        // Constant time: the expected MAC is a secret-derived value.
+        if !constant_time_eq(&expected, &e.hash) {
             return Err(Broken::Altered { seq: e.seq });
         }
         prev = e.hash;
     }
     Ok(())
+}
+
+fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 mod hex32 {
@@ -200,6 +272,10 @@ mod hex32 {
 mod tests {
     use super::*;
 
+    fn key() -> ChainKey {
+        ChainKey::derive(&[7; 32])
+    }
+
     fn chain(n: usize) -> Vec<Event> {
         let mut events: Vec<Event> = Vec::new();
         for i in 0..n {
@@ -215,7 +291,7 @@ mod tests {
                 ip: Some("203.0.113.9".into()),
                 user_agent: None,
             };
-            events.push(draft.seal(i as u64 + 1, prev));
+            events.push(draft.seal(i as u64 + 1, prev, &key()));
         }
         events
     }
@@ -223,10 +299,10 @@ mod tests {
     #[test]
     fn an_intact_chain_verifies_and_round_trips() {
         let events = chain(5);
-        assert_eq!(verify(&events), Ok(()));
+        assert_eq!(verify(&events, &key()), Ok(()));
         let json = serde_json::to_string(&events).expect("json");
         let back: Vec<Event> = serde_json::from_str(&json).expect("parse");
-        assert_eq!(verify(&back), Ok(()));
+        assert_eq!(verify(&back, &key()), Ok(()));
     }
 
     #[test]
@@ -234,20 +310,53 @@ mod tests {
         let events = chain(5);
         let mut edited = events.clone();
         edited[2].what.after = Some(serde_json::json!({"enabled": true}));
-        assert_eq!(verify(&edited), Err(Broken::Altered { seq: 3 }));
+        assert_eq!(verify(&edited, &key()), Err(Broken::Altered { seq: 3 }));
         let mut actor = events.clone();
         actor[1].what.actor = Actor::System;
-        assert_eq!(verify(&actor), Err(Broken::Altered { seq: 2 }));
+        assert_eq!(verify(&actor, &key()), Err(Broken::Altered { seq: 2 }));
         let mut deleted = events.clone();
         deleted.remove(1);
-        assert_eq!(verify(&deleted), Err(Broken::Unlinked { seq: 3 }));
+        assert_eq!(verify(&deleted, &key()), Err(Broken::Unlinked { seq: 3 }));
         let mut swapped = events.clone();
         swapped.swap(3, 4);
-        assert_eq!(verify(&swapped), Err(Broken::Unlinked { seq: 5 }));
+        assert_eq!(verify(&swapped, &key()), Err(Broken::Unlinked { seq: 5 }));
         // Re-hashing an edited row does not help: the next one no longer links.
-        let mut rehashed = events;
+        let mut rehashed = events.clone();
         rehashed[2].what.resource_id = "other".into();
-        rehashed[2].hash = hash(&rehashed[2]);
-        assert_eq!(verify(&rehashed), Err(Broken::Unlinked { seq: 4 }));
+        rehashed[2].hash = mac(&rehashed[2], &key());
+        assert_eq!(verify(&rehashed, &key()), Err(Broken::Unlinked { seq: 4 }));
+    }
+
+    #[test]
+    fn without_the_key_no_rewrite_verifies() {
+        let events = chain(4);
+        // Someone who can write the database rewrites an actor and re-links every
+        // later event, but has no key: plain SHA-256 in place of the MACs.
+        let mut forged = events.clone();
+        forged[1].what.actor = Actor::System;
+        for i in 1..forged.len() {
+            forged[i].prev_hash = forged[i - 1].hash;
+            forged[i].hash = hash(&forged[i]);
+        }
+        assert_eq!(verify(&forged, &key()), Err(Broken::Altered { seq: 2 }));
+        // Marking the rewritten events unkeyed is a downgrade.
+        for e in &mut forged[1..] {
+            e.keyed = false;
+        }
+        assert_eq!(verify(&forged, &key()), Err(Broken::Downgraded { seq: 2 }));
+        // Another key does not verify either.
+        assert_eq!(
+            verify(&events, &ChainKey::derive(&[8; 32])),
+            Err(Broken::Altered { seq: 1 })
+        );
+        // Chains written before keying still verify, and may turn keyed.
+        let mut legacy = events;
+        legacy[0].keyed = false;
+        legacy[0].hash = hash(&legacy[0]);
+        for i in 1..legacy.len() {
+            legacy[i].prev_hash = legacy[i - 1].hash;
+            legacy[i].hash = mac(&legacy[i], &key());
+        }
+        assert_eq!(verify(&legacy, &key()), Ok(()));
     }
 }

@@ -45,7 +45,7 @@ pub enum SecretError {
 }
 
 /// The key secrets are sealed with.
-pub struct Key(LessSafeKey);
+pub struct Key(LessSafeKey, super::audit::ChainKey);
 
 impl std::fmt::Debug for Key {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -59,7 +59,15 @@ impl Key {
         // 32 bytes is always the right length for ChaCha20-Poly1305.
         let unbound = UnboundKey::new(&CHACHA20_POLY1305, bytes)
             .unwrap_or_else(|_| unreachable!("ChaCha20-Poly1305 keys are 32 bytes"));
-        Self(LessSafeKey::new(unbound))
+        Self(
+            LessSafeKey::new(unbound),
+            super::audit::ChainKey::derive(bytes),
+        )
+    }
+
+    /// The audit chain's MAC key, derived from this key.
+    pub fn chain_key(&self) -> &super::audit::ChainKey {
+        &self.1
     }
 
     /// The key from `env_value` (`SLUICE_SECRET_KEY`) if set, else from `<dir>/secret.key`,

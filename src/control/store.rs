@@ -113,7 +113,21 @@ pub struct Store {
     key: Arc<Key>,
     revision: Arc<watch::Sender<u64>>,
     catalog: Arc<watch::Sender<u64>>,
+    checkpoint: Option<Arc<Checkpoint>>,
 }
+
+/// The audit chain's head, written to a file outside the database after every commit
+/// (`seq hash`): someone who rewrites or cuts the chain in the database cannot make it
+/// agree with this file.
+#[derive(Debug)]
+struct Checkpoint {
+    path: std::path::PathBuf,
+    /// The newest sequence number written (commits may finish out of order).
+    written: std::sync::Mutex<u64>,
+}
+
+/// The checkpoint file's name in the data directory.
+pub const CHECKPOINT_FILE: &str = "audit.head";
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -215,6 +229,7 @@ impl Store {
             key: Arc::new(key),
             revision,
             catalog,
+            checkpoint: None,
         })
     }
 
@@ -232,6 +247,20 @@ impl Store {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
         let url = format!("sqlite://{}?mode=rwc", dir.join(SQLITE_FILE).display());
         Self::open_following(&url, key, poll).await
+    }
+
+    /// This store, checkpointing the audit chain's head to `path` after every commit
+    /// and checking the chain against it in [`verify_audit`].
+    pub fn with_checkpoint(mut self, path: std::path::PathBuf) -> Self {
+        let written = read_checkpoint(&path)
+            .ok()
+            .flatten()
+            .map_or(0, |(seq, _)| seq);
+        self.checkpoint = Some(Arc::new(Checkpoint {
+            path,
+            written: std::sync::Mutex::new(written),
+        }));
+        self
     }
 
     /// Which database this is.
@@ -280,6 +309,8 @@ impl Store {
             revision: self.revision.clone(),
             catalog: self.catalog.clone(),
             notify: self.backend == Backend::Postgres,
+            key: self.key.clone(),
+            checkpoint: self.checkpoint.clone(),
         })
     }
 
@@ -375,6 +406,9 @@ pub struct Change {
     catalog: Arc<watch::Sender<u64>>,
     /// Announce the commit to other processes (PostgreSQL's NOTIFY).
     notify: bool,
+    /// Its events' MACs are made with this key's chain key.
+    key: Arc<Key>,
+    checkpoint: Option<Arc<Checkpoint>>,
 }
 
 impl Change {
@@ -385,7 +419,7 @@ impl Change {
 
     /// Appends an audit event to the chain (inside this transaction).
     pub async fn record(&mut self, draft: Draft) -> Result<u64, StoreError> {
-        let event = draft.seal(self.seq + 1, self.prev);
+        let event = draft.seal(self.seq + 1, self.prev, self.key.chain_key());
         audit_log::insert(&mut self.tx, &event).await?;
         self.seq = event.seq;
         self.prev = event.hash;
@@ -422,6 +456,9 @@ impl Change {
                 .await?;
         }
         self.tx.commit().await?;
+        if let Some(checkpoint) = &self.checkpoint {
+            checkpoint.write(self.seq, &self.prev);
+        }
         crate::telemetry::gauge(crate::telemetry::CONTROL_REVISION, &[]).set(self.seq as f64);
         raise(&self.revision, self.seq);
         if catalog_moved {
@@ -429,6 +466,46 @@ impl Change {
         }
         Ok(self.seq)
     }
+}
+
+impl Checkpoint {
+    /// Records `seq` and its hash unless a newer one is written already. A failure is
+    /// logged, not returned: the change is committed, and `audit verify` still checks
+    /// the chain against the last checkpoint written.
+    fn write(&self, seq: u64, hash: &[u8; 32]) {
+        let mut written = self
+            .written
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if seq <= *written {
+            return;
+        }
+        let text = format!("{seq} {}\n", hex32(hash));
+        match crate::disk::replace(
+            &self.path,
+            text.as_bytes(),
+            crate::disk::Access::Private,
+            &crate::disk::Faults::default(),
+        ) {
+            Ok(()) => *written = seq,
+            Err(error) => {
+                tracing::error!(%error, path = %self.path.display(), "cannot checkpoint the audit chain's head");
+            }
+        }
+    }
+}
+
+/// The checkpoint at `path`: `None` when there is no file yet.
+fn read_checkpoint(path: &Path) -> Result<Option<(u64, [u8; 32])>, StoreError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(StoreError::Database(sqlx::Error::Io(e))),
+    };
+    let corrupt = || StoreError::Corrupt(format!("audit checkpoint {}", path.display()));
+    let (seq, hash) = text.trim().split_once(' ').ok_or_else(corrupt)?;
+    let seq = seq.parse().map_err(|_| corrupt())?;
+    Ok(Some((seq, from_hex32(hash)?)))
 }
 
 /// Milliseconds since the epoch, as stored.
@@ -495,8 +572,26 @@ pub async fn verify_audit(store: &Store) -> Result<Result<u64, audit::Broken>, S
         .await?;
     let head_seq = as_u64(head.try_get::<i64, _>(0)?);
     let head_hash = from_hex32(&head.try_get::<String, _>(1)?)?;
-    if let Err(broken) = audit::verify(&events) {
+    if let Err(broken) = audit::verify(&events, store.key.chain_key()) {
         return Ok(Err(broken));
+    }
+    if let Some(checkpoint) = &store.checkpoint
+        && let Some((seq, hash)) = read_checkpoint(&checkpoint.path)?
+    {
+        let found = events.last().map_or(0, |e| e.seq);
+        if found < seq {
+            return Ok(Err(audit::Broken::Truncated {
+                expected: seq,
+                found,
+            }));
+        }
+        let at = usize::try_from(seq).ok().and_then(|n| n.checked_sub(1));
+        if at
+            .and_then(|i| events.get(i))
+            .is_some_and(|e| e.hash != hash)
+        {
+            return Ok(Err(audit::Broken::Checkpoint { seq }));
+        }
     }
     let (last_seq, last_hash) = events
         .last()
