@@ -28,7 +28,7 @@ use sha2::{Digest as _, Sha256};
 
 pub use document::{
     DestinationDoc, Document, FileDoc, FilterDoc, Invalid, KeyDoc, KindDoc, NatsDoc, Problems,
-    RateLimitDoc, RetryDoc, SourceDoc, WebhookDoc, file_name_problem, redacted_url,
+    REDACTED, RateLimitDoc, RetryDoc, SourceDoc, WebhookDoc, file_name_problem, redacted_url,
 };
 // The tracking-plan document types belong to `protocols`; the catalog holds them.
 pub use crate::protocols::{ControlsDoc, Enforcement, PlanDoc, RuleDoc};

@@ -213,7 +213,7 @@ pub struct Catalog {
     pub source: CatalogSourceKind,
     /// With `source = "remote"`: the control plane's base URL, e.g. `http://cp:8081`.
     pub control_url: String,
-    /// With `source = "remote"`: a token with the `catalog:read` scope.
+    /// With `source = "remote"`: a node credential (`slc_node_…`, `POST /api/v1/nodes`).
     pub node_token: Secret,
     /// With `source = "remote"`: this gateway's name in `/api/v1/gateways`.
     /// Default: the host name.

@@ -101,7 +101,7 @@ struct Remote {
     /// of its own; sets catalog.source = "remote").
     #[arg(long, env = "SLUICE_CONTROL_URL", requires = "node_token")]
     control_url: Option<String>,
-    /// The node token (scope catalog:read) for --control-url.
+    /// The node credential (`slc_node_…`, `POST /api/v1/nodes`) for --control-url.
     #[arg(long, env = "SLUICE_NODE_TOKEN", hide_env_values = true)]
     node_token: Option<String>,
     /// This process's name in /api/v1/gateways [default: the host name].

@@ -534,22 +534,15 @@ async fn a_remote_gateway_follows_the_control_plane_and_survives_its_absence() {
     let (control, link) = server(&db).await;
     let api = Api::of(&control);
     let owner = api.owner(&link).await;
-    // A token without catalog:read cannot fetch the catalog.
-    let (_, body) = api
-        .post(
-            &owner,
-            "/api/v1/tokens",
-            json!({"name": "reader", "scopes": ["sources:read"], "expiresInDays": 1}),
-        )
-        .await;
-    let weak = body["data"]["secret"].as_str().expect("secret").to_owned();
-    let (status, _) = api.get(&weak, "/internal/v1/catalog?wait=0").await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
+    // A person's token, even the owner's, cannot fetch the catalog: nodes have
+    // credentials of their own.
+    let (status, _) = api.get(&owner, "/internal/v1/catalog?wait=0").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, body) = api
         .post(
             &owner,
-            "/api/v1/tokens",
-            json!({"name": "edge-1", "scopes": ["catalog:read"], "expiresInDays": 30}),
+            "/api/v1/nodes",
+            json!({"name": "edge-1", "role": "gateway", "expiresInDays": 30}),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -672,8 +665,8 @@ async fn a_key_revoked_through_one_control_plane_is_refused_by_every_gateway_wit
     let (status, body) = two
         .post(
             &owner,
-            "/api/v1/tokens",
-            json!({"name": "edges", "scopes": ["catalog:read"], "expiresInDays": 1}),
+            "/api/v1/nodes",
+            json!({"name": "edges", "role": "gateway", "expiresInDays": 1}),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");

@@ -508,18 +508,19 @@ async fn only_catalog_changes_move_the_catalog_revision() {
         "read_only",
     )
     .await;
+    let node = node_credential(&api, &owner, "gateway").await;
     assert_eq!(catalog_revision(&api, &owner).await, before);
     // A remote gateway's long poll sees nothing new.
-    let node = common::client()
+    let poll = common::client()
         .get(format!(
             "{}/internal/v1/catalog?after={before}&wait=1",
             api.base
         ))
-        .bearer_auth(&owner)
+        .bearer_auth(&node)
         .send()
         .await
         .expect("long poll");
-    assert_eq!(node.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(poll.status(), StatusCode::NOT_MODIFIED);
     // A source is a catalog change: the revision moves and the poll answers at once.
     let (status, _) = api
         .post(&owner, "/api/v1/sources", json!({"slug": "fresh"}))
@@ -527,17 +528,17 @@ async fn only_catalog_changes_move_the_catalog_revision() {
     assert_eq!(status, StatusCode::OK);
     let after = catalog_revision(&api, &owner).await;
     assert!(after > before, "{after} > {before}");
-    let node = common::client()
+    let poll = common::client()
         .get(format!(
             "{}/internal/v1/catalog?after={before}&wait=5",
             api.base
         ))
-        .bearer_auth(&owner)
+        .bearer_auth(&node)
         .send()
         .await
         .expect("long poll");
-    assert_eq!(node.status(), StatusCode::OK);
-    let body: Value = node.json().await.expect("json");
+    assert_eq!(poll.status(), StatusCode::OK);
+    let body: Value = poll.json().await.expect("json");
     assert_eq!(body["data"]["revision"], after);
     drop(server);
 }
@@ -573,4 +574,100 @@ async fn made_up_tokens_and_guessed_links_share_their_address_budget() {
     // A real token keeps a budget of its own.
     let (status, body) = api.get(&owner, "/api/v1/").await;
     assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+async fn node_credential(api: &Api, owner: &str, role: &str) -> String {
+    let (status, body) = api
+        .post(
+            owner,
+            "/api/v1/nodes",
+            json!({"name": format!("edge-{role}"), "role": role}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let secret = body["data"]["secret"].as_str().expect("secret").to_owned();
+    assert!(secret.starts_with("slc_node_"));
+    secret
+}
+
+async fn feed(api: &Api, credential: &str) -> (StatusCode, Value) {
+    let response = common::client()
+        .get(format!("{}/internal/v1/catalog?wait=0", api.base))
+        .bearer_auth(credential)
+        .send()
+        .await
+        .expect("catalog");
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn only_delivery_nodes_receive_destination_credentials() {
+    let (_db, _server, api, owner) = sqlite().await;
+    let (status, body) = api
+        .post(
+            &owner,
+            "/api/v1/destinations",
+            json!({"sourceId": "demo", "metadataId": "webhook",
+                   "settings": {"url": "https://hooks.example.com/T0/B0/path-secret?token=query-secret",
+                                "secret": "signing-secret", "headers": {"X-Key": "header-secret"}}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let secrets = [
+        "path-secret",
+        "query-secret",
+        "signing-secret",
+        "header-secret",
+    ];
+
+    // No person's token reads the feed, the owner's included, nor can one be made for it.
+    let (status, _) = feed(&api, &owner).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = api
+        .post(
+            &owner,
+            "/api/v1/tokens",
+            json!({"name": "edge", "scopes": ["catalog:read"], "expiresInDays": 1}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    let gateway = node_credential(&api, &owner, "gateway").await;
+    let (status, body) = feed(&api, &gateway).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let text = body.to_string();
+    assert!(text.contains("hooks.example.com"), "{text}");
+    for secret in secrets {
+        assert!(
+            !text.contains(secret),
+            "a gateway node got {secret}: {text}"
+        );
+    }
+    let delivery = node_credential(&api, &owner, "delivery").await;
+    let (status, body) = feed(&api, &delivery).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let text = body.to_string();
+    for secret in secrets {
+        assert!(text.contains(secret), "a delivery node lacks {secret}");
+    }
+    // A node credential is good for nothing else, and dies when revoked.
+    let (status, _) = api.get(&delivery, "/api/v1/sources").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (_, body) = api.get(&owner, "/api/v1/nodes").await;
+    let id = body["data"]["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .find(|n| n["role"] == "delivery")
+        .and_then(|n| n["id"].as_str())
+        .expect("delivery node")
+        .to_owned();
+    let (status, _) = api
+        .call(&owner, Method::DELETE, &format!("/api/v1/nodes/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = feed(&api, &delivery).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(error_type(&body), "token_revoked");
 }

@@ -73,6 +73,34 @@ pub enum KindDoc {
     Nats(NatsDoc),
 }
 
+/// What replaces a credential wherever settings are shown without them.
+pub const REDACTED: &str = "<redacted>";
+
+impl KindDoc {
+    /// The same settings with every credential replaced: a webhook's URL path and query
+    /// and user info, header values and signing secret; a NATS URL's user info and path.
+    /// What people without the right to see credentials, and gateway nodes, get.
+    pub fn redacted(&self) -> Self {
+        match self {
+            Self::Webhook(w) => Self::Webhook(WebhookDoc {
+                url: redacted_url(&w.url),
+                headers: w
+                    .headers
+                    .keys()
+                    .map(|k| (k.clone(), REDACTED.to_owned()))
+                    .collect(),
+                secret: w.secret.as_ref().map(|_| REDACTED.to_owned()),
+                ..w.clone()
+            }),
+            Self::Nats(n) => Self::Nats(NatsDoc {
+                url: redacted_url(&n.url),
+                ..n.clone()
+            }),
+            Self::File(f) => Self::File(f.clone()),
+        }
+    }
+}
+
 /// A URL as it may appear in logs, errors and dead letters: scheme, host and port only.
 /// User info, path and query are dropped: webhook URLs often carry their token there
 /// (`/services/T0/B0/XXXX`, `?token=…`).
@@ -449,6 +477,16 @@ impl Document {
     /// Parses a last-known-good JSON copy (digests only).
     pub fn parse_json(bytes: &[u8]) -> Result<Self, Invalid> {
         serde_json::from_slice(bytes).map_err(|e| Invalid::Syntax(e.to_string()))
+    }
+
+    /// [`Self::hashed`], and every destination's credentials replaced
+    /// ([`KindDoc::redacted`]): the catalog a gateway node gets.
+    pub fn without_credentials(&self) -> Self {
+        let mut doc = self.hashed();
+        for d in &mut doc.destinations {
+            d.kind = d.kind.redacted();
+        }
+        doc
     }
 
     /// The same catalog with every plaintext key replaced by its digest.

@@ -14,6 +14,7 @@ pub mod destinations;
 pub mod iam;
 pub mod identities;
 pub mod internal;
+pub mod nodes;
 pub mod openapi;
 pub mod plans;
 pub mod schema;
@@ -219,6 +220,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .merge(plans::routes())
         .merge(iam::routes())
         .merge(tokens::routes())
+        .merge(nodes::routes())
         .merge(audit::routes())
         .merge(internal::routes())
         .layer(limited.clone());
@@ -397,7 +399,7 @@ impl Api {
     }
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get("authorization")?.to_str().ok()?;
     let (scheme, rest) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())

@@ -230,7 +230,7 @@ async fn owner_token(
         tokens::NewToken {
             user_id: user,
             name,
-            scopes: &Scope::ALL,
+            scopes: &Scope::PERSONAL,
             digest: &issued.digest.to_hex(),
             display: &issued.display,
             expires_at: now

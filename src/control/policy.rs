@@ -234,8 +234,9 @@ pub enum Scope {
     MembersWrite,
     /// `audit:read`
     AuditRead,
-    /// Read the whole catalog (write-key digests, destination settings): the node
-    /// token of a remote gateway.
+    /// Formerly the scope of a remote gateway's token. It grants nothing now: gateways
+    /// and delivery nodes use node credentials ([`NodeRole`]); kept so tokens stored
+    /// with it still read back.
     CatalogRead,
 }
 
@@ -254,6 +255,21 @@ impl Scope {
         Self::MembersWrite,
         Self::AuditRead,
         Self::CatalogRead,
+    ];
+
+    /// The scopes a person's token may carry (all but the retired `catalog:read`).
+    pub const PERSONAL: [Self; 11] = [
+        Self::WorkspaceRead,
+        Self::WorkspaceWrite,
+        Self::SourcesRead,
+        Self::SourcesWrite,
+        Self::DestinationsRead,
+        Self::DestinationsWrite,
+        Self::TrackingPlanRead,
+        Self::TrackingPlanWrite,
+        Self::MembersRead,
+        Self::MembersWrite,
+        Self::AuditRead,
     ];
 
     /// The scope's name on the wire (`sources:write`).
@@ -428,7 +444,7 @@ pub enum Action {
     ManageTokens,
     /// Read the audit log.
     ReadAudit,
-    /// Fetch the gateway's catalog (a remote gateway's node token).
+    /// Fetch the catalog feed: node credentials only ([`node_may`]).
     ReadCatalog,
 }
 
@@ -472,11 +488,11 @@ impl Action {
             Self::PublishTrackingPlans => {
                 role >= Admin || (role == Member && settings.members_can_publish)
             }
-            Self::ManageMembers
-            | Self::ModifySettings
-            | Self::ManageTokens
-            | Self::ReadAudit
-            | Self::ReadCatalog => role >= Admin,
+            Self::ManageMembers | Self::ModifySettings | Self::ManageTokens | Self::ReadAudit => {
+                role >= Admin
+            }
+            // The catalog feed is for node credentials ([`node_may`]), never a person.
+            Self::ReadCatalog => false,
             Self::ManageUsage | Self::TransferOwnership => role == Owner,
             Self::ViewSource
             | Self::EditSource
@@ -658,6 +674,44 @@ impl Decision {
             reason,
             rules,
         }
+    }
+}
+
+/// What a node credential is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeRole {
+    /// A gateway: the catalog without destination credentials.
+    Gateway,
+    /// A delivery node: the catalog with destination credentials (it calls them).
+    Delivery,
+}
+
+impl NodeRole {
+    /// Every role.
+    pub const ALL: [Self; 2] = [Self::Gateway, Self::Delivery];
+
+    /// The wire and database name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Gateway => "gateway",
+            Self::Delivery => "delivery",
+        }
+    }
+
+    /// The role of a wire or database name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.name() == name)
+    }
+}
+
+/// Whether a node credential of `role` may do `action`: both roles read the catalog
+/// feed; only delivery nodes see destination credentials in it. Nothing else.
+pub fn node_may(role: NodeRole, action: Action) -> bool {
+    match action {
+        Action::ReadCatalog => true,
+        Action::ViewDestinationSecrets => role == NodeRole::Delivery,
+        _ => false,
     }
 }
 

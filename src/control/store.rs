@@ -35,6 +35,7 @@ pub mod grants;
 pub mod groups;
 pub mod invites;
 pub mod labels;
+pub mod nodes;
 pub mod plans;
 pub mod sources;
 pub mod tokens;

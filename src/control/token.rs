@@ -1,7 +1,9 @@
-//! API tokens: how they look, how they are made, and how a presented one is checked.
+//! API tokens and node credentials: how they look, how they are made, and how a
+//! presented one is checked.
 //!
-//! Format: `slc_pat_` + 30 random base62 characters + 6 base62 characters of a CRC32 of
-//! those 30, e.g. `slc_pat_4Fq…Zx0aB12`. The fixed prefix and the checksum let secret
+//! Format: `slc_pat_` (a person's token) or `slc_node_` (a gateway's or delivery node's
+//! credential) + 30 random base62 characters + 6 base62 characters of a CRC32 of those
+//! 30, e.g. `slc_pat_4Fq…Zx0aB12`. The fixed prefix and the checksum let secret
 //! scanners recognise a leaked token (and reject look-alikes) without asking us; the
 //! 30 random characters carry ~178 bits from the operating system's CSPRNG.
 //!
@@ -14,6 +16,8 @@ use subtle::ConstantTimeEq as _;
 
 /// Every personal access token starts with this.
 pub const PREFIX: &str = "slc_pat_";
+/// Every node credential starts with this.
+pub const NODE_PREFIX: &str = "slc_node_";
 const RANDOM_CHARS: usize = 30;
 const CHECKSUM_CHARS: usize = 6;
 const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
@@ -86,13 +90,22 @@ pub struct Issued {
     pub display: String,
 }
 
-/// Makes a new token.
+/// Makes a new personal access token.
 pub fn issue() -> Result<Issued, NoRandomness> {
+    issue_prefixed(PREFIX)
+}
+
+/// Makes a new node credential.
+pub fn issue_node() -> Result<Issued, NoRandomness> {
+    issue_prefixed(NODE_PREFIX)
+}
+
+fn issue_prefixed(prefix: &str) -> Result<Issued, NoRandomness> {
     let random = random_base62(RANDOM_CHARS)?;
-    let text = format!("{PREFIX}{random}{}", checksum(&random));
+    let text = format!("{prefix}{random}{}", checksum(&random));
     Ok(Issued {
         digest: digest(&text),
-        display: text[..PREFIX.len() + 4].to_owned(),
+        display: text[..prefix.len() + 4].to_owned(),
         plaintext: Plaintext(text),
     })
 }
@@ -122,7 +135,16 @@ pub fn digest_of(text: &str) -> Digest {
 
 /// Checks a presented token's shape and checksum and returns its digest for the lookup.
 pub fn parse(presented: &str) -> Result<Digest, Malformed> {
-    let body = presented.strip_prefix(PREFIX).ok_or(Malformed::Prefix)?;
+    parse_prefixed(PREFIX, presented)
+}
+
+/// [`parse`] for a node credential.
+pub fn parse_node(presented: &str) -> Result<Digest, Malformed> {
+    parse_prefixed(NODE_PREFIX, presented)
+}
+
+fn parse_prefixed(prefix: &str, presented: &str) -> Result<Digest, Malformed> {
+    let body = presented.strip_prefix(prefix).ok_or(Malformed::Prefix)?;
     if body.len() != RANDOM_CHARS + CHECKSUM_CHARS || !body.bytes().all(|b| ALPHABET.contains(&b)) {
         return Err(Malformed::Shape);
     }
@@ -185,5 +207,18 @@ mod tests {
         typo[at] = if typo[at] == 'a' { 'b' } else { 'a' };
         let typo: String = typo.into_iter().collect();
         assert_eq!(parse(&typo), Err(Malformed::Checksum));
+    }
+
+    #[test]
+    fn node_credentials_and_tokens_never_pass_for_each_other() {
+        let node = issue_node().expect("random");
+        let person = issue().expect("random");
+        assert!(node.plaintext.expose().starts_with(NODE_PREFIX));
+        assert_eq!(parse_node(node.plaintext.expose()), Ok(node.digest));
+        assert_eq!(parse(node.plaintext.expose()), Err(Malformed::Prefix));
+        assert_eq!(
+            parse_node(person.plaintext.expose()),
+            Err(Malformed::Prefix)
+        );
     }
 }

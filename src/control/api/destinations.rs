@@ -14,7 +14,7 @@ use super::{
     Api, ApiError, Body, Caller, PageQuery, Path, Query, data, page_of, slug_field, success,
     text_field,
 };
-use crate::catalog::{DestinationDoc, FilterDoc, KindDoc, RetryDoc, redacted_url};
+use crate::catalog::{DestinationDoc, FilterDoc, KindDoc, RetryDoc};
 use crate::control::policy::{Action, DestinationRef, ResourceRef};
 use crate::control::store::destinations::{self, DestinationRow};
 use crate::control::store::sources::{self, Viewer};
@@ -28,27 +28,11 @@ pub fn routes() -> Router<Arc<Api>> {
 }
 
 /// What replaces a secret on every read.
-pub const REDACTED: &str = "<redacted>";
+pub const REDACTED: &str = crate::catalog::REDACTED;
 
 /// The destination's settings as anyone may read them: credentials replaced.
 fn redacted_settings(kind: &KindDoc) -> Value {
-    let mut value = serde_json::to_value(kind).unwrap_or_default();
-    let settings = &mut value["settings"];
-    match kind {
-        KindDoc::Webhook(w) => {
-            settings["url"] = json!(redacted_url(&w.url));
-            if w.secret.is_some() {
-                settings["secret"] = json!(REDACTED);
-            }
-            if let Some(headers) = settings["headers"].as_object_mut() {
-                for v in headers.values_mut() {
-                    *v = json!(REDACTED);
-                }
-            }
-        }
-        KindDoc::Nats(n) => settings["url"] = json!(redacted_url(&n.url)),
-        KindDoc::File(_) => {}
-    }
+    let mut value = serde_json::to_value(kind.redacted()).unwrap_or_default();
     value["settings"].take()
 }
 

@@ -1,5 +1,7 @@
-//! The feed of remote gateways: `GET /internal/v1/catalog?after=<revision>` (long poll,
-//! node token with `catalog:read`) and `GET /api/v1/gateways` (who applied what).
+//! The feed of remote gateways and delivery nodes: `GET /internal/v1/catalog?after=<revision>`
+//! (long poll, with a node credential: `slc_node_…`, never a person's token) and
+//! `GET /api/v1/gateways` (who applied what). A gateway node's catalog carries no
+//! destination credentials; a delivery node's does ([`policy::node_may`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,9 +15,15 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::schema;
-use super::{Api, ApiError, Caller, Query, data};
-use crate::control::policy::Action;
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use chrono::Utc;
+
+use super::{Api, ApiError, Caller, Query, bearer, data};
+use crate::control::policy::{self, Action};
 use crate::control::store::gateways;
+use crate::control::store::nodes::{self, NodeRow};
+use crate::control::token;
 
 /// Longest a catalog request waits for a change before answering 304.
 pub const LONG_POLL: Duration = Duration::from_secs(25);
@@ -55,7 +63,7 @@ struct CatalogQuery {
 )]
 async fn catalog(
     State(api): State<Arc<Api>>,
-    caller: Caller,
+    node: Node,
     Query(q): Query<CatalogQuery>,
 ) -> Result<Response, ApiError> {
     let wait = Duration::from_secs(q.wait.unwrap_or(LONG_POLL.as_secs())).min(LONG_POLL);
@@ -64,15 +72,20 @@ async fn catalog(
     {
         return Err(ApiError::field("gateway", "1 to 100 printable characters"));
     }
-    api.allow_workspace(&caller, Action::ReadCatalog).await?;
+    if !policy::node_may(node.row.role, Action::ReadCatalog) {
+        return Err(ApiError::Forbidden(
+            "this credential may not read the catalog".into(),
+        ));
+    }
+    let secrets = policy::node_may(node.row.role, Action::ViewDestinationSecrets);
     if let Some(name) = &q.gateway {
         let mut conn = api.store.read().await?;
         gateways::report(
             &mut conn,
             name,
             q.after,
-            caller.ip.as_deref().unwrap_or_default(),
-            caller.now,
+            node.ip.as_deref().unwrap_or_default(),
+            Utc::now(),
         )
         .await?;
     }
@@ -81,8 +94,13 @@ async fn catalog(
     loop {
         let latest = wake.borrow_and_update().clone();
         if let Some(published) = latest.filter(|p| p.revision > q.after) {
+            let catalog = if secrets {
+                published.doc.hashed()
+            } else {
+                published.doc.without_credentials()
+            };
             return Ok(data(
-                json!({"revision": published.revision, "catalog": published.doc.hashed()}),
+                json!({"revision": published.revision, "catalog": catalog}),
             ));
         }
         let now = tokio::time::Instant::now();
@@ -99,6 +117,41 @@ async fn catalog(
             _ = tokio::time::timeout(deadline - now, wake.changed()) => {}
             () = api.closing.cancelled() => {}
         }
+    }
+}
+
+/// A request made with a live node credential.
+#[derive(Debug)]
+pub struct Node {
+    /// The credential's row.
+    pub row: NodeRow,
+    /// Client address.
+    pub ip: Option<String>,
+}
+
+impl FromRequestParts<Arc<Api>> for Node {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, api: &Arc<Api>) -> Result<Self, ApiError> {
+        let digest = bearer(&parts.headers)
+            .and_then(|t| token::parse_node(t).ok())
+            .ok_or(ApiError::Unauthorized("invalid_token"))?;
+        let mut conn = api.store.read().await?;
+        let row = nodes::by_digest(&mut conn, &digest.to_hex())
+            .await?
+            .ok_or(ApiError::Unauthorized("invalid_token"))?;
+        let now = Utc::now();
+        if row.revoked_at.is_some_and(|at| at <= now) {
+            return Err(ApiError::Unauthorized("token_revoked"));
+        }
+        if !row.live(now) {
+            return Err(ApiError::Unauthorized("token_expired"));
+        }
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip().to_string());
+        Ok(Self { row, ip })
     }
 }
 

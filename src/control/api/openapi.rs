@@ -8,7 +8,7 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, RefOr, ResponseBuilder};
 
-use super::{audit, destinations, iam, internal, plans, schema, sources, tokens};
+use super::{audit, destinations, iam, internal, nodes, plans, schema, sources, tokens};
 
 /// The document.
 #[derive(OpenApi)]
@@ -72,6 +72,10 @@ use super::{audit, destinations, iam, internal, plans, schema, sources, tokens};
         tokens::read,
         tokens::revoke,
         tokens::rotate,
+        nodes::list,
+        nodes::create,
+        nodes::read,
+        nodes::revoke,
         audit::list,
         audit::catalog,
         internal::catalog,

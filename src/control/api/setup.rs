@@ -215,7 +215,7 @@ async fn accept(
         &workspace.id,
         &user.id,
         "setup",
-        &Scope::ALL,
+        &Scope::PERSONAL,
         now + Duration::days(days),
         now,
     )

@@ -74,13 +74,18 @@ fn terms(caller: &Caller, body: &CreateToken) -> Result<(Vec<Scope>, DateTime<Ut
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            Scope::parse(s).ok_or_else(|| {
-                let known: Vec<&str> = Scope::ALL.iter().map(|s| s.name()).collect();
-                ApiError::field(
-                    &format!("scopes[{i}]"),
-                    format!("unknown scope; one of {}", known.join(", ")),
-                )
-            })
+            Scope::parse(s)
+                .filter(|s| Scope::PERSONAL.contains(s))
+                .ok_or_else(|| {
+                    let known: Vec<&str> = Scope::PERSONAL.iter().map(|s| s.name()).collect();
+                    ApiError::field(
+                        &format!("scopes[{i}]"),
+                        format!(
+                            "not a scope of a person's token; one of {} (gateways and delivery nodes use node credentials: POST /api/v1/nodes)",
+                            known.join(", ")
+                        ),
+                    )
+                })
         })
         .collect::<Result<Vec<_>, _>>()?;
     within_caller_scopes(caller, &scopes)?;
