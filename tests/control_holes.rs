@@ -671,3 +671,96 @@ async fn only_delivery_nodes_receive_destination_credentials() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(error_type(&body), "token_revoked");
 }
+
+#[tokio::test]
+async fn every_refusal_has_the_envelope_and_the_first_cursor_comes_back() {
+    let (_db, _server, api, owner) = sqlite().await;
+    for (method, path) in [
+        (Method::PATCH, "/api/v1/groups/nope"),
+        (Method::DELETE, "/api/v1/sources"),
+        (Method::PUT, "/api/v1/roles"),
+    ] {
+        let (status, body) = api.call(&owner, method.clone(), path, None).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        assert_eq!(
+            error_type(&body),
+            "method_not_allowed",
+            "{method} {path}: {body}"
+        );
+    }
+    let (status, body) = api.get(&owner, "/api/v1/sources?pagination[count]=1").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let current = body["data"]["pagination"]["current"]
+        .as_str()
+        .expect("current")
+        .to_owned();
+    let (status, again) = api
+        .get(
+            &owner,
+            &format!("/api/v1/sources?pagination[count]=1&pagination[cursor]={current}"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["data"]["sources"], body["data"]["sources"]);
+}
+
+#[tokio::test]
+async fn a_hidden_source_id_never_shows_through_a_visible_destination() {
+    let (_db, _server, api, owner) = sqlite().await;
+    let (status, body) = api
+        .post(&owner, "/api/v1/sources", json!({"slug": "secret-src"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = api
+        .post(
+            &owner,
+            "/api/v1/destinations",
+            json!({"id": "shared", "sourceId": "demo", "metadataId": "file", "settings": {"path": "x.ndjson"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = api
+        .call(
+            &owner,
+            Method::PATCH,
+            "/api/v1/destinations/shared",
+            Some(json!({"sources": ["demo", "secret-src"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (member, member_id) = person(&api, &owner, "m@example.com", "member").await;
+    let (status, body) = api
+        .post(
+            &owner,
+            "/api/v1/grants",
+            json!({"principal": {"type": "user", "id": member_id},
+                   "resource": {"kind": "source", "id": "secret-src"}, "level": "no_access"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for path in [
+        "/api/v1/destinations/shared",
+        "/api/v1/destinations",
+        "/api/v1/sources/demo/connected-destinations",
+    ] {
+        let (status, body) = api.get(&member, path).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        assert!(body.to_string().contains("shared"), "{path}: {body}");
+        assert!(!body.to_string().contains("secret-src"), "{path}: {body}");
+    }
+    // Editing the connections keeps the hidden one (it is not the member's to cut).
+    let (status, body) = api
+        .call(
+            &member,
+            Method::PATCH,
+            "/api/v1/destinations/shared",
+            Some(json!({"sources": ["demo"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, body) = api.get(&owner, "/api/v1/destinations/shared").await;
+    assert_eq!(
+        body["data"]["destination"]["sources"],
+        json!(["demo", "secret-src"])
+    );
+}

@@ -239,6 +239,8 @@ pub fn router(api: Arc<Api>) -> Router {
         // Setup and invite links: a guessed link costs the guesser's address budget.
         .merge(setup::routes().layer(limited))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        // A known path with another method: the error envelope too (clients unwrap it).
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         // Bodies are bounded before any handler reads them.
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         // Every request counted and timed by its route template.
@@ -554,6 +556,9 @@ pub enum ApiError {
     /// 404: no such resource, or one the caller may not see (answered alike).
     #[error("{0}")]
     NotFound(String),
+    /// 405: the path exists, the method does not.
+    #[error("this path does not take this method")]
+    MethodNotAllowed,
     /// 409: a unique name or id is taken, or the change conflicts with the state.
     #[error("{0}")]
     Conflict(String),
@@ -588,6 +593,7 @@ impl ApiError {
             Self::Unauthorized(kind) => (StatusCode::UNAUTHORIZED, kind),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             Self::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
@@ -774,6 +780,10 @@ fn decode_cursor(cursor: &str) -> Option<String> {
         .decode(cursor)
         .ok()?;
     let text = String::from_utf8(bytes).ok()?;
+    if text == "0" {
+        // `MA`, the first page's `pagination.current`, given back: the first page.
+        return Some(String::new());
+    }
     text.strip_prefix("after:").map(str::to_owned)
 }
 

@@ -127,7 +127,7 @@ impl Draft {
     }
 }
 
-/// The MAC of a keyed event: HMAC-SHA256 under `key` over [`encode`].
+/// The MAC of a keyed event: HMAC-SHA256 under `key` over the event's encoding.
 pub fn mac(e: &Event, key: &ChainKey) -> [u8; 32] {
     let mut m = hmac::Hmac::<Sha256>::new_from_slice(&key.0)
         .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
@@ -136,7 +136,7 @@ pub fn mac(e: &Event, key: &ChainKey) -> [u8; 32] {
 }
 
 /// The hash of an unkeyed event (written before chains were keyed): SHA-256 over
-/// [`encode`].
+/// the event's encoding.
 pub fn hash(e: &Event) -> [u8; 32] {
     let mut h = Sha256::new();
     encode(e, &mut |bytes| h.update(bytes));

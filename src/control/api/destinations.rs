@@ -66,6 +66,7 @@ pub fn wire(row: &DestinationRow, workspace: &str) -> Value {
             "components": [],
             "previousNames": [],
             "status": "PUBLIC",
+            "website": "",
             "supportedFeatures": {},
             "supportedMethods": {},
             "supportedPlatforms": {},
@@ -82,6 +83,32 @@ pub fn wire(row: &DestinationRow, workspace: &str) -> Value {
         "createdAt": row.created_at,
         "updatedAt": row.updated_at,
     })
+}
+
+/// Which of `ids` the caller may see: a hidden source's id never leaves the API.
+async fn seen_sources(api: &Api, caller: &Caller, ids: &[String]) -> Result<Vec<String>, ApiError> {
+    let mut conn = api.store.read().await?;
+    let mut out = Vec::new();
+    for id in ids {
+        if let Some(source) = sources::get(&mut conn, &caller.workspace.id, id).await?
+            && caller
+                .decide(Action::ViewSource, ResourceRef::Source(source.as_ref()))
+                .allowed
+        {
+            out.push(id.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// A destination as the caller sees it: [`wire`] with only the sources the caller may
+/// see (the audit log keeps the whole [`wire`]).
+pub async fn shown(api: &Api, caller: &Caller, row: &DestinationRow) -> Result<Value, ApiError> {
+    let mut value = wire(row, &caller.workspace.id);
+    let ids = seen_sources(api, caller, &row.doc.sources).await?;
+    value["sourceId"] = json!(ids.first());
+    value["sources"] = json!(ids);
+    Ok(value)
 }
 
 async fn visible(
@@ -173,14 +200,14 @@ async fn list(
         page.count,
     )
     .await?;
-    let out: Vec<Value> = rows
-        .iter()
-        .filter(|d| {
-            let resource = ResourceRef::Destination(DestinationRef { id: &d.id });
-            caller.decide(Action::ViewDestination, resource).allowed
-        })
-        .map(|d| wire(d, &caller.workspace.id))
-        .collect();
+    drop(conn);
+    let mut out = Vec::new();
+    for d in &rows {
+        let resource = ResourceRef::Destination(DestinationRef { id: &d.id });
+        if caller.decide(Action::ViewDestination, resource).allowed {
+            out.push(shown(&api, &caller, d).await?);
+        }
+    }
     let last = rows.last().map(|r| r.id.as_str());
     Ok(page_of("destinations", out, &page, rows.len(), last))
 }
@@ -295,7 +322,9 @@ async fn create(
         ))
         .await?;
     change.commit().await?;
-    Ok(data(json!({ "destination": after })))
+    Ok(data(
+        json!({ "destination": shown(&api, &caller, &row).await? }),
+    ))
 }
 
 /// Get a destination (credentials redacted).
@@ -313,7 +342,7 @@ async fn read(
 ) -> Result<Response, ApiError> {
     let row = visible(&api, &caller, &id, Action::ViewDestination).await?;
     Ok(data(
-        json!({"destination": wire(&row, &caller.workspace.id)}),
+        json!({"destination": shown(&api, &caller, &row).await?}),
     ))
 }
 
@@ -396,7 +425,15 @@ async fn update(
         }
         row.doc.max_in_flight = n;
     }
-    if let Some(sources) = body.sources {
+    if let Some(mut sources) = body.sources {
+        // Connections to sources hidden from the caller are not theirs to see or cut:
+        // they stay whatever the caller sends.
+        let shown = seen_sources(&api, &caller, &before.doc.sources).await?;
+        for hidden in before.doc.sources.iter().filter(|s| !shown.contains(s)) {
+            if !sources.contains(hidden) {
+                sources.push(hidden.clone());
+            }
+        }
         let added: Vec<String> = sources
             .iter()
             .filter(|s| !before.doc.sources.contains(s))
@@ -429,7 +466,9 @@ async fn update(
         ))
         .await?;
     change.commit().await?;
-    Ok(data(json!({ "destination": after })))
+    Ok(data(
+        json!({ "destination": shown(&api, &caller, &row).await? }),
+    ))
 }
 
 /// Delete a destination.

@@ -672,14 +672,13 @@ async fn connected(
         u32::MAX,
     )
     .await?;
-    let out: Vec<Value> = rows
-        .iter()
-        .filter(|d| d.doc.sources.contains(&id))
-        .filter(|d| {
-            let resource = ResourceRef::Destination(DestinationRef { id: &d.id });
-            caller.decide(Action::ViewDestination, resource).allowed
-        })
-        .map(|d| super::destinations::wire(d, &caller.workspace.id))
-        .collect();
+    drop(conn);
+    let mut out = Vec::new();
+    for d in rows.iter().filter(|d| d.doc.sources.contains(&id)) {
+        let resource = ResourceRef::Destination(DestinationRef { id: &d.id });
+        if caller.decide(Action::ViewDestination, resource).allowed {
+            out.push(super::destinations::shown(&api, &caller, d).await?);
+        }
+    }
     Ok(data(json!({ "destinations": out })))
 }
