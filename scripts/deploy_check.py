@@ -22,6 +22,7 @@ PLACEHOLDERS = {
     "database-url": "postgres://sluice:secret@postgres:5432/sluice",
     "secret-key": "00" * 32,
     "node-token": "sluice_placeholder_token",
+    "delivery-node-token": "sluice_placeholder_delivery_token",
     "admin-token": "placeholder-admin-token",
     "nats-token": "placeholder-nats-token",
 }

@@ -764,3 +764,117 @@ async fn a_hidden_source_id_never_shows_through_a_visible_destination() {
         json!(["demo", "secret-src"])
     );
 }
+
+#[tokio::test]
+async fn plan_saves_audit_a_digest_and_exports_stream_every_page() {
+    let (db, _server, api, owner) = sqlite().await;
+    let (status, body) = api
+        .post(
+            &owner,
+            "/api/v1/tracking-plans",
+            json!({"name": "Big", "type": "LIVE"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let plan = body["data"]["trackingPlan"]["id"]
+        .as_str()
+        .expect("plan id")
+        .to_owned();
+    let padding = "x".repeat(1_000);
+    let rules = |n: usize| -> Value {
+        (0..n)
+            .map(|i| {
+                json!({"type": "TRACK", "key": format!("Event {i}"), "version": 1,
+                            "jsonSchema": {"type": "object", "description": padding}})
+            })
+            .collect()
+    };
+    for n in [300, 301] {
+        let (status, body) = api
+            .call(
+                &owner,
+                Method::PUT,
+                &format!("/api/v1/tracking-plans/{plan}/rules"),
+                Some(json!({ "rules": rules(n) })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (_, body) = api
+        .get(&owner, "/api/v1/audit-events?action=tracking_plan.publish")
+        .await;
+    let events = body["data"]["events"].as_array().expect("events");
+    assert_eq!(events.len(), 2);
+    let newest = &events[0];
+    assert!(
+        newest.to_string().len() < 8_000,
+        "a 300 kB plan's save is {} bytes of audit log",
+        newest.to_string().len()
+    );
+    assert_eq!(newest["after"]["ruleCount"], 301);
+    assert_eq!(
+        newest["after"]["changes"]["added"]["names"],
+        json!(["TRACK Event 300 v1"])
+    );
+    assert_ne!(
+        newest["after"]["rulesSha256"],
+        newest["before"]["rulesSha256"]
+    );
+
+    // More events than one export page, all of them, newest first, once each.
+    for i in 0..1_100 {
+        let mut c = db.store.change().await.expect("change");
+        c.record(sluice::control::audit::Draft {
+            time: chrono::Utc::now(),
+            actor: sluice::control::audit::Actor::System,
+            action: "test.fill".into(),
+            resource_type: "test".into(),
+            resource_id: format!("t{i}"),
+            before: None,
+            after: None,
+            ip: None,
+            user_agent: None,
+        })
+        .await
+        .expect("record");
+        c.commit().await.expect("commit");
+    }
+    let export = common::client()
+        .get(format!(
+            "{}/api/v1/audit-events?format=ndjson&action=test.fill",
+            api.base
+        ))
+        .bearer_auth(&owner)
+        .send()
+        .await
+        .expect("export");
+    assert_eq!(export.status(), StatusCode::OK);
+    let text = export.text().await.expect("body");
+    let ids: Vec<u64> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).expect("ndjson")["id"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .expect("id")
+        })
+        .collect();
+    assert_eq!(ids.len(), 1_100);
+    assert!(
+        ids.windows(2).all(|w| w[0] > w[1]),
+        "newest first, no repeats"
+    );
+    let csv = common::client()
+        .get(format!(
+            "{}/api/v1/audit-events?format=csv&action=test.fill",
+            api.base
+        ))
+        .bearer_auth(&owner)
+        .send()
+        .await
+        .expect("csv")
+        .text()
+        .await
+        .expect("body");
+    assert_eq!(csv.lines().count(), 1_101, "header and every event");
+}

@@ -139,19 +139,26 @@ async fn list(
         end: q.end,
         before_seq,
     };
-    let mut conn = api.store.read().await?;
-    let events = audit_log::list(&mut conn, &filter, count).await?;
     match q.format.as_deref() {
-        Some("csv") => Ok(csv(&events)),
-        Some("ndjson") => {
-            let mut body = String::new();
-            for e in &events {
-                body.push_str(&wire(e).to_string());
-                body.push('\n');
-            }
-            Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
-        }
+        Some("csv") => Ok((
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"audit-events.csv\"",
+                ),
+            ],
+            export_body(&api, filter, count, Some(CSV_COLUMNS.join(",")), csv_row),
+        )
+            .into_response()),
+        Some("ndjson") => Ok((
+            [(header::CONTENT_TYPE, "application/x-ndjson")],
+            export_body(&api, filter, count, None, |e| wire(e).to_string()),
+        )
+            .into_response()),
         _ => {
+            let mut conn = api.store.read().await?;
+            let events = audit_log::list(&mut conn, &filter, count).await?;
             let mut pagination =
                 json!({"current": before_seq.map_or_else(|| "MA".to_owned(), |s| s.to_string())});
             if events.len() == count as usize
@@ -167,47 +174,91 @@ async fn list(
     }
 }
 
-fn csv(events: &[Event]) -> Response {
-    let columns = [
-        "id",
-        "timestamp",
-        "type",
-        "actor",
-        "actorType",
-        "resourceType",
-        "resourceId",
-        "ip",
-        "userAgent",
-        "before",
-        "after",
-        "hash",
-    ];
-    let mut out = columns.join(",");
-    out.push('\n');
-    for e in events {
-        let w = wire(e);
-        let cells: Vec<String> = columns
-            .iter()
-            .map(|c| match &w[*c] {
-                Value::Null => String::new(),
-                Value::String(s) => cell(s),
-                other => cell(&other.to_string()),
-            })
-            .collect();
-        out.push_str(&cells.join(","));
-        out.push('\n');
-    }
-    (
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-            (
-                header::CONTENT_DISPOSITION,
-                "attachment; filename=\"audit-events.csv\"",
-            ),
-        ],
-        out,
-    )
-        .into_response()
+/// Events read a page at a time for an export.
+const EXPORT_PAGE: u32 = 500;
+
+/// An export as a streamed body: pages of [`EXPORT_PAGE`] events are read and written
+/// one after the other (at most `limit` events), so memory stays bounded whatever the
+/// log's size. A store failure midway ends the body early (and is logged).
+fn export_body(
+    api: &Arc<Api>,
+    mut filter: Filter,
+    limit: u32,
+    header: Option<String>,
+    line: fn(&Event) -> String,
+) -> axum::body::Body {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(4);
+    let store = api.store.clone();
+    tokio::spawn(async move {
+        if let Some(header) = header
+            && tx.send(Ok(format!("{header}\n"))).await.is_err()
+        {
+            return;
+        }
+        let mut left = limit;
+        while left > 0 {
+            let page = async {
+                let mut conn = store.read().await?;
+                audit_log::list(&mut conn, &filter, left.min(EXPORT_PAGE)).await
+            };
+            let events = match page.await {
+                Ok(events) => events,
+                Err(error) => {
+                    tracing::error!(%error, "audit export stopped");
+                    let _ = tx.send(Err(std::io::Error::other("store error"))).await;
+                    return;
+                }
+            };
+            let mut chunk = String::new();
+            for e in &events {
+                chunk.push_str(&line(e));
+                chunk.push('\n');
+            }
+            if tx.send(Ok(chunk)).await.is_err() {
+                return;
+            }
+            let read = u32::try_from(events.len()).unwrap_or(u32::MAX);
+            match events.last() {
+                Some(last) if read == left.min(EXPORT_PAGE) => {
+                    filter.before_seq = Some(last.seq);
+                    left -= read;
+                }
+                _ => return,
+            }
+        }
+    });
+    let chunks = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    });
+    axum::body::Body::from_stream(chunks)
+}
+
+const CSV_COLUMNS: [&str; 12] = [
+    "id",
+    "timestamp",
+    "type",
+    "actor",
+    "actorType",
+    "resourceType",
+    "resourceId",
+    "ip",
+    "userAgent",
+    "before",
+    "after",
+    "hash",
+];
+
+fn csv_row(e: &Event) -> String {
+    let w = wire(e);
+    let cells: Vec<String> = CSV_COLUMNS
+        .iter()
+        .map(|c| match &w[*c] {
+            Value::Null => String::new(),
+            Value::String(s) => cell(s),
+            other => cell(&other.to_string()),
+        })
+        .collect();
+    cells.join(",")
 }
 
 /// A CSV cell: quoted when needed; a leading `= + - @` is neutralised so a spreadsheet

@@ -9,6 +9,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use sha2::Digest as _;
 
 use super::destinations::installable;
 use super::schema;
@@ -30,6 +31,52 @@ pub fn routes() -> Router<Arc<Api>> {
         )
         .route("/tracking-plans/{id}/rules", get(rules).put(replace_rules))
         .route("/tracking-plans/{id}/sources", post(connect_source))
+}
+
+/// Rule names listed at most in an audit event's summary of a rules change.
+const AUDIT_RULE_NAMES: usize = 50;
+
+/// What the audit log keeps of a plan's rules: their count and content hash, never the
+/// rules themselves (a 1 MB plan saved twice would cost 4 MB of audit log).
+fn rules_digest(rules: &[RuleDoc], version: u32) -> Value {
+    let bytes = serde_json::to_vec(rules).unwrap_or_default();
+    let sha: String = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    json!({"version": version, "ruleCount": rules.len(), "rulesSha256": sha})
+}
+
+/// Which rules a change adds, removes and modifies, by `TYPE key vN` (at most
+/// [`AUDIT_RULE_NAMES`] of each, with the totals).
+fn rules_change(before: &[RuleDoc], after: &[RuleDoc]) -> Value {
+    use std::collections::BTreeMap;
+    let index = |rules: &[RuleDoc]| -> BTreeMap<String, String> {
+        rules
+            .iter()
+            .map(|r| {
+                let name = format!(
+                    "{} {} v{}",
+                    r.kind,
+                    r.key.as_deref().unwrap_or("-"),
+                    r.version
+                );
+                (name, r.json_schema.to_string())
+            })
+            .collect()
+    };
+    let (old, new) = (index(before), index(after));
+    let added: Vec<&String> = new.keys().filter(|k| !old.contains_key(*k)).collect();
+    let removed: Vec<&String> = old.keys().filter(|k| !new.contains_key(*k)).collect();
+    let modified: Vec<&String> = new
+        .iter()
+        .filter(|(k, schema)| old.get(*k).is_some_and(|was| was != *schema))
+        .map(|(k, _)| k)
+        .collect();
+    let some = |names: &[&String]| -> Value {
+        json!({"count": names.len(), "names": names.iter().take(AUDIT_RULE_NAMES).collect::<Vec<_>>()})
+    };
+    json!({"added": some(&added), "removed": some(&removed), "modified": some(&modified)})
 }
 
 fn wire(plan: &PlanRow) -> Value {
@@ -336,8 +383,12 @@ async fn replace_rules(
             action,
             "tracking_plan",
             &id,
-            Some(json!({"rules": before.rules, "version": before.published_version})),
-            Some(json!({"rules": plan.rules, "version": plan.published_version})),
+            Some(rules_digest(&before.rules, before.published_version)),
+            Some({
+                let mut after = rules_digest(&plan.rules, plan.published_version);
+                after["changes"] = rules_change(&before.rules, &plan.rules);
+                after
+            }),
         ))
         .await?;
     change.commit().await?;
