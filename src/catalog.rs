@@ -15,6 +15,7 @@
 
 mod document;
 mod file;
+pub mod reach;
 mod reload;
 mod remote;
 

@@ -139,7 +139,12 @@ pub async fn open(config: &Config) -> Result<(Source, Option<Publisher>), Contro
 pub fn api(config: &Config, publisher: Publisher) -> Arc<api::Api> {
     let rate = std::num::NonZeroU32::new(config.control.rate_limit_per_minute)
         .unwrap_or(std::num::NonZeroU32::MIN);
-    api::Api::new(publisher, rate, config.control.public_url())
+    api::Api::new(
+        publisher,
+        rate,
+        config.control.public_url(),
+        config.delivery.allow_private_destinations,
+    )
 }
 
 /// This machine's name (`HOSTNAME`, else `/etc/hostname`, else `gateway`).

@@ -878,3 +878,185 @@ async fn plan_saves_audit_a_digest_and_exports_stream_every_page() {
         .expect("body");
     assert_eq!(csv.lines().count(), 1_101, "header and every event");
 }
+
+#[tokio::test]
+async fn destinations_the_guard_would_refuse_are_refused_when_made() {
+    let (_db, _server, api, owner) = sqlite().await;
+    for (settings, field) in [
+        (
+            json!({"url": "http://127.0.0.1:9090/metrics"}),
+            "settings.url",
+        ),
+        (json!({"url": "http://localhost/x"}), "settings.url"),
+        (json!({"url": "http://[::1]/x"}), "settings.url"),
+        (
+            json!({"url": "http://169.254.169.254/latest"}),
+            "settings.url",
+        ),
+        (json!({"url": "ftp://example.com/x"}), "settings.url"),
+        (
+            json!({"url": "https://example.com/x", "headers": {"X-A": "ok\r\nX-Injected: 1"}}),
+            "settings.headers.X-A",
+        ),
+        (
+            json!({"url": "https://example.com/x", "headers": {"Bad Name": "v"}}),
+            "settings.headers.Bad Name",
+        ),
+    ] {
+        let (status, body) = api
+            .post(
+                &owner,
+                "/api/v1/destinations",
+                json!({"sourceId": "demo", "metadataId": "webhook", "settings": settings}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{settings}: {body}");
+        assert_eq!(body["errors"][0]["field"], field, "{body}");
+    }
+}
+
+#[tokio::test]
+async fn refused_changes_on_hidden_or_missing_resources_and_bad_links_are_audited() {
+    let (_db, _server, api, owner) = sqlite().await;
+    let (member, member_id) = person(&api, &owner, "m@example.com", "member").await;
+    let (status, _) = api
+        .post(&owner, "/api/v1/sources", json!({"slug": "hid"}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = api
+        .post(
+            &owner,
+            "/api/v1/grants",
+            json!({"principal": {"type": "user", "id": member_id},
+                   "resource": {"kind": "source", "id": "hid"}, "level": "no_access"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let hidden = api
+        .call(&member, Method::DELETE, "/api/v1/sources/hid", None)
+        .await;
+    let missing = api
+        .call(
+            &member,
+            Method::DELETE,
+            "/api/v1/sources/nothing-here",
+            None,
+        )
+        .await;
+    assert_eq!(hidden.0, StatusCode::NOT_FOUND);
+    assert_eq!(missing.0, hidden.0);
+    assert_eq!(
+        hidden.1.to_string().replace("hid", "X"),
+        missing.1.to_string().replace("nothing-here", "X"),
+        "a hidden source answers exactly like a missing one"
+    );
+    let (status, _) = api.accept("/setup/forged-link", "x@example.com").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, body) = api
+        .get(&owner, "/api/v1/audit-events?pagination[count]=50")
+        .await;
+    let events = body["data"]["events"].as_array().expect("events");
+    let denied: Vec<&str> = events
+        .iter()
+        .filter(|e| e["type"] == "access.denied.delete_source")
+        .filter_map(|e| e["resourceId"].as_str())
+        .collect();
+    assert!(denied.contains(&"hid"), "{denied:?}");
+    assert!(denied.contains(&"nothing-here"), "{denied:?}");
+    assert!(
+        events.iter().any(|e| e["type"] == "setup_link.refused"),
+        "the forged link attempt is audited"
+    );
+}
+
+#[tokio::test]
+async fn a_member_who_may_publish_never_reaches_a_hidden_source_through_its_plan() {
+    let (db, server, api, owner) = sqlite().await;
+    let (status, body) = api
+        .call(
+            &owner,
+            Method::PATCH,
+            "/api/v1/settings",
+            Some(json!({"membersCanPublish": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (member, member_id) = person(&api, &owner, "m@example.com", "member").await;
+    let (_, body) = api
+        .post(
+            &owner,
+            "/api/v1/tracking-plans",
+            json!({"name": "P", "type": "LIVE"}),
+        )
+        .await;
+    let plan = body["data"]["trackingPlan"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let (status, _) = api
+        .post(&owner, "/api/v1/sources", json!({"slug": "hid"}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = api
+        .post(
+            &owner,
+            &format!("/api/v1/tracking-plans/{plan}/sources"),
+            json!({"sourceId": "hid"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = api
+        .post(
+            &owner,
+            "/api/v1/grants",
+            json!({"principal": {"type": "user", "id": member_id},
+                   "resource": {"kind": "source", "id": "hid"}, "level": "no_access"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let rules = json!({"rules": [{"type": "TRACK", "key": "E", "version": 1, "jsonSchema": {}}]});
+    let (status, body) = api
+        .call(
+            &member,
+            Method::PUT,
+            &format!("/api/v1/tracking-plans/{plan}/rules"),
+            Some(rules.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = api
+        .call(
+            &member,
+            Method::DELETE,
+            &format!("/api/v1/tracking-plans/{plan}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    // The owner publishes it.
+    let (status, body) = api
+        .call(
+            &owner,
+            Method::PUT,
+            &format!("/api/v1/tracking-plans/{plan}/rules"),
+            Some(rules),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // The store's files are the owner's alone.
+    use std::os::unix::fs::PermissionsExt as _;
+    if db.label == "sqlite" {
+        for suffix in ["", "-wal"] {
+            let path = std::path::Path::new(&db.url.trim_start_matches("sqlite://"))
+                .with_file_name(format!("control.db{suffix}"));
+            if let Ok(meta) = std::fs::metadata(&path) {
+                assert_eq!(meta.permissions().mode() & 0o077, 0, "{}", path.display());
+            }
+        }
+    }
+    let served = server.config.log.dir.join("control.db");
+    if let Ok(meta) = std::fs::metadata(&served) {
+        assert_eq!(meta.permissions().mode() & 0o077, 0, "{}", served.display());
+    }
+}

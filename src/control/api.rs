@@ -72,6 +72,9 @@ pub struct Api {
     limiter: Limiter,
     /// The URL people reach the control listener at (setup links).
     pub public_url: String,
+    /// `delivery.allow_private_destinations`: otherwise a destination whose URL the
+    /// delivery guard would always refuse is refused when it is made.
+    pub allow_private_destinations: bool,
     /// Cancelled when the listener shuts down: long polls answer at once.
     pub closing: tokio_util::sync::CancellationToken,
     /// Callers' identities, remembered per revision.
@@ -86,6 +89,7 @@ impl Api {
         published: super::feed::Publisher,
         rate_per_minute: NonZeroU32,
         public_url: String,
+        allow_private_destinations: bool,
     ) -> Arc<Self> {
         Arc::new(Self {
             store: published.store().clone(),
@@ -94,6 +98,7 @@ impl Api {
             limiter: RateLimiter::keyed(Quota::per_minute(rate_per_minute))
                 .with_middleware::<StateInformationMiddleware>(),
             public_url,
+            allow_private_destinations,
             closing: tokio_util::sync::CancellationToken::new(),
             identities: identities::Identities::default(),
             swept: std::sync::atomic::AtomicI64::new(0),
@@ -123,9 +128,10 @@ impl Api {
             Reason::TokenExpired => return Err(ApiError::Unauthorized("token_expired")),
             Reason::TokenRevoked => return Err(ApiError::Unauthorized("token_revoked")),
             Reason::UserInactive => return Err(ApiError::Unauthorized("invalid_token")),
-            Reason::Hidden => return Err(missing),
             _ => {}
         }
+        // Refused changes are audited, on hidden resources too (the caller still gets
+        // exactly the answer a missing resource gets).
         if !is_read(action) {
             let (kind, id) = describe(resource);
             let draft = caller.draft(
@@ -139,6 +145,9 @@ impl Api {
             change.record(draft).await?;
             change.commit().await?;
         }
+        if decision.reason == Reason::Hidden {
+            return Err(missing);
+        }
         Err(ApiError::Forbidden(format!(
             "not allowed to {} ({})",
             action_name(action),
@@ -148,6 +157,37 @@ impl Api {
 }
 
 impl Api {
+    /// The answer to a change attempted on a resource that does not exist: audited like
+    /// a refusal on a hidden one, so that the two cost the same and answer the same.
+    pub async fn missing_target(
+        &self,
+        caller: &Caller,
+        action: Action,
+        kind: &str,
+        id: &str,
+        missing: ApiError,
+    ) -> ApiError {
+        if is_read(action) {
+            return missing;
+        }
+        let draft = caller.draft(
+            &format!("access.denied.{}", action_name(action)),
+            kind,
+            id,
+            None,
+            Some(json!({"reason": "not_found"})),
+        );
+        let recorded = async {
+            let mut change = self.store.change().await?;
+            change.record(draft).await?;
+            change.commit().await
+        };
+        match recorded.await {
+            Ok(_) => missing,
+            Err(error) => ApiError::from(error),
+        }
+    }
+
     /// [`Api::allow`] for a workspace-wide action.
     pub async fn allow_workspace(
         &self,

@@ -157,6 +157,10 @@ impl Store {
         } else {
             return Err(StoreError::Unsupported(scheme_of(url)));
         };
+        let sqlite_file = sqlite_path(url);
+        if let Some(file) = &sqlite_file {
+            private_file(file).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+        }
         let options = AnyConnectOptions::from_str(url)?;
         let pool = match backend {
             Backend::Sqlite => {
@@ -204,6 +208,16 @@ impl Store {
             }
         };
         migrator(backend).run(&pool).await?;
+        if let Some(file) = &sqlite_file {
+            // SQLite gives its -wal and -shm files the database file's mode; older
+            // stores may have them readable by everyone.
+            for suffix in ["-wal", "-shm"] {
+                let side = std::path::PathBuf::from(format!("{}{suffix}", file.display()));
+                if side.exists() {
+                    private_file(&side).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+                }
+            }
+        }
         let head = sqlx::query("SELECT seq FROM audit_head WHERE id = 1")
             .fetch_one(&pool)
             .await?
@@ -361,6 +375,28 @@ pub async fn revision_on(conn: &mut AnyConnection) -> Result<u64, StoreError> {
         .await?
         .try_get(0)?;
     Ok(as_u64(seq))
+}
+
+/// The file a `sqlite:` URL names (`None` for in-memory databases and other URLs).
+fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && !path.contains(":memory:") && !url.contains("mode=memory"))
+        .then(|| std::path::PathBuf::from(path))
+}
+
+/// Creates `path` empty if missing, and makes it readable by its owner only (`0600`):
+/// the control plane's database holds token digests, the audit log and sealed secrets.
+fn private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
 }
 
 /// The catalog revision as `conn` sees it now.

@@ -119,11 +119,20 @@ async fn visible(
 ) -> Result<DestinationRow, ApiError> {
     let mut conn = api.store.read().await?;
     let missing = || ApiError::missing("destination", id);
-    let row = destinations::get(&mut conn, api.store.key(), &caller.workspace.id, id)
-        .await?
-        .ok_or_else(missing)?;
+    let found = destinations::get(&mut conn, api.store.key(), &caller.workspace.id, id).await?;
     drop(conn);
+    let Some(row) = found else {
+        return Err(api
+            .missing_target(caller, action, "destination", id, missing())
+            .await);
+    };
     let resource = ResourceRef::Destination(DestinationRef { id });
+    if action != Action::ViewDestination
+        && caller.decide(Action::ViewDestination, resource).hidden()
+    {
+        // Asked for the change itself, so the refusal is audited; answered as missing.
+        api.allow(caller, action, resource, missing()).await?;
+    }
     api.allow(caller, Action::ViewDestination, resource, missing())
         .await?;
     if action != Action::ViewDestination {
@@ -243,7 +252,7 @@ fn yes() -> bool {
 
 /// Settings of a type, checked: the type's fields only, a file destination's path a bare
 /// file name (written inside `delivery.file_dir`).
-fn kind(metadata_id: &str, settings: Value) -> Result<KindDoc, ApiError> {
+fn kind(metadata_id: &str, settings: Value, allow_private: bool) -> Result<KindDoc, ApiError> {
     if !["webhook", "file", "nats"].contains(&metadata_id) {
         return Err(ApiError::field(
             "metadataId",
@@ -252,10 +261,34 @@ fn kind(metadata_id: &str, settings: Value) -> Result<KindDoc, ApiError> {
     }
     let kind: KindDoc = serde_json::from_value(json!({"type": metadata_id, "settings": settings}))
         .map_err(|e| ApiError::field("settings", format!("invalid {metadata_id} settings: {e}")))?;
-    if let KindDoc::File(f) = &kind
-        && let Some(problem) = crate::catalog::file_name_problem(&f.path)
-    {
-        return Err(ApiError::field("settings.path", problem));
+    match &kind {
+        KindDoc::File(f) => {
+            if let Some(problem) = crate::catalog::file_name_problem(&f.path) {
+                return Err(ApiError::field("settings.path", problem));
+            }
+        }
+        KindDoc::Webhook(w) => {
+            if !allow_private && let Some(why) = crate::catalog::reach::refusal_by_text(&w.url) {
+                return Err(ApiError::field("settings.url", why));
+            }
+            for (name, value) in &w.headers {
+                let field = format!("settings.headers.{name}");
+                if name.is_empty()
+                    || !name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+                {
+                    return Err(ApiError::field(&field, "not an HTTP header name"));
+                }
+                if value.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
+                    return Err(ApiError::field(
+                        &field,
+                        "header values must not contain control characters (CR, LF, …)",
+                    ));
+                }
+            }
+        }
+        KindDoc::Nats(_) => {}
     }
     Ok(kind)
 }
@@ -281,7 +314,11 @@ async fn create(
         Some(name) => text_field("name", name, 200)?,
         None => id.clone(),
     };
-    let kind = kind(&body.metadata_id, body.settings)?;
+    let kind = kind(
+        &body.metadata_id,
+        body.settings,
+        api.allow_private_destinations,
+    )?;
     if body.max_in_flight == Some(0) {
         return Err(ApiError::field("maxInFlight", "must be at least 1"));
     }
@@ -411,7 +448,7 @@ async fn update(
         row.doc.enabled = enabled;
     }
     if let Some(settings) = body.settings {
-        row.doc.kind = kind(&row.metadata_id, settings)?;
+        row.doc.kind = kind(&row.metadata_id, settings, api.allow_private_destinations)?;
     }
     if let Some(filter) = body.filter {
         row.doc.filter = filter;

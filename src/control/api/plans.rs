@@ -79,6 +79,29 @@ fn rules_change(before: &[RuleDoc], after: &[RuleDoc]) -> Value {
     json!({"added": some(&added), "removed": some(&removed), "modified": some(&modified)})
 }
 
+/// Publishing or deleting a plan changes what every source using it enforces: the
+/// caller must be allowed to edit each of them (a member with `membersCanPublish` never
+/// reaches a source hidden from them, or one they may only read, through its plan).
+async fn may_change_sources_of(api: &Api, caller: &Caller, plan: &str) -> Result<(), ApiError> {
+    let mut conn = api.store.read().await?;
+    let using = sources::all(&mut conn, &caller.workspace.id).await?;
+    drop(conn);
+    let blocked = using
+        .iter()
+        .filter(|s| s.tracking_plan_id.as_deref() == Some(plan))
+        .any(|s| {
+            !caller
+                .decide(Action::EditSource, ResourceRef::Source(s.as_ref()))
+                .allowed
+        });
+    if blocked {
+        return Err(ApiError::Forbidden(
+            "the plan is used by a source you may not edit: ask an owner or admin".into(),
+        ));
+    }
+    Ok(())
+}
+
 fn wire(plan: &PlanRow) -> Value {
     json!({
         "id": plan.id,
@@ -285,6 +308,7 @@ async fn remove(
     )
     .await?;
     let before = load(&api, &caller, &id).await?;
+    may_change_sources_of(&api, &caller, &id).await?;
     let mut change = api.store.change().await?;
     plans::delete(change.conn(), &id).await?;
     change
@@ -360,6 +384,9 @@ async fn replace_rules(
         .decide(Action::PublishTrackingPlans, ResourceRef::Workspace)
         .allowed;
     let before = load(&api, &caller, &id).await?;
+    if publish {
+        may_change_sources_of(&api, &caller, &id).await?;
+    }
     let mut plan = before.clone();
     plan.rules = body.rules;
     plan.updated_at = caller.now;

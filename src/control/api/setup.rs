@@ -169,7 +169,29 @@ async fn accept(
     let link = match invites::use_link(change.conn(), &digest, now).await? {
         Ok(link) => link,
         Err(state) => {
-            drop(change);
+            // A failed attempt is audited (who tried, from where), never the link.
+            let state_name = match state {
+                LinkState::Unknown => "unknown",
+                LinkState::Used => "used",
+                LinkState::Expired => "expired",
+            };
+            change
+                .record(Draft {
+                    time: now,
+                    actor: Actor::System,
+                    action: "setup_link.refused".into(),
+                    resource_type: "setup_link".into(),
+                    resource_id: state_name.into(),
+                    before: None,
+                    after: Some(json!({"email": email, "reason": state_name})),
+                    ip: Some(peer.ip().to_canonical().to_string()),
+                    user_agent: headers
+                        .get("user-agent")
+                        .and_then(|v| v.to_str().ok())
+                        .map(|s| s.chars().take(256).collect()),
+                })
+                .await?;
+            change.commit().await?;
             let (status, text) = refused(state);
             if json {
                 return Ok((

@@ -86,11 +86,18 @@ async fn visible(
 ) -> Result<SourceRow, ApiError> {
     let mut conn = api.store.read().await?;
     let missing = || ApiError::missing("source", id);
-    let source = sources::get(&mut conn, &caller.workspace.id, id)
-        .await?
-        .ok_or_else(missing)?;
+    let found = sources::get(&mut conn, &caller.workspace.id, id).await?;
     drop(conn);
+    let Some(source) = found else {
+        return Err(api
+            .missing_target(caller, action, "source", id, missing())
+            .await);
+    };
     let resource = ResourceRef::Source(source.as_ref());
+    if action != Action::ViewSource && caller.decide(Action::ViewSource, resource).hidden() {
+        // Asked for the change itself, so the refusal is audited; answered as missing.
+        api.allow(caller, action, resource, missing()).await?;
+    }
     api.allow(caller, Action::ViewSource, resource, missing())
         .await?;
     if action != Action::ViewSource {

@@ -21,6 +21,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AF
 
 use super::{Network, Outgoing, SendError, Sending, Sink};
 use crate::catalog::WebhookDoc;
+pub use crate::catalog::reach::is_private;
 
 /// Header carrying the body's HMAC.
 pub const X_SIGNATURE: &str = "x-signature";
@@ -185,58 +186,6 @@ pub fn signature(secret: &[u8], body: &[u8]) -> String {
         out.push_str(&format!("{b:02x}"));
     }
     out
-}
-
-/// Whether an address is not on the public internet.
-pub fn is_private(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                || (a == 100 && (64..128).contains(&b)) // CGNAT 100.64/10
-                || a == 0
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = embedded_ipv4(v6) {
-                return is_private(IpAddr::V4(v4));
-            }
-            let s = v6.segments();
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (s[0] & 0xfe00) == 0xfc00 // unique local fc00::/7
-                || (s[0] & 0xffc0) == 0xfe80 // link-local fe80::/10
-                || (s[0] & 0xffc0) == 0xfec0 // site-local fec0::/10 (deprecated, still routed)
-                || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation 2001:db8::/32
-                // Tunnels and translators that carry an IPv4 address we cannot vet by
-                // its v6 form alone when the embedding is obfuscated: refuse outright.
-                || (s[0] == 0x2001 && s[1] == 0) // Teredo 2001::/32
-                || s[0] == 0x2002 // 6to4 2002::/16
-        }
-    }
-}
-
-/// The IPv4 address an IPv6 address carries: IPv4-mapped `::ffff:a.b.c.d`, the
-/// deprecated IPv4-compatible `::a.b.c.d`, and NAT64 `64:ff9b::a.b.c.d` (and the local-use
-/// NAT64 prefix `64:ff9b:1::/48`).
-fn embedded_ipv4(v6: std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
-    if let Some(v4) = v6.to_ipv4_mapped() {
-        return Some(v4);
-    }
-    let s = v6.segments();
-    let tail = || {
-        let [.., a, b, c, d] = v6.octets();
-        std::net::Ipv4Addr::new(a, b, c, d)
-    };
-    let compatible = s[..6].iter().all(|&x| x == 0) && (s[6] != 0 || s[7] > 1);
-    let nat64 = s[0] == 0x64 && s[1] == 0xff9b && (s[2..6].iter().all(|&x| x == 0) || s[2] == 1);
-    (compatible || nat64).then(tail)
 }
 
 /// Refuses a URL whose host is or resolves to a private address.
