@@ -9,18 +9,25 @@
 //!
 //! One file per resource family below; wire types live with their handlers.
 
+pub mod access;
 pub mod audit;
 pub mod destinations;
-pub mod iam;
+pub mod grants;
+pub mod groups;
 pub mod identities;
 pub mod internal;
+pub mod invites;
+pub mod labels;
 pub mod nodes;
 pub mod openapi;
 pub mod plans;
+pub mod roles;
 pub mod schema;
 pub mod setup;
 pub mod sources;
 pub mod tokens;
+pub mod users;
+pub mod workspace;
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -216,6 +223,33 @@ pub fn page_of(
     data(json!({ key: items, "pagination": pagination(page, rows, last) }))
 }
 
+/// A page of a list held in memory, in Segment's shape: the items sorted by their id
+/// (the first of each pair), those after the cursor, at most `page.count`; `pagination`
+/// with `totalEntries`; the fields of `extra` (an object) beside them.
+pub fn page_in_memory<T: Serialize>(
+    key: &str,
+    mut items: Vec<(String, T)>,
+    page: &Page,
+    extra: Value,
+) -> Response {
+    items.sort_by(|a, b| a.0.cmp(&b.0));
+    let total = items.len();
+    let chosen: Vec<(String, T)> = items
+        .into_iter()
+        .filter(|(id, _)| page.after.is_empty() || *id > page.after)
+        .take(page.count as usize)
+        .collect();
+    let last = chosen.last().map(|(id, _)| id.clone());
+    let values: Vec<T> = chosen.into_iter().map(|(_, v)| v).collect();
+    let mut pagination = pagination(page, values.len(), last.as_deref());
+    pagination["totalEntries"] = json!(total);
+    let mut out = json!({ key: values, "pagination": pagination });
+    if let (Some(out), Value::Object(extra)) = (out.as_object_mut(), extra) {
+        out.extend(extra);
+    }
+    data(out)
+}
+
 fn is_read(action: Action) -> bool {
     matches!(
         action,
@@ -258,7 +292,14 @@ pub fn router(api: Arc<Api>) -> Router {
         .merge(sources::routes())
         .merge(destinations::routes())
         .merge(plans::routes())
-        .merge(iam::routes())
+        .merge(workspace::routes())
+        .merge(users::routes())
+        .merge(invites::routes())
+        .merge(roles::routes())
+        .merge(groups::routes())
+        .merge(grants::routes())
+        .merge(labels::routes())
+        .merge(access::routes())
         .merge(tokens::routes())
         .merge(nodes::routes())
         .merge(audit::routes())
@@ -269,7 +310,7 @@ pub fn router(api: Arc<Api>) -> Router {
         // Segment's clients ask for the workspace at the base URL with its slash.
         .route(
             "/api/v1/",
-            axum::routing::get(iam::workspace).layer(limited.clone()),
+            axum::routing::get(workspace::workspace).layer(limited.clone()),
         )
         .merge(internal::internal_routes().layer(limited.clone()))
         .route(

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::State;
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::get;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::Digest as _;
@@ -14,7 +14,8 @@ use sha2::Digest as _;
 use super::destinations::installable;
 use super::schema;
 use super::{
-    Api, ApiError, Body, Caller, PageQuery, Path, Query, data, page_of, success, text_field,
+    Api, ApiError, Body, Caller, PageQuery, Path, Query, data, page_in_memory, page_of, success,
+    text_field,
 };
 use crate::control::policy::{Action, ResourceRef};
 use crate::control::store::plans::{self, PlanRow};
@@ -29,8 +30,19 @@ pub fn routes() -> Router<Arc<Api>> {
             "/tracking-plans/{id}",
             get(read).patch(rename).delete(remove),
         )
-        .route("/tracking-plans/{id}/rules", get(rules).put(replace_rules))
-        .route("/tracking-plans/{id}/sources", post(connect_source))
+        .route(
+            "/tracking-plans/{id}/rules",
+            get(rules)
+                .put(replace_rules)
+                .patch(update_rules)
+                .delete(remove_rules),
+        )
+        .route(
+            "/tracking-plans/{id}/sources",
+            get(plan_sources)
+                .post(connect_source)
+                .delete(disconnect_source),
+        )
 }
 
 /// Rule names listed at most in an audit event's summary of a rules change.
@@ -107,7 +119,7 @@ fn wire(plan: &PlanRow) -> Value {
         "id": plan.id,
         "name": plan.name,
         "slug": plan.id,
-        "description": "",
+        "description": plan.description,
         "type": plan.plan_type,
         "version": plan.published_version,
         "createdAt": plan.created_at,
@@ -133,15 +145,50 @@ async fn load(api: &Api, caller: &Caller, id: &str) -> Result<PlanRow, ApiError>
 async fn list(
     State(api): State<Arc<Api>>,
     caller: Caller,
-    Query(q): Query<PageQuery>,
+    Query(q): Query<PlanListQuery>,
 ) -> Result<Response, ApiError> {
-    let page = q.page()?;
+    let page = PageQuery {
+        count: q.count,
+        cursor: q.cursor,
+    }
+    .page()?;
+    let plan_type = match q.plan_type.as_deref() {
+        None => "",
+        Some(t) if PLAN_TYPES.contains(&t) => t,
+        Some(_) => return Err(ApiError::field("type", PLAN_TYPES.join(", "))),
+    };
     api.allow_workspace(&caller, Action::ViewWorkspace).await?;
     let mut conn = api.store.read().await?;
-    let rows = plans::list(&mut conn, &caller.workspace.id, &page.after, page.count).await?;
+    let rows = plans::list(
+        &mut conn,
+        &caller.workspace.id,
+        plan_type,
+        &page.after,
+        page.count,
+    )
+    .await?;
     let last = rows.last().map(|p| p.id.as_str());
     let out: Vec<Value> = rows.iter().map(wire).collect();
     Ok(page_of("trackingPlans", out, &page, rows.len(), last))
+}
+
+/// Segment's plan types.
+const PLAN_TYPES: [&str; 4] = ["LIVE", "PROPERTY_LIBRARY", "RULE_LIBRARY", "TEMPLATE"];
+
+/// `GET /tracking-plans`: a page, optionally of one type.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct PlanListQuery {
+    /// Page size (1 to 200, default 10).
+    #[serde(rename = "pagination[count]", default)]
+    count: Option<String>,
+    /// Opaque cursor from the previous page's `pagination.next`.
+    #[serde(rename = "pagination[cursor]", default)]
+    cursor: Option<String>,
+    /// Only plans of this type (`LIVE`, `PROPERTY_LIBRARY`, `RULE_LIBRARY`, `TEMPLATE`).
+    #[serde(rename = "type", default)]
+    plan_type: Option<String>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -172,11 +219,10 @@ async fn create(
     Body(body): Body<CreatePlan>,
 ) -> Result<Response, ApiError> {
     let name = text_field("name", &body.name, 200)?;
-    if !["LIVE", "PROPERTY_LIBRARY", "RULE_LIBRARY", "TEMPLATE"].contains(&body.plan_type.as_str())
-    {
+    if !PLAN_TYPES.contains(&body.plan_type.as_str()) {
         return Err(ApiError::field(
             "type",
-            "one of LIVE, PROPERTY_LIBRARY, RULE_LIBRARY, TEMPLATE",
+            format!("one of {}", PLAN_TYPES.join(", ")),
         ));
     }
     if body
@@ -197,6 +243,7 @@ async fn create(
     let plan = PlanRow {
         id: new_id("tp_"),
         name,
+        description: body.description.unwrap_or_default(),
         plan_type: body.plan_type,
         rules: Vec::new(),
         published_version: 0,
@@ -240,7 +287,11 @@ async fn read(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Rename {
-    name: String,
+    #[serde(default)]
+    name: Option<String>,
+    /// At most 2000 characters.
+    #[serde(default)]
+    description: Option<String>,
 }
 
 /// Rename a tracking plan.
@@ -258,7 +309,18 @@ async fn rename(
     Path(id): Path<String>,
     Body(body): Body<Rename>,
 ) -> Result<Response, ApiError> {
-    let name = text_field("name", &body.name, 200)?;
+    let name = body
+        .name
+        .as_deref()
+        .map(|n| text_field("name", n, 200))
+        .transpose()?;
+    if body
+        .description
+        .as_ref()
+        .is_some_and(|d| d.chars().count() > 2000)
+    {
+        return Err(ApiError::field("description", "at most 2000 characters"));
+    }
     let ws = ApiError::missing("workspace", "");
     api.allow(
         &caller,
@@ -269,7 +331,12 @@ async fn rename(
     .await?;
     let before = load(&api, &caller, &id).await?;
     let mut plan = before.clone();
-    plan.name = name;
+    if let Some(name) = name {
+        plan.name = name;
+    }
+    if let Some(description) = body.description {
+        plan.description = description;
+    }
     plan.updated_at = caller.now;
     let mut change = api.store.change().await?;
     plans::update(change.conn(), &plan).await?;
@@ -283,7 +350,9 @@ async fn rename(
         ))
         .await?;
     change.commit().await?;
-    Ok(data(json!({"trackingPlan": wire(&plan)})))
+    Ok(data(
+        json!({"trackingPlan": wire(&plan), "status": "SUCCESS"}),
+    ))
 }
 
 /// Delete a tracking plan.
@@ -336,14 +405,24 @@ async fn rules(
     State(api): State<Arc<Api>>,
     caller: Caller,
     Path(id): Path<String>,
+    Query(q): Query<PageQuery>,
 ) -> Result<Response, ApiError> {
+    let page = q.page()?;
     api.allow_workspace(&caller, Action::ViewWorkspace).await?;
     let plan = load(&api, &caller, &id).await?;
-    Ok(data(json!({
-        "rules": plan.rules,
-        "version": plan.published_version,
-        "pagination": {"current": "MA", "totalEntries": plan.rules.len()},
-    })))
+    // Rules have no id of their own: the page cursor is the rule's position.
+    let items: Vec<(String, &RuleDoc)> = plan
+        .rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (format!("{i:08}"), r))
+        .collect();
+    Ok(page_in_memory(
+        "rules",
+        items,
+        &page,
+        json!({"version": plan.published_version}),
+    ))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -369,12 +448,24 @@ async fn replace_rules(
     Path(id): Path<String>,
     Body(body): Body<RulesBody>,
 ) -> Result<Response, ApiError> {
-    if body.rules.len() > 2000 {
-        return Err(ApiError::field("rules", "at most 2000 rules"));
-    }
+    save_rules(&api, &caller, &id, |_| Ok(body.rules)).await
+}
+
+/// The most rules a plan holds.
+const MAX_RULES: usize = 2000;
+
+/// Changes a plan's rules with `edit` (given the current ones) and saves them: published
+/// as a new version at once by those who may publish, a draft for the others.
+async fn save_rules(
+    api: &Api,
+    caller: &Caller,
+    id: &str,
+    edit: impl FnOnce(&[RuleDoc]) -> Result<Vec<RuleDoc>, ApiError>,
+) -> Result<Response, ApiError> {
+    let id = id.to_owned();
     let ws = || ApiError::missing("workspace", "");
     api.allow(
-        &caller,
+        caller,
         Action::EditTrackingPlans,
         ResourceRef::Workspace,
         ws(),
@@ -383,19 +474,25 @@ async fn replace_rules(
     let publish = caller
         .decide(Action::PublishTrackingPlans, ResourceRef::Workspace)
         .allowed;
-    let before = load(&api, &caller, &id).await?;
+    let before = load(api, caller, &id).await?;
     if publish {
-        may_change_sources_of(&api, &caller, &id).await?;
+        may_change_sources_of(api, caller, &id).await?;
     }
     let mut plan = before.clone();
-    plan.rules = body.rules;
+    plan.rules = edit(&before.rules)?;
+    if plan.rules.len() > MAX_RULES {
+        return Err(ApiError::field(
+            "rules",
+            format!("at most {MAX_RULES} rules"),
+        ));
+    }
     plan.updated_at = caller.now;
     let mut change = api.store.change().await?;
     plans::update(change.conn(), &plan).await?;
     let version = if publish {
         let v = plans::publish(change.conn(), &plan, &caller.user.id, caller.now).await?;
         plan.published_version = v;
-        installable(&api, &mut change, &caller.workspace.id).await?;
+        installable(api, &mut change, &caller.workspace.id).await?;
         Some(v)
     } else {
         None
@@ -420,10 +517,218 @@ async fn replace_rules(
         .await?;
     change.commit().await?;
     Ok(data(json!({
+        "status": "SUCCESS",
         "rules": plan.rules,
         "published": version.is_some(),
         "version": plan.published_version,
     })))
+}
+
+/// A rule to add or change (Segment's shape): matched by `type` and `key`; `newKey`
+/// renames it.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RuleUpdate {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    new_key: Option<String>,
+    #[serde(default = "first_version")]
+    version: u32,
+    #[schema(value_type = Object)]
+    json_schema: Option<Value>,
+}
+
+fn first_version() -> u32 {
+    1
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct RuleUpdates {
+    rules: Vec<RuleUpdate>,
+}
+
+/// Add or change rules (Segment's `updateRulesInTrackingPlan`): a rule with the same type,
+/// key and version is replaced (renamed by `newKey`), others are added.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/tracking-plans/{id}/rules",
+    tag = "Tracking Plans",
+    params(("id" = String, Path, description = "Plan id")),
+    request_body = RuleUpdates,
+    responses((status = 200, description = "Add or change rules.", body = schema::Data<schema::Rules>))
+)]
+async fn update_rules(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(body): Body<RuleUpdates>,
+) -> Result<Response, ApiError> {
+    if body.rules.len() > MAX_RULES {
+        return Err(ApiError::field(
+            "rules",
+            format!("at most {MAX_RULES} rules"),
+        ));
+    }
+    save_rules(&api, &caller, &id, move |current| {
+        let mut rules = current.to_vec();
+        for (i, u) in body.rules.into_iter().enumerate() {
+            let schema = u.json_schema.unwrap_or_else(|| json!({}));
+            let found = rules
+                .iter_mut()
+                .find(|r| r.kind == u.kind && r.key == u.key && r.version == u.version);
+            let key = u.new_key.or(u.key);
+            match found {
+                Some(rule) => {
+                    rule.key = key;
+                    rule.json_schema = schema;
+                }
+                None => {
+                    let rule: RuleDoc = serde_json::from_value(json!({
+                        "type": u.kind, "key": key, "version": u.version, "jsonSchema": schema,
+                    }))
+                    .map_err(|e| ApiError::field(&format!("rules[{i}]"), e.to_string()))?;
+                    rules.push(rule);
+                }
+            }
+        }
+        Ok(rules)
+    })
+    .await
+}
+
+/// A rule named for removal: type, key, version (key and version optional).
+type RuleName = (Option<String>, Option<String>, Option<u32>);
+
+/// Remove rules (Segment's `removeRulesFromTrackingPlan`): the query names them as
+/// `rules[0][type]=TRACK&rules[0][key]=…&rules[0][version]=1`.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/tracking-plans/{id}/rules",
+    tag = "Tracking Plans",
+    params(("id" = String, Path, description = "Plan id"), ("rules[0][type]" = String, Query, description = "Type of a rule to remove (rules[i][key], rules[i][version] name it further)")),
+    responses((status = 200, description = "Remove rules.", body = schema::Data<schema::Rules>))
+)]
+async fn remove_rules(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<std::collections::BTreeMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let mut wanted: std::collections::BTreeMap<usize, RuleName> = std::collections::BTreeMap::new();
+    for (name, value) in &q {
+        let parsed = name
+            .strip_prefix("rules[")
+            .and_then(|rest| rest.split_once("]["))
+            .and_then(|(i, field)| Some((i.parse::<usize>().ok()?, field.strip_suffix(']')?)));
+        let Some((i, field)) = parsed.filter(|(i, _)| *i < MAX_RULES) else {
+            return Err(ApiError::field(name, "not rules[i][type|key|version]"));
+        };
+        let entry = wanted.entry(i).or_default();
+        match field {
+            "type" => entry.0 = Some(value.clone()),
+            "key" => entry.1 = Some(value.clone()),
+            "version" => {
+                entry.2 = Some(
+                    value
+                        .parse()
+                        .map_err(|_| ApiError::field(name, "a whole number"))?,
+                );
+            }
+            _ => return Err(ApiError::field(name, "not rules[i][type|key|version]")),
+        }
+    }
+    if wanted.is_empty() {
+        return Err(ApiError::field(
+            "rules",
+            "name the rules to remove: rules[0][type]=…",
+        ));
+    }
+    let mut named = Vec::new();
+    for (i, (kind, key, version)) in wanted {
+        let kind = kind.ok_or_else(|| ApiError::field(&format!("rules[{i}][type]"), "required"))?;
+        named.push((kind, key, version));
+    }
+    save_rules(&api, &caller, &id, move |current| {
+        Ok(current
+            .iter()
+            .filter(|r| {
+                !named.iter().any(|(kind, key, version)| {
+                    *kind == r.kind
+                        && (key.is_none() || *key == r.key)
+                        && version.is_none_or(|v| v == r.version)
+                })
+            })
+            .cloned()
+            .collect())
+    })
+    .await
+}
+
+/// The sources a plan is connected to (those the caller may see).
+#[utoipa::path(
+    get,
+    path = "/api/v1/tracking-plans/{id}/sources",
+    tag = "Tracking Plans",
+    params(("id" = String, Path, description = "Plan id"), PageQuery),
+    responses((status = 200, description = "The plan's sources.", body = schema::Data<schema::SourceList>))
+)]
+async fn plan_sources(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Result<Response, ApiError> {
+    let page = q.page()?;
+    api.allow_workspace(&caller, Action::ViewWorkspace).await?;
+    load(&api, &caller, &id).await?;
+    let mut conn = api.store.read().await?;
+    let all = sources::all(&mut conn, &caller.workspace.id).await?;
+    drop(conn);
+    let items: Vec<(String, Value)> = all
+        .iter()
+        .filter(|s| s.tracking_plan_id.as_deref() == Some(id.as_str()))
+        .filter(|s| {
+            caller
+                .decide(Action::ViewSource, ResourceRef::Source(s.as_ref()))
+                .allowed
+        })
+        .map(|s| {
+            (
+                s.id.clone(),
+                super::sources::wire(s, &caller.workspace.id, &[], None),
+            )
+        })
+        .collect();
+    Ok(page_in_memory("sources", items, &page, json!({})))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SourceQuery {
+    /// The source to disconnect.
+    source_id: String,
+}
+
+/// Disconnect a source from the plan (its events are no longer checked against it).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/tracking-plans/{id}/sources",
+    tag = "Tracking Plans",
+    params(("id" = String, Path, description = "Plan id"), SourceQuery),
+    responses((status = 200, description = "Disconnect a source from the plan.", body = schema::Data<schema::Status>))
+)]
+async fn disconnect_source(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<SourceQuery>,
+) -> Result<Response, ApiError> {
+    link_source(&api, &caller, &id, &q.source_id, false).await
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -447,39 +752,61 @@ async fn connect_source(
     Path(id): Path<String>,
     Body(body): Body<ConnectSource>,
 ) -> Result<Response, ApiError> {
+    link_source(&api, &caller, &id, &body.source_id, true).await
+}
+
+/// Connects (or disconnects) a source and a plan: editing plans, and editing the source.
+async fn link_source(
+    api: &Api,
+    caller: &Caller,
+    id: &str,
+    source_id: &str,
+    connect: bool,
+) -> Result<Response, ApiError> {
     let ws = ApiError::missing("workspace", "");
     api.allow(
-        &caller,
+        caller,
         Action::EditTrackingPlans,
         ResourceRef::Workspace,
         ws,
     )
     .await?;
-    let plan = load(&api, &caller, &id).await?;
+    let plan = load(api, caller, id).await?;
     let mut conn = api.store.read().await?;
-    let missing = || ApiError::missing("source", &body.source_id);
-    let mut source = sources::get(&mut conn, &caller.workspace.id, &body.source_id)
+    let missing = || ApiError::missing("source", source_id);
+    let mut source = sources::get(&mut conn, &caller.workspace.id, source_id)
         .await?
         .ok_or_else(missing)?;
     drop(conn);
     let resource = ResourceRef::Source(source.as_ref());
-    api.allow(&caller, Action::ViewSource, resource, missing())
+    api.allow(caller, Action::ViewSource, resource, missing())
         .await?;
-    api.allow(&caller, Action::EditSource, resource, missing())
+    api.allow(caller, Action::EditSource, resource, missing())
         .await?;
     let before = source.tracking_plan_id.clone();
-    source.tracking_plan_id = Some(plan.id.clone());
+    if !connect && before.as_deref() != Some(plan.id.as_str()) {
+        return Err(ApiError::field(
+            "sourceId",
+            "the source is not connected to this plan",
+        ));
+    }
+    source.tracking_plan_id = connect.then(|| plan.id.clone());
     source.updated_at = caller.now;
     let mut change = api.store.change().await?;
     sources::update(change.conn(), &source).await?;
-    installable(&api, &mut change, &caller.workspace.id).await?;
+    installable(api, &mut change, &caller.workspace.id).await?;
+    let action = if connect {
+        "tracking_plan.source.connect"
+    } else {
+        "tracking_plan.source.disconnect"
+    };
     change
         .record(caller.draft(
-            "tracking_plan.source.connect",
+            action,
             "source",
             &source.id,
             Some(json!({"trackingPlanId": before})),
-            Some(json!({"trackingPlanId": plan.id})),
+            Some(json!({"trackingPlanId": source.tracking_plan_id})),
         ))
         .await?;
     change.commit().await?;

@@ -115,6 +115,7 @@ pub async fn import(
             id: plan.id.clone(),
             name: plan.name.clone().unwrap_or_else(|| plan.id.clone()),
             plan_type: "LIVE".into(),
+            description: String::new(),
             rules: plan.rules.clone(),
             published_version: plan.version.saturating_sub(1),
             created_at: now,

@@ -15,6 +15,8 @@ pub struct PlanRow {
     pub id: String,
     /// Name.
     pub name: String,
+    /// Free text.
+    pub description: String,
     /// Segment's plan type (`LIVE`, `RULE_PROPERTY`, …), kept as given.
     #[serde(rename = "type")]
     pub plan_type: String,
@@ -28,7 +30,8 @@ pub struct PlanRow {
     pub updated_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str = "id, name, plan_type, rules, published_version, created_at, updated_at";
+const COLUMNS: &str =
+    "id, name, plan_type, rules, published_version, created_at, updated_at, description";
 
 fn decode(row: &sqlx::any::AnyRow) -> Result<PlanRow, StoreError> {
     let id: String = row.try_get(0)?;
@@ -42,6 +45,7 @@ fn decode(row: &sqlx::any::AnyRow) -> Result<PlanRow, StoreError> {
         published_version: u32::try_from(row.try_get::<i64, _>(4)?).unwrap_or(0),
         created_at: time(row.try_get(5)?)?,
         updated_at: time(row.try_get(6)?)?,
+        description: row.try_get(7)?,
     })
 }
 
@@ -56,7 +60,7 @@ pub async fn insert(
     plan: &PlanRow,
 ) -> Result<(), StoreError> {
     sqlx::query(sql!(
-        "INSERT INTO tracking_plans (workspace_id, {COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        "INSERT INTO tracking_plans (workspace_id, {COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
     ))
     .bind(workspace)
     .bind(&plan.id)
@@ -66,6 +70,7 @@ pub async fn insert(
     .bind(i64::from(plan.published_version))
     .bind(ms(plan.created_at))
     .bind(ms(plan.updated_at))
+    .bind(&plan.description)
     .execute(conn)
     .await
     .map_err(StoreError::conflict_as(format!("tracking plan {}", plan.id)))?;
@@ -88,31 +93,36 @@ pub async fn get(
     row.as_ref().map(decode).transpose()
 }
 
-/// Plans of `workspace` after the cursor id.
+/// Plans of `workspace` after the cursor id, of one type (`""`: any).
 pub async fn list(
     conn: &mut AnyConnection,
     workspace: &str,
+    plan_type: &str,
     after: &str,
     limit: u32,
 ) -> Result<Vec<PlanRow>, StoreError> {
     let rows = sqlx::query(sql!(
-        "SELECT {COLUMNS} FROM tracking_plans WHERE workspace_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+        "SELECT {COLUMNS} FROM tracking_plans WHERE workspace_id = $1 AND id > $2 AND ($4 = '' OR plan_type = $4) ORDER BY id LIMIT $3"
     ))
     .bind(workspace)
     .bind(after)
     .bind(i64::from(limit))
+    .bind(plan_type)
     .fetch_all(conn)
     .await?;
     rows.iter().map(decode).collect()
 }
 
-/// Replaces the draft's name and rules.
+/// Replaces the draft's name, description and rules.
 pub async fn update(conn: &mut AnyConnection, plan: &PlanRow) -> Result<(), StoreError> {
-    sqlx::query("UPDATE tracking_plans SET name = $2, rules = $3, updated_at = $4 WHERE id = $1")
+    sqlx::query(
+        "UPDATE tracking_plans SET name = $2, rules = $3, updated_at = $4, description = $5 WHERE id = $1",
+    )
         .bind(&plan.id)
         .bind(&plan.name)
         .bind(rules_json(&plan.rules)?)
         .bind(ms(plan.updated_at))
+        .bind(&plan.description)
         .execute(conn)
         .await?;
     Ok(())

@@ -1,0 +1,183 @@
+//! `/grants`: Sluice's levels on sources, destinations and labels, per user or group.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::{delete, get};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::schema;
+use super::{Api, ApiError, Body, Caller, Path, data, slug_field, success, text_field};
+use crate::control::policy::{Action, Level, Target};
+use crate::control::store::grants::{self, GrantRow, Holder, NewGrant};
+use crate::control::store::groups::{self};
+use crate::control::store::sources;
+use crate::control::store::users::{self};
+
+/// Routes of this file.
+pub fn routes() -> Router<Arc<Api>> {
+    Router::new()
+        .route("/grants", get(list_grants).post(create_grant))
+        .route("/grants/{id}", delete(remove_grant))
+}
+
+fn grant_wire(g: &GrantRow) -> Value {
+    serde_json::to_value(g).unwrap_or_default()
+}
+
+/// Every grant of the workspace.
+#[utoipa::path(
+    get,
+    path = "/api/v1/grants",
+    tag = "Access",
+    responses((status = 200, description = "Every grant of the workspace.", body = schema::Data<schema::GrantList>))
+)]
+async fn list_grants(State(api): State<Arc<Api>>, caller: Caller) -> Result<Response, ApiError> {
+    api.allow_workspace(&caller, Action::ManageMembers).await?;
+    let mut conn = api.store.read().await?;
+    let rows = grants::list(&mut conn, &caller.workspace.id).await?;
+    Ok(data(
+        json!({"grants": rows.iter().map(grant_wire).collect::<Vec<_>>()}),
+    ))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CreateGrant {
+    /// `{"type":"user"|"group","id":…}`.
+    principal: PrincipalWire,
+    /// `{"kind":"source","id":…}`, `{"kind":"destination","id":…}` or
+    /// `{"kind":"source_label","key":…,"value":…}`.
+    #[schema(value_type = Object)]
+    resource: Target,
+    /// `full`, `read_write`, `read_only`, `no_access`.
+    level: String,
+    #[serde(default)]
+    justification: Option<String>,
+    #[serde(default)]
+    expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct PrincipalWire {
+    #[serde(rename = "type")]
+    kind: String,
+    id: String,
+}
+
+/// Gives a user or group a level on a source, destination or label. Managing members
+/// is the right it takes; the target must exist in the workspace.
+#[utoipa::path(
+    post,
+    path = "/api/v1/grants",
+    tag = "Access",
+    request_body = CreateGrant,
+    responses((status = 200, description = "Give a user or group a level on a source, destination or label.", body = schema::Data<schema::GrantOne>))
+)]
+async fn create_grant(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Body(body): Body<CreateGrant>,
+) -> Result<Response, ApiError> {
+    let level = Level::parse(&body.level)
+        .ok_or_else(|| ApiError::field("level", "one of full, read_write, read_only, no_access"))?;
+    if body.expires_at.is_some_and(|at| at <= caller.now) {
+        return Err(ApiError::field("expiresAt", "must be in the future"));
+    }
+    let justification = match &body.justification {
+        Some(j) => text_field("justification", j, 1000)?,
+        None => String::new(),
+    };
+    api.allow_workspace(&caller, Action::ManageMembers).await?;
+    let mut conn = api.store.read().await?;
+    let ws = &caller.workspace.id;
+    let holder = match body.principal.kind.as_str() {
+        "user" => {
+            users::get(&mut conn, ws, &body.principal.id)
+                .await?
+                .ok_or_else(|| ApiError::field("principal.id", "no such user"))?;
+            Holder::User(body.principal.id.clone())
+        }
+        "group" => {
+            groups::get(&mut conn, ws, &body.principal.id)
+                .await?
+                .ok_or_else(|| ApiError::field("principal.id", "no such group"))?;
+            Holder::Group(body.principal.id.clone())
+        }
+        _ => return Err(ApiError::field("principal.type", "user or group")),
+    };
+    match &body.resource {
+        Target::Source { id } => {
+            sources::get(&mut conn, ws, id)
+                .await?
+                .ok_or_else(|| ApiError::field("resource.id", "no such source"))?;
+        }
+        Target::Destination { id } => {
+            crate::control::store::destinations::get(&mut conn, api.store.key(), ws, id)
+                .await?
+                .ok_or_else(|| ApiError::field("resource.id", "no such destination"))?;
+        }
+        Target::SourceLabel { key, value } => {
+            slug_field("resource.key", key)?;
+            slug_field("resource.value", value)?;
+        }
+    }
+    drop(conn);
+    let mut change = api.store.change().await?;
+    let row = grants::put(
+        change.conn(),
+        ws,
+        NewGrant {
+            principal: holder,
+            resource: body.resource,
+            level,
+            justification,
+            approved_by: caller.user.id.clone(),
+            expires_at: body.expires_at,
+        },
+        caller.now,
+    )
+    .await?;
+    change
+        .record(caller.draft(
+            "grant.create",
+            "grant",
+            &row.id,
+            None,
+            Some(grant_wire(&row)),
+        ))
+        .await?;
+    change.commit().await?;
+    Ok(data(json!({"grant": grant_wire(&row)})))
+}
+
+/// Remove a grant.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/grants/{id}",
+    tag = "Access",
+    params(("id" = String, Path, description = "Grant id")),
+    responses((status = 200, description = "Remove a grant.", body = schema::Data<schema::Status>))
+)]
+async fn remove_grant(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    api.allow_workspace(&caller, Action::ManageMembers).await?;
+    let mut change = api.store.change().await?;
+    let row = grants::get(change.conn(), &caller.workspace.id, &id)
+        .await?
+        .ok_or_else(|| ApiError::missing("grant", &id))?;
+    grants::delete(change.conn(), &id).await?;
+    change
+        .record(caller.draft("grant.delete", "grant", &id, Some(grant_wire(&row)), None))
+        .await?;
+    change.commit().await?;
+    Ok(success())
+}

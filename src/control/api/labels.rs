@@ -1,0 +1,89 @@
+//! `/labels`: the workspace's labels.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::get;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::schema;
+use super::{Api, ApiError, Body, Caller, data, slug_field};
+use crate::control::policy::Action;
+
+/// Routes of this file.
+pub fn routes() -> Router<Arc<Api>> {
+    Router::new().route("/labels", get(labels).post(create_label))
+}
+
+/// Workspace labels.
+#[utoipa::path(
+    get,
+    path = "/api/v1/labels",
+    tag = "Labels",
+    responses((status = 200, description = "Workspace labels.", body = schema::Data<schema::LabelList>))
+)]
+async fn labels(State(api): State<Arc<Api>>, caller: Caller) -> Result<Response, ApiError> {
+    api.allow_workspace(&caller, Action::ViewWorkspace).await?;
+    let mut conn = api.store.read().await?;
+    let rows = crate::control::store::labels::list(&mut conn, &caller.workspace.id).await?;
+    let out: Vec<Value> = rows
+        .iter()
+        .map(|(k, v, d)| json!({"key": k, "value": v, "description": d}))
+        .collect();
+    Ok(data(json!({ "labels": out })))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct CreateLabel {
+    label: super::sources::LabelWire,
+}
+
+/// Create a label.
+#[utoipa::path(
+    post,
+    path = "/api/v1/labels",
+    tag = "Labels",
+    request_body = CreateLabel,
+    responses((status = 200, description = "Create a label.", body = schema::Data<schema::LabelOne>))
+)]
+async fn create_label(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Body(body): Body<CreateLabel>,
+) -> Result<Response, ApiError> {
+    let key = slug_field("label.key", &body.label.key)?;
+    let value = slug_field("label.value", &body.label.value)?;
+    let description = body.label.description.clone().unwrap_or_default();
+    if description.chars().count() > 500 {
+        return Err(ApiError::field(
+            "label.description",
+            "at most 500 characters",
+        ));
+    }
+    api.allow_workspace(&caller, Action::ModifySettings).await?;
+    let mut change = api.store.change().await?;
+    crate::control::store::labels::create(
+        change.conn(),
+        &caller.workspace.id,
+        &key,
+        &value,
+        &description,
+    )
+    .await?;
+    let after = json!({"key": key, "value": value, "description": description});
+    change
+        .record(caller.draft(
+            "label.create",
+            "label",
+            &format!("{key}:{value}"),
+            None,
+            Some(after.clone()),
+        ))
+        .await?;
+    change.commit().await?;
+    Ok(data(json!({ "label": after })))
+}

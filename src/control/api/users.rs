@@ -1,0 +1,175 @@
+//! `/users`: the workspace's members, their roles and removal.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::get;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::roles::{parse_role, role_title};
+use super::schema;
+use super::{Api, ApiError, Body, Caller, PageQuery, Path, Query, data, page_of, success};
+use crate::control::policy::{Action, Role};
+use crate::control::store::users::{self, UserRow};
+
+/// Routes of this file.
+pub fn routes() -> Router<Arc<Api>> {
+    Router::new().route("/users", get(list_users)).route(
+        "/users/{id}",
+        get(read_user).patch(update_user).delete(remove_user),
+    )
+}
+
+pub(super) fn user_wire(u: &UserRow) -> Value {
+    json!({
+        "id": u.id,
+        "email": u.email,
+        "name": format!("{} {}", u.first_name, u.last_name).trim(),
+        "firstName": u.first_name,
+        "lastName": u.last_name,
+        "role": u.role.name(),
+        "active": u.active,
+        "origin": u.origin,
+        "createdAt": u.created_at,
+        "lastLogin": u.last_login,
+        "permissions": [{"roleId": u.role.name(), "roleName": role_title(u.role), "resources": []}],
+    })
+}
+
+/// List members.
+#[utoipa::path(
+    get,
+    path = "/api/v1/users",
+    tag = "IAM Users",
+    params(PageQuery),
+    responses((status = 200, description = "List members.", body = schema::Data<schema::UserList>))
+)]
+async fn list_users(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Query(q): Query<PageQuery>,
+) -> Result<Response, ApiError> {
+    let page = q.page()?;
+    api.allow_workspace(&caller, Action::ViewWorkspace).await?;
+    let mut conn = api.store.read().await?;
+    let rows = users::list(&mut conn, &caller.workspace.id, &page.after, page.count).await?;
+    let last = rows.last().map(|u| u.id.as_str());
+    let out: Vec<Value> = rows.iter().map(user_wire).collect();
+    Ok(page_of("users", out, &page, rows.len(), last))
+}
+
+async fn load_user(api: &Api, caller: &Caller, id: &str) -> Result<UserRow, ApiError> {
+    let mut conn = api.store.read().await?;
+    users::get(&mut conn, &caller.workspace.id, id)
+        .await?
+        .ok_or_else(|| ApiError::missing("user", id))
+}
+
+/// Get a member.
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/{id}",
+    tag = "IAM Users",
+    params(("id" = String, Path, description = "User id")),
+    responses((status = 200, description = "Get a member.", body = schema::Data<schema::UserOne>))
+)]
+async fn read_user(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    api.allow_workspace(&caller, Action::ViewWorkspace).await?;
+    let user = load_user(&api, &caller, &id).await?;
+    Ok(data(json!({"user": user_wire(&user)})))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct UserPatch {
+    role: String,
+}
+
+/// Changes a member's role. Making or unmaking an owner is an ownership transfer.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/users/{id}",
+    tag = "IAM Users",
+    params(("id" = String, Path, description = "User id")),
+    request_body = UserPatch,
+    responses((status = 200, description = "Change a member's role.", body = schema::Data<schema::UserOne>))
+)]
+async fn update_user(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(body): Body<UserPatch>,
+) -> Result<Response, ApiError> {
+    let role = parse_role("role", &body.role)?;
+    api.allow_workspace(&caller, Action::ManageMembers).await?;
+    let before = load_user(&api, &caller, &id).await?;
+    if role == Role::Owner || before.role == Role::Owner {
+        api.allow_workspace(&caller, Action::TransferOwnership)
+            .await?;
+    }
+    let mut change = api.store.change().await?;
+    if before.role == Role::Owner
+        && role != Role::Owner
+        && users::owner_count(change.conn(), &caller.workspace.id).await? <= 1
+    {
+        return Err(ApiError::Conflict(
+            "the last owner cannot be demoted".into(),
+        ));
+    }
+    users::set_role(change.conn(), &caller.workspace.id, &id, role).await?;
+    change
+        .record(caller.draft(
+            "user.role.update",
+            "user",
+            &id,
+            Some(json!({"role": before.role.name()})),
+            Some(json!({"role": role.name()})),
+        ))
+        .await?;
+    change.commit().await?;
+    let mut after = before;
+    after.role = role;
+    Ok(data(json!({"user": user_wire(&after)})))
+}
+
+/// Remove a member (their tokens stop working).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/users/{id}",
+    tag = "IAM Users",
+    params(("id" = String, Path, description = "User id")),
+    responses((status = 200, description = "Remove a member (their tokens stop working).", body = schema::Data<schema::Status>))
+)]
+async fn remove_user(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    api.allow_workspace(&caller, Action::ManageMembers).await?;
+    let before = load_user(&api, &caller, &id).await?;
+    if before.role == Role::Owner {
+        api.allow_workspace(&caller, Action::TransferOwnership)
+            .await?;
+    }
+    let mut change = api.store.change().await?;
+    if before.role == Role::Owner
+        && users::owner_count(change.conn(), &caller.workspace.id).await? <= 1
+    {
+        return Err(ApiError::Conflict(
+            "the last owner cannot be removed".into(),
+        ));
+    }
+    users::remove(change.conn(), &caller.workspace.id, &id, caller.now).await?;
+    change
+        .record(caller.draft("user.remove", "user", &id, Some(user_wire(&before)), None))
+        .await?;
+    change.commit().await?;
+    Ok(success())
+}
