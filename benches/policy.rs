@@ -25,6 +25,7 @@ fn decide(c: &mut Criterion) {
         id: "u".into(),
         role: Role::Member,
         active: true,
+        scoped: false,
         grants: (0..20)
             .map(|n| {
                 grant(

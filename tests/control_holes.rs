@@ -676,7 +676,7 @@ async fn only_delivery_nodes_receive_destination_credentials() {
 async fn every_refusal_has_the_envelope_and_the_first_cursor_comes_back() {
     let (_db, _server, api, owner) = sqlite().await;
     for (method, path) in [
-        (Method::PATCH, "/api/v1/groups/nope"),
+        (Method::PATCH, "/api/v1/labels"),
         (Method::DELETE, "/api/v1/sources"),
         (Method::PUT, "/api/v1/roles"),
     ] {
@@ -1059,4 +1059,91 @@ async fn a_member_who_may_publish_never_reaches_a_hidden_source_through_its_plan
     if let Ok(meta) = std::fs::metadata(&served) {
         assert_eq!(meta.permissions().mode() & 0o077, 0, "{}", served.display());
     }
+}
+
+#[tokio::test]
+async fn a_source_scoped_invite_reaches_that_source_only_and_unknown_roles_are_refused() {
+    let (_db, _server, api, owner) = sqlite().await;
+    for slug in ["one", "other"] {
+        let (status, _) = api
+            .post(&owner, "/api/v1/sources", json!({"slug": slug}))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let (status, body) = api
+        .post(
+            &owner,
+            "/api/v1/invites",
+            json!({"invites": [{"email": "s@example.com",
+                "permissions": [{"roleId": "wizard", "resources": [{"id": "default", "type": "WORKSPACE"}]}]}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "unknown role: {body}");
+    let (status, body) = api
+        .post(
+            &owner,
+            "/api/v1/invites",
+            json!({"invites": [{"email": "s@example.com",
+                "permissions": [{"roleId": "source_admin", "resources": [{"id": "one", "type": "SOURCE"}]}]}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = api.accept(&link_path(&body, 0), "s@example.com").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let scoped = body["data"]["secret"].as_str().expect("token").to_owned();
+    let id = body["data"]["user"]["id"].as_str().expect("id").to_owned();
+    let (_, body) = api
+        .get(&scoped, "/api/v1/sources?pagination[count]=50")
+        .await;
+    let seen: Vec<&str> = body["data"]["sources"]
+        .as_array()
+        .expect("sources")
+        .iter()
+        .filter_map(|s| s["id"].as_str())
+        .collect();
+    assert_eq!(
+        seen,
+        vec!["one"],
+        "an invite for one source widened: {body}"
+    );
+    let (status, _) = api.get(&scoped, "/api/v1/sources/other").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = api
+        .post(&scoped, "/api/v1/sources/one/writekey", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "source_admin manages its keys");
+    // getUser says it the same way.
+    let (_, body) = api.get(&owner, &format!("/api/v1/users/{id}")).await;
+    assert_eq!(
+        body["data"]["user"]["permissions"],
+        json!([{"roleId": "source_admin", "roleName": "Source Admin",
+                "resources": [{"id": "one", "type": "SOURCE"}]}])
+    );
+    // Replacing with a workspace role makes them an ordinary member again.
+    let (status, body) = api
+        .call(
+            &owner,
+            Method::PUT,
+            &format!("/api/v1/users/{id}/permissions"),
+            Some(json!({"permissions": [{"roleId": "read_only",
+                "resources": [{"id": "default", "type": "WORKSPACE"}]}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, body) = api
+        .get(&scoped, "/api/v1/sources?pagination[count]=50")
+        .await;
+    assert!(body.to_string().contains("other"), "{body}");
+    // An admin may not make someone owner through permissions.
+    let (admin, _) = person(&api, &owner, "a@example.com", "admin").await;
+    let (status, body) = api
+        .call(
+            &admin,
+            Method::POST,
+            &format!("/api/v1/users/{id}/permissions"),
+            Some(json!({"permissions": [{"roleId": "owner",
+                "resources": [{"id": "default", "type": "WORKSPACE"}]}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
 }

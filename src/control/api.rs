@@ -11,6 +11,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod catalog;
 pub mod destinations;
 pub mod grants;
 pub mod groups;
@@ -20,10 +21,12 @@ pub mod invites;
 pub mod labels;
 pub mod nodes;
 pub mod openapi;
+pub mod permissions;
 pub mod plans;
 pub mod roles;
 pub mod schema;
 pub mod setup;
+pub mod source_settings;
 pub mod sources;
 pub mod tokens;
 pub mod users;
@@ -290,6 +293,7 @@ pub fn router(api: Arc<Api>) -> Router {
     let limited = axum::middleware::from_fn_with_state(api.clone(), rate_limit);
     let v1 = Router::new()
         .merge(sources::routes())
+        .merge(source_settings::routes())
         .merge(destinations::routes())
         .merge(plans::routes())
         .merge(workspace::routes())
@@ -298,11 +302,13 @@ pub fn router(api: Arc<Api>) -> Router {
         .merge(roles::routes())
         .merge(groups::routes())
         .merge(grants::routes())
+        .merge(permissions::routes())
         .merge(labels::routes())
         .merge(access::routes())
         .merge(tokens::routes())
         .merge(nodes::routes())
         .merge(audit::routes())
+        .merge(catalog::routes())
         .merge(internal::routes())
         .layer(limited.clone());
     Router::new()
@@ -637,6 +643,9 @@ pub enum ApiError {
     /// 404: no such resource, or one the caller may not see (answered alike).
     #[error("{0}")]
     NotFound(String),
+    /// 501: a Segment feature Sluice does not have (what it says instead).
+    #[error("{0}")]
+    Unsupported(&'static str),
     /// 405: the path exists, the method does not.
     #[error("this path does not take this method")]
     MethodNotAllowed,
@@ -675,6 +684,7 @@ impl ApiError {
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Self::Unsupported(_) => (StatusCode::NOT_IMPLEMENTED, "unsupported"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             Self::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),

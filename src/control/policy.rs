@@ -197,9 +197,23 @@ pub struct User {
     pub grants: Vec<Grant>,
     /// Their groups.
     pub groups: Vec<Group>,
+    /// A scoped member reaches only what grants give them: their level on any other
+    /// source or destination is `no_access`, not their role's default.
+    pub scoped: bool,
 }
 
 impl User {
+    /// The level on a source or destination that no grant speaks of: `full` for owners
+    /// and admins, `no_access` for a scoped member, else the role's default.
+    pub fn default_level(&self) -> Level {
+        let role = self.effective_role();
+        if self.scoped && !role.is_unrestricted() {
+            Level::NoAccess
+        } else {
+            role.default_level()
+        }
+    }
+
     /// The role that counts: their own, or a higher one one of their groups maps to.
     pub fn effective_role(&self) -> Role {
         self.groups
@@ -761,7 +775,12 @@ pub fn level(
     if let Some((group, g)) = best {
         return (g.level, format!("group_grant:{}", group.name));
     }
-    (role.default_level(), "role_default".to_owned())
+    let from = if user.scoped {
+        "scoped_default"
+    } else {
+        "role_default"
+    };
+    (user.default_level(), from.to_owned())
 }
 
 /// Decides whether `principal` may do `action` to `resource` at `now`.
@@ -962,6 +981,7 @@ mod tests {
             active: true,
             grants: Vec::new(),
             groups: Vec::new(),
+            scoped: false,
         }
     }
 
@@ -1384,6 +1404,7 @@ mod tests {
                 active: true,
                 grants,
                 groups,
+                scoped: false,
             })
     }
 
@@ -1434,6 +1455,7 @@ mod tests {
                 active: true,
                 grants,
                 groups,
+                scoped: false,
             })
     }
 

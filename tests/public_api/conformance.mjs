@@ -337,8 +337,9 @@ try {
   ctx.workspaceId = d(await call(W, 'getWorkspace', []))?.workspace?.id || 'default';
 
   // Catalog
-  await call(C, 'getSourcesCatalog', [page(2)]);
-  await call(C, 'getSourceMetadata', ['IqDTy1TpoU']); // Segment's "Javascript" source
+  const sourceKinds = d(await call(C, 'getSourcesCatalog', [page(2)]))?.sourcesCatalog || [];
+  // A source type the catalog lists (Sluice's ids are slugs such as `javascript`).
+  await call(C, 'getSourceMetadata', [sourceKinds[0]?.id || 'javascript']);
   await call(C, 'getDestinationsCatalog', [page(2)]);
   await call(C, 'getDestinationMetadata', ['webhook']);
 
@@ -412,7 +413,7 @@ try {
   // IAM
   const roles = d(await call(R, 'listRoles', [page(100)]))?.roles || [];
   const pickRole = (re, dflt) => roles.find((r) => re.test(`${r.id} ${r.name}`))?.id || dflt;
-  ctx.roleMember = pickRole(/member|source admin/i, 'member');
+  ctx.roleMember = pickRole(/source admin/i, null) || pickRole(/member/i, 'member');
   ctx.roleRead = pickRole(/read/i, 'read_only');
   await call(U, 'listUsers', [page(100)]);
   await call(U, 'getUser', [member.id]);

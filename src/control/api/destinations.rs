@@ -25,6 +25,21 @@ pub fn routes() -> Router<Arc<Api>> {
     Router::new()
         .route("/destinations", get(list).post(create))
         .route("/destinations/{id}", get(read).patch(update).delete(remove))
+        // Segment's Actions subscriptions and delivery summaries: refused, saying why.
+        .route(
+            "/destinations/{id}/subscriptions",
+            get(no_subscriptions).post(no_subscriptions),
+        )
+        .route(
+            "/destinations/{id}/subscriptions/{sub}",
+            get(no_subscriptions)
+                .patch(no_subscriptions)
+                .delete(no_subscriptions),
+        )
+        .route(
+            "/destinations/{id}/delivery-metrics",
+            get(no_delivery_metrics),
+        )
 }
 
 /// What replaces a secret on every read.
@@ -44,6 +59,55 @@ fn type_name(kind: &KindDoc) -> &'static str {
     }
 }
 
+/// The destination types Sluice has, with what Segment's catalog says of each.
+pub const KINDS: [(&str, &str, &str); 3] = [
+    (
+        "file",
+        "File",
+        "Appends each event as one NDJSON line to a file in delivery.file_dir, rotated by size.",
+    ),
+    (
+        "nats",
+        "NATS",
+        "Publishes each event to a NATS subject (JetStream when asked).",
+    ),
+    (
+        "webhook",
+        "Webhook",
+        "POSTs events as JSON to a URL, signed with HMAC-SHA256 when a secret is set.",
+    ),
+];
+
+/// Segment's `DestinationMetadataV1` of a Sluice destination type.
+pub fn metadata(kind: &str) -> Value {
+    let (name, description) = KINDS
+        .iter()
+        .find(|(id, ..)| *id == kind)
+        .map_or((kind, ""), |(_, name, description)| (*name, *description));
+    json!({
+        "id": kind,
+        "slug": kind,
+        "name": name,
+        "description": description,
+        "logos": {"default": ""},
+        "options": [],
+        "categories": [],
+        "contacts": [],
+        "components": [],
+        "previousNames": [],
+        "status": "PUBLIC",
+        "website": "",
+        "supportedFeatures": {},
+        "supportedMethods": {},
+        "supportedPlatforms": {},
+        "actions": [],
+        "presets": [],
+        "partnerOwned": false,
+        "supportedRegions": [],
+        "regionEndpoints": [],
+    })
+}
+
 /// A destination on the wire (Segment's `DestinationV1` plus Sluice's fields).
 pub fn wire(row: &DestinationRow, workspace: &str) -> Value {
     let kind = type_name(&row.doc.kind);
@@ -54,28 +118,7 @@ pub fn wire(row: &DestinationRow, workspace: &str) -> Value {
         "workspaceId": workspace,
         "sourceId": row.doc.sources.first(),
         "sources": row.doc.sources,
-        "metadata": {
-            "id": kind,
-            "slug": kind,
-            "name": kind,
-            "description": "",
-            "logos": {"default": ""},
-            "options": [],
-            "categories": [],
-            "contacts": [],
-            "components": [],
-            "previousNames": [],
-            "status": "PUBLIC",
-            "website": "",
-            "supportedFeatures": {},
-            "supportedMethods": {},
-            "supportedPlatforms": {},
-            "actions": [],
-            "presets": [],
-            "partnerOwned": false,
-            "supportedRegions": [],
-            "regionEndpoints": [],
-        },
+        "metadata": metadata(kind),
         "settings": redacted_settings(&row.doc.kind),
         "filter": row.doc.filter,
         "retry": row.doc.retry,
@@ -253,7 +296,7 @@ fn yes() -> bool {
 /// Settings of a type, checked: the type's fields only, a file destination's path a bare
 /// file name (written inside `delivery.file_dir`).
 fn kind(metadata_id: &str, settings: Value, allow_private: bool) -> Result<KindDoc, ApiError> {
-    if !["webhook", "file", "nats"].contains(&metadata_id) {
+    if !KINDS.iter().any(|(id, ..)| *id == metadata_id) {
         return Err(ApiError::field(
             "metadataId",
             "Sluice destinations are of type webhook, file or nats",
@@ -530,4 +573,18 @@ async fn remove(
         .await?;
     change.commit().await?;
     Ok(success())
+}
+
+/// Segment's Actions subscriptions: Sluice destinations have none.
+async fn no_subscriptions() -> ApiError {
+    ApiError::Unsupported(
+        "Sluice destinations have no Actions subscriptions: a destination gets every event of its connected sources that its filter passes",
+    )
+}
+
+/// Segment's delivery summary: Sluice's delivery figures are Prometheus metrics.
+async fn no_delivery_metrics() -> ApiError {
+    ApiError::Unsupported(
+        "delivery figures are on the admin listener's /metrics (sluice_delivery_* by destination), not in this API",
+    )
 }

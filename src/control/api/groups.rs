@@ -9,24 +9,36 @@ use axum::routing::{delete, get};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::invites::valid_email;
+use super::invites::{make_invite, valid_email};
 use super::roles::{parse_role, role_title};
 use super::schema;
 use super::users::user_wire;
 use super::{
-    Api, ApiError, Body, Caller, PageQuery, Path, Query, data, page_of, success, text_field,
+    Api, ApiError, Body, Caller, PageQuery, Path, Query, data, page_in_memory, page_of, success,
+    text_field,
 };
 use crate::control::policy::{Action, Role};
 use crate::control::store::groups::{self, GroupRow};
 use crate::control::store::users::{self};
+use crate::control::store::{Change, invites};
 
 /// Routes of this file.
 pub fn routes() -> Router<Arc<Api>> {
     Router::new()
         .route("/groups", get(list_groups).post(create_group))
-        .route("/groups/{id}", get(read_group).delete(remove_group))
+        .route(
+            "/groups/{id}",
+            get(read_group).patch(update_group).delete(remove_group),
+        )
         .route("/groups/{id}/users", get(group_members).post(add_members))
         .route("/groups/{id}/users/{user}", delete(remove_member))
+        .route("/groups/{id}/invites", get(group_invites))
+        // Segment's client says `/group/` (singular) for these two.
+        .route(
+            "/group/{id}/users",
+            axum::routing::put(replace_members).delete(remove_members),
+        )
+        .route("/users/{id}/groups", get(groups_of_user))
 }
 
 fn group_wire(g: &GroupRow) -> Value {
@@ -174,22 +186,296 @@ async fn group_members(
     State(api): State<Arc<Api>>,
     caller: Caller,
     Path(id): Path<String>,
+    Query(q): Query<PageQuery>,
 ) -> Result<Response, ApiError> {
+    let page = q.page()?;
     api.allow_workspace(&caller, Action::ViewWorkspace).await?;
     load_group(&api, &caller, &id).await?;
     let mut conn = api.store.read().await?;
-    let all = users::list(&mut conn, &caller.workspace.id, "", u32::MAX).await?;
     let mut out = Vec::new();
-    for u in &all {
-        if groups::of_user(&mut conn, &caller.workspace.id, &u.id)
-            .await?
-            .iter()
-            .any(|g| g.id == id)
-        {
-            out.push(user_wire(u));
+    for user in groups::members(&mut conn, &id).await? {
+        if let Some(u) = users::get(&mut conn, &caller.workspace.id, &user).await? {
+            out.push((u.id.clone(), user_wire(&u)));
         }
     }
-    Ok(data(json!({"users": out})))
+    Ok(page_in_memory("users", out, &page, json!({})))
+}
+
+/// Emails invited into a group who have not joined yet.
+#[utoipa::path(
+    get,
+    path = "/api/v1/groups/{id}/invites",
+    tag = "IAM Groups",
+    params(("id" = String, Path, description = "Group id"), PageQuery),
+    responses((status = 200, description = "Emails invited into the group.", body = schema::Data<schema::Status>))
+)]
+async fn group_invites(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Result<Response, ApiError> {
+    let page = q.page()?;
+    api.allow_workspace(&caller, Action::ManageMembers).await?;
+    load_group(&api, &caller, &id).await?;
+    let mut conn = api.store.read().await?;
+    let emails: Vec<(String, String)> = groups::invites_of(&mut conn, &id)
+        .await?
+        .into_iter()
+        .map(|e| (e.clone(), e))
+        .collect();
+    Ok(page_in_memory("emails", emails, &page, json!({})))
+}
+
+/// The groups a member belongs to.
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/{id}/groups",
+    tag = "IAM Users",
+    params(("id" = String, Path, description = "User id"), PageQuery),
+    responses((status = 200, description = "The member's groups.", body = schema::Data<schema::GroupList>))
+)]
+async fn groups_of_user(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Result<Response, ApiError> {
+    let page = q.page()?;
+    api.allow_workspace(&caller, Action::ViewWorkspace).await?;
+    let mut conn = api.store.read().await?;
+    users::get(&mut conn, &caller.workspace.id, &id)
+        .await?
+        .ok_or_else(|| ApiError::missing("user", &id))?;
+    let rows = groups::of_user(&mut conn, &caller.workspace.id, &id).await?;
+    let out: Vec<(String, Value)> = rows.iter().map(|g| (g.id.clone(), group_wire(g))).collect();
+    Ok(page_in_memory("groups", out, &page, json!({})))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct GroupPatch {
+    name: String,
+}
+
+/// Rename a group.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/groups/{id}",
+    tag = "IAM Groups",
+    params(("id" = String, Path, description = "Group id")),
+    request_body = GroupPatch,
+    responses((status = 200, description = "Rename a group.", body = schema::Data<schema::GroupOne>))
+)]
+async fn update_group(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(body): Body<GroupPatch>,
+) -> Result<Response, ApiError> {
+    let name = text_field("name", &body.name, 100)?;
+    api.allow_workspace(&caller, Action::ManageMembers).await?;
+    let before = load_group(&api, &caller, &id).await?;
+    let mut change = api.store.change().await?;
+    groups::rename(change.conn(), &id, &name).await?;
+    let after = GroupRow {
+        name,
+        ..before.clone()
+    };
+    change
+        .record(caller.draft(
+            "group.update",
+            "group",
+            &id,
+            Some(group_wire(&before)),
+            Some(group_wire(&after)),
+        ))
+        .await?;
+    change.commit().await?;
+    Ok(data(json!({"userGroup": group_wire(&after)})))
+}
+
+/// Adds people to a group inside `change`: members join at once; anyone else is
+/// invited to the workspace (read-only, unless an invite is pending already) and joins
+/// on accepting. Returns the new invites with their links.
+async fn join(
+    api: &Api,
+    change: &mut Change,
+    caller: &Caller,
+    group: &str,
+    emails: &[String],
+) -> Result<Vec<Value>, ApiError> {
+    let mut invited = Vec::new();
+    for (i, email) in emails.iter().enumerate() {
+        let field = format!("emails[{i}]");
+        let email = valid_email(&field, email)?;
+        match users::by_email(change.conn(), &caller.workspace.id, &email).await? {
+            Some(user) => {
+                groups::add_member(change.conn(), group, &user.id).await?;
+                change
+                    .record(caller.draft(
+                        "group.member.add",
+                        "group",
+                        group,
+                        None,
+                        Some(json!({"userId": user.id})),
+                    ))
+                    .await?;
+            }
+            None => {
+                let pending = invites::list(change.conn(), &caller.workspace.id)
+                    .await?
+                    .into_iter()
+                    .any(|(e, _)| e == email);
+                if !pending {
+                    invited.push(
+                        make_invite(
+                            api,
+                            change,
+                            caller,
+                            &email,
+                            Role::ReadOnly,
+                            &invites::Terms::default(),
+                        )
+                        .await?,
+                    );
+                }
+                groups::add_invite(change.conn(), group, &email).await?;
+                change
+                    .record(caller.draft(
+                        "group.invite.add",
+                        "group",
+                        group,
+                        None,
+                        Some(json!({"email": email})),
+                    ))
+                    .await?;
+            }
+        }
+    }
+    Ok(invited)
+}
+
+/// The group after a change, as Segment's client wants it (`{"userGroup": …}`), with
+/// the invites the change made.
+async fn group_answer(
+    api: &Api,
+    caller: &Caller,
+    id: &str,
+    invited: Vec<Value>,
+) -> Result<Response, ApiError> {
+    let group = load_group(api, caller, id).await?;
+    Ok(data(
+        json!({"userGroup": group_wire(&group), "invites": invited}),
+    ))
+}
+
+/// Replace a group's members (Segment's `replaceUsersInUserGroup`).
+#[utoipa::path(
+    put,
+    path = "/api/v1/group/{id}/users",
+    tag = "IAM Groups",
+    params(("id" = String, Path, description = "Group id")),
+    request_body = Members,
+    responses((status = 200, description = "Replace a group's members.", body = schema::Data<schema::GroupOne>))
+)]
+async fn replace_members(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(body): Body<Members>,
+) -> Result<Response, ApiError> {
+    if body.emails.len() > 100 {
+        return Err(ApiError::field("emails", "at most 100 emails"));
+    }
+    let group = may_change_members(&api, &caller, &id).await?;
+    let mut change = api.store.change().await?;
+    let wanted: Vec<String> = body
+        .emails
+        .iter()
+        .map(|e| e.trim().to_lowercase())
+        .collect();
+    for user in groups::members(change.conn(), &group.id).await? {
+        let Some(row) = users::get(change.conn(), &caller.workspace.id, &user).await? else {
+            continue;
+        };
+        if !wanted.contains(&row.email) {
+            groups::remove_member(change.conn(), &group.id, &user).await?;
+            change
+                .record(caller.draft(
+                    "group.member.remove",
+                    "group",
+                    &group.id,
+                    Some(json!({"userId": user})),
+                    None,
+                ))
+                .await?;
+        }
+    }
+    let invited = join(&api, &mut change, &caller, &group.id, &body.emails).await?;
+    change.commit().await?;
+    group_answer(&api, &caller, &id, invited).await
+}
+
+/// Remove members by email (Segment's `removeUsersFromUserGroup`:
+/// `DELETE /group/{id}/users?emails[0]=…`).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/group/{id}/users",
+    tag = "IAM Groups",
+    params(("id" = String, Path, description = "Group id"), ("emails[0]" = String, Query, description = "Email of a member to remove (emails[1], … for more)")),
+    responses((status = 200, description = "Remove members by email.", body = schema::Data<schema::Status>))
+)]
+async fn remove_members(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<std::collections::BTreeMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let mut emails = Vec::new();
+    for (key, value) in &q {
+        if key.starts_with("emails[") && key.ends_with(']') {
+            emails.push(valid_email(key, value)?);
+        } else {
+            return Err(ApiError::field(key, "unknown query parameter"));
+        }
+    }
+    if emails.is_empty() || emails.len() > 100 {
+        return Err(ApiError::field(
+            "emails",
+            "name 1 to 100 members: emails[0]=…",
+        ));
+    }
+    let group = may_change_members(&api, &caller, &id).await?;
+    let mut change = api.store.change().await?;
+    for email in &emails {
+        if let Some(user) = users::by_email(change.conn(), &caller.workspace.id, email).await? {
+            groups::remove_member(change.conn(), &group.id, &user.id).await?;
+            change
+                .record(caller.draft(
+                    "group.member.remove",
+                    "group",
+                    &group.id,
+                    Some(json!({"userId": user.id})),
+                    None,
+                ))
+                .await?;
+        }
+    }
+    change.commit().await?;
+    Ok(success())
+}
+
+/// The group, if the caller may change its members: managing members, and for a group
+/// that makes owners, the right to transfer ownership.
+async fn may_change_members(api: &Api, caller: &Caller, id: &str) -> Result<GroupRow, ApiError> {
+    api.allow_workspace(caller, Action::ManageMembers).await?;
+    let group = load_group(api, caller, id).await?;
+    if group.role == Some(Role::Owner) {
+        api.allow_workspace(caller, Action::TransferOwnership)
+            .await?;
+    }
+    Ok(group)
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -216,32 +502,11 @@ async fn add_members(
     if body.emails.is_empty() || body.emails.len() > 100 {
         return Err(ApiError::field("emails", "1 to 100 emails"));
     }
-    api.allow_workspace(&caller, Action::ManageMembers).await?;
-    let group = load_group(&api, &caller, &id).await?;
-    if group.role == Some(Role::Owner) {
-        api.allow_workspace(&caller, Action::TransferOwnership)
-            .await?;
-    }
+    let group = may_change_members(&api, &caller, &id).await?;
     let mut change = api.store.change().await?;
-    for (i, email) in body.emails.iter().enumerate() {
-        let field = format!("emails[{i}]");
-        let email = valid_email(&field, email)?;
-        let user = users::by_email(change.conn(), &caller.workspace.id, &email)
-            .await?
-            .ok_or_else(|| ApiError::field(&field, format!("no member {email}")))?;
-        groups::add_member(change.conn(), &id, &user.id).await?;
-        change
-            .record(caller.draft(
-                "group.member.add",
-                "group",
-                &id,
-                None,
-                Some(json!({"userId": user.id})),
-            ))
-            .await?;
-    }
+    let invited = join(&api, &mut change, &caller, &group.id, &body.emails).await?;
     change.commit().await?;
-    Ok(success())
+    group_answer(&api, &caller, &id, invited).await
 }
 
 /// Remove a member from a group.
@@ -257,13 +522,8 @@ async fn remove_member(
     caller: Caller,
     Path((id, user)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    api.allow_workspace(&caller, Action::ManageMembers).await?;
-    let group = load_group(&api, &caller, &id).await?;
-    if group.role == Some(Role::Owner) {
-        // Taking someone out of an owner group unmakes their ownership: owners only.
-        api.allow_workspace(&caller, Action::TransferOwnership)
-            .await?;
-    }
+    // Taking someone out of an owner group unmakes their ownership: owners only.
+    may_change_members(&api, &caller, &id).await?;
     let mut change = api.store.change().await?;
     groups::remove_member(change.conn(), &id, &user).await?;
     change

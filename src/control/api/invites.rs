@@ -10,11 +10,13 @@ use chrono::Duration;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::permissions::{self, PermissionIn};
 use super::roles::parse_role;
 use super::schema;
-use super::{Api, ApiError, Body, Caller, Query, data, success};
+use super::{Api, ApiError, Body, Caller, PageQuery, Query, data, page_in_memory, success};
 use crate::control::policy::{Action, Role};
-use crate::control::store::invites;
+use crate::control::store::invites::Terms;
+use crate::control::store::{Change, groups, invites};
 use crate::control::token;
 
 /// Routes of this file.
@@ -32,12 +34,13 @@ struct Invites {
 #[serde(deny_unknown_fields)]
 struct InviteWire {
     email: String,
-    /// Sluice: the role (`member` when absent).
+    /// Sluice: the role (`member` when neither it nor permissions are given).
     #[serde(default)]
     role: Option<String>,
-    /// Segment's permission list: a `roleId` naming a Sluice role is honoured.
+    /// Segment's permissions (see `/users/{id}/permissions`): workspace roles and source
+    /// roles. Source roles alone make a scoped member who reaches those sources only.
     #[serde(default)]
-    permissions: Option<Vec<Value>>,
+    permissions: Option<Vec<PermissionIn>>,
 }
 
 /// Lifetime of an invite link.
@@ -76,65 +79,102 @@ async fn invite(
     let mut wanted = Vec::new();
     for (i, inv) in body.invites.iter().enumerate() {
         let email = valid_email(&format!("invites[{i}].email"), &inv.email)?;
-        let from_permissions = inv
-            .permissions
-            .iter()
-            .flatten()
-            .filter_map(|p| p.get("roleId").and_then(Value::as_str))
-            .find_map(Role::parse);
-        let role = match &inv.role {
-            Some(name) => parse_role(&format!("invites[{i}].role"), name)?,
-            None => from_permissions.unwrap_or(Role::Member),
+        let given = match &inv.permissions {
+            Some(p) => Some(permissions::parse(&format!("invites[{i}].permissions"), p)?),
+            None => None,
         };
-        wanted.push((email, role));
+        let (role, terms) = match (&inv.role, given) {
+            (Some(name), given) => {
+                let role = parse_role(&format!("invites[{i}].role"), name)?;
+                let grants = given.map(|a| a.grants).unwrap_or_default();
+                (
+                    role,
+                    Terms {
+                        scoped: false,
+                        grants,
+                    },
+                )
+            }
+            (None, Some(a)) => (
+                a.role_or_least(),
+                Terms {
+                    scoped: a.scoped(),
+                    grants: a.grants,
+                },
+            ),
+            (None, None) => (Role::Member, Terms::default()),
+        };
+        wanted.push((email, role, terms));
     }
     api.allow_workspace(&caller, Action::ManageMembers).await?;
-    if wanted.iter().any(|(_, r)| *r == Role::Owner) {
+    if wanted.iter().any(|(_, r, _)| *r == Role::Owner) {
         api.allow_workspace(&caller, Action::TransferOwnership)
             .await?;
     }
+    for (_, _, terms) in &wanted {
+        let named = permissions::Assignment {
+            role: None,
+            grants: terms.grants.clone(),
+        };
+        permissions::check_targets(&api, &caller, &named).await?;
+    }
     let mut change = api.store.change().await?;
     let mut out = Vec::new();
-    for (email, role) in wanted {
-        let secret = token::random_base62(32).map_err(|_| ApiError::Internal)?;
-        let digest = token::digest_of(&secret).to_hex();
-        let expires = caller.now + Duration::hours(INVITE_HOURS);
-        invites::put(
-            change.conn(),
-            &caller.workspace.id,
-            &email,
-            role,
-            caller.now,
-        )
-        .await?;
-        invites::add_link(
-            change.conn(),
-            &caller.workspace.id,
-            &digest,
-            role,
-            &email,
-            expires,
-        )
-        .await?;
-        change
-            .record(caller.draft(
-                "invite.create",
-                "invite",
-                &email,
-                None,
-                Some(json!({"email": email, "role": role.name()})),
-            ))
-            .await?;
-        out.push(json!({
-            "email": email,
-            "role": role.name(),
-            "link": format!("{}/setup/{secret}", api.public_url.trim_end_matches('/')),
-            "expiresAt": expires,
-        }));
+    for (email, role, terms) in wanted {
+        out.push(make_invite(&api, &mut change, &caller, &email, role, &terms).await?);
     }
     change.commit().await?;
     let emails: Vec<&Value> = out.iter().map(|i| &i["email"]).collect();
     Ok(data(json!({ "emails": emails, "invites": out })))
+}
+
+/// Invites `email` with `role` inside `change` (replacing any earlier invite and its
+/// links) and audits it; returns the invite with its one-time link, shown once.
+pub(super) async fn make_invite(
+    api: &Api,
+    change: &mut Change,
+    caller: &Caller,
+    email: &str,
+    role: Role,
+    terms: &Terms,
+) -> Result<Value, ApiError> {
+    let secret = token::random_base62(32).map_err(|_| ApiError::Internal)?;
+    let digest = token::digest_of(&secret).to_hex();
+    let expires = caller.now + Duration::hours(INVITE_HOURS);
+    invites::put(
+        change.conn(),
+        &caller.workspace.id,
+        email,
+        role,
+        terms,
+        caller.now,
+    )
+    .await?;
+    invites::add_link(
+        change.conn(),
+        &caller.workspace.id,
+        &digest,
+        role,
+        email,
+        expires,
+    )
+    .await?;
+    change
+        .record(caller.draft(
+            "invite.create",
+            "invite",
+            email,
+            None,
+            Some(json!({"email": email, "role": role.name(), "scoped": terms.scoped,
+                        "grants": terms.grants.iter().map(|(t, l)| json!({"target": t, "level": l.name()})).collect::<Vec<_>>()})),
+        ))
+        .await?;
+    Ok(json!({
+        "email": email,
+        "role": role.name(),
+        "link": format!("{}/setup/{secret}", api.public_url.trim_end_matches('/')),
+        "expiresAt": expires,
+    }))
 }
 
 /// Pending invites.
@@ -142,18 +182,29 @@ async fn invite(
     get,
     path = "/api/v1/invites",
     tag = "IAM Users",
+    params(PageQuery),
     responses((status = 200, description = "Pending invites.", body = schema::Data<schema::InviteList>))
 )]
-async fn list_invites(State(api): State<Arc<Api>>, caller: Caller) -> Result<Response, ApiError> {
+async fn list_invites(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Query(q): Query<PageQuery>,
+) -> Result<Response, ApiError> {
+    let page = q.page()?;
     api.allow_workspace(&caller, Action::ManageMembers).await?;
     let mut conn = api.store.read().await?;
     let rows = invites::list(&mut conn, &caller.workspace.id).await?;
-    let emails: Vec<&str> = rows.iter().map(|(e, _)| e.as_str()).collect();
-    Ok(data(json!({
-        "invites": emails,
-        "roles": rows.iter().map(|(e, r)| json!({"email": e, "role": r.name()})).collect::<Vec<_>>(),
-        "pagination": {"current": "MA", "totalEntries": rows.len()},
-    })))
+    let roles: Vec<Value> = rows
+        .iter()
+        .map(|(e, r)| json!({"email": e, "role": r.name()}))
+        .collect();
+    let emails: Vec<(String, String)> = rows.into_iter().map(|(e, _)| (e.clone(), e)).collect();
+    Ok(page_in_memory(
+        "invites",
+        emails,
+        &page,
+        json!({ "roles": roles }),
+    ))
 }
 
 /// Withdraw invites.
@@ -187,6 +238,7 @@ async fn withdraw(
     let mut change = api.store.change().await?;
     for email in &emails {
         invites::remove(change.conn(), &caller.workspace.id, email).await?;
+        groups::drop_invites(change.conn(), &caller.workspace.id, email).await?;
         change
             .record(caller.draft(
                 "invite.delete",

@@ -12,10 +12,13 @@ use serde_json::{Value, json};
 use super::schema;
 use super::{Api, ApiError, Body, Caller, data, slug_field};
 use crate::control::policy::Action;
+use crate::control::store::labels as labels_store;
 
 /// Routes of this file.
 pub fn routes() -> Router<Arc<Api>> {
-    Router::new().route("/labels", get(labels).post(create_label))
+    Router::new()
+        .route("/labels", get(labels).post(create_label))
+        .route("/labels/{key}/{value}", axum::routing::delete(delete_label))
 }
 
 /// Workspace labels.
@@ -86,4 +89,60 @@ async fn create_label(
         .await?;
     change.commit().await?;
     Ok(data(json!({ "label": after })))
+}
+
+/// Delete a label no source carries and no grant names (a label in use is refused:
+/// taking it off sources is a change of access, made on each source).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/labels/{key}/{value}",
+    tag = "Labels",
+    params(("key" = String, Path, description = "Label key"), ("value" = String, Path, description = "Label value")),
+    responses((status = 200, description = "Delete a label.", body = schema::Data<schema::Status>))
+)]
+async fn delete_label(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    super::Path((key, value)): super::Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    api.allow_workspace(&caller, Action::ModifySettings).await?;
+    let mut conn = api.store.read().await?;
+    let exists = labels_store::list(&mut conn, &caller.workspace.id)
+        .await?
+        .iter()
+        .any(|(k, v, _)| *k == key && *v == value);
+    if !exists {
+        return Err(ApiError::missing("label", &format!("{key}:{value}")));
+    }
+    let governed = crate::control::store::grants::governed_labels(&mut conn, &caller.workspace.id)
+        .await?
+        .contains(&(key.clone(), value.clone()));
+    let carried = crate::control::store::sources::all(&mut conn, &caller.workspace.id)
+        .await?
+        .iter()
+        .any(|s| s.labels.contains(&(key.clone(), value.clone())));
+    drop(conn);
+    if governed || carried {
+        return Err(ApiError::Conflict(format!(
+            "label {key}:{value} is in use ({}): take it off first",
+            if governed {
+                "a grant names it"
+            } else {
+                "sources carry it"
+            }
+        )));
+    }
+    let mut change = api.store.change().await?;
+    labels_store::delete(change.conn(), &caller.workspace.id, &key, &value).await?;
+    change
+        .record(caller.draft(
+            "label.delete",
+            "label",
+            &format!("{key}:{value}"),
+            Some(json!({"key": key, "value": value})),
+            None,
+        ))
+        .await?;
+    change.commit().await?;
+    Ok(super::success())
 }

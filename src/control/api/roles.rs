@@ -1,4 +1,4 @@
-//! `/roles`: the workspace roles.
+//! `/roles`: the workspace roles and the source roles permissions name.
 
 use std::sync::Arc;
 
@@ -8,8 +8,9 @@ use axum::response::Response;
 use axum::routing::get;
 use serde_json::{Value, json};
 
+use super::permissions::SOURCE_ROLES;
 use super::schema;
-use super::{Api, ApiError, Caller, data};
+use super::{Api, ApiError, Caller, PageQuery, Query, page_in_memory};
 use crate::control::policy::{Action, Role};
 
 /// Routes of this file.
@@ -17,23 +18,38 @@ pub fn routes() -> Router<Arc<Api>> {
     Router::new().route("/roles", get(roles))
 }
 
-/// Workspace roles.
+/// Workspace roles, then source roles (resource-level).
 #[utoipa::path(
     get,
     path = "/api/v1/roles",
     tag = "IAM Roles",
+    params(PageQuery),
     responses((status = 200, description = "Workspace roles.", body = schema::Data<schema::RoleList>))
 )]
-async fn roles(State(api): State<Arc<Api>>, caller: Caller) -> Result<Response, ApiError> {
+async fn roles(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Query(q): Query<PageQuery>,
+) -> Result<Response, ApiError> {
+    let page = q.page()?;
     api.allow_workspace(&caller, Action::ViewWorkspace).await?;
-    let out: Vec<Value> = Role::ALL
-        .iter()
-        .rev()
-        .map(|r| json!({"id": r.name(), "name": role_title(*r), "description": role_title(*r)}))
+    // Workspace roles, then the source roles of `/users/{id}/permissions`; the cursor is
+    // the position.
+    let workspace = Role::ALL.iter().rev().map(|r| {
+        json!({"id": r.name(), "name": role_title(*r), "description": role_title(*r),
+               "resourceType": "WORKSPACE"})
+    });
+    let source = SOURCE_ROLES.iter().map(|(id, title, level)| {
+        json!({"id": id, "name": title,
+               "description": format!("{title}: `{}` on the sources named", level.name()),
+               "resourceType": "SOURCE"})
+    });
+    let items: Vec<(String, Value)> = workspace
+        .chain(source)
+        .enumerate()
+        .map(|(i, v)| (format!("{i:04}"), v))
         .collect();
-    Ok(data(
-        json!({"roles": out, "pagination": {"current": "MA", "totalEntries": out.len()}}),
-    ))
+    Ok(page_in_memory("roles", items, &page, json!({})))
 }
 
 pub(super) fn role_title(role: Role) -> &'static str {

@@ -230,7 +230,35 @@ async fn accept(
         now,
     )
     .await?;
+    // What the invite brought besides the role: scoped or not, and grants.
+    if let Some(terms) = invites::terms(change.conn(), &workspace.id, &email).await? {
+        if terms.scoped {
+            users::set_scoped(change.conn(), &workspace.id, &user.id, true).await?;
+        }
+        for (target, level) in terms.grants {
+            crate::control::store::grants::put(
+                change.conn(),
+                &workspace.id,
+                crate::control::store::grants::NewGrant {
+                    principal: crate::control::store::grants::Holder::User(user.id.clone()),
+                    resource: target,
+                    level,
+                    justification: "invite".into(),
+                    approved_by: String::new(),
+                    expires_at: None,
+                },
+                now,
+            )
+            .await?;
+        }
+    }
     invites::remove(change.conn(), &workspace.id, &email).await?;
+    // Groups they were invited into before they joined.
+    for group in
+        crate::control::store::groups::take_invites(change.conn(), &workspace.id, &email).await?
+    {
+        crate::control::store::groups::add_member(change.conn(), &group, &user.id).await?;
+    }
     let days = SETUP_TOKEN_DAYS.min(i64::from(workspace.settings.token_max_days));
     let (row, plain) = super::tokens::issue(
         &mut change,

@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 
 use super::schema;
 use super::{
-    Api, ApiError, Body, Caller, PageQuery, Path, Query, data, page_of, slug_field, success,
-    text_field,
+    Api, ApiError, Body, Caller, PageQuery, Path, Query, data, page_in_memory, page_of, slug_field,
+    success, text_field,
 };
 use crate::control::policy::{Action, DestinationRef, LabelChange, ResourceRef, SourceRef};
 use crate::control::store::sources::{self, SourceRow, Viewer, WriteKeyRow};
@@ -31,10 +31,12 @@ pub fn routes() -> Router<Arc<Api>> {
         .route("/sources/{id}/writekeys", get(list_keys))
         .route("/sources/{id}/labels", post(add_labels).put(replace_labels))
         .route("/sources/{id}/connected-destinations", get(connected))
+        .route("/sources/{id}/connected-warehouses", get(warehouses))
 }
 
 /// A source on the wire (Segment's `SourceV1` plus Sluice's fields). `writeKeys` holds
-/// display prefixes, and the plaintext of a key only in the answer that creates it.
+/// each live key's id (what `DELETE /sources/{id}/writekey/{key}` takes: Sluice keeps
+/// only digests), and the plaintext of a key only in the answer that creates it.
 pub fn wire(
     source: &SourceRow,
     workspace: &str,
@@ -44,7 +46,7 @@ pub fn wire(
     let mut write_keys: Vec<String> = keys
         .iter()
         .filter(|k| k.revoked_at.is_none())
-        .map(|k| k.display.clone())
+        .map(|k| k.id.clone())
         .collect();
     if let Some(plain) = new_key {
         write_keys.push(plain.to_owned());
@@ -78,7 +80,7 @@ pub fn wire(
 }
 
 /// Loads a source the caller may see and act on; hidden and missing answer alike.
-async fn visible(
+pub(super) async fn visible(
     api: &Api,
     caller: &Caller,
     id: &str,
@@ -315,9 +317,10 @@ async fn read(
     let source = visible(&api, &caller, &id, Action::ViewSource).await?;
     let mut conn = api.store.read().await?;
     let keys = sources::keys_of(&mut conn, &id).await?;
-    Ok(data(
-        json!({"source": wire(&source, &caller.workspace.id, &keys, None)}),
-    ))
+    Ok(data(json!({
+        "source": wire(&source, &caller.workspace.id, &keys, None),
+        "trackingPlanId": source.tracking_plan_id,
+    })))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -656,14 +659,16 @@ async fn replace_labels(
     get,
     path = "/api/v1/sources/{id}/connected-destinations",
     tag = "Sources",
-    params(("id" = String, Path, description = "Source id")),
+    params(("id" = String, Path, description = "Source id"), PageQuery),
     responses((status = 200, description = "Destinations connected to a source that the caller may see.", body = schema::Data<schema::DestinationList>))
 )]
 async fn connected(
     State(api): State<Arc<Api>>,
     caller: Caller,
     Path(id): Path<String>,
+    Query(q): Query<PageQuery>,
 ) -> Result<Response, ApiError> {
+    let page = q.page()?;
     visible(&api, &caller, &id, Action::ViewSource).await?;
     let mut conn = api.store.read().await?;
     let viewer = Viewer {
@@ -684,8 +689,35 @@ async fn connected(
     for d in rows.iter().filter(|d| d.doc.sources.contains(&id)) {
         let resource = ResourceRef::Destination(DestinationRef { id: &d.id });
         if caller.decide(Action::ViewDestination, resource).allowed {
-            out.push(super::destinations::shown(&api, &caller, d).await?);
+            out.push((
+                d.id.clone(),
+                super::destinations::shown(&api, &caller, d).await?,
+            ));
         }
     }
-    Ok(data(json!({ "destinations": out })))
+    Ok(page_in_memory("destinations", out, &page, json!({})))
+}
+
+/// Warehouses connected to a source: Sluice has none (always an empty page).
+#[utoipa::path(
+    get,
+    path = "/api/v1/sources/{id}/connected-warehouses",
+    tag = "Sources",
+    params(("id" = String, Path, description = "Source id"), PageQuery),
+    responses((status = 200, description = "Warehouses connected to a source (Sluice has none).", body = schema::Data<schema::Status>))
+)]
+async fn warehouses(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Result<Response, ApiError> {
+    let page = q.page()?;
+    visible(&api, &caller, &id, Action::ViewSource).await?;
+    Ok(page_in_memory::<Value>(
+        "warehouses",
+        Vec::new(),
+        &page,
+        json!({}),
+    ))
 }

@@ -17,10 +17,12 @@ use crate::control::store::users::{self, UserRow};
 
 /// Routes of this file.
 pub fn routes() -> Router<Arc<Api>> {
-    Router::new().route("/users", get(list_users)).route(
-        "/users/{id}",
-        get(read_user).patch(update_user).delete(remove_user),
-    )
+    Router::new()
+        .route("/users", get(list_users).delete(remove_users))
+        .route(
+            "/users/{id}",
+            get(read_user).patch(update_user).delete(remove_user),
+        )
 }
 
 pub(super) fn user_wire(u: &UserRow) -> Value {
@@ -83,7 +85,11 @@ async fn read_user(
 ) -> Result<Response, ApiError> {
     api.allow_workspace(&caller, Action::ViewWorkspace).await?;
     let user = load_user(&api, &caller, &id).await?;
-    Ok(data(json!({"user": user_wire(&user)})))
+    let mut wire = user_wire(&user);
+    let mut conn = api.store.read().await?;
+    wire["permissions"] =
+        super::permissions::of_user(&mut conn, &caller.workspace.id, &user).await?;
+    Ok(data(json!({ "user": wire })))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -152,24 +158,66 @@ async fn remove_user(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    api.allow_workspace(&caller, Action::ManageMembers).await?;
-    let before = load_user(&api, &caller, &id).await?;
-    if before.role == Role::Owner {
-        api.allow_workspace(&caller, Action::TransferOwnership)
-            .await?;
+    remove_all(&api, &caller, &[id]).await
+}
+
+/// Remove members by id (Segment's `deleteUsers`: `DELETE /users?userIds[0]=…`).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/users",
+    tag = "IAM Users",
+    params(("userIds[0]" = String, Query, description = "Id of a member to remove (userIds[1], … for more)")),
+    responses((status = 200, description = "Remove members (their tokens stop working).", body = schema::Data<schema::Status>))
+)]
+async fn remove_users(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Query(q): Query<std::collections::BTreeMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let mut ids = Vec::new();
+    for (key, value) in &q {
+        if key.starts_with("userIds[") && key.ends_with(']') && !value.is_empty() {
+            ids.push(value.clone());
+        } else {
+            return Err(ApiError::field(key, "not userIds[i]=<user id>"));
+        }
     }
-    let mut change = api.store.change().await?;
-    if before.role == Role::Owner
-        && users::owner_count(change.conn(), &caller.workspace.id).await? <= 1
-    {
-        return Err(ApiError::Conflict(
-            "the last owner cannot be removed".into(),
+    if ids.is_empty() || ids.len() > 100 {
+        return Err(ApiError::field(
+            "userIds",
+            "name 1 to 100 members: userIds[0]=…",
         ));
     }
-    users::remove(change.conn(), &caller.workspace.id, &id, caller.now).await?;
-    change
-        .record(caller.draft("user.remove", "user", &id, Some(user_wire(&before)), None))
-        .await?;
+    remove_all(&api, &caller, &ids).await
+}
+
+/// Removes members in one change: all or none. Removing an owner is an ownership
+/// transfer, and the last owner stays.
+async fn remove_all(api: &Api, caller: &Caller, ids: &[String]) -> Result<Response, ApiError> {
+    api.allow_workspace(caller, Action::ManageMembers).await?;
+    let mut before = Vec::new();
+    for id in ids {
+        let user = load_user(api, caller, id).await?;
+        if user.role == Role::Owner {
+            api.allow_workspace(caller, Action::TransferOwnership)
+                .await?;
+        }
+        before.push(user);
+    }
+    let mut change = api.store.change().await?;
+    for user in &before {
+        if user.role == Role::Owner
+            && users::owner_count(change.conn(), &caller.workspace.id).await? <= 1
+        {
+            return Err(ApiError::Conflict(
+                "the last owner cannot be removed".into(),
+            ));
+        }
+        users::remove(change.conn(), &caller.workspace.id, &user.id, caller.now).await?;
+        change
+            .record(caller.draft("user.remove", "user", &user.id, Some(user_wire(user)), None))
+            .await?;
+    }
     change.commit().await?;
     Ok(success())
 }

@@ -170,3 +170,105 @@ pub async fn delete(conn: &mut AnyConnection, id: &str) -> Result<(), StoreError
         .await?;
     Ok(())
 }
+
+/// Members of a group, as user ids.
+pub async fn members(conn: &mut AnyConnection, group: &str) -> Result<Vec<String>, StoreError> {
+    let rows =
+        sqlx::query("SELECT user_id FROM group_members WHERE group_id = $1 ORDER BY user_id")
+            .bind(group)
+            .fetch_all(conn)
+            .await?;
+    rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+}
+
+/// Renames a group.
+pub async fn rename(conn: &mut AnyConnection, id: &str, name: &str) -> Result<(), StoreError> {
+    sqlx::query("UPDATE user_groups SET name = $2 WHERE id = $1")
+        .bind(id)
+        .bind(name)
+        .execute(conn)
+        .await
+        .map_err(StoreError::conflict_as(format!("group {name}")))?;
+    Ok(())
+}
+
+/// Records that `email` joins `group` once they accept their invite.
+pub async fn add_invite(
+    conn: &mut AnyConnection,
+    group: &str,
+    email: &str,
+) -> Result<(), StoreError> {
+    let email = email.trim().to_lowercase();
+    sqlx::query("DELETE FROM group_invites WHERE group_id = $1 AND email = $2")
+        .bind(group)
+        .bind(&email)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("INSERT INTO group_invites (group_id, email) VALUES ($1, $2)")
+        .bind(group)
+        .bind(&email)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Emails invited into a group and not yet members.
+pub async fn invites_of(conn: &mut AnyConnection, group: &str) -> Result<Vec<String>, StoreError> {
+    let rows = sqlx::query("SELECT email FROM group_invites WHERE group_id = $1 ORDER BY email")
+        .bind(group)
+        .fetch_all(conn)
+        .await?;
+    rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+}
+
+/// Takes `email`'s pending group invites in `workspace`: the groups they join now.
+pub async fn take_invites(
+    conn: &mut AnyConnection,
+    workspace: &str,
+    email: &str,
+) -> Result<Vec<String>, StoreError> {
+    let email = email.trim().to_lowercase();
+    let rows = sqlx::query(
+        "SELECT i.group_id FROM group_invites i JOIN user_groups g ON g.id = i.group_id WHERE g.workspace_id = $1 AND i.email = $2 ORDER BY i.group_id",
+    )
+    .bind(workspace)
+    .bind(&email)
+    .fetch_all(&mut *conn)
+    .await?;
+    let groups: Vec<String> = rows
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?;
+    drop_invites(conn, workspace, &email).await?;
+    Ok(groups)
+}
+
+/// Forgets `email`'s pending group invites in `workspace` (the invite was withdrawn).
+pub async fn drop_invites(
+    conn: &mut AnyConnection,
+    workspace: &str,
+    email: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "DELETE FROM group_invites WHERE email = $2 AND group_id IN (SELECT id FROM user_groups WHERE workspace_id = $1)",
+    )
+    .bind(workspace)
+    .bind(email.trim().to_lowercase())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Sets the workspace role a group's members get at least (`None`: none).
+pub async fn set_role(
+    conn: &mut AnyConnection,
+    id: &str,
+    role: Option<Role>,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE user_groups SET role = $2 WHERE id = $1")
+        .bind(id)
+        .bind(role.map(Role::name))
+        .execute(conn)
+        .await?;
+    Ok(())
+}

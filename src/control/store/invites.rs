@@ -4,28 +4,80 @@ use chrono::{DateTime, Utc};
 use sqlx::{AnyConnection, Row};
 
 use super::{StoreError, ms, time};
-use crate::control::policy::Role;
+use crate::control::policy::{Level, Role, Target};
 
-/// Records an invite (replacing an earlier one for the same email).
+/// What an invite brings besides its role.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Terms {
+    /// The person reaches only what `grants` give (no role default).
+    pub scoped: bool,
+    /// Grants they get on joining.
+    pub grants: Vec<(Target, Level)>,
+}
+
+/// Records an invite (replacing an earlier one for the same email, and its links).
 pub async fn put(
     conn: &mut AnyConnection,
     workspace: &str,
     email: &str,
     role: Role,
+    terms: &Terms,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let email = email.trim().to_lowercase();
     remove(conn, workspace, &email).await?;
+    let grants: Vec<serde_json::Value> = terms
+        .grants
+        .iter()
+        .map(|(target, level)| serde_json::json!({"target": target, "level": level.name()}))
+        .collect();
     sqlx::query(
-        "INSERT INTO invites (workspace_id, email, role, created_at) VALUES ($1, $2, $3, $4)",
+        "INSERT INTO invites (workspace_id, email, role, created_at, scoped, grants) VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(workspace)
     .bind(&email)
     .bind(role.name())
     .bind(ms(now))
+    .bind(i64::from(terms.scoped))
+    .bind(serde_json::Value::Array(grants).to_string())
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// The terms of `email`'s pending invite (`None`: no invite).
+pub async fn terms(
+    conn: &mut AnyConnection,
+    workspace: &str,
+    email: &str,
+) -> Result<Option<Terms>, StoreError> {
+    let row =
+        sqlx::query("SELECT scoped, grants FROM invites WHERE workspace_id = $1 AND email = $2")
+            .bind(workspace)
+            .bind(email.trim().to_lowercase())
+            .fetch_optional(conn)
+            .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let corrupt = |what: String| StoreError::Corrupt(format!("invite grants: {what}"));
+    let text: String = row.try_get(1)?;
+    let list: Vec<serde_json::Value> =
+        serde_json::from_str(&text).map_err(|e| corrupt(e.to_string()))?;
+    let mut grants = Vec::new();
+    for item in list {
+        let target: Target =
+            serde_json::from_value(item["target"].clone()).map_err(|e| corrupt(e.to_string()))?;
+        let level = item["level"]
+            .as_str()
+            .and_then(Level::parse)
+            .ok_or_else(|| corrupt(item.to_string()))?;
+        grants.push((target, level));
+    }
+    Ok(Some(Terms {
+        scoped: row.try_get::<i64, _>(0)? != 0,
+        grants,
+    }))
 }
 
 /// Pending invites' emails and roles.

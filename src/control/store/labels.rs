@@ -43,3 +43,21 @@ pub async fn list(
         .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
         .collect()
 }
+
+/// Deletes a label of `workspace`.
+pub async fn delete(
+    conn: &mut AnyConnection,
+    workspace: &str,
+    key: &str,
+    value: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "DELETE FROM labels WHERE workspace_id = $1 AND label_key = $2 AND label_value = $3",
+    )
+    .bind(workspace)
+    .bind(key)
+    .bind(value)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

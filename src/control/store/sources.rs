@@ -115,7 +115,7 @@ pub async fn list_visible(
     .bind(&viewer.user.id)
     .bind(ms(viewer.now))
     .bind(i64::from(role.is_unrestricted()))
-    .bind(role.default_level().rank())
+    .bind(viewer.user.default_level().rank())
     .bind(after)
     .bind(i64::from(limit))
     .fetch_all(&mut *conn)

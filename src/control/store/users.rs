@@ -31,9 +31,11 @@ pub struct UserRow {
     pub created_at: DateTime<Utc>,
     /// Last login (console or SSO).
     pub last_login: Option<DateTime<Utc>>,
+    /// Reaches only what grants give (see [`policy::User::scoped`]).
+    pub scoped: bool,
 }
 
-const SELECT: &str = "SELECT u.id, u.email, u.first_name, u.last_name, u.active, u.origin, m.role, u.created_at, u.last_login
+const SELECT: &str = "SELECT u.id, u.email, u.first_name, u.last_name, u.active, u.origin, m.role, u.created_at, u.last_login, m.scoped
      FROM users u JOIN memberships m ON m.user_id = u.id";
 
 fn decode(row: &sqlx::any::AnyRow) -> Result<UserRow, StoreError> {
@@ -48,6 +50,7 @@ fn decode(row: &sqlx::any::AnyRow) -> Result<UserRow, StoreError> {
         role: Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("role {role}")))?,
         created_at: time(row.try_get(7)?)?,
         last_login: opt_time(row.try_get(8)?)?,
+        scoped: row.try_get::<i64, _>(9)? != 0,
     })
 }
 
@@ -137,6 +140,7 @@ pub async fn create(
         role: new.role,
         created_at: now,
         last_login: None,
+        scoped: false,
     })
 }
 
@@ -216,6 +220,22 @@ pub async fn set_role(
     Ok(())
 }
 
+/// Makes a member scoped (reaching only what grants give) or not.
+pub async fn set_scoped(
+    conn: &mut AnyConnection,
+    workspace: &str,
+    id: &str,
+    scoped: bool,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE memberships SET scoped = $3 WHERE workspace_id = $1 AND user_id = $2")
+        .bind(workspace)
+        .bind(id)
+        .bind(i64::from(scoped))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Removes a member from `workspace` and deactivates the user: their tokens are
 /// revoked and their own grants dropped, so nothing of theirs comes back if they are
 /// invited again.
@@ -276,5 +296,6 @@ pub async fn principal(
         active: row.active,
         grants: own.iter().map(grants::GrantRow::grant).collect(),
         groups,
+        scoped: row.scoped,
     }))
 }
