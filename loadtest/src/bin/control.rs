@@ -72,6 +72,7 @@ async fn fill(store: &Store, args: &Args) -> anyhow::Result<()> {
         let plan = PlanRow {
             id: format!("plan-{p}"),
             name: format!("Plan {p}"),
+            description: String::new(),
             plan_type: "LIVE".into(),
             rules: serde_json::from_value(json!([{
                 "type": "TRACK", "key": "Order Completed", "version": 1,
