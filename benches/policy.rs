@@ -93,7 +93,10 @@ fn decide(c: &mut Criterion) {
                         id: "s3",
                         labels: &labels,
                     },
-                    DestinationRef { id: "d3" },
+                    DestinationRef {
+                        id: "d3",
+                        connected: &[],
+                    },
                 )),
                 Settings::default(),
                 now,

@@ -1147,3 +1147,109 @@ async fn a_source_scoped_invite_reaches_that_source_only_and_unknown_roles_are_r
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
 }
+
+#[tokio::test]
+async fn the_matrix_cells_members_destinations_credentials_and_explain() {
+    let (_db, _server, api, owner) = sqlite().await;
+    let (member, member_id) = person(&api, &owner, "m@example.com", "member").await;
+    let (reader, reader_id) = person(&api, &owner, "r@example.com", "read_only").await;
+    // Members create destinations (create + connect, write on the source).
+    let (status, body) = api
+        .post(
+            &member,
+            "/api/v1/destinations",
+            json!({"id": "mine", "sourceId": "demo", "metadataId": "webhook",
+                   "settings": {"url": "https://hooks.example.com/p", "secret": "s3cr3t"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // But delete only with full on the destination, or on every source it serves.
+    let (status, _) = api
+        .call(&member, Method::DELETE, "/api/v1/destinations/mine", None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = api
+        .post(
+            &owner,
+            "/api/v1/grants",
+            json!({"principal": {"type": "user", "id": member_id},
+                   "resource": {"kind": "source", "id": "demo"}, "level": "full"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // explain says what the API will do, first.
+    let (status, body) = api
+        .get(
+            &member,
+            "/api/v1/access/explain?action=delete_destination&resourceType=destination&resourceId=mine",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["allowed"], true, "{body}");
+    assert!(
+        body.to_string().contains("full_on_connected_sources"),
+        "{body}"
+    );
+
+    // Credentials: read_write reveals them (audited); read-only does not; reads redact.
+    let (status, body) = api
+        .get(&member, "/api/v1/destinations/mine/credentials")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["settings"]["secret"], "s3cr3t");
+    let (status, body) = api
+        .get(&reader, "/api/v1/destinations/mine/credentials")
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (_, body) = api.get(&reader, "/api/v1/destinations/mine").await;
+    assert!(!body.to_string().contains("s3cr3t"), "{body}");
+    let (_, body) = api
+        .get(
+            &owner,
+            "/api/v1/audit-events?action=destination.credentials.reveal",
+        )
+        .await;
+    assert_eq!(body["data"]["events"][0]["actor"], member_id, "{body}");
+
+    // explain: the compound create-and-connect decision, and your token's scopes.
+    let (_, body) = api
+        .get(
+            &owner,
+            &format!(
+                "/api/v1/access/explain?userId={reader_id}&action=create_destination&sourceId=demo"
+            ),
+        )
+        .await;
+    assert_eq!(body["data"]["allowed"], false, "{body}");
+    let (admin, _) = person(&api, &owner, "a@example.com", "admin").await;
+    let (status, body) = api
+        .post(
+            &admin,
+            "/api/v1/tokens",
+            json!({"name": "ro", "scopes": ["workspace:read", "sources:read", "destinations:read"], "expiresInDays": 1}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let narrow = body["data"]["secret"].as_str().expect("secret").to_owned();
+    let (_, body) = api
+        .get(
+            &narrow,
+            "/api/v1/access/explain?action=create_destination&sourceId=demo",
+        )
+        .await;
+    assert_eq!(body["data"]["allowed"], false, "{body}");
+    assert_eq!(body["data"]["reason"], "scope_missing", "{body}");
+    let (status, _) = api
+        .post(
+            &narrow,
+            "/api/v1/destinations",
+            json!({"sourceId": "demo", "metadataId": "file", "settings": {"path": "n.ndjson"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "the API agrees with explain");
+    // With full on the destination's every source, the member deletes it.
+    let (status, body) = api
+        .call(&member, Method::DELETE, "/api/v1/destinations/mine", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}

@@ -291,7 +291,10 @@ async fn operator(store: &Store, command: AdminCommand) -> anyhow::Result<()> {
             };
             let resource = match (&source_row, &destination) {
                 (Some(s), _) => ResourceRef::Source(s.as_ref()),
-                (None, Some(d)) => ResourceRef::Destination(DestinationRef { id: d }),
+                (None, Some(d)) => ResourceRef::Destination(DestinationRef {
+                    id: d,
+                    connected: &[],
+                }),
                 (None, None) => ResourceRef::Workspace,
             };
             let decision = policy::authorize(

@@ -359,6 +359,9 @@ pub struct SourceRef<'a> {
 pub struct DestinationRef<'a> {
     /// Its id.
     pub id: &'a str,
+    /// The sources it is connected to, where the decision may depend on them (editing,
+    /// deleting): `full` on every one of them covers the destination. Empty elsewhere.
+    pub connected: &'a [SourceRef<'a>],
 }
 
 /// A change of one source's labels. Labels decide access (label grants), so who may
@@ -528,7 +531,8 @@ impl Action {
         match self {
             Self::ViewSource => Some(Level::ReadOnly),
             Self::EditSource => Some(Level::ReadWrite),
-            Self::DeleteSource | Self::ManageWriteKeys | Self::Connect => Some(Level::Full),
+            Self::Connect => Some(Level::ReadWrite),
+            Self::DeleteSource | Self::ManageWriteKeys => Some(Level::Full),
             _ => None,
         }
     }
@@ -729,8 +733,32 @@ pub fn node_may(role: NodeRole, action: Action) -> bool {
     }
 }
 
-/// The level `user` has on one source or destination, with where it comes from.
+/// The level `user` has on one source or destination, with where it comes from. A
+/// destination connected only to sources the user has `full` on is theirs in `full` too
+/// (the reference's "full: create, edit and delete the source and its connected
+/// destinations"), unless it is hidden from them.
 pub fn level(
+    user: &User,
+    resource: &ResourceRef<'_>,
+    now: DateTime<Utc>,
+    rules: &mut Vec<Rule>,
+) -> (Level, String) {
+    let (level, from) = own_level(user, resource, now, rules);
+    if let ResourceRef::Destination(d) = resource
+        && level != Level::NoAccess
+        && level != Level::Full
+        && !d.connected.is_empty()
+        && d.connected.iter().all(|s| {
+            own_level(user, &ResourceRef::Source(*s), now, &mut Vec::new()).0 == Level::Full
+        })
+    {
+        return (Level::Full, "full_on_connected_sources".to_owned());
+    }
+    (level, from)
+}
+
+/// [`level`] from the user's role and grants on the resource itself.
+fn own_level(
     user: &User,
     resource: &ResourceRef<'_>,
     now: DateTime<Utc>,
@@ -868,7 +896,7 @@ pub fn authorize(
                 ResourceRef::Source(s),
                 "source",
                 s.id,
-                Level::Full,
+                Level::ReadWrite,
                 now,
                 &mut rules,
             );
@@ -1014,7 +1042,7 @@ mod tests {
     }
 
     fn dst(id: &str) -> ResourceRef<'_> {
-        ResourceRef::Destination(DestinationRef { id })
+        ResourceRef::Destination(DestinationRef { id, connected: &[] })
     }
 
     fn allowed(u: &User, action: Action, resource: ResourceRef<'_>) -> bool {
@@ -1148,17 +1176,20 @@ mod tests {
                     "{level:?} {action:?} hides"
                 );
             }
-            // Connecting needs full on the source and write on the destination.
+            // Connecting needs write on both.
             let connect = ResourceRef::Connection(
                 SourceRef {
                     id: "s",
                     labels: NO_LABELS,
                 },
-                DestinationRef { id: "d" },
+                DestinationRef {
+                    id: "d",
+                    connected: &[],
+                },
             );
             assert_eq!(
                 allowed(&u, A::Connect, connect),
-                level == L::Full,
+                level >= L::ReadWrite,
                 "{level:?} connect"
             );
         }
@@ -1467,10 +1498,22 @@ mod tests {
                 let id: &'static str = ["s0", "s1", "s2"][n];
                 let d: &'static str = ["d0", "d1", "d2"][n];
                 out.push((action, ResourceRef::Source(SourceRef { id, labels })));
-                out.push((action, ResourceRef::Destination(DestinationRef { id: d })));
                 out.push((
                     action,
-                    ResourceRef::Connection(SourceRef { id, labels }, DestinationRef { id: d }),
+                    ResourceRef::Destination(DestinationRef {
+                        id: d,
+                        connected: &[],
+                    }),
+                ));
+                out.push((
+                    action,
+                    ResourceRef::Connection(
+                        SourceRef { id, labels },
+                        DestinationRef {
+                            id: d,
+                            connected: &[],
+                        },
+                    ),
                 ));
             }
         }

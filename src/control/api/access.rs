@@ -35,10 +35,17 @@ struct ExplainQuery {
     /// The resource's id.
     #[serde(default)]
     resource_id: Option<String>,
+    /// With `create_destination`: the source it would be connected to. The answer is then
+    /// the compound decision the API takes (create, and connect to that source).
+    #[serde(default)]
+    source_id: Option<String>,
 }
 
-/// The decision for a user, an action and a resource, with every rule that made it.
-/// Explaining someone else's access takes the right to manage members.
+/// The decision for a user, an action and a resource, with every rule that made it:
+/// exactly the decision the API takes. Explaining your own access counts the token you
+/// ask with (its scopes); explaining someone else's takes the right to manage members
+/// and speaks of them without a token. A destination's decision counts its connected
+/// sources, as edits and deletions do.
 #[utoipa::path(
     get,
     path = "/api/v1/access/explain",
@@ -65,6 +72,8 @@ async fn explain(
         .ok_or_else(|| ApiError::missing("user", &user_id))?;
     let rid = q.resource_id.clone().unwrap_or_default();
     let source;
+    let mut connected = Vec::new();
+    let connected_refs: Vec<SourceRef<'_>>;
     let resource = match q.resource_type.as_deref().unwrap_or("workspace") {
         "workspace" => ResourceRef::Workspace,
         "source" => {
@@ -85,10 +94,14 @@ async fn explain(
             })
         }
         "destination" => {
-            crate::control::store::destinations::get(&mut conn, api.store.key(), ws, &rid)
-                .await?
-                .ok_or_else(|| ApiError::missing("destination", &rid))?;
-            let r = ResourceRef::Destination(DestinationRef { id: &rid });
+            let row =
+                crate::control::store::destinations::get(&mut conn, api.store.key(), ws, &rid)
+                    .await?
+                    .ok_or_else(|| ApiError::missing("destination", &rid))?;
+            let r = ResourceRef::Destination(DestinationRef {
+                id: &rid,
+                connected: &[],
+            });
             api.allow(
                 &caller,
                 Action::ViewDestination,
@@ -96,7 +109,16 @@ async fn explain(
                 ApiError::missing("destination", &rid),
             )
             .await?;
-            r
+            for id in &row.doc.sources {
+                if let Some(s) = sources::get(&mut conn, ws, id).await? {
+                    connected.push(s);
+                }
+            }
+            connected_refs = connected.iter().map(|s| s.as_ref()).collect();
+            ResourceRef::Destination(DestinationRef {
+                id: &rid,
+                connected: &connected_refs,
+            })
         }
         _ => {
             return Err(ApiError::field(
@@ -105,16 +127,43 @@ async fn explain(
             ));
         }
     };
-    let decision = policy::authorize(
-        policy::Principal {
-            user: &user,
-            token: None,
-        },
-        action,
-        resource,
-        caller.workspace.settings.policy(),
-        caller.now,
-    );
+    // Your own access through the token you ask with; someone else's as themselves.
+    let token = caller.token.policy();
+    let principal = policy::Principal {
+        user: &user,
+        token: (user_id == caller.user.id).then_some(&token),
+    };
+    let settings = caller.workspace.settings.policy();
+    let mut decision = policy::authorize(principal, action, resource, settings, caller.now);
+    // Creating a destination connected to a source is two decisions, as in the API.
+    if let (Action::CreateDestination, Some(sid)) = (action, &q.source_id) {
+        let connect_to = sources::get(&mut conn, ws, sid)
+            .await?
+            .ok_or_else(|| ApiError::missing("source", sid))?;
+        api.allow(
+            &caller,
+            Action::ViewSource,
+            ResourceRef::Source(connect_to.as_ref()),
+            ApiError::missing("source", sid),
+        )
+        .await?;
+        let new = DestinationRef {
+            id: "(new)",
+            connected: &[],
+        };
+        let connect = policy::authorize(
+            principal,
+            Action::Connect,
+            ResourceRef::Connection(connect_to.as_ref(), new),
+            settings,
+            caller.now,
+        );
+        if decision.allowed && !connect.allowed {
+            decision.allowed = false;
+            decision.reason = connect.reason;
+        }
+        decision.rules.extend(connect.rules);
+    }
     Ok(data(json!({
         "userId": user_id,
         "action": action,

@@ -15,7 +15,7 @@ use super::{
     text_field,
 };
 use crate::catalog::{DestinationDoc, FilterDoc, KindDoc, RetryDoc};
-use crate::control::policy::{Action, DestinationRef, ResourceRef};
+use crate::control::policy::{Action, DestinationRef, ResourceRef, SourceRef};
 use crate::control::store::destinations::{self, DestinationRow};
 use crate::control::store::sources::{self, Viewer};
 use crate::control::store::{Change, new_id};
@@ -40,6 +40,7 @@ pub fn routes() -> Router<Arc<Api>> {
             "/destinations/{id}/delivery-metrics",
             get(no_delivery_metrics),
         )
+        .route("/destinations/{id}/credentials", get(credentials))
 }
 
 /// What replaces a secret on every read.
@@ -169,7 +170,7 @@ async fn visible(
             .missing_target(caller, action, "destination", id, missing())
             .await);
     };
-    let resource = ResourceRef::Destination(DestinationRef { id });
+    let resource = ResourceRef::Destination(DestinationRef { id, connected: &[] });
     if action != Action::ViewDestination
         && caller.decide(Action::ViewDestination, resource).hidden()
     {
@@ -179,6 +180,20 @@ async fn visible(
     api.allow(caller, Action::ViewDestination, resource, missing())
         .await?;
     if action != Action::ViewDestination {
+        // A change may rest on the connected sources (`full` on all of them covers it).
+        let mut conn = api.store.read().await?;
+        let mut connected = Vec::new();
+        for source in &row.doc.sources {
+            if let Some(s) = sources::get(&mut conn, &caller.workspace.id, source).await? {
+                connected.push(s);
+            }
+        }
+        drop(conn);
+        let refs: Vec<SourceRef<'_>> = connected.iter().map(|s| s.as_ref()).collect();
+        let resource = ResourceRef::Destination(DestinationRef {
+            id,
+            connected: &refs,
+        });
         api.allow(caller, action, resource, missing()).await?;
     }
     Ok(row)
@@ -207,7 +222,13 @@ async fn check_connections(
             missing(),
         )
         .await?;
-        let both = ResourceRef::Connection(s, DestinationRef { id: destination });
+        let both = ResourceRef::Connection(
+            s,
+            DestinationRef {
+                id: destination,
+                connected: &[],
+            },
+        );
         api.allow(caller, Action::Connect, both, missing()).await?;
     }
     Ok(())
@@ -255,7 +276,10 @@ async fn list(
     drop(conn);
     let mut out = Vec::new();
     for d in &rows {
-        let resource = ResourceRef::Destination(DestinationRef { id: &d.id });
+        let resource = ResourceRef::Destination(DestinationRef {
+            id: &d.id,
+            connected: &[],
+        });
         if caller.decide(Action::ViewDestination, resource).allowed {
             out.push(shown(&api, &caller, d).await?);
         }
@@ -477,7 +501,10 @@ async fn update(
     let before = visible(&api, &caller, &id, needs).await?;
     if edits_config && needs != Action::EditDestination {
         let missing = ApiError::missing("destination", &id);
-        let resource = ResourceRef::Destination(DestinationRef { id: &id });
+        let resource = ResourceRef::Destination(DestinationRef {
+            id: &id,
+            connected: &[],
+        });
         api.allow(&caller, Action::EditDestination, resource, missing)
             .await?;
     }
@@ -587,4 +614,42 @@ async fn no_delivery_metrics() -> ApiError {
     ApiError::Unsupported(
         "delivery figures are on the admin listener's /metrics (sluice_delivery_* by destination), not in this API",
     )
+}
+
+/// Reveal a destination's credentials (its settings unredacted). Takes `read_write` on the
+/// destination (the reference's "view credentials"); every reveal is an audit event.
+/// Lists and reads never carry them.
+#[utoipa::path(
+    get,
+    path = "/api/v1/destinations/{id}/credentials",
+    tag = "Destinations",
+    params(("id" = String, Path, description = "Destination id")),
+    responses((status = 200, description = "The destination's settings with its credentials.", body = schema::Data<schema::Status>))
+)]
+async fn credentials(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let row = visible(&api, &caller, &id, Action::ViewDestinationSecrets).await?;
+    let mut change = api.store.change().await?;
+    change
+        .record(caller.draft(
+            "destination.credentials.reveal",
+            "destination",
+            &id,
+            None,
+            None,
+        ))
+        .await?;
+    change.commit().await?;
+    let settings = serde_json::to_value(&row.doc.kind)
+        .map(|mut v| v["settings"].take())
+        .unwrap_or_default();
+    let mut response = data(json!({"destinationId": id, "settings": settings}));
+    response.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    Ok(response)
 }

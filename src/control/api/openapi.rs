@@ -41,6 +41,7 @@ use super::{
         destinations::read,
         destinations::update,
         destinations::remove,
+        destinations::credentials,
         plans::list,
         plans::create,
         plans::read,

@@ -687,7 +687,10 @@ async fn connected(
     drop(conn);
     let mut out = Vec::new();
     for d in rows.iter().filter(|d| d.doc.sources.contains(&id)) {
-        let resource = ResourceRef::Destination(DestinationRef { id: &d.id });
+        let resource = ResourceRef::Destination(DestinationRef {
+            id: &d.id,
+            connected: &[],
+        });
         if caller.decide(Action::ViewDestination, resource).allowed {
             out.push((
                 d.id.clone(),
