@@ -51,7 +51,7 @@ fn source_metadata((id, name, category): (&str, &str, &str)) -> Value {
     path = "/api/v1/catalog/sources",
     tag = "Catalog",
     params(PageQuery),
-    responses((status = 200, description = "Source types.", body = super::schema::Data<super::schema::Status>))
+    responses((status = 200, description = "Source types.", body = super::schema::Data<super::schema::SourcesCatalog>))
 )]
 async fn sources(
     State(api): State<Arc<Api>>,
@@ -73,7 +73,7 @@ async fn sources(
     path = "/api/v1/catalog/sources/{id}",
     tag = "Catalog",
     params(("id" = String, Path, description = "Source type id")),
-    responses((status = 200, description = "A source type.", body = super::schema::Data<super::schema::Status>))
+    responses((status = 200, description = "A source type.", body = super::schema::Data<super::schema::SourceMetadataOne>))
 )]
 async fn source(
     State(api): State<Arc<Api>>,
@@ -94,7 +94,7 @@ async fn source(
     path = "/api/v1/catalog/destinations",
     tag = "Catalog",
     params(PageQuery),
-    responses((status = 200, description = "Destination types.", body = super::schema::Data<super::schema::Status>))
+    responses((status = 200, description = "Destination types.", body = super::schema::Data<super::schema::DestinationsCatalog>))
 )]
 async fn destinations(
     State(api): State<Arc<Api>>,
@@ -121,7 +121,7 @@ async fn destinations(
     path = "/api/v1/catalog/destinations/{id}",
     tag = "Catalog",
     params(("id" = String, Path, description = "Destination type id (webhook, file, nats)")),
-    responses((status = 200, description = "A destination type.", body = super::schema::Data<super::schema::Status>))
+    responses((status = 200, description = "A destination type.", body = super::schema::Data<super::schema::DestinationMetadataOne>))
 )]
 async fn destination(
     State(api): State<Arc<Api>>,

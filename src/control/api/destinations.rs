@@ -624,7 +624,7 @@ async fn no_delivery_metrics() -> ApiError {
     path = "/api/v1/destinations/{id}/credentials",
     tag = "Destinations",
     params(("id" = String, Path, description = "Destination id")),
-    responses((status = 200, description = "The destination's settings with its credentials.", body = schema::Data<schema::Status>))
+    responses((status = 200, description = "The destination's settings with its credentials.", body = schema::Data<schema::Credentials>))
 )]
 async fn credentials(
     State(api): State<Arc<Api>>,

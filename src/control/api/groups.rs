@@ -207,7 +207,7 @@ async fn group_members(
     path = "/api/v1/groups/{id}/invites",
     tag = "IAM Groups",
     params(("id" = String, Path, description = "Group id"), PageQuery),
-    responses((status = 200, description = "Emails invited into the group.", body = schema::Data<schema::Status>))
+    responses((status = 200, description = "Emails invited into the group.", body = schema::Data<schema::EmailPage>))
 )]
 async fn group_invites(
     State(api): State<Arc<Api>>,
@@ -233,7 +233,7 @@ async fn group_invites(
     path = "/api/v1/users/{id}/groups",
     tag = "IAM Users",
     params(("id" = String, Path, description = "User id"), PageQuery),
-    responses((status = 200, description = "The member's groups.", body = schema::Data<schema::GroupList>))
+    responses((status = 200, description = "The member's groups.", body = schema::Data<schema::UserGroupPage>))
 )]
 async fn groups_of_user(
     State(api): State<Arc<Api>>,
@@ -491,7 +491,7 @@ struct Members {
     tag = "IAM Groups",
     params(("id" = String, Path, description = "Group id")),
     request_body = Members,
-    responses((status = 200, description = "Add members by email.", body = schema::Data<schema::Status>))
+    responses((status = 200, description = "Add members by email.", body = schema::Data<schema::GroupOne>))
 )]
 async fn add_members(
     State(api): State<Arc<Api>>,

@@ -408,7 +408,7 @@ async fn for_group(
     tag = "IAM Users",
     params(("id" = String, Path, description = "User id")),
     request_body = PermissionsBody,
-    responses((status = 200, description = "The member's permissions after the change.", body = super::schema::Data<super::schema::Status>))
+    responses((status = 200, description = "The member's permissions after the change.", body = super::schema::Data<super::schema::PermissionList>))
 )]
 async fn add_to_user(
     State(api): State<Arc<Api>>,
@@ -426,7 +426,7 @@ async fn add_to_user(
     tag = "IAM Users",
     params(("id" = String, Path, description = "User id")),
     request_body = PermissionsBody,
-    responses((status = 200, description = "The member's permissions after the change.", body = super::schema::Data<super::schema::Status>))
+    responses((status = 200, description = "The member's permissions after the change.", body = super::schema::Data<super::schema::PermissionList>))
 )]
 async fn replace_for_user(
     State(api): State<Arc<Api>>,
@@ -444,7 +444,7 @@ async fn replace_for_user(
     tag = "IAM Groups",
     params(("id" = String, Path, description = "Group id")),
     request_body = PermissionsBody,
-    responses((status = 200, description = "The group's permissions after the change.", body = super::schema::Data<super::schema::Status>))
+    responses((status = 200, description = "The group's permissions after the change.", body = super::schema::Data<super::schema::PermissionList>))
 )]
 async fn add_to_group(
     State(api): State<Arc<Api>>,
@@ -462,7 +462,7 @@ async fn add_to_group(
     tag = "IAM Groups",
     params(("id" = String, Path, description = "Group id")),
     request_body = PermissionsBody,
-    responses((status = 200, description = "The group's permissions after the change.", body = super::schema::Data<super::schema::Status>))
+    responses((status = 200, description = "The group's permissions after the change.", body = super::schema::Data<super::schema::PermissionList>))
 )]
 async fn replace_for_group(
     State(api): State<Arc<Api>>,

@@ -633,3 +633,90 @@ pub struct CatalogFeed {
     /// The catalog document (write keys as digests).
     pub catalog: serde_json::Map<String, serde_json::Value>,
 }
+
+/// `{"sourcesCatalog": […], "pagination"}`: source types.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SourcesCatalog {
+    /// Segment's `SourceMetadataV1` of each type.
+    #[schema(value_type = Vec<Object>)]
+    pub sources_catalog: Vec<serde_json::Value>,
+    /// Paging.
+    pub pagination: Pagination,
+}
+
+/// `{"sourceMetadata": …}`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceMetadataOne {
+    /// Segment's `SourceMetadataV1`.
+    #[schema(value_type = Object)]
+    pub source_metadata: serde_json::Value,
+}
+
+/// `{"destinationsCatalog": […], "pagination"}`: destination types.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DestinationsCatalog {
+    /// Segment's `DestinationMetadataV1` of each type.
+    #[schema(value_type = Vec<Object>)]
+    pub destinations_catalog: Vec<serde_json::Value>,
+    /// Paging.
+    pub pagination: Pagination,
+}
+
+/// `{"destinationMetadata": …}`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DestinationMetadataOne {
+    /// Segment's `DestinationMetadataV1`.
+    #[schema(value_type = Object)]
+    pub destination_metadata: serde_json::Value,
+}
+
+/// `{"emails": […], "pagination"}`.
+#[derive(Serialize, ToSchema)]
+pub struct EmailPage {
+    /// Emails.
+    pub emails: Vec<String>,
+    /// Paging.
+    pub pagination: Pagination,
+}
+
+/// `{"groups": […], "pagination"}`: a member's groups.
+#[derive(Serialize, ToSchema)]
+pub struct UserGroupPage {
+    /// The groups.
+    pub groups: Vec<Group>,
+    /// Paging.
+    pub pagination: Pagination,
+}
+
+/// `{"warehouses": [], "pagination"}`: Sluice has no warehouses.
+#[derive(Serialize, ToSchema)]
+pub struct WarehousePage {
+    /// Always empty.
+    #[schema(value_type = Vec<Object>)]
+    pub warehouses: Vec<serde_json::Value>,
+    /// Paging.
+    pub pagination: Pagination,
+}
+
+/// `{"permissions": […]}`: Segment's permission shape.
+#[derive(Serialize, ToSchema)]
+pub struct PermissionList {
+    /// `{roleId, roleName, resources: [{id, type, labels?}]}` each.
+    #[schema(value_type = Vec<Object>)]
+    pub permissions: Vec<serde_json::Value>,
+}
+
+/// `{"destinationId", "settings"}`: a destination's credentials, revealed.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Credentials {
+    /// The destination.
+    pub destination_id: String,
+    /// Its settings, unredacted.
+    #[schema(value_type = Object)]
+    pub settings: serde_json::Value,
+}

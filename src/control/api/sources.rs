@@ -707,7 +707,7 @@ async fn connected(
     path = "/api/v1/sources/{id}/connected-warehouses",
     tag = "Sources",
     params(("id" = String, Path, description = "Source id"), PageQuery),
-    responses((status = 200, description = "Warehouses connected to a source (Sluice has none).", body = schema::Data<schema::Status>))
+    responses((status = 200, description = "Warehouses connected to a source (Sluice has none).", body = schema::Data<schema::WarehousePage>))
 )]
 async fn warehouses(
     State(api): State<Arc<Api>>,
