@@ -1253,3 +1253,162 @@ async fn the_matrix_cells_members_destinations_credentials_and_explain() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
+
+#[tokio::test]
+async fn review_findings_stay_closed() {
+    let (_db, _server, api, owner) = sqlite().await;
+    let (member, member_id) = person(&api, &owner, "m@example.com", "member").await;
+    for slug in ["mine", "theirs", "hidden"] {
+        let (status, _) = api
+            .post(&owner, "/api/v1/sources", json!({"slug": slug}))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    for (source, level) in [("mine", "full"), ("hidden", "no_access")] {
+        let (status, _) = api
+            .post(
+                &owner,
+                "/api/v1/grants",
+                json!({"principal": {"type": "user", "id": member_id},
+                       "resource": {"kind": "source", "id": source}, "level": level}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let (status, body) = api
+        .post(
+            &owner,
+            "/api/v1/destinations",
+            json!({"id": "shared", "sourceId": "mine", "metadataId": "file", "settings": {"path": "s.ndjson"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = api
+        .call(
+            &owner,
+            Method::PATCH,
+            "/api/v1/destinations/shared",
+            Some(json!({"sources": ["mine", "theirs"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // H1: cutting another source's connection takes full on it.
+    let (status, body) = api
+        .call(
+            &member,
+            Method::PATCH,
+            "/api/v1/destinations/shared",
+            Some(json!({"sources": ["mine"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, _) = api
+        .call(&member, Method::DELETE, "/api/v1/destinations/shared", None)
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "a shared destination is not theirs"
+    );
+    // H2: forwarding into a hidden source answers as into a missing one.
+    let hidden = api
+        .call(
+            &member,
+            Method::PATCH,
+            "/api/v1/sources/mine/settings",
+            Some(json!({"forwardingBlockedEventsTo": "hidden"})),
+        )
+        .await;
+    let missing = api
+        .call(
+            &member,
+            Method::PATCH,
+            "/api/v1/sources/mine/settings",
+            Some(json!({"forwardingBlockedEventsTo": "nowhere"})),
+        )
+        .await;
+    assert_eq!(hidden.0, missing.0);
+    assert_eq!(
+        hidden.1.to_string().replace("hidden", "X"),
+        missing.1.to_string().replace("nowhere", "X")
+    );
+    // M2: a member reading someone's permissions never sees hidden sources.
+    let (_, body) = api
+        .get(&member, &format!("/api/v1/users/{member_id}"))
+        .await;
+    assert!(!body.to_string().contains("\"hidden\""), "{body}");
+    // M1: an admin cannot remove an owner whose ownership comes from a group.
+    let (admin, _) = person(&api, &owner, "a@example.com", "admin").await;
+    let (_, o2) = person(&api, &owner, "o2@example.com", "member").await;
+    let (_, body) = api
+        .post(
+            &owner,
+            "/api/v1/groups",
+            json!({"name": "owners", "role": "owner"}),
+        )
+        .await;
+    let group = body["data"]["userGroup"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let (status, _) = api
+        .post(
+            &owner,
+            &format!("/api/v1/groups/{group}/users"),
+            json!({"emails": ["o2@example.com"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = api
+        .call(&admin, Method::DELETE, &format!("/api/v1/users/{o2}"), None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // L2: a read-only destinations token reveals no credentials.
+    let (_, body) = api
+        .post(
+            &admin,
+            "/api/v1/tokens",
+            json!({"name": "ro", "scopes": ["destinations:read"], "expiresInDays": 1}),
+        )
+        .await;
+    let ro = body["data"]["secret"].as_str().expect("secret").to_owned();
+    let (status, _) = api
+        .get(&ro, "/api/v1/destinations/shared/credentials")
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // L6: no two file destinations share a file or its rotations.
+    for path in ["s.ndjson", "s.ndjson.1"] {
+        let (status, body) = api
+            .post(
+                &owner,
+                "/api/v1/destinations",
+                json!({"sourceId": "mine", "metadataId": "file", "settings": {"path": path}}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+    }
+    // L3: node credentials go with the person who made them.
+    let node = node_credential(&api, &admin, "delivery").await;
+    let (status, _) = feed(&api, &node).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, body) = api.get(&owner, "/api/v1/users").await;
+    let admin_id = body["data"]["users"]
+        .as_array()
+        .expect("users")
+        .iter()
+        .find(|u| u["email"] == "a@example.com")
+        .and_then(|u| u["id"].as_str())
+        .expect("admin")
+        .to_owned();
+    let (status, _) = api
+        .call(
+            &owner,
+            Method::DELETE,
+            &format!("/api/v1/users/{admin_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = feed(&api, &node).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}

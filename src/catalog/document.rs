@@ -590,6 +590,29 @@ impl Document {
             }
         }
         let mut destination_ids = HashSet::new();
+        // File names in use, with their rotations (`name.1`, `name.2`…): no two file
+        // destinations write, or rotate over, the same file.
+        let file_names: Vec<(&str, &str)> = self
+            .destinations
+            .iter()
+            .filter_map(|d| match &d.kind {
+                KindDoc::File(f) => f.path.to_str().map(|p| (d.id.as_str(), p)),
+                _ => None,
+            })
+            .collect();
+        let clashes = |id: &str, name: &str| {
+            file_names.iter().any(|(other, theirs)| {
+                *other != id
+                    && (name == *theirs
+                        || [(name, *theirs), (*theirs, name)].iter().any(|(a, b)| {
+                            a.strip_prefix(*b)
+                                .and_then(|rest| rest.strip_prefix('.'))
+                                .is_some_and(|n| {
+                                    !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit())
+                                })
+                        }))
+            })
+        };
         for d in &self.destinations {
             if d.id.is_empty() || !destination_ids.insert(d.id.as_str()) {
                 problems.push(Invalid::BadDestinationId(d.id.clone()));
@@ -623,6 +646,11 @@ impl Document {
                 KindDoc::File(f) => {
                     if let Some(problem) = file_name_problem(&f.path) {
                         bad(problem);
+                    }
+                    if f.path.to_str().is_some_and(|p| clashes(&d.id, p)) {
+                        bad(
+                            "settings.path is another file destination's file (or one of its rotations)",
+                        );
                     }
                     if f.rotate_bytes == 0 {
                         bad("settings.rotate_bytes must be at least 1");

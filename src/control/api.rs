@@ -257,6 +257,8 @@ fn is_read(action: Action) -> bool {
     matches!(
         action,
         Action::ViewWorkspace
+            | Action::ViewMembers
+            | Action::ViewTrackingPlans
             | Action::ViewSource
             | Action::ViewDestination
             | Action::ViewDestinationSecrets

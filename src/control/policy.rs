@@ -414,6 +414,10 @@ pub enum ResourceRef<'a> {
 pub enum Action {
     /// See the workspace.
     ViewWorkspace,
+    /// See the workspace's people and groups (a token needs `members:read`).
+    ViewMembers,
+    /// See tracking plans and their rules (a token needs `tracking_plan:read`).
+    ViewTrackingPlans,
     /// See a source (or list sources: hidden ones are left out).
     ViewSource,
     /// Create a source.
@@ -441,8 +445,11 @@ pub enum Action {
     EnableDestination,
     /// Delete a destination.
     DeleteDestination,
-    /// Connect or disconnect a destination and a source.
+    /// Connect a destination and a source (`read_write` on both).
     Connect,
+    /// Cut a destination's connection to a source (`full` on the source, `read_write` on
+    /// the destination): a team cuts only its own sources' connections.
+    Disconnect,
     /// Invite, remove, change the role or grants of members; groups.
     ManageMembers,
     /// Change workspace settings.
@@ -467,8 +474,10 @@ pub enum Action {
 
 impl Action {
     /// Every action.
-    pub const ALL: [Self; 24] = [
+    pub const ALL: [Self; 27] = [
         Self::ViewWorkspace,
+        Self::ViewMembers,
+        Self::ViewTrackingPlans,
         Self::ViewSource,
         Self::CreateSource,
         Self::EditSource,
@@ -482,6 +491,7 @@ impl Action {
         Self::EnableDestination,
         Self::DeleteDestination,
         Self::Connect,
+        Self::Disconnect,
         Self::ManageMembers,
         Self::ModifySettings,
         Self::ManageUsage,
@@ -499,7 +509,7 @@ impl Action {
     pub fn role_allows(self, role: Role, settings: Settings) -> Option<bool> {
         use Role::{Admin, Member, Owner};
         let allowed = match self {
-            Self::ViewWorkspace => true,
+            Self::ViewWorkspace | Self::ViewMembers | Self::ViewTrackingPlans => true,
             Self::CreateSource | Self::CreateDestination | Self::CreateFunctions => role >= Member,
             Self::EditTrackingPlans => role >= Member,
             Self::PublishTrackingPlans => {
@@ -521,7 +531,8 @@ impl Action {
             | Self::EditDestination
             | Self::EnableDestination
             | Self::DeleteDestination
-            | Self::Connect => return None,
+            | Self::Connect
+            | Self::Disconnect => return None,
         };
         Some(allowed)
     }
@@ -532,7 +543,7 @@ impl Action {
             Self::ViewSource => Some(Level::ReadOnly),
             Self::EditSource => Some(Level::ReadWrite),
             Self::Connect => Some(Level::ReadWrite),
-            Self::DeleteSource | Self::ManageWriteKeys => Some(Level::Full),
+            Self::DeleteSource | Self::ManageWriteKeys | Self::Disconnect => Some(Level::Full),
             _ => None,
         }
     }
@@ -541,9 +552,10 @@ impl Action {
     fn destination_level(self) -> Option<Level> {
         match self {
             Self::ViewDestination => Some(Level::ReadOnly),
-            Self::ViewDestinationSecrets | Self::EditDestination | Self::Connect => {
-                Some(Level::ReadWrite)
-            }
+            Self::ViewDestinationSecrets
+            | Self::EditDestination
+            | Self::Connect
+            | Self::Disconnect => Some(Level::ReadWrite),
             Self::EnableDestination | Self::DeleteDestination => Some(Level::Full),
             _ => None,
         }
@@ -553,6 +565,8 @@ impl Action {
     pub fn scope(self) -> Scope {
         match self {
             Self::ViewWorkspace => Scope::WorkspaceRead,
+            Self::ViewMembers => Scope::MembersRead,
+            Self::ViewTrackingPlans => Scope::TrackingPlanRead,
             Self::ModifySettings | Self::ManageUsage | Self::TransferOwnership => {
                 Scope::WorkspaceWrite
             }
@@ -562,12 +576,15 @@ impl Action {
             | Self::DeleteSource
             | Self::ManageWriteKeys
             | Self::ChangeLabels => Scope::SourcesWrite,
-            Self::ViewDestination | Self::ViewDestinationSecrets => Scope::DestinationsRead,
-            Self::CreateDestination
+            Self::ViewDestination => Scope::DestinationsRead,
+            // Credentials are what a write token could set: a read token never reveals them.
+            Self::ViewDestinationSecrets
+            | Self::CreateDestination
             | Self::EditDestination
             | Self::EnableDestination
             | Self::DeleteDestination
-            | Self::Connect => Scope::DestinationsWrite,
+            | Self::Connect
+            | Self::Disconnect => Scope::DestinationsWrite,
             Self::EditTrackingPlans | Self::PublishTrackingPlans | Self::CreateFunctions => {
                 Scope::TrackingPlanWrite
             }
@@ -890,13 +907,15 @@ pub fn authorize(
             ),
             None => Reason::NotApplicable,
         },
-        (None, ResourceRef::Connection(s, d)) if action == Action::Connect => {
+        (None, ResourceRef::Connection(s, d))
+            if matches!(action, Action::Connect | Action::Disconnect) =>
+        {
             let on_source = check_level(
                 user,
                 ResourceRef::Source(s),
                 "source",
                 s.id,
-                Level::ReadWrite,
+                action.source_level().unwrap_or(Level::Full),
                 now,
                 &mut rules,
             );
@@ -1069,6 +1088,8 @@ mod tests {
         #[rustfmt::skip]
         let rows: &[(&str, Action, ResourceRef<'_>, &str)] = &[
             ("view workspace", A::ViewWorkspace, ws, "YYYY"),
+            ("view members and groups", A::ViewMembers, ws, "YYYY"),
+            ("view tracking plans", A::ViewTrackingPlans, ws, "YYYY"),
             ("view sources", A::ViewSource, src("s"), "YYYY"),
             ("view destinations", A::ViewDestination, dst("d"), "YYYY"),
             ("create sources", A::CreateSource, ws, "YYY-"),

@@ -207,6 +207,30 @@ async fn check_connections(
     ids: &[String],
     field: &str,
 ) -> Result<(), ApiError> {
+    check_links(api, caller, destination, ids, field, Action::Connect).await
+}
+
+/// Every connection cut must name a visible source the caller holds `full` on: cutting
+/// another team's connection is theirs to do (and would otherwise leave a destination
+/// that only the caller's sources feed, which `full` on those covers).
+async fn check_disconnections(
+    api: &Api,
+    caller: &Caller,
+    destination: &str,
+    ids: &[String],
+    field: &str,
+) -> Result<(), ApiError> {
+    check_links(api, caller, destination, ids, field, Action::Disconnect).await
+}
+
+async fn check_links(
+    api: &Api,
+    caller: &Caller,
+    destination: &str,
+    ids: &[String],
+    field: &str,
+    action: Action,
+) -> Result<(), ApiError> {
     let mut conn = api.store.read().await?;
     for (i, id) in ids.iter().enumerate() {
         let missing =
@@ -229,7 +253,7 @@ async fn check_connections(
                 connected: &[],
             },
         );
-        api.allow(caller, Action::Connect, both, missing()).await?;
+        api.allow(caller, action, both, missing()).await?;
     }
     Ok(())
 }
@@ -554,7 +578,7 @@ async fn update(
             .cloned()
             .collect();
         check_connections(&api, &caller, &id, &added, "sources").await?;
-        check_connections(&api, &caller, &id, &removed, "sources").await?;
+        check_disconnections(&api, &caller, &id, &removed, "sources").await?;
         row.doc.sources = sources;
     }
     row.updated_at = caller.now;

@@ -63,7 +63,7 @@ async fn list_groups(
     Query(q): Query<PageQuery>,
 ) -> Result<Response, ApiError> {
     let page = q.page()?;
-    api.allow_workspace(&caller, Action::ViewWorkspace).await?;
+    api.allow_workspace(&caller, Action::ViewMembers).await?;
     let mut conn = api.store.read().await?;
     let rows = groups::list(&mut conn, &caller.workspace.id, &page.after, page.count).await?;
     let last = rows.last().map(|g| g.id.as_str());
@@ -140,7 +140,7 @@ async fn read_group(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    api.allow_workspace(&caller, Action::ViewWorkspace).await?;
+    api.allow_workspace(&caller, Action::ViewMembers).await?;
     let group = load_group(&api, &caller, &id).await?;
     Ok(data(json!({"userGroup": group_wire(&group)})))
 }
@@ -189,7 +189,7 @@ async fn group_members(
     Query(q): Query<PageQuery>,
 ) -> Result<Response, ApiError> {
     let page = q.page()?;
-    api.allow_workspace(&caller, Action::ViewWorkspace).await?;
+    api.allow_workspace(&caller, Action::ViewMembers).await?;
     load_group(&api, &caller, &id).await?;
     let mut conn = api.store.read().await?;
     let mut out = Vec::new();
@@ -242,7 +242,7 @@ async fn groups_of_user(
     Query(q): Query<PageQuery>,
 ) -> Result<Response, ApiError> {
     let page = q.page()?;
-    api.allow_workspace(&caller, Action::ViewWorkspace).await?;
+    api.allow_workspace(&caller, Action::ViewMembers).await?;
     let mut conn = api.store.read().await?;
     users::get(&mut conn, &caller.workspace.id, &id)
         .await?

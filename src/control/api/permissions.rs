@@ -42,6 +42,9 @@ pub fn routes() -> Router<Arc<Api>> {
         )
 }
 
+/// Most permissions, and most resources named, in one request.
+const MAX_NAMED: usize = 100;
+
 /// The resource-level roles: id, title, the level they grant on a source.
 pub const SOURCE_ROLES: [(&str, &str, Level); 3] = [
     ("source_admin", "Source Admin", Level::Full),
@@ -123,6 +126,21 @@ impl Assignment {
 /// Reads permissions (`field` names them in errors); unknown roles and resource types
 /// are refused, never guessed.
 pub fn parse(field: &str, permissions: &[PermissionIn]) -> Result<Assignment, ApiError> {
+    let named: usize = permissions
+        .iter()
+        .map(|p| {
+            p.resources
+                .iter()
+                .map(|r| r.labels.as_ref().map_or(1, |l| l.len().max(1)))
+                .sum::<usize>()
+        })
+        .sum();
+    if permissions.len() > MAX_NAMED || named > MAX_NAMED {
+        return Err(ApiError::field(
+            field,
+            format!("at most {MAX_NAMED} permissions and resources"),
+        ));
+    }
     let mut out = Assignment::default();
     for (i, p) in permissions.iter().enumerate() {
         let at = format!("{field}[{i}]");
@@ -161,7 +179,9 @@ pub fn parse(field: &str, permissions: &[PermissionIn]) -> Result<Assignment, Ap
             let rat = format!("{at}.resources[{j}]");
             match (&r.labels, r.kind.as_str()) {
                 (Some(labels), "WORKSPACE" | "SOURCE") if !labels.is_empty() => {
-                    for l in labels {
+                    for (k, l) in labels.iter().enumerate() {
+                        super::slug_field(&format!("{rat}.labels[{k}].key"), &l.key)?;
+                        super::slug_field(&format!("{rat}.labels[{k}].value"), &l.value)?;
                         out.grants.push((
                             Target::SourceLabel {
                                 key: l.key.clone(),
@@ -236,15 +256,31 @@ pub fn wire(role: Option<Role>, grants: &[GrantRow], workspace: &str) -> Value {
     Value::Array(out)
 }
 
-/// A member's permissions: their role (unless scoped) and their own grants.
+/// A member's permissions as `caller` may see them: their role (unless scoped) and their
+/// own grants, leaving out grants on sources hidden from the caller.
 pub async fn of_user(
     conn: &mut sqlx::AnyConnection,
-    workspace: &str,
+    caller: &Caller,
     user: &users::UserRow,
 ) -> Result<Value, ApiError> {
-    let own = grants::of(conn, &Holder::User(user.id.clone())).await?;
+    let mut own = grants::of(conn, &Holder::User(user.id.clone())).await?;
+    let mut shown = Vec::new();
+    for g in own.drain(..) {
+        if let Target::Source { id } = &g.resource {
+            let Some(source) = sources::get(conn, &caller.workspace.id, id).await? else {
+                continue;
+            };
+            if !caller
+                .decide(Action::ViewSource, ResourceRef::Source(source.as_ref()))
+                .allowed
+            {
+                continue;
+            }
+        }
+        shown.push(g);
+    }
     let role = (!user.scoped).then_some(user.role);
-    Ok(wire(role, &own, workspace))
+    Ok(wire(role, &shown, &caller.workspace.id))
 }
 
 /// Puts the grants of `a` on `holder` inside `change` (after removing the holder's own
@@ -293,7 +329,7 @@ async fn for_user(
     let before = users::get(&mut conn, &caller.workspace.id, id)
         .await?
         .ok_or_else(|| ApiError::missing("user", id))?;
-    let was = of_user(&mut conn, &caller.workspace.id, &before).await?;
+    let was = of_user(&mut conn, caller, &before).await?;
     drop(conn);
     check_targets(api, caller, &a).await?;
     // Adding keeps the current role unless a higher one is named; replacing sets it.
@@ -337,7 +373,7 @@ async fn for_user(
         scoped,
         ..before
     };
-    let now = of_user(change.conn(), &caller.workspace.id, &after_row).await?;
+    let now = of_user(change.conn(), caller, &after_row).await?;
     let action = if replace {
         "user.permissions.replace"
     } else {

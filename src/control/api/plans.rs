@@ -157,7 +157,8 @@ async fn list(
         Some(t) if PLAN_TYPES.contains(&t) => t,
         Some(_) => return Err(ApiError::field("type", PLAN_TYPES.join(", "))),
     };
-    api.allow_workspace(&caller, Action::ViewWorkspace).await?;
+    api.allow_workspace(&caller, Action::ViewTrackingPlans)
+        .await?;
     let mut conn = api.store.read().await?;
     let rows = plans::list(
         &mut conn,
@@ -279,7 +280,8 @@ async fn read(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    api.allow_workspace(&caller, Action::ViewWorkspace).await?;
+    api.allow_workspace(&caller, Action::ViewTrackingPlans)
+        .await?;
     let plan = load(&api, &caller, &id).await?;
     Ok(data(json!({"trackingPlan": wire(&plan)})))
 }
@@ -408,7 +410,8 @@ async fn rules(
     Query(q): Query<PageQuery>,
 ) -> Result<Response, ApiError> {
     let page = q.page()?;
-    api.allow_workspace(&caller, Action::ViewWorkspace).await?;
+    api.allow_workspace(&caller, Action::ViewTrackingPlans)
+        .await?;
     let plan = load(&api, &caller, &id).await?;
     // Rules have no id of their own: the page cursor is the rule's position.
     let items: Vec<(String, &RuleDoc)> = plan
@@ -683,7 +686,8 @@ async fn plan_sources(
     Query(q): Query<PageQuery>,
 ) -> Result<Response, ApiError> {
     let page = q.page()?;
-    api.allow_workspace(&caller, Action::ViewWorkspace).await?;
+    api.allow_workspace(&caller, Action::ViewTrackingPlans)
+        .await?;
     load(&api, &caller, &id).await?;
     let mut conn = api.store.read().await?;
     let all = sources::all(&mut conn, &caller.workspace.id).await?;

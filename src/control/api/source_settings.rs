@@ -18,7 +18,7 @@ use utoipa::ToSchema;
 use super::destinations::installable;
 use super::sources::visible;
 use super::{Api, ApiError, Body, Caller, Path, data};
-use crate::control::policy::Action;
+use crate::control::policy::{Action, ResourceRef};
 use crate::control::store::sources;
 use crate::protocols::{CallControlsDoc, ControlsDoc};
 
@@ -249,7 +249,32 @@ async fn update(
 ) -> Result<Response, ApiError> {
     let before = visible(&api, &caller, &id, Action::EditSource).await?;
     let mut doc = controls_of(&before)?;
+    let was = (
+        doc.forward_violations_to.clone(),
+        doc.forward_blocked_to.clone(),
+    );
     apply(&mut doc, patch)?;
+    // Forwarding sends events into another source (and on to its destinations): the
+    // caller must be able to edit that source. A hidden one answers as a missing one,
+    // before anything else can tell them apart.
+    for (field, target, before) in [
+        ("forwardingViolationsTo", &doc.forward_violations_to, &was.0),
+        ("forwardingBlockedEventsTo", &doc.forward_blocked_to, &was.1),
+    ] {
+        if let Some(target) = target.as_ref().filter(|t| Some(*t) != before.as_ref()) {
+            let missing = || ApiError::field(field, format!("source {target:?} not found"));
+            let mut conn = api.store.read().await?;
+            let found = sources::get(&mut conn, &caller.workspace.id, target).await?;
+            drop(conn);
+            let source = found.ok_or_else(missing)?;
+            let resource = ResourceRef::Source(source.as_ref());
+            if caller.decide(Action::ViewSource, resource).hidden() {
+                return Err(missing());
+            }
+            api.allow(&caller, Action::EditSource, resource, missing())
+                .await?;
+        }
+    }
     let mut row = before.clone();
     row.controls = serde_json::to_value(&doc).map_err(|_| ApiError::Internal)?;
     row.updated_at = caller.now;

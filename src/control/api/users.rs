@@ -55,7 +55,7 @@ async fn list_users(
     Query(q): Query<PageQuery>,
 ) -> Result<Response, ApiError> {
     let page = q.page()?;
-    api.allow_workspace(&caller, Action::ViewWorkspace).await?;
+    api.allow_workspace(&caller, Action::ViewMembers).await?;
     let mut conn = api.store.read().await?;
     let rows = users::list(&mut conn, &caller.workspace.id, &page.after, page.count).await?;
     let last = rows.last().map(|u| u.id.as_str());
@@ -83,12 +83,11 @@ async fn read_user(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    api.allow_workspace(&caller, Action::ViewWorkspace).await?;
+    api.allow_workspace(&caller, Action::ViewMembers).await?;
     let user = load_user(&api, &caller, &id).await?;
     let mut wire = user_wire(&user);
     let mut conn = api.store.read().await?;
-    wire["permissions"] =
-        super::permissions::of_user(&mut conn, &caller.workspace.id, &user).await?;
+    wire["permissions"] = super::permissions::of_user(&mut conn, &caller, &user).await?;
     Ok(data(json!({ "user": wire })))
 }
 
@@ -116,7 +115,7 @@ async fn update_user(
     let role = parse_role("role", &body.role)?;
     api.allow_workspace(&caller, Action::ManageMembers).await?;
     let before = load_user(&api, &caller, &id).await?;
-    if role == Role::Owner || before.role == Role::Owner {
+    if role == Role::Owner || is_owner(&api, &caller, &id).await? {
         api.allow_workspace(&caller, Action::TransferOwnership)
             .await?;
     }
@@ -191,6 +190,14 @@ async fn remove_users(
     remove_all(&api, &caller, &ids).await
 }
 
+/// Whether the member is an owner, by their own role or a group's.
+async fn is_owner(api: &Api, caller: &Caller, id: &str) -> Result<bool, ApiError> {
+    let mut conn = api.store.read().await?;
+    Ok(users::principal(&mut conn, &caller.workspace.id, id)
+        .await?
+        .is_some_and(|u| u.effective_role() == Role::Owner))
+}
+
 /// Removes members in one change: all or none. Removing an owner is an ownership
 /// transfer, and the last owner stays.
 async fn remove_all(api: &Api, caller: &Caller, ids: &[String]) -> Result<Response, ApiError> {
@@ -198,7 +205,8 @@ async fn remove_all(api: &Api, caller: &Caller, ids: &[String]) -> Result<Respon
     let mut before = Vec::new();
     for id in ids {
         let user = load_user(api, caller, id).await?;
-        if user.role == Role::Owner {
+        // An owner through a group is an owner: removing them is an ownership transfer.
+        if is_owner(api, caller, &user.id).await? {
             api.allow_workspace(caller, Action::TransferOwnership)
                 .await?;
         }

@@ -236,9 +236,9 @@ pub async fn set_scoped(
     Ok(())
 }
 
-/// Removes a member from `workspace` and deactivates the user: their tokens are
-/// revoked and their own grants dropped, so nothing of theirs comes back if they are
-/// invited again.
+/// Removes a member from `workspace` and deactivates the user: their tokens and the node
+/// credentials they made are revoked and their own grants dropped, so nothing of theirs
+/// comes back if they are invited again.
 pub async fn remove(
     conn: &mut AnyConnection,
     workspace: &str,
@@ -250,6 +250,12 @@ pub async fn remove(
         .execute(&mut *conn)
         .await?;
     sqlx::query("UPDATE tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL")
+        .bind(id)
+        .bind(ms(now))
+        .execute(&mut *conn)
+        .await?;
+    // Node credentials they made go with them (a delivery node's carries credentials).
+    sqlx::query("UPDATE nodes SET revoked_at = $2 WHERE created_by = $1 AND revoked_at IS NULL")
         .bind(id)
         .bind(ms(now))
         .execute(&mut *conn)
