@@ -249,13 +249,28 @@ async fn withdrawn_and_superseded_invites_are_dead() {
 }
 
 async fn grant(api: &Api, owner: &str, user: &str, label: (&str, &str), level: &str) {
+    let target = json!({"kind": "source_label", "key": label.0, "value": label.1});
+    grant_on(api, owner, user, target, level).await;
+}
+
+/// Gives `user` a level on one source.
+async fn grant_source(api: &Api, owner: &str, user: &str, source: &str, level: &str) {
+    grant_on(
+        api,
+        owner,
+        user,
+        json!({"kind": "source", "id": source}),
+        level,
+    )
+    .await;
+}
+
+async fn grant_on(api: &Api, owner: &str, user: &str, target: Value, level: &str) {
     let (status, body) = api
         .post(
             owner,
             "/api/v1/grants",
-            json!({"principal": {"type": "user", "id": user},
-                   "resource": {"kind": "source_label", "key": label.0, "value": label.1},
-                   "level": level}),
+            json!({"principal": {"type": "user", "id": user}, "resource": target, "level": level}),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -729,15 +744,7 @@ async fn a_hidden_source_id_never_shows_through_a_visible_destination() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (member, member_id) = person(&api, &owner, "m@example.com", "member").await;
-    let (status, body) = api
-        .post(
-            &owner,
-            "/api/v1/grants",
-            json!({"principal": {"type": "user", "id": member_id},
-                   "resource": {"kind": "source", "id": "secret-src"}, "level": "no_access"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    grant_source(&api, &owner, &member_id, "secret-src", "no_access").await;
     for path in [
         "/api/v1/destinations/shared",
         "/api/v1/destinations",
@@ -923,15 +930,7 @@ async fn refused_changes_on_hidden_or_missing_resources_and_bad_links_are_audite
         .post(&owner, "/api/v1/sources", json!({"slug": "hid"}))
         .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _) = api
-        .post(
-            &owner,
-            "/api/v1/grants",
-            json!({"principal": {"type": "user", "id": member_id},
-                   "resource": {"kind": "source", "id": "hid"}, "level": "no_access"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    grant_source(&api, &owner, &member_id, "hid", "no_access").await;
     let hidden = api
         .call(&member, Method::DELETE, "/api/v1/sources/hid", None)
         .await;
@@ -1005,15 +1004,7 @@ async fn a_member_who_may_publish_never_reaches_a_hidden_source_through_its_plan
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, _) = api
-        .post(
-            &owner,
-            "/api/v1/grants",
-            json!({"principal": {"type": "user", "id": member_id},
-                   "resource": {"kind": "source", "id": "hid"}, "level": "no_access"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    grant_source(&api, &owner, &member_id, "hid", "no_access").await;
     let rules = json!({"rules": [{"type": "TRACK", "key": "E", "version": 1, "jsonSchema": {}}]});
     let (status, body) = api
         .call(
@@ -1168,15 +1159,7 @@ async fn the_matrix_cells_members_destinations_credentials_and_explain() {
         .call(&member, Method::DELETE, "/api/v1/destinations/mine", None)
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, body) = api
-        .post(
-            &owner,
-            "/api/v1/grants",
-            json!({"principal": {"type": "user", "id": member_id},
-                   "resource": {"kind": "source", "id": "demo"}, "level": "full"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    grant_source(&api, &owner, &member_id, "demo", "full").await;
     // explain says what the API will do, first.
     let (status, body) = api
         .get(
@@ -1265,15 +1248,7 @@ async fn review_findings_stay_closed() {
         assert_eq!(status, StatusCode::OK);
     }
     for (source, level) in [("mine", "full"), ("hidden", "no_access")] {
-        let (status, _) = api
-            .post(
-                &owner,
-                "/api/v1/grants",
-                json!({"principal": {"type": "user", "id": member_id},
-                       "resource": {"kind": "source", "id": source}, "level": level}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK);
+        grant_source(&api, &owner, &member_id, source, level).await;
     }
     let (status, body) = api
         .post(
