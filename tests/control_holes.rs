@@ -1387,3 +1387,57 @@ async fn review_findings_stay_closed() {
     let (status, _) = feed(&api, &node).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn label_and_permission_changes_leave_a_full_trace() {
+    let (_db, _server, api, owner) = sqlite().await;
+    let (member, member_id) = person(&api, &owner, "m@example.com", "member").await;
+    let (status, _) = api
+        .post(&owner, "/api/v1/sources", json!({"slug": "hid"}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    grant_source(&api, &owner, &member_id, "hid", "no_access").await;
+    // A hidden source's labels: answered as missing, audited as the edit it was.
+    assert_eq!(
+        labels(
+            &api,
+            &member,
+            Method::POST,
+            "hid",
+            json!([{"key": "team", "value": "x"}])
+        )
+        .await,
+        StatusCode::NOT_FOUND
+    );
+    // Replacing permissions lifts the no_access grant: the audit shows it went.
+    let (status, body) = api
+        .call(
+            &owner,
+            Method::PUT,
+            &format!("/api/v1/users/{member_id}/permissions"),
+            Some(json!({"permissions": [{"roleId": "member"}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, body) = api
+        .get(&owner, "/api/v1/audit-events?pagination[count]=50")
+        .await;
+    let events = body["data"]["events"].as_array().expect("events");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "access.denied.edit_source" && e["resourceId"] == "hid"),
+        "{body}"
+    );
+    let replace = events
+        .iter()
+        .find(|e| e["type"] == "user.permissions.replace")
+        .expect("replace event");
+    assert!(
+        replace["before"]
+            .to_string()
+            .contains("\"level\":\"no_access\""),
+        "{replace}"
+    );
+    assert_eq!(replace["after"]["grants"], json!([]), "{replace}");
+}

@@ -80,6 +80,9 @@ pub struct Api {
     /// Requests per minute per token.
     pub rate_per_minute: NonZeroU32,
     limiter: Limiter,
+    /// Lookups of tokens not remembered yet, per address (four times the request
+    /// budget): made-up tokens cannot make the database work without bound.
+    lookups: Limiter,
     /// The URL people reach the control listener at (setup links).
     pub public_url: String,
     /// `delivery.allow_private_destinations`: otherwise a destination whose URL the
@@ -107,6 +110,10 @@ impl Api {
             rate_per_minute,
             limiter: RateLimiter::keyed(Quota::per_minute(rate_per_minute))
                 .with_middleware::<StateInformationMiddleware>(),
+            lookups: RateLimiter::keyed(Quota::per_minute(
+                rate_per_minute.saturating_mul(NonZeroU32::new(4).unwrap_or(NonZeroU32::MIN)),
+            ))
+            .with_middleware::<StateInformationMiddleware>(),
             public_url,
             allow_private_destinations,
             closing: tokio_util::sync::CancellationToken::new(),
@@ -411,6 +418,16 @@ async fn rate_limit(State(api): State<Arc<Api>>, mut request: Request, next: Nex
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
+    api.sweep_buckets();
+    let limit = api.rate_per_minute.get();
+    // A token not remembered yet costs a database lookup: the address's lookup budget
+    // pays for it first, so made-up tokens past that budget cost nothing.
+    let presented = bearer(request.headers()).and_then(|t| token::parse(t).ok());
+    if presented.is_some_and(|d| !api.identities.knows(&d.to_hex()))
+        && let Err(not_until) = api.lookups.check_key(&limiter_key(None, addr))
+    {
+        return with_limit_headers(refusal(&not_until), limit, 0, wait_secs(&not_until));
+    }
     let resolved = match resolve(&api, request.headers()).await {
         Ok(resolved) => resolved,
         Err(error) => return error.into_response(),
@@ -419,25 +436,36 @@ async fn rate_limit(State(api): State<Arc<Api>>, mut request: Request, next: Nex
     if let Some(resolved) = resolved {
         request.extensions_mut().insert(resolved);
     }
-    api.sweep_buckets();
-    let limit = api.rate_per_minute.get();
-    let (mut response, remaining, reset) = match api.limiter.check_key(&key) {
+    match api.limiter.check_key(&key) {
         Ok(snapshot) => {
             let remaining = snapshot.remaining_burst_capacity();
-            (next.run(request).await, remaining, 0)
+            with_limit_headers(next.run(request).await, limit, remaining, 0)
         }
-        Err(not_until) => {
-            let wait = not_until.wait_time_from(governor::clock::Clock::now(
-                &governor::clock::DefaultClock::default(),
-            ));
-            let secs = wait.as_secs() + 1;
-            let mut response = ApiError::RateLimited.into_response();
-            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-                response.headers_mut().insert("retry-after", v);
-            }
-            (response, 0, secs)
-        }
-    };
+        Err(not_until) => with_limit_headers(refusal(&not_until), limit, 0, wait_secs(&not_until)),
+    }
+}
+
+type NotUntil = governor::NotUntil<<DefaultClock as governor::clock::Clock>::Instant>;
+
+/// Seconds until the budget has room again (at least 1).
+fn wait_secs(not_until: &NotUntil) -> u64 {
+    let wait = not_until.wait_time_from(governor::clock::Clock::now(
+        &governor::clock::DefaultClock::default(),
+    ));
+    wait.as_secs() + 1
+}
+
+/// The 429 answer, with `Retry-After`.
+fn refusal(not_until: &NotUntil) -> Response {
+    let mut response = ApiError::RateLimited.into_response();
+    if let Ok(v) = HeaderValue::from_str(&wait_secs(not_until).to_string()) {
+        response.headers_mut().insert("retry-after", v);
+    }
+    response
+}
+
+/// Adds the `X-RateLimit-*` headers every answer carries.
+fn with_limit_headers(mut response: Response, limit: u32, remaining: u32, reset: u64) -> Response {
     let headers = response.headers_mut();
     for (name, value) in [
         ("x-ratelimit-limit", u64::from(limit)),
@@ -479,8 +507,10 @@ impl Api {
                 )
                 .is_ok()
         {
-            self.limiter.retain_recent();
-            self.limiter.shrink_to_fit();
+            for limiter in [&self.limiter, &self.lookups] {
+                limiter.retain_recent();
+                limiter.shrink_to_fit();
+            }
         }
     }
 

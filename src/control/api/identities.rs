@@ -88,6 +88,14 @@ impl Identities {
         Ok(Some(identity))
     }
 
+    /// Whether a token with this digest is remembered (at any revision): a known caller.
+    pub fn knows(&self, digest: &str) -> bool {
+        self.map
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(digest)
+    }
+
     /// Notes a recorded use of the token (last use is not part of the revision).
     pub fn touched(&self, digest: &str, at: DateTime<Utc>, ip: Option<&str>) {
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);

@@ -330,6 +330,10 @@ async fn for_user(
         .await?
         .ok_or_else(|| ApiError::missing("user", id))?;
     let was = of_user(&mut conn, caller, &before).await?;
+    let holder = Holder::User(id.to_owned());
+    // The audit keeps every grant as stored (no_access and destination grants included),
+    // not only what Segment's shape can say.
+    let grants_before = grants::of(&mut conn, &holder).await?;
     drop(conn);
     check_targets(api, caller, &a).await?;
     // Adding keeps the current role unless a higher one is named; replacing sets it.
@@ -360,27 +364,28 @@ async fn for_user(
         users::set_role(change.conn(), &caller.workspace.id, id, role).await?;
     }
     users::set_scoped(change.conn(), &caller.workspace.id, id, scoped).await?;
-    put_grants(
-        &mut change,
-        caller,
-        &Holder::User(id.to_owned()),
-        &a,
-        replace,
-    )
-    .await?;
+    put_grants(&mut change, caller, &holder, &a, replace).await?;
+    let (before_role, before_scoped) = (before.role, before.scoped);
     let after_row = users::UserRow {
         role,
         scoped,
         ..before
     };
     let now = of_user(change.conn(), caller, &after_row).await?;
+    let grants_after = grants::of(change.conn(), &holder).await?;
     let action = if replace {
         "user.permissions.replace"
     } else {
         "user.permissions.add"
     };
     change
-        .record(caller.draft(action, "user", id, Some(was), Some(now.clone())))
+        .record(caller.draft(
+            action,
+            "user",
+            id,
+            Some(json!({"role": before_role.name(), "scoped": before_scoped, "grants": grants_before, "permissions": was})),
+            Some(json!({"role": role.name(), "scoped": scoped, "grants": grants_after, "permissions": now})),
+        ))
         .await?;
     change.commit().await?;
     Ok(data(json!({ "permissions": now })))
@@ -400,11 +405,8 @@ async fn for_group(
         .await?
         .ok_or_else(|| ApiError::missing("group", id))?;
     let holder = Holder::Group(id.to_owned());
-    let was = wire(
-        group.role,
-        &grants::of(&mut conn, &holder).await?,
-        &caller.workspace.id,
-    );
+    let grants_before = grants::of(&mut conn, &holder).await?;
+    let was = wire(group.role, &grants_before, &caller.workspace.id);
     drop(conn);
     check_targets(api, caller, &a).await?;
     let role = if replace {
@@ -419,18 +421,21 @@ async fn for_group(
     let mut change = api.store.change().await?;
     groups::set_role(change.conn(), id, role).await?;
     put_grants(&mut change, caller, &holder, &a, replace).await?;
-    let now = wire(
-        role,
-        &grants::of(change.conn(), &holder).await?,
-        &caller.workspace.id,
-    );
+    let grants_after = grants::of(change.conn(), &holder).await?;
+    let now = wire(role, &grants_after, &caller.workspace.id);
     let action = if replace {
         "group.permissions.replace"
     } else {
         "group.permissions.add"
     };
     change
-        .record(caller.draft(action, "group", id, Some(was), Some(now.clone())))
+        .record(caller.draft(
+            action,
+            "group",
+            id,
+            Some(json!({"role": group.role.map(Role::name), "grants": grants_before, "permissions": was})),
+            Some(json!({"role": role.map(Role::name), "grants": grants_after, "permissions": now})),
+        ))
         .await?;
     change.commit().await?;
     Ok(data(json!({ "permissions": now })))

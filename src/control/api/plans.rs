@@ -98,18 +98,29 @@ async fn may_change_sources_of(api: &Api, caller: &Caller, plan: &str) -> Result
     let mut conn = api.store.read().await?;
     let using = sources::all(&mut conn, &caller.workspace.id).await?;
     drop(conn);
-    let blocked = using
+    let refused = || {
+        ApiError::Forbidden(
+            "the plan is used by a source you may not edit: ask an owner or admin".into(),
+        )
+    };
+    for s in using
         .iter()
         .filter(|s| s.tracking_plan_id.as_deref() == Some(plan))
-        .any(|s| {
-            !caller
-                .decide(Action::EditSource, ResourceRef::Source(s.as_ref()))
-                .allowed
-        });
-    if blocked {
-        return Err(ApiError::Forbidden(
-            "the plan is used by a source you may not edit: ask an owner or admin".into(),
-        ));
+    {
+        // Asked of the policy as an edit of that source: refusals are audited, and a
+        // hidden source answers exactly as a visible one the caller may not edit.
+        let resource = ResourceRef::Source(s.as_ref());
+        if !caller.decide(Action::EditSource, resource).allowed {
+            return Err(
+                match api
+                    .allow(caller, Action::EditSource, resource, refused())
+                    .await
+                {
+                    Err(ApiError::Forbidden(_)) | Ok(_) => refused(),
+                    Err(other) => other,
+                },
+            );
+        }
     }
     Ok(())
 }
@@ -783,6 +794,11 @@ async fn link_source(
         .ok_or_else(missing)?;
     drop(conn);
     let resource = ResourceRef::Source(source.as_ref());
+    if caller.decide(Action::ViewSource, resource).hidden() {
+        // Asked as the edit itself, so the refusal is audited; answered as missing.
+        api.allow(caller, Action::EditSource, resource, missing())
+            .await?;
+    }
     api.allow(caller, Action::ViewSource, resource, missing())
         .await?;
     api.allow(caller, Action::EditSource, resource, missing())

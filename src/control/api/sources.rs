@@ -582,7 +582,9 @@ async fn set_labels(
     replace: bool,
 ) -> Result<Response, ApiError> {
     let given = labels("labels", &body.labels)?;
-    let before = visible(api, caller, id, Action::ViewSource).await?;
+    // Asked as an edit, so a refusal (hidden sources too) is audited; the label rule
+    // itself is asked below.
+    let before = visible(api, caller, id, Action::EditSource).await?;
     let mut row = before.clone();
     if replace {
         row.labels = given;
