@@ -12,7 +12,7 @@ use clap::Subcommand;
 use serde_json::{Value, json};
 
 use sluice::config::Config;
-use sluice::control::audit::{Actor, Draft};
+use sluice::control::audit::{Actor, Draft, Kind};
 use sluice::control::bootstrap;
 use sluice::control::policy::{self, Action, DestinationRef, ResourceRef};
 use sluice::control::store::{self, Store, catalog, users, workspaces};
@@ -237,7 +237,7 @@ async fn operator(store: &Store, command: AdminCommand) -> anyhow::Result<()> {
                 .record(Draft {
                     time: now,
                     actor: Actor::System,
-                    action: "catalog.import".into(),
+                    action: Kind::CatalogImport.name().into_owned(),
                     resource_type: "workspace".into(),
                     resource_id: ws.id.clone(),
                     before: None,

@@ -50,7 +50,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::audit::{Actor, Draft};
+use super::audit::{Actor, Draft, Kind};
 use super::policy::{self, Action, Decision, Reason, ResourceRef};
 use super::store::tokens::TokenRow;
 use super::store::workspaces::Workspace;
@@ -152,7 +152,7 @@ impl Api {
         if !is_read(action) {
             let (kind, id) = describe(resource);
             let draft = caller.draft(
-                &format!("access.denied.{}", action_name(action)),
+                Kind::AccessDenied(action),
                 kind,
                 &id,
                 None,
@@ -167,7 +167,7 @@ impl Api {
         }
         Err(ApiError::Forbidden(format!(
             "not allowed to {} ({})",
-            action_name(action),
+            action.name(),
             reason_name(decision.reason)
         )))
     }
@@ -188,7 +188,7 @@ impl Api {
             return missing;
         }
         let draft = caller.draft(
-            &format!("access.denied.{}", action_name(action)),
+            Kind::AccessDenied(action),
             kind,
             id,
             None,
@@ -280,13 +280,6 @@ fn describe(resource: ResourceRef<'_>) -> (&'static str, String) {
         ResourceRef::Connection(s, d) => ("connection", format!("{}->{}", s.id, d.id)),
         ResourceRef::Labels(change) => ("source", change.source.id.to_owned()),
     }
-}
-
-fn action_name(action: Action) -> String {
-    serde_json::to_value(action)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
 }
 
 fn reason_name(reason: Reason) -> String {
@@ -562,7 +555,7 @@ impl Caller {
     /// An audit draft with this caller as the actor.
     pub fn draft(
         &self,
-        action: &str,
+        action: Kind,
         resource_type: &str,
         resource_id: &str,
         before: Option<Value>,
@@ -574,7 +567,7 @@ impl Caller {
                 id: self.token.id.clone(),
                 user: self.user.id.clone(),
             },
-            action: action.to_owned(),
+            action: action.name().into_owned(),
             resource_type: resource_type.to_owned(),
             resource_id: resource_id.to_owned(),
             before,

@@ -44,6 +44,175 @@ impl ChainKey {
     }
 }
 
+/// What an audit event records: every kind named once, here (the stored `action`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `catalog.import`
+    CatalogImport,
+    /// `destination.create`
+    DestinationCreate,
+    /// `destination.credentials.reveal`
+    DestinationCredentialsReveal,
+    /// `destination.delete`
+    DestinationDelete,
+    /// `destination.update`
+    DestinationUpdate,
+    /// `grant.create`
+    GrantCreate,
+    /// `grant.delete`
+    GrantDelete,
+    /// `group.create`
+    GroupCreate,
+    /// `group.delete`
+    GroupDelete,
+    /// `group.invite.add`
+    GroupInviteAdd,
+    /// `group.member.add`
+    GroupMemberAdd,
+    /// `group.member.remove`
+    GroupMemberRemove,
+    /// `group.permissions.add`
+    GroupPermissionsAdd,
+    /// `group.permissions.replace`
+    GroupPermissionsReplace,
+    /// `group.update`
+    GroupUpdate,
+    /// `invite.create`
+    InviteCreate,
+    /// `invite.delete`
+    InviteDelete,
+    /// `label.create`
+    LabelCreate,
+    /// `label.delete`
+    LabelDelete,
+    /// `node.create`
+    NodeCreate,
+    /// `node.revoke`
+    NodeRevoke,
+    /// `owner.recover`
+    OwnerRecover,
+    /// `setup_link.create`
+    SetupLinkCreate,
+    /// `setup_link.refused`
+    SetupLinkRefused,
+    /// `source.create`
+    SourceCreate,
+    /// `source.delete`
+    SourceDelete,
+    /// `source.labels.update`
+    SourceLabelsUpdate,
+    /// `source.settings.update`
+    SourceSettingsUpdate,
+    /// `source.update`
+    SourceUpdate,
+    /// `source.writekey.create`
+    SourceWritekeyCreate,
+    /// `source.writekey.revoke`
+    SourceWritekeyRevoke,
+    /// `token.create`
+    TokenCreate,
+    /// `token.revoke`
+    TokenRevoke,
+    /// `token.rotate`
+    TokenRotate,
+    /// `tracking_plan.create`
+    TrackingPlanCreate,
+    /// `tracking_plan.delete`
+    TrackingPlanDelete,
+    /// `tracking_plan.publish`
+    TrackingPlanPublish,
+    /// `tracking_plan.rules.update`
+    TrackingPlanRulesUpdate,
+    /// `tracking_plan.source.connect`
+    TrackingPlanSourceConnect,
+    /// `tracking_plan.source.disconnect`
+    TrackingPlanSourceDisconnect,
+    /// `tracking_plan.update`
+    TrackingPlanUpdate,
+    /// `user.bootstrap`
+    UserBootstrap,
+    /// `user.permissions.add`
+    UserPermissionsAdd,
+    /// `user.permissions.replace`
+    UserPermissionsReplace,
+    /// `user.remove`
+    UserRemove,
+    /// `user.role.update`
+    UserRoleUpdate,
+    /// `user.setup`
+    UserSetup,
+    /// `user.invite`
+    UserInvite,
+    /// `workspace.create`
+    WorkspaceCreate,
+    /// `workspace.settings.update`
+    WorkspaceSettingsUpdate,
+    /// `access.denied.<action>`: a refused change.
+    AccessDenied(crate::control::policy::Action),
+}
+
+impl Kind {
+    /// The name stored in the event's `action` (e.g. `source.create`).
+    pub fn name(self) -> std::borrow::Cow<'static, str> {
+        let fixed = match self {
+            Self::CatalogImport => "catalog.import",
+            Self::DestinationCreate => "destination.create",
+            Self::DestinationCredentialsReveal => "destination.credentials.reveal",
+            Self::DestinationDelete => "destination.delete",
+            Self::DestinationUpdate => "destination.update",
+            Self::GrantCreate => "grant.create",
+            Self::GrantDelete => "grant.delete",
+            Self::GroupCreate => "group.create",
+            Self::GroupDelete => "group.delete",
+            Self::GroupInviteAdd => "group.invite.add",
+            Self::GroupMemberAdd => "group.member.add",
+            Self::GroupMemberRemove => "group.member.remove",
+            Self::GroupPermissionsAdd => "group.permissions.add",
+            Self::GroupPermissionsReplace => "group.permissions.replace",
+            Self::GroupUpdate => "group.update",
+            Self::InviteCreate => "invite.create",
+            Self::InviteDelete => "invite.delete",
+            Self::LabelCreate => "label.create",
+            Self::LabelDelete => "label.delete",
+            Self::NodeCreate => "node.create",
+            Self::NodeRevoke => "node.revoke",
+            Self::OwnerRecover => "owner.recover",
+            Self::SetupLinkCreate => "setup_link.create",
+            Self::SetupLinkRefused => "setup_link.refused",
+            Self::SourceCreate => "source.create",
+            Self::SourceDelete => "source.delete",
+            Self::SourceLabelsUpdate => "source.labels.update",
+            Self::SourceSettingsUpdate => "source.settings.update",
+            Self::SourceUpdate => "source.update",
+            Self::SourceWritekeyCreate => "source.writekey.create",
+            Self::SourceWritekeyRevoke => "source.writekey.revoke",
+            Self::TokenCreate => "token.create",
+            Self::TokenRevoke => "token.revoke",
+            Self::TokenRotate => "token.rotate",
+            Self::TrackingPlanCreate => "tracking_plan.create",
+            Self::TrackingPlanDelete => "tracking_plan.delete",
+            Self::TrackingPlanPublish => "tracking_plan.publish",
+            Self::TrackingPlanRulesUpdate => "tracking_plan.rules.update",
+            Self::TrackingPlanSourceConnect => "tracking_plan.source.connect",
+            Self::TrackingPlanSourceDisconnect => "tracking_plan.source.disconnect",
+            Self::TrackingPlanUpdate => "tracking_plan.update",
+            Self::UserBootstrap => "user.bootstrap",
+            Self::UserPermissionsAdd => "user.permissions.add",
+            Self::UserPermissionsReplace => "user.permissions.replace",
+            Self::UserRemove => "user.remove",
+            Self::UserRoleUpdate => "user.role.update",
+            Self::UserSetup => "user.setup",
+            Self::UserInvite => "user.invite",
+            Self::WorkspaceCreate => "workspace.create",
+            Self::WorkspaceSettingsUpdate => "workspace.settings.update",
+            Self::AccessDenied(action) => {
+                return std::borrow::Cow::Owned(format!("access.denied.{}", action.name()));
+            }
+        };
+        std::borrow::Cow::Borrowed(fixed)
+    }
+}
+
 /// Who did it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]

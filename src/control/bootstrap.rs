@@ -7,7 +7,7 @@ use std::path::Path;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 
-use super::audit::{Actor, Draft};
+use super::audit::{Actor, Draft, Kind};
 use super::policy::{Role, Scope};
 use super::store::catalog::{self, Imported};
 use super::store::users::{self, NewUser, UserRow};
@@ -71,7 +71,7 @@ pub fn read_catalog(path: &Path) -> Result<Document, BootstrapError> {
 }
 
 fn system(
-    action: &str,
+    action: Kind,
     resource_type: &str,
     id: &str,
     after: serde_json::Value,
@@ -80,7 +80,7 @@ fn system(
     Draft {
         time: now,
         actor: Actor::System,
-        action: action.into(),
+        action: action.name().into_owned(),
         resource_type: resource_type.into(),
         resource_id: id.into(),
         before: None,
@@ -114,7 +114,7 @@ pub async fn first_run(
     }
     change
         .record(system(
-            "workspace.create",
+            Kind::WorkspaceCreate,
             "workspace",
             &ws.id,
             json!({"slug": ws.slug}),
@@ -126,7 +126,7 @@ pub async fn first_run(
             let done = catalog::import(change.conn(), store.key(), &ws.id, doc, now).await?;
             change
                 .record(system(
-                    "catalog.import",
+                    Kind::CatalogImport,
                     "workspace",
                     &ws.id,
                     json!({"file": catalog_file.display().to_string(), "sources": done.sources,
@@ -151,7 +151,7 @@ pub async fn first_run(
     .await?;
     change
         .record(system(
-            "setup_link.create",
+            Kind::SetupLinkCreate,
             "workspace",
             &ws.id,
             json!({"role": "owner", "expiresAt": expires}),
@@ -203,7 +203,7 @@ pub async fn owner(
     let (row, plaintext) = owner_token(&mut change, &ws, &user.id, "bootstrap", now).await?;
     change
         .record(system(
-            "user.bootstrap",
+            Kind::UserBootstrap,
             "user",
             &user.id,
             json!({"email": user.email, "role": "owner", "token": row.id}),
@@ -291,7 +291,7 @@ pub async fn recover_owner(
         .record(Draft {
             before: before.map(|r| json!({"email": user.email, "role": r.name()})),
             ..system(
-                "owner.recover",
+                Kind::OwnerRecover,
                 "user",
                 &user.id,
                 json!({"email": user.email, "role": "owner", "token": row.id, "via": "sluice admin recover-owner"}),

@@ -504,6 +504,14 @@ impl Action {
         Self::ReadCatalog,
     ];
 
+    /// The wire name (`edit_source`, …), as explanations and audit events say it.
+    pub fn name(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+
     /// The role baseline for workspace-wide actions: the reference's matrix.
     /// `None` for actions on one source or destination, which the resource level decides.
     pub fn role_allows(self, role: Role, settings: Settings) -> Option<bool> {

@@ -15,6 +15,7 @@ use super::{
     text_field,
 };
 use crate::catalog::{DestinationDoc, FilterDoc, KindDoc, RetryDoc};
+use crate::control::audit::Kind;
 use crate::control::policy::{Action, DestinationRef, ResourceRef, SourceRef};
 use crate::control::store::destinations::{self, DestinationRow};
 use crate::control::store::sources::{self, Viewer};
@@ -442,7 +443,7 @@ async fn create(
     let after = wire(&row, &caller.workspace.id);
     change
         .record(caller.draft(
-            "destination.create",
+            Kind::DestinationCreate,
             "destination",
             &id,
             None,
@@ -589,7 +590,7 @@ async fn update(
     let was = wire(&before, &caller.workspace.id);
     change
         .record(caller.draft(
-            "destination.update",
+            Kind::DestinationUpdate,
             "destination",
             &id,
             Some(was),
@@ -620,7 +621,7 @@ async fn remove(
     destinations::delete(change.conn(), &id).await?;
     let was = wire(&before, &caller.workspace.id);
     change
-        .record(caller.draft("destination.delete", "destination", &id, Some(was), None))
+        .record(caller.draft(Kind::DestinationDelete, "destination", &id, Some(was), None))
         .await?;
     change.commit().await?;
     Ok(success())
@@ -659,7 +660,7 @@ async fn credentials(
     let mut change = api.store.change().await?;
     change
         .record(caller.draft(
-            "destination.credentials.reveal",
+            Kind::DestinationCredentialsReveal,
             "destination",
             &id,
             None,

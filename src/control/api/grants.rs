@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use super::schema;
 use super::{Api, ApiError, Body, Caller, Path, data, slug_field, success, text_field};
+use crate::control::audit::Kind;
 use crate::control::policy::{Action, Level, Target};
 use crate::control::store::grants::{self, GrantRow, Holder, NewGrant};
 use crate::control::store::groups::{self};
@@ -145,7 +146,7 @@ async fn create_grant(
     .await?;
     change
         .record(caller.draft(
-            "grant.create",
+            Kind::GrantCreate,
             "grant",
             &row.id,
             None,
@@ -176,7 +177,13 @@ async fn remove_grant(
         .ok_or_else(|| ApiError::missing("grant", &id))?;
     grants::delete(change.conn(), &id).await?;
     change
-        .record(caller.draft("grant.delete", "grant", &id, Some(grant_wire(&row)), None))
+        .record(caller.draft(
+            Kind::GrantDelete,
+            "grant",
+            &id,
+            Some(grant_wire(&row)),
+            None,
+        ))
         .await?;
     change.commit().await?;
     Ok(success())

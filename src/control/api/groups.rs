@@ -17,6 +17,7 @@ use super::{
     Api, ApiError, Body, Caller, PageQuery, Path, Query, data, page_in_memory, page_of, success,
     text_field,
 };
+use crate::control::audit::Kind;
 use crate::control::policy::{Action, Role};
 use crate::control::store::groups::{self, GroupRow};
 use crate::control::store::users::{self};
@@ -109,7 +110,7 @@ async fn create_group(
         groups::create(change.conn(), &caller.workspace.id, &name, role, caller.now).await?;
     change
         .record(caller.draft(
-            "group.create",
+            Kind::GroupCreate,
             "group",
             &group.id,
             None,
@@ -168,7 +169,13 @@ async fn remove_group(
     let mut change = api.store.change().await?;
     groups::delete(change.conn(), &id).await?;
     change
-        .record(caller.draft("group.delete", "group", &id, Some(group_wire(&group)), None))
+        .record(caller.draft(
+            Kind::GroupDelete,
+            "group",
+            &id,
+            Some(group_wire(&group)),
+            None,
+        ))
         .await?;
     change.commit().await?;
     Ok(success())
@@ -284,7 +291,7 @@ async fn update_group(
     };
     change
         .record(caller.draft(
-            "group.update",
+            Kind::GroupUpdate,
             "group",
             &id,
             Some(group_wire(&before)),
@@ -314,7 +321,7 @@ async fn join(
                 groups::add_member(change.conn(), group, &user.id).await?;
                 change
                     .record(caller.draft(
-                        "group.member.add",
+                        Kind::GroupMemberAdd,
                         "group",
                         group,
                         None,
@@ -343,7 +350,7 @@ async fn join(
                 groups::add_invite(change.conn(), group, &email).await?;
                 change
                     .record(caller.draft(
-                        "group.invite.add",
+                        Kind::GroupInviteAdd,
                         "group",
                         group,
                         None,
@@ -403,7 +410,7 @@ async fn replace_members(
             groups::remove_member(change.conn(), &group.id, &user).await?;
             change
                 .record(caller.draft(
-                    "group.member.remove",
+                    Kind::GroupMemberRemove,
                     "group",
                     &group.id,
                     Some(json!({"userId": user})),
@@ -453,7 +460,7 @@ async fn remove_members(
             groups::remove_member(change.conn(), &group.id, &user.id).await?;
             change
                 .record(caller.draft(
-                    "group.member.remove",
+                    Kind::GroupMemberRemove,
                     "group",
                     &group.id,
                     Some(json!({"userId": user.id})),
@@ -528,7 +535,7 @@ async fn remove_member(
     groups::remove_member(change.conn(), &id, &user).await?;
     change
         .record(caller.draft(
-            "group.member.remove",
+            Kind::GroupMemberRemove,
             "group",
             &id,
             Some(json!({"userId": user})),

@@ -14,6 +14,7 @@ use super::permissions::{self, PermissionIn};
 use super::roles::parse_role;
 use super::schema;
 use super::{Api, ApiError, Body, Caller, PageQuery, Query, data, page_in_memory, success};
+use crate::control::audit::Kind;
 use crate::control::policy::{Action, Role};
 use crate::control::store::invites::Terms;
 use crate::control::store::{Change, groups, invites};
@@ -161,7 +162,7 @@ pub(super) async fn make_invite(
     .await?;
     change
         .record(caller.draft(
-            "invite.create",
+            Kind::InviteCreate,
             "invite",
             email,
             None,
@@ -241,7 +242,7 @@ async fn withdraw(
         groups::drop_invites(change.conn(), &caller.workspace.id, email).await?;
         change
             .record(caller.draft(
-                "invite.delete",
+                Kind::InviteDelete,
                 "invite",
                 email,
                 Some(json!({"email": email})),

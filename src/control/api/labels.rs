@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use super::schema;
 use super::{Api, ApiError, Body, Caller, data, slug_field};
+use crate::control::audit::Kind;
 use crate::control::policy::Action;
 use crate::control::store::labels as labels_store;
 
@@ -80,7 +81,7 @@ async fn create_label(
     let after = json!({"key": key, "value": value, "description": description});
     change
         .record(caller.draft(
-            "label.create",
+            Kind::LabelCreate,
             "label",
             &format!("{key}:{value}"),
             None,
@@ -136,7 +137,7 @@ async fn delete_label(
     labels_store::delete(change.conn(), &caller.workspace.id, &key, &value).await?;
     change
         .record(caller.draft(
-            "label.delete",
+            Kind::LabelDelete,
             "label",
             &format!("{key}:{value}"),
             Some(json!({"key": key, "value": value})),

@@ -19,6 +19,7 @@ use utoipa::ToSchema;
 use super::{
     Api, ApiError, Body, Caller, PageQuery, Path, Query, data, page_of, success, text_field,
 };
+use crate::control::audit::Kind;
 use crate::control::policy::{Action, NodeRole};
 use crate::control::store::nodes::{self, NewNode, NodeRow};
 use crate::control::token;
@@ -171,7 +172,7 @@ async fn create(
     .await?;
     let node = Node::from(&row);
     change
-        .record(caller.draft("node.create", "node", &row.id, None, Some(json!(node))))
+        .record(caller.draft(Kind::NodeCreate, "node", &row.id, None, Some(json!(node))))
         .await?;
     change.commit().await?;
     Ok(data(NodeMade {
@@ -226,7 +227,7 @@ async fn revoke(
     nodes::revoke(change.conn(), &id, caller.now).await?;
     change
         .record(caller.draft(
-            "node.revoke",
+            Kind::NodeRevoke,
             "node",
             &id,
             Some(json!(Node::from(&before))),

@@ -24,6 +24,7 @@ use utoipa::ToSchema;
 
 use super::roles::role_title;
 use super::{Api, ApiError, Body, Caller, Path, data};
+use crate::control::audit::Kind;
 use crate::control::policy::{Action, Level, ResourceRef, Role, Target};
 use crate::control::store::grants::{self, GrantRow, Holder, NewGrant};
 use crate::control::store::groups::{self, GroupRow};
@@ -374,9 +375,9 @@ async fn for_user(
     let now = of_user(change.conn(), caller, &after_row).await?;
     let grants_after = grants::of(change.conn(), &holder).await?;
     let action = if replace {
-        "user.permissions.replace"
+        Kind::UserPermissionsReplace
     } else {
-        "user.permissions.add"
+        Kind::UserPermissionsAdd
     };
     change
         .record(caller.draft(
@@ -424,9 +425,9 @@ async fn for_group(
     let grants_after = grants::of(change.conn(), &holder).await?;
     let now = wire(role, &grants_after, &caller.workspace.id);
     let action = if replace {
-        "group.permissions.replace"
+        Kind::GroupPermissionsReplace
     } else {
-        "group.permissions.add"
+        Kind::GroupPermissionsAdd
     };
     change
         .record(caller.draft(

@@ -17,6 +17,7 @@ use super::{
     Api, ApiError, Body, Caller, PageQuery, Path, Query, data, page_in_memory, page_of, success,
     text_field,
 };
+use crate::control::audit::Kind;
 use crate::control::policy::{Action, ResourceRef};
 use crate::control::store::plans::{self, PlanRow};
 use crate::control::store::{new_id, sources};
@@ -267,7 +268,7 @@ async fn create(
     let after = wire(&plan);
     change
         .record(caller.draft(
-            "tracking_plan.create",
+            Kind::TrackingPlanCreate,
             "tracking_plan",
             &plan.id,
             None,
@@ -355,7 +356,7 @@ async fn rename(
     plans::update(change.conn(), &plan).await?;
     change
         .record(caller.draft(
-            "tracking_plan.update",
+            Kind::TrackingPlanUpdate,
             "tracking_plan",
             &id,
             Some(wire(&before)),
@@ -395,7 +396,7 @@ async fn remove(
     plans::delete(change.conn(), &id).await?;
     change
         .record(caller.draft(
-            "tracking_plan.delete",
+            Kind::TrackingPlanDelete,
             "tracking_plan",
             &id,
             Some(wire(&before)),
@@ -512,9 +513,9 @@ async fn save_rules(
         None
     };
     let action = if publish {
-        "tracking_plan.publish"
+        Kind::TrackingPlanPublish
     } else {
-        "tracking_plan.rules.update"
+        Kind::TrackingPlanRulesUpdate
     };
     change
         .record(caller.draft(
@@ -816,9 +817,9 @@ async fn link_source(
     sources::update(change.conn(), &source).await?;
     installable(api, &mut change, &caller.workspace.id).await?;
     let action = if connect {
-        "tracking_plan.source.connect"
+        Kind::TrackingPlanSourceConnect
     } else {
-        "tracking_plan.source.disconnect"
+        Kind::TrackingPlanSourceDisconnect
     };
     change
         .record(caller.draft(

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{Api, ApiError, Path};
-use crate::control::audit::{Actor, Draft};
+use crate::control::audit::{Actor, Draft, Kind};
 use crate::control::policy::Scope;
 use crate::control::store::invites::{self, LinkState};
 use crate::control::store::users::{self, NewUser};
@@ -179,7 +179,7 @@ async fn accept(
                 .record(Draft {
                     time: now,
                     actor: Actor::System,
-                    action: "setup_link.refused".into(),
+                    action: Kind::SetupLinkRefused.name().into_owned(),
                     resource_type: "setup_link".into(),
                     resource_id: state_name.into(),
                     before: None,
@@ -279,7 +279,13 @@ async fn accept(
             actor: Actor::User {
                 id: user.id.clone(),
             },
-            action: format!("user.{origin}"),
+            action: if link.email.is_empty() {
+                Kind::UserSetup
+            } else {
+                Kind::UserInvite
+            }
+            .name()
+            .into_owned(),
             resource_type: "user".into(),
             resource_id: user.id.clone(),
             before: None,

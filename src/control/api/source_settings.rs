@@ -18,6 +18,7 @@ use utoipa::ToSchema;
 use super::destinations::installable;
 use super::sources::visible;
 use super::{Api, ApiError, Body, Caller, Path, data};
+use crate::control::audit::Kind;
 use crate::control::policy::{Action, ResourceRef};
 use crate::control::store::sources;
 use crate::protocols::{CallControlsDoc, ControlsDoc};
@@ -284,7 +285,7 @@ async fn update(
     installable(&api, &mut change, &caller.workspace.id).await?;
     change
         .record(caller.draft(
-            "source.settings.update",
+            Kind::SourceSettingsUpdate,
             "source",
             &id,
             Some(json!({"controls": before.controls})),

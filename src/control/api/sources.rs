@@ -15,6 +15,7 @@ use super::{
     Api, ApiError, Body, Caller, PageQuery, Path, Query, data, page_in_memory, page_of, slug_field,
     success, text_field,
 };
+use crate::control::audit::Kind;
 use crate::control::policy::{Action, DestinationRef, LabelChange, ResourceRef, SourceRef};
 use crate::control::store::sources::{self, SourceRow, Viewer, WriteKeyRow};
 use crate::control::store::{catalog::enforcement_name, destinations, from_hex32, grants, plans};
@@ -295,7 +296,7 @@ async fn create(
     sources::insert(change.conn(), &caller.workspace.id, &row).await?;
     let after = wire(&row, &caller.workspace.id, &[], None);
     change
-        .record(caller.draft("source.create", "source", &id, None, Some(after.clone())))
+        .record(caller.draft(Kind::SourceCreate, "source", &id, None, Some(after.clone())))
         .await?;
     change.commit().await?;
     Ok(data(json!({ "source": after })))
@@ -415,7 +416,7 @@ async fn update(
     let was = wire(&before, &caller.workspace.id, &keys, None);
     change
         .record(caller.draft(
-            "source.update",
+            Kind::SourceUpdate,
             "source",
             &id,
             Some(was),
@@ -445,7 +446,7 @@ async fn remove(
     sources::delete(change.conn(), &id).await?;
     let was = wire(&before, &caller.workspace.id, &keys, None);
     change
-        .record(caller.draft("source.delete", "source", &id, Some(was), None))
+        .record(caller.draft(Kind::SourceDelete, "source", &id, Some(was), None))
         .await?;
     change.commit().await?;
     Ok(success())
@@ -496,7 +497,7 @@ async fn add_key(
     .await?;
     change
         .record(caller.draft(
-            "source.writekey.create",
+            Kind::SourceWritekeyCreate,
             "source",
             &id,
             None,
@@ -538,7 +539,7 @@ async fn remove_key(
     sources::revoke_key(change.conn(), &found.id, caller.now).await?;
     change
         .record(caller.draft(
-            "source.writekey.revoke",
+            Kind::SourceWritekeyRevoke,
             "source",
             &id,
             Some(json!({ "writeKey": found })),
@@ -609,7 +610,7 @@ async fn set_labels(
     let after = wire(&row, &caller.workspace.id, &keys, None);
     change
         .record(caller.draft(
-            "source.labels.update",
+            Kind::SourceLabelsUpdate,
             "source",
             id,
             Some(json!({ "labels": before.labels })),

@@ -14,6 +14,7 @@ use super::schema;
 use super::{
     Api, ApiError, Body, Caller, PageQuery, Path, Query, data, page_of, success, text_field,
 };
+use crate::control::audit::Kind;
 use crate::control::policy::{Action, Role, Scope};
 use crate::control::store::tokens::{self, NewToken, TokenRow};
 use crate::control::store::{Change, users};
@@ -195,7 +196,7 @@ async fn create(
     )
     .await?;
     change
-        .record(caller.draft("token.create", "token", &row.id, None, Some(json!(row))))
+        .record(caller.draft(Kind::TokenCreate, "token", &row.id, None, Some(json!(row))))
         .await?;
     change.commit().await?;
     Ok(data(json!({"token": row, "secret": plain.expose()})))
@@ -255,7 +256,7 @@ async fn revoke(
     let mut change = api.store.change().await?;
     tokens::revoke(change.conn(), &id, caller.now).await?;
     change
-        .record(caller.draft("token.revoke", "token", &id, Some(json!(before)), None))
+        .record(caller.draft(Kind::TokenRevoke, "token", &id, Some(json!(before)), None))
         .await?;
     change.commit().await?;
     Ok(success())
@@ -305,7 +306,7 @@ async fn rotate(
     .await?;
     change
         .record(caller.draft(
-            "token.rotate",
+            Kind::TokenRotate,
             "token",
             &row.id,
             Some(json!(old)),

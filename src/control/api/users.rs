@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use super::roles::{parse_role, role_title};
 use super::schema;
 use super::{Api, ApiError, Body, Caller, PageQuery, Path, Query, data, page_of, success};
+use crate::control::audit::Kind;
 use crate::control::policy::{Action, Role};
 use crate::control::store::users::{self, UserRow};
 
@@ -131,7 +132,7 @@ async fn update_user(
     users::set_role(change.conn(), &caller.workspace.id, &id, role).await?;
     change
         .record(caller.draft(
-            "user.role.update",
+            Kind::UserRoleUpdate,
             "user",
             &id,
             Some(json!({"role": before.role.name()})),
@@ -223,7 +224,13 @@ async fn remove_all(api: &Api, caller: &Caller, ids: &[String]) -> Result<Respon
         }
         users::remove(change.conn(), &caller.workspace.id, &user.id, caller.now).await?;
         change
-            .record(caller.draft("user.remove", "user", &user.id, Some(user_wire(user)), None))
+            .record(caller.draft(
+                Kind::UserRemove,
+                "user",
+                &user.id,
+                Some(user_wire(user)),
+                None,
+            ))
             .await?;
     }
     change.commit().await?;

@@ -11,6 +11,7 @@ use serde_json::json;
 
 use super::schema;
 use super::{Api, ApiError, Body, Caller, data, text_field};
+use crate::control::audit::Kind;
 use crate::control::policy::Action;
 use crate::control::store::workspaces::{self, Settings};
 
@@ -97,7 +98,7 @@ async fn update_settings(
     workspaces::update(change.conn(), &before.id, &name, settings).await?;
     change
         .record(caller.draft(
-            "workspace.settings.update",
+            Kind::WorkspaceSettingsUpdate,
             "workspace",
             &before.id,
             Some(json!({"name": before.name, "settings": before.settings})),
