@@ -15,6 +15,7 @@
 //! - [`api`]: the REST API `/api/v1` (axum), setup links, the remote gateways' feed;
 //!   one file per resource family, one error type answered as Segment's envelope.
 //! - [`feed`]: the store as the gateway's `CatalogSource` (in one process).
+//! - [`explain`]: a decision as the API takes it, for `/access/explain` and the CLI.
 //! - [`bootstrap`]: first start (workspace `default`, catalog import, setup link) and
 //!   `sluice admin bootstrap`.
 //!
@@ -36,6 +37,7 @@
 pub mod api;
 pub mod audit;
 pub mod bootstrap;
+pub mod explain;
 pub mod feed;
 pub mod policy;
 pub mod secret;

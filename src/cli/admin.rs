@@ -14,7 +14,8 @@ use serde_json::{Value, json};
 use sluice::config::Config;
 use sluice::control::audit::{Actor, Draft, Kind};
 use sluice::control::bootstrap;
-use sluice::control::policy::{self, Action, DestinationRef, ResourceRef};
+use sluice::control::explain::{self, Question, Subject};
+use sluice::control::policy::{self, Action};
 use sluice::control::store::{self, Store, catalog, users, workspaces};
 
 /// `sluice admin`.
@@ -281,32 +282,24 @@ async fn operator(store: &Store, command: AdminCommand) -> anyhow::Result<()> {
             let user = users::principal(&mut conn, &ws.id, &user_row.id)
                 .await?
                 .context("member vanished")?;
-            let source_row = match &source {
-                Some(id) => Some(
-                    store::sources::get(&mut conn, &ws.id, id)
-                        .await?
-                        .with_context(|| format!("no source {id}"))?,
-                ),
-                None => None,
+            let subject = match (&source, &destination) {
+                (Some(s), _) => Subject::Source(s),
+                (None, Some(d)) => Subject::Destination(d),
+                (None, None) => Subject::Workspace,
             };
-            let resource = match (&source_row, &destination) {
-                (Some(s), _) => ResourceRef::Source(s.as_ref()),
-                (None, Some(d)) => ResourceRef::Destination(DestinationRef {
-                    id: d,
-                    connected: &[],
-                }),
-                (None, None) => ResourceRef::Workspace,
-            };
-            let decision = policy::authorize(
-                policy::Principal {
+            let question = Question {
+                workspace: &ws.id,
+                settings: ws.settings.policy(),
+                principal: policy::Principal {
                     user: &user,
                     token: None,
                 },
                 action,
-                resource,
-                ws.settings.policy(),
-                Utc::now(),
-            );
+                subject,
+                connect_to: None,
+                now: Utc::now(),
+            };
+            let decision = explain::explain(&mut conn, store.key(), question).await?;
             println!("{}", serde_json::to_string_pretty(&decision)?);
         }
         AdminCommand::Audit {

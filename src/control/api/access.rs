@@ -11,7 +11,8 @@ use serde_json::json;
 
 use super::schema;
 use super::{Api, ApiError, Caller, Query, data};
-use crate::control::policy::{self, Action, DestinationRef, ResourceRef, SourceRef};
+use crate::control::explain::{ExplainError, Question, Subject};
+use crate::control::policy::{self, Action, DestinationRef, ResourceRef};
 use crate::control::store::sources;
 use crate::control::store::users::{self};
 
@@ -71,55 +72,10 @@ async fn explain(
         .await?
         .ok_or_else(|| ApiError::missing("user", &user_id))?;
     let rid = q.resource_id.clone().unwrap_or_default();
-    let source;
-    let mut connected = Vec::new();
-    let connected_refs: Vec<SourceRef<'_>>;
-    let resource = match q.resource_type.as_deref().unwrap_or("workspace") {
-        "workspace" => ResourceRef::Workspace,
-        "source" => {
-            source = sources::get(&mut conn, ws, &rid)
-                .await?
-                .ok_or_else(|| ApiError::missing("source", &rid))?;
-            // The caller must see it too: explain never reveals a hidden source.
-            api.allow(
-                &caller,
-                Action::ViewSource,
-                ResourceRef::Source(source.as_ref()),
-                ApiError::missing("source", &rid),
-            )
-            .await?;
-            ResourceRef::Source(SourceRef {
-                id: &source.id,
-                labels: &source.labels,
-            })
-        }
-        "destination" => {
-            let row =
-                crate::control::store::destinations::get(&mut conn, api.store.key(), ws, &rid)
-                    .await?
-                    .ok_or_else(|| ApiError::missing("destination", &rid))?;
-            let r = ResourceRef::Destination(DestinationRef {
-                id: &rid,
-                connected: &[],
-            });
-            api.allow(
-                &caller,
-                Action::ViewDestination,
-                r,
-                ApiError::missing("destination", &rid),
-            )
-            .await?;
-            for id in &row.doc.sources {
-                if let Some(s) = sources::get(&mut conn, ws, id).await? {
-                    connected.push(s);
-                }
-            }
-            connected_refs = connected.iter().map(|s| s.as_ref()).collect();
-            ResourceRef::Destination(DestinationRef {
-                id: &rid,
-                connected: &connected_refs,
-            })
-        }
+    let subject = match q.resource_type.as_deref().unwrap_or("workspace") {
+        "workspace" => Subject::Workspace,
+        "source" => Subject::Source(&rid),
+        "destination" => Subject::Destination(&rid),
         _ => {
             return Err(ApiError::field(
                 "resourceType",
@@ -127,43 +83,57 @@ async fn explain(
             ));
         }
     };
+    // The caller must see what is asked about: explain never reveals a hidden resource.
+    let mut seen = Vec::new();
+    match subject {
+        Subject::Source(id) => seen.push(("source", id)),
+        Subject::Destination(id) => seen.push(("destination", id)),
+        Subject::Workspace => {}
+    }
+    if let Some(sid) = &q.source_id {
+        seen.push(("source", sid));
+    }
+    for (kind, id) in seen {
+        let missing = || ApiError::missing(kind, id);
+        if kind == "source" {
+            let row = sources::get(&mut conn, ws, id).await?.ok_or_else(missing)?;
+            api.allow(
+                &caller,
+                Action::ViewSource,
+                ResourceRef::Source(row.as_ref()),
+                missing(),
+            )
+            .await?;
+        } else {
+            crate::control::store::destinations::get(&mut conn, api.store.key(), ws, id)
+                .await?
+                .ok_or_else(missing)?;
+            let r = ResourceRef::Destination(DestinationRef { id, connected: &[] });
+            api.allow(&caller, Action::ViewDestination, r, missing())
+                .await?;
+        }
+    }
     // Your own access through the token you ask with; someone else's as themselves.
     let token = caller.token.policy();
-    let principal = policy::Principal {
-        user: &user,
-        token: (user_id == caller.user.id).then_some(&token),
+    let question = Question {
+        workspace: ws,
+        settings: caller.workspace.settings.policy(),
+        principal: policy::Principal {
+            user: &user,
+            token: (user_id == caller.user.id).then_some(&token),
+        },
+        action,
+        subject,
+        connect_to: q.source_id.as_deref(),
+        now: caller.now,
     };
-    let settings = caller.workspace.settings.policy();
-    let mut decision = policy::authorize(principal, action, resource, settings, caller.now);
-    // Creating a destination connected to a source is two decisions, as in the API.
-    if let (Action::CreateDestination, Some(sid)) = (action, &q.source_id) {
-        let connect_to = sources::get(&mut conn, ws, sid)
-            .await?
-            .ok_or_else(|| ApiError::missing("source", sid))?;
-        api.allow(
-            &caller,
-            Action::ViewSource,
-            ResourceRef::Source(connect_to.as_ref()),
-            ApiError::missing("source", sid),
-        )
-        .await?;
-        let new = DestinationRef {
-            id: "(new)",
-            connected: &[],
-        };
-        let connect = policy::authorize(
-            principal,
-            Action::Connect,
-            ResourceRef::Connection(connect_to.as_ref(), new),
-            settings,
-            caller.now,
-        );
-        if decision.allowed && !connect.allowed {
-            decision.allowed = false;
-            decision.reason = connect.reason;
-        }
-        decision.rules.extend(connect.rules);
-    }
+    let decision = crate::control::explain::explain(&mut conn, api.store.key(), question)
+        .await
+        .map_err(|e| match e {
+            ExplainError::NoSource(id) => ApiError::missing("source", &id),
+            ExplainError::NoDestination(id) => ApiError::missing("destination", &id),
+            ExplainError::Store(e) => ApiError::from(e),
+        })?;
     Ok(data(json!({
         "userId": user_id,
         "action": action,
