@@ -56,6 +56,7 @@ struct CreateGrant {
     #[schema(value_type = Object)]
     resource: Target,
     /// `full`, `read_write`, `read_only`, `no_access`.
+    #[schema(pattern = "^(full|read_write|read_only|no_access)$")]
     level: String,
     #[serde(default)]
     justification: Option<String>,

@@ -75,9 +75,14 @@ async fn list_groups(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateGroup {
+    #[schema(
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$",
+        max_length = 100
+    )]
     name: String,
     /// Sluice: the workspace role members get at least.
     #[serde(default)]
+    #[schema(pattern = "^(owner|admin|member|read_only)$")]
     role: Option<String>,
 }
 
@@ -262,6 +267,10 @@ async fn groups_of_user(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct GroupPatch {
+    #[schema(
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$",
+        max_length = 100
+    )]
     name: String,
 }
 

@@ -34,6 +34,10 @@ struct Invites {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct InviteWire {
+    #[schema(
+        pattern = "^[^@\\s\\u0000-\\u001f]+@[^@\\s.\\u0000-\\u001f][^@\\s\\u0000-\\u001f]*\\.[^@\\s\\u0000-\\u001f]+$",
+        max_length = 254
+    )]
     email: String,
     /// Sluice: the role (`member` when neither it nor permissions are given).
     #[serde(default)]

@@ -95,8 +95,13 @@ pub struct NodeList {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CreateNode {
     /// 1 to 100 printable characters.
+    #[schema(
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$",
+        max_length = 100
+    )]
     name: String,
     /// `gateway` or `delivery`.
+    #[schema(pattern = "^(gateway|delivery)$")]
     role: String,
     /// Days until it stops working: 1 to the workspace's `tokenMaxDays` (default: that).
     #[serde(default)]

@@ -207,10 +207,16 @@ struct PlanListQuery {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CreatePlan {
+    #[schema(
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$",
+        max_length = 200
+    )]
     name: String,
     #[serde(rename = "type", default = "live")]
+    #[schema(pattern = "^(LIVE|PROPERTY_LIBRARY|RULE_LIBRARY|TEMPLATE)$")]
     plan_type: String,
     #[serde(default)]
+    #[schema(max_length = 2000)]
     description: Option<String>,
 }
 

@@ -184,8 +184,13 @@ async fn list(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CreateSource {
+    #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")]
     slug: String,
     #[serde(default)]
+    #[schema(
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$",
+        max_length = 200
+    )]
     name: Option<String>,
     #[serde(default = "yes")]
     enabled: bool,
@@ -206,8 +211,10 @@ fn yes() -> bool {
 #[serde(deny_unknown_fields)]
 pub struct LabelWire {
     /// Key, e.g. `environment`.
+    #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")]
     pub key: String,
     /// Value, e.g. `prod`.
+    #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")]
     pub value: String,
     /// Free text (accepted, not stored per source).
     #[serde(default)]

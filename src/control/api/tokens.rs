@@ -52,6 +52,10 @@ async fn list(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CreateToken {
+    #[schema(
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$",
+        max_length = 100
+    )]
     name: String,
     scopes: Vec<String>,
     /// Required: `expiresAt`, or `expiresInDays`.
