@@ -681,7 +681,19 @@ async fn a_chain_rewritten_without_the_key_or_behind_the_checkpoint_fails_verify
             .await
             .expect("head");
         // The chain alone no longer tells (every event unkeyed and linked): the
-        // checkpoint outside the database does.
+        // checkpoint outside the database does, which knows events were keyed from 1 …
+        assert_eq!(
+            store::verify_audit(&store).await.expect("read"),
+            Err(Broken::Downgraded { seq: 1 }),
+            "{}",
+            db.label
+        );
+        // … and which head it saw: without the first-keyed mark, the hash still differs.
+        let file = dir.path().join(store::CHECKPOINT_FILE);
+        let text = std::fs::read_to_string(&file).expect("checkpoint");
+        let head: Vec<&str> = text.split_whitespace().take(2).collect();
+        std::fs::write(&file, head.join(" ")).expect("rewrite checkpoint");
+        let store = store.clone().with_checkpoint(file);
         assert_eq!(
             store::verify_audit(&store).await.expect("read"),
             Err(Broken::Checkpoint { seq: 5 }),

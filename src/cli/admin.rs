@@ -305,7 +305,15 @@ async fn operator(store: &Store, command: AdminCommand) -> anyhow::Result<()> {
         AdminCommand::Audit {
             command: AuditCommand::Verify,
         } => match store::verify_audit(store).await? {
-            Ok(n) => println!("audit chain intact: {n} events"),
+            Ok(n) => {
+                if store.checkpoint_present() == Some(false) {
+                    eprintln!(
+                        "warning: no audit checkpoint on this host ({}): a chain rewritten wholesale in the database would not be noticed here",
+                        store::CHECKPOINT_FILE
+                    );
+                }
+                println!("audit chain intact: {n} events");
+            }
             Err(broken) => bail!("audit chain BROKEN: {broken}"),
         },
         AdminCommand::Api { .. } | AdminCommand::Sources { .. } | AdminCommand::Keys { .. } => {

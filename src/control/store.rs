@@ -123,8 +123,17 @@ pub struct Store {
 #[derive(Debug)]
 struct Checkpoint {
     path: std::path::PathBuf,
-    /// The newest sequence number written (commits may finish out of order).
-    written: std::sync::Mutex<u64>,
+    /// The newest sequence number written (commits may finish out of order), and the
+    /// first event this host knows was sealed keyed (every later one must be keyed).
+    written: std::sync::Mutex<(u64, Option<u64>)>,
+}
+
+impl Store {
+    /// `Some(false)` when a checkpoint is configured but no file exists yet: a chain
+    /// rewritten wholesale would not be noticed by `verify` on this host.
+    pub fn checkpoint_present(&self) -> Option<bool> {
+        self.checkpoint.as_ref().map(|c| c.path.exists())
+    }
 }
 
 /// The checkpoint file's name in the data directory.
@@ -270,7 +279,7 @@ impl Store {
         let written = read_checkpoint(&path)
             .ok()
             .flatten()
-            .map_or(0, |(seq, _)| seq);
+            .map_or((0, None), |(seq, _, keyed_from)| (seq, keyed_from));
         self.checkpoint = Some(Arc::new(Checkpoint {
             path,
             written: std::sync::Mutex::new(written),
@@ -325,6 +334,7 @@ impl Store {
             catalog: self.catalog.clone(),
             notify: self.backend == Backend::Postgres,
             key: self.key.clone(),
+            first_sealed: None,
             checkpoint: self.checkpoint.clone(),
         })
     }
@@ -445,6 +455,8 @@ pub struct Change {
     notify: bool,
     /// Its events' MACs are made with this key's chain key.
     key: Arc<Key>,
+    /// The first event this change sealed.
+    first_sealed: Option<u64>,
     checkpoint: Option<Arc<Checkpoint>>,
 }
 
@@ -457,6 +469,7 @@ impl Change {
     /// Appends an audit event to the chain (inside this transaction).
     pub async fn record(&mut self, draft: Draft) -> Result<u64, StoreError> {
         let event = draft.seal(self.seq + 1, self.prev, self.key.chain_key());
+        self.first_sealed.get_or_insert(event.seq);
         audit_log::insert(&mut self.tx, &event).await?;
         self.seq = event.seq;
         self.prev = event.hash;
@@ -494,7 +507,7 @@ impl Change {
         }
         self.tx.commit().await?;
         if let Some(checkpoint) = &self.checkpoint {
-            checkpoint.write(self.seq, &self.prev);
+            checkpoint.write(self.seq, &self.prev, self.first_sealed);
         }
         crate::telemetry::gauge(crate::telemetry::CONTROL_REVISION, &[]).set(self.seq as f64);
         raise(&self.revision, self.seq);
@@ -509,22 +522,31 @@ impl Checkpoint {
     /// Records `seq` and its hash unless a newer one is written already. A failure is
     /// logged, not returned: the change is committed, and `audit verify` still checks
     /// the chain against the last checkpoint written.
-    fn write(&self, seq: u64, hash: &[u8; 32]) {
+    fn write(&self, seq: u64, hash: &[u8; 32], first_sealed: Option<u64>) {
         let mut written = self
             .written
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if seq <= *written {
+        if seq <= written.0 {
             return;
         }
-        let text = format!("{seq} {}\n", hex32(hash));
+        // Every event this code seals is keyed: the first one this host saw sealed marks
+        // where an unkeyed ("legacy") event can no longer stand.
+        let keyed_from = match (written.1, first_sealed) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let text = match keyed_from {
+            Some(k) => format!("{seq} {} {k}\n", hex32(hash)),
+            None => format!("{seq} {}\n", hex32(hash)),
+        };
         match crate::disk::replace(
             &self.path,
             text.as_bytes(),
             crate::disk::Access::Private,
             &crate::disk::Faults::default(),
         ) {
-            Ok(()) => *written = seq,
+            Ok(()) => *written = (seq, keyed_from),
             Err(error) => {
                 tracing::error!(%error, path = %self.path.display(), "cannot checkpoint the audit chain's head");
             }
@@ -533,16 +555,24 @@ impl Checkpoint {
 }
 
 /// The checkpoint at `path`: `None` when there is no file yet.
-fn read_checkpoint(path: &Path) -> Result<Option<(u64, [u8; 32])>, StoreError> {
+fn read_checkpoint(path: &Path) -> Result<Option<(u64, [u8; 32], Option<u64>)>, StoreError> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(StoreError::Database(sqlx::Error::Io(e))),
     };
     let corrupt = || StoreError::Corrupt(format!("audit checkpoint {}", path.display()));
-    let (seq, hash) = text.trim().split_once(' ').ok_or_else(corrupt)?;
-    let seq = seq.parse().map_err(|_| corrupt())?;
-    Ok(Some((seq, from_hex32(hash)?)))
+    let mut fields = text.split_whitespace();
+    let seq = fields
+        .next()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(corrupt)?;
+    let hash = from_hex32(fields.next().ok_or_else(corrupt)?)?;
+    let keyed_from = match fields.next() {
+        Some(k) => Some(k.parse().map_err(|_| corrupt())?),
+        None => None,
+    };
+    Ok(Some((seq, hash, keyed_from)))
 }
 
 /// Milliseconds since the epoch, as stored.
@@ -613,8 +643,11 @@ pub async fn verify_audit(store: &Store) -> Result<Result<u64, audit::Broken>, S
         return Ok(Err(broken));
     }
     if let Some(checkpoint) = &store.checkpoint
-        && let Some((seq, hash)) = read_checkpoint(&checkpoint.path)?
+        && let Some((seq, hash, keyed_from)) = read_checkpoint(&checkpoint.path)?
     {
+        if let Some(e) = keyed_from.and_then(|k| events.iter().find(|e| e.seq >= k && !e.keyed)) {
+            return Ok(Err(audit::Broken::Downgraded { seq: e.seq }));
+        }
         let found = events.last().map_or(0, |e| e.seq);
         if found < seq {
             return Ok(Err(audit::Broken::Truncated {
