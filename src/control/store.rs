@@ -554,8 +554,11 @@ impl Checkpoint {
     }
 }
 
+/// A checkpointed head: sequence number, hash, first event sealed keyed (if known).
+type Head = (u64, [u8; 32], Option<u64>);
+
 /// The checkpoint at `path`: `None` when there is no file yet.
-fn read_checkpoint(path: &Path) -> Result<Option<(u64, [u8; 32], Option<u64>)>, StoreError> {
+fn read_checkpoint(path: &Path) -> Result<Option<Head>, StoreError> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
