@@ -141,11 +141,8 @@ impl Api {
             &[(crate::telemetry::LABEL_REASON, reason_name(decision.reason))],
         )
         .increment(1);
-        match decision.reason {
-            Reason::TokenExpired => return Err(ApiError::Unauthorized("token_expired")),
-            Reason::TokenRevoked => return Err(ApiError::Unauthorized("token_revoked")),
-            Reason::UserInactive => return Err(ApiError::Unauthorized("invalid_token")),
-            _ => {}
+        if let Some(dead) = Unauthenticated::of(decision.reason) {
+            return Err(ApiError::Unauthorized(dead));
         }
         // Refused changes are audited, on hidden resources too (the caller still gets
         // exactly the answer a missing resource gets).
@@ -593,7 +590,7 @@ impl FromRequestParts<Arc<Api>> for Caller {
             identity: Some(identity),
         }) = resolved
         else {
-            return Err(ApiError::Unauthorized("invalid_token"));
+            return Err(ApiError::Unauthorized(Unauthenticated::InvalidToken));
         };
         let now = Utc::now();
         let identities::Identity {
@@ -621,11 +618,8 @@ impl FromRequestParts<Arc<Api>> for Caller {
         };
         // A dead token is refused before anything else (the policy says which way).
         let alive = caller.decide(Action::ViewWorkspace, ResourceRef::Workspace);
-        match alive.reason {
-            Reason::TokenExpired => return Err(ApiError::Unauthorized("token_expired")),
-            Reason::TokenRevoked => return Err(ApiError::Unauthorized("token_revoked")),
-            Reason::UserInactive => return Err(ApiError::Unauthorized("invalid_token")),
-            _ => {}
+        if let Some(dead) = Unauthenticated::of(alive.reason) {
+            return Err(ApiError::Unauthorized(dead));
         }
         // Last use is kept to the minute: a write per request would queue every read
         // behind the database's single writer.
@@ -648,6 +642,53 @@ impl FromRequestParts<Arc<Api>> for Caller {
     }
 }
 
+/// Why a request is not authenticated (401): each with its stable code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unauthenticated {
+    /// Missing, malformed, unknown, or its owner is gone or deactivated.
+    InvalidToken,
+    /// Past its expiry.
+    TokenExpired,
+    /// Revoked.
+    TokenRevoked,
+}
+
+impl Unauthenticated {
+    /// The policy's reason as a 401, when it is one (a dead token or user).
+    pub fn of(reason: Reason) -> Option<Self> {
+        match reason {
+            Reason::TokenExpired => Some(Self::TokenExpired),
+            Reason::TokenRevoked => Some(Self::TokenRevoked),
+            Reason::UserInactive => Some(Self::InvalidToken),
+            Reason::Allowed
+            | Reason::ScopeMissing
+            | Reason::RoleDenies
+            | Reason::LevelTooLow
+            | Reason::Hidden
+            | Reason::GovernedLabel
+            | Reason::NotApplicable => None,
+        }
+    }
+
+    /// The error `type` (`invalid_token`, `token_expired`, `token_revoked`).
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::InvalidToken => "invalid_token",
+            Self::TokenExpired => "token_expired",
+            Self::TokenRevoked => "token_revoked",
+        }
+    }
+
+    /// The message people read.
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::InvalidToken => "missing, malformed or unknown Bearer token",
+            Self::TokenExpired => "the token has expired",
+            Self::TokenRevoked => "the token has been revoked",
+        }
+    }
+}
+
 /// Everything the API answers with other than success.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -659,9 +700,9 @@ pub enum ApiError {
         /// Which field (JSON path or query key), when one is to blame.
         field: Option<String>,
     },
-    /// 401 with the token's state: `invalid_token`, `token_expired`, `token_revoked`.
-    #[error("{0}")]
-    Unauthorized(&'static str),
+    /// 401, and why: no usable token, or the token's state.
+    #[error("{}", .0.message())]
+    Unauthorized(Unauthenticated),
     /// 403: the caller may not do this.
     #[error("{0}")]
     Forbidden(String),
@@ -705,7 +746,7 @@ impl ApiError {
     fn status_and_type(&self) -> (StatusCode, &'static str) {
         match self {
             Self::Invalid { .. } => (StatusCode::BAD_REQUEST, "validation"),
-            Self::Unauthorized(kind) => (StatusCode::UNAUTHORIZED, kind),
+            Self::Unauthorized(why) => (StatusCode::UNAUTHORIZED, why.code()),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
@@ -733,14 +774,7 @@ impl From<StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, kind) = self.status_and_type();
-        let message = match &self {
-            Self::Unauthorized(kind) => match *kind {
-                "token_expired" => "the token has expired".to_owned(),
-                "token_revoked" => "the token has been revoked".to_owned(),
-                _ => "missing, malformed or unknown Bearer token".to_owned(),
-            },
-            other => other.to_string(),
-        };
+        let message = self.to_string();
         let mut error = json!({"type": kind, "message": message});
         if let Self::Invalid {
             field: Some(field), ..

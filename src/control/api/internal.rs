@@ -19,7 +19,7 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use chrono::Utc;
 
-use super::{Api, ApiError, Caller, Query, bearer, data};
+use super::{Api, ApiError, Caller, Query, Unauthenticated, bearer, data};
 use crate::control::policy::{self, Action};
 use crate::control::store::gateways;
 use crate::control::store::nodes::{self, NodeRow};
@@ -135,17 +135,17 @@ impl FromRequestParts<Arc<Api>> for Node {
     async fn from_request_parts(parts: &mut Parts, api: &Arc<Api>) -> Result<Self, ApiError> {
         let digest = bearer(&parts.headers)
             .and_then(|t| token::parse_node(t).ok())
-            .ok_or(ApiError::Unauthorized("invalid_token"))?;
+            .ok_or(ApiError::Unauthorized(Unauthenticated::InvalidToken))?;
         let mut conn = api.store.read().await?;
         let row = nodes::by_digest(&mut conn, &digest.to_hex())
             .await?
-            .ok_or(ApiError::Unauthorized("invalid_token"))?;
+            .ok_or(ApiError::Unauthorized(Unauthenticated::InvalidToken))?;
         let now = Utc::now();
         if row.revoked_at.is_some_and(|at| at <= now) {
-            return Err(ApiError::Unauthorized("token_revoked"));
+            return Err(ApiError::Unauthorized(Unauthenticated::TokenRevoked));
         }
         if !row.live(now) {
-            return Err(ApiError::Unauthorized("token_expired"));
+            return Err(ApiError::Unauthorized(Unauthenticated::TokenExpired));
         }
         let ip = parts
             .extensions
