@@ -1441,3 +1441,32 @@ async fn label_and_permission_changes_leave_a_full_trace() {
     );
     assert_eq!(replace["after"]["grants"], json!([]), "{replace}");
 }
+
+#[tokio::test]
+async fn a_page_cursor_never_names_a_row_the_token_may_not_see() {
+    let (_db, _server, api, owner) = sqlite().await;
+    let (status, body) = api
+        .post(
+            &owner,
+            "/api/v1/tokens",
+            json!({"name": "ws", "scopes": ["workspace:read"], "expiresInDays": 1}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let narrow = body["data"]["secret"].as_str().expect("secret").to_owned();
+    for path in [
+        "/api/v1/sources?pagination[count]=1",
+        "/api/v1/destinations?pagination[count]=1",
+    ] {
+        let (status, body) = api.get(&narrow, path).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(
+            body["data"]["pagination"]["next"].is_null(),
+            "{path}: a cursor past rows the token may not see: {body}"
+        );
+        assert!(!body.to_string().contains("demo"), "{body}");
+    }
+    // The owner's own token pages on.
+    let (_, body) = api.get(&owner, "/api/v1/sources?pagination[count]=1").await;
+    assert!(body["data"]["pagination"]["next"].is_string(), "{body}");
+}

@@ -300,16 +300,18 @@ async fn list(
     .await?;
     drop(conn);
     let mut out = Vec::new();
+    let mut last = None;
     for d in &rows {
         let resource = ResourceRef::Destination(DestinationRef {
             id: &d.id,
             connected: &[],
         });
+        // The cursor only ever names a row that was shown.
         if caller.decide(Action::ViewDestination, resource).allowed {
             out.push(shown(&api, &caller, d).await?);
+            last = Some(d.id.as_str());
         }
     }
-    let last = rows.last().map(|r| r.id.as_str());
     Ok(page_of("destinations", out, &page, rows.len(), last))
 }
 

@@ -167,17 +167,19 @@ async fn list(
         _ => Default::default(),
     };
     let mut out = Vec::with_capacity(rows.len());
+    let mut last = None;
     for row in &rows {
-        // The SQL filter pre-selects; the policy still decides each row.
+        // The SQL filter pre-selects; the policy still decides each row (the token's
+        // scopes), and the cursor only ever names a row that was shown.
         if caller
             .decide(Action::ViewSource, ResourceRef::Source(row.as_ref()))
             .allowed
         {
             let keys = keys.remove(&row.id).unwrap_or_default();
             out.push(wire(row, &caller.workspace.id, &keys, None));
+            last = Some(row.id.as_str());
         }
     }
-    let last = rows.last().map(|r| r.id.as_str());
     Ok(page_of("sources", out, &page, rows.len(), last))
 }
 
