@@ -155,9 +155,7 @@ impl Api {
                 None,
                 Some(json!({"reason": decision.reason, "rules": decision.rules})),
             );
-            let mut change = self.store.change().await?;
-            change.record(draft).await?;
-            change.commit().await?;
+            self.store.record_alone(draft).await?;
         }
         if decision.reason == Reason::Hidden {
             return Err(missing);
@@ -191,15 +189,33 @@ impl Api {
             None,
             Some(json!({"reason": "not_found"})),
         );
-        let recorded = async {
-            let mut change = self.store.change().await?;
-            change.record(draft).await?;
-            change.commit().await
-        };
-        match recorded.await {
+        match self.store.record_alone(draft).await {
             Ok(_) => missing,
             Err(error) => ApiError::from(error),
         }
+    }
+
+    /// Asks whether the caller sees the resource (`view` on `seen`), then whether they
+    /// may do `action` (on `acted`: the same resource, with what the action may rest on).
+    /// A change to a hidden resource is asked as the change, so its refusal is audited,
+    /// and answered as missing.
+    pub async fn allow_seen(
+        &self,
+        caller: &Caller,
+        view: Action,
+        action: Action,
+        seen: ResourceRef<'_>,
+        acted: ResourceRef<'_>,
+        missing: impl Fn() -> ApiError,
+    ) -> Result<(), ApiError> {
+        if action != view && caller.decide(view, seen).hidden() {
+            self.allow(caller, action, acted, missing()).await?;
+        }
+        self.allow(caller, view, seen, missing()).await?;
+        if action != view {
+            self.allow(caller, action, acted, missing()).await?;
+        }
+        Ok(())
     }
 
     /// [`Api::allow`] for a workspace-wide action.
@@ -412,13 +428,13 @@ async fn rate_limit(State(api): State<Arc<Api>>, mut request: Request, next: Nex
     let limit = api.rate_per_minute.get();
     // A token not remembered yet costs a database lookup: the address's lookup budget
     // pays for it first, so made-up tokens past that budget cost nothing.
-    let presented = bearer(request.headers()).and_then(|t| token::parse(t).ok());
-    if presented.is_some_and(|d| !api.identities.knows(&d.to_hex()))
+    let presented = presented_digest(request.headers());
+    if presented.as_ref().is_some_and(|d| !api.identities.knows(d))
         && let Err(not_until) = api.lookups.check_key(&limiter_key(None, addr))
     {
         return with_limit_headers(refusal(&not_until), limit, 0, wait_secs(&not_until));
     }
-    let resolved = match resolve(&api, request.headers()).await {
+    let resolved = match resolve(&api, presented).await {
         Ok(resolved) => resolved,
         Err(error) => return error.into_response(),
     };
@@ -469,12 +485,18 @@ fn with_limit_headers(mut response: Response, limit: u32, remaining: u32, reset:
     response
 }
 
-/// The request's Bearer token, parsed and looked up once (`None` without a well-formed one).
-async fn resolve(api: &Api, headers: &HeaderMap) -> Result<Option<Resolved>, ApiError> {
-    let Some(digest) = bearer(headers).and_then(|t| token::parse(t).ok()) else {
+/// The digest (hex) of the request's Bearer token, if it is a well-formed one.
+fn presented_digest(headers: &HeaderMap) -> Option<String> {
+    bearer(headers)
+        .and_then(|t| token::parse(t).ok())
+        .map(|d| d.to_hex())
+}
+
+/// Looks a presented token's digest up once (`None` without a well-formed token).
+async fn resolve(api: &Api, digest: Option<String>) -> Result<Option<Resolved>, ApiError> {
+    let Some(digest) = digest else {
         return Ok(None);
     };
-    let digest = digest.to_hex();
     let mut conn = api.store.read().await?;
     let identity = api.identities.resolve(&mut conn, &digest).await?;
     Ok(Some(Resolved { digest, identity }))
@@ -583,7 +605,7 @@ impl FromRequestParts<Arc<Api>> for Caller {
         // sits behind it); resolve here only where it did not.
         let resolved = match parts.extensions.remove::<Resolved>() {
             Some(resolved) => Some(resolved),
-            None => resolve(api, &parts.headers).await?,
+            None => resolve(api, presented_digest(&parts.headers)).await?,
         };
         let Some(Resolved {
             digest,

@@ -339,6 +339,13 @@ impl Store {
         })
     }
 
+    /// Commits one audit event on its own (a refusal, a reveal): nothing else changes.
+    pub async fn record_alone(&self, draft: Draft) -> Result<u64, StoreError> {
+        let mut change = self.change().await?;
+        change.record(draft).await?;
+        change.commit().await
+    }
+
     /// The control plane's current revision (the audit chain's length), from the
     /// database: other processes may have changed it.
     pub async fn revision(&self) -> Result<u64, StoreError> {

@@ -171,32 +171,31 @@ async fn visible(
             .missing_target(caller, action, "destination", id, missing())
             .await);
     };
-    let resource = ResourceRef::Destination(DestinationRef { id, connected: &[] });
-    if action != Action::ViewDestination
-        && caller.decide(Action::ViewDestination, resource).hidden()
-    {
-        // Asked for the change itself, so the refusal is audited; answered as missing.
-        api.allow(caller, action, resource, missing()).await?;
-    }
-    api.allow(caller, Action::ViewDestination, resource, missing())
-        .await?;
+    // A change may rest on the connected sources (`full` on all of them covers it).
+    let mut connected = Vec::new();
     if action != Action::ViewDestination {
-        // A change may rest on the connected sources (`full` on all of them covers it).
         let mut conn = api.store.read().await?;
-        let mut connected = Vec::new();
         for source in &row.doc.sources {
             if let Some(s) = sources::get(&mut conn, &caller.workspace.id, source).await? {
                 connected.push(s);
             }
         }
-        drop(conn);
-        let refs: Vec<SourceRef<'_>> = connected.iter().map(|s| s.as_ref()).collect();
-        let resource = ResourceRef::Destination(DestinationRef {
-            id,
-            connected: &refs,
-        });
-        api.allow(caller, action, resource, missing()).await?;
     }
+    let refs: Vec<SourceRef<'_>> = connected.iter().map(|s| s.as_ref()).collect();
+    let seen = ResourceRef::Destination(DestinationRef { id, connected: &[] });
+    let acted = ResourceRef::Destination(DestinationRef {
+        id,
+        connected: &refs,
+    });
+    api.allow_seen(
+        caller,
+        Action::ViewDestination,
+        action,
+        seen,
+        acted,
+        missing,
+    )
+    .await?;
     Ok(row)
 }
 
@@ -659,9 +658,8 @@ async fn credentials(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let row = visible(&api, &caller, &id, Action::ViewDestinationSecrets).await?;
-    let mut change = api.store.change().await?;
-    change
-        .record(caller.draft(
+    api.store
+        .record_alone(caller.draft(
             Kind::DestinationCredentialsReveal,
             "destination",
             &id,
@@ -669,7 +667,6 @@ async fn credentials(
             None,
         ))
         .await?;
-    change.commit().await?;
     let settings = serde_json::to_value(&row.doc.kind)
         .map(|mut v| v["settings"].take())
         .unwrap_or_default();

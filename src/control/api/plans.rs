@@ -801,15 +801,15 @@ async fn link_source(
         .ok_or_else(missing)?;
     drop(conn);
     let resource = ResourceRef::Source(source.as_ref());
-    if caller.decide(Action::ViewSource, resource).hidden() {
-        // Asked as the edit itself, so the refusal is audited; answered as missing.
-        api.allow(caller, Action::EditSource, resource, missing())
-            .await?;
-    }
-    api.allow(caller, Action::ViewSource, resource, missing())
-        .await?;
-    api.allow(caller, Action::EditSource, resource, missing())
-        .await?;
+    api.allow_seen(
+        caller,
+        Action::ViewSource,
+        Action::EditSource,
+        resource,
+        resource,
+        missing,
+    )
+    .await?;
     let before = source.tracking_plan_id.clone();
     if !connect && before.as_deref() != Some(plan.id.as_str()) {
         return Err(ApiError::field(

@@ -97,15 +97,15 @@ pub(super) async fn visible(
             .await);
     };
     let resource = ResourceRef::Source(source.as_ref());
-    if action != Action::ViewSource && caller.decide(Action::ViewSource, resource).hidden() {
-        // Asked for the change itself, so the refusal is audited; answered as missing.
-        api.allow(caller, action, resource, missing()).await?;
-    }
-    api.allow(caller, Action::ViewSource, resource, missing())
-        .await?;
-    if action != Action::ViewSource {
-        api.allow(caller, action, resource, missing()).await?;
-    }
+    api.allow_seen(
+        caller,
+        Action::ViewSource,
+        action,
+        resource,
+        resource,
+        missing,
+    )
+    .await?;
     Ok(source)
 }
 
