@@ -160,11 +160,10 @@ impl Api {
         if decision.reason == Reason::Hidden {
             return Err(missing);
         }
-        Err(ApiError::Forbidden(format!(
-            "not allowed to {} ({})",
-            action.name(),
-            reason_name(decision.reason)
-        )))
+        Err(ApiError::Forbidden(Forbidden::Policy {
+            action,
+            reason: decision.reason,
+        }))
     }
 }
 
@@ -711,6 +710,31 @@ impl Unauthenticated {
     }
 }
 
+/// Why a request is refused (403): each with its message, written once.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Forbidden {
+    /// The policy refused the action (any reason but a dead token or a hidden resource).
+    #[error("not allowed to {} ({})", action.name(), reason_name(*reason))]
+    Policy {
+        /// What was asked.
+        action: Action,
+        /// The policy's reason.
+        reason: Reason,
+    },
+    /// A token would carry a scope the token that makes it lacks.
+    #[error("the calling token lacks the scope {} it would grant", .0.name())]
+    ScopeBeyondCaller(policy::Scope),
+    /// A token that acts as someone else cannot be rotated (its secret would act as them).
+    #[error("only the person a token acts as may rotate it")]
+    NotTokenHolder,
+    /// A plan's change reaches a source the caller may not edit.
+    #[error("the plan is used by a source you may not edit: ask an owner or admin")]
+    PlanInUse,
+    /// A node credential's role does not allow the action.
+    #[error("this credential may not {}", .0.name())]
+    NodeRole(Action),
+}
+
 /// Everything the API answers with other than success.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -725,9 +749,9 @@ pub enum ApiError {
     /// 401, and why: no usable token, or the token's state.
     #[error("{}", .0.message())]
     Unauthorized(Unauthenticated),
-    /// 403: the caller may not do this.
+    /// 403: the caller may not do this, and why.
     #[error("{0}")]
-    Forbidden(String),
+    Forbidden(Forbidden),
     /// 404: no such resource, or one the caller may not see (answered alike).
     #[error("{0}")]
     NotFound(String),

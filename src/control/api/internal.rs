@@ -19,7 +19,7 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use chrono::Utc;
 
-use super::{Api, ApiError, Caller, Query, Unauthenticated, bearer, data};
+use super::{Api, ApiError, Caller, Forbidden, Query, Unauthenticated, bearer, data};
 use crate::control::policy::{self, Action};
 use crate::control::store::gateways;
 use crate::control::store::nodes::{self, NodeRow};
@@ -73,9 +73,9 @@ async fn catalog(
         return Err(ApiError::field("gateway", "1 to 100 printable characters"));
     }
     if !policy::node_may(node.row.role, Action::ReadCatalog) {
-        return Err(ApiError::Forbidden(
-            "this credential may not read the catalog".into(),
-        ));
+        return Err(ApiError::Forbidden(Forbidden::NodeRole(
+            Action::ReadCatalog,
+        )));
     }
     let secrets = policy::node_may(node.row.role, Action::ViewDestinationSecrets);
     if let Some(name) = &q.gateway {

@@ -14,8 +14,8 @@ use sha2::Digest as _;
 use super::destinations::installable;
 use super::schema;
 use super::{
-    Api, ApiError, Body, Caller, PageQuery, Path, Query, data, page_in_memory, page_of, success,
-    text_field,
+    Api, ApiError, Body, Caller, Forbidden, PageQuery, Path, Query, data, page_in_memory, page_of,
+    success, text_field,
 };
 use crate::control::audit::Kind;
 use crate::control::policy::{Action, ResourceRef};
@@ -99,11 +99,7 @@ async fn may_change_sources_of(api: &Api, caller: &Caller, plan: &str) -> Result
     let mut conn = api.store.read().await?;
     let using = sources::all(&mut conn, &caller.workspace.id).await?;
     drop(conn);
-    let refused = || {
-        ApiError::Forbidden(
-            "the plan is used by a source you may not edit: ask an owner or admin".into(),
-        )
-    };
+    let refused = || ApiError::Forbidden(Forbidden::PlanInUse);
     for s in using
         .iter()
         .filter(|s| s.tracking_plan_id.as_deref() == Some(plan))

@@ -12,7 +12,8 @@ use serde_json::json;
 
 use super::schema;
 use super::{
-    Api, ApiError, Body, Caller, PageQuery, Path, Query, data, page_of, success, text_field,
+    Api, ApiError, Body, Caller, Forbidden, PageQuery, Path, Query, data, page_of, success,
+    text_field,
 };
 use crate::control::audit::Kind;
 use crate::control::policy::{Action, Role, Scope};
@@ -127,10 +128,7 @@ fn terms(caller: &Caller, body: &CreateToken) -> Result<(Vec<Scope>, DateTime<Ut
 /// mint (or rotate its way to) a broader one.
 fn within_caller_scopes(caller: &Caller, scopes: &[Scope]) -> Result<(), ApiError> {
     match scopes.iter().find(|s| !caller.token.scopes.contains(s)) {
-        Some(extra) => Err(ApiError::Forbidden(format!(
-            "the calling token lacks the scope {} it would grant",
-            extra.name()
-        ))),
+        Some(extra) => Err(ApiError::Forbidden(Forbidden::ScopeBeyondCaller(*extra))),
         None => Ok(()),
     }
 }
@@ -283,9 +281,7 @@ async fn rotate(
     let old = load(&api, &caller, &id).await?;
     if old.user_id != caller.user.id {
         // The new secret would act as the token's holder: only they may have it.
-        return Err(ApiError::Forbidden(
-            "only the person a token acts as may rotate it".into(),
-        ));
+        return Err(ApiError::Forbidden(Forbidden::NotTokenHolder));
     }
     within_caller_scopes(&caller, &old.scopes)?;
     if old.revoked_at.is_some() {
