@@ -37,7 +37,8 @@ pub use file::FileSource;
 pub use reload::{CatalogSource, LoadError, open_store, spawn_reloader};
 pub use remote::RemoteSource;
 
-/// SHA-256 of a write key.
+/// SHA-256 of a write key: the one form a write key takes anywhere but in the answer
+/// that creates it (the store, catalog documents, the gateway's lookup).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct KeyDigest([u8; 32]);
 
@@ -48,20 +49,20 @@ impl KeyDigest {
     }
 
     /// Parses 64 hex characters.
-    pub fn from_hex(hex: &str) -> Option<Self> {
-        if hex.len() != 64 || !hex.is_ascii() {
-            return None;
-        }
+    pub fn from_hex(text: &str) -> Option<Self> {
         let mut out = [0u8; 32];
-        for (i, byte) in out.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
-        }
+        hex::decode_to_slice(text, &mut out).ok()?;
         Some(Self(out))
     }
 
     /// Lower-case hex form.
     pub fn to_hex(self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        hex::encode(self.0)
+    }
+
+    /// Constant-time comparison (a presented key's digest against a stored one).
+    pub fn matches(&self, other: &KeyDigest) -> bool {
+        subtle::ConstantTimeEq::ct_eq(&self.0[..], &other.0[..]).into()
     }
 }
 

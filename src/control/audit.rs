@@ -269,10 +269,10 @@ pub struct Event {
     #[serde(flatten)]
     pub what: Draft,
     /// The previous event's hash.
-    #[serde(with = "hex32")]
+    #[serde(with = "hex")]
     pub prev_hash: [u8; 32],
     /// This event's hash.
-    #[serde(with = "hex32")]
+    #[serde(with = "hex")]
     pub hash: [u8; 32],
     /// Whether `hash` is a MAC under the [`ChainKey`] (false: plain SHA-256, events
     /// written before chains were keyed).
@@ -412,29 +412,7 @@ pub fn verify(events: &[Event], key: &ChainKey) -> Result<(), Broken> {
 }
 
 fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-mod hex32 {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(bytes: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
-        let text: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        s.serialize_str(&text)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
-        let text = String::deserialize(d)?;
-        let mut out = [0u8; 32];
-        if text.len() != 64 {
-            return Err(serde::de::Error::custom("expected 64 hex characters"));
-        }
-        for (i, byte) in out.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2).unwrap_or("zz"), 16)
-                .map_err(serde::de::Error::custom)?;
-        }
-        Ok(out)
-    }
+    subtle::ConstantTimeEq::ct_eq(&a[..], &b[..]).into()
 }
 
 #[cfg(test)]

@@ -87,7 +87,7 @@ impl Key {
                 let mut bytes = [0u8; 32];
                 getrandom::fill(&mut bytes)
                     .map_err(|e| SecretError::NoRandomness(e.to_string()))?;
-                let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+                let hex = hex::encode(bytes);
                 disk::replace(
                     &path,
                     format!("{hex}\n").as_bytes(),
@@ -144,13 +144,7 @@ impl Key {
 
 fn parse_hex(text: &str, what: &'static str) -> Result<[u8; 32], SecretError> {
     let mut out = [0u8; 32];
-    if text.len() != 64 || !text.is_ascii() {
-        return Err(SecretError::BadKey(what));
-    }
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16)
-            .map_err(|_| SecretError::BadKey(what))?;
-    }
+    hex::decode_to_slice(text, &mut out).map_err(|_| SecretError::BadKey(what))?;
     Ok(out)
 }
 

@@ -617,20 +617,14 @@ fn as_i64(n: u64) -> i64 {
 
 /// Lower-case hex of 32 bytes.
 pub fn hex32(bytes: &[u8; 32]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 /// 32 bytes from 64 hex digits.
 pub fn from_hex32(text: &str) -> Result<[u8; 32], StoreError> {
-    let corrupt = || StoreError::Corrupt(format!("hash {text:?}"));
-    if text.len() != 64 {
-        return Err(corrupt());
-    }
     let mut out = [0u8; 32];
-    for (i, slot) in out.iter_mut().enumerate() {
-        *slot = u8::from_str_radix(text.get(i * 2..i * 2 + 2).ok_or_else(corrupt)?, 16)
-            .map_err(|_| corrupt())?;
-    }
+    hex::decode_to_slice(text, &mut out)
+        .map_err(|_| StoreError::Corrupt(format!("hash {text:?}")))?;
     Ok(out)
 }
 

@@ -53,7 +53,7 @@ impl Digest {
 
     /// Lower-case hex.
     pub fn to_hex(self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        hex::encode(self.0)
     }
 }
 

@@ -53,10 +53,7 @@ const AUDIT_RULE_NAMES: usize = 50;
 /// rules themselves (a 1 MB plan saved twice would cost 4 MB of audit log).
 fn rules_digest(rules: &[RuleDoc], version: u32) -> Value {
     let bytes = serde_json::to_vec(rules).unwrap_or_default();
-    let sha: String = sha2::Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let sha = hex::encode(sha2::Sha256::digest(&bytes));
     json!({"version": version, "ruleCount": rules.len(), "rulesSha256": sha})
 }
 

@@ -15,10 +15,11 @@ use super::{
     Api, ApiError, Body, Caller, PageQuery, Path, Query, data, page_in_memory, page_of, slug_field,
     success, text_field,
 };
+use crate::catalog::KeyDigest;
 use crate::control::audit::Kind;
 use crate::control::policy::{Action, DestinationRef, LabelChange, ResourceRef, SourceRef};
 use crate::control::store::sources::{self, SourceRow, Viewer, WriteKeyRow};
-use crate::control::store::{catalog::enforcement_name, destinations, from_hex32, grants, plans};
+use crate::control::store::{catalog::enforcement_name, destinations, grants, plans};
 use crate::control::token;
 use crate::protocols::Enforcement;
 
@@ -491,13 +492,13 @@ async fn add_key(
         tracing::error!(error = %e, "no randomness for a write key");
         ApiError::Internal
     })?;
-    let digest = token::digest_of(&plain).to_hex();
+    let digest = KeyDigest::of(&plain);
     let display = format!("{}…", &plain[..4]);
     let mut change = api.store.change().await?;
     let key = sources::add_key(
         change.conn(),
         &id,
-        &digest,
+        digest,
         &display,
         &caller.user.id,
         body.expires_at,
@@ -536,14 +537,12 @@ async fn remove_key(
     Path((id, key)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     visible(&api, &caller, &id, Action::ManageWriteKeys).await?;
-    let digest = token::digest_of(&key);
+    let digest = KeyDigest::of(&key);
     let mut change = api.store.change().await?;
     let keys = sources::keys_of(change.conn(), &id).await?;
     let found = keys
         .iter()
-        .find(|k| {
-            k.id == key || from_hex32(&k.digest).is_ok_and(|d| token::Digest(d).matches(&digest))
-        })
+        .find(|k| k.id == key || k.digest.matches(&digest))
         .ok_or_else(|| ApiError::missing("write key", "given"))?;
     sources::revoke_key(change.conn(), &found.id, caller.now).await?;
     change

@@ -28,7 +28,7 @@ pub async fn export(
         while let Some(k) = keys.next_if(|k| k.source_id == source.id) {
             write_keys.push(KeyDoc {
                 key: None,
-                sha256: Some(k.digest),
+                sha256: Some(k.digest.to_hex()),
                 revoked: k.revoked_at.is_some(),
                 expires_at: k.expires_at,
             });
@@ -145,16 +145,9 @@ pub async fn import(
         done.sources += 1;
         for k in &s.write_keys {
             let Some(digest) = k.digest() else { continue };
-            let k_row = sources::add_key(
-                conn,
-                &s.id,
-                &digest.to_hex(),
-                "imported",
-                "import",
-                k.expires_at,
-                now,
-            )
-            .await?;
+            let k_row =
+                sources::add_key(conn, &s.id, digest, "imported", "import", k.expires_at, now)
+                    .await?;
             if k.revoked {
                 sources::revoke_key(conn, &k_row.id, now).await?;
             }

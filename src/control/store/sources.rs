@@ -5,6 +5,7 @@ use serde::Serialize;
 use sqlx::{AnyConnection, Row};
 
 use super::{StoreError, ms, new_id, opt_time, time};
+use crate::catalog::KeyDigest;
 use crate::control::policy;
 
 /// A source row with its labels.
@@ -332,9 +333,9 @@ pub struct WriteKeyRow {
     pub id: String,
     /// Source id.
     pub source_id: String,
-    /// Lower-case hex SHA-256 of the key (what the gateway matches).
+    /// SHA-256 of the key (what the gateway matches).
     #[serde(skip)]
-    pub digest: String,
+    pub digest: KeyDigest,
     /// The key's first characters, for people to tell keys apart.
     pub display: String,
     /// Who made it (user id, or `system`).
@@ -354,7 +355,11 @@ fn decode_key(row: &sqlx::any::AnyRow) -> Result<WriteKeyRow, StoreError> {
     Ok(WriteKeyRow {
         id: row.try_get(0)?,
         source_id: row.try_get(1)?,
-        digest: row.try_get(2)?,
+        digest: {
+            let text: String = row.try_get(2)?;
+            KeyDigest::from_hex(&text)
+                .ok_or_else(|| StoreError::Corrupt(format!("write key digest {text:?}")))?
+        },
         display: row.try_get(3)?,
         created_by: row.try_get(4)?,
         created_at: time(row.try_get(5)?)?,
@@ -367,7 +372,7 @@ fn decode_key(row: &sqlx::any::AnyRow) -> Result<WriteKeyRow, StoreError> {
 pub async fn add_key(
     conn: &mut AnyConnection,
     source: &str,
-    digest: &str,
+    digest: KeyDigest,
     display: &str,
     created_by: &str,
     expires_at: Option<DateTime<Utc>>,
@@ -376,7 +381,7 @@ pub async fn add_key(
     let row = WriteKeyRow {
         id: new_id("wk_"),
         source_id: source.to_owned(),
-        digest: digest.to_owned(),
+        digest,
         display: display.to_owned(),
         created_by: created_by.to_owned(),
         created_at: now,
@@ -388,7 +393,7 @@ pub async fn add_key(
     ))
     .bind(&row.id)
     .bind(source)
-    .bind(digest)
+    .bind(digest.to_hex())
     .bind(display)
     .bind(created_by)
     .bind(ms(now))

@@ -180,12 +180,7 @@ pub fn signature(secret: &[u8], body: &[u8]) -> String {
         hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
     mac.update(body);
     let digest = mac.finalize().into_bytes();
-    let mut out = String::with_capacity(7 + 64);
-    out.push_str("sha256=");
-    for b in digest {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
+    format!("sha256={}", hex::encode(digest))
 }
 
 /// Refuses a URL whose host is or resolves to a private address.
