@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use sluice::catalog::{Document, Snapshot, Store};
+use sluice::catalog::{Document, Live, Snapshot};
 use sluice::config::Limits;
 use sluice::event::{self, Enrichment, Kind, Shape};
 
@@ -124,7 +124,7 @@ fn write_key_lookup(c: &mut Criterion) {
 
 fn catalog_swap(c: &mut Criterion) {
     let doc = catalog_with(1000);
-    let store = Store::new(Snapshot::try_build(1, &doc).expect("installable"));
+    let store = Live::new(Snapshot::try_build(1, &doc).expect("installable"));
     let stop = Arc::new(AtomicBool::new(false));
     // Two readers load the snapshot and look a key up continuously.
     let readers: Vec<_> = (0..2)

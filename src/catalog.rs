@@ -3,7 +3,7 @@
 //!
 //! Invariants:
 //! - A [`Snapshot`] never changes after it is built; a new one replaces it atomically
-//!   in the [`Store`] (an `ArcSwap`). A request loads the snapshot once and sees
+//!   in the [`Live`] (an `ArcSwap`). A request loads the snapshot once and sees
 //!   either the old or the new catalog, never a mix.
 //! - Write keys are held only as SHA-256 digests; a lookup hashes the presented key
 //!   and probes a hash map, so the time taken does not depend on how many leading
@@ -310,11 +310,11 @@ impl Snapshot {
 
 /// Holder of the current snapshot; cheap to clone, shared by every request.
 #[derive(Clone)]
-pub struct Store {
+pub struct Live {
     current: Arc<ArcSwap<Snapshot>>,
 }
 
-impl Store {
+impl Live {
     /// A store serving `snapshot`.
     pub fn new(snapshot: Snapshot) -> Self {
         Self {
@@ -391,7 +391,7 @@ mod tests {
 
     #[test]
     fn store_swaps_whole_snapshots() {
-        let store = Store::new(Snapshot::default());
+        let store = Live::new(Snapshot::default());
         let before = store.snapshot();
         store.install(
             Snapshot::try_build(2, &doc("[[sources]]\nid = \"a\"\n")).expect("installable"),

@@ -14,7 +14,8 @@
 //!   path); a change and its audit event(s) commit in one transaction.
 //! - [`api`]: the REST API `/api/v1` (axum), setup links, the remote gateways' feed;
 //!   one file per resource family, one error type answered as Segment's envelope.
-//! - [`feed`]: the store as the gateway's `CatalogSource` (in one process).
+//! - [`feed`]: the published catalog: one export per catalog revision, read by the
+//!   in-process gateway (its `CatalogSource`) and the remote gateways' long polls.
 //! - [`explain`]: a decision as the API takes it, for `/access/explain` and the CLI.
 //! - [`bootstrap`]: first start (workspace `default`, catalog import, setup link) and
 //!   `sluice admin bootstrap`.
@@ -32,7 +33,7 @@
 //!   rest and redacted on every read.
 //!
 //! `control` depends on `catalog`, `config`, `telemetry` and `protocols`, never on
-//! `gateway`, `delivery` or `log`; only `serve` (via [`crate::feed`]) and the CLI use it.
+//! `gateway`, `delivery` or `log`; only `serve` (via [`crate::catalog_origin`]) and the CLI use it.
 
 pub mod api;
 pub mod audit;

@@ -210,7 +210,7 @@ impl Delivery {
     /// `shutdown` is cancelled.
     pub fn spawn(
         log: Log,
-        store: catalog::Store,
+        store: catalog::Live,
         network: Network,
         shutdown: CancellationToken,
     ) -> (Self, JoinHandle<()>) {
@@ -232,7 +232,7 @@ impl Delivery {
     async fn supervise(
         self,
         log: Log,
-        store: catalog::Store,
+        store: catalog::Live,
         network: Network,
         shutdown: CancellationToken,
     ) {

@@ -57,7 +57,7 @@ const X_FORWARDED_FOR: &str = "x-forwarded-for";
 /// Everything a request needs; shared by all connections.
 pub struct State {
     config: Arc<Config>,
-    catalog: catalog::Store,
+    catalog: catalog::Live,
     log: EventLog,
     dedup: Dedup,
     limiters: Limiters,
@@ -70,7 +70,7 @@ pub struct State {
 
 impl State {
     /// Builds the shared state.
-    pub fn new(config: Arc<Config>, catalog: catalog::Store, log: EventLog) -> Self {
+    pub fn new(config: Arc<Config>, catalog: catalog::Live, log: EventLog) -> Self {
         Self {
             meters: Meters::default(),
             dedup: Dedup::new(&config.dedup),
@@ -90,7 +90,7 @@ impl State {
     }
 
     /// The catalog store.
-    pub fn catalog(&self) -> &catalog::Store {
+    pub fn catalog(&self) -> &catalog::Live {
         &self.catalog
     }
 }

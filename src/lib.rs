@@ -15,14 +15,14 @@
 //!
 //! [`serve`] runs everything in one process; `src/main.rs` only wires the command line to it.
 
-pub mod admin;
+pub mod admin_listener;
 pub mod catalog;
+pub mod catalog_origin;
 pub mod config;
 pub mod control;
 pub mod delivery;
 pub mod disk;
 pub mod event;
-pub mod feed;
 pub mod gateway;
 pub mod log;
 pub mod protocols;
@@ -67,7 +67,7 @@ pub enum ServeError {
     Tls(#[from] gateway::TlsError),
     /// The control plane could not start.
     #[error(transparent)]
-    Control(#[from] feed::ControlError),
+    Control(#[from] catalog_origin::ControlError),
     /// The JetStream event log could not be reached or set up.
     #[error(transparent)]
     JetStream(#[from] log::jetstream::JetStreamError),
@@ -162,8 +162,8 @@ pub async fn serve(
         store,
         event_log.clone(),
     ));
-    let admin_state = Arc::new(admin::State {
-        probes: admin::Probes::Gateway(Arc::clone(&state)),
+    let admin_state = Arc::new(admin_listener::State {
+        probes: admin_listener::Probes::Gateway(Arc::clone(&state)),
         delivery: delivery.as_ref().map(|(d, _)| d.clone()),
         token: config.server.admin_token.clone(),
     });
@@ -189,7 +189,7 @@ pub async fn serve(
     let control_api = match (control_store, listeners.control) {
         (Some(publisher), Some(listener)) => {
             tracing::info!(control = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "control plane API listening");
-            let api = feed::api(&config, publisher);
+            let api = catalog_origin::api(&config, publisher);
             Some(tokio::spawn(control::api::serve(
                 listener,
                 api,
@@ -202,7 +202,7 @@ pub async fn serve(
     let admin = tokio::spawn(gateway::run_listener(
         listeners.admin,
         admin_settings,
-        move |req, _peer| admin::handle(Arc::clone(&admin_state), req),
+        move |req, _peer| admin_listener::handle(Arc::clone(&admin_state), req),
         admin_stop.clone(),
     ));
     gateway::run_listener(
@@ -284,8 +284,8 @@ pub async fn deliver(
         shutdown.clone(),
     )
     .await?;
-    let admin_state = Arc::new(admin::State {
-        probes: admin::Probes::Deliver {
+    let admin_state = Arc::new(admin_listener::State {
+        probes: admin_listener::Probes::Deliver {
             catalog: store,
             nats: context.client(),
         },
@@ -302,7 +302,7 @@ pub async fn deliver(
     let admin = tokio::spawn(gateway::run_listener(
         admin,
         admin_settings,
-        move |req, _peer| admin::handle(Arc::clone(&admin_state), req),
+        move |req, _peer| admin_listener::handle(Arc::clone(&admin_state), req),
         admin_stop.clone(),
     ));
     let upkeep = spawn_metrics_upkeep(background.clone());
@@ -348,11 +348,11 @@ fn spawn_metrics_upkeep(stop: CancellationToken) -> tokio::task::JoinHandle<()> 
 
 /// The catalog a process starts with, and where it keeps following it from.
 struct Starting {
-    source: feed::Source,
+    source: catalog_origin::Source,
     /// The control plane's published catalog (and its store), with
     /// `catalog.source = "control"`.
     control_store: Option<control::feed::Publisher>,
-    store: catalog::Store,
+    store: catalog::Live,
     doc: catalog::Document,
     /// The last-known-good copy's path.
     lkg: std::path::PathBuf,
@@ -366,7 +366,7 @@ async fn open_catalog(config: &Config) -> Result<Starting, ServeError> {
         source,
     })?;
     let lkg = config.log.dir.join(LAST_KNOWN_GOOD);
-    let (mut source, control_store) = feed::open(config).await?;
+    let (mut source, control_store) = catalog_origin::open(config).await?;
     let (store, doc) = catalog::open_store(&mut source, &lkg).await?;
     Ok(Starting {
         source,

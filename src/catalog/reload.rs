@@ -1,4 +1,4 @@
-//! Feeding the [`Store`] from a [`CatalogSource`], with a last-known-good copy on disk.
+//! Feeding the [`Live`] from a [`CatalogSource`], with a last-known-good copy on disk.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -8,7 +8,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::document::{Invalid, Problems};
-use super::{Document, Snapshot, Store};
+use super::{Document, Live, Snapshot};
 use crate::telemetry;
 
 /// Where catalog documents come from: a file today, the control plane later.
@@ -75,7 +75,7 @@ impl From<Invalid> for LoadError {
 pub async fn open_store(
     source: &mut impl CatalogSource,
     lkg: &Path,
-) -> Result<(Store, Document), LoadError> {
+) -> Result<(Live, Document), LoadError> {
     let installable = |doc: Document, version: u64| {
         let snapshot = Snapshot::try_build(version, &doc)?;
         Ok::<_, LoadError>((doc, snapshot))
@@ -109,14 +109,14 @@ pub async fn open_store(
     };
     record_installed(&snapshot);
     tracing::info!(source = %source.describe(), version = snapshot.version(), sources = snapshot.sources().len(), "catalog loaded");
-    Ok((Store::new(snapshot), doc))
+    Ok((Live::new(snapshot), doc))
 }
 
 /// Starts the task that reloads the catalog whenever `source` reports a change.
 /// An invalid document keeps the current snapshot, is logged and counted.
 pub fn spawn_reloader(
     mut source: impl CatalogSource,
-    store: Store,
+    store: Live,
     mut current: Document,
     lkg: PathBuf,
     shutdown: CancellationToken,

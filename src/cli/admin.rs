@@ -198,7 +198,7 @@ pub fn run(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
             AdminCommand::Keys { command, url } => return keys(&base(url), command).await,
             _ => {}
         }
-        let store = sluice::feed::open_store(config)
+        let store = sluice::catalog_origin::open_store(config)
             .await
             .context("opening the control-plane store")?;
         let result = operator(&store, command).await;

@@ -54,7 +54,7 @@ pub fn consumer_name(destination: &str) -> String {
 pub async fn spawn(
     context: jetstream::Context,
     settings: config::JetStream,
-    store: catalog::Store,
+    store: catalog::Live,
     network: Network,
     dead_letter_dir: PathBuf,
     stop: CancellationToken,
@@ -79,7 +79,7 @@ pub async fn spawn(
 pub async fn keep_consumers(
     context: jetstream::Context,
     settings: &config::JetStream,
-    store: catalog::Store,
+    store: catalog::Live,
     stop: CancellationToken,
 ) -> Result<JoinHandle<()>, StartError> {
     let stream = js::open_stream(&context, settings).await?;
@@ -100,7 +100,7 @@ pub async fn keep_consumers(
 async fn ensure_all(
     stream: &stream::Stream,
     ack_wait: Duration,
-    store: &catalog::Store,
+    store: &catalog::Live,
     done: &mut HashSet<String>,
 ) {
     let snapshot = store.snapshot();
@@ -123,7 +123,7 @@ async fn ensure_all(
 async fn supervise(
     stream: stream::Stream,
     ack_wait: Duration,
-    store: catalog::Store,
+    store: catalog::Live,
     network: Network,
     dead_letter_dir: PathBuf,
     stop: CancellationToken,
@@ -216,7 +216,7 @@ struct Fetched {
 }
 
 impl Worker {
-    async fn run(mut self, store: catalog::Store) {
+    async fn run(mut self, store: catalog::Live) {
         let id = self.destination.id.clone();
         let metrics = metrics_for(&id);
         let mut lag_at = tokio::time::Instant::now();

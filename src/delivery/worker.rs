@@ -38,7 +38,7 @@ pub struct Worker {
     /// The event log.
     pub log: Log,
     /// The catalog, read for routing at every round.
-    pub store: catalog::Store,
+    pub store: catalog::Live,
     /// The destination's sink.
     pub sink: Arc<dyn Sink>,
     /// Where cursors are saved.

@@ -23,7 +23,7 @@ use sluice::catalog::Snapshot;
 use sluice::control::store::plans::PlanRow;
 use sluice::control::store::sources::SourceRow;
 use sluice::control::store::{Store, plans, sources, workspaces};
-use sluice::control::{bootstrap, feed, secret, token};
+use sluice::control::{bootstrap, feed, secret};
 
 #[derive(Parser)]
 struct Args {
@@ -112,8 +112,8 @@ async fn fill(store: &Store, args: &Args) -> anyhow::Result<()> {
         };
         sources::insert(change.conn(), &ws.id, &row).await?;
         for k in 0..args.keys {
-            let digest = token::digest_of(&format!("key-{s}-{k}")).to_hex();
-            sources::add_key(change.conn(), &id, &digest, "key-…", "bench", None, now).await?;
+            let digest = sluice::catalog::KeyDigest::of(&format!("key-{s}-{k}"));
+            sources::add_key(change.conn(), &id, digest, "key-…", "bench", None, now).await?;
         }
     }
     change.commit().await?;

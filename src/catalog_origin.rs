@@ -1,4 +1,4 @@
-//! Which catalog source `serve` runs on: the file (`catalog.source = "file"`) or the
+//! Where `serve`'s catalog comes from (its origin): the file (`catalog.source = "file"`) or the
 //! control plane (`"control"`: its store opened, bootstrapped on first start, and its
 //! API served on the control listener).
 

@@ -26,7 +26,7 @@ pub enum Probes {
     /// JetStream connection is up.
     Deliver {
         /// The catalog the workers follow.
-        catalog: catalog::Store,
+        catalog: catalog::Live,
         /// The JetStream connection.
         nats: async_nats::Client,
     },
@@ -87,7 +87,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Reply {
 }
 
 /// `sluice deliver`'s probes: liveness always; ready with a catalog and a connection.
-fn deliver_probe(catalog: &catalog::Store, nats: &async_nats::Client, route: Route) -> Reply {
+fn deliver_probe(catalog: &catalog::Live, nats: &async_nats::Client, route: Route) -> Reply {
     if route != Route::Ready {
         return gateway::alive();
     }
