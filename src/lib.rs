@@ -2,13 +2,14 @@
 //!
 //! # Layout
 //! - [`config`]: loading and validating the TOML configuration, env overrides, defaults.
-//! - [`control`]: the control plane: access policy (more to come: store, API, audit).
+//! - [`control`]: the control plane: policy, store, API, tokens, audit, the published catalog.
+//! - [`catalog_origin`]: where `serve`'s catalog comes from (a file, the control plane, a remote one).
 //! - [`catalog`]: the hot-reloaded, versioned snapshot of sources and write keys.
 //! - [`gateway`]: the Tracking API: HTTP, routing, auth, limits, bodies, responses.
 //! - [`event`]: the Segment message model: decoding and normalisation.
 //! - [`protocols`]: tracking plans, validation and enforcement at the edge.
 //! - [`log`]: the durable event log (group commit, segments, recovery, retention).
-//! - [`admin`]: the admin listener: metrics, probes, dead letters.
+//! - [`admin_listener`]: the admin listener: metrics, probes, dead letters.
 //! - [`delivery`]: forwarding stored events to connected destinations, at least once.
 //! - [`disk`]: atomic, durable file replacement and the fault-injection seam.
 //! - [`telemetry`]: metric names and registration, tracing setup.
