@@ -362,7 +362,6 @@ async fn every_token_refusal_says_why() {
     );
 
     // Expired: made directly in the store (the API refuses a past expiry).
-    let issued = sluice::control::token::issue().expect("token");
     let mut conn = db.store.read().await.expect("conn");
     let ws = store::workspaces::by_slug(&mut conn, "default")
         .await
@@ -375,15 +374,13 @@ async fn every_token_refusal_says_why() {
     drop(conn);
     let mut change = db.store.change().await.expect("change");
     let past = chrono::Utc::now() - chrono::Duration::days(1);
-    store::tokens::insert(
+    let (_, issued) = store::tokens::issue(
         change.conn(),
         &ws.id,
         store::tokens::NewToken {
             user_id: &user.id,
             name: "old",
             scopes: &sluice::control::policy::Scope::ALL,
-            digest: &issued.digest.to_hex(),
-            display: &issued.display,
             expires_at: past,
         },
         past - chrono::Duration::days(1),
@@ -391,7 +388,7 @@ async fn every_token_refusal_says_why() {
     .await
     .expect("insert");
     change.commit().await.expect("commit");
-    let (status, body) = api.get(issued.plaintext.expose(), "/api/v1/").await;
+    let (status, body) = api.get(issued.expose(), "/api/v1/").await;
     assert_eq!(
         (status, error_type(&body)),
         (StatusCode::UNAUTHORIZED, "token_expired"),
@@ -924,18 +921,15 @@ async fn remembered_callers_follow_every_change(db: TestDb) {
         .iter()
         .find(|t| t.user_id != ada_id)
         .expect("owner's token");
-    let issued = sluice::control::token::issue().expect("token");
     let expires_at = chrono::Utc::now() + chrono::Duration::milliseconds(3000);
     let mut change = db.store.change().await.expect("change");
-    store::tokens::insert(
+    let (_, issued) = store::tokens::issue(
         change.conn(),
         &ws.id,
         store::tokens::NewToken {
             user_id: &owner_row.user_id,
             name: "short",
             scopes: &sluice::control::policy::Scope::ALL,
-            digest: &issued.digest.to_hex(),
-            display: &issued.display,
             expires_at,
         },
         chrono::Utc::now(),
@@ -943,7 +937,7 @@ async fn remembered_callers_follow_every_change(db: TestDb) {
     .await
     .expect("insert");
     change.commit().await.expect("commit");
-    let short = issued.plaintext.expose();
+    let short = issued.expose();
     assert_eq!(
         api.get(short, "/api/v1/sources/two").await.0,
         StatusCode::OK

@@ -12,7 +12,6 @@ use clap::Subcommand;
 use serde_json::{Value, json};
 
 use sluice::config::Config;
-use sluice::control::audit::{Actor, Draft, Kind};
 use sluice::control::bootstrap;
 use sluice::control::explain::{self, Question, Subject};
 use sluice::control::policy::{self, Action};
@@ -229,26 +228,7 @@ async fn operator(store: &Store, command: AdminCommand) -> anyhow::Result<()> {
             println!("{}", token.expose());
         }
         AdminCommand::Import { file, workspace } => {
-            let doc = bootstrap::read_catalog(&file)?;
-            let ws = workspace_by_slug(store, &workspace).await?;
-            let now = Utc::now();
-            let mut change = store.change().await?;
-            let done = catalog::import(change.conn(), store.key(), &ws.id, &doc, now).await?;
-            change
-                .record(Draft {
-                    time: now,
-                    actor: Actor::System,
-                    action: Kind::CatalogImport.name().into_owned(),
-                    resource_type: "workspace".into(),
-                    resource_id: ws.id.clone(),
-                    before: None,
-                    after: Some(json!({"file": file.display().to_string(), "sources": done.sources,
-                        "writeKeys": done.keys, "destinations": done.destinations, "trackingPlans": done.plans})),
-                    ip: None,
-                    user_agent: Some("sluice admin import".into()),
-                })
-                .await?;
-            change.commit().await?;
+            let done = bootstrap::import(store, &workspace, &file, Utc::now()).await?;
             eprintln!(
                 "imported {} sources, {} write keys, {} destinations, {} tracking plans into {workspace}",
                 done.sources, done.keys, done.destinations, done.plans

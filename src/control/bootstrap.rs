@@ -11,7 +11,7 @@ use super::audit::{Actor, Draft, Kind};
 use super::policy::{Role, Scope};
 use super::store::catalog::{self, Imported};
 use super::store::users::{self, NewUser, UserRow};
-use super::store::{Store, StoreError, invites, labels, tokens, workspaces};
+use super::store::{Change, Store, StoreError, invites, labels, tokens, workspaces};
 use super::token;
 use crate::catalog::{Document, Snapshot};
 
@@ -45,6 +45,15 @@ pub enum BootstrapError {
         "workspace {0:?} has an owner already; ask them for access, or, if no owner can reach the API, run `sluice admin recover-owner --email …` on this host"
     )]
     HasOwner(String),
+}
+
+impl From<tokens::IssueError> for BootstrapError {
+    fn from(error: tokens::IssueError) -> Self {
+        match error {
+            tokens::IssueError::Random(e) => Self::Random(e),
+            tokens::IssueError::Store(e) => Self::Store(e),
+        }
+    }
 }
 
 /// What the first start did.
@@ -90,6 +99,48 @@ fn system(
     }
 }
 
+/// `sluice admin import`: adds a catalog file's sources, keys (as digests), destinations
+/// and plans to workspace `slug`, audited as the system's act (the first start imports
+/// the same way).
+pub async fn import(
+    store: &Store,
+    slug: &str,
+    file: &Path,
+    now: DateTime<Utc>,
+) -> Result<Imported, BootstrapError> {
+    let doc = read_catalog(file)?;
+    let mut change = store.change().await?;
+    let ws = workspaces::by_slug(change.conn(), slug)
+        .await?
+        .ok_or_else(|| BootstrapError::NoWorkspace(slug.to_owned()))?;
+    let done = import_into(&mut change, store, &ws.id, &doc, file, now).await?;
+    change.commit().await?;
+    Ok(done)
+}
+
+/// Imports `doc` (read from `file`) into `workspace` inside `change`, with its audit event.
+async fn import_into(
+    change: &mut Change,
+    store: &Store,
+    workspace: &str,
+    doc: &Document,
+    file: &Path,
+    now: DateTime<Utc>,
+) -> Result<Imported, BootstrapError> {
+    let done = catalog::import(change.conn(), store.key(), workspace, doc, now).await?;
+    change
+        .record(system(
+            Kind::CatalogImport,
+            "workspace",
+            workspace,
+            json!({"file": file.display().to_string(), "sources": done.sources,
+                   "writeKeys": done.keys, "destinations": done.destinations, "trackingPlans": done.plans}),
+            now,
+        ))
+        .await?;
+    Ok(done)
+}
+
 /// On an empty store: makes workspace `default` (with the standard labels), imports
 /// `catalog` when the file exists, and a one-time owner setup link. `None` when the
 /// store has a workspace already.
@@ -122,20 +173,7 @@ pub async fn first_run(
         ))
         .await?;
     let imported = match &doc {
-        Some(doc) => {
-            let done = catalog::import(change.conn(), store.key(), &ws.id, doc, now).await?;
-            change
-                .record(system(
-                    Kind::CatalogImport,
-                    "workspace",
-                    &ws.id,
-                    json!({"file": catalog_file.display().to_string(), "sources": done.sources,
-                           "writeKeys": done.keys, "destinations": done.destinations, "trackingPlans": done.plans}),
-                    now,
-                ))
-                .await?;
-            Some(done)
-        }
+        Some(doc) => Some(import_into(&mut change, store, &ws.id, doc, catalog_file, now).await?),
         None => None,
     };
     let secret = token::random_base62(32)?;
@@ -217,29 +255,20 @@ pub async fn owner(
 /// A token for a new or recovered owner: every scope a person holds, 30 days (capped by
 /// the workspace's maximum).
 async fn owner_token(
-    change: &mut super::store::Change,
+    change: &mut Change,
     ws: &workspaces::Workspace,
     user: &str,
     name: &str,
     now: DateTime<Utc>,
 ) -> Result<(tokens::TokenRow, token::Plaintext), BootstrapError> {
-    let issued = token::issue()?;
-    let row = tokens::insert(
-        change.conn(),
-        &ws.id,
-        tokens::NewToken {
-            user_id: user,
-            name,
-            scopes: &Scope::PERSONAL,
-            digest: &issued.digest.to_hex(),
-            display: &issued.display,
-            expires_at: now
-                + Duration::days(BOOTSTRAP_TOKEN_DAYS.min(i64::from(ws.settings.token_max_days))),
-        },
-        now,
-    )
-    .await?;
-    Ok((row, issued.plaintext))
+    let new = tokens::NewToken {
+        user_id: user,
+        name,
+        scopes: &Scope::PERSONAL,
+        expires_at: now
+            + Duration::days(BOOTSTRAP_TOKEN_DAYS.min(i64::from(ws.settings.token_max_days))),
+    };
+    Ok(tokens::issue(change.conn(), &ws.id, new, now).await?)
 }
 
 /// `sluice admin recover-owner --email`: the break-glass way back in when no owner can

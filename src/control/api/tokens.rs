@@ -17,7 +17,7 @@ use super::{
 };
 use crate::control::audit::Kind;
 use crate::control::policy::{Action, Role, Scope};
-use crate::control::store::tokens::{self, NewToken, TokenRow};
+use crate::control::store::tokens::{self, IssueError, NewToken, TokenRow};
 use crate::control::store::{Change, users};
 use crate::control::token;
 
@@ -143,25 +143,21 @@ pub async fn issue(
     expires_at: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<(TokenRow, token::Plaintext), ApiError> {
-    let issued = token::issue().map_err(|e| {
-        tracing::error!(error = %e, "no randomness for a token");
-        ApiError::Internal
-    })?;
-    let row = tokens::insert(
-        change.conn(),
-        workspace,
-        NewToken {
-            user_id: user,
-            name,
-            scopes,
-            digest: &issued.digest.to_hex(),
-            display: &issued.display,
-            expires_at,
-        },
-        now,
-    )
-    .await?;
-    Ok((row, issued.plaintext))
+    let new = NewToken {
+        user_id: user,
+        name,
+        scopes,
+        expires_at,
+    };
+    tokens::issue(change.conn(), workspace, new, now)
+        .await
+        .map_err(|e| match e {
+            IssueError::Store(e) => ApiError::from(e),
+            IssueError::Random(e) => {
+                tracing::error!(error = %e, "no randomness for a token");
+                ApiError::Internal
+            }
+        })
 }
 
 /// Create an API token (secret shown once).

@@ -6,6 +6,7 @@ use sqlx::{AnyConnection, Row};
 
 use super::{StoreError, ms, new_id, opt_time, time};
 use crate::control::policy::{self, Scope};
+use crate::control::token;
 
 /// A token row (never the token itself).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -72,37 +73,47 @@ fn decode(row: &sqlx::any::AnyRow) -> Result<TokenRow, StoreError> {
     })
 }
 
-/// What a new token says.
+/// What a new token says: whose it is, its name, scopes and expiry.
 #[derive(Debug, Clone)]
 pub struct NewToken<'a> {
-    /// Owner.
+    /// The person it acts as (only ever its maker, or a person being set up).
     pub user_id: &'a str,
     /// Name.
     pub name: &'a str,
     /// Scopes.
     pub scopes: &'a [Scope],
-    /// Hex SHA-256 of the token.
-    pub digest: &'a str,
-    /// Display prefix.
-    pub display: &'a str,
     /// Expiry.
     pub expires_at: DateTime<Utc>,
 }
 
-/// Stores a token's digest.
-pub async fn insert(
+/// Why a token could not be issued.
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    /// The operating system had no randomness to give.
+    #[error(transparent)]
+    Random(#[from] token::NoRandomness),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Makes a personal access token and stores its digest: its row and its plaintext (to
+/// show once). The one way a token comes to be, for the API, setup links, `sluice admin
+/// bootstrap` and `recover-owner` alike; callers decide who may and record the event.
+pub async fn issue(
     conn: &mut AnyConnection,
     workspace: &str,
     new: NewToken<'_>,
     now: DateTime<Utc>,
-) -> Result<TokenRow, StoreError> {
+) -> Result<(TokenRow, token::Plaintext), IssueError> {
+    let issued = token::issue()?;
     let row = TokenRow {
         id: new_id("tok_"),
         workspace_id: workspace.to_owned(),
         user_id: new.user_id.to_owned(),
         name: new.name.to_owned(),
         scopes: new.scopes.to_vec(),
-        display: new.display.to_owned(),
+        display: issued.display.clone(),
         created_at: now,
         expires_at: new.expires_at,
         revoked_at: None,
@@ -119,14 +130,14 @@ pub async fn insert(
     .bind(new.user_id)
     .bind(new.name)
     .bind(scopes.join(" "))
-    .bind(new.digest)
-    .bind(new.display)
+    .bind(issued.digest.to_hex())
+    .bind(&issued.display)
     .bind(ms(now))
     .bind(ms(new.expires_at))
     .execute(conn)
     .await
     .map_err(StoreError::conflict_as("token"))?;
-    Ok(row)
+    Ok((row, issued.plaintext))
 }
 
 /// The token with this digest (hex), whatever its state: the policy judges it.
