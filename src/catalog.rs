@@ -34,7 +34,7 @@ pub use document::{
 // The tracking-plan document types belong to `protocols`; the catalog holds them.
 pub use crate::protocols::{ControlsDoc, Enforcement, PlanDoc, RuleDoc};
 pub use file::FileSource;
-pub use reload::{CatalogSource, LoadError, open_store, spawn_reloader};
+pub use reload::{CatalogSource, LastKnownGood, LoadError, open_store, spawn_reloader};
 pub use remote::RemoteSource;
 
 /// SHA-256 of a write key: the one form a write key takes anywhere but in the answer

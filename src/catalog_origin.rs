@@ -36,6 +36,22 @@ pub enum Source {
     Remote(RemoteSource),
 }
 
+impl Source {
+    /// The key this origin's last-known-good copy is sealed with: the control plane's
+    /// secret key in process, one derived from the node credential on a remote node,
+    /// none for a file catalog (whose file holds the same settings in the clear).
+    pub fn seal(&self) -> Option<Arc<secret::Key>> {
+        match self {
+            Self::File(_) => None,
+            Self::Control(feed) => Some(feed.store().shared_key()),
+            Self::Remote(remote) => Some(Arc::new(secret::Key::derived(
+                remote.credential().expose().as_bytes(),
+                "sluice catalog last-known-good v1",
+            ))),
+        }
+    }
+}
+
 impl CatalogSource for Source {
     fn describe(&self) -> String {
         match self {

@@ -355,8 +355,8 @@ struct Starting {
     control_store: Option<control::feed::Publisher>,
     store: catalog::Live,
     doc: catalog::Document,
-    /// The last-known-good copy's path.
-    lkg: std::path::PathBuf,
+    /// The last-known-good copy.
+    lkg: catalog::LastKnownGood,
 }
 
 /// Creates `log.dir`, opens the catalog's source and loads the catalog (or its
@@ -366,8 +366,11 @@ async fn open_catalog(config: &Config) -> Result<Starting, ServeError> {
         path: config.log.dir.clone(),
         source,
     })?;
-    let lkg = config.log.dir.join(LAST_KNOWN_GOOD);
     let (mut source, control_store) = catalog_origin::open(config).await?;
+    let lkg = catalog::LastKnownGood {
+        path: config.log.dir.join(LAST_KNOWN_GOOD),
+        seal: source.seal(),
+    };
     let (store, doc) = catalog::open_store(&mut source, &lkg).await?;
     Ok(Starting {
         source,

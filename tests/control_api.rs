@@ -624,6 +624,10 @@ async fn a_remote_gateway_follows_the_control_plane_and_survives_its_absence() {
         !text.contains("demo-write-key"),
         "plaintext key in the copy"
     );
+    assert!(
+        text.starts_with("v1:"),
+        "a remote node's copy is sealed with its credential"
+    );
     {
         use std::os::unix::fs::PermissionsExt as _;
         let mode = std::fs::metadata(&lkg).expect("meta").permissions().mode() & 0o777;

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::document::{Invalid, Problems};
 use super::{Document, Live, Snapshot};
+use crate::control::secret::Key;
 use crate::telemetry;
 
 /// Where catalog documents come from: a file today, the control plane later.
@@ -71,10 +72,38 @@ impl From<Invalid> for LoadError {
     }
 }
 
+/// The last-known-good copy of the catalog: where it is kept, and the key that seals it.
+///
+/// The copy holds destination credentials when the process delivers. With the control
+/// plane in the process it is sealed with the store's secret key (as the credentials are
+/// in the store); on a remote node with a key derived from the node's credential, so the
+/// file alone opens nothing. Only a file catalog's copy is plain: the catalog file
+/// beside it holds the same settings in the operator's own hands. A sealed copy is
+/// refused without its key, and a plain one is refused where a key is expected.
+#[derive(Clone)]
+pub struct LastKnownGood {
+    /// The file (`log.dir/catalog.lkg.json`).
+    pub path: PathBuf,
+    /// The sealing key, when the catalog's origin has one.
+    pub seal: Option<Arc<Key>>,
+}
+
+impl std::fmt::Debug for LastKnownGood {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LastKnownGood")
+            .field("path", &self.path)
+            .field("sealed", &self.seal.is_some())
+            .finish()
+    }
+}
+
+/// What a sealed copy is bound to (a sealed value moved elsewhere does not open).
+const SEAL_CONTEXT: &str = "catalog.lkg";
+
 /// Loads the first snapshot: from the source, else from the last-known-good copy.
 pub async fn open_store(
     source: &mut impl CatalogSource,
-    lkg: &Path,
+    lkg: &LastKnownGood,
 ) -> Result<(Live, Document), LoadError> {
     let installable = |doc: Document, version: u64| {
         let snapshot = Snapshot::try_build(version, &doc)?;
@@ -94,13 +123,13 @@ pub async fn open_store(
                 .and_then(|doc| installable(doc, 1))
             {
                 Ok(loaded) => {
-                    tracing::error!(error = %source_error, lkg = %lkg.display(), "catalog source unusable; serving the last-known-good copy");
+                    tracing::error!(error = %source_error, lkg = %lkg.path.display(), "catalog source unusable; serving the last-known-good copy");
                     loaded
                 }
                 Err(lkg_error) => {
                     return Err(LoadError::NoCatalog {
                         source_error: Box::new(source_error),
-                        lkg: lkg.to_owned(),
+                        lkg: lkg.path.clone(),
                         lkg_error: Box::new(lkg_error),
                     });
                 }
@@ -118,7 +147,7 @@ pub fn spawn_reloader(
     mut source: impl CatalogSource,
     store: Live,
     mut current: Document,
-    lkg: PathBuf,
+    lkg: LastKnownGood,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -179,21 +208,48 @@ pub fn feed_up(up: bool) {
     telemetry::gauge(telemetry::CATALOG_FEED_UP, &[]).set(if up { 1.0 } else { 0.0 });
 }
 
-async fn load_last_known_good(path: &Path) -> Result<Document, LoadError> {
+async fn load_last_known_good(lkg: &LastKnownGood) -> Result<Document, LoadError> {
+    let path = &lkg.path;
     let bytes = tokio::fs::read(path)
         .await
         .map_err(|source| LoadError::Io {
             what: format!("last-known-good catalog {}", path.display()),
             source,
         })?;
-    Ok(Document::parse_json(&bytes)?)
+    let unusable = |why: &str| LoadError::Io {
+        what: format!("last-known-good catalog {}", path.display()),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, why.to_owned()),
+    };
+    let sealed = bytes.starts_with(SEALED_PREFIX.as_bytes());
+    match (&lkg.seal, sealed) {
+        (Some(key), true) => {
+            let text = std::str::from_utf8(&bytes).map_err(|_| unusable("not UTF-8"))?;
+            let plain = key
+                .open(text.trim_end(), SEAL_CONTEXT)
+                .map_err(|_| unusable("sealed with another key (or altered)"))?;
+            Ok(Document::parse_json(plain.expose().as_bytes())?)
+        }
+        (Some(_), false) => Err(unusable(
+            "not sealed, but this node seals its copy: refusing a copy it did not write",
+        )),
+        (None, true) => Err(unusable(
+            "sealed, and this catalog origin has no key to open it",
+        )),
+        (None, false) => Ok(Document::parse_json(&bytes)?),
+    }
 }
 
-/// Writes the hashed document next to the log: temp file, fsync, rename.
-async fn save_last_known_good(path: &Path, doc: &Document) {
-    let path = path.to_owned();
+/// How a sealed copy starts (the sealed text form's version tag).
+const SEALED_PREFIX: &str = "v1:";
+
+/// Writes the hashed document next to the log (sealed when there is a key): temp
+/// file, fsync, rename.
+async fn save_last_known_good(lkg: &LastKnownGood, doc: &Document) {
+    let path = lkg.path.clone();
+    let seal = lkg.seal.clone();
     let doc = Arc::new(doc.hashed());
-    let result = tokio::task::spawn_blocking(move || write_atomically(&path, &doc)).await;
+    let result =
+        tokio::task::spawn_blocking(move || write_atomically(&path, &doc, seal.as_deref())).await;
     match result {
         Ok(Ok(())) => {}
         Ok(Err(error)) => {
@@ -203,9 +259,17 @@ async fn save_last_known_good(path: &Path, doc: &Document) {
     }
 }
 
-/// The copy holds destination settings (credentials among them): owner-only.
-fn write_atomically(path: &Path, doc: &Document) -> std::io::Result<()> {
+/// The copy holds destination settings (credentials among them): owner-only, and
+/// sealed when there is a key.
+fn write_atomically(path: &Path, doc: &Document, seal: Option<&Key>) -> std::io::Result<()> {
     let mut text = serde_json::to_vec_pretty(doc)?;
+    if let Some(key) = seal {
+        let json = String::from_utf8(text).map_err(std::io::Error::other)?;
+        text = key
+            .seal(&json, SEAL_CONTEXT)
+            .map_err(std::io::Error::other)?
+            .into_bytes();
+    }
     text.push(b'\n');
     crate::disk::replace(
         path,
@@ -213,4 +277,79 @@ fn write_atomically(path: &Path, doc: &Document) -> std::io::Result<()> {
         crate::disk::Access::Private,
         &crate::disk::Faults::default(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CATALOG: &str = r#"
+        [[sources]]
+        id = "web"
+        write_keys = [{ key = "the-write-key" }]
+        [[destinations]]
+        id = "hook"
+        type = "webhook"
+        sources = ["web"]
+        [destinations.settings]
+        url = "https://example.com/in"
+        secret = "the-signing-secret"
+    "#;
+
+    fn copy(dir: &Path, seal: Option<[u8; 32]>) -> LastKnownGood {
+        LastKnownGood {
+            path: dir.join("catalog.lkg.json"),
+            seal: seal.map(|bytes| Arc::new(Key::from_bytes(&bytes))),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sealed_copy_shows_no_credential_and_opens_only_with_its_key() {
+        let dir = tempfile::tempdir().expect("dir");
+        let doc = Document::parse(CATALOG).expect("catalog");
+        let sealed = copy(dir.path(), Some([1; 32]));
+        save_last_known_good(&sealed, &doc).await;
+        let text = std::fs::read_to_string(&sealed.path).expect("written");
+        assert!(text.starts_with(SEALED_PREFIX), "{text}");
+        for secret in ["the-signing-secret", "the-write-key", "example.com"] {
+            assert!(!text.contains(secret), "{secret} in the sealed copy");
+        }
+        let back = load_last_known_good(&sealed).await.expect("opens");
+        assert_eq!(back, doc.hashed());
+
+        // Another key, no key: refused, never half-read.
+        for other in [copy(dir.path(), Some([2; 32])), copy(dir.path(), None)] {
+            let error = load_last_known_good(&other).await.expect_err("refused");
+            assert!(matches!(error, LoadError::Io { .. }), "{error}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_node_that_seals_refuses_a_plain_copy_and_a_file_catalog_keeps_its_own() {
+        let dir = tempfile::tempdir().expect("dir");
+        let doc = Document::parse(CATALOG).expect("catalog");
+        let plain = copy(dir.path(), None);
+        save_last_known_good(&plain, &doc).await;
+        assert_eq!(
+            load_last_known_good(&plain).await.expect("plain"),
+            doc.hashed()
+        );
+        let error = load_last_known_good(&copy(dir.path(), Some([1; 32])))
+            .await
+            .expect_err("a planted plain copy is refused where a key is expected");
+        assert!(error.to_string().contains("not sealed"), "{error}");
+    }
+
+    #[test]
+    fn keys_derived_from_different_credentials_do_not_open_each_other() {
+        let a = Key::derived(b"slc_node_one", "purpose");
+        let b = Key::derived(b"slc_node_two", "purpose");
+        let sealed = a.seal("text", SEAL_CONTEXT).expect("seal");
+        assert!(b.open(&sealed, SEAL_CONTEXT).is_err());
+        let again = Key::derived(b"slc_node_one", "purpose");
+        assert_eq!(
+            again.open(&sealed, SEAL_CONTEXT).expect("open").expose(),
+            "text"
+        );
+    }
 }

@@ -51,6 +51,11 @@ struct Answer {
 }
 
 impl RemoteSource {
+    /// The node credential it polls with.
+    pub fn credential(&self) -> &Secret {
+        &self.token
+    }
+
     /// Polls `control_url` (the control plane's base URL) as gateway `name`.
     pub fn new(control_url: &str, token: Secret, name: &str) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();

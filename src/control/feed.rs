@@ -110,6 +110,11 @@ pub struct Feed {
 }
 
 impl Feed {
+    /// The store behind the published catalog.
+    pub fn store(&self) -> &Store {
+        self.publisher.store()
+    }
+
     /// A feed of `publisher`'s catalogs.
     pub fn new(publisher: Publisher) -> Self {
         Self {

@@ -65,6 +65,18 @@ impl Key {
         )
     }
 
+    /// A key derived from another secret (e.g. a node credential) for one purpose:
+    /// HMAC-SHA256 keyed by the secret over `purpose`. Whoever lacks the secret cannot
+    /// open what it seals.
+    pub fn derived(secret: &[u8], purpose: &str) -> Self {
+        use hmac::{KeyInit as _, Mac as _};
+        // HMAC takes keys of any length.
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(purpose.as_bytes());
+        Self::from_bytes(&mac.finalize().into_bytes().into())
+    }
+
     /// The audit chain's MAC key, derived from this key.
     pub fn chain_key(&self) -> &super::audit::ChainKey {
         &self.1

@@ -297,6 +297,11 @@ impl Store {
         &self.key
     }
 
+    /// The same key, shared (the last-known-good catalog copy is sealed with it).
+    pub fn shared_key(&self) -> Arc<Key> {
+        Arc::clone(&self.key)
+    }
+
     /// A connection for reads.
     pub async fn read(&self) -> Result<sqlx::pool::PoolConnection<Any>, StoreError> {
         Ok(self.pool.acquire().await?)
