@@ -920,6 +920,33 @@ async fn destinations_the_guard_would_refuse_are_refused_when_made() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{settings}: {body}");
         assert_eq!(body["errors"][0]["field"], field, "{body}");
     }
+    // A NATS server is reached like a webhook: private servers (the default one too),
+    // anywhere in a server list, and other schemes are refused.
+    for settings in [
+        json!({"subject": "s"}),
+        json!({"subject": "s", "url": "nats://10.0.0.5:4222"}),
+        json!({"subject": "s", "url": "nats://nats.example.com:4222, 127.0.0.1:6379"}),
+        json!({"subject": "s", "url": "redis://nats.example.com:6379"}),
+    ] {
+        let (status, body) = api
+            .post(
+                &owner,
+                "/api/v1/destinations",
+                json!({"sourceId": "demo", "metadataId": "nats", "settings": settings}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{settings}: {body}");
+        assert_eq!(body["errors"][0]["field"], "settings.url", "{body}");
+    }
+    let (status, body) = api
+        .post(
+            &owner,
+            "/api/v1/destinations",
+            json!({"sourceId": "demo", "metadataId": "nats",
+                   "settings": {"subject": "s", "url": "tls://nats.example.com:4222"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 }
 
 #[tokio::test]

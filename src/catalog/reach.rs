@@ -60,12 +60,31 @@ fn embedded_ipv4(v6: std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
 /// URL, or a host that is a private address by its very text. The control plane's API
 /// refuses such a destination up front with this reason.
 pub fn refusal_by_text(url: &str) -> Option<String> {
+    refusal_of(url, &["http", "https"])
+}
+
+/// [`refusal_by_text`] for a NATS destination's server list (comma-separated
+/// `nats://`, `tls://`, `ws://` or `wss://` URLs): each server is checked, and a bare
+/// `host:port` is read as `nats://host:port`, as the client reads it.
+pub fn nats_refusal_by_text(urls: &str) -> Option<String> {
+    urls.split(',').map(str::trim).find_map(|url| {
+        let url = if url.contains("://") {
+            url.to_owned()
+        } else {
+            format!("nats://{url}")
+        };
+        refusal_of(&url, &["nats", "tls", "ws", "wss"])
+    })
+}
+
+fn refusal_of(url: &str, schemes: &[&str]) -> Option<String> {
     let parsed = match reqwest::Url::parse(url) {
         Ok(parsed) => parsed,
         Err(e) => return Some(format!("not a URL: {e}")),
     };
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return Some("must be an http:// or https:// URL".into());
+    if !schemes.contains(&parsed.scheme()) {
+        let names: Vec<String> = schemes.iter().map(|s| format!("{s}://")).collect();
+        return Some(format!("must be a {} URL", names.join(" or ")));
     }
     let host = parsed
         .host_str()

@@ -381,7 +381,14 @@ fn kind(metadata_id: &str, settings: Value, allow_private: bool) -> Result<KindD
                 }
             }
         }
-        KindDoc::Nats(_) => {}
+        KindDoc::Nats(n) => {
+            // A NATS server is reached from the delivery nodes' network as a webhook
+            // is: the same guard (the default, 127.0.0.1, needs the same setting).
+            if !allow_private && let Some(why) = crate::catalog::reach::nats_refusal_by_text(&n.url)
+            {
+                return Err(ApiError::field("settings.url", why));
+            }
+        }
     }
     Ok(kind)
 }
