@@ -132,7 +132,25 @@ impl Api {
         resource: ResourceRef<'_>,
         missing: ApiError,
     ) -> Result<Decision, ApiError> {
-        let decision = caller.decide(action, resource);
+        self.settle(
+            caller,
+            action,
+            resource,
+            caller.decide(action, resource),
+            missing,
+        )
+        .await
+    }
+
+    /// [`Api::allow`] with the decision already taken (each decision is asked once).
+    pub async fn settle(
+        &self,
+        caller: &Caller,
+        action: Action,
+        resource: ResourceRef<'_>,
+        decision: Decision,
+        missing: ApiError,
+    ) -> Result<Decision, ApiError> {
         if decision.allowed {
             return Ok(decision);
         }
@@ -207,10 +225,11 @@ impl Api {
         acted: ResourceRef<'_>,
         missing: impl Fn() -> ApiError,
     ) -> Result<(), ApiError> {
-        if action != view && caller.decide(view, seen).hidden() {
+        let sight = caller.decide(view, seen);
+        if action != view && sight.hidden() {
             self.allow(caller, action, acted, missing()).await?;
         }
-        self.allow(caller, view, seen, missing()).await?;
+        self.settle(caller, view, seen, sight, missing()).await?;
         if action != view {
             self.allow(caller, action, acted, missing()).await?;
         }
@@ -555,6 +574,17 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// Whether this caller may act at all (a live token, an active person), asked of the
+    /// policy: `Some` is the 401 to answer.
+    pub fn standing(&self) -> Option<Unauthenticated> {
+        let token = self.token.policy();
+        let principal = policy::Principal {
+            user: &self.user,
+            token: Some(&token),
+        };
+        policy::standing(principal, self.now).and_then(Unauthenticated::of)
+    }
+
     /// The policy's decision for this caller.
     pub fn decide(&self, action: Action, resource: ResourceRef<'_>) -> Decision {
         let token = self.token.policy();
@@ -638,8 +668,7 @@ impl FromRequestParts<Arc<Api>> for Caller {
             now,
         };
         // A dead token is refused before anything else (the policy says which way).
-        let alive = caller.decide(Action::ViewWorkspace, ResourceRef::Workspace);
-        if let Some(dead) = Unauthenticated::of(alive.reason) {
+        if let Some(dead) = caller.standing() {
             return Err(ApiError::Unauthorized(dead));
         }
         // Last use is kept to the minute: a write per request would queue every read

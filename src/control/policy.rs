@@ -836,16 +836,19 @@ fn own_level(
     (user.default_level(), from.to_owned())
 }
 
-/// Decides whether `principal` may do `action` to `resource` at `now`.
-pub fn authorize(
+/// Whether `principal` may act at all at `now`: `None` while the token is live and its
+/// person active, else why not. The first check of every [`authorize`], asked alone
+/// once per request before anything else.
+pub fn standing(principal: Principal<'_>, now: DateTime<Utc>) -> Option<Reason> {
+    standing_of(principal, now, &mut Vec::new())
+}
+
+/// [`standing`], noting the token's state among `rules`.
+fn standing_of(
     principal: Principal<'_>,
-    action: Action,
-    resource: ResourceRef<'_>,
-    settings: Settings,
     now: DateTime<Utc>,
-) -> Decision {
-    let user = principal.user;
-    let mut rules = Vec::new();
+    rules: &mut Vec<Rule>,
+) -> Option<Reason> {
     if let Some(token) = principal.token {
         let state = if token.revoked_at.is_some_and(|at| at <= now) {
             Some((Reason::TokenRevoked, "revoked"))
@@ -859,11 +862,24 @@ pub fn authorize(
             state: state.map_or("valid", |(_, s)| s),
         });
         if let Some((reason, _)) = state {
-            return Decision::deny(reason, rules);
+            return Some(reason);
         }
     }
-    if !user.active {
-        return Decision::deny(Reason::UserInactive, rules);
+    (!principal.user.active).then_some(Reason::UserInactive)
+}
+
+/// Decides whether `principal` may do `action` to `resource` at `now`.
+pub fn authorize(
+    principal: Principal<'_>,
+    action: Action,
+    resource: ResourceRef<'_>,
+    settings: Settings,
+    now: DateTime<Utc>,
+) -> Decision {
+    let user = principal.user;
+    let mut rules = Vec::new();
+    if let Some(reason) = standing_of(principal, now, &mut rules) {
+        return Decision::deny(reason, rules);
     }
     let role = user.effective_role();
     if role != user.role {

@@ -104,10 +104,11 @@ async fn may_change_sources_of(api: &Api, caller: &Caller, plan: &str) -> Result
         // Asked of the policy as an edit of that source: refusals are audited, and a
         // hidden source answers exactly as a visible one the caller may not edit.
         let resource = ResourceRef::Source(s.as_ref());
-        if !caller.decide(Action::EditSource, resource).allowed {
+        let decision = caller.decide(Action::EditSource, resource);
+        if !decision.allowed {
             return Err(
                 match api
-                    .allow(caller, Action::EditSource, resource, refused())
+                    .settle(caller, Action::EditSource, resource, decision, refused())
                     .await
                 {
                     Err(ApiError::Forbidden(_)) | Ok(_) => refused(),
