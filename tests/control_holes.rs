@@ -993,6 +993,24 @@ async fn refused_changes_on_hidden_or_missing_resources_and_bad_links_are_audite
         events.iter().any(|e| e["type"] == "setup_link.refused"),
         "the forged link attempt is audited"
     );
+    // Guessing on: every attempt is refused, but the address's further failures within
+    // the minute are counted into its next event, not written one by one.
+    for i in 0..15 {
+        let (status, _) = api
+            .accept(&format!("/setup/guess-{i}"), "x@example.com")
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+    let (_, body) = api
+        .get(&owner, "/api/v1/audit-events?pagination[count]=200")
+        .await;
+    let refused = body["data"]["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["type"] == "setup_link.refused")
+        .count();
+    assert_eq!(refused, 1, "one event per address per minute: {body}");
 }
 
 #[tokio::test]

@@ -94,6 +94,8 @@ pub struct Api {
     identities: identities::Identities,
     /// When idle rate-limit buckets were last dropped (Unix ms).
     swept: std::sync::atomic::AtomicI64,
+    /// Which refused setup/invite link attempts are audited.
+    pub link_refusals: setup::LinkRefusals,
 }
 
 impl Api {
@@ -119,6 +121,7 @@ impl Api {
             closing: tokio_util::sync::CancellationToken::new(),
             identities: identities::Identities::default(),
             swept: std::sync::atomic::AtomicI64::new(0),
+            link_refusals: setup::LinkRefusals::default(),
         })
     }
 
@@ -401,13 +404,17 @@ fn limiter_key(resolved: Option<&Resolved>, addr: Option<SocketAddr>) -> String 
     if let Some(identity) = resolved.and_then(|r| r.identity.as_ref()) {
         return format!("token:{}", identity.token.id);
     }
-    match addr.map(|a| a.ip().to_canonical()) {
-        Some(std::net::IpAddr::V6(v6)) => {
+    addr.map_or_else(|| "addr:unknown".into(), |a| address_key(a.ip()))
+}
+
+/// An address as budgets count it: IPv4 as is, IPv6 by its /64.
+pub(crate) fn address_key(ip: std::net::IpAddr) -> String {
+    match ip.to_canonical() {
+        std::net::IpAddr::V6(v6) => {
             let [a, b, c, d, ..] = v6.segments();
             format!("addr:{a:x}:{b:x}:{c:x}:{d:x}::/64")
         }
-        Some(ip) => format!("addr:{ip}"),
-        None => "addr:unknown".into(),
+        ip => format!("addr:{ip}"),
     }
 }
 

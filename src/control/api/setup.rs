@@ -13,7 +13,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -70,6 +70,61 @@ fn refused(state: LinkState) -> (StatusCode, &'static str) {
         LinkState::Unknown => (StatusCode::NOT_FOUND, "This link is not valid."),
         LinkState::Used => (StatusCode::GONE, "This link has been used already."),
         LinkState::Expired => (StatusCode::GONE, "This link has expired."),
+    }
+}
+
+/// The answer to a refused link: the error envelope or the page.
+fn refusal_answer(state: LinkState, json: bool) -> Response {
+    let (status, text) = refused(state);
+    if json {
+        return (
+            status,
+            axum::Json(json!({"errors": [{"type": "link", "message": text}]})),
+        )
+            .into_response();
+    }
+    page(status, "Sluice setup", &format!("<p>{text}</p>"))
+}
+
+/// Which refused link attempts reach the audit log: the first per address (its /64 for
+/// IPv6) per minute, carrying how many went unrecorded since the address's last event.
+#[derive(Debug, Default)]
+pub struct LinkRefusals(std::sync::Mutex<std::collections::HashMap<String, (DateTime<Utc>, u64)>>);
+
+/// Addresses remembered at most (older windows are dropped first when it is full).
+const REFUSAL_ADDRESSES: usize = 10_000;
+
+impl LinkRefusals {
+    /// `Some(n)`: record this attempt, with `n` earlier ones unrecorded; `None`: count
+    /// it for the address's next recorded event.
+    pub fn admit(&self, ip: std::net::IpAddr, now: DateTime<Utc>) -> Option<u64> {
+        let key = super::address_key(ip);
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if map.len() >= REFUSAL_ADDRESSES {
+            map.retain(|_, (since, _)| now - *since < Duration::minutes(1));
+        }
+        let room = map.len() < REFUSAL_ADDRESSES;
+        match map.get_mut(&key) {
+            Some((since, unrecorded)) if now - *since < Duration::minutes(1) => {
+                *unrecorded += 1;
+                None
+            }
+            Some((since, unrecorded)) => {
+                let earlier = std::mem::take(unrecorded);
+                *since = now;
+                Some(earlier)
+            }
+            None => {
+                // Full of addresses seen within the minute: recorded, not remembered.
+                if room {
+                    map.insert(key, (now, 0));
+                }
+                Some(0)
+            }
+        }
     }
 }
 
@@ -146,13 +201,7 @@ async fn accept(
     let json = wants_json(&headers);
     let form = parse_form(&headers, &body)?;
     let now = Utc::now();
-    let email = form.email.trim().to_lowercase();
-    if !email.contains('@')
-        || email.len() > 254
-        || email.chars().any(|c| c.is_whitespace() || c.is_control())
-    {
-        return Err(ApiError::field("email", "not an email address"));
-    }
+    let email = super::invites::valid_email("email", &form.email)?;
     for (field, value) in [
         ("first_name", &form.first_name),
         ("last_name", &form.last_name),
@@ -169,11 +218,23 @@ async fn accept(
     let link = match invites::use_link(change.conn(), &digest, now).await? {
         Ok(link) => link,
         Err(state) => {
-            // A failed attempt is audited (who tried, from where), never the link.
+            // A failed attempt is audited (who tried, from where), never the link; an
+            // address's further failures within the minute are counted into its next
+            // event instead, so guessing (or many people behind one proxy) cannot flood
+            // the audit log.
             let state_name = match state {
                 LinkState::Unknown => "unknown",
                 LinkState::Used => "used",
                 LinkState::Expired => "expired",
+            };
+            crate::telemetry::counter(
+                crate::telemetry::CONTROL_DENIALS,
+                &[(crate::telemetry::LABEL_REASON, "link_refused".to_owned())],
+            )
+            .increment(1);
+            let Some(suppressed) = api.link_refusals.admit(peer.ip(), now) else {
+                drop(change);
+                return Ok(refusal_answer(state, json));
             };
             change
                 .record(Draft {
@@ -183,7 +244,8 @@ async fn accept(
                     resource_type: "setup_link".into(),
                     resource_id: state_name.into(),
                     before: None,
-                    after: Some(json!({"email": email, "reason": state_name})),
+                    after: Some(json!({"email": email, "reason": state_name,
+                        "earlierUnrecorded": suppressed})),
                     ip: Some(peer.ip().to_canonical().to_string()),
                     user_agent: headers
                         .get("user-agent")
@@ -192,15 +254,7 @@ async fn accept(
                 })
                 .await?;
             change.commit().await?;
-            let (status, text) = refused(state);
-            if json {
-                return Ok((
-                    status,
-                    axum::Json(json!({"errors": [{"type": "link", "message": text}]})),
-                )
-                    .into_response());
-            }
-            return Ok(page(status, "Sluice setup", &format!("<p>{text}</p>")));
+            return Ok(refusal_answer(state, json));
         }
     };
     if !link.email.is_empty() && link.email != email {
@@ -317,4 +371,26 @@ async fn accept(
         url = escape(api.public_url.trim_end_matches('/')),
     );
     Ok(page(StatusCode::OK, "You're set up", &body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_gets_one_recorded_refusal_a_minute_carrying_the_unrecorded_count() {
+        let refusals = LinkRefusals::default();
+        let t0 = DateTime::from_timestamp(1_800_000_000, 0).expect("time");
+        let one: std::net::IpAddr = "192.0.2.1".parse().expect("ip");
+        let other: std::net::IpAddr = "2001:db8:1:2::9".parse().expect("ip");
+        let same_64: std::net::IpAddr = "2001:db8:1:2::77".parse().expect("ip");
+        assert_eq!(refusals.admit(one, t0), Some(0));
+        for s in 1..=5 {
+            assert_eq!(refusals.admit(one, t0 + Duration::seconds(s)), None);
+        }
+        assert_eq!(refusals.admit(other, t0), Some(0), "its own window");
+        assert_eq!(refusals.admit(same_64, t0), None, "the same /64");
+        assert_eq!(refusals.admit(one, t0 + Duration::seconds(61)), Some(5));
+        assert_eq!(refusals.admit(other, t0 + Duration::seconds(61)), Some(1));
+    }
 }
