@@ -964,9 +964,11 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T>
 pub struct PageQuery {
     /// Page size (1 to 200, default 10).
     #[serde(rename = "pagination[count]", default)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
     pub count: Option<String>,
-    /// Opaque cursor from the previous page's `pagination.next`.
+    /// Opaque cursor from the previous page's `pagination.next` (or `current`).
     #[serde(rename = "pagination[cursor]", default)]
+    #[param(pattern = "^[A-Za-z0-9_-]*$")]
     pub cursor: Option<String>,
 }
 
