@@ -64,7 +64,11 @@ async fn sources(
         .iter()
         .map(|k| (k.0.to_owned(), source_metadata(*k)))
         .collect();
-    Ok(page_in_memory("sourcesCatalog", items, &page, json!({})))
+    Ok(page_in_memory(
+        items,
+        &page,
+        |items, pagination| json!({"sourcesCatalog": items, "pagination": pagination}),
+    ))
 }
 
 /// One source type.
@@ -108,10 +112,9 @@ async fn destinations(
         .map(|(id, ..)| ((*id).to_owned(), metadata(id)))
         .collect();
     Ok(page_in_memory(
-        "destinationsCatalog",
         items,
         &page,
-        json!({}),
+        |items, pagination| json!({"destinationsCatalog": items, "pagination": pagination}),
     ))
 }
 

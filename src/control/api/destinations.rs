@@ -311,7 +311,13 @@ async fn list(
             last = Some(d.id.as_str());
         }
     }
-    Ok(page_of("destinations", out, &page, rows.len(), last))
+    Ok(page_of(
+        out,
+        &page,
+        rows.len(),
+        last,
+        |items, pagination| json!({"destinations": items, "pagination": pagination}),
+    ))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

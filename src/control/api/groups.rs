@@ -69,7 +69,13 @@ async fn list_groups(
     let rows = groups::list(&mut conn, &caller.workspace.id, &page.after, page.count).await?;
     let last = rows.last().map(|g| g.id.as_str());
     let out: Vec<Value> = rows.iter().map(group_wire).collect();
-    Ok(page_of("userGroups", out, &page, rows.len(), last))
+    Ok(page_of(
+        out,
+        &page,
+        rows.len(),
+        last,
+        |items, pagination| json!({"userGroups": items, "pagination": pagination}),
+    ))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -210,7 +216,11 @@ async fn group_members(
             out.push((u.id.clone(), user_wire(&u)));
         }
     }
-    Ok(page_in_memory("users", out, &page, json!({})))
+    Ok(page_in_memory(
+        out,
+        &page,
+        |items, pagination| json!({"users": items, "pagination": pagination}),
+    ))
 }
 
 /// Emails invited into a group who have not joined yet.
@@ -236,7 +246,11 @@ async fn group_invites(
         .into_iter()
         .map(|e| (e.clone(), e))
         .collect();
-    Ok(page_in_memory("emails", emails, &page, json!({})))
+    Ok(page_in_memory(
+        emails,
+        &page,
+        |items, pagination| json!({"emails": items, "pagination": pagination}),
+    ))
 }
 
 /// The groups a member belongs to.
@@ -261,7 +275,11 @@ async fn groups_of_user(
         .ok_or_else(|| ApiError::missing("user", &id))?;
     let rows = groups::of_user(&mut conn, &caller.workspace.id, &id).await?;
     let out: Vec<(String, Value)> = rows.iter().map(|g| (g.id.clone(), group_wire(g))).collect();
-    Ok(page_in_memory("groups", out, &page, json!({})))
+    Ok(page_in_memory(
+        out,
+        &page,
+        |items, pagination| json!({"groups": items, "pagination": pagination}),
+    ))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

@@ -205,10 +205,9 @@ async fn list_invites(
         .collect();
     let emails: Vec<(String, String)> = rows.into_iter().map(|(e, _)| (e.clone(), e)).collect();
     Ok(page_in_memory(
-        "invites",
         emails,
         &page,
-        json!({ "roles": roles }),
+        |invites, pagination| json!({ "invites": invites, "pagination": pagination, "roles": roles }),
     ))
 }
 

@@ -128,7 +128,13 @@ async fn list(
     let rows = nodes::list(&mut conn, &caller.workspace.id, &page.after, page.count).await?;
     let last = rows.last().map(|r| r.id.as_str());
     let items: Vec<Node> = rows.iter().map(Node::from).collect();
-    Ok(page_of("nodes", &items, &page, rows.len(), last))
+    Ok(page_of(
+        items,
+        &page,
+        rows.len(),
+        last,
+        |items, pagination| json!({"nodes": items, "pagination": pagination}),
+    ))
 }
 
 /// Make a node credential (secret shown once).

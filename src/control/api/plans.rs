@@ -178,7 +178,13 @@ async fn list(
     .await?;
     let last = rows.last().map(|p| p.id.as_str());
     let out: Vec<Value> = rows.iter().map(wire).collect();
-    Ok(page_of("trackingPlans", out, &page, rows.len(), last))
+    Ok(page_of(
+        out,
+        &page,
+        rows.len(),
+        last,
+        |items, pagination| json!({"trackingPlans": items, "pagination": pagination}),
+    ))
 }
 
 /// Segment's plan types.
@@ -435,10 +441,9 @@ async fn rules(
         .map(|(i, r)| (format!("{i:08}"), r))
         .collect();
     Ok(page_in_memory(
-        "rules",
         items,
         &page,
-        json!({"version": plan.published_version}),
+        |rules, pagination| json!({"rules": rules, "pagination": pagination, "version": plan.published_version}),
     ))
 }
 
@@ -721,7 +726,11 @@ async fn plan_sources(
             )
         })
         .collect();
-    Ok(page_in_memory("sources", items, &page, json!({})))
+    Ok(page_in_memory(
+        items,
+        &page,
+        |items, pagination| json!({"sources": items, "pagination": pagination}),
+    ))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -49,7 +49,11 @@ async fn roles(
         .enumerate()
         .map(|(i, v)| (format!("{i:04}"), v))
         .collect();
-    Ok(page_in_memory("roles", items, &page, json!({})))
+    Ok(page_in_memory(
+        items,
+        &page,
+        |items, pagination| json!({"roles": items, "pagination": pagination}),
+    ))
 }
 
 pub(super) fn role_title(role: Role) -> &'static str {

@@ -180,7 +180,13 @@ async fn list(
             last = Some(row.id.as_str());
         }
     }
-    Ok(page_of("sources", out, &page, rows.len(), last))
+    Ok(page_of(
+        out,
+        &page,
+        rows.len(),
+        last,
+        |items, pagination| json!({"sources": items, "pagination": pagination}),
+    ))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -710,7 +716,11 @@ async fn connected(
             ));
         }
     }
-    Ok(page_in_memory("destinations", out, &page, json!({})))
+    Ok(page_in_memory(
+        out,
+        &page,
+        |items, pagination| json!({"destinations": items, "pagination": pagination}),
+    ))
 }
 
 /// Warehouses connected to a source: Sluice has none (always an empty page).
@@ -729,10 +739,9 @@ async fn warehouses(
 ) -> Result<Response, ApiError> {
     let page = q.page()?;
     visible(&api, &caller, &id, Action::ViewSource).await?;
-    Ok(page_in_memory::<Value>(
-        "warehouses",
+    Ok(page_in_memory::<Value, _>(
         Vec::new(),
         &page,
-        json!({}),
+        |items, pagination| json!({"warehouses": items, "pagination": pagination}),
     ))
 }

@@ -47,7 +47,13 @@ async fn list(
     let mut conn = api.store.read().await?;
     let rows = tokens::list(&mut conn, &caller.workspace.id, &page.after, page.count).await?;
     let last = rows.last().map(|t| t.id.as_str());
-    Ok(page_of("tokens", &rows, &page, rows.len(), last))
+    Ok(page_of(
+        rows.iter().collect(),
+        &page,
+        rows.len(),
+        last,
+        |items, pagination| json!({"tokens": items, "pagination": pagination}),
+    ))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

@@ -61,7 +61,13 @@ async fn list_users(
     let rows = users::list(&mut conn, &caller.workspace.id, &page.after, page.count).await?;
     let last = rows.last().map(|u| u.id.as_str());
     let out: Vec<Value> = rows.iter().map(user_wire).collect();
-    Ok(page_of("users", out, &page, rows.len(), last))
+    Ok(page_of(
+        out,
+        &page,
+        rows.len(),
+        last,
+        |items, pagination| json!({"users": items, "pagination": pagination}),
+    ))
 }
 
 async fn load_user(api: &Api, caller: &Caller, id: &str) -> Result<UserRow, ApiError> {
