@@ -711,7 +711,7 @@ async fn plan_sources(
     let mut conn = api.store.read().await?;
     let all = sources::all(&mut conn, &caller.workspace.id).await?;
     drop(conn);
-    let items: Vec<(String, Value)> = all
+    let items: Vec<(String, super::sources::Source)> = all
         .iter()
         .filter(|s| s.tracking_plan_id.as_deref() == Some(id.as_str()))
         .filter(|s| {
