@@ -24,7 +24,6 @@ pub mod openapi;
 pub mod permissions;
 pub mod plans;
 pub mod roles;
-pub mod schema;
 pub mod setup;
 pub mod source_settings;
 pub mod sources;
