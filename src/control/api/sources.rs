@@ -496,7 +496,7 @@ async fn create(
     path = "/api/v1/sources/{id}",
     tag = "Sources",
     params(("id" = String, Path, description = "Source id")),
-    responses((status = 200, description = "Get a source.", body = Data<SourceOne>))
+    responses((status = 200, description = "Get a source.", body = Data<SourceRead>))
 )]
 async fn read(
     State(api): State<Arc<Api>>,
