@@ -24,12 +24,12 @@ pub mod openapi;
 pub mod permissions;
 pub mod plans;
 pub mod roles;
-pub mod schema;
 pub mod setup;
 pub mod source_settings;
 pub mod sources;
 pub mod tokens;
 pub mod users;
+pub mod wire;
 pub mod workspace;
 
 use std::net::SocketAddr;
@@ -56,6 +56,7 @@ use super::store::tokens::TokenRow;
 use super::store::workspaces::Workspace;
 use super::store::{self, Store, StoreError};
 use super::token;
+use wire::{Data, Pagination, Status};
 
 /// How stale a token's recorded last use may get before a request updates it.
 const TOUCH_EVERY: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
@@ -255,26 +256,27 @@ impl Api {
     }
 }
 
-/// A page of a list: `{"<key>": items, "pagination": …}`; `last` is the id of the last
-/// row read (the next page starts after it).
-pub fn page_of(
-    key: &str,
-    items: impl Serialize,
+/// A page of a list read from the store: `list` makes the answer of the items shown and
+/// the page's `pagination`; `rows` is how many rows were read and `last` the id of the
+/// last one shown (the next page starts after it).
+pub fn page_of<T, L: Serialize>(
+    items: Vec<T>,
     page: &Page,
     rows: usize,
     last: Option<&str>,
+    list: impl FnOnce(Vec<T>, Pagination) -> L,
 ) -> Response {
-    data(json!({ key: items, "pagination": pagination(page, rows, last) }))
+    let pagination = pagination(page, rows, last);
+    data(list(items, pagination))
 }
 
 /// A page of a list held in memory, in Segment's shape: the items sorted by their id
-/// (the first of each pair), those after the cursor, at most `page.count`; `pagination`
-/// with `totalEntries`; the fields of `extra` (an object) beside them.
-pub fn page_in_memory<T: Serialize>(
-    key: &str,
+/// (the first of each pair), those after the cursor, at most `page.count`, made into the
+/// answer by `list` with a `pagination` that has `totalEntries`.
+pub fn page_in_memory<T, L: Serialize>(
     mut items: Vec<(String, T)>,
     page: &Page,
-    extra: Value,
+    list: impl FnOnce(Vec<T>, Pagination) -> L,
 ) -> Response {
     items.sort_by(|a, b| a.0.cmp(&b.0));
     let total = items.len();
@@ -285,13 +287,11 @@ pub fn page_in_memory<T: Serialize>(
         .collect();
     let last = chosen.last().map(|(id, _)| id.clone());
     let values: Vec<T> = chosen.into_iter().map(|(_, v)| v).collect();
-    let mut pagination = pagination(page, values.len(), last.as_deref());
-    pagination["totalEntries"] = json!(total);
-    let mut out = json!({ key: values, "pagination": pagination });
-    if let (Some(out), Value::Object(extra)) = (out.as_object_mut(), extra) {
-        out.extend(extra);
-    }
-    data(out)
+    let pagination = Pagination {
+        total_entries: Some(total),
+        ..pagination(page, values.len(), last.as_deref())
+    };
+    data(list(values, pagination))
 }
 
 fn is_read(action: Action) -> bool {
@@ -856,15 +856,18 @@ impl From<StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, kind) = self.status_and_type();
-        let message = self.to_string();
-        let mut error = json!({"type": kind, "message": message});
-        if let Self::Invalid {
-            field: Some(field), ..
-        } = &self
-        {
-            error["field"] = json!(field);
-        }
-        let mut response = (status, Json(json!({ "errors": [error] }))).into_response();
+        let error = wire::ErrorItem {
+            kind: kind.to_owned(),
+            message: self.to_string(),
+            field: match self {
+                Self::Invalid { field, .. } => field,
+                _ => None,
+            },
+        };
+        let envelope = wire::ErrorEnvelope {
+            errors: vec![error],
+        };
+        let mut response = (status, Json(envelope)).into_response();
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 "www-authenticate",
@@ -877,12 +880,12 @@ impl IntoResponse for ApiError {
 
 /// `{"data": value}` with 200.
 pub fn data(value: impl Serialize) -> Response {
-    Json(json!({ "data": value })).into_response()
+    Json(Data { data: value }).into_response()
 }
 
 /// `{"data":{"status":"SUCCESS"}}`, the answer to deletes and removals.
 pub fn success() -> Response {
-    data(json!({"status": "SUCCESS"}))
+    data(Status::SUCCESS)
 }
 
 /// A JSON body that refuses unknown fields and names the field at fault.
@@ -1021,8 +1024,8 @@ fn decode_cursor(cursor: &str) -> Option<String> {
     text.strip_prefix("after:").map(str::to_owned)
 }
 
-/// The `pagination` object of a page whose items' last id is `last` (when the page is full).
-pub fn pagination(page: &Page, returned: usize, last: Option<&str>) -> Value {
+/// The `pagination` of a page whose items' last id is `last` (when the page is full).
+pub fn pagination(page: &Page, returned: usize, last: Option<&str>) -> Pagination {
     use base64::Engine as _;
     let encode =
         |id: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("after:{id}"));
@@ -1031,13 +1034,15 @@ pub fn pagination(page: &Page, returned: usize, last: Option<&str>) -> Value {
     } else {
         encode(&page.after)
     };
-    let mut out = json!({ "current": current });
-    if returned == page.count as usize
-        && let Some(last) = last
-    {
-        out["next"] = json!(encode(last));
+    let next = (returned == page.count as usize)
+        .then_some(last)
+        .flatten()
+        .map(encode);
+    Pagination {
+        current,
+        next,
+        total_entries: None,
     }
-    out
 }
 
 /// Checks a free-text field: present, trimmed length within bounds, no control chars.

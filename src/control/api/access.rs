@@ -6,13 +6,14 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::ToSchema;
 
-use super::schema;
+use super::wire::Data;
 use super::{Api, ApiError, Caller, Query, data};
 use crate::control::explain::{ExplainError, Question, Subject};
-use crate::control::policy::{self, Action, DestinationRef, ResourceRef};
+use crate::control::policy::{self, Action, DestinationRef, Reason, ResourceRef, Rule};
 use crate::control::store::sources;
 use crate::control::store::users::{self};
 
@@ -42,6 +43,25 @@ struct ExplainQuery {
     source_id: Option<String>,
 }
 
+/// A decision and the rules that made it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Explanation {
+    /// Whose access.
+    pub user_id: String,
+    /// The action, e.g. `edit_source`.
+    #[schema(value_type = String)]
+    pub action: Action,
+    /// The answer.
+    pub allowed: bool,
+    /// Why: the deciding rule (`allowed`, `hidden`, `role_denies`, …).
+    #[schema(value_type = String)]
+    pub reason: Reason,
+    /// Every rule consulted, in order (`{"rule": …, …}` each).
+    #[schema(value_type = Vec<Object>)]
+    pub rules: Vec<Rule>,
+}
+
 /// The decision for a user, an action and a resource, with every rule that made it:
 /// exactly the decision the API takes. Explaining your own access counts the token you
 /// ask with (its scopes); explaining someone else's takes the right to manage members
@@ -52,7 +72,7 @@ struct ExplainQuery {
     path = "/api/v1/access/explain",
     tag = "Access",
     params(ExplainQuery),
-    responses((status = 200, description = "Explain a decision with every rule that made it.", body = schema::Data<schema::Explanation>))
+    responses((status = 200, description = "Explain a decision with every rule that made it.", body = Data<Explanation>))
 )]
 async fn explain(
     State(api): State<Arc<Api>>,
@@ -134,11 +154,11 @@ async fn explain(
             ExplainError::NoDestination(id) => ApiError::missing("destination", &id),
             ExplainError::Store(e) => ApiError::from(e),
         })?;
-    Ok(data(json!({
-        "userId": user_id,
-        "action": action,
-        "allowed": decision.allowed,
-        "reason": decision.reason,
-        "rules": decision.rules,
-    })))
+    Ok(data(Explanation {
+        user_id,
+        action,
+        allowed: decision.allowed,
+        reason: decision.reason,
+        rules: decision.rules,
+    }))
 }

@@ -9,10 +9,11 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
 
-use super::schema;
+use super::wire::{Data, Pagination};
 use super::{Api, ApiError, Caller, PAGE_DEFAULT, PAGE_MAX, Query, data};
 use crate::control::audit::{Actor, Event};
 use crate::control::policy::Action;
@@ -53,8 +54,69 @@ struct AuditQuery {
     format: Option<String>,
 }
 
+/// An audit event on the wire: Segment's fields first, then Sluice's.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEvent {
+    /// Position in the chain (a decimal number).
+    pub id: String,
+    /// When.
+    pub timestamp: DateTime<Utc>,
+    /// What happened, e.g. `source.create`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Who: a user id, `scim`, `sso` or `system`.
+    pub actor: String,
+    /// `user`, `token`, `scim`, `sso` or `system`.
+    pub actor_type: String,
+    /// The actor in full (`{"type": …, …}`).
+    #[schema(value_type = Object)]
+    pub actor_detail: Actor,
+    /// The resource's id.
+    pub resource_id: String,
+    /// The resource's type, e.g. `source`.
+    pub resource_type: String,
+    /// The resource's name (its id).
+    pub resource_name: String,
+    /// The resource before (secrets never kept).
+    pub before: Option<Value>,
+    /// The resource after, or what a refusal was (secrets never kept).
+    pub after: Option<Value>,
+    /// Client address.
+    pub ip: Option<String>,
+    /// Client user agent.
+    pub user_agent: Option<String>,
+    /// The previous event's hash (hex).
+    pub prev_hash: String,
+    /// This event's hash (hex).
+    pub hash: String,
+}
+
+/// A page of audit events, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditEventList {
+    /// The page.
+    pub events: Vec<AuditEvent>,
+    /// Paging (the cursor is an event's id).
+    pub pagination: Pagination,
+}
+
+/// `{"catalog": {"revision": …}}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CatalogRevision {
+    /// The catalog the gateways are fed.
+    pub catalog: Revision,
+}
+
+/// A catalog revision.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Revision {
+    /// Its number (it grows with every change to the catalog).
+    pub revision: u64,
+}
+
 /// An event on the wire: Segment's fields first, then Sluice's.
-pub fn wire(e: &Event) -> Value {
+pub fn wire(e: &Event) -> AuditEvent {
     let (actor, actor_type) = match &e.what.actor {
         Actor::User { id } => (id.clone(), "user"),
         Actor::Token { user, .. } => (user.clone(), "token"),
@@ -62,23 +124,23 @@ pub fn wire(e: &Event) -> Value {
         Actor::Sso => ("sso".into(), "sso"),
         Actor::System => ("system".into(), "system"),
     };
-    json!({
-        "id": e.seq.to_string(),
-        "timestamp": e.what.time,
-        "type": e.what.action,
-        "actor": actor,
-        "actorType": actor_type,
-        "actorDetail": e.what.actor,
-        "resourceId": e.what.resource_id,
-        "resourceType": e.what.resource_type,
-        "resourceName": e.what.resource_id,
-        "before": e.what.before,
-        "after": e.what.after,
-        "ip": e.what.ip,
-        "userAgent": e.what.user_agent,
-        "prevHash": crate::control::store::hex32(&e.prev_hash),
-        "hash": crate::control::store::hex32(&e.hash),
-    })
+    AuditEvent {
+        id: e.seq.to_string(),
+        timestamp: e.what.time,
+        kind: e.what.action.clone(),
+        actor,
+        actor_type: actor_type.to_owned(),
+        actor_detail: e.what.actor.clone(),
+        resource_id: e.what.resource_id.clone(),
+        resource_type: e.what.resource_type.clone(),
+        resource_name: e.what.resource_id.clone(),
+        before: e.what.before.clone(),
+        after: e.what.after.clone(),
+        ip: e.what.ip.clone(),
+        user_agent: e.what.user_agent.clone(),
+        prev_hash: crate::control::store::hex32(&e.prev_hash),
+        hash: crate::control::store::hex32(&e.hash),
+    }
 }
 
 /// Audit events, newest first; format=csv|ndjson exports.
@@ -88,7 +150,7 @@ pub fn wire(e: &Event) -> Value {
     tag = "Audit Trail",
     params(AuditQuery),
     responses((status = 200, description = "Audit events, newest first (JSON pages; `format=csv` or `format=ndjson` exports every match)", content(
-        (schema::Data<schema::AuditEventList> = "application/json"),
+        (Data<AuditEventList> = "application/json"),
         (String = "text/csv"),
         (String = "application/x-ndjson"),
     )))
@@ -153,23 +215,26 @@ async fn list(
             .into_response()),
         Some("ndjson") => Ok((
             [(header::CONTENT_TYPE, "application/x-ndjson")],
-            export_body(&api, filter, count, None, |e| wire(e).to_string()),
+            export_body(&api, filter, count, None, |e| {
+                serde_json::to_string(&wire(e)).unwrap_or_default()
+            }),
         )
             .into_response()),
         _ => {
             let mut conn = api.store.read().await?;
             let events = audit_log::list(&mut conn, &filter, count).await?;
-            let mut pagination =
-                json!({"current": before_seq.map_or_else(|| "MA".to_owned(), |s| s.to_string())});
-            if events.len() == count as usize
-                && let Some(last) = events.last()
-            {
-                pagination["next"] = json!(last.seq.to_string());
-            }
-            Ok(data(json!({
-                "events": events.iter().map(wire).collect::<Vec<_>>(),
-                "pagination": pagination,
-            })))
+            let next = events
+                .last()
+                .filter(|_| events.len() == count as usize)
+                .map(|last| last.seq.to_string());
+            Ok(data(AuditEventList {
+                events: events.iter().map(wire).collect(),
+                pagination: Pagination {
+                    current: before_seq.map_or_else(|| "MA".to_owned(), |s| s.to_string()),
+                    next,
+                    total_entries: None,
+                },
+            }))
         }
     }
 }
@@ -249,7 +314,7 @@ const CSV_COLUMNS: [&str; 12] = [
 ];
 
 fn csv_row(e: &Event) -> String {
-    let w = wire(e);
+    let w = serde_json::to_value(wire(e)).unwrap_or_default();
     let cells: Vec<String> = CSV_COLUMNS
         .iter()
         .map(|c| match &w[*c] {
@@ -281,10 +346,12 @@ fn cell(text: &str) -> String {
     get,
     path = "/api/v1/catalog",
     tag = "Catalog",
-    responses((status = 200, description = "The control plane's catalog revision.", body = schema::Data<schema::CatalogRevision>))
+    responses((status = 200, description = "The control plane's catalog revision.", body = Data<CatalogRevision>))
 )]
 async fn catalog(State(api): State<Arc<Api>>, caller: Caller) -> Result<Response, ApiError> {
     api.allow_workspace(&caller, Action::ViewWorkspace).await?;
     let revision = api.store.catalog_revision().await?;
-    Ok(data(json!({"catalog": {"revision": revision}})))
+    Ok(data(CatalogRevision {
+        catalog: Revision { revision },
+    }))
 }

@@ -8,9 +8,12 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
 
-use super::destinations::{KINDS, metadata};
+use super::destinations::{DestinationMetadata, KINDS, metadata};
+use super::wire::{Data, Pagination};
 use super::{Api, ApiError, Caller, PageQuery, Path, Query, data, page_in_memory};
 use crate::control::policy::Action;
 
@@ -36,13 +39,87 @@ pub const SOURCE_KINDS: [(&str, &str, &str); 8] = [
     ("react-native", "React Native", "Mobile"),
 ];
 
-fn source_metadata((id, name, category): (&str, &str, &str)) -> Value {
-    json!({
-        "id": id, "slug": id, "name": name,
-        "description": format!("{name}: Segment's {name} library pointed at Sluice's Tracking API."),
-        "logos": {"default": ""}, "options": [], "categories": [category],
-        "isCloudEventSource": false,
-    })
+/// A type's logos (Sluice has none: `{"default": ""}`).
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct Logos {
+    /// The logo's URL (empty).
+    pub default: String,
+}
+
+/// Segment's `SourceMetadataV1`: a source type.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceMetadata {
+    /// Id (the `metadataId` a source is created with).
+    pub id: String,
+    /// Slug (= id).
+    pub slug: String,
+    /// Name.
+    pub name: String,
+    /// Categories (`Website`, `Mobile`, `Server`; none on a source's own `metadata`).
+    pub categories: Vec<String>,
+    /// What it is.
+    pub description: String,
+    /// Logos.
+    pub logos: Logos,
+    /// Settings the type takes: none (always empty).
+    #[schema(value_type = Vec<Object>)]
+    pub options: Vec<Value>,
+    /// Always `false` (on a source's own `metadata` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub is_deprecated: Option<bool>,
+    /// Always `false`.
+    pub is_cloud_event_source: bool,
+}
+
+fn source_metadata((id, name, category): (&str, &str, &str)) -> SourceMetadata {
+    SourceMetadata {
+        id: id.to_owned(),
+        slug: id.to_owned(),
+        name: name.to_owned(),
+        categories: vec![category.to_owned()],
+        description: format!("{name}: Segment's {name} library pointed at Sluice's Tracking API."),
+        logos: Logos::default(),
+        options: Vec::new(),
+        is_deprecated: None,
+        is_cloud_event_source: false,
+    }
+}
+
+/// `{"sourcesCatalog": […], "pagination"}`: source types.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SourcesCatalog {
+    /// The page.
+    pub sources_catalog: Vec<SourceMetadata>,
+    /// Paging.
+    pub pagination: Pagination,
+}
+
+/// `{"sourceMetadata": …}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceMetadataOne {
+    /// The source type.
+    pub source_metadata: SourceMetadata,
+}
+
+/// `{"destinationsCatalog": […], "pagination"}`: destination types.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DestinationsCatalog {
+    /// The page.
+    pub destinations_catalog: Vec<DestinationMetadata>,
+    /// Paging.
+    pub pagination: Pagination,
+}
+
+/// `{"destinationMetadata": …}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DestinationMetadataOne {
+    /// The destination type.
+    pub destination_metadata: DestinationMetadata,
 }
 
 /// Source types.
@@ -51,7 +128,7 @@ fn source_metadata((id, name, category): (&str, &str, &str)) -> Value {
     path = "/api/v1/catalog/sources",
     tag = "Catalog",
     params(PageQuery),
-    responses((status = 200, description = "Source types.", body = super::schema::Data<super::schema::SourcesCatalog>))
+    responses((status = 200, description = "Source types.", body = Data<SourcesCatalog>))
 )]
 async fn sources(
     State(api): State<Arc<Api>>,
@@ -64,7 +141,14 @@ async fn sources(
         .iter()
         .map(|k| (k.0.to_owned(), source_metadata(*k)))
         .collect();
-    Ok(page_in_memory("sourcesCatalog", items, &page, json!({})))
+    Ok(page_in_memory(
+        items,
+        &page,
+        |sources_catalog, pagination| SourcesCatalog {
+            sources_catalog,
+            pagination,
+        },
+    ))
 }
 
 /// One source type.
@@ -73,7 +157,7 @@ async fn sources(
     path = "/api/v1/catalog/sources/{id}",
     tag = "Catalog",
     params(("id" = String, Path, description = "Source type id")),
-    responses((status = 200, description = "A source type.", body = super::schema::Data<super::schema::SourceMetadataOne>))
+    responses((status = 200, description = "A source type.", body = Data<SourceMetadataOne>))
 )]
 async fn source(
     State(api): State<Arc<Api>>,
@@ -85,7 +169,9 @@ async fn source(
         .iter()
         .find(|k| k.0 == id)
         .ok_or_else(|| ApiError::missing("source type", &id))?;
-    Ok(data(json!({"sourceMetadata": source_metadata(*kind)})))
+    Ok(data(SourceMetadataOne {
+        source_metadata: source_metadata(*kind),
+    }))
 }
 
 /// Destination types.
@@ -94,7 +180,7 @@ async fn source(
     path = "/api/v1/catalog/destinations",
     tag = "Catalog",
     params(PageQuery),
-    responses((status = 200, description = "Destination types.", body = super::schema::Data<super::schema::DestinationsCatalog>))
+    responses((status = 200, description = "Destination types.", body = Data<DestinationsCatalog>))
 )]
 async fn destinations(
     State(api): State<Arc<Api>>,
@@ -108,10 +194,12 @@ async fn destinations(
         .map(|(id, ..)| ((*id).to_owned(), metadata(id)))
         .collect();
     Ok(page_in_memory(
-        "destinationsCatalog",
         items,
         &page,
-        json!({}),
+        |destinations_catalog, pagination| DestinationsCatalog {
+            destinations_catalog,
+            pagination,
+        },
     ))
 }
 
@@ -121,7 +209,7 @@ async fn destinations(
     path = "/api/v1/catalog/destinations/{id}",
     tag = "Catalog",
     params(("id" = String, Path, description = "Destination type id (webhook, file, nats)")),
-    responses((status = 200, description = "A destination type.", body = super::schema::Data<super::schema::DestinationMetadataOne>))
+    responses((status = 200, description = "A destination type.", body = Data<DestinationMetadataOne>))
 )]
 async fn destination(
     State(api): State<Arc<Api>>,
@@ -132,5 +220,7 @@ async fn destination(
     if !KINDS.iter().any(|(k, ..)| *k == id) {
         return Err(ApiError::missing("destination type", &id));
     }
-    Ok(data(json!({"destinationMetadata": metadata(&id)})))
+    Ok(data(DestinationMetadataOne {
+        destination_metadata: metadata(&id),
+    }))
 }

@@ -6,10 +6,13 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
-use serde::Deserialize;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
-use super::schema;
+use super::catalog::Logos;
+use super::wire::{Data, Pagination, Status, document};
 use super::{
     Api, ApiError, Body, Caller, PageQuery, Path, Query, data, page_of, slug_field, success,
     text_field,
@@ -80,54 +83,171 @@ pub const KINDS: [(&str, &str, &str); 3] = [
     ),
 ];
 
+/// Segment's `DestinationMetadataV1`: a destination type. Sluice's types have none of
+/// Segment's options, components, actions or presets: those lists are always empty.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DestinationMetadata {
+    /// Id: `webhook`, `file` or `nats` (the `metadataId` a destination is created with).
+    pub id: String,
+    /// Slug (= id).
+    pub slug: String,
+    /// Name.
+    pub name: String,
+    /// What it does.
+    pub description: String,
+    /// Logos.
+    pub logos: Logos,
+    /// Always empty.
+    #[schema(value_type = Vec<Object>)]
+    pub options: Vec<Value>,
+    /// Always empty.
+    pub categories: Vec<String>,
+    /// Always empty.
+    #[schema(value_type = Vec<Object>)]
+    pub contacts: Vec<Value>,
+    /// Always empty.
+    #[schema(value_type = Vec<Object>)]
+    pub components: Vec<Value>,
+    /// Always empty.
+    pub previous_names: Vec<String>,
+    /// Always `PUBLIC`.
+    pub status: String,
+    /// Always empty.
+    pub website: String,
+    /// Always `{}`.
+    #[schema(value_type = Object)]
+    pub supported_features: serde_json::Map<String, Value>,
+    /// Always `{}`.
+    #[schema(value_type = Object)]
+    pub supported_methods: serde_json::Map<String, Value>,
+    /// Always `{}`.
+    #[schema(value_type = Object)]
+    pub supported_platforms: serde_json::Map<String, Value>,
+    /// Always empty.
+    #[schema(value_type = Vec<Object>)]
+    pub actions: Vec<Value>,
+    /// Always empty.
+    #[schema(value_type = Vec<Object>)]
+    pub presets: Vec<Value>,
+    /// Always `false`.
+    pub partner_owned: bool,
+    /// Always empty.
+    pub supported_regions: Vec<String>,
+    /// Always empty.
+    pub region_endpoints: Vec<String>,
+}
+
 /// Segment's `DestinationMetadataV1` of a Sluice destination type.
-pub fn metadata(kind: &str) -> Value {
+pub fn metadata(kind: &str) -> DestinationMetadata {
     let (name, description) = KINDS
         .iter()
         .find(|(id, ..)| *id == kind)
         .map_or((kind, ""), |(_, name, description)| (*name, *description));
-    json!({
-        "id": kind,
-        "slug": kind,
-        "name": name,
-        "description": description,
-        "logos": {"default": ""},
-        "options": [],
-        "categories": [],
-        "contacts": [],
-        "components": [],
-        "previousNames": [],
-        "status": "PUBLIC",
-        "website": "",
-        "supportedFeatures": {},
-        "supportedMethods": {},
-        "supportedPlatforms": {},
-        "actions": [],
-        "presets": [],
-        "partnerOwned": false,
-        "supportedRegions": [],
-        "regionEndpoints": [],
-    })
+    DestinationMetadata {
+        id: kind.to_owned(),
+        slug: kind.to_owned(),
+        name: name.to_owned(),
+        description: description.to_owned(),
+        logos: Logos::default(),
+        options: Vec::new(),
+        categories: Vec::new(),
+        contacts: Vec::new(),
+        components: Vec::new(),
+        previous_names: Vec::new(),
+        status: "PUBLIC".to_owned(),
+        website: String::new(),
+        supported_features: serde_json::Map::new(),
+        supported_methods: serde_json::Map::new(),
+        supported_platforms: serde_json::Map::new(),
+        actions: Vec::new(),
+        presets: Vec::new(),
+        partner_owned: false,
+        supported_regions: Vec::new(),
+        region_endpoints: Vec::new(),
+    }
 }
 
 /// A destination on the wire (Segment's `DestinationV1` plus Sluice's fields).
-pub fn wire(row: &DestinationRow, workspace: &str) -> Value {
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Destination {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Whether it is delivered to.
+    pub enabled: bool,
+    /// Workspace.
+    pub workspace_id: String,
+    /// The first connected source (Segment's shape), if any.
+    pub source_id: Option<String>,
+    /// Every connected source.
+    pub sources: Vec<String>,
+    /// Its type, in Segment's catalog shape.
+    pub metadata: DestinationMetadata,
+    /// The type's settings, credentials replaced by a placeholder.
+    #[schema(value_type = Object)]
+    pub settings: Value,
+    /// Which events it gets.
+    #[schema(value_type = Object)]
+    pub filter: FilterDoc,
+    /// How failed deliveries are retried.
+    #[schema(value_type = Object)]
+    pub retry: RetryDoc,
+    /// Batches in flight at most.
+    pub max_in_flight: u32,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Updated.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// `{"destination": …}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DestinationOne {
+    /// The destination.
+    pub destination: Destination,
+}
+
+/// A page of destinations.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DestinationList {
+    /// The page.
+    pub destinations: Vec<Destination>,
+    /// Paging.
+    pub pagination: Pagination,
+}
+
+/// `{"destinationId", "settings"}`: a destination's credentials, revealed.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Credentials {
+    /// The destination.
+    pub destination_id: String,
+    /// Its settings, credentials included.
+    #[schema(value_type = Object)]
+    pub settings: Value,
+}
+
+/// A destination as the audit log keeps it (every connected source).
+pub fn wire(row: &DestinationRow, workspace: &str) -> Destination {
     let kind = type_name(&row.doc.kind);
-    json!({
-        "id": row.id,
-        "name": row.name,
-        "enabled": row.enabled,
-        "workspaceId": workspace,
-        "sourceId": row.doc.sources.first(),
-        "sources": row.doc.sources,
-        "metadata": metadata(kind),
-        "settings": redacted_settings(&row.doc.kind),
-        "filter": row.doc.filter,
-        "retry": row.doc.retry,
-        "maxInFlight": row.doc.max_in_flight,
-        "createdAt": row.created_at,
-        "updatedAt": row.updated_at,
-    })
+    Destination {
+        id: row.id.clone(),
+        name: row.name.clone(),
+        enabled: row.enabled,
+        workspace_id: workspace.to_owned(),
+        source_id: row.doc.sources.first().cloned(),
+        sources: row.doc.sources.clone(),
+        metadata: metadata(kind),
+        settings: redacted_settings(&row.doc.kind),
+        filter: row.doc.filter.clone(),
+        retry: row.doc.retry.clone(),
+        max_in_flight: row.doc.max_in_flight,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+    }
 }
 
 /// Which of `ids` the caller may see: a hidden source's id never leaves the API.
@@ -148,12 +268,17 @@ async fn seen_sources(api: &Api, caller: &Caller, ids: &[String]) -> Result<Vec<
 
 /// A destination as the caller sees it: [`wire`] with only the sources the caller may
 /// see (the audit log keeps the whole [`wire`]).
-pub async fn shown(api: &Api, caller: &Caller, row: &DestinationRow) -> Result<Value, ApiError> {
-    let mut value = wire(row, &caller.workspace.id);
+pub async fn shown(
+    api: &Api,
+    caller: &Caller,
+    row: &DestinationRow,
+) -> Result<Destination, ApiError> {
     let ids = seen_sources(api, caller, &row.doc.sources).await?;
-    value["sourceId"] = json!(ids.first());
-    value["sources"] = json!(ids);
-    Ok(value)
+    Ok(Destination {
+        source_id: ids.first().cloned(),
+        sources: ids,
+        ..wire(row, &caller.workspace.id)
+    })
 }
 
 async fn visible(
@@ -275,7 +400,7 @@ pub async fn installable(api: &Api, change: &mut Change, workspace: &str) -> Res
     path = "/api/v1/destinations",
     tag = "Destinations",
     params(PageQuery),
-    responses((status = 200, description = "List the destinations the caller may see.", body = schema::Data<schema::DestinationList>))
+    responses((status = 200, description = "List the destinations the caller may see.", body = Data<DestinationList>))
 )]
 async fn list(
     State(api): State<Arc<Api>>,
@@ -311,7 +436,16 @@ async fn list(
             last = Some(d.id.as_str());
         }
     }
-    Ok(page_of("destinations", out, &page, rows.len(), last))
+    Ok(page_of(
+        out,
+        &page,
+        rows.len(),
+        last,
+        |destinations, pagination| DestinationList {
+            destinations,
+            pagination,
+        },
+    ))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -399,7 +533,7 @@ fn kind(metadata_id: &str, settings: Value, allow_private: bool) -> Result<KindD
     path = "/api/v1/destinations",
     tag = "Destinations",
     request_body = CreateDestination,
-    responses((status = 200, description = "Create a destination connected to a source.", body = schema::Data<schema::DestinationOne>))
+    responses((status = 200, description = "Create a destination connected to a source.", body = Data<DestinationOne>))
 )]
 async fn create(
     State(api): State<Arc<Api>>,
@@ -455,13 +589,13 @@ async fn create(
             "destination",
             &id,
             None,
-            Some(after.clone()),
+            Some(document(&after)?),
         ))
         .await?;
     change.commit().await?;
-    Ok(data(
-        json!({ "destination": shown(&api, &caller, &row).await? }),
-    ))
+    Ok(data(DestinationOne {
+        destination: shown(&api, &caller, &row).await?,
+    }))
 }
 
 /// Get a destination (credentials redacted).
@@ -470,7 +604,7 @@ async fn create(
     path = "/api/v1/destinations/{id}",
     tag = "Destinations",
     params(("id" = String, Path, description = "Destination id")),
-    responses((status = 200, description = "Get a destination (credentials redacted).", body = schema::Data<schema::DestinationOne>))
+    responses((status = 200, description = "Get a destination (credentials redacted).", body = Data<DestinationOne>))
 )]
 async fn read(
     State(api): State<Arc<Api>>,
@@ -478,9 +612,9 @@ async fn read(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let row = visible(&api, &caller, &id, Action::ViewDestination).await?;
-    Ok(data(
-        json!({"destination": shown(&api, &caller, &row).await?}),
-    ))
+    Ok(data(DestinationOne {
+        destination: shown(&api, &caller, &row).await?,
+    }))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -513,7 +647,7 @@ struct UpdateDestination {
     tag = "Destinations",
     params(("id" = String, Path, description = "Destination id")),
     request_body = UpdateDestination,
-    responses((status = 200, description = "Update a destination: settings (write-only secrets), connections, filter, retry.", body = schema::Data<schema::DestinationOne>))
+    responses((status = 200, description = "Update a destination: settings (write-only secrets), connections, filter, retry.", body = Data<DestinationOne>))
 )]
 async fn update(
     State(api): State<Arc<Api>>,
@@ -601,14 +735,14 @@ async fn update(
             Kind::DestinationUpdate,
             "destination",
             &id,
-            Some(was),
-            Some(after.clone()),
+            Some(document(&was)?),
+            Some(document(&after)?),
         ))
         .await?;
     change.commit().await?;
-    Ok(data(
-        json!({ "destination": shown(&api, &caller, &row).await? }),
-    ))
+    Ok(data(DestinationOne {
+        destination: shown(&api, &caller, &row).await?,
+    }))
 }
 
 /// Delete a destination.
@@ -617,7 +751,7 @@ async fn update(
     path = "/api/v1/destinations/{id}",
     tag = "Destinations",
     params(("id" = String, Path, description = "Destination id")),
-    responses((status = 200, description = "Delete a destination.", body = schema::Data<schema::Status>))
+    responses((status = 200, description = "Delete a destination.", body = Data<Status>))
 )]
 async fn remove(
     State(api): State<Arc<Api>>,
@@ -629,7 +763,13 @@ async fn remove(
     destinations::delete(change.conn(), &id).await?;
     let was = wire(&before, &caller.workspace.id);
     change
-        .record(caller.draft(Kind::DestinationDelete, "destination", &id, Some(was), None))
+        .record(caller.draft(
+            Kind::DestinationDelete,
+            "destination",
+            &id,
+            Some(document(&was)?),
+            None,
+        ))
         .await?;
     change.commit().await?;
     Ok(success())
@@ -657,7 +797,7 @@ async fn no_delivery_metrics() -> ApiError {
     path = "/api/v1/destinations/{id}/credentials",
     tag = "Destinations",
     params(("id" = String, Path, description = "Destination id")),
-    responses((status = 200, description = "The destination's settings with its credentials.", body = schema::Data<schema::Credentials>))
+    responses((status = 200, description = "The destination's settings with its credentials.", body = Data<Credentials>))
 )]
 async fn credentials(
     State(api): State<Arc<Api>>,
@@ -677,7 +817,10 @@ async fn credentials(
     let settings = serde_json::to_value(&row.doc.kind)
         .map(|mut v| v["settings"].take())
         .unwrap_or_default();
-    let mut response = data(json!({"destinationId": id, "settings": settings}));
+    let mut response = data(Credentials {
+        destination_id: id,
+        settings,
+    });
     response.headers_mut().insert(
         axum::http::header::CACHE_CONTROL,
         axum::http::HeaderValue::from_static("no-store"),

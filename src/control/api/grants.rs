@@ -7,10 +7,10 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::routing::{delete, get};
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-use super::schema;
+use super::wire::{Data, Status, document};
 use super::{Api, ApiError, Body, Caller, Path, data, slug_field, success, text_field};
 use crate::control::audit::Kind;
 use crate::control::policy::{Action, Level, Target};
@@ -26,8 +26,60 @@ pub fn routes() -> Router<Arc<Api>> {
         .route("/grants/{id}", delete(remove_grant))
 }
 
-fn grant_wire(g: &GrantRow) -> Value {
-    serde_json::to_value(g).unwrap_or_default()
+/// A grant: a level on a source, a destination or every source with a label, held by a
+/// user or a group.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Grant {
+    /// Id.
+    pub id: String,
+    /// Who holds it: `{"type":"user"|"group","id":…}`.
+    #[schema(value_type = Object)]
+    pub principal: Holder,
+    /// What it applies to: `{"kind":"source","id":…}`, `{"kind":"destination","id":…}`
+    /// or `{"kind":"source_label","key":…,"value":…}`.
+    #[schema(value_type = Object)]
+    pub resource: Target,
+    /// `full`, `read_write`, `read_only` or `no_access`.
+    #[schema(value_type = String)]
+    pub level: Level,
+    /// Why it was given.
+    pub justification: String,
+    /// Who approved it.
+    pub approved_by: String,
+    /// Its end (just-in-time access), if any.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<&GrantRow> for Grant {
+    fn from(row: &GrantRow) -> Self {
+        Self {
+            id: row.id.clone(),
+            principal: row.principal.clone(),
+            resource: row.resource.clone(),
+            level: row.level,
+            justification: row.justification.clone(),
+            approved_by: row.approved_by.clone(),
+            expires_at: row.expires_at,
+            created_at: row.created_at,
+        }
+    }
+}
+
+/// `{"grant": …}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GrantOne {
+    /// The grant.
+    pub grant: Grant,
+}
+
+/// `{"grants": […]}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GrantList {
+    /// Every grant of the workspace.
+    pub grants: Vec<Grant>,
 }
 
 /// Every grant of the workspace.
@@ -35,15 +87,15 @@ fn grant_wire(g: &GrantRow) -> Value {
     get,
     path = "/api/v1/grants",
     tag = "Access",
-    responses((status = 200, description = "Every grant of the workspace.", body = schema::Data<schema::GrantList>))
+    responses((status = 200, description = "Every grant of the workspace.", body = Data<GrantList>))
 )]
 async fn list_grants(State(api): State<Arc<Api>>, caller: Caller) -> Result<Response, ApiError> {
     api.allow_workspace(&caller, Action::ManageMembers).await?;
     let mut conn = api.store.read().await?;
     let rows = grants::list(&mut conn, &caller.workspace.id).await?;
-    Ok(data(
-        json!({"grants": rows.iter().map(grant_wire).collect::<Vec<_>>()}),
-    ))
+    Ok(data(GrantList {
+        grants: rows.iter().map(Grant::from).collect(),
+    }))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -79,7 +131,7 @@ struct PrincipalWire {
     path = "/api/v1/grants",
     tag = "Access",
     request_body = CreateGrant,
-    responses((status = 200, description = "Give a user or group a level on a source, destination or label.", body = schema::Data<schema::GrantOne>))
+    responses((status = 200, description = "Give a user or group a level on a source, destination or label.", body = Data<GrantOne>))
 )]
 async fn create_grant(
     State(api): State<Arc<Api>>,
@@ -145,17 +197,18 @@ async fn create_grant(
         caller.now,
     )
     .await?;
+    let grant = Grant::from(&row);
     change
         .record(caller.draft(
             Kind::GrantCreate,
             "grant",
             &row.id,
             None,
-            Some(grant_wire(&row)),
+            Some(document(&grant)?),
         ))
         .await?;
     change.commit().await?;
-    Ok(data(json!({"grant": grant_wire(&row)})))
+    Ok(data(GrantOne { grant }))
 }
 
 /// Remove a grant.
@@ -164,7 +217,7 @@ async fn create_grant(
     path = "/api/v1/grants/{id}",
     tag = "Access",
     params(("id" = String, Path, description = "Grant id")),
-    responses((status = 200, description = "Remove a grant.", body = schema::Data<schema::Status>))
+    responses((status = 200, description = "Remove a grant.", body = Data<Status>))
 )]
 async fn remove_grant(
     State(api): State<Arc<Api>>,
@@ -182,7 +235,7 @@ async fn remove_grant(
             Kind::GrantDelete,
             "grant",
             &id,
-            Some(grant_wire(&row)),
+            Some(document(&Grant::from(&row))?),
             None,
         ))
         .await?;

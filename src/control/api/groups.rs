@@ -6,13 +6,15 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::Response;
 use axum::routing::{delete, get};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
 
-use super::invites::{make_invite, valid_email};
-use super::roles::{parse_role, role_title};
-use super::schema;
-use super::users::user_wire;
+use super::invites::{InviteMade, make_invite, valid_email};
+use super::permissions::Permission;
+use super::roles::parse_role;
+use super::users::{UserList, user_wire};
+use super::wire::{Data, Pagination, Status, document};
 use super::{
     Api, ApiError, Body, Caller, PageQuery, Path, Query, data, page_in_memory, page_of, success,
     text_field,
@@ -42,12 +44,80 @@ pub fn routes() -> Router<Arc<Api>> {
         .route("/users/{id}/groups", get(groups_of_user))
 }
 
-fn group_wire(g: &GroupRow) -> Value {
-    json!({
-        "id": g.id, "name": g.name, "memberCount": g.member_count,
-        "role": g.role.map(Role::name), "origin": g.origin,
-        "permissions": g.role.map(|r| vec![json!({"roleId": r.name(), "roleName": role_title(r), "resources": []})]).unwrap_or_default(),
-    })
+/// A group of members.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Group {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// How many members it has.
+    pub member_count: i64,
+    /// The workspace role its members get at least, if any.
+    pub role: Option<String>,
+    /// `local` or `scim`.
+    pub origin: String,
+    /// Its role in Segment's permission shape (none without a role).
+    pub permissions: Vec<Permission>,
+}
+
+/// `{"userGroup": …}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupOne {
+    /// The group.
+    pub user_group: Group,
+}
+
+/// `{"userGroup": …, "invites": […]}`: a group after members were added or replaced.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupChanged {
+    /// The group after the change.
+    pub user_group: Group,
+    /// The workspace invites the change made (emails that were not members yet), each
+    /// with its one-time link.
+    pub invites: Vec<InviteMade>,
+}
+
+/// A page of groups.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupList {
+    /// The page.
+    pub user_groups: Vec<Group>,
+    /// Paging.
+    pub pagination: Pagination,
+}
+
+/// A page of a member's groups.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserGroupList {
+    /// The page.
+    pub groups: Vec<Group>,
+    /// Paging.
+    pub pagination: Pagination,
+}
+
+/// A page of emails invited into a group.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EmailList {
+    /// The page.
+    pub emails: Vec<String>,
+    /// Paging.
+    pub pagination: Pagination,
+}
+
+fn group_wire(g: &GroupRow) -> Group {
+    Group {
+        id: g.id.clone(),
+        name: g.name.clone(),
+        member_count: g.member_count,
+        role: g.role.map(|r| r.name().to_owned()),
+        origin: g.origin.clone(),
+        permissions: g.role.map(Permission::role).into_iter().collect(),
+    }
 }
 
 /// List groups.
@@ -56,7 +126,7 @@ fn group_wire(g: &GroupRow) -> Value {
     path = "/api/v1/groups",
     tag = "IAM Groups",
     params(PageQuery),
-    responses((status = 200, description = "List groups.", body = schema::Data<schema::GroupList>))
+    responses((status = 200, description = "List groups.", body = Data<GroupList>))
 )]
 async fn list_groups(
     State(api): State<Arc<Api>>,
@@ -68,8 +138,17 @@ async fn list_groups(
     let mut conn = api.store.read().await?;
     let rows = groups::list(&mut conn, &caller.workspace.id, &page.after, page.count).await?;
     let last = rows.last().map(|g| g.id.as_str());
-    let out: Vec<Value> = rows.iter().map(group_wire).collect();
-    Ok(page_of("userGroups", out, &page, rows.len(), last))
+    let out: Vec<Group> = rows.iter().map(group_wire).collect();
+    Ok(page_of(
+        out,
+        &page,
+        rows.len(),
+        last,
+        |user_groups, pagination| GroupList {
+            user_groups,
+            pagination,
+        },
+    ))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -92,7 +171,7 @@ struct CreateGroup {
     path = "/api/v1/groups",
     tag = "IAM Groups",
     request_body = CreateGroup,
-    responses((status = 200, description = "Create a group.", body = schema::Data<schema::GroupOne>))
+    responses((status = 200, description = "Create a group.", body = Data<GroupOne>))
 )]
 async fn create_group(
     State(api): State<Arc<Api>>,
@@ -119,11 +198,13 @@ async fn create_group(
             "group",
             &group.id,
             None,
-            Some(group_wire(&group)),
+            Some(document(&group_wire(&group))?),
         ))
         .await?;
     change.commit().await?;
-    Ok(data(json!({"userGroup": group_wire(&group)})))
+    Ok(data(GroupOne {
+        user_group: group_wire(&group),
+    }))
 }
 
 async fn load_group(api: &Api, caller: &Caller, id: &str) -> Result<GroupRow, ApiError> {
@@ -139,7 +220,7 @@ async fn load_group(api: &Api, caller: &Caller, id: &str) -> Result<GroupRow, Ap
     path = "/api/v1/groups/{id}",
     tag = "IAM Groups",
     params(("id" = String, Path, description = "Group id")),
-    responses((status = 200, description = "Get a group.", body = schema::Data<schema::GroupOne>))
+    responses((status = 200, description = "Get a group.", body = Data<GroupOne>))
 )]
 async fn read_group(
     State(api): State<Arc<Api>>,
@@ -148,7 +229,9 @@ async fn read_group(
 ) -> Result<Response, ApiError> {
     api.allow_workspace(&caller, Action::ViewMembers).await?;
     let group = load_group(&api, &caller, &id).await?;
-    Ok(data(json!({"userGroup": group_wire(&group)})))
+    Ok(data(GroupOne {
+        user_group: group_wire(&group),
+    }))
 }
 
 /// Delete a group.
@@ -157,7 +240,7 @@ async fn read_group(
     path = "/api/v1/groups/{id}",
     tag = "IAM Groups",
     params(("id" = String, Path, description = "Group id")),
-    responses((status = 200, description = "Delete a group.", body = schema::Data<schema::Status>))
+    responses((status = 200, description = "Delete a group.", body = Data<Status>))
 )]
 async fn remove_group(
     State(api): State<Arc<Api>>,
@@ -178,7 +261,7 @@ async fn remove_group(
             Kind::GroupDelete,
             "group",
             &id,
-            Some(group_wire(&group)),
+            Some(document(&group_wire(&group))?),
             None,
         ))
         .await?;
@@ -192,7 +275,7 @@ async fn remove_group(
     path = "/api/v1/groups/{id}/users",
     tag = "IAM Groups",
     params(("id" = String, Path, description = "Group id")),
-    responses((status = 200, description = "A group's members.", body = schema::Data<schema::UserList>))
+    responses((status = 200, description = "A group's members.", body = Data<UserList>))
 )]
 async fn group_members(
     State(api): State<Arc<Api>>,
@@ -210,7 +293,10 @@ async fn group_members(
             out.push((u.id.clone(), user_wire(&u)));
         }
     }
-    Ok(page_in_memory("users", out, &page, json!({})))
+    Ok(page_in_memory(out, &page, |users, pagination| UserList {
+        users,
+        pagination,
+    }))
 }
 
 /// Emails invited into a group who have not joined yet.
@@ -219,7 +305,7 @@ async fn group_members(
     path = "/api/v1/groups/{id}/invites",
     tag = "IAM Groups",
     params(("id" = String, Path, description = "Group id"), PageQuery),
-    responses((status = 200, description = "Emails invited into the group.", body = schema::Data<schema::EmailPage>))
+    responses((status = 200, description = "Emails invited into the group.", body = Data<EmailList>))
 )]
 async fn group_invites(
     State(api): State<Arc<Api>>,
@@ -236,7 +322,9 @@ async fn group_invites(
         .into_iter()
         .map(|e| (e.clone(), e))
         .collect();
-    Ok(page_in_memory("emails", emails, &page, json!({})))
+    Ok(page_in_memory(emails, &page, |emails, pagination| {
+        EmailList { emails, pagination }
+    }))
 }
 
 /// The groups a member belongs to.
@@ -245,7 +333,7 @@ async fn group_invites(
     path = "/api/v1/users/{id}/groups",
     tag = "IAM Users",
     params(("id" = String, Path, description = "User id"), PageQuery),
-    responses((status = 200, description = "The member's groups.", body = schema::Data<schema::UserGroupPage>))
+    responses((status = 200, description = "The member's groups.", body = Data<UserGroupList>))
 )]
 async fn groups_of_user(
     State(api): State<Arc<Api>>,
@@ -260,8 +348,10 @@ async fn groups_of_user(
         .await?
         .ok_or_else(|| ApiError::missing("user", &id))?;
     let rows = groups::of_user(&mut conn, &caller.workspace.id, &id).await?;
-    let out: Vec<(String, Value)> = rows.iter().map(|g| (g.id.clone(), group_wire(g))).collect();
-    Ok(page_in_memory("groups", out, &page, json!({})))
+    let out: Vec<(String, Group)> = rows.iter().map(|g| (g.id.clone(), group_wire(g))).collect();
+    Ok(page_in_memory(out, &page, |groups, pagination| {
+        UserGroupList { groups, pagination }
+    }))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -281,7 +371,7 @@ struct GroupPatch {
     tag = "IAM Groups",
     params(("id" = String, Path, description = "Group id")),
     request_body = GroupPatch,
-    responses((status = 200, description = "Rename a group.", body = schema::Data<schema::GroupOne>))
+    responses((status = 200, description = "Rename a group.", body = Data<GroupOne>))
 )]
 async fn update_group(
     State(api): State<Arc<Api>>,
@@ -303,12 +393,14 @@ async fn update_group(
             Kind::GroupUpdate,
             "group",
             &id,
-            Some(group_wire(&before)),
-            Some(group_wire(&after)),
+            Some(document(&group_wire(&before))?),
+            Some(document(&group_wire(&after))?),
         ))
         .await?;
     change.commit().await?;
-    Ok(data(json!({"userGroup": group_wire(&after)})))
+    Ok(data(GroupOne {
+        user_group: group_wire(&after),
+    }))
 }
 
 /// Adds people to a group inside `change`: members join at once; anyone else is
@@ -320,7 +412,7 @@ async fn join(
     caller: &Caller,
     group: &str,
     emails: &[String],
-) -> Result<Vec<Value>, ApiError> {
+) -> Result<Vec<InviteMade>, ApiError> {
     let mut invited = Vec::new();
     for (i, email) in emails.iter().enumerate() {
         let field = format!("emails[{i}]");
@@ -378,12 +470,13 @@ async fn group_answer(
     api: &Api,
     caller: &Caller,
     id: &str,
-    invited: Vec<Value>,
+    invited: Vec<InviteMade>,
 ) -> Result<Response, ApiError> {
     let group = load_group(api, caller, id).await?;
-    Ok(data(
-        json!({"userGroup": group_wire(&group), "invites": invited}),
-    ))
+    Ok(data(GroupChanged {
+        user_group: group_wire(&group),
+        invites: invited,
+    }))
 }
 
 /// Replace a group's members (Segment's `replaceUsersInUserGroup`).
@@ -393,7 +486,7 @@ async fn group_answer(
     tag = "IAM Groups",
     params(("id" = String, Path, description = "Group id")),
     request_body = Members,
-    responses((status = 200, description = "Replace a group's members.", body = schema::Data<schema::GroupOne>))
+    responses((status = 200, description = "Replace a group's members.", body = Data<GroupChanged>))
 )]
 async fn replace_members(
     State(api): State<Arc<Api>>,
@@ -440,7 +533,7 @@ async fn replace_members(
     path = "/api/v1/group/{id}/users",
     tag = "IAM Groups",
     params(("id" = String, Path, description = "Group id"), ("emails[0]" = String, Query, description = "Email of a member to remove (emails[1], … for more)")),
-    responses((status = 200, description = "Remove members by email.", body = schema::Data<schema::Status>))
+    responses((status = 200, description = "Remove members by email.", body = Data<Status>))
 )]
 async fn remove_members(
     State(api): State<Arc<Api>>,
@@ -507,7 +600,7 @@ struct Members {
     tag = "IAM Groups",
     params(("id" = String, Path, description = "Group id")),
     request_body = Members,
-    responses((status = 200, description = "Add members by email.", body = schema::Data<schema::GroupOne>))
+    responses((status = 200, description = "Add members by email.", body = Data<GroupChanged>))
 )]
 async fn add_members(
     State(api): State<Arc<Api>>,
@@ -531,7 +624,7 @@ async fn add_members(
     path = "/api/v1/groups/{id}/users/{user}",
     tag = "IAM Groups",
     params(("id" = String, Path, description = "Group id"), ("user" = String, Path, description = "User id")),
-    responses((status = 200, description = "Remove a member from a group.", body = schema::Data<schema::Status>))
+    responses((status = 200, description = "Remove a member from a group.", body = Data<Status>))
 )]
 async fn remove_member(
     State(api): State<Arc<Api>>,

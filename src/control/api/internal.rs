@@ -8,20 +8,21 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde::Deserialize;
-use serde_json::json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-use super::schema;
-use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::request::Parts;
-use chrono::Utc;
+use super::wire::Data;
+use crate::catalog::Document;
 
 use super::{Api, ApiError, Caller, Forbidden, Query, Unauthenticated, bearer, data};
 use crate::control::policy::{self, Action};
-use crate::control::store::gateways;
+use crate::control::store::gateways::{self, GatewayRow};
 use crate::control::store::nodes::{self, NodeRow};
 use crate::control::token;
 
@@ -53,13 +54,58 @@ struct CatalogQuery {
     wait: Option<u64>,
 }
 
+/// The catalog for a remote gateway or delivery node.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CatalogFeed {
+    /// Its revision (the next request's `after`).
+    pub revision: u64,
+    /// The catalog document: write keys as digests; destination credentials for a
+    /// delivery node only.
+    #[schema(value_type = Object)]
+    pub catalog: Document,
+}
+
+/// A gateway's last report.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Gateway {
+    /// The name it gives (`--node-name`, default its host name).
+    pub id: String,
+    /// The catalog revision it has applied.
+    pub revision: u64,
+    /// The address it called from.
+    pub address: String,
+    /// When it last asked.
+    pub seen_at: DateTime<Utc>,
+}
+
+impl From<GatewayRow> for Gateway {
+    fn from(row: GatewayRow) -> Self {
+        Self {
+            id: row.id,
+            revision: row.revision,
+            address: row.address,
+            seen_at: row.seen_at,
+        }
+    }
+}
+
+/// `{"gateways": […], "revision": …}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GatewayList {
+    /// Every gateway that reported.
+    pub gateways: Vec<Gateway>,
+    /// The control plane's catalog revision.
+    pub revision: u64,
+}
+
 /// Answers the catalog as soon as its revision is past `after`; else 304 after the wait.
 #[utoipa::path(
     get,
     path = "/internal/v1/catalog",
     tag = "Catalog",
     params(CatalogQuery),
-    responses((status = 200, description = "The catalog for a remote gateway (long poll; 304 when unchanged).", body = schema::Data<schema::CatalogFeed>), (status = 304, description = "Nothing newer before the wait ended"))
+    responses((status = 200, description = "The catalog for a remote gateway (long poll; 304 when unchanged).", body = Data<CatalogFeed>), (status = 304, description = "Nothing newer before the wait ended"))
 )]
 async fn catalog(
     State(api): State<Arc<Api>>,
@@ -99,9 +145,10 @@ async fn catalog(
             } else {
                 published.doc.without_credentials()
             };
-            return Ok(data(
-                json!({"revision": published.revision, "catalog": catalog}),
-            ));
+            return Ok(data(CatalogFeed {
+                revision: published.revision,
+                catalog,
+            }));
         }
         let now = tokio::time::Instant::now();
         if now >= deadline || api.closing.is_cancelled() {
@@ -160,12 +207,15 @@ impl FromRequestParts<Arc<Api>> for Node {
     get,
     path = "/api/v1/gateways",
     tag = "Catalog",
-    responses((status = 200, description = "Gateways and the revision each applied.", body = schema::Data<schema::GatewayList>))
+    responses((status = 200, description = "Gateways and the revision each applied.", body = Data<GatewayList>))
 )]
 async fn list(State(api): State<Arc<Api>>, caller: Caller) -> Result<Response, ApiError> {
     api.allow_workspace(&caller, Action::ViewWorkspace).await?;
     let mut conn = api.store.read().await?;
     let rows = gateways::list(&mut conn).await?;
     let revision = api.store.catalog_revision().await?;
-    Ok(data(json!({"gateways": rows, "revision": revision})))
+    Ok(data(GatewayList {
+        gateways: rows.into_iter().map(Gateway::from).collect(),
+        revision,
+    }))
 }

@@ -6,13 +6,14 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
-use chrono::Duration;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
 
 use super::permissions::{self, PermissionIn};
 use super::roles::parse_role;
-use super::schema;
+use super::wire::{Data, Pagination, Status};
 use super::{Api, ApiError, Body, Caller, PageQuery, Query, data, page_in_memory, success};
 use crate::control::audit::Kind;
 use crate::control::policy::{Action, Role};
@@ -48,6 +49,49 @@ struct InviteWire {
     permissions: Option<Vec<PermissionIn>>,
 }
 
+/// An invite made, with its one-time link (shown in this answer only).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InviteMade {
+    /// Who is invited.
+    pub email: String,
+    /// The role they join with.
+    pub role: String,
+    /// The one-time link that makes their account.
+    pub link: String,
+    /// When the link stops working.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Invites made.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InvitesMade {
+    /// Their emails.
+    pub emails: Vec<String>,
+    /// Each with its one-time link.
+    pub invites: Vec<InviteMade>,
+}
+
+/// A pending invite's email and role.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PendingInvite {
+    /// Email.
+    pub email: String,
+    /// The role they would join with.
+    pub role: String,
+}
+
+/// A page of pending invites.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InviteList {
+    /// The page's emails.
+    pub invites: Vec<String>,
+    /// Paging.
+    pub pagination: Pagination,
+    /// Every pending invite with its role.
+    pub roles: Vec<PendingInvite>,
+}
+
 /// Lifetime of an invite link.
 const INVITE_HOURS: i64 = 72;
 
@@ -71,7 +115,7 @@ pub(super) fn valid_email(field: &str, email: &str) -> Result<String, ApiError> 
     path = "/api/v1/invites",
     tag = "IAM Users",
     request_body = Invites,
-    responses((status = 200, description = "Invite people (one-time links).", body = schema::Data<schema::InvitesMade>))
+    responses((status = 200, description = "Invite people (one-time links).", body = Data<InvitesMade>))
 )]
 async fn invite(
     State(api): State<Arc<Api>>,
@@ -129,8 +173,10 @@ async fn invite(
         out.push(make_invite(&api, &mut change, &caller, &email, role, &terms).await?);
     }
     change.commit().await?;
-    let emails: Vec<&Value> = out.iter().map(|i| &i["email"]).collect();
-    Ok(data(json!({ "emails": emails, "invites": out })))
+    Ok(data(InvitesMade {
+        emails: out.iter().map(|i| i.email.clone()).collect(),
+        invites: out,
+    }))
 }
 
 /// Invites `email` with `role` inside `change` (replacing any earlier invite and its
@@ -142,7 +188,7 @@ pub(super) async fn make_invite(
     email: &str,
     role: Role,
     terms: &Terms,
-) -> Result<Value, ApiError> {
+) -> Result<InviteMade, ApiError> {
     let secret = token::random_base62(32).map_err(|_| ApiError::Internal)?;
     let digest = token::digest_of(&secret).to_hex();
     let expires = caller.now + Duration::hours(INVITE_HOURS);
@@ -174,12 +220,12 @@ pub(super) async fn make_invite(
                         "grants": terms.grants.iter().map(|(t, l)| json!({"target": t, "level": l.name()})).collect::<Vec<_>>()})),
         ))
         .await?;
-    Ok(json!({
-        "email": email,
-        "role": role.name(),
-        "link": format!("{}/setup/{secret}", api.public_url.trim_end_matches('/')),
-        "expiresAt": expires,
-    }))
+    Ok(InviteMade {
+        email: email.to_owned(),
+        role: role.name().to_owned(),
+        link: format!("{}/setup/{secret}", api.public_url.trim_end_matches('/')),
+        expires_at: expires,
+    })
 }
 
 /// Pending invites.
@@ -188,7 +234,7 @@ pub(super) async fn make_invite(
     path = "/api/v1/invites",
     tag = "IAM Users",
     params(PageQuery),
-    responses((status = 200, description = "Pending invites.", body = schema::Data<schema::InviteList>))
+    responses((status = 200, description = "Pending invites.", body = Data<InviteList>))
 )]
 async fn list_invites(
     State(api): State<Arc<Api>>,
@@ -199,17 +245,21 @@ async fn list_invites(
     api.allow_workspace(&caller, Action::ManageMembers).await?;
     let mut conn = api.store.read().await?;
     let rows = invites::list(&mut conn, &caller.workspace.id).await?;
-    let roles: Vec<Value> = rows
+    let roles: Vec<PendingInvite> = rows
         .iter()
-        .map(|(e, r)| json!({"email": e, "role": r.name()}))
+        .map(|(e, r)| PendingInvite {
+            email: e.clone(),
+            role: r.name().to_owned(),
+        })
         .collect();
     let emails: Vec<(String, String)> = rows.into_iter().map(|(e, _)| (e.clone(), e)).collect();
-    Ok(page_in_memory(
-        "invites",
-        emails,
-        &page,
-        json!({ "roles": roles }),
-    ))
+    Ok(page_in_memory(emails, &page, |invites, pagination| {
+        InviteList {
+            invites,
+            pagination,
+            roles,
+        }
+    }))
 }
 
 /// Withdraw invites.
@@ -218,7 +268,7 @@ async fn list_invites(
     path = "/api/v1/invites",
     tag = "IAM Users",
     params(("emails[0]" = String, Query, description = "Email of an invite to withdraw (emails[1], … for more)")),
-    responses((status = 200, description = "Withdraw invites.", body = schema::Data<schema::Status>))
+    responses((status = 200, description = "Withdraw invites.", body = Data<Status>))
 )]
 async fn withdraw(
     State(api): State<Arc<Api>>,

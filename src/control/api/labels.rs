@@ -6,10 +6,11 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
 
-use super::schema;
+use super::wire::{Data, Status, document};
 use super::{Api, ApiError, Body, Caller, data, slug_field};
 use crate::control::audit::Kind;
 use crate::control::policy::Action;
@@ -22,22 +23,51 @@ pub fn routes() -> Router<Arc<Api>> {
         .route("/labels/{key}/{value}", axum::routing::delete(delete_label))
 }
 
+/// A workspace label.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkspaceLabel {
+    /// Key, e.g. `environment`.
+    pub key: String,
+    /// Value, e.g. `prod`.
+    pub value: String,
+    /// Free text.
+    pub description: String,
+}
+
+/// `{"labels": […]}`: every label of the workspace.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LabelList {
+    /// The labels.
+    pub labels: Vec<WorkspaceLabel>,
+}
+
+/// `{"label": …}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LabelOne {
+    /// The label.
+    pub label: WorkspaceLabel,
+}
+
 /// Workspace labels.
 #[utoipa::path(
     get,
     path = "/api/v1/labels",
     tag = "Labels",
-    responses((status = 200, description = "Workspace labels.", body = schema::Data<schema::LabelList>))
+    responses((status = 200, description = "Workspace labels.", body = Data<LabelList>))
 )]
 async fn labels(State(api): State<Arc<Api>>, caller: Caller) -> Result<Response, ApiError> {
     api.allow_workspace(&caller, Action::ViewWorkspace).await?;
     let mut conn = api.store.read().await?;
     let rows = crate::control::store::labels::list(&mut conn, &caller.workspace.id).await?;
-    let out: Vec<Value> = rows
-        .iter()
-        .map(|(k, v, d)| json!({"key": k, "value": v, "description": d}))
+    let labels = rows
+        .into_iter()
+        .map(|(key, value, description)| WorkspaceLabel {
+            key,
+            value,
+            description,
+        })
         .collect();
-    Ok(data(json!({ "labels": out })))
+    Ok(data(LabelList { labels }))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -52,7 +82,7 @@ struct CreateLabel {
     path = "/api/v1/labels",
     tag = "Labels",
     request_body = CreateLabel,
-    responses((status = 200, description = "Create a label.", body = schema::Data<schema::LabelOne>))
+    responses((status = 200, description = "Create a label.", body = Data<LabelOne>))
 )]
 async fn create_label(
     State(api): State<Arc<Api>>,
@@ -78,18 +108,22 @@ async fn create_label(
         &description,
     )
     .await?;
-    let after = json!({"key": key, "value": value, "description": description});
+    let label = WorkspaceLabel {
+        key,
+        value,
+        description,
+    };
     change
         .record(caller.draft(
             Kind::LabelCreate,
             "label",
-            &format!("{key}:{value}"),
+            &format!("{}:{}", label.key, label.value),
             None,
-            Some(after.clone()),
+            Some(document(&label)?),
         ))
         .await?;
     change.commit().await?;
-    Ok(data(json!({ "label": after })))
+    Ok(data(LabelOne { label }))
 }
 
 /// Delete a label no source carries and no grant names (a label in use is refused:
@@ -99,7 +133,7 @@ async fn create_label(
     path = "/api/v1/labels/{key}/{value}",
     tag = "Labels",
     params(("key" = String, Path, description = "Label key"), ("value" = String, Path, description = "Label value")),
-    responses((status = 200, description = "Delete a label.", body = schema::Data<schema::Status>))
+    responses((status = 200, description = "Delete a label.", body = Data<Status>))
 )]
 async fn delete_label(
     State(api): State<Arc<Api>>,

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
+use super::wire::{Data, Pagination, Status};
 use super::{
     Api, ApiError, Body, Caller, PageQuery, Path, Query, data, page_of, success, text_field,
 };
@@ -36,22 +37,22 @@ pub fn routes() -> Router<Arc<Api>> {
 #[serde(rename_all = "camelCase")]
 pub struct Node {
     /// Id.
-    id: String,
+    pub id: String,
     /// Name (e.g. the node's host name).
-    name: String,
+    pub name: String,
     /// `gateway` (catalog without destination credentials) or `delivery` (with them).
     #[schema(value_type = String)]
-    role: NodeRole,
+    pub role: NodeRole,
     /// The prefix and first characters.
-    display: String,
+    pub display: String,
     /// Who made it.
-    created_by: String,
+    pub created_by: String,
     /// Created.
-    created_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
     /// Refused from then on.
-    expires_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
     /// Set once revoked.
-    revoked_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
 }
 
 impl From<&NodeRow> for Node {
@@ -72,23 +73,26 @@ impl From<&NodeRow> for Node {
 /// `{"node": …}`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct NodeOne {
-    node: Node,
+    /// The node credential.
+    pub node: Node,
 }
 
 /// A node credential made: the secret is shown here only.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct NodeMade {
-    node: Node,
+    /// The node credential.
+    pub node: Node,
     /// `slc_node_…`: pass it as `--node-token` (or `SLUICE_NODE_TOKEN`).
-    secret: String,
+    pub secret: String,
 }
 
 /// A page of node credentials.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct NodeList {
-    nodes: Vec<Node>,
-    #[schema(value_type = Object)]
-    pagination: serde_json::Value,
+    /// The page.
+    pub nodes: Vec<Node>,
+    /// Paging.
+    pub pagination: Pagination,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -115,7 +119,7 @@ struct CreateNode {
     path = "/api/v1/nodes",
     tag = "Nodes",
     params(PageQuery),
-    responses((status = 200, description = "List node credentials.", body = inline(super::schema::Data<NodeList>)))
+    responses((status = 200, description = "List node credentials.", body = Data<NodeList>))
 )]
 async fn list(
     State(api): State<Arc<Api>>,
@@ -128,7 +132,13 @@ async fn list(
     let rows = nodes::list(&mut conn, &caller.workspace.id, &page.after, page.count).await?;
     let last = rows.last().map(|r| r.id.as_str());
     let items: Vec<Node> = rows.iter().map(Node::from).collect();
-    Ok(page_of("nodes", &items, &page, rows.len(), last))
+    Ok(page_of(
+        items,
+        &page,
+        rows.len(),
+        last,
+        |nodes, pagination| NodeList { nodes, pagination },
+    ))
 }
 
 /// Make a node credential (secret shown once).
@@ -137,7 +147,7 @@ async fn list(
     path = "/api/v1/nodes",
     tag = "Nodes",
     request_body = CreateNode,
-    responses((status = 200, description = "Make a node credential (secret shown once).", body = inline(super::schema::Data<NodeMade>)))
+    responses((status = 200, description = "Make a node credential (secret shown once).", body = Data<NodeMade>))
 )]
 async fn create(
     State(api): State<Arc<Api>>,
@@ -199,7 +209,7 @@ async fn load(api: &Api, caller: &Caller, id: &str) -> Result<NodeRow, ApiError>
     path = "/api/v1/nodes/{id}",
     tag = "Nodes",
     params(("id" = String, Path, description = "Node credential id")),
-    responses((status = 200, description = "Get a node credential.", body = inline(super::schema::Data<NodeOne>)))
+    responses((status = 200, description = "Get a node credential.", body = Data<NodeOne>))
 )]
 async fn read(
     State(api): State<Arc<Api>>,
@@ -219,7 +229,7 @@ async fn read(
     path = "/api/v1/nodes/{id}",
     tag = "Nodes",
     params(("id" = String, Path, description = "Node credential id")),
-    responses((status = 200, description = "Revoke a node credential.", body = super::schema::Data<super::schema::Status>))
+    responses((status = 200, description = "Revoke a node credential.", body = Data<Status>))
 )]
 async fn revoke(
     State(api): State<Arc<Api>>,

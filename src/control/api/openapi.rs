@@ -1,5 +1,6 @@
 //! The OpenAPI 3.1 document of `/api/v1`, generated from the handlers' annotations and
-//! the shapes in [`super::schema`]; served at `/api/v1/openapi.json` and committed as
+//! the answer types they construct (each resource's own, and [`super::wire`]'s envelope);
+//! served at `/api/v1/openapi.json` and committed as
 //! `docs/openapi.json` (a test keeps the two equal; schemathesis checks the server
 //! against it in CI).
 
@@ -10,7 +11,7 @@ use utoipa::openapi::{ContentBuilder, RefOr, ResponseBuilder};
 
 use super::{
     access, audit, catalog, destinations, grants, groups, internal, invites, labels, nodes,
-    permissions, plans, roles, schema, source_settings, sources, tokens, users, workspace,
+    permissions, plans, roles, source_settings, sources, tokens, users, wire, workspace,
 };
 
 /// The document.
@@ -107,7 +108,7 @@ use super::{
         internal::catalog,
         internal::list
     ),
-    components(schemas(schema::ErrorEnvelope)),
+    components(schemas(wire::ErrorEnvelope)),
     modifiers(&Refusals),
 )]
 pub struct Doc;

@@ -19,10 +19,11 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::routing::post;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 use utoipa::ToSchema;
 
 use super::roles::role_title;
+use super::wire::{Data, Label};
 use super::{Api, ApiError, Body, Caller, Path, data};
 use crate::control::audit::Kind;
 use crate::control::policy::{Action, Level, ResourceRef, Role, Target};
@@ -232,29 +233,88 @@ pub async fn check_targets(api: &Api, caller: &Caller, a: &Assignment) -> Result
     Ok(())
 }
 
+/// A permission in Segment's shape: a role on resources.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Permission {
+    /// A workspace role (`owner`, `admin`, `member`, `read_only`) or a source role
+    /// (`source_admin`, `source_read_write`, `source_read_only`).
+    pub role_id: String,
+    /// The role's title.
+    pub role_name: String,
+    /// What it applies to (none: the role alone, as a member's own role is shown).
+    pub resources: Vec<PermissionResource>,
+}
+
+impl Permission {
+    /// A workspace role on no resource named (how a member's or group's role shows).
+    pub fn role(role: Role) -> Self {
+        Self {
+            role_id: role.name().to_owned(),
+            role_name: role_title(role).to_owned(),
+            resources: Vec::new(),
+        }
+    }
+}
+
+/// A resource a permission applies to.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PermissionResource {
+    /// The workspace's id (`WORKSPACE`) or a source's id (`SOURCE`).
+    pub id: String,
+    /// `WORKSPACE` or `SOURCE`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Every source with these labels (source roles by label only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<Label>>,
+}
+
+impl PermissionResource {
+    fn of(id: &str, kind: &str) -> Self {
+        Self {
+            id: id.to_owned(),
+            kind: kind.to_owned(),
+            labels: None,
+        }
+    }
+}
+
+/// `{"permissions": […]}`: a member's or group's permissions after a change.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PermissionList {
+    /// The permissions.
+    pub permissions: Vec<Permission>,
+}
+
 /// A role and grants in Segment's permission shape.
-pub fn wire(role: Option<Role>, grants: &[GrantRow], workspace: &str) -> Value {
+pub fn wire(role: Option<Role>, grants: &[GrantRow], workspace: &str) -> Vec<Permission> {
     let mut out = Vec::new();
     if let Some(role) = role {
-        out.push(json!({
-            "roleId": role.name(), "roleName": role_title(role),
-            "resources": [{"id": workspace, "type": "WORKSPACE"}],
-        }));
+        out.push(Permission {
+            resources: vec![PermissionResource::of(workspace, "WORKSPACE")],
+            ..Permission::role(role)
+        });
     }
     for g in grants {
         let Some((id, title, _)) = SOURCE_ROLES.iter().find(|(_, _, l)| *l == g.level) else {
             continue; // no_access and destination grants have no Segment role
         };
         let resource = match &g.resource {
-            Target::Source { id } => json!({"id": id, "type": "SOURCE"}),
-            Target::SourceLabel { key, value } => json!({
-                "id": workspace, "type": "WORKSPACE", "labels": [{"key": key, "value": value}],
-            }),
+            Target::Source { id } => PermissionResource::of(id, "SOURCE"),
+            Target::SourceLabel { key, value } => PermissionResource {
+                labels: Some(vec![Label::new(key, value)]),
+                ..PermissionResource::of(workspace, "WORKSPACE")
+            },
             Target::Destination { .. } => continue,
         };
-        out.push(json!({"roleId": id, "roleName": title, "resources": [resource]}));
+        out.push(Permission {
+            role_id: (*id).to_owned(),
+            role_name: (*title).to_owned(),
+            resources: vec![resource],
+        });
     }
-    Value::Array(out)
+    out
 }
 
 /// A member's permissions as `caller` may see them: their role (unless scoped) and their
@@ -263,7 +323,7 @@ pub async fn of_user(
     conn: &mut sqlx::AnyConnection,
     caller: &Caller,
     user: &users::UserRow,
-) -> Result<Value, ApiError> {
+) -> Result<Vec<Permission>, ApiError> {
     let mut own = grants::of(conn, &Holder::User(user.id.clone())).await?;
     let mut shown = Vec::new();
     for g in own.drain(..) {
@@ -389,7 +449,7 @@ async fn for_user(
         ))
         .await?;
     change.commit().await?;
-    Ok(data(json!({ "permissions": now })))
+    Ok(data(PermissionList { permissions: now }))
 }
 
 async fn for_group(
@@ -439,7 +499,7 @@ async fn for_group(
         ))
         .await?;
     change.commit().await?;
-    Ok(data(json!({ "permissions": now })))
+    Ok(data(PermissionList { permissions: now }))
 }
 
 /// Add permissions to a member (a higher workspace role replaces theirs; grants are
@@ -450,7 +510,7 @@ async fn for_group(
     tag = "IAM Users",
     params(("id" = String, Path, description = "User id")),
     request_body = PermissionsBody,
-    responses((status = 200, description = "The member's permissions after the change.", body = super::schema::Data<super::schema::PermissionList>))
+    responses((status = 200, description = "The member's permissions after the change.", body = Data<PermissionList>))
 )]
 async fn add_to_user(
     State(api): State<Arc<Api>>,
@@ -468,7 +528,7 @@ async fn add_to_user(
     tag = "IAM Users",
     params(("id" = String, Path, description = "User id")),
     request_body = PermissionsBody,
-    responses((status = 200, description = "The member's permissions after the change.", body = super::schema::Data<super::schema::PermissionList>))
+    responses((status = 200, description = "The member's permissions after the change.", body = Data<PermissionList>))
 )]
 async fn replace_for_user(
     State(api): State<Arc<Api>>,
@@ -486,7 +546,7 @@ async fn replace_for_user(
     tag = "IAM Groups",
     params(("id" = String, Path, description = "Group id")),
     request_body = PermissionsBody,
-    responses((status = 200, description = "The group's permissions after the change.", body = super::schema::Data<super::schema::PermissionList>))
+    responses((status = 200, description = "The group's permissions after the change.", body = Data<PermissionList>))
 )]
 async fn add_to_group(
     State(api): State<Arc<Api>>,
@@ -504,7 +564,7 @@ async fn add_to_group(
     tag = "IAM Groups",
     params(("id" = String, Path, description = "Group id")),
     request_body = PermissionsBody,
-    responses((status = 200, description = "The group's permissions after the change.", body = super::schema::Data<super::schema::PermissionList>))
+    responses((status = 200, description = "The group's permissions after the change.", body = Data<PermissionList>))
 )]
 async fn replace_for_group(
     State(api): State<Arc<Api>>,
@@ -518,6 +578,7 @@ async fn replace_for_group(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     fn perm(role: &str, resources: Value) -> PermissionIn {
         serde_json::from_value(json!({"roleId": role, "resources": resources})).expect("permission")

@@ -7,12 +7,15 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
-use serde::Deserialize;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::Digest as _;
+use utoipa::ToSchema;
 
 use super::destinations::installable;
-use super::schema;
+use super::sources::{Source, SourceList};
+use super::wire::{Data, Outcome, Pagination, Status, document};
 use super::{
     Api, ApiError, Body, Caller, Forbidden, PageQuery, Path, Query, data, page_in_memory, page_of,
     success, text_field,
@@ -120,17 +123,94 @@ async fn may_change_sources_of(api: &Api, caller: &Caller, plan: &str) -> Result
     Ok(())
 }
 
-fn wire(plan: &PlanRow) -> Value {
-    json!({
-        "id": plan.id,
-        "name": plan.name,
-        "slug": plan.id,
-        "description": plan.description,
-        "type": plan.plan_type,
-        "version": plan.published_version,
-        "createdAt": plan.created_at,
-        "updatedAt": plan.updated_at,
-    })
+/// A tracking plan (its rules are read on their own: `/tracking-plans/{id}/rules`).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrackingPlan {
+    /// Id (`tp_…`).
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Slug (= id).
+    pub slug: String,
+    /// Free text.
+    pub description: String,
+    /// `LIVE`, `PROPERTY_LIBRARY`, `RULE_LIBRARY` or `TEMPLATE`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Newest published version (0: never published).
+    pub version: u32,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Updated.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// `{"trackingPlan": …}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrackingPlanOne {
+    /// The plan.
+    pub tracking_plan: TrackingPlan,
+}
+
+/// `{"trackingPlan": …, "status": "SUCCESS"}`: a plan renamed.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrackingPlanRenamed {
+    /// The plan after the change.
+    pub tracking_plan: TrackingPlan,
+    /// Always `SUCCESS`.
+    pub status: Outcome,
+}
+
+/// A page of tracking plans.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrackingPlanList {
+    /// The page.
+    pub tracking_plans: Vec<TrackingPlan>,
+    /// Paging.
+    pub pagination: Pagination,
+}
+
+/// A page of a plan's rules.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RuleList {
+    /// `{type, key?, version, jsonSchema}` each (the rules being edited).
+    #[schema(value_type = Vec<Object>)]
+    pub rules: Vec<RuleDoc>,
+    /// Paging (the cursor is a rule's position).
+    pub pagination: Pagination,
+    /// Newest published version (0: never published).
+    pub version: u32,
+}
+
+/// A plan's rules after a change.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RulesSaved {
+    /// Always `SUCCESS`.
+    pub status: Outcome,
+    /// `{type, key?, version, jsonSchema}` each: every rule of the plan.
+    #[schema(value_type = Vec<Object>)]
+    pub rules: Vec<RuleDoc>,
+    /// Whether the change was published as a new version (else it is a draft).
+    pub published: bool,
+    /// Newest published version.
+    pub version: u32,
+}
+
+fn wire(plan: &PlanRow) -> TrackingPlan {
+    TrackingPlan {
+        id: plan.id.clone(),
+        name: plan.name.clone(),
+        slug: plan.id.clone(),
+        description: plan.description.clone(),
+        kind: plan.plan_type.clone(),
+        version: plan.published_version,
+        created_at: plan.created_at,
+        updated_at: plan.updated_at,
+    }
 }
 
 async fn load(api: &Api, caller: &Caller, id: &str) -> Result<PlanRow, ApiError> {
@@ -146,7 +226,7 @@ async fn load(api: &Api, caller: &Caller, id: &str) -> Result<PlanRow, ApiError>
     path = "/api/v1/tracking-plans",
     tag = "Tracking Plans",
     params(PageQuery),
-    responses((status = 200, description = "List tracking plans.", body = schema::Data<schema::TrackingPlanList>))
+    responses((status = 200, description = "List tracking plans.", body = Data<TrackingPlanList>))
 )]
 async fn list(
     State(api): State<Arc<Api>>,
@@ -175,8 +255,17 @@ async fn list(
     )
     .await?;
     let last = rows.last().map(|p| p.id.as_str());
-    let out: Vec<Value> = rows.iter().map(wire).collect();
-    Ok(page_of("trackingPlans", out, &page, rows.len(), last))
+    let out: Vec<TrackingPlan> = rows.iter().map(wire).collect();
+    Ok(page_of(
+        out,
+        &page,
+        rows.len(),
+        last,
+        |tracking_plans, pagination| TrackingPlanList {
+            tracking_plans,
+            pagination,
+        },
+    ))
 }
 
 /// Segment's plan types.
@@ -224,7 +313,7 @@ fn live() -> String {
     path = "/api/v1/tracking-plans",
     tag = "Tracking Plans",
     request_body = CreatePlan,
-    responses((status = 200, description = "Create a tracking plan.", body = schema::Data<schema::TrackingPlanOne>))
+    responses((status = 200, description = "Create a tracking plan.", body = Data<TrackingPlanOne>))
 )]
 async fn create(
     State(api): State<Arc<Api>>,
@@ -272,11 +361,13 @@ async fn create(
             "tracking_plan",
             &plan.id,
             None,
-            Some(after.clone()),
+            Some(document(&after)?),
         ))
         .await?;
     change.commit().await?;
-    Ok(data(json!({ "trackingPlan": after })))
+    Ok(data(TrackingPlanOne {
+        tracking_plan: after,
+    }))
 }
 
 /// Get a tracking plan.
@@ -285,7 +376,7 @@ async fn create(
     path = "/api/v1/tracking-plans/{id}",
     tag = "Tracking Plans",
     params(("id" = String, Path, description = "Plan id")),
-    responses((status = 200, description = "Get a tracking plan.", body = schema::Data<schema::TrackingPlanOne>))
+    responses((status = 200, description = "Get a tracking plan.", body = Data<TrackingPlanOne>))
 )]
 async fn read(
     State(api): State<Arc<Api>>,
@@ -295,7 +386,9 @@ async fn read(
     api.allow_workspace(&caller, Action::ViewTrackingPlans)
         .await?;
     let plan = load(&api, &caller, &id).await?;
-    Ok(data(json!({"trackingPlan": wire(&plan)})))
+    Ok(data(TrackingPlanOne {
+        tracking_plan: wire(&plan),
+    }))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -315,7 +408,7 @@ struct Rename {
     tag = "Tracking Plans",
     params(("id" = String, Path, description = "Plan id")),
     request_body = Rename,
-    responses((status = 200, description = "Rename a tracking plan.", body = schema::Data<schema::TrackingPlanOne>))
+    responses((status = 200, description = "Rename a tracking plan.", body = Data<TrackingPlanRenamed>))
 )]
 async fn rename(
     State(api): State<Arc<Api>>,
@@ -359,14 +452,15 @@ async fn rename(
             Kind::TrackingPlanUpdate,
             "tracking_plan",
             &id,
-            Some(wire(&before)),
-            Some(wire(&plan)),
+            Some(document(&wire(&before))?),
+            Some(document(&wire(&plan))?),
         ))
         .await?;
     change.commit().await?;
-    Ok(data(
-        json!({"trackingPlan": wire(&plan), "status": "SUCCESS"}),
-    ))
+    Ok(data(TrackingPlanRenamed {
+        tracking_plan: wire(&plan),
+        status: Outcome::Success,
+    }))
 }
 
 /// Delete a tracking plan.
@@ -375,7 +469,7 @@ async fn rename(
     path = "/api/v1/tracking-plans/{id}",
     tag = "Tracking Plans",
     params(("id" = String, Path, description = "Plan id")),
-    responses((status = 200, description = "Delete a tracking plan.", body = schema::Data<schema::Status>))
+    responses((status = 200, description = "Delete a tracking plan.", body = Data<Status>))
 )]
 async fn remove(
     State(api): State<Arc<Api>>,
@@ -399,7 +493,7 @@ async fn remove(
             Kind::TrackingPlanDelete,
             "tracking_plan",
             &id,
-            Some(wire(&before)),
+            Some(document(&wire(&before))?),
             None,
         ))
         .await?;
@@ -413,7 +507,7 @@ async fn remove(
     path = "/api/v1/tracking-plans/{id}/rules",
     tag = "Tracking Plans",
     params(("id" = String, Path, description = "Plan id")),
-    responses((status = 200, description = "Get a plan's rules.", body = schema::Data<schema::Rules>))
+    responses((status = 200, description = "Get a plan's rules.", body = Data<RuleList>))
 )]
 async fn rules(
     State(api): State<Arc<Api>>,
@@ -426,18 +520,17 @@ async fn rules(
         .await?;
     let plan = load(&api, &caller, &id).await?;
     // Rules have no id of their own: the page cursor is the rule's position.
-    let items: Vec<(String, &RuleDoc)> = plan
+    let items: Vec<(String, RuleDoc)> = plan
         .rules
-        .iter()
+        .into_iter()
         .enumerate()
         .map(|(i, r)| (format!("{i:08}"), r))
         .collect();
-    Ok(page_in_memory(
-        "rules",
-        items,
-        &page,
-        json!({"version": plan.published_version}),
-    ))
+    Ok(page_in_memory(items, &page, |rules, pagination| RuleList {
+        rules,
+        pagination,
+        version: plan.published_version,
+    }))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -455,7 +548,7 @@ struct RulesBody {
     tag = "Tracking Plans",
     params(("id" = String, Path, description = "Plan id")),
     request_body = RulesBody,
-    responses((status = 200, description = "Replace a plan's rules (published as a new version by those who may publish).", body = schema::Data<schema::Rules>))
+    responses((status = 200, description = "Replace a plan's rules (published as a new version by those who may publish).", body = Data<RulesSaved>))
 )]
 async fn replace_rules(
     State(api): State<Arc<Api>>,
@@ -531,12 +624,12 @@ async fn save_rules(
         ))
         .await?;
     change.commit().await?;
-    Ok(data(json!({
-        "status": "SUCCESS",
-        "rules": plan.rules,
-        "published": version.is_some(),
-        "version": plan.published_version,
-    })))
+    Ok(data(RulesSaved {
+        status: Outcome::Success,
+        rules: plan.rules,
+        published: version.is_some(),
+        version: plan.published_version,
+    }))
 }
 
 /// A rule to add or change (Segment's shape): matched by `type` and `key`; `newKey`
@@ -574,7 +667,7 @@ struct RuleUpdates {
     tag = "Tracking Plans",
     params(("id" = String, Path, description = "Plan id")),
     request_body = RuleUpdates,
-    responses((status = 200, description = "Add or change rules.", body = schema::Data<schema::Rules>))
+    responses((status = 200, description = "Add or change rules.", body = Data<RulesSaved>))
 )]
 async fn update_rules(
     State(api): State<Arc<Api>>,
@@ -625,7 +718,7 @@ type RuleName = (Option<String>, Option<String>, Option<u32>);
     path = "/api/v1/tracking-plans/{id}/rules",
     tag = "Tracking Plans",
     params(("id" = String, Path, description = "Plan id"), ("rules[0][type]" = String, Query, description = "Type of a rule to remove (rules[i][key], rules[i][version] name it further)")),
-    responses((status = 200, description = "Remove rules.", body = schema::Data<schema::Rules>))
+    responses((status = 200, description = "Remove rules.", body = Data<RulesSaved>))
 )]
 async fn remove_rules(
     State(api): State<Arc<Api>>,
@@ -689,7 +782,7 @@ async fn remove_rules(
     path = "/api/v1/tracking-plans/{id}/sources",
     tag = "Tracking Plans",
     params(("id" = String, Path, description = "Plan id"), PageQuery),
-    responses((status = 200, description = "The plan's sources.", body = schema::Data<schema::SourceList>))
+    responses((status = 200, description = "The plan's sources.", body = Data<SourceList>))
 )]
 async fn plan_sources(
     State(api): State<Arc<Api>>,
@@ -704,7 +797,7 @@ async fn plan_sources(
     let mut conn = api.store.read().await?;
     let all = sources::all(&mut conn, &caller.workspace.id).await?;
     drop(conn);
-    let items: Vec<(String, Value)> = all
+    let items: Vec<(String, Source)> = all
         .iter()
         .filter(|s| s.tracking_plan_id.as_deref() == Some(id.as_str()))
         .filter(|s| {
@@ -719,7 +812,12 @@ async fn plan_sources(
             )
         })
         .collect();
-    Ok(page_in_memory("sources", items, &page, json!({})))
+    Ok(page_in_memory(items, &page, |sources, pagination| {
+        SourceList {
+            sources,
+            pagination,
+        }
+    }))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -736,7 +834,7 @@ struct SourceQuery {
     path = "/api/v1/tracking-plans/{id}/sources",
     tag = "Tracking Plans",
     params(("id" = String, Path, description = "Plan id"), SourceQuery),
-    responses((status = 200, description = "Disconnect a source from the plan.", body = schema::Data<schema::Status>))
+    responses((status = 200, description = "Disconnect a source from the plan.", body = Data<Status>))
 )]
 async fn disconnect_source(
     State(api): State<Arc<Api>>,
@@ -760,7 +858,7 @@ struct ConnectSource {
     tag = "Tracking Plans",
     params(("id" = String, Path, description = "Plan id")),
     request_body = ConnectSource,
-    responses((status = 200, description = "Connect a source to the plan.", body = schema::Data<schema::Status>))
+    responses((status = 200, description = "Connect a source to the plan.", body = Data<Status>))
 )]
 async fn connect_source(
     State(api): State<Arc<Api>>,

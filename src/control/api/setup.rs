@@ -14,9 +14,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use chrono::{DateTime, Duration, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::tokens::Token;
+use super::wire::{ErrorEnvelope, ErrorItem};
 use super::{Api, ApiError, Path};
 use crate::control::audit::{Actor, Draft, Kind};
 use crate::control::policy::Scope;
@@ -24,6 +26,28 @@ use crate::control::store::invites::{self, LinkState};
 use crate::control::store::users::{self, NewUser};
 use crate::control::store::workspaces;
 use crate::control::token;
+
+/// Who a setup link made.
+#[derive(Debug, Serialize)]
+pub struct SetupUser {
+    /// Id.
+    pub id: String,
+    /// Email.
+    pub email: String,
+    /// Role: `owner`, `admin`, `member`, `read_only`.
+    pub role: String,
+}
+
+/// The JSON answer to a setup link used: the new user and their first token.
+#[derive(Debug, Serialize)]
+pub struct SetupDone {
+    /// The user made.
+    pub user: SetupUser,
+    /// Their first API token.
+    pub token: Token,
+    /// The token's secret, shown here only.
+    pub secret: String,
+}
 
 /// Days the first token made at setup lives (capped by the workspace's maximum).
 pub const SETUP_TOKEN_DAYS: i64 = 30;
@@ -79,7 +103,13 @@ fn refusal_answer(state: LinkState, json: bool) -> Response {
     if json {
         return (
             status,
-            axum::Json(json!({"errors": [{"type": "link", "message": text}]})),
+            axum::Json(ErrorEnvelope {
+                errors: vec![ErrorItem {
+                    kind: "link".to_owned(),
+                    message: text.to_owned(),
+                    field: None,
+                }],
+            }),
         )
             .into_response();
     }
@@ -353,11 +383,15 @@ async fn accept(
         .await?;
     change.commit().await?;
     if json {
-        return Ok(super::data(json!({
-            "user": {"id": user.id, "email": user.email, "role": user.role.name()},
-            "token": row,
-            "secret": plain.expose(),
-        })));
+        return Ok(super::data(SetupDone {
+            user: SetupUser {
+                id: user.id.clone(),
+                email: user.email.clone(),
+                role: user.role.name().to_owned(),
+            },
+            token: Token::from(&row),
+            secret: plain.expose().to_owned(),
+        }));
     }
     let body = format!(
         "<p>Your account <b>{email}</b> ({role}) is ready.</p>\

@@ -17,6 +17,7 @@ use utoipa::ToSchema;
 
 use super::destinations::installable;
 use super::sources::visible;
+use super::wire::Data;
 use super::{Api, ApiError, Body, Caller, Path, data};
 use crate::control::audit::Kind;
 use crate::control::policy::{Action, ResourceRef};
@@ -68,10 +69,13 @@ pub struct TraitSettings {
 #[derive(Debug, Default, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SchemaSettings {
+    /// Controls of track calls.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     track: Option<TrackSettings>,
+    /// Controls of identify calls.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     identify: Option<TraitSettings>,
+    /// Controls of group calls.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     group: Option<TraitSettings>,
     /// The source violations are sent to as `Violation Generated` events.
@@ -82,12 +86,14 @@ pub struct SchemaSettings {
     forwarding_blocked_events_to: Option<String>,
 }
 
-/// `{"sourceId", "settings"}`.
+/// `{"sourceId", "settings"}`: a source's schema settings.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct SettingsOut {
-    source_id: String,
-    settings: SchemaSettings,
+pub struct SourceSchemaSettings {
+    /// The source.
+    pub source_id: String,
+    /// Its settings (every control, as Segment names it).
+    pub settings: SchemaSettings,
 }
 
 fn allows(value: Option<&str>, refused: &str) -> bool {
@@ -219,7 +225,7 @@ fn controls_of(source: &sources::SourceRow) -> Result<ControlsDoc, ApiError> {
     path = "/api/v1/sources/{id}/settings",
     tag = "Sources",
     params(("id" = String, Path, description = "Source id")),
-    responses((status = 200, description = "A source's schema settings.", body = inline(super::schema::Data<SettingsOut>)))
+    responses((status = 200, description = "A source's schema settings.", body = Data<SourceSchemaSettings>))
 )]
 async fn read(
     State(api): State<Arc<Api>>,
@@ -227,7 +233,7 @@ async fn read(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let source = visible(&api, &caller, &id, Action::ViewSource).await?;
-    Ok(data(SettingsOut {
+    Ok(data(SourceSchemaSettings {
         source_id: source.id.clone(),
         settings: settings_of(&controls_of(&source)?),
     }))
@@ -240,7 +246,7 @@ async fn read(
     tag = "Sources",
     params(("id" = String, Path, description = "Source id")),
     request_body = SchemaSettings,
-    responses((status = 200, description = "The source's schema settings after the change.", body = inline(super::schema::Data<SettingsOut>)))
+    responses((status = 200, description = "The source's schema settings after the change.", body = Data<SourceSchemaSettings>))
 )]
 async fn update(
     State(api): State<Arc<Api>>,
@@ -293,7 +299,7 @@ async fn update(
         ))
         .await?;
     change.commit().await?;
-    Ok(data(SettingsOut {
+    Ok(data(SourceSchemaSettings {
         source_id: id,
         settings: settings_of(&doc),
     }))

@@ -7,10 +7,13 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::routing::{delete, get, post};
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
-use super::schema;
+use super::catalog::{Logos, SourceMetadata};
+use super::destinations::DestinationList;
+use super::wire::{Data, Label, Pagination, Status, document};
 use super::{
     Api, ApiError, Body, Caller, PageQuery, Path, Query, data, page_in_memory, page_of, slug_field,
     success, text_field,
@@ -36,15 +39,169 @@ pub fn routes() -> Router<Arc<Api>> {
         .route("/sources/{id}/connected-warehouses", get(warehouses))
 }
 
-/// A source on the wire (Segment's `SourceV1` plus Sluice's fields). `writeKeys` holds
-/// each live key's id (what `DELETE /sources/{id}/writekey/{key}` takes: Sluice keeps
-/// only digests), and the plaintext of a key only in the answer that creates it.
+/// A source on the wire (Segment's `SourceV1` plus Sluice's fields).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Source {
+    /// Id (= slug; the data plane's source id).
+    pub id: String,
+    /// Slug.
+    pub slug: String,
+    /// Name.
+    pub name: String,
+    /// Workspace.
+    pub workspace_id: String,
+    /// Disabled sources' keys get 401.
+    pub enabled: bool,
+    /// Each live key's id (what `DELETE /sources/{id}/writekey/{key}` takes: Sluice keeps
+    /// only digests), and a new key's plaintext in the answer that creates it only.
+    pub write_keys: Vec<String>,
+    /// The source type, in Segment's catalog shape.
+    pub metadata: SourceMetadata,
+    /// Always `{}`: Sluice sources have no settings.
+    #[schema(value_type = Object)]
+    pub settings: serde_json::Map<String, Value>,
+    /// Labels.
+    pub labels: Vec<Label>,
+    /// The tracking plan its events are checked against.
+    pub tracking_plan_id: Option<String>,
+    /// `off`, `warn` or `block`.
+    pub enforcement: String,
+    /// Its own rate limit, if any.
+    pub rate_limit: Option<RateLimit>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Updated.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A source's rate limit.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimit {
+    /// Events per second.
+    pub requests_per_second: u32,
+    /// Burst above the rate (null: the gateway's default).
+    pub burst: Option<u32>,
+}
+
+/// `{"source": …}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SourceOne {
+    /// The source.
+    pub source: Source,
+}
+
+/// `{"source": …, "trackingPlanId": …}`: a source read.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceRead {
+    /// The source.
+    pub source: Source,
+    /// Its tracking plan (as in `source.trackingPlanId`).
+    pub tracking_plan_id: Option<String>,
+}
+
+/// A page of sources.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SourceList {
+    /// The page.
+    pub sources: Vec<Source>,
+    /// Paging.
+    pub pagination: Pagination,
+}
+
+/// A new write key, its plaintext shown in this answer only.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NewWriteKey {
+    /// Key id (`wk_…`).
+    pub id: String,
+    /// The key.
+    pub key: String,
+    /// When it stops working, if ever.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// The answer to a new write key.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WriteKeyCreated {
+    /// The source, `writeKeys` holding the new key's plaintext.
+    pub source: Source,
+    /// The new key.
+    pub write_key: NewWriteKey,
+}
+
+/// A stored write key (its prefix, never the key).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WriteKey {
+    /// Id (`wk_…`).
+    pub id: String,
+    /// Source.
+    pub source_id: String,
+    /// The key's first characters.
+    pub display: String,
+    /// Who made it (user id, or `system`).
+    pub created_by: String,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// End of a rotation overlap: refused from then on.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Set when revoked.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl From<&WriteKeyRow> for WriteKey {
+    fn from(row: &WriteKeyRow) -> Self {
+        Self {
+            id: row.id.clone(),
+            source_id: row.source_id.clone(),
+            display: row.display.clone(),
+            created_by: row.created_by.clone(),
+            created_at: row.created_at,
+            expires_at: row.expires_at,
+            revoked_at: row.revoked_at,
+        }
+    }
+}
+
+/// `{"writeKeys": […]}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WriteKeyList {
+    /// Every key, revoked ones too.
+    pub write_keys: Vec<WriteKey>,
+}
+
+/// `{"labels": […], "source": …}`: a source's labels after a change.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LabelsSet {
+    /// The source's labels.
+    pub labels: Vec<Label>,
+    /// The source.
+    pub source: Source,
+}
+
+/// Warehouses connected to a source: Sluice has none.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WarehouseList {
+    /// Always empty.
+    #[schema(value_type = Vec<Object>)]
+    pub warehouses: Vec<Value>,
+    /// Paging.
+    pub pagination: Pagination,
+}
+
+/// A source as the API shows it; `new_key`, a new key's plaintext, is added to its
+/// `writeKeys` (in the answer that creates it only).
 pub fn wire(
     source: &SourceRow,
     workspace: &str,
     keys: &[WriteKeyRow],
     new_key: Option<&str>,
-) -> Value {
+) -> Source {
     let mut write_keys: Vec<String> = keys
         .iter()
         .filter(|k| k.revoked_at.is_none())
@@ -53,32 +210,39 @@ pub fn wire(
     if let Some(plain) = new_key {
         write_keys.push(plain.to_owned());
     }
-    json!({
-        "id": source.id,
-        "slug": source.id,
-        "name": source.name,
-        "workspaceId": workspace,
-        "enabled": source.enabled,
-        "writeKeys": write_keys,
-        "metadata": {
-            "id": source.metadata_id,
-            "slug": source.metadata_id,
-            "name": source.metadata_id,
-            "categories": [],
-            "description": "",
-            "logos": {"default": ""},
-            "options": [],
-            "isDeprecated": false,
-            "isCloudEventSource": false,
+    Source {
+        id: source.id.clone(),
+        slug: source.id.clone(),
+        name: source.name.clone(),
+        workspace_id: workspace.to_owned(),
+        enabled: source.enabled,
+        write_keys,
+        metadata: SourceMetadata {
+            id: source.metadata_id.clone(),
+            slug: source.metadata_id.clone(),
+            name: source.metadata_id.clone(),
+            categories: Vec::new(),
+            description: String::new(),
+            logos: Logos::default(),
+            options: Vec::new(),
+            is_deprecated: Some(false),
+            is_cloud_event_source: false,
         },
-        "settings": {},
-        "labels": source.labels.iter().map(|(k, v)| json!({"key": k, "value": v})).collect::<Vec<_>>(),
-        "trackingPlanId": source.tracking_plan_id,
-        "enforcement": source.enforcement,
-        "rateLimit": source.rate_per_second.map(|rps| json!({"requestsPerSecond": rps, "burst": source.rate_burst})),
-        "createdAt": source.created_at,
-        "updatedAt": source.updated_at,
-    })
+        settings: serde_json::Map::new(),
+        labels: source
+            .labels
+            .iter()
+            .map(|(k, v)| Label::new(k, v))
+            .collect(),
+        tracking_plan_id: source.tracking_plan_id.clone(),
+        enforcement: source.enforcement.clone(),
+        rate_limit: source.rate_per_second.map(|rps| RateLimit {
+            requests_per_second: rps,
+            burst: source.rate_burst,
+        }),
+        created_at: source.created_at,
+        updated_at: source.updated_at,
+    }
 }
 
 /// Loads a source the caller may see and act on; hidden and missing answer alike.
@@ -142,7 +306,7 @@ async fn allow_labels(
     path = "/api/v1/sources",
     tag = "Sources",
     params(PageQuery),
-    responses((status = 200, description = "List the sources the caller may see.", body = schema::Data<schema::SourceList>))
+    responses((status = 200, description = "List the sources the caller may see.", body = Data<SourceList>))
 )]
 async fn list(
     State(api): State<Arc<Api>>,
@@ -181,7 +345,16 @@ async fn list(
             last = Some(row.id.as_str());
         }
     }
-    Ok(page_of("sources", out, &page, rows.len(), last))
+    Ok(page_of(
+        out,
+        &page,
+        rows.len(),
+        last,
+        |sources, pagination| SourceList {
+            sources,
+            pagination,
+        },
+    ))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -262,7 +435,7 @@ fn no_settings(settings: Option<&Value>) -> Result<(), ApiError> {
     path = "/api/v1/sources",
     tag = "Sources",
     request_body = CreateSource,
-    responses((status = 200, description = "Create a source.", body = schema::Data<schema::SourceOne>))
+    responses((status = 200, description = "Create a source.", body = Data<SourceOne>))
 )]
 async fn create(
     State(api): State<Arc<Api>>,
@@ -306,10 +479,16 @@ async fn create(
     sources::insert(change.conn(), &caller.workspace.id, &row).await?;
     let after = wire(&row, &caller.workspace.id, &[], None);
     change
-        .record(caller.draft(Kind::SourceCreate, "source", &id, None, Some(after.clone())))
+        .record(caller.draft(
+            Kind::SourceCreate,
+            "source",
+            &id,
+            None,
+            Some(document(&after)?),
+        ))
         .await?;
     change.commit().await?;
-    Ok(data(json!({ "source": after })))
+    Ok(data(SourceOne { source: after }))
 }
 
 /// Get a source.
@@ -318,7 +497,7 @@ async fn create(
     path = "/api/v1/sources/{id}",
     tag = "Sources",
     params(("id" = String, Path, description = "Source id")),
-    responses((status = 200, description = "Get a source.", body = schema::Data<schema::SourceOne>))
+    responses((status = 200, description = "Get a source.", body = Data<SourceRead>))
 )]
 async fn read(
     State(api): State<Arc<Api>>,
@@ -328,10 +507,10 @@ async fn read(
     let source = visible(&api, &caller, &id, Action::ViewSource).await?;
     let mut conn = api.store.read().await?;
     let keys = sources::keys_of(&mut conn, &id).await?;
-    Ok(data(json!({
-        "source": wire(&source, &caller.workspace.id, &keys, None),
-        "trackingPlanId": source.tracking_plan_id,
-    })))
+    Ok(data(SourceRead {
+        tracking_plan_id: source.tracking_plan_id.clone(),
+        source: wire(&source, &caller.workspace.id, &keys, None),
+    }))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -371,7 +550,7 @@ struct RateWire {
     tag = "Sources",
     params(("id" = String, Path, description = "Source id")),
     request_body = UpdateSource,
-    responses((status = 200, description = "Update a source.", body = schema::Data<schema::SourceOne>))
+    responses((status = 200, description = "Update a source.", body = Data<SourceOne>))
 )]
 async fn update(
     State(api): State<Arc<Api>>,
@@ -429,12 +608,12 @@ async fn update(
             Kind::SourceUpdate,
             "source",
             &id,
-            Some(was),
-            Some(after.clone()),
+            Some(document(&was)?),
+            Some(document(&after)?),
         ))
         .await?;
     change.commit().await?;
-    Ok(data(json!({ "source": after })))
+    Ok(data(SourceOne { source: after }))
 }
 
 /// Delete a source with its keys, labels, connections and grants.
@@ -443,7 +622,7 @@ async fn update(
     path = "/api/v1/sources/{id}",
     tag = "Sources",
     params(("id" = String, Path, description = "Source id")),
-    responses((status = 200, description = "Delete a source with its keys, labels, connections and grants.", body = schema::Data<schema::Status>))
+    responses((status = 200, description = "Delete a source with its keys, labels, connections and grants.", body = Data<Status>))
 )]
 async fn remove(
     State(api): State<Arc<Api>>,
@@ -456,7 +635,13 @@ async fn remove(
     sources::delete(change.conn(), &id).await?;
     let was = wire(&before, &caller.workspace.id, &keys, None);
     change
-        .record(caller.draft(Kind::SourceDelete, "source", &id, Some(was), None))
+        .record(caller.draft(
+            Kind::SourceDelete,
+            "source",
+            &id,
+            Some(document(&was)?),
+            None,
+        ))
         .await?;
     change.commit().await?;
     Ok(success())
@@ -476,7 +661,7 @@ struct AddKey {
     tag = "Sources",
     params(("id" = String, Path, description = "Source id")),
     request_body = AddKey,
-    responses((status = 200, description = "Create a write key (shown in this answer only).", body = schema::Data<schema::WriteKeyCreated>))
+    responses((status = 200, description = "Create a write key (shown in this answer only).", body = Data<WriteKeyCreated>))
 )]
 async fn add_key(
     State(api): State<Arc<Api>>,
@@ -517,10 +702,14 @@ async fn add_key(
     let keys = sources::keys_of(change.conn(), &id).await?;
     change.commit().await?;
     let shown: Vec<WriteKeyRow> = keys.into_iter().filter(|k| k.id != key.id).collect();
-    Ok(data(json!({
-        "source": wire(&source, &caller.workspace.id, &shown, Some(&plain)),
-        "writeKey": {"id": key.id, "key": plain, "expiresAt": key.expires_at},
-    })))
+    Ok(data(WriteKeyCreated {
+        source: wire(&source, &caller.workspace.id, &shown, Some(&plain)),
+        write_key: NewWriteKey {
+            id: key.id,
+            key: plain,
+            expires_at: key.expires_at,
+        },
+    }))
 }
 
 /// Revokes a key named by its plaintext (Segment's path) or its id (`wk_…`).
@@ -529,7 +718,7 @@ async fn add_key(
     path = "/api/v1/sources/{id}/writekey/{key}",
     tag = "Sources",
     params(("id" = String, Path, description = "Source id"), ("key" = String, Path, description = "The key itself, or its id (wk_…)")),
-    responses((status = 200, description = "Revoke a write key.", body = schema::Data<schema::Status>))
+    responses((status = 200, description = "Revoke a write key.", body = Data<Status>))
 )]
 async fn remove_key(
     State(api): State<Arc<Api>>,
@@ -564,7 +753,7 @@ async fn remove_key(
     path = "/api/v1/sources/{id}/writekeys",
     tag = "Sources",
     params(("id" = String, Path, description = "Source id")),
-    responses((status = 200, description = "List a source's write keys (prefixes, never keys).", body = schema::Data<schema::WriteKeyList>))
+    responses((status = 200, description = "List a source's write keys (prefixes, never keys).", body = Data<WriteKeyList>))
 )]
 async fn list_keys(
     State(api): State<Arc<Api>>,
@@ -574,7 +763,9 @@ async fn list_keys(
     visible(&api, &caller, &id, Action::ManageWriteKeys).await?;
     let mut conn = api.store.read().await?;
     let keys = sources::keys_of(&mut conn, &id).await?;
-    Ok(data(json!({ "writeKeys": keys })))
+    Ok(data(WriteKeyList {
+        write_keys: keys.iter().map(WriteKey::from).collect(),
+    }))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -626,7 +817,10 @@ async fn set_labels(
         ))
         .await?;
     change.commit().await?;
-    Ok(data(json!({ "labels": after["labels"], "source": after })))
+    Ok(data(LabelsSet {
+        labels: after.labels.clone(),
+        source: after,
+    }))
 }
 
 /// Add labels to a source.
@@ -636,7 +830,7 @@ async fn set_labels(
     tag = "Sources",
     params(("id" = String, Path, description = "Source id")),
     request_body = LabelsBody,
-    responses((status = 200, description = "Add labels to a source.", body = schema::Data<schema::LabelsSet>))
+    responses((status = 200, description = "Add labels to a source.", body = Data<LabelsSet>))
 )]
 async fn add_labels(
     State(api): State<Arc<Api>>,
@@ -654,7 +848,7 @@ async fn add_labels(
     tag = "Sources",
     params(("id" = String, Path, description = "Source id")),
     request_body = LabelsBody,
-    responses((status = 200, description = "Replace a source's labels.", body = schema::Data<schema::LabelsSet>))
+    responses((status = 200, description = "Replace a source's labels.", body = Data<LabelsSet>))
 )]
 async fn replace_labels(
     State(api): State<Arc<Api>>,
@@ -671,7 +865,7 @@ async fn replace_labels(
     path = "/api/v1/sources/{id}/connected-destinations",
     tag = "Sources",
     params(("id" = String, Path, description = "Source id"), PageQuery),
-    responses((status = 200, description = "Destinations connected to a source that the caller may see.", body = schema::Data<schema::DestinationList>))
+    responses((status = 200, description = "Destinations connected to a source that the caller may see.", body = Data<DestinationList>))
 )]
 async fn connected(
     State(api): State<Arc<Api>>,
@@ -709,7 +903,12 @@ async fn connected(
             ));
         }
     }
-    Ok(page_in_memory("destinations", out, &page, json!({})))
+    Ok(page_in_memory(out, &page, |destinations, pagination| {
+        DestinationList {
+            destinations,
+            pagination,
+        }
+    }))
 }
 
 /// Warehouses connected to a source: Sluice has none (always an empty page).
@@ -718,7 +917,7 @@ async fn connected(
     path = "/api/v1/sources/{id}/connected-warehouses",
     tag = "Sources",
     params(("id" = String, Path, description = "Source id"), PageQuery),
-    responses((status = 200, description = "Warehouses connected to a source (Sluice has none).", body = schema::Data<schema::WarehousePage>))
+    responses((status = 200, description = "Warehouses connected to a source (Sluice has none).", body = Data<WarehouseList>))
 )]
 async fn warehouses(
     State(api): State<Arc<Api>>,
@@ -728,10 +927,12 @@ async fn warehouses(
 ) -> Result<Response, ApiError> {
     let page = q.page()?;
     visible(&api, &caller, &id, Action::ViewSource).await?;
-    Ok(page_in_memory::<Value>(
-        "warehouses",
+    Ok(page_in_memory::<Value, _>(
         Vec::new(),
         &page,
-        json!({}),
+        |warehouses, pagination| WarehouseList {
+            warehouses,
+            pagination,
+        },
     ))
 }

@@ -7,10 +7,11 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::routing::{get, post};
 use chrono::{DateTime, Duration, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::ToSchema;
 
-use super::schema;
+use super::wire::{Data, Pagination, Status};
 use super::{
     Api, ApiError, Body, Caller, Forbidden, PageQuery, Path, Query, data, page_of, success,
     text_field,
@@ -29,13 +30,82 @@ pub fn routes() -> Router<Arc<Api>> {
         .route("/tokens/{id}/rotate", post(rotate))
 }
 
+/// An API token (never its secret, except in [`TokenMade`]).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Token {
+    /// Id.
+    pub id: String,
+    /// Whom it acts as.
+    pub user_id: String,
+    /// Name given by its owner.
+    pub name: String,
+    /// Scopes, e.g. `sources:write`.
+    #[schema(value_type = Vec<String>)]
+    pub scopes: Vec<Scope>,
+    /// The prefix and first characters, for people to recognise it.
+    pub display: String,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Refused from then on.
+    pub expires_at: DateTime<Utc>,
+    /// Set when revoked.
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// Last use (to the minute).
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// Address of the last use.
+    pub last_used_ip: Option<String>,
+}
+
+impl From<&TokenRow> for Token {
+    fn from(row: &TokenRow) -> Self {
+        Self {
+            id: row.id.clone(),
+            user_id: row.user_id.clone(),
+            name: row.name.clone(),
+            scopes: row.scopes.clone(),
+            display: row.display.clone(),
+            created_at: row.created_at,
+            expires_at: row.expires_at,
+            revoked_at: row.revoked_at,
+            last_used_at: row.last_used_at,
+            last_used_ip: row.last_used_ip.clone(),
+        }
+    }
+}
+
+/// `{"token": …}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenOne {
+    /// The token.
+    pub token: Token,
+}
+
+/// A token made: its secret is shown here only.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenMade {
+    /// The token.
+    pub token: Token,
+    /// `slc_pat_…`: the secret to send as `Authorization: Bearer …`.
+    pub secret: String,
+}
+
+/// A page of tokens.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenList {
+    /// The page.
+    pub tokens: Vec<Token>,
+    /// Paging.
+    pub pagination: Pagination,
+}
+
 /// List API tokens.
 #[utoipa::path(
     get,
     path = "/api/v1/tokens",
     tag = "Tokens",
     params(PageQuery),
-    responses((status = 200, description = "List API tokens.", body = schema::Data<schema::TokenList>))
+    responses((status = 200, description = "List API tokens.", body = Data<TokenList>))
 )]
 async fn list(
     State(api): State<Arc<Api>>,
@@ -47,7 +117,13 @@ async fn list(
     let mut conn = api.store.read().await?;
     let rows = tokens::list(&mut conn, &caller.workspace.id, &page.after, page.count).await?;
     let last = rows.last().map(|t| t.id.as_str());
-    Ok(page_of("tokens", &rows, &page, rows.len(), last))
+    Ok(page_of(
+        rows.iter().map(Token::from).collect(),
+        &page,
+        rows.len(),
+        last,
+        |tokens, pagination| TokenList { tokens, pagination },
+    ))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -166,7 +242,7 @@ pub async fn issue(
     path = "/api/v1/tokens",
     tag = "Tokens",
     request_body = CreateToken,
-    responses((status = 200, description = "Create an API token (secret shown once).", body = schema::Data<schema::TokenMade>))
+    responses((status = 200, description = "Create an API token (secret shown once).", body = Data<TokenMade>))
 )]
 async fn create(
     State(api): State<Arc<Api>>,
@@ -197,7 +273,10 @@ async fn create(
         .record(caller.draft(Kind::TokenCreate, "token", &row.id, None, Some(json!(row))))
         .await?;
     change.commit().await?;
-    Ok(data(json!({"token": row, "secret": plain.expose()})))
+    Ok(data(TokenMade {
+        token: Token::from(&row),
+        secret: plain.expose().to_owned(),
+    }))
 }
 
 async fn load(api: &Api, caller: &Caller, id: &str) -> Result<TokenRow, ApiError> {
@@ -213,7 +292,7 @@ async fn load(api: &Api, caller: &Caller, id: &str) -> Result<TokenRow, ApiError
     path = "/api/v1/tokens/{id}",
     tag = "Tokens",
     params(("id" = String, Path, description = "Token id")),
-    responses((status = 200, description = "Get a token (never its secret).", body = schema::Data<schema::TokenOne>))
+    responses((status = 200, description = "Get a token (never its secret).", body = Data<TokenOne>))
 )]
 async fn read(
     State(api): State<Arc<Api>>,
@@ -222,7 +301,9 @@ async fn read(
 ) -> Result<Response, ApiError> {
     api.allow_workspace(&caller, Action::ManageTokens).await?;
     let row = load(&api, &caller, &id).await?;
-    Ok(data(json!({ "token": row })))
+    Ok(data(TokenOne {
+        token: Token::from(&row),
+    }))
 }
 
 /// Revoke a token.
@@ -231,7 +312,7 @@ async fn read(
     path = "/api/v1/tokens/{id}",
     tag = "Tokens",
     params(("id" = String, Path, description = "Token id")),
-    responses((status = 200, description = "Revoke a token.", body = schema::Data<schema::Status>))
+    responses((status = 200, description = "Revoke a token.", body = Data<Status>))
 )]
 async fn revoke(
     State(api): State<Arc<Api>>,
@@ -266,7 +347,7 @@ async fn revoke(
     path = "/api/v1/tokens/{id}/rotate",
     tag = "Tokens",
     params(("id" = String, Path, description = "Token id")),
-    responses((status = 200, description = "Replace a token with a new one (the old one is revoked).", body = schema::Data<schema::TokenMade>))
+    responses((status = 200, description = "Replace a token with a new one (the old one is revoked).", body = Data<TokenMade>))
 )]
 async fn rotate(
     State(api): State<Arc<Api>>,
@@ -310,5 +391,8 @@ async fn rotate(
         ))
         .await?;
     change.commit().await?;
-    Ok(data(json!({"token": row, "secret": plain.expose()})))
+    Ok(data(TokenMade {
+        token: Token::from(&row),
+        secret: plain.expose().to_owned(),
+    }))
 }

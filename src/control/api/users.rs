@@ -6,11 +6,14 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
 
-use super::roles::{parse_role, role_title};
-use super::schema;
+use super::permissions::Permission;
+use super::roles::parse_role;
+use super::wire::{Data, Pagination, Status, document};
 use super::{Api, ApiError, Body, Caller, PageQuery, Path, Query, data, page_of, success};
 use crate::control::audit::Kind;
 use crate::control::policy::{Action, Role};
@@ -26,20 +29,67 @@ pub fn routes() -> Router<Arc<Api>> {
         )
 }
 
-pub(super) fn user_wire(u: &UserRow) -> Value {
-    json!({
-        "id": u.id,
-        "email": u.email,
-        "name": format!("{} {}", u.first_name, u.last_name).trim(),
-        "firstName": u.first_name,
-        "lastName": u.last_name,
-        "role": u.role.name(),
-        "active": u.active,
-        "origin": u.origin,
-        "createdAt": u.created_at,
-        "lastLogin": u.last_login,
-        "permissions": [{"roleId": u.role.name(), "roleName": role_title(u.role), "resources": []}],
-    })
+/// A member.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    /// Id.
+    pub id: String,
+    /// Email.
+    pub email: String,
+    /// Full name.
+    pub name: String,
+    /// First name.
+    pub first_name: String,
+    /// Last name.
+    pub last_name: String,
+    /// Their own role: `owner`, `admin`, `member`, `read_only`.
+    pub role: String,
+    /// Deactivated members can do nothing.
+    pub active: bool,
+    /// How they came: `bootstrap`, `setup`, `invite`, `scim`, `sso`.
+    pub origin: String,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last login (console or SSO).
+    pub last_login: Option<DateTime<Utc>>,
+    /// Their permissions in Segment's shape: the role in lists; the role on the
+    /// workspace and their grants when read alone.
+    pub permissions: Vec<Permission>,
+}
+
+/// `{"user": …}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserOne {
+    /// The member.
+    pub user: User,
+}
+
+/// A page of members.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserList {
+    /// The page.
+    pub users: Vec<User>,
+    /// Paging.
+    pub pagination: Pagination,
+}
+
+pub(super) fn user_wire(u: &UserRow) -> User {
+    User {
+        id: u.id.clone(),
+        email: u.email.clone(),
+        name: format!("{} {}", u.first_name, u.last_name)
+            .trim()
+            .to_owned(),
+        first_name: u.first_name.clone(),
+        last_name: u.last_name.clone(),
+        role: u.role.name().to_owned(),
+        active: u.active,
+        origin: u.origin.clone(),
+        created_at: u.created_at,
+        last_login: u.last_login,
+        permissions: vec![Permission::role(u.role)],
+    }
 }
 
 /// List members.
@@ -48,7 +98,7 @@ pub(super) fn user_wire(u: &UserRow) -> Value {
     path = "/api/v1/users",
     tag = "IAM Users",
     params(PageQuery),
-    responses((status = 200, description = "List members.", body = schema::Data<schema::UserList>))
+    responses((status = 200, description = "List members.", body = Data<UserList>))
 )]
 async fn list_users(
     State(api): State<Arc<Api>>,
@@ -60,8 +110,14 @@ async fn list_users(
     let mut conn = api.store.read().await?;
     let rows = users::list(&mut conn, &caller.workspace.id, &page.after, page.count).await?;
     let last = rows.last().map(|u| u.id.as_str());
-    let out: Vec<Value> = rows.iter().map(user_wire).collect();
-    Ok(page_of("users", out, &page, rows.len(), last))
+    let out: Vec<User> = rows.iter().map(user_wire).collect();
+    Ok(page_of(
+        out,
+        &page,
+        rows.len(),
+        last,
+        |users, pagination| UserList { users, pagination },
+    ))
 }
 
 async fn load_user(api: &Api, caller: &Caller, id: &str) -> Result<UserRow, ApiError> {
@@ -77,7 +133,7 @@ async fn load_user(api: &Api, caller: &Caller, id: &str) -> Result<UserRow, ApiE
     path = "/api/v1/users/{id}",
     tag = "IAM Users",
     params(("id" = String, Path, description = "User id")),
-    responses((status = 200, description = "Get a member.", body = schema::Data<schema::UserOne>))
+    responses((status = 200, description = "Get a member.", body = Data<UserOne>))
 )]
 async fn read_user(
     State(api): State<Arc<Api>>,
@@ -86,10 +142,14 @@ async fn read_user(
 ) -> Result<Response, ApiError> {
     api.allow_workspace(&caller, Action::ViewMembers).await?;
     let user = load_user(&api, &caller, &id).await?;
-    let mut wire = user_wire(&user);
     let mut conn = api.store.read().await?;
-    wire["permissions"] = super::permissions::of_user(&mut conn, &caller, &user).await?;
-    Ok(data(json!({ "user": wire })))
+    let permissions = super::permissions::of_user(&mut conn, &caller, &user).await?;
+    Ok(data(UserOne {
+        user: User {
+            permissions,
+            ..user_wire(&user)
+        },
+    }))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -105,7 +165,7 @@ struct UserPatch {
     tag = "IAM Users",
     params(("id" = String, Path, description = "User id")),
     request_body = UserPatch,
-    responses((status = 200, description = "Change a member's role.", body = schema::Data<schema::UserOne>))
+    responses((status = 200, description = "Change a member's role.", body = Data<UserOne>))
 )]
 async fn update_user(
     State(api): State<Arc<Api>>,
@@ -142,7 +202,9 @@ async fn update_user(
     change.commit().await?;
     let mut after = before;
     after.role = role;
-    Ok(data(json!({"user": user_wire(&after)})))
+    Ok(data(UserOne {
+        user: user_wire(&after),
+    }))
 }
 
 /// Remove a member (their tokens stop working).
@@ -151,7 +213,7 @@ async fn update_user(
     path = "/api/v1/users/{id}",
     tag = "IAM Users",
     params(("id" = String, Path, description = "User id")),
-    responses((status = 200, description = "Remove a member (their tokens stop working).", body = schema::Data<schema::Status>))
+    responses((status = 200, description = "Remove a member (their tokens stop working).", body = Data<Status>))
 )]
 async fn remove_user(
     State(api): State<Arc<Api>>,
@@ -167,7 +229,7 @@ async fn remove_user(
     path = "/api/v1/users",
     tag = "IAM Users",
     params(("userIds[0]" = String, Query, description = "Id of a member to remove (userIds[1], … for more)")),
-    responses((status = 200, description = "Remove members (their tokens stop working).", body = schema::Data<schema::Status>))
+    responses((status = 200, description = "Remove members (their tokens stop working).", body = Data<Status>))
 )]
 async fn remove_users(
     State(api): State<Arc<Api>>,
@@ -228,7 +290,7 @@ async fn remove_all(api: &Api, caller: &Caller, ids: &[String]) -> Result<Respon
                 Kind::UserRemove,
                 "user",
                 &user.id,
-                Some(user_wire(user)),
+                Some(document(&user_wire(user))?),
                 None,
             ))
             .await?;

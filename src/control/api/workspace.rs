@@ -6,10 +6,12 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
-use serde::Deserialize;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::ToSchema;
 
-use super::schema;
+use super::wire::Data;
 use super::{Api, ApiError, Body, Caller, data, text_field};
 use crate::control::audit::Kind;
 use crate::control::policy::Action;
@@ -22,20 +24,77 @@ pub fn routes() -> Router<Arc<Api>> {
         .route("/settings", get(settings).patch(update_settings))
 }
 
+/// The workspace.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Workspace {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Slug.
+    pub slug: String,
+    /// Always `self-hosted`.
+    pub region: String,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// `{"workspace": …}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkspaceOne {
+    /// The caller's workspace.
+    pub workspace: Workspace,
+}
+
+/// Workspace settings.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkspaceSettings {
+    /// Members publish tracking plans directly (without review).
+    pub members_can_publish: bool,
+    /// Longest lifetime of an API token or node credential, in days.
+    pub token_max_days: u32,
+}
+
+impl From<Settings> for WorkspaceSettings {
+    fn from(settings: Settings) -> Self {
+        Self {
+            members_can_publish: settings.members_can_publish,
+            token_max_days: settings.token_max_days,
+        }
+    }
+}
+
+/// `{"settings": …}`, and after a change the workspace's name.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SettingsOne {
+    /// The settings.
+    pub settings: WorkspaceSettings,
+    /// The workspace's name (in the answer to a change only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
 /// `GET /api/v1/`: the caller's workspace.
 #[utoipa::path(
     get,
     path = "/api/v1/",
     tag = "Workspaces",
-    responses((status = 200, description = "The caller's workspace.", body = schema::Data<schema::WorkspaceOne>))
+    responses((status = 200, description = "The caller's workspace.", body = Data<WorkspaceOne>))
 )]
 pub async fn workspace(State(api): State<Arc<Api>>, caller: Caller) -> Result<Response, ApiError> {
     api.allow_workspace(&caller, Action::ViewWorkspace).await?;
     let ws = &caller.workspace;
-    Ok(data(json!({"workspace": {
-        "id": ws.id, "name": ws.name, "slug": ws.slug,
-        "region": "self-hosted", "createdAt": ws.created_at,
-    }})))
+    Ok(data(WorkspaceOne {
+        workspace: Workspace {
+            id: ws.id.clone(),
+            name: ws.name.clone(),
+            slug: ws.slug.clone(),
+            region: "self-hosted".to_owned(),
+            created_at: ws.created_at,
+        },
+    }))
 }
 
 /// Workspace settings.
@@ -43,11 +102,14 @@ pub async fn workspace(State(api): State<Arc<Api>>, caller: Caller) -> Result<Re
     get,
     path = "/api/v1/settings",
     tag = "Workspaces",
-    responses((status = 200, description = "Workspace settings.", body = schema::Data<schema::SettingsOne>))
+    responses((status = 200, description = "Workspace settings.", body = Data<SettingsOne>))
 )]
 async fn settings(State(api): State<Arc<Api>>, caller: Caller) -> Result<Response, ApiError> {
     api.allow_workspace(&caller, Action::ViewWorkspace).await?;
-    Ok(data(json!({"settings": caller.workspace.settings})))
+    Ok(data(SettingsOne {
+        settings: caller.workspace.settings.into(),
+        name: None,
+    }))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -67,7 +129,7 @@ struct SettingsPatch {
     path = "/api/v1/settings",
     tag = "Workspaces",
     request_body = SettingsPatch,
-    responses((status = 200, description = "Change workspace settings.", body = schema::Data<schema::SettingsOne>))
+    responses((status = 200, description = "Change workspace settings.", body = Data<SettingsOne>))
 )]
 async fn update_settings(
     State(api): State<Arc<Api>>,
@@ -106,5 +168,8 @@ async fn update_settings(
         ))
         .await?;
     change.commit().await?;
-    Ok(data(json!({"settings": settings, "name": name})))
+    Ok(data(SettingsOne {
+        settings: settings.into(),
+        name: Some(name),
+    }))
 }
