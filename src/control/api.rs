@@ -971,7 +971,7 @@ pub struct PageQuery {
     pub count: Option<String>,
     /// Opaque cursor from the previous page's `pagination.next` (or `current`).
     #[serde(rename = "pagination[cursor]", default)]
-    #[param(pattern = "^[A-Za-z0-9_-]*$")]
+    #[param(pattern = "^(MA|YWZ0ZXI6([A-Za-z0-9_-]{4})*([A-Za-z0-9_-]{2,3})?)?$")]
     pub cursor: Option<String>,
 }
 
@@ -1013,10 +1013,17 @@ impl PageQuery {
 
 fn decode_cursor(cursor: &str) -> Option<String> {
     use base64::Engine as _;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()?;
-    let text = String::from_utf8(bytes).ok()?;
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    // Lenient about padding and trailing bits: any base64url text the document allows.
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::URL_SAFE,
+        GeneralPurposeConfig::new()
+            .with_decode_allow_trailing_bits(true)
+            .with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    let bytes = LENIENT.decode(cursor).ok()?;
+    // An id is text; bytes that are not (a cursor edited by hand) still order a page.
+    let text = String::from_utf8_lossy(&bytes).into_owned();
     if text == "0" {
         // `MA`, the first page's `pagination.current`, given back: the first page.
         return Some(String::new());

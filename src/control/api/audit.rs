@@ -33,17 +33,25 @@ pub const EXPORT_MAX: u32 = 100_000;
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct AuditQuery {
+    /// Page size (1 to 200, default 10; exports: every match up to 100 000).
     #[serde(rename = "pagination[count]", default)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
     count: Option<String>,
+    /// The previous page's `pagination.next` (an event sequence number).
     #[serde(rename = "pagination[cursor]", default)]
+    #[param(pattern = "^[0-9]{0,19}$")]
     cursor: Option<String>,
     #[serde(default)]
+    #[param(max_length = 200)]
     actor: Option<String>,
     #[serde(default)]
+    #[param(max_length = 200)]
     action: Option<String>,
     #[serde(rename = "resourceType", default)]
+    #[param(max_length = 200)]
     resource_type: Option<String>,
     #[serde(rename = "resourceId", default)]
+    #[param(max_length = 200)]
     resource_id: Option<String>,
     #[serde(rename = "startTime", default)]
     start: Option<DateTime<Utc>>,
@@ -51,6 +59,7 @@ struct AuditQuery {
     end: Option<DateTime<Utc>>,
     /// `json` (default, paged), `csv` or `ndjson` (exports: every match, newest first).
     #[serde(default)]
+    #[param(pattern = "^(json|csv|ndjson)$")]
     format: Option<String>,
 }
 
@@ -187,7 +196,7 @@ async fn list(
         ("resourceType", &q.resource_type),
         ("resourceId", &q.resource_id),
     ] {
-        if value.as_ref().is_some_and(|v| v.len() > 200) {
+        if value.as_ref().is_some_and(|v| v.chars().count() > 200) {
             return Err(ApiError::field(field, "at most 200 characters"));
         }
     }

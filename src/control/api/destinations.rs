@@ -454,6 +454,7 @@ struct CreateDestination {
     /// The first connected source (Segment's shape).
     source_id: String,
     /// `webhook`, `file` or `nats`.
+    #[schema(pattern = "^(webhook|file|nats)$")]
     metadata_id: String,
     #[serde(default = "yes")]
     enabled: bool,

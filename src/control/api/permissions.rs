@@ -58,7 +58,9 @@ pub const SOURCE_ROLES: [(&str, &str, Level); 3] = [
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LabelIn {
+    #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")]
     key: String,
+    #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")]
     value: String,
     #[serde(default)]
     description: Option<String>,
@@ -72,6 +74,7 @@ pub struct ResourceIn {
     id: String,
     /// `WORKSPACE` or `SOURCE`.
     #[serde(rename = "type")]
+    #[schema(pattern = "^(WORKSPACE|SOURCE)$")]
     kind: String,
     /// Every source with each of these labels (source roles only).
     #[serde(default)]
@@ -84,6 +87,9 @@ pub struct ResourceIn {
 pub struct PermissionIn {
     /// A workspace role (`owner`, `admin`, `member`, `read_only`) or a source role
     /// (`source_admin`, `source_read_write`, `source_read_only`).
+    #[schema(
+        pattern = "^(owner|admin|member|read_only|source_admin|source_read_write|source_read_only)$"
+    )]
     role_id: String,
     /// For a workspace role, may be left out (the workspace).
     #[serde(default)]

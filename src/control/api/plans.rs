@@ -395,9 +395,14 @@ async fn read(
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Rename {
     #[serde(default)]
+    #[schema(
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$",
+        max_length = 200
+    )]
     name: Option<String>,
     /// At most 2000 characters.
     #[serde(default)]
+    #[schema(max_length = 2000)]
     description: Option<String>,
 }
 

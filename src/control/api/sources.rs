@@ -372,7 +372,9 @@ struct CreateSource {
     enabled: bool,
     #[serde(default)]
     metadata_id: Option<String>,
+    /// Sluice sources have no settings: `{}` or left out.
     #[serde(default)]
+    #[schema(value_type = Option<NoSettings>)]
     settings: Option<Value>,
     #[serde(default)]
     labels: Option<Vec<LabelWire>>,
@@ -418,6 +420,12 @@ pub fn labels(field: &str, wire: &[LabelWire]) -> Result<Vec<(String, String)>, 
         })
         .collect()
 }
+
+/// `{}`: Sluice sources have no settings (the document states it; the server refuses
+/// anything else).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoSettings {}
 
 fn no_settings(settings: Option<&Value>) -> Result<(), ApiError> {
     if settings.is_some_and(|s| !s.as_object().is_some_and(serde_json::Map::is_empty)) {
@@ -522,7 +530,9 @@ struct UpdateSource {
     enabled: Option<bool>,
     #[serde(default)]
     slug: Option<String>,
+    /// Sluice sources have no settings: `{}` or left out.
     #[serde(default)]
+    #[schema(value_type = Option<NoSettings>)]
     settings: Option<Value>,
     #[serde(default)]
     #[schema(value_type = Option<String>)]

@@ -134,11 +134,18 @@ struct CreateToken {
         max_length = 100
     )]
     name: String,
+    /// At least one of the scopes a person's token may carry.
+    #[schema(
+        min_items = 1,
+        value_type = Vec<String>,
+        pattern = "^(workspace:read|workspace:write|sources:read|sources:write|destinations:read|destinations:write|tracking_plan:read|tracking_plan:write|members:read|members:write|audit:read)$"
+    )]
     scopes: Vec<String>,
     /// Required: `expiresAt`, or `expiresInDays`.
     #[serde(default)]
     expires_at: Option<DateTime<Utc>>,
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 3650)]
     expires_in_days: Option<u32>,
     /// Whose token: only the caller's own id is accepted (a token always acts as the
     /// person who made it; nobody holds a secret that acts as someone else).
