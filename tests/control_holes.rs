@@ -1515,3 +1515,38 @@ async fn a_page_cursor_never_names_a_row_the_token_may_not_see() {
     let (_, body) = api.get(&owner, "/api/v1/sources?pagination[count]=1").await;
     assert!(body["data"]["pagination"]["next"].is_string(), "{body}");
 }
+
+#[tokio::test]
+async fn a_rate_limit_the_catalog_could_not_install_is_refused_at_the_api() {
+    let (_db, _server, api, owner) = sqlite().await;
+    for (rate, field) in [
+        (
+            json!({"requestsPerSecond": 0}),
+            "rateLimit.requestsPerSecond",
+        ),
+        (
+            json!({"requestsPerSecond": 5, "burst": 0}),
+            "rateLimit.burst",
+        ),
+    ] {
+        let (status, body) = api
+            .call(
+                &owner,
+                Method::PATCH,
+                "/api/v1/sources/demo",
+                Some(json!({ "rateLimit": rate })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{rate}: {body}");
+        assert_eq!(body["errors"][0]["field"], field, "{body}");
+    }
+    let (status, body) = api
+        .call(
+            &owner,
+            Method::PATCH,
+            "/api/v1/sources/demo",
+            Some(json!({"rateLimit": {"requestsPerSecond": 5, "burst": 10}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}

@@ -548,8 +548,10 @@ struct UpdateSource {
 #[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RateWire {
+    #[schema(minimum = 1)]
     requests_per_second: u32,
     #[serde(default)]
+    #[schema(minimum = 1)]
     burst: Option<u32>,
 }
 
@@ -592,6 +594,11 @@ async fn update(
                 "rateLimit.requestsPerSecond",
                 "must be at least 1",
             ));
+        }
+        // A burst of 0 would make the catalog uninstallable: every later change would
+        // wait behind it on every gateway.
+        if rate.is_some_and(|r| r.burst == Some(0)) {
+            return Err(ApiError::field("rateLimit.burst", "must be at least 1"));
         }
         row.rate_per_second = rate.map(|r| r.requests_per_second);
         row.rate_burst = rate.and_then(|r| r.burst);
