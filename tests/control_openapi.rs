@@ -51,3 +51,24 @@ fn the_committed_openapi_document_is_current() {
         }
     }
 }
+
+#[test]
+fn the_documented_explain_actions_are_exactly_the_policys() {
+    let doc: serde_json::Value = serde_json::from_str(&openapi::json()).expect("JSON");
+    let params = doc["paths"]["/api/v1/access/explain"]["get"]["parameters"]
+        .as_array()
+        .expect("parameters");
+    let action = params
+        .iter()
+        .find(|p| p["name"] == "action")
+        .expect("action parameter");
+    let names: Vec<String> = sluice::control::policy::Action::ALL
+        .iter()
+        .map(|a| a.name())
+        .collect();
+    assert_eq!(
+        action["schema"]["pattern"],
+        format!("^({})$", names.join("|")),
+        "the explain action pattern must list every policy action"
+    );
+}

@@ -532,7 +532,7 @@ async fn replace_members(
     delete,
     path = "/api/v1/group/{id}/users",
     tag = "IAM Groups",
-    params(("id" = String, Path, description = "Group id"), ("emails[0]" = String, Query, description = "Email of a member to remove (emails[1], … for more)")),
+    params(("id" = String, Path, description = "Group id"), ("emails[0]" = String, Query, description = "Email of a member to remove (emails[1], … for more)", pattern = "^[^@\\s\\u0000-\\u001f\\u007f-\\u009f]+@[^@\\s.\\u0000-\\u001f\\u007f-\\u009f][^@\\s\\u0000-\\u001f\\u007f-\\u009f]*\\.[^@\\s\\u0000-\\u001f\\u007f-\\u009f]+$", max_length = 254)),
     responses((status = 200, description = "Remove members by email.", body = Data<Status>))
 )]
 async fn remove_members(
@@ -590,6 +590,7 @@ async fn may_change_members(api: &Api, caller: &Caller, id: &str) -> Result<Grou
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Members {
+    #[schema(max_items = 100, value_type = Vec<String>, pattern = "^[^@\\s\\u0000-\\u001f\\u007f-\\u009f]+@[^@\\s.\\u0000-\\u001f\\u007f-\\u009f][^@\\s\\u0000-\\u001f\\u007f-\\u009f]*\\.[^@\\s\\u0000-\\u001f\\u007f-\\u009f]+$", max_length = 254)]
     emails: Vec<String>,
 }
 
@@ -608,8 +609,8 @@ async fn add_members(
     Path(id): Path<String>,
     Body(body): Body<Members>,
 ) -> Result<Response, ApiError> {
-    if body.emails.is_empty() || body.emails.len() > 100 {
-        return Err(ApiError::field("emails", "1 to 100 emails"));
+    if body.emails.len() > 100 {
+        return Err(ApiError::field("emails", "at most 100 emails"));
     }
     let group = may_change_members(&api, &caller, &id).await?;
     let mut change = api.store.change().await?;

@@ -36,7 +36,7 @@ struct Invites {
 #[serde(deny_unknown_fields)]
 struct InviteWire {
     #[schema(
-        pattern = "^[^@\\s\\u0000-\\u001f]+@[^@\\s.\\u0000-\\u001f][^@\\s\\u0000-\\u001f]*\\.[^@\\s\\u0000-\\u001f]+$",
+        pattern = "^[^@\\s\\u0000-\\u001f\\u007f-\\u009f]+@[^@\\s.\\u0000-\\u001f\\u007f-\\u009f][^@\\s\\u0000-\\u001f\\u007f-\\u009f]*\\.[^@\\s\\u0000-\\u001f\\u007f-\\u009f]+$",
         max_length = 254
     )]
     email: String,
@@ -96,8 +96,9 @@ pub struct InviteList {
 const INVITE_HOURS: i64 = 72;
 
 pub(super) fn valid_email(field: &str, email: &str) -> Result<String, ApiError> {
+    let length = email.trim().chars().count();
     let email = email.trim().to_lowercase();
-    let ok = email.len() <= 254
+    let ok = length <= 254
         && email
             .split_once('@')
             .is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.starts_with('.'))
@@ -267,7 +268,7 @@ async fn list_invites(
     delete,
     path = "/api/v1/invites",
     tag = "IAM Users",
-    params(("emails[0]" = String, Query, description = "Email of an invite to withdraw (emails[1], … for more)")),
+    params(("emails[0]" = String, Query, description = "Email of an invite to withdraw (emails[1], … for more)", pattern = "^[^@\\s\\u0000-\\u001f\\u007f-\\u009f]+@[^@\\s.\\u0000-\\u001f\\u007f-\\u009f][^@\\s\\u0000-\\u001f\\u007f-\\u009f]*\\.[^@\\s\\u0000-\\u001f\\u007f-\\u009f]+$", max_length = 254)),
     responses((status = 200, description = "Withdraw invites.", body = Data<Status>))
 )]
 async fn withdraw(
