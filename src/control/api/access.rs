@@ -36,6 +36,7 @@ struct ExplainQuery {
     action: String,
     /// `workspace`, `source` or `destination`.
     #[serde(default)]
+    #[param(pattern = "^(workspace|source|destination)$")]
     resource_type: Option<String>,
     /// The resource's id.
     #[serde(default)]

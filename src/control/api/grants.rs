@@ -119,7 +119,9 @@ struct CreateGrant {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PrincipalWire {
+    /// `user` or `group`.
     #[serde(rename = "type")]
+    #[schema(pattern = "^(user|group)$")]
     kind: String,
     id: String,
 }

@@ -42,6 +42,7 @@ struct InviteWire {
     email: String,
     /// Sluice: the role (`member` when neither it nor permissions are given).
     #[serde(default)]
+    #[schema(pattern = "^(owner|admin|member|read_only)$")]
     role: Option<String>,
     /// Segment's permissions (see `/users/{id}/permissions`): workspace roles and source
     /// roles. Source roles alone make a scoped member who reaches those sources only.

@@ -525,6 +525,10 @@ async fn read(
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct UpdateSource {
     #[serde(default)]
+    #[schema(
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$",
+        max_length = 200
+    )]
     name: Option<String>,
     #[serde(default)]
     enabled: Option<bool>,
