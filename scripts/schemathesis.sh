@@ -30,10 +30,13 @@ for _ in $(seq 1 200); do
 done
 
 # From the scratch directory: schemathesis keeps its cache (.schemathesis/) in the cwd.
+# One worker: with two, hypothesis parses lambda sources from two threads at once and
+# CPython 3.11 can fail that ("AST constructor recursion depth mismatch"), a flaky
+# runtime error of the tool, not of the server; one worker is as fast here.
 (cd "$work" && "$venv/bin/st" run "http://127.0.0.1:$control/api/v1/openapi.json" \
   --header "Authorization: Bearer $token" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
-  --max-examples "$examples" --seed 7 --workers 2 \
+  --max-examples "$examples" --seed 7 --workers 1 \
   --exclude-path /internal/v1/catalog \
   --exclude-path /api/v1/tokens/{id} --exclude-path /api/v1/tokens/{id}/rotate \
   --exclude-path /api/v1/users/{id} \
