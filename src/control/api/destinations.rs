@@ -324,30 +324,11 @@ async fn visible(
     Ok(row)
 }
 
-/// Every source a connection names must exist, be visible and allow connecting.
-async fn check_connections(
-    api: &Api,
-    caller: &Caller,
-    destination: &str,
-    ids: &[String],
-    field: &str,
-) -> Result<(), ApiError> {
-    check_links(api, caller, destination, ids, field, Action::Connect).await
-}
-
-/// Every connection cut must name a visible source the caller holds `full` on: cutting
-/// another team's connection is theirs to do (and would otherwise leave a destination
-/// that only the caller's sources feed, which `full` on those covers).
-async fn check_disconnections(
-    api: &Api,
-    caller: &Caller,
-    destination: &str,
-    ids: &[String],
-    field: &str,
-) -> Result<(), ApiError> {
-    check_links(api, caller, destination, ids, field, Action::Disconnect).await
-}
-
+/// Every source a change of connections names must exist, be visible and allow the
+/// action: `Connect` (`read_write` on both ends) or `Disconnect` (`full` on the source
+/// whose connection is cut: cutting another team's connection is theirs to do, and would
+/// otherwise leave a destination that only the caller's sources feed, which `full` on
+/// those covers).
 async fn check_links(
     api: &Api,
     caller: &Caller,
@@ -560,7 +541,7 @@ async fn create(
     api.allow_workspace(&caller, Action::CreateDestination)
         .await?;
     let sources = vec![body.source_id];
-    check_connections(&api, &caller, &id, &sources, "sourceId").await?;
+    check_links(&api, &caller, &id, &sources, "sourceId", Action::Connect).await?;
     let row = DestinationRow {
         id: id.clone(),
         name: name.clone(),
@@ -721,8 +702,8 @@ async fn update(
             .filter(|s| !sources.contains(s))
             .cloned()
             .collect();
-        check_connections(&api, &caller, &id, &added, "sources").await?;
-        check_disconnections(&api, &caller, &id, &removed, "sources").await?;
+        check_links(&api, &caller, &id, &added, "sources", Action::Connect).await?;
+        check_links(&api, &caller, &id, &removed, "sources", Action::Disconnect).await?;
         row.doc.sources = sources;
     }
     row.updated_at = caller.now;
