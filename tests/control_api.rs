@@ -414,7 +414,8 @@ async fn every_token_refusal_says_why() {
             json!({"name": "x", "scopes": ["audit:read"], "expiresInDays": 400}),
         )
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // Past the workspace's tokenMaxDays (365): the settings refuse it, not the shape.
+    assert_eq!(status, StatusCode::CONFLICT);
 
     // Input is validated, unknown fields refused, with the field named.
     let (status, body) = api

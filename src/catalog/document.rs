@@ -263,7 +263,7 @@ fn nats_timeout_default() -> u64 {
 }
 
 /// `[destinations.filter]`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FilterDoc {
     /// Only these call types (`track`, `identify`…); empty: all.
@@ -278,11 +278,12 @@ pub struct FilterDoc {
 }
 
 /// `[destinations.retry]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryDoc {
-    /// First back-off, in ms. Default 500.
+    /// First back-off, in ms (at least 1, at most `max_backoff_ms`). Default 500.
     #[serde(default = "initial_default")]
+    #[schema(minimum = 1)]
     pub initial_backoff_ms: u64,
     /// Longest back-off, in ms. Default 60000.
     #[serde(default = "max_backoff_default")]

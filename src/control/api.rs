@@ -11,6 +11,7 @@
 
 pub mod access;
 pub mod audit;
+mod body;
 pub mod catalog;
 pub mod destinations;
 pub mod grants;
@@ -36,7 +37,7 @@ use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, request::Parts};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -56,6 +57,7 @@ use super::store::tokens::TokenRow;
 use super::store::workspaces::Workspace;
 use super::store::{self, Store, StoreError};
 use super::token;
+pub use body::Body;
 use wire::{Data, Pagination, Status};
 
 /// How stale a token's recorded last use may get before a request updates it.
@@ -800,6 +802,16 @@ pub enum ApiError {
     /// 409: a unique name or id is taken, or the change conflicts with the state.
     #[error("{0}")]
     Conflict(String),
+    /// 409 about one field: a value the API takes that the current state refuses (a
+    /// lifetime past the workspace's `tokenMaxDays`, a new slug for a source whose
+    /// slug is its id in stored events).
+    #[error("{message}")]
+    FieldConflict {
+        /// What the state allows.
+        message: String,
+        /// The field at fault.
+        field: &'static str,
+    },
     /// 413: the body is larger than [`MAX_BODY_BYTES`].
     #[error("the request body is larger than {MAX_BODY_BYTES} bytes")]
     TooLarge,
@@ -833,7 +845,7 @@ impl ApiError {
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::Unsupported(_) => (StatusCode::NOT_IMPLEMENTED, "unsupported"),
-            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::Conflict(_) | Self::FieldConflict { .. } => (StatusCode::CONFLICT, "conflict"),
             Self::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             Self::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -861,6 +873,7 @@ impl IntoResponse for ApiError {
             message: self.to_string(),
             field: match self {
                 Self::Invalid { field, .. } => field,
+                Self::FieldConflict { field, .. } => Some(field.to_owned()),
                 _ => None,
             },
         };
@@ -886,43 +899,6 @@ pub fn data(value: impl Serialize) -> Response {
 /// `{"data":{"status":"SUCCESS"}}`, the answer to deletes and removals.
 pub fn success() -> Response {
     data(Status::SUCCESS)
-}
-
-/// A JSON body that refuses unknown fields and names the field at fault.
-#[derive(Debug)]
-pub struct Body<T>(pub T);
-
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = axum::body::Bytes::from_request(request, state)
-            .await
-            .map_err(|e| {
-                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::TooLarge
-                } else {
-                    ApiError::Invalid {
-                        message: format!("cannot read the body: {e}"),
-                        field: None,
-                    }
-                }
-            })?;
-        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-            b"{}"
-        } else {
-            &bytes
-        };
-        let mut de = serde_json::Deserializer::from_slice(bytes);
-        let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let path = e.path().to_string();
-            ApiError::Invalid {
-                message: format!("invalid body: {}", e.inner()),
-                field: (path != ".").then_some(path),
-            }
-        })?;
-        Ok(Self(value))
-    }
 }
 
 /// A query string that refuses unknown keys, answered in the error envelope.
@@ -1069,6 +1045,9 @@ pub fn text_field(field: &str, value: &str, max: usize) -> Result<String, ApiErr
     }
     Ok(value.to_owned())
 }
+
+/// What [`slug_field`] takes, as the OpenAPI document states it.
+pub const SLUG_PATTERN: &str = "^[a-z0-9][a-z0-9_-]{0,63}$";
 
 /// Checks an id-like field (slugs): 1–64 of `a-z 0-9 - _`, starting with a letter or digit.
 pub fn slug_field(field: &str, value: &str) -> Result<String, ApiError> {

@@ -25,11 +25,12 @@ pub struct PlanDoc {
 }
 
 /// One rule: `{type, key?, version, jsonSchema}` as in Segment's Public API.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleDoc {
     /// `TRACK`, `IDENTIFY`, `GROUP`, `PAGE`, `SCREEN` or `COMMON`.
     #[serde(rename = "type")]
+    #[schema(pattern = "^(TRACK|IDENTIFY|GROUP|PAGE|SCREEN|COMMON)$")]
     pub kind: String,
     /// Event name (TRACK) or page/screen name; none for IDENTIFY, GROUP, COMMON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -39,6 +40,7 @@ pub struct RuleDoc {
     pub version: u32,
     /// JSON Schema (draft-07) over the whole message.
     #[serde(rename = "jsonSchema", alias = "json_schema")]
+    #[schema(value_type = Object)]
     pub json_schema: serde_json::Value,
 }
 

@@ -190,10 +190,8 @@ pub struct Destination {
     #[schema(value_type = Object)]
     pub settings: Value,
     /// Which events it gets.
-    #[schema(value_type = Object)]
     pub filter: FilterDoc,
     /// How failed deliveries are retried.
-    #[schema(value_type = Object)]
     pub retry: RetryDoc,
     /// Batches in flight at most.
     pub max_in_flight: u32,
@@ -334,13 +332,11 @@ async fn check_links(
     caller: &Caller,
     destination: &str,
     ids: &[String],
-    field: &str,
     action: Action,
 ) -> Result<(), ApiError> {
     let mut conn = api.store.read().await?;
-    for (i, id) in ids.iter().enumerate() {
-        let missing =
-            || ApiError::field(&format!("{field}[{i}]"), format!("source {id:?} not found"));
+    for id in ids {
+        let missing = || ApiError::missing("source", id);
         let source = sources::get(&mut conn, &caller.workspace.id, id)
             .await?
             .ok_or_else(missing)?;
@@ -439,17 +435,17 @@ struct CreateDestination {
     metadata_id: String,
     #[serde(default = "yes")]
     enabled: bool,
+    /// The type's settings (`GET /catalog/destinations/{metadataId}` lists them).
     #[serde(default)]
+    #[schema(value_type = Object)]
     settings: Value,
     #[serde(default)]
     name: Option<String>,
     #[serde(default)]
     id: Option<String>,
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
     filter: Option<FilterDoc>,
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
     retry: Option<RetryDoc>,
     #[serde(default)]
     max_in_flight: Option<u32>,
@@ -541,7 +537,7 @@ async fn create(
     api.allow_workspace(&caller, Action::CreateDestination)
         .await?;
     let sources = vec![body.source_id];
-    check_links(&api, &caller, &id, &sources, "sourceId", Action::Connect).await?;
+    check_links(&api, &caller, &id, &sources, Action::Connect).await?;
     let row = DestinationRow {
         id: id.clone(),
         name: name.clone(),
@@ -613,10 +609,8 @@ struct UpdateDestination {
     #[serde(default)]
     sources: Option<Vec<String>>,
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
     filter: Option<FilterDoc>,
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
     retry: Option<RetryDoc>,
     #[serde(default)]
     max_in_flight: Option<u32>,
@@ -702,8 +696,8 @@ async fn update(
             .filter(|s| !sources.contains(s))
             .cloned()
             .collect();
-        check_links(&api, &caller, &id, &added, "sources", Action::Connect).await?;
-        check_links(&api, &caller, &id, &removed, "sources", Action::Disconnect).await?;
+        check_links(&api, &caller, &id, &added, Action::Connect).await?;
+        check_links(&api, &caller, &id, &removed, Action::Disconnect).await?;
         row.doc.sources = sources;
     }
     row.updated_at = caller.now;

@@ -38,7 +38,6 @@ pub struct Grant {
     pub principal: Holder,
     /// What it applies to: `{"kind":"source","id":…}`, `{"kind":"destination","id":…}`
     /// or `{"kind":"source_label","key":…,"value":…}`.
-    #[schema(value_type = Object)]
     pub resource: Target,
     /// `full`, `read_write`, `read_only` or `no_access`.
     #[schema(value_type = String)]
@@ -105,7 +104,6 @@ struct CreateGrant {
     principal: PrincipalWire,
     /// `{"kind":"source","id":…}`, `{"kind":"destination","id":…}` or
     /// `{"kind":"source_label","key":…,"value":…}`.
-    #[schema(value_type = Object)]
     resource: Target,
     /// `full`, `read_write`, `read_only`, `no_access`.
     #[schema(pattern = "^(full|read_write|read_only|no_access)$")]
@@ -156,13 +154,13 @@ async fn create_grant(
         "user" => {
             users::get(&mut conn, ws, &body.principal.id)
                 .await?
-                .ok_or_else(|| ApiError::field("principal.id", "no such user"))?;
+                .ok_or_else(|| ApiError::missing("user", &body.principal.id))?;
             Holder::User(body.principal.id.clone())
         }
         "group" => {
             groups::get(&mut conn, ws, &body.principal.id)
                 .await?
-                .ok_or_else(|| ApiError::field("principal.id", "no such group"))?;
+                .ok_or_else(|| ApiError::missing("group", &body.principal.id))?;
             Holder::Group(body.principal.id.clone())
         }
         _ => return Err(ApiError::field("principal.type", "user or group")),
@@ -171,12 +169,12 @@ async fn create_grant(
         Target::Source { id } => {
             sources::get(&mut conn, ws, id)
                 .await?
-                .ok_or_else(|| ApiError::field("resource.id", "no such source"))?;
+                .ok_or_else(|| ApiError::missing("source", id))?;
         }
         Target::Destination { id } => {
             crate::control::store::destinations::get(&mut conn, api.store.key(), ws, id)
                 .await?
-                .ok_or_else(|| ApiError::field("resource.id", "no such destination"))?;
+                .ok_or_else(|| ApiError::missing("destination", id))?;
         }
         Target::SourceLabel { key, value } => {
             slug_field("resource.key", key)?;

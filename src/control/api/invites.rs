@@ -29,6 +29,7 @@ pub fn routes() -> Router<Arc<Api>> {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Invites {
+    #[schema(min_items = 1, max_items = 100)]
     invites: Vec<InviteWire>,
 }
 

@@ -91,13 +91,7 @@ async fn create_label(
 ) -> Result<Response, ApiError> {
     let key = slug_field("label.key", &body.label.key)?;
     let value = slug_field("label.value", &body.label.value)?;
-    let description = body.label.description.clone().unwrap_or_default();
-    if description.chars().count() > 500 {
-        return Err(ApiError::field(
-            "label.description",
-            "at most 500 characters",
-        ));
-    }
+    let description = body.label.description("label.description")?;
     api.allow_workspace(&caller, Action::ModifySettings).await?;
     let mut change = api.store.change().await?;
     crate::control::store::labels::create(

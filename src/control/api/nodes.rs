@@ -17,6 +17,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use super::wire::{Data, Pagination, Status};
+use super::workspace::{TOKEN_DAYS, days_message};
 use super::{
     Api, ApiError, Body, Caller, PageQuery, Path, Query, data, page_of, success, text_field,
 };
@@ -51,8 +52,6 @@ pub struct Node {
     pub created_at: DateTime<Utc>,
     /// Refused from then on.
     pub expires_at: DateTime<Utc>,
-    /// Set once revoked.
-    pub revoked_at: Option<DateTime<Utc>>,
 }
 
 impl From<&NodeRow> for Node {
@@ -65,7 +64,6 @@ impl From<&NodeRow> for Node {
             created_by: row.created_by.clone(),
             created_at: row.created_at,
             expires_at: row.expires_at,
-            revoked_at: row.revoked_at,
         }
     }
 }
@@ -159,11 +157,14 @@ async fn create(
         .ok_or_else(|| ApiError::field("role", "gateway or delivery"))?;
     let max_days = caller.workspace.settings.token_max_days;
     let days = body.expires_in_days.unwrap_or(max_days);
-    if days == 0 || days > max_days {
-        return Err(ApiError::field(
-            "expiresInDays",
-            format!("from 1 to {max_days} (the workspace's token_max_days)"),
-        ));
+    if !TOKEN_DAYS.contains(&days) {
+        return Err(ApiError::field("expiresInDays", days_message()));
+    }
+    if days > max_days {
+        return Err(ApiError::FieldConflict {
+            field: "expiresInDays",
+            message: format!("at most {max_days} days (the workspace's tokenMaxDays)"),
+        });
     }
     api.allow_workspace(&caller, Action::ManageTokens).await?;
     let issued = token::issue_node().map_err(|e| {

@@ -5,9 +5,12 @@
 //! against it in CI).
 
 use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, RefOr, ResponseBuilder};
+
+use crate::control::policy::Role;
 
 use super::{
     access, audit, catalog, destinations, grants, groups, internal, invites, labels, nodes,
@@ -180,11 +183,179 @@ impl utoipa::Modify for Refusals {
     }
 }
 
-/// The document as pretty JSON (what is served and committed).
+/// The document as pretty JSON (what is served and committed): what the annotations
+/// generate, with the rules they cannot state added (see [`state_the_rules`]).
 pub fn json() -> String {
-    Doc::openapi()
-        .to_pretty_json()
-        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    let mut doc = match serde_json::to_value(Doc::openapi()) {
+        Ok(doc) => doc,
+        Err(e) => return format!("{{\"error\": \"{e}\"}}"),
+    };
+    state_the_rules(&mut doc);
+    serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
+
+/// Adds what the handlers check but the annotations cannot say, so that every request the
+/// document allows is one the server takes (schemathesis checks both directions):
+/// - a body whose fields are all optional may be left out ([`super::Body`] reads an
+///   empty body as `{}`);
+/// - a permission's role decides its resources: a workspace role may name none (the
+///   workspace), a source role names at least one, each a `SOURCE` or one with labels;
+/// - a token's expiry is `expiresAt` or `expiresInDays`, exactly one;
+/// - a grant's target has its variant's fields only;
+/// - a TRACK rule has a key;
+/// - an unsigned 32-bit field takes up to 2^32 - 1 (utoipa writes `int32`).
+fn state_the_rules(doc: &mut Value) {
+    optional_bodies(doc);
+    unsigned_ranges(doc);
+    // A TRACK rule names its event: `key` (or, in an update, `newKey`) is not empty.
+    let named = |field: &str| json!({"required": [field], "properties": {field: {"type": "string", "minLength": 1}}});
+    let not_track = json!({"properties": {"type": {"not": {"const": "TRACK"}}}});
+    // A rule's JSON Schema is an object or a boolean (`true`, `false`), as JSON Schema
+    // allows; an update may leave it out or null (`{}`).
+    if let Some(rule) = schema_mut(doc, "RuleDoc") {
+        rule["anyOf"] = json!([not_track, named("key")]);
+        rule["properties"]["jsonSchema"]["type"] = json!(["object", "boolean"]);
+    }
+    if let Some(update) = schema_mut(doc, "RuleUpdate") {
+        update["properties"]["jsonSchema"]["type"] = json!(["object", "boolean", "null"]);
+        let mut kept = named("key");
+        kept["properties"]["newKey"] = json!({"type": "null"});
+        update["anyOf"] = json!([not_track, named("newKey"), kept]);
+    }
+    let workspace_roles: Vec<&str> = Role::ALL.iter().map(|r| r.name()).collect();
+    let source_roles: Vec<&str> = permissions::SOURCE_ROLES
+        .iter()
+        .map(|(id, ..)| *id)
+        .collect();
+    let resource = json!({"$ref": "#/components/schemas/ResourceIn"});
+    let source_resource = json!({"allOf": [resource, {"anyOf": [
+        {"properties": {"type": {"const": "SOURCE"}}},
+        {"required": ["labels"], "properties": {"labels": {"type": "array", "minItems": 1}}},
+    ]}]});
+    let role = |roles: &[&str], description: &str| json!({"type": "string", "enum": roles, "description": description});
+    let permission = json!({
+        "description": "One permission: a role on resources.",
+        "oneOf": [
+            {
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["roleId"],
+                "properties": {
+                    "roleId": role(&workspace_roles, "A workspace role."),
+                    "resources": {
+                        "type": "array",
+                        "items": resource,
+                        "description": "May be left out (the workspace); on sources or labels, the role's level there."
+                    },
+                },
+            },
+            {
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["roleId", "resources"],
+                "properties": {
+                    "roleId": role(&source_roles, "A source role."),
+                    "resources": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": source_resource,
+                        "description": "Sources (`SOURCE`), or resources with labels (every source carrying them)."
+                    },
+                },
+            },
+        ],
+    });
+    set_schema(doc, "PermissionIn", permission);
+    // A grant's target takes its variant's fields only; labels are slugs.
+    if let Some(Value::Array(variants)) = doc.pointer_mut("/components/schemas/Target/oneOf") {
+        for variant in variants {
+            variant["additionalProperties"] = json!(false);
+            for field in ["key", "value"] {
+                if let Some(property) = variant.pointer_mut(&format!("/properties/{field}")) {
+                    property["pattern"] = json!(super::SLUG_PATTERN);
+                }
+            }
+        }
+    }
+    if let Some(token) = schema_mut(doc, "CreateToken") {
+        // Each branch: its field given (and not null), the other absent or null.
+        token["oneOf"] = json!([
+            {
+                "required": ["expiresAt"],
+                "properties": {"expiresAt": {"type": "string"}, "expiresInDays": {"type": "null"}},
+            },
+            {
+                "required": ["expiresInDays"],
+                "properties": {"expiresInDays": {"type": "integer"}, "expiresAt": {"type": "null"}},
+            },
+        ]);
+    }
+}
+
+/// Marks a request body optional when its schema requires no field.
+fn optional_bodies(doc: &mut Value) {
+    let schemas = doc
+        .pointer("/components/schemas")
+        .cloned()
+        .unwrap_or_default();
+    let Some(Value::Object(paths)) = doc.get_mut("paths") else {
+        return;
+    };
+    for operation in paths
+        .values_mut()
+        .filter_map(Value::as_object_mut)
+        .flat_map(|item| item.values_mut())
+    {
+        let Some(body) = operation.get_mut("requestBody") else {
+            continue;
+        };
+        let target = body
+            .pointer("/content/application~1json/schema/$ref")
+            .and_then(Value::as_str)
+            .and_then(|r| r.strip_prefix("#/components/schemas/"))
+            .and_then(|name| schemas.get(name));
+        let requires_nothing = target.is_some_and(|schema| {
+            schema
+                .get("required")
+                .and_then(Value::as_array)
+                .is_none_or(Vec::is_empty)
+        });
+        if requires_nothing {
+            body["required"] = json!(false);
+        }
+    }
+}
+
+/// utoipa writes a `u32` as `int32` with `minimum` (0 or more): as written that stops at
+/// 2^31 - 1, which the server does not. The API has no signed 32-bit field, so every such
+/// schema is a `u32`: its range is stated.
+fn unsigned_ranges(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            let unsigned = map.get("format").and_then(Value::as_str) == Some("int32")
+                && map
+                    .get("minimum")
+                    .and_then(Value::as_i64)
+                    .is_some_and(|m| m >= 0);
+            if unsigned {
+                map.insert("format".into(), json!("int64"));
+                map.entry("maximum").or_insert(json!(u32::MAX));
+            }
+            map.values_mut().for_each(unsigned_ranges);
+        }
+        Value::Array(items) => items.iter_mut().for_each(unsigned_ranges),
+        _ => {}
+    }
+}
+
+fn schema_mut<'a>(doc: &'a mut Value, name: &str) -> Option<&'a mut Value> {
+    doc.pointer_mut(&format!("/components/schemas/{name}"))
+}
+
+fn set_schema(doc: &mut Value, name: &str, schema: Value) {
+    if let Some(slot) = schema_mut(doc, name) {
+        *slot = schema;
+    }
 }
 
 /// `GET /api/v1/openapi.json` (no token needed).

@@ -24,7 +24,7 @@ use crate::control::audit::Kind;
 use crate::control::policy::{Action, ResourceRef};
 use crate::control::store::plans::{self, PlanRow};
 use crate::control::store::{new_id, sources};
-use crate::protocols::RuleDoc;
+use crate::protocols::{Plan, PlanDoc, RuleDoc};
 
 /// Routes of this file.
 pub fn routes() -> Router<Arc<Api>> {
@@ -178,7 +178,6 @@ pub struct TrackingPlanList {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RuleList {
     /// `{type, key?, version, jsonSchema}` each (the rules being edited).
-    #[schema(value_type = Vec<Object>)]
     pub rules: Vec<RuleDoc>,
     /// Paging (the cursor is a rule's position).
     pub pagination: Pagination,
@@ -192,7 +191,6 @@ pub struct RulesSaved {
     /// Always `SUCCESS`.
     pub status: Outcome,
     /// `{type, key?, version, jsonSchema}` each: every rule of the plan.
-    #[schema(value_type = Vec<Object>)]
     pub rules: Vec<RuleDoc>,
     /// Whether the change was published as a new version (else it is a draft).
     pub published: bool,
@@ -541,7 +539,7 @@ async fn rules(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RulesBody {
-    #[schema(value_type = Vec<Object>)]
+    #[schema(max_items = 2000)]
     rules: Vec<RuleDoc>,
 }
 
@@ -599,6 +597,15 @@ async fn save_rules(
             format!("at most {MAX_RULES} rules"),
         ));
     }
+    // Every rule compiles when it is written, whether a source uses the plan yet or not:
+    // connecting one later must not find a plan the gateways cannot install.
+    Plan::compile(&PlanDoc {
+        id: id.clone(),
+        name: None,
+        version: 1,
+        rules: plan.rules.clone(),
+    })
+    .map_err(|e| ApiError::field("rules", e.to_string()))?;
     plan.updated_at = caller.now;
     let mut change = api.store.change().await?;
     plans::update(change.conn(), &plan).await?;
@@ -643,6 +650,7 @@ async fn save_rules(
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RuleUpdate {
     #[serde(rename = "type")]
+    #[schema(pattern = "^(TRACK|IDENTIFY|GROUP|PAGE|SCREEN|COMMON)$")]
     kind: String,
     #[serde(default)]
     key: Option<String>,
@@ -650,7 +658,7 @@ struct RuleUpdate {
     new_key: Option<String>,
     #[serde(default = "first_version")]
     version: u32,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     json_schema: Option<Value>,
 }
 
@@ -661,6 +669,7 @@ fn first_version() -> u32 {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RuleUpdates {
+    #[schema(max_items = 2000)]
     rules: Vec<RuleUpdate>,
 }
 
@@ -909,10 +918,11 @@ async fn link_source(
     .await?;
     let before = source.tracking_plan_id.clone();
     if !connect && before.as_deref() != Some(plan.id.as_str()) {
-        return Err(ApiError::field(
-            "sourceId",
-            "the source is not connected to this plan",
-        ));
+        // No such connection: a missing thing, as `DELETE` of one answers.
+        return Err(ApiError::NotFound(format!(
+            "source {:?} is not connected to this plan",
+            source.id
+        )));
     }
     source.tracking_plan_id = connect.then(|| plan.id.clone());
     source.updated_at = caller.now;

@@ -47,6 +47,7 @@ pub struct TrackSettings {
     allow_properties_on_violations: Option<bool>,
     /// `ALLOW`, `BLOCK` or `OMIT_PROPERTIES` on COMMON-rule violations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^(ALLOW|BLOCK|OMIT_PROPERTIES)$")]
     common_event_on_violations: Option<String>,
 }
 
@@ -62,6 +63,7 @@ pub struct TraitSettings {
     allow_traits_on_violations: Option<bool>,
     /// `ALLOW`, `BLOCK` or `OMIT_TRAITS` on COMMON-rule violations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^(ALLOW|BLOCK|OMIT_TRAITS)$")]
     common_event_on_violations: Option<String>,
 }
 
@@ -264,12 +266,12 @@ async fn update(
     // Forwarding sends events into another source (and on to its destinations): the
     // caller must be able to edit that source. A hidden one answers as a missing one,
     // before anything else can tell them apart.
-    for (field, target, before) in [
-        ("forwardingViolationsTo", &doc.forward_violations_to, &was.0),
-        ("forwardingBlockedEventsTo", &doc.forward_blocked_to, &was.1),
+    for (target, before) in [
+        (&doc.forward_violations_to, &was.0),
+        (&doc.forward_blocked_to, &was.1),
     ] {
         if let Some(target) = target.as_ref().filter(|t| Some(*t) != before.as_ref()) {
-            let missing = || ApiError::field(field, format!("source {target:?} not found"));
+            let missing = || ApiError::missing("source", target);
             let mut conn = api.store.read().await?;
             let found = sources::get(&mut conn, &caller.workspace.id, target).await?;
             drop(conn);

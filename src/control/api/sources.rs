@@ -394,9 +394,28 @@ pub struct LabelWire {
     /// Value, e.g. `prod`.
     #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")]
     pub value: String,
-    /// Free text (accepted, not stored per source).
+    /// Free text, at most [`MAX_LABEL_DESCRIPTION`] characters (stored by the labels
+    /// API; accepted and not stored per source).
     #[serde(default)]
+    #[schema(max_length = 500)]
     pub description: Option<String>,
+}
+
+/// Longest label description, in characters.
+pub const MAX_LABEL_DESCRIPTION: usize = 500;
+
+impl LabelWire {
+    /// The description, checked against [`MAX_LABEL_DESCRIPTION`] (empty when left out).
+    pub fn description(&self, field: &str) -> Result<String, ApiError> {
+        let text = self.description.clone().unwrap_or_default();
+        if text.chars().count() > MAX_LABEL_DESCRIPTION {
+            return Err(ApiError::field(
+                field,
+                format!("at most {MAX_LABEL_DESCRIPTION} characters"),
+            ));
+        }
+        Ok(text)
+    }
 }
 
 /// Most labels one source carries.
@@ -413,6 +432,7 @@ pub fn labels(field: &str, wire: &[LabelWire]) -> Result<Vec<(String, String)>, 
     wire.iter()
         .enumerate()
         .map(|(i, l)| {
+            l.description(&format!("{field}[{i}].description"))?;
             Ok((
                 slug_field(&format!("{field}[{i}].key"), &l.key)?,
                 slug_field(&format!("{field}[{i}].value"), &l.value)?,
@@ -542,7 +562,7 @@ struct UpdateSource {
     #[schema(value_type = Option<String>)]
     tracking_plan_id: Option<Option<String>>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = "^(off|warn|block)$")]
     enforcement: Option<Enforcement>,
     #[serde(default)]
     #[schema(value_type = Option<RateWire>)]
@@ -576,10 +596,10 @@ async fn update(
 ) -> Result<Response, ApiError> {
     let before = visible(&api, &caller, &id, Action::EditSource).await?;
     if body.slug.as_ref().is_some_and(|s| *s != id) {
-        return Err(ApiError::field(
-            "slug",
-            "a source's slug is its id in stored events and cannot change",
-        ));
+        return Err(ApiError::FieldConflict {
+            field: "slug",
+            message: "a source's slug is its id in stored events and cannot change".into(),
+        });
     }
     no_settings(body.settings.as_ref())?;
     let mut row = before.clone();
@@ -612,9 +632,7 @@ async fn update(
             let mut conn = api.store.read().await?;
             plans::get(&mut conn, &caller.workspace.id, plan)
                 .await?
-                .ok_or_else(|| {
-                    ApiError::field("trackingPlanId", format!("no tracking plan {plan:?}"))
-                })?;
+                .ok_or_else(|| ApiError::missing("tracking plan", plan))?;
         }
         row.tracking_plan_id.clone_from(plan);
     }

@@ -12,6 +12,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use super::wire::{Data, Pagination, Status};
+use super::workspace::{TOKEN_DAYS, days_message};
 use super::{
     Api, ApiError, Body, Caller, Forbidden, PageQuery, Path, Query, data, page_of, success,
     text_field,
@@ -181,11 +182,14 @@ fn terms(caller: &Caller, body: &CreateToken) -> Result<(Vec<Scope>, DateTime<Ut
     let max_days = caller.workspace.settings.token_max_days;
     let expires = match (body.expires_at, body.expires_in_days) {
         (Some(at), None) => at,
+        (None, Some(days)) if !TOKEN_DAYS.contains(&days) => {
+            return Err(ApiError::field("expiresInDays", days_message()));
+        }
         (None, Some(days)) if days > max_days => {
-            return Err(ApiError::field(
-                "expiresInDays",
-                format!("at most {max_days} days (the workspace's token_max_days)"),
-            ));
+            return Err(ApiError::FieldConflict {
+                field: "expiresInDays",
+                message: format!("at most {max_days} days (the workspace's tokenMaxDays)"),
+            });
         }
         (None, Some(days)) => caller.now + Duration::days(i64::from(days)),
         _ => {
@@ -199,10 +203,10 @@ fn terms(caller: &Caller, body: &CreateToken) -> Result<(Vec<Scope>, DateTime<Ut
         return Err(ApiError::field("expiresAt", "must be in the future"));
     }
     if expires > caller.now + Duration::days(i64::from(max_days)) {
-        return Err(ApiError::field(
-            "expiresAt",
-            format!("at most {max_days} days ahead (the workspace's token_max_days)"),
-        ));
+        return Err(ApiError::FieldConflict {
+            field: "expiresAt",
+            message: format!("at most {max_days} days ahead (the workspace's tokenMaxDays)"),
+        });
     }
     Ok((scopes, expires))
 }

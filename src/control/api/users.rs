@@ -228,7 +228,7 @@ async fn remove_user(
     delete,
     path = "/api/v1/users",
     tag = "IAM Users",
-    params(("userIds[0]" = String, Query, description = "Id of a member to remove (userIds[1], … for more)")),
+    params(("userIds[0]" = String, Query, min_length = 1, description = "Id of a member to remove (userIds[1], … for more)")),
     responses((status = 200, description = "Remove members (their tokens stop working).", body = Data<Status>))
 )]
 async fn remove_users(

@@ -17,6 +17,15 @@ use crate::control::audit::Kind;
 use crate::control::policy::Action;
 use crate::control::store::workspaces::{self, Settings};
 
+/// The longest any token, node credential or workspace's `tokenMaxDays` may run, and the
+/// shortest: 1 to 3650 days (ten years), as the OpenAPI document states.
+pub const TOKEN_DAYS: std::ops::RangeInclusive<u32> = 1..=3650;
+
+/// The answer to a lifetime outside [`TOKEN_DAYS`].
+pub fn days_message() -> String {
+    format!("from {} to {} days", TOKEN_DAYS.start(), TOKEN_DAYS.end())
+}
+
 /// Routes of this file.
 pub fn routes() -> Router<Arc<Api>> {
     Router::new()
@@ -116,10 +125,15 @@ async fn settings(State(api): State<Arc<Api>>, caller: Caller) -> Result<Respons
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct SettingsPatch {
     #[serde(default)]
+    #[schema(
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     name: Option<String>,
     #[serde(default)]
     members_can_publish: Option<bool>,
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 3650)]
     token_max_days: Option<u32>,
 }
 
@@ -143,9 +157,9 @@ async fn update_settings(
     };
     if body
         .token_max_days
-        .is_some_and(|d| !(1..=3650).contains(&d))
+        .is_some_and(|d| !TOKEN_DAYS.contains(&d))
     {
-        return Err(ApiError::field("tokenMaxDays", "from 1 to 3650"));
+        return Err(ApiError::field("tokenMaxDays", days_message()));
     }
     api.allow_workspace(&caller, Action::ModifySettings).await?;
     let settings = Settings {

@@ -124,14 +124,16 @@ pub async fn by_digest(
     row.as_ref().map(decode).transpose()
 }
 
-/// A node credential of `workspace`.
+/// A live (not revoked) node credential of `workspace`. A revoked one stays stored, so
+/// its digest is never taken again and the audit trail's subject remains, but the API
+/// no longer shows it: revoking is its `DELETE`.
 pub async fn get(
     conn: &mut AnyConnection,
     workspace: &str,
     id: &str,
 ) -> Result<Option<NodeRow>, StoreError> {
     let row = sqlx::query(sql!(
-        "SELECT {COLUMNS} FROM nodes WHERE workspace_id = $1 AND id = $2"
+        "SELECT {COLUMNS} FROM nodes WHERE workspace_id = $1 AND id = $2 AND revoked_at IS NULL"
     ))
     .bind(workspace)
     .bind(id)
@@ -140,7 +142,7 @@ pub async fn get(
     row.as_ref().map(decode).transpose()
 }
 
-/// Node credentials of `workspace` after the cursor id, at most `limit`.
+/// Live node credentials of `workspace` after the cursor id, at most `limit`.
 pub async fn list(
     conn: &mut AnyConnection,
     workspace: &str,
@@ -148,7 +150,8 @@ pub async fn list(
     limit: u32,
 ) -> Result<Vec<NodeRow>, StoreError> {
     let rows = sqlx::query(sql!(
-        "SELECT {COLUMNS} FROM nodes WHERE workspace_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+        "SELECT {COLUMNS} FROM nodes WHERE workspace_id = $1 AND id > $2 AND revoked_at IS NULL \
+         ORDER BY id LIMIT $3"
     ))
     .bind(workspace)
     .bind(after)
