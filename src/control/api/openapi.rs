@@ -184,7 +184,7 @@ impl utoipa::Modify for Refusals {
 }
 
 /// The document as pretty JSON (what is served and committed): what the annotations
-/// generate, with the rules they cannot state added (see [`state_the_rules`]).
+/// generate, with the rules they cannot state added.
 pub fn json() -> String {
     let mut doc = match serde_json::to_value(Doc::openapi()) {
         Ok(doc) => doc,
