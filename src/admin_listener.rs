@@ -50,6 +50,11 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Reply {
     let is_read = matches!(*req.method(), Method::GET | Method::HEAD);
     match (path, is_read) {
         ("/metrics", true) => {
+            // Lag is computed now, not when the worker last woke (it may be sleeping out
+            // a back-off while the backlog grows).
+            if let Some(delivery) = &state.delivery {
+                delivery.report_lag();
+            }
             let mut reply =
                 gateway::json(StatusCode::OK, Bytes::from(telemetry::metrics().render()));
             reply

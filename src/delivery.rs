@@ -13,6 +13,7 @@
 //!
 //! Files, under the log directory: `delivery/<id>.cursor`, `dead-letters/<id>.ndjson`.
 
+pub mod backlog;
 pub mod backoff;
 pub mod cursor;
 pub mod dead_letter;
@@ -31,6 +32,8 @@ use metrics::{Counter, Gauge, Histogram};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+use backlog::Backlog;
 
 use crate::catalog::{self, Destination};
 use crate::log::Log;
@@ -191,6 +194,8 @@ pub(crate) fn count_failed(destination: &str, error: &SendError) {
 pub struct Delivery {
     sinks: Arc<DashMap<String, Arc<dyn Sink>>>,
     locks: Arc<DashMap<String, Arc<Mutex<()>>>>,
+    backlogs: Arc<DashMap<String, Arc<Backlog>>>,
+    log: Log,
     dead_letter_dir: PathBuf,
 }
 
@@ -217,6 +222,8 @@ impl Delivery {
         let delivery = Self {
             sinks: Arc::new(DashMap::new()),
             locks: Arc::new(DashMap::new()),
+            backlogs: Arc::new(DashMap::new()),
+            log: log.clone(),
             dead_letter_dir: dead_letter_dir(log.dir()),
         };
         // Destinations in the catalog at start-up get their cursors now, before the
@@ -243,6 +250,7 @@ impl Delivery {
             // Stop workers whose destination left or changed.
             for id in running.stop_changed(&snapshot).await {
                 self.sinks.remove(&id);
+                self.backlogs.remove(&id);
                 if snapshot.destination(&id).is_none() {
                     forget(&log, &id);
                 }
@@ -258,6 +266,8 @@ impl Delivery {
                         failed.remove(&d.id);
                         let _ = start_cursor(&log, &d.id);
                         self.sinks.insert(d.id.clone(), Arc::clone(&sink));
+                        let backlog = Arc::new(Backlog::default());
+                        self.backlogs.insert(d.id.clone(), Arc::clone(&backlog));
                         let stop = shutdown.child_token();
                         let worker = worker::Worker {
                             id: d.id.clone(),
@@ -267,6 +277,7 @@ impl Delivery {
                             cursor_dir: cursor_dir(log.dir()),
                             dead_letter_dir: self.dead_letter_dir.clone(),
                             dead_letter_lock: self.lock(&d.id),
+                            backlog,
                             stop: stop.clone(),
                         };
                         running.insert(d, stop, tokio::spawn(worker.run()));
@@ -287,6 +298,16 @@ impl Delivery {
 
     fn lock(&self, id: &str) -> Arc<Mutex<()>> {
         Arc::clone(self.locks.entry(id.to_owned()).or_default().value())
+    }
+
+    /// Sets every running destination's lag gauges from its backlog and the log's end
+    /// now; the admin listener calls it at every scrape of `/metrics`.
+    pub fn report_lag(&self) {
+        let next = self.log.next_offset();
+        let now = chrono::Utc::now();
+        for entry in self.backlogs.iter() {
+            entry.value().report(next, now, &metrics_for(entry.key()));
+        }
     }
 
     /// Dead letters per destination.

@@ -28,6 +28,7 @@ pub mod gateway;
 pub mod log;
 pub mod protocols;
 pub mod telemetry;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -135,6 +135,8 @@ fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Before any subcommand: every one that builds an HTTP client needs it.
+    sluice::tls::install_crypto_provider();
     let cli = Cli::parse();
     let config = load_config(cli.config.as_deref())?;
     match cli.command {

@@ -1,5 +1,6 @@
-//! `sluice admin sources|keys|api` as a user runs them: the real binary calling the API of
-//! a running server with the token in `SLUICE_TOKEN`.
+//! The subcommands that talk to a running server, as a user runs them: `sluice admin
+//! sources|keys|api` calling the control plane's API with the token in `SLUICE_TOKEN`,
+//! and `sluice dlq replay` asking the admin listener.
 
 mod common;
 
@@ -109,4 +110,44 @@ async fn sources_and_keys_from_the_command_line() {
 
     drop(server);
     db.finish().await;
+}
+
+/// `sluice dlq replay` asks the running server's admin listener. It once panicked ("No
+/// rustls crypto provider") building its HTTP client, even with no dead letters.
+#[tokio::test]
+async fn dlq_replay_asks_the_running_server() {
+    const TOKEN: &str = "cli-admin-token-0123456789";
+    let server = common::TestServer::start_with(
+        "[[sources]]\nid = \"shop\"\nwrite_keys = [{ key = \"shop-key\" }]\n\n\
+         [[destinations]]\nid = \"hook\"\ntype = \"webhook\"\nsources = [\"shop\"]\n\
+         settings = { url = \"https://hooks.example.com/in\" }\n",
+        |c| c.server.admin_token = Some(sluice::config::Secret::new(TOKEN)),
+    );
+    let dlq = |token: &str, destination: &str| {
+        Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["dlq", "replay", destination])
+            .env("SLUICE__SERVER__ADMIN_LISTEN", server.admin.to_string())
+            .env("SLUICE__SERVER__ADMIN_TOKEN", token)
+            .env("SLUICE__LOG__DIR", server.dir.path().join("cli"))
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .expect("run sluice dlq replay")
+    };
+    let out = dlq(TOKEN, "hook");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON answer");
+    assert_eq!(answer["destination"], "hook", "{answer}");
+    assert_eq!(answer["delivered"], 0, "{answer}");
+
+    // Refusals are errors with the server's reason, never a panic.
+    for (token, destination, why) in [
+        ("wrong-token-wrong-token", "hook", "401"),
+        (TOKEN, "nowhere", "unknown_destination"),
+    ] {
+        let out = dlq(token, destination);
+        let stderr = text(&out.stderr);
+        assert!(!out.status.success(), "{destination}");
+        assert!(stderr.contains(why), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
 }

@@ -392,3 +392,38 @@ async fn rate_cap_and_concurrency_are_honoured() {
         "rate cap not applied: {span:?}"
     );
 }
+
+/// A destination in back-off: at every scrape the lag gauges are the true backlog and the
+/// age of its oldest waiting event, not what they were at the last retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lag_gauges_move_while_a_destination_backs_off() {
+    let down = Receiver::start().await;
+    down.answer(Answer::Status(503));
+    let server = start(&format!(
+        "[[destinations]]\nid = \"slow\"\ntype = \"webhook\"\nsources = [\"web\"]\n\
+         retry = {{ initial_backoff_ms = 30000, max_backoff_ms = 30000 }}\n\
+         [destinations.settings]\nurl = \"{}\"\ntimeout_ms = 400\n",
+        down.url()
+    ));
+    send(&server, "web-key", &[track("first"), track("second")]).await;
+    let retried = "sluice_delivery_retried_total{destination=\"slow\"}";
+    eventually("the first retry is scheduled", 5 * SECOND, async || {
+        metric(&server.metrics().await, retried) >= 1.0
+    })
+    .await;
+    let events = "sluice_delivery_lag_events{destination=\"slow\"}";
+    let age = "sluice_delivery_lag_seconds{destination=\"slow\"}";
+    let before = server.metrics().await;
+    assert_eq!(metric(&before, events), 2.0, "{before}");
+
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    send(&server, "web-key", &[track("third")]).await;
+    let after = server.metrics().await;
+    assert_eq!(metric(&after, retried), 1.0, "still in its 30 s back-off");
+    assert_eq!(metric(&after, events), 3.0, "{after}");
+    let grown = metric(&after, age) - metric(&before, age);
+    assert!(
+        grown >= 1.4,
+        "the oldest event's age grew {grown} s in 1.5 s"
+    );
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 use common::{CATALOG, TestServer, basic};
 
 fn tls_client(ca_pem: &str, http2: bool) -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    sluice::tls::install_crypto_provider();
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
         roots.add(cert.expect("pem")).expect("add root");
@@ -62,7 +62,7 @@ async fn tls_serves_http2_and_http1() {
 #[tokio::test]
 async fn plain_http2_with_prior_knowledge() {
     let server = TestServer::start();
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    sluice::tls::install_crypto_provider();
     let c = reqwest::Client::builder()
         .http2_prior_knowledge()
         .build()

@@ -58,7 +58,7 @@ impl RemoteSource {
 
     /// Polls `control_url` (the control plane's base URL) as gateway `name`.
     pub fn new(control_url: &str, token: Secret, name: &str) -> Self {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        crate::tls::install_crypto_provider();
         let client = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .build()

@@ -315,7 +315,6 @@ async fn workspace_by_slug(store: &Store, slug: &str) -> anyhow::Result<workspac
 async fn api(base: &str, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
     let token = std::env::var("SLUICE_TOKEN").context("set SLUICE_TOKEN to an API token")?;
     let method: reqwest::Method = method.to_uppercase().parse().context("HTTP method")?;
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let url = format!("{}/api/v1{}", base.trim_end_matches('/'), path);
     let mut request = reqwest::Client::new()
         .request(method, &url)

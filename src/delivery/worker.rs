@@ -14,6 +14,7 @@ use governor::DefaultDirectRateLimiter;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
+use super::backlog::Backlog;
 use super::backoff::{self, Breaker, Circuit};
 use super::dead_letter::{self, Entry};
 use super::route::{self, Head};
@@ -47,6 +48,8 @@ pub struct Worker {
     pub dead_letter_dir: PathBuf,
     /// Serialises writes to this destination's dead-letter file with replays.
     pub dead_letter_lock: Arc<Mutex<()>>,
+    /// Where its unsettled events start, for the lag gauges (set at each scrape).
+    pub backlog: Arc<Backlog>,
     /// Stops the worker (it saves its cursor first).
     pub stop: CancellationToken,
 }
@@ -116,7 +119,6 @@ impl Worker {
         let mut done_upto = start;
         let mut saved = (start, Instant::now());
         let limiter = self.limiter();
-        let metrics = metrics_for(&self.id);
         // The last batch ended in the dead-letter store.
         let mut failing = false;
         loop {
@@ -138,10 +140,8 @@ impl Worker {
                     continue;
                 }
             };
-            let lag = self.log.next_offset().saturating_sub(done_upto);
-            metrics.lag_events.set(lag as f64);
             if records.is_empty() {
-                metrics.lag_seconds.set(0.0);
+                self.backlog.settled(done_upto);
                 self.save_if_due(done_upto, &mut saved, true);
                 tokio::select! {
                     () = self.stop.cancelled() => break,
@@ -163,10 +163,10 @@ impl Worker {
                     pending.push(out);
                 }
             }
-            if let Some(oldest) = pending.first().and_then(|o| o.received_at) {
-                let age = (chrono::Utc::now() - oldest).num_milliseconds().max(0) as f64 / 1000.0;
-                metrics.lag_seconds.set(age);
-            }
+            // Until this round settles, the backlog starts at its first record, and the
+            // oldest event waiting is its first one for this destination.
+            self.backlog
+                .waiting(done_upto, pending.first().and_then(|o| o.received_at));
             // 3. Wait briefly for a batch to fill when the sink batches.
             let wait = self.sink.batch_wait();
             if !wait.is_zero() && pending.len() < self.sink.batch_size() && !pending.is_empty() {
@@ -195,6 +195,7 @@ impl Worker {
                 Outcome::DeadLettered => failing = true,
             }
             done_upto = last;
+            self.backlog.settled(done_upto);
             self.log.hold(&self.id, done_upto);
             self.save_if_due(done_upto, &mut saved, false);
         }
@@ -312,15 +313,6 @@ impl Worker {
                     reason,
                 } => {
                     metrics.retried.increment(1);
-                    // While stuck, keep the lag gauges moving.
-                    if let Some(first) = remaining.first() {
-                        let behind = self.log.next_offset().saturating_sub(first.offset);
-                        metrics.lag_events.set(behind as f64);
-                        if let Some(at) = first.received_at {
-                            let age = (chrono::Utc::now() - at).num_milliseconds().max(0);
-                            metrics.lag_seconds.set(age as f64 / 1000.0);
-                        }
-                    }
                     if breaker.state() == Circuit::Open {
                         metrics.circuit.set(Circuit::Open.gauge());
                     }

@@ -256,7 +256,7 @@ pub async fn metrics_at(addr: impl std::fmt::Display) -> String {
 }
 
 pub fn client() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    sluice::tls::install_crypto_provider();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
         .build()

@@ -206,7 +206,7 @@ async fn main() -> anyhow::Result<()> {
         control: Some(tokio::net::TcpListener::bind(control).await?),
     };
     let server = tokio::spawn(sluice::serve(config, listeners, shutdown.clone()));
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    sluice::tls::install_crypto_provider();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
         .build()?;
