@@ -207,6 +207,14 @@ pub fn json() -> String {
 fn state_the_rules(doc: &mut Value) {
     optional_bodies(doc);
     unsigned_ranges(doc);
+    rule_keys(doc);
+    permission_roles(doc);
+    grant_targets(doc);
+    token_expiry(doc);
+}
+
+/// A TRACK rule names its event; a rule's JSON Schema is an object or a boolean.
+fn rule_keys(doc: &mut Value) {
     // A TRACK rule names its event: `key` (or, in an update, `newKey`) is not empty.
     let named = |field: &str| json!({"required": [field], "properties": {field: {"type": "string", "minLength": 1}}});
     let not_track = json!({"properties": {"type": {"not": {"const": "TRACK"}}}});
@@ -222,6 +230,11 @@ fn state_the_rules(doc: &mut Value) {
         kept["properties"]["newKey"] = json!({"type": "null"});
         update["anyOf"] = json!([not_track, named("newKey"), kept]);
     }
+}
+
+/// A workspace role may name no resources (the workspace); a source role names at least
+/// one, each a `SOURCE` or one with labels.
+fn permission_roles(doc: &mut Value) {
     let workspace_roles: Vec<&str> = Role::ALL.iter().map(|r| r.name()).collect();
     let source_roles: Vec<&str> = permissions::SOURCE_ROLES
         .iter()
@@ -265,7 +278,13 @@ fn state_the_rules(doc: &mut Value) {
             },
         ],
     });
-    set_schema(doc, "PermissionIn", permission);
+    if let Some(slot) = schema_mut(doc, "PermissionIn") {
+        *slot = permission;
+    }
+}
+
+/// A grant's target takes its variant's fields only; label keys and values are slugs.
+fn grant_targets(doc: &mut Value) {
     // A grant's target takes its variant's fields only; labels are slugs.
     if let Some(Value::Array(variants)) = doc.pointer_mut("/components/schemas/Target/oneOf") {
         for variant in variants {
@@ -277,6 +296,10 @@ fn state_the_rules(doc: &mut Value) {
             }
         }
     }
+}
+
+/// A token's expiry is `expiresAt` or `expiresInDays`, exactly one.
+fn token_expiry(doc: &mut Value) {
     if let Some(token) = schema_mut(doc, "CreateToken") {
         // Each branch: its field given (and not null), the other absent or null.
         token["oneOf"] = json!([
@@ -350,12 +373,6 @@ fn unsigned_ranges(value: &mut Value) {
 
 fn schema_mut<'a>(doc: &'a mut Value, name: &str) -> Option<&'a mut Value> {
     doc.pointer_mut(&format!("/components/schemas/{name}"))
-}
-
-fn set_schema(doc: &mut Value, name: &str, schema: Value) {
-    if let Some(slot) = schema_mut(doc, name) {
-        *slot = schema;
-    }
 }
 
 /// `GET /api/v1/openapi.json` (no token needed).
