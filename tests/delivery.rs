@@ -416,14 +416,12 @@ async fn lag_gauges_move_while_a_destination_backs_off() {
     let before = server.metrics().await;
     assert_eq!(metric(&before, events), 2.0, "{before}");
 
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    // A new event while the worker sleeps: the next scrape counts it, without a retry.
+    // (How the age follows the clock is `Backlog::lag`'s unit test, on injected times.)
     send(&server, "web-key", &[track("third")]).await;
     let after = server.metrics().await;
     assert_eq!(metric(&after, retried), 1.0, "still in its 30 s back-off");
     assert_eq!(metric(&after, events), 3.0, "{after}");
-    let grown = metric(&after, age) - metric(&before, age);
-    assert!(
-        grown >= 1.4,
-        "the oldest event's age grew {grown} s in 1.5 s"
-    );
+    assert!(metric(&before, age) > 0.0, "{before}");
+    assert!(metric(&after, age) >= metric(&before, age), "{after}");
 }
