@@ -40,6 +40,7 @@ pub mod audit;
 pub mod bootstrap;
 pub mod explain;
 pub mod feed;
+pub mod identity;
 pub mod policy;
 pub mod secret;
 pub mod store;

@@ -52,7 +52,9 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::audit::{Actor, Draft, Kind};
+use super::identity::session;
 use super::policy::{self, Action, Decision, Reason, ResourceRef};
+use super::store::sessions::SessionRow;
 use super::store::tokens::TokenRow;
 use super::store::workspaces::Workspace;
 use super::store::{self, Store, StoreError};
@@ -99,6 +101,8 @@ pub struct Api {
     swept: std::sync::atomic::AtomicI64,
     /// Which refused setup/invite link attempts are audited.
     pub link_refusals: setup::LinkRefusals,
+    /// Sign-in attempts per account and per address.
+    pub sign_in: super::identity::SignInLimits,
 }
 
 impl Api {
@@ -125,6 +129,7 @@ impl Api {
             identities: identities::Identities::default(),
             swept: std::sync::atomic::AtomicI64::new(0),
             link_refusals: setup::LinkRefusals::default(),
+            sign_in: super::identity::SignInLimits::default(),
         })
     }
 
@@ -362,6 +367,7 @@ pub fn router(api: Arc<Api>) -> Router {
             axum::routing::get(openapi::serve).layer(limited.clone()),
         )
         // Setup and invite links: a guessed link costs the guesser's address budget.
+        .merge(super::identity::routes().layer(limited.clone()))
         .merge(setup::routes().layer(limited))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         // A known path with another method: the error envelope too (clients unwrap it).
@@ -568,8 +574,8 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// Who is calling: the token, its owner as the policy sees them, their workspace.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    /// The token used.
-    pub token: TokenRow,
+    /// How they proved who they are: a token or a browser session.
+    pub via: Via,
     /// Its owner, with grants and groups, loaded for this request.
     pub user: policy::User,
     /// The token's workspace.
@@ -582,25 +588,52 @@ pub struct Caller {
     pub now: DateTime<Utc>,
 }
 
+/// How a caller proved who they are.
+#[derive(Debug, Clone)]
+pub enum Via {
+    /// An API token (`Authorization: Bearer`): its scopes bound what it may do.
+    Token(TokenRow),
+    /// A browser session (cookie): the person, with everything their access gives.
+    Session(SessionRow),
+}
+
 impl Caller {
+    /// The token the policy weighs: the API token's, none for a session (a person in
+    /// the console acts with all their own rights, as the policy's `Principal` says).
+    pub fn policy_token(&self) -> Option<policy::Token> {
+        match &self.via {
+            Via::Token(token) => Some(token.policy()),
+            Via::Session(_) => None,
+        }
+    }
+
+    /// The scopes the caller acts with: a token's own, or every scope a person's token
+    /// may carry for a session.
+    pub fn scopes(&self) -> &[policy::Scope] {
+        match &self.via {
+            Via::Token(token) => &token.scopes,
+            Via::Session(_) => &policy::Scope::PERSONAL,
+        }
+    }
+
     /// Whether this caller may act at all (a live token, an active person), asked of the
     /// policy: `Some` is the 401 to answer.
     pub fn standing(&self) -> Option<Unauthenticated> {
-        let token = self.token.policy();
+        let token = self.policy_token();
         let principal = policy::Principal {
             user: &self.user,
-            token: Some(&token),
+            token: token.as_ref(),
         };
         policy::standing(principal, self.now).and_then(Unauthenticated::of)
     }
 
     /// The policy's decision for this caller.
     pub fn decide(&self, action: Action, resource: ResourceRef<'_>) -> Decision {
-        let token = self.token.policy();
+        let token = self.policy_token();
         policy::authorize(
             policy::Principal {
                 user: &self.user,
-                token: Some(&token),
+                token: token.as_ref(),
             },
             action,
             resource,
@@ -620,9 +653,14 @@ impl Caller {
     ) -> Draft {
         Draft {
             time: self.now,
-            actor: Actor::Token {
-                id: self.token.id.clone(),
-                user: self.user.id.clone(),
+            actor: match &self.via {
+                Via::Token(token) => Actor::Token {
+                    id: token.id.clone(),
+                    user: self.user.id.clone(),
+                },
+                Via::Session(_) => Actor::User {
+                    id: self.user.id.clone(),
+                },
             },
             action: action.name().into_owned(),
             resource_type: resource_type.to_owned(),
@@ -639,6 +677,22 @@ impl FromRequestParts<Arc<Api>> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, api: &Arc<Api>) -> Result<Self, ApiError> {
+        let now = Utc::now();
+        let (ip, user_agent) = client(parts);
+        // Without an Authorization header, a session cookie may say who is asking.
+        if bearer(&parts.headers).is_none()
+            && let Some(digest) = session::presented(&parts.headers, &api.public_url)
+        {
+            let presented = session::Presented {
+                digest: &digest,
+                method: &parts.method,
+                headers: &parts.headers,
+                ip,
+                user_agent,
+                now,
+            };
+            return session::caller(api, presented).await;
+        }
         // The rate limiter resolved the token already (every route that takes a caller
         // sits behind it); resolve here only where it did not.
         let resolved = match parts.extensions.remove::<Resolved>() {
@@ -652,24 +706,19 @@ impl FromRequestParts<Arc<Api>> for Caller {
         else {
             return Err(ApiError::Unauthorized(Unauthenticated::InvalidToken));
         };
-        let now = Utc::now();
         let identities::Identity {
             token,
             workspace,
             user,
         } = identity;
         let mut conn = api.store.read().await?;
-        let ip = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip().to_string());
-        let user_agent = parts
-            .headers
-            .get("user-agent")
-            .and_then(|v| v.to_str().ok())
-            .map(|s| s.chars().take(256).collect());
+        let (last_used_at, last_used_ip, token_id) = (
+            token.last_used_at,
+            token.last_used_ip.clone(),
+            token.id.clone(),
+        );
         let caller = Self {
-            token,
+            via: Via::Token(token),
             user,
             workspace,
             ip,
@@ -682,15 +731,12 @@ impl FromRequestParts<Arc<Api>> for Caller {
         }
         // Last use is kept to the minute: a write per request would queue every read
         // behind the database's single writer.
-        let stale = caller
-            .token
-            .last_used_at
-            .is_none_or(|at| now - at > TOUCH_EVERY)
-            || caller.token.last_used_ip != caller.ip;
+        let stale =
+            last_used_at.is_none_or(|at| now - at > TOUCH_EVERY) || last_used_ip != caller.ip;
         if stale {
             store::tokens::touch(
                 &mut conn,
-                &caller.token.id,
+                &token_id,
                 caller.ip.as_deref().unwrap_or_default(),
                 now,
             )
@@ -699,6 +745,20 @@ impl FromRequestParts<Arc<Api>> for Caller {
         }
         Ok(caller)
     }
+}
+
+/// The client's address and user agent (at most 256 characters), for the audit trail.
+pub fn client(parts: &Parts) -> (Option<String>, Option<String>) {
+    let ip = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string());
+    let user_agent = parts
+        .headers
+        .get("user-agent")
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(256).collect());
+    (ip, user_agent)
 }
 
 /// Why a request is not authenticated (401): each with its stable code.
@@ -710,6 +770,10 @@ pub enum Unauthenticated {
     TokenExpired,
     /// Revoked.
     TokenRevoked,
+    /// A session cookie for no live session: unknown, expired, signed out or revoked.
+    SessionEnded,
+    /// A sign-in with an email and password that do not match (which one is not said).
+    InvalidCredentials,
 }
 
 impl Unauthenticated {
@@ -735,6 +799,8 @@ impl Unauthenticated {
             Self::InvalidToken => "invalid_token",
             Self::TokenExpired => "token_expired",
             Self::TokenRevoked => "token_revoked",
+            Self::SessionEnded => "session_ended",
+            Self::InvalidCredentials => "invalid_credentials",
         }
     }
 
@@ -744,6 +810,10 @@ impl Unauthenticated {
             Self::InvalidToken => "missing, malformed or unknown Bearer token",
             Self::TokenExpired => "the token has expired",
             Self::TokenRevoked => "the token has been revoked",
+            Self::SessionEnded => {
+                "the session has ended (signed out, expired or revoked): sign in again"
+            }
+            Self::InvalidCredentials => "wrong email or password",
         }
     }
 }
@@ -771,6 +841,10 @@ pub enum Forbidden {
     /// A node credential's role does not allow the action.
     #[error("this credential may not {}", .0.name())]
     NodeRole(Action),
+    /// A change made with a session cookie without the session's `X-CSRF-Token`, or
+    /// from a page of another origin.
+    #[error("{0}")]
+    Csrf(&'static str),
 }
 
 /// Everything the API answers with other than success.

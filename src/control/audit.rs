@@ -91,6 +91,14 @@ pub enum Kind {
     NodeRevoke,
     /// `owner.recover`
     OwnerRecover,
+    /// `session.create`: a person signed in.
+    SessionCreate,
+    /// `session.revoke`: a person signed out (or their sessions were ended).
+    SessionRevoke,
+    /// `session.refused`: a sign-in with a wrong email or password.
+    SessionRefused,
+    /// `user.password.set`
+    UserPasswordSet,
     /// `setup_link.create`
     SetupLinkCreate,
     /// `setup_link.refused`
@@ -177,6 +185,10 @@ impl Kind {
             Self::NodeCreate => "node.create",
             Self::NodeRevoke => "node.revoke",
             Self::OwnerRecover => "owner.recover",
+            Self::SessionCreate => "session.create",
+            Self::SessionRevoke => "session.revoke",
+            Self::SessionRefused => "session.refused",
+            Self::UserPasswordSet => "user.password.set",
             Self::SetupLinkCreate => "setup_link.create",
             Self::SetupLinkRefused => "setup_link.refused",
             Self::SourceCreate => "source.create",

@@ -138,13 +138,17 @@ async fn explain(
         }
     }
     // Your own access through the token you ask with; someone else's as themselves.
-    let token = caller.token.policy();
+    let token = caller.policy_token();
     let question = Question {
         workspace: ws,
         settings: caller.workspace.settings.policy(),
         principal: policy::Principal {
             user: &user,
-            token: (user_id == caller.user.id).then_some(&token),
+            token: if user_id == caller.user.id {
+                token.as_ref()
+            } else {
+                None
+            },
         },
         action,
         subject,

@@ -236,7 +236,7 @@ pub async fn set_scoped(
     Ok(())
 }
 
-/// Removes a member from `workspace` and deactivates the user: their tokens and the node
+/// Removes a member from `workspace` and deactivates the user: their tokens, sessions and the node
 /// credentials they made are revoked and their own grants dropped, so nothing of theirs
 /// comes back if they are invited again.
 pub async fn remove(
@@ -254,6 +254,8 @@ pub async fn remove(
         .bind(ms(now))
         .execute(&mut *conn)
         .await?;
+    // Their browser sessions end with their tokens.
+    super::sessions::revoke_others(&mut *conn, id, None, now).await?;
     // Node credentials they made go with them (a delivery node's carries credentials).
     sqlx::query("UPDATE nodes SET revoked_at = $2 WHERE created_by = $1 AND revoked_at IS NULL")
         .bind(id)

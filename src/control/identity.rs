@@ -1,0 +1,319 @@
+//! How people (not machines) prove who they are to the control plane: local password
+//! sign-in into a browser session, signing out, the session's own description, and
+//! setting one's password. Routes under `/auth`.
+//!
+//! A session resolves to the same [`Caller`] as an API token and is decided by the same
+//! `authorize` (see [`session`]); every change made with one is CSRF-guarded.
+//! Sign-in is rate limited per account and per address and says the same thing, after
+//! the same work, whether the email or the password was wrong.
+
+pub mod password;
+pub mod session;
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::header::SET_COOKIE;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use governor::clock::DefaultClock;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::api::wire::Data;
+use super::api::{Api, ApiError, Body, Caller, Forbidden, Unauthenticated, Via, client};
+use super::audit::{Actor, Draft, Kind};
+use super::store::sessions::{self, NewSession};
+use super::store::{passwords, users, workspaces};
+
+/// Sign-in attempts per account per minute (a burst of this many, refilled over it).
+pub const PER_ACCOUNT_PER_MINUTE: u32 = 5;
+/// Sign-in attempts per client address per minute.
+pub const PER_ADDRESS_PER_MINUTE: u32 = 30;
+
+type Keyed = RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock>;
+
+/// The sign-in budgets: one per account (email), one per client address.
+#[derive(Debug)]
+pub struct SignInLimits {
+    account: Keyed,
+    address: Keyed,
+}
+
+impl Default for SignInLimits {
+    fn default() -> Self {
+        let per_minute = |n: u32| Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
+        Self {
+            account: RateLimiter::keyed(per_minute(PER_ACCOUNT_PER_MINUTE)),
+            address: RateLimiter::keyed(per_minute(PER_ADDRESS_PER_MINUTE)),
+        }
+    }
+}
+
+impl SignInLimits {
+    /// Spends one attempt of both budgets; `false` when either is spent.
+    fn admit(&self, email: &str, address: &str) -> bool {
+        let address_ok = self.address.check_key(&address.to_owned()).is_ok();
+        let account_ok = self.account.check_key(&email.to_owned()).is_ok();
+        address_ok && account_ok
+    }
+}
+
+/// `/auth/*`.
+pub fn routes() -> Router<Arc<Api>> {
+    Router::new()
+        .route("/auth/login", post(login))
+        .route("/auth/logout", post(logout))
+        .route("/auth/session", get(current))
+        .route("/auth/password", put(set_password))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignIn {
+    email: String,
+    password: String,
+    /// Workspace slug (default `default`).
+    #[serde(default)]
+    workspace: Option<String>,
+}
+
+/// A session as its holder sees it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SessionView {
+    id: String,
+    user_id: String,
+    email: String,
+    workspace_id: String,
+    /// Echo it in `X-CSRF-Token` on every change made with this session.
+    csrf_token: String,
+    method: String,
+    idle_expires_at: DateTime<Utc>,
+    absolute_expires_at: DateTime<Utc>,
+}
+
+fn view(session: &sessions::SessionRow, email: &str) -> SessionView {
+    SessionView {
+        id: session.id.clone(),
+        user_id: session.user_id.clone(),
+        email: email.to_owned(),
+        workspace_id: session.workspace_id.clone(),
+        csrf_token: session.csrf.clone(),
+        method: session.method.clone(),
+        idle_expires_at: session.idle_expires_at,
+        absolute_expires_at: session.absolute_expires_at,
+    }
+}
+
+fn with_cookie(mut response: Response, cookie: Option<axum::http::HeaderValue>) -> Response {
+    if let Some(cookie) = cookie {
+        response.headers_mut().insert(SET_COOKIE, cookie);
+    }
+    response
+}
+
+/// `POST /auth/login`: email and password → a new session (a new id whatever the
+/// browser held: no fixation), its cookie and its CSRF token.
+async fn login(
+    State(api): State<Arc<Api>>,
+    parts: Parts,
+    Body(body): Body<SignIn>,
+) -> Result<Response, ApiError> {
+    let now = Utc::now();
+    let (ip, user_agent) = client(&parts);
+    // Login CSRF: a page elsewhere must not sign the browser into another account.
+    if parts.headers.contains_key("origin")
+        && !session::same_origin(&parts.headers, &api.public_url)
+    {
+        return Err(ApiError::Forbidden(Forbidden::Csrf(
+            "sign in from the console's own origin",
+        )));
+    }
+    let email = body.email.trim().to_lowercase();
+    let address = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(String::new, |c| c.0.ip().to_string());
+    if !api.sign_in.admit(&email, &address) {
+        return Err(ApiError::RateLimited);
+    }
+    let slug = body.workspace.as_deref().unwrap_or("default");
+    let mut conn = api.store.read().await?;
+    let workspace = workspaces::by_slug(&mut conn, slug).await?;
+    let user = match &workspace {
+        Some(ws) => users::by_email(&mut conn, &ws.id, &email).await?,
+        None => None,
+    };
+    let phc = match &user {
+        Some(u) if u.active => passwords::get(&mut conn, &u.id).await?,
+        _ => None,
+    };
+    drop(conn);
+    let matched = password::verify(body.password, phc).await;
+    let (Some(workspace), Some(user), true) = (workspace, user, matched) else {
+        let mut change = api.store.change().await?;
+        change
+            .record(Draft {
+                time: now,
+                actor: Actor::System,
+                action: Kind::SessionRefused.name().into_owned(),
+                resource_type: "session".into(),
+                resource_id: String::new(),
+                before: None,
+                after: Some(json!({"email": email, "workspace": slug})),
+                ip,
+                user_agent,
+            })
+            .await?;
+        change.commit().await?;
+        return Err(ApiError::Unauthorized(Unauthenticated::InvalidCredentials));
+    };
+    let (secret, csrf) = session::secrets().map_err(|e| {
+        tracing::error!(error = %e, "no randomness for a session");
+        ApiError::Internal
+    })?;
+    let digest = session::digest(&secret);
+    let mut change = api.store.change().await?;
+    let row = sessions::create(
+        change.conn(),
+        &NewSession {
+            digest: &digest,
+            workspace_id: &workspace.id,
+            user_id: &user.id,
+            csrf: &csrf,
+            method: "password",
+            idle: session::IDLE,
+            absolute: session::ABSOLUTE,
+            ip: ip.as_deref().unwrap_or_default(),
+            user_agent: user_agent.as_deref().unwrap_or_default(),
+        },
+        now,
+    )
+    .await?;
+    change
+        .record(Draft {
+            time: now,
+            actor: Actor::User {
+                id: user.id.clone(),
+            },
+            action: Kind::SessionCreate.name().into_owned(),
+            resource_type: "session".into(),
+            resource_id: row.id.clone(),
+            before: None,
+            after: Some(json!({"method": "password", "userId": user.id})),
+            ip,
+            user_agent,
+        })
+        .await?;
+    change.commit().await?;
+    let answer = Json(Data {
+        data: view(&row, &user.email),
+    })
+    .into_response();
+    Ok(with_cookie(
+        answer,
+        session::set_cookie(&api.public_url, &secret),
+    ))
+}
+
+/// The caller's session, or `401 session_ended` for a token (no session to speak of).
+fn session_of(caller: &Caller) -> Result<&sessions::SessionRow, ApiError> {
+    match &caller.via {
+        Via::Session(session) => Ok(session),
+        Via::Token(_) => Err(ApiError::Unauthorized(Unauthenticated::SessionEnded)),
+    }
+}
+
+/// `GET /auth/session`: the current session (with its CSRF token).
+async fn current(State(api): State<Arc<Api>>, caller: Caller) -> Result<Response, ApiError> {
+    let session = session_of(&caller)?;
+    let mut conn = api.store.read().await?;
+    let email = users::get(&mut conn, &caller.workspace.id, &caller.user.id)
+        .await?
+        .map(|u| u.email)
+        .unwrap_or_default();
+    Ok(Json(Data {
+        data: view(session, &email),
+    })
+    .into_response())
+}
+
+/// `POST /auth/logout`: ends the session on the server (the cookie alone is worth
+/// nothing after) and removes the cookie.
+async fn logout(State(api): State<Arc<Api>>, caller: Caller) -> Result<Response, ApiError> {
+    let session = session_of(&caller)?;
+    let mut change = api.store.change().await?;
+    sessions::revoke(change.conn(), &session.id, caller.now).await?;
+    change
+        .record(caller.draft(Kind::SessionRevoke, "session", &session.id, None, None))
+        .await?;
+    change.commit().await?;
+    Ok(with_cookie(
+        super::api::success(),
+        session::clear_cookie(&api.public_url),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct NewPassword {
+    /// Required when a password is set already.
+    #[serde(default)]
+    current_password: Option<String>,
+    new_password: String,
+}
+
+/// `PUT /auth/password`: sets the caller's own password (their current one first, when
+/// they have one). Every other session of theirs ends.
+async fn set_password(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Body(body): Body<NewPassword>,
+) -> Result<Response, ApiError> {
+    password::acceptable(&body.new_password)
+        .map_err(|e| ApiError::field("newPassword", e.to_string()))?;
+    let mut conn = api.store.read().await?;
+    let existing = passwords::get(&mut conn, &caller.user.id).await?;
+    drop(conn);
+    if existing.is_some() {
+        let current = body.current_password.unwrap_or_default();
+        if !password::verify(current, existing).await {
+            return Err(ApiError::field(
+                "currentPassword",
+                "not the current password",
+            ));
+        }
+    }
+    let phc = password::hash(body.new_password).await.map_err(|e| {
+        tracing::error!(error = %e, "cannot hash a password");
+        ApiError::Internal
+    })?;
+    let keep = match &caller.via {
+        Via::Session(session) => Some(session.id.clone()),
+        Via::Token(_) => None,
+    };
+    let mut change = api.store.change().await?;
+    passwords::set(change.conn(), &caller.user.id, &phc, caller.now).await?;
+    let ended =
+        sessions::revoke_others(change.conn(), &caller.user.id, keep.as_deref(), caller.now)
+            .await?;
+    change
+        .record(caller.draft(
+            Kind::UserPasswordSet,
+            "user",
+            &caller.user.id,
+            None,
+            Some(json!({"otherSessionsEnded": ended})),
+        ))
+        .await?;
+    change.commit().await?;
+    Ok(super::api::success())
+}

@@ -1,0 +1,420 @@
+//! Browser sessions and local sign-in, over real HTTP against a running control plane:
+//! password, cookie, CSRF and origin guard, fixation, logout, rate limits, and the
+//! session resolving to the same access as the person's token.
+
+mod common;
+
+use common::control::{Api, error_type, server};
+use common::databases;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "a long enough passphrase";
+
+struct Browser {
+    cookie: String,
+    csrf: String,
+}
+
+/// Signs in; the answer's status and body, and the session cookie when one was set.
+async fn sign_in(
+    api: &Api,
+    email: &str,
+    password: &str,
+    extra: &[(&str, &str)],
+) -> (StatusCode, Value, Option<String>) {
+    let mut request = api
+        .http
+        .post(format!("{}/auth/login", api.base))
+        .json(&json!({"email": email, "password": password}));
+    for (k, v) in extra {
+        request = request.header(*k, *v);
+    }
+    let response = request.send().await.expect("login");
+    let status = response.status();
+    let cookie = response
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, body, cookie)
+}
+
+async fn browser(api: &Api, email: &str, password: &str) -> Browser {
+    let (status, body, cookie) = sign_in(api, email, password, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let cookie = cookie.expect("set-cookie");
+    let pair = cookie.split(';').next().expect("pair").to_owned();
+    Browser {
+        cookie: pair,
+        csrf: body["data"]["csrfToken"].as_str().expect("csrf").to_owned(),
+    }
+}
+
+/// A request with the browser's cookie; `origin` and `csrf` as a page would send them.
+async fn as_browser(
+    api: &Api,
+    b: &Browser,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+    origin: Option<&str>,
+    csrf: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut request = api
+        .http
+        .request(method, format!("{}{path}", api.base))
+        .header("cookie", &b.cookie);
+    if let Some(origin) = origin {
+        request = request.header("origin", origin);
+    }
+    if let Some(csrf) = csrf {
+        request = request.header("x-csrf-token", csrf);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn set_password(api: &Api, token: &str, new: &str) {
+    let (status, body) = api
+        .call(
+            token,
+            Method::PUT,
+            "/auth/password",
+            Some(json!({"newPassword": new})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn a_session_acts_as_its_person_and_every_change_is_guarded() {
+    let db = databases::sqlite().await;
+    let (server, link) = server(&db).await;
+    let api = Api::of(&server);
+    let owner = api.owner(&link).await;
+    let origin = api.base.clone();
+
+    // A password too short is refused; then the owner sets one with their token.
+    let (status, body) = api
+        .call(
+            &owner,
+            Method::PUT,
+            "/auth/password",
+            Some(json!({"newPassword": "short"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    set_password(&api, &owner, PASSWORD).await;
+
+    // Wrong password and unknown email: the same 401, saying neither which.
+    let (status, wrong, cookie) =
+        sign_in(&api, "owner@example.com", "not the passphrase", &[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(cookie.is_none());
+    let (status, unknown, _) = sign_in(&api, "nobody@example.com", PASSWORD, &[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(wrong, unknown, "the answers tell nothing apart");
+    assert_eq!(error_type(&wrong), "invalid_credentials");
+
+    // Signed in: the cookie's flags, and a session id the browser did not choose.
+    let planted = format!("sluice_session={}", "A".repeat(43));
+    let (status, body, cookie) = sign_in(
+        &api,
+        "Owner@Example.com",
+        PASSWORD,
+        &[("cookie", planted.as_str())],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let cookie = cookie.expect("set-cookie");
+    for flag in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(cookie.contains(flag), "{cookie}");
+    }
+    assert!(!cookie.contains("Secure"), "plain http: {cookie}");
+    assert!(!cookie.contains(&"A".repeat(43)), "fixation: {cookie}");
+    let b = Browser {
+        cookie: cookie.split(';').next().expect("pair").to_owned(),
+        csrf: body["data"]["csrfToken"].as_str().expect("csrf").to_owned(),
+    };
+    // The planted cookie is no session.
+    let planted_browser = Browser {
+        cookie: planted,
+        csrf: String::new(),
+    };
+    let (status, body) = as_browser(
+        &api,
+        &planted_browser,
+        Method::GET,
+        "/api/v1/sources",
+        None,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(error_type(&body), "session_ended");
+
+    // Reads need only the cookie; it reaches what the owner's token reaches.
+    let (status, body) =
+        as_browser(&api, &b, Method::GET, "/api/v1/sources", None, None, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = as_browser(&api, &b, Method::GET, "/auth/session", None, None, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["email"], "owner@example.com");
+
+    // A change: a forged form (no CSRF token), another origin, no origin: refused.
+    let source = json!({"slug": "from-console"});
+    for (origin, csrf) in [
+        (Some(origin.as_str()), None),
+        (Some(origin.as_str()), Some("not-the-token")),
+        (Some("https://evil.example"), Some(b.csrf.as_str())),
+        (None, Some(b.csrf.as_str())),
+    ] {
+        let (status, body) = as_browser(
+            &api,
+            &b,
+            Method::POST,
+            "/api/v1/sources",
+            Some(source.clone()),
+            origin,
+            csrf,
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{origin:?} {csrf:?}: {body}");
+    }
+    let (status, body) = as_browser(
+        &api,
+        &b,
+        Method::POST,
+        "/api/v1/sources",
+        Some(source),
+        Some(&origin),
+        Some(&b.csrf),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Signing in from another origin's page (login CSRF) is refused.
+    let (status, body, _) = sign_in(
+        &api,
+        "owner@example.com",
+        PASSWORD,
+        &[("origin", "https://evil.example")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+
+    // A second session; changing the password (through the first) ends the second.
+    let other = browser(&api, "owner@example.com", PASSWORD).await;
+    let (status, body) = as_browser(
+        &api,
+        &b,
+        Method::PUT,
+        "/auth/password",
+        Some(json!({"currentPassword": "wrong", "newPassword": "another long passphrase"})),
+        Some(&origin),
+        Some(&b.csrf),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "the current one first: {body}"
+    );
+    let (status, body) = as_browser(
+        &api,
+        &b,
+        Method::PUT,
+        "/auth/password",
+        Some(json!({"currentPassword": PASSWORD, "newPassword": "another long passphrase"})),
+        Some(&origin),
+        Some(&b.csrf),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = as_browser(
+        &api,
+        &other,
+        Method::GET,
+        "/api/v1/sources",
+        None,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the other session ended");
+    let (status, _) = as_browser(&api, &b, Method::GET, "/api/v1/sources", None, None, None).await;
+    assert_eq!(status, StatusCode::OK, "the one that changed it stays");
+
+    // Logout ends it on the server: the same cookie is worth nothing after.
+    let (status, _) = as_browser(
+        &api,
+        &b,
+        Method::POST,
+        "/auth/logout",
+        None,
+        Some(&origin),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "logout is a change too");
+    let (status, _) = as_browser(
+        &api,
+        &b,
+        Method::POST,
+        "/auth/logout",
+        None,
+        Some(&origin),
+        Some(&b.csrf),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) =
+        as_browser(&api, &b, Method::GET, "/api/v1/sources", None, None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(error_type(&body), "session_ended");
+
+    // Every sign-in, refusal, sign-out and the change made in the console are audited.
+    let (_, body) = api
+        .get(&owner, "/api/v1/audit-events?pagination[count]=200")
+        .await;
+    let actions: Vec<&str> = body["data"]["events"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|e| e["type"].as_str()).collect())
+        .unwrap_or_default();
+    for action in [
+        "session.create",
+        "session.refused",
+        "session.revoke",
+        "user.password.set",
+    ] {
+        assert!(actions.contains(&action), "{action} in {actions:?}: {body}");
+    }
+    db.finish().await;
+}
+
+#[tokio::test]
+async fn sign_in_is_rate_limited_per_account() {
+    let db = databases::sqlite().await;
+    let (server, link) = server(&db).await;
+    let api = Api::of(&server);
+    let owner = api.owner(&link).await;
+    set_password(&api, &owner, PASSWORD).await;
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let (status, _, _) = sign_in(&api, "owner@example.com", "guess guess guess", &[]).await;
+        statuses.push(status);
+    }
+    assert_eq!(statuses[..5], [StatusCode::UNAUTHORIZED; 5]);
+    assert_eq!(statuses[5], StatusCode::TOO_MANY_REQUESTS);
+    // The budget is the account's: even the right password waits.
+    let (status, _, _) = sign_in(&api, "owner@example.com", PASSWORD, &[]).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    db.finish().await;
+}
+
+/// A member's session has exactly their role's access, and dies with their membership.
+#[tokio::test]
+async fn a_session_has_its_persons_role_and_ends_with_their_access() {
+    let db = databases::sqlite().await;
+    let (server, link) = server(&db).await;
+    let api = Api::of(&server);
+    let owner = api.owner(&link).await;
+    let origin = api.base.clone();
+    let (status, body) = api
+        .post(
+            &owner,
+            "/api/v1/invites",
+            json!({"invites": [{"email": "viewer@example.com", "role": "read_only"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let link = body["data"]["invites"][0]["link"].as_str().expect("link");
+    let link = &link[link.find("/setup/").expect("setup path")..];
+    let (status, body) = api.accept(link, "viewer@example.com").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let viewer_token = body["data"]["secret"].as_str().expect("token").to_owned();
+    let viewer_id = body["data"]["user"]["id"].as_str().expect("id").to_owned();
+    set_password(&api, &viewer_token, PASSWORD).await;
+    let viewer = browser(&api, "viewer@example.com", PASSWORD).await;
+
+    // Read-only: reads pass, a change is refused by the policy (CSRF passed).
+    let (status, _) = as_browser(
+        &api,
+        &viewer,
+        Method::GET,
+        "/api/v1/sources",
+        None,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = as_browser(
+        &api,
+        &viewer,
+        Method::POST,
+        "/api/v1/sources",
+        Some(json!({"slug": "not-mine"})),
+        Some(&origin),
+        Some(&viewer.csrf),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(error_type(&body), "forbidden");
+
+    // Removed from the workspace: the session answers as an ended one at once.
+    let (status, body) = api
+        .call(
+            &owner,
+            Method::DELETE,
+            &format!("/api/v1/users?userIds[0]={viewer_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = as_browser(
+        &api,
+        &viewer,
+        Method::GET,
+        "/api/v1/sources",
+        None,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(error_type(&body), "session_ended");
+
+    // Invited again: the old session stays ended (it was revoked, not just unusable).
+    let (status, body) = api
+        .post(
+            &owner,
+            "/api/v1/invites",
+            json!({"invites": [{"email": "viewer@example.com", "role": "read_only"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let link = body["data"]["invites"][0]["link"].as_str().expect("link");
+    let link = &link[link.find("/setup/").expect("setup path")..];
+    let (status, body) = api.accept(link, "viewer@example.com").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = as_browser(
+        &api,
+        &viewer,
+        Method::GET,
+        "/api/v1/sources",
+        None,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    db.finish().await;
+}
