@@ -418,3 +418,33 @@ async fn a_session_has_its_persons_role_and_ends_with_their_access() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     db.finish().await;
 }
+
+/// A narrowly scoped token cannot turn itself into a full session by setting a password.
+#[tokio::test]
+async fn a_narrow_token_cannot_set_a_password() {
+    let db = databases::sqlite().await;
+    let (server, link) = server(&db).await;
+    let api = Api::of(&server);
+    let owner = api.owner(&link).await;
+    let (status, body) = api
+        .post(
+            &owner,
+            "/api/v1/tokens",
+            json!({"name": "audit only", "scopes": ["audit:read"], "expiresInDays": 1}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let narrow = body["data"]["secret"].as_str().expect("secret").to_owned();
+    let (status, body) = api
+        .call(
+            &narrow,
+            Method::PUT,
+            "/auth/password",
+            Some(json!({"newPassword": PASSWORD})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, _, _) = sign_in(&api, "owner@example.com", PASSWORD, &[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "no password was set");
+    db.finish().await;
+}

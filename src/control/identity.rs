@@ -30,6 +30,7 @@ use serde_json::json;
 use super::api::wire::Data;
 use super::api::{Api, ApiError, Body, Caller, Forbidden, Unauthenticated, Via, client};
 use super::audit::{Actor, Draft, Kind};
+use super::policy::Scope;
 use super::store::sessions::{self, NewSession};
 use super::store::{passwords, users, workspaces};
 
@@ -272,12 +273,19 @@ struct NewPassword {
 }
 
 /// `PUT /auth/password`: sets the caller's own password (their current one first, when
-/// they have one). Every other session of theirs ends.
+/// they have one); through a token, only one with every personal scope. Every other
+/// session of theirs ends.
 async fn set_password(
     State(api): State<Arc<Api>>,
     caller: Caller,
     Body(body): Body<NewPassword>,
 ) -> Result<Response, ApiError> {
+    // A password opens a session, and a session has every scope a person's token may
+    // carry: a token lacking one of them cannot set it (a narrow token is no way to the
+    // person's full rights).
+    if let Via::Token(_) = caller.via {
+        super::api::tokens::within_caller_scopes(&caller, &Scope::PERSONAL)?;
+    }
     password::acceptable(&body.new_password)
         .map_err(|e| ApiError::field("newPassword", e.to_string()))?;
     let mut conn = api.store.read().await?;

@@ -213,7 +213,7 @@ fn terms(caller: &Caller, body: &CreateToken) -> Result<(Vec<Scope>, DateTime<Ut
 
 /// A token never carries a scope the token that made it lacks: a narrow token cannot
 /// mint (or rotate its way to) a broader one.
-fn within_caller_scopes(caller: &Caller, scopes: &[Scope]) -> Result<(), ApiError> {
+pub fn within_caller_scopes(caller: &Caller, scopes: &[Scope]) -> Result<(), ApiError> {
     match scopes.iter().find(|s| !caller.scopes().contains(s)) {
         Some(extra) => Err(ApiError::Forbidden(Forbidden::ScopeBeyondCaller(*extra))),
         None => Ok(()),
