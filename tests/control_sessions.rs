@@ -416,6 +416,9 @@ async fn a_session_has_its_persons_role_and_ends_with_their_access() {
     )
     .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // Nor does the old password sign the new holder of the email in: it went with them.
+    let (status, body, _) = sign_in(&api, "viewer@example.com", PASSWORD, &[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     db.finish().await;
 }
 
@@ -446,5 +449,42 @@ async fn a_narrow_token_cannot_set_a_password() {
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     let (status, _, _) = sign_in(&api, "owner@example.com", PASSWORD, &[]).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "no password was set");
+    db.finish().await;
+}
+
+/// Sign-in takes a JSON body only (a cross-origin form cannot send one unasked), with
+/// bounded fields; the session routes are for sessions.
+#[tokio::test]
+async fn sign_in_refuses_forms_and_absurd_input() {
+    let db = databases::sqlite().await;
+    let (server, link) = server(&db).await;
+    let api = Api::of(&server);
+    let owner = api.owner(&link).await;
+    set_password(&api, &owner, PASSWORD).await;
+    // A form posting JSON-looking text (login CSRF from a page elsewhere).
+    let response = api
+        .http
+        .post(format!("{}/auth/login", api.base))
+        .header("content-type", "text/plain")
+        .body(format!(
+            r#"{{"email":"owner@example.com","password":"{PASSWORD}"}}"#
+        ))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert!(response.headers().get("set-cookie").is_none());
+    // An email far too long: a clear 400, no budget kept for it.
+    let (status, body, _) = sign_in(&api, &"x".repeat(300), PASSWORD, &[]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // A token has no session to show or end.
+    for (method, path) in [
+        (Method::GET, "/auth/session"),
+        (Method::POST, "/auth/logout"),
+    ] {
+        let (status, body) = api.call(&owner, method, path, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}: {body}");
+        assert_eq!(error_type(&body), "session_ended");
+    }
     db.finish().await;
 }

@@ -416,7 +416,7 @@ fn limiter_key(resolved: Option<&Resolved>, addr: Option<SocketAddr>) -> String 
 }
 
 /// An address as budgets count it: IPv4 as is, IPv6 by its /64.
-pub(crate) fn address_key(ip: std::net::IpAddr) -> String {
+pub fn address_key(ip: std::net::IpAddr) -> String {
     match ip.to_canonical() {
         std::net::IpAddr::V6(v6) => {
             let [a, b, c, d, ..] = v6.segments();
@@ -556,6 +556,7 @@ impl Api {
                 limiter.retain_recent();
                 limiter.shrink_to_fit();
             }
+            self.sign_in.sweep();
         }
     }
 

@@ -15,7 +15,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, State};
-use axum::http::header::SET_COOKIE;
+use axum::http::header::{CONTENT_TYPE, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -28,42 +28,66 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::api::wire::Data;
-use super::api::{Api, ApiError, Body, Caller, Forbidden, Unauthenticated, Via, client};
+use super::api::{
+    Api, ApiError, Body, Caller, Forbidden, Unauthenticated, Via, address_key, client,
+};
 use super::audit::{Actor, Draft, Kind};
 use super::policy::Scope;
 use super::store::sessions::{self, NewSession};
 use super::store::{passwords, users, workspaces};
 
-/// Sign-in attempts per account per minute (a burst of this many, refilled over it).
+/// Sign-in attempts per account from one client address per minute (a burst of this
+/// many, refilled over it).
 pub const PER_ACCOUNT_PER_MINUTE: u32 = 5;
-/// Sign-in attempts per client address per minute.
+/// Sign-in attempts per account from all addresses per minute: guessing from many
+/// addresses is bounded, and one address alone cannot lock the account's owner out.
+pub const PER_ACCOUNT_ALL_ADDRESSES_PER_MINUTE: u32 = 60;
+/// Sign-in attempts per client address (an IPv6 address's /64) per minute.
 pub const PER_ADDRESS_PER_MINUTE: u32 = 30;
+/// Longest email (RFC 5321's path limit) and workspace slug a sign-in names.
+const MAX_EMAIL: usize = 254;
+const MAX_SLUG: usize = 64;
 
 type Keyed = RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock>;
 
-/// The sign-in budgets: one per account (email), one per client address.
+/// The sign-in budgets: per client address, per account from that address, and per
+/// account from everywhere.
 #[derive(Debug)]
 pub struct SignInLimits {
-    account: Keyed,
     address: Keyed,
+    account_here: Keyed,
+    account: Keyed,
 }
 
 impl Default for SignInLimits {
     fn default() -> Self {
         let per_minute = |n: u32| Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
         Self {
-            account: RateLimiter::keyed(per_minute(PER_ACCOUNT_PER_MINUTE)),
             address: RateLimiter::keyed(per_minute(PER_ADDRESS_PER_MINUTE)),
+            account_here: RateLimiter::keyed(per_minute(PER_ACCOUNT_PER_MINUTE)),
+            account: RateLimiter::keyed(per_minute(PER_ACCOUNT_ALL_ADDRESSES_PER_MINUTE)),
         }
     }
 }
 
 impl SignInLimits {
-    /// Spends one attempt of both budgets; `false` when either is spent.
+    /// Spends one attempt of each budget in turn; `false` at the first spent (the
+    /// later ones are not charged, nor their keys kept).
     fn admit(&self, email: &str, address: &str) -> bool {
-        let address_ok = self.address.check_key(&address.to_owned()).is_ok();
-        let account_ok = self.account.check_key(&email.to_owned()).is_ok();
-        address_ok && account_ok
+        self.address.check_key(&address.to_owned()).is_ok()
+            && self
+                .account_here
+                .check_key(&format!("{address} {email}"))
+                .is_ok()
+            && self.account.check_key(&email.to_owned()).is_ok()
+    }
+
+    /// Drops budgets that have refilled (the same as none).
+    pub fn sweep(&self) {
+        for limiter in [&self.address, &self.account_here, &self.account] {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
     }
 }
 
@@ -130,23 +154,43 @@ async fn login(
 ) -> Result<Response, ApiError> {
     let now = Utc::now();
     let (ip, user_agent) = client(&parts);
-    // Login CSRF: a page elsewhere must not sign the browser into another account.
-    if parts.headers.contains_key("origin")
-        && !session::same_origin(&parts.headers, &api.public_url)
+    // Login CSRF: a page elsewhere must not sign the browser into another account. A
+    // form cannot send JSON across origins without asking first, and a browser's
+    // cross-origin request names its origin.
+    let json = parts
+        .headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !json
+        || (parts.headers.contains_key("origin")
+            && !session::same_origin(&parts.headers, &api.public_url))
     {
         return Err(ApiError::Forbidden(Forbidden::Csrf(
-            "sign in from the console's own origin",
+            "sign in with a JSON body from the console's own origin",
         )));
     }
     let email = body.email.trim().to_lowercase();
+    let slug = body.workspace.as_deref().unwrap_or("default");
+    if email.len() > MAX_EMAIL {
+        return Err(ApiError::field(
+            "email",
+            format!("at most {MAX_EMAIL} bytes"),
+        ));
+    }
+    if slug.len() > MAX_SLUG {
+        return Err(ApiError::field(
+            "workspace",
+            format!("at most {MAX_SLUG} bytes"),
+        ));
+    }
     let address = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(String::new, |c| c.0.ip().to_string());
+        .map_or_else(|| "addr:unknown".to_owned(), |c| address_key(c.0.ip()));
     if !api.sign_in.admit(&email, &address) {
         return Err(ApiError::RateLimited);
     }
-    let slug = body.workspace.as_deref().unwrap_or("default");
     let mut conn = api.store.read().await?;
     let workspace = workspaces::by_slug(&mut conn, slug).await?;
     let user = match &workspace {
@@ -159,6 +203,9 @@ async fn login(
     };
     drop(conn);
     let matched = password::verify(body.password, phc).await;
+    // Who was tried, by id when they exist: never the typed email, which may be a
+    // password typed in the wrong field.
+    let tried = user.as_ref().map(|u| u.id.clone()).unwrap_or_default();
     let (Some(workspace), Some(user), true) = (workspace, user, matched) else {
         let mut change = api.store.change().await?;
         change
@@ -166,10 +213,10 @@ async fn login(
                 time: now,
                 actor: Actor::System,
                 action: Kind::SessionRefused.name().into_owned(),
-                resource_type: "session".into(),
-                resource_id: String::new(),
+                resource_type: "user".into(),
+                resource_id: tried,
                 before: None,
-                after: Some(json!({"email": email, "workspace": slug})),
+                after: None,
                 ip,
                 user_agent,
             })

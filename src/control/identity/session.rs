@@ -74,30 +74,38 @@ pub fn clear_cookie(public_url: &str) -> Option<HeaderValue> {
 }
 
 /// The digest of the session cookie the request carries, if it carries a well-formed one.
+/// Two cookies of the name (one planted by a sibling host or for another path) make
+/// none: which one the browser meant cannot be told.
 pub fn presented(headers: &HeaderMap, public_url: &str) -> Option<String> {
     let name = cookie_name(public_url);
-    headers
+    let mut values = headers
         .get_all("cookie")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value)
-        .filter(|v| v.len() == SECRET_CHARS && v.bytes().all(|b| b.is_ascii_alphanumeric()))
-        .map(digest)
+        .filter(|(key, _)| *key == name)
+        .map(|(_, value)| value);
+    let value = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    (value.len() == SECRET_CHARS && value.bytes().all(|b| b.is_ascii_alphanumeric()))
+        .then(|| digest(value))
 }
 
 /// Whether the request comes from a page of the control plane's own origin: its
-/// `Origin` names the public URL's origin or the host asked. A request without `Origin`
-/// is refused (every browser sends it on a cross-origin or unsafe request).
+/// `Origin` is the public URL's (`control.public_url`) or the host asked (the console
+/// served on an address the configuration does not name). A page whose name was rebound
+/// to the control plane's address passes the second, but carries no session cookie (the
+/// browser keeps those per host); sign-in from it meets the per-account budget. A request
+/// without `Origin` is refused (every browser sends it on an unsafe request).
 pub fn same_origin(headers: &HeaderMap, public_url: &str) -> bool {
     let Some(origin) = headers.get("origin").and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    let own = origin_of(public_url);
     let host = headers.get("host").and_then(|v| v.to_str().ok());
-    own.is_some_and(|o| o == origin)
+    origin_of(public_url).is_some_and(|own| own == origin)
         || host.is_some_and(|h| origin == format!("http://{h}") || origin == format!("https://{h}"))
 }
 
@@ -209,6 +217,16 @@ mod tests {
         assert_eq!(presented(&h, "https://cp.example.com"), None);
         let short = headers(&[("cookie", "sluice_session=abc")]);
         assert_eq!(presented(&short, "http://cp:8081"), None);
+        let other = "b".repeat(SECRET_CHARS);
+        let two = headers(&[(
+            "cookie",
+            &format!("sluice_session={secret}; sluice_session={other}"),
+        )]);
+        assert_eq!(
+            presented(&two, "http://cp:8081"),
+            None,
+            "two cookies of the name"
+        );
     }
 
     #[test]
@@ -239,6 +257,7 @@ mod tests {
             &headers(&[("origin", "http://127.0.0.1:9"), ("host", "127.0.0.1:9")]),
             public
         ));
+        assert!(!same_origin(&headers(&[("origin", "null")]), public));
         assert!(!same_origin(
             &headers(&[("origin", "https://evil.example")]),
             public

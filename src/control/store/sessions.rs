@@ -183,3 +183,32 @@ pub async fn revoke_others(
     .await?;
     Ok(done.rows_affected())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_lives_until_its_first_end_or_revocation() {
+        let start = Utc::now();
+        let mut s = SessionRow {
+            id: "ses_x".into(),
+            workspace_id: "ws".into(),
+            user_id: "usr".into(),
+            csrf: "c".into(),
+            method: "password".into(),
+            created_at: start,
+            last_seen_at: start,
+            idle_expires_at: start + chrono::Duration::hours(12),
+            absolute_expires_at: start + chrono::Duration::days(7),
+            revoked_at: None,
+        };
+        assert!(s.live(start + chrono::Duration::hours(11)));
+        assert!(!s.live(start + chrono::Duration::hours(12)), "idle end");
+        s.idle_expires_at = start + chrono::Duration::days(30);
+        assert!(!s.live(start + chrono::Duration::days(7)), "absolute end");
+        s.idle_expires_at = start + chrono::Duration::hours(12);
+        s.revoked_at = Some(start);
+        assert!(!s.live(start + chrono::Duration::minutes(1)), "revoked");
+    }
+}

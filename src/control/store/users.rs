@@ -254,8 +254,13 @@ pub async fn remove(
         .bind(ms(now))
         .execute(&mut *conn)
         .await?;
-    // Their browser sessions end with their tokens.
+    // Their browser sessions end with their tokens, and their password goes: whoever is
+    // invited later with this email sets their own.
     super::sessions::revoke_others(&mut *conn, id, None, now).await?;
+    sqlx::query("DELETE FROM passwords WHERE user_id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
     // Node credentials they made go with them (a delivery node's carries credentials).
     sqlx::query("UPDATE nodes SET revoked_at = $2 WHERE created_by = $1 AND revoked_at IS NULL")
         .bind(id)
