@@ -80,6 +80,11 @@ async fn as_browser(
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// A read with the browser's cookie only (reads need no CSRF token or origin).
+async fn get_as(api: &Api, b: &Browser, path: &str) -> (StatusCode, Value) {
+    as_browser(api, b, Method::GET, path, None, None, None).await
+}
+
 async fn set_password(api: &Api, token: &str, new: &str) {
     let (status, body) = api
         .call(
@@ -147,24 +152,14 @@ async fn a_session_acts_as_its_person_and_every_change_is_guarded() {
         cookie: planted,
         csrf: String::new(),
     };
-    let (status, body) = as_browser(
-        &api,
-        &planted_browser,
-        Method::GET,
-        "/api/v1/sources",
-        None,
-        None,
-        None,
-    )
-    .await;
+    let (status, body) = get_as(&api, &planted_browser, "/api/v1/sources").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(error_type(&body), "session_ended");
 
     // Reads need only the cookie; it reaches what the owner's token reaches.
-    let (status, body) =
-        as_browser(&api, &b, Method::GET, "/api/v1/sources", None, None, None).await;
+    let (status, body) = get_as(&api, &b, "/api/v1/sources").await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, body) = as_browser(&api, &b, Method::GET, "/auth/session", None, None, None).await;
+    let (status, body) = get_as(&api, &b, "/auth/session").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["data"]["email"], "owner@example.com");
 
@@ -238,18 +233,9 @@ async fn a_session_acts_as_its_person_and_every_change_is_guarded() {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, _) = as_browser(
-        &api,
-        &other,
-        Method::GET,
-        "/api/v1/sources",
-        None,
-        None,
-        None,
-    )
-    .await;
+    let (status, _) = get_as(&api, &other, "/api/v1/sources").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "the other session ended");
-    let (status, _) = as_browser(&api, &b, Method::GET, "/api/v1/sources", None, None, None).await;
+    let (status, _) = get_as(&api, &b, "/api/v1/sources").await;
     assert_eq!(status, StatusCode::OK, "the one that changed it stays");
 
     // Logout ends it on the server: the same cookie is worth nothing after.
@@ -275,8 +261,7 @@ async fn a_session_acts_as_its_person_and_every_change_is_guarded() {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, body) =
-        as_browser(&api, &b, Method::GET, "/api/v1/sources", None, None, None).await;
+    let (status, body) = get_as(&api, &b, "/api/v1/sources").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(error_type(&body), "session_ended");
 
@@ -345,16 +330,7 @@ async fn a_session_has_its_persons_role_and_ends_with_their_access() {
     let viewer = browser(&api, "viewer@example.com", PASSWORD).await;
 
     // Read-only: reads pass, a change is refused by the policy (CSRF passed).
-    let (status, _) = as_browser(
-        &api,
-        &viewer,
-        Method::GET,
-        "/api/v1/sources",
-        None,
-        None,
-        None,
-    )
-    .await;
+    let (status, _) = get_as(&api, &viewer, "/api/v1/sources").await;
     assert_eq!(status, StatusCode::OK);
     let (status, body) = as_browser(
         &api,
@@ -379,16 +355,7 @@ async fn a_session_has_its_persons_role_and_ends_with_their_access() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, body) = as_browser(
-        &api,
-        &viewer,
-        Method::GET,
-        "/api/v1/sources",
-        None,
-        None,
-        None,
-    )
-    .await;
+    let (status, body) = get_as(&api, &viewer, "/api/v1/sources").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert_eq!(error_type(&body), "session_ended");
 
@@ -405,16 +372,7 @@ async fn a_session_has_its_persons_role_and_ends_with_their_access() {
     let link = &link[link.find("/setup/").expect("setup path")..];
     let (status, body) = api.accept(link, "viewer@example.com").await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, _) = as_browser(
-        &api,
-        &viewer,
-        Method::GET,
-        "/api/v1/sources",
-        None,
-        None,
-        None,
-    )
-    .await;
+    let (status, _) = get_as(&api, &viewer, "/api/v1/sources").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     // Nor does the old password sign the new holder of the email in: it went with them.
     let (status, body, _) = sign_in(&api, "viewer@example.com", PASSWORD, &[]).await;
