@@ -309,7 +309,7 @@ async fn hidden_sources_never_leave_sql_and_the_filter_matches_the_policy() {
         let admin = users::create(c.conn(), &ws, mk("a@x.io", Role::Admin), now())
             .await
             .expect("user");
-        let group = groups::create(c.conn(), &ws, "analysts", None, now())
+        let group = groups::create(c.conn(), &ws, "analysts", None, "local", now())
             .await
             .expect("group");
         groups::add_member(c.conn(), &group.id, &reader.id)

@@ -24,6 +24,7 @@ pub mod nodes;
 pub mod openapi;
 pub mod permissions;
 pub mod plans;
+pub mod provisioning;
 pub mod roles;
 pub mod setup;
 pub mod source_settings;
@@ -103,6 +104,8 @@ pub struct Api {
     pub link_refusals: setup::LinkRefusals,
     /// Sign-in attempts per account and per address.
     pub sign_in: super::identity::SignInLimits,
+    /// SCIM requests per address.
+    pub scim_limits: super::identity::scim::ScimLimits,
 }
 
 impl Api {
@@ -130,6 +133,7 @@ impl Api {
             swept: std::sync::atomic::AtomicI64::new(0),
             link_refusals: setup::LinkRefusals::default(),
             sign_in: super::identity::SignInLimits::default(),
+            scim_limits: super::identity::scim::ScimLimits::default(),
         })
     }
 
@@ -346,6 +350,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .merge(groups::routes())
         .merge(grants::routes())
         .merge(permissions::routes())
+        .merge(provisioning::routes())
         .merge(labels::routes())
         .merge(access::routes())
         .merge(tokens::routes())
@@ -369,6 +374,8 @@ pub fn router(api: Arc<Api>) -> Router {
         // Setup and invite links: a guessed link costs the guesser's address budget.
         .merge(super::identity::routes().layer(limited.clone()))
         .merge(setup::routes().layer(limited))
+        // SCIM answers in its own envelope and counts its own budget (per address).
+        .merge(super::identity::scim::routes())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         // A known path with another method: the error envelope too (clients unwrap it).
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
@@ -538,7 +545,7 @@ async fn resolve(api: &Api, digest: Option<String>) -> Result<Option<Resolved>, 
 impl Api {
     /// Drops idle rate-limit buckets (at most once a second): a bucket that has refilled
     /// is the same as none, so the map holds only callers seen within the last minute.
-    fn sweep_buckets(&self) {
+    pub(crate) fn sweep_buckets(&self) {
         let now = Utc::now().timestamp_millis();
         let last = self.swept.load(std::sync::atomic::Ordering::Relaxed);
         if now - last >= SWEEP_EVERY_MS
@@ -557,6 +564,7 @@ impl Api {
                 limiter.shrink_to_fit();
             }
             self.sign_in.sweep();
+            self.scim_limits.sweep();
         }
     }
 

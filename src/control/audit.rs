@@ -139,6 +139,22 @@ pub enum Kind {
     TrackingPlanUpdate,
     /// `user.bootstrap`
     UserBootstrap,
+    /// `user.provision`: an identity provider created a member (SCIM).
+    UserProvision,
+    /// `user.provision.update`: an identity provider changed a member (SCIM).
+    UserProvisionUpdate,
+    /// `user.deactivate`: a member deactivated in place (SCIM `active: false`).
+    UserDeactivate,
+    /// `user.reactivate`: a deactivated member back, `read_only` with nothing else.
+    UserReactivate,
+    /// `scim_token.create`
+    ScimTokenCreate,
+    /// `scim_token.revoke`
+    ScimTokenRevoke,
+    /// `group_mapping.set`: an identity-provider group mapped to a role.
+    GroupMappingSet,
+    /// `group_mapping.delete`
+    GroupMappingDelete,
     /// `user.permissions.add`
     UserPermissionsAdd,
     /// `user.permissions.replace`
@@ -209,6 +225,14 @@ impl Kind {
             Self::TrackingPlanSourceDisconnect => "tracking_plan.source.disconnect",
             Self::TrackingPlanUpdate => "tracking_plan.update",
             Self::UserBootstrap => "user.bootstrap",
+            Self::UserProvision => "user.provision",
+            Self::UserProvisionUpdate => "user.provision.update",
+            Self::UserDeactivate => "user.deactivate",
+            Self::UserReactivate => "user.reactivate",
+            Self::ScimTokenCreate => "scim_token.create",
+            Self::ScimTokenRevoke => "scim_token.revoke",
+            Self::GroupMappingSet => "group_mapping.set",
+            Self::GroupMappingDelete => "group_mapping.delete",
             Self::UserPermissionsAdd => "user.permissions.add",
             Self::UserPermissionsReplace => "user.permissions.replace",
             Self::UserRemove => "user.remove",
@@ -241,8 +265,11 @@ pub enum Actor {
         /// Its owner.
         user: String,
     },
-    /// SCIM provisioning.
-    Scim,
+    /// SCIM provisioning, through one of the workspace's SCIM tokens.
+    Scim {
+        /// SCIM token id.
+        token: String,
+    },
     /// Single sign-on.
     Sso,
     /// Sluice itself (bootstrap, expiry).

@@ -8,6 +8,7 @@
 //! the same work, whether the email or the password was wrong.
 
 pub mod password;
+pub mod scim;
 pub mod session;
 
 use std::net::SocketAddr;

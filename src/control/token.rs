@@ -18,6 +18,8 @@ use subtle::ConstantTimeEq as _;
 pub const PREFIX: &str = "slc_pat_";
 /// Every node credential starts with this.
 pub const NODE_PREFIX: &str = "slc_node_";
+/// Every SCIM token (an identity provider's, not a person's) starts with this.
+pub const SCIM_PREFIX: &str = "slc_scim_";
 const RANDOM_CHARS: usize = 30;
 const CHECKSUM_CHARS: usize = 6;
 const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
@@ -100,6 +102,11 @@ pub fn issue_node() -> Result<Issued, NoRandomness> {
     issue_prefixed(NODE_PREFIX)
 }
 
+/// Makes a new SCIM token.
+pub fn issue_scim() -> Result<Issued, NoRandomness> {
+    issue_prefixed(SCIM_PREFIX)
+}
+
 fn issue_prefixed(prefix: &str) -> Result<Issued, NoRandomness> {
     let random = random_base62(RANDOM_CHARS)?;
     let text = format!("{prefix}{random}{}", checksum(&random));
@@ -141,6 +148,11 @@ pub fn parse(presented: &str) -> Result<Digest, Malformed> {
 /// [`parse`] for a node credential.
 pub fn parse_node(presented: &str) -> Result<Digest, Malformed> {
     parse_prefixed(NODE_PREFIX, presented)
+}
+
+/// [`parse`] for a SCIM token.
+pub fn parse_scim(presented: &str) -> Result<Digest, Malformed> {
+    parse_prefixed(SCIM_PREFIX, presented)
 }
 
 fn parse_prefixed(prefix: &str, presented: &str) -> Result<Digest, Malformed> {

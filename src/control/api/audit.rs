@@ -129,7 +129,7 @@ pub fn wire(e: &Event) -> AuditEvent {
     let (actor, actor_type) = match &e.what.actor {
         Actor::User { id } => (id.clone(), "user"),
         Actor::Token { user, .. } => (user.clone(), "token"),
-        Actor::Scim => ("scim".into(), "scim"),
+        Actor::Scim { .. } => ("scim".into(), "scim"),
         Actor::Sso => ("sso".into(), "sso"),
         Actor::System => ("system".into(), "system"),
     };

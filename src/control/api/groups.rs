@@ -190,8 +190,15 @@ async fn create_group(
             .await?;
     }
     let mut change = api.store.change().await?;
-    let group =
-        groups::create(change.conn(), &caller.workspace.id, &name, role, caller.now).await?;
+    let group = groups::create(
+        change.conn(),
+        &caller.workspace.id,
+        &name,
+        role,
+        "local",
+        caller.now,
+    )
+    .await?;
     change
         .record(caller.draft(
             Kind::GroupCreate,

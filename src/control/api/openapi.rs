@@ -14,7 +14,8 @@ use crate::control::policy::Role;
 
 use super::{
     access, audit, catalog, destinations, grants, groups, internal, invites, labels, nodes,
-    permissions, plans, roles, source_settings, sources, tokens, users, wire, workspace,
+    permissions, plans, provisioning, roles, source_settings, sources, tokens, users, wire,
+    workspace,
 };
 
 /// The document.
@@ -89,6 +90,12 @@ use super::{
         grants::list_grants,
         grants::create_grant,
         grants::remove_grant,
+        provisioning::list_tokens,
+        provisioning::create_token,
+        provisioning::revoke_token,
+        provisioning::list_mappings,
+        provisioning::set_mapping,
+        provisioning::delete_mapping,
         labels::labels,
         labels::create_label,
         labels::delete_label,

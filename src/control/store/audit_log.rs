@@ -32,7 +32,7 @@ fn actor_id(event: &Event) -> String {
     use crate::control::audit::Actor;
     match &event.what.actor {
         Actor::User { id } | Actor::Token { user: id, .. } => id.clone(),
-        Actor::Scim => "scim".into(),
+        Actor::Scim { .. } => "scim".into(),
         Actor::Sso => "sso".into(),
         Actor::System => "system".into(),
     }

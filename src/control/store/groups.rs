@@ -47,22 +47,24 @@ fn decode(row: &sqlx::any::AnyRow) -> Result<GroupRow, StoreError> {
     })
 }
 
-/// Creates a group.
+/// Creates a group; `origin` is `local` (the API) or `scim`.
 pub async fn create(
     conn: &mut AnyConnection,
     workspace: &str,
     name: &str,
     role: Option<Role>,
+    origin: &str,
     now: DateTime<Utc>,
 ) -> Result<GroupRow, StoreError> {
     let id = new_id("grp_");
     sqlx::query(
-        "INSERT INTO user_groups (id, workspace_id, name, role, origin, created_at) VALUES ($1, $2, $3, $4, 'local', $5)",
+        "INSERT INTO user_groups (id, workspace_id, name, role, origin, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(&id)
     .bind(workspace)
     .bind(name)
     .bind(role.map(Role::name))
+    .bind(origin)
     .bind(ms(now))
     .execute(conn)
     .await
@@ -71,7 +73,7 @@ pub async fn create(
         id,
         name: name.to_owned(),
         role,
-        origin: "local".into(),
+        origin: origin.to_owned(),
         member_count: 0,
         created_at: now,
     })
@@ -160,6 +162,14 @@ pub async fn remove_member(
 
 /// Deletes a group with its memberships and grants.
 pub async fn delete(conn: &mut AnyConnection, id: &str) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM scim_groups WHERE group_id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM group_members WHERE group_id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
     sqlx::query("DELETE FROM grants WHERE principal_kind = 'group' AND principal_id = $1")
         .bind(id)
         .execute(&mut *conn)

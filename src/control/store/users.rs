@@ -35,7 +35,9 @@ pub struct UserRow {
     pub scoped: bool,
 }
 
-const SELECT: &str = "SELECT u.id, u.email, u.first_name, u.last_name, u.active, u.origin, m.role, u.created_at, u.last_login, m.scoped
+const SELECT: &str = "SELECT u.id, u.email, u.first_name, u.last_name,
+        CASE WHEN m.deactivated_at IS NULL THEN u.active ELSE 0 END,
+        u.origin, m.role, u.created_at, u.last_login, m.scoped
      FROM users u JOIN memberships m ON m.user_id = u.id";
 
 fn decode(row: &sqlx::any::AnyRow) -> Result<UserRow, StoreError> {
@@ -193,7 +195,7 @@ pub async fn list(
 /// Number of owners in `workspace` (the last one cannot be demoted or removed).
 pub async fn owner_count(conn: &mut AnyConnection, workspace: &str) -> Result<i64, StoreError> {
     Ok(sqlx::query(
-        "SELECT COUNT(*) FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.workspace_id = $1 AND m.role = 'owner' AND u.active = 1",
+        "SELECT COUNT(*) FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.workspace_id = $1 AND m.role = 'owner' AND u.active = 1 AND m.deactivated_at IS NULL",
     )
     .bind(workspace)
     .fetch_one(conn)
@@ -275,11 +277,120 @@ pub async fn remove(
         .bind(id)
         .execute(&mut *conn)
         .await?;
+    super::scim::drop_user(&mut *conn, id).await?;
     sqlx::query("DELETE FROM memberships WHERE workspace_id = $1 AND user_id = $2")
         .bind(workspace)
         .bind(id)
         .execute(conn)
         .await?;
+    Ok(())
+}
+
+/// Deactivates a member of `workspace` in place (SCIM `active: false`): their tokens,
+/// sessions and node credentials there are revoked, their grants and group memberships
+/// there dropped and their role lowered to `read_only`, so that reactivating them
+/// restores least privilege only. The membership row stays, marked deactivated.
+pub async fn deactivate(
+    conn: &mut AnyConnection,
+    workspace: &str,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE tokens SET revoked_at = $3 WHERE workspace_id = $1 AND user_id = $2 AND revoked_at IS NULL",
+    )
+    .bind(workspace)
+    .bind(id)
+    .bind(ms(now))
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "UPDATE sessions SET revoked_at = $3 WHERE workspace_id = $1 AND user_id = $2 AND revoked_at IS NULL",
+    )
+    .bind(workspace)
+    .bind(id)
+    .bind(ms(now))
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "UPDATE nodes SET revoked_at = $3 WHERE workspace_id = $1 AND created_by = $2 AND revoked_at IS NULL",
+    )
+    .bind(workspace)
+    .bind(id)
+    .bind(ms(now))
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "DELETE FROM grants WHERE workspace_id = $1 AND principal_kind = 'user' AND principal_id = $2",
+    )
+    .bind(workspace)
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "DELETE FROM group_members WHERE user_id = $2 AND group_id IN (SELECT id FROM user_groups WHERE workspace_id = $1)",
+    )
+    .bind(workspace)
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "UPDATE memberships SET role = 'read_only', scoped = 0, deactivated_at = $3 WHERE workspace_id = $1 AND user_id = $2",
+    )
+    .bind(workspace)
+    .bind(id)
+    .bind(ms(now))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Reactivates a member [`deactivate`]d in `workspace`: they come back `read_only`,
+/// with nothing of what they had.
+pub async fn reactivate(
+    conn: &mut AnyConnection,
+    workspace: &str,
+    id: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE memberships SET deactivated_at = NULL WHERE workspace_id = $1 AND user_id = $2",
+    )
+    .bind(workspace)
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("UPDATE users SET active = 1 WHERE id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Changes a member's names.
+pub async fn set_names(
+    conn: &mut AnyConnection,
+    id: &str,
+    first_name: &str,
+    last_name: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE users SET first_name = $2, last_name = $3 WHERE id = $1")
+        .bind(id)
+        .bind(first_name)
+        .bind(last_name)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Changes a user's email (lower-cased; unique across Sluice).
+pub async fn set_email(conn: &mut AnyConnection, id: &str, email: &str) -> Result<(), StoreError> {
+    let email = email.trim().to_lowercase();
+    sqlx::query("UPDATE users SET email = $2 WHERE id = $1")
+        .bind(id)
+        .bind(&email)
+        .execute(conn)
+        .await
+        .map_err(StoreError::conflict_as(format!("user {email}")))?;
     Ok(())
 }
 

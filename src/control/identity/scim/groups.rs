@@ -1,0 +1,395 @@
+//! `/scim/v2/Groups`: the workspace's groups as SCIM Groups.
+//!
+//! An identity provider's group is a Sluice group of the same name: a grant principal
+//! like any other, whose members get at least the role its name is mapped to (see the
+//! group mappings). A group created by SCIM has the mapped role or none; renamed to a
+//! mapped name, it takes that role. Membership changes apply at the next request.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use super::resource::{GROUP_SCHEMA, get};
+use super::{
+    ListQuery, OneQuery, Provisioner, ScimError, answer, created, list_answer, meta, patch,
+    read_json,
+};
+use crate::control::api::Api;
+use crate::control::audit::Kind;
+use crate::control::store::groups::{self, GroupRow};
+use crate::control::store::scim::{self as scim_store, ScimGroup};
+use crate::control::store::users;
+
+/// Longest group name (as the Public API allows).
+const MAX_NAME: usize = 100;
+
+/// One group as a SCIM Group.
+async fn render(
+    conn: &mut sqlx::AnyConnection,
+    who: &Provisioner,
+    group: &GroupRow,
+    scim: Option<&ScimGroup>,
+) -> Result<Map<String, Value>, ScimError> {
+    let mut members = Vec::new();
+    for user in groups::members(conn, &group.id).await? {
+        let display = users::get(conn, &who.workspace.id, &user)
+            .await?
+            .map(|u| u.email);
+        members.push(json!({
+            "value": user,
+            "display": display,
+            "$ref": format!("{}/Users/{user}", who.base),
+            "type": "User",
+        }));
+    }
+    let mut out = Map::new();
+    out.insert("schemas".into(), json!([GROUP_SCHEMA]));
+    out.insert("id".into(), json!(group.id));
+    if let Some(external) = scim.and_then(|s| s.external_id.as_ref()) {
+        out.insert("externalId".into(), json!(external));
+    }
+    out.insert("displayName".into(), json!(group.name));
+    out.insert("members".into(), Value::Array(members));
+    let modified = scim.map_or(group.created_at, |s| s.updated_at);
+    out.insert(
+        "meta".into(),
+        meta("Group", &who.base, &group.id, group.created_at, modified),
+    );
+    Ok(out)
+}
+
+async fn everyone(
+    conn: &mut sqlx::AnyConnection,
+    who: &Provisioner,
+) -> Result<Vec<Map<String, Value>>, ScimError> {
+    let ws = &who.workspace.id;
+    let scim = scim_store::groups(conn, ws).await?;
+    let mut all = Vec::new();
+    let mut after = String::new();
+    loop {
+        let page = groups::list(conn, ws, &after, 500).await?;
+        let Some(last) = page.last() else { break };
+        after = last.id.clone();
+        let short = page.len() < 500;
+        for group in &page {
+            all.push(render(conn, who, group, scim.get(&group.id)).await?);
+        }
+        if short {
+            break;
+        }
+    }
+    Ok(all)
+}
+
+async fn load(
+    conn: &mut sqlx::AnyConnection,
+    who: &Provisioner,
+    id: &str,
+) -> Result<(GroupRow, Map<String, Value>), ScimError> {
+    let group = groups::get(conn, &who.workspace.id, id)
+        .await?
+        .ok_or_else(|| ScimError::NotFound(format!("Group {id}")))?;
+    let scim = scim_store::groups(conn, &who.workspace.id).await?;
+    let resource = render(conn, who, &group, scim.get(id)).await?;
+    Ok((group, resource))
+}
+
+/// What a Group body asks for.
+#[derive(Debug)]
+struct Wanted {
+    name: String,
+    external_id: Option<String>,
+    members: BTreeSet<String>,
+}
+
+impl Wanted {
+    fn of(body: &Value) -> Result<Self, ScimError> {
+        let Value::Object(body) = body else {
+            return Err(ScimError::InvalidSyntax("a Group is a JSON object".into()));
+        };
+        let name = match get(body, "displayName") {
+            Some(Value::String(s)) => s.trim().to_owned(),
+            _ => {
+                return Err(ScimError::InvalidValue(
+                    "displayName is a required string".into(),
+                ));
+            }
+        };
+        if name.is_empty() || name.chars().count() > MAX_NAME || name.chars().any(char::is_control)
+        {
+            return Err(ScimError::InvalidValue(format!(
+                "displayName is 1 to {MAX_NAME} characters, no control characters"
+            )));
+        }
+        let external_id = match get(body, "externalId") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(_) => return Err(ScimError::InvalidValue("externalId is a string".into())),
+        };
+        let mut members = BTreeSet::new();
+        match get(body, "members") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(items)) => {
+                for item in items {
+                    match item.as_object().and_then(|m| get(m, "value")) {
+                        Some(Value::String(id)) => {
+                            members.insert(id.clone());
+                        }
+                        _ => {
+                            return Err(ScimError::InvalidValue(
+                                "each member is {\"value\": \"<user id>\"}".into(),
+                            ));
+                        }
+                    }
+                }
+            }
+            Some(_) => return Err(ScimError::InvalidValue("members is an array".into())),
+        }
+        Ok(Self {
+            name,
+            external_id,
+            members,
+        })
+    }
+}
+
+/// Refuses members that are not (active) members of the workspace.
+async fn known_members(
+    conn: &mut sqlx::AnyConnection,
+    who: &Provisioner,
+    wanted: &Wanted,
+) -> Result<(), ScimError> {
+    for id in &wanted.members {
+        match users::get(conn, &who.workspace.id, id).await? {
+            Some(user) if user.active => {}
+            Some(_) => return Err(ScimError::InvalidValue(format!("User {id} is deactivated"))),
+            None => return Err(ScimError::InvalidValue(format!("no User {id}"))),
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a displayName another group has.
+async fn unique_name(
+    conn: &mut sqlx::AnyConnection,
+    who: &Provisioner,
+    name: &str,
+    except: Option<&str>,
+) -> Result<(), ScimError> {
+    for other in everyone(conn, who).await? {
+        let same = other.get("displayName").and_then(Value::as_str) == Some(name);
+        if same && other.get("id").and_then(Value::as_str) != except {
+            return Err(ScimError::Uniqueness(format!(
+                "a group named {name} exists"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `GET /Groups`.
+pub async fn list(
+    State(api): State<Arc<Api>>,
+    who: Provisioner,
+    Query(query): Query<ListQuery>,
+) -> Result<Response, ScimError> {
+    let mut conn = api.store.read().await?;
+    let all = everyone(&mut conn, &who).await?;
+    list_answer(&query, all)
+}
+
+/// `GET /Groups/{id}`.
+pub async fn one(
+    State(api): State<Arc<Api>>,
+    who: Provisioner,
+    Path(id): Path<String>,
+    Query(query): Query<OneQuery>,
+) -> Result<Response, ScimError> {
+    let mut conn = api.store.read().await?;
+    let (_, resource) = load(&mut conn, &who, &id).await?;
+    Ok(answer(
+        StatusCode::OK,
+        &Value::Object(query.project(resource)),
+    ))
+}
+
+/// `POST /Groups`.
+pub async fn create(
+    State(api): State<Arc<Api>>,
+    who: Provisioner,
+    body: axum::body::Body,
+) -> Result<Response, ScimError> {
+    let wanted = Wanted::of(&read_json(body).await?)?;
+    let ws = who.workspace.id.clone();
+    let mut change = api.store.change().await?;
+    unique_name(change.conn(), &who, &wanted.name, None).await?;
+    known_members(change.conn(), &who, &wanted).await?;
+    let role = scim_store::mapped_role(change.conn(), &ws, &wanted.name).await?;
+    let group = groups::create(change.conn(), &ws, &wanted.name, role, "scim", who.now).await?;
+    scim_store::put_group(
+        change.conn(),
+        &group.id,
+        &ScimGroup {
+            external_id: wanted.external_id.clone(),
+            updated_at: who.now,
+        },
+    )
+    .await?;
+    change
+        .record(who.draft(
+            Kind::GroupCreate,
+            "group",
+            &group.id,
+            None,
+            Some(json!({"name": wanted.name, "role": role.map(|r| r.name()), "externalId": wanted.external_id})),
+        ))
+        .await?;
+    for user in &wanted.members {
+        groups::add_member(change.conn(), &group.id, user).await?;
+        change
+            .record(who.draft(
+                Kind::GroupMemberAdd,
+                "group",
+                &group.id,
+                None,
+                Some(json!({"userId": user})),
+            ))
+            .await?;
+    }
+    let (_, resource) = load(change.conn(), &who, &group.id).await?;
+    change.commit().await?;
+    Ok(created(resource))
+}
+
+/// `PUT /Groups/{id}`.
+pub async fn replace(
+    State(api): State<Arc<Api>>,
+    who: Provisioner,
+    Path(id): Path<String>,
+    body: axum::body::Body,
+) -> Result<Response, ScimError> {
+    let wanted = Wanted::of(&read_json(body).await?)?;
+    write(&api, &who, &id, |_| Ok(wanted)).await
+}
+
+/// `PATCH /Groups/{id}`.
+pub async fn patch(
+    State(api): State<Arc<Api>>,
+    who: Provisioner,
+    Path(id): Path<String>,
+    body: axum::body::Body,
+) -> Result<Response, ScimError> {
+    let body = read_json(body).await?;
+    write(&api, &who, &id, |mut current| {
+        patch::apply(&mut current, &body)?;
+        Wanted::of(&Value::Object(current))
+    })
+    .await
+}
+
+async fn write(
+    api: &Api,
+    who: &Provisioner,
+    id: &str,
+    wanted: impl FnOnce(Map<String, Value>) -> Result<Wanted, ScimError>,
+) -> Result<Response, ScimError> {
+    let ws = who.workspace.id.clone();
+    let mut change = api.store.change().await?;
+    let (group, current) = load(change.conn(), who, id).await?;
+    let had: BTreeSet<String> = groups::members(change.conn(), id)
+        .await?
+        .into_iter()
+        .collect();
+    let wanted = wanted(current)?;
+    known_members(
+        change.conn(),
+        who,
+        &Wanted {
+            name: String::new(),
+            external_id: None,
+            members: wanted.members.difference(&had).cloned().collect(),
+        },
+    )
+    .await?;
+    if wanted.name != group.name {
+        unique_name(change.conn(), who, &wanted.name, Some(id)).await?;
+        groups::rename(change.conn(), id, &wanted.name).await?;
+        let mapped = scim_store::mapped_role(change.conn(), &ws, &wanted.name).await?;
+        if mapped.is_some() {
+            groups::set_role(change.conn(), id, mapped).await?;
+        }
+        change
+            .record(who.draft(
+                Kind::GroupUpdate,
+                "group",
+                id,
+                Some(json!({"name": group.name})),
+                Some(json!({"name": wanted.name, "role": mapped.or(group.role).map(|r| r.name())})),
+            ))
+            .await?;
+    }
+    scim_store::put_group(
+        change.conn(),
+        id,
+        &ScimGroup {
+            external_id: wanted.external_id.clone(),
+            updated_at: who.now,
+        },
+    )
+    .await?;
+    for user in wanted.members.difference(&had) {
+        groups::add_member(change.conn(), id, user).await?;
+        change
+            .record(who.draft(
+                Kind::GroupMemberAdd,
+                "group",
+                id,
+                None,
+                Some(json!({"userId": user})),
+            ))
+            .await?;
+    }
+    for user in had.difference(&wanted.members) {
+        groups::remove_member(change.conn(), id, user).await?;
+        change
+            .record(who.draft(
+                Kind::GroupMemberRemove,
+                "group",
+                id,
+                Some(json!({"userId": user})),
+                None,
+            ))
+            .await?;
+    }
+    let (_, resource) = load(change.conn(), who, id).await?;
+    change.commit().await?;
+    Ok(answer(StatusCode::OK, &Value::Object(resource)))
+}
+
+/// `DELETE /Groups/{id}`: the group with its memberships and grants.
+pub async fn delete(
+    State(api): State<Arc<Api>>,
+    who: Provisioner,
+    Path(id): Path<String>,
+) -> Result<Response, ScimError> {
+    let mut change = api.store.change().await?;
+    let group = groups::get(change.conn(), &who.workspace.id, &id)
+        .await?
+        .ok_or_else(|| ScimError::NotFound(format!("Group {id}")))?;
+    groups::delete(change.conn(), &id).await?;
+    change
+        .record(who.draft(
+            Kind::GroupDelete,
+            "group",
+            &id,
+            Some(json!({"name": group.name})),
+            None,
+        ))
+        .await?;
+    change.commit().await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

@@ -1,0 +1,723 @@
+//! SCIM 2.0 provisioning over real HTTP against a running control plane: an identity
+//! provider's token, Users and Groups with filters, paging and the PATCH shapes Entra
+//! ID and Okta send, group mappings to roles, deprovisioning that takes access at once,
+//! and every refusal in the RFC's error envelope.
+
+mod common;
+
+use common::control::{Api, server};
+use common::databases::{self, TestDb};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use sluice::control::identity::password;
+use sluice::control::store::passwords;
+
+const PASSWORD: &str = "a long enough passphrase";
+const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+const PATCH: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+
+/// A SCIM client with its bearer token.
+struct Scim<'a> {
+    api: &'a Api,
+    token: String,
+}
+
+impl Scim<'_> {
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = self
+            .api
+            .http
+            .request(method, format!("{}/scim/v2{path}", self.api.base))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/scim+json")
+                .body(body.to_string());
+        }
+        let response = request.send().await.expect("scim request");
+        let status = response.status();
+        if status != StatusCode::NO_CONTENT {
+            let kind = response
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            assert_eq!(kind, "application/scim+json", "{status} {path}");
+        }
+        let text = response.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, None).await
+    }
+
+    async fn user(&self, user_name: &str, extra: Value) -> String {
+        let mut body = json!({"schemas": [USER], "userName": user_name, "name": {"givenName": "Ada", "familyName": "Lovelace"}});
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        let (status, made) = self.call(Method::POST, "/Users", Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{made}");
+        made["id"].as_str().expect("id").to_owned()
+    }
+
+    async fn group(&self, name: &str, members: &[&str]) -> String {
+        let members: Vec<Value> = members.iter().map(|m| json!({"value": m})).collect();
+        let (status, made) = self
+            .call(
+                Method::POST,
+                "/Groups",
+                Some(json!({"schemas": [GROUP], "displayName": name, "members": members})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{made}");
+        made["id"].as_str().expect("id").to_owned()
+    }
+
+    async fn patch(&self, path: &str, ops: Value) -> (StatusCode, Value) {
+        self.call(
+            Method::PATCH,
+            path,
+            Some(json!({"schemas": [PATCH], "Operations": ops})),
+        )
+        .await
+    }
+}
+
+/// The SCIM error's `scimType` (and that the envelope is the RFC's).
+fn scim_type(status: StatusCode, body: &Value) -> &str {
+    assert_eq!(
+        body["schemas"],
+        json!(["urn:ietf:params:scim:api:messages:2.0:Error"]),
+        "{body}"
+    );
+    assert_eq!(body["status"], json!(status.as_u16().to_string()), "{body}");
+    body["scimType"].as_str().unwrap_or_default()
+}
+
+async fn scim_token(api: &Api, owner: &str) -> String {
+    let (status, body) = api
+        .post(
+            owner,
+            "/api/v1/identity/scim-tokens",
+            json!({"name": "okta"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["data"]["secret"].as_str().expect("secret").to_owned()
+}
+
+/// The person signs in with a password (set in the store here: single sign-on, the way
+/// they will sign in, is not built yet); their session cookie and CSRF token.
+async fn sign_in(api: &Api, db: &TestDb, user_id: &str, email: &str) -> (String, String) {
+    let phc = password::hash(PASSWORD.into()).await.expect("hash");
+    let mut change = db.store.change().await.expect("change");
+    passwords::set(change.conn(), user_id, &phc, chrono::Utc::now())
+        .await
+        .expect("password");
+    change.commit().await.expect("commit");
+    let response = api
+        .http
+        .post(format!("{}/auth/login", api.base))
+        .json(&json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(response.status(), StatusCode::OK);
+    let cookie = response
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|c| c.split(';').next())
+        .expect("cookie")
+        .to_owned();
+    let body: Value = response.json().await.expect("json");
+    (
+        cookie,
+        body["data"]["csrfToken"].as_str().expect("csrf").to_owned(),
+    )
+}
+
+/// A request made in the person's browser session.
+async fn as_person(
+    api: &Api,
+    session: &(String, String),
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut request = api
+        .http
+        .request(method, format!("{}{path}", api.base))
+        .header("cookie", &session.0)
+        .header("origin", &api.base)
+        .header("x-csrf-token", &session.1);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn may(api: &Api, owner: &str, user: &str, action: &str, source: Option<&str>) -> bool {
+    let mut path = format!("/api/v1/access/explain?userId={user}&action={action}");
+    if let Some(source) = source {
+        path.push_str(&format!("&resourceType=source&resourceId={source}"));
+    }
+    let (status, body) = api.get(owner, &path).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["data"]["allowed"].as_bool().expect("allowed")
+}
+
+/// The issue's "done means", on each backend: provisioned into analysts → read-only;
+/// moved to engineers → member at the next request; a group grant of full on a source →
+/// they change it; deactivated → they lose access at once, sessions and tokens too.
+#[tokio::test]
+async fn provisioned_people_follow_their_identity_provider() {
+    for db in databases::both().await {
+        lifecycle(&db).await;
+        db.finish().await;
+    }
+}
+
+async fn lifecycle(db: &TestDb) {
+    let (server, link) = server(db).await;
+    let api = Api::of(&server);
+    let owner = api.owner(&link).await;
+    for (group, role) in [
+        ("segment-analysts", "read_only"),
+        ("segment-engineers", "member"),
+    ] {
+        let (status, body) = api
+            .call(
+                &owner,
+                Method::PUT,
+                &format!("/api/v1/identity/group-mappings/{group}"),
+                Some(json!({"role": role})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let scim = Scim {
+        api: &api,
+        token: scim_token(&api, &owner).await,
+    };
+
+    let ada = scim
+        .user(
+            "ada@example.com",
+            json!({"externalId": "00u1", "emails": [{"value": "ada@example.com", "primary": true, "type": "work"}]}),
+        )
+        .await;
+    let analysts = scim.group("segment-analysts", &[&ada]).await;
+    let engineers = scim.group("segment-engineers", &[]).await;
+
+    // The Public API's IAM calls see what SCIM made.
+    let (_, users) = api.get(&owner, "/api/v1/users").await;
+    assert!(users.to_string().contains(&ada), "{users}");
+    let (_, groups) = api.get(&owner, "/api/v1/groups").await;
+    assert!(groups.to_string().contains("segment-analysts"), "{groups}");
+
+    // Read-only: she sees the source and changes nothing.
+    let session = sign_in(&api, db, &ada, "ada@example.com").await;
+    let (status, body) = as_person(&api, &session, Method::GET, "/api/v1/sources/demo", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = as_person(
+        &api,
+        &session,
+        Method::PATCH,
+        "/api/v1/sources/demo",
+        Some(json!({"name": "renamed by ada"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(!may(&api, &owner, &ada, "create_source", None).await);
+    // Moved to engineers (Okta's remove-by-filter, Entra's add): member at the next request.
+    let (status, body) = scim
+        .patch(
+            &format!("/Groups/{analysts}"),
+            json!([{"op": "remove", "path": format!("members[value eq \"{ada}\"]")}]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["members"], json!([]));
+    let (status, body) = scim
+        .patch(
+            &format!("/Groups/{engineers}"),
+            json!([{"op": "Add", "path": "members", "value": [{"value": ada}]}]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(may(&api, &owner, &ada, "create_source", None).await);
+
+    // A group grant of full on the source: she changes it.
+    let (status, body) = api
+        .post(
+            &owner,
+            "/api/v1/grants",
+            json!({"principal": {"type": "group", "id": engineers}, "resource": {"kind": "source", "id": "demo"}, "level": "full"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = as_person(
+        &api,
+        &session,
+        Method::PATCH,
+        "/api/v1/sources/demo",
+        Some(json!({"name": "staging, renamed by ada"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Deactivated (Entra's string boolean): session and token refused at once.
+    let (status, body) = scim
+        .patch(
+            &format!("/Users/{ada}"),
+            json!([{"op": "Replace", "path": "active", "value": "False"}]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["active"], json!(false));
+    assert_eq!(body["groups"], json!([]));
+    let (status, _) = as_person(&api, &session, Method::GET, "/api/v1/sources/demo", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = api
+        .http
+        .post(format!("{}/auth/login", api.base))
+        .json(&json!({"email": "ada@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .map(|r| (r.status(), ()))
+        .expect("login");
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a deactivated person signs in no more"
+    );
+
+    // Reactivated (Okta's path-less replace): read-only, no groups, no grants, the old
+    // token still dead.
+    let (status, body) = scim
+        .patch(
+            &format!("/Users/{ada}"),
+            json!([{"op": "replace", "value": {"active": true}}]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(!may(&api, &owner, &ada, "create_source", None).await);
+    assert!(!may(&api, &owner, &ada, "edit_source", Some("demo")).await);
+
+    // DELETE removes her; she is gone from SCIM and the Public API.
+    let (status, _) = scim
+        .call(Method::DELETE, &format!("/Users/{ada}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = scim.get(&format!("/Users/{ada}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    scim_type(status, &body);
+
+    // Every step is audited with the SCIM token as actor, and the chain verifies.
+    let (_, body) = api
+        .get(&owner, "/api/v1/audit-events?pagination[count]=200")
+        .await;
+    let events = body["data"]["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for action in [
+        "user.provision",
+        "group.create",
+        "group.member.add",
+        "group.member.remove",
+        "user.deactivate",
+        "user.reactivate",
+        "user.remove",
+        "scim_token.create",
+        "group_mapping.set",
+    ] {
+        assert!(
+            events.iter().any(|e| e["type"] == json!(action)),
+            "{action} audited: {body}"
+        );
+    }
+    assert!(
+        events
+            .iter()
+            .filter(|e| e["type"] == json!("user.provision"))
+            .all(|e| e.to_string().contains("scim")),
+        "{body}"
+    );
+    let verified = sluice::control::store::verify_audit(&db.store)
+        .await
+        .expect("verify");
+    assert!(verified.is_ok(), "{verified:?}");
+}
+
+#[tokio::test]
+async fn lists_filter_and_page_as_identity_providers_ask() {
+    let db = databases::sqlite().await;
+    let (server, link) = server(&db).await;
+    let api = Api::of(&server);
+    let owner = api.owner(&link).await;
+    let scim = Scim {
+        api: &api,
+        token: scim_token(&api, &owner).await,
+    };
+    for i in 0..5 {
+        scim.user(
+            &format!("person{i}@example.com"),
+            json!({"externalId": format!("ext-{i}"), "active": i != 3}),
+        )
+        .await;
+    }
+    let count = |body: &Value| body["totalResults"].as_u64().expect("total");
+    for (filter, want) in [
+        (r#"userName eq "PERSON1@example.com""#, 1),
+        (r#"externalId eq "ext-2""#, 1),
+        (r#"emails.value co "person""#, 5),
+        (r#"emails[value sw "person4"]"#, 1),
+        ("active eq false", 1),
+        (r#"not (active eq false) and userName ew "example.com""#, 5),
+        (
+            r#"userName eq "person0@example.com" or userName eq "person1@example.com""#,
+            2,
+        ),
+        (r#"meta.created gt "2000-01-01T00:00:00Z""#, 6),
+        ("displayName pr", 6),
+        ("title pr", 0),
+        (r#"userName ne "owner@example.com""#, 5),
+    ] {
+        let (status, body) = scim
+            .get(&format!("/Users?filter={}", urlencode(filter)))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{filter}: {body}");
+        assert_eq!(count(&body), want, "{filter}: {body}");
+    }
+    // Pages: 1-based, counted, `count=0` answers only the total.
+    let (_, page) = scim.get("/Users?startIndex=2&count=2").await;
+    assert_eq!(count(&page), 6);
+    assert_eq!(page["startIndex"], json!(2));
+    assert_eq!(page["itemsPerPage"], json!(2));
+    let (_, all) = scim.get("/Users").await;
+    assert_eq!(page["Resources"][0]["id"], all["Resources"][1]["id"]);
+    let (_, none) = scim.get("/Users?count=0").await;
+    assert_eq!(none["Resources"], json!([]));
+    assert_eq!(count(&none), 6);
+    // attributes / excludedAttributes.
+    let (_, slim) = scim.get("/Users?attributes=userName&count=1").await;
+    let first = slim["Resources"][0].as_object().expect("object");
+    let mut keys: Vec<&str> = first.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["id", "schemas", "userName"]);
+    let (_, slim) = scim
+        .get("/Users?excludedAttributes=emails,groups&count=1")
+        .await;
+    assert!(slim["Resources"][0].get("emails").is_none());
+    assert!(slim["Resources"][0].get("userName").is_some());
+
+    // Bad filters: the RFC's invalidFilter, whatever the absurdity.
+    let deep = format!("{}userName eq \"a\"{}", "(".repeat(3000), ")".repeat(3000));
+    for filter in [
+        "userName zz \"a\"",
+        "active gt true",
+        "userName eq",
+        deep.as_str(),
+    ] {
+        let (status, body) = scim
+            .get(&format!("/Users?filter={}", urlencode(filter)))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{filter}");
+        assert_eq!(scim_type(status, &body), "invalidFilter");
+    }
+    let (status, body) = scim.get("/Users?startIndex=x").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(scim_type(status, &body), "invalidValue");
+    db.finish().await;
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn refusals_answer_in_the_rfc_envelope_and_change_nothing() {
+    let db = databases::sqlite().await;
+    let (server, link) = server(&db).await;
+    let api = Api::of(&server);
+    let owner = api.owner(&link).await;
+    let token = scim_token(&api, &owner).await;
+    let scim = Scim {
+        api: &api,
+        token: token.clone(),
+    };
+
+    // No token, a personal token, a made-up one: 401 with the envelope.
+    for bearer in [
+        "",
+        owner.as_str(),
+        "slc_scim_0000000000000000000000000000000000000",
+    ] {
+        let response = api
+            .http
+            .get(format!("{}/scim/v2/Users", api.base))
+            .bearer_auth(bearer)
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert!(response.headers().contains_key("www-authenticate"));
+        let body: Value = response.json().await.expect("json");
+        scim_type(StatusCode::UNAUTHORIZED, &body);
+    }
+
+    let ada = scim.user("ada@example.com", json!({})).await;
+    // Uniqueness: userName in any case, and the email.
+    let (status, body) = scim
+        .call(
+            Method::POST,
+            "/Users",
+            Some(json!({"userName": "ADA@example.com"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(scim_type(status, &body), "uniqueness");
+    let (status, body) = scim
+        .call(
+            Method::POST,
+            "/Users",
+            Some(json!({"userName": "ada2", "emails": [{"value": "ada@example.com"}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(scim_type(status, &body), "uniqueness");
+    // Bad bodies: not JSON, not an object, no userName, no email, a wrong type.
+    for (body, want) in [
+        (Value::String("{not json".into()), "invalidSyntax"),
+        (json!([1, 2]), "invalidSyntax"),
+        (json!({"name": {"givenName": "x"}}), "invalidValue"),
+        (json!({"userName": "no-email-here"}), "invalidValue"),
+        (
+            json!({"userName": "b@example.com", "active": 3}),
+            "invalidValue",
+        ),
+        (
+            json!({"userName": "b@example.com", "emails": "b@example.com"}),
+            "invalidValue",
+        ),
+    ] {
+        let raw = match &body {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let response = api
+            .http
+            .post(format!("{}/scim/v2/Users", api.base))
+            .bearer_auth(&token)
+            .header("content-type", "application/scim+json")
+            .body(raw)
+            .send()
+            .await
+            .expect("post");
+        let status = response.status();
+        let answer: Value = response.json().await.expect("json");
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        assert_eq!(scim_type(status, &answer), want, "{body}");
+    }
+    // Megabytes: 413, nothing read past the bound (the server closes that connection,
+    // so the request goes on a client of its own).
+    let huge = json!({"userName": "c@example.com", "title": "x".repeat(2 << 20)});
+    let response = reqwest::Client::new()
+        .post(format!("{}/scim/v2/Users", api.base))
+        .bearer_auth(&token)
+        .body(huge.to_string())
+        .send()
+        .await
+        .expect("post");
+    let status = response.status();
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    scim_type(status, &response.json().await.expect("json"));
+    // A PATCH that fails half-way applies nothing.
+    let (status, body) = scim
+        .patch(
+            &format!("/Users/{ada}"),
+            json!([
+                {"op": "replace", "path": "name.givenName", "value": "Changed"},
+                {"op": "replace", "path": "emails[type eq \"home\"]", "value": {"value": "x@y.example"}},
+            ]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(scim_type(status, &body), "noTarget");
+    let (_, now) = scim.get(&format!("/Users/{ada}")).await;
+    assert_eq!(now["name"]["givenName"], json!("Ada"));
+    // Groups: unknown members, duplicate names.
+    let (status, body) = scim
+        .call(
+            Method::POST,
+            "/Groups",
+            Some(json!({"displayName": "g", "members": [{"value": "usr_nobody"}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(scim_type(status, &body), "invalidValue");
+    scim.group("g", &[&ada]).await;
+    let (status, body) = scim
+        .call(Method::POST, "/Groups", Some(json!({"displayName": "g"})))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(scim_type(status, &body), "uniqueness");
+
+    // The last owner is neither deactivated nor deleted.
+    let (_, list) = scim
+        .get(&format!(
+            "/Users?filter={}",
+            urlencode(r#"userName eq "owner@example.com""#)
+        ))
+        .await;
+    let owner_id = list["Resources"][0]["id"]
+        .as_str()
+        .expect("owner id")
+        .to_owned();
+    let (status, body) = scim
+        .patch(
+            &format!("/Users/{owner_id}"),
+            json!([{"op": "replace", "path": "active", "value": false}]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(scim_type(status, &body), "mutability");
+    let (status, _) = scim
+        .call(Method::DELETE, &format!("/Users/{owner_id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = api.get(&owner, "/api/v1/sources").await;
+    assert_eq!(status, StatusCode::OK, "the owner is untouched");
+
+    // Unknown endpoint and method: the envelope too.
+    let (status, body) = scim.get("/Nope").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    scim_type(status, &body);
+
+    // A revoked SCIM token is refused at once.
+    let (_, tokens) = api.get(&owner, "/api/v1/identity/scim-tokens").await;
+    let id = tokens["data"]["scimTokens"][0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let (status, _) = api
+        .call(
+            &owner,
+            Method::DELETE,
+            &format!("/api/v1/identity/scim-tokens/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = scim.get("/Users").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    db.finish().await;
+}
+
+#[tokio::test]
+async fn only_owners_hold_scim_tokens_and_no_mapping_makes_owners() {
+    let db = databases::sqlite().await;
+    let (server, link) = server(&db).await;
+    let api = Api::of(&server);
+    let owner = api.owner(&link).await;
+    let scim = Scim {
+        api: &api,
+        token: scim_token(&api, &owner).await,
+    };
+    // An admin (provisioned, then made admin by a mapped group) signs in.
+    let (status, body) = api
+        .call(
+            &owner,
+            Method::PUT,
+            "/api/v1/identity/group-mappings/segment-admins",
+            Some(json!({"role": "admin"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let grace = scim.user("grace@example.com", json!({})).await;
+    scim.group("segment-admins", &[&grace]).await;
+    let session = sign_in(&api, &db, &grace, "grace@example.com").await;
+    let (status, body) = as_person(
+        &api,
+        &session,
+        Method::GET,
+        "/api/v1/identity/scim-tokens",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "an admin sees them: {body}");
+    let (status, _) = as_person(
+        &api,
+        &session,
+        Method::POST,
+        "/api/v1/identity/scim-tokens",
+        Some(json!({"name": "mine"})),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "a SCIM token can remove owners: owners only"
+    );
+    let (status, body) = as_person(
+        &api,
+        &session,
+        Method::PUT,
+        "/api/v1/identity/group-mappings/founders",
+        Some(json!({"role": "owner"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = api
+        .call(
+            &owner,
+            Method::PUT,
+            "/api/v1/identity/group-mappings/founders",
+            Some(json!({"role": "owner"})),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "not even an owner maps to owner: {body}"
+    );
+    // Removing the mapping takes the mapped role from the group.
+    let (status, _) = api
+        .call(
+            &owner,
+            Method::DELETE,
+            "/api/v1/identity/group-mappings/segment-admins",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = as_person(
+        &api,
+        &session,
+        Method::GET,
+        "/api/v1/identity/scim-tokens",
+        None,
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "no longer an admin at the next request"
+    );
+    db.finish().await;
+}
