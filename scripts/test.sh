@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly as CI runs it (.ci/run calls this script):
 # formatting, lints, docs, unit + integration + property tests, the deploy kit's checks,
-# a short chaos run, schemathesis against the control plane's OpenAPI document, and the
+# a short chaos run, schemathesis against the control plane's OpenAPI document, SCIM
+# conformance (scim2-tester, scim-sanity), and the
 # golden test with the real SDKs (installs them from npm and PyPI on first run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,5 +25,7 @@ step "chaos smoke: kill -9, full disk, destination down under load (loadtest/cha
 python3 loadtest/chaos.py --bin target/debug/sluice --seconds 12 --senders 2 --work target/loadtest/chaos-smoke
 step "schemathesis: the control plane against its OpenAPI document (every check: no 5xx, answers as documented, the document's rules kept both ways)"
 SLUICE_BIN="$(pwd)/target/debug/sluice" scripts/schemathesis.sh 25
+step "SCIM 2.0 conformance: scim2-tester and scim-sanity (strict) against /scim/v2"
+SLUICE_BIN="$(pwd)/target/debug/sluice" scripts/scim-conformance.sh
 step "golden test with the real SDKs"
 SLUICE_BIN="$(pwd)/target/debug/sluice" tests/sdk/run.sh

@@ -30,10 +30,12 @@ CREATE TABLE scim_users (
     UNIQUE (workspace_id, user_key)
 );
 
--- A group's externalId and last change, as the identity provider set them.
+-- A group's externalId and last change, as the identity provider set them, and what it
+-- said of each member besides the id (JSON object: user id -> {"type": …, "$ref": …}).
 CREATE TABLE scim_groups (
     group_id TEXT PRIMARY KEY REFERENCES user_groups(id) ON DELETE CASCADE,
     external_id TEXT,
+    members TEXT NOT NULL DEFAULT '{}',
     updated_at BIGINT NOT NULL
 );
 

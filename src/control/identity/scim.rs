@@ -30,7 +30,7 @@ use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, LOCATION};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use governor::clock::DefaultClock;
 use governor::state::keyed::DefaultKeyedStateStore;
@@ -88,7 +88,9 @@ pub fn routes() -> Router<Arc<Api>> {
         .route("/ResourceTypes/{name}", get(discovery::resource_type))
         .route("/Schemas", get(discovery::schemas))
         .route("/Schemas/{id}", get(discovery::schema))
+        .route("/.search", post(search_all))
         .route("/Users", get(users::list).post(users::create))
+        .route("/Users/.search", post(users::search))
         .route(
             "/Users/{id}",
             get(users::one)
@@ -97,6 +99,7 @@ pub fn routes() -> Router<Arc<Api>> {
                 .delete(users::delete),
         )
         .route("/Groups", get(groups::list).post(groups::create))
+        .route("/Groups/.search", post(groups::search))
         .route(
             "/Groups/{id}",
             get(groups::one)
@@ -203,6 +206,19 @@ impl FromRequestParts<Arc<Api>> for Provisioner {
     }
 }
 
+/// `POST /.search`: Users then Groups, asked in the body (RFC 7644 §3.4.3).
+async fn search_all(
+    axum::extract::State(api): axum::extract::State<Arc<Api>>,
+    who: Provisioner,
+    body: axum::body::Body,
+) -> Result<Response, ScimError> {
+    let query = ListQuery::of_search(&read_json(body).await?)?;
+    let mut conn = api.store.read().await?;
+    let mut all = users::everyone(&mut conn, &who).await?;
+    all.extend(groups::everyone(&mut conn, &who).await?);
+    list_answer(&query, all)
+}
+
 /// A SCIM JSON answer with `status`.
 pub fn answer(status: StatusCode, body: &Value) -> Response {
     (
@@ -251,6 +267,53 @@ pub struct ListQuery {
     pub attributes: Option<String>,
     /// All but these attributes.
     pub excluded_attributes: Option<String>,
+}
+
+impl ListQuery {
+    /// The query of a `POST …/.search` body (RFC 7644 §3.4.3): the same parameters,
+    /// attribute lists as arrays.
+    pub fn of_search(body: &Value) -> Result<Self, ScimError> {
+        let Value::Object(body) = body else {
+            return Err(ScimError::InvalidSyntax(
+                "a search request is a JSON object".into(),
+            ));
+        };
+        let text = |name: &str| -> Result<Option<String>, ScimError> {
+            match resource::get(body, name) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(Value::Number(n)) => Ok(Some(n.to_string())),
+                Some(_) => Err(ScimError::InvalidValue(format!(
+                    "{name} is a string or number"
+                ))),
+            }
+        };
+        let list = |name: &str| -> Result<Option<String>, ScimError> {
+            match resource::get(body, name) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .map(|i| {
+                        i.as_str()
+                            .map(str::to_owned)
+                            .ok_or_else(|| ScimError::InvalidValue(format!("{name} lists strings")))
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(|v| Some(v.join(","))),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(_) => Err(ScimError::InvalidValue(format!(
+                    "{name} is an array of strings"
+                ))),
+            }
+        };
+        Ok(Self {
+            filter: text("filter")?,
+            start_index: text("startIndex")?,
+            count: text("count")?,
+            attributes: list("attributes")?,
+            excluded_attributes: list("excludedAttributes")?,
+        })
+    }
 }
 
 /// `?attributes=&excludedAttributes=` on a single resource.

@@ -261,6 +261,8 @@ pub async fn email_taken(conn: &mut AnyConnection, email: &str) -> Result<bool, 
 pub struct ScimGroup {
     /// `externalId`.
     pub external_id: Option<String>,
+    /// What it said of each member besides the id (`type`, `$ref`), by user id.
+    pub members: serde_json::Map<String, serde_json::Value>,
     /// Last change by the identity provider.
     pub updated_at: DateTime<Utc>,
 }
@@ -271,7 +273,7 @@ pub async fn groups(
     workspace: &str,
 ) -> Result<HashMap<String, ScimGroup>, StoreError> {
     let rows = sqlx::query(
-        "SELECT s.group_id, s.external_id, s.updated_at FROM scim_groups s
+        "SELECT s.group_id, s.external_id, s.updated_at, s.members FROM scim_groups s
            JOIN user_groups g ON g.id = s.group_id WHERE g.workspace_id = $1",
     )
     .bind(workspace)
@@ -279,10 +281,16 @@ pub async fn groups(
     .await?;
     rows.iter()
         .map(|row| {
+            let members: String = row.try_get(3)?;
+            let members = match serde_json::from_str(&members) {
+                Ok(serde_json::Value::Object(map)) => map,
+                _ => return Err(StoreError::Corrupt("scim group members".into())),
+            };
             Ok((
                 row.try_get(0)?,
                 ScimGroup {
                     external_id: row.try_get(1)?,
+                    members,
                     updated_at: time(row.try_get(2)?)?,
                 },
             ))
@@ -300,9 +308,12 @@ pub async fn put_group(
         .bind(group_id)
         .execute(&mut *conn)
         .await?;
-    sqlx::query("INSERT INTO scim_groups (group_id, external_id, updated_at) VALUES ($1, $2, $3)")
+    sqlx::query(
+        "INSERT INTO scim_groups (group_id, external_id, members, updated_at) VALUES ($1, $2, $3, $4)",
+    )
         .bind(group_id)
         .bind(&group.external_id)
+        .bind(serde_json::Value::Object(group.members.clone()).to_string())
         .bind(ms(group.updated_at))
         .execute(conn)
         .await?;

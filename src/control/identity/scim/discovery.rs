@@ -118,6 +118,13 @@ fn attr(
     })
 }
 
+/// A reference attribute to resources of `types` (`User`, `Group`, `external`).
+fn reference(name: &str, mutability: &str, types: &[&str]) -> Value {
+    let mut a = attr(name, "reference", false, false, mutability, "none");
+    a["referenceTypes"] = json!(types);
+    a
+}
+
 fn complex(name: &str, multi: bool, mutability: &str, subs: Vec<Value>) -> Value {
     let mut a = attr(name, "complex", multi, false, mutability, "none");
     a["subAttributes"] = Value::Array(subs);
@@ -153,7 +160,7 @@ fn schemas_of(base: &str) -> Vec<Value> {
             ]),
             attr("displayName", "string", false, false, rw, "none"),
             attr("nickName", "string", false, false, rw, "none"),
-            attr("profileUrl", "reference", false, false, rw, "none"),
+            reference("profileUrl", rw, &["external"]),
             attr("title", "string", false, false, rw, "none"),
             attr("userType", "string", false, false, rw, "none"),
             attr("preferredLanguage", "string", false, false, rw, "none"),
@@ -177,7 +184,7 @@ fn schemas_of(base: &str) -> Vec<Value> {
             ]),
             complex("groups", true, "readOnly", vec![
                 attr("value", "string", false, false, "readOnly", "none"),
-                attr("$ref", "reference", false, false, "readOnly", "none"),
+                reference("$ref", "readOnly", &["Group"]),
                 attr("display", "string", false, false, "readOnly", "none"),
                 attr("type", "string", false, false, "readOnly", "none"),
             ]),
@@ -196,7 +203,7 @@ fn schemas_of(base: &str) -> Vec<Value> {
             attr("displayName", "string", false, true, rw, "server"),
             complex("members", true, rw, vec![
                 attr("value", "string", false, false, "immutable", "none"),
-                attr("$ref", "reference", false, false, "immutable", "none"),
+                reference("$ref", "immutable", &["User"]),
                 attr("display", "string", false, false, "readOnly", "none"),
                 attr("type", "string", false, false, "immutable", "none"),
             ]),
@@ -216,7 +223,7 @@ fn schemas_of(base: &str) -> Vec<Value> {
             attr("department", "string", false, false, rw, "none"),
             complex("manager", false, rw, vec![
                 attr("value", "string", false, false, rw, "none"),
-                attr("$ref", "reference", false, false, rw, "none"),
+                reference("$ref", rw, &["User"]),
                 attr("displayName", "string", false, false, "readOnly", "none"),
             ]),
         ],

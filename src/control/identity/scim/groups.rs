@@ -36,15 +36,17 @@ async fn render(
 ) -> Result<Map<String, Value>, ScimError> {
     let mut members = Vec::new();
     for user in groups::members(conn, &group.id).await? {
-        let display = users::get(conn, &who.workspace.id, &user)
-            .await?
-            .map(|u| u.email);
-        members.push(json!({
-            "value": user,
-            "display": display,
-            "$ref": format!("{}/Users/{user}", who.base),
-            "type": "User",
-        }));
+        // What the identity provider said of the member (its `type`), over the defaults.
+        let mut member = Map::new();
+        member.insert("value".into(), json!(user));
+        member.insert("$ref".into(), json!(format!("{}/Users/{user}", who.base)));
+        let said = scim
+            .and_then(|s| s.members.get(&user))
+            .and_then(Value::as_object)
+            .and_then(|m| get(m, "type"))
+            .cloned();
+        member.insert("type".into(), said.unwrap_or_else(|| json!("User")));
+        members.push(Value::Object(member));
     }
     let mut out = Map::new();
     out.insert("schemas".into(), json!([GROUP_SCHEMA]));
@@ -62,7 +64,7 @@ async fn render(
     Ok(out)
 }
 
-async fn everyone(
+pub(super) async fn everyone(
     conn: &mut sqlx::AnyConnection,
     who: &Provisioner,
 ) -> Result<Vec<Map<String, Value>>, ScimError> {
@@ -104,6 +106,8 @@ struct Wanted {
     name: String,
     external_id: Option<String>,
     members: BTreeSet<String>,
+    /// What the body said of each member besides its id (`type`).
+    said: Map<String, Value>,
 }
 
 impl Wanted {
@@ -131,6 +135,7 @@ impl Wanted {
             Some(_) => return Err(ScimError::InvalidValue("externalId is a string".into())),
         };
         let mut members = BTreeSet::new();
+        let mut said = Map::new();
         match get(body, "members") {
             None | Some(Value::Null) => {}
             Some(Value::Array(items)) => {
@@ -138,6 +143,12 @@ impl Wanted {
                     match item.as_object().and_then(|m| get(m, "value")) {
                         Some(Value::String(id)) => {
                             members.insert(id.clone());
+                            if let Some(Value::String(kind)) =
+                                item.as_object().and_then(|m| get(m, "type"))
+                                && kind.chars().count() <= 64
+                            {
+                                said.insert(id.clone(), json!({"type": kind}));
+                            }
                         }
                         _ => {
                             return Err(ScimError::InvalidValue(
@@ -153,21 +164,32 @@ impl Wanted {
             name,
             external_id,
             members,
+            said,
         })
     }
 }
 
-/// Refuses members that are not (active) members of the workspace.
-async fn known_members(
+/// Keeps of `wanted.members` those that are active members of the workspace. An id
+/// that names none cannot come to (ids are Sluice's), so it is left out, as lenient
+/// servers do for identity providers that send membership out of order, and logged.
+async fn keep_known(
     conn: &mut sqlx::AnyConnection,
     who: &Provisioner,
-    wanted: &Wanted,
+    group: &str,
+    wanted: &mut Wanted,
 ) -> Result<(), ScimError> {
+    let mut unknown = Vec::new();
     for id in &wanted.members {
         match users::get(conn, &who.workspace.id, id).await? {
             Some(user) if user.active => {}
-            Some(_) => return Err(ScimError::InvalidValue(format!("User {id} is deactivated"))),
-            None => return Err(ScimError::InvalidValue(format!("no User {id}"))),
+            _ => unknown.push(id.clone()),
+        }
+    }
+    if !unknown.is_empty() {
+        tracing::info!(group, left_out = ?unknown, "SCIM named group members that are no active members");
+        for id in &unknown {
+            wanted.members.remove(id);
+            wanted.said.remove(id);
         }
     }
     Ok(())
@@ -202,6 +224,18 @@ pub async fn list(
     list_answer(&query, all)
 }
 
+/// `POST /Groups/.search`: a list asked in the body.
+pub async fn search(
+    State(api): State<Arc<Api>>,
+    who: Provisioner,
+    body: axum::body::Body,
+) -> Result<Response, ScimError> {
+    let query = ListQuery::of_search(&read_json(body).await?)?;
+    let mut conn = api.store.read().await?;
+    let all = everyone(&mut conn, &who).await?;
+    list_answer(&query, all)
+}
+
 /// `GET /Groups/{id}`.
 pub async fn one(
     State(api): State<Arc<Api>>,
@@ -223,11 +257,12 @@ pub async fn create(
     who: Provisioner,
     body: axum::body::Body,
 ) -> Result<Response, ScimError> {
-    let wanted = Wanted::of(&read_json(body).await?)?;
+    let mut wanted = Wanted::of(&read_json(body).await?)?;
     let ws = who.workspace.id.clone();
     let mut change = api.store.change().await?;
     unique_name(change.conn(), &who, &wanted.name, None).await?;
-    known_members(change.conn(), &who, &wanted).await?;
+    let name = wanted.name.clone();
+    keep_known(change.conn(), &who, &name, &mut wanted).await?;
     let role = scim_store::mapped_role(change.conn(), &ws, &wanted.name).await?;
     let group = groups::create(change.conn(), &ws, &wanted.name, role, "scim", who.now).await?;
     scim_store::put_group(
@@ -235,6 +270,7 @@ pub async fn create(
         &group.id,
         &ScimGroup {
             external_id: wanted.external_id.clone(),
+            members: wanted.said.clone(),
             updated_at: who.now,
         },
     )
@@ -304,17 +340,8 @@ async fn write(
         .await?
         .into_iter()
         .collect();
-    let wanted = wanted(current)?;
-    known_members(
-        change.conn(),
-        who,
-        &Wanted {
-            name: String::new(),
-            external_id: None,
-            members: wanted.members.difference(&had).cloned().collect(),
-        },
-    )
-    .await?;
+    let mut wanted = wanted(current)?;
+    keep_known(change.conn(), who, id, &mut wanted).await?;
     if wanted.name != group.name {
         unique_name(change.conn(), who, &wanted.name, Some(id)).await?;
         groups::rename(change.conn(), id, &wanted.name).await?;
@@ -337,6 +364,7 @@ async fn write(
         id,
         &ScimGroup {
             external_id: wanted.external_id.clone(),
+            members: wanted.said.clone(),
             updated_at: who.now,
         },
     )

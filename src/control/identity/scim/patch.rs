@@ -117,6 +117,13 @@ fn one(
         }
         return Ok(());
     };
+    // An extension as a whole, named by its URN.
+    if let (Some(uri), "") = split_urn(path)
+        && !is_core(uri)
+    {
+        let key = key_of(resource, uri).unwrap_or_else(|| uri.to_owned());
+        return whole(resource, op, &key, value);
+    }
     let parsed = PatchPath::from_str(path)
         .map_err(|e| ScimError::InvalidPath(format!("invalid path {path:?}: {e}")))?;
     match parsed {
@@ -183,10 +190,10 @@ fn one(
                 }
                 (Op::Remove, Some(sub)) => {
                     for i in hits {
-                        if let Some(Value::Object(map)) = items.get_mut(i) {
-                            if let Some(k) = key_of(map, &sub) {
-                                map.remove(&k);
-                            }
+                        if let Some(Value::Object(map)) = items.get_mut(i)
+                            && let Some(k) = key_of(map, &sub)
+                        {
+                            map.remove(&k);
                         }
                     }
                 }
@@ -273,7 +280,7 @@ fn whole(
             match (holder.get_mut(&key), value) {
                 // Entra: remove these members (by their `value`).
                 (Some(Value::Array(items)), Some(Value::Array(gone))) => {
-                    let gone: Vec<&Value> = gone.iter().map(|g| item_key(g)).collect();
+                    let gone: Vec<&Value> = gone.iter().map(item_key).collect();
                     items.retain(|item| !gone.contains(&item_key(item)));
                 }
                 _ => {

@@ -33,7 +33,7 @@ const MAX_TEXT: usize = 256;
 /// Largest set of extra attributes kept for one User (serialized).
 const MAX_ATTRS_BYTES: usize = 64 * 1024;
 /// Attributes Sluice computes or never keeps (a password is never stored).
-const NOT_KEPT: [&str; 8] = [
+const NOT_KEPT: [&str; 7] = [
     "id",
     "meta",
     "groups",
@@ -41,11 +41,10 @@ const NOT_KEPT: [&str; 8] = [
     "password",
     "userName",
     "externalId",
-    "active",
 ];
 
 /// The workspace's members as SCIM Users, in id order.
-async fn everyone(
+pub(super) async fn everyone(
     conn: &mut sqlx::AnyConnection,
     who: &Provisioner,
 ) -> Result<Vec<Map<String, Value>>, ScimError> {
@@ -147,24 +146,40 @@ fn render(
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
-    full_name.insert("givenName".into(), json!(row.first_name));
-    full_name.insert("familyName".into(), json!(row.last_name));
-    out.insert("name".into(), Value::Object(full_name));
+    for (key, part) in [
+        ("givenName", &row.first_name),
+        ("familyName", &row.last_name),
+    ] {
+        full_name.remove(key);
+        if !part.is_empty() {
+            full_name.insert(key.into(), json!(part));
+        }
+    }
+    if full_name.is_empty() {
+        out.remove("name");
+    } else {
+        out.insert("name".into(), Value::Object(full_name));
+    }
     if !out.contains_key("displayName") {
         let display = format!("{} {}", row.first_name, row.last_name)
             .trim()
             .to_owned();
-        if !display.is_empty() {
+        if !display.is_empty() && name.is_none() {
             out.insert("displayName".into(), json!(display));
         }
     }
-    if !out.get("emails").is_some_and(Value::is_array) {
+    // Emails as the identity provider sent them; a member it never described has theirs.
+    if name.is_none() {
         out.insert(
             "emails".into(),
             json!([{"value": row.email, "type": "work", "primary": true}]),
         );
     }
-    out.insert("active".into(), json!(row.active));
+    // `active` is what Sluice holds; left out only when the identity provider never
+    // set it (or removed it) and the member is active.
+    if name.is_none() || out.contains_key("active") || !row.active {
+        out.insert("active".into(), json!(row.active));
+    }
     let groups: Vec<Value> = groups
         .iter()
         .map(|g| {
@@ -222,16 +237,6 @@ fn boolean(value: Option<&Value>, field: &str) -> Result<Option<bool>, ScimError
     }
 }
 
-fn looks_like_email(text: &str) -> bool {
-    let Some((local, domain)) = text.rsplit_once('@') else {
-        return false;
-    };
-    !local.is_empty()
-        && !domain.is_empty()
-        && !text.chars().any(char::is_whitespace)
-        && text.len() <= 254
-}
-
 impl Wanted {
     fn of(body: &Value) -> Result<Self, ScimError> {
         let Value::Object(body) = body else {
@@ -248,19 +253,20 @@ impl Wanted {
         };
         let first_name = text(get(&name, "givenName"), "name.givenName")?.unwrap_or_default();
         let last_name = text(get(&name, "familyName"), "name.familyName")?.unwrap_or_default();
-        let email = primary_email(get(body, "emails"))?
-            .or_else(|| looks_like_email(&user_name).then(|| user_name.clone()))
-            .ok_or_else(|| {
-                ScimError::InvalidValue(
-                    "a User needs an email: an emails value, or a userName that is an email".into(),
-                )
-            })?;
-        let active = boolean(get(body, "active"), "active")?.unwrap_or(true);
-        let attrs: Map<String, Value> = body
+        // The sign-in identifier: the primary email, else the userName (which is the
+        // email at most identity providers).
+        let email = primary_email(get(body, "emails"))?.unwrap_or_else(|| user_name.clone());
+        let given = boolean(get(body, "active"), "active")?;
+        let active = given.unwrap_or(true);
+        let mut attrs: Map<String, Value> = body
             .iter()
             .filter(|(k, _)| !NOT_KEPT.iter().any(|n| n.eq_ignore_ascii_case(k)))
+            .filter(|(k, _)| !k.eq_ignore_ascii_case("active"))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
+        if let Some(given) = given {
+            attrs.insert("active".into(), json!(given));
+        }
         if serde_json::to_vec(&attrs).map_or(0, |v| v.len()) > MAX_ATTRS_BYTES {
             return Err(ScimError::InvalidValue(format!(
                 "a User's attributes take at most {MAX_ATTRS_BYTES} bytes"
@@ -302,7 +308,7 @@ fn primary_email(emails: Option<&Value>) -> Result<Option<String>, ScimError> {
         let Some(value) = text(get(item, "value"), "emails.value")? else {
             continue;
         };
-        if !looks_like_email(&value) {
+        if value.is_empty() || value.chars().any(char::is_whitespace) {
             return Err(ScimError::InvalidValue(format!(
                 "{value:?} is not an email"
             )));
@@ -339,6 +345,18 @@ pub async fn list(
     who: Provisioner,
     Query(query): Query<ListQuery>,
 ) -> Result<Response, ScimError> {
+    let mut conn = api.store.read().await?;
+    let all = everyone(&mut conn, &who).await?;
+    list_answer(&query, all)
+}
+
+/// `POST /Users/.search`: a list asked in the body.
+pub async fn search(
+    State(api): State<Arc<Api>>,
+    who: Provisioner,
+    body: axum::body::Body,
+) -> Result<Response, ScimError> {
+    let query = ListQuery::of_search(&read_json(body).await?)?;
     let mut conn = api.store.read().await?;
     let all = everyone(&mut conn, &who).await?;
     list_answer(&query, all)
