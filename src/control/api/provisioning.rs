@@ -275,25 +275,6 @@ async fn list_mappings(State(api): State<Arc<Api>>, caller: Caller) -> Result<Re
     }))
 }
 
-/// The Sluice group named `name`, if any.
-async fn group_named(
-    conn: &mut sqlx::AnyConnection,
-    workspace: &str,
-    name: &str,
-) -> Result<Option<groups::GroupRow>, ApiError> {
-    let mut after = String::new();
-    loop {
-        let page = groups::list(conn, workspace, &after, 500).await?;
-        if let Some(found) = page.iter().find(|g| g.name == name) {
-            return Ok(Some(found.clone()));
-        }
-        match page.last() {
-            Some(last) if page.len() == 500 => after = last.id.clone(),
-            _ => return Ok(None),
-        }
-    }
-}
-
 /// Map an identity-provider group to a role; the Sluice group of that name (made by
 /// SCIM, or by hand) takes the role now.
 #[utoipa::path(
@@ -326,7 +307,7 @@ async fn set_mapping(
     let mut change = api.store.change().await?;
     let before = scim_store::mapped_role(change.conn(), &ws, &idp_group).await?;
     let mapping = scim_store::set_mapping(change.conn(), &ws, &idp_group, role, caller.now).await?;
-    let group = group_named(change.conn(), &ws, &idp_group).await?;
+    let group = groups::by_name(change.conn(), &ws, &idp_group).await?;
     if let Some(group) = &group {
         groups::set_role(change.conn(), &group.id, Some(role)).await?;
     }
@@ -365,7 +346,7 @@ async fn delete_mapping(
         return Err(ApiError::missing("group mapping", &idp_group));
     };
     scim_store::delete_mapping(change.conn(), &ws, &idp_group).await?;
-    if let Some(group) = group_named(change.conn(), &ws, &idp_group).await?
+    if let Some(group) = groups::by_name(change.conn(), &ws, &idp_group).await?
         && group.role == Some(before)
     {
         groups::set_role(change.conn(), &group.id, None).await?;

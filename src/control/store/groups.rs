@@ -93,6 +93,20 @@ pub async fn get(
     row.as_ref().map(decode).transpose()
 }
 
+/// The group of `workspace` named `name` (names are unique in a workspace).
+pub async fn by_name(
+    conn: &mut AnyConnection,
+    workspace: &str,
+    name: &str,
+) -> Result<Option<GroupRow>, StoreError> {
+    let row = sqlx::query(sql!("{SELECT} WHERE g.workspace_id = $1 AND g.name = $2"))
+        .bind(workspace)
+        .bind(name)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(decode).transpose()
+}
+
 /// Groups of `workspace` after the cursor id.
 pub async fn list(
     conn: &mut AnyConnection,

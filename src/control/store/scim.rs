@@ -234,6 +234,29 @@ pub async fn put_user(
     Ok(())
 }
 
+/// Whether a member of `workspace` other than `except` goes by `user_name` (ignoring
+/// case): their SCIM userName, or their email when SCIM never named them.
+pub async fn user_name_taken(
+    conn: &mut AnyConnection,
+    workspace: &str,
+    user_name: &str,
+    except: Option<&str>,
+) -> Result<bool, StoreError> {
+    let key = user_name.to_lowercase();
+    let row = sqlx::query(
+        "SELECT 1 FROM memberships m JOIN users u ON u.id = m.user_id
+           LEFT JOIN scim_users s ON s.workspace_id = m.workspace_id AND s.user_id = m.user_id
+          WHERE m.workspace_id = $1 AND m.user_id <> $3
+            AND ((s.user_key IS NOT NULL AND s.user_key = $2) OR (s.user_key IS NULL AND u.email = $2))",
+    )
+    .bind(workspace)
+    .bind(&key)
+    .bind(except.unwrap_or_default())
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.is_some())
+}
+
 /// Forgets what the identity provider called a user, in every workspace (they are gone).
 pub async fn drop_user(conn: &mut AnyConnection, user_id: &str) -> Result<(), StoreError> {
     sqlx::query("DELETE FROM scim_users WHERE user_id = $1")

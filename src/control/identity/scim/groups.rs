@@ -202,15 +202,12 @@ async fn unique_name(
     name: &str,
     except: Option<&str>,
 ) -> Result<(), ScimError> {
-    for other in everyone(conn, who).await? {
-        let same = other.get("displayName").and_then(Value::as_str) == Some(name);
-        if same && other.get("id").and_then(Value::as_str) != except {
-            return Err(ScimError::Uniqueness(format!(
-                "a group named {name} exists"
-            )));
-        }
+    match groups::by_name(conn, &who.workspace.id, name).await? {
+        Some(other) if Some(other.id.as_str()) != except => Err(ScimError::Uniqueness(format!(
+            "a group named {name} exists"
+        ))),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// `GET /Groups`.

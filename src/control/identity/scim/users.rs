@@ -322,18 +322,13 @@ fn primary_email(emails: Option<&Value>) -> Result<Option<String>, ScimError> {
 }
 
 /// Refuses a userName another member has (ignoring case).
-fn unique_user_name(
-    everyone: &[Map<String, Value>],
+async fn unique_user_name(
+    conn: &mut sqlx::AnyConnection,
+    who: &Provisioner,
     wanted: &str,
     except: Option<&str>,
 ) -> Result<(), ScimError> {
-    let taken = everyone.iter().any(|u| {
-        u.get("id").and_then(Value::as_str) != except
-            && u.get("userName")
-                .and_then(Value::as_str)
-                .is_some_and(|n| n.eq_ignore_ascii_case(wanted))
-    });
-    if taken {
+    if scim_store::user_name_taken(conn, &who.workspace.id, wanted, except).await? {
         return Err(ScimError::Uniqueness(format!("userName {wanted} is taken")));
     }
     Ok(())
@@ -385,8 +380,7 @@ pub async fn create(
 ) -> Result<Response, ScimError> {
     let wanted = Wanted::of(&read_json(body).await?)?;
     let mut change = api.store.change().await?;
-    let all = everyone(change.conn(), &who).await?;
-    unique_user_name(&all, &wanted.user_name, None)?;
+    unique_user_name(change.conn(), &who, &wanted.user_name, None).await?;
     if scim_store::email_taken(change.conn(), &wanted.email).await? {
         return Err(ScimError::Uniqueness(format!(
             "email {} is taken",
@@ -479,8 +473,7 @@ async fn write(
     let mut change = api.store.change().await?;
     let (row, current) = load(change.conn(), who, id).await?;
     let wanted = wanted(current)?;
-    let all = everyone(change.conn(), who).await?;
-    unique_user_name(&all, &wanted.user_name, Some(id))?;
+    unique_user_name(change.conn(), who, &wanted.user_name, Some(id)).await?;
     if wanted.email != row.email {
         if scim_store::email_taken(change.conn(), &wanted.email).await? {
             return Err(ScimError::Uniqueness(format!(
