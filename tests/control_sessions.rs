@@ -446,3 +446,122 @@ async fn sign_in_refuses_forms_and_absurd_input() {
     }
     db.finish().await;
 }
+
+#[tokio::test]
+async fn people_list_and_end_their_own_sessions_only() {
+    let db = databases::sqlite().await;
+    let (server, link) = server(&db).await;
+    let api = Api::of(&server);
+    let owner = api.owner(&link).await;
+    let origin = api.base.clone();
+    set_password(&api, &owner, PASSWORD).await;
+    let laptop = browser(&api, "owner@example.com", PASSWORD).await;
+    let phone = browser(&api, "owner@example.com", PASSWORD).await;
+    let tablet = browser(&api, "owner@example.com", PASSWORD).await;
+
+    // The list: every live session, the current one marked, no secrets.
+    let (status, body) = get_as(&api, &laptop, "/auth/sessions").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let list = body["data"]["sessions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(list.len(), 3, "{body}");
+    assert_eq!(
+        list.iter().filter(|s| s["current"] == json!(true)).count(),
+        1
+    );
+    assert!(
+        !body.to_string().contains(&laptop.csrf),
+        "no CSRF token in the list"
+    );
+    let current = list
+        .iter()
+        .find(|s| s["current"] == json!(true))
+        .and_then(|s| s["id"].as_str())
+        .expect("current")
+        .to_owned();
+
+    // Ending the phone's session from the laptop: the phone is signed out.
+    let (_, phone_view) = get_as(&api, &phone, "/auth/session").await;
+    let phone_id = phone_view["data"]["id"].as_str().expect("id").to_owned();
+    let (status, _) = as_browser(
+        &api,
+        &laptop,
+        Method::DELETE,
+        &format!("/auth/sessions/{phone_id}"),
+        None,
+        Some(&origin),
+        Some(&laptop.csrf),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = get_as(&api, &phone, "/auth/session").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // Without the CSRF token, nothing ends.
+    let (status, _) = as_browser(
+        &api,
+        &laptop,
+        Method::POST,
+        "/auth/sessions/end-others",
+        None,
+        Some(&origin),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = get_as(&api, &tablet, "/auth/session").await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Someone else's session answers as a missing one.
+    let (status, body) = api
+        .post(
+            &owner,
+            "/api/v1/invites",
+            json!({"invites": [{"email": "ada@example.com", "role": "admin"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let invite = body["data"]["invites"][0]["link"]
+        .as_str()
+        .expect("link")
+        .trim_start_matches(&server.config.control.public_url())
+        .to_owned();
+    let (status, made) = api.accept(&invite, "ada@example.com").await;
+    assert_eq!(status, StatusCode::OK, "{made}");
+    let ada = made["data"]["secret"]
+        .as_str()
+        .expect("ada token")
+        .to_owned();
+    let (status, body) = api
+        .call(
+            &ada,
+            Method::DELETE,
+            &format!("/auth/sessions/{current}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, _) = get_as(&api, &laptop, "/auth/session").await;
+    assert_eq!(status, StatusCode::OK, "the owner's session lives on");
+
+    // "Sign out everywhere else": the tablet goes, the laptop stays.
+    let (status, body) = as_browser(
+        &api,
+        &laptop,
+        Method::POST,
+        "/auth/sessions/end-others",
+        None,
+        Some(&origin),
+        Some(&laptop.csrf),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["ended"], json!(1));
+    let (status, _) = get_as(&api, &tablet, "/auth/session").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = get_as(&api, &laptop, "/auth/sessions").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["data"]["sessions"].as_array().map(Vec::len), Some(1));
+    db.finish().await;
+}

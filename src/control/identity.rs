@@ -99,6 +99,9 @@ pub fn routes() -> Router<Arc<Api>> {
         .route("/auth/logout", post(logout))
         .route("/auth/session", get(current))
         .route("/auth/password", put(set_password))
+        .route("/auth/sessions", get(list_sessions))
+        .route("/auth/sessions/{id}", axum::routing::delete(end_session))
+        .route("/auth/sessions/end-others", post(end_others))
 }
 
 #[derive(Debug, Deserialize)]
@@ -372,4 +375,109 @@ async fn set_password(
         .await?;
     change.commit().await?;
     Ok(super::api::success())
+}
+
+/// One of the caller's sessions, as their session list shows it (never a secret).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SessionEntry {
+    id: String,
+    method: String,
+    created_at: DateTime<Utc>,
+    last_seen_at: DateTime<Utc>,
+    idle_expires_at: DateTime<Utc>,
+    absolute_expires_at: DateTime<Utc>,
+    ip: String,
+    user_agent: String,
+    /// The session this request came with.
+    current: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct SessionList {
+    sessions: Vec<SessionEntry>,
+}
+
+/// `GET /auth/sessions`: the caller's own live sessions, newest first.
+async fn list_sessions(State(api): State<Arc<Api>>, caller: Caller) -> Result<Response, ApiError> {
+    let current = match &caller.via {
+        Via::Session(s) => Some(s.id.as_str()),
+        Via::Token(_) => None,
+    };
+    let mut conn = api.store.read().await?;
+    let rows =
+        sessions::live_of(&mut conn, &caller.workspace.id, &caller.user.id, caller.now).await?;
+    let sessions = rows
+        .into_iter()
+        .map(|r| SessionEntry {
+            current: current == Some(r.id.as_str()),
+            id: r.id,
+            method: r.method,
+            created_at: r.created_at,
+            last_seen_at: r.last_seen_at,
+            idle_expires_at: r.idle_expires_at,
+            absolute_expires_at: r.absolute_expires_at,
+            ip: r.ip,
+            user_agent: r.user_agent,
+        })
+        .collect();
+    Ok(Json(Data {
+        data: SessionList { sessions },
+    })
+    .into_response())
+}
+
+/// `DELETE /auth/sessions/{id}`: ends one of the caller's own sessions (someone
+/// else's, or none, answers 404 alike).
+async fn end_session(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Response, ApiError> {
+    let mut change = api.store.change().await?;
+    let own = sessions::live_of(
+        change.conn(),
+        &caller.workspace.id,
+        &caller.user.id,
+        caller.now,
+    )
+    .await?
+    .into_iter()
+    .any(|s| s.id == id);
+    if !own {
+        return Err(ApiError::missing("session", &id));
+    }
+    sessions::revoke(change.conn(), &id, caller.now).await?;
+    change
+        .record(caller.draft(Kind::SessionRevoke, "session", &id, None, None))
+        .await?;
+    change.commit().await?;
+    Ok(super::api::success())
+}
+
+/// `POST /auth/sessions/end-others`: "sign out everywhere else": every session of the
+/// caller but the one this request came with (all of them, through a token).
+async fn end_others(State(api): State<Arc<Api>>, caller: Caller) -> Result<Response, ApiError> {
+    let keep = match &caller.via {
+        Via::Session(s) => Some(s.id.clone()),
+        Via::Token(_) => None,
+    };
+    let mut change = api.store.change().await?;
+    let ended =
+        sessions::revoke_others(change.conn(), &caller.user.id, keep.as_deref(), caller.now)
+            .await?;
+    change
+        .record(caller.draft(
+            Kind::SessionRevoke,
+            "user",
+            &caller.user.id,
+            None,
+            Some(json!({"sessionsEnded": ended})),
+        ))
+        .await?;
+    change.commit().await?;
+    Ok(Json(Data {
+        data: json!({"ended": ended}),
+    })
+    .into_response())
 }

@@ -29,6 +29,10 @@ pub struct SessionRow {
     pub absolute_expires_at: DateTime<Utc>,
     /// Set when revoked.
     pub revoked_at: Option<DateTime<Utc>>,
+    /// Client address at sign-in.
+    pub ip: String,
+    /// Client user agent at sign-in.
+    pub user_agent: String,
 }
 
 impl SessionRow {
@@ -39,7 +43,7 @@ impl SessionRow {
 }
 
 const COLUMNS: &str = "id, workspace_id, user_id, csrf, method, created_at, last_seen_at, \
-                       idle_expires_at, absolute_expires_at, revoked_at";
+                       idle_expires_at, absolute_expires_at, revoked_at, ip, user_agent";
 
 fn decode(row: &sqlx::any::AnyRow) -> Result<SessionRow, StoreError> {
     Ok(SessionRow {
@@ -53,6 +57,8 @@ fn decode(row: &sqlx::any::AnyRow) -> Result<SessionRow, StoreError> {
         idle_expires_at: time(row.try_get(7)?)?,
         absolute_expires_at: time(row.try_get(8)?)?,
         revoked_at: opt_time(row.try_get(9)?)?,
+        ip: row.try_get(10)?,
+        user_agent: row.try_get(11)?,
     })
 }
 
@@ -96,6 +102,8 @@ pub async fn create(
         idle_expires_at: (now + new.idle).min(now + new.absolute),
         absolute_expires_at: now + new.absolute,
         revoked_at: None,
+        ip: new.ip.to_owned(),
+        user_agent: new.user_agent.to_owned(),
     };
     sqlx::query(
         "INSERT INTO sessions (id, digest, workspace_id, user_id, csrf, method, created_at, \
@@ -128,6 +136,26 @@ pub async fn by_digest(
         .fetch_optional(conn)
         .await?;
     row.as_ref().map(decode).transpose()
+}
+
+/// A user's live sessions in `workspace` at `now`, newest first.
+pub async fn live_of(
+    conn: &mut AnyConnection,
+    workspace: &str,
+    user_id: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<SessionRow>, StoreError> {
+    let rows = sqlx::query(sql!(
+        "SELECT {COLUMNS} FROM sessions WHERE workspace_id = $1 AND user_id = $2 \
+         AND revoked_at IS NULL AND idle_expires_at > $3 AND absolute_expires_at > $3 \
+         ORDER BY created_at DESC, id"
+    ))
+    .bind(workspace)
+    .bind(user_id)
+    .bind(ms(now))
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(decode).collect()
 }
 
 /// Records a use: the idle end moves to `now + idle`, never past the absolute end.
@@ -202,6 +230,8 @@ mod tests {
             idle_expires_at: start + chrono::Duration::hours(12),
             absolute_expires_at: start + chrono::Duration::days(7),
             revoked_at: None,
+            ip: String::new(),
+            user_agent: String::new(),
         };
         assert!(s.live(start + chrono::Duration::hours(11)));
         assert!(!s.live(start + chrono::Duration::hours(12)), "idle end");
