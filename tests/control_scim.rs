@@ -727,3 +727,177 @@ async fn only_owners_hold_scim_tokens_and_no_mapping_makes_owners() {
     );
     db.finish().await;
 }
+
+/// From an attacker's review: SCIM never reaches a group that makes owners, a mapping
+/// never overwrites one, a mapped role leaves with its name, a SCIM token dies with its
+/// maker, a PUT without `active` does not bring anyone back, and an owner's email is not
+/// SCIM's to change.
+#[tokio::test]
+async fn provisioning_never_reaches_ownership() {
+    let db = databases::sqlite().await;
+    let (server, link) = server(&db).await;
+    let api = Api::of(&server);
+    let owner = api.owner(&link).await;
+    let scim = Scim {
+        api: &api,
+        token: scim_token(&api, &owner).await,
+    };
+    let (status, body) = api
+        .post(
+            &owner,
+            "/api/v1/groups",
+            json!({"name": "Owners", "role": "owner"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let owners = body["data"]["userGroup"]["id"]
+        .as_str()
+        .expect("group id")
+        .to_owned();
+    let mallory = scim.user("mallory@example.com", json!({})).await;
+
+    // The owner group is missing to SCIM: not listed, not read, not joined, not deleted.
+    let (_, list) = scim.get("/Groups").await;
+    assert!(!list.to_string().contains(&owners), "{list}");
+    let (status, _) = scim.get(&format!("/Groups/{owners}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = scim
+        .patch(
+            &format!("/Groups/{owners}"),
+            json!([{"op": "add", "path": "members", "value": [{"value": mallory}]}]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = scim
+        .call(
+            Method::PUT,
+            &format!("/Groups/{owners}"),
+            Some(json!({"displayName": "Owners", "members": [{"value": mallory}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = scim
+        .call(Method::DELETE, &format!("/Groups/{owners}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(!may(&api, &owner, &mallory, "transfer_ownership", None).await);
+
+    // A mapping never overwrites the role of a group that makes owners.
+    let (status, body) = api
+        .call(
+            &owner,
+            Method::PUT,
+            "/api/v1/identity/group-mappings/Owners",
+            Some(json!({"role": "read_only"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+
+    // A role that came from a mapping leaves with the name.
+    let (status, _) = api
+        .call(
+            &owner,
+            Method::PUT,
+            "/api/v1/identity/group-mappings/segment-admins",
+            Some(json!({"role": "admin"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let admins = scim.group("segment-admins", &[&mallory]).await;
+    assert!(may(&api, &owner, &mallory, "manage_members", None).await);
+    let (status, body) = scim
+        .patch(
+            &format!("/Groups/{admins}"),
+            json!([{"op": "replace", "path": "displayName", "value": "contractors"}]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(!may(&api, &owner, &mallory, "manage_members", None).await);
+
+    // Deactivated, then PUT without `active`: still deactivated.
+    let (status, _) = scim
+        .patch(
+            &format!("/Users/{mallory}"),
+            json!([{"op": "replace", "path": "active", "value": false}]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = scim
+        .call(
+            Method::PUT,
+            &format!("/Users/{mallory}"),
+            Some(json!({"userName": "mallory@example.com"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["active"], json!(false));
+
+    // An owner's email is not SCIM's to change.
+    let (_, list) = scim
+        .get(&format!(
+            "/Users?filter={}",
+            urlencode(r#"userName eq "owner@example.com""#)
+        ))
+        .await;
+    let owner_id = list["Resources"][0]["id"]
+        .as_str()
+        .expect("owner id")
+        .to_owned();
+    let (status, body) = scim
+        .patch(
+            &format!("/Users/{owner_id}"),
+            json!([{"op": "replace", "path": "emails", "value": [{"value": "mallory@evil.example", "primary": true}]}]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(scim_type(status, &body), "mutability");
+
+    // A second owner makes a SCIM token and is removed: the token dies with them.
+    let (status, body) = api
+        .post(
+            &owner,
+            "/api/v1/invites",
+            json!({"invites": [{"email": "second@example.com", "role": "owner"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let invite = body["data"]["invites"][0]["link"]
+        .as_str()
+        .expect("link")
+        .trim_start_matches(&server.config.control.public_url())
+        .to_owned();
+    let (status, made) = api.accept(&invite, "second@example.com").await;
+    assert_eq!(status, StatusCode::OK, "{made}");
+    let second = made["data"]["secret"].as_str().expect("token").to_owned();
+    let theirs = Scim {
+        api: &api,
+        token: scim_token(&api, &second).await,
+    };
+    let (status, _) = theirs.get("/Users").await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, me) = api
+        .get(&second, "/api/v1/users?pagination[count]=200")
+        .await;
+    let second_id = me["data"]["users"]
+        .as_array()
+        .and_then(|users| {
+            users
+                .iter()
+                .find(|u| u["email"] == json!("second@example.com"))
+                .and_then(|u| u["id"].as_str())
+        })
+        .expect("second owner's id")
+        .to_owned();
+    let (status, body) = api
+        .call(
+            &owner,
+            Method::DELETE,
+            &format!("/api/v1/users/{second_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = theirs.get("/Users").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    db.finish().await;
+}

@@ -389,6 +389,12 @@ async fn update_group(
     let name = text_field("name", &body.name, 100)?;
     api.allow_workspace(&caller, Action::ManageMembers).await?;
     let before = load_group(&api, &caller, &id).await?;
+    if before.role == Some(Role::Owner) {
+        // Its name decides which identity-provider group fills it (SCIM matches groups
+        // by name): renaming an owner group is an ownership matter.
+        api.allow_workspace(&caller, Action::TransferOwnership)
+            .await?;
+    }
     let mut change = api.store.change().await?;
     groups::rename(change.conn(), &id, &name).await?;
     let after = GroupRow {

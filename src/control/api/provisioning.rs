@@ -306,8 +306,15 @@ async fn set_mapping(
     let ws = caller.workspace.id.clone();
     let mut change = api.store.change().await?;
     let before = scim_store::mapped_role(change.conn(), &ws, &idp_group).await?;
-    let mapping = scim_store::set_mapping(change.conn(), &ws, &idp_group, role, caller.now).await?;
     let group = groups::by_name(change.conn(), &ws, &idp_group).await?;
+    if group.as_ref().is_some_and(|g| g.role == Some(Role::Owner)) {
+        return Err(ApiError::FieldConflict {
+            field: "idpGroup",
+            message: "the group of that name makes owners; rename it or change its role first"
+                .into(),
+        });
+    }
+    let mapping = scim_store::set_mapping(change.conn(), &ws, &idp_group, role, caller.now).await?;
     if let Some(group) = &group {
         groups::set_role(change.conn(), &group.id, Some(role)).await?;
     }
@@ -316,7 +323,10 @@ async fn set_mapping(
             Kind::GroupMappingSet,
             "group_mapping",
             &idp_group,
-            before.map(|r| json!({"role": r.name()})),
+            Some(json!({
+                "mapped": before.map(|r| r.name()),
+                "groupRole": group.as_ref().and_then(|g| g.role).map(|r| r.name()),
+            })),
             Some(json!({"role": role.name(), "groupId": group.map(|g| g.id)})),
         ))
         .await?;

@@ -263,6 +263,14 @@ pub async fn remove(
         .bind(id)
         .execute(&mut *conn)
         .await?;
+    // SCIM tokens they made go with them: an owner who leaves keeps no way back in.
+    sqlx::query(
+        "UPDATE scim_tokens SET revoked_at = $2 WHERE created_by = $1 AND revoked_at IS NULL",
+    )
+    .bind(id)
+    .bind(ms(now))
+    .execute(&mut *conn)
+    .await?;
     // Node credentials they made go with them (a delivery node's carries credentials).
     sqlx::query("UPDATE nodes SET revoked_at = $2 WHERE created_by = $1 AND revoked_at IS NULL")
         .bind(id)
@@ -332,6 +340,20 @@ pub async fn deactivate(
     )
     .bind(workspace)
     .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    // Nothing of theirs comes back with them: not their password (a member belongs to
+    // one workspace), nor SCIM tokens they made.
+    sqlx::query("DELETE FROM passwords WHERE user_id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "UPDATE scim_tokens SET revoked_at = $3 WHERE workspace_id = $1 AND created_by = $2 AND revoked_at IS NULL",
+    )
+    .bind(workspace)
+    .bind(id)
+    .bind(ms(now))
     .execute(&mut *conn)
     .await?;
     sqlx::query(

@@ -20,12 +20,15 @@ use super::{
 };
 use crate::control::api::Api;
 use crate::control::audit::Kind;
+use crate::control::policy::Role;
 use crate::control::store::groups::{self, GroupRow};
 use crate::control::store::scim::{self as scim_store, ScimGroup};
 use crate::control::store::users;
 
 /// Longest group name (as the Public API allows).
 const MAX_NAME: usize = 100;
+/// Most members one Group body names.
+pub const MAX_MEMBERS: usize = 10_000;
 
 /// One group as a SCIM Group.
 async fn render(
@@ -77,7 +80,7 @@ pub(super) async fn everyone(
         let Some(last) = page.last() else { break };
         after = last.id.clone();
         let short = page.len() < 500;
-        for group in &page {
+        for group in page.iter().filter(|g| provisionable(g)) {
             all.push(render(conn, who, group, scim.get(&group.id)).await?);
         }
         if short {
@@ -87,6 +90,12 @@ pub(super) async fn everyone(
     Ok(all)
 }
 
+/// Whether SCIM may see and change `group`: not a group that makes owners (joining one
+/// makes an owner, which only an owner may do), which SCIM sees as missing.
+fn provisionable(group: &GroupRow) -> bool {
+    group.role != Some(Role::Owner)
+}
+
 async fn load(
     conn: &mut sqlx::AnyConnection,
     who: &Provisioner,
@@ -94,6 +103,7 @@ async fn load(
 ) -> Result<(GroupRow, Map<String, Value>), ScimError> {
     let group = groups::get(conn, &who.workspace.id, id)
         .await?
+        .filter(provisionable)
         .ok_or_else(|| ScimError::NotFound(format!("Group {id}")))?;
     let scim = scim_store::groups(conn, &who.workspace.id).await?;
     let resource = render(conn, who, &group, scim.get(id)).await?;
@@ -131,11 +141,22 @@ impl Wanted {
         }
         let external_id = match get(body, "externalId") {
             None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(_) => return Err(ScimError::InvalidValue("externalId is a string".into())),
+            Some(Value::String(s)) if s.chars().count() <= 256 => Some(s.clone()),
+            Some(_) => {
+                return Err(ScimError::InvalidValue(
+                    "externalId is a string of at most 256 characters".into(),
+                ));
+            }
         };
         let mut members = BTreeSet::new();
         let mut said = Map::new();
+        if let Some(Value::Array(items)) = get(body, "members")
+            && items.len() > MAX_MEMBERS
+        {
+            return Err(ScimError::InvalidValue(format!(
+                "a group takes at most {MAX_MEMBERS} members per request"
+            )));
+        }
         match get(body, "members") {
             None | Some(Value::Null) => {}
             Some(Value::Array(items)) => {
@@ -186,7 +207,12 @@ async fn keep_known(
         }
     }
     if !unknown.is_empty() {
-        tracing::info!(group, left_out = ?unknown, "SCIM named group members that are no active members");
+        tracing::info!(
+            group,
+            left_out = unknown.len(),
+            first = ?unknown.first(),
+            "SCIM named group members that are no active members"
+        );
         for id in &unknown {
             wanted.members.remove(id);
             wanted.said.remove(id);
@@ -337,22 +363,44 @@ async fn write(
         .await?
         .into_iter()
         .collect();
+    let current_external = current
+        .get("externalId")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     let mut wanted = wanted(current)?;
     keep_known(change.conn(), who, id, &mut wanted).await?;
     if wanted.name != group.name {
         unique_name(change.conn(), who, &wanted.name, Some(id)).await?;
         groups::rename(change.conn(), id, &wanted.name).await?;
+        // A role that came from the old name's mapping goes with the old name; the new
+        // name's mapping, if any, applies.
         let mapped = scim_store::mapped_role(change.conn(), &ws, &wanted.name).await?;
-        if mapped.is_some() {
-            groups::set_role(change.conn(), id, mapped).await?;
+        let was_mapped = scim_store::mapped_role(change.conn(), &ws, &group.name).await?;
+        let role = match mapped {
+            Some(role) => Some(role),
+            None if was_mapped.is_some() && group.role == was_mapped => None,
+            None => group.role,
+        };
+        if role != group.role {
+            groups::set_role(change.conn(), id, role).await?;
         }
         change
             .record(who.draft(
                 Kind::GroupUpdate,
                 "group",
                 id,
-                Some(json!({"name": group.name})),
-                Some(json!({"name": wanted.name, "role": mapped.or(group.role).map(|r| r.name())})),
+                Some(json!({"name": group.name, "role": group.role.map(|r| r.name())})),
+                Some(json!({"name": wanted.name, "role": role.map(|r| r.name())})),
+            ))
+            .await?;
+    } else if wanted.external_id != current_external {
+        change
+            .record(who.draft(
+                Kind::GroupUpdate,
+                "group",
+                id,
+                Some(json!({"externalId": current_external})),
+                Some(json!({"externalId": wanted.external_id})),
             ))
             .await?;
     }
@@ -404,6 +452,7 @@ pub async fn delete(
     let mut change = api.store.change().await?;
     let group = groups::get(change.conn(), &who.workspace.id, &id)
         .await?
+        .filter(provisionable)
         .ok_or_else(|| ScimError::NotFound(format!("Group {id}")))?;
     groups::delete(change.conn(), &id).await?;
     change

@@ -280,8 +280,9 @@ fn whole(
             match (holder.get_mut(&key), value) {
                 // Entra: remove these members (by their `value`).
                 (Some(Value::Array(items)), Some(Value::Array(gone))) => {
-                    let gone: Vec<&Value> = gone.iter().map(item_key).collect();
-                    items.retain(|item| !gone.contains(&item_key(item)));
+                    let gone: std::collections::HashSet<String> =
+                        gone.iter().map(|g| item_key(g).to_string()).collect();
+                    items.retain(|item| !gone.contains(&item_key(item).to_string()));
                 }
                 _ => {
                     holder.remove(&key);
@@ -302,8 +303,10 @@ fn whole(
             let key = key.unwrap_or_else(|| name.to_owned());
             match (holder.get_mut(&key), value) {
                 (Some(Value::Array(items)), Value::Array(more)) => {
+                    let mut seen: std::collections::HashSet<String> =
+                        items.iter().map(|i| item_key(i).to_string()).collect();
                     for item in more {
-                        if !items.iter().any(|i| item_key(i) == item_key(&item)) {
+                        if seen.insert(item_key(&item).to_string()) {
                             items.push(item);
                         }
                     }

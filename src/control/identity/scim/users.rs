@@ -208,7 +208,8 @@ struct Wanted {
     email: String,
     first_name: String,
     last_name: String,
-    active: bool,
+    /// As sent; absent keeps the member's state (a new member is active).
+    active: Option<bool>,
     attrs: Map<String, Value>,
 }
 
@@ -257,7 +258,7 @@ impl Wanted {
         // email at most identity providers).
         let email = primary_email(get(body, "emails"))?.unwrap_or_else(|| user_name.clone());
         let given = boolean(get(body, "active"), "active")?;
-        let active = given.unwrap_or(true);
+        let active = given;
         let mut attrs: Map<String, Value> = body
             .iter()
             .filter(|(k, _)| !NOT_KEPT.iter().any(|n| n.eq_ignore_ascii_case(k)))
@@ -411,7 +412,7 @@ pub async fn create(
             Some(summary(&wanted)),
         ))
         .await?;
-    if !wanted.active {
+    if wanted.active == Some(false) {
         users::deactivate(change.conn(), &ws, &row.id, who.now).await?;
         change
             .record(who.draft(Kind::UserDeactivate, "user", &row.id, None, None))
@@ -474,6 +475,13 @@ async fn write(
     let (row, current) = load(change.conn(), who, id).await?;
     let wanted = wanted(current)?;
     unique_user_name(change.conn(), who, &wanted.user_name, Some(id)).await?;
+    if wanted.email != row.email && row.role == Role::Owner {
+        // An owner's sign-in email is theirs to change: an identity provider changing it
+        // would lock them out, or hand their account to whoever holds the new address.
+        return Err(ScimError::Mutability(
+            "an owner's email is not changed by provisioning".into(),
+        ));
+    }
     if wanted.email != row.email {
         if scim_store::email_taken(change.conn(), &wanted.email).await? {
             return Err(ScimError::Uniqueness(format!(
@@ -504,12 +512,23 @@ async fn write(
             Some(summary(&wanted)),
         ))
         .await?;
-    match (row.active, wanted.active) {
+    match (row.active, wanted.active.unwrap_or(row.active)) {
         (true, false) => {
             last_owner_stays(change.conn(), &ws, &row).await?;
+            let groups: Vec<String> = groups::of_user(change.conn(), &ws, id)
+                .await?
+                .into_iter()
+                .map(|g| g.id)
+                .collect();
             users::deactivate(change.conn(), &ws, id, who.now).await?;
             change
-                .record(who.draft(Kind::UserDeactivate, "user", id, None, None))
+                .record(who.draft(
+                    Kind::UserDeactivate,
+                    "user",
+                    id,
+                    Some(json!({"role": row.role.name(), "scoped": row.scoped, "groups": groups})),
+                    Some(json!({"role": "read_only", "groups": []})),
+                ))
                 .await?;
         }
         (false, true) => {
