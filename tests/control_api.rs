@@ -815,22 +815,9 @@ async fn remembered_callers_follow_every_change(db: TestDb) {
     let (server, link) = server(&db).await;
     let api = Api::of(&server);
     let owner = api.owner(&link).await;
-    let (status, body) = api
-        .post(
-            &owner,
-            "/api/v1/invites",
-            json!({"invites": [{"email": "ada@example.com", "role": "admin"}]}),
-        )
+    let (ada, ada_id) = api
+        .invited(&owner, &server, "ada@example.com", "admin")
         .await;
-    assert_eq!(status, StatusCode::OK, "{label}: {body}");
-    let invite = body["data"]["invites"][0]["link"]
-        .as_str()
-        .expect("link")
-        .trim_start_matches(&server.config.control.public_url())
-        .to_owned();
-    let (_, body) = api.accept(&invite, "ada@example.com").await;
-    let ada = body["data"]["secret"].as_str().expect("token").to_owned();
-    let ada_id = body["data"]["user"]["id"].as_str().expect("id").to_owned();
 
     // Remembered as an admin: may create, again and again.
     for slug in ["one", "two"] {

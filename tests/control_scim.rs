@@ -168,6 +168,17 @@ async fn as_person(
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// `PUT /identity/group-mappings/{group}` with `role`, as `token`.
+async fn map_group(api: &Api, token: &str, group: &str, role: &str) -> (StatusCode, Value) {
+    api.call(
+        token,
+        Method::PUT,
+        &format!("/api/v1/identity/group-mappings/{group}"),
+        Some(json!({"role": role})),
+    )
+    .await
+}
+
 async fn may(api: &Api, owner: &str, user: &str, action: &str, source: Option<&str>) -> bool {
     let mut path = format!("/api/v1/access/explain?userId={user}&action={action}");
     if let Some(source) = source {
@@ -197,14 +208,7 @@ async fn lifecycle(db: &TestDb) {
         ("segment-analysts", "read_only"),
         ("segment-engineers", "member"),
     ] {
-        let (status, body) = api
-            .call(
-                &owner,
-                Method::PUT,
-                &format!("/api/v1/identity/group-mappings/{group}"),
-                Some(json!({"role": role})),
-            )
-            .await;
+        let (status, body) = map_group(&api, &owner, group, role).await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
     let scim = Scim {
@@ -646,14 +650,7 @@ async fn only_owners_hold_scim_tokens_and_no_mapping_makes_owners() {
         token: scim_token(&api, &owner).await,
     };
     // An admin (provisioned, then made admin by a mapped group) signs in.
-    let (status, body) = api
-        .call(
-            &owner,
-            Method::PUT,
-            "/api/v1/identity/group-mappings/segment-admins",
-            Some(json!({"role": "admin"})),
-        )
-        .await;
+    let (status, body) = map_group(&api, &owner, "segment-admins", "admin").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let grace = scim.user("grace@example.com", json!({})).await;
     scim.group("segment-admins", &[&grace]).await;
@@ -689,14 +686,7 @@ async fn only_owners_hold_scim_tokens_and_no_mapping_makes_owners() {
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    let (status, body) = api
-        .call(
-            &owner,
-            Method::PUT,
-            "/api/v1/identity/group-mappings/founders",
-            Some(json!({"role": "owner"})),
-        )
-        .await;
+    let (status, body) = map_group(&api, &owner, "founders", "owner").await;
     assert_eq!(
         status,
         StatusCode::BAD_REQUEST,
@@ -783,25 +773,11 @@ async fn provisioning_never_reaches_ownership() {
     assert!(!may(&api, &owner, &mallory, "transfer_ownership", None).await);
 
     // A mapping never overwrites the role of a group that makes owners.
-    let (status, body) = api
-        .call(
-            &owner,
-            Method::PUT,
-            "/api/v1/identity/group-mappings/Owners",
-            Some(json!({"role": "read_only"})),
-        )
-        .await;
+    let (status, body) = map_group(&api, &owner, "Owners", "read_only").await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
 
     // A role that came from a mapping leaves with the name.
-    let (status, _) = api
-        .call(
-            &owner,
-            Method::PUT,
-            "/api/v1/identity/group-mappings/segment-admins",
-            Some(json!({"role": "admin"})),
-        )
-        .await;
+    let (status, _) = map_group(&api, &owner, "segment-admins", "admin").await;
     assert_eq!(status, StatusCode::OK);
     let admins = scim.group("segment-admins", &[&mallory]).await;
     assert!(may(&api, &owner, &mallory, "manage_members", None).await);
@@ -853,41 +829,15 @@ async fn provisioning_never_reaches_ownership() {
     assert_eq!(scim_type(status, &body), "mutability");
 
     // A second owner makes a SCIM token and is removed: the token dies with them.
-    let (status, body) = api
-        .post(
-            &owner,
-            "/api/v1/invites",
-            json!({"invites": [{"email": "second@example.com", "role": "owner"}]}),
-        )
+    let (second, second_id) = api
+        .invited(&owner, &server, "second@example.com", "owner")
         .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let invite = body["data"]["invites"][0]["link"]
-        .as_str()
-        .expect("link")
-        .trim_start_matches(&server.config.control.public_url())
-        .to_owned();
-    let (status, made) = api.accept(&invite, "second@example.com").await;
-    assert_eq!(status, StatusCode::OK, "{made}");
-    let second = made["data"]["secret"].as_str().expect("token").to_owned();
     let theirs = Scim {
         api: &api,
         token: scim_token(&api, &second).await,
     };
     let (status, _) = theirs.get("/Users").await;
     assert_eq!(status, StatusCode::OK);
-    let (_, me) = api
-        .get(&second, "/api/v1/users?pagination[count]=200")
-        .await;
-    let second_id = me["data"]["users"]
-        .as_array()
-        .and_then(|users| {
-            users
-                .iter()
-                .find(|u| u["email"] == json!("second@example.com"))
-                .and_then(|u| u["id"].as_str())
-        })
-        .expect("second owner's id")
-        .to_owned();
     let (status, body) = api
         .call(
             &owner,

@@ -514,25 +514,9 @@ async fn people_list_and_end_their_own_sessions_only() {
     assert_eq!(status, StatusCode::OK);
 
     // Someone else's session answers as a missing one.
-    let (status, body) = api
-        .post(
-            &owner,
-            "/api/v1/invites",
-            json!({"invites": [{"email": "ada@example.com", "role": "admin"}]}),
-        )
+    let (ada, _) = api
+        .invited(&owner, &server, "ada@example.com", "admin")
         .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let invite = body["data"]["invites"][0]["link"]
-        .as_str()
-        .expect("link")
-        .trim_start_matches(&server.config.control.public_url())
-        .to_owned();
-    let (status, made) = api.accept(&invite, "ada@example.com").await;
-    assert_eq!(status, StatusCode::OK, "{made}");
-    let ada = made["data"]["secret"]
-        .as_str()
-        .expect("ada token")
-        .to_owned();
     let (status, body) = api
         .call(
             &ada,

@@ -123,6 +123,35 @@ impl Api {
         self.call(token, Method::POST, path, Some(body)).await
     }
 
+    /// Invites `email` as `role` and accepts the link: their token and user id.
+    pub async fn invited(
+        &self,
+        owner: &str,
+        server: &TestServer,
+        email: &str,
+        role: &str,
+    ) -> (String, String) {
+        let (status, body) = self
+            .post(
+                owner,
+                "/api/v1/invites",
+                json!({"invites": [{"email": email, "role": role}]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let invite = body["data"]["invites"][0]["link"]
+            .as_str()
+            .expect("link")
+            .trim_start_matches(&server.config.control.public_url())
+            .to_owned();
+        let (status, body) = self.accept(&invite, email).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        (
+            body["data"]["secret"].as_str().expect("token").to_owned(),
+            body["data"]["user"]["id"].as_str().expect("id").to_owned(),
+        )
+    }
+
     /// Accepts a one-time link; returns the new user's token.
     pub async fn accept(&self, link: &str, email: &str) -> (StatusCode, Value) {
         let response = self

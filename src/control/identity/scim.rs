@@ -25,7 +25,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, LOCATION};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
@@ -88,9 +88,15 @@ pub fn routes() -> Router<Arc<Api>> {
         .route("/ResourceTypes/{name}", get(discovery::resource_type))
         .route("/Schemas", get(discovery::schemas))
         .route("/Schemas/{id}", get(discovery::schema))
-        .route("/.search", post(search_all))
+        .route(
+            "/.search",
+            post(|State(api), who, body| search(api, who, body, Searched::Both)),
+        )
         .route("/Users", get(users::list).post(users::create))
-        .route("/Users/.search", post(users::search))
+        .route(
+            "/Users/.search",
+            post(|State(api), who, body| search(api, who, body, Searched::Users)),
+        )
         .route(
             "/Users/{id}",
             get(users::one)
@@ -99,7 +105,10 @@ pub fn routes() -> Router<Arc<Api>> {
                 .delete(users::delete),
         )
         .route("/Groups", get(groups::list).post(groups::create))
-        .route("/Groups/.search", post(groups::search))
+        .route(
+            "/Groups/.search",
+            post(|State(api), who, body| search(api, who, body, Searched::Groups)),
+        )
         .route(
             "/Groups/{id}",
             get(groups::one)
@@ -206,16 +215,31 @@ impl FromRequestParts<Arc<Api>> for Provisioner {
     }
 }
 
-/// `POST /.search`: Users then Groups, asked in the body (RFC 7644 §3.4.3).
-async fn search_all(
-    axum::extract::State(api): axum::extract::State<Arc<Api>>,
+/// What a `POST …/.search` covers.
+#[derive(Debug, Clone, Copy)]
+enum Searched {
+    Users,
+    Groups,
+    Both,
+}
+
+/// `POST /.search`, `/Users/.search`, `/Groups/.search`: a list asked in the body (RFC
+/// 7644 §3.4.3); at the root, Users then Groups.
+async fn search(
+    api: Arc<Api>,
     who: Provisioner,
     body: axum::body::Body,
+    searched: Searched,
 ) -> Result<Response, ScimError> {
     let query = ListQuery::of_search(&read_json(body).await?)?;
     let mut conn = api.store.read().await?;
-    let mut all = users::everyone(&mut conn, &who).await?;
-    all.extend(groups::everyone(&mut conn, &who).await?);
+    let mut all = Vec::new();
+    if matches!(searched, Searched::Users | Searched::Both) {
+        all.extend(users::everyone(&mut conn, &who).await?);
+    }
+    if matches!(searched, Searched::Groups | Searched::Both) {
+        all.extend(groups::everyone(&mut conn, &who).await?);
+    }
     list_answer(&query, all)
 }
 

@@ -346,18 +346,6 @@ pub async fn list(
     list_answer(&query, all)
 }
 
-/// `POST /Users/.search`: a list asked in the body.
-pub async fn search(
-    State(api): State<Arc<Api>>,
-    who: Provisioner,
-    body: axum::body::Body,
-) -> Result<Response, ScimError> {
-    let query = ListQuery::of_search(&read_json(body).await?)?;
-    let mut conn = api.store.read().await?;
-    let all = everyone(&mut conn, &who).await?;
-    list_answer(&query, all)
-}
-
 /// `GET /Users/{id}`.
 pub async fn one(
     State(api): State<Arc<Api>>,
