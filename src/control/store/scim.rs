@@ -234,27 +234,28 @@ pub async fn put_user(
     Ok(())
 }
 
-/// Whether a member of `workspace` other than `except` goes by `user_name` (ignoring
+/// The members of `workspace` other than `except` who go by `user_name` (ignoring
 /// case): their SCIM userName, or their email when SCIM never named them.
-pub async fn user_name_taken(
+pub async fn users_named(
     conn: &mut AnyConnection,
     workspace: &str,
     user_name: &str,
     except: Option<&str>,
-) -> Result<bool, StoreError> {
+) -> Result<Vec<String>, StoreError> {
     let key = user_name.to_lowercase();
-    let row = sqlx::query(
-        "SELECT 1 FROM memberships m JOIN users u ON u.id = m.user_id
+    let rows = sqlx::query(
+        "SELECT m.user_id FROM memberships m JOIN users u ON u.id = m.user_id
            LEFT JOIN scim_users s ON s.workspace_id = m.workspace_id AND s.user_id = m.user_id
           WHERE m.workspace_id = $1 AND m.user_id <> $3
-            AND ((s.user_key IS NOT NULL AND s.user_key = $2) OR (s.user_key IS NULL AND u.email = $2))",
+            AND ((s.user_key IS NOT NULL AND s.user_key = $2) OR (s.user_key IS NULL AND u.email = $2))
+          ORDER BY m.user_id",
     )
     .bind(workspace)
     .bind(&key)
     .bind(except.unwrap_or_default())
-    .fetch_optional(conn)
+    .fetch_all(conn)
     .await?;
-    Ok(row.is_some())
+    rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
 }
 
 /// Forgets what the identity provider called a user, in every workspace (they are gone).

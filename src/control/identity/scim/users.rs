@@ -329,7 +329,10 @@ async fn unique_user_name(
     wanted: &str,
     except: Option<&str>,
 ) -> Result<(), ScimError> {
-    if scim_store::user_name_taken(conn, &who.workspace.id, wanted, except).await? {
+    if !scim_store::users_named(conn, &who.workspace.id, wanted, except)
+        .await?
+        .is_empty()
+    {
         return Err(ScimError::Uniqueness(format!("userName {wanted} is taken")));
     }
     Ok(())
@@ -342,8 +345,38 @@ pub async fn list(
     Query(query): Query<ListQuery>,
 ) -> Result<Response, ScimError> {
     let mut conn = api.store.read().await?;
-    let all = everyone(&mut conn, &who).await?;
+    // Identity providers look a person up by `userName eq "…"` before each create: that
+    // one is answered from an index; the filter still decides what is shown.
+    let named = query
+        .filter
+        .as_deref()
+        .map(super::filter::parse)
+        .transpose()?
+        .as_ref()
+        .and_then(user_name_eq);
+    let all = match named {
+        Some(name) => {
+            let mut found = Vec::new();
+            for id in scim_store::users_named(&mut conn, &who.workspace.id, &name, None).await? {
+                found.push(load(&mut conn, &who, &id).await?.1);
+            }
+            found
+        }
+        None => everyone(&mut conn, &who).await?,
+    };
     list_answer(&query, all)
+}
+
+/// The value of a filter that is exactly `userName eq "…"` (core schema, no sub-attribute).
+fn user_name_eq(filter: &scim_v2::filter::Filter) -> Option<String> {
+    use scim_v2::filter::{AttrExp, CompValue, CompareOp, Filter};
+    let Filter::Attr(AttrExp::Comparison(path, CompareOp::Eq, CompValue::Str(value))) = filter
+    else {
+        return None;
+    };
+    let core = path.uri.as_deref().is_none_or(super::resource::is_core);
+    (core && path.sub_attr.is_none() && path.name.eq_ignore_ascii_case("userName"))
+        .then(|| value.clone())
 }
 
 /// `GET /Users/{id}`.
@@ -576,4 +609,36 @@ pub async fn delete(
         .await?;
     change.commit().await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_plain_user_name_equality_takes_the_index() {
+        let named = |text: &str| {
+            super::super::filter::parse(text)
+                .ok()
+                .as_ref()
+                .and_then(user_name_eq)
+        };
+        assert_eq!(
+            named(r#"userName eq "Ada@x.example""#),
+            Some("Ada@x.example".into())
+        );
+        assert_eq!(
+            named(r#"urn:ietf:params:scim:schemas:core:2.0:User:userName eq "a""#),
+            Some("a".into())
+        );
+        for other in [
+            r#"userName ne "a""#,
+            r#"userName co "a""#,
+            r#"userName eq "a" or userName eq "b""#,
+            r#"externalId eq "a""#,
+            r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:userName eq "a""#,
+        ] {
+            assert_eq!(named(other), None, "{other}");
+        }
+    }
 }
