@@ -422,6 +422,15 @@ fn limiter_key(resolved: Option<&Resolved>, addr: Option<SocketAddr>) -> String 
     addr.map_or_else(|| "addr:unknown".into(), |a| address_key(a.ip()))
 }
 
+/// The budget key of a request's client address ([`address_key`]; `addr:unknown` when
+/// the connection's address is not known).
+pub fn client_key(parts: &Parts) -> String {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(|| "addr:unknown".to_owned(), |c| address_key(c.0.ip()))
+}
+
 /// An address as budgets count it: IPv4 as is, IPv6 by its /64.
 pub fn address_key(ip: std::net::IpAddr) -> String {
     match ip.to_canonical() {

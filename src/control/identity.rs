@@ -11,11 +11,10 @@ pub mod password;
 pub mod scim;
 pub mod session;
 
-use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::header::{CONTENT_TYPE, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
@@ -30,7 +29,7 @@ use serde_json::json;
 
 use super::api::wire::Data;
 use super::api::{
-    Api, ApiError, Body, Caller, Forbidden, Unauthenticated, Via, address_key, client,
+    Api, ApiError, Body, Caller, Forbidden, Unauthenticated, Via, client, client_key,
 };
 use super::audit::{Actor, Draft, Kind};
 use super::policy::Scope;
@@ -188,10 +187,7 @@ async fn login(
             format!("at most {MAX_SLUG} bytes"),
         ));
     }
-    let address = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(|| "addr:unknown".to_owned(), |c| address_key(c.0.ip()));
+    let address = client_key(&parts);
     if !api.sign_in.admit(&email, &address) {
         return Err(ApiError::RateLimited);
     }

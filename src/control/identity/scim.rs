@@ -20,12 +20,11 @@ pub mod patch;
 pub mod resource;
 pub mod users;
 
-use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, LOCATION};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
@@ -38,7 +37,7 @@ use governor::{Quota, RateLimiter};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::control::api::{Api, address_key, client};
+use crate::control::api::{Api, client, client_key};
 use crate::control::audit::{Actor, Draft, Kind};
 use crate::control::store::scim as scim_store;
 use crate::control::store::workspaces::{self, Workspace};
@@ -170,11 +169,7 @@ impl FromRequestParts<Arc<Api>> for Provisioner {
 
     async fn from_request_parts(parts: &mut Parts, api: &Arc<Api>) -> Result<Self, ScimError> {
         api.sweep_buckets();
-        let addr = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| address_key(c.0.ip()))
-            .unwrap_or_else(|| "addr:unknown".into());
+        let addr = client_key(parts);
         if api.scim_limits.0.check_key(&addr).is_err() {
             return Err(ScimError::TooMany);
         }

@@ -107,6 +107,15 @@ pub async fn by_name(
     row.as_ref().map(decode).transpose()
 }
 
+/// Every group of `workspace`, by id.
+pub async fn all(conn: &mut AnyConnection, workspace: &str) -> Result<Vec<GroupRow>, StoreError> {
+    let rows = sqlx::query(sql!("{SELECT} WHERE g.workspace_id = $1 ORDER BY g.id"))
+        .bind(workspace)
+        .fetch_all(conn)
+        .await?;
+    rows.iter().map(decode).collect()
+}
+
 /// Groups of `workspace` after the cursor id.
 pub async fn list(
     conn: &mut AnyConnection,

@@ -174,6 +174,15 @@ pub async fn by_email(
     row.as_ref().map(decode).transpose()
 }
 
+/// Every member of `workspace`, by id.
+pub async fn all(conn: &mut AnyConnection, workspace: &str) -> Result<Vec<UserRow>, StoreError> {
+    let rows = sqlx::query(sql!("{SELECT} WHERE m.workspace_id = $1 ORDER BY u.id"))
+        .bind(workspace)
+        .fetch_all(conn)
+        .await?;
+    rows.iter().map(decode).collect()
+}
+
 /// Members of `workspace` by id, after the cursor id, at most `limit`.
 pub async fn list(
     conn: &mut AnyConnection,

@@ -74,18 +74,12 @@ pub(super) async fn everyone(
     let ws = &who.workspace.id;
     let scim = scim_store::groups(conn, ws).await?;
     let mut all = Vec::new();
-    let mut after = String::new();
-    loop {
-        let page = groups::list(conn, ws, &after, 500).await?;
-        let Some(last) = page.last() else { break };
-        after = last.id.clone();
-        let short = page.len() < 500;
-        for group in page.iter().filter(|g| provisionable(g)) {
-            all.push(render(conn, who, group, scim.get(&group.id)).await?);
-        }
-        if short {
-            break;
-        }
+    for group in groups::all(conn, ws)
+        .await?
+        .iter()
+        .filter(|g| provisionable(g))
+    {
+        all.push(render(conn, who, group, scim.get(&group.id)).await?);
     }
     Ok(all)
 }

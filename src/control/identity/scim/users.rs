@@ -49,18 +49,7 @@ pub(super) async fn everyone(
     who: &Provisioner,
 ) -> Result<Vec<Map<String, Value>>, ScimError> {
     let ws = &who.workspace.id;
-    let mut members = Vec::new();
-    let mut after = String::new();
-    loop {
-        let page = users::list(conn, ws, &after, 500).await?;
-        let Some(last) = page.last() else { break };
-        after = last.id.clone();
-        let short = page.len() < 500;
-        members.extend(page);
-        if short {
-            break;
-        }
-    }
+    let members = users::all(conn, ws).await?;
     let names = scim_store::users(conn, ws).await?;
     let memberships = memberships(conn, ws).await?;
     Ok(members
@@ -82,19 +71,9 @@ async fn memberships(
     workspace: &str,
 ) -> Result<HashMap<String, Vec<GroupRow>>, ScimError> {
     let mut out: HashMap<String, Vec<GroupRow>> = HashMap::new();
-    let mut after = String::new();
-    loop {
-        let page = groups::list(conn, workspace, &after, 500).await?;
-        let Some(last) = page.last() else { break };
-        after = last.id.clone();
-        let short = page.len() < 500;
-        for group in page {
-            for user in groups::members(conn, &group.id).await? {
-                out.entry(user).or_default().push(group.clone());
-            }
-        }
-        if short {
-            break;
+    for group in groups::all(conn, workspace).await? {
+        for user in groups::members(conn, &group.id).await? {
+            out.entry(user).or_default().push(group.clone());
         }
     }
     Ok(out)
