@@ -457,8 +457,15 @@ pub async fn patch(
 ) -> Result<Response, ScimError> {
     let body = read_json(body).await?;
     write(&api, &who, &id, |mut current| {
+        let had_active = current.contains_key("active");
         patch::apply(&mut current, &body)?;
-        Wanted::of(&Value::Object(current))
+        let mut wanted = Wanted::of(&Value::Object(current))?;
+        // `remove active` unassigns it: the default (active) applies, as RFC 7643 reads
+        // an absent value; only a PUT that leaves it out keeps the member's state.
+        if had_active && wanted.active.is_none() {
+            wanted.active = Some(true);
+        }
+        Ok(wanted)
     })
     .await
 }
