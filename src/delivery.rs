@@ -228,11 +228,24 @@ impl Delivery {
         };
         // Destinations in the catalog at start-up get their cursors now, before the
         // gateway accepts a request, so none of those requests can slip past them.
+        // Their senders are built now too, so a dead-letter replay asked for the moment
+        // the instance is ready finds them (the supervisor starts their workers with
+        // these same senders).
+        let mut prepared = HashMap::new();
         for d in store.snapshot().destinations() {
             // An unusable cursor is reported (and held at the start) by the worker.
             let _ = start_cursor(&log, &d.id);
+            // A sender that cannot be built is reported by the supervisor.
+            if let Ok(sink) = sink::build(d, &network) {
+                delivery.sinks.insert(d.id.clone(), Arc::clone(&sink));
+                prepared.insert(d.id.clone(), (Arc::clone(d), sink));
+            }
         }
-        let task = tokio::spawn(delivery.clone().supervise(log, store, network, shutdown));
+        let task = tokio::spawn(
+            delivery
+                .clone()
+                .supervise(log, store, network, prepared, shutdown),
+        );
         (delivery, task)
     }
 
@@ -241,6 +254,7 @@ impl Delivery {
         log: Log,
         store: catalog::Live,
         network: Network,
+        mut prepared: HashMap<String, (Arc<Destination>, Arc<dyn Sink>)>,
         shutdown: CancellationToken,
     ) {
         let mut running = Workers::default();
@@ -261,7 +275,11 @@ impl Delivery {
                 {
                     continue;
                 }
-                match sink::build(d, &network) {
+                let built = match prepared.remove(&d.id) {
+                    Some((before, sink)) if *before == **d => Ok(sink),
+                    _ => sink::build(d, &network),
+                };
+                match built {
                     Ok(sink) => {
                         failed.remove(&d.id);
                         let _ = start_cursor(&log, &d.id);
@@ -286,6 +304,13 @@ impl Delivery {
                         tracing::error!(destination = %d.id, ?error, "destination cannot be started; fix its settings");
                         failed.insert(d.id.clone(), Arc::clone(d));
                     }
+                }
+            }
+            // Senders built at start-up for destinations that left before their worker
+            // started serve nothing.
+            for (id, _) in prepared.drain() {
+                if !running.contains(&id) {
+                    self.sinks.remove(&id);
                 }
             }
             tokio::select! {
