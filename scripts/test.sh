@@ -17,6 +17,8 @@ step "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 step "cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
+step "identity peers (oidc-provider-mock) for the sign-in tests"
+scripts/identity-peers.sh
 step "cargo test"
 cargo test --workspace
 step "deploy kit: manifests, compose file, alert rules (kubernetes-validate, promtool)"

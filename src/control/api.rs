@@ -27,8 +27,10 @@ pub mod plans;
 pub mod provisioning;
 pub mod roles;
 pub mod setup;
+pub mod sign_in;
 pub mod source_settings;
 pub mod sources;
+pub mod sso;
 pub mod tokens;
 pub mod users;
 pub mod wire;
@@ -351,6 +353,8 @@ pub fn router(api: Arc<Api>) -> Router {
         .merge(grants::routes())
         .merge(permissions::routes())
         .merge(provisioning::routes())
+        .merge(sign_in::routes())
+        .merge(sso::routes())
         .merge(labels::routes())
         .merge(access::routes())
         .merge(tokens::routes())
@@ -790,8 +794,11 @@ pub enum Unauthenticated {
     TokenRevoked,
     /// A session cookie for no live session: unknown, expired, signed out or revoked.
     SessionEnded,
-    /// A sign-in with an email and password that do not match (which one is not said).
+    /// A sign-in with an email and password that do not match (which one is not said),
+    /// a wrong second factor, or local sign-in where the workspace requires SSO.
     InvalidCredentials,
+    /// A right password for an account with an authenticator app, sent without a code.
+    SecondFactorRequired,
 }
 
 impl Unauthenticated {
@@ -819,6 +826,7 @@ impl Unauthenticated {
             Self::TokenRevoked => "token_revoked",
             Self::SessionEnded => "session_ended",
             Self::InvalidCredentials => "invalid_credentials",
+            Self::SecondFactorRequired => "second_factor_required",
         }
     }
 
@@ -831,7 +839,14 @@ impl Unauthenticated {
             Self::SessionEnded => {
                 "the session has ended (signed out, expired or revoked): sign in again"
             }
-            Self::InvalidCredentials => "wrong email or password",
+            Self::InvalidCredentials => {
+                "wrong email, password or code (where the workspace requires single sign-on, \
+                 only its break-glass owners sign in with a password)"
+            }
+            Self::SecondFactorRequired => {
+                "this account has an authenticator app: send its current code (or a recovery \
+                 code) as `code`"
+            }
         }
     }
 }
@@ -863,6 +878,9 @@ pub enum Forbidden {
     /// from a page of another origin.
     #[error("{0}")]
     Csrf(&'static str),
+    /// A sign-in through an identity provider refused, and why.
+    #[error("{0}")]
+    SignIn(String),
 }
 
 /// Everything the API answers with other than success.

@@ -99,6 +99,24 @@ pub enum Kind {
     SessionRefused,
     /// `user.password.set`
     UserPasswordSet,
+    /// An authenticator app enrolled (not on until confirmed).
+    TotpEnrol,
+    /// An authenticator app confirmed: sign-in asks for its codes.
+    TotpConfirm,
+    /// An authenticator app turned off.
+    TotpDisable,
+    /// A single sign-on connection made.
+    SsoConnectionCreate,
+    /// A single sign-on connection changed.
+    SsoConnectionUpdate,
+    /// A single sign-on connection deleted.
+    SsoConnectionDelete,
+    /// A test sign-in through a connection started.
+    SsoConnectionTest,
+    /// The workspace's sign-in policy changed.
+    SignInPolicyUpdate,
+    /// An owner made (or unmade) a break-glass owner.
+    BreakGlassUpdate,
     /// `setup_link.create`
     SetupLinkCreate,
     /// `setup_link.refused`
@@ -205,6 +223,15 @@ impl Kind {
             Self::SessionRevoke => "session.revoke",
             Self::SessionRefused => "session.refused",
             Self::UserPasswordSet => "user.password.set",
+            Self::TotpEnrol => "user.totp.enrol",
+            Self::TotpConfirm => "user.totp.confirm",
+            Self::TotpDisable => "user.totp.disable",
+            Self::SsoConnectionCreate => "sso_connection.create",
+            Self::SsoConnectionUpdate => "sso_connection.update",
+            Self::SsoConnectionDelete => "sso_connection.delete",
+            Self::SsoConnectionTest => "sso_connection.test",
+            Self::SignInPolicyUpdate => "workspace.sign_in.update",
+            Self::BreakGlassUpdate => "user.break_glass.update",
             Self::SetupLinkCreate => "setup_link.create",
             Self::SetupLinkRefused => "setup_link.refused",
             Self::SourceCreate => "source.create",

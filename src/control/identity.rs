@@ -10,6 +10,9 @@
 pub mod password;
 pub mod scim;
 pub mod session;
+pub mod signin;
+pub mod sso;
+pub mod totp;
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -31,9 +34,9 @@ use super::api::wire::Data;
 use super::api::{
     Api, ApiError, Body, Caller, Forbidden, Unauthenticated, Via, client, client_key,
 };
-use super::audit::{Actor, Draft, Kind};
+use super::audit::Kind;
 use super::policy::Scope;
-use super::store::sessions::{self, NewSession};
+use super::store::sessions;
 use super::store::{passwords, users, workspaces};
 
 /// Sign-in attempts per account from one client address per minute (a burst of this
@@ -101,6 +104,8 @@ pub fn routes() -> Router<Arc<Api>> {
         .route("/auth/sessions", get(list_sessions))
         .route("/auth/sessions/{id}", axum::routing::delete(end_session))
         .route("/auth/sessions/end-others", post(end_others))
+        .merge(totp::routes())
+        .merge(sso::routes())
 }
 
 #[derive(Debug, Deserialize)]
@@ -111,6 +116,9 @@ struct SignIn {
     /// Workspace slug (default `default`).
     #[serde(default)]
     workspace: Option<String>,
+    /// A code from the authenticator app (or a recovery code), when one is on.
+    #[serde(default)]
+    code: Option<String>,
 }
 
 /// A session as its holder sees it.
@@ -197,79 +205,86 @@ async fn login(
         Some(ws) => users::by_email(&mut conn, &ws.id, &email).await?,
         None => None,
     };
+    // When the workspace requires SSO, only its break-glass owners have a password that
+    // opens anything (everyone else's is checked all the same: the answer and its time
+    // say nothing of who is one).
+    let local_allowed = match (&workspace, &user) {
+        (Some(ws), Some(u)) if ws.sign_in.require_sso => {
+            u.role == crate::control::policy::Role::Owner
+                && users::break_glass_owners(&mut conn, &ws.id)
+                    .await?
+                    .contains(&u.id)
+        }
+        _ => true,
+    };
     let phc = match &user {
         Some(u) if u.active => passwords::get(&mut conn, &u.id).await?,
         _ => None,
     };
     drop(conn);
-    let matched = password::verify(body.password, phc).await;
+    let matched = password::verify(body.password, phc).await && local_allowed;
     // Who was tried, by id when they exist: never the typed email, which may be a
     // password typed in the wrong field.
     let tried = user.as_ref().map(|u| u.id.clone()).unwrap_or_default();
+    let client = (ip.clone(), user_agent.clone());
     let (Some(workspace), Some(user), true) = (workspace, user, matched) else {
-        let mut change = api.store.change().await?;
-        change
-            .record(Draft {
-                time: now,
-                actor: Actor::System,
-                action: Kind::SessionRefused.name().into_owned(),
-                resource_type: "user".into(),
-                resource_id: tried,
-                before: None,
-                after: None,
-                ip,
-                user_agent,
-            })
-            .await?;
-        change.commit().await?;
-        return Err(ApiError::Unauthorized(Unauthenticated::InvalidCredentials));
+        return refuse(&api, &tried, "credentials", client, now).await;
     };
-    let (secret, csrf) = session::secrets().map_err(|e| {
-        tracing::error!(error = %e, "no randomness for a session");
-        ApiError::Internal
-    })?;
-    let digest = session::digest(&secret);
     let mut change = api.store.change().await?;
-    let row = sessions::create(
-        change.conn(),
-        &NewSession {
-            digest: &digest,
-            workspace_id: &workspace.id,
+    // The second factor, when the person turned one on.
+    if let Some(factor) = totp::enabled(change.conn(), &user.id).await? {
+        let Some(code) = body.code.as_deref() else {
+            drop(change);
+            return Err(ApiError::Unauthorized(
+                Unauthenticated::SecondFactorRequired,
+            ));
+        };
+        if !totp::spend(change.conn(), api.store.key(), &user.id, &factor, code, now).await? {
+            drop(change);
+            return refuse(&api, &tried, "second_factor", client, now).await;
+        }
+    }
+    let opened = signin::open(
+        &mut change,
+        signin::Opening {
+            workspace: &workspace,
             user_id: &user.id,
-            csrf: &csrf,
             method: "password",
-            idle: session::IDLE,
-            absolute: session::ABSOLUTE,
-            ip: ip.as_deref().unwrap_or_default(),
-            user_agent: user_agent.as_deref().unwrap_or_default(),
+            detail: json!({}),
+            ip: ip.clone(),
+            user_agent: user_agent.clone(),
         },
         now,
     )
     .await?;
-    change
-        .record(Draft {
-            time: now,
-            actor: Actor::User {
-                id: user.id.clone(),
-            },
-            action: Kind::SessionCreate.name().into_owned(),
-            resource_type: "session".into(),
-            resource_id: row.id.clone(),
-            before: None,
-            after: Some(json!({"method": "password", "userId": user.id})),
-            ip,
-            user_agent,
-        })
-        .await?;
     change.commit().await?;
     let answer = Json(Data {
-        data: view(&row, &user.email),
+        data: view(&opened.row, &user.email),
     })
     .into_response();
-    Ok(with_cookie(
-        answer,
-        session::set_cookie(&api.public_url, &secret),
-    ))
+    Ok(with_cookie(answer, opened.cookie(&api.public_url)))
+}
+
+/// Audits a refused sign-in and answers it (the same answer whatever was wrong).
+async fn refuse(
+    api: &Api,
+    tried: &str,
+    why: &str,
+    (ip, user_agent): (Option<String>, Option<String>),
+    now: DateTime<Utc>,
+) -> Result<Response, ApiError> {
+    let mut change = api.store.change().await?;
+    signin::refused(
+        &mut change,
+        tried,
+        json!({"reason": why}),
+        ip,
+        user_agent,
+        now,
+    )
+    .await?;
+    change.commit().await?;
+    Err(ApiError::Unauthorized(Unauthenticated::InvalidCredentials))
 }
 
 /// The caller's session, or `401 session_ended` for a token (no session to speak of).

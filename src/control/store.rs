@@ -41,7 +41,9 @@ pub mod plans;
 pub mod scim;
 pub mod sessions;
 pub mod sources;
+pub mod sso;
 pub mod tokens;
+pub mod totp;
 pub mod users;
 pub mod workspaces;
 

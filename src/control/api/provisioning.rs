@@ -104,7 +104,7 @@ struct CreateScimToken {
 }
 
 /// Only owners make or revoke SCIM tokens: one can deprovision any member.
-async fn owners_only(api: &Api, caller: &Caller) -> Result<(), ApiError> {
+pub(super) async fn owners_only(api: &Api, caller: &Caller) -> Result<(), ApiError> {
     api.allow_workspace(caller, Action::ManageMembers).await?;
     api.allow_workspace(caller, Action::TransferOwnership)
         .await?;

@@ -212,6 +212,34 @@ pub async fn revoke_others(
     Ok(done.rows_affected())
 }
 
+/// Ends the sessions of `workspace` opened without its identity provider (password or
+/// link), but those of `keep`; how many ended.
+pub async fn revoke_local(
+    conn: &mut AnyConnection,
+    workspace: &str,
+    keep: &[String],
+    now: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    let live = sqlx::query(
+        "SELECT id, user_id FROM sessions WHERE workspace_id = $1 AND revoked_at IS NULL \
+         AND method NOT IN ('oidc', 'saml')",
+    )
+    .bind(workspace)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut ended = 0;
+    for row in live {
+        let user: String = row.try_get(1)?;
+        if keep.contains(&user) {
+            continue;
+        }
+        let id: String = row.try_get(0)?;
+        revoke(&mut *conn, &id, now).await?;
+        ended += 1;
+    }
+    Ok(ended)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -219,7 +219,10 @@ pub async fn set_role(
     id: &str,
     role: Role,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE memberships SET role = $3 WHERE workspace_id = $1 AND user_id = $2")
+    // Break-glass is an owner's standing: a member who is no longer one loses it.
+    sqlx::query(
+        "UPDATE memberships SET role = $3, break_glass = CASE WHEN $3 = 'owner' THEN break_glass ELSE 0 END WHERE workspace_id = $1 AND user_id = $2",
+    )
         .bind(workspace)
         .bind(id)
         .bind(role.name())
@@ -268,7 +271,8 @@ pub async fn remove(
     // Their browser sessions end with their tokens, and their password goes: whoever is
     // invited later with this email sets their own.
     super::sessions::revoke_others(&mut *conn, id, None, now).await?;
-    sqlx::query("DELETE FROM passwords WHERE user_id = $1")
+    forget_credentials(&mut *conn, id).await?;
+    sqlx::query("DELETE FROM external_identities WHERE user_id = $1")
         .bind(id)
         .execute(&mut *conn)
         .await?;
@@ -353,10 +357,7 @@ pub async fn deactivate(
     .await?;
     // Nothing of theirs comes back with them: not their password (a member belongs to
     // one workspace), nor SCIM tokens they made.
-    sqlx::query("DELETE FROM passwords WHERE user_id = $1")
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
+    forget_credentials(&mut *conn, id).await?;
     sqlx::query(
         "UPDATE scim_tokens SET revoked_at = $3 WHERE workspace_id = $1 AND created_by = $2 AND revoked_at IS NULL",
     )
@@ -366,13 +367,25 @@ pub async fn deactivate(
     .execute(&mut *conn)
     .await?;
     sqlx::query(
-        "UPDATE memberships SET role = 'read_only', scoped = 0, deactivated_at = $3 WHERE workspace_id = $1 AND user_id = $2",
+        "UPDATE memberships SET role = 'read_only', scoped = 0, break_glass = 0, deactivated_at = $3 WHERE workspace_id = $1 AND user_id = $2",
     )
     .bind(workspace)
     .bind(id)
     .bind(ms(now))
     .execute(conn)
     .await?;
+    Ok(())
+}
+
+/// Drops what a person signs in with locally: password, authenticator app and
+/// recovery codes.
+async fn forget_credentials(conn: &mut AnyConnection, id: &str) -> Result<(), StoreError> {
+    for table in ["passwords", "totp", "recovery_codes"] {
+        sqlx::query(sql!("DELETE FROM {table} WHERE user_id = $1"))
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+    }
     Ok(())
 }
 
@@ -453,4 +466,53 @@ pub async fn principal(
         groups,
         scoped: row.scoped,
     }))
+}
+
+/// Records a sign-in (console or SSO) as the user's last login.
+pub async fn touch_login(
+    conn: &mut AnyConnection,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE users SET last_login = $2 WHERE id = $1")
+        .bind(id)
+        .bind(ms(now))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The owners of `workspace` who may still sign in with a password when the workspace
+/// requires SSO, by id.
+pub async fn break_glass_owners(
+    conn: &mut AnyConnection,
+    workspace: &str,
+) -> Result<Vec<String>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT user_id FROM memberships WHERE workspace_id = $1 AND break_glass = 1 AND role = 'owner' AND deactivated_at IS NULL ORDER BY user_id",
+    )
+    .bind(workspace)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| r.try_get(0).map_err(StoreError::from))
+        .collect()
+}
+
+/// Marks (or unmarks) a member as a break-glass owner. Whether the member exists.
+pub async fn set_break_glass(
+    conn: &mut AnyConnection,
+    workspace: &str,
+    id: &str,
+    on: bool,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE memberships SET break_glass = $3 WHERE workspace_id = $1 AND user_id = $2",
+    )
+    .bind(workspace)
+    .bind(id)
+    .bind(i64::from(on))
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() > 0)
 }

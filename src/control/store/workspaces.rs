@@ -18,6 +18,8 @@ pub struct Workspace {
     pub slug: String,
     /// Settings.
     pub settings: Settings,
+    /// How people sign in, and for how long.
+    pub sign_in: SignInPolicy,
     /// Created.
     pub created_at: DateTime<Utc>,
 }
@@ -50,7 +52,46 @@ impl Default for Settings {
     }
 }
 
-const COLUMNS: &str = "id, name, slug, members_can_publish, token_max_days, created_at";
+/// How people of a workspace sign in, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SignInPolicy {
+    /// A session unused this many minutes ends.
+    pub session_idle_minutes: u32,
+    /// A session ends this many hours after sign-in, whatever happens.
+    pub session_absolute_hours: u32,
+    /// Local (password) sign-in is off except for break-glass owners.
+    pub require_sso: bool,
+}
+
+impl Default for SignInPolicy {
+    fn default() -> Self {
+        Self {
+            session_idle_minutes: 12 * 60,
+            session_absolute_hours: 7 * 24,
+            require_sso: false,
+        }
+    }
+}
+
+impl SignInPolicy {
+    /// A session's idle lifetime.
+    pub fn idle(self) -> chrono::TimeDelta {
+        chrono::TimeDelta::minutes(i64::from(self.session_idle_minutes))
+    }
+
+    /// A session's absolute lifetime.
+    pub fn absolute(self) -> chrono::TimeDelta {
+        chrono::TimeDelta::hours(i64::from(self.session_absolute_hours))
+    }
+}
+
+const COLUMNS: &str = "id, name, slug, members_can_publish, token_max_days, created_at, \
+                       session_idle_minutes, session_absolute_hours, require_sso";
+
+fn count(row: &sqlx::any::AnyRow, at: usize) -> Result<u32, StoreError> {
+    Ok(u32::try_from(row.try_get::<i64, _>(at)?).unwrap_or(u32::MAX))
+}
 
 fn decode(row: &sqlx::any::AnyRow) -> Result<Workspace, StoreError> {
     Ok(Workspace {
@@ -59,9 +100,14 @@ fn decode(row: &sqlx::any::AnyRow) -> Result<Workspace, StoreError> {
         slug: row.try_get(2)?,
         settings: Settings {
             members_can_publish: row.try_get::<i64, _>(3)? != 0,
-            token_max_days: u32::try_from(row.try_get::<i64, _>(4)?).unwrap_or(u32::MAX),
+            token_max_days: count(row, 4)?,
         },
         created_at: time(row.try_get(5)?)?,
+        sign_in: SignInPolicy {
+            session_idle_minutes: count(row, 6)?,
+            session_absolute_hours: count(row, 7)?,
+            require_sso: row.try_get::<i64, _>(8)? != 0,
+        },
     })
 }
 
@@ -77,11 +123,13 @@ pub async fn create(
         name: name.to_owned(),
         slug: slug.to_owned(),
         settings: Settings::default(),
+        sign_in: SignInPolicy::default(),
         created_at: now,
     };
-    sqlx::query(sql!(
-        "INSERT INTO workspaces ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
-    ))
+    sqlx::query(
+        "INSERT INTO workspaces (id, name, slug, members_can_publish, token_max_days, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
     .bind(&ws.id)
     .bind(&ws.name)
     .bind(&ws.slug)
@@ -129,6 +177,24 @@ pub async fn update(
     .bind(name)
     .bind(i64::from(settings.members_can_publish))
     .bind(i64::from(settings.token_max_days))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Replaces a workspace's sign-in policy.
+pub async fn set_sign_in(
+    conn: &mut AnyConnection,
+    id: &str,
+    policy: SignInPolicy,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE workspaces SET session_idle_minutes = $2, session_absolute_hours = $3, require_sso = $4 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(i64::from(policy.session_idle_minutes))
+    .bind(i64::from(policy.session_absolute_hours))
+    .bind(i64::from(policy.require_sso))
     .execute(conn)
     .await?;
     Ok(())

@@ -1,0 +1,413 @@
+//! `/identity/sso-connections`: a workspace's single sign-on connections (Sluice's own,
+//! not Segment's). Admins list and read them; owners make, change, test and delete them
+//! (a connection decides who gets in). The client secret is sealed and never shown.
+//!
+//! A test (`POST …/{id}/test`) returns the provider's URL to open, as the person to try
+//! (the reference: a non-admin first); when they come back, the callback shows what the
+//! provider sent and how it maps, and `GET …/{id}/tests/{testId}` keeps it for a day.
+//! Nobody is signed in or provisioned by a test.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::provisioning::owners_only;
+use super::{Api, ApiError, Body, Caller, data, success, text_field};
+use crate::control::audit::Kind;
+use crate::control::identity::sso::oidc::OidcSettings;
+use crate::control::identity::sso::{self, ClaimMap};
+use crate::control::policy::{Action, Role};
+use crate::control::store::sso::{self as store, ConnectionRow};
+
+/// Routes of this file.
+pub fn routes() -> Router<Arc<Api>> {
+    Router::new()
+        .route("/identity/sso-connections", get(list).post(create))
+        .route(
+            "/identity/sso-connections/{id}",
+            get(one).patch(update).delete(remove),
+        )
+        .route("/identity/sso-connections/{id}/test", post(test))
+        .route(
+            "/identity/sso-connections/{id}/tests/{testId}",
+            get(test_result),
+        )
+}
+
+/// A connection as the API shows it (never its secret).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Connection {
+    id: String,
+    name: String,
+    kind: String,
+    enabled: bool,
+    default_role: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    oidc: Option<Value>,
+    claims: ClaimMap,
+    has_client_secret: bool,
+    /// Register this at the identity provider.
+    redirect_uri: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+fn view(api: &Api, row: &ConnectionRow) -> Result<Connection, ApiError> {
+    Ok(Connection {
+        id: row.id.clone(),
+        name: row.name.clone(),
+        kind: row.kind.clone(),
+        enabled: row.enabled,
+        default_role: row.default_role.name().into(),
+        oidc: row.settings.get("oidc").cloned(),
+        claims: sso::claim_map(row)?,
+        has_client_secret: !row.secret.is_empty(),
+        redirect_uri: sso::oidc_redirect(&api.public_url),
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Wanted {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    enabled: Option<bool>,
+    #[serde(default)]
+    default_role: Option<String>,
+    #[serde(default)]
+    oidc: Option<OidcSettings>,
+    /// '' removes it.
+    #[serde(default)]
+    client_secret: Option<String>,
+    #[serde(default)]
+    claims: Option<ClaimMap>,
+}
+
+fn checked_oidc(settings: &OidcSettings) -> Result<OidcSettings, ApiError> {
+    let issuer = settings.issuer.trim().trim_end_matches('/').to_owned();
+    let parsed = reqwest::Url::parse(&issuer)
+        .map_err(|e| ApiError::field("oidc.issuer", format!("not a URL: {e}")))?;
+    if !matches!(parsed.scheme(), "https" | "http")
+        || parsed.host_str().is_none()
+        || parsed.query().is_some()
+        || parsed.fragment().is_some()
+        || issuer.len() > 2048
+    {
+        return Err(ApiError::field(
+            "oidc.issuer",
+            "an http(s) URL without query or fragment, at most 2048 bytes",
+        ));
+    }
+    let client_id = text_field("oidc.clientId", &settings.client_id, 512)?;
+    if settings.scopes.len() > 20
+        || settings.scopes.iter().any(|s| {
+            s.is_empty()
+                || s.len() > 100
+                || !s
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+        })
+    {
+        return Err(ApiError::field(
+            "oidc.scopes",
+            "at most 20 scopes of printable ASCII without quotes or backslashes",
+        ));
+    }
+    Ok(OidcSettings {
+        issuer,
+        client_id,
+        scopes: settings.scopes.clone(),
+    })
+}
+
+fn checked_claims(map: &ClaimMap) -> Result<ClaimMap, ApiError> {
+    let name = |field: &str, v: &str| text_field(&format!("claims.{field}"), v, 256);
+    Ok(ClaimMap {
+        email: name("email", &map.email)?,
+        first_name: name("firstName", &map.first_name)?,
+        last_name: name("lastName", &map.last_name)?,
+        groups: map
+            .groups
+            .as_deref()
+            .map(|g| name("groups", g))
+            .transpose()?,
+        role: map.role.as_deref().map(|r| name("role", r)).transpose()?,
+    })
+}
+
+fn checked_role(role: &str) -> Result<Role, ApiError> {
+    match Role::parse(role) {
+        Some(Role::Owner) => Err(ApiError::field(
+            "defaultRole",
+            "an identity provider never makes owners: admin, member or read_only",
+        )),
+        Some(role) => Ok(role),
+        None => Err(ApiError::field("defaultRole", "admin, member or read_only")),
+    }
+}
+
+/// `settings` of a row: `{"oidc": …, "claims": …}`.
+fn settings(oidc: &OidcSettings, claims: &ClaimMap) -> Value {
+    json!({"oidc": oidc, "claims": claims})
+}
+
+fn redacted(row: &ConnectionRow) -> Value {
+    json!({"name": row.name, "kind": row.kind, "enabled": row.enabled,
+        "defaultRole": row.default_role.name(), "settings": row.settings,
+        "hasClientSecret": !row.secret.is_empty()})
+}
+
+fn sealed_secret(api: &Api, id: &str, secret: &str) -> Result<String, ApiError> {
+    if secret.is_empty() {
+        return Ok(String::new());
+    }
+    if secret.len() > 2048 {
+        return Err(ApiError::field("clientSecret", "at most 2048 bytes"));
+    }
+    api.store
+        .key()
+        .seal(secret, &sso::secret_context(id))
+        .map_err(|_| ApiError::Internal)
+}
+
+async fn list(State(api): State<Arc<Api>>, caller: Caller) -> Result<Response, ApiError> {
+    api.allow_workspace(&caller, Action::ManageMembers).await?;
+    let mut conn = api.store.read().await?;
+    let rows = store::list(&mut conn, &caller.workspace.id).await?;
+    let connections = rows
+        .iter()
+        .map(|r| view(&api, r))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(data(json!({ "ssoConnections": connections })))
+}
+
+async fn load(api: &Api, caller: &Caller, id: &str) -> Result<ConnectionRow, ApiError> {
+    let mut conn = api.store.read().await?;
+    store::get(&mut conn, &caller.workspace.id, id)
+        .await?
+        .ok_or_else(|| ApiError::missing("ssoConnection", id))
+}
+
+async fn one(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    super::Path(id): super::Path<String>,
+) -> Result<Response, ApiError> {
+    api.allow_workspace(&caller, Action::ManageMembers).await?;
+    let row = load(&api, &caller, &id).await?;
+    Ok(data(json!({ "ssoConnection": view(&api, &row)? })))
+}
+
+async fn create(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Body(body): Body<Wanted>,
+) -> Result<Response, ApiError> {
+    let name = text_field("name", body.name.as_deref().unwrap_or_default(), 100)?;
+    match body.kind.as_deref() {
+        Some("oidc") => {}
+        Some("saml") => {
+            return Err(ApiError::field(
+                "kind",
+                "SAML connections are not available yet in this build: use oidc",
+            ));
+        }
+        _ => return Err(ApiError::field("kind", "oidc")),
+    }
+    let Some(oidc) = body.oidc.as_ref() else {
+        return Err(ApiError::field("oidc", "issuer and clientId are required"));
+    };
+    let oidc = checked_oidc(oidc)?;
+    let claims = checked_claims(&body.claims.unwrap_or_else(ClaimMap::oidc))?;
+    let role = checked_role(body.default_role.as_deref().unwrap_or("read_only"))?;
+    owners_only(&api, &caller).await?;
+    let id = store::connection_id();
+    let row = ConnectionRow {
+        secret: sealed_secret(&api, &id, body.client_secret.as_deref().unwrap_or_default())?,
+        id,
+        workspace_id: caller.workspace.id.clone(),
+        kind: "oidc".into(),
+        name,
+        enabled: body.enabled.unwrap_or(true),
+        default_role: role,
+        settings: settings(&oidc, &claims),
+        created_at: caller.now,
+        updated_at: caller.now,
+    };
+    let mut change = api.store.change().await?;
+    store::put(change.conn(), &row).await?;
+    change
+        .record(caller.draft(
+            Kind::SsoConnectionCreate,
+            "sso_connection",
+            &row.id,
+            None,
+            Some(redacted(&row)),
+        ))
+        .await?;
+    change.commit().await?;
+    Ok(data(json!({ "ssoConnection": view(&api, &row)? })))
+}
+
+async fn update(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    super::Path(id): super::Path<String>,
+    Body(body): Body<Wanted>,
+) -> Result<Response, ApiError> {
+    owners_only(&api, &caller).await?;
+    let before = load(&api, &caller, &id).await?;
+    if body.kind.as_deref().is_some_and(|k| k != before.kind) {
+        return Err(ApiError::field(
+            "kind",
+            "a connection's kind does not change",
+        ));
+    }
+    let mut row = before.clone();
+    if let Some(name) = &body.name {
+        row.name = text_field("name", name, 100)?;
+    }
+    if let Some(enabled) = body.enabled {
+        row.enabled = enabled;
+    }
+    if let Some(role) = &body.default_role {
+        row.default_role = checked_role(role)?;
+    }
+    let oidc = match &body.oidc {
+        Some(o) => checked_oidc(o)?,
+        None => serde_json::from_value(before.settings.get("oidc").cloned().unwrap_or_default())
+            .map_err(|_| ApiError::Internal)?,
+    };
+    let claims = match &body.claims {
+        Some(c) => checked_claims(c)?,
+        None => sso::claim_map(&before)?,
+    };
+    row.settings = settings(&oidc, &claims);
+    if let Some(secret) = &body.client_secret {
+        row.secret = sealed_secret(&api, &id, secret)?;
+    }
+    row.updated_at = caller.now;
+    let mut change = api.store.change().await?;
+    if before.enabled && !row.enabled {
+        last_way_in(&mut change, &caller, &id).await?;
+    }
+    store::put(change.conn(), &row).await?;
+    change
+        .record(caller.draft(
+            Kind::SsoConnectionUpdate,
+            "sso_connection",
+            &id,
+            Some(redacted(&before)),
+            Some(redacted(&row)),
+        ))
+        .await?;
+    change.commit().await?;
+    Ok(data(json!({ "ssoConnection": view(&api, &row)? })))
+}
+
+/// While SSO is required, the last enabled connection stays (or nobody but the
+/// break-glass owners could sign in).
+async fn last_way_in(
+    change: &mut crate::control::store::Change,
+    caller: &Caller,
+    id: &str,
+) -> Result<(), ApiError> {
+    if !caller.workspace.sign_in.require_sso {
+        return Ok(());
+    }
+    let others = store::list(change.conn(), &caller.workspace.id)
+        .await?
+        .into_iter()
+        .filter(|c| c.enabled && c.id != id)
+        .count();
+    if others == 0 {
+        return Err(ApiError::Conflict(
+            "the workspace requires SSO and this is its last enabled connection: \
+             turn requireSso off first"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+async fn remove(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    super::Path(id): super::Path<String>,
+) -> Result<Response, ApiError> {
+    owners_only(&api, &caller).await?;
+    let before = load(&api, &caller, &id).await?;
+    let mut change = api.store.change().await?;
+    last_way_in(&mut change, &caller, &id).await?;
+    store::delete(change.conn(), &caller.workspace.id, &id).await?;
+    change
+        .record(caller.draft(
+            Kind::SsoConnectionDelete,
+            "sso_connection",
+            &id,
+            Some(redacted(&before)),
+            None,
+        ))
+        .await?;
+    change.commit().await?;
+    Ok(success())
+}
+
+async fn test(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    super::Path(id): super::Path<String>,
+) -> Result<Response, ApiError> {
+    owners_only(&api, &caller).await?;
+    let row = load(&api, &caller, &id).await?;
+    let begun = sso::begin(&api, &row, "", "/".into(), true, caller.now).await?;
+    let mut change = api.store.change().await?;
+    change
+        .record(caller.draft(
+            Kind::SsoConnectionTest,
+            "sso_connection",
+            &id,
+            None,
+            Some(json!({"testId": begun.flow})),
+        ))
+        .await?;
+    change.commit().await?;
+    Ok(data(json!({"url": begun.url, "testId": begun.flow})))
+}
+
+#[derive(Debug, Deserialize)]
+struct TestPath {
+    id: String,
+    #[serde(rename = "testId")]
+    test_id: String,
+}
+
+async fn test_result(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    super::Path(path): super::Path<TestPath>,
+) -> Result<Response, ApiError> {
+    owners_only(&api, &caller).await?;
+    let row = load(&api, &caller, &path.id).await?;
+    let mut conn = api.store.read().await?;
+    let flow = store::test_flow(&mut conn, &row.id, &path.test_id)
+        .await?
+        .ok_or_else(|| ApiError::missing("test", &path.test_id))?;
+    Ok(data(json!({
+        "finished": flow.result.is_some(),
+        "result": flow.result,
+        "expiresAt": flow.expires_at,
+    })))
+}

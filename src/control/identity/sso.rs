@@ -1,0 +1,948 @@
+//! Single sign-on: people of a workspace sign in through its identity provider
+//! (OpenID Connect now; SAML 2.0 shares everything here but the protocol).
+//!
+//! - `GET /auth/methods?workspace=<slug>`: how a workspace signs in (its enabled
+//!   connections, whether SSO is required), for a sign-in page.
+//! - `GET /auth/sso/{connectionId}?returnTo=/path`: starts a sign-in; the browser goes
+//!   to the provider, bound to this browser by a short-lived cookie.
+//! - `GET /auth/oidc/callback`: the provider sends the browser back; the sign-in is
+//!   checked, the person provisioned or updated ([`provision`]) and a session opened.
+//!
+//! Provisioning at sign-in (just in time): a person the connection has not seen is
+//! matched by email to a member, or created with the connection's default role
+//! (`read_only` unless set otherwise). The role claim, when mapped, sets their own role
+//! at each sign-in (never to or from owner); the groups claim sets their membership of
+//! the groups the identity provider manages (made by SCIM or SSO, never owner groups).
+//! A deactivated member stays out.
+
+pub mod oidc;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::header::{LOCATION, SET_COOKIE};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use subtle::ConstantTimeEq as _;
+
+use super::{session, signin};
+use crate::control::api::wire::Data;
+use crate::control::api::{Api, ApiError, Forbidden, client};
+use crate::control::audit::{Actor, Draft, Kind};
+use crate::control::policy::Role;
+use crate::control::store::sso::{self as store, ConnectionRow, FlowRow};
+use crate::control::store::users::{self, NewUser, UserRow};
+use crate::control::store::{Change, StoreError, groups, scim as scim_store, workspaces};
+use crate::control::token;
+
+/// How long a sign-in may take at the identity provider.
+pub const FLOW_LIFETIME: TimeDelta = TimeDelta::minutes(10);
+/// Longest `returnTo` path kept.
+const MAX_RETURN_TO: usize = 512;
+/// Most groups read from one sign-in's groups claim.
+pub const MAX_GROUPS: usize = 1_000;
+
+/// Which claim (OIDC) or attribute (SAML) carries what.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClaimMap {
+    /// The person's email (their account in Sluice).
+    pub email: String,
+    /// First name.
+    pub first_name: String,
+    /// Last name.
+    pub last_name: String,
+    /// Group names (each matched to a Sluice group, and so to a group mapping); none
+    /// to leave group membership alone.
+    #[serde(default)]
+    pub groups: Option<String>,
+    /// A workspace role (`admin`, `member`, `read_only`; never owner); none to leave
+    /// roles to Sluice and group mappings.
+    #[serde(default)]
+    pub role: Option<String>,
+}
+
+impl ClaimMap {
+    /// OpenID Connect's standard claims, and `groups`.
+    pub fn oidc() -> Self {
+        Self {
+            email: "email".into(),
+            first_name: "given_name".into(),
+            last_name: "family_name".into(),
+            groups: Some("groups".into()),
+            role: None,
+        }
+    }
+}
+
+/// What the identity provider said of a person, read through the claim map.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Profile {
+    /// Who they are at the provider (OIDC `sub`, SAML NameID).
+    pub subject: String,
+    /// Email, lower-cased ('' when none was sent).
+    pub email: String,
+    /// First name.
+    pub first_name: String,
+    /// Last name.
+    pub last_name: String,
+    /// Group names, when the groups claim is mapped and was sent.
+    pub groups: Option<Vec<String>>,
+    /// The role claim's value, when mapped and sent.
+    pub role: Option<String>,
+}
+
+fn text(value: Option<&Value>) -> Option<String> {
+    match value? {
+        Value::String(s) => Some(s.clone()),
+        Value::Array(items) => items.first().and_then(|v| v.as_str()).map(str::to_owned),
+        _ => None,
+    }
+}
+
+fn clean(text: &str, limit: usize) -> String {
+    text.chars()
+        .filter(|c| !c.is_control())
+        .take(limit)
+        .collect::<String>()
+        .trim()
+        .to_owned()
+}
+
+impl Profile {
+    /// Reads a profile from claims (OIDC) or attributes (SAML, each a list of values).
+    pub fn read(subject: &str, claims: &Map<String, Value>, map: &ClaimMap) -> Self {
+        let groups = map.groups.as_ref().and_then(|name| {
+            let list: Vec<String> = match claims.get(name)? {
+                Value::Array(items) => items
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .take(MAX_GROUPS)
+                    .map(|g| clean(g, 100))
+                    .filter(|g| !g.is_empty())
+                    .collect(),
+                Value::String(one) => vec![clean(one, 100)],
+                _ => return None,
+            };
+            Some(list)
+        });
+        Self {
+            subject: subject.to_owned(),
+            email: text(claims.get(&map.email))
+                .map(|e| clean(&e, 254).to_lowercase())
+                .unwrap_or_default(),
+            first_name: text(claims.get(&map.first_name))
+                .map(|n| clean(&n, 100))
+                .unwrap_or_default(),
+            last_name: text(claims.get(&map.last_name))
+                .map(|n| clean(&n, 100))
+                .unwrap_or_default(),
+            groups,
+            role: map
+                .role
+                .as_ref()
+                .and_then(|name| text(claims.get(name)))
+                .map(|r| clean(&r, 32)),
+        }
+    }
+
+    /// The role the role claim names, if it names one an identity provider may give
+    /// (never owner).
+    pub fn role(&self) -> Option<Role> {
+        self.role
+            .as_deref()
+            .and_then(|r| Role::parse(&r.to_lowercase()))
+            .filter(|r| *r != Role::Owner)
+    }
+}
+
+/// Why a sign-in through an identity provider is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    /// The provider sent no email (check the claim map).
+    #[error("the identity provider sent no email in the mapped claim")]
+    NoEmail,
+    /// The member is deactivated (by SCIM or an admin): SSO does not bring them back.
+    #[error("this account is deactivated in the workspace")]
+    Deactivated,
+    /// The email belongs to an account of another workspace.
+    #[error("this email belongs to an account outside this workspace")]
+    EmailElsewhere,
+    /// The connection is switched off.
+    #[error("this sign-in connection is disabled")]
+    Disabled,
+    /// The sign-in came back to another browser, late, twice, or never started.
+    #[error(
+        "this sign-in is unknown, expired, already used or was started in another browser: start again"
+    )]
+    Flow,
+    /// The provider's answer failed verification.
+    #[error("{0}")]
+    Provider(String),
+}
+
+impl From<Refused> for ApiError {
+    fn from(refused: Refused) -> Self {
+        ApiError::Forbidden(Forbidden::SignIn(format!(
+            "single sign-on refused: {refused}"
+        )))
+    }
+}
+
+/// What a sign-in changed of the person.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Outcome {
+    /// The member, as they are now.
+    #[serde(skip)]
+    pub user: Option<UserRow>,
+    /// Their id (`new` in a test, for someone who would be created).
+    pub user_id: String,
+    /// Created at this sign-in.
+    pub created: bool,
+    /// Their own role after.
+    pub role: String,
+    /// Groups joined.
+    pub joined: Vec<String>,
+    /// Groups left.
+    pub left: Vec<String>,
+}
+
+fn sso_draft(
+    connection: &ConnectionRow,
+    action: Kind,
+    kind: &str,
+    id: &str,
+    before: Option<Value>,
+    after: Option<Value>,
+    now: DateTime<Utc>,
+) -> Draft {
+    let mut after = after.unwrap_or_else(|| json!({}));
+    if let Some(map) = after.as_object_mut() {
+        map.insert("connectionId".into(), json!(connection.id));
+    }
+    Draft {
+        time: now,
+        actor: Actor::Sso,
+        action: action.name().into_owned(),
+        resource_type: kind.into(),
+        resource_id: id.into(),
+        before,
+        after: Some(after),
+        ip: None,
+        user_agent: None,
+    }
+}
+
+/// Applies a sign-in to the workspace: finds (by subject, then email) or creates the
+/// member, applies the role and groups claims, links the subject. With `dry_run` (a
+/// connection test) nothing is written; the outcome says what would be.
+pub async fn provision(
+    change: &mut Change,
+    connection: &ConnectionRow,
+    profile: &Profile,
+    dry_run: bool,
+    now: DateTime<Utc>,
+) -> Result<Outcome, ApiError> {
+    let ws = connection.workspace_id.clone();
+    let linked = store::identity(change.conn(), &connection.id, &profile.subject).await?;
+    let mut user = match linked {
+        Some(id) => users::get(change.conn(), &ws, &id).await?,
+        None => None,
+    };
+    if user.is_none() {
+        if profile.email.is_empty() {
+            return Err(Refused::NoEmail.into());
+        }
+        user = users::by_email(change.conn(), &ws, &profile.email).await?;
+    }
+    let mut created = false;
+    let user = match user {
+        Some(user) if !user.active => return Err(Refused::Deactivated.into()),
+        Some(user) => user,
+        None if dry_run => {
+            return Ok(Outcome {
+                user: None,
+                user_id: "new".into(),
+                created: true,
+                role: profile
+                    .role()
+                    .unwrap_or(connection.default_role)
+                    .name()
+                    .into(),
+                joined: profile.groups.clone().unwrap_or_default(),
+                left: Vec::new(),
+            });
+        }
+        None => {
+            if scim_store::email_taken(change.conn(), &profile.email).await? {
+                return Err(Refused::EmailElsewhere.into());
+            }
+            let role = profile.role().unwrap_or(connection.default_role);
+            let made = users::create(
+                change.conn(),
+                &ws,
+                NewUser {
+                    email: &profile.email,
+                    first_name: &profile.first_name,
+                    last_name: &profile.last_name,
+                    role,
+                    origin: "sso",
+                },
+                now,
+            )
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(_) => ApiError::from(Refused::EmailElsewhere),
+                other => other.into(),
+            })?;
+            change
+                .record(sso_draft(
+                    connection,
+                    Kind::UserProvision,
+                    "user",
+                    &made.id,
+                    None,
+                    Some(json!({"email": made.email, "role": role.name(), "origin": "sso"})),
+                    now,
+                ))
+                .await?;
+            created = true;
+            made
+        }
+    };
+    // The role claim sets their own role; owners are Sluice's to make and unmake.
+    let mut role = user.role;
+    if let Some(claimed) = profile.role()
+        && user.role != Role::Owner
+        && claimed != user.role
+    {
+        role = claimed;
+        if !dry_run {
+            users::set_role(change.conn(), &ws, &user.id, claimed).await?;
+            change
+                .record(sso_draft(
+                    connection,
+                    Kind::UserRoleUpdate,
+                    "user",
+                    &user.id,
+                    Some(json!({"role": user.role.name()})),
+                    Some(json!({"role": claimed.name()})),
+                    now,
+                ))
+                .await?;
+        }
+    }
+    let (joined, left) = match &profile.groups {
+        Some(names) => sync_groups(change, connection, &user.id, names, dry_run, now).await?,
+        None => (Vec::new(), Vec::new()),
+    };
+    if !dry_run {
+        store::link(
+            change.conn(),
+            &connection.id,
+            &profile.subject,
+            &user.id,
+            now,
+        )
+        .await?;
+    }
+    Ok(Outcome {
+        user_id: user.id.clone(),
+        user: Some(user),
+        created,
+        role: role.name().into(),
+        joined,
+        left,
+    })
+}
+
+/// Makes the person's membership of the identity provider's groups what `names` says:
+/// joins the named groups (a named group that does not exist is made when a group
+/// mapping names it), leaves the provider's groups not named. Groups made in Sluice
+/// and owner groups are left alone.
+async fn sync_groups(
+    change: &mut Change,
+    connection: &ConnectionRow,
+    user: &str,
+    names: &[String],
+    dry_run: bool,
+    now: DateTime<Utc>,
+) -> Result<(Vec<String>, Vec<String>), ApiError> {
+    let ws = connection.workspace_id.clone();
+    let managed = |g: &groups::GroupRow| {
+        (g.origin == "scim" || g.origin == "sso") && g.role != Some(Role::Owner)
+    };
+    let wanted: BTreeSet<&str> = names.iter().map(String::as_str).collect();
+    let current = groups::of_user(change.conn(), &ws, user).await?;
+    let mut joined = Vec::new();
+    for name in &wanted {
+        if current.iter().any(|g| g.name == *name) {
+            continue;
+        }
+        let group = match groups::by_name(change.conn(), &ws, name).await? {
+            Some(g) if managed(&g) => g,
+            Some(_) => continue,
+            None => {
+                let Some(role) = scim_store::mapped_role(change.conn(), &ws, name).await? else {
+                    continue;
+                };
+                if dry_run {
+                    joined.push((*name).to_owned());
+                    continue;
+                }
+                let made = groups::create(change.conn(), &ws, name, Some(role), "sso", now).await?;
+                change
+                    .record(sso_draft(
+                        connection,
+                        Kind::GroupCreate,
+                        "group",
+                        &made.id,
+                        None,
+                        Some(json!({"name": name, "role": role.name(), "origin": "sso"})),
+                        now,
+                    ))
+                    .await?;
+                made
+            }
+        };
+        joined.push(group.name.clone());
+        if !dry_run {
+            groups::add_member(change.conn(), &group.id, user).await?;
+            change
+                .record(sso_draft(
+                    connection,
+                    Kind::GroupMemberAdd,
+                    "group",
+                    &group.id,
+                    None,
+                    Some(json!({"userId": user})),
+                    now,
+                ))
+                .await?;
+        }
+    }
+    let mut left = Vec::new();
+    for group in current
+        .iter()
+        .filter(|g| managed(g) && !wanted.contains(g.name.as_str()))
+    {
+        left.push(group.name.clone());
+        if !dry_run {
+            groups::remove_member(change.conn(), &group.id, user).await?;
+            change
+                .record(sso_draft(
+                    connection,
+                    Kind::GroupMemberRemove,
+                    "group",
+                    &group.id,
+                    Some(json!({"userId": user})),
+                    None,
+                    now,
+                ))
+                .await?;
+        }
+    }
+    Ok((joined, left))
+}
+
+/// `/auth/methods`, `/auth/sso/{connectionId}`, `/auth/oidc/callback`.
+pub fn routes() -> Router<Arc<Api>> {
+    Router::new()
+        .route("/auth/methods", get(methods))
+        .route("/auth/sso/{connectionId}", get(start))
+        .route("/auth/oidc/callback", get(oidc_callback))
+}
+
+/// Where an OpenID Connect provider sends the browser back (register it at the
+/// provider as the redirect URI).
+pub fn oidc_redirect(public_url: &str) -> String {
+    format!("{}/auth/oidc/callback", public_url.trim_end_matches('/'))
+}
+
+/// The browser-binding cookie's name.
+fn flow_cookie(public_url: &str) -> &'static str {
+    if public_url.starts_with("https://") {
+        "__Host-sluice_sso"
+    } else {
+        "sluice_sso"
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct MethodsQuery {
+    #[serde(default)]
+    workspace: Option<String>,
+}
+
+/// `GET /auth/methods?workspace=<slug>`: the enabled connections and whether SSO is
+/// required (an unknown workspace answers like one with none: nothing to learn).
+async fn methods(
+    State(api): State<Arc<Api>>,
+    Query(query): Query<MethodsQuery>,
+) -> Result<Response, ApiError> {
+    let slug = query.workspace.unwrap_or_else(|| "default".into());
+    let mut conn = api.store.read().await?;
+    let (require_sso, connections) = match workspaces::by_slug(&mut conn, &slug).await? {
+        Some(ws) => (
+            ws.sign_in.require_sso,
+            store::list(&mut conn, &ws.id).await?,
+        ),
+        None => (false, Vec::new()),
+    };
+    let connections: Vec<Value> = connections
+        .iter()
+        .filter(|c| c.enabled)
+        .map(|c| json!({"id": c.id, "name": c.name, "kind": c.kind, "start": format!("/auth/sso/{}", c.id)}))
+        .collect();
+    Ok(axum::Json(Data {
+        data: json!({"requireSso": require_sso, "password": true, "connections": connections}),
+    })
+    .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StartQuery {
+    #[serde(default)]
+    return_to: Option<String>,
+}
+
+/// A path of this listener to go to after sign-in (`/` for anything else: never
+/// another host).
+fn safe_return(path: Option<&str>) -> String {
+    match path {
+        Some(p)
+            if p.starts_with('/')
+                && !p.starts_with("//")
+                && !p.contains('\\')
+                && p.len() <= MAX_RETURN_TO
+                && !p.chars().any(char::is_control) =>
+        {
+            p.to_owned()
+        }
+        _ => "/".into(),
+    }
+}
+
+/// A sign-in under way, as started by a browser or by a connection test.
+pub struct Begun {
+    /// The provider's URL to send the browser to.
+    pub url: String,
+    /// The flow's id.
+    pub flow: String,
+}
+
+/// Starts a sign-in through `connection`: the provider's URL, with the flow recorded.
+/// `browser` is the digest of the binding cookie ('' for a test).
+pub async fn begin(
+    api: &Api,
+    connection: &ConnectionRow,
+    browser: &str,
+    return_to: String,
+    test: bool,
+    now: DateTime<Utc>,
+) -> Result<Begun, ApiError> {
+    match connection.kind.as_str() {
+        "oidc" => {
+            let settings = oidc_settings(connection)?;
+            let secret = open_secret(api, connection)?;
+            let started = oidc::start(
+                &settings,
+                secret.as_ref().map(|s| s.expose()),
+                &oidc_redirect(&api.public_url),
+            )
+            .await
+            .map_err(|e| {
+                tracing::warn!(connection = %connection.id, error = %e, "OIDC sign-in could not start");
+                Refused::Provider(e.to_string())
+            })?;
+            let sealed = api
+                .store
+                .key()
+                .seal(&started.verifier, &format!("sso_flow:{}", connection.id))
+                .map_err(|_| ApiError::Internal)?;
+            let flow = token::digest_of(&started.state).to_hex();
+            let mut change = api.store.change().await?;
+            store::start_flow(
+                change.conn(),
+                &FlowRow {
+                    id: flow.clone(),
+                    connection_id: connection.id.clone(),
+                    browser: browser.to_owned(),
+                    nonce: started.nonce.clone(),
+                    verifier: sealed,
+                    return_to,
+                    test,
+                    created_at: now,
+                    expires_at: now + FLOW_LIFETIME,
+                    result: None,
+                },
+            )
+            .await?;
+            store::sweep(change.conn(), now).await?;
+            change.commit().await?;
+            Ok(Begun {
+                url: started.url,
+                flow,
+            })
+        }
+        other => Err(Refused::Provider(format!("{other} sign-in is not available")).into()),
+    }
+}
+
+fn open_secret(
+    api: &Api,
+    connection: &ConnectionRow,
+) -> Result<Option<crate::control::secret::Sensitive>, ApiError> {
+    if connection.secret.is_empty() {
+        return Ok(None);
+    }
+    api.store
+        .key()
+        .open(&connection.secret, &secret_context(&connection.id))
+        .map(Some)
+        .map_err(|e| {
+            tracing::error!(connection = %connection.id, error = %e, "an SSO client secret does not open");
+            ApiError::Internal
+        })
+}
+
+/// What a connection's client secret is sealed for.
+pub fn secret_context(connection: &str) -> String {
+    format!("sso_connection:{connection}:secret")
+}
+
+fn redirect(to: &str, cookie: Option<HeaderValue>, session: Option<HeaderValue>) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    if let Ok(location) = HeaderValue::from_str(to) {
+        response.headers_mut().insert(LOCATION, location);
+    }
+    for value in [cookie, session].into_iter().flatten() {
+        response.headers_mut().append(SET_COOKIE, value);
+    }
+    response
+}
+
+/// `GET /auth/sso/{connectionId}`: sends the browser to the identity provider.
+async fn start(
+    State(api): State<Arc<Api>>,
+    crate::control::api::Path(id): crate::control::api::Path<String>,
+    Query(query): Query<StartQuery>,
+) -> Result<Response, ApiError> {
+    let now = Utc::now();
+    let mut conn = api.store.read().await?;
+    let connection = store::by_id(&mut conn, &id).await?;
+    drop(conn);
+    let Some(connection) = connection else {
+        return Err(ApiError::missing("connection", &id));
+    };
+    if !connection.enabled {
+        return Err(Refused::Disabled.into());
+    }
+    let binding = token::random_base62(43).map_err(|_| ApiError::Internal)?;
+    let begun = begin(
+        &api,
+        &connection,
+        &session::digest(&binding),
+        safe_return(query.return_to.as_deref()),
+        false,
+        now,
+    )
+    .await?;
+    let secure = if api.public_url.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie = HeaderValue::from_str(&format!(
+        "{}={binding}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
+        flow_cookie(&api.public_url),
+        FLOW_LIFETIME.num_seconds()
+    ))
+    .ok();
+    Ok(redirect(&begun.url, cookie, None))
+}
+
+/// The binding cookie the browser brought back, if exactly one.
+fn binding(headers: &HeaderMap, public_url: &str) -> Option<String> {
+    let name = flow_cookie(public_url);
+    let mut found = None;
+    for header in headers.get_all(axum::http::header::COOKIE) {
+        let Ok(text) = header.to_str() else { continue };
+        for pair in text.split(';') {
+            if let Some((k, v)) = pair.trim().split_once('=')
+                && k == name
+            {
+                if found.is_some() {
+                    return None;
+                }
+                found = Some(v.to_owned());
+            }
+        }
+    }
+    found
+}
+
+#[derive(Debug, Deserialize)]
+struct Callback {
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    error_description: Option<String>,
+}
+
+/// `GET /auth/oidc/callback`: the provider's answer → a session (or, for a test, what
+/// the provider sent and how it maps).
+async fn oidc_callback(
+    State(api): State<Arc<Api>>,
+    parts: Parts,
+    Query(query): Query<Callback>,
+) -> Result<Response, ApiError> {
+    let now = Utc::now();
+    let (ip, user_agent) = client(&parts);
+    let Some(state) = query.state.filter(|s| s.len() <= 512) else {
+        return Err(Refused::Flow.into());
+    };
+    let mut change = api.store.change().await?;
+    let flow = store::take_flow(change.conn(), &token::digest_of(&state).to_hex(), now).await?;
+    change.commit().await?;
+    let Some(flow) = flow else {
+        return Err(Refused::Flow.into());
+    };
+    // A real sign-in must come back to the browser that started it (a test, started
+    // through the API, has no browser to bind).
+    if !flow.test {
+        let brought = binding(&parts.headers, &api.public_url)
+            .map(|b| session::digest(&b))
+            .unwrap_or_default();
+        if !bool::from(brought.as_bytes().ct_eq(flow.browser.as_bytes())) {
+            return Err(Refused::Flow.into());
+        }
+    }
+    let mut conn = api.store.read().await?;
+    let connection = store::by_id(&mut conn, &flow.connection_id).await?;
+    drop(conn);
+    let Some(connection) = connection else {
+        return Err(Refused::Flow.into());
+    };
+    let fail = |why: String| Refused::Provider(why);
+    if let Some(error) = query.error {
+        let detail = query.error_description.unwrap_or_default();
+        return Err(fail(format!("the identity provider answered {error}: {detail}")).into());
+    }
+    let Some(code) = query.code.filter(|c| c.len() <= 4096) else {
+        return Err(fail("the identity provider sent no code".into()).into());
+    };
+    let settings = oidc_settings(&connection)?;
+    let secret = open_secret(&api, &connection)?;
+    let verifier = api
+        .store
+        .key()
+        .open(&flow.verifier, &format!("sso_flow:{}", connection.id))
+        .map_err(|_| ApiError::Internal)?;
+    let verified = oidc::finish(
+        &settings,
+        secret.as_ref().map(|s| s.expose()),
+        &oidc_redirect(&api.public_url),
+        &code,
+        &flow.nonce,
+        verifier.expose(),
+    )
+    .await;
+    let verified = match verified {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(connection = %connection.id, error = %e, "OIDC sign-in refused");
+            let mut change = api.store.change().await?;
+            signin::refused(
+                &mut change,
+                "",
+                json!({"reason": "sso", "connectionId": connection.id, "detail": e.to_string()}),
+                ip,
+                user_agent,
+                now,
+            )
+            .await?;
+            if flow.test {
+                store::keep_result(
+                    change.conn(),
+                    &flow.id,
+                    &json!({"ok": false, "error": e.to_string()}),
+                )
+                .await?;
+            }
+            change.commit().await?;
+            return Err(fail(e.to_string()).into());
+        }
+    };
+    let map = claim_map(&connection)?;
+    let profile = Profile::read(&verified.subject, &verified.claims, &map);
+    complete(
+        &api,
+        &connection,
+        &flow,
+        profile,
+        verified.claims,
+        (ip, user_agent),
+        now,
+    )
+    .await
+}
+
+/// An OpenID Connect connection's settings.
+fn oidc_settings(connection: &ConnectionRow) -> Result<oidc::OidcSettings, ApiError> {
+    serde_json::from_value(connection.settings.get("oidc").cloned().unwrap_or_default())
+        .map_err(|e| Refused::Provider(format!("connection settings: {e}")).into())
+}
+
+/// A connection's claim map (its default when it has none).
+pub fn claim_map(connection: &ConnectionRow) -> Result<ClaimMap, ApiError> {
+    match connection.settings.get("claims") {
+        Some(map) => serde_json::from_value(map.clone())
+            .map_err(|e| Refused::Provider(format!("claim map: {e}")).into()),
+        None => Ok(ClaimMap::oidc()),
+    }
+}
+
+/// Ends a verified sign-in: a test keeps and shows what was sent and how it maps; a
+/// real one provisions the person and opens their session.
+pub async fn complete(
+    api: &Api,
+    connection: &ConnectionRow,
+    flow: &FlowRow,
+    profile: Profile,
+    sent: Map<String, Value>,
+    (ip, user_agent): (Option<String>, Option<String>),
+    now: DateTime<Utc>,
+) -> Result<Response, ApiError> {
+    let mut change = api.store.change().await?;
+    if flow.test {
+        let outcome = provision(&mut change, connection, &profile, true, now).await;
+        let result = match outcome {
+            Ok(outcome) => {
+                json!({"ok": true, "sent": sent, "profile": profile, "outcome": outcome})
+            }
+            Err(e) => {
+                json!({"ok": false, "sent": sent, "profile": profile, "error": e.to_string()})
+            }
+        };
+        store::keep_result(change.conn(), &flow.id, &result).await?;
+        change.commit().await?;
+        return Ok(axum::Json(Data { data: result }).into_response());
+    }
+    if !connection.enabled {
+        return Err(Refused::Disabled.into());
+    }
+    let outcome = provision(&mut change, connection, &profile, false, now).await;
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => {
+            drop(change);
+            let mut change = api.store.change().await?;
+            signin::refused(
+                &mut change,
+                "",
+                json!({"reason": "sso", "connectionId": connection.id, "detail": e.to_string()}),
+                ip,
+                user_agent,
+                now,
+            )
+            .await?;
+            change.commit().await?;
+            return Err(e);
+        }
+    };
+    let Some(user) = outcome.user else {
+        return Err(ApiError::Internal);
+    };
+    let Some(workspace) = workspaces::get(change.conn(), &connection.workspace_id).await? else {
+        return Err(ApiError::Internal);
+    };
+    let opened = signin::open(
+        &mut change,
+        signin::Opening {
+            workspace: &workspace,
+            user_id: &user.id,
+            method: &connection.kind,
+            detail: json!({"connectionId": connection.id, "created": outcome.created}),
+            ip,
+            user_agent,
+        },
+        now,
+    )
+    .await?;
+    change.commit().await?;
+    let clear = HeaderValue::from_str(&format!(
+        "{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0",
+        flow_cookie(&api.public_url)
+    ))
+    .ok();
+    Ok(redirect(
+        &flow.return_to,
+        clear,
+        opened.cookie(&api.public_url),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_paths_of_this_listener_are_returned_to() {
+        assert_eq!(safe_return(Some("/sources?x=1")), "/sources?x=1");
+        for bad in [
+            "//evil.example/",
+            "https://evil.example/",
+            "/\\evil",
+            "relative",
+            "",
+        ] {
+            assert_eq!(safe_return(Some(bad)), "/", "{bad}");
+        }
+        assert_eq!(safe_return(None), "/");
+    }
+
+    #[test]
+    fn a_profile_reads_mapped_claims_and_never_an_owner_role() {
+        let claims = json!({
+            "sub": "s", "email": " Alice@Example.COM ", "given_name": "Alice",
+            "family_name": "Liddell", "groups": ["segment-analysts", "x\u{0007}y"],
+            "sluice_role": "owner"
+        });
+        let Value::Object(claims) = claims else {
+            unreachable!()
+        };
+        let mut map = ClaimMap::oidc();
+        map.role = Some("sluice_role".into());
+        let p = Profile::read("s", &claims, &map);
+        assert_eq!(p.email, "alice@example.com");
+        assert_eq!(
+            p.groups.as_deref(),
+            Some(&["segment-analysts".to_owned(), "xy".to_owned()][..])
+        );
+        assert_eq!(p.role(), None, "an identity provider never makes owners");
+        let mut claims = claims;
+        claims.insert("sluice_role".into(), json!("Admin"));
+        assert_eq!(Profile::read("s", &claims, &map).role(), Some(Role::Admin));
+        map.groups = None;
+        assert_eq!(
+            Profile::read("s", &claims, &map).groups,
+            None,
+            "unmapped: left alone"
+        );
+    }
+}
