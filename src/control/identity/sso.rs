@@ -766,25 +766,21 @@ async fn oidc_callback(
         Ok(v) => v,
         Err(e) => {
             tracing::warn!(connection = %connection.id, error = %e, "OIDC sign-in refused");
-            let mut change = api.store.change().await?;
-            signin::refused(
-                &mut change,
-                "",
-                json!({"reason": "sso", "connectionId": connection.id, "detail": e.to_string()}),
-                ip,
-                user_agent,
+            let kept = flow.test.then(|| {
+                (
+                    flow.id.as_str(),
+                    json!({"ok": false, "error": e.to_string()}),
+                )
+            });
+            audit_refusal(
+                &api,
+                &connection,
+                &e.to_string(),
+                kept,
+                (ip, user_agent),
                 now,
             )
             .await?;
-            if flow.test {
-                store::keep_result(
-                    change.conn(),
-                    &flow.id,
-                    &json!({"ok": false, "error": e.to_string()}),
-                )
-                .await?;
-            }
-            change.commit().await?;
             return Err(fail(e.to_string()).into());
         }
     };
@@ -806,6 +802,32 @@ async fn oidc_callback(
 fn oidc_settings(connection: &ConnectionRow) -> Result<oidc::OidcSettings, ApiError> {
     serde_json::from_value(connection.settings.get("oidc").cloned().unwrap_or_default())
         .map_err(|e| Refused::Provider(format!("connection settings: {e}")).into())
+}
+
+/// Audits a refused SSO sign-in (and keeps a failed test's result, when `kept`).
+async fn audit_refusal(
+    api: &Api,
+    connection: &ConnectionRow,
+    detail: &str,
+    kept: Option<(&str, Value)>,
+    (ip, user_agent): (Option<String>, Option<String>),
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    let mut change = api.store.change().await?;
+    signin::refused(
+        &mut change,
+        "",
+        json!({"reason": "sso", "connectionId": connection.id, "detail": detail}),
+        ip,
+        user_agent,
+        now,
+    )
+    .await?;
+    if let Some((flow, result)) = kept {
+        store::keep_result(change.conn(), flow, &result).await?;
+    }
+    change.commit().await?;
+    Ok(())
 }
 
 /// A connection's claim map (its default when it has none).
@@ -851,17 +873,7 @@ pub async fn complete(
         Ok(o) => o,
         Err(e) => {
             drop(change);
-            let mut change = api.store.change().await?;
-            signin::refused(
-                &mut change,
-                "",
-                json!({"reason": "sso", "connectionId": connection.id, "detail": e.to_string()}),
-                ip,
-                user_agent,
-                now,
-            )
-            .await?;
-            change.commit().await?;
+            audit_refusal(api, connection, &e.to_string(), None, (ip, user_agent), now).await?;
             return Err(e);
         }
     };

@@ -11,9 +11,9 @@ use std::time::Duration;
 use base64::Engine as _;
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
 use openidconnect::{
-    AccessTokenHash, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce,
-    OAuth2TokenResponse as _, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
-    TokenResponse as _,
+    AccessTokenHash, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet,
+    EndpointNotSet, EndpointSet, IssuerUrl, Nonce, OAuth2TokenResponse as _, PkceCodeChallenge,
+    PkceCodeVerifier, RedirectUrl, Scope, TokenResponse as _,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -168,6 +168,33 @@ fn chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// The client of a discovered provider, as this connection.
+type Client = CoreClient<
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointMaybeSet,
+    EndpointMaybeSet,
+>;
+
+/// Discovers the provider and builds its client for this connection and redirect.
+async fn connect(
+    settings: &OidcSettings,
+    secret: Option<&str>,
+    redirect: &str,
+) -> Result<Client, OidcError> {
+    let metadata = discover(settings).await?;
+    let redirect = RedirectUrl::new(redirect.to_owned())
+        .map_err(|e| OidcError::Settings(format!("redirect URL: {e}")))?;
+    Ok(CoreClient::from_provider_metadata(
+        metadata,
+        ClientId::new(settings.client_id.clone()),
+        secret.map(|s| ClientSecret::new(s.to_owned())),
+    )
+    .set_redirect_uri(redirect))
+}
+
 /// Discovers the provider and builds the authorization URL (PKCE S256, fresh `state`
 /// and `nonce`).
 pub async fn start(
@@ -175,15 +202,7 @@ pub async fn start(
     secret: Option<&str>,
     redirect: &str,
 ) -> Result<Started, OidcError> {
-    let metadata = discover(settings).await?;
-    let redirect = RedirectUrl::new(redirect.to_owned())
-        .map_err(|e| OidcError::Settings(format!("redirect URL: {e}")))?;
-    let client = CoreClient::from_provider_metadata(
-        metadata,
-        ClientId::new(settings.client_id.clone()),
-        secret.map(|s| ClientSecret::new(s.to_owned())),
-    )
-    .set_redirect_uri(redirect);
+    let client = connect(settings, secret, redirect).await?;
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let mut request = client.authorize_url(
         CoreAuthenticationFlow::AuthorizationCode,
@@ -212,15 +231,7 @@ pub async fn finish(
     nonce: &str,
     verifier: &str,
 ) -> Result<Verified, OidcError> {
-    let metadata = discover(settings).await?;
-    let redirect = RedirectUrl::new(redirect.to_owned())
-        .map_err(|e| OidcError::Settings(format!("redirect URL: {e}")))?;
-    let client = CoreClient::from_provider_metadata(
-        metadata,
-        ClientId::new(settings.client_id.clone()),
-        secret.map(|s| ClientSecret::new(s.to_owned())),
-    )
-    .set_redirect_uri(redirect);
+    let client = connect(settings, secret, redirect).await?;
     let tokens = client
         .exchange_code(AuthorizationCode::new(code.to_owned()))
         .map_err(|e| OidcError::Settings(e.to_string()))?
