@@ -152,6 +152,30 @@ impl Api {
         )
     }
 
+    /// `POST /auth/login` with `body`, from loopback address `127.0.0.{from}` (each
+    /// address has its own sign-in budget): the status, the body and the session
+    /// cookie's `name=value` when one was set.
+    pub async fn login(&self, from: u8, body: Value) -> (StatusCode, Value, Option<String>) {
+        let http = reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from([127, 0, 0, from]))
+            .build()
+            .expect("client");
+        let response = http
+            .post(format!("{}/auth/login", self.base))
+            .json(&body)
+            .send()
+            .await
+            .expect("login");
+        let status = response.status();
+        let cookie = response
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(str::to_owned);
+        (status, response.json().await.unwrap_or(Value::Null), cookie)
+    }
+
     /// Accepts a one-time link; returns the new user's token.
     pub async fn accept(&self, link: &str, email: &str) -> (StatusCode, Value) {
         let response = self
