@@ -10,6 +10,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::browser::{Browser, location};
 use common::control::{Api, server};
 use common::databases::{self, TestDb};
 use reqwest::{Method, StatusCode};
@@ -97,68 +98,6 @@ impl Provider {
             .status();
         assert_eq!(status, StatusCode::NO_CONTENT);
     }
-}
-
-/// A browser: follows no redirects, keeps the cookies it is given by hand.
-struct Browser {
-    http: reqwest::Client,
-    cookies: Vec<String>,
-}
-
-impl Browser {
-    fn new() -> Self {
-        sluice::tls::install_crypto_provider();
-        Self {
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("client"),
-            cookies: Vec::new(),
-        }
-    }
-
-    fn keep(&mut self, response: &reqwest::Response) {
-        for value in response.headers().get_all("set-cookie") {
-            let pair = value
-                .to_str()
-                .ok()
-                .and_then(|c| c.split(';').next())
-                .unwrap_or_default()
-                .to_owned();
-            let name = pair.split('=').next().unwrap_or_default().to_owned();
-            self.cookies.retain(|c| !c.starts_with(&format!("{name}=")));
-            if !pair.ends_with('=') {
-                self.cookies.push(pair);
-            }
-        }
-    }
-
-    async fn get(&mut self, url: &str) -> reqwest::Response {
-        let response = self
-            .http
-            .get(url)
-            .header("cookie", self.cookies.join("; "))
-            .send()
-            .await
-            .expect("get");
-        self.keep(&response);
-        response
-    }
-
-    fn session(&self) -> Option<&String> {
-        self.cookies
-            .iter()
-            .find(|c| c.starts_with("sluice_session="))
-    }
-}
-
-fn location(response: &reqwest::Response) -> String {
-    response
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .expect("a redirect")
-        .to_owned()
 }
 
 /// Signs `sub` in at the provider's authorization page (what the person's click does):

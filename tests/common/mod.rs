@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use sluice::config::Config;
 
+pub mod browser;
 pub mod control;
 pub mod databases;
 pub mod receiver;

@@ -21,6 +21,7 @@ use super::provisioning::owners_only;
 use super::{Api, ApiError, Body, Caller, data, success, text_field};
 use crate::control::audit::Kind;
 use crate::control::identity::sso::oidc::OidcSettings;
+use crate::control::identity::sso::saml::{self, SamlSettings};
 use crate::control::identity::sso::{self, ClaimMap};
 use crate::control::policy::{Action, Role};
 use crate::control::store::sso::{self as store, ConnectionRow};
@@ -51,10 +52,16 @@ struct Connection {
     default_role: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     oidc: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    saml: Option<Value>,
     claims: ClaimMap,
     has_client_secret: bool,
-    /// Register this at the identity provider.
-    redirect_uri: String,
+    /// OpenID Connect: register this at the identity provider.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    redirect_uri: Option<String>,
+    /// SAML: this service provider, to register at the identity provider.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service_provider: Option<Value>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -67,9 +74,19 @@ fn view(api: &Api, row: &ConnectionRow) -> Result<Connection, ApiError> {
         enabled: row.enabled,
         default_role: row.default_role.name().into(),
         oidc: row.settings.get("oidc").cloned(),
+        saml: row.settings.get("saml").cloned(),
         claims: sso::claim_map(row)?,
         has_client_secret: !row.secret.is_empty(),
-        redirect_uri: sso::oidc_redirect(&api.public_url),
+        redirect_uri: (row.kind == "oidc").then(|| sso::oidc_redirect(&api.public_url)),
+        service_provider: (row.kind == "saml").then(|| {
+            let entity = saml::sp_entity_id(&api.public_url, &row.id);
+            json!({
+                "entityId": entity,
+                "metadataUrl": entity,
+                "acsUrl": saml::acs_url(&api.public_url, &row.id),
+                "nameIdFormat": "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress",
+            })
+        }),
         created_at: row.created_at,
         updated_at: row.updated_at,
     })
@@ -88,11 +105,71 @@ struct Wanted {
     default_role: Option<String>,
     #[serde(default)]
     oidc: Option<OidcSettings>,
+    #[serde(default)]
+    saml: Option<SamlInput>,
     /// '' removes it.
     #[serde(default)]
     client_secret: Option<String>,
     #[serde(default)]
     claims: Option<ClaimMap>,
+}
+
+/// SAML settings as given: the identity provider's metadata XML, or its fields (which
+/// also override what the metadata says).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SamlInput {
+    #[serde(default)]
+    metadata_xml: Option<String>,
+    #[serde(default)]
+    idp_entity_id: Option<String>,
+    #[serde(default)]
+    sso_url: Option<String>,
+    #[serde(default)]
+    certificates: Option<Vec<String>>,
+    #[serde(default)]
+    allow_idp_initiated: Option<bool>,
+    #[serde(default)]
+    want_assertions_signed: Option<bool>,
+}
+
+/// The SAML settings `input` makes of `before` (none for a new connection).
+fn checked_saml(input: &SamlInput, before: Option<SamlSettings>) -> Result<SamlSettings, ApiError> {
+    let field = |e: saml::SamlError| ApiError::field("saml", e.to_string());
+    let mut settings = match (&input.metadata_xml, before) {
+        (Some(xml), before) => {
+            let mut read = saml::from_metadata(xml).map_err(field)?;
+            if let Some(before) = before {
+                read.allow_idp_initiated = before.allow_idp_initiated;
+                read.want_assertions_signed = before.want_assertions_signed;
+            }
+            read
+        }
+        (None, Some(before)) => before,
+        (None, None) => SamlSettings {
+            idp_entity_id: String::new(),
+            sso_url: String::new(),
+            certificates: Vec::new(),
+            allow_idp_initiated: false,
+            want_assertions_signed: false,
+        },
+    };
+    if let Some(entity) = &input.idp_entity_id {
+        settings.idp_entity_id.clone_from(entity);
+    }
+    if let Some(url) = &input.sso_url {
+        settings.sso_url.clone_from(url);
+    }
+    if let Some(certificates) = &input.certificates {
+        settings.certificates.clone_from(certificates);
+    }
+    if let Some(allow) = input.allow_idp_initiated {
+        settings.allow_idp_initiated = allow;
+    }
+    if let Some(want) = input.want_assertions_signed {
+        settings.want_assertions_signed = want;
+    }
+    saml::checked(&settings).map_err(field)
 }
 
 fn checked_oidc(settings: &OidcSettings) -> Result<OidcSettings, ApiError> {
@@ -158,9 +235,18 @@ fn checked_role(role: &str) -> Result<Role, ApiError> {
     }
 }
 
-/// `settings` of a row: `{"oidc": …, "claims": …}`.
-fn settings(oidc: &OidcSettings, claims: &ClaimMap) -> Value {
-    json!({"oidc": oidc, "claims": claims})
+/// A connection's protocol settings, checked.
+enum Protocol {
+    Oidc(OidcSettings),
+    Saml(SamlSettings),
+}
+
+/// `settings` of a row: `{"oidc" or "saml": …, "claims": …}`.
+fn settings(protocol: &Protocol, claims: &ClaimMap) -> Value {
+    match protocol {
+        Protocol::Oidc(oidc) => json!({"oidc": oidc, "claims": claims}),
+        Protocol::Saml(saml) => json!({"saml": saml, "claims": claims}),
+    }
 }
 
 fn redacted(row: &ConnectionRow) -> Value {
@@ -216,21 +302,31 @@ async fn create(
     Body(body): Body<Wanted>,
 ) -> Result<Response, ApiError> {
     let name = text_field("name", body.name.as_deref().unwrap_or_default(), 100)?;
-    match body.kind.as_deref() {
-        Some("oidc") => {}
-        Some("saml") => {
-            return Err(ApiError::field(
-                "kind",
-                "SAML connections are not available yet in this build: use oidc",
-            ));
+    let (kind, protocol) = match body.kind.as_deref() {
+        Some("oidc") => {
+            let Some(oidc) = body.oidc.as_ref() else {
+                return Err(ApiError::field("oidc", "issuer and clientId are required"));
+            };
+            ("oidc", Protocol::Oidc(checked_oidc(oidc)?))
         }
-        _ => return Err(ApiError::field("kind", "oidc")),
-    }
-    let Some(oidc) = body.oidc.as_ref() else {
-        return Err(ApiError::field("oidc", "issuer and clientId are required"));
+        Some("saml") => {
+            let Some(input) = body.saml.as_ref() else {
+                return Err(ApiError::field(
+                    "saml",
+                    "metadataXml, or idpEntityId, ssoUrl and certificates",
+                ));
+            };
+            ("saml", Protocol::Saml(checked_saml(input, None)?))
+        }
+        _ => return Err(ApiError::field("kind", "oidc or saml")),
     };
-    let oidc = checked_oidc(oidc)?;
-    let claims = checked_claims(&body.claims.unwrap_or_else(ClaimMap::oidc))?;
+    if kind == "saml" && body.client_secret.as_deref().is_some_and(|s| !s.is_empty()) {
+        return Err(ApiError::field(
+            "clientSecret",
+            "a SAML connection has no client secret",
+        ));
+    }
+    let claims = checked_claims(&body.claims.unwrap_or_else(|| ClaimMap::default_for(kind)))?;
     let role = checked_role(body.default_role.as_deref().unwrap_or("read_only"))?;
     owners_only(&api, &caller).await?;
     let id = store::connection_id();
@@ -238,11 +334,11 @@ async fn create(
         secret: sealed_secret(&api, &id, body.client_secret.as_deref().unwrap_or_default())?,
         id,
         workspace_id: caller.workspace.id.clone(),
-        kind: "oidc".into(),
+        kind: kind.into(),
         name,
         enabled: body.enabled.unwrap_or(true),
         default_role: role,
-        settings: settings(&oidc, &claims),
+        settings: settings(&protocol, &claims),
         created_at: caller.now,
         updated_at: caller.now,
     };
@@ -285,17 +381,39 @@ async fn update(
     if let Some(role) = &body.default_role {
         row.default_role = checked_role(role)?;
     }
-    let oidc = match &body.oidc {
-        Some(o) => checked_oidc(o)?,
-        None => serde_json::from_value(before.settings.get("oidc").cloned().unwrap_or_default())
-            .map_err(|_| ApiError::Internal)?,
+    let stored = |name: &str| before.settings.get(name).cloned().unwrap_or_default();
+    let protocol = match (before.kind.as_str(), &body.oidc, &body.saml) {
+        ("oidc", _, Some(_)) | ("saml", Some(_), _) => {
+            return Err(ApiError::field(
+                "kind",
+                "settings of the other kind: a connection's kind does not change",
+            ));
+        }
+        ("oidc", Some(o), _) => Protocol::Oidc(checked_oidc(o)?),
+        ("oidc", None, _) => {
+            Protocol::Oidc(serde_json::from_value(stored("oidc")).map_err(|_| ApiError::Internal)?)
+        }
+        (_, _, input) => {
+            let kept: SamlSettings =
+                serde_json::from_value(stored("saml")).map_err(|_| ApiError::Internal)?;
+            match input {
+                Some(input) => Protocol::Saml(checked_saml(input, Some(kept))?),
+                None => Protocol::Saml(kept),
+            }
+        }
     };
     let claims = match &body.claims {
         Some(c) => checked_claims(c)?,
         None => sso::claim_map(&before)?,
     };
-    row.settings = settings(&oidc, &claims);
+    row.settings = settings(&protocol, &claims);
     if let Some(secret) = &body.client_secret {
+        if row.kind == "saml" && !secret.is_empty() {
+            return Err(ApiError::field(
+                "clientSecret",
+                "a SAML connection has no client secret",
+            ));
+        }
         row.secret = sealed_secret(&api, &id, secret)?;
     }
     row.updated_at = caller.now;

@@ -1,5 +1,5 @@
 //! Single sign-on: people of a workspace sign in through its identity provider
-//! (OpenID Connect now; SAML 2.0 shares everything here but the protocol).
+//! (OpenID Connect or SAML 2.0; everything here but the protocol is shared).
 //!
 //! - `GET /auth/methods?workspace=<slug>`: how a workspace signs in (its enabled
 //!   connections, whether SSO is required), for a sign-in page.
@@ -7,6 +7,9 @@
 //!   to the provider, bound to this browser by a short-lived cookie.
 //! - `GET /auth/oidc/callback`: the provider sends the browser back; the sign-in is
 //!   checked, the person provisioned or updated ([`provision`]) and a session opened.
+//! - `GET /auth/saml/{connectionId}/metadata`: the service provider's metadata, and
+//!   `POST /auth/saml/{connectionId}/acs`: where the identity provider posts its
+//!   response (started here or, when the connection allows it, at the provider).
 //!
 //! Provisioning at sign-in (just in time): a person the connection has not seen is
 //! matched by email to a member, or created with the connection's default role
@@ -16,6 +19,7 @@
 //! A deactivated member stays out.
 
 pub mod oidc;
+pub mod saml;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -78,6 +82,27 @@ impl ClaimMap {
             last_name: "family_name".into(),
             groups: Some("groups".into()),
             role: None,
+        }
+    }
+
+    /// The attribute names the reference maps for SAML (`email`, `firstName`,
+    /// `lastName`, `groups`); the NameID stands in for a missing email.
+    pub fn saml() -> Self {
+        Self {
+            email: "email".into(),
+            first_name: "firstName".into(),
+            last_name: "lastName".into(),
+            groups: Some("groups".into()),
+            role: None,
+        }
+    }
+
+    /// The default map of a connection kind.
+    pub fn default_for(kind: &str) -> Self {
+        if kind == "saml" {
+            Self::saml()
+        } else {
+            Self::oidc()
         }
     }
 }
@@ -454,12 +479,18 @@ async fn sync_groups(
     Ok((joined, left))
 }
 
-/// `/auth/methods`, `/auth/sso/{connectionId}`, `/auth/oidc/callback`.
+/// `/auth/methods`, `/auth/sso/{connectionId}`, `/auth/oidc/callback`, and the SAML
+/// service provider's `/auth/saml/{connectionId}/metadata` and `…/acs`.
 pub fn routes() -> Router<Arc<Api>> {
     Router::new()
         .route("/auth/methods", get(methods))
         .route("/auth/sso/{connectionId}", get(start))
         .route("/auth/oidc/callback", get(oidc_callback))
+        .route("/auth/saml/{connectionId}/metadata", get(saml_metadata))
+        .route(
+            "/auth/saml/{connectionId}/acs",
+            axum::routing::post(saml_acs),
+        )
 }
 
 /// Where an OpenID Connect provider sends the browser back (register it at the
@@ -595,6 +626,38 @@ pub async fn begin(
                 flow,
             })
         }
+        "saml" => {
+            let settings = saml_settings(connection)?;
+            let id = saml::request_id().map_err(|_| ApiError::Internal)?;
+            let url = saml::authn_request_url(
+                &settings,
+                &saml::sp_entity_id(&api.public_url, &connection.id),
+                &saml::acs_url(&api.public_url, &connection.id),
+                &id,
+                now,
+            )
+            .map_err(|e| Refused::Provider(e.to_string()))?;
+            let mut change = api.store.change().await?;
+            store::start_flow(
+                change.conn(),
+                &FlowRow {
+                    id: id.clone(),
+                    connection_id: connection.id.clone(),
+                    browser: browser.to_owned(),
+                    nonce: String::new(),
+                    verifier: String::new(),
+                    return_to,
+                    test,
+                    created_at: now,
+                    expires_at: now + FLOW_LIFETIME,
+                    result: None,
+                },
+            )
+            .await?;
+            store::sweep(change.conn(), now).await?;
+            change.commit().await?;
+            Ok(Begun { url, flow: id })
+        }
         other => Err(Refused::Provider(format!("{other} sign-in is not available")).into()),
     }
 }
@@ -658,13 +721,16 @@ async fn start(
         now,
     )
     .await?;
-    let secure = if api.public_url.starts_with("https://") {
-        "; Secure"
-    } else {
-        ""
+    // A SAML response comes back in a cross-site POST, which a Lax cookie does not
+    // follow: on TLS the binding cookie is SameSite=None (with Secure, as browsers ask).
+    let tls = api.public_url.starts_with("https://");
+    let attributes = match (tls, connection.kind.as_str()) {
+        (true, "saml") => "SameSite=None; Secure",
+        (true, _) => "SameSite=Lax; Secure",
+        (false, _) => "SameSite=Lax",
     };
     let cookie = HeaderValue::from_str(&format!(
-        "{}={binding}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
+        "{}={binding}; Path=/; HttpOnly; {attributes}; Max-Age={}",
         flow_cookie(&api.public_url),
         FLOW_LIFETIME.num_seconds()
     ))
@@ -690,6 +756,18 @@ fn binding(headers: &HeaderMap, public_url: &str) -> Option<String> {
         }
     }
     found
+}
+
+/// A real sign-in must come back to the browser that started it (a test, started
+/// through the API, has no browser to bind).
+fn same_browser(flow: &FlowRow, headers: &HeaderMap, public_url: &str) -> bool {
+    if flow.test {
+        return true;
+    }
+    let brought = binding(headers, public_url)
+        .map(|b| session::digest(&b))
+        .unwrap_or_default();
+    bool::from(brought.as_bytes().ct_eq(flow.browser.as_bytes()))
 }
 
 #[derive(Debug, Deserialize)]
@@ -722,15 +800,8 @@ async fn oidc_callback(
     let Some(flow) = flow else {
         return Err(Refused::Flow.into());
     };
-    // A real sign-in must come back to the browser that started it (a test, started
-    // through the API, has no browser to bind).
-    if !flow.test {
-        let brought = binding(&parts.headers, &api.public_url)
-            .map(|b| session::digest(&b))
-            .unwrap_or_default();
-        if !bool::from(brought.as_bytes().ct_eq(flow.browser.as_bytes())) {
-            return Err(Refused::Flow.into());
-        }
+    if !same_browser(&flow, &parts.headers, &api.public_url) {
+        return Err(Refused::Flow.into());
     }
     let mut conn = api.store.read().await?;
     let connection = store::by_id(&mut conn, &flow.connection_id).await?;
@@ -804,6 +875,185 @@ fn oidc_settings(connection: &ConnectionRow) -> Result<oidc::OidcSettings, ApiEr
         .map_err(|e| Refused::Provider(format!("connection settings: {e}")).into())
 }
 
+/// A SAML connection's settings.
+fn saml_settings(connection: &ConnectionRow) -> Result<saml::SamlSettings, ApiError> {
+    serde_json::from_value(connection.settings.get("saml").cloned().unwrap_or_default())
+        .map_err(|e| Refused::Provider(format!("connection settings: {e}")).into())
+}
+
+/// A SAML connection by id (any other id answers like a missing one).
+async fn saml_connection(api: &Api, id: &str) -> Result<ConnectionRow, ApiError> {
+    let mut conn = api.store.read().await?;
+    store::by_id(&mut conn, id)
+        .await?
+        .filter(|c| c.kind == "saml")
+        .ok_or_else(|| ApiError::missing("connection", id))
+}
+
+/// `GET /auth/saml/{connectionId}/metadata`: this service provider, for the identity
+/// provider (entity id, ACS URL with HTTP-POST, NameID format email).
+async fn saml_metadata(
+    State(api): State<Arc<Api>>,
+    crate::control::api::Path(id): crate::control::api::Path<String>,
+) -> Result<Response, ApiError> {
+    let connection = saml_connection(&api, &id).await?;
+    let settings = saml_settings(&connection)?;
+    let xml = saml::sp_metadata(
+        &saml::sp_entity_id(&api.public_url, &connection.id),
+        &saml::acs_url(&api.public_url, &connection.id),
+        settings.want_assertions_signed,
+    );
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/samlmetadata+xml",
+        )],
+        xml,
+    )
+        .into_response())
+}
+
+/// The ACS form (HTTP-POST binding).
+#[derive(Debug, Deserialize)]
+struct AcsForm {
+    #[serde(rename = "SAMLResponse")]
+    saml_response: String,
+    #[serde(rename = "RelayState", default)]
+    relay_state: Option<String>,
+}
+
+/// How a refused SAML response is answered: input that is not a SAML response at all
+/// is a 400; anything else a refused sign-in (403).
+fn saml_refusal(error: &saml::SamlError) -> ApiError {
+    match error {
+        saml::SamlError::Encoding(_) | saml::SamlError::Xml(_) => {
+            ApiError::field("SAMLResponse", error.to_string())
+        }
+        _ => Refused::Provider(error.to_string()).into(),
+    }
+}
+
+/// `POST /auth/saml/{connectionId}/acs`: the identity provider's response → a session
+/// (or, for a test, what it sent and how it maps). SP-initiated responses must answer
+/// a stored request of this connection from the browser that made it; IdP-initiated
+/// ones are taken only when the connection allows them. An assertion is used once.
+async fn saml_acs(
+    State(api): State<Arc<Api>>,
+    crate::control::api::Path(id): crate::control::api::Path<String>,
+    parts: Parts,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    let now = Utc::now();
+    let (ip, user_agent) = client(&parts);
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge
+        } else {
+            ApiError::field("SAMLResponse", e.body_text())
+        }
+    })?;
+    let form: AcsForm = serde_urlencoded::from_bytes(&body).map_err(|e| {
+        ApiError::field(
+            "SAMLResponse",
+            format!("the ACS takes a form with SAMLResponse: {e}"),
+        )
+    })?;
+    let connection = saml_connection(&api, &id).await?;
+    let settings = saml_settings(&connection)?;
+    let sp = saml::sp_entity_id(&api.public_url, &connection.id);
+    let acs = saml::acs_url(&api.public_url, &connection.id);
+    let verified = saml::decode(&form.saml_response).and_then(|xml| {
+        saml::verify(
+            &xml,
+            &settings,
+            saml::Expected {
+                acs: &acs,
+                audience: &sp,
+                now,
+            },
+        )
+    });
+    let refuse = async |why: String| -> Result<(), ApiError> {
+        tracing::warn!(connection = %connection.id, error = %why, "SAML sign-in refused");
+        audit_refusal(
+            &api,
+            &connection,
+            &why,
+            None,
+            (ip.clone(), user_agent.clone()),
+            now,
+        )
+        .await
+    };
+    let asserted = match verified {
+        Ok(asserted) => asserted,
+        Err(e) => {
+            refuse(e.to_string()).await?;
+            return Err(saml_refusal(&e));
+        }
+    };
+    let mut change = api.store.change().await?;
+    let taken = match &asserted.in_response_to {
+        Some(request) => store::take_flow(change.conn(), request, now).await?,
+        None => None,
+    };
+    let first = store::first_use(
+        change.conn(),
+        &connection.id,
+        &asserted.id,
+        asserted.expires + saml::SKEW,
+    )
+    .await?;
+    change.commit().await?;
+    if !first {
+        let why = "this SAML assertion was already used (a replay)";
+        refuse(why.into()).await?;
+        return Err(Refused::Provider(why.into()).into());
+    }
+    let flow = match (asserted.in_response_to.is_some(), taken) {
+        (true, Some(flow))
+            if flow.connection_id == connection.id
+                && same_browser(&flow, &parts.headers, &api.public_url) =>
+        {
+            flow
+        }
+        (true, _) => return Err(Refused::Flow.into()),
+        (false, _) if !settings.allow_idp_initiated => {
+            let why = "this connection does not take sign-ins started at the identity provider";
+            refuse(why.into()).await?;
+            return Err(Refused::Provider(why.into()).into());
+        }
+        (false, _) => FlowRow {
+            id: asserted.id.clone(),
+            connection_id: connection.id.clone(),
+            browser: String::new(),
+            nonce: String::new(),
+            verifier: String::new(),
+            return_to: safe_return(form.relay_state.as_deref()),
+            test: false,
+            created_at: now,
+            expires_at: asserted.expires,
+            result: None,
+        },
+    };
+    let map = claim_map(&connection)?;
+    let mut claims = asserted.attributes;
+    if !claims.contains_key(&map.email) && asserted.name_id.contains('@') {
+        claims.insert(map.email.clone(), json!([asserted.name_id]));
+    }
+    let profile = Profile::read(&asserted.name_id, &claims, &map);
+    complete(
+        &api,
+        &connection,
+        &flow,
+        profile,
+        claims,
+        (ip, user_agent),
+        now,
+    )
+    .await
+}
+
 /// Audits a refused SSO sign-in (and keeps a failed test's result, when `kept`).
 async fn audit_refusal(
     api: &Api,
@@ -835,7 +1085,7 @@ pub fn claim_map(connection: &ConnectionRow) -> Result<ClaimMap, ApiError> {
     match connection.settings.get("claims") {
         Some(map) => serde_json::from_value(map.clone())
             .map_err(|e| Refused::Provider(format!("claim map: {e}")).into()),
-        None => Ok(ClaimMap::oidc()),
+        None => Ok(ClaimMap::default_for(&connection.kind)),
     }
 }
 
