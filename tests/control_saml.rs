@@ -15,8 +15,9 @@ use base64::Engine as _;
 use std::process::{Child, Command, Stdio};
 
 use common::browser::{Browser, location};
-use common::control::{Api, error_type, server};
+use common::control::{Api, as_person, error_type, server};
 use common::databases::{self, TestDb};
+use common::scim::{Scim, scim_token};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -638,6 +639,158 @@ async fn forged_broken_and_foreign_responses_are_refused() {
             .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{saml}: {body}");
     }
+    let verified = sluice::control::store::verify_audit(&db.store)
+        .await
+        .expect("audit chain");
+    assert!(matches!(verified, Ok(n) if n > 10), "{verified:?}");
+    db.finish().await;
+}
+
+/// The "done means", signing in with SAML: provisioned by SCIM into analysts,
+/// she signs in and is read-only; a group grant of full on a source lets her change
+/// it; moved to engineers she is a member at the next request; deactivated in SCIM
+/// she loses access at once, session included, and cannot sign in again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scim_provisions_saml_signs_in_and_deprovisioning_ends_it() {
+    let db = databases::postgres().await;
+    let idp = Idp::start();
+    let (server, link) = server(&db).await;
+    let api = Api::of(&server);
+    let owner = api.owner(&link).await;
+    let (connection, _) = connect(&api, &owner, &idp).await;
+    map_group(&api, &owner, "segment-analysts", "read_only").await;
+    map_group(&api, &owner, "segment-engineers", "member").await;
+    let scim = Scim {
+        api: &api,
+        token: scim_token(&api, &owner).await,
+    };
+    let ada = scim
+        .user("ada@example.com", json!({"externalId": "00u1"}))
+        .await;
+    let analysts = scim.group("segment-analysts", &[&ada]).await;
+    let engineers = scim.group("segment-engineers", &[]).await;
+
+    // She signs in with SAML (no groups in the assertion: SCIM keeps her groups) and is
+    // the person SCIM made.
+    let mut browser = Browser::new();
+    let signed_in = sign_in(
+        &api,
+        &idp,
+        &mut browser,
+        &connection,
+        &[("case", "valid"), ("email", "ada@example.com")],
+    )
+    .await;
+    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
+    let me = session_of(&api, &browser).await;
+    assert_eq!(me["data"]["userId"], ada.as_str());
+    let session = (
+        browser.session().expect("cookie").clone(),
+        me["data"]["csrfToken"].as_str().expect("csrf").to_owned(),
+    );
+    assert_eq!(groups_of(&api, &owner, &ada).await, ["segment-analysts"]);
+
+    // Read-only.
+    let read = as_person(&api, &session, Method::GET, "/api/v1/sources/demo", None).await;
+    assert_eq!(read.0, StatusCode::OK, "{}", read.1);
+    let rename = |name: &str| json!({"name": name});
+    let new_source = || json!({"slug": "ada-made", "enabled": true, "metadataId": "javascript"});
+    let (status, _) = as_person(
+        &api,
+        &session,
+        Method::PATCH,
+        "/api/v1/sources/demo",
+        Some(rename("by ada")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = as_person(
+        &api,
+        &session,
+        Method::POST,
+        "/api/v1/sources",
+        Some(new_source()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "read-only makes no source");
+
+    // A grant of full on the source to her group: read-only, she changes that source.
+    let (status, body) = api
+        .post(
+            &owner,
+            "/api/v1/grants",
+            json!({"principal": {"type": "group", "id": analysts},
+                   "resource": {"kind": "source", "id": "demo"}, "level": "full"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = as_person(
+        &api,
+        &session,
+        Method::PATCH,
+        "/api/v1/sources/demo",
+        Some(rename("staging, renamed by ada")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Moved to engineers in the IdP: a member at the next request, same session.
+    let (status, body) = scim
+        .patch(
+            &format!("/Groups/{analysts}"),
+            json!([{"op": "remove", "path": format!("members[value eq \"{ada}\"]")}]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = scim
+        .patch(
+            &format!("/Groups/{engineers}"),
+            json!([{"op": "add", "path": "members", "value": [{"value": ada}]}]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = as_person(
+        &api,
+        &session,
+        Method::POST,
+        "/api/v1/sources",
+        Some(new_source()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "a member makes sources: {body}");
+
+    // Deactivated in SCIM: the session is refused at once and SAML lets her in no more.
+    let (status, body) = scim
+        .patch(
+            &format!("/Users/{ada}"),
+            json!([{"op": "replace", "path": "active", "value": false}]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = as_person(&api, &session, Method::GET, "/api/v1/sources/demo", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let mut browser = Browser::new();
+    let again = sign_in(
+        &api,
+        &idp,
+        &mut browser,
+        &connection,
+        &[("case", "valid"), ("email", "ada@example.com")],
+    )
+    .await;
+    assert_eq!(again.status(), StatusCode::FORBIDDEN);
+    assert!(browser.session().is_none());
+    let body = json_of(again).await;
+    assert!(body.to_string().contains("deactivated"), "{body}");
+
+    // The Public API's IAM calls see the person and groups SCIM made.
+    let (status, users) = api.get(&owner, "/api/v1/users").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(users.to_string().contains(&ada), "{users}");
+    let (status, groups) = api
+        .get(&owner, &format!("/api/v1/groups/{engineers}"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{groups}");
     let verified = sluice::control::store::verify_audit(&db.store)
         .await
         .expect("audit chain");

@@ -5,93 +5,15 @@
 
 mod common;
 
-use common::control::{Api, server};
+use common::control::{Api, as_person, server};
 use common::databases::{self, TestDb};
+use common::scim::{Scim, scim_token};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sluice::control::identity::password;
 use sluice::control::store::passwords;
 
 const PASSWORD: &str = "a long enough passphrase";
-const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
-const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
-const PATCH: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
-
-/// A SCIM client with its bearer token.
-struct Scim<'a> {
-    api: &'a Api,
-    token: String,
-}
-
-impl Scim<'_> {
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut request = self
-            .api
-            .http
-            .request(method, format!("{}/scim/v2{path}", self.api.base))
-            .bearer_auth(&self.token);
-        if let Some(body) = body {
-            request = request
-                .header("content-type", "application/scim+json")
-                .body(body.to_string());
-        }
-        let response = request.send().await.expect("scim request");
-        let status = response.status();
-        if status != StatusCode::NO_CONTENT {
-            let kind = response
-                .headers()
-                .get("content-type")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_owned();
-            assert_eq!(kind, "application/scim+json", "{status} {path}");
-        }
-        let text = response.text().await.expect("body");
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
-        self.call(Method::GET, path, None).await
-    }
-
-    async fn user(&self, user_name: &str, extra: Value) -> String {
-        let mut body = json!({
-            "schemas": [USER],
-            "userName": user_name,
-            "name": {"givenName": "Ada", "familyName": "Lovelace"},
-            "emails": [{"value": user_name, "type": "work", "primary": true}],
-        });
-        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
-            b.extend(e.clone());
-        }
-        let (status, made) = self.call(Method::POST, "/Users", Some(body)).await;
-        assert_eq!(status, StatusCode::CREATED, "{made}");
-        made["id"].as_str().expect("id").to_owned()
-    }
-
-    async fn group(&self, name: &str, members: &[&str]) -> String {
-        let members: Vec<Value> = members.iter().map(|m| json!({"value": m})).collect();
-        let (status, made) = self
-            .call(
-                Method::POST,
-                "/Groups",
-                Some(json!({"schemas": [GROUP], "displayName": name, "members": members})),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{made}");
-        made["id"].as_str().expect("id").to_owned()
-    }
-
-    async fn patch(&self, path: &str, ops: Value) -> (StatusCode, Value) {
-        self.call(
-            Method::PATCH,
-            path,
-            Some(json!({"schemas": [PATCH], "Operations": ops})),
-        )
-        .await
-    }
-}
-
 /// The SCIM error's `scimType` (and that the envelope is the RFC's).
 fn scim_type(status: StatusCode, body: &Value) -> &str {
     assert_eq!(
@@ -103,20 +25,8 @@ fn scim_type(status: StatusCode, body: &Value) -> &str {
     body["scimType"].as_str().unwrap_or_default()
 }
 
-async fn scim_token(api: &Api, owner: &str) -> String {
-    let (status, body) = api
-        .post(
-            owner,
-            "/api/v1/identity/scim-tokens",
-            json!({"name": "okta"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body["data"]["secret"].as_str().expect("secret").to_owned()
-}
-
-/// The person signs in with a password (set in the store here: single sign-on, the way
-/// they will sign in, is not built yet); their session cookie and CSRF token.
+/// The person signs in with a password (set in the store here; tests/control_saml.rs
+/// walks the same life signing in with SAML); their session cookie and CSRF token.
 async fn sign_in(api: &Api, db: &TestDb, user_id: &str, email: &str) -> (String, String) {
     let phc = password::hash(PASSWORD.into()).await.expect("hash");
     let mut change = db.store.change().await.expect("change");
@@ -144,28 +54,6 @@ async fn sign_in(api: &Api, db: &TestDb, user_id: &str, email: &str) -> (String,
         cookie,
         body["data"]["csrfToken"].as_str().expect("csrf").to_owned(),
     )
-}
-
-/// A request made in the person's browser session.
-async fn as_person(
-    api: &Api,
-    session: &(String, String),
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut request = api
-        .http
-        .request(method, format!("{}{path}", api.base))
-        .header("cookie", &session.0)
-        .header("origin", &api.base)
-        .header("x-csrf-token", &session.1);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.expect("request");
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 /// `PUT /identity/group-mappings/{group}` with `role`, as `token`.

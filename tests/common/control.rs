@@ -227,3 +227,25 @@ pub async fn until(server: &TestServer, key: &str, want: StatusCode) -> Duration
 pub fn error_type(body: &Value) -> &str {
     body["errors"][0]["type"].as_str().unwrap_or_default()
 }
+
+/// A request made in the person's browser session.
+pub async fn as_person(
+    api: &Api,
+    session: &(String, String),
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut request = api
+        .http
+        .request(method, format!("{}{path}", api.base))
+        .header("cookie", &session.0)
+        .header("origin", &api.base)
+        .header("x-csrf-token", &session.1);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}

@@ -15,6 +15,7 @@ pub mod browser;
 pub mod control;
 pub mod databases;
 pub mod receiver;
+pub mod scim;
 
 /// The catalog most tests use.
 pub const CATALOG: &str = r#"
