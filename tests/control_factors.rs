@@ -1,6 +1,7 @@
 //! Second factors and the sign-in policy, over real HTTP against a running control
 //! plane: TOTP enrolment, codes good once, recovery codes, turning it off; `requireSso`
-//! with break-glass owners, the session lifetimes it sets, and who may change it.
+//! with break-glass owners, the session lifetimes it sets, and who may change it; the
+//! setup, invite and password reset links that end in a session.
 
 mod common;
 
@@ -332,6 +333,15 @@ async fn when_sso_is_required_only_break_glass_owners_use_a_password() {
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(session_status(&api, &owner_cookie).await, StatusCode::OK);
+    // Nor does a reset link give them a password that opens anything.
+    let (status, body) = api
+        .post(
+            &owner,
+            &format!("/api/v1/users/{admin_id}/password-reset"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
     // The admin's right password now answers exactly as a wrong one.
     let (status, right, cookie) = api.login(33, sign_in("admin@example.com", None)).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -384,5 +394,207 @@ async fn when_sso_is_required_only_break_glass_owners_use_a_password() {
         .await
         .expect("audit chain");
     assert!(matches!(verified, Ok(n) if n > 5), "{verified:?}");
+    db.finish().await;
+}
+
+/// POSTs `body` to `path` (a link of the server) as a browser from `origin`, asking for
+/// JSON: the status, the answer and the session cookie set.
+async fn post_link(
+    api: &Api,
+    path: &str,
+    body: Value,
+    origin: Option<&str>,
+) -> (StatusCode, Value, Option<String>) {
+    let mut request = api
+        .http
+        .post(format!("{}{path}", api.base))
+        .header("accept", "application/json")
+        .json(&body);
+    if let Some(origin) = origin {
+        request = request.header("origin", origin);
+    }
+    let response = request.send().await.expect("post");
+    let status = response.status();
+    let cookie = response
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::to_owned);
+    (status, response.json().await.unwrap_or(Value::Null), cookie)
+}
+
+/// The method of the session `cookie` holds.
+async fn method_of(api: &Api, cookie: &str) -> String {
+    let response = api
+        .http
+        .get(format!("{}/auth/session", api.base))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("session");
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.expect("json");
+    body["data"]["method"].as_str().expect("method").to_owned()
+}
+
+#[tokio::test]
+async fn setup_invite_and_reset_links_end_in_a_session() {
+    let db = databases::sqlite().await;
+    let (server, link) = server(&db).await;
+    let api = Api::of(&server);
+    let evil = Some("https://evil.example");
+
+    // The first owner's setup link: a token and a session.
+    let (status, body, cookie) = post_link(
+        &api,
+        &link,
+        json!({"email": "owner@example.com", "first_name": "O"}),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let owner = body["data"]["secret"].as_str().expect("token").to_owned();
+    let owner_id = body["data"]["user"]["id"].as_str().expect("id").to_owned();
+    assert!(
+        body["data"]["csrfToken"]
+            .as_str()
+            .is_some_and(|c| !c.is_empty())
+    );
+    assert_eq!(method_of(&api, &cookie.expect("a session")).await, "setup");
+
+    // An invite posted from another site is refused before the link is spent.
+    let (status, body) = api
+        .post(
+            &owner,
+            "/api/v1/invites",
+            json!({"invites": [{"email": "member@example.com", "role": "member"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let invite = reqwest::Url::parse(body["data"]["invites"][0]["link"].as_str().expect("link"))
+        .expect("url")
+        .path()
+        .to_owned();
+    let accept = json!({"email": "member@example.com"});
+    let (status, body, cookie) = post_link(&api, &invite, accept.clone(), evil).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(cookie.is_none());
+    let (status, body, cookie) = post_link(&api, &invite, accept, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let member = body["data"]["secret"].as_str().expect("token").to_owned();
+    let member_id = body["data"]["user"]["id"].as_str().expect("id").to_owned();
+    let member_cookie = cookie.expect("a session");
+    assert_eq!(method_of(&api, &member_cookie).await, "invite");
+
+    // Reset links: an admin makes them for members, never for an owner.
+    let (admin, _) = api
+        .invited(&owner, &server, "admin@example.com", "admin")
+        .await;
+    let reset_for = |token: String, user: String| {
+        let api = &api;
+        async move {
+            api.post(
+                &token,
+                &format!("/api/v1/users/{user}/password-reset"),
+                json!({}),
+            )
+            .await
+        }
+    };
+    let (status, body) = reset_for(admin.clone(), owner_id.clone()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = reset_for(admin.clone(), "usr_nope".into()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = reset_for(member.clone(), admin.clone()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a member makes none: {body}");
+    let (status, body) = reset_for(admin.clone(), member_id.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let reset = reqwest::Url::parse(body["data"]["url"].as_str().expect("url"))
+        .expect("url")
+        .path()
+        .to_owned();
+    let page = api
+        .http
+        .get(format!("{}{reset}", api.base))
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.text().await.expect("html").contains("New password"));
+
+    // Too short, or from another site: refused, the link still good. Then it sets the
+    // password, ends the member's other sessions and signs them in, once.
+    let new_password = "a brand new long passphrase";
+    let (status, _, _) = post_link(&api, &reset, json!({"password": "short"}), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _, cookie) =
+        post_link(&api, &reset, json!({"password": new_password}), evil).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(cookie.is_none());
+    let (status, body, cookie) =
+        post_link(&api, &reset, json!({"password": new_password}), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(method_of(&api, &cookie.expect("a session")).await, "reset");
+    assert_eq!(
+        session_status(&api, &member_cookie).await,
+        StatusCode::UNAUTHORIZED,
+        "the other sessions ended"
+    );
+    let (status, body, _) = post_link(&api, &reset, json!({"password": new_password}), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "used once: {body}");
+    let (status, body, _) = api
+        .login(
+            51,
+            json!({"email": "member@example.com", "password": new_password}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // With an authenticator on, the link asks for a code too, and stays good until one
+    // is right.
+    let (status, body) = api.post(&member, "/auth/totp", json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let secret = body["data"]["secret"].as_str().expect("secret").to_owned();
+    let (status, body) = api
+        .post(
+            &member,
+            "/auth/totp/confirm",
+            json!({"code": code(&secret, 0)}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = reset_for(owner.clone(), member_id.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let reset = reqwest::Url::parse(body["data"]["url"].as_str().expect("url"))
+        .expect("url")
+        .path()
+        .to_owned();
+    let again = "yet another long passphrase";
+    let (status, body, _) = post_link(&api, &reset, json!({"password": again}), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(error_type(&body), "second_factor_required", "{body}");
+    let (status, body, cookie) = post_link(
+        &api,
+        &reset,
+        json!({"password": again, "code": code(&secret, 30)}),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(cookie.is_some());
+
+    let types = audit_types(&api, &owner).await;
+    for kind in [
+        "user.password_reset.create",
+        "user.password.reset",
+        "session.create",
+    ] {
+        assert!(types.iter().any(|t| t == kind), "{kind} in {types:?}");
+    }
+    let verified = sluice::control::store::verify_audit(&db.store)
+        .await
+        .expect("audit chain");
+    assert!(matches!(verified, Ok(n) if n > 10), "{verified:?}");
     db.finish().await;
 }

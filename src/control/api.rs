@@ -355,6 +355,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .merge(provisioning::routes())
         .merge(sign_in::routes())
         .merge(sso::routes())
+        .merge(super::identity::reset::api_routes())
         .merge(labels::routes())
         .merge(access::routes())
         .merge(tokens::routes())

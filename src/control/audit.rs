@@ -99,6 +99,10 @@ pub enum Kind {
     SessionRefused,
     /// `user.password.set`
     UserPasswordSet,
+    /// A password reset link made for a member.
+    PasswordResetCreate,
+    /// A password set through a reset link.
+    PasswordReset,
     /// An authenticator app enrolled (not on until confirmed).
     TotpEnrol,
     /// An authenticator app confirmed: sign-in asks for its codes.
@@ -223,6 +227,8 @@ impl Kind {
             Self::SessionRevoke => "session.revoke",
             Self::SessionRefused => "session.refused",
             Self::UserPasswordSet => "user.password.set",
+            Self::PasswordResetCreate => "user.password_reset.create",
+            Self::PasswordReset => "user.password.reset",
             Self::TotpEnrol => "user.totp.enrol",
             Self::TotpConfirm => "user.totp.confirm",
             Self::TotpDisable => "user.totp.disable",

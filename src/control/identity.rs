@@ -8,6 +8,7 @@
 //! the same work, whether the email or the password was wrong.
 
 pub mod password;
+pub mod reset;
 pub mod scim;
 pub mod session;
 pub mod signin;
@@ -106,6 +107,7 @@ pub fn routes() -> Router<Arc<Api>> {
         .route("/auth/sessions/end-others", post(end_others))
         .merge(totp::routes())
         .merge(sso::routes())
+        .merge(reset::routes())
 }
 
 #[derive(Debug, Deserialize)]
@@ -209,12 +211,7 @@ async fn login(
     // opens anything (everyone else's is checked all the same: the answer and its time
     // say nothing of who is one).
     let local_allowed = match (&workspace, &user) {
-        (Some(ws), Some(u)) if ws.sign_in.require_sso => {
-            u.role == crate::control::policy::Role::Owner
-                && users::break_glass_owners(&mut conn, &ws.id)
-                    .await?
-                    .contains(&u.id)
-        }
+        (Some(ws), Some(u)) => signin::local_allowed(&mut conn, ws, &u.id, u.role).await?,
         _ => true,
     };
     let phc = match &user {

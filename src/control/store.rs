@@ -38,6 +38,7 @@ pub mod labels;
 pub mod nodes;
 pub mod passwords;
 pub mod plans;
+pub mod resets;
 pub mod scim;
 pub mod sessions;
 pub mod sources;

@@ -1,5 +1,6 @@
 //! `/setup/{link}`: one-time links that create a user (the first owner, or an invited
-//! member) and hand them their first API token, shown once.
+//! member), hand them their first API token, shown once, and sign them in (a session
+//! cookie), unless the workspace requires SSO.
 //!
 //! The link's secret is the only credential: it is stored as a SHA-256 digest, used
 //! once, and expires (24 h for the first owner, 72 h for invites). The page works
@@ -21,6 +22,7 @@ use super::tokens::Token;
 use super::wire::{ErrorEnvelope, ErrorItem};
 use super::{Api, ApiError, Path};
 use crate::control::audit::{Actor, Draft, Kind};
+use crate::control::identity::signin;
 use crate::control::policy::Scope;
 use crate::control::store::invites::{self, LinkState};
 use crate::control::store::users::{self, NewUser};
@@ -47,6 +49,9 @@ pub struct SetupDone {
     pub token: Token,
     /// The token's secret, shown here only.
     pub secret: String,
+    /// The CSRF token of the session opened (none when the workspace requires SSO).
+    #[serde(rename = "csrfToken", skip_serializing_if = "Option::is_none")]
+    pub csrf_token: Option<String>,
 }
 
 /// Days the first token made at setup lives (capped by the workspace's maximum).
@@ -229,6 +234,14 @@ async fn accept(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let json = wants_json(&headers);
+    // Login CSRF: a page elsewhere must not make this browser sign into an account.
+    if headers.contains_key("origin")
+        && !crate::control::identity::session::same_origin(&headers, &api.public_url)
+    {
+        return Err(ApiError::Forbidden(super::Forbidden::Csrf(
+            "use the link from the console's own origin",
+        )));
+    }
     let form = parse_form(&headers, &body)?;
     let now = Utc::now();
     let email = super::invites::valid_email("email", &form.email)?;
@@ -357,6 +370,10 @@ async fn accept(
     // The peer's address, as every API request records it: a client-set header such as
     // X-Forwarded-For is never taken at its word.
     let ip = Some(peer.ip().to_canonical().to_string());
+    let user_agent: Option<String> = headers
+        .get("user-agent")
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(256).collect());
     change
         .record(Draft {
             time: now,
@@ -374,16 +391,41 @@ async fn accept(
             resource_id: user.id.clone(),
             before: None,
             after: Some(json!({"email": user.email, "role": user.role.name(), "token": row.id})),
-            ip,
-            user_agent: headers
-                .get("user-agent")
-                .and_then(|v| v.to_str().ok())
-                .map(|s| s.chars().take(256).collect()),
+            ip: ip.clone(),
+            user_agent: user_agent.clone(),
         })
         .await?;
+    let opened = if signin::local_allowed(change.conn(), &workspace, &user.id, user.role).await? {
+        Some(
+            signin::open(
+                &mut change,
+                signin::Opening {
+                    workspace: &workspace,
+                    user_id: &user.id,
+                    method: origin,
+                    detail: json!({}),
+                    ip,
+                    user_agent,
+                },
+                now,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
     change.commit().await?;
+    let cookie = opened.as_ref().and_then(|o| o.cookie(&api.public_url));
+    let with_cookie = |mut response: Response| {
+        if let Some(cookie) = cookie {
+            response
+                .headers_mut()
+                .insert(axum::http::header::SET_COOKIE, cookie);
+        }
+        response
+    };
     if json {
-        return Ok(super::data(SetupDone {
+        return Ok(with_cookie(super::data(SetupDone {
             user: SetupUser {
                 id: user.id.clone(),
                 email: user.email.clone(),
@@ -391,7 +433,8 @@ async fn accept(
             },
             token: Token::from(&row),
             secret: plain.expose().to_owned(),
-        }));
+            csrf_token: opened.map(|o| o.row.csrf),
+        })));
     }
     let body = format!(
         "<p>Your account <b>{email}</b> ({role}) is ready.</p>\
@@ -404,7 +447,7 @@ async fn accept(
         token = escape(plain.expose()),
         url = escape(api.public_url.trim_end_matches('/')),
     );
-    Ok(page(StatusCode::OK, "You're set up", &body))
+    Ok(with_cookie(page(StatusCode::OK, "You're set up", &body)))
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use serde_json::json;
 use super::session;
 use crate::control::api::ApiError;
 use crate::control::audit::{Actor, Draft, Kind};
+use crate::control::policy::Role;
 use crate::control::store::Change;
 use crate::control::store::sessions::{self, NewSession, SessionRow};
 use crate::control::store::users;
@@ -131,4 +132,23 @@ pub async fn refused(
         })
         .await?;
     Ok(())
+}
+
+/// Whether a password (or a setup, invite or reset link) may open a session for this
+/// member: always, unless the workspace requires SSO; then only for its break-glass
+/// owners.
+pub async fn local_allowed(
+    conn: &mut sqlx::AnyConnection,
+    workspace: &Workspace,
+    user_id: &str,
+    role: Role,
+) -> Result<bool, ApiError> {
+    if !workspace.sign_in.require_sso {
+        return Ok(true);
+    }
+    Ok(role == Role::Owner
+        && users::break_glass_owners(conn, &workspace.id)
+            .await?
+            .iter()
+            .any(|id| id == user_id))
 }

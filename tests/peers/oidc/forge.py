@@ -32,7 +32,7 @@ Cases (chosen at /authorize, applied to the ID token the code is redeemed for):
   wrong-nonce     nonce is not the one sent to /authorize
   wrong-state     the redirect carries another state (the ID token is correct)
   rogue-key       signed RS256 by an unpublished key, still with kid "k1"
-  alg-none        unsigned JWT, header alg "none", empty signature
+  alg-none        unsigned JWT, header alg "none" (kid "k1"), empty signature
   hs256           HS256 with the client secret (as sent to /token) as the key
   bad-at-hash     at_hash of some other access token
   no-id-token     the token response has no id_token
@@ -43,6 +43,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import secrets
 import sys
 import threading
@@ -60,6 +61,7 @@ CASES = ("valid", "wrong-issuer", "wrong-audience", "extra-audience", "expired",
 KID = "k1"
 CODE_LIFETIME = 120  # seconds a code may wait to be redeemed
 TOKEN_LIFETIME = 300  # exp - iat of good tokens, and expires_in
+VERIFIER = re.compile(r"[A-Za-z0-9._~-]{43,128}")  # RFC 7636 4.1
 
 # The published signing key and a second one nobody can look up (rogue-key signs with it).
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -143,7 +145,7 @@ def id_token(grant, access_token, client_secret):
     if case == "rogue-key":
         return jwt.encode(claims, ROGUE, algorithm="RS256", headers=header)
     if case == "alg-none":
-        return jwt.encode(claims, None, algorithm="none")
+        return jwt.encode(claims, None, algorithm="none", headers=header)
     if case == "hs256":
         # Deliberately weak (a short client secret as HMAC key): silence PyJWT's warning.
         with warnings.catch_warnings():
@@ -258,9 +260,9 @@ def token(headers, form):
     if one(form, "redirect_uri", required=False) != grant["redirect_uri"]:
         raise OAuthError(400, "invalid_grant", "redirect_uri differs from the authorization request")
     verifier = one(form, "code_verifier", required=False)
-    if verifier is None:
-        raise OAuthError(400, "invalid_grant", "code_verifier is missing")
-    if b64url(hashlib.sha256(verifier.encode("ascii", "replace")).digest()) != grant["challenge"]:
+    if verifier is None or not VERIFIER.fullmatch(verifier):
+        raise OAuthError(400, "invalid_grant", "code_verifier is missing or malformed")
+    if b64url(hashlib.sha256(verifier.encode("ascii")).digest()) != grant["challenge"]:
         raise OAuthError(400, "invalid_grant", "code_verifier does not match code_challenge")
     if grant["case"] == "hs256" and not secret:
         raise OAuthError(400, "invalid_request", "case hs256 needs a client secret")

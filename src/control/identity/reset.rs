@@ -1,0 +1,317 @@
+//! Password reset links. Sluice sends no mail: an admin makes a one-time link for a
+//! member (`POST /api/v1/users/{id}/password-reset`) and hands it over; the member opens
+//! `/reset/{link}`, sets a new password (with their authenticator code when they have
+//! one) and is signed in. Their other sessions end.
+//!
+//! Who may make one is `authorize`'s to say: managing members for members and
+//! read-only members; an owner's action for admins and owners (a link is a way into
+//! the account). While the workspace requires SSO, only break-glass owners get one.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{password, session, signin, totp};
+use crate::control::api::{Api, ApiError, Caller, Forbidden, Path, Unauthenticated, client, data};
+use crate::control::audit::{Actor, Draft, Kind};
+use crate::control::policy::{Action, Role};
+use crate::control::store::{passwords, resets, sessions, users, workspaces};
+use crate::control::token;
+
+/// How long a reset link is good for.
+pub const LIFETIME: TimeDelta = TimeDelta::hours(1);
+
+/// `POST /api/v1/users/{id}/password-reset` (merged under `/api/v1`).
+pub fn api_routes() -> Router<Arc<Api>> {
+    Router::new().route("/users/{id}/password-reset", post(create))
+}
+
+/// `GET` and `POST /reset/{link}`.
+pub fn routes() -> Router<Arc<Api>> {
+    Router::new().route("/reset/{link}", get(form).post(use_link))
+}
+
+/// Where a reset link is opened.
+fn link_url(public_url: &str, secret: &str) -> String {
+    format!("{}/reset/{secret}", public_url.trim_end_matches('/'))
+}
+
+async fn create(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    api.allow_workspace(&caller, Action::ManageMembers).await?;
+    let mut conn = api.store.read().await?;
+    let target = users::principal(&mut conn, &caller.workspace.id, &id)
+        .await?
+        .ok_or_else(|| ApiError::missing("user", &id))?;
+    let row = users::get(&mut conn, &caller.workspace.id, &id)
+        .await?
+        .ok_or_else(|| ApiError::missing("user", &id))?;
+    drop(conn);
+    // A link is a way into the account: into an admin's or an owner's, only an owner's
+    // action makes one.
+    if matches!(target.effective_role(), Role::Owner | Role::Admin) {
+        api.allow_workspace(&caller, Action::TransferOwnership)
+            .await?;
+    }
+    if !row.active {
+        return Err(ApiError::Conflict(
+            "this member is deactivated: reactivate them first".into(),
+        ));
+    }
+    let mut change = api.store.change().await?;
+    if !signin::local_allowed(change.conn(), &caller.workspace, &row.id, row.role).await? {
+        return Err(ApiError::Conflict(
+            "the workspace requires SSO: only break-glass owners use a password".into(),
+        ));
+    }
+    let secret = token::random_base62(43).map_err(|_| ApiError::Internal)?;
+    let expires_at = caller.now + LIFETIME;
+    resets::create(
+        change.conn(),
+        &resets::NewReset {
+            digest: &token::digest_of(&secret).to_hex(),
+            workspace_id: &caller.workspace.id,
+            user_id: &row.id,
+            created_by: &caller.user.id,
+            expires_at,
+        },
+        caller.now,
+    )
+    .await?;
+    change
+        .record(caller.draft(
+            Kind::PasswordResetCreate,
+            "user",
+            &row.id,
+            None,
+            Some(json!({"expiresAt": expires_at})),
+        ))
+        .await?;
+    change.commit().await?;
+    Ok(data(json!({
+        "url": link_url(&api.public_url, &secret),
+        "expiresAt": expires_at,
+    })))
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t} · Sluice</title>\
+         <meta name=\"viewport\" content=\"width=device-width\"></head>\
+         <body style=\"font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto\">\
+         <h1>{t}</h1>{body}</body></html>",
+        t = escape(title)
+    );
+    let mut response = (status, Html(html)).into_response();
+    let headers = response.headers_mut();
+    for (name, value) in [
+        ("cache-control", "no-store"),
+        ("referrer-policy", "no-referrer"),
+        (
+            "content-security-policy",
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+        ),
+    ] {
+        headers.insert(name, axum::http::HeaderValue::from_static(value));
+    }
+    response
+}
+
+const GONE: &str = "This reset link is not valid: it was used, has expired or never existed. \
+                    Ask an admin for a new one.";
+
+async fn form(State(api): State<Arc<Api>>, Path(link): Path<String>) -> Result<Response, ApiError> {
+    let mut conn = api.store.read().await?;
+    let reset = resets::peek(&mut conn, &token::digest_of(&link).to_hex(), Utc::now()).await?;
+    let Some(reset) = reset else {
+        return Ok(page(
+            StatusCode::NOT_FOUND,
+            "Reset your password",
+            &format!("<p>{GONE}</p>"),
+        ));
+    };
+    let factor = totp::enabled(&mut conn, &reset.user_id).await?.is_some();
+    let code = if factor {
+        "<p><label>Code from your authenticator app (or a recovery code)<br>\
+         <input name=\"code\" autocomplete=\"one-time-code\" required></label></p>"
+    } else {
+        ""
+    };
+    let body = format!(
+        "<form method=\"post\">\
+         <p><label>New password (at least {min} characters)<br>\
+         <input name=\"password\" type=\"password\" minlength=\"{min}\" autocomplete=\"new-password\" required></label></p>\
+         {code}<p><button type=\"submit\">Set password and sign in</button></p></form>",
+        min = password::MIN_CHARS
+    );
+    Ok(page(StatusCode::OK, "Reset your password", &body))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewPassword {
+    password: String,
+    #[serde(default)]
+    code: Option<String>,
+}
+
+fn parse(headers: &HeaderMap, body: &[u8]) -> Result<(NewPassword, bool), ApiError> {
+    let json = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/json"));
+    let parsed: Result<NewPassword, String> = if json {
+        serde_json::from_slice(body).map_err(|e| e.to_string())
+    } else {
+        serde_urlencoded::from_bytes(body).map_err(|e| e.to_string())
+    };
+    parsed.map(|p| (p, json)).map_err(|e| ApiError::Invalid {
+        message: format!("invalid form: {e}"),
+        field: None,
+    })
+}
+
+/// `POST /reset/{link}`: sets the password, ends every other session, opens one. A
+/// wrong authenticator code leaves the link usable (nothing is changed).
+async fn use_link(
+    State(api): State<Arc<Api>>,
+    Path(link): Path<String>,
+    parts: Parts,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let now: DateTime<Utc> = Utc::now();
+    let (ip, user_agent) = client(&parts);
+    // Login CSRF: a page elsewhere must not sign this browser into an account.
+    if parts.headers.contains_key("origin")
+        && !session::same_origin(&parts.headers, &api.public_url)
+    {
+        return Err(ApiError::Forbidden(Forbidden::Csrf(
+            "use the reset link from the console's own origin",
+        )));
+    }
+    let (wanted, json) = parse(&parts.headers, &body)?;
+    let digest = token::digest_of(&link).to_hex();
+    // A cheap look first: hashing is dear, and only a live link earns it.
+    let mut conn = api.store.read().await?;
+    let live = resets::peek(&mut conn, &digest, now).await?.is_some();
+    drop(conn);
+    if !live {
+        return Ok(gone(json));
+    }
+    password::acceptable(&wanted.password)
+        .map_err(|e| ApiError::field("password", e.to_string()))?;
+    let phc = password::hash(wanted.password).await.map_err(|e| {
+        tracing::error!(error = %e, "cannot hash a password");
+        ApiError::Internal
+    })?;
+    let mut change = api.store.change().await?;
+    let Some(reset) = resets::take(change.conn(), &digest, now).await? else {
+        drop(change);
+        return Ok(gone(json));
+    };
+    let workspace = workspaces::get(change.conn(), &reset.workspace_id)
+        .await?
+        .ok_or(ApiError::Internal)?;
+    let user = users::get(change.conn(), &workspace.id, &reset.user_id).await?;
+    let user = match user {
+        Some(u)
+            if u.active
+                && signin::local_allowed(change.conn(), &workspace, &u.id, u.role).await? =>
+        {
+            u
+        }
+        // Deactivated, removed, or SSO required since: the link is spent, nothing set.
+        _ => {
+            change.commit().await?;
+            return Ok(gone(json));
+        }
+    };
+    if let Some(factor) = totp::enabled(change.conn(), &user.id).await? {
+        let code = wanted.code.as_deref().unwrap_or_default();
+        if !totp::spend(change.conn(), api.store.key(), &user.id, &factor, code, now).await? {
+            drop(change);
+            return Err(ApiError::Unauthorized(if wanted.code.is_none() {
+                Unauthenticated::SecondFactorRequired
+            } else {
+                Unauthenticated::InvalidCredentials
+            }));
+        }
+    }
+    passwords::set(change.conn(), &user.id, &phc, now).await?;
+    let ended = sessions::revoke_others(change.conn(), &user.id, None, now).await?;
+    change
+        .record(Draft {
+            time: now,
+            actor: Actor::User {
+                id: user.id.clone(),
+            },
+            action: Kind::PasswordReset.name().into_owned(),
+            resource_type: "user".into(),
+            resource_id: user.id.clone(),
+            before: None,
+            after: Some(json!({"otherSessionsEnded": ended})),
+            ip: ip.clone(),
+            user_agent: user_agent.clone(),
+        })
+        .await?;
+    let opened = signin::open(
+        &mut change,
+        signin::Opening {
+            workspace: &workspace,
+            user_id: &user.id,
+            method: "reset",
+            detail: json!({}),
+            ip,
+            user_agent,
+        },
+        now,
+    )
+    .await?;
+    change.commit().await?;
+    let mut response = if json {
+        data(json!({"userId": user.id, "csrfToken": opened.row.csrf}))
+    } else {
+        page(
+            StatusCode::OK,
+            "Password set",
+            "<p>Your new password is set and you are signed in. \
+             <a href=\"/\">Go to the console</a>.</p>",
+        )
+    };
+    if let Some(cookie) = opened.cookie(&api.public_url) {
+        response
+            .headers_mut()
+            .insert(axum::http::header::SET_COOKIE, cookie);
+    }
+    Ok(response)
+}
+
+fn gone(json: bool) -> Response {
+    if json {
+        return ApiError::NotFound(GONE.into()).into_response();
+    }
+    page(
+        StatusCode::NOT_FOUND,
+        "Reset your password",
+        &format!("<p>{GONE}</p>"),
+    )
+}
