@@ -9,64 +9,33 @@
 
 mod common;
 
-use std::io::BufRead as _;
-
 use base64::Engine as _;
-use std::process::{Child, Command, Stdio};
 
 use common::browser::{Browser, location};
 use common::control::{Api, as_person, error_type, server};
 use common::databases::{self, TestDb};
+use common::peer::Peer;
 use common::scim::{Scim, scim_token};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 /// The pysaml2 test IdP on a free loopback port, stopped when dropped.
-struct Idp {
-    child: Child,
-    base: String,
-    _dir: tempfile::TempDir,
-}
+struct Idp(Peer);
 
-impl Drop for Idp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::Deref for Idp {
+    type Target = Peer;
+    fn deref(&self) -> &Peer {
+        &self.0
     }
 }
 
 impl Idp {
     fn start() -> Self {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let python = root.join("target/venv-identity/bin/python");
-        assert!(
-            python.exists(),
-            "{} is missing: run scripts/saml-idp.sh (scripts/test.sh does)",
-            python.display()
-        );
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut child = Command::new(python)
-            .arg(root.join("tests/peers/saml/idp.py"))
-            .args(["--port", "0", "--dir"])
-            .arg(dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the SAML IdP");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("the IdP's first line");
-        let base = line
-            .trim()
-            .strip_prefix("listening ")
-            .unwrap_or_else(|| panic!("the IdP said {line:?}"))
-            .to_owned();
-        Self {
-            child,
-            base,
-            _dir: dir,
-        }
+        Self(Peer::start(
+            "tests/peers/saml/idp.py",
+            &["--dir", "{dir}"],
+            "scripts/saml-idp.sh",
+        ))
     }
 
     async fn text(&self, path: &str) -> String {
@@ -248,6 +217,14 @@ async fn json_of(response: reqwest::Response) -> Value {
 
 /// A change made to a response's XML.
 type Edit = fn(String) -> String;
+
+/// Repeats the first signature twice more beside it.
+fn triple_signature(xml: String) -> String {
+    let start = xml.find("<ds:Signature").expect("a signature");
+    let end = xml[start..].find("</ds:Signature>").expect("its end") + start + 15;
+    let signature = &xml[start..end];
+    format!("{}{signature}{signature}{}", &xml[..end], &xml[end..])
+}
 
 /// Moves the Response's signature (its first child signature) to just after the
 /// assertion's Issuer.
@@ -520,17 +497,47 @@ async fn forged_broken_and_foreign_responses_are_refused() {
     );
 
     // Signed documents changed where the signatures allow it. The Response's signature
-    // moved into the assertion still verifies (the enveloped transform drops it
+    // moved into the assertion would still verify (the enveloped transform drops it
     // wherever it is) but no longer sits in what it signs: refused. With only the
     // assertion signed, the Response's own attributes are not trusted: a wrong
     // Destination still refuses, a changed InResponseTo is ignored (the signed
     // confirmation's decides).
-    let tampered: [(&str, Edit, StatusCode, &str); 3] = [
+    let tampered: [(&str, Edit, StatusCode, &str); 6] = [
+        // A Reference to a file of the server: refused before any digest is made.
+        (
+            "valid-response-signed",
+            |xml| {
+                xml.replacen(
+                    "<ds:Reference URI=\"#",
+                    "<ds:Reference URI=\"Cargo.toml\" x=\"",
+                    1,
+                )
+            },
+            StatusCode::FORBIDDEN,
+            "Reference is not the ID",
+        ),
+        // Signatures by the dozen (each would digest the document): refused first.
+        (
+            "valid",
+            triple_signature,
+            StatusCode::FORBIDDEN,
+            "at most two",
+        ),
+        // An element with hundreds of attributes: refused before parsing.
+        (
+            "valid",
+            |xml| {
+                let many: String = (0..300).map(|i| format!(" a{i}=\"1\"")).collect();
+                xml.replacen("<ns0:Response ", &format!("<ns0:Response{many} "), 1)
+            },
+            StatusCode::BAD_REQUEST,
+            "attributes",
+        ),
         (
             "valid-response-signed",
             move_signature_into_assertion,
             StatusCode::FORBIDDEN,
-            "does not sign the element it sits in",
+            "is not the ID of the element it is in",
         ),
         (
             "valid-assertion-signed",

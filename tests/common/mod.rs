@@ -14,6 +14,7 @@ use sluice::config::Config;
 pub mod browser;
 pub mod control;
 pub mod databases;
+pub mod peer;
 pub mod receiver;
 pub mod scim;
 

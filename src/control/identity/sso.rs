@@ -913,6 +913,9 @@ async fn saml_metadata(
         .into_response())
 }
 
+/// SAML responses verified at once (each is CPU work on a blocking thread).
+static SAML_VERIFYING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 /// The ACS form (HTTP-POST binding).
 #[derive(Debug, Deserialize)]
 struct AcsForm {
@@ -958,21 +961,34 @@ async fn saml_acs(
             format!("the ACS takes a form with SAMLResponse: {e}"),
         )
     })?;
+    let relay_state = form.relay_state.clone();
     let connection = saml_connection(&api, &id).await?;
     let settings = saml_settings(&connection)?;
     let sp = saml::sp_entity_id(&api.public_url, &connection.id);
     let acs = saml::acs_url(&api.public_url, &connection.id);
-    let verified = saml::decode(&form.saml_response).and_then(|xml| {
-        saml::verify(
-            &xml,
-            &settings,
-            saml::Expected {
-                acs: &acs,
-                audience: &sp,
-                now,
-            },
-        )
-    });
+    // Parsing and signature checks are CPU work: off the async workers, a few at once.
+    let verified = {
+        let _turn = SAML_VERIFYING
+            .acquire()
+            .await
+            .map_err(|_| ApiError::Internal)?;
+        let settings = settings.clone();
+        tokio::task::spawn_blocking(move || {
+            saml::decode(&form.saml_response).and_then(|xml| {
+                saml::verify(
+                    &xml,
+                    &settings,
+                    saml::Expected {
+                        acs: &acs,
+                        audience: &sp,
+                        now,
+                    },
+                )
+            })
+        })
+        .await
+        .map_err(|_| ApiError::Internal)?
+    };
     let refuse = async |why: String| -> Result<(), ApiError> {
         tracing::warn!(connection = %connection.id, error = %why, "SAML sign-in refused");
         audit_refusal(
@@ -1017,7 +1033,10 @@ async fn saml_acs(
         {
             flow
         }
-        (true, _) => return Err(Refused::Flow.into()),
+        (true, _) => {
+            refuse(Refused::Flow.to_string()).await?;
+            return Err(Refused::Flow.into());
+        }
         (false, _) if !settings.allow_idp_initiated => {
             let why = "this connection does not take sign-ins started at the identity provider";
             refuse(why.into()).await?;
@@ -1029,7 +1048,7 @@ async fn saml_acs(
             browser: String::new(),
             nonce: String::new(),
             verifier: String::new(),
-            return_to: safe_return(form.relay_state.as_deref()),
+            return_to: safe_return(relay_state.as_deref()),
             test: false,
             created_at: now,
             expires_at: asserted.expires,
@@ -1038,7 +1057,7 @@ async fn saml_acs(
     };
     let map = claim_map(&connection)?;
     let mut claims = asserted.attributes;
-    if !claims.contains_key(&map.email) && asserted.name_id.contains('@') {
+    if !claims.contains_key(&map.email) && asserted.name_id_is_email {
         claims.insert(map.email.clone(), json!([asserted.name_id]));
     }
     let profile = Profile::read(&asserted.name_id, &claims, &map);
@@ -1063,6 +1082,8 @@ async fn audit_refusal(
     (ip, user_agent): (Option<String>, Option<String>),
     now: DateTime<Utc>,
 ) -> Result<(), ApiError> {
+    // Bounded: the detail may quote what an anonymous poster sent.
+    let detail: String = detail.chars().take(400).collect();
     let mut change = api.store.change().await?;
     signin::refused(
         &mut change,

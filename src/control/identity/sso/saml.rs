@@ -31,6 +31,11 @@ pub const SKEW: TimeDelta = TimeDelta::seconds(120);
 pub const UNSOLICITED_AGE: TimeDelta = TimeDelta::minutes(5);
 /// Most attributes and values read from one assertion.
 const MAX_VALUES: usize = 2_000;
+/// Most attributes (namespace declarations included) on one element: checked before
+/// parsing, which compares each attribute with the element's others.
+const MAX_ATTRIBUTES: usize = 64;
+/// Longest text of the document's own quoted back in a refusal (and the audit trail).
+const MAX_ECHO: usize = 200;
 
 const PROTOCOL: &str = "urn:oasis:names:tc:SAML:2.0:protocol";
 const ASSERTION: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
@@ -123,6 +128,8 @@ pub struct Asserted {
     pub in_response_to: Option<String>,
     /// The NameID.
     pub name_id: String,
+    /// Whether the NameID's format is email (then it stands in for a missing email).
+    pub name_id_is_email: bool,
     /// Attributes by name, each a list of string values.
     pub attributes: Map<String, Value>,
     /// The assertion is no longer good after this.
@@ -350,7 +357,70 @@ pub fn decode(form_value: &str) -> Result<String, SamlError> {
     String::from_utf8(bytes).map_err(|_| SamlError::Encoding("not UTF-8".into()))
 }
 
+/// At most `MAX_ECHO` characters of text that came from outside.
+fn echo(text: &str) -> String {
+    let mut out: String = text.chars().take(MAX_ECHO).collect();
+    if out.len() < text.len() {
+        out.push('…');
+    }
+    out
+}
+
+/// Whether an element carries more than [`MAX_ATTRIBUTES`] attributes: a linear scan
+/// of the tags (comments, CDATA, PIs and the DOCTYPE skipped), made before parsing.
+fn too_many_attributes(xml: &str) -> bool {
+    let bytes = xml.as_bytes();
+    let mut i = 0;
+    while let Some(open) = bytes[i..].iter().position(|&b| b == b'<') {
+        i += open + 1;
+        let rest = &xml[i..];
+        let skip_to = if rest.starts_with("!--") {
+            Some("-->")
+        } else if rest.starts_with("![CDATA[") {
+            Some("]]>")
+        } else if rest.starts_with('?') {
+            Some("?>")
+        } else if rest.starts_with('!') {
+            Some(">")
+        } else {
+            None
+        };
+        if let Some(end) = skip_to {
+            match rest.find(end) {
+                Some(at) => i += at + end.len(),
+                None => return false,
+            }
+            continue;
+        }
+        let mut quote = None;
+        let mut attributes = 0;
+        while i < bytes.len() {
+            let b = bytes[i];
+            i += 1;
+            match (quote, b) {
+                (Some(q), b) if b == q => quote = None,
+                (Some(_), _) => {}
+                (None, b'"' | b'\'') => quote = Some(b),
+                (None, b'=') => {
+                    attributes += 1;
+                    if attributes > MAX_ATTRIBUTES {
+                        return true;
+                    }
+                }
+                (None, b'>') => break,
+                _ => {}
+            }
+        }
+    }
+    false
+}
+
 fn parse(xml: &str) -> Result<Document<'_>, String> {
+    if too_many_attributes(xml) {
+        return Err(format!(
+            "an element has more than {MAX_ATTRIBUTES} attributes"
+        ));
+    }
     uppsala::Parser::new()
         .with_forbid_dtd(true)
         .with_forbid_entities(true)
@@ -482,20 +552,57 @@ struct Covered {
     assertion: bool,
 }
 
+/// The profile's rules for signatures, checked before any digest is computed (so a
+/// document cannot make the verifier read files, follow URIs or canonicalize the
+/// document many times over): at most two signatures, each a direct child of the
+/// Response or the Assertion, each with one Reference to its parent's ID and only the
+/// accepted algorithms and transforms.
+fn signature_shape(doc: &Document<'_>, root: NodeId, assertion: NodeId) -> Result<(), String> {
+    let all: Vec<NodeId> = doc
+        .descendants(root)
+        .into_iter()
+        .filter(|&n| is(doc, n, DSIG, "Signature"))
+        .collect();
+    if all.is_empty() {
+        return Err("it carries no signature".into());
+    }
+    if all.len() > 2 {
+        return Err(format!(
+            "{} signatures where at most two are accepted",
+            all.len()
+        ));
+    }
+    for signature in all {
+        let parent = doc
+            .parent(signature)
+            .filter(|&p| p == root || p == assertion);
+        let Some(parent) = parent else {
+            return Err("a signature is neither the Response's nor the Assertion's".into());
+        };
+        acceptable_algorithms(doc, signature)?;
+        let reference = child(doc, signature, DSIG, "SignedInfo")
+            .and_then(|info| child(doc, info, DSIG, "Reference"))
+            .ok_or("a signature has no Reference")?;
+        let id = attr(doc, parent, "ID").unwrap_or_default();
+        if id.is_empty() || attr(doc, reference, "URI") != Some(&format!("#{id}")) {
+            return Err("a signature's Reference is not the ID of the element it is in".into());
+        }
+    }
+    Ok(())
+}
+
 fn signatures(
     doc: &Document<'_>,
+    xml: &str,
     settings: &SamlSettings,
     root: NodeId,
     assertion: NodeId,
 ) -> Result<Covered, SamlError> {
+    signature_shape(doc, root, assertion).map_err(SamlError::Signature)?;
     let context = bergshamra_dsig::DsigContext::new(keys(settings)?);
-    let results = bergshamra_dsig::verify::verify_all_document(&context, doc).map_err(|e| {
-        SamlError::Signature(if e.to_string().contains("Signature") {
-            "it carries no signature".into()
-        } else {
-            e.to_string()
-        })
-    })?;
+    let results =
+        bergshamra_dsig::verify::verify_all_document_with_source(&context, doc, Some(xml))
+            .map_err(|e| SamlError::Signature(echo(&e.to_string())))?;
     let mut covered = Covered {
         response: false,
         assertion: false,
@@ -509,7 +616,7 @@ fn signatures(
         } = result
         else {
             if let bergshamra_dsig::VerifyResult::Invalid { reason } = result {
-                refused.push(reason.clone());
+                refused.push(echo(reason));
             }
             continue;
         };
@@ -590,7 +697,7 @@ pub fn verify(
         return Err(SamlError::Status(if status.is_empty() {
             "no status".into()
         } else {
-            status
+            echo(&status)
         }));
     }
     if count(&doc, root, ASSERTION, "EncryptedAssertion") > 0 {
@@ -606,7 +713,7 @@ pub fn verify(
     }
     let assertion = only(&doc, root, ASSERTION, "Assertion")
         .map_err(|_| SamlError::Shape("the assertion is not a child of the response".into()))?;
-    let covered = signatures(&doc, settings, root, assertion)?;
+    let covered = signatures(&doc, xml, settings, root, assertion)?;
     read(&doc, settings, expected, root, assertion, &covered)
 }
 
@@ -651,7 +758,9 @@ fn read(
 
     // Subject: NameID and a bearer confirmation for this ACS.
     let subject = only(doc, assertion, ASSERTION, "Subject")?;
-    let name_id = text(doc, only(doc, subject, ASSERTION, "NameID")?)?;
+    let name_id_node = only(doc, subject, ASSERTION, "NameID")?;
+    let name_id = text(doc, name_id_node)?;
+    let name_id_is_email = attr(doc, name_id_node, "Format") == Some(EMAIL_FORMAT);
     if name_id.is_empty() || name_id.len() > 512 {
         return Err(SamlError::Shape("the NameID is empty or too long".into()));
     }
@@ -747,6 +856,7 @@ fn read(
         id,
         in_response_to,
         name_id,
+        name_id_is_email,
         attributes,
         expires: until.min(confirmed_until),
     })
@@ -824,6 +934,22 @@ mod tests {
         )
         .expect_err("refused");
         assert!(matches!(err, SamlError::Xml(_)), "{err}");
+    }
+
+    #[test]
+    fn an_element_with_too_many_attributes_is_refused_before_parsing() {
+        let many: String = (0..=MAX_ATTRIBUTES)
+            .map(|i| format!(" a{i}=\"1\""))
+            .collect();
+        assert!(too_many_attributes(&format!("<r{many}/>")));
+        let quoted = format!("<r a=\"{}\"/>", "=".repeat(500));
+        assert!(
+            !too_many_attributes(&quoted),
+            "'=' inside a value is no attribute"
+        );
+        let comment = format!("<r><!--{}--></r>", " x=1".repeat(500));
+        assert!(!too_many_attributes(&comment), "nor inside a comment");
+        assert!(parse(&format!("<r{many}/>")).is_err());
     }
 
     #[test]
