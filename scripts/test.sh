@@ -17,8 +17,9 @@ step "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 step "cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
-step "identity peers for the sign-in tests: oidc-provider-mock; the pysaml2 + xmlsec1 SAML IdP, checked case by case"
+step "identity peers for the sign-in tests: oidc-provider-mock; the forging OIDC provider and the pysaml2 + xmlsec1 SAML IdP, each checked case by case"
 scripts/identity-peers.sh
+tests/peers/oidc/check.sh
 tests/peers/saml/check.sh
 step "cargo test"
 cargo test --workspace

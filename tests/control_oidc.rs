@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use common::browser::{Browser, location};
 use common::control::{Api, server};
 use common::databases::{self, TestDb};
+use common::peer::Peer;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -145,7 +146,7 @@ async fn sign_in(
     browser.get(&callback_on(api, &back)).await
 }
 
-async fn connect(api: &Api, owner: &str, provider: &Provider) -> String {
+async fn connect(api: &Api, owner: &str, issuer: &str) -> String {
     let (status, body) = api
         .post(
             owner,
@@ -153,7 +154,7 @@ async fn connect(api: &Api, owner: &str, provider: &Provider) -> String {
             json!({
                 "name": "Test IdP",
                 "kind": "oidc",
-                "oidc": {"issuer": provider.issuer, "clientId": "sluice"},
+                "oidc": {"issuer": issuer, "clientId": "sluice"},
                 "clientSecret": CLIENT_SECRET,
             }),
         )
@@ -217,7 +218,7 @@ async fn people_sign_in_through_their_provider(db: &TestDb) {
     let (server, link) = server(db).await;
     let api = Api::of(&server);
     let owner = api.owner(&link).await;
-    let connection = connect(&api, &owner, &provider).await;
+    let connection = connect(&api, &owner, &provider.issuer).await;
     map_group(&api, &owner, "segment-analysts", "read_only").await;
     map_group(&api, &owner, "segment-engineers", "member").await;
     provider
@@ -507,7 +508,7 @@ async fn an_expired_id_token_is_refused() {
     let (server, link) = server(&db).await;
     let api = Api::of(&server);
     let owner = api.owner(&link).await;
-    let connection = connect(&api, &owner, &provider).await;
+    let connection = connect(&api, &owner, &provider.issuer).await;
     provider
         .set_user("carol", json!({"email": "carol@example.com"}))
         .await;
@@ -519,6 +520,78 @@ async fn an_expired_id_token_is_refused() {
     assert!(browser.session().is_none());
     assert_eq!(
         user_by_email(&api, &owner, "carol@example.com").await,
+        Value::Null
+    );
+    server.stop();
+    db.finish().await;
+}
+
+/// ID tokens forged one way each by a provider of our own (`tests/peers/oidc/forge.py`,
+/// set up by `scripts/oidc-forge.sh`): every one is refused, nobody is made, and the
+/// good one still signs in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_id_tokens_are_refused() {
+    let db = databases::sqlite().await;
+    let forge = Peer::start(
+        "tests/peers/oidc/forge.py",
+        &["--client-secret", CLIENT_SECRET],
+        "scripts/oidc-forge.sh",
+    );
+    let (server, link) = server(&db).await;
+    let api = Api::of(&server);
+    let owner = api.owner(&link).await;
+    let connection = connect(&api, &owner, &forge.base).await;
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let cases = [
+        ("wrong-issuer", "issuer"),
+        ("wrong-audience", "audience"),
+        ("extra-audience", "audience"),
+        ("expired", "expir"),
+        ("wrong-nonce", "nonce"),
+        ("wrong-state", "start again"),
+        ("rogue-key", "signature"),
+        ("alg-none", "signature"),
+        ("hs256", "alg"),
+        ("bad-at-hash", "at_hash"),
+        ("no-id-token", "no ID token"),
+        ("valid", ""),
+    ];
+    for (case, words) in cases {
+        let mut browser = Browser::new();
+        let authorize = start(&api, &mut browser, &connection).await;
+        let approved = plain
+            .get(format!("{authorize}&case={case}&email={case}@example.com"))
+            .send()
+            .await
+            .expect("authorize");
+        assert_eq!(approved.status(), StatusCode::FOUND, "{case}");
+        let back = callback_on(&api, &location(&approved));
+        let response = browser.get(&back).await;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if case == "valid" {
+            assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+            assert!(browser.session().is_some());
+            continue;
+        }
+        assert_eq!(status, StatusCode::FORBIDDEN, "{case}: {body}");
+        assert!(browser.session().is_none(), "{case}");
+        let message = body.to_string().to_lowercase();
+        assert!(
+            message.contains(&words.to_lowercase()),
+            "{case}: {words:?} in {message}"
+        );
+        assert_eq!(
+            user_by_email(&api, &owner, &format!("{case}@example.com")).await,
+            Value::Null,
+            "{case}: nobody made"
+        );
+    }
+    assert_ne!(
+        user_by_email(&api, &owner, "valid@example.com").await,
         Value::Null
     );
     server.stop();
