@@ -14,9 +14,10 @@ use crate::control::policy::Role;
 
 use super::{
     access, audit, catalog, destinations, grants, groups, internal, invites, labels, nodes,
-    permissions, plans, provisioning, roles, source_settings, sources, tokens, users, wire,
-    workspace,
+    permissions, plans, provisioning, roles, sign_in, source_settings, sources, tokens, users,
+    wire, workspace,
 };
+use crate::control::identity::reset;
 
 /// The document.
 #[derive(OpenApi)]
@@ -96,6 +97,11 @@ use super::{
         provisioning::list_mappings,
         provisioning::set_mapping,
         provisioning::delete_mapping,
+        sign_in::policy,
+        sign_in::update,
+        sign_in::mark,
+        sign_in::unmark,
+        reset::create,
         labels::labels,
         labels::create_label,
         labels::delete_label,

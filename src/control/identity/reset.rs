@@ -44,7 +44,25 @@ fn link_url(public_url: &str, secret: &str) -> String {
     format!("{}/reset/{secret}", public_url.trim_end_matches('/'))
 }
 
-async fn create(
+/// A reset link, shown once.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResetLink {
+    /// Where the member sets a new password (hand it to them; it is not kept).
+    pub url: String,
+    /// Good until.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Make a one-time password reset link for a member (good for an hour).
+#[utoipa::path(
+    post,
+    path = "/api/v1/users/{id}/password-reset",
+    tag = "IAM Users",
+    params(("id" = String, Path, description = "User id")),
+    responses((status = 200, description = "A one-time link that sets the member's password and signs them in.", body = crate::control::api::wire::Data<ResetLink>))
+)]
+pub(crate) async fn create(
     State(api): State<Arc<Api>>,
     caller: Caller,
     Path(id): Path<String>,
@@ -99,10 +117,10 @@ async fn create(
         ))
         .await?;
     change.commit().await?;
-    Ok(data(json!({
-        "url": link_url(&api.public_url, &secret),
-        "expiresAt": expires_at,
-    })))
+    Ok(data(ResetLink {
+        url: link_url(&api.public_url, &secret),
+        expires_at,
+    }))
 }
 
 fn escape(text: &str) -> String {
