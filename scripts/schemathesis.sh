@@ -50,6 +50,9 @@ done
   --exclude-path /api/v1/users/{id} \
   --exclude-name 'DELETE /api/v1/tracking-plans/{id}/rules' \
   --request-timeout 10) || { echo "schemathesis failed; server log:"; tail -50 "$work/serve.log"; exit 1; }
+# Every change the run made is in the audit chain, unbroken.
+"$bin" --config "$work/sluice.toml" admin audit verify ||
+  { echo "schemathesis: the audit chain does not verify"; exit 1; }
 if grep -q 'panicked' "$work/serve.log"; then
   echo "schemathesis: the server panicked"; grep -A5 panicked "$work/serve.log"; exit 1
 fi

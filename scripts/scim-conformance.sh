@@ -42,4 +42,6 @@ tail -5 "$work/sanity.txt"
 if grep -q 'panicked' "$work/serve.log"; then
   echo "scim conformance: the server panicked"; grep -A5 panicked "$work/serve.log"; exit 1
 fi
+# Every change the run made is in the audit chain, unbroken.
+"$bin" --config "$work/sluice.toml" admin audit verify || fail "the audit chain does not verify"
 echo "scim conformance: scim2-tester and scim-sanity pass"

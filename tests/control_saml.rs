@@ -572,6 +572,20 @@ async fn forged_broken_and_foreign_responses_are_refused() {
         assert!(body.to_string().contains(words), "{words:?} in {body}");
     }
 
+    // Dozens of refused posts from one address: the audit trail holds the first of each
+    // minute, not one entry per post.
+    let (status, audit) = api
+        .get(&owner, "/api/v1/audit-events?pagination[count]=200")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let recorded = audit["data"]["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["type"] == "session.refused")
+        .count();
+    assert!((1..=3).contains(&recorded), "{recorded} refusals recorded");
+
     // An owner who asks for signed assertions gets them: a signed Response alone no
     // longer does.
     let (status, body) = api

@@ -104,6 +104,9 @@ pub struct Api {
     swept: std::sync::atomic::AtomicI64,
     /// Which refused setup/invite link attempts are audited.
     pub link_refusals: setup::LinkRefusals,
+    /// Which refused SAML responses (before any was verified: anyone may post them)
+    /// reach the audit log: the first per address per minute, with a count of the rest.
+    pub saml_refusals: setup::LinkRefusals,
     /// Sign-in attempts per account and per address.
     pub sign_in: super::identity::SignInLimits,
     /// SCIM requests per address.
@@ -134,6 +137,7 @@ impl Api {
             identities: identities::Identities::default(),
             swept: std::sync::atomic::AtomicI64::new(0),
             link_refusals: setup::LinkRefusals::default(),
+            saml_refusals: setup::LinkRefusals::default(),
             sign_in: super::identity::SignInLimits::default(),
             scim_limits: super::identity::scim::ScimLimits::default(),
         })

@@ -1004,7 +1004,25 @@ async fn saml_acs(
     let asserted = match verified {
         Ok(asserted) => asserted,
         Err(e) => {
-            refuse(e.to_string()).await?;
+            // Anyone may post junk here: an address's refusals reach the audit log once
+            // a minute, carrying how many went unrecorded since.
+            let address = parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip());
+            let admitted = match address {
+                Some(ip) => api.saml_refusals.admit(ip, now),
+                None => Some(0),
+            };
+            match admitted {
+                Some(0) => refuse(e.to_string()).await?,
+                Some(n) => {
+                    refuse(format!("{e} (and {n} earlier refusals from this address)")).await?
+                }
+                None => {
+                    tracing::warn!(connection = %connection.id, error = %e, "SAML sign-in refused")
+                }
+            }
             return Err(saml_refusal(&e));
         }
     };
