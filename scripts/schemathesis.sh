@@ -36,6 +36,9 @@ done
 # stateful phase reads it as deleting the path and flags the next PATCH (which adds rules,
 # as Segment's does) as a use after free. That one operation is left out (the Rust tests
 # and the official client's conformance run cover it) so the check holds for the rest.
+# …/sso-connections/{id}/test starts a sign-in, which fetches the identity provider's
+# discovery document: with fuzzed issuers that is a connection to made-up hosts, so it is
+# left out (tests/control_oidc.rs and tests/control_saml.rs test it against real ones).
 # From the scratch directory: schemathesis keeps its cache (.schemathesis/) in the cwd.
 # One worker: with two, hypothesis parses lambda sources from two threads at once and
 # CPython 3.11 can fail that ("AST constructor recursion depth mismatch"), a flaky
@@ -48,6 +51,7 @@ done
   --exclude-path /internal/v1/catalog \
   --exclude-path /api/v1/tokens/{id} --exclude-path /api/v1/tokens/{id}/rotate \
   --exclude-path /api/v1/users/{id} \
+  --exclude-path /api/v1/identity/sso-connections/{id}/test \
   --exclude-name 'DELETE /api/v1/tracking-plans/{id}/rules' \
   --request-timeout 10) || { echo "schemathesis failed; server log:"; tail -50 "$work/serve.log"; exit 1; }
 # Every change the run made is in the audit chain, unbroken.

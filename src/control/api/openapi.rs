@@ -14,7 +14,7 @@ use crate::control::policy::Role;
 
 use super::{
     access, audit, catalog, destinations, grants, groups, internal, invites, labels, nodes,
-    permissions, plans, provisioning, roles, sign_in, source_settings, sources, tokens, users,
+    permissions, plans, provisioning, roles, sign_in, source_settings, sources, sso, tokens, users,
     wire, workspace,
 };
 use crate::control::identity::reset;
@@ -97,6 +97,13 @@ use crate::control::identity::reset;
         provisioning::list_mappings,
         provisioning::set_mapping,
         provisioning::delete_mapping,
+        sso::list,
+        sso::one,
+        sso::create,
+        sso::update,
+        sso::remove,
+        sso::test,
+        sso::test_result,
         sign_in::policy,
         sign_in::update,
         sign_in::mark,

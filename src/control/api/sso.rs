@@ -16,6 +16,7 @@ use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use super::provisioning::owners_only;
 use super::{Api, ApiError, Body, Caller, data, success, text_field};
@@ -42,28 +43,92 @@ pub fn routes() -> Router<Arc<Api>> {
 }
 
 /// A connection as the API shows it (never its secret).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct Connection {
+pub struct Connection {
+    /// Id (`sso_…`).
     id: String,
+    /// Shown on the sign-in page.
     name: String,
+    /// `saml` or `oidc`.
     kind: String,
+    /// Off: nobody signs in through it (tests still run).
     enabled: bool,
+    /// The role of a person it creates (never `owner`).
     default_role: String,
+    /// OpenID Connect settings.
     #[serde(skip_serializing_if = "Option::is_none")]
-    oidc: Option<Value>,
+    oidc: Option<OidcSettings>,
+    /// SAML settings.
     #[serde(skip_serializing_if = "Option::is_none")]
-    saml: Option<Value>,
+    saml: Option<SamlSettings>,
+    /// Which attribute or claim carries what.
     claims: ClaimMap,
+    /// An OIDC client secret is set (it is never shown).
     has_client_secret: bool,
     /// OpenID Connect: register this at the identity provider.
     #[serde(skip_serializing_if = "Option::is_none")]
     redirect_uri: Option<String>,
     /// SAML: this service provider, to register at the identity provider.
     #[serde(skip_serializing_if = "Option::is_none")]
-    service_provider: Option<Value>,
+    service_provider: Option<ServiceProvider>,
+    /// Created.
     created_at: DateTime<Utc>,
+    /// Last changed.
     updated_at: DateTime<Utc>,
+}
+
+/// What a SAML identity provider is told of Sluice.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceProvider {
+    /// The entity id (the Audience of assertions).
+    entity_id: String,
+    /// Where the SP metadata is (the entity id itself).
+    metadata_url: String,
+    /// The assertion consumer service (HTTP-POST).
+    acs_url: String,
+    /// The NameID format asked for.
+    name_id_format: String,
+}
+
+/// `{"ssoConnection": …}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionOne {
+    /// The connection.
+    sso_connection: Connection,
+}
+
+/// `{"ssoConnections": […]}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionList {
+    /// The workspace's connections.
+    sso_connections: Vec<Connection>,
+}
+
+/// A test sign-in started.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TestStarted {
+    /// Open it as the person to try.
+    url: String,
+    /// Read the result at `…/tests/{testId}`.
+    test_id: String,
+}
+
+/// What a test sign-in saw.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TestResult {
+    /// The person came back.
+    finished: bool,
+    /// What the provider sent and how it maps (`null` until finished).
+    #[schema(value_type = Option<Object>)]
+    result: Option<Value>,
+    /// Kept until.
+    expires_at: DateTime<Utc>,
 }
 
 fn view(api: &Api, row: &ConnectionRow) -> Result<Connection, ApiError> {
@@ -73,26 +138,37 @@ fn view(api: &Api, row: &ConnectionRow) -> Result<Connection, ApiError> {
         kind: row.kind.clone(),
         enabled: row.enabled,
         default_role: row.default_role.name().into(),
-        oidc: row.settings.get("oidc").cloned(),
-        saml: row.settings.get("saml").cloned(),
+        oidc: row
+            .settings
+            .get("oidc")
+            .map(|o| serde_json::from_value(o.clone()))
+            .transpose()
+            .map_err(|_| ApiError::Internal)?,
+        saml: row
+            .settings
+            .get("saml")
+            .map(|o| serde_json::from_value(o.clone()))
+            .transpose()
+            .map_err(|_| ApiError::Internal)?,
         claims: sso::claim_map(row)?,
         has_client_secret: !row.secret.is_empty(),
         redirect_uri: (row.kind == "oidc").then(|| sso::oidc_redirect(&api.public_url)),
         service_provider: (row.kind == "saml").then(|| {
             let entity = saml::sp_entity_id(&api.public_url, &row.id);
-            json!({
-                "entityId": entity,
-                "metadataUrl": entity,
-                "acsUrl": saml::acs_url(&api.public_url, &row.id),
-                "nameIdFormat": "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress",
-            })
+            ServiceProvider {
+                metadata_url: entity.clone(),
+                entity_id: entity,
+                acs_url: saml::acs_url(&api.public_url, &row.id),
+                name_id_format: "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress".into(),
+            }
         }),
         created_at: row.created_at,
         updated_at: row.updated_at,
     })
 }
 
-#[derive(Debug, Deserialize)]
+/// A connection to make, or what to change of one.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Wanted {
     #[serde(default)]
@@ -116,7 +192,7 @@ struct Wanted {
 
 /// SAML settings as given: the identity provider's metadata XML, or its fields (which
 /// also override what the metadata says).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct SamlInput {
     #[serde(default)]
@@ -268,6 +344,12 @@ fn sealed_secret(api: &Api, id: &str, secret: &str) -> Result<String, ApiError> 
         .map_err(|_| ApiError::Internal)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/identity/sso-connections",
+    tag = "Identity",
+    responses((status = 200, description = "The workspace's single sign-on connections.", body = super::wire::Data<ConnectionList>))
+)]
 async fn list(State(api): State<Arc<Api>>, caller: Caller) -> Result<Response, ApiError> {
     api.allow_workspace(&caller, Action::ManageMembers).await?;
     let mut conn = api.store.read().await?;
@@ -276,7 +358,9 @@ async fn list(State(api): State<Arc<Api>>, caller: Caller) -> Result<Response, A
         .iter()
         .map(|r| view(&api, r))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(data(json!({ "ssoConnections": connections })))
+    Ok(data(ConnectionList {
+        sso_connections: connections,
+    }))
 }
 
 async fn load(api: &Api, caller: &Caller, id: &str) -> Result<ConnectionRow, ApiError> {
@@ -286,6 +370,13 @@ async fn load(api: &Api, caller: &Caller, id: &str) -> Result<ConnectionRow, Api
         .ok_or_else(|| ApiError::missing("ssoConnection", id))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/identity/sso-connections/{id}",
+    tag = "Identity",
+    params(("id" = String, Path, description = "Connection id")),
+    responses((status = 200, description = "A single sign-on connection.", body = super::wire::Data<ConnectionOne>))
+)]
 async fn one(
     State(api): State<Arc<Api>>,
     caller: Caller,
@@ -293,9 +384,18 @@ async fn one(
 ) -> Result<Response, ApiError> {
     api.allow_workspace(&caller, Action::ManageMembers).await?;
     let row = load(&api, &caller, &id).await?;
-    Ok(data(json!({ "ssoConnection": view(&api, &row)? })))
+    Ok(data(ConnectionOne {
+        sso_connection: view(&api, &row)?,
+    }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/identity/sso-connections",
+    tag = "Identity",
+    request_body = Wanted,
+    responses((status = 200, description = "The connection made (owners).", body = super::wire::Data<ConnectionOne>))
+)]
 async fn create(
     State(api): State<Arc<Api>>,
     caller: Caller,
@@ -354,9 +454,19 @@ async fn create(
         ))
         .await?;
     change.commit().await?;
-    Ok(data(json!({ "ssoConnection": view(&api, &row)? })))
+    Ok(data(ConnectionOne {
+        sso_connection: view(&api, &row)?,
+    }))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/v1/identity/sso-connections/{id}",
+    tag = "Identity",
+    params(("id" = String, Path, description = "Connection id")),
+    request_body = Wanted,
+    responses((status = 200, description = "The connection changed (owners; its kind never changes).", body = super::wire::Data<ConnectionOne>))
+)]
 async fn update(
     State(api): State<Arc<Api>>,
     caller: Caller,
@@ -432,7 +542,9 @@ async fn update(
         ))
         .await?;
     change.commit().await?;
-    Ok(data(json!({ "ssoConnection": view(&api, &row)? })))
+    Ok(data(ConnectionOne {
+        sso_connection: view(&api, &row)?,
+    }))
 }
 
 /// While SSO is required, the last enabled connection stays (or nobody but the
@@ -460,6 +572,13 @@ async fn last_way_in(
     Ok(())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/identity/sso-connections/{id}",
+    tag = "Identity",
+    params(("id" = String, Path, description = "Connection id")),
+    responses((status = 200, description = "The connection deleted (owners).", body = super::wire::Data<super::wire::Status>))
+)]
 async fn remove(
     State(api): State<Arc<Api>>,
     caller: Caller,
@@ -483,6 +602,13 @@ async fn remove(
     Ok(success())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/identity/sso-connections/{id}/test",
+    tag = "Identity",
+    params(("id" = String, Path, description = "Connection id")),
+    responses((status = 200, description = "A test sign-in to open as the person to try (owners); nobody is signed in or made.", body = super::wire::Data<TestStarted>))
+)]
 async fn test(
     State(api): State<Arc<Api>>,
     caller: Caller,
@@ -502,7 +628,10 @@ async fn test(
         ))
         .await?;
     change.commit().await?;
-    Ok(data(json!({"url": begun.url, "testId": begun.flow})))
+    Ok(data(TestStarted {
+        url: begun.url,
+        test_id: begun.flow,
+    }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -512,6 +641,13 @@ struct TestPath {
     test_id: String,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/identity/sso-connections/{id}/tests/{testId}",
+    tag = "Identity",
+    params(("id" = String, Path, description = "Connection id"), ("testId" = String, Path, description = "Test id")),
+    responses((status = 200, description = "What a test sign-in saw (owners).", body = super::wire::Data<TestResult>))
+)]
 async fn test_result(
     State(api): State<Arc<Api>>,
     caller: Caller,
@@ -523,9 +659,9 @@ async fn test_result(
     let flow = store::test_flow(&mut conn, &row.id, &path.test_id)
         .await?
         .ok_or_else(|| ApiError::missing("test", &path.test_id))?;
-    Ok(data(json!({
-        "finished": flow.result.is_some(),
-        "result": flow.result,
-        "expiresAt": flow.expires_at,
-    })))
+    Ok(data(TestResult {
+        finished: flow.result.is_some(),
+        result: flow.result,
+        expires_at: flow.expires_at,
+    }))
 }
