@@ -6,7 +6,7 @@
 mod common;
 
 use chrono::{DateTime, Utc};
-use common::control::{Api, error_type, server};
+use common::control::{Api, cookie_set, error_type, server};
 use common::databases;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -415,12 +415,7 @@ async fn post_link(
     }
     let response = request.send().await.expect("post");
     let status = response.status();
-    let cookie = response
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(str::to_owned);
+    let cookie = cookie_set(&response);
     (status, response.json().await.unwrap_or(Value::Null), cookie)
 }
 

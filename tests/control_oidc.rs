@@ -11,10 +11,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::browser::{Browser, location};
-use common::control::{Api, server};
+use common::control::{Api, groups_of, map_group, server};
 use common::databases::{self, TestDb};
 use common::peer::Peer;
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 const CLIENT_SECRET: &str = "sluice-client-secret";
@@ -174,18 +174,6 @@ async fn connect(api: &Api, owner: &str, issuer: &str) -> String {
     connection["id"].as_str().expect("id").to_owned()
 }
 
-async fn map_group(api: &Api, owner: &str, group: &str, role: &str) {
-    let (status, body) = api
-        .call(
-            owner,
-            Method::PUT,
-            &format!("/api/v1/identity/group-mappings/{group}"),
-            Some(json!({"role": role})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-}
-
 async fn user_by_email(api: &Api, owner: &str, email: &str) -> Value {
     let (status, body) = api.get(owner, "/api/v1/users?pagination.count=200").await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -196,21 +184,6 @@ async fn user_by_email(api: &Api, owner: &str, email: &str) -> Value {
         .find(|u| u["email"] == email)
         .cloned()
         .unwrap_or(Value::Null)
-}
-
-async fn groups_of(api: &Api, owner: &str, user: &str) -> Vec<String> {
-    let (status, body) = api
-        .get(owner, &format!("/api/v1/users/{user}/groups"))
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let mut names: Vec<String> = body["data"]["groups"]
-        .as_array()
-        .expect("groups")
-        .iter()
-        .filter_map(|g| g["name"].as_str().map(str::to_owned))
-        .collect();
-    names.sort();
-    names
 }
 
 async fn people_sign_in_through_their_provider(db: &TestDb) {

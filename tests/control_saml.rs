@@ -12,7 +12,7 @@ mod common;
 use base64::Engine as _;
 
 use common::browser::{Browser, location};
-use common::control::{Api, as_person, error_type, server};
+use common::control::{Api, as_person, error_type, groups_of, map_group, server};
 use common::databases::{self, TestDb};
 use common::peer::Peer;
 use common::scim::{Scim, scim_token};
@@ -165,37 +165,10 @@ async fn connect(api: &Api, owner: &str, idp: &Idp) -> (String, String) {
     (id, entity)
 }
 
-async fn map_group(api: &Api, owner: &str, group: &str, role: &str) {
-    let (status, body) = api
-        .call(
-            owner,
-            Method::PUT,
-            &format!("/api/v1/identity/group-mappings/{group}"),
-            Some(json!({"role": role})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-}
-
 async fn users(api: &Api, owner: &str) -> Vec<Value> {
     let (status, body) = api.get(owner, "/api/v1/users?pagination.count=200").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body["data"]["users"].as_array().expect("users").clone()
-}
-
-async fn groups_of(api: &Api, owner: &str, user: &str) -> Vec<String> {
-    let (status, body) = api
-        .get(owner, &format!("/api/v1/users/{user}/groups"))
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let mut names: Vec<String> = body["data"]["groups"]
-        .as_array()
-        .expect("groups")
-        .iter()
-        .filter_map(|g| g["name"].as_str().map(str::to_owned))
-        .collect();
-    names.sort();
-    names
 }
 
 /// The session `browser` holds, as `/auth/session` shows it.

@@ -167,12 +167,7 @@ impl Api {
             .await
             .expect("login");
         let status = response.status();
-        let cookie = response
-            .headers()
-            .get("set-cookie")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .map(str::to_owned);
+        let cookie = cookie_set(&response);
         (status, response.json().await.unwrap_or(Value::Null), cookie)
     }
 
@@ -248,4 +243,43 @@ pub async fn as_person(
     let response = request.send().await.expect("request");
     let status = response.status();
     (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Maps an identity-provider group to a role (as `owner`).
+pub async fn map_group(api: &Api, owner: &str, group: &str, role: &str) {
+    let (status, body) = api
+        .call(
+            owner,
+            Method::PUT,
+            &format!("/api/v1/identity/group-mappings/{group}"),
+            Some(json!({"role": role})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// The names of the groups `user` is in, sorted.
+pub async fn groups_of(api: &Api, owner: &str, user: &str) -> Vec<String> {
+    let (status, body) = api
+        .get(owner, &format!("/api/v1/users/{user}/groups"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut names: Vec<String> = body["data"]["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .filter_map(|g| g["name"].as_str().map(str::to_owned))
+        .collect();
+    names.sort();
+    names
+}
+
+/// The `name=value` of the first cookie a response sets.
+pub fn cookie_set(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::to_owned)
 }

@@ -62,7 +62,8 @@ pub fn routes() -> Router<Arc<Api>> {
     Router::new().route("/setup/{link}", get(form).post(accept))
 }
 
-fn escape(text: &str) -> String {
+/// Escapes text for HTML.
+pub(crate) fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -70,7 +71,8 @@ fn escape(text: &str) -> String {
         .replace('\'', "&#39;")
 }
 
-fn page(status: StatusCode, title: &str, body: &str) -> Response {
+/// A small self-contained page (no scripts, forms post to this origin only, never cached).
+pub(crate) fn page(status: StatusCode, title: &str, body: &str) -> Response {
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t} · Sluice</title>\
          <meta name=\"viewport\" content=\"width=device-width\"></head>\

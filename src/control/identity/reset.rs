@@ -13,13 +13,14 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::{password, session, signin, totp};
+use crate::control::api::setup::page;
 use crate::control::api::{Api, ApiError, Caller, Forbidden, Path, Unauthenticated, client, data};
 use crate::control::audit::{Actor, Draft, Kind};
 use crate::control::policy::{Action, Role};
@@ -121,37 +122,6 @@ pub(crate) async fn create(
         url: link_url(&api.public_url, &secret),
         expires_at,
     }))
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
-}
-
-fn page(status: StatusCode, title: &str, body: &str) -> Response {
-    let html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t} · Sluice</title>\
-         <meta name=\"viewport\" content=\"width=device-width\"></head>\
-         <body style=\"font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto\">\
-         <h1>{t}</h1>{body}</body></html>",
-        t = escape(title)
-    );
-    let mut response = (status, Html(html)).into_response();
-    let headers = response.headers_mut();
-    for (name, value) in [
-        ("cache-control", "no-store"),
-        ("referrer-policy", "no-referrer"),
-        (
-            "content-security-policy",
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
-        ),
-    ] {
-        headers.insert(name, axum::http::HeaderValue::from_static(value));
-    }
-    response
 }
 
 const GONE: &str = "This reset link is not valid: it was used, has expired or never existed. \

@@ -582,7 +582,8 @@ pub async fn begin(
     test: bool,
     now: DateTime<Utc>,
 ) -> Result<Begun, ApiError> {
-    match connection.kind.as_str() {
+    // Where the browser goes, the flow's id, and what OIDC keeps until it comes back.
+    let (url, flow, nonce, verifier) = match connection.kind.as_str() {
         "oidc" => {
             let settings = oidc_settings(connection)?;
             let secret = open_secret(api, connection)?;
@@ -602,29 +603,7 @@ pub async fn begin(
                 .seal(&started.verifier, &format!("sso_flow:{}", connection.id))
                 .map_err(|_| ApiError::Internal)?;
             let flow = token::digest_of(&started.state).to_hex();
-            let mut change = api.store.change().await?;
-            store::start_flow(
-                change.conn(),
-                &FlowRow {
-                    id: flow.clone(),
-                    connection_id: connection.id.clone(),
-                    browser: browser.to_owned(),
-                    nonce: started.nonce.clone(),
-                    verifier: sealed,
-                    return_to,
-                    test,
-                    created_at: now,
-                    expires_at: now + FLOW_LIFETIME,
-                    result: None,
-                },
-            )
-            .await?;
-            store::sweep(change.conn(), now).await?;
-            change.commit().await?;
-            Ok(Begun {
-                url: started.url,
-                flow,
-            })
+            (started.url, flow, started.nonce, sealed)
         }
         "saml" => {
             let settings = saml_settings(connection)?;
@@ -637,29 +616,32 @@ pub async fn begin(
                 now,
             )
             .map_err(|e| Refused::Provider(e.to_string()))?;
-            let mut change = api.store.change().await?;
-            store::start_flow(
-                change.conn(),
-                &FlowRow {
-                    id: id.clone(),
-                    connection_id: connection.id.clone(),
-                    browser: browser.to_owned(),
-                    nonce: String::new(),
-                    verifier: String::new(),
-                    return_to,
-                    test,
-                    created_at: now,
-                    expires_at: now + FLOW_LIFETIME,
-                    result: None,
-                },
-            )
-            .await?;
-            store::sweep(change.conn(), now).await?;
-            change.commit().await?;
-            Ok(Begun { url, flow: id })
+            (url, id, String::new(), String::new())
         }
-        other => Err(Refused::Provider(format!("{other} sign-in is not available")).into()),
-    }
+        other => {
+            return Err(Refused::Provider(format!("{other} sign-in is not available")).into());
+        }
+    };
+    let mut change = api.store.change().await?;
+    store::start_flow(
+        change.conn(),
+        &FlowRow {
+            id: flow.clone(),
+            connection_id: connection.id.clone(),
+            browser: browser.to_owned(),
+            nonce,
+            verifier,
+            return_to,
+            test,
+            created_at: now,
+            expires_at: now + FLOW_LIFETIME,
+            result: None,
+        },
+    )
+    .await?;
+    store::sweep(change.conn(), now).await?;
+    change.commit().await?;
+    Ok(Begun { url, flow })
 }
 
 fn open_secret(
