@@ -397,16 +397,20 @@ async fn when_sso_is_required_only_break_glass_owners_use_a_password() {
     db.finish().await;
 }
 
-/// POSTs `body` to `path` (a link of the server) as a browser from `origin`, asking for
-/// JSON: the status, the answer and the session cookie set.
+/// POSTs `body` to `path` (a link of the server) from 127.0.0.`from`, as a browser on
+/// `origin`, asking for JSON: the status, the answer and the session cookie set.
 async fn post_link(
     api: &Api,
+    from: u8,
     path: &str,
     body: Value,
     origin: Option<&str>,
 ) -> (StatusCode, Value, Option<String>) {
-    let mut request = api
-        .http
+    let http = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, from]))
+        .build()
+        .expect("client");
+    let mut request = http
         .post(format!("{}{path}", api.base))
         .header("accept", "application/json")
         .json(&body);
@@ -443,6 +447,7 @@ async fn setup_invite_and_reset_links_end_in_a_session() {
     // The first owner's setup link: a token and a session.
     let (status, body, cookie) = post_link(
         &api,
+        1,
         &link,
         json!({"email": "owner@example.com", "first_name": "O"}),
         None,
@@ -472,10 +477,10 @@ async fn setup_invite_and_reset_links_end_in_a_session() {
         .path()
         .to_owned();
     let accept = json!({"email": "member@example.com"});
-    let (status, body, cookie) = post_link(&api, &invite, accept.clone(), evil).await;
+    let (status, body, cookie) = post_link(&api, 1, &invite, accept.clone(), evil).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert!(cookie.is_none());
-    let (status, body, cookie) = post_link(&api, &invite, accept, None).await;
+    let (status, body, cookie) = post_link(&api, 1, &invite, accept, None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let member = body["data"]["secret"].as_str().expect("token").to_owned();
     let member_id = body["data"]["user"]["id"].as_str().expect("id").to_owned();
@@ -521,14 +526,14 @@ async fn setup_invite_and_reset_links_end_in_a_session() {
     // Too short, or from another site: refused, the link still good. Then it sets the
     // password, ends the member's other sessions and signs them in, once.
     let new_password = "a brand new long passphrase";
-    let (status, _, _) = post_link(&api, &reset, json!({"password": "short"}), None).await;
+    let (status, _, _) = post_link(&api, 1, &reset, json!({"password": "short"}), None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let (status, _, cookie) =
-        post_link(&api, &reset, json!({"password": new_password}), evil).await;
+        post_link(&api, 1, &reset, json!({"password": new_password}), evil).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(cookie.is_none());
     let (status, body, cookie) =
-        post_link(&api, &reset, json!({"password": new_password}), None).await;
+        post_link(&api, 1, &reset, json!({"password": new_password}), None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(method_of(&api, &cookie.expect("a session")).await, "reset");
     assert_eq!(
@@ -536,7 +541,8 @@ async fn setup_invite_and_reset_links_end_in_a_session() {
         StatusCode::UNAUTHORIZED,
         "the other sessions ended"
     );
-    let (status, body, _) = post_link(&api, &reset, json!({"password": new_password}), None).await;
+    let (status, body, _) =
+        post_link(&api, 1, &reset, json!({"password": new_password}), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "used once: {body}");
     let (status, body, _) = api
         .login(
@@ -566,11 +572,12 @@ async fn setup_invite_and_reset_links_end_in_a_session() {
         .path()
         .to_owned();
     let again = "yet another long passphrase";
-    let (status, body, _) = post_link(&api, &reset, json!({"password": again}), None).await;
+    let (status, body, _) = post_link(&api, 1, &reset, json!({"password": again}), None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert_eq!(error_type(&body), "second_factor_required", "{body}");
     let (status, body, cookie) = post_link(
         &api,
+        1,
         &reset,
         json!({"password": again, "code": code(&secret, 30)}),
         None,
@@ -578,6 +585,90 @@ async fn setup_invite_and_reset_links_end_in_a_session() {
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(cookie.is_some());
+
+    // Five wrong codes spend a link.
+    let (status, body) = reset_for(owner.clone(), member_id.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let reset = reqwest::Url::parse(body["data"]["url"].as_str().expect("url"))
+        .expect("url")
+        .path()
+        .to_owned();
+    let right = code(&secret, 60);
+    let wrong = if right == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    for from in 61..66 {
+        let (status, _, _) = post_link(
+            &api,
+            from,
+            &reset,
+            json!({"password": again, "code": wrong}),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let (status, body, _) = post_link(
+        &api,
+        1,
+        &reset,
+        json!({"password": again, "code": right}),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "spent: {body}");
+
+    // A link is asked about again when used: a member promoted past what its maker may
+    // reach is out of it.
+    let (_, rising_id) = api
+        .invited(&owner, &server, "rising@example.com", "member")
+        .await;
+    let (status, body) = reset_for(admin.clone(), rising_id.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let risen = reqwest::Url::parse(body["data"]["url"].as_str().expect("url"))
+        .expect("url")
+        .path()
+        .to_owned();
+    let (status, body) = api
+        .call(
+            &owner,
+            Method::PATCH,
+            &format!("/api/v1/users/{rising_id}"),
+            Some(json!({"role": "admin"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body, cookie) = post_link(&api, 1, &risen, json!({"password": again}), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(cookie.is_none());
+
+    // Removed and invited back (the same account comes back): the old link is dead.
+    let (_, leaving_id) = api
+        .invited(&owner, &server, "leaving@example.com", "member")
+        .await;
+    let (status, body) = reset_for(admin.clone(), leaving_id.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let old_link = reqwest::Url::parse(body["data"]["url"].as_str().expect("url"))
+        .expect("url")
+        .path()
+        .to_owned();
+    let (status, body) = api
+        .call(
+            &owner,
+            Method::DELETE,
+            &format!("/api/v1/users/{leaving_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, back_id) = api
+        .invited(&owner, &server, "leaving@example.com", "member")
+        .await;
+    assert_eq!(back_id, leaving_id, "the same account");
+    let (status, body, _) = post_link(&api, 1, &old_link, json!({"password": again}), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
 
     let types = audit_types(&api, &owner).await;
     for kind in [

@@ -8,6 +8,9 @@ CREATE TABLE password_resets (
     created_by TEXT NOT NULL,
     created_at BIGINT NOT NULL,
     expires_at BIGINT NOT NULL,
-    used_at BIGINT
+    used_at BIGINT,
+    -- Wrong authenticator codes sent with it: at the fifth it is spent.
+    failures BIGINT NOT NULL DEFAULT 0
 );
 CREATE INDEX password_resets_user ON password_resets (user_id);
+CREATE INDEX password_resets_maker ON password_resets (created_by);

@@ -77,7 +77,7 @@ impl Default for SignInLimits {
 impl SignInLimits {
     /// Spends one attempt of each budget in turn; `false` at the first spent (the
     /// later ones are not charged, nor their keys kept).
-    fn admit(&self, email: &str, address: &str) -> bool {
+    pub(crate) fn admit(&self, email: &str, address: &str) -> bool {
         self.address.check_key(&address.to_owned()).is_ok()
             && self
                 .account_here

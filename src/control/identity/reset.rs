@@ -5,7 +5,11 @@
 //!
 //! Who may make one is `authorize`'s to say: managing members for members and
 //! read-only members; an owner's action for admins and owners (a link is a way into
-//! the account). While the workspace requires SSO, only break-glass owners get one.
+//! the account). It is asked again when the link is used, of its maker and the member
+//! as they are then. While the workspace requires SSO, only break-glass owners get one.
+//! Five wrong authenticator codes spend a link; each is audited and paid from the
+//! account's sign-in budget. Removing or deactivating a member spends the links made
+//! for them and by them.
 
 use std::sync::Arc;
 
@@ -21,9 +25,11 @@ use serde_json::json;
 
 use super::{password, session, signin, totp};
 use crate::control::api::setup::page;
-use crate::control::api::{Api, ApiError, Caller, Forbidden, Path, Unauthenticated, client, data};
+use crate::control::api::{
+    Api, ApiError, Caller, Forbidden, Path, Unauthenticated, client, client_key, data,
+};
 use crate::control::audit::{Actor, Draft, Kind};
-use crate::control::policy::{Action, Role};
+use crate::control::policy::{self, Action, Role};
 use crate::control::store::{passwords, resets, sessions, users, workspaces};
 use crate::control::token;
 
@@ -38,6 +44,49 @@ pub fn api_routes() -> Router<Arc<Api>> {
 /// `GET` and `POST /reset/{link}`.
 pub fn routes() -> Router<Arc<Api>> {
     Router::new().route("/reset/{link}", get(form).post(use_link))
+}
+
+/// What making a reset link for `target` takes: managing members; for an admin or an
+/// owner (through a group too), an owner's action as well (a link is a way into the
+/// account).
+fn actions_for(target: &policy::User) -> &'static [Action] {
+    if matches!(target.effective_role(), Role::Owner | Role::Admin) {
+        &[Action::ManageMembers, Action::TransferOwnership]
+    } else {
+        &[Action::ManageMembers]
+    }
+}
+
+/// Whether the link's maker may still make it for its member as they are now: asked of
+/// `authorize` again when the link is used (a member promoted since, or a maker
+/// demoted, deactivated or gone, spends the link).
+async fn still_allowed(
+    conn: &mut sqlx::AnyConnection,
+    workspace: &workspaces::Workspace,
+    maker: &str,
+    target: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, ApiError> {
+    let Some(maker) = users::principal(conn, &workspace.id, maker).await? else {
+        return Ok(false);
+    };
+    let Some(target) = users::principal(conn, &workspace.id, target).await? else {
+        return Ok(false);
+    };
+    let settings = workspace.settings.policy();
+    Ok(actions_for(&target).iter().all(|action| {
+        policy::authorize(
+            policy::Principal {
+                user: &maker,
+                token: None,
+            },
+            *action,
+            policy::ResourceRef::Workspace,
+            settings,
+            now,
+        )
+        .allowed
+    }))
 }
 
 /// Where a reset link is opened.
@@ -77,11 +126,8 @@ pub(crate) async fn create(
         .await?
         .ok_or_else(|| ApiError::missing("user", &id))?;
     drop(conn);
-    // A link is a way into the account: into an admin's or an owner's, only an owner's
-    // action makes one.
-    if matches!(target.effective_role(), Role::Owner | Role::Admin) {
-        api.allow_workspace(&caller, Action::TransferOwnership)
-            .await?;
+    for action in actions_for(&target) {
+        api.allow_workspace(&caller, *action).await?;
     }
     if !row.active {
         return Err(ApiError::Conflict(
@@ -212,37 +258,60 @@ async fn use_link(
         ApiError::Internal
     })?;
     let mut change = api.store.change().await?;
-    let Some(reset) = resets::take(change.conn(), &digest, now).await? else {
+    let Some(reset) = resets::peek(change.conn(), &digest, now).await? else {
         drop(change);
         return Ok(gone(json));
     };
     let workspace = workspaces::get(change.conn(), &reset.workspace_id)
         .await?
         .ok_or(ApiError::Internal)?;
-    let user = users::get(change.conn(), &workspace.id, &reset.user_id).await?;
-    let user = match user {
+    let user = match users::get(change.conn(), &workspace.id, &reset.user_id).await? {
         Some(u)
             if u.active
-                && signin::local_allowed(change.conn(), &workspace, &u.id, u.role).await? =>
+                && signin::local_allowed(change.conn(), &workspace, &u.id, u.role).await?
+                && still_allowed(change.conn(), &workspace, &reset.created_by, &u.id, now)
+                    .await? =>
         {
             u
         }
-        // Deactivated, removed, or SSO required since: the link is spent, nothing set.
+        // Deactivated, removed, SSO required since, promoted past what its maker may
+        // reach, or its maker gone: the link is spent, nothing set.
         _ => {
+            resets::take(change.conn(), &digest, now).await?;
             change.commit().await?;
             return Ok(gone(json));
         }
     };
     if let Some(factor) = totp::enabled(change.conn(), &user.id).await? {
-        let code = wanted.code.as_deref().unwrap_or_default();
-        if !totp::spend(change.conn(), api.store.key(), &user.id, &factor, code, now).await? {
+        let Some(code) = wanted.code.as_deref() else {
             drop(change);
-            return Err(ApiError::Unauthorized(if wanted.code.is_none() {
-                Unauthenticated::SecondFactorRequired
-            } else {
-                Unauthenticated::InvalidCredentials
-            }));
+            return Err(ApiError::Unauthorized(
+                Unauthenticated::SecondFactorRequired,
+            ));
+        };
+        // The account's sign-in budget pays for each code tried, as at sign-in.
+        if !api.sign_in.admit(&user.email, &client_key(&parts)) {
+            drop(change);
+            return Err(ApiError::RateLimited);
         }
+        if !totp::spend(change.conn(), api.store.key(), &user.id, &factor, code, now).await? {
+            let usable = resets::failed(change.conn(), &digest, now).await?;
+            signin::refused(
+                &mut change,
+                &user.id,
+                json!({"reason": "second_factor", "via": "reset", "linkSpent": !usable}),
+                ip,
+                user_agent,
+                now,
+            )
+            .await?;
+            change.commit().await?;
+            return Err(ApiError::Unauthorized(Unauthenticated::InvalidCredentials));
+        }
+    }
+    if resets::take(change.conn(), &digest, now).await?.is_none() {
+        drop(change);
+        return Ok(gone(json));
     }
     passwords::set(change.conn(), &user.id, &phc, now).await?;
     let ended = sessions::revoke_others(change.conn(), &user.id, None, now).await?;
@@ -256,7 +325,7 @@ async fn use_link(
             resource_type: "user".into(),
             resource_id: user.id.clone(),
             before: None,
-            after: Some(json!({"otherSessionsEnded": ended})),
+            after: Some(json!({"otherSessionsEnded": ended, "linkBy": reset.created_by})),
             ip: ip.clone(),
             user_agent: user_agent.clone(),
         })

@@ -21,6 +21,9 @@ pub struct NewReset<'a> {
     pub expires_at: DateTime<Utc>,
 }
 
+/// Wrong authenticator codes a link takes before it is spent.
+pub const MAX_FAILURES: i64 = 5;
+
 /// What a usable link is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reset {
@@ -28,6 +31,8 @@ pub struct Reset {
     pub workspace_id: String,
     /// Whose password it sets.
     pub user_id: String,
+    /// Who made it.
+    pub created_by: String,
 }
 
 /// Makes a link, and ends the user's earlier unused ones (the newest one counts).
@@ -63,7 +68,7 @@ pub async fn peek(
     now: DateTime<Utc>,
 ) -> Result<Option<Reset>, StoreError> {
     let row = sqlx::query(
-        "SELECT workspace_id, user_id, expires_at FROM password_resets \
+        "SELECT workspace_id, user_id, expires_at, created_by FROM password_resets \
          WHERE digest = $1 AND used_at IS NULL",
     )
     .bind(digest)
@@ -76,6 +81,7 @@ pub async fn peek(
     Ok(Some(Reset {
         workspace_id: row.try_get(0)?,
         user_id: row.try_get(1)?,
+        created_by: row.try_get(3)?,
     }))
 }
 
@@ -96,4 +102,42 @@ pub async fn take(
     .execute(conn)
     .await?;
     Ok((used.rows_affected() == 1).then_some(reset))
+}
+
+/// Counts a wrong authenticator code sent with the link; at [`MAX_FAILURES`] the link
+/// is spent. `true` when it still works.
+pub async fn failed(
+    conn: &mut AnyConnection,
+    digest: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    sqlx::query("UPDATE password_resets SET failures = failures + 1 WHERE digest = $1")
+        .bind(digest)
+        .execute(&mut *conn)
+        .await?;
+    let spent = sqlx::query(
+        "UPDATE password_resets SET used_at = $3 WHERE digest = $1 AND failures >= $2 AND used_at IS NULL",
+    )
+    .bind(digest)
+    .bind(MAX_FAILURES)
+    .bind(ms(now))
+    .execute(conn)
+    .await?;
+    Ok(spent.rows_affected() == 0)
+}
+
+/// Spends every unused link for, or made by, a user (they left or were deactivated).
+pub async fn end_for(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE password_resets SET used_at = $2 WHERE (user_id = $1 OR created_by = $1) AND used_at IS NULL",
+    )
+    .bind(user_id)
+    .bind(ms(now))
+    .execute(conn)
+    .await?;
+    Ok(())
 }

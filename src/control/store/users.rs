@@ -272,6 +272,7 @@ pub async fn remove(
     // invited later with this email sets their own.
     super::sessions::revoke_others(&mut *conn, id, None, now).await?;
     forget_credentials(&mut *conn, id).await?;
+    super::resets::end_for(&mut *conn, id, now).await?;
     sqlx::query("DELETE FROM external_identities WHERE user_id = $1")
         .bind(id)
         .execute(&mut *conn)
@@ -356,8 +357,9 @@ pub async fn deactivate(
     .execute(&mut *conn)
     .await?;
     // Nothing of theirs comes back with them: not their password (a member belongs to
-    // one workspace), nor SCIM tokens they made.
+    // one workspace), nor SCIM tokens or reset links they made, nor links made for them.
     forget_credentials(&mut *conn, id).await?;
+    super::resets::end_for(&mut *conn, id, now).await?;
     sqlx::query(
         "UPDATE scim_tokens SET revoked_at = $3 WHERE workspace_id = $1 AND created_by = $2 AND revoked_at IS NULL",
     )
