@@ -570,3 +570,65 @@ async fn forged_id_tokens_are_refused() {
     server.stop();
     db.finish().await;
 }
+
+/// The provider's discovery document and keys are reused between sign-ins; when the
+/// provider rotates its signing key, the next sign-in fetches the new one and succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_keys_are_reused_and_fetched_again_after_a_rotation() {
+    let db = databases::sqlite().await;
+    let forge = Peer::start(
+        "tests/peers/oidc/forge.py",
+        &["--client-secret", CLIENT_SECRET],
+        "scripts/oidc-forge.sh",
+    );
+    let (server, link) = server(&db).await;
+    let api = Api::of(&server);
+    let owner = api.owner(&link).await;
+    let connection = connect(&api, &owner, &forge.base).await;
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let fetched = || async {
+        let stats: Value = plain
+            .get(format!("{}/stats", forge.base))
+            .send()
+            .await
+            .expect("stats")
+            .json()
+            .await
+            .expect("json");
+        (stats["discovery"].as_i64(), stats["jwks"].as_i64())
+    };
+    let sign_in_as = |email: &'static str| {
+        let (api, plain, connection) = (&api, &plain, &connection);
+        async move {
+            let mut browser = Browser::new();
+            let authorize = start(api, &mut browser, connection).await;
+            let approved = plain
+                .get(format!("{authorize}&email={email}"))
+                .send()
+                .await
+                .expect("authorize");
+            let response = browser.get(&callback_on(api, &location(&approved))).await;
+            assert_eq!(response.status(), StatusCode::SEE_OTHER, "{email}");
+        }
+    };
+    sign_in_as("first@example.com").await;
+    sign_in_as("second@example.com").await;
+    assert_eq!(fetched().await, (Some(1), Some(1)), "fetched once for both");
+    let rotated = plain
+        .post(format!("{}/rotate", forge.base))
+        .send()
+        .await
+        .expect("rotate");
+    assert_eq!(rotated.status(), StatusCode::OK);
+    sign_in_as("third@example.com").await;
+    assert_eq!(
+        fetched().await,
+        (Some(2), Some(2)),
+        "the new key fetched once"
+    );
+    server.stop();
+    db.finish().await;
+}

@@ -13,7 +13,7 @@ Set OIDC_FORGE_LOG=1 to log requests to stderr.
 
 Endpoints:
   GET  /.well-known/openid-configuration   discovery
-  GET  /jwks                               the published key (RSA, kid "k1") only
+  GET  /jwks                               the published key (RSA, kid "k1" until rotated) only
   GET  /authorize  the usual code-flow parameters (response_type=code, client_id,
        redirect_uri, scope with openid, state, nonce, code_challenge,
        code_challenge_method=S256) plus test-only case=, sub=, email=, groups=a,b.
@@ -22,6 +22,8 @@ Endpoints:
        client auth client_secret_basic or client_secret_post.
        Answers {access_token, token_type, expires_in, scope, id_token}.
   GET  /healthz    200
+  POST /rotate     a new signing key (kid "k2", "k3", ...) replaces the published one
+  GET  /stats      how many times discovery and the keys were fetched
 
 Cases (chosen at /authorize, applied to the ID token the code is redeemed for):
   valid           a correct ID token
@@ -31,8 +33,8 @@ Cases (chosen at /authorize, applied to the ID token the code is redeemed for):
   expired         iat = now-3600, exp = now-1800
   wrong-nonce     nonce is not the one sent to /authorize
   wrong-state     the redirect carries another state (the ID token is correct)
-  rogue-key       signed RS256 by an unpublished key, still with kid "k1"
-  alg-none        unsigned JWT, header alg "none" (kid "k1"), empty signature
+  rogue-key       signed RS256 by an unpublished key, still with the published kid
+  alg-none        unsigned JWT, header alg "none" (the published kid), empty signature
   hs256           HS256 with the client secret (as sent to /token) as the key
   bad-at-hash     at_hash of some other access token
   no-id-token     the token response has no id_token
@@ -58,7 +60,6 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 CASES = ("valid", "wrong-issuer", "wrong-audience", "extra-audience", "expired",
          "wrong-nonce", "wrong-state", "rogue-key", "alg-none", "hs256", "bad-at-hash",
          "no-id-token")
-KID = "k1"
 CODE_LIFETIME = 120  # seconds a code may wait to be redeemed
 TOKEN_LIFETIME = 300  # exp - iat of good tokens, and expires_in
 VERIFIER = re.compile(r"[A-Za-z0-9._~-]{43,128}")  # RFC 7636 4.1
@@ -67,6 +68,8 @@ VERIFIER = re.compile(r"[A-Za-z0-9._~-]{43,128}")  # RFC 7636 4.1
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 ROGUE = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
+signing = {"key": KEY, "kid": "k1", "n": 1}  # the published key, replaced by /rotate
+hits = {"discovery": 0, "jwks": 0}  # fetches, for the relying party's cache tests
 codes = {}  # code -> what /authorize was asked, until /token redeems it (once)
 lock = threading.Lock()
 settings = {"issuer": "", "client_secret": None}
@@ -80,9 +83,20 @@ def b64url_uint(n):
     return b64url(n.to_bytes((n.bit_length() + 7) // 8, "big"))
 
 
+def rotate():
+    """Publishes a new signing key in place of the old one; its kid."""
+    with lock:
+        signing["n"] += 1
+        signing["key"] = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        signing["kid"] = f"k{signing['n']}"
+        return signing["kid"]
+
+
 def jwks():
-    pub = KEY.public_key().public_numbers()
-    return {"keys": [{"kty": "RSA", "use": "sig", "alg": "RS256", "kid": KID,
+    with lock:
+        key, kid = signing["key"], signing["kid"]
+    pub = key.public_key().public_numbers()
+    return {"keys": [{"kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid,
                       "n": b64url_uint(pub.n), "e": b64url_uint(pub.e)}]}
 
 
@@ -141,7 +155,9 @@ def id_token(grant, access_token, client_secret):
         claims["nonce"] = "forged-" + secrets.token_urlsafe(16)
     elif case == "bad-at-hash":
         claims["at_hash"] = at_hash(secrets.token_urlsafe(32))
-    header = {"kid": KID}
+    with lock:
+        key, kid = signing["key"], signing["kid"]
+    header = {"kid": kid}
     if case == "rogue-key":
         return jwt.encode(claims, ROGUE, algorithm="RS256", headers=header)
     if case == "alg-none":
@@ -151,7 +167,7 @@ def id_token(grant, access_token, client_secret):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return jwt.encode(claims, client_secret.encode(), algorithm="HS256", headers=header)
-    return jwt.encode(claims, KEY, algorithm="RS256", headers=header)
+    return jwt.encode(claims, key, algorithm="RS256", headers=header)
 
 
 class OAuthError(Exception):
@@ -299,9 +315,16 @@ class Handler(BaseHTTPRequestHandler):
         url = urlparse(self.path)
         try:
             if url.path == "/.well-known/openid-configuration":
+                with lock:
+                    hits["discovery"] += 1
                 self.send_json(200, discovery())
             elif url.path == "/jwks":
+                with lock:
+                    hits["jwks"] += 1
                 self.send_json(200, jwks())
+            elif url.path == "/stats":
+                with lock:
+                    self.send_json(200, dict(hits))
             elif url.path == "/authorize":
                 self.send(302, extra=[("Location", authorize(parse_qs(url.query)))])
             elif url.path == "/healthz":
@@ -313,6 +336,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         url = urlparse(self.path)
+        if url.path == "/rotate":
+            return self.send_json(200, {"kid": rotate()})
         if url.path != "/token":
             return self.send_json(404, {"error": "not_found"})
         try:

@@ -4,9 +4,14 @@
 //!
 //! The HTTP client follows no redirects (an identity provider's answer cannot point
 //! Sluice at another host), times out, and reads at most [`MAX_ANSWER`] bytes.
+//!
+//! A provider's discovery document and keys are reused for [`DISCOVERY_TTL`]; an ID
+//! token that fails verification against reused keys is checked once more against
+//! fresh ones (the provider may have rotated its keys).
 
-use std::sync::OnceLock;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
@@ -22,6 +27,10 @@ use serde_json::{Map, Value};
 pub const MAX_ANSWER: usize = 1 << 20;
 /// Longest wait for an identity provider's answer.
 const TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a provider's discovery document and keys are reused.
+pub const DISCOVERY_TTL: Duration = Duration::from_secs(300);
+/// Most providers whose discovery is kept.
+const DISCOVERY_KEPT: usize = 256;
 
 /// An OpenID Connect connection's public settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -148,12 +157,44 @@ async fn send(
         .map_err(|e| HttpError::Transport(e.to_string()))
 }
 
-async fn discover(settings: &OidcSettings) -> Result<CoreProviderMetadata, OidcError> {
+/// Discovery documents (with their keys) by issuer, and when each was fetched.
+fn discovered() -> &'static Mutex<HashMap<String, (Instant, CoreProviderMetadata)>> {
+    static KEPT: OnceLock<Mutex<HashMap<String, (Instant, CoreProviderMetadata)>>> =
+        OnceLock::new();
+    KEPT.get_or_init(Mutex::default)
+}
+
+/// The provider's discovery document and keys: reused when fetched less than
+/// [`DISCOVERY_TTL`] ago (unless `fresh`), else fetched. `true` with a reused one.
+async fn discover(
+    settings: &OidcSettings,
+    fresh: bool,
+) -> Result<(CoreProviderMetadata, bool), OidcError> {
+    if !fresh {
+        let kept = discovered()
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&settings.issuer)
+            .filter(|(at, _)| at.elapsed() < DISCOVERY_TTL)
+            .map(|(_, metadata)| metadata.clone());
+        if let Some(metadata) = kept {
+            return Ok((metadata, true));
+        }
+    }
     let issuer = IssuerUrl::new(settings.issuer.clone())
         .map_err(|e| OidcError::Settings(format!("issuer: {e}")))?;
-    CoreProviderMetadata::discover_async(issuer, &send)
+    let metadata = CoreProviderMetadata::discover_async(issuer, &send)
         .await
-        .map_err(|e| OidcError::Discovery(chain(&e)))
+        .map_err(|e| OidcError::Discovery(chain(&e)))?;
+    let mut kept = discovered().lock().unwrap_or_else(PoisonError::into_inner);
+    if kept.len() >= DISCOVERY_KEPT {
+        kept.retain(|_, (at, _)| at.elapsed() < DISCOVERY_TTL);
+        if kept.len() >= DISCOVERY_KEPT {
+            kept.clear();
+        }
+    }
+    kept.insert(settings.issuer.clone(), (Instant::now(), metadata.clone()));
+    Ok((metadata, false))
 }
 
 /// The error and its causes on one line (the crate's top-level messages are terse).
@@ -178,21 +219,24 @@ type Client = CoreClient<
     EndpointMaybeSet,
 >;
 
-/// Discovers the provider and builds its client for this connection and redirect.
+/// Discovers the provider (see [`discover`]) and builds its client for this connection
+/// and redirect; `true` when the discovery was reused.
 async fn connect(
     settings: &OidcSettings,
     secret: Option<&str>,
     redirect: &str,
-) -> Result<Client, OidcError> {
-    let metadata = discover(settings).await?;
+    fresh: bool,
+) -> Result<(Client, bool), OidcError> {
+    let (metadata, reused) = discover(settings, fresh).await?;
     let redirect = RedirectUrl::new(redirect.to_owned())
         .map_err(|e| OidcError::Settings(format!("redirect URL: {e}")))?;
-    Ok(CoreClient::from_provider_metadata(
+    let client = CoreClient::from_provider_metadata(
         metadata,
         ClientId::new(settings.client_id.clone()),
         secret.map(|s| ClientSecret::new(s.to_owned())),
     )
-    .set_redirect_uri(redirect))
+    .set_redirect_uri(redirect);
+    Ok((client, reused))
 }
 
 /// Discovers the provider and builds the authorization URL (PKCE S256, fresh `state`
@@ -202,7 +246,7 @@ pub async fn start(
     secret: Option<&str>,
     redirect: &str,
 ) -> Result<Started, OidcError> {
-    let client = connect(settings, secret, redirect).await?;
+    let (client, _) = connect(settings, secret, redirect, false).await?;
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let mut request = client.authorize_url(
         CoreAuthenticationFlow::AuthorizationCode,
@@ -231,7 +275,7 @@ pub async fn finish(
     nonce: &str,
     verifier: &str,
 ) -> Result<Verified, OidcError> {
-    let client = connect(settings, secret, redirect).await?;
+    let (client, reused) = connect(settings, secret, redirect, false).await?;
     let tokens = client
         .exchange_code(AuthorizationCode::new(code.to_owned()))
         .map_err(|e| OidcError::Settings(e.to_string()))?
@@ -239,10 +283,28 @@ pub async fn finish(
         .request_async(&send)
         .await
         .map_err(|e| OidcError::Exchange(chain(&e)))?;
+    let nonce = Nonce::new(nonce.to_owned());
+    match verify(&client, &tokens, &nonce) {
+        // Checked against reused keys: the provider may have rotated them since.
+        Err(OidcError::IdToken(_)) if reused => {
+            let (client, _) = connect(settings, secret, redirect, true).await?;
+            verify(&client, &tokens, &nonce)
+        }
+        done => done,
+    }
+}
+
+/// Verifies the token response's ID token against `client`'s provider keys, issuer
+/// and client id, the clock and `nonce`, and the access token against its `at_hash`.
+fn verify(
+    client: &Client,
+    tokens: &openidconnect::core::CoreTokenResponse,
+    nonce: &Nonce,
+) -> Result<Verified, OidcError> {
     let id_token = tokens.id_token().ok_or(OidcError::NoIdToken)?;
     let checker = client.id_token_verifier();
     let claims = id_token
-        .claims(&checker, &Nonce::new(nonce.to_owned()))
+        .claims(&checker, nonce)
         .map_err(|e| OidcError::IdToken(chain(&e)))?;
     if let Some(expected) = claims.access_token_hash() {
         let alg = id_token
