@@ -120,12 +120,17 @@ async fn sign_in(
 
 /// Makes a SAML connection from the IdP's metadata and registers Sluice at the IdP.
 async fn connect(api: &Api, owner: &str, idp: &Idp) -> (String, String) {
+    connect_named(api, owner, idp, "Test IdP").await
+}
+
+/// [`connect`] with a name of its own.
+async fn connect_named(api: &Api, owner: &str, idp: &Idp, name: &str) -> (String, String) {
     let metadata = idp.text("/metadata").await;
     let (status, body) = api
         .post(
             owner,
             "/api/v1/identity/sso-connections",
-            json!({"name": "Test IdP", "kind": "saml", "saml": {"metadataXml": metadata}}),
+            json!({"name": name, "kind": "saml", "saml": {"metadataXml": metadata}}),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -186,6 +191,33 @@ async fn session_of(api: &Api, browser: &Browser) -> Value {
 
 async fn json_of(response: reqwest::Response) -> Value {
     response.json().await.unwrap_or(Value::Null)
+}
+
+/// The AuthnRequest XML in a redirect URL (raw DEFLATE, base64).
+fn inflate_request(url: &str) -> String {
+    let url = reqwest::Url::parse(url).expect("url");
+    let packed = url
+        .query_pairs()
+        .find(|(k, _)| k == "SAMLRequest")
+        .map(|(_, v)| v.into_owned())
+        .expect("SAMLRequest");
+    let packed = base64::engine::general_purpose::STANDARD
+        .decode(packed)
+        .expect("base64");
+    let mut xml = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::DeflateDecoder::new(&packed[..]),
+        &mut xml,
+    )
+    .expect("inflate");
+    xml
+}
+
+/// An AuthnRequest for the redirect binding.
+fn deflate_request(xml: &str) -> String {
+    let mut packed = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut packed, xml.as_bytes()).expect("deflate");
+    base64::engine::general_purpose::STANDARD.encode(packed.finish().expect("deflate"))
 }
 
 /// A change made to a response's XML.
@@ -558,6 +590,29 @@ async fn forged_broken_and_foreign_responses_are_refused() {
         .filter(|e| e["type"] == "session.refused")
         .count();
     assert!((1..=3).contains(&recorded), "{recorded} refusals recorded");
+
+    // A response to another connection that names this connection's request (its id
+    // carried over by hand) spends nothing here: the request still signs its own
+    // browser in afterwards.
+    let (other, _) = connect_named(&api, &owner, &idp, "Other IdP").await;
+    let mut browser = Browser::new();
+    let sso = start(&api, &mut browser, &connection).await;
+    let request = inflate_request(&sso);
+    let forged = request.replace(&connection, &other);
+    let mut url = reqwest::Url::parse(&format!("{}/sso", idp.base)).expect("url");
+    url.query_pairs_mut()
+        .append_pair("SAMLRequest", &deflate_request(&forged));
+    let crossed = idp.answer(url.as_str(), &[("case", "valid")]).await;
+    assert!(crossed["acs"].as_str().is_some_and(|a| a.contains(&other)));
+    let response = post_back(&api, &mut browser, &crossed).await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let answer = idp.answer(&sso, &[("case", "valid")]).await;
+    let response = post_back(&api, &mut browser, &answer).await;
+    assert_eq!(
+        response.status(),
+        StatusCode::SEE_OTHER,
+        "the request was kept"
+    );
 
     // An owner who asks for signed assertions gets them: a signed Response alone no
     // longer does.

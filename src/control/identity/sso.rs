@@ -1013,6 +1013,15 @@ async fn saml_acs(
         Some(request) => store::take_flow(change.conn(), request, now).await?,
         None => None,
     };
+    // A request of another connection is not this response's to spend.
+    if taken
+        .as_ref()
+        .is_some_and(|flow| flow.connection_id != connection.id)
+    {
+        drop(change);
+        refuse(Refused::Flow.to_string()).await?;
+        return Err(Refused::Flow.into());
+    }
     let first = store::first_use(
         change.conn(),
         &connection.id,
@@ -1027,12 +1036,7 @@ async fn saml_acs(
         return Err(Refused::Provider(why.into()).into());
     }
     let flow = match (asserted.in_response_to.is_some(), taken) {
-        (true, Some(flow))
-            if flow.connection_id == connection.id
-                && same_browser(&flow, &parts.headers, &api.public_url) =>
-        {
-            flow
-        }
+        (true, Some(flow)) if same_browser(&flow, &parts.headers, &api.public_url) => flow,
         (true, _) => {
             refuse(Refused::Flow.to_string()).await?;
             return Err(Refused::Flow.into());
