@@ -423,6 +423,15 @@ async fn post_link(
     (status, response.json().await.unwrap_or(Value::Null), cookie)
 }
 
+/// The path of a reset link just made (`POST …/password-reset` answered 200).
+fn link_made((status, body): (StatusCode, Value)) -> String {
+    assert_eq!(status, StatusCode::OK, "{body}");
+    reqwest::Url::parse(body["data"]["url"].as_str().expect("url"))
+        .expect("url")
+        .path()
+        .to_owned()
+}
+
 /// The method of the session `cookie` holds.
 async fn method_of(api: &Api, cookie: &str) -> String {
     let response = api
@@ -508,12 +517,7 @@ async fn setup_invite_and_reset_links_end_in_a_session() {
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     let (status, body) = reset_for(member.clone(), admin.clone()).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "a member makes none: {body}");
-    let (status, body) = reset_for(admin.clone(), member_id.clone()).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let reset = reqwest::Url::parse(body["data"]["url"].as_str().expect("url"))
-        .expect("url")
-        .path()
-        .to_owned();
+    let reset = link_made(reset_for(admin.clone(), member_id.clone()).await);
     let page = api
         .http
         .get(format!("{}{reset}", api.base))
@@ -565,12 +569,7 @@ async fn setup_invite_and_reset_links_end_in_a_session() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, body) = reset_for(owner.clone(), member_id.clone()).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let reset = reqwest::Url::parse(body["data"]["url"].as_str().expect("url"))
-        .expect("url")
-        .path()
-        .to_owned();
+    let reset = link_made(reset_for(owner.clone(), member_id.clone()).await);
     let again = "yet another long passphrase";
     let (status, body, _) = post_link(&api, 1, &reset, json!({"password": again}), None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
@@ -587,12 +586,7 @@ async fn setup_invite_and_reset_links_end_in_a_session() {
     assert!(cookie.is_some());
 
     // Five wrong codes spend a link.
-    let (status, body) = reset_for(owner.clone(), member_id.clone()).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let reset = reqwest::Url::parse(body["data"]["url"].as_str().expect("url"))
-        .expect("url")
-        .path()
-        .to_owned();
+    let reset = link_made(reset_for(owner.clone(), member_id.clone()).await);
     let right = code(&secret, 60);
     let wrong = if right == "000000" {
         "111111"
@@ -625,12 +619,7 @@ async fn setup_invite_and_reset_links_end_in_a_session() {
     let (_, rising_id) = api
         .invited(&owner, &server, "rising@example.com", "member")
         .await;
-    let (status, body) = reset_for(admin.clone(), rising_id.clone()).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let risen = reqwest::Url::parse(body["data"]["url"].as_str().expect("url"))
-        .expect("url")
-        .path()
-        .to_owned();
+    let risen = link_made(reset_for(admin.clone(), rising_id.clone()).await);
     let (status, body) = api
         .call(
             &owner,
@@ -648,12 +637,7 @@ async fn setup_invite_and_reset_links_end_in_a_session() {
     let (_, leaving_id) = api
         .invited(&owner, &server, "leaving@example.com", "member")
         .await;
-    let (status, body) = reset_for(admin.clone(), leaving_id.clone()).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let old_link = reqwest::Url::parse(body["data"]["url"].as_str().expect("url"))
-        .expect("url")
-        .path()
-        .to_owned();
+    let old_link = link_made(reset_for(admin.clone(), leaving_id.clone()).await);
     let (status, body) = api
         .call(
             &owner,

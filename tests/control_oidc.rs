@@ -499,25 +499,35 @@ async fn an_expired_id_token_is_refused() {
     db.finish().await;
 }
 
+/// The forging provider (`tests/peers/oidc/forge.py`), requiring our client secret.
+fn forge() -> Peer {
+    Peer::start(
+        "tests/peers/oidc/forge.py",
+        &["--client-secret", CLIENT_SECRET],
+        "scripts/oidc-forge.sh",
+    )
+}
+
+/// A client that follows no redirects (to read where a provider sends the browser).
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
 /// ID tokens forged one way each by a provider of our own (`tests/peers/oidc/forge.py`,
 /// set up by `scripts/oidc-forge.sh`): every one is refused, nobody is made, and the
 /// good one still signs in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_id_tokens_are_refused() {
     let db = databases::sqlite().await;
-    let forge = Peer::start(
-        "tests/peers/oidc/forge.py",
-        &["--client-secret", CLIENT_SECRET],
-        "scripts/oidc-forge.sh",
-    );
+    let forge = forge();
     let (server, link) = server(&db).await;
     let api = Api::of(&server);
     let owner = api.owner(&link).await;
     let connection = connect(&api, &owner, &forge.base).await;
-    let plain = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
+    let plain = no_redirects();
     let cases = [
         ("wrong-issuer", "issuer"),
         ("wrong-audience", "audience"),
@@ -576,19 +586,12 @@ async fn forged_id_tokens_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provider_keys_are_reused_and_fetched_again_after_a_rotation() {
     let db = databases::sqlite().await;
-    let forge = Peer::start(
-        "tests/peers/oidc/forge.py",
-        &["--client-secret", CLIENT_SECRET],
-        "scripts/oidc-forge.sh",
-    );
+    let forge = forge();
     let (server, link) = server(&db).await;
     let api = Api::of(&server);
     let owner = api.owner(&link).await;
     let connection = connect(&api, &owner, &forge.base).await;
-    let plain = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
+    let plain = no_redirects();
     let fetched = || async {
         let stats: Value = plain
             .get(format!("{}/stats", forge.base))
