@@ -175,10 +175,7 @@ async fn login(
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
-    if !json
-        || (parts.headers.contains_key("origin")
-            && !session::same_origin(&parts.headers, &api.public_url))
-    {
+    if !json || session::from_elsewhere(&parts.headers, &api.public_url) {
         return Err(ApiError::Forbidden(Forbidden::Csrf(
             "sign in with a JSON body from the console's own origin",
         )));

@@ -237,9 +237,7 @@ async fn accept(
 ) -> Result<Response, ApiError> {
     let json = wants_json(&headers);
     // Login CSRF: a page elsewhere must not make this browser sign into an account.
-    if headers.contains_key("origin")
-        && !crate::control::identity::session::same_origin(&headers, &api.public_url)
-    {
+    if crate::control::identity::session::from_elsewhere(&headers, &api.public_url) {
         return Err(ApiError::Forbidden(super::Forbidden::Csrf(
             "use the link from the console's own origin",
         )));

@@ -331,9 +331,16 @@ fn redacted(row: &ConnectionRow) -> Value {
         "hasClientSecret": !row.secret.is_empty()})
 }
 
-fn sealed_secret(api: &Api, id: &str, secret: &str) -> Result<String, ApiError> {
+/// A client secret sealed for connection `id` of `kind` ('' for none; SAML has none).
+fn sealed_secret(api: &Api, id: &str, kind: &str, secret: &str) -> Result<String, ApiError> {
     if secret.is_empty() {
         return Ok(String::new());
+    }
+    if kind == "saml" {
+        return Err(ApiError::field(
+            "clientSecret",
+            "a SAML connection has no client secret",
+        ));
     }
     if secret.len() > 2048 {
         return Err(ApiError::field("clientSecret", "at most 2048 bytes"));
@@ -420,18 +427,17 @@ async fn create(
         }
         _ => return Err(ApiError::field("kind", "oidc or saml")),
     };
-    if kind == "saml" && body.client_secret.as_deref().is_some_and(|s| !s.is_empty()) {
-        return Err(ApiError::field(
-            "clientSecret",
-            "a SAML connection has no client secret",
-        ));
-    }
     let claims = checked_claims(&body.claims.unwrap_or_else(|| ClaimMap::default_for(kind)))?;
     let role = checked_role(body.default_role.as_deref().unwrap_or("read_only"))?;
     owners_only(&api, &caller).await?;
     let id = store::connection_id();
     let row = ConnectionRow {
-        secret: sealed_secret(&api, &id, body.client_secret.as_deref().unwrap_or_default())?,
+        secret: sealed_secret(
+            &api,
+            &id,
+            kind,
+            body.client_secret.as_deref().unwrap_or_default(),
+        )?,
         id,
         workspace_id: caller.workspace.id.clone(),
         kind: kind.into(),
@@ -518,13 +524,7 @@ async fn update(
     };
     row.settings = settings(&protocol, &claims);
     if let Some(secret) = &body.client_secret {
-        if row.kind == "saml" && !secret.is_empty() {
-            return Err(ApiError::field(
-                "clientSecret",
-                "a SAML connection has no client secret",
-            ));
-        }
-        row.secret = sealed_secret(&api, &id, secret)?;
+        row.secret = sealed_secret(&api, &id, &row.kind, secret)?;
     }
     row.updated_at = caller.now;
     let mut change = api.store.change().await?;

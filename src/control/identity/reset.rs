@@ -225,7 +225,7 @@ fn parse(headers: &HeaderMap, body: &[u8]) -> Result<(NewPassword, bool), ApiErr
 }
 
 /// `POST /reset/{link}`: sets the password, ends every other session, opens one. A
-/// wrong authenticator code leaves the link usable (nothing is changed).
+/// wrong authenticator code changes nothing but the link's count of wrong codes.
 async fn use_link(
     State(api): State<Arc<Api>>,
     Path(link): Path<String>,
@@ -235,9 +235,7 @@ async fn use_link(
     let now: DateTime<Utc> = Utc::now();
     let (ip, user_agent) = client(&parts);
     // Login CSRF: a page elsewhere must not sign this browser into an account.
-    if parts.headers.contains_key("origin")
-        && !session::same_origin(&parts.headers, &api.public_url)
-    {
+    if session::from_elsewhere(&parts.headers, &api.public_url) {
         return Err(ApiError::Forbidden(Forbidden::Csrf(
             "use the reset link from the console's own origin",
         )));
@@ -262,25 +260,11 @@ async fn use_link(
         drop(change);
         return Ok(gone(json));
     };
-    let workspace = workspaces::get(change.conn(), &reset.workspace_id)
-        .await?
-        .ok_or(ApiError::Internal)?;
-    let user = match users::get(change.conn(), &workspace.id, &reset.user_id).await? {
-        Some(u)
-            if u.active
-                && signin::local_allowed(change.conn(), &workspace, &u.id, u.role).await?
-                && still_allowed(change.conn(), &workspace, &reset.created_by, &u.id, now)
-                    .await? =>
-        {
-            u
-        }
-        // Deactivated, removed, SSO required since, promoted past what its maker may
-        // reach, or its maker gone: the link is spent, nothing set.
-        _ => {
-            resets::take(change.conn(), &digest, now).await?;
-            change.commit().await?;
-            return Ok(gone(json));
-        }
+    let Some((workspace, user)) = still_for(change.conn(), &reset, now).await? else {
+        // Spent, nothing set.
+        resets::take(change.conn(), &digest, now).await?;
+        change.commit().await?;
+        return Ok(gone(json));
     };
     if let Some(factor) = totp::enabled(change.conn(), &user.id).await? {
         let Some(code) = wanted.code.as_deref() else {
@@ -360,6 +344,26 @@ async fn use_link(
             .insert(axum::http::header::SET_COOKIE, cookie);
     }
     Ok(response)
+}
+
+/// The link's workspace and member, while the link is still good for them: none once
+/// they are deactivated or removed, SSO is required of them, they were promoted past
+/// what the link's maker may reach, or its maker is demoted or gone.
+async fn still_for(
+    conn: &mut sqlx::AnyConnection,
+    reset: &resets::Reset,
+    now: DateTime<Utc>,
+) -> Result<Option<(workspaces::Workspace, users::UserRow)>, ApiError> {
+    let workspace = workspaces::get(conn, &reset.workspace_id)
+        .await?
+        .ok_or(ApiError::Internal)?;
+    let Some(user) = users::get(conn, &workspace.id, &reset.user_id).await? else {
+        return Ok(None);
+    };
+    let good = user.active
+        && signin::local_allowed(conn, &workspace, &user.id, user.role).await?
+        && still_allowed(conn, &workspace, &reset.created_by, &user.id, now).await?;
+    Ok(good.then_some((workspace, user)))
 }
 
 fn gone(json: bool) -> Response {

@@ -109,6 +109,13 @@ pub fn same_origin(headers: &HeaderMap, public_url: &str) -> bool {
         || host.is_some_and(|h| origin == format!("http://{h}") || origin == format!("https://{h}"))
 }
 
+/// Whether a browser sent this from another origin: it names an `Origin` that is not
+/// this one (a request without one is no cross-origin browser request). Sign-in and
+/// one-time links refuse such requests: a page elsewhere must not sign a browser in.
+pub fn from_elsewhere(headers: &HeaderMap, public_url: &str) -> bool {
+    headers.contains_key("origin") && !same_origin(headers, public_url)
+}
+
 /// `scheme://host[:port]` of a URL.
 fn origin_of(url: &str) -> Option<String> {
     let (scheme, rest) = url.split_once("://")?;

@@ -929,136 +929,27 @@ async fn saml_acs(
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
     let now = Utc::now();
-    let (ip, user_agent) = client(&parts);
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::TooLarge
-        } else {
-            ApiError::field("SAMLResponse", e.body_text())
-        }
-    })?;
-    let form: AcsForm = serde_urlencoded::from_bytes(&body).map_err(|e| {
-        ApiError::field(
-            "SAMLResponse",
-            format!("the ACS takes a form with SAMLResponse: {e}"),
-        )
-    })?;
-    let relay_state = form.relay_state.clone();
+    let form = acs_form(body)?;
     let connection = saml_connection(&api, &id).await?;
     let settings = saml_settings(&connection)?;
-    let sp = saml::sp_entity_id(&api.public_url, &connection.id);
-    let acs = saml::acs_url(&api.public_url, &connection.id);
-    // Parsing and signature checks are CPU work: off the async workers, a few at once.
-    let verified = {
-        let _turn = SAML_VERIFYING
-            .acquire()
-            .await
-            .map_err(|_| ApiError::Internal)?;
-        let settings = settings.clone();
-        tokio::task::spawn_blocking(move || {
-            saml::decode(&form.saml_response).and_then(|xml| {
-                saml::verify(
-                    &xml,
-                    &settings,
-                    saml::Expected {
-                        acs: &acs,
-                        audience: &sp,
-                        now,
-                    },
-                )
-            })
-        })
-        .await
-        .map_err(|_| ApiError::Internal)?
-    };
-    let refuse = async |why: String| -> Result<(), ApiError> {
-        tracing::warn!(connection = %connection.id, error = %why, "SAML sign-in refused");
-        audit_refusal(
-            &api,
-            &connection,
-            &why,
-            None,
-            (ip.clone(), user_agent.clone()),
-            now,
-        )
-        .await
-    };
-    let asserted = match verified {
-        Ok(asserted) => asserted,
-        Err(e) => {
-            // Anyone may post junk here: an address's refusals reach the audit log once
-            // a minute, carrying how many went unrecorded since.
-            let address = parts
-                .extensions
-                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map(|c| c.0.ip());
-            let admitted = match address {
-                Some(ip) => api.saml_refusals.admit(ip, now),
-                None => Some(0),
-            };
-            match admitted {
-                Some(0) => refuse(e.to_string()).await?,
-                Some(n) => {
-                    refuse(format!("{e} (and {n} earlier refusals from this address)")).await?
-                }
-                None => {
-                    tracing::warn!(connection = %connection.id, error = %e, "SAML sign-in refused")
-                }
+    let asserted =
+        match verify_off_thread(&api, &connection, &settings, form.saml_response, now).await? {
+            Ok(asserted) => asserted,
+            Err(e) => {
+                refuse_unverified(&api, &connection, &parts, &e, now).await?;
+                return Err(saml_refusal(&e));
             }
-            return Err(saml_refusal(&e));
-        }
-    };
-    let mut change = api.store.change().await?;
-    let taken = match &asserted.in_response_to {
-        Some(request) => store::take_flow(change.conn(), request, now).await?,
-        None => None,
-    };
-    // A request of another connection is not this response's to spend.
-    if taken
-        .as_ref()
-        .is_some_and(|flow| flow.connection_id != connection.id)
-    {
-        drop(change);
-        refuse(Refused::Flow.to_string()).await?;
-        return Err(Refused::Flow.into());
-    }
-    let first = store::first_use(
-        change.conn(),
-        &connection.id,
-        &asserted.id,
-        asserted.expires + saml::SKEW,
+        };
+    let flow = bind(
+        &api,
+        &connection,
+        &settings,
+        &asserted,
+        &parts,
+        form.relay_state,
+        now,
     )
     .await?;
-    change.commit().await?;
-    if !first {
-        let why = "this SAML assertion was already used (a replay)";
-        refuse(why.into()).await?;
-        return Err(Refused::Provider(why.into()).into());
-    }
-    let flow = match (asserted.in_response_to.is_some(), taken) {
-        (true, Some(flow)) if same_browser(&flow, &parts.headers, &api.public_url) => flow,
-        (true, _) => {
-            refuse(Refused::Flow.to_string()).await?;
-            return Err(Refused::Flow.into());
-        }
-        (false, _) if !settings.allow_idp_initiated => {
-            let why = "this connection does not take sign-ins started at the identity provider";
-            refuse(why.into()).await?;
-            return Err(Refused::Provider(why.into()).into());
-        }
-        (false, _) => FlowRow {
-            id: asserted.id.clone(),
-            connection_id: connection.id.clone(),
-            browser: String::new(),
-            nonce: String::new(),
-            verifier: String::new(),
-            return_to: safe_return(relay_state.as_deref()),
-            test: false,
-            created_at: now,
-            expires_at: asserted.expires,
-            result: None,
-        },
-    };
     let map = claim_map(&connection)?;
     let mut claims = asserted.attributes;
     if !claims.contains_key(&map.email) && asserted.name_id_is_email {
@@ -1071,10 +962,167 @@ async fn saml_acs(
         &flow,
         profile,
         claims,
-        (ip, user_agent),
+        client(&parts),
         now,
     )
     .await
+}
+
+/// The ACS form, from a body of at most the API's size.
+fn acs_form(
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<AcsForm, ApiError> {
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge
+        } else {
+            ApiError::field("SAMLResponse", e.body_text())
+        }
+    })?;
+    serde_urlencoded::from_bytes(&body).map_err(|e| {
+        ApiError::field(
+            "SAMLResponse",
+            format!("the ACS takes a form with SAMLResponse: {e}"),
+        )
+    })
+}
+
+/// Decodes and verifies a response for `connection`. Parsing and signature checks are
+/// CPU work: off the async workers, a few at once.
+async fn verify_off_thread(
+    api: &Api,
+    connection: &ConnectionRow,
+    settings: &saml::SamlSettings,
+    response: String,
+    now: DateTime<Utc>,
+) -> Result<Result<saml::Asserted, saml::SamlError>, ApiError> {
+    let _turn = SAML_VERIFYING
+        .acquire()
+        .await
+        .map_err(|_| ApiError::Internal)?;
+    let settings = settings.clone();
+    let acs = saml::acs_url(&api.public_url, &connection.id);
+    let audience = saml::sp_entity_id(&api.public_url, &connection.id);
+    tokio::task::spawn_blocking(move || {
+        saml::decode(&response).and_then(|xml| {
+            saml::verify(
+                &xml,
+                &settings,
+                saml::Expected {
+                    acs: &acs,
+                    audience: &audience,
+                    now,
+                },
+            )
+        })
+    })
+    .await
+    .map_err(|_| ApiError::Internal)
+}
+
+/// Logs and audits a refused SAML sign-in.
+async fn refuse_saml(
+    api: &Api,
+    connection: &ConnectionRow,
+    parts: &Parts,
+    why: &str,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    tracing::warn!(connection = %connection.id, error = %why, "SAML sign-in refused");
+    audit_refusal(api, connection, why, None, client(parts), now).await
+}
+
+/// A response that failed verification: anyone may post junk here, so an address's
+/// refusals reach the audit log once a minute, carrying how many went unrecorded since.
+async fn refuse_unverified(
+    api: &Api,
+    connection: &ConnectionRow,
+    parts: &Parts,
+    error: &saml::SamlError,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    let address = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let admitted = match address {
+        Some(ip) => api.saml_refusals.admit(ip, now),
+        None => Some(0),
+    };
+    match admitted {
+        Some(0) => refuse_saml(api, connection, parts, &error.to_string(), now).await,
+        Some(n) => {
+            let why = format!("{error} (and {n} earlier refusals from this address)");
+            refuse_saml(api, connection, parts, &why, now).await
+        }
+        None => {
+            tracing::warn!(connection = %connection.id, error = %error, "SAML sign-in refused");
+            Ok(())
+        }
+    }
+}
+
+/// The sign-in a verified assertion belongs to: the stored request it answers (of this
+/// connection, from this browser), or an IdP-initiated one when the connection takes
+/// them. Spends the request and the assertion (a replay is refused).
+async fn bind(
+    api: &Api,
+    connection: &ConnectionRow,
+    settings: &saml::SamlSettings,
+    asserted: &saml::Asserted,
+    parts: &Parts,
+    relay_state: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<FlowRow, ApiError> {
+    let refuse = async |why: &str, answer: ApiError| -> Result<FlowRow, ApiError> {
+        refuse_saml(api, connection, parts, why, now).await?;
+        Err(answer)
+    };
+    let mut change = api.store.change().await?;
+    let taken = match &asserted.in_response_to {
+        Some(request) => store::take_flow(change.conn(), request, now).await?,
+        None => None,
+    };
+    // A request of another connection is not this response's to spend.
+    if taken
+        .as_ref()
+        .is_some_and(|flow| flow.connection_id != connection.id)
+    {
+        drop(change);
+        return refuse(&Refused::Flow.to_string(), Refused::Flow.into()).await;
+    }
+    let first = store::first_use(
+        change.conn(),
+        &connection.id,
+        &asserted.id,
+        asserted.expires + saml::SKEW,
+    )
+    .await?;
+    change.commit().await?;
+    if !first {
+        let why = "this SAML assertion was already used (a replay)";
+        return refuse(why, Refused::Provider(why.into()).into()).await;
+    }
+    match (asserted.in_response_to.is_some(), taken) {
+        (true, Some(flow)) if same_browser(&flow, &parts.headers, &api.public_url) => Ok(flow),
+        (true, _) => refuse(&Refused::Flow.to_string(), Refused::Flow.into()).await,
+        (false, _) if !settings.allow_idp_initiated => {
+            let why = "this connection does not take sign-ins started at the identity provider";
+            refuse(why, Refused::Provider(why.into()).into()).await
+        }
+        (false, _) => Ok(FlowRow {
+            id: asserted.id.clone(),
+            connection_id: connection.id.clone(),
+            browser: String::new(),
+            nonce: String::new(),
+            verifier: String::new(),
+            return_to: safe_return(relay_state.as_deref()),
+            test: false,
+            created_at: now,
+            expires_at: asserted.expires,
+            result: None,
+        }),
+    }
 }
 
 /// Audits a refused SSO sign-in (and keeps a failed test's result, when `kept`).
