@@ -17,6 +17,8 @@
 //! - [`feed`]: the published catalog: one export per catalog revision, read by the
 //!   in-process gateway (its `CatalogSource`) and the remote gateways' long polls.
 //! - [`explain`]: a decision as the API takes it, for `/access/explain` and the CLI.
+//! - [`plan_diff`]: a tracking-plan change rule by rule and field by field, and the
+//!   three-way rebase of a change request onto a newer published version.
 //! - [`bootstrap`]: first start (workspace `default`, catalog import, setup link) and
 //!   `sluice admin bootstrap`.
 //!
@@ -41,6 +43,7 @@ pub mod bootstrap;
 pub mod explain;
 pub mod feed;
 pub mod identity;
+pub mod plan_diff;
 pub mod policy;
 pub mod secret;
 pub mod store;

@@ -13,6 +13,7 @@ pub mod access;
 pub mod audit;
 mod body;
 pub mod catalog;
+pub mod change_requests;
 pub mod destinations;
 pub mod grants;
 pub mod groups;
@@ -330,6 +331,7 @@ fn describe(resource: ResourceRef<'_>) -> (&'static str, String) {
         ResourceRef::Destination(d) => ("destination", d.id.to_owned()),
         ResourceRef::Connection(s, d) => ("connection", format!("{}->{}", s.id, d.id)),
         ResourceRef::Labels(change) => ("source", change.source.id.to_owned()),
+        ResourceRef::ChangeRequest(cr) => ("change_request", cr.id.to_owned()),
     }
 }
 
@@ -349,6 +351,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .merge(source_settings::routes())
         .merge(destinations::routes())
         .merge(plans::routes())
+        .merge(change_requests::routes())
         .merge(workspace::routes())
         .merge(users::routes())
         .merge(invites::routes())
@@ -819,6 +822,8 @@ impl Unauthenticated {
             | Reason::LevelTooLow
             | Reason::Hidden
             | Reason::GovernedLabel
+            | Reason::OwnChangeRequest
+            | Reason::NotAuthor
             | Reason::NotApplicable => None,
         }
     }

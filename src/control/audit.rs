@@ -145,14 +145,22 @@ pub enum Kind {
     TokenRevoke,
     /// `token.rotate`
     TokenRotate,
+    /// `change_request.create`: rules proposed for review.
+    ChangeRequestCreate,
+    /// `change_request.update`: a proposal amended or rebased by its author.
+    ChangeRequestUpdate,
+    /// `change_request.approve`: approved and published.
+    ChangeRequestApprove,
+    /// `change_request.reject`
+    ChangeRequestReject,
+    /// `change_request.withdraw`
+    ChangeRequestWithdraw,
     /// `tracking_plan.create`
     TrackingPlanCreate,
     /// `tracking_plan.delete`
     TrackingPlanDelete,
     /// `tracking_plan.publish`
     TrackingPlanPublish,
-    /// `tracking_plan.rules.update`
-    TrackingPlanRulesUpdate,
     /// `tracking_plan.source.connect`
     TrackingPlanSourceConnect,
     /// `tracking_plan.source.disconnect`
@@ -250,10 +258,14 @@ impl Kind {
             Self::TokenCreate => "token.create",
             Self::TokenRevoke => "token.revoke",
             Self::TokenRotate => "token.rotate",
+            Self::ChangeRequestCreate => "change_request.create",
+            Self::ChangeRequestUpdate => "change_request.update",
+            Self::ChangeRequestApprove => "change_request.approve",
+            Self::ChangeRequestReject => "change_request.reject",
+            Self::ChangeRequestWithdraw => "change_request.withdraw",
             Self::TrackingPlanCreate => "tracking_plan.create",
             Self::TrackingPlanDelete => "tracking_plan.delete",
             Self::TrackingPlanPublish => "tracking_plan.publish",
-            Self::TrackingPlanRulesUpdate => "tracking_plan.rules.update",
             Self::TrackingPlanSourceConnect => "tracking_plan.source.connect",
             Self::TrackingPlanSourceDisconnect => "tracking_plan.source.disconnect",
             Self::TrackingPlanUpdate => "tracking_plan.update",

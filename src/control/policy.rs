@@ -343,6 +343,8 @@ pub struct Principal<'a> {
 pub struct Settings {
     /// Members may publish tracking-plan changes without approval.
     pub members_can_publish: bool,
+    /// A reviewer may approve their own change request.
+    pub self_approval: bool,
 }
 
 /// A source as the policy sees it.
@@ -406,6 +408,17 @@ pub enum ResourceRef<'a> {
     Connection(SourceRef<'a>, DestinationRef<'a>),
     /// Changing a source's labels.
     Labels(LabelChange<'a>),
+    /// Reviewing or amending a tracking-plan change request.
+    ChangeRequest(ChangeRequestRef<'a>),
+}
+
+/// A tracking-plan change request as the policy sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct ChangeRequestRef<'a> {
+    /// Its id.
+    pub id: &'a str,
+    /// Who proposed it (user id).
+    pub author: &'a str,
 }
 
 /// Something a principal wants to do.
@@ -462,6 +475,11 @@ pub enum Action {
     EditTrackingPlans,
     /// Publish a tracking-plan version.
     PublishTrackingPlans,
+    /// Approve (publish) or reject a tracking-plan change request: those who may
+    /// publish, never on their own request unless the workspace allows self-approval.
+    ReviewChangeRequest,
+    /// Amend, rebase or withdraw a change request: its author only.
+    AmendChangeRequest,
     /// Create functions.
     CreateFunctions,
     /// Create, rotate and revoke API tokens.
@@ -474,7 +492,7 @@ pub enum Action {
 
 impl Action {
     /// Every action.
-    pub const ALL: [Self; 27] = [
+    pub const ALL: [Self; 29] = [
         Self::ViewWorkspace,
         Self::ViewMembers,
         Self::ViewTrackingPlans,
@@ -498,6 +516,8 @@ impl Action {
         Self::TransferOwnership,
         Self::EditTrackingPlans,
         Self::PublishTrackingPlans,
+        Self::ReviewChangeRequest,
+        Self::AmendChangeRequest,
         Self::CreateFunctions,
         Self::ManageTokens,
         Self::ReadAudit,
@@ -519,8 +539,8 @@ impl Action {
         let allowed = match self {
             Self::ViewWorkspace | Self::ViewMembers | Self::ViewTrackingPlans => true,
             Self::CreateSource | Self::CreateDestination | Self::CreateFunctions => role >= Member,
-            Self::EditTrackingPlans => role >= Member,
-            Self::PublishTrackingPlans => {
+            Self::EditTrackingPlans | Self::AmendChangeRequest => role >= Member,
+            Self::PublishTrackingPlans | Self::ReviewChangeRequest => {
                 role >= Admin || (role == Member && settings.members_can_publish)
             }
             Self::ManageMembers | Self::ModifySettings | Self::ManageTokens | Self::ReadAudit => {
@@ -593,9 +613,11 @@ impl Action {
             | Self::DeleteDestination
             | Self::Connect
             | Self::Disconnect => Scope::DestinationsWrite,
-            Self::EditTrackingPlans | Self::PublishTrackingPlans | Self::CreateFunctions => {
-                Scope::TrackingPlanWrite
-            }
+            Self::EditTrackingPlans
+            | Self::PublishTrackingPlans
+            | Self::ReviewChangeRequest
+            | Self::AmendChangeRequest
+            | Self::CreateFunctions => Scope::TrackingPlanWrite,
             Self::ManageMembers | Self::ManageTokens => Scope::MembersWrite,
             Self::ReadAudit => Scope::AuditRead,
             Self::ReadCatalog => Scope::CatalogRead,
@@ -626,6 +648,11 @@ pub enum Reason {
     /// The change puts on or takes off a label that carries a grant, and the role is
     /// not owner or admin.
     GovernedLabel,
+    /// The change request is the principal's own, and the workspace does not allow
+    /// self-approval.
+    OwnChangeRequest,
+    /// Only the author of a change request amends, rebases or withdraws it.
+    NotAuthor,
     /// The action does not apply to this kind of resource.
     NotApplicable,
 }
@@ -683,6 +710,15 @@ pub enum Rule {
         /// The labels, `key:value`.
         labels: Vec<String>,
         /// Whether the role may change them (owner or admin).
+        allows: bool,
+    },
+    /// Who proposed a change request, against who asks.
+    Authorship {
+        /// The author (user id).
+        author: String,
+        /// Whether the principal is the author.
+        own: bool,
+        /// Whether this rule allows the action.
         allows: bool,
     },
     /// The token's validity.
@@ -895,16 +931,18 @@ pub fn authorize(
     }
     // What the owner may do, resource by resource.
     let user_decision = match (action.role_allows(role, settings), resource) {
-        (Some(allows), _) => {
+        (Some(allows), resource) => {
             rules.push(Rule::RoleCell {
                 role,
                 action,
                 allows,
             });
-            if allows {
-                Reason::Allowed
-            } else {
-                Reason::RoleDenies
+            match resource {
+                _ if !allows => Reason::RoleDenies,
+                ResourceRef::ChangeRequest(cr) => {
+                    authorship(user, action, cr, settings, &mut rules)
+                }
+                _ => Reason::Allowed,
             }
         }
         (None, ResourceRef::Source(s)) => match action.source_level() {
@@ -1005,6 +1043,29 @@ pub fn authorize(
         reason: Reason::Allowed,
         rules,
     }
+}
+
+/// Who may review or amend a change request, by who wrote it: its author amends it and
+/// never reviews it, unless the workspace allows self-approval.
+fn authorship(
+    user: &User,
+    action: Action,
+    cr: ChangeRequestRef<'_>,
+    settings: Settings,
+    rules: &mut Vec<Rule>,
+) -> Reason {
+    let own = cr.author == user.id;
+    let (allows, refusal) = match action {
+        Action::ReviewChangeRequest => (!own || settings.self_approval, Reason::OwnChangeRequest),
+        Action::AmendChangeRequest => (own, Reason::NotAuthor),
+        _ => return Reason::Allowed,
+    };
+    rules.push(Rule::Authorship {
+        author: cr.author.to_owned(),
+        own,
+        allows,
+    });
+    if allows { Reason::Allowed } else { refusal }
 }
 
 fn check_level(
@@ -1146,6 +1207,7 @@ mod tests {
         let member = user(Role::Member);
         let open = Settings {
             members_can_publish: true,
+            ..Settings::default()
         };
         let d = authorize(
             Principal {
@@ -1158,6 +1220,70 @@ mod tests {
             now(),
         );
         assert!(d.allowed);
+    }
+
+    /// Change requests: reviewers are those who may publish, never the author unless the
+    /// workspace allows self-approval; only the author amends.
+    #[test]
+    fn change_requests_by_role_and_authorship() {
+        let ask = |u: &User, action, author: &str, settings| {
+            authorize(
+                Principal {
+                    user: u,
+                    token: None,
+                },
+                action,
+                ResourceRef::ChangeRequest(ChangeRequestRef { id: "cr", author }),
+                settings,
+                now(),
+            )
+        };
+        let strict = Settings::default();
+        let relaxed = Settings {
+            self_approval: true,
+            ..Settings::default()
+        };
+        let members_publish = Settings {
+            members_can_publish: true,
+            ..Settings::default()
+        };
+        let (admin, member, viewer) = (user(Role::Admin), user(Role::Member), user(Role::ReadOnly));
+        // `user()` is id "u": "other" is someone else's request.
+        assert!(ask(&admin, Action::ReviewChangeRequest, "other", strict).allowed);
+        let own = ask(&admin, Action::ReviewChangeRequest, "u", strict);
+        assert_eq!(own.reason, Reason::OwnChangeRequest);
+        assert!(own.rules.contains(&Rule::Authorship {
+            author: "u".into(),
+            own: true,
+            allows: false
+        }));
+        assert!(ask(&admin, Action::ReviewChangeRequest, "u", relaxed).allowed);
+        assert_eq!(
+            ask(&member, Action::ReviewChangeRequest, "other", strict).reason,
+            Reason::RoleDenies
+        );
+        assert!(
+            ask(
+                &member,
+                Action::ReviewChangeRequest,
+                "other",
+                members_publish
+            )
+            .allowed
+        );
+        assert_eq!(
+            ask(&member, Action::ReviewChangeRequest, "u", members_publish).reason,
+            Reason::OwnChangeRequest
+        );
+        assert!(ask(&member, Action::AmendChangeRequest, "u", strict).allowed);
+        assert_eq!(
+            ask(&admin, Action::AmendChangeRequest, "other", strict).reason,
+            Reason::NotAuthor
+        );
+        assert_eq!(
+            ask(&viewer, Action::AmendChangeRequest, "u", strict).reason,
+            Reason::RoleDenies
+        );
     }
 
     /// Every level × action on one source and one destination (a member, so the grant

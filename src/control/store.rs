@@ -28,6 +28,7 @@ macro_rules! sql {
 
 pub mod audit_log;
 pub mod catalog;
+pub mod change_requests;
 pub mod destinations;
 pub mod follow;
 pub mod gateways;

@@ -13,9 +13,9 @@ use utoipa::openapi::{ContentBuilder, RefOr, ResponseBuilder};
 use crate::control::policy::Role;
 
 use super::{
-    access, audit, catalog, destinations, grants, groups, internal, invites, labels, nodes,
-    permissions, plans, provisioning, roles, sign_in, source_settings, sources, sso, tokens, users,
-    wire, workspace,
+    access, audit, catalog, change_requests, destinations, grants, groups, internal, invites,
+    labels, nodes, permissions, plans, provisioning, roles, sign_in, source_settings, sources, sso,
+    tokens, users, wire, workspace,
 };
 use crate::control::identity::reset;
 
@@ -58,6 +58,13 @@ use crate::control::identity::reset;
         plans::update_rules,
         plans::remove_rules,
         plans::plan_sources,
+        change_requests::propose,
+        change_requests::list,
+        change_requests::read,
+        change_requests::approve,
+        change_requests::reject,
+        change_requests::withdraw,
+        change_requests::rebase,
         plans::connect_source,
         plans::disconnect_source,
         workspace::workspace,

@@ -20,7 +20,7 @@ use super::{
     Api, ApiError, Body, Caller, Forbidden, PageQuery, Path, Query, data, page_in_memory, page_of,
     success, text_field,
 };
-use crate::control::audit::Kind;
+use crate::control::audit::{Draft, Kind};
 use crate::control::policy::{Action, ResourceRef};
 use crate::control::store::plans::{self, PlanRow};
 use crate::control::store::{new_id, sources};
@@ -54,7 +54,7 @@ const AUDIT_RULE_NAMES: usize = 50;
 
 /// What the audit log keeps of a plan's rules: their count and content hash, never the
 /// rules themselves (a 1 MB plan saved twice would cost 4 MB of audit log).
-fn rules_digest(rules: &[RuleDoc], version: u32) -> Value {
+pub(super) fn rules_digest(rules: &[RuleDoc], version: u32) -> Value {
     let bytes = serde_json::to_vec(rules).unwrap_or_default();
     let sha = hex::encode(sha2::Sha256::digest(&bytes));
     json!({"version": version, "ruleCount": rules.len(), "rulesSha256": sha})
@@ -62,7 +62,7 @@ fn rules_digest(rules: &[RuleDoc], version: u32) -> Value {
 
 /// Which rules a change adds, removes and modifies, by `TYPE key vN` (at most
 /// [`AUDIT_RULE_NAMES`] of each, with the totals).
-fn rules_change(before: &[RuleDoc], after: &[RuleDoc]) -> Value {
+pub(super) fn rules_change(before: &[RuleDoc], after: &[RuleDoc]) -> Value {
     use std::collections::BTreeMap;
     let index = |rules: &[RuleDoc]| -> BTreeMap<String, String> {
         rules
@@ -95,7 +95,11 @@ fn rules_change(before: &[RuleDoc], after: &[RuleDoc]) -> Value {
 /// Publishing or deleting a plan changes what every source using it enforces: the
 /// caller must be allowed to edit each of them (a member with `membersCanPublish` never
 /// reaches a source hidden from them, or one they may only read, through its plan).
-async fn may_change_sources_of(api: &Api, caller: &Caller, plan: &str) -> Result<(), ApiError> {
+pub(super) async fn may_change_sources_of(
+    api: &Api,
+    caller: &Caller,
+    plan: &str,
+) -> Result<(), ApiError> {
     let mut conn = api.store.read().await?;
     let using = sources::all(&mut conn, &caller.workspace.id).await?;
     drop(conn);
@@ -192,10 +196,15 @@ pub struct RulesSaved {
     pub status: Outcome,
     /// `{type, key?, version, jsonSchema}` each: every rule of the plan.
     pub rules: Vec<RuleDoc>,
-    /// Whether the change was published as a new version (else it is a draft).
+    /// Whether the change was published as a new version (else it was proposed for
+    /// review: `changeRequestId`).
     pub published: bool,
     /// Newest published version.
     pub version: u32,
+    /// The caller's open change request that now holds the change (those who may not
+    /// publish propose instead).
+    #[serde(rename = "changeRequestId", skip_serializing_if = "Option::is_none")]
+    pub change_request_id: Option<String>,
 }
 
 fn wire(plan: &PlanRow) -> TrackingPlan {
@@ -211,7 +220,7 @@ fn wire(plan: &PlanRow) -> TrackingPlan {
     }
 }
 
-async fn load(api: &Api, caller: &Caller, id: &str) -> Result<PlanRow, ApiError> {
+pub(super) async fn load(api: &Api, caller: &Caller, id: &str) -> Result<PlanRow, ApiError> {
     let mut conn = api.store.read().await?;
     plans::get(&mut conn, &caller.workspace.id, id)
         .await?
@@ -276,9 +285,11 @@ const PLAN_TYPES: [&str; 4] = ["LIVE", "PROPERTY_LIBRARY", "RULE_LIBRARY", "TEMP
 struct PlanListQuery {
     /// Page size (1 to 200, default 10).
     #[serde(rename = "pagination[count]", default)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
     count: Option<String>,
     /// Opaque cursor from the previous page's `pagination.next`.
     #[serde(rename = "pagination[cursor]", default)]
+    #[param(pattern = "^(MA|YWZ0ZXI6([A-Za-z0-9_-]{4})*([A-Za-z0-9_-]{2,3})?)?$")]
     cursor: Option<String>,
     /// Only plans of this type (`LIVE`, `PROPERTY_LIBRARY`, `RULE_LIBRARY`, `TEMPLATE`).
     #[serde(rename = "type", default)]
@@ -563,17 +574,59 @@ async fn replace_rules(
 }
 
 /// The most rules a plan holds.
-const MAX_RULES: usize = 2000;
+pub(super) const MAX_RULES: usize = 2000;
 
-/// Changes a plan's rules with `edit` (given the current ones) and saves them: published
-/// as a new version at once by those who may publish, a draft for the others.
+/// Refuses rules the gateways could not install: more than [`MAX_RULES`], or a rule
+/// that does not compile (the schema error is the answer). Checked whenever rules are
+/// written, whether a source uses the plan yet or not: connecting one later must not find
+/// a plan the gateways cannot install.
+pub(super) fn checked(plan: &str, rules: &[RuleDoc]) -> Result<(), ApiError> {
+    if rules.len() > MAX_RULES {
+        return Err(ApiError::field(
+            "rules",
+            format!("at most {MAX_RULES} rules"),
+        ));
+    }
+    Plan::compile(&PlanDoc {
+        id: plan.to_owned(),
+        name: None,
+        version: 1,
+        rules: rules.to_vec(),
+    })
+    .map(|_| ())
+    .map_err(|e| ApiError::field("rules", e.to_string()))
+}
+
+/// The audit event of a publish: the rules' digests before and after, the rules it
+/// changed, and the change request it carried out, if any.
+pub(super) fn publish_event(
+    caller: &Caller,
+    before: &PlanRow,
+    after: &PlanRow,
+    change_request: Option<&str>,
+) -> Draft {
+    let mut state = rules_digest(&after.rules, after.published_version);
+    state["changes"] = rules_change(&before.rules, &after.rules);
+    if let Some(id) = change_request {
+        state["changeRequestId"] = json!(id);
+    }
+    caller.draft(
+        Kind::TrackingPlanPublish,
+        "tracking_plan",
+        &after.id,
+        Some(rules_digest(&before.rules, before.published_version)),
+        Some(state),
+    )
+}
+
+/// Changes a plan's rules with `edit` (given the current ones): published as a new
+/// version at once by those who may publish; for the others, a change request.
 async fn save_rules(
     api: &Api,
     caller: &Caller,
     id: &str,
     edit: impl FnOnce(&[RuleDoc]) -> Result<Vec<RuleDoc>, ApiError>,
 ) -> Result<Response, ApiError> {
-    let id = id.to_owned();
     let ws = || ApiError::missing("workspace", "");
     api.allow(
         caller,
@@ -582,65 +635,33 @@ async fn save_rules(
         ws(),
     )
     .await?;
-    let publish = caller
+    let before = load(api, caller, id).await?;
+    if !caller
         .decide(Action::PublishTrackingPlans, ResourceRef::Workspace)
-        .allowed;
-    let before = load(api, caller, &id).await?;
-    if publish {
-        may_change_sources_of(api, caller, &id).await?;
+        .allowed
+    {
+        return super::change_requests::propose_through_rules(api, caller, &before, edit).await;
     }
+    may_change_sources_of(api, caller, id).await?;
     let mut plan = before.clone();
     plan.rules = edit(&before.rules)?;
-    if plan.rules.len() > MAX_RULES {
-        return Err(ApiError::field(
-            "rules",
-            format!("at most {MAX_RULES} rules"),
-        ));
-    }
-    // Every rule compiles when it is written, whether a source uses the plan yet or not:
-    // connecting one later must not find a plan the gateways cannot install.
-    Plan::compile(&PlanDoc {
-        id: id.clone(),
-        name: None,
-        version: 1,
-        rules: plan.rules.clone(),
-    })
-    .map_err(|e| ApiError::field("rules", e.to_string()))?;
+    checked(id, &plan.rules)?;
     plan.updated_at = caller.now;
     let mut change = api.store.change().await?;
     plans::update(change.conn(), &plan).await?;
-    let version = if publish {
-        let v = plans::publish(change.conn(), &plan, &caller.user.id, caller.now).await?;
-        plan.published_version = v;
-        installable(api, &mut change, &caller.workspace.id).await?;
-        Some(v)
-    } else {
-        None
-    };
-    let action = if publish {
-        Kind::TrackingPlanPublish
-    } else {
-        Kind::TrackingPlanRulesUpdate
-    };
+    plan.published_version =
+        plans::publish(change.conn(), &plan, &caller.user.id, caller.now).await?;
+    installable(api, &mut change, &caller.workspace.id).await?;
     change
-        .record(caller.draft(
-            action,
-            "tracking_plan",
-            &id,
-            Some(rules_digest(&before.rules, before.published_version)),
-            Some({
-                let mut after = rules_digest(&plan.rules, plan.published_version);
-                after["changes"] = rules_change(&before.rules, &plan.rules);
-                after
-            }),
-        ))
+        .record(publish_event(caller, &before, &plan, None))
         .await?;
     change.commit().await?;
     Ok(data(RulesSaved {
         status: Outcome::Success,
         rules: plan.rules,
-        published: version.is_some(),
+        published: true,
         version: plan.published_version,
+        change_request_id: None,
     }))
 }
 

@@ -64,6 +64,8 @@ pub struct WorkspaceSettings {
     pub members_can_publish: bool,
     /// Longest lifetime of an API token or node credential, in days.
     pub token_max_days: u32,
+    /// A reviewer may approve their own tracking-plan change request (default off).
+    pub allow_self_approval: bool,
 }
 
 impl From<Settings> for WorkspaceSettings {
@@ -71,6 +73,7 @@ impl From<Settings> for WorkspaceSettings {
         Self {
             members_can_publish: settings.members_can_publish,
             token_max_days: settings.token_max_days,
+            allow_self_approval: settings.self_approval,
         }
     }
 }
@@ -135,6 +138,8 @@ struct SettingsPatch {
     #[serde(default)]
     #[schema(minimum = 1, maximum = 3650)]
     token_max_days: Option<u32>,
+    #[serde(default)]
+    allow_self_approval: Option<bool>,
 }
 
 /// Change workspace settings.
@@ -169,6 +174,9 @@ async fn update_settings(
         token_max_days: body
             .token_max_days
             .unwrap_or(before.settings.token_max_days),
+        self_approval: body
+            .allow_self_approval
+            .unwrap_or(before.settings.self_approval),
     };
     let mut change = api.store.change().await?;
     workspaces::update(change.conn(), &before.id, &name, settings).await?;

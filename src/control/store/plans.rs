@@ -180,8 +180,37 @@ pub async fn published(
     Ok(out)
 }
 
-/// Deletes a plan (its versions go with it; sources that named it enforce nothing).
+/// The rules of one published version of a plan (version 0: none, the empty plan).
+pub async fn version_rules(
+    conn: &mut AnyConnection,
+    plan: &str,
+    version: u32,
+) -> Result<Option<Vec<RuleDoc>>, StoreError> {
+    if version == 0 {
+        return Ok(Some(Vec::new()));
+    }
+    let row =
+        sqlx::query("SELECT rules FROM tracking_plan_versions WHERE plan_id = $1 AND version = $2")
+            .bind(plan)
+            .bind(i64::from(version))
+            .fetch_optional(conn)
+            .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let rules: String = row.try_get(0)?;
+    serde_json::from_str(&rules)
+        .map(Some)
+        .map_err(|e| StoreError::Corrupt(format!("plan {plan} version {version} rules: {e}")))
+}
+
+/// Deletes a plan (its versions and change requests go with it; sources that named it
+/// enforce nothing).
 pub async fn delete(conn: &mut AnyConnection, id: &str) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM change_requests WHERE plan_id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
     sqlx::query("UPDATE sources SET tracking_plan_id = NULL WHERE tracking_plan_id = $1")
         .bind(id)
         .execute(&mut *conn)

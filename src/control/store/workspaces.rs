@@ -32,6 +32,9 @@ pub struct Settings {
     pub members_can_publish: bool,
     /// Longest lifetime of an API token, in days.
     pub token_max_days: u32,
+    /// A reviewer may approve their own tracking-plan change request.
+    #[serde(default)]
+    pub self_approval: bool,
 }
 
 impl Settings {
@@ -39,6 +42,7 @@ impl Settings {
     pub fn policy(self) -> policy::Settings {
         policy::Settings {
             members_can_publish: self.members_can_publish,
+            self_approval: self.self_approval,
         }
     }
 }
@@ -48,6 +52,7 @@ impl Default for Settings {
         Self {
             members_can_publish: false,
             token_max_days: 365,
+            self_approval: false,
         }
     }
 }
@@ -87,7 +92,7 @@ impl SignInPolicy {
 }
 
 const COLUMNS: &str = "id, name, slug, members_can_publish, token_max_days, created_at, \
-                       session_idle_minutes, session_absolute_hours, require_sso";
+                       session_idle_minutes, session_absolute_hours, require_sso, self_approval";
 
 fn count(row: &sqlx::any::AnyRow, at: usize) -> Result<u32, StoreError> {
     Ok(u32::try_from(row.try_get::<i64, _>(at)?).unwrap_or(u32::MAX))
@@ -101,6 +106,7 @@ fn decode(row: &sqlx::any::AnyRow) -> Result<Workspace, StoreError> {
         settings: Settings {
             members_can_publish: row.try_get::<i64, _>(3)? != 0,
             token_max_days: count(row, 4)?,
+            self_approval: row.try_get::<i64, _>(9)? != 0,
         },
         created_at: time(row.try_get(5)?)?,
         sign_in: SignInPolicy {
@@ -171,12 +177,14 @@ pub async fn update(
     settings: Settings,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "UPDATE workspaces SET name = $2, members_can_publish = $3, token_max_days = $4 WHERE id = $1",
+        "UPDATE workspaces SET name = $2, members_can_publish = $3, token_max_days = $4, \
+         self_approval = $5 WHERE id = $1",
     )
     .bind(id)
     .bind(name)
     .bind(i64::from(settings.members_can_publish))
     .bind(i64::from(settings.token_max_days))
+    .bind(i64::from(settings.self_approval))
     .execute(conn)
     .await?;
     Ok(())
