@@ -151,3 +151,134 @@ async fn dlq_replay_asks_the_running_server() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+/// The review queue from a shell: a member proposes from a file, the owner reads the
+/// diff, approves; a stale proposal is refused until rebased.
+#[tokio::test]
+async fn change_requests_from_the_command_line() {
+    let db = databases::sqlite().await;
+    let (server, link) = server(&db).await;
+    let api = Api::of(&server);
+    let owner = api.owner(&link).await;
+    let (member, _) = api
+        .invited(&owner, &server, "member@example.com", "member")
+        .await;
+    let url = format!("http://{}", server.control);
+    let out = admin(
+        &url,
+        &owner,
+        &[
+            "api",
+            "POST",
+            "/tracking-plans",
+            "--data",
+            r#"{"name":"Web"}"#,
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let plan = plan["data"]["trackingPlan"]["id"]
+        .as_str()
+        .expect("plan")
+        .to_owned();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("rules.json");
+    std::fs::write(
+        &file,
+        r#"{"rules": [{"type": "TRACK", "key": "Signed Up", "version": 1, "jsonSchema":
+            {"properties": {"properties": {"properties": {"plan": {"type": "string"}}, "required": ["plan"]}}}}]}"#,
+    )
+    .expect("rules file");
+    let rules = file.to_str().expect("path");
+    let propose = |who: &str| {
+        admin(
+            &url,
+            who,
+            &[
+                "change-requests",
+                "propose",
+                &plan,
+                "--rules",
+                rules,
+                "--description",
+                "Sign-ups carry their plan",
+            ],
+        )
+    };
+    let out = propose(&member);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    let id = shown.split_whitespace().next().expect("id").to_owned();
+    assert!(id.starts_with("cr_"), "{shown}");
+    assert!(
+        shown.contains("+ TRACK \"Signed Up\" v1")
+            && shown.contains("+ properties.plan: string")
+            && shown.contains("+ required properties.plan"),
+        "{shown}"
+    );
+    let second = propose(&member);
+    assert!(second.status.success(), "{}", text(&second.stderr));
+    let stale = text(&second.stdout)
+        .split_whitespace()
+        .next()
+        .expect("id")
+        .to_owned();
+
+    let out = admin(
+        &url,
+        &owner,
+        &["change-requests", "list", "--status", "OPEN"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).lines().count(),
+        2,
+        "{}",
+        text(&out.stdout)
+    );
+    // The member may not approve; the owner does.
+    let out = admin(&url, &member, &["change-requests", "approve", &id]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("403"), "{}", text(&out.stderr));
+    let out = admin(
+        &url,
+        &owner,
+        &["change-requests", "approve", &id, "--comment", "yes"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("published as version 1"),
+        "{}",
+        text(&out.stdout)
+    );
+    // The other one started from version 0: refused, then rebased and rejected.
+    let out = admin(&url, &owner, &["change-requests", "approve", &stale]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("rebase"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = admin(&url, &member, &["change-requests", "rebase", &stale]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = admin(
+        &url,
+        &owner,
+        &[
+            "change-requests",
+            "reject",
+            &stale,
+            "--comment",
+            "already done",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = admin(&url, &owner, &["change-requests", "show", &stale]);
+    assert!(
+        text(&out.stdout).contains("REJECTED") && text(&out.stdout).contains("already done"),
+        "{}",
+        text(&out.stdout)
+    );
+    server.stop();
+    db.finish().await;
+}

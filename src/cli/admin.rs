@@ -17,6 +17,10 @@ use sluice::control::explain::{self, Question, Subject};
 use sluice::control::policy::{self, Action};
 use sluice::control::store::{self, Store, catalog, users, workspaces};
 
+mod change_requests;
+
+use change_requests::ChangeRequestsCommand;
+
 /// `sluice admin`.
 #[derive(Subcommand)]
 pub enum AdminCommand {
@@ -86,6 +90,14 @@ pub enum AdminCommand {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+        /// Base URL [default: control.public_url].
+        #[arg(long, env = "SLUICE_URL", global = true)]
+        url: Option<String>,
+    },
+    /// Tracking-plan change requests, through the REST API (token in `SLUICE_TOKEN`).
+    ChangeRequests {
+        #[command(subcommand)]
+        command: ChangeRequestsCommand,
         /// Base URL [default: control.public_url].
         #[arg(long, env = "SLUICE_URL", global = true)]
         url: Option<String>,
@@ -195,6 +207,9 @@ pub fn run(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
             }
             AdminCommand::Sources { command, url } => return sources(&base(url), command).await,
             AdminCommand::Keys { command, url } => return keys(&base(url), command).await,
+            AdminCommand::ChangeRequests { command, url } => {
+                return change_requests::run(&base(url), command).await;
+            }
             _ => {}
         }
         let store = sluice::catalog_origin::open_store(config)
@@ -296,9 +311,10 @@ async fn operator(store: &Store, command: AdminCommand) -> anyhow::Result<()> {
             }
             Err(broken) => bail!("audit chain BROKEN: {broken}"),
         },
-        AdminCommand::Api { .. } | AdminCommand::Sources { .. } | AdminCommand::Keys { .. } => {
-            bail!("API commands do not open the store")
-        }
+        AdminCommand::Api { .. }
+        | AdminCommand::Sources { .. }
+        | AdminCommand::Keys { .. }
+        | AdminCommand::ChangeRequests { .. } => bail!("API commands do not open the store"),
     }
     Ok(())
 }
