@@ -282,3 +282,55 @@ async fn change_requests_from_the_command_line() {
     server.stop();
     db.finish().await;
 }
+
+/// Offboarding from a shell, by email: the plan first, then carried out with the write
+/// keys rotated.
+#[tokio::test]
+async fn offboarding_from_the_command_line() {
+    let db = databases::sqlite().await;
+    let (server, link) = server(&db).await;
+    let api = Api::of(&server);
+    let owner = api.owner(&link).await;
+    let (leaver, _) = api
+        .invited(&owner, &server, "leaver@example.com", "member")
+        .await;
+    api.invited(&owner, &server, "successor@example.com", "member")
+        .await;
+    let url = format!("http://{}", server.control);
+    let args = [
+        "offboard",
+        "--user",
+        "leaver@example.com",
+        "--successor",
+        "successor@example.com",
+    ];
+    let out = admin(&url, &owner, &args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert!(
+        shown.contains("DRY RUN") && shown.contains("demo: wk_"),
+        "{shown}"
+    );
+    assert_eq!(
+        track(&server, "demo-write-key", "still-fine").await,
+        StatusCode::OK
+    );
+    let mut execute = args.to_vec();
+    execute.extend(["--execute", "--rotate-write-keys", "--overlap-hours", "0"]);
+    let out = admin(&url, &owner, &execute);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert!(shown.contains("Removal record: off_"), "{shown}");
+    let new_key = shown
+        .lines()
+        .find(|l| l.starts_with("demo\twk_"))
+        .and_then(|l| l.split('\t').nth(2))
+        .expect("a new key line")
+        .to_owned();
+    until(&server, "demo-write-key", StatusCode::UNAUTHORIZED).await;
+    until(&server, &new_key, StatusCode::OK).await;
+    let (status, _) = api.get(&leaver, "/api/v1/").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    server.stop();
+    db.finish().await;
+}

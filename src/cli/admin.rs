@@ -18,8 +18,10 @@ use sluice::control::policy::{self, Action};
 use sluice::control::store::{self, Store, catalog, users, workspaces};
 
 mod change_requests;
+mod offboard;
 
 use change_requests::ChangeRequestsCommand;
+use offboard::OffboardArgs;
 
 /// `sluice admin`.
 #[derive(Subcommand)]
@@ -100,6 +102,16 @@ pub enum AdminCommand {
         command: ChangeRequestsCommand,
         /// Base URL [default: control.public_url].
         #[arg(long, env = "SLUICE_URL", global = true)]
+        url: Option<String>,
+    },
+    /// Offboard a member through the REST API (token in `SLUICE_TOKEN`): prints the plan;
+    /// `--execute` carries it out, `--rotate-write-keys` then rotates the keys they could
+    /// read.
+    Offboard {
+        #[command(flatten)]
+        args: OffboardArgs,
+        /// Base URL [default: control.public_url].
+        #[arg(long, env = "SLUICE_URL")]
         url: Option<String>,
     },
     /// Call the REST API: `sluice admin api POST /sources --data '{"slug":"web"}'`.
@@ -210,6 +222,7 @@ pub fn run(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
             AdminCommand::ChangeRequests { command, url } => {
                 return change_requests::run(&base(url), command).await;
             }
+            AdminCommand::Offboard { args, url } => return offboard::run(&base(url), args).await,
             _ => {}
         }
         let store = sluice::catalog_origin::open_store(config)
@@ -314,7 +327,8 @@ async fn operator(store: &Store, command: AdminCommand) -> anyhow::Result<()> {
         AdminCommand::Api { .. }
         | AdminCommand::Sources { .. }
         | AdminCommand::Keys { .. }
-        | AdminCommand::ChangeRequests { .. } => bail!("API commands do not open the store"),
+        | AdminCommand::ChangeRequests { .. }
+        | AdminCommand::Offboard { .. } => bail!("API commands do not open the store"),
     }
     Ok(())
 }

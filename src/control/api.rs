@@ -22,6 +22,7 @@ pub mod internal;
 pub mod invites;
 pub mod labels;
 pub mod nodes;
+pub mod offboarding;
 pub mod openapi;
 pub mod permissions;
 pub mod plans;
@@ -354,6 +355,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .merge(change_requests::routes())
         .merge(workspace::routes())
         .merge(users::routes())
+        .merge(offboarding::routes())
         .merge(invites::routes())
         .merge(roles::routes())
         .merge(groups::routes())

@@ -191,6 +191,10 @@ pub enum Kind {
     UserPermissionsReplace,
     /// `user.remove`
     UserRemove,
+    /// `user.offboard`: a member offboarded, with the removal record's report.
+    UserOffboard,
+    /// `offboarding.rotate_write_keys`: the keys a leaver could read, rotated.
+    OffboardingRotateWriteKeys,
     /// `user.role.update`
     UserRoleUpdate,
     /// `user.setup`
@@ -281,6 +285,8 @@ impl Kind {
             Self::UserPermissionsAdd => "user.permissions.add",
             Self::UserPermissionsReplace => "user.permissions.replace",
             Self::UserRemove => "user.remove",
+            Self::UserOffboard => "user.offboard",
+            Self::OffboardingRotateWriteKeys => "offboarding.rotate_write_keys",
             Self::UserRoleUpdate => "user.role.update",
             Self::UserSetup => "user.setup",
             Self::UserInvite => "user.invite",

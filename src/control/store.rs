@@ -37,6 +37,7 @@ pub mod groups;
 pub mod invites;
 pub mod labels;
 pub mod nodes;
+pub mod offboardings;
 pub mod passwords;
 pub mod plans;
 pub mod resets;

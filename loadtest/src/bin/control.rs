@@ -82,6 +82,7 @@ async fn fill(store: &Store, args: &Args) -> anyhow::Result<()> {
             published_version: 0,
             created_at: now,
             updated_at: now,
+            owner_id: None,
         };
         plans::insert(change.conn(), &ws.id, &plan).await?;
         plans::publish(change.conn(), &plan, "bench", now).await?;

@@ -14,8 +14,8 @@ use crate::control::policy::Role;
 
 use super::{
     access, audit, catalog, change_requests, destinations, grants, groups, internal, invites,
-    labels, nodes, permissions, plans, provisioning, roles, sign_in, source_settings, sources, sso,
-    tokens, users, wire, workspace,
+    labels, nodes, offboarding, permissions, plans, provisioning, roles, sign_in, source_settings,
+    sources, sso, tokens, users, wire, workspace,
 };
 use crate::control::identity::reset;
 
@@ -58,6 +58,10 @@ use crate::control::identity::reset;
         plans::update_rules,
         plans::remove_rules,
         plans::plan_sources,
+        offboarding::offboard,
+        offboarding::list,
+        offboarding::read,
+        offboarding::rotate_write_keys,
         change_requests::propose,
         change_requests::list,
         change_requests::read,

@@ -360,6 +360,7 @@ async fn create(
         published_version: 0,
         created_at: caller.now,
         updated_at: caller.now,
+        owner_id: Some(caller.user.id.clone()),
     };
     let mut change = api.store.change().await?;
     plans::insert(change.conn(), &caller.workspace.id, &plan).await?;

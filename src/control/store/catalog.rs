@@ -120,6 +120,7 @@ pub async fn import(
             published_version: plan.version.saturating_sub(1),
             created_at: now,
             updated_at: now,
+            owner_id: None,
         };
         plans::insert(conn, workspace, &row).await?;
         plans::publish(conn, &row, "import", now).await?;

@@ -28,10 +28,13 @@ pub struct PlanRow {
     pub created_at: DateTime<Utc>,
     /// Updated.
     pub updated_at: DateTime<Utc>,
+    /// Who owns it (its creator, or a successor named at their offboarding); none for
+    /// plans imported from a catalog file.
+    pub owner_id: Option<String>,
 }
 
 const COLUMNS: &str =
-    "id, name, plan_type, rules, published_version, created_at, updated_at, description";
+    "id, name, plan_type, rules, published_version, created_at, updated_at, description, owner_id";
 
 fn decode(row: &sqlx::any::AnyRow) -> Result<PlanRow, StoreError> {
     let id: String = row.try_get(0)?;
@@ -46,6 +49,7 @@ fn decode(row: &sqlx::any::AnyRow) -> Result<PlanRow, StoreError> {
         created_at: time(row.try_get(5)?)?,
         updated_at: time(row.try_get(6)?)?,
         description: row.try_get(7)?,
+        owner_id: row.try_get(8)?,
     })
 }
 
@@ -60,7 +64,7 @@ pub async fn insert(
     plan: &PlanRow,
 ) -> Result<(), StoreError> {
     sqlx::query(sql!(
-        "INSERT INTO tracking_plans (workspace_id, {COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        "INSERT INTO tracking_plans (workspace_id, {COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
     ))
     .bind(workspace)
     .bind(&plan.id)
@@ -71,6 +75,7 @@ pub async fn insert(
     .bind(ms(plan.created_at))
     .bind(ms(plan.updated_at))
     .bind(&plan.description)
+    .bind(&plan.owner_id)
     .execute(conn)
     .await
     .map_err(StoreError::conflict_as(format!("tracking plan {}", plan.id)))?;
@@ -202,6 +207,41 @@ pub async fn version_rules(
     serde_json::from_str(&rules)
         .map(Some)
         .map_err(|e| StoreError::Corrupt(format!("plan {plan} version {version} rules: {e}")))
+}
+
+/// Hands every plan `from` owns in `workspace` to `to`; the plans' ids.
+pub async fn transfer(
+    conn: &mut AnyConnection,
+    workspace: &str,
+    from: &str,
+    to: &str,
+) -> Result<Vec<String>, StoreError> {
+    let ids = owned_by(&mut *conn, workspace, from).await?;
+    sqlx::query(
+        "UPDATE tracking_plans SET owner_id = $3 WHERE workspace_id = $1 AND owner_id = $2",
+    )
+    .bind(workspace)
+    .bind(from)
+    .bind(to)
+    .execute(conn)
+    .await?;
+    Ok(ids)
+}
+
+/// The ids of the plans `user` owns in `workspace`.
+pub async fn owned_by(
+    conn: &mut AnyConnection,
+    workspace: &str,
+    user: &str,
+) -> Result<Vec<String>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT id FROM tracking_plans WHERE workspace_id = $1 AND owner_id = $2 ORDER BY id",
+    )
+    .bind(workspace)
+    .bind(user)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
 }
 
 /// Deletes a plan (its versions and change requests go with it; sources that named it

@@ -433,6 +433,23 @@ pub async fn all_keys(
     rows.iter().map(decode_key).collect()
 }
 
+/// Makes a key expire at `at` at the latest (a rotation's overlap); a key that expires
+/// sooner keeps its expiry.
+pub async fn expire_key(
+    conn: &mut AnyConnection,
+    id: &str,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE write_keys SET expires_at = $2 WHERE id = $1 AND (expires_at IS NULL OR expires_at > $2)",
+    )
+    .bind(id)
+    .bind(ms(at))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Marks a key revoked (it stays listed, refused).
 pub async fn revoke_key(
     conn: &mut AnyConnection,

@@ -286,6 +286,29 @@ pub async fn sweep(conn: &mut AnyConnection, now: DateTime<Utc>) -> Result<(), S
     Ok(())
 }
 
+/// The names of the connections a user has signed in through (`kind:name`).
+pub async fn connections_of(
+    conn: &mut AnyConnection,
+    user: &str,
+) -> Result<Vec<String>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT c.kind, c.name FROM external_identities e JOIN sso_connections c \
+         ON c.id = e.connection_id WHERE e.user_id = $1 ORDER BY c.kind, c.name",
+    )
+    .bind(user)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(format!(
+                "{}:{}",
+                r.try_get::<String, _>(0)?,
+                r.try_get::<String, _>(1)?
+            ))
+        })
+        .collect()
+}
+
 /// The user a connection's subject is linked to.
 pub async fn identity(
     conn: &mut AnyConnection,
