@@ -26,6 +26,7 @@ fn decide(c: &mut Criterion) {
         role: Role::Member,
         active: true,
         scoped: false,
+        elevations: Vec::new(),
         grants: (0..20)
             .map(|n| {
                 grant(

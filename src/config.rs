@@ -265,6 +265,10 @@ pub struct Control {
     pub public_url: String,
     /// API requests per token per minute; beyond it 429 with `Retry-After`. Default 600.
     pub rate_limit_per_minute: u32,
+    /// The clock the API decides with: the system's (tests move theirs by hand). Not a
+    /// setting: never read from a file or the environment.
+    #[serde(skip)]
+    pub clock: crate::clock::Clock,
 }
 
 impl Default for Control {
@@ -274,6 +278,7 @@ impl Default for Control {
             database_url: Secret::default(),
             public_url: String::new(),
             rate_limit_per_minute: 600,
+            clock: crate::clock::Clock::default(),
         }
     }
 }

@@ -19,6 +19,7 @@
 pub mod admin_listener;
 pub mod catalog;
 pub mod catalog_origin;
+pub mod clock;
 pub mod config;
 pub mod control;
 pub mod delivery;

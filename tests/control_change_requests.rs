@@ -247,7 +247,7 @@ async fn scenario(db: &TestDb) {
     assert!(
         body["errors"][0]["message"]
             .as_str()
-            .is_some_and(|m| m.contains("own_change_request")),
+            .is_some_and(|m| m.contains("own_request")),
         "{body}"
     );
     // The owner approves it: version 2.

@@ -15,6 +15,7 @@ mod body;
 pub mod catalog;
 pub mod change_requests;
 pub mod destinations;
+pub mod elevations;
 pub mod grants;
 pub mod groups;
 pub mod identities;
@@ -113,6 +114,8 @@ pub struct Api {
     pub sign_in: super::identity::SignInLimits,
     /// SCIM requests per address.
     pub scim_limits: super::identity::scim::ScimLimits,
+    /// The clock callers' decisions are taken at.
+    pub clock: crate::clock::Clock,
 }
 
 impl Api {
@@ -122,6 +125,7 @@ impl Api {
         rate_per_minute: NonZeroU32,
         public_url: String,
         allow_private_destinations: bool,
+        clock: crate::clock::Clock,
     ) -> Arc<Self> {
         Arc::new(Self {
             store: published.store().clone(),
@@ -142,6 +146,7 @@ impl Api {
             saml_refusals: setup::LinkRefusals::default(),
             sign_in: super::identity::SignInLimits::default(),
             scim_limits: super::identity::scim::ScimLimits::default(),
+            clock,
         })
     }
 
@@ -333,6 +338,7 @@ fn describe(resource: ResourceRef<'_>) -> (&'static str, String) {
         ResourceRef::Connection(s, d) => ("connection", format!("{}->{}", s.id, d.id)),
         ResourceRef::Labels(change) => ("source", change.source.id.to_owned()),
         ResourceRef::ChangeRequest(cr) => ("change_request", cr.id.to_owned()),
+        ResourceRef::Elevation(e) => ("elevation", e.id.to_owned()),
     }
 }
 
@@ -356,6 +362,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .merge(workspace::routes())
         .merge(users::routes())
         .merge(offboarding::routes())
+        .merge(elevations::routes())
         .merge(invites::routes())
         .merge(roles::routes())
         .merge(groups::routes())
@@ -689,9 +696,11 @@ impl Caller {
                 Via::Token(token) => Actor::Token {
                     id: token.id.clone(),
                     user: self.user.id.clone(),
+                    elevations: self.user.live_elevations(self.now),
                 },
                 Via::Session(_) => Actor::User {
                     id: self.user.id.clone(),
+                    elevations: self.user.live_elevations(self.now),
                 },
             },
             action: action.name().into_owned(),
@@ -709,7 +718,7 @@ impl FromRequestParts<Arc<Api>> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, api: &Arc<Api>) -> Result<Self, ApiError> {
-        let now = Utc::now();
+        let now = api.clock.now();
         let (ip, user_agent) = client(parts);
         // Without an Authorization header, a session cookie may say who is asking.
         if bearer(&parts.headers).is_none()
@@ -824,7 +833,7 @@ impl Unauthenticated {
             | Reason::LevelTooLow
             | Reason::Hidden
             | Reason::GovernedLabel
-            | Reason::OwnChangeRequest
+            | Reason::OwnRequest
             | Reason::NotAuthor
             | Reason::NotApplicable => None,
         }

@@ -155,6 +155,14 @@ pub enum Kind {
     ChangeRequestReject,
     /// `change_request.withdraw`
     ChangeRequestWithdraw,
+    /// `elevation.request`: temporary access asked for.
+    ElevationRequest,
+    /// `elevation.approve`: its window opens.
+    ElevationApprove,
+    /// `elevation.deny`
+    ElevationDeny,
+    /// `elevation.end`: cancelled before a decision, or ended before its window closed.
+    ElevationEnd,
     /// `tracking_plan.create`
     TrackingPlanCreate,
     /// `tracking_plan.delete`
@@ -267,6 +275,10 @@ impl Kind {
             Self::ChangeRequestApprove => "change_request.approve",
             Self::ChangeRequestReject => "change_request.reject",
             Self::ChangeRequestWithdraw => "change_request.withdraw",
+            Self::ElevationRequest => "elevation.request",
+            Self::ElevationApprove => "elevation.approve",
+            Self::ElevationDeny => "elevation.deny",
+            Self::ElevationEnd => "elevation.end",
             Self::TrackingPlanCreate => "tracking_plan.create",
             Self::TrackingPlanDelete => "tracking_plan.delete",
             Self::TrackingPlanPublish => "tracking_plan.publish",
@@ -308,6 +320,9 @@ pub enum Actor {
     User {
         /// User id.
         id: String,
+        /// Their elevations live at the time: everything they did in a window names it.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        elevations: Vec<String>,
     },
     /// A user through one of their tokens.
     Token {
@@ -315,6 +330,9 @@ pub enum Actor {
         id: String,
         /// Its owner.
         user: String,
+        /// Their elevations live at the time.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        elevations: Vec<String>,
     },
     /// SCIM provisioning, through one of the workspace's SCIM tokens.
     Scim {
@@ -519,7 +537,10 @@ mod tests {
             let prev = events.last().map_or(GENESIS, |e| e.hash);
             let draft = Draft {
                 time: DateTime::from_timestamp(1_800_000_000 + i as i64, 0).expect("time"),
-                actor: Actor::User { id: "u1".into() },
+                actor: Actor::User {
+                    id: "u1".into(),
+                    elevations: Vec::new(),
+                },
                 action: "source.update".into(),
                 resource_type: "source".into(),
                 resource_id: format!("s{i}"),

@@ -184,6 +184,40 @@ pub struct Group {
     pub grants: Vec<Grant>,
 }
 
+/// What an elevation raises.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Raise {
+    /// A workspace role (never owner: ownership is transferred, not lent).
+    Role {
+        /// The role.
+        role: Role,
+    },
+    /// A level on a source, a destination or the sources carrying a label.
+    Level(Grant),
+}
+
+/// Temporary access someone approved: it counts from `starts_at` until `ends_at`,
+/// decided with `now` by [`authorize`] (nothing has to clean it up).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Elevation {
+    /// Its id (`elv_…`), named by explanations and audit events.
+    pub id: String,
+    /// What it raises.
+    pub raise: Raise,
+    /// When its window opened (its approval).
+    pub starts_at: DateTime<Utc>,
+    /// When it ends by itself.
+    pub ends_at: DateTime<Utc>,
+}
+
+impl Elevation {
+    /// Whether it counts at `now`.
+    pub fn live(&self, now: DateTime<Utc>) -> bool {
+        self.starts_at <= now && now < self.ends_at
+    }
+}
+
 /// A user as the policy sees them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct User {
@@ -200,9 +234,33 @@ pub struct User {
     /// A scoped member reaches only what grants give them: their level on any other
     /// source or destination is `no_access`, not their role's default.
     pub scoped: bool,
+    /// Their approved elevations (live or not: [`authorize`] decides with `now`).
+    pub elevations: Vec<Elevation>,
 }
 
 impl User {
+    /// The ids of their elevations live at `now` (audit events name them).
+    pub fn live_elevations(&self, now: DateTime<Utc>) -> Vec<String> {
+        self.elevations
+            .iter()
+            .filter(|e| e.live(now))
+            .map(|e| e.id.clone())
+            .collect()
+    }
+
+    /// The highest role a live elevation raises them to, above their own.
+    fn elevated_role(&self, now: DateTime<Utc>) -> Option<(&Elevation, Role)> {
+        let base = self.effective_role();
+        self.elevations
+            .iter()
+            .filter(|e| e.live(now))
+            .filter_map(|e| match e.raise {
+                Raise::Role { role } if role > base => Some((e, role)),
+                _ => None,
+            })
+            .max_by_key(|(_, role)| *role)
+    }
+
     /// The level on a source or destination that no grant speaks of: `full` for owners
     /// and admins, `no_access` for a scoped member, else the role's default.
     pub fn default_level(&self) -> Level {
@@ -410,6 +468,32 @@ pub enum ResourceRef<'a> {
     Labels(LabelChange<'a>),
     /// Reviewing or amending a tracking-plan change request.
     ChangeRequest(ChangeRequestRef<'a>),
+    /// Approving, denying or ending someone's elevation.
+    Elevation(ElevationRef<'a>),
+}
+
+/// An elevation request as the policy sees it: who asks, and for what.
+#[derive(Debug, Clone, Copy)]
+pub struct ElevationRef<'a> {
+    /// Its id.
+    pub id: &'a str,
+    /// Who asked (user id).
+    pub requester: &'a str,
+    /// What they asked for.
+    pub wants: Wanted<'a>,
+}
+
+/// What an elevation request asks for, with the resource it names.
+#[derive(Debug, Clone, Copy)]
+pub enum Wanted<'a> {
+    /// A workspace role.
+    Role(Role),
+    /// A level on one source.
+    Source(SourceRef<'a>, Level),
+    /// A level on one destination.
+    Destination(DestinationRef<'a>, Level),
+    /// A level on the sources carrying a label.
+    Label(Level),
 }
 
 /// A tracking-plan change request as the policy sees it.
@@ -480,6 +564,13 @@ pub enum Action {
     ReviewChangeRequest,
     /// Amend, rebase or withdraw a change request: its author only.
     AmendChangeRequest,
+    /// Ask for temporary access (anyone active).
+    RequestElevation,
+    /// Approve or deny someone else's elevation: who holds what it asks for (the role,
+    /// or the level on that source or destination; owners and admins for a label).
+    ApproveElevation,
+    /// End an elevation (pending or active): its requester, or who may approve it.
+    EndElevation,
     /// Create functions.
     CreateFunctions,
     /// Create, rotate and revoke API tokens.
@@ -492,7 +583,7 @@ pub enum Action {
 
 impl Action {
     /// Every action.
-    pub const ALL: [Self; 29] = [
+    pub const ALL: [Self; 32] = [
         Self::ViewWorkspace,
         Self::ViewMembers,
         Self::ViewTrackingPlans,
@@ -518,6 +609,9 @@ impl Action {
         Self::PublishTrackingPlans,
         Self::ReviewChangeRequest,
         Self::AmendChangeRequest,
+        Self::RequestElevation,
+        Self::ApproveElevation,
+        Self::EndElevation,
         Self::CreateFunctions,
         Self::ManageTokens,
         Self::ReadAudit,
@@ -537,7 +631,10 @@ impl Action {
     pub fn role_allows(self, role: Role, settings: Settings) -> Option<bool> {
         use Role::{Admin, Member, Owner};
         let allowed = match self {
-            Self::ViewWorkspace | Self::ViewMembers | Self::ViewTrackingPlans => true,
+            Self::ViewWorkspace
+            | Self::ViewMembers
+            | Self::ViewTrackingPlans
+            | Self::RequestElevation => true,
             Self::CreateSource | Self::CreateDestination | Self::CreateFunctions => role >= Member,
             Self::EditTrackingPlans | Self::AmendChangeRequest => role >= Member,
             Self::PublishTrackingPlans | Self::ReviewChangeRequest => {
@@ -560,7 +657,9 @@ impl Action {
             | Self::EnableDestination
             | Self::DeleteDestination
             | Self::Connect
-            | Self::Disconnect => return None,
+            | Self::Disconnect
+            | Self::ApproveElevation
+            | Self::EndElevation => return None,
         };
         Some(allowed)
     }
@@ -618,7 +717,11 @@ impl Action {
             | Self::ReviewChangeRequest
             | Self::AmendChangeRequest
             | Self::CreateFunctions => Scope::TrackingPlanWrite,
-            Self::ManageMembers | Self::ManageTokens => Scope::MembersWrite,
+            Self::ManageMembers
+            | Self::ManageTokens
+            | Self::RequestElevation
+            | Self::ApproveElevation
+            | Self::EndElevation => Scope::MembersWrite,
             Self::ReadAudit => Scope::AuditRead,
             Self::ReadCatalog => Scope::CatalogRead,
         }
@@ -648,9 +751,9 @@ pub enum Reason {
     /// The change puts on or takes off a label that carries a grant, and the role is
     /// not owner or admin.
     GovernedLabel,
-    /// The change request is the principal's own, and the workspace does not allow
-    /// self-approval.
-    OwnChangeRequest,
+    /// The request (a change request, an elevation) is the principal's own: nobody
+    /// approves their own (change requests: unless the workspace allows self-approval).
+    OwnRequest,
     /// Only the author of a change request amends, rebases or withdraws it.
     NotAuthor,
     /// The action does not apply to this kind of resource.
@@ -711,6 +814,15 @@ pub enum Rule {
         labels: Vec<String>,
         /// Whether the role may change them (owner or admin).
         allows: bool,
+    },
+    /// An elevation that raised the role for this decision.
+    Elevation {
+        /// Its id.
+        id: String,
+        /// The role it raises to.
+        role: Role,
+        /// When it ends.
+        ends_at: DateTime<Utc>,
     },
     /// Who proposed a change request, against who asks.
     Authorship {
@@ -818,8 +930,32 @@ pub fn level(
     (level, from)
 }
 
-/// [`level`] from the user's role and grants on the resource itself.
+/// [`level`] from the user's role, grants and elevations on the resource itself: a
+/// live elevation only ever raises what the rest gives.
 fn own_level(
+    user: &User,
+    resource: &ResourceRef<'_>,
+    now: DateTime<Utc>,
+    rules: &mut Vec<Rule>,
+) -> (Level, String) {
+    let (level, from) = granted_level(user, resource, now, rules);
+    let raised = user
+        .elevations
+        .iter()
+        .filter(|e| e.live(now))
+        .filter_map(|e| match &e.raise {
+            Raise::Level(g) if g.names(resource) || g.labels(resource) => Some((e, g.level)),
+            _ => None,
+        })
+        .max_by_key(|(_, level)| *level);
+    match raised {
+        Some((e, raised)) if raised > level => (raised, format!("elevation:{}", e.id)),
+        _ => (level, from),
+    }
+}
+
+/// [`own_level`] without elevations: the role, the grants, the groups.
+fn granted_level(
     user: &User,
     resource: &ResourceRef<'_>,
     now: DateTime<Utc>,
@@ -912,11 +1048,27 @@ pub fn authorize(
     settings: Settings,
     now: DateTime<Utc>,
 ) -> Decision {
-    let user = principal.user;
     let mut rules = Vec::new();
     if let Some(reason) = standing_of(principal, now, &mut rules) {
         return Decision::deny(reason, rules);
     }
+    // A live role elevation decides as that role (and names itself).
+    let raised;
+    let user = match principal.user.elevated_role(now) {
+        Some((elevation, role)) => {
+            rules.push(Rule::Elevation {
+                id: elevation.id.clone(),
+                role,
+                ends_at: elevation.ends_at,
+            });
+            raised = User {
+                role,
+                ..principal.user.clone()
+            };
+            &raised
+        }
+        None => principal.user,
+    };
     let role = user.effective_role();
     if role != user.role {
         for g in &user.groups {
@@ -1021,6 +1173,11 @@ pub fn authorize(
                 }
             }
         }
+        (None, ResourceRef::Elevation(e))
+            if matches!(action, Action::ApproveElevation | Action::EndElevation) =>
+        {
+            approver(user, role, action, e, now, &mut rules)
+        }
         (None, _) => Reason::NotApplicable,
     };
     if user_decision != Reason::Allowed {
@@ -1045,6 +1202,66 @@ pub fn authorize(
     }
 }
 
+/// Who may approve, deny or end an elevation: never its requester (who may end it,
+/// though); else who holds what it asks for.
+fn approver(
+    user: &User,
+    role: Role,
+    action: Action,
+    e: ElevationRef<'_>,
+    now: DateTime<Utc>,
+    rules: &mut Vec<Rule>,
+) -> Reason {
+    let own = e.requester == user.id;
+    if own {
+        let allows = action == Action::EndElevation;
+        rules.push(Rule::Authorship {
+            author: e.requester.to_owned(),
+            own,
+            allows,
+        });
+        return if allows {
+            Reason::Allowed
+        } else {
+            Reason::OwnRequest
+        };
+    }
+    let by_role = |allows: bool, rules: &mut Vec<Rule>| {
+        rules.push(Rule::RoleCell {
+            role,
+            action,
+            allows,
+        });
+        if allows {
+            Reason::Allowed
+        } else {
+            Reason::RoleDenies
+        }
+    };
+    match e.wants {
+        Wanted::Role(wanted) => by_role(role >= wanted, rules),
+        Wanted::Label(_) => by_role(role.is_unrestricted(), rules),
+        Wanted::Source(s, level) => check_level(
+            user,
+            ResourceRef::Source(s),
+            "source",
+            s.id,
+            level,
+            now,
+            rules,
+        ),
+        Wanted::Destination(d, level) => check_level(
+            user,
+            ResourceRef::Destination(d),
+            "destination",
+            d.id,
+            level,
+            now,
+            rules,
+        ),
+    }
+}
+
 /// Who may review or amend a change request, by who wrote it: its author amends it and
 /// never reviews it, unless the workspace allows self-approval.
 fn authorship(
@@ -1056,7 +1273,7 @@ fn authorship(
 ) -> Reason {
     let own = cr.author == user.id;
     let (allows, refusal) = match action {
-        Action::ReviewChangeRequest => (!own || settings.self_approval, Reason::OwnChangeRequest),
+        Action::ReviewChangeRequest => (!own || settings.self_approval, Reason::OwnRequest),
         Action::AmendChangeRequest => (own, Reason::NotAuthor),
         _ => return Reason::Allowed,
     };
@@ -1114,6 +1331,7 @@ mod tests {
             grants: Vec::new(),
             groups: Vec::new(),
             scoped: false,
+            elevations: Vec::new(),
         }
     }
 
@@ -1251,7 +1469,7 @@ mod tests {
         // `user()` is id "u": "other" is someone else's request.
         assert!(ask(&admin, Action::ReviewChangeRequest, "other", strict).allowed);
         let own = ask(&admin, Action::ReviewChangeRequest, "u", strict);
-        assert_eq!(own.reason, Reason::OwnChangeRequest);
+        assert_eq!(own.reason, Reason::OwnRequest);
         assert!(own.rules.contains(&Rule::Authorship {
             author: "u".into(),
             own: true,
@@ -1273,7 +1491,7 @@ mod tests {
         );
         assert_eq!(
             ask(&member, Action::ReviewChangeRequest, "u", members_publish).reason,
-            Reason::OwnChangeRequest
+            Reason::OwnRequest
         );
         assert!(ask(&member, Action::AmendChangeRequest, "u", strict).allowed);
         assert_eq!(
@@ -1283,6 +1501,127 @@ mod tests {
         assert_eq!(
             ask(&viewer, Action::AmendChangeRequest, "u", strict).reason,
             Reason::RoleDenies
+        );
+    }
+
+    /// Elevations count in their window only (decided with `now`), only ever raise, and
+    /// name themselves in the decision.
+    #[test]
+    fn elevations_raise_within_their_window_only() {
+        let start = now();
+        let end = start + chrono::TimeDelta::hours(1);
+        let on_source = |level| Elevation {
+            id: "elv_s".into(),
+            raise: Raise::Level(grant(source("s"), level)),
+            starts_at: start,
+            ends_at: end,
+        };
+        let ask = |u: &User, action, resource, at| {
+            authorize(
+                Principal {
+                    user: u,
+                    token: None,
+                },
+                action,
+                resource,
+                Settings::default(),
+                at,
+            )
+        };
+        // A restricted member (no_access on s) lent full on s for an hour.
+        let mut m = user(Role::Member);
+        m.grants = vec![grant(source("s"), Level::NoAccess)];
+        m.elevations = vec![on_source(Level::Full)];
+        let before = start - chrono::TimeDelta::seconds(1);
+        let last = end - chrono::TimeDelta::seconds(1);
+        assert_eq!(
+            ask(&m, Action::DeleteSource, src("s"), before).reason,
+            Reason::Hidden
+        );
+        let during = ask(&m, Action::DeleteSource, src("s"), start);
+        assert!(during.allowed);
+        assert!(during.rules.iter().any(|r| matches!(r,
+            Rule::Level { from, .. } if from == "elevation:elv_s")));
+        assert!(ask(&m, Action::DeleteSource, src("s"), last).allowed);
+        assert_eq!(
+            ask(&m, Action::DeleteSource, src("s"), end).reason,
+            Reason::Hidden
+        );
+        // It never lowers: full by grant stays full with a read_only elevation.
+        let mut g = user(Role::Member);
+        g.grants = vec![grant(source("s"), Level::Full)];
+        g.elevations = vec![on_source(Level::ReadOnly)];
+        let d = ask(&g, Action::DeleteSource, src("s"), start);
+        assert!(d.allowed);
+        assert!(d.rules.iter().any(|r| matches!(r,
+            Rule::Level { from, .. } if from == "own_grant")));
+        // A role, for its window.
+        let mut r = user(Role::ReadOnly);
+        r.elevations = vec![Elevation {
+            id: "elv_r".into(),
+            raise: Raise::Role { role: Role::Admin },
+            starts_at: start,
+            ends_at: end,
+        }];
+        let d = ask(&r, Action::ReadAudit, ResourceRef::Workspace, start);
+        assert!(d.allowed);
+        assert_eq!(
+            d.rules.first(),
+            Some(&Rule::Elevation {
+                id: "elv_r".into(),
+                role: Role::Admin,
+                ends_at: end
+            })
+        );
+        assert!(!ask(&r, Action::ReadAudit, ResourceRef::Workspace, end).allowed);
+        assert_eq!(r.live_elevations(start), ["elv_r"]);
+        assert!(r.live_elevations(end).is_empty());
+    }
+
+    /// Who approves an elevation: who holds what it asks for, never the requester.
+    #[test]
+    fn elevation_approvers_hold_what_is_asked() {
+        let source_ref = SourceRef {
+            id: "s",
+            labels: NO_LABELS,
+        };
+        let ask = |u: &User, wants| {
+            authorize(
+                Principal {
+                    user: u,
+                    token: None,
+                },
+                Action::ApproveElevation,
+                ResourceRef::Elevation(ElevationRef {
+                    id: "elv",
+                    requester: "someone",
+                    wants,
+                }),
+                Settings::default(),
+                now(),
+            )
+        };
+        let mut holder = user(Role::Member);
+        holder.grants = vec![grant(source("s"), Level::Full)];
+        assert!(ask(&holder, Wanted::Source(source_ref, Level::Full)).allowed);
+        assert_eq!(
+            ask(&user(Role::Member), Wanted::Source(source_ref, Level::Full)).reason,
+            Reason::LevelTooLow
+        );
+        assert_eq!(
+            ask(&holder, Wanted::Role(Role::Admin)).reason,
+            Reason::RoleDenies
+        );
+        assert!(ask(&user(Role::Admin), Wanted::Role(Role::Admin)).allowed);
+        assert_eq!(
+            ask(&holder, Wanted::Label(Level::ReadOnly)).reason,
+            Reason::RoleDenies
+        );
+        let mut own = user(Role::Owner);
+        own.id = "someone".into();
+        assert_eq!(
+            ask(&own, Wanted::Role(Role::Member)).reason,
+            Reason::OwnRequest
         );
     }
 
@@ -1607,6 +1946,7 @@ mod tests {
                 grants,
                 groups,
                 scoped: false,
+                elevations: Vec::new(),
             })
     }
 
@@ -1658,6 +1998,7 @@ mod tests {
                 grants,
                 groups,
                 scoped: false,
+                elevations: Vec::new(),
             })
     }
 

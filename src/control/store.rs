@@ -30,6 +30,7 @@ pub mod audit_log;
 pub mod catalog;
 pub mod change_requests;
 pub mod destinations;
+pub mod elevations;
 pub mod follow;
 pub mod gateways;
 pub mod grants;

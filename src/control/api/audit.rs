@@ -127,7 +127,7 @@ pub struct Revision {
 /// An event on the wire: Segment's fields first, then Sluice's.
 pub fn wire(e: &Event) -> AuditEvent {
     let (actor, actor_type) = match &e.what.actor {
-        Actor::User { id } => (id.clone(), "user"),
+        Actor::User { id, .. } => (id.clone(), "user"),
         Actor::Token { user, .. } => (user.clone(), "token"),
         Actor::Scim { .. } => ("scim".into(), "scim"),
         Actor::Sso => ("sso".into(), "sso"),

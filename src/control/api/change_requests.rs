@@ -171,7 +171,7 @@ fn summary(cr: &ChangeRequestRow, base: &[RuleDoc]) -> Value {
 
 /// A description: 1 to 2000 characters; line breaks and tabs allowed, other control
 /// characters not.
-fn description_field(field: &str, value: &str) -> Result<String, ApiError> {
+pub(super) fn description_field(field: &str, value: &str) -> Result<String, ApiError> {
     let value = value.trim();
     if value.is_empty() {
         return Err(ApiError::field(field, "must not be empty"));

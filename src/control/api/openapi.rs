@@ -13,9 +13,9 @@ use utoipa::openapi::{ContentBuilder, RefOr, ResponseBuilder};
 use crate::control::policy::Role;
 
 use super::{
-    access, audit, catalog, change_requests, destinations, grants, groups, internal, invites,
-    labels, nodes, offboarding, permissions, plans, provisioning, roles, sign_in, source_settings,
-    sources, sso, tokens, users, wire, workspace,
+    access, audit, catalog, change_requests, destinations, elevations, grants, groups, internal,
+    invites, labels, nodes, offboarding, permissions, plans, provisioning, roles, sign_in,
+    source_settings, sources, sso, tokens, users, wire, workspace,
 };
 use crate::control::identity::reset;
 
@@ -58,6 +58,12 @@ use crate::control::identity::reset;
         plans::update_rules,
         plans::remove_rules,
         plans::plan_sources,
+        elevations::request,
+        elevations::list,
+        elevations::read,
+        elevations::approve,
+        elevations::deny,
+        elevations::end,
         offboarding::offboard,
         offboarding::list,
         offboarding::read,

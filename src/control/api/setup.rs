@@ -379,6 +379,7 @@ async fn accept(
             time: now,
             actor: Actor::User {
                 id: user.id.clone(),
+                elevations: Vec::new(),
             },
             action: if link.email.is_empty() {
                 Kind::UserSetup

@@ -66,6 +66,8 @@ pub struct WorkspaceSettings {
     pub token_max_days: u32,
     /// A reviewer may approve their own tracking-plan change request (default off).
     pub allow_self_approval: bool,
+    /// The longest just-in-time elevation, in minutes (default 480: 8 hours).
+    pub elevation_max_minutes: u32,
 }
 
 impl From<Settings> for WorkspaceSettings {
@@ -74,6 +76,7 @@ impl From<Settings> for WorkspaceSettings {
             members_can_publish: settings.members_can_publish,
             token_max_days: settings.token_max_days,
             allow_self_approval: settings.self_approval,
+            elevation_max_minutes: settings.elevation_max_minutes,
         }
     }
 }
@@ -140,6 +143,9 @@ struct SettingsPatch {
     token_max_days: Option<u32>,
     #[serde(default)]
     allow_self_approval: Option<bool>,
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 1440)]
+    elevation_max_minutes: Option<u32>,
 }
 
 /// Change workspace settings.
@@ -166,6 +172,15 @@ async fn update_settings(
     {
         return Err(ApiError::field("tokenMaxDays", days_message()));
     }
+    if body
+        .elevation_max_minutes
+        .is_some_and(|m| !(1..=1440).contains(&m))
+    {
+        return Err(ApiError::field(
+            "elevationMaxMinutes",
+            "1 to 1440 (24 hours)",
+        ));
+    }
     api.allow_workspace(&caller, Action::ModifySettings).await?;
     let settings = Settings {
         members_can_publish: body
@@ -177,6 +192,9 @@ async fn update_settings(
         self_approval: body
             .allow_self_approval
             .unwrap_or(before.settings.self_approval),
+        elevation_max_minutes: body
+            .elevation_max_minutes
+            .unwrap_or(before.settings.elevation_max_minutes),
     };
     let mut change = api.store.change().await?;
     workspaces::update(change.conn(), &before.id, &name, settings).await?;

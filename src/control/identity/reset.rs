@@ -304,6 +304,7 @@ async fn use_link(
             time: now,
             actor: Actor::User {
                 id: user.id.clone(),
+                elevations: Vec::new(),
             },
             action: Kind::PasswordReset.name().into_owned(),
             resource_type: "user".into(),

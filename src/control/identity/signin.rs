@@ -95,6 +95,7 @@ pub async fn open(
             time: now,
             actor: Actor::User {
                 id: opening.user_id.to_owned(),
+                elevations: Vec::new(),
             },
             action: Kind::SessionCreate.name().into_owned(),
             resource_type: "session".into(),

@@ -31,7 +31,7 @@ pub(super) async fn insert(conn: &mut AnyConnection, event: &Event) -> Result<()
 fn actor_id(event: &Event) -> String {
     use crate::control::audit::Actor;
     match &event.what.actor {
-        Actor::User { id } | Actor::Token { user: id, .. } => id.clone(),
+        Actor::User { id, .. } | Actor::Token { user: id, .. } => id.clone(),
         Actor::Scim { .. } => "scim".into(),
         Actor::Sso => "sso".into(),
         Actor::System => "system".into(),

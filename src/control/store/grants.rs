@@ -60,7 +60,8 @@ impl GrantRow {
     }
 }
 
-fn target_parts(target: &Target) -> (&'static str, &str, &str) {
+/// A target as stored: kind, id (or label key), label value.
+pub(super) fn target_parts(target: &Target) -> (&'static str, &str, &str) {
     match target {
         Target::Source { id } => ("source", id, ""),
         Target::Destination { id } => ("destination", id, ""),
@@ -78,18 +79,7 @@ fn decode(row: &sqlx::any::AnyRow) -> Result<GrantRow, StoreError> {
         "group" => Holder::Group(pid),
         other => return Err(StoreError::Corrupt(format!("grant principal {other}"))),
     };
-    let tkind: String = row.try_get(3)?;
-    let tid: String = row.try_get(4)?;
-    let tvalue: String = row.try_get(5)?;
-    let resource = match tkind.as_str() {
-        "source" => Target::Source { id: tid },
-        "destination" => Target::Destination { id: tid },
-        "source_label" => Target::SourceLabel {
-            key: tid,
-            value: tvalue,
-        },
-        other => return Err(StoreError::Corrupt(format!("grant target {other}"))),
-    };
+    let resource = target_of(row.try_get(3)?, row.try_get(4)?, row.try_get(5)?)?;
     let rank: i64 = row.try_get(6)?;
     Ok(GrantRow {
         id: row.try_get(0)?,
@@ -101,6 +91,16 @@ fn decode(row: &sqlx::any::AnyRow) -> Result<GrantRow, StoreError> {
         approved_by: row.try_get(8)?,
         expires_at: opt_time(row.try_get(9)?)?,
         created_at: time(row.try_get(10)?)?,
+    })
+}
+
+/// A stored target back from its kind, id (or label key) and label value.
+pub(super) fn target_of(kind: String, id: String, value: String) -> Result<Target, StoreError> {
+    Ok(match kind.as_str() {
+        "source" => Target::Source { id },
+        "destination" => Target::Destination { id },
+        "source_label" => Target::SourceLabel { key: id, value },
+        other => return Err(StoreError::Corrupt(format!("grant target {other}"))),
     })
 }
 

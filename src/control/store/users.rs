@@ -467,6 +467,7 @@ pub async fn principal(
         grants: own.iter().map(grants::GrantRow::grant).collect(),
         groups,
         scoped: row.scoped,
+        elevations: super::elevations::approved_of(conn, workspace, id).await?,
     }))
 }
 

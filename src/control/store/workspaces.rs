@@ -35,6 +35,13 @@ pub struct Settings {
     /// A reviewer may approve their own tracking-plan change request.
     #[serde(default)]
     pub self_approval: bool,
+    /// The longest elevation approved, in minutes.
+    #[serde(default = "eight_hours")]
+    pub elevation_max_minutes: u32,
+}
+
+fn eight_hours() -> u32 {
+    480
 }
 
 impl Settings {
@@ -53,6 +60,7 @@ impl Default for Settings {
             members_can_publish: false,
             token_max_days: 365,
             self_approval: false,
+            elevation_max_minutes: eight_hours(),
         }
     }
 }
@@ -92,7 +100,7 @@ impl SignInPolicy {
 }
 
 const COLUMNS: &str = "id, name, slug, members_can_publish, token_max_days, created_at, \
-                       session_idle_minutes, session_absolute_hours, require_sso, self_approval";
+                       session_idle_minutes, session_absolute_hours, require_sso, self_approval, elevation_max_minutes";
 
 fn count(row: &sqlx::any::AnyRow, at: usize) -> Result<u32, StoreError> {
     Ok(u32::try_from(row.try_get::<i64, _>(at)?).unwrap_or(u32::MAX))
@@ -107,6 +115,7 @@ fn decode(row: &sqlx::any::AnyRow) -> Result<Workspace, StoreError> {
             members_can_publish: row.try_get::<i64, _>(3)? != 0,
             token_max_days: count(row, 4)?,
             self_approval: row.try_get::<i64, _>(9)? != 0,
+            elevation_max_minutes: count(row, 10)?,
         },
         created_at: time(row.try_get(5)?)?,
         sign_in: SignInPolicy {
@@ -178,13 +187,14 @@ pub async fn update(
 ) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE workspaces SET name = $2, members_can_publish = $3, token_max_days = $4, \
-         self_approval = $5 WHERE id = $1",
+         self_approval = $5, elevation_max_minutes = $6 WHERE id = $1",
     )
     .bind(id)
     .bind(name)
     .bind(i64::from(settings.members_can_publish))
     .bind(i64::from(settings.token_max_days))
     .bind(i64::from(settings.self_approval))
+    .bind(i64::from(settings.elevation_max_minutes))
     .execute(conn)
     .await?;
     Ok(())
