@@ -10,12 +10,14 @@
 //! One file per resource family below; wire types live with their handlers.
 
 pub mod access;
+pub mod access_reviews;
 pub mod audit;
 mod body;
 pub mod catalog;
 pub mod change_requests;
 pub mod destinations;
 pub mod elevations;
+pub mod evidence;
 pub mod grants;
 pub mod groups;
 pub mod identities;
@@ -339,6 +341,7 @@ fn describe(resource: ResourceRef<'_>) -> (&'static str, String) {
         ResourceRef::Labels(change) => ("source", change.source.id.to_owned()),
         ResourceRef::ChangeRequest(cr) => ("change_request", cr.id.to_owned()),
         ResourceRef::Elevation(e) => ("elevation", e.id.to_owned()),
+        ResourceRef::ReviewItem(item) => ("access_review_item", item.id.to_owned()),
     }
 }
 
@@ -363,6 +366,8 @@ pub fn router(api: Arc<Api>) -> Router {
         .merge(users::routes())
         .merge(offboarding::routes())
         .merge(elevations::routes())
+        .merge(access_reviews::routes())
+        .merge(evidence::routes())
         .merge(invites::routes())
         .merge(roles::routes())
         .merge(groups::routes())

@@ -163,6 +163,12 @@ pub enum Kind {
     ElevationDeny,
     /// `elevation.end`: cancelled before a decision, or ended before its window closed.
     ElevationEnd,
+    /// `access_review.open`: a campaign and its items.
+    AccessReviewOpen,
+    /// `access_review.decide`: one item kept, revoked or changed.
+    AccessReviewDecide,
+    /// `access_review.close`: every item decided; the evidence record.
+    AccessReviewClose,
     /// `tracking_plan.create`
     TrackingPlanCreate,
     /// `tracking_plan.delete`
@@ -279,6 +285,9 @@ impl Kind {
             Self::ElevationApprove => "elevation.approve",
             Self::ElevationDeny => "elevation.deny",
             Self::ElevationEnd => "elevation.end",
+            Self::AccessReviewOpen => "access_review.open",
+            Self::AccessReviewDecide => "access_review.decide",
+            Self::AccessReviewClose => "access_review.close",
             Self::TrackingPlanCreate => "tracking_plan.create",
             Self::TrackingPlanDelete => "tracking_plan.delete",
             Self::TrackingPlanPublish => "tracking_plan.publish",

@@ -470,6 +470,17 @@ pub enum ResourceRef<'a> {
     ChangeRequest(ChangeRequestRef<'a>),
     /// Approving, denying or ending someone's elevation.
     Elevation(ElevationRef<'a>),
+    /// Deciding one line of an access review.
+    ReviewItem(ReviewItemRef<'a>),
+}
+
+/// One line of an access review as the policy sees it: whose access it is.
+#[derive(Debug, Clone, Copy)]
+pub struct ReviewItemRef<'a> {
+    /// Its id.
+    pub id: &'a str,
+    /// Whose access it is (user id; a group's grant: the group's id).
+    pub subject: &'a str,
 }
 
 /// An elevation request as the policy sees it: who asks, and for what.
@@ -571,6 +582,9 @@ pub enum Action {
     ApproveElevation,
     /// End an elevation (pending or active): its requester, or who may approve it.
     EndElevation,
+    /// Open, decide and close access reviews: owners and admins, never on their own
+    /// access unless the workspace allows self-approval.
+    ReviewAccess,
     /// Create functions.
     CreateFunctions,
     /// Create, rotate and revoke API tokens.
@@ -583,7 +597,7 @@ pub enum Action {
 
 impl Action {
     /// Every action.
-    pub const ALL: [Self; 32] = [
+    pub const ALL: [Self; 33] = [
         Self::ViewWorkspace,
         Self::ViewMembers,
         Self::ViewTrackingPlans,
@@ -612,6 +626,7 @@ impl Action {
         Self::RequestElevation,
         Self::ApproveElevation,
         Self::EndElevation,
+        Self::ReviewAccess,
         Self::CreateFunctions,
         Self::ManageTokens,
         Self::ReadAudit,
@@ -640,9 +655,11 @@ impl Action {
             Self::PublishTrackingPlans | Self::ReviewChangeRequest => {
                 role >= Admin || (role == Member && settings.members_can_publish)
             }
-            Self::ManageMembers | Self::ModifySettings | Self::ManageTokens | Self::ReadAudit => {
-                role >= Admin
-            }
+            Self::ManageMembers
+            | Self::ModifySettings
+            | Self::ManageTokens
+            | Self::ReadAudit
+            | Self::ReviewAccess => role >= Admin,
             // The catalog feed is for node credentials ([`node_may`]), never a person.
             Self::ReadCatalog => false,
             Self::ManageUsage | Self::TransferOwnership => role == Owner,
@@ -721,7 +738,8 @@ impl Action {
             | Self::ManageTokens
             | Self::RequestElevation
             | Self::ApproveElevation
-            | Self::EndElevation => Scope::MembersWrite,
+            | Self::EndElevation
+            | Self::ReviewAccess => Scope::MembersWrite,
             Self::ReadAudit => Scope::AuditRead,
             Self::ReadCatalog => Scope::CatalogRead,
         }
@@ -1093,6 +1111,20 @@ pub fn authorize(
                 _ if !allows => Reason::RoleDenies,
                 ResourceRef::ChangeRequest(cr) => {
                     authorship(user, action, cr, settings, &mut rules)
+                }
+                ResourceRef::ReviewItem(item) => {
+                    let own = item.subject == user.id;
+                    let allows = !own || settings.self_approval;
+                    rules.push(Rule::Authorship {
+                        author: item.subject.to_owned(),
+                        own,
+                        allows,
+                    });
+                    if allows {
+                        Reason::Allowed
+                    } else {
+                        Reason::OwnRequest
+                    }
                 }
                 _ => Reason::Allowed,
             }

@@ -26,6 +26,7 @@ macro_rules! sql {
     };
 }
 
+pub mod access_reviews;
 pub mod audit_log;
 pub mod catalog;
 pub mod change_requests;

@@ -13,9 +13,9 @@ use utoipa::openapi::{ContentBuilder, RefOr, ResponseBuilder};
 use crate::control::policy::Role;
 
 use super::{
-    access, audit, catalog, change_requests, destinations, elevations, grants, groups, internal,
-    invites, labels, nodes, offboarding, permissions, plans, provisioning, roles, sign_in,
-    source_settings, sources, sso, tokens, users, wire, workspace,
+    access, access_reviews, audit, catalog, change_requests, destinations, elevations, evidence,
+    grants, groups, internal, invites, labels, nodes, offboarding, permissions, plans,
+    provisioning, roles, sign_in, source_settings, sources, sso, tokens, users, wire, workspace,
 };
 use crate::control::identity::reset;
 
@@ -58,6 +58,15 @@ use crate::control::identity::reset;
         plans::update_rules,
         plans::remove_rules,
         plans::plan_sources,
+        access_reviews::open,
+        access_reviews::list,
+        access_reviews::read,
+        access_reviews::items,
+        access_reviews::decide,
+        access_reviews::close,
+        access_reviews::evidence,
+        evidence::user_report,
+        evidence::workspace_report,
         elevations::request,
         elevations::list,
         elevations::read,

@@ -47,9 +47,19 @@ pub struct GrantRow {
     pub expires_at: Option<DateTime<Utc>>,
     /// Created.
     pub created_at: DateTime<Utc>,
+    /// Last confirmed by an access review.
+    pub reviewed_at: Option<DateTime<Utc>>,
 }
 
+/// Days between two reviews of a grant.
+pub const REVIEW_EVERY_DAYS: i64 = 90;
+
 impl GrantRow {
+    /// When it is due for review: 90 days after its last review, or its creation.
+    pub fn next_review(&self) -> DateTime<Utc> {
+        self.reviewed_at.unwrap_or(self.created_at) + chrono::TimeDelta::days(REVIEW_EVERY_DAYS)
+    }
+
     /// The policy's view.
     pub fn grant(&self) -> Grant {
         Grant {
@@ -69,7 +79,7 @@ pub(super) fn target_parts(target: &Target) -> (&'static str, &str, &str) {
     }
 }
 
-const COLUMNS: &str = "id, principal_kind, principal_id, target_kind, target_id, target_value, level, justification, approved_by, expires_at, created_at";
+const COLUMNS: &str = "id, principal_kind, principal_id, target_kind, target_id, target_value, level, justification, approved_by, expires_at, created_at, reviewed_at";
 
 fn decode(row: &sqlx::any::AnyRow) -> Result<GrantRow, StoreError> {
     let kind: String = row.try_get(1)?;
@@ -91,6 +101,7 @@ fn decode(row: &sqlx::any::AnyRow) -> Result<GrantRow, StoreError> {
         approved_by: row.try_get(8)?,
         expires_at: opt_time(row.try_get(9)?)?,
         created_at: time(row.try_get(10)?)?,
+        reviewed_at: opt_time(row.try_get(11)?)?,
     })
 }
 
@@ -149,9 +160,10 @@ pub async fn put(
         approved_by: new.approved_by,
         expires_at: new.expires_at,
         created_at: now,
+        reviewed_at: None,
     };
     sqlx::query(sql!(
-        "INSERT INTO grants (workspace_id, {COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        "INSERT INTO grants (workspace_id, {COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL)"
     ))
     .bind(workspace)
     .bind(&row.id)
@@ -168,6 +180,20 @@ pub async fn put(
     .execute(conn)
     .await?;
     Ok(row)
+}
+
+/// Records that a review confirmed a grant.
+pub async fn mark_reviewed(
+    conn: &mut AnyConnection,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE grants SET reviewed_at = $2 WHERE id = $1")
+        .bind(id)
+        .bind(ms(now))
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// Grants held by one user or group.
