@@ -49,6 +49,17 @@ struct InviteWire {
     /// roles. Source roles alone make a scoped member who reaches those sources only.
     #[serde(default)]
     permissions: Option<Vec<PermissionIn>>,
+    /// Sluice: why they get this access (kept on each grant the invite brings).
+    #[serde(default)]
+    #[schema(
+        max_length = 2000,
+        pattern = "^[^\\u0000-\\u0008\\u000b-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u0008\\u000b-\\u001f\\u007f-\\u009f]*$"
+    )]
+    justification: Option<String>,
+    /// Sluice: when the grants the invite brings end (in the future). The role itself
+    /// does not end: lend a role with an elevation instead.
+    #[serde(rename = "accessExpiresAt", default)]
+    access_expires_at: Option<DateTime<Utc>>,
 }
 
 /// An invite made, with its one-time link (shown in this answer only).
@@ -144,6 +155,7 @@ async fn invite(
                     Terms {
                         scoped: false,
                         grants,
+                        ..Terms::default()
                     },
                 )
             }
@@ -152,10 +164,32 @@ async fn invite(
                 Terms {
                     scoped: a.scoped(),
                     grants: a.grants,
+                    ..Terms::default()
                 },
             ),
             (None, None) => (Role::Member, Terms::default()),
         };
+        let mut terms = terms;
+        if let Some(why) = &inv.justification {
+            terms.justification = super::change_requests::description_field(
+                &format!("invites[{i}].justification"),
+                why,
+            )?;
+        }
+        if let Some(at) = inv.access_expires_at {
+            let field = format!("invites[{i}].accessExpiresAt");
+            if at <= caller.now {
+                return Err(ApiError::field(&field, "must be in the future"));
+            }
+            if terms.grants.is_empty() {
+                return Err(ApiError::field(
+                    &field,
+                    "ends the grants an invite brings: name permissions on resources (a role is lent with an elevation)",
+                ));
+            }
+            terms.access_expires_at = Some(at);
+        }
+        terms.invited_by = caller.user.id.clone();
         wanted.push((email, role, terms));
     }
     api.allow_workspace(&caller, Action::ManageMembers).await?;
@@ -220,7 +254,8 @@ pub(super) async fn make_invite(
             email,
             None,
             Some(json!({"email": email, "role": role.name(), "scoped": terms.scoped,
-                        "grants": terms.grants.iter().map(|(t, l)| json!({"target": t, "level": l.name()})).collect::<Vec<_>>()})),
+                        "grants": terms.grants.iter().map(|(t, l)| json!({"target": t, "level": l.name()})).collect::<Vec<_>>(),
+                        "justification": terms.justification, "accessExpiresAt": terms.access_expires_at})),
         ))
         .await?;
     Ok(InviteMade {

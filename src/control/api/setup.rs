@@ -340,9 +340,13 @@ async fn accept(
                     principal: crate::control::store::grants::Holder::User(user.id.clone()),
                     resource: target,
                     level,
-                    justification: "invite".into(),
-                    approved_by: String::new(),
-                    expires_at: None,
+                    justification: if terms.justification.is_empty() {
+                        "invite".into()
+                    } else {
+                        terms.justification.clone()
+                    },
+                    approved_by: terms.invited_by.clone(),
+                    expires_at: terms.access_expires_at,
                 },
                 now,
             )

@@ -13,6 +13,12 @@ pub struct Terms {
     pub scoped: bool,
     /// Grants they get on joining.
     pub grants: Vec<(Target, Level)>,
+    /// Why they are given that access (kept on each grant).
+    pub justification: String,
+    /// When the grants end (`None`: never).
+    pub access_expires_at: Option<DateTime<Utc>>,
+    /// Who invited them (user id): the grants' approver.
+    pub invited_by: String,
 }
 
 /// Records an invite (replacing an earlier one for the same email, and its links).
@@ -32,7 +38,7 @@ pub async fn put(
         .map(|(target, level)| serde_json::json!({"target": target, "level": level.name()}))
         .collect();
     sqlx::query(
-        "INSERT INTO invites (workspace_id, email, role, created_at, scoped, grants) VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO invites (workspace_id, email, role, created_at, scoped, grants, justification, invited_by, access_expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(workspace)
     .bind(&email)
@@ -40,6 +46,9 @@ pub async fn put(
     .bind(ms(now))
     .bind(i64::from(terms.scoped))
     .bind(serde_json::Value::Array(grants).to_string())
+    .bind(&terms.justification)
+    .bind(&terms.invited_by)
+    .bind(terms.access_expires_at.map(ms))
     .execute(conn)
     .await?;
     Ok(())
@@ -52,7 +61,7 @@ pub async fn terms(
     email: &str,
 ) -> Result<Option<Terms>, StoreError> {
     let row =
-        sqlx::query("SELECT scoped, grants FROM invites WHERE workspace_id = $1 AND email = $2")
+        sqlx::query("SELECT scoped, grants, justification, invited_by, access_expires_at FROM invites WHERE workspace_id = $1 AND email = $2")
             .bind(workspace)
             .bind(email.trim().to_lowercase())
             .fetch_optional(conn)
@@ -77,6 +86,9 @@ pub async fn terms(
     Ok(Some(Terms {
         scoped: row.try_get::<i64, _>(0)? != 0,
         grants,
+        justification: row.try_get(2)?,
+        invited_by: row.try_get(3)?,
+        access_expires_at: super::opt_time(row.try_get(4)?)?,
     }))
 }
 
