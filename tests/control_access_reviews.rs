@@ -159,7 +159,7 @@ async fn scenario(db: &TestDb) {
     // Tokens that outlive the quarter: the owner's and admin's own, and a CI token.
     let owner = long_lived(&api, &owner, "owner laptop").await;
     let admin = long_lived(&api, &admin, "admin laptop").await;
-    let ci = long_lived(&api, &owner, "ci").await;
+    let ci = long_lived(&api, &admin, "ci").await;
 
     // A quarter later (the members' 30-day invite tokens have expired by then).
     clock.advance(TimeDelta::days(100));
@@ -269,7 +269,7 @@ async fn scenario(db: &TestDb) {
     );
     let (status, body) = decide(
         &api,
-        &admin,
+        &owner,
         &review,
         &ci_token,
         json!({"decision": "revoke", "note": "unused"}),
@@ -317,6 +317,51 @@ async fn scenario(db: &TestDb) {
     )
     .await;
     assert_eq!(status, StatusCode::CONFLICT, "decided once: {body}");
+    // An owner's role or token is an ownership matter: refused to an admin (and audited,
+    // at once: the refusal must not wait on the decision's own transaction).
+    let (_, users) = api.get(&owner, "/api/v1/users?pagination[count]=200").await;
+    let owner_id = users["data"]["users"]
+        .as_array()
+        .and_then(|u| u.iter().find(|u| u["email"] == "owner@example.com"))
+        .and_then(|u| u["id"].as_str())
+        .expect("owner id")
+        .to_owned();
+    let started = std::time::Instant::now();
+    let (status, body) = decide(
+        &api,
+        &admin,
+        &review,
+        find(&all, "role", &owner_id),
+        json!({"decision": "revoke", "note": "coup"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    let owner_token = all
+        .iter()
+        .find(|i| i["kind"] == "token" && i["detail"]["name"] == "owner laptop")
+        .expect("the owner's token");
+    let (status, body) = decide(
+        &api,
+        &admin,
+        &review,
+        owner_token,
+        json!({"decision": "revoke", "note": "coup"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (_, body) = api
+        .get(
+            &owner,
+            "/api/v1/audit-events?action=access.denied.transfer_ownership",
+        )
+        .await;
+    assert_eq!(
+        body["data"]["events"].as_array().map(Vec::len),
+        Some(2),
+        "{body}"
+    );
+
     // Everything else is kept: the admin's own lines by the owner.
     for item in items(&api, &admin, &review, "&decided=false").await {
         let who = if item["subjectId"] == admin_id.as_str() {

@@ -176,6 +176,20 @@ async fn scenario(db: &TestDb) {
     );
     let (status, body) = propose(&api, &member, &plan, v1.clone()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // Two rules of one type, key and version: gateways would enforce the first while a
+    // diff shows the second, so it is refused.
+    let (status, body) = propose(
+        &api,
+        &member,
+        &plan,
+        json!([
+            order_rule(json!({"type": "string"}), &[]),
+            order_rule(json!({"type": "number"}), &["total"])
+        ]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["errors"][0]["field"], "rules[1]", "{body}");
     let (status, body) = propose(&api, &viewer, &plan, wanted.clone()).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
 
@@ -250,6 +264,16 @@ async fn scenario(db: &TestDb) {
             .is_some_and(|m| m.contains("own_request")),
         "{body}"
     );
+    // Approving what changed since it was read is refused.
+    let (status, body) = act(
+        &api,
+        &owner,
+        &admin_cr,
+        "approve",
+        json!({"updatedAt": "2020-01-01T00:00:00Z"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
     // The owner approves it: version 2.
     let (status, body) = act(&api, &owner, &admin_cr, "approve", json!({"comment": "ok"})).await;
     assert_eq!(status, StatusCode::OK, "{body}");

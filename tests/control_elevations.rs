@@ -121,7 +121,7 @@ async fn scenario(db: &TestDb) {
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert!(body.to_string().contains("own_request"), "{body}");
     let (status, body) = act(&api, &viewer, &elevation, "approve", json!({})).await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(status, StatusCode::NOT_FOUND, "not theirs to see: {body}");
     let (status, body) = act(&api, &other, &elevation, "approve", json!({})).await;
     assert_eq!(
         status,
@@ -189,7 +189,7 @@ async fn scenario(db: &TestDb) {
     assert_eq!(status, StatusCode::OK, "{body}");
     let role = id_of(&body);
     let (status, body) = act(&api, &other, &role, "approve", json!({})).await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     let (status, _) = api.get(&member, "/api/v1/audit-events").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, body) = act(&api, &admin, &role, "approve", json!({})).await;
@@ -233,17 +233,98 @@ async fn scenario(db: &TestDb) {
     let (status, body) = act(&api, &owner, &denied, "approve", json!({})).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
 
+    // An elevated admin decides access on their standing role only: they cannot pass
+    // the elevation on, nor make it permanent.
+    let (status, body) = ask(
+        &api,
+        &member,
+        json!({"role": "admin", "reason": "migration", "durationMinutes": 30}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let lent = id_of(&body);
+    let (status, body) = act(&api, &owner, &lent, "approve", json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = ask(
+        &api,
+        &other,
+        json!({"role": "admin", "reason": "me too", "durationMinutes": 30}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let second = id_of(&body);
+    let (status, body) = act(&api, &member, &second, "approve", json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = api
+        .call(
+            &member,
+            reqwest::Method::PATCH,
+            &format!("/api/v1/users/{member_id}"),
+            Some(json!({"role": "admin"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    // Removed, they keep nothing: the elevation ends with their membership.
+    let (status, body) = api
+        .call(
+            &owner,
+            reqwest::Method::DELETE,
+            &format!("/api/v1/users/{other_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = act(&api, &owner, &second, "approve", json!({})).await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "cancelled with their membership: {body}"
+    );
+    let (_, body) = api
+        .get(&owner, &format!("/api/v1/elevations/{second}"))
+        .await;
+    assert_eq!(body["data"]["elevation"]["status"], "CANCELLED", "{body}");
+    let (status, body) = act(&api, &member, &lent, "end", json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // A label an elevation asks for carries access: a member cannot put it on another
+    // source to stretch the elevation there.
+    let (status, body) = ask(
+        &api,
+        &member,
+        json!({"resource": {"kind": "source_label", "key": "environment", "value": "staging"},
+               "level": "full", "reason": "staging cleanup", "durationMinutes": 30}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = api
+        .post(
+            &member,
+            "/api/v1/sources/demo/labels",
+            json!({"labels": [{"key": "environment", "value": "staging"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a governed label: {body}");
+    let (status, body) = api
+        .post(
+            &member,
+            "/api/v1/sources/demo/labels",
+            json!({"labels": [{"key": "team", "value": "growth"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "an ordinary label: {body}");
+
     // Lists: one's own; everything for those who manage members.
-    let (_, body) = api.get(&other, "/api/v1/elevations").await;
+    let (_, body) = api.get(&viewer, "/api/v1/elevations").await;
     assert_eq!(body["data"]["elevations"], json!([]), "{body}");
     let (_, body) = api
         .get(&member, "/api/v1/elevations?pagination[count]=50")
         .await;
-    assert_eq!(body["data"]["elevations"].as_array().map(Vec::len), Some(3));
+    assert_eq!(body["data"]["elevations"].as_array().map(Vec::len), Some(5));
     let (_, body) = api
         .get(&admin, &format!("/api/v1/elevations?userId={member_id}"))
         .await;
-    assert_eq!(body["data"]["elevations"].as_array().map(Vec::len), Some(3));
+    assert_eq!(body["data"]["elevations"].as_array().map(Vec::len), Some(5));
 
     // Audited, and the chain holds.
     let (_, body) = api

@@ -1,7 +1,7 @@
 //! Offboarding end to end through the API, on SQLite and PostgreSQL: the dry run changes
-//! nothing; carried out, what the leaver owned goes to the successor, their access ends,
-//! the running gateways keep their credentials, a removal record stays, and the write keys
-//! they could read are rotated in one call. Every refusal is tested.
+//! nothing; carried out, what the leaver owned goes to the successor, their access ends
+//! with the machine credentials they made, a removal record stays, and the write keys they
+//! could read are rotated in one call. Every refusal is tested.
 
 mod common;
 
@@ -134,10 +134,7 @@ async fn scenario(db: &TestDb) {
         ids(&report["transferred"]["changeRequests"]),
         [proposal.as_str()]
     );
-    assert_eq!(
-        report["transferred"]["nodeCredentials"][0]["name"],
-        "edge-1"
-    );
+    assert_eq!(report["revoked"]["nodeCredentials"][0]["name"], "edge-1");
     assert_eq!(report["revoked"]["localGroups"], json!(["analysts"]));
     assert_eq!(
         report["revoked"]["tokens"].as_array().map(Vec::len),
@@ -162,11 +159,11 @@ async fn scenario(db: &TestDb) {
     let report = body["data"]["offboarding"].clone();
     let record = report["recordId"].as_str().expect("record").to_owned();
     assert_eq!(report["dryRun"], false);
-    // Their access ends; the gateway they set up keeps running.
+    // Their access ends, and so does the node credential they made (they saw its secret).
     let (status, _) = api.get(&leaver, "/api/v1/").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, body) = api.get(&node, "/internal/v1/catalog?wait=0").await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     // What they owned is the successor's.
     let (_, body) = api
         .get(&admin, &format!("/api/v1/change-requests/{proposal}"))
@@ -178,7 +175,6 @@ async fn scenario(db: &TestDb) {
     let (_, body) = offboard(&api, &admin, &successor_id, plan_of(&viewer_id)).await;
     let theirs = &body["data"]["offboarding"]["transferred"];
     assert_eq!(ids(&theirs["trackingPlans"]), [plan.as_str()], "{body}");
-    assert_eq!(theirs["nodeCredentials"][0]["name"], "edge-1", "{body}");
     let (_, body) = api
         .get(&owner, &format!("/api/v1/groups/{group}/users"))
         .await;

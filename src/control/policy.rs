@@ -633,6 +633,23 @@ impl Action {
         Self::ReadCatalog,
     ];
 
+    /// Whether the action changes who may do what. These are decided on standing access
+    /// only, never on an elevation.
+    pub fn governs_access(self) -> bool {
+        matches!(
+            self,
+            Self::ManageMembers
+                | Self::TransferOwnership
+                | Self::ModifySettings
+                | Self::ManageTokens
+                | Self::ManageUsage
+                | Self::ChangeLabels
+                | Self::ApproveElevation
+                | Self::EndElevation
+                | Self::ReviewAccess
+        )
+    }
+
     /// The wire name (`edit_source`, …), as explanations and audit events say it.
     pub fn name(self) -> String {
         serde_json::to_value(self)
@@ -1070,9 +1087,19 @@ pub fn authorize(
     if let Some(reason) = standing_of(principal, now, &mut rules) {
         return Decision::deny(reason, rules);
     }
-    // A live role elevation decides as that role (and names itself).
+    // A live role elevation decides as that role (and names itself), except who may
+    // change access: that is decided on standing access alone, so an elevation can
+    // neither make itself permanent nor be passed on (approving another's, inviting,
+    // changing roles, grants, tokens, settings, governed labels).
     let raised;
     let user = match principal.user.elevated_role(now) {
+        _ if action.governs_access() => {
+            raised = User {
+                elevations: Vec::new(),
+                ..principal.user.clone()
+            };
+            &raised
+        }
         Some((elevation, role)) => {
             rules.push(Rule::Elevation {
                 id: elevation.id.clone(),
@@ -1606,6 +1633,48 @@ mod tests {
             })
         );
         assert!(!ask(&r, Action::ReadAudit, ResourceRef::Workspace, end).allowed);
+        // Never for changing access: it cannot make itself permanent or be passed on.
+        for governs in [
+            Action::ManageMembers,
+            Action::ManageTokens,
+            Action::ModifySettings,
+        ] {
+            assert_eq!(
+                ask(&r, governs, ResourceRef::Workspace, start).reason,
+                Reason::RoleDenies,
+                "{governs:?}"
+            );
+        }
+        let lend = ask(
+            &r,
+            Action::ApproveElevation,
+            ResourceRef::Elevation(ElevationRef {
+                id: "elv_x",
+                requester: "someone",
+                wants: Wanted::Role(Role::Member),
+            }),
+            start,
+        );
+        assert_eq!(lend.reason, Reason::RoleDenies);
+        let mut lent = user(Role::Member);
+        lent.elevations = vec![on_source(Level::Full)];
+        let pass_on = ask(
+            &lent,
+            Action::ApproveElevation,
+            ResourceRef::Elevation(ElevationRef {
+                id: "elv_x",
+                requester: "someone",
+                wants: Wanted::Source(
+                    SourceRef {
+                        id: "s",
+                        labels: NO_LABELS,
+                    },
+                    Level::Full,
+                ),
+            }),
+            start,
+        );
+        assert_eq!(pass_on.reason, Reason::LevelTooLow);
         assert_eq!(r.live_elevations(start), ["elv_r"]);
         assert!(r.live_elevations(end).is_empty());
     }

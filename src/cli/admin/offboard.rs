@@ -94,14 +94,6 @@ fn print(report: &Value) {
         "  open change requests: {}",
         names(&t["changeRequests"], "name")
     );
-    println!(
-        "  node credentials (rotate them: the leaver saw their secrets): {}",
-        names(&t["nodeCredentials"], "name")
-    );
-    println!(
-        "  SCIM tokens (rotate them): {}",
-        names(&t["scimTokens"], "name")
-    );
     if t["ownership"] == json!(true) {
         println!("  workspace ownership: the successor becomes an owner");
     }
@@ -109,6 +101,14 @@ fn print(report: &Value) {
     println!("Revoke:");
     println!("  membership of the workspace");
     println!("  personal tokens: {}", names(&r["tokens"], "name"));
+    println!(
+        "  node credentials they made (give those gateways new ones first): {}",
+        names(&r["nodeCredentials"], "name")
+    );
+    println!(
+        "  SCIM tokens they made (give the identity provider a new one first): {}",
+        names(&r["scimTokens"], "name")
+    );
     println!("  browser sessions: {}", r["sessions"]);
     println!("  grants: {}", r["grants"].as_array().map_or(0, Vec::len));
     println!("  local groups: {}", names(&r["localGroups"], "name"));
@@ -158,7 +158,7 @@ pub async fn run(base: &str, args: OffboardArgs) -> anyhow::Result<()> {
         }
         for s in answer["data"]["skipped"].as_array().into_iter().flatten() {
             eprintln!(
-                "not rotated (gone, or not yours to rotate): {}",
+                "not rotated (deleted since): {}",
                 s.as_str().unwrap_or_default()
             );
         }

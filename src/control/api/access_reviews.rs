@@ -578,9 +578,47 @@ struct ItemDecision {
     level: Option<String>,
 }
 
-/// What a decision does to the store, with its audit events; the `changedTo` record.
-async fn apply(
+/// Decisions that reach an owner are ownership transfers, for owners only: revoking or
+/// changing the role of an owner (by their own role or a group's) or making one, taking
+/// someone out of a group that makes owners, revoking an owner's token. Asked before the
+/// decision's change opens (a refusal is audited in its own change).
+async fn may_apply(
     api: &Api,
+    caller: &Caller,
+    item: &ItemRow,
+    body: &ItemDecision,
+) -> Result<(), ApiError> {
+    if body.decision == "keep" {
+        return Ok(());
+    }
+    let ws = &caller.workspace.id;
+    let is_owner = |id: String| async move {
+        let mut conn = api.store.read().await?;
+        Ok::<bool, ApiError>(
+            users::principal(&mut conn, ws, &id)
+                .await?
+                .is_some_and(|u| u.effective_role() == Role::Owner),
+        )
+    };
+    let reaches_owner = match item.kind.as_str() {
+        "role" => {
+            body.role.as_deref() == Some(Role::Owner.name())
+                || is_owner(item.subject_id.clone()).await?
+        }
+        "group_membership" => item.detail["groupRole"] == json!(Role::Owner.name()),
+        "token" => is_owner(item.subject_id.clone()).await?,
+        _ => false,
+    };
+    if reaches_owner {
+        api.allow_workspace(caller, Action::TransferOwnership)
+            .await?;
+    }
+    Ok(())
+}
+
+/// What a decision does to the store, with its audit events; the `changedTo` record.
+/// Its authorisation was asked first ([`may_apply`]).
+async fn apply(
     caller: &Caller,
     change: &mut Change,
     item: &ItemRow,
@@ -606,13 +644,11 @@ async fn apply(
                         ApiError::field("role", "owner, admin, member or read_only")
                     })?),
                 };
-            let owners = users::owner_count(change.conn(), ws).await?;
-            if user.role == Role::Owner || new_role == Some(Role::Owner) {
-                api.allow_workspace(caller, Action::TransferOwnership)
-                    .await?;
-                if user.role == Role::Owner && new_role != Some(Role::Owner) && owners <= 1 {
-                    return Err(ApiError::Conflict("the last owner keeps their role".into()));
-                }
+            if user.role == Role::Owner
+                && new_role != Some(Role::Owner)
+                && users::owner_count(change.conn(), ws).await? <= 1
+            {
+                return Err(ApiError::Conflict("the last owner keeps their role".into()));
             }
             match new_role {
                 None => {
@@ -749,6 +785,12 @@ async fn decide(
         .find(|i| i.id == item_id)
         .cloned()
         .ok_or_else(|| ApiError::missing("access review item", &item_id))?;
+    if body.decision == "change" && !matches!(item.kind.as_str(), "role" | "grant") {
+        return Err(ApiError::field(
+            "decision",
+            format!("a {} item is kept or revoked", item.kind),
+        ));
+    }
     api.allow(
         &caller,
         Action::ReviewAccess,
@@ -764,8 +806,9 @@ async fn decide(
             "item {item_id:?} is already decided"
         )));
     }
+    may_apply(&api, &caller, &item, &body).await?;
     let mut change = api.store.change().await?;
-    item.changed_to = apply(&api, &caller, &mut change, &item, &body).await?;
+    item.changed_to = apply(&caller, &mut change, &item, &body).await?;
     item.decision = Some(body.decision.clone());
     item.note = note;
     item.decided_by = Some(caller.user.id.clone());

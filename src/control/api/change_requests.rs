@@ -222,9 +222,9 @@ async fn propose(
     Body(body): Body<Proposal>,
 ) -> Result<Response, ApiError> {
     let description = description_field("description", &body.description)?;
-    plan_api::checked(&id, &body.rules)?;
     api.allow_workspace(&caller, Action::EditTrackingPlans)
         .await?;
+    plan_api::checked(&id, &body.rules)?;
     let plan = plan_api::load(&api, &caller, &id).await?;
     let mut change = api.store.change().await?;
     let base = rules_at(change.conn(), &plan.id, plan.published_version).await?;
@@ -338,6 +338,12 @@ pub(super) async fn propose_through_rules(
         .await?;
     change.commit().await?;
     Ok(data(saved(cr.rules, Some(cr.id))))
+}
+
+fn changed_since(id: &str) -> ApiError {
+    ApiError::Conflict(format!(
+        "change request {id:?} changed since it was read: read it again before approving"
+    ))
 }
 
 fn decided_meanwhile(id: &str) -> ApiError {
@@ -484,7 +490,11 @@ async fn allowed(
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct Approval {
+struct ChangeApproval {
+    /// The `updatedAt` of the request as the reviewer read it: if it changed since, the
+    /// approval is refused (409) rather than publishing rules nobody reviewed.
+    #[serde(default)]
+    updated_at: Option<DateTime<Utc>>,
     /// The reviewer's comment (1 to 2000 characters).
     #[serde(default)]
     #[schema(
@@ -548,22 +558,31 @@ async fn close(
     path = "/api/v1/change-requests/{id}/approve",
     tag = "Change Requests",
     params(("id" = String, Path, description = "Change request id")),
-    request_body = Approval,
+    request_body = ChangeApproval,
     responses((status = 200, description = "Approve and publish a change request.", body = Data<ChangeRequestOne>))
 )]
 async fn approve(
     State(api): State<Arc<Api>>,
     caller: Caller,
     Path(id): Path<String>,
-    Body(body): Body<Approval>,
+    Body(body): Body<ChangeApproval>,
 ) -> Result<Response, ApiError> {
     let comment = match &body.comment {
         Some(c) => description_field("comment", c)?,
         None => String::new(),
     };
-    let mut cr = allowed(&api, &caller, Action::ReviewChangeRequest, &id).await?;
-    plan_api::may_change_sources_of(&api, &caller, &cr.plan_id).await?;
+    let read = allowed(&api, &caller, Action::ReviewChangeRequest, &id).await?;
+    if body.updated_at.is_some_and(|at| at != read.updated_at) {
+        return Err(changed_since(&id));
+    }
+    plan_api::may_change_sources_of(&api, &caller, &read.plan_id).await?;
     let mut change = api.store.change().await?;
+    // What is published is what was authorised and (with `updatedAt`) reviewed: the
+    // request read again under the writers' lock, unchanged.
+    let mut cr = store::get(change.conn(), &caller.workspace.id, &id)
+        .await?
+        .filter(|now| now.status == Status::Open && now.updated_at == read.updated_at)
+        .ok_or_else(|| changed_since(&id))?;
     let mut plan = plans::get(change.conn(), &caller.workspace.id, &cr.plan_id)
         .await?
         .ok_or_else(|| ApiError::missing("tracking plan", &cr.plan_id))?;

@@ -29,8 +29,8 @@ use crate::control::policy::{
 };
 use crate::control::store::destinations::{self, DestinationRow};
 use crate::control::store::elevations::{self as store, ElevationRow, Stored};
-use crate::control::store::new_id;
 use crate::control::store::sources::{self, SourceRow};
+use crate::control::store::{new_id, users};
 
 /// Routes of this file.
 pub fn routes() -> Router<Arc<Api>> {
@@ -472,19 +472,36 @@ async fn allowed(
         .await?
         .ok_or_else(missing)?;
     drop(conn);
-    let subject = Subject::load(api, caller, &row.raise).await?;
+    // A source or destination deleted since: only owners and admins decide (as for a
+    // label), its requester may still end it.
+    let subject = match Subject::load(api, caller, &row.raise).await {
+        Err(ApiError::NotFound(_)) => Subject::default(),
+        other => other?,
+    };
     let resource = ResourceRef::Elevation(ElevationRef {
         id: &row.id,
         requester: &row.user_id,
         wants: subject.wants(&row.raise),
     });
-    api.allow(caller, action, resource, missing()).await?;
-    Ok(row)
+    let decision = caller.decide(action, resource);
+    // Who may not decide it and may not see it gets the answer a missing one gets.
+    let sees = row.user_id == caller.user.id
+        || caller
+            .decide(Action::ManageMembers, ResourceRef::Workspace)
+            .allowed;
+    match api
+        .settle(caller, action, resource, decision, missing())
+        .await
+    {
+        Err(ApiError::Forbidden(_)) if !sees => Err(missing()),
+        Err(other) => Err(other),
+        Ok(_) => Ok(row),
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct Approval {
+struct ElevationApproval {
     /// A comment kept with the decision (1 to 2000 characters).
     #[serde(default)]
     #[schema(
@@ -556,20 +573,28 @@ async fn decide(
     path = "/api/v1/elevations/{id}/approve",
     tag = "Elevations",
     params(("id" = String, Path, description = "Elevation id")),
-    request_body = Approval,
+    request_body = ElevationApproval,
     responses((status = 200, description = "The elevation, active.", body = Data<ElevationOne>))
 )]
 async fn approve(
     State(api): State<Arc<Api>>,
     caller: Caller,
     Path(id): Path<String>,
-    Body(body): Body<Approval>,
+    Body(body): Body<ElevationApproval>,
 ) -> Result<Response, ApiError> {
     let comment = match &body.comment {
         Some(c) => description_field("comment", c)?,
         None => String::new(),
     };
     let row = allowed(&api, &caller, Action::ApproveElevation, &id).await?;
+    let mut conn = api.store.read().await?;
+    let requester = users::get(&mut conn, &caller.workspace.id, &row.user_id).await?;
+    drop(conn);
+    if !requester.is_some_and(|u| u.active) {
+        return Err(ApiError::Conflict(
+            "its requester is no longer an active member".into(),
+        ));
+    }
     let max = i64::from(caller.workspace.settings.elevation_max_minutes);
     if row.duration.num_minutes() > max {
         return Err(ApiError::Conflict(format!(

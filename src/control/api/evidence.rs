@@ -5,7 +5,8 @@
 //! for every source and destination they can reach the level, where it comes from (the
 //! policy's own answer), the grant's justification, who approved it, when, and its next
 //! review date; their recent elevations; and the last access review that decided their
-//! role. Per workspace: the same for every member. JSON, or Markdown.
+//! role. Per workspace: the same for every member. JSON, or Markdown. Reading them is
+//! reading the audit trail (owners and admins; a token needs `audit:read`).
 
 use std::sync::Arc;
 
@@ -329,7 +330,7 @@ async fn user_report(
     Path(id): Path<String>,
     Query(q): Query<FormatQuery>,
 ) -> Result<Response, ApiError> {
-    api.allow_workspace(&caller, Action::ReviewAccess).await?;
+    api.allow_workspace(&caller, Action::ReadAudit).await?;
     let mut conn = api.store.read().await?;
     let row = users::get(&mut conn, &caller.workspace.id, &id)
         .await?
@@ -366,7 +367,7 @@ async fn workspace_report(
     caller: Caller,
     Query(q): Query<FormatQuery>,
 ) -> Result<Response, ApiError> {
-    api.allow_workspace(&caller, Action::ReviewAccess).await?;
+    api.allow_workspace(&caller, Action::ReadAudit).await?;
     let mut conn = api.store.read().await?;
     let people: Vec<UserRow> = users::all(&mut conn, &caller.workspace.id)
         .await?

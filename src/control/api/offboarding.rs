@@ -2,10 +2,11 @@
 //!
 //! `POST /users/{id}/offboard` answers the plan without changing anything unless the
 //! body says `"dryRun": false`. Carried out, in one change: what the person owned goes to
-//! a named successor (the tracking plans they own, their open change requests, the node
-//! credentials and SCIM tokens they made, and the workspace's ownership when they were an
-//! owner); their membership, sessions, personal tokens, grants and local group
-//! memberships are revoked; a removal record keeps the report. The report also lists
+//! a named successor (the tracking plans they own, their open change requests, and the
+//! workspace's ownership when they were an owner); their membership, sessions, personal
+//! tokens, grants, elevations and local group memberships are revoked, and so are the
+//! node credentials and SCIM tokens they made (they saw those secrets: the dry run lists
+//! them so replacements can be made first); a removal record keeps the report. The report also lists
 //! what Sluice cannot do itself: the identity-provider groups and connections to clean
 //! up there, and the live write keys of every source they could read ("rotate if
 //! shared"), which `POST /offboardings/{id}/rotate-write-keys` rotates in one call.
@@ -74,11 +75,6 @@ pub struct Transferred {
     pub tracking_plans: Vec<String>,
     /// Their open change requests (the successor becomes the author).
     pub change_requests: Vec<String>,
-    /// Node credentials they made (they keep running the gateways; rotate them, the
-    /// leaver saw their secrets).
-    pub node_credentials: Vec<Named>,
-    /// SCIM tokens they made (provisioning keeps running; rotate them too).
-    pub scim_tokens: Vec<Named>,
     /// The successor becomes an owner (the leaver was one).
     pub ownership: bool,
 }
@@ -91,6 +87,11 @@ pub struct Revoked {
     pub membership: bool,
     /// Their personal API tokens still live.
     pub tokens: Vec<Named>,
+    /// Node credentials they made: gateways and delivery nodes using them need new ones
+    /// (the leaver saw their secrets).
+    pub node_credentials: Vec<Named>,
+    /// SCIM tokens they made: the identity provider needs a new one.
+    pub scim_tokens: Vec<Named>,
     /// How many browser sessions were live.
     pub sessions: usize,
     /// Their own grants (`{resource, level, justification, approvedBy, expiresAt}` each).
@@ -344,13 +345,13 @@ async fn plan(
         transferred: Transferred {
             tracking_plans: plans::owned_by(&mut conn, ws, &leaver.id).await?,
             change_requests: open.into_iter().map(|cr| cr.id).collect(),
-            node_credentials,
-            scim_tokens,
             ownership: principal.effective_role() == Role::Owner && successor.role != Role::Owner,
         },
         revoked: Revoked {
             membership: true,
             tokens: personal,
+            node_credentials,
+            scim_tokens,
             sessions: sessions::live_of(&mut conn, ws, &leaver.id, now)
                 .await?
                 .len(),
@@ -559,13 +560,13 @@ pub struct Rotated {
 pub struct Rotation {
     /// Rotated sources.
     pub rotated: Vec<Rotated>,
-    /// Sources left alone: gone, or not the caller's to rotate.
+    /// Sources left alone: deleted since.
     pub skipped: Vec<String>,
 }
 
 /// Rotate, in one call, the write keys a removal record lists "rotate if shared": each
 /// source gets a new key (in the answer, once) and its listed keys end after the overlap.
-/// Once per record.
+/// Once per record; refused whole when any listed source is not the caller's to rotate.
 #[utoipa::path(
     post,
     path = "/api/v1/offboardings/{id}/rotate-write-keys",
@@ -588,6 +589,27 @@ async fn rotate_write_keys(
     let row = load(&api, &caller, &id).await?;
     let report = removal(row)?.report;
     let ends = caller.now + TimeDelta::hours(i64::from(overlap));
+    // Every listed source still there must be the caller's to rotate: asked (and any
+    // refusal audited) before anything changes, so a narrow token cannot spend the record.
+    let mut gone = Vec::new();
+    for shared in &report.rotate_if_shared {
+        let mut conn = api.store.read().await?;
+        let found = sources::get(&mut conn, &caller.workspace.id, &shared.source_id).await?;
+        drop(conn);
+        match found {
+            None => gone.push(shared.source_id.clone()),
+            Some(source) => {
+                let missing = ApiError::missing("source", &source.id);
+                api.allow(
+                    &caller,
+                    Action::ManageWriteKeys,
+                    ResourceRef::Source(source.as_ref()),
+                    missing,
+                )
+                .await?;
+            }
+        }
+    }
     let mut change = api.store.change().await?;
     if !offboardings::keys_rotated(change.conn(), &id, &caller.user.id, caller.now).await? {
         return Err(ApiError::Conflict(format!(
@@ -596,17 +618,10 @@ async fn rotate_write_keys(
     }
     let mut out = Rotation {
         rotated: Vec::new(),
-        skipped: Vec::new(),
+        skipped: gone,
     };
     for shared in &report.rotate_if_shared {
-        let found = sources::get(change.conn(), &caller.workspace.id, &shared.source_id).await?;
-        let may = found.as_ref().is_some_and(|s| {
-            caller
-                .decide(Action::ManageWriteKeys, ResourceRef::Source(s.as_ref()))
-                .allowed
-        });
-        if !may {
-            out.skipped.push(shared.source_id.clone());
+        if out.skipped.contains(&shared.source_id) {
             continue;
         }
         let plain = token::random_base62(32).map_err(|e| {

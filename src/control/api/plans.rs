@@ -588,6 +588,23 @@ pub(super) fn checked(plan: &str, rules: &[RuleDoc]) -> Result<(), ApiError> {
             format!("at most {MAX_RULES} rules"),
         ));
     }
+    // One rule per type, key and version: gateways enforce the first of two, and a diff
+    // would show the other, so a duplicate could hide a change from its reviewers.
+    let mut seen = std::collections::HashSet::new();
+    for (i, r) in rules.iter().enumerate() {
+        let key = r.key.as_deref().filter(|k| !k.is_empty());
+        if !seen.insert((r.kind.as_str(), key, r.version)) {
+            return Err(ApiError::field(
+                &format!("rules[{i}]"),
+                format!(
+                    "a second {} rule {:?} version {}: one rule per type, key and version",
+                    r.kind,
+                    key.unwrap_or_default(),
+                    r.version
+                ),
+            ));
+        }
+    }
     Plan::compile(&PlanDoc {
         id: plan.to_owned(),
         name: None,

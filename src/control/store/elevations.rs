@@ -246,6 +246,29 @@ pub async fn decide(conn: &mut AnyConnection, row: &ElevationRow) -> Result<bool
     Ok(done.rows_affected() == 1)
 }
 
+/// Ends every pending or live elevation of a user at `now` (they leave, or are
+/// deactivated: nothing of theirs comes back when they return).
+pub async fn end_all_of(
+    conn: &mut AnyConnection,
+    workspace: &str,
+    user: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE elevations SET \
+           status = CASE WHEN status = 'PENDING' THEN 'CANCELLED' ELSE 'ENDED' END, \
+           ends_at = CASE WHEN status = 'PENDING' THEN ends_at ELSE $3 END \
+         WHERE workspace_id = $1 AND user_id = $2 \
+           AND (status = 'PENDING' OR (status = 'APPROVED' AND ends_at > $3))",
+    )
+    .bind(workspace)
+    .bind(user)
+    .bind(ms(now))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Ends a request at `now`: a pending one is cancelled, an approved one's window closes
 /// now. False when there was nothing to end.
 pub async fn end(

@@ -245,14 +245,18 @@ pub async fn delete(conn: &mut AnyConnection, id: &str) -> Result<(), StoreError
     Ok(())
 }
 
-/// Every label some grant of `workspace` targets, expired grants included: the labels
-/// that carry access (see [`crate::control::policy::Action::ChangeLabels`]).
+/// Every label some grant of `workspace` targets (expired grants included), or some
+/// elevation asks for or lends (ended ones included): the labels that carry access (see
+/// [`crate::control::policy::Action::ChangeLabels`]).
 pub async fn governed_labels(
     conn: &mut AnyConnection,
     workspace: &str,
 ) -> Result<Vec<(String, String)>, StoreError> {
     let rows = sqlx::query(
-        "SELECT DISTINCT target_id, target_value FROM grants WHERE workspace_id = $1 AND target_kind = 'source_label' ORDER BY target_id, target_value",
+        "SELECT target_id, target_value FROM grants WHERE workspace_id = $1 AND target_kind = 'source_label' \
+         UNION SELECT target_id, target_value FROM elevations WHERE workspace_id = $1 AND target_kind = 'source_label' \
+           AND status IN ('PENDING', 'APPROVED', 'ENDED') \
+         ORDER BY 1, 2",
     )
     .bind(workspace)
     .fetch_all(conn)

@@ -127,26 +127,22 @@ pub async fn keys_rotated(
     Ok(done.rows_affected() == 1)
 }
 
-/// Hands what `from` made in `workspace` to `to`: their open change requests, and the
-/// node credentials and SCIM tokens they made (those keep running the gateways and the
-/// provisioning; the report lists them to rotate).
+/// Hands `from`'s open change requests in `workspace` to `to`. (The node credentials and
+/// SCIM tokens they made are not handed over: they saw those secrets, so removing them
+/// revokes them.)
 pub async fn hand_over(
     conn: &mut AnyConnection,
     workspace: &str,
     from: &str,
     to: &str,
 ) -> Result<(), StoreError> {
-    for statement in [
+    sqlx::query(
         "UPDATE change_requests SET author_id = $3 WHERE workspace_id = $1 AND author_id = $2 AND status = 'OPEN'",
-        "UPDATE nodes SET created_by = $3 WHERE workspace_id = $1 AND created_by = $2 AND revoked_at IS NULL",
-        "UPDATE scim_tokens SET created_by = $3 WHERE workspace_id = $1 AND created_by = $2 AND revoked_at IS NULL",
-    ] {
-        sqlx::query(statement)
-            .bind(workspace)
-            .bind(from)
-            .bind(to)
-            .execute(&mut *conn)
-            .await?;
-    }
+    )
+    .bind(workspace)
+    .bind(from)
+    .bind(to)
+    .execute(conn)
+    .await?;
     Ok(())
 }

@@ -300,6 +300,7 @@ pub async fn remove(
         .execute(&mut *conn)
         .await?;
     super::scim::drop_user(&mut *conn, id).await?;
+    super::elevations::end_all_of(&mut *conn, workspace, id, now).await?;
     sqlx::query("DELETE FROM memberships WHERE workspace_id = $1 AND user_id = $2")
         .bind(workspace)
         .bind(id)
@@ -318,6 +319,7 @@ pub async fn deactivate(
     id: &str,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
+    super::elevations::end_all_of(&mut *conn, workspace, id, now).await?;
     sqlx::query(
         "UPDATE tokens SET revoked_at = $3 WHERE workspace_id = $1 AND user_id = $2 AND revoked_at IS NULL",
     )
