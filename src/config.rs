@@ -265,6 +265,10 @@ pub struct Control {
     pub public_url: String,
     /// API requests per token per minute; beyond it 429 with `Retry-After`. Default 600.
     pub rate_limit_per_minute: u32,
+    /// Append every audit event, as it commits, to this NDJSON file (outside the
+    /// database); `sluice admin audit verify --stream FILE` checks the database against
+    /// it. Empty (default): off.
+    pub audit_stream: std::path::PathBuf,
     /// The clock the API decides with: the system's (tests move theirs by hand). Not a
     /// setting: never read from a file or the environment.
     #[serde(skip)]
@@ -278,6 +282,7 @@ impl Default for Control {
             database_url: Secret::default(),
             public_url: String::new(),
             rate_limit_per_minute: 600,
+            audit_stream: std::path::PathBuf::new(),
             clock: crate::clock::Clock::default(),
         }
     }

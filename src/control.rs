@@ -6,6 +6,8 @@
 //!   place that decides. Pure: no I/O, no clock of its own, no role tests anywhere else.
 //! - [`audit`]: audit events and their SHA-256 hash chain; `verify` finds any edited,
 //!   deleted or reordered event.
+//! - [`audit_stream`]: the chain appended to a file outside the database as it commits,
+//!   and checked against the database.
 //! - [`secret`]: the AEAD key (env or a `0600` key file), sealing destination
 //!   credentials at rest, and `Sensitive` strings that never print.
 //! - [`token`]: API token format (prefix + checksum), issuing, and checking a presented
@@ -39,6 +41,7 @@
 
 pub mod api;
 pub mod audit;
+pub mod audit_stream;
 pub mod bootstrap;
 pub mod explain;
 pub mod feed;

@@ -193,6 +193,13 @@ pub async fn serve(
         (Some(publisher), Some(listener)) => {
             tracing::info!(control = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "control plane API listening");
             let api = catalog_origin::api(&config, publisher);
+            if !config.control.audit_stream.as_os_str().is_empty() {
+                tokio::spawn(control::audit_stream::run(
+                    api.store.clone(),
+                    config.control.audit_stream.clone(),
+                    control_stop.clone(),
+                ));
+            }
             Some(tokio::spawn(control::api::serve(
                 listener,
                 api,

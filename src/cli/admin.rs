@@ -191,7 +191,12 @@ fn parse_label(text: &str) -> Result<(String, String), String> {
 pub enum AuditCommand {
     /// Check the hash chain: exits 1 and names the first bad event if any row was
     /// edited, deleted or reordered.
-    Verify,
+    Verify {
+        /// Also check the database against this audit stream file
+        /// (`control.audit_stream`): every event streamed must still be there, unchanged.
+        #[arg(long)]
+        stream: Option<PathBuf>,
+    },
 }
 
 /// Runs `sluice admin …`.
@@ -311,9 +316,26 @@ async fn operator(store: &Store, command: AdminCommand) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&decision)?);
         }
         AdminCommand::Audit {
-            command: AuditCommand::Verify,
+            command: AuditCommand::Verify { stream },
         } => match store::verify_audit(store).await? {
             Ok(n) => {
+                if let Some(path) = stream {
+                    let streamed = sluice::control::audit_stream::read(&path)?;
+                    let mut conn = store.read().await?;
+                    let stored = store::audit_log::all(&mut conn).await?;
+                    drop(conn);
+                    match sluice::control::audit_stream::compare(
+                        &streamed,
+                        &stored,
+                        store.key().chain_key(),
+                    ) {
+                        Ok(upto) => println!(
+                            "audit stream {} matches the database through event {upto}",
+                            path.display()
+                        ),
+                        Err(mismatch) => bail!("audit stream MISMATCH: {mismatch}"),
+                    }
+                }
                 if store.checkpoint_present() == Some(false) {
                     eprintln!(
                         "warning: no audit checkpoint on this host ({}): a chain rewritten wholesale in the database would not be noticed here",

@@ -90,9 +90,23 @@ pub async fn list(
 /// The whole chain in order, for verification. A row whose columns disagree with its
 /// body counts as altered: the body is what the hash covers, the columns what filters see.
 pub async fn all(conn: &mut AnyConnection) -> Result<Vec<Event>, StoreError> {
-    let rows = sqlx::query("SELECT body, seq, hash FROM audit_events ORDER BY seq")
-        .fetch_all(conn)
-        .await?;
+    after(conn, 0, i64::MAX).await
+}
+
+/// At most `limit` events after sequence number `seq`, in order, read as [`all`] reads
+/// them (the audit stream's feed).
+pub async fn after(
+    conn: &mut AnyConnection,
+    seq: u64,
+    limit: i64,
+) -> Result<Vec<Event>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT body, seq, hash FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2",
+    )
+    .bind(i64::try_from(seq).unwrap_or(i64::MAX))
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
     let mut events = Vec::with_capacity(rows.len());
     for row in &rows {
         let mut event = decode(row)?;
