@@ -29,6 +29,7 @@ pub mod offboarding;
 pub mod openapi;
 pub mod permissions;
 pub mod plans;
+pub mod prose;
 pub mod provisioning;
 pub mod roles;
 pub mod setup;

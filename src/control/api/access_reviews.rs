@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
-use super::change_requests::description_field;
+use super::prose::prose;
 use super::wire::{Data, Pagination};
 use super::{Api, ApiError, Body, Caller, PageQuery, Path, Query, data, page_of, text_field};
 use crate::control::audit::Kind;
@@ -775,7 +775,7 @@ async fn decide(
     Path((id, item_id)): Path<(String, String)>,
     Body(body): Body<ItemDecision>,
 ) -> Result<Response, ApiError> {
-    let note = description_field("note", &body.note)?;
+    let note = prose("note", &body.note)?;
     if !["keep", "revoke", "change"].contains(&body.decision.as_str()) {
         return Err(ApiError::field("decision", "keep, revoke or change"));
     }
@@ -930,11 +930,7 @@ struct EvidenceQuery {
 fn markdown(evidence: &Value) -> String {
     let c = &evidence["campaign"];
     let s = &evidence["summary"];
-    let t = |v: &Value| match v {
-        Value::String(s) => s.replace('|', "\\|"),
-        Value::Null => String::new(),
-        other => other.to_string().replace('|', "\\|"),
-    };
+    let t = super::evidence::cell;
     let mut out = format!(
         "# Access review: {}\n\nWorkspace: {}  \nOpened by {} at {}  \nClosed by {} at {}\n\n\
          {} items: {} kept, {} revoked, {} changed ({} flagged)\n\n\

@@ -21,6 +21,7 @@ use utoipa::ToSchema;
 
 use super::destinations::installable;
 use super::plans::{self as plan_api, RulesSaved};
+use super::prose::{Why, prose};
 use super::wire::{Data, Outcome, Pagination};
 use super::{Api, ApiError, Body, Caller, PageQuery, Path, Query, data, page_of};
 use crate::control::audit::Kind;
@@ -169,28 +170,6 @@ fn summary(cr: &ChangeRequestRow, base: &[RuleDoc]) -> Value {
     out
 }
 
-/// A description: 1 to 2000 characters; line breaks and tabs allowed, other control
-/// characters not.
-pub(super) fn description_field(field: &str, value: &str) -> Result<String, ApiError> {
-    let value = value.trim();
-    if value.is_empty() {
-        return Err(ApiError::field(field, "must not be empty"));
-    }
-    if value.chars().count() > 2000 {
-        return Err(ApiError::field(field, "at most 2000 characters"));
-    }
-    if value
-        .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\t')
-    {
-        return Err(ApiError::field(
-            field,
-            "must not contain control characters other than line breaks and tabs",
-        ));
-    }
-    Ok(value.to_owned())
-}
-
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Proposal {
@@ -221,7 +200,7 @@ async fn propose(
     Path(id): Path<String>,
     Body(body): Body<Proposal>,
 ) -> Result<Response, ApiError> {
-    let description = description_field("description", &body.description)?;
+    let description = prose("description", &body.description)?;
     api.allow_workspace(&caller, Action::EditTrackingPlans)
         .await?;
     plan_api::checked(&id, &body.rules)?;
@@ -504,17 +483,6 @@ struct ChangeApproval {
     comment: Option<String>,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct Rejection {
-    /// Why (1 to 2000 characters).
-    #[schema(
-        max_length = 2000,
-        pattern = "^[^\\u0000-\\u0008\\u000b-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u0008\\u000b-\\u001f\\u007f-\\u009f]*$"
-    )]
-    comment: String,
-}
-
 /// Closes `cr` as decided in `change`, with its audit event.
 async fn close(
     change: &mut Change,
@@ -568,7 +536,7 @@ async fn approve(
     Body(body): Body<ChangeApproval>,
 ) -> Result<Response, ApiError> {
     let comment = match &body.comment {
-        Some(c) => description_field("comment", c)?,
+        Some(c) => prose("comment", c)?,
         None => String::new(),
     };
     let read = allowed(&api, &caller, Action::ReviewChangeRequest, &id).await?;
@@ -629,29 +597,41 @@ async fn approve(
     path = "/api/v1/change-requests/{id}/reject",
     tag = "Change Requests",
     params(("id" = String, Path, description = "Change request id")),
-    request_body = Rejection,
+    request_body = Why,
     responses((status = 200, description = "Reject a change request.", body = Data<ChangeRequestOne>))
 )]
 async fn reject(
     State(api): State<Arc<Api>>,
     caller: Caller,
     Path(id): Path<String>,
-    Body(body): Body<Rejection>,
+    Body(body): Body<Why>,
 ) -> Result<Response, ApiError> {
-    let comment = description_field("comment", &body.comment)?;
-    let mut cr = allowed(&api, &caller, Action::ReviewChangeRequest, &id).await?;
-    let mut change = api.store.change().await?;
-    close(
-        &mut change,
+    let comment = prose("comment", &body.comment)?;
+    let cr = allowed(&api, &caller, Action::ReviewChangeRequest, &id).await?;
+    end_as(
+        &api,
         &caller,
-        &mut cr,
+        cr,
         Status::Rejected,
         comment,
         Kind::ChangeRequestReject,
     )
-    .await?;
+    .await
+}
+
+/// Closes `cr` in a change of its own and answers it.
+async fn end_as(
+    api: &Api,
+    caller: &Caller,
+    mut cr: ChangeRequestRow,
+    status: Status,
+    comment: String,
+    kind: Kind,
+) -> Result<Response, ApiError> {
+    let mut change = api.store.change().await?;
+    close(&mut change, caller, &mut cr, status, comment, kind).await?;
     change.commit().await?;
-    one(&api, &caller, cr).await
+    one(api, caller, cr).await
 }
 
 /// Withdraw your own change request.
@@ -667,19 +647,16 @@ async fn withdraw(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let mut cr = allowed(&api, &caller, Action::AmendChangeRequest, &id).await?;
-    let mut change = api.store.change().await?;
-    close(
-        &mut change,
+    let cr = allowed(&api, &caller, Action::AmendChangeRequest, &id).await?;
+    end_as(
+        &api,
         &caller,
-        &mut cr,
+        cr,
         Status::Withdrawn,
         String::new(),
         Kind::ChangeRequestWithdraw,
     )
-    .await?;
-    change.commit().await?;
-    one(&api, &caller, cr).await
+    .await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -721,7 +698,7 @@ async fn rebase(
     let description = body
         .description
         .as_deref()
-        .map(|d| description_field("description", d))
+        .map(|d| prose("description", d))
         .transpose()?;
     let mut cr = allowed(&api, &caller, Action::AmendChangeRequest, &id).await?;
     let mut change = api.store.change().await?;

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
-use super::change_requests::description_field;
+use super::prose::{Remark, Why, prose};
 use super::wire::{Data, Pagination};
 use super::{Api, ApiError, Body, Caller, Path, Query, data, page_of};
 use crate::control::audit::Kind;
@@ -273,7 +273,7 @@ async fn request(
     caller: Caller,
     Body(body): Body<Ask>,
 ) -> Result<Response, ApiError> {
-    let reason = description_field("reason", &body.reason)?;
+    let reason = prose("reason", &body.reason)?;
     if !(1..=1440).contains(&body.duration_minutes) {
         return Err(ApiError::field("durationMinutes", "1 to 1440"));
     }
@@ -499,29 +499,6 @@ async fn allowed(
     }
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ElevationApproval {
-    /// A comment kept with the decision (1 to 2000 characters).
-    #[serde(default)]
-    #[schema(
-        max_length = 2000,
-        pattern = "^[^\\u0000-\\u0008\\u000b-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u0008\\u000b-\\u001f\\u007f-\\u009f]*$"
-    )]
-    comment: Option<String>,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct Denial {
-    /// Why (1 to 2000 characters).
-    #[schema(
-        max_length = 2000,
-        pattern = "^[^\\u0000-\\u0008\\u000b-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u0008\\u000b-\\u001f\\u007f-\\u009f]*$"
-    )]
-    comment: String,
-}
-
 /// Records a decision on a pending request, with its audit event.
 async fn decide(
     api: &Api,
@@ -573,19 +550,16 @@ async fn decide(
     path = "/api/v1/elevations/{id}/approve",
     tag = "Elevations",
     params(("id" = String, Path, description = "Elevation id")),
-    request_body = ElevationApproval,
+    request_body = Remark,
     responses((status = 200, description = "The elevation, active.", body = Data<ElevationOne>))
 )]
 async fn approve(
     State(api): State<Arc<Api>>,
     caller: Caller,
     Path(id): Path<String>,
-    Body(body): Body<ElevationApproval>,
+    Body(body): Body<Remark>,
 ) -> Result<Response, ApiError> {
-    let comment = match &body.comment {
-        Some(c) => description_field("comment", c)?,
-        None => String::new(),
-    };
+    let comment = body.text()?;
     let row = allowed(&api, &caller, Action::ApproveElevation, &id).await?;
     let mut conn = api.store.read().await?;
     let requester = users::get(&mut conn, &caller.workspace.id, &row.user_id).await?;
@@ -619,16 +593,16 @@ async fn approve(
     path = "/api/v1/elevations/{id}/deny",
     tag = "Elevations",
     params(("id" = String, Path, description = "Elevation id")),
-    request_body = Denial,
+    request_body = Why,
     responses((status = 200, description = "The elevation, denied.", body = Data<ElevationOne>))
 )]
 async fn deny(
     State(api): State<Arc<Api>>,
     caller: Caller,
     Path(id): Path<String>,
-    Body(body): Body<Denial>,
+    Body(body): Body<Why>,
 ) -> Result<Response, ApiError> {
-    let comment = description_field("comment", &body.comment)?;
+    let comment = prose("comment", &body.comment)?;
     let row = allowed(&api, &caller, Action::ApproveElevation, &id).await?;
     decide(
         &api,

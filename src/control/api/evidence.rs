@@ -238,7 +238,8 @@ async fn report(
     }))
 }
 
-fn cell(v: &Value) -> String {
+/// A JSON value as one Markdown table cell (`|` escaped, one line, `—` for nothing).
+pub(super) fn cell(v: &Value) -> String {
     match v {
         Value::String(s) => s.replace('|', "\\|").replace('\n', " "),
         Value::Null => "—".to_owned(),

@@ -171,10 +171,7 @@ async fn invite(
         };
         let mut terms = terms;
         if let Some(why) = &inv.justification {
-            terms.justification = super::change_requests::description_field(
-                &format!("invites[{i}].justification"),
-                why,
-            )?;
+            terms.justification = super::prose::prose(&format!("invites[{i}].justification"), why)?;
         }
         if let Some(at) = inv.access_expires_at {
             let field = format!("invites[{i}].accessExpiresAt");
