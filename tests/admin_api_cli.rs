@@ -243,7 +243,32 @@ async fn change_requests_from_the_command_line() {
     let out = admin(
         &url,
         &owner,
-        &["change-requests", "approve", &id, "--comment", "yes"],
+        &[
+            "change-requests",
+            "approve",
+            &id,
+            "--updated-at",
+            "2020-01-01T00:00:00Z",
+        ],
+    );
+    assert!(!out.status.success(), "changed since that version");
+    let out = admin(&url, &owner, &["change-requests", "show", &id]);
+    let seen = text(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("updated ").map(str::to_owned))
+        .expect("updated line");
+    let out = admin(
+        &url,
+        &owner,
+        &[
+            "change-requests",
+            "approve",
+            &id,
+            "--updated-at",
+            &seen,
+            "--comment",
+            "yes",
+        ],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(

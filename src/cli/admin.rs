@@ -320,6 +320,9 @@ async fn operator(store: &Store, command: AdminCommand) -> anyhow::Result<()> {
         } => match store::verify_audit(store).await? {
             Ok(n) => {
                 if let Some(path) = stream {
+                    if !path.exists() {
+                        bail!("no audit stream at {}", path.display());
+                    }
                     let streamed = sluice::control::audit_stream::read(&path)?;
                     let mut conn = store.read().await?;
                     let stored = store::audit_log::all(&mut conn).await?;
@@ -330,8 +333,10 @@ async fn operator(store: &Store, command: AdminCommand) -> anyhow::Result<()> {
                         store.key().chain_key(),
                     ) {
                         Ok(upto) => println!(
-                            "audit stream {} matches the database through event {upto}",
-                            path.display()
+                            "audit stream {} matches the database through event {upto} \
+                             (the database holds {n}; {} not streamed yet)",
+                            path.display(),
+                            n.saturating_sub(upto)
                         ),
                         Err(mismatch) => bail!("audit stream MISMATCH: {mismatch}"),
                     }

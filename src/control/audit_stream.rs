@@ -114,11 +114,40 @@ pub fn compare(stream: &[Event], database: &[Event], key: &ChainKey) -> Result<u
     Ok(stream.last().map_or(0, |e| e.seq))
 }
 
-/// Appends `events` to the file, one line each, and syncs it.
+/// The sequence number of the file's last event, for the writer to resume after. A last
+/// line cut short (a crash or a full disk mid-write) is cut off first, so one torn
+/// write never stops the stream.
+fn resume(path: &Path) -> Result<u64, StreamError> {
+    match std::fs::read(path) {
+        Ok(bytes) if !bytes.is_empty() && !bytes.ends_with(b"\n") => {
+            let keep = bytes
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .map_or(0, |at| at + 1);
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(io(path))?;
+            file.set_len(u64::try_from(keep).unwrap_or(0))
+                .map_err(io(path))?;
+            file.sync_data().map_err(io(path))?;
+            tracing::warn!(path = %path.display(), "audit stream: cut off a partial last line");
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io(path)(e)),
+    }
+    Ok(read(path)?.last().map_or(0, |e| e.seq))
+}
+
+/// Appends `events` to the file (made `0600`: it holds emails and addresses), one line
+/// each, and syncs it.
 fn append(path: &Path, events: &[Event]) -> Result<(), StreamError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(path)
         .map_err(io(path))?;
     let mut text = String::new();
@@ -143,8 +172,8 @@ pub async fn run(store: Store, path: PathBuf, stop: CancellationToken) {
     loop {
         if last.is_none() {
             let file = path.clone();
-            match tokio::task::spawn_blocking(move || read(&file)).await {
-                Ok(Ok(events)) => last = Some(events.last().map_or(0, |e| e.seq)),
+            match tokio::task::spawn_blocking(move || resume(&file)).await {
+                Ok(Ok(seq)) => last = Some(seq),
                 Ok(Err(e)) => tracing::error!(error = %e, "audit stream unreadable; retrying"),
                 Err(e) => tracing::error!(error = %e, "audit stream reader failed"),
             }
@@ -228,6 +257,23 @@ mod tests {
         // The database may be ahead of the stream.
         let more = chain(7, &key);
         assert_eq!(compare(&streamed, &more, &key), Ok(5));
+    }
+
+    #[test]
+    fn a_torn_last_line_is_cut_off_and_the_stream_goes_on() {
+        let key = ChainKey::derive(&[7; 32]);
+        let events = chain(3, &key);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("audit.ndjson");
+        append(&path, &events[..2]).expect("append");
+        let mut torn = std::fs::read(&path).expect("read");
+        torn.extend_from_slice(b"{\"seq\":3,\"ti");
+        std::fs::write(&path, torn).expect("tear");
+        assert!(read(&path).is_err());
+        assert_eq!(resume(&path).expect("resume"), 2);
+        append(&path, &events[2..]).expect("append");
+        assert_eq!(read(&path).expect("read"), events);
+        assert_eq!(resume(&dir.path().join("absent")).expect("absent"), 0);
     }
 
     #[test]

@@ -43,6 +43,10 @@ pub enum ChangeRequestsCommand {
     Approve {
         /// Change request id.
         id: String,
+        /// The version you reviewed (`updated` as `show` printed it): refused if the
+        /// request changed since.
+        #[arg(long)]
+        updated_at: Option<String>,
         /// A comment kept with the decision.
         #[arg(long)]
         comment: Option<String>,
@@ -102,6 +106,7 @@ fn print_one(answer: &Value) {
             ""
         }
     );
+    println!("updated {}", text(&cr["updatedAt"]));
     println!("{}", text(&cr["description"]));
     if let Some(v) = cr["publishedVersion"].as_u64() {
         println!("published as version {v}");
@@ -182,8 +187,18 @@ pub async fn run(base: &str, command: ChangeRequestsCommand) -> anyhow::Result<(
             let path = format!("/tracking-plans/{}/change-requests", segment(&plan));
             print_one(&api(base, "POST", &path, Some(body)).await?);
         }
-        ChangeRequestsCommand::Approve { id, comment } => {
-            let body = comment.map_or_else(|| json!({}), |c| json!({"comment": c}));
+        ChangeRequestsCommand::Approve {
+            id,
+            updated_at,
+            comment,
+        } => {
+            let mut body = json!({});
+            if let Some(c) = comment {
+                body["comment"] = json!(c);
+            }
+            if let Some(at) = updated_at {
+                body["updatedAt"] = json!(at);
+            }
             print_one(&api(base, "POST", &decide(&id, "approve"), Some(body)).await?);
         }
         ChangeRequestsCommand::Reject { id, comment } => {

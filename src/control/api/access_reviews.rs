@@ -605,7 +605,14 @@ async fn may_apply(
             body.role.as_deref() == Some(Role::Owner.name())
                 || is_owner(item.subject_id.clone()).await?
         }
-        "group_membership" => item.detail["groupRole"] == json!(Role::Owner.name()),
+        "group_membership" => {
+            // The group's role now, not as the campaign saw it.
+            let group = item.detail["groupId"].as_str().unwrap_or_default();
+            let mut conn = api.store.read().await?;
+            groups::get(&mut conn, ws, group)
+                .await?
+                .is_some_and(|g| g.role == Some(Role::Owner))
+        }
         "token" => is_owner(item.subject_id.clone()).await?,
         _ => false,
     };
