@@ -269,6 +269,11 @@ pub struct Control {
     /// database); `sluice admin audit verify --stream FILE` checks the database against
     /// it. Empty (default): off.
     pub audit_stream: std::path::PathBuf,
+    /// POST every audit event, as it commits, to this URL (NDJSON batches, at least
+    /// once, signed with `audit_webhook_secret` in `X-Signature`). Empty (default): off.
+    pub audit_webhook: String,
+    /// The HMAC key of `audit_webhook`'s signatures (required with it).
+    pub audit_webhook_secret: Secret,
     /// The clock the API decides with: the system's (tests move theirs by hand). Not a
     /// setting: never read from a file or the environment.
     #[serde(skip)]
@@ -283,6 +288,8 @@ impl Default for Control {
             public_url: String::new(),
             rate_limit_per_minute: 600,
             audit_stream: std::path::PathBuf::new(),
+            audit_webhook: String::new(),
+            audit_webhook_secret: Secret::default(),
             clock: crate::clock::Clock::default(),
         }
     }
@@ -595,6 +602,15 @@ impl Config {
         {
             return Err(Error::Invalid(
                 "delivery.file_dir must be a directory of its own: not empty, no '..', and neither log.dir nor inside or around it",
+            ));
+        }
+        if !self.control.audit_webhook.is_empty()
+            && (self.control.audit_webhook_secret.expose().is_empty()
+                || !(self.control.audit_webhook.starts_with("https://")
+                    || self.control.audit_webhook.starts_with("http://")))
+        {
+            return Err(Error::Invalid(
+                "control.audit_webhook must be an http(s) URL and needs control.audit_webhook_secret",
             ));
         }
         if self.control.rate_limit_per_minute == 0 {

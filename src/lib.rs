@@ -193,10 +193,10 @@ pub async fn serve(
         (Some(publisher), Some(listener)) => {
             tracing::info!(control = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "control plane API listening");
             let api = catalog_origin::api(&config, publisher);
-            if !config.control.audit_stream.as_os_str().is_empty() {
+            for sink in control::audit_stream::sinks(&config) {
                 tokio::spawn(control::audit_stream::run(
                     api.store.clone(),
-                    config.control.audit_stream.clone(),
+                    sink,
                     control_stop.clone(),
                 ));
             }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::control::{Api, server_with};
 use common::databases::{self, TestDb};
+use common::receiver::{Answer, Receiver};
 use reqwest::StatusCode;
 use serde_json::json;
 use sluice::control::audit_stream;
@@ -17,7 +18,16 @@ async fn scenario(db: &TestDb) {
     let dir = tempfile::tempdir().expect("tempdir");
     let stream = dir.path().join("audit-stream.ndjson");
     let path = stream.clone();
-    let (server, link) = server_with(db, move |c| c.control.audit_stream = path).await;
+    // A webhook receiver that fails the first delivery: the stream retries.
+    let hook = Receiver::start().await;
+    hook.script(&[Answer::Status(503)]);
+    let url = hook.url();
+    let (server, link) = server_with(db, move |c| {
+        c.control.audit_stream = path;
+        c.control.audit_webhook = url;
+        c.control.audit_webhook_secret = sluice::config::Secret::new("hook-secret");
+    })
+    .await;
     let api = Api::of(&server);
     let owner = api.owner(&link).await;
     for name in ["web", "ios"] {
@@ -44,6 +54,39 @@ async fn scenario(db: &TestDb) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+
+    // The webhook got the same chain, signed, after its first refusal.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let posted = loop {
+        let mut events = Vec::new();
+        for r in hook.received() {
+            assert_eq!(
+                r.signature.as_deref(),
+                Some(audit_stream::signature(b"hook-secret", &r.body).as_str()),
+                "signed"
+            );
+            for line in String::from_utf8_lossy(&r.body).lines() {
+                events.push(serde_json::from_str(line).expect("an event per line"));
+            }
+        }
+        if events.last().map(|e: &sluice::control::audit::Event| e.seq) >= Some(head) {
+            break events;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the webhook got {} events",
+            events.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut conn = db.raw().await;
+    let stored = sluice::control::store::audit_log::all(&mut conn)
+        .await
+        .expect("chain");
+    assert_eq!(
+        audit_stream::compare(&posted, &stored, databases::key().chain_key()),
+        Ok(posted.last().map_or(0, |e| e.seq))
+    );
 
     // The operator's check, as they run it, against the same store and key.
     let log_dir = server.config.log.dir.clone();

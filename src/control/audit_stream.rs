@@ -1,5 +1,8 @@
 //! The audit trail outside the database: every event, once committed, appended to an
-//! NDJSON file (`control.audit_stream`), one sealed event per line, fsynced per batch.
+//! NDJSON file (`control.audit_stream`), one sealed event per line, fsynced per batch,
+//! and/or POSTed as NDJSON batches to a webhook (`control.audit_webhook`) signed with
+//! `X-Signature: sha256=<HMAC-SHA256(control.audit_webhook_secret, body)>`, at least once
+//! (the last event a receiver acknowledged is kept in `log.dir/audit-webhook.cursor`).
 //!
 //! The file is the chain itself (each line carries its sequence number, previous hash and
 //! keyed MAC), so it verifies on its own, and `sluice admin audit verify --stream FILE`
@@ -19,6 +22,109 @@ use super::store::{Store, StoreError, audit_log};
 
 /// Events read from the database per batch.
 const BATCH: i64 = 500;
+
+/// Where a stream goes.
+#[derive(Debug, Clone)]
+pub enum Sink {
+    /// Appended to this file.
+    File(PathBuf),
+    /// POSTed to this URL, signed with the secret; the acknowledged position is kept in
+    /// the cursor file.
+    Webhook {
+        /// The receiver.
+        url: String,
+        /// The HMAC key.
+        secret: Vec<u8>,
+        /// Where the last acknowledged sequence number is kept.
+        cursor: PathBuf,
+    },
+}
+
+impl Sink {
+    /// What `run` logs it as (a webhook's URL without its path or query).
+    fn label(&self) -> String {
+        match self {
+            Self::File(path) => path.display().to_string(),
+            Self::Webhook { url, .. } => url.split('/').take(3).collect::<Vec<_>>().join("/"),
+        }
+    }
+
+    /// The last event the sink holds.
+    fn resume(&self) -> Result<u64, StreamError> {
+        match self {
+            Self::File(path) => resume(path),
+            Self::Webhook { cursor, .. } => match std::fs::read_to_string(cursor) {
+                Ok(text) => text.trim().parse().map_err(|_| StreamError::Corrupt {
+                    path: cursor.clone(),
+                    line: 1,
+                    why: "not a sequence number".into(),
+                }),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+                Err(e) => Err(io(cursor)(e)),
+            },
+        }
+    }
+}
+
+/// The sinks `config` names (`control.audit_stream`, `control.audit_webhook`).
+pub fn sinks(config: &crate::config::Config) -> Vec<Sink> {
+    let mut out = Vec::new();
+    let c = &config.control;
+    if !c.audit_stream.as_os_str().is_empty() {
+        out.push(Sink::File(c.audit_stream.clone()));
+    }
+    if !c.audit_webhook.is_empty() {
+        out.push(Sink::Webhook {
+            url: c.audit_webhook.clone(),
+            secret: c.audit_webhook_secret.expose().as_bytes().to_vec(),
+            cursor: config.log.dir.join("audit-webhook.cursor"),
+        });
+    }
+    out
+}
+
+/// `sha256=<hex HMAC-SHA256(secret, body)>`, as Sluice's webhook destinations sign.
+pub fn signature(secret: &[u8], body: &[u8]) -> String {
+    use hmac::{KeyInit as _, Mac as _};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// POSTs `events` as one NDJSON body; on a 2xx answer, keeps the newest as the cursor.
+async fn post(
+    http: &reqwest::Client,
+    url: &str,
+    secret: &[u8],
+    cursor: &Path,
+    events: &[Event],
+) -> Result<(), StreamError> {
+    let mut body = String::new();
+    for e in events {
+        body.push_str(&serde_json::to_string(e).unwrap_or_default());
+        body.push('\n');
+    }
+    let failed = |why: String| StreamError::Io {
+        path: PathBuf::from(url.split('?').next().unwrap_or_default()),
+        source: std::io::Error::other(why),
+    };
+    let answer = http
+        .post(url)
+        .header("content-type", "application/x-ndjson")
+        .header("x-signature", signature(secret, body.as_bytes()))
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| failed(e.without_url().to_string()))?;
+    if !answer.status().is_success() {
+        return Err(failed(format!("HTTP {}", answer.status())));
+    }
+    let newest = events.last().map_or(0, |e| e.seq);
+    let tmp = cursor.with_extension("tmp");
+    std::fs::write(&tmp, newest.to_string()).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, cursor).map_err(io(cursor))
+}
 
 /// Why a stream could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -164,29 +270,35 @@ fn append(path: &Path, events: &[Event]) -> Result<(), StreamError> {
     file.sync_data().map_err(io(path))
 }
 
-/// Streams every committed event to `path` until `stop`: what the file already holds is
-/// not written again; new events follow each commit (and at least every second).
-pub async fn run(store: Store, path: PathBuf, stop: CancellationToken) {
+/// Streams every committed event to `sink` until `stop`: what it already holds is not
+/// sent again; new events follow each commit (and at least every second). A sink that
+/// fails is retried every second, from where it stands.
+pub async fn run(store: Store, sink: Sink, stop: CancellationToken) {
     let mut revisions = store.watch_revision();
+    crate::tls::install_crypto_provider();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap_or_default();
     let mut last = None;
     loop {
         if last.is_none() {
-            let file = path.clone();
-            match tokio::task::spawn_blocking(move || resume(&file)).await {
+            let at = sink.clone();
+            match tokio::task::spawn_blocking(move || at.resume()).await {
                 Ok(Ok(seq)) => last = Some(seq),
                 Ok(Err(e)) => tracing::error!(error = %e, "audit stream unreadable; retrying"),
                 Err(e) => tracing::error!(error = %e, "audit stream reader failed"),
             }
         }
         if let Some(done) = last {
-            match send(&store, &path, done).await {
+            match send(&store, &sink, &http, done).await {
                 Ok(Some(sent)) => {
                     last = Some(sent);
                     continue;
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    tracing::error!(error = %e, "audit stream not written; retrying");
+                    tracing::error!(sink = %sink.label(), error = %e, "audit stream not written; retrying");
                     last = None;
                 }
             }
@@ -199,18 +311,32 @@ pub async fn run(store: Store, path: PathBuf, stop: CancellationToken) {
     }
 }
 
-/// Writes the events after `done`; the newest written, or `None` when there were none.
-async fn send(store: &Store, path: &Path, done: u64) -> Result<Option<u64>, StreamError> {
+/// Sends the events after `done`; the newest sent, or `None` when there were none.
+async fn send(
+    store: &Store,
+    sink: &Sink,
+    http: &reqwest::Client,
+    done: u64,
+) -> Result<Option<u64>, StreamError> {
     let mut conn = store.read().await?;
     let events = audit_log::after(&mut conn, done, BATCH).await?;
     drop(conn);
     let Some(newest) = events.last().map(|e| e.seq) else {
         return Ok(None);
     };
-    let file = path.to_owned();
-    tokio::task::spawn_blocking(move || append(&file, &events))
-        .await
-        .map_err(|e| io(path)(std::io::Error::other(e.to_string())))??;
+    match sink {
+        Sink::File(path) => {
+            let file = path.clone();
+            tokio::task::spawn_blocking(move || append(&file, &events))
+                .await
+                .map_err(|e| io(path)(std::io::Error::other(e.to_string())))??;
+        }
+        Sink::Webhook {
+            url,
+            secret,
+            cursor,
+        } => post(http, url, secret, cursor, &events).await?,
+    }
     Ok(Some(newest))
 }
 
