@@ -7,7 +7,7 @@
 mod common;
 
 use chrono::TimeDelta;
-use common::control::{Api, server_with};
+use common::control::{Api, chain_holds, server_with};
 use common::databases::{self, TestDb};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -487,10 +487,7 @@ async fn scenario(db: &TestDb) {
         Some(10),
         "{body}"
     );
-    let verified = sluice::control::store::verify_audit(&db.store)
-        .await
-        .expect("verify");
-    assert!(verified.is_ok(), "{verified:?}");
+    chain_holds(db).await;
     server.stop();
 }
 

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::control::{Api, server, track, until};
+use common::control::{Api, chain_holds, server, track, until};
 use common::databases::{self, TestDb};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -275,10 +275,7 @@ async fn scenario(db: &TestDb) {
         Some(1),
         "{body}"
     );
-    let verified = sluice::control::store::verify_audit(&db.store)
-        .await
-        .expect("verify");
-    assert!(verified.is_ok(), "{verified:?}");
+    chain_holds(db).await;
     server.stop();
 }
 

@@ -283,3 +283,30 @@ pub fn cookie_set(response: &reqwest::Response) -> Option<String> {
         .and_then(|v| v.split(';').next())
         .map(str::to_owned)
 }
+
+/// Asserts that each action is in the newest 200 audit events; returns those events.
+pub async fn audited(api: &Api, owner: &str, actions: &[&str]) -> Vec<Value> {
+    let (status, body) = api
+        .get(owner, "/api/v1/audit-events?pagination[count]=200")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let events = body["data"]["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for action in actions {
+        assert!(
+            events.iter().any(|e| e["type"] == json!(action)),
+            "{action} audited"
+        );
+    }
+    events
+}
+
+/// Asserts that the audit chain of `db` verifies; returns its length.
+pub async fn chain_holds(db: &TestDb) -> u64 {
+    let verified = sluice::control::store::verify_audit(&db.store)
+        .await
+        .expect("verify");
+    verified.unwrap_or_else(|broken| panic!("the audit chain is broken: {broken}"))
+}
