@@ -162,6 +162,11 @@ impl Grant {
         }
     }
 
+    /// Whether the grant applies to the resource, by name or through a label.
+    pub fn reaches(&self, resource: &ResourceRef<'_>) -> bool {
+        self.names(resource) || self.labels(resource)
+    }
+
     /// Whether the grant reaches the resource through one of its labels.
     fn labels(&self, resource: &ResourceRef<'_>) -> bool {
         match (&self.target, resource) {
@@ -979,7 +984,7 @@ fn own_level(
         .iter()
         .filter(|e| e.live(now))
         .filter_map(|e| match &e.raise {
-            Raise::Level(g) if g.names(resource) || g.labels(resource) => Some((e, g.level)),
+            Raise::Level(g) if g.reaches(resource) => Some((e, g.level)),
             _ => None,
         })
         .max_by_key(|(_, level)| *level);
@@ -1004,7 +1009,7 @@ fn granted_level(
         if g.live(now) {
             true
         } else {
-            if g.names(resource) || g.labels(resource) {
+            if g.reaches(resource) {
                 rules.push(Rule::ExpiredGrant {
                     target: g.target.clone(),
                 });
@@ -1030,7 +1035,7 @@ fn granted_level(
         .groups
         .iter()
         .flat_map(|group| group.grants.iter().map(move |g| (group, g)))
-        .filter(|(_, g)| (g.names(resource) || g.labels(resource)) && live(g))
+        .filter(|(_, g)| g.reaches(resource) && live(g))
         .max_by_key(|(_, g)| g.level);
     if let Some((group, g)) = best {
         return (g.level, format!("group_grant:{}", group.name));

@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use super::prose::prose;
+use super::users::is_owner;
 use super::wire::{Data, Pagination};
 use super::{Api, ApiError, Body, Caller, PageQuery, Path, Query, data, page_of, text_field};
 use crate::control::audit::Kind;
@@ -205,17 +206,11 @@ async fn snapshot(api: &Api, caller: &Caller) -> Result<Snapshot, ApiError> {
         let members = groups::members(&mut conn, &g.id).await?;
         groups_and_members.push((g, members));
     }
-    let mut live_tokens = Vec::new();
-    let mut after = String::new();
-    loop {
-        let page = tokens::list(&mut conn, ws, &after, 200).await?;
-        let Some(last) = page.last() else { break };
-        after = last.id.clone();
-        live_tokens.extend(
-            page.into_iter()
-                .filter(|t| t.revoked_at.is_none() && t.expires_at > caller.now),
-        );
-    }
+    let live_tokens = tokens::list(&mut conn, ws, "", u32::MAX)
+        .await?
+        .into_iter()
+        .filter(|t| t.revoked_at.is_none() && t.expires_at > caller.now)
+        .collect();
     Ok(Snapshot {
         people,
         grants: grants::list(&mut conn, ws).await?,
@@ -591,29 +586,20 @@ async fn may_apply(
     if body.decision == "keep" {
         return Ok(());
     }
-    let ws = &caller.workspace.id;
-    let is_owner = |id: String| async move {
-        let mut conn = api.store.read().await?;
-        Ok::<bool, ApiError>(
-            users::principal(&mut conn, ws, &id)
-                .await?
-                .is_some_and(|u| u.effective_role() == Role::Owner),
-        )
-    };
     let reaches_owner = match item.kind.as_str() {
         "role" => {
             body.role.as_deref() == Some(Role::Owner.name())
-                || is_owner(item.subject_id.clone()).await?
+                || is_owner(api, caller, &item.subject_id).await?
         }
         "group_membership" => {
             // The group's role now, not as the campaign saw it.
             let group = item.detail["groupId"].as_str().unwrap_or_default();
             let mut conn = api.store.read().await?;
-            groups::get(&mut conn, ws, group)
+            groups::get(&mut conn, &caller.workspace.id, group)
                 .await?
                 .is_some_and(|g| g.role == Some(Role::Owner))
         }
-        "token" => is_owner(item.subject_id.clone()).await?,
+        "token" => is_owner(api, caller, &item.subject_id).await?,
         _ => false,
     };
     if reaches_owner {

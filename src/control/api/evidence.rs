@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{Api, ApiError, Caller, Path, Query, data};
-use crate::control::policy::{self, Action, DestinationRef, ResourceRef, Target};
+use crate::control::policy::{self, Action, DestinationRef, ResourceRef};
 use crate::control::store::audit_log::{self, Filter};
 use crate::control::store::grants::{self, GrantRow, Holder};
 use crate::control::store::users::{self, UserRow};
@@ -91,14 +91,6 @@ fn grant_behind<'a>(
     from: &str,
     resource: &ResourceRef<'_>,
 ) -> Option<&'a GrantRow> {
-    let reaches = |g: &GrantRow| match (&g.resource, resource) {
-        (Target::Source { id }, ResourceRef::Source(s)) => id == s.id,
-        (Target::Destination { id }, ResourceRef::Destination(d)) => id == d.id,
-        (Target::SourceLabel { key, value }, ResourceRef::Source(s)) => {
-            s.labels.iter().any(|(k, v)| k == key && v == value)
-        }
-        _ => false,
-    };
     let holder = if let Some(name) = from.strip_prefix("group_grant:") {
         let group = world.groups.iter().find(|g| g.name == name)?;
         Holder::Group(group.id.clone())
@@ -110,7 +102,7 @@ fn grant_behind<'a>(
     world
         .grants
         .iter()
-        .filter(|g| g.principal == holder && reaches(g))
+        .filter(|g| g.principal == holder && g.grant().reaches(resource))
         .max_by_key(|g| g.level)
 }
 

@@ -253,21 +253,15 @@ async fn plan(
         u32::MAX,
     )
     .await?;
-    let mut node_credentials = Vec::new();
-    let mut after = String::new();
-    loop {
-        let page = nodes::list(&mut conn, ws, &after, 200).await?;
-        let Some(last) = page.last() else { break };
-        after = last.id.clone();
-        node_credentials.extend(
-            page.iter()
-                .filter(|n| n.created_by == leaver.id && n.live(now))
-                .map(|n| Named {
-                    id: n.id.clone(),
-                    name: n.name.clone(),
-                }),
-        );
-    }
+    let node_credentials = nodes::list(&mut conn, ws, "", u32::MAX)
+        .await?
+        .into_iter()
+        .filter(|n| n.created_by == leaver.id && n.live(now))
+        .map(|n| Named {
+            id: n.id,
+            name: n.name,
+        })
+        .collect();
     let scim_tokens = scim::tokens(&mut conn, ws)
         .await?
         .into_iter()
@@ -277,21 +271,15 @@ async fn plan(
             name: t.name,
         })
         .collect();
-    let mut personal = Vec::new();
-    let mut after = String::new();
-    loop {
-        let page = tokens::list(&mut conn, ws, &after, 200).await?;
-        let Some(last) = page.last() else { break };
-        after = last.id.clone();
-        personal.extend(
-            page.iter()
-                .filter(|t| t.user_id == leaver.id && t.revoked_at.is_none() && t.expires_at > now)
-                .map(|t| Named {
-                    id: t.id.clone(),
-                    name: t.name.clone(),
-                }),
-        );
-    }
+    let personal = tokens::list(&mut conn, ws, "", u32::MAX)
+        .await?
+        .into_iter()
+        .filter(|t| t.user_id == leaver.id && t.revoked_at.is_none() && t.expires_at > now)
+        .map(|t| Named {
+            id: t.id,
+            name: t.name,
+        })
+        .collect();
     let grants = grants::of(&mut conn, &grants::Holder::User(leaver.id.clone()))
         .await?
         .into_iter()
@@ -394,10 +382,8 @@ async fn offboard(
         .await?
         .filter(|u| u.active)
         .ok_or_else(|| ApiError::missing("user", &body.successor_id))?;
-    let leaver_is_owner = users::principal(&mut conn, &ws, &leaver.id)
-        .await?
-        .is_some_and(|u| u.effective_role() == Role::Owner);
     drop(conn);
+    let leaver_is_owner = super::users::is_owner(&api, &caller, &leaver.id).await?;
     if leaver.id == caller.user.id {
         return Err(ApiError::Conflict(
             "nobody offboards themselves: ask another admin".into(),

@@ -254,7 +254,7 @@ async fn remove_users(
 }
 
 /// Whether the member is an owner, by their own role or a group's.
-async fn is_owner(api: &Api, caller: &Caller, id: &str) -> Result<bool, ApiError> {
+pub(super) async fn is_owner(api: &Api, caller: &Caller, id: &str) -> Result<bool, ApiError> {
     let mut conn = api.store.read().await?;
     Ok(users::principal(&mut conn, &caller.workspace.id, id)
         .await?
