@@ -29,13 +29,14 @@ use sha2::{Digest as _, Sha256};
 
 pub use document::{
     DestinationDoc, Document, FileDoc, FilterDoc, Invalid, KeyDoc, KindDoc, NatsDoc, Problems,
-    REDACTED, RateLimitDoc, RetryDoc, SourceDoc, WebhookDoc, file_name_problem, redacted_url,
+    QuotaDoc, REDACTED, RateLimitDoc, RetryDoc, SourceDoc, WebhookDoc, file_name_problem,
+    redacted_url,
 };
 // The tracking-plan document types belong to `protocols`; the catalog holds them.
 pub use crate::protocols::{ControlsDoc, Enforcement, PlanDoc, RuleDoc};
 pub use file::FileSource;
 pub use reload::{CatalogSource, LastKnownGood, LoadError, open_store, spawn_reloader};
-pub use remote::RemoteSource;
+pub use remote::{RemoteSource, percent};
 
 /// SHA-256 of a write key: the one form a write key takes anywhere but in the answer
 /// that creates it (the store, catalog documents, the gateway's lookup).
@@ -95,6 +96,8 @@ pub struct Source {
     pub rate_limit: Option<RateLimit>,
     /// Tracking plan and enforcement; `None` when enforcement is `off` (no work at all).
     pub protocols: Option<Arc<crate::protocols::SourceProtocols>>,
+    /// The monthly event quotas it draws on (none: unlimited).
+    pub quotas: Vec<crate::usage::Quota>,
 }
 
 /// A destination: where the events of its connected sources are forwarded.
@@ -191,6 +194,16 @@ impl Snapshot {
     ) -> Self {
         let mut sources = Vec::with_capacity(doc.sources.len());
         let mut keys = HashMap::new();
+        let mut quotas: HashMap<&str, Vec<crate::usage::Quota>> = HashMap::new();
+        for q in &doc.quotas {
+            let pool: Arc<str> = q.id.as_str().into();
+            for source in &q.sources {
+                quotas.entry(source).or_default().push(crate::usage::Quota {
+                    pool: Arc::clone(&pool),
+                    monthly_events: q.monthly_events,
+                });
+            }
+        }
         for s in &doc.sources {
             let protocols = match (&s.tracking_plan, s.enforcement) {
                 (Some(plan), Enforcement::Warn | Enforcement::Block) => {
@@ -217,6 +230,7 @@ impl Snapshot {
                     burst: r.burst.unwrap_or(r.requests_per_second),
                 }),
                 protocols,
+                quotas: quotas.remove(s.id.as_str()).unwrap_or_default(),
             });
             for k in &s.write_keys {
                 if let Some(digest) = k.digest() {

@@ -1,6 +1,6 @@
 //! Where `serve`'s catalog comes from (its origin): the file (`catalog.source = "file"`) or the
 //! control plane (`"control"`: its store opened, bootstrapped on first start, and its
-//! API served on the control listener).
+//! API served on the control listener); and where its usage reports are booked.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +10,9 @@ use chrono::Utc;
 use crate::catalog::{CatalogSource, Document, FileSource, LoadError, RemoteSource};
 use crate::config::{CatalogSourceKind, Config};
 use crate::control::feed::{Feed, Publisher};
+use crate::control::usage::StoreLedger;
 use crate::control::{api, bootstrap, secret, store::Store};
+use crate::usage::RemoteLedger;
 
 /// Why the control plane could not start.
 #[derive(Debug, thiserror::Error)]
@@ -114,13 +116,8 @@ pub async fn open(config: &Config) -> Result<(Source, Option<Publisher>), Contro
             None,
         )),
         CatalogSourceKind::Remote => {
-            let name = if config.catalog.node_name.is_empty() {
-                host_name()
-            } else {
-                config.catalog.node_name.clone()
-            };
             let token = config.catalog.node_token.clone();
-            let remote = RemoteSource::new(&config.catalog.control_url, token, &name);
+            let remote = RemoteSource::new(&config.catalog.control_url, token, &node_name(config));
             Ok((Source::Remote(remote), None))
         }
         CatalogSourceKind::Control => {
@@ -162,6 +159,41 @@ pub fn api(config: &Config, publisher: Publisher) -> Arc<api::Api> {
         config.delivery.allow_private_destinations,
         config.control.clock.clone(),
     )
+}
+
+/// Where a `serve`'s usage reports are booked.
+pub enum Books {
+    /// The control plane's store, in this process.
+    Store(StoreLedger),
+    /// The control plane this remote gateway follows.
+    Remote(RemoteLedger),
+}
+
+/// The books of `config`'s gateway: none with a file catalog (quotas are set in the
+/// control plane, and a file has nowhere to keep the count).
+pub fn books(config: &Config, publisher: Option<&Publisher>) -> Option<Books> {
+    match (config.catalog.source, publisher) {
+        (CatalogSourceKind::Control, Some(publisher)) => Some(Books::Store(StoreLedger::new(
+            publisher.store().clone(),
+            config.control.clock.clone(),
+            &node_name(config),
+        ))),
+        (CatalogSourceKind::Remote, _) => Some(Books::Remote(RemoteLedger::new(
+            &config.catalog.control_url,
+            config.catalog.node_token.clone(),
+            &node_name(config),
+        ))),
+        _ => None,
+    }
+}
+
+/// The name this gateway reports as: `catalog.node_name`, else the machine's name.
+fn node_name(config: &Config) -> String {
+    if config.catalog.node_name.is_empty() {
+        host_name()
+    } else {
+        config.catalog.node_name.clone()
+    }
 }
 
 /// This machine's name (`HOSTNAME`, else `/etc/hostname`, else `gateway`).

@@ -21,6 +21,7 @@
 //! - [`explain`]: a decision as the API takes it, for `/access/explain` and the CLI.
 //! - [`plan_diff`]: a tracking-plan change rule by rule and field by field, and the
 //!   three-way rebase of a change request onto a newer published version.
+//! - [`usage`]: gateways' usage reports booked into the store, the month's standing back.
 //! - [`bootstrap`]: first start (workspace `default`, catalog import, setup link) and
 //!   `sluice admin bootstrap`.
 //!
@@ -51,3 +52,4 @@ pub mod policy;
 pub mod secret;
 pub mod store;
 pub mod token;
+pub mod usage;

@@ -1,11 +1,12 @@
 //! The Tracking API: routing, write-key auth, limits, body decoding, responses.
 //!
 //! The request path reads top to bottom in `ingest`:
-//! authenticate (header) → rate limit → read body (bounded) → decode → authenticate
-//! (body key) → normalise each message → drop duplicates → append to the event log
-//! (durable) → 200. Cross-cutting work wraps it once in [`handle`]: the in-flight
-//! cap (before any work, so overload costs nothing), CORS headers, and the request
-//! metrics (after, so every answer is counted, refusals included).
+//! authenticate (header) → rate limit and monthly quota → read body (bounded) → decode →
+//! authenticate (body key) → normalise each message → drop duplicates → append to the
+//! event log (durable) → count usage → 200. Cross-cutting work wraps it once in
+//! [`handle`]: the in-flight cap (before any work, so overload costs nothing), CORS
+//! headers, and the request metrics (after, so every answer is counted, refusals
+//! included).
 
 mod auth;
 mod body;
@@ -35,6 +36,7 @@ use crate::event::{self, Enrichment};
 use crate::log::{self, EventLog};
 use crate::protocols;
 use crate::telemetry;
+use crate::usage::{Counts, Tally};
 
 pub use listener::{Settings as ListenerSettings, run as run_listener};
 pub use probe::{alive, probe, readiness};
@@ -66,6 +68,7 @@ pub struct State {
     in_flight_keyless: Arc<Semaphore>,
     failed_keys: FailedKeys,
     meters: Meters,
+    usage: Arc<Tally>,
 }
 
 impl State {
@@ -78,6 +81,7 @@ impl State {
             in_flight_keyless: Arc::new(Semaphore::new(config.server.max_in_flight_keyless)),
             failed_keys: FailedKeys::new(config.server.max_key_failures_per_minute),
             limiters: Limiters::default(),
+            usage: Arc::new(Tally::default()),
             config,
             catalog,
             log,
@@ -92,6 +96,11 @@ impl State {
     /// The catalog store.
     pub fn catalog(&self) -> &catalog::Live {
         &self.catalog
+    }
+
+    /// The usage counters, for the task that reports them.
+    pub fn usage(&self) -> &Arc<Tally> {
+        &self.usage
     }
 }
 
@@ -189,7 +198,7 @@ async fn ingest(
     let header_key = header_key.map_err(auth_failure).map_err(failed)?;
     if let Some(key) = &header_key {
         let source = authenticate(&snapshot, key, now).map_err(failed)?;
-        admit(state, source)?;
+        admit(state, source, now)?;
     }
 
     // 2. Read (bounded in size and time, gunzipped) and decode the body.
@@ -207,8 +216,10 @@ async fn ingest(
         .map_err(failed)?;
     let source = authenticate(&snapshot, &key, now).map_err(failed)?;
     if header_key.is_none() {
-        admit(state, source)?;
+        admit(state, source, now)?;
     }
+    let items = envelope.items.len() as u64;
+    let tally = |counts| state.usage.count(&source.id, &source.quotas, counts);
     state
         .meters
         .events(&source.id, envelope.items.len() as u64, 0);
@@ -221,6 +232,7 @@ async fn ingest(
     let mut rejected = Vec::new();
     let mut duplicates = 0u64;
     let mut blocked = 0u64;
+    let mut violating = 0u64;
     let mut forwarded: Vec<(String, Vec<u8>)> = Vec::new();
     // A backend that publishes per message routes and de-duplicates by these.
     let tagging = state.log.wants_ids();
@@ -238,7 +250,7 @@ async fn ingest(
                 // Time one event in eight: the histogram keeps its shape, the clock
                 // reads stay off most events.
                 let meter = (index % 8 == 0).then_some(&state.meters.validation);
-                enforce(sp, source, &mut prepared, &mut forwards, meter)
+                enforce(sp, source, &mut prepared, &mut forwards, meter, &mut violating)
             });
             let block = verdict.flatten();
             event::write(&prepared, block.as_deref(), &enrichment, buf).map_err(Skip::Invalid)?;
@@ -249,6 +261,11 @@ async fn ingest(
         // One request may not make the log store more than this, whatever it expands to.
         if batch.byte_len() > limits.max_stored_request_bytes {
             count_rejected(&source.id, "request_too_large", 1);
+            tally(Counts {
+                refused: items,
+                violating,
+                ..Counts::default()
+            });
             return Err(Rejection::StoredTooLarge);
         }
         match outcome {
@@ -262,6 +279,11 @@ async fn ingest(
             Err(Skip::Duplicate) => duplicates += 1,
             Err(Skip::Invalid(problem)) if envelope.kind.is_some() => {
                 count_rejected(&source.id, problem.code(), 1);
+                tally(Counts {
+                    refused: 1,
+                    violating,
+                    ..Counts::default()
+                });
                 return Err(Rejection::Message(problem));
             }
             Err(Skip::Invalid(problem)) => {
@@ -300,11 +322,21 @@ async fn ingest(
         if let Err(error) = state.log.append(batch).await {
             let reason = Rejection::Log(error).code();
             count_rejected(&source.id, reason, stored);
+            tally(Counts {
+                refused: stored + rejected.len() as u64,
+                violating,
+                ..Counts::default()
+            });
             return Err(Rejection::Log(error));
         }
         state.dedup.remember(remembered);
         state.meters.events(&source.id, 0, stored - blocked);
     }
+    tally(Counts {
+        accepted: stored - blocked,
+        refused: blocked + rejected.len() as u64,
+        violating,
+    });
     Ok(response::accepted(&rejected, blocked))
 }
 
@@ -317,6 +349,7 @@ fn enforce(
     prepared: &mut event::Prepared<'_>,
     forwarded: &mut Vec<(String, Vec<u8>)>,
     meter: Option<&metrics::Histogram>,
+    violating: &mut u64,
 ) -> Option<Vec<u8>> {
     let started = meter.map(|_| Instant::now());
     let review = protocols::review(sp, &source.id, prepared.kind, &mut prepared.message);
@@ -326,6 +359,7 @@ fn enforce(
     if review.violations.is_empty() && review.omitted.is_empty() {
         return None;
     }
+    *violating += u64::from(!review.violations.is_empty());
     use simd_json::prelude::ValueAsScalar as _;
     let name = match prepared.kind {
         event::Kind::Track => prepared
@@ -414,8 +448,8 @@ fn auth_failure(problem: auth::Problem) -> Rejection {
     rejection
 }
 
-/// Applies the source's rate limit.
-fn admit(state: &State, source: &Source) -> Result<(), Rejection> {
+/// Applies the source's rate limit, then its monthly quotas.
+fn admit(state: &State, source: &Source, now: chrono::DateTime<Utc>) -> Result<(), Rejection> {
     state.limiters.check(source).map_err(|retry_after| {
         telemetry::counter(
             telemetry::RATE_LIMITED,
@@ -423,6 +457,14 @@ fn admit(state: &State, source: &Source) -> Result<(), Rejection> {
         )
         .increment(1);
         Rejection::RateLimited { retry_after }
+    })?;
+    state.usage.admit(&source.quotas, now).map_err(|retry_after| {
+        telemetry::counter(
+            telemetry::QUOTA_EXCEEDED,
+            &[(telemetry::LABEL_SOURCE, source.id.clone())],
+        )
+        .increment(1);
+        Rejection::QuotaExceeded { retry_after }
     })
 }
 

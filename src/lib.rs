@@ -13,6 +13,7 @@
 //! - [`delivery`]: forwarding stored events to connected destinations, at least once.
 //! - [`disk`]: atomic, durable file replacement and the fault-injection seam.
 //! - [`telemetry`]: metric names and registration, tracing setup.
+//! - [`usage`]: events counted per source at the edge, booked by the control plane; monthly quotas.
 //!
 //! [`serve`] runs everything in one process; `src/main.rs` only wires the command line to it.
 
@@ -30,6 +31,7 @@ pub mod log;
 pub mod protocols;
 pub mod telemetry;
 pub mod tls;
+pub mod usage;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -165,6 +167,17 @@ pub async fn serve(
         store,
         event_log.clone(),
     ));
+    // The month's standing before the first request, so a restart enforces quotas at once.
+    let usage_stop = CancellationToken::new();
+    let usage_task = match catalog_origin::books(&config, control_store.as_ref()) {
+        Some(catalog_origin::Books::Store(ledger)) => {
+            Some(spawn_usage(state.usage(), ledger, usage_stop.clone()).await)
+        }
+        Some(catalog_origin::Books::Remote(ledger)) => {
+            Some(spawn_usage(state.usage(), ledger, usage_stop.clone()).await)
+        }
+        None => None,
+    };
     let admin_state = Arc::new(admin_listener::State {
         probes: admin_listener::Probes::Gateway(Arc::clone(&state)),
         delivery: delivery.as_ref().map(|(d, _)| d.clone()),
@@ -227,12 +240,17 @@ pub async fn serve(
     .await;
 
     // Shutdown order; each step needs everything after it still running:
-    // 1. the Tracking API stopped accepting and drained its requests (above); the
-    //    control plane's API stops with it (its changes are committed or not at all);
+    // 1. the Tracking API stopped accepting and drained its requests (above); its last
+    //    usage counts are reported; the control plane's API stops (its changes are
+    //    committed or not at all);
     // 2. delivery stops: its workers save their cursors;
     // 3. the event log flushes and syncs (no appender or reader is left);
     // 4. the catalog reloader and metrics upkeep stop;
     // 5. the admin listener stops last: /metrics and /ready answer until the end.
+    usage_stop.cancel();
+    if let Some(task) = usage_task {
+        let _ = task.await;
+    }
     control_stop.cancel();
     if let Some(task) = control_api {
         match task.await {
@@ -323,6 +341,17 @@ pub async fn deliver(
     let _ = admin.await;
     tracing::info!("sluice deliver stopped");
     Ok(())
+}
+
+/// Asks `ledger` for the month's standing, then reports `tally` to it every second
+/// until `stop` (and once more then).
+async fn spawn_usage<L: usage::Ledger + 'static>(
+    tally: &Arc<usage::Tally>,
+    mut ledger: L,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    usage::start(tally, &mut ledger).await;
+    tokio::spawn(usage::run(Arc::clone(tally), ledger, stop))
 }
 
 /// The admin listener's settings: its own, tighter caps than the Tracking API's (probes

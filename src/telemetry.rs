@@ -49,6 +49,8 @@ pub const DEDUP_EARLY_ROTATIONS: &str = "sluice_dedup_early_rotations_total";
 pub const AUTH_FAILURES: &str = "sluice_auth_failures_total";
 /// Counter: requests refused by a source's rate limit.
 pub const RATE_LIMITED: &str = "sluice_rate_limited_total";
+/// Counter: requests refused because a monthly event quota of their source is used up.
+pub const QUOTA_EXCEEDED: &str = "sluice_quota_exceeded_total";
 /// Counter: client metrics payloads (`/v1/m`) received and discarded.
 pub const CLIENT_METRICS: &str = "sluice_client_metrics_total";
 /// Histogram: time from handing records to the log until they are durable, seconds.
@@ -264,6 +266,13 @@ pub const FAMILIES: &[Family] = &[
         kind: Kind::Counter,
         unit: None,
         help: "Requests refused by a source's rate limit.",
+        buckets: &[],
+    },
+    Family {
+        name: QUOTA_EXCEEDED,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Requests refused because a monthly event quota of their source is used up.",
         buckets: &[],
     },
     Family {

@@ -23,6 +23,21 @@ pub struct Document {
     /// Tracking plans, referred to by sources.
     #[serde(default)]
     pub tracking_plans: Vec<PlanDoc>,
+    /// Monthly event quotas (set in the control plane, which books the usage they count).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quotas: Vec<QuotaDoc>,
+}
+
+/// `[[quotas]]`: events a month that the named sources may have accepted together.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaDoc {
+    /// The pool: `workspace:<id>` or `source:<id>`.
+    pub id: String,
+    /// Events a month (UTC calendar month).
+    pub monthly_events: u64,
+    /// The sources drawing on it.
+    pub sources: Vec<String>,
 }
 
 /// `[[destinations]]`: where a source's events are forwarded.
@@ -452,6 +467,9 @@ pub enum Invalid {
     /// A tracking plan or its use is invalid.
     #[error("tracking plan {0:?}: {1}")]
     BadPlan(String, String),
+    /// A quota's id is empty or appears twice, or it names an unknown source.
+    #[error("quota {0:?}: {1}")]
+    BadQuota(String, String),
 }
 
 /// Every reason a catalog document cannot be installed (all of them, not the first).
@@ -539,6 +557,21 @@ impl Document {
                     }
                     Some(_) => {}
                 }
+            }
+        }
+        let mut pools = HashSet::new();
+        for q in &self.quotas {
+            if q.id.is_empty() || !pools.insert(q.id.as_str()) {
+                problems.push(Invalid::BadQuota(
+                    q.id.clone(),
+                    "id is empty or appears twice".to_owned(),
+                ));
+            }
+            for source in q.sources.iter().filter(|s| !ids.contains(s.as_str())) {
+                problems.push(Invalid::BadQuota(
+                    q.id.clone(),
+                    format!("names unknown source {source:?}"),
+                ));
             }
         }
         let mut plan_ids = HashSet::new();

@@ -76,7 +76,16 @@ impl CatalogSource for FileSource {
                 what: self.describe(),
                 source,
             })?;
-        Ok(Document::parse(&text)?)
+        let doc = Document::parse(&text)?;
+        // Usage is booked by the control plane: a file has nowhere to keep its count.
+        if let Some(q) = doc.quotas.first() {
+            return Err(super::Invalid::BadQuota(
+                q.id.clone(),
+                "quotas are set in the control plane (catalog.source = \"control\"), which books the usage they count".to_owned(),
+            )
+            .into());
+        }
+        Ok(doc)
     }
 
     async fn changed(&mut self) {

@@ -179,7 +179,7 @@ impl CatalogSource for RemoteSource {
 }
 
 /// Percent-encodes a query value (unreserved characters kept).
-fn percent(text: &str) -> String {
+pub fn percent(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for b in text.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {

@@ -38,6 +38,7 @@ pub mod source_settings;
 pub mod sources;
 pub mod sso;
 pub mod tokens;
+pub mod usage;
 pub mod users;
 pub mod wire;
 pub mod workspace;
@@ -367,6 +368,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .merge(users::routes())
         .merge(offboarding::routes())
         .merge(elevations::routes())
+        .merge(usage::routes())
         .merge(access_reviews::routes())
         .merge(evidence::routes())
         .merge(invites::routes())

@@ -155,6 +155,8 @@ pub enum Kind {
     ChangeRequestReject,
     /// `change_request.withdraw`
     ChangeRequestWithdraw,
+    /// `quota.update`: a monthly event quota set or removed (workspace or source).
+    QuotaUpdate,
     /// `elevation.request`: temporary access asked for.
     ElevationRequest,
     /// `elevation.approve`: its window opens.
@@ -281,6 +283,7 @@ impl Kind {
             Self::ChangeRequestApprove => "change_request.approve",
             Self::ChangeRequestReject => "change_request.reject",
             Self::ChangeRequestWithdraw => "change_request.withdraw",
+            Self::QuotaUpdate => "quota.update",
             Self::ElevationRequest => "elevation.request",
             Self::ElevationApprove => "elevation.approve",
             Self::ElevationDeny => "elevation.deny",

@@ -136,6 +136,7 @@ pub async fn export_all(store: &Store) -> Result<(u64, Document), StoreError> {
         doc.sources.extend(one.sources);
         doc.destinations.extend(one.destinations);
         doc.tracking_plans.extend(one.tracking_plans);
+        doc.quotas.extend(one.quotas);
     }
     tx.rollback().await?;
     Ok((revision, doc))

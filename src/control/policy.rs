@@ -598,11 +598,13 @@ pub enum Action {
     ReadAudit,
     /// Fetch the catalog feed: node credentials only ([`node_may`]).
     ReadCatalog,
+    /// Report a gateway's usage counts: gateway node credentials only ([`node_may`]).
+    ReportUsage,
 }
 
 impl Action {
     /// Every action.
-    pub const ALL: [Self; 33] = [
+    pub const ALL: [Self; 34] = [
         Self::ViewWorkspace,
         Self::ViewMembers,
         Self::ViewTrackingPlans,
@@ -636,6 +638,7 @@ impl Action {
         Self::ManageTokens,
         Self::ReadAudit,
         Self::ReadCatalog,
+        Self::ReportUsage,
     ];
 
     /// Whether the action changes who may do what. These are decided on standing access
@@ -682,8 +685,9 @@ impl Action {
             | Self::ManageTokens
             | Self::ReadAudit
             | Self::ReviewAccess => role >= Admin,
-            // The catalog feed is for node credentials ([`node_may`]), never a person.
-            Self::ReadCatalog => false,
+            // The catalog feed and usage reports are for node credentials ([`node_may`]),
+            // never a person.
+            Self::ReadCatalog | Self::ReportUsage => false,
             Self::ManageUsage | Self::TransferOwnership => role == Owner,
             Self::ViewSource
             | Self::EditSource
@@ -763,7 +767,7 @@ impl Action {
             | Self::EndElevation
             | Self::ReviewAccess => Scope::MembersWrite,
             Self::ReadAudit => Scope::AuditRead,
-            Self::ReadCatalog => Scope::CatalogRead,
+            Self::ReadCatalog | Self::ReportUsage => Scope::CatalogRead,
         }
     }
 }
@@ -942,6 +946,7 @@ pub fn node_may(role: NodeRole, action: Action) -> bool {
     match action {
         Action::ReadCatalog => true,
         Action::ViewDestinationSecrets => role == NodeRole::Delivery,
+        Action::ReportUsage => role == NodeRole::Gateway,
         _ => false,
     }
 }

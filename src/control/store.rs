@@ -48,6 +48,7 @@ pub mod sessions;
 pub mod sources;
 pub mod sso;
 pub mod tokens;
+pub mod usage;
 pub mod totp;
 pub mod users;
 pub mod workspaces;

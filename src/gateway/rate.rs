@@ -65,6 +65,7 @@ mod tests {
                 burst: 3,
             }),
             protocols: None,
+            quotas: Vec::new(),
         };
         for _ in 0..3 {
             assert_eq!(limiters.check(&source), Ok(()));

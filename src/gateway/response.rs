@@ -38,6 +38,11 @@ pub enum Rejection {
         /// Seconds until a request may succeed.
         retry_after: u64,
     },
+    /// A monthly event quota the source draws on is used up.
+    QuotaExceeded {
+        /// Seconds until the next month.
+        retry_after: u64,
+    },
     /// The client address had too many failed key lookups this minute.
     KeyFailures {
         /// Seconds until it may try again.
@@ -99,6 +104,11 @@ fn describe(r: Rejection) -> (StatusCode, &'static str, &'static str) {
             S::TOO_MANY_REQUESTS,
             "rate_limited",
             "this source is over its rate limit; retry after the given seconds",
+        ),
+        Rejection::QuotaExceeded { .. } => (
+            S::TOO_MANY_REQUESTS,
+            "quota_exceeded",
+            "this source's monthly event quota is used up; retry after the given seconds (the next month)",
         ),
         Rejection::KeyFailures { .. } => (
             S::TOO_MANY_REQUESTS,
@@ -209,9 +219,9 @@ impl Rejection {
     /// Seconds the client should wait before retrying, for retryable refusals.
     fn retry_after(self) -> Option<u64> {
         match self {
-            Self::RateLimited { retry_after } | Self::KeyFailures { retry_after } => {
-                Some(retry_after)
-            }
+            Self::RateLimited { retry_after }
+            | Self::QuotaExceeded { retry_after }
+            | Self::KeyFailures { retry_after } => Some(retry_after),
             Self::Overloaded => Some(1),
             Self::Log(_) => Some(log::RETRY_AFTER_SECS),
             _ => None,
@@ -231,7 +241,10 @@ impl Rejection {
         if let Some(secs) = self.retry_after() {
             let headers = reply.headers_mut();
             headers.insert(RETRY_AFTER, HeaderValue::from(secs));
-            if matches!(self, Self::RateLimited { .. } | Self::KeyFailures { .. }) {
+            if matches!(
+                self,
+                Self::RateLimited { .. } | Self::QuotaExceeded { .. } | Self::KeyFailures { .. }
+            ) {
                 headers.insert(X_RATELIMIT_RESET, HeaderValue::from(secs));
             }
         }

@@ -1,7 +1,8 @@
 //! The feed of remote gateways and delivery nodes: `GET /internal/v1/catalog?after=<revision>`
 //! (long poll, with a node credential: `slc_node_…`, never a person's token) and
 //! `GET /api/v1/gateways` (who applied what). A gateway node's catalog carries no
-//! destination credentials; a delivery node's does ([`policy::node_may`]).
+//! destination credentials; a delivery node's does ([`policy::node_may`]). Gateway nodes
+//! report their usage counts to `POST /internal/v1/usage` ([`crate::usage`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -20,7 +21,9 @@ use utoipa::ToSchema;
 use super::wire::Data;
 use crate::catalog::Document;
 
-use super::{Api, ApiError, Caller, Forbidden, Query, Unauthenticated, bearer, data};
+use super::{Api, ApiError, Body, Caller, Forbidden, Query, Unauthenticated, bearer, data};
+use crate::control::usage;
+use crate::usage::Report;
 use crate::control::policy::{self, Action};
 use crate::control::store::gateways::{self, GatewayRow};
 use crate::control::store::nodes::{self, NodeRow};
@@ -31,7 +34,9 @@ pub const LONG_POLL: Duration = Duration::from_secs(25);
 
 /// `/internal/v1/catalog` (mounted at the root).
 pub fn internal_routes() -> Router<Arc<Api>> {
-    Router::new().route("/internal/v1/catalog", get(catalog))
+    Router::new()
+        .route("/internal/v1/catalog", get(catalog))
+        .route("/internal/v1/usage", post(report_usage))
 }
 
 /// `/gateways` (mounted under `/api/v1`).
@@ -165,6 +170,51 @@ async fn catalog(
             () = api.closing.cancelled() => {}
         }
     }
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct UsageQuery {
+    /// The gateway's name (`--node-name`, default its host name).
+    gateway: String,
+}
+
+/// Most sources one usage report may carry.
+const MAX_REPORTED_SOURCES: usize = 100_000;
+
+/// Books a gateway's usage report (once per `instance` and `seq`) and answers the
+/// month's standing: events accepted per quota pool, over every gateway.
+#[utoipa::path(
+    post,
+    path = "/internal/v1/usage",
+    tag = "Catalog",
+    params(UsageQuery),
+    request_body(content = Object, description = "`{instance, seq, sources: {<id>: {accepted, refused, violating}}}`"),
+    responses((status = 200, description = "The month's standing: `{period, resetsAt, used: {<pool>: events}}`.", body = Object))
+)]
+async fn report_usage(
+    State(api): State<Arc<Api>>,
+    node: Node,
+    Query(q): Query<UsageQuery>,
+    Body(report): Body<Report>,
+) -> Result<Response, ApiError> {
+    if !policy::node_may(node.row.role, Action::ReportUsage) {
+        return Err(ApiError::Forbidden(Forbidden::NodeRole(
+            Action::ReportUsage,
+        )));
+    }
+    if q.gateway.is_empty() || q.gateway.len() > 100 || q.gateway.chars().any(char::is_control) {
+        return Err(ApiError::field("gateway", "1 to 100 printable characters"));
+    }
+    if report.instance.is_empty() || report.instance.len() > 100 {
+        return Err(ApiError::field("instance", "1 to 100 characters"));
+    }
+    if report.sources.len() > MAX_REPORTED_SOURCES {
+        return Err(ApiError::field("sources", "at most 100000 sources a report"));
+    }
+    let standing = usage::exchange(&api.store, &api.clock, &q.gateway, &report).await?;
+    Ok(data(standing))
 }
 
 /// A request made with a live node credential.

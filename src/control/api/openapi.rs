@@ -15,7 +15,8 @@ use crate::control::policy::Role;
 use super::{
     access, access_reviews, audit, catalog, change_requests, destinations, elevations, evidence,
     grants, groups, internal, invites, labels, nodes, offboarding, permissions, plans,
-    provisioning, roles, sign_in, source_settings, sources, sso, tokens, users, wire, workspace,
+    provisioning, roles, sign_in, source_settings, sources, sso, tokens, usage, users, wire,
+    workspace,
 };
 use crate::control::identity::reset;
 
@@ -155,7 +156,11 @@ use crate::control::identity::reset;
         audit::list,
         audit::catalog,
         internal::catalog,
-        internal::list
+        internal::report_usage,
+        internal::list,
+        usage::read,
+        usage::set_workspace,
+        usage::set_source
     ),
     components(schemas(wire::ErrorEnvelope)),
     modifiers(&Refusals),

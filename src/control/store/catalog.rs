@@ -6,8 +6,8 @@ use sqlx::AnyConnection;
 
 use super::destinations::{self, DestinationRow};
 use super::sources::{self, SourceRow};
-use super::{StoreError, plans};
-use crate::catalog::{Document, KeyDoc, RateLimitDoc, SourceDoc};
+use super::{StoreError, plans, usage};
+use crate::catalog::{Document, KeyDoc, QuotaDoc, RateLimitDoc, SourceDoc};
 use crate::control::secret::Key;
 use crate::protocols::{ControlsDoc, Enforcement, PlanDoc};
 
@@ -62,6 +62,21 @@ pub async fn export(
     }
     for row in destinations::all(conn, key, workspace).await? {
         doc.destinations.push(row.doc);
+    }
+    let quotas = usage::quotas(conn, workspace).await?;
+    if let Some(monthly_events) = quotas.workspace {
+        doc.quotas.push(QuotaDoc {
+            id: format!("workspace:{workspace}"),
+            monthly_events,
+            sources: doc.sources.iter().map(|s| s.id.clone()).collect(),
+        });
+    }
+    for (source, monthly_events) in quotas.sources {
+        doc.quotas.push(QuotaDoc {
+            id: format!("source:{source}"),
+            monthly_events,
+            sources: vec![source],
+        });
     }
     Ok(doc)
 }
