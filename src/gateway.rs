@@ -250,7 +250,14 @@ async fn ingest(
                 // Time one event in eight: the histogram keeps its shape, the clock
                 // reads stay off most events.
                 let meter = (index % 8 == 0).then_some(&state.meters.validation);
-                enforce(sp, source, &mut prepared, &mut forwards, meter, &mut violating)
+                enforce(
+                    sp,
+                    source,
+                    &mut prepared,
+                    &mut forwards,
+                    meter,
+                    &mut violating,
+                )
             });
             let block = verdict.flatten();
             event::write(&prepared, block.as_deref(), &enrichment, buf).map_err(Skip::Invalid)?;
@@ -458,14 +465,17 @@ fn admit(state: &State, source: &Source, now: chrono::DateTime<Utc>) -> Result<(
         .increment(1);
         Rejection::RateLimited { retry_after }
     })?;
-    state.usage.admit(&source.quotas, now).map_err(|retry_after| {
-        telemetry::counter(
-            telemetry::QUOTA_EXCEEDED,
-            &[(telemetry::LABEL_SOURCE, source.id.clone())],
-        )
-        .increment(1);
-        Rejection::QuotaExceeded { retry_after }
-    })
+    state
+        .usage
+        .admit(&source.quotas, now)
+        .map_err(|retry_after| {
+            telemetry::counter(
+                telemetry::QUOTA_EXCEEDED,
+                &[(telemetry::LABEL_SOURCE, source.id.clone())],
+            )
+            .increment(1);
+            Rejection::QuotaExceeded { retry_after }
+        })
 }
 
 fn count_rejected(source: &str, reason: &'static str, n: u64) {

@@ -212,10 +212,29 @@ mod tests {
 
     #[test]
     fn periods_are_calendar_months_in_utc() {
-        let at = |y, m, d| Utc.with_ymd_and_hms(y, m, d, 12, 0, 0).single().expect("time");
+        let at = |y, m, d| {
+            Utc.with_ymd_and_hms(y, m, d, 12, 0, 0)
+                .single()
+                .expect("time")
+        };
         assert_eq!(period_of(at(2026, 12, 4)), "2026-12");
-        assert_eq!(next_period(at(2026, 12, 4)), Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).single().expect("t"));
-        assert_eq!(next_period(at(2027, 2, 28)), Utc.with_ymd_and_hms(2027, 3, 1, 0, 0, 0).single().expect("t"));
-        assert_eq!(period_start(at(2027, 2, 28)), Utc.with_ymd_and_hms(2027, 2, 1, 0, 0, 0).single().expect("t"));
+        assert_eq!(
+            next_period(at(2026, 12, 4)),
+            Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0)
+                .single()
+                .expect("t")
+        );
+        assert_eq!(
+            next_period(at(2027, 2, 28)),
+            Utc.with_ymd_and_hms(2027, 3, 1, 0, 0, 0)
+                .single()
+                .expect("t")
+        );
+        assert_eq!(
+            period_start(at(2027, 2, 28)),
+            Utc.with_ymd_and_hms(2027, 2, 1, 0, 0, 0)
+                .single()
+                .expect("t")
+        );
     }
 }

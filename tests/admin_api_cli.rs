@@ -359,3 +359,64 @@ async fn offboarding_from_the_command_line() {
     server.stop();
     db.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_and_quotas_from_the_command_line() {
+    let db = databases::sqlite().await;
+    let (server, link) = server(&db).await;
+    let api = Api::of(&server);
+    let owner = api.owner(&link).await;
+    let (admin_token, _) = api
+        .invited(&owner, &server, "admin@example.com", "admin")
+        .await;
+    let url = format!("http://{}", server.control);
+    for n in 0..3 {
+        assert_eq!(
+            track(&server, "demo-write-key", &format!("cli-{n}")).await,
+            StatusCode::OK
+        );
+    }
+    // The table shows the source once its events are booked (every second).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let out = admin(&url, &owner, &["usage"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let table = text(&out.stdout);
+        let row = table.lines().find(|l| l.starts_with("demo "));
+        if row.is_some_and(|r| r.split_whitespace().nth(1) == Some("3")) {
+            assert!(table.contains(": 3 accepted, 0 refused"), "{table}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{table}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let out = admin(&url, &owner, &["usage", "--period", "2020-13"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("period"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Quotas: owners only; set, then enforced at the edge; removed, admitted again.
+    let out = admin(&url, &admin_token, &["quota", "--monthly-events", "3"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("403"), "{}", text(&out.stderr));
+    let out = admin(
+        &url,
+        &owner,
+        &["quota", "--monthly-events", "3", "--source", "demo"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "source:demo: 3 events a month");
+    until(&server, "demo-write-key", StatusCode::TOO_MANY_REQUESTS).await;
+    let out = admin(&url, &owner, &["quota", "--none", "--source", "demo"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "source:demo: no quota");
+    until(&server, "demo-write-key", StatusCode::OK).await;
+    // One of --monthly-events and --none.
+    let out = admin(&url, &owner, &["quota"]);
+    assert!(!out.status.success());
+    server.stop();
+    db.finish().await;
+}

@@ -39,7 +39,10 @@ async fn booked(api: &Api, token: &str, want: (u64, u64, u64)) -> Value {
         if got == want {
             return u;
         }
-        assert!(Instant::now() < deadline, "usage {got:?}, want {want:?}: {u}");
+        assert!(
+            Instant::now() < deadline,
+            "usage {got:?}, want {want:?}: {u}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -96,8 +99,10 @@ async fn order(server: &TestServer, total: Value) -> (u64, u64, u64) {
     let response = client()
         .post(server.url("/v1/batch"))
         .header("authorization", basic(KEY))
-        .json(&json!({"batch": [{"type": "track", "userId": "u", "event": "Order Completed",
-                                 "properties": {"total": total}}]}))
+        .json(
+            &json!({"batch": [{"type": "track", "userId": "u", "event": "Order Completed",
+                                 "properties": {"total": total}}]}),
+        )
         .send()
         .await
         .expect("batch");
@@ -166,7 +171,10 @@ async fn scenario(db: &TestDb) {
         if one.1 == 1 {
             break;
         }
-        assert!(Instant::now() < deadline, "the plan never reached the gateway");
+        assert!(
+            Instant::now() < deadline,
+            "the plan never reached the gateway"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
@@ -194,7 +202,10 @@ async fn scenario(db: &TestDb) {
     assert_eq!(demo["accepted"], json!(want.0), "{u}");
     assert_eq!(demo["days"].as_array().map(Vec::len), Some(1), "{u}");
     assert_eq!(demo["days"][0]["refused"], json!(want.1), "{u}");
-    assert_eq!(u["period"], json!(chrono::Utc::now().format("%Y-%m").to_string()));
+    assert_eq!(
+        u["period"],
+        json!(chrono::Utc::now().format("%Y-%m").to_string())
+    );
     // Everyone in the workspace sees the totals; an earlier month is empty.
     assert_eq!(usage(&api, &member, "").await["total"], u["total"]);
     let old = usage(&api, &owner, "?period=2020-02").await;
@@ -221,7 +232,13 @@ async fn scenario(db: &TestDb) {
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
     // Room for two more events on the source: the edge refuses within a second or so.
-    let (status, body) = quota(&api, &owner, "/api/v1/sources/demo/quota", json!(want.0 + 2)).await;
+    let (status, body) = quota(
+        &api,
+        &owner,
+        "/api/v1/sources/demo/quota",
+        json!(want.0 + 2),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["data"]["quota"]["pool"], "source:demo");
     let took = until(&server, KEY, StatusCode::TOO_MANY_REQUESTS).await;
@@ -229,9 +246,16 @@ async fn scenario(db: &TestDb) {
     let (code, retry) = refusal(&server).await;
     assert_eq!(code, "quota_exceeded");
     let expected = seconds_to_next_month();
-    assert!(retry.abs_diff(expected) <= 5, "Retry-After {retry}, next month in {expected}");
+    assert!(
+        retry.abs_diff(expected) <= 5,
+        "Retry-After {retry}, next month in {expected}"
+    );
     let u = usage(&api, &owner, "").await;
-    assert_eq!(u["sources"][0]["monthlyEventQuota"], json!(want.0 + 2), "{u}");
+    assert_eq!(
+        u["sources"][0]["monthlyEventQuota"],
+        json!(want.0 + 2),
+        "{u}"
+    );
 
     // Source quota off, workspace quota at what is used: refused again, by the workspace.
     let (status, _) = quota(&api, &owner, "/api/v1/sources/demo/quota", Value::Null).await;
@@ -240,9 +264,13 @@ async fn scenario(db: &TestDb) {
     let deadline = Instant::now() + Duration::from_secs(10);
     let used = loop {
         // Every event sent so far booked: the quota is set at exactly that.
-        let total = usage(&api, &owner, "").await["total"]["accepted"].as_u64().unwrap_or(0);
+        let total = usage(&api, &owner, "").await["total"]["accepted"]
+            .as_u64()
+            .unwrap_or(0);
         tokio::time::sleep(Duration::from_millis(1200)).await;
-        let again = usage(&api, &owner, "").await["total"]["accepted"].as_u64().unwrap_or(0);
+        let again = usage(&api, &owner, "").await["total"]["accepted"]
+            .as_u64()
+            .unwrap_or(0);
         if total == again {
             break total;
         }
@@ -345,17 +373,28 @@ async fn gateways_share_a_quota_and_the_month_turns() {
     let report = json!({"instance": "replayed", "seq": 1,
                         "sources": {"demo": {"accepted": 5, "refused": 1, "violating": 0}}});
     let path = "/internal/v1/usage?gateway=probe";
-    let (status, _) = api.call(&owner, Method::POST, path, Some(report.clone())).await;
+    let (status, _) = api
+        .call(&owner, Method::POST, path, Some(report.clone()))
+        .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, body) = api.call(&courier, Method::POST, path, Some(report.clone())).await;
+    let (status, body) = api
+        .call(&courier, Method::POST, path, Some(report.clone()))
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     let (status, body) = api
-        .call(&first, Method::POST, path, Some(json!({"instance": "x", "seq": 1, "sources": {}, "extra": 1})))
+        .call(
+            &first,
+            Method::POST,
+            path,
+            Some(json!({"instance": "x", "seq": 1, "sources": {}, "extra": 1})),
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     // The same report twice (its first answer lost): booked once.
     for _ in 0..2 {
-        let (status, body) = api.call(&first, Method::POST, path, Some(report.clone())).await;
+        let (status, body) = api
+            .call(&first, Method::POST, path, Some(report.clone()))
+            .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["data"]["used"]["source:demo"], json!(5), "{body}");
     }
@@ -389,7 +428,11 @@ async fn gateways_share_a_quota_and_the_month_turns() {
     let before = usage(&api, &owner, &format!("?period={old}")).await;
     assert_eq!(before["total"]["accepted"], json!(11), "{before}");
     let now = usage(&api, &owner, "").await;
-    assert_eq!(now["period"], json!(sluice::usage::period_of(clock.now())), "{now}");
+    assert_eq!(
+        now["period"],
+        json!(sluice::usage::period_of(clock.now())),
+        "{now}"
+    );
     assert_eq!(now["monthlyEventQuota"], json!(11), "{now}");
     for edge in edges {
         edge.stop();

@@ -19,9 +19,11 @@ use sluice::control::store::{self, Store, catalog, users, workspaces};
 
 mod change_requests;
 mod offboard;
+mod usage;
 
 use change_requests::ChangeRequestsCommand;
 use offboard::OffboardArgs;
+use usage::{QuotaArgs, UsageArgs};
 
 /// `sluice admin`.
 #[derive(Subcommand)]
@@ -110,6 +112,24 @@ pub enum AdminCommand {
     Offboard {
         #[command(flatten)]
         args: OffboardArgs,
+        /// Base URL [default: control.public_url].
+        #[arg(long, env = "SLUICE_URL")]
+        url: Option<String>,
+    },
+    /// The month's events per source and the quotas, through the REST API (token in
+    /// `SLUICE_TOKEN`).
+    Usage {
+        #[command(flatten)]
+        args: UsageArgs,
+        /// Base URL [default: control.public_url].
+        #[arg(long, env = "SLUICE_URL")]
+        url: Option<String>,
+    },
+    /// Set or remove a monthly event quota (owners), through the REST API (token in
+    /// `SLUICE_TOKEN`): `sluice admin quota --monthly-events 1000000 [--source web]`.
+    Quota {
+        #[command(flatten)]
+        args: QuotaArgs,
         /// Base URL [default: control.public_url].
         #[arg(long, env = "SLUICE_URL")]
         url: Option<String>,
@@ -228,6 +248,8 @@ pub fn run(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
                 return change_requests::run(&base(url), command).await;
             }
             AdminCommand::Offboard { args, url } => return offboard::run(&base(url), args).await,
+            AdminCommand::Usage { args, url } => return usage::usage(&base(url), args).await,
+            AdminCommand::Quota { args, url } => return usage::quota(&base(url), args).await,
             _ => {}
         }
         let store = sluice::catalog_origin::open_store(config)
@@ -355,7 +377,9 @@ async fn operator(store: &Store, command: AdminCommand) -> anyhow::Result<()> {
         | AdminCommand::Sources { .. }
         | AdminCommand::Keys { .. }
         | AdminCommand::ChangeRequests { .. }
-        | AdminCommand::Offboard { .. } => bail!("API commands do not open the store"),
+        | AdminCommand::Offboard { .. }
+        | AdminCommand::Usage { .. }
+        | AdminCommand::Quota { .. } => bail!("API commands do not open the store"),
     }
     Ok(())
 }

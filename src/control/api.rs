@@ -30,6 +30,7 @@ pub mod openapi;
 pub mod permissions;
 pub mod plans;
 pub mod prose;
+pub mod protected;
 pub mod provisioning;
 pub mod roles;
 pub mod setup;
@@ -387,6 +388,12 @@ pub fn router(api: Arc<Api>) -> Router {
         .merge(audit::routes())
         .merge(catalog::routes())
         .merge(internal::routes())
+        .merge(protected::routes())
+        // Changes to protected (production) resources: at once, or kept for review.
+        .route_layer(axum::middleware::from_fn_with_state(
+            api.clone(),
+            protected::guard,
+        ))
         .layer(limited.clone());
     Router::new()
         .nest("/api/v1", v1)

@@ -157,6 +157,16 @@ pub enum Kind {
     ChangeRequestWithdraw,
     /// `quota.update`: a monthly event quota set or removed (workspace or source).
     QuotaUpdate,
+    /// `resource_change.create`: a change to a protected source or destination proposed.
+    ResourceChangeCreate,
+    /// `resource_change.approve`: approved and applied (the change's own event follows).
+    ResourceChangeApprove,
+    /// `resource_change.reject`
+    ResourceChangeReject,
+    /// `resource_change.withdraw`
+    ResourceChangeWithdraw,
+    /// `settings.protected_labels`: the labels that protect sources changed.
+    ProtectedLabelsUpdate,
     /// `elevation.request`: temporary access asked for.
     ElevationRequest,
     /// `elevation.approve`: its window opens.
@@ -284,6 +294,11 @@ impl Kind {
             Self::ChangeRequestReject => "change_request.reject",
             Self::ChangeRequestWithdraw => "change_request.withdraw",
             Self::QuotaUpdate => "quota.update",
+            Self::ResourceChangeCreate => "resource_change.create",
+            Self::ResourceChangeApprove => "resource_change.approve",
+            Self::ResourceChangeReject => "resource_change.reject",
+            Self::ResourceChangeWithdraw => "resource_change.withdraw",
+            Self::ProtectedLabelsUpdate => "settings.protected_labels",
             Self::ElevationRequest => "elevation.request",
             Self::ElevationApprove => "elevation.approve",
             Self::ElevationDeny => "elevation.deny",

@@ -600,11 +600,16 @@ pub enum Action {
     ReadCatalog,
     /// Report a gateway's usage counts: gateway node credentials only ([`node_may`]).
     ReportUsage,
+    /// Change a protected (production) source, or a destination connected to one, at
+    /// once: owners and admins (standing or elevated). Anyone else who may make the
+    /// change proposes it for review instead. Reviewing such a proposal needs this too,
+    /// never on one's own proposal unless the workspace allows self-approval.
+    ApplyProtectedChange,
 }
 
 impl Action {
     /// Every action.
-    pub const ALL: [Self; 34] = [
+    pub const ALL: [Self; 35] = [
         Self::ViewWorkspace,
         Self::ViewMembers,
         Self::ViewTrackingPlans,
@@ -639,6 +644,7 @@ impl Action {
         Self::ReadAudit,
         Self::ReadCatalog,
         Self::ReportUsage,
+        Self::ApplyProtectedChange,
     ];
 
     /// Whether the action changes who may do what. These are decided on standing access
@@ -684,7 +690,8 @@ impl Action {
             | Self::ModifySettings
             | Self::ManageTokens
             | Self::ReadAudit
-            | Self::ReviewAccess => role >= Admin,
+            | Self::ReviewAccess
+            | Self::ApplyProtectedChange => role >= Admin,
             // The catalog feed and usage reports are for node credentials ([`node_may`]),
             // never a person.
             Self::ReadCatalog | Self::ReportUsage => false,
@@ -768,6 +775,7 @@ impl Action {
             | Self::ReviewAccess => Scope::MembersWrite,
             Self::ReadAudit => Scope::AuditRead,
             Self::ReadCatalog | Self::ReportUsage => Scope::CatalogRead,
+            Self::ApplyProtectedChange => Scope::SourcesWrite,
         }
     }
 }
@@ -1342,7 +1350,9 @@ fn authorship(
 ) -> Reason {
     let own = cr.author == user.id;
     let (allows, refusal) = match action {
-        Action::ReviewChangeRequest => (!own || settings.self_approval, Reason::OwnRequest),
+        Action::ReviewChangeRequest | Action::ApplyProtectedChange => {
+            (!own || settings.self_approval, Reason::OwnRequest)
+        }
         Action::AmendChangeRequest => (own, Reason::NotAuthor),
         _ => return Reason::Allowed,
     };
@@ -1478,6 +1488,7 @@ mod tests {
             ("publish tracking plans (no members_can_publish)", A::PublishTrackingPlans, ws, "YY--"),
             ("create functions", A::CreateFunctions, ws, "YYY-"),
             ("manage API tokens", A::ManageTokens, ws, "YY--"),
+            ("change production sources at once", A::ApplyProtectedChange, src("s"), "YY--"),
         ];
         let roles = [Role::Owner, Role::Admin, Role::Member, Role::ReadOnly];
         for (row, action, resource, expected) in rows {

@@ -43,13 +43,14 @@ pub mod offboardings;
 pub mod passwords;
 pub mod plans;
 pub mod resets;
+pub mod resource_changes;
 pub mod scim;
 pub mod sessions;
 pub mod sources;
 pub mod sso;
 pub mod tokens;
-pub mod usage;
 pub mod totp;
+pub mod usage;
 pub mod users;
 pub mod workspaces;
 

@@ -21,7 +21,11 @@ pub async fn exchange(
     let standing = usage::standing(&mut tx, now).await?;
     tx.commit().await?;
     if !booked {
-        tracing::debug!(gateway, seq = report.seq, "usage: report booked before; not again");
+        tracing::debug!(
+            gateway,
+            seq = report.seq,
+            "usage: report booked before; not again"
+        );
     }
     Ok(standing)
 }

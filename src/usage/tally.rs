@@ -38,7 +38,8 @@ impl Counters {
             self.refused.fetch_add(counts.refused, Ordering::Relaxed);
         }
         if counts.violating > 0 {
-            self.violating.fetch_add(counts.violating, Ordering::Relaxed);
+            self.violating
+                .fetch_add(counts.violating, Ordering::Relaxed);
         }
     }
 
@@ -98,7 +99,11 @@ impl Tally {
         }
         match self.pending.get(source) {
             Some(counters) => counters.add(counts),
-            None => self.pending.entry(source.to_owned()).or_default().add(counts),
+            None => self
+                .pending
+                .entry(source.to_owned())
+                .or_default()
+                .add(counts),
         }
         if counts.accepted > 0 {
             for quota in quotas {
@@ -228,7 +233,10 @@ mod tests {
     #[test]
     fn a_quota_holds_across_reports_and_ends_with_its_month() {
         let tally = Tally::default();
-        let now = Utc.with_ymd_and_hms(2026, 12, 31, 23, 0, 0).single().expect("time");
+        let now = Utc
+            .with_ymd_and_hms(2026, 12, 31, 23, 0, 0)
+            .single()
+            .expect("time");
         let quotas = [quota("source:a", 5), quota("workspace:w", 100)];
         tally.count("a", &quotas, accepted(3));
         assert_eq!(tally.admit(&quotas, now), Ok(()));

@@ -279,7 +279,8 @@ pub async fn shown(
     })
 }
 
-async fn visible(
+/// Loads a destination the caller may see and act on; hidden and missing answer alike.
+pub(super) async fn visible(
     api: &Api,
     caller: &Caller,
     id: &str,

@@ -22,12 +22,12 @@ use super::wire::Data;
 use crate::catalog::Document;
 
 use super::{Api, ApiError, Body, Caller, Forbidden, Query, Unauthenticated, bearer, data};
-use crate::control::usage;
-use crate::usage::Report;
 use crate::control::policy::{self, Action};
 use crate::control::store::gateways::{self, GatewayRow};
 use crate::control::store::nodes::{self, NodeRow};
 use crate::control::token;
+use crate::control::usage;
+use crate::usage::Report;
 
 /// Longest a catalog request waits for a change before answering 304.
 pub const LONG_POLL: Duration = Duration::from_secs(25);
@@ -211,7 +211,10 @@ async fn report_usage(
         return Err(ApiError::field("instance", "1 to 100 characters"));
     }
     if report.sources.len() > MAX_REPORTED_SOURCES {
-        return Err(ApiError::field("sources", "at most 100000 sources a report"));
+        return Err(ApiError::field(
+            "sources",
+            "at most 100000 sources a report",
+        ));
     }
     let standing = usage::exchange(&api.store, &api.clock, &q.gateway, &report).await?;
     Ok(data(standing))

@@ -12,9 +12,11 @@ use utoipa::openapi::{ContentBuilder, RefOr, ResponseBuilder};
 
 use crate::control::policy::Role;
 
+use axum::http::Method;
+
 use super::{
     access, access_reviews, audit, catalog, change_requests, destinations, elevations, evidence,
-    grants, groups, internal, invites, labels, nodes, offboarding, permissions, plans,
+    grants, groups, internal, invites, labels, nodes, offboarding, permissions, plans, protected,
     provisioning, roles, sign_in, source_settings, sources, sso, tokens, usage, users, wire,
     workspace,
 };
@@ -160,7 +162,14 @@ use crate::control::identity::reset;
         internal::list,
         usage::read,
         usage::set_workspace,
-        usage::set_source
+        usage::set_source,
+        protected::list,
+        protected::read,
+        protected::approve,
+        protected::reject,
+        protected::withdraw,
+        protected::read_labels,
+        protected::set_labels
     ),
     components(schemas(wire::ErrorEnvelope)),
     modifiers(&Refusals),
@@ -201,17 +210,34 @@ impl utoipa::Modify for Refusals {
                 "The token's request budget is spent; see Retry-After",
             ),
         ];
-        for item in api.paths.paths.values_mut() {
-            for op in [
-                &mut item.get,
-                &mut item.post,
-                &mut item.put,
-                &mut item.patch,
-                &mut item.delete,
-            ]
-            .into_iter()
-            .flatten()
-            {
+        for (path, item) in &mut api.paths.paths {
+            for (method, op) in [
+                (Method::GET, &mut item.get),
+                (Method::POST, &mut item.post),
+                (Method::PUT, &mut item.put),
+                (Method::PATCH, &mut item.patch),
+                (Method::DELETE, &mut item.delete),
+            ] {
+                let Some(op) = op else { continue };
+                if protected::guarded(&method, path.trim_start_matches("/api/v1")) {
+                    let response = ResponseBuilder::new()
+                        .description(
+                            "The resource is protected: the change is kept as a resource \
+                             change request for review (`{resourceChangeRequest}`)",
+                        )
+                        .content(
+                            "application/json",
+                            ContentBuilder::new()
+                                .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                                    "Data_ResourceChangeOne",
+                                ))))
+                                .build(),
+                        )
+                        .build();
+                    op.responses
+                        .responses
+                        .insert("202".to_owned(), RefOr::T(response));
+                }
                 for (status, description) in refusals {
                     let response = ResponseBuilder::new()
                         .description(description)
@@ -262,6 +288,18 @@ fn state_the_rules(doc: &mut Value) {
     permission_roles(doc);
     grant_targets(doc);
     token_expiry(doc);
+    protected_labels(doc);
+}
+
+/// A protected label is `key:value`: one colon, no spaces or control characters.
+fn protected_labels(doc: &mut Value) {
+    if let Some(labels) = schema_mut(doc, "ProtectedLabels") {
+        labels["properties"]["labels"]["items"] = json!({
+            "type": "string",
+            "maxLength": 201,
+            "pattern": "^[^\\s:\\u0000-\\u001f\\u007f-\\u009f]+:[^\\s:\\u0000-\\u001f\\u007f-\\u009f]+$",
+        });
+    }
 }
 
 /// A TRACK rule names its event; a rule's JSON Schema is an object or a boolean.

@@ -101,7 +101,10 @@ fn month_days(now: DateTime<Utc>) -> (String, String) {
 }
 
 /// Events accepted in the month of `now` by pool, over every workspace.
-pub async fn standing(conn: &mut AnyConnection, now: DateTime<Utc>) -> Result<Standing, StoreError> {
+pub async fn standing(
+    conn: &mut AnyConnection,
+    now: DateTime<Utc>,
+) -> Result<Standing, StoreError> {
     let (first, next) = month_days(now);
     let rows = sqlx::query(
         "SELECT workspace_id, source_id, CAST(SUM(accepted) AS BIGINT) FROM usage_days

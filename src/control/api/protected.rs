@@ -1,0 +1,967 @@
+//! Production protection: sources carrying a protected label (e.g. `environment:prod`),
+//! and the destinations connected to them, are changed at once by owners and admins only
+//! ([`Action::ApplyProtectedChange`]). Anyone else who may make the change gets `202`
+//! and a *resource change request* instead: the API call as they made it, kept (its body
+//! sealed) until an owner or admin approves it (the call is then made again as the
+//! approver's, so it passes every check the approver's own call would), rejects it, or
+//! its author withdraws it. A request whose resource changed since it was proposed is
+//! refused on approval: it is proposed again, never applied over a newer state.
+//!
+//! [`guard`] sits on the API's routes and lets through everything that is not a change
+//! to a protected resource; the routes it weighs are listed in [`Route::of`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, RawPathParams, Request, State};
+use axum::http::request::Parts;
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+use utoipa::ToSchema;
+
+use super::prose::{Remark, Why, prose};
+use super::wire::{Data, Pagination};
+use super::{Api, ApiError, Body, Caller, MAX_BODY_BYTES, PageQuery, Path, Query, data, page_of};
+use crate::control::audit::Kind;
+use crate::control::policy::{Action, ChangeRequestRef, ResourceRef};
+use crate::control::store::resource_changes::{self as store, ResourceChangeRow, Status};
+use crate::control::store::sources::{self, SourceRow};
+use crate::control::store::{destinations, new_id};
+
+/// Routes of this file.
+pub fn routes() -> Router<Arc<Api>> {
+    Router::new()
+        .route("/resource-change-requests", get(list))
+        .route("/resource-change-requests/{id}", get(read))
+        .route("/resource-change-requests/{id}/approve", post(approve))
+        .route("/resource-change-requests/{id}/reject", post(reject))
+        .route("/resource-change-requests/{id}/withdraw", post(withdraw))
+        .route(
+            "/settings/protected-labels",
+            get(read_labels).put(set_labels),
+        )
+}
+
+/// Marks a call replayed by an approval: the guard lets it through (only this module
+/// makes one).
+#[derive(Debug, Clone)]
+struct Applying;
+
+/// A change the guard weighs, by route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    /// A call on `/sources/{id}…` that needs `action` on the source.
+    Source(Action),
+    /// A call on `/destinations/{id}` that needs `action` on the destination.
+    Destination(Action),
+    /// `POST /destinations`: a new destination connected to `sourceId`.
+    NewDestination,
+    /// Connecting a tracking plan to a source or disconnecting it (`sourceId`).
+    PlanLink,
+}
+
+impl Route {
+    /// The change a call makes, by its method and route template (under `/api/v1`).
+    fn of(method: &Method, template: &str) -> Option<Self> {
+        let route = match (method.as_str(), template) {
+            ("PATCH", "/sources/{id}" | "/sources/{id}/settings") => {
+                Self::Source(Action::EditSource)
+            }
+            // Labels need `read_write` on the source (governed labels: the handler decides).
+            ("POST" | "PUT", "/sources/{id}/labels") => Self::Source(Action::EditSource),
+            ("DELETE", "/sources/{id}") => Self::Source(Action::DeleteSource),
+            ("POST", "/sources/{id}/writekey") | ("DELETE", "/sources/{id}/writekey/{key}") => {
+                Self::Source(Action::ManageWriteKeys)
+            }
+            ("PATCH", "/destinations/{id}") => Self::Destination(Action::EditDestination),
+            ("DELETE", "/destinations/{id}") => Self::Destination(Action::DeleteDestination),
+            ("POST", "/destinations") => Self::NewDestination,
+            ("POST" | "DELETE", "/tracking-plans/{id}/sources") => Self::PlanLink,
+            _ => return None,
+        };
+        Some(route)
+    }
+}
+
+/// Whether a call of `method` on `template` (under `/api/v1`) is one the guard may keep
+/// for review (its answer may be `202`).
+pub fn guarded(method: &Method, template: &str) -> bool {
+    Route::of(method, template).is_some()
+}
+
+/// What a change touches: the resource it names, its state now, and the sources that
+/// make it protected.
+struct Target {
+    resource_type: &'static str,
+    resource_id: String,
+    before: Value,
+    sources: Vec<SourceRow>,
+}
+
+/// A source's state as an approval compares it (labels, settings, keys).
+async fn source_state(api: &Api, source: &SourceRow) -> Result<Value, ApiError> {
+    let mut conn = api.store.read().await?;
+    let keys = sources::keys_of(&mut conn, &source.id).await?;
+    Ok(json!({
+        "name": source.name,
+        "enabled": source.enabled,
+        "trackingPlanId": source.tracking_plan_id,
+        "enforcement": source.enforcement,
+        "controls": source.controls,
+        "rate": [source.rate_per_second, source.rate_burst],
+        "labels": source.labels,
+        "writeKeys": keys
+            .iter()
+            .map(|k| json!({"id": k.id, "expiresAt": k.expires_at, "revokedAt": k.revoked_at}))
+            .collect::<Vec<_>>(),
+        "updatedAt": source.updated_at,
+    }))
+}
+
+/// A destination's state as an approval compares it (its secrets left out).
+fn destination_state(row: &destinations::DestinationRow) -> Value {
+    json!({
+        "name": row.name,
+        "enabled": row.enabled,
+        "sources": row.doc.sources,
+        "updatedAt": row.updated_at,
+    })
+}
+
+/// The sources named `ids` that exist in the workspace.
+async fn sources_named(
+    api: &Api,
+    caller: &Caller,
+    ids: &[String],
+) -> Result<Vec<SourceRow>, ApiError> {
+    let mut conn = api.store.read().await?;
+    let mut found = Vec::new();
+    for id in ids {
+        if let Some(s) = sources::get(&mut conn, &caller.workspace.id, id).await? {
+            found.push(s);
+        }
+    }
+    Ok(found)
+}
+
+fn field(body: &Value, name: &str) -> Option<String> {
+    body.get(name).and_then(Value::as_str).map(str::to_owned)
+}
+
+/// The target of a call, checked as the handler checks it (a hidden resource answers
+/// as a missing one; a caller who may not make the change is refused, not queued).
+async fn target(
+    api: &Api,
+    caller: &Caller,
+    route: Route,
+    id: Option<&str>,
+    body: &Value,
+    query: &str,
+) -> Result<Target, ApiError> {
+    let id = id.unwrap_or_default();
+    match route {
+        Route::Source(action) => {
+            let source = super::sources::visible(api, caller, id, action).await?;
+            Ok(Target {
+                resource_type: "source",
+                resource_id: id.to_owned(),
+                before: source_state(api, &source).await?,
+                sources: vec![source],
+            })
+        }
+        Route::Destination(action) => {
+            let row = super::destinations::visible(api, caller, id, action).await?;
+            let mut named = row.doc.sources.clone();
+            if let Some(more) = body.get("sources").and_then(Value::as_array) {
+                named.extend(more.iter().filter_map(Value::as_str).map(str::to_owned));
+            }
+            Ok(Target {
+                resource_type: "destination",
+                resource_id: id.to_owned(),
+                before: destination_state(&row),
+                sources: sources_named(api, caller, &named).await?,
+            })
+        }
+        Route::NewDestination => {
+            let source = field(body, "sourceId").unwrap_or_default();
+            let source = super::sources::visible(api, caller, &source, Action::Connect).await?;
+            Ok(Target {
+                resource_type: "destination",
+                resource_id: field(body, "id").unwrap_or_default(),
+                before: Value::Null,
+                sources: vec![source],
+            })
+        }
+        Route::PlanLink => {
+            let source = field(body, "sourceId").or_else(|| {
+                serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+                    .ok()
+                    .and_then(|q| q.into_iter().find(|(k, _)| k == "sourceId").map(|(_, v)| v))
+            });
+            let source = source.unwrap_or_default();
+            let source = super::sources::visible(api, caller, &source, Action::EditSource).await?;
+            Ok(Target {
+                resource_type: "source",
+                before: source_state(api, &source).await?,
+                resource_id: source.id.clone(),
+                sources: vec![source],
+            })
+        }
+    }
+}
+
+/// The current state of a request's resource (`Null`: gone, or a new destination).
+async fn state_now(api: &Api, caller: &Caller, rc: &ResourceChangeRow) -> Result<Value, ApiError> {
+    if rc.before.is_null() {
+        return Ok(Value::Null);
+    }
+    let mut conn = api.store.read().await?;
+    if rc.resource_type == "source" {
+        let found = sources::get(&mut conn, &caller.workspace.id, &rc.resource_id).await?;
+        drop(conn);
+        return match found {
+            Some(source) => source_state(api, &source).await,
+            None => Ok(Value::Null),
+        };
+    }
+    let found = destinations::get(
+        &mut conn,
+        api.store.key(),
+        &caller.workspace.id,
+        &rc.resource_id,
+    )
+    .await?;
+    Ok(found.as_ref().map_or(Value::Null, destination_state))
+}
+
+/// Lets a call through unless it changes a protected resource and the caller may not
+/// apply such a change at once; then the call is kept for review and answered `202`.
+pub async fn guard(State(api): State<Arc<Api>>, request: Request, next: Next) -> Response {
+    if request.extensions().get::<Applying>().is_some() {
+        return next.run(request).await;
+    }
+    let template = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().trim_start_matches("/api/v1").to_owned());
+    let Some(route) = template.and_then(|t| Route::of(request.method(), &t)) else {
+        return next.run(request).await;
+    };
+    let (mut parts, body) = request.into_parts();
+    let caller = match Caller::from_request_parts(&mut parts, &api).await {
+        Ok(caller) => caller,
+        Err(e) => return e.into_response(),
+    };
+    let labels = {
+        let conn = api.store.read().await;
+        match conn {
+            Ok(mut conn) => store::protected_labels(&mut conn, &caller.workspace.id).await,
+            Err(e) => Err(e),
+        }
+    };
+    let labels = match labels {
+        Ok(labels) if labels.is_empty() => {
+            return next.run(Request::from_parts(parts, body)).await;
+        }
+        Ok(labels) => labels,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
+        return ApiError::TooLarge.into_response();
+    };
+    match propose(&api, &caller, &mut parts, route, &labels, &bytes).await {
+        Ok(Some(answer)) => answer,
+        Ok(None) => next.run(Request::from_parts(parts, bytes.into())).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Keeps the call as a request when it touches a protected source the caller may not
+/// change at once; `None`: let it through.
+async fn propose(
+    api: &Api,
+    caller: &Caller,
+    parts: &mut Parts,
+    route: Route,
+    labels: &[String],
+    bytes: &[u8],
+) -> Result<Option<Response>, ApiError> {
+    let body: Value = if bytes.is_empty() {
+        Value::Null
+    } else {
+        // Not JSON: the handler refuses it as it would anyway.
+        match serde_json::from_slice(bytes) {
+            Ok(v) => v,
+            Err(_) => return Ok(None),
+        }
+    };
+    let params = RawPathParams::from_request_parts(parts, api).await.ok();
+    let id = params.as_ref().and_then(|p| {
+        p.iter()
+            .find(|(k, _)| *k == "id")
+            .map(|(_, v)| v.to_owned())
+    });
+    let query = parts.uri.query().unwrap_or_default().to_owned();
+    let target = target(api, caller, route, id.as_deref(), &body, &query).await?;
+    let protected: Vec<&SourceRow> = target
+        .sources
+        .iter()
+        .filter(|s| {
+            s.labels
+                .iter()
+                .any(|(k, v)| labels.contains(&format!("{k}:{v}")))
+        })
+        .collect();
+    let at_once = protected.iter().all(|s| {
+        caller
+            .decide(
+                Action::ApplyProtectedChange,
+                ResourceRef::Source(s.as_ref()),
+            )
+            .allowed
+    });
+    if at_once {
+        return Ok(None);
+    }
+    let description = match parts.headers.get("x-change-description") {
+        Some(v) => prose(
+            "X-Change-Description",
+            v.to_str()
+                .map_err(|_| ApiError::field("X-Change-Description", "printable text"))?,
+        )?,
+        None => String::new(),
+    };
+    let text = std::str::from_utf8(bytes).map_err(|_| ApiError::field("body", "UTF-8 JSON"))?;
+    let id = new_id("rc_");
+    let path = match parts.uri.query() {
+        Some(q) => format!("{}?{q}", parts.uri.path()),
+        None => parts.uri.path().to_owned(),
+    };
+    let path = path.trim_start_matches("/api/v1").to_owned();
+    let call = Call {
+        path: path.clone(),
+        body: text.to_owned(),
+    };
+    let sealed_body = serde_json::to_string(&call)
+        .map_err(|_| ApiError::Internal)
+        .and_then(|plain| {
+            api.store
+                .key()
+                .seal(&plain, &format!("resource_change:{id}"))
+                .map_err(|e| {
+                    tracing::error!(error = %e, "cannot seal a resource change");
+                    ApiError::Internal
+                })
+        })?;
+    let rc = ResourceChangeRow {
+        id,
+        resource_type: target.resource_type.to_owned(),
+        resource_id: target.resource_id,
+        protected_sources: protected.iter().map(|s| s.id.clone()).collect(),
+        author_id: caller.user.id.clone(),
+        description,
+        method: parts.method.to_string(),
+        path: shown_path(&path),
+        sealed_body,
+        before: target.before,
+        status: Status::Open,
+        created_at: caller.now,
+        updated_at: caller.now,
+        decided_by: None,
+        decided_at: None,
+        comment: String::new(),
+    };
+    let shown = wire(api, &rc);
+    let mut change = api.store.change().await?;
+    store::insert(change.conn(), &caller.workspace.id, &rc).await?;
+    change
+        .record(caller.draft(
+            Kind::ResourceChangeCreate,
+            "resource_change",
+            &rc.id,
+            None,
+            Some(serde_json::to_value(&shown).unwrap_or_default()),
+        ))
+        .await?;
+    change.commit().await?;
+    let mut answer = data(ResourceChangeOne {
+        resource_change_request: shown,
+    });
+    *answer.status_mut() = StatusCode::ACCEPTED;
+    Ok(Some(answer))
+}
+
+/// A request to change a protected resource.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceChange {
+    /// Id (`rc_…`).
+    pub id: String,
+    /// `source` or `destination`.
+    pub resource_type: String,
+    /// Its id (a new destination's: the id asked for, or empty).
+    pub resource_id: String,
+    /// The protected sources that made the change a request.
+    pub protected_sources: Vec<String>,
+    /// Who asked (user id).
+    pub author_id: String,
+    /// Why (the `X-Change-Description` header of the call).
+    pub description: String,
+    /// The call: method.
+    pub method: String,
+    /// The call: path under `/api/v1`, with its query (a write key in it hidden).
+    pub path: String,
+    /// The call: its JSON body (`settings` values hidden: they may be credentials).
+    #[schema(value_type = Object)]
+    pub body: Value,
+    /// The resource when proposed (approval refuses if it changed since).
+    #[schema(value_type = Object)]
+    pub before: Value,
+    /// `OPEN`, `APPLYING`, `APPLIED`, `REJECTED` or `WITHDRAWN`.
+    pub status: String,
+    /// Proposed.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// Last changed.
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+    /// Who approved, rejected or withdrew it.
+    pub decided_by: Option<String>,
+    /// When.
+    pub decided_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The reviewer's comment.
+    pub comment: String,
+}
+
+/// `{"resourceChangeRequest": …}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceChangeOne {
+    /// The request.
+    pub resource_change_request: ResourceChange,
+}
+
+/// An approval's answer: the request, and what the replayed call answered.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceChangeApplied {
+    /// The request.
+    pub resource_change_request: ResourceChange,
+    /// The `data` of the call's own answer (a new write key is shown here, once).
+    #[schema(value_type = Object)]
+    pub result: Value,
+}
+
+/// A page of requests.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceChangeList {
+    /// The requests.
+    pub resource_change_requests: Vec<ResourceChange>,
+    /// Paging.
+    pub pagination: Pagination,
+}
+
+/// The call as made, kept sealed: its path (a write key revoked by its plaintext has the
+/// key in it) and its body (a destination's credentials).
+#[derive(Debug, Serialize, Deserialize)]
+struct Call {
+    path: String,
+    body: String,
+}
+
+/// The path as shown: a write key in it is hidden.
+fn shown_path(path: &str) -> String {
+    match path.split_once("/writekey/") {
+        Some((head, key)) if !key.starts_with("wk_") => format!("{head}/writekey/[hidden]"),
+        _ => path.to_owned(),
+    }
+}
+
+/// The call, opened.
+fn opened(api: &Api, rc: &ResourceChangeRow) -> Result<Call, ApiError> {
+    let fail = |why: String| {
+        tracing::error!(error = %why, id = %rc.id, "cannot open a resource change");
+        ApiError::Internal
+    };
+    let plain = api
+        .store
+        .key()
+        .open(&rc.sealed_body, &format!("resource_change:{}", rc.id))
+        .map_err(|e| fail(e.to_string()))?;
+    serde_json::from_str(plain.expose()).map_err(|e| fail(e.to_string()))
+}
+
+fn wire(api: &Api, rc: &ResourceChangeRow) -> ResourceChange {
+    let mut body = opened(api, rc)
+        .ok()
+        .and_then(|call| serde_json::from_str::<Value>(&call.body).ok())
+        .unwrap_or(Value::Null);
+    if let Some(settings) = body.get_mut("settings").and_then(Value::as_object_mut) {
+        for value in settings.values_mut() {
+            *value = Value::String("[hidden]".into());
+        }
+    }
+    ResourceChange {
+        id: rc.id.clone(),
+        resource_type: rc.resource_type.clone(),
+        resource_id: rc.resource_id.clone(),
+        protected_sources: rc.protected_sources.clone(),
+        author_id: rc.author_id.clone(),
+        description: rc.description.clone(),
+        method: rc.method.clone(),
+        path: rc.path.clone(),
+        body,
+        before: rc.before.clone(),
+        status: rc.status.name().to_owned(),
+        created_at: rc.created_at,
+        updated_at: rc.updated_at,
+        decided_by: rc.decided_by.clone(),
+        decided_at: rc.decided_at,
+        comment: rc.comment.clone(),
+    }
+}
+
+/// Whether the caller may see the request: they may see every protected source it names.
+fn seen(caller: &Caller, protected: &[SourceRow], rc: &ResourceChangeRow) -> bool {
+    rc.protected_sources.iter().all(|id| {
+        protected.iter().any(|s| {
+            s.id == *id
+                && caller
+                    .decide(Action::ViewSource, ResourceRef::Source(s.as_ref()))
+                    .allowed
+        })
+    })
+}
+
+/// A request the caller may see; hidden and missing answer alike.
+async fn load(api: &Api, caller: &Caller, id: &str) -> Result<ResourceChangeRow, ApiError> {
+    let mut conn = api.store.read().await?;
+    let missing = || ApiError::missing("resource change request", id);
+    let rc = store::get(&mut conn, &caller.workspace.id, id)
+        .await?
+        .ok_or_else(missing)?;
+    drop(conn);
+    let protected = sources_named(api, caller, &rc.protected_sources).await?;
+    if !seen(caller, &protected, &rc) {
+        return Err(missing());
+    }
+    Ok(rc)
+}
+
+/// Asks the policy whether the caller may decide `rc` as `action`, audited when refused.
+async fn allowed(
+    api: &Api,
+    caller: &Caller,
+    action: Action,
+    rc: &ResourceChangeRow,
+) -> Result<(), ApiError> {
+    let cr = ChangeRequestRef {
+        id: &rc.id,
+        author: &rc.author_id,
+    };
+    api.allow(
+        caller,
+        action,
+        ResourceRef::ChangeRequest(cr),
+        ApiError::missing("resource change request", &rc.id),
+    )
+    .await?;
+    Ok(())
+}
+
+fn still_open(rc: &ResourceChangeRow) -> Result<(), ApiError> {
+    if rc.status == Status::Open {
+        return Ok(());
+    }
+    Err(ApiError::Conflict(format!(
+        "resource change request {} is {}, not OPEN",
+        rc.id,
+        rc.status.name()
+    )))
+}
+
+/// `GET /resource-change-requests`: a page, optionally by status.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    /// Page size (1 to 200, default 10).
+    #[serde(rename = "pagination[count]", default)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
+    count: Option<String>,
+    /// Opaque cursor from the previous page's `pagination.next`.
+    #[serde(rename = "pagination[cursor]", default)]
+    #[param(pattern = "^(MA|YWZ0ZXI6([A-Za-z0-9_-]{4})*([A-Za-z0-9_-]{2,3})?)?$")]
+    cursor: Option<String>,
+    /// Only requests in this state.
+    #[serde(default)]
+    #[param(pattern = "^(OPEN|APPLYING|APPLIED|REJECTED|WITHDRAWN)$")]
+    status: Option<String>,
+}
+
+/// List the requests to change protected resources the caller may see, oldest id first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/resource-change-requests",
+    tag = "Change Requests",
+    params(ListQuery),
+    responses((status = 200, description = "List resource change requests.", body = Data<ResourceChangeList>))
+)]
+async fn list(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    let page = PageQuery {
+        count: q.count,
+        cursor: q.cursor,
+    }
+    .page()?;
+    let status = match q.status.as_deref() {
+        None => "",
+        Some(s) => Status::parse(s)
+            .ok_or_else(|| {
+                ApiError::field("status", "OPEN, APPLYING, APPLIED, REJECTED or WITHDRAWN")
+            })?
+            .name(),
+    };
+    api.allow_workspace(&caller, Action::ViewWorkspace).await?;
+    let mut conn = api.store.read().await?;
+    let rows = store::list(
+        &mut conn,
+        &caller.workspace.id,
+        status,
+        &page.after,
+        page.count,
+    )
+    .await?;
+    drop(conn);
+    let mut out = Vec::new();
+    for rc in &rows {
+        let protected = sources_named(&api, &caller, &rc.protected_sources).await?;
+        if seen(&caller, &protected, rc) {
+            out.push(wire(&api, rc));
+        }
+    }
+    let last = rows.last().map(|rc| rc.id.as_str());
+    Ok(page_of(
+        out,
+        &page,
+        rows.len(),
+        last,
+        |resource_change_requests, pagination| ResourceChangeList {
+            resource_change_requests,
+            pagination,
+        },
+    ))
+}
+
+/// Get a request to change a protected resource.
+#[utoipa::path(
+    get,
+    path = "/api/v1/resource-change-requests/{id}",
+    tag = "Change Requests",
+    params(("id" = String, Path, description = "Resource change request id")),
+    responses((status = 200, description = "Get a resource change request.", body = Data<ResourceChangeOne>))
+)]
+async fn read(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let rc = load(&api, &caller, &id).await?;
+    Ok(data(ResourceChangeOne {
+        resource_change_request: wire(&api, &rc),
+    }))
+}
+
+/// Approve a request: its call is made again as the approver's (owners and admins, never
+/// on their own request unless the workspace allows self-approval). The call's own
+/// answer is in `result`; if the call fails, its error is the answer and the request
+/// stays open.
+#[utoipa::path(
+    post,
+    path = "/api/v1/resource-change-requests/{id}/approve",
+    tag = "Change Requests",
+    params(("id" = String, Path, description = "Resource change request id")),
+    request_body = Remark,
+    responses((status = 200, description = "Approve and apply a resource change request.", body = Data<ResourceChangeApplied>))
+)]
+async fn approve(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    parts: Parts,
+    Body(body): Body<Remark>,
+) -> Result<Response, ApiError> {
+    let comment = body.text()?;
+    let mut rc = load(&api, &caller, &id).await?;
+    still_open(&rc)?;
+    allowed(&api, &caller, Action::ApplyProtectedChange, &rc).await?;
+    if state_now(&api, &caller, &rc).await? != rc.before {
+        return Err(ApiError::Conflict(format!(
+            "the {} {:?} changed since {} was proposed: propose the change again",
+            rc.resource_type, rc.resource_id, rc.id
+        )));
+    }
+    // Claimed before the call, so two approvals never apply it twice.
+    rc.status = Status::Applying;
+    rc.updated_at = caller.now;
+    let mut change = api.store.change().await?;
+    if !store::settle(change.conn(), &rc, Status::Open).await? {
+        return Err(ApiError::Conflict(format!(
+            "{id} was decided while this request ran"
+        )));
+    }
+    change.commit().await?;
+
+    let answer = replay(&api, &rc, &parts).await;
+    let status = answer.status();
+    let bytes = axum::body::to_bytes(answer.into_body(), usize::MAX)
+        .await
+        .unwrap_or_default();
+    let mut change = api.store.change().await?;
+    if !status.is_success() {
+        rc.status = Status::Open;
+        store::settle(change.conn(), &rc, Status::Applying).await?;
+        change.commit().await?;
+        let mut failed = Response::new(axum::body::Body::from(bytes));
+        *failed.status_mut() = status;
+        failed.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/json"),
+        );
+        return Ok(failed);
+    }
+    rc.status = Status::Applied;
+    rc.decided_by = Some(caller.user.id.clone());
+    rc.decided_at = Some(caller.now);
+    rc.comment = comment;
+    store::settle(change.conn(), &rc, Status::Applying).await?;
+    let shown = wire(&api, &rc);
+    change
+        .record(caller.draft(
+            Kind::ResourceChangeApprove,
+            "resource_change",
+            &rc.id,
+            None,
+            Some(json!({ "request": &shown, "answered": status.as_u16() })),
+        ))
+        .await?;
+    change.commit().await?;
+    let result = serde_json::from_slice::<Value>(&bytes)
+        .ok()
+        .and_then(|v| v.get("data").cloned())
+        .unwrap_or(Value::Null);
+    Ok(data(ResourceChangeApplied {
+        resource_change_request: shown,
+        result,
+    }))
+}
+
+/// Makes the request's call again, as the approver's (their credentials and address).
+async fn replay(api: &Arc<Api>, rc: &ResourceChangeRow, approval: &Parts) -> Response {
+    let call = match opened(api, rc) {
+        Ok(call) => call,
+        Err(e) => return e.into_response(),
+    };
+    let Ok(method) = Method::from_bytes(rc.method.as_bytes()) else {
+        return ApiError::Internal.into_response();
+    };
+    let mut request = Request::new(axum::body::Body::from(call.body));
+    *request.method_mut() = method;
+    match format!("/api/v1{}", call.path).parse() {
+        Ok(uri) => *request.uri_mut() = uri,
+        Err(_) => return ApiError::Internal.into_response(),
+    }
+    for (name, value) in &approval.headers {
+        if name != header::CONTENT_LENGTH && name != header::CONTENT_TYPE {
+            request.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    request.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    if let Some(peer) = approval.extensions.get::<ConnectInfo<SocketAddr>>() {
+        request.extensions_mut().insert(*peer);
+    }
+    request.extensions_mut().insert(Applying);
+    match super::router(api.clone()).oneshot(request).await {
+        Ok(answer) => answer,
+        Err(never) => match never {},
+    }
+}
+
+/// Reject a request (owners and admins), saying why.
+#[utoipa::path(
+    post,
+    path = "/api/v1/resource-change-requests/{id}/reject",
+    tag = "Change Requests",
+    params(("id" = String, Path, description = "Resource change request id")),
+    request_body = Why,
+    responses((status = 200, description = "Reject a resource change request.", body = Data<ResourceChangeOne>))
+)]
+async fn reject(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(body): Body<Why>,
+) -> Result<Response, ApiError> {
+    let comment = prose("comment", &body.comment)?;
+    let rc = load(&api, &caller, &id).await?;
+    still_open(&rc)?;
+    allowed(&api, &caller, Action::ApplyProtectedChange, &rc).await?;
+    end_as(
+        &api,
+        &caller,
+        rc,
+        Status::Rejected,
+        comment,
+        Kind::ResourceChangeReject,
+    )
+    .await
+}
+
+/// Withdraw your own request.
+#[utoipa::path(
+    post,
+    path = "/api/v1/resource-change-requests/{id}/withdraw",
+    tag = "Change Requests",
+    params(("id" = String, Path, description = "Resource change request id")),
+    responses((status = 200, description = "Withdraw a resource change request.", body = Data<ResourceChangeOne>))
+)]
+async fn withdraw(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let rc = load(&api, &caller, &id).await?;
+    still_open(&rc)?;
+    allowed(&api, &caller, Action::AmendChangeRequest, &rc).await?;
+    end_as(
+        &api,
+        &caller,
+        rc,
+        Status::Withdrawn,
+        String::new(),
+        Kind::ResourceChangeWithdraw,
+    )
+    .await
+}
+
+/// Closes an open request and answers it.
+async fn end_as(
+    api: &Api,
+    caller: &Caller,
+    mut rc: ResourceChangeRow,
+    status: Status,
+    comment: String,
+    kind: Kind,
+) -> Result<Response, ApiError> {
+    rc.status = status;
+    rc.decided_by = Some(caller.user.id.clone());
+    rc.decided_at = Some(caller.now);
+    rc.updated_at = caller.now;
+    rc.comment = comment;
+    let mut change = api.store.change().await?;
+    if !store::settle(change.conn(), &rc, Status::Open).await? {
+        return Err(ApiError::Conflict(format!(
+            "{} was decided while this request ran",
+            rc.id
+        )));
+    }
+    let shown = wire(api, &rc);
+    change
+        .record(caller.draft(
+            kind,
+            "resource_change",
+            &rc.id,
+            None,
+            Some(serde_json::to_value(&shown).unwrap_or_default()),
+        ))
+        .await?;
+    change.commit().await?;
+    Ok(data(ResourceChangeOne {
+        resource_change_request: shown,
+    }))
+}
+
+/// The labels that protect sources.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProtectedLabels {
+    /// `key:value` labels (at most 50; each one colon, no spaces); `[]` turns
+    /// protection off.
+    #[schema(max_items = 50)]
+    pub labels: Vec<String>,
+}
+
+/// The labels whose sources (and the destinations connected to them) change through
+/// review for everyone but owners and admins.
+#[utoipa::path(
+    get,
+    path = "/api/v1/settings/protected-labels",
+    tag = "Workspaces",
+    responses((status = 200, description = "The labels that protect sources.", body = Data<ProtectedLabels>))
+)]
+async fn read_labels(State(api): State<Arc<Api>>, caller: Caller) -> Result<Response, ApiError> {
+    api.allow_workspace(&caller, Action::ViewWorkspace).await?;
+    let mut conn = api.store.read().await?;
+    let labels = store::protected_labels(&mut conn, &caller.workspace.id).await?;
+    Ok(data(ProtectedLabels { labels }))
+}
+
+/// Replace the labels that protect sources (owners and admins).
+#[utoipa::path(
+    put,
+    path = "/api/v1/settings/protected-labels",
+    tag = "Workspaces",
+    request_body = ProtectedLabels,
+    responses((status = 200, description = "The labels that protect sources.", body = Data<ProtectedLabels>))
+)]
+async fn set_labels(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Body(body): Body<ProtectedLabels>,
+) -> Result<Response, ApiError> {
+    if body.labels.len() > 50 {
+        return Err(ApiError::field("labels", "at most 50 labels"));
+    }
+    let mut labels = Vec::new();
+    for label in &body.labels {
+        let ok = label.chars().count() <= 201
+            && label.split_once(':').is_some_and(|(k, v)| {
+                !k.is_empty()
+                    && !v.is_empty()
+                    && !v.contains(':')
+                    && label.chars().all(|c| !c.is_control() && !c.is_whitespace())
+            });
+        if !ok {
+            return Err(ApiError::field("labels", "each a `key:value` label"));
+        }
+        if !labels.contains(label) {
+            labels.push(label.clone());
+        }
+    }
+    api.allow_workspace(&caller, Action::ModifySettings).await?;
+    let mut change = api.store.change().await?;
+    let before = store::protected_labels(change.conn(), &caller.workspace.id).await?;
+    store::set_protected_labels(change.conn(), &caller.workspace.id, &labels).await?;
+    change
+        .record(caller.draft(
+            Kind::ProtectedLabelsUpdate,
+            "workspace",
+            &caller.workspace.id,
+            Some(json!({ "labels": before })),
+            Some(json!({ "labels": labels })),
+        ))
+        .await?;
+    change.commit().await?;
+    Ok(data(ProtectedLabels { labels }))
+}

@@ -1,0 +1,323 @@
+//! Production protection, on SQLite and PostgreSQL: with `environment:prod` protected,
+//! a member's change to the prod source (settings, keys, connections, its destinations)
+//! becomes a request for review instead of applying; owners and admins change it at once;
+//! a request is approved (replayed as the approver's), rejected or withdrawn, never
+//! approved by its author, never applied over a newer state, hidden from who may not see
+//! the source, and every step is audited.
+
+mod common;
+
+use common::control::{Api, audited, chain_holds, server, track, until};
+use common::databases::{self, TestDb};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+const KEY: &str = "demo-write-key";
+
+async fn grant(api: &Api, owner: &str, user: &str, level: &str) {
+    let body = json!({"principal": {"type": "user", "id": user},
+                      "resource": {"kind": "source", "id": "demo"}, "level": level});
+    let (status, body) = api.post(owner, "/api/v1/grants", body).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// A `202` request's id.
+fn requested(status: StatusCode, body: &Value) -> String {
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let rc = &body["data"]["resourceChangeRequest"];
+    assert_eq!(rc["status"], "OPEN", "{body}");
+    rc["id"].as_str().expect("id").to_owned()
+}
+
+async fn decide(api: &Api, token: &str, id: &str, verb: &str, body: Value) -> (StatusCode, Value) {
+    api.post(
+        token,
+        &format!("/api/v1/resource-change-requests/{id}/{verb}"),
+        body,
+    )
+    .await
+}
+
+async fn source(api: &Api, token: &str) -> Value {
+    let (status, body) = api.get(token, "/api/v1/sources/demo").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["data"]["source"].clone()
+}
+
+async fn scenario(db: &TestDb) {
+    let (server, link) = server(db).await;
+    let api = Api::of(&server);
+    let owner = api.owner(&link).await;
+    let (admin, _) = api
+        .invited(&owner, &server, "admin@example.com", "admin")
+        .await;
+    let (member, member_id) = api
+        .invited(&owner, &server, "member@example.com", "member")
+        .await;
+    let (outsider, outsider_id) = api
+        .invited(&owner, &server, "outsider@example.com", "member")
+        .await;
+    grant(&api, &owner, &member_id, "full").await;
+    grant(&api, &owner, &outsider_id, "no_access").await;
+    let (status, body) = api
+        .post(
+            &owner,
+            "/api/v1/sources/demo/labels",
+            json!({"labels": [{"key": "environment", "value": "prod"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Unprotected, a member's change applies at once.
+    let (status, body) = api
+        .call(
+            &member,
+            Method::PATCH,
+            "/api/v1/sources/demo",
+            Some(json!({"name": "Demo 2"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Protection is set by owners and admins, label by label.
+    let path = "/api/v1/settings/protected-labels";
+    let (status, _) = api
+        .call(
+            &member,
+            Method::PUT,
+            path,
+            Some(json!({"labels": ["environment:prod"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    for bad in [
+        json!(["prod"]),
+        json!(["a:b:c"]),
+        json!([""]),
+        json!("environment:prod"),
+    ] {
+        let (status, body) = api
+            .call(&owner, Method::PUT, path, Some(json!({"labels": bad})))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    }
+    let (status, body) = api
+        .call(
+            &admin,
+            Method::PUT,
+            path,
+            Some(json!({"labels": ["environment:prod"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, body) = api.get(&member, path).await;
+    assert_eq!(body["data"]["labels"], json!(["environment:prod"]));
+
+    // A member's change is a request now: nothing changes; the description is kept.
+    let response = reqwest::Client::new()
+        .patch(format!("{}/api/v1/sources/demo", api.base))
+        .bearer_auth(&member)
+        .header("x-change-description", "maintenance window")
+        .json(&json!({"enabled": false}))
+        .send()
+        .await
+        .expect("patch");
+    let status = response.status();
+    let body: Value = response.json().await.expect("json");
+    let first = requested(status, &body);
+    let rc = &body["data"]["resourceChangeRequest"];
+    assert_eq!(rc["description"], "maintenance window");
+    assert_eq!(rc["protectedSources"], json!(["demo"]));
+    assert_eq!(rc["path"], "/sources/demo");
+    assert_eq!(source(&api, &owner).await["enabled"], json!(true));
+    assert_eq!(track(&server, KEY, "still-on").await, StatusCode::OK);
+    // Who may not make the change at all is refused, not queued; hidden stays hidden.
+    let (status, _) = api
+        .call(
+            &outsider,
+            Method::PATCH,
+            "/api/v1/sources/demo",
+            Some(json!({"enabled": false})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = api
+        .get(
+            &outsider,
+            &format!("/api/v1/resource-change-requests/{first}"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, body) = api.get(&outsider, "/api/v1/resource-change-requests").await;
+    assert_eq!(body["data"]["resourceChangeRequests"], json!([]), "{body}");
+
+    // An admin changes it at once; the request is then stale: refused, to be proposed again.
+    let (status, body) = api
+        .call(
+            &admin,
+            Method::PATCH,
+            "/api/v1/sources/demo",
+            Some(json!({"name": "Demo 3"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = decide(&api, &owner, &first, "approve", json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, body) = decide(&api, &member, &first, "withdraw", json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["resourceChangeRequest"]["status"], "WITHDRAWN");
+
+    // Rotation through review: its author may not approve; an owner does, and the new key
+    // (shown once, in the approval's answer) lets events in.
+    let (status, body) = api
+        .post(&member, "/api/v1/sources/demo/writekey", json!({}))
+        .await;
+    let rotation = requested(status, &body);
+    let (status, body) = decide(&api, &member, &rotation, "approve", json!({})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = decide(&api, &owner, &rotation, "approve", json!({"comment": "ok"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["resourceChangeRequest"]["status"], "APPLIED");
+    let key = body["data"]["result"]["writeKey"]["key"]
+        .as_str()
+        .expect("new key")
+        .to_owned();
+    until(&server, &key, StatusCode::OK).await;
+    let (status, _) = decide(&api, &owner, &rotation, "approve", json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "applied once");
+
+    // A key revoked by its plaintext (Segment's path): the key is never shown nor audited.
+    let (status, body) = api
+        .call(
+            &member,
+            Method::DELETE,
+            &format!("/api/v1/sources/demo/writekey/{KEY}"),
+            None,
+        )
+        .await;
+    let revoke = requested(status, &body);
+    assert_eq!(
+        body["data"]["resourceChangeRequest"]["path"],
+        "/sources/demo/writekey/[hidden]"
+    );
+    assert!(!body.to_string().contains(KEY), "{body}");
+    let (status, _) = decide(&api, &member, &revoke, "withdraw", json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Rejected with a reason; a rejected request is not approved later.
+    let (status, body) = api
+        .call(
+            &member,
+            Method::PATCH,
+            "/api/v1/sources/demo",
+            Some(json!({"enabled": false})),
+        )
+        .await;
+    let disable = requested(status, &body);
+    let (status, _) = decide(&api, &admin, &disable, "reject", json!({})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a reason is required");
+    let (status, body) = decide(
+        &api,
+        &admin,
+        &disable,
+        "reject",
+        json!({"comment": "not now"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = decide(&api, &owner, &disable, "approve", json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+
+    // Connections: a new destination fed by the prod source is a request; approved, it
+    // exists; a change to it (it is fed by prod) is a request too, with its settings hidden.
+    let (status, body) = api
+        .post(
+            &member,
+            "/api/v1/destinations",
+            json!({"id": "archive", "sourceId": "demo", "metadataId": "file",
+                     "settings": {"path": "archive.ndjson"}}),
+        )
+        .await;
+    let connect = requested(status, &body);
+    assert_eq!(
+        body["data"]["resourceChangeRequest"]["body"]["settings"]["path"],
+        "[hidden]"
+    );
+    let (status, _) = api.get(&owner, "/api/v1/destinations/archive").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = decide(&api, &admin, &connect, "approve", json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = api.get(&owner, "/api/v1/destinations/archive").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = api
+        .call(
+            &member,
+            Method::PATCH,
+            "/api/v1/destinations/archive",
+            Some(json!({"enabled": false})),
+        )
+        .await;
+    let pause = requested(status, &body);
+    assert_eq!(
+        body["data"]["resourceChangeRequest"]["resourceType"],
+        "destination"
+    );
+
+    // The queue, by status; then the source disabled through review stops its keys.
+    let (_, body) = api
+        .get(&owner, "/api/v1/resource-change-requests?status=OPEN")
+        .await;
+    let open: Vec<&str> = body["data"]["resourceChangeRequests"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    assert_eq!(open, vec![pause.as_str()], "{body}");
+    let (status, body) = api
+        .call(
+            &member,
+            Method::PATCH,
+            "/api/v1/sources/demo",
+            Some(json!({"enabled": false})),
+        )
+        .await;
+    let off = requested(status, &body);
+    let (status, body) = decide(&api, &admin, &off, "approve", json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    until(&server, KEY, StatusCode::UNAUTHORIZED).await;
+
+    let events = audited(&api, &owner, &["resource_change.create"]).await;
+    let count = |kind: &str| events.iter().filter(|e| e["type"] == kind).count();
+    assert_eq!(count("resource_change.create"), 7);
+    assert_eq!(count("resource_change.approve"), 3);
+    assert_eq!(count("resource_change.reject"), 1);
+    assert_eq!(count("resource_change.withdraw"), 2);
+    let (_, all) = api
+        .get(
+            &owner,
+            "/api/v1/audit-events?pagination[count]=200&format=ndjson",
+        )
+        .await;
+    assert!(
+        !all.to_string().contains(KEY),
+        "a write key in the audit log"
+    );
+    assert_eq!(count("settings.protected_labels"), 1);
+    chain_holds(db).await;
+    server.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protected_changes_sqlite() {
+    let db = databases::sqlite().await;
+    scenario(&db).await;
+    db.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protected_changes_postgres() {
+    let db = databases::postgres().await;
+    scenario(&db).await;
+    db.finish().await;
+}
