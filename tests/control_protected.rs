@@ -204,6 +204,17 @@ async fn scenario(db: &TestDb) {
     let (status, _) = decide(&api, &member, &revoke, "withdraw", json!({})).await;
     assert_eq!(status, StatusCode::OK);
 
+    // A body that is not JSON is refused, not let through (its handler reads none).
+    let response = reqwest::Client::new()
+        .delete(format!("{}/api/v1/sources/demo/writekey/{KEY}", api.base))
+        .bearer_auth(&member)
+        .body("x")
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(track(&server, KEY, "key-kept").await, StatusCode::OK);
+
     // Rejected with a reason; a rejected request is not approved later.
     let (status, body) = api
         .call(

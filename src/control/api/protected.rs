@@ -8,7 +8,7 @@
 //! refused on approval: it is proposed again, never applied over a newer state.
 //!
 //! [`guard`] sits on the API's routes and lets through everything that is not a change
-//! to a protected resource; the routes it weighs are listed in [`Route::of`].
+//! to a protected resource; the routes it weighs are listed in `Route::of`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -199,18 +199,24 @@ async fn target(
             })
         }
         Route::PlanLink => {
-            let source = field(body, "sourceId").or_else(|| {
-                serde_urlencoded::from_str::<Vec<(String, String)>>(query)
-                    .ok()
-                    .and_then(|q| q.into_iter().find(|(k, _)| k == "sourceId").map(|(_, v)| v))
-            });
-            let source = source.unwrap_or_default();
-            let source = super::sources::visible(api, caller, &source, Action::EditSource).await?;
+            // Connect reads the body, disconnect the query: both are weighed.
+            let from_query = serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+                .ok()
+                .and_then(|q| q.into_iter().find(|(k, _)| k == "sourceId").map(|(_, v)| v));
+            let mut named: Vec<String> = field(body, "sourceId").into_iter().collect();
+            named.extend(from_query);
+            if named.is_empty() {
+                named.push(String::new());
+            }
+            let mut found = Vec::new();
+            for id in &named {
+                found.push(super::sources::visible(api, caller, id, Action::EditSource).await?);
+            }
             Ok(Target {
                 resource_type: "source",
-                before: source_state(api, &source).await?,
-                resource_id: source.id.clone(),
-                sources: vec![source],
+                before: source_state(api, &found[0]).await?,
+                resource_id: found[0].id.clone(),
+                sources: found,
             })
         }
     }
@@ -292,14 +298,15 @@ async fn propose(
     labels: &[String],
     bytes: &[u8],
 ) -> Result<Option<Response>, ApiError> {
-    let body: Value = if bytes.is_empty() {
+    // Fail closed: a body that is not JSON is refused here (some handlers never read
+    // theirs, and an empty or blank body reads as `{}`).
+    let body: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
         Value::Null
     } else {
-        // Not JSON: the handler refuses it as it would anyway.
-        match serde_json::from_slice(bytes) {
-            Ok(v) => v,
-            Err(_) => return Ok(None),
-        }
+        serde_json::from_slice(bytes).map_err(|e| ApiError::Invalid {
+            message: format!("the body is not JSON: {e}"),
+            field: None,
+        })?
     };
     let params = RawPathParams::from_request_parts(parts, api).await.ok();
     let id = params.as_ref().and_then(|p| {
