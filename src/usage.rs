@@ -35,6 +35,12 @@ pub use tally::{Quota, Tally};
 pub const INTERVAL: Duration = Duration::from_secs(1);
 /// Longest wait for the control plane's answer to one report.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
+/// Most sources one report carries: a gateway with more counted sends several reports
+/// in a row (each well under the control plane's 1 MiB body limit).
+pub const SOURCES_PER_REPORT: usize = 2_000;
+/// Most events of one kind one report may count for one source (a million a second
+/// for eleven days): the control plane refuses a report with more.
+pub const MAX_COUNT: u64 = 1_000_000_000_000;
 
 /// One source's events since the previous report.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,11 +62,17 @@ impl Counts {
         *self == Self::default()
     }
 
-    /// Adds `other` in.
+    /// Adds `other` in (saturating: counts from another process are not trusted to
+    /// stay small).
     pub fn add(&mut self, other: Counts) {
-        self.accepted += other.accepted;
-        self.refused += other.refused;
-        self.violating += other.violating;
+        self.accepted = self.accepted.saturating_add(other.accepted);
+        self.refused = self.refused.saturating_add(other.refused);
+        self.violating = self.violating.saturating_add(other.violating);
+    }
+
+    /// The largest of the three.
+    pub fn most(&self) -> u64 {
+        self.accepted.max(self.refused).max(self.violating)
     }
 }
 
@@ -94,7 +106,8 @@ pub enum LedgerError {
     /// The control plane could not be reached or did not answer in time: resend.
     #[error("cannot reach the control plane: {0}")]
     Unreachable(String),
-    /// The control plane refused the report (a credential problem, a bad report).
+    /// The control plane refused the report (a credential problem, a bad report): it
+    /// will never book it, and it is dropped.
     #[error("the control plane refused the usage report: {0}")]
     Refused(String),
     /// The store failed.
@@ -141,28 +154,13 @@ pub async fn run<L: Ledger>(tally: Arc<Tally>, mut ledger: L, stop: Cancellation
             () = tokio::time::sleep(INTERVAL) => false,
             () = stop.cancelled() => true,
         };
-        let report = unsent.take().unwrap_or_else(|| tally.take());
-        match tokio::time::timeout(TIMEOUT, ledger.exchange(&report)).await {
-            Ok(Ok(standing)) => {
-                tally.settle(standing, &report);
-                if failing {
-                    tracing::info!(ledger = %ledger.describe(), "usage: reports are booked again");
-                    failing = false;
-                }
-            }
-            Ok(Err(error)) => {
-                if !failing {
-                    tracing::warn!(%error, ledger = %ledger.describe(), "usage: report not booked; keeping it and resending");
-                    failing = true;
-                }
-                unsent = Some(report);
-            }
-            Err(_) => {
-                if !failing {
-                    tracing::warn!(ledger = %ledger.describe(), "usage: no answer in time; keeping the report and resending");
-                    failing = true;
-                }
-                unsent = Some(report);
+        loop {
+            let report = unsent.take().unwrap_or_else(|| tally.take());
+            let full = report.sources.len() >= SOURCES_PER_REPORT;
+            unsent = exchange(&tally, &mut ledger, report, &mut failing).await;
+            // A full report may have left counts behind: they are sent at once.
+            if !full || unsent.is_some() {
+                break;
             }
         }
         if last {
@@ -174,6 +172,53 @@ pub async fn run<L: Ledger>(tally: Arc<Tally>, mut ledger: L, stop: Cancellation
                 );
             }
             return;
+        }
+    }
+}
+
+/// Sends one report; the report back when it is to be resent.
+async fn exchange<L: Ledger>(
+    tally: &Tally,
+    ledger: &mut L,
+    report: Report,
+    failing: &mut bool,
+) -> Option<Report> {
+    match tokio::time::timeout(TIMEOUT, ledger.exchange(&report)).await {
+        Ok(Ok(standing)) => {
+            tally.settle(standing, &report);
+            if *failing {
+                tracing::info!(ledger = %ledger.describe(), "usage: reports are booked again");
+                *failing = false;
+            }
+            None
+        }
+        Ok(Err(LedgerError::Refused(why))) => {
+            // Resending cannot help, and would hold back every newer count.
+            let accepted: u64 = report.sources.values().map(|c| c.accepted).sum();
+            tracing::error!(
+                error = %why,
+                ledger = %ledger.describe(),
+                seq = report.seq,
+                sources = report.sources.len(),
+                accepted,
+                "usage: report refused for good; its counts are dropped"
+            );
+            tally.forget(&report);
+            None
+        }
+        Ok(Err(error)) => {
+            if !*failing {
+                tracing::warn!(%error, ledger = %ledger.describe(), "usage: report not booked; keeping it and resending");
+                *failing = true;
+            }
+            Some(report)
+        }
+        Err(_) => {
+            if !*failing {
+                tracing::warn!(ledger = %ledger.describe(), "usage: no answer in time; keeping the report and resending");
+                *failing = true;
+            }
+            Some(report)
         }
     }
 }
@@ -209,6 +254,52 @@ mod tests {
     use chrono::TimeZone as _;
 
     use super::*;
+
+    /// A control plane that refuses every report (as one does a report it will never
+    /// book), counting what it was sent.
+    struct Refusing(Arc<std::sync::atomic::AtomicU64>);
+
+    impl Ledger for Refusing {
+        async fn exchange(&mut self, report: &Report) -> Result<Standing, LedgerError> {
+            self.0
+                .fetch_max(report.seq, std::sync::atomic::Ordering::Relaxed);
+            Err(LedgerError::Refused("400: bad report".into()))
+        }
+
+        fn describe(&self) -> String {
+            "refusing".into()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_report_is_dropped_not_resent() {
+        let tally = Arc::new(Tally::default());
+        let seen = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(run(
+            Arc::clone(&tally),
+            Refusing(Arc::clone(&seen)),
+            stop.clone(),
+        ));
+        for _ in 0..3 {
+            tally.count(
+                "a",
+                &[],
+                Counts {
+                    accepted: 1,
+                    ..Counts::default()
+                },
+            );
+            tokio::time::sleep(INTERVAL + Duration::from_millis(10)).await;
+        }
+        stop.cancel();
+        task.await.expect("run ends");
+        // Each interval took a new report: the refused one was not held back and resent.
+        assert!(
+            seen.load(std::sync::atomic::Ordering::Relaxed) >= 3,
+            "{seen:?}"
+        );
+    }
 
     #[test]
     fn periods_are_calendar_months_in_utc() {

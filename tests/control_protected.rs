@@ -251,8 +251,8 @@ async fn scenario(db: &TestDb) {
         .await;
     let connect = requested(status, &body);
     assert_eq!(
-        body["data"]["resourceChangeRequest"]["body"]["settings"]["path"],
-        "[hidden]"
+        body["data"]["resourceChangeRequest"]["body"]["settings"]["path"], "archive.ndjson",
+        "a file name is no secret"
     );
     let (status, _) = api.get(&owner, "/api/v1/destinations/archive").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -330,5 +330,326 @@ async fn protected_changes_sqlite() {
 async fn protected_changes_postgres() {
     let db = databases::postgres().await;
     scenario(&db).await;
+    db.finish().await;
+}
+
+async fn grant_on(api: &Api, owner: &str, user: &str, kind: &str, id: &str, level: &str) {
+    let body = json!({"principal": {"type": "user", "id": user},
+                      "resource": {"kind": kind, "id": id}, "level": level});
+    let (status, body) = api.post(owner, "/api/v1/grants", body).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+async fn labelled_prod(api: &Api, owner: &str, slug: &str) {
+    let (status, body) = api
+        .post(owner, "/api/v1/sources", json!({"slug": slug}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = api
+        .post(
+            owner,
+            &format!("/api/v1/sources/{slug}/labels"),
+            json!({"labels": [{"key": "environment", "value": "prod"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// The ways around protection an attacker's review found, each closed: a plan a
+/// protected source enforces, a hidden source named in a destination's connections, a
+/// request about a destination its viewer may not see, a reviewer blind to a repointed
+/// webhook, a request stuck applying or about a deleted source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protection_is_not_bypassed_nor_leaky() {
+    let db = databases::sqlite().await;
+    let (server, link) = server(&db).await;
+    let api = Api::of(&server);
+    let owner = api.owner(&link).await;
+    let (admin, _) = api
+        .invited(&owner, &server, "admin@example.com", "admin")
+        .await;
+    let (member, member_id) = api
+        .invited(&owner, &server, "member@example.com", "member")
+        .await;
+    let (peer, peer_id) = api
+        .invited(&owner, &server, "peer@example.com", "member")
+        .await;
+    let (viewer, viewer_id) = api
+        .invited(&owner, &server, "viewer@example.com", "member")
+        .await;
+    for user in [&member_id, &peer_id] {
+        grant(&api, &owner, user, "full").await;
+    }
+    grant(&api, &owner, &viewer_id, "read_only").await;
+    let (status, body) = api
+        .post(
+            &owner,
+            "/api/v1/sources/demo/labels",
+            json!({"labels": [{"key": "environment", "value": "prod"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    labelled_prod(&api, &owner, "secret").await;
+    grant_on(&api, &owner, &member_id, "source", "secret", "no_access").await;
+    labelled_prod(&api, &owner, "gone").await;
+    let (status, body) = api
+        .post(&owner, "/api/v1/sources", json!({"slug": "dev"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for (id, source) in [("hook", "dev"), ("feed", "demo")] {
+        let (status, body) = api
+            .post(
+                &owner,
+                "/api/v1/destinations",
+                json!({"id": id, "sourceId": source, "metadataId": "file",
+                       "settings": {"path": format!("{id}.ndjson")}}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    grant_on(&api, &owner, &viewer_id, "destination", "feed", "no_access").await;
+    // A plan the prod source enforces, published by members too.
+    let (status, body) = api
+        .call(
+            &owner,
+            Method::PATCH,
+            "/api/v1/settings",
+            Some(json!({"membersCanPublish": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, body) = api
+        .post(
+            &owner,
+            "/api/v1/tracking-plans",
+            json!({"name": "P", "type": "LIVE"}),
+        )
+        .await;
+    let plan = body["data"]["trackingPlan"]["id"]
+        .as_str()
+        .expect("plan id")
+        .to_owned();
+    let (status, body) = api
+        .post(
+            &owner,
+            &format!("/api/v1/tracking-plans/{plan}/sources"),
+            json!({"sourceId": "demo"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = api
+        .call(
+            &owner,
+            Method::PUT,
+            "/api/v1/settings/protected-labels",
+            Some(json!({"labels": ["environment:prod"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // 1. The plan of a protected source: members may publish other plans, not this one,
+    //    nor delete it, nor approve a change request on it; an admin may.
+    let rules = |event: &str| json!({"rules": [{"type": "TRACK", "key": event, "version": 1, "jsonSchema": {}}]});
+    let rules_path = format!("/api/v1/tracking-plans/{plan}/rules");
+    let (status, body) = api
+        .call(&member, Method::PUT, &rules_path, Some(rules("A")))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.to_string().contains("protected source"), "{body}");
+    let (status, body) = api
+        .call(
+            &member,
+            Method::DELETE,
+            &format!("/api/v1/tracking-plans/{plan}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = api
+        .post(
+            &peer,
+            &format!("/api/v1/tracking-plans/{plan}/change-requests"),
+            json!({"description": "add B", "rules": rules("B")["rules"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let cr = body["data"]["changeRequest"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("change request id: {body}"))
+        .to_owned();
+    let (status, body) = api
+        .post(
+            &member,
+            &format!("/api/v1/change-requests/{cr}/approve"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = api
+        .post(
+            &admin,
+            &format!("/api/v1/change-requests/{cr}/approve"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // 2. A destination change is weighed as its handler weighs it: naming a source the
+    //    author may not see answers as a missing source (no 202 telling it is protected);
+    //    naming a visible prod source is a request.
+    let hook = "/api/v1/destinations/hook";
+    let (status, body) = api
+        .call(
+            &member,
+            Method::PATCH,
+            hook,
+            Some(json!({"sources": ["dev", "secret"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = api
+        .call(
+            &member,
+            Method::PATCH,
+            hook,
+            Some(json!({"sources": ["dev", "nothing-here"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = api
+        .call(
+            &member,
+            Method::PATCH,
+            hook,
+            Some(
+                json!({"sources": ["dev", "demo"], "settings": {"path": "x.ndjson"},
+                        "unknown": 1}),
+            ),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "read as its handler reads it: {body}"
+    );
+    let (status, body) = api
+        .call(
+            &member,
+            Method::PATCH,
+            hook,
+            Some(json!({"sources": ["dev", "demo"]})),
+        )
+        .await;
+    let connect = requested(status, &body);
+    // A plan link is weighed as its handler weighs it: a plan that does not exist is
+    // missing, not a request to review.
+    let (status, body) = api
+        .post(
+            &member,
+            "/api/v1/tracking-plans/tp_nothing/sources",
+            json!({"sourceId": "demo"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+
+    // 3. A request about a destination is seen by who may see the destination; a
+    //    source's write keys are not shown in it.
+    let (status, body) = api
+        .call(
+            &member,
+            Method::PATCH,
+            "/api/v1/destinations/feed",
+            Some(json!({"name": "Feed 2"})),
+        )
+        .await;
+    let rename = requested(status, &body);
+    for id in [&rename, &connect] {
+        let path = format!("/api/v1/resource-change-requests/{id}");
+        assert_eq!(api.get(&owner, &path).await.0, StatusCode::OK);
+    }
+    let path = format!("/api/v1/resource-change-requests/{rename}");
+    assert_eq!(api.get(&viewer, &path).await.0, StatusCode::NOT_FOUND);
+    let (status, body) = api
+        .call(
+            &member,
+            Method::PATCH,
+            "/api/v1/sources/demo",
+            Some(json!({"name": "Renamed"})),
+        )
+        .await;
+    requested(status, &body);
+    let before = &body["data"]["resourceChangeRequest"]["before"];
+    assert_eq!(before["name"], "demo", "{body}");
+    assert!(before.get("writeKeys").is_none(), "{body}");
+
+    // 4. A repointed webhook shows its host to reviewers, never its path's credentials.
+    let (status, body) = api
+        .post(
+            &member,
+            "/api/v1/destinations",
+            json!({"id": "relay", "sourceId": "demo", "metadataId": "webhook",
+                   "settings": {"url": "https://hooks.example.com/services/T0/B0/s3cr3t",
+                                "headers": {"authorization": "Bearer s3cr3t"}}}),
+        )
+        .await;
+    requested(status, &body);
+    let shown = &body["data"]["resourceChangeRequest"]["body"]["settings"];
+    assert_eq!(shown["url"], "https://hooks.example.com/…", "{body}");
+    assert!(!body.to_string().contains("s3cr3t"), "{body}");
+
+    // 5. A request whose prod source was deleted is still seen by its author and by
+    //    reviewers, refused on approval, and rejected.
+    let (status, body) = api
+        .call(
+            &member,
+            Method::PATCH,
+            "/api/v1/sources/gone",
+            Some(json!({"enabled": false})),
+        )
+        .await;
+    let orphan = requested(status, &body);
+    let (status, body) = api
+        .call(&owner, Method::DELETE, "/api/v1/sources/gone", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let path = format!("/api/v1/resource-change-requests/{orphan}");
+    for token in [&member, &admin] {
+        assert_eq!(api.get(token, &path).await.0, StatusCode::OK);
+    }
+    assert_eq!(api.get(&viewer, &path).await.0, StatusCode::NOT_FOUND);
+    let (status, body) = decide(&api, &admin, &orphan, "approve", json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, body) = decide(&api, &admin, &orphan, "reject", json!({"comment": "gone"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // 6. A request left APPLYING (its approval cut short) may be closed once stuck, not
+    //    before.
+    let mut raw = db.raw().await;
+    let mark = "UPDATE resource_changes SET status = 'APPLYING', updated_at = updated_at - $2 \
+                WHERE id = $1";
+    for age_ms in [0_i64, 11 * 60 * 1000] {
+        sqlx::query(mark)
+            .bind(&rename)
+            .bind(age_ms)
+            .execute(&mut raw)
+            .await
+            .expect("mark");
+        if age_ms == 0 {
+            let (status, body) = decide(&api, &member, &rename, "withdraw", json!({})).await;
+            assert_eq!(status, StatusCode::CONFLICT, "not stuck yet: {body}");
+        }
+    }
+    let (status, body) = decide(&api, &admin, &rename, "approve", json!({})).await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "a stuck request is never applied: {body}"
+    );
+    let (status, body) = decide(&api, &member, &rename, "withdraw", json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["resourceChangeRequest"]["status"], "WITHDRAWN");
+    drop(raw);
+    chain_holds(&db).await;
+    server.stop();
     db.finish().await;
 }

@@ -390,6 +390,13 @@ async fn gateways_share_a_quota_and_the_month_turns() {
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // Counts from a node are bounded: a report claiming more is refused, not summed.
+    let huge = json!({"instance": "x", "seq": 1,
+                      "sources": {"demo": {"accepted": 1_000_000_000_001_u64, "refused": 0,
+                                           "violating": 0}}});
+    let (status, body) = api.call(&first, Method::POST, path, Some(huge)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["errors"][0]["field"], "sources.demo", "{body}");
     // The same report twice (its first answer lost): booked once.
     for _ in 0..2 {
         let (status, body) = api

@@ -907,6 +907,11 @@ pub enum Forbidden {
     /// A plan's change reaches a source the caller may not edit.
     #[error("the plan is used by a source you may not edit: ask an owner or admin")]
     PlanInUse,
+    /// A plan's change reaches a protected source the caller may not change at once.
+    #[error(
+        "the plan is used by a protected source: an owner or admin publishes it (or approves its change request)"
+    )]
+    PlanProtected,
     /// A node credential's role does not allow the action.
     #[error("this credential may not {}", .0.name())]
     NodeRole(Action),

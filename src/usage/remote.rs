@@ -57,7 +57,12 @@ impl Ledger for RemoteLedger {
             .bytes()
             .await
             .map_err(|e| LedgerError::Unreachable(e.to_string()))?;
-        if status.is_server_error() {
+        // Overloaded or slow: worth sending again, unlike any other refusal.
+        let again = [
+            reqwest::StatusCode::REQUEST_TIMEOUT,
+            reqwest::StatusCode::TOO_MANY_REQUESTS,
+        ];
+        if status.is_server_error() || again.contains(&status) {
             return Err(LedgerError::Unreachable(format!("answered {status}")));
         }
         if !status.is_success() {

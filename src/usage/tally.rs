@@ -10,7 +10,7 @@ use arc_swap::ArcSwapOption;
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 
-use super::{Counts, Report, Standing, next_period};
+use super::{Counts, Report, SOURCES_PER_REPORT, Standing, next_period};
 
 /// A monthly event quota a source draws on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,10 +135,11 @@ impl Tally {
                 .copied()
                 .unwrap_or(0);
             if !stale {
-                used += self
-                    .unbooked
-                    .get(&quota.pool)
-                    .map_or(0, |n| n.load(Ordering::Relaxed));
+                used = used.saturating_add(
+                    self.unbooked
+                        .get(&quota.pool)
+                        .map_or(0, |n| n.load(Ordering::Relaxed)),
+                );
             }
             if used >= quota.monthly_events {
                 let wait = u64::try_from((resets_at - now).num_milliseconds()).unwrap_or(0);
@@ -157,11 +158,17 @@ impl Tally {
         }
     }
 
-    /// Moves the counters into a new report.
+    /// Moves the counters into a new report: those of at most [`SOURCES_PER_REPORT`]
+    /// sources (a full report leaves the rest for the next one). Every pool's count goes
+    /// with it, so until the next report is booked a quota may read low by what the
+    /// sources left behind accepted.
     pub fn take(&self) -> Report {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
         let mut sources = BTreeMap::new();
         for entry in &self.pending {
+            if sources.len() == SOURCES_PER_REPORT {
+                break;
+            }
             let counts = entry.value().take();
             if !counts.is_empty() {
                 sources.insert(entry.key().clone(), counts);
@@ -186,14 +193,26 @@ impl Tally {
 
     /// `report` is booked and `standing` includes it.
     pub fn settle(&self, standing: Standing, report: &Report) {
+        // Out of `unbooked` first, then the new standing: in between, a quota reads low
+        // by this report (an admission too many) rather than high (a refusal too many).
+        self.release(report);
+        self.standing.store(Some(Arc::new(standing)));
+    }
+
+    /// `report` will never be booked (the control plane refused it): its events stop
+    /// counting towards quotas here too.
+    pub fn forget(&self, report: &Report) {
+        self.release(report);
+    }
+
+    /// Takes `report`'s pool sums out of what is not booked yet (once per report).
+    fn release(&self, report: &Report) {
         let pools = self
             .taken
             .lock()
             .ok()
             .and_then(|mut taken| taken.remove(&report.seq))
             .unwrap_or_default();
-        // Out of `unbooked` first, then the new standing: in between, a quota reads low
-        // by this report (an admission too many) rather than high (a refusal too many).
         for (pool, n) in pools {
             if let Some(counter) = self.unbooked.get(&pool) {
                 let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
@@ -201,7 +220,6 @@ impl Tally {
                 });
             }
         }
-        self.standing.store(Some(Arc::new(standing)));
     }
 
     /// The last standing the control plane gave.
@@ -261,6 +279,45 @@ mod tests {
         tally.settle(standing, &report);
         assert_eq!(tally.admit(&[quota("source:a", 7)], now), Ok(()));
         assert_eq!(tally.admit(&[quota("source:a", 6)], now), Err(3600));
+    }
+
+    #[test]
+    fn a_report_carries_a_bounded_number_of_sources_and_the_rest_follows() {
+        let tally = Tally::default();
+        let quotas = [quota("workspace:w", u64::MAX)];
+        for i in 0..SOURCES_PER_REPORT + 3 {
+            tally.count(&format!("s{i}"), &quotas, accepted(1));
+        }
+        let first = tally.take();
+        assert_eq!(first.sources.len(), SOURCES_PER_REPORT);
+        let second = tally.take();
+        assert_eq!(second.sources.len(), 3);
+        assert!(
+            second
+                .sources
+                .keys()
+                .all(|k| !first.sources.contains_key(k))
+        );
+        assert!(tally.take().sources.is_empty());
+    }
+
+    #[test]
+    fn a_report_refused_for_good_stops_counting_towards_quotas() {
+        let tally = Tally::default();
+        let now = Utc
+            .with_ymd_and_hms(2026, 12, 6, 12, 0, 0)
+            .single()
+            .expect("time");
+        let quotas = [quota("source:a", 5)];
+        tally.count("a", &quotas, accepted(5));
+        assert!(tally.admit(&quotas, now).is_err());
+        let report = tally.take();
+        tally.forget(&report);
+        assert_eq!(tally.admit(&quotas, now), Ok(()));
+        // Forgotten once: forgetting again takes nothing more off.
+        tally.count("a", &quotas, accepted(5));
+        tally.forget(&report);
+        assert!(tally.admit(&quotas, now).is_err());
     }
 
     #[test]

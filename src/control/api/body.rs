@@ -35,10 +35,17 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
                     }
                 }
             })?;
+        Self::from_bytes(&bytes)
+    }
+}
+
+impl<T: DeserializeOwned> Body<T> {
+    /// Reads a body already taken from its request, exactly as the extractor reads it.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, ApiError> {
         let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
             b"{}"
         } else {
-            &bytes
+            bytes
         };
         let json = parse(bytes).map_err(|e| ApiError::Invalid {
             message: format!("invalid body: {e}"),

@@ -56,6 +56,20 @@ fn redacted_settings(kind: &KindDoc) -> Value {
     value["settings"].take()
 }
 
+/// Settings as proposed in a body, shown as anyone may read them (the URL's host,
+/// credentials replaced); `None` when they are not settings of the type `metadata_id`
+/// (of any type when unknown).
+pub(super) fn redacted_proposal(metadata_id: Option<&str>, settings: &Value) -> Option<Value> {
+    KINDS
+        .iter()
+        .map(|(id, ..)| *id)
+        .filter(|id| metadata_id.is_none_or(|m| m == *id))
+        .find_map(|id| {
+            serde_json::from_value::<KindDoc>(json!({"type": id, "settings": settings})).ok()
+        })
+        .map(|kind| redacted_settings(&kind))
+}
+
 fn type_name(kind: &KindDoc) -> &'static str {
     match kind {
         KindDoc::Webhook(_) => "webhook",
@@ -361,6 +375,71 @@ async fn check_links(
     Ok(())
 }
 
+/// Everything creating a destination connected to `source` asks of the policy.
+pub(super) async fn check_create(
+    api: &Api,
+    caller: &Caller,
+    id: &str,
+    source: &str,
+) -> Result<(), ApiError> {
+    api.allow_workspace(caller, Action::CreateDestination)
+        .await?;
+    check_links(api, caller, id, &[source.to_owned()], Action::Connect).await
+}
+
+/// Everything an update of destination `id` asks of the policy before it changes
+/// anything: the destination as it is, and the sources it will feed when the update
+/// names them (connections to sources hidden from the caller are not theirs to see or
+/// cut: they stay, whatever the caller sends).
+pub(super) async fn check_update(
+    api: &Api,
+    caller: &Caller,
+    id: &str,
+    body: &UpdateDestination,
+) -> Result<(DestinationRow, Option<Vec<String>>), ApiError> {
+    let edits_config = body.name.is_some()
+        || body.settings.is_some()
+        || body.filter.is_some()
+        || body.retry.is_some()
+        || body.max_in_flight.is_some();
+    let needs = if body.enabled.is_some() {
+        Action::EnableDestination
+    } else {
+        Action::EditDestination
+    };
+    let before = visible(api, caller, id, needs).await?;
+    if edits_config && needs != Action::EditDestination {
+        let missing = ApiError::missing("destination", id);
+        let resource = ResourceRef::Destination(DestinationRef { id, connected: &[] });
+        api.allow(caller, Action::EditDestination, resource, missing)
+            .await?;
+    }
+    let Some(mut sources) = body.sources.clone() else {
+        return Ok((before, None));
+    };
+    let shown = seen_sources(api, caller, &before.doc.sources).await?;
+    for hidden in before.doc.sources.iter().filter(|s| !shown.contains(s)) {
+        if !sources.contains(hidden) {
+            sources.push(hidden.clone());
+        }
+    }
+    let added: Vec<String> = sources
+        .iter()
+        .filter(|s| !before.doc.sources.contains(s))
+        .cloned()
+        .collect();
+    let removed: Vec<String> = before
+        .doc
+        .sources
+        .iter()
+        .filter(|s| !sources.contains(s))
+        .cloned()
+        .collect();
+    check_links(api, caller, id, &added, Action::Connect).await?;
+    check_links(api, caller, id, &removed, Action::Disconnect).await?;
+    Ok((before, Some(sources)))
+}
+
 /// Refuses a change whose catalog the gateway could not install; every problem listed.
 pub async fn installable(api: &Api, change: &mut Change, workspace: &str) -> Result<(), ApiError> {
     let doc =
@@ -428,9 +507,9 @@ async fn list(
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct CreateDestination {
+pub(super) struct CreateDestination {
     /// The first connected source (Segment's shape).
-    source_id: String,
+    pub(super) source_id: String,
     /// `webhook`, `file` or `nats`.
     #[schema(pattern = "^(webhook|file|nats)$")]
     metadata_id: String,
@@ -443,7 +522,7 @@ struct CreateDestination {
     #[serde(default)]
     name: Option<String>,
     #[serde(default)]
-    id: Option<String>,
+    pub(super) id: Option<String>,
     #[serde(default)]
     filter: Option<FilterDoc>,
     #[serde(default)]
@@ -535,10 +614,8 @@ async fn create(
     if body.max_in_flight == Some(0) {
         return Err(ApiError::field("maxInFlight", "must be at least 1"));
     }
-    api.allow_workspace(&caller, Action::CreateDestination)
-        .await?;
+    check_create(&api, &caller, &id, &body.source_id).await?;
     let sources = vec![body.source_id];
-    check_links(&api, &caller, &id, &sources, Action::Connect).await?;
     let row = DestinationRow {
         id: id.clone(),
         name: name.clone(),
@@ -598,7 +675,7 @@ async fn read(
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct UpdateDestination {
+pub(super) struct UpdateDestination {
     #[serde(default)]
     name: Option<String>,
     #[serde(default)]
@@ -632,26 +709,7 @@ async fn update(
     Path(id): Path<String>,
     Body(body): Body<UpdateDestination>,
 ) -> Result<Response, ApiError> {
-    let edits_config = body.name.is_some()
-        || body.settings.is_some()
-        || body.filter.is_some()
-        || body.retry.is_some()
-        || body.max_in_flight.is_some();
-    let needs = if body.enabled.is_some() {
-        Action::EnableDestination
-    } else {
-        Action::EditDestination
-    };
-    let before = visible(&api, &caller, &id, needs).await?;
-    if edits_config && needs != Action::EditDestination {
-        let missing = ApiError::missing("destination", &id);
-        let resource = ResourceRef::Destination(DestinationRef {
-            id: &id,
-            connected: &[],
-        });
-        api.allow(&caller, Action::EditDestination, resource, missing)
-            .await?;
-    }
+    let (before, sources) = check_update(&api, &caller, &id, &body).await?;
     let mut row = before.clone();
     if let Some(name) = &body.name {
         row.name = text_field("name", name, 200)?;
@@ -676,29 +734,7 @@ async fn update(
         }
         row.doc.max_in_flight = n;
     }
-    if let Some(mut sources) = body.sources {
-        // Connections to sources hidden from the caller are not theirs to see or cut:
-        // they stay whatever the caller sends.
-        let shown = seen_sources(&api, &caller, &before.doc.sources).await?;
-        for hidden in before.doc.sources.iter().filter(|s| !shown.contains(s)) {
-            if !sources.contains(hidden) {
-                sources.push(hidden.clone());
-            }
-        }
-        let added: Vec<String> = sources
-            .iter()
-            .filter(|s| !before.doc.sources.contains(s))
-            .cloned()
-            .collect();
-        let removed: Vec<String> = before
-            .doc
-            .sources
-            .iter()
-            .filter(|s| !sources.contains(s))
-            .cloned()
-            .collect();
-        check_links(&api, &caller, &id, &added, Action::Connect).await?;
-        check_links(&api, &caller, &id, &removed, Action::Disconnect).await?;
+    if let Some(sources) = sources {
         row.doc.sources = sources;
     }
     row.updated_at = caller.now;

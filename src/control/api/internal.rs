@@ -180,8 +180,9 @@ struct UsageQuery {
     gateway: String,
 }
 
-/// Most sources one usage report may carry.
-const MAX_REPORTED_SOURCES: usize = 100_000;
+/// Most sources one usage report may carry (gateways send at most
+/// [`crate::usage::SOURCES_PER_REPORT`]).
+const MAX_REPORTED_SOURCES: usize = 5_000;
 
 /// Books a gateway's usage report (once per `instance` and `seq`) and answers the
 /// month's standing: events accepted per quota pool, over every gateway.
@@ -213,8 +214,21 @@ async fn report_usage(
     if report.sources.len() > MAX_REPORTED_SOURCES {
         return Err(ApiError::field(
             "sources",
-            "at most 100000 sources a report",
+            format!("at most {MAX_REPORTED_SOURCES} sources a report"),
         ));
+    }
+    if let Some((id, _)) = report
+        .sources
+        .iter()
+        .find(|(_, c)| c.most() > crate::usage::MAX_COUNT)
+    {
+        return Err(ApiError::Invalid {
+            message: format!(
+                "at most {} events of each kind a report",
+                crate::usage::MAX_COUNT
+            ),
+            field: Some(format!("sources.{id}")),
+        });
     }
     let standing = usage::exchange(&api.store, &api.clock, &q.gateway, &report).await?;
     Ok(data(standing))

@@ -23,7 +23,7 @@ use super::{
 use crate::control::audit::{Draft, Kind};
 use crate::control::policy::{Action, ResourceRef};
 use crate::control::store::plans::{self, PlanRow};
-use crate::control::store::{new_id, sources};
+use crate::control::store::{new_id, resource_changes, sources};
 use crate::protocols::{Plan, PlanDoc, RuleDoc};
 
 /// Routes of this file.
@@ -94,7 +94,9 @@ pub(super) fn rules_change(before: &[RuleDoc], after: &[RuleDoc]) -> Value {
 
 /// Publishing or deleting a plan changes what every source using it enforces: the
 /// caller must be allowed to edit each of them (a member with `membersCanPublish` never
-/// reaches a source hidden from them, or one they may only read, through its plan).
+/// reaches a source hidden from them, or one they may only read, through its plan), and
+/// to change a protected one at once (production protection is not bypassed through
+/// the plan a protected source enforces).
 pub(super) async fn may_change_sources_of(
     api: &Api,
     caller: &Caller,
@@ -102,6 +104,7 @@ pub(super) async fn may_change_sources_of(
 ) -> Result<(), ApiError> {
     let mut conn = api.store.read().await?;
     let using = sources::all(&mut conn, &caller.workspace.id).await?;
+    let labels = resource_changes::protected_labels(&mut conn, &caller.workspace.id).await?;
     drop(conn);
     let refused = || ApiError::Forbidden(Forbidden::PlanInUse);
     for s in using
@@ -122,6 +125,20 @@ pub(super) async fn may_change_sources_of(
                     Err(other) => other,
                 },
             );
+        }
+        // Asked only of a source the caller may edit, so it never tells a hidden one.
+        if super::protected::is_protected(s, &labels) {
+            api.allow(
+                caller,
+                Action::ApplyProtectedChange,
+                resource,
+                ApiError::Forbidden(Forbidden::PlanProtected),
+            )
+            .await
+            .map_err(|e| match e {
+                ApiError::Forbidden(_) => ApiError::Forbidden(Forbidden::PlanProtected),
+                other => other,
+            })?;
         }
     }
     Ok(())
@@ -922,14 +939,14 @@ async fn connect_source(
     link_source(&api, &caller, &id, &body.source_id, true).await
 }
 
-/// Connects (or disconnects) a source and a plan: editing plans, and editing the source.
-async fn link_source(
+/// Everything linking plan `id` and `source_id` (either way) asks of the policy: editing
+/// plans, seeing the plan, and editing the source.
+pub(super) async fn check_link(
     api: &Api,
     caller: &Caller,
     id: &str,
     source_id: &str,
-    connect: bool,
-) -> Result<Response, ApiError> {
+) -> Result<(PlanRow, sources::SourceRow), ApiError> {
     let ws = ApiError::missing("workspace", "");
     api.allow(
         caller,
@@ -941,7 +958,7 @@ async fn link_source(
     let plan = load(api, caller, id).await?;
     let mut conn = api.store.read().await?;
     let missing = || ApiError::missing("source", source_id);
-    let mut source = sources::get(&mut conn, &caller.workspace.id, source_id)
+    let source = sources::get(&mut conn, &caller.workspace.id, source_id)
         .await?
         .ok_or_else(missing)?;
     drop(conn);
@@ -955,6 +972,18 @@ async fn link_source(
         missing,
     )
     .await?;
+    Ok((plan, source))
+}
+
+/// Connects (or disconnects) a source and a plan: editing plans, and editing the source.
+async fn link_source(
+    api: &Api,
+    caller: &Caller,
+    id: &str,
+    source_id: &str,
+    connect: bool,
+) -> Result<Response, ApiError> {
+    let (plan, mut source) = check_link(api, caller, id, source_id).await?;
     let before = source.tracking_plan_id.clone();
     if !connect && before.as_deref() != Some(plan.id.as_str()) {
         // No such connection: a missing thing, as `DELETE` of one answers.

@@ -20,16 +20,18 @@ use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 use utoipa::ToSchema;
 
+use super::destinations::{CreateDestination, REDACTED, UpdateDestination};
 use super::prose::{Remark, Why, prose};
 use super::wire::{Data, Pagination};
 use super::{Api, ApiError, Body, Caller, MAX_BODY_BYTES, PageQuery, Path, Query, data, page_of};
 use crate::control::audit::Kind;
-use crate::control::policy::{Action, ChangeRequestRef, ResourceRef};
+use crate::control::policy::{Action, ChangeRequestRef, DestinationRef, ResourceRef};
 use crate::control::store::resource_changes::{self as store, ResourceChangeRow, Status};
 use crate::control::store::sources::{self, SourceRow};
 use crate::control::store::{destinations, new_id};
@@ -87,6 +89,15 @@ impl Route {
         };
         Some(route)
     }
+}
+
+/// Whether `source` carries one of the protected `labels` (`key:value`).
+pub fn is_protected(source: &SourceRow, labels: &[String]) -> bool {
+    source.labels.iter().any(|(k, v)| {
+        labels
+            .iter()
+            .any(|l| l.split_once(':') == Some((k.as_str(), v.as_str())))
+    })
 }
 
 /// Whether a call of `method` on `template` (under `/api/v1`) is one the guard may keep
@@ -161,6 +172,7 @@ async fn target(
     caller: &Caller,
     route: Route,
     id: Option<&str>,
+    bytes: &[u8],
     body: &Value,
     query: &str,
 ) -> Result<Target, ApiError> {
@@ -175,12 +187,21 @@ async fn target(
                 sources: vec![source],
             })
         }
+        Route::Destination(Action::EditDestination) => {
+            let Body(update) = Body::<UpdateDestination>::from_bytes(bytes)?;
+            let (row, after) = super::destinations::check_update(api, caller, id, &update).await?;
+            let mut named = row.doc.sources.clone();
+            named.extend(after.unwrap_or_default());
+            Ok(Target {
+                resource_type: "destination",
+                resource_id: id.to_owned(),
+                before: destination_state(&row),
+                sources: sources_named(api, caller, &named).await?,
+            })
+        }
         Route::Destination(action) => {
             let row = super::destinations::visible(api, caller, id, action).await?;
-            let mut named = row.doc.sources.clone();
-            if let Some(more) = body.get("sources").and_then(Value::as_array) {
-                named.extend(more.iter().filter_map(Value::as_str).map(str::to_owned));
-            }
+            let named = row.doc.sources.clone();
             Ok(Target {
                 resource_type: "destination",
                 resource_id: id.to_owned(),
@@ -189,13 +210,14 @@ async fn target(
             })
         }
         Route::NewDestination => {
-            let source = field(body, "sourceId").unwrap_or_default();
-            let source = super::sources::visible(api, caller, &source, Action::Connect).await?;
+            let Body(create) = Body::<CreateDestination>::from_bytes(bytes)?;
+            let id = create.id.clone().unwrap_or_default();
+            super::destinations::check_create(api, caller, &id, &create.source_id).await?;
             Ok(Target {
                 resource_type: "destination",
-                resource_id: field(body, "id").unwrap_or_default(),
+                resource_id: id,
                 before: Value::Null,
-                sources: vec![source],
+                sources: sources_named(api, caller, &[create.source_id]).await?,
             })
         }
         Route::PlanLink => {
@@ -209,8 +231,8 @@ async fn target(
                 named.push(String::new());
             }
             let mut found = Vec::new();
-            for id in &named {
-                found.push(super::sources::visible(api, caller, id, Action::EditSource).await?);
+            for source in &named {
+                found.push(super::plans::check_link(api, caller, id, source).await?.1);
             }
             Ok(Target {
                 resource_type: "source",
@@ -315,15 +337,11 @@ async fn propose(
             .map(|(_, v)| v.to_owned())
     });
     let query = parts.uri.query().unwrap_or_default().to_owned();
-    let target = target(api, caller, route, id.as_deref(), &body, &query).await?;
+    let target = target(api, caller, route, id.as_deref(), bytes, &body, &query).await?;
     let protected: Vec<&SourceRow> = target
         .sources
         .iter()
-        .filter(|s| {
-            s.labels
-                .iter()
-                .any(|(k, v)| labels.contains(&format!("{k}:{v}")))
-        })
+        .filter(|s| is_protected(s, labels))
         .collect();
     let at_once = protected.iter().all(|s| {
         caller
@@ -424,10 +442,12 @@ pub struct ResourceChange {
     pub method: String,
     /// The call: path under `/api/v1`, with its query (a write key in it hidden).
     pub path: String,
-    /// The call: its JSON body (`settings` values hidden: they may be credentials).
+    /// The call: its JSON body (`settings` shown as anyone may read a destination's:
+    /// a URL's host, credentials replaced).
     #[schema(value_type = Object)]
     pub body: Value,
-    /// The resource when proposed (approval refuses if it changed since).
+    /// The resource when proposed (approval refuses if it changed since; a source's
+    /// write keys left out).
     #[schema(value_type = Object)]
     pub before: Value,
     /// `OPEN`, `APPLYING`, `APPLIED`, `REJECTED` or `WITHDRAWN`.
@@ -503,15 +523,37 @@ fn opened(api: &Api, rc: &ResourceChangeRow) -> Result<Call, ApiError> {
     serde_json::from_str(plain.expose()).map_err(|e| fail(e.to_string()))
 }
 
+/// Settings that are not those of a known type: every value hidden.
+fn hidden(settings: &Value) -> Value {
+    match settings.as_object() {
+        Some(map) => map
+            .keys()
+            .map(|k| (k.clone(), Value::String(REDACTED.into())))
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
+        None => Value::String(REDACTED.into()),
+    }
+}
+
 fn wire(api: &Api, rc: &ResourceChangeRow) -> ResourceChange {
     let mut body = opened(api, rc)
         .ok()
         .and_then(|call| serde_json::from_str::<Value>(&call.body).ok())
         .unwrap_or(Value::Null);
-    if let Some(settings) = body.get_mut("settings").and_then(Value::as_object_mut) {
-        for value in settings.values_mut() {
-            *value = Value::String("[hidden]".into());
-        }
+    let kind = body
+        .get("metadataId")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    if let Some(settings) = body.get_mut("settings") {
+        *settings = match super::destinations::redacted_proposal(kind.as_deref(), settings) {
+            Some(shown) => shown,
+            None => hidden(settings),
+        };
+    }
+    // Write keys' ids and expiry are the source's to show, not the request's.
+    let mut before = rc.before.clone();
+    if let Some(state) = before.as_object_mut() {
+        state.remove("writeKeys");
     }
     ResourceChange {
         id: rc.id.clone(),
@@ -523,7 +565,7 @@ fn wire(api: &Api, rc: &ResourceChangeRow) -> ResourceChange {
         method: rc.method.clone(),
         path: rc.path.clone(),
         body,
-        before: rc.before.clone(),
+        before,
         status: rc.status.name().to_owned(),
         created_at: rc.created_at,
         updated_at: rc.updated_at,
@@ -533,16 +575,39 @@ fn wire(api: &Api, rc: &ResourceChangeRow) -> ResourceChange {
     }
 }
 
-/// Whether the caller may see the request: they may see every protected source it names.
+/// Whether the caller may see the request: they may see every protected source it names
+/// and the destination it changes. A protected source deleted since is seen by its
+/// author and by those who may apply protected changes (who reject it).
 fn seen(caller: &Caller, protected: &[SourceRow], rc: &ResourceChangeRow) -> bool {
-    rc.protected_sources.iter().all(|id| {
-        protected.iter().any(|s| {
-            s.id == *id
-                && caller
-                    .decide(Action::ViewSource, ResourceRef::Source(s.as_ref()))
-                    .allowed
-        })
-    })
+    let reviewer = || {
+        rc.author_id == caller.user.id
+            || caller
+                .decide(Action::ApplyProtectedChange, ResourceRef::Workspace)
+                .allowed
+    };
+    let sources =
+        rc.protected_sources
+            .iter()
+            .all(|id| match protected.iter().find(|s| s.id == *id) {
+                Some(s) => {
+                    caller
+                        .decide(Action::ViewSource, ResourceRef::Source(s.as_ref()))
+                        .allowed
+                }
+                None => reviewer(),
+            });
+    let destination = rc.resource_type != "destination"
+        || rc.before.is_null()
+        || caller
+            .decide(
+                Action::ViewDestination,
+                ResourceRef::Destination(DestinationRef {
+                    id: &rc.resource_id,
+                    connected: &[],
+                }),
+            )
+            .allowed;
+    sources && destination
 }
 
 /// A request the caller may see; hidden and missing answer alike.
@@ -581,6 +646,10 @@ async fn allowed(
     Ok(())
 }
 
+/// How long a request may stay `APPLYING` before it counts as stuck (its approval was
+/// cut short, by a crash say): a stuck request may be rejected or withdrawn.
+const STUCK_AFTER: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
+
 fn still_open(rc: &ResourceChangeRow) -> Result<(), ApiError> {
     if rc.status == Status::Open {
         return Ok(());
@@ -590,6 +659,14 @@ fn still_open(rc: &ResourceChangeRow) -> Result<(), ApiError> {
         rc.id,
         rc.status.name()
     )))
+}
+
+/// A request that may still be closed: open, or stuck applying.
+fn closable(rc: &ResourceChangeRow, now: DateTime<Utc>) -> Result<Status, ApiError> {
+    if rc.status == Status::Applying && now - rc.updated_at >= STUCK_AFTER {
+        return Ok(Status::Applying);
+    }
+    still_open(rc).map(|()| Status::Open)
 }
 
 /// `GET /resource-change-requests`: a page, optionally by status.
@@ -710,13 +787,8 @@ async fn approve(
     let mut rc = load(&api, &caller, &id).await?;
     still_open(&rc)?;
     allowed(&api, &caller, Action::ApplyProtectedChange, &rc).await?;
-    if state_now(&api, &caller, &rc).await? != rc.before {
-        return Err(ApiError::Conflict(format!(
-            "the {} {:?} changed since {} was proposed: propose the change again",
-            rc.resource_type, rc.resource_id, rc.id
-        )));
-    }
-    // Claimed before the call, so two approvals never apply it twice.
+    // Claimed before anything is compared or called, so two approvals never apply it
+    // twice, and a change that lands before the claim is seen by the comparison.
     rc.status = Status::Applying;
     rc.updated_at = caller.now;
     let mut change = api.store.change().await?;
@@ -726,6 +798,22 @@ async fn approve(
         )));
     }
     change.commit().await?;
+    let stale = match state_now(&api, &caller, &rc).await {
+        Ok(now) => (now != rc.before).then(|| {
+            ApiError::Conflict(format!(
+                "the {} {:?} changed since {} was proposed: propose the change again",
+                rc.resource_type, rc.resource_id, rc.id
+            ))
+        }),
+        Err(e) => Some(e),
+    };
+    if let Some(refusal) = stale {
+        rc.status = Status::Open;
+        let mut change = api.store.change().await?;
+        store::settle(change.conn(), &rc, Status::Applying).await?;
+        change.commit().await?;
+        return Err(refusal);
+    }
 
     let answer = replay(&api, &rc, &parts).await;
     let status = answer.status();
@@ -822,12 +910,12 @@ async fn reject(
 ) -> Result<Response, ApiError> {
     let comment = prose("comment", &body.comment)?;
     let rc = load(&api, &caller, &id).await?;
-    still_open(&rc)?;
+    let from = closable(&rc, caller.now)?;
     allowed(&api, &caller, Action::ApplyProtectedChange, &rc).await?;
     end_as(
         &api,
         &caller,
-        rc,
+        (rc, from),
         Status::Rejected,
         comment,
         Kind::ResourceChangeReject,
@@ -849,12 +937,12 @@ async fn withdraw(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let rc = load(&api, &caller, &id).await?;
-    still_open(&rc)?;
+    let from = closable(&rc, caller.now)?;
     allowed(&api, &caller, Action::AmendChangeRequest, &rc).await?;
     end_as(
         &api,
         &caller,
-        rc,
+        (rc, from),
         Status::Withdrawn,
         String::new(),
         Kind::ResourceChangeWithdraw,
@@ -862,11 +950,11 @@ async fn withdraw(
     .await
 }
 
-/// Closes an open request and answers it.
+/// Closes a request that is `from` (open, or stuck applying) and answers it.
 async fn end_as(
     api: &Api,
     caller: &Caller,
-    mut rc: ResourceChangeRow,
+    (mut rc, from): (ResourceChangeRow, Status),
     status: Status,
     comment: String,
     kind: Kind,
@@ -877,7 +965,7 @@ async fn end_as(
     rc.updated_at = caller.now;
     rc.comment = comment;
     let mut change = api.store.change().await?;
-    if !store::settle(change.conn(), &rc, Status::Open).await? {
+    if !store::settle(change.conn(), &rc, from).await? {
         return Err(ApiError::Conflict(format!(
             "{} was decided while this request ran",
             rc.id

@@ -13,7 +13,8 @@ use super::{StoreError, ms, time};
 pub enum Status {
     /// Waiting for review.
     Open,
-    /// Approved and being applied (back to `Open` if the change fails).
+    /// Approved and being applied (back to `Open` if the change fails; rejected or
+    /// withdrawn when stuck, its approval cut short).
     Applying,
     /// Approved and applied.
     Applied,

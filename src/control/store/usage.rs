@@ -119,8 +119,10 @@ pub async fn standing(
         let workspace: String = row.try_get(0)?;
         let source: String = row.try_get(1)?;
         let accepted = count(row.try_get(2)?);
-        *used.entry(format!("workspace:{workspace}")).or_insert(0) += accepted;
-        *used.entry(format!("source:{source}")).or_insert(0) += accepted;
+        for pool in [format!("workspace:{workspace}"), format!("source:{source}")] {
+            let sum = used.entry(pool).or_insert(0_u64);
+            *sum = sum.saturating_add(accepted);
+        }
     }
     Ok(Standing {
         period: period_of(now),
