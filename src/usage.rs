@@ -103,11 +103,12 @@ pub struct Standing {
 /// Why a report was not booked.
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
-    /// The control plane could not be reached or did not answer in time: resend.
+    /// The control plane could not be reached, did not answer in time, or answered
+    /// anything but a booking or a refusal of the report itself: resend.
     #[error("cannot reach the control plane: {0}")]
     Unreachable(String),
-    /// The control plane refused the report (a credential problem, a bad report): it
-    /// will never book it, and it is dropped.
+    /// The control plane read the report and refused it (`400`, `413`, `422`): it will
+    /// never book it, and it is dropped.
     #[error("the control plane refused the usage report: {0}")]
     Refused(String),
     /// The store failed.

@@ -93,6 +93,7 @@ async fn scenario(db: &TestDb) {
     for bad in [
         json!(["prod"]),
         json!(["a:b:c"]),
+        json!(["Environment:Prod"]),
         json!([""]),
         json!("environment:prod"),
     ] {
@@ -621,6 +622,105 @@ async fn protection_is_not_bypassed_nor_leaky() {
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     let (status, body) = decide(&api, &admin, &orphan, "reject", json!({"comment": "gone"})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+
+    // 7. Forwarding events into a protected source is a change to it; a source that
+    //    another forwards into is not deleted from under it.
+    let (status, body) = api
+        .call(
+            &member,
+            Method::PATCH,
+            "/api/v1/sources/dev/settings",
+            Some(json!({"forwardingBlockedEventsTo": "demo"})),
+        )
+        .await;
+    let forward = requested(status, &body);
+    let (status, body) = decide(&api, &admin, &forward, "approve", json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = api
+        .call(&owner, Method::DELETE, "/api/v1/sources/demo", None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(source(&api, &owner).await["id"], "demo");
+
+    // 8. Linking a plan approves the version reviewed: published since, it is stale.
+    let (_, body) = api
+        .post(
+            &owner,
+            "/api/v1/tracking-plans",
+            json!({"name": "Q", "type": "LIVE"}),
+        )
+        .await;
+    let other = body["data"]["trackingPlan"]["id"]
+        .as_str()
+        .expect("plan id")
+        .to_owned();
+    let (status, body) = api
+        .post(
+            &member,
+            &format!("/api/v1/tracking-plans/{other}/sources"),
+            json!({"sourceId": "demo"}),
+        )
+        .await;
+    let link = requested(status, &body);
+    let (status, body) = api
+        .call(
+            &member,
+            Method::PUT,
+            &format!("/api/v1/tracking-plans/{other}/rules"),
+            Some(rules("Unreviewed")),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "not yet a protected source's plan: {body}"
+    );
+    let (status, body) = decide(&api, &admin, &link, "approve", json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+
+    // 9. Approved, a destination change keeps the connections hidden from its author.
+    let (status, body) = api
+        .call(
+            &owner,
+            Method::PATCH,
+            "/api/v1/destinations/feed",
+            Some(json!({"sources": ["demo", "secret"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = api
+        .call(
+            &member,
+            Method::PATCH,
+            "/api/v1/destinations/feed",
+            Some(json!({"sources": ["demo", "dev"]})),
+        )
+        .await;
+    let widen = requested(status, &body);
+    assert!(!body.to_string().contains("secret"), "{body}");
+    let (status, body) = api
+        .get(
+            &member,
+            &format!("/api/v1/resource-change-requests/{widen}"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "its author sees it: {body}");
+    assert_eq!(
+        body["data"]["resourceChangeRequest"]["protectedSources"],
+        json!(["demo"]),
+        "{body}"
+    );
+    let (status, body) = decide(&api, &admin, &widen, "approve", json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, body) = api.get(&owner, "/api/v1/destinations/feed").await;
+    let mut connected: Vec<&str> = body["data"]["destination"]["sources"]
+        .as_array()
+        .expect("sources")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    connected.sort_unstable();
+    assert_eq!(connected, ["demo", "dev", "secret"], "{body}");
 
     // 6. A request left APPLYING (its approval cut short) may be closed once stuck, not
     //    before.

@@ -419,6 +419,14 @@ async fn api(base: &str, method: &str, path: &str, body: Option<Value>) -> anyho
             .map_or_else(|| json.to_string(), str::to_owned);
         bail!("{url}: {status}: {why}");
     }
+    // A protected resource: nothing changed yet, and the command must not say it did.
+    if let Some(id) = json["data"]["resourceChangeRequest"]["id"].as_str() {
+        bail!(
+            "not applied: the change touches a protected (production) resource and is kept \
+             for review as resource change request {id}; an owner or admin approves it \
+             (POST /api/v1/resource-change-requests/{id}/approve)"
+        );
+    }
     Ok(json)
 }
 

@@ -57,24 +57,29 @@ impl Ledger for RemoteLedger {
             .bytes()
             .await
             .map_err(|e| LedgerError::Unreachable(e.to_string()))?;
-        // Overloaded or slow: worth sending again, unlike any other refusal.
-        let again = [
-            reqwest::StatusCode::REQUEST_TIMEOUT,
-            reqwest::StatusCode::TOO_MANY_REQUESTS,
+        let text = || {
+            String::from_utf8_lossy(&body)
+                .chars()
+                .take(300)
+                .collect::<String>()
+        };
+        // Only a report the control plane read and will never book is dropped; any other
+        // failure (a revoked credential, a proxy in the way, an answer not understood)
+        // keeps it, and its events keep counting towards quotas here, until it is booked.
+        let bad_report = [
+            reqwest::StatusCode::BAD_REQUEST,
+            reqwest::StatusCode::PAYLOAD_TOO_LARGE,
+            reqwest::StatusCode::UNPROCESSABLE_ENTITY,
         ];
-        if status.is_server_error() || again.contains(&status) {
-            return Err(LedgerError::Unreachable(format!("answered {status}")));
+        if bad_report.contains(&status) {
+            return Err(LedgerError::Refused(format!("{status}: {}", text())));
         }
         if !status.is_success() {
-            let text = String::from_utf8_lossy(&body);
-            return Err(LedgerError::Refused(format!(
-                "{status}: {}",
-                text.chars().take(300).collect::<String>()
-            )));
+            return Err(LedgerError::Unreachable(format!("{status}: {}", text())));
         }
         serde_json::from_slice::<Envelope>(&body)
             .map(|e| e.data)
-            .map_err(|e| LedgerError::Refused(format!("answer not understood: {e}")))
+            .map_err(|e| LedgerError::Unreachable(format!("answer not understood: {e}")))
     }
 
     fn describe(&self) -> String {

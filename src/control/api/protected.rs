@@ -28,13 +28,14 @@ use utoipa::ToSchema;
 
 use super::destinations::{CreateDestination, REDACTED, UpdateDestination};
 use super::prose::{Remark, Why, prose};
+use super::source_settings::{self, SchemaSettings};
 use super::wire::{Data, Pagination};
 use super::{Api, ApiError, Body, Caller, MAX_BODY_BYTES, PageQuery, Path, Query, data, page_of};
 use crate::control::audit::Kind;
 use crate::control::policy::{Action, ChangeRequestRef, DestinationRef, ResourceRef};
 use crate::control::store::resource_changes::{self as store, ResourceChangeRow, Status};
 use crate::control::store::sources::{self, SourceRow};
-use crate::control::store::{destinations, new_id};
+use crate::control::store::{destinations, new_id, plans};
 
 /// Routes of this file.
 pub fn routes() -> Router<Arc<Api>> {
@@ -64,17 +65,22 @@ enum Route {
     Destination(Action),
     /// `POST /destinations`: a new destination connected to `sourceId`.
     NewDestination,
-    /// Connecting a tracking plan to a source or disconnecting it (`sourceId`).
-    PlanLink,
+    /// `PATCH /sources/{id}/settings`: the source's controls, forwarding included.
+    SourceSettings,
+    /// Connecting a tracking plan to a source (`sourceId` in the body) or disconnecting
+    /// it (`sourceId` in the query).
+    PlanLink {
+        /// Connecting (else disconnecting).
+        connect: bool,
+    },
 }
 
 impl Route {
     /// The change a call makes, by its method and route template (under `/api/v1`).
     fn of(method: &Method, template: &str) -> Option<Self> {
         let route = match (method.as_str(), template) {
-            ("PATCH", "/sources/{id}" | "/sources/{id}/settings") => {
-                Self::Source(Action::EditSource)
-            }
+            ("PATCH", "/sources/{id}") => Self::Source(Action::EditSource),
+            ("PATCH", "/sources/{id}/settings") => Self::SourceSettings,
             // Labels need `read_write` on the source (governed labels: the handler decides).
             ("POST" | "PUT", "/sources/{id}/labels") => Self::Source(Action::EditSource),
             ("DELETE", "/sources/{id}") => Self::Source(Action::DeleteSource),
@@ -84,7 +90,8 @@ impl Route {
             ("PATCH", "/destinations/{id}") => Self::Destination(Action::EditDestination),
             ("DELETE", "/destinations/{id}") => Self::Destination(Action::DeleteDestination),
             ("POST", "/destinations") => Self::NewDestination,
-            ("POST" | "DELETE", "/tracking-plans/{id}/sources") => Self::PlanLink,
+            ("POST", "/tracking-plans/{id}/sources") => Self::PlanLink { connect: true },
+            ("DELETE", "/tracking-plans/{id}/sources") => Self::PlanLink { connect: false },
             _ => return None,
         };
         Some(route)
@@ -113,6 +120,20 @@ struct Target {
     resource_id: String,
     before: Value,
     sources: Vec<SourceRow>,
+    /// The body an approval sends instead of the author's, when the author's would mean
+    /// something else coming from the approver (see [`Call::replay`]).
+    replay: Option<Value>,
+}
+
+/// A tracking plan's state as an approval compares it: linking a source to a plan
+/// approves the version reviewed, not one published since.
+async fn plan_state(api: &Api, caller: &Caller, id: &str) -> Result<Value, ApiError> {
+    let mut conn = api.store.read().await?;
+    let plan = plans::get(&mut conn, &caller.workspace.id, id).await?;
+    Ok(plan.map_or(
+        Value::Null,
+        |p| json!({"id": p.id, "publishedVersion": p.published_version}),
+    ))
 }
 
 /// A source's state as an approval compares it (labels, settings, keys).
@@ -152,8 +173,11 @@ async fn sources_named(
     ids: &[String],
 ) -> Result<Vec<SourceRow>, ApiError> {
     let mut conn = api.store.read().await?;
-    let mut found = Vec::new();
+    let mut found: Vec<SourceRow> = Vec::new();
     for id in ids {
+        if found.iter().any(|s| s.id == *id) {
+            continue;
+        }
         if let Some(s) = sources::get(&mut conn, &caller.workspace.id, id).await? {
             found.push(s);
         }
@@ -180,23 +204,55 @@ async fn target(
     match route {
         Route::Source(action) => {
             let source = super::sources::visible(api, caller, id, action).await?;
+            let mut before = source_state(api, &source).await?;
+            if action == Action::EditSource
+                && let Some(plan) = field(body, "trackingPlanId")
+            {
+                before["plan"] = plan_state(api, caller, &plan).await?;
+            }
             Ok(Target {
                 resource_type: "source",
                 resource_id: id.to_owned(),
-                before: source_state(api, &source).await?,
+                before,
                 sources: vec![source],
+                replay: None,
+            })
+        }
+        Route::SourceSettings => {
+            let Body(patch) = Body::<SchemaSettings>::from_bytes(bytes)?;
+            let (source, after) = source_settings::check_update(api, caller, id, patch).await?;
+            // Events forwarded into a protected source are a change to it.
+            let mut named = source_settings::forwarding_targets(&source);
+            named.extend(source_settings::forwarded_by(&after));
+            let mut sources = sources_named(api, caller, &named).await?;
+            let before = source_state(api, &source).await?;
+            sources.push(source);
+            Ok(Target {
+                resource_type: "source",
+                resource_id: id.to_owned(),
+                before,
+                sources,
+                replay: None,
             })
         }
         Route::Destination(Action::EditDestination) => {
             let Body(update) = Body::<UpdateDestination>::from_bytes(bytes)?;
             let (row, after) = super::destinations::check_update(api, caller, id, &update).await?;
             let mut named = row.doc.sources.clone();
+            // The approver sees connections hidden from the author: the approval sends
+            // the whole list as the author's call would have made it.
+            let replay = after.as_ref().map(|list| {
+                let mut body = body.clone();
+                body["sources"] = json!(list);
+                body
+            });
             named.extend(after.unwrap_or_default());
             Ok(Target {
                 resource_type: "destination",
                 resource_id: id.to_owned(),
                 before: destination_state(&row),
                 sources: sources_named(api, caller, &named).await?,
+                replay,
             })
         }
         Route::Destination(action) => {
@@ -207,38 +263,44 @@ async fn target(
                 resource_id: id.to_owned(),
                 before: destination_state(&row),
                 sources: sources_named(api, caller, &named).await?,
+                replay: None,
             })
         }
         Route::NewDestination => {
             let Body(create) = Body::<CreateDestination>::from_bytes(bytes)?;
-            let id = create.id.clone().unwrap_or_default();
+            // Its id is fixed now: an approval made twice cannot create two.
+            let id = create.id.clone().unwrap_or_else(|| new_id("dst_"));
             super::destinations::check_create(api, caller, &id, &create.source_id).await?;
+            let mut replay = body.clone();
+            replay["id"] = json!(id);
             Ok(Target {
                 resource_type: "destination",
                 resource_id: id,
                 before: Value::Null,
                 sources: sources_named(api, caller, &[create.source_id]).await?,
+                replay: Some(replay),
             })
         }
-        Route::PlanLink => {
-            // Connect reads the body, disconnect the query: both are weighed.
-            let from_query = serde_urlencoded::from_str::<Vec<(String, String)>>(query)
-                .ok()
-                .and_then(|q| q.into_iter().find(|(k, _)| k == "sourceId").map(|(_, v)| v));
-            let mut named: Vec<String> = field(body, "sourceId").into_iter().collect();
-            named.extend(from_query);
-            if named.is_empty() {
-                named.push(String::new());
-            }
-            let mut found = Vec::new();
-            for source in &named {
-                found.push(super::plans::check_link(api, caller, id, source).await?.1);
-            }
+        Route::PlanLink { connect } => {
+            // Weighed by the source the handler reads: the body's to connect, the
+            // query's to disconnect.
+            let named = if connect {
+                field(body, "sourceId")
+            } else {
+                serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+                    .ok()
+                    .and_then(|q| q.into_iter().find(|(k, _)| k == "sourceId").map(|(_, v)| v))
+            };
+            let (plan, source) =
+                super::plans::check_link(api, caller, id, &named.unwrap_or_default()).await?;
+            let mut before = source_state(api, &source).await?;
+            before["plan"] = plan_state(api, caller, &plan.id).await?;
             Ok(Target {
                 resource_type: "source",
-                before: source_state(api, &found[0]).await?,
-                resource_id: found[0].id.clone(),
-                sources: found,
+                resource_id: source.id.clone(),
+                before,
+                sources: vec![source],
+                replay: None,
             })
         }
     }
@@ -253,10 +315,17 @@ async fn state_now(api: &Api, caller: &Caller, rc: &ResourceChangeRow) -> Result
     if rc.resource_type == "source" {
         let found = sources::get(&mut conn, &caller.workspace.id, &rc.resource_id).await?;
         drop(conn);
-        return match found {
-            Some(source) => source_state(api, &source).await,
-            None => Ok(Value::Null),
+        let Some(source) = found else {
+            return Ok(Value::Null);
         };
+        let mut state = source_state(api, &source).await?;
+        if let Some(plan) = rc.before.get("plan") {
+            state["plan"] = match plan.get("id").and_then(Value::as_str) {
+                Some(id) => plan_state(api, caller, id).await?,
+                None => Value::Null,
+            };
+        }
+        return Ok(state);
     }
     let found = destinations::get(
         &mut conn,
@@ -372,6 +441,7 @@ async fn propose(
     let call = Call {
         path: path.clone(),
         body: text.to_owned(),
+        replay: target.replay.as_ref().map(Value::to_string),
     };
     let sealed_body = serde_json::to_string(&call)
         .map_err(|_| ApiError::Internal)
@@ -416,7 +486,7 @@ async fn propose(
         .await?;
     change.commit().await?;
     let mut answer = data(ResourceChangeOne {
-        resource_change_request: shown,
+        resource_change_request: shown_to(api, caller, &target.sources, &rc),
     });
     *answer.status_mut() = StatusCode::ACCEPTED;
     Ok(Some(answer))
@@ -499,6 +569,10 @@ pub struct ResourceChangeList {
 struct Call {
     path: String,
     body: String,
+    /// The body an approval sends, when not the author's: a destination's connections
+    /// with those hidden from the author kept, a new destination's id fixed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    replay: Option<String>,
 }
 
 /// The path as shown: a write key in it is hidden.
@@ -535,6 +609,27 @@ fn hidden(settings: &Value) -> Value {
     }
 }
 
+/// The request as `caller` sees it: the protected sources hidden from them left out (a
+/// destination fed by a source they may not see is protected by it all the same).
+fn shown_to(
+    api: &Api,
+    caller: &Caller,
+    protected: &[SourceRow],
+    rc: &ResourceChangeRow,
+) -> ResourceChange {
+    let mut shown = wire(api, rc);
+    shown.protected_sources.retain(|id| {
+        protected.iter().any(|s| {
+            s.id == *id
+                && caller
+                    .decide(Action::ViewSource, ResourceRef::Source(s.as_ref()))
+                    .allowed
+        })
+    });
+    shown
+}
+
+/// The request in full (as the audit trail keeps it).
 fn wire(api: &Api, rc: &ResourceChangeRow) -> ResourceChange {
     let mut body = opened(api, rc)
         .ok()
@@ -550,10 +645,12 @@ fn wire(api: &Api, rc: &ResourceChangeRow) -> ResourceChange {
             None => hidden(settings),
         };
     }
-    // Write keys' ids and expiry are the source's to show, not the request's.
+    // Write keys' ids and expiry are the source's to show, not the request's; a
+    // destination's connections may name sources hidden from who reads it.
     let mut before = rc.before.clone();
     if let Some(state) = before.as_object_mut() {
         state.remove("writeKeys");
+        state.remove("sources");
     }
     ResourceChange {
         id: rc.id.clone(),
@@ -575,10 +672,13 @@ fn wire(api: &Api, rc: &ResourceChangeRow) -> ResourceChange {
     }
 }
 
-/// Whether the caller may see the request: they may see every protected source it names
-/// and the destination it changes. A protected source deleted since is seen by its
-/// author and by those who may apply protected changes (who reject it).
+/// Whether the caller may see the request: its author does; anyone else must see every
+/// protected source it names and the destination it changes. A protected source
+/// deleted since is seen by those who may apply protected changes (who reject it).
 fn seen(caller: &Caller, protected: &[SourceRow], rc: &ResourceChangeRow) -> bool {
+    if rc.author_id == caller.user.id {
+        return true;
+    }
     let reviewer = || {
         rc.author_id == caller.user.id
             || caller
@@ -611,7 +711,11 @@ fn seen(caller: &Caller, protected: &[SourceRow], rc: &ResourceChangeRow) -> boo
 }
 
 /// A request the caller may see; hidden and missing answer alike.
-async fn load(api: &Api, caller: &Caller, id: &str) -> Result<ResourceChangeRow, ApiError> {
+async fn load(
+    api: &Api,
+    caller: &Caller,
+    id: &str,
+) -> Result<(ResourceChangeRow, Vec<SourceRow>), ApiError> {
     let mut conn = api.store.read().await?;
     let missing = || ApiError::missing("resource change request", id);
     let rc = store::get(&mut conn, &caller.workspace.id, id)
@@ -622,7 +726,7 @@ async fn load(api: &Api, caller: &Caller, id: &str) -> Result<ResourceChangeRow,
     if !seen(caller, &protected, &rc) {
         return Err(missing());
     }
-    Ok(rc)
+    Ok((rc, protected))
 }
 
 /// Asks the policy whether the caller may decide `rc` as `action`, audited when refused.
@@ -729,7 +833,7 @@ async fn list(
     for rc in &rows {
         let protected = sources_named(&api, &caller, &rc.protected_sources).await?;
         if seen(&caller, &protected, rc) {
-            out.push(wire(&api, rc));
+            out.push(shown_to(&api, &caller, &protected, rc));
         }
     }
     let last = rows.last().map(|rc| rc.id.as_str());
@@ -758,9 +862,9 @@ async fn read(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let rc = load(&api, &caller, &id).await?;
+    let (rc, protected) = load(&api, &caller, &id).await?;
     Ok(data(ResourceChangeOne {
-        resource_change_request: wire(&api, &rc),
+        resource_change_request: shown_to(&api, &caller, &protected, &rc),
     }))
 }
 
@@ -784,7 +888,7 @@ async fn approve(
     Body(body): Body<Remark>,
 ) -> Result<Response, ApiError> {
     let comment = body.text()?;
-    let mut rc = load(&api, &caller, &id).await?;
+    let (mut rc, protected) = load(&api, &caller, &id).await?;
     still_open(&rc)?;
     allowed(&api, &caller, Action::ApplyProtectedChange, &rc).await?;
     // Claimed before anything is compared or called, so two approvals never apply it
@@ -823,7 +927,9 @@ async fn approve(
     let mut change = api.store.change().await?;
     if !status.is_success() {
         rc.status = Status::Open;
-        store::settle(change.conn(), &rc, Status::Applying).await?;
+        if !store::settle(change.conn(), &rc, Status::Applying).await? {
+            tracing::warn!(id = %rc.id, "a resource change request was closed while its approval failed");
+        }
         change.commit().await?;
         let mut failed = Response::new(axum::body::Body::from(bytes));
         *failed.status_mut() = status;
@@ -837,7 +943,11 @@ async fn approve(
     rc.decided_by = Some(caller.user.id.clone());
     rc.decided_at = Some(caller.now);
     rc.comment = comment;
-    store::settle(change.conn(), &rc, Status::Applying).await?;
+    if !store::settle(change.conn(), &rc, Status::Applying).await? {
+        // Closed as stuck while the call ran: the call applied all the same, and the
+        // approval below says so in the audit trail.
+        tracing::error!(id = %rc.id, "a resource change request was closed as stuck while its approval applied it");
+    }
     let shown = wire(&api, &rc);
     change
         .record(caller.draft(
@@ -854,7 +964,7 @@ async fn approve(
         .and_then(|v| v.get("data").cloned())
         .unwrap_or(Value::Null);
     Ok(data(ResourceChangeApplied {
-        resource_change_request: shown,
+        resource_change_request: shown_to(&api, &caller, &protected, &rc),
         result,
     }))
 }
@@ -868,7 +978,8 @@ async fn replay(api: &Arc<Api>, rc: &ResourceChangeRow, approval: &Parts) -> Res
     let Ok(method) = Method::from_bytes(rc.method.as_bytes()) else {
         return ApiError::Internal.into_response();
     };
-    let mut request = Request::new(axum::body::Body::from(call.body));
+    let body = call.replay.unwrap_or(call.body);
+    let mut request = Request::new(axum::body::Body::from(body));
     *request.method_mut() = method;
     match format!("/api/v1{}", call.path).parse() {
         Ok(uri) => *request.uri_mut() = uri,
@@ -909,13 +1020,13 @@ async fn reject(
     Body(body): Body<Why>,
 ) -> Result<Response, ApiError> {
     let comment = prose("comment", &body.comment)?;
-    let rc = load(&api, &caller, &id).await?;
+    let (rc, protected) = load(&api, &caller, &id).await?;
     let from = closable(&rc, caller.now)?;
     allowed(&api, &caller, Action::ApplyProtectedChange, &rc).await?;
     end_as(
         &api,
         &caller,
-        (rc, from),
+        (rc, from, &protected),
         Status::Rejected,
         comment,
         Kind::ResourceChangeReject,
@@ -936,13 +1047,13 @@ async fn withdraw(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let rc = load(&api, &caller, &id).await?;
+    let (rc, protected) = load(&api, &caller, &id).await?;
     let from = closable(&rc, caller.now)?;
     allowed(&api, &caller, Action::AmendChangeRequest, &rc).await?;
     end_as(
         &api,
         &caller,
-        (rc, from),
+        (rc, from, &protected),
         Status::Withdrawn,
         String::new(),
         Kind::ResourceChangeWithdraw,
@@ -954,7 +1065,7 @@ async fn withdraw(
 async fn end_as(
     api: &Api,
     caller: &Caller,
-    (mut rc, from): (ResourceChangeRow, Status),
+    (mut rc, from, protected): (ResourceChangeRow, Status, &[SourceRow]),
     status: Status,
     comment: String,
     kind: Kind,
@@ -983,7 +1094,7 @@ async fn end_as(
         .await?;
     change.commit().await?;
     Ok(data(ResourceChangeOne {
-        resource_change_request: shown,
+        resource_change_request: shown_to(api, caller, protected, &rc),
     }))
 }
 
@@ -1035,10 +1146,15 @@ async fn set_labels(
                 !k.is_empty()
                     && !v.is_empty()
                     && !v.contains(':')
-                    && label.chars().all(|c| !c.is_control() && !c.is_whitespace())
+                    && label
+                        .chars()
+                        .all(|c| !c.is_control() && !c.is_whitespace() && !c.is_uppercase())
             });
         if !ok {
-            return Err(ApiError::field("labels", "each a `key:value` label"));
+            return Err(ApiError::field(
+                "labels",
+                "each a lower-case `key:value` label (as source labels are)",
+            ));
         }
         if !labels.contains(label) {
             labels.push(label.clone());

@@ -241,22 +241,15 @@ async fn read(
     }))
 }
 
-/// Change a source's schema settings (fields left out stay as they are).
-#[utoipa::path(
-    patch,
-    path = "/api/v1/sources/{id}/settings",
-    tag = "Sources",
-    params(("id" = String, Path, description = "Source id")),
-    request_body = SchemaSettings,
-    responses((status = 200, description = "The source's schema settings after the change.", body = Data<SourceSchemaSettings>))
-)]
-async fn update(
-    State(api): State<Arc<Api>>,
-    caller: Caller,
-    Path(id): Path<String>,
-    Body(patch): Body<SchemaSettings>,
-) -> Result<Response, ApiError> {
-    let before = visible(&api, &caller, &id, Action::EditSource).await?;
+/// Everything a change of source `id`'s schema settings asks of the policy before it
+/// changes anything: the source as it is, and its controls after the change.
+pub(super) async fn check_update(
+    api: &Api,
+    caller: &Caller,
+    id: &str,
+    patch: SchemaSettings,
+) -> Result<(sources::SourceRow, ControlsDoc), ApiError> {
+    let before = visible(api, caller, id, Action::EditSource).await?;
     let mut doc = controls_of(&before)?;
     let was = (
         doc.forward_violations_to.clone(),
@@ -280,10 +273,45 @@ async fn update(
             if caller.decide(Action::ViewSource, resource).hidden() {
                 return Err(missing());
             }
-            api.allow(&caller, Action::EditSource, resource, missing())
+            api.allow(caller, Action::EditSource, resource, missing())
                 .await?;
         }
     }
+    Ok((before, doc))
+}
+
+/// The sources a source's events are forwarded into (violations, blocked events).
+pub(super) fn forwarding_targets(source: &sources::SourceRow) -> Vec<String> {
+    controls_of(source)
+        .map(|doc| forwarded_by(&doc))
+        .unwrap_or_default()
+}
+
+/// The sources controls forward events into.
+pub(super) fn forwarded_by(doc: &ControlsDoc) -> Vec<String> {
+    [&doc.forward_violations_to, &doc.forward_blocked_to]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect()
+}
+
+/// Change a source's schema settings (fields left out stay as they are).
+#[utoipa::path(
+    patch,
+    path = "/api/v1/sources/{id}/settings",
+    tag = "Sources",
+    params(("id" = String, Path, description = "Source id")),
+    request_body = SchemaSettings,
+    responses((status = 200, description = "The source's schema settings after the change.", body = Data<SourceSchemaSettings>))
+)]
+async fn update(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(patch): Body<SchemaSettings>,
+) -> Result<Response, ApiError> {
+    let (before, doc) = check_update(&api, &caller, &id, patch).await?;
     let mut row = before.clone();
     row.controls = serde_json::to_value(&doc).map_err(|_| ApiError::Internal)?;
     row.updated_at = caller.now;

@@ -672,6 +672,9 @@ async fn remove(
     let mut change = api.store.change().await?;
     let keys = sources::keys_of(change.conn(), &id).await?;
     sources::delete(change.conn(), &id).await?;
+    // A source another one forwards events into cannot go (every gateway would keep its
+    // last catalog, deaf to later changes): the forwarding is changed first.
+    super::destinations::installable(&api, &mut change, &caller.workspace.id).await?;
     let was = wire(&before, &caller.workspace.id, &keys, None);
     change
         .record(caller.draft(
