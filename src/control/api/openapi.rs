@@ -291,13 +291,16 @@ fn state_the_rules(doc: &mut Value) {
     protected_labels(doc);
 }
 
-/// A protected label is `key:value`: one colon, no spaces or control characters.
+/// A protected label is `key:value`, each part as a source label's (a slug).
 fn protected_labels(doc: &mut Value) {
     if let Some(labels) = schema_mut(doc, "ProtectedLabels") {
+        let part = super::SLUG_PATTERN
+            .trim_start_matches('^')
+            .trim_end_matches('$');
         labels["properties"]["labels"]["items"] = json!({
             "type": "string",
-            "maxLength": 201,
-            "pattern": "^[^\\s:\\u0000-\\u001f\\u007f-\\u009f]+:[^\\s:\\u0000-\\u001f\\u007f-\\u009f]+$",
+            "maxLength": 129,
+            "pattern": format!("^{part}:{part}$"),
         });
     }
 }

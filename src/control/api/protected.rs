@@ -1102,7 +1102,7 @@ async fn end_as(
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProtectedLabels {
-    /// `key:value` labels (at most 50; each one colon, no spaces); `[]` turns
+    /// `key:value` labels (at most 50; key and value as a source label's); `[]` turns
     /// protection off.
     #[schema(max_items = 50)]
     pub labels: Vec<String>,
@@ -1141,19 +1141,13 @@ async fn set_labels(
     }
     let mut labels = Vec::new();
     for label in &body.labels {
-        let ok = label.chars().count() <= 201
-            && label.split_once(':').is_some_and(|(k, v)| {
-                !k.is_empty()
-                    && !v.is_empty()
-                    && !v.contains(':')
-                    && label
-                        .chars()
-                        .all(|c| !c.is_control() && !c.is_whitespace() && !c.is_uppercase())
-            });
-        if !ok {
+        // The labels a source may carry, and nothing else (another would protect nothing).
+        let (key, value) = label.split_once(':').unwrap_or((label, ""));
+        let part = |text: &str| super::slug_field("labels", text).is_ok();
+        if !(part(key) && part(value)) {
             return Err(ApiError::field(
                 "labels",
-                "each a lower-case `key:value` label (as source labels are)",
+                "each `key:value`, both as a source label's: 1 to 64 of a-z, 0-9, '-' and '_'",
             ));
         }
         if !labels.contains(label) {
