@@ -106,6 +106,8 @@ struct Shared {
     holds: Mutex<HashMap<String, u64>>,
     /// The next offset, published after every commit, for tailing readers.
     appended: tokio::sync::watch::Sender<u64>,
+    /// Commits made (each one write, one sync and one publish for a group of appends).
+    commits: AtomicU64,
 }
 
 impl Shared {
@@ -278,6 +280,7 @@ impl Log {
             max_bytes: config.max_bytes,
             holds: Mutex::new(opening.holds.into_iter().collect()),
             appended: tokio::sync::watch::Sender::new(0),
+            commits: AtomicU64::new(0),
         });
         let writer = writer::Writer::recover(config, Arc::clone(&shared), opening.faults)?;
         let (tx, rx) = mpsc::channel(config.queue_depth);
@@ -327,6 +330,12 @@ impl Log {
     /// offset): tailing readers wait on it instead of polling.
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.shared.appended.subscribe()
+    }
+
+    /// Commits made since the log opened: each is one write (and with `fsync` one
+    /// sync) and one publish, for every append that joined its group.
+    pub fn commits(&self) -> u64 {
+        self.shared.commits.load(Ordering::Relaxed)
     }
 
     /// The durable watermark: every record below it is acknowledged (or was never

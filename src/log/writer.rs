@@ -216,13 +216,28 @@ impl Writer {
             let Some(first) = first else { break };
             let mut group = Vec::new();
             let mut next = Some(first);
-            while let Some(command) = next.take() {
-                match command {
-                    Command::Append { batch, reply } => group.push((batch, reply)),
-                    Command::Close => closing = true,
+            let mut lingered = false;
+            loop {
+                while let Some(command) = next.take() {
+                    match command {
+                        Command::Append { batch, reply } => group.push((batch, reply)),
+                        Command::Close => closing = true,
+                    }
+                    if !closing && group.len() < MAX_GROUP {
+                        next = rx.try_recv().ok();
+                    }
                 }
-                if !closing && group.len() < MAX_GROUP {
-                    next = rx.try_recv().ok();
+                // The queue is empty: once per group, let the requests the runtime
+                // already has ready reach it (one scheduler turn, no timer) so appends
+                // that arrive together share one write, one sync and one publish.
+                if closing || lingered || group.len() >= MAX_GROUP {
+                    break;
+                }
+                lingered = true;
+                tokio::task::yield_now().await;
+                next = rx.try_recv().ok();
+                if next.is_none() {
+                    break;
                 }
             }
             if !group.is_empty() {
@@ -240,6 +255,7 @@ impl Writer {
     /// Writes a group of appends with one write and (for `fsync`) one sync, then replies.
     async fn commit(&mut self, group: Vec<(Batch, Reply)>) {
         self.meters.group_size.record(group.len() as f64);
+        self.shared.commits.fetch_add(1, Ordering::Relaxed);
         if self.failed && !self.repair().await {
             for (_, reply) in group {
                 let _ = reply.send(Err(AppendError::Io));
