@@ -420,3 +420,46 @@ async fn usage_and_quotas_from_the_command_line() {
     server.stop();
     db.finish().await;
 }
+
+#[tokio::test]
+async fn a_change_kept_for_review_is_not_reported_done() {
+    let db = databases::sqlite().await;
+    let (server, link) = server(&db).await;
+    let api = Api::of(&server);
+    let owner = api.owner(&link).await;
+    let url = format!("http://{}", server.control);
+    let (member, member_id) = api
+        .invited(&owner, &server, "member@example.com", "member")
+        .await;
+    let grant = serde_json::json!({"principal": {"type": "user", "id": member_id},
+                                   "resource": {"kind": "source", "id": "demo"},
+                                   "level": "full"});
+    let (status, body) = api.post(&owner, "/api/v1/grants", grant).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let labels = serde_json::json!({"labels": [{"key": "environment", "value": "prod"}]});
+    let (status, body) = api
+        .post(&owner, "/api/v1/sources/demo/labels", labels)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = api
+        .call(
+            &owner,
+            reqwest::Method::PUT,
+            "/api/v1/settings/protected-labels",
+            Some(serde_json::json!({"labels": ["environment:prod"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let out = admin(&url, &member, &["keys", "add", "demo"]);
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("not applied") && err.contains("rc_"), "{err}");
+    assert!(!err.contains("shown once"), "{err}");
+    assert_eq!(
+        track(&server, "demo-write-key", "still").await,
+        StatusCode::OK
+    );
+    server.stop();
+    db.finish().await;
+}

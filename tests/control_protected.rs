@@ -341,6 +341,22 @@ async fn grant_on(api: &Api, owner: &str, user: &str, kind: &str, id: &str, leve
     assert_eq!(status, StatusCode::OK, "{body}");
 }
 
+/// A new LIVE tracking plan's id.
+async fn new_plan(api: &Api, owner: &str, name: &str) -> String {
+    let (status, body) = api
+        .post(
+            owner,
+            "/api/v1/tracking-plans",
+            json!({"name": name, "type": "LIVE"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["data"]["trackingPlan"]["id"]
+        .as_str()
+        .expect("plan id")
+        .to_owned()
+}
+
 async fn labelled_prod(api: &Api, owner: &str, slug: &str) {
     let (status, body) = api
         .post(owner, "/api/v1/sources", json!({"slug": slug}))
@@ -419,17 +435,7 @@ async fn protection_is_not_bypassed_nor_leaky() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (_, body) = api
-        .post(
-            &owner,
-            "/api/v1/tracking-plans",
-            json!({"name": "P", "type": "LIVE"}),
-        )
-        .await;
-    let plan = body["data"]["trackingPlan"]["id"]
-        .as_str()
-        .expect("plan id")
-        .to_owned();
+    let plan = new_plan(&api, &owner, "P").await;
     let (status, body) = api
         .post(
             &owner,
@@ -570,6 +576,38 @@ async fn protection_is_not_bypassed_nor_leaky() {
     }
     let path = format!("/api/v1/resource-change-requests/{rename}");
     assert_eq!(api.get(&viewer, &path).await.0, StatusCode::NOT_FOUND);
+    // Nor does the list tell it, page by page: every page ends on a request the reader
+    // sees (no empty page with a cursor past a hidden one).
+    let mut cursor = String::new();
+    let mut listed = Vec::new();
+    loop {
+        let (status, body) = api
+            .get(
+                &viewer,
+                &format!("/api/v1/resource-change-requests?pagination[count]=1{cursor}"),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let page = body["data"]["resourceChangeRequests"]
+            .as_array()
+            .expect("page")
+            .clone();
+        listed.extend(
+            page.iter()
+                .filter_map(|r| r["id"].as_str().map(str::to_owned)),
+        );
+        let Some(next) = body["data"]["pagination"]["next"].as_str() else {
+            break;
+        };
+        assert_eq!(
+            page.len(),
+            1,
+            "a page with a cursor holds a request: {body}"
+        );
+        cursor = format!("&pagination[cursor]={next}");
+    }
+    assert!(!listed.contains(&rename), "{listed:?}");
+    assert!(listed.contains(&connect), "{listed:?}");
     let (status, body) = api
         .call(
             &member,
@@ -643,17 +681,7 @@ async fn protection_is_not_bypassed_nor_leaky() {
     assert_eq!(source(&api, &owner).await["id"], "demo");
 
     // 8. Linking a plan approves the version reviewed: published since, it is stale.
-    let (_, body) = api
-        .post(
-            &owner,
-            "/api/v1/tracking-plans",
-            json!({"name": "Q", "type": "LIVE"}),
-        )
-        .await;
-    let other = body["data"]["trackingPlan"]["id"]
-        .as_str()
-        .expect("plan id")
-        .to_owned();
+    let other = new_plan(&api, &owner, "Q").await;
     let (status, body) = api
         .post(
             &member,
@@ -749,6 +777,28 @@ async fn protection_is_not_bypassed_nor_leaky() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["data"]["resourceChangeRequest"]["status"], "WITHDRAWN");
     drop(raw);
+
+    // 10. Offboarding hands the leaver's open requests to the successor, who may
+    //     withdraw them (and never approve them).
+    let (status, body) = api
+        .post(
+            &owner,
+            &format!("/api/v1/users/{member_id}/offboard"),
+            json!({"successorId": peer_id, "dryRun": false}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.to_string().contains(&connect), "{body}");
+    let path = format!("/api/v1/resource-change-requests/{connect}");
+    let (_, body) = api.get(&owner, &path).await;
+    assert_eq!(
+        body["data"]["resourceChangeRequest"]["authorId"],
+        json!(peer_id)
+    );
+    let (status, body) = decide(&api, &peer, &connect, "approve", json!({})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = decide(&api, &peer, &connect, "withdraw", json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     chain_holds(&db).await;
     server.stop();
     db.finish().await;

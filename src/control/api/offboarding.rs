@@ -30,7 +30,8 @@ use crate::control::policy::{self, Action, ResourceRef, Role};
 use crate::control::store::offboardings::{self, OffboardingRow};
 use crate::control::store::users::{self, UserRow};
 use crate::control::store::{
-    change_requests, grants, groups, new_id, nodes, plans, scim, sessions, sources, sso, tokens,
+    change_requests, grants, groups, new_id, nodes, plans, resource_changes, scim, sessions,
+    sources, sso, tokens,
 };
 use crate::control::token;
 
@@ -73,7 +74,8 @@ pub struct Named {
 pub struct Transferred {
     /// Tracking plans they own.
     pub tracking_plans: Vec<String>,
-    /// Their open change requests (the successor becomes the author).
+    /// Their open change requests, of tracking plans (`cr_…`) and of protected resources
+    /// (`rc_…`): the successor becomes the author.
     pub change_requests: Vec<String>,
     /// The successor becomes an owner (the leaver was one).
     pub ownership: bool,
@@ -253,6 +255,13 @@ async fn plan(
         u32::MAX,
     )
     .await?;
+    let open_resource_changes: Vec<String> =
+        resource_changes::list(&mut conn, ws, "OPEN", "", u32::MAX)
+            .await?
+            .into_iter()
+            .filter(|rc| rc.author_id == leaver.id)
+            .map(|rc| rc.id)
+            .collect();
     let node_credentials = nodes::list(&mut conn, ws, "", u32::MAX)
         .await?
         .into_iter()
@@ -332,7 +341,11 @@ async fn plan(
         record_id: None,
         transferred: Transferred {
             tracking_plans: plans::owned_by(&mut conn, ws, &leaver.id).await?,
-            change_requests: open.into_iter().map(|cr| cr.id).collect(),
+            change_requests: open
+                .into_iter()
+                .map(|cr| cr.id)
+                .chain(open_resource_changes)
+                .collect(),
             ownership: principal.effective_role() == Role::Owner && successor.role != Role::Owner,
         },
         revoked: Revoked {

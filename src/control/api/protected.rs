@@ -819,29 +819,37 @@ async fn list(
             .name(),
     };
     api.allow_workspace(&caller, Action::ViewWorkspace).await?;
-    let mut conn = api.store.read().await?;
-    let rows = store::list(
-        &mut conn,
-        &caller.workspace.id,
-        status,
-        &page.after,
-        page.count,
-    )
-    .await?;
-    drop(conn);
+    // Rows hidden from the caller are skipped and more are read in their place: a page
+    // and its cursor end on a request the caller sees, so neither tells a hidden one.
     let mut out = Vec::new();
-    for rc in &rows {
-        let protected = sources_named(&api, &caller, &rc.protected_sources).await?;
-        if seen(&caller, &protected, rc) {
-            out.push(shown_to(&api, &caller, &protected, rc));
+    let mut last: Option<String> = None;
+    let mut after = page.after.clone();
+    'read: loop {
+        let mut conn = api.store.read().await?;
+        let rows = store::list(&mut conn, &caller.workspace.id, status, &after, page.count).await?;
+        drop(conn);
+        let exhausted = rows.len() < page.count as usize;
+        for rc in &rows {
+            after.clone_from(&rc.id);
+            let protected = sources_named(&api, &caller, &rc.protected_sources).await?;
+            if seen(&caller, &protected, rc) {
+                out.push(shown_to(&api, &caller, &protected, rc));
+                last = Some(rc.id.clone());
+                if out.len() == page.count as usize {
+                    break 'read;
+                }
+            }
+        }
+        if exhausted {
+            break;
         }
     }
-    let last = rows.last().map(|rc| rc.id.as_str());
+    let shown = out.len();
     Ok(page_of(
         out,
         &page,
-        rows.len(),
-        last,
+        shown,
+        last.as_deref(),
         |resource_change_requests, pagination| ResourceChangeList {
             resource_change_requests,
             pagination,

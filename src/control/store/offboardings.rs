@@ -127,7 +127,8 @@ pub async fn keys_rotated(
     Ok(done.rows_affected() == 1)
 }
 
-/// Hands `from`'s open change requests in `workspace` to `to`. (The node credentials and
+/// Hands `from`'s open change requests in `workspace` (of tracking plans and of protected
+/// resources) to `to`. (The node credentials and
 /// SCIM tokens they made are not handed over: they saw those secrets, so removing them
 /// revokes them.)
 pub async fn hand_over(
@@ -138,6 +139,14 @@ pub async fn hand_over(
 ) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE change_requests SET author_id = $3 WHERE workspace_id = $1 AND author_id = $2 AND status = 'OPEN'",
+    )
+    .bind(workspace)
+    .bind(from)
+    .bind(to)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "UPDATE resource_changes SET author_id = $3 WHERE workspace_id = $1 AND author_id = $2 AND status = 'OPEN'",
     )
     .bind(workspace)
     .bind(from)
