@@ -548,6 +548,25 @@ async fn protection_is_not_bypassed_nor_leaky() {
         )
         .await;
     let connect = requested(status, &body);
+    // So are a source's update and labels: what the handler would refuse is refused,
+    // not kept for an approver to make.
+    let (status, body) = api
+        .call(
+            &member,
+            Method::PATCH,
+            "/api/v1/sources/demo",
+            Some(json!({"rateLimit": {"requestsPerSecond": 0}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = api
+        .post(
+            &member,
+            "/api/v1/sources/demo/labels",
+            json!({"labels": [{"key": "Not A Slug", "value": "x"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     // A plan link is weighed as its handler weighs it: a plan that does not exist is
     // missing, not a request to review.
     let (status, body) = api

@@ -29,6 +29,7 @@ use utoipa::ToSchema;
 use super::destinations::{CreateDestination, REDACTED, UpdateDestination};
 use super::prose::{Remark, Why, prose};
 use super::source_settings::{self, SchemaSettings};
+use super::sources::{LabelsBody, UpdateSource};
 use super::wire::{Data, Pagination};
 use super::{Api, ApiError, Body, Caller, MAX_BODY_BYTES, PageQuery, Path, Query, data, page_of};
 use crate::control::audit::Kind;
@@ -65,6 +66,13 @@ enum Route {
     Destination(Action),
     /// `POST /destinations`: a new destination connected to `sourceId`.
     NewDestination,
+    /// `PATCH /sources/{id}`: name, enabled, plan, enforcement, rate.
+    SourceUpdate,
+    /// Adding labels to a source, or replacing them all.
+    SourceLabels {
+        /// Replacing (else adding).
+        replace: bool,
+    },
     /// `PATCH /sources/{id}/settings`: the source's controls, forwarding included.
     SourceSettings,
     /// Connecting a tracking plan to a source (`sourceId` in the body) or disconnecting
@@ -79,10 +87,10 @@ impl Route {
     /// The change a call makes, by its method and route template (under `/api/v1`).
     fn of(method: &Method, template: &str) -> Option<Self> {
         let route = match (method.as_str(), template) {
-            ("PATCH", "/sources/{id}") => Self::Source(Action::EditSource),
+            ("PATCH", "/sources/{id}") => Self::SourceUpdate,
             ("PATCH", "/sources/{id}/settings") => Self::SourceSettings,
-            // Labels need `read_write` on the source (governed labels: the handler decides).
-            ("POST" | "PUT", "/sources/{id}/labels") => Self::Source(Action::EditSource),
+            ("POST", "/sources/{id}/labels") => Self::SourceLabels { replace: false },
+            ("PUT", "/sources/{id}/labels") => Self::SourceLabels { replace: true },
             ("DELETE", "/sources/{id}") => Self::Source(Action::DeleteSource),
             ("POST", "/sources/{id}/writekey") | ("DELETE", "/sources/{id}/writekey/{key}") => {
                 Self::Source(Action::ManageWriteKeys)
@@ -202,14 +210,36 @@ async fn target(
 ) -> Result<Target, ApiError> {
     let id = id.unwrap_or_default();
     match route {
-        Route::Source(action) => {
-            let source = super::sources::visible(api, caller, id, action).await?;
+        Route::SourceUpdate => {
+            let Body(update) = Body::<UpdateSource>::from_bytes(bytes)?;
+            let (source, _) = super::sources::check_update(api, caller, id, &update).await?;
             let mut before = source_state(api, &source).await?;
-            if action == Action::EditSource
-                && let Some(plan) = field(body, "trackingPlanId")
-            {
+            if let Some(plan) = field(body, "trackingPlanId") {
                 before["plan"] = plan_state(api, caller, &plan).await?;
             }
+            Ok(Target {
+                resource_type: "source",
+                resource_id: id.to_owned(),
+                before,
+                sources: vec![source],
+                replay: None,
+            })
+        }
+        Route::SourceLabels { replace } => {
+            let Body(labels) = Body::<LabelsBody>::from_bytes(bytes)?;
+            let (source, _) =
+                super::sources::check_labels(api, caller, id, &labels, replace).await?;
+            Ok(Target {
+                resource_type: "source",
+                resource_id: id.to_owned(),
+                before: source_state(api, &source).await?,
+                sources: vec![source],
+                replay: None,
+            })
+        }
+        Route::Source(action) => {
+            let source = super::sources::visible(api, caller, id, action).await?;
+            let before = source_state(api, &source).await?;
             Ok(Target {
                 resource_type: "source",
                 resource_id: id.to_owned(),

@@ -543,7 +543,7 @@ async fn read(
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct UpdateSource {
+pub(super) struct UpdateSource {
     #[serde(default)]
     #[schema(
         pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$",
@@ -579,22 +579,15 @@ struct RateWire {
     burst: Option<u32>,
 }
 
-/// Update a source.
-#[utoipa::path(
-    patch,
-    path = "/api/v1/sources/{id}",
-    tag = "Sources",
-    params(("id" = String, Path, description = "Source id")),
-    request_body = UpdateSource,
-    responses((status = 200, description = "Update a source.", body = Data<SourceOne>))
-)]
-async fn update(
-    State(api): State<Arc<Api>>,
-    caller: Caller,
-    Path(id): Path<String>,
-    Body(body): Body<UpdateSource>,
-) -> Result<Response, ApiError> {
-    let before = visible(&api, &caller, &id, Action::EditSource).await?;
+/// Everything an update of source `id` asks of the policy and of its body before it
+/// changes anything: the source as it is and as it would be.
+pub(super) async fn check_update(
+    api: &Api,
+    caller: &Caller,
+    id: &str,
+    body: &UpdateSource,
+) -> Result<(SourceRow, SourceRow), ApiError> {
+    let before = visible(api, caller, id, Action::EditSource).await?;
     if body.slug.as_ref().is_some_and(|s| *s != id) {
         return Err(ApiError::FieldConflict {
             field: "slug",
@@ -636,6 +629,25 @@ async fn update(
         }
         row.tracking_plan_id.clone_from(plan);
     }
+    Ok((before, row))
+}
+
+/// Update a source.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/sources/{id}",
+    tag = "Sources",
+    params(("id" = String, Path, description = "Source id")),
+    request_body = UpdateSource,
+    responses((status = 200, description = "Update a source.", body = Data<SourceOne>))
+)]
+async fn update(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(body): Body<UpdateSource>,
+) -> Result<Response, ApiError> {
+    let (before, mut row) = check_update(&api, &caller, &id, &body).await?;
     row.updated_at = caller.now;
     let mut change = api.store.change().await?;
     sources::update(change.conn(), &row).await?;
@@ -812,7 +824,7 @@ async fn list_keys(
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct LabelsBody {
+pub(super) struct LabelsBody {
     labels: Vec<LabelWire>,
 }
 
@@ -823,6 +835,38 @@ async fn set_labels(
     body: &LabelsBody,
     replace: bool,
 ) -> Result<Response, ApiError> {
+    let (before, mut row) = check_labels(api, caller, id, body, replace).await?;
+    row.updated_at = caller.now;
+    let mut change = api.store.change().await?;
+    sources::update(change.conn(), &row).await?;
+    let keys = sources::keys_of(change.conn(), id).await?;
+    let after = wire(&row, &caller.workspace.id, &keys, None);
+    change
+        .record(caller.draft(
+            Kind::SourceLabelsUpdate,
+            "source",
+            id,
+            Some(json!({ "labels": before.labels })),
+            Some(json!({ "labels": row.labels })),
+        ))
+        .await?;
+    change.commit().await?;
+    Ok(data(LabelsSet {
+        labels: after.labels.clone(),
+        source: after,
+    }))
+}
+
+/// Everything a change of source `id`'s labels (added, or all `replace`d) asks of the
+/// policy and of its body before it changes anything: the source as it is and as it
+/// would be.
+pub(super) async fn check_labels(
+    api: &Api,
+    caller: &Caller,
+    id: &str,
+    body: &LabelsBody,
+    replace: bool,
+) -> Result<(SourceRow, SourceRow), ApiError> {
     let given = labels("labels", &body.labels)?;
     // Asked as an edit, so a refusal (hidden sources too) is audited; the label rule
     // itself is asked below.
@@ -844,25 +888,7 @@ async fn set_labels(
         }
     }
     allow_labels(api, caller, before.as_ref(), &row.labels).await?;
-    row.updated_at = caller.now;
-    let mut change = api.store.change().await?;
-    sources::update(change.conn(), &row).await?;
-    let keys = sources::keys_of(change.conn(), id).await?;
-    let after = wire(&row, &caller.workspace.id, &keys, None);
-    change
-        .record(caller.draft(
-            Kind::SourceLabelsUpdate,
-            "source",
-            id,
-            Some(json!({ "labels": before.labels })),
-            Some(json!({ "labels": row.labels })),
-        ))
-        .await?;
-    change.commit().await?;
-    Ok(data(LabelsSet {
-        labels: after.labels.clone(),
-        source: after,
-    }))
+    Ok((before, row))
 }
 
 /// Add labels to a source.
