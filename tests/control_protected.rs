@@ -577,6 +577,30 @@ async fn protection_is_not_bypassed_nor_leaky() {
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    // Every other weighed body is read as its handler reads it: refused, not kept.
+    for (path, body) in [
+        (
+            format!("/api/v1/tracking-plans/{plan}/sources"),
+            json!({"sourceId": "demo", "unknown": 1}),
+        ),
+        (
+            "/api/v1/destinations".to_owned(),
+            json!({"id": "Not A Slug", "sourceId": "demo", "metadataId": "file",
+                   "settings": {"path": "x.ndjson"}}),
+        ),
+        (
+            "/api/v1/destinations".to_owned(),
+            json!({"sourceId": "demo", "metadataId": "file", "maxInFlight": 0,
+                   "settings": {"path": "x.ndjson"}}),
+        ),
+        (
+            "/api/v1/sources/demo/writekey".to_owned(),
+            json!({"expiresAt": "2000-01-01T00:00:00Z"}),
+        ),
+    ] {
+        let (status, answer) = api.post(&member, &path, body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {answer}");
+    }
 
     // 3. A request about a destination is seen by who may see the destination; a
     //    source's write keys are not shown in it.
@@ -696,7 +720,8 @@ async fn protection_is_not_bypassed_nor_leaky() {
     let (status, body) = api
         .call(&owner, Method::DELETE, "/api/v1/sources/demo", None)
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body.to_string().contains("dev"), "names the source: {body}");
     assert_eq!(source(&api, &owner).await["id"], "demo");
 
     // 8. Linking a plan approves the version reviewed: published since, it is stale.
@@ -797,8 +822,60 @@ async fn protection_is_not_bypassed_nor_leaky() {
     assert_eq!(body["data"]["resourceChangeRequest"]["status"], "WITHDRAWN");
     drop(raw);
 
-    // 10. Offboarding hands the leaver's open requests to the successor, who may
-    //     withdraw them (and never approve them).
+    // 10. A reader sees a request only with the resource it changes, and not the
+    //     sources hidden from them that it names (connections, forwarding targets).
+    grant_on(&api, &owner, &peer_id, "source", "dev", "no_access").await;
+    let rc_path = |id: &str| format!("/api/v1/resource-change-requests/{id}");
+    let (status, body) = api.get(&peer, &rc_path(&forward)).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "dev's request, dev hidden: {body}"
+    );
+    let (status, body) = api.get(&peer, &rc_path(&widen)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["data"]["resourceChangeRequest"]["body"]["sources"],
+        json!(["demo"]),
+        "{body}"
+    );
+    let (status, body) = api
+        .call(
+            &member,
+            Method::PATCH,
+            "/api/v1/sources/demo/settings",
+            Some(json!({"forwardingViolationsTo": "dev"})),
+        )
+        .await;
+    let into_dev = requested(status, &body);
+    let shown = |body: &Value| {
+        body["data"]["resourceChangeRequest"]["body"]["forwardingViolationsTo"].clone()
+    };
+    let (_, body) = api.get(&member, &rc_path(&into_dev)).await;
+    assert_eq!(shown(&body), "dev", "{body}");
+    let (status, body) = api.get(&peer, &rc_path(&into_dev)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(shown(&body), "<redacted>", "{body}");
+    // A source's deletion names only the sources forwarding into it its caller sees.
+    let (status, body) = api
+        .call(&peer, Method::DELETE, "/api/v1/sources/demo", None)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(!body.to_string().contains("dev"), "{body}");
+    // A request on dev, handed to the peer below, stays hidden from them.
+    let (status, body) = api
+        .call(
+            &member,
+            Method::PATCH,
+            "/api/v1/sources/dev/settings",
+            Some(json!({"forwardingViolationsTo": "demo"})),
+        )
+        .await;
+    let on_dev = requested(status, &body);
+
+    // 11. Offboarding hands the leaver's open requests to the successor, who may
+    //     withdraw them (and never approve them), and sees only those whose resource
+    //     they may see.
     let (status, body) = api
         .post(
             &owner,
@@ -818,6 +895,13 @@ async fn protection_is_not_bypassed_nor_leaky() {
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     let (status, body) = decide(&api, &peer, &connect, "withdraw", json!({})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, body) = api.get(&owner, &rc_path(&on_dev)).await;
+    assert_eq!(
+        body["data"]["resourceChangeRequest"]["authorId"],
+        json!(peer_id)
+    );
+    let (status, body) = api.get(&peer, &rc_path(&on_dev)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     chain_holds(&db).await;
     server.stop();
     db.finish().await;

@@ -375,16 +375,49 @@ async fn check_links(
     Ok(())
 }
 
-/// Everything creating a destination connected to `source` asks of the policy.
+/// A new destination as its body asks for it, checked.
+pub(super) struct NewDestination {
+    /// Its id (the body's, or a fresh one).
+    pub(super) id: String,
+    name: String,
+    kind: KindDoc,
+}
+
+/// Everything creating a destination asks before it changes anything: a valid body
+/// (id, name, type and settings, in-flight bound) and the policy's leave to create it
+/// connected to its source.
 pub(super) async fn check_create(
     api: &Api,
     caller: &Caller,
-    id: &str,
-    source: &str,
-) -> Result<(), ApiError> {
+    body: &CreateDestination,
+) -> Result<NewDestination, ApiError> {
+    let id = match &body.id {
+        Some(id) => slug_field("id", id)?,
+        None => new_id("dst_"),
+    };
+    let name = match &body.name {
+        Some(name) => text_field("name", name, 200)?,
+        None => id.clone(),
+    };
+    let kind = kind(
+        &body.metadata_id,
+        body.settings.clone(),
+        api.allow_private_destinations,
+    )?;
+    if body.max_in_flight == Some(0) {
+        return Err(ApiError::field("maxInFlight", "must be at least 1"));
+    }
     api.allow_workspace(caller, Action::CreateDestination)
         .await?;
-    check_links(api, caller, id, &[source.to_owned()], Action::Connect).await
+    check_links(
+        api,
+        caller,
+        &id,
+        std::slice::from_ref(&body.source_id),
+        Action::Connect,
+    )
+    .await?;
+    Ok(NewDestination { id, name, kind })
 }
 
 /// Everything an update of destination `id` asks of the policy before it changes
@@ -598,23 +631,7 @@ async fn create(
     caller: Caller,
     Body(body): Body<CreateDestination>,
 ) -> Result<Response, ApiError> {
-    let id = match &body.id {
-        Some(id) => slug_field("id", id)?,
-        None => new_id("dst_"),
-    };
-    let name = match &body.name {
-        Some(name) => text_field("name", name, 200)?,
-        None => id.clone(),
-    };
-    let kind = kind(
-        &body.metadata_id,
-        body.settings,
-        api.allow_private_destinations,
-    )?;
-    if body.max_in_flight == Some(0) {
-        return Err(ApiError::field("maxInFlight", "must be at least 1"));
-    }
-    check_create(&api, &caller, &id, &body.source_id).await?;
+    let NewDestination { id, name, kind } = check_create(&api, &caller, &body).await?;
     let sources = vec![body.source_id];
     let row = DestinationRow {
         id: id.clone(),

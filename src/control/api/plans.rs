@@ -917,8 +917,8 @@ async fn disconnect_source(
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ConnectSource {
-    source_id: String,
+pub(super) struct ConnectSource {
+    pub(super) source_id: String,
 }
 
 /// Connect a source to the plan.

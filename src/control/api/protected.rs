@@ -64,6 +64,8 @@ enum Route {
     Source(Action),
     /// A call on `/destinations/{id}` that needs `action` on the destination.
     Destination(Action),
+    /// `POST /sources/{id}/writekey`: a new write key.
+    NewKey,
     /// `POST /destinations`: a new destination connected to `sourceId`.
     NewDestination,
     /// `PATCH /sources/{id}`: name, enabled, plan, enforcement, rate.
@@ -92,9 +94,8 @@ impl Route {
             ("POST", "/sources/{id}/labels") => Self::SourceLabels { replace: false },
             ("PUT", "/sources/{id}/labels") => Self::SourceLabels { replace: true },
             ("DELETE", "/sources/{id}") => Self::Source(Action::DeleteSource),
-            ("POST", "/sources/{id}/writekey") | ("DELETE", "/sources/{id}/writekey/{key}") => {
-                Self::Source(Action::ManageWriteKeys)
-            }
+            ("POST", "/sources/{id}/writekey") => Self::NewKey,
+            ("DELETE", "/sources/{id}/writekey/{key}") => Self::Source(Action::ManageWriteKeys),
             ("PATCH", "/destinations/{id}") => Self::Destination(Action::EditDestination),
             ("DELETE", "/destinations/{id}") => Self::Destination(Action::DeleteDestination),
             ("POST", "/destinations") => Self::NewDestination,
@@ -237,8 +238,23 @@ async fn target(
                 replay: None,
             })
         }
+        Route::NewKey => {
+            let Body(key) = Body::<super::sources::AddKey>::from_bytes(bytes)?;
+            let source = super::sources::check_add_key(api, caller, id, &key).await?;
+            Ok(Target {
+                resource_type: "source",
+                resource_id: id.to_owned(),
+                before: source_state(api, &source).await?,
+                sources: vec![source],
+                replay: None,
+            })
+        }
         Route::Source(action) => {
-            let source = super::sources::visible(api, caller, id, action).await?;
+            let source = if action == Action::DeleteSource {
+                super::sources::check_delete(api, caller, id).await?
+            } else {
+                super::sources::visible(api, caller, id, action).await?
+            };
             let before = source_state(api, &source).await?;
             Ok(Target {
                 resource_type: "source",
@@ -299,8 +315,9 @@ async fn target(
         Route::NewDestination => {
             let Body(create) = Body::<CreateDestination>::from_bytes(bytes)?;
             // Its id is fixed now: an approval made twice cannot create two.
-            let id = create.id.clone().unwrap_or_else(|| new_id("dst_"));
-            super::destinations::check_create(api, caller, &id, &create.source_id).await?;
+            let id = super::destinations::check_create(api, caller, &create)
+                .await?
+                .id;
             let mut replay = body.clone();
             replay["id"] = json!(id);
             Ok(Target {
@@ -315,7 +332,8 @@ async fn target(
             // Weighed by the source the handler reads: the body's to connect, the
             // query's to disconnect.
             let named = if connect {
-                field(body, "sourceId")
+                let Body(link) = Body::<super::plans::ConnectSource>::from_bytes(bytes)?;
+                Some(link.source_id)
             } else {
                 serde_urlencoded::from_str::<Vec<(String, String)>>(query)
                     .ok()
@@ -516,7 +534,7 @@ async fn propose(
         .await?;
     change.commit().await?;
     let mut answer = data(ResourceChangeOne {
-        resource_change_request: shown_to(api, caller, &target.sources, &rc),
+        resource_change_request: shown_to(api, caller, &target.sources, &rc).await?,
     });
     *answer.status_mut() = StatusCode::ACCEPTED;
     Ok(Some(answer))
@@ -639,14 +657,27 @@ fn hidden(settings: &Value) -> Value {
     }
 }
 
-/// The request as `caller` sees it: the protected sources hidden from them left out (a
-/// destination fed by a source they may not see is protected by it all the same).
-fn shown_to(
+/// Whether the caller may view source `id` (a missing one: they may not).
+async fn viewable(api: &Api, caller: &Caller, id: &str) -> Result<bool, ApiError> {
+    let mut conn = api.store.read().await?;
+    let found = sources::get(&mut conn, &caller.workspace.id, id).await?;
+    Ok(found.is_some_and(|s| {
+        caller
+            .decide(Action::ViewSource, ResourceRef::Source(s.as_ref()))
+            .allowed
+    }))
+}
+
+/// The request as `caller` sees it: the sources hidden from them left out of
+/// `protectedSources` and of a destination's proposed connections, and a proposed
+/// forwarding into one hidden (a destination fed by a source they may not see is
+/// protected by it all the same).
+async fn shown_to(
     api: &Api,
     caller: &Caller,
     protected: &[SourceRow],
     rc: &ResourceChangeRow,
-) -> ResourceChange {
+) -> Result<ResourceChange, ApiError> {
     let mut shown = wire(api, rc);
     shown.protected_sources.retain(|id| {
         protected.iter().any(|s| {
@@ -656,7 +687,26 @@ fn shown_to(
                     .allowed
         })
     });
-    shown
+    if let Some(Value::Array(connected)) = shown.body.get_mut("sources") {
+        let mut kept = Vec::with_capacity(connected.len());
+        for id in connected.drain(..) {
+            if let Some(name) = id.as_str()
+                && viewable(api, caller, name).await?
+            {
+                kept.push(id);
+            }
+        }
+        *connected = kept;
+    }
+    for field in ["forwardingViolationsTo", "forwardingBlockedEventsTo"] {
+        if let Some(Value::String(to)) = shown.body.get_mut(field)
+            && !to.is_empty()
+            && !viewable(api, caller, to).await?
+        {
+            *to = REDACTED.to_owned();
+        }
+    }
+    Ok(shown)
 }
 
 /// The request in full (as the audit trail keeps it).
@@ -702,42 +752,67 @@ fn wire(api: &Api, rc: &ResourceChangeRow) -> ResourceChange {
     }
 }
 
-/// Whether the caller may see the request: its author does; anyone else must see every
-/// protected source it names and the destination it changes. A protected source
-/// deleted since is seen by those who may apply protected changes (who reject it).
-fn seen(caller: &Caller, protected: &[SourceRow], rc: &ResourceChangeRow) -> bool {
-    if rc.author_id == caller.user.id {
-        return true;
-    }
-    let reviewer = || {
-        rc.author_id == caller.user.id
-            || caller
-                .decide(Action::ApplyProtectedChange, ResourceRef::Workspace)
-                .allowed
-    };
-    let sources =
-        rc.protected_sources
-            .iter()
-            .all(|id| match protected.iter().find(|s| s.id == *id) {
-                Some(s) => {
-                    caller
-                        .decide(Action::ViewSource, ResourceRef::Source(s.as_ref()))
-                        .allowed
-                }
-                None => reviewer(),
-            });
-    let destination = rc.resource_type != "destination"
-        || rc.before.is_null()
+/// Whether the caller may see the request: they must see the resource it changes (a
+/// new destination: the source it connects), and, unless they wrote it, every protected
+/// source it names (an author may change a destination fed by a protected source hidden
+/// from them). A resource or protected source deleted since is seen by its author and
+/// by those who may apply protected changes (who reject it).
+async fn seen(
+    api: &Api,
+    caller: &Caller,
+    protected: &[SourceRow],
+    rc: &ResourceChangeRow,
+) -> Result<bool, ApiError> {
+    let author = rc.author_id == caller.user.id;
+    let reviewer = author
         || caller
-            .decide(
-                Action::ViewDestination,
-                ResourceRef::Destination(DestinationRef {
-                    id: &rc.resource_id,
-                    connected: &[],
-                }),
-            )
+            .decide(Action::ApplyProtectedChange, ResourceRef::Workspace)
             .allowed;
-    sources && destination
+    let view = |s: &SourceRow| {
+        caller
+            .decide(Action::ViewSource, ResourceRef::Source(s.as_ref()))
+            .allowed
+    };
+    let sources = author
+        || rc.protected_sources.iter().all(|id| {
+            protected
+                .iter()
+                .find(|s| s.id == *id)
+                .map_or(reviewer, view)
+        });
+    if !sources {
+        return Ok(false);
+    }
+    let resource = match (rc.resource_type.as_str(), rc.before.is_null()) {
+        ("source", _) => {
+            let mut conn = api.store.read().await?;
+            let found = sources::get(&mut conn, &caller.workspace.id, &rc.resource_id).await?;
+            found.as_ref().map_or(reviewer, view)
+        }
+        // A new destination: the source it would be connected to.
+        (_, true) => {
+            let connects = opened(api, rc)
+                .ok()
+                .and_then(|call| serde_json::from_str::<Value>(&call.body).ok())
+                .and_then(|body| field(&body, "sourceId"))
+                .unwrap_or_default();
+            let mut conn = api.store.read().await?;
+            let found = sources::get(&mut conn, &caller.workspace.id, &connects).await?;
+            found.as_ref().map_or(reviewer, view)
+        }
+        (_, false) => {
+            caller
+                .decide(
+                    Action::ViewDestination,
+                    ResourceRef::Destination(DestinationRef {
+                        id: &rc.resource_id,
+                        connected: &[],
+                    }),
+                )
+                .allowed
+        }
+    };
+    Ok(resource)
 }
 
 /// A request the caller may see; hidden and missing answer alike.
@@ -753,7 +828,7 @@ async fn load(
         .ok_or_else(missing)?;
     drop(conn);
     let protected = sources_named(api, caller, &rc.protected_sources).await?;
-    if !seen(caller, &protected, &rc) {
+    if !seen(api, caller, &protected, &rc).await? {
         return Err(missing());
     }
     Ok((rc, protected))
@@ -862,8 +937,8 @@ async fn list(
         for rc in &rows {
             after.clone_from(&rc.id);
             let protected = sources_named(&api, &caller, &rc.protected_sources).await?;
-            if seen(&caller, &protected, rc) {
-                out.push(shown_to(&api, &caller, &protected, rc));
+            if seen(&api, &caller, &protected, rc).await? {
+                out.push(shown_to(&api, &caller, &protected, rc).await?);
                 last = Some(rc.id.clone());
                 if out.len() == page.count as usize {
                     break 'read;
@@ -902,7 +977,7 @@ async fn read(
 ) -> Result<Response, ApiError> {
     let (rc, protected) = load(&api, &caller, &id).await?;
     Ok(data(ResourceChangeOne {
-        resource_change_request: shown_to(&api, &caller, &protected, &rc),
+        resource_change_request: shown_to(&api, &caller, &protected, &rc).await?,
     }))
 }
 
@@ -1002,7 +1077,7 @@ async fn approve(
         .and_then(|v| v.get("data").cloned())
         .unwrap_or(Value::Null);
     Ok(data(ResourceChangeApplied {
-        resource_change_request: shown_to(&api, &caller, &protected, &rc),
+        resource_change_request: shown_to(&api, &caller, &protected, &rc).await?,
         result,
     }))
 }
@@ -1132,7 +1207,7 @@ async fn end_as(
         .await?;
     change.commit().await?;
     Ok(data(ResourceChangeOne {
-        resource_change_request: shown_to(api, caller, protected, &rc),
+        resource_change_request: shown_to(api, caller, protected, &rc).await?,
     }))
 }
 

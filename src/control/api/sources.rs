@@ -667,6 +667,49 @@ async fn update(
     Ok(data(SourceOne { source: after }))
 }
 
+/// Everything deleting source `id` asks before it changes anything: the caller may
+/// delete it, and no other source forwards events into it (`409`, naming only the
+/// forwarding sources the caller may see: the others are changed by someone who may).
+pub(super) async fn check_delete(
+    api: &Api,
+    caller: &Caller,
+    id: &str,
+) -> Result<SourceRow, ApiError> {
+    let source = visible(api, caller, id, Action::DeleteSource).await?;
+    let mut conn = api.store.read().await?;
+    let all = sources::all(&mut conn, &caller.workspace.id).await?;
+    drop(conn);
+    let feeding: Vec<&SourceRow> = all
+        .iter()
+        .filter(|s| {
+            s.id != id
+                && super::source_settings::forwarding_targets(s)
+                    .iter()
+                    .any(|t| t == id)
+        })
+        .collect();
+    if feeding.is_empty() {
+        return Ok(source);
+    }
+    let named: Vec<&str> = feeding
+        .iter()
+        .filter(|s| {
+            caller
+                .decide(Action::ViewSource, ResourceRef::Source(s.as_ref()))
+                .allowed
+        })
+        .map(|s| s.id.as_str())
+        .collect();
+    let by = if named.is_empty() {
+        "other sources".to_owned()
+    } else {
+        format!("sources including {}", named.join(", "))
+    };
+    Err(ApiError::Conflict(format!(
+        "source {id} receives the events forwarded by {by}: change their forwarding first"
+    )))
+}
+
 /// Delete a source with its keys, labels, connections and grants.
 #[utoipa::path(
     delete,
@@ -680,7 +723,7 @@ async fn remove(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let before = visible(&api, &caller, &id, Action::DeleteSource).await?;
+    let before = check_delete(&api, &caller, &id).await?;
     let mut change = api.store.change().await?;
     let keys = sources::keys_of(change.conn(), &id).await?;
     sources::delete(change.conn(), &id).await?;
@@ -703,9 +746,24 @@ async fn remove(
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct AddKey {
+pub(super) struct AddKey {
     #[serde(default)]
     expires_at: Option<DateTime<Utc>>,
+}
+
+/// Everything a new write key for source `id` asks before it is made: the caller may
+/// manage the source's keys, and an expiry is in the future.
+pub(super) async fn check_add_key(
+    api: &Api,
+    caller: &Caller,
+    id: &str,
+    body: &AddKey,
+) -> Result<SourceRow, ApiError> {
+    let source = visible(api, caller, id, Action::ManageWriteKeys).await?;
+    if body.expires_at.is_some_and(|at| at <= caller.now) {
+        return Err(ApiError::field("expiresAt", "must be in the future"));
+    }
+    Ok(source)
 }
 
 /// Makes a new write key: 32 random base62 characters, shown in this answer only.
@@ -723,10 +781,7 @@ async fn add_key(
     Path(id): Path<String>,
     Body(body): Body<AddKey>,
 ) -> Result<Response, ApiError> {
-    let source = visible(&api, &caller, &id, Action::ManageWriteKeys).await?;
-    if body.expires_at.is_some_and(|at| at <= caller.now) {
-        return Err(ApiError::field("expiresAt", "must be in the future"));
-    }
+    let source = check_add_key(&api, &caller, &id, &body).await?;
     let plain = token::random_base62(32).map_err(|e| {
         tracing::error!(error = %e, "no randomness for a write key");
         ApiError::Internal
