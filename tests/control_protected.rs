@@ -601,6 +601,35 @@ async fn protection_is_not_bypassed_nor_leaky() {
         let (status, answer) = api.post(&member, &path, body).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {answer}");
     }
+    for (method, path, body, expected) in [
+        (
+            Method::PATCH,
+            "/api/v1/destinations/feed".to_owned(),
+            Some(json!({"maxInFlight": 0})),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/destinations/feed".to_owned(),
+            Some(json!({"name": "a\u{0}b"})),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/sources/demo/writekey/wk_nothing".to_owned(),
+            None,
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            Method::DELETE,
+            format!("/api/v1/tracking-plans/{plan}/sources?sourceId=demo&unknown=1"),
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let (status, answer) = api.call(&member, method, &path, body).await;
+        assert_eq!(status, expected, "{path}: {answer}");
+    }
 
     // 3. A request about a destination is seen by who may see the destination; a
     //    source's write keys are not shown in it.
@@ -716,6 +745,15 @@ async fn protection_is_not_bypassed_nor_leaky() {
         .await;
     let forward = requested(status, &body);
     let (status, body) = decide(&api, &admin, &forward, "approve", json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Deleting the forwarding source ends a forwarding into a protected source: a
+    // request too.
+    grant_on(&api, &owner, &member_id, "source", "dev", "full").await;
+    let (status, body) = api
+        .call(&member, Method::DELETE, "/api/v1/sources/dev", None)
+        .await;
+    let drop_dev = requested(status, &body);
+    let (status, body) = decide(&api, &member, &drop_dev, "withdraw", json!({})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = api
         .call(&owner, Method::DELETE, "/api/v1/sources/demo", None)
@@ -856,6 +894,52 @@ async fn protection_is_not_bypassed_nor_leaky() {
     let (status, body) = api.get(&peer, &rc_path(&into_dev)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(shown(&body), "<redacted>", "{body}");
+    // Nor the forwarding of a source it changes, as it is now (in the request and in
+    // the source's settings).
+    let (status, body) = api
+        .post(&owner, "/api/v1/sources", json!({"slug": "vault"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    grant_on(&api, &owner, &peer_id, "source", "vault", "no_access").await;
+    let settings = "/api/v1/sources/demo/settings";
+    let (status, body) = api
+        .call(
+            &admin,
+            Method::PATCH,
+            settings,
+            Some(json!({"forwardingBlockedEventsTo": "vault"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = api
+        .call(
+            &member,
+            Method::PATCH,
+            "/api/v1/sources/demo",
+            Some(json!({"name": "Renamed again"})),
+        )
+        .await;
+    let rename_again = requested(status, &body);
+    let (_, body) = api.get(&peer, &rc_path(&rename_again)).await;
+    let controls = &body["data"]["resourceChangeRequest"]["before"]["controls"];
+    assert_eq!(controls["forward_blocked_to"], "<redacted>", "{body}");
+    assert!(!body.to_string().contains("vault"), "{body}");
+    let blocked_to = |body: &Value| body["data"]["settings"]["forwardingBlockedEventsTo"].clone();
+    let (_, body) = api.get(&peer, settings).await;
+    assert_eq!(blocked_to(&body), "<redacted>", "{body}");
+    let (_, body) = api.get(&member, settings).await;
+    assert_eq!(blocked_to(&body), "vault", "{body}");
+    // Sent back as read, a hidden target stays.
+    let (status, body) = api
+        .call(
+            &admin,
+            Method::PATCH,
+            settings,
+            Some(json!({"forwardingBlockedEventsTo": "<redacted>"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(blocked_to(&body), "vault", "{body}");
     // A source's deletion names only the sources forwarding into it its caller sees.
     let (status, body) = api
         .call(&peer, Method::DELETE, "/api/v1/sources/demo", None)

@@ -104,7 +104,8 @@ fn urls(nodes: &[Node]) -> String {
 
 /// Waits until the cluster has a JetStream meta leader (an R=3 stream can be made).
 async fn wait_for_cluster(urls: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // Generous: on two busy cores a meta leader has taken over 30 s to be elected.
+    let deadline = Instant::now() + Duration::from_secs(90);
     let seeds: Vec<&str> = urls.split(',').collect();
     loop {
         let ready = async {

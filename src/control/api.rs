@@ -1060,7 +1060,16 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        let query = parts.uri.query().unwrap_or_default();
+        Self::parse(parts.uri.query().unwrap_or_default())
+    }
+}
+
+impl<T: DeserializeOwned> Query<T> {
+    /// Reads a query string as the extractor does.
+    ///
+    /// # Errors
+    /// `400` naming what does not decode.
+    pub fn parse(query: &str) -> Result<Self, ApiError> {
         serde_urlencoded::from_str(query)
             .map(Self)
             .map_err(|e| ApiError::Invalid {

@@ -420,11 +420,70 @@ pub(super) async fn check_create(
     Ok(NewDestination { id, name, kind })
 }
 
-/// Everything an update of destination `id` asks of the policy before it changes
-/// anything: the destination as it is, and the sources it will feed when the update
-/// names them (connections to sources hidden from the caller are not theirs to see or
-/// cut: they stay, whatever the caller sends).
+/// A destination's update, checked: the destination as it is and as it will be, and
+/// the sources it will feed when the update names them.
+pub(super) struct Update {
+    /// As it is.
+    pub(super) before: DestinationRow,
+    /// As the update leaves it.
+    pub(super) after: DestinationRow,
+    /// The sources it will feed, when the update names them (with those hidden from the
+    /// caller kept).
+    pub(super) sources: Option<Vec<String>>,
+}
+
+/// Everything an update of destination `id` asks before it changes anything: the
+/// policy's leave, then a valid body (name, type's settings, in-flight bound).
+/// Connections to sources hidden from the caller are not theirs to see or cut: they
+/// stay, whatever the caller sends.
 pub(super) async fn check_update(
+    api: &Api,
+    caller: &Caller,
+    id: &str,
+    body: &UpdateDestination,
+) -> Result<Update, ApiError> {
+    let (before, sources) = check_update_access(api, caller, id, body).await?;
+    let mut after = before.clone();
+    if let Some(name) = &body.name {
+        after.name = text_field("name", name, 200)?;
+        after.doc.name = Some(after.name.clone());
+    }
+    if let Some(enabled) = body.enabled {
+        after.enabled = enabled;
+        after.doc.enabled = enabled;
+    }
+    if let Some(settings) = &body.settings {
+        after.doc.kind = kind(
+            &after.metadata_id,
+            settings.clone(),
+            api.allow_private_destinations,
+        )?;
+    }
+    if let Some(filter) = &body.filter {
+        after.doc.filter = filter.clone();
+    }
+    if let Some(retry) = &body.retry {
+        after.doc.retry = retry.clone();
+    }
+    if let Some(n) = body.max_in_flight {
+        if n == 0 {
+            return Err(ApiError::field("maxInFlight", "must be at least 1"));
+        }
+        after.doc.max_in_flight = n;
+    }
+    if let Some(sources) = &sources {
+        after.doc.sources.clone_from(sources);
+    }
+    after.updated_at = caller.now;
+    Ok(Update {
+        before,
+        after,
+        sources,
+    })
+}
+
+/// What an update of destination `id` asks of the policy.
+async fn check_update_access(
     api: &Api,
     caller: &Caller,
     id: &str,
@@ -726,35 +785,9 @@ async fn update(
     Path(id): Path<String>,
     Body(body): Body<UpdateDestination>,
 ) -> Result<Response, ApiError> {
-    let (before, sources) = check_update(&api, &caller, &id, &body).await?;
-    let mut row = before.clone();
-    if let Some(name) = &body.name {
-        row.name = text_field("name", name, 200)?;
-        row.doc.name = Some(row.name.clone());
-    }
-    if let Some(enabled) = body.enabled {
-        row.enabled = enabled;
-        row.doc.enabled = enabled;
-    }
-    if let Some(settings) = body.settings {
-        row.doc.kind = kind(&row.metadata_id, settings, api.allow_private_destinations)?;
-    }
-    if let Some(filter) = body.filter {
-        row.doc.filter = filter;
-    }
-    if let Some(retry) = body.retry {
-        row.doc.retry = retry;
-    }
-    if let Some(n) = body.max_in_flight {
-        if n == 0 {
-            return Err(ApiError::field("maxInFlight", "must be at least 1"));
-        }
-        row.doc.max_in_flight = n;
-    }
-    if let Some(sources) = sources {
-        row.doc.sources = sources;
-    }
-    row.updated_at = caller.now;
+    let Update {
+        before, after: row, ..
+    } = check_update(&api, &caller, &id, &body).await?;
     let mut change = api.store.change().await?;
     destinations::update(change.conn(), api.store.key(), &row).await?;
     installable(&api, &mut change, &caller.workspace.id).await?;

@@ -893,9 +893,9 @@ async fn plan_sources(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct SourceQuery {
+pub(super) struct SourceQuery {
     /// The source to disconnect.
-    source_id: String,
+    pub(super) source_id: String,
 }
 
 /// Disconnect a source from the plan (its events are no longer checked against it).
@@ -939,13 +939,15 @@ async fn connect_source(
     link_source(&api, &caller, &id, &body.source_id, true).await
 }
 
-/// Everything linking plan `id` and `source_id` (either way) asks of the policy: editing
-/// plans, seeing the plan, and editing the source.
+/// Everything linking plan `id` and `source_id` (connecting, else disconnecting) asks
+/// before it changes anything: editing plans, seeing the plan, editing the source, and
+/// to disconnect, the source connected to the plan.
 pub(super) async fn check_link(
     api: &Api,
     caller: &Caller,
     id: &str,
     source_id: &str,
+    connect: bool,
 ) -> Result<(PlanRow, sources::SourceRow), ApiError> {
     let ws = ApiError::missing("workspace", "");
     api.allow(
@@ -972,6 +974,13 @@ pub(super) async fn check_link(
         missing,
     )
     .await?;
+    if !connect && source.tracking_plan_id.as_deref() != Some(plan.id.as_str()) {
+        // No such connection: a missing thing, as `DELETE` of one answers.
+        return Err(ApiError::NotFound(format!(
+            "source {:?} is not connected to this plan",
+            source.id
+        )));
+    }
     Ok((plan, source))
 }
 
@@ -983,15 +992,8 @@ async fn link_source(
     source_id: &str,
     connect: bool,
 ) -> Result<Response, ApiError> {
-    let (plan, mut source) = check_link(api, caller, id, source_id).await?;
+    let (plan, mut source) = check_link(api, caller, id, source_id, connect).await?;
     let before = source.tracking_plan_id.clone();
-    if !connect && before.as_deref() != Some(plan.id.as_str()) {
-        // No such connection: a missing thing, as `DELETE` of one answers.
-        return Err(ApiError::NotFound(format!(
-            "source {:?} is not connected to this plan",
-            source.id
-        )));
-    }
     source.tracking_plan_id = connect.then(|| plan.id.clone());
     source.updated_at = caller.now;
     let mut change = api.store.change().await?;

@@ -66,6 +66,8 @@ enum Route {
     Destination(Action),
     /// `POST /sources/{id}/writekey`: a new write key.
     NewKey,
+    /// `DELETE /sources/{id}/writekey/{key}`: a write key revoked.
+    RevokeKey,
     /// `POST /destinations`: a new destination connected to `sourceId`.
     NewDestination,
     /// `PATCH /sources/{id}`: name, enabled, plan, enforcement, rate.
@@ -95,7 +97,7 @@ impl Route {
             ("PUT", "/sources/{id}/labels") => Self::SourceLabels { replace: true },
             ("DELETE", "/sources/{id}") => Self::Source(Action::DeleteSource),
             ("POST", "/sources/{id}/writekey") => Self::NewKey,
-            ("DELETE", "/sources/{id}/writekey/{key}") => Self::Source(Action::ManageWriteKeys),
+            ("DELETE", "/sources/{id}/writekey/{key}") => Self::RevokeKey,
             ("PATCH", "/destinations/{id}") => Self::Destination(Action::EditDestination),
             ("DELETE", "/destinations/{id}") => Self::Destination(Action::DeleteDestination),
             ("POST", "/destinations") => Self::NewDestination,
@@ -204,7 +206,7 @@ async fn target(
     api: &Api,
     caller: &Caller,
     route: Route,
-    id: Option<&str>,
+    (id, key): (Option<&str>, Option<&str>),
     bytes: &[u8],
     body: &Value,
     query: &str,
@@ -238,6 +240,17 @@ async fn target(
                 replay: None,
             })
         }
+        Route::RevokeKey => {
+            let (source, _) =
+                super::sources::check_remove_key(api, caller, id, key.unwrap_or_default()).await?;
+            Ok(Target {
+                resource_type: "source",
+                resource_id: id.to_owned(),
+                before: source_state(api, &source).await?,
+                sources: vec![source],
+                replay: None,
+            })
+        }
         Route::NewKey => {
             let Body(key) = Body::<super::sources::AddKey>::from_bytes(bytes)?;
             let source = super::sources::check_add_key(api, caller, id, &key).await?;
@@ -249,12 +262,31 @@ async fn target(
                 replay: None,
             })
         }
+        Route::Source(Action::DeleteSource) => {
+            let source = super::sources::check_delete(api, caller, id).await?;
+            // Deleting a source ends its forwarding and cuts it from its destinations:
+            // changes to the sources it forwards into and to those destinations.
+            let mut named = source_settings::forwarding_targets(&source);
+            let mut conn = api.store.read().await?;
+            for row in destinations::all(&mut conn, api.store.key(), &caller.workspace.id).await? {
+                if row.doc.sources.contains(&source.id) {
+                    named.extend(row.doc.sources);
+                }
+            }
+            drop(conn);
+            let mut sources = sources_named(api, caller, &named).await?;
+            let before = source_state(api, &source).await?;
+            sources.push(source);
+            Ok(Target {
+                resource_type: "source",
+                resource_id: id.to_owned(),
+                before,
+                sources,
+                replay: None,
+            })
+        }
         Route::Source(action) => {
-            let source = if action == Action::DeleteSource {
-                super::sources::check_delete(api, caller, id).await?
-            } else {
-                super::sources::visible(api, caller, id, action).await?
-            };
+            let source = super::sources::visible(api, caller, id, action).await?;
             let before = source_state(api, &source).await?;
             Ok(Target {
                 resource_type: "source",
@@ -283,7 +315,8 @@ async fn target(
         }
         Route::Destination(Action::EditDestination) => {
             let Body(update) = Body::<UpdateDestination>::from_bytes(bytes)?;
-            let (row, after) = super::destinations::check_update(api, caller, id, &update).await?;
+            let checked = super::destinations::check_update(api, caller, id, &update).await?;
+            let (row, after) = (checked.before, checked.sources);
             let mut named = row.doc.sources.clone();
             // The approver sees connections hidden from the author: the approval sends
             // the whole list as the author's call would have made it.
@@ -332,15 +365,15 @@ async fn target(
             // Weighed by the source the handler reads: the body's to connect, the
             // query's to disconnect.
             let named = if connect {
-                let Body(link) = Body::<super::plans::ConnectSource>::from_bytes(bytes)?;
-                Some(link.source_id)
+                Body::<super::plans::ConnectSource>::from_bytes(bytes)?
+                    .0
+                    .source_id
             } else {
-                serde_urlencoded::from_str::<Vec<(String, String)>>(query)
-                    .ok()
-                    .and_then(|q| q.into_iter().find(|(k, _)| k == "sourceId").map(|(_, v)| v))
+                Query::<super::plans::SourceQuery>::parse(query)?
+                    .0
+                    .source_id
             };
-            let (plan, source) =
-                super::plans::check_link(api, caller, id, &named.unwrap_or_default()).await?;
+            let (plan, source) = super::plans::check_link(api, caller, id, &named, connect).await?;
             let mut before = source_state(api, &source).await?;
             before["plan"] = plan_state(api, caller, &plan.id).await?;
             Ok(Target {
@@ -448,13 +481,25 @@ async fn propose(
         })?
     };
     let params = RawPathParams::from_request_parts(parts, api).await.ok();
-    let id = params.as_ref().and_then(|p| {
-        p.iter()
-            .find(|(k, _)| *k == "id")
-            .map(|(_, v)| v.to_owned())
-    });
+    let param = |name: &str| {
+        params.as_ref().and_then(|p| {
+            p.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_owned())
+        })
+    };
+    let (id, key) = (param("id"), param("key"));
     let query = parts.uri.query().unwrap_or_default().to_owned();
-    let target = target(api, caller, route, id.as_deref(), bytes, &body, &query).await?;
+    let target = target(
+        api,
+        caller,
+        route,
+        (id.as_deref(), key.as_deref()),
+        bytes,
+        &body,
+        &query,
+    )
+    .await?;
     let protected: Vec<&SourceRow> = target
         .sources
         .iter()
@@ -668,6 +713,17 @@ async fn viewable(api: &Api, caller: &Caller, id: &str) -> Result<bool, ApiError
     }))
 }
 
+/// Replaces a source id hidden from the caller (a forwarding target) by `<redacted>`.
+async fn hide_source(api: &Api, caller: &Caller, id: Option<&mut Value>) -> Result<(), ApiError> {
+    if let Some(Value::String(id)) = id
+        && !id.is_empty()
+        && !viewable(api, caller, id).await?
+    {
+        *id = REDACTED.to_owned();
+    }
+    Ok(())
+}
+
 /// The request as `caller` sees it: the sources hidden from them left out of
 /// `protectedSources` and of a destination's proposed connections, and a proposed
 /// forwarding into one hidden (a destination fed by a source they may not see is
@@ -699,11 +755,11 @@ async fn shown_to(
         *connected = kept;
     }
     for field in ["forwardingViolationsTo", "forwardingBlockedEventsTo"] {
-        if let Some(Value::String(to)) = shown.body.get_mut(field)
-            && !to.is_empty()
-            && !viewable(api, caller, to).await?
-        {
-            *to = REDACTED.to_owned();
+        hide_source(api, caller, shown.body.get_mut(field)).await?;
+    }
+    if let Some(controls) = shown.before.get_mut("controls") {
+        for field in ["forward_violations_to", "forward_blocked_to"] {
+            hide_source(api, caller, controls.get_mut(field)).await?;
         }
     }
     Ok(shown)
@@ -801,15 +857,25 @@ async fn seen(
             found.as_ref().map_or(reviewer, view)
         }
         (_, false) => {
-            caller
-                .decide(
-                    Action::ViewDestination,
-                    ResourceRef::Destination(DestinationRef {
-                        id: &rc.resource_id,
-                        connected: &[],
-                    }),
-                )
-                .allowed
+            let mut conn = api.store.read().await?;
+            let found = destinations::get(
+                &mut conn,
+                api.store.key(),
+                &caller.workspace.id,
+                &rc.resource_id,
+            )
+            .await?;
+            found.map_or(reviewer, |_| {
+                caller
+                    .decide(
+                        Action::ViewDestination,
+                        ResourceRef::Destination(DestinationRef {
+                            id: &rc.resource_id,
+                            connected: &[],
+                        }),
+                    )
+                    .allowed
+            })
         }
     };
     Ok(resource)

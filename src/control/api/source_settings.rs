@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
-use super::destinations::installable;
+use super::destinations::{REDACTED, installable};
 use super::sources::visible;
 use super::wire::Data;
 use super::{Api, ApiError, Body, Caller, Path, data};
@@ -205,13 +205,42 @@ fn apply(doc: &mut ControlsDoc, patch: SchemaSettings) -> Result<(), ApiError> {
             }
         }
     }
-    if let Some(to) = patch.forwarding_violations_to {
+    // `<redacted>` is a hidden target as it was read: it stays.
+    if let Some(to) = patch.forwarding_violations_to.filter(|to| to != REDACTED) {
         doc.forward_violations_to = (!to.is_empty()).then_some(to);
     }
-    if let Some(to) = patch.forwarding_blocked_events_to {
+    if let Some(to) = patch
+        .forwarding_blocked_events_to
+        .filter(|to| to != REDACTED)
+    {
         doc.forward_blocked_to = (!to.is_empty()).then_some(to);
     }
     Ok(())
+}
+
+/// The settings as `caller` sees them: a forwarding target hidden from them reads
+/// `<redacted>` (sent back unchanged, it leaves the forwarding as it is).
+async fn shown(api: &Api, caller: &Caller, doc: &ControlsDoc) -> Result<SchemaSettings, ApiError> {
+    let mut settings = settings_of(doc);
+    for to in [
+        &mut settings.forwarding_violations_to,
+        &mut settings.forwarding_blocked_events_to,
+    ] {
+        let Some(id) = to.as_deref().filter(|id| !id.is_empty()) else {
+            continue;
+        };
+        let mut conn = api.store.read().await?;
+        let found = sources::get(&mut conn, &caller.workspace.id, id).await?;
+        let seen = found.is_some_and(|s| {
+            caller
+                .decide(Action::ViewSource, ResourceRef::Source(s.as_ref()))
+                .allowed
+        });
+        if !seen {
+            *to = Some(REDACTED.to_owned());
+        }
+    }
+    Ok(settings)
 }
 
 fn controls_of(source: &sources::SourceRow) -> Result<ControlsDoc, ApiError> {
@@ -237,7 +266,7 @@ async fn read(
     let source = visible(&api, &caller, &id, Action::ViewSource).await?;
     Ok(data(SourceSchemaSettings {
         source_id: source.id.clone(),
-        settings: settings_of(&controls_of(&source)?),
+        settings: shown(&api, &caller, &controls_of(&source)?).await?,
     }))
 }
 
@@ -331,6 +360,6 @@ async fn update(
     change.commit().await?;
     Ok(data(SourceSchemaSettings {
         source_id: id,
-        settings: settings_of(&doc),
+        settings: shown(&api, &caller, &doc).await?,
     }))
 }

@@ -834,14 +834,8 @@ async fn remove_key(
     caller: Caller,
     Path((id, key)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    visible(&api, &caller, &id, Action::ManageWriteKeys).await?;
-    let digest = KeyDigest::of(&key);
+    let (_, found) = check_remove_key(&api, &caller, &id, &key).await?;
     let mut change = api.store.change().await?;
-    let keys = sources::keys_of(change.conn(), &id).await?;
-    let found = keys
-        .iter()
-        .find(|k| k.id == key || k.digest.matches(&digest))
-        .ok_or_else(|| ApiError::missing("write key", "given"))?;
     sources::revoke_key(change.conn(), &found.id, caller.now).await?;
     change
         .record(caller.draft(
@@ -854,6 +848,26 @@ async fn remove_key(
         .await?;
     change.commit().await?;
     Ok(success())
+}
+
+/// Everything revoking write key `key` (its id or the key itself) of source `id` asks
+/// before it changes anything: the caller may manage the source's keys, and the key is
+/// the source's.
+pub(super) async fn check_remove_key(
+    api: &Api,
+    caller: &Caller,
+    id: &str,
+    key: &str,
+) -> Result<(SourceRow, WriteKeyRow), ApiError> {
+    let source = visible(api, caller, id, Action::ManageWriteKeys).await?;
+    let digest = KeyDigest::of(key);
+    let mut conn = api.store.read().await?;
+    let keys = sources::keys_of(&mut conn, id).await?;
+    let found = keys
+        .into_iter()
+        .find(|k| k.id == key || k.digest.matches(&digest))
+        .ok_or_else(|| ApiError::missing("write key", "given"))?;
+    Ok((source, found))
 }
 
 /// List a source's write keys (prefixes, never keys).
