@@ -26,6 +26,7 @@ pub mod control;
 pub mod delivery;
 pub mod disk;
 pub mod event;
+pub mod functions;
 pub mod gateway;
 pub mod log;
 pub mod protocols;

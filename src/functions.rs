@@ -1,0 +1,10 @@
+//! Functions: custom JavaScript run on events, written as Segment documents its
+//! functions (`async function onTrack(event, settings) { … return event }`).
+//!
+//! [`sandbox`] runs one function's code in an engine of its own under limits. What
+//! calls it (delivery's insert functions, the data listener's source functions) and
+//! how functions are kept, versioned and deployed live beside it as they land.
+
+pub mod sandbox;
+
+pub use sandbox::{Failure, Handler, Invocation, Limits, LoadError, Outcome, Sandbox};

@@ -1,0 +1,135 @@
+// Sluice's function prelude: runs once per sandbox, before the function's own code.
+// It defines what Segment's runtime gives a function (its error classes, `console`),
+// freezes every built-in so no invocation can change what the next one sees, and
+// keeps the driver the host calls out of the function's reach.
+(() => {
+  "use strict";
+  const parse = JSON.parse;
+  const stringify = JSON.stringify;
+  const settle = Promise.prototype.then;
+  const resolved = Promise.resolve.bind(Promise);
+  const define = Object.defineProperty;
+  const freezeOne = Object.freeze;
+  const ownKeys = Reflect.ownKeys;
+  const describe = Object.getOwnPropertyDescriptor;
+  const protoOf = Object.getPrototypeOf;
+
+  const errors = ["DropEvent", "RetryError", "ValidationError", "InvalidEventPayload", "EventNotSupported"];
+  for (const name of errors) {
+    const made = { [name]: class extends Error {
+      constructor(message) { super(message); this.name = name; }
+    } }[name];
+    define(globalThis, name, { value: made, writable: false, enumerable: false, configurable: false });
+  }
+
+  const LINES = 50;
+  const WIDTH = 1000;
+  const lines = [];
+  const text = (args) => {
+    let out = "";
+    for (let i = 0; i < args.length; i++) {
+      const a = args[i];
+      let s;
+      if (typeof a === "string") s = a;
+      else { try { s = stringify(a); } catch (_) { s = String(a); } }
+      out += (i ? " " : "") + s;
+      if (out.length > WIDTH) break;
+    }
+    return out.length > WIDTH ? out.slice(0, WIDTH) : out;
+  };
+  const line = (level) => (...args) => {
+    if (lines.length < LINES) lines.push(level + " " + text(args));
+  };
+  define(globalThis, "console", {
+    value: { log: line("log"), info: line("info"), warn: line("warn"), error: line("error"), debug: line("debug") },
+    writable: false, enumerable: false, configurable: false,
+  });
+
+  const seen = new WeakSet();
+  const freeze = (o) => {
+    if (o === null || (typeof o !== "object" && typeof o !== "function") || seen.has(o)) return o;
+    seen.add(o);
+    freezeOne(o);
+    for (const key of ownKeys(o)) {
+      const d = describe(o, key);
+      if (!d) continue;
+      if ("value" in d) freeze(d.value); else { freeze(d.get); freeze(d.set); }
+    }
+    freeze(protoOf(o));
+    return o;
+  };
+
+  // The outcome of the invocation under way: "" until it settles.
+  let kind = "";
+  let out = "";
+  let settings = null;
+  const done = (k, v) => { kind = k; out = v; };
+  const failed = (e) => {
+    // QuickJS throws `null` when memory is so short it cannot make the error.
+    if (e === null) return done("null", "");
+    const name = e !== null && typeof e === "object" && typeof e.name === "string" ? e.name : "Error";
+    const message = e !== null && typeof e === "object" && e.message !== undefined ? String(e.message) : String(e);
+    switch (name) {
+      case "DropEvent": return done("drop", message);
+      case "RetryError": return done("retry", message);
+      case "ValidationError": case "InvalidEventPayload": case "EventNotSupported":
+        return done("invalid", name + ": " + message);
+      default: return done("error", name + ": " + message);
+    }
+  };
+  const returned = (v) => {
+    if (v === undefined || v === null) return done("drop", "");
+    if (typeof v !== "object") return done("error", "the handler returned a " + typeof v + ", not an event");
+    try { done("event", stringify(v)); } catch (e) { failed(e); }
+  };
+
+  const host = {
+    // Settings, as JSON: parsed once, frozen, the same object on every call.
+    configure(json) { settings = freeze(parse(json)); },
+    // Starts the handler `name` on the event (JSON); the host then runs the jobs.
+    run(name, json) {
+      kind = ""; out = ""; lines.length = 0;
+      const handler = globalThis[name];
+      if (typeof handler !== "function") return done("pass", "");
+      let event;
+      try { event = parse(json); } catch (e) { return failed(e); }
+      settle.call(resolved(undefined), () => handler(event, settings)).then(returned, failed);
+    },
+    // "kind\noutput" once settled, "" before.
+    outcome() { return kind === "" ? "" : kind + "\n" + out; },
+    // The console lines of the last invocation, one per line.
+    logs() { return lines.join("\n"); },
+  };
+  define(globalThis, "__sluice", { value: host, writable: false, enumerable: false, configurable: false });
+
+  // Frozen, a prototype's data property cannot be shadowed by assignment (`this.name =
+  // "MyError"` in an Error subclass would throw). The properties code commonly
+  // assigns on its own objects become accessors whose setter gives the object its own
+  // property; the prototype itself still cannot be changed.
+  const shadowable = ["constructor", "name", "message", "toString", "valueOf", "toJSON", "toLocaleString"];
+  const enable = (proto, key) => {
+    const d = describe(proto, key);
+    if (!d || !("value" in d) || !d.configurable) return;
+    const value = d.value;
+    define(proto, key, {
+      get() { return value; },
+      set(v) {
+        if (this === proto) throw new TypeError("built-ins are read-only: cannot change " + String(key));
+        define(this, key, { value: v, writable: true, enumerable: true, configurable: true });
+      },
+      enumerable: d.enumerable,
+      configurable: false,
+    });
+  };
+  for (const name of ownKeys(globalThis)) {
+    const value = globalThis[name];
+    if (typeof value !== "function" || !value.prototype || typeof value.prototype !== "object") continue;
+    for (const key of shadowable) enable(value.prototype, key);
+  }
+
+  for (const name of ownKeys(globalThis)) {
+    if (name === "globalThis") continue;
+    const d = describe(globalThis, name);
+    if (d && "value" in d) freeze(d.value);
+  }
+})();

@@ -1,0 +1,416 @@
+//! One function's sandbox: a QuickJS runtime of its own, loaded once with the
+//! function's code and settings and reused for every event (no engine start per
+//! event), under a time limit per invocation, a memory limit, a stack limit and an
+//! output limit. The engine has no file system, process, environment or network:
+//! QuickJS's own library (`std`, `os`) is not linked in, and nothing else is given.
+//!
+//! A function that runs past its time or memory is stopped, its event counted as
+//! failed, and its sandbox rebuilt from the code, so the next invocation starts clean.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rquickjs::{Context, Function, Object, Runtime};
+
+/// What the prelude gives every function (error classes, `console`, frozen built-ins).
+const PRELUDE: &str = include_str!("prelude.js");
+
+/// The limits of one invocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Time one invocation may run (the engine runs no I/O, so this is CPU time).
+    pub time: Duration,
+    /// Memory the function's heap may hold, in bytes.
+    pub memory: usize,
+    /// Stack the function's calls may use, in bytes.
+    pub stack: usize,
+    /// Size of the JSON a handler may return, in bytes.
+    pub output: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            time: Duration::from_millis(100),
+            memory: 32 << 20,
+            stack: 512 << 10,
+            output: 1 << 20,
+        }
+    }
+}
+
+/// The handler an event calls, by its type (`onTrack` for `track`, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handler {
+    /// `onTrack`.
+    Track,
+    /// `onIdentify`.
+    Identify,
+    /// `onPage`.
+    Page,
+    /// `onScreen`.
+    Screen,
+    /// `onGroup`.
+    Group,
+    /// `onAlias`.
+    Alias,
+    /// `onBatch` (the events as an array).
+    Batch,
+}
+
+impl Handler {
+    /// The handler for an event of `kind` (its `type`), if Segment names one.
+    #[must_use]
+    pub fn of(kind: &str) -> Option<Self> {
+        Some(match kind {
+            "track" => Self::Track,
+            "identify" => Self::Identify,
+            "page" => Self::Page,
+            "screen" => Self::Screen,
+            "group" => Self::Group,
+            "alias" => Self::Alias,
+            _ => return None,
+        })
+    }
+
+    /// The handler's name in the function's code.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Track => "onTrack",
+            Self::Identify => "onIdentify",
+            Self::Page => "onPage",
+            Self::Screen => "onScreen",
+            Self::Group => "onGroup",
+            Self::Alias => "onAlias",
+            Self::Batch => "onBatch",
+        }
+    }
+}
+
+/// Why an invocation failed, and so what becomes of its event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The function threw `RetryError`: the event is tried again later.
+    Retry,
+    /// The function threw `ValidationError`, `InvalidEventPayload` or
+    /// `EventNotSupported`: the event is refused, not retried.
+    Invalid,
+    /// Any other error, or an answer that is not an event: not retried (the same code
+    /// fails the same way), kept with the dead letters.
+    Error,
+    /// The time limit ran out.
+    Timeout,
+    /// The memory limit was reached.
+    Memory,
+    /// The returned event is larger than the output limit.
+    TooLarge,
+}
+
+impl Failure {
+    /// Whether the event is tried again.
+    #[must_use]
+    pub fn retryable(self) -> bool {
+        self == Self::Retry
+    }
+
+    /// The failure's name in metrics and the API.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Retry => "retry",
+            Self::Invalid => "invalid",
+            Self::Error => "error",
+            Self::Timeout => "timeout",
+            Self::Memory => "memory",
+            Self::TooLarge => "too_large",
+        }
+    }
+}
+
+/// What an invocation made of its event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The event to send (JSON): returned by the handler.
+    Event(String),
+    /// No handler for the event's type: it goes on unchanged.
+    Passed,
+    /// The handler returned nothing, or threw `DropEvent`: the event goes nowhere.
+    Dropped,
+    /// The invocation failed, with the error's message.
+    Failed(Failure, String),
+}
+
+/// One invocation: its outcome, the lines the function logged, how long it ran.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    /// What became of the event.
+    pub outcome: Outcome,
+    /// `console` lines (at most 50, each at most 1000 characters), level first.
+    pub logs: Vec<String>,
+    /// Time the invocation took.
+    pub took: Duration,
+}
+
+/// A function that cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The engine could not start (no memory).
+    #[error("the JavaScript engine could not start: {0}")]
+    Engine(String),
+    /// The code does not compile, or throws while it loads.
+    #[error("the function does not load: {0}")]
+    Code(String),
+    /// The settings are not a JSON object.
+    #[error("the function's settings must be a JSON object")]
+    Settings,
+}
+
+/// The clock an interrupt handler reads: a deadline, and whether it fired.
+#[derive(Debug, Default)]
+struct Deadline {
+    /// Nanoseconds after `origin` when the invocation must stop (0: none).
+    at: AtomicU64,
+    fired: AtomicBool,
+}
+
+/// A function, loaded, ready to run events.
+pub struct Sandbox {
+    runtime: Runtime,
+    context: Context,
+    deadline: Arc<Deadline>,
+    origin: Instant,
+    limits: Limits,
+    code: Arc<str>,
+    settings: Arc<str>,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sandbox {
+    /// Loads `code` with `settings` (a JSON object) under `limits`: the code runs once
+    /// here, under the same limits as an invocation.
+    ///
+    /// # Errors
+    /// The engine cannot start, the code does not load, the settings are not an object.
+    pub fn load(
+        code: &str,
+        settings: &serde_json::Value,
+        limits: Limits,
+    ) -> Result<Self, LoadError> {
+        if !settings.is_object() {
+            return Err(LoadError::Settings);
+        }
+        Self::build(Arc::from(code), Arc::from(settings.to_string()), limits)
+    }
+
+    fn build(code: Arc<str>, settings: Arc<str>, limits: Limits) -> Result<Self, LoadError> {
+        let engine = |e: rquickjs::Error| LoadError::Engine(e.to_string());
+        let runtime = Runtime::new().map_err(engine)?;
+        runtime.set_memory_limit(limits.memory);
+        runtime.set_max_stack_size(limits.stack);
+        let deadline = Arc::new(Deadline::default());
+        let origin = Instant::now();
+        let clock = Arc::clone(&deadline);
+        runtime.set_interrupt_handler(Some(Box::new(move || {
+            let at = clock.at.load(Ordering::Relaxed);
+            let late = at != 0 && nanos(origin.elapsed()) > at;
+            if late {
+                clock.fired.store(true, Ordering::Relaxed);
+            }
+            late
+        })));
+        let context = Context::full(&runtime).map_err(engine)?;
+        let sandbox = Self {
+            runtime,
+            context,
+            deadline,
+            origin,
+            limits,
+            code,
+            settings,
+        };
+        sandbox.arm();
+        let loaded = sandbox.context.with(|ctx| -> Result<(), String> {
+            let thrown = |e: rquickjs::Error| match e {
+                rquickjs::Error::Exception => describe(&ctx.catch()),
+                other => other.to_string(),
+            };
+            ctx.eval::<(), _>(PRELUDE).map_err(thrown)?;
+            let host: Object = ctx.globals().get("__sluice").map_err(thrown)?;
+            let configure: Function = host.get("configure").map_err(thrown)?;
+            configure
+                .call::<_, ()>((sandbox.settings.as_ref(),))
+                .map_err(thrown)?;
+            ctx.eval::<(), _>(sandbox.code.as_bytes()).map_err(thrown)?;
+            while ctx.execute_pending_job() {}
+            Ok(())
+        });
+        if sandbox.disarm() {
+            return Err(LoadError::Code(format!(
+                "loading ran past the time limit ({} ms)",
+                limits.time.as_millis()
+            )));
+        }
+        loaded.map(|()| sandbox).map_err(LoadError::Code)
+    }
+
+    /// The limits it runs under.
+    #[must_use]
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    fn arm(&self) {
+        let at = nanos(self.origin.elapsed() + self.limits.time);
+        self.deadline.fired.store(false, Ordering::Relaxed);
+        self.deadline.at.store(at.max(1), Ordering::Relaxed);
+    }
+
+    /// Ends the time limit; whether it fired.
+    fn disarm(&self) -> bool {
+        self.deadline.at.store(0, Ordering::Relaxed);
+        self.deadline.fired.load(Ordering::Relaxed)
+    }
+
+    /// Runs `handler` on `input` (an event, or for `onBatch` an array of events, as JSON).
+    pub fn invoke(&mut self, handler: Handler, input: &str) -> Invocation {
+        let started = Instant::now();
+        self.arm();
+        let ran = self
+            .context
+            .with(|ctx| -> Result<(String, String), String> {
+                let thrown = |e: rquickjs::Error| match e {
+                    rquickjs::Error::Exception => describe(&ctx.catch()),
+                    other => other.to_string(),
+                };
+                let host: Object = ctx.globals().get("__sluice").map_err(thrown)?;
+                let run: Function = host.get("run").map_err(thrown)?;
+                run.call::<_, ()>((handler.name(), input)).map_err(thrown)?;
+                while ctx.execute_pending_job() {}
+                let outcome: Function = host.get("outcome").map_err(thrown)?;
+                let settled: String = outcome.call(()).map_err(thrown)?;
+                let logs: Function = host.get("logs").map_err(thrown)?;
+                let logs: String = logs.call(()).map_err(thrown)?;
+                Ok((settled, logs))
+            });
+        let fired = self.disarm();
+        let (settled, logs) = match ran {
+            Ok(ran) => ran,
+            Err(message) => (format!("error\n{message}"), String::new()),
+        };
+        let outcome = if fired {
+            Outcome::Failed(
+                Failure::Timeout,
+                format!(
+                    "ran past its time limit ({} ms)",
+                    self.limits.time.as_millis()
+                ),
+            )
+        } else {
+            self.outcome(&settled)
+        };
+        if matches!(
+            outcome,
+            Outcome::Failed(Failure::Timeout | Failure::Memory, _)
+        ) {
+            self.rebuild();
+        }
+        Invocation {
+            outcome,
+            logs: logs.lines().map(str::to_owned).collect(),
+            took: started.elapsed(),
+        }
+    }
+
+    /// Reads the prelude's `kind\noutput`.
+    fn outcome(&self, settled: &str) -> Outcome {
+        let (kind, out) = settled.split_once('\n').unwrap_or((settled, ""));
+        match kind {
+            "event" if out.len() > self.limits.output => Outcome::Failed(
+                Failure::TooLarge,
+                format!(
+                    "the returned event is {} bytes, over the limit of {}",
+                    out.len(),
+                    self.limits.output
+                ),
+            ),
+            "event" => Outcome::Event(out.to_owned()),
+            "pass" => Outcome::Passed,
+            "drop" => Outcome::Dropped,
+            "retry" => Outcome::Failed(Failure::Retry, out.to_owned()),
+            "invalid" => Outcome::Failed(Failure::Invalid, out.to_owned()),
+            "" => Outcome::Failed(
+                Failure::Error,
+                "the handler never settled (it awaited something that does not resolve)".into(),
+            ),
+            // The engine's own errors (a function's `Error("out of memory")` is its own).
+            "null" | "error"
+                if kind == "null"
+                    || out == "InternalError: out of memory"
+                    || out == "InternalError: string too long" =>
+            {
+                Outcome::Failed(
+                    Failure::Memory,
+                    format!(
+                        "ran out of its memory limit ({} bytes){}",
+                        self.limits.memory,
+                        if kind == "null" {
+                            ", or threw null"
+                        } else {
+                            ""
+                        }
+                    ),
+                )
+            }
+            _ => Outcome::Failed(Failure::Error, out.to_owned()),
+        }
+    }
+
+    /// A fresh engine from the same code and settings (after a limit stopped one).
+    fn rebuild(&mut self) {
+        match Self::build(
+            Arc::clone(&self.code),
+            Arc::clone(&self.settings),
+            self.limits,
+        ) {
+            Ok(fresh) => *self = fresh,
+            Err(e) => {
+                tracing::error!(error = %e, "a function could not be reloaded after a limit stopped it")
+            }
+        }
+    }
+
+    /// Bytes the engine's heap holds now.
+    #[must_use]
+    pub fn memory(&self) -> u64 {
+        u64::try_from(self.runtime.memory_usage().memory_used_size).unwrap_or(0)
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// A thrown value as text: `Name: message`.
+fn describe(value: &rquickjs::Value<'_>) -> String {
+    if let Some(e) = value.as_exception() {
+        let message = e.message().unwrap_or_default();
+        let name = value
+            .as_object()
+            .and_then(|o| o.get::<_, String>("name").ok())
+            .unwrap_or_else(|| "Error".into());
+        return format!("{name}: {message}");
+    }
+    if let Some(s) = value.as_string().and_then(|s| s.to_string().ok()) {
+        return s;
+    }
+    format!("a thrown {}", value.type_name())
+}
