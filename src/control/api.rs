@@ -18,6 +18,7 @@ pub mod change_requests;
 pub mod destinations;
 pub mod elevations;
 pub mod evidence;
+pub mod functions;
 pub mod grants;
 pub mod groups;
 pub mod identities;
@@ -389,6 +390,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .merge(catalog::routes())
         .merge(internal::routes())
         .merge(protected::routes())
+        .merge(functions::routes())
         // Changes to protected (production) resources: at once, or kept for review.
         .route_layer(axum::middleware::from_fn_with_state(
             api.clone(),

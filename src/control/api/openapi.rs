@@ -16,9 +16,9 @@ use axum::http::Method;
 
 use super::{
     access, access_reviews, audit, catalog, change_requests, destinations, elevations, evidence,
-    grants, groups, internal, invites, labels, nodes, offboarding, permissions, plans, protected,
-    provisioning, roles, sign_in, source_settings, sources, sso, tokens, usage, users, wire,
-    workspace,
+    functions, grants, groups, internal, invites, labels, nodes, offboarding, permissions, plans,
+    protected, provisioning, roles, sign_in, source_settings, sources, sso, tokens, usage, users,
+    wire, workspace,
 };
 use crate::control::identity::reset;
 
@@ -169,7 +169,8 @@ use crate::control::identity::reset;
         protected::reject,
         protected::withdraw,
         protected::read_labels,
-        protected::set_labels
+        protected::set_labels,
+        functions::test_run
     ),
     components(schemas(wire::ErrorEnvelope)),
     modifiers(&Refusals),
@@ -280,6 +281,7 @@ pub fn json() -> String {
 /// - a token's expiry is `expiresAt` or `expiresInDays`, exactly one;
 /// - a grant's target has its variant's fields only;
 /// - a TRACK rule has a key;
+/// - a function test run's event is an event with a handled `type`, or an array;
 /// - an unsigned 32-bit field takes up to 2^32 - 1 (utoipa writes `int32`).
 fn state_the_rules(doc: &mut Value) {
     optional_bodies(doc);
@@ -289,6 +291,24 @@ fn state_the_rules(doc: &mut Value) {
     grant_targets(doc);
     token_expiry(doc);
     protected_labels(doc);
+    test_run_event(doc);
+}
+
+/// A test run's event is an event object whose `type` has a handler, or an array of
+/// events (run by `onBatch`).
+fn test_run_event(doc: &mut Value) {
+    if let Some(run) = schema_mut(doc, "TestRun") {
+        let description = run["properties"]["event"]["description"].clone();
+        let event = json!({
+            "type": "object",
+            "required": ["type"],
+            "properties": {"type": {"enum": ["track", "identify", "page", "screen", "group", "alias"]}},
+        });
+        run["properties"]["event"] = json!({
+            "description": description,
+            "oneOf": [event, {"type": "array", "items": {"type": "object"}}],
+        });
+    }
 }
 
 /// A protected label is `key:value`, each part as a source label's (a slug).

@@ -136,6 +136,19 @@ struct Target {
     replay: Option<Value>,
 }
 
+impl Target {
+    /// A change to `source` alone.
+    async fn source(api: &Api, source: SourceRow) -> Result<Self, ApiError> {
+        Ok(Self {
+            resource_type: "source",
+            resource_id: source.id.clone(),
+            before: source_state(api, &source).await?,
+            sources: vec![source],
+            replay: None,
+        })
+    }
+}
+
 /// A tracking plan's state as an approval compares it: linking a source to a plan
 /// approves the version reviewed, not one published since.
 async fn plan_state(api: &Api, caller: &Caller, id: &str) -> Result<Value, ApiError> {
@@ -232,35 +245,17 @@ async fn target(
             let Body(labels) = Body::<LabelsBody>::from_bytes(bytes)?;
             let (source, _) =
                 super::sources::check_labels(api, caller, id, &labels, replace).await?;
-            Ok(Target {
-                resource_type: "source",
-                resource_id: id.to_owned(),
-                before: source_state(api, &source).await?,
-                sources: vec![source],
-                replay: None,
-            })
+            Target::source(api, source).await
         }
         Route::RevokeKey => {
             let (source, _) =
                 super::sources::check_remove_key(api, caller, id, key.unwrap_or_default()).await?;
-            Ok(Target {
-                resource_type: "source",
-                resource_id: id.to_owned(),
-                before: source_state(api, &source).await?,
-                sources: vec![source],
-                replay: None,
-            })
+            Target::source(api, source).await
         }
         Route::NewKey => {
             let Body(key) = Body::<super::sources::AddKey>::from_bytes(bytes)?;
             let source = super::sources::check_add_key(api, caller, id, &key).await?;
-            Ok(Target {
-                resource_type: "source",
-                resource_id: id.to_owned(),
-                before: source_state(api, &source).await?,
-                sources: vec![source],
-                replay: None,
-            })
+            Target::source(api, source).await
         }
         Route::Source(Action::DeleteSource) => {
             let source = super::sources::check_delete(api, caller, id).await?;
@@ -287,14 +282,7 @@ async fn target(
         }
         Route::Source(action) => {
             let source = super::sources::visible(api, caller, id, action).await?;
-            let before = source_state(api, &source).await?;
-            Ok(Target {
-                resource_type: "source",
-                resource_id: id.to_owned(),
-                before,
-                sources: vec![source],
-                replay: None,
-            })
+            Target::source(api, source).await
         }
         Route::SourceSettings => {
             let Body(patch) = Body::<SchemaSettings>::from_bytes(bytes)?;
