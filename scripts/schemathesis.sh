@@ -23,7 +23,7 @@ cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; 
 trap cleanup EXIT
 port=$(free_port); admin=$(free_port); control=$(free_port)
 printf '[[sources]]\nid = "demo"\nwrite_keys = [{ key = "demo-write-key" }]\n' > "$work/catalog.toml"
-write_sluice_config "$work" "$port" "$admin" "$(printf '[control]\nlisten = "127.0.0.1:%s"\nrate_limit_per_minute = 1000000\n' "$control")"
+write_sluice_config "$work" "$port" "$admin" "$(printf '[control]\nlisten = "127.0.0.1:%s"\nrate_limit_per_minute = 1000000\nfunctions = true\n' "$control")"
 sed -i 's/^source = "file"$/source = "control"/' "$work/sluice.toml"
 token=$("$bin" --config "$work/sluice.toml" admin bootstrap --email schemathesis@example.com 2>/dev/null)
 RUST_LOG=warn "$bin" --config "$work/sluice.toml" serve 2>"$work/serve.log" & pid=$!

@@ -157,6 +157,7 @@ pub fn api(config: &Config, publisher: Publisher) -> Arc<api::Api> {
         rate,
         config.control.public_url(),
         config.delivery.allow_private_destinations,
+        config.control.functions,
         config.control.clock.clone(),
     )
 }

@@ -274,6 +274,10 @@ pub struct Control {
     pub audit_webhook: String,
     /// The HMAC key of `audit_webhook`'s signatures (required with it).
     pub audit_webhook_secret: Secret,
+    /// Run function code on this control plane (`POST /api/v1/functions/test-run`).
+    /// Default `false`: functions are in progress, and the engine cannot stop every
+    /// runaway built-in loop from inside the process (see the README's Functions).
+    pub functions: bool,
     /// The clock the API decides with: the system's (tests move theirs by hand). Not a
     /// setting: never read from a file or the environment.
     #[serde(skip)]
@@ -290,6 +294,7 @@ impl Default for Control {
             audit_stream: std::path::PathBuf::new(),
             audit_webhook: String::new(),
             audit_webhook_secret: Secret::default(),
+            functions: false,
             clock: crate::clock::Clock::default(),
         }
     }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::control::{Api, server};
+use common::control::{Api, server, server_with};
 use common::databases;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -36,7 +36,7 @@ fn run(name: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_test_run_reports_what_the_function_does_and_follows_the_matrix() {
     let db = databases::sqlite().await;
-    let (server, link) = server(&db).await;
+    let (server, link) = server_with(&db, |c| c.control.functions = true).await;
     let api = Api::of(&server);
     let owner = api.owner(&link).await;
     let (admin, _) = api
@@ -149,6 +149,19 @@ async fn a_test_run_reports_what_the_function_does_and_follows_the_matrix() {
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    server.stop();
+    db.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn function_code_runs_only_where_the_installation_allows_it() {
+    let db = databases::sqlite().await;
+    let (server, link) = server(&db).await;
+    let api = Api::of(&server);
+    let owner = api.owner(&link).await;
+    let (status, body) = api.post(&owner, PATH, run("Signed Up")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(body.to_string().contains("control.functions"), "{body}");
     server.stop();
     db.finish().await;
 }

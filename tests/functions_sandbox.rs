@@ -314,3 +314,86 @@ fn one_function_stopped_leaves_another_untouched() {
         2
     );
 }
+
+#[test]
+fn work_queued_after_the_deadline_is_not_run_and_the_engine_is_replaced() {
+    // Every job it schedules spins: after the deadline none more run.
+    let mut fx = load(
+        r#"
+        let calls = 0;
+        function loop() { Promise.resolve({ then() { for (;;) {} } }).catch(loop); }
+        async function onTrack(event) {
+            calls += 1;
+            if (event.event === "jobs") loop();
+            return { calls };
+        }
+        "#,
+    );
+    let input = json!({"type": "track", "event": "jobs"}).to_string();
+    let ran = fx.invoke(Handler::Track, &input);
+    assert_eq!(
+        failed(&ran.outcome).0,
+        Failure::Timeout,
+        "{:?}",
+        ran.outcome
+    );
+    assert!(ran.took < Duration::from_secs(5), "{:?}", ran.took);
+    let out = returned(&fx.invoke(Handler::Track, &event("track")).outcome);
+    assert_eq!(out["calls"], 1, "a fresh engine: {out}");
+}
+
+#[test]
+fn what_reaches_the_host_is_an_event_and_bounded_text() {
+    let mut fx = load(
+        r#"
+        async function onTrack(event) {
+            switch (event.event) {
+                case "tojson-number": return { toJSON() { return 5; } };
+                case "tojson-undefined": return { toJSON() { return undefined; } };
+                case "array": return [event];
+                case "date": return new Date(0);
+                case "huge-error": throw new Error("\u0001".repeat(1e6));
+                case "surrogate":
+                    console.log("a".repeat(999) + "\u{1F600}");
+                    console.log("line one\nerror forged");
+                    return { text: "\ud800 lone" };
+                case "rebind":
+                    try { JSON = { stringify: () => "{}" }; } catch (e) {}
+                    try { globalThis.String = null; } catch (e) {}
+                    return { ok: true };
+                default: return { json: typeof JSON.stringify, string: typeof String };
+            }
+        }
+        async function onBatch(events) { return events[0]; }
+        "#,
+    );
+    let run = |fx: &mut Sandbox, name: &str| {
+        fx.invoke(
+            Handler::Track,
+            &json!({"type": "track", "event": name}).to_string(),
+        )
+    };
+    for name in ["tojson-number", "tojson-undefined", "array", "date"] {
+        let outcome = run(&mut fx, name).outcome;
+        assert_eq!(failed(&outcome).0, Failure::Error, "{name}: {outcome:?}");
+    }
+    let batch = fx
+        .invoke(Handler::Batch, &format!("[{}]", event("track")))
+        .outcome;
+    assert_eq!(
+        failed(&batch).0,
+        Failure::Error,
+        "onBatch must answer an array"
+    );
+    let outcome = run(&mut fx, "huge-error").outcome;
+    assert!(failed(&outcome).1.len() <= 1000, "bounded");
+    let ran = run(&mut fx, "surrogate");
+    assert_eq!(failed(&ran.outcome).0, Failure::Error, "{:?}", ran.outcome);
+    assert_eq!(ran.logs.len(), 2, "{:?}", ran.logs);
+    assert!(ran.logs[1].starts_with("log line one\n"), "{:?}", ran.logs);
+    assert_eq!(returned(&run(&mut fx, "rebind").outcome)["ok"], true);
+    assert_eq!(
+        returned(&run(&mut fx, "after").outcome),
+        json!({"json": "function", "string": "function"})
+    );
+}

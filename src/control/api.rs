@@ -105,6 +105,8 @@ pub struct Api {
     /// `delivery.allow_private_destinations`: otherwise a destination whose URL the
     /// delivery guard would always refuse is refused when it is made.
     pub allow_private_destinations: bool,
+    /// `control.functions`: function code may run here (test runs).
+    pub run_functions: bool,
     /// Cancelled when the listener shuts down: long polls answer at once.
     pub closing: tokio_util::sync::CancellationToken,
     /// Callers' identities, remembered per revision.
@@ -131,6 +133,7 @@ impl Api {
         rate_per_minute: NonZeroU32,
         public_url: String,
         allow_private_destinations: bool,
+        run_functions: bool,
         clock: crate::clock::Clock,
     ) -> Arc<Self> {
         Arc::new(Self {
@@ -145,6 +148,7 @@ impl Api {
             .with_middleware::<StateInformationMiddleware>(),
             public_url,
             allow_private_destinations,
+            run_functions,
             closing: tokio_util::sync::CancellationToken::new(),
             identities: identities::Identities::default(),
             swept: std::sync::atomic::AtomicI64::new(0),

@@ -13,6 +13,11 @@
   const ownKeys = Reflect.ownKeys;
   const describe = Object.getOwnPropertyDescriptor;
   const protoOf = Object.getPrototypeOf;
+  const toText = String;
+  const Failure = TypeError;
+  const wellFormed = String.prototype.toWellFormed;
+  // Text handed to the host: well-formed (no lone surrogate) and at most `width` long.
+  const clean = (s, width) => wellFormed.call(s.length > width ? s.slice(0, width) : s);
 
   const errors = ["DropEvent", "RetryError", "ValidationError", "InvalidEventPayload", "EventNotSupported"];
   for (const name of errors) {
@@ -31,11 +36,11 @@
       const a = args[i];
       let s;
       if (typeof a === "string") s = a;
-      else { try { s = stringify(a); } catch (_) { s = String(a); } }
+      else { try { s = stringify(a); } catch (_) { try { s = toText(a); } catch (_) { s = "?"; } } }
       out += (i ? " " : "") + s;
       if (out.length > WIDTH) break;
     }
-    return out.length > WIDTH ? out.slice(0, WIDTH) : out;
+    return clean(out, WIDTH);
   };
   const line = (level) => (...args) => {
     if (lines.length < LINES) lines.push(level + " " + text(args));
@@ -67,8 +72,12 @@
   const failed = (e) => {
     // QuickJS throws `null` when memory is so short it cannot make the error.
     if (e === null) return done("null", "");
-    const name = e !== null && typeof e === "object" && typeof e.name === "string" ? e.name : "Error";
-    const message = e !== null && typeof e === "object" && e.message !== undefined ? String(e.message) : String(e);
+    let name = "Error";
+    let message = "";
+    try {
+      if (e !== null && typeof e === "object" && typeof e.name === "string") name = clean(e.name, 100);
+      message = clean(toText(e !== null && typeof e === "object" && e.message !== undefined ? e.message : e), 1000);
+    } catch (_) { message = "(an error that cannot be shown)"; }
     switch (name) {
       case "DropEvent": return done("drop", message);
       case "RetryError": return done("retry", message);
@@ -80,7 +89,11 @@
   const returned = (v) => {
     if (v === undefined || v === null) return done("drop", "");
     if (typeof v !== "object") return done("error", "the handler returned a " + typeof v + ", not an event");
-    try { done("event", stringify(v)); } catch (e) { failed(e); }
+    try {
+      const json = stringify(v);
+      if (typeof json !== "string") return done("error", "the handler returned something JSON cannot hold");
+      done("event", wellFormed.call(json));
+    } catch (e) { failed(e); }
   };
 
   const host = {
@@ -98,7 +111,7 @@
     // "kind\noutput" once settled, "" before.
     outcome() { return kind === "" ? "" : kind + "\n" + out; },
     // The console lines of the last invocation, one per line.
-    logs() { return lines.join("\n"); },
+    logs() { return stringify(lines); },
   };
   define(globalThis, "__sluice", { value: host, writable: false, enumerable: false, configurable: false });
 
@@ -114,7 +127,7 @@
     define(proto, key, {
       get() { return value; },
       set(v) {
-        if (this === proto) throw new TypeError("built-ins are read-only: cannot change " + String(key));
+        if (this === proto) throw new Failure("built-ins are read-only: cannot change " + toText(key));
         define(this, key, { value: v, writable: true, enumerable: true, configurable: true });
       },
       enumerable: d.enumerable,
@@ -130,6 +143,10 @@
   for (const name of ownKeys(globalThis)) {
     if (name === "globalThis") continue;
     const d = describe(globalThis, name);
-    if (d && "value" in d) freeze(d.value);
+    if (d && "value" in d) {
+      freeze(d.value);
+      // The built-in's name stays bound to it: `JSON = …` changes nothing for later.
+      if (d.configurable) define(globalThis, name, { value: d.value, writable: false, enumerable: d.enumerable, configurable: false });
+    }
   }
 })();

@@ -184,6 +184,9 @@ pub struct Sandbox {
     limits: Limits,
     code: Arc<str>,
     settings: Arc<str>,
+    /// A limit stopped the last invocation (or it failed outside the function): the
+    /// next one starts on a fresh engine.
+    stale: bool,
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -236,6 +239,7 @@ impl Sandbox {
             limits,
             code,
             settings,
+            stale: false,
         };
         sandbox.arm();
         let loaded = sandbox.context.with(|ctx| -> Result<(), String> {
@@ -250,7 +254,7 @@ impl Sandbox {
                 .call::<_, ()>((sandbox.settings.as_ref(),))
                 .map_err(thrown)?;
             ctx.eval::<(), _>(sandbox.code.as_bytes()).map_err(thrown)?;
-            while ctx.execute_pending_job() {}
+            while !sandbox.expired() && ctx.execute_pending_job() {}
             Ok(())
         });
         if sandbox.disarm() {
@@ -274,6 +278,11 @@ impl Sandbox {
         self.deadline.at.store(at.max(1), Ordering::Relaxed);
     }
 
+    /// Whether the time limit fired (jobs are no longer run).
+    fn expired(&self) -> bool {
+        self.deadline.fired.load(Ordering::Relaxed)
+    }
+
     /// Ends the time limit; whether it fired.
     fn disarm(&self) -> bool {
         self.deadline.at.store(0, Ordering::Relaxed);
@@ -283,6 +292,25 @@ impl Sandbox {
     /// Runs `handler` on `input` (an event, or for `onBatch` an array of events, as JSON).
     pub fn invoke(&mut self, handler: Handler, input: &str) -> Invocation {
         let started = Instant::now();
+        if self.stale {
+            match Self::build(
+                Arc::clone(&self.code),
+                Arc::clone(&self.settings),
+                self.limits,
+            ) {
+                Ok(fresh) => *self = fresh,
+                Err(e) => {
+                    return Invocation {
+                        outcome: Outcome::Failed(
+                            Failure::Error,
+                            format!("the function could not be reloaded: {e}"),
+                        ),
+                        logs: Vec::new(),
+                        took: started.elapsed(),
+                    };
+                }
+            }
+        }
         self.arm();
         let ran = self
             .context
@@ -294,7 +322,7 @@ impl Sandbox {
                 let host: Object = ctx.globals().get("__sluice").map_err(thrown)?;
                 let run: Function = host.get("run").map_err(thrown)?;
                 run.call::<_, ()>((handler.name(), input)).map_err(thrown)?;
-                while ctx.execute_pending_job() {}
+                while !self.expired() && ctx.execute_pending_job() {}
                 let outcome: Function = host.get("outcome").map_err(thrown)?;
                 let settled: String = outcome.call(()).map_err(thrown)?;
                 let logs: Function = host.get("logs").map_err(thrown)?;
@@ -304,7 +332,11 @@ impl Sandbox {
         let fired = self.disarm();
         let (settled, logs) = match ran {
             Ok(ran) => ran,
-            Err(message) => (format!("error\n{message}"), String::new()),
+            Err(message) => {
+                // Failed outside the function's own code: jobs may be left queued.
+                self.stale = true;
+                (format!("error\n{message}"), "[]".to_owned())
+            }
         };
         let outcome = if fired {
             Outcome::Failed(
@@ -315,25 +347,36 @@ impl Sandbox {
                 ),
             )
         } else {
-            self.outcome(&settled)
+            self.outcome(handler, &settled)
         };
         if matches!(
             outcome,
             Outcome::Failed(Failure::Timeout | Failure::Memory, _)
         ) {
-            self.rebuild();
+            self.stale = true;
         }
         Invocation {
             outcome,
-            logs: logs.lines().map(str::to_owned).collect(),
+            logs: serde_json::from_str(&logs).unwrap_or_default(),
             took: started.elapsed(),
         }
     }
 
     /// Reads the prelude's `kind\noutput`.
-    fn outcome(&self, settled: &str) -> Outcome {
+    fn outcome(&self, handler: Handler, settled: &str) -> Outcome {
         let (kind, out) = settled.split_once('\n').unwrap_or((settled, ""));
+        // An event is an object; `onBatch` answers an array (a `toJSON` may have made
+        // anything of what the handler returned).
+        let shape = if handler == Handler::Batch { '[' } else { '{' };
         match kind {
+            "event" if !out.starts_with(shape) => Outcome::Failed(
+                Failure::Error,
+                if handler == Handler::Batch {
+                    "onBatch returned something that is not an array of events".into()
+                } else {
+                    "the handler returned something that is not an event object".into()
+                },
+            ),
             "event" if out.len() > self.limits.output => Outcome::Failed(
                 Failure::TooLarge,
                 format!(
@@ -342,11 +385,21 @@ impl Sandbox {
                     self.limits.output
                 ),
             ),
+            // `JSON.stringify` writes a lone surrogate as `\udXXX`: no event may carry one.
+            "event"
+                if out.contains("\\ud")
+                    && serde_json::from_str::<serde_json::Value>(out).is_err() =>
+            {
+                Outcome::Failed(
+                    Failure::Error,
+                    "the returned event holds text that is not Unicode (a lone surrogate)".into(),
+                )
+            }
             "event" => Outcome::Event(out.to_owned()),
             "pass" => Outcome::Passed,
             "drop" => Outcome::Dropped,
-            "retry" => Outcome::Failed(Failure::Retry, out.to_owned()),
-            "invalid" => Outcome::Failed(Failure::Invalid, out.to_owned()),
+            "retry" => Outcome::Failed(Failure::Retry, bounded(out.to_owned())),
+            "invalid" => Outcome::Failed(Failure::Invalid, bounded(out.to_owned())),
             "" => Outcome::Failed(
                 Failure::Error,
                 "the handler never settled (it awaited something that does not resolve)".into(),
@@ -370,21 +423,7 @@ impl Sandbox {
                     ),
                 )
             }
-            _ => Outcome::Failed(Failure::Error, out.to_owned()),
-        }
-    }
-
-    /// A fresh engine from the same code and settings (after a limit stopped one).
-    fn rebuild(&mut self) {
-        match Self::build(
-            Arc::clone(&self.code),
-            Arc::clone(&self.settings),
-            self.limits,
-        ) {
-            Ok(fresh) => *self = fresh,
-            Err(e) => {
-                tracing::error!(error = %e, "a function could not be reloaded after a limit stopped it")
-            }
+            _ => Outcome::Failed(Failure::Error, bounded(out.to_owned())),
         }
     }
 
@@ -399,6 +438,21 @@ fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
+/// The longest error message kept, in bytes.
+const MAX_MESSAGE: usize = 1000;
+
+/// `text` cut to [`MAX_MESSAGE`] bytes (on a character boundary).
+fn bounded(mut text: String) -> String {
+    if text.len() > MAX_MESSAGE {
+        let mut end = MAX_MESSAGE;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
 /// A thrown value as text: `Name: message`.
 fn describe(value: &rquickjs::Value<'_>) -> String {
     if let Some(e) = value.as_exception() {
@@ -407,10 +461,10 @@ fn describe(value: &rquickjs::Value<'_>) -> String {
             .as_object()
             .and_then(|o| o.get::<_, String>("name").ok())
             .unwrap_or_else(|| "Error".into());
-        return format!("{name}: {message}");
+        return bounded(format!("{name}: {message}"));
     }
     if let Some(s) = value.as_string().and_then(|s| s.to_string().ok()) {
-        return s;
+        return bounded(s);
     }
     format!("a thrown {}", value.type_name())
 }

@@ -21,6 +21,9 @@ use crate::functions::{Handler, Invocation, Limits, LoadError, Outcome, Sandbox}
 /// The longest function code accepted, in characters.
 pub const MAX_CODE_CHARS: usize = 64 << 10;
 
+/// Test runs under way (at most one per process; more answer 429).
+static RUNNING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
 /// Routes of this file.
 pub fn routes() -> Router<Arc<Api>> {
     Router::new().route("/functions/test-run", post(test_run))
@@ -98,6 +101,15 @@ async fn test_run(
 ) -> Result<Response, ApiError> {
     api.allow_workspace(&caller, Action::CreateFunctions)
         .await?;
+    if !api.run_functions {
+        return Err(ApiError::NotFound(
+            "function code does not run on this installation (control.functions = false)".into(),
+        ));
+    }
+    // One run at a time per process: a run holds a blocking thread for its limits.
+    let Ok(_running) = RUNNING.try_acquire() else {
+        return Err(ApiError::RateLimited);
+    };
     if run.code.chars().count() > MAX_CODE_CHARS {
         return Err(ApiError::field(
             "code",
