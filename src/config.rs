@@ -274,10 +274,12 @@ pub struct Control {
     pub audit_webhook: String,
     /// The HMAC key of `audit_webhook`'s signatures (required with it).
     pub audit_webhook_secret: Secret,
-    /// Run function code on this control plane (`POST /api/v1/functions/test-run`).
-    /// Default `false`: functions are in progress, and the engine cannot stop every
-    /// runaway built-in loop from inside the process (see the README's Functions).
+    /// Run function code on this control plane (`POST /api/v1/functions/test-run`),
+    /// each run in a child process killed after two seconds. Default `true`.
     pub functions: bool,
+    /// The program run as `PROGRAM function-run` for each test run, in a process of its
+    /// own that is killed if it overruns. Empty (default): this `sluice` executable.
+    pub functions_runner: std::path::PathBuf,
     /// The clock the API decides with: the system's (tests move theirs by hand). Not a
     /// setting: never read from a file or the environment.
     #[serde(skip)]
@@ -294,7 +296,8 @@ impl Default for Control {
             audit_stream: std::path::PathBuf::new(),
             audit_webhook: String::new(),
             audit_webhook_secret: Secret::default(),
-            functions: false,
+            functions: true,
+            functions_runner: std::path::PathBuf::new(),
             clock: crate::clock::Clock::default(),
         }
     }

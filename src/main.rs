@@ -45,6 +45,10 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Role::All)]
         role: Role,
     },
+    /// Run one function invocation: a request on stdin, the answer on stdout (the
+    /// control plane starts it; not for people).
+    #[command(hide = true)]
+    FunctionRun,
     /// Run only delivery, from the JetStream event log (log.backend = "jetstream"):
     /// start as many as you like, they share each destination's consumer. Metrics and
     /// probes on server.admin_listen.
@@ -138,8 +142,14 @@ fn main() -> anyhow::Result<()> {
     // Before any subcommand: every one that builds an HTTP client needs it.
     sluice::tls::install_crypto_provider();
     let cli = Cli::parse();
+    if matches!(cli.command, Command::FunctionRun) {
+        // A child of the control plane: no configuration, no environment.
+        return sluice::functions::runner::serve_stdio();
+    }
     let config = load_config(cli.config.as_deref())?;
     match cli.command {
+        // Answered above, before any configuration is read.
+        Command::FunctionRun => sluice::functions::runner::serve_stdio(),
         Command::Serve { remote, role } => {
             let mut config = config;
             remote.apply(&mut config);

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::control::{Api, server, server_with};
+use common::control::{Api, server_with};
 use common::databases;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -36,7 +36,11 @@ fn run(name: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_test_run_reports_what_the_function_does_and_follows_the_matrix() {
     let db = databases::sqlite().await;
-    let (server, link) = server_with(&db, |c| c.control.functions = true).await;
+    let (server, link) = server_with(&db, |c| {
+        c.control.functions = true;
+        c.control.functions_runner = env!("CARGO_BIN_EXE_sluice").into();
+    })
+    .await;
     let api = Api::of(&server);
     let owner = api.owner(&link).await;
     let (admin, _) = api
@@ -78,6 +82,21 @@ async fn a_test_run_reports_what_the_function_does_and_follows_the_matrix() {
         assert_eq!(result["error"]["kind"].as_str(), kind, "{name}: {body}");
         assert_eq!(result["error"]["retryable"].as_bool(), retryable, "{name}");
         assert!(result.get("output").is_none(), "{body}");
+    }
+    // What the engine cannot stop by itself (a promise executor turns its stop signal
+    // into a rejection; a built-in loop over a huge array-like never checks it) is
+    // stopped with the process it runs in.
+    for code in [
+        "async function onTrack() { for (;;) new Promise(() => { for (;;) {} }); }",
+        "async function onTrack() { [].reverse.call({ length: 2 ** 53 - 1 }); }",
+    ] {
+        let started = std::time::Instant::now();
+        let (status, body) = api
+            .post(&member, PATH, json!({"code": code, "event": sample("x")}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["data"]["error"]["kind"], "timeout", "{code}: {body}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
     }
     let (_, body) = api
         .post(
@@ -156,7 +175,7 @@ async fn a_test_run_reports_what_the_function_does_and_follows_the_matrix() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn function_code_runs_only_where_the_installation_allows_it() {
     let db = databases::sqlite().await;
-    let (server, link) = server(&db).await;
+    let (server, link) = server_with(&db, |c| c.control.functions = false).await;
     let api = Api::of(&server);
     let owner = api.owner(&link).await;
     let (status, body) = api.post(&owner, PATH, run("Signed Up")).await;

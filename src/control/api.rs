@@ -105,8 +105,8 @@ pub struct Api {
     /// `delivery.allow_private_destinations`: otherwise a destination whose URL the
     /// delivery guard would always refuse is refused when it is made.
     pub allow_private_destinations: bool,
-    /// `control.functions`: function code may run here (test runs).
-    pub run_functions: bool,
+    /// `control.functions`: the program function code runs in (test runs), if any.
+    pub functions_runner: Option<std::path::PathBuf>,
     /// Cancelled when the listener shuts down: long polls answer at once.
     pub closing: tokio_util::sync::CancellationToken,
     /// Callers' identities, remembered per revision.
@@ -133,7 +133,7 @@ impl Api {
         rate_per_minute: NonZeroU32,
         public_url: String,
         allow_private_destinations: bool,
-        run_functions: bool,
+        functions_runner: Option<std::path::PathBuf>,
         clock: crate::clock::Clock,
     ) -> Arc<Self> {
         Arc::new(Self {
@@ -148,7 +148,7 @@ impl Api {
             .with_middleware::<StateInformationMiddleware>(),
             public_url,
             allow_private_destinations,
-            run_functions,
+            functions_runner,
             closing: tokio_util::sync::CancellationToken::new(),
             identities: identities::Identities::default(),
             swept: std::sync::atomic::AtomicI64::new(0),

@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 use super::wire::Data;
 use super::{Api, ApiError, Body, Caller, data};
 use crate::control::policy::Action;
-use crate::functions::{Handler, Invocation, Limits, LoadError, Outcome, Sandbox};
+use crate::functions::{Failure, Handler, Invocation, Outcome, runner};
 
 /// The longest function code accepted, in characters.
 pub const MAX_CODE_CHARS: usize = 64 << 10;
@@ -101,12 +101,12 @@ async fn test_run(
 ) -> Result<Response, ApiError> {
     api.allow_workspace(&caller, Action::CreateFunctions)
         .await?;
-    if !api.run_functions {
+    let Some(runner) = api.functions_runner.clone() else {
         return Err(ApiError::NotFound(
             "function code does not run on this installation (control.functions = false)".into(),
         ));
-    }
-    // One run at a time per process: a run holds a blocking thread for its limits.
+    };
+    // One run at a time per process (each is a child process for up to two seconds).
     let Ok(_running) = RUNNING.try_acquire() else {
         return Err(ApiError::RateLimited);
     };
@@ -139,38 +139,48 @@ async fn test_run(
     if !settings.is_object() {
         return Err(ApiError::field("settings", "a JSON object"));
     }
-    let input = run.event.to_string();
-    let code = run.code;
-    let ran = tokio::task::spawn_blocking(move || {
-        Sandbox::load(&code, &settings, Limits::default()).map(|mut fx| fx.invoke(handler, &input))
-    })
-    .await
-    .map_err(|e| {
-        tracing::error!(error = %e, "a function test run did not finish");
-        ApiError::Internal
-    })?;
-    let result = match ran {
-        Ok(ran) => shown(handler, ran),
+    let request = runner::Request {
+        code: run.code,
+        settings,
+        handler: handler.name().to_owned(),
+        input: run.event.to_string(),
+    };
+    let reply = runner::run_isolated(&runner, &request, RUN_WITHIN).await;
+    let result = match reply.map(runner::invocation_of) {
+        Ok(Ok(ran)) => shown(handler, ran),
         // Code that does not load is a result too: the run says why.
-        Err(LoadError::Code(message)) => TestRunResult {
-            handler: handler.name().to_owned(),
-            outcome: "FAILED".into(),
-            output: None,
-            error: Some(RunError {
-                kind: "load".into(),
-                retryable: false,
-                message,
-            }),
-            logs: Vec::new(),
-            duration_ms: 0.0,
-        },
-        Err(LoadError::Settings) => return Err(ApiError::field("settings", "a JSON object")),
-        Err(LoadError::Engine(message)) => {
-            tracing::error!(error = %message, "the JavaScript engine did not start");
+        Ok(Err(message)) => failed(handler, "load", message),
+        Err(runner::RunnerError::Killed) => failed(
+            handler,
+            Failure::Timeout.name(),
+            runner::RunnerError::Killed.to_string(),
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "a function test run failed");
             return Err(ApiError::Internal);
         }
     };
     Ok(data(result))
+}
+
+/// How long a test run's process may take (load and run, 100 ms each, and its start)
+/// before it is killed.
+const RUN_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A run that failed before its handler could answer.
+fn failed(handler: Handler, kind: &str, message: String) -> TestRunResult {
+    TestRunResult {
+        handler: handler.name().to_owned(),
+        outcome: "FAILED".into(),
+        output: None,
+        error: Some(RunError {
+            kind: kind.to_owned(),
+            retryable: false,
+            message,
+        }),
+        logs: Vec::new(),
+        duration_ms: 0.0,
+    }
 }
 
 /// An invocation as the API shows it.

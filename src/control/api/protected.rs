@@ -139,11 +139,23 @@ struct Target {
 impl Target {
     /// A change to `source` alone.
     async fn source(api: &Api, source: SourceRow) -> Result<Self, ApiError> {
+        Self::source_with(api, source, Vec::new()).await
+    }
+
+    /// A change to `source` that also touches `others` (sources it forwards into, …).
+    async fn source_with(
+        api: &Api,
+        source: SourceRow,
+        mut others: Vec<SourceRow>,
+    ) -> Result<Self, ApiError> {
+        let before = source_state(api, &source).await?;
+        let resource_id = source.id.clone();
+        others.push(source);
         Ok(Self {
             resource_type: "source",
-            resource_id: source.id.clone(),
-            before: source_state(api, &source).await?,
-            sources: vec![source],
+            resource_id,
+            before,
+            sources: others,
             replay: None,
         })
     }
@@ -269,16 +281,8 @@ async fn target(
                 }
             }
             drop(conn);
-            let mut sources = sources_named(api, caller, &named).await?;
-            let before = source_state(api, &source).await?;
-            sources.push(source);
-            Ok(Target {
-                resource_type: "source",
-                resource_id: id.to_owned(),
-                before,
-                sources,
-                replay: None,
-            })
+            let others = sources_named(api, caller, &named).await?;
+            Target::source_with(api, source, others).await
         }
         Route::Source(action) => {
             let source = super::sources::visible(api, caller, id, action).await?;
@@ -290,16 +294,8 @@ async fn target(
             // Events forwarded into a protected source are a change to it.
             let mut named = source_settings::forwarding_targets(&source);
             named.extend(source_settings::forwarded_by(&after));
-            let mut sources = sources_named(api, caller, &named).await?;
-            let before = source_state(api, &source).await?;
-            sources.push(source);
-            Ok(Target {
-                resource_type: "source",
-                resource_id: id.to_owned(),
-                before,
-                sources,
-                replay: None,
-            })
+            let others = sources_named(api, caller, &named).await?;
+            Target::source_with(api, source, others).await
         }
         Route::Destination(Action::EditDestination) => {
             let Body(update) = Body::<UpdateDestination>::from_bytes(bytes)?;
