@@ -248,6 +248,17 @@ settings = {{ url = "http://127.0.0.1:{hook_port}/hook", batch_size = 50, batch_
             "acknowledged_not_delivered": len(missing_delivered),
         }, indent=2))
         ok = not missing and not missing_delivered and len(acked) > 0
+        if missing_delivered:
+            # Which batches: the run's tail (delivery stalled at the end) or earlier ones
+            # (around a fault)? Each id is s<sender>-b<batch>-e<event>.
+            batches = sorted({i.rsplit("-e", 1)[0] for i in missing_delivered},
+                             key=lambda b: (b.split("-b")[0], int(b.split("-b")[1])))
+            last = {}
+            for i in acked:
+                sender_id, batch = i.rsplit("-e", 1)[0].split("-b")
+                last[sender_id] = max(last.get(sender_id, 0), int(batch))
+            print(f"undelivered batches ({len(batches)}): {batches[:10]}{' …' if len(batches) > 10 else ''}; "
+                  f"last acknowledged batch per sender: {last}", flush=True)
         print("PASS: nothing acknowledged is missing" if ok else "FAIL")
         return 0 if ok else 1
     finally:
