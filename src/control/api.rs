@@ -107,6 +107,8 @@ pub struct Api {
     pub allow_private_destinations: bool,
     /// `control.functions`: the program function code runs in (test runs), if any.
     pub functions_runner: Option<std::path::PathBuf>,
+    /// Test runs under way on this API (one at a time; more answer 429).
+    pub functions_running: tokio::sync::Semaphore,
     /// Cancelled when the listener shuts down: long polls answer at once.
     pub closing: tokio_util::sync::CancellationToken,
     /// Callers' identities, remembered per revision.
@@ -149,6 +151,7 @@ impl Api {
             public_url,
             allow_private_destinations,
             functions_runner,
+            functions_running: tokio::sync::Semaphore::new(1),
             closing: tokio_util::sync::CancellationToken::new(),
             identities: identities::Identities::default(),
             swept: std::sync::atomic::AtomicI64::new(0),

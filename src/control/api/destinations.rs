@@ -263,7 +263,11 @@ pub fn wire(row: &DestinationRow, workspace: &str) -> Destination {
 }
 
 /// Which of `ids` the caller may see: a hidden source's id never leaves the API.
-async fn seen_sources(api: &Api, caller: &Caller, ids: &[String]) -> Result<Vec<String>, ApiError> {
+pub(super) async fn seen_sources(
+    api: &Api,
+    caller: &Caller,
+    ids: &[String],
+) -> Result<Vec<String>, ApiError> {
     let mut conn = api.store.read().await?;
     let mut out = Vec::new();
     for id in ids {

@@ -21,9 +21,6 @@ use crate::functions::{Failure, Handler, Invocation, Outcome, runner};
 /// The longest function code accepted, in characters.
 pub const MAX_CODE_CHARS: usize = 64 << 10;
 
-/// Test runs under way (at most one per process; more answer 429).
-static RUNNING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
-
 /// Routes of this file.
 pub fn routes() -> Router<Arc<Api>> {
     Router::new().route("/functions/test-run", post(test_run))
@@ -106,8 +103,8 @@ async fn test_run(
             "function code does not run on this installation (control.functions = false)".into(),
         ));
     };
-    // One run at a time per process (each is a child process for up to two seconds).
-    let Ok(_running) = RUNNING.try_acquire() else {
+    // One run at a time (each is a child process for up to two seconds).
+    let Ok(_running) = api.functions_running.try_acquire() else {
         return Err(ApiError::RateLimited);
     };
     if run.code.chars().count() > MAX_CODE_CHARS {

@@ -686,22 +686,34 @@ fn hidden(settings: &Value) -> Value {
     }
 }
 
-/// Whether the caller may view source `id` (a missing one: they may not).
-async fn viewable(api: &Api, caller: &Caller, id: &str) -> Result<bool, ApiError> {
+/// Whether the caller may view source `id`; `gone`: the answer when it no longer exists.
+async fn sees_source(api: &Api, caller: &Caller, id: &str, gone: bool) -> Result<bool, ApiError> {
     let mut conn = api.store.read().await?;
-    let found = sources::get(&mut conn, &caller.workspace.id, id).await?;
-    Ok(found.is_some_and(|s| {
-        caller
-            .decide(Action::ViewSource, ResourceRef::Source(s.as_ref()))
-            .allowed
-    }))
+    Ok(
+        match sources::get(&mut conn, &caller.workspace.id, id).await? {
+            Some(s) => {
+                caller
+                    .decide(Action::ViewSource, ResourceRef::Source(s.as_ref()))
+                    .allowed
+            }
+            None => gone,
+        },
+    )
+}
+
+/// The call's body as sent (`Null` if it cannot be opened).
+fn call_body(api: &Api, rc: &ResourceChangeRow) -> Value {
+    opened(api, rc)
+        .ok()
+        .and_then(|call| serde_json::from_str::<Value>(&call.body).ok())
+        .unwrap_or(Value::Null)
 }
 
 /// Replaces a source id hidden from the caller (a forwarding target) by `<redacted>`.
 async fn hide_source(api: &Api, caller: &Caller, id: Option<&mut Value>) -> Result<(), ApiError> {
     if let Some(Value::String(id)) = id
         && !id.is_empty()
-        && !viewable(api, caller, id).await?
+        && !sees_source(api, caller, id, false).await?
     {
         *id = REDACTED.to_owned();
     }
@@ -728,15 +740,12 @@ async fn shown_to(
         })
     });
     if let Some(Value::Array(connected)) = shown.body.get_mut("sources") {
-        let mut kept = Vec::with_capacity(connected.len());
-        for id in connected.drain(..) {
-            if let Some(name) = id.as_str()
-                && viewable(api, caller, name).await?
-            {
-                kept.push(id);
-            }
-        }
-        *connected = kept;
+        let ids: Vec<String> = connected
+            .iter()
+            .filter_map(|id| id.as_str().map(str::to_owned))
+            .collect();
+        let seen = super::destinations::seen_sources(api, caller, &ids).await?;
+        *connected = seen.into_iter().map(Value::String).collect();
     }
     for field in ["forwardingViolationsTo", "forwardingBlockedEventsTo"] {
         hide_source(api, caller, shown.body.get_mut(field)).await?;
@@ -751,10 +760,7 @@ async fn shown_to(
 
 /// The request in full (as the audit trail keeps it).
 fn wire(api: &Api, rc: &ResourceChangeRow) -> ResourceChange {
-    let mut body = opened(api, rc)
-        .ok()
-        .and_then(|call| serde_json::from_str::<Value>(&call.body).ok())
-        .unwrap_or(Value::Null);
+    let mut body = call_body(api, rc);
     let kind = body
         .get("metadataId")
         .and_then(Value::as_str)
@@ -824,21 +830,11 @@ async fn seen(
         return Ok(false);
     }
     let resource = match (rc.resource_type.as_str(), rc.before.is_null()) {
-        ("source", _) => {
-            let mut conn = api.store.read().await?;
-            let found = sources::get(&mut conn, &caller.workspace.id, &rc.resource_id).await?;
-            found.as_ref().map_or(reviewer, view)
-        }
+        ("source", _) => sees_source(api, caller, &rc.resource_id, reviewer).await?,
         // A new destination: the source it would be connected to.
         (_, true) => {
-            let connects = opened(api, rc)
-                .ok()
-                .and_then(|call| serde_json::from_str::<Value>(&call.body).ok())
-                .and_then(|body| field(&body, "sourceId"))
-                .unwrap_or_default();
-            let mut conn = api.store.read().await?;
-            let found = sources::get(&mut conn, &caller.workspace.id, &connects).await?;
-            found.as_ref().map_or(reviewer, view)
+            let connects = field(&call_body(api, rc), "sourceId").unwrap_or_default();
+            sees_source(api, caller, &connects, reviewer).await?
         }
         (_, false) => {
             let mut conn = api.store.read().await?;

@@ -229,14 +229,8 @@ async fn shown(api: &Api, caller: &Caller, doc: &ControlsDoc) -> Result<SchemaSe
         let Some(id) = to.as_deref().filter(|id| !id.is_empty()) else {
             continue;
         };
-        let mut conn = api.store.read().await?;
-        let found = sources::get(&mut conn, &caller.workspace.id, id).await?;
-        let seen = found.is_some_and(|s| {
-            caller
-                .decide(Action::ViewSource, ResourceRef::Source(s.as_ref()))
-                .allowed
-        });
-        if !seen {
+        let seen = super::destinations::seen_sources(api, caller, &[id.to_owned()]).await?;
+        if seen.is_empty() {
             *to = Some(REDACTED.to_owned());
         }
     }
