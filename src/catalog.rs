@@ -28,8 +28,8 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest as _, Sha256};
 
 pub use document::{
-    DestinationDoc, Document, FileDoc, FilterDoc, Invalid, KeyDoc, KindDoc, NatsDoc, Problems,
-    QuotaDoc, REDACTED, RateLimitDoc, RetryDoc, SourceDoc, WebhookDoc, file_name_problem,
+    DestinationDoc, Document, FileDoc, FilterDoc, FunctionDoc, Invalid, KeyDoc, KindDoc, NatsDoc,
+    Problems, QuotaDoc, REDACTED, RateLimitDoc, RetryDoc, SourceDoc, WebhookDoc, file_name_problem,
     redacted_url,
 };
 // The tracking-plan document types belong to `protocols`; the catalog holds them.
@@ -119,6 +119,8 @@ pub struct Destination {
     pub max_in_flight: u32,
     /// Request rate cap.
     pub rate_limit: Option<RateLimit>,
+    /// The insert function run on each event before the send.
+    pub function: Option<Arc<FunctionDoc>>,
     /// Type and settings.
     pub kind: KindDoc,
 }
@@ -262,6 +264,7 @@ impl Snapshot {
                         per_second: r.requests_per_second,
                         burst: r.burst.unwrap_or(r.requests_per_second),
                     }),
+                    function: d.function.clone().map(Arc::new),
                     kind: d.kind.clone(),
                 })
             })

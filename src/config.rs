@@ -486,6 +486,11 @@ pub struct Delivery {
     /// nothing else of Sluice's (not `log.dir`, not inside it, not around it).
     /// Default `./exports`.
     pub file_dir: PathBuf,
+    /// The program run as `PROGRAM function-host` for each destination that has an
+    /// insert function: a process of its own per destination, which keeps the function
+    /// loaded and is killed and restarted if an event overruns. Empty (default): this
+    /// `sluice` executable.
+    pub function_host: PathBuf,
 }
 
 impl Default for Delivery {
@@ -494,6 +499,7 @@ impl Default for Delivery {
             enabled: true,
             allow_private_destinations: false,
             file_dir: PathBuf::from("./exports"),
+            function_host: PathBuf::new(),
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod dead_letter;
 pub mod route;
 pub mod sink;
 pub mod stream;
+pub mod transform;
 pub mod worker;
 
 use std::collections::HashMap;
@@ -296,6 +297,7 @@ impl Delivery {
                             dead_letter_dir: self.dead_letter_dir.clone(),
                             dead_letter_lock: self.lock(&d.id),
                             backlog,
+                            function_host: Arc::clone(&network.function_host),
                             stop: stop.clone(),
                         };
                         running.insert(d, stop, tokio::spawn(worker.run()));

@@ -49,6 +49,10 @@ enum Command {
     /// control plane starts it; not for people).
     #[command(hide = true)]
     FunctionRun,
+    /// Keep one insert function loaded and run events through it: requests on stdin,
+    /// answers on stdout, a line each (delivery starts it; not for people).
+    #[command(hide = true)]
+    FunctionHost,
     /// Run only delivery, from the JetStream event log (log.backend = "jetstream"):
     /// start as many as you like, they share each destination's consumer. Metrics and
     /// probes on server.admin_listen.
@@ -142,14 +146,17 @@ fn main() -> anyhow::Result<()> {
     // Before any subcommand: every one that builds an HTTP client needs it.
     sluice::tls::install_crypto_provider();
     let cli = Cli::parse();
-    if matches!(cli.command, Command::FunctionRun) {
-        // A child of the control plane: no configuration, no environment.
-        return sluice::functions::runner::serve_stdio();
+    // Children of the control plane and of delivery: no configuration, no environment.
+    match cli.command {
+        Command::FunctionRun => return sluice::functions::runner::serve_stdio(),
+        Command::FunctionHost => return sluice::functions::host::serve_stdio(),
+        _ => {}
     }
     let config = load_config(cli.config.as_deref())?;
     match cli.command {
         // Answered above, before any configuration is read.
         Command::FunctionRun => sluice::functions::runner::serve_stdio(),
+        Command::FunctionHost => sluice::functions::host::serve_stdio(),
         Command::Serve { remote, role } => {
             let mut config = config;
             remote.apply(&mut config);

@@ -22,6 +22,16 @@ pub const LABEL_SOURCE: &str = "source";
 pub const LABEL_REASON: &str = "reason";
 /// Label: the destination id from the catalog.
 pub const LABEL_DESTINATION: &str = "destination";
+/// Label: a function's id.
+pub const LABEL_FUNCTION: &str = "function";
+/// Label: what became of an event (`event`, `passed`, `dropped`, or a failure's name).
+pub const LABEL_OUTCOME: &str = "outcome";
+/// Counter: insert-function invocations in delivery, by function, destination and outcome
+/// (`event`, `passed`, `dropped`, `retry`, `invalid`, `error`, `timeout`, `memory`,
+/// `too_large`, `load`).
+pub const FUNCTION_INVOCATIONS: &str = "sluice_function_invocations_total";
+/// Histogram: one insert-function invocation's run time in its engine, seconds, by function.
+pub const FUNCTION_DURATION: &str = "sluice_function_duration_seconds";
 
 /// Counter: HTTP requests by route and status.
 pub const HTTP_REQUESTS: &str = "sluice_http_requests_total";
@@ -400,6 +410,20 @@ pub const FAMILIES: &[Family] = &[
         unit: None,
         help: "Sends under way, by destination.",
         buckets: &[],
+    },
+    Family {
+        name: FUNCTION_INVOCATIONS,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Insert-function invocations in delivery, by function, destination and outcome.",
+        buckets: &[],
+    },
+    Family {
+        name: FUNCTION_DURATION,
+        kind: Kind::Histogram,
+        unit: None,
+        help: "Run time of one insert-function invocation in its engine, seconds, by function.",
+        buckets: LATENCY_BUCKETS,
     },
     Family {
         name: DELIVERY_LATENCY,

@@ -4,9 +4,9 @@
 
 mod common;
 
-use common::control::{Api, server_with};
+use common::control::{Api, audited, chain_holds, server_with, track};
 use common::databases;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 const PATH: &str = "/api/v1/functions/test-run";
@@ -181,6 +181,384 @@ async fn function_code_runs_only_where_the_installation_allows_it() {
     let (status, body) = api.post(&owner, PATH, run("Signed Up")).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     assert!(body.to_string().contains("control.functions"), "{body}");
+    server.stop();
+    db.finish().await;
+}
+
+const TAG: &str = r#"
+async function onTrack(event, settings) {
+  event.properties = Object.assign({}, event.properties, { team: settings.team, v: VERSION });
+  return event;
+}
+"#;
+
+fn tag(version: u32) -> String {
+    format!("const VERSION = {version};\n{TAG}")
+}
+
+async fn grant_destination(api: &Api, owner: &str, user: &str, id: &str, level: &str) {
+    let body = json!({"principal": {"type": "user", "id": user},
+                      "resource": {"kind": "destination", "id": id}, "level": level});
+    let (status, body) = api.post(owner, "/api/v1/grants", body).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// Lines of a file destination's output, as JSON.
+fn lines(path: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn functions_are_versioned_deployed_attached_and_governed() {
+    for db in databases::both().await {
+        lifecycle(db).await;
+    }
+}
+
+async fn lifecycle(db: databases::TestDb) {
+    let exports = tempfile::tempdir().expect("tempdir");
+    let dir = exports.path().to_owned();
+    let (server, link) = server_with(&db, move |c| {
+        c.delivery.file_dir = dir;
+        c.delivery.function_host = env!("CARGO_BIN_EXE_sluice").into();
+    })
+    .await;
+    let api = Api::of(&server);
+    let owner = api.owner(&link).await;
+    let (admin, _) = api
+        .invited(&owner, &server, "admin@example.com", "admin")
+        .await;
+    let (member, member_id) = api
+        .invited(&owner, &server, "member@example.com", "member")
+        .await;
+    let (outsider, outsider_id) = api
+        .invited(&owner, &server, "outsider@example.com", "member")
+        .await;
+    let (reader, _) = api
+        .invited(&owner, &server, "reader@example.com", "read_only")
+        .await;
+
+    // Create: the matrix row (not read-only); everyone in the workspace reads functions.
+    let create = json!({"displayName": "Tag team", "resourceType": "INSERT_DESTINATION",
+                        "code": tag(1), "description": "adds the team",
+                        "settings": [
+                            {"name": "team", "label": "Team", "description": "", "type": "STRING",
+                             "required": true, "sensitive": false},
+                            {"name": "apiKey", "label": "API key", "description": "", "type": "STRING",
+                             "required": false, "sensitive": true}]});
+    let (status, body) = api.post(&reader, "/api/v1/functions", create.clone()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = api.post(&member, "/api/v1/functions", create.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let f = &body["data"]["function"];
+    let id = f["id"].as_str().expect("id").to_owned();
+    assert_eq!(f["version"], 1);
+    assert_eq!(f["deployedAt"], Value::Null);
+    assert_eq!(f["isLatestVersion"], false);
+    let (status, body) = api.post(&member, "/api/v1/functions", create).await;
+    assert_eq!(status, StatusCode::CONFLICT, "names are unique: {body}");
+    let (status, body) = api
+        .get(&reader, "/api/v1/functions?resourceType=INSERT_DESTINATION")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["functions"][0]["id"], json!(id));
+    assert!(body["data"]["functions"][0].get("code").is_none());
+    let (_, body) = api
+        .get(&reader, "/api/v1/functions?resourceType=SOURCE")
+        .await;
+    assert_eq!(body["data"]["functions"], json!([]));
+
+    // New code is a new version; the same code is not.
+    let path = format!("/api/v1/functions/{id}");
+    for (code, version) in [(tag(2), 2), (tag(2), 2)] {
+        let (status, body) = api
+            .call(&member, Method::PATCH, &path, Some(json!({"code": code})))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["data"]["function"]["version"], version, "{body}");
+    }
+    let (status, _) = api
+        .call(&reader, Method::PATCH, &path, Some(json!({"code": tag(9)})))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (_, body) = api.get(&reader, &format!("{path}/versions")).await;
+    let versions: Vec<&str> = body["data"]["versions"]
+        .as_array()
+        .expect("versions")
+        .iter()
+        .filter_map(|v| v["id"].as_str())
+        .collect();
+    assert_eq!(versions, ["2", "1"], "{body}");
+    let (status, body) = api.get(&reader, &format!("{path}/versions/1")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["version"]["code"], json!(tag(1)));
+    for missing in ["9", "0", "01", "x"] {
+        let (status, _) = api
+            .get(&reader, &format!("{path}/versions/{missing}"))
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
+    }
+
+    // Deploy (nothing attached yet: the matrix row decides), then roll back by restoring
+    // version 1 as version 3 and deploying it.
+    let (status, _) = api
+        .post(&reader, &format!("{path}/deploy"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = api
+        .post(&member, &format!("{path}/deploy"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["functionDeployment"]["status"], "SUCCESS");
+    let (_, body) = api.get(&member, &path).await;
+    assert_eq!(body["data"]["function"]["deployedVersion"], 2, "{body}");
+    assert_eq!(body["data"]["function"]["isLatestVersion"], true);
+    let (status, body) = api
+        .post(
+            &member,
+            &format!("{path}/versions"),
+            json!({"versionId": "1"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["version"]["id"], "3");
+    assert_eq!(body["data"]["version"]["isDeployed"], false);
+    assert_eq!(body["data"]["version"]["code"], json!(tag(1)));
+
+    // Attach it to a destination of the demo source.
+    let (status, body) = api
+        .post(
+            &owner,
+            "/api/v1/destinations",
+            json!({"id": "tagged", "sourceId": "demo", "metadataId": "file",
+                   "settings": {"path": "tagged.ndjson"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    grant_destination(&api, &owner, &outsider_id, "tagged", "no_access").await;
+    grant_destination(&api, &owner, &member_id, "tagged", "read_write").await;
+    let instance = |settings: Value| json!({"functionId": id, "integrationId": "tagged", "name": "Tag", "settings": settings});
+    // The destination hidden from the caller answers as a missing one.
+    let (status, hidden) = api
+        .post(
+            &outsider,
+            "/api/v1/insert-function-instances",
+            instance(json!({"team": "a"})),
+        )
+        .await;
+    let (_, missing) = api
+        .post(
+            &outsider,
+            "/api/v1/insert-function-instances",
+            json!({"functionId": id, "integrationId": "nowhere", "name": "Tag",
+                   "settings": {"team": "a"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{hidden}");
+    assert_eq!(
+        hidden.to_string().replace("tagged", "X"),
+        missing.to_string().replace("nowhere", "X")
+    );
+    // Settings follow the declaration.
+    for settings in [
+        json!({}),
+        json!({"team": 5}),
+        json!({"team": "a", "other": "b"}),
+    ] {
+        let (status, body) = api
+            .post(
+                &member,
+                "/api/v1/insert-function-instances",
+                instance(settings),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        assert_eq!(body["errors"][0]["field"], "settings", "{body}");
+    }
+    let (status, body) = api
+        .post(
+            &member,
+            "/api/v1/insert-function-instances",
+            instance(json!({"team": "growth", "apiKey": "s3cret"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let made = &body["data"]["insertFunctionInstance"];
+    let instance_id = made["id"].as_str().expect("id").to_owned();
+    assert_eq!(made["settings"], json!({"team": "growth"}));
+    assert_eq!(made["encryptedSettings"], json!({"apiKey": "<redacted>"}));
+    assert!(!body.to_string().contains("s3cret"));
+    let (status, _) = api
+        .post(
+            &member,
+            "/api/v1/insert-function-instances",
+            instance(json!({"team": "x"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "one function per destination");
+    // A redacted secret sent back keeps its value (seen only by the code).
+    let ipath = format!("/api/v1/insert-function-instances/{instance_id}");
+    let (status, body) = api
+        .call(
+            &member,
+            Method::PATCH,
+            &ipath,
+            Some(json!({"settings": {"team": "core", "apiKey": "<redacted>"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["data"]["insertFunctionInstance"]["encryptedSettings"],
+        json!({"apiKey": "<redacted>"})
+    );
+    let (status, _) = api.get(&outsider, &ipath).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "hidden destination, hidden instance"
+    );
+    let (_, body) = api
+        .get(
+            &outsider,
+            &format!("/api/v1/insert-function-instances?functionId={id}"),
+        )
+        .await;
+    assert_eq!(body["data"]["instances"], json!([]), "{body}");
+    let (_, body) = api
+        .get(
+            &member,
+            &format!("/api/v1/insert-function-instances?functionId={id}"),
+        )
+        .await;
+    assert_eq!(body["data"]["instances"][0]["id"], json!(instance_id));
+    // A sensitive setting stays sensitive while instances hold values.
+    let (status, body) = api
+        .call(
+            &member,
+            Method::PATCH,
+            &path,
+            Some(
+                json!({"settings": [{"name": "team", "label": "Team", "description": "",
+                                      "type": "STRING", "required": true, "sensitive": false},
+                                     {"name": "apiKey", "label": "API key", "description": "",
+                                      "type": "STRING", "required": false, "sensitive": false}]}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+
+    // The deployed version runs in delivery with the instance's settings: version 2
+    // (tagging v: 2), then version 3 (v: 1) once deployed.
+    let out = exports.path().join("tagged.ndjson");
+    // A new destination takes the events that arrive once its delivery has started:
+    // send until one arrives.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut n = 0;
+    while lines(&out).is_empty() {
+        n += 1;
+        let id = format!("e-{n}");
+        assert_eq!(track(&server, "demo-write-key", &id).await, StatusCode::OK);
+        assert!(std::time::Instant::now() < deadline, "nothing delivered");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let first = &lines(&out)[0];
+    assert_eq!(first["properties"]["team"], "core", "{first}");
+    assert_eq!(first["properties"]["v"], 2, "{first}");
+    let (status, body) = api
+        .post(&member, &format!("{path}/deploy"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut n = 0;
+    loop {
+        n += 1;
+        let id = format!("after-deploy-{n}");
+        assert_eq!(track(&server, "demo-write-key", &id).await, StatusCode::OK);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        if lines(&out)
+            .iter()
+            .any(|e| e["properties"]["v"] == 1 && e["properties"]["team"] == "core")
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "version 3 never ran");
+    }
+
+    // Production protection: once the demo source is protected, only owners and admins
+    // change what its destinations run.
+    let (status, body) = api
+        .post(
+            &owner,
+            "/api/v1/sources/demo/labels",
+            json!({"labels": [{"key": "environment", "value": "prod"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = api
+        .call(
+            &owner,
+            Method::PUT,
+            "/api/v1/settings/protected-labels",
+            Some(json!({"labels": ["environment:prod"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = api
+        .post(&member, &format!("{path}/deploy"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.to_string().contains("protected"), "{body}");
+    let (status, body) = api
+        .call(
+            &member,
+            Method::PATCH,
+            &ipath,
+            Some(json!({"settings": {"team": "x"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = api.post(&admin, &format!("{path}/deploy"), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Deploying reaches every destination it runs on: one the caller may not edit is
+    // refused (alike whether they see it or not).
+    let (status, body) = api
+        .post(&outsider, &format!("{path}/deploy"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.to_string().contains("may not edit"), "{body}");
+
+    // Deleting: not while attached.
+    let (status, body) = api.call(&admin, Method::DELETE, &path, None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, body) = api.call(&admin, Method::DELETE, &ipath, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = api.call(&reader, Method::DELETE, &path, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = api.call(&member, Method::DELETE, &path, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = api.get(&member, &path).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    audited(
+        &api,
+        &owner,
+        &[
+            "function.create",
+            "function.update",
+            "function.deploy",
+            "function.version.restore",
+            "function_instance.create",
+            "function_instance.update",
+            "function_instance.delete",
+            "function.delete",
+        ],
+    )
+    .await;
+    chain_holds(&db).await;
     server.stop();
     db.finish().await;
 }

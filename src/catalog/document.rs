@@ -67,9 +67,41 @@ pub struct DestinationDoc {
     /// Optional request rate cap.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimitDoc>,
+    /// `[destinations.function]`: an insert function run on each event before the send.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function: Option<FunctionDoc>,
     /// `type = "webhook" | "file" | "nats"` and its `[destinations.settings]`.
     #[serde(flatten)]
     pub kind: KindDoc,
+}
+
+/// `[destinations.function]`: the insert function a destination runs on each event
+/// before the send (the control plane writes it from the deployed version).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionDoc {
+    /// The function's id (metrics label).
+    pub id: String,
+    /// The version deployed (logs).
+    #[serde(default)]
+    pub version: u32,
+    /// Its JavaScript (`async function onTrack(event, settings) { … }`).
+    pub code: String,
+    /// Its settings, given to each handler as `settings` (may hold secrets).
+    #[serde(default)]
+    pub settings: serde_json::Map<String, serde_json::Value>,
+}
+
+impl fmt::Debug for FunctionDoc {
+    /// Setting values are left out: they may be secrets.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FunctionDoc")
+            .field("id", &self.id)
+            .field("version", &self.version)
+            .field("code_chars", &self.code.chars().count())
+            .field("settings", &self.settings.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 fn one() -> u32 {
@@ -504,6 +536,8 @@ impl Document {
         let mut doc = self.hashed();
         for d in &mut doc.destinations {
             d.kind = d.kind.redacted();
+            // Gateways do not deliver: a function's code and settings stay with delivery.
+            d.function = None;
         }
         doc
     }
@@ -657,6 +691,9 @@ impl Document {
             let mut bad = |why| problems.push(Invalid::BadDestination(d.id.clone(), why));
             if d.max_in_flight == 0 {
                 bad("max_in_flight must be at least 1");
+            }
+            if d.function.as_ref().is_some_and(|f| f.id.is_empty()) {
+                bad("function.id must not be empty");
             }
             if d.rate_limit
                 .is_some_and(|r| r.requests_per_second == 0 || r.burst == Some(0))

@@ -18,6 +18,8 @@ pub mod change_requests;
 pub mod destinations;
 pub mod elevations;
 pub mod evidence;
+pub mod function_instances;
+pub mod function_runs;
 pub mod functions;
 pub mod grants;
 pub mod groups;
@@ -398,6 +400,8 @@ pub fn router(api: Arc<Api>) -> Router {
         .merge(internal::routes())
         .merge(protected::routes())
         .merge(functions::routes())
+        .merge(function_runs::routes())
+        .merge(function_instances::routes())
         // Changes to protected (production) resources: at once, or kept for review.
         .route_layer(axum::middleware::from_fn_with_state(
             api.clone(),
@@ -921,6 +925,14 @@ pub enum Forbidden {
         "the plan is used by a protected source: an owner or admin publishes it (or approves its change request)"
     )]
     PlanProtected,
+    /// Deploying a function reaches a destination the caller may not edit.
+    #[error("the function runs on a destination you may not edit: ask an owner or admin")]
+    FunctionInUse,
+    /// A function change reaches a destination a protected source feeds.
+    #[error(
+        "the function runs on a destination a protected source feeds: an owner or admin makes this change"
+    )]
+    FunctionProtected,
     /// A node credential's role does not allow the action.
     #[error("this credential may not {}", .0.name())]
     NodeRole(Action),

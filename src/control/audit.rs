@@ -57,6 +57,22 @@ pub enum Kind {
     DestinationDelete,
     /// `destination.update`
     DestinationUpdate,
+    /// `function.create`
+    FunctionCreate,
+    /// `function.update`
+    FunctionUpdate,
+    /// `function.delete`
+    FunctionDelete,
+    /// `function.deploy`
+    FunctionDeploy,
+    /// `function.version.restore`
+    FunctionRestore,
+    /// `function_instance.create`
+    FunctionInstanceCreate,
+    /// `function_instance.update`
+    FunctionInstanceUpdate,
+    /// `function_instance.delete`
+    FunctionInstanceDelete,
     /// `grant.create`
     GrantCreate,
     /// `grant.delete`
@@ -244,6 +260,14 @@ impl Kind {
             Self::DestinationCredentialsReveal => "destination.credentials.reveal",
             Self::DestinationDelete => "destination.delete",
             Self::DestinationUpdate => "destination.update",
+            Self::FunctionCreate => "function.create",
+            Self::FunctionUpdate => "function.update",
+            Self::FunctionDelete => "function.delete",
+            Self::FunctionDeploy => "function.deploy",
+            Self::FunctionRestore => "function.version.restore",
+            Self::FunctionInstanceCreate => "function_instance.create",
+            Self::FunctionInstanceUpdate => "function_instance.update",
+            Self::FunctionInstanceDelete => "function_instance.delete",
             Self::GrantCreate => "grant.create",
             Self::GrantDelete => "grant.delete",
             Self::GroupCreate => "group.create",

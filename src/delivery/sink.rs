@@ -88,6 +88,9 @@ pub struct Network {
     pub allow_private: bool,
     /// `delivery.file_dir`.
     pub file_dir: Arc<std::path::Path>,
+    /// The program run as `PROGRAM function-host` for a destination's insert function
+    /// (`delivery.function_host`, or this executable).
+    pub function_host: Arc<std::path::Path>,
 }
 
 impl Network {
@@ -96,6 +99,15 @@ impl Network {
         Self {
             allow_private: config.allow_private_destinations,
             file_dir: Arc::from(config.file_dir.as_path()),
+            function_host: if config.function_host.as_os_str().is_empty() {
+                Arc::from(
+                    std::env::current_exe()
+                        .unwrap_or_else(|_| std::path::PathBuf::from("sluice"))
+                        .as_path(),
+                )
+            } else {
+                Arc::from(config.function_host.as_path())
+            },
         }
     }
 }

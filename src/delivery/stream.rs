@@ -26,8 +26,9 @@ use tokio_util::sync::CancellationToken;
 use super::dead_letter::{self, Entry};
 use super::route::{self, Head};
 use super::sink::{self, Network, Outgoing, SendError, Sink};
+use super::transform::{Applied, Transform};
 use super::{Record, Workers, backoff, count_failed, limiter_for, metrics_for, record_delivered};
-use crate::catalog::{self, Destination};
+use crate::catalog::{self, Destination, FunctionDoc};
 use crate::config;
 use crate::disk::Faults;
 use crate::log::jetstream as js;
@@ -161,6 +162,7 @@ async fn supervise(
                 limiter: limiter_for(d),
                 consumer,
                 dead_letter_dir: dead_letter_dir.clone(),
+                transform: Transform::new(&d.id, network.function_host.to_path_buf()),
                 stop: worker_stop.clone(),
             };
             tracing::info!(destination = %d.id, consumer = %consumer_name(&d.id), "delivery from JetStream started");
@@ -205,6 +207,8 @@ struct Worker {
     limiter: Option<governor::DefaultDirectRateLimiter>,
     consumer: PullConsumer,
     dead_letter_dir: PathBuf,
+    /// Runs its insert function, if it has one.
+    transform: Transform,
     stop: CancellationToken,
 }
 
@@ -267,6 +271,9 @@ impl Worker {
             if fetched.is_empty() {
                 continue;
             }
+            if let Some(function) = &destination.function {
+                fetched = self.transformed(&destination, function, fetched).await;
+            }
             self.deliver(&destination, fetched, &metrics).await;
         }
     }
@@ -300,6 +307,72 @@ impl Worker {
             outgoing,
             attempts,
         }
+    }
+
+    /// Runs the insert function on the events this destination takes: answers replace
+    /// them, dropped events are acknowledged, failures go to the dead letters, and events
+    /// whose handler threw `RetryError` are given back to JetStream after the back-off
+    /// (to the dead letters once older than `max_age_secs`).
+    async fn transformed(
+        &mut self,
+        destination: &Destination,
+        function: &FunctionDoc,
+        fetched: Vec<Fetched>,
+    ) -> Vec<Fetched> {
+        let refs: Vec<&Outgoing> = fetched.iter().filter_map(|f| f.outgoing.as_ref()).collect();
+        let mut applied = self.transform.apply(function, &refs).await.into_iter();
+        let mut out = Vec::with_capacity(fetched.len());
+        for mut f in fetched {
+            let Some(o) = f.outgoing.take() else {
+                out.push(f);
+                continue;
+            };
+            let age = o
+                .received_at
+                .and_then(|at| (chrono::Utc::now() - at).to_std().ok())
+                .unwrap_or_default();
+            let give_up = match applied.next() {
+                Some(Applied::Send(event)) => {
+                    f.outgoing = Some(Outgoing { event, ..o });
+                    out.push(f);
+                    continue;
+                }
+                Some(Applied::Dropped) => {
+                    ack(&f.message, AckKind::Ack).await;
+                    continue;
+                }
+                Some(Applied::Retry(message))
+                    if age.as_secs() >= destination.retry.max_age_secs =>
+                {
+                    (
+                        "function_retry",
+                        format!("gave up after max_age_secs: {message}"),
+                    )
+                }
+                Some(Applied::Retry(_)) => {
+                    let delay =
+                        backoff::wait(&destination.retry, f.attempts.saturating_sub(1), None, age);
+                    ack(&f.message, AckKind::Nak(Some(delay))).await;
+                    continue;
+                }
+                Some(Applied::Failed(reason, detail)) => (reason, detail),
+                None => ("function_host", "no answer".to_owned()),
+            };
+            let (reason, detail) = give_up;
+            if self.dead_letter(
+                destination,
+                std::slice::from_ref(&o),
+                reason,
+                &detail,
+                f.attempts,
+            ) {
+                metrics_for(&destination.id).dead_lettered.increment(1);
+                ack(&f.message, AckKind::Ack).await;
+            } else {
+                ack(&f.message, AckKind::Nak(Some(Duration::from_secs(30)))).await;
+            }
+        }
+        out
     }
 
     async fn deliver(

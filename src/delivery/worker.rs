@@ -19,8 +19,9 @@ use super::backoff::{self, Breaker, Circuit};
 use super::dead_letter::{self, Entry};
 use super::route::{self, Head};
 use super::sink::{Outgoing, SendError, Sink};
+use super::transform::{Applied, Transform};
 use super::{Record, cursor, metrics_for};
-use crate::catalog::{self, Destination};
+use crate::catalog::{self, Destination, FunctionDoc};
 use crate::disk::Faults;
 use crate::log::{Log, Reader};
 use crate::telemetry;
@@ -50,6 +51,8 @@ pub struct Worker {
     pub dead_letter_lock: Arc<Mutex<()>>,
     /// Where its unsettled events start, for the lag gauges (set at each scrape).
     pub backlog: Arc<Backlog>,
+    /// The program that runs its insert function, if it has one.
+    pub function_host: Arc<std::path::Path>,
     /// Stops the worker (it saves its cursor first).
     pub stop: CancellationToken,
 }
@@ -119,6 +122,7 @@ impl Worker {
         let mut done_upto = start;
         let mut saved = (start, Instant::now());
         let limiter = self.limiter();
+        let mut transform = Transform::new(&self.id, self.function_host.to_path_buf());
         // The last batch ended in the dead-letter store.
         let mut failing = false;
         loop {
@@ -167,6 +171,16 @@ impl Worker {
             // oldest event waiting is its first one for this destination.
             self.backlog
                 .waiting(done_upto, pending.first().and_then(|o| o.received_at));
+            // 2b. The destination's insert function: what it answers is sent instead.
+            if let Some(function) = &destination.function {
+                match self
+                    .transformed(&destination, function, &mut transform, pending)
+                    .await
+                {
+                    Some(kept) => pending = kept,
+                    None => break,
+                }
+            }
             // 3. Wait briefly for a batch to fill when the sink batches.
             let wait = self.sink.batch_wait();
             if !wait.is_zero() && pending.len() < self.sink.batch_size() && !pending.is_empty() {
@@ -201,6 +215,82 @@ impl Worker {
         }
         self.save(done_upto);
         tracing::info!(destination = %self.id, cursor = done_upto, "delivery stopped");
+    }
+
+    /// Runs the insert function on `pending`: answers replace events, dropped events are
+    /// settled, failures go to the dead letters, and events whose handler threw
+    /// `RetryError` run again after the destination's back-off until they are older than
+    /// its `max_age_secs` (then they go to the dead letters too). `None`: stopped.
+    async fn transformed(
+        &self,
+        destination: &Destination,
+        function: &FunctionDoc,
+        transform: &mut Transform,
+        mut pending: Vec<Outgoing>,
+    ) -> Option<Vec<Outgoing>> {
+        let mut kept = Vec::with_capacity(pending.len());
+        let mut round = 0u32;
+        while !pending.is_empty() {
+            let refs: Vec<&Outgoing> = pending.iter().collect();
+            let applied = transform.apply(function, &refs).await;
+            let mut again = Vec::new();
+            // Failures that read alike go to the dead letters together.
+            let mut failed: Vec<(GiveUp, Vec<Outgoing>)> = Vec::new();
+            for (mut o, applied) in pending.into_iter().zip(applied) {
+                match applied {
+                    Applied::Send(event) => {
+                        o.event = event;
+                        kept.push(o);
+                    }
+                    Applied::Dropped => {}
+                    Applied::Retry(message) => again.push((o, message)),
+                    Applied::Failed(reason, detail) => match failed.last_mut() {
+                        Some((why, events)) if why.reason == reason && why.detail == detail => {
+                            events.push(o);
+                        }
+                        _ => failed.push((GiveUp { reason, detail }, vec![o])),
+                    },
+                }
+            }
+            for (why, events) in failed {
+                if matches!(self.dead_letter(&events, why, 1).await, Outcome::Stopped) {
+                    return None;
+                }
+            }
+            if again.is_empty() {
+                break;
+            }
+            let too_old = |o: &Outgoing| {
+                o.received_at.is_some_and(|at| {
+                    (chrono::Utc::now() - at).num_seconds() >= destination.retry.max_age_secs as i64
+                })
+            };
+            let (given_up, retried): (Vec<_>, Vec<_>) =
+                again.into_iter().partition(|(o, _)| too_old(o));
+            for (o, message) in given_up {
+                let why = GiveUp {
+                    reason: "function_retry",
+                    detail: format!("gave up after max_age_secs: {message}"),
+                };
+                if matches!(
+                    self.dead_letter(&[o], why, round + 1).await,
+                    Outcome::Stopped
+                ) {
+                    return None;
+                }
+            }
+            pending = retried.into_iter().map(|(o, _)| o).collect();
+            if pending.is_empty() {
+                break;
+            }
+            let delay = backoff::wait(&destination.retry, round, None, Duration::ZERO);
+            round += 1;
+            if self.sleep(delay).await {
+                return None;
+            }
+        }
+        kept.sort_by_key(|o| o.offset);
+        Some(kept)
     }
 
     fn limiter(&self) -> Option<DefaultDirectRateLimiter> {

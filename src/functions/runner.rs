@@ -67,7 +67,7 @@ pub enum RunnerError {
 }
 
 /// A handler by its name in code (`onTrack`, …, `onBatch`).
-fn handler_named(name: &str) -> Option<Handler> {
+pub(super) fn handler_named(name: &str) -> Option<Handler> {
     [
         Handler::Track,
         Handler::Identify,
@@ -98,7 +98,7 @@ pub fn answer(request: &Request, limits: Limits) -> Reply {
     }
 }
 
-fn reply_of(ran: &Invocation) -> Reply {
+pub(super) fn reply_of(ran: &Invocation) -> Reply {
     let (outcome, text) = match &ran.outcome {
         Outcome::Event(json) => ("event", json.clone()),
         Outcome::Passed => ("passed", String::new()),

@@ -710,6 +710,7 @@ async fn create(
             retry: body.retry.unwrap_or_default(),
             max_in_flight: body.max_in_flight.unwrap_or(1),
             rate_limit: None,
+            function: None,
             kind,
         },
         created_at: caller.now,

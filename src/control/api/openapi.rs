@@ -16,9 +16,9 @@ use axum::http::Method;
 
 use super::{
     access, access_reviews, audit, catalog, change_requests, destinations, elevations, evidence,
-    functions, grants, groups, internal, invites, labels, nodes, offboarding, permissions, plans,
-    protected, provisioning, roles, sign_in, source_settings, sources, sso, tokens, usage, users,
-    wire, workspace,
+    function_instances, function_runs, functions, grants, groups, internal, invites, labels, nodes,
+    offboarding, permissions, plans, protected, provisioning, roles, sign_in, source_settings,
+    sources, sso, tokens, usage, users, wire, workspace,
 };
 use crate::control::identity::reset;
 
@@ -170,7 +170,21 @@ use crate::control::identity::reset;
         protected::withdraw,
         protected::read_labels,
         protected::set_labels,
-        functions::test_run
+        function_runs::test_run,
+        functions::list,
+        functions::create,
+        functions::read,
+        functions::update,
+        functions::remove,
+        functions::deploy,
+        functions::versions,
+        functions::version,
+        functions::restore,
+        function_instances::list,
+        function_instances::create,
+        function_instances::read,
+        function_instances::update,
+        function_instances::remove
     ),
     components(schemas(wire::ErrorEnvelope)),
     modifiers(&Refusals),

@@ -6,8 +6,8 @@ use sqlx::AnyConnection;
 
 use super::destinations::{self, DestinationRow};
 use super::sources::{self, SourceRow};
-use super::{StoreError, plans, usage};
-use crate::catalog::{Document, KeyDoc, QuotaDoc, RateLimitDoc, SourceDoc};
+use super::{StoreError, functions, plans, usage};
+use crate::catalog::{Document, FunctionDoc, KeyDoc, QuotaDoc, RateLimitDoc, SourceDoc};
 use crate::control::secret::Key;
 use crate::protocols::{ControlsDoc, Enforcement, PlanDoc};
 
@@ -60,8 +60,11 @@ pub async fn export(
     for i in unpublished {
         doc.sources[i].tracking_plan = None;
     }
+    let mut attached = deployed_functions(conn, key, workspace).await?;
     for row in destinations::all(conn, key, workspace).await? {
-        doc.destinations.push(row.doc);
+        let mut destination = row.doc;
+        destination.function = attached.remove(&destination.id);
+        doc.destinations.push(destination);
     }
     let quotas = usage::quotas(conn, workspace).await?;
     if let Some(monthly_events) = quotas.workspace {
@@ -79,6 +82,43 @@ pub async fn export(
         });
     }
     Ok(doc)
+}
+
+/// The insert function each destination runs, by destination id: its instance enabled
+/// and its function deployed (the deployed version's code, the instance's settings).
+async fn deployed_functions(
+    conn: &mut AnyConnection,
+    key: &Key,
+    workspace: &str,
+) -> Result<std::collections::HashMap<String, FunctionDoc>, StoreError> {
+    let mut out = std::collections::HashMap::new();
+    for instance in functions::instances(conn, key, workspace, "").await? {
+        if !instance.enabled {
+            continue;
+        }
+        let Some(function) = functions::get(conn, workspace, &instance.function_id).await? else {
+            continue;
+        };
+        let Some(version) = function.deployed_version else {
+            continue;
+        };
+        let Some(code) = functions::version(conn, &function.id, version).await? else {
+            return Err(StoreError::Corrupt(format!(
+                "function {} has no version {version}",
+                function.id
+            )));
+        };
+        out.insert(
+            instance.destination_id,
+            FunctionDoc {
+                id: function.id,
+                version,
+                code: code.code,
+                settings: instance.settings,
+            },
+        );
+    }
+    Ok(out)
 }
 
 fn source_doc(source: SourceRow, write_keys: Vec<KeyDoc>) -> Result<SourceDoc, StoreError> {

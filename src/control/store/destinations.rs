@@ -154,6 +154,8 @@ pub async fn all(
 fn seal(key: &Key, row: &DestinationRow) -> Result<String, StoreError> {
     let mut doc = row.doc.clone();
     doc.sources.clear();
+    // Its insert function is kept with the function's instances, not here.
+    doc.function = None;
     let text = serde_json::to_string(&doc).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     Ok(key.seal(&text, &context(&row.id))?)
 }
@@ -225,6 +227,10 @@ async fn set_connections(
 
 /// Deletes a destination with its connections and grants.
 pub async fn delete(conn: &mut AnyConnection, id: &str) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM function_instances WHERE destination_id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
     sqlx::query("DELETE FROM grants WHERE target_kind = 'destination' AND target_id = $1")
         .bind(id)
         .execute(&mut *conn)

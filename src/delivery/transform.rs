@@ -1,0 +1,159 @@
+//! A destination's insert function, run on its events before they are sent: each event
+//! goes through the handler its `type` names (`onTrack`, …) in the destination's
+//! function host ([`crate::functions::host`]). What comes back is sent instead, passed
+//! through unchanged, dropped, or failed (retried, or kept with the dead letters).
+
+use serde_json::value::RawValue;
+use std::path::PathBuf;
+
+use super::route::Head;
+use super::sink::Outgoing;
+use crate::catalog::FunctionDoc;
+use crate::functions::host::{Host, HostError, Loaded};
+use crate::functions::{Failure, Handler, Outcome};
+use crate::telemetry;
+
+/// What the function made of one event.
+#[derive(Debug)]
+pub enum Applied {
+    /// Send this (the handler's answer, or the event unchanged).
+    Send(Box<RawValue>),
+    /// Send nothing; the event is settled (the handler returned nothing or threw
+    /// `DropEvent`).
+    Dropped,
+    /// Try the event again later (the handler threw `RetryError`).
+    Retry(String),
+    /// Give the event up: it goes to the dead letters with this reason and message.
+    Failed(&'static str, String),
+}
+
+/// A destination's insert function and the host that runs it.
+pub struct Transform {
+    destination: String,
+    function: Loaded,
+    host: Host,
+}
+
+impl Transform {
+    /// The transform of `destination`, its functions run by `program function-host`.
+    pub fn new(destination: &str, program: PathBuf) -> Self {
+        Self {
+            destination: destination.to_owned(),
+            function: Loaded {
+                id: String::new(),
+                version: 0,
+                code: String::new(),
+                settings: serde_json::Value::Null,
+            },
+            host: Host::new(program),
+        }
+    }
+
+    /// Runs `function` on each event, in order: one [`Applied`] per event. A function
+    /// other than the last one run (a new deployment, new settings) is loaded first.
+    pub async fn apply(&mut self, function: &FunctionDoc, events: &[&Outgoing]) -> Vec<Applied> {
+        if self.function.id != function.id
+            || self.function.version != function.version
+            || self.function.code != function.code
+            || self.function.settings.as_object() != Some(&function.settings)
+        {
+            self.function = Loaded {
+                id: function.id.clone(),
+                version: function.version,
+                code: function.code.clone(),
+                settings: serde_json::Value::Object(function.settings.clone()),
+            };
+        }
+        let mut out: Vec<Option<Applied>> = Vec::with_capacity(events.len());
+        let mut runs = Vec::new();
+        let mut at = Vec::new();
+        for (i, o) in events.iter().enumerate() {
+            let head: Head = serde_json::from_str(o.event.get()).unwrap_or_default();
+            match Handler::of(&head.kind) {
+                Some(handler) => {
+                    runs.push((handler, o.event.get()));
+                    at.push(i);
+                    out.push(None);
+                }
+                // No handler can take it (a stored event always has a known type).
+                None => out.push(Some(self.count("passed", Applied::Send(o.event.clone())))),
+            }
+        }
+        if !runs.is_empty() {
+            match self.host.run(&self.function, &runs).await {
+                Ok(ran) => {
+                    for (i, invocation) in at.iter().zip(ran) {
+                        telemetry::histogram(
+                            telemetry::FUNCTION_DURATION,
+                            &[(telemetry::LABEL_FUNCTION, self.function.id.clone())],
+                        )
+                        .record(invocation.took.as_secs_f64());
+                        out[*i] = Some(self.settle(events[*i], invocation.outcome));
+                    }
+                }
+                Err(error) => {
+                    let (reason, label) = match &error {
+                        HostError::Unloadable(_) => ("function_load", "load"),
+                        _ => ("function_host", "host"),
+                    };
+                    tracing::error!(destination = %self.destination, function = %self.function.id, version = self.function.version, %error, "the insert function could not run; its events go to the dead letters");
+                    for i in &at {
+                        out[*i] =
+                            Some(self.count(label, Applied::Failed(reason, error.to_string())));
+                    }
+                }
+            }
+        }
+        out.into_iter()
+            .map(|a| a.unwrap_or(Applied::Failed("function_host", "no answer".into())))
+            .collect()
+    }
+
+    fn settle(&self, event: &Outgoing, outcome: Outcome) -> Applied {
+        match outcome {
+            Outcome::Event(json) => match RawValue::from_string(json) {
+                Ok(raw) => self.count("event", Applied::Send(raw)),
+                Err(e) => self.count(
+                    Failure::Error.name(),
+                    Applied::Failed(
+                        "function_error",
+                        format!("the function answered no JSON: {e}"),
+                    ),
+                ),
+            },
+            Outcome::Passed => self.count("passed", Applied::Send(event.event.clone())),
+            Outcome::Dropped => self.count("dropped", Applied::Dropped),
+            Outcome::Failed(Failure::Retry, message) => {
+                self.count(Failure::Retry.name(), Applied::Retry(message))
+            }
+            Outcome::Failed(failure, message) => {
+                self.count(failure.name(), Applied::Failed(reason(failure), message))
+            }
+        }
+    }
+
+    fn count(&self, outcome: &'static str, applied: Applied) -> Applied {
+        telemetry::counter(
+            telemetry::FUNCTION_INVOCATIONS,
+            &[
+                (telemetry::LABEL_FUNCTION, self.function.id.clone()),
+                (telemetry::LABEL_DESTINATION, self.destination.clone()),
+                (telemetry::LABEL_OUTCOME, outcome.to_owned()),
+            ],
+        )
+        .increment(1);
+        applied
+    }
+}
+
+/// The dead-letter reason of a failure.
+fn reason(failure: Failure) -> &'static str {
+    match failure {
+        Failure::Retry => "function_retry",
+        Failure::Invalid => "function_invalid",
+        Failure::Error => "function_error",
+        Failure::Timeout => "function_timeout",
+        Failure::Memory => "function_memory",
+        Failure::TooLarge => "function_too_large",
+    }
+}

@@ -1,0 +1,351 @@
+//! Insert functions in delivery: one long-lived child `sluice function-host` per
+//! destination that has a function. The child keeps the function loaded (the engine and
+//! its context are reused from event to event) and answers newline-delimited JSON on its
+//! pipes: a `load` line, then `run` lines, each with a chunk of events. The parent's
+//! watchdog kills a child that does not answer in time (code the engine cannot stop) and
+//! runs that chunk again one event at a time in a fresh child, so only the event that
+//! hangs is given up on; the gateway and the other destinations never wait on it.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, ChildStdout};
+
+use super::runner::{Reply, handler_named, invocation_of, reply_of};
+use super::{Failure, Handler, Invocation, Limits, LoadError, Outcome, Sandbox};
+
+/// The longest line passed through the pipes, in bytes.
+const MAX_LINE: u64 = 64 << 20;
+
+/// What the parent writes, one per line.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum HostRequest {
+    /// Load this code with these settings (replacing what was loaded).
+    Load {
+        /// The code.
+        code: String,
+        /// Its settings (a JSON object).
+        settings: serde_json::Value,
+    },
+    /// Run each `(handler, event JSON)` in order.
+    Run {
+        /// The events.
+        events: Vec<(String, String)>,
+    },
+}
+
+/// What the child answers, one per line.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+enum HostReply {
+    /// The code loaded.
+    Loaded,
+    /// The code did not load.
+    Unloadable {
+        /// Why.
+        message: String,
+    },
+    /// One answer per event run.
+    Ran {
+        /// The answers, in order.
+        replies: Vec<Reply>,
+    },
+}
+
+/// `sluice function-host`: answers requests on stdin, one line each, until stdin closes.
+///
+/// # Errors
+/// Standard input or output fail, or a line is not a request.
+pub fn serve_stdio() -> anyhow::Result<()> {
+    let stdin = std::io::stdin().lock();
+    let mut out = std::io::stdout().lock();
+    let mut loaded: Option<Sandbox> = None;
+    for line in stdin.lines() {
+        let line = line?;
+        let reply = match serde_json::from_str::<HostRequest>(&line)? {
+            HostRequest::Load { code, settings } => {
+                match Sandbox::load(&code, &settings, Limits::default()) {
+                    Ok(sandbox) => {
+                        loaded = Some(sandbox);
+                        HostReply::Loaded
+                    }
+                    Err(LoadError::Code(message)) => HostReply::Unloadable { message },
+                    Err(e) => HostReply::Unloadable {
+                        message: e.to_string(),
+                    },
+                }
+            }
+            HostRequest::Run { events } => {
+                let replies = events
+                    .iter()
+                    .map(
+                        |(handler, input)| match (&mut loaded, handler_named(handler)) {
+                            (Some(sandbox), Some(handler)) => {
+                                reply_of(&sandbox.invoke(handler, input))
+                            }
+                            (None, _) => Reply::Unloadable {
+                                message: "no function loaded".into(),
+                            },
+                            (_, None) => Reply::Unloadable {
+                                message: format!("no handler named {handler:?}"),
+                            },
+                        },
+                    )
+                    .collect();
+                HostReply::Ran { replies }
+            }
+        };
+        serde_json::to_writer(&mut out, &reply)?;
+        out.write_all(b"\n")?;
+        out.flush()?;
+    }
+    Ok(())
+}
+
+/// The function a host runs: what is loaded is replaced when this changes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loaded {
+    /// The function's id (for logs and metrics).
+    pub id: String,
+    /// Its deployed version.
+    pub version: u32,
+    /// The code.
+    pub code: String,
+    /// Its settings (a JSON object).
+    pub settings: serde_json::Value,
+}
+
+/// Why a host could not run a chunk (every event in it failed the same way).
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// The child could not be started or talked to.
+    #[error("the function host could not be used: {0}")]
+    Io(#[from] std::io::Error),
+    /// The child answered something unreadable (it crashed, say).
+    #[error("the function host answered nothing usable: {0}")]
+    Garbled(String),
+    /// The code does not load.
+    #[error("the function's code does not load: {0}")]
+    Unloadable(String),
+}
+
+struct Process {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    loaded: Loaded,
+}
+
+/// One destination's function host: a child process started on first use, restarted
+/// after its watchdog kills it or the function changes.
+pub struct Host {
+    program: PathBuf,
+    process: Option<Process>,
+}
+
+/// How long a child may take to start and load code.
+const LOAD_WITHIN: Duration = Duration::from_secs(5);
+/// How long a chunk may take beyond its events' own time limits (start-up, pipes).
+const SLACK: Duration = Duration::from_secs(1);
+
+impl Host {
+    /// A host that starts `program function-host` when first used.
+    pub fn new(program: PathBuf) -> Self {
+        Self {
+            program,
+            process: None,
+        }
+    }
+
+    /// Runs `function` on each `(handler, event JSON)` in order: one [`Invocation`] per
+    /// event. An event whose run had to be killed fails with [`Failure::Timeout`].
+    ///
+    /// # Errors
+    /// The code does not load, or the host cannot be started or talked to.
+    pub async fn run(
+        &mut self,
+        function: &Loaded,
+        events: &[(Handler, &str)],
+    ) -> Result<Vec<Invocation>, HostError> {
+        match self.exchange(function, events).await? {
+            Some(ran) => Ok(ran),
+            // Killed: one at a time, so only the event that hangs fails.
+            None if events.len() > 1 => {
+                let mut out = Vec::with_capacity(events.len());
+                for event in events {
+                    match self.exchange(function, std::slice::from_ref(event)).await? {
+                        Some(mut one) if one.len() == 1 => out.append(&mut one),
+                        Some(_) => {
+                            return Err(HostError::Garbled("wrong number of answers".into()));
+                        }
+                        None => out.push(killed()),
+                    }
+                }
+                Ok(out)
+            }
+            None => Ok(vec![killed()]),
+        }
+    }
+
+    /// One chunk through the child; `None` if it had to be killed.
+    async fn exchange(
+        &mut self,
+        function: &Loaded,
+        events: &[(Handler, &str)],
+    ) -> Result<Option<Vec<Invocation>>, HostError> {
+        let process = self.ready(function).await?;
+        let request = HostRequest::Run {
+            events: events
+                .iter()
+                .map(|(h, e)| (h.name().to_owned(), (*e).to_owned()))
+                .collect(),
+        };
+        let limit = Limits::default();
+        let per_event = limit.time.saturating_mul(2);
+        let within =
+            per_event.saturating_mul(u32::try_from(events.len()).unwrap_or(u32::MAX)) + SLACK;
+        match talk(process, &request, within).await {
+            Ok(HostReply::Ran { replies }) if replies.len() == events.len() => {
+                let mut out = Vec::with_capacity(replies.len());
+                for reply in replies {
+                    out.push(invocation_of(reply).unwrap_or_else(|message| Invocation {
+                        outcome: Outcome::Failed(Failure::Error, message),
+                        logs: Vec::new(),
+                        took: Duration::ZERO,
+                    }));
+                }
+                Ok(Some(out))
+            }
+            Ok(other) => {
+                self.stop().await;
+                Err(HostError::Garbled(format!("unexpected answer {other:?}")))
+            }
+            Err(Talk::TimedOut) => {
+                tracing::warn!(function = %function.id, version = function.version, "a function ran past its time limit and its process was stopped");
+                self.stop().await;
+                Ok(None)
+            }
+            Err(Talk::Failed(e)) => {
+                self.stop().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The child, started and loaded with `function`.
+    async fn ready(&mut self, function: &Loaded) -> Result<&mut Process, HostError> {
+        if self.process.as_ref().is_some_and(|p| p.loaded != *function) {
+            self.stop().await;
+        }
+        if self.process.is_none() {
+            let mut child = tokio::process::Command::new(&self.program)
+                .arg("function-host")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .env_clear()
+                .kill_on_drop(true)
+                .spawn()?;
+            let stdin = child
+                .stdin
+                .take()
+                .ok_or_else(|| HostError::Garbled("no stdin".into()))?;
+            let stdout = child
+                .stdout
+                .take()
+                .ok_or_else(|| HostError::Garbled("no stdout".into()))?;
+            let mut process = Process {
+                child,
+                stdin,
+                stdout: BufReader::new(stdout),
+                loaded: function.clone(),
+            };
+            let load = HostRequest::Load {
+                code: function.code.clone(),
+                settings: function.settings.clone(),
+            };
+            match talk(&mut process, &load, LOAD_WITHIN).await {
+                Ok(HostReply::Loaded) => {}
+                Ok(HostReply::Unloadable { message }) => {
+                    let _ = process.child.kill().await;
+                    return Err(HostError::Unloadable(message));
+                }
+                Ok(other) => {
+                    let _ = process.child.kill().await;
+                    return Err(HostError::Garbled(format!("unexpected answer {other:?}")));
+                }
+                Err(Talk::TimedOut) => {
+                    let _ = process.child.kill().await;
+                    return Err(HostError::Unloadable(
+                        "loading ran past its time limit".into(),
+                    ));
+                }
+                Err(Talk::Failed(e)) => {
+                    let _ = process.child.kill().await;
+                    return Err(e);
+                }
+            }
+            self.process = Some(process);
+        }
+        self.process
+            .as_mut()
+            .ok_or_else(|| HostError::Garbled("no process".into()))
+    }
+
+    /// Kills the child (the next run starts another).
+    pub async fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            let _ = process.child.kill().await;
+        }
+    }
+}
+
+fn killed() -> Invocation {
+    Invocation {
+        outcome: Outcome::Failed(
+            Failure::Timeout,
+            "the function ran past its time limit and its process was stopped".into(),
+        ),
+        logs: Vec::new(),
+        took: Duration::ZERO,
+    }
+}
+
+enum Talk {
+    TimedOut,
+    Failed(HostError),
+}
+
+/// Writes one request line and reads one answer line, within `within`.
+async fn talk(
+    process: &mut Process,
+    request: &HostRequest,
+    within: Duration,
+) -> Result<HostReply, Talk> {
+    let exchange = async {
+        let mut line =
+            serde_json::to_vec(request).map_err(|e| HostError::Garbled(e.to_string()))?;
+        line.push(b'\n');
+        process.stdin.write_all(&line).await?;
+        process.stdin.flush().await?;
+        let mut answer = Vec::new();
+        (&mut process.stdout)
+            .take(MAX_LINE)
+            .read_until(b'\n', &mut answer)
+            .await?;
+        if answer.is_empty() {
+            return Err(HostError::Garbled("the host closed its output".into()));
+        }
+        serde_json::from_slice(&answer).map_err(|e| HostError::Garbled(e.to_string()))
+    };
+    match tokio::time::timeout(within, exchange).await {
+        Ok(Ok(reply)) => Ok(reply),
+        Ok(Err(e)) => Err(Talk::Failed(e)),
+        Err(_) => Err(Talk::TimedOut),
+    }
+}
