@@ -29,8 +29,8 @@ use sha2::{Digest as _, Sha256};
 
 pub use document::{
     DestinationDoc, Document, FileDoc, FilterDoc, FunctionDoc, Invalid, KeyDoc, KindDoc, NatsDoc,
-    Problems, QuotaDoc, REDACTED, RateLimitDoc, RetryDoc, SourceDoc, WebhookDoc, file_name_problem,
-    redacted_url,
+    Problems, QuotaDoc, REDACTED, RateLimitDoc, RetryDoc, SourceDoc, SourceFunctionDoc, WebhookDoc,
+    file_name_problem, redacted_url,
 };
 // The tracking-plan document types belong to `protocols`; the catalog holds them.
 pub use crate::protocols::{ControlsDoc, Enforcement, PlanDoc, RuleDoc};
@@ -176,6 +176,7 @@ pub struct Snapshot {
     sources: Vec<Arc<Source>>,
     keys: HashMap<KeyDigest, KeyEntry>,
     destinations: Vec<Arc<Destination>>,
+    source_functions: HashMap<String, Arc<SourceFunctionDoc>>,
 }
 
 impl Snapshot {
@@ -269,11 +270,17 @@ impl Snapshot {
                 })
             })
             .collect();
+        let source_functions = doc
+            .source_functions
+            .iter()
+            .map(|f| (f.id.clone(), Arc::new(f.clone())))
+            .collect();
         Self {
             version,
             sources,
             keys,
             destinations,
+            source_functions,
         }
     }
 
@@ -285,6 +292,11 @@ impl Snapshot {
     /// The destination with this id.
     pub fn destination(&self, id: &str) -> Option<&Arc<Destination>> {
         self.destinations.iter().find(|d| d.id == id)
+    }
+
+    /// A source function's endpoint, by id.
+    pub fn source_function(&self, id: &str) -> Option<&Arc<SourceFunctionDoc>> {
+        self.source_functions.get(id)
     }
 
     /// The snapshot's version (increases with every installed change).

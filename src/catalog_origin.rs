@@ -157,13 +157,7 @@ pub fn api(config: &Config, publisher: Publisher) -> Arc<api::Api> {
         rate,
         config.control.public_url(),
         config.delivery.allow_private_destinations,
-        config.control.functions.then(|| {
-            if config.control.functions_runner.as_os_str().is_empty() {
-                std::env::current_exe().unwrap_or_default()
-            } else {
-                config.control.functions_runner.clone()
-            }
-        }),
+        config.control.functions.then(|| config.functions.program()),
         config.control.clock.clone(),
     )
 }

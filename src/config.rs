@@ -76,6 +76,30 @@ pub struct Config {
     pub telemetry: Telemetry,
     /// The control plane (`catalog.source = "control"`).
     pub control: Control,
+    /// Where function code runs.
+    pub functions: Functions,
+}
+
+/// `[functions]`: the program function code runs in. Every function runs in a process of
+/// its own, started from this program: `PROGRAM function-run` for a control plane's test
+/// run, `PROGRAM function-host` for a destination's insert function (delivery) and for a
+/// source function's endpoint (the data listener).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Functions {
+    /// The program. Empty (default): this `sluice` executable.
+    pub program: PathBuf,
+}
+
+impl Functions {
+    /// The program as configured, or this executable.
+    pub fn program(&self) -> PathBuf {
+        if self.program.as_os_str().is_empty() {
+            std::env::current_exe().unwrap_or_else(|_| PathBuf::from("sluice"))
+        } else {
+            self.program.clone()
+        }
+    }
 }
 
 /// `[server]`: listeners, connection limits and timeouts.
@@ -277,9 +301,6 @@ pub struct Control {
     /// Run function code on this control plane (`POST /api/v1/functions/test-run`),
     /// each run in a child process killed after two seconds. Default `true`.
     pub functions: bool,
-    /// The program run as `PROGRAM function-run` for each test run, in a process of its
-    /// own that is killed if it overruns. Empty (default): this `sluice` executable.
-    pub functions_runner: std::path::PathBuf,
     /// The clock the API decides with: the system's (tests move theirs by hand). Not a
     /// setting: never read from a file or the environment.
     #[serde(skip)]
@@ -297,7 +318,6 @@ impl Default for Control {
             audit_webhook: String::new(),
             audit_webhook_secret: Secret::default(),
             functions: true,
-            functions_runner: std::path::PathBuf::new(),
             clock: crate::clock::Clock::default(),
         }
     }
@@ -486,11 +506,6 @@ pub struct Delivery {
     /// nothing else of Sluice's (not `log.dir`, not inside it, not around it).
     /// Default `./exports`.
     pub file_dir: PathBuf,
-    /// The program run as `PROGRAM function-host` for each destination that has an
-    /// insert function: a process of its own per destination, which keeps the function
-    /// loaded and is killed and restarted if an event overruns. Empty (default): this
-    /// `sluice` executable.
-    pub function_host: PathBuf,
 }
 
 impl Default for Delivery {
@@ -499,7 +514,6 @@ impl Default for Delivery {
             enabled: true,
             allow_private_destinations: false,
             file_dir: PathBuf::from("./exports"),
-            function_host: PathBuf::new(),
         }
     }
 }

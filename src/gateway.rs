@@ -12,6 +12,7 @@ mod auth;
 mod body;
 mod cors;
 mod dedup;
+mod function;
 mod listener;
 mod meters;
 mod probe;
@@ -69,6 +70,8 @@ pub struct State {
     failed_keys: FailedKeys,
     meters: Meters,
     usage: Arc<Tally>,
+    /// Source functions' hosts, by endpoint id (each a child process, made on first use).
+    function_hosts: dashmap::DashMap<String, Arc<tokio::sync::Mutex<crate::functions::host::Host>>>,
 }
 
 impl State {
@@ -82,6 +85,7 @@ impl State {
             failed_keys: FailedKeys::new(config.server.max_key_failures_per_minute),
             limiters: Limiters::default(),
             usage: Arc::new(Tally::default()),
+            function_hosts: dashmap::DashMap::new(),
             config,
             catalog,
             log,
@@ -96,6 +100,11 @@ impl State {
     /// The catalog store.
     pub fn catalog(&self) -> &catalog::Live {
         &self.catalog
+    }
+
+    /// The function host of a source-function endpoint.
+    fn function_host(&self, id: &str) -> Arc<tokio::sync::Mutex<crate::functions::host::Host>> {
+        function::host_for(&self.function_hosts, &self.config.functions.program(), id)
     }
 
     /// The usage counters, for the task that reports them.
@@ -150,6 +159,20 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>, peer: SocketAddr)
                 Err(_) => Rejection::Overloaded.into_reply(),
             }
         }
+        (Route::Function, &Method::POST) => {
+            let path = req.uri().path().to_owned();
+            match (
+                route::function_id(&path),
+                Arc::clone(&state.in_flight_keyless).try_acquire_owned(),
+            ) {
+                (Some(id), Ok(_permit)) => function::handle(&state, req, peer, id)
+                    .await
+                    .unwrap_or_else(Rejection::into_reply),
+                (None, _) => Rejection::NotFound.into_reply(),
+                (_, Err(_)) => Rejection::Overloaded.into_reply(),
+            }
+        }
+        (Route::Function, _) => Rejection::MethodNotAllowed("POST").into_reply(),
         (Route::Settings, &Method::GET | &Method::HEAD) => settings(&state, &req, peer),
         (Route::Settings, &Method::OPTIONS) => cors::preflight(req.headers()),
         (Route::Settings, _) => Rejection::MethodNotAllowed("GET, HEAD, OPTIONS").into_reply(),
@@ -218,6 +241,21 @@ async fn ingest(
     if header_key.is_none() {
         admit(state, source, now)?;
     }
+    store(state, source, envelope, body_len, ip, now).await
+}
+
+/// What every request that stores events ends with: each message normalised and checked
+/// against `source`'s tracking plan, then all of them appended to the log (durable before
+/// the 200). A source function's events come in here too.
+async fn store(
+    state: &State,
+    source: &Source,
+    envelope: event::Envelope<'_>,
+    body_len: usize,
+    ip: std::net::IpAddr,
+    now: chrono::DateTime<Utc>,
+) -> Result<Reply, Rejection> {
+    let limits = &state.config.limits;
     let items = envelope.items.len() as u64;
     let tally = |counts| state.usage.count(&source.id, &source.quotas, counts);
     state

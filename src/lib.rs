@@ -139,7 +139,7 @@ pub async fn serve(
     let upkeep = spawn_metrics_upkeep(background.clone());
 
     let delivery_stop = CancellationToken::new();
-    let network = delivery::Network::of(&config.delivery);
+    let network = delivery::Network::of(&config.delivery, &config.functions);
     let delivery = match (&local_log, config.delivery.enabled) {
         (Some(log), true) => Some(delivery::Delivery::spawn(
             log.clone(),
@@ -308,7 +308,7 @@ pub async fn deliver(
         context.clone(),
         config.log.jetstream.clone(),
         store.clone(),
-        delivery::Network::of(&config.delivery),
+        delivery::Network::of(&config.delivery, &config.functions),
         delivery::dead_letter_dir(&config.log.dir),
         shutdown.clone(),
     )

@@ -30,6 +30,9 @@ pub const LABEL_OUTCOME: &str = "outcome";
 /// (`event`, `passed`, `dropped`, `retry`, `invalid`, `error`, `timeout`, `memory`,
 /// `too_large`, `load`).
 pub const FUNCTION_INVOCATIONS: &str = "sluice_function_invocations_total";
+/// Counter: source-function requests on the data listener, by function, source and
+/// outcome (`event`, `passed`, `dropped`, a failure's name, `load`, `host`).
+pub const SOURCE_FUNCTION_INVOCATIONS: &str = "sluice_source_function_invocations_total";
 /// Histogram: one insert-function invocation's run time in its engine, seconds, by function.
 pub const FUNCTION_DURATION: &str = "sluice_function_duration_seconds";
 
@@ -416,6 +419,13 @@ pub const FAMILIES: &[Family] = &[
         kind: Kind::Counter,
         unit: None,
         help: "Insert-function invocations in delivery, by function, destination and outcome.",
+        buckets: &[],
+    },
+    Family {
+        name: SOURCE_FUNCTION_INVOCATIONS,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Source-function requests on the data listener, by function, source and outcome.",
         buckets: &[],
     },
     Family {

@@ -38,7 +38,7 @@ async fn a_test_run_reports_what_the_function_does_and_follows_the_matrix() {
     let db = databases::sqlite().await;
     let (server, link) = server_with(&db, |c| {
         c.control.functions = true;
-        c.control.functions_runner = env!("CARGO_BIN_EXE_sluice").into();
+        c.functions.program = env!("CARGO_BIN_EXE_sluice").into();
     })
     .await;
     let api = Api::of(&server);
@@ -224,7 +224,7 @@ async fn lifecycle(db: databases::TestDb) {
     let dir = exports.path().to_owned();
     let (server, link) = server_with(&db, move |c| {
         c.delivery.file_dir = dir;
-        c.delivery.function_host = env!("CARGO_BIN_EXE_sluice").into();
+        c.functions.program = env!("CARGO_BIN_EXE_sluice").into();
     })
     .await;
     let api = Api::of(&server);
@@ -317,6 +317,17 @@ async fn lifecycle(db: databases::TestDb) {
     let (_, body) = api.get(&member, &path).await;
     assert_eq!(body["data"]["function"]["deployedVersion"], 2, "{body}");
     assert_eq!(body["data"]["function"]["isLatestVersion"], true);
+    // An edit never touches the deployment.
+    let (status, body) = api
+        .call(
+            &member,
+            Method::PATCH,
+            &path,
+            Some(json!({"description": "edited"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["function"]["deployedVersion"], 2, "{body}");
     let (status, body) = api
         .post(
             &member,
@@ -414,6 +425,20 @@ async fn lifecycle(db: databases::TestDb) {
     assert_eq!(
         body["data"]["insertFunctionInstance"]["encryptedSettings"],
         json!({"apiKey": "<redacted>"})
+    );
+    // Left out, settings stay as they are.
+    let (status, body) = api
+        .call(
+            &member,
+            Method::PATCH,
+            &ipath,
+            Some(json!({"name": "Tag 2"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["data"]["insertFunctionInstance"]["settings"],
+        json!({"team": "core"})
     );
     let (status, _) = api.get(&outsider, &ipath).await;
     assert_eq!(

@@ -92,7 +92,7 @@ async fn an_insert_function_changes_drops_and_fails_events_before_the_send() {
     let path = out.path().join("events.ndjson");
     let server = TestServer::start_with(&catalog(&function(MASK)), |c| {
         c.delivery.file_dir = out.path().to_owned();
-        c.delivery.function_host = env!("CARGO_BIN_EXE_sluice").into();
+        c.functions.program = env!("CARGO_BIN_EXE_sluice").into();
     });
     send(
         &server,
@@ -181,7 +181,7 @@ async fn code_that_does_not_load_sends_nothing_and_keeps_every_event() {
     let path = out.path().join("events.ndjson");
     let server = TestServer::start_with(&catalog(&function("async function onTrack( {")), |c| {
         c.delivery.file_dir = out.path().to_owned();
-        c.delivery.function_host = env!("CARGO_BIN_EXE_sluice").into();
+        c.functions.program = env!("CARGO_BIN_EXE_sluice").into();
     });
     send(
         &server,

@@ -155,7 +155,12 @@ fn an_endless_function_is_stopped_and_its_next_event_runs_on_a_fresh_engine() {
 
 #[test]
 fn a_memory_bomb_is_stopped_and_the_engine_recovers() {
-    let mut fx = load(
+    // Time enough that the memory limit, not the clock, stops it on a busy machine.
+    let roomy = Limits {
+        time: Duration::from_secs(5),
+        ..limits()
+    };
+    let mut fx = Sandbox::load(
         r#"
         async function onTrack(event) {
             if (event.event === "grow") { const a = []; for (;;) a.push("x".repeat(1024) + a.length); }
@@ -164,7 +169,10 @@ fn a_memory_bomb_is_stopped_and_the_engine_recovers() {
             return { ok: true };
         }
         "#,
-    );
+        &json!({}),
+        roomy,
+    )
+    .expect("loads");
     for (name, expected) in [
         ("grow", Failure::Memory),
         ("string", Failure::Memory),
@@ -396,4 +404,68 @@ fn what_reaches_the_host_is_an_event_and_bounded_text() {
         returned(&run(&mut fx, "after").outcome),
         json!({"json": "function", "string": "function"})
     );
+}
+
+#[test]
+fn on_request_turns_a_webhook_into_events_with_segment_calls() {
+    let mut fx = load(
+        r#"
+        async function onRequest(request, settings) {
+          const body = await request.json();
+          if (body.bad) throw new ValidationError("bad payload");
+          const fields = { event: "Order Paid", userId: body.user, properties: { total: body.total } };
+          Segment.track(fields);
+          fields.event = "changed after the call";
+          Segment.identify({ userId: body.user, traits: { via: request.headers.get("X-Sender"), key: settings.apiKey } });
+          Segment.page({ name: request.method + " " + request.url });
+          return "ignored";
+        }
+        "#,
+    );
+    let request = |body: Value| {
+        json!({"url": "/v1/functions/x", "method": "POST",
+               "headers": {"x-sender": "stripe"}, "body": body.to_string()})
+        .to_string()
+    };
+    let ran = fx.invoke(
+        Handler::Request,
+        &request(json!({"user": "u-9", "total": 12})),
+    );
+    let events = returned(&ran.outcome);
+    assert_eq!(
+        events,
+        json!([
+            {"event": "Order Paid", "userId": "u-9", "properties": {"total": 12}, "type": "track"},
+            {"userId": "u-9", "traits": {"via": "stripe", "key": "k-1"}, "type": "identify"},
+            {"name": "POST /v1/functions/x", "type": "page"}
+        ]),
+        "a copy of each call's object, typed"
+    );
+    // Each request starts with no events; a refusal makes none.
+    let ran = fx.invoke(Handler::Request, &request(json!({"bad": true})));
+    assert_eq!(failed(&ran.outcome).0, Failure::Invalid);
+    let ran = fx.invoke(
+        Handler::Request,
+        &request(json!({"user": "u-1", "total": 1})),
+    );
+    assert_eq!(returned(&ran.outcome).as_array().map(Vec::len), Some(3));
+    // A body that is not JSON fails in `request.json()`; `Segment` cannot be replaced.
+    let ran = fx.invoke(Handler::Request, &json!({"body": "not json"}).to_string());
+    assert_eq!(failed(&ran.outcome).0, Failure::Error);
+    let mut fx = load(
+        r#"
+        async function onRequest(request) {
+          try { Segment.track = () => {}; } catch (_) {}
+          Segment.track("not an object");
+        }
+        "#,
+    );
+    let ran = fx.invoke(Handler::Request, &json!({"body": "{}"}).to_string());
+    let (failure, message) = failed(&ran.outcome);
+    assert_eq!(failure, Failure::Error);
+    assert!(message.contains("takes an object"), "{message}");
+    let mut fx = load("async function onRequest() { for (;;) Segment.track({ event: 'x' }); }");
+    let ran = fx.invoke(Handler::Request, &json!({"body": "{}"}).to_string());
+    let (_, message) = failed(&ran.outcome);
+    assert!(message.contains("at most 2500 events"), "{message}");
 }

@@ -1,7 +1,7 @@
 //! Segment's official Public API client (`@segment/public-api-sdk-typescript`, npm), method
 //! by method, against Sluice's control plane: `tests/public_api/conformance.mjs` calls every
 //! method of the client's Workspaces, Sources, Destinations, TrackingPlans, Labels, IAM
-//! (users, roles, groups) and AuditTrail APIs (and the source/destination Catalog methods)
+//! (users, roles, groups), AuditTrail and Functions APIs (and the source/destination Catalog methods)
 //! in a fresh workspace and checks each raw answer against the client's own response model.
 //! Every method listed in `tests/public_api/expected.txt` must still work; methods that
 //! newly work are printed (add them to the list). Needs Node.js; installs the client on

@@ -43,3 +43,18 @@ CREATE TABLE function_instances (
     updated_at BIGINT NOT NULL
 );
 CREATE INDEX function_instances_function ON function_instances (function_id);
+
+-- A source function on a source (one per source): its webhook endpoint's id, settings'
+-- values (sealed) and the SHA-256 of the endpoint's secret (shown once).
+CREATE TABLE source_functions (
+    id TEXT PRIMARY KEY,
+    workspace_id TEXT NOT NULL REFERENCES workspaces(id),
+    function_id TEXT NOT NULL REFERENCES functions(id),
+    source_id TEXT NOT NULL UNIQUE REFERENCES sources(id) ON DELETE CASCADE,
+    enabled BIGINT NOT NULL,
+    sealed_settings TEXT NOT NULL,
+    secret_sha256 TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE INDEX source_functions_function ON source_functions (function_id);

@@ -3,3 +3,5 @@ CREATE TRIGGER functions_catalog_dirty AFTER INSERT OR UPDATE OR DELETE ON funct
 FOR EACH STATEMENT EXECUTE FUNCTION catalog_dirty();
 CREATE TRIGGER function_instances_catalog_dirty AFTER INSERT OR UPDATE OR DELETE ON function_instances
 FOR EACH STATEMENT EXECUTE FUNCTION catalog_dirty();
+CREATE TRIGGER source_functions_catalog_dirty AFTER INSERT OR UPDATE OR DELETE ON source_functions
+FOR EACH STATEMENT EXECUTE FUNCTION catalog_dirty();

@@ -26,6 +26,47 @@ pub struct Document {
     /// Monthly event quotas (set in the control plane, which books the usage they count).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub quotas: Vec<QuotaDoc>,
+    /// Source functions: webhook endpoints whose function turns requests into events.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub source_functions: Vec<SourceFunctionDoc>,
+}
+
+/// `[[source_functions]]`: `POST /v1/functions/{id}` on the data listener runs the
+/// function's `onRequest` on the request; the events it makes take `source`'s path
+/// (tracking plan, log, delivery) as if sent with its write key.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceFunctionDoc {
+    /// The endpoint's id (in its URL).
+    pub id: String,
+    /// The source its events belong to.
+    pub source: String,
+    /// The function's id (metrics label).
+    pub function: String,
+    /// The version deployed (logs).
+    #[serde(default)]
+    pub version: u32,
+    /// Its JavaScript (`async function onRequest(request, settings) { … }`).
+    pub code: String,
+    /// Its settings, given to `onRequest` as `settings` (may hold secrets).
+    #[serde(default)]
+    pub settings: serde_json::Map<String, serde_json::Value>,
+    /// SHA-256 (hex) of the endpoint's secret, which a request presents as
+    /// `Authorization: Bearer <secret>` or `?token=<secret>`.
+    pub secret_sha256: String,
+}
+
+impl fmt::Debug for SourceFunctionDoc {
+    /// Setting values are left out: they may be secrets.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SourceFunctionDoc")
+            .field("id", &self.id)
+            .field("source", &self.source)
+            .field("function", &self.function)
+            .field("version", &self.version)
+            .field("settings", &self.settings.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 /// `[[quotas]]`: events a month that the named sources may have accepted together.
@@ -502,6 +543,10 @@ pub enum Invalid {
     /// A quota's id is empty or appears twice, or it names an unknown source.
     #[error("quota {0:?}: {1}")]
     BadQuota(String, String),
+    /// A source function's id is empty or appears twice, its source is unknown, or its
+    /// secret's digest is not one.
+    #[error("source function {0:?}: {1}")]
+    BadSourceFunction(String, String),
 }
 
 /// Every reason a catalog document cannot be installed (all of them, not the first).
@@ -591,6 +636,19 @@ impl Document {
                     }
                     Some(_) => {}
                 }
+            }
+        }
+        let mut endpoints = HashSet::new();
+        for f in &self.source_functions {
+            let bad = |why: &str| Invalid::BadSourceFunction(f.id.clone(), why.to_owned());
+            if f.id.is_empty() || !endpoints.insert(f.id.as_str()) {
+                problems.push(bad("the id is empty or appears twice"));
+            }
+            if !ids.contains(f.source.as_str()) {
+                problems.push(bad(&format!("unknown source {:?}", f.source)));
+            }
+            if KeyDigest::from_hex(&f.secret_sha256).is_none() {
+                problems.push(bad("secret_sha256 is not 64 hex digits"));
             }
         }
         let mut pools = HashSet::new();

@@ -38,6 +38,7 @@ pub mod provisioning;
 pub mod roles;
 pub mod setup;
 pub mod sign_in;
+pub mod source_functions;
 pub mod source_settings;
 pub mod sources;
 pub mod sso;
@@ -402,6 +403,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .merge(functions::routes())
         .merge(function_runs::routes())
         .merge(function_instances::routes())
+        .merge(source_functions::routes())
         // Changes to protected (production) resources: at once, or kept for review.
         .route_layer(axum::middleware::from_fn_with_state(
             api.clone(),
@@ -925,8 +927,8 @@ pub enum Forbidden {
         "the plan is used by a protected source: an owner or admin publishes it (or approves its change request)"
     )]
     PlanProtected,
-    /// Deploying a function reaches a destination the caller may not edit.
-    #[error("the function runs on a destination you may not edit: ask an owner or admin")]
+    /// Deploying a function reaches a destination or source the caller may not edit.
+    #[error("the function runs on a destination or source you may not edit: ask an owner or admin")]
     FunctionInUse,
     /// A function change reaches a destination a protected source feeds.
     #[error(

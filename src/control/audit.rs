@@ -73,6 +73,12 @@ pub enum Kind {
     FunctionInstanceUpdate,
     /// `function_instance.delete`
     FunctionInstanceDelete,
+    /// `source.function.put`
+    SourceFunctionPut,
+    /// `source.function.secret.rotate`
+    SourceFunctionSecretRotate,
+    /// `source.function.delete`
+    SourceFunctionDelete,
     /// `grant.create`
     GrantCreate,
     /// `grant.delete`
@@ -268,6 +274,9 @@ impl Kind {
             Self::FunctionInstanceCreate => "function_instance.create",
             Self::FunctionInstanceUpdate => "function_instance.update",
             Self::FunctionInstanceDelete => "function_instance.delete",
+            Self::SourceFunctionPut => "source.function.put",
+            Self::SourceFunctionSecretRotate => "source.function.secret.rotate",
+            Self::SourceFunctionDelete => "source.function.delete",
             Self::GrantCreate => "grant.create",
             Self::GrantDelete => "grant.delete",
             Self::GroupCreate => "group.create",

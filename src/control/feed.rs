@@ -132,11 +132,19 @@ pub async fn export_all(store: &Store) -> Result<(u64, Document), StoreError> {
     let (revision, mut tx) = store.consistent_read().await?;
     let mut doc = Document::default();
     for ws in workspaces::all_ids(&mut tx).await? {
-        let one = catalog::export(&mut tx, store.key(), &ws).await?;
-        doc.sources.extend(one.sources);
-        doc.destinations.extend(one.destinations);
-        doc.tracking_plans.extend(one.tracking_plans);
-        doc.quotas.extend(one.quotas);
+        // Every part named: a part added to the document cannot be left out here.
+        let Document {
+            sources,
+            destinations,
+            tracking_plans,
+            quotas,
+            source_functions,
+        } = catalog::export(&mut tx, store.key(), &ws).await?;
+        doc.sources.extend(sources);
+        doc.destinations.extend(destinations);
+        doc.tracking_plans.extend(tracking_plans);
+        doc.quotas.extend(quotas);
+        doc.source_functions.extend(source_functions);
     }
     tx.rollback().await?;
     Ok((revision, doc))

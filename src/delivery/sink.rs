@@ -89,25 +89,17 @@ pub struct Network {
     /// `delivery.file_dir`.
     pub file_dir: Arc<std::path::Path>,
     /// The program run as `PROGRAM function-host` for a destination's insert function
-    /// (`delivery.function_host`, or this executable).
+    /// (`functions.program`, or this executable).
     pub function_host: Arc<std::path::Path>,
 }
 
 impl Network {
-    /// What `[delivery]` says.
-    pub fn of(config: &crate::config::Delivery) -> Self {
+    /// What `[delivery]` and `[functions]` say.
+    pub fn of(config: &crate::config::Delivery, functions: &crate::config::Functions) -> Self {
         Self {
             allow_private: config.allow_private_destinations,
             file_dir: Arc::from(config.file_dir.as_path()),
-            function_host: if config.function_host.as_os_str().is_empty() {
-                Arc::from(
-                    std::env::current_exe()
-                        .unwrap_or_else(|_| std::path::PathBuf::from("sluice"))
-                        .as_path(),
-                )
-            } else {
-                Arc::from(config.function_host.as_path())
-            },
+            function_host: Arc::from(functions.program().as_path()),
         }
     }
 }

@@ -200,6 +200,10 @@ async fn consumer_for(
         .map_err(|e| e.to_string())
 }
 
+/// Events fetched at once for a destination with an insert function (each may take up to
+/// its time limit, 100 ms, and more when its process must be restarted).
+const FUNCTION_FETCH: usize = 50;
+
 struct Worker {
     destination: Arc<Destination>,
     sink: Arc<dyn Sink>,
@@ -236,10 +240,22 @@ impl Worker {
                         .set((info.num_pending + info.num_ack_pending as u64) as f64);
                 }
             }
+            // With an insert function, fetches stay small: every event of one runs before
+            // any is settled, and all must settle well within the consumer's ack wait.
+            let most = if self.destination.function.is_some()
+                || store
+                    .snapshot()
+                    .destination(&id)
+                    .is_some_and(|d| d.function.is_some())
+            {
+                FUNCTION_FETCH
+            } else {
+                1000
+            };
             let batch = self
                 .consumer
                 .fetch()
-                .max_messages(self.sink.batch_size().clamp(1, 1000))
+                .max_messages(self.sink.batch_size().clamp(1, most))
                 .expires(FETCH_WAIT)
                 .messages()
                 .await;

@@ -91,15 +91,19 @@ impl Transform {
                         out[*i] = Some(self.settle(events[*i], invocation.outcome));
                     }
                 }
-                Err(error) => {
-                    let (reason, label) = match &error {
-                        HostError::Unloadable(_) => ("function_load", "load"),
-                        _ => ("function_host", "host"),
-                    };
-                    tracing::error!(destination = %self.destination, function = %self.function.id, version = self.function.version, %error, "the insert function could not run; its events go to the dead letters");
+                Err(HostError::Unloadable(message)) => {
+                    tracing::error!(destination = %self.destination, function = %self.function.id, version = self.function.version, %message, "the insert function does not load; its events go to the dead letters");
+                    let why = format!("the function's code does not load: {message}");
                     for i in &at {
                         out[*i] =
-                            Some(self.count(label, Applied::Failed(reason, error.to_string())));
+                            Some(self.count("load", Applied::Failed("function_load", why.clone())));
+                    }
+                }
+                // The process could not be started or loaded: tried again later.
+                Err(error) => {
+                    tracing::error!(destination = %self.destination, function = %self.function.id, version = self.function.version, %error, "the insert function's process could not be used; its events are tried again");
+                    for i in &at {
+                        out[*i] = Some(self.count("host", Applied::Retry(error.to_string())));
                     }
                 }
             }

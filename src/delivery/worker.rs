@@ -220,19 +220,36 @@ impl Worker {
     /// Runs the insert function on `pending`: answers replace events, dropped events are
     /// settled, failures go to the dead letters, and events whose handler threw
     /// `RetryError` run again after the destination's back-off until they are older than
-    /// its `max_age_secs` (then they go to the dead letters too). `None`: stopped.
+    /// its `max_age_secs` (then they go to the dead letters too). Each retry runs the
+    /// function the catalog has then: a fix deployed meanwhile takes over, and events of
+    /// a function taken off are sent as they are. `None`: stopped.
     async fn transformed(
         &self,
         destination: &Destination,
-        function: &FunctionDoc,
+        function: &Arc<FunctionDoc>,
         transform: &mut Transform,
         mut pending: Vec<Outgoing>,
     ) -> Option<Vec<Outgoing>> {
         let mut kept = Vec::with_capacity(pending.len());
         let mut round = 0u32;
+        let mut function = Arc::clone(function);
         while !pending.is_empty() {
+            if round > 0 {
+                match self
+                    .store
+                    .snapshot()
+                    .destination(&self.id)
+                    .and_then(|d| d.function.clone())
+                {
+                    Some(now) => function = now,
+                    None => {
+                        kept.append(&mut pending);
+                        break;
+                    }
+                }
+            }
             let refs: Vec<&Outgoing> = pending.iter().collect();
-            let applied = transform.apply(function, &refs).await;
+            let applied = transform.apply(&function, &refs).await;
             let mut again = Vec::new();
             // Failures that read alike go to the dead letters together.
             let mut failed: Vec<(GiveUp, Vec<Outgoing>)> = Vec::new();

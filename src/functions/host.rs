@@ -21,8 +21,8 @@ use super::{Failure, Handler, Invocation, Limits, LoadError, Outcome, Sandbox};
 /// The longest line passed through the pipes, in bytes.
 const MAX_LINE: u64 = 64 << 20;
 
-/// What the parent writes, one per line.
-#[derive(Debug, Serialize, Deserialize)]
+/// What the parent writes, one per line (no `Debug`: it carries settings and events).
+#[derive(Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum HostRequest {
     /// Load this code with these settings (replacing what was loaded).
@@ -108,7 +108,7 @@ pub fn serve_stdio() -> anyhow::Result<()> {
 }
 
 /// The function a host runs: what is loaded is replaced when this changes.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct Loaded {
     /// The function's id (for logs and metrics).
     pub id: String,
@@ -118,6 +118,16 @@ pub struct Loaded {
     pub code: String,
     /// Its settings (a JSON object).
     pub settings: serde_json::Value,
+}
+
+impl std::fmt::Debug for Loaded {
+    /// Setting values are left out: they may be secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loaded")
+            .field("id", &self.id)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a host could not run a chunk (every event in it failed the same way).
@@ -148,6 +158,9 @@ pub struct Host {
     process: Option<Process>,
 }
 
+/// Events sent to the child in one message: enough to spread the pipes' cost, few enough
+/// that a child the watchdog must kill is found within seconds (200 ms each, plus slack).
+const CHUNK: usize = 50;
 /// How long a child may take to start and load code.
 const LOAD_WITHIN: Duration = Duration::from_secs(5);
 /// How long a chunk may take beyond its events' own time limits (start-up, pipes).
@@ -163,41 +176,51 @@ impl Host {
     }
 
     /// Runs `function` on each `(handler, event JSON)` in order: one [`Invocation`] per
-    /// event. An event whose run had to be killed fails with [`Failure::Timeout`].
+    /// event. An event whose run had to be killed fails with [`Failure::Timeout`]; one
+    /// that made the process die, with [`Failure::Error`].
     ///
     /// # Errors
-    /// The code does not load, or the host cannot be started or talked to.
+    /// The code does not load, or a process cannot be started or loaded.
     pub async fn run(
         &mut self,
         function: &Loaded,
         events: &[(Handler, &str)],
     ) -> Result<Vec<Invocation>, HostError> {
+        let mut out = Vec::with_capacity(events.len());
+        for chunk in events.chunks(CHUNK) {
+            out.extend(self.run_chunk(function, chunk).await?);
+        }
+        Ok(out)
+    }
+
+    async fn run_chunk(
+        &mut self,
+        function: &Loaded,
+        events: &[(Handler, &str)],
+    ) -> Result<Vec<Invocation>, HostError> {
         match self.exchange(function, events).await? {
-            Some(ran) => Ok(ran),
-            // Killed: one at a time, so only the event that hangs fails.
-            None if events.len() > 1 => {
+            Exchanged::Ran(ran) => Ok(ran),
+            // Killed or crashed: one at a time, so only the event that did it fails.
+            _ if events.len() > 1 => {
                 let mut out = Vec::with_capacity(events.len());
                 for event in events {
                     match self.exchange(function, std::slice::from_ref(event)).await? {
-                        Some(mut one) if one.len() == 1 => out.append(&mut one),
-                        Some(_) => {
-                            return Err(HostError::Garbled("wrong number of answers".into()));
-                        }
-                        None => out.push(killed()),
+                        Exchanged::Ran(mut one) => out.append(&mut one),
+                        stopped => out.push(stopped.failed()),
                     }
                 }
                 Ok(out)
             }
-            None => Ok(vec![killed()]),
+            stopped => Ok(vec![stopped.failed()]),
         }
     }
 
-    /// One chunk through the child; `None` if it had to be killed.
+    /// One chunk through the child.
     async fn exchange(
         &mut self,
         function: &Loaded,
         events: &[(Handler, &str)],
-    ) -> Result<Option<Vec<Invocation>>, HostError> {
+    ) -> Result<Exchanged, HostError> {
         let process = self.ready(function).await?;
         let request = HostRequest::Run {
             events: events
@@ -219,20 +242,22 @@ impl Host {
                         took: Duration::ZERO,
                     }));
                 }
-                Ok(Some(out))
+                Ok(Exchanged::Ran(out))
             }
-            Ok(other) => {
+            Ok(_) => {
+                tracing::warn!(function = %function.id, version = function.version, "a function's process answered out of turn and was stopped");
                 self.stop().await;
-                Err(HostError::Garbled(format!("unexpected answer {other:?}")))
+                Ok(Exchanged::Crashed)
             }
             Err(Talk::TimedOut) => {
                 tracing::warn!(function = %function.id, version = function.version, "a function ran past its time limit and its process was stopped");
                 self.stop().await;
-                Ok(None)
+                Ok(Exchanged::Killed)
             }
-            Err(Talk::Failed(e)) => {
+            Err(Talk::Failed(error)) => {
+                tracing::warn!(function = %function.id, version = function.version, %error, "a function's process stopped while running it");
                 self.stop().await;
-                Err(e)
+                Ok(Exchanged::Crashed)
             }
         }
     }
@@ -275,9 +300,9 @@ impl Host {
                     let _ = process.child.kill().await;
                     return Err(HostError::Unloadable(message));
                 }
-                Ok(other) => {
+                Ok(_) => {
                     let _ = process.child.kill().await;
-                    return Err(HostError::Garbled(format!("unexpected answer {other:?}")));
+                    return Err(HostError::Garbled("an answer out of turn".into()));
                 }
                 Err(Talk::TimedOut) => {
                     let _ = process.child.kill().await;
@@ -305,14 +330,34 @@ impl Host {
     }
 }
 
-fn killed() -> Invocation {
-    Invocation {
-        outcome: Outcome::Failed(
-            Failure::Timeout,
-            "the function ran past its time limit and its process was stopped".into(),
-        ),
-        logs: Vec::new(),
-        took: Duration::ZERO,
+/// How a chunk went through the child.
+enum Exchanged {
+    /// One answer per event.
+    Ran(Vec<Invocation>),
+    /// It ran past the watchdog's time and was killed.
+    Killed,
+    /// The child died or answered nonsense (a crash of the engine, say).
+    Crashed,
+}
+
+impl Exchanged {
+    /// The failure of an event whose run stopped the child.
+    fn failed(self) -> Invocation {
+        let outcome = match self {
+            Self::Ran(_) | Self::Crashed => Outcome::Failed(
+                Failure::Error,
+                "the function's process stopped while running it".into(),
+            ),
+            Self::Killed => Outcome::Failed(
+                Failure::Timeout,
+                "the function ran past its time limit and its process was stopped".into(),
+            ),
+        };
+        Invocation {
+            outcome,
+            logs: Vec::new(),
+            took: Duration::ZERO,
+        }
     }
 }
 

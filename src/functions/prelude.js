@@ -16,6 +16,8 @@
   const toText = String;
   const Failure = TypeError;
   const wellFormed = String.prototype.toWellFormed;
+  const keysOf = Object.keys;
+  const bare = () => Object.create(null);
   // Text handed to the host: well-formed (no lone surrogate) and at most `width` long.
   const clean = (s, width) => wellFormed.call(s.length > width ? s.slice(0, width) : s);
 
@@ -64,6 +66,42 @@
     return o;
   };
 
+  // Source functions: `Segment.track({…})` and its kin queue an event (a copy, typed);
+  // what `onRequest` queued is the invocation's answer. Emptied at every invocation.
+  const MAX_EVENTS = 2500;
+  const emitted = [];
+  const emit = (type) => (fields) => {
+    if (fields === null || typeof fields !== "object" || Array.isArray(fields)) {
+      throw new Failure("Segment." + type + " takes an object");
+    }
+    if (emitted.length >= MAX_EVENTS) throw new Failure("one request may make at most " + MAX_EVENTS + " events");
+    const event = parse(stringify(fields));
+    event.type = type;
+    emitted.push(event);
+  };
+  const segment = bare();
+  for (const type of ["track", "identify", "page", "screen", "group", "alias"]) segment[type] = emit(type);
+  define(globalThis, "Segment", { value: segment, writable: false, enumerable: false, configurable: false });
+  // A webhook's request as `onRequest` sees it: `url`, `method`, `headers.get(name)`,
+  // and its body through `json()` and `text()`.
+  const requestOf = (input) => {
+    const body = typeof input.body === "string" ? input.body : "";
+    const headers = bare();
+    const given = input.headers !== null && typeof input.headers === "object" ? input.headers : {};
+    for (const k of keysOf(given)) headers[toText(k).toLowerCase()] = toText(given[k]);
+    const get = (name) => {
+      const v = headers[toText(name).toLowerCase()];
+      return v === undefined ? null : v;
+    };
+    return {
+      url: toText(input.url || ""),
+      method: toText(input.method || "POST"),
+      headers: { get, has: (name) => get(name) !== null },
+      json: async () => parse(body),
+      text: async () => body,
+    };
+  };
+
   // The outcome of the invocation under way: "" until it settles.
   let kind = "";
   let out = "";
@@ -101,11 +139,19 @@
     configure(json) { settings = freeze(parse(json)); },
     // Starts the handler `name` on the event (JSON); the host then runs the jobs.
     run(name, json) {
-      kind = ""; out = ""; lines.length = 0;
+      kind = ""; out = ""; lines.length = 0; emitted.length = 0;
       const handler = globalThis[name];
       if (typeof handler !== "function") return done("pass", "");
       let event;
       try { event = parse(json); } catch (e) { return failed(e); }
+      if (name === "onRequest") {
+        const request = requestOf(event);
+        const sent = () => {
+          try { done("event", wellFormed.call(stringify(emitted))); } catch (e) { failed(e); }
+        };
+        settle.call(resolved(undefined), () => handler(request, settings)).then(sent, failed);
+        return;
+      }
       settle.call(resolved(undefined), () => handler(event, settings)).then(returned, failed);
     },
     // "kind\noutput" once settled, "" before.

@@ -76,6 +76,7 @@ pub(super) fn handler_named(name: &str) -> Option<Handler> {
         Handler::Group,
         Handler::Alias,
         Handler::Batch,
+        Handler::Request,
     ]
     .into_iter()
     .find(|h| h.name() == name)

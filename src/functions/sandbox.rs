@@ -57,6 +57,9 @@ pub enum Handler {
     Alias,
     /// `onBatch` (the events as an array).
     Batch,
+    /// `onRequest` (a source function: a webhook's request in, the events its
+    /// `Segment.track(…)` calls made out, as an array).
+    Request,
 }
 
 impl Handler {
@@ -85,6 +88,7 @@ impl Handler {
             Self::Group => "onGroup",
             Self::Alias => "onAlias",
             Self::Batch => "onBatch",
+            Self::Request => "onRequest",
         }
     }
 }
@@ -367,12 +371,19 @@ impl Sandbox {
         let (kind, out) = settled.split_once('\n').unwrap_or((settled, ""));
         // An event is an object; `onBatch` answers an array (a `toJSON` may have made
         // anything of what the handler returned).
-        let shape = if handler == Handler::Batch { '[' } else { '{' };
+        let shape = if matches!(handler, Handler::Batch | Handler::Request) {
+            '['
+        } else {
+            '{'
+        };
         match kind {
             "event" if !out.starts_with(shape) => Outcome::Failed(
                 Failure::Error,
-                if handler == Handler::Batch {
-                    "onBatch returned something that is not an array of events".into()
+                if matches!(handler, Handler::Batch | Handler::Request) {
+                    format!(
+                        "{} returned something that is not an array of events",
+                        handler.name()
+                    )
                 } else {
                     "the handler returned something that is not an event object".into()
                 },

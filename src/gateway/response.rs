@@ -63,6 +63,31 @@ pub enum Rejection {
     /// The request would store more than `limits.max_stored_request_bytes` (a small
     /// body can expand: its batch `context` is copied into every event).
     StoredTooLarge,
+    /// A source function's endpoint was called without its secret (or a wrong one).
+    FunctionSecret,
+    /// A source function did not make events of the request.
+    Function(FunctionProblem),
+}
+
+/// Why a source function made no events of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FunctionProblem {
+    /// The body is not UTF-8 text.
+    NotText,
+    /// The function has no `onRequest`.
+    NoHandler,
+    /// It threw `ValidationError` (or `InvalidEventPayload`, `EventNotSupported`).
+    Invalid,
+    /// It threw `RetryError`.
+    Retry,
+    /// It ran past its time limit.
+    Timeout,
+    /// It threw anything else, ran out of memory, or answered too much.
+    Error,
+    /// Its code does not load.
+    Load,
+    /// Its process could not be used.
+    Unavailable,
 }
 
 /// Status, code and message of a rejection: the one exhaustive mapping.
@@ -70,6 +95,51 @@ fn describe(r: Rejection) -> (StatusCode, &'static str, &'static str) {
     use StatusCode as S;
     match r {
         Rejection::NotFound => (S::NOT_FOUND, "not_found", "no such endpoint"),
+        Rejection::FunctionSecret => (
+            S::UNAUTHORIZED,
+            "invalid_function_secret",
+            "this source function's secret is missing or wrong: send it as Authorization: Bearer <secret> or ?token=<secret>",
+        ),
+        Rejection::Function(FunctionProblem::NotText) => (
+            S::BAD_REQUEST,
+            "body_not_text",
+            "a source function takes a body of UTF-8 text (JSON)",
+        ),
+        Rejection::Function(FunctionProblem::NoHandler) => (
+            S::INTERNAL_SERVER_ERROR,
+            "function_no_handler",
+            "the source function defines no onRequest handler",
+        ),
+        Rejection::Function(FunctionProblem::Invalid) => (
+            S::BAD_REQUEST,
+            "function_invalid",
+            "the source function refused the request (ValidationError)",
+        ),
+        Rejection::Function(FunctionProblem::Retry) => (
+            S::SERVICE_UNAVAILABLE,
+            "function_retry",
+            "the source function asked for the request to be sent again later (RetryError)",
+        ),
+        Rejection::Function(FunctionProblem::Timeout) => (
+            S::INTERNAL_SERVER_ERROR,
+            "function_timeout",
+            "the source function ran past its time limit",
+        ),
+        Rejection::Function(FunctionProblem::Error) => (
+            S::INTERNAL_SERVER_ERROR,
+            "function_error",
+            "the source function failed (it threw, ran out of memory or answered too much)",
+        ),
+        Rejection::Function(FunctionProblem::Load) => (
+            S::INTERNAL_SERVER_ERROR,
+            "function_load",
+            "the source function's code does not load",
+        ),
+        Rejection::Function(FunctionProblem::Unavailable) => (
+            S::SERVICE_UNAVAILABLE,
+            "function_unavailable",
+            "the source function could not be run; retry shortly",
+        ),
         Rejection::MethodNotAllowed(_) => (
             S::METHOD_NOT_ALLOWED,
             "method_not_allowed",

@@ -20,6 +20,8 @@ pub enum Route {
     Health,
     /// `GET /ready`: readiness.
     Ready,
+    /// `POST /v1/functions/{id}`: a source function's webhook.
+    Function,
     /// Anything else.
     NotFound,
 }
@@ -59,6 +61,7 @@ impl Route {
             "/health" => Self::Health,
             "/ready" => Self::Ready,
             _ if settings_key(path).is_some() => Self::Settings,
+            _ if function_id(path).is_some() => Self::Function,
             _ => Self::NotFound,
         }
     }
@@ -71,9 +74,22 @@ impl Route {
             Self::Settings => "/v1/projects/settings",
             Self::Health => "/health",
             Self::Ready => "/ready",
+            Self::Function => "/v1/functions",
             Self::NotFound => "other",
         }
     }
+}
+
+/// The endpoint id of a `/v1/functions/{id}` path (one trailing slash tolerated).
+pub fn function_id(path: &str) -> Option<&str> {
+    let id = path.strip_prefix("/v1/functions/")?;
+    let id = id.strip_suffix('/').unwrap_or(id);
+    (!id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
+    .then_some(id)
 }
 
 /// The write key of a `/v1/projects/{writeKey}/settings` path.

@@ -71,6 +71,8 @@ impl TestServer {
         config.log.dir = dir.path().join("log");
         config.log.durability = sluice::config::Durability::Os;
         config.server.shutdown_grace_ms = 5_000;
+        // Insert functions run in `sluice function-host`, not in this test binary.
+        config.functions.program = env!("CARGO_BIN_EXE_sluice").into();
         tweak(&mut config);
         Self::start_in(dir, config)
     }

@@ -2,7 +2,7 @@
 // (@segment/public-api-sdk-typescript), method by method.
 //
 // Calls every method of WorkspacesApi, SourcesApi, DestinationsApi, TrackingPlansApi,
-// LabelsApi, IAMUsersApi, IAMRolesApi, IAMGroupsApi and AuditTrailApi, plus the source and
+// LabelsApi, IAMUsersApi, IAMRolesApi, IAMGroupsApi, AuditTrailApi and FunctionsApi, plus the source and
 // destination methods of CatalogApi, through the client, in a fresh workspace. All traffic
 // goes through a local recording proxy, so each raw answer (status, content type, body) is
 // kept. A method WORKS when every call of it resolves in the client, answers 2xx, and the
@@ -58,6 +58,7 @@ const API_FILES = {
   IAMGroupsApi: 'iAMGroupsApi.ts',
   AuditTrailApi: 'auditTrailApi.ts',
   CatalogApi: 'catalogApi.ts',
+  FunctionsApi: 'functionsApi.ts',
 };
 // Of CatalogApi, only what Sluice can mean: no warehouses.
 const CATALOG_METHODS = ['getSourcesCatalog', 'getSourceMetadata', 'getDestinationsCatalog', 'getDestinationMetadata'];
@@ -328,6 +329,7 @@ const d = (j) => j?.data;
 // ------------------------------------------------------------------ the run
 const W = 'WorkspacesApi', S = 'SourcesApi', D = 'DestinationsApi', T = 'TrackingPlansApi', L = 'LabelsApi';
 const U = 'IAMUsersApi', R = 'IAMRolesApi', G = 'IAMGroupsApi', A = 'AuditTrailApi', C = 'CatalogApi';
+const F = 'FunctionsApi';
 const ctx = {};
 try {
   const member = await inviteUser('member@example.com', 'member');
@@ -386,6 +388,28 @@ try {
   const start = new Date(end.getTime() - 3600e3);
   await call(D, 'listDeliveryMetricsSummaryFromDestination', [ctx.destId, ctx.sourceId, start.toISOString(), end.toISOString(), 'HOUR']);
   await call(D, 'deleteDestination', [ctx.dest2Id]);
+
+  // Functions: versions, deployment, an insert function on the destination
+  const secret = { name: 'apiKey', label: 'API key', description: 'a secret', type: 'STRING', required: false, sensitive: true };
+  const fn = d(await call(F, 'createFunction', [{ code: 'async function onTrack(event) { return event; }', displayName: 'Conformance insert fn', resourceType: 'INSERT_DESTINATION', description: 'made by conformance.mjs', settings: [secret] }]));
+  ctx.fnId = fn?.function?.id || 'missing-function';
+  const fn2 = d(await call(F, 'createFunction', [{ code: 'async function onTrack(event) { return; }', displayName: 'Conformance doomed fn', resourceType: 'INSERT_DESTINATION' }]));
+  ctx.fn2Id = fn2?.function?.id || 'missing-function-2';
+  await call(F, 'getFunction', [ctx.fnId]);
+  await call(F, 'listFunctions', [page(100), 'INSERT_DESTINATION']);
+  await call(F, 'updateFunction', [ctx.fnId, { code: 'async function onTrack(event) { event.properties = event.properties || {}; return event; }', description: 'version 2' }]);
+  const versions = d(await call(F, 'listFunctionVersions', [ctx.fnId, page(10)]))?.versions || [];
+  ctx.firstVersion = versions.at(-1)?.id || '1';
+  await call(F, 'getFunctionVersion', [ctx.fnId, ctx.firstVersion]);
+  await call(F, 'restoreFunctionVersion', [ctx.fnId, { versionId: ctx.firstVersion }]);
+  await call(F, 'createFunctionDeployment', [ctx.fnId]);
+  const inst = d(await call(F, 'createInsertFunctionInstance', [{ functionId: ctx.fnId, integrationId: ctx.destId, name: 'Conformance insert', enabled: true, settings: { apiKey: 'k-123' } }]));
+  ctx.instanceId = inst?.insertFunctionInstance?.id || 'missing-instance';
+  await call(F, 'getInsertFunctionInstance', [ctx.instanceId]);
+  await call(F, 'listInsertFunctionInstances', [page(10), ctx.fnId]);
+  await call(F, 'updateInsertFunctionInstance', [ctx.instanceId, { name: 'Conformance insert renamed', settings: { apiKey: '<redacted>' } }]);
+  await call(F, 'deleteInsertFunctionInstance', [ctx.instanceId]);
+  await call(F, 'deleteFunction', [ctx.fn2Id]);
 
   // Tracking plans
   const plan = d(await call(T, 'createTrackingPlan', [{ name: 'Conformance plan', description: 'made by conformance.mjs', type: 'LIVE' }]));

@@ -230,6 +230,15 @@ impl<'de> Deserializer<'de> for Typed {
         }
     }
 
+    /// A map is an object: `null` is no empty map (serde_json's own map would take it).
+    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        match self.0 {
+            Value::Null => Err(de::Error::invalid_type(Unexpected::Unit, &"a JSON object")),
+            Value::Array(_) => Err(de::Error::invalid_type(Unexpected::Seq, &"a JSON object")),
+            _ => self.deserialize_any(visitor),
+        }
+    }
+
     fn deserialize_newtype_struct<V: Visitor<'de>>(
         self,
         _name: &'static str,
@@ -249,7 +258,7 @@ impl<'de> Deserializer<'de> for Typed {
 
     serde::forward_to_deserialize_any! {
         bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
-        byte_buf unit unit_struct seq tuple tuple_struct map identifier ignored_any
+        byte_buf unit unit_struct seq tuple tuple_struct identifier ignored_any
     }
 }
 
@@ -307,6 +316,10 @@ mod tests {
         );
         assert!(typed::<Settings>(br"[null]").is_err(), "array for the body");
         assert!(typed::<Settings>(br#"{"limits": null}"#).is_ok());
+        type Values = serde_json::Map<String, Value>;
+        assert!(typed::<Values>(b"null").is_err(), "null is no object");
+        assert!(typed::<Values>(b"[]").is_err(), "an array is no object");
+        assert!(typed::<Values>(br#"{"a": null}"#).is_ok());
         assert!(typed::<Settings>(br#"{"limits": {"burst": 1, "x": 2}}"#).is_err());
     }
 

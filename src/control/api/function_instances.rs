@@ -24,7 +24,9 @@ use crate::catalog::REDACTED;
 use crate::control::audit::Kind;
 use crate::control::policy::{Action, DestinationRef, ResourceRef, SourceRef};
 use crate::control::store::destinations::DestinationRow;
-use crate::control::store::functions::{self as store, FunctionKind, FunctionRow, InstanceRow};
+use crate::control::store::functions::{
+    self as store, FunctionKind, FunctionRow, InstanceRow, SettingDef,
+};
 use crate::control::store::{new_id, resource_changes, sources};
 
 /// Routes of this file.
@@ -104,8 +106,8 @@ pub struct CreateInstance {
     settings: Map<String, Value>,
 }
 
-/// Changes to an instance. `settings` replaces them all; a sensitive setting given as
-/// `<redacted>` keeps its value.
+/// Changes to an instance. `settings`, when given, replaces them all (a sensitive
+/// setting given as `<redacted>` keeps its value); left out, they stay as they are.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateInstance {
@@ -120,7 +122,7 @@ pub struct UpdateInstance {
     name: Option<String>,
     /// Every setting's value.
     #[schema(value_type = Object)]
-    settings: Map<String, Value>,
+    settings: Option<Map<String, Value>>,
 }
 
 /// `GET /insert-function-instances`: those of one function.
@@ -142,21 +144,28 @@ struct ListQuery {
     function: String,
 }
 
-/// An instance as the API shows it: sensitive values never leave.
-fn wire(row: &InstanceRow, function: &FunctionRow) -> Instance {
+/// Settings' values as the API shows them: those that are not sensitive, and the
+/// sensitive ones that have a value, each as `<redacted>`.
+pub(super) fn shown_settings(
+    values: &Map<String, Value>,
+    declared: &[SettingDef],
+) -> (Map<String, Value>, Map<String, Value>) {
     let mut settings = Map::new();
     let mut encrypted = Map::new();
-    for (name, value) in &row.settings {
-        let sensitive = function
-            .settings
-            .iter()
-            .any(|s| s.name == *name && s.sensitive);
+    for (name, value) in values {
+        let sensitive = declared.iter().any(|s| s.name == *name && s.sensitive);
         if sensitive {
             encrypted.insert(name.clone(), Value::String(REDACTED.to_owned()));
         } else {
             settings.insert(name.clone(), value.clone());
         }
     }
+    (settings, encrypted)
+}
+
+/// An instance as the API shows it: sensitive values never leave.
+fn wire(row: &InstanceRow, function: &FunctionRow) -> Instance {
+    let (settings, encrypted) = shown_settings(&row.settings, &function.settings);
     Instance {
         id: row.id.clone(),
         name: row.name.clone(),
@@ -173,7 +182,7 @@ fn wire(row: &InstanceRow, function: &FunctionRow) -> Instance {
 /// Checks values against what the function declares: each named, of its type, every
 /// required one given. `kept` gives the stored value of a sensitive setting sent back as
 /// `<redacted>`.
-fn checked_settings(
+pub(super) fn checked_settings(
     function: &FunctionRow,
     given: Map<String, Value>,
     kept: Option<&Map<String, Value>>,
@@ -465,7 +474,9 @@ async fn update(
     let name = body.name.map(|n| text_field("name", &n, 100)).transpose()?;
     let (before, function) = visible(&api, &caller, &id, true).await?;
     let mut row = before.clone();
-    row.settings = checked_settings(&function, body.settings, Some(&before.settings))?;
+    if let Some(settings) = body.settings {
+        row.settings = checked_settings(&function, settings, Some(&before.settings))?;
+    }
     if let Some(name) = name {
         row.name = name;
     }

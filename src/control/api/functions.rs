@@ -27,7 +27,7 @@ use crate::control::policy::{Action, DestinationRef, ResourceRef, SourceRef};
 use crate::control::store::functions::{
     self as store, FunctionKind, FunctionRow, SettingDef, VersionRow,
 };
-use crate::control::store::{destinations, new_id, resource_changes, sources};
+use crate::control::store::{Change, destinations, new_id, resource_changes, sources};
 
 /// Settings a function may declare, at most.
 const MAX_SETTINGS: usize = 50;
@@ -340,11 +340,12 @@ fn settings_field(settings: Vec<SettingDef>) -> Result<Vec<SettingDef>, ApiError
                 "1 to 64 letters and digits, starting with a letter",
             ));
         }
+        // Each item is valid on its own: two of them together conflict.
         if !names.insert(s.name.as_str()) {
-            return Err(ApiError::field(
-                &format!("settings[{i}].name"),
-                format!("{:?} is declared twice", s.name),
-            ));
+            return Err(ApiError::FieldConflict {
+                message: format!("settings[{i}]: {:?} is declared twice", s.name),
+                field: "settings",
+            });
         }
         bounded(&format!("settings[{i}].label"), s.label.clone(), 200)?;
         bounded(
@@ -448,6 +449,31 @@ pub(super) async fn may_change_destinations_of(
             .iter()
             .any(|s| super::protected::is_protected(s, &labels))
         {
+            super::function_instances::may_change_production(api, caller, resource).await?;
+        }
+    }
+    // And every source it runs on as a source function.
+    for on in
+        store::source_functions(&mut conn, api.store.key(), &caller.workspace.id, function).await?
+    {
+        let Some(source) = sources::get(&mut conn, &caller.workspace.id, &on.source_id).await?
+        else {
+            continue;
+        };
+        let resource = ResourceRef::Source(source.as_ref());
+        let decision = caller.decide(Action::EditSource, resource);
+        if !decision.allowed {
+            return Err(
+                match api
+                    .settle(caller, Action::EditSource, resource, decision, refused())
+                    .await
+                {
+                    Err(ApiError::Forbidden(_)) | Ok(_) => refused(),
+                    Err(other) => other,
+                },
+            );
+        }
+        if super::protected::is_protected(&source, &labels) {
             super::function_instances::may_change_production(api, caller, resource).await?;
         }
     }
@@ -598,7 +624,6 @@ async fn update(
     let before = changing(&api, &caller, &id).await?;
     let mut row = before.clone();
     if let Some(settings) = settings {
-        keeps_secrets(&api, &caller, &before, &settings).await?;
         row.settings = settings;
     }
     if let Some(name) = display_name {
@@ -613,6 +638,7 @@ async fn update(
     row.updated_at = caller.now;
     let current = latest_code(&api, &before).await?;
     let mut change = api.store.change().await?;
+    keeps_secrets(&api, &mut change, &caller, &before, &row.settings).await?;
     let latest = match code {
         Some(code) if code != current => {
             row.latest_version =
@@ -637,10 +663,13 @@ async fn update(
     }))
 }
 
-/// While instances hold values, a sensitive setting is neither removed nor made not
-/// sensitive: its secret would otherwise be shown (or kept where no one sees it).
+/// While instances or source functions hold values, a sensitive setting is neither
+/// removed nor made not sensitive: its secret would otherwise be shown (or kept where no
+/// one sees it). Asked inside the change that makes it, so nothing attached meanwhile
+/// escapes it.
 async fn keeps_secrets(
     api: &Api,
+    change: &mut Change,
     caller: &Caller,
     before: &FunctionRow,
     after: &[SettingDef],
@@ -655,15 +684,26 @@ async fn keeps_secrets(
     if dropped.is_empty() {
         return Ok(());
     }
-    let mut conn = api.store.read().await?;
-    let attached =
-        store::instances(&mut conn, api.store.key(), &caller.workspace.id, &before.id).await?;
-    if attached.is_empty() {
+    let attached = store::instances(
+        change.conn(),
+        api.store.key(),
+        &caller.workspace.id,
+        &before.id,
+    )
+    .await?;
+    let on_sources = store::source_functions(
+        change.conn(),
+        api.store.key(),
+        &caller.workspace.id,
+        &before.id,
+    )
+    .await?;
+    if attached.is_empty() && on_sources.is_empty() {
         return Ok(());
     }
     Err(ApiError::FieldConflict {
         message: format!(
-            "the sensitive setting {:?} stays sensitive while instances of the function hold values: delete those instances first",
+            "the sensitive setting {:?} stays sensitive while instances or source functions hold values: remove them first",
             dropped[0]
         ),
         field: "settings",
@@ -687,9 +727,11 @@ async fn remove(
     let mut change = api.store.change().await?;
     let attached =
         store::instances(change.conn(), api.store.key(), &caller.workspace.id, &id).await?;
-    if !attached.is_empty() {
+    let on_sources =
+        store::source_functions(change.conn(), api.store.key(), &caller.workspace.id, &id).await?;
+    if !attached.is_empty() || !on_sources.is_empty() {
         return Err(ApiError::Conflict(
-            "the function is attached to destinations: delete its insert-function instances first"
+            "the function is in use: delete its insert-function instances and take it off its sources first"
                 .into(),
         ));
     }
@@ -733,7 +775,7 @@ async fn deploy(
         .await?
         .ok_or_else(|| ApiError::missing("function", &id))?;
     row.deployed_version = Some(current.latest_version);
-    store::update(change.conn(), &row).await?;
+    store::deploy(change.conn(), &id, current.latest_version, caller.now).await?;
     change
         .record(caller.draft(
             Kind::FunctionDeploy,
@@ -772,12 +814,12 @@ async fn versions(
     Query(q): Query<PageQuery>,
 ) -> Result<Response, ApiError> {
     let page = q.page()?;
+    // A page starts below the last version shown; a position that is no version's
+    // (a cursor not from this list) has nothing after it.
     let before = if page.after.is_empty() {
         0
     } else {
-        page.after
-            .parse::<u32>()
-            .map_err(|_| ApiError::field("pagination[cursor]", "not a cursor this API gave"))?
+        page.after.parse::<u32>().unwrap_or(1).max(1)
     };
     api.allow_workspace(&caller, Action::ViewWorkspace).await?;
     let function = found(&api, &caller, &id).await?;
@@ -845,7 +887,7 @@ async fn restore(
     row.latest_version =
         store::add_version(change.conn(), &id, &old.code, &caller.user.id, caller.now).await?;
     row.updated_at = caller.now;
-    store::update(change.conn(), &row).await?;
+    store::touch(change.conn(), &id, caller.now).await?;
     change
         .record(caller.draft(
             Kind::FunctionRestore,

@@ -17,8 +17,8 @@ use axum::http::Method;
 use super::{
     access, access_reviews, audit, catalog, change_requests, destinations, elevations, evidence,
     function_instances, function_runs, functions, grants, groups, internal, invites, labels, nodes,
-    offboarding, permissions, plans, protected, provisioning, roles, sign_in, source_settings,
-    sources, sso, tokens, usage, users, wire, workspace,
+    offboarding, permissions, plans, protected, provisioning, roles, sign_in, source_functions,
+    source_settings, sources, sso, tokens, usage, users, wire, workspace,
 };
 use crate::control::identity::reset;
 
@@ -184,7 +184,11 @@ use crate::control::identity::reset;
         function_instances::create,
         function_instances::read,
         function_instances::update,
-        function_instances::remove
+        function_instances::remove,
+        source_functions::read,
+        source_functions::put,
+        source_functions::rotate,
+        source_functions::remove
     ),
     components(schemas(wire::ErrorEnvelope)),
     modifiers(&Refusals),

@@ -7,7 +7,9 @@ use sqlx::AnyConnection;
 use super::destinations::{self, DestinationRow};
 use super::sources::{self, SourceRow};
 use super::{StoreError, functions, plans, usage};
-use crate::catalog::{Document, FunctionDoc, KeyDoc, QuotaDoc, RateLimitDoc, SourceDoc};
+use crate::catalog::{
+    Document, FunctionDoc, KeyDoc, QuotaDoc, RateLimitDoc, SourceDoc, SourceFunctionDoc,
+};
 use crate::control::secret::Key;
 use crate::protocols::{ControlsDoc, Enforcement, PlanDoc};
 
@@ -66,6 +68,7 @@ pub async fn export(
         destination.function = attached.remove(&destination.id);
         doc.destinations.push(destination);
     }
+    doc.source_functions = deployed_source_functions(conn, key, workspace).await?;
     let quotas = usage::quotas(conn, workspace).await?;
     if let Some(monthly_events) = quotas.workspace {
         doc.quotas.push(QuotaDoc {
@@ -121,6 +124,42 @@ async fn deployed_functions(
     Ok(out)
 }
 
+/// The source functions whose function is deployed, with the deployed version's code.
+async fn deployed_source_functions(
+    conn: &mut AnyConnection,
+    key: &Key,
+    workspace: &str,
+) -> Result<Vec<SourceFunctionDoc>, StoreError> {
+    let mut out = Vec::new();
+    for row in functions::source_functions(conn, key, workspace, "").await? {
+        if !row.enabled {
+            continue;
+        }
+        let Some(function) = functions::get(conn, workspace, &row.function_id).await? else {
+            continue;
+        };
+        let Some(version) = function.deployed_version else {
+            continue;
+        };
+        let Some(code) = functions::version(conn, &function.id, version).await? else {
+            return Err(StoreError::Corrupt(format!(
+                "function {} has no version {version}",
+                function.id
+            )));
+        };
+        out.push(SourceFunctionDoc {
+            id: row.id,
+            source: row.source_id,
+            function: function.id,
+            version,
+            code: code.code,
+            settings: row.settings,
+            secret_sha256: row.secret_sha256,
+        });
+    }
+    Ok(out)
+}
+
 fn source_doc(source: SourceRow, write_keys: Vec<KeyDoc>) -> Result<SourceDoc, StoreError> {
     let enforcement: Enforcement =
         serde_json::from_value(serde_json::Value::String(source.enforcement.clone()))
@@ -157,6 +196,8 @@ pub struct Imported {
 
 /// Adds a catalog document's plans, sources (with their keys, as digests) and
 /// destinations to `workspace`. Ids already present are conflicts: nothing is replaced.
+/// Functions are not imported (they are made, versioned and deployed through the API):
+/// a document that carries some says so in the log.
 pub async fn import(
     conn: &mut AnyConnection,
     key: &Key,
@@ -164,6 +205,18 @@ pub async fn import(
     doc: &Document,
     now: DateTime<Utc>,
 ) -> Result<Imported, StoreError> {
+    let functions = doc
+        .destinations
+        .iter()
+        .filter(|d| d.function.is_some())
+        .count()
+        + doc.source_functions.len();
+    if functions > 0 {
+        tracing::warn!(
+            functions,
+            "the catalog file's insert and source functions are not imported into the control plane: make them through the API (/api/v1/functions)"
+        );
+    }
     let mut done = Imported::default();
     for plan in &doc.tracking_plans {
         let row = plans::PlanRow {

@@ -89,7 +89,9 @@ pub struct SettingDef {
     /// An instance must give it a value.
     #[serde(default)]
     pub required: bool,
-    /// A secret: sealed at rest, never shown again, redacted for gateway nodes.
+    /// A secret: sealed at rest and never shown again; only the processes that run the
+    /// function get it (delivery for an insert function, the data listener for a source
+    /// function).
     #[serde(default)]
     pub sensitive: bool,
 }
@@ -139,7 +141,7 @@ pub struct VersionRow {
 }
 
 /// An insert function attached to a destination, with its settings' values.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct InstanceRow {
     /// Id.
     pub id: String,
@@ -157,6 +159,32 @@ pub struct InstanceRow {
     pub created_at: DateTime<Utc>,
     /// Updated.
     pub updated_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for InstanceRow {
+    /// Setting values are left out: they may be secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InstanceRow")
+            .field("id", &self.id)
+            .field("function_id", &self.function_id)
+            .field("destination_id", &self.destination_id)
+            .field("enabled", &self.enabled)
+            .field("settings", &self.settings.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for SourceFunctionRow {
+    /// Setting values are left out: they may be secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceFunctionRow")
+            .field("id", &self.id)
+            .field("function_id", &self.function_id)
+            .field("source_id", &self.source_id)
+            .field("enabled", &self.enabled)
+            .field("settings", &self.settings.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
 }
 
 const FUNCTION_COLUMNS: &str = "f.id, f.resource_type, f.display_name, f.description, f.logo_url, f.settings, f.created_by, f.created_at, f.updated_at, f.deployed_version, f.deployed_at,
@@ -263,11 +291,12 @@ pub async fn insert(
         .map(drop)
 }
 
-/// Replaces a function's name, description, logo, settings and deployment.
+/// Replaces a function's name, description, logo and settings (never its deployment:
+/// [`deploy`] alone changes that, so a concurrent edit cannot undo a deployment).
 pub async fn update(conn: &mut AnyConnection, row: &FunctionRow) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE functions SET display_name = $2, description = $3, logo_url = $4, settings = $5,
-           updated_at = $6, deployed_version = $7, deployed_at = $8 WHERE id = $1",
+           updated_at = $6 WHERE id = $1",
     )
     .bind(&row.id)
     .bind(&row.display_name)
@@ -275,14 +304,44 @@ pub async fn update(conn: &mut AnyConnection, row: &FunctionRow) -> Result<(), S
     .bind(&row.logo_url)
     .bind(settings_text(row)?)
     .bind(ms(row.updated_at))
-    .bind(row.deployed_version.map(i64::from))
-    .bind(row.deployed_at.map(ms))
     .execute(conn)
     .await
     .map_err(StoreError::conflict_as(format!(
         "function named {:?}",
         row.display_name
     )))?;
+    Ok(())
+}
+
+/// Makes `version` the one that runs on events.
+pub async fn deploy(
+    conn: &mut AnyConnection,
+    id: &str,
+    version: u32,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE functions SET deployed_version = $2, deployed_at = $3, updated_at = $3 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(i64::from(version))
+    .bind(ms(at))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Marks a function changed (a new version was written).
+pub async fn touch(
+    conn: &mut AnyConnection,
+    id: &str,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE functions SET updated_at = $2 WHERE id = $1")
+        .bind(id)
+        .bind(ms(at))
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
@@ -496,6 +555,147 @@ pub async fn update_instance(
 pub async fn delete_instance(conn: &mut AnyConnection, id: &str) -> Result<(), StoreError> {
     sqlx::query("DELETE FROM function_instances WHERE id = $1")
         .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// A source function attached to a source: its webhook endpoint, its settings' values
+/// and the digest of the endpoint's secret.
+#[derive(Clone, PartialEq)]
+pub struct SourceFunctionRow {
+    /// Id: the endpoint is `POST /v1/functions/{id}` on the data listener.
+    pub id: String,
+    /// The function.
+    pub function_id: String,
+    /// The source whose path its events take (one source function per source).
+    pub source_id: String,
+    /// A disabled endpoint answers 404.
+    pub enabled: bool,
+    /// The settings' values, in the clear (in memory only).
+    pub settings: Map<String, Value>,
+    /// SHA-256 of the endpoint's secret (hex): the secret itself is shown once.
+    pub secret_sha256: String,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Updated.
+    pub updated_at: DateTime<Utc>,
+}
+
+const SOURCE_FUNCTION_COLUMNS: &str =
+    "id, function_id, source_id, enabled, sealed_settings, secret_sha256, created_at, updated_at";
+
+fn source_context(id: &str) -> String {
+    format!("source-function:{id}")
+}
+
+fn decode_source_function(
+    key: &Key,
+    row: &sqlx::any::AnyRow,
+) -> Result<SourceFunctionRow, StoreError> {
+    let id: String = row.try_get(0)?;
+    let sealed: String = row.try_get(4)?;
+    let opened = key.open(&sealed, &source_context(&id))?;
+    let settings = serde_json::from_str(opened.expose())
+        .map_err(|e| StoreError::Corrupt(format!("source function {id}: {e}")))?;
+    Ok(SourceFunctionRow {
+        function_id: row.try_get(1)?,
+        source_id: row.try_get(2)?,
+        enabled: row.try_get::<i64, _>(3)? != 0,
+        settings,
+        secret_sha256: row.try_get(5)?,
+        created_at: time(row.try_get(6)?)?,
+        updated_at: time(row.try_get(7)?)?,
+        id,
+    })
+}
+
+/// Source functions of `workspace`: of one function if `function` is not empty.
+pub async fn source_functions(
+    conn: &mut AnyConnection,
+    key: &Key,
+    workspace: &str,
+    function: &str,
+) -> Result<Vec<SourceFunctionRow>, StoreError> {
+    let rows = sqlx::query(sql!(
+        "SELECT {SOURCE_FUNCTION_COLUMNS} FROM source_functions
+         WHERE workspace_id = $1 AND ($2 = '' OR function_id = $2) ORDER BY id"
+    ))
+    .bind(workspace)
+    .bind(function)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| decode_source_function(key, r))
+        .collect()
+}
+
+/// The source function of a source, if it has one.
+pub async fn source_function_of(
+    conn: &mut AnyConnection,
+    key: &Key,
+    workspace: &str,
+    source: &str,
+) -> Result<Option<SourceFunctionRow>, StoreError> {
+    let row = sqlx::query(sql!(
+        "SELECT {SOURCE_FUNCTION_COLUMNS} FROM source_functions
+         WHERE workspace_id = $1 AND source_id = $2"
+    ))
+    .bind(workspace)
+    .bind(source)
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref()
+        .map(|r| decode_source_function(key, r))
+        .transpose()
+}
+
+fn seal_source(key: &Key, row: &SourceFunctionRow) -> Result<String, StoreError> {
+    let text =
+        serde_json::to_string(&row.settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(key.seal(&text, &source_context(&row.id))?)
+}
+
+/// Inserts or replaces (by id) a source function.
+pub async fn put_source_function(
+    conn: &mut AnyConnection,
+    key: &Key,
+    workspace: &str,
+    row: &SourceFunctionRow,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM source_functions WHERE id = $1")
+        .bind(&row.id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "INSERT INTO source_functions (id, workspace_id, function_id, source_id, enabled, sealed_settings, secret_sha256, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(&row.id)
+    .bind(workspace)
+    .bind(&row.function_id)
+    .bind(&row.source_id)
+    .bind(i64::from(row.enabled))
+    .bind(seal_source(key, row)?)
+    .bind(&row.secret_sha256)
+    .bind(ms(row.created_at))
+    .bind(ms(row.updated_at))
+    .execute(conn)
+    .await
+    .map_err(StoreError::conflict_as(format!(
+        "a source function on source {}",
+        row.source_id
+    )))?;
+    Ok(())
+}
+
+/// Deletes a source's source function.
+pub async fn delete_source_function(
+    conn: &mut AnyConnection,
+    source: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM source_functions WHERE source_id = $1")
+        .bind(source)
         .execute(conn)
         .await?;
     Ok(())

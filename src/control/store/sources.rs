@@ -312,7 +312,12 @@ pub async fn delete(conn: &mut AnyConnection, id: &str) -> Result<(), StoreError
         .bind(id)
         .execute(&mut *conn)
         .await?;
-    for table in ["write_keys", "source_labels", "connections"] {
+    for table in [
+        "write_keys",
+        "source_labels",
+        "connections",
+        "source_functions",
+    ] {
         sqlx::query(sql!("DELETE FROM {table} WHERE source_id = $1"))
             .bind(id)
             .execute(&mut *conn)
