@@ -280,6 +280,32 @@ impl Api {
         Ok(())
     }
 
+    /// [`Api::allow`] for a change that reaches `resource` through the one asked about (a
+    /// plan's sources, a function's destinations and sources): every refusal, a hidden
+    /// resource's included, answers `refused()`, so the answer never tells whether the
+    /// caller sees it; refusals are audited as usual.
+    pub async fn allow_reached(
+        &self,
+        caller: &Caller,
+        action: Action,
+        resource: ResourceRef<'_>,
+        refused: impl Fn() -> ApiError,
+    ) -> Result<(), ApiError> {
+        let decision = caller.decide(action, resource);
+        if decision.allowed {
+            return Ok(());
+        }
+        Err(
+            match self
+                .settle(caller, action, resource, decision, refused())
+                .await
+            {
+                Err(ApiError::Forbidden(_)) | Ok(_) => refused(),
+                Err(other) => other,
+            },
+        )
+    }
+
     /// [`Api::allow`] for a workspace-wide action.
     pub async fn allow_workspace(
         &self,

@@ -1,9 +1,10 @@
 //! `/functions`: functions' lifecycle in Segment's shape. Every change of code is a new,
 //! immutable version; deploying makes the newest version the one that runs on events (on
-//! every destination an instance attaches it to); restoring an old version makes its code
-//! the newest again (deploy it to roll back). Reading needs a workspace role; changing a
-//! function needs the "Create Functions" permission, and deploying also needs the right
-//! to edit every destination it runs on ([`may_change_destinations_of`]).
+//! every destination an instance attaches it to, and every source it is put on);
+//! restoring an old version makes its code the newest again (deploy it to roll back).
+//! Reading needs a workspace role; changing a function needs the "Create Functions"
+//! permission, and deploying also needs the right to edit every destination and source it
+//! runs on, and to change production at once where one is protected.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -390,11 +391,11 @@ async fn latest_code(api: &Api, row: &FunctionRow) -> Result<String, ApiError> {
         .unwrap_or_default())
 }
 
-/// Deploying (or restoring what then runs) changes every destination the function is
-/// attached to: the caller must be allowed to edit each one, and to change at once any
-/// that a protected source feeds. A destination hidden from the caller answers as one
-/// they may see but not edit.
-pub(super) async fn may_change_destinations_of(
+/// Deploying changes every destination the function is attached to and every source it
+/// is put on: the caller must be allowed to edit each one, and to change at once any that
+/// is (or is fed by) a protected source. One hidden from the caller answers as one they
+/// may see but not edit.
+pub(super) async fn may_change_where_it_runs(
     api: &Api,
     caller: &Caller,
     function: &str,
@@ -426,24 +427,8 @@ pub(super) async fn may_change_destinations_of(
             id: &row.id,
             connected: &refs,
         });
-        let decision = caller.decide(Action::EditDestination, resource);
-        if !decision.allowed {
-            return Err(
-                match api
-                    .settle(
-                        caller,
-                        Action::EditDestination,
-                        resource,
-                        decision,
-                        refused(),
-                    )
-                    .await
-                {
-                    Err(ApiError::Forbidden(_)) | Ok(_) => refused(),
-                    Err(other) => other,
-                },
-            );
-        }
+        api.allow_reached(caller, Action::EditDestination, resource, refused)
+            .await?;
         // Asked only of a destination the caller may edit, so it never tells a hidden one.
         if fed_by
             .iter()
@@ -461,18 +446,8 @@ pub(super) async fn may_change_destinations_of(
             continue;
         };
         let resource = ResourceRef::Source(source.as_ref());
-        let decision = caller.decide(Action::EditSource, resource);
-        if !decision.allowed {
-            return Err(
-                match api
-                    .settle(caller, Action::EditSource, resource, decision, refused())
-                    .await
-                {
-                    Err(ApiError::Forbidden(_)) | Ok(_) => refused(),
-                    Err(other) => other,
-                },
-            );
-        }
+        api.allow_reached(caller, Action::EditSource, resource, refused)
+            .await?;
         if super::protected::is_protected(&source, &labels) {
             super::function_instances::may_change_production(api, caller, resource).await?;
         }
@@ -763,7 +738,7 @@ async fn deploy(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let before = changing(&api, &caller, &id).await?;
-    may_change_destinations_of(&api, &caller, &id).await?;
+    may_change_where_it_runs(&api, &caller, &id).await?;
     let mut row = before.clone();
     row.deployed_version = Some(before.latest_version);
     row.deployed_at = Some(caller.now);

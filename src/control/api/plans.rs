@@ -114,18 +114,8 @@ pub(super) async fn may_change_sources_of(
         // Asked of the policy as an edit of that source: refusals are audited, and a
         // hidden source answers exactly as a visible one the caller may not edit.
         let resource = ResourceRef::Source(s.as_ref());
-        let decision = caller.decide(Action::EditSource, resource);
-        if !decision.allowed {
-            return Err(
-                match api
-                    .settle(caller, Action::EditSource, resource, decision, refused())
-                    .await
-                {
-                    Err(ApiError::Forbidden(_)) | Ok(_) => refused(),
-                    Err(other) => other,
-                },
-            );
-        }
+        api.allow_reached(caller, Action::EditSource, resource, refused)
+            .await?;
         // Asked only of a source the caller may edit, so it never tells a hidden one.
         if super::protected::is_protected(s, &labels) {
             api.allow(

@@ -243,16 +243,32 @@ async fn put(
         .as_ref()
         .map(|(old, f)| document(&wire(old, &f.settings)))
         .transpose()?;
+    save(
+        &api,
+        &caller,
+        Kind::SourceFunctionPut,
+        &row,
+        was,
+        shown,
+        secret,
+    )
+    .await
+}
+
+/// Writes `row` with its audit event and answers with it (and a secret just made).
+async fn save(
+    api: &Api,
+    caller: &Caller,
+    kind: Kind,
+    row: &SourceFunctionRow,
+    was: Option<Value>,
+    shown: SourceFunction,
+    secret: Option<String>,
+) -> Result<Response, ApiError> {
     let mut change = api.store.change().await?;
-    store::put_source_function(change.conn(), api.store.key(), &caller.workspace.id, &row).await?;
+    store::put_source_function(change.conn(), api.store.key(), &caller.workspace.id, row).await?;
     change
-        .record(caller.draft(
-            Kind::SourceFunctionPut,
-            "source",
-            &id,
-            was,
-            Some(document(&shown)?),
-        ))
+        .record(caller.draft(kind, "source", &row.source_id, was, Some(document(&shown)?)))
         .await?;
     change.commit().await?;
     Ok(data(SourceFunctionOne {
@@ -285,22 +301,16 @@ async fn rotate(
         ..old
     };
     let shown = wire(&row, &function.settings);
-    let mut change = api.store.change().await?;
-    store::put_source_function(change.conn(), api.store.key(), &caller.workspace.id, &row).await?;
-    change
-        .record(caller.draft(
-            Kind::SourceFunctionSecretRotate,
-            "source",
-            &id,
-            None,
-            Some(document(&shown)?),
-        ))
-        .await?;
-    change.commit().await?;
-    Ok(data(SourceFunctionOne {
-        source_function: shown,
-        secret: Some(secret),
-    }))
+    save(
+        &api,
+        &caller,
+        Kind::SourceFunctionSecretRotate,
+        &row,
+        None,
+        shown,
+        Some(secret),
+    )
+    .await
 }
 
 /// Take the source function off the source (its endpoint answers 404 from then on).
