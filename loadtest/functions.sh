@@ -36,6 +36,7 @@ id = "identity"
 code = '''
 async function onTrack(event) { return event; }
 async function onIdentify(event) { return event; }
+async function onPage(event) { return event; }
 '''
 TOML
   fi
@@ -60,6 +61,7 @@ function mask(value) {
 }
 async function onTrack(event) { return mask(event); }
 async function onIdentify(event) { return mask(event); }
+async function onPage(event) { return mask(event); }
 '''
 TOML
   fi
