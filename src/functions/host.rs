@@ -156,6 +156,8 @@ struct Process {
 pub struct Host {
     program: PathBuf,
     process: Option<Process>,
+    /// The last function that did not load, and why: not started again until it changes.
+    unloadable: Option<(Loaded, String)>,
 }
 
 /// Events sent to the child in one message: enough to spread the pipes' cost, few enough
@@ -172,6 +174,7 @@ impl Host {
         Self {
             program,
             process: None,
+            unloadable: None,
         }
     }
 
@@ -267,6 +270,12 @@ impl Host {
         if self.process.as_ref().is_some_and(|p| p.loaded != *function) {
             self.stop().await;
         }
+        if let Some((failed, message)) = &self.unloadable {
+            if failed == function {
+                return Err(HostError::Unloadable(message.clone()));
+            }
+            self.unloadable = None;
+        }
         if self.process.is_none() {
             let mut child = tokio::process::Command::new(&self.program)
                 .arg("function-host")
@@ -298,6 +307,7 @@ impl Host {
                 Ok(HostReply::Loaded) => {}
                 Ok(HostReply::Unloadable { message }) => {
                     let _ = process.child.kill().await;
+                    self.unloadable = Some((function.clone(), message.clone()));
                     return Err(HostError::Unloadable(message));
                 }
                 Ok(_) => {

@@ -47,6 +47,10 @@ pub(super) async fn handle(
         .failed_keys
         .check(ip)
         .map_err(|retry_after| Rejection::KeyFailures { retry_after })?;
+    // Hosts of endpoints the catalog no longer has stop with their last handle.
+    state
+        .function_hosts
+        .retain(|endpoint, _| snapshot.source_function(endpoint).is_some());
     let Some(function) = snapshot.source_function(id).cloned() else {
         state.failed_keys.fail(ip);
         return Err(Rejection::NotFound);
