@@ -6,6 +6,7 @@
 //! calls it (delivery's insert functions, the data listener's source functions) and
 //! how functions are kept, versioned and deployed live beside it as they land.
 
+pub mod errors;
 pub mod host;
 pub mod runner;
 pub mod sandbox;

@@ -208,6 +208,21 @@ async fn a_github_webhook_becomes_events_of_the_source() {
     let (status, body) = webhook(&url, "issues", Some(&secret), &json!({})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["code"], "function_invalid", "{body}");
+    // The failure is readable from the API (this test's control plane runs the endpoint).
+    let (status, body) = api
+        .get(&reader, &format!("/api/v1/functions/{id}/errors"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let last = &body["data"]["errors"][0];
+    assert_eq!(last["kind"], "invalid", "{body}");
+    assert_eq!(last["target"], "demo", "{body}");
+    assert!(
+        last["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("unsupported GitHub event issues"),
+        "{body}"
+    );
     let (status, body) = webhook(&format!("{url}?token={secret}"), "push", None, &push()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 

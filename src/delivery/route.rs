@@ -21,6 +21,9 @@ pub struct Head {
     /// When Sluice received it (RFC 3339).
     #[serde(rename = "receivedAt", default)]
     pub received_at: Option<String>,
+    /// Its `messageId`.
+    #[serde(rename = "messageId", default)]
+    pub message_id: Option<String>,
 }
 
 /// Whether `destination` takes this event of `source_id`.

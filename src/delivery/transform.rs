@@ -10,7 +10,7 @@ use super::route::Head;
 use super::sink::Outgoing;
 use crate::catalog::FunctionDoc;
 use crate::functions::host::{Host, HostError, Loaded};
-use crate::functions::{Failure, Handler, Outcome};
+use crate::functions::{Failure, Handler, Outcome, errors};
 use crate::telemetry;
 
 /// What the function made of one event.
@@ -67,12 +67,14 @@ impl Transform {
         let mut out: Vec<Option<Applied>> = Vec::with_capacity(events.len());
         let mut runs = Vec::new();
         let mut at = Vec::new();
+        let mut ids = Vec::new();
         for (i, o) in events.iter().enumerate() {
             let head: Head = serde_json::from_str(o.event.get()).unwrap_or_default();
             match Handler::of(&head.kind) {
                 Some(handler) => {
                     runs.push((handler, o.event.get()));
                     at.push(i);
+                    ids.push(head.message_id);
                     out.push(None);
                 }
                 // No handler can take it (a stored event always has a known type).
@@ -82,7 +84,10 @@ impl Transform {
         if !runs.is_empty() {
             match self.host.run(&self.function, &runs).await {
                 Ok(ran) => {
-                    for (i, invocation) in at.iter().zip(ran) {
+                    for ((i, invocation), id) in at.iter().zip(ran).zip(ids) {
+                        if let Outcome::Failed(failure, message) = &invocation.outcome {
+                            self.keep(id, failure.name(), message);
+                        }
                         telemetry::histogram(
                             telemetry::FUNCTION_DURATION,
                             &[(telemetry::LABEL_FUNCTION, self.function.id.clone())],
@@ -92,6 +97,7 @@ impl Transform {
                     }
                 }
                 Err(HostError::Unloadable(message)) => {
+                    self.keep(None, "load", &message);
                     tracing::error!(destination = %self.destination, function = %self.function.id, version = self.function.version, %message, "the insert function does not load; its events go to the dead letters");
                     let why = format!("the function's code does not load: {message}");
                     for i in &at {
@@ -134,6 +140,20 @@ impl Transform {
                 self.count(failure.name(), Applied::Failed(reason(failure), message))
             }
         }
+    }
+
+    /// Keeps a failed run for `GET /api/v1/functions/{id}/errors`.
+    fn keep(&self, message_id: Option<String>, kind: &str, message: &str) {
+        errors::record(
+            &self.function.id,
+            errors::Recorded {
+                at: chrono::Utc::now(),
+                message_id,
+                target: self.destination.clone(),
+                kind: kind.to_owned(),
+                message: message.to_owned(),
+            },
+        );
     }
 
     fn count(&self, outcome: &'static str, applied: Applied) -> Applied {

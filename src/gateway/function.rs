@@ -19,7 +19,7 @@ use super::{Rejection, Reply, State, admit, body, client_ip, pace};
 use crate::catalog::{KeyDigest, SourceFunctionDoc};
 use crate::event::{self, Shape};
 use crate::functions::host::{Host, HostError, Loaded};
-use crate::functions::{Failure, Handler, Outcome};
+use crate::functions::{Failure, Handler, Outcome, errors};
 use crate::telemetry;
 
 /// How long a request waits for its endpoint's function to be free.
@@ -161,6 +161,7 @@ async fn run(
             return Err(Rejection::Function(FunctionProblem::Unavailable));
         }
         Err(HostError::Unloadable(message)) => {
+            keep(function, "load", &message);
             tracing::warn!(endpoint = %function.id, function = %function.function, %message, "a source function's code does not load");
             count("load");
             return Err(Rejection::Function(FunctionProblem::Load));
@@ -186,6 +187,7 @@ async fn run(
         }
         Outcome::Failed(failure, message) => {
             count(failure.name());
+            keep(function, failure.name(), &message);
             tracing::debug!(endpoint = %function.id, function = %function.function, failure = failure.name(), %message, "a source function failed");
             Err(Rejection::Function(match failure {
                 Failure::Retry => FunctionProblem::Retry,
@@ -195,6 +197,20 @@ async fn run(
             }))
         }
     }
+}
+
+/// Keeps a failed run for `GET /api/v1/functions/{id}/errors`.
+fn keep(function: &SourceFunctionDoc, kind: &str, message: &str) {
+    errors::record(
+        &function.function,
+        errors::Recorded {
+            at: Utc::now(),
+            message_id: None,
+            target: function.source.clone(),
+            kind: kind.to_owned(),
+            message: message.to_owned(),
+        },
+    );
 }
 
 /// One endpoint's function host, made on first use.

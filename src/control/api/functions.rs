@@ -41,6 +41,7 @@ pub fn routes() -> Router<Arc<Api>> {
         .route("/functions/{id}/deploy", post(deploy))
         .route("/functions/{id}/versions", get(versions).post(restore))
         .route("/functions/{id}/versions/{version}", get(version))
+        .route("/functions/{id}/errors", get(errors))
 }
 
 /// A function (Segment's `FunctionV1`): its newest code and the version deployed.
@@ -152,6 +153,13 @@ pub struct VersionList {
     pub versions: Vec<Version>,
     /// Where this page is.
     pub pagination: Pagination,
+}
+
+/// `{"errors": […]}`: a function's last failed runs in this process, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorList {
+    /// At most 50.
+    pub errors: Vec<crate::functions::errors::Recorded>,
 }
 
 /// `{"functionDeployment": {"status": "SUCCESS"}}`.
@@ -763,6 +771,29 @@ async fn deploy(
     change.commit().await?;
     Ok(data(Deployment {
         function_deployment: Status::SUCCESS,
+    }))
+}
+
+/// A function's last failed runs where this control plane runs (delivery's insert
+/// functions and the data listener's source functions in the same process), newest
+/// first: when, the event's `messageId`, the destination or source, what failed, the
+/// error. Every failed event is also in the dead-letter store (`sluice dlq`).
+#[utoipa::path(
+    get,
+    path = "/api/v1/functions/{id}/errors",
+    tag = "Functions",
+    params(("id" = String, Path, description = "Function id")),
+    responses((status = 200, description = "A function's last failed runs in this process, newest first.", body = Data<ErrorList>))
+)]
+async fn errors(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    api.allow_workspace(&caller, Action::ViewWorkspace).await?;
+    let function = found(&api, &caller, &id).await?;
+    Ok(data(ErrorList {
+        errors: crate::functions::errors::last(&function.id),
     }))
 }
 

@@ -180,6 +180,7 @@ use crate::control::identity::reset;
         functions::versions,
         functions::version,
         functions::restore,
+        functions::errors,
         function_instances::list,
         function_instances::create,
         function_instances::read,
