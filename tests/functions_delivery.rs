@@ -36,9 +36,11 @@ fn catalog(function: &str) -> String {
     )
 }
 
-fn function(code: &str) -> String {
+/// A function section; each test names its own function, so the counters one test reads
+/// (the process has one metrics recorder) are never moved by another.
+fn function(id: &str, code: &str) -> String {
     format!(
-        "[destinations.function]\nid = \"mask-email\"\nversion = 3\ncode = '''{code}'''\n\
+        "[destinations.function]\nid = \"{id}\"\nversion = 3\ncode = '''{code}'''\n\
          settings = {{ mask = \"***\" }}\n"
     )
 }
@@ -90,7 +92,7 @@ async fn eventually(what: &str, within: Duration, mut check: impl AsyncFnMut() -
 async fn an_insert_function_changes_drops_and_fails_events_before_the_send() {
     let out = tempfile::tempdir().expect("tempdir");
     let path = out.path().join("events.ndjson");
-    let server = TestServer::start_with(&catalog(&function(MASK)), |c| {
+    let server = TestServer::start_with(&catalog(&function("mask-email", MASK)), |c| {
         c.delivery.file_dir = out.path().to_owned();
         c.functions.program = env!("CARGO_BIN_EXE_sluice").into();
     });
@@ -179,10 +181,13 @@ async fn an_insert_function_changes_drops_and_fails_events_before_the_send() {
 async fn code_that_does_not_load_sends_nothing_and_keeps_every_event() {
     let out = tempfile::tempdir().expect("tempdir");
     let path = out.path().join("events.ndjson");
-    let server = TestServer::start_with(&catalog(&function("async function onTrack( {")), |c| {
-        c.delivery.file_dir = out.path().to_owned();
-        c.functions.program = env!("CARGO_BIN_EXE_sluice").into();
-    });
+    let server = TestServer::start_with(
+        &catalog(&function("does-not-load", "async function onTrack( {")),
+        |c| {
+            c.delivery.file_dir = out.path().to_owned();
+            c.functions.program = env!("CARGO_BIN_EXE_sluice").into();
+        },
+    );
     send(
         &server,
         &[track("m-1", "Signed Up"), track("m-2", "Signed Up")],

@@ -21,7 +21,7 @@ use crate::catalog::{DestinationDoc, FilterDoc, KindDoc, RetryDoc};
 use crate::control::audit::Kind;
 use crate::control::policy::{Action, DestinationRef, ResourceRef, SourceRef};
 use crate::control::store::destinations::{self, DestinationRow};
-use crate::control::store::sources::{self, Viewer};
+use crate::control::store::sources::{self, SourceRow, Viewer};
 use crate::control::store::{Change, new_id};
 
 /// Routes of this file.
@@ -297,6 +297,21 @@ pub async fn shown(
     })
 }
 
+/// The sources connected to `row` that exist (a change to a destination may rest on them).
+pub(super) async fn feeding(
+    conn: &mut sqlx::AnyConnection,
+    workspace: &str,
+    row: &DestinationRow,
+) -> Result<Vec<SourceRow>, ApiError> {
+    let mut out = Vec::with_capacity(row.doc.sources.len());
+    for source in &row.doc.sources {
+        if let Some(s) = sources::get(conn, workspace, source).await? {
+            out.push(s);
+        }
+    }
+    Ok(out)
+}
+
 /// Loads a destination the caller may see and act on; hidden and missing answer alike.
 pub(super) async fn visible(
     api: &Api,
@@ -317,11 +332,7 @@ pub(super) async fn visible(
     let mut connected = Vec::new();
     if action != Action::ViewDestination {
         let mut conn = api.store.read().await?;
-        for source in &row.doc.sources {
-            if let Some(s) = sources::get(&mut conn, &caller.workspace.id, source).await? {
-                connected.push(s);
-            }
-        }
+        connected = feeding(&mut conn, &caller.workspace.id, &row).await?;
     }
     let refs: Vec<SourceRef<'_>> = connected.iter().map(|s| s.as_ref()).collect();
     let seen = ResourceRef::Destination(DestinationRef { id, connected: &[] });

@@ -27,7 +27,8 @@ use crate::control::store::destinations::DestinationRow;
 use crate::control::store::functions::{
     self as store, FunctionKind, FunctionRow, InstanceRow, SettingDef,
 };
-use crate::control::store::{new_id, resource_changes, sources};
+use crate::control::store::sources::SourceRow;
+use crate::control::store::{new_id, resource_changes};
 
 /// Routes of this file.
 pub fn routes() -> Router<Arc<Api>> {
@@ -246,6 +247,25 @@ pub(super) async fn may_change_production(
     })
 }
 
+/// Refuses a change at once to `resource` when one of `sources` (the resource itself, or
+/// the sources feeding it) is protected, unless the caller may change production at once.
+/// Asked only of a resource the caller may edit, so it never tells a hidden one.
+pub(super) async fn guard_protected(
+    api: &Api,
+    caller: &Caller,
+    resource: ResourceRef<'_>,
+    sources: &[SourceRow],
+    labels: &[String],
+) -> Result<(), ApiError> {
+    if sources
+        .iter()
+        .any(|s| super::protected::is_protected(s, labels))
+    {
+        may_change_production(api, caller, resource).await?;
+    }
+    Ok(())
+}
+
 /// The destination an instance change touches, as the caller may edit it; on a
 /// destination a protected source feeds, only for who may change production at once.
 async fn editable_destination(
@@ -256,24 +276,14 @@ async fn editable_destination(
     let row = super::destinations::visible(api, caller, id, Action::EditDestination).await?;
     let mut conn = api.store.read().await?;
     let labels = resource_changes::protected_labels(&mut conn, &caller.workspace.id).await?;
-    let mut fed_by = Vec::new();
-    for source in &row.doc.sources {
-        if let Some(s) = sources::get(&mut conn, &caller.workspace.id, source).await? {
-            fed_by.push(s);
-        }
-    }
+    let fed_by = super::destinations::feeding(&mut conn, &caller.workspace.id, &row).await?;
     drop(conn);
-    if fed_by
-        .iter()
-        .any(|s| super::protected::is_protected(s, &labels))
-    {
-        let refs: Vec<SourceRef<'_>> = fed_by.iter().map(|s| s.as_ref()).collect();
-        let resource = ResourceRef::Destination(DestinationRef {
-            id,
-            connected: &refs,
-        });
-        may_change_production(api, caller, resource).await?;
-    }
+    let refs: Vec<SourceRef<'_>> = fed_by.iter().map(|s| s.as_ref()).collect();
+    let resource = ResourceRef::Destination(DestinationRef {
+        id,
+        connected: &refs,
+    });
+    guard_protected(api, caller, resource, &fed_by, &labels).await?;
     Ok(row)
 }
 

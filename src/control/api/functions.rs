@@ -17,6 +17,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::function_instances::guard_protected;
 use super::function_runs::MAX_CODE_CHARS;
 use super::wire::{Data, Pagination, Status, document};
 use super::{
@@ -424,12 +425,7 @@ pub(super) async fn may_change_where_it_runs(
         else {
             continue;
         };
-        let mut fed_by = Vec::new();
-        for id in &row.doc.sources {
-            if let Some(s) = sources::get(&mut conn, &caller.workspace.id, id).await? {
-                fed_by.push(s);
-            }
-        }
+        let fed_by = super::destinations::feeding(&mut conn, &caller.workspace.id, &row).await?;
         let refs: Vec<SourceRef<'_>> = fed_by.iter().map(|s| s.as_ref()).collect();
         let resource = ResourceRef::Destination(DestinationRef {
             id: &row.id,
@@ -437,13 +433,7 @@ pub(super) async fn may_change_where_it_runs(
         });
         api.allow_reached(caller, Action::EditDestination, resource, refused)
             .await?;
-        // Asked only of a destination the caller may edit, so it never tells a hidden one.
-        if fed_by
-            .iter()
-            .any(|s| super::protected::is_protected(s, &labels))
-        {
-            super::function_instances::may_change_production(api, caller, resource).await?;
-        }
+        guard_protected(api, caller, resource, &fed_by, &labels).await?;
     }
     // And every source it runs on as a source function.
     for on in
@@ -456,9 +446,14 @@ pub(super) async fn may_change_where_it_runs(
         let resource = ResourceRef::Source(source.as_ref());
         api.allow_reached(caller, Action::EditSource, resource, refused)
             .await?;
-        if super::protected::is_protected(&source, &labels) {
-            super::function_instances::may_change_production(api, caller, resource).await?;
-        }
+        guard_protected(
+            api,
+            caller,
+            resource,
+            std::slice::from_ref(&source),
+            &labels,
+        )
+        .await?;
     }
     Ok(())
 }

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use super::function_instances::{checked_settings, may_change_production, shown_settings};
+use super::function_instances::{checked_settings, guard_protected, shown_settings};
 use super::wire::{Data, Status, document};
 use super::{Api, ApiError, Body, Caller, Path, data, success};
 use crate::catalog::KeyDigest;
@@ -113,9 +113,14 @@ async fn source(api: &Api, caller: &Caller, id: &str, change: bool) -> Result<So
     let mut conn = api.store.read().await?;
     let labels = resource_changes::protected_labels(&mut conn, &caller.workspace.id).await?;
     drop(conn);
-    if super::protected::is_protected(&row, &labels) {
-        may_change_production(api, caller, ResourceRef::Source(row.as_ref())).await?;
-    }
+    guard_protected(
+        api,
+        caller,
+        ResourceRef::Source(row.as_ref()),
+        std::slice::from_ref(&row),
+        &labels,
+    )
+    .await?;
     Ok(row)
 }
 
