@@ -81,9 +81,9 @@ pub struct Config {
 }
 
 /// `[functions]`: the program function code runs in. Every function runs in a process of
-/// its own, started from this program: `PROGRAM function-run` for a control plane's test
-/// run, `PROGRAM function-host` for a destination's insert function (delivery) and for a
-/// source function's endpoint (the data listener).
+/// its own, started from this program as `PROGRAM function-host`: for a control plane's
+/// test run, a destination's insert function (delivery) and a source function's
+/// endpoint (the data listener).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Functions {
@@ -499,7 +499,8 @@ impl Default for Dedup {
 pub struct Delivery {
     /// Run destination workers in this process. Default true.
     pub enabled: bool,
-    /// Let destinations reach loopback and private addresses (SSRF guard off). Default false.
+    /// Let destinations, and functions' `fetch`, reach loopback and private addresses
+    /// (SSRF guard off). Default false.
     pub allow_private_destinations: bool,
     /// The only directory `file` destinations write to: each writes the file its
     /// `settings.path` names (a bare file name) inside it, never a link. It must hold

@@ -297,7 +297,7 @@ impl Delivery {
                             dead_letter_dir: self.dead_letter_dir.clone(),
                             dead_letter_lock: self.lock(&d.id),
                             backlog,
-                            function_host: Arc::clone(&network.function_host),
+                            network: network.clone(),
                             stop: stop.clone(),
                         };
                         running.insert(d, stop, tokio::spawn(worker.run()));

@@ -104,7 +104,12 @@ impl State {
 
     /// The function host of a source-function endpoint.
     fn function_host(&self, id: &str) -> Arc<tokio::sync::Mutex<crate::functions::host::Host>> {
-        function::host_for(&self.function_hosts, &self.config.functions.program(), id)
+        function::host_for(
+            &self.function_hosts,
+            &self.config.functions.program(),
+            self.config.delivery.allow_private_destinations,
+            id,
+        )
     }
 
     /// The usage counters, for the task that reports them.

@@ -45,12 +45,9 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Role::All)]
         role: Role,
     },
-    /// Run one function invocation: a request on stdin, the answer on stdout (the
-    /// control plane starts it; not for people).
-    #[command(hide = true)]
-    FunctionRun,
-    /// Keep one insert function loaded and run events through it: requests on stdin,
-    /// answers on stdout, a line each (delivery starts it; not for people).
+    /// Keep one function loaded and run events through it: requests on stdin, answers
+    /// on stdout, a line each (delivery, the data listener and test runs start it; not
+    /// for people).
     #[command(hide = true)]
     FunctionHost,
     /// Run only delivery, from the JetStream event log (log.backend = "jetstream"):
@@ -147,15 +144,12 @@ fn main() -> anyhow::Result<()> {
     sluice::tls::install_crypto_provider();
     let cli = Cli::parse();
     // Children of the control plane and of delivery: no configuration, no environment.
-    match cli.command {
-        Command::FunctionRun => return sluice::functions::runner::serve_stdio(),
-        Command::FunctionHost => return sluice::functions::host::serve_stdio(),
-        _ => {}
+    if matches!(cli.command, Command::FunctionHost) {
+        return sluice::functions::host::serve_stdio();
     }
     let config = load_config(cli.config.as_deref())?;
     match cli.command {
         // Answered above, before any configuration is read.
-        Command::FunctionRun => sluice::functions::runner::serve_stdio(),
         Command::FunctionHost => sluice::functions::host::serve_stdio(),
         Command::Serve { remote, role } => {
             let mut config = config;

@@ -14,6 +14,7 @@ fn limits() -> Limits {
         memory: 16 << 20,
         stack: 256 << 10,
         output: 64 << 10,
+        ..Limits::default()
     }
 }
 

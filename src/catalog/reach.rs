@@ -2,7 +2,9 @@
 //! delivery workers (which check every send, after DNS) and the control plane's API
 //! (which refuses, when a destination is made, what the guard would always refuse).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 /// Whether an address is not on the public internet.
 pub fn is_private(ip: IpAddr) -> bool {
@@ -56,6 +58,23 @@ fn embedded_ipv4(v6: std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
     (compatible || nat64).then(tail)
 }
 
+/// A resolver that drops private addresses (so DNS answers that change between the
+/// guard's look-up and the connection cannot reach one).
+pub struct PublicOnly;
+
+impl Resolve for PublicOnly {
+    fn resolve(&self, name: Name) -> Resolving {
+        Box::pin(async move {
+            let addrs = tokio::net::lookup_host((name.as_str(), 0)).await?;
+            let public: Vec<SocketAddr> = addrs.filter(|a| !is_private(a.ip())).collect();
+            if public.is_empty() {
+                return Err("every address of this host is private".into());
+            }
+            Ok(Box::new(public.into_iter()) as Addrs)
+        })
+    }
+}
+
 /// Why the guard refuses `url` whatever DNS says (`None`: it may pass): not an http(s)
 /// URL, or a host that is a private address by its very text. The control plane's API
 /// refuses such a destination up front with this reason.
@@ -93,8 +112,9 @@ fn refusal_of(url: &str, schemes: &[&str]) -> Option<String> {
     if host.is_empty() {
         return Some("has no host".into());
     }
-    let local_name =
-        host.eq_ignore_ascii_case("localhost") || host.to_ascii_lowercase().ends_with(".localhost");
+    // `localhost.` is `localhost`, fully qualified.
+    let name = host.trim_end_matches('.').to_ascii_lowercase();
+    let local_name = name == "localhost" || name.ends_with(".localhost");
     if local_name || host.parse::<IpAddr>().is_ok_and(is_private) {
         return Some(format!(
             "{host} is a private address (set delivery.allow_private_destinations to allow)"

@@ -162,7 +162,7 @@ async fn supervise(
                 limiter: limiter_for(d),
                 consumer,
                 dead_letter_dir: dead_letter_dir.clone(),
-                transform: Transform::new(&d.id, network.function_host.to_path_buf()),
+                transform: Transform::new(&d.id, &network),
                 stop: worker_stop.clone(),
             };
             tracing::info!(destination = %d.id, consumer = %consumer_name(&d.id), "delivery from JetStream started");

@@ -4,7 +4,6 @@
 //! through unchanged, dropped, or failed (retried, or kept with the dead letters).
 
 use serde_json::value::RawValue;
-use std::path::PathBuf;
 
 use super::route::Head;
 use super::sink::Outgoing;
@@ -35,8 +34,9 @@ pub struct Transform {
 }
 
 impl Transform {
-    /// The transform of `destination`, its functions run by `program function-host`.
-    pub fn new(destination: &str, program: PathBuf) -> Self {
+    /// The transform of `destination`, its functions run by `program function-host`
+    /// (`network.function_host`), their `fetch` reaching what `network` allows.
+    pub fn new(destination: &str, network: &super::sink::Network) -> Self {
         Self {
             destination: destination.to_owned(),
             function: Loaded {
@@ -45,7 +45,7 @@ impl Transform {
                 code: String::new(),
                 settings: serde_json::Value::Null,
             },
-            host: Host::new(program),
+            host: Host::new(network.function_host.to_path_buf(), network.allow_private),
         }
     }
 

@@ -51,8 +51,8 @@ pub struct Worker {
     pub dead_letter_lock: Arc<Mutex<()>>,
     /// Where its unsettled events start, for the lag gauges (set at each scrape).
     pub backlog: Arc<Backlog>,
-    /// The program that runs its insert function, if it has one.
-    pub function_host: Arc<std::path::Path>,
+    /// Where it may reach, and the program that runs its insert function if it has one.
+    pub network: super::sink::Network,
     /// Stops the worker (it saves its cursor first).
     pub stop: CancellationToken,
 }
@@ -122,7 +122,7 @@ impl Worker {
         let mut done_upto = start;
         let mut saved = (start, Instant::now());
         let limiter = self.limiter();
-        let mut transform = Transform::new(&self.id, self.function_host.to_path_buf());
+        let mut transform = Transform::new(&self.id, &self.network);
         // The last batch ended in the dead-letter store.
         let mut failing = false;
         loop {

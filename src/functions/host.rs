@@ -15,7 +15,6 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
-use super::runner::{Reply, handler_named, invocation_of, reply_of};
 use super::{Failure, Handler, Invocation, Limits, LoadError, Outcome, Sandbox};
 
 /// The longest line passed through the pipes, in bytes.
@@ -31,6 +30,9 @@ enum HostRequest {
         code: String,
         /// Its settings (a JSON object).
         settings: serde_json::Value,
+        /// Whether its `fetch` may reach private addresses.
+        #[serde(default)]
+        allow_private: bool,
     },
     /// Run each `(handler, event JSON)` in order.
     Run {
@@ -55,6 +57,107 @@ enum HostReply {
         /// The answers, in order.
         replies: Vec<Reply>,
     },
+    /// A `fetch` is under way that may take this long: the watchdog waits as much more.
+    Waiting {
+        /// The time, in milliseconds.
+        millis: u64,
+    },
+}
+
+/// Writes one answer line on standard output.
+fn answer(reply: &HostReply) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, reply)?;
+    out.write_all(b"\n")?;
+    out.flush()?;
+    Ok(())
+}
+
+/// What the child answers for one event.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Reply {
+    /// The code loaded and ran.
+    Ran {
+        /// `event`, `passed`, `dropped` or a [`Failure`] name.
+        outcome: String,
+        /// The returned event (`event`) or the failure's message.
+        text: String,
+        /// `console` lines.
+        logs: Vec<String>,
+        /// Run time, in microseconds.
+        micros: u64,
+    },
+    /// The code did not load.
+    Unloadable {
+        /// Why.
+        message: String,
+    },
+}
+
+/// A handler by its name in code (`onTrack`, …, `onBatch`).
+fn handler_named(name: &str) -> Option<Handler> {
+    [
+        Handler::Track,
+        Handler::Identify,
+        Handler::Page,
+        Handler::Screen,
+        Handler::Group,
+        Handler::Alias,
+        Handler::Batch,
+        Handler::Request,
+    ]
+    .into_iter()
+    .find(|h| h.name() == name)
+}
+
+fn reply_of(ran: &Invocation) -> Reply {
+    let (outcome, text) = match &ran.outcome {
+        Outcome::Event(json) => ("event", json.clone()),
+        Outcome::Passed => ("passed", String::new()),
+        Outcome::Dropped => ("dropped", String::new()),
+        Outcome::Failed(failure, message) => (failure.name(), message.clone()),
+    };
+    Reply::Ran {
+        outcome: outcome.to_owned(),
+        text,
+        logs: ran.logs.clone(),
+        micros: u64::try_from(ran.took.as_micros()).unwrap_or(u64::MAX),
+    }
+}
+
+/// The invocation an answer stands for (`None`: the code did not load, with why).
+///
+/// # Errors
+/// The message of code that did not load.
+fn invocation_of(reply: Reply) -> Result<Invocation, String> {
+    match reply {
+        Reply::Unloadable { message } => Err(message),
+        Reply::Ran {
+            outcome,
+            text,
+            logs,
+            micros,
+        } => {
+            let failure = |f: Failure| Outcome::Failed(f, text.clone());
+            let outcome = match outcome.as_str() {
+                "event" => Outcome::Event(text.clone()),
+                "passed" => Outcome::Passed,
+                "dropped" => Outcome::Dropped,
+                "retry" => failure(Failure::Retry),
+                "invalid" => failure(Failure::Invalid),
+                "timeout" => failure(Failure::Timeout),
+                "memory" => failure(Failure::Memory),
+                "too_large" => failure(Failure::TooLarge),
+                _ => failure(Failure::Error),
+            };
+            Ok(Invocation {
+                outcome,
+                logs,
+                took: Duration::from_micros(micros),
+            })
+        }
+    }
 }
 
 /// `sluice function-host`: answers requests on stdin, one line each, until stdin closes.
@@ -63,14 +166,24 @@ enum HostReply {
 /// Standard input or output fail, or a line is not a request.
 pub fn serve_stdio() -> anyhow::Result<()> {
     let stdin = std::io::stdin().lock();
-    let mut out = std::io::stdout().lock();
     let mut loaded: Option<Sandbox> = None;
     for line in stdin.lines() {
         let line = line?;
         let reply = match serde_json::from_str::<HostRequest>(&line)? {
-            HostRequest::Load { code, settings } => {
-                match Sandbox::load(&code, &settings, Limits::default()) {
+            HostRequest::Load {
+                code,
+                settings,
+                allow_private,
+            } => {
+                let mut limits = Limits::default();
+                limits.fetch.allow_private = allow_private;
+                match Sandbox::load(&code, &settings, limits) {
                     Ok(sandbox) => {
+                        sandbox.on_fetch(std::sync::Arc::new(|within: Duration| {
+                            let millis = u64::try_from(within.as_millis()).unwrap_or(u64::MAX);
+                            // A parent that cannot be told kills this process in time.
+                            let _ = answer(&HostReply::Waiting { millis });
+                        }));
                         loaded = Some(sandbox);
                         HostReply::Loaded
                     }
@@ -100,9 +213,7 @@ pub fn serve_stdio() -> anyhow::Result<()> {
                 HostReply::Ran { replies }
             }
         };
-        serde_json::to_writer(&mut out, &reply)?;
-        out.write_all(b"\n")?;
-        out.flush()?;
+        answer(&reply)?;
     }
     Ok(())
 }
@@ -155,6 +266,7 @@ struct Process {
 /// after its watchdog kills it or the function changes.
 pub struct Host {
     program: PathBuf,
+    allow_private: bool,
     process: Option<Process>,
     /// The last function that did not load, and why: not started again until it changes.
     unloadable: Option<(Loaded, String)>,
@@ -169,10 +281,12 @@ const LOAD_WITHIN: Duration = Duration::from_secs(5);
 const SLACK: Duration = Duration::from_secs(1);
 
 impl Host {
-    /// A host that starts `program function-host` when first used.
-    pub fn new(program: PathBuf) -> Self {
+    /// A host that starts `program function-host` when first used; its functions'
+    /// `fetch` may reach private addresses if `allow_private`.
+    pub fn new(program: PathBuf, allow_private: bool) -> Self {
         Self {
             program,
+            allow_private,
             process: None,
             unloadable: None,
         }
@@ -302,6 +416,7 @@ impl Host {
             let load = HostRequest::Load {
                 code: function.code.clone(),
                 settings: function.settings.clone(),
+                allow_private: self.allow_private,
             };
             match talk(&mut process, &load, LOAD_WITHIN).await {
                 Ok(HostReply::Loaded) => {}
@@ -376,31 +491,44 @@ enum Talk {
     Failed(HostError),
 }
 
-/// Writes one request line and reads one answer line, within `within`.
+/// Writes one request line and reads its answer line, within `within` and the time
+/// the `fetch` calls it announces (`Waiting` lines) may take.
 async fn talk(
     process: &mut Process,
     request: &HostRequest,
     within: Duration,
 ) -> Result<HostReply, Talk> {
-    let exchange = async {
-        let mut line =
-            serde_json::to_vec(request).map_err(|e| HostError::Garbled(e.to_string()))?;
-        line.push(b'\n');
+    let mut deadline = tokio::time::Instant::now() + within;
+    let mut line =
+        serde_json::to_vec(request).map_err(|e| Talk::Failed(HostError::Garbled(e.to_string())))?;
+    line.push(b'\n');
+    let send = async {
         process.stdin.write_all(&line).await?;
-        process.stdin.flush().await?;
-        let mut answer = Vec::new();
-        (&mut process.stdout)
-            .take(MAX_LINE)
-            .read_until(b'\n', &mut answer)
-            .await?;
-        if answer.is_empty() {
-            return Err(HostError::Garbled("the host closed its output".into()));
-        }
-        serde_json::from_slice(&answer).map_err(|e| HostError::Garbled(e.to_string()))
+        process.stdin.flush().await
     };
-    match tokio::time::timeout(within, exchange).await {
-        Ok(Ok(reply)) => Ok(reply),
-        Ok(Err(e)) => Err(Talk::Failed(e)),
-        Err(_) => Err(Talk::TimedOut),
+    match tokio::time::timeout_at(deadline, send).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(Talk::Failed(e.into())),
+        Err(_) => return Err(Talk::TimedOut),
+    }
+    loop {
+        let mut answer = Vec::new();
+        let mut limited = (&mut process.stdout).take(MAX_LINE);
+        let read = limited.read_until(b'\n', &mut answer);
+        match tokio::time::timeout_at(deadline, read).await {
+            Ok(Ok(0)) => {
+                return Err(Talk::Failed(HostError::Garbled(
+                    "the host closed its output".into(),
+                )));
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(Talk::Failed(e.into())),
+            Err(_) => return Err(Talk::TimedOut),
+        }
+        match serde_json::from_slice(&answer) {
+            Ok(HostReply::Waiting { millis }) => deadline += Duration::from_millis(millis),
+            Ok(reply) => return Ok(reply),
+            Err(e) => return Err(Talk::Failed(HostError::Garbled(e.to_string()))),
+        }
     }
 }

@@ -102,6 +102,57 @@
     };
   };
 
+  // `fetch(url, {method, headers, body})`: the host makes the call (the address guard,
+  // time, call and size limits are its own) and the answer becomes a Response with
+  // `ok`, `status`, `statusText`, `url`, `redirected`, `headers.get/has`, `text()` and
+  // `json()`. A body is text (`JSON.stringify` an object first).
+  const hostFetch = globalThis.__sluice_fetch;
+  delete globalThis.__sluice_fetch;
+  const isArray = Array.isArray;
+  const headerPairs = (given) => {
+    const pairs = [];
+    if (given === undefined || given === null) return pairs;
+    if (typeof given !== "object") throw new Failure("fetch: headers must be an object");
+    const entries = isArray(given) ? given : keysOf(given).map((k) => [k, given[k]]);
+    for (const entry of entries) {
+      if (!isArray(entry) || entry.length !== 2) throw new Failure("fetch: headers must be name-value pairs");
+      pairs.push([toText(entry[0]), toText(entry[1])]);
+    }
+    return pairs;
+  };
+  const fetch = async (resource, init) => {
+    const options = init === undefined || init === null ? {} : init;
+    if (typeof options !== "object") throw new Failure("fetch: the options must be an object");
+    const body = options.body;
+    if (body !== undefined && body !== null && typeof body !== "string") {
+      throw new Failure("fetch: a body must be a string (JSON.stringify an object first)");
+    }
+    const asked = {
+      url: toText(resource),
+      method: options.method === undefined ? "GET" : toText(options.method),
+      headers: headerPairs(options.headers),
+    };
+    if (typeof body === "string") asked.body = body;
+    const got = parse(hostFetch(stringify(asked)));
+    const headers = bare();
+    for (const k of keysOf(got.headers)) headers[k] = got.headers[k];
+    const get = (name) => {
+      const v = headers[toText(name).toLowerCase()];
+      return v === undefined ? null : v;
+    };
+    return {
+      ok: got.status >= 200 && got.status < 300,
+      status: got.status,
+      statusText: got.statusText,
+      url: got.url,
+      redirected: got.redirected,
+      headers: { get, has: (name) => get(name) !== null },
+      text: async () => got.body,
+      json: async () => parse(got.body),
+    };
+  };
+  define(globalThis, "fetch", { value: fetch, writable: false, enumerable: false, configurable: false });
+
   // The outcome of the invocation under way: "" until it settles.
   let kind = "";
   let out = "";

@@ -1,8 +1,9 @@
 //! One function's sandbox: a QuickJS runtime of its own, loaded once with the
 //! function's code and settings and reused for every event (no engine start per
 //! event), under a time limit per invocation, a memory limit, a stack limit and an
-//! output limit. The engine has no file system, process, environment or network:
-//! QuickJS's own library (`std`, `os`) is not linked in, and nothing else is given.
+//! output limit. The engine has no file system, process or environment: QuickJS's
+//! own library (`std`, `os`) is not linked in. Its one way out is `fetch`
+//! ([`super::fetch`]), behind the private-address guard of webhook destinations.
 //!
 //! A function that runs past its time or memory is stopped, its event counted as
 //! failed, and its sandbox rebuilt from the code, so the next invocation starts clean.
@@ -11,7 +12,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use rquickjs::{Context, Function, Object, Runtime};
+use rquickjs::{Context, Ctx, Exception, Function, Object, Runtime};
+
+use super::fetch::{FetchLimits, Fetcher, WaitHook};
 
 /// What the prelude gives every function (error classes, `console`, frozen built-ins).
 const PRELUDE: &str = include_str!("prelude.js");
@@ -27,6 +30,8 @@ pub struct Limits {
     pub stack: usize,
     /// Size of the JSON a handler may return, in bytes.
     pub output: usize,
+    /// What `fetch` may do in one invocation.
+    pub fetch: FetchLimits,
 }
 
 impl Default for Limits {
@@ -36,6 +41,7 @@ impl Default for Limits {
             memory: 32 << 20,
             stack: 512 << 10,
             output: 1 << 20,
+            fetch: FetchLimits::default(),
         }
     }
 }
@@ -179,6 +185,17 @@ struct Deadline {
     fired: AtomicBool,
 }
 
+impl Deadline {
+    /// Moves the deadline `by` later (time spent waiting on the network is not run time).
+    fn extend(&self, by: Duration) {
+        let at = self.at.load(Ordering::Relaxed);
+        if at != 0 {
+            self.at
+                .store(at.saturating_add(nanos(by)), Ordering::Relaxed);
+        }
+    }
+}
+
 /// A function, loaded, ready to run events.
 pub struct Sandbox {
     runtime: Runtime,
@@ -188,6 +205,7 @@ pub struct Sandbox {
     limits: Limits,
     code: Arc<str>,
     settings: Arc<str>,
+    fetcher: Arc<Fetcher>,
     /// A limit stopped the last invocation (or it failed outside the function): the
     /// next one starts on a fresh engine.
     stale: bool,
@@ -215,10 +233,27 @@ impl Sandbox {
         if !settings.is_object() {
             return Err(LoadError::Settings);
         }
-        Self::build(Arc::from(code), Arc::from(settings.to_string()), limits)
+        let fetcher = Arc::new(Fetcher::new(limits.fetch));
+        Self::build(
+            Arc::from(code),
+            Arc::from(settings.to_string()),
+            limits,
+            fetcher,
+        )
     }
 
-    fn build(code: Arc<str>, settings: Arc<str>, limits: Limits) -> Result<Self, LoadError> {
+    /// Calls `hook` with the time a `fetch` may take, before it starts (a watchdog
+    /// outside the process extends its deadline by as much).
+    pub fn on_fetch(&self, hook: WaitHook) {
+        self.fetcher.on_wait(hook);
+    }
+
+    fn build(
+        code: Arc<str>,
+        settings: Arc<str>,
+        limits: Limits,
+        fetcher: Arc<Fetcher>,
+    ) -> Result<Self, LoadError> {
         let engine = |e: rquickjs::Error| LoadError::Engine(e.to_string());
         let runtime = Runtime::new().map_err(engine)?;
         runtime.set_memory_limit(limits.memory);
@@ -243,9 +278,12 @@ impl Sandbox {
             limits,
             code,
             settings,
+            fetcher,
             stale: false,
         };
         sandbox.arm();
+        sandbox.fetcher.begin();
+        fetcher_of(&sandbox)?;
         let loaded = sandbox.context.with(|ctx| -> Result<(), String> {
             let thrown = |e: rquickjs::Error| match e {
                 rquickjs::Error::Exception => describe(&ctx.catch()),
@@ -301,6 +339,7 @@ impl Sandbox {
                 Arc::clone(&self.code),
                 Arc::clone(&self.settings),
                 self.limits,
+                Arc::clone(&self.fetcher),
             ) {
                 Ok(fresh) => *self = fresh,
                 Err(e) => {
@@ -316,6 +355,7 @@ impl Sandbox {
             }
         }
         self.arm();
+        self.fetcher.begin();
         let ran = self
             .context
             .with(|ctx| -> Result<(String, String), String> {
@@ -443,6 +483,26 @@ impl Sandbox {
     pub fn memory(&self) -> u64 {
         u64::try_from(self.runtime.memory_usage().memory_used_size).unwrap_or(0)
     }
+}
+
+/// Gives the engine `__sluice_fetch(request JSON) -> answer JSON` (the prelude takes it
+/// off the global object and wraps it as `fetch`); its time stops the deadline's clock.
+fn fetcher_of(sandbox: &Sandbox) -> Result<(), LoadError> {
+    let fetcher = Arc::clone(&sandbox.fetcher);
+    let deadline = Arc::clone(&sandbox.deadline);
+    sandbox.context.with(|ctx| {
+        let call = move |ctx: Ctx<'_>, request: String| -> rquickjs::Result<String> {
+            let began = Instant::now();
+            let answer = fetcher.fetch(&request);
+            deadline.extend(began.elapsed());
+            answer.map_err(|message| Exception::throw_type(&ctx, &message))
+        };
+        let function =
+            Function::new(ctx.clone(), call).map_err(|e| LoadError::Engine(e.to_string()))?;
+        ctx.globals()
+            .set("__sluice_fetch", function)
+            .map_err(|e| LoadError::Engine(e.to_string()))
+    })
 }
 
 fn nanos(d: Duration) -> u64 {

@@ -217,12 +217,18 @@ fn keep(function: &SourceFunctionDoc, kind: &str, message: &str) {
 pub(super) fn host_for(
     hosts: &dashmap::DashMap<String, Arc<tokio::sync::Mutex<Host>>>,
     program: &std::path::Path,
+    allow_private: bool,
     id: &str,
 ) -> Arc<tokio::sync::Mutex<Host>> {
     Arc::clone(
         hosts
             .entry(id.to_owned())
-            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(Host::new(program.to_path_buf()))))
+            .or_insert_with(|| {
+                Arc::new(tokio::sync::Mutex::new(Host::new(
+                    program.to_path_buf(),
+                    allow_private,
+                )))
+            })
             .value(),
     )
 }

@@ -16,7 +16,8 @@ use utoipa::ToSchema;
 use super::wire::Data;
 use super::{Api, ApiError, Body, Caller, data};
 use crate::control::policy::Action;
-use crate::functions::{Failure, Handler, Invocation, Outcome, runner};
+use crate::functions::host::{Host, HostError, Loaded};
+use crate::functions::{Handler, Invocation, Outcome};
 
 /// The longest function code accepted, in characters.
 pub const MAX_CODE_CHARS: usize = 64 << 10;
@@ -136,22 +137,22 @@ async fn test_run(
     if !settings.is_object() {
         return Err(ApiError::field("settings", "a JSON object"));
     }
-    let request = runner::Request {
+    // A process of its own, as delivery runs functions, gone when the run is.
+    let mut host = Host::new(runner, api.allow_private_destinations);
+    let function = Loaded {
+        id: "test-run".into(),
+        version: 0,
         code: run.code,
         settings,
-        handler: handler.name().to_owned(),
-        input: run.event.to_string(),
     };
-    let reply = runner::run_isolated(&runner, &request, RUN_WITHIN).await;
-    let result = match reply.map(runner::invocation_of) {
-        Ok(Ok(ran)) => shown(handler, ran),
+    let input = run.event.to_string();
+    let ran = host.run(&function, &[(handler, input.as_str())]).await;
+    host.stop().await;
+    let result = match ran.map(|mut ran| ran.pop()) {
+        Ok(Some(ran)) => shown(handler, ran),
         // Code that does not load is a result too: the run says why.
-        Ok(Err(message)) => failed(handler, "load", message),
-        Err(runner::RunnerError::Killed) => failed(
-            handler,
-            Failure::Timeout.name(),
-            runner::RunnerError::Killed.to_string(),
-        ),
+        Err(HostError::Unloadable(message)) => failed(handler, "load", message),
+        Ok(None) => return Err(ApiError::Internal),
         Err(e) => {
             tracing::error!(error = %e, "a function test run failed");
             return Err(ApiError::Internal);
@@ -159,10 +160,6 @@ async fn test_run(
     };
     Ok(data(result))
 }
-
-/// How long a test run's process may take (load and run, 100 ms each, and its start)
-/// before it is killed.
-const RUN_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A run that failed before its handler could answer.
 fn failed(handler: Handler, kind: &str, message: String) -> TestRunResult {

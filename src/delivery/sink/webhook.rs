@@ -16,11 +16,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hmac::{KeyInit as _, Mac as _};
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 
 use super::{Network, Outgoing, SendError, Sending, Sink};
 use crate::catalog::WebhookDoc;
+use crate::catalog::reach::PublicOnly;
 pub use crate::catalog::reach::is_private;
 
 /// Header carrying the body's HMAC.
@@ -221,23 +221,6 @@ async fn guard(url: &str) -> Result<(), SendError> {
         )));
     }
     Ok(())
-}
-
-/// A resolver that drops private addresses (so DNS answers that change between the
-/// guard's look-up and the connection cannot reach one).
-struct PublicOnly;
-
-impl Resolve for PublicOnly {
-    fn resolve(&self, name: Name) -> Resolving {
-        Box::pin(async move {
-            let addrs = tokio::net::lookup_host((name.as_str(), 0)).await?;
-            let public: Vec<SocketAddr> = addrs.filter(|a| !is_private(a.ip())).collect();
-            if public.is_empty() {
-                return Err("every address of this host is private".into());
-            }
-            Ok(Box::new(public.into_iter()) as Addrs)
-        })
-    }
 }
 
 #[cfg(test)]

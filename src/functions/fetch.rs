@@ -1,0 +1,312 @@
+//! `fetch` for function code: the one way out of the sandbox to the network, behind the
+//! same private-address guard as webhook destinations (unless
+//! `delivery.allow_private_destinations`), with a time budget per invocation, a cap on
+//! calls and on the size of each response.
+//!
+//! The engine is synchronous, so a call blocks the function's thread until the answer
+//! is in (the engine's own time limit is paused meanwhile); the function sees a promise
+//! all the same. Only `http` and `https` URLs are taken; proxies from the environment
+//! are never used (the guard must see the address the connection goes to), and a
+//! redirect is followed (at most five) only to a URL the guard lets through, a name's
+//! addresses being filtered by the client's resolver like a webhook's.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+use crate::catalog::reach::{PublicOnly, refusal_by_text};
+
+/// Redirects followed at most.
+const MAX_REDIRECTS: usize = 5;
+
+/// What `fetch` may do in one invocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchLimits {
+    /// Time all the invocation's calls may take together.
+    pub time: Duration,
+    /// Calls one invocation may make.
+    pub calls: u32,
+    /// Size of a request's or a response's body, in bytes.
+    pub bytes: usize,
+    /// Whether private, loopback and link-local addresses may be reached.
+    pub allow_private: bool,
+}
+
+impl Default for FetchLimits {
+    fn default() -> Self {
+        Self {
+            time: Duration::from_secs(5),
+            calls: 10,
+            bytes: 1 << 20,
+            allow_private: false,
+        }
+    }
+}
+
+/// A call as the prelude hands it over (JSON).
+#[derive(Deserialize)]
+struct Call {
+    url: String,
+    #[serde(default)]
+    method: Option<String>,
+    #[serde(default)]
+    headers: Vec<(String, String)>,
+    #[serde(default)]
+    body: Option<String>,
+}
+
+/// Told how long the function may wait on the network, before each call (a watchdog
+/// outside the process extends its deadline by as much).
+pub type WaitHook = Arc<dyn Fn(Duration) + Send + Sync>;
+
+/// Makes one function's calls: its client is built on the first.
+pub(super) struct Fetcher {
+    limits: FetchLimits,
+    client: OnceLock<Result<(tokio::runtime::Runtime, reqwest::Client), String>>,
+    /// Calls made and time spent in the invocation under way.
+    used: Mutex<(u32, Duration)>,
+    on_wait: Mutex<Option<WaitHook>>,
+}
+
+impl Fetcher {
+    pub(super) fn new(limits: FetchLimits) -> Self {
+        Self {
+            limits,
+            client: OnceLock::new(),
+            used: Mutex::new((0, Duration::ZERO)),
+            on_wait: Mutex::new(None),
+        }
+    }
+
+    /// A new invocation starts with its whole budget.
+    pub(super) fn begin(&self) {
+        if let Ok(mut used) = self.used.lock() {
+            *used = (0, Duration::ZERO);
+        }
+    }
+
+    pub(super) fn on_wait(&self, hook: WaitHook) {
+        if let Ok(mut slot) = self.on_wait.lock() {
+            *slot = Some(hook);
+        }
+    }
+
+    /// Makes the call `request` describes (JSON from the prelude) and answers JSON
+    /// `{status, statusText, url, redirected, headers, body}`, or why it failed.
+    pub(super) fn fetch(&self, request: &str) -> Result<String, String> {
+        let call: Call =
+            serde_json::from_str(request).map_err(|e| format!("fetch: a bad request ({e})"))?;
+        let url = reqwest::Url::parse(&call.url)
+            .map_err(|e| format!("fetch: {:?} is not a URL ({e})", call.url))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!(
+                "fetch: only http and https URLs can be fetched, not {}:",
+                url.scheme()
+            ));
+        }
+        if !self.limits.allow_private
+            && let Some(why) = refusal_by_text(url.as_str())
+        {
+            return Err(format!("fetch refused: {why}"));
+        }
+        if call
+            .body
+            .as_ref()
+            .is_some_and(|b| b.len() > self.limits.bytes)
+        {
+            return Err(format!(
+                "fetch: a request body may be at most {} bytes",
+                self.limits.bytes
+            ));
+        }
+        let within = self.take_call()?;
+        if let Ok(hook) = self.on_wait.lock()
+            && let Some(hook) = hook.as_ref()
+        {
+            hook(within);
+        }
+        let began = Instant::now();
+        let answer = self.send(call, url, within);
+        if let Ok(mut used) = self.used.lock() {
+            used.1 += began.elapsed();
+        }
+        answer
+    }
+
+    /// Counts a call; the time it may take (what is left of the budget).
+    fn take_call(&self) -> Result<Duration, String> {
+        let mut used = self
+            .used
+            .lock()
+            .map_err(|_| "fetch: unavailable".to_owned())?;
+        if used.0 >= self.limits.calls {
+            return Err(format!(
+                "fetch: at most {} calls per invocation",
+                self.limits.calls
+            ));
+        }
+        let left = self.limits.time.saturating_sub(used.1);
+        if left.is_zero() {
+            return Err(format!(
+                "fetch: the invocation's {} ms for fetch calls are used up",
+                self.limits.time.as_millis()
+            ));
+        }
+        used.0 += 1;
+        Ok(left)
+    }
+
+    fn send(&self, call: Call, url: reqwest::Url, within: Duration) -> Result<String, String> {
+        let (runtime, client) = self
+            .client
+            .get_or_init(|| self.build())
+            .as_ref()
+            .map_err(Clone::clone)?;
+        let method = reqwest::Method::from_bytes(
+            call.method
+                .as_deref()
+                .unwrap_or("GET")
+                .to_ascii_uppercase()
+                .as_bytes(),
+        )
+        .map_err(|_| "fetch: not an HTTP method".to_owned())?;
+        let asked = url.to_string();
+        let mut request = client.request(method, url).timeout(within);
+        for (name, value) in &call.headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        if let Some(body) = call.body {
+            request = request.body(body);
+        }
+        let bytes = self.limits.bytes;
+        let exchange = async move {
+            let mut response = request.send().await.map_err(|e| failure(&e))?;
+            let status = response.status();
+            let url = response.url().to_string();
+            let mut headers: BTreeMap<String, String> = BTreeMap::new();
+            for (name, value) in response.headers() {
+                let value = String::from_utf8_lossy(value.as_bytes());
+                headers
+                    .entry(name.as_str().to_owned())
+                    .and_modify(|v| {
+                        v.push_str(", ");
+                        v.push_str(&value);
+                    })
+                    .or_insert_with(|| value.into_owned());
+            }
+            let mut body = Vec::new();
+            while let Some(chunk) = response.chunk().await.map_err(|e| failure(&e))? {
+                if body.len() + chunk.len() > bytes {
+                    return Err(format!("fetch: the response is larger than {bytes} bytes"));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(serde_json::json!({
+                "status": status.as_u16(),
+                "statusText": status.canonical_reason().unwrap_or(""),
+                "redirected": url != asked,
+                "url": url,
+                "headers": headers,
+                "body": String::from_utf8_lossy(&body),
+            })
+            .to_string())
+        };
+        // Its own thread: the caller may itself be inside an async runtime.
+        std::thread::scope(|s| {
+            s.spawn(|| runtime.block_on(exchange))
+                .join()
+                .unwrap_or_else(|_| Err("fetch: failed".to_owned()))
+        })
+    }
+
+    fn build(&self) -> Result<(tokio::runtime::Runtime, reqwest::Client), String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("fetch: unavailable ({e})"))?;
+        crate::tls::install_crypto_provider();
+        let allow_private = self.limits.allow_private;
+        let redirects = reqwest::redirect::Policy::custom(move |attempt| {
+            match redirect_refusal(
+                attempt.url().as_str(),
+                attempt.previous().len(),
+                allow_private,
+            ) {
+                Some(why) => attempt.error(why),
+                None => attempt.follow(),
+            }
+        });
+        let mut builder = reqwest::Client::builder()
+            .redirect(redirects)
+            .no_proxy()
+            .user_agent(concat!("sluice-functions/", env!("CARGO_PKG_VERSION")));
+        if !allow_private {
+            builder = builder.dns_resolver(Arc::new(PublicOnly));
+        }
+        let client = builder
+            .build()
+            .map_err(|e| format!("fetch: unavailable ({e})"))?;
+        Ok((runtime, client))
+    }
+}
+
+/// Why a redirect to `url`, after `hops` requests, is not followed. The client's
+/// resolver never hands out a private address for a name, but an address written in the
+/// `Location` is connected to directly: it is checked here.
+fn redirect_refusal(url: &str, hops: usize, allow_private: bool) -> Option<String> {
+    if hops > MAX_REDIRECTS {
+        return Some(format!("more than {MAX_REDIRECTS} redirects"));
+    }
+    if !url.starts_with("http://") && !url.starts_with("https://") {
+        return Some("a redirect refused: only http and https URLs can be fetched".into());
+    }
+    if allow_private {
+        return None;
+    }
+    refusal_by_text(url).map(|why| format!("a redirect refused: {why}"))
+}
+
+/// A failed call as the function sees it: timeouts and refusals named, the rest by
+/// the client's own words (the source chain, where the reason is).
+fn failure(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        return "fetch: timed out".into();
+    }
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    format!("fetch failed: {text}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirects_to_private_addresses_or_too_far_are_not_followed() {
+        for url in [
+            "http://127.0.0.1/",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://[::ffff:169.254.169.254]/",
+            "http://localhost:8080/",
+            "http://2130706433/",
+        ] {
+            let why = redirect_refusal(url, 1, false).unwrap_or_default();
+            assert!(why.contains("private"), "{url}: {why}");
+            assert_eq!(redirect_refusal(url, 1, true), None, "{url}");
+        }
+        assert!(redirect_refusal("file:///etc/passwd", 1, true).is_some());
+        assert_eq!(redirect_refusal("https://example.com/", 1, false), None);
+        assert_eq!(
+            redirect_refusal("https://example.com/", MAX_REDIRECTS, false),
+            None
+        );
+        assert!(redirect_refusal("https://example.com/", MAX_REDIRECTS + 1, false).is_some());
+    }
+}

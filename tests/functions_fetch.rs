@@ -1,0 +1,420 @@
+//! `fetch` inside functions, against a real HTTP server on this machine: what a function
+//! sends and reads back, the private-address guard against every spelling of a loopback,
+//! link-local or metadata address (the server counts that none of them reached it), and
+//! the limits on time, calls and size. Time spent waiting on the network is not run
+//! time, in the engine and in the watchdog of delivery's function host.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{TestServer, basic, client};
+use serde_json::{Value, json};
+use sluice::functions::{FetchLimits, Handler, Limits, Outcome, Sandbox};
+
+/// An HTTP/1.1 server on 127.0.0.1 that counts the requests it gets:
+/// `/echo` answers the request (method, a header, body) as JSON; `/big` 2 MiB;
+/// `/slow?ms=N` answers after N ms; `/redirect` sends to `/echo`.
+struct Upstream {
+    port: u16,
+    hits: Arc<AtomicUsize>,
+}
+
+impl Upstream {
+    fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&hits);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                counted.fetch_add(1, Ordering::SeqCst);
+                std::thread::spawn(move || answer(stream, port));
+            }
+        });
+        Self { port, hits }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+fn answer(stream: TcpStream, port: u16) {
+    let mut reader = BufReader::new(stream);
+    let mut head = String::new();
+    let mut headers = Vec::new();
+    if reader.read_line(&mut head).is_err() {
+        return;
+    }
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).is_err() || line.trim().is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.trim().split_once(':') {
+            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
+        }
+    }
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
+    let length: usize = header("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    if reader.read_exact(&mut body).is_err() {
+        return;
+    }
+    let mut parts = head.split_whitespace();
+    let method = parts.next().unwrap_or_default().to_owned();
+    let target = parts.next().unwrap_or_default().to_owned();
+    let (status, extra, payload) = if target == "/echo" {
+        let echoed = json!({"method": method, "key": header("x-key"),
+                            "body": String::from_utf8_lossy(&body)});
+        (
+            "200 OK",
+            "Content-Type: application/json\r\nX-Upstream: yes\r\n".to_owned(),
+            echoed.to_string(),
+        )
+    } else if target == "/big" {
+        ("200 OK", String::new(), "x".repeat(2 << 20))
+    } else if let Some(ms) = target.strip_prefix("/slow?ms=") {
+        std::thread::sleep(Duration::from_millis(ms.parse().unwrap_or(0)));
+        (
+            "200 OK",
+            "Content-Type: application/json\r\n".to_owned(),
+            r#"{"tier":"gold"}"#.to_owned(),
+        )
+    } else if target == "/redirect" {
+        (
+            "302 Found",
+            format!("Location: http://127.0.0.1:{port}/echo\r\n"),
+            String::new(),
+        )
+    } else {
+        ("404 Not Found", String::new(), String::new())
+    };
+    let mut stream = reader.into_inner();
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{payload}",
+        payload.len()
+    );
+}
+
+fn limits(fetch: FetchLimits) -> Limits {
+    Limits {
+        time: Duration::from_millis(200),
+        fetch,
+        ..Limits::default()
+    }
+}
+
+fn open() -> FetchLimits {
+    FetchLimits {
+        allow_private: true,
+        ..FetchLimits::default()
+    }
+}
+
+fn run(code: &str, limits: Limits, event: &Value) -> Outcome {
+    let mut fx = Sandbox::load(code, &json!({"apiKey": "k-1"}), limits)
+        .unwrap_or_else(|e| panic!("loads: {e}"));
+    fx.invoke(Handler::Track, &event.to_string()).outcome
+}
+
+fn returned(outcome: &Outcome) -> Value {
+    match outcome {
+        Outcome::Event(json) => serde_json::from_str(json).expect("JSON"),
+        other => panic!("expected an event, got {other:?}"),
+    }
+}
+
+/// Tries `event.url` and says what happened, as the event.
+const TRY: &str = r#"
+async function onTrack(event) {
+  try {
+    const r = await fetch(event.url);
+    return { reached: r.status };
+  } catch (e) {
+    return { refused: e.message, name: e.name };
+  }
+}
+"#;
+
+#[test]
+fn a_function_sends_a_request_and_reads_the_answer() {
+    let up = Upstream::start();
+    let code = r#"
+    async function onTrack(event, settings) {
+      const r = await fetch(event.url, {
+        method: "post",
+        headers: { "X-Key": settings.apiKey, "Content-Type": "application/json" },
+        body: JSON.stringify({ user: event.userId }),
+      });
+      const echoed = await r.json();
+      event.properties = { ok: r.ok, status: r.status, type: r.headers.get("content-type"),
+                           upstream: r.headers.get("X-UPSTREAM"), missing: r.headers.get("nope"),
+                           redirected: r.redirected, echoed };
+      return event;
+    }
+    "#;
+    let out = returned(&run(
+        code,
+        limits(open()),
+        &json!({"type": "track", "userId": "u-7", "url": up.url("/echo")}),
+    ));
+    let p = &out["properties"];
+    assert_eq!(p["ok"], true, "{out}");
+    assert_eq!(p["status"], 200);
+    assert_eq!(p["type"], "application/json");
+    assert_eq!(p["upstream"], "yes");
+    assert_eq!(p["missing"], Value::Null);
+    assert_eq!(p["redirected"], false);
+    assert_eq!(p["echoed"]["method"], "POST");
+    assert_eq!(p["echoed"]["key"], "k-1");
+    assert_eq!(p["echoed"]["body"], r#"{"user":"u-7"}"#);
+
+    // A redirect is followed, and the response says so.
+    let code = "async function onTrack(e) { const r = await fetch(e.url); \
+                return { redirected: r.redirected, url: r.url, body: await r.json() }; }";
+    let out = returned(&run(
+        code,
+        limits(open()),
+        &json!({"url": up.url("/redirect")}),
+    ));
+    assert_eq!(out["redirected"], true, "{out}");
+    assert_eq!(out["url"], up.url("/echo"));
+    assert_eq!(out["body"]["method"], "GET");
+}
+
+#[test]
+fn private_loopback_and_metadata_addresses_are_refused_in_every_spelling() {
+    let up = Upstream::start();
+    let port = up.port;
+    let urls = [
+        format!("http://127.0.0.1:{port}/echo"),
+        format!("http://localhost:{port}/echo"),
+        format!("http://LOCALHOST:{port}/echo"),
+        format!("http://api.localhost:{port}/echo"),
+        // The fully qualified form.
+        format!("http://localhost.:{port}/echo"),
+        format!("http://127.1:{port}/echo"),
+        format!("http://2130706433:{port}/echo"),
+        format!("http://0x7f000001:{port}/echo"),
+        format!("http://0177.0.0.1:{port}/echo"),
+        format!("http://0.0.0.0:{port}/echo"),
+        format!("http://[::1]:{port}/echo"),
+        format!("http://[::ffff:127.0.0.1]:{port}/echo"),
+        format!("http://[::ffff:7f00:1]:{port}/echo"),
+        format!("http://[::127.0.0.1]:{port}/echo"),
+        format!("http://[64:ff9b::7f00:1]:{port}/echo"),
+        format!("http://[2002:7f00:1::]:{port}/echo"),
+        "http://169.254.169.254/latest/meta-data/".to_owned(),
+        "http://[::ffff:169.254.169.254]/latest/meta-data/".to_owned(),
+        "http://[::ffff:a9fe:a9fe]/latest/meta-data/".to_owned(),
+        "http://[64:ff9b::a9fe:a9fe]/latest/meta-data/".to_owned(),
+        "http://[fd00:ec2::254]/latest/meta-data/".to_owned(),
+        "http://[fe80::1]/".to_owned(),
+        "http://10.0.0.1/".to_owned(),
+        "http://192.168.1.1/".to_owned(),
+        "http://100.64.0.1/".to_owned(),
+    ];
+    for url in &urls {
+        let out = returned(&run(
+            TRY,
+            limits(FetchLimits::default()),
+            &json!({"url": url}),
+        ));
+        let refused = out["refused"].as_str().unwrap_or_default();
+        assert!(
+            refused.contains("private"),
+            "{url} was not refused as private: {out}"
+        );
+        assert_eq!(out["name"], "TypeError", "{url}: {out}");
+    }
+    for url in [
+        "file:///etc/passwd",
+        "ftp://example.com/",
+        "data:text/plain,hi",
+        "not a url",
+    ] {
+        let out = returned(&run(
+            TRY,
+            limits(FetchLimits::default()),
+            &json!({"url": url}),
+        ));
+        assert!(out["refused"].is_string(), "{url}: {out}");
+    }
+    assert_eq!(
+        up.hits.load(Ordering::SeqCst),
+        0,
+        "a refused fetch reached the server"
+    );
+    // The same function, allowed private addresses, does reach it.
+    let out = returned(&run(TRY, limits(open()), &json!({"url": up.url("/echo")})));
+    assert_eq!(out["reached"], 200, "{out}");
+    assert_eq!(up.hits.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn fetch_is_bounded_in_size_calls_and_time_and_waiting_is_not_run_time() {
+    let up = Upstream::start();
+    let tight = limits(FetchLimits {
+        time: Duration::from_millis(600),
+        calls: 3,
+        bytes: 64 << 10,
+        allow_private: true,
+    });
+    // A response over the size limit.
+    let out = returned(&run(TRY, tight, &json!({"url": up.url("/big")})));
+    assert!(
+        out["refused"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("larger than 65536 bytes"),
+        "{out}"
+    );
+    // A request body over it.
+    let code = "async function onTrack(e) { try { await fetch(e.url, {method: 'POST', \
+                body: 'x'.repeat(70000)}); return {sent: true}; } catch (x) { return {refused: x.message}; } }";
+    let out = returned(&run(code, tight, &json!({"url": up.url("/echo")})));
+    assert!(
+        out["refused"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("at most 65536"),
+        "{out}"
+    );
+    // A server slower than the budget: the call times out, the function goes on.
+    let began = Instant::now();
+    let out = returned(&run(TRY, tight, &json!({"url": up.url("/slow?ms=3000")})));
+    assert_eq!(out["refused"], "fetch: timed out", "{out}");
+    assert!(
+        began.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        began.elapsed()
+    );
+    // A fourth call in one invocation.
+    let code = "async function onTrack(e) { const seen = []; for (let i = 0; i < 4; i++) { \
+                try { seen.push((await fetch(e.url)).status); } catch (x) { seen.push(x.message); } } \
+                return { seen }; }";
+    let out = returned(&run(code, tight, &json!({"url": up.url("/echo")})));
+    assert_eq!(out["seen"][0], 200, "{out}");
+    assert_eq!(out["seen"][2], 200, "{out}");
+    assert_eq!(
+        out["seen"][3], "fetch: at most 3 calls per invocation",
+        "{out}"
+    );
+    // Two waits of 150 ms each under a 200 ms run-time limit: waiting is not run time.
+    let code = "async function onTrack(e) { const a = await (await fetch(e.url)).json(); \
+                const b = await (await fetch(e.url)).json(); return { a, b }; }";
+    let out = returned(&run(code, tight, &json!({"url": up.url("/slow?ms=150")})));
+    assert_eq!(out["b"]["tier"], "gold", "{out}");
+    // The budget is per invocation: the next event has all of it again.
+    let mut fx = Sandbox::load(code, &json!({}), tight).expect("loads");
+    for _ in 0..2 {
+        let event = json!({"url": up.url("/slow?ms=150")}).to_string();
+        let out = returned(&fx.invoke(Handler::Track, &event).outcome);
+        assert_eq!(out["a"]["tier"], "gold", "{out}");
+    }
+}
+
+#[test]
+fn what_a_function_passes_to_fetch_is_checked() {
+    let up = Upstream::start();
+    for (call, says) in [
+        (
+            "fetch(e.url, { body: { a: 1 } })",
+            "a body must be a string",
+        ),
+        (
+            "fetch(e.url, { headers: 'x' })",
+            "headers must be an object",
+        ),
+        ("fetch(e.url, { headers: [['a']] })", "name-value pairs"),
+        ("fetch(e.url, 'GET')", "options must be an object"),
+        ("fetch(e.url, { method: 'G E T' })", "not an HTTP method"),
+        ("fetch(e.url, { headers: { 'bad name': 'v' } })", "fetch"),
+    ] {
+        let code = format!(
+            "async function onTrack(e) {{ try {{ await {call}; return {{ sent: true }}; }} \
+             catch (x) {{ return {{ refused: x.message }}; }} }}"
+        );
+        let out = returned(&run(
+            &code,
+            limits(open()),
+            &json!({"url": up.url("/echo")}),
+        ));
+        assert!(
+            out["refused"].as_str().unwrap_or_default().contains(says),
+            "{call}: {out}"
+        );
+    }
+    // `fetch` is fixed: a function cannot replace it for the next invocation.
+    let code = "async function onTrack(e) { try { globalThis.fetch = null; } catch (_) {} \
+                return { kind: typeof fetch, host: typeof __sluice_fetch }; }";
+    let out = returned(&run(code, limits(open()), &json!({})));
+    assert_eq!(out, json!({"kind": "function", "host": "undefined"}));
+}
+
+/// In delivery: a function that waits 1.5 s on an enrichment service (past the function
+/// host's watchdog of 200 ms per event plus a second) is not killed, and what it read
+/// reaches the destination.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_insert_function_enriches_events_from_a_slow_service_in_delivery() {
+    let up = Upstream::start();
+    let code = format!(
+        "async function onTrack(event) {{ const r = await fetch('{}'); \
+         event.properties.tier = (await r.json()).tier; return event; }}",
+        up.url("/slow?ms=1500")
+    );
+    let catalog = format!(
+        "[[sources]]\nid = \"web\"\nwrite_keys = [{{ key = \"web-key\" }}]\n\
+         [[destinations]]\nid = \"disk\"\ntype = \"file\"\nsources = [\"web\"]\n\
+         settings = {{ path = \"events.ndjson\" }}\n\
+         [destinations.function]\nid = \"fn_enrich\"\nversion = 1\ncode = '''{code}'''\nsettings = {{}}\n"
+    );
+    let server = TestServer::start_with(&catalog, |c| {
+        c.delivery.allow_private_destinations = true;
+    });
+    let path = server.config.delivery.file_dir.join("events.ndjson");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut sent = 0;
+    loop {
+        sent += 1;
+        let r = client()
+            .post(server.url("/v1/track"))
+            .header("authorization", basic("web-key"))
+            .json(
+                &json!({"userId": "u", "event": "Viewed", "messageId": format!("m-{sent}"),
+                          "properties": {}}),
+            )
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), 200);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let written: Vec<Value> = std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        if let Some(first) = written.first() {
+            assert_eq!(first["properties"]["tier"], "gold", "{first}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no enriched event arrived");
+    }
+    let dir = sluice::delivery::dead_letter_dir(&server.config.log.dir);
+    let dead = sluice::delivery::dead_letter::read(&dir, "disk").expect("dead letters");
+    assert!(dead.entries.is_empty(), "an event went to the dead letters");
+}
