@@ -418,3 +418,37 @@ async fn an_insert_function_enriches_events_from_a_slow_service_in_delivery() {
     let dead = sluice::delivery::dead_letter::read(&dir, "disk").expect("dead letters");
     assert!(dead.entries.is_empty(), "an event went to the dead letters");
 }
+
+/// The watchdog's extra time is what the calls took, not what they might have: a
+/// function that makes a quick call and then hangs where the engine cannot stop it is
+/// killed within the watchdog's usual 1.2 s, not that plus the 5 s a call may take.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quick_call_does_not_buy_a_hanging_function_more_time() {
+    use sluice::functions::Failure;
+    use sluice::functions::host::{Host, Loaded};
+    let up = Upstream::start();
+    let mut host = Host::new(env!("CARGO_BIN_EXE_sluice").into(), true);
+    let function = Loaded {
+        id: "fn_hang".into(),
+        version: 1,
+        code: "async function onTrack(e) { await fetch(e.url); \
+               for (;;) new Promise(() => { for (;;) {} }); }"
+            .into(),
+        settings: json!({}),
+    };
+    let event = json!({"type": "track", "url": up.url("/echo")}).to_string();
+    let began = Instant::now();
+    let ran = host
+        .run(&function, &[(Handler::Track, event.as_str())])
+        .await
+        .expect("runs");
+    let took = began.elapsed();
+    host.stop().await;
+    assert!(
+        matches!(ran[0].outcome, Outcome::Failed(Failure::Timeout, _)),
+        "{:?}",
+        ran[0].outcome
+    );
+    assert_eq!(up.hits.load(Ordering::SeqCst), 1, "the call was made");
+    assert!(took < Duration::from_secs(4), "killed after {took:?}");
+}

@@ -57,9 +57,17 @@ struct Call {
     body: Option<String>,
 }
 
-/// Told how long the function may wait on the network, before each call (a watchdog
-/// outside the process extends its deadline by as much).
-pub type WaitHook = Arc<dyn Fn(Duration) + Send + Sync>;
+/// A call's wait on the network, as a watchdog outside the process is told of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// A call starts that may take this long: wait as much more.
+    Starts(Duration),
+    /// It ended with this much of that time unused: take it back.
+    Ends(Duration),
+}
+
+/// Told of each call's wait (so a watchdog's extra time is what the calls really took).
+pub type WaitHook = Arc<dyn Fn(Wait) + Send + Sync>;
 
 /// Makes one function's calls: its client is built on the first.
 pub(super) struct Fetcher {
@@ -122,17 +130,23 @@ impl Fetcher {
             ));
         }
         let within = self.take_call()?;
+        self.tell(Wait::Starts(within));
+        let began = Instant::now();
+        let answer = self.send(call, url, within);
+        let took = began.elapsed();
+        if let Ok(mut used) = self.used.lock() {
+            used.1 += took;
+        }
+        self.tell(Wait::Ends(within.saturating_sub(took)));
+        answer
+    }
+
+    fn tell(&self, wait: Wait) {
         if let Ok(hook) = self.on_wait.lock()
             && let Some(hook) = hook.as_ref()
         {
-            hook(within);
+            hook(wait);
         }
-        let began = Instant::now();
-        let answer = self.send(call, url, within);
-        if let Ok(mut used) = self.used.lock() {
-            used.1 += began.elapsed();
-        }
-        answer
     }
 
     /// Counts a call; the time it may take (what is left of the budget).

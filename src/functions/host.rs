@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
+use super::fetch::Wait;
 use super::{Failure, Handler, Invocation, Limits, LoadError, Outcome, Sandbox};
 
 /// The longest line passed through the pipes, in bytes.
@@ -61,6 +62,11 @@ enum HostReply {
     Waiting {
         /// The time, in milliseconds.
         millis: u64,
+    },
+    /// The `fetch` ended with this much of its time unused: the watchdog takes it back.
+    Waited {
+        /// The time, in milliseconds.
+        unused_millis: u64,
     },
 }
 
@@ -179,10 +185,15 @@ pub fn serve_stdio() -> anyhow::Result<()> {
                 limits.fetch.allow_private = allow_private;
                 match Sandbox::load(&code, &settings, limits) {
                     Ok(sandbox) => {
-                        sandbox.on_fetch(std::sync::Arc::new(|within: Duration| {
-                            let millis = u64::try_from(within.as_millis()).unwrap_or(u64::MAX);
+                        sandbox.on_fetch(std::sync::Arc::new(|wait: Wait| {
+                            let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
                             // A parent that cannot be told kills this process in time.
-                            let _ = answer(&HostReply::Waiting { millis });
+                            let _ = answer(&match wait {
+                                Wait::Starts(within) => HostReply::Waiting { millis: ms(within) },
+                                Wait::Ends(unused) => HostReply::Waited {
+                                    unused_millis: ms(unused),
+                                },
+                            });
                         }));
                         loaded = Some(sandbox);
                         HostReply::Loaded
@@ -527,6 +538,9 @@ async fn talk(
         }
         match serde_json::from_slice(&answer) {
             Ok(HostReply::Waiting { millis }) => deadline += Duration::from_millis(millis),
+            Ok(HostReply::Waited { unused_millis }) => {
+                deadline -= Duration::from_millis(unused_millis);
+            }
             Ok(reply) => return Ok(reply),
             Err(e) => return Err(Talk::Failed(HostError::Garbled(e.to_string()))),
         }

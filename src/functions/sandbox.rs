@@ -242,8 +242,9 @@ impl Sandbox {
         )
     }
 
-    /// Calls `hook` with the time a `fetch` may take, before it starts (a watchdog
-    /// outside the process extends its deadline by as much).
+    /// Tells `hook` the time each `fetch` may take, before it starts, and what it left
+    /// unused, after (a watchdog outside the process extends its deadline by the time
+    /// the calls took).
     pub fn on_fetch(&self, hook: WaitHook) {
         self.fetcher.on_wait(hook);
     }
