@@ -51,10 +51,7 @@ impl std::fmt::Debug for Secret {
 /// Prefix of the environment variables that override config keys.
 pub const ENV_PREFIX: &str = "SLUICE__";
 
-/// Room a stored record needs beyond `limits.max_message_bytes`: Sluice's stamps, the
-/// source id and a tracking-plan block annotation. Records are refused past the log's
-/// limit anyway (`event::normalize::write`); this keeps the limit out of reach.
-pub const RECORD_HEADROOM: usize = 64 << 10;
+use crate::record::{MAX_RECORD, RECORD_HEADROOM};
 
 /// The whole configuration of one Sluice process.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -703,7 +700,7 @@ impl Config {
         // A stored record is the message plus what Sluice adds (stamps, the source id,
         // a tracking-plan block annotation); the log cannot store a record past its
         // limit, and would take it for a torn tail at the next start.
-        if l.max_message_bytes + RECORD_HEADROOM > crate::log::segment::MAX_RECORD as usize {
+        if l.max_message_bytes + RECORD_HEADROOM > MAX_RECORD as usize {
             return Err(Error::Invalid(
                 "limits.max_message_bytes must be at most 16 MiB minus 64 KiB (the event log's record limit)",
             ));
@@ -842,7 +839,7 @@ mod tests {
                 64 << 20
             )
         };
-        let too_big = crate::log::segment::MAX_RECORD as usize;
+        let too_big = MAX_RECORD as usize;
         assert!(Config::from_toml(&limits(too_big), Vec::new()).is_err());
         let largest = too_big - RECORD_HEADROOM;
         assert!(Config::from_toml(&limits(largest), Vec::new()).is_ok());

@@ -96,18 +96,6 @@ struct Running {
     task: JoinHandle<()>,
 }
 
-/// An accepted event as the event log stores it (local segment record or JetStream
-/// message payload).
-#[derive(serde::Deserialize)]
-pub(crate) struct Record {
-    #[serde(rename = "sourceId")]
-    pub(crate) source_id: String,
-    /// Present when a tracking plan blocked the event: it is never delivered.
-    #[serde(default)]
-    pub(crate) blocked: Option<Box<serde_json::value::RawValue>>,
-    pub(crate) event: Box<serde_json::value::RawValue>,
-}
-
 /// The running destination workers of a supervisor (local log or JetStream), by id.
 #[derive(Default)]
 pub(crate) struct Workers(HashMap<String, Running>);

@@ -15,7 +15,7 @@ use simd_json::borrowed::{Object, Value};
 
 use crate::config::Limits;
 
-pub use encode::write_object;
+pub use encode::{write_object, write_str};
 pub use normalize::{
     Enrichment, ItemRejection, Prepared, STAMP_ALLOWANCE, format_time, normalize, prepare, write,
     write_forwarded,

@@ -30,6 +30,7 @@ pub mod functions;
 pub mod gateway;
 pub mod log;
 pub mod protocols;
+pub mod record;
 pub mod telemetry;
 pub mod tls;
 pub mod usage;

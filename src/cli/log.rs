@@ -68,10 +68,10 @@ fn blocked(config: &Config, source: Option<&str>, lines: usize) -> anyhow::Resul
     let mut found = std::collections::VecDeque::new();
     for item in sluice::log::Reader::open(&config.log.dir, 0)? {
         let (offset, payload) = item?;
-        let Ok(record) = serde_json::from_slice::<serde_json::Value>(&payload) else {
+        let Ok(record) = sluice::record::Stored::read(&payload) else {
             continue;
         };
-        if record.get("blocked").is_none() || source.is_some_and(|s| record["sourceId"] != s) {
+        if !record.is_blocked() || source.is_some_and(|s| record.source_id != s) {
             continue;
         }
         found.push_back(serde_json::json!({"offset": offset, "record": record}));

@@ -1,29 +1,24 @@
 //! Which events a destination takes: enabled, connected to the event's source, allowed
 //! by the event's `integrations` object, and through the destination's filters.
 
-use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::Outgoing;
 use crate::catalog::Destination;
+pub use crate::record::Head;
+use crate::record::Stored;
 
-/// The parts of a stored event that routing looks at.
-#[derive(Debug, Default, Deserialize)]
-pub struct Head {
-    /// Call type.
-    #[serde(rename = "type", default)]
-    pub kind: String,
-    /// Track event name.
-    #[serde(default)]
-    pub event: Option<String>,
-    /// Destination switches.
-    #[serde(default)]
-    pub integrations: Option<Map<String, Value>>,
-    /// When Sluice received it (RFC 3339).
-    #[serde(rename = "receivedAt", default)]
-    pub received_at: Option<String>,
-    /// Its `messageId`.
-    #[serde(rename = "messageId", default)]
-    pub message_id: Option<String>,
+/// The outgoing event of a stored record (at `offset`), if `destination` takes it: not
+/// blocked by a tracking plan, and [`wants`] it. A record that cannot be read is skipped.
+pub fn pick(destination: &Destination, offset: u64, payload: &[u8]) -> Option<Outgoing> {
+    let record = Stored::read(payload).ok().filter(|r| !r.is_blocked())?;
+    let head = record.head();
+    wants(destination, &record.source_id, &head).then(|| Outgoing {
+        offset,
+        received_at: head.received(),
+        source_id: record.source_id,
+        event: record.event,
+    })
 }
 
 /// Whether `destination` takes this event of `source_id`.

@@ -24,10 +24,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::dead_letter::{self, Entry};
-use super::route::{self, Head};
+use super::route;
 use super::sink::{self, Network, Outgoing, SendError, Sink};
 use super::transform::{Applied, Transform};
-use super::{Record, Workers, backoff, count_failed, limiter_for, metrics_for, record_delivered};
+use super::{Workers, backoff, count_failed, limiter_for, metrics_for, record_delivered};
 use crate::catalog::{self, Destination, FunctionDoc};
 use crate::config;
 use crate::disk::Faults;
@@ -302,22 +302,7 @@ impl Worker {
                 i.stream_sequence,
             )
         });
-        let outgoing = serde_json::from_slice::<Record>(&message.payload)
-            .ok()
-            .filter(|r| r.blocked.is_none())
-            .and_then(|r| {
-                let head: Head = serde_json::from_str(r.event.get()).unwrap_or_default();
-                route::wants(destination, &r.source_id, &head).then(|| Outgoing {
-                    offset,
-                    received_at: head
-                        .received_at
-                        .as_deref()
-                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                        .map(|t| t.with_timezone(&chrono::Utc)),
-                    source_id: r.source_id,
-                    event: r.event,
-                })
-            });
+        let outgoing = route::pick(destination, offset, &message.payload);
         Fetched {
             message,
             outgoing,

@@ -5,11 +5,11 @@
 
 use serde_json::value::RawValue;
 
-use super::route::Head;
 use super::sink::Outgoing;
 use crate::catalog::FunctionDoc;
 use crate::functions::host::{Host, HostError, Loaded};
 use crate::functions::{Failure, Handler, Outcome, errors};
+use crate::record::Head;
 use crate::telemetry;
 
 /// What the function made of one event.

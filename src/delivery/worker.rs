@@ -17,10 +17,10 @@ use tokio_util::sync::CancellationToken;
 use super::backlog::Backlog;
 use super::backoff::{self, Breaker, Circuit};
 use super::dead_letter::{self, Entry};
-use super::route::{self, Head};
+use super::route;
 use super::sink::{Outgoing, SendError, Sink};
 use super::transform::{Applied, Transform};
-use super::{Record, cursor, metrics_for};
+use super::{cursor, metrics_for};
 use crate::catalog::{self, Destination, FunctionDoc};
 use crate::disk::Faults;
 use crate::log::{Log, Reader};
@@ -163,7 +163,7 @@ impl Worker {
             let last = records.last().map_or(done_upto, |(o, _)| o + 1);
             let mut pending = Vec::new();
             for (offset, payload) in records {
-                if let Some(out) = pick(&destination, offset, &payload) {
+                if let Some(out) = route::pick(&destination, offset, &payload) {
                     pending.push(out);
                 }
             }
@@ -515,29 +515,6 @@ impl Worker {
             tracing::warn!(destination = %self.id, %error, "cannot save the delivery cursor");
         }
     }
-}
-
-/// Turns a stored record into an outgoing event if `destination` takes it.
-fn pick(destination: &Destination, offset: u64, payload: &[u8]) -> Option<Outgoing> {
-    let record: Record = serde_json::from_slice(payload).ok()?;
-    if record.blocked.is_some() {
-        return None;
-    }
-    let head: Head = serde_json::from_str(record.event.get()).unwrap_or_default();
-    if !route::wants(destination, &record.source_id, &head) {
-        return None;
-    }
-    let received_at = head
-        .received_at
-        .as_deref()
-        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-        .map(|t| t.with_timezone(&chrono::Utc));
-    Some(Outgoing {
-        offset,
-        source_id: record.source_id,
-        event: record.event,
-        received_at,
-    })
 }
 
 type Read = Result<Vec<(u64, Vec<u8>)>, crate::log::ReadError>;

@@ -16,9 +16,10 @@ use simd_json::StaticNode;
 use simd_json::borrowed::{Object, Value};
 use simd_json::prelude::*;
 
-use super::encode::{write_object, write_str};
+use super::encode::write_object;
 use super::{Defaults, Kind, take};
 use crate::config::Limits;
+use crate::record;
 
 /// Facts about the request that every message of it shares.
 #[derive(Debug, Clone)]
@@ -235,22 +236,15 @@ pub fn write(
     enrichment: &Enrichment<'_>,
     out: &mut Vec<u8>,
 ) -> Result<(), ItemRejection> {
-    let start = out.len();
-    out.extend_from_slice(b"{\"sourceId\":");
-    write_str(enrichment.source_id, out);
-    if let Some(blocked) = blocked {
-        out.extend_from_slice(b",\"blocked\":");
-        out.extend_from_slice(blocked);
-    }
-    out.extend_from_slice(b",\"event\":");
-    write_object(&prepared.message, out).map_err(|_| ItemRejection::DuplicateKey)?;
-    out.push(b'}');
+    let len = record::write(out, enrichment.source_id, blocked, |out| {
+        write_object(&prepared.message, out).map_err(|_| ItemRejection::DuplicateKey)
+    })?;
     let bound = enrichment.limits.max_message_bytes
         + STAMP_ALLOWANCE
         + enrichment.source_id.len()
         + blocked.map_or(0, <[u8]>::len);
     // The second bound is the log's own: a record past it could not be read back.
-    if out.len() - start > bound.min(crate::log::segment::MAX_RECORD as usize) {
+    if len > bound.min(record::MAX_RECORD as usize) {
         return Err(ItemRejection::TooLarge);
     }
     Ok(())
@@ -258,11 +252,11 @@ pub fn write(
 
 /// Appends a record for an event forwarded into another source (already JSON).
 pub fn write_forwarded(source_id: &str, event: &[u8], out: &mut Vec<u8>) {
-    out.extend_from_slice(b"{\"sourceId\":");
-    write_str(source_id, out);
-    out.extend_from_slice(b",\"event\":");
-    out.extend_from_slice(event);
-    out.push(b'}');
+    let written = record::write(out, source_id, None, |out| {
+        out.extend_from_slice(event);
+        Ok::<(), std::convert::Infallible>(())
+    });
+    debug_assert!(written.is_ok());
 }
 
 /// Replaces every occurrence of `key` with one `key: value`.

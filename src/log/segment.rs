@@ -17,8 +17,7 @@ use std::path::{Path, PathBuf};
 pub const MAGIC: &[u8; 8] = b"SLUICE1\n";
 /// Bytes before each record's payload.
 pub const RECORD_HEADER: u64 = 8;
-/// Largest payload a record may have (a sanity bound for reading torn lengths).
-pub const MAX_RECORD: u32 = 16 << 20;
+pub use crate::record::MAX_RECORD;
 const SUFFIX: &str = "seg";
 
 /// Path of the segment starting at `base` in `dir`.

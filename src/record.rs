@@ -1,0 +1,154 @@
+//! The stored record: the one format the event log keeps for an accepted event, in a
+//! local segment or as a JetStream message's payload,
+//! `{"sourceId": "…", "blocked": […]?, "event": {…}}`. `blocked` is there when a
+//! tracking plan blocked the event (its violations): such a record is kept for people
+//! and never delivered. The gateway writes records with [`write`]; delivery and the CLI
+//! read them with [`Stored::read`]. The size bounds of a record are here too.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+use crate::event::write_str;
+
+/// Largest record the log stores (a sanity bound for reading torn lengths back).
+pub const MAX_RECORD: u32 = 16 << 20;
+
+/// Room a record needs beyond `limits.max_message_bytes`: Sluice's stamps, the source
+/// id and a tracking-plan block annotation. A record past [`MAX_RECORD`] is refused
+/// when written; a configuration whose messages could reach it is refused at start.
+pub const RECORD_HEADROOM: usize = 64 << 10;
+
+/// Appends the record of an event of `source_id` to `out`, the event written by
+/// `event` (its JSON object, as stored), `blocked` its violations when a tracking plan
+/// blocked it. Returns the record's length. On error `out` may hold a partial record:
+/// the caller discards it.
+///
+/// # Errors
+/// What `event` fails with.
+pub fn write<E>(
+    out: &mut Vec<u8>,
+    source_id: &str,
+    blocked: Option<&[u8]>,
+    event: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+) -> Result<usize, E> {
+    let start = out.len();
+    out.extend_from_slice(b"{\"sourceId\":");
+    write_str(source_id, out);
+    if let Some(blocked) = blocked {
+        out.extend_from_slice(b",\"blocked\":");
+        out.extend_from_slice(blocked);
+    }
+    out.extend_from_slice(b",\"event\":");
+    event(out)?;
+    out.push(b'}');
+    Ok(out.len() - start)
+}
+
+/// A record read back: the event stays raw JSON, as stored.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Stored {
+    /// The source it was accepted for.
+    #[serde(rename = "sourceId")]
+    pub source_id: String,
+    /// The violations of a tracking plan that blocked it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked: Option<Box<RawValue>>,
+    /// The event, as stored.
+    pub event: Box<RawValue>,
+}
+
+impl Stored {
+    /// Reads a record.
+    ///
+    /// # Errors
+    /// The bytes are not a record (not JSON, or without `sourceId` or `event`).
+    pub fn read(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+
+    /// Whether a tracking plan blocked the event (it is never delivered).
+    #[must_use]
+    pub fn is_blocked(&self) -> bool {
+        self.blocked.is_some()
+    }
+
+    /// The fields of the event that routing looks at (all absent in an event that is
+    /// not an object).
+    #[must_use]
+    pub fn head(&self) -> Head {
+        serde_json::from_str(self.event.get()).unwrap_or_default()
+    }
+}
+
+/// The parts of a stored event that routing looks at.
+#[derive(Debug, Default, Deserialize)]
+pub struct Head {
+    /// Call type.
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    /// Track event name.
+    #[serde(default)]
+    pub event: Option<String>,
+    /// Destination switches.
+    #[serde(default)]
+    pub integrations: Option<Map<String, Value>>,
+    /// When Sluice received it (RFC 3339).
+    #[serde(rename = "receivedAt", default)]
+    pub received_at: Option<String>,
+    /// Its `messageId`.
+    #[serde(rename = "messageId", default)]
+    pub message_id: Option<String>,
+}
+
+impl Head {
+    /// When Sluice received it, if the event says so readably.
+    #[must_use]
+    pub fn received(&self) -> Option<DateTime<Utc>> {
+        self.received_at
+            .as_deref()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_written_record_reads_back() {
+        let mut out = b"prefix".to_vec();
+        let len = write(&mut out, "web\"1", Some(b"[\"v\"]"), |o| {
+            o.extend_from_slice(
+                br#"{"type":"track","event":"A","receivedAt":"2026-12-07T03:00:00.000Z"}"#,
+            );
+            Ok::<(), ()>(())
+        })
+        .expect("written");
+        assert_eq!(len, out.len() - 6);
+        let stored = Stored::read(&out[6..]).expect("a record");
+        assert_eq!(stored.source_id, "web\"1");
+        assert!(stored.is_blocked());
+        let head = stored.head();
+        assert_eq!(
+            (head.kind.as_str(), head.event.as_deref()),
+            ("track", Some("A"))
+        );
+        assert!(head.received().is_some());
+        let plain = write(&mut Vec::new(), "web", None, |o| {
+            o.extend_from_slice(b"{}");
+            Ok::<(), ()>(())
+        });
+        assert_eq!(plain, Ok(br#"{"sourceId":"web","event":{}}"#.len()));
+        assert!(Stored::read(b"{\"event\":{}}").is_err());
+        assert_eq!(
+            Stored::read(br#"{"sourceId":"s","event":7}"#)
+                .expect("a record")
+                .head()
+                .kind,
+            ""
+        );
+    }
+}
