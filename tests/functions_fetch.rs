@@ -18,7 +18,8 @@ use sluice::functions::{FetchLimits, Handler, Limits, Outcome, Sandbox};
 
 /// An HTTP/1.1 server on 127.0.0.1 that counts the requests it gets:
 /// `/echo` answers the request (method, a header, body) as JSON; `/big` 2 MiB;
-/// `/slow?ms=N` answers after N ms; `/redirect` sends to `/echo`.
+/// `/slow?ms=N` answers after N ms; `/redirect` sends to `/echo`, `/away` to `/echo`
+/// on another origin.
 struct Upstream {
     port: u16,
     hits: Arc<AtomicUsize>,
@@ -92,6 +93,13 @@ fn answer(stream: TcpStream, port: u16) {
             "200 OK",
             "Content-Type: application/json\r\n".to_owned(),
             r#"{"tier":"gold"}"#.to_owned(),
+        )
+    } else if target == "/away" {
+        // The same server under another name: another origin.
+        (
+            "302 Found",
+            format!("Location: http://localhost:{port}/echo\r\n"),
+            String::new(),
         )
     } else if target == "/redirect" {
         (
@@ -342,8 +350,27 @@ fn what_a_function_passes_to_fetch_is_checked() {
         ),
         ("fetch(e.url, { headers: [['a']] })", "name-value pairs"),
         ("fetch(e.url, 'GET')", "options must be an object"),
+        (
+            "fetch(e.url, { redirect: 'error' })",
+            "redirect must be follow or manual",
+        ),
         ("fetch(e.url, { method: 'G E T' })", "not an HTTP method"),
-        ("fetch(e.url, { headers: { 'bad name': 'v' } })", "fetch"),
+        (
+            "fetch(e.url, { headers: { 'bad name': 'v' } })",
+            "fetch: not a header name",
+        ),
+        (
+            "fetch(e.url, { headers: { 'x-a': 'v\\n' } })",
+            "fetch: not a header value",
+        ),
+        (
+            "fetch(e.url + '?' + 'a'.repeat(9000))",
+            "a URL may be at most 8192 bytes",
+        ),
+        (
+            "fetch(e.url, { headers: { 'x-a': 'v'.repeat(70000) } })",
+            "headers may hold at most 65536 bytes",
+        ),
     ] {
         let code = format!(
             "async function onTrack(e) {{ try {{ await {call}; return {{ sent: true }}; }} \
@@ -451,4 +478,195 @@ async fn a_quick_call_does_not_buy_a_hanging_function_more_time() {
     );
     assert_eq!(up.hits.load(Ordering::SeqCst), 1, "the call was made");
     assert!(took < Duration::from_secs(4), "killed after {took:?}");
+}
+
+#[test]
+fn headers_of_a_functions_own_never_follow_a_redirect_to_another_origin() {
+    let up = Upstream::start();
+    let code = "async function onTrack(e, settings) { \
+                const plain = await fetch(e.away); \
+                const keyed = await fetch(e.away, { headers: { 'X-Key': settings.apiKey } }); \
+                const same = await fetch(e.same, { headers: { 'X-Key': settings.apiKey } }); \
+                const manual = await fetch(e.same, { redirect: 'manual' }); \
+                return { plain: plain.status, keyed: keyed.status, location: keyed.headers.get('location'), \
+                         same: (await same.json()).key, manual: manual.status }; }";
+    let out = returned(&run(
+        code,
+        limits(open()),
+        &json!({"away": up.url("/away"), "same": up.url("/redirect")}),
+    ));
+    assert_eq!(out["plain"], 200, "{out}");
+    assert_eq!(out["keyed"], 302, "the key went to another origin: {out}");
+    assert_eq!(
+        out["location"],
+        format!("http://localhost:{}/echo", up.port)
+    );
+    assert_eq!(out["same"], "k-1", "{out}");
+    assert_eq!(out["manual"], 302, "{out}");
+}
+
+#[test]
+fn errors_never_show_the_url_and_refused_calls_count() {
+    // Nothing listens on port 9 of this machine: the call fails to connect.
+    let code = "async function onTrack(e) { try { await fetch(e.url); return {}; } \
+                catch (x) { return { said: x.message }; } }";
+    for (url, fetch) in [
+        ("http://user:s3cr3t@127.0.0.1:9/x?api_key=t0k3n", open()),
+        (
+            "http://user:s3cr3t@127.0.0.1:9/x?api_key=t0k3n",
+            FetchLimits::default(),
+        ),
+        (
+            "http://user:s3cr3t@[::1/x?api_key=t0k3n",
+            FetchLimits::default(),
+        ),
+    ] {
+        let out = returned(&run(code, limits(fetch), &json!({ "url": url })));
+        let said = out["said"].as_str().unwrap_or_default();
+        assert!(said.starts_with("fetch"), "{said}");
+        assert!(
+            !said.contains("s3cr3t") && !said.contains("t0k3n"),
+            "{said}"
+        );
+    }
+    // Refused calls are calls: the eleventh is over the limit of ten.
+    let code = "async function onTrack(e) { let last = ''; for (let i = 0; i < 11; i++) { \
+                try { await fetch('http://127.0.0.1/'); } catch (x) { last = x.message; } } \
+                return { last }; }";
+    let out = returned(&run(code, limits(FetchLimits::default()), &json!({})));
+    assert_eq!(
+        out["last"], "fetch: at most 10 calls per invocation",
+        "{out}"
+    );
+}
+
+#[test]
+fn code_cannot_fetch_while_it_loads() {
+    let up = Upstream::start();
+    let code = format!(
+        "let said = ''; fetch('{}').catch((e) => {{ said = e.message; }}); \
+         async function onTrack() {{ return {{ said }}; }}",
+        up.url("/echo")
+    );
+    let out = returned(&run(&code, limits(open()), &json!({})));
+    assert!(
+        out["said"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("while the function loads"),
+        "{out}"
+    );
+    assert_eq!(up.hits.load(Ordering::SeqCst), 0);
+}
+
+/// A name (not `localhost`, which the URL's text gives away) that resolves to a
+/// loopback or private address, as every machine's own name does (`/etc/hosts`).
+#[test]
+fn a_name_that_resolves_to_a_private_address_is_refused() {
+    use std::net::ToSocketAddrs;
+    let up = Upstream::start();
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .expect("this machine's name")
+        .trim()
+        .to_owned();
+    let addrs: Vec<_> = (name.as_str(), up.port)
+        .to_socket_addrs()
+        .expect("this machine's name resolves")
+        .collect();
+    assert!(
+        addrs
+            .iter()
+            .all(|a| sluice::catalog::reach::is_private(a.ip())),
+        "{name} resolves to a public address here: {addrs:?}"
+    );
+    let url = format!("http://{name}:{}/echo", up.port);
+    let out = returned(&run(
+        TRY,
+        limits(FetchLimits::default()),
+        &json!({ "url": url }),
+    ));
+    let refused = out["refused"].as_str().unwrap_or_default();
+    assert!(
+        refused.contains("every address of this host is private"),
+        "{out}"
+    );
+    assert_eq!(up.hits.load(Ordering::SeqCst), 0);
+    // Allowed, the same name reaches the server: the refusal was the guard's.
+    let out = returned(&run(TRY, limits(open()), &json!({ "url": url })));
+    assert_eq!(out["reached"], 200, "{out}");
+}
+
+/// A host process that asks its watchdog for more time than any call may take is cut
+/// off at once, not waited on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_that_asks_to_wait_without_bound_is_stopped() {
+    use sluice::functions::Failure;
+    use sluice::functions::host::{Host, Loaded};
+    let dir = tempfile::tempdir().expect("dir");
+    let program = dir.path().join("greedy-host");
+    std::fs::write(
+        &program,
+        "#!/bin/sh\nread load\necho '{\"status\":\"loaded\"}'\nread run\n\
+         echo '{\"status\":\"waiting\",\"millis\":18446744073709551615}'\n\
+         echo '{\"status\":\"waiting\",\"millis\":5000}'\nsleep 30\n",
+    )
+    .expect("write");
+    let mut permissions = std::fs::metadata(&program).expect("meta").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+    std::fs::set_permissions(&program, permissions).expect("chmod");
+    let mut host = Host::new(program, false);
+    let function = Loaded {
+        id: "fn_greedy".into(),
+        version: 1,
+        code: "async function onTrack(e) { return e; }".into(),
+        settings: json!({}),
+    };
+    let began = Instant::now();
+    let ran = host
+        .run(&function, &[(Handler::Track, r#"{"type":"track"}"#)])
+        .await
+        .expect("runs");
+    host.stop().await;
+    assert!(
+        matches!(ran[0].outcome, Outcome::Failed(Failure::Error, _)),
+        "{:?}",
+        ran[0].outcome
+    );
+    assert!(
+        began.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        began.elapsed()
+    );
+}
+
+/// A run abandoned half-way (its caller went away) leaves the child's answer in the
+/// pipe: the next run must not take it for its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_run_does_not_answer_the_next() {
+    use sluice::functions::host::{Host, Loaded};
+    let up = Upstream::start();
+    let mut host = Host::new(env!("CARGO_BIN_EXE_sluice").into(), true);
+    let function = Loaded {
+        id: "fn_echo".into(),
+        version: 1,
+        code: "async function onTrack(e) { if (e.url) await fetch(e.url); return { id: e.messageId }; }"
+            .into(),
+        settings: json!({}),
+    };
+    let slow =
+        json!({"type": "track", "messageId": "first", "url": up.url("/slow?ms=800")}).to_string();
+    let abandoned = tokio::time::timeout(
+        Duration::from_millis(300),
+        host.run(&function, &[(Handler::Track, slow.as_str())]),
+    )
+    .await;
+    assert!(abandoned.is_err(), "the first run was to be cut short");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let next = json!({"type": "track", "messageId": "second"}).to_string();
+    let ran = host
+        .run(&function, &[(Handler::Track, next.as_str())])
+        .await
+        .expect("runs");
+    host.stop().await;
+    assert_eq!(returned(&ran[0].outcome)["id"], "second");
 }

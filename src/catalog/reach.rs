@@ -20,6 +20,10 @@ pub fn is_private(ip: IpAddr) -> bool {
                 || v4.is_documentation()
                 || (a == 100 && (64..128).contains(&b)) // CGNAT 100.64/10
                 || a == 0
+                || (a == 192 && b == 0 && v4.octets()[2] == 0) // IETF 192.0.0/24 (a cloud's metadata address among them)
+                || (a == 192 && b == 88 && v4.octets()[2] == 99) // 6to4 relays 192.88.99/24
+                || (a == 198 && (b == 18 || b == 19)) // benchmarking 198.18/15
+                || a >= 240 // reserved 240/4
         }
         IpAddr::V6(v6) => {
             if let Some(v4) = embedded_ipv4(v6) {
@@ -41,9 +45,9 @@ pub fn is_private(ip: IpAddr) -> bool {
     }
 }
 
-/// The IPv4 address an IPv6 address carries: IPv4-mapped `::ffff:a.b.c.d`, the
-/// deprecated IPv4-compatible `::a.b.c.d`, and NAT64 `64:ff9b::a.b.c.d` (and the local-use
-/// NAT64 prefix `64:ff9b:1::/48`).
+/// The IPv4 address an IPv6 address carries: IPv4-mapped `::ffff:a.b.c.d`, SIIT's
+/// IPv4-translated `::ffff:0:a.b.c.d`, the deprecated IPv4-compatible `::a.b.c.d`, and
+/// NAT64 `64:ff9b::a.b.c.d` (and the local-use NAT64 prefix `64:ff9b:1::/48`).
 fn embedded_ipv4(v6: std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
     if let Some(v4) = v6.to_ipv4_mapped() {
         return Some(v4);
@@ -54,8 +58,9 @@ fn embedded_ipv4(v6: std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
         std::net::Ipv4Addr::new(a, b, c, d)
     };
     let compatible = s[..6].iter().all(|&x| x == 0) && (s[6] != 0 || s[7] > 1);
+    let translated = s[..4].iter().all(|&x| x == 0) && s[4] == 0xffff && s[5] == 0;
     let nat64 = s[0] == 0x64 && s[1] == 0xff9b && (s[2..6].iter().all(|&x| x == 0) || s[2] == 1);
-    (compatible || nat64).then(tail)
+    (compatible || translated || nat64).then(tail)
 }
 
 /// A resolver that drops private addresses (so DNS answers that change between the
@@ -121,4 +126,19 @@ fn refusal_of(url: &str, schemes: &[&str]) -> Option<String> {
         ));
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A name whose addresses are all private resolves to nothing (this machine's
+    /// `localhost` among them), whatever a URL's text said.
+    #[tokio::test]
+    async fn the_resolver_hands_out_no_private_address() {
+        let name: Name = "localhost".parse().expect("a name");
+        let resolved = PublicOnly.resolve(name).await;
+        let refused = resolved.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(refused.contains("private"), "{refused}");
+    }
 }

@@ -11,6 +11,7 @@
 //! addresses being filtered by the client's resolver like a webhook's.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -20,13 +21,17 @@ use crate::catalog::reach::{PublicOnly, refusal_by_text};
 
 /// Redirects followed at most.
 const MAX_REDIRECTS: usize = 5;
+/// Longest URL a call may name, in bytes.
+const MAX_URL: usize = 8 << 10;
+/// Most bytes a call's header names and values may hold together.
+const MAX_HEADERS: usize = 64 << 10;
 
 /// What `fetch` may do in one invocation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FetchLimits {
     /// Time all the invocation's calls may take together.
     pub time: Duration,
-    /// Calls one invocation may make.
+    /// Calls one invocation may make (refused ones count too).
     pub calls: u32,
     /// Size of a request's or a response's body, in bytes.
     pub bytes: usize,
@@ -55,6 +60,21 @@ struct Call {
     headers: Vec<(String, String)>,
     #[serde(default)]
     body: Option<String>,
+    /// `manual`: a redirect is answered as it is, not followed.
+    #[serde(default)]
+    redirect: Option<String>,
+}
+
+/// How a call treats redirects: each is a client of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Redirects {
+    /// Followed (through the guard).
+    Follow,
+    /// Followed within the origin asked; one to another origin is answered as it is (a
+    /// call with headers of its own, which may be secrets, never sends them elsewhere).
+    SameOrigin,
+    /// Never followed.
+    Manual,
 }
 
 /// A call's wait on the network, as a watchdog outside the process is told of it.
@@ -69,12 +89,17 @@ pub enum Wait {
 /// Told of each call's wait (so a watchdog's extra time is what the calls really took).
 pub type WaitHook = Arc<dyn Fn(Wait) + Send + Sync>;
 
-/// Makes one function's calls: its client is built on the first.
+type Client = Result<reqwest::Client, String>;
+
+/// Makes one function's calls: its runtime and clients are built on first use.
 pub(super) struct Fetcher {
     limits: FetchLimits,
-    client: OnceLock<Result<(tokio::runtime::Runtime, reqwest::Client), String>>,
+    runtime: OnceLock<Result<tokio::runtime::Runtime, String>>,
+    clients: [OnceLock<Client>; 3],
     /// Calls made and time spent in the invocation under way.
     used: Mutex<(u32, Duration)>,
+    /// The code is loading: no call may be made (a watchdog outside would not know).
+    loading: AtomicBool,
     on_wait: Mutex<Option<WaitHook>>,
 }
 
@@ -82,8 +107,10 @@ impl Fetcher {
     pub(super) fn new(limits: FetchLimits) -> Self {
         Self {
             limits,
-            client: OnceLock::new(),
+            runtime: OnceLock::new(),
+            clients: [OnceLock::new(), OnceLock::new(), OnceLock::new()],
             used: Mutex::new((0, Duration::ZERO)),
+            loading: AtomicBool::new(false),
             on_wait: Mutex::new(None),
         }
     }
@@ -95,19 +122,58 @@ impl Fetcher {
         }
     }
 
+    /// While the code loads, calls are refused.
+    pub(super) fn loading(&self, loading: bool) {
+        self.loading.store(loading, Ordering::Relaxed);
+    }
+
     pub(super) fn on_wait(&self, hook: WaitHook) {
         if let Ok(mut slot) = self.on_wait.lock() {
             *slot = Some(hook);
         }
     }
 
-    /// Makes the call `request` describes (JSON from the prelude) and answers JSON
-    /// `{status, statusText, url, redirected, headers, body}`, or why it failed.
-    pub(super) fn fetch(&self, request: &str) -> Result<String, String> {
+    /// Makes the call `request` describes (JSON from the prelude): the answer as JSON
+    /// `{status, statusText, url, redirected, headers, body}`, or why it failed, and
+    /// the time spent waiting on the network.
+    pub(super) fn fetch(&self, request: &str) -> (Result<String, String>, Duration) {
+        let checked = self.take_call().and_then(|within| {
+            let (call, url) = self.check(request)?;
+            Ok((within, call, url))
+        });
+        let (within, call, url) = match checked {
+            Ok(checked) => checked,
+            Err(why) => return (Err(why), Duration::ZERO),
+        };
+        self.tell(Wait::Starts(within));
+        let began = Instant::now();
+        let answer = self.send(call, url, within);
+        let took = began.elapsed();
+        if let Ok(mut used) = self.used.lock() {
+            used.1 += took;
+        }
+        self.tell(Wait::Ends(within.saturating_sub(took)));
+        (answer, took)
+    }
+
+    /// The call, read and checked: sizes, scheme, the address guard. Messages never
+    /// repeat the URL (it may carry credentials).
+    fn check(&self, request: &str) -> Result<(Call, reqwest::Url), String> {
+        if request.len() > self.limits.bytes + MAX_URL + MAX_HEADERS + (4 << 10) {
+            return Err("fetch: the request is too large".into());
+        }
         let call: Call =
-            serde_json::from_str(request).map_err(|e| format!("fetch: a bad request ({e})"))?;
-        let url = reqwest::Url::parse(&call.url)
-            .map_err(|e| format!("fetch: {:?} is not a URL ({e})", call.url))?;
+            serde_json::from_str(request).map_err(|_| "fetch: a bad request".to_owned())?;
+        if call.url.len() > MAX_URL {
+            return Err(format!("fetch: a URL may be at most {MAX_URL} bytes"));
+        }
+        let header_bytes: usize = call.headers.iter().map(|(n, v)| n.len() + v.len()).sum();
+        if header_bytes > MAX_HEADERS {
+            return Err(format!(
+                "fetch: headers may hold at most {MAX_HEADERS} bytes"
+            ));
+        }
+        let url = reqwest::Url::parse(&call.url).map_err(|e| format!("fetch: not a URL ({e})"))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(format!(
                 "fetch: only http and https URLs can be fetched, not {}:",
@@ -129,16 +195,7 @@ impl Fetcher {
                 self.limits.bytes
             ));
         }
-        let within = self.take_call()?;
-        self.tell(Wait::Starts(within));
-        let began = Instant::now();
-        let answer = self.send(call, url, within);
-        let took = began.elapsed();
-        if let Ok(mut used) = self.used.lock() {
-            used.1 += took;
-        }
-        self.tell(Wait::Ends(within.saturating_sub(took)));
-        answer
+        Ok((call, url))
     }
 
     fn tell(&self, wait: Wait) {
@@ -151,6 +208,11 @@ impl Fetcher {
 
     /// Counts a call; the time it may take (what is left of the budget).
     fn take_call(&self) -> Result<Duration, String> {
+        if self.loading.load(Ordering::Relaxed) {
+            return Err(
+                "fetch cannot be called while the function loads: call it in a handler".into(),
+            );
+        }
         let mut used = self
             .used
             .lock()
@@ -161,6 +223,7 @@ impl Fetcher {
                 self.limits.calls
             ));
         }
+        used.0 += 1;
         let left = self.limits.time.saturating_sub(used.1);
         if left.is_zero() {
             return Err(format!(
@@ -168,14 +231,31 @@ impl Fetcher {
                 self.limits.time.as_millis()
             ));
         }
-        used.0 += 1;
         Ok(left)
     }
 
     fn send(&self, call: Call, url: reqwest::Url, within: Duration) -> Result<String, String> {
-        let (runtime, client) = self
-            .client
-            .get_or_init(|| self.build())
+        let runtime = self
+            .runtime
+            .get_or_init(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| format!("fetch: unavailable ({e})"))
+            })
+            .as_ref()
+            .map_err(Clone::clone)?;
+        let redirects = if call.redirect.as_deref() == Some("manual") {
+            Redirects::Manual
+        } else if call.headers.iter().any(|(name, _)| {
+            !name.eq_ignore_ascii_case("accept") && !name.eq_ignore_ascii_case("content-type")
+        }) {
+            Redirects::SameOrigin
+        } else {
+            Redirects::Follow
+        };
+        let client = self.clients[redirects as usize]
+            .get_or_init(|| self.client(redirects))
             .as_ref()
             .map_err(Clone::clone)?;
         let method = reqwest::Method::from_bytes(
@@ -189,14 +269,18 @@ impl Fetcher {
         let asked = url.to_string();
         let mut request = client.request(method, url).timeout(within);
         for (name, value) in &call.headers {
-            request = request.header(name.as_str(), value.as_str());
+            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| "fetch: not a header name".to_owned())?;
+            let value = reqwest::header::HeaderValue::from_str(value)
+                .map_err(|_| "fetch: not a header value".to_owned())?;
+            request = request.header(name, value);
         }
         if let Some(body) = call.body {
             request = request.body(body);
         }
         let bytes = self.limits.bytes;
         let exchange = async move {
-            let mut response = request.send().await.map_err(|e| failure(&e))?;
+            let mut response = request.send().await.map_err(failure)?;
             let status = response.status();
             let url = response.url().to_string();
             let mut headers: BTreeMap<String, String> = BTreeMap::new();
@@ -211,7 +295,7 @@ impl Fetcher {
                     .or_insert_with(|| value.into_owned());
             }
             let mut body = Vec::new();
-            while let Some(chunk) = response.chunk().await.map_err(|e| failure(&e))? {
+            while let Some(chunk) = response.chunk().await.map_err(failure)? {
                 if body.len() + chunk.len() > bytes {
                     return Err(format!("fetch: the response is larger than {bytes} bytes"));
                 }
@@ -235,34 +319,40 @@ impl Fetcher {
         })
     }
 
-    fn build(&self) -> Result<(tokio::runtime::Runtime, reqwest::Client), String> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| format!("fetch: unavailable ({e})"))?;
+    fn client(&self, redirects: Redirects) -> Client {
         crate::tls::install_crypto_provider();
         let allow_private = self.limits.allow_private;
-        let redirects = reqwest::redirect::Policy::custom(move |attempt| {
-            match redirect_refusal(
-                attempt.url().as_str(),
-                attempt.previous().len(),
-                allow_private,
-            ) {
-                Some(why) => attempt.error(why),
-                None => attempt.follow(),
+        let policy = match redirects {
+            Redirects::Manual => reqwest::redirect::Policy::none(),
+            Redirects::Follow | Redirects::SameOrigin => {
+                reqwest::redirect::Policy::custom(move |attempt| {
+                    let first = attempt.previous().first().map(reqwest::Url::origin);
+                    if redirects == Redirects::SameOrigin
+                        && first.is_some_and(|o| o != attempt.url().origin())
+                    {
+                        return attempt.stop();
+                    }
+                    match redirect_refusal(
+                        attempt.url().as_str(),
+                        attempt.previous().len(),
+                        allow_private,
+                    ) {
+                        Some(why) => attempt.error(why),
+                        None => attempt.follow(),
+                    }
+                })
             }
-        });
+        };
         let mut builder = reqwest::Client::builder()
-            .redirect(redirects)
+            .redirect(policy)
             .no_proxy()
             .user_agent(concat!("sluice-functions/", env!("CARGO_PKG_VERSION")));
         if !allow_private {
             builder = builder.dns_resolver(Arc::new(PublicOnly));
         }
-        let client = builder
+        builder
             .build()
-            .map_err(|e| format!("fetch: unavailable ({e})"))?;
-        Ok((runtime, client))
+            .map_err(|e| format!("fetch: unavailable ({e})"))
     }
 }
 
@@ -282,14 +372,16 @@ fn redirect_refusal(url: &str, hops: usize, allow_private: bool) -> Option<Strin
     refusal_by_text(url).map(|why| format!("a redirect refused: {why}"))
 }
 
-/// A failed call as the function sees it: timeouts and refusals named, the rest by
-/// the client's own words (the source chain, where the reason is).
-fn failure(e: &reqwest::Error) -> String {
+/// A failed call as the function sees it: timeouts named, the rest by the client's own
+/// words (the source chain, where the reason is), the URL left out (it may carry
+/// credentials).
+fn failure(e: reqwest::Error) -> String {
     if e.is_timeout() {
         return "fetch: timed out".into();
     }
+    let e = e.without_url();
     let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
+    let mut source = std::error::Error::source(&e);
     while let Some(inner) = source {
         text.push_str(": ");
         text.push_str(&inner.to_string());

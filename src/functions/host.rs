@@ -271,6 +271,10 @@ struct Process {
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
     loaded: Loaded,
+    /// A request was written and its answer not read yet. Still set when the next
+    /// exchange starts, the last one was abandoned (its caller went away): the child's
+    /// answers are out of step, and it is replaced.
+    in_flight: bool,
 }
 
 /// One destination's function host: a child process started on first use, restarted
@@ -357,10 +361,10 @@ impl Host {
                 .collect(),
         };
         let limit = Limits::default();
-        let per_event = limit.time.saturating_mul(2);
-        let within =
-            per_event.saturating_mul(u32::try_from(events.len()).unwrap_or(u32::MAX)) + SLACK;
-        match talk(process, &request, within).await {
+        let count = u32::try_from(events.len()).unwrap_or(u32::MAX);
+        let within = limit.time.saturating_mul(2).saturating_mul(count) + SLACK;
+        let waits = limit.fetch.time.saturating_mul(count);
+        match talk(process, &request, within, waits).await {
             Ok(HostReply::Ran { replies }) if replies.len() == events.len() => {
                 let mut out = Vec::with_capacity(replies.len());
                 for reply in replies {
@@ -392,7 +396,11 @@ impl Host {
 
     /// The child, started and loaded with `function`.
     async fn ready(&mut self, function: &Loaded) -> Result<&mut Process, HostError> {
-        if self.process.as_ref().is_some_and(|p| p.loaded != *function) {
+        if self
+            .process
+            .as_ref()
+            .is_some_and(|p| p.loaded != *function || p.in_flight)
+        {
             self.stop().await;
         }
         if let Some((failed, message)) = &self.unloadable {
@@ -423,13 +431,15 @@ impl Host {
                 stdin,
                 stdout: BufReader::new(stdout),
                 loaded: function.clone(),
+                in_flight: false,
             };
             let load = HostRequest::Load {
                 code: function.code.clone(),
                 settings: function.settings.clone(),
                 allow_private: self.allow_private,
             };
-            match talk(&mut process, &load, LOAD_WITHIN).await {
+            // Code may not fetch while it loads: no waiting is granted.
+            match talk(&mut process, &load, LOAD_WITHIN, Duration::ZERO).await {
                 Ok(HostReply::Loaded) => {}
                 Ok(HostReply::Unloadable { message }) => {
                     let _ = process.child.kill().await;
@@ -503,13 +513,22 @@ enum Talk {
 }
 
 /// Writes one request line and reads its answer line, within `within` and the time
-/// the `fetch` calls it announces (`Waiting` lines) may take.
+/// the `fetch` calls it announces take (`Waiting`, then `Waited` with what a call left
+/// unused, taken back), each call granted at most a call's budget and all of them, net,
+/// at most `waits`: a child that asks for more is out of bounds and answers nothing
+/// usable.
 async fn talk(
     process: &mut Process,
     request: &HostRequest,
     within: Duration,
+    waits: Duration,
 ) -> Result<HostReply, Talk> {
+    let garbled = |why: &str| Talk::Failed(HostError::Garbled(why.to_owned()));
+    let per_call = Limits::default().fetch.time;
     let mut deadline = tokio::time::Instant::now() + within;
+    let mut granted = Duration::ZERO;
+    let mut open = Duration::ZERO;
+    process.in_flight = true;
     let mut line =
         serde_json::to_vec(request).map_err(|e| Talk::Failed(HostError::Garbled(e.to_string())))?;
     line.push(b'\n');
@@ -537,11 +556,26 @@ async fn talk(
             Err(_) => return Err(Talk::TimedOut),
         }
         match serde_json::from_slice(&answer) {
-            Ok(HostReply::Waiting { millis }) => deadline += Duration::from_millis(millis),
-            Ok(HostReply::Waited { unused_millis }) => {
-                deadline -= Duration::from_millis(unused_millis);
+            Ok(HostReply::Waiting { millis }) => {
+                open = Duration::from_millis(millis).min(per_call);
+                granted += open;
+                deadline = match deadline.checked_add(open) {
+                    Some(later) if granted <= waits => later,
+                    _ => return Err(garbled("it asked to wait longer than its calls may")),
+                };
             }
-            Ok(reply) => return Ok(reply),
+            Ok(HostReply::Waited { unused_millis }) => {
+                let back = Duration::from_millis(unused_millis).min(open);
+                open = Duration::ZERO;
+                granted = granted.saturating_sub(back);
+                deadline = deadline
+                    .checked_sub(back)
+                    .ok_or_else(|| garbled("a wait out of bounds"))?;
+            }
+            Ok(reply) => {
+                process.in_flight = false;
+                return Ok(reply);
+            }
             Err(e) => return Err(Talk::Failed(HostError::Garbled(e.to_string()))),
         }
     }

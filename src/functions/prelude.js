@@ -102,7 +102,7 @@
     };
   };
 
-  // `fetch(url, {method, headers, body})`: the host makes the call (the address guard,
+  // `fetch(url, {method, headers, body, redirect})`: the host makes the call (the address guard,
   // time, call and size limits are its own) and the answer becomes a Response with
   // `ok`, `status`, `statusText`, `url`, `redirected`, `headers.get/has`, `text()` and
   // `json()`. A body is text (`JSON.stringify` an object first).
@@ -133,6 +133,11 @@
       headers: headerPairs(options.headers),
     };
     if (typeof body === "string") asked.body = body;
+    if (options.redirect !== undefined) {
+      const redirect = toText(options.redirect);
+      if (redirect !== "follow" && redirect !== "manual") throw new Failure("fetch: redirect must be follow or manual");
+      asked.redirect = redirect;
+    }
     const got = parse(hostFetch(stringify(asked)));
     const headers = bare();
     for (const k of keysOf(got.headers)) headers[k] = got.headers[k];

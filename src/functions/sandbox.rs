@@ -284,6 +284,7 @@ impl Sandbox {
         };
         sandbox.arm();
         sandbox.fetcher.begin();
+        sandbox.fetcher.loading(true);
         fetcher_of(&sandbox)?;
         let loaded = sandbox.context.with(|ctx| -> Result<(), String> {
             let thrown = |e: rquickjs::Error| match e {
@@ -300,6 +301,7 @@ impl Sandbox {
             while !sandbox.expired() && ctx.execute_pending_job() {}
             Ok(())
         });
+        sandbox.fetcher.loading(false);
         if sandbox.disarm() {
             return Err(LoadError::Code(format!(
                 "loading ran past the time limit ({} ms)",
@@ -487,15 +489,15 @@ impl Sandbox {
 }
 
 /// Gives the engine `__sluice_fetch(request JSON) -> answer JSON` (the prelude takes it
-/// off the global object and wraps it as `fetch`); its time stops the deadline's clock.
+/// off the global object and wraps it as `fetch`); its wait on the network stops the
+/// deadline's clock (its own work does not).
 fn fetcher_of(sandbox: &Sandbox) -> Result<(), LoadError> {
     let fetcher = Arc::clone(&sandbox.fetcher);
     let deadline = Arc::clone(&sandbox.deadline);
     sandbox.context.with(|ctx| {
         let call = move |ctx: Ctx<'_>, request: String| -> rquickjs::Result<String> {
-            let began = Instant::now();
-            let answer = fetcher.fetch(&request);
-            deadline.extend(began.elapsed());
+            let (answer, waited) = fetcher.fetch(&request);
+            deadline.extend(waited);
             answer.map_err(|message| Exception::throw_type(&ctx, &message))
         };
         let function =
