@@ -537,15 +537,57 @@ async fn lifecycle(db: databases::TestDb) {
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert!(body.to_string().contains("protected"), "{body}");
+    // A change to the instance is kept for review (202), applied on approval as the
+    // approver's call, and refused on approval when the instance changed meanwhile.
+    let change = |team: &'static str| Some(json!({"settings": {"team": team}}));
+    let (status, body) = api.call(&member, Method::PATCH, &ipath, change("x")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let request = body["data"]["resourceChangeRequest"]["id"]
+        .as_str()
+        .expect("a request")
+        .to_owned();
+    let (_, now) = api.get(&member, &ipath).await;
+    assert_ne!(
+        now["data"]["insertFunctionInstance"]["settings"]["team"],
+        "x"
+    );
+    let approve = |id: &str| format!("/api/v1/resource-change-requests/{id}/approve");
+    let (status, body) = api.post(&admin, &approve(&request), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, now) = api.get(&member, &ipath).await;
+    assert_eq!(
+        now["data"]["insertFunctionInstance"]["settings"]["team"], "x",
+        "{now}"
+    );
+    let (status, body) = api.call(&member, Method::PATCH, &ipath, change("y")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let stale = body["data"]["resourceChangeRequest"]["id"]
+        .as_str()
+        .expect("a request")
+        .to_owned();
+    let (status, body) = api.call(&admin, Method::PATCH, &ipath, change("z")).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "an admin changes it at once: {body}"
+    );
+    let (status, body) = api.post(&admin, &approve(&stale), json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (_, now) = api.get(&member, &ipath).await;
+    assert_eq!(
+        now["data"]["insertFunctionInstance"]["settings"]["team"],
+        "z"
+    );
+    // A body the handler would refuse is refused, not proposed.
     let (status, body) = api
         .call(
             &member,
             Method::PATCH,
             &ipath,
-            Some(json!({"settings": {"team": "x"}})),
+            Some(json!({"settings": {"nope": 1}})),
         )
         .await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
     let (status, body) = api.post(&admin, &format!("{path}/deploy"), json!({})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     // Deploying reaches every destination it runs on: one the caller may not edit is

@@ -288,6 +288,63 @@ async fn a_github_webhook_becomes_events_of_the_source() {
         assert!(Instant::now() < deadline, "the endpoint stayed up");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+
+    // On a protected source, a member's changes to its source function are kept for
+    // review (202) and made on approval as the approver's call; an owner's are made at
+    // once; what the caller may not do at all is refused, not proposed.
+    let (status, body) = api
+        .post(
+            &owner,
+            "/api/v1/sources/demo/labels",
+            json!({"labels": [{"key": "environment", "value": "prod"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = api
+        .call(
+            &owner,
+            Method::PUT,
+            "/api/v1/settings/protected-labels",
+            Some(json!({"labels": ["environment:prod"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = api
+        .call(&reader, Method::PUT, path, Some(put.clone()))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = api
+        .call(&member, Method::PUT, path, Some(put.clone()))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let request = body["data"]["resourceChangeRequest"]["id"]
+        .as_str()
+        .expect("a request")
+        .to_owned();
+    let (status, _) = api.get(&member, path).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "nothing is put before approval"
+    );
+    let (status, body) = api
+        .post(
+            &owner,
+            &format!("/api/v1/resource-change-requests/{request}/approve"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["data"]["result"]["secret"].is_string(), "{body}");
+    for (method, at) in [
+        (Method::POST, format!("{path}/secret")),
+        (Method::DELETE, path.to_owned()),
+    ] {
+        let (status, body) = api.call(&member, method, &at, Some(json!({}))).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{at}: {body}");
+    }
+    let (status, body) = api.call(&owner, Method::DELETE, path, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     audited(
         &api,
         &owner,

@@ -1,9 +1,10 @@
 //! `/insert-function-instances`: an insert function attached to a destination, with its
 //! settings' values (sensitive ones write-only, sealed at rest). Attaching, changing or
 //! removing one changes what the destination receives: it needs the "Create Functions"
-//! permission and the right to edit the destination, and, on a destination a protected
-//! source feeds, the right to change production at once. A destination the caller may
-//! not see answers exactly as a missing instance or destination.
+//! permission and the right to edit the destination; on a destination a protected source
+//! feeds, the change is made at once only by who may change production at once, and
+//! kept for review (`202`, [`super::protected`]) for the others. A destination the
+//! caller may not see answers exactly as a missing instance or destination.
 
 use std::sync::Arc;
 
@@ -266,14 +267,20 @@ pub(super) async fn guard_protected(
     Ok(())
 }
 
-/// The destination an instance change touches, as the caller may edit it; on a
-/// destination a protected source feeds, only for who may change production at once.
-async fn editable_destination(
+/// The destination an instance change touches, as the caller may edit it; if `protect`,
+/// on a destination a protected source feeds only for who may change production at
+/// once (false when production protection weighs the change: it proposes what may not
+/// be made at once).
+async fn editable(
     api: &Api,
     caller: &Caller,
     id: &str,
+    protect: bool,
 ) -> Result<DestinationRow, ApiError> {
     let row = super::destinations::visible(api, caller, id, Action::EditDestination).await?;
+    if !protect {
+        return Ok(row);
+    }
     let mut conn = api.store.read().await?;
     let labels = resource_changes::protected_labels(&mut conn, &caller.workspace.id).await?;
     let fed_by = super::destinations::feeding(&mut conn, &caller.workspace.id, &row).await?;
@@ -307,13 +314,25 @@ async fn function_of(api: &Api, caller: &Caller, id: &str) -> Result<FunctionRow
         .ok_or_else(|| ApiError::missing("function", id))
 }
 
+/// What a caller does with a function's instance or endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Access {
+    /// Reads it.
+    Read,
+    /// Changes it (on a protected destination, only if they may change production).
+    Change,
+    /// Changes it, as production protection weighs it before the call is made.
+    Weigh,
+}
+
 /// Loads an instance the caller may see (and, for a change, act on).
 async fn visible(
     api: &Api,
     caller: &Caller,
     id: &str,
-    change: bool,
+    access: Access,
 ) -> Result<(InstanceRow, FunctionRow), ApiError> {
+    let change = access != Access::Read;
     let missing = || ApiError::missing("insert function instance", id);
     if change {
         api.allow_workspace(caller, Action::CreateFunctions).await?;
@@ -336,7 +355,7 @@ async fn visible(
         });
     };
     if change {
-        editable_destination(api, caller, &row.destination_id)
+        editable(api, caller, &row.destination_id, access == Access::Change)
             .await
             .map_err(|e| match e {
                 ApiError::NotFound(_) => missing(),
@@ -347,6 +366,91 @@ async fn visible(
     }
     let function = function_of(api, caller, &row.function_id).await?;
     Ok((row, function))
+}
+
+/// The instance a create call makes, checked as the call is (`protect`: and on a
+/// protected destination only for who may change production at once), with its function.
+async fn created(
+    api: &Api,
+    caller: &Caller,
+    body: CreateInstance,
+    protect: bool,
+) -> Result<(InstanceRow, FunctionRow), ApiError> {
+    let name = text_field("name", &body.name, 100)?;
+    api.allow_workspace(caller, Action::CreateFunctions).await?;
+    editable(api, caller, &body.integration_id, protect).await?;
+    let function = function_of(api, caller, &body.function_id).await?;
+    if function.kind != FunctionKind::InsertDestination {
+        return Err(ApiError::FieldConflict {
+            message: format!(
+                "function {:?} is a {} function, not an insert function",
+                function.id,
+                function.kind.name()
+            ),
+            field: "functionId",
+        });
+    }
+    let row = InstanceRow {
+        id: new_id("ifi_"),
+        function_id: function.id.clone(),
+        destination_id: body.integration_id,
+        name,
+        enabled: body.enabled.unwrap_or(true),
+        settings: checked_settings(&function, body.settings, None)?,
+        created_at: caller.now,
+        updated_at: caller.now,
+    };
+    Ok((row, function))
+}
+
+/// An instance as it was and as an update call makes it, checked as the call is.
+async fn updated(
+    api: &Api,
+    caller: &Caller,
+    id: &str,
+    body: UpdateInstance,
+    access: Access,
+) -> Result<(InstanceRow, FunctionRow, InstanceRow), ApiError> {
+    let name = body.name.map(|n| text_field("name", &n, 100)).transpose()?;
+    let (before, function) = visible(api, caller, id, access).await?;
+    let mut row = before.clone();
+    if let Some(settings) = body.settings {
+        row.settings = checked_settings(&function, settings, Some(&before.settings))?;
+    }
+    if let Some(name) = name {
+        row.name = name;
+    }
+    if let Some(enabled) = body.enabled {
+        row.enabled = enabled;
+    }
+    row.updated_at = caller.now;
+    Ok((before, function, row))
+}
+
+/// The destination an attach call (`POST /insert-function-instances`) changes, the
+/// call checked as its handler checks it but for production protection, which weighs
+/// it with this answer.
+pub(super) async fn check_create(
+    api: &Api,
+    caller: &Caller,
+    body: CreateInstance,
+) -> Result<String, ApiError> {
+    Ok(created(api, caller, body, false).await?.0.destination_id)
+}
+
+/// The destination a change to instance `id` touches (`update`: the body of a `PATCH`,
+/// else a `DELETE`), checked as its handler checks it but for production protection.
+pub(super) async fn check_change(
+    api: &Api,
+    caller: &Caller,
+    id: &str,
+    update: Option<UpdateInstance>,
+) -> Result<String, ApiError> {
+    let row = match update {
+        Some(body) => updated(api, caller, id, body, Access::Weigh).await?.0,
+        None => visible(api, caller, id, Access::Weigh).await?.0,
+    };
+    Ok(row.destination_id)
 }
 
 /// List the instances of a function on destinations the caller may see.
@@ -403,31 +507,7 @@ async fn create(
     caller: Caller,
     Body(body): Body<CreateInstance>,
 ) -> Result<Response, ApiError> {
-    let name = text_field("name", &body.name, 100)?;
-    api.allow_workspace(&caller, Action::CreateFunctions)
-        .await?;
-    editable_destination(&api, &caller, &body.integration_id).await?;
-    let function = function_of(&api, &caller, &body.function_id).await?;
-    if function.kind != FunctionKind::InsertDestination {
-        return Err(ApiError::FieldConflict {
-            message: format!(
-                "function {:?} is a {} function, not an insert function",
-                function.id,
-                function.kind.name()
-            ),
-            field: "functionId",
-        });
-    }
-    let row = InstanceRow {
-        id: new_id("ifi_"),
-        function_id: function.id.clone(),
-        destination_id: body.integration_id,
-        name,
-        enabled: body.enabled.unwrap_or(true),
-        settings: checked_settings(&function, body.settings, None)?,
-        created_at: caller.now,
-        updated_at: caller.now,
-    };
+    let (row, function) = created(&api, &caller, body, true).await?;
     let shown = wire(&row, &function);
     let mut change = api.store.change().await?;
     store::insert_instance(change.conn(), api.store.key(), &caller.workspace.id, &row).await?;
@@ -460,7 +540,7 @@ async fn read(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     api.allow_workspace(&caller, Action::ViewWorkspace).await?;
-    let (row, function) = visible(&api, &caller, &id, false).await?;
+    let (row, function) = visible(&api, &caller, &id, Access::Read).await?;
     Ok(data(InstanceOne {
         insert_function_instance: wire(&row, &function),
     }))
@@ -481,19 +561,7 @@ async fn update(
     Path(id): Path<String>,
     Body(body): Body<UpdateInstance>,
 ) -> Result<Response, ApiError> {
-    let name = body.name.map(|n| text_field("name", &n, 100)).transpose()?;
-    let (before, function) = visible(&api, &caller, &id, true).await?;
-    let mut row = before.clone();
-    if let Some(settings) = body.settings {
-        row.settings = checked_settings(&function, settings, Some(&before.settings))?;
-    }
-    if let Some(name) = name {
-        row.name = name;
-    }
-    if let Some(enabled) = body.enabled {
-        row.enabled = enabled;
-    }
-    row.updated_at = caller.now;
+    let (before, function, row) = updated(&api, &caller, &id, body, Access::Change).await?;
     let shown = wire(&row, &function);
     let mut change = api.store.change().await?;
     store::update_instance(change.conn(), api.store.key(), &row).await?;
@@ -525,7 +593,7 @@ async fn remove(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let (before, function) = visible(&api, &caller, &id, true).await?;
+    let (before, function) = visible(&api, &caller, &id, Access::Change).await?;
     let mut change = api.store.change().await?;
     store::delete_instance(change.conn(), &id).await?;
     change

@@ -32,11 +32,12 @@ use super::source_settings::{self, SchemaSettings};
 use super::sources::{LabelsBody, UpdateSource};
 use super::wire::{Data, Pagination};
 use super::{Api, ApiError, Body, Caller, MAX_BODY_BYTES, PageQuery, Path, Query, data, page_of};
+use super::{function_instances, source_functions};
 use crate::control::audit::Kind;
 use crate::control::policy::{Action, ChangeRequestRef, DestinationRef, ResourceRef};
 use crate::control::store::resource_changes::{self as store, ResourceChangeRow, Status};
 use crate::control::store::sources::{self, SourceRow};
-use crate::control::store::{destinations, new_id, plans};
+use crate::control::store::{destinations, functions, new_id, plans};
 
 /// Routes of this file.
 pub fn routes() -> Router<Arc<Api>> {
@@ -85,6 +86,19 @@ enum Route {
         /// Connecting (else disconnecting).
         connect: bool,
     },
+    /// `POST /insert-function-instances`: an insert function put on a destination.
+    NewInstance,
+    /// `PATCH` or `DELETE /insert-function-instances/{id}`: a destination's insert
+    /// function changed or taken off.
+    Instance {
+        /// A `PATCH` (else a `DELETE`).
+        update: bool,
+    },
+    /// `PUT /sources/{id}/function`: a source function put on a source.
+    SourceFunctionPut,
+    /// `DELETE /sources/{id}/function` or `POST /sources/{id}/function/secret`: a
+    /// source's source function taken off, or given a new secret.
+    SourceFunction,
 }
 
 impl Route {
@@ -103,6 +117,15 @@ impl Route {
             ("POST", "/destinations") => Self::NewDestination,
             ("POST", "/tracking-plans/{id}/sources") => Self::PlanLink { connect: true },
             ("DELETE", "/tracking-plans/{id}/sources") => Self::PlanLink { connect: false },
+            ("POST", "/insert-function-instances") => Self::NewInstance,
+            ("PATCH", "/insert-function-instances/{id}") => Self::Instance { update: true },
+            ("DELETE", "/insert-function-instances/{id}") => Self::Instance { update: false },
+            ("PUT", "/sources/{id}/function") => Self::SourceFunctionPut,
+            ("DELETE" | "POST", "/sources/{id}/function" | "/sources/{id}/function/secret")
+                if (method == Method::DELETE) == template.ends_with("/function") =>
+            {
+                Self::SourceFunction
+            }
             _ => return None,
         };
         Some(route)
@@ -137,18 +160,31 @@ struct Target {
 }
 
 impl Target {
+    /// A change to destination `id` (its connections make it protected).
+    async fn destination(api: &Api, caller: &Caller, id: &str) -> Result<Self, ApiError> {
+        let row = super::destinations::visible(api, caller, id, Action::EditDestination).await?;
+        Ok(Self {
+            resource_type: "destination",
+            resource_id: id.to_owned(),
+            before: destination_state(api, &caller.workspace.id, &row).await?,
+            sources: sources_named(api, caller, &row.doc.sources).await?,
+            replay: None,
+        })
+    }
+
     /// A change to `source` alone.
-    async fn source(api: &Api, source: SourceRow) -> Result<Self, ApiError> {
-        Self::source_with(api, source, Vec::new()).await
+    async fn source(api: &Api, caller: &Caller, source: SourceRow) -> Result<Self, ApiError> {
+        Self::source_with(api, caller, source, Vec::new()).await
     }
 
     /// A change to `source` that also touches `others` (sources it forwards into, …).
     async fn source_with(
         api: &Api,
+        caller: &Caller,
         source: SourceRow,
         mut others: Vec<SourceRow>,
     ) -> Result<Self, ApiError> {
-        let before = source_state(api, &source).await?;
+        let before = source_state(api, &caller.workspace.id, &source).await?;
         let resource_id = source.id.clone();
         others.push(source);
         Ok(Self {
@@ -173,10 +209,12 @@ async fn plan_state(api: &Api, caller: &Caller, id: &str) -> Result<Value, ApiEr
 }
 
 /// A source's state as an approval compares it (labels, settings, keys).
-async fn source_state(api: &Api, source: &SourceRow) -> Result<Value, ApiError> {
+async fn source_state(api: &Api, workspace: &str, source: &SourceRow) -> Result<Value, ApiError> {
     let mut conn = api.store.read().await?;
     let keys = sources::keys_of(&mut conn, &source.id).await?;
-    Ok(json!({
+    let endpoint =
+        functions::source_function_of(&mut conn, api.store.key(), workspace, &source.id).await?;
+    let mut state = json!({
         "name": source.name,
         "enabled": source.enabled,
         "trackingPlanId": source.tracking_plan_id,
@@ -189,17 +227,47 @@ async fn source_state(api: &Api, source: &SourceRow) -> Result<Value, ApiError> 
             .map(|k| json!({"id": k.id, "expiresAt": k.expires_at, "revokedAt": k.revoked_at}))
             .collect::<Vec<_>>(),
         "updatedAt": source.updated_at,
-    }))
+    });
+    // Only a source with a source function has this key (requests proposed before it
+    // was compared stay approvable).
+    if let Some(endpoint) = endpoint {
+        state["sourceFunction"] = json!({
+            "id": endpoint.id,
+            "functionId": endpoint.function_id,
+            "enabled": endpoint.enabled,
+            "updatedAt": endpoint.updated_at,
+        });
+    }
+    Ok(state)
 }
 
 /// A destination's state as an approval compares it (its secrets left out).
-fn destination_state(row: &destinations::DestinationRow) -> Value {
-    json!({
+async fn destination_state(
+    api: &Api,
+    workspace: &str,
+    row: &destinations::DestinationRow,
+) -> Result<Value, ApiError> {
+    let mut conn = api.store.read().await?;
+    let instance = functions::instances(&mut conn, api.store.key(), workspace, "")
+        .await?
+        .into_iter()
+        .find(|i| i.destination_id == row.id);
+    let mut state = json!({
         "name": row.name,
         "enabled": row.enabled,
         "sources": row.doc.sources,
         "updatedAt": row.updated_at,
-    })
+    });
+    // As a source's function: present only when there is one.
+    if let Some(instance) = instance {
+        state["insertFunction"] = json!({
+            "id": instance.id,
+            "functionId": instance.function_id,
+            "enabled": instance.enabled,
+            "updatedAt": instance.updated_at,
+        });
+    }
+    Ok(state)
 }
 
 /// The sources named `ids` that exist in the workspace.
@@ -241,7 +309,7 @@ async fn target(
         Route::SourceUpdate => {
             let Body(update) = Body::<UpdateSource>::from_bytes(bytes)?;
             let (source, _) = super::sources::check_update(api, caller, id, &update).await?;
-            let mut before = source_state(api, &source).await?;
+            let mut before = source_state(api, &caller.workspace.id, &source).await?;
             if let Some(plan) = field(body, "trackingPlanId") {
                 before["plan"] = plan_state(api, caller, &plan).await?;
             }
@@ -257,17 +325,17 @@ async fn target(
             let Body(labels) = Body::<LabelsBody>::from_bytes(bytes)?;
             let (source, _) =
                 super::sources::check_labels(api, caller, id, &labels, replace).await?;
-            Target::source(api, source).await
+            Target::source(api, caller, source).await
         }
         Route::RevokeKey => {
             let (source, _) =
                 super::sources::check_remove_key(api, caller, id, key.unwrap_or_default()).await?;
-            Target::source(api, source).await
+            Target::source(api, caller, source).await
         }
         Route::NewKey => {
             let Body(key) = Body::<super::sources::AddKey>::from_bytes(bytes)?;
             let source = super::sources::check_add_key(api, caller, id, &key).await?;
-            Target::source(api, source).await
+            Target::source(api, caller, source).await
         }
         Route::Source(Action::DeleteSource) => {
             let source = super::sources::check_delete(api, caller, id).await?;
@@ -282,11 +350,11 @@ async fn target(
             }
             drop(conn);
             let others = sources_named(api, caller, &named).await?;
-            Target::source_with(api, source, others).await
+            Target::source_with(api, caller, source, others).await
         }
         Route::Source(action) => {
             let source = super::sources::visible(api, caller, id, action).await?;
-            Target::source(api, source).await
+            Target::source(api, caller, source).await
         }
         Route::SourceSettings => {
             let Body(patch) = Body::<SchemaSettings>::from_bytes(bytes)?;
@@ -295,7 +363,7 @@ async fn target(
             let mut named = source_settings::forwarding_targets(&source);
             named.extend(source_settings::forwarded_by(&after));
             let others = sources_named(api, caller, &named).await?;
-            Target::source_with(api, source, others).await
+            Target::source_with(api, caller, source, others).await
         }
         Route::Destination(Action::EditDestination) => {
             let Body(update) = Body::<UpdateDestination>::from_bytes(bytes)?;
@@ -313,7 +381,7 @@ async fn target(
             Ok(Target {
                 resource_type: "destination",
                 resource_id: id.to_owned(),
-                before: destination_state(&row),
+                before: destination_state(api, &caller.workspace.id, &row).await?,
                 sources: sources_named(api, caller, &named).await?,
                 replay,
             })
@@ -324,7 +392,7 @@ async fn target(
             Ok(Target {
                 resource_type: "destination",
                 resource_id: id.to_owned(),
-                before: destination_state(&row),
+                before: destination_state(api, &caller.workspace.id, &row).await?,
                 sources: sources_named(api, caller, &named).await?,
                 replay: None,
             })
@@ -358,7 +426,7 @@ async fn target(
                     .source_id
             };
             let (plan, source) = super::plans::check_link(api, caller, id, &named, connect).await?;
-            let mut before = source_state(api, &source).await?;
+            let mut before = source_state(api, &caller.workspace.id, &source).await?;
             before["plan"] = plan_state(api, caller, &plan.id).await?;
             Ok(Target {
                 resource_type: "source",
@@ -367,6 +435,31 @@ async fn target(
                 sources: vec![source],
                 replay: None,
             })
+        }
+        Route::NewInstance => {
+            let Body(create) = Body::<function_instances::CreateInstance>::from_bytes(bytes)?;
+            let destination = function_instances::check_create(api, caller, create).await?;
+            Target::destination(api, caller, &destination).await
+        }
+        Route::Instance { update } => {
+            let body = if update {
+                Some(Body::<function_instances::UpdateInstance>::from_bytes(bytes)?.0)
+            } else {
+                None
+            };
+            let destination = function_instances::check_change(api, caller, id, body).await?;
+            Target::destination(api, caller, &destination).await
+        }
+        Route::SourceFunctionPut => {
+            let Body(put) = Body::<source_functions::PutSourceFunction>::from_bytes(bytes)?;
+            source_functions::check_put(api, caller, id, put).await?;
+            let source = super::sources::visible(api, caller, id, Action::EditSource).await?;
+            Target::source(api, caller, source).await
+        }
+        Route::SourceFunction => {
+            source_functions::check_change(api, caller, id).await?;
+            let source = super::sources::visible(api, caller, id, Action::EditSource).await?;
+            Target::source(api, caller, source).await
         }
     }
 }
@@ -383,7 +476,7 @@ async fn state_now(api: &Api, caller: &Caller, rc: &ResourceChangeRow) -> Result
         let Some(source) = found else {
             return Ok(Value::Null);
         };
-        let mut state = source_state(api, &source).await?;
+        let mut state = source_state(api, &caller.workspace.id, &source).await?;
         if let Some(plan) = rc.before.get("plan") {
             state["plan"] = match plan.get("id").and_then(Value::as_str) {
                 Some(id) => plan_state(api, caller, id).await?,
@@ -399,7 +492,11 @@ async fn state_now(api: &Api, caller: &Caller, rc: &ResourceChangeRow) -> Result
         &rc.resource_id,
     )
     .await?;
-    Ok(found.as_ref().map_or(Value::Null, destination_state))
+    drop(conn);
+    match found {
+        Some(row) => destination_state(api, &caller.workspace.id, &row).await,
+        None => Ok(Value::Null),
+    }
 }
 
 /// Lets a call through unless it changes a protected resource and the caller may not

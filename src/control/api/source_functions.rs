@@ -3,7 +3,8 @@
 //! secret (shown once, when made or rotated); the events it makes are the source's.
 //! Changing it changes what the source takes in: it needs the "Create Functions"
 //! permission and the right to edit the source (a hidden source answers as a missing
-//! one), and on a protected source, the right to change production at once.
+//! one); on a protected source, it is made at once only by who may change production at
+//! once, and kept for review (`202`, [`super::protected`]) for the others.
 
 use std::sync::Arc;
 
@@ -16,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use super::function_instances::{checked_settings, guard_protected, shown_settings};
+use super::function_instances::{Access, checked_settings, guard_protected, shown_settings};
 use super::wire::{Data, Status, document};
 use super::{Api, ApiError, Body, Caller, Path, data, success};
 use crate::catalog::KeyDigest;
@@ -102,14 +103,23 @@ fn wire(row: &SourceFunctionRow, declared: &[store::SettingDef]) -> SourceFuncti
     }
 }
 
-/// The source, as the caller may see (`change`: and edit) it; a protected one changed
-/// only by who may change production at once.
-async fn source(api: &Api, caller: &Caller, id: &str, change: bool) -> Result<SourceRow, ApiError> {
-    if !change {
+/// The source, as the caller may see (to change: and edit) it; a protected one changed
+/// only by who may change production at once (unless production protection weighs the
+/// change: it proposes what may not be made at once).
+async fn source(
+    api: &Api,
+    caller: &Caller,
+    id: &str,
+    access: Access,
+) -> Result<SourceRow, ApiError> {
+    if access == Access::Read {
         return super::sources::visible(api, caller, id, Action::ViewSource).await;
     }
     api.allow_workspace(caller, Action::CreateFunctions).await?;
     let row = super::sources::visible(api, caller, id, Action::EditSource).await?;
+    if access == Access::Weigh {
+        return Ok(row);
+    }
     let mut conn = api.store.read().await?;
     let labels = resource_changes::protected_labels(&mut conn, &caller.workspace.id).await?;
     drop(conn);
@@ -168,7 +178,7 @@ async fn read(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    source(&api, &caller, &id, false).await?;
+    source(&api, &caller, &id, Access::Read).await?;
     let (row, function) = current(&api, &caller, &id)
         .await?
         .ok_or_else(|| missing(&id))?;
@@ -193,7 +203,34 @@ async fn put(
     Path(id): Path<String>,
     Body(body): Body<PutSourceFunction>,
 ) -> Result<Response, ApiError> {
-    source(&api, &caller, &id, true).await?;
+    let (before, function, row, secret) = planned(&api, &caller, &id, body, Access::Change).await?;
+    let shown = wire(&row, &function.settings);
+    let was = before
+        .as_ref()
+        .map(|(old, f)| document(&wire(old, &f.settings)))
+        .transpose()?;
+    save(
+        &api,
+        &caller,
+        Kind::SourceFunctionPut,
+        &row,
+        was,
+        shown,
+        secret,
+    )
+    .await
+}
+
+/// What a put makes of the source's source function: as it was, the function, as it
+/// will be, and a secret if it is new; checked as the call is.
+async fn planned(
+    api: &Api,
+    caller: &Caller,
+    id: &str,
+    body: PutSourceFunction,
+    access: Access,
+) -> Result<Planned, ApiError> {
+    source(api, caller, id, access).await?;
     let mut conn = api.store.read().await?;
     let function = store::get(&mut conn, &caller.workspace.id, &body.function_id)
         .await?
@@ -209,7 +246,7 @@ async fn put(
             field: "functionId",
         });
     }
-    let before = current(&api, &caller, &id).await?;
+    let before = current(api, caller, id).await?;
     let kept = before
         .as_ref()
         .filter(|(row, _)| row.function_id == function.id)
@@ -233,7 +270,7 @@ async fn put(
                 SourceFunctionRow {
                     id: new_id("sfn_"),
                     function_id: function.id.clone(),
-                    source_id: id.clone(),
+                    source_id: id.to_owned(),
                     enabled: body.enabled.unwrap_or(true),
                     settings,
                     secret_sha256: digest,
@@ -243,21 +280,37 @@ async fn put(
             )
         }
     };
-    let shown = wire(&row, &function.settings);
-    let was = before
-        .as_ref()
-        .map(|(old, f)| document(&wire(old, &f.settings)))
-        .transpose()?;
-    save(
-        &api,
-        &caller,
-        Kind::SourceFunctionPut,
-        &row,
-        was,
-        shown,
-        secret,
-    )
-    .await
+    Ok((before, function, row, secret))
+}
+
+/// A put's plan: the endpoint as it was (with its function), the function put, the
+/// endpoint as it will be, its new secret.
+type Planned = (
+    Option<(SourceFunctionRow, store::FunctionRow)>,
+    store::FunctionRow,
+    SourceFunctionRow,
+    Option<String>,
+);
+
+/// A put of the source function on source `id` checked as its handler checks it, but
+/// for production protection, which weighs it.
+pub(super) async fn check_put(
+    api: &Api,
+    caller: &Caller,
+    id: &str,
+    body: PutSourceFunction,
+) -> Result<(), ApiError> {
+    planned(api, caller, id, body, Access::Weigh)
+        .await
+        .map(drop)
+}
+
+/// A removal of source `id`'s source function, or a new secret for it, checked as its
+/// handler checks it, but for production protection, which weighs it.
+pub(super) async fn check_change(api: &Api, caller: &Caller, id: &str) -> Result<(), ApiError> {
+    source(api, caller, id, Access::Weigh).await?;
+    current(api, caller, id).await?.ok_or_else(|| missing(id))?;
+    Ok(())
 }
 
 /// Writes `row` with its audit event and answers with it (and a secret just made).
@@ -295,7 +348,7 @@ async fn rotate(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    source(&api, &caller, &id, true).await?;
+    source(&api, &caller, &id, Access::Change).await?;
     let (old, function) = current(&api, &caller, &id)
         .await?
         .ok_or_else(|| missing(&id))?;
@@ -331,7 +384,7 @@ async fn remove(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    source(&api, &caller, &id, true).await?;
+    source(&api, &caller, &id, Access::Change).await?;
     let (old, function) = current(&api, &caller, &id)
         .await?
         .ok_or_else(|| missing(&id))?;
