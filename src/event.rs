@@ -102,10 +102,13 @@ pub struct Defaults<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     /// Nested deeper than `limits.max_json_depth`.
-    #[error("JSON nesting is deeper than the limit")]
-    TooDeep,
+    #[error("JSON is nested deeper than {limit} levels")]
+    TooDeep {
+        /// The limit.
+        limit: usize,
+    },
     /// Not JSON (or not UTF-8).
-    #[error("body is not valid JSON")]
+    #[error("Invalid JSON")]
     InvalidJson,
     /// The top level is not an object.
     #[error("body must be a JSON object")]
@@ -120,11 +123,17 @@ pub enum DecodeError {
     #[error("\"batch\" must be an array")]
     BatchNotArray,
     /// More items than `limits.max_batch_items`.
-    #[error("batch has more items than allowed")]
-    TooManyItems,
+    #[error("batch has more than {limit} items")]
+    TooManyItems {
+        /// The limit.
+        limit: usize,
+    },
     /// A single message over `limits.max_message_bytes`.
-    #[error("message is larger than allowed")]
-    MessageTooLarge,
+    #[error("message is larger than {limit} bytes")]
+    MessageTooLarge {
+        /// The limit.
+        limit: usize,
+    },
 }
 
 /// Parses `body` (in place: simd-json unescapes strings into the buffer) for a route
@@ -135,7 +144,9 @@ pub fn decode<'a>(
     limits: &Limits,
 ) -> Result<Envelope<'a>, DecodeError> {
     if matches!(shape, Shape::Single(_)) && body.len() > limits.max_message_bytes {
-        return Err(DecodeError::MessageTooLarge);
+        return Err(DecodeError::MessageTooLarge {
+            limit: limits.max_message_bytes,
+        });
     }
     let value = parse(body, limits.max_json_depth)?;
     let Value::Object(mut root) = value else {
@@ -162,7 +173,9 @@ pub fn decode<'a>(
                 Some(_) => return Err(DecodeError::BatchNotArray),
             };
             if items.len() > limits.max_batch_items {
-                return Err(DecodeError::TooManyItems);
+                return Err(DecodeError::TooManyItems {
+                    limit: limits.max_batch_items,
+                });
             }
             let defaults = Defaults {
                 context: take_object(&mut root, "context"),
@@ -202,7 +215,7 @@ fn parse(body: &mut [u8], max_depth: usize) -> Result<Value<'_>, DecodeError> {
         }
     });
     result.map_err(|e| match e.error() {
-        simd_json::ErrorType::DepthLimitExceeded => DecodeError::TooDeep,
+        simd_json::ErrorType::DepthLimitExceeded => DecodeError::TooDeep { limit: max_depth },
         _ => DecodeError::InvalidJson,
     })
 }
@@ -284,7 +297,7 @@ mod tests {
         assert!(decode(&mut nested(4), Shape::Single(Kind::Track), &l).is_ok());
         assert_eq!(
             decode(&mut nested(5), Shape::Single(Kind::Track), &l).err(),
-            Some(DecodeError::TooDeep)
+            Some(DecodeError::TooDeep { limit: 4 })
         );
         // Brackets inside strings are not structure.
         let mut quoted = br#"{"a":"[[[[[[[[[[{{{{{{"}"#.to_vec();
@@ -317,17 +330,19 @@ mod tests {
         let deep = format!("{}{}", "[".repeat(100), "]".repeat(100));
         assert_eq!(
             decode(&mut deep.into_bytes(), Shape::Batch, &l).err(),
-            Some(DecodeError::TooDeep)
+            Some(DecodeError::TooDeep {
+                limit: l.max_json_depth
+            })
         );
         let many = format!("{{\"batch\":[{}{{}}]}}", "{},".repeat(2500));
         assert_eq!(
             decode(&mut many.into_bytes(), Shape::Batch, &l).err(),
-            Some(DecodeError::TooManyItems)
+            Some(DecodeError::TooManyItems { limit: 2500 })
         );
         let big = format!("{{\"event\":\"{}\"}}", "x".repeat(40_000));
         assert_eq!(
             decode(&mut big.into_bytes(), Shape::Single(Kind::Track), &l).err(),
-            Some(DecodeError::MessageTooLarge)
+            Some(DecodeError::MessageTooLarge { limit: 32 << 10 })
         );
     }
 }

@@ -316,7 +316,9 @@ async fn store(
                 violating,
                 ..Counts::default()
             });
-            return Err(Rejection::StoredTooLarge);
+            return Err(Rejection::StoredTooLarge {
+                limit: limits.max_stored_request_bytes,
+            });
         }
         match outcome {
             Ok((key, was_blocked, id)) => {

@@ -163,3 +163,56 @@ async fn slow_headers_and_idle_connections_are_closed() {
         started.elapsed()
     );
 }
+
+/// A refusal for a limit names the limit as configured, not the default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_name_the_configured_limits() {
+    let server = TestServer::start_with(CATALOG, |c| {
+        c.limits.max_batch_items = 3;
+        c.limits.max_message_id_chars = 8;
+        c.limits.max_json_depth = 6;
+    });
+    let client = common::client();
+    let post = |path: &'static str, body: serde_json::Value| {
+        client
+            .post(server.url(path))
+            .header("authorization", basic("web-key"))
+            .json(&body)
+            .send()
+    };
+    let item = serde_json::json!({"type": "track", "userId": "u", "event": "E"});
+    let r = post(
+        "/v1/batch",
+        serde_json::json!({"batch": [item, item, item, item]}),
+    )
+    .await
+    .expect("send");
+    assert_eq!(r.status(), 400);
+    let body: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(body["code"], "batch_too_many_items");
+    assert_eq!(body["message"], "batch has more than 3 items", "{body}");
+    let r = post(
+        "/v1/track",
+        serde_json::json!({"userId": "u", "event": "E", "messageId": "123456789"}),
+    )
+    .await
+    .expect("send");
+    let body: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(
+        body["message"], "messageId is longer than 8 characters",
+        "{body}"
+    );
+    let r = post(
+        "/v1/track",
+        serde_json::json!({"userId": "u", "event": "E", "properties": {"a": {"b": {"c": {"d": {"e": {}}}}}}}),
+    )
+    .await
+    .expect("send");
+    let body: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(body["code"], "json_too_deep", "{body}");
+    assert_eq!(
+        body["message"], "JSON is nested deeper than 6 levels",
+        "{body}"
+    );
+    server.stop();
+}

@@ -76,11 +76,17 @@ pub enum ItemRejection {
     /// `messageId` is neither a string nor a number.
     InvalidMessageId,
     /// `messageId` longer than the limit.
-    MessageIdTooLong,
+    MessageIdTooLong {
+        /// The limit, in characters.
+        limit: usize,
+    },
     /// A field that must be an object is something else.
     FieldNotObject(&'static str),
     /// The message is larger than `max_message_bytes`.
-    TooLarge,
+    TooLarge {
+        /// `limits.max_message_bytes`.
+        limit: usize,
+    },
     /// An object in the message names the same key twice (see `encode::DuplicateKey`).
     DuplicateKey,
 }
@@ -98,16 +104,16 @@ impl ItemRejection {
             Self::MissingGroupId => "missing_group_id",
             Self::MissingPreviousId => "missing_previous_id",
             Self::InvalidMessageId => "invalid_message_id",
-            Self::MessageIdTooLong => "message_id_too_long",
+            Self::MessageIdTooLong { .. } => "message_id_too_long",
             Self::FieldNotObject(_) => "field_not_object",
-            Self::TooLarge => "message_too_large",
+            Self::TooLarge { .. } => "message_too_large",
             Self::DuplicateKey => "duplicate_key",
         }
     }
 
-    /// Human message (names the field where there is one).
-    pub fn message(self) -> &'static str {
-        match self {
+    /// Human message (names the field where there is one, and the configured limit).
+    pub fn message(self) -> Cow<'static, str> {
+        let text = match self {
             Self::FieldNotObject("context") => "context must be an object",
             Self::FieldNotObject("integrations") => "integrations must be an object",
             Self::FieldNotObject("properties") => "properties must be an object",
@@ -122,16 +128,21 @@ impl ItemRejection {
             Self::MissingGroupId => "Missing groupId for group call",
             Self::MissingPreviousId => "Missing previousId for alias call",
             Self::InvalidMessageId => "messageId must be a string",
-            Self::MessageIdTooLong => "messageId is longer than allowed",
-            Self::TooLarge => "message is larger than allowed",
+            Self::MessageIdTooLong { limit } => {
+                return format!("messageId is longer than {limit} characters").into();
+            }
+            Self::TooLarge { limit } => {
+                return format!("message is larger than {limit} bytes").into();
+            }
             Self::DuplicateKey => "an object in the message names the same key twice",
-        }
+        };
+        text.into()
     }
 }
 
 impl std::fmt::Display for ItemRejection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.message())
+        f.write_str(&self.message())
     }
 }
 
@@ -245,7 +256,9 @@ pub fn write(
         + blocked.map_or(0, <[u8]>::len);
     // The second bound is the log's own: a record past it could not be read back.
     if len > bound.min(record::MAX_RECORD as usize) {
-        return Err(ItemRejection::TooLarge);
+        return Err(ItemRejection::TooLarge {
+            limit: enrichment.limits.max_message_bytes,
+        });
     }
     Ok(())
 }
@@ -321,7 +334,9 @@ fn message_id(msg: &Object<'_>, limits: &Limits) -> Result<String, ItemRejection
         Some(_) => return Err(ItemRejection::InvalidMessageId),
     };
     if id.len() > limits.max_message_id_chars && id.chars().count() > limits.max_message_id_chars {
-        return Err(ItemRejection::MessageIdTooLong);
+        return Err(ItemRejection::MessageIdTooLong {
+            limit: limits.max_message_id_chars,
+        });
     }
     Ok(id)
 }

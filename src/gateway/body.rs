@@ -13,18 +13,26 @@ use hyper::body::Incoming;
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
-/// Why a body could not be read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why a body could not be read (its text is what the client is told).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Problem {
     /// Larger than the limit (as sent, or once decompressed).
-    TooLarge,
+    #[error("request body is larger than {limit} bytes")]
+    TooLarge {
+        /// The limit.
+        limit: usize,
+    },
     /// Not sent completely within the body timeout.
+    #[error("request body was not received in time")]
     Timeout,
     /// The connection failed while sending it.
+    #[error("the request body could not be read")]
     Interrupted,
     /// A `Content-Encoding` other than gzip or identity.
+    #[error("Content-Encoding must be gzip or identity")]
     UnsupportedEncoding,
     /// Labelled or detected as gzip, but does not decompress.
+    #[error("body is labelled or detected as gzip but does not decompress")]
     InvalidGzip,
 }
 
@@ -108,7 +116,7 @@ fn declared_length(headers: &HeaderMap, limit: usize) -> Result<Option<u64>, Pro
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     match declared {
-        Some(n) if n > limit as u64 => Err(Problem::TooLarge),
+        Some(n) if n > limit as u64 => Err(Problem::TooLarge { limit }),
         _ => Ok(declared),
     }
 }
@@ -134,7 +142,7 @@ async fn frames(
         let frame = frame.map_err(|_| Problem::Interrupted)?;
         if let Some(data) = frame.data_ref() {
             if received + data.len() > limit {
-                return Err(Problem::TooLarge);
+                return Err(Problem::TooLarge { limit });
             }
             received += data.len();
             take(data);
@@ -150,7 +158,7 @@ pub fn gunzip(data: &[u8], limit: usize) -> Result<Vec<u8>, Problem> {
         .read_to_end(&mut out)
         .map_err(|_| Problem::InvalidGzip)?;
     if out.len() > limit {
-        return Err(Problem::TooLarge);
+        return Err(Problem::TooLarge { limit });
     }
     Ok(out)
 }
@@ -170,7 +178,10 @@ mod tests {
     fn gunzip_is_bounded() {
         let plain = vec![b'a'; 10_000];
         assert_eq!(gunzip(&gz(&plain), 10_000).as_deref(), Ok(&plain[..]));
-        assert_eq!(gunzip(&gz(&plain), 9_999), Err(Problem::TooLarge));
+        assert_eq!(
+            gunzip(&gz(&plain), 9_999),
+            Err(Problem::TooLarge { limit: 9_999 })
+        );
         assert_eq!(gunzip(b"\x1f\x8bnot gzip", 100), Err(Problem::InvalidGzip));
     }
 }

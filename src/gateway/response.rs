@@ -3,6 +3,8 @@
 //! Error bodies are always `{"success":false,"code","message","error"}`: Python's SDK
 //! reads `code` and `message`, Ruby's reads `error` (see `sluice-decisions.md`).
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use http::{Response, StatusCode};
@@ -62,7 +64,10 @@ pub enum Rejection {
     Log(log::AppendError),
     /// The request would store more than `limits.max_stored_request_bytes` (a small
     /// body can expand: its batch `context` is copied into every event).
-    StoredTooLarge,
+    StoredTooLarge {
+        /// `limits.max_stored_request_bytes`.
+        limit: usize,
+    },
     /// A source function's endpoint was called without its secret (or a wrong one).
     FunctionSecret,
     /// A source function did not make events of the request.
@@ -91,74 +96,74 @@ pub enum FunctionProblem {
 }
 
 /// Status, code and message of a rejection: the one exhaustive mapping.
-fn describe(r: Rejection) -> (StatusCode, &'static str, &'static str) {
+fn describe(r: Rejection) -> (StatusCode, &'static str, Cow<'static, str>) {
     use StatusCode as S;
     match r {
-        Rejection::NotFound => (S::NOT_FOUND, "not_found", "no such endpoint"),
+        Rejection::NotFound => (S::NOT_FOUND, "not_found", "no such endpoint".into()),
         Rejection::FunctionSecret => (
             S::UNAUTHORIZED,
             "invalid_function_secret",
-            "this source function's secret is missing or wrong: send it as Authorization: Bearer <secret> or ?token=<secret>",
+            "this source function's secret is missing or wrong: send it as Authorization: Bearer <secret> or ?token=<secret>".into(),
         ),
         Rejection::Function(FunctionProblem::NotText) => (
             S::BAD_REQUEST,
             "body_not_text",
-            "a source function takes a body of UTF-8 text (JSON)",
+            "a source function takes a body of UTF-8 text (JSON)".into(),
         ),
         Rejection::Function(FunctionProblem::NoHandler) => (
             S::INTERNAL_SERVER_ERROR,
             "function_no_handler",
-            "the source function defines no onRequest handler",
+            "the source function defines no onRequest handler".into(),
         ),
         Rejection::Function(FunctionProblem::Invalid) => (
             S::BAD_REQUEST,
             "function_invalid",
-            "the source function refused the request (ValidationError)",
+            "the source function refused the request (ValidationError)".into(),
         ),
         Rejection::Function(FunctionProblem::Retry) => (
             S::SERVICE_UNAVAILABLE,
             "function_retry",
-            "the source function asked for the request to be sent again later (RetryError)",
+            "the source function asked for the request to be sent again later (RetryError)".into(),
         ),
         Rejection::Function(FunctionProblem::Timeout) => (
             S::INTERNAL_SERVER_ERROR,
             "function_timeout",
-            "the source function ran past its time limit",
+            "the source function ran past its time limit".into(),
         ),
         Rejection::Function(FunctionProblem::Error) => (
             S::INTERNAL_SERVER_ERROR,
             "function_error",
-            "the source function failed (it threw, ran out of memory or answered too much)",
+            "the source function failed (it threw, ran out of memory or answered too much)".into(),
         ),
         Rejection::Function(FunctionProblem::Load) => (
             S::INTERNAL_SERVER_ERROR,
             "function_load",
-            "the source function's code does not load",
+            "the source function's code does not load".into(),
         ),
         Rejection::Function(FunctionProblem::Unavailable) => (
             S::SERVICE_UNAVAILABLE,
             "function_unavailable",
-            "the source function could not be run; retry shortly",
+            "the source function could not be run; retry shortly".into(),
         ),
         Rejection::MethodNotAllowed(_) => (
             S::METHOD_NOT_ALLOWED,
             "method_not_allowed",
-            "method not allowed on this endpoint",
+            "method not allowed on this endpoint".into(),
         ),
         Rejection::Credentials(auth::Problem::Missing) => (
             S::UNAUTHORIZED,
             "missing_write_key",
-            "no write key: send it as the HTTP Basic user or as writeKey in the body",
+            "no write key: send it as the HTTP Basic user or as writeKey in the body".into(),
         ),
         Rejection::Credentials(auth::Problem::MalformedHeader) => (
             S::UNAUTHORIZED,
             "invalid_authorization",
-            "the Authorization header is not valid Basic credentials",
+            "the Authorization header is not valid Basic credentials".into(),
         ),
         Rejection::Credentials(auth::Problem::Mismatch) => (
             S::UNAUTHORIZED,
             "write_key_mismatch",
-            "the Authorization header and the body's writeKey name different keys",
+            "the Authorization header and the body's writeKey name different keys".into(),
         ),
         Rejection::WriteKey(
             KeyRejection::Unknown
@@ -168,114 +173,81 @@ fn describe(r: Rejection) -> (StatusCode, &'static str, &'static str) {
         ) => (
             S::UNAUTHORIZED,
             "invalid_write_key",
-            "invalid write key: unknown, revoked, expired, or its source is disabled",
+            "invalid write key: unknown, revoked, expired, or its source is disabled".into(),
         ),
         Rejection::RateLimited { .. } => (
             S::TOO_MANY_REQUESTS,
             "rate_limited",
-            "this source is over its rate limit; retry after the given seconds",
+            "this source is over its rate limit; retry after the given seconds".into(),
         ),
         Rejection::QuotaExceeded { .. } => (
             S::TOO_MANY_REQUESTS,
             "quota_exceeded",
-            "this source's monthly event quota is used up; retry after the given seconds (the next month)",
+            "this source's monthly event quota is used up; retry after the given seconds (the next month)".into(),
         ),
         Rejection::KeyFailures { .. } => (
             S::TOO_MANY_REQUESTS,
             "too_many_failed_keys",
-            "too many requests with an invalid write key from this address; retry after the given seconds",
+            "too many requests with an invalid write key from this address; retry after the given seconds".into(),
         ),
         Rejection::InvalidHost => (
             S::BAD_REQUEST,
             "invalid_host",
-            "the Host header is not a host name or address (or set server.public_url)",
+            "the Host header is not a host name or address (or set server.public_url)".into(),
         ),
         Rejection::Overloaded => (
             S::SERVICE_UNAVAILABLE,
             "overloaded",
-            "too many requests in flight; retry shortly",
+            "too many requests in flight; retry shortly".into(),
         ),
-        Rejection::Body(body::Problem::TooLarge) => (
+        Rejection::StoredTooLarge { limit } => (
             S::PAYLOAD_TOO_LARGE,
             "request_too_large",
-            "request body is larger than allowed",
+            format!(
+                "the request's events, once expanded (batch context copied into each), are larger than {limit} bytes; send smaller batches"
+            )
+            .into(),
         ),
-        Rejection::StoredTooLarge => (
-            S::PAYLOAD_TOO_LARGE,
-            "request_too_large",
-            "the request's events, once expanded (batch context copied into each), are larger than allowed; send smaller batches",
-        ),
-        Rejection::Body(body::Problem::Timeout) => (
-            S::REQUEST_TIMEOUT,
-            "request_timeout",
-            "request body was not received in time",
-        ),
-        Rejection::Body(body::Problem::Interrupted) => (
-            S::BAD_REQUEST,
-            "body_interrupted",
-            "the request body could not be read",
-        ),
-        Rejection::Body(body::Problem::UnsupportedEncoding) => (
-            S::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_encoding",
-            "Content-Encoding must be gzip or identity",
-        ),
-        Rejection::Body(body::Problem::InvalidGzip) => (
-            S::BAD_REQUEST,
-            "invalid_gzip",
-            "body is labelled or detected as gzip but does not decompress",
-        ),
-        Rejection::Decode(DecodeError::InvalidJson) => {
-            (S::BAD_REQUEST, "invalid_json", "Invalid JSON")
+        Rejection::Body(problem) => {
+            let (status, code) = match problem {
+                body::Problem::TooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "request_too_large"),
+                body::Problem::Timeout => (S::REQUEST_TIMEOUT, "request_timeout"),
+                body::Problem::Interrupted => (S::BAD_REQUEST, "body_interrupted"),
+                body::Problem::UnsupportedEncoding => {
+                    (S::UNSUPPORTED_MEDIA_TYPE, "unsupported_encoding")
+                }
+                body::Problem::InvalidGzip => (S::BAD_REQUEST, "invalid_gzip"),
+            };
+            (status, code, problem.to_string().into())
         }
-        Rejection::Decode(DecodeError::TooDeep) => (
-            S::BAD_REQUEST,
-            "json_too_deep",
-            "JSON is nested deeper than allowed",
-        ),
-        Rejection::Decode(DecodeError::NotAnObject) => {
-            (S::BAD_REQUEST, "invalid_body", "body must be a JSON object")
+        Rejection::Decode(error) => {
+            let (status, code) = match error {
+                DecodeError::InvalidJson => (S::BAD_REQUEST, "invalid_json"),
+                DecodeError::TooDeep { .. } => (S::BAD_REQUEST, "json_too_deep"),
+                DecodeError::NotAnObject => (S::BAD_REQUEST, "invalid_body"),
+                DecodeError::WriteKeyNotString => (S::UNAUTHORIZED, "invalid_write_key"),
+                DecodeError::MissingBatch => (S::BAD_REQUEST, "missing_batch"),
+                DecodeError::BatchNotArray => (S::BAD_REQUEST, "invalid_batch"),
+                DecodeError::TooManyItems { .. } => (S::BAD_REQUEST, "batch_too_many_items"),
+                DecodeError::MessageTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "message_too_large"),
+            };
+            (status, code, error.to_string().into())
         }
-        Rejection::Decode(DecodeError::WriteKeyNotString) => (
-            S::UNAUTHORIZED,
-            "invalid_write_key",
-            "writeKey must be a string",
-        ),
-        Rejection::Decode(DecodeError::MissingBatch) => (
-            S::BAD_REQUEST,
-            "missing_batch",
-            "batch body has no \"batch\" array",
-        ),
-        Rejection::Decode(DecodeError::BatchNotArray) => (
-            S::BAD_REQUEST,
-            "invalid_batch",
-            "\"batch\" must be an array",
-        ),
-        Rejection::Decode(DecodeError::TooManyItems) => (
-            S::BAD_REQUEST,
-            "batch_too_many_items",
-            "batch has more items than allowed (2500 by default)",
-        ),
-        Rejection::Decode(DecodeError::MessageTooLarge) => (
-            S::PAYLOAD_TOO_LARGE,
-            "message_too_large",
-            "message is larger than allowed (32 KB by default)",
-        ),
         Rejection::Message(item) => (S::BAD_REQUEST, item.code(), item.message()),
         Rejection::Log(log::AppendError::Full) => (
             S::SERVICE_UNAVAILABLE,
             "log_full",
-            "event storage is full; retry later",
+            "event storage is full; retry later".into(),
         ),
         Rejection::Log(log::AppendError::Io) => (
             S::SERVICE_UNAVAILABLE,
             "log_unavailable",
-            "event storage failed to write; retry later",
+            "event storage failed to write; retry later".into(),
         ),
         Rejection::Log(log::AppendError::Closed) => (
             S::SERVICE_UNAVAILABLE,
             "shutting_down",
-            "the server is shutting down; retry",
+            "the server is shutting down; retry".into(),
         ),
     }
 }
@@ -335,7 +307,7 @@ pub struct RejectedItem {
     /// Stable code.
     pub code: &'static str,
     /// Human message.
-    pub message: &'static str,
+    pub message: Cow<'static, str>,
 }
 
 /// `200 {"success":true}`, plus `rejected` when some batch items were refused and
