@@ -542,6 +542,12 @@ async fn lifecycle(db: databases::TestDb) {
     let change = |team: &'static str| Some(json!({"settings": {"team": team}}));
     let (status, body) = api.call(&member, Method::PATCH, &ipath, change("x")).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    // The reviewer reads the settings by the function's declarations.
+    assert_eq!(
+        body["data"]["resourceChangeRequest"]["body"]["settings"],
+        json!({"team": "x"}),
+        "{body}"
+    );
     let request = body["data"]["resourceChangeRequest"]["id"]
         .as_str()
         .expect("a request")
@@ -578,6 +584,59 @@ async fn lifecycle(db: databases::TestDb) {
         now["data"]["insertFunctionInstance"]["settings"]["team"],
         "z"
     );
+    // A new version deployed after the proposal makes it stale: the reviewer never saw
+    // that code run there.
+    let (status, body) = api
+        .call(
+            &member,
+            Method::PATCH,
+            &ipath,
+            Some(json!({"settings": {"team": "w", "apiKey": "k-secret-9"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let shown = &body["data"]["resourceChangeRequest"]["body"]["settings"];
+    assert_eq!(
+        shown,
+        &json!({"team": "w", "apiKey": "<redacted>"}),
+        "{body}"
+    );
+    assert!(!body.to_string().contains("k-secret-9"), "{body}");
+    let redeployed = body["data"]["resourceChangeRequest"]["id"]
+        .as_str()
+        .expect("a request")
+        .to_owned();
+    let (status, body) = api
+        .call(&member, Method::PATCH, &path, Some(json!({"code": tag(7)})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = api.post(&admin, &format!("{path}/deploy"), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = api.post(&admin, &approve(&redeployed), json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    // Attaching: a destination that has an insert function is refused at once (not
+    // kept for a review that could only fail); one hidden from the caller answers as
+    // a missing one; read-only may not.
+    let attach = json!({"functionId": id, "integrationId": "tagged", "name": "Again",
+                        "settings": {"team": "q"}});
+    let (status, body) = api
+        .post(&member, "/api/v1/insert-function-instances", attach.clone())
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, body) = api
+        .post(
+            &outsider,
+            "/api/v1/insert-function-instances",
+            attach.clone(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = api
+        .post(&reader, "/api/v1/insert-function-instances", attach)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = api.call(&outsider, Method::DELETE, &ipath, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     // A body the handler would refuse is refused, not proposed.
     let (status, body) = api
         .call(

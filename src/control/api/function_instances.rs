@@ -390,6 +390,21 @@ async fn created(
             field: "functionId",
         });
     }
+    let mut conn = api.store.read().await?;
+    let taken = store::instance_on(
+        &mut conn,
+        api.store.key(),
+        &caller.workspace.id,
+        &body.integration_id,
+    )
+    .await?;
+    drop(conn);
+    if taken.is_some() {
+        return Err(ApiError::Conflict(format!(
+            "destination {:?} already has an insert function",
+            body.integration_id
+        )));
+    }
     let row = InstanceRow {
         id: new_id("ifi_"),
         function_id: function.id.clone(),
@@ -427,30 +442,65 @@ async fn updated(
     Ok((before, function, row))
 }
 
-/// The destination an attach call (`POST /insert-function-instances`) changes, the
-/// call checked as its handler checks it but for production protection, which weighs
-/// it with this answer.
+/// What production protection weighs of a call on an instance: the destination it
+/// changes, the function it runs, and the settings it would have as a reviewer may read
+/// them (sensitive values `<redacted>`).
+pub(super) struct Weighed {
+    /// The destination.
+    pub destination: String,
+    /// The function.
+    pub function: String,
+    /// The settings as shown (`None`: the call sets none).
+    pub settings: Option<Value>,
+}
+
+/// Settings' values as one object a reviewer may read: sensitive ones `<redacted>`.
+pub(super) fn readable_settings(values: &Map<String, Value>, declared: &[SettingDef]) -> Value {
+    let (mut shown, encrypted) = shown_settings(values, declared);
+    shown.extend(encrypted);
+    Value::Object(shown)
+}
+
+/// An attach call (`POST /insert-function-instances`) checked as its handler checks it
+/// but for production protection, which weighs it with this answer.
 pub(super) async fn check_create(
     api: &Api,
     caller: &Caller,
     body: CreateInstance,
-) -> Result<String, ApiError> {
-    Ok(created(api, caller, body, false).await?.0.destination_id)
+) -> Result<Weighed, ApiError> {
+    let (row, function) = created(api, caller, body, false).await?;
+    Ok(Weighed {
+        settings: Some(readable_settings(&row.settings, &function.settings)),
+        destination: row.destination_id,
+        function: function.id,
+    })
 }
 
-/// The destination a change to instance `id` touches (`update`: the body of a `PATCH`,
-/// else a `DELETE`), checked as its handler checks it but for production protection.
+/// A change to instance `id` (`update`: the body of a `PATCH`, else a `DELETE`),
+/// checked as its handler checks it but for production protection.
 pub(super) async fn check_change(
     api: &Api,
     caller: &Caller,
     id: &str,
     update: Option<UpdateInstance>,
-) -> Result<String, ApiError> {
-    let row = match update {
-        Some(body) => updated(api, caller, id, body, Access::Weigh).await?.0,
-        None => visible(api, caller, id, Access::Weigh).await?.0,
+) -> Result<Weighed, ApiError> {
+    let (row, function, settings) = match update {
+        Some(body) => {
+            let touches = body.settings.is_some();
+            let (_, function, row) = updated(api, caller, id, body, Access::Weigh).await?;
+            let shown = touches.then(|| readable_settings(&row.settings, &function.settings));
+            (row, function, shown)
+        }
+        None => {
+            let (row, function) = visible(api, caller, id, Access::Weigh).await?;
+            (row, function, None)
+        }
     };
-    Ok(row.destination_id)
+    Ok(Weighed {
+        destination: row.destination_id,
+        function: function.id,
+        settings,
+    })
 }
 
 /// List the instances of a function on destinations the caller may see.

@@ -157,6 +157,9 @@ struct Target {
     /// The body an approval sends instead of the author's, when the author's would mean
     /// something else coming from the approver (see [`Call::replay`]).
     replay: Option<Value>,
+    /// A function's settings in the call as a reviewer may read them (sensitive values
+    /// `<redacted>`), worked out from the function's declarations when proposed.
+    shown_settings: Option<Value>,
 }
 
 impl Target {
@@ -169,6 +172,7 @@ impl Target {
             before: destination_state(api, &caller.workspace.id, &row).await?,
             sources: sources_named(api, caller, &row.doc.sources).await?,
             replay: None,
+            shown_settings: None,
         })
     }
 
@@ -193,6 +197,7 @@ impl Target {
             before,
             sources: others,
             replay: None,
+            shown_settings: None,
         })
     }
 }
@@ -233,12 +238,23 @@ async fn source_state(api: &Api, workspace: &str, source: &SourceRow) -> Result<
     if let Some(endpoint) = endpoint {
         state["sourceFunction"] = json!({
             "id": endpoint.id,
-            "functionId": endpoint.function_id,
+            "function": function_state(api, workspace, &endpoint.function_id).await?,
             "enabled": endpoint.enabled,
             "updatedAt": endpoint.updated_at,
         });
     }
     Ok(state)
+}
+
+/// A function's state as an approval compares it: the version that runs where it is
+/// deployed (a deployment since the proposal makes the request stale).
+async fn function_state(api: &Api, workspace: &str, id: &str) -> Result<Value, ApiError> {
+    let mut conn = api.store.read().await?;
+    let function = functions::get(&mut conn, workspace, id).await?;
+    Ok(function.map_or(
+        Value::Null,
+        |f| json!({"id": f.id, "deployedVersion": f.deployed_version}),
+    ))
 }
 
 /// A destination's state as an approval compares it (its secrets left out).
@@ -248,10 +264,8 @@ async fn destination_state(
     row: &destinations::DestinationRow,
 ) -> Result<Value, ApiError> {
     let mut conn = api.store.read().await?;
-    let instance = functions::instances(&mut conn, api.store.key(), workspace, "")
-        .await?
-        .into_iter()
-        .find(|i| i.destination_id == row.id);
+    let instance = functions::instance_on(&mut conn, api.store.key(), workspace, &row.id).await?;
+    drop(conn);
     let mut state = json!({
         "name": row.name,
         "enabled": row.enabled,
@@ -262,7 +276,7 @@ async fn destination_state(
     if let Some(instance) = instance {
         state["insertFunction"] = json!({
             "id": instance.id,
-            "functionId": instance.function_id,
+            "function": function_state(api, workspace, &instance.function_id).await?,
             "enabled": instance.enabled,
             "updatedAt": instance.updated_at,
         });
@@ -319,6 +333,7 @@ async fn target(
                 before,
                 sources: vec![source],
                 replay: None,
+                shown_settings: None,
             })
         }
         Route::SourceLabels { replace } => {
@@ -384,6 +399,7 @@ async fn target(
                 before: destination_state(api, &caller.workspace.id, &row).await?,
                 sources: sources_named(api, caller, &named).await?,
                 replay,
+                shown_settings: None,
             })
         }
         Route::Destination(action) => {
@@ -395,6 +411,7 @@ async fn target(
                 before: destination_state(api, &caller.workspace.id, &row).await?,
                 sources: sources_named(api, caller, &named).await?,
                 replay: None,
+                shown_settings: None,
             })
         }
         Route::NewDestination => {
@@ -411,6 +428,7 @@ async fn target(
                 before: Value::Null,
                 sources: sources_named(api, caller, &[create.source_id]).await?,
                 replay: Some(replay),
+                shown_settings: None,
             })
         }
         Route::PlanLink { connect } => {
@@ -434,12 +452,17 @@ async fn target(
                 before,
                 sources: vec![source],
                 replay: None,
+                shown_settings: None,
             })
         }
         Route::NewInstance => {
             let Body(create) = Body::<function_instances::CreateInstance>::from_bytes(bytes)?;
-            let destination = function_instances::check_create(api, caller, create).await?;
-            Target::destination(api, caller, &destination).await
+            let weighed = function_instances::check_create(api, caller, create).await?;
+            let mut target = Target::destination(api, caller, &weighed.destination).await?;
+            target.before["proposedFunction"] =
+                function_state(api, &caller.workspace.id, &weighed.function).await?;
+            target.shown_settings = weighed.settings;
+            Ok(target)
         }
         Route::Instance { update } => {
             let body = if update {
@@ -447,14 +470,20 @@ async fn target(
             } else {
                 None
             };
-            let destination = function_instances::check_change(api, caller, id, body).await?;
-            Target::destination(api, caller, &destination).await
+            let weighed = function_instances::check_change(api, caller, id, body).await?;
+            let mut target = Target::destination(api, caller, &weighed.destination).await?;
+            target.shown_settings = weighed.settings;
+            Ok(target)
         }
         Route::SourceFunctionPut => {
             let Body(put) = Body::<source_functions::PutSourceFunction>::from_bytes(bytes)?;
-            source_functions::check_put(api, caller, id, put).await?;
+            let (function, shown) = source_functions::check_put(api, caller, id, put).await?;
             let source = super::sources::visible(api, caller, id, Action::EditSource).await?;
-            Target::source(api, caller, source).await
+            let mut target = Target::source(api, caller, source).await?;
+            target.before["proposedFunction"] =
+                function_state(api, &caller.workspace.id, &function).await?;
+            target.shown_settings = Some(shown);
+            Ok(target)
         }
         Route::SourceFunction => {
             source_functions::check_change(api, caller, id).await?;
@@ -466,6 +495,25 @@ async fn target(
 
 /// The current state of a request's resource (`Null`: gone, or a new destination).
 async fn state_now(api: &Api, caller: &Caller, rc: &ResourceChangeRow) -> Result<Value, ApiError> {
+    let mut state = resource_now(api, caller, rc).await?;
+    // The function a request puts somewhere: as deployed now.
+    if let Some(proposed) = rc.before.get("proposedFunction")
+        && !state.is_null()
+    {
+        state["proposedFunction"] = match proposed.get("id").and_then(Value::as_str) {
+            Some(id) => function_state(api, &caller.workspace.id, id).await?,
+            None => Value::Null,
+        };
+    }
+    Ok(state)
+}
+
+/// The current state of a request's resource, as [`state_now`] compares it.
+async fn resource_now(
+    api: &Api,
+    caller: &Caller,
+    rc: &ResourceChangeRow,
+) -> Result<Value, ApiError> {
     if rc.before.is_null() {
         return Ok(Value::Null);
     }
@@ -616,6 +664,7 @@ async fn propose(
         path: path.clone(),
         body: text.to_owned(),
         replay: target.replay.as_ref().map(Value::to_string),
+        shown_settings: target.shown_settings.clone(),
     };
     let sealed_body = serde_json::to_string(&call)
         .map_err(|_| ApiError::Internal)
@@ -747,6 +796,9 @@ struct Call {
     /// with those hidden from the author kept, a new destination's id fixed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     replay: Option<String>,
+    /// A function's settings in the body as a reviewer may read them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    shown_settings: Option<Value>,
 }
 
 /// The path as shown: a write key in it is hidden.
@@ -857,15 +909,27 @@ async fn shown_to(
 
 /// The request in full (as the audit trail keeps it).
 fn wire(api: &Api, rc: &ResourceChangeRow) -> ResourceChange {
-    let mut body = call_body(api, rc);
+    let call = opened(api, rc).ok();
+    let mut body = call
+        .as_ref()
+        .and_then(|call| serde_json::from_str::<Value>(&call.body).ok())
+        .unwrap_or(Value::Null);
     let kind = body
         .get("metadataId")
         .and_then(Value::as_str)
         .map(str::to_owned);
+    // A function's settings are read by its own declarations (worked out when the call
+    // was kept), never as some destination type's.
+    let function_call = rc.path.starts_with("/insert-function-instances")
+        || rc.path.ends_with("/function")
+        || rc.path.ends_with("/function/secret");
+    let worked_out = call.and_then(|call| call.shown_settings);
     if let Some(settings) = body.get_mut("settings") {
-        *settings = match super::destinations::redacted_proposal(kind.as_deref(), settings) {
-            Some(shown) => shown,
-            None => hidden(settings),
+        *settings = match (worked_out, function_call) {
+            (Some(shown), _) => shown,
+            (None, true) => hidden(settings),
+            (None, false) => super::destinations::redacted_proposal(kind.as_deref(), settings)
+                .unwrap_or_else(|| hidden(settings)),
         };
     }
     // Write keys' ids and expiry are the source's to show, not the request's; a

@@ -299,10 +299,10 @@ pub(super) async fn check_put(
     caller: &Caller,
     id: &str,
     body: PutSourceFunction,
-) -> Result<(), ApiError> {
-    planned(api, caller, id, body, Access::Weigh)
-        .await
-        .map(drop)
+) -> Result<(String, Value), ApiError> {
+    let (_, function, row, _) = planned(api, caller, id, body, Access::Weigh).await?;
+    let shown = super::function_instances::readable_settings(&row.settings, &function.settings);
+    Ok((function.id, shown))
 }
 
 /// A removal of source `id`'s source function, or a new secret for it, checked as its

@@ -497,6 +497,24 @@ pub async fn instance(
     row.as_ref().map(|r| decode_instance(key, r)).transpose()
 }
 
+/// The instance on destination `destination` of `workspace`, if it has one.
+pub async fn instance_on(
+    conn: &mut AnyConnection,
+    key: &Key,
+    workspace: &str,
+    destination: &str,
+) -> Result<Option<InstanceRow>, StoreError> {
+    let row = sqlx::query(sql!(
+        "SELECT {INSTANCE_COLUMNS} FROM function_instances
+         WHERE workspace_id = $1 AND destination_id = $2"
+    ))
+    .bind(workspace)
+    .bind(destination)
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(|r| decode_instance(key, r)).transpose()
+}
+
 fn seal(key: &Key, row: &InstanceRow) -> Result<String, StoreError> {
     let text =
         serde_json::to_string(&row.settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
