@@ -2,7 +2,7 @@
 //! local segment or as a JetStream message's payload,
 //! `{"sourceId": "…", "blocked": […]?, "event": {…}}`. `blocked` is there when a
 //! tracking plan blocked the event (its violations): such a record is kept for people
-//! and never delivered. The gateway writes records with [`write`]; delivery and the CLI
+//! and never delivered. The gateway writes records with [`write()`]; delivery and the CLI
 //! read them with [`Stored::read`]. The size bounds of a record are here too.
 
 use chrono::{DateTime, Utc};

@@ -515,23 +515,7 @@ async fn lifecycle(db: databases::TestDb) {
 
     // Production protection: once the demo source is protected, only owners and admins
     // change what its destinations run.
-    let (status, body) = api
-        .post(
-            &owner,
-            "/api/v1/sources/demo/labels",
-            json!({"labels": [{"key": "environment", "value": "prod"}]}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, body) = api
-        .call(
-            &owner,
-            Method::PUT,
-            "/api/v1/settings/protected-labels",
-            Some(json!({"labels": ["environment:prod"]})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    api.protect(&owner, "demo").await;
     let (status, body) = api
         .post(&member, &format!("{path}/deploy"), json!({}))
         .await;

@@ -292,23 +292,7 @@ async fn a_github_webhook_becomes_events_of_the_source() {
     // On a protected source, a member's changes to its source function are kept for
     // review (202) and made on approval as the approver's call; an owner's are made at
     // once; what the caller may not do at all is refused, not proposed.
-    let (status, body) = api
-        .post(
-            &owner,
-            "/api/v1/sources/demo/labels",
-            json!({"labels": [{"key": "environment", "value": "prod"}]}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, body) = api
-        .call(
-            &owner,
-            Method::PUT,
-            "/api/v1/settings/protected-labels",
-            Some(json!({"labels": ["environment:prod"]})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    api.protect(&owner, "demo").await;
     let (status, _) = api
         .call(&reader, Method::PUT, path, Some(put.clone()))
         .await;

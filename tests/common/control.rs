@@ -123,6 +123,27 @@ impl Api {
         self.call(token, Method::POST, path, Some(body)).await
     }
 
+    /// Labels `source` `environment:prod` and protects that label (as `owner`).
+    pub async fn protect(&self, owner: &str, source: &str) {
+        let (status, body) = self
+            .post(
+                owner,
+                &format!("/api/v1/sources/{source}/labels"),
+                serde_json::json!({"labels": [{"key": "environment", "value": "prod"}]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (status, body) = self
+            .call(
+                owner,
+                Method::PUT,
+                "/api/v1/settings/protected-labels",
+                Some(serde_json::json!({"labels": ["environment:prod"]})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+
     /// Invites `email` as `role` and accepts the link: their token and user id.
     pub async fn invited(
         &self,

@@ -219,6 +219,7 @@ async fn source_state(api: &Api, workspace: &str, source: &SourceRow) -> Result<
     let keys = sources::keys_of(&mut conn, &source.id).await?;
     let endpoint =
         functions::source_function_of(&mut conn, api.store.key(), workspace, &source.id).await?;
+    drop(conn);
     let mut state = json!({
         "name": source.name,
         "enabled": source.enabled,
@@ -235,15 +236,36 @@ async fn source_state(api: &Api, workspace: &str, source: &SourceRow) -> Result<
     });
     // Only a source with a source function has this key (requests proposed before it
     // was compared stay approvable).
-    if let Some(endpoint) = endpoint {
-        state["sourceFunction"] = json!({
-            "id": endpoint.id,
-            "function": function_state(api, workspace, &endpoint.function_id).await?,
-            "enabled": endpoint.enabled,
-            "updatedAt": endpoint.updated_at,
-        });
+    if let Some(e) = endpoint {
+        state["sourceFunction"] = attached_state(
+            api,
+            workspace,
+            &e.id,
+            &e.function_id,
+            e.enabled,
+            e.updated_at,
+        )
+        .await?;
     }
     Ok(state)
+}
+
+/// A function attached somewhere (a destination's insert function, a source's source
+/// function) as an approval compares it.
+async fn attached_state(
+    api: &Api,
+    workspace: &str,
+    id: &str,
+    function: &str,
+    enabled: bool,
+    updated_at: DateTime<Utc>,
+) -> Result<Value, ApiError> {
+    Ok(json!({
+        "id": id,
+        "function": function_state(api, workspace, function).await?,
+        "enabled": enabled,
+        "updatedAt": updated_at,
+    }))
 }
 
 /// A function's state as an approval compares it: the version that runs where it is
@@ -273,13 +295,16 @@ async fn destination_state(
         "updatedAt": row.updated_at,
     });
     // As a source's function: present only when there is one.
-    if let Some(instance) = instance {
-        state["insertFunction"] = json!({
-            "id": instance.id,
-            "function": function_state(api, workspace, &instance.function_id).await?,
-            "enabled": instance.enabled,
-            "updatedAt": instance.updated_at,
-        });
+    if let Some(i) = instance {
+        state["insertFunction"] = attached_state(
+            api,
+            workspace,
+            &i.id,
+            &i.function_id,
+            i.enabled,
+            i.updated_at,
+        )
+        .await?;
     }
     Ok(state)
 }
