@@ -150,9 +150,8 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>, peer: SocketAddr)
             };
             match Arc::clone(budget).try_acquire_owned() {
                 Ok(_permit) => {
-                    state.meters.in_flight.increment(1.0);
+                    let _in_flight = telemetry::Held::of(&state.meters.in_flight);
                     let result = ingest(&state, req, peer, shape, header_key).await;
-                    state.meters.in_flight.decrement(1.0);
                     result.unwrap_or_else(Rejection::into_reply)
                 }
                 Err(_) => Rejection::Overloaded.into_reply(),

@@ -644,6 +644,27 @@ pub fn histogram(name: &'static str, labels: Labels<'_>) -> metrics::Histogram {
     metrics::histogram!(name, labels)
 }
 
+/// One unit of a gauge that goes up and down (a request in flight, an open connection),
+/// held: taken when made, given back when dropped, so no early return, error or
+/// cancelled future (a client gone mid-request, a worker stopped mid-send) can leave it
+/// counted.
+#[must_use = "the unit is given back when this is dropped"]
+pub struct Held(metrics::Gauge);
+
+impl Held {
+    /// Takes one unit of `gauge`.
+    pub fn of(gauge: &metrics::Gauge) -> Self {
+        gauge.increment(1.0);
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
 /// Installs the tracing subscriber (`RUST_LOG` overrides the configured filter).
 /// Safe to call more than once: later calls keep the first subscriber.
 pub fn init_tracing(config: &Telemetry) {
@@ -659,6 +680,41 @@ pub fn init_tracing(config: &Telemetry) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_held_unit_is_given_back_however_its_holder_ends() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let cell = Arc::new(AtomicU64::new(0.0_f64.to_bits()));
+        let gauge = metrics::Gauge::from_arc(Arc::clone(&cell));
+        let value = || f64::from_bits(cell.load(Ordering::Relaxed));
+        let early = |fail: bool| -> Result<(), ()> {
+            let _held = Held::of(&gauge);
+            if fail {
+                return Err(());
+            }
+            Ok(())
+        };
+        assert!(early(true).is_err());
+        assert!(early(false).is_ok());
+        assert!((value() - 0.0).abs() < f64::EPSILON);
+        // A future dropped while it waits, as a request whose client went away.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let pending = async {
+                let _held = Held::of(&gauge);
+                std::future::pending::<()>().await;
+            };
+            let cut = tokio::time::timeout(std::time::Duration::from_millis(10), pending).await;
+            assert!(cut.is_err());
+        });
+        assert!((value() - 0.0).abs() < f64::EPSILON, "{}", value());
+        let _one = Held::of(&gauge);
+        assert!((value() - 1.0).abs() < f64::EPSILON);
+    }
 
     #[test]
     fn every_family_is_declared_once_with_help() {

@@ -414,9 +414,9 @@ impl Worker {
                 () = limiter.until_ready() => {}
             }
         }
-        metrics.in_flight.increment(1.0);
+        let sending = crate::telemetry::Held::of(&metrics.in_flight);
         let sent = self.sink.send(&outgoing).await;
-        metrics.in_flight.decrement(1.0);
+        drop(sending);
         let error = match sent {
             Ok(()) => {
                 for f in chunk {

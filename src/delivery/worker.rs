@@ -369,9 +369,9 @@ impl Worker {
                 }
             }
             attempts += 1;
-            metrics.in_flight.increment(1.0);
+            let sending = telemetry::Held::of(&metrics.in_flight);
             let result = self.sink.send(probe).await;
-            metrics.in_flight.decrement(1.0);
+            drop(sending);
             let error = match result {
                 Ok(()) => {
                     breaker.success();

@@ -82,7 +82,7 @@ fn answer(reply: &HostReply) -> anyhow::Result<()> {
 /// What the child answers for one event.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
-pub enum Reply {
+enum Reply {
     /// The code loaded and ran.
     Ran {
         /// `event`, `passed`, `dropped` or a [`Failure`] name.
@@ -132,10 +132,7 @@ fn reply_of(ran: &Invocation) -> Reply {
     }
 }
 
-/// The invocation an answer stands for (`None`: the code did not load, with why).
-///
-/// # Errors
-/// The message of code that did not load.
+/// The invocation an answer stands for, or why the code did not load.
 fn invocation_of(reply: Reply) -> Result<Invocation, String> {
     match reply {
         Reply::Unloadable { message } => Err(message),

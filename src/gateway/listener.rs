@@ -130,9 +130,9 @@ pub async fn run<H, F>(
         let shutdown = shutdown.clone();
         let per_ip = Arc::clone(&per_ip);
         tracker.spawn(async move {
-            telemetry::gauge(telemetry::HTTP_CONNECTIONS, &[]).increment(1.0);
+            let open = telemetry::Held::of(&telemetry::gauge(telemetry::HTTP_CONNECTIONS, &[]));
             serve_stream(stream, peer, &settings, handler, shutdown).await;
-            telemetry::gauge(telemetry::HTTP_CONNECTIONS, &[]).decrement(1.0);
+            drop(open);
             if capped {
                 per_ip.leave(ip);
             }
