@@ -296,7 +296,7 @@ pub struct Control {
     /// The HMAC key of `audit_webhook`'s signatures (required with it).
     pub audit_webhook_secret: Secret,
     /// Run function code on this control plane (`POST /api/v1/functions/test-run`),
-    /// each run in a child process killed after two seconds. Default `true`.
+    /// each run in a child process killed if it overruns. Default `true`.
     pub functions: bool,
     /// The clock the API decides with: the system's (tests move theirs by hand). Not a
     /// setting: never read from a file or the environment.
