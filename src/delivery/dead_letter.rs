@@ -39,6 +39,24 @@ pub struct Entry {
     pub event: Box<RawValue>,
 }
 
+/// The entries of `batch`, failed now for `reason` after `attempts` (both delivery
+/// engines write them alike: the time as the event log writes times).
+pub fn entries(batch: &[Outgoing], reason: &str, error: &str, attempts: u32) -> Vec<Entry> {
+    let failed_at = crate::event::format_time(chrono::Utc::now());
+    batch
+        .iter()
+        .map(|o| Entry {
+            failed_at: failed_at.clone(),
+            error: error.to_owned(),
+            reason: reason.to_owned(),
+            attempts,
+            offset: o.offset,
+            source_id: o.source_id.clone(),
+            event: o.event.clone(),
+        })
+        .collect()
+}
+
 /// The file of a destination's dead letters.
 pub fn path(dir: &Path, destination: &str) -> PathBuf {
     dir.join(format!("{destination}.ndjson"))
@@ -219,6 +237,27 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
+
+    #[test]
+    fn entries_carry_the_time_as_the_log_writes_times() {
+        let batch = [Outgoing {
+            offset: 7,
+            source_id: "web".into(),
+            event: serde_json::value::RawValue::from_string("{}".into()).expect("json"),
+            received_at: None,
+        }];
+        let made = entries(&batch, "status_4xx", "400 Bad Request", 3);
+        assert_eq!(made.len(), 1);
+        let at = &made[0].failed_at;
+        // 2026-12-07T03:46:03.123Z: milliseconds, UTC as `Z`.
+        assert_eq!(at.len(), 24, "{at}");
+        assert!(
+            at.ends_with('Z') && chrono::DateTime::parse_from_rfc3339(at).is_ok(),
+            "{at}"
+        );
+        assert_eq!((made[0].offset, made[0].attempts), (7, 3));
+        assert_eq!(made[0].reason, "status_4xx");
+    }
     use crate::delivery::sink::{SendError, Sending};
     use crate::disk::{EIO, Fault, Op};
 

@@ -23,7 +23,7 @@ use futures_util::StreamExt as _;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::dead_letter::{self, Entry};
+use super::dead_letter;
 use super::route;
 use super::sink::{self, Network, Outgoing, SendError, Sink};
 use super::transform::{Applied, Transform};
@@ -484,19 +484,7 @@ impl Worker {
         detail: &str,
         attempts: u32,
     ) -> bool {
-        let failed_at = chrono::Utc::now().to_rfc3339();
-        let entries: Vec<Entry> = batch
-            .iter()
-            .map(|o| Entry {
-                failed_at: failed_at.clone(),
-                error: detail.to_owned(),
-                reason: reason.to_owned(),
-                attempts,
-                offset: o.offset,
-                source_id: o.source_id.clone(),
-                event: o.event.clone(),
-            })
-            .collect();
+        let entries = dead_letter::entries(batch, reason, detail, attempts);
         match dead_letter::append(
             &self.dead_letter_dir,
             &destination.id,

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::backlog::Backlog;
 use super::backoff::{self, Breaker, Circuit};
-use super::dead_letter::{self, Entry};
+use super::dead_letter;
 use super::route;
 use super::sink::{Outgoing, SendError, Sink};
 use super::transform::{Applied, Transform};
@@ -445,19 +445,7 @@ impl Worker {
 
     async fn dead_letter(&self, batch: &[Outgoing], why: GiveUp, attempts: u32) -> Outcome {
         let metrics = metrics_for(&self.id);
-        let failed_at = crate::event::format_time(chrono::Utc::now());
-        let entries: Vec<Entry> = batch
-            .iter()
-            .map(|o| Entry {
-                failed_at: failed_at.clone(),
-                error: why.detail.clone(),
-                reason: why.reason.to_owned(),
-                attempts,
-                offset: o.offset,
-                source_id: o.source_id.clone(),
-                event: o.event.clone(),
-            })
-            .collect();
+        let entries = dead_letter::entries(batch, why.reason, &why.detail, attempts);
         let _guard = self.dead_letter_lock.lock().await;
         loop {
             match dead_letter::append(
