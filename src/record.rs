@@ -1,8 +1,8 @@
 //! The stored record: the one format the event log keeps for an accepted event, in a
 //! local segment or as a JetStream message's payload,
-//! `{"sourceId": "…", "blocked": […]?, "event": {…}}`. `blocked` is there when a
-//! tracking plan blocked the event (its violations): such a record is kept for people
-//! and never delivered. The gateway writes records with [`write()`]; delivery and the CLI
+//! `{"sourceId": "…", "blocked": {…}?, "event": {…}}`. `blocked` is there when a
+//! tracking plan blocked the event (`{"reason", "violations"}`): such a record is kept
+//! for people and never delivered. The gateway writes records with [`write()`]; delivery and the CLI
 //! read them with [`Stored::read`]. The size bounds of a record are here too.
 
 use chrono::{DateTime, Utc};
@@ -52,7 +52,7 @@ pub struct Stored {
     /// The source it was accepted for.
     #[serde(rename = "sourceId")]
     pub source_id: String,
-    /// The violations of a tracking plan that blocked it.
+    /// Why a tracking plan blocked it (`{"reason", "violations"}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blocked: Option<Box<RawValue>>,
     /// The event, as stored.

@@ -30,7 +30,8 @@ pub enum LogCommand {
 /// `sluice blocked`.
 #[derive(Subcommand)]
 pub enum BlockedCommand {
-    /// Print blocked events (NDJSON: offset, source, reason, violations, event).
+    /// Print blocked events (NDJSON: `{"offset", "record"}`, the record as stored: its
+    /// source, why it was blocked and the event).
     List {
         /// Only this source's.
         #[arg(long)]

@@ -132,7 +132,10 @@ impl ItemRejection {
                 return format!("messageId is longer than {limit} characters").into();
             }
             Self::TooLarge { limit } => {
-                return format!("message is larger than {limit} bytes").into();
+                return format!(
+                    "message is larger than {limit} bytes as stored (batch context merged in)"
+                )
+                .into();
             }
             Self::DuplicateKey => "an object in the message names the same key twice",
         };

@@ -274,8 +274,9 @@ struct Process {
     in_flight: bool,
 }
 
-/// One destination's function host: a child process started on first use, restarted
-/// after its watchdog kills it or the function changes.
+/// One function host (a destination's insert function, a source function's endpoint,
+/// a test run): a child process started on first use, restarted after its watchdog
+/// kills it or the function changes.
 pub struct Host {
     program: PathBuf,
     allow_private: bool,

@@ -58,6 +58,19 @@ pub struct Settings {
 #[derive(Default)]
 struct PerIp(std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>);
 
+/// A connection's place in its address's count, given back when dropped (however the
+/// connection's task ends).
+struct Slot {
+    per_ip: Arc<PerIp>,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.per_ip.leave(self.ip);
+    }
+}
+
 impl PerIp {
     /// Counts a new connection from `ip`, unless it already has `max`.
     fn admit(&self, ip: IpAddr, max: usize) -> bool {
@@ -128,15 +141,14 @@ pub async fn run<H, F>(
         let settings = settings.clone();
         let handler = handler.clone();
         let shutdown = shutdown.clone();
-        let per_ip = Arc::clone(&per_ip);
+        let slot = capped.then(|| Slot {
+            per_ip: Arc::clone(&per_ip),
+            ip,
+        });
         tracker.spawn(async move {
             let open = telemetry::Held::of(&telemetry::gauge(telemetry::HTTP_CONNECTIONS, &[]));
             serve_stream(stream, peer, &settings, handler, shutdown).await;
-            drop(open);
-            if capped {
-                per_ip.leave(ip);
-            }
-            drop(permit);
+            drop((open, slot, permit));
         });
     }
     drop(listener);

@@ -69,6 +69,8 @@ impl TestServer {
         config.catalog.path = dir.path().join("catalog.toml");
         config.catalog.poll_interval_ms = 100;
         config.log.dir = dir.path().join("log");
+        // File destinations write here, never into the working directory.
+        config.delivery.file_dir = dir.path().join("exports");
         config.log.durability = sluice::config::Durability::Os;
         config.server.shutdown_grace_ms = 5_000;
         // Insert functions run in `sluice function-host`, not in this test binary.

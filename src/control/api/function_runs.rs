@@ -104,7 +104,8 @@ async fn test_run(
             "function code does not run on this installation (control.functions = false)".into(),
         ));
     };
-    // One run at a time (each is a child process for up to two seconds).
+    // One run at a time (each is a child process: 5 s to load, 1.2 s to run, and what
+    // its fetch calls take, 5 s at most).
     let Ok(_running) = api.functions_running.try_acquire() else {
         return Err(ApiError::RateLimited);
     };
@@ -137,8 +138,10 @@ async fn test_run(
     if !settings.is_object() {
         return Err(ApiError::field("settings", "a JSON object"));
     }
-    // A process of its own, as delivery runs functions, gone when the run is.
-    let mut host = Host::new(runner, api.allow_private_destinations);
+    // A process of its own, as delivery runs functions, gone when the run is. Its
+    // `fetch` never reaches private addresses, whatever delivery may: what a test run
+    // reads is shown to its caller, from the control plane's own network.
+    let mut host = Host::new(runner, false);
     let function = Loaded {
         id: "test-run".into(),
         version: 0,
