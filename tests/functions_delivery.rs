@@ -211,3 +211,67 @@ async fn code_that_does_not_load_sends_nothing_and_keeps_every_event() {
     );
     assert!(written(&path).is_empty(), "nothing bypasses the function");
 }
+
+/// A function host whose parent dies (SIGKILL: no chance to kill its children) ends by
+/// itself, even while it runs code the engine cannot stop, instead of keeping a core.
+#[test]
+fn a_host_whose_parent_died_ends_even_while_its_code_hangs() {
+    let dir = tempfile::tempdir().expect("dir");
+    let load = json!({"load": {"code": "async function onTrack(e) { for (;;) new Promise(() => { for (;;) {} }); }",
+                               "settings": {}}});
+    let run = json!({"run": {"events": [["onTrack", "{\"type\":\"track\"}"]]}});
+    std::fs::write(dir.path().join("requests"), format!("{load}\n{run}\n")).expect("write");
+    let pid_file = dir.path().join("pid");
+    // A parent shell that starts the host, says its pid, and waits on it.
+    let mut parent = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "\"{}\" function-host < \"{}\" > /dev/null 2>&1 & echo $! > \"{}\"; wait",
+            env!("CARGO_BIN_EXE_sluice"),
+            dir.path().join("requests").display(),
+            pid_file.display()
+        ))
+        .spawn()
+        .expect("sh");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let pid = loop {
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+        {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "the host never started");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Whatever the outcome, the host does not outlive the test.
+    struct Reaped(u32);
+    impl Drop for Reaped {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &self.0.to_string()])
+                .status();
+        }
+    }
+    let _reaped = Reaped(pid);
+    let state = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.chars().next()))
+            .flatten()
+    };
+    // It is running its endless code.
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(matches!(state(), Some('R' | 'S')), "{:?}", state());
+    parent.kill().expect("SIGKILL the parent");
+    let _ = parent.wait();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !matches!(state(), None | Some('Z' | 'X')) {
+        assert!(
+            Instant::now() < deadline,
+            "the orphaned host still runs: {:?}",
+            state()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

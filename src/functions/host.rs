@@ -168,6 +168,7 @@ fn invocation_of(reply: Reply) -> Result<Invocation, String> {
 /// # Errors
 /// Standard input or output fail, or a line is not a request.
 pub fn serve_stdio() -> anyhow::Result<()> {
+    end_with_parent();
     let stdin = std::io::stdin().lock();
     let mut loaded: Option<Sandbox> = None;
     for line in stdin.lines() {
@@ -224,6 +225,31 @@ pub fn serve_stdio() -> anyhow::Result<()> {
         answer(&reply)?;
     }
     Ok(())
+}
+
+/// How often a host looks whether its parent is still there.
+const PARENT_CHECK: Duration = Duration::from_millis(500);
+
+/// Ends this process when its parent is gone (killed, say, with no chance to kill its
+/// children): code the engine cannot stop never reads the closed input that would end
+/// it, and would keep a core busy for good. The parent is gone when this process is
+/// handed to another (its parent id changes).
+fn end_with_parent() {
+    let parent = std::os::unix::process::parent_id();
+    let watch = std::thread::Builder::new()
+        .name("parent-watch".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(PARENT_CHECK);
+                if std::os::unix::process::parent_id() != parent {
+                    std::process::exit(1);
+                }
+            }
+        });
+    if let Err(error) = watch {
+        // Still served: without the watch, only a parent that dies first leaves it on.
+        let _ = writeln!(std::io::stderr(), "function host: no parent watch: {error}");
+    }
 }
 
 /// The function a host runs: what is loaded is replaced when this changes.
