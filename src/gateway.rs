@@ -213,11 +213,7 @@ async fn ingest(
 
     // 1. A key in the header is checked before the body is read: a bad key costs nothing.
     //    An address that keeps presenting bad keys is stopped before any lookup.
-    let ip = client_ip(&parts.headers, peer.ip(), state);
-    state
-        .failed_keys
-        .check(ip)
-        .map_err(|retry_after| Rejection::KeyFailures { retry_after })?;
+    let ip = admitted_address(state, &parts.headers, peer)?;
     let failed = |rejection| {
         state.failed_keys.fail(ip);
         rejection
@@ -540,10 +536,10 @@ fn settings(state: &State, req: &Request<Incoming>, peer: SocketAddr) -> Reply {
     let Some(key) = route::settings_key(req.uri().path()) else {
         return Rejection::NotFound.into_reply();
     };
-    let ip = client_ip(req.headers(), peer.ip(), state);
-    if let Err(retry_after) = state.failed_keys.check(ip) {
-        return no_store(Rejection::KeyFailures { retry_after }.into_reply());
-    }
+    let ip = match admitted_address(state, req.headers(), peer) {
+        Ok(ip) => ip,
+        Err(rejection) => return no_store(rejection.into_reply()),
+    };
     if let Err(rejection) = authenticate(&state.catalog.snapshot(), key, Utc::now()) {
         state.failed_keys.fail(ip);
         return no_store(rejection.into_reply());
@@ -624,6 +620,20 @@ async fn client_metrics(state: &State, req: Request<Incoming>) -> Reply {
 
 /// The client's address: the peer, or, behind a trusted proxy, the right-most
 /// `X-Forwarded-For` entry that is not itself a trusted proxy.
+/// The client's address, unless it presented too many bad keys or secrets this minute.
+fn admitted_address(
+    state: &State,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+) -> Result<IpAddr, Rejection> {
+    let ip = client_ip(headers, peer.ip(), state);
+    state
+        .failed_keys
+        .check(ip)
+        .map_err(|retry_after| Rejection::KeyFailures { retry_after })?;
+    Ok(ip)
+}
+
 fn client_ip(headers: &HeaderMap, peer: IpAddr, state: &State) -> IpAddr {
     let server = &state.config.server;
     if !server.is_trusted_proxy(peer) {

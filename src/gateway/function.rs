@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 use serde_json::json;
 
 use super::response::FunctionProblem;
-use super::{Rejection, Reply, State, admit, body, client_ip, pace};
+use super::{Rejection, Reply, State, admit, admitted_address, body, pace};
 use crate::catalog::{KeyDigest, SourceFunctionDoc};
 use crate::event::{self, Shape};
 use crate::functions::host::{Host, HostError, Loaded};
@@ -42,11 +42,7 @@ pub(super) async fn handle(
 
     // 1. The endpoint and its secret, before the body is read. Guessing secrets counts
     //    against the address like guessing write keys.
-    let ip = client_ip(&parts.headers, peer.ip(), state);
-    state
-        .failed_keys
-        .check(ip)
-        .map_err(|retry_after| Rejection::KeyFailures { retry_after })?;
+    let ip = admitted_address(state, &parts.headers, peer)?;
     // Hosts of endpoints the catalog no longer has stop with their last handle.
     state
         .function_hosts

@@ -178,10 +178,7 @@ async fn read(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    source(&api, &caller, &id, Access::Read).await?;
-    let (row, function) = current(&api, &caller, &id)
-        .await?
-        .ok_or_else(|| missing(&id))?;
+    let (row, function) = existing(&api, &caller, &id, Access::Read).await?;
     Ok(data(SourceFunctionOne {
         source_function: wire(&row, &function.settings),
         secret: None,
@@ -308,9 +305,19 @@ pub(super) async fn check_put(
 /// A removal of source `id`'s source function, or a new secret for it, checked as its
 /// handler checks it, but for production protection, which weighs it.
 pub(super) async fn check_change(api: &Api, caller: &Caller, id: &str) -> Result<(), ApiError> {
-    source(api, caller, id, Access::Weigh).await?;
-    current(api, caller, id).await?.ok_or_else(|| missing(id))?;
-    Ok(())
+    existing(api, caller, id, Access::Weigh).await.map(drop)
+}
+
+/// Source `id`'s source function and its function, the source as the caller may reach
+/// it for `access`; a source without one answers 404.
+async fn existing(
+    api: &Api,
+    caller: &Caller,
+    id: &str,
+    access: Access,
+) -> Result<(SourceFunctionRow, store::FunctionRow), ApiError> {
+    source(api, caller, id, access).await?;
+    current(api, caller, id).await?.ok_or_else(|| missing(id))
 }
 
 /// Writes `row` with its audit event and answers with it (and a secret just made).
@@ -348,10 +355,7 @@ async fn rotate(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    source(&api, &caller, &id, Access::Change).await?;
-    let (old, function) = current(&api, &caller, &id)
-        .await?
-        .ok_or_else(|| missing(&id))?;
+    let (old, function) = existing(&api, &caller, &id, Access::Change).await?;
     let (secret, digest) = new_secret()?;
     let row = SourceFunctionRow {
         secret_sha256: digest,
@@ -384,10 +388,7 @@ async fn remove(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    source(&api, &caller, &id, Access::Change).await?;
-    let (old, function) = current(&api, &caller, &id)
-        .await?
-        .ok_or_else(|| missing(&id))?;
+    let (old, function) = existing(&api, &caller, &id, Access::Change).await?;
     let mut change = api.store.change().await?;
     store::delete_source_function(change.conn(), &id).await?;
     change

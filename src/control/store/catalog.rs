@@ -99,29 +99,44 @@ async fn deployed_functions(
         if !instance.enabled {
             continue;
         }
-        let Some(function) = functions::get(conn, workspace, &instance.function_id).await? else {
+        let Some((function, version, code)) =
+            deployed(conn, workspace, &instance.function_id).await?
+        else {
             continue;
-        };
-        let Some(version) = function.deployed_version else {
-            continue;
-        };
-        let Some(code) = functions::version(conn, &function.id, version).await? else {
-            return Err(StoreError::Corrupt(format!(
-                "function {} has no version {version}",
-                function.id
-            )));
         };
         out.insert(
             instance.destination_id,
             FunctionDoc {
                 id: function.id,
                 version,
-                code: code.code,
+                code,
                 settings: instance.settings,
             },
         );
     }
     Ok(out)
+}
+
+/// Function `id` if it exists and has a deployed version: the function, that version
+/// and its code.
+async fn deployed(
+    conn: &mut AnyConnection,
+    workspace: &str,
+    id: &str,
+) -> Result<Option<(functions::FunctionRow, u32, String)>, StoreError> {
+    let Some(function) = functions::get(conn, workspace, id).await? else {
+        return Ok(None);
+    };
+    let Some(version) = function.deployed_version else {
+        return Ok(None);
+    };
+    let Some(code) = functions::version(conn, &function.id, version).await? else {
+        return Err(StoreError::Corrupt(format!(
+            "function {} has no version {version}",
+            function.id
+        )));
+    };
+    Ok(Some((function, version, code.code)))
 }
 
 /// The source functions whose function is deployed, with the deployed version's code.
@@ -135,24 +150,16 @@ async fn deployed_source_functions(
         if !row.enabled {
             continue;
         }
-        let Some(function) = functions::get(conn, workspace, &row.function_id).await? else {
+        let Some((function, version, code)) = deployed(conn, workspace, &row.function_id).await?
+        else {
             continue;
-        };
-        let Some(version) = function.deployed_version else {
-            continue;
-        };
-        let Some(code) = functions::version(conn, &function.id, version).await? else {
-            return Err(StoreError::Corrupt(format!(
-                "function {} has no version {version}",
-                function.id
-            )));
         };
         out.push(SourceFunctionDoc {
             id: row.id,
             source: row.source_id,
             function: function.id,
             version,
-            code: code.code,
+            code,
             settings: row.settings,
             secret_sha256: row.secret_sha256,
         });
