@@ -38,7 +38,7 @@ use backlog::Backlog;
 
 use crate::catalog::{self, Destination};
 use crate::log::Log;
-use crate::telemetry::{self, LABEL_DESTINATION};
+use crate::telemetry;
 
 pub use sink::{Network, Outgoing, SendError, Sink};
 
@@ -77,16 +77,15 @@ pub struct Metrics {
 
 /// The metric handles of a destination.
 pub fn metrics_for(id: &str) -> Metrics {
-    let l = || [(LABEL_DESTINATION, id.to_owned())];
     Metrics {
-        delivered: telemetry::counter(telemetry::DELIVERY_DELIVERED, &l()),
-        retried: telemetry::counter(telemetry::DELIVERY_RETRIED, &l()),
-        dead_lettered: telemetry::counter(telemetry::DELIVERY_DEAD_LETTERED, &l()),
-        in_flight: telemetry::gauge(telemetry::DELIVERY_IN_FLIGHT, &l()),
-        latency: telemetry::histogram(telemetry::DELIVERY_LATENCY, &l()),
-        lag_events: telemetry::gauge(telemetry::DELIVERY_LAG_EVENTS, &l()),
-        lag_seconds: telemetry::gauge(telemetry::DELIVERY_LAG_SECONDS, &l()),
-        circuit: telemetry::gauge(telemetry::DELIVERY_CIRCUIT, &l()),
+        delivered: telemetry::DELIVERY_DELIVERED.with([id]),
+        retried: telemetry::DELIVERY_RETRIED.with([id]),
+        dead_lettered: telemetry::DELIVERY_DEAD_LETTERED.with([id]),
+        in_flight: telemetry::DELIVERY_IN_FLIGHT.with([id]),
+        latency: telemetry::DELIVERY_LATENCY.with([id]),
+        lag_events: telemetry::DELIVERY_LAG_EVENTS.with([id]),
+        lag_seconds: telemetry::DELIVERY_LAG_SECONDS.with([id]),
+        circuit: telemetry::DELIVERY_CIRCUIT.with([id]),
     }
 }
 
@@ -168,14 +167,9 @@ pub(crate) fn record_delivered(metrics: &Metrics, events: &[Outgoing]) {
 
 /// Counts a failed send to `destination` by its reason.
 pub(crate) fn count_failed(destination: &str, error: &SendError) {
-    telemetry::counter(
-        telemetry::DELIVERY_FAILED,
-        &[
-            (LABEL_DESTINATION, destination.to_owned()),
-            (telemetry::LABEL_REASON, error.reason().into()),
-        ],
-    )
-    .increment(1);
+    telemetry::DELIVERY_FAILED
+        .with([destination, error.reason()])
+        .increment(1);
 }
 
 /// Handle to running delivery: replay and inspection for the admin API.
@@ -329,11 +323,9 @@ impl Delivery {
     pub fn dead_letters(&self) -> std::io::Result<Vec<dead_letter::Summary>> {
         let list = dead_letter::list(&self.dead_letter_dir)?;
         for s in &list {
-            telemetry::gauge(
-                telemetry::DELIVERY_DEAD_LETTERS_UNREADABLE,
-                &[(LABEL_DESTINATION, s.destination.clone())],
-            )
-            .set(s.unreadable as f64);
+            telemetry::DELIVERY_DEAD_LETTERS_UNREADABLE
+                .with([&s.destination])
+                .set(s.unreadable as f64);
         }
         Ok(list)
     }
@@ -437,23 +429,16 @@ fn forget(log: &Log, id: &str) {
             tracing::warn!(destination = id, %error, "cannot delete the cursor of a removed destination")
         }
     }
-    telemetry::counter(
-        telemetry::DELIVERY_DESTINATIONS_REMOVED,
-        &[(LABEL_DESTINATION, id.to_owned())],
-    )
-    .increment(1);
+    telemetry::DELIVERY_DESTINATIONS_REMOVED
+        .with([id])
+        .increment(1);
     tracing::warn!(destination = id, undelivered = ?undelivered, "destination removed from the catalog: its undelivered events will not be delivered; adding it again starts with new events (its dead letters are kept)");
 }
 
 fn cursor_error(id: &str, reason: &'static str) {
-    telemetry::counter(
-        telemetry::DELIVERY_CURSOR_ERRORS,
-        &[
-            (LABEL_DESTINATION, id.to_owned()),
-            (telemetry::LABEL_REASON, reason.into()),
-        ],
-    )
-    .increment(1);
+    telemetry::DELIVERY_CURSOR_ERRORS
+        .with([id, reason])
+        .increment(1);
 }
 
 fn save_cursor(dir: &Path, id: &str, offset: u64) {

@@ -1,9 +1,11 @@
 //! The Tracking API: routing, write-key auth, limits, body decoding, responses.
 //!
-//! The request path reads top to bottom in `ingest`:
-//! authenticate (header) → rate limit and monthly quota → read body (bounded) → decode →
-//! authenticate (body key) → normalise each message → drop duplicates → append to the
-//! event log (durable) → count usage → 200. Cross-cutting work wraps it once in
+//! The request path reads top to bottom in `ingest`, as phases: **admit** (the address;
+//! a header key, its rate limit and quotas, before the body is read) → **decode** (the
+//! body, bounded) → **authenticate** once (a body key is checked against the header's,
+//! or checked and admitted if it is the only one) → **enforce** (each message normalised,
+//! de-duplicated, reviewed by the tracking plan, written as a record: `intake`) →
+//! **append** (durable before the 200) → **answer**. Cross-cutting work wraps it once in
 //! [`handle`]: the in-flight cap (before any work, so overload costs nothing), CORS
 //! headers, and the request metrics (after, so every answer is counted, refusals
 //! included).
@@ -13,6 +15,7 @@ mod body;
 mod cors;
 mod dedup;
 mod function;
+mod intake;
 mod listener;
 mod meters;
 mod probe;
@@ -33,11 +36,10 @@ use tokio::sync::Semaphore;
 
 use crate::catalog::{self, Source};
 use crate::config::Config;
-use crate::event::{self, Enrichment};
-use crate::log::{self, EventLog};
-use crate::protocols;
+use crate::event;
+use crate::log::EventLog;
 use crate::telemetry;
-use crate::usage::{Counts, Tally};
+use crate::usage::Tally;
 
 pub use listener::{Settings as ListenerSettings, run as run_listener};
 pub use probe::{alive, probe, readiness};
@@ -46,10 +48,10 @@ pub use response::{Rejection, Reply};
 pub use route::Route;
 pub use tls::{TlsError, acceptor as tls_acceptor};
 
-use dedup::{Dedup, DigestSet};
-use meters::Meters;
+use dedup::Dedup;
+use intake::Intake;
+use meters::{Meters, SourceMeters};
 use rate::Limiters;
-use response::RejectedItem;
 use throttle::FailedKeys;
 
 /// Largest `/v1/m` body (SDK client metrics are a few hundred bytes).
@@ -116,14 +118,6 @@ impl State {
     pub fn usage(&self) -> &Arc<Tally> {
         &self.usage
     }
-}
-
-/// Why an item of a request is not stored.
-enum Skip {
-    /// It breaks a message rule.
-    Invalid(event::ItemRejection),
-    /// Its messageId was stored recently (or earlier in this request).
-    Duplicate,
 }
 
 /// Answers one request on the Tracking API listener.
@@ -198,7 +192,8 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>, peer: SocketAddr)
     reply
 }
 
-/// The request path of every Tracking API route.
+/// The request path of every Tracking API route, phase by phase: admit → decode →
+/// authenticate (once) → enforce → append → answer.
 async fn ingest(
     state: &State,
     req: Request<Incoming>,
@@ -206,25 +201,28 @@ async fn ingest(
     shape: event::Shape,
     header_key: Result<Option<String>, auth::Problem>,
 ) -> Result<Reply, Rejection> {
-    let limits = &state.config.limits;
     let (parts, body) = req.into_parts();
     let snapshot = state.catalog.snapshot();
     let now = Utc::now();
 
-    // 1. A key in the header is checked before the body is read: a bad key costs nothing.
-    //    An address that keeps presenting bad keys is stopped before any lookup.
+    // 1. Admit: the address (one that keeps presenting bad keys is stopped before any
+    //    look-up), then a key in the header, checked before the body is read (a bad
+    //    key costs nothing) and admitted by its source's rate limit and quotas.
     let ip = admitted_address(state, &parts.headers, peer)?;
-    let failed = |rejection| {
-        state.failed_keys.fail(ip);
-        rejection
+    let gate = Gate {
+        state,
+        snapshot: &snapshot,
+        ip,
+        now,
     };
-    let header_key = header_key.map_err(auth_failure).map_err(failed)?;
-    if let Some(key) = &header_key {
-        let source = authenticate(&snapshot, key, now).map_err(failed)?;
-        admit(state, source, now)?;
-    }
+    let header_key = header_key.map_err(|problem| gate.refuse(problem))?;
+    let early = match header_key.as_deref() {
+        Some(key) => Some(gate.admit(key)?),
+        None => None,
+    };
 
-    // 2. Read (bounded in size and time, gunzipped) and decode the body.
+    // 2. Decode: the body, bounded in size and time and gunzipped, parsed.
+    let limits = &state.config.limits;
     let body = body::read(&parts.headers, body, limits.max_request_bytes, pace(state))
         .await
         .map_err(Rejection::Body)?;
@@ -233,300 +231,87 @@ async fn ingest(
     let body_len = bytes.len();
     let envelope = event::decode(&mut bytes, shape, limits).map_err(Rejection::Decode)?;
 
-    // 3. The key that counts: header and body must agree; a body-only key is checked now.
+    // 3. Authenticate, once: a body key must name the header's; a body-only key is
+    //    checked and admitted now.
     let key = auth::resolve(header_key.as_deref(), envelope.write_key.as_deref())
-        .map_err(auth_failure)
-        .map_err(failed)?;
-    let source = authenticate(&snapshot, &key, now).map_err(failed)?;
-    if header_key.is_none() {
-        admit(state, source, now)?;
-    }
-    store(state, source, envelope, body_len, ip, now).await
+        .map_err(|problem| gate.refuse(problem))?;
+    let (source, meters) = match early {
+        Some(admitted) => admitted,
+        None => gate.admit(key)?,
+    };
+
+    // 4–6. Enforce, append, answer.
+    store(state, (source, &meters), envelope, body_len, ip, now).await
 }
 
-/// What every request that stores events ends with: each message normalised and checked
-/// against `source`'s tracking plan, then all of them appended to the log (durable before
-/// the 200). A source function's events come in here too.
+/// Enforce, append and answer: what every request that stores events ends with (a
+/// source function's events come in here too).
 async fn store(
     state: &State,
-    source: &Source,
+    (source, meters): (&Source, &SourceMeters),
     envelope: event::Envelope<'_>,
     body_len: usize,
-    ip: std::net::IpAddr,
+    ip: IpAddr,
     now: chrono::DateTime<Utc>,
 ) -> Result<Reply, Rejection> {
-    let limits = &state.config.limits;
-    let items = envelope.items.len() as u64;
-    let tally = |counts| state.usage.count(&source.id, &source.quotas, counts);
-    state
-        .meters
-        .events(&source.id, envelope.items.len() as u64, 0);
-
-    // 4. Normalise each message; in a batch a bad item is listed, the rest go on.
-    let enrichment = Enrichment::new(now, Some(ip), &source.id, limits);
-    let mut batch = log::Batch::with_capacity(body_len + envelope.items.len() * 256);
-    let mut remembered = Vec::with_capacity(envelope.items.len());
-    let mut in_request = DigestSet::default();
-    let mut rejected = Vec::new();
-    let mut duplicates = 0u64;
-    let mut blocked = 0u64;
-    let mut violating = 0u64;
-    let mut forwarded: Vec<(String, Vec<u8>)> = Vec::new();
-    // A backend that publishes per message routes and de-duplicates by these.
-    let tagging = state.log.wants_ids();
+    let items = envelope.items.len();
+    meters.received.increment(items as u64);
+    let mut intake = Intake::new(state, source, meters, now, ip, (items, body_len));
     for (index, item) in envelope.items.into_iter().enumerate() {
-        let outcome = batch.record(|buf| {
-            let mut prepared = event::prepare(item, envelope.kind, &envelope.defaults, &enrichment)
-                .map_err(Skip::Invalid)?;
-            let key = Dedup::key(&source.id, &prepared.message_id);
-            if state.dedup.seen(key) || !in_request.insert(key) {
-                return Err(Skip::Duplicate);
-            }
-            // 4b. The source's tracking plan: annotate, omit, or block (stored, not delivered).
-            let mut forwards = Vec::new();
-            let verdict = source.protocols.as_ref().map(|sp| {
-                // Time one event in eight: the histogram keeps its shape, the clock
-                // reads stay off most events.
-                let meter = (index % 8 == 0).then_some(&state.meters.validation);
-                enforce(
-                    sp,
-                    source,
-                    &mut prepared,
-                    &mut forwards,
-                    meter,
-                    &mut violating,
-                )
-            });
-            let block = verdict.flatten();
-            event::write(&prepared, block.as_deref(), &enrichment, buf).map_err(Skip::Invalid)?;
-            forwarded.extend(forwards);
-            let id = tagging.then(|| prepared.message_id.to_string());
-            Ok((key, block.is_some(), id))
-        });
-        // One request may not make the log store more than this, whatever it expands to.
-        if batch.byte_len() > limits.max_stored_request_bytes {
-            count_rejected(&source.id, "request_too_large", 1);
-            tally(Counts {
-                refused: items,
-                violating,
-                ..Counts::default()
-            });
-            return Err(Rejection::StoredTooLarge {
-                limit: limits.max_stored_request_bytes,
-            });
-        }
-        match outcome {
-            Ok((key, was_blocked, id)) => {
-                if let Some(id) = id {
-                    batch.tag(&source.id, id);
-                }
-                remembered.push(key);
-                blocked += u64::from(was_blocked);
-            }
-            Err(Skip::Duplicate) => duplicates += 1,
-            Err(Skip::Invalid(problem)) if envelope.kind.is_some() => {
-                count_rejected(&source.id, problem.code(), 1);
-                tally(Counts {
-                    refused: 1,
-                    violating,
-                    ..Counts::default()
-                });
-                return Err(Rejection::Message(problem));
-            }
-            Err(Skip::Invalid(problem)) => {
-                count_rejected(&source.id, problem.code(), 1);
-                rejected.push(RejectedItem {
-                    index,
-                    code: problem.code(),
-                    message: problem.message(),
-                });
-            }
-        }
+        intake.enforce(index, item, (envelope.kind, &envelope.defaults))?;
     }
-    if duplicates > 0 {
-        telemetry::counter(
-            telemetry::EVENTS_DEDUPLICATED,
-            &[(telemetry::LABEL_SOURCE, source.id.clone())],
-        )
-        .increment(duplicates);
-    }
-
-    let stored = remembered.len() as u64;
-    for (target, event) in forwarded {
-        let _ = batch.record(|buf| {
-            event::write_forwarded(&target, &event, buf);
-            Ok::<(), ()>(())
-        });
-        if tagging {
-            // A forwarded event is named by its content: a retried request forwards the same.
-            let digest = xxhash_rust::xxh3::xxh3_128(&event);
-            batch.tag(&target, format!("forwarded-{digest:032x}"));
-        }
-    }
-
-    // 5. Durable before 200.
-    if !batch.is_empty() {
-        if let Err(error) = state.log.append(batch).await {
-            let reason = Rejection::Log(error).code();
-            count_rejected(&source.id, reason, stored);
-            tally(Counts {
-                refused: stored + rejected.len() as u64,
-                violating,
-                ..Counts::default()
-            });
-            return Err(Rejection::Log(error));
-        }
-        state.dedup.remember(remembered);
-        state.meters.events(&source.id, 0, stored - blocked);
-    }
-    tally(Counts {
-        accepted: stored - blocked,
-        refused: blocked + rejected.len() as u64,
-        violating,
-    });
-    Ok(response::accepted(&rejected, blocked))
+    intake.append().await
 }
 
-/// Applies `source`'s tracking plan to one message; returns the JSON stored with a
-/// blocked event (why it was blocked), and queues forwarded copies and
-/// `Violation Generated` events.
-fn enforce(
-    sp: &protocols::SourceProtocols,
-    source: &Source,
-    prepared: &mut event::Prepared<'_>,
-    forwarded: &mut Vec<(String, Vec<u8>)>,
-    meter: Option<&metrics::Histogram>,
-    violating: &mut u64,
-) -> Option<Vec<u8>> {
-    let started = meter.map(|_| Instant::now());
-    let review = protocols::review(sp, &source.id, prepared.kind, &mut prepared.message);
-    if let (Some(meter), Some(started)) = (meter, started) {
-        meter.record(started.elapsed().as_secs_f64());
-    }
-    if review.violations.is_empty() && review.omitted.is_empty() {
-        return None;
-    }
-    *violating += u64::from(!review.violations.is_empty());
-    use simd_json::prelude::ValueAsScalar as _;
-    let name = match prepared.kind {
-        event::Kind::Track => prepared
-            .message
-            .get("event")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default(),
-        _ => "",
-    };
-    let label = sp.plan.event_label(prepared.kind, name);
-    for v in &review.violations {
-        telemetry::counter(
-            telemetry::PROTOCOLS_VIOLATIONS,
-            &[
-                (telemetry::LABEL_SOURCE, source.id.clone()),
-                (telemetry::LABEL_TYPE, v.kind.into()),
-                (telemetry::LABEL_EVENT, label.clone()),
-            ],
-        )
-        .increment(1);
-    }
-    let omitted = review.omitted.len() + review.omitted_on_violation.len();
-    if omitted > 0 {
-        telemetry::counter(
-            telemetry::PROTOCOLS_OMITTED,
-            &[(telemetry::LABEL_SOURCE, source.id.clone())],
-        )
-        .increment(omitted as u64);
-    }
-    if let Some(target) = &sp.controls.forward_violations_to {
-        for v in &review.violations {
-            let from = protocols::SourceName {
-                id: &source.id,
-                name: &source.name,
-            };
-            let event = protocols::violation_event(&sp.plan, from, prepared, v);
-            forwarded.push((target.clone(), event));
-        }
-    }
-    let reason = review.blocked?;
-    telemetry::counter(
-        telemetry::PROTOCOLS_BLOCKED,
-        &[
-            (telemetry::LABEL_SOURCE, source.id.clone()),
-            (telemetry::LABEL_REASON, reason.into()),
-        ],
-    )
-    .increment(1);
-    if let Some(target) = &sp.controls.forward_blocked_to {
-        let mut event = Vec::new();
-        // A key written twice refuses the event itself a moment later (event::write).
-        if event::write_object(&prepared.message, &mut event).is_ok() {
-            forwarded.push((target.clone(), event));
-        }
-    }
-    Some(
-        serde_json::to_vec(
-            &serde_json::json!({ "reason": reason, "violations": review.violations }),
-        )
-        .unwrap_or_default(),
-    )
-}
-
-fn authenticate<'s>(
-    snapshot: &'s catalog::Snapshot,
-    key: &str,
+/// What deciding whether a request's write key may send needs.
+struct Gate<'r> {
+    state: &'r State,
+    snapshot: &'r catalog::Snapshot,
+    ip: IpAddr,
     now: chrono::DateTime<Utc>,
-) -> Result<&'s Arc<Source>, Rejection> {
-    snapshot.authenticate(key, now).map_err(|why| {
-        telemetry::counter(
-            telemetry::AUTH_FAILURES,
-            &[(telemetry::LABEL_REASON, why.reason().into())],
-        )
-        .increment(1);
-        Rejection::WriteKey(why)
-    })
 }
 
-fn auth_failure(problem: auth::Problem) -> Rejection {
-    let rejection = Rejection::Credentials(problem);
-    telemetry::counter(
-        telemetry::AUTH_FAILURES,
-        &[(telemetry::LABEL_REASON, rejection.code().into())],
-    )
-    .increment(1);
-    rejection
+impl<'r> Gate<'r> {
+    /// The source of `key` and its meters, if the key may send now: known, live, its
+    /// source enabled, within its rate limit and monthly quotas.
+    fn admit(&self, key: &str) -> Result<(&'r Arc<Source>, Arc<SourceMeters>), Rejection> {
+        let source = self.snapshot.authenticate(key, self.now).map_err(|why| {
+            self.state.meters.auth_failures.add(why.reason(), 1);
+            self.state.failed_keys.fail(self.ip);
+            Rejection::WriteKey(why)
+        })?;
+        let meters = self.state.meters.source(self.snapshot, &source.id);
+        admit(self.state, source, &meters, self.now)?;
+        Ok((source, meters))
+    }
+
+    /// Refuses credentials that name no usable key.
+    fn refuse(&self, problem: auth::Problem) -> Rejection {
+        let rejection = Rejection::Credentials(problem);
+        self.state.meters.auth_failures.add(rejection.code(), 1);
+        self.state.failed_keys.fail(self.ip);
+        rejection
+    }
 }
 
 /// Applies the source's rate limit, then its monthly quotas.
-fn admit(state: &State, source: &Source, now: chrono::DateTime<Utc>) -> Result<(), Rejection> {
+fn admit(
+    state: &State,
+    source: &Source,
+    meters: &SourceMeters,
+    now: chrono::DateTime<Utc>,
+) -> Result<(), Rejection> {
     state.limiters.check(source).map_err(|retry_after| {
-        telemetry::counter(
-            telemetry::RATE_LIMITED,
-            &[(telemetry::LABEL_SOURCE, source.id.clone())],
-        )
-        .increment(1);
+        meters.rate_limited.increment(1);
         Rejection::RateLimited { retry_after }
     })?;
     state
         .usage
         .admit(&source.quotas, now)
         .map_err(|retry_after| {
-            telemetry::counter(
-                telemetry::QUOTA_EXCEEDED,
-                &[(telemetry::LABEL_SOURCE, source.id.clone())],
-            )
-            .increment(1);
+            meters.quota_exceeded.increment(1);
             Rejection::QuotaExceeded { retry_after }
         })
-}
-
-fn count_rejected(source: &str, reason: &'static str, n: u64) {
-    telemetry::counter(
-        telemetry::EVENTS_REJECTED,
-        &[
-            (telemetry::LABEL_SOURCE, source.to_owned()),
-            (telemetry::LABEL_REASON, reason.into()),
-        ],
-    )
-    .increment(n);
 }
 
 /// `GET /v1/projects/{writeKey}/settings`: what analytics.js loads from Segment's CDN,
@@ -540,9 +325,10 @@ fn settings(state: &State, req: &Request<Incoming>, peer: SocketAddr) -> Reply {
         Ok(ip) => ip,
         Err(rejection) => return no_store(rejection.into_reply()),
     };
-    if let Err(rejection) = authenticate(&state.catalog.snapshot(), key, Utc::now()) {
+    if let Err(why) = state.catalog.snapshot().authenticate(key, Utc::now()) {
+        state.meters.auth_failures.add(why.reason(), 1);
         state.failed_keys.fail(ip);
-        return no_store(rejection.into_reply());
+        return no_store(Rejection::WriteKey(why).into_reply());
     }
     let server = &state.config.server;
     // The configured public URL, else the request's Host if it is a plain host name
@@ -611,7 +397,7 @@ async fn client_metrics(state: &State, req: Request<Incoming>) -> Reply {
         .min(CLIENT_METRICS_LIMIT);
     match body::discard(&parts.headers, body, limit, pace(state)).await {
         Ok(_) => {
-            telemetry::counter(telemetry::CLIENT_METRICS, &[]).increment(1);
+            state.meters.client_metrics.increment(1);
             response::accepted(&[], 0)
         }
         Err(problem) => Rejection::Body(problem).into_reply(),

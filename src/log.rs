@@ -290,7 +290,7 @@ impl Log {
             shared,
             dir,
             writer: Arc::new(Mutex::new(Some(task))),
-            append_duration: telemetry::histogram(telemetry::LOG_APPEND_DURATION, &[]),
+            append_duration: telemetry::LOG_APPEND_DURATION.with([]),
         })
     }
 

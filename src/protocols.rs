@@ -18,8 +18,10 @@ use simd_json::prelude::*;
 
 use crate::event::Kind;
 
+mod decision;
 mod document;
 
+pub use decision::{Decision, decide};
 pub use document::{CallControlsDoc, ControlsDoc, Enforcement, PlanDoc, RuleDoc};
 
 /// What to do with one kind of finding.
@@ -292,11 +294,10 @@ impl Plan {
     }
 
     /// A bounded label for an event name: planned names as they are, others `unplanned`.
-    pub fn event_label(&self, kind: Kind, name: &str) -> String {
+    pub fn event_label(&self, kind: Kind, name: &str) -> &str {
         match kind {
-            Kind::Track if self.events.contains(name) => name.to_owned(),
-            Kind::Track => "unplanned".to_owned(),
-            other => other.as_str().to_owned(),
+            Kind::Track => self.events.get(name).map_or("unplanned", String::as_str),
+            other => other.as_str(),
         }
     }
 }

@@ -1,8 +1,10 @@
 //! Metric names and registration, and tracing setup.
 //!
-//! Every metric family is declared here once ([`FAMILIES`]: name, kind, unit, help,
-//! buckets); code elsewhere builds handles with [`counter`], [`gauge`] and [`histogram`]
-//! (the `metrics` macros are banned elsewhere by `clippy.toml`). Label values are bounded: routes are fixed names, sources come from
+//! Every metric family is declared here once, as a typed constant ([`HTTP_REQUESTS`] is a
+//! [`Counters<2>`]: its two labels are part of its type) and in the table [`FAMILIES`]
+//! (name, kind, labels, unit, help, buckets). Code elsewhere makes handles only through
+//! those constants (`HTTP_REQUESTS.with([route, status])`); the `metrics` macros are
+//! banned elsewhere by `clippy.toml`. Label values are bounded: routes are fixed names, sources come from
 //! the catalog, reasons are `&'static str` codes. Never a user id, event name or raw path.
 
 use std::sync::OnceLock;
@@ -26,134 +28,10 @@ pub const LABEL_DESTINATION: &str = "destination";
 pub const LABEL_FUNCTION: &str = "function";
 /// Label: what became of an event (`event`, `passed`, `dropped`, or a failure's name).
 pub const LABEL_OUTCOME: &str = "outcome";
-/// Counter: insert-function invocations in delivery, by function, destination and outcome
-/// (`event`, `passed`, `dropped`, `retry`, `invalid`, `error`, `timeout`, `memory`,
-/// `too_large`, `load`).
-pub const FUNCTION_INVOCATIONS: &str = "sluice_function_invocations_total";
-/// Counter: source-function requests on the data listener, by function, source and
-/// outcome (`event`, `passed`, `dropped`, a failure's name, `load`, `host`).
-pub const SOURCE_FUNCTION_INVOCATIONS: &str = "sluice_source_function_invocations_total";
-/// Histogram: one insert-function invocation's run time in its engine, seconds, by function.
-pub const FUNCTION_DURATION: &str = "sluice_function_duration_seconds";
-
-/// Counter: HTTP requests by route and status.
-pub const HTTP_REQUESTS: &str = "sluice_http_requests_total";
-/// Histogram: request latency by route, seconds.
-pub const HTTP_REQUEST_DURATION: &str = "sluice_http_request_duration_seconds";
-/// Counter: request body bytes received as sent (before decompression).
-pub const HTTP_BODY_BYTES: &str = "sluice_http_request_body_bytes_total";
-/// Gauge: requests being processed.
-pub const HTTP_IN_FLIGHT: &str = "sluice_http_in_flight_requests";
-/// Gauge: open connections.
-pub const HTTP_CONNECTIONS: &str = "sluice_http_open_connections";
-/// Counter: connections closed at accept because their address had too many open.
-pub const HTTP_CONNECTIONS_REFUSED: &str = "sluice_http_connections_refused_total";
-/// Counter: events received by source.
-pub const EVENTS_RECEIVED: &str = "sluice_events_received_total";
-/// Counter: events stored for delivery, by source (tracking-plan blocks excluded).
-pub const EVENTS_ACCEPTED: &str = "sluice_events_accepted_total";
-/// Counter: events rejected by source and reason.
-pub const EVENTS_REJECTED: &str = "sluice_events_rejected_total";
-/// Counter: events acknowledged but not stored again because their messageId was seen.
-pub const EVENTS_DEDUPLICATED: &str = "sluice_events_deduplicated_total";
-/// Counter: de-duplication generations dropped early to stay within `max_entries`.
-pub const DEDUP_EARLY_ROTATIONS: &str = "sluice_dedup_early_rotations_total";
-/// Counter: requests refused for their write key, by reason.
-pub const AUTH_FAILURES: &str = "sluice_auth_failures_total";
-/// Counter: requests refused by a source's rate limit.
-pub const RATE_LIMITED: &str = "sluice_rate_limited_total";
-/// Counter: requests refused because a monthly event quota of their source is used up.
-pub const QUOTA_EXCEEDED: &str = "sluice_quota_exceeded_total";
-/// Counter: client metrics payloads (`/v1/m`) received and discarded.
-pub const CLIENT_METRICS: &str = "sluice_client_metrics_total";
-/// Histogram: time from handing records to the log until they are durable, seconds.
-pub const LOG_APPEND_DURATION: &str = "sluice_log_append_duration_seconds";
-/// Histogram: time of one fdatasync, seconds.
-pub const LOG_FSYNC_DURATION: &str = "sluice_log_fsync_duration_seconds";
-/// Counter: bytes appended to the log (records with their headers).
-pub const LOG_APPENDED_BYTES: &str = "sluice_log_appended_bytes_total";
-/// Counter: records appended to the log.
-pub const LOG_APPENDED_RECORDS: &str = "sluice_log_appended_records_total";
-/// Histogram: appends written together by one write (+ one sync): the group-commit size.
-pub const LOG_GROUP_SIZE: &str = "sluice_log_group_commit_appends";
-/// Gauge: bytes the log holds on disk.
-pub const LOG_BYTES: &str = "sluice_log_bytes";
-/// Gauge: segment files in the log.
-pub const LOG_SEGMENTS: &str = "sluice_log_segments";
-/// Counter: appends refused because the log is at its byte bound.
-pub const LOG_FULL: &str = "sluice_log_full_rejections_total";
-/// Counter: appends that failed with an I/O error.
-pub const LOG_WRITE_ERRORS: &str = "sluice_log_write_errors_total";
-/// Counter: torn tails truncated at start-up.
-pub const LOG_TORN_TAILS: &str = "sluice_log_torn_tail_truncations_total";
-/// Counter: bytes cut off by those truncations.
-pub const LOG_TORN_BYTES: &str = "sluice_log_torn_tail_bytes_total";
-/// Counter: segments removed by retention.
-pub const LOG_SEGMENTS_DELETED: &str = "sluice_log_segments_deleted_total";
-/// Counter: events delivered, by destination.
-pub const DELIVERY_DELIVERED: &str = "sluice_delivery_delivered_total";
-/// Counter: failed send attempts, by destination and reason.
-pub const DELIVERY_FAILED: &str = "sluice_delivery_failed_total";
-/// Counter: retries scheduled, by destination.
-pub const DELIVERY_RETRIED: &str = "sluice_delivery_retried_total";
-/// Counter: events written to the dead-letter store, by destination.
-pub const DELIVERY_DEAD_LETTERED: &str = "sluice_delivery_dead_lettered_total";
-/// Gauge: sends under way, by destination.
-pub const DELIVERY_IN_FLIGHT: &str = "sluice_delivery_in_flight";
-/// Histogram: time from receipt to delivery, seconds, by destination.
-pub const DELIVERY_LATENCY: &str = "sluice_delivery_latency_seconds";
-/// Gauge: log records a destination has not processed yet.
-pub const DELIVERY_LAG_EVENTS: &str = "sluice_delivery_lag_events";
-/// Gauge: age of the oldest event waiting for a destination, seconds.
-pub const DELIVERY_LAG_SECONDS: &str = "sluice_delivery_lag_seconds";
-/// Gauge: circuit state by destination (0 closed, 1 open, 2 half-open).
-pub const DELIVERY_CIRCUIT: &str = "sluice_delivery_circuit_state";
-/// Counter: events a destination never got because retention deleted them before it
-/// read them (its cursor was below the oldest segment), by destination.
-pub const DELIVERY_GAP: &str = "sluice_delivery_gap_events_total";
-/// Counter: destinations removed from the catalog (their backlog released), by destination.
-pub const DELIVERY_DESTINATIONS_REMOVED: &str = "sluice_delivery_destinations_removed_total";
-/// Counter: saved cursors that could not be used (unreadable, corrupt, or ahead of the
-/// log), by destination and reason.
-pub const DELIVERY_CURSOR_ERRORS: &str = "sluice_delivery_cursor_errors_total";
-/// Gauge: dead-letter entries that cannot be read (kept, never replayed), by destination.
-pub const DELIVERY_DEAD_LETTERS_UNREADABLE: &str = "sluice_delivery_dead_letters_unreadable";
 /// Label: a violation type (`Required`, `Invalid Type`…).
 pub const LABEL_TYPE: &str = "type";
 /// Label: a planned event name, the call type, or `unplanned`.
 pub const LABEL_EVENT: &str = "event";
-/// Counter: tracking-plan violations by source, type and (planned) event.
-pub const PROTOCOLS_VIOLATIONS: &str = "sluice_protocols_violations_total";
-/// Counter: events blocked by a tracking plan, by source and reason.
-pub const PROTOCOLS_BLOCKED: &str = "sluice_protocols_blocked_total";
-/// Counter: properties/traits omitted by a tracking plan, by source.
-pub const PROTOCOLS_OMITTED: &str = "sluice_protocols_omitted_total";
-/// Histogram: time to review one event against its plan, seconds.
-pub const PROTOCOLS_VALIDATION_DURATION: &str = "sluice_protocols_validation_duration_seconds";
-/// Counter: control-plane API requests by route (its path template) and status.
-pub const CONTROL_REQUESTS: &str = "sluice_control_requests_total";
-/// Histogram: control-plane API latency by route, seconds.
-pub const CONTROL_REQUEST_DURATION: &str = "sluice_control_request_duration_seconds";
-/// Counter: control-plane refusals by the policy's reason (`role_denies`, `hidden`, …).
-pub const CONTROL_DENIALS: &str = "sluice_control_denials_total";
-/// Gauge: the control plane's revision (length of the audit chain).
-pub const CONTROL_REVISION: &str = "sluice_control_revision";
-/// Gauge: 1 while the catalog's source (file, store or remote control plane) answers,
-/// 0 while the last good snapshot is served without it.
-pub const CATALOG_FEED_UP: &str = "sluice_catalog_feed_up";
-/// Gauge: 1 while the process is connected to NATS JetStream, 0 while it is not (only
-/// with `log.backend = "jetstream"`).
-pub const JETSTREAM_CONNECTED: &str = "sluice_jetstream_connected";
-/// Gauge: version of the catalog snapshot being served.
-pub const CATALOG_VERSION: &str = "sluice_catalog_version";
-/// Counter: catalog snapshots installed.
-pub const CATALOG_RELOADS: &str = "sluice_catalog_reloads_total";
-/// Counter: catalog loads that failed (the last good snapshot stays).
-pub const CATALOG_RELOAD_ERRORS: &str = "sluice_catalog_reload_errors_total";
-/// Gauge: sources in the catalog.
-pub const CATALOG_SOURCES: &str = "sluice_catalog_sources";
-/// Gauge: write keys in the catalog (including revoked ones).
-pub const CATALOG_WRITE_KEYS: &str = "sluice_catalog_write_keys";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -172,14 +50,17 @@ pub enum Kind {
     Histogram,
 }
 
-/// One metric family, declared once: name, kind, unit, help text and (histograms)
-/// buckets. Code elsewhere builds handles with [`counter`], [`gauge`], [`histogram`].
+/// One metric family, declared once: name, kind, label names, unit, help text and
+/// (histograms) buckets. Code reaches it only through its typed declaration
+/// ([`Counters`], [`Gauges`], [`Histograms`]).
 #[derive(Debug)]
 pub struct Family {
     /// Exported name.
     pub name: &'static str,
     /// Series kind.
     pub kind: Kind,
+    /// The label names every series of the family carries, in order.
+    pub labels: &'static [&'static str],
     /// Unit, if any.
     pub unit: Option<Unit>,
     /// Help text.
@@ -188,401 +69,208 @@ pub struct Family {
     pub buckets: &'static [f64],
 }
 
-/// Every family Sluice exports.
-pub const FAMILIES: &[Family] = &[
-    Family {
-        name: HTTP_REQUESTS,
-        kind: Kind::Counter,
-        unit: None,
-        help: "HTTP requests by route and status.",
-        buckets: &[],
-    },
-    Family {
-        name: HTTP_REQUEST_DURATION,
-        kind: Kind::Histogram,
-        unit: Some(Unit::Seconds),
-        help: "Request latency by route.",
-        buckets: LATENCY_BUCKETS,
-    },
-    Family {
-        name: HTTP_BODY_BYTES,
-        kind: Kind::Counter,
-        unit: Some(Unit::Bytes),
-        help: "Request body bytes as received (before decompression).",
-        buckets: &[],
-    },
-    Family {
-        name: HTTP_IN_FLIGHT,
-        kind: Kind::Gauge,
-        unit: None,
-        help: "Requests being processed.",
-        buckets: &[],
-    },
-    Family {
-        name: HTTP_CONNECTIONS,
-        kind: Kind::Gauge,
-        unit: None,
-        help: "Open client connections.",
-        buckets: &[],
-    },
-    Family {
-        name: HTTP_CONNECTIONS_REFUSED,
-        kind: Kind::Counter,
-        unit: None,
-        help: "Connections closed at accept because their client address had too many open.",
-        buckets: &[],
-    },
-    Family {
-        name: EVENTS_RECEIVED,
-        kind: Kind::Counter,
-        unit: None,
-        help: "Events received, by source.",
-        buckets: &[],
-    },
-    Family {
-        name: EVENTS_ACCEPTED,
-        kind: Kind::Counter,
-        unit: None,
-        help: "Events durably stored for delivery, by source (tracking-plan blocks excluded).",
-        buckets: &[],
-    },
-    Family {
-        name: EVENTS_REJECTED,
-        kind: Kind::Counter,
-        unit: None,
-        help: "Events rejected, by source and reason.",
-        buckets: &[],
-    },
-    Family {
-        name: EVENTS_DEDUPLICATED,
-        kind: Kind::Counter,
-        unit: None,
-        help: "Events acknowledged but not stored again (messageId seen), by source.",
-        buckets: &[],
-    },
-    Family {
-        name: DEDUP_EARLY_ROTATIONS,
-        kind: Kind::Counter,
-        unit: None,
-        help: "De-duplication generations dropped early to stay within `max_entries`.",
-        buckets: &[],
-    },
-    Family {
-        name: AUTH_FAILURES,
-        kind: Kind::Counter,
-        unit: None,
-        help: "Requests refused for their write key, by reason.",
-        buckets: &[],
-    },
-    Family {
-        name: RATE_LIMITED,
-        kind: Kind::Counter,
-        unit: None,
-        help: "Requests refused by a source's rate limit.",
-        buckets: &[],
-    },
-    Family {
-        name: QUOTA_EXCEEDED,
-        kind: Kind::Counter,
-        unit: None,
-        help: "Requests refused because a monthly event quota of their source is used up.",
-        buckets: &[],
-    },
-    Family {
-        name: CLIENT_METRICS,
-        kind: Kind::Counter,
-        unit: None,
-        help: "Client metrics payloads (/v1/m) received and discarded.",
-        buckets: &[],
-    },
-    Family {
-        name: LOG_APPEND_DURATION,
-        kind: Kind::Histogram,
-        unit: Some(Unit::Seconds),
-        help: "Time from handing records to the log until they are durable.",
-        buckets: LATENCY_BUCKETS,
-    },
-    Family {
-        name: LOG_FSYNC_DURATION,
-        kind: Kind::Histogram,
-        unit: Some(Unit::Seconds),
-        help: "Duration of one fdatasync.",
-        buckets: LATENCY_BUCKETS,
-    },
-    Family {
-        name: LOG_APPENDED_BYTES,
-        kind: Kind::Counter,
-        unit: Some(Unit::Bytes),
-        help: "Bytes appended to the log.",
-        buckets: &[],
-    },
-    Family {
-        name: LOG_APPENDED_RECORDS,
-        kind: Kind::Counter,
-        unit: None,
-        help: "Records appended to the log.",
-        buckets: &[],
-    },
-    Family {
-        name: LOG_GROUP_SIZE,
-        kind: Kind::Histogram,
-        unit: None,
-        help: "Appends made durable by one write and sync (group commit).",
-        buckets: GROUP_BUCKETS,
-    },
-    Family {
-        name: LOG_BYTES,
-        kind: Kind::Gauge,
-        unit: Some(Unit::Bytes),
-        help: "Bytes the log holds on disk.",
-        buckets: &[],
-    },
-    Family {
-        name: LOG_SEGMENTS,
-        kind: Kind::Gauge,
-        unit: None,
-        help: "Segment files in the log.",
-        buckets: &[],
-    },
-    Family {
-        name: LOG_FULL,
-        kind: Kind::Counter,
-        unit: None,
-        help: "Appends refused because the log is at its byte bound.",
-        buckets: &[],
-    },
-    Family {
-        name: LOG_WRITE_ERRORS,
-        kind: Kind::Counter,
-        unit: None,
-        help: "Appends that failed with an I/O error.",
-        buckets: &[],
-    },
-    Family {
-        name: LOG_TORN_TAILS,
-        kind: Kind::Counter,
-        unit: None,
-        help: "Torn tails truncated at start-up.",
-        buckets: &[],
-    },
-    Family {
-        name: LOG_TORN_BYTES,
-        kind: Kind::Counter,
-        unit: Some(Unit::Bytes),
-        help: "Bytes cut off torn tails.",
-        buckets: &[],
-    },
-    Family {
-        name: LOG_SEGMENTS_DELETED,
-        kind: Kind::Counter,
-        unit: None,
-        help: "Segments removed by retention.",
-        buckets: &[],
-    },
-    Family {
-        name: DELIVERY_DELIVERED,
-        kind: Kind::Counter,
-        unit: None,
-        help: "Events delivered, by destination.",
-        buckets: &[],
-    },
-    Family {
-        name: DELIVERY_FAILED,
-        kind: Kind::Counter,
-        unit: None,
-        help: "Failed send attempts, by destination and reason.",
-        buckets: &[],
-    },
-    Family {
-        name: DELIVERY_RETRIED,
-        kind: Kind::Counter,
-        unit: None,
-        help: "Retries scheduled, by destination.",
-        buckets: &[],
-    },
-    Family {
-        name: DELIVERY_DEAD_LETTERED,
-        kind: Kind::Counter,
-        unit: None,
-        help: "Events written to the dead-letter store, by destination.",
-        buckets: &[],
-    },
-    Family {
-        name: DELIVERY_IN_FLIGHT,
-        kind: Kind::Gauge,
-        unit: None,
-        help: "Sends under way, by destination.",
-        buckets: &[],
-    },
-    Family {
-        name: FUNCTION_INVOCATIONS,
-        kind: Kind::Counter,
-        unit: None,
-        help: "Insert-function invocations in delivery, by function, destination and outcome.",
-        buckets: &[],
-    },
-    Family {
-        name: SOURCE_FUNCTION_INVOCATIONS,
-        kind: Kind::Counter,
-        unit: None,
-        help: "Source-function requests on the data listener, by function, source and outcome.",
-        buckets: &[],
-    },
-    Family {
-        name: FUNCTION_DURATION,
-        kind: Kind::Histogram,
-        unit: None,
-        help: "Run time of one insert-function invocation in its engine, seconds, by function.",
-        buckets: LATENCY_BUCKETS,
-    },
-    Family {
-        name: DELIVERY_LATENCY,
-        kind: Kind::Histogram,
-        unit: None,
-        help: "Time from receipt to delivery, seconds, by destination.",
-        buckets: LATENCY_BUCKETS,
-    },
-    Family {
-        name: DELIVERY_LAG_EVENTS,
-        kind: Kind::Gauge,
-        unit: None,
-        help: "Log records a destination has not processed yet.",
-        buckets: &[],
-    },
-    Family {
-        name: DELIVERY_LAG_SECONDS,
-        kind: Kind::Gauge,
-        unit: None,
-        help: "Age of the oldest event waiting for a destination, seconds.",
-        buckets: &[],
-    },
-    Family {
-        name: DELIVERY_CIRCUIT,
-        kind: Kind::Gauge,
-        unit: None,
-        help: "Circuit state by destination (0 closed, 1 open, 2 half-open).",
-        buckets: &[],
-    },
-    Family {
-        name: DELIVERY_DESTINATIONS_REMOVED,
-        kind: Kind::Counter,
-        unit: None,
-        help: "Destinations removed from the catalog; their undelivered backlog was released, by destination.",
-        buckets: &[],
-    },
-    Family {
-        name: DELIVERY_DEAD_LETTERS_UNREADABLE,
-        kind: Kind::Gauge,
-        unit: None,
-        help: "Dead-letter entries that cannot be read (kept, never replayed or deleted), by destination.",
-        buckets: &[],
-    },
-    Family {
-        name: PROTOCOLS_VIOLATIONS,
-        kind: Kind::Counter,
-        unit: None,
-        help: "Tracking-plan violations by source, violation type and planned event.",
-        buckets: &[],
-    },
-    Family {
-        name: PROTOCOLS_BLOCKED,
-        kind: Kind::Counter,
-        unit: None,
-        help: "Events blocked by a tracking plan, by source and reason.",
-        buckets: &[],
-    },
-    Family {
-        name: PROTOCOLS_OMITTED,
-        kind: Kind::Counter,
-        unit: None,
-        help: "Properties or traits omitted by a tracking plan, by source.",
-        buckets: &[],
-    },
-    Family {
-        name: PROTOCOLS_VALIDATION_DURATION,
-        kind: Kind::Histogram,
-        unit: Some(Unit::Seconds),
-        help: "Time to review one event against its tracking plan.",
-        buckets: LATENCY_BUCKETS,
-    },
-    Family {
-        name: CONTROL_REQUESTS,
-        kind: Kind::Counter,
-        unit: None,
-        help: "Control-plane API requests by route and status.",
-        buckets: &[],
-    },
-    Family {
-        name: CONTROL_REQUEST_DURATION,
-        kind: Kind::Histogram,
-        unit: Some(Unit::Seconds),
-        help: "Control-plane API latency by route.",
-        buckets: LATENCY_BUCKETS,
-    },
-    Family {
-        name: CONTROL_DENIALS,
-        kind: Kind::Counter,
-        unit: None,
-        help: "Control-plane refusals by the policy's reason.",
-        buckets: &[],
-    },
-    Family {
-        name: CONTROL_REVISION,
-        kind: Kind::Gauge,
-        unit: None,
-        help: "The control plane's revision (length of its audit chain).",
-        buckets: &[],
-    },
-    Family {
-        name: CATALOG_FEED_UP,
-        kind: Kind::Gauge,
-        unit: None,
-        help: "1 while the catalog's source answers, 0 while the last good snapshot is served without it.",
-        buckets: &[],
-    },
-    Family {
-        name: JETSTREAM_CONNECTED,
-        kind: Kind::Gauge,
-        unit: None,
-        help: "1 while connected to NATS JetStream, 0 while not.",
-        buckets: &[],
-    },
-    Family {
-        name: CATALOG_VERSION,
-        kind: Kind::Gauge,
-        unit: None,
-        help: "Version of the catalog snapshot being served.",
-        buckets: &[],
-    },
-    Family {
-        name: CATALOG_RELOADS,
-        kind: Kind::Counter,
-        unit: None,
-        help: "Catalog snapshots installed.",
-        buckets: &[],
-    },
-    Family {
-        name: CATALOG_RELOAD_ERRORS,
-        kind: Kind::Counter,
-        unit: None,
-        help: "Catalog loads that failed; the last good snapshot stays in service.",
-        buckets: &[],
-    },
-    Family {
-        name: CATALOG_SOURCES,
-        kind: Kind::Gauge,
-        unit: None,
-        help: "Sources in the catalog.",
-        buckets: &[],
-    },
-    Family {
-        name: CATALOG_WRITE_KEYS,
-        kind: Kind::Gauge,
-        unit: None,
-        help: "Write keys in the catalog, revoked ones included.",
-        buckets: &[],
-    },
-];
+impl Family {
+    /// The registry key of one series: the family's label names with `values`.
+    fn key(&self, values: &[&str]) -> Vec<metrics::Label> {
+        self.labels
+            .iter()
+            .zip(values)
+            .map(|(name, value)| metrics::Label::new(*name, (*value).to_owned()))
+            .collect()
+    }
+}
+
+/// Declares the typed handle of one kind of family: `N` is its number of labels, checked
+/// when the family is declared, so a series can only be made with all its labels.
+macro_rules! typed_family {
+    ($(#[$doc:meta])* $name:ident, $kind:ident, $handle:ty, $make:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy)]
+        pub struct $name<const N: usize>(&'static Family);
+
+        impl<const N: usize> $name<N> {
+            const fn declare(family: &'static Family) -> Self {
+                assert!(family.labels.len() == N && matches!(family.kind, Kind::$kind));
+                Self(family)
+            }
+
+            /// The family's declaration.
+            pub const fn family(&self) -> &'static Family {
+                self.0
+            }
+
+            /// The handle of the series with these label values (keep it where it is
+            /// used often: making one hashes the key and searches the registry).
+            #[allow(clippy::disallowed_macros)] // the one place the metrics macros are used
+            pub fn with(&self, values: [&str; N]) -> $handle {
+                metrics::$make!(self.0.name, self.0.key(&values))
+            }
+        }
+    };
+}
+
+typed_family!(
+    /// A declared counter family with `N` labels.
+    Counters, Counter, metrics::Counter, counter
+);
+typed_family!(
+    /// A declared gauge family with `N` labels.
+    Gauges, Gauge, metrics::Gauge, gauge
+);
+typed_family!(
+    /// A declared histogram family with `N` labels.
+    Histograms, Histogram, metrics::Histogram, histogram
+);
+
+/// Declares every family as a typed constant and lists them all in [`FAMILIES`], so no
+/// family can be used without being declared and described.
+macro_rules! families {
+    ($($id:ident: $ty:ident<$n:literal> = $name:literal, [$($label:expr),*], $unit:expr, $buckets:expr, $help:literal;)*) => {
+        $(
+            #[doc = $help]
+            pub const $id: $ty<$n> = $ty::declare(&Family {
+                name: $name,
+                kind: $ty::<$n>::KIND,
+                labels: &[$($label),*],
+                unit: $unit,
+                help: $help,
+                buckets: $buckets,
+            });
+        )*
+
+        /// Every family Sluice exports.
+        pub const FAMILIES: &[&Family] = &[$($id.family()),*];
+    };
+}
+
+impl<const N: usize> Counters<N> {
+    const KIND: Kind = Kind::Counter;
+}
+impl<const N: usize> Gauges<N> {
+    const KIND: Kind = Kind::Gauge;
+}
+impl<const N: usize> Histograms<N> {
+    const KIND: Kind = Kind::Histogram;
+}
+
+families! {
+    FUNCTION_INVOCATIONS: Counters<3> = "sluice_function_invocations_total", [LABEL_FUNCTION, LABEL_DESTINATION, LABEL_OUTCOME], None, &[],
+        "Insert-function invocations in delivery, by function, destination and outcome.";
+    SOURCE_FUNCTION_INVOCATIONS: Counters<3> = "sluice_source_function_invocations_total", [LABEL_FUNCTION, LABEL_SOURCE, LABEL_OUTCOME], None, &[],
+        "Source-function requests on the data listener, by function, source and outcome.";
+    FUNCTION_DURATION: Histograms<1> = "sluice_function_duration_seconds", [LABEL_FUNCTION], Some(Unit::Seconds), LATENCY_BUCKETS,
+        "Run time of one insert-function invocation in its engine, seconds, by function.";
+    HTTP_REQUESTS: Counters<2> = "sluice_http_requests_total", [LABEL_ROUTE, LABEL_STATUS], None, &[],
+        "HTTP requests by route and status.";
+    HTTP_REQUEST_DURATION: Histograms<1> = "sluice_http_request_duration_seconds", [LABEL_ROUTE], Some(Unit::Seconds), LATENCY_BUCKETS,
+        "Request latency by route.";
+    HTTP_BODY_BYTES: Counters<0> = "sluice_http_request_body_bytes_total", [], Some(Unit::Bytes), &[],
+        "Request body bytes as received (before decompression).";
+    HTTP_IN_FLIGHT: Gauges<0> = "sluice_http_in_flight_requests", [], None, &[],
+        "Requests being processed.";
+    HTTP_CONNECTIONS: Gauges<0> = "sluice_http_open_connections", [], None, &[],
+        "Open client connections.";
+    HTTP_CONNECTIONS_REFUSED: Counters<0> = "sluice_http_connections_refused_total", [], None, &[],
+        "Connections closed at accept because their client address had too many open.";
+    EVENTS_RECEIVED: Counters<1> = "sluice_events_received_total", [LABEL_SOURCE], None, &[],
+        "Events received, by source.";
+    EVENTS_ACCEPTED: Counters<1> = "sluice_events_accepted_total", [LABEL_SOURCE], None, &[],
+        "Events durably stored for delivery, by source (tracking-plan blocks excluded).";
+    EVENTS_REJECTED: Counters<2> = "sluice_events_rejected_total", [LABEL_SOURCE, LABEL_REASON], None, &[],
+        "Events rejected, by source and reason.";
+    EVENTS_DEDUPLICATED: Counters<1> = "sluice_events_deduplicated_total", [LABEL_SOURCE], None, &[],
+        "Events acknowledged but not stored again (messageId seen), by source.";
+    DEDUP_EARLY_ROTATIONS: Counters<0> = "sluice_dedup_early_rotations_total", [], None, &[],
+        "De-duplication generations dropped early to stay within `max_entries`.";
+    AUTH_FAILURES: Counters<1> = "sluice_auth_failures_total", [LABEL_REASON], None, &[],
+        "Requests refused for their write key, by reason.";
+    RATE_LIMITED: Counters<1> = "sluice_rate_limited_total", [LABEL_SOURCE], None, &[],
+        "Requests refused by a source's rate limit.";
+    QUOTA_EXCEEDED: Counters<1> = "sluice_quota_exceeded_total", [LABEL_SOURCE], None, &[],
+        "Requests refused because a monthly event quota of their source is used up.";
+    CLIENT_METRICS: Counters<0> = "sluice_client_metrics_total", [], None, &[],
+        "Client metrics payloads (/v1/m) received and discarded.";
+    LOG_APPEND_DURATION: Histograms<0> = "sluice_log_append_duration_seconds", [], Some(Unit::Seconds), LATENCY_BUCKETS,
+        "Time from handing records to the log until they are durable.";
+    LOG_FSYNC_DURATION: Histograms<0> = "sluice_log_fsync_duration_seconds", [], Some(Unit::Seconds), LATENCY_BUCKETS,
+        "Duration of one fdatasync.";
+    LOG_APPENDED_BYTES: Counters<0> = "sluice_log_appended_bytes_total", [], Some(Unit::Bytes), &[],
+        "Bytes appended to the log.";
+    LOG_APPENDED_RECORDS: Counters<0> = "sluice_log_appended_records_total", [], None, &[],
+        "Records appended to the log.";
+    LOG_GROUP_SIZE: Histograms<0> = "sluice_log_group_commit_appends", [], None, GROUP_BUCKETS,
+        "Appends made durable by one write and sync (group commit).";
+    LOG_BYTES: Gauges<0> = "sluice_log_bytes", [], Some(Unit::Bytes), &[],
+        "Bytes the log holds on disk.";
+    LOG_SEGMENTS: Gauges<0> = "sluice_log_segments", [], None, &[],
+        "Segment files in the log.";
+    LOG_FULL: Counters<0> = "sluice_log_full_rejections_total", [], None, &[],
+        "Appends refused because the log is at its byte bound.";
+    LOG_WRITE_ERRORS: Counters<0> = "sluice_log_write_errors_total", [], None, &[],
+        "Appends that failed with an I/O error.";
+    LOG_TORN_TAILS: Counters<0> = "sluice_log_torn_tail_truncations_total", [], None, &[],
+        "Torn tails truncated at start-up.";
+    LOG_TORN_BYTES: Counters<0> = "sluice_log_torn_tail_bytes_total", [], Some(Unit::Bytes), &[],
+        "Bytes cut off torn tails.";
+    LOG_SEGMENTS_DELETED: Counters<0> = "sluice_log_segments_deleted_total", [], None, &[],
+        "Segments removed by retention.";
+    DELIVERY_DELIVERED: Counters<1> = "sluice_delivery_delivered_total", [LABEL_DESTINATION], None, &[],
+        "Events delivered, by destination.";
+    DELIVERY_FAILED: Counters<2> = "sluice_delivery_failed_total", [LABEL_DESTINATION, LABEL_REASON], None, &[],
+        "Failed send attempts, by destination and reason.";
+    DELIVERY_RETRIED: Counters<1> = "sluice_delivery_retried_total", [LABEL_DESTINATION], None, &[],
+        "Retries scheduled, by destination.";
+    DELIVERY_DEAD_LETTERED: Counters<1> = "sluice_delivery_dead_lettered_total", [LABEL_DESTINATION], None, &[],
+        "Events written to the dead-letter store, by destination.";
+    DELIVERY_IN_FLIGHT: Gauges<1> = "sluice_delivery_in_flight", [LABEL_DESTINATION], None, &[],
+        "Sends under way, by destination.";
+    DELIVERY_LATENCY: Histograms<1> = "sluice_delivery_latency_seconds", [LABEL_DESTINATION], None, LATENCY_BUCKETS,
+        "Time from receipt to delivery, seconds, by destination.";
+    DELIVERY_LAG_EVENTS: Gauges<1> = "sluice_delivery_lag_events", [LABEL_DESTINATION], None, &[],
+        "Log records a destination has not processed yet.";
+    DELIVERY_LAG_SECONDS: Gauges<1> = "sluice_delivery_lag_seconds", [LABEL_DESTINATION], None, &[],
+        "Age of the oldest event waiting for a destination, seconds.";
+    DELIVERY_CIRCUIT: Gauges<1> = "sluice_delivery_circuit_state", [LABEL_DESTINATION], None, &[],
+        "Circuit state by destination (0 closed, 1 open, 2 half-open).";
+    DELIVERY_GAP: Counters<1> = "sluice_delivery_gap_events_total", [LABEL_DESTINATION], None, &[],
+        "Events a destination never read: retention deleted them first, by destination.";
+    DELIVERY_DESTINATIONS_REMOVED: Counters<1> = "sluice_delivery_destinations_removed_total", [LABEL_DESTINATION], None, &[],
+        "Destinations removed from the catalog; their undelivered backlog was released, by destination.";
+    DELIVERY_CURSOR_ERRORS: Counters<2> = "sluice_delivery_cursor_errors_total", [LABEL_DESTINATION, LABEL_REASON], None, &[],
+        "Saved cursors that could not be used (corrupt, unreadable, or ahead of the log), by destination and reason.";
+    DELIVERY_DEAD_LETTERS_UNREADABLE: Gauges<1> = "sluice_delivery_dead_letters_unreadable", [LABEL_DESTINATION], None, &[],
+        "Dead-letter entries that cannot be read (kept, never replayed or deleted), by destination.";
+    PROTOCOLS_VIOLATIONS: Counters<3> = "sluice_protocols_violations_total", [LABEL_SOURCE, LABEL_TYPE, LABEL_EVENT], None, &[],
+        "Tracking-plan violations by source, violation type and planned event.";
+    PROTOCOLS_BLOCKED: Counters<2> = "sluice_protocols_blocked_total", [LABEL_SOURCE, LABEL_REASON], None, &[],
+        "Events blocked by a tracking plan, by source and reason.";
+    PROTOCOLS_OMITTED: Counters<1> = "sluice_protocols_omitted_total", [LABEL_SOURCE], None, &[],
+        "Properties or traits omitted by a tracking plan, by source.";
+    PROTOCOLS_VALIDATION_DURATION: Histograms<0> = "sluice_protocols_validation_duration_seconds", [], Some(Unit::Seconds), LATENCY_BUCKETS,
+        "Time to review one event against its tracking plan.";
+    CONTROL_REQUESTS: Counters<2> = "sluice_control_requests_total", [LABEL_ROUTE, LABEL_STATUS], None, &[],
+        "Control-plane API requests by route and status.";
+    CONTROL_REQUEST_DURATION: Histograms<1> = "sluice_control_request_duration_seconds", [LABEL_ROUTE], Some(Unit::Seconds), LATENCY_BUCKETS,
+        "Control-plane API latency by route.";
+    CONTROL_DENIALS: Counters<1> = "sluice_control_denials_total", [LABEL_REASON], None, &[],
+        "Control-plane refusals by the policy's reason.";
+    CONTROL_REVISION: Gauges<0> = "sluice_control_revision", [], None, &[],
+        "The control plane's revision (length of its audit chain).";
+    CATALOG_FEED_UP: Gauges<0> = "sluice_catalog_feed_up", [], None, &[],
+        "1 while the catalog's source answers, 0 while the last good snapshot is served without it.";
+    JETSTREAM_CONNECTED: Gauges<0> = "sluice_jetstream_connected", [], None, &[],
+        "1 while connected to NATS JetStream, 0 while not.";
+    CATALOG_VERSION: Gauges<0> = "sluice_catalog_version", [], None, &[],
+        "Version of the catalog snapshot being served.";
+    CATALOG_RELOADS: Counters<0> = "sluice_catalog_reloads_total", [], None, &[],
+        "Catalog snapshots installed.";
+    CATALOG_RELOAD_ERRORS: Counters<0> = "sluice_catalog_reload_errors_total", [], None, &[],
+        "Catalog loads that failed; the last good snapshot stays in service.";
+    CATALOG_SOURCES: Gauges<0> = "sluice_catalog_sources", [], None, &[],
+        "Sources in the catalog.";
+    CATALOG_WRITE_KEYS: Gauges<0> = "sluice_catalog_write_keys", [], None, &[],
+        "Write keys in the catalog, revoked ones included.";
+}
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -622,26 +310,60 @@ fn describe() {
     }
 }
 
-/// Labels of a series: `(label key, value)`.
-pub type Labels<'a> = &'a [(&'static str, String)];
-
-/// A handle to a counter of a declared family (keep it where it is used often: building
-/// one hashes the key and searches the registry).
-#[allow(clippy::disallowed_macros)] // the one place the metrics macros are used
-pub fn counter(name: &'static str, labels: Labels<'_>) -> metrics::Counter {
-    metrics::counter!(name, labels)
+/// Counters of one family whose last label is a bounded code (`reason`, `outcome`) and
+/// whose other labels are fixed: each code's handle is made on the code's first use, then
+/// found again without a registry look-up or an allocation.
+pub struct ByCode<const N: usize> {
+    family: Counters<N>,
+    fixed: Vec<String>,
+    made: std::sync::RwLock<Vec<(&'static str, metrics::Counter)>>,
 }
 
-/// A handle to a gauge of a declared family.
-#[allow(clippy::disallowed_macros)] // the one place the metrics macros are used
-pub fn gauge(name: &'static str, labels: Labels<'_>) -> metrics::Gauge {
-    metrics::gauge!(name, labels)
+impl<const N: usize> ByCode<N> {
+    /// The counters of `family` with its first `N - 1` labels set to `fixed`.
+    pub fn new(family: Counters<N>, fixed: &[&str]) -> Self {
+        debug_assert_eq!(fixed.len() + 1, N, "{}", family.family().name);
+        Self {
+            family,
+            fixed: fixed.iter().map(|v| (*v).to_owned()).collect(),
+            made: std::sync::RwLock::default(),
+        }
+    }
+
+    /// Adds `n` to the series of `code`.
+    pub fn add(&self, code: &'static str, n: u64) {
+        let made = self
+            .made
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, counter)) = made.iter().find(|(c, _)| *c == code) {
+            counter.increment(n);
+            return;
+        }
+        drop(made);
+        let mut made = self
+            .made
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, counter)) = made.iter().find(|(c, _)| *c == code) {
+            counter.increment(n);
+            return;
+        }
+        let values: [&str; N] =
+            std::array::from_fn(|i| self.fixed.get(i).map_or(code, String::as_str));
+        let counter = self.family.with(values);
+        counter.increment(n);
+        made.push((code, counter));
+    }
 }
 
-/// A handle to a histogram of a declared family.
-#[allow(clippy::disallowed_macros)] // the one place the metrics macros are used
-pub fn histogram(name: &'static str, labels: Labels<'_>) -> metrics::Histogram {
-    metrics::histogram!(name, labels)
+impl<const N: usize> std::fmt::Debug for ByCode<N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ByCode")
+            .field("family", &self.family.family().name)
+            .field("fixed", &self.fixed)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One unit of a gauge that goes up and down (a request in flight, an open connection),

@@ -165,3 +165,31 @@ fn check_config_accepts_a_good_configuration_and_names_what_is_wrong_with_a_bad_
     assert!(!bad.status.success());
     assert!(err.contains("replicas 1..=5"), "{err}");
 }
+
+#[test]
+fn the_readme_lists_every_family_with_its_kind_and_labels() {
+    let readme = read("README.md");
+    let mut rows = std::collections::BTreeMap::new();
+    for line in readme.lines().filter(|l| l.starts_with("| `sluice_")) {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let name = cells[1].trim_matches('`').to_owned();
+        assert!(
+            rows.insert(name.clone(), (cells[2].to_owned(), cells[3].to_owned()))
+                .is_none(),
+            "{name} has two rows"
+        );
+    }
+    for f in FAMILIES {
+        let kind = match f.kind {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+        };
+        let labels = f.labels.join(", ");
+        let row = rows
+            .remove(f.name)
+            .unwrap_or_else(|| panic!("{} has no row in the README's metrics table", f.name));
+        assert_eq!(row, (kind.to_owned(), labels), "{}", f.name);
+    }
+    assert!(rows.is_empty(), "rows for no family: {rows:?}");
+}

@@ -191,21 +191,29 @@ pub fn spawn_reloader(
 }
 
 fn record_installed(snapshot: &Snapshot) {
-    telemetry::gauge(telemetry::CATALOG_VERSION, &[]).set(snapshot.version() as f64);
-    telemetry::gauge(telemetry::CATALOG_SOURCES, &[]).set(snapshot.sources().len() as f64);
-    telemetry::gauge(telemetry::CATALOG_WRITE_KEYS, &[]).set(snapshot.key_count() as f64);
-    telemetry::counter(telemetry::CATALOG_RELOADS, &[]).increment(1);
+    telemetry::CATALOG_VERSION
+        .with([])
+        .set(snapshot.version() as f64);
+    telemetry::CATALOG_SOURCES
+        .with([])
+        .set(snapshot.sources().len() as f64);
+    telemetry::CATALOG_WRITE_KEYS
+        .with([])
+        .set(snapshot.key_count() as f64);
+    telemetry::CATALOG_RELOADS.with([]).increment(1);
     feed_up(true);
 }
 
 fn telemetry_reload_error() {
-    telemetry::counter(telemetry::CATALOG_RELOAD_ERRORS, &[]).increment(1);
+    telemetry::CATALOG_RELOAD_ERRORS.with([]).increment(1);
     feed_up(false);
 }
 
 /// Says whether the catalog's source answers (`sluice_catalog_feed_up`).
 pub fn feed_up(up: bool) {
-    telemetry::gauge(telemetry::CATALOG_FEED_UP, &[]).set(if up { 1.0 } else { 0.0 });
+    telemetry::CATALOG_FEED_UP
+        .with([])
+        .set(if up { 1.0 } else { 0.0 });
 }
 
 async fn load_last_known_good(lkg: &LastKnownGood) -> Result<Document, LoadError> {

@@ -198,11 +198,9 @@ impl Api {
         if decision.allowed {
             return Ok(decision);
         }
-        crate::telemetry::counter(
-            crate::telemetry::CONTROL_DENIALS,
-            &[(crate::telemetry::LABEL_REASON, reason_name(decision.reason))],
-        )
-        .increment(1);
+        crate::telemetry::CONTROL_DENIALS
+            .with([&reason_name(decision.reason)])
+            .increment(1);
         if let Some(dead) = Unauthenticated::of(decision.reason) {
             return Err(ApiError::Unauthorized(dead));
         }
@@ -527,21 +525,13 @@ async fn measure(request: Request, next: Next) -> Response {
         .map_or_else(|| "other".to_owned(), |p| p.as_str().to_owned());
     let start = std::time::Instant::now();
     let response = next.run(request).await;
-    let labels = [(crate::telemetry::LABEL_ROUTE, route)];
-    crate::telemetry::histogram(crate::telemetry::CONTROL_REQUEST_DURATION, &labels)
+    crate::telemetry::CONTROL_REQUEST_DURATION
+        .with([&route])
         .record(start.elapsed().as_secs_f64());
-    let [(_, route)] = labels;
-    crate::telemetry::counter(
-        crate::telemetry::CONTROL_REQUESTS,
-        &[
-            (crate::telemetry::LABEL_ROUTE, route),
-            (
-                crate::telemetry::LABEL_STATUS,
-                response.status().as_u16().to_string(),
-            ),
-        ],
-    )
-    .increment(1);
+    let status = response.status().as_u16().to_string();
+    crate::telemetry::CONTROL_REQUESTS
+        .with([&route, &status])
+        .increment(1);
     response
 }
 

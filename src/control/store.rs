@@ -534,7 +534,9 @@ impl Change {
         if let Some(checkpoint) = &self.checkpoint {
             checkpoint.write(self.seq, &self.prev, self.first_sealed);
         }
-        crate::telemetry::gauge(crate::telemetry::CONTROL_REVISION, &[]).set(self.seq as f64);
+        crate::telemetry::CONTROL_REVISION
+            .with([])
+            .set(self.seq as f64);
         raise(&self.revision, self.seq);
         if catalog_moved {
             raise(&self.catalog, self.seq);

@@ -88,11 +88,9 @@ impl Transform {
                         if let Outcome::Failed(failure, message) = &invocation.outcome {
                             self.keep(id, failure.name(), message);
                         }
-                        telemetry::histogram(
-                            telemetry::FUNCTION_DURATION,
-                            &[(telemetry::LABEL_FUNCTION, self.function.id.clone())],
-                        )
-                        .record(invocation.took.as_secs_f64());
+                        telemetry::FUNCTION_DURATION
+                            .with([&self.function.id])
+                            .record(invocation.took.as_secs_f64());
                         out[*i] = Some(self.settle(events[*i], invocation.outcome));
                     }
                 }
@@ -157,15 +155,9 @@ impl Transform {
     }
 
     fn count(&self, outcome: &'static str, applied: Applied) -> Applied {
-        telemetry::counter(
-            telemetry::FUNCTION_INVOCATIONS,
-            &[
-                (telemetry::LABEL_FUNCTION, self.function.id.clone()),
-                (telemetry::LABEL_DESTINATION, self.destination.clone()),
-                (telemetry::LABEL_OUTCOME, outcome.to_owned()),
-            ],
-        )
-        .increment(1);
+        telemetry::FUNCTION_INVOCATIONS
+            .with([&self.function.id, &self.destination, outcome])
+            .increment(1);
         applied
     }
 }

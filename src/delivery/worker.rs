@@ -111,11 +111,9 @@ impl Worker {
         };
         if let Some(oldest) = reader.oldest().filter(|&oldest| oldest > start) {
             tracing::error!(destination = %self.id, cursor = start, oldest, lost = oldest - start, "events this destination had not read were deleted by retention; delivering from the oldest kept event");
-            telemetry::counter(
-                telemetry::DELIVERY_GAP,
-                &[(telemetry::LABEL_DESTINATION, self.id.clone())],
-            )
-            .increment(oldest - start);
+            telemetry::DELIVERY_GAP
+                .with([&self.id])
+                .increment(oldest - start);
         }
         let mut appended = self.log.subscribe();
         let mut reader = Some(reader);

@@ -42,11 +42,11 @@ pub fn header_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
 }
 
 /// The one key the request is authenticated by.
-pub fn resolve(header: Option<&str>, body: Option<&str>) -> Result<String, Problem> {
+pub fn resolve<'k>(header: Option<&'k str>, body: Option<&'k str>) -> Result<&'k str, Problem> {
     let body = body.filter(|k| !k.is_empty());
     match (header, body) {
         (Some(h), Some(b)) if h != b => Err(Problem::Mismatch),
-        (Some(k), _) | (None, Some(k)) => Ok(k.to_owned()),
+        (Some(k), _) | (None, Some(k)) => Ok(k),
         (None, None) => Err(Problem::Missing),
     }
 }
@@ -86,9 +86,9 @@ mod tests {
 
     #[test]
     fn header_and_body_must_agree() {
-        assert_eq!(resolve(Some("a"), Some("a")), Ok("a".into()));
-        assert_eq!(resolve(Some("a"), None), Ok("a".into()));
-        assert_eq!(resolve(None, Some("b")), Ok("b".into()));
+        assert_eq!(resolve(Some("a"), Some("a")), Ok("a"));
+        assert_eq!(resolve(Some("a"), None), Ok("a"));
+        assert_eq!(resolve(None, Some("b")), Ok("b"));
         assert_eq!(resolve(Some("a"), Some("b")), Err(Problem::Mismatch));
         assert_eq!(resolve(None, Some("")), Err(Problem::Missing));
         assert_eq!(resolve(None, None), Err(Problem::Missing));

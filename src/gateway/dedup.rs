@@ -142,7 +142,7 @@ impl Dedup {
             };
             shard.advance(now, self.slice);
             if shard.epochs.len() >= self.max_per_shard && !shard.epochs.contains_key(&key) {
-                telemetry::counter(telemetry::DEDUP_EARLY_ROTATIONS, &[]).increment(1);
+                telemetry::DEDUP_EARLY_ROTATIONS.with([]).increment(1);
                 shard.drop_oldest();
             }
             let epoch = shard.epoch;

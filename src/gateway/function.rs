@@ -68,7 +68,8 @@ pub(super) async fn handle(
     else {
         return Err(Rejection::NotFound);
     };
-    admit(state, source, now)?;
+    let meters = state.meters.source(&snapshot, &source.id);
+    admit(state, source, &meters, now)?;
 
     // 2. The body, bounded as any request's, as text.
     let body = body::read(&parts.headers, body, limits.max_request_bytes, pace(state))
@@ -102,7 +103,7 @@ pub(super) async fn handle(
     let mut bytes = format!("{{\"batch\":{events}}}").into_bytes();
     let body_len = bytes.len();
     let envelope = event::decode(&mut bytes, Shape::Batch, limits).map_err(Rejection::Decode)?;
-    super::store(state, source, envelope, body_len, ip, now).await
+    super::store(state, (source, &meters), envelope, body_len, ip, now).await
 }
 
 /// The endpoint's secret as the request presents it.
@@ -140,15 +141,9 @@ async fn run(
     let ran = host.run(&loaded, &[(Handler::Request, request)]).await;
     drop(host);
     let count = |outcome: &str| {
-        telemetry::counter(
-            telemetry::SOURCE_FUNCTION_INVOCATIONS,
-            &[
-                (telemetry::LABEL_FUNCTION, function.function.clone()),
-                (telemetry::LABEL_SOURCE, function.source.clone()),
-                (telemetry::LABEL_OUTCOME, outcome.to_owned()),
-            ],
-        )
-        .increment(1);
+        telemetry::SOURCE_FUNCTION_INVOCATIONS
+            .with([&function.function, &function.source, outcome])
+            .increment(1);
     };
     let invocation = match ran {
         Ok(mut ran) if ran.len() == 1 => ran.remove(0),

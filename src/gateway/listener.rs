@@ -133,7 +133,7 @@ pub async fn run<H, F>(
         let ip = peer.ip().to_canonical();
         let capped = !settings.exempt.iter().any(|net| net.contains(&ip));
         if capped && !per_ip.admit(ip, settings.max_per_ip) {
-            telemetry::counter(telemetry::HTTP_CONNECTIONS_REFUSED, &[]).increment(1);
+            telemetry::HTTP_CONNECTIONS_REFUSED.with([]).increment(1);
             tracing::debug!(%peer, "connection refused: too many from this address");
             continue;
         }
@@ -146,7 +146,7 @@ pub async fn run<H, F>(
             ip,
         });
         tracker.spawn(async move {
-            let open = telemetry::Held::of(&telemetry::gauge(telemetry::HTTP_CONNECTIONS, &[]));
+            let open = telemetry::Held::of(&telemetry::HTTP_CONNECTIONS.with([]));
             serve_stream(stream, peer, &settings, handler, shutdown).await;
             drop((open, slot, permit));
         });

@@ -231,10 +231,10 @@ struct Meters {
 impl Meters {
     fn new() -> Self {
         Self {
-            duration: telemetry::histogram(telemetry::LOG_APPEND_DURATION, &[]),
-            records: telemetry::counter(telemetry::LOG_APPENDED_RECORDS, &[]),
-            full: telemetry::counter(telemetry::LOG_FULL, &[]),
-            errors: telemetry::counter(telemetry::LOG_WRITE_ERRORS, &[]),
+            duration: telemetry::LOG_APPEND_DURATION.with([]),
+            records: telemetry::LOG_APPENDED_RECORDS.with([]),
+            full: telemetry::LOG_FULL.with([]),
+            errors: telemetry::LOG_WRITE_ERRORS.with([]),
         }
     }
 }
@@ -376,7 +376,7 @@ pub fn spawn_connection_gauge(
     client: async_nats::Client,
     stop: tokio_util::sync::CancellationToken,
 ) {
-    let gauge = telemetry::gauge(telemetry::JETSTREAM_CONNECTED, &[]);
+    let gauge = telemetry::JETSTREAM_CONNECTED.with([]);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(CONNECTION_EVERY);
         loop {
@@ -409,7 +409,7 @@ async fn watch_fullness(
         if let Ok(mut s) = context.get_stream(&stream).await
             && let Ok(info) = s.info().await
         {
-            telemetry::gauge(telemetry::LOG_BYTES, &[]).set(info.state.bytes as f64);
+            telemetry::LOG_BYTES.with([]).set(info.state.bytes as f64);
             let used = info.state.bytes as f64 / max_bytes as f64;
             over.store(used >= HIGH_WATER, Ordering::Relaxed);
         }

@@ -57,15 +57,15 @@ struct Meters {
 impl Meters {
     fn new() -> Self {
         Self {
-            group_size: telemetry::histogram(telemetry::LOG_GROUP_SIZE, &[]),
-            full: telemetry::counter(telemetry::LOG_FULL, &[]),
-            appended_bytes: telemetry::counter(telemetry::LOG_APPENDED_BYTES, &[]),
-            appended_records: telemetry::counter(telemetry::LOG_APPENDED_RECORDS, &[]),
-            write_errors: telemetry::counter(telemetry::LOG_WRITE_ERRORS, &[]),
-            fsync: telemetry::histogram(telemetry::LOG_FSYNC_DURATION, &[]),
-            segments_deleted: telemetry::counter(telemetry::LOG_SEGMENTS_DELETED, &[]),
-            segments: telemetry::gauge(telemetry::LOG_SEGMENTS, &[]),
-            bytes: telemetry::gauge(telemetry::LOG_BYTES, &[]),
+            group_size: telemetry::LOG_GROUP_SIZE.with([]),
+            full: telemetry::LOG_FULL.with([]),
+            appended_bytes: telemetry::LOG_APPENDED_BYTES.with([]),
+            appended_records: telemetry::LOG_APPENDED_RECORDS.with([]),
+            write_errors: telemetry::LOG_WRITE_ERRORS.with([]),
+            fsync: telemetry::LOG_FSYNC_DURATION.with([]),
+            segments_deleted: telemetry::LOG_SEGMENTS_DELETED.with([]),
+            segments: telemetry::LOG_SEGMENTS.with([]),
+            bytes: telemetry::LOG_BYTES.with([]),
         }
     }
 }
@@ -161,8 +161,8 @@ impl Writer {
                         tracing::warn!(segment = %path.display(), torn_bytes = torn, "truncating torn tail of the event log");
                         file.set_len(scan.valid_len).map_err(io_err(&path))?;
                         file.sync_all().map_err(io_err(&path))?;
-                        telemetry::counter(telemetry::LOG_TORN_TAILS, &[]).increment(1);
-                        telemetry::counter(telemetry::LOG_TORN_BYTES, &[]).increment(torn);
+                        telemetry::LOG_TORN_TAILS.with([]).increment(1);
+                        telemetry::LOG_TORN_BYTES.with([]).increment(torn);
                     }
                     file.seek(SeekFrom::Start(scan.valid_len))
                         .map_err(io_err(&path))?;

@@ -270,11 +270,9 @@ async fn accept(
                 LinkState::Used => "used",
                 LinkState::Expired => "expired",
             };
-            crate::telemetry::counter(
-                crate::telemetry::CONTROL_DENIALS,
-                &[(crate::telemetry::LABEL_REASON, "link_refused".to_owned())],
-            )
-            .increment(1);
+            crate::telemetry::CONTROL_DENIALS
+                .with(["link_refused"])
+                .increment(1);
             let Some(suppressed) = api.link_refusals.admit(peer.ip(), now) else {
                 drop(change);
                 return Ok(refusal_answer(state, json));

@@ -1,0 +1,227 @@
+//! The phases every request that stores events ends with (a source function's events
+//! too): **enforce** each message (normalise it, drop it if its messageId was seen,
+//! apply the source's tracking plan, write its record), then **append** the records to
+//! the log (durable before the 200) and **answer**.
+
+use std::time::Instant;
+
+use chrono::Utc;
+use simd_json::borrowed::Value;
+
+use super::dedup::{Dedup, DigestSet};
+use super::meters::SourceMeters;
+use super::response::{self, RejectedItem};
+use super::{Rejection, Reply, State};
+use crate::catalog::Source;
+use crate::event::{self, Enrichment};
+use crate::log;
+use crate::protocols::{self, SourceName};
+use crate::usage::Counts;
+
+/// Why an item of a request is not stored.
+enum Skip {
+    /// It breaks a message rule.
+    Invalid(event::ItemRejection),
+    /// Its messageId was stored recently (or earlier in this request).
+    Duplicate,
+}
+
+/// One request's events on their way to the log.
+pub(super) struct Intake<'r> {
+    state: &'r State,
+    source: &'r Source,
+    meters: &'r SourceMeters,
+    enrichment: Enrichment<'r>,
+    /// Items in the request.
+    items: u64,
+    batch: log::Batch,
+    /// De-duplication keys of the records in `batch`.
+    remembered: Vec<u64>,
+    in_request: DigestSet,
+    rejected: Vec<RejectedItem>,
+    /// Copies the tracking plan sends to other sources, appended after the events.
+    forwarded: Vec<(String, Vec<u8>)>,
+    blocked: u64,
+    violating: u64,
+    /// Whether the log routes and de-duplicates by per-record ids.
+    tagging: bool,
+}
+
+impl<'r> Intake<'r> {
+    /// An intake for `items` messages of a `body_len`-byte body from `source`.
+    pub(super) fn new(
+        state: &'r State,
+        source: &'r Source,
+        meters: &'r SourceMeters,
+        now: chrono::DateTime<Utc>,
+        ip: std::net::IpAddr,
+        (items, body_len): (usize, usize),
+    ) -> Self {
+        let limits = &state.config.limits;
+        Self {
+            state,
+            source,
+            meters,
+            enrichment: Enrichment::new(now, Some(ip), &source.id, limits),
+            items: items as u64,
+            batch: log::Batch::with_capacity(body_len + items * 256),
+            remembered: Vec::with_capacity(items),
+            in_request: DigestSet::default(),
+            rejected: Vec::new(),
+            forwarded: Vec::new(),
+            blocked: 0,
+            violating: 0,
+            tagging: state.log.wants_ids(),
+        }
+    }
+
+    /// Enforce, for one message. An invalid item of a batch is listed and the rest go
+    /// on; an invalid single message, or a request that grows past what one request may
+    /// store, refuses the request.
+    pub(super) fn enforce<'a>(
+        &mut self,
+        index: usize,
+        item: Value<'a>,
+        envelope: (Option<event::Kind>, &event::Defaults<'a>),
+    ) -> Result<(), Rejection> {
+        let outcome = self.write(index, item, envelope);
+        // One request may not make the log store more than this, whatever it expands to.
+        let limit = self.state.config.limits.max_stored_request_bytes;
+        if self.batch.byte_len() > limit {
+            return Err(self.refuse(
+                Rejection::StoredTooLarge { limit },
+                "request_too_large",
+                self.items,
+            ));
+        }
+        match outcome {
+            Ok(()) => {}
+            Err(Skip::Duplicate) => self.meters.deduplicated.increment(1),
+            Err(Skip::Invalid(problem)) if envelope.0.is_some() => {
+                let code = problem.code();
+                return Err(self.refuse(Rejection::Message(problem), code, 1));
+            }
+            Err(Skip::Invalid(problem)) => {
+                self.meters.rejected.add(problem.code(), 1);
+                self.rejected.push(RejectedItem {
+                    index,
+                    code: problem.code(),
+                    message: problem.message(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Normalises one message, checks it against the plan and writes its record.
+    fn write<'a>(
+        &mut self,
+        index: usize,
+        item: Value<'a>,
+        (kind, defaults): (Option<event::Kind>, &event::Defaults<'a>),
+    ) -> Result<(), Skip> {
+        let (source, state, meters) = (self.source, self.state, self.meters);
+        let enrichment = &self.enrichment;
+        let in_request = &mut self.in_request;
+        let forwarded = &mut self.forwarded;
+        let violating = &mut self.violating;
+        let tagging = self.tagging;
+        let (key, blocked, id) = self.batch.record(|buf| {
+            let mut prepared =
+                event::prepare(item, kind, defaults, enrichment).map_err(Skip::Invalid)?;
+            let key = Dedup::key(&source.id, &prepared.message_id);
+            if state.dedup.seen(key) || !in_request.insert(key) {
+                return Err(Skip::Duplicate);
+            }
+            let decision = source.protocols.as_deref().and_then(|sp| {
+                // Time one event in eight: the histogram keeps its shape, the clock
+                // reads stay off most events.
+                let started = index.is_multiple_of(8).then(Instant::now);
+                let from = SourceName {
+                    id: &source.id,
+                    name: &source.name,
+                };
+                let decision = protocols::decide(sp, from, &mut prepared);
+                if let Some(started) = started {
+                    let seconds = started.elapsed().as_secs_f64();
+                    state.meters.validation.record(seconds);
+                }
+                decision
+            });
+            let block = decision.as_ref().and_then(|d| d.block_record.as_deref());
+            event::write(&prepared, block, enrichment, buf).map_err(Skip::Invalid)?;
+            let blocked = block.is_some();
+            if let Some(decision) = decision {
+                meters.decision(&decision);
+                *violating += u64::from(!decision.violations.is_empty());
+                forwarded.extend(decision.forwards);
+            }
+            let id = tagging.then(|| prepared.message_id.clone());
+            Ok((key, blocked, id))
+        })?;
+        if let Some(id) = id {
+            self.batch.tag(&source.id, id);
+        }
+        self.remembered.push(key);
+        self.blocked += u64::from(blocked);
+        Ok(())
+    }
+
+    /// Counts a refusal of the whole request (`n` events of it, for `reason`).
+    fn refuse(&self, rejection: Rejection, reason: &'static str, n: u64) -> Rejection {
+        self.meters.rejected.add(reason, n);
+        self.tally(Counts {
+            refused: n,
+            violating: self.violating,
+            ..Counts::default()
+        });
+        rejection
+    }
+
+    fn tally(&self, counts: Counts) {
+        let source = self.source;
+        self.state.usage.count(&source.id, &source.quotas, counts);
+    }
+
+    /// Append (durable before it returns), then answer.
+    pub(super) async fn append(mut self) -> Result<Reply, Rejection> {
+        let stored = self.remembered.len() as u64;
+        for (target, event) in std::mem::take(&mut self.forwarded) {
+            let _ = self.batch.record(|buf| {
+                event::write_forwarded(&target, &event, buf);
+                Ok::<(), ()>(())
+            });
+            if self.tagging {
+                // A forwarded event is named by its content: a retried request forwards
+                // the same.
+                let digest = xxhash_rust::xxh3::xxh3_128(&event);
+                self.batch.tag(&target, format!("forwarded-{digest:032x}"));
+            }
+        }
+        if !self.batch.is_empty() {
+            let batch = std::mem::replace(&mut self.batch, log::Batch::with_capacity(0));
+            if let Err(error) = self.state.log.append(batch).await {
+                let rejection = Rejection::Log(error);
+                let code = rejection.code();
+                let refused = stored + self.rejected.len() as u64;
+                self.meters.rejected.add(code, stored);
+                self.tally(Counts {
+                    refused,
+                    violating: self.violating,
+                    ..Counts::default()
+                });
+                return Err(rejection);
+            }
+            self.state
+                .dedup
+                .remember(std::mem::take(&mut self.remembered));
+            self.meters.accepted.increment(stored - self.blocked);
+        }
+        self.tally(Counts {
+            accepted: stored - self.blocked,
+            refused: self.blocked + self.rejected.len() as u64,
+            violating: self.violating,
+        });
+        Ok(response::accepted(&self.rejected, self.blocked))
+    }
+}
