@@ -40,7 +40,7 @@ use crate::catalog::{self, Destination};
 use crate::log::Log;
 use crate::telemetry;
 
-pub use sink::{Network, Outgoing, SendError, Sink};
+pub use sink::{Blame, Network, Outgoing, SendError, Sink};
 
 /// How often the supervisor looks for catalog changes.
 const WATCH_EVERY: Duration = Duration::from_millis(200);

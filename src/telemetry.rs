@@ -247,7 +247,7 @@ families! {
     PROTOCOLS_OMITTED: Counters<1> = "sluice_protocols_omitted_total", [LABEL_SOURCE], None, &[],
         "Properties or traits omitted by a tracking plan, by source.";
     PROTOCOLS_VALIDATION_DURATION: Histograms<0> = "sluice_protocols_validation_duration_seconds", [], Some(Unit::Seconds), LATENCY_BUCKETS,
-        "Time to review one event against its tracking plan.";
+        "Time to review one event against its tracking plan and build what the plan decided.";
     CONTROL_REQUESTS: Counters<2> = "sluice_control_requests_total", [LABEL_ROUTE, LABEL_STATUS], None, &[],
         "Control-plane API requests by route and status.";
     CONTROL_REQUEST_DURATION: Histograms<1> = "sluice_control_request_duration_seconds", [LABEL_ROUTE], Some(Unit::Seconds), LATENCY_BUCKETS,

@@ -152,6 +152,15 @@ async fn webhook_compliance() {
     let events = receiver.wait_for(6, 5 * SECOND).await;
     assert_eq!(ids(&events)[5], "after-bad");
     assert_eq!(dead_letters(&server).await, json!({"hook": 1}));
+    // The entry says why and who is to blame: the destination refused the event itself.
+    let file = server.config.log.dir.join("dead-letters").join("hook.ndjson");
+    let text = std::fs::read_to_string(&file).expect("dead letters");
+    let entry: Value = serde_json::from_str(text.trim()).expect("one entry");
+    assert_eq!(
+        (&entry["reason"], &entry["blame"]),
+        (&json!("status_4xx"), &json!("events")),
+        "{entry}"
+    );
 
     // Replay sends it again and empties the store.
     assert_eq!(replay(&server, "hook").await["delivered"], 1);

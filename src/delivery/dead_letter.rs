@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::sink::{Outgoing, Sink};
+use super::sink::{Blame, Outgoing, Sink};
 use crate::disk::{self, Access, Faults};
 
 /// One dead-lettered event.
@@ -28,6 +28,9 @@ pub struct Entry {
     pub error: String,
     /// The last error's reason label.
     pub reason: String,
+    /// Who the failure was down to (absent in entries older than the field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blame: Option<Blame>,
     /// Attempts made.
     pub attempts: u32,
     /// Offset in the event log.
@@ -39,16 +42,28 @@ pub struct Entry {
     pub event: Box<RawValue>,
 }
 
-/// The entries of `batch`, failed now for `reason` after `attempts` (both delivery
-/// engines write them alike: the time as the event log writes times).
-pub fn entries(batch: &[Outgoing], reason: &str, error: &str, attempts: u32) -> Vec<Entry> {
+/// Why a batch is given up on: a reason label, who is to blame, and a detail for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GiveUp {
+    /// Stable reason label.
+    pub reason: &'static str,
+    /// Who the failure is down to.
+    pub blame: Blame,
+    /// For people.
+    pub detail: String,
+}
+
+/// The entries of `batch`, given up on now after `attempts` (both delivery engines
+/// write them alike: the time as the event log writes times).
+pub fn entries(batch: &[Outgoing], why: &GiveUp, attempts: u32) -> Vec<Entry> {
     let failed_at = crate::event::format_time(chrono::Utc::now());
     batch
         .iter()
         .map(|o| Entry {
             failed_at: failed_at.clone(),
-            error: error.to_owned(),
-            reason: reason.to_owned(),
+            error: why.detail.clone(),
+            reason: why.reason.to_owned(),
+            blame: Some(why.blame),
             attempts,
             offset: o.offset,
             source_id: o.source_id.clone(),
@@ -207,6 +222,7 @@ pub async fn replay(dir: &Path, destination: &str, sink: &dyn Sink) -> std::io::
                     failed_at: crate::event::format_time(chrono::Utc::now()),
                     error: format!("{error:?}"),
                     reason: error.reason().to_owned(),
+                    blame: Some(error.blame()),
                     attempts: entry.attempts + 1,
                     ..entry
                 });
@@ -246,7 +262,12 @@ mod tests {
             event: serde_json::value::RawValue::from_string("{}".into()).expect("json"),
             received_at: None,
         }];
-        let made = entries(&batch, "status_4xx", "400 Bad Request", 3);
+        let why = GiveUp {
+            reason: "status_4xx",
+            blame: Blame::Events,
+            detail: "400 Bad Request".to_owned(),
+        };
+        let made = entries(&batch, &why, 3);
         assert_eq!(made.len(), 1);
         let at = &made[0].failed_at;
         // 2026-12-07T03:46:03.123Z: milliseconds, UTC as `Z`.
@@ -267,6 +288,7 @@ mod tests {
         fn send<'a>(&'a self, batch: &'a [Outgoing]) -> Sending<'a> {
             Box::pin(async move {
                 let mut taken = self.0.lock().map_err(|_| SendError::Permanent {
+                    blame: Blame::Sluice,
                     reason: "poisoned",
                     detail: String::new(),
                 })?;
@@ -281,6 +303,7 @@ mod tests {
             failed_at: "2026-01-01T00:00:00.000Z".into(),
             error: "status 400".into(),
             reason: "status_4xx".into(),
+            blame: Some(Blame::Events),
             attempts: 1,
             offset,
             source_id: "web".into(),

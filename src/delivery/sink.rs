@@ -31,13 +31,16 @@ pub struct Outgoing {
     pub received_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-/// Why a send failed.
+/// Why a send failed: whether to retry (the variant), who is to blame, and a stable
+/// reason label. Each sink decides all three where the failure is made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendError {
     /// Worth retrying later (network, timeout, 408, 429, 5xx).
     Retryable {
         /// Stable reason label (`timeout`, `connection`, `status_5xx`, `rate_limited`…).
         reason: &'static str,
+        /// Who the failure is down to.
+        blame: Blame,
         /// What the destination asked for, if anything.
         retry_after: Option<Duration>,
     },
@@ -45,6 +48,8 @@ pub enum SendError {
     Permanent {
         /// Stable reason label.
         reason: &'static str,
+        /// Who the failure is down to.
+        blame: Blame,
         /// Human detail for the dead-letter store.
         detail: String,
     },
@@ -55,6 +60,49 @@ impl SendError {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::Retryable { reason, .. } | Self::Permanent { reason, .. } => reason,
+        }
+    }
+
+    /// Who the failure is down to.
+    pub fn blame(&self) -> Blame {
+        match self {
+            Self::Retryable { blame, .. } | Self::Permanent { blame, .. } => *blame,
+        }
+    }
+}
+
+/// Who a failed delivery is down to: where an operator has to look. Written into
+/// dead-letter entries and delivery log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Blame {
+    /// The destination: it answered with an error (5xx, 408, 429, a missing stream) or
+    /// not at all in time.
+    Destination,
+    /// The network on the way: its name did not resolve.
+    Network,
+    /// The destination's settings in the catalog: a URL Sluice may not reach, a header
+    /// that is not one, a file path outside `delivery.file_dir`.
+    Settings,
+    /// The events themselves: the destination refused them as they are (a 4xx other
+    /// than 408 and 429), or one is larger than it takes.
+    Events,
+    /// The destination's insert function: it threw, ran too long, or asked for a retry.
+    Function,
+    /// This Sluice: a write to its own disk failed.
+    Sluice,
+}
+
+impl Blame {
+    /// The snake_case name (as in dead-letter entries).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Destination => "destination",
+            Self::Network => "network",
+            Self::Settings => "settings",
+            Self::Events => "events",
+            Self::Function => "function",
+            Self::Sluice => "sluice",
         }
     }
 }

@@ -23,7 +23,7 @@ use futures_util::StreamExt as _;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::dead_letter;
+use super::dead_letter::{self, GiveUp};
 use super::route;
 use super::sink::{self, Network, Outgoing, SendError, Sink};
 use super::transform::{Applied, Transform};
@@ -360,13 +360,12 @@ impl Worker {
                 None => ("function_host", "no answer".to_owned()),
             };
             let (reason, detail) = give_up;
-            if self.dead_letter(
-                destination,
-                std::slice::from_ref(&o),
+            let why = GiveUp {
                 reason,
-                &detail,
-                f.attempts,
-            ) {
+                blame: sink::Blame::Function,
+                detail,
+            };
+            if self.dead_letter(destination, std::slice::from_ref(&o), &why, f.attempts) {
                 metrics_for(&destination.id).dead_lettered.increment(1);
                 ack(&f.message, AckKind::Ack).await;
             } else {
@@ -434,17 +433,29 @@ impl Worker {
             .unwrap_or_default();
         let attempts = chunk.iter().map(|f| f.attempts).max().unwrap_or(1);
         let give_up = match &error {
-            SendError::Permanent { reason, detail } => Some((*reason, detail.clone())),
-            SendError::Retryable { reason, .. }
+            SendError::Permanent {
+                reason,
+                blame,
+                detail,
+            } => Some(GiveUp {
+                reason,
+                blame: *blame,
+                detail: detail.clone(),
+            }),
+            SendError::Retryable { reason, blame, .. }
                 if age.as_secs() >= destination.retry.max_age_secs =>
             {
-                Some((*reason, format!("gave up after max_age_secs: {reason}")))
+                Some(GiveUp {
+                    reason,
+                    blame: *blame,
+                    detail: format!("gave up after max_age_secs: {reason}"),
+                })
             }
             SendError::Retryable { .. } => None,
         };
         match give_up {
-            Some((reason, detail)) => {
-                if self.dead_letter(destination, &outgoing, reason, &detail, attempts) {
+            Some(why) => {
+                if self.dead_letter(destination, &outgoing, &why, attempts) {
                     metrics.dead_lettered.increment(outgoing.len() as u64);
                     for f in chunk {
                         ack(&f.message, AckKind::Ack).await;
@@ -468,7 +479,7 @@ impl Worker {
                     age,
                 );
                 metrics.retried.increment(1);
-                tracing::debug!(destination = %destination.id, reason = error.reason(), delay_ms = delay.as_millis() as u64, "delivery failed; given back to JetStream");
+                tracing::debug!(destination = %destination.id, reason = error.reason(), blame = error.blame().as_str(), delay_ms = delay.as_millis() as u64, "delivery failed; given back to JetStream");
                 for f in chunk {
                     ack(&f.message, AckKind::Nak(Some(delay))).await;
                 }
@@ -480,11 +491,11 @@ impl Worker {
         &self,
         destination: &Destination,
         batch: &[Outgoing],
-        reason: &'static str,
-        detail: &str,
+        why: &GiveUp,
         attempts: u32,
     ) -> bool {
-        let entries = dead_letter::entries(batch, reason, detail, attempts);
+        let entries = dead_letter::entries(batch, why, attempts);
+        let (reason, blame) = (why.reason, why.blame.as_str());
         match dead_letter::append(
             &self.dead_letter_dir,
             &destination.id,
@@ -493,7 +504,7 @@ impl Worker {
             &Faults::default(),
         ) {
             Ok(()) => {
-                tracing::warn!(destination = %destination.id, events = batch.len(), reason, "events moved to the dead-letter store");
+                tracing::warn!(destination = %destination.id, events = batch.len(), reason, blame, "events moved to the dead-letter store");
                 true
             }
             Err(error) => {

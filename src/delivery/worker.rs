@@ -16,9 +16,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::backlog::Backlog;
 use super::backoff::{self, Breaker, Circuit};
-use super::dead_letter;
+use super::dead_letter::{self, GiveUp};
 use super::route;
-use super::sink::{Outgoing, SendError, Sink};
+use super::sink::{Blame, Outgoing, SendError, Sink};
 use super::transform::{Applied, Transform};
 use super::{cursor, metrics_for};
 use crate::catalog::{self, Destination, FunctionDoc};
@@ -58,20 +58,12 @@ pub struct Worker {
 }
 
 /// Why events are given up on (moved to the dead-letter store).
-struct GiveUp {
-    /// Reason label.
-    reason: &'static str,
-    /// For people.
-    detail: String,
-}
-
-impl GiveUp {
-    /// The destination is failing and its backlog is past `max_lag_bytes`.
-    fn over_lag(failure: &'static str) -> Self {
-        Self {
-            reason: MAX_LAG,
-            detail: format!("backlog past max_lag_bytes while failing ({failure})"),
-        }
+/// The destination is failing (for `failure`) and its backlog is past `max_lag_bytes`.
+fn moved_out_of_the_way(failure: &'static str, blame: Blame) -> GiveUp {
+    GiveUp {
+        reason: MAX_LAG,
+        blame,
+        detail: format!("backlog past max_lag_bytes while failing ({failure})"),
     }
 }
 
@@ -192,8 +184,12 @@ impl Worker {
             //    log's way instead (one destination never pins the log for the others).
             let outcome = match pending.first() {
                 Some(first) if failing && self.over_lag(&destination, first.offset) => {
-                    self.dead_letter(&pending, GiveUp::over_lag("still failing"), 0)
-                        .await
+                    self.dead_letter(
+                        &pending,
+                        moved_out_of_the_way("still failing", Blame::Destination),
+                        0,
+                    )
+                    .await
                 }
                 _ => {
                     let batches = split(pending, self.sink.batch_size(), self.sink.batch_bytes());
@@ -263,7 +259,14 @@ impl Worker {
                         Some((why, events)) if why.reason == reason && why.detail == detail => {
                             events.push(o);
                         }
-                        _ => failed.push((GiveUp { reason, detail }, vec![o])),
+                        _ => {
+                            let why = GiveUp {
+                                reason,
+                                blame: Blame::Function,
+                                detail,
+                            };
+                            failed.push((why, vec![o]));
+                        }
                     },
                 }
             }
@@ -285,6 +288,7 @@ impl Worker {
             for (o, message) in given_up {
                 let why = GiveUp {
                     reason: "function_retry",
+                    blame: Blame::Function,
                     detail: format!("gave up after max_age_secs: {message}"),
                 };
                 if matches!(
@@ -397,25 +401,35 @@ impl Worker {
                     .is_some_and(|o| self.over_lag(destination, o.offset))
             };
             match error {
-                SendError::Permanent { reason, detail } => {
-                    let why = GiveUp { reason, detail };
-                    return self.dead_letter(remaining, why, attempts).await;
-                }
-                SendError::Retryable { reason, .. } if too_old => {
+                SendError::Permanent {
+                    reason,
+                    blame,
+                    detail,
+                } => {
                     let why = GiveUp {
                         reason,
+                        blame,
+                        detail,
+                    };
+                    return self.dead_letter(remaining, why, attempts).await;
+                }
+                SendError::Retryable { reason, blame, .. } if too_old => {
+                    let why = GiveUp {
+                        reason,
+                        blame,
                         detail: format!("gave up after max_age_secs: {reason}"),
                     };
                     return self.dead_letter(remaining, why, attempts).await;
                 }
-                SendError::Retryable { reason, .. } if over_lag() => {
+                SendError::Retryable { reason, blame, .. } if over_lag() => {
                     return self
-                        .dead_letter(remaining, GiveUp::over_lag(reason), attempts)
+                        .dead_letter(remaining, moved_out_of_the_way(reason, blame), attempts)
                         .await;
                 }
                 SendError::Retryable {
                     retry_after,
                     reason,
+                    blame,
                 } => {
                     metrics.retried.increment(1);
                     if breaker.state() == Circuit::Open {
@@ -432,7 +446,7 @@ impl Worker {
                         retry_after,
                         age,
                     );
-                    tracing::debug!(destination = %self.id, reason, delay_ms = delay.as_millis() as u64, "delivery failed; retrying");
+                    tracing::debug!(destination = %self.id, reason, blame = blame.as_str(), delay_ms = delay.as_millis() as u64, "delivery failed; retrying");
                     if self.sleep(delay).await {
                         return Outcome::Stopped;
                     }
@@ -443,7 +457,7 @@ impl Worker {
 
     async fn dead_letter(&self, batch: &[Outgoing], why: GiveUp, attempts: u32) -> Outcome {
         let metrics = metrics_for(&self.id);
-        let entries = dead_letter::entries(batch, why.reason, &why.detail, attempts);
+        let entries = dead_letter::entries(batch, &why, attempts);
         let _guard = self.dead_letter_lock.lock().await;
         loop {
             match dead_letter::append(

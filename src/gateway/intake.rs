@@ -88,18 +88,17 @@ impl<'r> Intake<'r> {
         // One request may not make the log store more than this, whatever it expands to.
         let limit = self.state.config.limits.max_stored_request_bytes;
         if self.batch.byte_len() > limit {
-            return Err(self.refuse(
-                Rejection::StoredTooLarge { limit },
-                "request_too_large",
-                self.items,
-            ));
+            // Items already refused on their own were counted then.
+            let rest = self.items - self.rejected.len() as u64;
+            self.meters.rejected.add("request_too_large", rest);
+            return Err(self.refuse(Rejection::StoredTooLarge { limit }, self.items));
         }
         match outcome {
             Ok(()) => {}
             Err(Skip::Duplicate) => self.meters.deduplicated.increment(1),
             Err(Skip::Invalid(problem)) if envelope.0.is_some() => {
-                let code = problem.code();
-                return Err(self.refuse(Rejection::Message(problem), code, 1));
+                self.meters.rejected.add(problem.code(), 1);
+                return Err(self.refuse(Rejection::Message(problem), 1));
             }
             Err(Skip::Invalid(problem)) => {
                 self.meters.rejected.add(problem.code(), 1);
@@ -167,9 +166,8 @@ impl<'r> Intake<'r> {
         Ok(())
     }
 
-    /// Counts a refusal of the whole request (`n` events of it, for `reason`).
-    fn refuse(&self, rejection: Rejection, reason: &'static str, n: u64) -> Rejection {
-        self.meters.rejected.add(reason, n);
+    /// Counts the refusal of a whole request of `n` events in the source's usage.
+    fn refuse(&self, rejection: Rejection, n: u64) -> Rejection {
         self.tally(Counts {
             refused: n,
             violating: self.violating,

@@ -85,18 +85,30 @@ impl Meters {
         }
         let mut found = None;
         self.sources.rcu(|current| {
+            if current.version > snapshot.version() {
+                // A newer version was installed meanwhile: leave it.
+                found = current.meters.get(id).cloned();
+                return Arc::clone(current);
+            }
+            // The sources the snapshot still has keep their meters (a source's are made
+            // on its first request, so a quiet source exports nothing).
             let mut next = BySource {
                 version: snapshot.version(),
-                meters: HashMap::with_capacity(snapshot.sources().len()),
+                meters: snapshot
+                    .sources()
+                    .iter()
+                    .filter_map(|s| {
+                        let meters = current.meters.get(s.id.as_str())?;
+                        Some((Box::from(s.id.as_str()), Arc::clone(meters)))
+                    })
+                    .collect(),
             };
-            let ids = snapshot.sources().iter().map(|s| s.id.as_str());
-            for each in ids.chain(std::iter::once(id)) {
-                let meters = current.meters.get(each).cloned();
-                let meters = meters.unwrap_or_else(|| Arc::new(SourceMeters::new(each)));
-                next.meters.insert(each.into(), meters);
-            }
-            found = next.meters.get(id).cloned();
-            next
+            let meters = next
+                .meters
+                .entry(id.into())
+                .or_insert_with(|| Arc::new(SourceMeters::new(id)));
+            found = Some(Arc::clone(meters));
+            Arc::new(next)
         });
         found.unwrap_or_else(|| Arc::new(SourceMeters::new(id)))
     }
@@ -202,6 +214,9 @@ mod tests {
         let one = snapshot(1, &["web", "app"]);
         let web = meters.source(&one, "web");
         assert!(Arc::ptr_eq(&web, &meters.source(&one, "web")));
+        // A source that sent nothing has no meters (and exports no series).
+        assert_eq!(meters.sources.load().meters.len(), 1);
+        let _app = meters.source(&one, "app");
         assert_eq!(meters.sources.load().meters.len(), 2);
 
         // The next version drops `app`: `web` keeps its meters, `app`'s go.

@@ -266,7 +266,19 @@ impl Rejection {
             | Self::KeyFailures { retry_after } => Some(retry_after),
             Self::Overloaded => Some(1),
             Self::Log(_) => Some(log::RETRY_AFTER_SECS),
-            _ => None,
+            // Retrying the same request will not help (or, for a function that asked
+            // for a retry, the status says so and the client's back-off decides).
+            Self::NotFound
+            | Self::MethodNotAllowed(_)
+            | Self::Credentials(_)
+            | Self::WriteKey(_)
+            | Self::InvalidHost
+            | Self::Body(_)
+            | Self::Decode(_)
+            | Self::Message(_)
+            | Self::StoredTooLarge { .. }
+            | Self::FunctionSecret
+            | Self::Function(_) => None,
         }
     }
 

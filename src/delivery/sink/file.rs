@@ -11,7 +11,7 @@ use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use super::{Outgoing, SendError, Sending, Sink};
+use super::{Blame, Outgoing, SendError, Sending, Sink};
 use crate::catalog::{FileDoc, file_name_problem};
 
 /// Appends events to a file.
@@ -28,6 +28,7 @@ impl FileSink {
     pub fn new(settings: &FileDoc, dir: &Path) -> Result<Self, SendError> {
         if let Some(problem) = file_name_problem(&settings.path) {
             return Err(SendError::Permanent {
+                blame: Blame::Settings,
                 reason: "settings",
                 detail: problem.to_owned(),
             });
@@ -99,6 +100,7 @@ impl Sink for FileSink {
         Box::pin(async move {
             // Page-cache appends are short, like the event log's own writes.
             self.append(batch).map_err(|_| SendError::Retryable {
+                blame: Blame::Sluice,
                 reason: "io",
                 retry_after: None,
             })

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use tokio::sync::OnceCell;
 
-use super::{Outgoing, SendError, Sending, Sink};
+use super::{Blame, Outgoing, SendError, Sending, Sink};
 use crate::catalog::NatsDoc;
 
 /// JetStream's message de-duplication header.
@@ -55,6 +55,7 @@ impl NatsSink {
             })
             .await
             .map_err(|_| SendError::Retryable {
+                blame: Blame::Destination,
                 reason: "connection",
                 retry_after: None,
             })
@@ -82,6 +83,7 @@ impl NatsSink {
     async fn publish(&self, batch: &[Outgoing]) -> Result<(), SendError> {
         let client = self.client().await?;
         let timeout = |_| SendError::Retryable {
+            blame: Blame::Destination,
             reason: "timeout",
             retry_after: None,
         };
@@ -96,6 +98,7 @@ impl NatsSink {
                     .publish(self.subject(&o.source_id, fields.kind), payload)
                     .await
                     .map_err(|_| SendError::Retryable {
+                        blame: Blame::Destination,
                         reason: "connection",
                         retry_after: None,
                     })?;
@@ -104,6 +107,7 @@ impl NatsSink {
                 .await
                 .map_err(timeout)?
                 .map_err(|_| SendError::Retryable {
+                    blame: Blame::Destination,
                     reason: "connection",
                     retry_after: None,
                 });
@@ -139,18 +143,22 @@ impl NatsSink {
 fn classify(kind: PublishErrorKind) -> SendError {
     match kind {
         PublishErrorKind::StreamNotFound => SendError::Retryable {
+            blame: Blame::Destination,
             reason: "no_stream",
             retry_after: None,
         },
         PublishErrorKind::TimedOut => SendError::Retryable {
+            blame: Blame::Destination,
             reason: "timeout",
             retry_after: None,
         },
         PublishErrorKind::MaxPayloadExceeded => SendError::Permanent {
+            blame: Blame::Events,
             reason: "too_large",
             detail: "the event exceeds the NATS server's max_payload".to_owned(),
         },
         _ => SendError::Retryable {
+            blame: Blame::Destination,
             reason: "connection",
             retry_after: None,
         },

@@ -18,7 +18,7 @@ use std::time::Duration;
 use hmac::{KeyInit as _, Mac as _};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 
-use super::{Network, Outgoing, SendError, Sending, Sink};
+use super::{Blame, Network, Outgoing, SendError, Sending, Sink};
 use crate::catalog::WebhookDoc;
 use crate::catalog::reach::PublicOnly;
 pub use crate::catalog::reach::is_private;
@@ -38,6 +38,7 @@ impl WebhookSink {
     /// A sink for these settings.
     pub fn new(settings: &WebhookDoc, network: Network) -> Result<Self, SendError> {
         let bad = |detail: String| SendError::Permanent {
+            blame: Blame::Settings,
             reason: "invalid_settings",
             detail,
         };
@@ -106,6 +107,7 @@ impl WebhookSink {
             .send()
             .await
             .map_err(|e| SendError::Retryable {
+                blame: Blame::Destination,
                 reason: if e.is_timeout() {
                     "timeout"
                 } else {
@@ -123,18 +125,22 @@ impl WebhookSink {
         match status.as_u16() {
             200..=299 => Ok(()),
             408 => Err(SendError::Retryable {
+                blame: Blame::Destination,
                 reason: "status_408",
                 retry_after,
             }),
             429 => Err(SendError::Retryable {
+                blame: Blame::Destination,
                 reason: "rate_limited",
                 retry_after,
             }),
             500..=599 => Err(SendError::Retryable {
+                blame: Blame::Destination,
                 reason: "status_5xx",
                 retry_after,
             }),
             code => Err(SendError::Permanent {
+                blame: Blame::Events,
                 reason: "status_4xx",
                 detail: format!(
                     "HTTP {code} from {}",
@@ -186,10 +192,12 @@ pub fn signature(secret: &[u8], body: &[u8]) -> String {
 /// Refuses a URL whose host is or resolves to a private address.
 async fn guard(url: &str) -> Result<(), SendError> {
     let refused = |detail: String| SendError::Permanent {
+        blame: Blame::Settings,
         reason: "private_address",
         detail,
     };
     let parsed = reqwest::Url::parse(url).map_err(|e| SendError::Permanent {
+        blame: Blame::Settings,
         reason: "invalid_settings",
         detail: format!("url: {e}"),
     })?;
@@ -211,6 +219,7 @@ async fn guard(url: &str) -> Result<(), SendError> {
     let addrs = tokio::net::lookup_host((host.as_str(), port))
         .await
         .map_err(|_| SendError::Retryable {
+            blame: Blame::Network,
             reason: "dns",
             retry_after: None,
         })?;
@@ -283,6 +292,7 @@ mod tests {
         assert!(matches!(
             guard("http://127.0.0.1:9/x").await,
             Err(SendError::Permanent {
+                blame: Blame::Settings,
                 reason: "private_address",
                 ..
             })
@@ -290,6 +300,7 @@ mod tests {
         assert!(matches!(
             guard("http://[::1]:9/x").await,
             Err(SendError::Permanent {
+                blame: Blame::Settings,
                 reason: "private_address",
                 ..
             })
@@ -297,6 +308,7 @@ mod tests {
         assert!(matches!(
             guard("http://localhost:9/x").await,
             Err(SendError::Permanent {
+                blame: Blame::Settings,
                 reason: "private_address",
                 ..
             })
