@@ -153,7 +153,12 @@ async fn webhook_compliance() {
     assert_eq!(ids(&events)[5], "after-bad");
     assert_eq!(dead_letters(&server).await, json!({"hook": 1}));
     // The entry says why and who is to blame: the destination refused the event itself.
-    let file = server.config.log.dir.join("dead-letters").join("hook.ndjson");
+    let file = server
+        .config
+        .log
+        .dir
+        .join("dead-letters")
+        .join("hook.ndjson");
     let text = std::fs::read_to_string(&file).expect("dead letters");
     let entry: Value = serde_json::from_str(text.trim()).expect("one entry");
     assert_eq!(
