@@ -78,6 +78,8 @@ pub struct Options {
     pub nats: String,
     /// Only scenarios whose name contains one of these (empty: all).
     pub only: Vec<String>,
+    /// The fixed payload instead of the realistic ones.
+    pub fixed: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -91,6 +93,9 @@ struct Measured {
     p99_ms: f64,
     rss_mb: f64,
     non_200: u64,
+    /// The server process's own CPU time (user + system, from `/proc`) per event
+    /// answered 200, microseconds (0 where not measured).
+    cpu_us_per_event: f64,
 }
 
 /// Runs everything and prints the table; returns it as markdown.
@@ -184,6 +189,7 @@ fn median(runs: &[Measured]) -> Measured {
     m.p50_ms = pick(&|m| m.p50_ms);
     m.p99_ms = pick(&|m| m.p99_ms);
     m.rss_mb = pick(&|m| m.rss_mb);
+    m.cpu_us_per_event = pick(&|m| m.cpu_us_per_event);
     m.non_200 = runs.iter().map(|m| m.non_200).max().unwrap_or(0);
     m
 }
@@ -194,10 +200,24 @@ fn table(rows: &[Measured], o: &Options, fsync_p50: f64, fsync_p99: f64) -> Stri
     };
     let mut out = format!(
         "{} runs of {:.0} s each, medians; server on core 0, generator on core 1; {} connections (batches: {}).\n\
+         Payload: {}.\n\
          Disk fsync latency (same run): p50 {:.3} ms, p99 {:.3} ms.\n\n\
-         | scenario | req/s | events/s | p50 ms | p99 ms | RSS MB | vs baseline | vs baseline --parse |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|\n",
-        o.runs, o.seconds, o.connections, o.batch_connections, fsync_p50, fsync_p99
+         | scenario | req/s | events/s | p50 ms | p99 ms | RSS MB | server CPU µs/event | vs baseline | vs baseline --parse |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        o.runs,
+        o.seconds,
+        o.connections,
+        o.batch_connections,
+        if o.fixed {
+            format!(
+                "fixed, the same {} B track event in every request (`--fixed`)",
+                crate::payload::FIXED_EVENT.len()
+            )
+        } else {
+            "realistic analytics.js-shaped events (~800 B alone, ~700 B in batches)".to_owned()
+        },
+        fsync_p50,
+        fsync_p99
     );
     for m in rows {
         let base = find(Server::Baseline, m.route);
@@ -213,13 +233,18 @@ fn table(rows: &[Measured], o: &Options, fsync_p50: f64, fsync_p99: f64) -> Stri
             })
         };
         out.push_str(&format!(
-            "| {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.1} | {} | {} |{}\n",
+            "| {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.1} | {} | {} | {} |{}\n",
             m.scenario,
             m.requests_per_sec,
             m.events_per_sec,
             m.p50_ms,
             m.p99_ms,
             m.rss_mb,
+            if m.cpu_us_per_event > 0.0 {
+                format!("{:.2}", m.cpu_us_per_event)
+            } else {
+                String::new()
+            },
             ratio(base),
             ratio(parse),
             if m.non_200 > 0 {
@@ -241,6 +266,15 @@ fn table(rows: &[Measured], o: &Options, fsync_p50: f64, fsync_p99: f64) -> Stri
                 js.p99_ms,
                 os.p99_ms
             ));
+            if os.cpu_us_per_event > 0.0 {
+                out.push_str(&format!(
+                    "Sluice's own CPU per event ({}): {:.2} µs on JetStream vs {:.2} µs on the local log, {:.2}× (target ≤ 1.15×).\n",
+                    route_label(route, o.batch_size),
+                    js.cpu_us_per_event,
+                    os.cpu_us_per_event,
+                    js.cpu_us_per_event / os.cpu_us_per_event
+                ));
+            }
             if let Some(bare) = find(Server::BaselineJetStream, route) {
                 out.push_str(&format!(
                     "jetstream vs bare JetStream publishing ({}): {:.0} % of the events/s.\n",
@@ -420,6 +454,10 @@ fn measure(
             "--json-out",
         ])
         .arg(&out);
+    if o.fixed {
+        generator.arg("--fixed");
+    }
+    let cpu_before = cpu_seconds(child.0.id());
     let status = generator
         .stdout(Stdio::null())
         .status()
@@ -428,6 +466,7 @@ fn measure(
         bail!("generator failed: {status}");
     }
     let rss_mb = rss_mb(child.0.id());
+    let cpu = cpu_seconds(child.0.id()) - cpu_before;
     drop(child);
     if server == Server::SluiceJetStream {
         delete_stream(&o.nats, &stream_name(port));
@@ -450,6 +489,7 @@ fn measure(
         p99_ms: report.latency_ms.p99,
         rss_mb,
         non_200,
+        cpu_us_per_event: 1e6 * cpu / (report.events_ok.max(1) as f64),
     })
 }
 
@@ -508,6 +548,7 @@ fn measure_jetstream_baseline(
         p99_ms: report.latency_ms.p99,
         rss_mb: 0.0,
         non_200: report.errors,
+        cpu_us_per_event: 0.0,
     })
 }
 
@@ -533,6 +574,38 @@ fn delete_stream(url: &str, stream: &str) {
     if let Err(error) = deleted {
         eprintln!("warning: could not delete JetStream stream {stream}: {error}");
     }
+}
+
+/// CPU time a process has used so far, user + system, seconds (0 where /proc is not
+/// available).
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // The command name may hold spaces: fields are counted after its closing ')'.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After ')' come state (field 3) …; utime and stime are fields 14 and 15.
+    let ticks = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<f64>().ok());
+    match (ticks(14), ticks(15)) {
+        (Some(user), Some(system)) => (user + system) / clock_ticks_per_second(),
+        _ => 0.0,
+    }
+}
+
+/// The kernel's clock ticks per second for `/proc` times (`getconf CLK_TCK`; 100 on
+/// Linux unless told otherwise).
+fn clock_ticks_per_second() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|t| *t > 0.0)
+        .unwrap_or(100.0)
 }
 
 /// Resident set of a process in MB (0 where /proc is not available).

@@ -63,6 +63,10 @@ enum Cmd {
         /// `--only batch` or `--only jetstream --only "(os)"`.
         #[arg(long)]
         only: Vec<String>,
+        /// Send the fixed payload (the same small event in every request, as `wrk`
+        /// sends) instead of the realistic ones.
+        #[arg(long)]
+        fixed: bool,
     },
     /// The JetStream ceiling: publish to a stream of its own without Sluice (each round
     /// publishes --batch-size messages with Nats-Msg-Id and awaits their acks).
@@ -144,6 +148,10 @@ struct RunArgs {
     /// HTTP/2 (prior knowledge) instead of HTTP/1.1.
     #[arg(long)]
     http2: bool,
+    /// The same small body in every request (the server mints messageIds), as `wrk`
+    /// sends: figures comparable with other servers' published numbers.
+    #[arg(long)]
+    fixed: bool,
     /// No progress lines.
     #[arg(long)]
     quiet: bool,
@@ -171,6 +179,7 @@ fn main() -> anyhow::Result<()> {
                     invalid_share: a.invalid_share,
                     wrong_key_share: a.wrong_key_share,
                     event_bytes: a.event_bytes.clamp(300, 2000),
+                    fixed: a.fixed,
                 },
                 progress: !a.quiet,
             };
@@ -205,6 +214,7 @@ fn main() -> anyhow::Result<()> {
             work,
             nats,
             only,
+            fixed,
         } => {
             let options = loadtest::compare::Options {
                 runs: runs.max(1),
@@ -217,6 +227,7 @@ fn main() -> anyhow::Result<()> {
                 work,
                 nats,
                 only,
+                fixed,
             };
             let table = loadtest::compare::run(&options)?;
             println!("{table}");

@@ -46,7 +46,14 @@ pub struct Workload {
     pub wrong_key_share: f64,
     /// Approximate event size in bytes (300 to 2000).
     pub event_bytes: usize,
+    /// Send [`FIXED_EVENT`] (or a batch of it) unchanged in every request, as `wrk` and
+    /// other servers' published benchmarks do; the server mints each `messageId`.
+    pub fixed: bool,
 }
+
+/// The fixed payload: a small track event without a `messageId`, the same bytes in
+/// every request.
+pub const FIXED_EVENT: &str = r#"{"type":"track","userId":"user-1","event":"Order Completed","properties":{"order_id":"o-1","revenue":42.5,"currency":"USD"},"context":{"library":{"name":"analytics.js","version":"next-1.84.3"}},"timestamp":"2026-11-27T09:59:58.123Z"}"#;
 
 /// One request ready to send.
 pub struct Prepared {
@@ -64,6 +71,7 @@ struct Template {
     path: &'static str,
     bytes: Vec<u8>,
     id_slots: Vec<usize>,
+    events: u64,
 }
 
 /// Rendered bodies, built once and shared by every worker.
@@ -75,6 +83,12 @@ pub struct Templates {
 impl Templates {
     /// Renders the pool for `workload`.
     pub fn build(workload: &Workload) -> Self {
+        if workload.fixed {
+            return Self {
+                valid: vec![fixed(workload)],
+                invalid: vec![fixed(workload)],
+            };
+        }
         let mut rng = fastrand::Rng::with_seed(42);
         let count = if workload.route == RouteKind::Batch {
             TEMPLATES / 8
@@ -161,7 +175,7 @@ impl Generator {
             path: t.path,
             auth,
             body: Bytes::from(body),
-            events: t.id_slots.len() as u64,
+            events: t.events,
         }
     }
 }
@@ -218,10 +232,34 @@ fn finish(path: &'static str, body: &serde_json::Value) -> Template {
         .filter(|(_, w)| *w == needle)
         .map(|(i, _)| i)
         .collect();
+    let events = if path == "/v1/batch" {
+        body["batch"].as_array().map_or(0, Vec::len) as u64
+    } else {
+        1
+    };
     Template {
         path,
         bytes,
         id_slots,
+        events,
+    }
+}
+
+/// The fixed payload's template: one event, or a batch of `batch_size` copies.
+fn fixed(w: &Workload) -> Template {
+    let (path, bytes, events) = match w.route {
+        RouteKind::Batch => {
+            let items = vec![FIXED_EVENT; w.batch_size].join(",");
+            let body = format!(r#"{{"batch":[{items}]}}"#);
+            ("/v1/batch", body.into_bytes(), w.batch_size as u64)
+        }
+        RouteKind::Track | RouteKind::Mix => ("/v1/track", FIXED_EVENT.as_bytes().to_vec(), 1),
+    };
+    Template {
+        path,
+        bytes,
+        id_slots: Vec::new(),
+        events,
     }
 }
 
@@ -319,6 +357,7 @@ mod tests {
             invalid_share: 0.0,
             wrong_key_share: 0.0,
             event_bytes: 700,
+            fixed: false,
         };
         let mut g = Generator::new(&w, std::sync::Arc::new(Templates::build(&w)), 1);
         let a = g.next(1);
@@ -342,5 +381,26 @@ mod tests {
         assert_eq!(all.len(), n);
         let size = a.body.len() / 10;
         assert!((500..1000).contains(&size), "~700 B per event, got {size}");
+    }
+
+    #[test]
+    fn the_fixed_payload_is_the_same_bytes_every_time() {
+        let w = Workload {
+            route: RouteKind::Batch,
+            batch_size: 3,
+            keys: vec!["k".into()],
+            gzip: false,
+            invalid_share: 0.0,
+            wrong_key_share: 0.0,
+            event_bytes: 700,
+            fixed: true,
+        };
+        let mut g = Generator::new(&w, std::sync::Arc::new(Templates::build(&w)), 1);
+        let (a, b) = (g.next(1), g.next(2));
+        assert_eq!((a.body.clone(), a.events, a.path), (b.body, 3, "/v1/batch"));
+        let v: serde_json::Value = serde_json::from_slice(&a.body).expect("json");
+        let event: serde_json::Value = serde_json::from_str(FIXED_EVENT).expect("json");
+        assert_eq!(v["batch"], serde_json::json!([event, event, event]));
+        assert!(event.get("messageId").is_none(), "the server mints them");
     }
 }

@@ -16,6 +16,7 @@ fn workload(route: RouteKind, key: &str) -> Workload {
         invalid_share: 0.0,
         wrong_key_share: 0.0,
         event_bytes: 600,
+        fixed: false,
     }
 }
 
@@ -121,6 +122,15 @@ async fn wrong_keys_and_invalid_events_are_counted_by_sluice_status() {
     w.wrong_key_share = 0.3;
     w.invalid_share = 0.3;
     let report = generator::run(settings(addr, w, 200)).await.expect("run");
+    // The fixed payload repeats the same bytes: the server mints every messageId, so
+    // nothing is taken for a duplicate.
+    let mut fixed = workload(RouteKind::Batch, "smoke-key");
+    fixed.fixed = true;
+    let same = generator::run(settings(addr, fixed, 20))
+        .await
+        .expect("run");
+    assert_eq!(same.statuses.get(&200), Some(&20), "{:?}", same.statuses);
+    assert_eq!(same.events_ok, 100);
     shutdown.cancel();
     server.await.expect("join").expect("serve");
 
@@ -134,5 +144,9 @@ async fn wrong_keys_and_invalid_events_are_counted_by_sluice_status() {
     let stored = sluice::log::stats(&dir.path().join("log"))
         .expect("stats")
         .records;
-    assert_eq!(stored, get(200), "every 200 is one stored event");
+    assert_eq!(
+        stored,
+        get(200) + same.events_ok,
+        "every event in a 200 is one stored event"
+    );
 }
