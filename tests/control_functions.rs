@@ -516,11 +516,54 @@ async fn lifecycle(db: databases::TestDb) {
     // Production protection: once the demo source is protected, only owners and admins
     // change what its destinations run.
     api.protect(&owner, "demo").await;
+    // Deploying new code where a protected source's events go is kept for review (202)
+    // and made on approval as the approver's call; a version written since the proposal
+    // makes it stale (the reviewer never saw that code).
+    let deployed = |body: &Value| body["data"]["function"]["deployedVersion"].clone();
+    let (_, before) = api.get(&member, &path).await;
+    let (status, body) = api
+        .call(&member, Method::PATCH, &path, Some(json!({"code": tag(5)})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let newest = body["data"]["function"]["version"].clone();
     let (status, body) = api
         .post(&member, &format!("{path}/deploy"), json!({}))
         .await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
-    assert!(body.to_string().contains("protected"), "{body}");
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let proposal = &body["data"]["resourceChangeRequest"];
+    assert_eq!(
+        (&proposal["resourceType"], &proposal["resourceId"]),
+        (&json!("function"), &json!(id)),
+        "{body}"
+    );
+    let proposal = proposal["id"].as_str().expect("a request").to_owned();
+    let (_, now) = api.get(&member, &path).await;
+    assert_eq!(deployed(&now), deployed(&before), "not deployed yet: {now}");
+    let approve_at = |id: &str| format!("/api/v1/resource-change-requests/{id}/approve");
+    let (status, body) = api.post(&admin, &approve_at(&proposal), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, now) = api.get(&member, &path).await;
+    assert_eq!(deployed(&now), newest, "{now}");
+    let (status, body) = api
+        .post(&member, &format!("{path}/deploy"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let outdated = body["data"]["resourceChangeRequest"]["id"]
+        .as_str()
+        .expect("a request")
+        .to_owned();
+    let (status, body) = api
+        .call(&member, Method::PATCH, &path, Some(json!({"code": tag(6)})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = api.post(&admin, &approve_at(&outdated), json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (_, now) = api.get(&member, &path).await;
+    assert_eq!(
+        deployed(&now),
+        newest,
+        "the newer version was never reviewed"
+    );
     // A change to the instance is kept for review (202), applied on approval as the
     // approver's call, and refused on approval when the instance changed meanwhile.
     let change = |team: &'static str| Some(json!({"settings": {"team": team}}));

@@ -404,16 +404,41 @@ async fn latest_code(api: &Api, row: &FunctionRow) -> Result<String, ApiError> {
 /// is put on: the caller must be allowed to edit each one, and to change at once any that
 /// is (or is fed by) a protected source. One hidden from the caller answers as one they
 /// may see but not edit.
-pub(super) async fn may_change_where_it_runs(
+async fn may_change_where_it_runs(
     api: &Api,
     caller: &Caller,
     function: &str,
 ) -> Result<(), ApiError> {
+    where_it_runs(api, caller, function, true).await.map(drop)
+}
+
+/// A deployment's checks without production protection's (which proposes what may not
+/// be made at once): the function the caller may change, and the sources that feed
+/// where it runs.
+pub(super) async fn check_deploy(
+    api: &Api,
+    caller: &Caller,
+    id: &str,
+) -> Result<(FunctionRow, Vec<sources::SourceRow>), ApiError> {
+    let function = changing(api, caller, id).await?;
+    let feeding = where_it_runs(api, caller, id, false).await?;
+    Ok((function, feeding))
+}
+
+/// Checks that the caller may edit every place `function` runs (and, if `protect`, may
+/// change at once those a protected source feeds); the sources feeding those places.
+async fn where_it_runs(
+    api: &Api,
+    caller: &Caller,
+    function: &str,
+    protect: bool,
+) -> Result<Vec<sources::SourceRow>, ApiError> {
     let mut conn = api.store.read().await?;
     let attached =
         store::instances(&mut conn, api.store.key(), &caller.workspace.id, function).await?;
     let labels = resource_changes::protected_labels(&mut conn, &caller.workspace.id).await?;
     let refused = || ApiError::Forbidden(Forbidden::FunctionInUse);
+    let mut feeding: Vec<sources::SourceRow> = Vec::new();
     for instance in attached {
         let Some(row) = destinations::get(
             &mut conn,
@@ -433,7 +458,10 @@ pub(super) async fn may_change_where_it_runs(
         });
         api.allow_reached(caller, Action::EditDestination, resource, refused)
             .await?;
-        guard_protected(api, caller, resource, &fed_by, &labels).await?;
+        if protect {
+            guard_protected(api, caller, resource, &fed_by, &labels).await?;
+        }
+        feeding.extend(fed_by);
     }
     // And every source it runs on as a source function.
     for on in
@@ -446,16 +474,15 @@ pub(super) async fn may_change_where_it_runs(
         let resource = ResourceRef::Source(source.as_ref());
         api.allow_reached(caller, Action::EditSource, resource, refused)
             .await?;
-        guard_protected(
-            api,
-            caller,
-            resource,
-            std::slice::from_ref(&source),
-            &labels,
-        )
-        .await?;
+        if protect {
+            let one = std::slice::from_ref(&source);
+            guard_protected(api, caller, resource, one, &labels).await?;
+        }
+        feeding.push(source);
     }
-    Ok(())
+    let mut seen = HashSet::new();
+    feeding.retain(|s| seen.insert(s.id.clone()));
+    Ok(feeding)
 }
 
 /// List functions.

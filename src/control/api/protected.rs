@@ -99,6 +99,9 @@ enum Route {
     /// `DELETE /sources/{id}/function` or `POST /sources/{id}/function/secret`: a
     /// source's source function taken off, or given a new secret.
     SourceFunction,
+    /// `POST /functions/{id}/deploy`: a function's newest version put to work on every
+    /// destination and source it runs on.
+    Deploy,
 }
 
 impl Route {
@@ -121,6 +124,7 @@ impl Route {
             ("PATCH", "/insert-function-instances/{id}") => Self::Instance { update: true },
             ("DELETE", "/insert-function-instances/{id}") => Self::Instance { update: false },
             ("PUT", "/sources/{id}/function") => Self::SourceFunctionPut,
+            ("POST", "/functions/{id}/deploy") => Self::Deploy,
             ("DELETE" | "POST", "/sources/{id}/function" | "/sources/{id}/function/secret")
                 if (method == Method::DELETE) == template.ends_with("/function") =>
             {
@@ -515,7 +519,29 @@ async fn target(
             let source = super::sources::visible(api, caller, id, Action::EditSource).await?;
             Target::source(api, caller, source).await
         }
+        Route::Deploy => {
+            let (function, feeding) = super::functions::check_deploy(api, caller, id).await?;
+            Ok(Target {
+                resource_type: "function",
+                resource_id: function.id.clone(),
+                before: deploy_state(&function),
+                sources: feeding,
+                replay: None,
+                shown_settings: None,
+            })
+        }
     }
+}
+
+/// A function's state as an approved deployment compares it: a version written or
+/// deployed since the proposal makes the request stale (it would deploy other code
+/// than the one reviewed).
+fn deploy_state(function: &functions::FunctionRow) -> Value {
+    json!({
+        "id": function.id,
+        "latestVersion": function.latest_version,
+        "deployedVersion": function.deployed_version,
+    })
 }
 
 /// The current state of a request's resource (`Null`: gone, or a new destination).
@@ -543,6 +569,10 @@ async fn resource_now(
         return Ok(Value::Null);
     }
     let mut conn = api.store.read().await?;
+    if rc.resource_type == "function" {
+        let found = functions::get(&mut conn, &caller.workspace.id, &rc.resource_id).await?;
+        return Ok(found.as_ref().map_or(Value::Null, deploy_state));
+    }
     if rc.resource_type == "source" {
         let found = sources::get(&mut conn, &caller.workspace.id, &rc.resource_id).await?;
         drop(conn);
@@ -746,7 +776,7 @@ async fn propose(
 pub struct ResourceChange {
     /// Id (`rc_…`).
     pub id: String,
-    /// `source` or `destination`.
+    /// `source`, `destination`, or `function` (a deployment).
     pub resource_type: String,
     /// Its id (a new destination's: the id asked for, or empty).
     pub resource_id: String,
@@ -1017,6 +1047,8 @@ async fn seen(
     }
     let resource = match (rc.resource_type.as_str(), rc.before.is_null()) {
         ("source", _) => sees_source(api, caller, &rc.resource_id, reviewer).await?,
+        // Functions are seen by the whole workspace; where they run was checked above.
+        ("function", _) => true,
         // A new destination: the source it would be connected to.
         (_, true) => {
             let connects = field(&call_body(api, rc), "sourceId").unwrap_or_default();
