@@ -138,7 +138,7 @@ pub async fn serve(
     // all); delivery's workers save their cursors; the event log flushes and syncs (no
     // appender or reader is left); the catalog stops following; the admin listener
     // goes last, so /metrics and /ready answer until the end.
-    tracing::info!("stopped accepting; stopping delivery and flushing the event log");
+    tracing::info!("stopped accepting; stopping the other parts in order");
     for part in [usage, control, delivery, log, catalog, admin] {
         part.stop().await;
     }
@@ -176,7 +176,18 @@ pub async fn deliver(
         "sluice deliver is running"
     );
     let admin = parts::admin(&config, admin, admin_state);
-    shutdown.cancelled().await;
+    // Until asked to stop, or until the workers end by themselves (a failure: the
+    // process must not stay up delivering nothing).
+    let mut check = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            _ = check.tick() => if delivery.ended() {
+                tracing::error!("delivery's workers ended by themselves; stopping");
+                break;
+            },
+        }
+    }
     // Delivery first (its workers settle what they hold), then the catalog, then the
     // admin listener.
     for part in [delivery, catalog, admin] {

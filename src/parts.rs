@@ -33,7 +33,21 @@ pub struct Part {
     finish: Option<Finish>,
 }
 
+impl Drop for Part {
+    /// A part dropped without being stopped (start-up failed after it started) stops its
+    /// tasks all the same.
+    fn drop(&mut self) {
+        self.token.cancel();
+    }
+}
+
 impl Part {
+    /// Whether one of its tasks has ended (a part whose work ends only when stopped has
+    /// failed).
+    pub fn ended(&self) -> bool {
+        self.tasks.iter().any(JoinHandle::is_finished)
+    }
+
     /// A part with nothing running yet.
     fn new(name: &'static str) -> Self {
         Self {
@@ -56,14 +70,14 @@ impl Part {
     }
 
     /// Stops the part: cancels its token, waits for its tasks, then finishes it.
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         self.token.cancel();
-        for task in self.tasks {
+        for task in std::mem::take(&mut self.tasks) {
             if let Err(error) = task.await {
                 tracing::warn!(part = self.name, %error, "a task of this part failed");
             }
         }
-        if let Some(finish) = self.finish {
+        if let Some(finish) = self.finish.take() {
             finish.await;
         }
         tracing::debug!(part = self.name, "stopped");
@@ -148,10 +162,11 @@ pub async fn event_log(
             let settings = &config.log.jetstream;
             let publisher = log::jetstream::Publisher::open(settings, part.token()).await?;
             let context = publisher.context().clone();
-            delivery::stream::keep_consumers(context, settings, store.clone(), part.token())
-                .await?;
+            let keeper =
+                delivery::stream::keep_consumers(context, settings, store.clone(), part.token())
+                    .await?;
             let event_log = log::EventLog::JetStream(Box::new(publisher));
-            Ok((event_log, None, part))
+            Ok((event_log, None, part.with(keeper)))
         }
     }
 }

@@ -564,6 +564,16 @@ async fn lifecycle(db: databases::TestDb) {
         newest,
         "the newer version was never reviewed"
     );
+    // What an approval sends: the version reviewed, deployed only while it is the newest.
+    let (status, body) = api
+        .post(
+            &admin,
+            &format!("{path}/deploy"),
+            json!({"version": newest}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body.to_string().contains("no longer the newest"), "{body}");
     // A change to the instance is kept for review (202), applied on approval as the
     // approver's call, and refused on approval when the instance changed meanwhile.
     let change = |team: &'static str| Some(json!({"settings": {"team": team}}));

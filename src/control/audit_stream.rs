@@ -294,6 +294,11 @@ pub async fn run(store: Store, sink: Sink, stop: CancellationToken) {
             match send(&store, &sink, &http, done).await {
                 Ok(Some(sent)) => {
                     last = Some(sent);
+                    // A backlog is sent in rounds; a stop is heard between them (the
+                    // next start resumes where the sink's file says).
+                    if stop.is_cancelled() {
+                        return;
+                    }
                     continue;
                 }
                 Ok(None) => {}

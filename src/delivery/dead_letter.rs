@@ -298,6 +298,15 @@ mod tests {
         }
     }
 
+    #[test]
+    fn entries_read_back_with_an_old_or_unknown_blame() {
+        let old = r#"{"failedAt":"2026-01-01T00:00:00.000Z","error":"e","reason":"status_4xx","attempts":1,"offset":3,"sourceId":"web","event":{}}"#;
+        let newer = old.replace(r#""attempts""#, r#""blame":"cosmic_rays","attempts""#);
+        let read = |line: &str| serde_json::from_str::<Entry>(line).expect("readable");
+        assert_eq!(read(old).blame, None);
+        assert_eq!(read(&newer).blame, Some(Blame::Unknown));
+    }
+
     fn entry(offset: u64) -> Entry {
         Entry {
             failed_at: "2026-01-01T00:00:00.000Z".into(),

@@ -89,11 +89,25 @@ pub enum Blame {
     Events,
     /// The destination's insert function: it threw, ran too long, or asked for a retry.
     Function,
-    /// This Sluice: a write to its own disk failed.
+    /// This Sluice: a write to its own disk failed, or a function host could not be
+    /// used.
     Sluice,
+    /// Written by a newer Sluice than this one (read back, never written).
+    #[serde(other)]
+    Unknown,
 }
 
 impl Blame {
+    /// Who a failed insert-function run is down to: the function, unless its host
+    /// could not be used (`function_host`).
+    pub fn of_function_failure(reason: &str) -> Self {
+        if reason == "function_host" {
+            Self::Sluice
+        } else {
+            Self::Function
+        }
+    }
+
     /// The snake_case name (as in dead-letter entries).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -103,6 +117,7 @@ impl Blame {
             Self::Events => "events",
             Self::Function => "function",
             Self::Sluice => "sluice",
+            Self::Unknown => "unknown",
         }
     }
 }

@@ -362,7 +362,7 @@ impl Worker {
             let (reason, detail) = give_up;
             let why = GiveUp {
                 reason,
-                blame: sink::Blame::Function,
+                blame: sink::Blame::of_function_failure(reason),
                 detail,
             };
             if self.dead_letter(destination, std::slice::from_ref(&o), &why, f.attempts) {

@@ -73,7 +73,8 @@ const MAX_LAG: &str = "max_lag";
 /// How a batch ended.
 enum Outcome {
     Delivered,
-    DeadLettered,
+    /// Given up on, for a failure of this blame.
+    DeadLettered(Blame),
     Stopped,
 }
 
@@ -113,8 +114,8 @@ impl Worker {
         let mut saved = (start, Instant::now());
         let limiter = self.limiter();
         let mut transform = Transform::new(&self.id, &self.network);
-        // The last batch ended in the dead-letter store.
-        let mut failing = false;
+        // The last batch ended in the dead-letter store, for a failure of this blame.
+        let mut failing: Option<Blame> = None;
         loop {
             // 1. Read what is new (blocking file I/O off the runtime threads).
             let Some(mut r) = reader.take() else { break };
@@ -183,13 +184,12 @@ impl Worker {
             //    keeps failing with a backlog past its bound, move the backlog out of the
             //    log's way instead (one destination never pins the log for the others).
             let outcome = match pending.first() {
-                Some(first) if failing && self.over_lag(&destination, first.offset) => {
-                    self.dead_letter(
-                        &pending,
-                        moved_out_of_the_way("still failing", Blame::Destination),
-                        0,
-                    )
-                    .await
+                Some(first)
+                    if let Some(blame) = failing
+                        && self.over_lag(&destination, first.offset) =>
+                {
+                    let why = moved_out_of_the_way("still failing", blame);
+                    self.dead_letter(&pending, why, 0).await
                 }
                 _ => {
                     let batches = split(pending, self.sink.batch_size(), self.sink.batch_bytes());
@@ -199,8 +199,8 @@ impl Worker {
             };
             match outcome {
                 Outcome::Stopped => break,
-                Outcome::Delivered => failing = false,
-                Outcome::DeadLettered => failing = true,
+                Outcome::Delivered => failing = None,
+                Outcome::DeadLettered(blame) => failing = Some(blame),
             }
             done_upto = last;
             self.backlog.settled(done_upto);
@@ -262,7 +262,7 @@ impl Worker {
                         _ => {
                             let why = GiveUp {
                                 reason,
-                                blame: Blame::Function,
+                                blame: Blame::of_function_failure(reason),
                                 detail,
                             };
                             failed.push((why, vec![o]));
@@ -331,7 +331,7 @@ impl Worker {
             for result in futures_util::future::join_all(sends).await {
                 match result {
                     Outcome::Stopped => return Outcome::Stopped,
-                    Outcome::DeadLettered => outcome = Outcome::DeadLettered,
+                    Outcome::DeadLettered(blame) => outcome = Outcome::DeadLettered(blame),
                     Outcome::Delivered => {}
                 }
             }
@@ -478,9 +478,9 @@ impl Worker {
                 }
             }
         }
-        tracing::warn!(destination = %self.id, events = batch.len(), reason = why.reason, "events dead-lettered");
+        tracing::warn!(destination = %self.id, events = batch.len(), reason = why.reason, blame = why.blame.as_str(), "events dead-lettered");
         metrics.dead_lettered.increment(batch.len() as u64);
-        Outcome::DeadLettered
+        Outcome::DeadLettered(why.blame)
     }
 
     /// Whether the destination's backlog from `offset` on is past its `max_lag_bytes`.

@@ -425,6 +425,39 @@ pub(super) async fn check_deploy(
     Ok((function, feeding))
 }
 
+/// Where `function` runs, as one opaque digest: the destinations it is attached to, the
+/// sources it is a source function of, and the sources feeding those destinations. An
+/// approved deployment compares it with the proposal's (the ids themselves are not shown
+/// to the request's readers, who may not see every destination).
+pub(super) async fn placement(
+    api: &Api,
+    workspace: &str,
+    function: &str,
+) -> Result<String, ApiError> {
+    let mut conn = api.store.read().await?;
+    let mut ids: Vec<String> = Vec::new();
+    for instance in store::instances(&mut conn, api.store.key(), workspace, function).await? {
+        ids.push(format!("destination:{}", instance.destination_id));
+        if let Some(row) = destinations::get(
+            &mut conn,
+            api.store.key(),
+            workspace,
+            &instance.destination_id,
+        )
+        .await?
+        {
+            let fed_by = super::destinations::feeding(&mut conn, workspace, &row).await?;
+            ids.extend(fed_by.iter().map(|s| format!("fed-by:{}:{}", row.id, s.id)));
+        }
+    }
+    for on in store::source_functions(&mut conn, api.store.key(), workspace, function).await? {
+        ids.push(format!("source:{}", on.source_id));
+    }
+    ids.sort();
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(ids.join("\n").as_bytes());
+    Ok(hex::encode(digest))
+}
+
 /// Checks that the caller may edit every place `function` runs (and, if `protect`, may
 /// change at once those a protected source feeds); the sources feeding those places.
 async fn where_it_runs(
@@ -754,18 +787,29 @@ async fn remove(
     Ok(success())
 }
 
+/// What a deployment may ask for.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct DeployRequest {
+    /// Deploy only if this is still the newest version (`409` otherwise). An approved
+    /// resource change request deploys exactly the version its reviewer saw this way.
+    #[serde(default)]
+    pub version: Option<u32>,
+}
+
 /// Deploy a function's newest version: it runs on events from now on.
 #[utoipa::path(
     post,
     path = "/api/v1/functions/{id}/deploy",
     tag = "Functions",
     params(("id" = String, Path, description = "Function id")),
+    request_body(content = DeployRequest, description = "Optional: `{version}` deploys only that version, if it is still the newest."),
     responses((status = 200, description = "Deploy a function's newest version: it runs on events from now on.", body = Data<Deployment>))
 )]
 async fn deploy(
     State(api): State<Arc<Api>>,
     caller: Caller,
     Path(id): Path<String>,
+    Body(asked): Body<DeployRequest>,
 ) -> Result<Response, ApiError> {
     let before = changing(&api, &caller, &id).await?;
     may_change_where_it_runs(&api, &caller, &id).await?;
@@ -779,6 +823,16 @@ async fn deploy(
     let current = store::get(change.conn(), &caller.workspace.id, &id)
         .await?
         .ok_or_else(|| ApiError::missing("function", &id))?;
+    if asked
+        .version
+        .is_some_and(|version| version != current.latest_version)
+    {
+        return Err(ApiError::Conflict(format!(
+            "version {} is no longer the newest of function {id}: deploy again to deploy version {}",
+            asked.version.unwrap_or_default(),
+            current.latest_version
+        )));
+    }
     row.deployed_version = Some(current.latest_version);
     store::deploy(change.conn(), &id, current.latest_version, caller.now).await?;
     change

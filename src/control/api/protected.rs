@@ -521,12 +521,14 @@ async fn target(
         }
         Route::Deploy => {
             let (function, feeding) = super::functions::check_deploy(api, caller, id).await?;
+            // The approval deploys the version reviewed, or nothing.
+            let replay = json!({"version": function.latest_version});
             Ok(Target {
                 resource_type: "function",
                 resource_id: function.id.clone(),
-                before: deploy_state(&function),
+                before: deploy_state(api, &caller.workspace.id, &function).await?,
                 sources: feeding,
-                replay: None,
+                replay: Some(replay),
                 shown_settings: None,
             })
         }
@@ -534,14 +536,19 @@ async fn target(
 }
 
 /// A function's state as an approved deployment compares it: a version written or
-/// deployed since the proposal makes the request stale (it would deploy other code
-/// than the one reviewed).
-fn deploy_state(function: &functions::FunctionRow) -> Value {
-    json!({
+/// deployed since the proposal, or a change to where it runs (attached, detached, a
+/// destination's sources), makes the request stale.
+async fn deploy_state(
+    api: &Api,
+    workspace: &str,
+    function: &functions::FunctionRow,
+) -> Result<Value, ApiError> {
+    Ok(json!({
         "id": function.id,
         "latestVersion": function.latest_version,
         "deployedVersion": function.deployed_version,
-    })
+        "placement": super::functions::placement(api, workspace, &function.id).await?,
+    }))
 }
 
 /// The current state of a request's resource (`Null`: gone, or a new destination).
@@ -571,7 +578,11 @@ async fn resource_now(
     let mut conn = api.store.read().await?;
     if rc.resource_type == "function" {
         let found = functions::get(&mut conn, &caller.workspace.id, &rc.resource_id).await?;
-        return Ok(found.as_ref().map_or(Value::Null, deploy_state));
+        drop(conn);
+        return match found {
+            Some(function) => deploy_state(api, &caller.workspace.id, &function).await,
+            None => Ok(Value::Null),
+        };
     }
     if rc.resource_type == "source" {
         let found = sources::get(&mut conn, &caller.workspace.id, &rc.resource_id).await?;
@@ -1047,8 +1058,9 @@ async fn seen(
     }
     let resource = match (rc.resource_type.as_str(), rc.before.is_null()) {
         ("source", _) => sees_source(api, caller, &rc.resource_id, reviewer).await?,
-        // Functions are seen by the whole workspace; where they run was checked above.
-        ("function", _) => true,
+        // A deployment says where a function runs: its author and the reviewers only
+        // (a reader may not see every destination it runs on).
+        ("function", _) => reviewer,
         // A new destination: the source it would be connected to.
         (_, true) => {
             let connects = field(&call_body(api, rc), "sourceId").unwrap_or_default();

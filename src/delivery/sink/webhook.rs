@@ -140,7 +140,12 @@ impl WebhookSink {
                 retry_after,
             }),
             code => Err(SendError::Permanent {
-                blame: Blame::Events,
+                // A redirect (never followed), missing or refused credentials, or a
+                // wrong URL are the settings' doing; other refusals are of the events.
+                blame: match code {
+                    300..=399 | 401 | 403 | 404 | 405 | 410 => Blame::Settings,
+                    _ => Blame::Events,
+                },
                 reason: "status_4xx",
                 detail: format!(
                     "HTTP {code} from {}",
