@@ -298,20 +298,18 @@ pub fn admin(config: &Config, listener: TcpListener, state: admin_listener::Stat
     part.with(task)
 }
 
-/// The admin listener's settings: its own, tighter caps than the Tracking API's (probes
+/// The admin listener's settings: the Tracking API's with its own, tighter caps (probes
 /// and scrapes are short, and held sockets there must not blind monitoring), no TLS.
 fn admin_settings(config: &Config) -> gateway::ListenerSettings {
     let server = &config.server;
+    let data = data_settings(config, None);
     gateway::ListenerSettings {
         max_connections: server.admin_max_connections,
-        header_timeout: Duration::from_millis(server.header_timeout_ms).min(ADMIN_TIMEOUT),
-        idle_timeout: Duration::from_millis(server.idle_timeout_ms).min(ADMIN_TIMEOUT),
-        grace: Duration::from_millis(server.shutdown_grace_ms),
-        tls: None,
-        max_header_bytes: server.max_header_bytes,
-        max_streams: server.max_streams_per_connection,
+        header_timeout: data.header_timeout.min(ADMIN_TIMEOUT),
+        idle_timeout: data.idle_timeout.min(ADMIN_TIMEOUT),
         max_per_ip: server.admin_max_connections,
         exempt: Vec::new(),
+        ..data
     }
 }
 
