@@ -183,8 +183,8 @@ pub async fn delivery(
     if !config.delivery.enabled {
         return Ok((None, part));
     }
-    let network = delivery::Network::of(&config.delivery, &config.functions);
     if let Some(local) = local {
+        let network = delivery::Network::of(&config.delivery, &config.functions);
         let (handle, task) =
             delivery::Delivery::spawn(local.clone(), store.clone(), network, part.token());
         return Ok((Some(handle), part.with(task)));
@@ -192,16 +192,28 @@ pub async fn delivery(
     let log::EventLog::JetStream(publisher) = event_log else {
         return Ok((None, part));
     };
-    let task = delivery::stream::spawn(
-        publisher.context().clone(),
+    let task = jetstream_workers(config, publisher.context(), store, part.token()).await?;
+    Ok((None, part.with(task)))
+}
+
+/// One delivery worker per destination on the destination's durable consumer, until
+/// `stop`.
+async fn jetstream_workers(
+    config: &Config,
+    context: &async_nats::jetstream::Context,
+    store: &catalog::Live,
+    stop: CancellationToken,
+) -> Result<JoinHandle<()>, ServeError> {
+    let workers = delivery::stream::spawn(
+        context.clone(),
         config.log.jetstream.clone(),
         store.clone(),
-        network,
+        delivery::Network::of(&config.delivery, &config.functions),
         delivery::dead_letter_dir(&config.log.dir),
-        part.token(),
+        stop,
     )
     .await?;
-    Ok((None, part.with(task)))
+    Ok(workers)
 }
 
 /// `sluice deliver`'s delivery: a connection to NATS (its state in
@@ -215,15 +227,7 @@ pub async fn stream_delivery(
     let client = log::jetstream::connect(&config.log.jetstream).await?;
     log::jetstream::spawn_connection_gauge(client.clone(), part.token());
     let context = async_nats::jetstream::new(client);
-    let workers = delivery::stream::spawn(
-        context.clone(),
-        config.log.jetstream.clone(),
-        store.clone(),
-        delivery::Network::of(&config.delivery, &config.functions),
-        delivery::dead_letter_dir(&config.log.dir),
-        part.token(),
-    )
-    .await?;
+    let workers = jetstream_workers(config, &context, store, part.token()).await?;
     Ok((context, part.with(workers)))
 }
 
@@ -351,7 +355,7 @@ mod tests {
     use super::*;
     use std::sync::Mutex;
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn stopping_a_part_ends_its_tasks_before_it_finishes() {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let mut part = Part::new("test");
