@@ -44,6 +44,7 @@ pub mod api;
 pub mod audit;
 pub mod audit_stream;
 pub mod bootstrap;
+pub mod console;
 pub mod explain;
 pub mod feed;
 pub mod identity;

@@ -434,7 +434,7 @@ pub fn router(api: Arc<Api>) -> Router {
             protected::guard,
         ))
         .layer(limited.clone());
-    Router::new()
+    let app = Router::new()
         .nest("/api/v1", v1)
         // Segment's clients ask for the workspace at the base URL with its slash.
         .route(
@@ -458,7 +458,12 @@ pub fn router(api: Arc<Api>) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         // Every request counted and timed by its route template.
         .route_layer(axum::middleware::from_fn(measure))
-        .with_state(api)
+        .with_state(api.clone());
+    // The console: pages over this same router (every read and change is an API call).
+    let console = super::console::routes(super::console::Console::new(api, app.clone()))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .route_layer(axum::middleware::from_fn(measure));
+    app.merge(console)
 }
 
 /// Serves the router on `listener` until `shutdown`.

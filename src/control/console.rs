@@ -1,0 +1,500 @@
+//! The console: server-rendered pages for the governance tasks, served by the control
+//! listener at `/`.
+//!
+//! The console is a client of the API, in process. Every page reads what it shows with
+//! `/api/v1` requests made on the viewer's session ([`inner`]), and every form posts to
+//! a console route that makes the one API request the change is: the API's handler asks
+//! `authorize`, checks the session's CSRF token and the page's origin, validates, audits
+//! and answers, exactly as for any other client. A resource the viewer may not see is
+//! absent from the lists and answers "not found" by its address, because the API does.
+//! The console asks `authorize` itself only to leave out buttons the viewer may not use
+//! ([`Viewer::may`]); leaving one out decides nothing (the post is refused all the same).
+//!
+//! Pages work without JavaScript: links and forms, post/redirect/get, secrets shown once
+//! on the page that made them. The only script is none; styles come from one file of
+//! this origin, under a Content-Security-Policy that allows nothing else.
+
+mod account;
+mod audit;
+mod form;
+pub mod inner;
+mod sign_in;
+mod sources;
+mod team;
+mod tokens;
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::Router;
+use axum::extract::FromRequestParts as _;
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+
+use super::api::{Api, ApiError, Caller, Via};
+use super::policy::{Action, ResourceRef};
+use inner::Inner;
+
+/// The console's state: the API's shared state (to resolve the viewer) and the API's
+/// own router (every read and change goes through it).
+#[derive(Clone)]
+pub struct Console {
+    api: Arc<Api>,
+    inner: Router,
+}
+
+impl Console {
+    /// The console over `api`, whose requests `inner` (the API's router) answers.
+    pub fn new(api: Arc<Api>, inner: Router) -> Self {
+        Self { api, inner }
+    }
+}
+
+/// The console's routes (pages, their forms, its stylesheet).
+pub fn routes(console: Console) -> Router {
+    Router::new()
+        .route("/", get(home))
+        .route("/console/assets/console.css", get(stylesheet))
+        .merge(sign_in::routes())
+        .merge(sources::routes())
+        .merge(tokens::routes())
+        .merge(team::routes())
+        .merge(audit::routes())
+        .merge(account::routes())
+        .with_state(console)
+}
+
+/// The stylesheet (the only asset: the pages need no script).
+const STYLESHEET: &str = include_str!("../../assets/console/console.css");
+
+async fn stylesheet() -> Response {
+    let mut response = STYLESHEET.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/css; charset=utf-8"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+/// `/`: the sources, for a signed-in viewer.
+async fn home(
+    axum::extract::State(console): axum::extract::State<Console>,
+    parts: Parts,
+) -> Response {
+    match Viewer::of(&console, &parts).await {
+        Ok(_) => Redirect::to("/sources").into_response(),
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+/// The signed-in person looking at a page: who they are (for `authorize`), their
+/// session's CSRF token (for the forms), and the request's credentials (for the API).
+pub struct Viewer {
+    caller: Caller,
+    email: String,
+    csrf: String,
+}
+
+impl Viewer {
+    /// The viewer behind the request's session cookie. No session (or a token instead of
+    /// one) sends the browser to sign in, and back here after.
+    pub async fn of(console: &Console, parts: &Parts) -> Result<Self, Refusal> {
+        // Who is asking, as for a read: the page decides nothing, and a change is
+        // guarded by the API when the form's request reaches it.
+        let mut reading = read_head(parts);
+        let caller = match Caller::from_request_parts(&mut reading, &console.api).await {
+            Ok(caller) => caller,
+            Err(ApiError::Unauthorized(_)) => return Err(Refusal::SignIn(return_path(parts))),
+            Err(other) => return Err(Refusal::from_api(&other)),
+        };
+        let Via::Session(session) = &caller.via else {
+            return Err(Refusal::SignIn(return_path(parts)));
+        };
+        let csrf = session.csrf.clone();
+        let mut conn = console
+            .api
+            .store
+            .read()
+            .await
+            .map_err(|_| Refusal::Broken)?;
+        let email = super::store::users::get(&mut conn, &caller.workspace.id, &caller.user.id)
+            .await
+            .map_err(|_| Refusal::Broken)?
+            .map(|u| u.email)
+            .unwrap_or_default();
+        Ok(Self {
+            caller,
+            email,
+            csrf,
+        })
+    }
+
+    /// Whether `authorize` lets the viewer do `action` on `resource` (to show a button
+    /// or a form; the API decides again when it is used).
+    pub fn may(&self, action: Action, resource: ResourceRef<'_>) -> bool {
+        self.caller.decide(action, resource).allowed
+    }
+
+    /// Whether the viewer may do a workspace-wide `action`.
+    pub fn may_here(&self, action: Action) -> bool {
+        self.may(action, ResourceRef::Workspace)
+    }
+
+    /// The frame of a page titled `title` in `section`, saying what the last change did
+    /// when the request names it.
+    pub fn frame(&self, title: impl Into<String>, section: Section, parts: &Parts) -> Frame {
+        Frame {
+            title: title.into(),
+            section,
+            who: Some(Who {
+                email: self.email.clone(),
+                csrf: self.csrf.clone(),
+                team: self.may_here(Action::ViewMembers),
+                tokens: self.may_here(Action::ManageTokens),
+                audit: self.may_here(Action::ReadAudit),
+            }),
+            flash: Outcome::of(parts).map(Outcome::message),
+        }
+    }
+}
+
+/// A copy of the request's head as a `GET`: its cookies, origin and connection, no
+/// `Authorization` (the console is a session's, never a token's).
+fn read_head(parts: &Parts) -> Parts {
+    let (mut copy, ()) = axum::http::Request::new(()).into_parts();
+    copy.method = Method::GET;
+    copy.uri = parts.uri.clone();
+    copy.headers = parts.headers.clone();
+    copy.headers.remove(header::AUTHORIZATION);
+    if let Some(info) = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+    {
+        copy.extensions.insert(*info);
+    }
+    copy
+}
+
+/// The path (and query) of the page asked for, to come back to after sign-in.
+fn return_path(parts: &Parts) -> String {
+    parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned())
+}
+
+/// Which part of the console a page belongs to (the navigation marks it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Section {
+    /// Sources and their keys.
+    Sources,
+    /// API tokens.
+    Tokens,
+    /// Members and invites.
+    Team,
+    /// The audit trail.
+    Audit,
+    /// The viewer's own account and sessions.
+    Account,
+    /// Sign-in and other pages outside a session.
+    Outside,
+}
+
+/// What every page shows around its content.
+pub struct Frame {
+    /// The page's title (and heading).
+    pub title: String,
+    /// Its section.
+    pub section: Section,
+    /// The signed-in viewer, if any.
+    pub who: Option<Who>,
+    /// What the last change did ("Token revoked.").
+    pub flash: Option<&'static str>,
+}
+
+impl Frame {
+    /// A frame for a page outside a session.
+    pub fn outside(title: impl Into<String>) -> Self {
+        Self {
+            title: title.into(),
+            section: Section::Outside,
+            who: None,
+            flash: None,
+        }
+    }
+
+    /// The navigation: the sections the viewer may use, the page's marked.
+    pub fn nav(&self) -> Vec<Nav> {
+        let Some(who) = &self.who else {
+            return Vec::new();
+        };
+        [
+            (Section::Sources, "/sources", "Sources", true),
+            (Section::Team, "/team", "Team", who.team),
+            (Section::Tokens, "/tokens", "API tokens", who.tokens),
+            (Section::Audit, "/audit", "Audit trail", who.audit),
+            (Section::Account, "/account", "Your account", true),
+        ]
+        .into_iter()
+        .filter(|(_, _, _, shown)| *shown)
+        .map(|(section, href, label, _)| Nav {
+            href,
+            label,
+            current: section == self.section,
+        })
+        .collect()
+    }
+}
+
+/// A link of the navigation.
+pub struct Nav {
+    /// Where it goes.
+    pub href: &'static str,
+    /// What it says.
+    pub label: &'static str,
+    /// Whether it is the page's own section.
+    pub current: bool,
+}
+
+/// The signed-in viewer, as the frame shows them.
+pub struct Who {
+    /// Their email.
+    pub email: String,
+    /// Their session's CSRF token (every form carries it).
+    pub csrf: String,
+    /// Whether the navigation shows the team.
+    pub team: bool,
+    /// Whether it shows tokens.
+    pub tokens: bool,
+    /// Whether it shows the audit trail.
+    pub audit: bool,
+}
+
+/// Why a page is not shown.
+#[derive(Debug)]
+pub enum Refusal {
+    /// Not signed in: to the sign-in page, then back to this path.
+    SignIn(String),
+    /// The API refused: its status and message.
+    Api {
+        /// The API's status.
+        status: StatusCode,
+        /// The API's message.
+        message: String,
+    },
+    /// Something broke on our side (logged where it happened).
+    Broken,
+}
+
+impl Refusal {
+    /// The refusal an API error is.
+    pub fn from_api(error: &ApiError) -> Self {
+        let response = error_response(error);
+        Self::Api {
+            status: response,
+            message: error.to_string(),
+        }
+    }
+}
+
+fn error_response(error: &ApiError) -> StatusCode {
+    match error {
+        ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+        ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+        ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// The page that says why.
+#[derive(Template)]
+#[template(path = "console/refusal.html")]
+struct RefusalPage {
+    frame: Frame,
+    message: String,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Self::SignIn(back) => {
+                let query =
+                    serde_urlencoded::to_string([("returnTo", back.as_str())]).unwrap_or_default();
+                Redirect::to(&format!("/sign-in?{query}")).into_response()
+            }
+            Self::Api { status, message } => {
+                let title = match status {
+                    StatusCode::NOT_FOUND => "Not found",
+                    StatusCode::FORBIDDEN => "Not allowed",
+                    StatusCode::TOO_MANY_REQUESTS => "Too many requests",
+                    s if s.is_client_error() => "Not done",
+                    _ => "Something went wrong",
+                };
+                render(
+                    status,
+                    &RefusalPage {
+                        frame: Frame::outside(title),
+                        message,
+                    },
+                )
+            }
+            Self::Broken => render(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &RefusalPage {
+                    frame: Frame::outside("Something went wrong"),
+                    message: "The control plane could not answer. Try again; the logs say more."
+                        .into(),
+                },
+            ),
+        }
+    }
+}
+
+/// The Content-Security-Policy of every page: this origin's stylesheet, forms to this
+/// origin, nothing else (no script, no frame, no plug-in, no base).
+pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
+                       form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// A rendered page, with the headers every page has.
+pub fn render(status: StatusCode, page: &impl Template) -> Response {
+    let html = match page.render() {
+        Ok(html) => html,
+        Err(error) => {
+            tracing::error!(%error, "console: a page did not render");
+            return (StatusCode::INTERNAL_SERVER_ERROR, "the page did not render").into_response();
+        }
+    };
+    let mut response = (status, axum::response::Html(html)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    response
+}
+
+/// After a change: back to `path` (post/redirect/get), saying what was done there. The
+/// address carries the outcome's code, never its text: a link made elsewhere can only
+/// show one of these sentences.
+pub fn done(path: &str, outcome: Outcome) -> Response {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    Redirect::to(&format!("{path}{sep}done={}", outcome.code())).into_response()
+}
+
+/// What a change did, shown on the page the browser is sent back to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A write key revoked.
+    KeyRevoked,
+    /// A source enabled or disabled.
+    SourceChanged,
+    /// A source created.
+    SourceCreated,
+    /// A token revoked.
+    TokenRevoked,
+    /// A member's role changed.
+    RoleChanged,
+    /// An invite sent.
+    Invited,
+    /// Every other session ended.
+    SessionsEnded,
+    /// One session ended.
+    SessionEnded,
+    /// Signed out.
+    SignedOut,
+    /// A change to a protected resource, kept for review as a change request.
+    Proposed,
+}
+
+impl Outcome {
+    const ALL: [Self; 10] = [
+        Self::KeyRevoked,
+        Self::SourceChanged,
+        Self::SourceCreated,
+        Self::TokenRevoked,
+        Self::RoleChanged,
+        Self::Invited,
+        Self::SessionsEnded,
+        Self::SessionEnded,
+        Self::SignedOut,
+        Self::Proposed,
+    ];
+
+    /// `outcome`, or [`Outcome::Proposed`] when the API kept the change for review
+    /// (`202`).
+    pub fn applied(status: StatusCode, outcome: Self) -> Self {
+        if status == StatusCode::ACCEPTED {
+            Self::Proposed
+        } else {
+            outcome
+        }
+    }
+
+    /// Its code in the address.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::KeyRevoked => "key-revoked",
+            Self::SourceChanged => "source-changed",
+            Self::SourceCreated => "source-created",
+            Self::TokenRevoked => "token-revoked",
+            Self::RoleChanged => "role-changed",
+            Self::Invited => "invited",
+            Self::SessionsEnded => "sessions-ended",
+            Self::SessionEnded => "session-ended",
+            Self::SignedOut => "signed-out",
+            Self::Proposed => "proposed",
+        }
+    }
+
+    /// The sentence shown.
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::KeyRevoked => "Write key revoked: events sent with it are refused from now on.",
+            Self::SourceChanged => "Source updated.",
+            Self::SourceCreated => "Source created.",
+            Self::TokenRevoked => "Token revoked.",
+            Self::RoleChanged => "Role changed.",
+            Self::Invited => "Invite created.",
+            Self::SessionsEnded => "Every other session of yours has ended.",
+            Self::SessionEnded => "That session has ended.",
+            Self::SignedOut => "You are signed out.",
+            Self::Proposed => {
+                "The resource is protected: the change was proposed for review, not made."
+            }
+        }
+    }
+
+    /// The outcome a request's `done` names, if it names one.
+    pub fn of(parts: &Parts) -> Option<Self> {
+        let query = parts.uri.query()?;
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).ok()?;
+        let (_, code) = pairs.iter().find(|(k, _)| k == "done")?;
+        Self::ALL.into_iter().find(|o| o.code() == code)
+    }
+}
+
+/// The API client of a request: the viewer's session, for reads and changes.
+pub fn inner<'a>(console: &'a Console, parts: &'a Parts) -> Inner<'a> {
+    Inner::new(&console.inner, parts)
+}

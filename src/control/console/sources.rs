@@ -1,0 +1,340 @@
+//! `/sources`: the sources the viewer may see, one source's page (labels, tracking plan,
+//! write keys, connected destinations), a new write key (shown once), revoking a key,
+//! enabling or disabling a source, and creating one.
+
+use askama::Template;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::request::Parts;
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::form::Form;
+use super::{Console, Frame, Outcome, Refusal, Section, Viewer, done, inner, render};
+use crate::control::policy::{Action, ResourceRef, SourceRef};
+
+/// Routes of this file.
+pub fn routes() -> Router<Console> {
+    Router::new()
+        .route("/sources", get(list).post(create))
+        .route("/sources/{id}", get(read))
+        .route("/sources/{id}/enabled", post(set_enabled))
+        .route("/sources/{id}/keys", post(new_key))
+        .route("/sources/{id}/keys/{key}/revoke", post(revoke_key))
+}
+
+/// A label as the API shows it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Label {
+    key: String,
+    value: String,
+}
+
+/// A source as the console shows it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Source {
+    id: String,
+    name: String,
+    slug: String,
+    enabled: bool,
+    #[serde(default)]
+    write_keys: Vec<String>,
+    #[serde(default)]
+    labels: Vec<Label>,
+    tracking_plan_id: Option<String>,
+    enforcement: String,
+}
+
+impl Source {
+    fn labels(&self) -> Vec<(String, String)> {
+        self.labels
+            .iter()
+            .map(|l| (l.key.clone(), l.value.clone()))
+            .collect()
+    }
+
+    /// `key: value, …` for the page.
+    fn label_text(&self) -> String {
+        self.labels
+            .iter()
+            .map(|l| format!("{}: {}", l.key, l.value))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct SourceList {
+    sources: Vec<Source>,
+    pagination: super::team::Pagination,
+}
+
+#[derive(Debug, Deserialize)]
+struct SourceRead {
+    source: Source,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WriteKey {
+    id: String,
+    display: String,
+    created_at: String,
+    expires_at: Option<String>,
+    revoked_at: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WriteKeyList {
+    write_keys: Vec<WriteKey>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Destination {
+    id: String,
+    name: String,
+    enabled: bool,
+}
+
+#[derive(Debug, Deserialize)]
+struct DestinationList {
+    destinations: Vec<Destination>,
+}
+
+#[derive(Template)]
+#[template(path = "console/sources.html")]
+struct ListPage {
+    frame: Frame,
+    sources: Vec<Source>,
+    next: Option<String>,
+    may_create: bool,
+}
+
+#[derive(Template)]
+#[template(path = "console/source.html")]
+struct SourcePage {
+    frame: Frame,
+    source: Source,
+    keys: Option<Vec<WriteKey>>,
+    destinations: Vec<Destination>,
+    may_keys: bool,
+    may_edit: bool,
+    /// A key made just now: shown on this answer only.
+    new_key: Option<String>,
+}
+
+/// The cursor a list page asks for (`?cursor=`), as the API's query.
+pub fn cursor_query(parts: &Parts) -> String {
+    let cursor = parts
+        .uri
+        .query()
+        .and_then(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(q).ok())
+        .and_then(|pairs| {
+            pairs
+                .into_iter()
+                .find(|(k, _)| k == "cursor")
+                .map(|(_, v)| v)
+        });
+    let mut pairs = vec![("pagination[count]", "100".to_owned())];
+    if let Some(cursor) = cursor {
+        pairs.push(("pagination[cursor]", cursor));
+    }
+    serde_urlencoded::to_string(pairs).unwrap_or_default()
+}
+
+/// `GET /sources`.
+async fn list(State(console): State<Console>, parts: Parts) -> Response {
+    list_page(&console, &parts)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn list_page(console: &Console, parts: &Parts) -> Result<Response, Refusal> {
+    let viewer = Viewer::of(console, parts).await?;
+    let path = format!("/api/v1/sources?{}", cursor_query(parts));
+    let list: SourceList = inner(console, parts).get(&path).await?;
+    Ok(render(
+        StatusCode::OK,
+        &ListPage {
+            frame: viewer.frame("Sources", Section::Sources, parts),
+            sources: list.sources,
+            next: list.pagination.next,
+            may_create: viewer.may_here(Action::CreateSource),
+        },
+    ))
+}
+
+/// `POST /sources`: a new source named by the form.
+async fn create(State(console): State<Console>, parts: Parts, body: Bytes) -> Response {
+    let made = async {
+        let form = Form::read(&body)?;
+        let request = json!({"slug": form.get("slug"), "name": form.some("name")});
+        let answer = inner(&console, &parts)
+            .with_csrf(form.csrf())
+            .change(Method::POST, "/api/v1/sources", Some(request))
+            .await?;
+        let id = answer
+            .data
+            .pointer("/source/id")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        Ok::<_, Refusal>(done(
+            &format!("/sources/{}", encode(&id)),
+            Outcome::SourceCreated,
+        ))
+    };
+    made.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// A path segment, percent-encoded.
+pub fn encode(segment: &str) -> String {
+    serde_urlencoded::to_string([("", segment)])
+        .map(|s| s.trim_start_matches('=').replace('+', "%20"))
+        .unwrap_or_default()
+}
+
+async fn source_page(
+    console: &Console,
+    parts: &Parts,
+    id: &str,
+    new_key: Option<String>,
+) -> Result<Response, Refusal> {
+    let viewer = Viewer::of(console, parts).await?;
+    let api = inner(console, parts);
+    let read: SourceRead = api.get(&format!("/api/v1/sources/{}", encode(id))).await?;
+    let source = read.source;
+    let labels = source.labels();
+    let seen = ResourceRef::Source(SourceRef {
+        id: &source.id,
+        labels: &labels,
+    });
+    let may_keys = viewer.may(Action::ManageWriteKeys, seen);
+    let may_edit = viewer.may(Action::EditSource, seen);
+    let keys = if may_keys {
+        let list: WriteKeyList = api
+            .get(&format!("/api/v1/sources/{}/writekeys", encode(id)))
+            .await?;
+        Some(list.write_keys)
+    } else {
+        None
+    };
+    let destinations = api
+        .get::<DestinationList>(&format!(
+            "/api/v1/sources/{}/connected-destinations",
+            encode(id)
+        ))
+        .await
+        .map(|l| l.destinations)
+        .unwrap_or_default();
+    let title = source.name.clone();
+    Ok(render(
+        StatusCode::OK,
+        &SourcePage {
+            frame: viewer.frame(title, Section::Sources, parts),
+            source,
+            keys,
+            destinations,
+            may_keys,
+            may_edit,
+            new_key,
+        },
+    ))
+}
+
+/// `GET /sources/{id}`.
+async fn read(State(console): State<Console>, Path(id): Path<String>, parts: Parts) -> Response {
+    source_page(&console, &parts, &id, None)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `POST /sources/{id}/keys`: a new write key, shown on the page this answers with.
+async fn new_key(
+    State(console): State<Console>,
+    Path(id): Path<String>,
+    parts: Parts,
+    body: Bytes,
+) -> Response {
+    let made = async {
+        let form = Form::read(&body)?;
+        let answer = inner(&console, &parts)
+            .with_csrf(form.csrf())
+            .change(
+                Method::POST,
+                &format!("/api/v1/sources/{}/writekey", encode(&id)),
+                Some(json!({})),
+            )
+            .await?;
+        if answer.status == StatusCode::ACCEPTED {
+            return Ok(done(
+                &format!("/sources/{}", encode(&id)),
+                Outcome::Proposed,
+            ));
+        }
+        let key = answer
+            .data
+            .pointer("/writeKey/key")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned);
+        source_page(&console, &parts, &id, key).await
+    };
+    made.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `POST /sources/{id}/keys/{key}/revoke`.
+async fn revoke_key(
+    State(console): State<Console>,
+    Path((id, key)): Path<(String, String)>,
+    parts: Parts,
+    body: Bytes,
+) -> Response {
+    let made = async {
+        let form = Form::read(&body)?;
+        let answer = inner(&console, &parts)
+            .with_csrf(form.csrf())
+            .change(
+                Method::DELETE,
+                &format!("/api/v1/sources/{}/writekey/{}", encode(&id), encode(&key)),
+                None,
+            )
+            .await?;
+        Ok::<_, Refusal>(done(
+            &format!("/sources/{}", encode(&id)),
+            Outcome::applied(answer.status, Outcome::KeyRevoked),
+        ))
+    };
+    made.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `POST /sources/{id}/enabled`: `enabled=true|false`.
+async fn set_enabled(
+    State(console): State<Console>,
+    Path(id): Path<String>,
+    parts: Parts,
+    body: Bytes,
+) -> Response {
+    let made = async {
+        let form = Form::read(&body)?;
+        let enabled = form.get("enabled") == "true";
+        let answer = inner(&console, &parts)
+            .with_csrf(form.csrf())
+            .change(
+                Method::PATCH,
+                &format!("/api/v1/sources/{}", encode(&id)),
+                Some(json!({"enabled": enabled})),
+            )
+            .await?;
+        Ok::<_, Refusal>(done(
+            &format!("/sources/{}", encode(&id)),
+            Outcome::applied(answer.status, Outcome::SourceChanged),
+        ))
+    };
+    made.await.unwrap_or_else(IntoResponse::into_response)
+}

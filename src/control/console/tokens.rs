@@ -1,0 +1,146 @@
+//! `/tokens`: the workspace's API tokens, a new one (its secret shown once, on the page
+//! that made it), and revoking one.
+
+use askama::Template;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::request::Parts;
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::form::Form;
+use super::sources::{cursor_query, encode};
+use super::team::about_the_form;
+use super::{Console, Frame, Outcome, Refusal, Section, Viewer, done, inner, render};
+use crate::control::policy::Scope;
+
+/// Routes of this file.
+pub fn routes() -> Router<Console> {
+    Router::new()
+        .route("/tokens", get(list).post(create))
+        .route("/tokens/{id}/revoke", post(revoke))
+}
+
+/// A token as the console shows it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Token {
+    id: String,
+    name: String,
+    scopes: Vec<String>,
+    display: String,
+    expires_at: String,
+    revoked_at: Option<String>,
+    last_used_at: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenList {
+    tokens: Vec<Token>,
+    pagination: super::team::Pagination,
+}
+
+#[derive(Template)]
+#[template(path = "console/tokens.html")]
+struct TokensPage {
+    frame: Frame,
+    tokens: Vec<Token>,
+    next: Option<String>,
+    scopes: Vec<&'static str>,
+    /// A token made just now: its secret, shown on this answer only.
+    secret: Option<String>,
+    /// Why the form's token was not made.
+    error: Option<String>,
+}
+
+async fn page(
+    console: &Console,
+    parts: &Parts,
+    secret: Option<String>,
+    error: Option<String>,
+) -> Result<Response, Refusal> {
+    let viewer = Viewer::of(console, parts).await?;
+    let path = format!("/api/v1/tokens?{}", cursor_query(parts));
+    let list: TokenList = inner(console, parts).get(&path).await?;
+    Ok(render(
+        if error.is_some() {
+            StatusCode::UNPROCESSABLE_ENTITY
+        } else {
+            StatusCode::OK
+        },
+        &TokensPage {
+            frame: viewer.frame("API tokens", Section::Tokens, parts),
+            tokens: list.tokens,
+            next: list.pagination.next,
+            scopes: Scope::PERSONAL.iter().map(|s| s.name()).collect(),
+            secret,
+            error,
+        },
+    ))
+}
+
+/// `GET /tokens`.
+async fn list(State(console): State<Console>, parts: Parts) -> Response {
+    page(&console, &parts, None, None)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `POST /tokens`: name, scopes (checkboxes), days to live.
+async fn create(State(console): State<Console>, parts: Parts, body: Bytes) -> Response {
+    let made = async {
+        let form = Form::read(&body)?;
+        let days: u32 = form.get("days").parse().unwrap_or(0);
+        let request = json!({
+            "name": form.get("name"),
+            "scopes": form.all("scope"),
+            "expiresInDays": days,
+        });
+        let answer = inner(&console, &parts)
+            .with_csrf(form.csrf())
+            .change(Method::POST, "/api/v1/tokens", Some(request))
+            .await;
+        match answer {
+            Ok(answer) => {
+                let secret = answer
+                    .data
+                    .get("secret")
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_owned);
+                page(&console, &parts, secret, None).await
+            }
+            // A form the API finds wrong is shown again with why.
+            Err(refusal) => match about_the_form(&refusal) {
+                Some(message) => page(&console, &parts, None, Some(message)).await,
+                None => Err(refusal),
+            },
+        }
+    };
+    made.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `POST /tokens/{id}/revoke`.
+async fn revoke(
+    State(console): State<Console>,
+    Path(id): Path<String>,
+    parts: Parts,
+    body: Bytes,
+) -> Response {
+    let made = async {
+        let form = Form::read(&body)?;
+        inner(&console, &parts)
+            .with_csrf(form.csrf())
+            .change(
+                Method::DELETE,
+                &format!("/api/v1/tokens/{}", encode(&id)),
+                None,
+            )
+            .await?;
+        Ok::<_, Refusal>(done("/tokens", Outcome::TokenRevoked))
+    };
+    made.await.unwrap_or_else(IntoResponse::into_response)
+}

@@ -1,0 +1,635 @@
+//! The console over real HTTP: the sign-in form, what each role sees and may do, forged
+//! and crafted form posts refused (and changing nothing), secrets shown once, hidden
+//! resources answering as missing ones, and the pages' headers.
+
+mod common;
+
+use common::control::{Api, server, track, until};
+use common::databases;
+use reqwest::header::{CONTENT_SECURITY_POLICY, LOCATION, SET_COOKIE};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "a long enough passphrase";
+
+/// A browser: its session cookie and the CSRF token the console's forms carry.
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+    cookie: Option<String>,
+    csrf: String,
+}
+
+/// A page as a browser gets it (redirects not followed).
+struct Page {
+    status: StatusCode,
+    location: String,
+    cookie: Option<String>,
+    csp: String,
+    text: String,
+}
+
+impl Browser {
+    fn new(api: &Api) -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            base: api.base.clone(),
+            cookie: None,
+            csrf: String::new(),
+        }
+    }
+
+    async fn answer(response: reqwest::Response) -> Page {
+        let header = |name| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let location = header(LOCATION);
+        let csp = header(CONTENT_SECURITY_POLICY);
+        let cookie = response
+            .headers()
+            .get(SET_COOKIE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(str::to_owned);
+        Page {
+            status: response.status(),
+            location,
+            cookie,
+            csp,
+            text: response.text().await.expect("body"),
+        }
+    }
+
+    async fn get(&self, path: &str) -> Page {
+        let mut request = self.http.get(format!("{}{path}", self.base));
+        if let Some(cookie) = &self.cookie {
+            request = request.header("cookie", cookie);
+        }
+        Self::answer(request.send().await.expect("get")).await
+    }
+
+    /// Posts a form as a page would: from `origin`, with the session's CSRF token unless
+    /// `fields` name their own `csrf`.
+    async fn post_from(&self, origin: Option<&str>, path: &str, fields: &[(&str, &str)]) -> Page {
+        let mut pairs: Vec<(&str, &str)> = fields.to_vec();
+        if !fields.iter().any(|(k, _)| *k == "csrf") {
+            pairs.push(("csrf", &self.csrf));
+        }
+        let body = serde_urlencoded::to_string(&pairs).expect("form");
+        let mut request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        if let Some(cookie) = &self.cookie {
+            request = request.header("cookie", cookie);
+        }
+        Self::answer(request.send().await.expect("post")).await
+    }
+
+    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let origin = self.base.clone();
+        self.post_from(Some(&origin), path, fields).await
+    }
+
+    /// Signs in with the console's form; the page answered.
+    async fn sign_in(&mut self, email: &str, password: &str) -> Page {
+        let page = self
+            .post(
+                "/sign-in",
+                &[
+                    ("workspace", "default"),
+                    ("email", email),
+                    ("password", password),
+                    ("returnTo", "/sources"),
+                ],
+            )
+            .await;
+        if let Some(cookie) = &page.cookie {
+            self.cookie = Some(cookie.clone());
+            self.csrf = csrf_of(&self.get("/sources").await.text);
+        }
+        page
+    }
+}
+
+/// The CSRF token a page's forms carry.
+fn csrf_of(html: &str) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    let start = html.find(marker).expect("a form with the CSRF token") + marker.len();
+    html[start..start + html[start..].find('"').expect("end")].to_owned()
+}
+
+/// A person with a session: their setup link used from a browser (which signs them in);
+/// their browser and first API token.
+async fn person_with_token(api: &Api, link: &str, email: &str) -> (Browser, String) {
+    let response = reqwest::Client::new()
+        .post(format!("{}{link}", api.base))
+        .header("accept", "application/json")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "email={}&first_name=Test&last_name=User",
+            email.replace('@', "%40")
+        ))
+        .send()
+        .await
+        .expect("accept");
+    let cookie = response
+        .headers()
+        .get(SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::to_owned);
+    let body: Value = response.json().await.expect("json");
+    let mut browser = Browser::new(api);
+    browser.cookie = Some(cookie.expect("a session cookie"));
+    browser.csrf = body["data"]["csrfToken"].as_str().expect("csrf").to_owned();
+    let token = body["data"]["secret"].as_str().expect("token").to_owned();
+    (browser, token)
+}
+
+/// [`person_with_token`]'s browser.
+async fn person(api: &Api, link: &str, email: &str) -> Browser {
+    person_with_token(api, link, email).await.0
+}
+
+/// Invites `email` as `role` (or with `permissions`); the link's path.
+async fn invite(api: &Api, owner: &str, invite: Value) -> String {
+    let (status, body) = api
+        .post(owner, "/api/v1/invites", json!({"invites": [invite]}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let link = body["data"]["invites"][0]["link"].as_str().expect("link");
+    link[link.find("/setup/").expect("setup path")..].to_owned()
+}
+
+/// The ids of a source's write keys, revoked ones too.
+async fn key_ids(api: &Api, owner: &str, source: &str) -> Vec<String> {
+    let (status, body) = api
+        .get(owner, &format!("/api/v1/sources/{source}/writekeys"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["data"]["writeKeys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .filter_map(|k| k["id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+async fn key_count(api: &Api, owner: &str, source: &str) -> usize {
+    key_ids(api, owner, source).await.len()
+}
+
+async fn source(api: &Api, owner: &str, slug: &str) {
+    let (status, body) = api
+        .post(owner, "/api/v1/sources", json!({"slug": slug}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn the_sign_in_form_opens_a_session_from_this_origin_only() {
+    let db = databases::sqlite().await;
+    let (server, link) = server(&db).await;
+    let api = Api::of(&server);
+    let owner = api.owner(&link).await;
+    let (status, body) = api
+        .call(
+            &owner,
+            Method::PUT,
+            "/auth/password",
+            Some(json!({"newPassword": PASSWORD})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut browser = Browser::new(&api);
+
+    // Signed out, a page sends the browser to sign in, and back after.
+    let page = browser.get("/sources").await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(page.location, "/sign-in?returnTo=%2Fsources");
+    let page = browser.get("/sign-in?returnTo=%2Fsources").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.text.contains("action=\"/sign-in\""), "{}", page.text);
+    assert!(page.csp.contains("default-src 'none'"), "{}", page.csp);
+    assert!(!page.csp.contains("script-src"), "no script is allowed");
+
+    // A form posted from elsewhere, or without an origin, signs nobody in.
+    let fields = [("email", "owner@example.com"), ("password", PASSWORD)];
+    for origin in [Some("http://evil.example"), None] {
+        let page = browser.post_from(origin, "/sign-in", &fields).await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN, "{origin:?}");
+        assert_eq!(page.cookie, None);
+    }
+
+    // A wrong password: the form again, saying so, and no session.
+    let page = browser
+        .sign_in("owner@example.com", "not the password")
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.text.contains("is not right"), "{}", page.text);
+    assert_eq!(page.cookie, None);
+    assert!(
+        !page.text.contains("not the password"),
+        "a password is never echoed"
+    );
+
+    // The right one: a session, and on to the page asked for.
+    let page = browser.sign_in("owner@example.com", PASSWORD).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.text);
+    assert_eq!(page.location, "/sources");
+    let sources = browser.get("/sources").await;
+    assert_eq!(sources.status, StatusCode::OK);
+    assert!(sources.text.contains("owner@example.com"));
+    assert!(
+        sources.text.contains("href=\"/tokens\""),
+        "owners see tokens"
+    );
+    assert!(
+        sources.text.contains("<code>demo</code>"),
+        "{}",
+        sources.text
+    );
+
+    // A return address elsewhere is never followed.
+    let page = browser
+        .post(
+            "/sign-in",
+            &[
+                ("email", "owner@example.com"),
+                ("password", PASSWORD),
+                ("returnTo", "//evil.example/"),
+            ],
+        )
+        .await;
+    assert_eq!(page.location, "/");
+
+    // Signing out ends the session on the server: the old cookie opens nothing.
+    let page = browser.post("/sign-out", &[]).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(page.location, "/sign-in?done=signed-out");
+    let page = browser.get("/sources").await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.text);
+}
+
+#[tokio::test]
+async fn forged_posts_change_nothing_and_a_key_made_here_is_shown_once_and_works() {
+    let db = databases::sqlite().await;
+    let (server, link) = server(&db).await;
+    let api = Api::of(&server);
+    let owner_token = api.owner(&link).await;
+    let (status, body) = api
+        .call(
+            &owner_token,
+            Method::PUT,
+            "/auth/password",
+            Some(json!({"newPassword": PASSWORD})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut owner = Browser::new(&api);
+    owner.sign_in("owner@example.com", PASSWORD).await;
+    let earlier = key_ids(&api, &owner_token, "demo").await;
+    let before = earlier.len();
+
+    // Without the session's token, with another's, or from another origin: refused.
+    for (origin, csrf) in [
+        (Some(api.base.as_str()), ""),
+        (Some(api.base.as_str()), "forged-token"),
+        (Some("http://evil.example"), owner.csrf.as_str()),
+        (None, owner.csrf.as_str()),
+    ] {
+        let page = owner
+            .post_from(origin, "/sources/demo/keys", &[("csrf", csrf)])
+            .await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN, "{origin:?} {csrf}");
+    }
+    assert_eq!(key_count(&api, &owner_token, "demo").await, before);
+
+    // The real form: the key, shown on this page only, and it works at once.
+    let page = owner.post("/sources/demo/keys", &[]).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    let marker = "<output id=\"write-key\"><code>";
+    let start = page.text.find(marker).expect("the new key") + marker.len();
+    let key = page.text[start..start + page.text[start..].find('<').expect("end")].to_owned();
+    assert_eq!(key_count(&api, &owner_token, "demo").await, before + 1);
+    let again = owner.get("/sources/demo").await;
+    assert!(!again.text.contains(&key), "a key is shown once");
+    until(&server, &key, StatusCode::OK).await;
+
+    // Revoked from the console: refused at the gateway.
+    let id = key_ids(&api, &owner_token, "demo")
+        .await
+        .into_iter()
+        .find(|id| !earlier.contains(id))
+        .expect("the new key's id");
+    let page = owner
+        .post(&format!("/sources/demo/keys/{id}/revoke"), &[])
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.text);
+    assert_eq!(page.location, "/sources/demo?done=key-revoked");
+    let shown = owner.get(&page.location).await;
+    assert!(shown.text.contains("Write key revoked"), "{}", shown.text);
+    until(&server, &key, StatusCode::UNAUTHORIZED).await;
+    assert_eq!(
+        track(&server, &key, "after-revoke").await,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn each_role_sees_and_may_do_what_the_matrix_says_even_when_a_post_is_crafted() {
+    let db = databases::sqlite().await;
+    let (server, link) = server(&db).await;
+    let api = Api::of(&server);
+    let owner = api.owner(&link).await;
+    let reader = person(
+        &api,
+        &invite(
+            &api,
+            &owner,
+            json!({"email": "r@example.com", "role": "read_only"}),
+        )
+        .await,
+        "r@example.com",
+    )
+    .await;
+    let admin = person(
+        &api,
+        &invite(
+            &api,
+            &owner,
+            json!({"email": "a@example.com", "role": "admin"}),
+        )
+        .await,
+        "a@example.com",
+    )
+    .await;
+    let before = key_count(&api, &owner, "demo").await;
+
+    // Read-only: sources yes, but no forms that change them and no tokens or team admin.
+    let page = reader.get("/sources").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.text.contains("<code>demo</code>"));
+    assert!(!page.text.contains("action=\"/sources\""), "no create form");
+    assert!(
+        !page.text.contains("href=\"/tokens\""),
+        "no tokens in the nav"
+    );
+    let page = reader.get("/sources/demo").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(!page.text.contains("New write key"));
+    assert!(!page.text.contains("Disable this source"));
+    assert_eq!(reader.get("/tokens").await.status, StatusCode::FORBIDDEN);
+    let page = reader.get("/team").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(!page.text.contains("action=\"/team/invites\""));
+
+    // Crafted by hand with the reader's own valid token and origin: refused by the API.
+    for (path, fields) in [
+        ("/sources/demo/keys", vec![]),
+        ("/sources/demo/enabled", vec![("enabled", "false")]),
+        ("/sources", vec![("slug", "sneaky")]),
+        (
+            "/tokens",
+            vec![("name", "t"), ("scope", "sources:read"), ("days", "1")],
+        ),
+        (
+            "/team/invites",
+            vec![("email", "x@example.com"), ("role", "admin")],
+        ),
+    ] {
+        let page = reader.post(path, &fields).await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN, "{path}: {}", page.text);
+    }
+    assert_eq!(key_count(&api, &owner, "demo").await, before);
+    let (_, body) = api.get(&owner, "/api/v1/sources/demo").await;
+    assert_eq!(body["data"]["source"]["enabled"], true);
+    let (status, _) = api.get(&owner, "/api/v1/sources/sneaky").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Admin: manages members, but no owner role is offered, and a crafted one is refused.
+    let page = admin.get("/team").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.text.contains("action=\"/team/invites\""));
+    assert!(
+        !page.text.contains("<option value=\"owner\""),
+        "{}",
+        page.text
+    );
+    let (_, body) = api.get(&owner, "/api/v1/users").await;
+    let id_of = |email: &str| {
+        body["data"]["users"]
+            .as_array()
+            .expect("users")
+            .iter()
+            .find(|u| u["email"] == email)
+            .and_then(|u| u["id"].as_str())
+            .expect("user")
+            .to_owned()
+    };
+    let (owner_id, reader_id, admin_id) = (
+        id_of("owner@example.com"),
+        id_of("r@example.com"),
+        id_of("a@example.com"),
+    );
+    for (who, role) in [
+        (&admin_id, "owner"),
+        (&owner_id, "member"),
+        (&reader_id, "owner"),
+    ] {
+        let page = admin
+            .post(&format!("/team/{who}/role"), &[("role", role)])
+            .await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN, "{who} → {role}");
+    }
+    let page = admin
+        .post(&format!("/team/{reader_id}/role"), &[("role", "member")])
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.text);
+    let (_, body) = api.get(&owner, "/api/v1/users").await;
+    let roles: Vec<(String, String)> = body["data"]["users"]
+        .as_array()
+        .expect("users")
+        .iter()
+        .map(|u| {
+            (
+                u["email"].as_str().unwrap_or_default().to_owned(),
+                u["role"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    for (email, role) in [
+        ("owner@example.com", "owner"),
+        ("a@example.com", "admin"),
+        ("r@example.com", "member"),
+    ] {
+        assert!(
+            roles.contains(&(email.to_owned(), role.to_owned())),
+            "{roles:?}"
+        );
+    }
+
+    // An invite from the console: its link shown once, and it works.
+    let page = admin
+        .post(
+            "/team/invites",
+            &[("email", "new@example.com"), ("role", "member")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    let marker = "<output id=\"invite-url\"><code>";
+    let start = page.text.find(marker).expect("the link") + marker.len();
+    let url = &page.text[start..start + page.text[start..].find('<').expect("end")];
+    let path = &url[url.find("/setup/").expect("setup path")..];
+    let (status, body) = api.accept(path, "new@example.com").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // A bad email is shown beside the form, not as a refusal.
+    let page = admin
+        .post("/team/invites", &[("email", "nope"), ("role", "member")])
+        .await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.text.contains("role=\"alert\""));
+}
+
+#[tokio::test]
+async fn a_hidden_source_answers_exactly_like_a_missing_one() {
+    let db = databases::sqlite().await;
+    let (server, link) = server(&db).await;
+    let api = Api::of(&server);
+    let owner = api.owner(&link).await;
+    source(&api, &owner, "mine").await;
+    source(&api, &owner, "theirs").await;
+    let scoped = person(
+        &api,
+        &invite(
+            &api,
+            &owner,
+            json!({"email": "s@example.com",
+                "permissions": [{"roleId": "source_admin", "resources": [{"id": "mine", "type": "SOURCE"}]}]}),
+        )
+        .await,
+        "s@example.com",
+    )
+    .await;
+    let list = scoped.get("/sources").await;
+    assert!(list.text.contains("<code>mine</code>"));
+    assert!(!list.text.contains("theirs"), "a hidden source is absent");
+    let hidden = scoped.get("/sources/theirs").await;
+    let missing = scoped.get("/sources/nosuch").await;
+    assert_eq!(hidden.status, StatusCode::NOT_FOUND);
+    assert_eq!(missing.status, hidden.status);
+    assert_eq!(
+        hidden.text.replace("theirs", "X"),
+        missing.text.replace("nosuch", "X"),
+        "a hidden source answers exactly like a missing one"
+    );
+    // And a change posted to it too.
+    let hidden = scoped.post("/sources/theirs/keys", &[]).await;
+    let missing = scoped.post("/sources/nosuch/keys", &[]).await;
+    assert_eq!(hidden.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        hidden.text.replace("theirs", "X"),
+        missing.text.replace("nosuch", "X")
+    );
+    assert_eq!(key_count(&api, &owner, "theirs").await, 0);
+}
+
+#[tokio::test]
+async fn tokens_audit_and_sessions_from_the_console() {
+    let db = databases::sqlite().await;
+    let (server, link) = server(&db).await;
+    let api = Api::of(&server);
+    let (owner, owner_token) = person_with_token(&api, &link, "owner@example.com").await;
+
+    // A token made here: its secret shown once, working, then revoked here.
+    let page = owner
+        .post(
+            "/tokens",
+            &[
+                ("name", "ci"),
+                ("scope", "sources:read"),
+                ("scope", "audit:read"),
+                ("days", "7"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    let marker = "<output id=\"token-secret\"><code>";
+    let start = page.text.find(marker).expect("the secret") + marker.len();
+    let secret = page.text[start..start + page.text[start..].find('<').expect("end")].to_owned();
+    let (status, _) = api.get(&secret, "/api/v1/sources").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = api.get(&secret, "/api/v1/users").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "only the scopes ticked");
+    assert!(!owner.get("/tokens").await.text.contains(&secret));
+    let (_, body) = api.get(&owner_token, "/api/v1/tokens").await;
+    let id = body["data"]["tokens"]
+        .as_array()
+        .expect("tokens")
+        .iter()
+        .find(|t| t["name"] == "ci")
+        .and_then(|t| t["id"].as_str())
+        .expect("ci token")
+        .to_owned();
+    let page = owner.post(&format!("/tokens/{id}/revoke"), &[]).await;
+    assert_eq!(page.location, "/tokens?done=token-revoked");
+    let (status, _) = api.get(&secret, "/api/v1/sources").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // Scopes that are no person's: the form again, with why.
+    let page = owner
+        .post(
+            "/tokens",
+            &[("name", "x"), ("scope", "catalog:read"), ("days", "7")],
+        )
+        .await;
+    assert_eq!(
+        page.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        page.text
+    );
+
+    // The audit trail, filtered, and its CSV export.
+    let page = owner.get("/audit?action=token.revoke").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.text.contains("token.revoke"), "{}", page.text);
+    assert!(!page.text.contains("token.create"), "the filter holds");
+    let csv = owner.get("/audit.csv?action=token.create").await;
+    assert_eq!(csv.status, StatusCode::OK);
+    let mut lines = csv.text.lines();
+    assert!(lines.next().expect("header").contains("timestamp"));
+    assert!(lines.all(|l| l.contains("token.create")), "{}", csv.text);
+
+    // Sessions: a second one ended from the first.
+    let (status, body) = api
+        .call(
+            &owner_token,
+            Method::PUT,
+            "/auth/password",
+            Some(json!({"newPassword": PASSWORD})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut second = Browser::new(&api);
+    second.sign_in("owner@example.com", PASSWORD).await;
+    assert_eq!(second.get("/account").await.status, StatusCode::OK);
+    let mut first = Browser::new(&api);
+    first.sign_in("owner@example.com", PASSWORD).await;
+    let page = first.post("/account/sessions/end-others", &[]).await;
+    assert_eq!(page.location, "/account?done=sessions-ended");
+    assert_eq!(second.get("/account").await.status, StatusCode::SEE_OTHER);
+    assert_eq!(first.get("/account").await.status, StatusCode::OK);
+}
