@@ -2,7 +2,7 @@
 # The whole test suite, exactly as CI runs it (.ci/run calls this script):
 # formatting, lints, docs, unit + integration + property tests, the deploy kit's checks,
 # a short chaos run, schemathesis against the control plane's OpenAPI document, SCIM
-# conformance (scim2-tester, scim-sanity), and the
+# conformance (scim2-tester, scim-sanity), the console in headless Chromium, and the
 # golden test with the real SDKs (installs them from npm and PyPI on first run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,5 +31,7 @@ step "schemathesis: the control plane against its OpenAPI document (every check:
 SLUICE_BIN="$(pwd)/target/debug/sluice" scripts/schemathesis.sh 25
 step "SCIM 2.0 conformance: scim2-tester and scim-sanity (strict) against /scim/v2"
 SLUICE_BIN="$(pwd)/target/debug/sluice" scripts/scim-conformance.sh
+step "the console in headless Chromium: journeys with playwright-core, axe-core on every page"
+SLUICE_BIN="$(pwd)/target/debug/sluice" tests/browser/run.sh
 step "golden test with the real SDKs"
 SLUICE_BIN="$(pwd)/target/debug/sluice" tests/sdk/run.sh

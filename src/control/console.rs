@@ -194,6 +194,17 @@ fn return_path(parts: &Parts) -> String {
         .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned())
 }
 
+/// A time the API gave, shown to the minute in UTC.
+#[derive(Debug, Clone, Copy, serde::Deserialize)]
+#[serde(transparent)]
+pub struct When(chrono::DateTime<chrono::Utc>);
+
+impl std::fmt::Display for When {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0.format("%Y-%m-%d %H:%M UTC"))
+    }
+}
+
 /// Which part of the console a page belongs to (the navigation marks it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Section {
@@ -421,6 +432,8 @@ pub enum Outcome {
     SessionsEnded,
     /// One session ended.
     SessionEnded,
+    /// The viewer's password set.
+    PasswordSet,
     /// Signed out.
     SignedOut,
     /// A change to a protected resource, kept for review as a change request.
@@ -428,7 +441,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    const ALL: [Self; 10] = [
+    const ALL: [Self; 11] = [
         Self::KeyRevoked,
         Self::SourceChanged,
         Self::SourceCreated,
@@ -437,6 +450,7 @@ impl Outcome {
         Self::Invited,
         Self::SessionsEnded,
         Self::SessionEnded,
+        Self::PasswordSet,
         Self::SignedOut,
         Self::Proposed,
     ];
@@ -462,6 +476,7 @@ impl Outcome {
             Self::Invited => "invited",
             Self::SessionsEnded => "sessions-ended",
             Self::SessionEnded => "session-ended",
+            Self::PasswordSet => "password-set",
             Self::SignedOut => "signed-out",
             Self::Proposed => "proposed",
         }
@@ -478,6 +493,7 @@ impl Outcome {
             Self::Invited => "Invite created.",
             Self::SessionsEnded => "Every other session of yours has ended.",
             Self::SessionEnded => "That session has ended.",
+            Self::PasswordSet => "Password set. Your other sessions have ended.",
             Self::SignedOut => "You are signed out.",
             Self::Proposed => {
                 "The resource is protected: the change was proposed for review, not made."

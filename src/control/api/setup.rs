@@ -83,9 +83,12 @@ pub(crate) fn page(status: StatusCode, title: &str, body: &str) -> Response {
     let mut response = (status, Html(html)).into_response();
     let headers = response.headers_mut();
     headers.insert("cache-control", "no-store".parse().expect("static header"));
+    // `same-origin`, not `no-referrer`: under `no-referrer` a browser posts the page's
+    // forms with `Origin: null`, which the login-CSRF guard refuses as coming from
+    // elsewhere. The link (in the address) still never leaves this origin.
     headers.insert(
         "referrer-policy",
-        "no-referrer".parse().expect("static header"),
+        "same-origin".parse().expect("static header"),
     );
     headers.insert(
         "content-security-policy",
@@ -419,6 +422,7 @@ async fn accept(
     };
     change.commit().await?;
     let cookie = opened.as_ref().and_then(|o| o.cookie(&api.public_url));
+    let signed_in = cookie.is_some();
     let with_cookie = |mut response: Response| {
         if let Some(cookie) = cookie {
             response
@@ -444,7 +448,14 @@ async fn accept(
          <p>Your API token, shown <b>this once</b> (valid {days} days):</p>\
          <pre style=\"background:#eee;padding:1rem;overflow-x:auto\">{token}</pre>\
          <p>Use it as <code>Authorization: Bearer …</code> on <code>{url}/api/v1</code>, \
-         or export it as <code>SLUICE_TOKEN</code> for <code>sluice admin</code>.</p>",
+         or export it as <code>SLUICE_TOKEN</code> for <code>sluice admin</code>.</p>{console}",
+        console = if signed_in {
+            "<p><a href=\"/sources\">Open the console</a>: you are signed in on this browser. \
+             Set a password on <a href=\"/account\">your account</a> page to sign in again later \
+             (or sign in through your identity provider when the workspace has one).</p>"
+        } else {
+            "<p><a href=\"/sign-in\">Sign in to the console</a> through your identity provider.</p>"
+        },
         email = escape(&user.email),
         role = user.role.name(),
         token = escape(plain.expose()),

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::form::Form;
 use super::sources::encode;
-use super::{Console, Frame, Outcome, Refusal, Section, Viewer, done, inner, render};
+use super::{Console, Frame, Outcome, Refusal, Section, Viewer, When, done, inner, render};
 
 /// Routes of this file.
 pub fn routes() -> Router<Console> {
@@ -21,6 +21,7 @@ pub fn routes() -> Router<Console> {
         .route("/account", get(read))
         .route("/account/sessions/end-others", post(end_others))
         .route("/account/sessions/{id}/end", post(end_one))
+        .route("/account/password", post(set_password))
 }
 
 /// A session as the console shows it.
@@ -30,8 +31,8 @@ struct Session {
     id: String,
     current: bool,
     method: String,
-    created_at: String,
-    last_seen_at: String,
+    created_at: When,
+    last_seen_at: When,
     ip: String,
     user_agent: String,
 }
@@ -46,22 +47,68 @@ struct SessionList {
 struct AccountPage {
     frame: Frame,
     sessions: Vec<Session>,
+    /// Why the password form's change was not made.
+    error: Option<String>,
+}
+
+async fn page(
+    console: &Console,
+    parts: &Parts,
+    error: Option<String>,
+) -> Result<Response, Refusal> {
+    let viewer = Viewer::of(console, parts).await?;
+    let list: SessionList = inner(console, parts).get("/auth/sessions").await?;
+    Ok(render(
+        if error.is_some() {
+            StatusCode::UNPROCESSABLE_ENTITY
+        } else {
+            StatusCode::OK
+        },
+        &AccountPage {
+            frame: viewer.frame("Your account", Section::Account, parts),
+            sessions: list.sessions,
+            error,
+        },
+    ))
 }
 
 /// `GET /account`.
 async fn read(State(console): State<Console>, parts: Parts) -> Response {
-    let page = async {
-        let viewer = Viewer::of(&console, &parts).await?;
-        let list: SessionList = inner(&console, &parts).get("/auth/sessions").await?;
-        Ok::<_, Refusal>(render(
-            StatusCode::OK,
-            &AccountPage {
-                frame: viewer.frame("Your account", Section::Account, &parts),
-                sessions: list.sessions,
+    page(&console, &parts, None)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `POST /account/password`: the current password (when one is set) and a new one.
+/// Every other session of the viewer's ends, as the API does.
+async fn set_password(State(console): State<Console>, parts: Parts, body: Bytes) -> Response {
+    let changed = async {
+        let form = Form::read(&body)?;
+        if form.raw("new_password") != form.raw("repeat_password") {
+            return page(
+                &console,
+                &parts,
+                Some("The two new passwords differ.".into()),
+            )
+            .await;
+        }
+        let mut request = serde_json::json!({"newPassword": form.raw("new_password")});
+        if !form.raw("current_password").is_empty() {
+            request["currentPassword"] = form.raw("current_password").into();
+        }
+        let answer = inner(&console, &parts)
+            .with_csrf(form.csrf())
+            .change(Method::PUT, "/auth/password", Some(request))
+            .await;
+        match answer {
+            Ok(_) => Ok(done("/account", Outcome::PasswordSet)),
+            Err(refusal) => match super::team::about_the_form(&refusal) {
+                Some(message) => page(&console, &parts, Some(message)).await,
+                None => Err(refusal),
             },
-        ))
+        }
     };
-    page.await.unwrap_or_else(IntoResponse::into_response)
+    changed.await.unwrap_or_else(IntoResponse::into_response)
 }
 
 /// `POST /account/sessions/end-others`: every other session of the viewer's ends.

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
-use super::{Console, Frame, Refusal, Section, Viewer, inner, render};
+use super::{Console, Frame, Refusal, Section, Viewer, When, inner, render};
 
 /// Routes of this file.
 pub fn routes() -> Router<Console> {
@@ -23,7 +23,7 @@ pub fn routes() -> Router<Console> {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Event {
-    timestamp: String,
+    timestamp: When,
     #[serde(rename = "type")]
     kind: String,
     actor: String,

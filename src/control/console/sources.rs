@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::form::Form;
-use super::{Console, Frame, Outcome, Refusal, Section, Viewer, done, inner, render};
+use super::{Console, Frame, Outcome, Refusal, Section, Viewer, When, done, inner, render};
 use crate::control::policy::{Action, ResourceRef, SourceRef};
 
 /// Routes of this file.
@@ -84,9 +84,9 @@ struct SourceRead {
 struct WriteKey {
     id: String,
     display: String,
-    created_at: String,
-    expires_at: Option<String>,
-    revoked_at: Option<String>,
+    created_at: When,
+    expires_at: Option<When>,
+    revoked_at: Option<When>,
 }
 
 #[derive(Debug, Deserialize)]

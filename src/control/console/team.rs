@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::form::Form;
 use super::sources::{cursor_query, encode};
-use super::{Console, Frame, Outcome, Refusal, Section, Viewer, done, inner, render};
+use super::{Console, Frame, Outcome, Refusal, Section, Viewer, When, done, inner, render};
 use crate::control::policy::Action;
 
 /// Routes of this file.
@@ -43,7 +43,7 @@ struct Member {
     role: String,
     active: bool,
     origin: String,
-    last_login: Option<String>,
+    last_login: Option<When>,
 }
 
 #[derive(Debug, Deserialize)]

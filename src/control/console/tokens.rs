@@ -15,7 +15,7 @@ use serde_json::json;
 use super::form::Form;
 use super::sources::{cursor_query, encode};
 use super::team::about_the_form;
-use super::{Console, Frame, Outcome, Refusal, Section, Viewer, done, inner, render};
+use super::{Console, Frame, Outcome, Refusal, Section, Viewer, When, done, inner, render};
 use crate::control::policy::Scope;
 
 /// Routes of this file.
@@ -33,9 +33,9 @@ struct Token {
     name: String,
     scopes: Vec<String>,
     display: String,
-    expires_at: String,
-    revoked_at: Option<String>,
-    last_used_at: Option<String>,
+    expires_at: When,
+    revoked_at: Option<When>,
+    last_used_at: Option<When>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,0 +1,210 @@
+// The console's main journeys in headless Debian Chromium, driven by playwright-core,
+// with axe-core run on every page (no serious or critical violation may remain) and a
+// screenshot of each page saved under $SHOTS.
+//
+// Env: BASE (the control listener), SETUP (the first owner's setup link, a path),
+// SHOTS (a directory for screenshots), GATEWAY (the Tracking API, for the new key).
+import { chromium } from "playwright-core";
+import { readFileSync, mkdirSync } from "node:fs";
+import { createRequire } from "node:module";
+import assert from "node:assert/strict";
+
+const require = createRequire(import.meta.url);
+const axeSource = readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
+const { BASE, SETUP, SHOTS, GATEWAY } = process.env;
+mkdirSync(SHOTS, { recursive: true });
+const PASSWORD = "correct horse battery staple";
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox"],
+});
+// axe is injected as a script, which the pages' CSP forbids: the test context lets it in.
+const context = await browser.newContext({ bypassCSP: true, baseURL: BASE });
+const page = await context.newPage();
+const checked = [];
+
+/** Runs axe on the page and saves its screenshot as `name`. */
+async function check(p, name) {
+  await p.addScriptTag({ content: axeSource });
+  const result = await p.evaluate(async () =>
+    // eslint-disable-next-line no-undef
+    await axe.run(document, { resultTypes: ["violations"] }),
+  );
+  const bad = result.violations.filter((v) => ["serious", "critical"].includes(v.impact));
+  assert.deepEqual(
+    bad.map((v) => `${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(" ")).join("; ")})`),
+    [],
+    `axe on ${name} (${p.url()})`,
+  );
+  await p.screenshot({ path: `${SHOTS}/${name}.png`, fullPage: true });
+  checked.push(name);
+}
+
+function step(text) {
+  console.log(`browser: ${text}`);
+}
+
+// On a failure: where the page was and what it said.
+process.on("uncaughtException", async (error) => {
+  console.error(error);
+  try {
+    console.error(`browser: failed at ${page.url()}:\n${(await page.innerText("body")).slice(0, 2000)}`);
+    await page.screenshot({ path: `${SHOTS}/failure.png`, fullPage: true });
+  } finally {
+    process.exit(1);
+  }
+});
+
+// 1. The first owner: the setup link, then the console, signed in.
+step("first-owner setup");
+await page.goto(SETUP);
+await check(page, "setup");
+await page.getByLabel("Email", { exact: true }).fill("owner@example.com");
+await page.getByLabel("First name", { exact: true }).fill("Olive");
+await page.getByRole("button", { name: "Create account" }).click();
+await page.getByText("You're set up").waitFor();
+await page.getByRole("link", { name: "Open the console" }).click();
+await page.waitForURL("**/sources");
+await check(page, "sources");
+assert.ok(await page.getByRole("cell", { name: "demo" }).count() >= 0);
+
+// 2. A password, for signing in later.
+step("password");
+await page.getByRole("link", { name: "Your account" }).click();
+await page.getByLabel("New password", { exact: true }).fill(PASSWORD);
+await page.getByLabel("New password again", { exact: true }).fill(PASSWORD);
+await page.getByRole("button", { name: "Set password" }).click();
+await page.getByText("Password set.").waitFor();
+await check(page, "account");
+
+// 3. Sign out, and in again with the form (keyboard only).
+step("sign out and in");
+await page.getByRole("button", { name: "Sign out", exact: true }).click();
+await page.getByText("You are signed out.").waitFor();
+await check(page, "sign-in");
+await page.getByLabel("Email", { exact: true }).fill("owner@example.com");
+await page.getByLabel("Password", { exact: true }).fill("wrong password, twice");
+await page.getByLabel("Password", { exact: true }).press("Enter");
+await page.getByText("is not right").waitFor();
+await page.getByLabel("Password", { exact: true }).fill(PASSWORD);
+await page.getByLabel("Password", { exact: true }).press("Enter");
+await page.waitForURL("**/sources");
+
+// 4. Key rotation: a new key (shown once, accepted by the gateway), the old one revoked.
+step("write key rotation");
+await page.getByRole("link", { name: "demo" }).first().click();
+await page.waitForURL("**/sources/demo");
+await check(page, "source");
+await page.getByRole("button", { name: "New write key" }).click();
+const key = (await page.locator("#write-key").innerText()).trim();
+assert.ok(key.length > 20, `a key: ${key}`);
+await check(page, "source-new-key");
+const tracked = async (k) =>
+  (await fetch(`${GATEWAY}/v1/track`, {
+    method: "POST",
+    headers: {
+      "content-type": "application/json",
+      authorization: `Basic ${Buffer.from(`${k}:`).toString("base64")}`,
+    },
+    body: JSON.stringify({ userId: "u1", event: "Console Rotated", messageId: `m-${Date.now()}` }),
+  })).status;
+let status = 0;
+for (let i = 0; i < 100 && status !== 200; i++) {
+  status = await tracked(key);
+  if (status !== 200) await new Promise((r) => setTimeout(r, 50));
+}
+assert.equal(status, 200, "the new key is accepted");
+await page.goto("/sources/demo");
+const revoke = page.getByRole("button", { name: /^Revoke key/ });
+const before = await revoke.count();
+assert.ok(before >= 2, "the old key and the new one");
+// The old key is the one the new key does not start with (a key shows its first characters).
+const labels = await revoke.evaluateAll((buttons) => buttons.map((b) => b.getAttribute("aria-label")));
+const old = labels.find((l) => !key.startsWith(l.replace("Revoke key ", "").replace(/…+$/, "")));
+assert.ok(old, `the old key among ${labels}`);
+await page.getByRole("button", { name: old, exact: true }).click();
+await page.getByText("Write key revoked").waitFor();
+assert.equal(await page.getByRole("button", { name: /^Revoke key/ }).count(), before - 1);
+status = await tracked("demo-write-key");
+for (let i = 0; i < 100 && status !== 401; i++) {
+  await new Promise((r) => setTimeout(r, 50));
+  status = await tracked("demo-write-key");
+}
+assert.equal(status, 401, "the revoked key is refused");
+
+// 5. A token: scopes ticked, shown once, then revoked.
+step("token creation");
+await page.getByRole("link", { name: "API tokens" }).click();
+await page.getByLabel("Name", { exact: true }).fill("warehouse loader");
+await page.getByLabel("sources:read", { exact: true }).check();
+await page.getByRole("button", { name: "Create token" }).click();
+const secret = (await page.locator("#token-secret").innerText()).trim();
+assert.match(secret, /^slc_pat_/);
+await check(page, "tokens");
+let answer = await fetch(`${BASE}/api/v1/sources`, { headers: { authorization: `Bearer ${secret}` } });
+assert.equal(answer.status, 200);
+await page.goto("/tokens");
+assert.equal(await page.locator("#token-secret").count(), 0, "shown once");
+await page.getByRole("button", { name: "Revoke token warehouse loader" }).click();
+await page.getByText("Token revoked.").waitFor();
+answer = await fetch(`${BASE}/api/v1/sources`, { headers: { authorization: `Bearer ${secret}` } });
+assert.equal(answer.status, 401);
+
+// 6. Invite + accept, in a second browser: the member sees no owner's forms.
+step("invite and accept");
+await page.getByRole("link", { name: "Team" }).click();
+await check(page, "team");
+await page.getByLabel("Email", { exact: true }).fill("member@example.com");
+await page.getByLabel("Role", { exact: true }).selectOption("member");
+await page.getByRole("button", { name: "Invite" }).click();
+const link = (await page.locator("#invite-url").innerText()).trim();
+const other = await browser.newContext({ bypassCSP: true, baseURL: BASE });
+const member = await other.newPage();
+await member.goto(new URL(link).pathname);
+await member.getByRole("button", { name: "Create account" }).click();
+await member.getByRole("link", { name: "Open the console" }).click();
+await member.waitForURL("**/sources");
+assert.equal(await member.getByRole("link", { name: "API tokens" }).count(), 0);
+await check(member, "sources-as-member");
+await member.getByRole("link", { name: "Team" }).click();
+assert.equal(await member.getByRole("button", { name: "Invite" }).count(), 0, "members do not invite");
+assert.equal(await member.getByRole("button", { name: "Change" }).count(), 0, "nor change roles");
+await other.close();
+
+// 7. The audit trail: filtered, and exported as CSV.
+step("audit filter and export");
+await page.getByRole("link", { name: "Audit trail" }).click();
+await page.getByLabel("Action", { exact: true }).fill("token.create");
+await page.getByRole("button", { name: "Filter" }).click();
+await page.waitForURL("**/audit?**");
+const rows = page.locator("tbody tr");
+assert.ok((await rows.count()) >= 1);
+for (const text of await rows.allInnerTexts()) assert.match(text, /token\.create/);
+await check(page, "audit");
+const [download] = await Promise.all([
+  page.waitForEvent("download"),
+  page.getByRole("link", { name: "Export these events as CSV" }).click(),
+]);
+const csv = readFileSync(await download.path(), "utf8").trim().split("\n");
+assert.match(csv[0], /timestamp/);
+assert.ok(csv.length >= 2 && csv.slice(1).every((l) => l.includes("token.create")), csv.join("\n"));
+
+// 8. Sessions: another browser signed in, then signed out from this one.
+step("sign out everywhere else");
+const third = await browser.newContext({ bypassCSP: true, baseURL: BASE });
+const elsewhere = await third.newPage();
+await elsewhere.goto("/sign-in");
+await elsewhere.getByLabel("Email", { exact: true }).fill("owner@example.com");
+await elsewhere.getByLabel("Password", { exact: true }).fill(PASSWORD);
+await elsewhere.getByRole("button", { name: "Sign in" }).click();
+await elsewhere.waitForURL("**/sources");
+await page.getByRole("link", { name: "Your account" }).click();
+await page.getByRole("button", { name: "Sign out everywhere else" }).click();
+await page.getByText("Every other session of yours has ended.").waitFor();
+await elsewhere.goto("/sources");
+await elsewhere.waitForURL("**/sign-in?**");
+await third.close();
+
+await browser.close();
+console.log(`browser: every journey passed; axe clean on ${checked.length} pages: ${checked.join(", ")}`);

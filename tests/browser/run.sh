@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The console in a real browser: a throw-away `sluice serve` (control plane on SQLite),
+# then tests/browser/journeys.mjs in headless Debian Chromium (playwright-core), with
+# axe-core on every page. Installs Chromium from Debian's packages and the two npm
+# packages when missing. Screenshots land in target/console-screenshots/ (not committed).
+#
+#   tests/browser/run.sh        (SLUICE_BIN overrides target/debug/sluice)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+bin=${SLUICE_BIN:-$root/target/debug/sluice}
+chromium=${CHROMIUM:-/usr/bin/chromium}
+
+if [ ! -x "$chromium" ]; then
+  echo "browser: installing Debian's chromium"
+  sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null ||
+    { $sudo_cmd apt-get update -q >/dev/null && $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }
+fi
+echo "browser: installing playwright-core and axe-core (npm ci)"
+(cd "$here" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+[ -x "$bin" ] || (cd "$root" && cargo build --quiet)
+
+work=$(mktemp -d)
+pid=""
+cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+. "$root/scripts/lib.sh"
+port=$(free_port); admin=$(free_port); control=$(free_port)
+printf '[[sources]]\nid = "demo"\nwrite_keys = [{ key = "demo-write-key" }]\n' > "$work/catalog.toml"
+write_sluice_config "$work" "$port" "$admin" "$(printf '[control]\nlisten = "127.0.0.1:%s"\npublic_url = "http://127.0.0.1:%s"\n' "$control" "$control")"
+sed -i 's/^source = "file"$/source = "control"/' "$work/sluice.toml"
+RUST_LOG=warn "$bin" --config "$work/sluice.toml" serve 2>"$work/serve.log" & pid=$!
+link=""
+for _ in $(seq 1 400); do
+  link=$(grep -o 'http://[^ ]*/setup/[A-Za-z0-9]*' "$work/serve.log" | head -1 || true)
+  [ -n "$link" ] && (echo > "/dev/tcp/127.0.0.1/$control") 2>/dev/null && break
+  sleep 0.05
+done
+[ -n "$link" ] || { echo "browser: no setup link printed"; cat "$work/serve.log"; exit 1; }
+
+export BASE="http://127.0.0.1:$control" GATEWAY="http://127.0.0.1:$port" CHROMIUM="$chromium"
+export SETUP="${link#http://127.0.0.1:$control}" SHOTS="$root/target/console-screenshots"
+(cd "$here" && node journeys.mjs) || { echo "browser: failed; server log:"; tail -40 "$work/serve.log"; exit 1; }
+if grep -q 'panicked' "$work/serve.log"; then
+  echo "browser: the server panicked"; grep -A5 panicked "$work/serve.log"; exit 1
+fi
