@@ -633,3 +633,121 @@ async fn tokens_audit_and_sessions_from_the_console() {
     assert_eq!(second.get("/account").await.status, StatusCode::SEE_OTHER);
     assert_eq!(first.get("/account").await.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_persons_access_is_explained_granted_and_offboarded_from_the_console() {
+    let db = databases::sqlite().await;
+    let (server, link) = server(&db).await;
+    let api = Api::of(&server);
+    let (owner, owner_token) = person_with_token(&api, &link, "owner@example.com").await;
+    source(&api, &owner_token, "mine").await;
+    let scoped_link = invite(
+        &api,
+        &owner_token,
+        json!({"email": "s@example.com",
+            "permissions": [{"roleId": "source_admin", "resources": [{"id": "demo", "type": "SOURCE"}]}]}),
+    )
+    .await;
+    let (scoped, _) = person_with_token(&api, &scoped_link, "s@example.com").await;
+    let (_, body) = api.get(&owner_token, "/api/v1/users").await;
+    let id = body["data"]["users"]
+        .as_array()
+        .expect("users")
+        .iter()
+        .find(|u| u["email"] == "s@example.com")
+        .and_then(|u| u["id"].as_str())
+        .expect("scoped member")
+        .to_owned();
+    let owner_id = body["data"]["users"]
+        .as_array()
+        .expect("users")
+        .iter()
+        .find(|u| u["email"] == "owner@example.com")
+        .and_then(|u| u["id"].as_str())
+        .expect("owner")
+        .to_owned();
+
+    // Effective access, as the API decides it: "mine" is hidden from them.
+    let explain = format!("/team/{id}?action=view_source&resourceType=source&resourceId=mine");
+    let page = owner.get(&explain).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert!(
+        page.text.contains("<strong>Refused</strong>"),
+        "{}",
+        page.text
+    );
+    assert_eq!(
+        scoped.get("/sources/mine").await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    // Nobody but who manages members sees the page's forms or may post them.
+    let page = scoped
+        .post(
+            &format!("/team/{id}/grants"),
+            &[("kind", "source"), ("resource", "mine"), ("level", "full")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.text);
+    assert_eq!(
+        scoped.get(&format!("/team/{owner_id}")).await.status,
+        StatusCode::OK
+    );
+    assert!(
+        !scoped
+            .get(&format!("/team/{owner_id}"))
+            .await
+            .text
+            .contains("Grant access")
+    );
+
+    // Granted here: the same question now answers allowed, and the source is theirs.
+    let page = owner
+        .post(
+            &format!("/team/{id}/grants"),
+            &[
+                ("kind", "source"),
+                ("resource", "mine"),
+                ("level", "read_only"),
+                ("justification", "on-call"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.text);
+    let page = owner.get(&explain).await;
+    assert!(
+        page.text.contains("<strong>Allowed</strong>"),
+        "{}",
+        page.text
+    );
+    assert_eq!(scoped.get("/sources/mine").await.status, StatusCode::OK);
+    assert!(page.text.contains("source mine"), "the grant is listed");
+
+    // Offboarding: the plan first (nothing changes), then carried out.
+    let page = owner
+        .post(
+            &format!("/team/{id}/offboard"),
+            &[("successor", owner_id.as_str())],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert!(page.text.contains("offboarding-plan"), "{}", page.text);
+    assert_eq!(
+        scoped.get("/sources").await.status,
+        StatusCode::OK,
+        "a plan changes nothing"
+    );
+    let page = owner
+        .post(
+            &format!("/team/{id}/offboard"),
+            &[("successor", owner_id.as_str()), ("confirm", "yes")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.text);
+    assert_eq!(page.location, "/team?done=offboarded");
+    assert_eq!(
+        scoped.get("/sources").await.status,
+        StatusCode::SEE_OTHER,
+        "their session ended"
+    );
+}

@@ -18,6 +18,7 @@ mod account;
 mod audit;
 mod form;
 pub mod inner;
+mod people;
 mod sign_in;
 mod sources;
 mod team;
@@ -61,6 +62,7 @@ pub fn routes(console: Console) -> Router {
         .merge(sources::routes())
         .merge(tokens::routes())
         .merge(team::routes())
+        .merge(people::routes())
         .merge(audit::routes())
         .merge(account::routes())
         .with_state(console)
@@ -434,6 +436,12 @@ pub enum Outcome {
     SessionEnded,
     /// The viewer's password set.
     PasswordSet,
+    /// A grant given.
+    Granted,
+    /// A grant taken away.
+    GrantRemoved,
+    /// Someone offboarded.
+    Offboarded,
     /// Signed out.
     SignedOut,
     /// A change to a protected resource, kept for review as a change request.
@@ -441,7 +449,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    const ALL: [Self; 11] = [
+    const ALL: [Self; 14] = [
         Self::KeyRevoked,
         Self::SourceChanged,
         Self::SourceCreated,
@@ -451,6 +459,9 @@ impl Outcome {
         Self::SessionsEnded,
         Self::SessionEnded,
         Self::PasswordSet,
+        Self::Granted,
+        Self::GrantRemoved,
+        Self::Offboarded,
         Self::SignedOut,
         Self::Proposed,
     ];
@@ -477,6 +488,9 @@ impl Outcome {
             Self::SessionsEnded => "sessions-ended",
             Self::SessionEnded => "session-ended",
             Self::PasswordSet => "password-set",
+            Self::Granted => "granted",
+            Self::GrantRemoved => "grant-removed",
+            Self::Offboarded => "offboarded",
             Self::SignedOut => "signed-out",
             Self::Proposed => "proposed",
         }
@@ -494,6 +508,11 @@ impl Outcome {
             Self::SessionsEnded => "Every other session of yours has ended.",
             Self::SessionEnded => "That session has ended.",
             Self::PasswordSet => "Password set. Your other sessions have ended.",
+            Self::Granted => "Access granted.",
+            Self::GrantRemoved => "Grant removed.",
+            Self::Offboarded => {
+                "Offboarded: their access is revoked and what they owned has a new owner."
+            }
             Self::SignedOut => "You are signed out.",
             Self::Proposed => {
                 "The resource is protected: the change was proposed for review, not made."
