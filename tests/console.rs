@@ -275,6 +275,9 @@ async fn the_sign_in_form_opens_a_session_from_this_origin_only() {
         )
         .await;
     assert_eq!(page.location, "/");
+    // That sign-in replaced the browser's session (the earlier one ended with it).
+    browser.cookie = page.cookie.clone();
+    browser.csrf = csrf_of(&browser.get("/sources").await.text);
 
     // Signing out ends the session on the server: the old cookie opens nothing.
     let page = browser.post("/sign-out", &[]).await;
@@ -750,4 +753,150 @@ async fn a_persons_access_is_explained_granted_and_offboarded_from_the_console()
         StatusCode::SEE_OTHER,
         "their session ended"
     );
+}
+
+#[tokio::test]
+async fn every_form_refuses_a_forged_post_and_changes_nothing() {
+    let db = databases::sqlite().await;
+    let (server, link) = server(&db).await;
+    let api = Api::of(&server);
+    let (owner, owner_token) = person_with_token(&api, &link, "owner@example.com").await;
+    let (_, body) = api.get(&owner_token, "/api/v1/users").await;
+    let me = body["data"]["users"][0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let (_, body) = api.get(&owner_token, "/api/v1/tokens").await;
+    let token = body["data"]["tokens"][0]["id"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let key = key_ids(&api, &owner_token, "demo").await[0].clone();
+    let audit_before = api.get(&owner_token, "/api/v1/audit-events").await.1["data"]["events"]
+        .as_array()
+        .map(Vec::len);
+    let forms: Vec<(String, Vec<(&str, &str)>)> = vec![
+        ("/sign-out".into(), vec![]),
+        ("/sources".into(), vec![("slug", "forged")]),
+        ("/sources/demo/enabled".into(), vec![("enabled", "false")]),
+        ("/sources/demo/keys".into(), vec![]),
+        (format!("/sources/demo/keys/{key}/revoke"), vec![]),
+        (
+            "/destinations/any/enabled".into(),
+            vec![("enabled", "false")],
+        ),
+        (
+            "/tokens".into(),
+            vec![("name", "forged"), ("scope", "sources:read"), ("days", "1")],
+        ),
+        (format!("/tokens/{token}/revoke"), vec![]),
+        (
+            "/team/invites".into(),
+            vec![("email", "forged@example.com"), ("role", "admin")],
+        ),
+        (format!("/team/{me}/role"), vec![("role", "member")]),
+        (
+            format!("/team/{me}/grants"),
+            vec![("kind", "source"), ("resource", "demo"), ("level", "full")],
+        ),
+        (format!("/team/{me}/grants/g_x/remove"), vec![]),
+        (format!("/team/{me}/offboard"), vec![("successor", "x")]),
+        ("/account/sessions/end-others".into(), vec![]),
+        ("/account/sessions/ses_x/end".into(), vec![]),
+        (
+            "/account/password".into(),
+            vec![("new_password", PASSWORD), ("repeat_password", PASSWORD)],
+        ),
+    ];
+    let base = api.base.clone();
+    for (path, fields) in &forms {
+        for (origin, csrf) in [
+            (Some(base.as_str()), None),
+            (Some(base.as_str()), Some("forged-token")),
+            (Some("http://evil.example"), Some(owner.csrf.as_str())),
+            (None, Some(owner.csrf.as_str())),
+        ] {
+            let mut fields = fields.clone();
+            fields.push(("csrf", csrf.unwrap_or("")));
+            let page = owner.post_from(origin, path, &fields).await;
+            assert_eq!(
+                page.status,
+                StatusCode::FORBIDDEN,
+                "{path} from {origin:?} with {csrf:?}: {}",
+                page.text
+            );
+        }
+    }
+    // Nothing changed: the session lives, the source and its keys, the token, the roles.
+    assert_eq!(owner.get("/sources").await.status, StatusCode::OK);
+    let (_, body) = api.get(&owner_token, "/api/v1/sources/demo").await;
+    assert_eq!(body["data"]["source"]["enabled"], true);
+    assert_eq!(key_ids(&api, &owner_token, "demo").await, vec![key]);
+    let (status, _) = api.get(&owner_token, "/api/v1/sources/forged").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, body) = api.get(&owner_token, "/api/v1/tokens").await;
+    assert_eq!(body["data"]["tokens"].as_array().map(Vec::len), Some(1));
+    let (_, body) = api.get(&owner_token, "/api/v1/users").await;
+    assert_eq!(body["data"]["users"][0]["role"], "owner");
+    let (_, body) = api.get(&owner_token, "/api/v1/invites").await;
+    assert_eq!(body["data"]["invites"], json!([]));
+    let audit_after = api.get(&owner_token, "/api/v1/audit-events").await.1["data"]["events"]
+        .as_array()
+        .map(Vec::len);
+    assert_eq!(
+        audit_before, audit_after,
+        "no change was made, none audited"
+    );
+}
+
+#[tokio::test]
+async fn sign_in_returns_only_to_this_listener_and_ends_the_browsers_earlier_session() {
+    let db = databases::sqlite().await;
+    let (server, link) = server(&db).await;
+    let api = Api::of(&server);
+    let (earlier, owner_token) = person_with_token(&api, &link, "owner@example.com").await;
+    let (status, body) = api
+        .call(
+            &owner_token,
+            Method::PUT,
+            "/auth/password",
+            Some(json!({"newPassword": PASSWORD})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The password change ended the setup session; sign in with the form from a browser
+    // that still holds an old cookie.
+    let mut browser = Browser::new(&api);
+    browser.sign_in("owner@example.com", PASSWORD).await;
+    let first = browser.cookie.clone().expect("first session");
+    assert_eq!(browser.get("/account").await.status, StatusCode::OK);
+    let page = browser.sign_in("owner@example.com", PASSWORD).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_ne!(browser.cookie.as_deref(), Some(first.as_str()));
+    let mut old = Browser::new(&api);
+    old.cookie = Some(first);
+    assert_eq!(
+        old.get("/account").await.status,
+        StatusCode::SEE_OTHER,
+        "signing in again ends the session the browser held"
+    );
+    assert_eq!(earlier.get("/account").await.status, StatusCode::SEE_OTHER);
+
+    // Signed in, the sign-in page sends the browser on to where it asked: this
+    // listener's paths only.
+    for bad in [
+        "//evil.example/",
+        "/\\evil.example",
+        "https://evil.example/",
+        "/\t/evil.example",
+        "evil",
+        "/sign-out",
+    ] {
+        let query = serde_urlencoded::to_string([("returnTo", bad)]).expect("query");
+        let page = browser.get(&format!("/sign-in?{query}")).await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{bad:?}");
+        assert_eq!(page.location, "/", "{bad:?}");
+    }
+    let page = browser.get("/sign-in?returnTo=%2Faudit%3Faction%3Dx").await;
+    assert_eq!(page.location, "/audit?action=x");
 }

@@ -16,6 +16,7 @@
 
 mod account;
 mod audit;
+mod destinations;
 mod form;
 pub mod inner;
 mod people;
@@ -60,6 +61,7 @@ pub fn routes(console: Console) -> Router {
         .route("/console/assets/console.css", get(stylesheet))
         .merge(sign_in::routes())
         .merge(sources::routes())
+        .merge(destinations::routes())
         .merge(tokens::routes())
         .merge(team::routes())
         .merge(people::routes())
@@ -112,33 +114,27 @@ impl Viewer {
     /// The viewer behind the request's session cookie. No session (or a token instead of
     /// one) sends the browser to sign in, and back here after.
     pub async fn of(console: &Console, parts: &Parts) -> Result<Self, Refusal> {
-        // Who is asking, as for a read: the page decides nothing, and a change is
-        // guarded by the API when the form's request reaches it.
-        let mut reading = read_head(parts);
-        let caller = match Caller::from_request_parts(&mut reading, &console.api).await {
+        // The session as the API describes it: a budgeted request (the client address's
+        // rate limit pays for the lookup), answering 401 for no live session.
+        let session: SessionView = Inner::new(&console.inner, parts)
+            .get("/auth/session")
+            .await?;
+        // Who is asking, for `authorize` to leave out the buttons they may not use. Read
+        // as a GET: this caller decides nothing, and a change is guarded by the API when
+        // the form's request reaches it.
+        let mut head = viewing_head(parts);
+        let caller = match Caller::from_request_parts(&mut head, &console.api).await {
             Ok(caller) => caller,
             Err(ApiError::Unauthorized(_)) => return Err(Refusal::SignIn(return_path(parts))),
             Err(other) => return Err(Refusal::from_api(&other)),
         };
-        let Via::Session(session) = &caller.via else {
+        if !matches!(caller.via, Via::Session(_)) {
             return Err(Refusal::SignIn(return_path(parts)));
-        };
-        let csrf = session.csrf.clone();
-        let mut conn = console
-            .api
-            .store
-            .read()
-            .await
-            .map_err(|_| Refusal::Broken)?;
-        let email = super::store::users::get(&mut conn, &caller.workspace.id, &caller.user.id)
-            .await
-            .map_err(|_| Refusal::Broken)?
-            .map(|u| u.email)
-            .unwrap_or_default();
+        }
         Ok(Self {
             caller,
-            email,
-            csrf,
+            email: session.email,
+            csrf: session.csrf_token,
         })
     }
 
@@ -171,9 +167,18 @@ impl Viewer {
     }
 }
 
-/// A copy of the request's head as a `GET`: its cookies, origin and connection, no
-/// `Authorization` (the console is a session's, never a token's).
-fn read_head(parts: &Parts) -> Parts {
+/// The session as `GET /auth/session` answers it.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SessionView {
+    email: String,
+    csrf_token: String,
+}
+
+/// A copy of the request's head as a `GET`, for resolving who views a page (never for
+/// a change): its cookies, origin and connection, no `Authorization` (the console is a
+/// session's, never a token's).
+fn viewing_head(parts: &Parts) -> Parts {
     let (mut copy, ()) = axum::http::Request::new(()).into_parts();
     copy.method = Method::GET;
     copy.uri = parts.uri.clone();
@@ -212,6 +217,8 @@ impl std::fmt::Display for When {
 pub enum Section {
     /// Sources and their keys.
     Sources,
+    /// Destinations.
+    Destinations,
     /// API tokens.
     Tokens,
     /// Members and invites.
@@ -254,6 +261,7 @@ impl Frame {
         };
         [
             (Section::Sources, "/sources", "Sources", true),
+            (Section::Destinations, "/destinations", "Destinations", true),
             (Section::Team, "/team", "Team", who.team),
             (Section::Tokens, "/tokens", "API tokens", who.tokens),
             (Section::Audit, "/audit", "Audit trail", who.audit),
@@ -442,6 +450,8 @@ pub enum Outcome {
     GrantRemoved,
     /// Someone offboarded.
     Offboarded,
+    /// A destination enabled or disabled.
+    DestinationChanged,
     /// Signed out.
     SignedOut,
     /// A change to a protected resource, kept for review as a change request.
@@ -449,7 +459,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    const ALL: [Self; 14] = [
+    const ALL: [Self; 15] = [
         Self::KeyRevoked,
         Self::SourceChanged,
         Self::SourceCreated,
@@ -462,6 +472,7 @@ impl Outcome {
         Self::Granted,
         Self::GrantRemoved,
         Self::Offboarded,
+        Self::DestinationChanged,
         Self::SignedOut,
         Self::Proposed,
     ];
@@ -491,6 +502,7 @@ impl Outcome {
             Self::Granted => "granted",
             Self::GrantRemoved => "grant-removed",
             Self::Offboarded => "offboarded",
+            Self::DestinationChanged => "destination-changed",
             Self::SignedOut => "signed-out",
             Self::Proposed => "proposed",
         }
@@ -509,6 +521,7 @@ impl Outcome {
             Self::SessionEnded => "That session has ended.",
             Self::PasswordSet => "Password set. Your other sessions have ended.",
             Self::Granted => "Access granted.",
+            Self::DestinationChanged => "Destination updated.",
             Self::GrantRemoved => "Grant removed.",
             Self::Offboarded => {
                 "Offboarded: their access is revoked and what they owned has a new owner."
@@ -526,6 +539,57 @@ impl Outcome {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).ok()?;
         let (_, code) = pairs.iter().find(|(k, _)| k == "done")?;
         Self::ALL.into_iter().find(|o| o.code() == code)
+    }
+}
+
+/// A secret just made (a write key, a token, an invite link): what it is, for the page
+/// that shows it once.
+#[derive(Debug, Clone, Copy)]
+pub struct Secret {
+    /// The page's title.
+    pub title: &'static str,
+    /// What to do with it.
+    pub note: &'static str,
+    /// The `id` of the element that holds it.
+    pub element: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "console/once.html")]
+struct OncePage {
+    frame: Frame,
+    secret: Secret,
+    value: String,
+    back: String,
+}
+
+/// The page that shows a new secret: `rendered` (the full page), or when that page could
+/// not be made (a read after the change failed), a bare one with the secret all the same:
+/// a credential that exists is never lost to a failed read.
+pub fn shown_once(
+    rendered: Result<Response, Refusal>,
+    secret: Secret,
+    value: Option<String>,
+    back: &str,
+) -> Result<Response, Refusal> {
+    match (rendered, value) {
+        (Ok(page), _) => Ok(page),
+        (Err(refusal), Some(value)) => {
+            tracing::warn!(
+                ?refusal,
+                "console: the page after a new secret did not render; showing the secret alone"
+            );
+            Ok(render(
+                StatusCode::OK,
+                &OncePage {
+                    frame: Frame::outside(secret.title),
+                    secret,
+                    value,
+                    back: back.to_owned(),
+                },
+            ))
+        }
+        (Err(refusal), None) => Err(refusal),
     }
 }
 

@@ -247,6 +247,7 @@ async fn login(
             detail: json!({}),
             ip: ip.clone(),
             user_agent: user_agent.clone(),
+            replacing: session::presented(&parts.headers, &api.public_url),
         },
         now,
     )

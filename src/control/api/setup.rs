@@ -83,12 +83,12 @@ pub(crate) fn page(status: StatusCode, title: &str, body: &str) -> Response {
     let mut response = (status, Html(html)).into_response();
     let headers = response.headers_mut();
     headers.insert("cache-control", "no-store".parse().expect("static header"));
-    // `same-origin`, not `no-referrer`: under `no-referrer` a browser posts the page's
+    // `strict-origin`, not `no-referrer`: under `no-referrer` a browser posts the page's
     // forms with `Origin: null`, which the login-CSRF guard refuses as coming from
-    // elsewhere. The link (in the address) still never leaves this origin.
+    // elsewhere. The link (in the address) never leaves in a `Referer`: only the origin.
     headers.insert(
         "referrer-policy",
-        "same-origin".parse().expect("static header"),
+        "strict-origin".parse().expect("static header"),
     );
     headers.insert(
         "content-security-policy",
@@ -412,6 +412,10 @@ async fn accept(
                     detail: json!({}),
                     ip,
                     user_agent,
+                    replacing: crate::control::identity::session::presented(
+                        &headers,
+                        &api.public_url,
+                    ),
                 },
                 now,
             )

@@ -23,6 +23,7 @@ pub fn routes() -> Router<Console> {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Event {
+    id: String,
     timestamp: When,
     #[serde(rename = "type")]
     kind: String,
@@ -33,10 +34,48 @@ struct Event {
     ip: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-struct EventList {
-    events: Vec<Event>,
-    pagination: super::team::Pagination,
+/// Events shown on a page.
+const PAGE: usize = 50;
+/// The longest event line read (an event carries whole before/after states, each at most
+/// the API's body limit).
+const MAX_LINE: usize = 4 * 1024 * 1024;
+
+/// The first `want` events of an NDJSON export, read a line at a time: memory holds one
+/// event, however large the page's events are together.
+async fn first_events(response: Response, want: usize) -> Result<Vec<Event>, Refusal> {
+    use http_body_util::BodyExt as _;
+    let mut body = response.into_body();
+    let mut pending: Vec<u8> = Vec::new();
+    let mut events = Vec::new();
+    let take = |line: &[u8], events: &mut Vec<Event>| {
+        if !line.iter().all(u8::is_ascii_whitespace) {
+            match serde_json::from_slice::<Event>(line) {
+                Ok(event) => events.push(event),
+                Err(error) => tracing::warn!(%error, "console: an audit line did not read"),
+            }
+        }
+    };
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| Refusal::Broken)?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        pending.extend_from_slice(&data);
+        while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            take(&line, &mut events);
+            if events.len() >= want {
+                return Ok(events);
+            }
+        }
+        if pending.len() > MAX_LINE {
+            tracing::error!("console: an audit event is longer than {MAX_LINE} bytes");
+            return Err(Refusal::Broken);
+        }
+    }
+    take(&pending, &mut events);
+    events.truncate(want);
+    Ok(events)
 }
 
 /// The filter's fields: the page's query names, which are the API's.
@@ -117,23 +156,29 @@ fn cursor(parts: &Parts) -> Option<String> {
 async fn page(console: &Console, parts: &Parts) -> Result<Response, Refusal> {
     let viewer = Viewer::of(console, parts).await?;
     let filter = Filter::of(parts);
-    let mut extra = vec![("pagination[count]", "50".to_owned())];
+    // One more than shown: whether there is an older page.
+    let mut extra = vec![
+        ("format", "ndjson".to_owned()),
+        ("pagination[count]", (PAGE + 1).to_string()),
+    ];
     if let Some(cursor) = cursor(parts) {
         extra.push(("pagination[cursor]", cursor));
     }
-    let list: EventList = inner(console, parts)
-        .get(&format!("/api/v1/audit-events?{}", filter.query(&extra)))
+    let export = inner(console, parts)
+        .raw(&format!("/api/v1/audit-events?{}", filter.query(&extra)))
         .await?;
-    let next = list
-        .pagination
-        .next
-        .map(|cursor| format!("/audit?{}", filter.query(&[("cursor", cursor)])));
+    let mut events = first_events(export, PAGE + 1).await?;
+    let next = (events.len() > PAGE).then(|| {
+        events.truncate(PAGE);
+        let last = events.last().map(|e| e.id.clone()).unwrap_or_default();
+        format!("/audit?{}", filter.query(&[("cursor", last)]))
+    });
     let csv = format!("/audit.csv?{}", filter.query(&[]));
     Ok(render(
         StatusCode::OK,
         &AuditPage {
             frame: viewer.frame("Audit trail", Section::Audit, parts),
-            events: list.events,
+            events,
             filter,
             next,
             csv,
@@ -146,12 +191,23 @@ async fn export(State(console): State<Console>, parts: Parts) -> Response {
     let answer = async {
         Viewer::of(&console, &parts).await?;
         let filter = Filter::of(&parts);
-        inner(&console, &parts)
+        let mut csv = inner(&console, &parts)
             .raw(&format!(
                 "/api/v1/audit-events?{}",
                 filter.query(&[("format", "csv".to_owned())])
             ))
-            .await
+            .await?;
+        // Addresses, user agents and states: never kept by a cache, never sniffed.
+        let headers = csv.headers_mut();
+        headers.insert(
+            axum::http::header::CACHE_CONTROL,
+            axum::http::HeaderValue::from_static("no-store"),
+        );
+        headers.insert(
+            axum::http::header::X_CONTENT_TYPE_OPTIONS,
+            axum::http::HeaderValue::from_static("nosniff"),
+        );
+        Ok::<_, Refusal>(csv)
     };
     answer.await.unwrap_or_else(IntoResponse::into_response)
 }

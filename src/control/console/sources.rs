@@ -15,6 +15,7 @@ use serde_json::json;
 
 use super::form::Form;
 use super::{Console, Frame, Outcome, Refusal, Section, Viewer, When, done, inner, render};
+use super::{Secret, shown_once};
 use crate::control::policy::{Action, ResourceRef, SourceRef};
 
 /// Routes of this file.
@@ -51,6 +52,16 @@ pub struct Source {
 }
 
 impl Source {
+    /// Its id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Its labels as `(key, value)` pairs, as the policy reads them.
+    pub fn label_pairs(&self) -> Vec<(String, String)> {
+        self.labels()
+    }
+
     fn labels(&self) -> Vec<(String, String)> {
         self.labels
             .iter()
@@ -255,6 +266,12 @@ async fn read(State(console): State<Console>, Path(id): Path<String>, parts: Par
         .unwrap_or_else(IntoResponse::into_response)
 }
 
+const NEW_KEY: Secret = Secret {
+    title: "New write key",
+    note: "Copy it now: Sluice keeps only its digest and will not show it again.",
+    element: "write-key",
+};
+
 /// `POST /sources/{id}/keys`: a new write key, shown on the page this answers with.
 async fn new_key(
     State(console): State<Console>,
@@ -283,7 +300,12 @@ async fn new_key(
             .pointer("/writeKey/key")
             .and_then(serde_json::Value::as_str)
             .map(str::to_owned);
-        source_page(&console, &parts, &id, key).await
+        shown_once(
+            source_page(&console, &parts, &id, key.clone()).await,
+            NEW_KEY,
+            key,
+            &format!("/sources/{}", encode(&id)),
+        )
     };
     made.await.unwrap_or_else(IntoResponse::into_response)
 }

@@ -15,6 +15,7 @@ use serde_json::json;
 use super::form::Form;
 use super::sources::{cursor_query, encode};
 use super::{Console, Frame, Outcome, Refusal, Section, Viewer, When, done, inner, render};
+use super::{Secret, shown_once};
 use crate::control::policy::Action;
 
 /// Routes of this file.
@@ -143,6 +144,12 @@ pub fn about_the_form(refusal: &Refusal) -> Option<String> {
     }
 }
 
+const INVITE_LINK: Secret = Secret {
+    title: "Invite link",
+    note: "Send this one-time link to the person invited. It works once, for 72 hours, and is not shown again.",
+    element: "invite-url",
+};
+
 /// `POST /team/invites`: email and role.
 async fn invite(State(console): State<Console>, parts: Parts, body: Bytes) -> Response {
     let made = async {
@@ -159,7 +166,12 @@ async fn invite(State(console): State<Console>, parts: Parts, body: Bytes) -> Re
                     .pointer("/invites/0/link")
                     .and_then(serde_json::Value::as_str)
                     .map(str::to_owned);
-                page(&console, &parts, link, None).await
+                shown_once(
+                    page(&console, &parts, link.clone(), None).await,
+                    INVITE_LINK,
+                    link,
+                    "/team",
+                )
             }
             Err(refusal) => match about_the_form(&refusal) {
                 Some(message) => page(&console, &parts, None, Some(message)).await,
@@ -179,7 +191,7 @@ async fn set_role(
 ) -> Response {
     let made = async {
         let form = Form::read(&body)?;
-        inner(&console, &parts)
+        let answer = inner(&console, &parts)
             .with_csrf(form.csrf())
             .change(
                 Method::PATCH,
@@ -187,7 +199,10 @@ async fn set_role(
                 Some(json!({"role": form.get("role")})),
             )
             .await?;
-        Ok::<_, Refusal>(done("/team", Outcome::RoleChanged))
+        Ok::<_, Refusal>(done(
+            "/team",
+            Outcome::applied(answer.status, Outcome::RoleChanged),
+        ))
     };
     made.await.unwrap_or_else(IntoResponse::into_response)
 }

@@ -16,6 +16,7 @@ use super::form::Form;
 use super::sources::{cursor_query, encode};
 use super::team::about_the_form;
 use super::{Console, Frame, Outcome, Refusal, Section, Viewer, When, done, inner, render};
+use super::{Secret, shown_once};
 use crate::control::policy::Scope;
 
 /// Routes of this file.
@@ -90,6 +91,12 @@ async fn list(State(console): State<Console>, parts: Parts) -> Response {
         .unwrap_or_else(IntoResponse::into_response)
 }
 
+const NEW_TOKEN: Secret = Secret {
+    title: "New token",
+    note: "Copy it now: Sluice keeps only its digest and will not show it again. Send it as Authorization: Bearer.",
+    element: "token-secret",
+};
+
 /// `POST /tokens`: name, scopes (checkboxes), days to live.
 async fn create(State(console): State<Console>, parts: Parts, body: Bytes) -> Response {
     let made = async {
@@ -111,7 +118,12 @@ async fn create(State(console): State<Console>, parts: Parts, body: Bytes) -> Re
                     .get("secret")
                     .and_then(serde_json::Value::as_str)
                     .map(str::to_owned);
-                page(&console, &parts, secret, None).await
+                shown_once(
+                    page(&console, &parts, secret.clone(), None).await,
+                    NEW_TOKEN,
+                    secret,
+                    "/tokens",
+                )
             }
             // A form the API finds wrong is shown again with why.
             Err(refusal) => match about_the_form(&refusal) {
@@ -132,7 +144,7 @@ async fn revoke(
 ) -> Response {
     let made = async {
         let form = Form::read(&body)?;
-        inner(&console, &parts)
+        let answer = inner(&console, &parts)
             .with_csrf(form.csrf())
             .change(
                 Method::DELETE,
@@ -140,7 +152,10 @@ async fn revoke(
                 None,
             )
             .await?;
-        Ok::<_, Refusal>(done("/tokens", Outcome::TokenRevoked))
+        Ok::<_, Refusal>(done(
+            "/tokens",
+            Outcome::applied(answer.status, Outcome::TokenRevoked),
+        ))
     };
     made.await.unwrap_or_else(IntoResponse::into_response)
 }

@@ -324,6 +324,7 @@ async fn use_link(
             detail: json!({}),
             ip,
             user_agent,
+            replacing: super::session::presented(&parts.headers, &api.public_url),
         },
         now,
     )

@@ -30,6 +30,10 @@ pub struct Opening<'a> {
     pub ip: Option<String>,
     /// Client user agent.
     pub user_agent: Option<String>,
+    /// The digest of the session cookie the browser presented, if any: that session
+    /// ends as this one opens (signing in again never leaves the earlier one live,
+    /// unseen, in the same browser).
+    pub replacing: Option<String>,
 }
 
 /// A session just opened, with the secret its cookie carries.
@@ -83,6 +87,12 @@ pub async fn open(
         now,
     )
     .await?;
+    if let Some(earlier) = &opening.replacing
+        && let Some(earlier) = sessions::by_digest(change.conn(), earlier).await?
+        && earlier.revoked_at.is_none()
+    {
+        sessions::revoke(change.conn(), &earlier.id, now).await?;
+    }
     users::touch_login(change.conn(), opening.user_id, now).await?;
     let mut after = json!({"method": opening.method, "userId": opening.user_id});
     if let (Some(after), serde_json::Value::Object(detail)) =

@@ -1215,6 +1215,9 @@ pub async fn complete(
             detail: json!({"connectionId": connection.id, "created": outcome.created}),
             ip,
             user_agent,
+            // A provider's answer (a cross-site POST for SAML) carries no session
+            // cookie to replace.
+            replacing: None,
         },
         now,
     )

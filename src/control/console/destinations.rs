@@ -1,0 +1,198 @@
+//! `/destinations`: the destinations the viewer may see, one destination's settings
+//! (secrets redacted, as the API shows them; revealed only to those who may see its
+//! credentials, and that read is the API's, audited), and enabling or disabling one.
+
+use askama::Template;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::request::Parts;
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::form::Form;
+use super::sources::{Source, cursor_query, encode};
+use super::{Console, Frame, Outcome, Refusal, Section, Viewer, done, inner, render};
+use crate::control::policy::{Action, DestinationRef, ResourceRef, SourceRef};
+
+/// Routes of this file.
+pub fn routes() -> Router<Console> {
+    Router::new()
+        .route("/destinations", get(list))
+        .route("/destinations/{id}", get(read))
+        .route("/destinations/{id}/enabled", post(set_enabled))
+}
+
+#[derive(Debug, Deserialize)]
+struct Metadata {
+    name: String,
+}
+
+/// A destination as the console shows it.
+#[derive(Debug, Deserialize)]
+struct Destination {
+    id: String,
+    name: String,
+    enabled: bool,
+    #[serde(default)]
+    sources: Vec<String>,
+    metadata: Metadata,
+    #[serde(default)]
+    settings: Value,
+}
+
+impl Destination {
+    /// Its settings as `(name, value)` rows, values as JSON text.
+    fn rows(settings: &Value) -> Vec<(String, String)> {
+        match settings {
+            Value::Object(map) => map
+                .iter()
+                .map(|(k, v)| {
+                    let text = match v {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    (k.clone(), text)
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct DestinationList {
+    destinations: Vec<Destination>,
+    pagination: super::team::Pagination,
+}
+
+#[derive(Debug, Deserialize)]
+struct DestinationOne {
+    destination: Destination,
+}
+
+#[derive(Debug, Deserialize)]
+struct SourceOne {
+    source: Source,
+}
+
+#[derive(Template)]
+#[template(path = "console/destinations.html")]
+struct ListPage {
+    frame: Frame,
+    destinations: Vec<Destination>,
+    next: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "console/destination.html")]
+struct DestinationPage {
+    frame: Frame,
+    destination: Destination,
+    settings: Vec<(String, String)>,
+    revealed: bool,
+    may_reveal: bool,
+    may_enable: bool,
+}
+
+/// `GET /destinations`.
+async fn list(State(console): State<Console>, parts: Parts) -> Response {
+    let page = async {
+        let viewer = Viewer::of(&console, &parts).await?;
+        let list: DestinationList = inner(&console, &parts)
+            .get(&format!("/api/v1/destinations?{}", cursor_query(&parts)))
+            .await?;
+        Ok::<_, Refusal>(render(
+            StatusCode::OK,
+            &ListPage {
+                frame: viewer.frame("Destinations", Section::Destinations, &parts),
+                destinations: list.destinations,
+                next: list.pagination.next,
+            },
+        ))
+    };
+    page.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `GET /destinations/{id}` (`?reveal=credentials` shows the secrets to who may see
+/// them: the API decides, and audits the read).
+async fn read(State(console): State<Console>, Path(id): Path<String>, parts: Parts) -> Response {
+    let page = async {
+        let viewer = Viewer::of(&console, &parts).await?;
+        let api = inner(&console, &parts);
+        let destination = api
+            .get::<DestinationOne>(&format!("/api/v1/destinations/{}", encode(&id)))
+            .await?
+            .destination;
+        // What the decision rests on: the connected sources the viewer sees, with labels.
+        let mut labels = Vec::new();
+        for source in &destination.sources {
+            if let Ok(one) = api
+                .get::<SourceOne>(&format!("/api/v1/sources/{}", encode(source)))
+                .await
+            {
+                labels.push((one.source.id().to_owned(), one.source.label_pairs()));
+            }
+        }
+        let connected: Vec<SourceRef<'_>> = labels
+            .iter()
+            .map(|(id, labels)| SourceRef { id, labels })
+            .collect();
+        let target = ResourceRef::Destination(DestinationRef {
+            id: &destination.id,
+            connected: &connected,
+        });
+        let may_reveal = viewer.may(Action::ViewDestinationSecrets, target);
+        let may_enable = viewer.may(Action::EnableDestination, target);
+        let reveal = parts.uri.query() == Some("reveal=credentials");
+        let settings = if reveal {
+            let credentials: Value = api
+                .get(&format!("/api/v1/destinations/{}/credentials", encode(&id)))
+                .await?;
+            Destination::rows(credentials.get("settings").unwrap_or(&Value::Null))
+        } else {
+            Destination::rows(&destination.settings)
+        };
+        let title = destination.name.clone();
+        Ok::<_, Refusal>(render(
+            StatusCode::OK,
+            &DestinationPage {
+                frame: viewer.frame(title, Section::Destinations, &parts),
+                destination,
+                settings,
+                revealed: reveal,
+                may_reveal,
+                may_enable,
+            },
+        ))
+    };
+    page.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `POST /destinations/{id}/enabled`: `enabled=true|false`.
+async fn set_enabled(
+    State(console): State<Console>,
+    Path(id): Path<String>,
+    parts: Parts,
+    body: Bytes,
+) -> Response {
+    let made = async {
+        let form = Form::read(&body)?;
+        let answer = inner(&console, &parts)
+            .with_csrf(form.csrf())
+            .change(
+                Method::PATCH,
+                &format!("/api/v1/destinations/{}", encode(&id)),
+                Some(json!({"enabled": form.get("enabled") == "true"})),
+            )
+            .await?;
+        Ok::<_, Refusal>(done(
+            &format!("/destinations/{}", encode(&id)),
+            Outcome::applied(answer.status, Outcome::DestinationChanged),
+        ))
+    };
+    made.await.unwrap_or_else(IntoResponse::into_response)
+}
