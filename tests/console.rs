@@ -900,3 +900,138 @@ async fn sign_in_returns_only_to_this_listener_and_ends_the_browsers_earlier_ses
     let page = browser.get("/sign-in?returnTo=%2Faudit%3Faction%3Dx").await;
     assert_eq!(page.location, "/audit?action=x");
 }
+
+#[tokio::test]
+async fn a_change_request_is_proposed_reviewed_with_its_diff_and_published_from_the_console() {
+    let db = databases::sqlite().await;
+    let (server, link) = server(&db).await;
+    let api = Api::of(&server);
+    let (owner, owner_token) = person_with_token(&api, &link, "owner@example.com").await;
+    let member = person(
+        &api,
+        &invite(
+            &api,
+            &owner_token,
+            json!({"email": "m@example.com", "role": "member"}),
+        )
+        .await,
+        "m@example.com",
+    )
+    .await;
+    let reader = person(
+        &api,
+        &invite(
+            &api,
+            &owner_token,
+            json!({"email": "r@example.com", "role": "read_only"}),
+        )
+        .await,
+        "r@example.com",
+    )
+    .await;
+    let (status, body) = api
+        .post(
+            &owner_token,
+            "/api/v1/tracking-plans",
+            json!({"name": "Web"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let plan = body["data"]["trackingPlan"]["id"]
+        .as_str()
+        .expect("plan")
+        .to_owned();
+
+    // The member proposes; bad JSON comes back to the form with what they typed.
+    let page = member
+        .post(
+            &format!("/plans/{plan}/change-requests"),
+            &[("description", "orders"), ("rules", "[{not json")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.text.contains("[{not json"), "what they typed is kept");
+    let rules = json!([{"type": "TRACK", "key": "Order Completed", "version": 1,
+        "jsonSchema": {"type": "object", "properties": {"properties": {"type": "object",
+            "required": ["total"]}}}}])
+    .to_string();
+    let page = member
+        .post(
+            &format!("/plans/{plan}/change-requests"),
+            &[("description", "Orders need a total"), ("rules", &rules)],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.text);
+    let path = page.location.split('?').next().expect("path").to_owned();
+    let id = path.trim_start_matches("/change-requests/").to_owned();
+
+    // Its page: the diff, and no approve button for its own author or a reader.
+    let page = member.get(&path).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.text.contains("Order Completed"), "{}", page.text);
+    assert!(page.text.contains("class=\"added\""), "{}", page.text);
+    assert!(!page.text.contains("Approve and publish"));
+    assert!(page.text.contains("Withdraw this request"));
+    assert!(!reader.get(&path).await.text.contains("Approve and publish"));
+    // Posted all the same: refused by the API, nothing published.
+    for who in [&member, &reader] {
+        let page = who
+            .post(
+                &format!("{path}/approve"),
+                &[("updatedAt", ""), ("comment", "self")],
+            )
+            .await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.text);
+    }
+    assert_eq!(
+        reader.post(&format!("{path}/withdraw"), &[]).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let (_, body) = api
+        .get(&owner_token, &format!("/api/v1/tracking-plans/{plan}"))
+        .await;
+    assert_eq!(body["data"]["trackingPlan"]["version"], 0);
+
+    // The owner approves what they read: published as version 1.
+    let page = owner.get(&path).await;
+    assert!(page.text.contains("Approve and publish"), "{}", page.text);
+    let marker = "name=\"updatedAt\" value=\"";
+    let start = page.text.find(marker).expect("updatedAt") + marker.len();
+    let updated = page.text[start..start + page.text[start..].find('"').expect("end")].to_owned();
+    // A stale read is refused (the request changed since the reviewer read it).
+    let page = owner
+        .post(
+            &format!("{path}/approve"),
+            &[("updatedAt", "2020-01-01T00:00:00Z")],
+        )
+        .await;
+    assert_eq!(
+        page.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        page.text
+    );
+    let page = owner
+        .post(
+            &format!("{path}/approve"),
+            &[("updatedAt", updated.as_str()), ("comment", "ok")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.text);
+    assert_eq!(
+        page.location,
+        format!("/change-requests/{id}?done=published")
+    );
+    let (_, body) = api
+        .get(&owner_token, &format!("/api/v1/tracking-plans/{plan}"))
+        .await;
+    assert_eq!(body["data"]["trackingPlan"]["version"], 1);
+    let page = owner.get(&format!("/plans/{plan}")).await;
+    assert!(
+        page.text.contains("TRACK Order Completed v1"),
+        "{}",
+        page.text
+    );
+    let page = owner.get("/change-requests?status=PUBLISHED").await;
+    assert!(page.text.contains(&id));
+}

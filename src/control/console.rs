@@ -20,6 +20,7 @@ mod destinations;
 mod form;
 pub mod inner;
 mod people;
+mod plans;
 mod sign_in;
 mod sources;
 mod team;
@@ -65,6 +66,7 @@ pub fn routes(console: Console) -> Router {
         .merge(tokens::routes())
         .merge(team::routes())
         .merge(people::routes())
+        .merge(plans::routes())
         .merge(audit::routes())
         .merge(account::routes())
         .with_state(console)
@@ -161,6 +163,7 @@ impl Viewer {
                 team: self.may_here(Action::ViewMembers),
                 tokens: self.may_here(Action::ManageTokens),
                 audit: self.may_here(Action::ReadAudit),
+                plans: self.may_here(Action::ViewTrackingPlans),
             }),
             flash: Outcome::of(parts).map(Outcome::message),
         }
@@ -219,6 +222,8 @@ pub enum Section {
     Sources,
     /// Destinations.
     Destinations,
+    /// Tracking plans and change requests.
+    Plans,
     /// API tokens.
     Tokens,
     /// Members and invites.
@@ -262,6 +267,7 @@ impl Frame {
         [
             (Section::Sources, "/sources", "Sources", true),
             (Section::Destinations, "/destinations", "Destinations", true),
+            (Section::Plans, "/plans", "Tracking plans", who.plans),
             (Section::Team, "/team", "Team", who.team),
             (Section::Tokens, "/tokens", "API tokens", who.tokens),
             (Section::Audit, "/audit", "Audit trail", who.audit),
@@ -300,6 +306,8 @@ pub struct Who {
     pub tokens: bool,
     /// Whether it shows the audit trail.
     pub audit: bool,
+    /// Whether it shows tracking plans.
+    pub plans: bool,
 }
 
 /// Why a page is not shown.
@@ -452,6 +460,14 @@ pub enum Outcome {
     Offboarded,
     /// A destination enabled or disabled.
     DestinationChanged,
+    /// A tracking-plan change request opened.
+    RequestOpened,
+    /// A change request approved and its rules published.
+    Published,
+    /// A change request rejected.
+    Rejected,
+    /// A change request withdrawn.
+    Withdrawn,
     /// Signed out.
     SignedOut,
     /// A change to a protected resource, kept for review as a change request.
@@ -459,7 +475,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    const ALL: [Self; 15] = [
+    const ALL: [Self; 19] = [
         Self::KeyRevoked,
         Self::SourceChanged,
         Self::SourceCreated,
@@ -473,6 +489,10 @@ impl Outcome {
         Self::GrantRemoved,
         Self::Offboarded,
         Self::DestinationChanged,
+        Self::RequestOpened,
+        Self::Published,
+        Self::Rejected,
+        Self::Withdrawn,
         Self::SignedOut,
         Self::Proposed,
     ];
@@ -503,6 +523,10 @@ impl Outcome {
             Self::GrantRemoved => "grant-removed",
             Self::Offboarded => "offboarded",
             Self::DestinationChanged => "destination-changed",
+            Self::RequestOpened => "request-opened",
+            Self::Published => "published",
+            Self::Rejected => "rejected",
+            Self::Withdrawn => "withdrawn",
             Self::SignedOut => "signed-out",
             Self::Proposed => "proposed",
         }
@@ -522,6 +546,12 @@ impl Outcome {
             Self::PasswordSet => "Password set. Your other sessions have ended.",
             Self::Granted => "Access granted.",
             Self::DestinationChanged => "Destination updated.",
+            Self::RequestOpened => {
+                "Change request opened: its rules are published when a reviewer approves it."
+            }
+            Self::Published => "Approved: the rules are published as the plan's new version.",
+            Self::Rejected => "Change request rejected.",
+            Self::Withdrawn => "Change request withdrawn.",
             Self::GrantRemoved => "Grant removed.",
             Self::Offboarded => {
                 "Offboarded: their access is revoked and what they owned has a new owner."
