@@ -1035,3 +1035,45 @@ async fn a_change_request_is_proposed_reviewed_with_its_diff_and_published_from_
     let page = owner.get("/change-requests?status=PUBLISHED").await;
     assert!(page.text.contains(&id));
 }
+
+#[tokio::test]
+async fn usage_quotas_and_gateways_from_the_console() {
+    let db = databases::sqlite().await;
+    let (server, link) = server(&db).await;
+    let api = Api::of(&server);
+    let (owner, owner_token) = person_with_token(&api, &link, "owner@example.com").await;
+    let reader = person(
+        &api,
+        &invite(
+            &api,
+            &owner_token,
+            json!({"email": "r@example.com", "role": "read_only"}),
+        )
+        .await,
+        "r@example.com",
+    )
+    .await;
+    let page = reader.get("/operations").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert!(page.text.contains("catalog is at revision"));
+    assert!(!page.text.contains("Set quota"));
+    let page = reader
+        .post("/operations/quota", &[("monthly_events", "5")])
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.text);
+    let page = owner
+        .post("/operations/quota", &[("monthly_events", "lots")])
+        .await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let page = owner
+        .post(
+            "/operations/quota",
+            &[("source", "demo"), ("monthly_events", "1000")],
+        )
+        .await;
+    assert_eq!(page.location, "/operations?done=quota-set", "{}", page.text);
+    let (_, body) = api.get(&owner_token, "/api/v1/usage").await;
+    assert_eq!(body["data"]["usage"]["monthlyEventQuota"], Value::Null);
+    let page = owner.get("/operations?done=quota-set").await;
+    assert!(page.text.contains("Quota set"), "{}", page.text);
+}

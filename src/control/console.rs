@@ -19,6 +19,7 @@ mod audit;
 mod destinations;
 mod form;
 pub mod inner;
+mod operations;
 mod people;
 mod plans;
 mod sign_in;
@@ -67,6 +68,7 @@ pub fn routes(console: Console) -> Router {
         .merge(team::routes())
         .merge(people::routes())
         .merge(plans::routes())
+        .merge(operations::routes())
         .merge(audit::routes())
         .merge(account::routes())
         .with_state(console)
@@ -224,6 +226,8 @@ pub enum Section {
     Destinations,
     /// Tracking plans and change requests.
     Plans,
+    /// Usage, quotas and gateways.
+    Operations,
     /// API tokens.
     Tokens,
     /// Members and invites.
@@ -271,6 +275,7 @@ impl Frame {
             (Section::Team, "/team", "Team", who.team),
             (Section::Tokens, "/tokens", "API tokens", who.tokens),
             (Section::Audit, "/audit", "Audit trail", who.audit),
+            (Section::Operations, "/operations", "Usage", true),
             (Section::Account, "/account", "Your account", true),
         ]
         .into_iter()
@@ -468,6 +473,8 @@ pub enum Outcome {
     Rejected,
     /// A change request withdrawn.
     Withdrawn,
+    /// A monthly event quota set.
+    QuotaSet,
     /// Signed out.
     SignedOut,
     /// A change to a protected resource, kept for review as a change request.
@@ -475,7 +482,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    const ALL: [Self; 19] = [
+    const ALL: [Self; 20] = [
         Self::KeyRevoked,
         Self::SourceChanged,
         Self::SourceCreated,
@@ -493,6 +500,7 @@ impl Outcome {
         Self::Published,
         Self::Rejected,
         Self::Withdrawn,
+        Self::QuotaSet,
         Self::SignedOut,
         Self::Proposed,
     ];
@@ -527,6 +535,7 @@ impl Outcome {
             Self::Published => "published",
             Self::Rejected => "rejected",
             Self::Withdrawn => "withdrawn",
+            Self::QuotaSet => "quota-set",
             Self::SignedOut => "signed-out",
             Self::Proposed => "proposed",
         }
@@ -552,6 +561,7 @@ impl Outcome {
             Self::Published => "Approved: the rules are published as the plan's new version.",
             Self::Rejected => "Change request rejected.",
             Self::Withdrawn => "Change request withdrawn.",
+            Self::QuotaSet => "Quota set: gateways apply it within a second.",
             Self::GrantRemoved => "Grant removed.",
             Self::Offboarded => {
                 "Offboarded: their access is revoked and what they owned has a new owner."

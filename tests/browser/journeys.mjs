@@ -200,7 +200,13 @@ const csv = readFileSync(await download.path(), "utf8").trim().split("\n");
 assert.match(csv[0], /timestamp/);
 assert.ok(csv.length >= 2 && csv.slice(1).every((l) => l.includes("token.create")), csv.join("\n"));
 
-// 8. Sessions: another browser signed in, then signed out from this one.
+// 8. Usage, quotas and gateways.
+step("usage and gateways");
+await page.getByRole("link", { name: "Usage" }).click();
+await page.getByText("catalog is at revision").waitFor();
+await check(page, "operations");
+
+// 9. Sessions: another browser signed in, then signed out from this one.
 step("sign out everywhere else");
 const third = await browser.newContext({ baseURL: BASE });
 const elsewhere = await open(third);
