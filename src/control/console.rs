@@ -475,6 +475,8 @@ pub enum Outcome {
     Withdrawn,
     /// A monthly event quota set.
     QuotaSet,
+    /// A tracking plan created.
+    PlanCreated,
     /// Signed out.
     SignedOut,
     /// A change to a protected resource, kept for review as a change request.
@@ -482,7 +484,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    const ALL: [Self; 20] = [
+    const ALL: [Self; 21] = [
         Self::KeyRevoked,
         Self::SourceChanged,
         Self::SourceCreated,
@@ -501,6 +503,7 @@ impl Outcome {
         Self::Rejected,
         Self::Withdrawn,
         Self::QuotaSet,
+        Self::PlanCreated,
         Self::SignedOut,
         Self::Proposed,
     ];
@@ -536,6 +539,7 @@ impl Outcome {
             Self::Rejected => "rejected",
             Self::Withdrawn => "withdrawn",
             Self::QuotaSet => "quota-set",
+            Self::PlanCreated => "plan-created",
             Self::SignedOut => "signed-out",
             Self::Proposed => "proposed",
         }
@@ -562,6 +566,7 @@ impl Outcome {
             Self::Rejected => "Change request rejected.",
             Self::Withdrawn => "Change request withdrawn.",
             Self::QuotaSet => "Quota set: gateways apply it within a second.",
+            Self::PlanCreated => "Tracking plan created: propose its rules below.",
             Self::GrantRemoved => "Grant removed.",
             Self::Offboarded => {
                 "Offboarded: their access is revoked and what they owned has a new owner."

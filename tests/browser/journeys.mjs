@@ -180,9 +180,70 @@ await check(member, "sources-as-member");
 await member.getByRole("link", { name: "Team" }).click();
 assert.equal(await member.getByRole("button", { name: "Invite" }).count(), 0, "members do not invite");
 assert.equal(await member.getByRole("button", { name: "Change" }).count(), 0, "nor change roles");
+
+// 7. Grant a source, with the effective access explained before and after.
+step("grant a source");
+await page.getByRole("link", { name: "Team" }).click();
+await page.getByRole("link", { name: "member@example.com" }).click();
+await page.getByLabel("Action", { exact: true }).selectOption("manage_write_keys");
+await page.getByLabel("On", { exact: true }).selectOption("source");
+await page.getByLabel("Id (of the source or destination)").fill("demo");
+await page.getByRole("button", { name: "Explain" }).click();
+await page.locator("#explain-answer").getByText("Refused").waitFor();
+await check(page, "person");
+await page.getByLabel("Its id", { exact: true }).fill("demo");
+await page.getByLabel("Level", { exact: true }).selectOption("full");
+await page.getByLabel("Why (kept with the grant)").fill("owns the web source");
+await page.getByRole("button", { name: "Grant", exact: true }).click();
+await page.getByText("Access granted.").waitFor();
+await page.getByRole("button", { name: "Explain" }).click();
+await page.locator("#explain-answer").getByText("Allowed").waitFor();
+await member.goto("/sources/demo");
+await member.getByRole("button", { name: "New write key" }).waitFor();
+
+// 8. A tracking-plan change: the member proposes, the owner reads the diff and publishes.
+step("change request approved and published");
+await page.getByRole("link", { name: "Tracking plans" }).click();
+await page.getByLabel("Name", { exact: true }).fill("Web");
+await page.getByRole("button", { name: "Create plan" }).click();
+await page.getByText("Tracking plan created").waitFor();
+const planUrl = new URL(page.url()).pathname;
+await member.goto(planUrl);
+await member.getByLabel("Why (shown to reviewers)").fill("Orders need a total");
+await member.getByLabel("Rules", { exact: true }).fill(JSON.stringify([
+  { type: "TRACK", key: "Order Completed", version: 1,
+    jsonSchema: { type: "object", properties: { properties: { type: "object", required: ["total"] } } } },
+], null, 2));
+await member.getByRole("button", { name: "Propose for review" }).click();
+await member.getByText("Change request opened").waitFor();
+assert.equal(await member.getByRole("button", { name: "Approve and publish" }).count(), 0, "not one's own");
+const requestUrl = new URL(member.url()).pathname;
+await page.goto(requestUrl);
+await page.locator(".diff .added").first().waitFor();
+await check(page, "change-request");
+await page.getByLabel("Comment (optional)").fill("looks right");
+await page.getByRole("button", { name: "Approve and publish" }).click();
+await page.getByText("Approved: the rules are published").waitFor();
+assert.match(await page.locator("#request-state").innerText(), /PUBLISHED as version 1/);
+await page.goto(planUrl);
+await page.getByText("TRACK Order Completed v1").waitFor();
+await check(page, "plan");
+
+// 9. Offboarding: the plan first, then carried out; the member's session ends.
+step("offboarding");
+await page.getByRole("link", { name: "Team" }).click();
+await page.getByRole("link", { name: "member@example.com" }).click();
+await page.getByLabel("Who takes over what they own").selectOption({ label: "owner@example.com" });
+await page.getByRole("button", { name: "Show the offboarding plan" }).click();
+await page.locator("#offboarding-plan").waitFor();
+await check(page, "offboarding-plan");
+await page.getByRole("button", { name: "Carry out this offboarding" }).click();
+await page.getByText("Offboarded:").waitFor();
+await member.goto("/sources");
+await member.waitForURL("**/sign-in?**");
 await other.close();
 
-// 7. The audit trail: filtered, and exported as CSV.
+// 10. The audit trail: filtered, and exported as CSV.
 step("audit filter and export");
 await page.getByRole("link", { name: "Audit trail" }).click();
 await page.getByLabel("Action", { exact: true }).fill("token.create");
@@ -200,13 +261,13 @@ const csv = readFileSync(await download.path(), "utf8").trim().split("\n");
 assert.match(csv[0], /timestamp/);
 assert.ok(csv.length >= 2 && csv.slice(1).every((l) => l.includes("token.create")), csv.join("\n"));
 
-// 8. Usage, quotas and gateways.
+// 11. Usage, quotas and gateways.
 step("usage and gateways");
 await page.getByRole("link", { name: "Usage" }).click();
 await page.getByText("catalog is at revision").waitFor();
 await check(page, "operations");
 
-// 9. Sessions: another browser signed in, then signed out from this one.
+// 12. Sessions: another browser signed in, then signed out from this one.
 step("sign out everywhere else");
 const third = await browser.newContext({ baseURL: BASE });
 const elsewhere = await open(third);

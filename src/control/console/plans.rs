@@ -23,7 +23,7 @@ use crate::control::policy::{Action, ChangeRequestRef, ResourceRef};
 /// Routes of this file.
 pub fn routes() -> Router<Console> {
     Router::new()
-        .route("/plans", get(list))
+        .route("/plans", get(list).post(create))
         .route("/plans/{id}", get(read))
         .route("/plans/{id}/change-requests", post(propose))
         .route("/change-requests", get(requests))
@@ -130,6 +130,7 @@ struct PlansPage {
     frame: Frame,
     plans: Vec<Plan>,
     next: Option<String>,
+    may_create: bool,
 }
 
 #[derive(Template)]
@@ -180,10 +181,37 @@ async fn list(State(console): State<Console>, parts: Parts) -> Response {
                 frame: viewer.frame("Tracking plans", Section::Plans, &parts),
                 plans: list.tracking_plans,
                 next: list.pagination.next,
+                may_create: viewer.may_here(Action::EditTrackingPlans),
             },
         ))
     };
     page.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `POST /plans`: a new, empty plan named by the form.
+async fn create(State(console): State<Console>, parts: Parts, body: Bytes) -> Response {
+    let made = async {
+        let form = Form::read(&body)?;
+        let answer = inner(&console, &parts)
+            .with_csrf(form.csrf())
+            .change(
+                Method::POST,
+                "/api/v1/tracking-plans",
+                Some(json!({"name": form.get("name")})),
+            )
+            .await?;
+        let id = answer
+            .data
+            .pointer("/trackingPlan/id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        Ok::<_, Refusal>(done(
+            &format!("/plans/{}", encode(&id)),
+            Outcome::PlanCreated,
+        ))
+    };
+    made.await.unwrap_or_else(IntoResponse::into_response)
 }
 
 /// Most pages of rules read for one plan (200 rules a page).
