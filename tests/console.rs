@@ -1077,3 +1077,153 @@ async fn usage_quotas_and_gateways_from_the_console() {
     let page = owner.get("/operations?done=quota-set").await;
     assert!(page.text.contains("Quota set"), "{}", page.text);
 }
+
+#[tokio::test]
+async fn sign_in_settings_scim_tokens_and_group_mappings_from_the_console() {
+    let db = databases::sqlite().await;
+    let (server, link) = server(&db).await;
+    let api = Api::of(&server);
+    let (owner, owner_token) = person_with_token(&api, &link, "owner@example.com").await;
+    let admin = person(
+        &api,
+        &invite(
+            &api,
+            &owner_token,
+            json!({"email": "a@example.com", "role": "admin"}),
+        )
+        .await,
+        "a@example.com",
+    )
+    .await;
+    let member = person(
+        &api,
+        &invite(
+            &api,
+            &owner_token,
+            json!({"email": "m@example.com", "role": "member"}),
+        )
+        .await,
+        "m@example.com",
+    )
+    .await;
+
+    // Members see no sign-in settings; admins see them but change no connection.
+    assert!(
+        !member
+            .get("/sources")
+            .await
+            .text
+            .contains("href=\"/identity\"")
+    );
+    assert_eq!(member.get("/identity").await.status, StatusCode::FORBIDDEN);
+    let page = admin.get("/identity").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert!(!page.text.contains("Add connection"));
+    assert!(page.text.contains("Set mapping"));
+    for (path, fields) in [
+        (
+            "/identity/connections",
+            vec![
+                ("name", "x"),
+                ("kind", "oidc"),
+                ("issuer", "http://127.0.0.1:9"),
+                ("client_id", "c"),
+            ],
+        ),
+        ("/identity/scim-tokens", vec![("name", "idp")]),
+        ("/identity/sign-in", vec![("require_sso", "true")]),
+    ] {
+        let page = admin.post(path, &fields).await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN, "{path}: {}", page.text);
+    }
+
+    // The owner: a SCIM token shown once, that works at /scim/v2, then revoked.
+    let page = owner
+        .post("/identity/scim-tokens", &[("name", "okta")])
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    let marker = "<output id=\"scim-secret\"><code>";
+    let start = page.text.find(marker).expect("secret") + marker.len();
+    let secret = page.text[start..start + page.text[start..].find('<').expect("end")].to_owned();
+    let scim = |token: String| {
+        let url = format!("{}/scim/v2/Users", api.base);
+        async move {
+            reqwest::Client::new()
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("scim")
+                .status()
+        }
+    };
+    assert_eq!(scim(secret.clone()).await, StatusCode::OK);
+    assert!(!owner.get("/identity").await.text.contains(&secret));
+    let (_, body) = api.get(&owner_token, "/api/v1/identity/scim-tokens").await;
+    let id = body["data"]["scimTokens"][0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let page = owner
+        .post(&format!("/identity/scim-tokens/{id}/revoke"), &[])
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.text);
+    assert_eq!(scim(secret).await, StatusCode::UNAUTHORIZED);
+
+    // Group mappings: an admin maps, never to owner; a connection the owner adds.
+    let page = admin
+        .post(
+            "/identity/group-mappings",
+            &[("group", "eng"), ("role", "member")],
+        )
+        .await;
+    assert_eq!(
+        page.location, "/identity?done=mapping-changed",
+        "{}",
+        page.text
+    );
+    let page = admin
+        .post(
+            "/identity/group-mappings",
+            &[("group", "eng"), ("role", "owner")],
+        )
+        .await;
+    assert_ne!(page.status, StatusCode::SEE_OTHER, "{}", page.text);
+    assert!(
+        admin
+            .get("/identity")
+            .await
+            .text
+            .contains("<code>eng</code> → member")
+    );
+    let page = owner
+        .post(
+            "/identity/connections",
+            &[
+                ("name", "Corp IdP"),
+                ("kind", "oidc"),
+                ("default_role", "read_only"),
+                ("issuer", "http://127.0.0.1:9"),
+                ("client_id", "sluice"),
+                ("client_secret", "s3cret-value"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        page.location, "/identity?done=connection-added",
+        "{}",
+        page.text
+    );
+    let page = owner.get("/identity").await;
+    assert!(page.text.contains("Corp IdP"));
+    assert!(
+        !page.text.contains("s3cret-value"),
+        "a client secret is never shown"
+    );
+    assert!(
+        page.text.contains("/auth/oidc/callback"),
+        "the redirect URI to give"
+    );
+    let page = Browser::new(&api).get("/sign-in").await;
+    assert!(page.text.contains("Sign in with Corp IdP"), "{}", page.text);
+}

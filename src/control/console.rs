@@ -18,6 +18,7 @@ mod account;
 mod audit;
 mod destinations;
 mod form;
+mod identity;
 pub mod inner;
 mod operations;
 mod people;
@@ -69,6 +70,7 @@ pub fn routes(console: Console) -> Router {
         .merge(people::routes())
         .merge(plans::routes())
         .merge(operations::routes())
+        .merge(identity::routes())
         .merge(audit::routes())
         .merge(account::routes())
         .with_state(console)
@@ -166,6 +168,7 @@ impl Viewer {
                 tokens: self.may_here(Action::ManageTokens),
                 audit: self.may_here(Action::ReadAudit),
                 plans: self.may_here(Action::ViewTrackingPlans),
+                team_admin: self.may_here(Action::ManageMembers),
             }),
             flash: Outcome::of(parts).map(Outcome::message),
         }
@@ -228,6 +231,8 @@ pub enum Section {
     Plans,
     /// Usage, quotas and gateways.
     Operations,
+    /// Single sign-on, SCIM and the sign-in policy.
+    Identity,
     /// API tokens.
     Tokens,
     /// Members and invites.
@@ -276,6 +281,7 @@ impl Frame {
             (Section::Tokens, "/tokens", "API tokens", who.tokens),
             (Section::Audit, "/audit", "Audit trail", who.audit),
             (Section::Operations, "/operations", "Usage", true),
+            (Section::Identity, "/identity", "Sign-in", who.team_admin),
             (Section::Account, "/account", "Your account", true),
         ]
         .into_iter()
@@ -313,6 +319,8 @@ pub struct Who {
     pub audit: bool,
     /// Whether it shows tracking plans.
     pub plans: bool,
+    /// Whether it shows sign-in and provisioning (who manages members).
+    pub team_admin: bool,
 }
 
 /// Why a page is not shown.
@@ -477,6 +485,14 @@ pub enum Outcome {
     QuotaSet,
     /// A tracking plan created.
     PlanCreated,
+    /// A sign-in connection added.
+    ConnectionAdded,
+    /// A sign-in connection turned on or off.
+    ConnectionChanged,
+    /// The sign-in policy changed.
+    PolicyChanged,
+    /// A group mapping set or removed.
+    MappingChanged,
     /// Signed out.
     SignedOut,
     /// A change to a protected resource, kept for review as a change request.
@@ -484,7 +500,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    const ALL: [Self; 21] = [
+    const ALL: [Self; 25] = [
         Self::KeyRevoked,
         Self::SourceChanged,
         Self::SourceCreated,
@@ -504,6 +520,10 @@ impl Outcome {
         Self::Withdrawn,
         Self::QuotaSet,
         Self::PlanCreated,
+        Self::ConnectionAdded,
+        Self::ConnectionChanged,
+        Self::PolicyChanged,
+        Self::MappingChanged,
         Self::SignedOut,
         Self::Proposed,
     ];
@@ -540,6 +560,10 @@ impl Outcome {
             Self::Withdrawn => "withdrawn",
             Self::QuotaSet => "quota-set",
             Self::PlanCreated => "plan-created",
+            Self::ConnectionAdded => "connection-added",
+            Self::ConnectionChanged => "connection-changed",
+            Self::PolicyChanged => "policy-changed",
+            Self::MappingChanged => "mapping-changed",
             Self::SignedOut => "signed-out",
             Self::Proposed => "proposed",
         }
@@ -567,6 +591,10 @@ impl Outcome {
             Self::Withdrawn => "Change request withdrawn.",
             Self::QuotaSet => "Quota set: gateways apply it within a second.",
             Self::PlanCreated => "Tracking plan created: propose its rules below.",
+            Self::ConnectionAdded => "Connection added: test it before people rely on it.",
+            Self::ConnectionChanged => "Connection updated.",
+            Self::PolicyChanged => "Sign-in policy changed.",
+            Self::MappingChanged => "Group mapping changed.",
             Self::GrantRemoved => "Grant removed.",
             Self::Offboarded => {
                 "Offboarded: their access is revoked and what they owned has a new owner."

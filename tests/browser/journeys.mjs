@@ -3,7 +3,8 @@
 // screenshot of each page saved under $SHOTS.
 //
 // Env: BASE (the control listener), SETUP (the first owner's setup link, a path),
-// SHOTS (a directory for screenshots), GATEWAY (the Tracking API, for the new key).
+// SHOTS (a directory for screenshots), GATEWAY (the Tracking API, for the new key),
+// ISSUER (an OpenID Connect provider: oidc-provider-mock).
 import { chromium } from "playwright-core";
 import { readFileSync, mkdirSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -11,7 +12,7 @@ import assert from "node:assert/strict";
 
 const require = createRequire(import.meta.url);
 const axeSource = readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
-const { BASE, SETUP, SHOTS, GATEWAY } = process.env;
+const { BASE, SETUP, SHOTS, GATEWAY, ISSUER } = process.env;
 mkdirSync(SHOTS, { recursive: true });
 const PASSWORD = "correct horse battery staple";
 
@@ -267,7 +268,45 @@ await page.getByRole("link", { name: "Usage" }).click();
 await page.getByText("catalog is at revision").waitFor();
 await check(page, "operations");
 
-// 12. Sessions: another browser signed in, then signed out from this one.
+// 12. Single sign-on: a connection added and tested, then someone signs in through it.
+step("SSO sign-in against the test identity provider");
+const claims = { email: "alice@example.com", given_name: "Alice", family_name: "Liddell" };
+const put = await fetch(`${ISSUER}/users/alice-sub`, {
+  method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify(claims),
+});
+assert.equal(put.status, 204);
+await page.getByRole("link", { name: "Sign-in", exact: true }).click();
+await page.getByLabel("Name (shown on the sign-in button)").fill("Test IdP");
+await page.getByLabel("Protocol", { exact: true }).selectOption("oidc");
+await page.getByLabel("New people join as").selectOption("member");
+await page.getByLabel("Issuer URL").fill(ISSUER);
+await page.getByLabel("Client id").fill("sluice");
+await page.getByLabel("Client secret").fill("browser-test-secret");
+await page.getByRole("button", { name: "Add connection" }).click();
+await page.getByText("Connection added").waitFor();
+await check(page, "identity");
+await page.getByRole("button", { name: "Test connection Test IdP" }).click();
+const resultLink = page.getByRole("link", { name: "see what the test received" });
+const resultPath = new URL(await resultLink.getAttribute("href"), BASE).pathname;
+await page.getByRole("link", { name: "Sign in at the provider" }).click();
+await page.locator("input[name=sub]").fill("alice-sub");
+await page.getByRole("button", { name: "Authorize" }).click();
+await page.waitForLoadState();
+await page.goto(resultPath);
+await page.locator("#test-result").waitFor();
+assert.match(await page.locator("#test-result").innerText(), /alice@example.com/);
+await check(page, "sso-test");
+const fourth = await browser.newContext({ baseURL: BASE });
+const alice = await open(fourth);
+await alice.goto("/sign-in");
+await alice.getByRole("link", { name: "Sign in with Test IdP" }).click();
+await alice.locator("input[name=sub]").fill("alice-sub");
+await alice.getByRole("button", { name: "Authorize" }).click();
+await alice.waitForURL("**/sources");
+await alice.getByText("alice@example.com").waitFor();
+await fourth.close();
+
+// 13. Sessions: another browser signed in, then signed out from this one.
 step("sign out everywhere else");
 const third = await browser.newContext({ baseURL: BASE });
 const elsewhere = await open(third);

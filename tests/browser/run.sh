@@ -20,16 +20,27 @@ fi
 echo "browser: installing playwright-core and axe-core (npm ci)"
 (cd "$here" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 [ -x "$bin" ] || (cd "$root" && cargo build --quiet)
+# The identity provider people sign in at: oidc-provider-mock (PyPI), as the Rust
+# identity tests use it.
+"$root/scripts/identity-peers.sh"
 
 work=$(mktemp -d)
 pid=""
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"; }
+idp=""
+cleanup() {
+  [ -n "$pid" ] && kill "$pid" 2>/dev/null
+  [ -n "$idp" ] && kill "$idp" 2>/dev/null
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
 trap cleanup EXIT
 . "$root/scripts/lib.sh"
 port=$(free_port); admin=$(free_port); control=$(free_port)
 printf '[[sources]]\nid = "demo"\nwrite_keys = [{ key = "demo-write-key" }]\n' > "$work/catalog.toml"
 write_sluice_config "$work" "$port" "$admin" "$(printf '[control]\nlisten = "127.0.0.1:%s"\npublic_url = "http://127.0.0.1:%s"\n' "$control" "$control")"
 sed -i 's/^source = "file"$/source = "control"/' "$work/sluice.toml"
+issuer_port=$(free_port)
+"$root/target/venv-identity/bin/oidc-provider-mock" -p "$issuer_port" >"$work/idp.log" 2>&1 & idp=$!
 RUST_LOG=warn "$bin" --config "$work/sluice.toml" serve 2>"$work/serve.log" & pid=$!
 link=""
 for _ in $(seq 1 400); do
@@ -39,6 +50,11 @@ for _ in $(seq 1 400); do
 done
 [ -n "$link" ] || { echo "browser: no setup link printed"; cat "$work/serve.log"; exit 1; }
 
+for _ in $(seq 1 300); do
+  curl -fs "http://127.0.0.1:$issuer_port/.well-known/openid-configuration" >/dev/null && break
+  sleep 0.1
+done
+export ISSUER="http://127.0.0.1:$issuer_port"
 export BASE="http://127.0.0.1:$control" GATEWAY="http://127.0.0.1:$port" CHROMIUM="$chromium"
 export SETUP="${link#http://127.0.0.1:$control}" SHOTS="$root/target/console-screenshots"
 (cd "$here" && node journeys.mjs) || { echo "browser: failed; server log:"; tail -40 "$work/serve.log"; exit 1; }
