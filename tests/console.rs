@@ -807,6 +807,44 @@ async fn every_form_refuses_a_forged_post_and_changes_nothing() {
             "/account/password".into(),
             vec![("new_password", PASSWORD), ("repeat_password", PASSWORD)],
         ),
+        (
+            "/sources/demo/plan".into(),
+            vec![("plan", ""), ("enforcement", "block")],
+        ),
+        ("/sources/demo/labels".into(), vec![("labels", "env:prod")]),
+        ("/plans".into(), vec![("name", "forged")]),
+        (
+            "/plans/tp_x/change-requests".into(),
+            vec![("description", "x"), ("rules", "[]")],
+        ),
+        ("/change-requests/cr_x/approve".into(), vec![]),
+        (
+            "/change-requests/cr_x/reject".into(),
+            vec![("comment", "x")],
+        ),
+        ("/change-requests/cr_x/withdraw".into(), vec![]),
+        ("/operations/quota".into(), vec![("monthly_events", "1")]),
+        (
+            "/identity/connections".into(),
+            vec![
+                ("name", "x"),
+                ("kind", "oidc"),
+                ("issuer", "http://127.0.0.1:9"),
+                ("client_id", "c"),
+            ],
+        ),
+        (
+            "/identity/connections/sso_x/enabled".into(),
+            vec![("enabled", "false")],
+        ),
+        ("/identity/connections/sso_x/test".into(), vec![]),
+        ("/identity/sign-in".into(), vec![("require_sso", "true")]),
+        ("/identity/scim-tokens".into(), vec![("name", "forged")]),
+        ("/identity/scim-tokens/st_x/revoke".into(), vec![]),
+        (
+            "/identity/group-mappings".into(),
+            vec![("group", "forged"), ("role", "admin")],
+        ),
     ];
     let base = api.base.clone();
     for (path, fields) in &forms {
@@ -840,6 +878,19 @@ async fn every_form_refuses_a_forged_post_and_changes_nothing() {
     assert_eq!(body["data"]["users"][0]["role"], "owner");
     let (_, body) = api.get(&owner_token, "/api/v1/invites").await;
     assert_eq!(body["data"]["invites"], json!([]));
+    let (_, body) = api.get(&owner_token, "/api/v1/sources/demo").await;
+    assert_eq!(body["data"]["source"]["labels"], json!([]));
+    assert_eq!(body["data"]["source"]["enforcement"], "off");
+    let (_, body) = api.get(&owner_token, "/api/v1/tracking-plans").await;
+    assert_eq!(body["data"]["trackingPlans"], json!([]));
+    let (_, body) = api.get(&owner_token, "/api/v1/identity/scim-tokens").await;
+    assert_eq!(body["data"]["scimTokens"], json!([]));
+    let (_, body) = api
+        .get(&owner_token, "/api/v1/identity/sso-connections")
+        .await;
+    assert_eq!(body["data"]["ssoConnections"], json!([]));
+    let (_, body) = api.get(&owner_token, "/api/v1/identity/sign-in").await;
+    assert_eq!(body["data"]["signIn"]["requireSso"], false);
     let audit_after = api.get(&owner_token, "/api/v1/audit-events").await.1["data"]["events"]
         .as_array()
         .map(Vec::len);
@@ -1034,6 +1085,46 @@ async fn a_change_request_is_proposed_reviewed_with_its_diff_and_published_from_
     );
     let page = owner.get("/change-requests?status=PUBLISHED").await;
     assert!(page.text.contains(&id));
+
+    // The source checks its events against the plan, blocking violations; and labels.
+    let page = owner
+        .post(
+            "/sources/demo/plan",
+            &[("plan", plan.as_str()), ("enforcement", "block")],
+        )
+        .await;
+    assert_eq!(
+        page.location, "/sources/demo?done=source-changed",
+        "{}",
+        page.text
+    );
+    let page = owner
+        .post(
+            "/sources/demo/labels",
+            &[("labels", "team: web, tier:gold")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.text);
+    let page = owner
+        .post("/sources/demo/labels", &[("labels", "nocolon")])
+        .await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (_, body) = api.get(&owner_token, "/api/v1/sources/demo").await;
+    assert_eq!(body["data"]["source"]["trackingPlanId"], plan.as_str());
+    assert_eq!(body["data"]["source"]["enforcement"], "block");
+    assert_eq!(
+        body["data"]["source"]["labels"],
+        json!([{"key": "team", "value": "web"}, {"key": "tier", "value": "gold"}])
+    );
+    let page = reader
+        .post(
+            "/sources/demo/plan",
+            &[("plan", ""), ("enforcement", "off")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    let page = owner.get("/sources/demo").await;
+    assert!(page.text.contains("team: web, tier: gold"), "{}", page.text);
 }
 
 #[tokio::test]

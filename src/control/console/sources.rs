@@ -24,6 +24,8 @@ pub fn routes() -> Router<Console> {
         .route("/sources", get(list).post(create))
         .route("/sources/{id}", get(read))
         .route("/sources/{id}/enabled", post(set_enabled))
+        .route("/sources/{id}/plan", post(set_plan))
+        .route("/sources/{id}/labels", post(set_labels))
         .route("/sources/{id}/keys", post(new_key))
         .route("/sources/{id}/keys/{key}/revoke", post(revoke_key))
 }
@@ -136,6 +138,9 @@ struct SourcePage {
     destinations: Vec<Destination>,
     may_keys: bool,
     may_edit: bool,
+    may_label: bool,
+    /// The tracking plans the viewer may pick from: `(id, name)`.
+    plans: Vec<(String, String)>,
     /// A key made just now: shown on this answer only.
     new_key: Option<String>,
 }
@@ -236,6 +241,19 @@ async fn source_page(
     } else {
         None
     };
+    let plans = if may_edit {
+        api.get::<serde_json::Value>("/api/v1/tracking-plans?pagination%5Bcount%5D=200")
+            .await
+            .ok()
+            .and_then(|v| v.get("trackingPlans").and_then(|p| p.as_array()).cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|p| Some((p["id"].as_str()?.to_owned(), p["name"].as_str()?.to_owned())))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let may_label = viewer.may(Action::EditSource, seen);
     let destinations = api
         .get::<DestinationList>(&format!(
             "/api/v1/sources/{}/connected-destinations",
@@ -254,6 +272,8 @@ async fn source_page(
             destinations,
             may_keys,
             may_edit,
+            may_label,
+            plans,
             new_key,
         },
     ))
@@ -351,6 +371,76 @@ async fn set_enabled(
                 Method::PATCH,
                 &format!("/api/v1/sources/{}", encode(&id)),
                 Some(json!({"enabled": enabled})),
+            )
+            .await?;
+        Ok::<_, Refusal>(done(
+            &format!("/sources/{}", encode(&id)),
+            Outcome::applied(answer.status, Outcome::SourceChanged),
+        ))
+    };
+    made.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `POST /sources/{id}/plan`: `plan` (blank: none) and `enforcement`.
+async fn set_plan(
+    State(console): State<Console>,
+    Path(id): Path<String>,
+    parts: Parts,
+    body: Bytes,
+) -> Response {
+    let made = async {
+        let form = Form::read(&body)?;
+        let request = json!({
+            "trackingPlanId": form.some("plan"),
+            "enforcement": form.get("enforcement"),
+        });
+        let answer = inner(&console, &parts)
+            .with_csrf(form.csrf())
+            .change(
+                Method::PATCH,
+                &format!("/api/v1/sources/{}", encode(&id)),
+                Some(request),
+            )
+            .await?;
+        Ok::<_, Refusal>(done(
+            &format!("/sources/{}", encode(&id)),
+            Outcome::applied(answer.status, Outcome::SourceChanged),
+        ))
+    };
+    made.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `POST /sources/{id}/labels`: `labels`, `key:value` pairs separated by commas (all of
+/// the source's labels: the set replaces the old one).
+async fn set_labels(
+    State(console): State<Console>,
+    Path(id): Path<String>,
+    parts: Parts,
+    body: Bytes,
+) -> Response {
+    let made = async {
+        let form = Form::read(&body)?;
+        let mut labels = Vec::new();
+        for pair in form
+            .get("labels")
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
+            let Some((key, value)) = pair.split_once(':') else {
+                return Err(Refusal::Api {
+                    status: StatusCode::UNPROCESSABLE_ENTITY,
+                    message: format!("\"{pair}\" is not key:value."),
+                });
+            };
+            labels.push(json!({"key": key.trim(), "value": value.trim()}));
+        }
+        let answer = inner(&console, &parts)
+            .with_csrf(form.csrf())
+            .change(
+                Method::PUT,
+                &format!("/api/v1/sources/{}/labels", encode(&id)),
+                Some(json!({"labels": labels})),
             )
             .await?;
         Ok::<_, Refusal>(done(
