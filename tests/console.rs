@@ -845,6 +845,12 @@ async fn every_form_refuses_a_forged_post_and_changes_nothing() {
             "/identity/group-mappings".into(),
             vec![("group", "forged"), ("role", "admin")],
         ),
+        ("/reviews".into(), vec![("name", "forged")]),
+        (
+            "/reviews/ar_x/items/it_x".into(),
+            vec![("decision", "keep"), ("note", "x")],
+        ),
+        ("/reviews/ar_x/close".into(), vec![]),
     ];
     let base = api.base.clone();
     for (path, fields) in &forms {
@@ -891,6 +897,8 @@ async fn every_form_refuses_a_forged_post_and_changes_nothing() {
     assert_eq!(body["data"]["ssoConnections"], json!([]));
     let (_, body) = api.get(&owner_token, "/api/v1/identity/sign-in").await;
     assert_eq!(body["data"]["signIn"]["requireSso"], false);
+    let (_, body) = api.get(&owner_token, "/api/v1/access-reviews").await;
+    assert_eq!(body["data"]["accessReviews"], json!([]));
     let audit_after = api.get(&owner_token, "/api/v1/audit-events").await.1["data"]["events"]
         .as_array()
         .map(Vec::len);
@@ -1317,4 +1325,128 @@ async fn sign_in_settings_scim_tokens_and_group_mappings_from_the_console() {
     );
     let page = Browser::new(&api).get("/sign-in").await;
     assert!(page.text.contains("Sign in with Corp IdP"), "{}", page.text);
+}
+
+#[tokio::test]
+async fn an_access_review_is_decided_and_closed_from_the_console_with_its_evidence() {
+    let db = databases::sqlite().await;
+    let (server, link) = server(&db).await;
+    let api = Api::of(&server);
+    let (owner, owner_token) = person_with_token(&api, &link, "owner@example.com").await;
+    let member = person(
+        &api,
+        &invite(
+            &api,
+            &owner_token,
+            json!({"email": "m@example.com", "role": "member"}),
+        )
+        .await,
+        "m@example.com",
+    )
+    .await;
+    let admin = person(
+        &api,
+        &invite(
+            &api,
+            &owner_token,
+            json!({"email": "a@example.com", "role": "admin"}),
+        )
+        .await,
+        "a@example.com",
+    )
+    .await;
+    assert_eq!(member.get("/reviews").await.status, StatusCode::FORBIDDEN);
+    assert!(
+        !member
+            .get("/sources")
+            .await
+            .text
+            .contains("href=\"/reviews\"")
+    );
+    let page = member.post("/reviews", &[("name", "sneaky")]).await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.text);
+
+    let page = owner.post("/reviews", &[("name", "2026 Q4")]).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.text);
+    let path = page.location.split('?').next().expect("path").to_owned();
+    let page = owner.get(&path).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert!(page.text.contains("m@example.com"), "{}", page.text);
+    // Every undecided line the owner may decide: decide each (revoke the member's role).
+    let (_, body) = api
+        .get(
+            &owner_token,
+            &format!(
+                "/api/v1/access-reviews/{}/items?pagination%5Bcount%5D=200",
+                path.trim_start_matches("/reviews/")
+            ),
+        )
+        .await;
+    let items = body["data"]["items"].as_array().expect("items").clone();
+    assert!(!items.is_empty());
+    // A note is required: the form comes back with why.
+    let first = items[0]["id"].as_str().expect("id");
+    let page = owner
+        .post(
+            &format!("{path}/items/{first}"),
+            &[("decision", "keep"), ("note", "")],
+        )
+        .await;
+    assert_eq!(
+        page.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        page.text
+    );
+    for item in &items {
+        let id = item["id"].as_str().expect("id");
+        let page = member
+            .post(
+                &format!("{path}/items/{id}"),
+                &[("decision", "keep"), ("note", "mine")],
+            )
+            .await;
+        assert_ne!(
+            page.status,
+            StatusCode::SEE_OTHER,
+            "a member decides nothing"
+        );
+        // Nobody decides their own line: the owner's own go to the admin, and back.
+        let mut decided = false;
+        for reviewer in [&owner, &admin] {
+            let page = reviewer
+                .post(
+                    &format!("{path}/items/{id}"),
+                    &[("decision", "keep"), ("note", "still needed")],
+                )
+                .await;
+            match page.status {
+                StatusCode::SEE_OTHER => {
+                    decided = true;
+                    break;
+                }
+                StatusCode::FORBIDDEN => {}
+                other => panic!("{other}: {}", page.text),
+            }
+        }
+        assert!(decided, "{item}");
+    }
+    let page = owner.post(&format!("{path}/close"), &[]).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.text);
+    let page = owner.get(&path).await;
+    assert!(page.text.contains("CLOSED"), "{}", page.text);
+    let evidence = owner.get(&format!("{path}/evidence.md")).await;
+    assert_eq!(evidence.status, StatusCode::OK);
+    assert!(
+        evidence.text.starts_with("# Access review: 2026 Q4"),
+        "{}",
+        evidence.text
+    );
+    let workspace = owner.get("/evidence/workspace.md").await;
+    assert_eq!(workspace.status, StatusCode::OK);
+    assert!(workspace.text.contains("m@example.com"));
+    assert_eq!(
+        member.get("/evidence/workspace.md").await.status,
+        StatusCode::FORBIDDEN
+    );
 }

@@ -23,6 +23,7 @@ pub mod inner;
 mod operations;
 mod people;
 mod plans;
+mod reviews;
 mod sign_in;
 mod sources;
 mod team;
@@ -71,6 +72,7 @@ pub fn routes(console: Console) -> Router {
         .merge(plans::routes())
         .merge(operations::routes())
         .merge(identity::routes())
+        .merge(reviews::routes())
         .merge(audit::routes())
         .merge(account::routes())
         .with_state(console)
@@ -233,6 +235,8 @@ pub enum Section {
     Operations,
     /// Single sign-on, SCIM and the sign-in policy.
     Identity,
+    /// Access reviews and evidence.
+    Reviews,
     /// API tokens.
     Tokens,
     /// Members and invites.
@@ -282,6 +286,7 @@ impl Frame {
             (Section::Audit, "/audit", "Audit trail", who.audit),
             (Section::Operations, "/operations", "Usage", true),
             (Section::Identity, "/identity", "Sign-in", who.team_admin),
+            (Section::Reviews, "/reviews", "Reviews", who.team_admin),
             (Section::Account, "/account", "Your account", true),
         ]
         .into_iter()
@@ -493,6 +498,12 @@ pub enum Outcome {
     PolicyChanged,
     /// A group mapping set or removed.
     MappingChanged,
+    /// An access review opened.
+    ReviewOpened,
+    /// A line of an access review decided.
+    Decided,
+    /// An access review closed.
+    ReviewClosed,
     /// Signed out.
     SignedOut,
     /// A change to a protected resource, kept for review as a change request.
@@ -500,7 +511,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    const ALL: [Self; 25] = [
+    const ALL: [Self; 28] = [
         Self::KeyRevoked,
         Self::SourceChanged,
         Self::SourceCreated,
@@ -524,6 +535,9 @@ impl Outcome {
         Self::ConnectionChanged,
         Self::PolicyChanged,
         Self::MappingChanged,
+        Self::ReviewOpened,
+        Self::Decided,
+        Self::ReviewClosed,
         Self::SignedOut,
         Self::Proposed,
     ];
@@ -564,6 +578,9 @@ impl Outcome {
             Self::ConnectionChanged => "connection-changed",
             Self::PolicyChanged => "policy-changed",
             Self::MappingChanged => "mapping-changed",
+            Self::ReviewOpened => "review-opened",
+            Self::Decided => "decided",
+            Self::ReviewClosed => "review-closed",
             Self::SignedOut => "signed-out",
             Self::Proposed => "proposed",
         }
@@ -595,6 +612,9 @@ impl Outcome {
             Self::ConnectionChanged => "Connection updated.",
             Self::PolicyChanged => "Sign-in policy changed.",
             Self::MappingChanged => "Group mapping changed.",
+            Self::ReviewOpened => "Access review opened: each line waits for a decision.",
+            Self::Decided => "Decision recorded.",
+            Self::ReviewClosed => "Access review closed: its evidence record is ready.",
             Self::GrantRemoved => "Grant removed.",
             Self::Offboarded => {
                 "Offboarded: their access is revoked and what they owned has a new owner."

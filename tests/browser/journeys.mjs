@@ -262,7 +262,15 @@ const csv = readFileSync(await download.path(), "utf8").trim().split("\n");
 assert.match(csv[0], /timestamp/);
 assert.ok(csv.length >= 2 && csv.slice(1).every((l) => l.includes("token.create")), csv.join("\n"));
 
-// 11. Usage, quotas and gateways.
+// 11. An access review opened, with the workspace's evidence a click away.
+step("access review");
+await page.getByRole("link", { name: "Reviews" }).click();
+await page.getByLabel("Name", { exact: true }).fill("2026 Q4");
+await page.getByRole("button", { name: "Open review" }).click();
+await page.getByText("Access review opened").waitFor();
+await check(page, "access-review");
+
+// 11b. Usage, quotas and gateways.
 step("usage and gateways");
 await page.getByRole("link", { name: "Usage" }).click();
 await page.getByText("catalog is at revision").waitFor();
