@@ -785,6 +785,7 @@ async fn every_form_refuses_a_forged_post_and_changes_nothing() {
             "/destinations/any/enabled".into(),
             vec![("enabled", "false")],
         ),
+        ("/destinations/any/reveal".into(), vec![]),
         (
             "/tokens".into(),
             vec![("name", "forged"), ("scope", "sources:read"), ("days", "1")],
@@ -851,6 +852,12 @@ async fn every_form_refuses_a_forged_post_and_changes_nothing() {
             vec![("decision", "keep"), ("note", "x")],
         ),
         ("/reviews/ar_x/close".into(), vec![]),
+        (
+            "/elevations".into(),
+            vec![("role", "admin"), ("reason", "x"), ("minutes", "5")],
+        ),
+        ("/elevations/el_x/approve".into(), vec![]),
+        ("/elevations/el_x/end".into(), vec![]),
     ];
     let base = api.base.clone();
     for (path, fields) in &forms {
@@ -899,6 +906,8 @@ async fn every_form_refuses_a_forged_post_and_changes_nothing() {
     assert_eq!(body["data"]["signIn"]["requireSso"], false);
     let (_, body) = api.get(&owner_token, "/api/v1/access-reviews").await;
     assert_eq!(body["data"]["accessReviews"], json!([]));
+    let (_, body) = api.get(&owner_token, "/api/v1/elevations").await;
+    assert_eq!(body["data"]["elevations"], json!([]));
     let audit_after = api.get(&owner_token, "/api/v1/audit-events").await.1["data"]["events"]
         .as_array()
         .map(Vec::len);
@@ -1010,6 +1019,16 @@ async fn a_change_request_is_proposed_reviewed_with_its_diff_and_published_from_
         .await;
     assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(page.text.contains("[{not json"), "what they typed is kept");
+    // Shown again only to this session's own form: a forged one shows nothing.
+    let page = member
+        .post_from(
+            Some("http://evil.example"),
+            &format!("/plans/{plan}/change-requests"),
+            &[("description", "orders"), ("rules", "[{planted")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    assert!(!page.text.contains("[{planted"));
     let rules = json!([{"type": "TRACK", "key": "Order Completed", "version": 1,
         "jsonSchema": {"type": "object", "properties": {"properties": {"type": "object",
             "required": ["total"]}}}}])
@@ -1323,6 +1342,27 @@ async fn sign_in_settings_scim_tokens_and_group_mappings_from_the_console() {
         page.text.contains("/auth/oidc/callback"),
         "the redirect URI to give"
     );
+    // Off until turned on: no button on the sign-in page before.
+    let page = Browser::new(&api).get("/sign-in").await;
+    assert!(
+        !page.text.contains("Sign in with Corp IdP"),
+        "{}",
+        page.text
+    );
+    let (_, body) = api
+        .get(&owner_token, "/api/v1/identity/sso-connections")
+        .await;
+    let id = body["data"]["ssoConnections"][0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let page = owner
+        .post(
+            &format!("/identity/connections/{id}/enabled"),
+            &[("enabled", "true")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.text);
     let page = Browser::new(&api).get("/sign-in").await;
     assert!(page.text.contains("Sign in with Corp IdP"), "{}", page.text);
 }
@@ -1449,4 +1489,174 @@ async fn an_access_review_is_decided_and_closed_from_the_console_with_its_eviden
         member.get("/evidence/workspace.md").await.status,
         StatusCode::FORBIDDEN
     );
+}
+
+#[tokio::test]
+async fn temporary_access_is_asked_approved_and_ended_from_the_console() {
+    let db = databases::sqlite().await;
+    let (server, link) = server(&db).await;
+    let api = Api::of(&server);
+    let (owner, owner_token) = person_with_token(&api, &link, "owner@example.com").await;
+    let member = person(
+        &api,
+        &invite(
+            &api,
+            &owner_token,
+            json!({"email": "m@example.com", "role": "member"}),
+        )
+        .await,
+        "m@example.com",
+    )
+    .await;
+    let reader = person(
+        &api,
+        &invite(
+            &api,
+            &owner_token,
+            json!({"email": "r@example.com", "role": "read_only"}),
+        )
+        .await,
+        "r@example.com",
+    )
+    .await;
+    let page = member
+        .post(
+            "/elevations",
+            &[
+                ("role", ""),
+                ("kind", "source"),
+                ("resource", "demo"),
+                ("level", "full"),
+                ("reason", "incident 42"),
+                ("minutes", "30"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        page.location, "/elevations?done=elevation-asked",
+        "{}",
+        page.text
+    );
+    let (_, body) = api.get(&owner_token, "/api/v1/elevations").await;
+    let id = body["data"]["elevations"][0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    // The requester sees it, may end it, not approve it; a reader sees nothing of it.
+    let page = member.get("/elevations").await;
+    assert!(page.text.contains("full on source demo"), "{}", page.text);
+    assert!(!page.text.contains(&format!("/elevations/{id}/approve")));
+    assert!(page.text.contains(&format!("/elevations/{id}/end")));
+    assert!(!reader.get("/elevations").await.text.contains(&id));
+    for who in [&member, &reader] {
+        let page = who.post(&format!("/elevations/{id}/approve"), &[]).await;
+        assert_ne!(page.status, StatusCode::SEE_OTHER, "{}", page.text);
+    }
+    // The owner approves: the member may now manage the source's keys; then it ends.
+    let page = owner.get("/elevations").await;
+    assert!(
+        page.text.contains(&format!("/elevations/{id}/approve")),
+        "{}",
+        page.text
+    );
+    let page = owner.post(&format!("/elevations/{id}/approve"), &[]).await;
+    assert_eq!(
+        page.location, "/elevations?done=elevation-approved",
+        "{}",
+        page.text
+    );
+    assert!(
+        member
+            .get("/sources/demo")
+            .await
+            .text
+            .contains("New write key")
+    );
+    let page = member.post(&format!("/elevations/{id}/end"), &[]).await;
+    assert_eq!(
+        page.location, "/elevations?done=elevation-ended",
+        "{}",
+        page.text
+    );
+    assert!(
+        !member
+            .get("/sources/demo")
+            .await
+            .text
+            .contains("New write key")
+    );
+    assert_eq!(
+        owner.post("/elevations/x/promote", &[]).await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn destination_secrets_stay_hidden_until_a_post_from_this_session_reveals_them() {
+    let db = databases::sqlite().await;
+    let (server, link) = server(&db).await;
+    let api = Api::of(&server);
+    let (owner, owner_token) = person_with_token(&api, &link, "owner@example.com").await;
+    let reader = person(
+        &api,
+        &invite(
+            &api,
+            &owner_token,
+            json!({"email": "r@example.com", "role": "read_only"}),
+        )
+        .await,
+        "r@example.com",
+    )
+    .await;
+    let (status, body) = api
+        .post(
+            &owner_token,
+            "/api/v1/destinations",
+            json!({"id": "hook", "sourceId": "demo", "metadataId": "webhook",
+                   "settings": {"url": "https://hooks.example.com/p", "secret": "s3cr3t-value"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let page = owner.get("/destinations").await;
+    assert!(
+        page.text.contains("href=\"/destinations/hook\""),
+        "{}",
+        page.text
+    );
+    let page = owner.get("/destinations/hook").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(!page.text.contains("s3cr3t-value"), "redacted on a read");
+    assert!(page.text.contains("Show credentials"));
+    // A link (a GET) reveals nothing; nor a post without this session's token or origin.
+    let page = owner.get("/destinations/hook?reveal=credentials").await;
+    assert!(!page.text.contains("s3cr3t-value"));
+    for (origin, csrf) in [
+        (Some(api.base.as_str()), "forged"),
+        (Some("http://evil.example"), owner.csrf.as_str()),
+        (None, owner.csrf.as_str()),
+    ] {
+        let page = owner
+            .post_from(origin, "/destinations/hook/reveal", &[("csrf", csrf)])
+            .await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN, "{origin:?}");
+        assert!(!page.text.contains("s3cr3t-value"));
+    }
+    let page = owner.post("/destinations/hook/reveal", &[]).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert!(page.text.contains("s3cr3t-value"), "{}", page.text);
+    // A reader: no button, and the post refused by the API.
+    let page = reader.get("/destinations/hook").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(!page.text.contains("Show credentials"));
+    let page = reader.post("/destinations/hook/reveal", &[]).await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.text);
+    assert!(!page.text.contains("s3cr3t-value"));
+    // Disabled from the console.
+    let page = owner
+        .post("/destinations/hook/enabled", &[("enabled", "false")])
+        .await;
+    assert_eq!(page.location, "/destinations/hook?done=destination-changed");
+    let (_, body) = api.get(&owner_token, "/api/v1/destinations/hook").await;
+    assert_eq!(body["data"]["destination"]["enabled"], false);
 }

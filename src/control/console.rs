@@ -17,6 +17,7 @@
 mod account;
 mod audit;
 mod destinations;
+mod elevations;
 mod form;
 mod identity;
 pub mod inner;
@@ -73,6 +74,7 @@ pub fn routes(console: Console) -> Router {
         .merge(operations::routes())
         .merge(identity::routes())
         .merge(reviews::routes())
+        .merge(elevations::routes())
         .merge(audit::routes())
         .merge(account::routes())
         .with_state(console)
@@ -150,6 +152,31 @@ impl Viewer {
     /// or a form; the API decides again when it is used).
     pub fn may(&self, action: Action, resource: ResourceRef<'_>) -> bool {
         self.caller.decide(action, resource).allowed
+    }
+
+    /// The check the API makes of a change, made here for the console's own two cases
+    /// that reach no API change first: a form answered from the page (what was typed
+    /// shown again) and a read with an effect (credentials revealed, which is
+    /// audited). The form must come from this origin and carry this session's token.
+    pub fn guard(
+        &self,
+        parts: &Parts,
+        console: &Console,
+        posted_csrf: &str,
+    ) -> Result<(), Refusal> {
+        let same = super::identity::session::same_origin(&parts.headers, &console.api.public_url);
+        let token = bool::from(subtle::ConstantTimeEq::ct_eq(
+            posted_csrf.as_bytes(),
+            self.csrf.as_bytes(),
+        ));
+        if same && token {
+            return Ok(());
+        }
+        Err(Refusal::Api {
+            status: StatusCode::FORBIDDEN,
+            message: "This form is not one of this session's pages: reload the page and try again."
+                .into(),
+        })
     }
 
     /// Whether the viewer may do a workspace-wide `action`.
@@ -237,6 +264,8 @@ pub enum Section {
     Identity,
     /// Access reviews and evidence.
     Reviews,
+    /// Temporary access.
+    Elevations,
     /// API tokens.
     Tokens,
     /// Members and invites.
@@ -287,6 +316,7 @@ impl Frame {
             (Section::Operations, "/operations", "Usage", true),
             (Section::Identity, "/identity", "Sign-in", who.team_admin),
             (Section::Reviews, "/reviews", "Reviews", who.team_admin),
+            (Section::Elevations, "/elevations", "Temporary access", true),
             (Section::Account, "/account", "Your account", true),
         ]
         .into_iter()
@@ -504,6 +534,14 @@ pub enum Outcome {
     Decided,
     /// An access review closed.
     ReviewClosed,
+    /// Temporary access asked for.
+    ElevationAsked,
+    /// Temporary access approved.
+    ElevationApproved,
+    /// Temporary access denied.
+    ElevationDenied,
+    /// Temporary access ended.
+    ElevationEnded,
     /// Signed out.
     SignedOut,
     /// A change to a protected resource, kept for review as a change request.
@@ -511,7 +549,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    const ALL: [Self; 28] = [
+    const ALL: [Self; 32] = [
         Self::KeyRevoked,
         Self::SourceChanged,
         Self::SourceCreated,
@@ -538,6 +576,10 @@ impl Outcome {
         Self::ReviewOpened,
         Self::Decided,
         Self::ReviewClosed,
+        Self::ElevationAsked,
+        Self::ElevationApproved,
+        Self::ElevationDenied,
+        Self::ElevationEnded,
         Self::SignedOut,
         Self::Proposed,
     ];
@@ -581,6 +623,10 @@ impl Outcome {
             Self::ReviewOpened => "review-opened",
             Self::Decided => "decided",
             Self::ReviewClosed => "review-closed",
+            Self::ElevationAsked => "elevation-asked",
+            Self::ElevationApproved => "elevation-approved",
+            Self::ElevationDenied => "elevation-denied",
+            Self::ElevationEnded => "elevation-ended",
             Self::SignedOut => "signed-out",
             Self::Proposed => "proposed",
         }
@@ -608,13 +654,17 @@ impl Outcome {
             Self::Withdrawn => "Change request withdrawn.",
             Self::QuotaSet => "Quota set: gateways apply it within a second.",
             Self::PlanCreated => "Tracking plan created: propose its rules below.",
-            Self::ConnectionAdded => "Connection added: test it before people rely on it.",
+            Self::ConnectionAdded => "Connection added, turned off: test it, then turn it on.",
             Self::ConnectionChanged => "Connection updated.",
             Self::PolicyChanged => "Sign-in policy changed.",
             Self::MappingChanged => "Group mapping changed.",
             Self::ReviewOpened => "Access review opened: each line waits for a decision.",
             Self::Decided => "Decision recorded.",
             Self::ReviewClosed => "Access review closed: its evidence record is ready.",
+            Self::ElevationAsked => "Asked: it starts when someone who may approves it.",
+            Self::ElevationApproved => "Approved: the access is live until it ends.",
+            Self::ElevationDenied => "Denied.",
+            Self::ElevationEnded => "Ended: the access is gone.",
             Self::GrantRemoved => "Grant removed.",
             Self::Offboarded => {
                 "Offboarded: their access is revoked and what they owned has a new owner."

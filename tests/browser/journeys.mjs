@@ -270,6 +270,12 @@ await page.getByRole("button", { name: "Open review" }).click();
 await page.getByText("Access review opened").waitFor();
 await check(page, "access-review");
 
+// 11a. Temporary access: the page and its form.
+step("temporary access");
+await page.getByRole("link", { name: "Temporary access" }).click();
+await page.getByRole("button", { name: "Ask" }).waitFor();
+await check(page, "elevations");
+
 // 11b. Usage, quotas and gateways.
 step("usage and gateways");
 await page.getByRole("link", { name: "Usage" }).click();
@@ -291,7 +297,7 @@ await page.getByLabel("Issuer URL").fill(ISSUER);
 await page.getByLabel("Client id").fill("sluice");
 await page.getByLabel("Client secret").fill("browser-test-secret");
 await page.getByRole("button", { name: "Add connection" }).click();
-await page.getByText("Connection added").waitFor();
+await page.getByText("Connection added, turned off").waitFor();
 await check(page, "identity");
 await page.getByRole("button", { name: "Test connection Test IdP" }).click();
 const resultLink = page.getByRole("link", { name: "see what the test received" });
@@ -304,6 +310,9 @@ await page.goto(resultPath);
 await page.locator("#test-result").waitFor();
 assert.match(await page.locator("#test-result").innerText(), /alice@example.com/);
 await check(page, "sso-test");
+await page.goto("/identity");
+await page.getByRole("button", { name: "Turn on Test IdP" }).click();
+await page.getByText("Connection updated.").waitFor();
 const fourth = await browser.newContext({ baseURL: BASE });
 const alice = await open(fourth);
 await alice.goto("/sign-in");

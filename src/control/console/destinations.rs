@@ -23,6 +23,7 @@ pub fn routes() -> Router<Console> {
     Router::new()
         .route("/destinations", get(list))
         .route("/destinations/{id}", get(read))
+        .route("/destinations/{id}/reveal", post(reveal))
         .route("/destinations/{id}/enabled", post(set_enabled))
 }
 
@@ -117,9 +118,36 @@ async fn list(State(console): State<Console>, parts: Parts) -> Response {
     page.await.unwrap_or_else(IntoResponse::into_response)
 }
 
-/// `GET /destinations/{id}` (`?reveal=credentials` shows the secrets to who may see
-/// them: the API decides, and audits the read).
+/// Connected sources read for one destination page.
+const CONNECTED_READ: usize = 20;
+
+/// `GET /destinations/{id}`: the settings with secrets redacted.
 async fn read(State(console): State<Console>, Path(id): Path<String>, parts: Parts) -> Response {
+    destination_page(console, parts, id, false).await
+}
+
+/// `POST /destinations/{id}/reveal`: the same page with the credentials, for who may
+/// see them (the API decides, and audits the read). A post from this session's own
+/// page only: a link elsewhere reveals nothing in anyone's name.
+async fn reveal(
+    State(console): State<Console>,
+    Path(id): Path<String>,
+    parts: Parts,
+    body: Bytes,
+) -> Response {
+    let checked = async {
+        let form = Form::read(&body)?;
+        Viewer::of(&console, &parts)
+            .await?
+            .guard(&parts, &console, form.csrf())
+    };
+    match checked.await {
+        Ok(()) => destination_page(console, parts, id, true).await,
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+async fn destination_page(console: Console, parts: Parts, id: String, reveal: bool) -> Response {
     let page = async {
         let viewer = Viewer::of(&console, &parts).await?;
         let api = inner(&console, &parts);
@@ -127,14 +155,16 @@ async fn read(State(console): State<Console>, Path(id): Path<String>, parts: Par
             .get::<DestinationOne>(&format!("/api/v1/destinations/{}", encode(&id)))
             .await?
             .destination;
-        // What the decision rests on: the connected sources the viewer sees, with labels.
+        // What the decision rests on: the connected sources the viewer sees, with labels
+        // (at most `CONNECTED_READ` of them; a refused read stops the reading).
         let mut labels = Vec::new();
-        for source in &destination.sources {
-            if let Ok(one) = api
+        for source in destination.sources.iter().take(CONNECTED_READ) {
+            match api
                 .get::<SourceOne>(&format!("/api/v1/sources/{}", encode(source)))
                 .await
             {
-                labels.push((one.source.id().to_owned(), one.source.label_pairs()));
+                Ok(one) => labels.push((one.source.id().to_owned(), one.source.label_pairs())),
+                Err(_) => break,
             }
         }
         let connected: Vec<SourceRef<'_>> = labels
@@ -147,7 +177,6 @@ async fn read(State(console): State<Console>, Path(id): Path<String>, parts: Par
         });
         let may_reveal = viewer.may(Action::ViewDestinationSecrets, target);
         let may_enable = viewer.may(Action::EnableDestination, target);
-        let reveal = parts.uri.query() == Some("reveal=credentials");
         let settings = if reveal {
             let credentials: Value = api
                 .get(&format!("/api/v1/destinations/{}/credentials", encode(&id)))

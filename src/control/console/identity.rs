@@ -199,7 +199,9 @@ async fn change(
 async fn add_connection(State(console): State<Console>, parts: Parts, body: Bytes) -> Response {
     let made = async {
         let form = Form::read(&body)?;
-        let mut request = json!({"name": form.get("name"), "kind": form.get("kind")});
+        // Off until tested: a wrong issuer must not let anyone in meanwhile.
+        let mut request =
+            json!({"name": form.get("name"), "kind": form.get("kind"), "enabled": false});
         if let Some(role) = form.some("default_role") {
             request["defaultRole"] = role.into();
         }

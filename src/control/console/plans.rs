@@ -246,8 +246,19 @@ async fn plan_page(
         rules.extend(page.rules);
         match page.pagination.next {
             Some(next) => cursor = Some(next),
-            None => break,
+            None => {
+                cursor = None;
+                break;
+            }
         }
+    }
+    // Never a partial list: proposing it would delete the rules left out.
+    if cursor.is_some() {
+        tracing::error!(
+            plan = id,
+            "console: a plan has more rules than the console reads"
+        );
+        return Err(Refusal::Broken);
     }
     let requests: RequestList = api
         .get(&format!(
@@ -307,6 +318,10 @@ async fn propose(
         let rules: Value = match serde_json::from_str(&text) {
             Ok(rules @ Value::Array(_)) => rules,
             Ok(_) | Err(_) => {
+                // Shown again before any API request checks the form: check it here.
+                Viewer::of(&console, &parts)
+                    .await?
+                    .guard(&parts, &console, form.csrf())?;
                 let why = "The rules must be a JSON array of rules.".to_owned();
                 return plan_page(&console, &parts, &id, Some((text, why))).await;
             }

@@ -87,14 +87,35 @@ pub async fn open(
         now,
     )
     .await?;
+    let mut replaced = None;
     if let Some(earlier) = &opening.replacing
         && let Some(earlier) = sessions::by_digest(change.conn(), earlier).await?
         && earlier.revoked_at.is_none()
     {
         sessions::revoke(change.conn(), &earlier.id, now).await?;
+        change
+            .record(Draft {
+                time: now,
+                actor: Actor::User {
+                    id: earlier.user_id.clone(),
+                    elevations: Vec::new(),
+                },
+                action: Kind::SessionRevoke.name().into_owned(),
+                resource_type: "session".into(),
+                resource_id: earlier.id.clone(),
+                before: None,
+                after: Some(json!({"replacedBy": row.id})),
+                ip: opening.ip.clone(),
+                user_agent: opening.user_agent.clone(),
+            })
+            .await?;
+        replaced = Some(earlier.id);
     }
     users::touch_login(change.conn(), opening.user_id, now).await?;
     let mut after = json!({"method": opening.method, "userId": opening.user_id});
+    if let (Some(after), Some(replaced)) = (after.as_object_mut(), replaced) {
+        after.insert("replaces".into(), replaced.into());
+    }
     if let (Some(after), serde_json::Value::Object(detail)) =
         (after.as_object_mut(), opening.detail)
     {
