@@ -174,6 +174,26 @@ async fn invite(api: &Api, owner: &str, invite: Value) -> String {
     link[link.find("/setup/").expect("setup path")..].to_owned()
 }
 
+/// Someone invited as `role` whose link was used from a browser: that browser.
+async fn joined(api: &Api, owner: &str, email: &str, role: &str) -> Browser {
+    let link = invite(api, owner, json!({"email": email, "role": role})).await;
+    person(api, &link, email).await
+}
+
+/// The id of the member with `email` (as `token` sees the members).
+async fn user_id(api: &Api, token: &str, email: &str) -> String {
+    let (status, body) = api.get(token, "/api/v1/users").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["data"]["users"]
+        .as_array()
+        .expect("users")
+        .iter()
+        .find(|u| u["email"] == email)
+        .and_then(|u| u["id"].as_str())
+        .expect("a member with that email")
+        .to_owned()
+}
+
 /// The ids of a source's write keys, revoked ones too.
 async fn key_ids(api: &Api, owner: &str, source: &str) -> Vec<String> {
     let (status, body) = api
@@ -358,28 +378,8 @@ async fn each_role_sees_and_may_do_what_the_matrix_says_even_when_a_post_is_craf
     let (server, link) = server(&db).await;
     let api = Api::of(&server);
     let owner = api.owner(&link).await;
-    let reader = person(
-        &api,
-        &invite(
-            &api,
-            &owner,
-            json!({"email": "r@example.com", "role": "read_only"}),
-        )
-        .await,
-        "r@example.com",
-    )
-    .await;
-    let admin = person(
-        &api,
-        &invite(
-            &api,
-            &owner,
-            json!({"email": "a@example.com", "role": "admin"}),
-        )
-        .await,
-        "a@example.com",
-    )
-    .await;
+    let reader = joined(&api, &owner, "r@example.com", "read_only").await;
+    let admin = joined(&api, &owner, "a@example.com", "admin").await;
     let before = key_count(&api, &owner, "demo").await;
 
     // Read-only: sources yes, but no forms that change them and no tokens or team admin.
@@ -652,23 +652,8 @@ async fn a_persons_access_is_explained_granted_and_offboarded_from_the_console()
     )
     .await;
     let (scoped, _) = person_with_token(&api, &scoped_link, "s@example.com").await;
-    let (_, body) = api.get(&owner_token, "/api/v1/users").await;
-    let id = body["data"]["users"]
-        .as_array()
-        .expect("users")
-        .iter()
-        .find(|u| u["email"] == "s@example.com")
-        .and_then(|u| u["id"].as_str())
-        .expect("scoped member")
-        .to_owned();
-    let owner_id = body["data"]["users"]
-        .as_array()
-        .expect("users")
-        .iter()
-        .find(|u| u["email"] == "owner@example.com")
-        .and_then(|u| u["id"].as_str())
-        .expect("owner")
-        .to_owned();
+    let id = user_id(&api, &owner_token, "s@example.com").await;
+    let owner_id = user_id(&api, &owner_token, "owner@example.com").await;
 
     // Effective access, as the API decides it: "mine" is hidden from them.
     let explain = format!("/team/{id}?action=view_source&resourceType=source&resourceId=mine");
@@ -975,28 +960,8 @@ async fn a_change_request_is_proposed_reviewed_with_its_diff_and_published_from_
     let (server, link) = server(&db).await;
     let api = Api::of(&server);
     let (owner, owner_token) = person_with_token(&api, &link, "owner@example.com").await;
-    let member = person(
-        &api,
-        &invite(
-            &api,
-            &owner_token,
-            json!({"email": "m@example.com", "role": "member"}),
-        )
-        .await,
-        "m@example.com",
-    )
-    .await;
-    let reader = person(
-        &api,
-        &invite(
-            &api,
-            &owner_token,
-            json!({"email": "r@example.com", "role": "read_only"}),
-        )
-        .await,
-        "r@example.com",
-    )
-    .await;
+    let member = joined(&api, &owner_token, "m@example.com", "member").await;
+    let reader = joined(&api, &owner_token, "r@example.com", "read_only").await;
     let (status, body) = api
         .post(
             &owner_token,
@@ -1160,17 +1125,7 @@ async fn usage_quotas_and_gateways_from_the_console() {
     let (server, link) = server(&db).await;
     let api = Api::of(&server);
     let (owner, owner_token) = person_with_token(&api, &link, "owner@example.com").await;
-    let reader = person(
-        &api,
-        &invite(
-            &api,
-            &owner_token,
-            json!({"email": "r@example.com", "role": "read_only"}),
-        )
-        .await,
-        "r@example.com",
-    )
-    .await;
+    let reader = joined(&api, &owner_token, "r@example.com", "read_only").await;
     let page = reader.get("/operations").await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.text);
     assert!(page.text.contains("catalog is at revision"));
@@ -1202,28 +1157,8 @@ async fn sign_in_settings_scim_tokens_and_group_mappings_from_the_console() {
     let (server, link) = server(&db).await;
     let api = Api::of(&server);
     let (owner, owner_token) = person_with_token(&api, &link, "owner@example.com").await;
-    let admin = person(
-        &api,
-        &invite(
-            &api,
-            &owner_token,
-            json!({"email": "a@example.com", "role": "admin"}),
-        )
-        .await,
-        "a@example.com",
-    )
-    .await;
-    let member = person(
-        &api,
-        &invite(
-            &api,
-            &owner_token,
-            json!({"email": "m@example.com", "role": "member"}),
-        )
-        .await,
-        "m@example.com",
-    )
-    .await;
+    let admin = joined(&api, &owner_token, "a@example.com", "admin").await;
+    let member = joined(&api, &owner_token, "m@example.com", "member").await;
 
     // Members see no sign-in settings; admins see them but change no connection.
     assert!(
@@ -1373,28 +1308,8 @@ async fn an_access_review_is_decided_and_closed_from_the_console_with_its_eviden
     let (server, link) = server(&db).await;
     let api = Api::of(&server);
     let (owner, owner_token) = person_with_token(&api, &link, "owner@example.com").await;
-    let member = person(
-        &api,
-        &invite(
-            &api,
-            &owner_token,
-            json!({"email": "m@example.com", "role": "member"}),
-        )
-        .await,
-        "m@example.com",
-    )
-    .await;
-    let admin = person(
-        &api,
-        &invite(
-            &api,
-            &owner_token,
-            json!({"email": "a@example.com", "role": "admin"}),
-        )
-        .await,
-        "a@example.com",
-    )
-    .await;
+    let member = joined(&api, &owner_token, "m@example.com", "member").await;
+    let admin = joined(&api, &owner_token, "a@example.com", "admin").await;
     assert_eq!(member.get("/reviews").await.status, StatusCode::FORBIDDEN);
     assert!(
         !member
@@ -1497,28 +1412,8 @@ async fn temporary_access_is_asked_approved_and_ended_from_the_console() {
     let (server, link) = server(&db).await;
     let api = Api::of(&server);
     let (owner, owner_token) = person_with_token(&api, &link, "owner@example.com").await;
-    let member = person(
-        &api,
-        &invite(
-            &api,
-            &owner_token,
-            json!({"email": "m@example.com", "role": "member"}),
-        )
-        .await,
-        "m@example.com",
-    )
-    .await;
-    let reader = person(
-        &api,
-        &invite(
-            &api,
-            &owner_token,
-            json!({"email": "r@example.com", "role": "read_only"}),
-        )
-        .await,
-        "r@example.com",
-    )
-    .await;
+    let member = joined(&api, &owner_token, "m@example.com", "member").await;
+    let reader = joined(&api, &owner_token, "r@example.com", "read_only").await;
     let page = member
         .post(
             "/elevations",
@@ -1597,17 +1492,7 @@ async fn destination_secrets_stay_hidden_until_a_post_from_this_session_reveals_
     let (server, link) = server(&db).await;
     let api = Api::of(&server);
     let (owner, owner_token) = person_with_token(&api, &link, "owner@example.com").await;
-    let reader = person(
-        &api,
-        &invite(
-            &api,
-            &owner_token,
-            json!({"email": "r@example.com", "role": "read_only"}),
-        )
-        .await,
-        "r@example.com",
-    )
-    .await;
+    let reader = joined(&api, &owner_token, "r@example.com", "read_only").await;
     let (status, body) = api
         .post(
             &owner_token,

@@ -471,6 +471,16 @@ pub fn render(status: StatusCode, page: &impl Template) -> Response {
     response
 }
 
+/// A page's status: `422` when it shows its form again with what was wrong (`error`),
+/// `200` otherwise.
+pub fn form_status(error: Option<&str>) -> StatusCode {
+    if error.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    }
+}
+
 /// After a change: back to `path` (post/redirect/get), saying what was done there. The
 /// address carries the outcome's code, never its text: a link made elsewhere can only
 /// show one of these sentences.
@@ -735,6 +745,71 @@ pub fn shown_once(
         (Err(refusal), None) => Err(refusal),
     }
 }
+
+/// The one API change a form makes.
+pub struct Change {
+    /// Its method.
+    pub method: Method,
+    /// Its path (and query).
+    pub path: String,
+    /// Its JSON body, if any.
+    pub body: Option<serde_json::Value>,
+}
+
+impl Change {
+    /// `method path` with `body`.
+    pub fn new(method: Method, path: impl Into<String>, body: Option<serde_json::Value>) -> Self {
+        Self {
+            method,
+            path: path.into(),
+            body,
+        }
+    }
+}
+
+/// Makes `change` with the form's CSRF token; the API's answer.
+pub async fn apply(
+    console: &Console,
+    parts: &Parts,
+    form: &form::Form,
+    change: Change,
+) -> Result<inner::Answer, Refusal> {
+    inner(console, parts)
+        .with_csrf(form.csrf())
+        .change(change.method, &change.path, change.body)
+        .await
+}
+
+/// Makes `change`, then back to `back` saying `outcome` (or that the change was kept
+/// for review, on a `202`). A refusal about the form's content (a `4xx` other than
+/// 403/404) is shown with the form again by `again`, when the page has one; any other
+/// refusal is the answer.
+pub async fn submit<F, Fut>(
+    console: &Console,
+    parts: &Parts,
+    form: &form::Form,
+    change: Change,
+    (back, outcome): (&str, Outcome),
+    again: Option<F>,
+) -> Result<Response, Refusal>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = Result<Response, Refusal>>,
+{
+    match apply(console, parts, form, change).await {
+        Ok(answer) => Ok(done(back, Outcome::applied(answer.status, outcome))),
+        Err(refusal) => match (team::about_the_form(&refusal), again) {
+            (Some(why), Some(again)) => again(why).await,
+            _ => Err(refusal),
+        },
+    }
+}
+
+/// A page that shows a form again with why (for [`submit`]).
+pub type Again = fn(String) -> std::future::Ready<Result<Response, Refusal>>;
+
+/// No page to show a form again on (for [`submit`]).
+pub const NO_FORM: Option<Again> = None;
 
 /// The API client of a request: the viewer's session, for reads and changes.
 pub fn inner<'a>(console: &'a Console, parts: &'a Parts) -> Inner<'a> {

@@ -5,14 +5,15 @@ use askama::Template;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
+use axum::http::Method;
 use axum::http::request::Parts;
-use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::form::Form;
 use super::sources::encode;
+use super::{Change, NO_FORM, submit};
 use super::{Console, Frame, Outcome, Refusal, Section, Viewer, When, done, inner, render};
 
 /// Routes of this file.
@@ -59,11 +60,7 @@ async fn page(
     let viewer = Viewer::of(console, parts).await?;
     let list: SessionList = inner(console, parts).get("/auth/sessions").await?;
     Ok(render(
-        if error.is_some() {
-            StatusCode::UNPROCESSABLE_ENTITY
-        } else {
-            StatusCode::OK
-        },
+        super::form_status(error.as_deref()),
         &AccountPage {
             frame: viewer.frame("Your account", Section::Account, parts),
             sessions: list.sessions,
@@ -133,15 +130,19 @@ async fn end_one(
 ) -> Response {
     let ended = async {
         let form = Form::read(&body)?;
-        inner(&console, &parts)
-            .with_csrf(form.csrf())
-            .change(
+        submit(
+            &console,
+            &parts,
+            &form,
+            Change::new(
                 Method::DELETE,
-                &format!("/auth/sessions/{}", encode(&id)),
+                format!("/auth/sessions/{}", encode(&id)),
                 None,
-            )
-            .await?;
-        Ok::<_, Refusal>(done("/account", Outcome::SessionEnded))
+            ),
+            ("/account", Outcome::SessionEnded),
+            NO_FORM,
+        )
+        .await
     };
     ended.await.unwrap_or_else(IntoResponse::into_response)
 }

@@ -15,7 +15,8 @@ use serde_json::{Value, json};
 
 use super::form::Form;
 use super::sources::{Source, cursor_query, encode};
-use super::{Console, Frame, Outcome, Refusal, Section, Viewer, done, inner, render};
+use super::{Change, NO_FORM, submit};
+use super::{Console, Frame, Outcome, Refusal, Section, Viewer, inner, render};
 use crate::control::policy::{Action, DestinationRef, ResourceRef, SourceRef};
 
 /// Routes of this file.
@@ -210,18 +211,22 @@ async fn set_enabled(
 ) -> Response {
     let made = async {
         let form = Form::read(&body)?;
-        let answer = inner(&console, &parts)
-            .with_csrf(form.csrf())
-            .change(
+        submit(
+            &console,
+            &parts,
+            &form,
+            Change::new(
                 Method::PATCH,
-                &format!("/api/v1/destinations/{}", encode(&id)),
+                format!("/api/v1/destinations/{}", encode(&id)),
                 Some(json!({"enabled": form.get("enabled") == "true"})),
-            )
-            .await?;
-        Ok::<_, Refusal>(done(
-            &format!("/destinations/{}", encode(&id)),
-            Outcome::applied(answer.status, Outcome::DestinationChanged),
-        ))
+            ),
+            (
+                &format!("/destinations/{}", encode(&id)),
+                Outcome::DestinationChanged,
+            ),
+            NO_FORM,
+        )
+        .await
     };
     made.await.unwrap_or_else(IntoResponse::into_response)
 }

@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 
 use super::form::Form;
 use super::sources::{Source, encode};
-use super::team::about_the_form;
-use super::{Console, Frame, Outcome, Refusal, Section, Viewer, When, done, inner, render};
+use super::{Change, submit};
+use super::{Console, Frame, Outcome, Refusal, Section, Viewer, When, inner, render};
 use crate::control::policy::{
     Action, DestinationRef, ElevationRef, Level, ResourceRef, Role, SourceRef, Wanted,
 };
@@ -176,11 +176,7 @@ async fn page(
         });
     }
     Ok(render(
-        if error.is_some() {
-            StatusCode::UNPROCESSABLE_ENTITY
-        } else {
-            StatusCode::OK
-        },
+        super::form_status(error.as_deref()),
         &ElevationsPage {
             frame: viewer.frame("Temporary access", Section::Elevations, parts),
             lines,
@@ -211,17 +207,15 @@ async fn ask(State(console): State<Console>, parts: Parts, body: Bytes) -> Respo
                 request["level"] = form.get("level").into();
             }
         }
-        let answer = inner(&console, &parts)
-            .with_csrf(form.csrf())
-            .change(Method::POST, "/api/v1/elevations", Some(request))
-            .await;
-        match answer {
-            Ok(_) => Ok(done("/elevations", Outcome::ElevationAsked)),
-            Err(refusal) => match about_the_form(&refusal) {
-                Some(why) => page(&console, &parts, Some(why)).await,
-                None => Err(refusal),
-            },
-        }
+        submit(
+            &console,
+            &parts,
+            &form,
+            Change::new(Method::POST, "/api/v1/elevations", Some(request)),
+            ("/elevations", Outcome::ElevationAsked),
+            Some(|why| page(&console, &parts, Some(why))),
+        )
+        .await
     };
     asked.await.unwrap_or_else(IntoResponse::into_response)
 }
@@ -251,21 +245,19 @@ async fn decide(
             form.some("comment")
                 .map_or_else(|| json!({}), |c| json!({"comment": c}))
         });
-        let answer = inner(&console, &parts)
-            .with_csrf(form.csrf())
-            .change(
+        submit(
+            &console,
+            &parts,
+            &form,
+            Change::new(
                 Method::POST,
-                &format!("/api/v1/elevations/{}/{verdict}", encode(&id)),
+                format!("/api/v1/elevations/{}/{verdict}", encode(&id)),
                 request,
-            )
-            .await;
-        match answer {
-            Ok(_) => Ok(done("/elevations", outcome)),
-            Err(refusal) => match about_the_form(&refusal) {
-                Some(why) => page(&console, &parts, Some(why)).await,
-                None => Err(refusal),
-            },
-        }
+            ),
+            ("/elevations", outcome),
+            Some(|why| page(&console, &parts, Some(why))),
+        )
+        .await
     };
     decided.await.unwrap_or_else(IntoResponse::into_response)
 }

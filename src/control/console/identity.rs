@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use super::form::Form;
 use super::sources::encode;
 use super::team::about_the_form;
-use super::{Console, Frame, Outcome, Refusal, Section, Viewer, When, done, inner, render};
+use super::{Console, Frame, Outcome, Refusal, Section, Viewer, When, inner, render};
 use super::{Secret, shown_once};
 use crate::control::policy::Action;
 
@@ -146,11 +146,7 @@ async fn page(
     let scim: ScimTokens = api.get("/api/v1/identity/scim-tokens").await?;
     let mappings: Mappings = api.get("/api/v1/identity/group-mappings").await?;
     Ok(render(
-        if error.is_some() {
-            StatusCode::UNPROCESSABLE_ENTITY
-        } else {
-            StatusCode::OK
-        },
+        super::form_status(error.as_deref()),
         &IdentityPage {
             frame: viewer.frame("Sign-in and provisioning", Section::Identity, parts),
             connections: connections.sso_connections,
@@ -181,17 +177,16 @@ async fn change(
     (method, path, body): (Method, String, Option<Value>),
     outcome: Outcome,
 ) -> Result<Response, Refusal> {
-    let answer = inner(console, parts)
-        .with_csrf(form.csrf())
-        .change(method, &path, body)
-        .await;
-    match answer {
-        Ok(answer) => Ok(done("/identity", Outcome::applied(answer.status, outcome))),
-        Err(refusal) => match about_the_form(&refusal) {
-            Some(why) => page(console, parts, None, Some(why)).await,
-            None => Err(refusal),
-        },
-    }
+    let again = |why| page(console, parts, None, Some(why));
+    super::submit(
+        console,
+        parts,
+        form,
+        super::Change::new(method, path, body),
+        ("/identity", outcome),
+        Some(again),
+    )
+    .await
 }
 
 /// `POST /identity/connections`: an OpenID Connect connection (issuer, client id and

@@ -6,8 +6,8 @@ use askama::Template;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::http::Method;
 use axum::http::request::Parts;
-use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -145,11 +145,7 @@ async fn page(
     let usage = api.get::<UsageOne>("/api/v1/usage").await?.usage;
     let gateways = api.get::<Gateways>("/api/v1/gateways").await?;
     Ok(render(
-        if error.is_some() {
-            StatusCode::UNPROCESSABLE_ENTITY
-        } else {
-            StatusCode::OK
-        },
+        super::form_status(error.as_deref()),
         &OperationsPage {
             frame: viewer.frame("Usage and gateways", Section::Operations, parts),
             usage,

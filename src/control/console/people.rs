@@ -7,8 +7,8 @@ use askama::Template;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
+use axum::http::Method;
 use axum::http::request::Parts;
-use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use super::form::Form;
 use super::sources::encode;
 use super::team::about_the_form;
+use super::{Change, submit};
 use super::{Console, Frame, Outcome, Refusal, Section, Viewer, When, done, inner, render};
 use crate::control::api::offboarding::OffboardingReport;
 use crate::control::policy::Action;
@@ -252,11 +253,7 @@ async fn page(
     };
     let title = person.email.clone();
     Ok(render(
-        if error.is_some() {
-            StatusCode::UNPROCESSABLE_ENTITY
-        } else {
-            StatusCode::OK
-        },
+        super::form_status(error.as_deref()),
         &PersonPage {
             frame: viewer.frame(title, Section::Team, parts),
             person,
@@ -299,17 +296,15 @@ async fn grant(
         if let Some(why) = form.some("justification") {
             request["justification"] = why.into();
         }
-        let answer = inner(&console, &parts)
-            .with_csrf(form.csrf())
-            .change(Method::POST, "/api/v1/grants", Some(request))
-            .await;
-        match answer {
-            Ok(_) => Ok(done(&format!("/team/{}", encode(&id)), Outcome::Granted)),
-            Err(refusal) => match about_the_form(&refusal) {
-                Some(message) => page(&console, &parts, &id, None, Some(message)).await,
-                None => Err(refusal),
-            },
-        }
+        submit(
+            &console,
+            &parts,
+            &form,
+            Change::new(Method::POST, "/api/v1/grants", Some(request)),
+            (&format!("/team/{}", encode(&id)), Outcome::Granted),
+            Some(|message| page(&console, &parts, &id, None, Some(message))),
+        )
+        .await
     };
     made.await.unwrap_or_else(IntoResponse::into_response)
 }

@@ -280,11 +280,7 @@ async fn plan_page(
     };
     let title = plan.name.clone();
     Ok(render(
-        if error.is_some() {
-            StatusCode::UNPROCESSABLE_ENTITY
-        } else {
-            StatusCode::OK
-        },
+        super::form_status(error.as_deref()),
         &PlanPage {
             frame: viewer.frame(title, Section::Plans, parts),
             plan,
@@ -410,11 +406,7 @@ async fn request_page(
     let may_amend = open && viewer.may(Action::AmendChangeRequest, target);
     let title = format!("Change request {}", request.id);
     Ok(render(
-        if error.is_some() {
-            StatusCode::UNPROCESSABLE_ENTITY
-        } else {
-            StatusCode::OK
-        },
+        super::form_status(error.as_deref()),
         &RequestPage {
             frame: viewer.frame(title, Section::Plans, parts),
             diff: diff_lines(&one.diff_text),

@@ -7,7 +7,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use super::form::Form;
 use super::sources::encode;
 use super::team::about_the_form;
+use super::{Change, submit};
 use super::{Console, Frame, Outcome, Refusal, Section, Viewer, When, done, inner, render};
 use crate::control::policy::{Action, ResourceRef, ReviewItemRef};
 
@@ -127,11 +128,7 @@ async fn list_page(
         ))
         .await?;
     Ok(render(
-        if error.is_some() {
-            StatusCode::UNPROCESSABLE_ENTITY
-        } else {
-            StatusCode::OK
-        },
+        super::form_status(error.as_deref()),
         &ReviewsPage {
             frame: viewer.frame("Access reviews", Section::Reviews, parts),
             reviews: list.access_reviews,
@@ -219,11 +216,7 @@ async fn review_page(
         .collect();
     let title = review.name.clone();
     Ok(render(
-        if error.is_some() {
-            StatusCode::UNPROCESSABLE_ENTITY
-        } else {
-            StatusCode::OK
-        },
+        super::form_status(error.as_deref()),
         &ReviewPage {
             frame: viewer.frame(title, Section::Reviews, parts),
             may_close: open && viewer.may_here(Action::ReviewAccess),
@@ -282,24 +275,19 @@ async fn close(
 ) -> Response {
     let closed = async {
         let form = Form::read(&body)?;
-        let answer = inner(&console, &parts)
-            .with_csrf(form.csrf())
-            .change(
+        submit(
+            &console,
+            &parts,
+            &form,
+            Change::new(
                 Method::POST,
-                &format!("/api/v1/access-reviews/{}/close", encode(&id)),
+                format!("/api/v1/access-reviews/{}/close", encode(&id)),
                 None,
-            )
-            .await;
-        match answer {
-            Ok(_) => Ok(done(
-                &format!("/reviews/{}", encode(&id)),
-                Outcome::ReviewClosed,
-            )),
-            Err(refusal) => match about_the_form(&refusal) {
-                Some(why) => review_page(&console, &parts, &id, Some(why)).await,
-                None => Err(refusal),
-            },
-        }
+            ),
+            (&format!("/reviews/{}", encode(&id)), Outcome::ReviewClosed),
+            Some(|why| review_page(&console, &parts, &id, Some(why))),
+        )
+        .await
     };
     closed.await.unwrap_or_else(IntoResponse::into_response)
 }

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::form::Form;
+use super::{Change, NO_FORM, submit};
 use super::{Console, Frame, Outcome, Refusal, Section, Viewer, When, done, inner, render};
 use super::{Secret, shown_once};
 use crate::control::policy::{Action, ResourceRef, SourceRef};
@@ -365,18 +366,19 @@ async fn set_enabled(
     let made = async {
         let form = Form::read(&body)?;
         let enabled = form.get("enabled") == "true";
-        let answer = inner(&console, &parts)
-            .with_csrf(form.csrf())
-            .change(
+        submit(
+            &console,
+            &parts,
+            &form,
+            Change::new(
                 Method::PATCH,
-                &format!("/api/v1/sources/{}", encode(&id)),
+                format!("/api/v1/sources/{}", encode(&id)),
                 Some(json!({"enabled": enabled})),
-            )
-            .await?;
-        Ok::<_, Refusal>(done(
-            &format!("/sources/{}", encode(&id)),
-            Outcome::applied(answer.status, Outcome::SourceChanged),
-        ))
+            ),
+            (&format!("/sources/{}", encode(&id)), Outcome::SourceChanged),
+            NO_FORM,
+        )
+        .await
     };
     made.await.unwrap_or_else(IntoResponse::into_response)
 }
@@ -394,18 +396,19 @@ async fn set_plan(
             "trackingPlanId": form.some("plan"),
             "enforcement": form.get("enforcement"),
         });
-        let answer = inner(&console, &parts)
-            .with_csrf(form.csrf())
-            .change(
+        submit(
+            &console,
+            &parts,
+            &form,
+            Change::new(
                 Method::PATCH,
-                &format!("/api/v1/sources/{}", encode(&id)),
+                format!("/api/v1/sources/{}", encode(&id)),
                 Some(request),
-            )
-            .await?;
-        Ok::<_, Refusal>(done(
-            &format!("/sources/{}", encode(&id)),
-            Outcome::applied(answer.status, Outcome::SourceChanged),
-        ))
+            ),
+            (&format!("/sources/{}", encode(&id)), Outcome::SourceChanged),
+            NO_FORM,
+        )
+        .await
     };
     made.await.unwrap_or_else(IntoResponse::into_response)
 }
@@ -435,18 +438,19 @@ async fn set_labels(
             };
             labels.push(json!({"key": key.trim(), "value": value.trim()}));
         }
-        let answer = inner(&console, &parts)
-            .with_csrf(form.csrf())
-            .change(
+        submit(
+            &console,
+            &parts,
+            &form,
+            Change::new(
                 Method::PUT,
-                &format!("/api/v1/sources/{}/labels", encode(&id)),
+                format!("/api/v1/sources/{}/labels", encode(&id)),
                 Some(json!({"labels": labels})),
-            )
-            .await?;
-        Ok::<_, Refusal>(done(
-            &format!("/sources/{}", encode(&id)),
-            Outcome::applied(answer.status, Outcome::SourceChanged),
-        ))
+            ),
+            (&format!("/sources/{}", encode(&id)), Outcome::SourceChanged),
+            NO_FORM,
+        )
+        .await
     };
     made.await.unwrap_or_else(IntoResponse::into_response)
 }

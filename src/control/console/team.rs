@@ -104,11 +104,7 @@ async fn page(
         Vec::new()
     };
     Ok(render(
-        if error.is_some() {
-            StatusCode::UNPROCESSABLE_ENTITY
-        } else {
-            StatusCode::OK
-        },
+        super::form_status(error.as_deref()),
         &TeamPage {
             frame: viewer.frame("Team", Section::Team, parts),
             members: list.users,

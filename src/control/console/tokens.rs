@@ -5,8 +5,8 @@ use askama::Template;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
+use axum::http::Method;
 use axum::http::request::Parts;
-use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -68,11 +68,7 @@ async fn page(
     let path = format!("/api/v1/tokens?{}", cursor_query(parts));
     let list: TokenList = inner(console, parts).get(&path).await?;
     Ok(render(
-        if error.is_some() {
-            StatusCode::UNPROCESSABLE_ENTITY
-        } else {
-            StatusCode::OK
-        },
+        super::form_status(error.as_deref()),
         &TokensPage {
             frame: viewer.frame("API tokens", Section::Tokens, parts),
             tokens: list.tokens,
