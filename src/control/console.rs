@@ -2,7 +2,7 @@
 //! listener at `/`.
 //!
 //! The console is a client of the API, in process. Every page reads what it shows with
-//! `/api/v1` requests made on the viewer's session ([`inner`]), and every form posts to
+//! `/api/v1` requests made on the viewer's session ([`mod@inner`]), and every form posts to
 //! a console route that makes the one API request the change is: the API's handler asks
 //! `authorize`, checks the session's CSRF token and the page's origin, validates, audits
 //! and answers, exactly as for any other client. A resource the viewer may not see is
@@ -11,8 +11,8 @@
 //! ([`Viewer::may`]); leaving one out decides nothing (the post is refused all the same).
 //!
 //! Pages work without JavaScript: links and forms, post/redirect/get, secrets shown once
-//! on the page that made them. The only script is none; styles come from one file of
-//! this origin, under a Content-Security-Policy that allows nothing else.
+//! on the page that made them. There is no script; styles come from one file of this
+//! origin, under a Content-Security-Policy that allows nothing else.
 
 mod account;
 mod audit;
@@ -230,8 +230,12 @@ fn viewing_head(parts: &Parts) -> Parts {
     copy
 }
 
-/// The path (and query) of the page asked for, to come back to after sign-in.
+/// The path (and query) of the page asked for, to come back to after sign-in: a page
+/// (a form's post answers no `GET`: after sign-in, the console's home instead).
 fn return_path(parts: &Parts) -> String {
+    if parts.method != Method::GET {
+        return "/".to_owned();
+    }
     parts
         .uri
         .path_and_query()
