@@ -351,6 +351,25 @@ async fn forged_posts_change_nothing_and_a_key_made_here_is_shown_once_and_works
     let again = owner.get("/sources/demo").await;
     assert!(!again.text.contains(&key), "a key is shown once");
     until(&server, &key, StatusCode::OK).await;
+    // The source's last hour counts them (booked from the gateway once a second).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let page = owner.get("/sources/demo").await;
+        let marker = "<p id=\"live-numbers\"><strong>";
+        let start = page.text.find(marker).expect("live numbers") + marker.len();
+        let accepted: u64 = page.text[start..start + page.text[start..].find('<').expect("end")]
+            .parse()
+            .expect("a count");
+        if accepted >= 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no usage booked: {}",
+            page.text
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 
     // Revoked from the console: refused at the gateway.
     let id = key_ids(&api, &owner_token, "demo")

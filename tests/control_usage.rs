@@ -206,6 +206,35 @@ async fn scenario(db: &TestDb) {
         u["period"],
         json!(chrono::Utc::now().format("%Y-%m").to_string())
     );
+    // The last hour, a minute at a time, holds the same counts (booked the same way):
+    // 60 minutes, oldest first, this minute (or the one before) with the events.
+    let (status, body) = api.get(&owner, "/api/v1/sources/demo/usage/recent").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let recent = &body["data"];
+    assert_eq!(
+        recent["minutes"].as_array().map(Vec::len),
+        Some(60),
+        "{recent}"
+    );
+    assert_eq!(
+        (
+            &recent["accepted"],
+            &recent["refused"],
+            &recent["violating"]
+        ),
+        (&json!(want.0), &json!(want.1), &json!(want.2)),
+        "{recent}"
+    );
+    let minutes: u64 = recent["minutes"]
+        .as_array()
+        .expect("minutes")
+        .iter()
+        .map(|m| m["accepted"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(minutes, want.0, "the minutes add up to the hour");
+    let (status, _) = api.get(&owner, "/api/v1/sources/nope/usage/recent").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
     // Everyone in the workspace sees the totals; an earlier month is empty.
     assert_eq!(usage(&api, &member, "").await["total"], u["total"]);
     let old = usage(&api, &owner, "?period=2020-02").await;

@@ -163,6 +163,7 @@ use crate::control::identity::reset;
         usage::read,
         usage::set_workspace,
         usage::set_source,
+        usage::recent,
         protected::list,
         protected::read,
         protected::approve,

@@ -37,6 +37,7 @@ pub fn routes() -> Router<Arc<Api>> {
         .route("/usage", get(read))
         .route("/usage/quota", put(set_workspace))
         .route("/sources/{id}/quota", put(set_source))
+        .route("/sources/{id}/usage/recent", get(recent))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -317,5 +318,75 @@ async fn set_source(
             pool: format!("source:{}", source.id),
             monthly_events: quota,
         },
+    }))
+}
+
+/// One minute of a source's usage.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageMinute {
+    /// The minute's start (UTC).
+    pub minute: DateTime<Utc>,
+    /// What the gateways counted in it.
+    #[serde(flatten)]
+    pub counts: UsageCounts,
+}
+
+/// A source's last hour, a minute at a time.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecentUsage {
+    /// The source.
+    pub source_id: String,
+    /// The last 60 minutes, oldest first; the last one is the current minute so far.
+    pub minutes: Vec<UsageMinute>,
+    /// Events accepted in the hour.
+    #[serde(flatten)]
+    pub hour: UsageCounts,
+}
+
+/// Minutes in a [`RecentUsage`].
+const RECENT_MINUTES: i64 = 60;
+
+/// A source's last hour of usage a minute at a time (events accepted, refused and
+/// violating its tracking plan), as the gateways reported it.
+#[utoipa::path(
+    get,
+    path = "/api/v1/sources/{id}/usage/recent",
+    tag = "Usage",
+    params(("id" = String, Path, description = "Source id")),
+    responses((status = 200, description = "The source's last hour, a minute at a time.", body = Data<RecentUsage>))
+)]
+async fn recent(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let source = visible(&api, &caller, &id, Action::ViewSource).await?;
+    let mut conn = api.store.read().await?;
+    let rows = store::recent(
+        &mut conn,
+        &caller.workspace.id,
+        &source.id,
+        RECENT_MINUTES,
+        caller.now,
+    )
+    .await?;
+    let mut hour = Counts::default();
+    for row in &rows {
+        hour.accepted += row.counts.accepted;
+        hour.refused += row.counts.refused;
+        hour.violating += row.counts.violating;
+    }
+    Ok(data(RecentUsage {
+        source_id: source.id,
+        minutes: rows
+            .into_iter()
+            .map(|r| UsageMinute {
+                minute: r.minute,
+                counts: r.counts.into(),
+            })
+            .collect(),
+        hour: hour.into(),
     }))
 }

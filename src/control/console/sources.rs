@@ -130,6 +130,75 @@ struct ListPage {
     may_create: bool,
 }
 
+/// A minute of a source's last hour.
+#[derive(Debug, Deserialize)]
+struct Minute {
+    accepted: u64,
+    refused: u64,
+    violating: u64,
+}
+
+/// A source's last hour, a minute at a time, as the API counts it.
+#[derive(Debug, Deserialize)]
+struct Recent {
+    minutes: Vec<Minute>,
+    accepted: u64,
+    refused: u64,
+    violating: u64,
+}
+
+/// The live numbers' chart, in SVG units.
+const CHART_WIDTH: u64 = 360;
+const CHART_HEIGHT: u64 = 60;
+
+/// A bar of the chart: `x`, `y`, `height`, and what it says.
+struct Bar {
+    x: u64,
+    y: u64,
+    height: u64,
+    label: String,
+}
+
+impl Recent {
+    /// Events accepted a second over the last complete minute.
+    fn per_second(&self) -> String {
+        let len = self.minutes.len();
+        let last_full = len.checked_sub(2).and_then(|i| self.minutes.get(i));
+        format!("{:.1}", last_full.map_or(0.0, |m| m.accepted as f64 / 60.0))
+    }
+
+    /// One bar a minute (accepted events), scaled to the busiest minute.
+    fn bars(&self) -> Vec<Bar> {
+        let most = self
+            .minutes
+            .iter()
+            .map(|m| m.accepted)
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        let n = self.minutes.len() as u64;
+        self.minutes
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let height = (m.accepted * CHART_HEIGHT / most).max(u64::from(m.accepted > 0));
+                Bar {
+                    x: i as u64 * CHART_WIDTH / n.max(1),
+                    y: CHART_HEIGHT - height,
+                    height,
+                    label: format!(
+                        "{} min ago: {} accepted, {} refused, {} violating",
+                        n - 1 - i as u64,
+                        m.accepted,
+                        m.refused,
+                        m.violating
+                    ),
+                }
+            })
+            .collect()
+    }
+}
+
 #[derive(Template)]
 #[template(path = "console/source.html")]
 struct SourcePage {
@@ -140,6 +209,9 @@ struct SourcePage {
     may_keys: bool,
     may_edit: bool,
     may_label: bool,
+    /// The last hour's numbers (none when they could not be read).
+    recent: Option<Recent>,
+    chart: (u64, u64),
     /// The tracking plans the viewer may pick from: `(id, name)`.
     plans: Vec<(String, String)>,
     /// A key made just now: shown on this answer only.
@@ -255,6 +327,10 @@ async fn source_page(
         Vec::new()
     };
     let may_label = viewer.may(Action::EditSource, seen);
+    let recent = api
+        .get::<Recent>(&format!("/api/v1/sources/{}/usage/recent", encode(id)))
+        .await
+        .ok();
     let destinations = api
         .get::<DestinationList>(&format!(
             "/api/v1/sources/{}/connected-destinations",
@@ -274,6 +350,8 @@ async fn source_page(
             may_keys,
             may_edit,
             may_label,
+            recent,
+            chart: (CHART_WIDTH, CHART_HEIGHT),
             plans,
             new_key,
         },

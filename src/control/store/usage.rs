@@ -40,6 +40,59 @@ fn bind_count(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
+/// Minutes of usage kept a minute at a time (the console shows the last hour).
+const KEEP_MINUTES: i64 = 120;
+
+/// One source's usage in one minute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MinuteRow {
+    /// The minute's start.
+    pub minute: DateTime<Utc>,
+    /// What was counted in it.
+    pub counts: Counts,
+}
+
+/// A source's usage in each of the `minutes` minutes up to `now` (this minute last),
+/// one row per minute, minutes without events as zeros.
+pub async fn recent(
+    conn: &mut AnyConnection,
+    workspace: &str,
+    source: &str,
+    minutes: i64,
+    now: DateTime<Utc>,
+) -> Result<Vec<MinuteRow>, StoreError> {
+    let last = now.timestamp().div_euclid(60);
+    let first = last - minutes + 1;
+    let rows = sqlx::query(
+        "SELECT minute, accepted, refused, violating FROM usage_minutes
+         WHERE workspace_id = $1 AND source_id = $2 AND minute >= $3 AND minute <= $4",
+    )
+    .bind(workspace)
+    .bind(source)
+    .bind(first)
+    .bind(last)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut booked = BTreeMap::new();
+    for row in rows {
+        let minute: i64 = row.try_get(0)?;
+        booked.insert(
+            minute,
+            Counts {
+                accepted: count(row.try_get(1)?),
+                refused: count(row.try_get(2)?),
+                violating: count(row.try_get(3)?),
+            },
+        );
+    }
+    Ok((first..=last)
+        .map(|m| MinuteRow {
+            minute: DateTime::from_timestamp(m * 60, 0).unwrap_or(now),
+            counts: booked.remove(&m).unwrap_or_default(),
+        })
+        .collect())
+}
+
 /// Books `report` from `gateway` on the day of `now`, once: `false` if this process's
 /// report of that number (or a later one) was booked already. Run it in a transaction.
 pub async fn book(
@@ -67,7 +120,23 @@ pub async fn book(
         return Ok(false);
     }
     let day = now.format("%Y-%m-%d").to_string();
+    let minute = now.timestamp().div_euclid(60);
     for (source, counts) in &report.sources {
+        sqlx::query(
+            "INSERT INTO usage_minutes (workspace_id, source_id, minute, accepted, refused, violating)
+             SELECT workspace_id, id, $2, $3, $4, $5 FROM sources WHERE id = $1
+             ON CONFLICT (workspace_id, source_id, minute) DO UPDATE SET
+               accepted = usage_minutes.accepted + excluded.accepted,
+               refused = usage_minutes.refused + excluded.refused,
+               violating = usage_minutes.violating + excluded.violating",
+        )
+        .bind(source)
+        .bind(minute)
+        .bind(bind_count(counts.accepted))
+        .bind(bind_count(counts.refused))
+        .bind(bind_count(counts.violating))
+        .execute(&mut *conn)
+        .await?;
         // A source deleted since the events were counted has no workspace to book them in.
         sqlx::query(
             "INSERT INTO usage_days (workspace_id, source_id, day, accepted, refused, violating)
@@ -85,6 +154,10 @@ pub async fn book(
         .execute(&mut *conn)
         .await?;
     }
+    sqlx::query("DELETE FROM usage_minutes WHERE minute < $1")
+        .bind(minute - KEEP_MINUTES)
+        .execute(&mut *conn)
+        .await?;
     sqlx::query("DELETE FROM usage_reports WHERE at < $1")
         .bind(ms(now - REMEMBER_REPORTS))
         .execute(&mut *conn)
