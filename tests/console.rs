@@ -1329,6 +1329,7 @@ async fn an_access_review_is_decided_and_closed_from_the_console_with_its_eviden
     let (owner, owner_token) = person_with_token(&api, &link, "owner@example.com").await;
     let member = joined(&api, &owner_token, "m@example.com", "member").await;
     let admin = joined(&api, &owner_token, "a@example.com", "admin").await;
+    let member_id = user_id(&api, &owner_token, "m@example.com").await;
     assert_eq!(member.get("/reviews").await.status, StatusCode::FORBIDDEN);
     assert!(
         !member
@@ -1385,15 +1386,21 @@ async fn an_access_review_is_decided_and_closed_from_the_console_with_its_eviden
             StatusCode::SEE_OTHER,
             "a member decides nothing"
         );
+        // The member's role is lowered; every other line kept.
+        let member_role = item["kind"] == "role" && item["subjectId"] == member_id.as_str();
+        let fields: &[(&str, &str)] = if member_role {
+            &[
+                ("decision", "change"),
+                ("role", "read_only"),
+                ("note", "reads only"),
+            ]
+        } else {
+            &[("decision", "keep"), ("note", "still needed")]
+        };
         // Nobody decides their own line: the owner's own go to the admin, and back.
         let mut decided = false;
         for reviewer in [&owner, &admin] {
-            let page = reviewer
-                .post(
-                    &format!("{path}/items/{id}"),
-                    &[("decision", "keep"), ("note", "still needed")],
-                )
-                .await;
+            let page = reviewer.post(&format!("{path}/items/{id}"), fields).await;
             match page.status {
                 StatusCode::SEE_OTHER => {
                     decided = true;
@@ -1407,6 +1414,10 @@ async fn an_access_review_is_decided_and_closed_from_the_console_with_its_eviden
     }
     let page = owner.post(&format!("{path}/close"), &[]).await;
     assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.text);
+    let (_, body) = api
+        .get(&owner_token, &format!("/api/v1/users/{member_id}"))
+        .await;
+    assert_eq!(body["data"]["user"]["role"], "read_only", "{body}");
     let page = owner.get(&path).await;
     assert!(page.text.contains("CLOSED"), "{}", page.text);
     let evidence = owner.get(&format!("{path}/evidence.md")).await;

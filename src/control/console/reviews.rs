@@ -92,6 +92,7 @@ impl Item {
 #[derive(Debug, Deserialize)]
 struct ItemList {
     items: Vec<Item>,
+    pagination: super::team::Pagination,
 }
 
 #[derive(Template)]
@@ -111,6 +112,10 @@ struct ReviewPage {
     review: Review,
     /// Each line, and whether the viewer may decide it.
     items: Vec<(Item, bool)>,
+    /// The next lines' cursor.
+    next: Option<String>,
+    roles: [&'static str; 3],
+    levels: [&'static str; 4],
     may_close: bool,
     error: Option<String>,
 }
@@ -180,9 +185,6 @@ async fn open(State(console): State<Console>, parts: Parts, body: Bytes) -> Resp
     made.await.unwrap_or_else(IntoResponse::into_response)
 }
 
-/// Most lines shown of one campaign.
-const ITEMS: u32 = 200;
-
 async fn review_page(
     console: &Console,
     parts: &Parts,
@@ -197,10 +199,12 @@ async fn review_page(
         .access_review;
     let items: ItemList = api
         .get(&format!(
-            "/api/v1/access-reviews/{}/items?pagination%5Bcount%5D={ITEMS}",
-            encode(id)
+            "/api/v1/access-reviews/{}/items?{}",
+            encode(id),
+            super::sources::cursor_query(parts)
         ))
         .await?;
+    let next = items.pagination.next.clone();
     let open = review.status == "OPEN";
     let items = items
         .items
@@ -222,6 +226,9 @@ async fn review_page(
             may_close: open && viewer.may_here(Action::ReviewAccess),
             review,
             items,
+            next,
+            roles: ["admin", "member", "read_only"],
+            levels: ["full", "read_write", "read_only", "no_access"],
             error,
         },
     ))
@@ -252,7 +259,7 @@ async fn decide(
                     encode(&id),
                     encode(&item)
                 ),
-                Some(json!({"decision": form.get("decision"), "note": form.get("note")})),
+                Some(decision(&form)),
             )
             .await;
         match answer {
@@ -264,6 +271,20 @@ async fn decide(
         }
     };
     decided.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The decision a line's form posts: `keep`, `revoke`, or `change` to the `role` (a role
+/// line) or `level` (a grant line) it names.
+fn decision(form: &Form) -> Value {
+    let mut body = json!({"decision": form.get("decision"), "note": form.get("note")});
+    if form.get("decision") == "change" {
+        for field in ["role", "level"] {
+            if let Some(value) = form.some(field) {
+                body[field] = value.into();
+            }
+        }
+    }
+    body
 }
 
 /// `POST /reviews/{id}/close`.
