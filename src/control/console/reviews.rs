@@ -241,7 +241,8 @@ async fn read(State(console): State<Console>, Path(id): Path<String>, parts: Par
         .unwrap_or_else(IntoResponse::into_response)
 }
 
-/// `POST /reviews/{id}/items/{item}`: `decision` (`keep` or `revoke`) and `note`.
+/// `POST /reviews/{id}/items/{item}`: `decision` (`keep`, `revoke`, or `change` with
+/// `role` or `level`) and `note`.
 async fn decide(
     State(console): State<Console>,
     Path((id, item)): Path<(String, String)>,
