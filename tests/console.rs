@@ -776,6 +776,19 @@ async fn every_form_refuses_a_forged_post_and_changes_nothing() {
         .expect("token")
         .to_owned();
     let key = key_ids(&api, &owner_token, "demo").await[0].clone();
+    let (status, body) = api
+        .post(
+            &owner_token,
+            "/api/v1/destinations",
+            json!({"id": "hook", "sourceId": "demo", "metadataId": "webhook",
+                   "settings": {"url": "https://hooks.example.com/p"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    source(&api, &owner_token, "other").await;
+    let destination_before = api.get(&owner_token, "/api/v1/destinations/hook").await.1;
+    let settings_before = api.get(&owner_token, "/api/v1/settings").await.1;
+    let labels_before = api.get(&owner_token, "/api/v1/labels").await.1;
     let audit_before = api.get(&owner_token, "/api/v1/audit-events").await.1["data"]["events"]
         .as_array()
         .map(Vec::len);
@@ -862,6 +875,74 @@ async fn every_form_refuses_a_forged_post_and_changes_nothing() {
         ),
         ("/elevations/el_x/approve".into(), vec![]),
         ("/elevations/el_x/end".into(), vec![]),
+        (
+            "/destinations".into(),
+            vec![
+                ("name", "forged"),
+                ("type", "webhook"),
+                ("source", "demo"),
+                ("settings", r#"{"url": "https://evil.example/x"}"#),
+            ],
+        ),
+        (
+            "/destinations/hook/settings".into(),
+            vec![
+                ("name", "x"),
+                ("settings", r#"{"url": "https://evil.example/x"}"#),
+            ],
+        ),
+        (
+            "/destinations/hook/connect".into(),
+            vec![("source", "other")],
+        ),
+        (
+            "/destinations/hook/disconnect".into(),
+            vec![("source", "demo")],
+        ),
+        ("/destinations/hook/delete".into(), vec![]),
+        ("/sources/demo/delete".into(), vec![("confirm", "demo")]),
+        (
+            "/settings".into(),
+            vec![
+                ("name", "forged"),
+                ("membersCanPublish", "on"),
+                ("tokenMaxDays", "1"),
+                ("elevationMaxMinutes", "1"),
+            ],
+        ),
+        (
+            "/settings/protected-labels".into(),
+            vec![("labels", "env:prod")],
+        ),
+        (
+            "/settings/labels".into(),
+            vec![("key", "env"), ("value", "prod")],
+        ),
+        (
+            "/settings/labels/delete".into(),
+            vec![("key", "env"), ("value", "prod")],
+        ),
+        ("/groups".into(), vec![("name", "forged")]),
+        ("/groups/grp_x/rename".into(), vec![("name", "x")]),
+        ("/groups/grp_x/delete".into(), vec![]),
+        (
+            "/groups/grp_x/members".into(),
+            vec![("emails", "forged@example.com")],
+        ),
+        ("/groups/grp_x/members/usr_x/remove".into(), vec![]),
+        (
+            "/groups/grp_x/grants".into(),
+            vec![("kind", "source"), ("resource", "demo"), ("level", "full")],
+        ),
+        ("/groups/grp_x/grants/g_x/remove".into(), vec![]),
+        ("/changes/rc_x/approve".into(), vec![]),
+        ("/changes/rc_x/reject".into(), vec![("comment", "x")]),
+        ("/changes/rc_x/withdraw".into(), vec![]),
+        (
+            "/nodes".into(),
+            vec![("name", "forged"), ("role", "delivery")],
+        ),
+        ("/nodes/nd_x/revoke".into(), vec![]),
     ];
     let base = api.base.clone();
     for (path, fields) in &forms {
@@ -912,6 +993,31 @@ async fn every_form_refuses_a_forged_post_and_changes_nothing() {
     assert_eq!(body["data"]["accessReviews"], json!([]));
     let (_, body) = api.get(&owner_token, "/api/v1/elevations").await;
     assert_eq!(body["data"]["elevations"], json!([]));
+    assert_eq!(
+        api.get(&owner_token, "/api/v1/destinations/hook").await.1,
+        destination_before
+    );
+    let (_, body) = api.get(&owner_token, "/api/v1/destinations").await;
+    assert_eq!(
+        body["data"]["destinations"].as_array().map(Vec::len),
+        Some(1)
+    );
+    assert_eq!(
+        api.get(&owner_token, "/api/v1/settings").await.1,
+        settings_before
+    );
+    let (_, body) = api
+        .get(&owner_token, "/api/v1/settings/protected-labels")
+        .await;
+    assert_eq!(body["data"]["labels"], json!([]));
+    assert_eq!(
+        api.get(&owner_token, "/api/v1/labels").await.1,
+        labels_before
+    );
+    let (_, body) = api.get(&owner_token, "/api/v1/groups").await;
+    assert_eq!(body["data"]["userGroups"], json!([]));
+    let (_, body) = api.get(&owner_token, "/api/v1/nodes").await;
+    assert_eq!(body["data"]["nodes"], json!([]));
     let audit_after = api.get(&owner_token, "/api/v1/audit-events").await.1["data"]["events"]
         .as_array()
         .map(Vec::len);
@@ -1574,4 +1680,506 @@ async fn destination_secrets_stay_hidden_until_a_post_from_this_session_reveals_
     assert_eq!(page.location, "/destinations/hook?done=destination-changed");
     let (_, body) = api.get(&owner_token, "/api/v1/destinations/hook").await;
     assert_eq!(body["data"]["destination"]["enabled"], false);
+}
+
+/// The text of the element with `id` (up to its first tag inside).
+fn text_of<'a>(html: &'a str, id: &str) -> &'a str {
+    let marker = format!("id=\"{id}\"");
+    let at = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no #{id} in {html}"));
+    let start = at + html[at..].find('>').expect("tag end") + 1;
+    let inner = &html[start..];
+    let start = inner.find("<code>").map_or(0, |i| i + "<code>".len());
+    let inner = &inner[start..];
+    &inner[..inner.find('<').expect("end")]
+}
+
+#[tokio::test]
+async fn destinations_are_created_edited_connected_and_deleted_and_a_source_deleted_from_the_console()
+ {
+    let db = databases::sqlite().await;
+    let (server, link) = server(&db).await;
+    let api = Api::of(&server);
+    let (owner, owner_token) = person_with_token(&api, &link, "owner@example.com").await;
+    let reader = joined(&api, &owner_token, "r@example.com", "read_only").await;
+    source(&api, &owner_token, "other").await;
+
+    // The new-destination form: settings that are not JSON come back with why, as typed.
+    let page = owner.get("/destinations").await;
+    assert!(
+        page.text.contains("action=\"/destinations\""),
+        "{}",
+        page.text
+    );
+    let fields = |settings: &'static str| {
+        vec![
+            ("name", "Hook"),
+            ("type", "webhook"),
+            ("source", "demo"),
+            ("settings", settings),
+        ]
+    };
+    let page = owner
+        .post(
+            "/destinations",
+            &fields(r#"{"url": "https://hooks.example.com/p""#),
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.text.contains("not JSON"), "{}", page.text);
+    assert!(
+        page.text.contains("https://hooks.example.com/p"),
+        "as typed"
+    );
+    // Settings the API refuses (a file path outside the directory) come back too.
+    let page = owner
+        .post(
+            "/destinations",
+            &[
+                ("name", "File"),
+                ("type", "file"),
+                ("source", "demo"),
+                ("settings", r#"{"path": "../escape"}"#),
+            ],
+        )
+        .await;
+    assert_eq!(
+        page.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        page.text
+    );
+    assert!(page.text.contains("settings.path"), "{}", page.text);
+    let page = owner
+        .post(
+            "/destinations",
+            &fields(r#"{"url": "https://hooks.example.com/p", "secret": "first-secret"}"#),
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.text);
+    assert!(
+        page.location.ends_with("?done=destination-created"),
+        "{}",
+        page.location
+    );
+    let path = page.location[..page.location.find('?').expect("query")].to_owned();
+    let id = path.trim_start_matches("/destinations/").to_owned();
+    let (_, body) = api
+        .get(&owner_token, &format!("/api/v1/destinations/{id}"))
+        .await;
+    assert_eq!(body["data"]["destination"]["name"], "Hook");
+    assert_eq!(body["data"]["destination"]["sources"], json!(["demo"]));
+
+    // Its page: settings redacted in the edit form; saving them unchanged is refused
+    // (a secret is write-only), saving them with the secret typed again works.
+    let page = owner.get(&path).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(!page.text.contains("first-secret"));
+    assert!(page.text.contains("&lt;redacted&gt;"), "{}", page.text);
+    let page = owner
+        .post(
+            &format!("{path}/settings"),
+            &[
+                ("name", "Hook 2"),
+                (
+                    "settings",
+                    r#"{"url": "https://hooks.example.com/q", "secret": "<redacted>"}"#,
+                ),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.text.contains("write-only"), "{}", page.text);
+    let page = owner
+        .post(
+            &format!("{path}/settings"),
+            &[
+                ("name", "Hook 2"),
+                (
+                    "settings",
+                    r#"{"url": "https://hooks.example.com/q", "secret": "second-secret"}"#,
+                ),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.text);
+    let (_, body) = api
+        .get(
+            &owner_token,
+            &format!("/api/v1/destinations/{id}/credentials"),
+        )
+        .await;
+    assert_eq!(body["data"]["settings"]["secret"], "second-secret");
+    assert_eq!(
+        body["data"]["settings"]["url"],
+        "https://hooks.example.com/q"
+    );
+
+    // Connected to a second source, then disconnected from the first.
+    let page = owner.get(&path).await;
+    assert!(
+        page.text.contains("<option value=\"other\">"),
+        "{}",
+        page.text
+    );
+    let page = owner
+        .post(&format!("{path}/connect"), &[("source", "other")])
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.text);
+    let page = owner
+        .post(&format!("{path}/disconnect"), &[("source", "demo")])
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.text);
+    let (_, body) = api
+        .get(&owner_token, &format!("/api/v1/destinations/{id}"))
+        .await;
+    assert_eq!(body["data"]["destination"]["sources"], json!(["other"]));
+
+    // A reader sees it, with no form that changes it, and a crafted post is refused.
+    let page = reader.get(&path).await;
+    assert_eq!(page.status, StatusCode::OK);
+    for form in ["settings", "connect", "disconnect", "delete"] {
+        let action = format!("action=\"{path}/{form}\"");
+        assert!(!page.text.contains(&action), "{form}: {}", page.text);
+    }
+    let page = reader.get("/destinations").await;
+    assert!(!page.text.contains("action=\"/destinations\""));
+    for (action, fields) in [
+        ("delete", vec![]),
+        ("connect", vec![("source", "demo")]),
+        ("settings", vec![("name", "x"), ("settings", "{}")]),
+    ] {
+        let page = reader.post(&format!("{path}/{action}"), &fields).await;
+        assert_eq!(
+            page.status,
+            StatusCode::FORBIDDEN,
+            "{action}: {}",
+            page.text
+        );
+    }
+    let page = reader
+        .post(
+            "/destinations",
+            &fields(r#"{"url": "https://x.example.com"}"#),
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.text);
+
+    // Deleted.
+    let page = owner.post(&format!("{path}/delete"), &[]).await;
+    assert_eq!(page.location, "/destinations?done=destination-deleted");
+    let (status, _) = api
+        .get(&owner_token, &format!("/api/v1/destinations/{id}"))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // A source: deleting it asks for its id typed; a reader has no such form.
+    assert!(
+        !reader
+            .get("/sources/other")
+            .await
+            .text
+            .contains("/delete\"")
+    );
+    let page = reader
+        .post("/sources/other/delete", &[("confirm", "other")])
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    let page = owner
+        .post("/sources/other/delete", &[("confirm", "demo")])
+        .await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = api.get(&owner_token, "/api/v1/sources/other").await;
+    assert_eq!(status, StatusCode::OK, "still there");
+    let page = owner
+        .post("/sources/other/delete", &[("confirm", "other")])
+        .await;
+    assert_eq!(
+        page.location, "/sources?done=source-deleted",
+        "{}",
+        page.text
+    );
+    let (status, _) = api.get(&owner_token, "/api/v1/sources/other").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn settings_labels_groups_protected_changes_gateway_credentials_and_the_audit_chain_from_the_console()
+ {
+    let db = databases::sqlite().await;
+    let (server, link) = server(&db).await;
+    let api = Api::of(&server);
+    let (owner, owner_token) = person_with_token(&api, &link, "owner@example.com").await;
+    let member = joined(&api, &owner_token, "m@example.com", "member").await;
+    let member_id = user_id(&api, &owner_token, "m@example.com").await;
+
+    // Settings: a member reads them, with no form; the owner changes them.
+    let page = member.get("/settings").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(!page.text.contains("action=\"/settings\""), "{}", page.text);
+    let fields = [
+        ("name", "Acme"),
+        ("membersCanPublish", "on"),
+        ("tokenMaxDays", "90"),
+        ("elevationMaxMinutes", "60"),
+    ];
+    let page = member.post("/settings", &fields).await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    let page = owner.post("/settings", &fields).await;
+    assert_eq!(
+        page.location, "/settings?done=settings-changed",
+        "{}",
+        page.text
+    );
+    let (_, body) = api.get(&owner_token, "/api/v1/settings").await;
+    assert_eq!(body["data"]["settings"]["tokenMaxDays"], 90);
+    assert_eq!(body["data"]["settings"]["membersCanPublish"], true);
+    assert_eq!(body["data"]["settings"]["allowSelfApproval"], false);
+    assert_eq!(body["data"]["settings"]["elevationMaxMinutes"], 60);
+    let page = owner
+        .post(
+            "/settings",
+            &[
+                ("name", "Acme"),
+                ("tokenMaxDays", "many"),
+                ("elevationMaxMinutes", "60"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Labels: added and deleted.
+    let page = owner
+        .post(
+            "/settings/labels",
+            &[
+                ("key", "environment"),
+                ("value", "qa"),
+                ("description", "Try-outs"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        page.location, "/settings?done=labels-changed",
+        "{}",
+        page.text
+    );
+    assert!(owner.get("/settings").await.text.contains("environment:qa"));
+    let page = owner
+        .post(
+            "/settings/labels/delete",
+            &[("key", "environment"), ("value", "qa")],
+        )
+        .await;
+    assert_eq!(
+        page.location, "/settings?done=labels-changed",
+        "{}",
+        page.text
+    );
+    let (_, body) = api.get(&owner_token, "/api/v1/labels").await;
+    assert!(
+        !body["data"]["labels"].to_string().contains("\"qa\""),
+        "{body}"
+    );
+
+    // Protection: the demo source labelled prod and prod protected; the member's change
+    // to it waits for review on /changes, where the owner approves it.
+    let (status, body) = api
+        .post(
+            &owner_token,
+            "/api/v1/grants",
+            json!({"principal": {"type": "user", "id": member_id},
+                   "resource": {"kind": "source", "id": "demo"}, "level": "full"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let page = owner
+        .post("/sources/demo/labels", &[("labels", "environment:prod")])
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.text);
+    let page = member
+        .post(
+            "/settings/protected-labels",
+            &[("labels", "environment:prod")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    let page = owner
+        .post(
+            "/settings/protected-labels",
+            &[("labels", "environment:prod")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.text);
+    let page = member
+        .post("/sources/demo/enabled", &[("enabled", "false")])
+        .await;
+    assert_eq!(
+        page.location, "/sources/demo?done=proposed",
+        "{}",
+        page.text
+    );
+    let (_, body) = api.get(&owner_token, "/api/v1/sources/demo").await;
+    assert_eq!(body["data"]["source"]["enabled"], true, "not made yet");
+    let page = owner.get("/changes").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let marker = "href=\"/changes/";
+    let start = page.text.find(marker).expect("a change listed") + marker.len();
+    let change = page.text[start..start + page.text[start..].find('"').expect("end")].to_owned();
+    // The member may withdraw it but not approve it; the owner approves it.
+    let page = member.get(&format!("/changes/{change}")).await;
+    assert!(page.text.contains("/withdraw\""), "{}", page.text);
+    assert!(!page.text.contains("/approve\""));
+    let page = member
+        .post(&format!("/changes/{change}/approve"), &[])
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.text);
+    let page = owner.get(&format!("/changes/{change}")).await;
+    assert!(
+        page.text.contains("PATCH /api/v1/sources/demo"),
+        "{}",
+        page.text
+    );
+    let page = owner
+        .post(
+            &format!("/changes/{change}/approve"),
+            &[("comment", "Fine")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert!(page.text.contains("APPLIED"), "{}", page.text);
+    let (_, body) = api.get(&owner_token, "/api/v1/sources/demo").await;
+    assert_eq!(body["data"]["source"]["enabled"], false, "made on approval");
+
+    // Groups: made, a member added (an unknown email invited, its link shown once), a
+    // grant given and taken away, renamed, deleted.
+    let page = member.get("/groups").await;
+    assert!(!page.text.contains("action=\"/groups\""));
+    assert_eq!(
+        member.post("/groups", &[("name", "Sneaky")]).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let page = owner
+        .post("/groups", &[("name", "Analysts"), ("role", "")])
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.text);
+    let group = page.location[..page.location.find('?').expect("query")].to_owned();
+    let page = owner
+        .post(
+            &format!("{group}/members"),
+            &[("emails", "m@example.com, new@example.com")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert!(
+        page.text.contains("new@example.com: <code>"),
+        "{}",
+        page.text
+    );
+    let setup = {
+        let marker = "new@example.com: <code>";
+        let start = page.text.find(marker).expect("link") + marker.len();
+        let url = &page.text[start..start + page.text[start..].find('<').expect("end")];
+        url[url.find("/setup/").expect("setup path")..].to_owned()
+    };
+    let (status, body) = api.accept(&setup, "new@example.com").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let page = owner
+        .post(
+            &format!("{group}/grants"),
+            &[
+                ("kind", "source_label"),
+                ("resource", "environment:prod"),
+                ("level", "read_only"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.text);
+    let page = owner.get(&group).await;
+    assert!(
+        page.text.contains("sources labelled environment: prod"),
+        "{}",
+        page.text
+    );
+    assert!(page.text.contains("m@example.com"));
+    let (_, body) = api.get(&owner_token, "/api/v1/grants").await;
+    let grant = body["data"]["grants"]
+        .as_array()
+        .expect("grants")
+        .iter()
+        .find(|g| g["principal"]["type"] == "group")
+        .and_then(|g| g["id"].as_str())
+        .expect("the group's grant")
+        .to_owned();
+    let page = owner
+        .post(&format!("{group}/grants/{grant}/remove"), &[])
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.text);
+    let page = owner
+        .post(&format!("{group}/members/{member_id}/remove"), &[])
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.text);
+    let page = owner
+        .post(&format!("{group}/rename"), &[("name", "Readers")])
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.text);
+    let (_, body) = api.get(&owner_token, "/api/v1/groups").await;
+    assert_eq!(body["data"]["userGroups"][0]["name"], "Readers");
+    assert_eq!(body["data"]["userGroups"][0]["memberCount"], 1);
+    let page = owner.post(&format!("{group}/delete"), &[]).await;
+    assert_eq!(page.location, "/groups?done=group-deleted");
+    let (_, body) = api.get(&owner_token, "/api/v1/groups").await;
+    assert_eq!(body["data"]["userGroups"], json!([]));
+
+    // Gateway credentials: the secret shown once works against the catalog feed; revoked,
+    // it is refused. A member may not make one.
+    assert_eq!(member.get("/nodes").await.status, StatusCode::FORBIDDEN);
+    let page = owner
+        .post(
+            "/nodes",
+            &[("name", "edge-1"), ("role", "gateway"), ("days", "7")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    let secret = text_of(&page.text, "node-secret").to_owned();
+    assert!(secret.starts_with("slc_node_"), "{secret}");
+    let feed = |secret: String| {
+        let base = api.base.clone();
+        async move {
+            reqwest::Client::new()
+                .get(format!("{base}/internal/v1/catalog"))
+                .bearer_auth(secret)
+                .send()
+                .await
+                .expect("catalog")
+                .status()
+        }
+    };
+    assert_eq!(feed(secret.clone()).await, StatusCode::OK);
+    assert!(
+        !owner.get("/nodes").await.text.contains(&secret),
+        "shown once"
+    );
+    let (_, body) = api.get(&owner_token, "/api/v1/nodes").await;
+    let node = body["data"]["nodes"][0]["id"]
+        .as_str()
+        .expect("node")
+        .to_owned();
+    let page = owner.post(&format!("/nodes/{node}/revoke"), &[]).await;
+    assert_eq!(page.location, "/nodes?done=node-revoked");
+    assert_eq!(feed(secret).await, StatusCode::UNAUTHORIZED);
+
+    // The audit chain, verified from the console; a member (no audit) is refused.
+    let page = owner.get("/audit/chain").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert!(
+        page.text.contains("<strong>Intact.</strong>"),
+        "{}",
+        page.text
+    );
+    assert_eq!(
+        member.get("/audit/chain").await.status,
+        StatusCode::FORBIDDEN
+    );
 }

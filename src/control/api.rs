@@ -112,6 +112,8 @@ pub struct Api {
     pub functions_runner: Option<std::path::PathBuf>,
     /// Test runs under way on this API (one at a time; more answer 429).
     pub functions_running: tokio::sync::Semaphore,
+    /// One audit chain verification at a time (each reads the whole chain).
+    pub audit_verifying: tokio::sync::Mutex<()>,
     /// Cancelled when the listener shuts down: long polls answer at once.
     pub closing: tokio_util::sync::CancellationToken,
     /// Callers' identities, remembered per revision.
@@ -155,6 +157,7 @@ impl Api {
             allow_private_destinations,
             functions_runner,
             functions_running: tokio::sync::Semaphore::new(1),
+            audit_verifying: tokio::sync::Mutex::new(()),
             closing: tokio_util::sync::CancellationToken::new(),
             identities: identities::Identities::default(),
             swept: std::sync::atomic::AtomicI64::new(0),

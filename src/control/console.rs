@@ -16,15 +16,19 @@
 
 mod account;
 mod audit;
+mod changes;
 mod destinations;
 mod elevations;
 mod form;
+mod groups;
 mod identity;
 pub mod inner;
+mod nodes;
 mod operations;
 mod people;
 mod plans;
 mod reviews;
+mod settings;
 mod sign_in;
 mod sources;
 mod team;
@@ -77,6 +81,10 @@ pub fn routes(console: Console) -> Router {
         .merge(elevations::routes())
         .merge(audit::routes())
         .merge(account::routes())
+        .merge(groups::routes())
+        .merge(settings::routes())
+        .merge(changes::routes())
+        .merge(nodes::routes())
         .with_state(console)
 }
 
@@ -278,6 +286,10 @@ pub enum Section {
     Audit,
     /// The viewer's own account and sessions.
     Account,
+    /// The workspace's settings and labels.
+    Settings,
+    /// Changes to protected resources, kept for review.
+    Changes,
     /// Sign-in and other pages outside a session.
     Outside,
 }
@@ -320,7 +332,9 @@ impl Frame {
             (Section::Operations, "/operations", "Usage", true),
             (Section::Identity, "/identity", "Sign-in", who.team_admin),
             (Section::Reviews, "/reviews", "Reviews", who.team_admin),
+            (Section::Changes, "/changes", "Changes for review", true),
             (Section::Elevations, "/elevations", "Temporary access", true),
+            (Section::Settings, "/settings", "Settings", true),
             (Section::Account, "/account", "Your account", true),
         ]
         .into_iter()
@@ -558,12 +572,28 @@ pub enum Outcome {
     ElevationEnded,
     /// Signed out.
     SignedOut,
+    /// A destination created.
+    DestinationCreated,
+    /// A destination deleted.
+    DestinationDeleted,
+    /// A source deleted.
+    SourceDeleted,
+    /// The workspace's settings changed.
+    SettingsChanged,
+    /// A workspace label added or deleted.
+    LabelsChanged,
+    /// A group made or changed.
+    GroupChanged,
+    /// A group deleted.
+    GroupDeleted,
+    /// A gateway credential revoked.
+    NodeRevoked,
     /// A change to a protected resource, kept for review as a change request.
     Proposed,
 }
 
 impl Outcome {
-    const ALL: [Self; 32] = [
+    const ALL: [Self; 40] = [
         Self::KeyRevoked,
         Self::SourceChanged,
         Self::SourceCreated,
@@ -595,6 +625,14 @@ impl Outcome {
         Self::ElevationDenied,
         Self::ElevationEnded,
         Self::SignedOut,
+        Self::DestinationCreated,
+        Self::DestinationDeleted,
+        Self::SourceDeleted,
+        Self::SettingsChanged,
+        Self::LabelsChanged,
+        Self::GroupChanged,
+        Self::GroupDeleted,
+        Self::NodeRevoked,
         Self::Proposed,
     ];
 
@@ -642,6 +680,14 @@ impl Outcome {
             Self::ElevationDenied => "elevation-denied",
             Self::ElevationEnded => "elevation-ended",
             Self::SignedOut => "signed-out",
+            Self::DestinationCreated => "destination-created",
+            Self::DestinationDeleted => "destination-deleted",
+            Self::SourceDeleted => "source-deleted",
+            Self::SettingsChanged => "settings-changed",
+            Self::LabelsChanged => "labels-changed",
+            Self::GroupChanged => "group-changed",
+            Self::GroupDeleted => "group-deleted",
+            Self::NodeRevoked => "node-revoked",
             Self::Proposed => "proposed",
         }
     }
@@ -684,6 +730,16 @@ impl Outcome {
                 "Offboarded: their access is revoked and what they owned has a new owner."
             }
             Self::SignedOut => "You are signed out.",
+            Self::DestinationCreated => {
+                "Destination created: it gets the events of its sources from now on."
+            }
+            Self::DestinationDeleted => "Destination deleted: nothing more is delivered to it.",
+            Self::SourceDeleted => "Source deleted: its write keys no longer let events in.",
+            Self::SettingsChanged => "Settings saved.",
+            Self::LabelsChanged => "Labels changed.",
+            Self::GroupChanged => "Group updated.",
+            Self::GroupDeleted => "Group deleted: its members keep their own access.",
+            Self::NodeRevoked => "Credential revoked: the node is refused from its next request.",
             Self::Proposed => {
                 "The resource is protected: the change was proposed for review, not made."
             }

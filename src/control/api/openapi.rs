@@ -156,6 +156,7 @@ use crate::control::identity::reset;
         nodes::read,
         nodes::revoke,
         audit::list,
+        audit::chain,
         audit::catalog,
         internal::catalog,
         internal::report_usage,

@@ -130,6 +130,8 @@ struct OperationsPage {
     usage: Usage,
     gateways: Gateways,
     may_set_quota: bool,
+    /// Whether the viewer may manage gateway credentials (a link to them is shown).
+    may_nodes: bool,
     error: Option<String>,
     width: u32,
     height: u32,
@@ -151,6 +153,7 @@ async fn page(
             usage,
             gateways,
             may_set_quota: viewer.may_here(Action::ManageUsage),
+            may_nodes: viewer.may_here(Action::ManageTokens),
             error,
             width: WIDTH,
             height: HEIGHT,

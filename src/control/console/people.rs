@@ -51,25 +51,31 @@ struct PersonOne {
 /// A grant as the API shows it.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Grant {
-    id: String,
+pub struct Grant {
+    pub(super) id: String,
     principal: Holder,
     resource: Value,
-    level: String,
-    justification: String,
+    pub(super) level: String,
+    pub(super) justification: String,
     expires_at: Option<When>,
 }
 
+/// Who holds a grant.
 #[derive(Debug, Deserialize)]
-struct Holder {
+pub struct Holder {
     #[serde(rename = "type")]
     kind: String,
     id: String,
 }
 
 impl Grant {
+    /// Whether `kind` (`user` or `group`) `id` holds it.
+    pub fn held_by(&self, kind: &str, id: &str) -> bool {
+        self.principal.kind == kind && self.principal.id == id
+    }
+
     /// What it applies to, in words.
-    fn target(&self) -> String {
+    pub fn target(&self) -> String {
         let text = |k: &str| self.resource.get(k).and_then(Value::as_str).unwrap_or("");
         match text("kind") {
             "source" => format!("source {}", text("id")),
@@ -80,9 +86,35 @@ impl Grant {
     }
 }
 
+/// Every grant of the workspace.
 #[derive(Debug, Deserialize)]
-struct GrantList {
-    grants: Vec<Grant>,
+pub struct GrantList {
+    /// The grants.
+    pub grants: Vec<Grant>,
+}
+
+/// The grant a form asks for `principal` (`{"type", "id"}`): a level on a source, a
+/// destination, or the sources carrying a label (`key:value` in the form's `resource`).
+pub fn grant_request(form: &Form, principal: Value) -> Value {
+    let resource = match form.get("kind") {
+        "source_label" => {
+            let (key, value) = form
+                .get("resource")
+                .split_once(':')
+                .unwrap_or((form.get("resource"), ""));
+            json!({"kind": "source_label", "key": key.trim(), "value": value.trim()})
+        }
+        kind => json!({"kind": kind, "id": form.get("resource")}),
+    };
+    let mut request = json!({
+        "principal": principal,
+        "resource": resource,
+        "level": form.get("level"),
+    });
+    if let Some(why) = form.some("justification") {
+        request["justification"] = why.into();
+    }
+    request
 }
 
 #[derive(Debug, Deserialize)]
@@ -188,7 +220,7 @@ async fn page(
             .await?
             .groups;
         for grant in api.get::<GrantList>("/api/v1/grants").await?.grants {
-            if grant.principal.kind == "user" && grant.principal.id == person.id {
+            if grant.held_by("user", &person.id) {
                 own.push(grant);
             } else if grant.principal.kind == "group"
                 && let Some(group) = groups.iter().find(|g| g.id == grant.principal.id)
@@ -288,14 +320,7 @@ async fn grant(
 ) -> Response {
     let made = async {
         let form = Form::read(&body)?;
-        let mut request = json!({
-            "principal": {"type": "user", "id": id},
-            "resource": {"kind": form.get("kind"), "id": form.get("resource")},
-            "level": form.get("level"),
-        });
-        if let Some(why) = form.some("justification") {
-            request["justification"] = why.into();
-        }
+        let request = grant_request(&form, json!({"type": "user", "id": id}));
         submit(
             &console,
             &parts,

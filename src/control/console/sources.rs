@@ -29,6 +29,7 @@ pub fn routes() -> Router<Console> {
         .route("/sources/{id}/labels", post(set_labels))
         .route("/sources/{id}/keys", post(new_key))
         .route("/sources/{id}/keys/{key}/revoke", post(revoke_key))
+        .route("/sources/{id}/delete", post(remove))
 }
 
 /// A label as the API shows it.
@@ -60,6 +61,11 @@ impl Source {
         &self.id
     }
 
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Its labels as `(key, value)` pairs, as the policy reads them.
     pub fn label_pairs(&self) -> Vec<(String, String)> {
         self.labels()
@@ -82,10 +88,13 @@ impl Source {
     }
 }
 
+/// A page of sources.
 #[derive(Debug, Deserialize)]
-struct SourceList {
-    sources: Vec<Source>,
-    pagination: super::team::Pagination,
+pub struct SourceList {
+    /// The sources the viewer may see.
+    pub sources: Vec<Source>,
+    /// Paging.
+    pub pagination: super::team::Pagination,
 }
 
 #[derive(Debug, Deserialize)]
@@ -209,6 +218,7 @@ struct SourcePage {
     may_keys: bool,
     may_edit: bool,
     may_label: bool,
+    may_delete: bool,
     /// The last hour's numbers (none when they could not be read).
     recent: Option<Recent>,
     chart: (u64, u64),
@@ -327,6 +337,7 @@ async fn source_page(
         Vec::new()
     };
     let may_label = viewer.may(Action::EditSource, seen);
+    let may_delete = viewer.may(Action::DeleteSource, seen);
     let recent = api
         .get::<Recent>(&format!("/api/v1/sources/{}/usage/recent", encode(id)))
         .await
@@ -350,6 +361,7 @@ async fn source_page(
             may_keys,
             may_edit,
             may_label,
+            may_delete,
             recent,
             chart: (CHART_WIDTH, CHART_HEIGHT),
             plans,
@@ -526,6 +538,39 @@ async fn set_labels(
                 Some(json!({"labels": labels})),
             ),
             (&format!("/sources/{}", encode(&id)), Outcome::SourceChanged),
+            NO_FORM,
+        )
+        .await
+    };
+    made.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `POST /sources/{id}/delete`: the source, its write keys and its connections go (the
+/// form asks to type the source's id, so that a slip of the mouse deletes nothing).
+async fn remove(
+    State(console): State<Console>,
+    Path(id): Path<String>,
+    parts: Parts,
+    body: Bytes,
+) -> Response {
+    let made = async {
+        let form = Form::read(&body)?;
+        if form.get("confirm") != id {
+            return Err(Refusal::Api {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                message: "Type the source's id to delete it: nothing was deleted.".into(),
+            });
+        }
+        submit(
+            &console,
+            &parts,
+            &form,
+            Change::new(
+                Method::DELETE,
+                format!("/api/v1/sources/{}", encode(&id)),
+                None,
+            ),
+            ("/sources", Outcome::SourceDeleted),
             NO_FORM,
         )
         .await

@@ -37,11 +37,11 @@ pub struct Pagination {
 /// A member as the console shows them.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Member {
-    id: String,
-    email: String,
+pub struct Member {
+    pub(super) id: String,
+    pub(super) email: String,
     name: String,
-    role: String,
+    pub(super) role: String,
     active: bool,
     origin: String,
     last_login: Option<When>,
