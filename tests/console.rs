@@ -26,6 +26,8 @@ struct Page {
     location: String,
     cookie: Option<String>,
     csp: String,
+    /// `HX-Push-Url`: what htmx puts in the address bar after this answer.
+    push: String,
     text: String,
 }
 
@@ -53,6 +55,7 @@ impl Browser {
         };
         let location = header(LOCATION);
         let csp = header(CONTENT_SECURITY_POLICY);
+        let push = header(reqwest::header::HeaderName::from_static("hx-push-url"));
         let cookie = response
             .headers()
             .get(SET_COOKIE)
@@ -64,6 +67,7 @@ impl Browser {
             location,
             cookie,
             csp,
+            push,
             text: response.text().await.expect("body"),
         }
     }
@@ -244,7 +248,24 @@ async fn the_sign_in_form_opens_a_session_from_this_origin_only() {
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.text.contains("action=\"/sign-in\""), "{}", page.text);
     assert!(page.csp.contains("default-src 'none'"), "{}", page.csp);
-    assert!(!page.csp.contains("script-src"), "no script is allowed");
+    assert!(page.csp.contains("script-src 'self';"), "{}", page.csp);
+    assert!(!page.csp.contains("unsafe"), "no inline script, no eval");
+    // The enhancement is this origin's own copy of htmx, its config refusing eval.
+    assert!(
+        page.text
+            .contains("<script src=\"/console/assets/htmx.min.js\" defer>")
+    );
+    assert!(page.text.contains("\"allowEval\":false"));
+    let script = reqwest::get(format!("{}/console/assets/htmx.min.js", api.base))
+        .await
+        .expect("script");
+    assert_eq!(script.status(), StatusCode::OK);
+    assert_eq!(
+        script.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    assert_eq!(script.headers()["x-content-type-options"], "nosniff");
+    assert!(script.text().await.expect("body").starts_with("var htmx="));
 
     // A form posted from elsewhere, or without an origin, signs nobody in.
     let fields = [("email", "owner@example.com"), ("password", PASSWORD)];
@@ -260,6 +281,9 @@ async fn the_sign_in_form_opens_a_session_from_this_origin_only() {
         .await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.text.contains("is not right"), "{}", page.text);
+    // Answered with a page, a post keeps the address it came from (a reload asks for the
+    // page, not the post's route); answered with a redirect, it goes where it says.
+    assert_eq!(page.push, "false");
     assert_eq!(page.cookie, None);
     assert!(
         !page.text.contains("not the password"),
@@ -270,6 +294,7 @@ async fn the_sign_in_form_opens_a_session_from_this_origin_only() {
     let page = browser.sign_in("owner@example.com", PASSWORD).await;
     assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.text);
     assert_eq!(page.location, "/sources");
+    assert_eq!(page.push, "");
     let sources = browser.get("/sources").await;
     assert_eq!(sources.status, StatusCode::OK);
     assert!(sources.text.contains("owner@example.com"));

@@ -11,8 +11,10 @@
 //! ([`Viewer::may`]); leaving one out decides nothing (the post is refused all the same).
 //!
 //! Pages work without JavaScript: links and forms, post/redirect/get, secrets shown once
-//! on the page that made them. There is no script; styles come from one file of this
-//! origin, under a Content-Security-Policy that allows nothing else.
+//! on the page that made them. With JavaScript, htmx (vendored, served from this origin)
+//! enhances them: links and forms swap the page's body instead of loading a new page, and
+//! a source's last hour refreshes itself. Styles and the script come from this origin
+//! only, under a Content-Security-Policy that allows nothing else.
 
 mod account;
 mod audit;
@@ -68,6 +70,7 @@ pub fn routes(console: Console) -> Router {
     Router::new()
         .route("/", get(home))
         .route("/console/assets/console.css", get(stylesheet))
+        .route("/console/assets/htmx.min.js", get(script))
         .merge(sign_in::routes())
         .merge(sources::routes())
         .merge(destinations::routes())
@@ -85,19 +88,47 @@ pub fn routes(console: Console) -> Router {
         .merge(settings::routes())
         .merge(changes::routes())
         .merge(nodes::routes())
+        .layer(axum::middleware::from_fn(stay_on_the_form))
         .with_state(console)
 }
 
-/// The stylesheet (the only asset: the pages need no script).
+/// A post answered with a page (a secret shown once, a form shown again with why) is
+/// no address to come back to: the page's own is kept (`HX-Push-Url: false`), so that a
+/// reload or "back" asks for the page, never a post's route. A post answered with a
+/// redirect goes where it says.
+async fn stay_on_the_form(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let post = request.method() == Method::POST;
+    let mut response = next.run(request).await;
+    if post && !response.status().is_redirection() {
+        response
+            .headers_mut()
+            .insert("hx-push-url", HeaderValue::from_static("false"));
+    }
+    response
+}
+
+/// The stylesheet.
 const STYLESHEET: &str = include_str!("../../assets/console/console.css");
 
+/// htmx, vendored (`assets/console/VENDORED.md`): the pages' progressive enhancement.
+const SCRIPT: &str = include_str!("../../assets/console/htmx.min.js");
+
 async fn stylesheet() -> Response {
-    let mut response = STYLESHEET.into_response();
+    asset(STYLESHEET, "text/css; charset=utf-8")
+}
+
+async fn script() -> Response {
+    asset(SCRIPT, "text/javascript; charset=utf-8")
+}
+
+/// An asset compiled into the binary, cached by browsers for an hour.
+fn asset(body: &'static str, kind: &'static str) -> Response {
+    let mut response = body.into_response();
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/css; charset=utf-8"),
-    );
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
     headers.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=3600"),
@@ -456,10 +487,12 @@ impl IntoResponse for Refusal {
     }
 }
 
-/// The Content-Security-Policy of every page: this origin's stylesheet, forms to this
-/// origin, nothing else (no script, no frame, no plug-in, no base).
-pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
-                       form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// The Content-Security-Policy of every page: this origin's stylesheet and script,
+/// requests and forms to this origin, nothing else (no inline script or style, no eval,
+/// no frame, no plug-in, no base).
+pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+                       img-src 'self'; connect-src 'self'; form-action 'self'; \
+                       frame-ancestors 'none'; base-uri 'none'";
 
 /// A rendered page, with the headers every page has.
 pub fn render(status: StatusCode, page: &impl Template) -> Response {

@@ -192,7 +192,7 @@ await page.getByLabel("Id (of the source or destination)").fill("demo");
 await page.getByRole("button", { name: "Explain" }).click();
 await page.locator("#explain-answer").getByText("Refused").waitFor();
 await check(page, "person");
-await page.getByLabel("Its id", { exact: true }).fill("demo");
+await page.getByLabel("The id (for a label: key:value)").fill("demo");
 await page.getByLabel("Level", { exact: true }).selectOption("full");
 await page.getByLabel("Why (kept with the grant)").fill("owns the web source");
 await page.getByRole("button", { name: "Grant", exact: true }).click();
@@ -323,7 +323,70 @@ await alice.waitForURL("**/sources");
 await alice.getByText("alice@example.com").waitFor();
 await fourth.close();
 
-// 13. Sessions: another browser signed in, then signed out from this one.
+// 13. The rest of the governance pages: a destination made and connected, settings and
+// labels, a group, gateway credentials, changes for review, the audit chain.
+step("destinations, settings, groups, gateway credentials, the audit chain");
+await page.goto("/sources");
+await page.evaluate(() => { window.notReloaded = true; });
+await page.getByRole("link", { name: "Destinations" }).click();
+await page.getByRole("button", { name: "Create destination" }).waitFor();
+// htmx swapped the page in: the same document, so nothing was loaded twice.
+assert.equal(await page.evaluate(() => window.notReloaded), true, "a boosted navigation");
+await page.getByLabel("Name", { exact: true }).fill("Warehouse hook");
+await page.getByLabel("Type").selectOption("webhook");
+await page.getByLabel(/^Settings/).fill('{"url": "https://hooks.example.com/in", "secret": "hook-secret"}');
+await page.getByRole("button", { name: "Create destination" }).click();
+await page.getByText("Destination created").waitFor();
+await check(page, "destination");
+await page.getByRole("link", { name: "Settings", exact: true }).click();
+await page.getByLabel("Key (a-z, 0-9, - and _)").fill("team");
+await page.getByLabel("Value", { exact: true }).fill("growth");
+await page.getByRole("button", { name: "Add label" }).click();
+await page.getByText("Labels changed.").waitFor();
+await check(page, "settings");
+await page.getByRole("link", { name: "Team" }).click();
+await page.getByRole("link", { name: "Groups" }).click();
+await page.getByLabel("Name", { exact: true }).fill("Analysts");
+await page.getByRole("button", { name: "Create group" }).click();
+await page.getByText("Group updated.").waitFor();
+await page.getByLabel(/^Add by email/).fill("owner@example.com");
+await page.getByRole("button", { name: "Add", exact: true }).click();
+await page.locator("#members").getByText("owner@example.com").waitFor();
+await check(page, "group");
+await page.getByRole("link", { name: "Usage" }).click();
+await page.getByRole("link", { name: "gateway credential" }).click();
+await page.getByLabel(/^Name/).fill("edge-1");
+await page.getByRole("button", { name: "Create credential" }).click();
+assert.match(await page.locator("#node-secret").innerText(), /^slc_node_/);
+await check(page, "nodes");
+await page.getByRole("link", { name: "Changes for review" }).click();
+await page.getByText("Changes to protected sources").waitFor();
+await check(page, "changes");
+await page.getByRole("link", { name: "Audit trail" }).click();
+await page.getByRole("link", { name: "Verify the chain" }).click();
+await page.locator("#chain-status").getByText("Intact.").waitFor();
+await check(page, "audit-chain");
+assert.equal(await page.evaluate(() => window.notReloaded), true, "every step boosted");
+
+// 14. Without JavaScript the same pages work: links, forms, post/redirect/get.
+step("without JavaScript: sign in, a token made and revoked");
+const plain = await browser.newContext({ baseURL: BASE, javaScriptEnabled: false });
+const bare = await open(plain);
+await bare.goto("/sign-in");
+await bare.getByLabel("Email", { exact: true }).fill("owner@example.com");
+await bare.getByLabel("Password", { exact: true }).fill(PASSWORD);
+await bare.getByRole("button", { name: "Sign in" }).click();
+await bare.waitForURL("**/sources");
+await bare.getByRole("link", { name: "API tokens" }).click();
+await bare.getByLabel("Name", { exact: true }).fill("no script");
+await bare.getByLabel("sources:read", { exact: true }).check();
+await bare.getByRole("button", { name: "Create token" }).click();
+assert.match(await bare.locator("#token-secret").innerText(), /^slc_pat_/);
+await bare.getByRole("button", { name: "Revoke token no script" }).click();
+await bare.getByText("Token revoked.").waitFor();
+await plain.close();
+
+// 15. Sessions: another browser signed in, then signed out from this one.
 step("sign out everywhere else");
 const third = await browser.newContext({ baseURL: BASE });
 const elsewhere = await open(third);
