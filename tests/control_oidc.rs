@@ -282,6 +282,24 @@ async fn people_sign_in_through_their_provider(db: &TestDb) {
         .expect("patch");
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
 
+    // Signing in again from the same browser ends the session it held: the provider's
+    // answer comes back without that cookie, so the flow remembered it at the start.
+    let done = sign_in(&api, &mut browser, &connection, "alice-sub").await;
+    assert_eq!(done.status(), StatusCode::SEE_OTHER);
+    let renewed = browser.session().expect("a new session").clone();
+    assert_ne!(renewed, session);
+    for (cookie, live) in [(&session, false), (&renewed, true)] {
+        let status = browser
+            .http
+            .get(format!("{}/auth/session", api.base))
+            .header("cookie", cookie)
+            .send()
+            .await
+            .expect("session")
+            .status();
+        assert_eq!(status == StatusCode::OK, live, "{cookie}: {status}");
+    }
+
     // Moved to engineers at the provider: at the next sign-in she is in that group
     // (member through its mapping) and out of the analysts.
     provider

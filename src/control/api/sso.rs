@@ -616,7 +616,7 @@ async fn test(
 ) -> Result<Response, ApiError> {
     owners_only(&api, &caller).await?;
     let row = load(&api, &caller, &id).await?;
-    let begun = sso::begin(&api, &row, "", "/".into(), true, caller.now).await?;
+    let begun = sso::begin(&api, &row, ("", ""), "/".into(), true, caller.now).await?;
     let mut change = api.store.change().await?;
     change
         .record(caller.draft(

@@ -573,11 +573,13 @@ pub struct Begun {
 }
 
 /// Starts a sign-in through `connection`: the provider's URL, with the flow recorded.
-/// `browser` is the digest of the binding cookie ('' for a test).
+/// `browser` is the digest of the binding cookie ('' for a test); `replacing`, of the
+/// session cookie the browser presented ('' for none: it ends when the sign-in opens a
+/// new session).
 pub async fn begin(
     api: &Api,
     connection: &ConnectionRow,
-    browser: &str,
+    (browser, replacing): (&str, &str),
     return_to: String,
     test: bool,
     now: DateTime<Utc>,
@@ -636,6 +638,7 @@ pub async fn begin(
             created_at: now,
             expires_at: now + FLOW_LIFETIME,
             result: None,
+            replacing: replacing.to_owned(),
         },
     )
     .await?;
@@ -682,6 +685,7 @@ async fn start(
     State(api): State<Arc<Api>>,
     crate::control::api::Path(id): crate::control::api::Path<String>,
     Query(query): Query<StartQuery>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
     let now = Utc::now();
     let mut conn = api.store.read().await?;
@@ -694,10 +698,11 @@ async fn start(
         return Err(Refused::Disabled.into());
     }
     let binding = token::random_base62(43).map_err(|_| ApiError::Internal)?;
+    let replacing = session::presented(&headers, &api.public_url).unwrap_or_default();
     let begun = begin(
         &api,
         &connection,
-        &session::digest(&binding),
+        (&session::digest(&binding), &replacing),
         safe_return(query.return_to.as_deref()),
         false,
         now,
@@ -1121,6 +1126,7 @@ async fn bind(
             created_at: now,
             expires_at: asserted.expires,
             result: None,
+            replacing: String::new(),
         }),
     }
 }
@@ -1215,9 +1221,9 @@ pub async fn complete(
             detail: json!({"connectionId": connection.id, "created": outcome.created}),
             ip,
             user_agent,
-            // A provider's answer (a cross-site POST for SAML) carries no session
-            // cookie to replace.
-            replacing: None,
+            // A provider's answer comes back cross-site, without the session cookie:
+            // the one the browser held when it started, as the flow remembers it.
+            replacing: Some(flow.replacing.clone()).filter(|r| !r.is_empty()),
         },
         now,
     )

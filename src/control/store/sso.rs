@@ -174,10 +174,13 @@ pub struct FlowRow {
     pub expires_at: DateTime<Utc>,
     /// What a finished test saw (JSON).
     pub result: Option<serde_json::Value>,
+    /// Digest of the session cookie the browser presented when it started ('' for
+    /// none): that session ends when the sign-in opens a new one.
+    pub replacing: String,
 }
 
-const FLOW_COLUMNS: &str =
-    "id, connection_id, browser, nonce, verifier, return_to, test, created_at, expires_at, result";
+const FLOW_COLUMNS: &str = "id, connection_id, browser, nonce, verifier, return_to, test, \
+                            created_at, expires_at, result, replacing";
 
 fn decode_flow(row: &sqlx::any::AnyRow) -> Result<FlowRow, StoreError> {
     let result: Option<String> = row.try_get(9)?;
@@ -195,13 +198,14 @@ fn decode_flow(row: &sqlx::any::AnyRow) -> Result<FlowRow, StoreError> {
             .map(|r| serde_json::from_str(&r))
             .transpose()
             .map_err(|e| StoreError::Corrupt(format!("flow result: {e}")))?,
+        replacing: row.try_get(10)?,
     })
 }
 
 /// Records a sign-in started.
 pub async fn start_flow(conn: &mut AnyConnection, flow: &FlowRow) -> Result<(), StoreError> {
     sqlx::query(sql!(
-        "INSERT INTO sso_flows ({FLOW_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL)"
+        "INSERT INTO sso_flows ({FLOW_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, $10)"
     ))
     .bind(&flow.id)
     .bind(&flow.connection_id)
@@ -212,6 +216,7 @@ pub async fn start_flow(conn: &mut AnyConnection, flow: &FlowRow) -> Result<(), 
     .bind(i64::from(flow.test))
     .bind(ms(flow.created_at))
     .bind(ms(flow.expires_at))
+    .bind(&flow.replacing)
     .execute(conn)
     .await?;
     Ok(())
