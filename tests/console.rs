@@ -2208,3 +2208,75 @@ async fn settings_labels_groups_protected_changes_gateway_credentials_and_the_au
         StatusCode::FORBIDDEN
     );
 }
+
+#[tokio::test]
+async fn a_setup_link_opens_a_console_page_and_a_bad_form_is_answered_with_a_page() {
+    let db = databases::sqlite().await;
+    let (server, link) = server(&db).await;
+    let api = Api::of(&server);
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let response = http
+        .get(format!("{}{link}", api.base))
+        .send()
+        .await
+        .expect("setup page");
+    assert_eq!(response.status(), StatusCode::OK);
+    let headers = response.headers().clone();
+    let text = response.text().await.expect("body");
+    assert!(text.contains("Welcome to Sluice"), "{text}");
+    assert!(text.contains("id=\"setup-email\""), "{text}");
+    assert_eq!(
+        headers[CONTENT_SECURITY_POLICY],
+        sluice::control::console::CSP
+    );
+    assert_eq!(
+        headers["referrer-policy"], "strict-origin",
+        "the link stays"
+    );
+    assert_eq!(headers["cache-control"], "no-store");
+
+    // A bad email from a browser: a page saying why (the link still good), not JSON.
+    let response = http
+        .post(format!("{}{link}", api.base))
+        .header("origin", &api.base)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("email=not-an-email")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .is_ok_and(|t| t.starts_with("text/html"))
+    );
+    let text = response.text().await.expect("body");
+    assert!(text.contains("email"), "{text}");
+    assert!(text.contains(&format!("href=\"{link}\"")), "{text}");
+    // The same from a JSON client: the error envelope.
+    let (status, body) = api.accept(&link, "not-an-email").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["errors"][0]["message"].is_string(), "{body}");
+    // And done properly: the token shown once on the page.
+    let response = http
+        .post(format!("{}{link}", api.base))
+        .header("origin", &api.base)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("email=owner%40example.com")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = response.text().await.expect("body");
+    assert!(text.contains("id=\"setup-token\""), "{text}");
+    assert!(text.contains("Open the console"), "{text}");
+    let used = http
+        .get(format!("{}{link}", api.base))
+        .send()
+        .await
+        .expect("again");
+    assert_eq!(used.status(), StatusCode::GONE);
+}

@@ -25,6 +25,7 @@ mod form;
 mod groups;
 mod identity;
 pub mod inner;
+pub mod links;
 mod nodes;
 mod operations;
 mod people;

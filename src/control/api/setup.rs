@@ -12,7 +12,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -22,6 +22,7 @@ use super::tokens::Token;
 use super::wire::{ErrorEnvelope, ErrorItem};
 use super::{Api, ApiError, Path};
 use crate::control::audit::{Actor, Draft, Kind};
+use crate::control::console::links;
 use crate::control::identity::signin;
 use crate::control::policy::Scope;
 use crate::control::store::invites::{self, LinkState};
@@ -62,43 +63,6 @@ pub fn routes() -> Router<Arc<Api>> {
     Router::new().route("/setup/{link}", get(form).post(accept))
 }
 
-/// Escapes text for HTML.
-pub(crate) fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
-}
-
-/// A small self-contained page (no scripts, forms post to this origin only, never cached).
-pub(crate) fn page(status: StatusCode, title: &str, body: &str) -> Response {
-    let html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t} · Sluice</title>\
-         <meta name=\"viewport\" content=\"width=device-width\"></head>\
-         <body style=\"font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto\">\
-         <h1>{t}</h1>{body}</body></html>",
-        t = escape(title)
-    );
-    let mut response = (status, Html(html)).into_response();
-    let headers = response.headers_mut();
-    headers.insert("cache-control", "no-store".parse().expect("static header"));
-    // `strict-origin`, not `no-referrer`: under `no-referrer` a browser posts the page's
-    // forms with `Origin: null`, which the login-CSRF guard refuses as coming from
-    // elsewhere. The link (in the address) never leaves in a `Referer`: only the origin.
-    headers.insert(
-        "referrer-policy",
-        "strict-origin".parse().expect("static header"),
-    );
-    headers.insert(
-        "content-security-policy",
-        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"
-            .parse()
-            .expect("static header"),
-    );
-    response
-}
-
 fn refused(state: LinkState) -> (StatusCode, &'static str) {
     match state {
         LinkState::Unknown => (StatusCode::NOT_FOUND, "This link is not valid."),
@@ -123,7 +87,7 @@ fn refusal_answer(state: LinkState, json: bool) -> Response {
         )
             .into_response();
     }
-    page(status, "Sluice setup", &format!("<p>{text}</p>"))
+    links::notice(status, "Sluice setup", text, None)
 }
 
 /// Which refused link attempts reach the audit log: the first per address (its /64 for
@@ -180,29 +144,9 @@ async fn form(State(api): State<Arc<Api>>, Path(link): Path<String>) -> Result<R
     let mut conn = api.store.read().await?;
     let link = match invites::peek_link(&mut conn, &digest, Utc::now()).await? {
         Ok(link) => link,
-        Err(state) => {
-            let (status, text) = refused(state);
-            return Ok(page(status, "Sluice setup", &format!("<p>{text}</p>")));
-        }
+        Err(state) => return Ok(refusal_answer(state, false)),
     };
-    let email = if link.email.is_empty() {
-        "<input name=\"email\" type=\"email\" required autocomplete=\"email\">".to_owned()
-    } else {
-        format!(
-            "<input name=\"email\" type=\"email\" value=\"{}\" readonly>",
-            escape(&link.email)
-        )
-    };
-    let body = format!(
-        "<p>Create your account: you will join as <b>{role}</b> and get an API token, shown once.</p>\
-         <form method=\"post\">\
-         <p><label>Email<br>{email}</label></p>\
-         <p><label>First name<br><input name=\"first_name\" maxlength=\"100\"></label></p>\
-         <p><label>Last name<br><input name=\"last_name\" maxlength=\"100\"></label></p>\
-         <p><button type=\"submit\">Create account</button></p></form>",
-        role = link.role.name()
-    );
-    Ok(page(StatusCode::OK, "Welcome to Sluice", &body))
+    Ok(links::setup_form(&link.email, link.role.name()))
 }
 
 #[derive(Debug, Deserialize)]
@@ -231,7 +175,40 @@ fn parse_form(headers: &HeaderMap, body: &[u8]) -> Result<Accept, ApiError> {
     })
 }
 
+/// `POST /setup/{link}`: the account made. A browser's form that cannot be taken (a bad
+/// email, a form from elsewhere) is answered with a page saying why; a JSON client gets
+/// the error envelope.
 async fn accept(
+    state: State<Arc<Api>>,
+    link: Path<String>,
+    peer: ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let json = wants_json(&headers);
+    // Back to the form, when the link is one a form could be at (base62).
+    let form = link
+        .0
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric())
+        .then(|| format!("/setup/{}", link.0));
+    match make_account(state, link, peer, headers, body).await {
+        Ok(response) => response,
+        Err(error) if !json => {
+            let message = error.to_string();
+            let status = error.into_response().status();
+            links::notice(
+                status,
+                "Sluice setup",
+                &message,
+                form.as_deref().map(|f| (f, "Back to the form")),
+            )
+        }
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn make_account(
     State(api): State<Arc<Api>>,
     Path(link): Path<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -447,25 +424,14 @@ async fn accept(
             csrf_token: opened.map(|o| o.row.csrf),
         })));
     }
-    let body = format!(
-        "<p>Your account <b>{email}</b> ({role}) is ready.</p>\
-         <p>Your API token, shown <b>this once</b> (valid {days} days):</p>\
-         <pre style=\"background:#eee;padding:1rem;overflow-x:auto\">{token}</pre>\
-         <p>Use it as <code>Authorization: Bearer …</code> on <code>{url}/api/v1</code>, \
-         or export it as <code>SLUICE_TOKEN</code> for <code>sluice admin</code>.</p>{console}",
-        console = if signed_in {
-            "<p><a href=\"/sources\">Open the console</a>: you are signed in on this browser. \
-             Set a password on <a href=\"/account\">your account</a> page to sign in again later \
-             (or sign in through your identity provider when the workspace has one).</p>"
-        } else {
-            "<p><a href=\"/sign-in\">Sign in to the console</a> through your identity provider.</p>"
-        },
-        email = escape(&user.email),
-        role = user.role.name(),
-        token = escape(plain.expose()),
-        url = escape(api.public_url.trim_end_matches('/')),
+    let page = links::setup_done(
+        &user.email,
+        user.role.name(),
+        plain.expose(),
+        api.public_url.trim_end_matches('/'),
+        signed_in,
     );
-    Ok(with_cookie(page(StatusCode::OK, "You're set up", &body)))
+    Ok(with_cookie(page))
 }
 
 #[cfg(test)]

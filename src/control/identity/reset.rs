@@ -24,11 +24,11 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{password, session, signin, totp};
-use crate::control::api::setup::page;
 use crate::control::api::{
     Api, ApiError, Caller, Forbidden, Path, Unauthenticated, client, client_key, data,
 };
 use crate::control::audit::{Actor, Draft, Kind};
+use crate::control::console::links;
 use crate::control::policy::{self, Action, Role};
 use crate::control::store::{passwords, resets, sessions, users, workspaces};
 use crate::control::token;
@@ -177,27 +177,10 @@ async fn form(State(api): State<Arc<Api>>, Path(link): Path<String>) -> Result<R
     let mut conn = api.store.read().await?;
     let reset = resets::peek(&mut conn, &token::digest_of(&link).to_hex(), Utc::now()).await?;
     let Some(reset) = reset else {
-        return Ok(page(
-            StatusCode::NOT_FOUND,
-            "Reset your password",
-            &format!("<p>{GONE}</p>"),
-        ));
+        return Ok(gone(false));
     };
     let factor = totp::enabled(&mut conn, &reset.user_id).await?.is_some();
-    let code = if factor {
-        "<p><label>Code from your authenticator app (or a recovery code)<br>\
-         <input name=\"code\" autocomplete=\"one-time-code\" required></label></p>"
-    } else {
-        ""
-    };
-    let body = format!(
-        "<form method=\"post\">\
-         <p><label>New password (at least {min} characters)<br>\
-         <input name=\"password\" type=\"password\" minlength=\"{min}\" autocomplete=\"new-password\" required></label></p>\
-         {code}<p><button type=\"submit\">Set password and sign in</button></p></form>",
-        min = password::MIN_CHARS
-    );
-    Ok(page(StatusCode::OK, "Reset your password", &body))
+    Ok(links::reset_form(password::MIN_CHARS, factor))
 }
 
 #[derive(Debug, Deserialize)]
@@ -333,11 +316,11 @@ async fn use_link(
     let mut response = if json {
         data(json!({"userId": user.id, "csrfToken": opened.row.csrf}))
     } else {
-        page(
+        links::notice(
             StatusCode::OK,
             "Password set",
-            "<p>Your new password is set and you are signed in. \
-             <a href=\"/\">Go to the console</a>.</p>",
+            "Your new password is set and you are signed in.",
+            Some(("/", "Go to the console")),
         )
     };
     if let Some(cookie) = opened.cookie(&api.public_url) {
@@ -372,9 +355,5 @@ fn gone(json: bool) -> Response {
     if json {
         return ApiError::NotFound(GONE.into()).into_response();
     }
-    page(
-        StatusCode::NOT_FOUND,
-        "Reset your password",
-        &format!("<p>{GONE}</p>"),
-    )
+    links::notice(StatusCode::NOT_FOUND, "Reset your password", GONE, None)
 }
