@@ -2280,3 +2280,104 @@ async fn a_setup_link_opens_a_console_page_and_a_bad_form_is_answered_with_a_pag
         .expect("again");
     assert_eq!(used.status(), StatusCode::GONE);
 }
+
+/// Whether each role (owner, admin, member, read_only) is let in: a `YYYY` row.
+fn row(cells: &str) -> [bool; 4] {
+    let mut out = [false; 4];
+    for (slot, cell) in out.iter_mut().zip(cells.chars()) {
+        *slot = cell == 'Y';
+    }
+    out
+}
+
+#[tokio::test]
+async fn every_page_and_form_follows_the_role_matrix() {
+    let db = databases::sqlite().await;
+    let (server, link) = server(&db).await;
+    let api = Api::of(&server);
+    let (owner, owner_token) = person_with_token(&api, &link, "owner@example.com").await;
+    let (status, body) = api
+        .post(
+            &owner_token,
+            "/api/v1/destinations",
+            json!({"id": "hook", "sourceId": "demo", "metadataId": "webhook",
+                   "settings": {"url": "https://hooks.example.com/p"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let browsers = [
+        owner,
+        joined(&api, &owner_token, "a@example.com", "admin").await,
+        joined(&api, &owner_token, "m@example.com", "member").await,
+        joined(&api, &owner_token, "r@example.com", "read_only").await,
+    ];
+    let roles = ["owner", "admin", "member", "read_only"];
+
+    // Pages: shown (200) or refused (403), as `authorize` answers for the role.
+    let pages = [
+        ("/sources", "YYYY"),
+        ("/sources/demo", "YYYY"),
+        ("/destinations", "YYYY"),
+        ("/destinations/hook", "YYYY"),
+        ("/plans", "YYYY"),
+        ("/change-requests", "YYYY"),
+        ("/changes", "YYYY"),
+        ("/team", "YYYY"),
+        ("/groups", "YYYY"),
+        ("/elevations", "YYYY"),
+        ("/operations", "YYYY"),
+        ("/settings", "YYYY"),
+        ("/account", "YYYY"),
+        ("/tokens", "YY--"),
+        ("/nodes", "YY--"),
+        ("/audit", "YY--"),
+        ("/audit/chain", "YY--"),
+        ("/identity", "YY--"),
+        ("/reviews", "YY--"),
+    ];
+    for (path, cells) in pages {
+        for ((browser, role), shown) in browsers.iter().zip(roles).zip(row(cells)) {
+            let page = browser.get(path).await;
+            let want = if shown {
+                StatusCode::OK
+            } else {
+                StatusCode::FORBIDDEN
+            };
+            assert_eq!(page.status, want, "{path} as {role}: {}", page.text);
+        }
+    }
+
+    // Forms: present only for the roles that may use them.
+    let forms = [
+        ("/sources", "/sources", "YYY-"),
+        ("/sources/demo", "/sources/demo/enabled", "YYY-"),
+        ("/sources/demo", "/sources/demo/labels", "YYY-"),
+        ("/sources/demo", "/sources/demo/keys", "YY--"),
+        ("/sources/demo", "/sources/demo/delete", "YY--"),
+        ("/destinations", "/destinations", "YYY-"),
+        ("/destinations/hook", "/destinations/hook/settings", "YYY-"),
+        ("/destinations/hook", "/destinations/hook/delete", "YY--"),
+        ("/plans", "/plans", "YYY-"),
+        ("/team", "/team/invites", "YY--"),
+        ("/groups", "/groups", "YY--"),
+        ("/settings", "/settings", "YY--"),
+        ("/settings", "/settings/labels", "YY--"),
+        ("/operations", "/operations/quota", "Y---"),
+    ];
+    for (path, action, cells) in forms {
+        for ((browser, role), shown) in browsers.iter().zip(roles).zip(row(cells)) {
+            let page = browser.get(path).await;
+            let has = page.text.contains(&format!("action=\"{action}\""));
+            assert_eq!(has, shown, "the form {action} on {path} as {role}");
+        }
+    }
+
+    // The navigation offers only what the role may open.
+    for ((browser, role), shown) in browsers.iter().zip(roles).zip(row("YY--")) {
+        let page = browser.get("/sources").await;
+        for link in ["/tokens", "/audit", "/identity", "/reviews"] {
+            let has = page.text.contains(&format!("href=\"{link}\""));
+            assert_eq!(has, shown, "{link} in the navigation as {role}");
+        }
+    }
+}

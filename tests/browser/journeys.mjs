@@ -368,7 +368,31 @@ await page.locator("#chain-status").getByText("Intact.").waitFor();
 await check(page, "audit-chain");
 assert.equal(await page.evaluate(() => window.notReloaded), true, "every step boosted");
 
-// 14. Without JavaScript the same pages work: links, forms, post/redirect/get.
+// 14. On a phone's screen: nothing wider than the screen (tables scroll in their own
+// box), and the keyboard reaches the skip link first.
+step("a phone's screen and the keyboard");
+const phone = await browser.newContext({ baseURL: BASE, viewport: { width: 390, height: 844 } });
+await phone.addCookies(await context.cookies());
+const small = await open(phone);
+for (const path of ["/sources", "/sources/demo", "/destinations", "/team", "/audit", "/settings"]) {
+  await small.goto(path);
+  const [wide, screen, past] = await small.evaluate(() => [
+    document.documentElement.scrollWidth,
+    window.innerWidth,
+    // What reaches past the screen's edge (outside a scrolling box), for the message.
+    [...document.querySelectorAll("main *, header *")]
+      .filter((e) => e.getBoundingClientRect().right > window.innerWidth)
+      .slice(0, 5)
+      .map((e) => `${e.tagName.toLowerCase()}${e.id ? "#" + e.id : ""}${e.className ? "." + e.className : ""}`),
+  ]);
+  assert.ok(wide <= screen, `${path} is ${wide}px wide on a ${screen}px screen: ${past.join(", ")}`);
+}
+await check(small, "phone-settings");
+await small.keyboard.press("Tab");
+assert.equal(await small.evaluate(() => document.activeElement.textContent), "Skip to the content");
+await phone.close();
+
+// 15. Without JavaScript the same pages work: links, forms, post/redirect/get.
 step("without JavaScript: sign in, a token made and revoked");
 const plain = await browser.newContext({ baseURL: BASE, javaScriptEnabled: false });
 const bare = await open(plain);
@@ -386,7 +410,7 @@ await bare.getByRole("button", { name: "Revoke token no script" }).click();
 await bare.getByText("Token revoked.").waitFor();
 await plain.close();
 
-// 15. Sessions: another browser signed in, then signed out from this one.
+// 16. Sessions: another browser signed in, then signed out from this one.
 step("sign out everywhere else");
 const third = await browser.newContext({ baseURL: BASE });
 const elsewhere = await open(third);

@@ -31,22 +31,22 @@ pub fn routes() -> Router<Console> {
 /// An elevation as the console shows it.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Elevation {
+pub struct Elevation {
     id: String,
     user_id: String,
     role: Option<String>,
     resource: Option<Value>,
     level: Option<String>,
-    reason: String,
+    pub(super) reason: String,
     duration_minutes: i64,
-    status: String,
+    pub(super) status: String,
     requested_at: When,
-    ends_at: Option<When>,
+    pub(super) ends_at: Option<When>,
 }
 
 impl Elevation {
     /// What it asks for, in words.
-    fn wants(&self) -> String {
+    pub fn wants(&self) -> String {
         if let Some(role) = &self.role {
             return format!("the {role} role");
         }
@@ -70,9 +70,11 @@ impl Elevation {
     }
 }
 
+/// A page of elevations.
 #[derive(Debug, Deserialize)]
-struct ElevationList {
-    elevations: Vec<Elevation>,
+pub struct ElevationList {
+    /// The page.
+    pub elevations: Vec<Elevation>,
     pagination: super::team::Pagination,
 }
 

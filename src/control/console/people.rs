@@ -14,6 +14,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::elevations::{Elevation, ElevationList};
 use super::form::Form;
 use super::sources::encode;
 use super::team::about_the_form;
@@ -179,6 +180,8 @@ struct PersonPage {
     own: Vec<Grant>,
     through_groups: Vec<(String, Grant)>,
     groups: Vec<Group>,
+    /// Their temporary access: asked, live and ended.
+    elevations: Vec<Elevation>,
     may_manage: bool,
     actions: Vec<String>,
     question: Option<Question>,
@@ -212,9 +215,18 @@ async fn page(
         .await?
         .user;
     let may_manage = viewer.may_here(Action::ManageMembers);
-    let (mut own, mut through_groups, mut groups, mut members) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut own, mut through_groups, mut groups, mut members, mut elevations) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     if may_manage {
+        let query = serde_urlencoded::to_string([
+            ("userId", person.id.as_str()),
+            ("pagination[count]", "50"),
+        ])
+        .unwrap_or_default();
+        elevations = api
+            .get::<ElevationList>(&format!("/api/v1/elevations?{query}"))
+            .await?
+            .elevations;
         groups = api
             .get::<GroupList>(&format!("/api/v1/users/{}/groups", encode(id)))
             .await?
@@ -292,6 +304,7 @@ async fn page(
             own,
             through_groups,
             groups,
+            elevations,
             may_manage,
             actions: Action::ALL.iter().map(|a| a.name()).collect(),
             question,

@@ -142,6 +142,8 @@ struct PlanPage {
     /// Every rule as JSON, for the proposal's text area.
     rules_json: String,
     requests: Vec<Request>,
+    /// Its published versions (the change requests that made them), newest first.
+    versions: Vec<Request>,
     may_propose: bool,
     error: Option<String>,
 }
@@ -260,17 +262,24 @@ async fn plan_page(
         );
         return Err(Refusal::Broken);
     }
-    let requests: RequestList = api
-        .get(&format!(
+    let of_plan = |status: &str, count: &str| {
+        format!(
             "/api/v1/change-requests?{}",
             serde_urlencoded::to_string([
                 ("trackingPlanId", plan.id.as_str()),
-                ("status", "OPEN"),
-                ("pagination[count]", "200"),
+                ("status", status),
+                ("pagination[count]", count),
             ])
             .unwrap_or_default()
-        ))
-        .await?;
+        )
+    };
+    let requests: RequestList = api.get(&of_plan("OPEN", "200")).await?;
+    // Its versions: the change requests published, newest first.
+    let mut versions = api
+        .get::<RequestList>(&of_plan("PUBLISHED", "50"))
+        .await?
+        .change_requests;
+    versions.sort_by(|a, b| b.published_version.cmp(&a.published_version));
     let (rules_json, error) = match draft {
         Some((text, error)) => (text, Some(error)),
         None => (
@@ -287,6 +296,7 @@ async fn plan_page(
             rules: rules.iter().map(rule_name).collect(),
             rules_json,
             requests: requests.change_requests,
+            versions,
             may_propose: viewer.may_here(Action::EditTrackingPlans),
             error,
         },
