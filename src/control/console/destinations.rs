@@ -47,17 +47,18 @@ fn example(kind: &str) -> &'static str {
 }
 
 /// A settings form's text read as JSON settings, or why it cannot be: not a JSON object,
-/// or a secret left as the placeholder the page showed (secrets are write-only: the
-/// settings replace the old ones, so each must be typed again).
+/// or a credential left as the placeholder the page showed (a secret's `<redacted>`, a
+/// URL's path and query as `/…`): credentials are write-only and the settings replace
+/// the old ones, so each must be typed again.
 fn settings_of(text: &str) -> Result<Value, String> {
     let value: Value =
         serde_json::from_str(text).map_err(|e| format!("The settings are not JSON: {e}."))?;
     if !value.is_object() {
         return Err("The settings must be a JSON object ({ … }).".into());
     }
-    if text.contains(REDACTED) {
+    if text.contains(REDACTED) || text.contains(REDACTED_PATH) {
         return Err(format!(
-            "Replace each {REDACTED} with the secret: secrets are write-only, so the new settings must carry them again."
+            "Replace each {REDACTED}, and each URL ending in {REDACTED_PATH}, with the real value: credentials are write-only, so the new settings must carry them again."
         ));
     }
     Ok(value)
@@ -65,6 +66,9 @@ fn settings_of(text: &str) -> Result<Value, String> {
 
 /// The placeholder the API shows for a secret.
 const REDACTED: &str = crate::catalog::REDACTED;
+
+/// What the API shows of a URL's path and query (they may hold a token).
+const REDACTED_PATH: &str = "/…";
 
 #[derive(Debug, Deserialize)]
 struct Metadata {
