@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::control::{Api, server, track, until};
+use common::control::{Api, server, server_with, track, until};
 use common::databases;
 use reqwest::header::{CONTENT_SECURITY_POLICY, LOCATION, SET_COOKIE};
 use reqwest::{Method, StatusCode};
@@ -1688,9 +1688,43 @@ async fn destination_secrets_stay_hidden_until_a_post_from_this_session_reveals_
         assert_eq!(page.status, StatusCode::FORBIDDEN, "{origin:?}");
         assert!(!page.text.contains("s3cr3t-value"));
     }
+    // Nor the API's own read, reached by a link with the session cookie: it needs the
+    // session's token too (a link elsewhere reveals nothing in anyone's name).
+    let reveals = |body: &Value| {
+        body["data"]["events"].as_array().map_or(0, |events| {
+            events
+                .iter()
+                .filter(|e| e["type"].to_string().to_lowercase().contains("credentials"))
+                .count()
+        })
+    };
+    let before = reveals(
+        &api.get(&owner_token, "/api/v1/audit-events?pagination[count]=200")
+            .await
+            .1,
+    );
+    let linked = owner
+        .http
+        .get(format!("{}/api/v1/destinations/hook/credentials", api.base))
+        .header("cookie", owner.cookie.clone().unwrap_or_default())
+        .send()
+        .await
+        .expect("credentials");
+    assert_eq!(linked.status(), StatusCode::FORBIDDEN);
+    assert!(!linked.text().await.expect("body").contains("s3cr3t-value"));
     let page = owner.post("/destinations/hook/reveal", &[]).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.text);
     assert!(page.text.contains("s3cr3t-value"), "{}", page.text);
+    let after = reveals(
+        &api.get(&owner_token, "/api/v1/audit-events?pagination[count]=200")
+            .await
+            .1,
+    );
+    assert_eq!(
+        after,
+        before + 1,
+        "the console's reveal is audited, the link's never ran"
+    );
     // A reader: no button, and the post refused by the API.
     let page = reader.get("/destinations/hook").await;
     assert_eq!(page.status, StatusCode::OK);
@@ -1838,6 +1872,40 @@ async fn destinations_are_created_edited_connected_and_deleted_and_a_source_dele
     assert_eq!(
         body["data"]["settings"]["url"],
         "https://hooks.example.com/q"
+    );
+
+    // The API itself refuses settings sent back as a read shows them (a URL without its
+    // path or user info, a secret's placeholder): a client's round trip loses nothing.
+    let (status, body) = api
+        .post(
+            &owner_token,
+            "/api/v1/destinations",
+            json!({"id": "bus", "sourceId": "demo", "metadataId": "nats",
+                   "settings": {"url": "nats://user:pw@nats.example.com:4222", "subject": "s"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for destination in [id.as_str(), "bus"] {
+        let path = format!("/api/v1/destinations/{destination}");
+        let (_, read) = api.get(&owner_token, &path).await;
+        let shown = read["data"]["destination"]["settings"].clone();
+        let (status, body) = api
+            .call(
+                &owner_token,
+                Method::PATCH,
+                &path,
+                Some(json!({ "settings": shown })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{destination}: {body}");
+        assert!(body.to_string().contains("write-only"), "{body}");
+    }
+    let (_, body) = api
+        .get(&owner_token, "/api/v1/destinations/bus/credentials")
+        .await;
+    assert_eq!(
+        body["data"]["settings"]["url"],
+        "nats://user:pw@nats.example.com:4222"
     );
 
     // Connected to a second source, then disconnected from the first.
@@ -2206,6 +2274,13 @@ async fn settings_labels_groups_protected_changes_gateway_credentials_and_the_au
         member.get("/audit/chain").await.status,
         StatusCode::FORBIDDEN
     );
+    // A check reads the whole chain: its answer is given again for a minute.
+    let (status, first) = api.get(&owner_token, "/api/v1/audit-events/chain").await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(first["data"]["chain"]["intact"], true);
+    source(&api, &owner_token, "later").await;
+    let (_, again) = api.get(&owner_token, "/api/v1/audit-events/chain").await;
+    assert_eq!(again, first, "the minute-old answer");
 }
 
 #[tokio::test]
@@ -2379,4 +2454,59 @@ async fn every_page_and_form_follows_the_role_matrix() {
             assert_eq!(has, shown, "{link} in the navigation as {role}");
         }
     }
+}
+
+#[tokio::test]
+async fn a_session_ends_by_the_workspaces_idle_limit_and_a_page_refreshing_itself_does_not_keep_it()
+{
+    let db = databases::sqlite().await;
+    let clock = sluice::clock::Clock::adjustable();
+    let shared = clock.clone();
+    let (server, link) = server_with(&db, move |c| c.control.clock = shared).await;
+    let api = Api::of(&server);
+    let (owner, owner_token) = person_with_token(&api, &link, "owner@example.com").await;
+    let (status, body) = api
+        .call(
+            &owner_token,
+            Method::PATCH,
+            "/api/v1/identity/sign-in",
+            Some(json!({"sessionIdleMinutes": 15})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let minutes = chrono::TimeDelta::minutes;
+    let live = |browser: &Browser| {
+        let http = browser.http.clone();
+        let url = format!("{}/auth/session", browser.base);
+        let cookie = browser.cookie.clone().unwrap_or_default();
+        async move {
+            let response = http
+                .get(url)
+                .header("cookie", cookie)
+                .header("x-sluice-passive", "1");
+            response.send().await.expect("session").status() == StatusCode::OK
+        }
+    };
+
+    // Used after 10 minutes: the idle end moves to 15 minutes after that use, not more.
+    clock.advance(minutes(10));
+    assert_eq!(owner.get("/sources/demo").await.status, StatusCode::OK);
+    clock.advance(minutes(14));
+    assert!(live(&owner).await, "14 minutes after its last use");
+    // The page's own refresh (as htmx sends it) is answered, and is no use.
+    let refreshed = owner
+        .http
+        .get(format!("{}/sources/demo", owner.base))
+        .header("cookie", owner.cookie.clone().unwrap_or_default())
+        .header("hx-request", "true")
+        .header("x-sluice-passive", "1")
+        .send()
+        .await
+        .expect("refresh");
+    assert_eq!(refreshed.status(), StatusCode::OK);
+    clock.advance(minutes(2));
+    assert!(!live(&owner).await, "16 minutes after its last use: ended");
+    let page = owner.get("/sources").await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert!(page.location.starts_with("/sign-in"), "{}", page.location);
 }

@@ -112,8 +112,9 @@ pub struct Api {
     pub functions_runner: Option<std::path::PathBuf>,
     /// Test runs under way on this API (one at a time; more answer 429).
     pub functions_running: tokio::sync::Semaphore,
-    /// One audit chain verification at a time (each reads the whole chain).
-    pub audit_verifying: tokio::sync::Mutex<()>,
+    /// One audit chain verification at a time (each reads the whole chain), and the
+    /// last one's answer, given again for a minute.
+    pub audit_verifying: tokio::sync::Mutex<Option<audit::AuditChain>>,
     /// Cancelled when the listener shuts down: long polls answer at once.
     pub closing: tokio_util::sync::CancellationToken,
     /// Callers' identities, remembered per revision.
@@ -157,7 +158,7 @@ impl Api {
             allow_private_destinations,
             functions_runner,
             functions_running: tokio::sync::Semaphore::new(1),
-            audit_verifying: tokio::sync::Mutex::new(()),
+            audit_verifying: tokio::sync::Mutex::new(None),
             closing: tokio_util::sync::CancellationToken::new(),
             identities: identities::Identities::default(),
             swept: std::sync::atomic::AtomicI64::new(0),

@@ -473,6 +473,12 @@ pub(super) async fn check_update(
             settings.clone(),
             api.allow_private_destinations,
         )?;
+        if let Some(field) = placeholder_sent(&before.doc.kind, &after.doc.kind) {
+            return Err(ApiError::field(
+                field,
+                "credentials are write-only: this is the placeholder a read shows, not the value; send the value itself",
+            ));
+        }
     }
     if let Some(filter) = &body.filter {
         after.doc.filter = filter.clone();
@@ -495,6 +501,31 @@ pub(super) async fn check_update(
         after,
         sources,
     })
+}
+
+/// The field of `after` still holding what a read of `before` shows in place of a
+/// credential (a secret's placeholder, a URL without its path, query or user info):
+/// settings read, then sent back unchanged, would otherwise replace the credential with
+/// its placeholder.
+fn placeholder_sent(before: &KindDoc, after: &KindDoc) -> Option<&'static str> {
+    let hidden_url = |old: &str, new: &str| new != old && new == crate::catalog::redacted_url(old);
+    match (before, after) {
+        (KindDoc::Webhook(old), KindDoc::Webhook(new)) => {
+            if hidden_url(&old.url, &new.url) {
+                Some("settings.url")
+            } else if new.secret.as_deref() == Some(REDACTED) {
+                Some("settings.secret")
+            } else if new.headers.values().any(|v| v == REDACTED) {
+                Some("settings.headers")
+            } else {
+                None
+            }
+        }
+        (KindDoc::Nats(old), KindDoc::Nats(new)) if hidden_url(&old.url, &new.url) => {
+            Some("settings.url")
+        }
+        _ => None,
+    }
 }
 
 /// What an update of destination `id` asks of the policy.
@@ -870,7 +901,8 @@ async fn no_delivery_metrics() -> ApiError {
 
 /// Reveal a destination's credentials (its settings unredacted). Takes `read_write` on the
 /// destination (the reference's "view credentials"); every reveal is an audit event.
-/// Lists and reads never carry them.
+/// Lists and reads never carry them. With a session cookie, the request must carry the
+/// session's `X-CSRF-Token`: a link from elsewhere reveals nothing in anyone's name.
 #[utoipa::path(
     get,
     path = "/api/v1/destinations/{id}/credentials",
@@ -882,7 +914,15 @@ async fn credentials(
     State(api): State<Arc<Api>>,
     caller: Caller,
     Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
+    if let super::Via::Session(session) = &caller.via
+        && !crate::control::identity::session::echoes_token(&headers, session)
+    {
+        return Err(ApiError::Forbidden(super::Forbidden::Csrf(
+            "revealing credentials with a session cookie needs its X-CSRF-Token",
+        )));
+    }
     let row = visible(&api, &caller, &id, Action::ViewDestinationSecrets).await?;
     api.store
         .record_alone(caller.draft(

@@ -196,13 +196,19 @@ async fn accept(
         Ok(response) => response,
         Err(error) if !json => {
             let message = error.to_string();
-            let status = error.into_response().status();
-            links::notice(
-                status,
+            let refused = error.into_response();
+            let mut page = links::notice(
+                refused.status(),
                 "Sluice setup",
                 &message,
                 form.as_deref().map(|f| (f, "Back to the form")),
-            )
+            );
+            // A `429` says when to come back, on the page as in the envelope.
+            if let Some(after) = refused.headers().get(axum::http::header::RETRY_AFTER) {
+                page.headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, after.clone());
+            }
+            page
         }
         Err(error) => error.into_response(),
     }

@@ -56,12 +56,22 @@ fn settings_of(text: &str) -> Result<Value, String> {
     if !value.is_object() {
         return Err("The settings must be a JSON object ({ … }).".into());
     }
-    if text.contains(REDACTED) || text.contains(REDACTED_PATH) {
+    if placeholder_in(&value) {
         return Err(format!(
             "Replace each {REDACTED}, and each URL ending in {REDACTED_PATH}, with the real value: credentials are write-only, so the new settings must carry them again."
         ));
     }
     Ok(value)
+}
+
+/// Whether a value of `settings` (at any depth) is still a placeholder the page showed.
+fn placeholder_in(settings: &Value) -> bool {
+    match settings {
+        Value::String(text) => text == REDACTED || text.ends_with(REDACTED_PATH),
+        Value::Array(items) => items.iter().any(placeholder_in),
+        Value::Object(map) => map.values().any(placeholder_in),
+        _ => false,
+    }
 }
 
 /// The placeholder the API shows for a secret.
@@ -266,7 +276,13 @@ async fn create(State(console): State<Console>, parts: Parts, body: Bytes) -> Re
         };
         let settings = match settings_of(form.raw("settings")) {
             Ok(settings) => settings,
-            Err(why) => return list_page(&console, &parts, Some(typed(why))).await,
+            // Shown again as typed: only to this session's own page.
+            Err(why) => {
+                Viewer::of(&console, &parts)
+                    .await?
+                    .guard(&parts, &console, form.csrf())?;
+                return list_page(&console, &parts, Some(typed(why))).await;
+            }
         };
         let request = json!({
             "name": form.some("name"),
@@ -310,7 +326,7 @@ const CONNECTED_READ: usize = 20;
 
 /// `GET /destinations/{id}`: the settings with secrets redacted.
 async fn read(State(console): State<Console>, Path(id): Path<String>, parts: Parts) -> Response {
-    destination_page(console, parts, id, false, None).await
+    destination_page(console, parts, id, None, None).await
 }
 
 /// `POST /destinations/{id}/reveal`: the same page with the credentials, for who may
@@ -326,19 +342,22 @@ async fn reveal(
         let form = Form::read(&body)?;
         Viewer::of(&console, &parts)
             .await?
-            .guard(&parts, &console, form.csrf())
+            .guard(&parts, &console, form.csrf())?;
+        Ok::<_, Refusal>(form.csrf().to_owned())
     };
     match checked.await {
-        Ok(()) => destination_page(console, parts, id, true, None).await,
+        Ok(csrf) => destination_page(console, parts, id, Some(csrf), None).await,
         Err(refusal) => refusal.into_response(),
     }
 }
 
+/// One destination's page; with `reveal` (the form's CSRF token, which the API checks
+/// for the audited read), its credentials shown.
 async fn destination_page(
     console: Console,
     parts: Parts,
     id: String,
-    reveal: bool,
+    reveal: Option<String>,
     typed: Option<EditForm>,
 ) -> Response {
     let page = async {
@@ -371,37 +390,46 @@ async fn destination_page(
         let may_reveal = viewer.may(Action::ViewDestinationSecrets, target);
         let may_enable = viewer.may(Action::EnableDestination, target);
         let may_delete = viewer.may(Action::DeleteDestination, target);
+        // A change of connections is an edit of the destination as well.
+        let may_edit = viewer.may(Action::EditDestination, target);
         let disconnectable: Vec<(String, bool)> = destination
             .sources
             .iter()
             .map(|source| {
-                let may = connected.iter().find(|s| s.id == source).is_some_and(|s| {
-                    viewer.may(
-                        Action::Disconnect,
-                        ResourceRef::Connection(
-                            *s,
-                            DestinationRef {
-                                id: &destination.id,
-                                connected: &[],
-                            },
-                        ),
-                    )
-                });
+                let may = may_edit
+                    && connected.iter().find(|s| s.id == source).is_some_and(|s| {
+                        viewer.may(
+                            Action::Disconnect,
+                            ResourceRef::Connection(
+                                *s,
+                                DestinationRef {
+                                    id: &destination.id,
+                                    connected: &[],
+                                },
+                            ),
+                        )
+                    });
                 (source.clone(), may)
             })
             .collect();
-        let edit = viewer.may(Action::EditDestination, target).then(|| {
+        let edit = may_edit.then(|| {
             typed.unwrap_or_else(|| EditForm {
                 name: destination.name.clone(),
                 settings: serde_json::to_string_pretty(&destination.settings).unwrap_or_default(),
                 error: None,
             })
         });
-        let mut connectable = connectable(&console, &parts, &viewer, &destination.id).await;
+        let mut connectable = if may_edit {
+            connectable(&console, &parts, &viewer, &destination.id).await
+        } else {
+            Vec::new()
+        };
         connectable.retain(|(source, _)| !destination.sources.contains(source));
         let status = super::form_status(edit.as_ref().and_then(|e| e.error.as_deref()));
-        let settings = if reveal {
-            let credentials: Value = api
+        let revealed = reveal.is_some();
+        let settings = if let Some(csrf) = &reveal {
+            let credentials: Value = inner(&console, &parts)
+                .with_csrf(csrf)
                 .get(&format!("/api/v1/destinations/{}/credentials", encode(&id)))
                 .await?;
             Destination::rows(credentials.get("settings").unwrap_or(&Value::Null))
@@ -415,7 +443,7 @@ async fn destination_page(
                 frame: viewer.frame(title, Section::Destinations, &parts),
                 destination,
                 settings,
-                revealed: reveal,
+                revealed,
                 may_reveal,
                 may_enable,
                 may_delete,
@@ -479,7 +507,18 @@ async fn edit(
     };
     let settings = match settings_of(form.raw("settings")) {
         Ok(settings) => settings,
-        Err(why) => return destination_page(console, parts, id, false, Some(typed(why))).await,
+        // Shown again as typed: only to this session's own page.
+        Err(why) => {
+            let checked = async {
+                Viewer::of(&console, &parts)
+                    .await?
+                    .guard(&parts, &console, form.csrf())
+            };
+            if let Err(refusal) = checked.await {
+                return refusal.into_response();
+            }
+            return destination_page(console, parts, id, None, Some(typed(why))).await;
+        }
     };
     let change = Change::new(
         Method::PATCH,
@@ -493,7 +532,7 @@ async fn edit(
             Outcome::applied(answer.status, Outcome::DestinationChanged),
         ),
         Err(refusal) => match about_the_form(&refusal) {
-            Some(why) => destination_page(console, parts, id, false, Some(typed(why))).await,
+            Some(why) => destination_page(console, parts, id, None, Some(typed(why))).await,
             None => refusal.into_response(),
         },
     }

@@ -19,12 +19,14 @@ use crate::control::identity::session::CSRF_HEADER;
 const MAX_ANSWER: usize = 16 * 1024 * 1024;
 
 /// Headers of the browser's request the API sees: who (cookie), from where (origin,
-/// host) and with what (user agent, for the audit trail).
-const FORWARDED: [HeaderName; 4] = [
+/// host), with what (user agent, for the audit trail), and whether the person did
+/// anything (a page refreshing itself does not keep the session alive).
+const FORWARDED: [HeaderName; 5] = [
     header::COOKIE,
     header::ORIGIN,
     header::HOST,
     header::USER_AGENT,
+    HeaderName::from_static(crate::control::identity::session::PASSIVE),
 ];
 
 /// The API, as one browser request's session reaches it.

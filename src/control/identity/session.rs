@@ -14,8 +14,6 @@ use crate::control::api::{Api, ApiError, Caller, Forbidden, Unauthenticated, Via
 use crate::control::store::{sessions, users, workspaces};
 use crate::control::token;
 
-/// Unused for this long, a session ends.
-pub const IDLE: chrono::TimeDelta = chrono::TimeDelta::hours(12);
 /// Whatever happens, a session ends this long after sign-in.
 pub const ABSOLUTE: chrono::TimeDelta = chrono::TimeDelta::days(7);
 /// A session's last use is recorded at most this often.
@@ -139,17 +137,29 @@ pub fn guard(
             "a change made with a session cookie must come from the console's own origin",
         )));
     }
-    let echoed = headers
-        .get(CSRF_HEADER)
-        .map(HeaderValue::as_bytes)
-        .unwrap_or_default();
-    if !bool::from(echoed.ct_eq(session.csrf.as_bytes())) {
+    if !echoes_token(headers, session) {
         return Err(ApiError::Forbidden(Forbidden::Csrf(
             "a change made with a session cookie needs its X-CSRF-Token",
         )));
     }
     Ok(())
 }
+
+/// Whether the request carries the session's CSRF token (`X-CSRF-Token`, compared in
+/// constant time): a page of this session made it, not a link from elsewhere.
+pub fn echoes_token(headers: &HeaderMap, session: &sessions::SessionRow) -> bool {
+    let echoed = headers
+        .get(CSRF_HEADER)
+        .map(HeaderValue::as_bytes)
+        .unwrap_or_default();
+    bool::from(echoed.ct_eq(session.csrf.as_bytes()))
+}
+
+/// A request header saying the person did nothing: a page refreshing itself (the
+/// console's live numbers). Such a request is answered as any other, but it does not
+/// move the session's idle end, so an unattended tab still ends by the workspace's
+/// idle limit.
+pub const PASSIVE: &str = "x-sluice-passive";
 
 /// What a request with a session cookie knows of itself.
 pub struct Presented<'a> {
@@ -185,8 +195,10 @@ pub async fn caller(api: &Api, request: Presented<'_>) -> Result<Caller, ApiErro
     let user = users::principal(&mut conn, &workspace.id, &session.user_id)
         .await?
         .ok_or_else(ended)?;
-    if now - session.last_seen_at > TOUCH_EVERY {
-        sessions::touch(&mut conn, &session, IDLE, now).await?;
+    // A use moves the idle end by the workspace's idle limit (a background refresh is
+    // no use).
+    if now - session.last_seen_at > TOUCH_EVERY && !request.headers.contains_key(PASSIVE) {
+        sessions::touch(&mut conn, &session, workspace.sign_in.idle(), now).await?;
     }
     let caller = Caller {
         via: Via::Session(session),
