@@ -279,7 +279,7 @@ async fn plan_page(
         .get::<RequestList>(&of_plan("PUBLISHED", "50"))
         .await?
         .change_requests;
-    versions.sort_by(|a, b| b.published_version.cmp(&a.published_version));
+    versions.sort_by_key(|v| std::cmp::Reverse(v.published_version));
     let (rules_json, error) = match draft {
         Some((text, error)) => (text, Some(error)),
         None => (
