@@ -631,9 +631,47 @@ async fn tokens_audit_and_sessions_from_the_console() {
         .and_then(|t| t["id"].as_str())
         .expect("ci token")
         .to_owned();
+    // Rotated: a new secret shown once, the old one refused; another member's token
+    // offers no rotation, and a crafted one is refused (only its holder may have it).
+    let page = owner.get("/tokens").await;
+    assert!(
+        page.text
+            .contains(&format!("action=\"/tokens/{id}/rotate\""))
+    );
+    let page = owner.post(&format!("/tokens/{id}/rotate"), &[]).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    let start = page.text.find(marker).expect("the new secret") + marker.len();
+    let rotated = page.text[start..start + page.text[start..].find('<').expect("end")].to_owned();
+    assert_ne!(rotated, secret);
+    let (status, _) = api.get(&secret, "/api/v1/sources").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the old secret");
+    let (status, _) = api.get(&rotated, "/api/v1/sources").await;
+    assert_eq!(status, StatusCode::OK, "the new one");
+    let admin = joined(&api, &owner_token, "a@example.com", "admin").await;
+    let (_, body) = api.get(&owner_token, "/api/v1/tokens").await;
+    let id = body["data"]["tokens"]
+        .as_array()
+        .expect("tokens")
+        .iter()
+        .find(|t| t["name"] == "ci" && t["revokedAt"].is_null())
+        .and_then(|t| t["id"].as_str())
+        .expect("the rotated token")
+        .to_owned();
+    let page = admin.get("/tokens").await;
+    assert!(
+        page.text
+            .contains(&format!("action=\"/tokens/{id}/revoke\""))
+    );
+    assert!(
+        !page
+            .text
+            .contains(&format!("action=\"/tokens/{id}/rotate\""))
+    );
+    let page = admin.post(&format!("/tokens/{id}/rotate"), &[]).await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.text);
     let page = owner.post(&format!("/tokens/{id}/revoke"), &[]).await;
     assert_eq!(page.location, "/tokens?done=token-revoked");
-    let (status, _) = api.get(&secret, "/api/v1/sources").await;
+    let (status, _) = api.get(&rotated, "/api/v1/sources").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     // Scopes that are no person's: the form again, with why.
     let page = owner
@@ -833,6 +871,7 @@ async fn every_form_refuses_a_forged_post_and_changes_nothing() {
             vec![("name", "forged"), ("scope", "sources:read"), ("days", "1")],
         ),
         (format!("/tokens/{token}/revoke"), vec![]),
+        (format!("/tokens/{token}/rotate"), vec![]),
         (
             "/team/invites".into(),
             vec![("email", "forged@example.com"), ("role", "admin")],

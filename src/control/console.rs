@@ -219,6 +219,11 @@ impl Viewer {
         })
     }
 
+    /// The viewer's user id.
+    pub fn id(&self) -> &str {
+        &self.caller.user.id
+    }
+
     /// Whether the viewer may do a workspace-wide `action`.
     pub fn may_here(&self, action: Action) -> bool {
         self.may(action, ResourceRef::Workspace)
@@ -897,6 +902,23 @@ where
             _ => Err(refusal),
         },
     }
+}
+
+/// A form whose one API change `change` makes of it: the form read, the change made,
+/// then back to `back` saying `outcome` ([`submit`]); any refusal is the page answered.
+pub async fn one_change(
+    console: &Console,
+    parts: &Parts,
+    body: &[u8],
+    (back, outcome): (&str, Outcome),
+    change: impl FnOnce(&form::Form) -> Result<Change, Refusal>,
+) -> Response {
+    let made = async {
+        let form = form::Form::read(body)?;
+        let change = change(&form)?;
+        submit(console, parts, &form, change, (back, outcome), NO_FORM).await
+    };
+    made.await.unwrap_or_else(IntoResponse::into_response)
 }
 
 /// A page that shows a form again with why (for [`submit`]).

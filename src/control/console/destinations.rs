@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use super::form::Form;
 use super::sources::{Source, SourceList, cursor_query, encode};
 use super::team::about_the_form;
-use super::{Change, NO_FORM, apply, done, submit};
+use super::{Change, NO_FORM, apply, done, one_change, submit};
 use super::{Console, Frame, Outcome, Refusal, Section, Viewer, inner, render};
 use crate::control::policy::{Action, DestinationRef, ResourceRef, SourceRef};
 
@@ -463,26 +463,23 @@ async fn set_enabled(
     parts: Parts,
     body: Bytes,
 ) -> Response {
-    let made = async {
-        let form = Form::read(&body)?;
-        submit(
-            &console,
-            &parts,
-            &form,
-            Change::new(
+    one_change(
+        &console,
+        &parts,
+        &body,
+        (
+            &format!("/destinations/{}", encode(&id)),
+            Outcome::DestinationChanged,
+        ),
+        |form| {
+            Ok(Change::new(
                 Method::PATCH,
                 format!("/api/v1/destinations/{}", encode(&id)),
                 Some(json!({"enabled": form.get("enabled") == "true"})),
-            ),
-            (
-                &format!("/destinations/{}", encode(&id)),
-                Outcome::DestinationChanged,
-            ),
-            NO_FORM,
-        )
-        .await
-    };
-    made.await.unwrap_or_else(IntoResponse::into_response)
+            ))
+        },
+    )
+    .await
 }
 
 /// `POST /destinations/{id}/settings`: name and settings (JSON; they replace the old
@@ -597,21 +594,18 @@ async fn remove(
     parts: Parts,
     body: Bytes,
 ) -> Response {
-    let made = async {
-        let form = Form::read(&body)?;
-        submit(
-            &console,
-            &parts,
-            &form,
-            Change::new(
+    one_change(
+        &console,
+        &parts,
+        &body,
+        ("/destinations", Outcome::DestinationDeleted),
+        |_form| {
+            Ok(Change::new(
                 Method::DELETE,
                 format!("/api/v1/destinations/{}", encode(&id)),
                 None,
-            ),
-            ("/destinations", Outcome::DestinationDeleted),
-            NO_FORM,
-        )
-        .await
-    };
-    made.await.unwrap_or_else(IntoResponse::into_response)
+            ))
+        },
+    )
+    .await
 }

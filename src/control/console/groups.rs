@@ -18,7 +18,7 @@ use super::form::Form;
 use super::people::{Grant, GrantList, grant_request};
 use super::sources::{cursor_query, encode};
 use super::team::{Member, about_the_form};
-use super::{Change, NO_FORM, apply, done, submit};
+use super::{Change, apply, done, one_change, submit};
 use super::{Console, Frame, Outcome, Refusal, Section, Viewer, inner, render};
 use crate::control::policy::Action;
 
@@ -261,23 +261,20 @@ async fn remove(
     parts: Parts,
     body: Bytes,
 ) -> Response {
-    let made = async {
-        let form = Form::read(&body)?;
-        submit(
-            &console,
-            &parts,
-            &form,
-            Change::new(
+    one_change(
+        &console,
+        &parts,
+        &body,
+        ("/groups", Outcome::GroupDeleted),
+        |_form| {
+            Ok(Change::new(
                 Method::DELETE,
                 format!("/api/v1/groups/{}", encode(&id)),
                 None,
-            ),
-            ("/groups", Outcome::GroupDeleted),
-            NO_FORM,
-        )
-        .await
-    };
-    made.await.unwrap_or_else(IntoResponse::into_response)
+            ))
+        },
+    )
+    .await
 }
 
 /// `POST /groups/{id}/members`: `emails`, separated by commas or spaces. Someone not
@@ -336,23 +333,20 @@ async fn remove_member(
     parts: Parts,
     body: Bytes,
 ) -> Response {
-    let made = async {
-        let form = Form::read(&body)?;
-        submit(
-            &console,
-            &parts,
-            &form,
-            Change::new(
+    one_change(
+        &console,
+        &parts,
+        &body,
+        (&back(&id), Outcome::GroupChanged),
+        |_form| {
+            Ok(Change::new(
                 Method::DELETE,
                 format!("/api/v1/groups/{}/users/{}", encode(&id), encode(&user)),
                 None,
-            ),
-            (&back(&id), Outcome::GroupChanged),
-            NO_FORM,
-        )
-        .await
-    };
-    made.await.unwrap_or_else(IntoResponse::into_response)
+            ))
+        },
+    )
+    .await
 }
 
 /// `POST /groups/{id}/grants`: a level on a source, a destination or a label's sources,
@@ -386,21 +380,18 @@ async fn remove_grant(
     parts: Parts,
     body: Bytes,
 ) -> Response {
-    let made = async {
-        let form = Form::read(&body)?;
-        submit(
-            &console,
-            &parts,
-            &form,
-            Change::new(
+    one_change(
+        &console,
+        &parts,
+        &body,
+        (&back(&id), Outcome::GrantRemoved),
+        |_form| {
+            Ok(Change::new(
                 Method::DELETE,
                 format!("/api/v1/grants/{}", encode(&grant)),
                 None,
-            ),
-            (&back(&id), Outcome::GrantRemoved),
-            NO_FORM,
-        )
-        .await
-    };
-    made.await.unwrap_or_else(IntoResponse::into_response)
+            ))
+        },
+    )
+    .await
 }

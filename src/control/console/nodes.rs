@@ -16,7 +16,7 @@ use super::form::Form;
 use super::shown_once;
 use super::sources::{cursor_query, encode};
 use super::team::about_the_form;
-use super::{Change, NO_FORM, apply, submit};
+use super::{Change, apply, one_change};
 use super::{Console, Frame, Outcome, Refusal, Secret, Section, Viewer, When, inner, render};
 
 /// Routes of this file.
@@ -138,21 +138,18 @@ async fn revoke(
     parts: Parts,
     body: Bytes,
 ) -> Response {
-    let made = async {
-        let form = Form::read(&body)?;
-        submit(
-            &console,
-            &parts,
-            &form,
-            Change::new(
+    one_change(
+        &console,
+        &parts,
+        &body,
+        ("/nodes", Outcome::NodeRevoked),
+        |_form| {
+            Ok(Change::new(
                 Method::DELETE,
                 format!("/api/v1/nodes/{}", encode(&id)),
                 None,
-            ),
-            ("/nodes", Outcome::NodeRevoked),
-            NO_FORM,
-        )
-        .await
-    };
-    made.await.unwrap_or_else(IntoResponse::into_response)
+            ))
+        },
+    )
+    .await
 }

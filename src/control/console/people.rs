@@ -18,7 +18,7 @@ use super::elevations::{Elevation, ElevationList};
 use super::form::Form;
 use super::sources::encode;
 use super::team::about_the_form;
-use super::{Change, submit};
+use super::{Change, one_change, submit};
 use super::{Console, Frame, Outcome, Refusal, Section, Viewer, When, done, inner, render};
 use crate::control::api::offboarding::OffboardingReport;
 use crate::control::policy::Action;
@@ -354,22 +354,15 @@ async fn remove_grant(
     parts: Parts,
     body: Bytes,
 ) -> Response {
-    let removed = async {
-        let form = Form::read(&body)?;
-        inner(&console, &parts)
-            .with_csrf(form.csrf())
-            .change(
-                Method::DELETE,
-                &format!("/api/v1/grants/{}", encode(&grant)),
-                None,
-            )
-            .await?;
-        Ok::<_, Refusal>(done(
-            &format!("/team/{}", encode(&id)),
-            Outcome::GrantRemoved,
-        ))
-    };
-    removed.await.unwrap_or_else(IntoResponse::into_response)
+    let path = format!("/api/v1/grants/{}", encode(&grant));
+    one_change(
+        &console,
+        &parts,
+        &body,
+        (&format!("/team/{}", encode(&id)), Outcome::GrantRemoved),
+        |_| Ok(Change::new(Method::DELETE, path, None)),
+    )
+    .await
 }
 
 /// `POST /team/{id}/offboard`: `successor`, and `confirm=yes` to carry out the plan;

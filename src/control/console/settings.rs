@@ -16,7 +16,7 @@ use serde_json::json;
 
 use super::form::Form;
 use super::sources::encode;
-use super::{Change, NO_FORM, submit};
+use super::{Change, one_change};
 use super::{Console, Frame, Outcome, Refusal, Section, Viewer, inner, render};
 use crate::control::policy::Action;
 
@@ -123,99 +123,88 @@ fn number(form: &Form, name: &str, label: &str) -> Result<u32, Refusal> {
 
 /// `POST /settings`: name, the checkboxes and the two limits, as one change.
 async fn save(State(console): State<Console>, parts: Parts, body: Bytes) -> Response {
-    let made = async {
-        let form = Form::read(&body)?;
+    let saved = ("/settings", Outcome::SettingsChanged);
+    one_change(&console, &parts, &body, saved, |form| {
+        let days = number(form, "tokenMaxDays", "The longest token lifetime")?;
+        let minutes = number(form, "elevationMaxMinutes", "The longest temporary access")?;
         let request = json!({
             "name": form.get("name"),
             "membersCanPublish": form.get("membersCanPublish") == "on",
             "allowSelfApproval": form.get("allowSelfApproval") == "on",
-            "tokenMaxDays": number(&form, "tokenMaxDays", "The longest token lifetime")?,
-            "elevationMaxMinutes": number(&form, "elevationMaxMinutes", "The longest temporary access")?,
+            "tokenMaxDays": days,
+            "elevationMaxMinutes": minutes,
         });
-        submit(
-            &console,
-            &parts,
-            &form,
-            Change::new(Method::PATCH, "/api/v1/settings", Some(request)),
-            ("/settings", Outcome::SettingsChanged),
-            NO_FORM,
-        )
-        .await
-    };
-    made.await.unwrap_or_else(IntoResponse::into_response)
+        Ok(Change::new(
+            Method::PATCH,
+            "/api/v1/settings",
+            Some(request),
+        ))
+    })
+    .await
 }
 
 /// `POST /settings/protected-labels`: `labels`, `key:value` separated by commas (the
 /// whole set: it replaces the old one; blank turns protection off).
 async fn protect(State(console): State<Console>, parts: Parts, body: Bytes) -> Response {
-    let made = async {
-        let form = Form::read(&body)?;
-        let labels: Vec<String> = form
-            .get("labels")
-            .split(',')
-            .map(|l| l.split_whitespace().collect::<String>())
-            .filter(|l| !l.is_empty())
-            .collect();
-        submit(
-            &console,
-            &parts,
-            &form,
-            Change::new(
+    one_change(
+        &console,
+        &parts,
+        &body,
+        ("/settings", Outcome::SettingsChanged),
+        |form| {
+            let labels: Vec<String> = form
+                .get("labels")
+                .split(',')
+                .map(|l| l.split_whitespace().collect::<String>())
+                .filter(|l| !l.is_empty())
+                .collect();
+            Ok(Change::new(
                 Method::PUT,
                 "/api/v1/settings/protected-labels",
                 Some(json!({ "labels": labels })),
-            ),
-            ("/settings", Outcome::SettingsChanged),
-            NO_FORM,
-        )
-        .await
-    };
-    made.await.unwrap_or_else(IntoResponse::into_response)
+            ))
+        },
+    )
+    .await
 }
 
 /// `POST /settings/labels`: a new workspace label (key, value, description).
 async fn add_label(State(console): State<Console>, parts: Parts, body: Bytes) -> Response {
-    let made = async {
-        let form = Form::read(&body)?;
-        let mut label = json!({"key": form.get("key"), "value": form.get("value")});
-        if let Some(description) = form.some("description") {
-            label["description"] = description.into();
-        }
-        submit(
-            &console,
-            &parts,
-            &form,
-            Change::new(
+    one_change(
+        &console,
+        &parts,
+        &body,
+        ("/settings", Outcome::LabelsChanged),
+        |form| {
+            let mut label = json!({"key": form.get("key"), "value": form.get("value")});
+            if let Some(description) = form.some("description") {
+                label["description"] = description.into();
+            }
+            Ok(Change::new(
                 Method::POST,
                 "/api/v1/labels",
                 Some(json!({ "label": label })),
-            ),
-            ("/settings", Outcome::LabelsChanged),
-            NO_FORM,
-        )
-        .await
-    };
-    made.await.unwrap_or_else(IntoResponse::into_response)
+            ))
+        },
+    )
+    .await
 }
 
 /// `POST /settings/labels/delete`: the label `key`/`value`.
 async fn delete_label(State(console): State<Console>, parts: Parts, body: Bytes) -> Response {
-    let made = async {
-        let form = Form::read(&body)?;
-        let path = format!(
-            "/api/v1/labels/{}/{}",
-            encode(form.get("key")),
-            encode(form.get("value"))
-        );
-        submit(
-            &console,
-            &parts,
-            &form,
-            Change::new(Method::DELETE, path, None),
-            ("/settings", Outcome::LabelsChanged),
-            NO_FORM,
-        )
-        .await
-    };
-    made.await.unwrap_or_else(IntoResponse::into_response)
+    one_change(
+        &console,
+        &parts,
+        &body,
+        ("/settings", Outcome::LabelsChanged),
+        |form| {
+            let path = format!(
+                "/api/v1/labels/{}/{}",
+                encode(form.get("key")),
+                encode(form.get("value"))
+            );
+            Ok(Change::new(Method::DELETE, path, None))
+        },
+    )
+    .await
 }

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::form::Form;
-use super::{Change, NO_FORM, submit};
+use super::{Change, one_change};
 use super::{Console, Frame, Outcome, Refusal, Section, Viewer, When, done, inner, render};
 use super::{Secret, shown_once};
 use crate::control::policy::{Action, ResourceRef, SourceRef};
@@ -453,24 +453,21 @@ async fn set_enabled(
     parts: Parts,
     body: Bytes,
 ) -> Response {
-    let made = async {
-        let form = Form::read(&body)?;
-        let enabled = form.get("enabled") == "true";
-        submit(
-            &console,
-            &parts,
-            &form,
-            Change::new(
+    one_change(
+        &console,
+        &parts,
+        &body,
+        (&format!("/sources/{}", encode(&id)), Outcome::SourceChanged),
+        |form| {
+            let enabled = form.get("enabled") == "true";
+            Ok(Change::new(
                 Method::PATCH,
                 format!("/api/v1/sources/{}", encode(&id)),
                 Some(json!({"enabled": enabled})),
-            ),
-            (&format!("/sources/{}", encode(&id)), Outcome::SourceChanged),
-            NO_FORM,
-        )
-        .await
-    };
-    made.await.unwrap_or_else(IntoResponse::into_response)
+            ))
+        },
+    )
+    .await
 }
 
 /// `POST /sources/{id}/plan`: `plan` (blank: none) and `enforcement`.
@@ -480,27 +477,24 @@ async fn set_plan(
     parts: Parts,
     body: Bytes,
 ) -> Response {
-    let made = async {
-        let form = Form::read(&body)?;
-        let request = json!({
-            "trackingPlanId": form.some("plan"),
-            "enforcement": form.get("enforcement"),
-        });
-        submit(
-            &console,
-            &parts,
-            &form,
-            Change::new(
+    one_change(
+        &console,
+        &parts,
+        &body,
+        (&format!("/sources/{}", encode(&id)), Outcome::SourceChanged),
+        |form| {
+            let request = json!({
+                "trackingPlanId": form.some("plan"),
+                "enforcement": form.get("enforcement"),
+            });
+            Ok(Change::new(
                 Method::PATCH,
                 format!("/api/v1/sources/{}", encode(&id)),
                 Some(request),
-            ),
-            (&format!("/sources/{}", encode(&id)), Outcome::SourceChanged),
-            NO_FORM,
-        )
-        .await
-    };
-    made.await.unwrap_or_else(IntoResponse::into_response)
+            ))
+        },
+    )
+    .await
 }
 
 /// `POST /sources/{id}/labels`: `labels`, `key:value` pairs separated by commas (all of
@@ -511,38 +505,35 @@ async fn set_labels(
     parts: Parts,
     body: Bytes,
 ) -> Response {
-    let made = async {
-        let form = Form::read(&body)?;
-        let mut labels = Vec::new();
-        for pair in form
-            .get("labels")
-            .split(',')
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-        {
-            let Some((key, value)) = pair.split_once(':') else {
-                return Err(Refusal::Api {
-                    status: StatusCode::UNPROCESSABLE_ENTITY,
-                    message: format!("\"{pair}\" is not key:value."),
-                });
-            };
-            labels.push(json!({"key": key.trim(), "value": value.trim()}));
-        }
-        submit(
-            &console,
-            &parts,
-            &form,
-            Change::new(
+    one_change(
+        &console,
+        &parts,
+        &body,
+        (&format!("/sources/{}", encode(&id)), Outcome::SourceChanged),
+        |form| {
+            let mut labels = Vec::new();
+            for pair in form
+                .get("labels")
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+            {
+                let Some((key, value)) = pair.split_once(':') else {
+                    return Err(Refusal::Api {
+                        status: StatusCode::UNPROCESSABLE_ENTITY,
+                        message: format!("\"{pair}\" is not key:value."),
+                    });
+                };
+                labels.push(json!({"key": key.trim(), "value": value.trim()}));
+            }
+            Ok(Change::new(
                 Method::PUT,
                 format!("/api/v1/sources/{}/labels", encode(&id)),
                 Some(json!({"labels": labels})),
-            ),
-            (&format!("/sources/{}", encode(&id)), Outcome::SourceChanged),
-            NO_FORM,
-        )
-        .await
-    };
-    made.await.unwrap_or_else(IntoResponse::into_response)
+            ))
+        },
+    )
+    .await
 }
 
 /// `POST /sources/{id}/delete`: the source, its write keys and its connections go (the
@@ -553,27 +544,24 @@ async fn remove(
     parts: Parts,
     body: Bytes,
 ) -> Response {
-    let made = async {
-        let form = Form::read(&body)?;
-        if form.get("confirm") != id {
-            return Err(Refusal::Api {
-                status: StatusCode::UNPROCESSABLE_ENTITY,
-                message: "Type the source's id to delete it: nothing was deleted.".into(),
-            });
-        }
-        submit(
-            &console,
-            &parts,
-            &form,
-            Change::new(
+    one_change(
+        &console,
+        &parts,
+        &body,
+        ("/sources", Outcome::SourceDeleted),
+        |form| {
+            if form.get("confirm") != id {
+                return Err(Refusal::Api {
+                    status: StatusCode::UNPROCESSABLE_ENTITY,
+                    message: "Type the source's id to delete it: nothing was deleted.".into(),
+                });
+            }
+            Ok(Change::new(
                 Method::DELETE,
                 format!("/api/v1/sources/{}", encode(&id)),
                 None,
-            ),
-            ("/sources", Outcome::SourceDeleted),
-            NO_FORM,
-        )
-        .await
-    };
-    made.await.unwrap_or_else(IntoResponse::into_response)
+            ))
+        },
+    )
+    .await
 }

@@ -15,7 +15,9 @@ use serde_json::json;
 use super::form::Form;
 use super::sources::{cursor_query, encode};
 use super::team::about_the_form;
-use super::{Console, Frame, Outcome, Refusal, Section, Viewer, When, done, inner, render};
+use super::{
+    Change, Console, Frame, Outcome, Refusal, Section, Viewer, When, inner, one_change, render,
+};
 use super::{Secret, shown_once};
 use crate::control::policy::Scope;
 
@@ -24,6 +26,7 @@ pub fn routes() -> Router<Console> {
     Router::new()
         .route("/tokens", get(list).post(create))
         .route("/tokens/{id}/revoke", post(revoke))
+        .route("/tokens/{id}/rotate", post(rotate))
 }
 
 /// A token as the console shows it.
@@ -31,6 +34,7 @@ pub fn routes() -> Router<Console> {
 #[serde(rename_all = "camelCase")]
 struct Token {
     id: String,
+    user_id: String,
     name: String,
     scopes: Vec<String>,
     display: String,
@@ -51,6 +55,8 @@ struct TokensPage {
     frame: Frame,
     tokens: Vec<Token>,
     next: Option<String>,
+    /// The viewer (only a token's holder may rotate it).
+    me: String,
     scopes: Vec<&'static str>,
     /// A token made just now: its secret, shown on this answer only.
     secret: Option<String>,
@@ -73,6 +79,7 @@ async fn page(
             frame: viewer.frame("API tokens", Section::Tokens, parts),
             tokens: list.tokens,
             next: list.pagination.next,
+            me: viewer.id().to_owned(),
             scopes: Scope::PERSONAL.iter().map(|s| s.name()).collect(),
             secret,
             error,
@@ -108,25 +115,55 @@ async fn create(State(console): State<Console>, parts: Parts, body: Bytes) -> Re
             .change(Method::POST, "/api/v1/tokens", Some(request))
             .await;
         match answer {
-            Ok(answer) => {
-                let secret = answer
-                    .data
-                    .get("secret")
-                    .and_then(serde_json::Value::as_str)
-                    .map(str::to_owned);
-                shown_once(
-                    page(&console, &parts, secret.clone(), None).await,
-                    NEW_TOKEN,
-                    secret,
-                    "/tokens",
-                )
-            }
+            Ok(answer) => with_secret(&console, &parts, &answer).await,
             // A form the API finds wrong is shown again with why.
             Err(refusal) => match about_the_form(&refusal) {
                 Some(message) => page(&console, &parts, None, Some(message)).await,
                 None => Err(refusal),
             },
         }
+    };
+    made.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The tokens page with the secret a change just made (`answer`'s), shown this once.
+async fn with_secret(
+    console: &Console,
+    parts: &Parts,
+    answer: &super::inner::Answer,
+) -> Result<Response, Refusal> {
+    let secret = answer
+        .data
+        .get("secret")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned);
+    shown_once(
+        page(console, parts, secret.clone(), None).await,
+        NEW_TOKEN,
+        secret,
+        "/tokens",
+    )
+}
+
+/// `POST /tokens/{id}/rotate`: a new secret for the viewer's own token (same name,
+/// scopes and lifetime), shown once; the old one stops working.
+async fn rotate(
+    State(console): State<Console>,
+    Path(id): Path<String>,
+    parts: Parts,
+    body: Bytes,
+) -> Response {
+    let made = async {
+        let form = Form::read(&body)?;
+        let answer = inner(&console, &parts)
+            .with_csrf(form.csrf())
+            .change(
+                Method::POST,
+                &format!("/api/v1/tokens/{}/rotate", encode(&id)),
+                None,
+            )
+            .await?;
+        with_secret(&console, &parts, &answer).await
     };
     made.await.unwrap_or_else(IntoResponse::into_response)
 }
@@ -138,20 +175,13 @@ async fn revoke(
     parts: Parts,
     body: Bytes,
 ) -> Response {
-    let made = async {
-        let form = Form::read(&body)?;
-        let answer = inner(&console, &parts)
-            .with_csrf(form.csrf())
-            .change(
-                Method::DELETE,
-                &format!("/api/v1/tokens/{}", encode(&id)),
-                None,
-            )
-            .await?;
-        Ok::<_, Refusal>(done(
-            "/tokens",
-            Outcome::applied(answer.status, Outcome::TokenRevoked),
-        ))
-    };
-    made.await.unwrap_or_else(IntoResponse::into_response)
+    let path = format!("/api/v1/tokens/{}", encode(&id));
+    one_change(
+        &console,
+        &parts,
+        &body,
+        ("/tokens", Outcome::TokenRevoked),
+        |_| Ok(Change::new(Method::DELETE, path, None)),
+    )
+    .await
 }
