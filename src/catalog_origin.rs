@@ -188,6 +188,19 @@ pub fn books(config: &Config, publisher: Option<&Publisher>) -> Option<Books> {
     }
 }
 
+/// Where a remote node (a gateway or delivery node following a remote control plane)
+/// sends its functions' failed runs; none for a node with the control plane in process
+/// (its runs are read where they are kept) or a file catalog.
+pub fn function_errors(config: &Config) -> Option<crate::functions::report::Reporter> {
+    (config.catalog.source == CatalogSourceKind::Remote).then(|| {
+        crate::functions::report::Reporter::new(
+            &config.catalog.control_url,
+            config.catalog.node_token.clone(),
+            &node_name(config),
+        )
+    })
+}
+
 /// The name this gateway reports as: `catalog.node_name`, else the machine's name.
 fn node_name(config: &Config) -> String {
     if config.catalog.node_name.is_empty() {

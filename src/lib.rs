@@ -110,6 +110,7 @@ pub async fn serve(
         parts::delivery(&config, &event_log, local_log.as_ref(), &store).await?;
     let state = Arc::new(gateway::State::new(Arc::clone(&config), store, event_log));
     let usage = parts::usage(&config, control_store.as_ref(), state.usage()).await;
+    let function_errors = parts::function_errors(&config);
     let admin_state = admin_listener::State {
         probes: admin_listener::Probes::Gateway(Arc::clone(&state)),
         delivery: dead_letters,
@@ -135,11 +136,20 @@ pub async fn serve(
     // The Tracking API has stopped accepting and drained its requests. The rest stops
     // in this order, each part needing those after it still running: usage books its
     // last counts; the control plane's API stops (its changes committed or not at
-    // all); delivery's workers save their cursors; the event log flushes and syncs (no
-    // appender or reader is left); the catalog stops following; the admin listener
-    // goes last, so /metrics and /ready answer until the end.
+    // all); delivery's workers save their cursors; functions' failed runs are reported
+    // a last time; the event log flushes and syncs (no appender or reader is left); the
+    // catalog stops following; the admin listener goes last, so /metrics and /ready
+    // answer until the end.
     tracing::info!("stopped accepting; stopping the other parts in order");
-    for part in [usage, control, delivery, log, catalog, admin] {
+    for part in [
+        usage,
+        control,
+        delivery,
+        function_errors,
+        log,
+        catalog,
+        admin,
+    ] {
         part.stop().await;
     }
     tracing::info!("sluice stopped");
@@ -176,6 +186,7 @@ pub async fn deliver(
         "sluice deliver is running"
     );
     let admin = parts::admin(&config, admin, admin_state);
+    let function_errors = parts::function_errors(&config);
     // Until asked to stop, or until the workers end by themselves (a failure: the
     // process must not stay up delivering nothing).
     let mut check = tokio::time::interval(Duration::from_secs(1));
@@ -188,9 +199,9 @@ pub async fn deliver(
             },
         }
     }
-    // Delivery first (its workers settle what they hold), then the catalog, then the
-    // admin listener.
-    for part in [delivery, catalog, admin] {
+    // Delivery first (its workers settle what they hold), then its functions' failed
+    // runs reported a last time, then the catalog, then the admin listener.
+    for part in [delivery, function_errors, catalog, admin] {
         part.stop().await;
     }
     tracing::info!("sluice deliver stopped");

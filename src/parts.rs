@@ -261,6 +261,19 @@ async fn spawn_usage<L: usage::Ledger + 'static>(
     tokio::spawn(usage::run(Arc::clone(tally), ledger, stop))
 }
 
+/// A remote node's reports of its functions' failed runs to its control plane (none
+/// otherwise).
+pub fn function_errors(config: &Config) -> Part {
+    let part = Part::new("function errors");
+    match catalog_origin::function_errors(config) {
+        Some(reporter) => {
+            let task = tokio::spawn(reporter.run(part.token()));
+            part.with(task)
+        }
+        None => part,
+    }
+}
+
 /// The control plane's API and its audit streams, when this process hosts the control
 /// plane and has its listener. Stopping it lets every change commit or not at all.
 pub fn control(

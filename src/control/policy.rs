@@ -600,6 +600,9 @@ pub enum Action {
     ReadCatalog,
     /// Report a gateway's usage counts: gateway node credentials only ([`node_may`]).
     ReportUsage,
+    /// Report the failed runs of functions (a gateway's source functions, a delivery
+    /// node's insert functions): node credentials only ([`node_may`]).
+    ReportFunctionErrors,
     /// Change a protected (production) source, or a destination connected to one, at
     /// once: owners and admins (standing or elevated). Anyone else who may make the
     /// change proposes it for review instead. Reviewing such a proposal needs this too,
@@ -609,7 +612,7 @@ pub enum Action {
 
 impl Action {
     /// Every action.
-    pub const ALL: [Self; 35] = [
+    pub const ALL: [Self; 36] = [
         Self::ViewWorkspace,
         Self::ViewMembers,
         Self::ViewTrackingPlans,
@@ -644,6 +647,7 @@ impl Action {
         Self::ReadAudit,
         Self::ReadCatalog,
         Self::ReportUsage,
+        Self::ReportFunctionErrors,
         Self::ApplyProtectedChange,
     ];
 
@@ -694,7 +698,7 @@ impl Action {
             | Self::ApplyProtectedChange => role >= Admin,
             // The catalog feed and usage reports are for node credentials ([`node_may`]),
             // never a person.
-            Self::ReadCatalog | Self::ReportUsage => false,
+            Self::ReadCatalog | Self::ReportUsage | Self::ReportFunctionErrors => false,
             Self::ManageUsage | Self::TransferOwnership => role == Owner,
             Self::ViewSource
             | Self::EditSource
@@ -774,7 +778,9 @@ impl Action {
             | Self::EndElevation
             | Self::ReviewAccess => Scope::MembersWrite,
             Self::ReadAudit => Scope::AuditRead,
-            Self::ReadCatalog | Self::ReportUsage => Scope::CatalogRead,
+            Self::ReadCatalog | Self::ReportUsage | Self::ReportFunctionErrors => {
+                Scope::CatalogRead
+            }
             Self::ApplyProtectedChange => Scope::SourcesWrite,
         }
     }
@@ -955,6 +961,9 @@ pub fn node_may(role: NodeRole, action: Action) -> bool {
         Action::ReadCatalog => true,
         Action::ViewDestinationSecrets => role == NodeRole::Delivery,
         Action::ReportUsage => role == NodeRole::Gateway,
+        // Both run functions: a gateway its source functions, a delivery node its insert
+        // functions.
+        Action::ReportFunctionErrors => true,
         _ => false,
     }
 }
@@ -1395,6 +1404,22 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn node_credentials_do_only_what_their_role_is_for() {
+        let rows = [
+            (Action::ReadCatalog, true, true),
+            (Action::ViewDestinationSecrets, false, true),
+            (Action::ReportUsage, true, false),
+            (Action::ReportFunctionErrors, true, true),
+            (Action::ManageTokens, false, false),
+            (Action::EditSource, false, false),
+        ];
+        for (action, gateway, delivery) in rows {
+            assert_eq!(node_may(NodeRole::Gateway, action), gateway, "{action:?}");
+            assert_eq!(node_may(NodeRole::Delivery, action), delivery, "{action:?}");
+        }
+    }
 
     fn now() -> DateTime<Utc> {
         DateTime::parse_from_rfc3339("2026-11-27T12:00:00Z")

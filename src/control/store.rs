@@ -33,6 +33,7 @@ pub mod change_requests;
 pub mod destinations;
 pub mod elevations;
 pub mod follow;
+pub mod function_errors;
 pub mod functions;
 pub mod gateways;
 pub mod grants;

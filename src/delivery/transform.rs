@@ -150,6 +150,7 @@ impl Transform {
                 target: self.destination.clone(),
                 kind: kind.to_owned(),
                 message: message.to_owned(),
+                node: None,
             },
         );
     }

@@ -1,21 +1,27 @@
 //! The last errors of each function run in this process (delivery's insert functions,
 //! the data listener's source functions), newest first, for `GET
-//! /api/v1/functions/{id}/errors`. Like the metrics, they are the process's own: a
-//! control plane shows those of the functions that ran where it runs.
+//! /api/v1/functions/{id}/errors`. A process that follows a remote control plane also
+//! queues them ([`pending`]) for [`super::report`] to send there, where they are kept
+//! with those of every other node.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{LazyLock, Mutex};
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// Errors kept per function.
 pub const KEEP: usize = 50;
 
+/// Errors waiting to be reported at most (the oldest go first when the control plane
+/// cannot be reached for long).
+pub const PENDING_MAX: usize = 500;
+
 /// One failed run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Recorded {
     /// When it failed.
     pub at: DateTime<Utc>,
@@ -28,6 +34,52 @@ pub struct Recorded {
     pub kind: String,
     /// The error (`Name: message`, at most 1000 bytes).
     pub message: String,
+    /// The node it ran on, for one reported by another process (its `--node-name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+}
+
+/// A failed run as a node reports it: the function's id and the run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Reported {
+    /// The function.
+    pub function: String,
+    /// The run.
+    #[serde(flatten)]
+    pub error: Recorded,
+}
+
+/// Whether failed runs are queued for a remote control plane (set by the reporter).
+static REPORTING: AtomicBool = AtomicBool::new(false);
+
+static PENDING: LazyLock<Mutex<VecDeque<Reported>>> = LazyLock::new(|| Mutex::new(VecDeque::new()));
+
+/// From now on, failed runs are also queued for [`pending`].
+pub fn report_from_now() {
+    REPORTING.store(true, Ordering::Relaxed);
+}
+
+/// The failed runs queued since the last call, oldest first.
+pub fn pending() -> Vec<Reported> {
+    PENDING
+        .lock()
+        .map(|mut queue| queue.drain(..).collect())
+        .unwrap_or_default()
+}
+
+/// Puts back runs whose report failed, before any queued since (the oldest beyond
+/// [`PENDING_MAX`] go).
+pub fn requeue(runs: Vec<Reported>) {
+    let Ok(mut queue) = PENDING.lock() else {
+        return;
+    };
+    for run in runs.into_iter().rev() {
+        queue.push_front(run);
+    }
+    while queue.len() > PENDING_MAX {
+        queue.pop_front();
+    }
 }
 
 static ERRORS: LazyLock<Mutex<HashMap<String, VecDeque<Recorded>>>> =
@@ -35,6 +87,17 @@ static ERRORS: LazyLock<Mutex<HashMap<String, VecDeque<Recorded>>>> =
 
 /// Keeps a failed run of `function` (the oldest beyond [`KEEP`] goes).
 pub fn record(function: &str, error: Recorded) {
+    if REPORTING.load(Ordering::Relaxed)
+        && let Ok(mut queue) = PENDING.lock()
+    {
+        queue.push_back(Reported {
+            function: function.to_owned(),
+            error: error.clone(),
+        });
+        while queue.len() > PENDING_MAX {
+            queue.pop_front();
+        }
+    }
     let Ok(mut all) = ERRORS.lock() else { return };
     let kept = all.entry(function.to_owned()).or_default();
     kept.push_front(error);
@@ -69,6 +132,7 @@ mod tests {
                     target: "d".into(),
                     kind: "error".into(),
                     message: "Error: x".into(),
+                    node: None,
                 },
             );
         }

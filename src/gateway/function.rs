@@ -200,6 +200,7 @@ fn keep(function: &SourceFunctionDoc, kind: &str, message: &str) {
             target: function.source.clone(),
             kind: kind.to_owned(),
             message: message.to_owned(),
+            node: None,
         },
     );
 }

@@ -156,7 +156,8 @@ pub struct VersionList {
     pub pagination: Pagination,
 }
 
-/// `{"errors": […]}`: a function's last failed runs in this process, newest first.
+/// `{"errors": […]}`: a function's last failed runs, newest first (this process's, and
+/// those remote nodes reported).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorList {
     /// At most 50.
@@ -859,7 +860,7 @@ async fn deploy(
     path = "/api/v1/functions/{id}/errors",
     tag = "Functions",
     params(("id" = String, Path, description = "Function id")),
-    responses((status = 200, description = "A function's last failed runs in this process, newest first.", body = Data<ErrorList>))
+    responses((status = 200, description = "A function's last failed runs, newest first: this process's, and those remote nodes reported (`node` names where they ran).", body = Data<ErrorList>))
 )]
 async fn errors(
     State(api): State<Arc<Api>>,
@@ -868,9 +869,15 @@ async fn errors(
 ) -> Result<Response, ApiError> {
     api.allow_workspace(&caller, Action::ViewWorkspace).await?;
     let function = found(&api, &caller, &id).await?;
-    Ok(data(ErrorList {
-        errors: crate::functions::errors::last(&function.id),
-    }))
+    let mut conn = api.store.read().await?;
+    let mut errors =
+        crate::control::store::function_errors::last(&mut conn, &caller.workspace.id, &function.id)
+            .await?;
+    drop(conn);
+    errors.extend(crate::functions::errors::last(&function.id));
+    errors.sort_by_key(|e| std::cmp::Reverse(e.at));
+    errors.truncate(crate::functions::errors::KEEP);
+    Ok(data(ErrorList { errors }))
 }
 
 /// The version number a version id names (404 for anything else).

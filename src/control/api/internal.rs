@@ -37,6 +37,7 @@ pub fn internal_routes() -> Router<Arc<Api>> {
     Router::new()
         .route("/internal/v1/catalog", get(catalog))
         .route("/internal/v1/usage", post(report_usage))
+        .route("/internal/v1/function-errors", post(report_function_errors))
 }
 
 /// `/gateways` (mounted under `/api/v1`).
@@ -232,6 +233,90 @@ async fn report_usage(
     }
     let standing = usage::exchange(&api.store, &api.clock, &q.gateway, &report).await?;
     Ok(data(standing))
+}
+
+/// Who reports failed runs of functions.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct NodeQuery {
+    /// The node's name (`--node-name`, default its host name), shown with its runs.
+    node: String,
+}
+
+/// A node's failed runs of functions.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct FunctionErrors {
+    /// The runs, oldest first (at most 500).
+    #[schema(max_items = 500)]
+    errors: Vec<crate::functions::errors::Reported>,
+}
+
+/// Failed runs one report may carry (a node sends at most
+/// [`crate::functions::errors::PENDING_MAX`]).
+const MAX_REPORTED_ERRORS: usize = 500;
+
+/// Keeps a node's failed runs of functions (its gateway's source functions, its
+/// delivery's insert functions), for `GET /api/v1/functions/{id}/errors`. Runs of a
+/// function the workspace does not have are dropped; `{"kept": n}` says how many were
+/// kept.
+#[utoipa::path(
+    post,
+    path = "/internal/v1/function-errors",
+    tag = "Catalog",
+    params(NodeQuery),
+    request_body = FunctionErrors,
+    responses((status = 200, description = "`{kept}`: the runs kept.", body = Object))
+)]
+async fn report_function_errors(
+    State(api): State<Arc<Api>>,
+    node: Node,
+    Query(q): Query<NodeQuery>,
+    Body(report): Body<FunctionErrors>,
+) -> Result<Response, ApiError> {
+    if !policy::node_may(node.row.role, Action::ReportFunctionErrors) {
+        return Err(ApiError::Forbidden(Forbidden::NodeRole(
+            Action::ReportFunctionErrors,
+        )));
+    }
+    if q.node.is_empty() || q.node.len() > 100 || q.node.chars().any(char::is_control) {
+        return Err(ApiError::field("node", "1 to 100 printable characters"));
+    }
+    if report.errors.len() > MAX_REPORTED_ERRORS {
+        return Err(ApiError::field(
+            "errors",
+            format!("at most {MAX_REPORTED_ERRORS} runs a report"),
+        ));
+    }
+    for (i, run) in report.errors.iter().enumerate() {
+        let e = &run.error;
+        let fields = [
+            ("function", run.function.as_str(), 200),
+            ("messageId", e.message_id.as_deref().unwrap_or("-"), 200),
+            ("target", e.target.as_str(), 200),
+            ("kind", e.kind.as_str(), 20),
+            ("message", e.message.as_str(), 2000),
+        ];
+        for (name, value, most) in fields {
+            if value.is_empty() || value.len() > most {
+                return Err(ApiError::field(
+                    &format!("errors[{i}].{name}"),
+                    format!("1 to {most} bytes"),
+                ));
+            }
+        }
+    }
+    let mut change = api.store.change().await?;
+    let kept = crate::control::store::function_errors::keep(
+        change.conn(),
+        &node.row.workspace_id,
+        &q.node,
+        &report.errors,
+    )
+    .await?;
+    change.commit().await?;
+    Ok(data(serde_json::json!({ "kept": kept })))
 }
 
 /// A request made with a live node credential.

@@ -159,6 +159,7 @@ use crate::control::identity::reset;
         audit::chain,
         audit::catalog,
         internal::catalog,
+        internal::report_function_errors,
         internal::report_usage,
         internal::list,
         usage::read,

@@ -425,10 +425,12 @@ pub async fn versions(
 
 /// Deletes a function and its versions (it must have no instances).
 pub async fn delete(conn: &mut AnyConnection, id: &str) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM function_versions WHERE function_id = $1")
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
+    for table in ["function_versions", "function_errors"] {
+        sqlx::query(sql!("DELETE FROM {table} WHERE function_id = $1"))
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+    }
     sqlx::query("DELETE FROM functions WHERE id = $1")
         .bind(id)
         .execute(conn)
