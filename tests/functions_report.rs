@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::control::{Api, server};
-use common::databases;
+use common::databases::{self, TestDb};
 use common::{TestServer, client};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -37,16 +37,34 @@ async fn report(api: &Api, token: &str, node: &str, body: &Value) -> (StatusCode
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// A run as a node reports it, `n` seconds after midnight today (UTC).
 fn run(function: &str, n: usize) -> Value {
-    json!({"function": function, "at": format!("2026-12-07T10:{:02}:{:02}Z", n / 60, n % 60),
+    let midnight = chrono::Utc::now()
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight");
+    let at = midnight + chrono::TimeDelta::seconds(i64::try_from(n).expect("n"));
+    json!({"id": format!("r-{n}"), "function": function,
+           "at": format!("{}Z", at.format("%Y-%m-%dT%H:%M:%S")),
            "messageId": format!("m-{n}"), "target": "demo", "kind": "invalid",
            "message": "ValidationError: no"})
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_remote_gateways_failed_runs_reach_its_control_plane() {
-    let db = databases::sqlite().await;
-    let (server, link) = server(&db).await;
+async fn a_remote_gateways_failed_runs_reach_its_control_plane_sqlite() {
+    scenario(&databases::sqlite().await, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_nodes_report_is_kept_on_postgres_too() {
+    // No gateway here: the failed runs are process-wide, and another test's gateway in
+    // this binary would take them.
+    scenario(&databases::postgres().await, false).await;
+}
+
+/// The control plane on `db`; `with_gateway`, a remote gateway whose function fails.
+async fn scenario(db: &TestDb, with_gateway: bool) {
+    let (server, link) = server(db).await;
     let api = Api::of(&server);
     let owner = api.owner(&link).await;
 
@@ -92,57 +110,60 @@ async fn a_remote_gateways_failed_runs_reach_its_control_plane() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let node = body["data"]["secret"].as_str().expect("secret").to_owned();
-    let (base, token) = (api.base.clone(), node.clone());
-    let edge = TestServer::start_with("", move |config| {
-        config.catalog.source = CatalogSourceKind::Remote;
-        config.catalog.control_url = base;
-        config.catalog.node_token = Secret::new(token);
-        config.catalog.node_name = "edge-1".into();
-    });
-
-    // A webhook to the edge's endpoint: refused by the function, once the edge has it.
-    let url = edge.url(&endpoint);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let response = client()
-            .post(&url)
-            .bearer_auth(&secret)
-            .header("content-type", "application/json")
-            .body("{}")
-            .send()
-            .await
-            .expect("webhook");
-        if response.status() != StatusCode::NOT_FOUND {
-            assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-            break;
-        }
-        assert!(Instant::now() < deadline, "the endpoint never came up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-
-    // The control plane shows the run, with where it ran.
     let path = format!("/api/v1/functions/{id}/errors");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let reported = loop {
-        let (status, body) = api.get(&owner, &path).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        let found = body["data"]["errors"]
-            .as_array()
-            .and_then(|errors| errors.iter().find(|e| e["node"] == "edge-1").cloned());
-        if let Some(found) = found {
-            break found;
+    if with_gateway {
+        let (base, token) = (api.base.clone(), node.clone());
+        let edge = TestServer::start_with("", move |config| {
+            config.catalog.source = CatalogSourceKind::Remote;
+            config.catalog.control_url = base;
+            config.catalog.node_token = Secret::new(token);
+            config.catalog.node_name = "edge-1".into();
+        });
+
+        // A webhook to the edge's endpoint: refused by the function, once the edge has it.
+        let url = edge.url(&endpoint);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let response = client()
+                .post(&url)
+                .bearer_auth(&secret)
+                .header("content-type", "application/json")
+                .body("{}")
+                .send()
+                .await
+                .expect("webhook");
+            if response.status() != StatusCode::NOT_FOUND {
+                assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+                break;
+            }
+            assert!(Instant::now() < deadline, "the endpoint never came up");
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        assert!(Instant::now() < deadline, "never reported: {body}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    assert_eq!(reported["kind"], "invalid", "{reported}");
-    assert_eq!(reported["target"], "demo");
-    assert!(
-        reported["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("not a payload")),
-        "{reported}"
-    );
+
+        // The control plane shows the run, with where it ran.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let reported = loop {
+            let (status, body) = api.get(&owner, &path).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            let found = body["data"]["errors"]
+                .as_array()
+                .and_then(|errors| errors.iter().find(|e| e["node"] == "edge-1").cloned());
+            if let Some(found) = found {
+                break found;
+            }
+            assert!(Instant::now() < deadline, "never reported: {body}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert_eq!(reported["kind"], "invalid", "{reported}");
+        assert_eq!(reported["target"], "demo");
+        assert!(
+            reported["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("not a payload")),
+            "{reported}"
+        );
+        drop(edge);
+    }
 
     // The endpoint: node credentials only; its fields checked; unknown functions
     // dropped; the newest 50 runs a function kept.
@@ -173,17 +194,57 @@ async fn a_remote_gateways_failed_runs_reach_its_control_plane() {
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["data"]["kept"], 0, "no such function");
+    // A run no node makes is skipped, not the report; a long messageId and an empty
+    // message are a node's; a run far in the future is dated now.
+    let mut odd = run(&id, 1000);
+    odd["id"] = json!("not an id!");
+    let mut long = run(&id, 1001);
+    long["messageId"] = json!("m".repeat(300));
+    long["message"] = json!("");
+    let mut ahead = run(&id, 1002);
+    ahead["at"] = json!("2099-01-01T00:00:00Z");
+    let (status, body) = report(
+        &api,
+        &node,
+        "edge-2",
+        &json!({"errors": [odd, long, ahead]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["kept"], 2, "{body}");
+    let (_, body) = api.get(&owner, &path).await;
+    let dated = body["data"]["errors"]
+        .as_array()
+        .and_then(|errors| errors.iter().find(|e| e["messageId"] == "m-1002").cloned())
+        .expect("the run from the future");
+    assert!(
+        !dated["at"].as_str().unwrap_or_default().starts_with("2099"),
+        "{dated}"
+    );
+    // Named by the credential: a node cannot speak for another one.
+    assert_eq!(dated["node"], "edge-1 (edge-2)", "{dated}");
+
+    // Sixty runs: the report's newest fifty are stored, and the table keeps the newest
+    // fifty of the function.
     let many: Vec<Value> = (0..60).map(|n| run(&id, n)).collect();
     let (status, body) = report(&api, &node, "edge-2", &json!({ "errors": many })).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["data"]["kept"], 60);
+    assert_eq!(body["data"]["kept"], 50);
+    // A run already stored (a report resent after a lost answer) is not stored again.
+    let again = json!({"errors": [run(&id, 59)]});
+    let (status, body) = report(&api, &node, "edge-2", &again).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["kept"], 0, "the same id: {body}");
+    let rows: i64 = {
+        let mut conn = db.store.read().await.expect("connection");
+        sqlx::query_scalar("SELECT COUNT(*) FROM function_errors WHERE function_id = $1")
+            .bind(&id)
+            .fetch_one(&mut *conn)
+            .await
+            .expect("count")
+    };
+    assert_eq!(rows, 50, "the newest fifty of the function");
     let (_, body) = api.get(&owner, &path).await;
     let errors = body["data"]["errors"].as_array().expect("errors");
     assert_eq!(errors.len(), 50, "the newest 50");
-    let from_edge_2: Vec<&Value> = errors.iter().filter(|e| e["node"] == "edge-2").collect();
-    assert!(
-        from_edge_2.iter().all(|e| e["messageId"] != "m-0"),
-        "the oldest went"
-    );
-    drop(edge);
 }

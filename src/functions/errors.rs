@@ -5,7 +5,7 @@
 //! with those of every other node.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -21,7 +21,7 @@ pub const PENDING_MAX: usize = 500;
 
 /// One failed run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct Recorded {
     /// When it failed.
     pub at: DateTime<Utc>,
@@ -34,20 +34,33 @@ pub struct Recorded {
     pub kind: String,
     /// The error (`Name: message`, at most 1000 bytes).
     pub message: String,
-    /// The node it ran on, for one reported by another process (its `--node-name`).
+    /// The node it ran on, for one another process reported (its credential's name, and
+    /// its `--node-name` when that differs). Set by the control plane, never taken from
+    /// a report.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
 }
 
-/// A failed run as a node reports it: the function's id and the run.
+/// A failed run as a node reports it: its id (a resent report stores nothing twice),
+/// the function's id and the run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct Reported {
+    /// Made by the node when the run failed (1 to 64 of `A-Z a-z 0-9 - _`).
+    pub id: String,
     /// The function.
     pub function: String,
     /// The run.
     #[serde(flatten)]
     pub error: Recorded,
+}
+
+/// Runs dropped because the queue was full, since the reporter last said so.
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// Runs dropped from a full queue since the last call.
+pub fn dropped() -> u64 {
+    DROPPED.swap(0, Ordering::Relaxed)
 }
 
 /// Whether failed runs are queued for a remote control plane (set by the reporter).
@@ -79,6 +92,7 @@ pub fn requeue(runs: Vec<Reported>) {
     }
     while queue.len() > PENDING_MAX {
         queue.pop_front();
+        DROPPED.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -91,11 +105,13 @@ pub fn record(function: &str, error: Recorded) {
         && let Ok(mut queue) = PENDING.lock()
     {
         queue.push_back(Reported {
+            id: uuid::Uuid::new_v4().simple().to_string(),
             function: function.to_owned(),
             error: error.clone(),
         });
         while queue.len() > PENDING_MAX {
             queue.pop_front();
+            DROPPED.fetch_add(1, Ordering::Relaxed);
         }
     }
     let Ok(mut all) = ERRORS.lock() else { return };

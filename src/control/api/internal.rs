@@ -27,6 +27,7 @@ use crate::control::store::gateways::{self, GatewayRow};
 use crate::control::store::nodes::{self, NodeRow};
 use crate::control::token;
 use crate::control::usage;
+use crate::functions::errors::Reported;
 use crate::usage::Report;
 
 /// Longest a catalog request waits for a change before answering 304.
@@ -253,14 +254,31 @@ struct FunctionErrors {
     errors: Vec<crate::functions::errors::Reported>,
 }
 
-/// Failed runs one report may carry (a node sends at most
-/// [`crate::functions::errors::PENDING_MAX`]).
+/// Whether `run` is one a node makes: an id of 1 to 64 of `A-Z a-z 0-9 - _`, a function
+/// id, target and kind of at most 200, 200 and 20 bytes (not empty), a `messageId` of at
+/// most 400 bytes and a message of at most 2000.
+fn well_formed(run: &Reported) -> bool {
+    let e = &run.error;
+    let sized = |text: &str, most: usize| !text.is_empty() && text.len() <= most;
+    sized(&run.id, 64)
+        && run
+            .id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && sized(&run.function, 200)
+        && sized(&e.target, 200)
+        && sized(&e.kind, 20)
+        && e.message_id.as_ref().is_none_or(|m| m.len() <= 400)
+        && e.message.len() <= 2000
+}
+
+/// Failed runs one report may carry (a node sends at most 100).
 const MAX_REPORTED_ERRORS: usize = 500;
 
 /// Keeps a node's failed runs of functions (its gateway's source functions, its
 /// delivery's insert functions), for `GET /api/v1/functions/{id}/errors`. Runs of a
-/// function the workspace does not have are dropped; `{"kept": n}` says how many were
-/// kept.
+/// function the workspace does not have, runs already kept (the same id) and runs not
+/// well formed are dropped; `{"kept": n}` says how many were kept.
 #[utoipa::path(
     post,
     path = "/internal/v1/function-errors",
@@ -289,30 +307,36 @@ async fn report_function_errors(
             format!("at most {MAX_REPORTED_ERRORS} runs a report"),
         ));
     }
-    for (i, run) in report.errors.iter().enumerate() {
-        let e = &run.error;
-        let fields = [
-            ("function", run.function.as_str(), 200),
-            ("messageId", e.message_id.as_deref().unwrap_or("-"), 200),
-            ("target", e.target.as_str(), 200),
-            ("kind", e.kind.as_str(), 20),
-            ("message", e.message.as_str(), 2000),
-        ];
-        for (name, value, most) in fields {
-            if value.is_empty() || value.len() > most {
-                return Err(ApiError::field(
-                    &format!("errors[{i}].{name}"),
-                    format!("1 to {most} bytes"),
-                ));
+    // A run that is not one a node makes is skipped, never the whole report (the rest
+    // would be resent for ever). A run's time is the node's, kept within a week back and
+    // a few minutes ahead of this clock: a run dated far ahead would stay newest.
+    let now = api.clock.now();
+    let runs: Vec<Reported> = report
+        .errors
+        .into_iter()
+        .filter(well_formed)
+        .map(|mut run| {
+            if run.error.at > now + chrono::TimeDelta::minutes(5)
+                || run.error.at < now - chrono::TimeDelta::days(7)
+            {
+                run.error.at = now;
             }
-        }
-    }
+            run
+        })
+        .collect();
+    // Where they ran: the credential's name (a node cannot speak for another
+    // credential), and the node's own name when it differs.
+    let name = if q.node == node.row.name {
+        q.node.clone()
+    } else {
+        format!("{} ({})", node.row.name, q.node)
+    };
     let mut change = api.store.change().await?;
     let kept = crate::control::store::function_errors::keep(
         change.conn(),
         &node.row.workspace_id,
-        &q.node,
-        &report.errors,
+        &name,
+        &runs,
     )
     .await?;
     change.commit().await?;

@@ -3,50 +3,57 @@
 
 use sqlx::{AnyConnection, Row};
 
-use super::{StoreError, ms, new_id, time};
+use std::collections::BTreeMap;
+
+use super::{StoreError, ms, time};
 use crate::functions::errors::{KEEP, Recorded, Reported};
 
-/// Keeps `runs` reported by node `node` for workspace `workspace`'s functions (runs of
-/// a function it does not have are dropped), then only the newest [`KEEP`] of each
-/// function reported.
+/// Keeps `runs` reported by node `node` for workspace `workspace`'s functions, then
+/// only the newest [`KEEP`] of each function reported; how many were stored. Runs of a
+/// function the workspace does not have are dropped, and so is a run already stored
+/// (the same id: a report resent after a lost answer).
 pub async fn keep(
     conn: &mut AnyConnection,
     workspace: &str,
     node: &str,
     runs: &[Reported],
-) -> Result<usize, StoreError> {
-    let mut kept = 0;
-    let mut touched: Vec<&str> = Vec::new();
+) -> Result<u64, StoreError> {
+    // Each function looked up once; of each, only the report's newest KEEP runs.
+    let mut by_function: BTreeMap<&str, Vec<&Reported>> = BTreeMap::new();
     for run in runs {
-        if super::functions::get(conn, workspace, &run.function)
+        by_function.entry(&run.function).or_default().push(run);
+    }
+    let keep = i64::try_from(KEEP).unwrap_or(i64::MAX);
+    let mut stored = 0;
+    for (function, mut runs) in by_function {
+        if super::functions::get(conn, workspace, function)
             .await?
             .is_none()
         {
             continue;
         }
-        sqlx::query(
-            "INSERT INTO function_errors \
-             (id, workspace_id, function_id, node, at, message_id, target, kind, message) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(new_id("fe_"))
-        .bind(workspace)
-        .bind(&run.function)
-        .bind(node)
-        .bind(ms(run.error.at))
-        .bind(run.error.message_id.as_deref())
-        .bind(&run.error.target)
-        .bind(&run.error.kind)
-        .bind(&run.error.message)
-        .execute(&mut *conn)
-        .await?;
-        kept += 1;
-        if !touched.contains(&run.function.as_str()) {
-            touched.push(&run.function);
+        runs.sort_by_key(|r| std::cmp::Reverse(r.error.at));
+        runs.truncate(KEEP);
+        for run in runs {
+            stored += sqlx::query(
+                "INSERT INTO function_errors \
+                 (workspace_id, id, function_id, node, at, message_id, target, kind, message) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                 ON CONFLICT (workspace_id, id) DO NOTHING",
+            )
+            .bind(workspace)
+            .bind(&run.id)
+            .bind(function)
+            .bind(node)
+            .bind(ms(run.error.at))
+            .bind(run.error.message_id.as_deref())
+            .bind(&run.error.target)
+            .bind(&run.error.kind)
+            .bind(&run.error.message)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
         }
-    }
-    let keep = i64::try_from(KEEP).unwrap_or(i64::MAX);
-    for function in touched {
         sqlx::query(
             "DELETE FROM function_errors WHERE workspace_id = $1 AND function_id = $2 \
              AND id NOT IN (SELECT id FROM function_errors \
@@ -58,7 +65,7 @@ pub async fn keep(
         .execute(&mut *conn)
         .await?;
     }
-    Ok(kept)
+    Ok(stored)
 }
 
 /// The failed runs of `function` reported by remote nodes, newest first.
