@@ -116,7 +116,7 @@ impl Reporter {
     }
 
     /// Sends what is queued every [`INTERVAL`] until `stop`, then once more (for at
-    /// most [`LAST_CALL`], and only while the control plane answers).
+    /// most 2 s, and only while the control plane answers).
     pub async fn run(self, stop: CancellationToken) {
         errors::report_from_now();
         let mut failing = false;
