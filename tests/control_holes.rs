@@ -1718,3 +1718,46 @@ async fn the_api_answers_as_its_document_says() {
         false
     );
 }
+
+/// A body is read only for those who may make the change: someone who may not is refused
+/// as such (`403`), whatever they sent, and learns nothing of what a valid body is.
+#[tokio::test]
+async fn a_change_is_authorized_before_its_body_is_read() {
+    let (_db, _server, api, owner) = sqlite().await;
+    let (reader, _) = person(&api, &owner, "reader@example.com", "read_only").await;
+    let (member, _) = person(&api, &owner, "member@example.com", "member").await;
+    for (token, path, body) in [
+        (
+            &reader,
+            "/api/v1/destinations",
+            json!({"sourceId": "demo", "metadataId": "nope"}),
+        ),
+        (
+            &reader,
+            "/api/v1/destinations",
+            json!({"sourceId": "demo", "metadataId": "file", "settings": {"path": "../x"}}),
+        ),
+        (
+            &member,
+            "/api/v1/identity/sso-connections",
+            json!({"kind": "nope"}),
+        ),
+        (
+            &member,
+            "/api/v1/identity/sso-connections",
+            json!({"name": "x", "kind": "oidc"}),
+        ),
+    ] {
+        let (status, answer) = api.post(token, path, body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {answer}");
+    }
+    // Who may, is told what is wrong.
+    let (status, _) = api
+        .post(
+            &owner,
+            "/api/v1/identity/sso-connections",
+            json!({"kind": "nope"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}

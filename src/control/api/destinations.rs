@@ -398,14 +398,17 @@ pub(super) struct NewDestination {
     kind: KindDoc,
 }
 
-/// Everything creating a destination asks before it changes anything: a valid body
-/// (id, name, type and settings, in-flight bound) and the policy's leave to create it
-/// connected to its source.
+/// Everything creating a destination asks before it changes anything: the policy's
+/// leave to create one, a valid body (id, name, type and settings, in-flight bound), and
+/// the leave to connect it to its source.
 pub(super) async fn check_create(
     api: &Api,
     caller: &Caller,
     body: &CreateDestination,
 ) -> Result<NewDestination, ApiError> {
+    // Who may, before what: a body is read only for those who may create one.
+    api.allow_workspace(caller, Action::CreateDestination)
+        .await?;
     let id = match &body.id {
         Some(id) => slug_field("id", id)?,
         None => new_id("dst_"),
@@ -422,8 +425,6 @@ pub(super) async fn check_create(
     if body.max_in_flight == Some(0) {
         return Err(ApiError::field("maxInFlight", "must be at least 1"));
     }
-    api.allow_workspace(caller, Action::CreateDestination)
-        .await?;
     check_links(
         api,
         caller,

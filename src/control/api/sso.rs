@@ -408,6 +408,8 @@ async fn create(
     caller: Caller,
     Body(body): Body<Wanted>,
 ) -> Result<Response, ApiError> {
+    // Who may, before what: a body is read only for those who may make a connection.
+    owners_only(&api, &caller).await?;
     let name = text_field("name", body.name.as_deref().unwrap_or_default(), 100)?;
     let (kind, protocol) = match body.kind.as_deref() {
         Some("oidc") => {
@@ -429,7 +431,6 @@ async fn create(
     };
     let claims = checked_claims(&body.claims.unwrap_or_else(|| ClaimMap::default_for(kind)))?;
     let role = checked_role(body.default_role.as_deref().unwrap_or("read_only"))?;
-    owners_only(&api, &caller).await?;
     let id = store::connection_id();
     let row = ConnectionRow {
         secret: sealed_secret(
