@@ -287,6 +287,12 @@ fn return_path(parts: &Parts) -> String {
         .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned())
 }
 
+/// The first value of `name` in the request's query, if any.
+pub fn query_value(parts: &Parts, name: &str) -> Option<String> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(parts.uri.query()?).ok()?;
+    pairs.into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
+}
+
 /// A time the API gave, shown to the minute in UTC.
 #[derive(Debug, Clone, Copy, serde::Deserialize)]
 #[serde(transparent)]
@@ -787,9 +793,7 @@ impl Outcome {
 
     /// The outcome a request's `done` names, if it names one.
     pub fn of(parts: &Parts) -> Option<Self> {
-        let query = parts.uri.query()?;
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).ok()?;
-        let (_, code) = pairs.iter().find(|(k, _)| k == "done")?;
+        let code = query_value(parts, "done")?;
         Self::ALL.into_iter().find(|o| o.code() == code)
     }
 }

@@ -103,12 +103,7 @@ const STATES: [&str; 4] = ["OPEN", "APPLIED", "REJECTED", "WITHDRAWN"];
 async fn list(State(console): State<Console>, parts: Parts) -> Response {
     let page = async {
         let viewer = Viewer::of(&console, &parts).await?;
-        let asked = parts
-            .uri
-            .query()
-            .and_then(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(q).ok())
-            .and_then(|pairs| pairs.into_iter().find(|(k, _)| k == "status"))
-            .map(|(_, v)| v);
+        let asked = super::query_value(&parts, "status");
         let status = STATES
             .into_iter()
             .find(|s| asked.as_deref() == Some(*s))

@@ -19,6 +19,7 @@ use super::sources::{Source, SourceList, cursor_query, encode};
 use super::team::about_the_form;
 use super::{Change, NO_FORM, apply, done, one_change, submit};
 use super::{Console, Frame, Outcome, Refusal, Section, Viewer, inner, render};
+use crate::control::api::destinations::KINDS;
 use crate::control::policy::{Action, DestinationRef, ResourceRef, SourceRef};
 
 /// Routes of this file.
@@ -34,9 +35,6 @@ pub fn routes() -> Router<Console> {
         .route("/destinations/{id}/delete", post(remove))
 }
 
-/// The destination types, `(metadataId, name)`, as the API's catalog has them.
-const KINDS: [(&str, &str); 3] = [("webhook", "Webhook"), ("file", "File"), ("nats", "NATS")];
-
 /// What a settings form starts with for a type.
 fn example(kind: &str) -> &'static str {
     match kind {
@@ -46,39 +44,17 @@ fn example(kind: &str) -> &'static str {
     }
 }
 
-/// A settings form's text read as JSON settings, or why it cannot be: not a JSON object,
-/// or a credential left as the placeholder the page showed (a secret's `<redacted>`, a
-/// URL's path and query as `/…`): credentials are write-only and the settings replace
-/// the old ones, so each must be typed again.
+/// A settings form's text read as JSON settings, or why it cannot be. (Settings sent
+/// back as the page showed them, credentials still placeholders, are the API's to
+/// refuse: it does so for every client.)
 fn settings_of(text: &str) -> Result<Value, String> {
     let value: Value =
         serde_json::from_str(text).map_err(|e| format!("The settings are not JSON: {e}."))?;
     if !value.is_object() {
         return Err("The settings must be a JSON object ({ … }).".into());
     }
-    if placeholder_in(&value) {
-        return Err(format!(
-            "Replace each {REDACTED}, and each URL ending in {REDACTED_PATH}, with the real value: credentials are write-only, so the new settings must carry them again."
-        ));
-    }
     Ok(value)
 }
-
-/// Whether a value of `settings` (at any depth) is still a placeholder the page showed.
-fn placeholder_in(settings: &Value) -> bool {
-    match settings {
-        Value::String(text) => text == REDACTED || text.ends_with(REDACTED_PATH),
-        Value::Array(items) => items.iter().any(placeholder_in),
-        Value::Object(map) => map.values().any(placeholder_in),
-        _ => false,
-    }
-}
-
-/// The placeholder the API shows for a secret.
-const REDACTED: &str = crate::catalog::REDACTED;
-
-/// What the API shows of a URL's path and query (they may hold a token).
-const REDACTED_PATH: &str = "/…";
 
 #[derive(Debug, Deserialize)]
 struct Metadata {
@@ -148,7 +124,8 @@ struct ListPage {
 struct NewForm {
     /// `(id, name)` of the sources the viewer may connect a destination to.
     sources: Vec<(String, String)>,
-    kinds: [(&'static str, &'static str); 3],
+    /// The destination types: `(metadataId, name, description)`.
+    kinds: &'static [(&'static str, &'static str, &'static str)],
     name: String,
     kind: String,
     source: String,
@@ -203,7 +180,7 @@ async fn list_page(
         let sources = connectable(console, parts, &viewer, "").await;
         let form = typed.unwrap_or_else(|| NewForm {
             sources: Vec::new(),
-            kinds: KINDS,
+            kinds: &KINDS,
             name: String::new(),
             kind: "webhook".into(),
             source: String::new(),
@@ -267,7 +244,7 @@ async fn create(State(console): State<Console>, parts: Parts, body: Bytes) -> Re
         let form = Form::read(&body)?;
         let typed = |error: String| NewForm {
             sources: Vec::new(),
-            kinds: KINDS,
+            kinds: &KINDS,
             name: form.get("name").to_owned(),
             kind: form.get("type").to_owned(),
             source: form.get("source").to_owned(),

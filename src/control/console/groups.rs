@@ -7,8 +7,8 @@ use askama::Template;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
+use axum::http::Method;
 use axum::http::request::Parts;
-use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -195,14 +195,9 @@ async fn group_page(
     } else {
         Vec::new()
     };
-    let status = if error.is_some() {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::OK
-    };
     let title = group.name.clone();
     Ok(render(
-        status,
+        super::form_status(error.as_deref()),
         &GroupPage {
             frame: viewer.frame(title, Section::Team, parts),
             group,

@@ -193,14 +193,6 @@ struct PersonPage {
     error: Option<String>,
 }
 
-fn query_pairs(parts: &Parts) -> Vec<(String, String)> {
-    parts
-        .uri
-        .query()
-        .and_then(|q| serde_urlencoded::from_str(q).ok())
-        .unwrap_or_default()
-}
-
 async fn page(
     console: &Console,
     parts: &Parts,
@@ -260,12 +252,9 @@ async fn page(
             .unwrap_or_default();
     }
     // Effective access: the explain API's answer to the question the page's form asks.
-    let pairs = query_pairs(parts);
     let value = |name: &str| {
-        pairs
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.trim().to_owned())
+        super::query_value(parts, name)
+            .map(|v| v.trim().to_owned())
             .unwrap_or_default()
     };
     let question = Some(Question {

@@ -366,17 +366,7 @@ async fn propose(
 async fn requests(State(console): State<Console>, parts: Parts) -> Response {
     let page = async {
         let viewer = Viewer::of(&console, &parts).await?;
-        let status = parts
-            .uri
-            .query()
-            .and_then(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(q).ok())
-            .and_then(|pairs| {
-                pairs
-                    .into_iter()
-                    .find(|(k, _)| k == "status")
-                    .map(|(_, v)| v)
-            })
-            .unwrap_or_else(|| "OPEN".into());
+        let status = super::query_value(&parts, "status").unwrap_or_else(|| "OPEN".into());
         let list: RequestList = inner(&console, &parts)
             .get(&format!(
                 "/api/v1/change-requests?{}&{}",

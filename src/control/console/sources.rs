@@ -230,16 +230,7 @@ struct SourcePage {
 
 /// The cursor a list page asks for (`?cursor=`), as the API's query.
 pub fn cursor_query(parts: &Parts) -> String {
-    let cursor = parts
-        .uri
-        .query()
-        .and_then(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(q).ok())
-        .and_then(|pairs| {
-            pairs
-                .into_iter()
-                .find(|(k, _)| k == "cursor")
-                .map(|(_, v)| v)
-        });
+    let cursor = super::query_value(parts, "cursor");
     let mut pairs = vec![("pagination[count]", "100".to_owned())];
     if let Some(cursor) = cursor {
         pairs.push(("pagination[cursor]", cursor));
