@@ -10,6 +10,8 @@
 
 mod encode;
 mod normalize;
+mod raw;
+mod splice;
 
 use simd_json::borrowed::{Object, Value};
 
@@ -20,6 +22,7 @@ pub use normalize::{
     Enrichment, ItemRejection, Prepared, STAMP_ALLOWANCE, format_time, normalize, prepare, write,
     write_forwarded,
 };
+pub use raw::Raw;
 
 /// The six Segment call types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -85,6 +88,8 @@ pub struct Envelope<'a> {
     pub defaults: Defaults<'a>,
     /// Type given by the route (single-message routes).
     pub kind: Option<Kind>,
+    /// The body as the client sent it, and where each item is in it.
+    pub raw: Raw,
 }
 
 /// Batch-level `context`, `integrations` and `sentAt`.
@@ -148,6 +153,8 @@ pub fn decode<'a>(
             limit: limits.max_message_bytes,
         });
     }
+    // The parse unescapes strings in place: keep the client's text for the record.
+    let text = body.to_vec();
     let value = parse(body, limits.max_json_depth)?;
     let Value::Object(mut root) = value else {
         return Err(DecodeError::NotAnObject);
@@ -163,6 +170,7 @@ pub fn decode<'a>(
             items: vec![Value::Object(root)],
             defaults: Defaults::default(),
             kind: Some(kind),
+            raw: Raw::single(text),
         }),
         Shape::Batch => {
             let items = match take(&mut root, "batch") {
@@ -184,6 +192,7 @@ pub fn decode<'a>(
                     .filter(|v| !matches!(v, Value::Static(simd_json::StaticNode::Null))),
             };
             Ok(Envelope {
+                raw: Raw::batch(text, items.len()),
                 write_key,
                 items,
                 defaults,

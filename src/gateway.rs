@@ -257,8 +257,15 @@ async fn store(
     let items = envelope.items.len();
     meters.received.increment(items as u64);
     let mut intake = Intake::new(state, source, meters, now, ip, (items, body_len));
-    for (index, item) in envelope.items.into_iter().enumerate() {
-        intake.enforce(index, item, (envelope.kind, &envelope.defaults))?;
+    let event::Envelope {
+        items,
+        defaults,
+        kind,
+        raw,
+        ..
+    } = envelope;
+    for (index, item) in items.into_iter().enumerate() {
+        intake.enforce(index, (item, raw.item(index)), (kind, &defaults))?;
     }
     intake.append().await
 }
