@@ -159,10 +159,15 @@ fn write_static(node: StaticNode, out: &mut Vec<u8>) {
 /// character): the classic "has zero byte" test, eight bytes per step.
 #[inline]
 fn needs_escape(w: u64) -> bool {
+    below_space(w) || ends_string(w)
+}
+
+/// Whether any of the 8 bytes in `w` is a quote or a backslash (the bytes that end or
+/// interrupt a JSON string's plain run).
+#[inline]
+pub(crate) fn ends_string(w: u64) -> bool {
     let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS != 0;
-    below_space(w)
-        || has_zero(w ^ (ONES * u64::from(b'"')))
-        || has_zero(w ^ (ONES * u64::from(b'\\')))
+    has_zero(w ^ (ONES * u64::from(b'"'))) || has_zero(w ^ (ONES * u64::from(b'\\')))
 }
 
 /// Appends `s` as a JSON string.

@@ -17,6 +17,7 @@ use simd_json::borrowed::{Object, Value};
 use simd_json::prelude::*;
 
 use super::encode::write_object;
+use super::raw::Message;
 use super::splice::{self, ContextEdit, Text};
 use super::{Defaults, Kind, take};
 use crate::config::Limits;
@@ -197,7 +198,7 @@ impl<'a> Prepared<'a> {
 /// `{"sourceId":"…","event":{…}}`, to `out`; returns the `messageId`: [`prepare`]
 /// then [`write()`].
 pub fn normalize<'a>(
-    (item, text): (Value<'a>, Option<&'a [u8]>),
+    (item, text): (Value<'a>, Option<Message<'a>>),
     kind: Option<Kind>,
     defaults: &Defaults<'a>,
     enrichment: &Enrichment<'_>,
@@ -213,7 +214,7 @@ pub fn normalize<'a>(
 /// is the client's text of the item (see `Envelope::text`), which the record copies
 /// from where Sluice changes nothing.
 pub fn prepare<'a>(
-    (item, text): (Value<'a>, Option<&'a [u8]>),
+    (item, text): (Value<'a>, Option<Message<'a>>),
     kind: Option<Kind>,
     defaults: &Defaults<'a>,
     enrichment: &Enrichment<'_>,
@@ -262,8 +263,8 @@ pub fn prepare<'a>(
             }
         }
     }
-    let text = text.map(|text| Text {
-        text,
+    let text = text.map(|message| Text {
+        message,
         context,
         integrations_merged: defaults.integrations.is_some(),
     });
@@ -487,10 +488,10 @@ mod tests {
         );
         let mut bytes = serde_json::to_vec(&item).expect("json");
         // The client's text too, as the gateway passes it (stored spliced from it).
-        let text = bytes.clone();
+        let raw = crate::event::Raw::single(bytes.clone());
         let item = simd_json::to_borrowed_value(&mut bytes).expect("parses");
         let mut record = Vec::new();
-        let message_id = normalize((item, Some(&text)), kind, defaults, &e, &mut record)?;
+        let message_id = normalize((item, raw.item(0)), kind, defaults, &e, &mut record)?;
         let stored: serde_json::Value = serde_json::from_slice(&record).expect("record is JSON");
         assert_eq!(stored["sourceId"], "web");
         assert_eq!(stored["event"]["messageId"], json!(message_id));

@@ -9,59 +9,149 @@
 
 use std::ops::Range;
 
+use super::encode::ends_string;
+
 /// Objects with more members than this are hash maps in the parsed value (their order
 /// is not the text's): a body or batch item that large is never spliced.
 pub(crate) const ORDERED_MEMBERS: usize = 32;
 
-/// The bytes of a body as the client sent them, and where each message is in them.
+/// The bytes of a body as the client sent them, and where each message and its
+/// members are in them (found in one pass over the text).
 #[derive(Debug, Default)]
 pub struct Raw {
     text: Vec<u8>,
-    /// One span per message, in order; empty when they could not be found.
-    items: Vec<Range<usize>>,
+    /// One entry per message, in order; empty when they could not be found.
+    items: Vec<Item>,
+    /// The top-level members of every message, `items` pointing into it.
+    members: Vec<Member>,
+}
+
+/// Where one message's members are in [`Raw::members`]; `None` for an item that is not
+/// an object (refused anyway).
+type Item = Option<Range<usize>>;
+
+/// The client's text of one message: the body and the message's top-level members.
+#[derive(Debug, Clone, Copy)]
+pub struct Message<'a> {
+    /// The whole body; the members' spans index into it.
+    pub(crate) text: &'a [u8],
+    /// The message's top-level members, in the text's order.
+    pub(crate) members: &'a [Member],
 }
 
 impl Raw {
-    /// `text` is a single-message body: the message is the whole (trimmed) body.
+    /// `text` is a single-message body: the message is the whole body.
     pub(crate) fn single(text: Vec<u8>) -> Self {
-        let start = skip_space(&text, 0);
-        let items = match value_end(&text, start) {
-            Some(end) if text.get(start) == Some(&b'{') && skip_space(&text, end) == text.len() => {
-                std::iter::once(start..end).collect()
-            }
+        let mut members = Vec::new();
+        let found = object_members(&text, skip_space(&text, 0), &mut members);
+        let items = match found {
+            Some(end) if skip_space(&text, end) == text.len() => vec![Some(0..members.len())],
             _ => Vec::new(),
         };
-        Self { text, items }
-    }
-
-    /// `text` is a batch envelope: the messages are the elements of its `batch` array.
-    /// Any key of the envelope written with escapes, or an envelope too large to keep
-    /// its order, finds none (a `b\u0061tch` key would otherwise pair the parsed items
-    /// with another array's text).
-    pub(crate) fn batch(text: Vec<u8>, expected: usize) -> Self {
-        let items = batch_items(&text).filter(|items| items.len() == expected);
         Self {
-            items: items.unwrap_or_default(),
             text,
+            items,
+            members,
         }
     }
 
-    /// The text of message `index`, if it was found.
+    /// `text` is a batch envelope: the messages are the elements of its `batch` array
+    /// (of the first, as the parse takes it). Any key of the envelope written with
+    /// escapes, or an envelope too large to keep its order, finds none (a `b\u0061tch`
+    /// key would otherwise pair the parsed items with another array's text); so does
+    /// a count that differs from the parse's.
+    pub(crate) fn batch(text: Vec<u8>, expected: usize) -> Self {
+        let mut raw = Self {
+            text,
+            ..Self::default()
+        };
+        if raw.find_batch().is_none() || raw.items.len() != expected {
+            raw.items.clear();
+        }
+        raw
+    }
+
+    fn find_batch(&mut self) -> Option<()> {
+        let text = &self.text;
+        let mut i = skip_space(text, 0);
+        if text.get(i) != Some(&b'{') {
+            return None;
+        }
+        i = skip_space(text, i + 1);
+        let mut found = false;
+        for count in 0.. {
+            if count > ORDERED_MEMBERS || text.get(i) != Some(&b'"') {
+                return None;
+            }
+            let (key_end, escaped) = string_end(text, i)?;
+            if escaped {
+                return None;
+            }
+            let is_batch = &text[i + 1..key_end - 1] == b"batch" && !found;
+            i = skip_space(text, key_end);
+            if text.get(i) != Some(&b':') {
+                return None;
+            }
+            i = skip_space(text, i + 1);
+            i = if is_batch {
+                found = true;
+                elements(text, i, &mut self.items, &mut self.members)?
+            } else {
+                value_end(text, i)?
+            };
+            i = skip_space(text, i);
+            match text.get(i) {
+                Some(b',') => i = skip_space(text, i + 1),
+                Some(b'}') => break,
+                _ => return None,
+            }
+        }
+        found.then_some(())
+    }
+
+    /// The client's text of message `index`, if it was found.
     #[must_use]
-    pub fn item(&self, index: usize) -> Option<&[u8]> {
-        self.items
-            .get(index)
-            .and_then(|span| self.text.get(span.clone()))
+    pub fn item(&self, index: usize) -> Option<Message<'_>> {
+        let members = self.items.get(index)?.clone()?;
+        Some(Message {
+            text: &self.text,
+            members: self.members.get(members)?,
+        })
     }
 }
 
-fn batch_items(text: &[u8]) -> Option<Vec<Range<usize>>> {
-    let (members, _) = object_members(text, skip_space(text, 0))?;
-    if members.len() > ORDERED_MEMBERS || members.iter().any(|m| m.escaped) {
+/// Scans the elements of the array whose `[` is at `at`, noting each object's members;
+/// returns the index just past the `]`.
+fn elements(
+    text: &[u8],
+    at: usize,
+    items: &mut Vec<Item>,
+    members: &mut Vec<Member>,
+) -> Option<usize> {
+    if text.get(at) != Some(&b'[') {
         return None;
     }
-    let batch = members.iter().find(|m| &text[m.key.clone()] == b"batch")?;
-    array_elements(text, batch.value.start)
+    let mut i = skip_space(text, at + 1);
+    if text.get(i) == Some(&b']') {
+        return Some(i + 1);
+    }
+    loop {
+        let first = members.len();
+        let end = if text.get(i) == Some(&b'{') {
+            let end = object_members(text, i, members)?;
+            items.push(Some(first..members.len()));
+            end
+        } else {
+            items.push(None);
+            value_end(text, i)?
+        };
+        i = skip_space(text, end);
+        match text.get(i) {
+            Some(b',') => i = skip_space(text, i + 1),
+            Some(b']') => return Some(i + 1),
+            _ => return None,
+        }
+    }
 }
 
 /// One member of an object as the text writes it.
@@ -75,15 +165,15 @@ pub(crate) struct Member {
     pub value: Range<usize>,
 }
 
-/// The members of the object whose `{` is at `at`, and the index just past its `}`.
-pub(crate) fn object_members(text: &[u8], at: usize) -> Option<(Vec<Member>, usize)> {
+/// Appends the members of the object whose `{` is at `at` to `members`; returns the
+/// index just past its `}`.
+pub(crate) fn object_members(text: &[u8], at: usize, members: &mut Vec<Member>) -> Option<usize> {
     if text.get(at) != Some(&b'{') {
         return None;
     }
-    let mut members = Vec::new();
     let mut i = skip_space(text, at + 1);
     if text.get(i) == Some(&b'}') {
-        return Some((members, i + 1));
+        return Some(i + 1);
     }
     loop {
         if text.get(i) != Some(&b'"') {
@@ -105,29 +195,7 @@ pub(crate) fn object_members(text: &[u8], at: usize) -> Option<(Vec<Member>, usi
         i = skip_space(text, end);
         match text.get(i) {
             Some(b',') => i = skip_space(text, i + 1),
-            Some(b'}') => return Some((members, i + 1)),
-            _ => return None,
-        }
-    }
-}
-
-/// The spans of the elements of the array whose `[` is at `at`.
-fn array_elements(text: &[u8], at: usize) -> Option<Vec<Range<usize>>> {
-    if text.get(at) != Some(&b'[') {
-        return None;
-    }
-    let mut elements = Vec::new();
-    let mut i = skip_space(text, at + 1);
-    if text.get(i) == Some(&b']') {
-        return Some(elements);
-    }
-    loop {
-        let end = value_end(text, i)?;
-        elements.push(i..end);
-        i = skip_space(text, end);
-        match text.get(i) {
-            Some(b',') => i = skip_space(text, i + 1),
-            Some(b']') => return Some(elements),
+            Some(b'}') => return Some(i + 1),
             _ => return None,
         }
     }
@@ -149,18 +217,38 @@ pub(crate) fn value_end(text: &[u8], at: usize) -> Option<usize> {
 }
 
 /// The index just past the string whose opening quote is at `at`, and whether it holds
-/// an escape.
+/// an escape. Most strings of an event are short: eight bytes are tested at a time, and
+/// a long run (or the last few bytes) goes to `memchr`.
 fn string_end(text: &[u8], at: usize) -> Option<(usize, bool)> {
     let mut i = at + 1;
     let mut escaped = false;
     loop {
-        let found = i + memchr::memchr2(b'"', b'\\', text.get(i..)?)?;
+        let found = next_quote_or_backslash(text, i)?;
         if text[found] == b'"' {
             return Some((found + 1, escaped));
         }
         escaped = true;
         i = found + 2;
     }
+}
+
+/// The index of the first `"` or `\\` at or after `i`.
+fn next_quote_or_backslash(text: &[u8], mut i: usize) -> Option<usize> {
+    for _ in 0..4 {
+        let Some(chunk) = text.get(i..i + 8) else {
+            break;
+        };
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        if ends_string(u64::from_le_bytes(word)) {
+            return chunk
+                .iter()
+                .position(|&b| b == b'"' || b == b'\\')
+                .map(|at| i + at);
+        }
+        i += 8;
+    }
+    Some(i + memchr::memchr2(b'"', b'\\', text.get(i..)?)?)
 }
 
 /// The index just past the object or array that opens at `at`.

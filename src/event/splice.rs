@@ -15,7 +15,7 @@
 use simd_json::borrowed::{Object, Value};
 
 use super::encode::{DuplicateKey, check_object_keys, has_control, write_str, write_value};
-use super::raw::{self, Member, ORDERED_MEMBERS};
+use super::raw::{Member, Message, ORDERED_MEMBERS};
 
 /// What Sluice changed in `context`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,8 +31,8 @@ pub(crate) enum ContextEdit {
 /// The client's text of one message and what Sluice changed in it since it was parsed.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Text<'a> {
-    /// The message object as sent.
-    pub text: &'a [u8],
+    /// The message as sent.
+    pub message: Message<'a>,
     /// What happened to `context`.
     pub context: ContextEdit,
     /// Whether the batch's `integrations` were merged in.
@@ -57,14 +57,13 @@ pub(crate) fn write(
     from: &Text<'_>,
     out: &mut Vec<u8>,
 ) -> Result<bool, DuplicateKey> {
-    let text = from.text;
-    let Some((members, _)) = raw::object_members(text, 0) else {
-        return Ok(false);
-    };
+    let Message { text, members } = from.message;
     if members.len() > ORDERED_MEMBERS {
         return Ok(false);
     }
     check_object_keys(message)?;
+    // The parsed members keep the text's order: each search starts after the last find.
+    let mut next = 0;
     out.push(b'{');
     for (i, (key, value)) in message.iter().enumerate() {
         if i > 0 {
@@ -76,7 +75,7 @@ pub(crate) fn write(
             k if STAMPED.contains(&k) => None,
             "context" if from.context == ContextEdit::Rewritten => None,
             "integrations" if from.integrations_merged => None,
-            k => kept_text(text, &members, k),
+            k => kept_text(text, members, k, &mut next),
         };
         match kept {
             Some(span) if key == "context" && from.context == ContextEdit::IpAdded => {
@@ -91,11 +90,23 @@ pub(crate) fn write(
 }
 
 /// The client's text of the member named `key`, if it was written without escapes and
-/// holds no raw control character.
-fn kept_text<'t>(text: &'t [u8], members: &[Member], key: &str) -> Option<&'t [u8]> {
-    let member = members
+/// holds no raw control character. The search starts at `next`, where the last one
+/// ended, and wraps around.
+fn kept_text<'t>(
+    text: &'t [u8],
+    members: &[Member],
+    key: &str,
+    next: &mut usize,
+) -> Option<&'t [u8]> {
+    let start = (*next).min(members.len());
+    let (after, before) = members.split_at(start);
+    let (at, member) = before
         .iter()
-        .find(|m| !m.escaped && text.get(m.key.clone()) == Some(key.as_bytes()))?;
+        .enumerate()
+        .map(|(i, m)| (start + i, m))
+        .chain(after.iter().enumerate())
+        .find(|(_, m)| !m.escaped && text.get(m.key.clone()) == Some(key.as_bytes()))?;
+    *next = at + 1;
     let span = text.get(member.value.clone())?;
     (!has_control(span)).then_some(span)
 }
