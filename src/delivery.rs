@@ -93,16 +93,58 @@ struct Running {
     destination: Arc<Destination>,
     stop: CancellationToken,
     task: JoinHandle<()>,
+    started: tokio::time::Instant,
 }
 
+/// A worker that ended by itself: when it may start again, and how many ended quickly
+/// in a row.
+struct Ended {
+    again_at: tokio::time::Instant,
+    in_a_row: u32,
+}
+
+/// A worker that ran this long before it ended is started again at once.
+const RAN_WELL: Duration = Duration::from_secs(60);
+/// The longest wait before a worker that keeps ending is started again.
+const MOST_RESTART_WAIT: Duration = Duration::from_secs(30);
+
 /// The running destination workers of a supervisor (local log or JetStream), by id.
+/// A worker that ends by itself (its reader could not open, it panicked) is noticed
+/// and started again, after a wait that doubles while it keeps ending quickly.
 #[derive(Default)]
-pub(crate) struct Workers(HashMap<String, Running>);
+pub(crate) struct Workers {
+    running: HashMap<String, Running>,
+    ended: HashMap<String, Ended>,
+}
 
 impl Workers {
-    /// Whether `id` has a worker.
-    pub(crate) fn contains(&self, id: &str) -> bool {
-        self.0.contains_key(id)
+    /// Whether `id` has a worker, or had one that ended and must wait to start again.
+    pub(crate) fn contains(&mut self, id: &str) -> bool {
+        let now = tokio::time::Instant::now();
+        if let Some(r) = self.running.get(id) {
+            if !r.task.is_finished() {
+                return true;
+            }
+            let quick = now.duration_since(r.started) < RAN_WELL;
+            self.running.remove(id);
+            let in_a_row = match self.ended.get(id) {
+                Some(e) if quick => e.in_a_row + 1,
+                _ => u32::from(quick),
+            };
+            let wait = Duration::from_secs(1)
+                .saturating_mul(1 << in_a_row.min(5))
+                .min(MOST_RESTART_WAIT);
+            tracing::error!(destination = %id, ?wait, "delivery worker ended by itself; starting it again");
+            self.ended.insert(
+                id.to_owned(),
+                Ended {
+                    again_at: now + wait,
+                    in_a_row,
+                },
+            );
+            return true;
+        }
+        self.ended.get(id).is_some_and(|e| now < e.again_at)
     }
 
     /// Records the worker started for `destination`.
@@ -112,12 +154,13 @@ impl Workers {
         stop: CancellationToken,
         task: JoinHandle<()>,
     ) {
-        self.0.insert(
+        self.running.insert(
             destination.id.clone(),
             Running {
                 destination: Arc::clone(destination),
                 stop,
                 task,
+                started: tokio::time::Instant::now(),
             },
         );
     }
@@ -126,7 +169,7 @@ impl Workers {
     /// a way a worker cannot follow; returns their ids.
     pub(crate) async fn stop_changed(&mut self, snapshot: &catalog::Snapshot) -> Vec<String> {
         let changed: Vec<String> = self
-            .0
+            .running
             .iter()
             .filter(|(id, r)| {
                 snapshot
@@ -135,8 +178,18 @@ impl Workers {
             })
             .map(|(id, _)| id.clone())
             .collect();
+        // Destinations that left while their ended worker waited to start again.
+        let mut changed = changed;
+        self.ended.retain(|id, _| {
+            let stays = snapshot.destination(id).is_some();
+            if !stays {
+                changed.push(id.clone());
+            }
+            stays
+        });
         for id in &changed {
-            if let Some(r) = self.0.remove(id) {
+            self.ended.remove(id);
+            if let Some(r) = self.running.remove(id) {
                 r.stop.cancel();
                 let _ = r.task.await;
             }
@@ -146,7 +199,7 @@ impl Workers {
 
     /// Stops every worker and waits for them.
     pub(crate) async fn stop_all(self) {
-        for (_, r) in self.0 {
+        for (_, r) in self.running {
             r.stop.cancel();
             let _ = r.task.await;
         }
@@ -465,4 +518,68 @@ pub(crate) fn limiter_for(destination: &Destination) -> Option<governor::Default
     Some(governor::RateLimiter::direct(
         governor::Quota::per_second(per_second).allow_burst(burst),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{Document, Snapshot};
+
+    fn snapshot(with_destination: bool) -> Snapshot {
+        let mut text = String::from("[[sources]]\nid = \"web\"\nwrite_keys = [{ key = \"k\" }]\n");
+        if with_destination {
+            text.push_str(
+                "[[destinations]]\nid = \"d\"\ntype = \"webhook\"\nsources = [\"web\"]\n\
+                 [destinations.settings]\nurl = \"http://127.0.0.1:9/\"\n",
+            );
+        }
+        Snapshot::try_build(1, &Document::parse(&text).expect("valid")).expect("installable")
+    }
+
+    /// Starts a worker for `d` that ends at once, and lets it end.
+    async fn start_one_that_ends(workers: &mut Workers, d: &Arc<Destination>) {
+        workers.insert(d, CancellationToken::new(), tokio::spawn(async {}));
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_worker_that_ends_by_itself_is_started_again_after_a_growing_wait() {
+        let snapshot = snapshot(true);
+        let d = Arc::clone(snapshot.destination("d").expect("d"));
+        let mut workers = Workers::default();
+        for wait in [2, 4, 8] {
+            start_one_that_ends(&mut workers, &d).await;
+            assert!(
+                workers.contains("d"),
+                "an ended worker is noticed, then waits"
+            );
+            tokio::time::sleep(Duration::from_millis(wait * 1000 - 100)).await;
+            assert!(workers.contains("d"), "still waiting before {wait} s");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            assert!(!workers.contains("d"), "started again after {wait} s");
+        }
+        // One that ran well before it ended starts again after the shortest wait.
+        workers.insert(
+            &d,
+            CancellationToken::new(),
+            tokio::spawn(async {
+                tokio::time::sleep(RAN_WELL * 2).await;
+            }),
+        );
+        tokio::time::sleep(RAN_WELL * 2 + Duration::from_millis(1)).await;
+        assert!(workers.contains("d"));
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert!(!workers.contains("d"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_destination_that_leaves_while_its_worker_waits_is_reported_gone() {
+        let snapshot = snapshot(true);
+        let d = Arc::clone(snapshot.destination("d").expect("d"));
+        let mut workers = Workers::default();
+        start_one_that_ends(&mut workers, &d).await;
+        assert!(workers.contains("d"));
+        assert_eq!(workers.stop_changed(&self::snapshot(false)).await, ["d"]);
+        assert!(!workers.contains("d"), "nothing left of it");
+    }
 }

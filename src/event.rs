@@ -22,7 +22,7 @@ pub use normalize::{
     Enrichment, ItemRejection, Prepared, STAMP_ALLOWANCE, format_time, normalize, prepare, write,
     write_forwarded,
 };
-pub use raw::Raw;
+pub use raw::{Message, Raw};
 
 /// The six Segment call types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

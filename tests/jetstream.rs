@@ -76,6 +76,55 @@ async fn delivery_from_jetstream_honours_the_rate_cap() {
     delete_stream(url, &js.stream).await;
 }
 
+/// A JetStream delivery keeps a destination's `batch_bytes` as the local log's does: a
+/// fetch larger than it goes out in several sends (one that kept only the count went out
+/// whole, and a destination that refuses large bodies dead-lettered it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_from_jetstream_keeps_the_batch_byte_bound() {
+    let url = "nats://127.0.0.1:4222";
+    let name = unique();
+    let js = settings(url, &name);
+    let receiver = Receiver::start().await;
+    let catalog = catalog(&receiver, "bytes").replace(
+        "timeout_ms = 2000\n",
+        "timeout_ms = 2000\nbatch_size = 100\nbatch_bytes = 1000\n",
+    );
+    assert!(catalog.contains("batch_bytes"), "{catalog}");
+    let server = gateway(&catalog, &js);
+    let ids: Vec<String> = (0..20).map(|i| format!("{name}-bytes-{i}")).collect();
+    // Stored before the delivery process starts: its first fetch holds all twenty.
+    assert_eq!(send(&server, &ids).await.status(), 200);
+    let stop = CancellationToken::new();
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let worker = tokio::spawn(sluice::deliver(server.config.clone(), admin, stop.clone()));
+    let got = receiver.wait_for(20, Duration::from_secs(15)).await;
+    assert_eq!(got.len(), 20, "{got:?}");
+    // Each send holds at most 1,000 bytes of events, unless it holds one event.
+    let sends = receiver.received();
+    for send in &sends {
+        let body: Value = serde_json::from_slice(&send.body).expect("JSON");
+        if let Some(batch) = body["batch"].as_array().filter(|b| b.len() > 1) {
+            let bytes: usize = batch.iter().map(|e| e.to_string().len()).sum();
+            assert!(
+                bytes <= 1000,
+                "{} events, {bytes} bytes in one send",
+                batch.len()
+            );
+        }
+    }
+    assert!(
+        sends.len() >= 3,
+        "20 events of ~250 bytes: {} sends",
+        sends.len()
+    );
+    stop.cancel();
+    worker.await.expect("join").expect("deliver ran");
+    drop(server);
+    delete_stream(url, &js.stream).await;
+}
+
 fn gateway(catalog: &str, js: &config::JetStream) -> TestServer {
     let js = js.clone();
     TestServer::start_with(catalog, move |c| {

@@ -275,16 +275,30 @@ impl Worker {
                 .cloned()
                 .unwrap_or_else(|| Arc::clone(&self.destination));
             let mut fetched = Vec::new();
+            let mut failed = None;
             loop {
                 let next = tokio::select! {
                     () = self.stop.cancelled() => None,
                     next = messages.next() => next,
                 };
-                let Some(next) = next else { break };
-                let Ok(message) = next else { break };
-                fetched.push(self.prepare(&destination, message));
+                match next {
+                    None => break,
+                    Some(Ok(message)) => fetched.push(self.prepare(&destination, message)),
+                    Some(Err(error)) => {
+                        failed = Some(error);
+                        break;
+                    }
+                }
             }
             if fetched.is_empty() {
+                // A fetch that fails at once (no consumer leader during an election, say)
+                // is tried again after a pause, not in a loop that starves the servers.
+                if let Some(error) = failed {
+                    tracing::warn!(destination = %id, %error, "fetch from JetStream failed; retrying");
+                    if self.sleep(Duration::from_secs(1)).await {
+                        return;
+                    }
+                }
                 continue;
             }
             if let Some(function) = &destination.function {
@@ -386,8 +400,12 @@ impl Worker {
         for f in skipped {
             ack(&f.message, AckKind::Ack).await;
         }
-        // Up to max_in_flight sends at once, as with the local log.
-        let chunks: Vec<&[Fetched]> = wanted.chunks(self.sink.batch_size().max(1)).collect();
+        // Up to max_in_flight sends at once, each within the destination's count and
+        // byte bounds, as with the local log.
+        let bounds = (self.sink.batch_size(), self.sink.batch_bytes());
+        let chunks = super::worker::split(wanted, bounds, |f| {
+            f.outgoing.as_ref().map_or(0, |o| o.event.get().len())
+        });
         let in_flight = destination.max_in_flight.max(1) as usize;
         for group in chunks.chunks(in_flight) {
             let sends = group

@@ -192,7 +192,11 @@ impl Worker {
                     self.dead_letter(&pending, why, 0).await
                 }
                 _ => {
-                    let batches = split(pending, self.sink.batch_size(), self.sink.batch_bytes());
+                    let batches = split(
+                        pending,
+                        (self.sink.batch_size(), self.sink.batch_bytes()),
+                        |o| o.event.get().len(),
+                    );
                     self.deliver_all(&destination, batches, limiter.as_ref())
                         .await
                 }
@@ -531,14 +535,19 @@ fn read_chunk(mut reader: Reader) -> (Reader, Read) {
     (reader, Ok(out))
 }
 
-/// Splits events into batches of at most `size` events and `bytes` bytes (a single
-/// event larger than `bytes` travels alone).
-fn split(events: Vec<Outgoing>, size: usize, bytes: usize) -> Vec<Vec<Outgoing>> {
+/// Splits events into batches of at most `size` events and `bytes` bytes, `len` giving
+/// an event's bytes (a single event larger than `bytes` travels alone). Both delivery
+/// engines send what it makes.
+pub(super) fn split<T>(
+    events: Vec<T>,
+    (size, bytes): (usize, usize),
+    len: impl Fn(&T) -> usize,
+) -> Vec<Vec<T>> {
     let mut batches = Vec::new();
-    let mut current: Vec<Outgoing> = Vec::new();
+    let mut current: Vec<T> = Vec::new();
     let mut current_bytes = 0;
     for e in events {
-        let len = e.event.get().len();
+        let len = len(&e);
         if !current.is_empty() && (current.len() >= size.max(1) || current_bytes + len > bytes) {
             batches.push(std::mem::take(&mut current));
             current_bytes = 0;
@@ -571,12 +580,18 @@ mod tests {
     fn batches_respect_count_and_bytes() {
         let sizes = |b: &Vec<Vec<Outgoing>>| b.iter().map(Vec::len).collect::<Vec<_>>();
         let events = (0..7).map(|n| out(n, 10)).collect();
-        assert_eq!(sizes(&split(events, 3, usize::MAX)), [3, 3, 1]);
+        assert_eq!(
+            sizes(&split(events, (3, usize::MAX), |o| o.event.get().len())),
+            [3, 3, 1]
+        );
         let events = (0..4).map(|n| out(n, 10)).collect();
-        assert_eq!(sizes(&split(events, 100, 25)), [2, 2]);
+        assert_eq!(
+            sizes(&split(events, (100, 25), |o| o.event.get().len())),
+            [2, 2]
+        );
         let events = vec![out(0, 100), out(1, 10)];
         assert_eq!(
-            sizes(&split(events, 100, 50)),
+            sizes(&split(events, (100, 50), |o| o.event.get().len())),
             [1, 1],
             "an oversized event goes alone"
         );
