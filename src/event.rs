@@ -153,11 +153,17 @@ pub fn decode<'a>(
             limit: limits.max_message_bytes,
         });
     }
-    // The parse unescapes strings in place: keep the client's text for the record.
+    // The parse unescapes strings in place: keep the client's text for the record, and
+    // where each message's members are in it, before any is taken out.
     let text = body.to_vec();
+    let base = body.as_ptr() as usize;
     let value = parse(body, limits.max_json_depth)?;
     let Value::Object(mut root) = value else {
         return Err(DecodeError::NotAnObject);
+    };
+    let raw = match shape {
+        Shape::Single(_) => Raw::single(text, base, &root),
+        Shape::Batch => Raw::batch(text, base, &root),
     };
     let write_key = match take(&mut root, "writeKey") {
         None | Some(Value::Static(simd_json::StaticNode::Null)) => None,
@@ -170,7 +176,7 @@ pub fn decode<'a>(
             items: vec![Value::Object(root)],
             defaults: Defaults::default(),
             kind: Some(kind),
-            raw: Raw::single(text),
+            raw,
         }),
         Shape::Batch => {
             let items = match take(&mut root, "batch") {
@@ -192,7 +198,7 @@ pub fn decode<'a>(
                     .filter(|v| !matches!(v, Value::Static(simd_json::StaticNode::Null))),
             };
             Ok(Envelope {
-                raw: Raw::batch(text, items.len()),
+                raw,
                 write_key,
                 items,
                 defaults,

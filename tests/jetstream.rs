@@ -125,6 +125,57 @@ async fn delivery_from_jetstream_keeps_the_batch_byte_bound() {
     delete_stream(url, &js.stream).await;
 }
 
+/// While a destination fails, its lag gauges say how many events wait and how old the
+/// oldest is, and the age grows at every scrape (it was never set from JetStream).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_lag_gauges_tell_the_age_of_the_oldest_waiting_event() {
+    let url = "nats://127.0.0.1:4222";
+    let name = unique();
+    let js = settings(url, &name);
+    let receiver = Receiver::start().await;
+    receiver.answer(common::receiver::Answer::Status(503));
+    let destination = format!("lagging-{name}");
+    let server = gateway(&catalog(&receiver, &destination), &js);
+    let ids: Vec<String> = (0..5).map(|i| format!("{name}-lag-{i}")).collect();
+    assert_eq!(send(&server, &ids).await.status(), 200);
+    let stop = CancellationToken::new();
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let admin_at = admin.local_addr().expect("addr");
+    let worker = tokio::spawn(sluice::deliver(server.config.clone(), admin, stop.clone()));
+    let gauge = |text: &str, family: &str| -> Option<f64> {
+        let series = format!("{family}{{destination=\"{destination}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(series.as_str()))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let first = loop {
+        let text = metrics_at(admin_at).await;
+        if let (Some(events), Some(age)) = (
+            gauge(&text, "sluice_delivery_lag_events"),
+            gauge(&text, "sluice_delivery_lag_seconds"),
+        ) && events >= 5.0
+            && age >= 1.0
+        {
+            break age;
+        }
+        assert!(Instant::now() < deadline, "no lag reported: {text}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let text = metrics_at(admin_at).await;
+    let later = gauge(&text, "sluice_delivery_lag_seconds").expect("age");
+    assert!(later >= first + 1.0, "the age grows: {first} then {later}");
+    assert_eq!(gauge(&text, "sluice_delivery_lag_events"), Some(5.0));
+    assert!(!receiver.received().is_empty(), "it was tried");
+    stop.cancel();
+    worker.await.expect("join").expect("deliver ran");
+    drop(server);
+    delete_stream(url, &js.stream).await;
+}
+
 fn gateway(catalog: &str, js: &config::JetStream) -> TestServer {
     let js = js.clone();
     TestServer::start_with(catalog, move |c| {

@@ -166,7 +166,19 @@ async fn supervise(
                 stop: worker_stop.clone(),
             };
             tracing::info!(destination = %d.id, consumer = %consumer_name(&d.id), "delivery from JetStream started");
-            running.insert(d, worker_stop, tokio::spawn(worker.run(store.clone())));
+            let lag = watch_lag(
+                stream.clone(),
+                worker.consumer.clone(),
+                metrics_for(&d.id),
+                worker_stop.clone(),
+            );
+            let store = store.clone();
+            let task = tokio::spawn(async move {
+                let lag = tokio::spawn(lag);
+                worker.run(store).await;
+                let _ = lag.await;
+            });
+            running.insert(d, worker_stop, task);
         }
         tokio::select! {
             () = stop.cancelled() => break,
@@ -174,6 +186,49 @@ async fn supervise(
         }
     }
     running.stop_all().await;
+}
+
+/// Keeps a destination's lag gauges true until `stop`, on a task of its own so a slow
+/// answer never holds up delivery (nor a stalled send the gauges): every `LAG_EVERY`,
+/// the events the consumer has not acknowledged (waiting and handed out) and the age of
+/// the oldest of them, the first message after the consumer's acknowledgement floor.
+async fn watch_lag(
+    stream: stream::Stream,
+    consumer: PullConsumer,
+    metrics: super::Metrics,
+    stop: CancellationToken,
+) {
+    loop {
+        let read = async {
+            let mut consumer = consumer.clone();
+            let info = consumer.info().await.ok()?.clone();
+            let events = info.num_pending + info.num_ack_pending as u64;
+            let seconds = if events == 0 {
+                0.0
+            } else {
+                let oldest = stream
+                    .get_first_raw_message_by_subject(">", info.ack_floor.stream_sequence + 1)
+                    .await
+                    .ok()?;
+                let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+                let age = i128::from(now) - oldest.time.unix_timestamp_nanos();
+                (age as f64 / 1e9).max(0.0)
+            };
+            Some((events, seconds))
+        };
+        let read = tokio::time::timeout(LAG_EVERY, read);
+        tokio::select! {
+            () = stop.cancelled() => return,
+            read = read => if let Ok(Some((events, seconds))) = read {
+                metrics.lag_events.set(events as f64);
+                metrics.lag_seconds.set(seconds);
+            },
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(LAG_EVERY) => {}
+        }
+    }
 }
 
 /// Opens the destination's durable consumer, creating it (with `ack_wait`) if needed.
@@ -227,18 +282,9 @@ impl Worker {
     async fn run(mut self, store: catalog::Live) {
         let id = self.destination.id.clone();
         let metrics = metrics_for(&id);
-        let mut lag_at = tokio::time::Instant::now();
         loop {
             if self.stop.is_cancelled() {
                 return;
-            }
-            if lag_at.elapsed() >= LAG_EVERY {
-                lag_at = tokio::time::Instant::now();
-                if let Ok(info) = self.consumer.info().await {
-                    metrics
-                        .lag_events
-                        .set((info.num_pending + info.num_ack_pending as u64) as f64);
-                }
             }
             // With an insert function, fetches stay small: every event of one runs before
             // any is settled, and all must settle well within the consumer's ack wait.

@@ -488,8 +488,12 @@ mod tests {
         );
         let mut bytes = serde_json::to_vec(&item).expect("json");
         // The client's text too, as the gateway passes it (stored spliced from it).
-        let raw = crate::event::Raw::single(bytes.clone());
+        let (text, base) = (bytes.clone(), bytes.as_ptr() as usize);
         let item = simd_json::to_borrowed_value(&mut bytes).expect("parses");
+        let raw = match &item {
+            Value::Object(fields) => crate::event::Raw::single(text, base, fields),
+            _ => crate::event::Raw::default(),
+        };
         let mut record = Vec::new();
         let message_id = normalize((item, raw.item(0)), kind, defaults, &e, &mut record)?;
         let stored: serde_json::Value = serde_json::from_slice(&record).expect("record is JSON");

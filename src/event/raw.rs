@@ -2,14 +2,20 @@
 //! strings into the buffer) so that the stored record can copy what Sluice does not
 //! change instead of writing it out again (see `splice`).
 //!
-//! The scanner here only ever reads text that simd-json has just accepted as JSON, so it
-//! never reports errors: on anything it does not expect it gives up (`None`) and the
-//! record is written from the parsed value as before. It finds where values start and
-//! end; it decides nothing about what they mean.
+//! Nothing is scanned again: the parse leaves every key where the client wrote it (a
+//! borrowed key points into the body, and an unescaped one is written back where its
+//! text began), so the keys of an object, in order, mark where each member's value
+//! starts and ends: between one key's closing quote and the next key's opening quote
+//! lie `:`, the value, and `,`. Each of those bytes is checked in the kept text; on
+//! anything unexpected no span is kept and the record is written from the parsed value
+//! as before. Objects larger than [`ORDERED_MEMBERS`] are hash maps in the parsed value,
+//! whose order is not the text's, and are never used.
 
 use std::ops::Range;
 
-use super::encode::ends_string;
+use simd_json::borrowed::{Object, Value};
+
+use super::encode::has_control;
 
 /// Objects with more members than this are hash maps in the parsed value (their order
 /// is not the text's): a body or batch item that large is never spliced.
@@ -40,73 +46,149 @@ pub struct Message<'a> {
 }
 
 impl Raw {
-    /// `text` is a single-message body: the message is the whole body.
-    pub(crate) fn single(text: Vec<u8>) -> Self {
-        let mut members = Vec::new();
-        let found = object_members(&text, skip_space(&text, 0), &mut members);
-        let items = match found {
-            Some(end) if skip_space(&text, end) == text.len() => vec![Some(0..members.len())],
-            _ => Vec::new(),
-        };
-        Self {
-            text,
-            items,
-            members,
-        }
-    }
-
-    /// `text` is a batch envelope: the messages are the elements of its `batch` array
-    /// (of the first, as the parse takes it). Any key of the envelope written with
-    /// escapes, or an envelope too large to keep its order, finds none (a `b\u0061tch`
-    /// key would otherwise pair the parsed items with another array's text); so does
-    /// a count that differs from the parse's.
-    pub(crate) fn batch(text: Vec<u8>, expected: usize) -> Self {
+    /// The text and spans of a single-message body, `root` its parse (untouched yet),
+    /// `base` the address the body was parsed at.
+    pub(crate) fn single(text: Vec<u8>, base: usize, root: &Object<'_>) -> Self {
         let mut raw = Self {
             text,
             ..Self::default()
         };
-        if raw.find_batch().is_none() || raw.items.len() != expected {
+        if !has_control(&raw.text) {
+            let end = last_byte(&raw.text, raw.text.len(), b'}');
+            let item = end.and_then(|end| raw.note(base, root, end));
+            raw.items.push(item);
+        }
+        raw
+    }
+
+    /// The text and spans of a batch body, `root` its parse (untouched yet): the
+    /// messages are the elements of its `batch` array.
+    pub(crate) fn batch(text: Vec<u8>, base: usize, root: &Object<'_>) -> Self {
+        let mut raw = Self {
+            text,
+            ..Self::default()
+        };
+        if !has_control(&raw.text) && raw.note_batch(base, root).is_none() {
             raw.items.clear();
         }
         raw
     }
 
-    fn find_batch(&mut self) -> Option<()> {
-        let text = &self.text;
-        let mut i = skip_space(text, 0);
-        if text.get(i) != Some(&b'{') {
+    /// Notes the items of the first `batch` array of `root`.
+    fn note_batch(&mut self, base: usize, root: &Object<'_>) -> Option<()> {
+        if root.len() > ORDERED_MEMBERS {
             return None;
         }
-        i = skip_space(text, i + 1);
-        let mut found = false;
-        for count in 0.. {
-            if count > ORDERED_MEMBERS || text.get(i) != Some(&b'"') {
-                return None;
-            }
-            let (key_end, escaped) = string_end(text, i)?;
-            if escaped {
-                return None;
-            }
-            let is_batch = &text[i + 1..key_end - 1] == b"batch" && !found;
-            i = skip_space(text, key_end);
-            if text.get(i) != Some(&b':') {
-                return None;
-            }
-            i = skip_space(text, i + 1);
-            i = if is_batch {
-                found = true;
-                elements(text, i, &mut self.items, &mut self.members)?
-            } else {
-                value_end(text, i)?
+        let keys: Vec<usize> = root
+            .keys()
+            .map(|k| self.key_at(base, k))
+            .collect::<Option<_>>()?;
+        let at = root.iter().position(|(k, _)| k == "batch")?;
+        let Some((_, Value::Array(items))) = root.iter().nth(at) else {
+            return None;
+        };
+        // Where the array's `]` is: before the next member's key, or the body's `}`.
+        let after = match keys.get(at + 1) {
+            Some(&next) => before_key(&self.text, next, b',')?,
+            None => last_byte(&self.text, self.text.len(), b'}')?,
+        };
+        let mut end = last_byte(&self.text, after, b']')?;
+        // Items from the last: each one's `}` is found from the one after it.
+        let mut noted: Vec<Item> = Vec::with_capacity(items.len());
+        for item in items.iter().rev() {
+            let Value::Object(fields) = item else {
+                noted.push(None);
+                end = self.start_of_value(item, end)?;
+                continue;
             };
-            i = skip_space(text, i);
-            match text.get(i) {
-                Some(b',') => i = skip_space(text, i + 1),
-                Some(b'}') => break,
-                _ => return None,
+            let close = last_byte(&self.text, end, b'}')?;
+            noted.push(self.note(base, fields, close));
+            end = self.object_start(base, fields, close)?;
+            end = skip_back_space(&self.text, end);
+            if self.text.get(end.checked_sub(1)?) == Some(&b',') {
+                end -= 1;
             }
         }
-        found.then_some(())
+        noted.reverse();
+        self.items = noted;
+        Some(())
+    }
+
+    /// Where the object `fields`, whose `}` is at `close`, starts (its `{`).
+    fn object_start(&self, base: usize, fields: &Object<'_>, close: usize) -> Option<usize> {
+        let from = match fields.keys().next() {
+            Some(first) => self.key_at(base, first)?.checked_sub(1)?,
+            None => close,
+        };
+        last_byte(&self.text, from, b'{')
+    }
+
+    /// A non-object batch item ending before `end`: where it starts. Only an item
+    /// without inner keys can be walked over this way; others give up.
+    fn start_of_value(&self, item: &Value<'_>, end: usize) -> Option<usize> {
+        match item {
+            Value::Static(_) => {
+                let end = skip_back_space(&self.text, end);
+                let start = self.text[..end]
+                    .iter()
+                    .rposition(|b| matches!(b, b',' | b'[' | b' ' | b'\t' | b'\n' | b'\r'))?
+                    + 1;
+                let start = skip_back_space(&self.text, start);
+                Some(if self.text.get(start.checked_sub(1)?) == Some(&b',') {
+                    start - 1
+                } else {
+                    start
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// Notes the members of the object `fields`, whose closing `}` is at `close`;
+    /// returns where they are in `members`.
+    fn note(&mut self, base: usize, fields: &Object<'_>, close: usize) -> Item {
+        if fields.len() > ORDERED_MEMBERS {
+            return None;
+        }
+        let first = self.members.len();
+        let keys: Vec<(usize, &str)> = fields
+            .keys()
+            .map(|k| Some((self.key_at(base, k)?, k.as_ref())))
+            .collect::<Option<_>>()?;
+        for (i, &(at, key)) in keys.iter().enumerate() {
+            let escaped = self.text.get(at..at + key.len()) != Some(key.as_bytes())
+                || self.text.get(at + key.len()) != Some(&b'"');
+            if escaped {
+                // Its text is longer than its value: where the value starts is unknown.
+                self.members.truncate(first);
+                return None;
+            }
+            let colon = skip_space(&self.text, at + key.len() + 1);
+            if self.text.get(colon) != Some(&b':') {
+                self.members.truncate(first);
+                return None;
+            }
+            let start = skip_space(&self.text, colon + 1);
+            let end = match keys.get(i + 1) {
+                Some(&(next, _)) => before_key(&self.text, next, b','),
+                None => Some(skip_back_space(&self.text, close)),
+            };
+            let Some(end) = end.filter(|&end| end > start) else {
+                self.members.truncate(first);
+                return None;
+            };
+            self.members.push(Member {
+                key: at..at + key.len(),
+                value: start..end,
+            });
+        }
+        Some(first..self.members.len())
+    }
+
+    /// Where `key`'s text begins in the body, if the parse left it there.
+    fn key_at(&self, base: usize, key: &str) -> Option<usize> {
+        let at = (key.as_ptr() as usize).checked_sub(base)?;
+        (at >= 1 && at + key.len() <= self.text.len() && self.text[at - 1] == b'"').then_some(at)
     }
 
     /// The client's text of message `index`, if it was found.
@@ -120,159 +202,34 @@ impl Raw {
     }
 }
 
-/// Scans the elements of the array whose `[` is at `at`, noting each object's members;
-/// returns the index just past the `]`.
-fn elements(
-    text: &[u8],
-    at: usize,
-    items: &mut Vec<Item>,
-    members: &mut Vec<Member>,
-) -> Option<usize> {
-    if text.get(at) != Some(&b'[') {
-        return None;
+/// The index of `byte`, the last byte before `end` that is not white space.
+fn last_byte(text: &[u8], end: usize, byte: u8) -> Option<usize> {
+    let at = skip_back_space(text, end).checked_sub(1)?;
+    (text.get(at) == Some(&byte)).then_some(at)
+}
+
+/// For the key whose text begins at `key` (its opening quote just before): the end of
+/// what precedes the separator `sep` before it (the previous value's end).
+fn before_key(text: &[u8], key: usize, sep: u8) -> Option<usize> {
+    let sep_at = last_byte(text, key.checked_sub(1)?, sep)?;
+    Some(skip_back_space(text, sep_at))
+}
+
+/// `end` moved back over white space.
+fn skip_back_space(text: &[u8], mut end: usize) -> usize {
+    while end > 0 && matches!(text.get(end - 1), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        end -= 1;
     }
-    let mut i = skip_space(text, at + 1);
-    if text.get(i) == Some(&b']') {
-        return Some(i + 1);
-    }
-    loop {
-        let first = members.len();
-        let end = if text.get(i) == Some(&b'{') {
-            let end = object_members(text, i, members)?;
-            items.push(Some(first..members.len()));
-            end
-        } else {
-            items.push(None);
-            value_end(text, i)?
-        };
-        i = skip_space(text, end);
-        match text.get(i) {
-            Some(b',') => i = skip_space(text, i + 1),
-            Some(b']') => return Some(i + 1),
-            _ => return None,
-        }
-    }
+    end
 }
 
 /// One member of an object as the text writes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Member {
-    /// The key's characters between its quotes (escapes not undone).
+    /// The key's characters between its quotes (written without escapes).
     pub key: Range<usize>,
-    /// Whether the key holds an escape (then its text is not its value).
-    pub escaped: bool,
     /// The value's text.
     pub value: Range<usize>,
-}
-
-/// Appends the members of the object whose `{` is at `at` to `members`; returns the
-/// index just past its `}`.
-pub(crate) fn object_members(text: &[u8], at: usize, members: &mut Vec<Member>) -> Option<usize> {
-    if text.get(at) != Some(&b'{') {
-        return None;
-    }
-    let mut i = skip_space(text, at + 1);
-    if text.get(i) == Some(&b'}') {
-        return Some(i + 1);
-    }
-    loop {
-        if text.get(i) != Some(&b'"') {
-            return None;
-        }
-        let (key_end, escaped) = string_end(text, i)?;
-        let key = i + 1..key_end - 1;
-        i = skip_space(text, key_end);
-        if text.get(i) != Some(&b':') {
-            return None;
-        }
-        let start = skip_space(text, i + 1);
-        let end = value_end(text, start)?;
-        members.push(Member {
-            key,
-            escaped,
-            value: start..end,
-        });
-        i = skip_space(text, end);
-        match text.get(i) {
-            Some(b',') => i = skip_space(text, i + 1),
-            Some(b'}') => return Some(i + 1),
-            _ => return None,
-        }
-    }
-}
-
-/// The index just past the value that starts at `at`.
-pub(crate) fn value_end(text: &[u8], at: usize) -> Option<usize> {
-    match *text.get(at)? {
-        b'"' => string_end(text, at).map(|(end, _)| end),
-        b'{' | b'[' => container_end(text, at),
-        _ => {
-            let len = text[at..]
-                .iter()
-                .position(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
-                .unwrap_or(text.len() - at);
-            (len > 0).then_some(at + len)
-        }
-    }
-}
-
-/// The index just past the string whose opening quote is at `at`, and whether it holds
-/// an escape. Most strings of an event are short: eight bytes are tested at a time, and
-/// a long run (or the last few bytes) goes to `memchr`.
-fn string_end(text: &[u8], at: usize) -> Option<(usize, bool)> {
-    let mut i = at + 1;
-    let mut escaped = false;
-    loop {
-        let found = next_quote_or_backslash(text, i)?;
-        if text[found] == b'"' {
-            return Some((found + 1, escaped));
-        }
-        escaped = true;
-        i = found + 2;
-    }
-}
-
-/// The index of the first `"` or `\\` at or after `i`.
-fn next_quote_or_backslash(text: &[u8], mut i: usize) -> Option<usize> {
-    for _ in 0..4 {
-        let Some(chunk) = text.get(i..i + 8) else {
-            break;
-        };
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        if ends_string(u64::from_le_bytes(word)) {
-            return chunk
-                .iter()
-                .position(|&b| b == b'"' || b == b'\\')
-                .map(|at| i + at);
-        }
-        i += 8;
-    }
-    Some(i + memchr::memchr2(b'"', b'\\', text.get(i..)?)?)
-}
-
-/// The index just past the object or array that opens at `at`.
-fn container_end(text: &[u8], at: usize) -> Option<usize> {
-    let mut depth = 0usize;
-    let mut i = at;
-    while let Some(&b) = text.get(i) {
-        match b {
-            b'"' => {
-                i = string_end(text, i)?.0;
-                continue;
-            }
-            b'{' | b'[' => depth += 1,
-            b'}' | b']' => {
-                depth -= 1;
-                if depth == 0 {
-                    return Some(i + 1);
-                }
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    None
 }
 
 fn skip_space(text: &[u8], mut i: usize) -> usize {

@@ -14,7 +14,7 @@
 
 use simd_json::borrowed::{Object, Value};
 
-use super::encode::{DuplicateKey, check_object_keys, has_control, write_str, write_value};
+use super::encode::{DuplicateKey, check_object_keys, write_str, write_value};
 use super::raw::{Member, Message, ORDERED_MEMBERS};
 
 /// What Sluice changed in `context`.
@@ -89,9 +89,9 @@ pub(crate) fn write(
     Ok(true)
 }
 
-/// The client's text of the member named `key`, if it was written without escapes and
-/// holds no raw control character. The search starts at `next`, where the last one
-/// ended, and wraps around.
+/// The client's text of the member named `key` (the body holds no raw control
+/// character, see `Raw`). The search starts at `next`, where the last one ended, and
+/// wraps around.
 fn kept_text<'t>(
     text: &'t [u8],
     members: &[Member],
@@ -105,10 +105,9 @@ fn kept_text<'t>(
         .enumerate()
         .map(|(i, m)| (start + i, m))
         .chain(after.iter().enumerate())
-        .find(|(_, m)| !m.escaped && text.get(m.key.clone()) == Some(key.as_bytes()))?;
+        .find(|(_, m)| text.get(m.key.clone()) == Some(key.as_bytes()))?;
     *next = at + 1;
-    let span = text.get(member.value.clone())?;
-    (!has_control(span)).then_some(span)
+    text.get(member.value.clone())
 }
 
 /// Writes the client's context object `span` with the `ip` of `context` (the parsed
@@ -487,6 +486,53 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_batchs_items_are_spliced_too() {
+        let body = br#"{"sentAt": "2026-12-07T10:00:00Z", "batch": [ {"type": "track", "userId": "u", "event": "E", "properties": {"n": 1.50}} , 7, {"type": "page", "userId": "u", "properties": {"p": "caf\u00e9"}, "context": {}} ], "writeKey": "k"}"#;
+        let limits = Limits::default();
+        let enrichment = Enrichment::new(received(), Some([10, 1, 2, 3].into()), "web", &limits);
+        let mut bytes = body.to_vec();
+        let envelope = event::decode(&mut bytes, Shape::Batch, &limits).expect("decodes");
+        let mut stored = Vec::new();
+        for (index, item) in envelope.items.into_iter().enumerate() {
+            let mut record = Vec::new();
+            let text = envelope.raw.item(index);
+            assert_eq!(text.is_some(), index != 1, "item {index}");
+            if event::normalize(
+                (item, text),
+                None,
+                &envelope.defaults,
+                &enrichment,
+                &mut record,
+            )
+            .is_ok()
+            {
+                stored.push(String::from_utf8(record).expect("UTF-8"));
+            }
+        }
+        assert_eq!(stored.len(), 2, "{stored:?}");
+        assert!(
+            stored[0].contains(r#""properties":{"n": 1.50}"#),
+            "{}",
+            stored[0]
+        );
+        assert!(
+            stored[1].contains(r#""properties":{"p": "caf\u00e9"}"#),
+            "{}",
+            stored[1]
+        );
+        assert!(
+            stored[1].contains(r#""context":{"ip":"10.1.2.3"}"#),
+            "{}",
+            stored[1]
+        );
+        assert!(
+            stored[1].contains(r#""sentAt":"2026-12-07T10:00:00Z""#),
+            "{}",
+            stored[1]
+        );
     }
 
     #[test]
