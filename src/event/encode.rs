@@ -165,7 +165,7 @@ fn needs_escape(w: u64) -> bool {
 /// Whether any of the 8 bytes in `w` is a quote or a backslash (the bytes that end or
 /// interrupt a JSON string's plain run).
 #[inline]
-pub(crate) fn ends_string(w: u64) -> bool {
+fn ends_string(w: u64) -> bool {
     let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS != 0;
     has_zero(w ^ (ONES * u64::from(b'"'))) || has_zero(w ^ (ONES * u64::from(b'\\')))
 }
