@@ -34,9 +34,7 @@ fn track_event(n: usize) -> serde_json::Value {
     })
 }
 
-/// Stores every item of `body`: spliced from the client's text as the gateway does, or
-/// (`splice` false) written from the parsed value alone, as before the splice.
-fn run_request(body: &[u8], shape: Shape, limits: &Limits, splice: bool) -> usize {
+fn run_request(body: &[u8], shape: Shape, limits: &Limits) -> usize {
     let mut bytes = body.to_vec();
     let capacity = bytes.len() * 2;
     let envelope = event::decode(&mut bytes, shape, limits).expect("valid body");
@@ -48,9 +46,9 @@ fn run_request(body: &[u8], shape: Shape, limits: &Limits, splice: bool) -> usiz
     );
     let mut out = Vec::with_capacity(capacity);
     let mut stored = 0;
-    for (index, item) in envelope.items.into_iter().enumerate() {
+    for item in envelope.items {
         if event::normalize(
-            (item, envelope.raw.item(index).filter(|_| splice)),
+            item,
             envelope.kind,
             &envelope.defaults,
             &enrichment,
@@ -73,23 +71,14 @@ fn decode_and_normalize(c: &mut Criterion) {
     }))
     .expect("json");
     let mut g = c.benchmark_group("decode+normalize");
-    for (how, splice) in [("spliced", true), ("written from the value", false)] {
-        g.throughput(Throughput::Elements(1));
-        g.bench_function(format!("single track (~800 B), {how}"), |b| {
-            b.iter(|| {
-                black_box(run_request(
-                    &single,
-                    Shape::Single(Kind::Track),
-                    &limits,
-                    splice,
-                ))
-            })
-        });
-        g.throughput(Throughput::Elements(100));
-        g.bench_function(format!("batch of 100, {how}"), |b| {
-            b.iter(|| black_box(run_request(&batch, Shape::Batch, &limits, splice)))
-        });
-    }
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("single track (~800 B)", |b| {
+        b.iter(|| black_box(run_request(&single, Shape::Single(Kind::Track), &limits)))
+    });
+    g.throughput(Throughput::Elements(100));
+    g.bench_function("batch of 100", |b| {
+        b.iter(|| black_box(run_request(&batch, Shape::Batch, &limits)))
+    });
     g.finish();
 
     let mut g = c.benchmark_group("parse only (simd-json, the baseline's work)");
@@ -231,22 +220,13 @@ fn tracking_plan_review(c: &mut Criterion) {
                         .items
                         .into_iter()
                         .map(|i| {
-                            event::prepare(
-                                (i, None),
-                                envelope.kind,
-                                &envelope.defaults,
-                                &enrichment,
-                            )
-                            .expect("valid")
+                            event::prepare(i, envelope.kind, &envelope.defaults, &enrichment)
+                                .expect("valid")
                         })
                         .next()
                         .expect("one");
                     black_box(
-                        prepared
-                            .edit(
-                                |m| sluice::protocols::review(&sp, "web", Kind::Track, m),
-                                |r| r.edited,
-                            )
+                        sluice::protocols::review(&sp, "web", prepared.kind, &mut prepared.message)
                             .violations
                             .len(),
                     )
@@ -264,8 +244,7 @@ fn tracking_plan_review(c: &mut Criterion) {
                 let enrichment = Enrichment::new(chrono::Utc::now(), None, "web", &limits);
                 let mut prepared = 0;
                 for item in envelope.items {
-                    if event::prepare((item, None), envelope.kind, &envelope.defaults, &enrichment)
-                        .is_ok()
+                    if event::prepare(item, envelope.kind, &envelope.defaults, &enrichment).is_ok()
                     {
                         prepared += 1;
                     }

@@ -10,8 +10,6 @@
 
 mod encode;
 mod normalize;
-mod raw;
-mod splice;
 
 use simd_json::borrowed::{Object, Value};
 
@@ -22,7 +20,6 @@ pub use normalize::{
     Enrichment, ItemRejection, Prepared, STAMP_ALLOWANCE, format_time, normalize, prepare, write,
     write_forwarded,
 };
-pub use raw::{Message, Raw};
 
 /// The six Segment call types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -88,8 +85,6 @@ pub struct Envelope<'a> {
     pub defaults: Defaults<'a>,
     /// Type given by the route (single-message routes).
     pub kind: Option<Kind>,
-    /// The body as the client sent it, and where each item is in it.
-    pub raw: Raw,
 }
 
 /// Batch-level `context`, `integrations` and `sentAt`.
@@ -153,17 +148,9 @@ pub fn decode<'a>(
             limit: limits.max_message_bytes,
         });
     }
-    // The parse unescapes strings in place: keep the client's text for the record, and
-    // where each message's members are in it, before any is taken out.
-    let text = body.to_vec();
-    let base = body.as_ptr() as usize;
     let value = parse(body, limits.max_json_depth)?;
     let Value::Object(mut root) = value else {
         return Err(DecodeError::NotAnObject);
-    };
-    let raw = match shape {
-        Shape::Single(_) => Raw::single(text, base, &root),
-        Shape::Batch => Raw::batch(text, base, &root),
     };
     let write_key = match take(&mut root, "writeKey") {
         None | Some(Value::Static(simd_json::StaticNode::Null)) => None,
@@ -176,7 +163,6 @@ pub fn decode<'a>(
             items: vec![Value::Object(root)],
             defaults: Defaults::default(),
             kind: Some(kind),
-            raw,
         }),
         Shape::Batch => {
             let items = match take(&mut root, "batch") {
@@ -198,7 +184,6 @@ pub fn decode<'a>(
                     .filter(|v| !matches!(v, Value::Static(simd_json::StaticNode::Null))),
             };
             Ok(Envelope {
-                raw,
                 write_key,
                 items,
                 defaults,

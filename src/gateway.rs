@@ -257,15 +257,8 @@ async fn store(
     let items = envelope.items.len();
     meters.received.increment(items as u64);
     let mut intake = Intake::new(state, source, meters, now, ip, (items, body_len));
-    let event::Envelope {
-        items,
-        defaults,
-        kind,
-        raw,
-        ..
-    } = envelope;
-    for (index, item) in items.into_iter().enumerate() {
-        intake.enforce(index, (item, raw.item(index)), (kind, &defaults))?;
+    for (index, item) in envelope.items.into_iter().enumerate() {
+        intake.enforce(index, item, (envelope.kind, &envelope.defaults))?;
     }
     intake.append().await
 }

@@ -398,8 +398,6 @@ pub struct Review {
     pub omitted: Vec<String>,
     /// Keys removed for violating the schema.
     pub omitted_on_violation: Vec<String>,
-    /// Whether the message was changed (keys omitted, `context.protocols` written).
-    pub edited: bool,
 }
 
 /// Reviews (and, for omit, edits) one normalised message.
@@ -486,7 +484,6 @@ pub fn review(sp: &SourceProtocols, source_id: &str, kind: Kind, msg: &mut Objec
 
     if !out.violations.is_empty() || !out.omitted.is_empty() {
         annotate(msg, &sp.plan, source_id, &out);
-        out.edited = true;
     }
     out
 }
@@ -655,7 +652,7 @@ pub fn violation_event(
     prepared: &crate::event::Prepared<'_>,
     v: &Violation,
 ) -> Vec<u8> {
-    let msg = prepared.message();
+    let msg = &prepared.message;
     let text = |key: &str| {
         msg.get(key)
             .map(to_serde)

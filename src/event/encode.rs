@@ -54,92 +54,33 @@ pub fn write_value(value: &Value<'_>, out: &mut Vec<u8>) -> Result<(), Duplicate
 pub struct DuplicateKey;
 
 /// Appends an object as compact JSON; fails if it (or an object inside it) names a key
-/// twice. Detection rides on the write (see `Seen`).
+/// twice. Detection rides on the write: a 64-bit filter on (length, first, last byte)
+/// per object, with an exact comparison only when bits collide.
 pub fn write_object(
     fields: &simd_json::borrowed::Object<'_>,
     out: &mut Vec<u8>,
 ) -> Result<(), DuplicateKey> {
     out.push(b'{');
-    let mut seen = Seen::default();
+    let mut seen = 0u64;
     for (i, (key, item)) in fields.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        seen.insert(fields, i, key)?;
+        let b = key.as_bytes();
+        let mix = b.len()
+            ^ usize::from(b.first().copied().unwrap_or(0)) << 1
+            ^ usize::from(b.last().copied().unwrap_or(0)) << 3;
+        let bit = 1u64 << (mix % 64);
+        if seen & bit != 0 && fields.iter().take(i).any(|(other, _)| other == key) {
+            return Err(DuplicateKey);
+        }
+        seen |= bit;
         write_str(key, out);
         out.push(b':');
         write_value(item, out)?;
     }
     out.push(b'}');
     Ok(())
-}
-
-/// Fails if an object anywhere in `value` names a key twice, as writing it would.
-pub fn check_keys(value: &Value<'_>) -> Result<(), DuplicateKey> {
-    match value {
-        Value::Static(_) | Value::String(_) => Ok(()),
-        Value::Array(items) => items.iter().try_for_each(check_keys),
-        Value::Object(fields) => check_object_keys(fields),
-    }
-}
-
-/// [`check_keys`] for an object.
-pub fn check_object_keys(fields: &simd_json::borrowed::Object<'_>) -> Result<(), DuplicateKey> {
-    let mut seen = Seen::default();
-    for (i, (key, item)) in fields.iter().enumerate() {
-        seen.insert(fields, i, key)?;
-        check_keys(item)?;
-    }
-    Ok(())
-}
-
-/// The keys of one object met so far: a 64-bit filter on (length, first, last byte),
-/// with an exact comparison only when bits collide.
-#[derive(Default)]
-struct Seen(u64);
-
-impl Seen {
-    /// Notes `key`, the `i`th of `fields`.
-    fn insert(
-        &mut self,
-        fields: &simd_json::borrowed::Object<'_>,
-        i: usize,
-        key: &str,
-    ) -> Result<(), DuplicateKey> {
-        let b = key.as_bytes();
-        let mix = b.len()
-            ^ usize::from(b.first().copied().unwrap_or(0)) << 1
-            ^ usize::from(b.last().copied().unwrap_or(0)) << 3;
-        let bit = 1u64 << (mix % 64);
-        if self.0 & bit != 0 && fields.iter().take(i).any(|(other, _)| other == key) {
-            return Err(DuplicateKey);
-        }
-        self.0 |= bit;
-        Ok(())
-    }
-}
-
-/// Whether `bytes` holds a byte below the space: JSON text without one is a single
-/// line (its strings carry no raw control characters), so it can be stored as is.
-pub fn has_control(bytes: &[u8]) -> bool {
-    let mut words = bytes.chunks_exact(8);
-    for chunk in &mut words {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        if below_space(u64::from_le_bytes(word)) {
-            return true;
-        }
-    }
-    words.remainder().iter().any(|&b| b < 0x20)
-}
-
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGHS: u64 = 0x8080_8080_8080_8080;
-
-/// Whether any of the 8 bytes in `w` is below the space.
-#[inline]
-fn below_space(w: u64) -> bool {
-    w.wrapping_sub(ONES * 0x20) & !w & HIGHS != 0
 }
 
 fn write_static(node: StaticNode, out: &mut Vec<u8>) {
@@ -159,15 +100,11 @@ fn write_static(node: StaticNode, out: &mut Vec<u8>) {
 /// character): the classic "has zero byte" test, eight bytes per step.
 #[inline]
 fn needs_escape(w: u64) -> bool {
-    below_space(w) || ends_string(w)
-}
-
-/// Whether any of the 8 bytes in `w` is a quote or a backslash (the bytes that end or
-/// interrupt a JSON string's plain run).
-#[inline]
-fn ends_string(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
     let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS != 0;
-    has_zero(w ^ (ONES * u64::from(b'"'))) || has_zero(w ^ (ONES * u64::from(b'\\')))
+    let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGHS != 0;
+    below_space || has_zero(w ^ (ONES * u64::from(b'"'))) || has_zero(w ^ (ONES * u64::from(b'\\')))
 }
 
 /// Appends `s` as a JSON string.

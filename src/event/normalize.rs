@@ -17,8 +17,6 @@ use simd_json::borrowed::{Object, Value};
 use simd_json::prelude::*;
 
 use super::encode::write_object;
-use super::raw::Message;
-use super::splice::{self, ContextEdit, Text};
 use super::{Defaults, Kind, take};
 use crate::config::Limits;
 use crate::record;
@@ -167,54 +165,28 @@ pub struct Prepared<'a> {
     /// Its `messageId` (given or minted).
     pub message_id: String,
     /// The message, which tracking-plan enforcement may still edit.
-    message: Box<Object<'a>>,
-    /// The client's text of it, while what was changed since is known.
-    text: Option<Text<'a>>,
-}
-
-impl<'a> Prepared<'a> {
-    /// The message as it will be stored.
-    #[must_use]
-    pub fn message(&self) -> &Object<'a> {
-        &self.message
-    }
-
-    /// Lets `edit` change the message. When `changed` says it did, the record is
-    /// written from the value alone: the client's text no longer says the same.
-    pub fn edit<R>(
-        &mut self,
-        edit: impl FnOnce(&mut Object<'a>) -> R,
-        changed: impl FnOnce(&R) -> bool,
-    ) -> R {
-        let result = edit(&mut self.message);
-        if changed(&result) {
-            self.text = None;
-        }
-        result
-    }
+    pub message: Box<Object<'a>>,
 }
 
 /// Checks and enriches one message and appends the record Sluice stores,
 /// `{"sourceId":"…","event":{…}}`, to `out`; returns the `messageId`: [`prepare`]
 /// then [`write()`].
 pub fn normalize<'a>(
-    (item, text): (Value<'a>, Option<Message<'a>>),
+    item: Value<'a>,
     kind: Option<Kind>,
     defaults: &Defaults<'a>,
     enrichment: &Enrichment<'_>,
     out: &mut Vec<u8>,
 ) -> Result<String, ItemRejection> {
-    let prepared = prepare((item, text), kind, defaults, enrichment)?;
+    let prepared = prepare(item, kind, defaults, enrichment)?;
     write(&prepared, None, enrichment, out)?;
     Ok(prepared.message_id)
 }
 
 /// Checks one message against the spec's rules and enriches it. `kind` is the route's
-/// type (single-message routes), `None` for batch items, which carry their own. `text`
-/// is the client's text of the item (see `Envelope::text`), which the record copies
-/// from where Sluice changes nothing.
+/// type (single-message routes), `None` for batch items, which carry their own.
 pub fn prepare<'a>(
-    (item, text): (Value<'a>, Option<Message<'a>>),
+    item: Value<'a>,
     kind: Option<Kind>,
     defaults: &Defaults<'a>,
     enrichment: &Enrichment<'_>,
@@ -236,10 +208,6 @@ pub fn prepare<'a>(
     let message_id = message_id(&msg, enrichment.limits)?;
 
     set(&mut msg, "type", Value::from(kind.as_str()));
-    let mut context = match defaults.context {
-        Some(_) => ContextEdit::Rewritten,
-        None => ContextEdit::Kept,
-    };
     merge_defaults(&mut msg, "context", defaults.context.as_deref());
     merge_defaults(&mut msg, "integrations", defaults.integrations.as_deref());
     if msg.get("sentAt").is_none()
@@ -252,27 +220,17 @@ pub fn prepare<'a>(
     if let Some(ip) = &enrichment.ip {
         if !matches!(msg.get("context"), Some(Value::Object(_))) {
             set(&mut msg, "context", Value::Object(Box::default()));
-            context = ContextEdit::Rewritten;
         }
-        if let Some(Value::Object(fields)) = msg.get_mut("context")
-            && fields.get("ip").is_none()
+        if let Some(Value::Object(context)) = msg.get_mut("context")
+            && context.get("ip").is_none()
         {
-            fields.insert(Cow::Borrowed("ip"), Value::from(ip.clone()));
-            if context == ContextEdit::Kept {
-                context = ContextEdit::IpAdded;
-            }
+            context.insert(Cow::Borrowed("ip"), Value::from(ip.clone()));
         }
     }
-    let text = text.map(|message| Text {
-        message,
-        context,
-        integrations_merged: defaults.integrations.is_some(),
-    });
     Ok(Prepared {
         kind,
         message_id,
         message: msg,
-        text,
     })
 }
 
@@ -286,50 +244,26 @@ pub fn prepare<'a>(
 /// anyway costs nothing, and no request can make the log store more than
 /// `max_message_bytes` per message however large its batch context. On error `out`
 /// may hold a partial record: the caller discards it (see `log::Batch::record`).
-///
-/// The event is spliced from the client's text where it can be (see `splice`); a
-/// spliced record that is too large only because the client's text had spaces between
-/// tokens is written again compact, so the bound means the same either way.
 pub fn write(
     prepared: &Prepared<'_>,
     blocked: Option<&[u8]>,
     enrichment: &Enrichment<'_>,
     out: &mut Vec<u8>,
 ) -> Result<(), ItemRejection> {
+    let len = record::write(out, enrichment.source_id, blocked, |out| {
+        write_object(&prepared.message, out).map_err(|_| ItemRejection::DuplicateKey)
+    })?;
     let bound = enrichment.limits.max_message_bytes
         + STAMP_ALLOWANCE
         + enrichment.source_id.len()
         + blocked.map_or(0, <[u8]>::len);
     // The second bound is the log's own: a record past it could not be read back.
-    let bound = bound.min(record::MAX_RECORD as usize);
-    let start = out.len();
-    let mut spliced = false;
-    let len = record::write(out, enrichment.source_id, blocked, |out| {
-        if let Some(text) = &prepared.text {
-            spliced = splice::write(&prepared.message, text, out)?;
-        }
-        if !spliced {
-            write_object(&prepared.message, out)?;
-        }
-        Ok(())
-    })
-    .map_err(|_: super::encode::DuplicateKey| ItemRejection::DuplicateKey)?;
-    if len <= bound {
-        return Ok(());
+    if len > bound.min(record::MAX_RECORD as usize) {
+        return Err(ItemRejection::TooLarge {
+            limit: enrichment.limits.max_message_bytes,
+        });
     }
-    if spliced {
-        out.truncate(start);
-        let len = record::write(out, enrichment.source_id, blocked, |out| {
-            write_object(&prepared.message, out)
-        })
-        .map_err(|_| ItemRejection::DuplicateKey)?;
-        if len <= bound {
-            return Ok(());
-        }
-    }
-    Err(ItemRejection::TooLarge {
-        limit: enrichment.limits.max_message_bytes,
-    })
+    Ok(())
 }
 
 /// Appends a record for an event forwarded into another source (already JSON).
@@ -487,15 +421,9 @@ mod tests {
             &limits,
         );
         let mut bytes = serde_json::to_vec(&item).expect("json");
-        // The client's text too, as the gateway passes it (stored spliced from it).
-        let (text, base) = (bytes.clone(), bytes.as_ptr() as usize);
         let item = simd_json::to_borrowed_value(&mut bytes).expect("parses");
-        let raw = match &item {
-            Value::Object(fields) => crate::event::Raw::single(text, base, fields),
-            _ => crate::event::Raw::default(),
-        };
         let mut record = Vec::new();
-        let message_id = normalize((item, raw.item(0)), kind, defaults, &e, &mut record)?;
+        let message_id = normalize(item, kind, defaults, &e, &mut record)?;
         let stored: serde_json::Value = serde_json::from_slice(&record).expect("record is JSON");
         assert_eq!(stored["sourceId"], "web");
         assert_eq!(stored["event"]["messageId"], json!(message_id));

@@ -81,7 +81,7 @@ impl<'r> Intake<'r> {
     pub(super) fn enforce<'a>(
         &mut self,
         index: usize,
-        item: (Value<'a>, Option<event::Message<'a>>),
+        item: Value<'a>,
         envelope: (Option<event::Kind>, &event::Defaults<'a>),
     ) -> Result<(), Rejection> {
         let outcome = self.write(index, item, envelope);
@@ -116,7 +116,7 @@ impl<'r> Intake<'r> {
     fn write<'a>(
         &mut self,
         index: usize,
-        item: (Value<'a>, Option<event::Message<'a>>),
+        item: Value<'a>,
         (kind, defaults): (Option<event::Kind>, &event::Defaults<'a>),
     ) -> Result<(), Skip> {
         let (source, state, meters) = (self.source, self.state, self.meters);

@@ -34,14 +34,13 @@ pub fn decide<'p>(
     source: SourceName<'_>,
     prepared: &mut Prepared<'_>,
 ) -> Option<Decision<'p>> {
-    let kind = prepared.kind;
-    let review = prepared.edit(|msg| review(sp, source.id, kind, msg), |r| r.edited);
+    let review = review(sp, source.id, prepared.kind, &mut prepared.message);
     if review.violations.is_empty() && review.omitted.is_empty() {
         return None;
     }
     let name = match prepared.kind {
         Kind::Track => prepared
-            .message()
+            .message
             .get("event")
             .and_then(|v| v.as_str())
             .unwrap_or_default(),
@@ -58,7 +57,7 @@ pub fn decide<'p>(
         if let Some(target) = &sp.controls.forward_blocked_to {
             let mut event = Vec::new();
             // A key written twice refuses the event itself a moment later (event::write).
-            if event::write_object(prepared.message(), &mut event).is_ok() {
+            if event::write_object(&prepared.message, &mut event).is_ok() {
                 forwards.push((target.clone(), event));
             }
         }
