@@ -174,9 +174,10 @@ async fn supervise(
             );
             let store = store.clone();
             let task = tokio::spawn(async move {
-                let lag = tokio::spawn(lag);
+                // The gauges live as long as the worker: its end (or panic) ends them, so
+                // the supervisor sees the task finish and starts both again.
+                let _lag = Aborted(tokio::spawn(lag).abort_handle());
                 worker.run(store).await;
-                let _ = lag.await;
             });
             running.insert(d, worker_stop, task);
         }
@@ -186,6 +187,15 @@ async fn supervise(
         }
     }
     running.stop_all().await;
+}
+
+/// Aborts its task when dropped.
+struct Aborted(tokio::task::AbortHandle);
+
+impl Drop for Aborted {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Keeps a destination's lag gauges true until `stop`, on a task of its own so a slow
