@@ -10,6 +10,7 @@
 
 mod encode;
 mod normalize;
+mod repeated;
 
 use simd_json::borrowed::{Object, Value};
 
@@ -81,6 +82,9 @@ pub struct Envelope<'a> {
     pub write_key: Option<String>,
     /// The messages, in order.
     pub items: Vec<Value<'a>>,
+    /// Indices (ascending) of the items in which some object names a key twice: they
+    /// are refused with `duplicate_key`, since parsers disagree on which copy counts.
+    pub repeating: Vec<usize>,
     /// Batch-level fields merged into every item.
     pub defaults: Defaults<'a>,
     /// Type given by the route (single-message routes).
@@ -128,6 +132,10 @@ pub enum DecodeError {
         /// The limit.
         limit: usize,
     },
+    /// An object outside a batch's items (the envelope, its `context` or
+    /// `integrations`) names a key twice.
+    #[error("an object in the batch envelope names the same key twice")]
+    DuplicateKey,
     /// A single message over `limits.max_message_bytes`.
     #[error("message is larger than {limit} bytes")]
     MessageTooLarge {
@@ -148,7 +156,9 @@ pub fn decode<'a>(
             limit: limits.max_message_bytes,
         });
     }
-    let value = parse(body, limits.max_json_depth)?;
+    let tape = parse(body, limits.max_json_depth)?;
+    let repeating = repeating_items(&tape.0, shape)?;
+    let value = simd_json::value::lazy::Value::from_tape(tape.as_value()).into_value();
     let Value::Object(mut root) = value else {
         return Err(DecodeError::NotAnObject);
     };
@@ -161,6 +171,7 @@ pub fn decode<'a>(
         Shape::Single(kind) => Ok(Envelope {
             write_key,
             items: vec![Value::Object(root)],
+            repeating,
             defaults: Defaults::default(),
             kind: Some(kind),
         }),
@@ -186,6 +197,7 @@ pub fn decode<'a>(
             Ok(Envelope {
                 write_key,
                 items,
+                repeating,
                 defaults,
                 kind: None,
             })
@@ -198,9 +210,50 @@ thread_local! {
     static BUFFERS: std::cell::RefCell<Option<(usize, simd_json::Buffers)>> = const { std::cell::RefCell::new(None) };
 }
 
-/// Parses with simd-json, which also enforces the depth bound (its parser keeps an
-/// explicit stack; building the DOM afterwards recurses, which the bound keeps shallow).
-fn parse(body: &mut [u8], max_depth: usize) -> Result<Value<'_>, DecodeError> {
+/// The items in which some object names a key twice, found on the tape (see
+/// [`repeated`]): for a single message any repeat is the message's; in a batch, a repeat
+/// inside an item is that item's, and one outside the items (the envelope, its `context`
+/// or `integrations`, which every item would inherit) refuses the body.
+fn repeating_items(tape: &[simd_json::Node<'_>], shape: Shape) -> Result<Vec<usize>, DecodeError> {
+    let found = repeated::objects_repeating_a_key(tape);
+    if found.is_empty() {
+        return Ok(Vec::new());
+    }
+    if matches!(shape, Shape::Single(_)) {
+        return Ok(vec![0]);
+    }
+    // The first `batch` member's array (a second `batch` is itself a repeat at the root).
+    let items = repeated::members(tape, 0)
+        .find(|(key, _)| *key == "batch")
+        .map(|(_, at)| at)
+        .filter(|&at| matches!(tape.get(at), Some(simd_json::Node::Array { .. })));
+    let Some(array) = items else {
+        return Err(DecodeError::DuplicateKey);
+    };
+    let mut starts = Vec::new();
+    let mut next = array + 1;
+    let end = array + tape.get(array).map_or(1, repeated::width);
+    while next < end {
+        starts.push(next);
+        next += tape.get(next).map_or(1, repeated::width);
+    }
+    let mut indices = Vec::with_capacity(found.len());
+    for at in found {
+        if at <= array || at >= end {
+            return Err(DecodeError::DuplicateKey);
+        }
+        let index = starts.partition_point(|&start| start <= at) - 1;
+        if indices.last() != Some(&index) {
+            indices.push(index);
+        }
+    }
+    Ok(indices)
+}
+
+/// Parses with simd-json to its tape, which also enforces the depth bound (its parser
+/// keeps an explicit stack; building the DOM afterwards recurses, which the bound keeps
+/// shallow).
+fn parse(body: &mut [u8], max_depth: usize) -> Result<simd_json::Tape<'_>, DecodeError> {
     let result = BUFFERS.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.as_ref().is_none_or(|(depth, _)| *depth != max_depth) {
@@ -210,8 +263,8 @@ fn parse(body: &mut [u8], max_depth: usize) -> Result<Value<'_>, DecodeError> {
             ));
         }
         match slot.as_mut() {
-            Some((_, buffers)) => simd_json::to_borrowed_value_with_buffers(body, buffers),
-            None => simd_json::to_borrowed_value(body),
+            Some((_, buffers)) => simd_json::to_tape_with_buffers(body, buffers),
+            None => simd_json::to_tape(body),
         }
     });
     result.map_err(|e| match e.error() {
@@ -220,12 +273,9 @@ fn parse(body: &mut [u8], max_depth: usize) -> Result<Value<'_>, DecodeError> {
     })
 }
 
-/// Removes every occurrence of `key` (small objects may hold a key twice) and returns
-/// the first one's value.
+/// Removes `key` and returns its value (decoded objects hold each key once).
 pub(crate) fn take<'a>(object: &mut Object<'a>, key: &str) -> Option<Value<'a>> {
-    let first = object.remove(key)?;
-    while object.remove(key).is_some() {}
-    Some(first)
+    object.remove(key)
 }
 
 /// Removes `key` if it holds an object; anything else (analytics-go sends `null`) is dropped.
@@ -254,6 +304,44 @@ mod tests {
         assert_eq!(env.items.len(), 1);
         assert!(env.items[0].get("writeKey").is_none(), "every copy removed");
         assert_eq!(env.kind, Some(Kind::Track));
+    }
+
+    #[test]
+    fn a_key_written_twice_marks_its_item_at_any_object_size() {
+        let big = |extra: &str| {
+            let mut members: Vec<String> = (0..40).map(|i| format!("\"p{i}\":{i}")).collect();
+            members.push(extra.to_owned());
+            format!("{{{}}}", members.join(","))
+        };
+        // Single: a repeat anywhere is the message's, however large the object.
+        for text in [
+            r#"{"event":"E","event":"F"}"#.to_owned(),
+            format!(r#"{{"event":"E","properties":{}}}"#, big(r#""p3":"again""#)),
+        ] {
+            let mut body = text.into_bytes();
+            let env = decode(&mut body, Shape::Single(Kind::Track), &limits()).expect("decodes");
+            assert_eq!(env.repeating, vec![0]);
+        }
+        // Batch: the items that hold a repeat, each once, whatever precedes them.
+        let text = format!(
+            r#"{{"batch":[{{"event":"A","properties":{}}},{{"event":"B","list":[1,{{"x":{{}}}}]}},{{"event":"C","a":{{"k":1,"k":2}},"b":{{"k":1,"k":2}}}}],"writeKey":"w"}}"#,
+            big(r#""p39":null"#)
+        );
+        let mut body = text.into_bytes();
+        let env = decode(&mut body, Shape::Batch, &limits()).expect("decodes");
+        assert_eq!(env.repeating, vec![0, 2]);
+        assert_eq!(env.items.len(), 3);
+        // A repeat outside the items (which every item would inherit) refuses the body.
+        for text in [
+            r#"{"batch":[{"event":"A"}],"context":{"ip":"1","ip":"2"}}"#.to_owned(),
+            r#"{"batch":[{"event":"A"}],"batch":[{"event":"B"}]}"#.to_owned(),
+            format!(r#"{{"batch":[],"integrations":{}}}"#, big(r#""p0":true"#)),
+            r#"{"context":{"a":1,"a":1},"batch":[]}"#.to_owned(),
+        ] {
+            let mut body = text.clone().into_bytes();
+            let got = decode(&mut body, Shape::Batch, &limits()).err();
+            assert_eq!(got, Some(DecodeError::DuplicateKey), "{text}");
+        }
     }
 
     #[test]

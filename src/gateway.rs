@@ -257,7 +257,12 @@ async fn store(
     let items = envelope.items.len();
     meters.received.increment(items as u64);
     let mut intake = Intake::new(state, source, meters, now, ip, (items, body_len));
+    let mut repeating = envelope.repeating.iter().peekable();
     for (index, item) in envelope.items.into_iter().enumerate() {
+        let item = match repeating.next_if_eq(&&index) {
+            Some(_) => Err(event::ItemRejection::DuplicateKey),
+            None => Ok(item),
+        };
         intake.enforce(index, item, (envelope.kind, &envelope.defaults))?;
     }
     intake.append().await

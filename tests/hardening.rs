@@ -819,6 +819,57 @@ async fn a_key_sent_twice_is_refused_so_plans_and_destinations_read_the_same_eve
     let stored = server.stored();
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0]["event"]["event"], "B");
+
+    // Objects of more than 32 members, which the parser's DOM would merge (last copy
+    // wins): the repeat is still seen, in a single message and in a batch item.
+    let mut members: Vec<String> = (0..40).map(|i| format!(r#""p{i}":{i}"#)).collect();
+    members.push(r#""p5":"again""#.to_owned());
+    let large = format!("{{{}}}", members.join(","));
+    let r = common::client()
+        .post(server.url("/v1/track"))
+        .header("authorization", common::basic("web-key"))
+        .header("content-type", "application/json")
+        .body(format!(r#"{{"userId":"u","event":"E","properties":{large}}}"#))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["code"], "duplicate_key");
+    let r = common::client()
+        .post(server.url("/v1/batch"))
+        .header("authorization", common::basic("web-key"))
+        .header("content-type", "application/json")
+        .body(format!(
+            r#"{{"batch":[{{"type":"track","userId":"u","event":"C"}},
+                          {{"type":"track","userId":"u","event":"D","properties":{large}}}]}}"#
+        ))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["rejected"][0]["index"], 1);
+    assert_eq!(body["rejected"][0]["code"], "duplicate_key");
+
+    // A repeat in what every item inherits (the batch's context) refuses the request.
+    let r = common::client()
+        .post(server.url("/v1/batch"))
+        .header("authorization", common::basic("web-key"))
+        .header("content-type", "application/json")
+        .body(r#"{"batch":[{"type":"track","userId":"u","event":"F"}],"context":{"ip":"1.2.3.4","ip":"5.6.7.8"}}"#)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["code"], "duplicate_key");
+    let events: Vec<String> = server
+        .stored()
+        .iter()
+        .map(|s| s["event"]["event"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(events, ["B", "C"]);
 }
 
 #[tokio::test]

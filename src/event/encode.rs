@@ -27,8 +27,9 @@ const ESCAPE: [u8; 256] = {
 };
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-/// Appends `value` as compact JSON.
-pub fn write_value(value: &Value<'_>, out: &mut Vec<u8>) -> Result<(), DuplicateKey> {
+/// Appends `value` as compact JSON. Decoded values name each key once (see
+/// `event::repeated`), so objects are written as they are.
+pub fn write_value(value: &Value<'_>, out: &mut Vec<u8>) {
     match value {
         Value::Static(node) => write_static(*node, out),
         Value::String(s) => write_str(s, out),
@@ -38,49 +39,26 @@ pub fn write_value(value: &Value<'_>, out: &mut Vec<u8>) -> Result<(), Duplicate
                 if i > 0 {
                     out.push(b',');
                 }
-                write_value(item, out)?;
+                write_value(item, out);
             }
             out.push(b']');
         }
-        Value::Object(fields) => write_object(fields, out)?,
+        Value::Object(fields) => write_object(fields, out),
     }
-    Ok(())
 }
 
-/// An object holds the same key twice (simd-json keeps both copies of a key in small
-/// objects). Parsers disagree on which copy counts (a tracking plan would check one, a
-/// destination read the other), so such an event is refused, never written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DuplicateKey;
-
-/// Appends an object as compact JSON; fails if it (or an object inside it) names a key
-/// twice. Detection rides on the write: a 64-bit filter on (length, first, last byte)
-/// per object, with an exact comparison only when bits collide.
-pub fn write_object(
-    fields: &simd_json::borrowed::Object<'_>,
-    out: &mut Vec<u8>,
-) -> Result<(), DuplicateKey> {
+/// Appends an object as compact JSON.
+pub fn write_object(fields: &simd_json::borrowed::Object<'_>, out: &mut Vec<u8>) {
     out.push(b'{');
-    let mut seen = 0u64;
     for (i, (key, item)) in fields.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        let b = key.as_bytes();
-        let mix = b.len()
-            ^ usize::from(b.first().copied().unwrap_or(0)) << 1
-            ^ usize::from(b.last().copied().unwrap_or(0)) << 3;
-        let bit = 1u64 << (mix % 64);
-        if seen & bit != 0 && fields.iter().take(i).any(|(other, _)| other == key) {
-            return Err(DuplicateKey);
-        }
-        seen |= bit;
         write_str(key, out);
         out.push(b':');
-        write_value(item, out)?;
+        write_value(item, out);
     }
     out.push(b'}');
-    Ok(())
 }
 
 fn write_static(node: StaticNode, out: &mut Vec<u8>) {
@@ -156,29 +134,8 @@ mod tests {
         let mut bytes = serde_json::to_vec(json).expect("json");
         let value = simd_json::to_borrowed_value(&mut bytes).expect("parses");
         let mut out = Vec::new();
-        write_value(&value, &mut out).expect("no key twice");
+        write_value(&value, &mut out);
         serde_json::from_slice(&out).expect("our output is JSON")
-    }
-
-    #[test]
-    fn a_key_written_twice_is_refused_anywhere_in_the_event() {
-        for text in [
-            r#"{"a":1,"a":2}"#,
-            r#"{"p":{"x":1,"y":2,"x":3}}"#,
-            r#"{"list":[{"k":1},{"k":1,"k":2}]}"#,
-        ] {
-            let mut bytes = text.as_bytes().to_vec();
-            let value = simd_json::to_borrowed_value(&mut bytes).expect("parses");
-            assert_eq!(
-                write_value(&value, &mut Vec::new()),
-                Err(DuplicateKey),
-                "{text}"
-            );
-        }
-        // Keys that only share length and first/last bytes are compared exactly.
-        let mut bytes = br#"{"ab1b":1,"ab2b":2,"list":[{"k":1},{"k":1}]}"#.to_vec();
-        let value = simd_json::to_borrowed_value(&mut bytes).expect("parses");
-        assert_eq!(write_value(&value, &mut Vec::new()), Ok(()));
     }
 
     #[test]

@@ -87,7 +87,7 @@ pub enum ItemRejection {
         /// `limits.max_message_bytes`.
         limit: usize,
     },
-    /// An object in the message names the same key twice (see `encode::DuplicateKey`).
+    /// An object in the message names the same key twice (found by `event::decode`).
     DuplicateKey,
 }
 
@@ -251,8 +251,8 @@ pub fn write(
     out: &mut Vec<u8>,
 ) -> Result<(), ItemRejection> {
     let len = record::write(out, enrichment.source_id, blocked, |out| {
-        write_object(&prepared.message, out).map_err(|_| ItemRejection::DuplicateKey)
-    })?;
+        write_object(&prepared.message, out);
+    });
     let bound = enrichment.limits.max_message_bytes
         + STAMP_ALLOWANCE
         + enrichment.source_id.len()
@@ -268,14 +268,10 @@ pub fn write(
 
 /// Appends a record for an event forwarded into another source (already JSON).
 pub fn write_forwarded(source_id: &str, event: &[u8], out: &mut Vec<u8>) {
-    let written = record::write(out, source_id, None, |out| {
-        out.extend_from_slice(event);
-        Ok::<(), std::convert::Infallible>(())
-    });
-    debug_assert!(written.is_ok());
+    record::write(out, source_id, None, |out| out.extend_from_slice(event));
 }
 
-/// Replaces every occurrence of `key` with one `key: value`.
+/// Replaces `key`'s value, or adds it.
 fn set<'a>(msg: &mut Object<'a>, key: &'static str, value: Value<'a>) {
     take(msg, key);
     msg.insert(Cow::Borrowed(key), value);

@@ -81,7 +81,7 @@ impl<'r> Intake<'r> {
     pub(super) fn enforce<'a>(
         &mut self,
         index: usize,
-        item: Value<'a>,
+        item: Result<Value<'a>, event::ItemRejection>,
         envelope: (Option<event::Kind>, &event::Defaults<'a>),
     ) -> Result<(), Rejection> {
         let outcome = self.write(index, item, envelope);
@@ -116,9 +116,10 @@ impl<'r> Intake<'r> {
     fn write<'a>(
         &mut self,
         index: usize,
-        item: Value<'a>,
+        item: Result<Value<'a>, event::ItemRejection>,
         (kind, defaults): (Option<event::Kind>, &event::Defaults<'a>),
     ) -> Result<(), Skip> {
+        let item = item.map_err(Skip::Invalid)?;
         let (source, state, meters) = (self.source, self.state, self.meters);
         let enrichment = &self.enrichment;
         let in_request = &mut self.in_request;

@@ -230,6 +230,7 @@ fn describe(r: Rejection) -> (StatusCode, &'static str, Cow<'static, str>) {
                 DecodeError::BatchNotArray => (S::BAD_REQUEST, "invalid_batch"),
                 DecodeError::TooManyItems { .. } => (S::BAD_REQUEST, "batch_too_many_items"),
                 DecodeError::MessageTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "message_too_large"),
+                DecodeError::DuplicateKey => (S::BAD_REQUEST, "duplicate_key"),
             };
             (status, code, error.to_string().into())
         }

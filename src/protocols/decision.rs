@@ -56,10 +56,8 @@ pub fn decide<'p>(
     let block_record = review.blocked.map(|reason| {
         if let Some(target) = &sp.controls.forward_blocked_to {
             let mut event = Vec::new();
-            // A key written twice refuses the event itself a moment later (event::write).
-            if event::write_object(&prepared.message, &mut event).is_ok() {
-                forwards.push((target.clone(), event));
-            }
+            event::write_object(&prepared.message, &mut event);
+            forwards.push((target.clone(), event));
         }
         blocked_record(reason, &review.violations)
     });
