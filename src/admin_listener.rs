@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 
 use crate::catalog;
 use crate::config::Secret;
-use crate::delivery::Delivery;
+use crate::delivery::{Delivery, dead_letter};
 use crate::gateway::{self, Rejection, Reply, Route};
 use crate::telemetry;
 
@@ -32,12 +32,21 @@ pub enum Probes {
     },
 }
 
+/// Delivery running in this process, as the admin listener sees it.
+pub struct Delivered {
+    /// The local log's delivery, whose lag gauges are set at each scrape (JetStream's
+    /// are kept by tasks of their own).
+    pub local: Option<Delivery>,
+    /// The dead-letter store its workers write to (either engine).
+    pub dead_letters: dead_letter::Store,
+}
+
 /// What the admin listener serves from.
 pub struct State {
     /// The probes' subject.
     pub probes: Probes,
     /// Delivery, when it runs in this process (dead letters).
-    pub delivery: Option<Delivery>,
+    pub delivery: Option<Delivered>,
     /// `server.admin_token`.
     pub token: Option<Secret>,
 }
@@ -52,8 +61,8 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Reply {
         ("/metrics", true) => {
             // Lag is computed now, not when the worker last woke (it may be sleeping out
             // a back-off while the backlog grows).
-            if let Some(delivery) = &state.delivery {
-                delivery.report_lag();
+            if let Some(local) = state.delivery.as_ref().and_then(|d| d.local.as_ref()) {
+                local.report_lag();
             }
             let mut reply =
                 gateway::json(StatusCode::OK, Bytes::from(telemetry::metrics().render()));
@@ -111,7 +120,7 @@ fn dead_letters(state: &State) -> Reply {
     let Some(delivery) = &state.delivery else {
         return gateway::json(StatusCode::OK, Bytes::from_static(b"{}"));
     };
-    match delivery.dead_letters() {
+    match delivery.dead_letters.list() {
         Ok(list) => {
             // `{destination: entries}`; unreadable lines are listed apart so an operator
             // sees them (they are kept, never replayed).
@@ -173,7 +182,7 @@ async fn replay(state: &State, id: &str) -> Reply {
             "delivery is not enabled on this instance",
         );
     };
-    match delivery.replay(id).await {
+    match delivery.dead_letters.replay(id).await {
         Ok(result) => gateway::json(
             StatusCode::OK,
             serde_json::json!({ "destination": id, "delivered": result.delivered, "failed": result.failed, "unreadable": result.unreadable })

@@ -405,6 +405,11 @@ pub struct JetStream {
     /// this is handed to another process (the first is presumed dead), in milliseconds.
     /// Set when a destination's consumer is created. Default 60000.
     pub redeliver_after_ms: u64,
+    /// How long a destination must stay out of the catalog before a gateway deletes its
+    /// consumer (and the events waiting in it), in seconds: a removal that is undone, or
+    /// a gateway that reads the catalog late, never deletes a consumer still wanted.
+    /// Default 300.
+    pub remove_consumer_after_secs: u64,
     /// NATS user (with `password`). Default: none.
     pub user: String,
     /// NATS password for `user`. Default: none.
@@ -445,6 +450,7 @@ impl Default for JetStream {
             ack_timeout_ms: 5_000,
             connect_timeout_ms: 10_000,
             redeliver_after_ms: 60_000,
+            remove_consumer_after_secs: 300,
             user: String::new(),
             password: Secret::default(),
             token: Secret::default(),

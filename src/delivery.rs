@@ -30,7 +30,6 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 use metrics::{Counter, Gauge, Histogram};
-use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -40,6 +39,7 @@ use crate::catalog::{self, Destination};
 use crate::log::Log;
 use crate::telemetry;
 
+pub use dead_letter::ReplayError;
 pub use sink::{Blame, Network, Outgoing, SendError, Sink};
 
 /// How often the supervisor looks for catalog changes.
@@ -228,22 +228,9 @@ pub(crate) fn count_failed(destination: &str, error: &SendError) {
 /// Handle to running delivery: replay and inspection for the admin API.
 #[derive(Clone)]
 pub struct Delivery {
-    sinks: Arc<DashMap<String, Arc<dyn Sink>>>,
-    locks: Arc<DashMap<String, Arc<Mutex<()>>>>,
+    dead_letters: dead_letter::Store,
     backlogs: Arc<DashMap<String, Arc<Backlog>>>,
     log: Log,
-    dead_letter_dir: PathBuf,
-}
-
-/// Why a replay could not run.
-#[derive(Debug, thiserror::Error)]
-pub enum ReplayError {
-    /// No running destination has this id.
-    #[error("no destination {0:?} is running")]
-    UnknownDestination(String),
-    /// The dead-letter file could not be read or rewritten.
-    #[error("dead-letter store: {0}")]
-    Io(#[from] std::io::Error),
 }
 
 impl Delivery {
@@ -256,11 +243,9 @@ impl Delivery {
         shutdown: CancellationToken,
     ) -> (Self, JoinHandle<()>) {
         let delivery = Self {
-            sinks: Arc::new(DashMap::new()),
-            locks: Arc::new(DashMap::new()),
+            dead_letters: dead_letter::Store::new(dead_letter_dir(log.dir())),
             backlogs: Arc::new(DashMap::new()),
             log: log.clone(),
-            dead_letter_dir: dead_letter_dir(log.dir()),
         };
         // Destinations in the catalog at start-up get their cursors now, before the
         // gateway accepts a request, so none of those requests can slip past them.
@@ -273,7 +258,7 @@ impl Delivery {
             let _ = start_cursor(&log, &d.id);
             // A sender that cannot be built is reported by the supervisor.
             if let Ok(sink) = sink::build(d, &network) {
-                delivery.sinks.insert(d.id.clone(), Arc::clone(&sink));
+                delivery.dead_letters.running(&d.id, Arc::clone(&sink));
                 prepared.insert(d.id.clone(), (Arc::clone(d), sink));
             }
         }
@@ -299,7 +284,7 @@ impl Delivery {
             let snapshot = store.snapshot();
             // Stop workers whose destination left or changed.
             for id in running.stop_changed(&snapshot).await {
-                self.sinks.remove(&id);
+                self.dead_letters.stopped(&id);
                 self.backlogs.remove(&id);
                 if snapshot.destination(&id).is_none() {
                     forget(&log, &id);
@@ -319,7 +304,7 @@ impl Delivery {
                     Ok(sink) => {
                         failed.remove(&d.id);
                         let _ = start_cursor(&log, &d.id);
-                        self.sinks.insert(d.id.clone(), Arc::clone(&sink));
+                        self.dead_letters.running(&d.id, Arc::clone(&sink));
                         let backlog = Arc::new(Backlog::default());
                         self.backlogs.insert(d.id.clone(), Arc::clone(&backlog));
                         let stop = shutdown.child_token();
@@ -329,8 +314,7 @@ impl Delivery {
                             store: store.clone(),
                             sink,
                             cursor_dir: cursor_dir(log.dir()),
-                            dead_letter_dir: self.dead_letter_dir.clone(),
-                            dead_letter_lock: self.lock(&d.id),
+                            dead_letters: self.dead_letters.clone(),
                             backlog,
                             network: network.clone(),
                             stop: stop.clone(),
@@ -347,7 +331,7 @@ impl Delivery {
             // started serve nothing.
             for (id, _) in prepared.drain() {
                 if !running.contains(&id) {
-                    self.sinks.remove(&id);
+                    self.dead_letters.stopped(&id);
                 }
             }
             tokio::select! {
@@ -356,10 +340,6 @@ impl Delivery {
             }
         }
         running.stop_all().await;
-    }
-
-    fn lock(&self, id: &str) -> Arc<Mutex<()>> {
-        Arc::clone(self.locks.entry(id.to_owned()).or_default().value())
     }
 
     /// Sets every running destination's lag gauges from its backlog and the log's end
@@ -372,38 +352,9 @@ impl Delivery {
         }
     }
 
-    /// Dead letters per destination.
-    pub fn dead_letters(&self) -> std::io::Result<Vec<dead_letter::Summary>> {
-        let list = dead_letter::list(&self.dead_letter_dir)?;
-        for s in &list {
-            telemetry::DELIVERY_DEAD_LETTERS_UNREADABLE
-                .with([&s.destination])
-                .set(s.unreadable as f64);
-        }
-        Ok(list)
-    }
-
-    /// Sends a destination's dead letters again; those that fail again stay.
-    pub async fn replay(&self, id: &str) -> Result<dead_letter::Replayed, ReplayError> {
-        let sink = self
-            .sinks
-            .get(id)
-            .map(|s| Arc::clone(s.value()))
-            .ok_or_else(|| ReplayError::UnknownDestination(id.to_owned()))?;
-        let lock = self.lock(id);
-        let _guard = lock.lock().await;
-        let result = dead_letter::replay(&self.dead_letter_dir, id, sink.as_ref()).await?;
-        tracing::info!(
-            destination = id,
-            delivered = result.delivered,
-            failed = result.failed,
-            unreadable = result.unreadable,
-            "dead letters replayed"
-        );
-        if result.unreadable > 0 {
-            tracing::error!(destination = id, unreadable = result.unreadable, file = %dead_letter::path(&self.dead_letter_dir, id).display(), "dead-letter lines cannot be read; they are kept in the file for an operator");
-        }
-        Ok(result)
+    /// The dead-letter store its workers write to.
+    pub fn dead_letters(&self) -> &dead_letter::Store {
+        &self.dead_letters
     }
 }
 

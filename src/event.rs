@@ -157,7 +157,6 @@ pub fn decode<'a>(
         });
     }
     let tape = parse(body, limits.max_json_depth)?;
-    let repeating = repeating_items(&tape.0, shape)?;
     let value = simd_json::value::lazy::Value::from_tape(tape.as_value()).into_value();
     let Value::Object(mut root) = value else {
         return Err(DecodeError::NotAnObject);
@@ -171,7 +170,7 @@ pub fn decode<'a>(
         Shape::Single(kind) => Ok(Envelope {
             write_key,
             items: vec![Value::Object(root)],
-            repeating,
+            repeating: repeating_items(&tape.0, shape)?,
             defaults: Defaults::default(),
             kind: Some(kind),
         }),
@@ -197,7 +196,7 @@ pub fn decode<'a>(
             Ok(Envelope {
                 write_key,
                 items,
-                repeating,
+                repeating: repeating_items(&tape.0, shape)?,
                 defaults,
                 kind: None,
             })
@@ -341,6 +340,19 @@ mod tests {
             let mut body = text.clone().into_bytes();
             let got = decode(&mut body, Shape::Batch, &limits()).err();
             assert_eq!(got, Some(DecodeError::DuplicateKey), "{text}");
+        }
+        // A body wrong in shape says so first, whatever it repeats.
+        for (text, error) in [
+            (r#"{"batch":{"a":1,"a":2}}"#, DecodeError::BatchNotArray),
+            (r#"[{"a":1,"a":1}]"#, DecodeError::NotAnObject),
+            (
+                r#"{"writeKey":1,"writeKey":1,"batch":[]}"#,
+                DecodeError::WriteKeyNotString,
+            ),
+        ] {
+            let mut body = text.as_bytes().to_vec();
+            let got = decode(&mut body, Shape::Batch, &limits()).err();
+            assert_eq!(got, Some(error), "{text}");
         }
     }
 

@@ -106,14 +106,14 @@ pub async fn serve(
     // log before the log's start-up retention runs.
     let (store, control_store, catalog) = parts::catalog(parts::open_catalog(&config).await?);
     let (event_log, local_log, log) = parts::event_log(&config, &store).await?;
-    let (dead_letters, delivery) =
+    let (delivered, delivery) =
         parts::delivery(&config, &event_log, local_log.as_ref(), &store).await?;
     let state = Arc::new(gateway::State::new(Arc::clone(&config), store, event_log));
     let usage = parts::usage(&config, control_store.as_ref(), state.usage()).await;
     let function_errors = parts::function_errors(&config);
     let admin_state = admin_listener::State {
         probes: admin_listener::Probes::Gateway(Arc::clone(&state)),
-        delivery: dead_letters,
+        delivery: delivered,
         token: config.server.admin_token.clone(),
     };
     tracing::info!(
@@ -171,13 +171,16 @@ pub async fn deliver(
     }
     let _ = telemetry::metrics();
     let (store, _, catalog) = parts::catalog(parts::open_catalog(&config).await?);
-    let (context, delivery) = parts::stream_delivery(&config, &store).await?;
+    let (context, dead_letters, delivery) = parts::stream_delivery(&config, &store).await?;
     let admin_state = admin_listener::State {
         probes: admin_listener::Probes::Deliver {
             catalog: store,
             nats: context.client(),
         },
-        delivery: None,
+        delivery: Some(admin_listener::Delivered {
+            local: None,
+            dead_letters,
+        }),
         token: config.server.admin_token.clone(),
     };
     tracing::info!(

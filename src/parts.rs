@@ -178,7 +178,7 @@ pub async fn delivery(
     event_log: &log::EventLog,
     local: Option<&log::Log>,
     store: &catalog::Live,
-) -> Result<(Option<delivery::Delivery>, Part), ServeError> {
+) -> Result<(Option<admin_listener::Delivered>, Part), ServeError> {
     let part = Part::new("delivery");
     if !config.delivery.enabled {
         return Ok((None, part));
@@ -187,48 +187,66 @@ pub async fn delivery(
         let network = delivery::Network::of(&config.delivery, &config.functions);
         let (handle, task) =
             delivery::Delivery::spawn(local.clone(), store.clone(), network, part.token());
-        return Ok((Some(handle), part.with(task)));
+        let delivered = admin_listener::Delivered {
+            dead_letters: handle.dead_letters().clone(),
+            local: Some(handle),
+        };
+        return Ok((Some(delivered), part.with(task)));
     }
     let log::EventLog::JetStream(publisher) = event_log else {
         return Ok((None, part));
     };
-    let task = jetstream_workers(config, publisher.context(), store, part.token()).await?;
-    Ok((None, part.with(task)))
+    let (dead_letters, task) =
+        jetstream_workers(config, publisher.context(), store, part.token()).await?;
+    let delivered = admin_listener::Delivered {
+        local: None,
+        dead_letters,
+    };
+    Ok((Some(delivered), part.with(task)))
 }
 
 /// One delivery worker per destination on the destination's durable consumer, until
-/// `stop`.
+/// `stop`; their dead-letter store.
 async fn jetstream_workers(
     config: &Config,
     context: &async_nats::jetstream::Context,
     store: &catalog::Live,
     stop: CancellationToken,
-) -> Result<JoinHandle<()>, ServeError> {
+) -> Result<(delivery::dead_letter::Store, JoinHandle<()>), ServeError> {
+    let dead_letters =
+        delivery::dead_letter::Store::new(delivery::dead_letter_dir(&config.log.dir));
     let workers = delivery::stream::spawn(
         context.clone(),
         config.log.jetstream.clone(),
         store.clone(),
         delivery::Network::of(&config.delivery, &config.functions),
-        delivery::dead_letter_dir(&config.log.dir),
+        dead_letters.clone(),
         stop,
     )
     .await?;
-    Ok(workers)
+    Ok((dead_letters, workers))
 }
 
 /// `sluice deliver`'s delivery: a connection to NATS (its state in
-/// `sluice_jetstream_connected`) and one worker per destination on the destination's
-/// durable consumer.
+/// `sluice_jetstream_connected`), one worker per destination on the destination's
+/// durable consumer, and their dead-letter store.
 pub async fn stream_delivery(
     config: &Config,
     store: &catalog::Live,
-) -> Result<(async_nats::jetstream::Context, Part), ServeError> {
+) -> Result<
+    (
+        async_nats::jetstream::Context,
+        delivery::dead_letter::Store,
+        Part,
+    ),
+    ServeError,
+> {
     let part = Part::new("delivery");
     let client = log::jetstream::connect(&config.log.jetstream).await?;
     log::jetstream::spawn_connection_gauge(client.clone(), part.token());
     let context = async_nats::jetstream::new(client);
-    let workers = jetstream_workers(config, &context, store, part.token()).await?;
-    Ok((context, part.with(workers)))
+    let (dead_letters, workers) = jetstream_workers(config, &context, store, part.token()).await?;
+    Ok((context, dead_letters, part.with(workers)))
 }
 
 /// Usage reporting: the month's standing is read before the first request (so a restart

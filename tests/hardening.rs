@@ -829,7 +829,9 @@ async fn a_key_sent_twice_is_refused_so_plans_and_destinations_read_the_same_eve
         .post(server.url("/v1/track"))
         .header("authorization", common::basic("web-key"))
         .header("content-type", "application/json")
-        .body(format!(r#"{{"userId":"u","event":"E","properties":{large}}}"#))
+        .body(format!(
+            r#"{{"userId":"u","event":"E","properties":{large}}}"#
+        ))
         .send()
         .await
         .expect("send");

@@ -159,6 +159,252 @@ async fn jetstream_lag_gauges_tell_the_age_of_the_oldest_waiting_event() {
     delete_stream(url, &js.stream).await;
 }
 
+/// The events in one request a receiver got.
+fn events_in(request: &common::receiver::Received) -> usize {
+    let body: Value = serde_json::from_slice(&request.body).expect("JSON");
+    body["batch"].as_array().map_or(1, Vec::len)
+}
+
+fn circuit_gauge(text: &str, destination: &str) -> Option<f64> {
+    let series = format!("sluice_delivery_circuit_state{{destination=\"{destination}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(series.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// As on the local log, five failed sends in a row open the destination's circuit:
+/// each attempt then carries one event (a probe) while the others wait, the circuit
+/// gauge says so, and the first success closes it and lets everything through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_delivery_opens_the_circuit_and_probes_with_one_event() {
+    let url = "nats://127.0.0.1:4222";
+    let name = unique();
+    let js = settings(url, &name);
+    let receiver = Receiver::start().await;
+    receiver.answer(common::receiver::Answer::Status(503));
+    let destination = format!("circuit-{name}");
+    let catalog = catalog(&receiver, &destination).replace(
+        "timeout_ms = 2000\n",
+        "timeout_ms = 2000\nbatch_size = 100\n",
+    );
+    assert!(catalog.contains("batch_size"), "{catalog}");
+    let server = gateway(&catalog, &js);
+    let ids: Vec<String> = (0..10).map(|i| format!("{name}-circuit-{i}")).collect();
+    assert_eq!(send(&server, &ids).await.status(), 200);
+    let delivery = Delivery::start(&server).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut open_seen = false;
+    while receiver.refused().len() < 9 {
+        let gauge = circuit_gauge(&metrics_at(delivery.admin).await, &destination);
+        open_seen |= gauge.is_some_and(|g| g >= 1.0);
+        assert!(
+            Instant::now() < deadline,
+            "{} refused sends",
+            receiver.refused().len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let sizes: Vec<usize> = receiver.refused().iter().map(events_in).collect();
+    assert_eq!(sizes[0], 10, "the first send holds every event: {sizes:?}");
+    assert!(
+        sizes[5..].iter().all(|&n| n == 1),
+        "after five failures each attempt is a probe: {sizes:?}"
+    );
+    let gauge = circuit_gauge(&metrics_at(delivery.admin).await, &destination);
+    assert!(
+        open_seen || gauge.is_some_and(|g| g >= 1.0),
+        "circuit gauge {gauge:?}"
+    );
+
+    receiver.answer(common::receiver::Answer::Ok);
+    let got = receiver.wait_for(10, Duration::from_secs(20)).await;
+    assert_eq!(got.len(), 10, "{got:?}");
+    let text = metrics_at(delivery.admin).await;
+    assert_eq!(circuit_gauge(&text, &destination), Some(0.0), "{text}");
+    delivery.stop().await;
+    drop(server);
+    delete_stream(url, &js.stream).await;
+}
+
+/// Events held back by an open circuit reach the dead-letter store together once older
+/// than `max_age_secs` (not one probe at a time), and the delivery process's admin
+/// listener lists and replays them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_held_back_by_an_open_circuit_are_dead_lettered_at_max_age() {
+    let url = "nats://127.0.0.1:4222";
+    let name = unique();
+    let js = settings(url, &name);
+    let receiver = Receiver::start().await;
+    receiver.answer(common::receiver::Answer::Status(503));
+    let destination = format!("aged-{name}");
+    let catalog = catalog(&receiver, &destination)
+        .replace(
+            "initial_backoff_ms = 50, max_backoff_ms = 500 }",
+            "initial_backoff_ms = 20, max_backoff_ms = 100, max_age_secs = 5 }",
+        )
+        .replace(
+            "timeout_ms = 2000\n",
+            "timeout_ms = 2000\nbatch_size = 100\n",
+        );
+    assert!(
+        catalog.contains("max_age_secs") && catalog.contains("batch_size"),
+        "{catalog}"
+    );
+    let server = gateway(&catalog, &js);
+    let ids: Vec<String> = (0..8).map(|i| format!("{name}-aged-{i}")).collect();
+    assert_eq!(send(&server, &ids).await.status(), 200);
+    let delivery = Delivery::start(&server).await;
+    let file = server
+        .config
+        .log
+        .dir
+        .join("dead-letters")
+        .join(format!("{destination}.ndjson"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let buried = loop {
+        let lines: Vec<Value> = std::fs::read_to_string(&file)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a dead-letter line"))
+            .collect();
+        if lines.len() >= 8 {
+            break lines;
+        }
+        assert!(Instant::now() < deadline, "{} dead letters", lines.len());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(buried.len(), 8, "each event once: {buried:?}");
+    assert!(
+        buried.iter().all(|l| l["reason"] == "status_5xx"),
+        "{buried:?}"
+    );
+    // Held events past their age went together, in one append (one `failedAt`), not
+    // each as a probe of its own.
+    let mut times: Vec<&str> = buried
+        .iter()
+        .filter_map(|l| l["failedAt"].as_str())
+        .collect();
+    times.sort_unstable();
+    assert!(
+        times.windows(2).any(|w| w[0] == w[1]),
+        "every dead letter was a probe: {times:?}"
+    );
+    let sizes: Vec<usize> = receiver.refused().iter().map(events_in).collect();
+    assert_eq!(sizes.first(), Some(&8), "{sizes:?}");
+    assert!(
+        sizes.len() > 5 && sizes[5..].iter().all(|&n| n == 1),
+        "{sizes:?}"
+    );
+
+    // The delivery process's admin listener lists them and replays them, as a gateway's
+    // does for the local log (`sluice dlq`).
+    let listed: Value = client()
+        .get(format!("http://{}/dlq", delivery.admin))
+        .send()
+        .await
+        .expect("GET /dlq")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(listed[&destination], 8, "{listed}");
+    receiver.answer(common::receiver::Answer::Ok);
+    let replay = |token: &'static str| {
+        client()
+            .post(format!(
+                "http://{}/dlq/{destination}/replay",
+                delivery.admin
+            ))
+            .bearer_auth(token)
+            .send()
+    };
+    assert_eq!(replay("wrong").await.expect("replay").status(), 401);
+    let replayed: Value = replay(ADMIN_TOKEN)
+        .await
+        .expect("replay")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(replayed["delivered"], 8, "{replayed}");
+    assert_eq!(receiver.wait_for(8, Duration::from_secs(5)).await.len(), 8);
+    assert!(
+        std::fs::read_to_string(&file)
+            .unwrap_or_default()
+            .is_empty()
+    );
+    delivery.stop().await;
+    drop(server);
+    delete_stream(url, &js.stream).await;
+}
+
+/// A destination out of the catalog for `remove_consumer_after_secs` loses its JetStream
+/// consumer (with the events it had not delivered, as a removed destination's backlog on
+/// the local log), counted, so nothing keeps piling up for it on the servers; a removal
+/// undone sooner deletes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_removed_from_the_catalog_loses_its_consumer() {
+    let url = "nats://127.0.0.1:4222";
+    let name = unique();
+    let js = config::JetStream {
+        remove_consumer_after_secs: 3,
+        ..settings(url, &name)
+    };
+    let receiver = Receiver::start().await;
+    let destination = format!("leaving-{name}");
+    let with_destination = catalog(&receiver, &destination);
+    let server = gateway(&with_destination, &js);
+    let ids: Vec<String> = (0..3).map(|i| format!("{name}-leaving-{i}")).collect();
+    assert_eq!(send(&server, &ids).await.status(), 200);
+    let nats = async_nats::connect(url).await.expect("nats");
+    let stream = async_nats::jetstream::new(nats)
+        .get_stream(&js.stream)
+        .await
+        .expect("stream");
+    let consumer = sluice::delivery::stream::consumer_name(&destination);
+    let info = stream
+        .consumer_info(&consumer)
+        .await
+        .expect("the consumer exists");
+    assert_eq!(
+        info.num_pending, 3,
+        "no delivery process runs: the events wait"
+    );
+
+    let without = "[[sources]]\nid = \"web\"\nwrite_keys = [{ key = \"web-key\" }]\n";
+
+    // Removed and added back within the grace: the consumer and its events stay.
+    server.write_catalog(without);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    server.write_catalog(&with_destination);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let info = stream
+        .consumer_info(&consumer)
+        .await
+        .expect("the consumer stays");
+    assert_eq!(info.num_pending, 3, "its events wait still");
+
+    // Removed for good: gone after the grace, counted.
+    server.write_catalog(without);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while stream.consumer_info(&consumer).await.is_ok() {
+        assert!(Instant::now() < deadline, "the consumer stays");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let series =
+        format!("sluice_delivery_destinations_removed_total{{destination=\"{destination}\"}}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let m = server.metrics().await;
+        if m.contains(&series) {
+            assert_eq!(common::metric(&m, &series), 1.0, "{m}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "not counted: {m}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(server);
+    delete_stream(url, &js.stream).await;
+}
+
 /// A delivery process on the gateway's stream, as `sluice deliver` runs it.
 struct Delivery {
     /// Its admin listener (metrics, probes).
@@ -196,8 +442,12 @@ fn gateway(catalog: &str, js: &config::JetStream) -> TestServer {
         c.delivery.enabled = false;
         c.delivery.allow_private_destinations = true;
         c.server.max_key_failures_per_minute = 0;
+        c.server.admin_token = Some(config::Secret::new(ADMIN_TOKEN));
     })
 }
+
+/// The admin listener's token in these tests.
+const ADMIN_TOKEN: &str = "jetstream-test-admin-token";
 
 async fn send(server: &TestServer, ids: &[String]) -> reqwest::Response {
     let batch: Vec<Value> = ids

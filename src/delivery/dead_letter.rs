@@ -18,6 +18,9 @@ use serde_json::value::RawValue;
 use super::sink::{Blame, Outgoing, Sink};
 use crate::disk::{self, Access, Faults};
 
+mod store;
+pub use store::{ReplayError, Store};
+
 /// One dead-lettered event.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Entry {

@@ -13,7 +13,6 @@
 //! Lag per destination comes from the consumer's pending count.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +22,7 @@ use futures_util::StreamExt as _;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::backoff::{Breaker, Circuit};
 use super::dead_letter::{self, GiveUp};
 use super::route;
 use super::sink::{self, Network, Outgoing, SendError, Sink};
@@ -51,13 +51,14 @@ pub fn consumer_name(destination: &str) -> String {
 }
 
 /// Makes sure the stream exists and starts one worker per destination of the catalog
-/// (following its changes) until `stop`, on `context`'s connection.
+/// (following its changes) until `stop`, on `context`'s connection. The workers'
+/// dead letters go to `dead_letters`, through which the admin listener replays them.
 pub async fn spawn(
     context: jetstream::Context,
     settings: config::JetStream,
     store: catalog::Live,
     network: Network,
-    dead_letter_dir: PathBuf,
+    dead_letters: dead_letter::Store,
     stop: CancellationToken,
 ) -> Result<JoinHandle<()>, StartError> {
     js::ensure_stream(&context, &settings).await?;
@@ -68,7 +69,7 @@ pub async fn spawn(
         ack_wait,
         store,
         network,
-        dead_letter_dir,
+        dead_letters,
         stop,
     )))
 }
@@ -84,41 +85,103 @@ pub async fn keep_consumers(
     stop: CancellationToken,
 ) -> Result<JoinHandle<()>, StartError> {
     let stream = js::open_stream(&context, settings).await?;
-    let mut done: HashSet<String> = HashSet::new();
-    let ack_wait = Duration::from_millis(settings.redeliver_after_ms);
-    ensure_all(&stream, ack_wait, &store, &mut done).await;
+    let mut kept = Kept {
+        ack_wait: Duration::from_millis(settings.redeliver_after_ms),
+        grace: Duration::from_secs(settings.remove_consumer_after_secs),
+        done: HashSet::new(),
+        leaving: HashMap::new(),
+    };
+    kept.follow(&stream, &store).await;
     Ok(tokio::spawn(async move {
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(WATCH_EVERY) => {}
             }
-            ensure_all(&stream, ack_wait, &store, &mut done).await;
+            kept.follow(&stream, &store).await;
         }
     }))
 }
 
-async fn ensure_all(
-    stream: &stream::Stream,
+/// The consumers a gateway keeps for the catalog's destinations.
+struct Kept {
     ack_wait: Duration,
-    store: &catalog::Live,
-    done: &mut HashSet<String>,
-) {
-    let snapshot = store.snapshot();
-    done.retain(|id| snapshot.destination(id).is_some());
-    for d in snapshot.destinations() {
-        if done.contains(&d.id) {
-            continue;
-        }
-        match consumer_for(stream, &d.id, ack_wait).await {
-            Ok(_) => {
-                done.insert(d.id.clone());
+    /// How long a destination stays out of the catalog before its consumer goes.
+    grace: Duration,
+    /// Destinations whose consumer exists (created or found).
+    done: HashSet<String>,
+    /// Those out of the catalog, and since when.
+    leaving: HashMap<String, tokio::time::Instant>,
+}
+
+impl Kept {
+    /// Creates the consumers of new destinations, and deletes those of destinations out
+    /// of the catalog for longer than the grace.
+    async fn follow(&mut self, stream: &stream::Stream, store: &catalog::Live) {
+        let snapshot = store.snapshot();
+        let now = tokio::time::Instant::now();
+        self.leaving
+            .retain(|id, _| snapshot.destination(id).is_none());
+        for id in &self.done {
+            if snapshot.destination(id).is_none() {
+                self.leaving.entry(id.clone()).or_insert(now);
             }
-            Err(error) => {
-                tracing::warn!(destination = %d.id, %error, "cannot create the destination's JetStream consumer; retrying");
+        }
+        let due: Vec<String> = self
+            .leaving
+            .iter()
+            .filter(|(_, since)| now.duration_since(**since) >= self.grace)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in due {
+            // Kept (and tried again next time) if JetStream could not be asked.
+            if remove_consumer(stream, &id).await {
+                self.done.remove(&id);
+                self.leaving.remove(&id);
+            }
+        }
+        for d in snapshot.destinations() {
+            if self.done.contains(&d.id) {
+                continue;
+            }
+            match consumer_for(stream, &d.id, self.ack_wait).await {
+                Ok(_) => {
+                    self.done.insert(d.id.clone());
+                }
+                Err(error) => {
+                    tracing::warn!(destination = %d.id, %error, "cannot create the destination's JetStream consumer; retrying");
+                }
             }
         }
     }
+}
+
+/// A destination out of this gateway's catalog for the grace: its consumer is deleted
+/// with the events it had not acknowledged, as the local log releases a removed destination's
+/// backlog (adding it again starts with new events), counted and said loudly. False if
+/// JetStream could not be asked.
+async fn remove_consumer(stream: &stream::Stream, id: &str) -> bool {
+    let name = consumer_name(id);
+    let undelivered = stream
+        .consumer_info(&name)
+        .await
+        .ok()
+        .map(|info| info.num_pending + info.num_ack_pending as u64);
+    match stream.delete_consumer(&name).await {
+        Ok(_) => {}
+        Err(error)
+            if matches!(error.kind(), stream::ConsumerErrorKind::JetStream(e)
+                if e.error_code() == jetstream::ErrorCode::CONSUMER_NOT_FOUND) => {}
+        Err(error) => {
+            tracing::warn!(destination = id, %error, "cannot delete the JetStream consumer of a removed destination; retrying");
+            return false;
+        }
+    }
+    crate::telemetry::DELIVERY_DESTINATIONS_REMOVED
+        .with([id])
+        .increment(1);
+    tracing::warn!(destination = id, consumer = %name, undelivered = ?undelivered, "destination removed from the catalog: its JetStream consumer is deleted and its undelivered events will not be delivered; adding it again starts with new events (its dead letters are kept)");
+    true
 }
 
 async fn supervise(
@@ -126,7 +189,7 @@ async fn supervise(
     ack_wait: Duration,
     store: catalog::Live,
     network: Network,
-    dead_letter_dir: PathBuf,
+    dead_letters: dead_letter::Store,
     stop: CancellationToken,
 ) {
     let mut running = Workers::default();
@@ -134,7 +197,9 @@ async fn supervise(
     let mut failed: HashMap<String, Arc<Destination>> = HashMap::new();
     loop {
         let snapshot = store.snapshot();
-        running.stop_changed(&snapshot).await;
+        for id in running.stop_changed(&snapshot).await {
+            dead_letters.stopped(&id);
+        }
         for d in snapshot.destinations() {
             if running.contains(&d.id) || failed.get(&d.id).is_some_and(|f| f.kind == d.kind) {
                 continue;
@@ -156,13 +221,15 @@ async fn supervise(
                 }
             };
             let worker_stop = stop.child_token();
+            dead_letters.running(&d.id, Arc::clone(&sink));
             let worker = Worker {
                 destination: Arc::clone(d),
                 sink,
                 limiter: limiter_for(d),
                 consumer,
-                dead_letter_dir: dead_letter_dir.clone(),
+                dead_letters: dead_letters.clone(),
                 transform: Transform::new(&d.id, &network),
+                failures: std::sync::Mutex::default(),
                 stop: worker_stop.clone(),
             };
             tracing::info!(destination = %d.id, consumer = %consumer_name(&d.id), "delivery from JetStream started");
@@ -275,10 +342,22 @@ struct Worker {
     /// The destination's `rate_limit`, for this process's sends.
     limiter: Option<governor::DefaultDirectRateLimiter>,
     consumer: PullConsumer,
-    dead_letter_dir: PathBuf,
+    dead_letters: dead_letter::Store,
     /// Runs its insert function, if it has one.
     transform: Transform,
+    /// The destination's run of failed sends, shared by this worker's concurrent sends.
+    failures: std::sync::Mutex<Failures>,
     stop: CancellationToken,
+}
+
+/// Consecutive failed sends and the last one's cause.
+#[derive(Default)]
+struct Failures {
+    breaker: Breaker,
+    /// The last failure's reason and blame.
+    last: Option<(&'static str, sink::Blame)>,
+    /// With the circuit open: when the next probe may go.
+    probe_at: Option<tokio::time::Instant>,
 }
 
 /// One fetched event and what to do with it.
@@ -398,10 +477,7 @@ impl Worker {
                 out.push(f);
                 continue;
             };
-            let age = o
-                .received_at
-                .and_then(|at| (chrono::Utc::now() - at).to_std().ok())
-                .unwrap_or_default();
+            let age = age_of(o.received_at);
             let give_up = match applied.next() {
                 Some(Applied::Send(event)) => {
                     f.outgoing = Some(Outgoing { event, ..o });
@@ -435,14 +511,118 @@ impl Worker {
                 blame: sink::Blame::of_function_failure(reason),
                 detail,
             };
-            if self.dead_letter(destination, std::slice::from_ref(&o), &why, f.attempts) {
-                metrics_for(&destination.id).dead_lettered.increment(1);
-                ack(&f.message, AckKind::Ack).await;
-            } else {
-                ack(&f.message, AckKind::Nak(Some(Duration::from_secs(30)))).await;
-            }
+            f.outgoing = Some(o);
+            self.bury(destination, std::slice::from_ref(&f), &why).await;
         }
         out
+    }
+
+    /// Moves events to the dead-letter store (one append) and acknowledges them; if the
+    /// store refuses (full, I/O), gives them back to JetStream instead: never dropped.
+    async fn bury(&self, destination: &Destination, fetched: &[Fetched], why: &GiveUp) {
+        let outgoing: Vec<Outgoing> = fetched.iter().filter_map(|f| f.outgoing.clone()).collect();
+        let attempts = fetched.iter().map(|f| f.attempts).max().unwrap_or(1);
+        let kind = if self
+            .dead_letter(destination, &outgoing, why, attempts)
+            .await
+        {
+            metrics_for(&destination.id)
+                .dead_lettered
+                .increment(outgoing.len() as u64);
+            AckKind::Ack
+        } else {
+            AckKind::Nak(Some(Duration::from_secs(30)))
+        };
+        for f in fetched {
+            ack(&f.message, kind).await;
+        }
+    }
+
+    /// With the circuit open (`backoff::OPEN_AFTER` failed sends in a row), as on the
+    /// local log: one event goes out as a probe once per back-off, and the others wait
+    /// (given back to JetStream until the next probe is due) or, past `max_age_secs`, go
+    /// to the dead-letter store together with the last failure's cause. Closed: all go
+    /// out.
+    async fn probe_if_open(
+        &self,
+        destination: &Destination,
+        mut wanted: Vec<Fetched>,
+        metrics: &super::Metrics,
+    ) -> Vec<Fetched> {
+        let now = tokio::time::Instant::now();
+        let (probing, wait, last) = {
+            let mut f = self.failures();
+            if f.breaker.state() != Circuit::Open {
+                return wanted;
+            }
+            match f.probe_at.filter(|&at| at > now) {
+                Some(at) => (false, at - now, f.last),
+                None => {
+                    // This fetch sends the probe; the next one is due after the back-off.
+                    let wait =
+                        backoff::delay(&destination.retry, f.breaker.failures().saturating_sub(1));
+                    f.probe_at = Some(now + wait);
+                    (true, wait, f.last)
+                }
+            }
+        };
+        let held = if probing {
+            metrics.circuit.set(Circuit::HalfOpen.gauge());
+            wanted.split_off(wanted.len().min(1))
+        } else {
+            std::mem::take(&mut wanted)
+        };
+        let mut aged = Vec::new();
+        for f in held {
+            let age = f.outgoing.as_ref().map(|o| age_of(o.received_at));
+            match (age, last) {
+                (Some(age), Some(_)) if age.as_secs() >= destination.retry.max_age_secs => {
+                    aged.push(f);
+                }
+                (Some(age), _) => {
+                    // Never past the moment it reaches max_age_secs (then dead-lettered).
+                    let left =
+                        Duration::from_secs(destination.retry.max_age_secs).saturating_sub(age);
+                    let delay = wait.min(left).max(Duration::from_millis(1));
+                    ack(&f.message, AckKind::Nak(Some(delay))).await;
+                }
+                (None, _) => ack(&f.message, AckKind::Ack).await,
+            }
+        }
+        if let (false, Some((reason, blame))) = (aged.is_empty(), last) {
+            let why = GiveUp {
+                reason,
+                blame,
+                detail: format!("gave up after max_age_secs: {reason}"),
+            };
+            self.bury(destination, &aged, &why).await;
+        }
+        wanted
+    }
+
+    /// Records a send's outcome in the breaker and its gauge. Only failures that may pass
+    /// by retrying count: events a destination refuses as they are say nothing about
+    /// whether it is up (and must not let one source's bad events hold back the others').
+    fn record_outcome(&self, error: Option<&SendError>, metrics: &super::Metrics) {
+        let mut f = self.failures();
+        match error {
+            None => {
+                f.breaker.success();
+                f.probe_at = None;
+            }
+            Some(error @ SendError::Retryable { .. }) => {
+                f.breaker.failure();
+                f.last = Some((error.reason(), error.blame()));
+            }
+            Some(SendError::Permanent { .. }) => {}
+        }
+        metrics.circuit.set(f.breaker.state().gauge());
+    }
+
+    fn failures(&self) -> std::sync::MutexGuard<'_, Failures> {
+        self.failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     async fn deliver(
@@ -456,6 +636,7 @@ impl Worker {
         for f in skipped {
             ack(&f.message, AckKind::Ack).await;
         }
+        let wanted = self.probe_if_open(destination, wanted, metrics).await;
         // Up to max_in_flight sends at once, each within the destination's count and
         // byte bounds, as with the local log.
         let bounds = (self.sink.batch_size(), self.sink.batch_bytes());
@@ -490,6 +671,7 @@ impl Worker {
         let sending = crate::telemetry::Held::of(&metrics.in_flight);
         let sent = self.sink.send(&outgoing).await;
         drop(sending);
+        self.record_outcome(sent.as_ref().err(), metrics);
         let error = match sent {
             Ok(()) => {
                 for f in chunk {
@@ -501,10 +683,7 @@ impl Worker {
             Err(error) => error,
         };
         count_failed(&destination.id, &error);
-        let oldest = outgoing.iter().filter_map(|o| o.received_at).min();
-        let age = oldest
-            .and_then(|at| (chrono::Utc::now() - at).to_std().ok())
-            .unwrap_or_default();
+        let age = age_of(outgoing.iter().filter_map(|o| o.received_at).min());
         let attempts = chunk.iter().map(|f| f.attempts).max().unwrap_or(1);
         let give_up = match &error {
             SendError::Permanent {
@@ -528,19 +707,7 @@ impl Worker {
             SendError::Retryable { .. } => None,
         };
         match give_up {
-            Some(why) => {
-                if self.dead_letter(destination, &outgoing, &why, attempts) {
-                    metrics.dead_lettered.increment(outgoing.len() as u64);
-                    for f in chunk {
-                        ack(&f.message, AckKind::Ack).await;
-                    }
-                } else {
-                    // The store refused (full, I/O): give them back, never drop.
-                    for f in chunk {
-                        ack(&f.message, AckKind::Nak(Some(Duration::from_secs(30)))).await;
-                    }
-                }
-            }
+            Some(why) => self.bury(destination, chunk, &why).await,
             None => {
                 let retry_after = match error {
                     SendError::Retryable { retry_after, .. } => retry_after,
@@ -561,7 +728,7 @@ impl Worker {
         }
     }
 
-    fn dead_letter(
+    async fn dead_letter(
         &self,
         destination: &Destination,
         batch: &[Outgoing],
@@ -570,13 +737,16 @@ impl Worker {
     ) -> bool {
         let entries = dead_letter::entries(batch, why, attempts);
         let (reason, blame) = (why.reason, why.blame.as_str());
-        match dead_letter::append(
-            &self.dead_letter_dir,
-            &destination.id,
-            &entries,
-            destination.retry.max_dead_letter_bytes,
-            &Faults::default(),
-        ) {
+        let added = self
+            .dead_letters
+            .add(
+                &destination.id,
+                &entries,
+                destination.retry.max_dead_letter_bytes,
+                &Faults::default(),
+            )
+            .await;
+        match added {
             Ok(()) => {
                 tracing::warn!(destination = %destination.id, events = batch.len(), reason, blame, "events moved to the dead-letter store");
                 true
@@ -595,6 +765,13 @@ impl Worker {
             () = tokio::time::sleep(wait) => false,
         }
     }
+}
+
+/// How long ago an event was received (zero if unknown).
+fn age_of(received_at: Option<chrono::DateTime<chrono::Utc>>) -> Duration {
+    received_at
+        .and_then(|at| (chrono::Utc::now() - at).to_std().ok())
+        .unwrap_or_default()
 }
 
 async fn ack(message: &jetstream::Message, kind: AckKind) {

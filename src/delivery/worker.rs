@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use governor::DefaultDirectRateLimiter;
-use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use super::backlog::Backlog;
@@ -45,10 +44,8 @@ pub struct Worker {
     pub sink: Arc<dyn Sink>,
     /// Where cursors are saved.
     pub cursor_dir: PathBuf,
-    /// Where dead letters go.
-    pub dead_letter_dir: PathBuf,
-    /// Serialises writes to this destination's dead-letter file with replays.
-    pub dead_letter_lock: Arc<Mutex<()>>,
+    /// Where dead letters go (appends never interleave with a replay).
+    pub dead_letters: dead_letter::Store,
     /// Where its unsettled events start, for the lag gauges (set at each scrape).
     pub backlog: Arc<Backlog>,
     /// Where it may reach, and the program that runs its insert function if it has one.
@@ -462,15 +459,17 @@ impl Worker {
     async fn dead_letter(&self, batch: &[Outgoing], why: GiveUp, attempts: u32) -> Outcome {
         let metrics = metrics_for(&self.id);
         let entries = dead_letter::entries(batch, &why, attempts);
-        let _guard = self.dead_letter_lock.lock().await;
         loop {
-            match dead_letter::append(
-                &self.dead_letter_dir,
-                &self.id,
-                &entries,
-                self.max_dead_letter_bytes(),
-                &Faults::default(),
-            ) {
+            let added = self
+                .dead_letters
+                .add(
+                    &self.id,
+                    &entries,
+                    self.max_dead_letter_bytes(),
+                    &Faults::default(),
+                )
+                .await;
+            match added {
                 Ok(()) => break,
                 Err(io) => {
                     // Never drop: keep trying until the store takes them or we stop (the

@@ -122,7 +122,9 @@ mod tests {
 
     #[test]
     fn a_body_without_repeats_has_none() {
-        assert!(repeated(r#"{"a":1,"b":{"a":[{"a":1,"b":2}],"c":"a"},"d":[1,{"x":{}}]}"#).is_empty());
+        assert!(
+            repeated(r#"{"a":1,"b":{"a":[{"a":1,"b":2}],"c":"a"},"d":[1,{"x":{}}]}"#).is_empty()
+        );
         assert!(repeated(&members(33, "")).is_empty());
         assert!(repeated(&members(500, "")).is_empty());
         assert!(repeated("[]").is_empty());
@@ -136,7 +138,10 @@ mod tests {
         // Larger objects, which the DOM would merge: the repeat first, last, anywhere.
         for n in [31, 32, 33, 64, 300] {
             assert_eq!(repeated(&members(n, "\"k0\":true")), vec![0], "{n} members");
-            assert_eq!(repeated(&members(n, &format!("\"k{}\":true", n - 1))), vec![0]);
+            assert_eq!(
+                repeated(&members(n, &format!("\"k{}\":true", n - 1))),
+                vec![0]
+            );
         }
         // Nested behind objects and arrays with containers as values, so the hop over
         // each member's value is exercised.

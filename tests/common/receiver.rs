@@ -33,6 +33,7 @@ pub struct Received {
 #[derive(Default)]
 struct Shared {
     received: Vec<Received>,
+    refused: Vec<Received>,
     script: VecDeque<Answer>,
     default: Option<Answer>,
 }
@@ -86,12 +87,15 @@ impl Receiver {
                                             .pop_front()
                                             .or(s.default)
                                             .unwrap_or(Answer::Ok);
+                                        let request = Received {
+                                            body,
+                                            signature,
+                                            at: Instant::now(),
+                                        };
                                         if answer == Answer::Ok {
-                                            s.received.push(Received {
-                                                body,
-                                                signature,
-                                                at: Instant::now(),
-                                            });
+                                            s.received.push(request);
+                                        } else {
+                                            s.refused.push(request);
                                         }
                                         answer
                                     };
@@ -142,6 +146,11 @@ impl Receiver {
     /// Answers this from now on (after any script).
     pub fn answer(&self, answer: Answer) {
         self.shared.lock().expect("lock").default = Some(answer);
+    }
+
+    /// The requests answered with anything but `Ok`, in order.
+    pub fn refused(&self) -> Vec<Received> {
+        self.shared.lock().expect("lock").refused.clone()
     }
 
     /// Requests accepted (answered 200) so far.
