@@ -8,7 +8,7 @@
 //! line so the fragment stays a line of its own). A line that cannot be read is never
 //! dropped: it is counted, reported, and kept verbatim by replay for an operator.
 
-use std::io::{BufRead as _, Write as _};
+use std::io::Write as _;
 use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
@@ -135,25 +135,29 @@ pub struct Contents {
 
 /// Every entry of a destination.
 pub fn read(dir: &Path, destination: &str) -> std::io::Result<Contents> {
-    let file = match std::fs::File::open(path(dir, destination)) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Contents::default()),
+    Ok(read_whole(dir, destination)?.0)
+}
+
+/// Every entry of a destination, and how many bytes of the file that was.
+fn read_whole(dir: &Path, destination: &str) -> std::io::Result<(Contents, usize)> {
+    let bytes = match std::fs::read(path(dir, destination)) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
         Err(e) => return Err(e),
     };
     let mut contents = Contents::default();
-    for line in std::io::BufReader::new(file).split(b'\n') {
-        let line = line?;
+    for line in bytes.split(|&b| b == b'\n') {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        match serde_json::from_slice(&line) {
+        match serde_json::from_slice(line) {
             Ok(e) => contents.entries.push(e),
             Err(_) => contents
                 .unreadable
-                .push(String::from_utf8_lossy(&line).into_owned()),
+                .push(String::from_utf8_lossy(line).into_owned()),
         }
     }
-    Ok(contents)
+    Ok((contents, bytes.len()))
 }
 
 /// A destination's dead-letter counts.
@@ -202,15 +206,21 @@ pub struct Replayed {
 }
 
 /// Sends every dead letter of `destination` through `sink` once; keeps the failures
-/// and every unreadable line.
+/// and every unreadable line. Nothing may append meanwhile: [`Store::replay`] is the
+/// form that lets workers append while the sends run.
 pub async fn replay(dir: &Path, destination: &str, sink: &dyn Sink) -> std::io::Result<Replayed> {
-    let contents = read(dir, destination)?;
+    let (contents, read) = read_whole(dir, destination)?;
+    let (mut result, kept) = resend(contents.entries, sink).await;
+    result.unreadable = contents.unreadable.len();
+    rewrite(dir, destination, (&kept, &contents.unreadable), read)?;
+    Ok(result)
+}
+
+/// Sends each entry once: the outcome, and the entries that failed again (updated).
+async fn resend(entries: Vec<Entry>, sink: &dyn Sink) -> (Replayed, Vec<Entry>) {
     let mut kept = Vec::new();
-    let mut result = Replayed {
-        unreadable: contents.unreadable.len(),
-        ..Replayed::default()
-    };
-    for entry in contents.entries {
+    let mut result = Replayed::default();
+    for entry in entries {
         let outgoing = Outgoing {
             offset: entry.offset,
             source_id: entry.source_id.clone(),
@@ -232,23 +242,40 @@ pub async fn replay(dir: &Path, destination: &str, sink: &dyn Sink) -> std::io::
             }
         }
     }
-    // Rewrite: the kept entries, then the unreadable lines as they were, replace the file.
+    (result, kept)
+}
+
+/// Replaces the file's first `read` bytes (what a replay read) with the entries that
+/// failed again and the unreadable lines as they were, keeping whatever was appended
+/// after them.
+fn rewrite(
+    dir: &Path,
+    destination: &str,
+    (kept, unreadable): (&[Entry], &[String]),
+    read: usize,
+) -> std::io::Result<()> {
+    let file = path(dir, destination);
+    let now = match std::fs::read(&file) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e),
+    };
     let mut text = Vec::new();
-    for e in &kept {
+    for e in kept {
         serde_json::to_writer(&mut text, e)?;
         text.push(b'\n');
     }
-    for line in &contents.unreadable {
+    for line in unreadable {
         text.extend_from_slice(line.as_bytes());
         text.push(b'\n');
     }
-    disk::replace(
-        &path(dir, destination),
-        &text,
-        Access::Private,
-        &Faults::default(),
-    )?;
-    Ok(result)
+    if let Some(appended) = now.get(read..) {
+        text.extend_from_slice(appended);
+    }
+    if text.is_empty() && now.is_empty() {
+        return Ok(());
+    }
+    disk::replace(&file, &text, Access::Private, &Faults::default())
 }
 
 #[cfg(test)]
