@@ -404,12 +404,7 @@ impl Worker {
                     continue;
                 }
             };
-            let destination = store
-                .snapshot()
-                .destination(&id)
-                .cloned()
-                .unwrap_or_else(|| Arc::clone(&self.destination));
-            let mut fetched = Vec::new();
+            let mut received = Vec::new();
             let mut failed = None;
             loop {
                 let next = tokio::select! {
@@ -418,13 +413,25 @@ impl Worker {
                 };
                 match next {
                     None => break,
-                    Some(Ok(message)) => fetched.push(self.prepare(&destination, message)),
+                    Some(Ok(message)) => received.push(message),
                     Some(Err(error)) => {
                         failed = Some(error);
                         break;
                     }
                 }
             }
+            // Routed by the catalog as it is now, after the last message arrived (a fetch
+            // stays open up to FETCH_WAIT): never by one older than the catalog the
+            // gateway accepted an event under, when both run in this process.
+            let destination = store
+                .snapshot()
+                .destination(&id)
+                .cloned()
+                .unwrap_or_else(|| Arc::clone(&self.destination));
+            let mut fetched: Vec<Fetched> = received
+                .into_iter()
+                .map(|message| self.prepare(&destination, message))
+                .collect();
             if fetched.is_empty() {
                 // A fetch that fails at once (no consumer leader during an election, say)
                 // is tried again after a pause, not in a loop that starves the servers.
