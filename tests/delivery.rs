@@ -483,11 +483,23 @@ async fn isolation_on(backend: Backend) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_are_signed_and_private_addresses_are_refused_by_default() {
+    signed_and_guarded_on(Backend::Local).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_are_signed_and_private_addresses_are_refused_by_default_on_jetstream() {
+    signed_and_guarded_on(Backend::JetStream).await;
+}
+
+async fn signed_and_guarded_on(backend: Backend) {
     let receiver = Receiver::start().await;
-    let server = start(&webhook("signed", &receiver.url(), "").replace(
-        "timeout_ms = 400",
-        "timeout_ms = 400\nbatch_size = 10\nbatch_ms = 100\nsecret = \"s3cret\"",
-    ));
+    let server = start_on(
+        backend,
+        &webhook(&backend.id("signed"), &receiver.url(), "").replace(
+            "timeout_ms = 400",
+            "timeout_ms = 400\nbatch_size = 10\nbatch_ms = 100\nsecret = \"s3cret\"",
+        ),
+    );
     send(
         &server,
         "web-key",
@@ -503,21 +515,24 @@ async fn batches_are_signed_and_private_addresses_are_refused_by_default() {
     }
 
     // Default settings: loopback is off limits.
-    let guarded = TestServer::start_with(&catalog(&webhook("local", &receiver.url(), "")), |_| {});
+    let local = backend.id("local");
+    let guarded = TestServer::start_with(&catalog(&webhook(&local, &receiver.url(), "")), |c| {
+        backend.configure(c)
+    });
     send(&guarded, "web-key", &[track("ssrf-1")]).await;
     eventually(
         "refused into the dead-letter store",
         5 * SECOND,
-        async || dead_letters(&guarded).await == json!({"local": 1}),
+        async || dead_letters(&guarded).await == json!({ &local: 1 }),
     )
     .await;
     let m = guarded.metrics().await;
-    assert!(
-        metric(
-            &m,
-            "sluice_delivery_failed_total{destination=\"local\",reason=\"private_address\"}"
-        ) >= 1.0
+    let series = format!(
+        "sluice_delivery_failed_total{{destination=\"{local}\",reason=\"private_address\"}}"
     );
+    assert!(metric(&m, &series) >= 1.0);
+    backend.clean_up(&server).await;
+    backend.clean_up(&guarded).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
