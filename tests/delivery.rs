@@ -177,6 +177,22 @@ async fn replay(server: &TestServer, id: &str) -> Value {
 
 const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
+/// A test on each delivery engine: `$local` runs `$body` on the local log, `$jetstream`
+/// on JetStream.
+macro_rules! on_both_engines {
+    ($body:ident: $local:ident, $jetstream:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $local() {
+            $body(Backend::Local).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $jetstream() {
+            $body(Backend::JetStream).await;
+        }
+    };
+}
+
 async fn eventually(what: &str, within: Duration, mut check: impl AsyncFnMut() -> bool) {
     let deadline = Instant::now() + within;
     while !check().await {
@@ -185,18 +201,10 @@ async fn eventually(what: &str, within: Duration, mut check: impl AsyncFnMut() -
     }
 }
 
+on_both_engines!(webhook_compliance_on: webhook_compliance, webhook_compliance_on_jetstream);
+
 /// The compliance test every destination passes, here for `webhook`: 2xx; 429 with
 /// Retry-After; 500; timeout; connection refused; 400 → dead letter; replay.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn webhook_compliance() {
-    webhook_compliance_on(Backend::Local).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn webhook_compliance_on_jetstream() {
-    webhook_compliance_on(Backend::JetStream).await;
-}
-
 async fn webhook_compliance_on(backend: Backend) {
     let hook = backend.id("hook");
     // Connection refused first: the port is free until the receiver binds it later.
@@ -242,12 +250,10 @@ async fn webhook_compliance_on(backend: Backend) {
     assert_eq!(ids(&events)[5], "after-bad");
     assert_eq!(dead_letters(&server).await, json!({ &hook: 1 }));
     // The entry says why and who is to blame: the destination refused the event itself.
-    let file = server
-        .config
-        .log
-        .dir
-        .join("dead-letters")
-        .join(format!("{hook}.ndjson"));
+    let file = sluice::delivery::dead_letter::path(
+        &sluice::delivery::dead_letter_dir(&server.config.log.dir),
+        &hook,
+    );
     let text = std::fs::read_to_string(&file).expect("dead letters");
     let entry: Value = serde_json::from_str(text.trim()).expect("one entry");
     assert_eq!(
@@ -292,18 +298,10 @@ async fn webhook_compliance_on(backend: Backend) {
     backend.clean_up(&server).await;
 }
 
+on_both_engines!(file_compliance_on: file_compliance, file_compliance_on_jetstream);
+
 /// The same compliance for `file`: success, a failing path retried until it works,
 /// past max age → dead letter, replay.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn file_compliance() {
-    file_compliance_on(Backend::Local).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn file_compliance_on_jetstream() {
-    file_compliance_on(Backend::JetStream).await;
-}
-
 async fn file_compliance_on(backend: Backend) {
     let disk = backend.id("disk");
     let out = tempfile::tempdir().expect("tempdir");
@@ -351,15 +349,9 @@ async fn file_compliance_on(backend: Backend) {
     backend.clean_up(&server).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn routing_follows_sources_integrations_filters_and_catalog_changes() {
-    routing_on(Backend::Local).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn routing_follows_sources_integrations_filters_and_catalog_changes_on_jetstream() {
-    routing_on(Backend::JetStream).await;
-}
+on_both_engines!(routing_on:
+    routing_follows_sources_integrations_filters_and_catalog_changes,
+    routing_follows_sources_integrations_filters_and_catalog_changes_on_jetstream);
 
 async fn routing_on(backend: Backend) {
     let a = Receiver::start().await;
@@ -420,15 +412,9 @@ async fn routing_on(backend: Backend) {
     backend.clean_up(&server).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dead_destination_does_not_slow_the_others_and_catches_up() {
-    isolation_on(Backend::Local).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dead_destination_does_not_slow_the_others_and_catches_up_on_jetstream() {
-    isolation_on(Backend::JetStream).await;
-}
+on_both_engines!(isolation_on:
+    a_dead_destination_does_not_slow_the_others_and_catches_up,
+    a_dead_destination_does_not_slow_the_others_and_catches_up_on_jetstream);
 
 async fn isolation_on(backend: Backend) {
     let down = Receiver::start().await;
@@ -481,15 +467,9 @@ async fn isolation_on(backend: Backend) {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn batches_are_signed_and_private_addresses_are_refused_by_default() {
-    signed_and_guarded_on(Backend::Local).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn batches_are_signed_and_private_addresses_are_refused_by_default_on_jetstream() {
-    signed_and_guarded_on(Backend::JetStream).await;
-}
+on_both_engines!(signed_and_guarded_on:
+    batches_are_signed_and_private_addresses_are_refused_by_default,
+    batches_are_signed_and_private_addresses_are_refused_by_default_on_jetstream);
 
 async fn signed_and_guarded_on(backend: Backend) {
     let receiver = Receiver::start().await;

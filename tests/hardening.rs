@@ -783,37 +783,42 @@ fn the_catalog_copy_holding_destination_secrets_is_owner_only() {
     assert_eq!(mode, 0o600);
 }
 
+/// Posts `body` to `path` with the `web` source's key: the status and the JSON answer.
+async fn post_json(server: &TestServer, path: &str, body: String) -> (u16, Value) {
+    let r = common::client()
+        .post(server.url(path))
+        .header("authorization", common::basic("web-key"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("send");
+    let status = r.status().as_u16();
+    (status, r.json().await.expect("json"))
+}
+
 #[tokio::test]
 async fn a_key_sent_twice_is_refused_so_plans_and_destinations_read_the_same_event() {
     let server = TestServer::start();
-    let r = common::client()
-        .post(server.url("/v1/track"))
-        .header("authorization", common::basic("web-key"))
-        .header("content-type", "application/json")
-        .body(r#"{"userId":"u","event":"E","integrations":{"All":false,"All":true}}"#)
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(r.status(), 400);
-    let body: Value = r.json().await.expect("json");
-    assert_eq!(body["code"], "duplicate_key");
+    let (status, body) = post_json(
+        &server,
+        "/v1/track",
+        r#"{"userId":"u","event":"E","integrations":{"All":false,"All":true}}"#.to_owned(),
+    )
+    .await;
+    assert_eq!((status, &body["code"]), (400, &json!("duplicate_key")));
     assert!(server.stored().is_empty());
 
-    // In a batch only the offending item is refused; a repeated key in the batch's
-    // context (copied into every item) refuses them all.
-    let r = common::client()
-        .post(server.url("/v1/batch"))
-        .header("authorization", common::basic("web-key"))
-        .header("content-type", "application/json")
-        .body(
-            r#"{"batch":[{"type":"track","userId":"u","event":"A","properties":{"plan":"free","plan":"paid"}},
-                         {"type":"track","userId":"u","event":"B","properties":{"plan":"paid"}}]}"#,
-        )
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(r.status(), 200);
-    let body: Value = r.json().await.expect("json");
+    // In a batch only the offending item is refused.
+    let (status, body) = post_json(
+        &server,
+        "/v1/batch",
+        r#"{"batch":[{"type":"track","userId":"u","event":"A","properties":{"plan":"free","plan":"paid"}},
+                     {"type":"track","userId":"u","event":"B","properties":{"plan":"paid"}}]}"#
+            .to_owned(),
+    )
+    .await;
+    assert_eq!(status, 200);
     assert_eq!(body["rejected"][0]["index"], 0);
     assert_eq!(body["rejected"][0]["code"], "duplicate_key");
     let stored = server.stored();
@@ -825,47 +830,27 @@ async fn a_key_sent_twice_is_refused_so_plans_and_destinations_read_the_same_eve
     let mut members: Vec<String> = (0..40).map(|i| format!(r#""p{i}":{i}"#)).collect();
     members.push(r#""p5":"again""#.to_owned());
     let large = format!("{{{}}}", members.join(","));
-    let r = common::client()
-        .post(server.url("/v1/track"))
-        .header("authorization", common::basic("web-key"))
-        .header("content-type", "application/json")
-        .body(format!(
-            r#"{{"userId":"u","event":"E","properties":{large}}}"#
-        ))
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(r.status(), 400);
-    let body: Value = r.json().await.expect("json");
-    assert_eq!(body["code"], "duplicate_key");
-    let r = common::client()
-        .post(server.url("/v1/batch"))
-        .header("authorization", common::basic("web-key"))
-        .header("content-type", "application/json")
-        .body(format!(
-            r#"{{"batch":[{{"type":"track","userId":"u","event":"C"}},
-                          {{"type":"track","userId":"u","event":"D","properties":{large}}}]}}"#
-        ))
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(r.status(), 200);
-    let body: Value = r.json().await.expect("json");
+    let single = format!(r#"{{"userId":"u","event":"E","properties":{large}}}"#);
+    let (status, body) = post_json(&server, "/v1/track", single).await;
+    assert_eq!((status, &body["code"]), (400, &json!("duplicate_key")));
+    let batch = format!(
+        r#"{{"batch":[{{"type":"track","userId":"u","event":"C"}},
+                      {{"type":"track","userId":"u","event":"D","properties":{large}}}]}}"#
+    );
+    let (status, body) = post_json(&server, "/v1/batch", batch).await;
+    assert_eq!(status, 200);
     assert_eq!(body["rejected"][0]["index"], 1);
     assert_eq!(body["rejected"][0]["code"], "duplicate_key");
 
     // A repeat in what every item inherits (the batch's context) refuses the request.
-    let r = common::client()
-        .post(server.url("/v1/batch"))
-        .header("authorization", common::basic("web-key"))
-        .header("content-type", "application/json")
-        .body(r#"{"batch":[{"type":"track","userId":"u","event":"F"}],"context":{"ip":"1.2.3.4","ip":"5.6.7.8"}}"#)
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(r.status(), 400);
-    let body: Value = r.json().await.expect("json");
-    assert_eq!(body["code"], "duplicate_key");
+    let (status, body) = post_json(
+        &server,
+        "/v1/batch",
+        r#"{"batch":[{"type":"track","userId":"u","event":"F"}],"context":{"ip":"1.2.3.4","ip":"5.6.7.8"}}"#
+            .to_owned(),
+    )
+    .await;
+    assert_eq!((status, &body["code"]), (400, &json!("duplicate_key")));
     let events: Vec<String> = server
         .stored()
         .iter()

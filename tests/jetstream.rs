@@ -254,12 +254,10 @@ async fn events_held_back_by_an_open_circuit_are_dead_lettered_at_max_age() {
     let ids: Vec<String> = (0..8).map(|i| format!("{name}-aged-{i}")).collect();
     assert_eq!(send(&server, &ids).await.status(), 200);
     let delivery = Delivery::start(&server).await;
-    let file = server
-        .config
-        .log
-        .dir
-        .join("dead-letters")
-        .join(format!("{destination}.ndjson"));
+    let file = sluice::delivery::dead_letter::path(
+        &sluice::delivery::dead_letter_dir(&server.config.log.dir),
+        &destination,
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     let buried = loop {
         let lines: Vec<Value> = std::fs::read_to_string(&file)
