@@ -453,6 +453,24 @@ async fn isolation_on(backend: Backend) {
     if let Backend::JetStream = backend {
         got.sort_by_key(|id| id[2..].parse::<usize>().unwrap_or(usize::MAX));
         assert_eq!(got, want);
+        // Both consumers end with nothing waiting and nothing handed out unacknowledged.
+        let nats = async_nats::connect(&server.config.log.jetstream.url)
+            .await
+            .expect("nats");
+        let stream = async_nats::jetstream::new(nats)
+            .get_stream(&server.config.log.jetstream.stream)
+            .await
+            .expect("stream");
+        for id in [&down_id, &up_id] {
+            let name = sluice::delivery::stream::consumer_name(id);
+            eventually("every event acknowledged", 5 * SECOND, async || {
+                stream
+                    .consumer_info(&name)
+                    .await
+                    .is_ok_and(|i| i.num_pending == 0 && i.num_ack_pending == 0)
+            })
+            .await;
+        }
         backend.clean_up(&server).await;
         return;
     }

@@ -8,7 +8,7 @@
 //! line so the fragment stays a line of its own). A line that cannot be read is never
 //! dropped: it is counted, reported, and kept verbatim by replay for an operator.
 
-use std::io::Write as _;
+use std::io::{BufRead as _, Read as _, Seek as _, Write as _};
 use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
@@ -138,26 +138,37 @@ pub fn read(dir: &Path, destination: &str) -> std::io::Result<Contents> {
     Ok(read_whole(dir, destination)?.0)
 }
 
-/// Every entry of a destination, and how many bytes of the file that was.
+/// Every entry of a destination, and how many bytes of the file that was (read as a
+/// stream: the file may be large).
 fn read_whole(dir: &Path, destination: &str) -> std::io::Result<(Contents, usize)> {
-    let bytes = match std::fs::read(path(dir, destination)) {
-        Ok(bytes) => bytes,
+    let file = match std::fs::File::open(path(dir, destination)) {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
         Err(e) => return Err(e),
     };
+    let mut reader = std::io::BufReader::new(file);
     let mut contents = Contents::default();
-    for line in bytes.split(|&b| b == b'\n') {
-        if line.iter().all(u8::is_ascii_whitespace) {
+    let mut read = 0;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = reader.read_until(b'\n', &mut line)?;
+        if n == 0 {
+            break;
+        }
+        read += n;
+        let text = line.strip_suffix(b"\n").unwrap_or(&line);
+        if text.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        match serde_json::from_slice(line) {
+        match serde_json::from_slice(text) {
             Ok(e) => contents.entries.push(e),
             Err(_) => contents
                 .unreadable
-                .push(String::from_utf8_lossy(line).into_owned()),
+                .push(String::from_utf8_lossy(text).into_owned()),
         }
     }
-    Ok((contents, bytes.len()))
+    Ok((contents, read))
 }
 
 /// A destination's dead-letter counts.
@@ -255,11 +266,24 @@ fn rewrite(
     read: usize,
 ) -> std::io::Result<()> {
     let file = path(dir, destination);
-    let now = match std::fs::read(&file) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+    // What was appended after the part the replay read (appends only ever add; a file
+    // that shrank was changed by someone else: left as it is, so nothing is lost and
+    // the next replay sends again what this one delivered).
+    let mut appended = Vec::new();
+    match std::fs::File::open(&file) {
+        Ok(mut f) => {
+            if (f.metadata()?.len() as usize) < read {
+                return Err(std::io::Error::other(format!(
+                    "{} shrank during the replay; left as it is",
+                    file.display()
+                )));
+            }
+            f.seek(std::io::SeekFrom::Start(read as u64))?;
+            f.read_to_end(&mut appended)?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && read == 0 => {}
         Err(e) => return Err(e),
-    };
+    }
     let mut text = Vec::new();
     for e in kept {
         serde_json::to_writer(&mut text, e)?;
@@ -269,10 +293,8 @@ fn rewrite(
         text.extend_from_slice(line.as_bytes());
         text.push(b'\n');
     }
-    if let Some(appended) = now.get(read..) {
-        text.extend_from_slice(appended);
-    }
-    if text.is_empty() && now.is_empty() {
+    text.extend_from_slice(&appended);
+    if text.is_empty() && read == 0 {
         return Ok(());
     }
     disk::replace(&file, &text, Access::Private, &Faults::default())

@@ -443,10 +443,18 @@ impl Worker {
                 }
                 continue;
             }
-            if let Some(function) = &destination.function {
-                fetched = self.transformed(&destination, function, fetched).await;
+            let Some(function) = &destination.function else {
+                self.deliver(&destination, fetched, &metrics).await;
+                continue;
+            };
+            // At most FUNCTION_FETCH events run before they settle, even when the
+            // function was added while a larger fetch was open.
+            while !fetched.is_empty() {
+                let rest = fetched.split_off(fetched.len().min(FUNCTION_FETCH));
+                let part = self.transformed(&destination, function, fetched).await;
+                self.deliver(&destination, part, &metrics).await;
+                fetched = rest;
             }
-            self.deliver(&destination, fetched, &metrics).await;
         }
     }
 
