@@ -280,7 +280,11 @@ impl Delivery {
     ) {
         let mut running = Workers::default();
         let mut failed: HashMap<String, Arc<Destination>> = HashMap::new();
+        // The log's end when the last catalog was read: a destination that appears in
+        // the next one starts there (every event accepted once it appeared is after it).
+        let mut seen_end = log.next_offset();
         loop {
+            let end = log.next_offset();
             let snapshot = store.snapshot();
             // Stop workers whose destination left or changed.
             for id in running.stop_changed(&snapshot).await {
@@ -303,7 +307,7 @@ impl Delivery {
                 match built {
                     Ok(sink) => {
                         failed.remove(&d.id);
-                        let _ = start_cursor(&log, &d.id);
+                        let _ = start_cursor_from(&log, &d.id, seen_end);
                         self.dead_letters.running(&d.id, Arc::clone(&sink));
                         let backlog = Arc::new(Backlog::default());
                         self.backlogs.insert(d.id.clone(), Arc::clone(&backlog));
@@ -334,6 +338,7 @@ impl Delivery {
                     self.dead_letters.stopped(&id);
                 }
             }
+            seen_end = end;
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 () = tokio::time::sleep(WATCH_EVERY) => {}
@@ -383,6 +388,13 @@ pub fn saved_holds(log_dir: &Path, snapshot: &catalog::Snapshot) -> Vec<(String,
 /// whole log (nothing of its backlog is deleted) and does not deliver until an
 /// operator repairs or removes the file.
 pub fn start_cursor(log: &Log, id: &str) -> Result<u64, cursor::CursorError> {
+    start_cursor_from(log, id, log.next_offset())
+}
+
+/// As [`start_cursor`], but a new destination starts at `new_from` (at most the log's
+/// end): the log's end when the supervisor last read a catalog without it, so no event
+/// accepted once it appeared slips past it.
+fn start_cursor_from(log: &Log, id: &str, new_from: u64) -> Result<u64, cursor::CursorError> {
     let dir = cursor_dir(log.dir());
     let end = log.next_offset();
     let offset = match cursor::load(&dir, id) {
@@ -399,8 +411,9 @@ pub fn start_cursor(log: &Log, id: &str) -> Result<u64, cursor::CursorError> {
         }
         Ok(Some(offset)) => offset,
         Ok(None) => {
-            save_cursor(&dir, id, end);
-            end
+            let start = new_from.min(end);
+            save_cursor(&dir, id, start);
+            start
         }
         Err(error) => {
             log.hold(id, 0);

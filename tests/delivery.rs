@@ -66,10 +66,8 @@ impl Backend {
         }
     }
 
-    /// Waits until a destination just added to (or enabled in) the catalog reads the
-    /// log: its worker started on the local log (within its supervisor's 200 ms round),
-    /// its consumer created on JetStream (within the gateway's 500 ms round). Events
-    /// accepted before are not its (README, "Semantics").
+    /// Waits until a catalog change reached the delivery workers (they route by the
+    /// catalog they last read) and, on JetStream, the destination's consumer exists.
     async fn await_destination(self, server: &TestServer, id: &str) {
         // The catalog is read every 100 ms; workers route by what they last read.
         tokio::time::sleep(Duration::from_millis(600)).await;
@@ -409,6 +407,46 @@ async fn routing_on(backend: Backend) {
         ["beta-off", "marker-2"]
     );
     assert!(b.events().is_empty() || !ids(&b.events()).contains(&"to-a-only".to_owned()));
+    backend.clean_up(&server).await;
+}
+
+on_both_engines!(new_destination_on:
+    a_new_destination_gets_every_event_accepted_once_it_is_in_the_catalog,
+    a_new_destination_gets_every_event_accepted_once_it_is_in_the_catalog_on_jetstream);
+
+/// A source and a destination added together: the first events the gateway accepts for
+/// the new source (it refuses its key until the new catalog is in) reach the new
+/// destination, though its worker or consumer starts a moment later.
+async fn new_destination_on(backend: Backend) {
+    let receiver = Receiver::start().await;
+    let server = start_on(backend, "");
+    let late = backend.id("late");
+    server.write_catalog(&format!(
+        "{}[[sources]]\nid = \"late-src\"\nwrite_keys = [{{ key = \"late-key\" }}]\n{}",
+        catalog(""),
+        webhook(&late, &receiver.url(), "")
+            .replace("sources = [\"web\"]", "sources = [\"late-src\"]")
+    ));
+    let deadline = Instant::now() + 10 * SECOND;
+    let mut accepted = Vec::new();
+    while accepted.len() < 3 {
+        let id = format!("late-{}", accepted.len());
+        let r = client()
+            .post(server.url("/v1/track"))
+            .header("authorization", basic("late-key"))
+            .json(&json!({"userId": "u", "event": "E", "messageId": id}))
+            .send()
+            .await
+            .expect("send");
+        match r.status().as_u16() {
+            200 => accepted.push(id),
+            401 => assert!(Instant::now() < deadline, "the new catalog never came in"),
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    let mut got = ids(&receiver.wait_for(3, 10 * SECOND).await);
+    got.sort();
+    assert_eq!(got, accepted);
     backend.clean_up(&server).await;
 }
 

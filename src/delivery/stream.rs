@@ -90,6 +90,7 @@ pub async fn keep_consumers(
         grace: Duration::from_secs(settings.remove_consumer_after_secs),
         done: HashSet::new(),
         leaving: HashMap::new(),
+        looked: std::time::SystemTime::now(),
     };
     kept.follow(&stream, &store).await;
     Ok(tokio::spawn(async move {
@@ -112,12 +113,15 @@ struct Kept {
     done: HashSet<String>,
     /// Those out of the catalog, and since when.
     leaving: HashMap<String, tokio::time::Instant>,
+    /// When the catalog was last read.
+    looked: std::time::SystemTime,
 }
 
 impl Kept {
     /// Creates the consumers of new destinations, and deletes those of destinations out
     /// of the catalog for longer than the grace.
     async fn follow(&mut self, stream: &stream::Stream, store: &catalog::Live) {
+        let seen_without = std::mem::replace(&mut self.looked, std::time::SystemTime::now());
         let snapshot = store.snapshot();
         let now = tokio::time::Instant::now();
         self.leaving
@@ -144,7 +148,7 @@ impl Kept {
             if self.done.contains(&d.id) {
                 continue;
             }
-            match consumer_for(stream, &d.id, self.ack_wait).await {
+            match consumer_for(stream, &d.id, self.ack_wait, seen_without).await {
                 Ok(_) => {
                     self.done.insert(d.id.clone());
                 }
@@ -195,7 +199,9 @@ async fn supervise(
     let mut running = Workers::default();
     // Destinations whose settings cannot make a sink: said once until they change.
     let mut failed: HashMap<String, Arc<Destination>> = HashMap::new();
+    let mut looked = std::time::SystemTime::now();
     loop {
+        let seen_without = std::mem::replace(&mut looked, std::time::SystemTime::now());
         let snapshot = store.snapshot();
         for id in running.stop_changed(&snapshot).await {
             dead_letters.stopped(&id);
@@ -213,7 +219,7 @@ async fn supervise(
                 }
             };
             failed.remove(&d.id);
-            let consumer = match consumer_for(&stream, &d.id, ack_wait).await {
+            let consumer = match consumer_for(&stream, &d.id, ack_wait, seen_without).await {
                 Ok(c) => c,
                 Err(error) => {
                     tracing::warn!(destination = %d.id, %error, "cannot open the destination's JetStream consumer; retrying");
@@ -308,13 +314,30 @@ async fn watch_lag(
     }
 }
 
+/// How far before the last catalog read without it a new destination's consumer starts:
+/// gateways and delivery processes read the catalog at slightly different moments, and
+/// the servers' clocks may differ a little from this process's.
+const APPEARED_MARGIN: Duration = Duration::from_secs(2);
+
 /// Opens the destination's durable consumer, creating it (with `ack_wait`) if needed.
+/// A new one starts with the events stored from `APPEARED_MARGIN` before `seen_without`
+/// (when this process last read a catalog without the destination), so no event
+/// accepted once it appeared slips past it; it may get a second or two of earlier ones.
 async fn consumer_for(
     stream: &stream::Stream,
     id: &str,
     ack_wait: Duration,
+    seen_without: std::time::SystemTime,
 ) -> Result<PullConsumer, String> {
     let name = consumer_name(id);
+    let from = seen_without
+        .checked_sub(APPEARED_MARGIN)
+        .unwrap_or(std::time::UNIX_EPOCH)
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let start_time =
+        async_nats::datetime::DateTime::from_unix_timestamp_nanos(from.as_nanos() as i128)
+            .map_err(|e| e.to_string())?;
     stream
         .get_or_create_consumer(
             &name,
@@ -322,7 +345,7 @@ async fn consumer_for(
                 durable_name: Some(name.clone()),
                 description: Some(format!("Sluice delivery to destination {id}")),
                 ack_policy: AckPolicy::Explicit,
-                deliver_policy: DeliverPolicy::New,
+                deliver_policy: DeliverPolicy::ByStartTime { start_time },
                 ack_wait,
                 max_ack_pending: MAX_ACK_PENDING,
                 ..Default::default()
