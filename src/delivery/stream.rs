@@ -9,7 +9,8 @@
 //! A failed send is given back with a delay (negative ack with the destination's
 //! back-off) and retried by whichever process fetches it next; past `retry.max_age_secs`
 //! or on a permanent failure it goes to this process's dead-letter store. A new
-//! destination starts with the events that arrive from then on, as with the local log.
+//! destination's consumer starts with the events stored shortly before this process last
+//! read a catalog without it, so it misses none accepted once it appeared.
 //! Lag per destination comes from the consumer's pending count.
 
 use std::collections::{HashMap, HashSet};

@@ -78,8 +78,9 @@ enum Outcome {
 impl Worker {
     /// Runs until stopped or the destination leaves the catalog.
     pub async fn run(self) {
-        // A new destination starts with the events that arrive from now on; one whose
-        // cursor cannot be read holds its place (and the log) until an operator acts.
+        // A new destination starts where its supervisor placed its cursor (the log's end
+        // when it last read a catalog without it); one whose cursor cannot be read holds
+        // its place (and the log) until an operator acts.
         let start = loop {
             match super::start_cursor(&self.log, &self.id) {
                 Ok(start) => break start,
