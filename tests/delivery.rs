@@ -74,13 +74,7 @@ impl Backend {
         match self {
             Self::Local => {}
             Self::JetStream => {
-                let nats = async_nats::connect(&server.config.log.jetstream.url)
-                    .await
-                    .expect("nats");
-                let stream = async_nats::jetstream::new(nats)
-                    .get_stream(&server.config.log.jetstream.stream)
-                    .await
-                    .expect("stream");
+                let stream = jetstream_of(server).await;
                 let name = sluice::delivery::stream::consumer_name(id);
                 eventually("the destination's consumer", 5 * SECOND, async || {
                     stream.consumer_info(&name).await.is_ok()
@@ -100,6 +94,17 @@ impl Backend {
                 .await;
         }
     }
+}
+
+/// The JetStream stream a server on [`Backend::JetStream`] logs to.
+async fn jetstream_of(server: &TestServer) -> async_nats::jetstream::stream::Stream {
+    let nats = async_nats::connect(&server.config.log.jetstream.url)
+        .await
+        .expect("nats");
+    async_nats::jetstream::new(nats)
+        .get_stream(&server.config.log.jetstream.stream)
+        .await
+        .expect("stream")
 }
 
 fn start_on(backend: Backend, destinations: &str) -> TestServer {
@@ -492,13 +497,7 @@ async fn isolation_on(backend: Backend) {
         got.sort_by_key(|id| id[2..].parse::<usize>().unwrap_or(usize::MAX));
         assert_eq!(got, want);
         // Both consumers end with nothing waiting and nothing handed out unacknowledged.
-        let nats = async_nats::connect(&server.config.log.jetstream.url)
-            .await
-            .expect("nats");
-        let stream = async_nats::jetstream::new(nats)
-            .get_stream(&server.config.log.jetstream.stream)
-            .await
-            .expect("stream");
+        let stream = jetstream_of(&server).await;
         for id in [&down_id, &up_id] {
             let name = sluice::delivery::stream::consumer_name(id);
             eventually("every event acknowledged", 5 * SECOND, async || {
