@@ -318,6 +318,7 @@ impl Delivery {
                             store: store.clone(),
                             sink,
                             cursor_dir: cursor_dir(log.dir()),
+                            new_from: seen_end,
                             dead_letters: self.dead_letters.clone(),
                             backlog,
                             network: network.clone(),
@@ -394,7 +395,11 @@ pub fn start_cursor(log: &Log, id: &str) -> Result<u64, cursor::CursorError> {
 /// As [`start_cursor`], but a new destination starts at `new_from` (at most the log's
 /// end): the log's end when the supervisor last read a catalog without it, so no event
 /// accepted once it appeared slips past it.
-fn start_cursor_from(log: &Log, id: &str, new_from: u64) -> Result<u64, cursor::CursorError> {
+pub(crate) fn start_cursor_from(
+    log: &Log,
+    id: &str,
+    new_from: u64,
+) -> Result<u64, cursor::CursorError> {
     let dir = cursor_dir(log.dir());
     let end = log.next_offset();
     let offset = match cursor::load(&dir, id) {

@@ -44,6 +44,9 @@ pub struct Worker {
     pub sink: Arc<dyn Sink>,
     /// Where cursors are saved.
     pub cursor_dir: PathBuf,
+    /// Where it starts if it has no cursor yet (a new destination): the log's end when
+    /// its supervisor last read a catalog without it.
+    pub new_from: u64,
     /// Where dead letters go (appends never interleave with a replay).
     pub dead_letters: dead_letter::Store,
     /// Where its unsettled events start, for the lag gauges (set at each scrape).
@@ -78,11 +81,11 @@ enum Outcome {
 impl Worker {
     /// Runs until stopped or the destination leaves the catalog.
     pub async fn run(self) {
-        // A new destination starts where its supervisor placed its cursor (the log's end
-        // when it last read a catalog without it); one whose cursor cannot be read holds
-        // its place (and the log) until an operator acts.
+        // A new destination starts at `new_from` (its supervisor saved it as its cursor,
+        // unless the disk refused); one whose cursor cannot be read holds its place (and
+        // the log) until an operator acts.
         let start = loop {
-            match super::start_cursor(&self.log, &self.id) {
+            match super::start_cursor_from(&self.log, &self.id, self.new_from) {
                 Ok(start) => break start,
                 Err(error) => {
                     tracing::error!(destination = %self.id, %error, "delivery paused: fix or remove the cursor file (removing it starts from the log's end); the log keeps everything meanwhile");
