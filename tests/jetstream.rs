@@ -45,9 +45,7 @@ fn catalog(receiver: &Receiver, destination: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivery_from_jetstream_honours_the_rate_cap() {
-    let url = "nats://127.0.0.1:4222";
-    let name = unique();
-    let js = settings(url, &name);
+    let (name, js) = fresh();
     let receiver = Receiver::start().await;
     // 5 requests/s with no burst: 6 single-event sends take at least a second.
     let catalog = catalog(&receiver, "hook").replace(
@@ -66,9 +64,7 @@ async fn delivery_from_jetstream_honours_the_rate_cap() {
         span >= Duration::from_millis(900),
         "rate cap not applied: {span:?}"
     );
-    delivery.stop().await;
-    drop(server);
-    delete_stream(url, &js.stream).await;
+    finish(delivery, server, &js).await;
 }
 
 /// A JetStream delivery keeps a destination's `batch_bytes` as the local log's does: a
@@ -76,9 +72,7 @@ async fn delivery_from_jetstream_honours_the_rate_cap() {
 /// whole, and a destination that refuses large bodies dead-lettered it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivery_from_jetstream_keeps_the_batch_byte_bound() {
-    let url = "nats://127.0.0.1:4222";
-    let name = unique();
-    let js = settings(url, &name);
+    let (name, js) = fresh();
     let receiver = Receiver::start().await;
     let catalog = catalog(&receiver, "bytes").replace(
         "timeout_ms = 2000\n",
@@ -110,18 +104,14 @@ async fn delivery_from_jetstream_keeps_the_batch_byte_bound() {
         "20 events of ~250 bytes: {} sends",
         sends.len()
     );
-    delivery.stop().await;
-    drop(server);
-    delete_stream(url, &js.stream).await;
+    finish(delivery, server, &js).await;
 }
 
 /// While a destination fails, its lag gauges say how many events wait and how old the
 /// oldest is, and the age grows at every scrape (it was never set from JetStream).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jetstream_lag_gauges_tell_the_age_of_the_oldest_waiting_event() {
-    let url = "nats://127.0.0.1:4222";
-    let name = unique();
-    let js = settings(url, &name);
+    let (name, js) = fresh();
     let receiver = Receiver::start().await;
     receiver.answer(common::receiver::Answer::Status(503));
     let destination = format!("lagging-{name}");
@@ -154,9 +144,7 @@ async fn jetstream_lag_gauges_tell_the_age_of_the_oldest_waiting_event() {
     let later = gauge(&text, "sluice_delivery_lag_seconds").expect("age");
     assert!(later >= first + 1.0, "the age grows: {first} then {later}");
     assert_eq!(gauge(&text, "sluice_delivery_lag_events"), Some(5.0));
-    delivery.stop().await;
-    drop(server);
-    delete_stream(url, &js.stream).await;
+    finish(delivery, server, &js).await;
 }
 
 /// The events in one request a receiver got.
@@ -177,9 +165,7 @@ fn circuit_gauge(text: &str, destination: &str) -> Option<f64> {
 /// gauge says so, and the first success closes it and lets everything through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jetstream_delivery_opens_the_circuit_and_probes_with_one_event() {
-    let url = "nats://127.0.0.1:4222";
-    let name = unique();
-    let js = settings(url, &name);
+    let (name, js) = fresh();
     let receiver = Receiver::start().await;
     receiver.answer(common::receiver::Answer::Status(503));
     let destination = format!("circuit-{name}");
@@ -221,9 +207,7 @@ async fn jetstream_delivery_opens_the_circuit_and_probes_with_one_event() {
     assert_eq!(got.len(), 10, "{got:?}");
     let text = metrics_at(delivery.admin).await;
     assert_eq!(circuit_gauge(&text, &destination), Some(0.0), "{text}");
-    delivery.stop().await;
-    drop(server);
-    delete_stream(url, &js.stream).await;
+    finish(delivery, server, &js).await;
 }
 
 /// Events held back by an open circuit reach the dead-letter store together once older
@@ -231,9 +215,7 @@ async fn jetstream_delivery_opens_the_circuit_and_probes_with_one_event() {
 /// listener lists and replays them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_held_back_by_an_open_circuit_are_dead_lettered_at_max_age() {
-    let url = "nats://127.0.0.1:4222";
-    let name = unique();
-    let js = settings(url, &name);
+    let (name, js) = fresh();
     let receiver = Receiver::start().await;
     receiver.answer(common::receiver::Answer::Status(503));
     let destination = format!("aged-{name}");
@@ -329,9 +311,7 @@ async fn events_held_back_by_an_open_circuit_are_dead_lettered_at_max_age() {
             .unwrap_or_default()
             .is_empty()
     );
-    delivery.stop().await;
-    drop(server);
-    delete_stream(url, &js.stream).await;
+    finish(delivery, server, &js).await;
 }
 
 /// A destination out of the catalog for `remove_consumer_after_secs` loses its JetStream
@@ -340,7 +320,7 @@ async fn events_held_back_by_an_open_circuit_are_dead_lettered_at_max_age() {
 /// undone sooner deletes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_destination_removed_from_the_catalog_loses_its_consumer() {
-    let url = "nats://127.0.0.1:4222";
+    let url = NATS;
     let name = unique();
     let js = config::JetStream {
         remove_consumer_after_secs: 3,
@@ -401,6 +381,23 @@ async fn a_destination_removed_from_the_catalog_loses_its_consumer() {
     }
     drop(server);
     delete_stream(url, &js.stream).await;
+}
+
+/// The machine's nats-server.
+const NATS: &str = "nats://127.0.0.1:4222";
+
+/// A test's own stream on the machine's nats-server, and the unique name in it.
+fn fresh() -> (String, config::JetStream) {
+    let name = unique();
+    let js = settings(NATS, &name);
+    (name, js)
+}
+
+/// Stops the delivery process and the gateway, then deletes the test's stream.
+async fn finish(delivery: Delivery, server: TestServer, js: &config::JetStream) {
+    delivery.stop().await;
+    drop(server);
+    delete_stream(&js.url, &js.stream).await;
 }
 
 /// A delivery process on the gateway's stream, as `sluice deliver` runs it.
@@ -478,7 +475,7 @@ async fn delete_stream(url: &str, stream: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_events_are_delivered_by_two_delivery_processes() {
-    let url = "nats://127.0.0.1:4222";
+    let url = NATS;
     let name = unique();
     let js = settings(url, &name);
     let receiver = Receiver::start().await;

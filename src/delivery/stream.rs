@@ -589,19 +589,20 @@ impl Worker {
         metrics: &super::Metrics,
     ) -> Vec<Fetched> {
         let now = tokio::time::Instant::now();
-        let (probing, wait, last) = {
+        let (probing, wait, (reason, blame)) = {
             let mut f = self.failures();
-            if f.breaker.state() != Circuit::Open {
+            // Open only after failures, each of which records its cause.
+            let (Circuit::Open, Some(last)) = (f.breaker.state(), f.last) else {
                 return wanted;
-            }
+            };
             match f.probe_at.filter(|&at| at > now) {
-                Some(at) => (false, at - now, f.last),
+                Some(at) => (false, at - now, last),
                 None => {
                     // This fetch sends the probe; the next one is due after the back-off.
                     let wait =
                         backoff::delay(&destination.retry, f.breaker.failures().saturating_sub(1));
                     f.probe_at = Some(now + wait);
-                    (true, wait, f.last)
+                    (true, wait, last)
                 }
             }
         };
@@ -611,24 +612,19 @@ impl Worker {
         } else {
             std::mem::take(&mut wanted)
         };
+        let max_age = Duration::from_secs(destination.retry.max_age_secs);
         let mut aged = Vec::new();
         for f in held {
-            let age = f.outgoing.as_ref().map(|o| age_of(o.received_at));
-            match (age, last) {
-                (Some(age), Some(_)) if age.as_secs() >= destination.retry.max_age_secs => {
-                    aged.push(f);
-                }
-                (Some(age), _) => {
-                    // Never past the moment it reaches max_age_secs (then dead-lettered).
-                    let left =
-                        Duration::from_secs(destination.retry.max_age_secs).saturating_sub(age);
-                    let delay = wait.min(left).max(Duration::from_millis(1));
-                    ack(&f.message, AckKind::Nak(Some(delay))).await;
-                }
-                (None, _) => ack(&f.message, AckKind::Ack).await,
+            let age = age_of(f.outgoing.as_ref().and_then(|o| o.received_at));
+            if age >= max_age {
+                aged.push(f);
+            } else {
+                // Never past the moment it reaches max_age_secs (then dead-lettered).
+                let delay = wait.min(max_age - age).max(Duration::from_millis(1));
+                ack(&f.message, AckKind::Nak(Some(delay))).await;
             }
         }
-        if let (false, Some((reason, blame))) = (aged.is_empty(), last) {
+        if !aged.is_empty() {
             let why = GiveUp {
                 reason,
                 blame,
