@@ -41,6 +41,7 @@
 
 pub mod jetstream;
 mod reader;
+pub mod reading;
 pub mod segment;
 mod writer;
 

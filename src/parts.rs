@@ -146,7 +146,7 @@ pub async fn event_log(
     let mut part = Part::new("event log");
     match config.log.backend {
         config::LogBackend::Local => {
-            let holds = delivery::saved_holds(&config.log.dir, &store.snapshot());
+            let holds = log::reading::local::saved_holds(&config.log.dir, &store.snapshot());
             let opening = log::Opening {
                 holds,
                 ..log::Opening::default()

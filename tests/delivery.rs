@@ -513,10 +513,10 @@ async fn isolation_on(backend: Backend) {
     }
     assert_eq!(got, want);
     // Both cursors end past the last event once idle.
-    let dir = sluice::delivery::cursor_dir(&server.config.log.dir);
+    let dir = sluice::log::reading::local::cursor_dir(&server.config.log.dir);
     eventually("cursors saved", 5 * SECOND, async || {
         ["up", "down"].iter().all(
-            |d| matches!(sluice::delivery::cursor::load(&dir, d), Ok(Some(c)) if c == n as u64),
+            |d| matches!(sluice::log::reading::cursor::load(&dir, d), Ok(Some(c)) if c == n as u64),
         )
     })
     .await;

@@ -78,7 +78,7 @@ fn write_backlog(dir: &Path, n: usize) {
 }
 
 fn save_cursor(dir: &Path, id: &str, text: &str) {
-    let cursors = sluice::delivery::cursor_dir(&dir.join("log"));
+    let cursors = sluice::log::reading::local::cursor_dir(&dir.join("log"));
     std::fs::create_dir_all(&cursors).expect("mkdir");
     std::fs::write(cursors.join(format!("{id}.cursor")), text).expect("cursor");
 }
@@ -867,7 +867,8 @@ async fn removing_a_destination_is_explicit_and_counted() {
     std::fs::create_dir_all(&blocked).expect("dir");
     let server = start(dir, "gone", &blocked);
     send(&server, "pending-1").await;
-    let cursor = sluice::delivery::cursor_dir(&server.config.log.dir).join("gone.cursor");
+    let cursor =
+        sluice::log::reading::local::cursor_dir(&server.config.log.dir).join("gone.cursor");
     let deadline = Instant::now() + Duration::from_secs(5);
     while !cursor.exists() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;

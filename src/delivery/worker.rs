@@ -1,63 +1,50 @@
-//! One destination's delivery loop: read the event log from the destination's cursor,
-//! pick the events it takes, send them in batches with retries, dead-letter what
-//! cannot be delivered, advance and persist the cursor.
+//! One destination's delivery loop, on either log: take the next events from its
+//! [`Reading`], keep those the destination takes, run its insert function, send them in
+//! batches, and settle every event: done once delivered, filtered out or in the
+//! dead-letter store; handed out again after the back-off when its send failed.
 //!
-//! Invariants: the cursor only moves past an event once it was delivered, filtered
-//! out, or written to the dead-letter store; the log keeps every segment at or after
-//! the cursor (a hold). A slow or dead destination holds up nothing but itself.
+//! A run of failed sends opens the circuit (`backoff::OPEN_AFTER`): then one event goes
+//! out as a probe once per back-off while the others wait, and events that wait past
+//! `retry.max_age_secs` go to the dead-letter store together. Only failures that may pass
+//! by retrying count: events a destination refuses as they are say nothing about
+//! whether it is up (and must not let one source's bad events hold back the others').
+//!
+//! Invariant: an event is settled as done only once it was delivered, filtered out, or
+//! written to the dead-letter store. A slow or dead destination holds up nothing but
+//! itself; where the log bounds its backlog (`retry.max_lag_bytes` on the local log),
+//! a destination that keeps failing moves its backlog out of the log's way, into its
+//! dead letters.
 
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use governor::DefaultDirectRateLimiter;
 use tokio_util::sync::CancellationToken;
 
-use super::backlog::Backlog;
 use super::backoff::{self, Breaker, Circuit};
 use super::dead_letter::{self, GiveUp};
 use super::route;
-use super::sink::{Blame, Outgoing, SendError, Sink};
+use super::sink::{Blame, Network, Outgoing, SendError, Sink};
 use super::transform::{Applied, Transform};
-use super::{cursor, metrics_for};
+use super::{Metrics, count_failed, limiter_for, metrics_for, record_delivered};
 use crate::catalog::{self, Destination, FunctionDoc};
 use crate::disk::Faults;
-use crate::log::{Log, Reader};
+use crate::log::reading::{Handed, Reading, Settle};
 use crate::telemetry;
 
-/// Records read from the log per round.
-const READ_CHUNK: usize = 1000;
-/// How often the cursor is saved while events flow.
-const SAVE_EVERY: Duration = Duration::from_millis(250);
-/// How often a destination whose cursor cannot be read tries it again.
-const CURSOR_RETRY: Duration = Duration::from_secs(10);
+/// Events read at once, at most.
+const READ_MOST: usize = 1000;
+/// Events read at once for a destination with an insert function: each may take up to
+/// its time limit (100 ms, and more when its process must be restarted), and all must
+/// settle well within JetStream's ack wait.
+const FUNCTION_READ: usize = 50;
+/// How long events the dead-letter store refused (full, I/O) wait before they are tried
+/// again: never dropped.
+const DEAD_LETTER_RETRY: Duration = Duration::from_secs(5);
 
-/// Everything a worker needs.
-pub struct Worker {
-    /// The destination's id.
-    pub id: String,
-    /// The event log.
-    pub log: Log,
-    /// The catalog, read for routing at every round.
-    pub store: catalog::Live,
-    /// The destination's sink.
-    pub sink: Arc<dyn Sink>,
-    /// Where cursors are saved.
-    pub cursor_dir: PathBuf,
-    /// Where it starts if it has no cursor yet (a new destination): the log's end when
-    /// its supervisor last read a catalog without it.
-    pub new_from: u64,
-    /// Where dead letters go (appends never interleave with a replay).
-    pub dead_letters: dead_letter::Store,
-    /// Where its unsettled events start, for the lag gauges (set at each scrape).
-    pub backlog: Arc<Backlog>,
-    /// Where it may reach, and the program that runs its insert function if it has one.
-    pub network: super::sink::Network,
-    /// Stops the worker (it saves its cursor first).
-    pub stop: CancellationToken,
-}
+/// Reason label of events moved out of a failing destination's way.
+const MAX_LAG: &str = "max_lag";
 
-/// Why events are given up on (moved to the dead-letter store).
 /// The destination is failing (for `failure`) and its backlog is past `max_lag_bytes`.
 fn moved_out_of_the_way(failure: &'static str, blame: Blame) -> GiveUp {
     GiveUp {
@@ -67,439 +54,476 @@ fn moved_out_of_the_way(failure: &'static str, blame: Blame) -> GiveUp {
     }
 }
 
-/// Reason label of events moved out of a failing destination's way.
-const MAX_LAG: &str = "max_lag";
-
-/// How a batch ended.
-enum Outcome {
-    Delivered,
-    /// Given up on, for a failure of this blame.
-    DeadLettered(Blame),
-    Stopped,
+/// One destination's delivery.
+pub struct Worker<R: Reading> {
+    id: String,
+    reading: R,
+    /// The catalog, read for routing at every round.
+    store: catalog::Live,
+    sink: Arc<dyn Sink>,
+    dead_letters: dead_letter::Store,
+    stop: CancellationToken,
+    metrics: Metrics,
+    /// The destination's `rate_limit`, for this process's sends.
+    limiter: Option<DefaultDirectRateLimiter>,
+    /// Runs its insert function, if it has one.
+    transform: Transform,
+    failures: Failures,
+    /// The last events sent were given up on, for a failure of this blame.
+    failing: Option<Blame>,
 }
 
-impl Worker {
-    /// Runs until stopped or the destination leaves the catalog.
-    pub async fn run(self) {
-        // A new destination starts at `new_from` (its supervisor saved it as its cursor,
-        // unless the disk refused); one whose cursor cannot be read holds its place (and
-        // the log) until an operator acts.
-        let start = loop {
-            match super::start_cursor_from(&self.log, &self.id, self.new_from) {
-                Ok(start) => break start,
-                Err(error) => {
-                    tracing::error!(destination = %self.id, %error, "delivery paused: fix or remove the cursor file (removing it starts from the log's end); the log keeps everything meanwhile");
-                    if self.sleep(CURSOR_RETRY).await {
-                        return;
-                    }
-                }
-            }
-        };
-        tracing::info!(destination = %self.id, cursor = start, "delivery started");
-        let reader = match Reader::open(self.log.dir(), start) {
-            Ok(r) => r,
-            Err(error) => {
-                tracing::error!(destination = %self.id, %error, "cannot read the event log; delivery stopped");
-                return;
-            }
-        };
-        if let Some(oldest) = reader.oldest().filter(|&oldest| oldest > start) {
-            tracing::error!(destination = %self.id, cursor = start, oldest, lost = oldest - start, "events this destination had not read were deleted by retention; delivering from the oldest kept event");
-            telemetry::DELIVERY_GAP
-                .with([&self.id])
-                .increment(oldest - start);
+/// Consecutive failed sends and the last one's cause.
+#[derive(Default)]
+struct Failures {
+    breaker: Breaker,
+    /// The last failure's reason and blame.
+    last: Option<(&'static str, Blame)>,
+    /// With the circuit open: when the next probe may go.
+    probe_at: Option<tokio::time::Instant>,
+}
+
+/// One event the destination takes.
+struct Fetched<T> {
+    handed: Handed<T>,
+    outgoing: Outgoing,
+}
+
+/// Events sent (or buried) together.
+struct Chunk<T> {
+    handed: Vec<Handed<T>>,
+    outgoing: Vec<Outgoing>,
+}
+
+impl<T> Chunk<T> {
+    fn of(fetched: Vec<Fetched<T>>) -> Self {
+        let (handed, outgoing) = fetched.into_iter().map(|f| (f.handed, f.outgoing)).unzip();
+        Self { handed, outgoing }
+    }
+
+    /// The most times one of its events was handed out.
+    fn attempts(&self) -> u32 {
+        self.handed.iter().map(|h| h.attempts).max().unwrap_or(1)
+    }
+
+    /// How long ago its oldest event was received.
+    fn age(&self) -> Duration {
+        age_of(self.outgoing.iter().filter_map(|o| o.received_at).min())
+    }
+}
+
+impl<R: Reading> Worker<R> {
+    /// A worker for `destination` on `reading`, sending through `sink`, until `stop`.
+    pub fn new(
+        destination: &Destination,
+        reading: R,
+        sink: Arc<dyn Sink>,
+        store: catalog::Live,
+        dead_letters: dead_letter::Store,
+        network: &Network,
+        stop: CancellationToken,
+    ) -> Self {
+        Self {
+            id: destination.id.clone(),
+            reading,
+            store,
+            sink,
+            dead_letters,
+            stop,
+            metrics: metrics_for(&destination.id),
+            limiter: limiter_for(destination),
+            transform: Transform::new(&destination.id, network),
+            failures: Failures::default(),
+            failing: None,
         }
-        let mut appended = self.log.subscribe();
-        let mut reader = Some(reader);
-        let mut done_upto = start;
-        let mut saved = (start, Instant::now());
-        let limiter = self.limiter();
-        let mut transform = Transform::new(&self.id, &self.network);
-        // The last batch ended in the dead-letter store, for a failure of this blame.
-        let mut failing: Option<Blame> = None;
+    }
+
+    /// Runs until stopped or the destination leaves the catalog.
+    pub async fn run(mut self) {
         loop {
-            // 1. Read what is new (blocking file I/O off the runtime threads).
-            let Some(mut r) = reader.take() else { break };
-            r.set_limit(self.log.next_offset());
-            let (r, read) = match tokio::task::spawn_blocking(move || read_chunk(r)).await {
-                Ok(x) => x,
-                Err(_) => break,
-            };
-            reader = Some(r);
-            let records = match read {
-                Ok(records) => records,
-                Err(error) => {
-                    tracing::error!(destination = %self.id, %error, "event log unreadable; delivery paused");
-                    if self.sleep(Duration::from_secs(5)).await {
-                        break;
-                    }
-                    continue;
-                }
-            };
-            if records.is_empty() {
-                self.backlog.settled(done_upto);
-                self.save_if_due(done_upto, &mut saved, true);
-                tokio::select! {
-                    () = self.stop.cancelled() => break,
-                    _ = appended.changed() => {}
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-                continue;
+            let most = self.read_size();
+            let handed = self.reading.next(most, &self.stop).await;
+            if handed.is_empty() {
+                break;
             }
-            // 2. Route with the current catalog.
+            // Routed by the catalog as it is now, after the read ended: never by one
+            // older than the catalog the gateway accepted an event under, when both run
+            // in this process.
             let snapshot = self.store.snapshot();
             let Some(destination) = snapshot.destination(&self.id).cloned() else {
                 tracing::info!(destination = %self.id, "destination removed from the catalog; delivery stopped");
+                self.reading
+                    .settle(handed, Settle::Retry(Duration::ZERO))
+                    .await;
                 break;
             };
-            let last = records.last().map_or(done_upto, |(o, _)| o + 1);
-            let mut pending = Vec::new();
-            for (offset, payload) in records {
-                if let Some(out) = route::pick(&destination, offset, &payload) {
-                    pending.push(out);
+            let mut wanted = Vec::with_capacity(handed.len());
+            let mut skipped = Vec::new();
+            for handed in handed {
+                match route::pick(&destination, handed.position, &handed.payload) {
+                    Some(outgoing) => wanted.push(Fetched { handed, outgoing }),
+                    None => skipped.push(handed),
                 }
             }
-            // Until this round settles, the backlog starts at its first record, and the
-            // oldest event waiting is its first one for this destination.
-            self.backlog
-                .waiting(done_upto, pending.first().and_then(|o| o.received_at));
-            // 2b. The destination's insert function: what it answers is sent instead.
-            if let Some(function) = &destination.function {
-                match self
-                    .transformed(&destination, function, &mut transform, pending)
-                    .await
-                {
-                    Some(kept) => pending = kept,
-                    None => break,
-                }
-            }
-            // 3. Wait briefly for a batch to fill when the sink batches.
-            let wait = self.sink.batch_wait();
-            if !wait.is_zero() && pending.len() < self.sink.batch_size() && !pending.is_empty() {
-                tokio::select! {
-                    () = self.stop.cancelled() => {}
-                    () = tokio::time::sleep(wait) => {}
-                }
-            }
-            // 4. Deliver in batches, up to `max_in_flight` at once; while the destination
-            //    keeps failing with a backlog past its bound, move the backlog out of the
-            //    log's way instead (one destination never pins the log for the others).
-            let outcome = match pending.first() {
-                Some(first)
-                    if let Some(blame) = failing
-                        && self.over_lag(&destination, first.offset) =>
-                {
-                    let why = moved_out_of_the_way("still failing", blame);
-                    self.dead_letter(&pending, why, 0).await
-                }
-                _ => {
-                    let batches = split(
-                        pending,
-                        (self.sink.batch_size(), self.sink.batch_bytes()),
-                        |o| o.event.get().len(),
-                    );
-                    self.deliver_all(&destination, batches, limiter.as_ref())
-                        .await
-                }
-            };
-            match outcome {
-                Outcome::Stopped => break,
-                Outcome::Delivered => failing = None,
-                Outcome::DeadLettered(blame) => failing = Some(blame),
-            }
-            done_upto = last;
-            self.backlog.settled(done_upto);
-            self.log.hold(&self.id, done_upto);
-            self.save_if_due(done_upto, &mut saved, false);
-        }
-        self.save(done_upto);
-        tracing::info!(destination = %self.id, cursor = done_upto, "delivery stopped");
-    }
-
-    /// Runs the insert function on `pending`: answers replace events, dropped events are
-    /// settled, failures go to the dead letters, and events whose handler threw
-    /// `RetryError` run again after the destination's back-off until they are older than
-    /// its `max_age_secs` (then they go to the dead letters too). Each retry runs the
-    /// function the catalog has then: a fix deployed meanwhile takes over, and events of
-    /// a function taken off are sent as they are. `None`: stopped.
-    async fn transformed(
-        &self,
-        destination: &Destination,
-        function: &Arc<FunctionDoc>,
-        transform: &mut Transform,
-        mut pending: Vec<Outgoing>,
-    ) -> Option<Vec<Outgoing>> {
-        let mut kept = Vec::with_capacity(pending.len());
-        let mut round = 0u32;
-        let mut function = Arc::clone(function);
-        while !pending.is_empty() {
-            if round > 0 {
-                match self
-                    .store
-                    .snapshot()
-                    .destination(&self.id)
-                    .and_then(|d| d.function.clone())
-                {
-                    Some(now) => function = now,
-                    None => {
-                        kept.append(&mut pending);
-                        break;
+            self.reading.settle(skipped, Settle::Done).await;
+            self.reading
+                .waiting_since(wanted.first().and_then(|f| f.outgoing.received_at));
+            match destination.function.clone() {
+                None => self.deliver(&destination, wanted).await,
+                // At most FUNCTION_READ run before they settle, even when the function
+                // was added while a larger read was out.
+                Some(function) => {
+                    while !wanted.is_empty() {
+                        let rest = wanted.split_off(wanted.len().min(FUNCTION_READ));
+                        let kept = self.transformed(&destination, &function, wanted).await;
+                        self.deliver(&destination, kept).await;
+                        wanted = rest;
                     }
                 }
             }
-            let refs: Vec<&Outgoing> = pending.iter().collect();
-            let applied = transform.apply(&function, &refs).await;
-            let mut again = Vec::new();
-            // Failures that read alike go to the dead letters together.
-            let mut failed: Vec<(GiveUp, Vec<Outgoing>)> = Vec::new();
-            for (mut o, applied) in pending.into_iter().zip(applied) {
-                match applied {
-                    Applied::Send(event) => {
-                        o.event = event;
-                        kept.push(o);
-                    }
-                    Applied::Dropped => {}
-                    Applied::Retry(message) => again.push((o, message)),
-                    Applied::Failed(reason, detail) => match failed.last_mut() {
-                        Some((why, events)) if why.reason == reason && why.detail == detail => {
-                            events.push(o);
-                        }
-                        _ => {
-                            let why = GiveUp {
-                                reason,
-                                blame: Blame::of_function_failure(reason),
-                                detail,
-                            };
-                            failed.push((why, vec![o]));
-                        }
-                    },
-                }
-            }
-            for (why, events) in failed {
-                if matches!(self.dead_letter(&events, why, 1).await, Outcome::Stopped) {
-                    return None;
-                }
-            }
-            if again.is_empty() {
-                break;
-            }
-            let too_old = |o: &Outgoing| {
-                o.received_at.is_some_and(|at| {
-                    (chrono::Utc::now() - at).num_seconds() >= destination.retry.max_age_secs as i64
-                })
-            };
-            let (given_up, retried): (Vec<_>, Vec<_>) =
-                again.into_iter().partition(|(o, _)| too_old(o));
-            for (o, message) in given_up {
-                let why = GiveUp {
-                    reason: "function_retry",
-                    blame: Blame::Function,
-                    detail: format!("gave up after max_age_secs: {message}"),
-                };
-                if matches!(
-                    self.dead_letter(&[o], why, round + 1).await,
-                    Outcome::Stopped
-                ) {
-                    return None;
-                }
-            }
-            pending = retried.into_iter().map(|(o, _)| o).collect();
-            if pending.is_empty() {
-                break;
-            }
-            let delay = backoff::wait(&destination.retry, round, None, Duration::ZERO);
-            round += 1;
-            if self.sleep(delay).await {
-                return None;
-            }
         }
-        kept.sort_by_key(|o| o.offset);
-        Some(kept)
+        self.reading.close().await;
     }
 
-    fn limiter(&self) -> Option<DefaultDirectRateLimiter> {
-        super::limiter_for(self.store.snapshot().destination(&self.id)?)
-    }
-
-    async fn deliver_all(
-        &self,
-        destination: &Destination,
-        batches: Vec<Vec<Outgoing>>,
-        limiter: Option<&DefaultDirectRateLimiter>,
-    ) -> Outcome {
+    /// How many events to read: what one round can send at once.
+    fn read_size(&self) -> usize {
+        let snapshot = self.store.snapshot();
+        let Some(destination) = snapshot.destination(&self.id) else {
+            return 1;
+        };
+        if destination.function.is_some() {
+            return FUNCTION_READ;
+        }
         let in_flight = destination.max_in_flight.max(1) as usize;
-        let mut outcome = Outcome::Delivered;
-        for group in batches.chunks(in_flight) {
-            let sends = group
-                .iter()
-                .map(|batch| self.deliver(destination, batch, limiter));
-            for result in futures_util::future::join_all(sends).await {
-                match result {
-                    Outcome::Stopped => return Outcome::Stopped,
-                    Outcome::DeadLettered(blame) => outcome = Outcome::DeadLettered(blame),
-                    Outcome::Delivered => {}
-                }
-            }
-        }
-        outcome
+        self.sink
+            .batch_size()
+            .saturating_mul(in_flight)
+            .clamp(1, READ_MOST)
     }
 
-    /// Sends one batch until it is delivered, dead-lettered, or the worker stops.
-    async fn deliver(
-        &self,
+    /// Runs the insert function: answers replace events, dropped events are settled,
+    /// failures go to the dead letters, and events whose handler threw `RetryError` are
+    /// handed out again after the back-off (to the dead letters once older than
+    /// `max_age_secs`). A retried event runs the function the catalog has then: a fix
+    /// deployed meanwhile takes over.
+    async fn transformed(
+        &mut self,
         destination: &Destination,
-        batch: &[Outgoing],
-        limiter: Option<&DefaultDirectRateLimiter>,
-    ) -> Outcome {
-        let metrics = metrics_for(&self.id);
-        let mut breaker = Breaker::default();
-        let mut attempts = 0u32;
-        let mut sent = 0usize;
-        loop {
-            let remaining = &batch[sent..];
-            // An open circuit probes with one event instead of hammering with all.
-            let circuit = breaker.state();
-            let probe = if circuit == Circuit::Open {
-                &remaining[..1]
-            } else {
-                remaining
-            };
-            metrics.circuit.set(if circuit == Circuit::Open {
-                Circuit::HalfOpen.gauge()
-            } else {
-                circuit.gauge()
-            });
-            if let Some(limiter) = limiter {
-                tokio::select! {
-                    () = self.stop.cancelled() => return Outcome::Stopped,
-                    () = limiter.until_ready() => {}
-                }
-            }
-            attempts += 1;
-            let sending = telemetry::Held::of(&metrics.in_flight);
-            let result = self.sink.send(probe).await;
-            drop(sending);
-            let error = match result {
-                Ok(()) => {
-                    breaker.success();
-                    metrics.circuit.set(Circuit::Closed.gauge());
-                    super::record_delivered(&metrics, probe);
-                    sent += probe.len();
-                    if sent == batch.len() {
-                        return Outcome::Delivered;
-                    }
+        function: &FunctionDoc,
+        fetched: Vec<Fetched<R::Ticket>>,
+    ) -> Vec<Fetched<R::Ticket>> {
+        let refs: Vec<&Outgoing> = fetched.iter().map(|f| &f.outgoing).collect();
+        let mut applied = self.transform.apply(function, &refs).await.into_iter();
+        let max_age = Duration::from_secs(destination.retry.max_age_secs);
+        let mut kept = Vec::with_capacity(fetched.len());
+        let mut dropped = Vec::new();
+        let mut again = Vec::new();
+        // Failures that read alike go to the dead letters together.
+        let mut failed: Vec<(GiveUp, Vec<Fetched<R::Ticket>>)> = Vec::new();
+        for mut f in fetched {
+            let (reason, detail) = match applied.next() {
+                Some(Applied::Send(event)) => {
+                    f.outgoing.event = event;
+                    kept.push(f);
                     continue;
                 }
-                Err(error) => error,
+                Some(Applied::Dropped) => {
+                    dropped.push(f.handed);
+                    continue;
+                }
+                Some(Applied::Retry(message)) if age_of(f.outgoing.received_at) >= max_age => (
+                    "function_retry",
+                    format!("gave up after max_age_secs: {message}"),
+                ),
+                Some(Applied::Retry(_)) => {
+                    again.push(f);
+                    continue;
+                }
+                Some(Applied::Failed(reason, detail)) => (reason, detail),
+                None => ("function_host", "no answer".to_owned()),
             };
-            super::count_failed(&self.id, &error);
-            breaker.failure();
-            let too_old = remaining
-                .first()
-                .and_then(|o| o.received_at)
-                .is_some_and(|at| {
-                    (chrono::Utc::now() - at).num_seconds() >= destination.retry.max_age_secs as i64
-                });
-            let over_lag = || {
-                remaining
-                    .first()
-                    .is_some_and(|o| self.over_lag(destination, o.offset))
-            };
-            match error {
-                SendError::Permanent {
-                    reason,
-                    blame,
-                    detail,
-                } => {
+            match failed.last_mut() {
+                Some((why, events)) if why.reason == reason && why.detail == detail => {
+                    events.push(f);
+                }
+                _ => {
                     let why = GiveUp {
                         reason,
-                        blame,
+                        blame: Blame::of_function_failure(reason),
                         detail,
                     };
-                    return self.dead_letter(remaining, why, attempts).await;
-                }
-                SendError::Retryable { reason, blame, .. } if too_old => {
-                    let why = GiveUp {
-                        reason,
-                        blame,
-                        detail: format!("gave up after max_age_secs: {reason}"),
-                    };
-                    return self.dead_letter(remaining, why, attempts).await;
-                }
-                SendError::Retryable { reason, blame, .. } if over_lag() => {
-                    return self
-                        .dead_letter(remaining, moved_out_of_the_way(reason, blame), attempts)
-                        .await;
-                }
-                SendError::Retryable {
-                    retry_after,
-                    reason,
-                    blame,
-                } => {
-                    metrics.retried.increment(1);
-                    if breaker.state() == Circuit::Open {
-                        metrics.circuit.set(Circuit::Open.gauge());
-                    }
-                    let age = remaining
-                        .first()
-                        .and_then(|o| o.received_at)
-                        .and_then(|at| (chrono::Utc::now() - at).to_std().ok())
-                        .unwrap_or_default();
-                    let delay = backoff::wait(
-                        &destination.retry,
-                        breaker.failures().saturating_sub(1),
-                        retry_after,
-                        age,
-                    );
-                    tracing::debug!(destination = %self.id, reason, blame = blame.as_str(), delay_ms = delay.as_millis() as u64, "delivery failed; retrying");
-                    if self.sleep(delay).await {
-                        return Outcome::Stopped;
-                    }
+                    failed.push((why, vec![f]));
                 }
             }
         }
-    }
-
-    async fn dead_letter(&self, batch: &[Outgoing], why: GiveUp, attempts: u32) -> Outcome {
-        let metrics = metrics_for(&self.id);
-        let entries = dead_letter::entries(batch, &why, attempts);
-        loop {
-            let added = self
-                .dead_letters
-                .add(
-                    &self.id,
-                    &entries,
-                    self.max_dead_letter_bytes(),
-                    &Faults::default(),
-                )
+        self.reading.settle(dropped, Settle::Done).await;
+        for (why, events) in failed {
+            self.bury(destination, Chunk::of(events), &why).await;
+        }
+        if !again.is_empty() {
+            let again = Chunk::of(again);
+            let delay = backoff::wait(
+                &destination.retry,
+                again.attempts().saturating_sub(1),
+                None,
+                again.age(),
+            );
+            self.reading
+                .settle(again.handed, Settle::Retry(delay))
                 .await;
-            match added {
-                Ok(()) => break,
-                Err(io) => {
-                    // Never drop: keep trying until the store takes them or we stop (the
-                    // hold stays meanwhile: back-pressure).
-                    tracing::error!(destination = %self.id, error = %io, "cannot write dead letters; the events stay in the log, retrying");
-                    if self.sleep(Duration::from_secs(5)).await {
-                        return Outcome::Stopped;
-                    }
-                }
+        }
+        kept
+    }
+
+    /// Sends the events in batches, up to `max_in_flight` at once, and settles each.
+    async fn deliver(&mut self, destination: &Destination, wanted: Vec<Fetched<R::Ticket>>) {
+        if wanted.is_empty() {
+            return;
+        }
+        // While the destination keeps failing with a backlog past its bound, the backlog
+        // moves out of the log's way instead (one destination never pins the log for
+        // the others).
+        if let Some(blame) = self.failing
+            && self.over_lag(destination, wanted[0].handed.position)
+        {
+            let why = moved_out_of_the_way("still failing", blame);
+            self.bury(destination, Chunk::of(wanted), &why).await;
+            return;
+        }
+        let wanted = self.probe_if_open(destination, wanted).await;
+        // Wait briefly for a batch to fill when the sink batches.
+        let wait = self.sink.batch_wait();
+        if !wait.is_zero() && !wanted.is_empty() && wanted.len() < self.sink.batch_size() {
+            self.sleep(wait).await;
+        }
+        let bounds = (self.sink.batch_size(), self.sink.batch_bytes());
+        let mut chunks: Vec<Chunk<R::Ticket>> =
+            split(wanted, bounds, |f| f.outgoing.event.get().len())
+                .into_iter()
+                .map(Chunk::of)
+                .collect();
+        let in_flight = destination.max_in_flight.max(1) as usize;
+        while !chunks.is_empty() {
+            let group: Vec<_> = chunks.drain(..chunks.len().min(in_flight)).collect();
+            let sent =
+                futures_util::future::join_all(group.iter().map(|c| self.send(&c.outgoing))).await;
+            for (chunk, sent) in group.into_iter().zip(sent) {
+                self.settle_sent(destination, chunk, sent).await;
             }
         }
-        tracing::warn!(destination = %self.id, events = batch.len(), reason = why.reason, blame = why.blame.as_str(), "events dead-lettered");
-        metrics.dead_lettered.increment(batch.len() as u64);
-        Outcome::DeadLettered(why.blame)
     }
 
-    /// Whether the destination's backlog from `offset` on is past its `max_lag_bytes`.
-    fn over_lag(&self, destination: &Destination, offset: u64) -> bool {
-        self.log.backlog_bytes(offset) > destination.retry.max_lag_bytes
+    /// Sends one batch, paced by the rate limit; `None` if stopped before it went.
+    async fn send(&self, outgoing: &[Outgoing]) -> Option<Result<(), SendError>> {
+        if self.stop.is_cancelled() {
+            return None;
+        }
+        if let Some(limiter) = &self.limiter {
+            tokio::select! {
+                () = self.stop.cancelled() => return None,
+                () = limiter.until_ready() => {}
+            }
+        }
+        let _sending = telemetry::Held::of(&self.metrics.in_flight);
+        Some(self.sink.send(outgoing).await)
     }
 
-    fn max_dead_letter_bytes(&self) -> u64 {
-        self.store
-            .snapshot()
-            .destination(&self.id)
-            .map_or(u64::MAX, |d| d.retry.max_dead_letter_bytes)
+    /// Settles a sent batch: done once delivered or dead-lettered, handed out again
+    /// after the back-off otherwise.
+    async fn settle_sent(
+        &mut self,
+        destination: &Destination,
+        chunk: Chunk<R::Ticket>,
+        sent: Option<Result<(), SendError>>,
+    ) {
+        let Some(sent) = sent else {
+            // Not sent (stopped): handed out again at once.
+            self.reading
+                .settle(chunk.handed, Settle::Retry(Duration::ZERO))
+                .await;
+            return;
+        };
+        self.record_outcome(sent.as_ref().err());
+        let error = match sent {
+            Ok(()) => {
+                record_delivered(&self.metrics, &chunk.outgoing);
+                self.failing = None;
+                self.reading.settle(chunk.handed, Settle::Done).await;
+                return;
+            }
+            Err(error) => error,
+        };
+        count_failed(&self.id, &error);
+        let age = chunk.age();
+        let over_lag = || {
+            chunk
+                .handed
+                .first()
+                .is_some_and(|h| self.over_lag(destination, h.position))
+        };
+        let give_up = match &error {
+            SendError::Permanent {
+                reason,
+                blame,
+                detail,
+            } => Some(GiveUp {
+                reason,
+                blame: *blame,
+                detail: detail.clone(),
+            }),
+            SendError::Retryable { reason, blame, .. }
+                if age.as_secs() >= destination.retry.max_age_secs =>
+            {
+                Some(GiveUp {
+                    reason,
+                    blame: *blame,
+                    detail: format!("gave up after max_age_secs: {reason}"),
+                })
+            }
+            SendError::Retryable { reason, blame, .. } if over_lag() => {
+                Some(moved_out_of_the_way(reason, *blame))
+            }
+            SendError::Retryable { .. } => None,
+        };
+        if let Some(why) = give_up {
+            if self.bury(destination, chunk, &why).await {
+                self.failing = Some(why.blame);
+            }
+            return;
+        }
+        let retry_after = match error {
+            SendError::Retryable { retry_after, .. } => retry_after,
+            SendError::Permanent { .. } => None,
+        };
+        let delay = backoff::wait(
+            &destination.retry,
+            chunk.attempts().saturating_sub(1),
+            retry_after,
+            age,
+        );
+        self.metrics.retried.increment(1);
+        tracing::debug!(destination = %self.id, reason = error.reason(), blame = error.blame().as_str(), delay_ms = delay.as_millis() as u64, "delivery failed; retrying");
+        self.reading
+            .settle(chunk.handed, Settle::Retry(delay))
+            .await;
+    }
+
+    /// With the circuit open: one event goes out as a probe once per back-off, and the
+    /// others wait (handed out again when the next probe is due) or, past
+    /// `max_age_secs`, go to the dead-letter store together with the last failure's
+    /// cause. Closed: all go out.
+    async fn probe_if_open(
+        &mut self,
+        destination: &Destination,
+        mut wanted: Vec<Fetched<R::Ticket>>,
+    ) -> Vec<Fetched<R::Ticket>> {
+        let now = tokio::time::Instant::now();
+        let f = &mut self.failures;
+        // Open only after failures, each of which records its cause.
+        let (Circuit::Open, Some((reason, blame))) = (f.breaker.state(), f.last) else {
+            return wanted;
+        };
+        let (probing, wait) = match f.probe_at.filter(|&at| at > now) {
+            Some(at) => (false, at - now),
+            None => {
+                // This round sends the probe; the next one is due after the back-off.
+                let wait =
+                    backoff::delay(&destination.retry, f.breaker.failures().saturating_sub(1));
+                f.probe_at = Some(now + wait);
+                (true, wait)
+            }
+        };
+        let held = if probing {
+            self.metrics.circuit.set(Circuit::HalfOpen.gauge());
+            wanted.split_off(wanted.len().min(1))
+        } else {
+            std::mem::take(&mut wanted)
+        };
+        let max_age = Duration::from_secs(destination.retry.max_age_secs);
+        let (aged, waiting): (Vec<_>, Vec<_>) = held
+            .into_iter()
+            .partition(|f| age_of(f.outgoing.received_at) >= max_age);
+        if !aged.is_empty() {
+            let why = GiveUp {
+                reason,
+                blame,
+                detail: format!("gave up after max_age_secs: {reason}"),
+            };
+            self.bury(destination, Chunk::of(aged), &why).await;
+        }
+        if !waiting.is_empty() {
+            // Never past the moment the oldest reaches max_age_secs (then dead-lettered).
+            let waiting = Chunk::of(waiting);
+            let delay = wait
+                .min(max_age.saturating_sub(waiting.age()))
+                .max(Duration::from_millis(1));
+            self.reading
+                .settle(waiting.handed, Settle::Retry(delay))
+                .await;
+        }
+        wanted
+    }
+
+    /// Records a send's outcome in the breaker and its gauge (see the module's notes).
+    fn record_outcome(&mut self, error: Option<&SendError>) {
+        let f = &mut self.failures;
+        match error {
+            None => {
+                f.breaker.success();
+                f.probe_at = None;
+            }
+            Some(error @ SendError::Retryable { .. }) => {
+                f.breaker.failure();
+                f.last = Some((error.reason(), error.blame()));
+            }
+            Some(SendError::Permanent { .. }) => {}
+        }
+        self.metrics.circuit.set(f.breaker.state().gauge());
+    }
+
+    /// Moves events to the dead-letter store (one append) and settles them; if the
+    /// store refuses (full, I/O), hands them out again later instead: never dropped.
+    /// Whether the store took them.
+    async fn bury(
+        &mut self,
+        destination: &Destination,
+        chunk: Chunk<R::Ticket>,
+        why: &GiveUp,
+    ) -> bool {
+        let entries = dead_letter::entries(&chunk.outgoing, why, chunk.attempts());
+        let added = self
+            .dead_letters
+            .add(
+                &self.id,
+                &entries,
+                destination.retry.max_dead_letter_bytes,
+                &Faults::default(),
+            )
+            .await;
+        match added {
+            Ok(()) => {
+                let events = chunk.outgoing.len();
+                tracing::warn!(destination = %self.id, events, reason = why.reason, blame = why.blame.as_str(), "events moved to the dead-letter store");
+                self.metrics.dead_lettered.increment(events as u64);
+                self.reading.settle(chunk.handed, Settle::Done).await;
+                true
+            }
+            Err(error) => {
+                tracing::error!(destination = %self.id, %error, "the dead-letter store refused events; they stay in the log and are tried again");
+                self.reading
+                    .settle(chunk.handed, Settle::Retry(DEAD_LETTER_RETRY))
+                    .await;
+                false
+            }
+        }
+    }
+
+    /// Whether the log keeps more than `max_lag_bytes` for the destination from
+    /// `position` on.
+    fn over_lag(&self, destination: &Destination, position: u64) -> bool {
+        self.reading
+            .backlog_bytes(position)
+            .is_some_and(|bytes| bytes > destination.retry.max_lag_bytes)
     }
 
     /// Sleeps; true if the worker was stopped meanwhile.
@@ -509,39 +533,18 @@ impl Worker {
             () = tokio::time::sleep(d) => false,
         }
     }
-
-    fn save_if_due(&self, offset: u64, saved: &mut (u64, Instant), idle: bool) {
-        if offset != saved.0 && (idle || saved.1.elapsed() >= SAVE_EVERY) {
-            self.save(offset);
-            *saved = (offset, Instant::now());
-        }
-    }
-
-    fn save(&self, offset: u64) {
-        if let Err(error) = cursor::save(&self.cursor_dir, &self.id, offset) {
-            tracing::warn!(destination = %self.id, %error, "cannot save the delivery cursor");
-        }
-    }
 }
 
-type Read = Result<Vec<(u64, Vec<u8>)>, crate::log::ReadError>;
-
-fn read_chunk(mut reader: Reader) -> (Reader, Read) {
-    let mut out = Vec::new();
-    while out.len() < READ_CHUNK {
-        match reader.next() {
-            Some(Ok(record)) => out.push(record),
-            Some(Err(e)) => return (reader, Err(e)),
-            None => break,
-        }
-    }
-    (reader, Ok(out))
+/// How long ago an event was received (zero if unknown).
+fn age_of(received_at: Option<chrono::DateTime<chrono::Utc>>) -> Duration {
+    received_at
+        .and_then(|at| (chrono::Utc::now() - at).to_std().ok())
+        .unwrap_or_default()
 }
 
 /// Splits events into batches of at most `size` events and `bytes` bytes, `len` giving
-/// an event's bytes (a single event larger than `bytes` travels alone). Both delivery
-/// engines send what it makes.
-pub(super) fn split<T>(
+/// an event's bytes (a single event larger than `bytes` travels alone).
+fn split<T>(
     events: Vec<T>,
     (size, bytes): (usize, usize),
     len: impl Fn(&T) -> usize,

@@ -1,13 +1,11 @@
-//! What a destination still has to deliver, kept where a scrape can read it at any
-//! moment: the worker records where its unsettled events start and when the oldest of
+//! What a destination still has to deliver from the local log, kept where a scrape can
+//! read it at any moment: its reading records where its unsettled events start and when the oldest of
 //! them arrived; the lag gauges are computed from that and the log's end at every scrape,
 //! so they keep moving while the worker sleeps in back-off.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
-
-use super::Metrics;
 
 /// A destination's backlog, shared by its worker (writer) and the scrape (reader).
 #[derive(Debug, Default)]
@@ -29,6 +27,11 @@ impl Backlog {
         self.oldest_ms.store(ms, Ordering::Relaxed);
     }
 
+    /// Events before `from` are settled; the oldest waiting one stays as it was.
+    pub fn advance(&self, from: u64) {
+        self.from.store(from, Ordering::Relaxed);
+    }
+
     /// Everything before `upto` is settled and nothing read is waiting.
     pub fn settled(&self, upto: u64) {
         self.waiting(upto, None);
@@ -45,13 +48,6 @@ impl Backlog {
             (now.timestamp_millis() - oldest).max(0)
         };
         (behind, age_ms as f64 / 1000.0)
-    }
-
-    /// Sets the lag gauges to [`Backlog::lag`].
-    pub fn report(&self, next_offset: u64, now: DateTime<Utc>, metrics: &Metrics) {
-        let (behind, age) = self.lag(next_offset, now);
-        metrics.lag_events.set(behind as f64);
-        metrics.lag_seconds.set(age);
     }
 }
 
