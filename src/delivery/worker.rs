@@ -71,6 +71,9 @@ pub struct Worker<R: Reading> {
     failures: Failures,
     /// The last events sent were given up on, for a failure of this blame.
     failing: Option<Blame>,
+    /// When this round's failed sends go again: what is left of the round waits as
+    /// long.
+    retry_at: Option<tokio::time::Instant>,
 }
 
 /// Consecutive failed sends and the last one's cause.
@@ -99,6 +102,13 @@ impl<T> Chunk<T> {
     fn of(fetched: Vec<Fetched<T>>) -> Self {
         let (handed, outgoing) = fetched.into_iter().map(|f| (f.handed, f.outgoing)).unzip();
         Self { handed, outgoing }
+    }
+
+    fn into_fetched(self) -> impl Iterator<Item = Fetched<T>> {
+        self.handed
+            .into_iter()
+            .zip(self.outgoing)
+            .map(|(handed, outgoing)| Fetched { handed, outgoing })
     }
 
     /// The most times one of its events was handed out.
@@ -135,17 +145,20 @@ impl<R: Reading> Worker<R> {
             transform: Transform::new(&destination.id, network),
             failures: Failures::default(),
             failing: None,
+            retry_at: None,
         }
     }
 
     /// Runs until stopped or the destination leaves the catalog.
     pub async fn run(mut self) {
         loop {
-            let most = self.read_size();
+            let most = self.reading.read_size(self.sendable());
             let handed = self.reading.next(most, &self.stop).await;
             if handed.is_empty() {
                 break;
             }
+            let caught_up = handed.len() < most;
+            self.retry_at = None;
             // Routed by the catalog as it is now, after the read ended: never by one
             // older than the catalog the gateway accepted an event under, when both run
             // in this process.
@@ -169,14 +182,18 @@ impl<R: Reading> Worker<R> {
             self.reading
                 .waiting_since(wanted.first().and_then(|f| f.outgoing.received_at));
             match destination.function.clone() {
-                None => self.deliver(&destination, wanted).await,
+                None => self.deliver(&destination, wanted, caught_up).await,
                 // At most FUNCTION_READ run before they settle, even when the function
                 // was added while a larger read was out.
                 Some(function) => {
                     while !wanted.is_empty() {
+                        if self.held_back() {
+                            self.wait_with_the_failed(&destination, wanted).await;
+                            break;
+                        }
                         let rest = wanted.split_off(wanted.len().min(FUNCTION_READ));
                         let kept = self.transformed(&destination, &function, wanted).await;
-                        self.deliver(&destination, kept).await;
+                        self.deliver(&destination, kept, caught_up).await;
                         wanted = rest;
                     }
                 }
@@ -185,20 +202,23 @@ impl<R: Reading> Worker<R> {
         self.reading.close().await;
     }
 
-    /// How many events to read: what one round can send at once.
-    fn read_size(&self) -> usize {
+    /// How many events one round can send at once (with an insert function, how many
+    /// it runs before they settle).
+    fn sendable(&self) -> usize {
         let snapshot = self.store.snapshot();
         let Some(destination) = snapshot.destination(&self.id) else {
             return 1;
         };
-        if destination.function.is_some() {
-            return FUNCTION_READ;
-        }
         let in_flight = destination.max_in_flight.max(1) as usize;
+        let most = if destination.function.is_some() {
+            FUNCTION_READ
+        } else {
+            READ_MOST
+        };
         self.sink
             .batch_size()
             .saturating_mul(in_flight)
-            .clamp(1, READ_MOST)
+            .clamp(1, most)
     }
 
     /// Runs the insert function: answers replace events, dropped events are settled,
@@ -276,24 +296,50 @@ impl<R: Reading> Worker<R> {
     }
 
     /// Sends the events in batches, up to `max_in_flight` at once, and settles each.
-    async fn deliver(&mut self, destination: &Destination, wanted: Vec<Fetched<R::Ticket>>) {
-        if wanted.is_empty() {
-            return;
-        }
+    /// With the circuit open only a probe goes out, once per back-off: if it passes, the
+    /// rest follow at once; otherwise they wait for the next probe (see [`Self::hold`]).
+    /// `caught_up`: the read found no more events than these.
+    async fn deliver(
+        &mut self,
+        destination: &Destination,
+        mut wanted: Vec<Fetched<R::Ticket>>,
+        caught_up: bool,
+    ) {
+        let Some(first) = wanted.first() else { return };
         // While the destination keeps failing with a backlog past its bound, the backlog
         // moves out of the log's way instead (one destination never pins the log for
         // the others).
         if let Some(blame) = self.failing
-            && self.over_lag(destination, wanted[0].handed.position)
+            && self.over_lag(destination, first.handed.position)
         {
             let why = moved_out_of_the_way("still failing", blame);
             self.bury(destination, Chunk::of(wanted), &why).await;
             return;
         }
-        let wanted = self.probe_if_open(destination, wanted).await;
-        // Wait briefly for a batch to fill when the sink batches.
+        if self.circuit_open() {
+            if !self.probe_due() {
+                self.hold(destination, wanted).await;
+                return;
+            }
+            let rest = wanted.split_off(1);
+            self.metrics.circuit.set(Circuit::HalfOpen.gauge());
+            let probe = Chunk::of(wanted);
+            let sent = self.send(&probe.outgoing).await;
+            self.settle_sent(destination, probe, sent).await;
+            if self.circuit_open() {
+                self.hold(destination, rest).await;
+                return;
+            }
+            wanted = rest;
+        }
+        // Caught up with fewer than a batch: wait briefly, so the next read gathers more
+        // (when the sink batches).
         let wait = self.sink.batch_wait();
-        if !wait.is_zero() && !wanted.is_empty() && wanted.len() < self.sink.batch_size() {
+        if caught_up
+            && !wait.is_zero()
+            && !wanted.is_empty()
+            && wanted.len() < self.sink.batch_size()
+        {
             self.sleep(wait).await;
         }
         let bounds = (self.sink.batch_size(), self.sink.batch_bytes());
@@ -309,6 +355,11 @@ impl<R: Reading> Worker<R> {
                 futures_util::future::join_all(group.iter().map(|c| self.send(&c.outgoing))).await;
             for (chunk, sent) in group.into_iter().zip(sent) {
                 self.settle_sent(destination, chunk, sent).await;
+            }
+            if !chunks.is_empty() && self.held_back() {
+                let rest = chunks.drain(..).flat_map(Chunk::into_fetched).collect();
+                self.wait_with_the_failed(destination, rest).await;
+                return;
             }
         }
     }
@@ -343,9 +394,9 @@ impl<R: Reading> Worker<R> {
                 .await;
             return;
         };
-        self.record_outcome(sent.as_ref().err());
         let error = match sent {
             Ok(()) => {
+                self.passed();
                 record_delivered(&self.metrics, &chunk.outgoing);
                 self.failing = None;
                 self.reading.settle(chunk.handed, Settle::Done).await;
@@ -355,92 +406,137 @@ impl<R: Reading> Worker<R> {
         };
         count_failed(&self.id, &error);
         let age = chunk.age();
-        let over_lag = || {
-            chunk
-                .handed
-                .first()
-                .is_some_and(|h| self.over_lag(destination, h.position))
-        };
+        let (reason, blame) = (error.reason(), error.blame());
         let give_up = match &error {
-            SendError::Permanent {
+            SendError::Permanent { detail, .. } => Some(GiveUp {
                 reason,
                 blame,
-                detail,
-            } => Some(GiveUp {
-                reason,
-                blame: *blame,
                 detail: detail.clone(),
             }),
-            SendError::Retryable { reason, blame, .. }
-                if age.as_secs() >= destination.retry.max_age_secs =>
-            {
-                Some(GiveUp {
-                    reason,
-                    blame: *blame,
-                    detail: format!("gave up after max_age_secs: {reason}"),
-                })
+            SendError::Retryable { retry_after, .. } => {
+                // Only failures that may pass by retrying count towards the circuit.
+                let delay = self.failed(destination, &error, *retry_after, age);
+                if age.as_secs() >= destination.retry.max_age_secs {
+                    Some(GiveUp {
+                        reason,
+                        blame,
+                        detail: format!("gave up after max_age_secs: {reason}"),
+                    })
+                } else if chunk
+                    .handed
+                    .first()
+                    .is_some_and(|h| self.over_lag(destination, h.position))
+                {
+                    Some(moved_out_of_the_way(reason, blame))
+                } else {
+                    self.metrics.retried.increment(1);
+                    let at = tokio::time::Instant::now() + delay;
+                    self.retry_at = Some(self.retry_at.map_or(at, |before| before.max(at)));
+                    tracing::debug!(destination = %self.id, reason, blame = blame.as_str(), delay_ms = delay.as_millis() as u64, "delivery failed; retrying");
+                    self.reading
+                        .settle(chunk.handed, Settle::Retry(delay))
+                        .await;
+                    return;
+                }
             }
-            SendError::Retryable { reason, blame, .. } if over_lag() => {
-                Some(moved_out_of_the_way(reason, *blame))
-            }
-            SendError::Retryable { .. } => None,
         };
-        if let Some(why) = give_up {
-            if self.bury(destination, chunk, &why).await {
-                self.failing = Some(why.blame);
-            }
-            return;
+        let retryable = matches!(error, SendError::Retryable { .. });
+        // A destination that refuses events as they are is not failing: its backlog is
+        // not moved out of the way for that.
+        if let Some(why) = give_up
+            && self.bury(destination, chunk, &why).await
+            && retryable
+        {
+            self.failing = Some(blame);
         }
-        let retry_after = match error {
-            SendError::Retryable { retry_after, .. } => retry_after,
-            SendError::Permanent { .. } => None,
-        };
+    }
+
+    /// A send passed: the circuit closes.
+    fn passed(&mut self) {
+        let f = &mut self.failures;
+        f.breaker.success();
+        f.probe_at = None;
+        self.metrics.circuit.set(Circuit::Closed.gauge());
+    }
+
+    /// A send failed in a way that may pass: counted in the breaker, with its cause.
+    /// Returns the back-off before those events go again; with the circuit open, the
+    /// next probe is due then too.
+    fn failed(
+        &mut self,
+        destination: &Destination,
+        error: &SendError,
+        retry_after: Option<Duration>,
+        age: Duration,
+    ) -> Duration {
+        let f = &mut self.failures;
+        f.breaker.failure();
+        f.last = Some((error.reason(), error.blame()));
         let delay = backoff::wait(
             &destination.retry,
-            chunk.attempts().saturating_sub(1),
+            f.breaker.failures().saturating_sub(1),
             retry_after,
             age,
         );
-        self.metrics.retried.increment(1);
-        tracing::debug!(destination = %self.id, reason = error.reason(), blame = error.blame().as_str(), delay_ms = delay.as_millis() as u64, "delivery failed; retrying");
-        self.reading
-            .settle(chunk.handed, Settle::Retry(delay))
-            .await;
+        if f.breaker.state() == Circuit::Open {
+            f.probe_at = Some(tokio::time::Instant::now() + delay);
+        }
+        self.metrics.circuit.set(f.breaker.state().gauge());
+        delay
     }
 
-    /// With the circuit open: one event goes out as a probe once per back-off, and the
-    /// others wait (handed out again when the next probe is due) or, past
-    /// `max_age_secs`, go to the dead-letter store together with the last failure's
-    /// cause. Closed: all go out.
-    async fn probe_if_open(
+    /// Whether what is left of this round must wait: a send of it failed, or the
+    /// circuit is open and the next probe is not due.
+    fn held_back(&self) -> bool {
+        self.retry_at.is_some() || (self.circuit_open() && !self.probe_due())
+    }
+
+    /// What is left of a round once a send of it failed waits: for the next probe when
+    /// the circuit is open (see [`Self::hold`]), else as long as the failed events, and
+    /// comes back with them, in order.
+    async fn wait_with_the_failed(
         &mut self,
         destination: &Destination,
-        mut wanted: Vec<Fetched<R::Ticket>>,
-    ) -> Vec<Fetched<R::Ticket>> {
-        let now = tokio::time::Instant::now();
-        let f = &mut self.failures;
-        // Open only after failures, each of which records its cause.
-        let (Circuit::Open, Some((reason, blame))) = (f.breaker.state(), f.last) else {
-            return wanted;
-        };
-        let (probing, wait) = match f.probe_at.filter(|&at| at > now) {
-            Some(at) => (false, at - now),
-            None => {
-                // This round sends the probe; the next one is due after the back-off.
-                let wait =
-                    backoff::delay(&destination.retry, f.breaker.failures().saturating_sub(1));
-                f.probe_at = Some(now + wait);
-                (true, wait)
+        rest: Vec<Fetched<R::Ticket>>,
+    ) {
+        match self.retry_at {
+            Some(at) if !self.circuit_open() => {
+                let delay = at.saturating_duration_since(tokio::time::Instant::now());
+                let handed = rest.into_iter().map(|f| f.handed).collect();
+                self.reading.settle(handed, Settle::Retry(delay)).await;
             }
-        };
-        let held = if probing {
-            self.metrics.circuit.set(Circuit::HalfOpen.gauge());
-            wanted.split_off(wanted.len().min(1))
-        } else {
-            std::mem::take(&mut wanted)
-        };
+            _ => self.hold(destination, rest).await,
+        }
+    }
+
+    fn circuit_open(&self) -> bool {
+        self.failures.breaker.state() == Circuit::Open
+    }
+
+    fn probe_due(&self) -> bool {
+        self.failures
+            .probe_at
+            .is_none_or(|at| at <= tokio::time::Instant::now())
+    }
+
+    /// With the circuit open: events wait until the next probe is due (handed out again
+    /// then) or, past `max_age_secs`, go to the dead-letter store together with the last
+    /// failure's cause.
+    async fn hold(&mut self, destination: &Destination, events: Vec<Fetched<R::Ticket>>) {
+        if events.is_empty() {
+            return;
+        }
+        let (reason, blame) = self
+            .failures
+            .last
+            .unwrap_or(("circuit_open", Blame::Destination));
+        let now = tokio::time::Instant::now();
+        let wait = self
+            .failures
+            .probe_at
+            .map_or(Duration::ZERO, |at| at.saturating_duration_since(now));
         let max_age = Duration::from_secs(destination.retry.max_age_secs);
-        let (aged, waiting): (Vec<_>, Vec<_>) = held
+        let (aged, waiting): (Vec<_>, Vec<_>) = events
             .into_iter()
             .partition(|f| age_of(f.outgoing.received_at) >= max_age);
         if !aged.is_empty() {
@@ -461,24 +557,6 @@ impl<R: Reading> Worker<R> {
                 .settle(waiting.handed, Settle::Retry(delay))
                 .await;
         }
-        wanted
-    }
-
-    /// Records a send's outcome in the breaker and its gauge (see the module's notes).
-    fn record_outcome(&mut self, error: Option<&SendError>) {
-        let f = &mut self.failures;
-        match error {
-            None => {
-                f.breaker.success();
-                f.probe_at = None;
-            }
-            Some(error @ SendError::Retryable { .. }) => {
-                f.breaker.failure();
-                f.last = Some((error.reason(), error.blame()));
-            }
-            Some(SendError::Permanent { .. }) => {}
-        }
-        self.metrics.circuit.set(f.breaker.state().gauge());
     }
 
     /// Moves events to the dead-letter store (one append) and settles them; if the

@@ -31,7 +31,8 @@ pub struct Handed<T> {
     pub position: u64,
     /// The stored record.
     pub payload: Bytes,
-    /// How many times it has been handed out, this time included.
+    /// How many times it has been handed out, this time included (sent, or held while
+    /// its destination's circuit was open).
     pub attempts: u32,
     /// What the backend needs to settle it.
     ticket: T,
@@ -58,6 +59,10 @@ pub trait Reading: Send + Sync + 'static {
         most: usize,
         stop: &CancellationToken,
     ) -> impl Future<Output = Vec<Handed<Self::Ticket>>> + Send;
+
+    /// How many events to ask [`Reading::next`] for when a round can send `sendable`
+    /// at once.
+    fn read_size(&self, sendable: usize) -> usize;
 
     /// Settles handed events.
     fn settle(

@@ -29,6 +29,11 @@ use crate::telemetry;
 const SAVE_EVERY: Duration = Duration::from_millis(250);
 /// How often a destination whose cursor cannot be read tries it again.
 const CURSOR_RETRY: Duration = Duration::from_secs(10);
+/// Records read at once, at most: a destination holds what it read at no cost to the
+/// others, and reads past what it can send at once so a sparse one moves quickly.
+const READ_MOST: usize = 1000;
+/// Events given back due within this of each other come back together.
+const SAME_MOMENT: Duration = Duration::from_millis(5);
 /// How long an unreadable log waits before it is read again.
 const READ_RETRY: Duration = Duration::from_secs(5);
 
@@ -118,10 +123,13 @@ impl Local {
     async fn due_again(&mut self, stop: &CancellationToken) -> Option<Vec<Handed<()>>> {
         let due = self.again.iter().map(|(at, _)| *at).min()?;
         tokio::select! {
+            biased;
             () = stop.cancelled() => return None,
             () = tokio::time::sleep_until(due) => {}
         }
-        let now = Instant::now();
+        // Events given back for the same moment come back together, in order, though
+        // each was given back a little after the other.
+        let now = Instant::now().max(due + SAME_MOMENT);
         let mut handed = Vec::new();
         self.again.retain_mut(|(at, events)| {
             let waits = *at > now;
@@ -192,6 +200,9 @@ impl Reading for Local {
 
     async fn next(&mut self, most: usize, stop: &CancellationToken) -> Vec<Handed<()>> {
         loop {
+            if stop.is_cancelled() {
+                return Vec::new();
+            }
             if !self.again.is_empty() {
                 return self.due_again(stop).await.unwrap_or_default();
             }
@@ -233,6 +244,10 @@ impl Reading for Local {
                 })
                 .collect();
         }
+    }
+
+    fn read_size(&self, sendable: usize) -> usize {
+        sendable.max(READ_MOST)
     }
 
     async fn settle(&mut self, handed: Vec<Handed<()>>, how: Settle) {
@@ -278,6 +293,9 @@ fn read_chunk(mut reader: Reader, most: usize) -> (Reader, Read) {
     while out.len() < most.max(1) {
         match reader.next() {
             Some(Ok(record)) => out.push(record),
+            // What was read before the error is handed out; the next read meets it
+            // again (the reader does not move past a record it could not read).
+            Some(Err(_)) if !out.is_empty() => break,
             Some(Err(e)) => return (reader, Err(e)),
             None => break,
         }

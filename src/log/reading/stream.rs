@@ -139,6 +139,12 @@ impl Reading for Stream {
         }
     }
 
+    fn read_size(&self, sendable: usize) -> usize {
+        // Everything fetched must settle well within the consumer's ack wait, or another
+        // process gets it too.
+        sendable
+    }
+
     fn backlog_bytes(&self, _position: u64) -> Option<u64> {
         None
     }
