@@ -15,7 +15,8 @@ pub fn delay(policy: &RetryDoc, attempt: u32) -> Duration {
     let base = initial
         .saturating_mul(1u64 << attempt.min(30))
         .min(policy.max_backoff_ms.max(initial));
-    let jittered = base / 2 + fastrand::u64(0..=base / 2);
+    // At least a millisecond: `initial_backoff_ms = 1` must not make a hot loop.
+    let jittered = (base / 2 + fastrand::u64(0..=base / 2)).max(1);
     Duration::from_millis(jittered)
 }
 

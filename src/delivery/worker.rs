@@ -38,6 +38,10 @@ const READ_MOST: usize = 1000;
 /// its time limit (100 ms, and more when its process must be restarted), and all must
 /// settle well within JetStream's ack wait.
 const FUNCTION_READ: usize = 50;
+/// Events held while the circuit is open wait at least this long (unless the probe is
+/// due sooner): those reaching `max_age_secs` one after the other go to the dead-letter
+/// store in groups.
+const HELD_AT_LEAST: Duration = Duration::from_secs(1);
 /// How long events the dead-letter store refused (full, I/O) wait before they are tried
 /// again: never dropped.
 const DEAD_LETTER_RETRY: Duration = Duration::from_secs(5);
@@ -69,8 +73,6 @@ pub struct Worker<R: Reading> {
     /// Runs its insert function, if it has one.
     transform: Transform,
     failures: Failures,
-    /// The last events sent were given up on, for a failure of this blame.
-    failing: Option<Blame>,
     /// When this round's failed sends go again: what is left of the round waits as
     /// long.
     retry_at: Option<tokio::time::Instant>,
@@ -144,7 +146,6 @@ impl<R: Reading> Worker<R> {
             limiter: limiter_for(destination),
             transform: Transform::new(&destination.id, network),
             failures: Failures::default(),
-            failing: None,
             retry_at: None,
         }
     }
@@ -185,15 +186,29 @@ impl<R: Reading> Worker<R> {
                 None => self.deliver(&destination, wanted, caught_up).await,
                 // At most FUNCTION_READ run before they settle, even when the function
                 // was added while a larger read was out.
+                // With the circuit open, the probe alone runs the function.
                 Some(function) => {
                     while !wanted.is_empty() {
+                        if self.stop.is_cancelled() {
+                            let handed = wanted.into_iter().map(|f| f.handed).collect();
+                            self.reading
+                                .settle(handed, Settle::Retry(Duration::ZERO))
+                                .await;
+                            break;
+                        }
                         if self.held_back() {
                             self.wait_with_the_failed(&destination, wanted).await;
                             break;
                         }
-                        let rest = wanted.split_off(wanted.len().min(FUNCTION_READ));
+                        let most = if self.circuit_open() {
+                            1
+                        } else {
+                            FUNCTION_READ
+                        };
+                        let rest = wanted.split_off(wanted.len().min(most));
                         let kept = self.transformed(&destination, &function, wanted).await;
-                        self.deliver(&destination, kept, caught_up).await;
+                        let last = rest.is_empty();
+                        self.deliver(&destination, kept, caught_up && last).await;
                         wanted = rest;
                     }
                 }
@@ -305,15 +320,7 @@ impl<R: Reading> Worker<R> {
         mut wanted: Vec<Fetched<R::Ticket>>,
         caught_up: bool,
     ) {
-        let Some(first) = wanted.first() else { return };
-        // While the destination keeps failing with a backlog past its bound, the backlog
-        // moves out of the log's way instead (one destination never pins the log for
-        // the others).
-        if let Some(blame) = self.failing
-            && self.over_lag(destination, first.handed.position)
-        {
-            let why = moved_out_of_the_way("still failing", blame);
-            self.bury(destination, Chunk::of(wanted), &why).await;
+        if wanted.is_empty() {
             return;
         }
         if self.circuit_open() {
@@ -323,9 +330,8 @@ impl<R: Reading> Worker<R> {
             }
             let rest = wanted.split_off(1);
             self.metrics.circuit.set(Circuit::HalfOpen.gauge());
-            let probe = Chunk::of(wanted);
-            let sent = self.send(&probe.outgoing).await;
-            self.settle_sent(destination, probe, sent).await;
+            let probe = vec![Chunk::of(wanted)];
+            self.send_group(destination, probe).await;
             if self.circuit_open() {
                 self.hold(destination, rest).await;
                 return;
@@ -351,16 +357,56 @@ impl<R: Reading> Worker<R> {
         let in_flight = destination.max_in_flight.max(1) as usize;
         while !chunks.is_empty() {
             let group: Vec<_> = chunks.drain(..chunks.len().min(in_flight)).collect();
-            let sent =
-                futures_util::future::join_all(group.iter().map(|c| self.send(&c.outgoing))).await;
-            for (chunk, sent) in group.into_iter().zip(sent) {
-                self.settle_sent(destination, chunk, sent).await;
-            }
+            self.send_group(destination, group).await;
             if !chunks.is_empty() && self.held_back() {
                 let rest = chunks.drain(..).flat_map(Chunk::into_fetched).collect();
                 self.wait_with_the_failed(destination, rest).await;
                 return;
             }
+        }
+    }
+
+    /// Sends batches at once and settles each: done once delivered or dead-lettered,
+    /// handed out again after the back-off otherwise. The group counts once in the
+    /// circuit breaker (sends made together fail together): it passes if the destination
+    /// answered any of them, and fails if one failed in a way that may pass by retrying.
+    /// Its failed batches, and what is left of the round, go again together after one
+    /// back-off (with the circuit open, when the next probe is due), so the local log
+    /// keeps them in order.
+    async fn send_group(&mut self, destination: &Destination, group: Vec<Chunk<R::Ticket>>) {
+        let sent =
+            futures_util::future::join_all(group.iter().map(|c| self.send(&c.outgoing))).await;
+        let answered = sent.iter().any(|s| {
+            matches!(
+                s,
+                Some(
+                    Ok(())
+                        | Err(SendError::Permanent {
+                            blame: Blame::Events,
+                            ..
+                        })
+                )
+            )
+        });
+        let failed = sent.iter().find_map(|s| match s {
+            Some(Err(error @ SendError::Retryable { retry_after, .. })) => {
+                Some((error.reason(), error.blame(), *retry_after))
+            }
+            _ => None,
+        });
+        let retry = match failed {
+            _ if answered => {
+                self.passed();
+                None
+            }
+            Some((reason, blame, retry_after)) => {
+                let oldest = group.iter().map(Chunk::age).max().unwrap_or_default();
+                Some(self.failed(destination, (reason, blame), retry_after, oldest))
+            }
+            None => None,
+        };
+        for (chunk, sent) in group.into_iter().zip(sent) {
+            self.settle_sent(destination, chunk, sent, retry).await;
         }
     }
 
@@ -379,79 +425,72 @@ impl<R: Reading> Worker<R> {
         Some(self.sink.send(outgoing).await)
     }
 
-    /// Settles a sent batch: done once delivered or dead-lettered, handed out again
-    /// after the back-off otherwise.
+    /// Settles one sent batch; a retryable failure goes again after `retry` (its
+    /// group's back-off), or to the dead-letter store once past `max_age_secs`.
     async fn settle_sent(
         &mut self,
         destination: &Destination,
         chunk: Chunk<R::Ticket>,
         sent: Option<Result<(), SendError>>,
+        retry: Option<Duration>,
     ) {
-        let Some(sent) = sent else {
-            // Not sent (stopped): handed out again at once.
-            self.reading
-                .settle(chunk.handed, Settle::Retry(Duration::ZERO))
-                .await;
-            return;
-        };
         let error = match sent {
-            Ok(()) => {
-                self.passed();
+            // Not sent (stopped): handed out again at once.
+            None => {
+                self.reading
+                    .settle(chunk.handed, Settle::Retry(Duration::ZERO))
+                    .await;
+                return;
+            }
+            Some(Ok(())) => {
                 record_delivered(&self.metrics, &chunk.outgoing);
-                self.failing = None;
                 self.reading.settle(chunk.handed, Settle::Done).await;
                 return;
             }
-            Err(error) => error,
+            Some(Err(error)) => error,
         };
         count_failed(&self.id, &error);
-        let age = chunk.age();
         let (reason, blame) = (error.reason(), error.blame());
-        let give_up = match &error {
-            SendError::Permanent { detail, .. } => Some(GiveUp {
+        let why = match &error {
+            SendError::Permanent { detail, .. } => GiveUp {
                 reason,
                 blame,
                 detail: detail.clone(),
-            }),
-            SendError::Retryable { retry_after, .. } => {
-                // Only failures that may pass by retrying count towards the circuit.
-                let delay = self.failed(destination, &error, *retry_after, age);
-                if age.as_secs() >= destination.retry.max_age_secs {
-                    Some(GiveUp {
-                        reason,
-                        blame,
-                        detail: format!("gave up after max_age_secs: {reason}"),
-                    })
-                } else if chunk
-                    .handed
-                    .first()
-                    .is_some_and(|h| self.over_lag(destination, h.position))
-                {
-                    Some(moved_out_of_the_way(reason, blame))
-                } else {
-                    self.metrics.retried.increment(1);
-                    let at = tokio::time::Instant::now() + delay;
-                    self.retry_at = Some(self.retry_at.map_or(at, |before| before.max(at)));
-                    tracing::debug!(destination = %self.id, reason, blame = blame.as_str(), delay_ms = delay.as_millis() as u64, "delivery failed; retrying");
-                    self.reading
-                        .settle(chunk.handed, Settle::Retry(delay))
-                        .await;
-                    return;
+            },
+            SendError::Retryable { .. }
+                if chunk.age().as_secs() >= destination.retry.max_age_secs =>
+            {
+                GiveUp {
+                    reason,
+                    blame,
+                    detail: format!("gave up after max_age_secs: {reason}"),
                 }
             }
+            // Still failing (the circuit is open) with the log keeping more than
+            // max_lag_bytes for it: moved out of the log's way, as held events are.
+            SendError::Retryable { .. }
+                if self.circuit_open()
+                    && chunk
+                        .handed
+                        .first()
+                        .is_some_and(|h| self.over_lag(destination, h.position)) =>
+            {
+                moved_out_of_the_way(reason, blame)
+            }
+            SendError::Retryable { .. } => {
+                let delay = retry.unwrap_or_default();
+                self.metrics.retried.increment(1);
+                tracing::debug!(destination = %self.id, reason, blame = blame.as_str(), delay_ms = delay.as_millis() as u64, "delivery failed; retrying");
+                self.reading
+                    .settle(chunk.handed, Settle::Retry(delay))
+                    .await;
+                return;
+            }
         };
-        let retryable = matches!(error, SendError::Retryable { .. });
-        // A destination that refuses events as they are is not failing: its backlog is
-        // not moved out of the way for that.
-        if let Some(why) = give_up
-            && self.bury(destination, chunk, &why).await
-            && retryable
-        {
-            self.failing = Some(blame);
-        }
+        self.bury(destination, chunk, &why).await;
     }
 
-    /// A send passed: the circuit closes.
+    /// The destination answered: the circuit closes.
     fn passed(&mut self) {
         let f = &mut self.failures;
         f.breaker.success();
@@ -459,29 +498,34 @@ impl<R: Reading> Worker<R> {
         self.metrics.circuit.set(Circuit::Closed.gauge());
     }
 
-    /// A send failed in a way that may pass: counted in the breaker, with its cause.
-    /// Returns the back-off before those events go again; with the circuit open, the
-    /// next probe is due then too.
+    /// A group failed in a way that may pass: counted in the breaker, with its cause.
+    /// Returns the back-off before its events go again (never past the moment the
+    /// oldest, now `age` old, reaches `max_age_secs`), and marks when this round's
+    /// events go again; with the circuit open, the next probe is due after the back-off
+    /// too.
     fn failed(
         &mut self,
         destination: &Destination,
-        error: &SendError,
+        cause: (&'static str, Blame),
         retry_after: Option<Duration>,
         age: Duration,
     ) -> Duration {
         let f = &mut self.failures;
         f.breaker.failure();
-        f.last = Some((error.reason(), error.blame()));
-        let delay = backoff::wait(
-            &destination.retry,
-            f.breaker.failures().saturating_sub(1),
-            retry_after,
-            age,
-        );
+        f.last = Some(cause);
+        let step = f.breaker.failures().saturating_sub(1);
+        let now = tokio::time::Instant::now();
+        // One draw of the jitter for the whole round, so its events come back together.
+        let pause = backoff::wait(&destination.retry, step, retry_after, Duration::ZERO);
         if f.breaker.state() == Circuit::Open {
-            f.probe_at = Some(tokio::time::Instant::now() + delay);
+            // The probe is paced by the back-off alone: an event at its max age must
+            // not make the next probe due at once.
+            f.probe_at = Some(now + pause);
         }
         self.metrics.circuit.set(f.breaker.state().gauge());
+        let left = Duration::from_secs(destination.retry.max_age_secs).saturating_sub(age);
+        let delay = pause.min(left);
+        self.retry_at = Some(now + delay);
         delay
     }
 
@@ -519,22 +563,22 @@ impl<R: Reading> Worker<R> {
             .is_none_or(|at| at <= tokio::time::Instant::now())
     }
 
-    /// With the circuit open: events wait until the next probe is due (handed out again
-    /// then) or, past `max_age_secs`, go to the dead-letter store together with the last
-    /// failure's cause.
+    /// With the circuit open (the destination keeps failing), events wait for the next
+    /// probe. Those past `max_age_secs` go to the dead-letter store together with the
+    /// last failure's cause, and while the log keeps more than `max_lag_bytes` for the
+    /// destination, all of them do (reason `max_lag`): one destination never pins the
+    /// log for the others.
     async fn hold(&mut self, destination: &Destination, events: Vec<Fetched<R::Ticket>>) {
-        if events.is_empty() {
-            return;
-        }
+        let Some(first) = events.first() else { return };
         let (reason, blame) = self
             .failures
             .last
             .unwrap_or(("circuit_open", Blame::Destination));
-        let now = tokio::time::Instant::now();
-        let wait = self
-            .failures
-            .probe_at
-            .map_or(Duration::ZERO, |at| at.saturating_duration_since(now));
+        if self.over_lag(destination, first.handed.position) {
+            let why = moved_out_of_the_way(reason, blame);
+            self.bury(destination, Chunk::of(events), &why).await;
+            return;
+        }
         let max_age = Duration::from_secs(destination.retry.max_age_secs);
         let (aged, waiting): (Vec<_>, Vec<_>) = events
             .into_iter()
@@ -548,11 +592,15 @@ impl<R: Reading> Worker<R> {
             self.bury(destination, Chunk::of(aged), &why).await;
         }
         if !waiting.is_empty() {
-            // Never past the moment the oldest reaches max_age_secs (then dead-lettered).
+            // Until the next probe, or until the oldest reaches max_age_secs (then
+            // dead-lettered), but at least HELD_AT_LEAST: events reaching their age one
+            // after the other are buried in groups, not one round each.
             let waiting = Chunk::of(waiting);
-            let delay = wait
-                .min(max_age.saturating_sub(waiting.age()))
-                .max(Duration::from_millis(1));
+            let until_probe = self.failures.probe_at.map_or(Duration::ZERO, |at| {
+                at.saturating_duration_since(tokio::time::Instant::now())
+            });
+            let until_aged = max_age.saturating_sub(waiting.age()).max(HELD_AT_LEAST);
+            let delay = until_probe.min(until_aged).max(Duration::from_millis(1));
             self.reading
                 .settle(waiting.handed, Settle::Retry(delay))
                 .await;
@@ -562,12 +610,7 @@ impl<R: Reading> Worker<R> {
     /// Moves events to the dead-letter store (one append) and settles them; if the
     /// store refuses (full, I/O), hands them out again later instead: never dropped.
     /// Whether the store took them.
-    async fn bury(
-        &mut self,
-        destination: &Destination,
-        chunk: Chunk<R::Ticket>,
-        why: &GiveUp,
-    ) -> bool {
+    async fn bury(&mut self, destination: &Destination, chunk: Chunk<R::Ticket>, why: &GiveUp) {
         let entries = dead_letter::entries(&chunk.outgoing, why, chunk.attempts());
         let added = self
             .dead_letters
@@ -584,14 +627,12 @@ impl<R: Reading> Worker<R> {
                 tracing::warn!(destination = %self.id, events, reason = why.reason, blame = why.blame.as_str(), "events moved to the dead-letter store");
                 self.metrics.dead_lettered.increment(events as u64);
                 self.reading.settle(chunk.handed, Settle::Done).await;
-                true
             }
             Err(error) => {
                 tracing::error!(destination = %self.id, %error, "the dead-letter store refused events; they stay in the log and are tried again");
                 self.reading
                     .settle(chunk.handed, Settle::Retry(DEAD_LETTER_RETRY))
                     .await;
-                false
             }
         }
     }
