@@ -581,6 +581,33 @@ async fn circuit_on(backend: Backend) {
     backend.clean_up(&server).await;
 }
 
+on_both_engines!(partial_on:
+    a_send_that_fails_beside_one_that_passes_still_waits_for_its_retry_after,
+    a_send_that_fails_beside_one_that_passes_still_waits_for_its_retry_after_on_jetstream);
+
+/// Two sends made together, one passing and one rate limited: the limited one still
+/// waits for its `Retry-After` before it goes again.
+async fn partial_on(backend: Backend) {
+    let receiver = Receiver::start().await;
+    receiver.script(&[Answer::Ok, Answer::RateLimited(1)]);
+    receiver.answer(Answer::Ok);
+    let id = backend.id("partial");
+    let server = start_on(backend, &webhook(&id, &receiver.url(), "max_in_flight = 2"));
+    backend.await_destination(&server, &id).await;
+    send(&server, "web-key", &[track("p-0"), track("p-1")]).await;
+    let events = receiver.wait_for(2, 10 * SECOND).await;
+    assert_eq!(events.len(), 2);
+    let refused = receiver.refused();
+    assert_eq!(refused.len(), 1, "one send was rate limited");
+    let again = receiver.received().last().expect("delivered").at;
+    assert!(
+        again - refused[0].at >= Duration::from_millis(900),
+        "sent again {:?} after its 429 with Retry-After: 1",
+        again - refused[0].at
+    );
+    backend.clean_up(&server).await;
+}
+
 on_both_engines!(signed_and_guarded_on:
     batches_are_signed_and_private_addresses_are_refused_by_default,
     batches_are_signed_and_private_addresses_are_refused_by_default_on_jetstream);

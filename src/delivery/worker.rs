@@ -376,37 +376,29 @@ impl<R: Reading> Worker<R> {
     async fn send_group(&mut self, destination: &Destination, group: Vec<Chunk<R::Ticket>>) {
         let sent =
             futures_util::future::join_all(group.iter().map(|c| self.send(&c.outgoing))).await;
-        let answered = sent.iter().any(|s| {
-            matches!(
-                s,
-                Some(
-                    Ok(())
-                        | Err(SendError::Permanent {
-                            blame: Blame::Events,
-                            ..
-                        })
-                )
-            )
-        });
+        let passed = sent.iter().any(|s| matches!(s, Some(Ok(()))));
+        if passed {
+            self.passed();
+        }
         let failed = sent.iter().find_map(|s| match s {
             Some(Err(error @ SendError::Retryable { retry_after, .. })) => {
                 Some((error.reason(), error.blame(), *retry_after))
             }
             _ => None,
         });
-        let retry = match failed {
-            _ if answered => {
-                self.passed();
-                None
-            }
-            Some((reason, blame, retry_after)) => {
-                let oldest = group.iter().map(Chunk::age).max().unwrap_or_default();
-                Some(self.failed(destination, (reason, blame), retry_after, oldest))
-            }
-            None => None,
-        };
+        if let Some((reason, blame, retry_after)) = failed {
+            let oldest = group.iter().map(Chunk::age).max().unwrap_or_default();
+            self.failed(destination, (reason, blame), retry_after, oldest, !passed);
+        }
+        if self.circuit_open() && self.probe_due() {
+            // The probe got no verdict (refused for its settings, or not sent): the next
+            // one waits a back-off too.
+            let step = self.failures.breaker.failures().saturating_sub(1);
+            self.failures.probe_at =
+                Some(tokio::time::Instant::now() + backoff::delay(&destination.retry, step));
+        }
         for (chunk, sent) in group.into_iter().zip(sent) {
-            self.settle_sent(destination, chunk, sent, retry).await;
+            self.settle_sent(destination, chunk, sent).await;
         }
     }
 
@@ -425,14 +417,13 @@ impl<R: Reading> Worker<R> {
         Some(self.sink.send(outgoing).await)
     }
 
-    /// Settles one sent batch; a retryable failure goes again after `retry` (its
-    /// group's back-off), or to the dead-letter store once past `max_age_secs`.
+    /// Settles one sent batch; a retryable failure goes again with its round (at
+    /// `retry_at`), or to the dead-letter store once past `max_age_secs`.
     async fn settle_sent(
         &mut self,
         destination: &Destination,
         chunk: Chunk<R::Ticket>,
         sent: Option<Result<(), SendError>>,
-        retry: Option<Duration>,
     ) {
         let error = match sent {
             // Not sent (stopped): handed out again at once.
@@ -478,7 +469,9 @@ impl<R: Reading> Worker<R> {
                 moved_out_of_the_way(reason, blame)
             }
             SendError::Retryable { .. } => {
-                let delay = retry.unwrap_or_default();
+                let delay = self.retry_at.map_or(Duration::ZERO, |at| {
+                    at.saturating_duration_since(tokio::time::Instant::now())
+                });
                 self.metrics.retried.increment(1);
                 tracing::debug!(destination = %self.id, reason, blame = blame.as_str(), delay_ms = delay.as_millis() as u64, "delivery failed; retrying");
                 self.reading
@@ -490,7 +483,7 @@ impl<R: Reading> Worker<R> {
         self.bury(destination, chunk, &why).await;
     }
 
-    /// The destination answered: the circuit closes.
+    /// A send passed: the circuit closes.
     fn passed(&mut self) {
         let f = &mut self.failures;
         f.breaker.success();
@@ -498,21 +491,24 @@ impl<R: Reading> Worker<R> {
         self.metrics.circuit.set(Circuit::Closed.gauge());
     }
 
-    /// A group failed in a way that may pass: counted in the breaker, with its cause.
-    /// Returns the back-off before its events go again (never past the moment the
-    /// oldest, now `age` old, reaches `max_age_secs`), and marks when this round's
-    /// events go again; with the circuit open, the next probe is due after the back-off
-    /// too.
+    /// A send of a group failed in a way that may pass: the group counts in the breaker
+    /// (`counts`: none of its sends passed), with its cause. Marks when this round's
+    /// events go again: after the back-off (honouring `Retry-After`), and never much
+    /// past the moment the oldest, now `age` old, reaches `max_age_secs`; with the
+    /// circuit open, the next probe is due after the back-off too.
     fn failed(
         &mut self,
         destination: &Destination,
         cause: (&'static str, Blame),
         retry_after: Option<Duration>,
         age: Duration,
-    ) -> Duration {
+        counts: bool,
+    ) {
         let f = &mut self.failures;
-        f.breaker.failure();
-        f.last = Some(cause);
+        if counts {
+            f.breaker.failure();
+            f.last = Some(cause);
+        }
         let step = f.breaker.failures().saturating_sub(1);
         let now = tokio::time::Instant::now();
         // One draw of the jitter for the whole round, so its events come back together.
@@ -523,10 +519,10 @@ impl<R: Reading> Worker<R> {
             f.probe_at = Some(now + pause);
         }
         self.metrics.circuit.set(f.breaker.state().gauge());
+        // An event about to reach its age does not make the round come back at once.
         let left = Duration::from_secs(destination.retry.max_age_secs).saturating_sub(age);
-        let delay = pause.min(left);
+        let delay = pause.min(left.max(HELD_AT_LEAST));
         self.retry_at = Some(now + delay);
-        delay
     }
 
     /// Whether what is left of this round must wait: a send of it failed, or the
