@@ -8,7 +8,7 @@
 //!
 //! Files, under the log directory: `delivery/<destination id>.cursor`.
 
-use std::collections::BTreeSet;
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,8 +50,9 @@ pub struct Local {
     reader: Option<Reader>,
     appended: tokio::sync::watch::Receiver<u64>,
     cursor_dir: PathBuf,
-    /// Positions handed out and not settled as done.
-    out: BTreeSet<u64>,
+    /// Positions handed out, in order, and whether each is settled as done; settled
+    /// ones leave from the front.
+    out: VecDeque<(u64, bool)>,
     /// Events given back, and when they are due again.
     again: Vec<(Instant, Vec<Handed<()>>)>,
     /// Past the last record read.
@@ -105,7 +106,7 @@ impl Local {
             cursor_dir: cursor_dir(log.dir()),
             log: log.clone(),
             reader: Some(reader),
-            out: BTreeSet::new(),
+            out: VecDeque::new(),
             again: Vec::new(),
             read_upto: start,
             saved: (start, std::time::Instant::now()),
@@ -115,7 +116,9 @@ impl Local {
 
     /// The first event not settled as done.
     fn cursor(&self) -> u64 {
-        self.out.first().copied().unwrap_or(self.read_upto)
+        self.out
+            .front()
+            .map_or(self.read_upto, |&(position, _)| position)
     }
 
     /// The events given back that are due first, once they are (attempts counted);
@@ -232,7 +235,8 @@ impl Reading for Local {
                 continue;
             };
             self.read_upto = last + 1;
-            self.out.extend(records.iter().map(|(offset, _)| *offset));
+            self.out
+                .extend(records.iter().map(|(offset, _)| (*offset, false)));
             self.backlog.advance(self.cursor());
             return records
                 .into_iter()
@@ -258,7 +262,12 @@ impl Reading for Local {
             Settle::Retry(delay) => self.again.push((Instant::now() + delay, handed)),
             Settle::Done => {
                 for h in &handed {
-                    self.out.remove(&h.position);
+                    if let Ok(i) = self.out.binary_search_by_key(&h.position, |&(p, _)| p) {
+                        self.out[i].1 = true;
+                    }
+                }
+                while self.out.front().is_some_and(|&(_, done)| done) {
+                    self.out.pop_front();
                 }
                 let cursor = self.cursor();
                 if self.out.is_empty() {
