@@ -3,11 +3,14 @@
 //! batches, and settle every event: done once delivered, filtered out or in the
 //! dead-letter store; handed out again after the back-off when its send failed.
 //!
-//! A run of failed sends opens the circuit (`backoff::OPEN_AFTER`): then one event goes
-//! out as a probe once per back-off while the others wait, and events that wait past
-//! `retry.max_age_secs` go to the dead-letter store together. Only failures that may pass
-//! by retrying count: events a destination refuses as they are say nothing about
-//! whether it is up (and must not let one source's bad events hold back the others').
+//! Sends made together (`max_in_flight`) fail or pass together: a round's failed batches,
+//! and what is left of the round, go again together after one back-off. A run of failed
+//! rounds opens the circuit (`backoff::OPEN_AFTER`): then one event goes out as a probe
+//! once per back-off while the others wait, and events that wait past
+//! `retry.max_age_secs` go to the dead-letter store together; the first success closes
+//! it. Only failures that may pass by retrying count: events a destination refuses as
+//! they are say nothing about whether it is up (and must not let one source's bad events
+//! hold back the others').
 //!
 //! Invariant: an event is settled as done only once it was delivered, filtered out, or
 //! written to the dead-letter store. A slow or dead destination holds up nothing but
@@ -185,8 +188,8 @@ impl<R: Reading> Worker<R> {
             match destination.function.clone() {
                 None => self.deliver(&destination, wanted, caught_up).await,
                 // At most FUNCTION_READ run before they settle, even when the function
-                // was added while a larger read was out.
-                // With the circuit open, the probe alone runs the function.
+                // was added while a larger read was out; with the circuit open, the
+                // probe alone runs it.
                 Some(function) => {
                     while !wanted.is_empty() {
                         if self.stop.is_cancelled() {
