@@ -10,17 +10,7 @@ cargo build --release --workspace --quiet
 work=target/loadtest/delivery; rm -rf "$work"; mkdir -p "$work"
 . scripts/lib.sh
 port=$(free_port); admin=$(free_port); hook=$(free_port)
-cat > "$work/catalog.toml" <<TOML
-[[sources]]
-id = "bench"
-write_keys = [{ key = "bench-key" }]
-[[destinations]]
-id = "hook"
-type = "webhook"
-sources = ["bench"]
-retry = { initial_backoff_ms = 50, max_backoff_ms = 500 }
-settings = { url = "http://127.0.0.1:$hook/hook", batch_size = 100, batch_ms = 20 }
-TOML
+write_hook_catalog "$work" "$hook" 50 500
 write_sluice_config "$work" "$port" "$admin" '[delivery]
 allow_private_destinations = true
 [telemetry]

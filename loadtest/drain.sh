@@ -14,17 +14,7 @@ bin=${1:-target/release/sluice}; backend=${2:-local}; backlog=${3:-200000}
 work=$(mktemp -d "${TMPDIR:-/tmp}/sluice-drain.XXXX")
 . scripts/lib.sh
 port=$(free_port); admin=$(free_port); hook=$(free_port)
-cat > "$work/catalog.toml" <<TOML
-[[sources]]
-id = "bench"
-write_keys = [{ key = "bench-key" }]
-[[destinations]]
-id = "hook"
-type = "webhook"
-sources = ["bench"]
-retry = { initial_backoff_ms = 20, max_backoff_ms = 100 }
-settings = { url = "http://127.0.0.1:$hook/hook", batch_size = 100, batch_ms = 20 }
-TOML
+write_hook_catalog "$work" "$hook"
 extra=''
 if [ "$backend" = jetstream ]; then
   name="DRAIN$(date +%s%N | tail -c 9)"

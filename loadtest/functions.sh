@@ -18,17 +18,7 @@ drain() {
   local mode=$1 port admin hook
   port=$(free_port); admin=$(free_port); hook=$(free_port)
   rm -rf "$work/log"
-  cat > "$work/catalog.toml" <<TOML
-[[sources]]
-id = "bench"
-write_keys = [{ key = "bench-key" }]
-[[destinations]]
-id = "hook"
-type = "webhook"
-sources = ["bench"]
-retry = { initial_backoff_ms = 20, max_backoff_ms = 100 }
-settings = { url = "http://127.0.0.1:$hook/hook", batch_size = 100, batch_ms = 20 }
-TOML
+  write_hook_catalog "$work" "$hook"
   if [ "$mode" = trivial ]; then
     cat >> "$work/catalog.toml" <<'TOML'
 [destinations.function]

@@ -23,6 +23,25 @@ $extra
 TOML
 }
 
+# Writes DIR/catalog.toml for the delivery load scripts: source `bench` (key
+# `bench-key`) and webhook destination `hook` to 127.0.0.1:PORT/hook, batches of 100
+# after at most 20 ms, back-off from INITIAL to MAX ms (default 20 and 100):
+# write_hook_catalog DIR PORT [INITIAL MAX]
+write_hook_catalog() {
+  local dir=$1 port=$2 initial=${3:-20} max=${4:-100}
+  cat > "$dir/catalog.toml" <<TOML
+[[sources]]
+id = "bench"
+write_keys = [{ key = "bench-key" }]
+[[destinations]]
+id = "hook"
+type = "webhook"
+sources = ["bench"]
+retry = { initial_backoff_ms = $initial, max_backoff_ms = $max }
+settings = { url = "http://127.0.0.1:$port/hook", batch_size = 100, batch_ms = 20 }
+TOML
+}
+
 # Makes sure the virtualenv VENV has EXE in its bin/, installing PACKAGES (pinned pip
 # specs) into it from PyPI when not: python_tool VENV EXE PACKAGE...
 python_tool() {
