@@ -194,18 +194,29 @@ pub fn subject(prefix: &str, source_id: &str) -> String {
     format!("{prefix}.{}", token(source_id))
 }
 
-/// The stream, as configured (after [`ensure_stream`]).
+/// The stream, as configured (after [`ensure_stream`]). As there, a cluster that is
+/// still placing the stream answers nothing for a while: asked again for as long as a
+/// connection is given.
 pub async fn open_stream(
     context: &jetstream::Context,
     settings: &config::JetStream,
 ) -> Result<stream::Stream, JetStreamError> {
-    context
-        .get_stream(&settings.stream)
-        .await
-        .map_err(|e| JetStreamError::Stream {
-            stream: settings.stream.clone(),
-            reason: e.to_string(),
-        })
+    let deadline = Instant::now() + Duration::from_millis(settings.connect_timeout_ms);
+    loop {
+        match context.get_stream(&settings.stream).await {
+            Ok(stream) => return Ok(stream),
+            Err(error) if Instant::now() < deadline => {
+                tracing::warn!(stream = %settings.stream, %error, "JetStream stream not ready yet; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(error) => {
+                return Err(JetStreamError::Stream {
+                    stream: settings.stream.clone(),
+                    reason: error.to_string(),
+                });
+            }
+        }
+    }
 }
 
 /// Publishes the gateway's batches; cheap to clone.
