@@ -147,12 +147,6 @@ async fn jetstream_lag_gauges_tell_the_age_of_the_oldest_waiting_event() {
     finish(delivery, server, &js).await;
 }
 
-/// The events in one request a receiver got.
-fn events_in(request: &common::receiver::Received) -> usize {
-    let body: Value = serde_json::from_slice(&request.body).expect("JSON");
-    body["batch"].as_array().map_or(1, Vec::len)
-}
-
 fn circuit_gauge(text: &str, destination: &str) -> Option<f64> {
     let series = format!("sluice_delivery_circuit_state{{destination=\"{destination}\"}} ");
     text.lines()
@@ -190,7 +184,7 @@ async fn jetstream_delivery_opens_the_circuit_and_probes_with_one_event() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let sizes: Vec<usize> = receiver.refused().iter().map(events_in).collect();
+    let sizes: Vec<usize> = receiver.refused().iter().map(|r| r.events()).collect();
     assert_eq!(sizes[0], 10, "the first send holds every event: {sizes:?}");
     assert!(
         sizes[5..].iter().all(|&n| n == 1),
@@ -269,7 +263,7 @@ async fn events_held_back_by_an_open_circuit_are_dead_lettered_at_max_age() {
         times.windows(2).any(|w| w[0] == w[1]),
         "every dead letter was a probe: {times:?}"
     );
-    let sizes: Vec<usize> = receiver.refused().iter().map(events_in).collect();
+    let sizes: Vec<usize> = receiver.refused().iter().map(|r| r.events()).collect();
     assert_eq!(sizes.first(), Some(&8), "{sizes:?}");
     assert!(
         sizes.len() > 5 && sizes[5..].iter().all(|&n| n == 1),

@@ -32,7 +32,7 @@ use super::transform::{Applied, Transform};
 use super::{Metrics, count_failed, limiter_for, metrics_for, record_delivered};
 use crate::catalog::{self, Destination, FunctionDoc};
 use crate::disk::Faults;
-use crate::log::reading::{Handed, Reading, Settle};
+use crate::log::reading::{Handed, Reading, Settle, stopped_while};
 use crate::telemetry;
 
 /// Events read at once, at most.
@@ -81,7 +81,7 @@ pub struct Worker<R: Reading> {
     retry_at: Option<tokio::time::Instant>,
 }
 
-/// Consecutive failed sends and the last one's cause.
+/// Consecutive failed rounds and the last one's cause.
 #[derive(Default)]
 struct Failures {
     breaker: Breaker,
@@ -349,7 +349,7 @@ impl<R: Reading> Worker<R> {
             && !wanted.is_empty()
             && wanted.len() < self.sink.batch_size()
         {
-            self.sleep(wait).await;
+            stopped_while(&self.stop, wait).await;
         }
         let bounds = (self.sink.batch_size(), self.sink.batch_bytes());
         let mut chunks: Vec<Chunk<R::Ticket>> =
@@ -371,8 +371,8 @@ impl<R: Reading> Worker<R> {
 
     /// Sends batches at once and settles each: done once delivered or dead-lettered,
     /// handed out again after the back-off otherwise. The group counts once in the
-    /// circuit breaker (sends made together fail together): it passes if the destination
-    /// answered any of them, and fails if one failed in a way that may pass by retrying.
+    /// circuit breaker (sends made together fail together): it passes if any of them
+    /// passed, and fails if none did and one failed in a way that may pass by retrying.
     /// Its failed batches, and what is left of the round, go again together after one
     /// back-off (with the circuit open, when the next probe is due), so the local log
     /// keeps them in order.
@@ -472,9 +472,7 @@ impl<R: Reading> Worker<R> {
                 moved_out_of_the_way(reason, blame)
             }
             SendError::Retryable { .. } => {
-                let delay = self.retry_at.map_or(Duration::ZERO, |at| {
-                    at.saturating_duration_since(tokio::time::Instant::now())
-                });
+                let delay = until(self.retry_at);
                 self.metrics.retried.increment(1);
                 tracing::debug!(destination = %self.id, reason, blame = blame.as_str(), delay_ms = delay.as_millis() as u64, "delivery failed; retrying");
                 self.reading
@@ -542,13 +540,12 @@ impl<R: Reading> Worker<R> {
         destination: &Destination,
         rest: Vec<Fetched<R::Ticket>>,
     ) {
-        match self.retry_at {
-            Some(at) if !self.circuit_open() => {
-                let delay = at.saturating_duration_since(tokio::time::Instant::now());
-                let handed = rest.into_iter().map(|f| f.handed).collect();
-                self.reading.settle(handed, Settle::Retry(delay)).await;
-            }
-            _ => self.hold(destination, rest).await,
+        if self.retry_at.is_some() && !self.circuit_open() {
+            let handed = rest.into_iter().map(|f| f.handed).collect();
+            let delay = until(self.retry_at);
+            self.reading.settle(handed, Settle::Retry(delay)).await;
+        } else {
+            self.hold(destination, rest).await;
         }
     }
 
@@ -595,9 +592,7 @@ impl<R: Reading> Worker<R> {
             // dead-lettered), but at least HELD_AT_LEAST: events reaching their age one
             // after the other are buried in groups, not one round each.
             let waiting = Chunk::of(waiting);
-            let until_probe = self.failures.probe_at.map_or(Duration::ZERO, |at| {
-                at.saturating_duration_since(tokio::time::Instant::now())
-            });
+            let until_probe = until(self.failures.probe_at);
             let until_aged = max_age.saturating_sub(waiting.age()).max(HELD_AT_LEAST);
             let delay = until_probe.min(until_aged).max(Duration::from_millis(1));
             self.reading
@@ -607,8 +602,8 @@ impl<R: Reading> Worker<R> {
     }
 
     /// Moves events to the dead-letter store (one append) and settles them; if the
-    /// store refuses (full, I/O), hands them out again later instead: never dropped.
-    /// Whether the store took them.
+    /// store refuses (full, I/O), hands them out again later instead: never dropped
+    /// (they are then routed and sent again first).
     async fn bury(&mut self, destination: &Destination, chunk: Chunk<R::Ticket>, why: &GiveUp) {
         let entries = dead_letter::entries(&chunk.outgoing, why, chunk.attempts());
         let added = self
@@ -643,14 +638,13 @@ impl<R: Reading> Worker<R> {
             .backlog_bytes(position)
             .is_some_and(|bytes| bytes > destination.retry.max_lag_bytes)
     }
+}
 
-    /// Sleeps; true if the worker was stopped meanwhile.
-    async fn sleep(&self, d: Duration) -> bool {
-        tokio::select! {
-            () = self.stop.cancelled() => true,
-            () = tokio::time::sleep(d) => false,
-        }
-    }
+/// How long until `at` (zero if it has passed or is unknown).
+fn until(at: Option<tokio::time::Instant>) -> Duration {
+    at.map_or(Duration::ZERO, |at| {
+        at.saturating_duration_since(tokio::time::Instant::now())
+    })
 }
 
 /// How long ago an event was received (zero if unknown).

@@ -47,6 +47,15 @@ pub enum Settle {
     Retry(Duration),
 }
 
+/// Sleeps for `wait`; true if `stop` was cancelled first. What waits to try again (a
+/// read, a cursor, a consumer) waits through this.
+pub async fn stopped_while(stop: &CancellationToken, wait: Duration) -> bool {
+    tokio::select! {
+        () = stop.cancelled() => true,
+        () = tokio::time::sleep(wait) => false,
+    }
+}
+
 /// A destination's way through the event log.
 pub trait Reading: Send + Sync + 'static {
     /// What settles one handed event.

@@ -30,6 +30,14 @@ pub struct Received {
     pub at: Instant,
 }
 
+impl Received {
+    /// The events this request carried: its `batch`, or one.
+    pub fn events(&self) -> usize {
+        let body: Value = serde_json::from_slice(&self.body).expect("JSON");
+        body["batch"].as_array().map_or(1, Vec::len)
+    }
+}
+
 #[derive(Default)]
 struct Shared {
     received: Vec<Received>,

@@ -80,9 +80,8 @@ impl Local {
                 Ok(start) => break start,
                 Err(error) => {
                     tracing::error!(destination = %id, %error, "delivery paused: fix or remove the cursor file (removing it starts from the log's end); the log keeps everything meanwhile");
-                    tokio::select! {
-                        () = stop.cancelled() => return None,
-                        () = tokio::time::sleep(CURSOR_RETRY) => {}
+                    if super::stopped_while(stop, CURSOR_RETRY).await {
+                        return None;
                     }
                 }
             }
@@ -216,10 +215,10 @@ impl Reading for Local {
                 Ok(records) => records,
                 Err(error) => {
                     tracing::error!(destination = %self.id, %error, "event log unreadable; delivery paused");
-                    tokio::select! {
-                        () = stop.cancelled() => return Vec::new(),
-                        () = tokio::time::sleep(READ_RETRY) => continue,
+                    if super::stopped_while(stop, READ_RETRY).await {
+                        return Vec::new();
                     }
+                    continue;
                 }
             };
             let Some(&(last, _)) = records.last() else {
@@ -417,7 +416,7 @@ mod tests {
         cursor::load(&cursor_dir(log.dir()), "d").expect("readable")
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn events_given_back_come_again_before_newer_ones_and_hold_the_cursor() {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = log_of(dir.path(), 5).await;

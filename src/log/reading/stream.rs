@@ -92,10 +92,10 @@ impl Reading for Stream {
                     // say) is tried again after a pause, not in a loop that starves the
                     // servers.
                     tracing::warn!(destination = %self.id, %error, "fetch from JetStream failed; retrying");
-                    tokio::select! {
-                        () = stop.cancelled() => return Vec::new(),
-                        () = tokio::time::sleep(FETCH_RETRY) => continue,
+                    if super::stopped_while(stop, FETCH_RETRY).await {
+                        return Vec::new();
                     }
+                    continue;
                 }
             };
             if stop.is_cancelled() {
