@@ -222,8 +222,7 @@ async fn jetstream_workers(
         delivery::Network::of(&config.delivery, &config.functions),
         dead_letters.clone(),
         stop,
-    )
-    .await?;
+    );
     Ok((dead_letters, workers))
 }
 

@@ -28,6 +28,7 @@ use super::supervisor::{Prepared, Readings, supervise};
 use crate::catalog;
 use crate::config;
 use crate::log::jetstream as js;
+use crate::log::reading::stopped_while;
 use crate::log::reading::stream::Stream;
 
 /// How often the supervisor looks for catalog changes.
@@ -45,31 +46,64 @@ pub fn consumer_name(destination: &str) -> String {
     format!("sluice-{}", js::token(destination))
 }
 
-/// Makes sure the stream exists and starts one worker per destination of the catalog
-/// (following its changes) until `stop`, on `context`'s connection. The workers'
-/// dead letters go to `dead_letters`, through which the admin listener replays them.
-pub async fn spawn(
+/// Starts delivery from JetStream on `context`'s connection until `stop`: once the stream
+/// exists (made if needed), one worker per destination of the catalog, following its
+/// changes. The workers' dead letters go to `dead_letters`, through which the admin
+/// listener replays them.
+pub fn spawn(
     context: jetstream::Context,
     settings: config::JetStream,
     store: catalog::Live,
     network: Network,
     dead_letters: dead_letter::Store,
     stop: CancellationToken,
-) -> Result<JoinHandle<()>, StartError> {
-    js::ensure_stream(&context, &settings).await?;
-    let stream = js::open_stream(&context, &settings).await?;
-    let readings = StreamReadings {
-        stream,
-        ack_wait: Duration::from_millis(settings.redeliver_after_ms),
-    };
-    Ok(tokio::spawn(supervise(
-        readings,
-        store,
-        network,
-        dead_letters,
-        Prepared::new(),
-        stop,
-    )))
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let Some(stream) = stream_when_ready(&context, &settings, &stop).await else {
+            return;
+        };
+        let readings = StreamReadings {
+            stream,
+            ack_wait: Duration::from_millis(settings.redeliver_after_ms),
+        };
+        supervise(
+            readings,
+            store,
+            network,
+            dead_letters,
+            Prepared::new(),
+            stop,
+        )
+        .await;
+    })
+}
+
+/// How long a delivery process waits before it asks for the stream again.
+const STREAM_RETRY: Duration = Duration::from_secs(2);
+
+/// The stream, made as configured if needed; asked again (said at every failure) while
+/// it cannot be had, as a new cluster may take a while to place it: a delivery process
+/// waits for it rather than exiting. `None` once stopped.
+async fn stream_when_ready(
+    context: &jetstream::Context,
+    settings: &config::JetStream,
+    stop: &CancellationToken,
+) -> Option<stream::Stream> {
+    loop {
+        let opened = match js::ensure_stream(context, settings).await {
+            Ok(_) => js::open_stream(context, settings).await,
+            Err(error) => Err(error),
+        };
+        match opened {
+            Ok(stream) => return Some(stream),
+            Err(error) => {
+                tracing::error!(%error, "cannot open the JetStream stream; delivery waits and tries again");
+                if stopped_while(stop, STREAM_RETRY).await {
+                    return None;
+                }
+            }
+        }
+    }
 }
 
 /// Makes sure every destination of the catalog has its consumer, now and whenever the
@@ -214,9 +248,8 @@ impl Readings for StreamReadings {
                 Ok(consumer) => break consumer,
                 Err(error) => {
                     tracing::warn!(destination = %id, %error, "cannot open the destination's JetStream consumer; retrying");
-                    tokio::select! {
-                        () = stop.cancelled() => return None,
-                        () = tokio::time::sleep(WATCH_EVERY) => {}
+                    if stopped_while(stop, WATCH_EVERY).await {
+                        return None;
                     }
                 }
             }
