@@ -90,6 +90,8 @@ pub struct Source {
     pub id: String,
     /// Display name.
     pub name: String,
+    /// Its control-plane workspace, when it has one.
+    pub workspace: Option<String>,
     /// A disabled source's keys are refused.
     pub enabled: bool,
     /// Per-source request rate limit; `None` means unlimited.
@@ -227,6 +229,7 @@ impl Snapshot {
             let source = Arc::new(Source {
                 id: s.id.clone(),
                 name: s.name.clone().unwrap_or_else(|| s.id.clone()),
+                workspace: s.workspace.clone(),
                 enabled: s.enabled,
                 rate_limit: s.rate_limit.map(|r| RateLimit {
                     per_second: r.requests_per_second,

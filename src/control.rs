@@ -52,5 +52,6 @@ pub mod plan_diff;
 pub mod policy;
 pub mod secret;
 pub mod store;
+pub mod suppression;
 pub mod token;
 pub mod usage;

@@ -72,6 +72,8 @@ pub struct State {
     failed_keys: FailedKeys,
     meters: Meters,
     usage: Arc<Tally>,
+    /// Users whose events are acknowledged and dropped.
+    suppressions: Arc<crate::suppression::Suppressions>,
     /// Source functions' hosts, by endpoint id (each a child process, made on first use).
     function_hosts: dashmap::DashMap<String, Arc<tokio::sync::Mutex<crate::functions::host::Host>>>,
 }
@@ -87,6 +89,7 @@ impl State {
             failed_keys: FailedKeys::new(config.server.max_key_failures_per_minute),
             limiters: Limiters::default(),
             usage: Arc::new(Tally::default()),
+            suppressions: Arc::default(),
             function_hosts: dashmap::DashMap::new(),
             config,
             catalog,
@@ -112,6 +115,11 @@ impl State {
             self.config.delivery.allow_private_destinations,
             id,
         )
+    }
+
+    /// The suppressed users, for the task that follows the control plane's list.
+    pub fn suppressions(&self) -> &Arc<crate::suppression::Suppressions> {
+        &self.suppressions
     }
 
     /// The usage counters, for the task that reports them.

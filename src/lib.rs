@@ -34,6 +34,7 @@ pub mod log;
 pub mod parts;
 pub mod protocols;
 pub mod record;
+pub mod suppression;
 pub mod telemetry;
 pub mod tls;
 pub mod usage;
@@ -110,6 +111,8 @@ pub async fn serve(
         parts::delivery(&config, &event_log, local_log.as_ref(), &store).await?;
     let state = Arc::new(gateway::State::new(Arc::clone(&config), store, event_log));
     let usage = parts::usage(&config, control_store.as_ref(), state.usage()).await;
+    let suppressions =
+        parts::suppressions(&config, control_store.as_ref(), state.suppressions()).await;
     let function_errors = parts::function_errors(&config);
     let admin_state = admin_listener::State {
         probes: admin_listener::Probes::Gateway(Arc::clone(&state)),
@@ -138,7 +141,7 @@ pub async fn serve(
     // last counts; the control plane's API stops (its changes committed or not at
     // all); delivery's workers save their cursors; functions' failed runs are reported
     // a last time; the event log flushes and syncs (no appender or reader is left); the
-    // catalog stops following; the admin listener goes last, so /metrics and /ready
+    // suppression list and the catalog stop following; the admin listener goes last, so /metrics and /ready
     // answer until the end.
     tracing::info!("stopped accepting; stopping the other parts in order");
     for part in [
@@ -147,6 +150,7 @@ pub async fn serve(
         delivery,
         function_errors,
         log,
+        suppressions,
         catalog,
         admin,
     ] {

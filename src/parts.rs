@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{self, Config};
 use crate::{
     ADMIN_TIMEOUT, LAST_KNOWN_GOOD, METRICS_UPKEEP, ServeError, admin_listener, catalog,
-    catalog_origin, control, delivery, gateway, log, telemetry, usage,
+    catalog_origin, control, delivery, gateway, log, suppression, telemetry, usage,
 };
 
 /// What a part does once its tasks have ended (a log's flush).
@@ -276,6 +276,34 @@ async fn spawn_usage<L: usage::Ledger + 'static>(
 ) -> JoinHandle<()> {
     usage::start(tally, &mut ledger).await;
     tokio::spawn(usage::run(Arc::clone(tally), ledger, stop))
+}
+
+/// Following the control plane's suppression list into the gateway's copy, from the
+/// store in this process or from a remote control plane (nothing with a file catalog).
+/// The first copy is loaded before this returns, so the gateway serves with it (up to
+/// 10 s; then it serves while the copy loads).
+pub async fn suppressions(
+    config: &Config,
+    control_store: Option<&control::feed::Publisher>,
+    list: &Arc<suppression::Suppressions>,
+) -> Part {
+    let part = Part::new("suppressions");
+    let list = Arc::clone(list);
+    let task = match (config.catalog.source, control_store) {
+        (config::CatalogSourceKind::Control, Some(publisher)) => {
+            let feed = control::suppression::StoreFeed::new(publisher.store().clone());
+            suppression::start(feed, list, part.token()).await
+        }
+        (config::CatalogSourceKind::Remote, _) => {
+            let feed = suppression::RemoteFeed::new(
+                &config.catalog.control_url,
+                config.catalog.node_token.clone(),
+            );
+            suppression::start(feed, list, part.token()).await
+        }
+        _ => return part,
+    };
+    part.with(task)
 }
 
 /// A remote node's reports of its functions' failed runs to its control plane (none

@@ -180,6 +180,12 @@ families! {
         "Events rejected, by source and reason.";
     EVENTS_DEDUPLICATED: Counters<1> = "sluice_events_deduplicated_total", [LABEL_SOURCE], None, &[],
         "Events acknowledged but not stored again (messageId seen), by source.";
+    EVENTS_SUPPRESSED: Counters<1> = "sluice_events_suppressed_total", [LABEL_SOURCE], None, &[],
+        "Events acknowledged but neither stored nor forwarded because their userId is suppressed, by source.";
+    SUPPRESSED_USERS: Gauges<0> = "sluice_suppressed_users", [], None, &[],
+        "Suppressions (user ids, per workspace or source) this gateway holds.";
+    SUPPRESSION_SEQ: Gauges<0> = "sluice_suppression_seq", [], None, &[],
+        "The control plane's suppression-list position this gateway has applied.";
     DEDUP_EARLY_ROTATIONS: Counters<0> = "sluice_dedup_early_rotations_total", [], None, &[],
         "De-duplication generations dropped early to stay within `max_entries`.";
     AUTH_FAILURES: Counters<1> = "sluice_auth_failures_total", [LABEL_REASON], None, &[],

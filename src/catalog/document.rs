@@ -427,6 +427,10 @@ pub struct SourceDoc {
     /// Display name; defaults to the id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The control plane's workspace of the source (set by the control plane; a file
+    /// catalog leaves it out): workspace-wide suppressions apply by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<String>,
     /// Default true.
     #[serde(default = "enabled_default")]
     pub enabled: bool,

@@ -35,6 +35,7 @@ pub mod plans;
 pub mod prose;
 pub mod protected;
 pub mod provisioning;
+pub mod regulations;
 pub mod roles;
 pub mod setup;
 pub mod sign_in;
@@ -432,6 +433,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .merge(function_runs::routes())
         .merge(function_instances::routes())
         .merge(source_functions::routes())
+        .merge(regulations::routes())
         // Changes to protected (production) resources: at once, or kept for review.
         .route_layer(axum::middleware::from_fn_with_state(
             api.clone(),

@@ -253,6 +253,10 @@ pub enum Kind {
     WorkspaceCreate,
     /// `workspace.settings.update`
     WorkspaceSettingsUpdate,
+    /// `regulation.create`: users suppressed or unsuppressed.
+    RegulationCreate,
+    /// `regulation.delete`: a regulation deleted (what it still suppressed is lifted).
+    RegulationDelete,
     /// `access.denied.<action>`: a refused change.
     AccessDenied(crate::control::policy::Action),
 }
@@ -289,6 +293,8 @@ impl Kind {
             Self::GroupUpdate => "group.update",
             Self::InviteCreate => "invite.create",
             Self::InviteDelete => "invite.delete",
+            Self::RegulationCreate => "regulation.create",
+            Self::RegulationDelete => "regulation.delete",
             Self::LabelCreate => "label.create",
             Self::LabelDelete => "label.delete",
             Self::NodeCreate => "node.create",

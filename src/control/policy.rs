@@ -608,11 +608,20 @@ pub enum Action {
     /// change proposes it for review instead. Reviewing such a proposal needs this too,
     /// never on one's own proposal unless the workspace allows self-approval.
     ApplyProtectedChange,
+    /// Suppress or unsuppress users in the whole workspace, and see its regulations and
+    /// who is suppressed (Segment's Deletion & Suppression API): owners and admins.
+    Regulate,
+    /// Suppress or unsuppress users in one source, and see that source's regulations:
+    /// `full` on the source.
+    RegulateSource,
+    /// Follow the suppression list (user ids): gateway node credentials only
+    /// ([`node_may`]), the nodes that drop suppressed users' events.
+    ReadSuppressions,
 }
 
 impl Action {
     /// Every action.
-    pub const ALL: [Self; 36] = [
+    pub const ALL: [Self; 39] = [
         Self::ViewWorkspace,
         Self::ViewMembers,
         Self::ViewTrackingPlans,
@@ -649,6 +658,9 @@ impl Action {
         Self::ReportUsage,
         Self::ReportFunctionErrors,
         Self::ApplyProtectedChange,
+        Self::Regulate,
+        Self::RegulateSource,
+        Self::ReadSuppressions,
     ];
 
     /// Whether the action changes who may do what. These are decided on standing access
@@ -695,10 +707,14 @@ impl Action {
             | Self::ManageTokens
             | Self::ReadAudit
             | Self::ReviewAccess
-            | Self::ApplyProtectedChange => role >= Admin,
+            | Self::ApplyProtectedChange
+            | Self::Regulate => role >= Admin,
             // The catalog feed and usage reports are for node credentials ([`node_may`]),
             // never a person.
-            Self::ReadCatalog | Self::ReportUsage | Self::ReportFunctionErrors => false,
+            Self::ReadCatalog
+            | Self::ReportUsage
+            | Self::ReportFunctionErrors
+            | Self::ReadSuppressions => false,
             Self::ManageUsage | Self::TransferOwnership => role == Owner,
             Self::ViewSource
             | Self::EditSource
@@ -713,7 +729,8 @@ impl Action {
             | Self::Connect
             | Self::Disconnect
             | Self::ApproveElevation
-            | Self::EndElevation => return None,
+            | Self::EndElevation
+            | Self::RegulateSource => return None,
         };
         Some(allowed)
     }
@@ -724,7 +741,10 @@ impl Action {
             Self::ViewSource => Some(Level::ReadOnly),
             Self::EditSource => Some(Level::ReadWrite),
             Self::Connect => Some(Level::ReadWrite),
-            Self::DeleteSource | Self::ManageWriteKeys | Self::Disconnect => Some(Level::Full),
+            Self::DeleteSource
+            | Self::ManageWriteKeys
+            | Self::Disconnect
+            | Self::RegulateSource => Some(Level::Full),
             _ => None,
         }
     }
@@ -778,10 +798,14 @@ impl Action {
             | Self::EndElevation
             | Self::ReviewAccess => Scope::MembersWrite,
             Self::ReadAudit => Scope::AuditRead,
-            Self::ReadCatalog | Self::ReportUsage | Self::ReportFunctionErrors => {
-                Scope::CatalogRead
-            }
+            Self::ReadCatalog
+            | Self::ReportUsage
+            | Self::ReportFunctionErrors
+            | Self::ReadSuppressions => Scope::CatalogRead,
             Self::ApplyProtectedChange => Scope::SourcesWrite,
+            // Who is suppressed is personal data: reading it needs a write scope too.
+            Self::Regulate => Scope::WorkspaceWrite,
+            Self::RegulateSource => Scope::SourcesWrite,
         }
     }
 }
@@ -960,7 +984,7 @@ pub fn node_may(role: NodeRole, action: Action) -> bool {
     match action {
         Action::ReadCatalog => true,
         Action::ViewDestinationSecrets => role == NodeRole::Delivery,
-        Action::ReportUsage => role == NodeRole::Gateway,
+        Action::ReportUsage | Action::ReadSuppressions => role == NodeRole::Gateway,
         // Both run functions: a gateway its source functions, a delivery node its insert
         // functions.
         Action::ReportFunctionErrors => true,
@@ -1514,6 +1538,8 @@ mod tests {
             ("create functions", A::CreateFunctions, ws, "YYY-"),
             ("manage API tokens", A::ManageTokens, ws, "YY--"),
             ("change production sources at once", A::ApplyProtectedChange, src("s"), "YY--"),
+            ("suppress users workspace-wide", A::Regulate, ws, "YY--"),
+            ("suppress users in a source", A::RegulateSource, src("s"), "YY--"),
         ];
         let roles = [Role::Owner, Role::Admin, Role::Member, Role::ReadOnly];
         for (row, action, resource, expected) in rows {
@@ -1783,6 +1809,7 @@ mod tests {
             (A::EditSource, L::ReadWrite),
             (A::DeleteSource, L::Full),
             (A::ManageWriteKeys, L::Full),
+            (A::RegulateSource, L::Full),
         ];
         let destination_actions = [
             (A::ViewDestination, L::ReadOnly),

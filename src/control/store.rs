@@ -44,6 +44,7 @@ pub mod nodes;
 pub mod offboardings;
 pub mod passwords;
 pub mod plans;
+pub mod regulations;
 pub mod resets;
 pub mod resource_changes;
 pub mod scim;

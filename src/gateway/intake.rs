@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use chrono::Utc;
 use simd_json::borrowed::Value;
+use simd_json::prelude::*;
 
 use super::dedup::{Dedup, DigestSet};
 use super::meters::SourceMeters;
@@ -16,6 +17,7 @@ use crate::catalog::Source;
 use crate::event::{self, Enrichment};
 use crate::log;
 use crate::protocols::{self, SourceName};
+use crate::suppression::Suppressions;
 use crate::usage::Counts;
 
 /// Why an item of a request is not stored.
@@ -24,6 +26,8 @@ enum Skip {
     Invalid(event::ItemRejection),
     /// Its messageId was stored recently (or earlier in this request).
     Duplicate,
+    /// Its user is suppressed: acknowledged, never stored.
+    Suppressed,
 }
 
 /// One request's events on their way to the log.
@@ -96,6 +100,7 @@ impl<'r> Intake<'r> {
         match outcome {
             Ok(()) => {}
             Err(Skip::Duplicate) => self.meters.deduplicated.increment(1),
+            Err(Skip::Suppressed) => self.meters.suppressed.increment(1),
             Err(Skip::Invalid(problem)) if envelope.0.is_some() => {
                 self.meters.rejected.add(problem.code(), 1);
                 return Err(self.refuse(Rejection::Message(problem), 1));
@@ -129,6 +134,9 @@ impl<'r> Intake<'r> {
         let (key, blocked, id) = self.batch.record(|buf| {
             let mut prepared =
                 event::prepare(item, kind, defaults, enrichment).map_err(Skip::Invalid)?;
+            if suppressed(&state.suppressions, source, &prepared) {
+                return Err(Skip::Suppressed);
+            }
             let key = Dedup::key(&source.id, &prepared.message_id);
             if state.dedup.seen(key) || !in_request.insert(key) {
                 return Err(Skip::Duplicate);
@@ -154,7 +162,15 @@ impl<'r> Intake<'r> {
             if let Some(decision) = decision {
                 meters.decision(&decision);
                 *violating += u64::from(!decision.violations.is_empty());
-                forwarded.extend(decision.forwards);
+                // A copy for another source is that source's event: not where its user
+                // is suppressed.
+                let list = &state.suppressions;
+                forwarded.extend(
+                    decision
+                        .forwards
+                        .into_iter()
+                        .filter(|(target, _)| !suppressed_in(list, source, target, &prepared)),
+                );
             }
             let id = tagging.then(|| prepared.message_id.clone());
             Ok((key, blocked, id))
@@ -222,5 +238,84 @@ impl<'r> Intake<'r> {
             violating: self.violating,
         });
         Ok(response::accepted(&self.rejected, self.blocked))
+    }
+}
+
+/// Whether the event's `userId` (a string, or a number as written) is suppressed for
+/// `source`.
+fn suppressed(list: &Suppressions, source: &Source, prepared: &event::Prepared<'_>) -> bool {
+    suppressed_in(list, source, &source.id, prepared)
+}
+
+/// Whether the event of `from` is suppressed in `target` (a source of the same
+/// workspace: `from` itself, or one a tracking plan forwards to).
+fn suppressed_in(
+    list: &Suppressions,
+    from: &Source,
+    target: &str,
+    prepared: &event::Prepared<'_>,
+) -> bool {
+    if list.is_empty() {
+        return false;
+    }
+    let workspace = from.workspace.as_deref();
+    match prepared.message.get("userId") {
+        Some(Value::String(id)) => list.holds(workspace, target, id),
+        Some(number @ Value::Static(_)) if number.is_number() => {
+            list.holds(workspace, target, &number.encode())
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::suppression::Change;
+
+    #[test]
+    fn a_user_is_suppressed_where_the_list_says_and_only_there() {
+        let limits = crate::config::Limits::default();
+        let source = Source {
+            id: "web".into(),
+            name: "web".into(),
+            workspace: Some("ws".into()),
+            enabled: true,
+            rate_limit: None,
+            protocols: None,
+            quotas: Vec::new(),
+        };
+        let list = Suppressions::new();
+        list.apply(&[Change {
+            seq: 1,
+            workspace: "ws".into(),
+            source: Some("quarantine".into()),
+            subject: "42".into(),
+            suppressed: true,
+        }]);
+        let enrichment = Enrichment::new(Utc::now(), None, "web", &limits);
+        for (body, in_web, in_quarantine) in [
+            (r#"{"userId":"42","event":"E"}"#, false, true),
+            (r#"{"userId":42,"event":"E"}"#, false, true),
+            (r#"{"userId":"420","event":"E"}"#, false, false),
+            (r#"{"anonymousId":"42","event":"E"}"#, false, false),
+        ] {
+            let mut bytes = body.as_bytes().to_vec();
+            let value = simd_json::to_borrowed_value(&mut bytes).expect("json");
+            let prepared = event::prepare(
+                value,
+                Some(event::Kind::Track),
+                &event::Defaults::default(),
+                &enrichment,
+            )
+            .expect("valid");
+            assert_eq!(suppressed(&list, &source, &prepared), in_web, "{body}");
+            // A copy a tracking plan forwards to `quarantine` is that source's event.
+            assert_eq!(
+                suppressed_in(&list, &source, "quarantine", &prepared),
+                in_quarantine,
+                "{body}"
+            );
+        }
     }
 }

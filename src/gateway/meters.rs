@@ -125,6 +125,8 @@ pub struct SourceMeters {
     pub accepted: Counter,
     /// Events acknowledged but not stored again.
     pub deduplicated: Counter,
+    /// Events acknowledged but dropped: their user is suppressed.
+    pub suppressed: Counter,
     /// Requests refused by the rate limit.
     pub rate_limited: Counter,
     /// Requests refused by a monthly quota.
@@ -144,6 +146,7 @@ impl SourceMeters {
             received: telemetry::EVENTS_RECEIVED.with([id]),
             accepted: telemetry::EVENTS_ACCEPTED.with([id]),
             deduplicated: telemetry::EVENTS_DEDUPLICATED.with([id]),
+            suppressed: telemetry::EVENTS_SUPPRESSED.with([id]),
             rate_limited: telemetry::RATE_LIMITED.with([id]),
             quota_exceeded: telemetry::QUOTA_EXCEEDED.with([id]),
             rejected: ByCode::new(telemetry::EVENTS_REJECTED, &[id]),

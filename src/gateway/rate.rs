@@ -59,6 +59,7 @@ mod tests {
         let source = Source {
             id: "s".into(),
             name: "s".into(),
+            workspace: None,
             enabled: true,
             rate_limit: Some(RateLimit {
                 per_second: 1,

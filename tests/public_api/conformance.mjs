@@ -59,6 +59,7 @@ const API_FILES = {
   AuditTrailApi: 'auditTrailApi.ts',
   CatalogApi: 'catalogApi.ts',
   FunctionsApi: 'functionsApi.ts',
+  DeletionAndSuppressionApi: 'deletionAndSuppressionApi.ts',
 };
 // Of CatalogApi, only what Sluice can mean: no warehouses.
 const CATALOG_METHODS = ['getSourcesCatalog', 'getSourceMetadata', 'getDestinationsCatalog', 'getDestinationMetadata'];
@@ -74,6 +75,8 @@ function extractSpec() {
       const response = part.match(/body: (\w+);/)?.[1];
       if (!name || !route || !verb || !response) throw new Error(`cannot parse a method of ${file}`);
       if (cls === 'CatalogApi' && !CATALOG_METHODS.includes(name)) continue;
+      // Cloud sources (objects synced from SaaS tools) are not a Sluice thing.
+      if (cls === 'DeletionAndSuppressionApi' && name === 'createCloudSourceRegulation') continue;
       methods.push({ cls, name, http: verb, path: route, response });
     }
   }
@@ -329,7 +332,7 @@ const d = (j) => j?.data;
 // ------------------------------------------------------------------ the run
 const W = 'WorkspacesApi', S = 'SourcesApi', D = 'DestinationsApi', T = 'TrackingPlansApi', L = 'LabelsApi';
 const U = 'IAMUsersApi', R = 'IAMRolesApi', G = 'IAMGroupsApi', A = 'AuditTrailApi', C = 'CatalogApi';
-const F = 'FunctionsApi';
+const F = 'FunctionsApi', P = 'DeletionAndSuppressionApi';
 const ctx = {};
 try {
   const member = await inviteUser('member@example.com', 'member');
@@ -464,6 +467,17 @@ try {
   await call(G, 'deleteUserGroup', [ctx.group2Id]);
   await call(U, 'deleteInvites', [['invitee@example.com']]);
   await call(U, 'deleteUsers', [[doomed.id]]);
+
+  // Deletion and suppression: suppression (deletion is not built)
+  const reg = d(await call(P, 'createWorkspaceRegulation', [{ regulationType: 'SUPPRESS_ONLY', subjectType: 'USER_ID', subjectIds: ['conf-user-1', 'conf-user-2'] }]));
+  ctx.regId = reg?.regulateId || 'missing-regulation';
+  const sreg = d(await call(P, 'createSourceRegulation', [ctx.sourceId, { regulationType: 'SUPPRESS_ONLY', subjectType: 'USER_ID', subjectIds: ['conf-user-3'] }]));
+  ctx.sourceRegId = sreg?.regulateId || 'missing-source-regulation';
+  await call(P, 'getRegulation', [ctx.regId]);
+  await call(P, 'listWorkspaceRegulations', [page(10), 'FINISHED', ['SUPPRESS_ONLY', 'UNSUPPRESS']]);
+  await call(P, 'listRegulationsFromSource', [ctx.sourceId, page(10)]);
+  await call(P, 'listSuppressions', [page(10)]);
+  await call(P, 'deleteRegulation', [ctx.sourceRegId]);
 
   // Audit
   await call(A, 'listAuditEvents', [page(50)]);

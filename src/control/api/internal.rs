@@ -39,6 +39,7 @@ pub fn internal_routes() -> Router<Arc<Api>> {
         .route("/internal/v1/catalog", get(catalog))
         .route("/internal/v1/usage", post(report_usage))
         .route("/internal/v1/function-errors", post(report_function_errors))
+        .route("/internal/v1/suppressions", get(suppressions))
 }
 
 /// `/gateways` (mounted under `/api/v1`).
@@ -59,6 +60,63 @@ struct CatalogQuery {
     /// Seconds to wait for a change (0 to 25, default 25).
     #[serde(default)]
     wait: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct SuppressionsQuery {
+    /// The last change the gateway has applied (0: none).
+    #[serde(default)]
+    after: u64,
+    /// Seconds to wait for a change when there is none (0 to 25, default 25).
+    #[serde(default)]
+    wait: Option<u64>,
+}
+
+/// A page of the suppression list's changes.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SuppressionChanges {
+    /// Which list this is (random per store: another value than the one a gateway
+    /// followed means another store, and it starts over).
+    pub epoch: String,
+    /// The last position the list has given out (below a gateway's `after`: the store
+    /// was restored from an older state, and it starts over).
+    pub head: u64,
+    /// Up to 10,000 changes past `after`, in order (from `after` 0, suppressions in force
+    /// only). A full page means more are waiting.
+    #[schema(value_type = Vec<Object>)]
+    pub changes: Vec<crate::suppression::Change>,
+}
+
+/// The changes of the suppression list past `after`, for remote gateways (long poll:
+/// with nothing new, answers when something changes or the wait ends).
+#[utoipa::path(
+    get,
+    path = "/internal/v1/suppressions",
+    tag = "Catalog",
+    params(SuppressionsQuery),
+    responses((status = 200, description = "Changes past `after` (empty when the wait ended with none).", body = Data<SuppressionChanges>))
+)]
+async fn suppressions(
+    State(api): State<Arc<Api>>,
+    node: Node,
+    Query(q): Query<SuppressionsQuery>,
+) -> Result<Response, ApiError> {
+    if !policy::node_may(node.row.role, Action::ReadSuppressions) {
+        return Err(ApiError::Forbidden(Forbidden::NodeRole(
+            Action::ReadSuppressions,
+        )));
+    }
+    let wait = Duration::from_secs(q.wait.unwrap_or(LONG_POLL.as_secs())).min(LONG_POLL);
+    let page =
+        crate::control::suppression::changes_waiting(&api.store, q.after, wait, &api.closing)
+            .await?;
+    Ok(data(SuppressionChanges {
+        epoch: page.epoch,
+        head: page.head,
+        changes: page.changes,
+    }))
 }
 
 /// The catalog for a remote gateway or delivery node.

@@ -17,8 +17,8 @@ use axum::http::Method;
 use super::{
     access, access_reviews, audit, catalog, change_requests, destinations, elevations, evidence,
     function_instances, function_runs, functions, grants, groups, internal, invites, labels, nodes,
-    offboarding, permissions, plans, protected, provisioning, roles, sign_in, source_functions,
-    source_settings, sources, sso, tokens, usage, users, wire, workspace,
+    offboarding, permissions, plans, protected, provisioning, regulations, roles, sign_in,
+    source_functions, source_settings, sources, sso, tokens, usage, users, wire, workspace,
 };
 use crate::control::identity::reset;
 
@@ -159,6 +159,7 @@ use crate::control::identity::reset;
         audit::chain,
         audit::catalog,
         internal::catalog,
+        internal::suppressions,
         internal::report_function_errors,
         internal::report_usage,
         internal::list,
@@ -192,9 +193,20 @@ use crate::control::identity::reset;
         source_functions::read,
         source_functions::put,
         source_functions::rotate,
-        source_functions::remove
+        source_functions::remove,
+        regulations::create,
+        regulations::list,
+        regulations::read,
+        regulations::remove,
+        regulations::create_for_source,
+        regulations::list_for_source,
+        regulations::suppressions
     ),
-    components(schemas(wire::ErrorEnvelope)),
+    components(schemas(
+        wire::ErrorEnvelope,
+        regulations::RegulationStatus,
+        regulations::RegulationType
+    )),
     modifiers(&Refusals),
 )]
 pub struct Doc;
@@ -314,6 +326,19 @@ fn state_the_rules(doc: &mut Value) {
     token_expiry(doc);
     protected_labels(doc);
     test_run_event(doc);
+    subject_ids(doc);
+}
+
+/// A regulation's user ids are 1 to [`regulations::MAX_SUBJECT_CHARS`] characters.
+fn subject_ids(doc: &mut Value) {
+    if let Some(create) = schema_mut(doc, "CreateRegulation") {
+        create["properties"]["subjectIds"]["items"] = json!({
+            "type": "string",
+            "minLength": 1,
+            "maxLength": regulations::MAX_SUBJECT_CHARS,
+            "pattern": "^[^\\u0000]*$",
+        });
+    }
 }
 
 /// A test run's event is an event object whose `type` has a handler, or an array of

@@ -35,7 +35,9 @@ pub async fn export(
                 expires_at: k.expires_at,
             });
         }
-        doc.sources.push(source_doc(source, write_keys)?);
+        let mut source = source_doc(source, write_keys)?;
+        source.workspace = Some(workspace.to_owned());
+        doc.sources.push(source);
     }
     for (id, name, version, rules) in plans::published(conn, workspace).await? {
         doc.tracking_plans.push(PlanDoc {
@@ -175,6 +177,7 @@ fn source_doc(source: SourceRow, write_keys: Vec<KeyDoc>) -> Result<SourceDoc, S
         .map_err(|e| StoreError::Corrupt(format!("source {} controls: {e}", source.id)))?;
     Ok(SourceDoc {
         name: Some(source.name),
+        workspace: None,
         enabled: source.enabled,
         rate_limit: source.rate_per_second.map(|rps| RateLimitDoc {
             requests_per_second: rps,

@@ -323,6 +323,8 @@ pub async fn delete(conn: &mut AnyConnection, id: &str) -> Result<(), StoreError
             .execute(&mut *conn)
             .await?;
     }
+    // Its suppressions are lifted, so that a new source given this id inherits none.
+    super::regulations::forget_source(&mut *conn, id).await?;
     sqlx::query("DELETE FROM sources WHERE id = $1")
         .bind(id)
         .execute(conn)
