@@ -21,6 +21,9 @@ use crate::{
     catalog_origin, control, delivery, gateway, log, suppression, telemetry, usage,
 };
 
+/// The gateway's saved copy of the suppression list, in `log.dir`.
+pub const SUPPRESSIONS_FILE: &str = "suppressions.bin";
+
 /// What a part does once its tasks have ended (a log's flush).
 type Finish = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -279,9 +282,10 @@ async fn spawn_usage<L: usage::Ledger + 'static>(
 }
 
 /// Following the control plane's suppression list into the gateway's copy, from the
-/// store in this process or from a remote control plane (nothing with a file catalog).
-/// The first copy is loaded before this returns, so the gateway serves with it (up to
-/// 10 s; then it serves while the copy loads).
+/// store in this process or from a remote control plane (nothing with a file catalog),
+/// saved in `log.dir` so a restart resumes from it. The first copy is loaded before this
+/// returns, so the gateway serves with it (up to 10 s; then it serves with the saved copy
+/// while the list loads).
 pub async fn suppressions(
     config: &Config,
     control_store: Option<&control::feed::Publisher>,
@@ -289,17 +293,18 @@ pub async fn suppressions(
 ) -> Part {
     let part = Part::new("suppressions");
     let list = Arc::clone(list);
+    let saved = Some(config.log.dir.join(SUPPRESSIONS_FILE));
     let task = match (config.catalog.source, control_store) {
         (config::CatalogSourceKind::Control, Some(publisher)) => {
             let feed = control::suppression::StoreFeed::new(publisher.store().clone());
-            suppression::start(feed, list, part.token()).await
+            suppression::start(feed, list, saved, part.token()).await
         }
         (config::CatalogSourceKind::Remote, _) => {
             let feed = suppression::RemoteFeed::new(
                 &config.catalog.control_url,
                 config.catalog.node_token.clone(),
             );
-            suppression::start(feed, list, part.token()).await
+            suppression::start(feed, list, saved, part.token()).await
         }
         _ => return part,
     };

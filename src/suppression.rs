@@ -13,6 +13,7 @@
 
 mod follow;
 mod remote;
+mod saved;
 
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 pub use follow::{Feed, FeedError, PAGE, Page, start};
 pub use remote::RemoteFeed;
+pub use saved::SavedError;
 
 use crate::telemetry;
 
@@ -76,134 +78,19 @@ impl Hasher for Digested {
 
 type DigestSet = HashSet<u128, BuildHasherDefault<Digested>>;
 
-/// A gateway's copy of the suppression list.
-#[derive(Debug)]
-pub struct Suppressions {
-    digests: RwLock<DigestSet>,
-    /// `digests.len()`, read without the lock: an empty list costs one load per event.
-    len: AtomicUsize,
-    /// The last change applied.
-    applied: AtomicU64,
+/// The digests and the key they are made with, swapped together.
+#[derive(Debug, Default)]
+struct Table {
     seed: u64,
+    digests: DigestSet,
 }
 
-impl Default for Suppressions {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Suppressions {
-    /// An empty list.
-    pub fn new() -> Self {
-        Self::with_seed(uuid::Uuid::new_v4().as_u64_pair().0)
-    }
-
-    fn with_seed(seed: u64) -> Self {
+impl Table {
+    fn new(seed: u64) -> Self {
         Self {
-            digests: RwLock::default(),
-            len: AtomicUsize::new(0),
-            applied: AtomicU64::new(0),
             seed,
+            digests: DigestSet::default(),
         }
-    }
-
-    /// An empty list with the same key, to load a new copy into on the side.
-    pub fn empty_like(&self) -> Self {
-        Self::with_seed(self.seed)
-    }
-
-    /// Puts `fresh` (made by [`Self::empty_like`]) in force in one swap.
-    pub fn replace_with(&self, fresh: Self) {
-        let applied = fresh.applied();
-        let table = fresh
-            .digests
-            .into_inner()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut digests = self
-            .digests
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *digests = table;
-        self.len.store(digests.len(), Ordering::Relaxed);
-        self.applied.store(applied, Ordering::Relaxed);
-        drop(digests);
-        telemetry::SUPPRESSED_USERS.with([]).set(self.len() as f64);
-        telemetry::SUPPRESSION_SEQ.with([]).set(applied as f64);
-    }
-
-    /// Whether `user_id`'s events from `source` (of `workspace`, when known) are
-    /// suppressed: workspace-wide or in that source.
-    pub fn holds(&self, workspace: Option<&str>, source: &str, user_id: &str) -> bool {
-        if self.len.load(Ordering::Relaxed) == 0 {
-            return false;
-        }
-        let digests = self
-            .digests
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let Some(workspace) = workspace else {
-            // Every suppression names a workspace: a source without one has none.
-            return false;
-        };
-        digests.contains(&self.digest(Scope::Workspace(workspace), user_id))
-            || digests.contains(&self.digest(Scope::Source(workspace, source), user_id))
-    }
-
-    /// Applies `changes` (in `seq` order; those already applied are skipped).
-    pub fn apply(&self, changes: &[Change]) {
-        if changes.is_empty() {
-            return;
-        }
-        let applied = self.applied.load(Ordering::Relaxed);
-        let mut digests = self
-            .digests
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut last = applied;
-        for change in changes.iter().filter(|c| c.seq > applied) {
-            let scope = match &change.source {
-                Some(source) => Scope::Source(&change.workspace, source),
-                None => Scope::Workspace(&change.workspace),
-            };
-            let digest = self.digest(scope, &change.subject);
-            if change.suppressed {
-                digests.insert(digest);
-            } else {
-                digests.remove(&digest);
-            }
-            last = last.max(change.seq);
-        }
-        self.len.store(digests.len(), Ordering::Relaxed);
-        self.applied.store(last, Ordering::Relaxed);
-        drop(digests);
-        telemetry::SUPPRESSED_USERS.with([]).set(self.len() as f64);
-        telemetry::SUPPRESSION_SEQ.with([]).set(last as f64);
-    }
-
-    /// How many suppressions it holds.
-    pub fn len(&self) -> usize {
-        self.len.load(Ordering::Relaxed)
-    }
-
-    /// Whether it holds none.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The `seq` of the last change applied (0: none yet).
-    pub fn applied(&self) -> u64 {
-        self.applied.load(Ordering::Relaxed)
-    }
-
-    /// Bytes its table takes (for the benchmark's memory figure): 16 per slot and one
-    /// control byte, at the set's capacity.
-    pub fn table_bytes(&self) -> usize {
-        let digests = self
-            .digests
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        digests.capacity() * 17
     }
 
     /// The keyed digest of a scope and a user id: a tag, then each part followed by byte
@@ -232,6 +119,143 @@ impl Suppressions {
             at += part.len() + 1;
         }
         xxhash_rust::xxh3::xxh3_128_with_seed(buf, self.seed)
+    }
+}
+
+/// A gateway's copy of the suppression list.
+#[derive(Debug)]
+pub struct Suppressions {
+    table: RwLock<Table>,
+    /// The table's size, read without the lock: an empty list costs one load per event.
+    len: AtomicUsize,
+    /// The last change applied.
+    applied: AtomicU64,
+}
+
+impl Default for Suppressions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Suppressions {
+    /// An empty list.
+    pub fn new() -> Self {
+        Self::with_table(Table::new(uuid::Uuid::new_v4().as_u64_pair().0), 0)
+    }
+
+    fn with_table(table: Table, applied: u64) -> Self {
+        Self {
+            len: AtomicUsize::new(table.digests.len()),
+            table: RwLock::new(table),
+            applied: AtomicU64::new(applied),
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Table> {
+        self.table
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Table> {
+        self.table
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// An empty list with the same key, to load a new copy into on the side.
+    pub fn empty_like(&self) -> Self {
+        Self::with_table(Table::new(self.read().seed), 0)
+    }
+
+    /// Puts `fresh` in force in one swap (its key with it).
+    pub fn replace_with(&self, fresh: Self) {
+        let applied = fresh.applied();
+        let fresh = fresh
+            .table
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut table = self.write();
+        *table = fresh;
+        self.len.store(table.digests.len(), Ordering::Relaxed);
+        self.applied.store(applied, Ordering::Relaxed);
+        drop(table);
+        self.publish();
+    }
+
+    /// Whether `user_id`'s events from `source` (of `workspace`, when known) are
+    /// suppressed: workspace-wide or in that source.
+    pub fn holds(&self, workspace: Option<&str>, source: &str, user_id: &str) -> bool {
+        if self.len.load(Ordering::Relaxed) == 0 {
+            return false;
+        }
+        let Some(workspace) = workspace else {
+            // Every suppression names a workspace: a source without one has none.
+            return false;
+        };
+        let table = self.read();
+        table
+            .digests
+            .contains(&table.digest(Scope::Workspace(workspace), user_id))
+            || table
+                .digests
+                .contains(&table.digest(Scope::Source(workspace, source), user_id))
+    }
+
+    /// Applies `changes` (in `seq` order; those already applied are skipped).
+    pub fn apply(&self, changes: &[Change]) {
+        if changes.is_empty() {
+            return;
+        }
+        let applied = self.applied.load(Ordering::Relaxed);
+        let mut table = self.write();
+        let mut last = applied;
+        for change in changes.iter().filter(|c| c.seq > applied) {
+            let scope = match &change.source {
+                Some(source) => Scope::Source(&change.workspace, source),
+                None => Scope::Workspace(&change.workspace),
+            };
+            let digest = table.digest(scope, &change.subject);
+            if change.suppressed {
+                table.digests.insert(digest);
+            } else {
+                table.digests.remove(&digest);
+            }
+            last = last.max(change.seq);
+        }
+        self.len.store(table.digests.len(), Ordering::Relaxed);
+        self.applied.store(last, Ordering::Relaxed);
+        drop(table);
+        self.publish();
+    }
+
+    fn publish(&self) {
+        telemetry::SUPPRESSED_USERS.with([]).set(self.len() as f64);
+        telemetry::SUPPRESSION_SEQ
+            .with([])
+            .set(self.applied() as f64);
+    }
+
+    /// How many suppressions it holds.
+    pub fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The `seq` of the last change applied (0: none yet).
+    pub fn applied(&self) -> u64 {
+        self.applied.load(Ordering::Relaxed)
+    }
+
+    /// Bytes its table takes (for the benchmark's memory figure): 16 per slot and one
+    /// control byte, at the set's capacity.
+    pub fn table_bytes(&self) -> usize {
+        self.read().digests.capacity() * 17
     }
 }
 

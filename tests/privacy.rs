@@ -667,7 +667,44 @@ async fn a_remote_gateway_follows_the_suppression_list() {
     .await;
     assert_eq!(status, StatusCode::OK);
     until_stored(&edge, demo, json!("before-start"), true).await;
-    drop(edge);
+
+    // Restarted while the control plane is away, it keeps its saved copy (digests, not
+    // ids, readable by its owner only).
     drop(control);
+    let (dir, config) = edge.stop();
+    let saved = dir
+        .path()
+        .join("log")
+        .join(sluice::parts::SUPPRESSIONS_FILE);
+    let bytes = std::fs::read(&saved).expect("saved copy");
+    assert!(
+        !bytes.windows(5).any(|w| w == b"later"),
+        "a user id in the saved copy"
+    );
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&saved)
+            .expect("meta")
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    let edge = TestServer::start_in(dir, config);
+    assert_eq!(
+        send(&edge, demo, json!("later"), "after-restart").await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&edge, demo, json!("free"), "free-after-restart").await,
+        StatusCode::OK
+    );
+    let ids = stored_ids(&edge);
+    assert!(
+        !ids.contains(&"after-restart".to_owned()),
+        "suppression lost at restart"
+    );
+    assert!(ids.contains(&"free-after-restart".to_owned()));
+    drop(edge);
     db.finish().await;
 }

@@ -7,13 +7,14 @@
 //! the new one is complete.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{Change, Suppressions};
+use super::{Change, Suppressions, saved};
 
 /// Most changes one answer carries.
 pub const PAGE: u32 = 10_000;
@@ -72,9 +73,48 @@ struct Follower<F> {
     list: Arc<Suppressions>,
     /// The epoch of the list followed (none before the first answer).
     epoch: Option<String>,
+    /// Where the copy is saved (none: not saved).
+    saved: Option<PathBuf>,
+    /// Changed since it was last saved.
+    dirty: bool,
 }
 
 impl<F: Feed> Follower<F> {
+    /// Takes the saved copy, if there is one.
+    fn resume(&mut self) {
+        let Some(path) = &self.saved else { return };
+        match saved::load(path) {
+            Ok(Some((copy, epoch))) => {
+                self.list.replace_with(copy);
+                tracing::info!(
+                    suppressed = self.list.len(),
+                    applied = self.list.applied(),
+                    "suppression list: saved copy loaded"
+                );
+                self.epoch = Some(epoch);
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(%error, "the saved suppression list is ignored; loading it whole");
+            }
+        }
+    }
+
+    /// Saves the copy if it changed (a failure is said, and tried again after the next
+    /// change).
+    async fn save(&mut self) {
+        let (Some(path), Some(epoch), true) = (&self.saved, &self.epoch, self.dirty) else {
+            return;
+        };
+        let (list, path, epoch) = (Arc::clone(&self.list), path.clone(), epoch.clone());
+        let done = tokio::task::spawn_blocking(move || saved::save(&list, &epoch, &path)).await;
+        match done {
+            Ok(Ok(())) => self.dirty = false,
+            Ok(Err(error)) => tracing::warn!(%error, "cannot save the suppression list"),
+            Err(error) => tracing::warn!(%error, "saving the suppression list failed"),
+        }
+    }
+
     /// Asks once and applies the answer; true when more is waiting at once.
     async fn step(&mut self, wait: bool) -> Result<bool, FeedError> {
         let page = self.feed.changes(self.list.applied(), wait).await?;
@@ -89,6 +129,7 @@ impl<F: Feed> Follower<F> {
             return Ok(false);
         }
         self.epoch.get_or_insert(page.epoch.clone());
+        self.dirty |= !page.changes.is_empty();
         self.list.apply(&page.changes);
         Ok(page.full())
     }
@@ -111,23 +152,29 @@ impl<F: Feed> Follower<F> {
         }
         self.list.replace_with(fresh);
         self.epoch = epoch;
+        self.dirty = true;
         Ok(())
     }
 }
 
-/// Applies every page there is now (the first copy), up to 10 s, then follows
-/// in the background until `stop`. A gateway that cannot get its first copy serves
-/// anyway (said at ERROR) and keeps trying.
+/// Takes the copy saved at `saved` (if any), applies every page there is now (the first
+/// copy), up to 10 s, then follows in the background until `stop`, saving the copy after
+/// each change. A gateway that cannot get its first copy serves with its saved one, or
+/// without one (said at ERROR), and keeps trying.
 pub async fn start<F: Feed>(
     feed: F,
     list: Arc<Suppressions>,
+    saved: Option<PathBuf>,
     stop: CancellationToken,
 ) -> JoinHandle<()> {
     let mut follower = Follower {
         feed,
         list,
         epoch: None,
+        saved,
+        dirty: false,
     };
+    follower.resume();
     let first = tokio::time::timeout(FIRST_COPY, async {
         while follower.step(false).await? {}
         Ok::<(), FeedError>(())
@@ -148,6 +195,7 @@ pub async fn start<F: Feed>(
             "the suppression list did not load in {FIRST_COPY:?}; serving while it loads"
         ),
     }
+    follower.save().await;
     tokio::spawn(follow(follower, stop))
 }
 
@@ -160,9 +208,12 @@ async fn follow<F: Feed>(mut follower: Follower<F>, stop: CancellationToken) {
             asked = follower.step(true) => asked,
         };
         match asked {
-            Ok(_) => {
+            Ok(more) => {
                 if std::mem::take(&mut failing) {
                     tracing::info!(from = %follower.feed.describe(), "suppression list followed again");
+                }
+                if !more {
+                    follower.save().await;
                 }
             }
             Err(error) => {
@@ -220,6 +271,8 @@ mod tests {
             feed: Scripted(pages.into()),
             list: Arc::new(Suppressions::new()),
             epoch: None,
+            saved: None,
+            dirty: false,
         }
     }
 
