@@ -18,25 +18,25 @@ fn resident_bytes() -> usize {
 }
 
 /// A million suppressions, half workspace-wide and half in one source, with ids shaped
-/// like real ones (a UUID each).
+/// like real ones (a UUID each), applied in pages of 10,000 as a gateway gets them.
 fn million() -> Suppressions {
     let list = Suppressions::new();
     let before = resident_bytes();
-    let started = Instant::now();
-    let changes: Vec<Change> = (1..=USERS)
-        .map(|seq| Change {
-            seq,
-            workspace: "ws_3f9a1c".into(),
-            source: (seq % 2 == 0).then(|| "web".to_owned()),
-            subject: uuid::Uuid::from_u128(u128::from(seq)).to_string(),
-            suppressed: true,
-        })
-        .collect();
-    for page in changes.chunks(10_000) {
-        list.apply(page);
+    let mut took = std::time::Duration::ZERO;
+    for first in (1..=USERS).step_by(10_000) {
+        let page: Vec<Change> = (first..first + 10_000)
+            .map(|seq| Change {
+                seq,
+                workspace: "ws_3f9a1c".into(),
+                source: (seq % 2 == 0).then(|| "web".to_owned()),
+                subject: uuid::Uuid::from_u128(u128::from(seq)).to_string(),
+                suppressed: true,
+            })
+            .collect();
+        let started = Instant::now();
+        list.apply(&page);
+        took += started.elapsed();
     }
-    let took = started.elapsed();
-    drop(changes);
     eprintln!(
         "{} suppressions applied in {:.0} ms (pages of 10,000); table {:.1} MB; resident memory +{:.1} MB",
         list.len(),

@@ -237,6 +237,16 @@ impl Suppressions {
             .set(self.applied() as f64);
     }
 
+    /// How many suppressions this copy and `other` disagree on.
+    pub fn drift_from(&self, other: &Self) -> usize {
+        let mine = self.read();
+        let theirs = other.read();
+        if mine.seed != theirs.seed {
+            return mine.digests.len().max(theirs.digests.len());
+        }
+        mine.digests.symmetric_difference(&theirs.digests).count()
+    }
+
     /// How many suppressions it holds.
     pub fn len(&self) -> usize {
         self.len.load(Ordering::Relaxed)

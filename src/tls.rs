@@ -10,3 +10,13 @@ pub fn install_crypto_provider() {
     // Err means a provider is already installed: the state wanted.
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
+
+/// An HTTP client for a node's calls to its control plane (the crypto provider installed
+/// first), each request bounded by `timeout` in all.
+pub fn node_client(timeout: std::time::Duration) -> reqwest::Client {
+    install_crypto_provider();
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .build()
+        .unwrap_or_default()
+}

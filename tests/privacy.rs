@@ -75,6 +75,13 @@ async fn regulate(
     .await
 }
 
+/// [`regulate`], which must succeed: its answer.
+async fn regulated(api: &Api, token: &str, path: &str, kind: &str, ids: Value) -> Value {
+    let (status, body) = regulate(api, token, path, kind, ids).await;
+    assert_eq!(status, StatusCode::OK, "{path} {kind}: {body}");
+    body
+}
+
 /// A new source with a write key, once the gateway takes the key.
 async fn new_source(server: &TestServer, api: &Api, owner: &str, slug: &str) -> String {
     let (status, body) = api
@@ -110,7 +117,7 @@ async fn scenario(db: TestDb) {
     let app = new_source(&server, &api, &owner, "app").await;
 
     // Workspace-wide: a string id and a numeric one.
-    let (status, body) = regulate(
+    let body = regulated(
         &api,
         &owner,
         "/api/v1/regulations",
@@ -118,7 +125,6 @@ async fn scenario(db: TestDb) {
         json!(["u-gone", "42", "u-gone"]),
     )
     .await;
-    assert_eq!(status, StatusCode::OK, "{label}: {body}");
     let workspace_reg = body["data"]["regulateId"].as_str().expect("id").to_owned();
     let took = until_stored(&server, demo, json!("u-gone"), false).await;
     assert!(
@@ -164,7 +170,7 @@ async fn scenario(db: TestDb) {
     );
 
     // In one source only.
-    let (status, body) = regulate(
+    let body = regulated(
         &api,
         &owner,
         "/api/v1/regulations/sources/app",
@@ -172,7 +178,6 @@ async fn scenario(db: TestDb) {
         json!(["u-app"]),
     )
     .await;
-    assert_eq!(status, StatusCode::OK, "{label}: {body}");
     let source_reg = body["data"]["regulateId"].as_str().expect("id").to_owned();
     until_stored(&server, &app, json!("u-app"), false).await;
     until_stored(&server, demo, json!("u-app"), true).await;
@@ -248,7 +253,7 @@ async fn scenario(db: TestDb) {
 
     // Lifting: UNSUPPRESS at the workspace, then in the source. Deleting a regulation
     // lifts nothing.
-    let (status, body) = regulate(
+    regulated(
         &api,
         &owner,
         "/api/v1/regulations",
@@ -256,7 +261,6 @@ async fn scenario(db: TestDb) {
         json!(["u-gone"]),
     )
     .await;
-    assert_eq!(status, StatusCode::OK, "{label}: {body}");
     let took = until_stored(&server, demo, json!("u-gone"), true).await;
     assert!(
         took < Duration::from_secs(1),
@@ -282,7 +286,7 @@ async fn scenario(db: TestDb) {
         json!(["42", "u-app"]),
         "{label}: deleting a regulation lifts nothing"
     );
-    let (status, body) = regulate(
+    regulated(
         &api,
         &owner,
         "/api/v1/regulations/sources/app",
@@ -290,11 +294,10 @@ async fn scenario(db: TestDb) {
         json!(["u-app"]),
     )
     .await;
-    assert_eq!(status, StatusCode::OK, "{label}: {body}");
     until_stored(&server, &app, json!("u-app"), true).await;
 
     // A deleted source's suppressions go with it: a new source of the same id is new.
-    let (status, body) = regulate(
+    regulated(
         &api,
         &owner,
         "/api/v1/regulations/sources/app",
@@ -302,7 +305,6 @@ async fn scenario(db: TestDb) {
         json!(["u-app"]),
     )
     .await;
-    assert_eq!(status, StatusCode::OK, "{label}: {body}");
     until_stored(&server, &app, json!("u-app"), false).await;
     let (status, _) = api
         .call(&owner, Method::DELETE, "/api/v1/sources/app", None)
@@ -369,7 +371,7 @@ async fn scenario(db: TestDb) {
     // The largest regulation (5,000 ids) is applied whole, at once.
     let many: Vec<String> = (0..5_000).map(|i| format!("bulk-{i:04}")).collect();
     let started = Instant::now();
-    let (status, body) = regulate(
+    regulated(
         &api,
         &owner,
         "/api/v1/regulations",
@@ -377,7 +379,6 @@ async fn scenario(db: TestDb) {
         json!(many),
     )
     .await;
-    assert_eq!(status, StatusCode::OK, "{label}: {body}");
     println!(
         "{label}: a regulation of 5,000 ids took {:?}",
         started.elapsed()
@@ -445,19 +446,7 @@ async fn regulations_follow_the_policy() {
         .invited(&owner, &server, "reader@example.com", "read_only")
         .await;
     for (source, level) in [("app", "full"), ("secret", "no_access")] {
-        let (status, body) = api
-            .post(
-                &owner,
-                "/api/v1/grants",
-                json!({
-                    "principal": {"type": "user", "id": member_id},
-                    "resource": {"kind": "source", "id": source},
-                    "level": level,
-                    "justification": "privacy test",
-                }),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
+        api.grant_source(&owner, &member_id, source, level).await;
     }
     let suppress = |ids: &[&str]| json!({"regulationType": "SUPPRESS_ONLY", "subjectType": "USER_ID", "subjectIds": ids});
 
@@ -590,7 +579,7 @@ async fn a_remote_gateway_follows_the_suppression_list() {
     let (control, link) = server(&db).await;
     let api = Api::of(&control);
     let owner = api.owner(&link).await;
-    let (status, body) = regulate(
+    regulated(
         &api,
         &owner,
         "/api/v1/regulations",
@@ -598,28 +587,11 @@ async fn a_remote_gateway_follows_the_suppression_list() {
         json!(["before-start"]),
     )
     .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
     let (status, _) = api.get(&owner, "/internal/v1/suppressions?wait=0").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, body) = api
-        .post(
-            &owner,
-            "/api/v1/nodes",
-            json!({"name": "edge-1", "role": "gateway", "expiresInDays": 30}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let node = body["data"]["secret"].as_str().expect("secret").to_owned();
+    let node = api.node(&owner, "edge-1", "gateway").await;
     // Only gateways follow the list: a delivery node's credential may not read it.
-    let (status, body) = api
-        .post(
-            &owner,
-            "/api/v1/nodes",
-            json!({"name": "deliver-1", "role": "delivery", "expiresInDays": 30}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let delivery = body["data"]["secret"].as_str().expect("secret").to_owned();
+    let delivery = api.node(&owner, "deliver-1", "delivery").await;
     let (status, _) = api.get(&delivery, "/internal/v1/suppressions?wait=0").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, body) = api.get(&node, "/internal/v1/suppressions?wait=0").await;
@@ -643,7 +615,7 @@ async fn a_remote_gateway_follows_the_suppression_list() {
         "a suppressed user's event got in at start"
     );
     until_stored(&edge, demo, json!("later"), true).await;
-    let (status, body) = regulate(
+    regulated(
         &api,
         &owner,
         "/api/v1/regulations",
@@ -651,7 +623,6 @@ async fn a_remote_gateway_follows_the_suppression_list() {
         json!(["later"]),
     )
     .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
     let took = until_stored(&edge, demo, json!("later"), false).await;
     assert!(
         took < Duration::from_secs(1),

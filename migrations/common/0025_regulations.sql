@@ -29,7 +29,7 @@ CREATE TABLE suppressions (
     PRIMARY KEY (workspace_id, source_id, subject)
 );
 CREATE UNIQUE INDEX suppressions_seq ON suppressions (seq);
-CREATE INDEX suppressions_regulation ON suppressions (workspace_id, regulation_id);
+CREATE INDEX suppressions_source ON suppressions (source_id, suppressed);
 
 -- The last `seq` given to a suppression row, and the list's `epoch`: random, set once
 -- per store (0026), so a gateway that followed another store's list (a store replaced by

@@ -58,11 +58,7 @@ impl RemoteSource {
 
     /// Polls `control_url` (the control plane's base URL) as gateway `name`.
     pub fn new(control_url: &str, token: Secret, name: &str) -> Self {
-        crate::tls::install_crypto_provider();
-        let client = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .build()
-            .unwrap_or_default();
+        let client = crate::tls::node_client(REQUEST_TIMEOUT);
         Self {
             client,
             url: control_url.trim_end_matches('/').to_owned(),

@@ -255,7 +255,7 @@ pub enum Kind {
     WorkspaceSettingsUpdate,
     /// `regulation.create`: users suppressed or unsuppressed.
     RegulationCreate,
-    /// `regulation.delete`: a regulation deleted (what it still suppressed is lifted).
+    /// `regulation.delete`: a regulation deleted (it lifts nothing).
     RegulationDelete,
     /// `access.denied.<action>`: a refused change.
     AccessDenied(crate::control::policy::Action),

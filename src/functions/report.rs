@@ -32,11 +32,7 @@ pub struct Reporter {
 impl Reporter {
     /// Reports to `control_url` (the control plane's base URL) as node `name`.
     pub fn new(control_url: &str, token: Secret, name: &str) -> Self {
-        crate::tls::install_crypto_provider();
-        let client = reqwest::Client::builder()
-            .timeout(TIMEOUT)
-            .build()
-            .unwrap_or_default();
+        let client = crate::tls::node_client(TIMEOUT);
         Self {
             client,
             url: format!(

@@ -4,7 +4,9 @@
 //! A list that is not the one followed (another store: its epoch differs; the same store
 //! restored from an older backup: its head is behind what was applied) is loaded again
 //! from the start on the side and swapped in whole, so the old copy keeps working until
-//! the new one is complete.
+//! the new one is complete. A restored store whose head has already passed what a gateway
+//! applied cannot be told apart by position: so the whole list is also loaded again
+//! every [`FULL_RELOAD`], and any drift is corrected and said at WARN.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -22,6 +24,8 @@ pub const PAGE: u32 = 10_000;
 const RETRY: Duration = Duration::from_secs(1);
 /// Longest a gateway waits at start for its first copy before it serves anyway.
 const FIRST_COPY: Duration = Duration::from_secs(10);
+/// How often the whole list is loaded again on the side and compared.
+pub const FULL_RELOAD: Duration = Duration::from_secs(300);
 
 /// One answer of a [`Feed`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -81,9 +85,19 @@ struct Follower<F> {
 
 impl<F: Feed> Follower<F> {
     /// Takes the saved copy, if there is one.
-    fn resume(&mut self) {
-        let Some(path) = &self.saved else { return };
-        match saved::load(path) {
+    async fn resume(&mut self) {
+        let Some(path) = self.saved.clone() else {
+            return;
+        };
+        let loaded = tokio::task::spawn_blocking(move || saved::load(&path))
+            .await
+            .unwrap_or_else(|error| {
+                Err(saved::SavedError::Io {
+                    path: "the saved suppression list".into(),
+                    source: std::io::Error::other(error.to_string()),
+                })
+            });
+        match loaded {
             Ok(Some((copy, epoch))) => {
                 self.list.replace_with(copy);
                 tracing::info!(
@@ -134,8 +148,9 @@ impl<F: Feed> Follower<F> {
         Ok(page.full())
     }
 
-    /// Loads the whole list on the side, then swaps it in.
-    async fn reload(&mut self) -> Result<(), FeedError> {
+    /// Loads the whole list on the side, then swaps it in; returns how many suppressions
+    /// the copy in force had wrong (held but not in the list, or missing from it).
+    async fn reload(&mut self) -> Result<usize, FeedError> {
         let fresh = self.list.empty_like();
         let mut epoch: Option<String> = None;
         loop {
@@ -150,10 +165,11 @@ impl<F: Feed> Follower<F> {
                 break;
             }
         }
+        let drift = self.list.drift_from(&fresh);
         self.list.replace_with(fresh);
         self.epoch = epoch;
         self.dirty = true;
-        Ok(())
+        Ok(drift)
     }
 }
 
@@ -174,7 +190,7 @@ pub async fn start<F: Feed>(
         saved,
         dirty: false,
     };
-    follower.resume();
+    follower.resume().await;
     let first = tokio::time::timeout(FIRST_COPY, async {
         while follower.step(false).await? {}
         Ok::<(), FeedError>(())
@@ -202,7 +218,26 @@ pub async fn start<F: Feed>(
 /// Follows the list's changes until `stop`.
 async fn follow<F: Feed>(mut follower: Follower<F>, stop: CancellationToken) {
     let mut failing = false;
+    let mut loaded_at = tokio::time::Instant::now();
     loop {
+        if loaded_at.elapsed() >= FULL_RELOAD {
+            let reloaded = tokio::select! {
+                () = stop.cancelled() => return,
+                reloaded = follower.reload() => reloaded,
+            };
+            match reloaded {
+                Ok(0) => {}
+                Ok(drift) => tracing::warn!(
+                    drift,
+                    "the suppression list had drifted from the control plane's (a restored store?); corrected"
+                ),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot load the suppression list again to compare; keeping the copy")
+                }
+            }
+            follower.save().await;
+            loaded_at = tokio::time::Instant::now();
+        }
         let asked = tokio::select! {
             () = stop.cancelled() => return,
             asked = follower.step(true) => asked,
@@ -300,6 +335,22 @@ mod tests {
         assert_eq!(f.epoch.as_deref(), Some("b"));
         assert_eq!((f.list.applied(), f.list.len()), (41, 2));
         assert!(!f.list.holds(Some("ws"), "web", "u1"));
+    }
+
+    #[tokio::test]
+    async fn a_reload_corrects_a_drift_that_positions_cannot_show() {
+        // The store was restored and written again past the gateway's position: same
+        // epoch, a head ahead, a different history. The periodic reload sees it.
+        let mut f = follower(vec![page("a", 3, 1..4)]);
+        f.step(false).await.expect("first");
+        let mut truth = page("a", 7, 1..3);
+        truth.changes[1].subject = "other".into();
+        f.feed.0 = vec![truth].into();
+        let drift = f.reload().await.expect("reload");
+        // u2 and u3 held wrongly, "other" missing.
+        assert_eq!(drift, 3);
+        assert!(f.list.holds(Some("ws"), "web", "other"));
+        assert!(!f.list.holds(Some("ws"), "web", "u3"));
     }
 
     #[tokio::test]

@@ -28,11 +28,7 @@ struct Envelope {
 impl RemoteFeed {
     /// Follows the list of the control plane at `control_url` (its base URL).
     pub fn new(control_url: &str, token: Secret) -> Self {
-        crate::tls::install_crypto_provider();
-        let client = reqwest::Client::builder()
-            .timeout(TIMEOUT)
-            .build()
-            .unwrap_or_default();
+        let client = crate::tls::node_client(TIMEOUT);
         Self {
             client,
             url: control_url.trim_end_matches('/').to_owned(),

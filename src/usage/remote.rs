@@ -22,11 +22,7 @@ struct Envelope {
 impl RemoteLedger {
     /// Reports to `control_url` (the control plane's base URL) as gateway `name`.
     pub fn new(control_url: &str, token: Secret, name: &str) -> Self {
-        crate::tls::install_crypto_provider();
-        let client = reqwest::Client::builder()
-            .timeout(TIMEOUT)
-            .build()
-            .unwrap_or_default();
+        let client = crate::tls::node_client(TIMEOUT);
         Self {
             client,
             url: control_url.trim_end_matches('/').to_owned(),

@@ -173,6 +173,39 @@ impl Api {
         )
     }
 
+    /// A node credential named `name` in `role` (`gateway`, `delivery`), made by `owner`.
+    pub async fn node(&self, owner: &str, name: &str, role: &str) -> String {
+        let (status, body) = self
+            .post(
+                owner,
+                "/api/v1/nodes",
+                json!({"name": name, "role": role, "expiresInDays": 30}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["data"]["secret"]
+            .as_str()
+            .expect("node secret")
+            .to_owned()
+    }
+
+    /// Gives user `user_id` `level` on source `source` (as `owner`).
+    pub async fn grant_source(&self, owner: &str, user_id: &str, source: &str, level: &str) {
+        let (status, body) = self
+            .post(
+                owner,
+                "/api/v1/grants",
+                json!({
+                    "principal": {"type": "user", "id": user_id},
+                    "resource": {"kind": "source", "id": source},
+                    "level": level,
+                    "justification": "test",
+                }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+
     /// `POST /auth/login` with `body`, from loopback address `127.0.0.{from}` (each
     /// address has its own sign-in budget): the status, the body and the session
     /// cookie's `name=value` when one was set.

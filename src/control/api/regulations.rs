@@ -381,6 +381,15 @@ async fn make(
     };
     let workspace = &caller.workspace.id;
     let mut change = api.store.change().await?;
+    // The source may have been deleted since it was looked at: its suppressions would
+    // outlive it (and pass to a new source of the same id).
+    if let Some(source) = scope
+        && sources::get(change.conn(), workspace, source)
+            .await?
+            .is_none()
+    {
+        return Err(ApiError::missing("source", source));
+    }
     store::insert(change.conn(), workspace, &row).await?;
     let affected = match body.regulation_type {
         RegulationType::SuppressOnly => {
