@@ -26,6 +26,8 @@ const RETRY: Duration = Duration::from_secs(1);
 const FIRST_COPY: Duration = Duration::from_secs(10);
 /// How often the whole list is loaded again on the side and compared.
 pub const FULL_RELOAD: Duration = Duration::from_secs(300);
+/// Shortest time between two saves of the copy.
+const SAVE_EVERY: Duration = Duration::from_secs(5);
 
 /// One answer of a [`Feed`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -174,8 +176,8 @@ impl<F: Feed> Follower<F> {
 }
 
 /// Takes the copy saved at `saved` (if any), applies every page there is now (the first
-/// copy), up to 10 s, then follows in the background until `stop`, saving the copy after
-/// each change. A gateway that cannot get its first copy serves with its saved one, or
+/// copy), up to 10 s, then follows in the background until `stop`, saving the copy at
+/// most every 5 s while it changes, and once more when stopped. A gateway that cannot get its first copy serves with its saved one, or
 /// without one (said at ERROR), and keeps trying.
 pub async fn start<F: Feed>(
     feed: F,
@@ -219,10 +221,11 @@ pub async fn start<F: Feed>(
 async fn follow<F: Feed>(mut follower: Follower<F>, stop: CancellationToken) {
     let mut failing = false;
     let mut loaded_at = tokio::time::Instant::now();
+    let mut saved_at = tokio::time::Instant::now();
     loop {
         if loaded_at.elapsed() >= FULL_RELOAD {
             let reloaded = tokio::select! {
-                () = stop.cancelled() => return,
+                () = stop.cancelled() => break,
                 reloaded = follower.reload() => reloaded,
             };
             match reloaded {
@@ -235,20 +238,24 @@ async fn follow<F: Feed>(mut follower: Follower<F>, stop: CancellationToken) {
                     tracing::warn!(%error, "cannot load the suppression list again to compare; keeping the copy")
                 }
             }
-            follower.save().await;
             loaded_at = tokio::time::Instant::now();
         }
+        // The copy is saved at most every SAVE_EVERY: a burst of regulations (a million
+        // ids arrive as 200 of them) is one write, not one per regulation.
+        let save_at = saved_at + SAVE_EVERY;
         let asked = tokio::select! {
-            () = stop.cancelled() => return,
+            () = stop.cancelled() => break,
+            () = tokio::time::sleep_until(save_at), if follower.dirty => {
+                follower.save().await;
+                saved_at = tokio::time::Instant::now();
+                continue;
+            }
             asked = follower.step(true) => asked,
         };
         match asked {
-            Ok(more) => {
+            Ok(_) => {
                 if std::mem::take(&mut failing) {
                     tracing::info!(from = %follower.feed.describe(), "suppression list followed again");
-                }
-                if !more {
-                    follower.save().await;
                 }
             }
             Err(error) => {
@@ -256,12 +263,14 @@ async fn follow<F: Feed>(mut follower: Follower<F>, stop: CancellationToken) {
                     tracing::warn!(%error, from = %follower.feed.describe(), "cannot follow the suppression list; trying again every {RETRY:?}");
                 }
                 tokio::select! {
-                    () = stop.cancelled() => return,
+                    () = stop.cancelled() => break,
                     () = tokio::time::sleep(RETRY) => {}
                 }
             }
         }
     }
+    // Stopping: what changed since the last save is saved now.
+    follower.save().await;
 }
 
 #[cfg(test)]
