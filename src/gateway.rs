@@ -13,7 +13,7 @@
 mod auth;
 mod body;
 mod cors;
-mod dedup;
+pub(crate) mod dedup;
 mod function;
 mod intake;
 mod listener;

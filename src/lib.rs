@@ -141,8 +141,8 @@ pub async fn serve(
     // last counts; the control plane's API stops (its changes committed or not at
     // all); delivery's workers save their cursors; functions' failed runs are reported
     // a last time; the event log flushes and syncs (no appender or reader is left); the
-    // suppression list and the catalog stop following; the admin listener goes last, so /metrics and /ready
-    // answer until the end.
+    // suppression list and the catalog stop following; the admin listener goes last, so
+    // /metrics and /ready answer until the end.
     tracing::info!("stopped accepting; stopping the other parts in order");
     for part in [
         usage,

@@ -16,7 +16,7 @@ mod remote;
 mod saved;
 
 use std::collections::HashSet;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -26,6 +26,7 @@ pub use follow::{Feed, FeedError, PAGE, Page, start};
 pub use remote::RemoteFeed;
 pub use saved::SavedError;
 
+use crate::gateway::dedup::DigestHasher;
 use crate::telemetry;
 
 /// One change of the suppression list, in the order the control plane made them.
@@ -53,30 +54,7 @@ enum Scope<'a> {
     Source(&'a str, &'a str),
 }
 
-/// A hasher for values that are digests already: their low 64 bits.
-#[derive(Default)]
-struct Digested(u64);
-
-impl Hasher for Digested {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Not reached for `u128` keys (they call `write_u128`); folded for safety.
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 ^= u64::from_le_bytes(word);
-        }
-    }
-
-    fn write_u128(&mut self, n: u128) {
-        self.0 = n as u64;
-    }
-}
-
-type DigestSet = HashSet<u128, BuildHasherDefault<Digested>>;
+type DigestSet = HashSet<u128, BuildHasherDefault<DigestHasher>>;
 
 /// The digests and the key they are made with, swapped together.
 #[derive(Debug, Default)]

@@ -58,6 +58,10 @@ impl Hasher for DigestHasher {
     fn write_u64(&mut self, n: u64) {
         self.0 ^= n;
     }
+
+    fn write_u128(&mut self, n: u128) {
+        self.0 ^= (n as u64) ^ ((n >> 64) as u64);
+    }
 }
 
 /// A set of digests hashed by [`DigestHasher`].

@@ -91,6 +91,15 @@ pub enum SubjectType {
     UserId,
 }
 
+impl SubjectType {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UserId => "USER_ID",
+        }
+    }
+}
+
 /// A regulation's progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -371,9 +380,7 @@ async fn make(
         id: store::new_id(now),
         source_id: scope.map(str::to_owned),
         regulation_type: body.regulation_type.as_str().to_owned(),
-        subject_type: match body.subject_type {
-            SubjectType::UserId => "USER_ID".to_owned(),
-        },
+        subject_type: body.subject_type.as_str().to_owned(),
         subjects,
         status: RegulationStatus::Finished.as_str().to_owned(),
         created_at: now,
@@ -685,7 +692,7 @@ async fn suppressions(
         Vec::new()
     } else {
         vec![Suppressed {
-            subject_type: "USER_ID".to_owned(),
+            subject_type: SubjectType::UserId.as_str().to_owned(),
             subject_ids: ids,
         }]
     };
