@@ -33,5 +33,7 @@ step "SCIM 2.0 conformance: scim2-tester and scim-sanity (strict) against /scim/
 SLUICE_BIN="$(pwd)/target/debug/sluice" scripts/scim-conformance.sh
 step "the console in headless Chromium: journeys with playwright-core, axe-core on every page"
 SLUICE_BIN="$(pwd)/target/debug/sluice" tests/browser/run.sh
+step "consent routing in headless Chromium: analytics-next with Segment's consent wrapper"
+SLUICE_BIN="$(pwd)/target/debug/sluice" tests/browser/consent.sh
 step "golden test with the real SDKs"
 SLUICE_BIN="$(pwd)/target/debug/sluice" tests/sdk/run.sh

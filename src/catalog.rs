@@ -30,7 +30,7 @@ use sha2::{Digest as _, Sha256};
 pub use document::{
     DestinationDoc, Document, FileDoc, FilterDoc, FunctionDoc, Invalid, KeyDoc, KindDoc, NatsDoc,
     Problems, QuotaDoc, REDACTED, RateLimitDoc, RetryDoc, SourceDoc, SourceFunctionDoc, WebhookDoc,
-    file_name_problem, redacted_url,
+    consent_categories_problem, file_name_problem, redacted_url,
 };
 // The tracking-plan document types belong to `protocols`; the catalog holds them.
 pub use crate::protocols::{ControlsDoc, Enforcement, PlanDoc, RuleDoc};
@@ -100,6 +100,11 @@ pub struct Source {
     pub protocols: Option<Arc<crate::protocols::SourceProtocols>>,
     /// The monthly event quotas it draws on (none: unlimited).
     pub quotas: Vec<crate::usage::Quota>,
+    /// What destinations with consent categories get of its events without consent
+    /// preferences.
+    pub without_consent: crate::consent::WithoutConsent,
+    /// Paths dropped, hashed or masked before its events are stored (`None`: no rules).
+    pub pii: Option<Arc<crate::pii::Rules>>,
 }
 
 /// A destination: where the events of its connected sources are forwarded.
@@ -123,6 +128,9 @@ pub struct Destination {
     pub rate_limit: Option<RateLimit>,
     /// The insert function run on each event before the send.
     pub function: Option<Arc<FunctionDoc>>,
+    /// Its consent categories, and the connected sources that withhold events without
+    /// consent preferences.
+    pub consent: crate::consent::Consent,
     /// Type and settings.
     pub kind: KindDoc,
 }
@@ -237,6 +245,11 @@ impl Snapshot {
                 }),
                 protocols,
                 quotas: quotas.remove(s.id.as_str()).unwrap_or_default(),
+                without_consent: s.without_consent,
+                pii: crate::pii::Rules::compile(
+                    &s.pii,
+                    s.pii_salt.as_ref().map(|salt| salt.0.as_str()),
+                ),
             });
             for k in &s.write_keys {
                 if let Some(digest) = k.digest() {
@@ -252,6 +265,12 @@ impl Snapshot {
             }
             sources.push(source);
         }
+        let withholding: std::collections::HashSet<&str> = doc
+            .sources
+            .iter()
+            .filter(|s| s.without_consent == crate::consent::WithoutConsent::Withhold)
+            .map(|s| s.id.as_str())
+            .collect();
         let destinations = doc
             .destinations
             .iter()
@@ -269,6 +288,15 @@ impl Snapshot {
                         burst: r.burst.unwrap_or(r.requests_per_second),
                     }),
                     function: d.function.clone().map(Arc::new),
+                    consent: crate::consent::Consent {
+                        categories: d.consent_categories.clone(),
+                        withholding: d
+                            .sources
+                            .iter()
+                            .filter(|id| withholding.contains(id.as_str()))
+                            .cloned()
+                            .collect(),
+                    },
                     kind: d.kind.clone(),
                 })
             })

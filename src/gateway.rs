@@ -338,11 +338,15 @@ fn settings(state: &State, req: &Request<Incoming>, peer: SocketAddr) -> Reply {
         Ok(ip) => ip,
         Err(rejection) => return no_store(rejection.into_reply()),
     };
-    if let Err(why) = state.catalog.snapshot().authenticate(key, Utc::now()) {
-        state.meters.auth_failures.add(why.reason(), 1);
-        state.failed_keys.fail(ip);
-        return no_store(Rejection::WriteKey(why).into_reply());
-    }
+    let snapshot = state.catalog.snapshot();
+    let source = match snapshot.authenticate(key, Utc::now()) {
+        Ok(source) => source,
+        Err(why) => {
+            state.meters.auth_failures.add(why.reason(), 1);
+            state.failed_keys.fail(ip);
+            return no_store(Rejection::WriteKey(why).into_reply());
+        }
+    };
     let server = &state.config.server;
     // The configured public URL, else the request's Host if it is a plain host name
     // or address (an arbitrary Host is never reflected into a page's script config).
@@ -369,18 +373,44 @@ fn settings(state: &State, req: &Request<Incoming>, peer: SocketAddr) -> Reply {
             (protocol.to_owned(), host.to_owned())
         }
     };
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "integrations": {
             "Segment.io": { "apiKey": key, "apiHost": format!("{host}/v1"), "protocol": protocol }
         },
         "plan": { "track": { "__default": { "enabled": true } } },
     });
+    if let Some(consent) = consent_settings(&snapshot, &source.id) {
+        body["consentSettings"] = consent;
+    }
     let mut reply = response::json(http::StatusCode::OK, body.to_string().into());
     reply.headers_mut().insert(
         http::header::CACHE_CONTROL,
         http::HeaderValue::from_static("public, max-age=300"),
     );
     reply
+}
+
+/// Segment's `consentSettings` for a source's page, when a destination it feeds carries
+/// consent categories: every such category (`allCategories`), and whether some
+/// destination it feeds carries none (`hasUnmappedDestinations`). analytics.js's consent
+/// wrapper reads them (with none of the categories consented and no unmapped
+/// destination, it does not load at all).
+fn consent_settings(snapshot: &catalog::Snapshot, source_id: &str) -> Option<serde_json::Value> {
+    let fed: Vec<_> = snapshot
+        .destinations()
+        .iter()
+        .filter(|d| d.takes_from(source_id))
+        .collect();
+    let mut all: Vec<&str> = fed
+        .iter()
+        .flat_map(|d| d.consent.categories.iter().map(String::as_str))
+        .collect();
+    all.sort_unstable();
+    all.dedup();
+    (!all.is_empty()).then(|| {
+        let unmapped = fed.iter().any(|d| d.consent.categories.is_empty());
+        serde_json::json!({ "allCategories": all, "hasUnmappedDestinations": unmapped })
+    })
 }
 
 /// Marks an answer as not to be cached (refusals must not be served from a cache).

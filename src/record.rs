@@ -100,6 +100,10 @@ pub struct Head {
     /// Its `messageId`.
     #[serde(rename = "messageId", default)]
     pub message_id: Option<String>,
+    /// Its `context`, raw: consent routing reads it only for destinations with consent
+    /// categories.
+    #[serde(default)]
+    pub context: Option<Box<RawValue>>,
 }
 
 impl Head {

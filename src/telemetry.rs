@@ -32,6 +32,8 @@ pub const LABEL_OUTCOME: &str = "outcome";
 pub const LABEL_TYPE: &str = "type";
 /// Label: a planned event name, the call type, or `unplanned`.
 pub const LABEL_EVENT: &str = "event";
+/// Label: a destination's consent category (from the catalog).
+pub const LABEL_CATEGORY: &str = "category";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -222,6 +224,8 @@ families! {
         "Segments removed by retention.";
     DELIVERY_DELIVERED: Counters<1> = "sluice_delivery_delivered_total", [LABEL_DESTINATION], None, &[],
         "Events delivered, by destination.";
+    DELIVERY_WITHHELD: Counters<2> = "sluice_delivery_withheld_total", [LABEL_DESTINATION, LABEL_CATEGORY], None, &[],
+        "Events kept from a destination because their consent did not cover a consent category of it, by destination and category (an event refused two categories counts under both).";
     DELIVERY_FAILED: Counters<2> = "sluice_delivery_failed_total", [LABEL_DESTINATION, LABEL_REASON], None, &[],
         "Failed send attempts, by destination and reason.";
     DELIVERY_RETRIED: Counters<1> = "sluice_delivery_retried_total", [LABEL_DESTINATION], None, &[],

@@ -55,6 +55,8 @@ fn source(id: &str, labels: &[(&str, &str)]) -> SourceRow {
         tracking_plan_id: None,
         enforcement: "off".into(),
         controls: serde_json::json!({}),
+        without_consent: sluice::consent::WithoutConsent::Deliver,
+        pii: Vec::new(),
         labels: labels
             .iter()
             .map(|(k, v)| ((*k).into(), (*v).into()))

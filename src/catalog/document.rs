@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::KeyDigest;
+use crate::consent::{MAX_CATEGORIES, MAX_CATEGORY_CHARS, WithoutConsent};
 use crate::protocols::{ControlsDoc, Enforcement, Plan, PlanDoc};
 
 /// The whole catalog: sources with their keys, and destinations.
@@ -111,6 +112,11 @@ pub struct DestinationDoc {
     /// `[destinations.function]`: an insert function run on each event before the send.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub function: Option<FunctionDoc>,
+    /// Consent categories (`["Advertising"]`): an event reaches the destination only if
+    /// its `context.consent.categoryPreferences` consents to every one (see
+    /// [`crate::consent`]). Empty (default): no consent enforcement.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub consent_categories: Vec<String>,
     /// `type = "webhook" | "file" | "nats"` and its `[destinations.settings]`.
     #[serde(flatten)]
     pub kind: KindDoc,
@@ -449,6 +455,16 @@ pub struct SourceDoc {
     /// Finer controls on top of `enforcement`.
     #[serde(default)]
     pub protocols: ControlsDoc,
+    /// What destinations with consent categories get of this source's events that carry
+    /// no consent preferences: `deliver` (default) or `withhold`.
+    #[serde(default, skip_serializing_if = "WithoutConsent::is_default")]
+    pub without_consent: WithoutConsent,
+    /// Paths to drop, hash or mask before an event is stored ([`crate::pii`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pii: Vec<crate::pii::RuleDoc>,
+    /// The salt `hash` rules use (the control plane sets its workspace's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pii_salt: Option<crate::pii::Salt>,
 }
 
 fn enabled_default() -> bool {
@@ -551,6 +567,9 @@ pub enum Invalid {
     /// secret's digest is not one.
     #[error("source function {0:?}: {1}")]
     BadSourceFunction(String, String),
+    /// A source's PII rules or salt are invalid.
+    #[error("source {0:?}: {1}")]
+    BadPii(String, &'static str),
 }
 
 /// Every reason a catalog document cannot be installed (all of them, not the first).
@@ -631,6 +650,10 @@ impl Document {
                 && (r.requests_per_second == 0 || r.burst == Some(0))
             {
                 problems.push(Invalid::BadRateLimit(s.id.clone()));
+            }
+            let salt = s.pii_salt.as_ref().map(|salt| salt.0.as_str());
+            if let Some(why) = crate::pii::rules_problem(&s.pii, salt) {
+                problems.push(Invalid::BadPii(s.id.clone(), why));
             }
             for k in &s.write_keys {
                 match k.digest().filter(|_| k.key.as_deref() != Some("")) {
@@ -757,6 +780,9 @@ impl Document {
             if d.function.as_ref().is_some_and(|f| f.id.is_empty()) {
                 bad("function.id must not be empty");
             }
+            if let Some(why) = consent_categories_problem(&d.consent_categories) {
+                bad(why);
+            }
             if d.rate_limit
                 .is_some_and(|r| r.requests_per_second == 0 || r.burst == Some(0))
             {
@@ -809,6 +835,24 @@ fn describe(error: &toml::de::Error, text: &str) -> String {
             format!("{} (line {line})", error.message().trim_end())
         }
         None => error.message().trim_end().to_owned(),
+    }
+}
+
+/// What is wrong with a destination's consent categories, if anything: at most
+/// [`MAX_CATEGORIES`], each 1 to [`MAX_CATEGORY_CHARS`] characters, no repeats.
+pub fn consent_categories_problem(categories: &[String]) -> Option<&'static str> {
+    let mut seen = HashSet::new();
+    if categories.len() > MAX_CATEGORIES {
+        Some("consent_categories holds at most 32 categories")
+    } else if categories
+        .iter()
+        .any(|c| c.is_empty() || c.chars().count() > MAX_CATEGORY_CHARS)
+    {
+        Some("each consent category is 1 to 100 characters")
+    } else if !categories.iter().all(|c| seen.insert(c)) {
+        Some("consent_categories names a category twice")
+    } else {
+        None
     }
 }
 
@@ -873,11 +917,19 @@ mod tests {
             "[[sources]]\nid = \"a\"\nwrite_keys = [{ key = \"k\" }, { key = \"k\" }]\n",
             "[[sources]]\nid = \"a\"\nrate_limit = { requests_per_second = 0 }\n",
             "[[sources]]\nid = \"a\"\nunknown = 1\n",
+            "[[sources]]\nid = \"a\"\nwithout_consent = \"sometimes\"\n",
+            "[[destinations]]\nid = \"d\"\ntype = \"file\"\nconsent_categories = [\"\"]\nsettings = { path = \"x\" }\n",
+            "[[destinations]]\nid = \"d\"\ntype = \"file\"\nconsent_categories = [\"A\", \"A\"]\nsettings = { path = \"x\" }\n",
             "not toml at all [",
             "  \n",
         ] {
             assert!(installable(bad).is_err(), "accepted: {bad}");
         }
+        let many: Vec<String> = (0..=MAX_CATEGORIES).map(|i| format!("c{i}")).collect();
+        assert!(consent_categories_problem(&many).is_some());
+        assert!(consent_categories_problem(&many[1..]).is_none());
+        assert!(consent_categories_problem(&["x".repeat(MAX_CATEGORY_CHARS + 1)]).is_some());
+        assert!(consent_categories_problem(&["é".repeat(MAX_CATEGORY_CHARS)]).is_none());
     }
 
     const WITH_DESTINATIONS: &str = r#"

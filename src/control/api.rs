@@ -15,6 +15,7 @@ pub mod audit;
 mod body;
 pub mod catalog;
 pub mod change_requests;
+pub mod consent;
 pub mod destinations;
 pub mod elevations;
 pub mod evidence;
@@ -31,6 +32,7 @@ pub mod nodes;
 pub mod offboarding;
 pub mod openapi;
 pub mod permissions;
+pub mod pii;
 pub mod plans;
 pub mod prose;
 pub mod protected;
@@ -434,6 +436,8 @@ pub fn router(api: Arc<Api>) -> Router {
         .merge(function_instances::routes())
         .merge(source_functions::routes())
         .merge(regulations::routes())
+        .merge(consent::routes())
+        .merge(pii::routes())
         // Changes to protected (production) resources: at once, or kept for review.
         .route_layer(axum::middleware::from_fn_with_state(
             api.clone(),

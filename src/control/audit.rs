@@ -257,6 +257,12 @@ pub enum Kind {
     RegulationCreate,
     /// `regulation.delete`: a regulation deleted (it lifts nothing).
     RegulationDelete,
+    /// `source.consent.update`: what a source's events without consent preferences do.
+    SourceConsentUpdate,
+    /// `destination.consent.update`: a destination's consent categories.
+    DestinationConsentUpdate,
+    /// `source.pii.update`: the paths a source's events have dropped, hashed or masked.
+    SourcePiiUpdate,
     /// `access.denied.<action>`: a refused change.
     AccessDenied(crate::control::policy::Action),
 }
@@ -295,6 +301,9 @@ impl Kind {
             Self::InviteDelete => "invite.delete",
             Self::RegulationCreate => "regulation.create",
             Self::RegulationDelete => "regulation.delete",
+            Self::SourceConsentUpdate => "source.consent.update",
+            Self::DestinationConsentUpdate => "destination.consent.update",
+            Self::SourcePiiUpdate => "source.pii.update",
             Self::LabelCreate => "label.create",
             Self::LabelDelete => "label.delete",
             Self::NodeCreate => "node.create",

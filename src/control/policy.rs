@@ -617,11 +617,17 @@ pub enum Action {
     /// Follow the suppression list (user ids): gateway node credentials only
     /// ([`node_may`]), the nodes that drop suppressed users' events.
     ReadSuppressions,
+    /// Change what a source lets through of personal data (what its events without
+    /// consent preferences do, its PII rules): `full` on the source.
+    EditSourcePrivacy,
+    /// Change a destination's consent categories (fewer categories let more events
+    /// reach it): `full` on the destination.
+    EditDestinationPrivacy,
 }
 
 impl Action {
     /// Every action.
-    pub const ALL: [Self; 39] = [
+    pub const ALL: [Self; 41] = [
         Self::ViewWorkspace,
         Self::ViewMembers,
         Self::ViewTrackingPlans,
@@ -661,6 +667,8 @@ impl Action {
         Self::Regulate,
         Self::RegulateSource,
         Self::ReadSuppressions,
+        Self::EditSourcePrivacy,
+        Self::EditDestinationPrivacy,
     ];
 
     /// Whether the action changes who may do what. These are decided on standing access
@@ -730,7 +738,9 @@ impl Action {
             | Self::Disconnect
             | Self::ApproveElevation
             | Self::EndElevation
-            | Self::RegulateSource => return None,
+            | Self::RegulateSource
+            | Self::EditSourcePrivacy
+            | Self::EditDestinationPrivacy => return None,
         };
         Some(allowed)
     }
@@ -744,7 +754,8 @@ impl Action {
             Self::DeleteSource
             | Self::ManageWriteKeys
             | Self::Disconnect
-            | Self::RegulateSource => Some(Level::Full),
+            | Self::RegulateSource
+            | Self::EditSourcePrivacy => Some(Level::Full),
             _ => None,
         }
     }
@@ -757,7 +768,9 @@ impl Action {
             | Self::EditDestination
             | Self::Connect
             | Self::Disconnect => Some(Level::ReadWrite),
-            Self::EnableDestination | Self::DeleteDestination => Some(Level::Full),
+            Self::EnableDestination | Self::DeleteDestination | Self::EditDestinationPrivacy => {
+                Some(Level::Full)
+            }
             _ => None,
         }
     }
@@ -805,7 +818,8 @@ impl Action {
             Self::ApplyProtectedChange => Scope::SourcesWrite,
             // Who is suppressed is personal data: reading it needs a write scope too.
             Self::Regulate => Scope::WorkspaceWrite,
-            Self::RegulateSource => Scope::SourcesWrite,
+            Self::RegulateSource | Self::EditSourcePrivacy => Scope::SourcesWrite,
+            Self::EditDestinationPrivacy => Scope::DestinationsWrite,
         }
     }
 }
@@ -1540,6 +1554,8 @@ mod tests {
             ("change production sources at once", A::ApplyProtectedChange, src("s"), "YY--"),
             ("suppress users workspace-wide", A::Regulate, ws, "YY--"),
             ("suppress users in a source", A::RegulateSource, src("s"), "YY--"),
+            ("change a source's consent default", A::EditSourcePrivacy, src("s"), "YY--"),
+            ("change a destination's consent categories", A::EditDestinationPrivacy, dst("d"), "YY--"),
         ];
         let roles = [Role::Owner, Role::Admin, Role::Member, Role::ReadOnly];
         for (row, action, resource, expected) in rows {
@@ -1810,6 +1826,7 @@ mod tests {
             (A::DeleteSource, L::Full),
             (A::ManageWriteKeys, L::Full),
             (A::RegulateSource, L::Full),
+            (A::EditSourcePrivacy, L::Full),
         ];
         let destination_actions = [
             (A::ViewDestination, L::ReadOnly),
@@ -1817,6 +1834,7 @@ mod tests {
             (A::EditDestination, L::ReadWrite),
             (A::EnableDestination, L::Full),
             (A::DeleteDestination, L::Full),
+            (A::EditDestinationPrivacy, L::Full),
         ];
         for level in [L::NoAccess, L::ReadOnly, L::ReadWrite, L::Full] {
             let mut u = user(Role::Member);

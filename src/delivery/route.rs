@@ -1,19 +1,60 @@
 //! Which events a destination takes: enabled, connected to the event's source, allowed
-//! by the event's `integrations` object, and through the destination's filters.
+//! by the event's consent ([`crate::consent`]) and its `integrations` object, and through
+//! the destination's filters.
 
 use serde_json::{Map, Value};
 
 use super::Outgoing;
 use crate::catalog::Destination;
+use crate::consent::Refused;
 pub use crate::record::Head;
 use crate::record::Stored;
 
+/// Why a destination does not take a stored event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// Not for it: unreadable, blocked by a tracking plan, another source, switched off
+    /// by `integrations`, or filtered out.
+    NotWanted,
+    /// Its consent does not cover these categories of the destination.
+    Withheld(Refused),
+}
+
 /// The outgoing event of a stored record (at `offset`), if `destination` takes it: not
-/// blocked by a tracking plan, and [`wants`] it. A record that cannot be read is skipped.
-pub fn pick(destination: &Destination, offset: u64, payload: &[u8]) -> Option<Outgoing> {
-    let record = Stored::read(payload).ok().filter(|r| !r.is_blocked())?;
+/// blocked by a tracking plan, consented, and [`wants`] it. A record that cannot be read
+/// is skipped.
+///
+/// # Errors
+/// Why the destination does not take it.
+pub fn pick(destination: &Destination, offset: u64, payload: &[u8]) -> Result<Outgoing, Skip> {
+    let record = Stored::read(payload)
+        .ok()
+        .filter(|r| !r.is_blocked())
+        .ok_or(Skip::NotWanted)?;
     let head = record.head();
-    wants(destination, &record.source_id, &head).then(|| Outgoing {
+    if !destination.takes_from(&record.source_id) {
+        return Err(Skip::NotWanted);
+    }
+    let refused = destination.consent.refused(
+        &record.source_id,
+        (head.kind == "track")
+            .then_some(head.event.as_deref())
+            .flatten(),
+        head.context.as_deref(),
+    );
+    if refused != 0 {
+        // Withheld only if it would have gone there otherwise: the count says what
+        // consent alone kept from the destination.
+        return Err(if wants(destination, &record.source_id, &head) {
+            Skip::Withheld(refused)
+        } else {
+            Skip::NotWanted
+        });
+    }
+    if !wants(destination, &record.source_id, &head) {
+        return Err(Skip::NotWanted);
+    }
+    Ok(Outgoing {
         offset,
         received_at: head.received(),
         source_id: record.source_id,
@@ -21,7 +62,7 @@ pub fn pick(destination: &Destination, offset: u64, payload: &[u8]) -> Option<Ou
     })
 }
 
-/// Whether `destination` takes this event of `source_id`.
+/// Whether `destination` takes this event of `source_id`, consent aside.
 pub fn wants(destination: &Destination, source_id: &str, head: &Head) -> bool {
     destination.takes_from(source_id)
         && integrations_allow(head.integrations.as_ref(), &destination.name)
@@ -108,6 +149,63 @@ mod tests {
             "web",
             &track(json!({}))
         ));
+    }
+
+    /// Consent decides first; an event consent withholds counts as withheld only when the
+    /// destination would have taken it otherwise.
+    #[test]
+    fn consent_withholds_before_integrations_and_filters() {
+        let text = "[[sources]]\nid = \"web\"\nwithout_consent = \"withhold\"\n[[sources]]\nid = \"app\"\n\
+            [[destinations]]\nid = \"d\"\nname = \"Ads\"\nsources = [\"web\", \"app\"]\ntype = \"file\"\n\
+            consent_categories = [\"Advertising\"]\nsettings = { path = \"x\" }\n";
+        let snapshot =
+            Snapshot::try_build(1, &Document::parse(text).expect("valid")).expect("installable");
+        let d = &snapshot.destinations()[0];
+        let record = |source: &str, event: serde_json::Value| {
+            serde_json::to_vec(&json!({"sourceId": source, "event": event})).expect("json")
+        };
+        let pick = |source: &str, event: serde_json::Value| pick(d, 0, &record(source, event));
+        let consented = json!({"consent": {"categoryPreferences": {"Advertising": true}}});
+        let refused = json!({"consent": {"categoryPreferences": {"Advertising": false}}});
+        assert!(pick("app", json!({"type": "track", "context": consented})).is_ok());
+        assert!(
+            pick("app", json!({"type": "track"})).is_ok(),
+            "app delivers without consent"
+        );
+        assert_eq!(
+            pick("web", json!({"type": "track"})).err(),
+            Some(Skip::Withheld(1))
+        );
+        assert_eq!(
+            pick("app", json!({"type": "track", "context": refused})).err(),
+            Some(Skip::Withheld(1))
+        );
+        assert_eq!(
+            pick(
+                "app",
+                json!({"type": "track", "context": refused, "integrations": {"Ads": false}})
+            )
+            .err(),
+            Some(Skip::NotWanted),
+            "switched off anyway: not counted as withheld"
+        );
+        assert!(
+            pick(
+                "app",
+                json!({"type": "track", "context": consented, "integrations": {"All": false}})
+            )
+            .is_err(),
+            "consent does not override integrations"
+        );
+        assert!(
+            pick("web", json!({"type": "track", "event": crate::consent::PREFERENCE_UPDATED, "context": refused}))
+                .is_ok()
+        );
+        assert!(
+            pick("web", json!({"type": "page", "event": crate::consent::PREFERENCE_UPDATED, "context": refused}))
+                .is_err(),
+            "only the track event is exempt"
+        );
     }
 
     #[test]

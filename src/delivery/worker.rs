@@ -18,19 +18,22 @@
 //! a destination that keeps failing moves its backlog out of the log's way, into its
 //! dead letters.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use governor::DefaultDirectRateLimiter;
+use metrics::Counter;
 use tokio_util::sync::CancellationToken;
 
 use super::backoff::{self, Breaker, Circuit};
 use super::dead_letter::{self, GiveUp};
-use super::route;
+use super::route::{self, Skip};
 use super::sink::{Blame, Network, Outgoing, SendError, Sink};
 use super::transform::{Applied, Transform};
 use super::{Metrics, count_failed, limiter_for, metrics_for, record_delivered};
 use crate::catalog::{self, Destination, FunctionDoc};
+use crate::consent::Refused;
 use crate::disk::Faults;
 use crate::log::reading::{Handed, Reading, Settle, stopped_while};
 use crate::telemetry;
@@ -71,6 +74,8 @@ pub struct Worker<R: Reading> {
     dead_letters: dead_letter::Store,
     stop: CancellationToken,
     metrics: Metrics,
+    /// Events withheld for want of consent, by category (made as categories appear).
+    withheld: HashMap<String, Counter>,
     /// The destination's `rate_limit`, for this process's sends.
     limiter: Option<DefaultDirectRateLimiter>,
     /// Runs its insert function, if it has one.
@@ -146,6 +151,7 @@ impl<R: Reading> Worker<R> {
             dead_letters,
             stop,
             metrics: metrics_for(&destination.id),
+            withheld: HashMap::new(),
             limiter: limiter_for(destination),
             transform: Transform::new(&destination.id, network),
             failures: Failures::default(),
@@ -178,8 +184,13 @@ impl<R: Reading> Worker<R> {
             let mut skipped = Vec::new();
             for handed in handed {
                 match route::pick(&destination, handed.position, &handed.payload) {
-                    Some(outgoing) => wanted.push(Fetched { handed, outgoing }),
-                    None => skipped.push(handed),
+                    Ok(outgoing) => wanted.push(Fetched { handed, outgoing }),
+                    Err(skip) => {
+                        if let Skip::Withheld(refused) = skip {
+                            self.count_withheld(&destination, refused);
+                        }
+                        skipped.push(handed);
+                    }
                 }
             }
             self.reading.settle(skipped, Settle::Done).await;
@@ -218,6 +229,19 @@ impl<R: Reading> Worker<R> {
             }
         }
         self.reading.close().await;
+    }
+
+    /// Counts an event withheld from `destination` under each category it `refused`.
+    fn count_withheld(&mut self, destination: &Destination, refused: Refused) {
+        for category in destination.consent.named(refused) {
+            if !self.withheld.contains_key(category) {
+                let counter = telemetry::DELIVERY_WITHHELD.with([&self.id, category]);
+                self.withheld.insert(category.to_owned(), counter);
+            }
+            if let Some(counter) = self.withheld.get(category) {
+                counter.increment(1);
+            }
+        }
     }
 
     /// How many events one round can send at once (with an insert function, how many

@@ -137,6 +137,9 @@ impl<'r> Intake<'r> {
             if suppressed(&state.suppressions, source, &prepared) {
                 return Err(Skip::Suppressed);
             }
+            if let Some(rules) = &source.pii {
+                rules.apply(&mut prepared.message);
+            }
             let key = Dedup::key(&source.id, &prepared.message_id);
             if state.dedup.seen(key) || !in_request.insert(key) {
                 return Err(Skip::Duplicate);
@@ -284,6 +287,8 @@ mod tests {
             rate_limit: None,
             protocols: None,
             quotas: Vec::new(),
+            without_consent: Default::default(),
+            pii: None,
         };
         let list = Suppressions::new();
         list.apply(&[Change {

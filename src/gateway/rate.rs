@@ -67,6 +67,8 @@ mod tests {
             }),
             protocols: None,
             quotas: Vec::new(),
+            without_consent: Default::default(),
+            pii: None,
         };
         for _ in 0..3 {
             assert_eq!(limiters.check(&source), Ok(()));

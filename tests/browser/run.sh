@@ -9,17 +9,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 bin=${SLUICE_BIN:-$root/target/debug/sluice}
-chromium=${CHROMIUM:-/usr/bin/chromium}
-
-if [ ! -x "$chromium" ]; then
-  echo "browser: installing Debian's chromium"
-  sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
-  $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null ||
-    { $sudo_cmd apt-get update -q >/dev/null && $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }
-fi
-echo "browser: installing playwright-core and axe-core (npm ci)"
-(cd "$here" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
-[ -x "$bin" ] || (cd "$root" && cargo build --quiet)
+. "$here/setup.sh"
 # The identity provider people sign in at: oidc-provider-mock (PyPI), as the Rust
 # identity tests use it.
 "$root/scripts/identity-peers.sh"

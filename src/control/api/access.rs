@@ -31,7 +31,7 @@ struct ExplainQuery {
     user_id: Option<String>,
     /// The action, e.g. `edit_source`.
     #[param(
-        pattern = "^(view_workspace|view_members|view_tracking_plans|view_source|create_source|edit_source|delete_source|manage_write_keys|change_labels|view_destination|view_destination_secrets|create_destination|edit_destination|enable_destination|delete_destination|connect|disconnect|manage_members|modify_settings|manage_usage|transfer_ownership|edit_tracking_plans|publish_tracking_plans|review_change_request|amend_change_request|request_elevation|approve_elevation|end_elevation|review_access|create_functions|manage_tokens|read_audit|read_catalog|report_usage|report_function_errors|apply_protected_change|regulate|regulate_source|read_suppressions)$"
+        pattern = "^(view_workspace|view_members|view_tracking_plans|view_source|create_source|edit_source|delete_source|manage_write_keys|change_labels|view_destination|view_destination_secrets|create_destination|edit_destination|enable_destination|delete_destination|connect|disconnect|manage_members|modify_settings|manage_usage|transfer_ownership|edit_tracking_plans|publish_tracking_plans|review_change_request|amend_change_request|request_elevation|approve_elevation|end_elevation|review_access|create_functions|manage_tokens|read_audit|read_catalog|report_usage|report_function_errors|apply_protected_change|regulate|regulate_source|read_suppressions|edit_source_privacy|edit_destination_privacy)$"
     )]
     action: String,
     /// `workspace`, `source` or `destination`.

@@ -754,6 +754,7 @@ async fn create(
             max_in_flight: body.max_in_flight.unwrap_or(1),
             rate_limit: None,
             function: None,
+            consent_categories: Vec::new(),
             kind,
         },
         created_at: caller.now,

@@ -15,10 +15,11 @@ use crate::control::policy::Role;
 use axum::http::Method;
 
 use super::{
-    access, access_reviews, audit, catalog, change_requests, destinations, elevations, evidence,
-    function_instances, function_runs, functions, grants, groups, internal, invites, labels, nodes,
-    offboarding, permissions, plans, protected, provisioning, regulations, roles, sign_in,
-    source_functions, source_settings, sources, sso, tokens, usage, users, wire, workspace,
+    access, access_reviews, audit, catalog, change_requests, consent, destinations, elevations,
+    evidence, function_instances, function_runs, functions, grants, groups, internal, invites,
+    labels, nodes, offboarding, permissions, pii, plans, protected, provisioning, regulations,
+    roles, sign_in, source_functions, source_settings, sources, sso, tokens, usage, users, wire,
+    workspace,
 };
 use crate::control::identity::reset;
 
@@ -200,7 +201,13 @@ use crate::control::identity::reset;
         regulations::remove,
         regulations::create_for_source,
         regulations::list_for_source,
-        regulations::suppressions
+        regulations::suppressions,
+        consent::read_source,
+        consent::put_source,
+        consent::read_destination,
+        consent::put_destination,
+        pii::read,
+        pii::put
     ),
     components(schemas(
         wire::ErrorEnvelope,

@@ -113,6 +113,12 @@ impl Route {
             ("POST", "/sources/{id}/labels") => Self::SourceLabels { replace: false },
             ("PUT", "/sources/{id}/labels") => Self::SourceLabels { replace: true },
             ("DELETE", "/sources/{id}") => Self::Source(Action::DeleteSource),
+            ("PUT", "/sources/{id}/consent" | "/sources/{id}/pii") => {
+                Self::Source(Action::EditSourcePrivacy)
+            }
+            ("PUT", "/destinations/{id}/consent") => {
+                Self::Destination(Action::EditDestinationPrivacy)
+            }
             ("POST", "/sources/{id}/writekey") => Self::NewKey,
             ("DELETE", "/sources/{id}/writekey/{key}") => Self::RevokeKey,
             ("PATCH", "/destinations/{id}") => Self::Destination(Action::EditDestination),

@@ -499,6 +499,8 @@ async fn create(
         tracking_plan_id: None,
         enforcement: "off".into(),
         controls: json!({}),
+        without_consent: crate::consent::WithoutConsent::Deliver,
+        pii: Vec::new(),
         labels,
         created_at: caller.now,
         updated_at: caller.now,

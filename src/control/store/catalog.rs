@@ -6,7 +6,7 @@ use sqlx::AnyConnection;
 
 use super::destinations::{self, DestinationRow};
 use super::sources::{self, SourceRow};
-use super::{StoreError, functions, plans, usage};
+use super::{StoreError, functions, plans, usage, workspaces};
 use crate::catalog::{
     Document, FunctionDoc, KeyDoc, QuotaDoc, RateLimitDoc, SourceDoc, SourceFunctionDoc,
 };
@@ -25,6 +25,9 @@ pub async fn export(
         .into_iter()
         .peekable();
     let mut doc = Document::default();
+    let salt = workspaces::pii_salt(conn, key, workspace, false)
+        .await?
+        .map(crate::pii::Salt);
     for source in sources::all(conn, workspace).await? {
         let mut write_keys = Vec::new();
         while let Some(k) = keys.next_if(|k| k.source_id == source.id) {
@@ -37,6 +40,13 @@ pub async fn export(
         }
         let mut source = source_doc(source, write_keys)?;
         source.workspace = Some(workspace.to_owned());
+        if source
+            .pii
+            .iter()
+            .any(|r| r.action == crate::pii::Action::Hash)
+        {
+            source.pii_salt = salt.clone();
+        }
         doc.sources.push(source);
     }
     for (id, name, version, rules) in plans::published(conn, workspace).await? {
@@ -187,6 +197,9 @@ fn source_doc(source: SourceRow, write_keys: Vec<KeyDoc>) -> Result<SourceDoc, S
         tracking_plan: source.tracking_plan_id,
         enforcement,
         protocols,
+        without_consent: source.without_consent,
+        pii: source.pii,
+        pii_salt: None,
         id: source.id,
     })
 }
@@ -256,12 +269,18 @@ pub async fn import(
             enforcement: enforcement_name(s.enforcement),
             controls: serde_json::to_value(&s.protocols)
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            without_consent: s.without_consent,
+            pii: s.pii.clone(),
             labels: Vec::new(),
             created_at: now,
             updated_at: now,
         };
         sources::insert(conn, workspace, &row).await?;
         done.sources += 1;
+        // `hash` rules hash with the workspace's salt (not the file's `pii_salt`).
+        if row.pii.iter().any(|r| r.action == crate::pii::Action::Hash) {
+            workspaces::pii_salt(conn, key, workspace, true).await?;
+        }
         for k in &s.write_keys {
             let Some(digest) = k.digest() else { continue };
             let k_row =

@@ -6,7 +6,9 @@ use sqlx::{AnyConnection, Row};
 
 use super::{StoreError, ms, new_id, opt_time, time};
 use crate::catalog::KeyDigest;
+use crate::consent::WithoutConsent;
 use crate::control::policy;
+use crate::pii::RuleDoc;
 
 /// A source row with its labels.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -30,6 +32,11 @@ pub struct SourceRow {
     pub enforcement: String,
     /// Protocols controls (catalog `protocols` table) as JSON.
     pub controls: serde_json::Value,
+    /// What destinations with consent categories get of its events without consent
+    /// preferences.
+    pub without_consent: WithoutConsent,
+    /// Paths its events have dropped, hashed or masked before they are stored.
+    pub pii: Vec<RuleDoc>,
     /// Labels `(key, value)`.
     pub labels: Vec<(String, String)>,
     /// Created.
@@ -48,7 +55,7 @@ impl SourceRow {
     }
 }
 
-const COLUMNS: &str = "s.id, s.name, s.metadata_id, s.enabled, s.rate_per_second, s.rate_burst, s.tracking_plan_id, s.enforcement, s.controls, s.created_at, s.updated_at";
+const COLUMNS: &str = "s.id, s.name, s.metadata_id, s.enabled, s.rate_per_second, s.rate_burst, s.tracking_plan_id, s.enforcement, s.controls, s.created_at, s.updated_at, s.without_consent, s.pii_rules";
 
 fn decode(row: &sqlx::any::AnyRow) -> Result<SourceRow, StoreError> {
     let controls: String = row.try_get(8)?;
@@ -64,10 +71,35 @@ fn decode(row: &sqlx::any::AnyRow) -> Result<SourceRow, StoreError> {
         enforcement: row.try_get(7)?,
         controls: serde_json::from_str(&controls)
             .map_err(|e| StoreError::Corrupt(format!("source controls: {e}")))?,
+        without_consent: consent_from(&row.try_get::<String, _>(11)?)?,
+        pii: serde_json::from_str(&row.try_get::<String, _>(12)?)
+            .map_err(|e| StoreError::Corrupt(format!("source pii_rules: {e}")))?,
         labels: Vec::new(),
         created_at: time(row.try_get(9)?)?,
         updated_at: time(row.try_get(10)?)?,
     })
+}
+
+/// The column's text of a consent default.
+fn consent_name(value: WithoutConsent) -> &'static str {
+    match value {
+        WithoutConsent::Deliver => "deliver",
+        WithoutConsent::Withhold => "withhold",
+    }
+}
+
+fn rules_text(rules: &[RuleDoc]) -> Result<String, StoreError> {
+    serde_json::to_string(rules).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn consent_from(text: &str) -> Result<WithoutConsent, StoreError> {
+    match text {
+        "deliver" => Ok(WithoutConsent::Deliver),
+        "withhold" => Ok(WithoutConsent::Withhold),
+        other => Err(StoreError::Corrupt(format!(
+            "source without_consent {other:?}"
+        ))),
+    }
 }
 
 /// Who is looking, for the SQL visibility filter: owners and admins see everything;
@@ -243,8 +275,8 @@ pub async fn insert(
     source: &SourceRow,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO sources (id, workspace_id, name, metadata_id, enabled, rate_per_second, rate_burst, tracking_plan_id, enforcement, controls, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        "INSERT INTO sources (id, workspace_id, name, metadata_id, enabled, rate_per_second, rate_burst, tracking_plan_id, enforcement, controls, created_at, updated_at, without_consent, pii_rules)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
     )
     .bind(&source.id)
     .bind(workspace)
@@ -258,6 +290,8 @@ pub async fn insert(
     .bind(source.controls.to_string())
     .bind(ms(source.created_at))
     .bind(ms(source.updated_at))
+    .bind(consent_name(source.without_consent))
+    .bind(rules_text(&source.pii)?)
     .execute(&mut *conn)
     .await
     .map_err(StoreError::conflict_as(format!("source {}", source.id)))?;
@@ -267,7 +301,7 @@ pub async fn insert(
 /// Replaces a source's editable fields and labels.
 pub async fn update(conn: &mut AnyConnection, source: &SourceRow) -> Result<(), StoreError> {
     sqlx::query(
-        "UPDATE sources SET name = $2, enabled = $3, rate_per_second = $4, rate_burst = $5, tracking_plan_id = $6, enforcement = $7, controls = $8, updated_at = $9 WHERE id = $1",
+        "UPDATE sources SET name = $2, enabled = $3, rate_per_second = $4, rate_burst = $5, tracking_plan_id = $6, enforcement = $7, controls = $8, updated_at = $9, without_consent = $10, pii_rules = $11 WHERE id = $1",
     )
     .bind(&source.id)
     .bind(&source.name)
@@ -278,6 +312,8 @@ pub async fn update(conn: &mut AnyConnection, source: &SourceRow) -> Result<(), 
     .bind(&source.enforcement)
     .bind(source.controls.to_string())
     .bind(ms(source.updated_at))
+    .bind(consent_name(source.without_consent))
+    .bind(rules_text(&source.pii)?)
     .execute(&mut *conn)
     .await?;
     set_labels(conn, &source.id, &source.labels).await

@@ -6,6 +6,7 @@ use sqlx::{AnyConnection, Row};
 
 use super::{StoreError, ms, new_id, time};
 use crate::control::policy;
+use crate::control::secret::Key;
 
 /// A workspace row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -224,4 +225,38 @@ pub async fn all_ids(conn: &mut AnyConnection) -> Result<Vec<String>, StoreError
         .fetch_all(conn)
         .await?;
     rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+}
+
+/// The salt of `workspace`'s PII `hash` rules (random, sealed at rest with `key`); with
+/// `make`, made now if it has none yet.
+pub async fn pii_salt(
+    conn: &mut AnyConnection,
+    key: &Key,
+    workspace: &str,
+    make: bool,
+) -> Result<Option<String>, StoreError> {
+    let context = format!("pii-salt:{workspace}");
+    let sealed: Option<String> = sqlx::query("SELECT pii_salt FROM workspaces WHERE id = $1")
+        .bind(workspace)
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|row| row.try_get::<Option<String>, _>(0))
+        .transpose()?
+        .flatten();
+    if let Some(sealed) = sealed {
+        return Ok(Some(key.open(&sealed, &context)?.expose().to_owned()));
+    }
+    if !make {
+        return Ok(None);
+    }
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| StoreError::Corrupt(format!("no randomness: {e}")))?;
+    let salt = hex::encode(bytes);
+    sqlx::query("UPDATE workspaces SET pii_salt = $2 WHERE id = $1 AND pii_salt IS NULL")
+        .bind(workspace)
+        .bind(key.seal(&salt, &context)?)
+        .execute(&mut *conn)
+        .await?;
+    // A concurrent maker may have won: what is stored is the salt.
+    Box::pin(pii_salt(conn, key, workspace, false)).await
 }
