@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use crate::record::Head;
+
 /// The track event analytics.js's consent wrapper sends when a user changes consent.
 pub const PREFERENCE_UPDATED: &str = "Segment Consent Preference Updated";
 
@@ -57,20 +59,25 @@ pub struct Consent {
 /// (bit `i` for category `i`); zero when it may be delivered.
 pub type Refused = u32;
 
+// Refusals are bits of a `Refused`: the bound must fit.
+const _: () = assert!(MAX_CATEGORIES <= Refused::BITS as usize);
+
 impl Consent {
-    /// The categories of this destination that `event` (of `source_id`) does not consent
-    /// to: zero when it may be delivered. `context` is the event's `context`, raw.
+    /// The categories of this destination that an event of `source_id` does not consent
+    /// to: zero when it may be delivered. `head` is the stored event's head, `None` when
+    /// it cannot be read: such an event consents to nothing.
     #[must_use]
-    pub fn refused(
-        &self,
-        source_id: &str,
-        event: Option<&str>,
-        context: Option<&RawValue>,
-    ) -> Refused {
-        if self.categories.is_empty() || event == Some(PREFERENCE_UPDATED) {
+    pub fn refused(&self, source_id: &str, head: Option<&Head<'_>>) -> Refused {
+        if self.categories.is_empty() {
             return 0;
         }
-        match preferences(context) {
+        let Some(head) = head else {
+            return self.refused_by(|_| false);
+        };
+        if head.kind == "track" && head.event.as_deref() == Some(PREFERENCE_UPDATED) {
+            return 0;
+        }
+        match preferences(head.context) {
             Preferences::Given(given) => self
                 .refused_by(|c| given.as_ref().and_then(|g| g.get(c)) == Some(&Value::Bool(true))),
             Preferences::Absent if self.withholding.iter().any(|s| s == source_id) => {
@@ -100,35 +107,37 @@ impl Consent {
 
 /// An event's consent preferences.
 enum Preferences {
-    /// `categoryPreferences` is there: the object (`None` when it is not an object,
+    /// Preferences are given: the object (`None` when they are there but not an object,
     /// which consents to nothing).
     Given(Option<Map<String, Value>>),
-    /// No `categoryPreferences`: the source's default decides.
+    /// No consent information: the source's default decides.
     Absent,
 }
 
-#[derive(Deserialize)]
-struct ContextPart<'a> {
-    #[serde(borrow, default)]
-    consent: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct ConsentPart {
-    #[serde(rename = "categoryPreferences", default)]
-    category_preferences: Option<Value>,
-}
-
+/// No `context.consent`, a `null` one, or one without `categoryPreferences`: absent.
+/// `categoryPreferences` an object: given. Anything else there (a `consent` that is not
+/// an object, preferences that are `null` or not an object): given, consenting to
+/// nothing.
 fn preferences(context: Option<&RawValue>) -> Preferences {
+    #[derive(Deserialize)]
+    struct ContextPart<'a> {
+        #[serde(borrow, default)]
+        consent: Option<&'a RawValue>,
+    }
     let consent = context
         .and_then(|c| serde_json::from_str::<ContextPart<'_>>(c.get()).ok())
-        .and_then(|c| c.consent)
-        .and_then(|c| serde_json::from_str::<ConsentPart>(c.get()).ok())
-        .and_then(|c| c.category_preferences);
-    match consent {
-        None | Some(Value::Null) => Preferences::Absent,
-        Some(Value::Object(map)) => Preferences::Given(Some(map)),
-        Some(_) => Preferences::Given(None),
+        .and_then(|c| c.consent);
+    let Some(consent) = consent else {
+        return Preferences::Absent;
+    };
+    match serde_json::from_str::<Value>(consent.get()) {
+        Ok(Value::Null) => Preferences::Absent,
+        Ok(Value::Object(mut consent)) => match consent.remove("categoryPreferences") {
+            None => Preferences::Absent,
+            Some(Value::Object(given)) => Preferences::Given(Some(given)),
+            Some(_) => Preferences::Given(None),
+        },
+        _ => Preferences::Given(None),
     }
 }
 
@@ -143,13 +152,18 @@ mod tests {
         }
     }
 
-    fn raw(text: &str) -> Box<RawValue> {
-        RawValue::from_string(text.to_owned()).expect("json")
+    /// What is refused to a stored event (its JSON text), read as delivery reads it.
+    fn refused_raw(c: &Consent, source: &str, event: &str) -> Refused {
+        c.refused(
+            source,
+            serde_json::from_str::<Head<'_>>(event).ok().as_ref(),
+        )
     }
 
-    fn refused(c: &Consent, source: &str, event: Option<&str>, context: &str) -> Vec<String> {
-        let context = raw(context);
-        c.named(c.refused(source, event, Some(&context)))
+    /// The categories refused to a track event `name` of `source` with `context`.
+    fn refused(c: &Consent, source: &str, name: &str, context: &str) -> Vec<String> {
+        let event = format!(r#"{{"type":"track","event":"{name}","context":{context}}}"#);
+        c.named(refused_raw(c, source, &event))
             .map(str::to_owned)
             .collect()
     }
@@ -158,70 +172,48 @@ mod tests {
     #[test]
     fn matrix_of_categories_and_preferences() {
         let prefs = |p: &str| format!(r#"{{"consent":{{"categoryPreferences":{p}}}}}"#);
+        let (a, both) = (&["Analytics"][..], &["Analytics", "Advertising"][..]);
         // (destination categories, context, refused with `deliver`, with `withhold`)
-        type Case<'a> = (&'a [&'a str], &'a str, &'a [&'a str], &'a [&'a str]);
-        let cases: &[Case<'_>] = &[
-            // (destination categories, context, refused with `deliver`, with `withhold`)
-            (&[], &prefs(r#"{"Analytics":false}"#), &[], &[]),
-            (&[], "{}", &[], &[]),
-            (&["Analytics"], &prefs(r#"{"Analytics":true}"#), &[], &[]),
+        type Case<'a> = (&'a [&'a str], String, &'a [&'a str], &'a [&'a str]);
+        let cases: Vec<Case<'_>> = vec![
+            (&[], prefs(r#"{"Analytics":false}"#), &[], &[]),
+            (&[], "{}".into(), &[], &[]),
+            (a, prefs(r#"{"Analytics":true}"#), &[], &[]),
+            (a, prefs(r#"{"Analytics":false}"#), a, a),
+            (a, prefs("{}"), a, a),
+            (a, prefs(r#"{"Analytics":"true"}"#), a, a),
+            (a, prefs(r#"{"analytics":true}"#), a, a),
+            (a, prefs("[true]"), a, a),
+            (a, prefs("null"), a, a),
+            (a, "{}".into(), &[], a),
+            (a, "null".into(), &[], a),
+            (a, r#"{"consent":null}"#.into(), &[], a),
+            (a, r#"{"consent":{}}"#.into(), &[], a),
+            (a, r#"{"consent":"yes"}"#.into(), a, a),
+            (a, r#"{"consent":["Analytics"]}"#.into(), a, a),
             (
-                &["Analytics"],
-                &prefs(r#"{"Analytics":false}"#),
-                &["Analytics"],
-                &["Analytics"],
-            ),
-            (&["Analytics"], &prefs("{}"), &["Analytics"], &["Analytics"]),
-            (
-                &["Analytics"],
-                &prefs(r#"{"Analytics":"true"}"#),
-                &["Analytics"],
-                &["Analytics"],
-            ),
-            (
-                &["Analytics"],
-                &prefs(r#"{"analytics":true}"#),
-                &["Analytics"],
-                &["Analytics"],
-            ),
-            (
-                &["Analytics"],
-                &prefs("[true]"),
-                &["Analytics"],
-                &["Analytics"],
-            ),
-            (&["Analytics"], &prefs("null"), &[], &["Analytics"]),
-            (&["Analytics"], "{}", &[], &["Analytics"]),
-            (&["Analytics"], r#"{"consent":{}}"#, &[], &["Analytics"]),
-            (&["Analytics"], r#"{"consent":"yes"}"#, &[], &["Analytics"]),
-            (
-                &["Analytics", "Advertising"],
-                &prefs(r#"{"Analytics":true,"Advertising":false}"#),
+                both,
+                prefs(r#"{"Analytics":true,"Advertising":false}"#),
                 &["Advertising"],
                 &["Advertising"],
             ),
             (
-                &["Analytics", "Advertising"],
-                &prefs(r#"{"Analytics":true,"Advertising":true,"Other":false}"#),
+                both,
+                prefs(r#"{"Analytics":true,"Advertising":true,"Other":false}"#),
                 &[],
                 &[],
             ),
-            (
-                &["Analytics", "Advertising"],
-                "{}",
-                &[],
-                &["Analytics", "Advertising"],
-            ),
+            (both, "{}".into(), &[], both),
         ];
-        for (categories, context, deliver, withhold) in cases {
+        for (categories, context, deliver, withhold) in &cases {
             let c = consent(categories, &["strict"]);
             assert_eq!(
-                refused(&c, "lax", Some("E"), context),
+                refused(&c, "lax", "E", context),
                 *deliver,
                 "{categories:?} {context} deliver"
             );
             assert_eq!(
-                refused(&c, "strict", Some("E"), context),
+                refused(&c, "strict", "E", context),
                 *withhold,
                 "{categories:?} {context} withhold"
             );
@@ -232,20 +224,37 @@ mod tests {
     fn preference_updates_reach_every_destination() {
         let c = consent(&["Analytics"], &["web"]);
         let denied = r#"{"consent":{"categoryPreferences":{"Analytics":false}}}"#;
-        assert_eq!(refused(&c, "web", Some("E"), denied), ["Analytics"]);
-        assert!(refused(&c, "web", Some(PREFERENCE_UPDATED), denied).is_empty());
-        assert!(refused(&c, "web", Some(PREFERENCE_UPDATED), "{}").is_empty());
+        assert_eq!(refused(&c, "web", "E", denied), ["Analytics"]);
+        assert!(refused(&c, "web", PREFERENCE_UPDATED, denied).is_empty());
+        assert!(refused(&c, "web", PREFERENCE_UPDATED, "{}").is_empty());
+        let page =
+            format!(r#"{{"type":"page","event":"{PREFERENCE_UPDATED}","context":{denied}}}"#);
+        assert_eq!(refused_raw(&c, "web", &page), 1, "only the track event");
     }
 
+    /// Fields of unexpected types, and events that are not objects, never make an event
+    /// consent-free.
     #[test]
-    fn no_context_follows_the_default() {
-        let c = consent(&["Analytics"], &["web"]);
-        assert_eq!(c.refused("web", None, None), 1);
-        assert_eq!(c.refused("app", None, None), 0);
+    fn odd_events_fail_closed() {
+        let c = consent(&["Analytics"], &[]);
+        let denied = r#""context":{"consent":{"categoryPreferences":{"Analytics":false}}}"#;
+        for event in [
+            format!(r#"{{"type":"identify","event":{{"x":1}},{denied}}}"#),
+            format!(r#"{{"type":7,"event":[1],{denied}}}"#),
+        ] {
+            assert_eq!(refused_raw(&c, "web", &event), 1, "{event}");
+        }
+        assert_eq!(refused_raw(&c, "web", "[1,2]"), 1);
+        assert_eq!(refused_raw(&c, "web", "7"), 1);
         assert_eq!(
-            c.refused("web", None, Some(&raw("7"))),
-            1,
-            "a context that is not an object has no preferences"
+            refused_raw(&c, "web", r#"{"type":"track"}"#),
+            0,
+            "deliver default"
+        );
+        assert_eq!(
+            consent(&[], &[]).refused("web", None),
+            0,
+            "no categories: not read"
         );
     }
 }

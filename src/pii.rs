@@ -34,6 +34,8 @@ use simd_json::prelude::*;
 pub const MAX_RULES: usize = 100;
 /// Most segments in a path.
 pub const MAX_SEGMENTS: usize = 16;
+/// Most `*` segments in a path (each multiplies the work).
+pub const MAX_WILDCARDS: usize = 2;
 /// Fewest characters a salt may have.
 pub const MIN_SALT_CHARS: usize = 16;
 /// Top-level fields no rule may touch: Sluice and delivery rely on them.
@@ -96,6 +98,13 @@ pub fn rule_problem(rule: &RuleDoc) -> Option<&'static str> {
         Some(
             "a PII path may not start with * nor touch type, event, messageId, timestamps, integrations or writeKey",
         )
+    } else if segments.iter().filter(|s| **s == "*").count() > MAX_WILDCARDS {
+        Some("a PII path has at most 2 * segments")
+    } else if segments[0] == "context"
+        && segments.get(1).is_none_or(|s| *s == "*" || *s == "consent")
+    {
+        // Consent routing reads `context.consent` after the rules have run.
+        Some("a PII path may not touch context.consent (nor all of context)")
     } else {
         None
     }
@@ -161,13 +170,18 @@ impl Rules {
         let Some((first, rest)) = path.split_first() else {
             return;
         };
-        if first == "*" {
-            let keys: Vec<String> = object.keys().map(|k| k.to_string()).collect();
-            for key in keys {
-                self.under(object, &key, rest, action);
-            }
-        } else {
+        if first != "*" {
             self.under(object, first, rest, action);
+        } else if !rest.is_empty() {
+            for value in object.values_mut() {
+                self.inside(value, rest, action);
+            }
+        } else if action == Action::Drop {
+            object.clear();
+        } else {
+            for value in object.values_mut() {
+                *value = self.replaced(value, action);
+            }
         }
     }
 
@@ -198,30 +212,28 @@ impl Rules {
                 let Some((first, rest)) = path.split_first() else {
                     return;
                 };
-                let chosen: Vec<usize> = if first == "*" {
-                    (0..items.len()).collect()
-                } else {
-                    first
-                        .parse()
-                        .ok()
-                        .filter(|i| *i < items.len())
-                        .into_iter()
-                        .collect()
+                if first == "*" {
+                    if rest.is_empty() && action == Action::Drop {
+                        items.clear();
+                    }
+                    for item in items.iter_mut() {
+                        if rest.is_empty() {
+                            *item = self.replaced(item, action);
+                        } else {
+                            self.inside(item, rest, action);
+                        }
+                    }
+                    return;
+                }
+                let Some(i) = first.parse::<usize>().ok().filter(|i| *i < items.len()) else {
+                    return;
                 };
-                if rest.is_empty() {
-                    if action == Action::Drop {
-                        for i in chosen.into_iter().rev() {
-                            items.remove(i);
-                        }
-                    } else {
-                        for i in chosen {
-                            items[i] = self.replaced(&items[i], action);
-                        }
+                match (rest.is_empty(), action) {
+                    (true, Action::Drop) => {
+                        items.remove(i);
                     }
-                } else {
-                    for i in chosen {
-                        self.inside(&mut items[i], rest, action);
-                    }
+                    (true, _) => items[i] = self.replaced(&items[i], action),
+                    (false, _) => self.inside(&mut items[i], rest, action),
                 }
             }
             _ => {}
@@ -360,12 +372,19 @@ mod tests {
             "type",
             "*.email",
             "integrations.All",
+            "context",
+            "context.*",
+            "context.consent",
+            "context.consent.categoryPreferences.Ads",
+            "properties.*.*.*",
         ] {
             assert!(rule_problem(&rule(bad, Action::Drop)).is_some(), "{bad}");
         }
         let deep = vec!["a"; MAX_SEGMENTS + 1].join(".");
         assert!(rule_problem(&rule(&deep, Action::Drop)).is_some());
         assert!(rule_problem(&rule("userId", Action::Hash)).is_none());
+        assert!(rule_problem(&rule("context.traits.email", Action::Hash)).is_none());
+        assert!(rule_problem(&rule("properties.*.items.*", Action::Drop)).is_none());
         let hash = [rule("properties.email", Action::Hash)];
         assert!(rules_problem(&hash, None).is_some(), "hashing needs a salt");
         assert!(rules_problem(&hash, Some("short")).is_some());

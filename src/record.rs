@@ -77,22 +77,31 @@ impl Stored {
     /// The fields of the event that routing looks at (all absent in an event that is
     /// not an object).
     #[must_use]
-    pub fn head(&self) -> Head {
-        serde_json::from_str(self.event.get()).unwrap_or_default()
+    pub fn head(&self) -> Head<'_> {
+        self.try_head().unwrap_or_default()
+    }
+
+    /// [`Self::head`], or why the event cannot be read as one.
+    ///
+    /// # Errors
+    /// The event is not an object, or a field it must have as a string is not one.
+    pub fn try_head(&self) -> Result<Head<'_>, serde_json::Error> {
+        serde_json::from_str(self.event.get())
     }
 }
 
 /// The parts of a stored event that routing looks at.
 #[derive(Debug, Default, Deserialize)]
-pub struct Head {
+pub struct Head<'a> {
     /// Call type.
     #[serde(rename = "type", default)]
     pub kind: String,
-    /// Track event name.
-    #[serde(default)]
+    /// Track event name (`None` when it is not a string: another call type may carry
+    /// any `event` field).
+    #[serde(default, deserialize_with = "lenient")]
     pub event: Option<String>,
-    /// Destination switches.
-    #[serde(default)]
+    /// Destination switches (`None` when not an object).
+    #[serde(default, deserialize_with = "lenient")]
     pub integrations: Option<Map<String, Value>>,
     /// When Sluice received it (RFC 3339).
     #[serde(rename = "receivedAt", default)]
@@ -100,13 +109,23 @@ pub struct Head {
     /// Its `messageId`.
     #[serde(rename = "messageId", default)]
     pub message_id: Option<String>,
-    /// Its `context`, raw: consent routing reads it only for destinations with consent
-    /// categories.
-    #[serde(default)]
-    pub context: Option<Box<RawValue>>,
+    /// Its `context`, raw (consent routing reads it).
+    #[serde(borrow, default)]
+    pub context: Option<&'a RawValue>,
 }
 
-impl Head {
+/// A field of an unexpected type reads as absent instead of making the whole head
+/// unreadable (which would drop the event's other switches with it).
+fn lenient<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let value = Value::deserialize(deserializer)?;
+    Ok(serde_json::from_value(value).ok())
+}
+
+impl Head<'_> {
     /// When Sluice received it, if the event says so readably.
     #[must_use]
     pub fn received(&self) -> Option<DateTime<Utc>> {
@@ -142,6 +161,17 @@ mod tests {
         let plain = write(&mut Vec::new(), "web", None, |o| o.extend_from_slice(b"{}"));
         assert_eq!(plain, br#"{"sourceId":"web","event":{}}"#.len());
         assert!(Stored::read(b"{\"event\":{}}").is_err());
+        let odd_record = Stored::read(
+            br#"{"sourceId":"s","event":{"type":"identify","event":{"x":1},"integrations":{"All":false}}}"#,
+        )
+        .expect("a record");
+        let odd = odd_record.head();
+        assert_eq!(
+            odd.kind, "identify",
+            "a non-string event leaves the rest readable"
+        );
+        assert!(odd.event.is_none());
+        assert_eq!(odd.integrations.map(|i| i.len()), Some(1));
         assert_eq!(
             Stored::read(br#"{"sourceId":"s","event":7}"#)
                 .expect("a record")

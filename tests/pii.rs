@@ -122,6 +122,16 @@ async fn scenario(db: TestDb) {
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["data"]["pii"]["rules"], rules, "{body}");
     }
+    // Another edit of the source keeps them.
+    let (status, body) = api
+        .call(
+            &owner,
+            Method::PATCH,
+            "/api/v1/sources/app",
+            Some(json!({"name": "App renamed"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     let (_, body) = api.get(&owner, "/api/v1/sources/app/pii").await;
     assert_eq!(body["data"]["pii"]["rules"], rules, "{body}");
 
@@ -188,6 +198,54 @@ async fn scenario(db: TestDb) {
         !all_text(&server.config.log.dir).contains(secret),
         "not in the log"
     );
+
+    // Suppression matches the `userId` as sent, even where a rule hashes it.
+    let with_user = json!([{"path": "userId", "action": "HASH"}]);
+    let (status, body) = put(&api, &owner, "app", with_user).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = api
+        .post(
+            &owner,
+            "/api/v1/regulations",
+            json!({"regulationType": "SUPPRESS_ONLY", "subjectType": "USER_ID",
+                   "subjectIds": ["u-gone"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let start = Instant::now();
+    for n in 0.. {
+        let (kept, gone) = (format!("kept-{n}"), format!("gone-{n}"));
+        for (id, user) in [(&kept, "u-kept"), (&gone, "u-gone")] {
+            let status = client()
+                .post(server.url("/v1/track"))
+                .header("authorization", basic(&app))
+                .json(&json!({"userId": user, "event": "E", "messageId": id}))
+                .send()
+                .await
+                .expect("track")
+                .status();
+            assert_eq!(status, StatusCode::OK);
+        }
+        let kept = stored(&server, &kept).await;
+        let ids: Vec<Value> = server
+            .stored()
+            .iter()
+            .map(|r| r["event"]["messageId"].clone())
+            .collect();
+        if kept["userId"] != "u-kept" && !ids.contains(&json!(gone)) {
+            assert_eq!(
+                kept["userId"].as_str().map(str::len),
+                Some(64),
+                "hashed: {kept}"
+            );
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "never suppressed while hashed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     // Who may change them.
     let (member, member_id) = api
@@ -263,4 +321,67 @@ async fn pii_rules_protect_values_before_they_are_stored_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pii_rules_protect_values_before_they_are_stored_on_postgres() {
     scenario(databases::postgres().await).await;
+}
+
+/// A copy a tracking plan forwards into another source gets that source's rules too
+/// (catalog file: rules and salts per source).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_copies_get_the_target_sources_rules() {
+    let catalog = r#"
+[[tracking_plans]]
+id = "tp"
+[[tracking_plans.rules]]
+type = "TRACK"
+key = "Order Completed"
+jsonSchema = { type = "object", properties = { properties = { type = "object", required = ["total"] } } }
+[[sources]]
+id = "shop"
+write_keys = [{ key = "shop-key" }]
+tracking_plan = "tp"
+enforcement = "block"
+protocols = { forward_blocked_to = "quarantine" }
+pii = [{ path = "properties.email", action = "hash" }]
+pii_salt = "shop-salt-0123456789"
+[[sources]]
+id = "quarantine"
+pii = [{ path = "properties.coupon", action = "drop" }, { path = "properties.card", action = "mask" }]
+"#;
+    let server = TestServer::start_with(catalog, |_| {});
+    let status = client()
+        .post(server.url("/v1/track"))
+        .header("authorization", basic("shop-key"))
+        .json(&json!({"userId": "u", "event": "Order Completed", "messageId": "order-1",
+                      "properties": {"email": "ann@example.com", "coupon": "SAVE", "card": "4111111111111111"}}))
+        .send()
+        .await
+        .expect("track")
+        .status();
+    assert_eq!(status, StatusCode::OK);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let records = loop {
+        let records = server.stored();
+        if records.len() >= 2 {
+            break records;
+        }
+        assert!(Instant::now() < deadline, "stored: {records:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let hashed = hex::encode(Sha256::digest(b"shop-salt-0123456789ann@example.com"));
+    let of = |source: &str| {
+        records
+            .iter()
+            .find(|r| r["sourceId"] == source)
+            .map(|r| r["event"]["properties"].clone())
+            .unwrap_or_else(|| panic!("no record of {source}: {records:?}"))
+    };
+    let (shop, quarantine) = (of("shop"), of("quarantine"));
+    assert_eq!(shop["email"], json!(hashed), "{shop}");
+    assert_eq!(
+        shop["coupon"], "SAVE",
+        "the shop keeps what its rules keep: {shop}"
+    );
+    assert_eq!(quarantine["email"], json!(hashed), "{quarantine}");
+    assert!(quarantine.get("coupon").is_none(), "{quarantine}");
+    assert_eq!(quarantine["card"], "************1111", "{quarantine}");
+    server.stop();
 }

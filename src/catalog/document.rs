@@ -621,6 +621,15 @@ impl Document {
         doc
     }
 
+    /// This document without sources' PII rules and salts (for nodes that only deliver).
+    pub fn without_pii(mut self) -> Self {
+        for source in &mut self.sources {
+            source.pii.clear();
+            source.pii_salt = None;
+        }
+        self
+    }
+
     /// Every reason this document cannot be installed, and its plans compiled (once).
     pub(super) fn check(&self) -> Result<HashMap<&str, Arc<Plan>>, Problems> {
         let mut problems = Vec::new();
@@ -844,11 +853,10 @@ pub fn consent_categories_problem(categories: &[String]) -> Option<&'static str>
     let mut seen = HashSet::new();
     if categories.len() > MAX_CATEGORIES {
         Some("consent_categories holds at most 32 categories")
-    } else if categories
-        .iter()
-        .any(|c| c.is_empty() || c.chars().count() > MAX_CATEGORY_CHARS)
-    {
-        Some("each consent category is 1 to 100 characters")
+    } else if categories.iter().any(|c| {
+        c.is_empty() || c.chars().count() > MAX_CATEGORY_CHARS || c.chars().any(char::is_control)
+    }) {
+        Some("each consent category is 1 to 100 printable characters")
     } else if !categories.iter().all(|c| seen.insert(c)) {
         Some("consent_categories names a category twice")
     } else {
@@ -930,6 +938,7 @@ mod tests {
         assert!(consent_categories_problem(&many[1..]).is_none());
         assert!(consent_categories_problem(&["x".repeat(MAX_CATEGORY_CHARS + 1)]).is_some());
         assert!(consent_categories_problem(&["é".repeat(MAX_CATEGORY_CHARS)]).is_none());
+        assert!(consent_categories_problem(&["Ads\n".to_owned()]).is_some());
     }
 
     const WITH_DESTINATIONS: &str = r#"

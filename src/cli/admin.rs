@@ -297,7 +297,9 @@ async fn operator(store: &Store, command: AdminCommand) -> anyhow::Result<()> {
                 "# Sluice catalog exported from workspace {workspace} at {}",
                 Utc::now()
             );
-            println!("# Write keys are SHA-256 digests; destination settings include credentials.");
+            println!(
+                "# Write keys are SHA-256 digests; destination settings include credentials, and sources' pii_salt the workspace's PII salt."
+            );
             print!("{}", toml::to_string(&doc).context("writing TOML")?);
         }
         AdminCommand::Explain {

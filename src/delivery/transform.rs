@@ -69,7 +69,7 @@ impl Transform {
         let mut at = Vec::new();
         let mut ids = Vec::new();
         for (i, o) in events.iter().enumerate() {
-            let head: Head = serde_json::from_str(o.event.get()).unwrap_or_default();
+            let head: Head<'_> = serde_json::from_str(o.event.get()).unwrap_or_default();
             match Handler::of(&head.kind) {
                 Some(handler) => {
                     runs.push((handler, o.event.get()));

@@ -134,7 +134,10 @@ impl<'r> Intake<'r> {
         let (key, blocked, id) = self.batch.record(|buf| {
             let mut prepared =
                 event::prepare(item, kind, defaults, enrichment).map_err(Skip::Invalid)?;
-            if suppressed(&state.suppressions, source, &prepared) {
+            let list = &state.suppressions;
+            // The `userId` as sent: PII rules may hash it, suppression matches it raw.
+            let user = (!list.is_empty()).then(|| user_id(&prepared)).flatten();
+            if suppressed_in(list, source, &source.id, user.as_deref()) {
                 return Err(Skip::Suppressed);
             }
             if let Some(rules) = &source.pii {
@@ -166,13 +169,15 @@ impl<'r> Intake<'r> {
                 meters.decision(&decision);
                 *violating += u64::from(!decision.violations.is_empty());
                 // A copy for another source is that source's event: not where its user
-                // is suppressed.
-                let list = &state.suppressions;
+                // is suppressed, and with that source's PII rules applied.
                 forwarded.extend(
                     decision
                         .forwards
                         .into_iter()
-                        .filter(|(target, _)| !suppressed_in(list, source, target, &prepared)),
+                        .filter(|(target, _)| !suppressed_in(list, source, target, user.as_deref()))
+                        .filter_map(|(target, event)| {
+                            protected(state, &target, event).map(|event| (target, event))
+                        }),
                 );
             }
             let id = tagging.then(|| prepared.message_id.clone());
@@ -244,30 +249,41 @@ impl<'r> Intake<'r> {
     }
 }
 
-/// Whether the event's `userId` (a string, or a number as written) is suppressed for
-/// `source`.
-fn suppressed(list: &Suppressions, source: &Source, prepared: &event::Prepared<'_>) -> bool {
-    suppressed_in(list, source, &source.id, prepared)
+/// The event's `userId` as suppression matches it: a string, or a number as written.
+fn user_id(prepared: &event::Prepared<'_>) -> Option<String> {
+    match prepared.message.get("userId") {
+        Some(Value::String(id)) => Some(id.to_string()),
+        Some(number @ Value::Static(_)) if number.is_number() => Some(number.encode()),
+        _ => None,
+    }
 }
 
-/// Whether the event of `from` is suppressed in `target` (a source of the same
-/// workspace: `from` itself, or one a tracking plan forwards to).
-fn suppressed_in(
-    list: &Suppressions,
-    from: &Source,
-    target: &str,
-    prepared: &event::Prepared<'_>,
-) -> bool {
-    if list.is_empty() {
-        return false;
-    }
-    let workspace = from.workspace.as_deref();
-    match prepared.message.get("userId") {
-        Some(Value::String(id)) => list.holds(workspace, target, id),
-        Some(number @ Value::Static(_)) if number.is_number() => {
-            list.holds(workspace, target, &number.encode())
+/// Whether `user` (an event's raw `userId`) is suppressed in `target`: `from` itself, or
+/// a source of its workspace a tracking plan forwards the event to.
+fn suppressed_in(list: &Suppressions, from: &Source, target: &str, user: Option<&str>) -> bool {
+    user.is_some_and(|user| list.holds(from.workspace.as_deref(), target, user))
+}
+
+/// A copy of an event forwarded into `target`, with `target`'s PII rules applied on top
+/// of its own source's (a path both hash is hashed twice); `None` (nothing forwarded)
+/// should the copy not read back as an object.
+fn protected(state: &State, target: &str, event: Vec<u8>) -> Option<Vec<u8>> {
+    let snapshot = state.catalog.snapshot();
+    let rules = snapshot
+        .sources()
+        .iter()
+        .find(|s| s.id == target)
+        .and_then(|s| s.pii.clone());
+    let Some(rules) = rules else {
+        return Some(event);
+    };
+    let mut bytes = event;
+    match simd_json::to_borrowed_value(&mut bytes) {
+        Ok(Value::Object(mut object)) => {
+            rules.apply(&mut object);
+            Some(Value::Object(object).encode().into_bytes())
         }
-        _ => false,
+        _ => None,
     }
 }
 
@@ -314,10 +330,15 @@ mod tests {
                 &enrichment,
             )
             .expect("valid");
-            assert_eq!(suppressed(&list, &source, &prepared), in_web, "{body}");
+            let user = user_id(&prepared);
+            assert_eq!(
+                suppressed_in(&list, &source, "web", user.as_deref()),
+                in_web,
+                "{body}"
+            );
             // A copy a tracking plan forwards to `quarantine` is that source's event.
             assert_eq!(
-                suppressed_in(&list, &source, "quarantine", &prepared),
+                suppressed_in(&list, &source, "quarantine", user.as_deref()),
                 in_quarantine,
                 "{body}"
             );

@@ -151,12 +151,15 @@ async fn put_source(
     Path(id): Path<String>,
     Body(body): Body<SourceConsent>,
 ) -> Result<Response, ApiError> {
-    let before = super::sources::visible(&api, &caller, &id, Action::EditSourcePrivacy).await?;
+    super::sources::visible(&api, &caller, &id, Action::EditSourcePrivacy).await?;
+    let mut change = api.store.change().await?;
+    // Read again inside the change: the audit says what this change replaced.
+    let before = sources::get(change.conn(), &caller.workspace.id, &id)
+        .await?
+        .ok_or_else(|| ApiError::missing("source", &id))?;
     let mut row = before.clone();
     row.without_consent = body.without_consent.into();
-    row.updated_at = caller.now;
-    let mut change = api.store.change().await?;
-    sources::update(change.conn(), &row).await?;
+    sources::set_without_consent(change.conn(), &id, row.without_consent, caller.now).await?;
     change
         .record(caller.draft(
             Kind::SourceConsentUpdate,
@@ -202,16 +205,18 @@ async fn put_destination(
     Path(id): Path<String>,
     Body(body): Body<DestinationConsent>,
 ) -> Result<Response, ApiError> {
-    let before =
-        super::destinations::visible(&api, &caller, &id, Action::EditDestinationPrivacy).await?;
+    super::destinations::visible(&api, &caller, &id, Action::EditDestinationPrivacy).await?;
     if let Some(why) = consent_categories_problem(&body.categories) {
         return Err(ApiError::field("categories", why));
     }
+    let mut change = api.store.change().await?;
+    // Read again inside the change: the audit says what this change replaced.
+    let before = destinations::get(change.conn(), api.store.key(), &caller.workspace.id, &id)
+        .await?
+        .ok_or_else(|| ApiError::missing("destination", &id))?;
     let mut row = before.clone();
     row.doc.consent_categories = body.categories;
-    row.updated_at = caller.now;
-    let mut change = api.store.change().await?;
-    destinations::update(change.conn(), api.store.key(), &row).await?;
+    destinations::set_consent(change.conn(), &id, &row.doc.consent_categories, caller.now).await?;
     installable(&api, &mut change, &caller.workspace.id).await?;
     change
         .record(caller.draft(

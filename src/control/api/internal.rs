@@ -206,7 +206,9 @@ async fn catalog(
         let latest = wake.borrow_and_update().clone();
         if let Some(published) = latest.filter(|p| p.revision > q.after) {
             let catalog = if secrets {
-                published.doc.hashed()
+                // Delivery nodes do not accept events: PII rules and their salt stay
+                // with the gateways.
+                published.doc.hashed().without_pii()
             } else {
                 published.doc.without_credentials()
             };

@@ -132,20 +132,24 @@ async fn put(
     Path(id): Path<String>,
     Body(body): Body<PiiRules>,
 ) -> Result<Response, ApiError> {
-    let before = super::sources::visible(&api, &caller, &id, Action::EditSourcePrivacy).await?;
+    super::sources::visible(&api, &caller, &id, Action::EditSourcePrivacy).await?;
     let rules = docs(body);
     // The salt is the store's to make: only the rules are checked here.
     if let Some(why) = pii::rules_problem(&rules, Some(&"s".repeat(pii::MIN_SALT_CHARS))) {
         return Err(ApiError::field("rules", why));
     }
+    let mut change = api.store.change().await?;
+    // Read again inside the change: the audit says what this change replaced.
+    let before = sources::get(change.conn(), &caller.workspace.id, &id)
+        .await?
+        .ok_or_else(|| ApiError::missing("source", &id))?;
     let mut row = before.clone();
     row.pii = rules;
-    row.updated_at = caller.now;
-    let mut change = api.store.change().await?;
     if row.pii.iter().any(|r| r.action == pii::Action::Hash) {
-        workspaces::pii_salt(change.conn(), api.store.key(), &caller.workspace.id, true).await?;
+        workspaces::ensure_pii_salt(change.conn(), api.store.key(), &caller.workspace.id, None)
+            .await?;
     }
-    sources::update(change.conn(), &row).await?;
+    sources::set_pii(change.conn(), &id, &row.pii, caller.now).await?;
     change
         .record(caller.draft(
             Kind::SourcePiiUpdate,

@@ -244,6 +244,14 @@ async fn source_state(api: &Api, workspace: &str, source: &SourceRow) -> Result<
             .collect::<Vec<_>>(),
         "updatedAt": source.updated_at,
     });
+    // Privacy settings are shown only when set (requests proposed before they were
+    // compared stay approvable).
+    if source.without_consent != crate::consent::WithoutConsent::Deliver {
+        state["withoutConsent"] = json!(source.without_consent);
+    }
+    if !source.pii.is_empty() {
+        state["pii"] = json!(source.pii);
+    }
     // Only a source with a source function has this key (requests proposed before it
     // was compared stay approvable).
     if let Some(e) = endpoint {
@@ -304,6 +312,9 @@ async fn destination_state(
         "sources": row.doc.sources,
         "updatedAt": row.updated_at,
     });
+    if !row.doc.consent_categories.is_empty() {
+        state["consentCategories"] = json!(row.doc.consent_categories);
+    }
     // As a source's function: present only when there is one.
     if let Some(i) = instance {
         state["insertFunction"] = attached_state(

@@ -25,7 +25,7 @@ pub async fn export(
         .into_iter()
         .peekable();
     let mut doc = Document::default();
-    let salt = workspaces::pii_salt(conn, key, workspace, false)
+    let salt = workspaces::pii_salt(conn, key, workspace)
         .await?
         .map(crate::pii::Salt);
     for source in sources::all(conn, workspace).await? {
@@ -45,7 +45,20 @@ pub async fn export(
             .iter()
             .any(|r| r.action == crate::pii::Action::Hash)
         {
-            source.pii_salt = salt.clone();
+            match &salt {
+                Some(salt) => source.pii_salt = Some(salt.clone()),
+                None => {
+                    // Never the case through the API (a hash rule makes the salt); a
+                    // store restored without it drops those values rather than store
+                    // them or stop every gateway's catalog.
+                    tracing::error!(workspace, source = %source.id, "PII hash rules but the workspace has no salt: dropping those values instead");
+                    for rule in &mut source.pii {
+                        if rule.action == crate::pii::Action::Hash {
+                            rule.action = crate::pii::Action::Drop;
+                        }
+                    }
+                }
+            }
         }
         doc.sources.push(source);
     }
@@ -277,9 +290,14 @@ pub async fn import(
         };
         sources::insert(conn, workspace, &row).await?;
         done.sources += 1;
-        // `hash` rules hash with the workspace's salt (not the file's `pii_salt`).
+        // `hash` rules hash with the workspace's salt: the file's when the workspace
+        // has none yet (hashes made before the import still match).
         if row.pii.iter().any(|r| r.action == crate::pii::Action::Hash) {
-            workspaces::pii_salt(conn, key, workspace, true).await?;
+            let file = s.pii_salt.as_ref().map(|salt| salt.0.as_str());
+            let salt = workspaces::ensure_pii_salt(conn, key, workspace, file).await?;
+            if file.is_some_and(|file| file != salt) {
+                tracing::warn!(workspace, source = %s.id, "the source's pii_salt differs from the workspace's: its hashes change with the import");
+            }
         }
         for k in &s.write_keys {
             let Some(digest) = k.digest() else { continue };

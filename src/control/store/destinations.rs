@@ -28,8 +28,7 @@ pub struct DestinationRow {
     pub updated_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str =
-    "d.id, d.name, d.metadata_id, d.enabled, d.sealed_doc, d.created_at, d.updated_at";
+const COLUMNS: &str = "d.id, d.name, d.metadata_id, d.enabled, d.sealed_doc, d.created_at, d.updated_at, d.consent_categories";
 
 /// The AEAD context binds a sealed document to its destination: a sealed blob copied
 /// onto another row does not open.
@@ -49,6 +48,8 @@ async fn decode(
         .map_err(|e| StoreError::Corrupt(format!("destination {id}: {e}")))?;
     doc.id.clone_from(&id);
     doc.enabled = row.try_get::<i64, _>(3)? != 0;
+    doc.consent_categories = serde_json::from_str(&row.try_get::<String, _>(7)?)
+        .map_err(|e| StoreError::Corrupt(format!("destination {id} consent categories: {e}")))?;
     doc.sources = connected(conn, &id).await?;
     Ok(DestinationRow {
         name: row.try_get(1)?,
@@ -154,8 +155,10 @@ pub async fn all(
 fn seal(key: &Key, row: &DestinationRow) -> Result<String, StoreError> {
     let mut doc = row.doc.clone();
     doc.sources.clear();
-    // Its insert function is kept with the function's instances, not here.
+    // Its insert function is kept with the function's instances, its consent categories
+    // in their own column ([`set_consent`]), not here.
     doc.function = None;
+    doc.consent_categories.clear();
     let text = serde_json::to_string(&doc).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     Ok(key.seal(&text, &context(&row.id))?)
 }
@@ -168,8 +171,8 @@ pub async fn insert(
     row: &DestinationRow,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO destinations (id, workspace_id, name, metadata_id, enabled, sealed_doc, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO destinations (id, workspace_id, name, metadata_id, enabled, sealed_doc, created_at, updated_at, consent_categories)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(&row.id)
     .bind(workspace)
@@ -179,6 +182,10 @@ pub async fn insert(
     .bind(seal(key, row)?)
     .bind(ms(row.created_at))
     .bind(ms(row.updated_at))
+    .bind(
+        serde_json::to_string(&row.doc.consent_categories)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+    )
     .execute(&mut *conn)
     .await
     .map_err(StoreError::conflict_as(format!("destination {}", row.id)))?;
@@ -222,6 +229,23 @@ async fn set_connections(
             .execute(&mut *conn)
             .await?;
     }
+    Ok(())
+}
+
+/// Replaces a destination's consent categories (and nothing else).
+pub async fn set_consent(
+    conn: &mut AnyConnection,
+    id: &str,
+    categories: &[String],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let text = serde_json::to_string(categories).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    sqlx::query("UPDATE destinations SET consent_categories = $2, updated_at = $3 WHERE id = $1")
+        .bind(id)
+        .bind(text)
+        .bind(ms(now))
+        .execute(conn)
+        .await?;
     Ok(())
 }
 

@@ -88,6 +88,38 @@ fn consent_name(value: WithoutConsent) -> &'static str {
     }
 }
 
+/// Sets what a source's events without consent preferences do (and nothing else).
+pub async fn set_without_consent(
+    conn: &mut AnyConnection,
+    id: &str,
+    value: WithoutConsent,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE sources SET without_consent = $2, updated_at = $3 WHERE id = $1")
+        .bind(id)
+        .bind(consent_name(value))
+        .bind(ms(now))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Replaces a source's PII rules (and nothing else).
+pub async fn set_pii(
+    conn: &mut AnyConnection,
+    id: &str,
+    rules: &[RuleDoc],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE sources SET pii_rules = $2, updated_at = $3 WHERE id = $1")
+        .bind(id)
+        .bind(rules_text(rules)?)
+        .bind(ms(now))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 fn rules_text(rules: &[RuleDoc]) -> Result<String, StoreError> {
     serde_json::to_string(rules).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
@@ -301,7 +333,7 @@ pub async fn insert(
 /// Replaces a source's editable fields and labels.
 pub async fn update(conn: &mut AnyConnection, source: &SourceRow) -> Result<(), StoreError> {
     sqlx::query(
-        "UPDATE sources SET name = $2, enabled = $3, rate_per_second = $4, rate_burst = $5, tracking_plan_id = $6, enforcement = $7, controls = $8, updated_at = $9, without_consent = $10, pii_rules = $11 WHERE id = $1",
+        "UPDATE sources SET name = $2, enabled = $3, rate_per_second = $4, rate_burst = $5, tracking_plan_id = $6, enforcement = $7, controls = $8, updated_at = $9 WHERE id = $1",
     )
     .bind(&source.id)
     .bind(&source.name)
@@ -312,8 +344,6 @@ pub async fn update(conn: &mut AnyConnection, source: &SourceRow) -> Result<(), 
     .bind(&source.enforcement)
     .bind(source.controls.to_string())
     .bind(ms(source.updated_at))
-    .bind(consent_name(source.without_consent))
-    .bind(rules_text(&source.pii)?)
     .execute(&mut *conn)
     .await?;
     set_labels(conn, &source.id, &source.labels).await

@@ -227,15 +227,13 @@ pub async fn all_ids(conn: &mut AnyConnection) -> Result<Vec<String>, StoreError
     rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
 }
 
-/// The salt of `workspace`'s PII `hash` rules (random, sealed at rest with `key`); with
-/// `make`, made now if it has none yet.
+/// The salt of `workspace`'s PII `hash` rules (sealed at rest with `key`), if it has
+/// one.
 pub async fn pii_salt(
     conn: &mut AnyConnection,
     key: &Key,
     workspace: &str,
-    make: bool,
 ) -> Result<Option<String>, StoreError> {
-    let context = format!("pii-salt:{workspace}");
     let sealed: Option<String> = sqlx::query("SELECT pii_salt FROM workspaces WHERE id = $1")
         .bind(workspace)
         .fetch_optional(&mut *conn)
@@ -243,20 +241,47 @@ pub async fn pii_salt(
         .map(|row| row.try_get::<Option<String>, _>(0))
         .transpose()?
         .flatten();
-    if let Some(sealed) = sealed {
-        return Ok(Some(key.open(&sealed, &context)?.expose().to_owned()));
+    match sealed {
+        Some(sealed) => Ok(Some(
+            key.open(&sealed, &salt_context(workspace))?
+                .expose()
+                .to_owned(),
+        )),
+        None => Ok(None),
     }
-    if !make {
-        return Ok(None);
+}
+
+/// Gives `workspace` a PII salt if it has none: `adopted` (a catalog file's, so hashes
+/// made before an import still match), else 32 random bytes in hex. Returns the salt.
+pub async fn ensure_pii_salt(
+    conn: &mut AnyConnection,
+    key: &Key,
+    workspace: &str,
+    adopted: Option<&str>,
+) -> Result<String, StoreError> {
+    if let Some(salt) = pii_salt(conn, key, workspace).await? {
+        return Ok(salt);
     }
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| StoreError::Corrupt(format!("no randomness: {e}")))?;
-    let salt = hex::encode(bytes);
+    let salt = match adopted {
+        Some(salt) => salt.to_owned(),
+        None => {
+            let mut bytes = [0u8; 32];
+            getrandom::fill(&mut bytes)
+                .map_err(|e| StoreError::Corrupt(format!("no randomness: {e}")))?;
+            hex::encode(bytes)
+        }
+    };
     sqlx::query("UPDATE workspaces SET pii_salt = $2 WHERE id = $1 AND pii_salt IS NULL")
         .bind(workspace)
-        .bind(key.seal(&salt, &context)?)
+        .bind(key.seal(&salt, &salt_context(workspace))?)
         .execute(&mut *conn)
         .await?;
-    // A concurrent maker may have won: what is stored is the salt.
-    Box::pin(pii_salt(conn, key, workspace, false)).await
+    // Writers queue on the change's lock, so this is the salt now; read it to be sure.
+    pii_salt(conn, key, workspace)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("workspace {workspace} has no PII salt")))
+}
+
+fn salt_context(workspace: &str) -> String {
+    format!("pii-salt:{workspace}")
 }
