@@ -265,8 +265,9 @@ fn suppressed_in(list: &Suppressions, from: &Source, target: &str, user: Option<
 }
 
 /// A copy of an event forwarded into `target`, with `target`'s PII rules applied on top
-/// of its own source's (a path both hash is hashed twice); `None` (nothing forwarded)
-/// should the copy not read back as an object.
+/// of its own source's (a path both hash is hashed twice). `None`, said at WARN or ERROR,
+/// when the rules made it too large to store, or should it not read back as an object:
+/// that copy is not forwarded (the event itself is stored).
 fn protected(state: &State, target: &str, event: Vec<u8>) -> Option<Vec<u8>> {
     let snapshot = state.catalog.snapshot();
     let rules = snapshot
@@ -278,13 +279,28 @@ fn protected(state: &State, target: &str, event: Vec<u8>) -> Option<Vec<u8>> {
         return Some(event);
     };
     let mut bytes = event;
-    match simd_json::to_borrowed_value(&mut bytes) {
-        Ok(Value::Object(mut object)) => {
-            rules.apply(&mut object);
-            Some(Value::Object(object).encode().into_bytes())
-        }
-        _ => None,
+    let Ok(Value::Object(mut object)) = simd_json::to_borrowed_value(&mut bytes) else {
+        tracing::error!(
+            source = target,
+            "a forwarded copy did not read back as an object; not forwarded"
+        );
+        return None;
+    };
+    rules.apply(&mut object);
+    let copy = Value::Object(object).encode().into_bytes();
+    // The bound of the event's own record (`event::write`): hashing can grow a copy.
+    let bound = (state.config.limits.max_message_bytes + event::STAMP_ALLOWANCE)
+        .min(crate::record::MAX_RECORD as usize);
+    if copy.len() > bound {
+        tracing::warn!(
+            source = target,
+            bytes = copy.len(),
+            limit = bound,
+            "a forwarded copy grew past the record limit under the target's PII rules; not forwarded"
+        );
+        return None;
     }
+    Some(copy)
 }
 
 #[cfg(test)]

@@ -270,6 +270,8 @@ pub async fn import(
         plans::publish(conn, &row, "import", now).await?;
         done.plans += 1;
     }
+    // The salt the file hashed with (its first source's that has one).
+    let file_salt = doc.sources.iter().find_map(|s| s.pii_salt.as_ref());
     for s in &doc.sources {
         let row = SourceRow {
             id: s.id.clone(),
@@ -293,7 +295,11 @@ pub async fn import(
         // `hash` rules hash with the workspace's salt: the file's when the workspace
         // has none yet (hashes made before the import still match).
         if row.pii.iter().any(|r| r.action == crate::pii::Action::Hash) {
-            let file = s.pii_salt.as_ref().map(|salt| salt.0.as_str());
+            let file = s
+                .pii_salt
+                .as_ref()
+                .or(file_salt)
+                .map(|salt| salt.0.as_str());
             let salt = workspaces::ensure_pii_salt(conn, key, workspace, file).await?;
             if file.is_some_and(|file| file != salt) {
                 tracing::warn!(workspace, source = %s.id, "the source's pii_salt differs from the workspace's: its hashes change with the import");
