@@ -86,22 +86,7 @@ async fn scenario(db: TestDb) {
     let (server, link) = server_with(&db, move |c| c.delivery.file_dir = dir).await;
     let api = Api::of(&server);
     let owner = api.owner(&link).await;
-    let (status, body) = api
-        .post(
-            &owner,
-            "/api/v1/sources",
-            json!({"slug": "app", "enabled": true}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, body) = api
-        .post(&owner, "/api/v1/sources/app/writekey", json!({}))
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let app = body["data"]["writeKey"]["key"]
-        .as_str()
-        .expect("key")
-        .to_owned();
+    let app = api.new_source(&owner, &server, "app").await;
     let (status, body) = api
         .post(
             &owner,

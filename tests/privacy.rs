@@ -92,39 +92,13 @@ async fn regulated(api: &Api, token: &str, path: &str, kind: &str, ids: Value) -
     body
 }
 
-/// A new source with a write key, once the gateway takes the key.
-async fn new_source(server: &TestServer, api: &Api, owner: &str, slug: &str) -> String {
-    let (status, body) = api
-        .post(
-            owner,
-            "/api/v1/sources",
-            json!({"slug": slug, "enabled": true}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, body) = api
-        .post(
-            owner,
-            &format!("/api/v1/sources/{slug}/writekey"),
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let key = body["data"]["writeKey"]["key"]
-        .as_str()
-        .expect("key")
-        .to_owned();
-    common::control::until(server, &key, StatusCode::OK).await;
-    key
-}
-
 async fn scenario(db: TestDb) {
     let label = db.label;
     let (server, link) = server(&db).await;
     let api = Api::of(&server);
     let owner = api.owner(&link).await;
     let demo = "demo-write-key";
-    let app = new_source(&server, &api, &owner, "app").await;
+    let app = api.new_source(&owner, &server, "app").await;
 
     // Workspace-wide: a string id and a numeric one.
     let body = regulated(
@@ -147,7 +121,7 @@ async fn scenario(db: TestDb) {
     // In a batch: the suppressed items are acknowledged and left out, the others kept
     // (on a source of this test's own, whose counters no other test moves).
     let shop = format!("shop-{label}");
-    let shop_key = new_source(&server, &api, &owner, &shop).await;
+    let shop_key = api.new_source(&owner, &server, &shop).await;
     let response = client()
         .post(server.url("/v1/batch"))
         .header("authorization", basic(&shop_key))
@@ -312,7 +286,7 @@ async fn scenario(db: TestDb) {
         .call(&owner, Method::DELETE, "/api/v1/sources/app", None)
         .await;
     assert_eq!(status, StatusCode::OK, "{label}");
-    let app = new_source(&server, &api, &owner, "app").await;
+    let app = api.new_source(&owner, &server, "app").await;
     until_stored(&server, &app, json!("u-app"), true).await;
     let (_, body) = api.get(&owner, "/api/v1/regulations/sources/app").await;
     assert_eq!(
@@ -436,8 +410,8 @@ async fn regulations_follow_the_policy() {
     let (server, link) = server(&db).await;
     let api = Api::of(&server);
     let owner = api.owner(&link).await;
-    new_source(&server, &api, &owner, "app").await;
-    new_source(&server, &api, &owner, "secret").await;
+    api.new_source(&owner, &server, "app").await;
+    api.new_source(&owner, &server, "secret").await;
     let (admin, _) = api
         .invited(&owner, &server, "admin@example.com", "admin")
         .await;

@@ -189,6 +189,23 @@ impl Api {
             .to_owned()
     }
 
+    /// Creates source `slug` and a write key for it (as `owner`); returns the key once
+    /// `server`'s gateway takes it.
+    pub async fn new_source(&self, owner: &str, server: &TestServer, slug: &str) -> String {
+        let body = json!({"slug": slug, "enabled": true});
+        let (status, body) = self.post(owner, "/api/v1/sources", body).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let path = format!("/api/v1/sources/{slug}/writekey");
+        let (status, body) = self.post(owner, &path, json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let key = body["data"]["writeKey"]["key"]
+            .as_str()
+            .expect("key")
+            .to_owned();
+        until(server, &key, StatusCode::OK).await;
+        key
+    }
+
     /// Gives user `user_id` `level` on source `source` (as `owner`).
     pub async fn grant_source(&self, owner: &str, user_id: &str, source: &str, level: &str) {
         let (status, body) = self

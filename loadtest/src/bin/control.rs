@@ -104,6 +104,8 @@ async fn fill(store: &Store, args: &Args) -> anyhow::Result<()> {
                 "off".into()
             },
             controls: json!({}),
+            without_consent: sluice::consent::WithoutConsent::Deliver,
+            pii: Vec::new(),
             labels: vec![(
                 "environment".into(),
                 if s % 2 == 0 { "prod" } else { "dev" }.into(),
