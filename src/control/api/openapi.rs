@@ -334,6 +334,31 @@ fn state_the_rules(doc: &mut Value) {
     protected_labels(doc);
     test_run_event(doc);
     subject_ids(doc);
+    privacy_bounds(doc);
+}
+
+/// A destination's consent categories: at most [`crate::consent::MAX_CATEGORIES`], no
+/// repeats, each 1 to [`crate::consent::MAX_CATEGORY_CHARS`] printable characters. A
+/// source's PII rules: at most [`crate::pii::MAX_RULES`], each path dotted names, none
+/// empty (what else a path may not do is in `scripts/schemathesis.toml`).
+fn privacy_bounds(doc: &mut Value) {
+    if let Some(consent) = schema_mut(doc, "DestinationConsent") {
+        let categories = &mut consent["properties"]["categories"];
+        categories["maxItems"] = json!(crate::consent::MAX_CATEGORIES);
+        categories["uniqueItems"] = json!(true);
+        categories["items"] = json!({
+            "type": "string",
+            "minLength": 1,
+            "maxLength": crate::consent::MAX_CATEGORY_CHARS,
+            "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$",
+        });
+    }
+    if let Some(rules) = schema_mut(doc, "PiiRules") {
+        rules["properties"]["rules"]["maxItems"] = json!(crate::pii::MAX_RULES);
+    }
+    if let Some(rule) = schema_mut(doc, "PiiRule") {
+        rule["properties"]["path"]["pattern"] = json!("^[^.]+(\\.[^.]+)*$");
+    }
 }
 
 /// A regulation's user ids are 1 to [`regulations::MAX_SUBJECT_CHARS`] characters.
