@@ -110,17 +110,23 @@ pub fn rule_problem(rule: &RuleDoc) -> Option<&'static str> {
     }
 }
 
-/// What is wrong with a source's rules and salt, if anything.
-pub fn rules_problem(rules: &[RuleDoc], salt: Option<&str>) -> Option<&'static str> {
+/// Whether any of `rules` hashes (and so needs a salt).
+pub fn hashes(rules: &[RuleDoc]) -> bool {
+    rules.iter().any(|r| r.action == Action::Hash)
+}
+
+/// What is wrong with a source's rules, if anything (their salt aside: [`salt_problem`]).
+pub fn rules_problem(rules: &[RuleDoc]) -> Option<&'static str> {
     if rules.len() > MAX_RULES {
         return Some("a source has at most 100 PII rules");
     }
-    if let Some(problem) = rules.iter().find_map(rule_problem) {
-        return Some(problem);
-    }
-    let hashes = rules.iter().any(|r| r.action == Action::Hash);
+    rules.iter().find_map(rule_problem)
+}
+
+/// What is wrong with the salt `rules` hash with, if anything.
+pub fn salt_problem(rules: &[RuleDoc], salt: Option<&str>) -> Option<&'static str> {
     match salt {
-        None if hashes => Some("hash rules need a pii_salt"),
+        None if hashes(rules) => Some("hash rules need a pii_salt"),
         Some(salt) if salt.chars().count() < MIN_SALT_CHARS => {
             Some("pii_salt has at least 16 characters")
         }
@@ -145,7 +151,8 @@ impl fmt::Debug for Rules {
 }
 
 impl Rules {
-    /// The rules of a source (checked by [`rules_problem`]); `None` when there are none,
+    /// The rules of a source (checked by [`rules_problem`] and [`salt_problem`]); `None`
+    /// when there are none,
     /// so a source without rules costs nothing.
     pub fn compile(docs: &[RuleDoc], salt: Option<&str>) -> Option<Arc<Self>> {
         (!docs.is_empty()).then(|| {
@@ -386,14 +393,14 @@ mod tests {
         assert!(rule_problem(&rule("context.traits.email", Action::Hash)).is_none());
         assert!(rule_problem(&rule("properties.*.items.*", Action::Drop)).is_none());
         let hash = [rule("properties.email", Action::Hash)];
-        assert!(rules_problem(&hash, None).is_some(), "hashing needs a salt");
-        assert!(rules_problem(&hash, Some("short")).is_some());
-        assert!(rules_problem(&hash, Some("a-salt-of-16-chars")).is_none());
-        assert!(rules_problem(&[rule("context.ip", Action::Drop)], None).is_none());
+        assert!(salt_problem(&hash, None).is_some(), "hashing needs a salt");
+        assert!(salt_problem(&hash, Some("short")).is_some());
+        assert!(salt_problem(&hash, Some("a-salt-of-16-chars")).is_none());
+        assert!(salt_problem(&[rule("context.ip", Action::Drop)], None).is_none());
         let many: Vec<RuleDoc> = (0..=MAX_RULES)
             .map(|i| rule(&format!("properties.p{i}"), Action::Drop))
             .collect();
-        assert!(rules_problem(&many, None).is_some());
+        assert!(rules_problem(&many).is_some());
         assert!(
             Rules::compile(&[], Some("x")).is_none(),
             "no rules, no work"

@@ -470,28 +470,14 @@ async fn regulations_follow_the_policy() {
     assert_eq!(status, StatusCode::FORBIDDEN);
 
     // A hidden source, and a regulation out of reach, answer exactly as missing ones.
-    let (hidden_status, hidden) = api
-        .post(
-            &member,
-            "/api/v1/regulations/sources/secret",
-            suppress(&["m"]),
-        )
-        .await;
-    let (missing_status, missing) = api
-        .post(
-            &member,
-            "/api/v1/regulations/sources/absent",
-            suppress(&["m"]),
-        )
-        .await;
-    assert_eq!(
-        (hidden_status, missing_status),
-        (StatusCode::NOT_FOUND, StatusCode::NOT_FOUND)
-    );
-    assert_eq!(
-        hidden.to_string().replace("secret", "ID"),
-        missing.to_string().replace("absent", "ID")
-    );
+    api.hidden_like_missing(
+        &member,
+        Method::POST,
+        "/api/v1/regulations/sources/{id}",
+        ("secret", "absent"),
+        Some(suppress(&["m"])),
+    )
+    .await;
     let absent_reg = format!("reg{}", "0".repeat(28));
     for method in [Method::GET, Method::DELETE] {
         let (out_status, out) = api

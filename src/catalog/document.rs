@@ -661,7 +661,9 @@ impl Document {
                 problems.push(Invalid::BadRateLimit(s.id.clone()));
             }
             let salt = s.pii_salt.as_ref().map(|salt| salt.0.as_str());
-            if let Some(why) = crate::pii::rules_problem(&s.pii, salt) {
+            let problem = crate::pii::rules_problem(&s.pii)
+                .or_else(|| crate::pii::salt_problem(&s.pii, salt));
+            if let Some(why) = problem {
                 problems.push(Invalid::BadPii(s.id.clone(), why));
             }
             for k in &s.write_keys {

@@ -206,6 +206,32 @@ impl Api {
         key
     }
 
+    /// Asserts that `method` on `path` (holding `{id}`) answers `token` the same 404 for
+    /// `hidden` (a resource out of the caller's sight) as for `missing` (none at all).
+    pub async fn hidden_like_missing(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        (hidden, missing): (&str, &str),
+        body: Option<Value>,
+    ) {
+        let at = |id: &str| path.replace("{id}", id);
+        let (status, seen) = self
+            .call(token, method.clone(), &at(hidden), body.clone())
+            .await;
+        let (missing_status, unseen) = self.call(token, method, &at(missing), body).await;
+        assert_eq!(
+            (status, missing_status),
+            (StatusCode::NOT_FOUND, StatusCode::NOT_FOUND),
+            "{seen}"
+        );
+        assert_eq!(
+            seen.to_string().replace(hidden, "ID"),
+            unseen.to_string().replace(missing, "ID")
+        );
+    }
+
     /// Gives user `user_id` `level` on source `source` (as `owner`).
     pub async fn grant_source(&self, owner: &str, user_id: &str, source: &str, level: &str) {
         let (status, body) = self

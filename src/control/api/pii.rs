@@ -135,7 +135,7 @@ async fn put(
     super::sources::visible(&api, &caller, &id, Action::EditSourcePrivacy).await?;
     let rules = docs(body);
     // The salt is the store's to make: only the rules are checked here.
-    if let Some(why) = pii::rules_problem(&rules, Some(&"s".repeat(pii::MIN_SALT_CHARS))) {
+    if let Some(why) = pii::rules_problem(&rules) {
         return Err(ApiError::field("rules", why));
     }
     let mut change = api.store.change().await?;
@@ -145,7 +145,7 @@ async fn put(
         .ok_or_else(|| ApiError::missing("source", &id))?;
     let mut row = before.clone();
     row.pii = rules;
-    if row.pii.iter().any(|r| r.action == pii::Action::Hash) {
+    if pii::hashes(&row.pii) {
         workspaces::ensure_pii_salt(change.conn(), api.store.key(), &caller.workspace.id, None)
             .await?;
     }

@@ -40,11 +40,7 @@ pub async fn export(
         }
         let mut source = source_doc(source, write_keys)?;
         source.workspace = Some(workspace.to_owned());
-        if source
-            .pii
-            .iter()
-            .any(|r| r.action == crate::pii::Action::Hash)
-        {
+        if crate::pii::hashes(&source.pii) {
             match &salt {
                 Some(salt) => source.pii_salt = Some(salt.clone()),
                 None => {
@@ -294,7 +290,7 @@ pub async fn import(
         done.sources += 1;
         // `hash` rules hash with the workspace's salt: the file's when the workspace
         // has none yet (hashes made before the import still match).
-        if row.pii.iter().any(|r| r.action == crate::pii::Action::Hash) {
+        if crate::pii::hashes(&row.pii) {
             let file = s
                 .pii_salt
                 .as_ref()
